@@ -1,0 +1,60 @@
+#pragma once
+// Philox4x32-10 counter-based RNG: the numbers depend only on (key, counter), so the same
+// stream comes out on CPU and GPU and regardless of batching or thread order.
+#include <cmath>
+#include <cstdint>
+
+namespace r1 {
+
+struct Philox {
+  static void round(uint32_t ctr[4], const uint32_t key[2]) {
+    const uint64_t p0 = uint64_t(0xD2511F53u) * ctr[0];
+    const uint64_t p1 = uint64_t(0xCD9E8D57u) * ctr[2];
+    const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
+    const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+    const uint32_t c0 = hi1 ^ ctr[1] ^ key[0];
+    const uint32_t c2 = hi0 ^ ctr[3] ^ key[1];
+    ctr[0] = c0; ctr[1] = lo1; ctr[2] = c2; ctr[3] = lo0;
+  }
+  // Four 32-bit random words for (seed, counter).
+  static void generate(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+    uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
+    uint32_t ctr[4] = {uint32_t(counter_lo), uint32_t(counter_lo >> 32), uint32_t(counter_hi),
+                       uint32_t(counter_hi >> 32)};
+    for (int i = 0; i < 10; ++i) {
+      round(ctr, key);
+      key[0] += 0x9E3779B9u;
+      key[1] += 0xBB67AE85u;
+    }
+    for (int i = 0; i < 4; ++i) out[i] = ctr[i];
+  }
+};
+
+// A sequential stream over Philox for initialisation and shuffling: (seed, stream) pick the stream.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed, uint64_t stream = 0) : seed_(seed), stream_(stream) {}
+  uint32_t next_u32() {
+    if (idx_ == 4) {
+      Philox::generate(seed_, stream_, counter_++, buf_);
+      idx_ = 0;
+    }
+    return buf_[idx_++];
+  }
+  // Uniform in [0, 1) with 24 random bits.
+  float uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }
+  // Standard normal (Box-Muller).
+  float normal() {
+    float u1 = (float(next_u32() >> 8) + 1.0f) * (1.0f / 16777217.0f);
+    float u2 = uniform();
+    return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.28318530718f * u2);
+  }
+  uint64_t counter() const { return counter_; }
+
+ private:
+  uint64_t seed_, stream_, counter_ = 0;
+  uint32_t buf_[4] = {};
+  int idx_ = 4;
+};
+
+}  // namespace r1

@@ -1,0 +1,12 @@
+#pragma once
+// Each subcommand registers itself on the r1 program; one file per subcommand.
+#include <CLI/CLI.hpp>
+
+namespace r1::cli {
+
+void add_init(CLI::App& app);
+void add_logprobs(CLI::App& app);
+void add_demo(CLI::App& app);
+void add_convert(CLI::App& app);
+
+}  // namespace r1::cli

@@ -1,0 +1,24 @@
+#pragma once
+// JSON-lines input for the r1 subcommands: every line is parsed and checked before any work, so a
+// bad line is reported by number and nothing is written.
+#include <nlohmann/json.hpp>
+
+#include <istream>
+#include <string>
+#include <vector>
+
+namespace r1::cli {
+
+struct JsonLine {
+  int line_no;  // 1-based
+  nlohmann::json value;
+};
+
+// Reads all lines of `in`; an empty or unparsable line is an error naming `source` and the line.
+std::vector<JsonLine> read_jsonl(std::istream& in, const std::string& source);
+
+// The integer array `key` of a line; errors name the source, line and offending element.
+std::vector<int32_t> int_array(const JsonLine& l, const std::string& key, const std::string& source,
+                               int64_t lo, int64_t hi);
+
+}  // namespace r1::cli

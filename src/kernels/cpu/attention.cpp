@@ -1,0 +1,144 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace r1::cpu {
+
+namespace {
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+inline void axpy(float* y, float a, const float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// One query row over n keys/values: key j at kbase + j * stride, value j at vbase + j * stride.
+// Writes out (HD) and returns the log-sum-exp of the scaled scores. s: scratch of >= n floats.
+float attend_row(float* out, const float* qr, const float* kbase, const float* vbase, int64_t stride,
+                 int64_t n, int64_t HD, float scale, float* s) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = scale * dot(qr, kbase + j * stride, HD);
+    m = std::max(m, s[j]);
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  std::memset(out, 0, size_t(HD) * sizeof(float));
+  const float inv = 1.0f / sum;
+  for (int64_t j = 0; j < n; ++j) axpy(out, s[j] * inv, vbase + j * stride, HD);
+  return m + std::log(sum);
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                       int64_t HD, float scale) {
+  std::vector<int32_t> start(static_cast<size_t>(T));
+  int64_t maxlen = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = cu_seqlens[b]; t < cu_seqlens[b + 1]; ++t) start[size_t(t)] = cu_seqlens[b];
+    maxlen = std::max<int64_t>(maxlen, cu_seqlens[b + 1] - cu_seqlens[b]);
+  }
+  const int64_t group = NH / NKV, stride = NKV * HD;
+#pragma omp parallel if (T * maxlen * NH * HD >= kParallelMin)
+  {
+    std::vector<float> s(static_cast<size_t>(std::max<int64_t>(maxlen, 1)));
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t th = 0; th < T * NH; ++th) {
+      const int64_t t = th / NH, h = th % NH, g = h / group, s0 = start[size_t(t)];
+      const int64_t kv0 = s0 * stride + g * HD;
+      lse[th] = attend_row(out + th * HD, q + th * HD, k + kv0, v + kv0, stride, t - s0 + 1, HD, scale,
+                           s.data());
+    }
+  }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale) {
+  (void)T;
+  // One task per (sequence, kv head): it owns dk/dv of that kv head in that sequence and dq of the
+  // query heads that share it, so tasks never write the same memory. Longest sequences first.
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) order[size_t(b)] = b;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return cu_seqlens[a + 1] - cu_seqlens[a] > cu_seqlens[b + 1] - cu_seqlens[b];
+  });
+  const int64_t group = NH / NKV, kstride = NKV * HD, qstride = NH * HD;
+#pragma omp parallel if (T * NH * HD * 16 >= kParallelMin)
+  {
+    std::vector<float> dq_acc(static_cast<size_t>(HD));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < B * NKV; ++task) {
+      const int64_t b = order[size_t(task / NKV)], g = task % NKV;
+      const int64_t s0 = cu_seqlens[b], s1 = cu_seqlens[b + 1];
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        for (int64_t i = s0; i < s1; ++i) {
+          const float* qi = q + i * qstride + h * HD;
+          const float* doi = dout + i * qstride + h * HD;
+          const float* oi = out + i * qstride + h * HD;
+          const float li = lse[i * NH + h];
+          const float Di = dot(doi, oi, HD);
+          std::fill(dq_acc.begin(), dq_acc.end(), 0.0f);
+          for (int64_t j = s0; j <= i; ++j) {
+            const float* kj = k + j * kstride + g * HD;
+            const float* vj = v + j * kstride + g * HD;
+            const float p = std::exp(scale * dot(qi, kj, HD) - li);
+            const float dp = dot(doi, vj, HD);
+            const float ds = p * (dp - Di);
+            axpy(dq_acc.data(), ds, kj, HD);
+            axpy(dk + j * kstride + g * HD, scale * ds, qi, HD);
+            axpy(dv + j * kstride + g * HD, p, doi, HD);
+          }
+          axpy(dq + i * qstride + h * HD, scale, dq_acc.data(), HD);
+        }
+      }
+    }
+  }
+}
+
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
+                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD) {
+  const int64_t row = NKV * HD;
+#pragma omp parallel for schedule(static) if (T * row >= kParallelMin)
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t dst = (int64_t(slots[t]) * L + pos[t]) * row;
+    std::memcpy(k_cache + dst, k + t * row, size_t(row) * sizeof(float));
+    std::memcpy(v_cache + dst, v + t * row, size_t(row) * sizeof(float));
+  }
+}
+
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
+                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
+                      int64_t NKV, int64_t HD, float scale) {
+  int64_t maxlen = 0;
+  for (int64_t t = 0; t < T; ++t) maxlen = std::max<int64_t>(maxlen, int64_t(pos[t]) + 1);
+  const int64_t group = NH / NKV, stride = NKV * HD;
+#pragma omp parallel if (T * maxlen * NH * HD >= kParallelMin)
+  {
+    std::vector<float> s(static_cast<size_t>(std::max<int64_t>(maxlen, 1)));
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t th = 0; th < T * NH; ++th) {
+      const int64_t t = th / NH, h = th % NH, g = h / group;
+      const int64_t kv0 = int64_t(slots[t]) * L * stride + g * HD;
+      attend_row(out + th * HD, q + th * HD, k_cache + kv0, v_cache + kv0, stride, int64_t(pos[t]) + 1, HD,
+                 scale, s.data());
+    }
+  }
+}
+
+}  // namespace r1::cpu

@@ -1,0 +1,99 @@
+#pragma once
+// CPU reference kernels: raw fp32 pointers, row-major, contiguous (llm.c style). No validation here:
+// r1::ops (kernels/ops.cpp) checks shapes, dtypes, devices and index ranges before calling these.
+// Backward kernels ACCUMULATE (+=) into their gradient outputs, except rope_backward (in place).
+// A nullptr gradient output means "not wanted" where noted.
+#include <cstdint>
+
+namespace r1::cpu {
+
+// Work (in elements touched) below which an op runs on one thread: opening an OpenMP region costs
+// microseconds, and much more when the cores are shared, which dominates small ops.
+constexpr int64_t kParallelMin = 1 << 15;
+
+// ---- embedding.cpp ----
+// out (T, C) = table (V, C) [ids (T)]
+void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T, int64_t C);
+// dtable (V, C) += scatter of dout (T, C) by ids (T). Deterministic (parallel over C).
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T, int64_t C);
+
+// ---- rmsnorm.cpp ----
+// out (N, C) = inp (N, C) * rstd * weight (C); rstd (N) = 1 / sqrt(mean(inp^2) + eps)
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
+                     float eps);
+// dinp (N, C) +=, dweight (C) += ; either may be nullptr.
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, int64_t N, int64_t C);
+
+// ---- linear.cpp (OpenBLAS sgemm) ----
+// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, nullable)
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                    int64_t IC, int64_t OC);
+// dinp (N, IC) += dout (N, OC) @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
+// Any gradient output may be nullptr.
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t IC, int64_t OC);
+
+// ---- rope.cpp ----
+// x (T, H, HD) rotated in place, HF rotate_half layout; positions (T), inv_freq (HD/2).
+// The angle is float(pos) * inv_freq in fp32 (as HF computes it), cos/sin evaluated from that.
+void rope_forward(float* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
+                  int64_t HD);
+// dx (T, H, HD) in place: rotation by -angle (the transpose).
+void rope_backward(float* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
+                   int64_t HD);
+
+// ---- attention.cpp ----
+// Packed varlen causal GQA. q, out (T, NH, HD); k, v (T, NKV, HD); lse (T, NH); cu_seqlens (B + 1).
+// Query head h uses kv head h / (NH / NKV).
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                       int64_t HD, float scale);
+// dq (T, NH, HD) +=, dk, dv (T, NKV, HD) += ; flash-style recomputation from lse.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale);
+// k_cache, v_cache (S, L, NKV, HD); k, v (T, NKV, HD); token t goes to [slots[t], pos[t]].
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
+                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
+// out, q (T, NH, HD): query t attends to rows [0, pos[t]] of slot slots[t].
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
+                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
+                      int64_t NKV, int64_t HD, float scale);
+
+// ---- swiglu.cpp ----
+// out (n) = silu(gate) * up
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+// dgate (n) +=, dup (n) +=
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                     int64_t n);
+
+// ---- elementwise.cpp ----
+void add(float* out, const float* a, const float* b, int64_t n);  // out may alias a or b
+void add_inplace(float* dst, const float* src, int64_t n);
+void scale_inplace(float* x, float s, int64_t n);
+void zero(float* x, int64_t n);
+double sum_squares(const float* x, int64_t n);
+
+// ---- logprobs.cpp ----
+// Fused lm-head + log-softmax. hidden (T, C), weight (V, C), targets (T) (< 0: none, logp = 0).
+// logp (T), lse (T) of z = hidden @ weight^T / temperature, entropy (T, nullable).
+// Scratch: at most max_scratch floats of logits (tokens are chunked too when T * vocab_chunk exceeds it).
+void token_logprobs_forward(float* logp, float* lse, float* entropy, const float* hidden, const float* weight,
+                            const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
+                            int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 23);
+// dhidden (T, C) +=, dweight (V, C) += (either nullable), given dlogp (T) and the saved lse (T).
+void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp, const float* hidden,
+                             const float* weight, const int32_t* targets, const float* lse, int64_t T,
+                             int64_t C, int64_t V, float temperature, int64_t vocab_chunk,
+                             int64_t max_scratch = int64_t(1) << 23);
+// loss = -sum(logp * mask) / sum(mask) (0 when sum(mask) == 0); dlogp (T) += -mask / sum(mask).
+float cross_entropy_forward(const float* logp, const float* mask, int64_t T);
+void cross_entropy_backward(float* dlogp, const float* mask, int64_t T);
+
+// ---- adamw.cpp ----
+// param, grad, m, v (n). g = grad * grad_scale; bias-corrected AdamW with decoupled weight decay.
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t step, float grad_scale);
+
+}  // namespace r1::cpu

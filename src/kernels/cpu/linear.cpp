@@ -1,0 +1,58 @@
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace r1::cpu {
+
+// sgemm is always called from the calling thread (never inside an OpenMP region); OpenBLAS
+// parallelizes it with its own threads.
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                    int64_t IC, int64_t OC) {
+  if (N == 0 || OC == 0) return;
+  float beta = 0.0f;
+  if (bias) {
+#pragma omp parallel for schedule(static) if (N * OC >= kParallelMin)
+    for (int64_t n = 0; n < N; ++n) std::memcpy(out + n * OC, bias, size_t(OC) * sizeof(float));
+    beta = 1.0f;
+  } else if (IC == 0) {
+    std::memset(out, 0, size_t(N * OC) * sizeof(float));
+  }
+  if (IC == 0) return;
+  // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(N), int(OC), int(IC), 1.0f, inp, int(IC), weight,
+              int(IC), beta, out, int(OC));
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t IC, int64_t OC) {
+  if (N == 0 || OC == 0) return;
+  if (dinp && IC > 0) {
+    // dinp (N, IC) += dout (N, OC) @ weight (OC, IC)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(IC), int(OC), 1.0f, dout, int(OC),
+                weight, int(IC), 1.0f, dinp, int(IC));
+  }
+  if (dweight && IC > 0) {
+    // dweight (OC, IC) += dout^T (OC, N) @ inp (N, IC)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(OC), int(IC), int(N), 1.0f, dout, int(OC), inp,
+                int(IC), 1.0f, dweight, int(IC));
+  }
+  if (dbias) {
+    constexpr int64_t kBlock = 256;
+    const int64_t nblocks = (OC + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (N * OC >= kParallelMin)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t o0 = blk * kBlock, o1 = std::min(OC, o0 + kBlock);
+      for (int64_t n = 0; n < N; ++n) {
+        const float* g = dout + n * OC;
+#pragma omp simd
+        for (int64_t o = o0; o < o1; ++o) dbias[o] += g[o];
+      }
+    }
+  }
+}
+
+}  // namespace r1::cpu

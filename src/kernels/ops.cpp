@@ -1,0 +1,516 @@
+// The dispatch layer: every op validates its tensors here (dtype, rank, shapes, devices; index
+// ranges on CPU) and then runs the backend of the device its tensors live on. Only the CPU backend
+// exists so far; a CUDA backend hooks in where each op calls on_cuda():
+//
+//   if (on_cuda(op, {...})) {
+//   #ifdef R1_HAVE_CUDA
+//     return cuda::the_op(...);
+//   #else
+//     no_cuda(op);
+//   #endif
+//   }
+#include "kernels/ops.h"
+
+#include <cmath>
+#include <initializer_list>
+#include <string>
+
+#include "base/error.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace r1::ops {
+
+namespace {
+
+constexpr DType F32 = DType::F32;
+constexpr DType I32 = DType::I32;
+constexpr int64_t kAny = -1;
+
+// One expected dimension: a letter for messages and the size (kAny: anything).
+struct Dim {
+  const char* name;
+  int64_t size;
+};
+
+// A named operand, for device checks.
+struct Arg {
+  const char* name;
+  const Tensor& t;
+};
+
+std::string expected_str(std::initializer_list<Dim> dims, DType dt) {
+  std::string s = "(";
+  bool first = true;
+  for (const Dim& d : dims) {
+    s += first ? "" : ", ";
+    s += d.name;
+    if (d.size != kAny) {
+      s += '=';
+      s += std::to_string(d.size);
+    }
+    first = false;
+  }
+  return s + ") " + dtype_name(dt);
+}
+
+// t must be non-empty, of dtype dt, with exactly dims. ref (optional) is the tensor the expected
+// sizes came from, named in the message.
+void expect(const char* op, const char* name, const Tensor& t, DType dt, std::initializer_list<Dim> dims,
+            const char* ref_name = nullptr, const Tensor* ref = nullptr) {
+  if (t.empty()) fail("{}: {} is empty, expected {}", op, name, expected_str(dims, dt));
+  bool ok = t.dtype == dt && t.ndim == int(dims.size());
+  int i = 0;
+  for (const Dim& d : dims) {
+    if (!ok) break;
+    ok = d.size == kAny || t.shape[i] == d.size;
+    ++i;
+  }
+  if (ok) return;
+  if (ref) {
+    fail("{}: {} {} does not match {} {}: expected {}", op, name, t.describe(), ref_name, ref->describe(),
+         expected_str(dims, dt));
+  }
+  fail("{}: {} is {}, expected {}", op, name, t.describe(), expected_str(dims, dt));
+}
+
+// Same as expect, but an empty tensor (an optional input or gradient output) is accepted.
+void expect_opt(const char* op, const char* name, const Tensor& t, DType dt, std::initializer_list<Dim> dims,
+                const char* ref_name = nullptr, const Tensor* ref = nullptr) {
+  if (!t.empty()) expect(op, name, t, dt, dims, ref_name, ref);
+}
+
+// t must be non-empty f32 with the same shape as ref.
+void expect_like(const char* op, const char* name, const Tensor& t, const char* ref_name, const Tensor& ref) {
+  if (t.empty()) fail("{}: {} is empty, expected the shape of {} {}", op, name, ref_name, ref.describe());
+  bool ok = t.dtype == F32 && t.ndim == ref.ndim;
+  for (int i = 0; ok && i < t.ndim; ++i) ok = t.shape[i] == ref.shape[i];
+  if (!ok) fail("{}: {} {} does not match {} {}: expected the same shape, f32", op, name, t.describe(), ref_name,
+                ref.describe());
+}
+
+// t must be non-empty f32 with numel n (any shape).
+void expect_numel(const char* op, const char* name, const Tensor& t, int64_t n, const char* ref_name,
+                  const Tensor& ref) {
+  if (t.empty()) fail("{}: {} is empty", op, name);
+  if (t.dtype != F32 || t.numel() != n) {
+    fail("{}: {} {} does not match {} {}: expected f32 with {} elements", op, name, t.describe(), ref_name,
+         ref.describe(), n);
+  }
+}
+
+void expect_f32(const char* op, const char* name, const Tensor& t) {
+  if (t.empty()) fail("{}: {} is empty", op, name);
+  if (t.dtype != F32) fail("{}: {} is {}, expected f32", op, name, t.describe());
+}
+
+// Checks that all non-empty operands share a device; true when that device is CUDA.
+bool on_cuda(const char* op, std::initializer_list<Arg> args) {
+  const Arg* first = nullptr;
+  for (const Arg& a : args) {
+    if (a.t.empty()) continue;
+    if (!first) {
+      first = &a;
+    } else if (a.t.device != first->t.device) {
+      fail("{}: {} {} and {} {} are on different devices", op, first->name, first->t.describe(), a.name,
+           a.t.describe());
+    }
+  }
+  return first && first->t.device == Device::CUDA;
+}
+
+[[noreturn]] void no_cuda(const char* op) { fail("{}: CUDA tensors are handled by the CUDA backend", op); }
+
+float* fp(const Tensor& t) { return t.empty() ? nullptr : static_cast<float*>(t.data); }
+const int32_t* ip(const Tensor& t) { return static_cast<const int32_t*>(t.data); }
+
+// CPU-side checks of index tensors (they read the data, so only on CPU).
+void check_range(const char* op, const char* name, const Tensor& idx, int64_t lo, int64_t hi, const char* what) {
+  const int32_t* p = ip(idx);
+  for (int64_t i = 0; i < idx.numel(); ++i) {
+    if (p[i] < lo || p[i] >= hi) fail("{}: {}[{}] = {} is out of range [{}, {}) ({})", op, name, i, p[i], lo, hi, what);
+  }
+}
+
+void check_cu_seqlens(const char* op, const Tensor& cu, int64_t T) {
+  const int32_t* p = ip(cu);
+  const int64_t n = cu.numel();
+  if (p[0] != 0) fail("{}: cu_seqlens[0] = {}, expected 0", op, p[0]);
+  for (int64_t b = 1; b < n; ++b) {
+    if (p[b] < p[b - 1]) fail("{}: cu_seqlens decreases at {} ({} < {})", op, b, p[b], p[b - 1]);
+  }
+  if (p[n - 1] != T) fail("{}: cu_seqlens[B] = {}, expected T = {}", op, p[n - 1], T);
+}
+
+void check_heads(const char* op, int64_t NH, int64_t NKV) {
+  if (NKV <= 0 || NH % NKV != 0) fail("{}: NH = {} is not a multiple of NKV = {}", op, NH, NKV);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// embedding
+
+void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table) {
+  const char* op = "embedding_forward";
+  expect(op, "ids", ids, I32, {{"T", kAny}});
+  expect(op, "table", table, F32, {{"V", kAny}, {"C", kAny}});
+  const int64_t T = ids.shape[0], V = table.shape[0], C = table.shape[1];
+  expect(op, "out", out, F32, {{"T", T}, {"C", C}}, "table", &table);
+  if (on_cuda(op, {{"out", out}, {"ids", ids}, {"table", table}})) no_cuda(op);
+  check_range(op, "ids", ids, 0, V, "vocabulary");
+  cpu::embedding_forward(fp(out), ip(ids), fp(table), T, C);
+}
+
+void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
+  const char* op = "embedding_backward";
+  expect(op, "ids", ids, I32, {{"T", kAny}});
+  expect(op, "dtable", dtable, F32, {{"V", kAny}, {"C", kAny}});
+  const int64_t T = ids.shape[0], V = dtable.shape[0], C = dtable.shape[1];
+  expect(op, "dout", dout, F32, {{"T", T}, {"C", C}}, "dtable", &dtable);
+  if (on_cuda(op, {{"dtable", dtable}, {"dout", dout}, {"ids", ids}})) no_cuda(op);
+  check_range(op, "ids", ids, 0, V, "vocabulary");
+  cpu::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rmsnorm
+
+void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight, float eps) {
+  const char* op = "rmsnorm_forward";
+  expect(op, "inp", inp, F32, {{"N", kAny}, {"C", kAny}});
+  const int64_t N = inp.shape[0], C = inp.shape[1];
+  expect(op, "weight", weight, F32, {{"C", C}}, "inp", &inp);
+  expect(op, "out", out, F32, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
+  if (on_cuda(op, {{"out", out}, {"rstd", rstd}, {"inp", inp}, {"weight", weight}})) no_cuda(op);
+  cpu::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps);
+}
+
+void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                      const Tensor& rstd) {
+  const char* op = "rmsnorm_backward";
+  expect(op, "inp", inp, F32, {{"N", kAny}, {"C", kAny}});
+  const int64_t N = inp.shape[0], C = inp.shape[1];
+  expect(op, "weight", weight, F32, {{"C", C}}, "inp", &inp);
+  expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
+  expect(op, "dout", dout, F32, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect_opt(op, "dinp", dinp, F32, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect_opt(op, "dweight", dweight, F32, {{"C", C}}, "inp", &inp);
+  if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dout", dout}, {"inp", inp}, {"weight", weight},
+                   {"rstd", rstd}})) {
+    no_cuda(op);
+  }
+  cpu::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear
+
+void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+  const char* op = "linear_forward";
+  expect(op, "inp", inp, F32, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = inp.shape[0], IC = inp.shape[1];
+  expect(op, "weight", weight, F32, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  const int64_t OC = weight.shape[0];
+  expect_opt(op, "bias", bias, F32, {{"OC", OC}}, "weight", &weight);
+  expect(op, "out", out, F32, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) no_cuda(op);
+  cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC);
+}
+
+void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,
+                     const Tensor& weight) {
+  const char* op = "linear_backward";
+  expect(op, "inp", inp, F32, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = inp.shape[0], IC = inp.shape[1];
+  expect(op, "weight", weight, F32, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  const int64_t OC = weight.shape[0];
+  expect(op, "dout", dout, F32, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  expect_opt(op, "dinp", dinp, F32, {{"N", N}, {"IC", IC}}, "inp", &inp);
+  expect_opt(op, "dweight", dweight, F32, {{"OC", OC}, {"IC", IC}}, "weight", &weight);
+  expect_opt(op, "dbias", dbias, F32, {{"OC", OC}}, "weight", &weight);
+  if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dbias", dbias}, {"dout", dout}, {"inp", inp},
+                   {"weight", weight}})) {
+    no_cuda(op);
+  }
+  cpu::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N, IC, OC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope
+
+namespace {
+void rope_check(const char* op, const char* xname, const Tensor& x, const Tensor& positions,
+                const Tensor& inv_freq) {
+  expect(op, xname, x, F32, {{"T", kAny}, {"H", kAny}, {"HD", kAny}});
+  const int64_t T = x.shape[0], HD = x.shape[2];
+  if (HD % 2 != 0) fail("{}: {} {} has odd head dim HD = {}", op, xname, x.describe(), HD);
+  expect(op, "positions", positions, I32, {{"T", T}}, xname, &x);
+  expect(op, "inv_freq", inv_freq, F32, {{"HD/2", HD / 2}}, xname, &x);
+}
+}  // namespace
+
+void rope_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq) {
+  const char* op = "rope_forward";
+  rope_check(op, "x", x, positions, inv_freq);
+  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) no_cuda(op);
+  cpu::rope_forward(fp(x), ip(positions), fp(inv_freq), x.shape[0], x.shape[1], x.shape[2]);
+}
+
+void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
+  const char* op = "rope_backward";
+  rope_check(op, "dx", dx, positions, inv_freq);
+  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) no_cuda(op);
+  cpu::rope_backward(fp(dx), ip(positions), fp(inv_freq), dx.shape[0], dx.shape[1], dx.shape[2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention
+
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& cu_seqlens, float scale) {
+  const char* op = "attention_forward";
+  expect(op, "q", q, F32, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
+  expect(op, "k", k, F32, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  const int64_t NKV = k.shape[1];
+  check_heads(op, NH, NKV);
+  expect(op, "v", v, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
+  if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
+  expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
+  if (on_cuda(op, {{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}, {"cu_seqlens", cu_seqlens}})) {
+    no_cuda(op);
+  }
+  check_cu_seqlens(op, cu_seqlens, T);
+  cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH,
+                         NKV, HD, scale);
+}
+
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& cu_seqlens,
+                        float scale) {
+  const char* op = "attention_backward";
+  expect(op, "q", q, F32, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
+  expect(op, "k", k, F32, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  const int64_t NKV = k.shape[1];
+  check_heads(op, NH, NKV);
+  expect(op, "v", v, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
+  if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
+  expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
+  expect(op, "dout", dout, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "dq", dq, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "dk", dk, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "dv", dv, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "v", &v);
+  if (on_cuda(op, {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v},
+                   {"out", out}, {"lse", lse}, {"cu_seqlens", cu_seqlens}})) {
+    no_cuda(op);
+  }
+  check_cu_seqlens(op, cu_seqlens, T);
+  cpu::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse),
+                          ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH, NKV, HD, scale);
+}
+
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
+                    const Tensor& pos) {
+  const char* op = "kv_cache_write";
+  expect(op, "k_cache", k_cache, F32, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", kAny}});
+  const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
+  expect(op, "v_cache", v_cache, F32, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "k", k, F32, {{"T", kAny}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  const int64_t T = k.shape[0];
+  expect(op, "v", v, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "slots", slots, I32, {{"T", T}}, "k", &k);
+  expect(op, "pos", pos, I32, {{"T", T}}, "k", &k);
+  if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"slots", slots},
+                   {"pos", pos}})) {
+    no_cuda(op);
+  }
+  check_range(op, "slots", slots, 0, S, "cache slots S");
+  check_range(op, "pos", pos, 0, L, "cache length L");
+  cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD);
+}
+
+void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& slots, const Tensor& pos, float scale) {
+  const char* op = "attention_cached";
+  expect(op, "q", q, F32, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
+  expect(op, "k_cache", k_cache, F32, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2];
+  check_heads(op, NH, NKV);
+  expect(op, "v_cache", v_cache, F32, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "slots", slots, I32, {{"T", T}}, "q", &q);
+  expect(op, "pos", pos, I32, {{"T", T}}, "q", &q);
+  expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
+                   {"pos", pos}})) {
+    no_cuda(op);
+  }
+  check_range(op, "slots", slots, 0, S, "cache slots S");
+  check_range(op, "pos", pos, 0, L, "cache length L");
+  cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L, NH, NKV, HD, scale);
+}
+
+// ---------------------------------------------------------------------------------------------
+// swiglu
+
+void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
+  const char* op = "swiglu_forward";
+  expect_f32(op, "gate", gate);
+  expect_like(op, "up", up, "gate", gate);
+  expect_like(op, "out", out, "gate", gate);
+  if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}})) no_cuda(op);
+  cpu::swiglu_forward(fp(out), fp(gate), fp(up), gate.numel());
+}
+
+void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up) {
+  const char* op = "swiglu_backward";
+  expect_f32(op, "gate", gate);
+  expect_like(op, "up", up, "gate", gate);
+  expect_like(op, "dout", dout, "gate", gate);
+  expect_like(op, "dgate", dgate, "gate", gate);
+  expect_like(op, "dup", dup, "up", up);
+  if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}})) no_cuda(op);
+  cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), gate.numel());
+}
+
+// ---------------------------------------------------------------------------------------------
+// elementwise
+
+void add(Tensor out, const Tensor& a, const Tensor& b) {
+  const char* op = "add";
+  expect_f32(op, "a", a);
+  expect_numel(op, "b", b, a.numel(), "a", a);
+  expect_numel(op, "out", out, a.numel(), "a", a);
+  if (on_cuda(op, {{"out", out}, {"a", a}, {"b", b}})) no_cuda(op);
+  cpu::add(fp(out), fp(a), fp(b), a.numel());
+}
+
+void add_inplace(Tensor dst, const Tensor& src) {
+  const char* op = "add_inplace";
+  expect_f32(op, "dst", dst);
+  expect_numel(op, "src", src, dst.numel(), "dst", dst);
+  if (on_cuda(op, {{"dst", dst}, {"src", src}})) no_cuda(op);
+  cpu::add_inplace(fp(dst), fp(src), dst.numel());
+}
+
+void scale_inplace(Tensor x, float s) {
+  const char* op = "scale_inplace";
+  expect_f32(op, "x", x);
+  if (on_cuda(op, {{"x", x}})) no_cuda(op);
+  cpu::scale_inplace(fp(x), s, x.numel());
+}
+
+void zero(Tensor x) {
+  const char* op = "zero";
+  expect_f32(op, "x", x);
+  if (on_cuda(op, {{"x", x}})) no_cuda(op);
+  cpu::zero(fp(x), x.numel());
+}
+
+double sum_squares(const Tensor& x) {
+  const char* op = "sum_squares";
+  expect_f32(op, "x", x);
+  if (on_cuda(op, {{"x", x}})) no_cuda(op);
+  return cpu::sum_squares(fp(x), x.numel());
+}
+
+// ---------------------------------------------------------------------------------------------
+// token log-probabilities
+
+namespace {
+void logprobs_check(const char* op, const Tensor& hidden, const Tensor& weight, const Tensor& targets,
+                    float temperature, int64_t vocab_chunk) {
+  expect(op, "hidden", hidden, F32, {{"T", kAny}, {"C", kAny}});
+  const int64_t T = hidden.shape[0], C = hidden.shape[1];
+  expect(op, "weight", weight, F32, {{"V", kAny}, {"C", C}}, "hidden", &hidden);
+  if (C == 0 || weight.shape[0] == 0) {
+    fail("{}: hidden {} and weight {} must have C > 0 and V > 0", op, hidden.describe(), weight.describe());
+  }
+  expect(op, "targets", targets, I32, {{"T", T}}, "hidden", &hidden);
+  if (!(temperature > 0.0f) || !std::isfinite(temperature)) fail("{}: temperature = {} must be > 0", op, temperature);
+  if (vocab_chunk <= 0) fail("{}: vocab_chunk = {} must be > 0", op, vocab_chunk);
+}
+
+void check_targets(const char* op, const Tensor& targets, int64_t V) {
+  const int32_t* p = ip(targets);
+  for (int64_t t = 0; t < targets.numel(); ++t) {
+    if (p[t] >= V) fail("{}: targets[{}] = {} is out of range (V = {}; < 0 means none)", op, t, p[t], V);
+  }
+}
+}  // namespace
+
+void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tensor& hidden, const Tensor& weight,
+                            const Tensor& targets, float temperature, int64_t vocab_chunk) {
+  const char* op = "token_logprobs_forward";
+  logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
+  const int64_t T = hidden.shape[0], C = hidden.shape[1], V = weight.shape[0];
+  expect(op, "logp", logp, F32, {{"T", T}}, "hidden", &hidden);
+  expect(op, "lse", lse, F32, {{"T", T}}, "hidden", &hidden);
+  expect_opt(op, "entropy", entropy, F32, {{"T", T}}, "hidden", &hidden);
+  if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"entropy", entropy}, {"hidden", hidden}, {"weight", weight},
+                   {"targets", targets}})) {
+    no_cuda(op);
+  }
+  check_targets(op, targets, V);
+  cpu::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight), ip(targets), T, C, V,
+                              temperature, vocab_chunk);
+}
+
+void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp, const Tensor& hidden,
+                             const Tensor& weight, const Tensor& targets, const Tensor& lse, float temperature,
+                             int64_t vocab_chunk) {
+  const char* op = "token_logprobs_backward";
+  logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
+  const int64_t T = hidden.shape[0], C = hidden.shape[1], V = weight.shape[0];
+  expect(op, "dlogp", dlogp, F32, {{"T", T}}, "hidden", &hidden);
+  expect(op, "lse", lse, F32, {{"T", T}}, "hidden", &hidden);
+  expect_opt(op, "dhidden", dhidden, F32, {{"T", T}, {"C", C}}, "hidden", &hidden);
+  expect_opt(op, "dweight", dweight, F32, {{"V", V}, {"C", C}}, "weight", &weight);
+  if (on_cuda(op, {{"dhidden", dhidden}, {"dweight", dweight}, {"dlogp", dlogp}, {"hidden", hidden},
+                   {"weight", weight}, {"targets", targets}, {"lse", lse}})) {
+    no_cuda(op);
+  }
+  check_targets(op, targets, V);
+  cpu::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight), ip(targets), fp(lse),
+                               T, C, V, temperature, vocab_chunk);
+}
+
+float cross_entropy_forward(const Tensor& logp, const Tensor& mask) {
+  const char* op = "cross_entropy_forward";
+  expect(op, "logp", logp, F32, {{"T", kAny}});
+  expect(op, "mask", mask, F32, {{"T", logp.shape[0]}}, "logp", &logp);
+  if (on_cuda(op, {{"logp", logp}, {"mask", mask}})) no_cuda(op);
+  return cpu::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]);
+}
+
+void cross_entropy_backward(Tensor dlogp, const Tensor& mask) {
+  const char* op = "cross_entropy_backward";
+  expect(op, "dlogp", dlogp, F32, {{"T", kAny}});
+  expect(op, "mask", mask, F32, {{"T", dlogp.shape[0]}}, "dlogp", &dlogp);
+  if (on_cuda(op, {{"dlogp", dlogp}, {"mask", mask}})) no_cuda(op);
+  cpu::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// optimizer
+
+void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp) {
+  const char* op = "adamw_update";
+  expect_f32(op, "param", param);
+  const int64_t n = param.numel();
+  expect_numel(op, "grad", grad, n, "param", param);
+  expect_numel(op, "m", m, n, "param", param);
+  expect_numel(op, "v", v, n, "param", param);
+  if (hp.step < 1) fail("{}: step = {} must be >= 1 (1-based, for bias correction)", op, hp.step);
+  if (on_cuda(op, {{"param", param}, {"grad", grad}, {"m", m}, {"v", v}})) no_cuda(op);
+  cpu::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
+                    hp.step, hp.grad_scale);
+}
+
+}  // namespace r1::ops

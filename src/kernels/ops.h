@@ -1,0 +1,105 @@
+#pragma once
+// The op set: every op's forward and backward, side by side. Each op checks its shapes here (one
+// place, naming the op and the offending tensor) and runs on the device its tensors live on.
+//
+// Conventions (all backends):
+// - Shapes use dimension letters: T tokens (packed), C model width, V vocabulary, NH query heads,
+//   NKV key/value heads, HD head dim, I MLP width, B sequences, S cache slots, L cache length.
+// - Backward ops ACCUMULATE (+=) into every gradient they write, so one buffer can gather the
+//   gradients of several consumers (the residual stream, q/k/v projections of one input).
+//   Callers zero gradient buffers when a step begins. Exception: rope_backward works in place.
+// - An empty Tensor for an optional input (bias) or optional gradient output means "none".
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace r1::ops {
+
+// out (T, C) = table[ids] ; ids (T) i32 in [0, V), table (V, C)
+void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table);
+// dtable (V, C) += scatter of dout (T, C) by ids
+void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids);
+
+// out (N, C) = inp * rstd * weight, rstd (N) = 1/sqrt(mean(inp^2) + eps) saved for backward
+void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight, float eps);
+// dinp (N, C) +=, dweight (C) +=
+void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp,
+                      const Tensor& weight, const Tensor& rstd);
+
+// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, optional)   [HF nn.Linear layout]
+void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
+// dinp (N, IC) += dout @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
+// Any of dinp, dweight, dbias may be empty.
+void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,
+                     const Tensor& weight);
+
+// Rotary embedding in place on x (T, H, HD), HF "rotate_half" layout: for j < HD/2, angle
+// a = positions[t] * inv_freq[j]; (x_j, x_{j+HD/2}) -> (x_j cos a - x_{j+HD/2} sin a,
+// x_{j+HD/2} cos a + x_j sin a). positions (T) i32, inv_freq (HD/2) f32.
+void rope_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq);
+// dx (T, H, HD) in place: the gradient w.r.t. the rotated x becomes the gradient w.r.t. the input.
+void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq);
+
+// Causal self-attention over packed variable-length sequences: sequence b owns tokens
+// [cu_seqlens[b], cu_seqlens[b+1]) and attends only within itself. Query head h reads key/value
+// head h / (NH / NKV) (grouped-query attention). out (T, NH, HD); lse (T, NH) f32 log-sum-exp of
+// the scaled scores, saved for backward (memory linear in T: probabilities are recomputed).
+// q (T, NH, HD), k, v (T, NKV, HD), cu_seqlens (B + 1) i32 with cu_seqlens[0] = 0, cu_seqlens[B] = T.
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& cu_seqlens, float scale);
+// dq (T, NH, HD) +=, dk, dv (T, NKV, HD) +=
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q,
+                        const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& cu_seqlens, float scale);
+
+// KV cache: k_cache, v_cache (S, L, NKV, HD). Token t is written at cache slot slots[t], row pos[t].
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
+                    const Tensor& pos);
+// Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
+// attends to rows [0, pos[t]] of slot slots[t]. out, q (T, NH, HD); slots, pos (T) i32. Forward only.
+void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& slots, const Tensor& pos, float scale);
+
+// out (N, I) = silu(gate) * up
+void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up);
+// dgate (N, I) +=, dup (N, I) +=
+void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up);
+
+// out = a + b (same numel; out may alias a or b). The residual add; its backward is add_inplace.
+void add(Tensor out, const Tensor& a, const Tensor& b);
+// dst += src
+void add_inplace(Tensor dst, const Tensor& src);
+// x *= s
+void scale_inplace(Tensor x, float s);
+void zero(Tensor x);
+
+// Per-token log-probability of targets under softmax(hidden @ weight^T / temperature), computed in
+// chunks of `vocab_chunk` vocabulary rows so the (T, V) logits are never stored.
+// logp (T) = z[target]/tau - lse; lse (T) saved for backward; entropy (T, optional) of the
+// distribution. hidden (T, C), weight (V, C), targets (T) i32 (target < 0: no target, logp = 0).
+void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tensor& hidden,
+                            const Tensor& weight, const Tensor& targets, float temperature,
+                            int64_t vocab_chunk);
+// Given dlogp (T): dhidden (T, C) +=, dweight (V, C) += (either may be empty).
+void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp, const Tensor& hidden,
+                             const Tensor& weight, const Tensor& targets, const Tensor& lse,
+                             float temperature, int64_t vocab_chunk);
+
+// Mean cross-entropy over tokens with a target: loss = -sum(logp * mask) / sum(mask), mask (T) f32.
+// Returns the loss; dlogp (T) += d loss / d logp.
+float cross_entropy_forward(const Tensor& logp, const Tensor& mask);
+void cross_entropy_backward(Tensor dlogp, const Tensor& mask);
+
+// Sum of squares in double, for global gradient norms.
+double sum_squares(const Tensor& x);
+
+struct AdamWParams {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  int64_t step = 1;            // 1-based, for bias correction
+  float grad_scale = 1.0f;     // gradients are multiplied by this first (clipping, accumulation)
+};
+// Decoupled weight decay (Loshchilov & Hutter): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p).
+// param, grad, m, v (N) f32.
+void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp);
+
+}  // namespace r1::ops

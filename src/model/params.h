@@ -1,0 +1,44 @@
+#pragma once
+// Parameters in the HF layout and names, as views into one flat f32 buffer (one for weights, one
+// of the same layout for gradients), so the optimizer and all-reduce see a single array.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "tensor/tensor.h"
+
+namespace r1::model {
+
+struct ParamSpec {
+  std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;
+  int64_t offset = 0;          // in floats, into the flat buffer
+  int64_t numel() const;
+};
+
+// Every parameter of the architecture, in a fixed order. Tied embeddings have no lm_head entry.
+std::vector<ParamSpec> param_specs(const ModelConfig& c);
+int64_t total_params(const std::vector<ParamSpec>& specs);
+
+struct LayerParams {
+  Tensor input_norm;                  // (C)
+  Tensor q_w, k_w, v_w, o_w;          // (q_dim, C), (kv_dim, C), (kv_dim, C), (C, q_dim)
+  Tensor q_b, k_b, v_b;               // (q_dim), (kv_dim), (kv_dim) or empty
+  Tensor q_norm, k_norm;              // (HD) or empty (qwen3 only)
+  Tensor post_norm;                   // (C)
+  Tensor gate_w, up_w, down_w;        // (I, C), (I, C), (C, I)
+};
+
+struct Params {
+  Tensor embed;       // (V, C)
+  std::vector<LayerParams> layers;
+  Tensor final_norm;  // (C)
+  Tensor lm_head;     // (V, C); the same memory as embed when tied
+  Tensor flat;        // (N): everything
+};
+
+// Views into `base` (total_params(specs) floats) laid out by `specs`.
+Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* base);
+
+}  // namespace r1::model

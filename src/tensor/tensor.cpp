@@ -1,0 +1,141 @@
+#include "tensor/tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/error.h"
+
+namespace r1 {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::BF16: return 2;
+    case DType::F16: return 2;
+    case DType::I32: return 4;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::BF16: return "bf16";
+    case DType::F16: return "f16";
+    case DType::I32: return "i32";
+  }
+  return "?";
+}
+
+Tensor::Tensor(void* p, DType t, std::initializer_list<int64_t> dims, Device d)
+    : data(p), dtype(t), device(d), ndim(int(dims.size())) {
+  R1_CHECK(dims.size() <= kMaxDims, "tensor rank {} exceeds {}", dims.size(), kMaxDims);
+  int i = 0;
+  for (int64_t s : dims) {
+    R1_CHECK(s >= 0, "negative tensor dimension {}", s);
+    shape[i++] = s;
+  }
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+float* Tensor::f32() const {
+  R1_CHECK(dtype == DType::F32, "expected an f32 tensor, got {}", describe());
+  return static_cast<float*>(data);
+}
+
+int32_t* Tensor::i32() const {
+  R1_CHECK(dtype == DType::I32, "expected an i32 tensor, got {}", describe());
+  return static_cast<int32_t*>(data);
+}
+
+std::string Tensor::describe() const {
+  std::string s = "(";
+  for (int i = 0; i < ndim; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + ") " + dtype_name(dtype) + (device == Device::CUDA ? " cuda" : "");
+}
+
+Tensor Tensor::reshape(std::initializer_list<int64_t> dims) const {
+  Tensor t(data, dtype, dims, device);
+  R1_CHECK(t.numel() == numel(), "cannot reshape {} to {}", describe(), t.describe());
+  return t;
+}
+
+Tensor Tensor::rows(int64_t begin, int64_t end) const {
+  R1_CHECK(ndim >= 1 && 0 <= begin && begin <= end && end <= shape[0], "rows [{}, {}) out of range for {}",
+           begin, end, describe());
+  Tensor t = *this;
+  int64_t row = numel() / (shape[0] ? shape[0] : 1);
+  t.data = static_cast<char*>(data) + size_t(begin * row) * dtype_size(dtype);
+  t.shape[0] = end - begin;
+  return t;
+}
+
+Buffer::Buffer(size_t bytes) : size_(bytes) {
+  if (bytes == 0) return;
+  data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  R1_CHECK(data_ != nullptr, "out of memory allocating {} bytes", bytes);
+}
+
+Buffer::~Buffer() { std::free(data_); }
+
+Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    std::free(data_);
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::zero() {
+  if (data_) std::memset(data_, 0, size_);
+}
+
+Arena::Arena(size_t bytes) {
+  if (bytes) blocks_.emplace_back(bytes);
+}
+
+Tensor Arena::alloc(DType t, std::initializer_list<int64_t> dims) {
+  Tensor view(nullptr, t, dims);
+  size_t bytes = (view.nbytes() + 63) / 64 * 64;
+  if (blocks_.empty() || block_used_ + bytes > blocks_.back().size()) {
+    size_t grow = blocks_.empty() ? 0 : blocks_.back().size();
+    blocks_.emplace_back(std::max(bytes, std::max(grow, size_t(1) << 20)));
+    block_used_ = 0;
+  }
+  view.data = static_cast<char*>(blocks_.back().data()) + block_used_;
+  block_used_ += bytes;
+  used_ += bytes;
+  peak_ = std::max(peak_, used_);
+  return view;
+}
+
+Tensor Arena::zeros_f32(std::initializer_list<int64_t> dims) {
+  Tensor t = alloc_f32(dims);
+  std::memset(t.data, 0, t.nbytes());
+  return t;
+}
+
+void Arena::reset() {
+  if (blocks_.size() > 1) {
+    blocks_.clear();
+    blocks_.emplace_back(peak_);
+  }
+  block_used_ = 0;
+  used_ = 0;
+}
+
+}  // namespace r1

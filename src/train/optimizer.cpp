@@ -1,0 +1,201 @@
+#include "train/optimizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <numbers>
+
+#include "base/error.h"
+#include "kernels/ops.h"
+#include "model/safetensors.h"
+
+namespace r1::train {
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+
+AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg) : slices_(std::move(slices)), cfg_(cfg) {
+  R1_CHECK(cfg_.beta1 >= 0.0f && cfg_.beta1 < 1.0f, "AdamW: beta1 {} must be in [0, 1)", cfg_.beta1);
+  R1_CHECK(cfg_.beta2 >= 0.0f && cfg_.beta2 < 1.0f, "AdamW: beta2 {} must be in [0, 1)", cfg_.beta2);
+  R1_CHECK(cfg_.eps >= 0.0f && std::isfinite(cfg_.eps), "AdamW: eps {} must be finite and >= 0", cfg_.eps);
+  R1_CHECK(cfg_.weight_decay >= 0.0f && std::isfinite(cfg_.weight_decay),
+           "AdamW: weight_decay {} must be finite and >= 0", cfg_.weight_decay);
+  for (const ParamSlice& s : slices_) {
+    R1_CHECK(s.offset >= 0 && s.numel >= 0, "AdamW: slice '{}' has offset {} and numel {}", s.name, s.offset,
+             s.numel);
+    n_ = std::max(n_, s.offset + s.numel);
+  }
+  // A parameter covered twice would be updated twice per step: refuse overlapping slices.
+  std::vector<const ParamSlice*> order;
+  for (const ParamSlice& s : slices_)
+    if (s.numel > 0) order.push_back(&s);
+  std::sort(order.begin(), order.end(),
+            [](const ParamSlice* a, const ParamSlice* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    const ParamSlice& a = *order[i - 1];
+    const ParamSlice& b = *order[i];
+    R1_CHECK(a.offset + a.numel <= b.offset, "AdamW: slice '{}' [{}, {}) overlaps slice '{}' [{}, {})", a.name,
+             a.offset, a.offset + a.numel, b.name, b.offset, b.offset + b.numel);
+  }
+  m_.assign(size_t(n_), 0.0f);
+  v_.assign(size_t(n_), 0.0f);
+}
+
+void AdamW::step(Tensor params, const Tensor& grads, float lr, float grad_scale) {
+  R1_CHECK(params.dtype == DType::F32 && grads.dtype == DType::F32,
+           "AdamW::step: params {} and grads {} must be f32", params.describe(), grads.describe());
+  // The moments live in host memory (m_, v_), so the parameters must too.
+  R1_CHECK(params.device == Device::CPU && grads.device == Device::CPU,
+           "AdamW::step: params {} and grads {} must be on the CPU (moments are host-resident)",
+           params.describe(), grads.describe());
+  R1_CHECK(params.numel() == grads.numel(), "AdamW::step: params {} and grads {} differ in numel",
+           params.describe(), grads.describe());
+  const int64_t n = params.numel();
+  for (const ParamSlice& s : slices_)
+    R1_CHECK(s.offset + s.numel <= n, "AdamW::step: slice '{}' [{}, {}) lies outside params of numel {}", s.name,
+             s.offset, s.offset + s.numel, n);
+
+  float* p = params.f32();
+  float* g = grads.f32();
+  ops::AdamWParams hp;
+  hp.lr = lr;
+  hp.beta1 = cfg_.beta1;
+  hp.beta2 = cfg_.beta2;
+  hp.eps = cfg_.eps;
+  hp.step = step_ + 1;
+  hp.grad_scale = grad_scale;
+  for (const ParamSlice& s : slices_) {
+    if (s.numel == 0) continue;
+    hp.weight_decay = s.decay ? cfg_.weight_decay : 0.0f;
+    ops::adamw_update(Tensor::f32(p + s.offset, {s.numel}), Tensor::f32(g + s.offset, {s.numel}),
+                      Tensor::f32(m_.data() + s.offset, {s.numel}), Tensor::f32(v_.data() + s.offset, {s.numel}),
+                      hp);
+  }
+  ++step_;
+}
+
+namespace {
+
+// The string metadata of a .safetensors file: 8-byte little-endian header length, then the JSON
+// header whose "__metadata__" holds it. Reads only the header, never the tensor data.
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  R1_CHECK(in, "cannot open optimizer state {}: {}", path, std::strerror(errno));
+  unsigned char len_bytes[8];
+  in.read(reinterpret_cast<char*>(len_bytes), 8);
+  R1_CHECK(in.gcount() == 8, "optimizer state {}: file too short for a safetensors header", path);
+  uint64_t len = 0;
+  for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
+  R1_CHECK(len > 0 && len <= (uint64_t(100) << 20), "optimizer state {}: implausible header length {}", path,
+           len);
+  std::string header(size_t(len), '\0');
+  in.read(header.data(), std::streamsize(len));
+  R1_CHECK(uint64_t(in.gcount()) == len, "optimizer state {}: truncated header", path);
+  nlohmann::json j = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
+  R1_CHECK(j.is_object(), "optimizer state {}: header is not a JSON object", path);
+  std::map<std::string, std::string> meta;
+  auto it = j.find("__metadata__");
+  if (it != j.end() && it->is_object())
+    for (auto& [k, v] : it->items())
+      if (v.is_string()) meta[k] = v.get<std::string>();
+  return meta;
+}
+
+}  // namespace
+
+void AdamW::save(const std::string& path) const {
+  std::vector<model::NamedTensor> tensors = {{"m", {n_}, m_.data()}, {"v", {n_}, v_.data()}};
+  model::save_safetensors(path, tensors, DType::F32, {{"format", "pt"}, {"step", std::to_string(step_)}});
+}
+
+void AdamW::load(const std::string& path) {
+  // The step count is an exact integer in the metadata (no float rounding, no 2^24 limit).
+  std::map<std::string, std::string> meta = read_safetensors_metadata(path);
+  auto it = meta.find("step");
+  R1_CHECK(it != meta.end(), "optimizer state {}: metadata has no \"step\"", path);
+  const std::string& s = it->second;
+  int64_t step = -1;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), step);
+  R1_CHECK(ec == std::errc() && end == s.data() + s.size() && step >= 0,
+           "optimizer state {}: metadata step \"{}\" is not a non-negative integer", path, s);
+
+  model::SafetensorsReader reader(path);
+  for (const char* name : {"m", "v"}) {
+    R1_CHECK(reader.contains(name), "optimizer state {}: no tensor \"{}\"", path, name);
+    const model::TensorInfo& info = reader.info(name);
+    R1_CHECK(info.shape.size() == 1 && info.shape[0] == n_,
+             "optimizer state {}: tensor \"{}\" has {} elements in {} dims, this optimizer has {} parameters",
+             path, name, info.shape.empty() ? 0 : info.shape[0], info.shape.size(), n_);
+  }
+  // Read into fresh buffers first, so a failure leaves this optimizer as it was.
+  std::vector<float> m(static_cast<size_t>(n_)), v(static_cast<size_t>(n_));
+  reader.read_f32("m", {n_}, m.data());
+  reader.read_f32("v", {n_}, v.data());
+  m_ = std::move(m);
+  v_ = std::move(v);
+  step_ = step;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradient clipping (torch.nn.utils.clip_grad_norm_ semantics)
+
+ClipResult clip_grad_norm(const Tensor& grads, double max_norm) {
+  ClipResult r;
+  r.norm = grads.empty() || grads.numel() == 0 ? 0.0 : std::sqrt(ops::sum_squares(grads));
+  if (!std::isfinite(r.norm)) return r;  // scale 1: the caller sees the bad norm and skips the step
+  if (max_norm > 0.0 && r.norm > max_norm) r.scale = float(max_norm / (r.norm + 1e-6));
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Learning-rate schedules, following Hugging Face transformers' get_{constant,linear,cosine}_
+// schedule_with_warmup (and get_cosine_with_min_lr_schedule_with_warmup for min_lr_ratio):
+//   warmup (step < warmup_steps): lr * step / max(1, warmup_steps), so step 0 has LR 0 and the
+//     ramp reaches lr exactly at step == warmup_steps;
+//   then progress = (step - warmup) / max(1, total - warmup), clamped to [0, 1], and
+//     cosine:   lr * (min + (1 - min) * 0.5 * (1 + cos(pi * progress)))
+//     linear:   lr * (min + (1 - min) * (1 - progress))
+//     constant: lr
+//   so from total_steps on the LR stays at lr * min_lr_ratio (cosine, linear).
+
+namespace {
+enum class Kind { Constant, Cosine, Linear };
+constexpr const char* kKinds = "constant, cosine, linear";
+
+Kind parse_kind(const std::string& k) {
+  if (k == "constant") return Kind::Constant;
+  if (k == "cosine") return Kind::Cosine;
+  if (k == "linear") return Kind::Linear;
+  fail("unknown LR schedule kind '{}' (valid: {})", k, kKinds);
+}
+}  // namespace
+
+void validate(const LrSchedule& s) {
+  parse_kind(s.kind);
+  R1_CHECK(std::isfinite(s.lr) && s.lr >= 0.0, "LR schedule: lr {} must be finite and >= 0", s.lr);
+  R1_CHECK(s.warmup_steps >= 0, "LR schedule: warmup_steps {} must be >= 0", s.warmup_steps);
+  R1_CHECK(s.total_steps >= 0, "LR schedule: total_steps {} must be >= 0", s.total_steps);
+  R1_CHECK(s.min_lr_ratio >= 0.0 && s.min_lr_ratio <= 1.0, "LR schedule: min_lr_ratio {} must be in [0, 1]",
+           s.min_lr_ratio);
+}
+
+double lr_at(const LrSchedule& s, int64_t step) {
+  validate(s);
+  R1_CHECK(step >= 0, "LR schedule: step {} must be >= 0", step);
+  const Kind kind = parse_kind(s.kind);
+  if (step < s.warmup_steps) return s.lr * double(step) / double(std::max<int64_t>(1, s.warmup_steps));
+  if (kind == Kind::Constant) return s.lr;
+  double progress = double(step - s.warmup_steps) / double(std::max<int64_t>(1, s.total_steps - s.warmup_steps));
+  progress = std::clamp(progress, 0.0, 1.0);
+  const double lo = s.min_lr_ratio;
+  double factor = kind == Kind::Cosine ? 0.5 * (1.0 + std::cos(std::numbers::pi * progress)) : 1.0 - progress;
+  return s.lr * (lo + (1.0 - lo) * factor);
+}
+
+}  // namespace r1::train

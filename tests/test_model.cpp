@@ -1,0 +1,208 @@
+// The transformer on CPU: cached decoding equals the training forward, checkpoints round-trip,
+// a tiny model overfits a batch, and bad inputs fail cleanly.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "base/rng.h"
+#include "kernels/ops.h"
+#include "model/checkpoint.h"
+#include "test_util.h"
+#include "train/optimizer.h"
+
+using namespace r1;
+
+namespace {
+
+model::Transformer tiny(const std::string& arch, uint64_t seed = 7) {
+  model::ModelConfig c = model::preset_config("tiny", arch);
+  model::Transformer m(c);
+  m.init_random(seed, 0.2f);
+  return m;
+}
+
+std::vector<int32_t> random_ids(uint64_t seed, int n, int vocab) {
+  Rng rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& x : ids) x = int32_t(rng.next_u32() % uint32_t(vocab));
+  return ids;
+}
+
+std::vector<double> log_softmax_at(const float* z, int64_t V, int32_t target) {
+  double mx = z[0];
+  for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(z[i]));
+  double s = 0;
+  for (int64_t i = 0; i < V; ++i) s += std::exp(double(z[i]) - mx);
+  return {double(z[target]) - mx - std::log(s)};
+}
+
+class Arch : public ::testing::TestWithParam<std::string> {};
+
+// Logits from one prefill over the KV cache, and from a prefill of half followed by single-token
+// decode steps, both give the training forward's log-probs.
+TEST_P(Arch, CachedForwardMatchesTrainingForward) {
+  model::Transformer m = tiny(GetParam());
+  const int V = m.config().vocab_size, n = 23;
+  std::vector<std::vector<int32_t>> seqs = {random_ids(1, n, V), random_ids(2, 9, V)};
+  model::Batch batch = model::pack_sequences(seqs);
+  model::TrainState state;
+  Tensor logp = state.forward(m, batch);
+
+  model::KVCache cache(m.config(), 2, 32);
+  Arena arena;
+  // Slot 1 holds the second sequence, prefilled whole; slot 0 the first, half then decoded.
+  std::vector<int32_t> ids, slots, pos, rows;
+  for (int i = 0; i < 9; ++i) {
+    ids.push_back(seqs[1][size_t(i)]);
+    slots.push_back(1);
+    pos.push_back(i);
+    rows.push_back(i);
+  }
+  const int half = n / 2;
+  for (int i = 0; i < half; ++i) {
+    ids.push_back(seqs[0][size_t(i)]);
+    slots.push_back(0);
+    pos.push_back(i);
+  }
+  rows.push_back(int32_t(ids.size()) - 1);
+  Tensor logits = model::forward_cached(m, cache, ids, slots, pos, rows, arena);
+  for (int i = 0; i + 1 < 9; ++i)
+    EXPECT_NEAR(log_softmax_at(logits.f32() + int64_t(i) * V, V, seqs[1][size_t(i) + 1])[0],
+                logp.f32()[n + i], 2e-5);
+  EXPECT_NEAR(log_softmax_at(logits.f32() + 9LL * V, V, seqs[0][size_t(half)])[0], logp.f32()[half - 1], 2e-5);
+  for (int i = half; i + 1 < n; ++i) {
+    arena.reset();
+    Tensor z = model::forward_cached(m, cache, {seqs[0][size_t(i)]}, {0}, {i}, {0}, arena);
+    EXPECT_NEAR(log_softmax_at(z.f32(), V, seqs[0][size_t(i) + 1])[0], logp.f32()[i], 2e-5) << "position " << i;
+  }
+}
+
+TEST_P(Arch, SaveLoadRoundTrip) {
+  model::Transformer m = tiny(GetParam());
+  test::TempDir dir;
+  model::save_model(m, dir.path());
+  model::Transformer back = model::load_model(dir.path());
+  ASSERT_EQ(back.params().flat.numel(), m.params().flat.numel());
+  EXPECT_EQ(0, std::memcmp(back.params().flat.data, m.params().flat.data, m.params().flat.nbytes()));
+  EXPECT_EQ(model::config_to_json(back.config()), model::config_to_json(m.config()));
+
+  model::save_model(m, dir.path(), DType::BF16);
+  model::Transformer b16 = model::load_model(dir.path());
+  const float* a = m.params().flat.f32();
+  const float* b = b16.params().flat.f32();
+  for (int64_t i = 0; i < m.params().flat.numel(); ++i) ASSERT_NEAR(a[i], b[i], std::abs(a[i]) / 128 + 1e-30);
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, Arch, ::testing::Values("qwen2", "llama", "qwen3"));
+
+// A tiny model memorises a small batch: the loss falls by more than 90%.
+TEST(ModelTraining, TinyModelOverfitsABatch) {
+  model::Transformer m = tiny("qwen2", 3);
+  m.init_random(3);  // the usual 0.02 init
+  std::vector<std::vector<int32_t>> seqs;
+  for (int i = 0; i < 4; ++i) seqs.push_back(random_ids(100 + uint64_t(i), 24, m.config().vocab_size));
+  model::Batch batch = model::pack_sequences(seqs);
+  std::vector<train::ParamSlice> slices;
+  for (const auto& s : m.specs()) slices.push_back({s.name, s.offset, s.numel(), s.shape.size() > 1});
+  train::AdamW opt(slices, {});
+  model::TrainState state;
+  float first = 0, last = 0;
+  for (int step = 0; step < 150; ++step) {
+    Tensor logp = state.forward(m, batch);
+    int64_t count = 0;
+    double loss = 0;
+    for (size_t t = 0; t < batch.targets.size(); ++t)
+      if (batch.targets[t] >= 0) {
+        loss -= logp.f32()[t];
+        ++count;
+      }
+    std::vector<float> dlogp(batch.targets.size());
+    for (size_t t = 0; t < dlogp.size(); ++t) dlogp[t] = batch.targets[t] >= 0 ? -1.0f / float(count) : 0.0f;
+    last = float(loss / double(count));
+    if (step == 0) first = last;
+    m.zero_grads();
+    state.backward(m, dlogp);
+    opt.step(m.params().flat, m.grads().flat, 1e-2f);
+  }
+  EXPECT_LT(last, 0.1f * first) << "loss " << first << " -> " << last;
+}
+
+// ---- bad input: a clear error, a non-zero exit, nothing written --------------------------------
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = test::run_r1("init --preset tiny --out " + dir.file("m"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  test::TempDir dir;
+};
+
+TEST_F(BadInput, EmptyLineIsAnError) {
+  auto r = test::run_r1("logprobs --model " + dir.file("m"), "{\"ids\": [1, 2, 3]}\n\n{\"ids\": [4, 5]}\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("line 2: empty line"), std::string::npos) << r.err;
+}
+
+TEST_F(BadInput, IdOutOfVocabularyIsAnError) {
+  auto r = test::run_r1("logprobs --model " + dir.file("m"), "{\"ids\": [1, 999]}\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("line 1: ids[1] = 999"), std::string::npos) << r.err;
+}
+
+TEST_F(BadInput, TruncatedSafetensorsIsAnError) {
+  std::filesystem::resize_file(dir.file("m/model.safetensors"),
+                               std::filesystem::file_size(dir.file("m/model.safetensors")) - 100);
+  auto r = test::run_r1("logprobs --model " + dir.file("m"), "{\"ids\": [1, 2]}\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("model.safetensors"), std::string::npos) << r.err;
+}
+
+TEST_F(BadInput, CorruptHeaderIsAnError) {
+  {
+    std::fstream f(dir.file("m/model.safetensors"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.write("\x01\x02garbage", 9);
+  }
+  auto r = test::run_r1("logprobs --model " + dir.file("m"), "{\"ids\": [1, 2]}\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("model.safetensors"), std::string::npos) << r.err;
+}
+
+TEST_F(BadInput, ConfigMissingKeyNamesTheKey) {
+  std::string cfg = dir.file("m/config.json");
+  std::ifstream in(cfg);
+  nlohmann::json j = nlohmann::json::parse(in);
+  j.erase("hidden_size");
+  std::ofstream(cfg) << j.dump(2);
+  auto r = test::run_r1("logprobs --model " + dir.file("m"), "{\"ids\": [1, 2]}\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("hidden_size"), std::string::npos) << r.err;
+}
+
+TEST_F(BadInput, WrongShapeNamesTheTensor) {
+  // A checkpoint saved with a wider MLP does not load under the original config.
+  auto r0 = test::run_r1("init --preset tiny --set intermediate_size=64 --out " + dir.file("wide"));
+  ASSERT_EQ(r0.exit_code, 0) << r0.err;
+  std::filesystem::copy_file(dir.file("wide/model.safetensors"), dir.file("m/model.safetensors"),
+                             std::filesystem::copy_options::overwrite_existing);
+  auto r = test::run_r1("logprobs --model " + dir.file("m"), "{\"ids\": [1, 2]}\n");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("mlp"), std::string::npos) << r.err;
+}
+
+TEST_F(BadInput, InitRefusesToOverwrite) {
+  auto r = test::run_r1("init --preset tiny --out " + dir.file("m"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+}
+
+}  // namespace
