@@ -1,0 +1,219 @@
+#include "rollout/engine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+
+#include "base/error.h"
+#include "base/timer.h"
+
+namespace r1::rollout {
+
+const char* finish_reason_name(FinishReason r) { return r == FinishReason::Stop ? "stop" : "length"; }
+
+Engine::Engine(const model::Transformer& m, EngineConfig cfg)
+    : model_(m), cfg_(cfg), cache_(m.config(), cfg.max_batch, cfg.max_seq_len) {
+  R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0,
+           "rollout: max_batch, max_seq_len and prefill_tokens must be positive");
+}
+
+namespace {
+
+// One KV-cache slot: which sample it decodes and which prompt its first rows hold.
+struct Slot {
+  bool active = false;
+  int64_t prompt = -1, sample = -1, flat = -1;
+  int32_t prompt_len = 0;
+  int64_t holds_prompt = -1;  // rows [0, prompt_len) hold this prompt's keys/values
+  std::string text;           // decoded completion so far, for stop strings
+};
+
+}  // namespace
+
+std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
+                                         const std::function<void(int64_t, int64_t)>& on_progress) {
+  const int64_t V = model_.config().vocab_size;
+  R1_CHECK(params.max_new_tokens > 0, "rollout: max_new_tokens must be positive");
+  R1_CHECK(params.stop_strings.empty() || params.token_text, "rollout: stop strings need a token_text decoder");
+  std::vector<int64_t> first_flat(requests.size() + 1, 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    R1_CHECK(!r.prompt.empty(), "request {}: empty prompt", i);
+    R1_CHECK(int64_t(r.prompt.size()) < cfg_.max_seq_len,
+             "request {}: prompt of {} tokens does not fit the context of {} tokens (max_seq_len)", i,
+             r.prompt.size(), cfg_.max_seq_len);
+    R1_CHECK(r.n >= 1, "request {}: n must be at least 1 (got {})", i, r.n);
+    for (size_t t = 0; t < r.prompt.size(); ++t)
+      R1_CHECK(r.prompt[t] >= 0 && r.prompt[t] < V, "request {}: token {} = {} is outside the vocabulary [0, {})",
+               i, t, r.prompt[t], V);
+    first_flat[i + 1] = first_flat[i] + r.n;
+  }
+  const int64_t total = first_flat.back();
+  std::vector<Completion> out(static_cast<size_t>(total));
+  std::deque<std::pair<int64_t, int64_t>> waiting;  // (prompt, sample)
+  for (size_t i = 0; i < requests.size(); ++i)
+    for (int s = 0; s < requests[i].n; ++s) waiting.emplace_back(int64_t(i), s);
+
+  std::vector<Slot> slots(static_cast<size_t>(cfg_.max_batch));
+  std::map<int64_t, std::vector<float>> prompt_logits;  // last-token logits of prompts still admitting
+  std::map<int64_t, int> admissions_left;
+  std::vector<float> sample_scratch;
+  auto stream_id = [&](int64_t p) { return requests[size_t(p)].id >= 0 ? requests[size_t(p)].id : p; };
+  int64_t done = 0;
+
+  // Appends a sampled token to a slot's completion; returns true when the sequence is finished.
+  auto accept = [&](Slot& sl, const Draw& d) {
+    Completion& c = out[size_t(sl.flat)];
+    c.tokens.push_back(d.token);
+    c.logprobs.push_back(d.logprob);
+    ++stats_.generated_tokens;
+    bool stop = std::find(params.stop_ids.begin(), params.stop_ids.end(), d.token) != params.stop_ids.end();
+    if (!stop && !params.stop_strings.empty()) {
+      const size_t before = sl.text.size();
+      sl.text += params.token_text(d.token);
+      for (const std::string& s : params.stop_strings)
+        if (!s.empty() && sl.text.find(s, before >= s.size() ? before - s.size() + 1 : 0) != std::string::npos)
+          stop = true;
+    }
+    if (stop) {
+      c.finish = FinishReason::Stop;
+      return true;
+    }
+    c.finish = FinishReason::Length;
+    return int64_t(c.tokens.size()) >= params.max_new_tokens ||
+           sl.prompt_len + int64_t(c.tokens.size()) >= cfg_.max_seq_len;
+  };
+  auto finish = [&](Slot& sl) {
+    sl.active = false;
+    sl.text.clear();
+    ++done;
+    if (on_progress) on_progress(done, total);
+  };
+  auto copy_prefix = [&](int64_t src, int64_t dst, int32_t len) {
+    const model::ModelConfig& c = model_.config();
+    const size_t row = size_t(c.num_key_value_heads) * size_t(c.head_dim);
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      float* k = cache_.k_t[size_t(l)].f32();
+      float* v = cache_.v_t[size_t(l)].f32();
+      const size_t slot_stride = size_t(cache_.max_len) * row;
+      std::memcpy(k + size_t(dst) * slot_stride, k + size_t(src) * slot_stride, size_t(len) * row * sizeof(float));
+      std::memcpy(v + size_t(dst) * slot_stride, v + size_t(src) * slot_stride, size_t(len) * row * sizeof(float));
+    }
+  };
+
+  while (done < total) {
+    // Admit waiting samples into free slots: reuse a prompt's cached prefix where one exists,
+    // prefill each new prompt once.
+    std::vector<int64_t> admitted, to_prefill;
+    for (size_t si = 0; si < slots.size() && !waiting.empty(); ++si) {
+      Slot& sl = slots[si];
+      if (sl.active) continue;
+      auto [p, s] = waiting.front();
+      waiting.pop_front();
+      if (!admissions_left.count(p)) admissions_left[p] = requests[size_t(p)].n;
+      sl.active = true;
+      sl.prompt = p;
+      sl.sample = s;
+      sl.flat = first_flat[size_t(p)] + s;
+      sl.prompt_len = int32_t(requests[size_t(p)].prompt.size());
+      out[size_t(sl.flat)].prompt_index = p;
+      out[size_t(sl.flat)].sample_index = s;
+      admitted.push_back(int64_t(si));
+      if (sl.holds_prompt == p) continue;
+      sl.holds_prompt = -1;
+      // Copy the prompt's rows now, before this round's prefills can overwrite the source slot.
+      auto holder = std::find_if(slots.begin(), slots.end(), [&](const Slot& o) { return o.holds_prompt == p; });
+      if (holder != slots.end()) {
+        copy_prefix(holder - slots.begin(), int64_t(si), sl.prompt_len);
+        sl.holds_prompt = p;
+        continue;
+      }
+      bool pending = std::find_if(to_prefill.begin(), to_prefill.end(),
+                                  [&](int64_t x) { return slots[size_t(x)].prompt == p; }) != to_prefill.end();
+      if (!pending) to_prefill.push_back(int64_t(si));
+    }
+    // Prefill new prompts, several per forward up to the token budget.
+    Timer t_prefill;
+    for (size_t i = 0; i < to_prefill.size();) {
+      std::vector<int32_t> ids, sl_ids, pos, rows;
+      size_t j = i;
+      while (j < to_prefill.size()) {
+        const Slot& sl = slots[size_t(to_prefill[j])];
+        if (j > i && int64_t(ids.size()) + sl.prompt_len > cfg_.prefill_tokens) break;
+        const auto& pr = requests[size_t(sl.prompt)].prompt;
+        for (int32_t t = 0; t < sl.prompt_len; ++t) {
+          ids.push_back(pr[size_t(t)]);
+          sl_ids.push_back(int32_t(to_prefill[j]));
+          pos.push_back(t);
+        }
+        rows.push_back(int32_t(ids.size()) - 1);
+        ++j;
+      }
+      arena_.reset();
+      Tensor logits = model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        Slot& sl = slots[size_t(to_prefill[i + r])];
+        sl.holds_prompt = sl.prompt;
+        prompt_logits[sl.prompt].assign(logits.f32() + int64_t(r) * V, logits.f32() + int64_t(r + 1) * V);
+        stats_.prompt_tokens += sl.prompt_len;
+      }
+      stats_.prefill_tokens += int64_t(ids.size());
+      i = j;
+    }
+    stats_.prefill_seconds += t_prefill.seconds();
+    // Each admitted sample gets the prompt's keys/values and draws its first token.
+    Timer t_sample;
+    for (int64_t si : admitted) {
+      Slot& sl = slots[size_t(si)];
+      if (sl.holds_prompt != sl.prompt) {  // its prompt was prefilled this round in another slot
+        for (size_t o = 0; o < slots.size(); ++o)
+          if (slots[o].holds_prompt == sl.prompt) {
+            copy_prefix(int64_t(o), si, sl.prompt_len);
+            break;
+          }
+        sl.holds_prompt = sl.prompt;
+      }
+      const std::vector<float>& z = prompt_logits.at(sl.prompt);
+      Draw d = sample_token(z.data(), V, params.sampling,
+                            sample_uniform(params.sampling.seed, stream_id(sl.prompt), sl.sample, 0),
+                            sample_scratch);
+      if (--admissions_left[sl.prompt] == 0) {
+        admissions_left.erase(sl.prompt);
+        prompt_logits.erase(sl.prompt);
+      }
+      if (accept(sl, d)) finish(sl);
+    }
+    stats_.sample_seconds += t_sample.seconds();
+    // One decode step for every active slot.
+    std::vector<int32_t> ids, sl_ids, pos, rows;
+    for (size_t si = 0; si < slots.size(); ++si) {
+      const Slot& sl = slots[si];
+      if (!sl.active) continue;
+      const Completion& c = out[size_t(sl.flat)];
+      ids.push_back(c.tokens.back());
+      sl_ids.push_back(int32_t(si));
+      pos.push_back(sl.prompt_len + int32_t(c.tokens.size()) - 1);
+      rows.push_back(int32_t(rows.size()));
+    }
+    if (ids.empty()) continue;
+    Timer t_decode;
+    arena_.reset();
+    Tensor logits = model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_);
+    stats_.decode_seconds += t_decode.seconds();
+    ++stats_.decode_steps;
+    Timer t_sample2;
+    for (size_t r = 0; r < sl_ids.size(); ++r) {
+      Slot& sl = slots[size_t(sl_ids[r])];
+      const int64_t step = int64_t(out[size_t(sl.flat)].tokens.size());
+      Draw d = sample_token(logits.f32() + int64_t(r) * V, V, params.sampling,
+                            sample_uniform(params.sampling.seed, stream_id(sl.prompt), sl.sample, step),
+                            sample_scratch);
+      if (accept(sl, d)) finish(sl);
+    }
+    stats_.sample_seconds += t_sample2.seconds();
+  }
+  return out;
+}
+
+}  // namespace r1::rollout

@@ -1,0 +1,71 @@
+#pragma once
+// The rollout engine: batched generation over a KV cache with continuous batching. Each request is
+// a prompt sampled n times (a GRPO group); the prompt is prefilled once and its cached keys and
+// values are copied to the other samples' slots. A finished sequence frees its slot at once for the
+// next waiting sample.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/transformer.h"
+#include "rollout/sampler.h"
+
+namespace r1::rollout {
+
+enum class FinishReason { Stop, Length };
+const char* finish_reason_name(FinishReason r);
+
+struct Request {
+  std::vector<int32_t> prompt;
+  int n = 1;  // samples of this prompt
+  // Names the prompt in the random streams (with the sample index and step); -1: its position in
+  // the call. Give dataset indices to get the same samples however prompts are batched.
+  int64_t id = -1;
+};
+
+struct GenerateParams {
+  SamplingParams sampling;
+  int max_new_tokens = 256;
+  std::vector<int32_t> stop_ids;          // e.g. the tokenizer's EOS ids
+  std::vector<std::string> stop_strings;  // matched on decoded text; needs token_text
+  // Decoded text of one token (bytes; may be part of a UTF-8 character). Required for stop_strings.
+  std::function<std::string(int32_t)> token_text;
+};
+
+struct Completion {
+  int64_t prompt_index = 0, sample_index = 0;
+  std::vector<int32_t> tokens;   // generated tokens, including the stop token or string's last token
+  std::vector<float> logprobs;   // per generated token, see Draw::logprob
+  FinishReason finish = FinishReason::Length;
+};
+
+struct EngineConfig {
+  int max_batch = 64;       // sequences decoded together (KV cache slots)
+  int max_seq_len = 2048;   // prompt + completion tokens per slot
+  int prefill_tokens = 4096;  // prompt tokens per prefill forward
+};
+
+struct GenerateStats {
+  int64_t prompt_tokens = 0, prefill_tokens = 0, generated_tokens = 0, decode_steps = 0;
+  double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
+};
+
+class Engine {
+ public:
+  Engine(const model::Transformer& m, EngineConfig cfg);
+  // Generates every sample of every request. Completions come back ordered by (prompt, sample).
+  // on_progress(done, total) is called as sequences finish.
+  std::vector<Completion> generate(const std::vector<Request>& requests, const GenerateParams& params,
+                                   const std::function<void(int64_t, int64_t)>& on_progress = {});
+  const GenerateStats& stats() const { return stats_; }
+
+ private:
+  const model::Transformer& model_;
+  EngineConfig cfg_;
+  model::KVCache cache_;
+  Arena arena_;
+  GenerateStats stats_;
+};
+
+}  // namespace r1::rollout

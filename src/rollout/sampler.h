@@ -1,0 +1,29 @@
+#pragma once
+// Token sampling from logits: greedy, temperature, top-k, top-p, driven by one uniform number so
+// that a draw depends only on (seed, prompt, sample, step) and never on the batch it ran in.
+#include <cstdint>
+#include <vector>
+
+namespace r1::rollout {
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 means greedy
+  float top_p = 1.0f;        // nucleus: the smallest set of tokens whose probability reaches top_p
+  int top_k = 0;             // 0: no limit
+  uint64_t seed = 0;
+};
+
+struct Draw {
+  int32_t token;
+  float logprob;  // log softmax(logits / temperature)[token] (temperature 1 when greedy), before
+                  // top-k/top-p truncation: the log-prob the trainer recomputes
+};
+
+// The uniform in [0, 1) for (seed, prompt, sample, step): Philox on a counter, independent of batching.
+double sample_uniform(uint64_t seed, int64_t prompt, int64_t sample, int64_t step);
+
+// Draws one token from logits (V). `scratch` is reused between calls to avoid allocation.
+Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, double u,
+                  std::vector<float>& scratch);
+
+}  // namespace r1::rollout

@@ -1,0 +1,246 @@
+// The rollout engine on CPU: cached greedy decoding equals recomputation, sampled log-probs equal
+// the trainer's, results do not depend on batching, and the sampler draws from the right law.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "model/transformer.h"
+#include "rollout/engine.h"
+
+using namespace r1;
+
+namespace {
+
+model::Transformer make_model(uint64_t seed = 11) {
+  model::Transformer m(model::preset_config("tiny", "qwen2"));
+  m.init_random(seed, 0.15f);
+  return m;
+}
+
+std::vector<rollout::Request> make_requests(int count, int n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<rollout::Request> reqs;
+  for (int i = 0; i < count; ++i) {
+    rollout::Request r;
+    r.n = n;
+    int len = 1 + int(rng.next_u32() % 12);
+    for (int t = 0; t < len; ++t) r.prompt.push_back(int32_t(rng.next_u32() % 256));
+    reqs.push_back(r);
+  }
+  return reqs;
+}
+
+// Greedy argmax of the next token after `seq`, recomputing the whole sequence from scratch.
+int32_t greedy_recompute(const model::Transformer& m, const std::vector<int32_t>& seq) {
+  model::KVCache cache(m.config(), 1, int64_t(seq.size()));
+  Arena arena;
+  std::vector<int32_t> slots(seq.size(), 0), pos(seq.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+  Tensor z = model::forward_cached(m, cache, seq, slots, pos, {int32_t(seq.size()) - 1}, arena);
+  return int32_t(std::max_element(z.f32(), z.f32() + z.size(1)) - z.f32());
+}
+
+TEST(Rollout, GreedyWithCacheEqualsRecompute) {
+  model::Transformer m = make_model();
+  auto reqs = make_requests(3, 1, 5);
+  rollout::GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_new_tokens = 40;
+  rollout::Engine engine(m, {4, 128, 4096});
+  auto outs = engine.generate(reqs, gp);
+  ASSERT_EQ(outs.size(), 3u);
+  for (const auto& c : outs) {
+    std::vector<int32_t> seq = reqs[size_t(c.prompt_index)].prompt;
+    ASSERT_EQ(c.tokens.size(), 40u);
+    for (int32_t tok : c.tokens) {
+      EXPECT_EQ(tok, greedy_recompute(m, seq));
+      seq.push_back(tok);
+    }
+  }
+}
+
+TEST(Rollout, SampledLogprobsEqualTrainingLogprobs) {
+  model::Transformer m = make_model();
+  for (float temp : {1.0f, 0.7f}) {
+    auto reqs = make_requests(4, 3, 6);
+    rollout::GenerateParams gp;
+    gp.sampling.temperature = temp;
+    gp.sampling.seed = 42;
+    gp.max_new_tokens = 24;
+    rollout::Engine engine(m, {5, 64, 4096});
+    auto outs = engine.generate(reqs, gp);
+    std::vector<std::vector<int32_t>> seqs;
+    for (const auto& c : outs) {
+      seqs.push_back(reqs[size_t(c.prompt_index)].prompt);
+      seqs.back().insert(seqs.back().end(), c.tokens.begin(), c.tokens.end());
+    }
+    model::Batch batch = model::pack_sequences(seqs);
+    model::TrainState state;
+    Tensor logp = state.forward(m, batch, temp);
+    double max_err = 0;
+    for (size_t b = 0; b < outs.size(); ++b) {
+      const int32_t start = batch.cu_seqlens[b] + int32_t(reqs[size_t(outs[b].prompt_index)].prompt.size()) - 1;
+      for (size_t i = 0; i < outs[b].logprobs.size(); ++i)
+        max_err = std::max(max_err, double(std::abs(outs[b].logprobs[i] - logp.f32()[start + int32_t(i)])));
+    }
+    EXPECT_LT(max_err, 1e-5) << "temperature " << temp;
+  }
+}
+
+// The same seed gives the same completions whether prompts are generated one by one or 64
+// sequences at a time: the random numbers follow (seed, prompt id, sample, step) only.
+TEST(Rollout, BatchInvariance) {
+  model::Transformer m = make_model();
+  auto reqs = make_requests(16, 4, 7);  // 64 sequences
+  for (size_t i = 0; i < reqs.size(); ++i) reqs[i].id = int64_t(i);
+  rollout::GenerateParams gp;
+  gp.sampling.temperature = 1.0f;
+  gp.sampling.top_p = 0.9f;
+  gp.sampling.seed = 3;
+  gp.max_new_tokens = 16;
+  rollout::Engine wide(m, {64, 64, 4096});
+  auto all = wide.generate(reqs, gp);
+  rollout::Engine narrow(m, {1, 64, 4096});
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto one = narrow.generate({reqs[i]}, gp);
+    for (int s = 0; s < reqs[i].n; ++s) {
+      const auto& a = one[size_t(s)];
+      const auto& b = all[i * 4 + size_t(s)];
+      EXPECT_EQ(a.tokens, b.tokens) << "prompt " << i << " sample " << s;
+      ASSERT_EQ(a.logprobs.size(), b.logprobs.size());
+      for (size_t t = 0; t < a.logprobs.size(); ++t) EXPECT_NEAR(a.logprobs[t], b.logprobs[t], 1e-5);
+    }
+  }
+}
+
+// A prompt requested n times is prefilled once; the samples differ.
+TEST(Rollout, GroupSharesOnePrefill) {
+  model::Transformer m = make_model();
+  auto reqs = make_requests(3, 8, 9);
+  int64_t prompt_tokens = 0;
+  for (const auto& r : reqs) prompt_tokens += int64_t(r.prompt.size());
+  rollout::GenerateParams gp;
+  gp.sampling.seed = 1;
+  gp.max_new_tokens = 12;
+  rollout::Engine engine(m, {6, 64, 4096});  // fewer slots than sequences: slots are refilled
+  auto outs = engine.generate(reqs, gp);
+  ASSERT_EQ(outs.size(), 24u);
+  EXPECT_EQ(engine.stats().prefill_tokens, prompt_tokens);
+  std::set<std::vector<int32_t>> distinct;
+  for (size_t s = 0; s < 8; ++s) distinct.insert(outs[s].tokens);
+  EXPECT_GT(distinct.size(), 4u);
+  for (size_t k = 0; k < outs.size(); ++k) {
+    EXPECT_EQ(outs[k].prompt_index, int64_t(k / 8));
+    EXPECT_EQ(outs[k].sample_index, int64_t(k % 8));
+  }
+}
+
+TEST(Rollout, StopTokensStringsAndLength) {
+  model::Transformer m = make_model();
+  auto reqs = make_requests(6, 2, 10);
+  rollout::GenerateParams gp;
+  gp.sampling.seed = 5;
+  gp.max_new_tokens = 30;
+  rollout::Engine engine(m, {4, 64, 4096});
+  auto free_run = engine.generate(reqs, gp);
+  // Use a token that the free run produced mid-way as the stop id: those sequences end there.
+  const int32_t stop_tok = free_run[0].tokens[3];
+  gp.stop_ids = {stop_tok};
+  auto stopped = engine.generate(reqs, gp);
+  for (size_t k = 0; k < free_run.size(); ++k) {
+    auto it = std::find(free_run[k].tokens.begin(), free_run[k].tokens.end(), stop_tok);
+    if (it == free_run[k].tokens.end()) {
+      EXPECT_EQ(stopped[k].finish, rollout::FinishReason::Length);
+      EXPECT_EQ(stopped[k].tokens.size(), 30u);
+    } else {
+      EXPECT_EQ(stopped[k].finish, rollout::FinishReason::Stop);
+      EXPECT_EQ(stopped[k].tokens, std::vector<int32_t>(free_run[k].tokens.begin(), it + 1));
+    }
+  }
+  // Stop strings over decoded text: each token decodes to two characters here, so a string that
+  // spans a token boundary must still stop the sequence.
+  gp.stop_ids.clear();
+  gp.token_text = [](int32_t t) { return std::string(1, char('a' + t % 26)) + char('A' + t / 26 % 26); };
+  const auto& toks = free_run[1].tokens;
+  std::string spanning = gp.token_text(toks[5]).substr(1) + gp.token_text(toks[6]);
+  gp.stop_strings = {spanning};
+  auto by_string = engine.generate(reqs, gp);
+  EXPECT_EQ(by_string[1].finish, rollout::FinishReason::Stop);
+  EXPECT_LE(by_string[1].tokens.size(), 7u);
+}
+
+TEST(Rollout, BadRequestsAreClearErrors) {
+  model::Transformer m = make_model();
+  rollout::Engine engine(m, {2, 16, 4096});
+  rollout::GenerateParams gp;
+  auto msg = [&](std::vector<rollout::Request> r) {
+    try {
+      engine.generate(r, gp);
+    } catch (const r1::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg({{{}, 1}}).find("request 0: empty prompt"), std::string::npos);
+  EXPECT_NE(msg({{{1, 2}, 1}, {std::vector<int32_t>(16, 1), 1}}).find("request 1: prompt of 16 tokens"),
+            std::string::npos);
+  EXPECT_NE(msg({{{1, 999}, 1}}).find("outside the vocabulary"), std::string::npos);
+}
+
+// Empirical frequencies of many draws match the tempered, truncated softmax.
+TEST(Sampler, FrequenciesMatchTheDistribution) {
+  const std::vector<float> logits = {2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, -3.0f};
+  const int64_t V = int64_t(logits.size());
+  struct Case {
+    float temperature, top_p;
+    int top_k;
+  };
+  for (Case cs : {Case{1.0f, 1.0f, 0}, Case{0.5f, 1.0f, 0}, Case{1.7f, 1.0f, 3}, Case{1.0f, 0.8f, 0},
+                  Case{1.3f, 0.6f, 5}}) {
+    // Expected law: softmax(z / T), keep top-k, then the smallest prefix reaching top_p, renormalise.
+    std::vector<double> p(static_cast<size_t>(V));
+    double z = 0;
+    for (int64_t i = 0; i < V; ++i) z += p[size_t(i)] = std::exp(logits[size_t(i)] / cs.temperature);
+    for (auto& x : p) x /= z;
+    int64_t keep = cs.top_k ? cs.top_k : V;
+    double acc = 0, kept = 0;
+    for (int64_t i = 0; i < keep; ++i) kept += p[size_t(i)];
+    for (int64_t i = 0; i < keep; ++i) {
+      acc += p[size_t(i)];
+      if (acc >= cs.top_p * kept) {
+        keep = i + 1;
+        break;
+      }
+    }
+    double mass = 0;
+    for (int64_t i = 0; i < keep; ++i) mass += p[size_t(i)];
+    rollout::SamplingParams sp{cs.temperature, cs.top_p, cs.top_k, 9};
+    std::vector<float> scratch;
+    std::vector<double> freq(static_cast<size_t>(V), 0.0);
+    const int draws = 200000;
+    for (int d = 0; d < draws; ++d) {
+      auto dr = rollout::sample_token(logits.data(), V, sp, rollout::sample_uniform(9, 0, d, 0), scratch);
+      freq[size_t(dr.token)] += 1.0 / draws;
+      ASSERT_NEAR(dr.logprob, std::log(p[size_t(dr.token)]), 1e-5);
+    }
+    for (int64_t i = 0; i < V; ++i) {
+      const double want = i < keep ? p[size_t(i)] / mass : 0.0;
+      EXPECT_NEAR(freq[size_t(i)], want, 4.5 * std::sqrt(want * (1 - want) / draws) + 1e-9)
+          << "T " << cs.temperature << " top_p " << cs.top_p << " top_k " << cs.top_k << " token " << i;
+    }
+  }
+}
+
+TEST(Sampler, GreedyTakesTheArgmax) {
+  const std::vector<float> logits = {0.1f, 3.0f, 2.9f};
+  std::vector<float> scratch;
+  auto d = rollout::sample_token(logits.data(), 3, {0.0f, 1.0f, 0, 0}, 0.99, scratch);
+  EXPECT_EQ(d.token, 1);
+}
+
+}  // namespace
