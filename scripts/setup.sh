@@ -9,6 +9,8 @@ PACKAGES=(
   libopenblas-openmp-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libpcre2-dev libutf8proc-dev
+  libginac-dev libcln-dev libseccomp-dev python3
 )
 
 missing=()

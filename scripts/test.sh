@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
+scripts/fetch_test_data.sh   # the real tokenizers the text/ tests compare against
 ctest --test-dir build --output-on-failure -j "$(nproc)"

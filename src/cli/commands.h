@@ -8,5 +8,8 @@ void add_init(CLI::App& app);
 void add_logprobs(CLI::App& app);
 void add_demo(CLI::App& app);
 void add_convert(CLI::App& app);
+void add_generate(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_reward(CLI::App& app);
 
 }  // namespace r1::cli

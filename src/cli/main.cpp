@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   r1::cli::add_logprobs(app);
   r1::cli::add_demo(app);
   r1::cli::add_convert(app);
+  r1::cli::add_generate(app);
+  r1::cli::add_tokenize(app);
+  r1::cli::add_reward(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

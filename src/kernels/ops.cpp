@@ -1,14 +1,11 @@
 // The dispatch layer: every op validates its tensors here (dtype, rank, shapes, devices; index
-// ranges on CPU) and then runs the backend of the device its tensors live on. Only the CPU backend
-// exists so far; a CUDA backend hooks in where each op calls on_cuda():
+// ranges on CPU) and then runs the backend of the device its tensors live on. When all operands are
+// CUDA tensors, on_cuda() is true and R1_CUDA_DISPATCH returns the CUDA kernel's result (builds
+// with R1_HAVE_CUDA) or fails with "CUDA tensors are handled by the CUDA backend" (builds without):
 //
-//   if (on_cuda(op, {...})) {
-//   #ifdef R1_HAVE_CUDA
-//     return cuda::the_op(...);
-//   #else
-//     no_cuda(op);
-//   #endif
-//   }
+//   if (on_cuda(op, {...})) R1_CUDA_DISPATCH(op, cuda::the_op(...));
+//   check_range(...);  // index-range checks read the data, so they stay CPU-only
+//   cpu::the_op(...);
 #include "kernels/ops.h"
 
 #include <cmath>
@@ -17,6 +14,10 @@
 
 #include "base/error.h"
 #include "kernels/cpu/cpu_ops.h"
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace r1::ops {
 
@@ -118,10 +119,29 @@ bool on_cuda(const char* op, std::initializer_list<Arg> args) {
   return first && first->t.device == Device::CUDA;
 }
 
+#ifndef R1_HAVE_CUDA
 [[noreturn]] void no_cuda(const char* op) { fail("{}: CUDA tensors are handled by the CUDA backend", op); }
+#endif
 
 float* fp(const Tensor& t) { return t.empty() ? nullptr : static_cast<float*>(t.data); }
 const int32_t* ip(const Tensor& t) { return static_cast<const int32_t*>(t.data); }
+
+#ifdef R1_HAVE_CUDA
+// A build with the CUDA backend can still run where no device is usable (CI): say so, naming the op.
+void require_device(const char* op) {
+  if (!cuda::cuda_available()) {
+    fail("{}: CUDA tensors are handled by the CUDA backend, which cannot run here: {}", op,
+         cuda::cuda_device_description());
+  }
+}
+#define R1_CUDA_DISPATCH(op, call) \
+  do {                             \
+    require_device(op);            \
+    return call;                   \
+  } while (0)
+#else
+#define R1_CUDA_DISPATCH(op, call) no_cuda(op)
+#endif
 
 // CPU-side checks of index tensors (they read the data, so only on CPU).
 void check_range(const char* op, const char* name, const Tensor& idx, int64_t lo, int64_t hi, const char* what) {
@@ -156,7 +176,8 @@ void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table) {
   expect(op, "table", table, F32, {{"V", kAny}, {"C", kAny}});
   const int64_t T = ids.shape[0], V = table.shape[0], C = table.shape[1];
   expect(op, "out", out, F32, {{"T", T}, {"C", C}}, "table", &table);
-  if (on_cuda(op, {{"out", out}, {"ids", ids}, {"table", table}})) no_cuda(op);
+  if (on_cuda(op, {{"out", out}, {"ids", ids}, {"table", table}}))
+    R1_CUDA_DISPATCH(op, cuda::embedding_forward(fp(out), ip(ids), fp(table), T, C));
   check_range(op, "ids", ids, 0, V, "vocabulary");
   cpu::embedding_forward(fp(out), ip(ids), fp(table), T, C);
 }
@@ -167,7 +188,8 @@ void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
   expect(op, "dtable", dtable, F32, {{"V", kAny}, {"C", kAny}});
   const int64_t T = ids.shape[0], V = dtable.shape[0], C = dtable.shape[1];
   expect(op, "dout", dout, F32, {{"T", T}, {"C", C}}, "dtable", &dtable);
-  if (on_cuda(op, {{"dtable", dtable}, {"dout", dout}, {"ids", ids}})) no_cuda(op);
+  if (on_cuda(op, {{"dtable", dtable}, {"dout", dout}, {"ids", ids}}))
+    R1_CUDA_DISPATCH(op, cuda::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C));
   check_range(op, "ids", ids, 0, V, "vocabulary");
   cpu::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C);
 }
@@ -182,7 +204,8 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& w
   expect(op, "weight", weight, F32, {{"C", C}}, "inp", &inp);
   expect(op, "out", out, F32, {{"N", N}, {"C", C}}, "inp", &inp);
   expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
-  if (on_cuda(op, {{"out", out}, {"rstd", rstd}, {"inp", inp}, {"weight", weight}})) no_cuda(op);
+  if (on_cuda(op, {{"out", out}, {"rstd", rstd}, {"inp", inp}, {"weight", weight}}))
+    R1_CUDA_DISPATCH(op, cuda::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps));
   cpu::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps);
 }
 
@@ -198,7 +221,8 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
   expect_opt(op, "dweight", dweight, F32, {{"C", C}}, "inp", &inp);
   if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dout", dout}, {"inp", inp}, {"weight", weight},
                    {"rstd", rstd}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(
+        op, cuda::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C));
   }
   cpu::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C);
 }
@@ -214,7 +238,8 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
   const int64_t OC = weight.shape[0];
   expect_opt(op, "bias", bias, F32, {{"OC", OC}}, "weight", &weight);
   expect(op, "out", out, F32, {{"N", N}, {"OC", OC}}, "weight", &weight);
-  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) no_cuda(op);
+  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}}))
+    R1_CUDA_DISPATCH(op, cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
   cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC);
 }
 
@@ -231,7 +256,8 @@ void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& do
   expect_opt(op, "dbias", dbias, F32, {{"OC", OC}}, "weight", &weight);
   if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dbias", dbias}, {"dout", dout}, {"inp", inp},
                    {"weight", weight}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(op, cuda::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp),
+                                               fp(weight), N, IC, OC));
   }
   cpu::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N, IC, OC);
 }
@@ -253,14 +279,18 @@ void rope_check(const char* op, const char* xname, const Tensor& x, const Tensor
 void rope_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq) {
   const char* op = "rope_forward";
   rope_check(op, "x", x, positions, inv_freq);
-  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) no_cuda(op);
+  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}}))
+    R1_CUDA_DISPATCH(
+        op, cuda::rope_forward(fp(x), ip(positions), fp(inv_freq), x.shape[0], x.shape[1], x.shape[2]));
   cpu::rope_forward(fp(x), ip(positions), fp(inv_freq), x.shape[0], x.shape[1], x.shape[2]);
 }
 
 void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
   const char* op = "rope_backward";
   rope_check(op, "dx", dx, positions, inv_freq);
-  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) no_cuda(op);
+  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}}))
+    R1_CUDA_DISPATCH(
+        op, cuda::rope_backward(fp(dx), ip(positions), fp(inv_freq), dx.shape[0], dx.shape[1], dx.shape[2]));
   cpu::rope_backward(fp(dx), ip(positions), fp(inv_freq), dx.shape[0], dx.shape[1], dx.shape[2]);
 }
 
@@ -281,7 +311,8 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
   expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
   if (on_cuda(op, {{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}, {"cu_seqlens", cu_seqlens}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(op, cuda::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens),
+                                                 cu_seqlens.shape[0] - 1, T, NH, NKV, HD, scale));
   }
   check_cu_seqlens(op, cu_seqlens, T);
   cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH,
@@ -308,7 +339,9 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
   expect(op, "dv", dv, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "v", &v);
   if (on_cuda(op, {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v},
                    {"out", out}, {"lse", lse}, {"cu_seqlens", cu_seqlens}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(
+        op, cuda::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse),
+                                     ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH, NKV, HD, scale));
   }
   check_cu_seqlens(op, cu_seqlens, T);
   cpu::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse),
@@ -328,7 +361,8 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
   expect(op, "pos", pos, I32, {{"T", T}}, "k", &k);
   if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"slots", slots},
                    {"pos", pos}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(
+        op, cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD));
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
@@ -349,7 +383,8 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
                    {"pos", pos}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(op, cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos),
+                                                T, L, NH, NKV, HD, scale));
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
@@ -364,7 +399,8 @@ void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
   expect_f32(op, "gate", gate);
   expect_like(op, "up", up, "gate", gate);
   expect_like(op, "out", out, "gate", gate);
-  if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}})) no_cuda(op);
+  if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}}))
+    R1_CUDA_DISPATCH(op, cuda::swiglu_forward(fp(out), fp(gate), fp(up), gate.numel()));
   cpu::swiglu_forward(fp(out), fp(gate), fp(up), gate.numel());
 }
 
@@ -375,7 +411,8 @@ void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor&
   expect_like(op, "dout", dout, "gate", gate);
   expect_like(op, "dgate", dgate, "gate", gate);
   expect_like(op, "dup", dup, "up", up);
-  if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}})) no_cuda(op);
+  if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}}))
+    R1_CUDA_DISPATCH(op, cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), gate.numel()));
   cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), gate.numel());
 }
 
@@ -387,7 +424,8 @@ void add(Tensor out, const Tensor& a, const Tensor& b) {
   expect_f32(op, "a", a);
   expect_numel(op, "b", b, a.numel(), "a", a);
   expect_numel(op, "out", out, a.numel(), "a", a);
-  if (on_cuda(op, {{"out", out}, {"a", a}, {"b", b}})) no_cuda(op);
+  if (on_cuda(op, {{"out", out}, {"a", a}, {"b", b}}))
+    R1_CUDA_DISPATCH(op, cuda::add(fp(out), fp(a), fp(b), a.numel()));
   cpu::add(fp(out), fp(a), fp(b), a.numel());
 }
 
@@ -395,28 +433,29 @@ void add_inplace(Tensor dst, const Tensor& src) {
   const char* op = "add_inplace";
   expect_f32(op, "dst", dst);
   expect_numel(op, "src", src, dst.numel(), "dst", dst);
-  if (on_cuda(op, {{"dst", dst}, {"src", src}})) no_cuda(op);
+  if (on_cuda(op, {{"dst", dst}, {"src", src}}))
+    R1_CUDA_DISPATCH(op, cuda::add_inplace(fp(dst), fp(src), dst.numel()));
   cpu::add_inplace(fp(dst), fp(src), dst.numel());
 }
 
 void scale_inplace(Tensor x, float s) {
   const char* op = "scale_inplace";
   expect_f32(op, "x", x);
-  if (on_cuda(op, {{"x", x}})) no_cuda(op);
+  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH(op, cuda::scale_inplace(fp(x), s, x.numel()));
   cpu::scale_inplace(fp(x), s, x.numel());
 }
 
 void zero(Tensor x) {
   const char* op = "zero";
   expect_f32(op, "x", x);
-  if (on_cuda(op, {{"x", x}})) no_cuda(op);
+  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH(op, cuda::zero(fp(x), x.numel()));
   cpu::zero(fp(x), x.numel());
 }
 
 double sum_squares(const Tensor& x) {
   const char* op = "sum_squares";
   expect_f32(op, "x", x);
-  if (on_cuda(op, {{"x", x}})) no_cuda(op);
+  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH(op, cuda::sum_squares(fp(x), x.numel()));
   return cpu::sum_squares(fp(x), x.numel());
 }
 
@@ -455,7 +494,8 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
   expect_opt(op, "entropy", entropy, F32, {{"T", T}}, "hidden", &hidden);
   if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"entropy", entropy}, {"hidden", hidden}, {"weight", weight},
                    {"targets", targets}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(op, cuda::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight),
+                                                      ip(targets), T, C, V, temperature, vocab_chunk));
   }
   check_targets(op, targets, V);
   cpu::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight), ip(targets), T, C, V,
@@ -474,7 +514,9 @@ void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp
   expect_opt(op, "dweight", dweight, F32, {{"V", V}, {"C", C}}, "weight", &weight);
   if (on_cuda(op, {{"dhidden", dhidden}, {"dweight", dweight}, {"dlogp", dlogp}, {"hidden", hidden},
                    {"weight", weight}, {"targets", targets}, {"lse", lse}})) {
-    no_cuda(op);
+    R1_CUDA_DISPATCH(
+        op, cuda::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight),
+                                          ip(targets), fp(lse), T, C, V, temperature, vocab_chunk));
   }
   check_targets(op, targets, V);
   cpu::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight), ip(targets), fp(lse),
@@ -485,7 +527,8 @@ float cross_entropy_forward(const Tensor& logp, const Tensor& mask) {
   const char* op = "cross_entropy_forward";
   expect(op, "logp", logp, F32, {{"T", kAny}});
   expect(op, "mask", mask, F32, {{"T", logp.shape[0]}}, "logp", &logp);
-  if (on_cuda(op, {{"logp", logp}, {"mask", mask}})) no_cuda(op);
+  if (on_cuda(op, {{"logp", logp}, {"mask", mask}}))
+    R1_CUDA_DISPATCH(op, cuda::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]));
   return cpu::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]);
 }
 
@@ -493,7 +536,8 @@ void cross_entropy_backward(Tensor dlogp, const Tensor& mask) {
   const char* op = "cross_entropy_backward";
   expect(op, "dlogp", dlogp, F32, {{"T", kAny}});
   expect(op, "mask", mask, F32, {{"T", dlogp.shape[0]}}, "dlogp", &dlogp);
-  if (on_cuda(op, {{"dlogp", dlogp}, {"mask", mask}})) no_cuda(op);
+  if (on_cuda(op, {{"dlogp", dlogp}, {"mask", mask}}))
+    R1_CUDA_DISPATCH(op, cuda::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]));
   cpu::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]);
 }
 
@@ -508,7 +552,9 @@ void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const Ad
   expect_numel(op, "m", m, n, "param", param);
   expect_numel(op, "v", v, n, "param", param);
   if (hp.step < 1) fail("{}: step = {} must be >= 1 (1-based, for bias correction)", op, hp.step);
-  if (on_cuda(op, {{"param", param}, {"grad", grad}, {"m", m}, {"v", v}})) no_cuda(op);
+  if (on_cuda(op, {{"param", param}, {"grad", grad}, {"m", m}, {"v", v}}))
+    R1_CUDA_DISPATCH(op, cuda::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2,
+                                            hp.eps, hp.weight_decay, hp.step, hp.grad_scale));
   cpu::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
                     hp.step, hp.grad_scale);
 }

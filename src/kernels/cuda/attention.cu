@@ -1,0 +1,283 @@
+// Attention, simple and memory-linear (the fast flash kernels come later):
+// - forward / cached: one block per (query row, head); each warp walks a share of the keys with an
+//   online softmax, lanes own head dims (d = lane + 32 i), and the warps merge their states at the end.
+// - backward: D = rowsum(dout * out) first, then a dq pass (one block per (query row, head)) and a
+//   dk/dv pass (one block per (key row, kv head)), each recomputing p = exp(s - lse). Every output
+//   row belongs to one block: no atomics, deterministic.
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace r1::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kPer = int(kMaxHeadDim / 32);  // head dims per lane
+
+// Index b of the sequence holding token t: the largest b < B with cu[b] <= t (skips empty ones).
+__device__ inline int seq_of(const int32_t* cu, int64_t B, int64_t t) {
+  int lo = 0, hi = int(B) - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (cu[mid] <= t) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+__device__ inline void load_row(float (&r)[kPer], const float* src, int HD) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int d = lane + 32 * i;
+    r[i] = d < HD ? src[d] : 0.0f;
+  }
+}
+
+__device__ inline float warp_dot(const float (&r)[kPer], const float* src, int HD) {
+  const int lane = threadIdx.x & 31;
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int d = lane + 32 * i;
+    if (d < HD) s += r[i] * src[d];
+  }
+  return warp_reduce(s, SumOp{});
+}
+
+__device__ inline void warp_axpy(float (&acc)[kPer], float a, const float* src, int HD) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int d = lane + 32 * i;
+    if (d < HD) acc[i] += a * src[d];
+  }
+}
+
+// Sums the warps' acc rows into shared memory; returns the block-wide sum for dim d via sum_row.
+struct WarpRows {
+  float v[kWarps][kMaxHeadDim];
+};
+
+__device__ inline void store_warp_row(WarpRows& sh, const float (&acc)[kPer], int HD) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int d = lane + 32 * i;
+    if (d < HD) sh.v[warp][d] = acc[i];
+  }
+}
+
+// One query row against n keys/values (row j at base + j * stride). Writes out (HD) and, when lse
+// is non-null, the log-sum-exp of the scaled scores. n >= 1.
+__device__ void attend_row(float* out, float* lse, const float* qr, const float* kbase, const float* vbase,
+                           int64_t stride, int64_t n, int HD, float scale) {
+  __shared__ WarpRows acc_sh;
+  __shared__ float m_sh[kWarps], l_sh[kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float q[kPer], acc[kPer];
+  load_row(q, qr, HD);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = warp; j < n; j += kWarps) {
+    const float s = scale * warp_dot(q, kbase + j * stride, HD);
+    const float mnew = fmaxf(m, s);
+    const float corr = expf(m - mnew), p = expf(s - mnew);
+    l = l * corr + p;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) acc[i] *= corr;
+    warp_axpy(acc, p, vbase + j * stride, HD);
+    m = mnew;
+  }
+  store_warp_row(acc_sh, acc, HD);
+  if (lane == 0) {
+    m_sh[warp] = m;
+    l_sh[warp] = l;
+  }
+  __syncthreads();
+  float M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, m_sh[w]);
+  float L = 0.0f, wscale[kWarps];
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    wscale[w] = l_sh[w] > 0.0f ? expf(m_sh[w] - M) : 0.0f;  // warps that saw no key add nothing
+    L += l_sh[w] * wscale[w];
+  }
+  const float inv = 1.0f / L;
+  for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) o += acc_sh.v[w][d] * wscale[w];
+    out[d] = o * inv;
+  }
+  if (lse && threadIdx.x == 0) *lse = M + logf(L);
+}
+
+__global__ void __launch_bounds__(kWarps * 32)
+attention_forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
+                         const int32_t* cu, int64_t B, int64_t NH, int64_t NKV, int HD, float scale) {
+  const int64_t th = blockIdx.x, t = th / NH, h = th % NH, g = h / (NH / NKV);
+  const int64_t s0 = cu[seq_of(cu, B, t)], stride = NKV * HD;
+  const int64_t kv0 = s0 * stride + g * HD;
+  attend_row(out + th * HD, lse + th, q + th * HD, k + kv0, v + kv0, stride, t - s0 + 1, HD, scale);
+}
+
+__global__ void __launch_bounds__(kWarps * 32)
+attention_cached_kernel(float* out, const float* q, const float* k_cache, const float* v_cache,
+                        const int32_t* slots, const int32_t* pos, int64_t L, int64_t NH, int64_t NKV, int HD,
+                        float scale) {
+  const int64_t th = blockIdx.x, t = th / NH, h = th % NH, g = h / (NH / NKV), stride = NKV * HD;
+  const int64_t kv0 = int64_t(slots[t]) * L * stride + g * HD;
+  attend_row(out + th * HD, nullptr, q + th * HD, k_cache + kv0, v_cache + kv0, stride, int64_t(pos[t]) + 1, HD,
+             scale);
+}
+
+// D (rows) = rowsum(dout * out), one warp per (token, head) row.
+__global__ void attention_delta_kernel(float* D, const float* dout, const float* out, int64_t rows, int HD) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  float s = 0.0f;
+  for (int d = lane; d < HD; d += 32) s += dout[row * HD + d] * out[row * HD + d];
+  s = warp_reduce(s, SumOp{});
+  if (lane == 0) D[row] = s;
+}
+
+// dq[i, h] += scale * sum_j ds_ij k_j over keys j <= i of i's sequence.
+__global__ void __launch_bounds__(kWarps * 32)
+attention_dq_kernel(float* dq, const float* dout, const float* q, const float* k, const float* v,
+                    const float* lse, const float* D, const int32_t* cu, int64_t B, int64_t NH, int64_t NKV,
+                    int HD, float scale) {
+  __shared__ WarpRows sh;
+  const int warp = threadIdx.x >> 5;
+  const int64_t th = blockIdx.x, i = th / NH, h = th % NH, g = h / (NH / NKV), stride = NKV * HD;
+  const int64_t s0 = cu[seq_of(cu, B, i)];
+  float qv[kPer], dov[kPer], acc[kPer];
+  load_row(qv, q + th * HD, HD);
+  load_row(dov, dout + th * HD, HD);
+#pragma unroll
+  for (int x = 0; x < kPer; ++x) acc[x] = 0.0f;
+  const float li = lse[th], Di = D[th];
+  for (int64_t j = s0 + warp; j <= i; j += kWarps) {
+    const float* kj = k + j * stride + g * HD;
+    const float p = expf(scale * warp_dot(qv, kj, HD) - li);
+    const float dp = warp_dot(dov, v + j * stride + g * HD, HD);
+    warp_axpy(acc, p * (dp - Di), kj, HD);
+  }
+  store_warp_row(sh, acc, HD);
+  __syncthreads();
+  for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) s += sh.v[w][d];
+    dq[th * HD + d] += scale * s;
+  }
+}
+
+// dk[j, g] += sum scale * ds_ij q_i, dv[j, g] += sum p_ij dout_i over the query heads h of kv head
+// g and the queries i >= j of j's sequence.
+__global__ void __launch_bounds__(kWarps * 32)
+attention_dkdv_kernel(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                      const float* lse, const float* D, const int32_t* cu, int64_t B, int64_t NH, int64_t NKV,
+                      int HD, float scale) {
+  __shared__ WarpRows sh_k, sh_v;
+  const int warp = threadIdx.x >> 5;
+  const int64_t jg = blockIdx.x, j = jg / NKV, g = jg % NKV, group = NH / NKV;
+  const int64_t s1 = cu[seq_of(cu, B, j) + 1], n = s1 - j;
+  float kv[kPer], vv[kPer], dk_acc[kPer], dv_acc[kPer];
+  load_row(kv, k + jg * HD, HD);
+  load_row(vv, v + jg * HD, HD);
+#pragma unroll
+  for (int x = 0; x < kPer; ++x) dk_acc[x] = dv_acc[x] = 0.0f;
+  for (int64_t w = warp; w < group * n; w += kWarps) {
+    const int64_t h = g * group + w / n, i = j + w % n, ih = i * NH + h;
+    const float* qi = q + ih * HD;
+    const float* doi = dout + ih * HD;
+    const float p = expf(scale * warp_dot(kv, qi, HD) - lse[ih]);
+    const float dp = warp_dot(vv, doi, HD);
+    warp_axpy(dk_acc, scale * p * (dp - D[ih]), qi, HD);
+    warp_axpy(dv_acc, p, doi, HD);
+  }
+  store_warp_row(sh_k, dk_acc, HD);
+  store_warp_row(sh_v, dv_acc, HD);
+  __syncthreads();
+  for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+    float a = 0.0f, b = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      a += sh_k.v[w][d];
+      b += sh_v.v[w][d];
+    }
+    dk[jg * HD + d] += a;
+    dv[jg * HD + d] += b;
+  }
+}
+
+__global__ void kv_cache_write_kernel(float* k_cache, float* v_cache, const float* k, const float* v,
+                                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L,
+                                      int64_t row) {
+  const int64_t n = T * row;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / row, r = i - t * row;
+    const int64_t dst = (int64_t(slots[t]) * L + pos[t]) * row + r;
+    k_cache[dst] = k[i];
+    v_cache[dst] = v[i];
+  }
+}
+
+void check_head_dim(int64_t HD) {
+  if (HD > kMaxHeadDim) throw_error("CUDA attention: head dim HD > 256 is not supported");
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                       const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                       int64_t HD, float scale) {
+  if (T == 0 || NH == 0) return;
+  check_head_dim(HD);
+  attention_forward_kernel<<<unsigned(T * NH), kWarps * 32, 0, context().stream>>>(out, lse, q, k, v, cu_seqlens,
+                                                                                    B, NH, NKV, int(HD), scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale) {
+  if (T == 0 || NH == 0) return;
+  check_head_dim(HD);
+  Context& ctx = context();
+  auto* D = static_cast<float*>(ctx.scratch(size_t(T * NH) * sizeof(float)));
+  constexpr int kRowsPerBlock = 8;
+  attention_delta_kernel<<<unsigned((T * NH + kRowsPerBlock - 1) / kRowsPerBlock), kRowsPerBlock * 32, 0,
+                           ctx.stream>>>(D, dout, out, T * NH, int(HD));
+  CUDA_CHECK_LAUNCH();
+  attention_dq_kernel<<<unsigned(T * NH), kWarps * 32, 0, ctx.stream>>>(dq, dout, q, k, v, lse, D, cu_seqlens, B,
+                                                                         NH, NKV, int(HD), scale);
+  CUDA_CHECK_LAUNCH();
+  attention_dkdv_kernel<<<unsigned(T * NKV), kWarps * 32, 0, ctx.stream>>>(dk, dv, dout, q, k, v, lse, D,
+                                                                            cu_seqlens, B, NH, NKV, int(HD), scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
+                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD) {
+  const int64_t row = NKV * HD;
+  if (T * row == 0) return;
+  kv_cache_write_kernel<<<grid_for(T * row), kThreads, 0, context().stream>>>(k_cache, v_cache, k, v, slots, pos,
+                                                                              T, L, row);
+  CUDA_CHECK_LAUNCH();
+}
+
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
+                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
+                      int64_t NKV, int64_t HD, float scale) {
+  if (T == 0 || NH == 0) return;
+  check_head_dim(HD);
+  attention_cached_kernel<<<unsigned(T * NH), kWarps * 32, 0, context().stream>>>(out, q, k_cache, v_cache, slots,
+                                                                                   pos, L, NH, NKV, int(HD), scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace r1::cuda

@@ -1,0 +1,48 @@
+#include "reward/math_reward.h"
+
+#include <chrono>
+
+#include "base/error.h"
+
+namespace r1::reward {
+
+MathReward::MathReward(MathOptions o) : o_(std::move(o)) {
+  for (const std::string& m : o_.extract.methods)
+    R1_CHECK(m == "boxed" || m == "answer_tag" || m == "answer_is" || m == "hash",
+             "math reward: unknown extraction method '{}' (boxed, answer_tag, answer_is, hash)", m);
+  R1_CHECK(o_.equivalence.rel_tol >= 0, "math reward: rel_tol must be >= 0");
+  o_.extract.answer_open = o_.format.answer_open;
+  o_.extract.answer_close = o_.format.answer_close;
+}
+
+Result MathReward::score(const Sample& s) const {
+  auto t0 = std::chrono::steady_clock::now();
+  Result r;
+  auto finish = [&](double reward) {
+    r.reward = reward;
+    r.details["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  };
+  if (o_.require_format) {
+    FormatCheck f = check_format(s.completion, o_.format);
+    r.details["format_ok"] = f.ok;
+    if (!f.ok) {
+      r.details["reason"] = "format: " + f.reason;
+      return finish(0.0);
+    }
+  }
+  auto a = extract_answer(s.completion, o_.extract);
+  if (!a) {
+    counters().no_answer++;
+    r.details["reason"] = "no final answer found";
+    return finish(0.0);
+  }
+  r.details["extracted"] = a->text;
+  r.details["method"] = a->method;
+  Decision d = equivalent(s.answer, a->text, o_.equivalence);
+  r.details["check"] = d.check;
+  if (!d.equal) r.details["reason"] = d.reason;
+  return finish(d.equal ? 1.0 : 0.0);
+}
+
+}  // namespace r1::reward

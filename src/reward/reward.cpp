@@ -1,0 +1,56 @@
+#include "reward/reward.h"
+
+#include <algorithm>
+#include <exception>
+#include <thread>
+
+namespace r1::reward {
+
+std::vector<Result> score_batch(const Reward& r, const std::vector<Sample>& samples, int threads) {
+  std::vector<Result> out(samples.size());
+  if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  threads = int(std::min<size_t>(size_t(threads), std::max<size_t>(1, samples.size())));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < samples.size();) {
+      try {
+        out[i] = r.score(samples[i]);
+      } catch (const std::exception& e) {
+        counters().reward_exceptions++;
+        out[i] = Result{0.0, {{"reason", std::string("reward raised: ") + e.what()}}};
+      }
+      counters().scored++;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return out;
+}
+
+Counters& counters() {
+  static Counters c;
+  return c;
+}
+
+nlohmann::json Counters::snapshot() const {
+  return {{"scored", scored.load()},
+          {"no_answer", no_answer.load()},
+          {"parse_failures", parse_failures.load()},
+          {"symbolic_checks", symbolic_checks.load()},
+          {"symbolic_timeouts", symbolic_timeouts.load()},
+          {"symbolic_errors", symbolic_errors.load()},
+          {"reward_exceptions", reward_exceptions.load()},
+          {"sandbox_runs", sandbox_runs.load()},
+          {"sandbox_timeouts", sandbox_timeouts.load()},
+          {"sandbox_errors", sandbox_errors.load()}};
+}
+
+void Counters::reset() {
+  for (auto* a : {&scored, &no_answer, &parse_failures, &symbolic_checks, &symbolic_timeouts,
+                  &symbolic_errors, &reward_exceptions, &sandbox_runs, &sandbox_timeouts, &sandbox_errors})
+    a->store(0);
+}
+
+}  // namespace r1::reward

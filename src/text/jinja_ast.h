@@ -1,0 +1,39 @@
+#pragma once
+// The parsed template: one Node type for expressions and statements (plain data, no hierarchy).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "text/jinja_value.h"
+
+namespace r1::text::jinja {
+
+struct Node;
+using NodePtr = std::shared_ptr<Node>;
+using Body = std::vector<NodePtr>;
+
+struct Node {
+  enum class Kind {
+    // expressions
+    Literal, Name, Attr, Item, Slice, Call, Filter, Test, Unary, Binary, And, Or, Not, Cond, ListLit, DictLit,
+    // statements
+    Text, Emit, If, For, Set, SetBlock, Macro, Break, Continue
+  } kind;
+  int line = 0;
+  std::string name;  // Name/Attr/Filter/Test/Macro name, operator of Unary/Binary, Set target
+  std::string attr;  // Set target attribute (set ns.attr = ...)
+  Value value;       // Literal, Text
+  std::vector<NodePtr> args;  // operands, call/filter/test arguments, list items, dict keys/values pairs
+  std::vector<std::pair<std::string, NodePtr>> kwargs;
+  std::vector<std::string> targets;  // For loop variables, Macro parameters
+  bool negated = false;              // Test: "is not"
+  // If: conds[k] guards bodies[k], else_body last; For: bodies[0] body, else_body; Macro/SetBlock: bodies[0]
+  std::vector<NodePtr> conds;
+  std::vector<Body> bodies;
+  Body else_body;
+};
+
+// Parses a template; errors name the construct and the template line.
+Body parse(const std::string& source);
+
+}  // namespace r1::text::jinja

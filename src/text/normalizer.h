@@ -1,0 +1,21 @@
+#pragma once
+// tokenizer.json's "normalizer": none, NFC/NFKC/NFD/NFKD, or a Sequence of those.
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace r1::text {
+
+struct Normalizer {
+  enum class Form { NFC, NFKC, NFD, NFKD };
+  std::vector<Form> steps;  // empty: the identity
+  bool identity() const { return steps.empty(); }
+  std::string apply(std::string_view s) const;
+};
+
+// Errors name the unsupported type and `file`.
+Normalizer parse_normalizer(const nlohmann::json& j, const std::string& file);
+
+}  // namespace r1::text
