@@ -60,9 +60,10 @@ void add_generate(CLI::App& app) {
     // Render every line; a bad one is reported and skipped, the others still run.
     std::vector<rollout::Request> reqs;
     std::vector<int> req_line;
-    std::string errors;
-    int bad = 0, max_prompt = 1;
-    for (const JsonLine& l : read_jsonl(std::cin, "stdin")) {
+    std::vector<nlohmann::json> bad_lines;
+    std::vector<JsonLine> lines = read_jsonl_lenient(std::cin, "stdin", bad_lines);
+    int max_prompt = 1;
+    for (const JsonLine& l : lines) {
       try {
         std::string text;
         if (l.value.contains("messages")) {
@@ -86,10 +87,13 @@ void add_generate(CLI::App& app) {
         reqs.push_back({std::move(ids), o->n, int64_t(l.line_no)});
         req_line.push_back(l.line_no);
       } catch (const Error& e) {
-        ++bad;
-        log::warn("stdin line {}: {}", l.line_no, e.what());
-        errors += nlohmann::json{{"line", l.line_no}, {"error", e.what()}}.dump() + "\n";
+        bad_lines.push_back({{"line", l.line_no}, {"error", fmt::format("stdin line {}: {}", l.line_no, e.what())}});
       }
+    }
+    std::string errors;
+    for (const auto& e : bad_lines) {
+      log::warn("{}", e["error"].get<std::string>());
+      errors += e.dump() + "\n";
     }
     rollout::GenerateParams gp;
     gp.sampling = {o->temperature, o->top_p, o->top_k, o->seed};
@@ -130,7 +134,8 @@ void add_generate(CLI::App& app) {
     log::info("{} sequences, {} tokens in {:.2f} s ({:.1f} tok/s; prefill {:.2f} s, decode {:.2f} s over {} steps)",
               outs.size(), st.generated_tokens, secs, double(st.generated_tokens) / std::max(secs, 1e-9),
               st.prefill_seconds, st.decode_seconds, st.decode_steps);
-    if (bad) fail("{} input line(s) could not be generated (see the error records)", bad);
+    if (!bad_lines.empty())
+      fail("{} input line(s) could not be generated (see the error records)", bad_lines.size());
   });
 }
 

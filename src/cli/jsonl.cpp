@@ -4,22 +4,39 @@
 
 namespace r1::cli {
 
+namespace {
+// One line as a JSON object, or an error naming the source and line.
+nlohmann::json parse_line(std::string line, int no, const std::string& source) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  R1_CHECK(line.find_first_not_of(" \t") != std::string::npos, "{} line {}: empty line", source, no);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{} line {}: invalid JSON: {}", source, no, e.what());
+  }
+  R1_CHECK(j.is_object(), "{} line {}: expected a JSON object", source, no);
+  return j;
+}
+}  // namespace
+
 std::vector<JsonLine> read_jsonl(std::istream& in, const std::string& source) {
   std::vector<JsonLine> out;
   std::string line;
-  int no = 0;
-  while (std::getline(in, line)) {
-    ++no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    R1_CHECK(line.find_first_not_of(" \t") != std::string::npos, "{} line {}: empty line", source, no);
-    nlohmann::json j;
+  for (int no = 1; std::getline(in, line); ++no) out.push_back({no, parse_line(line, no, source)});
+  return out;
+}
+
+std::vector<JsonLine> read_jsonl_lenient(std::istream& in, const std::string& source,
+                                         std::vector<nlohmann::json>& errors) {
+  std::vector<JsonLine> out;
+  std::string line;
+  for (int no = 1; std::getline(in, line); ++no) {
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("{} line {}: invalid JSON: {}", source, no, e.what());
+      out.push_back({no, parse_line(line, no, source)});
+    } catch (const Error& e) {
+      errors.push_back({{"line", no}, {"error", e.what()}});
     }
-    R1_CHECK(j.is_object(), "{} line {}: expected a JSON object", source, no);
-    out.push_back({no, std::move(j)});
   }
   return out;
 }

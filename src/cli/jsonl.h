@@ -17,6 +17,11 @@ struct JsonLine {
 // Reads all lines of `in`; an empty or unparsable line is an error naming `source` and the line.
 std::vector<JsonLine> read_jsonl(std::istream& in, const std::string& source);
 
+// As read_jsonl, but a bad line does not stop the others: it is returned in `errors` as
+// {"line": n, "error": "..."} and skipped.
+std::vector<JsonLine> read_jsonl_lenient(std::istream& in, const std::string& source,
+                                         std::vector<nlohmann::json>& errors);
+
 // The integer array `key` of a line; errors name the source, line and offending element.
 std::vector<int32_t> int_array(const JsonLine& l, const std::string& key, const std::string& source,
                                int64_t lo, int64_t hi);

@@ -68,6 +68,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     c.tokens.push_back(d.token);
     c.logprobs.push_back(d.logprob);
     ++stats_.generated_tokens;
+    if (params.on_token) params.on_token(sl.prompt, sl.sample, d.token);
     bool stop = std::find(params.stop_ids.begin(), params.stop_ids.end(), d.token) != params.stop_ids.end();
     if (!stop && !params.stop_strings.empty()) {
       const size_t before = sl.text.size();

@@ -31,6 +31,8 @@ struct GenerateParams {
   std::vector<std::string> stop_strings;  // matched on decoded text; needs token_text
   // Decoded text of one token (bytes; may be part of a UTF-8 character). Required for stop_strings.
   std::function<std::string(int32_t)> token_text;
+  // Called for every sampled token as it is accepted (streaming output).
+  std::function<void(int64_t prompt, int64_t sample, int32_t token)> on_token;
 };
 
 struct Completion {
