@@ -353,7 +353,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   M["response_length/max"] = len_max;
   M["truncated_frac"] = double(truncated) / n;
   M["loss"] = updates ? loss_sum / double(cfg_.ppo_epochs) : 0.0;
-  M["clip_frac"] = loss_tokens ? clip_sum / double(loss_tokens) : 0.0;
+  M["clip_fraction"] = loss_tokens ? clip_sum / double(loss_tokens) : 0.0;
   if (ref_) M["kl"] = cfg_.kl_in_reward ? kl_reward_sum / double(std::max<int64_t>(1, gen_tokens))
                                          : (loss_tokens ? kl_sum / double(loss_tokens) : 0.0);
   M["entropy"] = ent_tokens ? ent_sum / double(ent_tokens) : 0.0;
@@ -369,7 +369,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   M["time/reward"] = t_reward;
   M["time/train"] = t_train;
   M["time/step"] = t_step.seconds();
-  M["tokens_per_second/rollout"] = t_rollout > 0 ? double(gen_tokens) / t_rollout : 0.0;
+  M["tokens_per_s"] = t_rollout > 0 ? double(gen_tokens) / t_rollout : 0.0;
   (void)mc;
   return M;
 }

@@ -94,7 +94,8 @@ void RunDir::write_config(std::string_view yaml) const { fs::write_file_atomic(f
 
 void RunDir::write_samples(int64_t step, const std::vector<nlohmann::json>& rows) const {
   std::string text;
-  for (const nlohmann::json& r : rows) text += r.dump() + "\n";
+  // Model output may hold invalid UTF-8 (a byte-level model, a cut character): replace, never throw.
+  for (const nlohmann::json& r : rows) text += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   fs::write_file_atomic(fs::join(file("samples"), step_name(step) + ".jsonl"), text);
 }
 
