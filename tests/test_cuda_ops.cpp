@@ -4,6 +4,7 @@
 // kernel leaves unwritten fails; backward outputs start random (the same on both sides) so the +=
 // accumulation is checked. Each comparison prints a "[ CUDAERR ]" line that bench/gpu.sh collects.
 // Without a GPU (CI), every test skips.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #ifdef R1_HAVE_CUDA
@@ -102,7 +103,10 @@ void check_scalar(const std::string& op, const std::string& size, double gpu, do
 
 std::string dims(std::initializer_list<std::pair<const char*, int64_t>> d) {
   std::string s;
-  for (const auto& [k, v] : d) s += (s.empty() ? "" : " ") + std::string(k) + "=" + std::to_string(v);
+  for (const auto& [k, v] : d) {
+    if (!s.empty()) s += ' ';
+    s += fmt::format("{}={}", k, v);
+  }
   return s;
 }
 
