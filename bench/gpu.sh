@@ -80,10 +80,15 @@ run() {
   timeout 300 .gpu/r1_tests --gtest_filter='Cuda*' --gtest_color=no >"$out/cuda_tests.log" 2>&1
   local rc_cuda=$?
   grep -E "^\[ (CUDADEV|  FAILED|  PASSED|  SKIPPED) \]|: Failure$" -A2 "$out/cuda_tests.log" | head -60
-  # OpsErrors.Devices hands host pointers tagged CUDA to the ops to check the no-backend message; on
-  # a GPU they reach the kernels, so it only holds where no device is usable.
+  # OpsErrors.Devices now skips its no-backend checks when a GPU is usable. The real-tokenizer tests
+  # need tests/data/tokenizers (28 MB, fetched from npm here): they run only when it was carried.
   echo "== the rest of r1_tests"
-  timeout 240 .gpu/r1_tests --gtest_filter='-Cuda*:OpsErrors.Devices' --gtest_color=no >"$out/all_tests.log" 2>&1
+  local filter='-Cuda*'
+  if [ ! -f tests/data/tokenizers/qwen3/tokenizer.json ]; then
+    filter="$filter:Real/*:TokenizerLoad.*:TokenizeCli.*:TextBadInput.InvalidUtf8IsAClearError:GenerateCli.*"
+    echo "(tests/data/tokenizers not carried: real-tokenizer tests left out)"
+  fi
+  timeout 240 .gpu/r1_tests --gtest_filter="$filter" --gtest_color=no >"$out/all_tests.log" 2>&1
   local rc_all=$?
   grep -E "^\[  FAILED  \]|: Failure$" -A2 "$out/all_tests.log" | head -40
   set -e
