@@ -10,7 +10,6 @@ void add_demo(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_chat(CLI::App& app);
-void add_demo_rl(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_reward(CLI::App& app);
 

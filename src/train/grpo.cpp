@@ -221,9 +221,10 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         }
         reward_sum += results[k].reward;
         ++scored;
-        if (results[k].details.contains("components"))
-          for (auto& [name, v] : results[k].details["components"].items())
-            if (v.is_number()) component_sum[name] += v.get<double>();
+        // A composite reward reports each part under its name as {"reward": x, ...}.
+        for (auto& [name, v] : results[k].details.items())
+          if (v.is_object() && v.contains("reward") && v["reward"].is_number())
+            component_sum[name] += v["reward"].get<double>();
         all_text.push_back(texts[k]);
         if (s < 2 && samples_.size() < 32)
           samples_.push_back({train_[size_t(q.problem)].id, req_text[p], texts[k], results[k].reward, results[k].details});
