@@ -10,6 +10,7 @@ void add_demo(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_chat(CLI::App& app);
+void add_grpo(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_reward(CLI::App& app);
 

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   r1::cli::add_convert(app);
   r1::cli::add_generate(app);
   r1::cli::add_chat(app);
+  r1::cli::add_grpo(app);
   r1::cli::add_tokenize(app);
   r1::cli::add_reward(app);
   try {

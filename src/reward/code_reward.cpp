@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
 
 #include "base/error.h"
 
@@ -62,11 +61,9 @@ std::optional<CodeBlock> last_code_block(const std::string& text) {
 }
 
 Result CodeReward::score(const Sample& s) const {
-  auto t0 = std::chrono::steady_clock::now();
   Result r;
   auto finish = [&](double reward) {
     r.reward = reward;
-    r.details["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   };
   const nlohmann::json& t = s.tests;

@@ -1,7 +1,5 @@
 #include "reward/format_reward.h"
 
-#include <chrono>
-
 namespace r1::reward {
 namespace {
 
@@ -52,11 +50,9 @@ std::string think_text(const std::string& completion, const FormatOptions& o) {
 }
 
 Result FormatReward::score(const Sample& s) const {
-  auto t0 = std::chrono::steady_clock::now();
   FormatCheck c = check_format(s.completion, o_);
   Result r{c.ok ? 1.0 : 0.0, {{"format_ok", c.ok}}};
   if (!c.ok) r.details["reason"] = c.reason;
-  r.details["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
 

@@ -1,7 +1,6 @@
 #include "reward/language_reward.h"
 
 #include <cctype>
-#include <chrono>
 #include <set>
 
 #include "base/error.h"
@@ -98,11 +97,9 @@ LanguageShare language_share(const std::string& text, const std::string& target)
 LanguageReward::LanguageReward(LanguageOptions o) : o_(std::move(o)) { target_scripts(o_.target); }
 
 Result LanguageReward::score(const Sample& s) const {
-  auto t0 = std::chrono::steady_clock::now();
   LanguageShare sh = language_share(think_text(s.completion, o_.format), o_.target);
   Result r{sh.share, {{"language", o_.target}, {"words", sh.words}, {"target_words", sh.target_words}}};
   if (sh.words == 0) r.details["reason"] = "no words in the chain of thought";
-  r.details["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
 

@@ -1,7 +1,5 @@
 #include "reward/math_reward.h"
 
-#include <chrono>
-
 #include "base/error.h"
 
 namespace r1::reward {
@@ -16,11 +14,9 @@ MathReward::MathReward(MathOptions o) : o_(std::move(o)) {
 }
 
 Result MathReward::score(const Sample& s) const {
-  auto t0 = std::chrono::steady_clock::now();
   Result r;
   auto finish = [&](double reward) {
     r.reward = reward;
-    r.details["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   };
   if (o_.require_format) {

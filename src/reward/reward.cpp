@@ -1,6 +1,7 @@
 #include "reward/reward.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <thread>
 
@@ -13,12 +14,14 @@ std::vector<Result> score_batch(const Reward& r, const std::vector<Sample>& samp
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1)) < samples.size();) {
+      const auto t0 = std::chrono::steady_clock::now();
       try {
         out[i] = r.score(samples[i]);
       } catch (const std::exception& e) {
         counters().reward_exceptions++;
         out[i] = Result{0.0, {{"reason", std::string("reward raised: ") + e.what()}}};
       }
+      out[i].details["ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       counters().scored++;
     }
   };

@@ -75,7 +75,8 @@ class GrpoTrainer {
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
   int64_t cursor() const { return cursor_; }
   void set_cursor(int64_t c) { cursor_ = c; }
-  const model::Transformer* reference() const { return ref_.get(); }
+  // The frozen reference model (null without a KL term); checkpoints save and restore it.
+  model::Transformer* reference() { return ref_.get(); }
 
  private:
   std::vector<int64_t> next_prompts(int64_t n);

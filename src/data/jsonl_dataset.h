@@ -1,0 +1,24 @@
+#pragma once
+// Problems from JSON-lines files with a field mapping, and presets for the benchmark files shipped
+// in data/: gsm8k (question, answer after "####"), math500 / aime24 / amc23 (problem, answer).
+#include <string>
+#include <vector>
+
+#include "data/problem.h"
+
+namespace r1::data {
+
+struct JsonlFields {
+  std::string question = "question";
+  std::string answer = "answer";
+  bool gsm8k_answer = false;  // the gold is the text after "####", thousands separators removed
+};
+
+// Field mapping of a preset name ("gsm8k", "math500", "aime24", "amc23"); others are an error.
+JsonlFields preset_fields(const std::string& preset);
+
+// Every row must be an object with both fields (string, or number for the answer); a bad row is an
+// error naming the file and line, raised before anything else is done. Ids are the 0-based row numbers.
+std::vector<Problem> load_jsonl_problems(const std::string& path, const JsonlFields& fields);
+
+}  // namespace r1::data

@@ -1,0 +1,201 @@
+#include "train/grpo_run.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/progress.h"
+#include "data/jsonl_dataset.h"
+#include "model/checkpoint.h"
+#include "reward/composite.h"
+#include "text/chat_template.h"
+#include "text/hf_codec.h"
+#include "train/grpo.h"
+#include "train/metrics.h"
+#include "train/report.h"
+#include "train/run_dir.h"
+
+namespace r1::train {
+
+nlohmann::json grpo_recipe_defaults() {
+  return {
+      {"model",
+       {{"path", ""},          // HF model directory; empty: a fresh random model from init_preset
+        {"tokenizer", ""},     // tokenizer directory (default: model.path); "byte": the built-in byte codec
+        {"init_preset", "tiny"},
+        {"init_arch", "qwen2"},
+        {"init_vocab_size", 0}}},
+      {"data",
+       {{"path", "data/gsm8k_train.jsonl"},
+        {"preset", "gsm8k"},   // gsm8k | math500 | aime24 | amc23 | custom (question_field, answer_field)
+        {"question_field", "question"},
+        {"answer_field", "answer"},
+        {"template", "r1-zero"},  // r1-zero | chat | none
+        {"prompt_suffix", ""}}},
+      {"reward", {{"spec", "math+format:0.2"}}},
+      {"grpo",
+       {{"prompts_per_step", 8}, {"group_size", 8}, {"max_prompt_tokens", 512}, {"max_completion_tokens", 512},
+        {"temperature", 1.0}, {"top_p", 1.0}, {"top_k", 0}, {"rollout_batch", 64},
+        {"scale_advantage_by_std", true}, {"clip_low", 0.2}, {"clip_high", 0.2}, {"kl_coef", 0.0},
+        {"kl_estimator", "k3"}, {"kl_in_reward", false}, {"ref_refresh_steps", 0},
+        {"loss_reduction", "seq_mean_token_mean"}, {"norm_constant", 0.0}, {"ppo_epochs", 1},
+        {"mini_batches", 1}, {"micro_batch_tokens", 8192}, {"dynamic_sampling", false},
+        {"dynamic_sampling_max_rounds", 4}, {"mask_truncated", false}, {"overlong_buffer", 0},
+        {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
+      {"train",
+       {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
+        {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1}}},
+      {"run", {{"dir", "runs"}, {"name", "grpo"}, {"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}}},
+  };
+}
+
+namespace {
+
+GrpoConfig grpo_config(const Recipe& r) {
+  GrpoConfig g;
+  g.prompts_per_step = r.get<int>("grpo.prompts_per_step");
+  g.group_size = r.get<int>("grpo.group_size");
+  g.max_prompt_tokens = r.get<int>("grpo.max_prompt_tokens");
+  g.max_completion_tokens = r.get<int>("grpo.max_completion_tokens");
+  g.temperature = float(r.get<double>("grpo.temperature"));
+  g.top_p = float(r.get<double>("grpo.top_p"));
+  g.top_k = r.get<int>("grpo.top_k");
+  g.rollout_batch = r.get<int>("grpo.rollout_batch");
+  g.scale_advantage_by_std = r.get<bool>("grpo.scale_advantage_by_std");
+  g.loss.clip_low = r.get<double>("grpo.clip_low");
+  g.loss.clip_high = r.get<double>("grpo.clip_high");
+  g.loss.kl_coef = r.get<double>("grpo.kl_coef");
+  g.loss.kl_estimator = parse_kl_estimator(r.get<std::string>("grpo.kl_estimator"));
+  g.loss.reduction = parse_reduction(r.get<std::string>("grpo.loss_reduction"));
+  g.loss.norm_constant = r.get<double>("grpo.norm_constant");
+  g.kl_in_reward = r.get<bool>("grpo.kl_in_reward");
+  g.ref_refresh_steps = r.get<int>("grpo.ref_refresh_steps");
+  g.ppo_epochs = r.get<int>("grpo.ppo_epochs");
+  g.mini_batches = r.get<int>("grpo.mini_batches");
+  g.micro_batch_tokens = r.get<int>("grpo.micro_batch_tokens");
+  g.dynamic_sampling = r.get<bool>("grpo.dynamic_sampling");
+  g.dynamic_sampling_max_rounds = r.get<int>("grpo.dynamic_sampling_max_rounds");
+  g.mask_truncated = r.get<bool>("grpo.mask_truncated");
+  g.overlong_buffer = r.get<int>("grpo.overlong_buffer");
+  g.overlong_penalty = r.get<double>("grpo.overlong_penalty");
+  g.max_bad_steps = r.get<int>("grpo.max_bad_steps");
+  g.lr = r.get<double>("train.lr");
+  g.max_grad_norm = r.get<double>("train.max_grad_norm");
+  g.schedule.kind = r.get<std::string>("train.lr_schedule");
+  g.schedule.warmup_steps = r.get<int>("train.warmup_steps");
+  g.schedule.min_lr_ratio = r.get<double>("train.min_lr_ratio");
+  g.adamw.beta1 = float(r.get<double>("train.beta1"));
+  g.adamw.beta2 = float(r.get<double>("train.beta2"));
+  g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
+  g.seed = uint64_t(r.get<int>("train.seed"));
+  return g;
+}
+
+void copy_weights(model::Transformer& dst, const model::Transformer& src) {
+  R1_CHECK(dst.params().flat.numel() == src.params().flat.numel(), "checkpoint model does not match the run's model");
+  std::memcpy(dst.params().flat.data, src.params().flat.data, src.params().flat.nbytes());
+}
+
+}  // namespace
+
+std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
+  // Everything that can be wrong with the inputs fails here, before any compute.
+  const std::string model_path = r.get<std::string>("model.path");
+  std::string tok = r.get<std::string>("model.tokenizer");
+  if (tok.empty()) tok = model_path;
+  R1_CHECK(!tok.empty(), "recipe: model.tokenizer must be set when model.path is empty (a directory or \"byte\")");
+  std::unique_ptr<text::Codec> codec;
+  if (tok == "byte") codec = std::make_unique<text::ByteCodec>();
+  else codec = text::HfCodec::load(tok, model_path);
+
+  const std::string preset = r.get<std::string>("data.preset");
+  data::JsonlFields fields = preset == "custom"
+                                 ? data::JsonlFields{r.get<std::string>("data.question_field"),
+                                                     r.get<std::string>("data.answer_field"), false}
+                                 : data::preset_fields(preset);
+  std::vector<data::Problem> problems = data::load_jsonl_problems(r.get<std::string>("data.path"), fields);
+  auto reward = reward::make_reward(r.get<std::string>("reward.spec"));
+
+  const std::string tmpl_name = r.get<std::string>("data.template");
+  const std::string suffix = r.get<std::string>("data.prompt_suffix");
+  std::shared_ptr<text::ChatTemplate> tmpl;
+  if (tmpl_name == "r1-zero") tmpl = std::make_shared<text::ChatTemplate>(text::ChatTemplate::builtin("r1-zero"));
+  else if (tmpl_name == "chat") tmpl = std::make_shared<text::ChatTemplate>(text::ChatTemplate::load(tok));
+  else R1_CHECK(tmpl_name == "none", "recipe: data.template must be r1-zero, chat or none (got '{}')", tmpl_name);
+  auto render = [tmpl, suffix](const data::Problem& p) {
+    if (!tmpl) return p.question + suffix;
+    nlohmann::ordered_json msgs = nlohmann::ordered_json::array({{{"role", "user"}, {"content", p.question + suffix}}});
+    return tmpl->render(msgs, true);
+  };
+
+  const int64_t steps = r.get<int>("train.steps");
+  GrpoConfig gc = grpo_config(r);
+  std::unique_ptr<model::Transformer> m;
+  if (!model_path.empty()) {
+    m = std::make_unique<model::Transformer>(model::load_model(model_path));
+  } else {
+    model::ModelConfig mc = model::preset_config(r.get<std::string>("model.init_preset"), r.get<std::string>("model.init_arch"));
+    int v = r.get<int>("model.init_vocab_size");
+    model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec->vocab_size()));
+    m = std::make_unique<model::Transformer>(mc);
+    m->init_random(gc.seed);
+  }
+  GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
+
+  RunDir run(fs::join(r.get<std::string>("run.dir"), r.get<std::string>("run.name")));
+  int64_t start = 0;
+  std::optional<int64_t> resume_step;
+  if (opts.resume) {
+    auto ck = run.latest_checkpoint();
+    R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
+    copy_weights(*m, model::load_model(fs::join(ck->path, "model")));
+    trainer.optimizer().load(fs::join(ck->path, "optimizer.safetensors"));
+    if (trainer.reference()) copy_weights(*trainer.reference(), model::load_model(fs::join(ck->path, "reference")));
+    nlohmann::json st = nlohmann::json::parse(fs::read_file(fs::join(ck->path, "state.json")));
+    trainer.set_cursor(st.at("cursor").get<int64_t>());
+    start = st.at("step").get<int64_t>() + 1;
+    resume_step = st.at("step").get<int64_t>();
+    log::info("resuming {} from step {}", run.path(), start);
+  } else {
+    run.write_config(r.to_yaml());
+  }
+  MetricsWriter metrics(run.path(), resume_step);
+  const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
+  const int samples_every = r.get<int>("run.samples_every");
+  auto save = [&](int64_t step) {
+    run.commit_checkpoint(step, [&](const std::string& dir) {
+      model::save_model(*m, fs::join(dir, "model"));
+      trainer.optimizer().save(fs::join(dir, "optimizer.safetensors"));
+      if (trainer.reference()) model::save_model(*trainer.reference(), fs::join(dir, "reference"));
+      fs::write_file_atomic(fs::join(dir, "state.json"),
+                            nlohmann::json{{"step", step}, {"cursor", trainer.cursor()}}.dump(2));
+    }, keep_last);
+  };
+
+  Progress bar("grpo", steps - start, "step");
+  for (int64_t step = start; step < steps; ++step) {
+    StepMetrics mt = trainer.step(step);
+    metrics.log(step, Scalars(mt.begin(), mt.end()));
+    if (samples_every > 0 && step % samples_every == 0) {
+      std::vector<nlohmann::json> rows;
+      for (const auto& s : trainer.last_samples())
+        rows.push_back({{"problem", s.problem_id}, {"prompt", s.prompt}, {"completion", s.completion},
+                        {"reward", s.reward}, {"details", s.details}});
+      run.write_samples(step, rows);
+    }
+    if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
+    bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} length {:.0f}", mt["reward/mean"], mt["accuracy"],
+                              mt["response_length/mean"]));
+    if (opts.stop_after >= 0 && step == opts.stop_after) std::_Exit(137);  // as abrupt as kill -9
+  }
+  bar.finish();
+  log::info("report: {}", write_report(run.path()));
+  return run.path();
+}
+
+}  // namespace r1::train

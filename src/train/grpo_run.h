@@ -1,0 +1,22 @@
+#pragma once
+// `r1 grpo`: a GRPO run from a recipe, with its run directory, periodic checkpoints and exact
+// resume. The recipe schema (every key and its default) is grpo_recipe_defaults().
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "train/recipe.h"
+
+namespace r1::train {
+
+nlohmann::json grpo_recipe_defaults();
+
+struct GrpoRunOptions {
+  bool resume = false;       // continue from the latest complete checkpoint of the run directory
+  int64_t stop_after = -1;   // testing: end the process abruptly after this step, as a kill would
+};
+
+// Runs the recipe to its last step; returns the run directory.
+std::string run_grpo(const Recipe& recipe, const GrpoRunOptions& opts);
+
+}  // namespace r1::train

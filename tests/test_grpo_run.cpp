@@ -1,0 +1,67 @@
+// r1 grpo from a recipe: a run killed mid-way and resumed ends with the same weights, bit for bit,
+// as an uninterrupted run; bad recipes, datasets and reward names fail before any compute.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "base/fs.h"
+#include "test_util.h"
+
+using namespace r1;
+
+namespace {
+
+std::string recipe_args(const test::TempDir& dir, const std::string& name) {
+  return "grpo " + test::source_path("recipes/tiny_byte_gsm8k.yaml") + " data.path=" +
+         test::source_path("data/gsm8k_train.jsonl") + " run.dir=" + dir.path() + " run.name=" + name;
+}
+
+TEST(GrpoRun, KilledAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  auto full = test::run_r1(recipe_args(dir, "full"));
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  auto killed = test::run_r1(recipe_args(dir, "cut") + " --stop-after 4");
+  ASSERT_NE(killed.exit_code, 0);  // ended abruptly after step 4; the last checkpoint is step 3
+  EXPECT_FALSE(fs::exists(dir.file("cut/checkpoints/step_000005")));
+  auto resumed = test::run_r1(recipe_args(dir, "cut") + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming"), std::string::npos);
+  const std::string a = fs::read_file(dir.file("full/checkpoints/step_000005/model/model.safetensors"));
+  const std::string b = fs::read_file(dir.file("cut/checkpoints/step_000005/model/model.safetensors"));
+  EXPECT_EQ(a.size(), b.size());
+  EXPECT_TRUE(a == b) << "resumed weights differ from the uninterrupted run";
+  // ... and the run did train: the weights moved between the two checkpoints.
+  EXPECT_NE(a, fs::read_file(dir.file("full/checkpoints/step_000003/model/model.safetensors")));
+  EXPECT_EQ(fs::read_file(dir.file("full/checkpoints/step_000005/optimizer.safetensors")),
+            fs::read_file(dir.file("cut/checkpoints/step_000005/optimizer.safetensors")));
+  // metrics.jsonl of the resumed run has each step once.
+  EXPECT_EQ(test::read_lines(dir.file("cut/metrics.jsonl")).size(), 6u);
+  EXPECT_TRUE(fs::exists(dir.file("full/report.html")));
+  EXPECT_TRUE(fs::exists(dir.file("full/config.yaml")));
+}
+
+TEST(GrpoRun, RecipeTypoNamesTheNearestKey) {
+  test::TempDir dir;
+  auto r = test::run_r1(recipe_args(dir, "x") + " grpo.group_sise=4");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("grpo.group_size"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("x")));
+}
+
+TEST(GrpoRun, UnknownRewardIsAnErrorBeforeCompute) {
+  test::TempDir dir;
+  auto r = test::run_r1(recipe_args(dir, "x") + " reward.spec=math+style");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("style"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("x")));
+}
+
+TEST(GrpoRun, DatasetRowWithoutAnswerNamesTheLine) {
+  test::TempDir dir;
+  std::ofstream(dir.file("d.jsonl")) << "{\"question\": \"1+1\", \"answer\": \"#### 2\"}\n{\"question\": \"2+2\"}\n";
+  auto r = test::run_r1(recipe_args(dir, "x") + " data.path=" + dir.file("d.jsonl"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("d.jsonl line 2: missing answer field 'answer'"), std::string::npos) << r.err;
+}
+
+}  // namespace
