@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "train/r1zero_demo.h"
+#include "train/recipe.h"
 
 namespace r1::cli {
 
@@ -27,22 +28,41 @@ std::string sparkline(const std::vector<double>& v) {
 }
 }  // namespace
 
+namespace {
+// The demo's settings as a recipe (recipes/demo.yaml holds the same defaults), so a run can be
+// changed with dotted overrides like any other: r1 demo grpo.steps=200 grpo.lr=2e-4
+nlohmann::json demo_defaults(const train::DemoOptions& d) {
+  return {{"task", {{"digits", d.digits}, {"base_steps", d.sft_steps}, {"direct_share", d.direct_share},
+                    {"eval_problems", d.eval_problems}}},
+          {"grpo", {{"steps", d.grpo_steps}, {"lr", d.lr}, {"temperature", d.temperature},
+                    {"format_weight", d.format_weight}}},
+          {"seed", d.seed},
+          {"out", d.out}};
+}
+}  // namespace
+
 void add_demo(CLI::App& app) {
   auto o = std::make_shared<train::DemoOptions>();
+  auto args = std::make_shared<std::vector<std::string>>();
   auto* cmd = app.add_subcommand("demo", "R1-Zero at demo scale on the CPU: base training, GRPO, pass@1 before and after");
-  cmd->add_option("--digits", o->digits, "digits per operand of the addition task")->capture_default_str();
-  cmd->add_option("--base-steps", o->sft_steps, "base-training steps (next-token training on generated solutions)")
-      ->capture_default_str();
-  cmd->add_option("--grpo-steps", o->grpo_steps, "GRPO steps")->capture_default_str();
-  cmd->add_option("--eval-problems", o->eval_problems, "held-out problems")->capture_default_str();
-  cmd->add_option("--lr", o->lr, "GRPO learning rate")->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "GRPO sampling temperature")->capture_default_str();
-  cmd->add_option("--format-weight", o->format_weight, "reward = accuracy + w * format")->capture_default_str();
-  cmd->add_option("--direct-share", o->direct_share, "share of base-training answers given without reasoning")
-      ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed for weights, data and sampling")->capture_default_str();
-  cmd->add_option("--out", o->out, "run directory")->capture_default_str();
-  cmd->callback([o] {
+  cmd->add_option("recipe_or_overrides", *args,
+                  "an optional recipe file (recipes/demo.yaml) and dotted overrides, e.g. grpo.steps=200");
+  cmd->callback([o, args] {
+    train::Recipe recipe(demo_defaults(*o));
+    for (const std::string& a : *args) {
+      if (a.find('=') == std::string::npos) recipe.load_yaml(a);
+      else recipe.set(a);
+    }
+    o->digits = recipe.get<int>("task.digits");
+    o->sft_steps = recipe.get<int>("task.base_steps");
+    o->direct_share = float(recipe.get<double>("task.direct_share"));
+    o->eval_problems = recipe.get<int>("task.eval_problems");
+    o->grpo_steps = recipe.get<int>("grpo.steps");
+    o->lr = recipe.get<double>("grpo.lr");
+    o->temperature = float(recipe.get<double>("grpo.temperature"));
+    o->format_weight = recipe.get<double>("grpo.format_weight");
+    o->seed = uint64_t(recipe.get<int>("seed"));
+    o->out = recipe.get<std::string>("out");
     train::DemoResult r = train::run_r1zero_demo(*o);
     fmt::print("\nheld-out pass@1 ({} problems, 4 samples each at temperature 0.6, top-p 0.95):\n", o->eval_problems);
     fmt::print("  before RL  {:5.1f}%   mean response length {:.1f} tokens\n", 100 * r.pass_before, r.length_before);

@@ -290,6 +290,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
       ReductionScale scale{int64_t(mini.size()), 0};
       for (auto* s : mini) scale.tokens += int64_t(s->out.tokens.size());
       policy_.zero_grads();
+      bool finite_loss = true;
       for (const auto& mb : micro_batches(mini, cfg_.micro_batch_tokens)) {
         model::Batch b = pack(mb, rows);
         Tensor lp = state_.forward(policy_, b, cfg_.temperature);
@@ -312,6 +313,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         }
         std::vector<float> dlogp;
         GrpoLossStats st = grpo_loss(logp, old, ref, spans, lcfg, scale, dlogp);
+        finite_loss = finite_loss && std::isfinite(st.loss);
         loss_sum += st.loss;
         clip_sum += st.clip_frac;
         kl_sum += st.kl_sum;
@@ -319,10 +321,11 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         state_.backward(policy_, dlogp);
       }
       ClipResult clip = clip_grad_norm(policy_.grads().flat, cfg_.max_grad_norm);
-      if (!std::isfinite(clip.norm)) {
+      if (!finite_loss || !std::isfinite(clip.norm)) {
         ++skipped;
         ++bad_steps_;
-        log::warn("step {}: non-finite gradient norm; update skipped ({} in a row)", step, bad_steps_);
+        log::warn("step {}: non-finite {}; update skipped ({} in a row)", step,
+                  finite_loss ? "gradient norm" : "loss", bad_steps_);
         R1_CHECK(bad_steps_ < cfg_.max_bad_steps, "stopping: {} consecutive non-finite updates", bad_steps_);
         continue;
       }
