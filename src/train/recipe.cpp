@@ -1,5 +1,7 @@
 #include "train/recipe.h"
 
+#include "base/strings.h"
+
 #include <fmt/format.h>
 // yaml-cpp 0.7's inline Node accessors trip GCC 12's -Wdangling-pointer (a false positive on its
 // m_pMemory temporaries); silence it for this file only.
@@ -60,20 +62,6 @@ std::string trim(std::string_view s) {
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
   while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
   return std::string(s.substr(b, e - b));
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
 }
 
 // --- Scalar parsing, shared by YAML plain scalars and command-line overrides (YAML 1.2 core schema).
@@ -304,7 +292,7 @@ std::string Recipe::unknown_key_message(const std::string& key) const {
   size_t best_d = std::numeric_limits<size_t>::max();
   for (const auto* list : {&order_, &sections_})
     for (const auto& cand : *list) {
-      size_t d = edit_distance(key, cand);
+      size_t d = r1::edit_distance(key, cand);
       if (d < best_d) best_d = d, best = &cand;
     }
   if (best && best_d > std::max<size_t>(2, key.size() / 3)) {
