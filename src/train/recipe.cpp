@@ -1,6 +1,7 @@
 #include "train/recipe.h"
 
 #include "base/strings.h"
+#include "base/strings.h"
 
 #include <fmt/format.h>
 // yaml-cpp 0.7's inline Node accessors trip GCC 12's -Wdangling-pointer (a false positive on its
