@@ -1,8 +1,5 @@
 #include "train/recipe.h"
 
-#include "base/strings.h"
-#include "base/strings.h"
-
 #include <fmt/format.h>
 // yaml-cpp 0.7's inline Node accessors trip GCC 12's -Wdangling-pointer (a false positive on its
 // m_pMemory temporaries); silence it for this file only.
@@ -24,6 +21,8 @@
 #include <set>
 #include <sstream>
 #include <string_view>
+
+#include "base/strings.h"
 
 namespace r1::train {
 namespace {
