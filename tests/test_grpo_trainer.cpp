@@ -26,12 +26,18 @@ class LetterReward final : public reward::Reward {
   }
 };
 
-TEST(GrpoTrainer, ClimbsASimpleReward) {
-  text::ByteCodec codec;
+// A tiny qwen2-shaped model over the byte codec's 257 ids.
+model::Transformer byte_model(uint64_t seed) {
   model::ModelConfig c = model::preset_config("tiny", "qwen2");
   model::override_config(c, "vocab_size", "257");
   model::Transformer m(c);
-  m.init_random(3, 0.02f);
+  m.init_random(seed, 0.02f);
+  return m;
+}
+
+TEST(GrpoTrainer, ClimbsASimpleReward) {
+  text::ByteCodec codec;
+  model::Transformer m = byte_model(3);
   std::vector<data::Problem> probs;
   for (int i = 0; i < 64; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
   train::GrpoConfig gc;
@@ -67,10 +73,7 @@ class NanReward final : public reward::Reward {
 
 TEST(GrpoTrainer, NonFiniteUpdatesAreSkippedThenStop) {
   text::ByteCodec codec;
-  model::ModelConfig c = model::preset_config("tiny", "qwen2");
-  model::override_config(c, "vocab_size", "257");
-  model::Transformer m(c);
-  m.init_random(5, 0.02f);
+  model::Transformer m = byte_model(5);
   std::vector<float> before(m.params().flat.f32(), m.params().flat.f32() + m.params().flat.numel());
   std::vector<data::Problem> probs;
   for (int i = 0; i < 8; ++i) probs.push_back({i, "q", ""});

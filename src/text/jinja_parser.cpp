@@ -52,26 +52,19 @@ struct Parser {
     }
     return a;
   }
-  NodePtr or_expr() {
-    NodePtr a = and_expr();
-    while (is_name("or")) {
-      auto n = make(Node::Kind::Or, cur().line);
+  // Left-associative chain of one keyword operator: `a or b or c`, `a and b`.
+  NodePtr keyword_chain(Node::Kind kind, const char* word, NodePtr (Parser::*next)()) {
+    NodePtr a = (this->*next)();
+    while (is_name(word)) {
+      auto n = make(kind, cur().line);
       ++p;
-      n->args = {a, and_expr()};
+      n->args = {a, (this->*next)()};
       a = n;
     }
     return a;
   }
-  NodePtr and_expr() {
-    NodePtr a = not_expr();
-    while (is_name("and")) {
-      auto n = make(Node::Kind::And, cur().line);
-      ++p;
-      n->args = {a, not_expr()};
-      a = n;
-    }
-    return a;
-  }
+  NodePtr or_expr() { return keyword_chain(Node::Kind::Or, "or", &Parser::and_expr); }
+  NodePtr and_expr() { return keyword_chain(Node::Kind::And, "and", &Parser::not_expr); }
   NodePtr not_expr() {
     if (is_name("not")) {
       auto n = make(Node::Kind::Not, cur().line);
