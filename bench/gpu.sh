@@ -4,8 +4,10 @@
 #
 #   bash bench/gpu.sh pack   # here: Release build with CUDA in build-gpu/, binaries + the shared
 #                            # libraries the GPU machine may lack into .gpu/ (git-ignored)
-#   bash bench/gpu.sh run    # there, in the repo root (device tool: carry [".gpu"]): runs the CUDA
-#                            # tests, then the rest of r1_tests; logs under $OUT; summary table last
+#   bash bench/gpu.sh run    # (R1_GPU_BENCH=0: tests and parity only) there, in the repo root (device tool: carry [".gpu"], timeout 600):
+#                            # CUDA tests, the rest of r1_tests beside GPU parity against
+#                            # transformers, then the train-step benchmarks (ours and the PyTorch
+#                            # peer, 0.5B and 1.5B); 8 files under $OUT; summary table last
 #
 # The tokenizer golden tests read the git-ignored tests/data/tokenizers/ (scripts/fetch_test_data.sh):
 # carry it too (about 28 MB; the carried tree's limit is 64 MiB) or expect those tests to fail there.
@@ -53,6 +55,9 @@ run() {
   # shellcheck disable=SC1091
   source .gpu/build_info
   local lib=/tmp/r1-gpu-lib
+  # Python (torch) keeps the machine's own library path: our bundled libcudart and libgomp must
+  # not shadow the ones torch ships with.
+  local py_env=(env "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}")
   rm -rf "$lib" && mkdir -p "$lib" && cp .gpu/lib/* "$lib"/ && gunzip -f "$lib"/*.gz 2>/dev/null || true
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # cuBLASLt (and anything else still missing): look in the usual CUDA and pip locations.
@@ -67,6 +72,9 @@ run() {
   # The tests have the build's source dir and r1 binary path baked in: make both exist here.
   if [[ "$SRC_DIR" != "$ROOT" && ! -e "$SRC_DIR" ]]; then mkdir -p "$(dirname "$SRC_DIR")" && ln -s "$ROOT" "$SRC_DIR"; fi
   mkdir -p build-gpu && cp .gpu/r1 build-gpu/r1
+  # gpu_parity.py runs r1 through this wrapper, which brings back the bundled libraries.
+  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s/.gpu/r1" "$@"\n' "$LD_LIBRARY_PATH" "$ROOT" >"$lib/r1"
+  chmod +x "$lib/r1"
   {
     echo "== build $GIT_REV ($BUILT), host $(hostname)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
@@ -75,33 +83,79 @@ run() {
   } 2>&1 | tee "$out/env.log"
   if ldd .gpu/r1_tests | grep -q "not found"; then echo "gpu.sh: unresolved libraries (see above)"; fi
 
+  # One device command may run 600 s: every stage gets what is left of an overall deadline, and the
+  # summary is printed from whatever finished.
+  local deadline=$((SECONDS + ${R1_GPU_BUDGET_S:-560}))
+  local py=${PYTHON:-python3}
+  : >"$out/bench.jsonl"
   set +e
-  echo "== CUDA tests"
-  timeout 300 .gpu/r1_tests --gtest_filter='Cuda*' --gtest_color=no >"$out/cuda_tests.log" 2>&1
-  local rc_cuda=$?
-  grep -E "^\[ (CUDADEV|  FAILED|  PASSED|  SKIPPED) \]|: Failure$" -A2 "$out/cuda_tests.log" | head -60
-  # OpsErrors.Devices now skips its no-backend checks when a GPU is usable. The real-tokenizer tests
-  # need tests/data/tokenizers (28 MB, fetched from npm here): they run only when it was carried.
-  echo "== the rest of r1_tests"
-  local filter='-Cuda*'
+  # The CPU tests run in the background from the start, beside the GPU tests and GPU parity (none
+  # of them is timed); the benchmarks wait for them. The real-tokenizer tests need
+  # tests/data/tokenizers (28 MB, fetched from npm here): they run only when it was carried.
+  local filter='-Cuda*:*Device*'
   if [ ! -f tests/data/tokenizers/qwen3/tokenizer.json ]; then
     filter="$filter:Real/*:TokenizerLoad.*:TokenizeCli.*:TextBadInput.InvalidUtf8IsAClearError:GenerateCli.*"
     echo "(tests/data/tokenizers not carried: real-tokenizer tests left out)"
   fi
-  timeout 240 .gpu/r1_tests --gtest_filter="$filter" --gtest_color=no >"$out/all_tests.log" 2>&1
+  # Passive OpenMP waiting (as under CTest): spinning test threads would starve the GPU jobs' hosts.
+  OMP_WAIT_POLICY=PASSIVE timeout "$(left 240)" .gpu/r1_tests --gtest_filter="$filter" --gtest_color=no \
+    >"$out/all_tests.log" 2>&1 &
+  local tests_pid=$!
+  # GPU tests: every op against the CPU op, the model and trainer on the device. OpsErrors.Devices
+  # skips its no-backend checks when a GPU is usable.
+  echo "== CUDA tests (Cuda*, *Device*; the other tests run meanwhile)"
+  timeout "$(left 180)" .gpu/r1_tests --gtest_filter='Cuda*:*Device*' --gtest_color=no >"$out/cuda_tests.log" 2>&1
+  local rc_cuda=$?
+  grep -E "^\[ (CUDADEV|  FAILED|  PASSED|  SKIPPED) \]|: Failure$" -A2 "$out/cuda_tests.log" | head -60
+
+  echo "== GPU parity (tools/parity/gpu_parity.py)"
+  timeout "$(left 180)" "${py_env[@]}" "$py" tools/parity/gpu_parity.py --r1 "$lib/r1" --work /tmp/r1-gpu-parity \
+    --json "$out/parity.json" >"$out/parity.log" 2>&1
+  local rc_parity=$?
+  sed -n '/^== GPU parity/,$p' "$out/parity.log"
+  [[ $rc_parity -eq 0 ]] || tail -5 "$out/parity.log"
+  wait "$tests_pid"
   local rc_all=$?
   grep -E "^\[  FAILED  \]|: Failure$" -A2 "$out/all_tests.log" | head -40
+
+  # Ours then the PyTorch peer on each shape, on a quiet machine (the CPU tests are done).
+  # R1_GPU_BENCH=0 skips the benchmarks (a quick correctness pass).
+  local shape shapes="0.5b 1.5b"
+  [[ ${R1_GPU_BENCH:-1} == 1 ]] || shapes=""
+  for shape in $shapes; do
+    echo "== train step $shape: r1" | tee -a "$out/bench.log"
+    timeout "$(left 90)" .gpu/bench/bench_train_gpu --shape "$shape" --seqs 8 --len 1024 --warmup 3 \
+      --steps 10 --profile 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+    echo "== train step $shape: torch (amp, bf16)" | tee -a "$out/bench.log"
+    timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/torch_train_step.py --shape "$shape" --modes amp,bf16 \
+      --seqs 8 --len 1024 --warmup 3 --steps 10 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+  done
+  if [[ -n $shapes ]]; then
+    echo "== GRPO step memory, 1.5b: policy + frozen reference + AdamW (r1)" | tee -a "$out/bench.log"
+    timeout "$(left 60)" .gpu/bench/bench_train_gpu --shape 1.5b --seqs 8 --len 1024 --warmup 1 --steps 2 \
+      --reference 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+  fi
   set -e
 
   echo
-  echo "== summary: ||gpu - cpu|| / ||cpu|| per op (fp32)"
+  echo "== ||gpu - cpu|| / ||cpu|| per op (fp32)"
   printf "%-32s %-44s %-10s %s\n" "op" "size" "rel err" "tol"
   grep "^\[ CUDAERR \]" "$out/cuda_tests.log" | sed 's/^\[ CUDAERR \] //' |
     awk -F' *[|] *' '{tol=$4; sub(/tol /, "", tol); ok = ($3 + 0 <= tol + 0) ? "" : "  FAIL";
                       printf "%-32s %-44s %-10s %s%s\n", $1, $2, $3, tol, ok}' || true
-  printf "%-20s rc=%s  %s\n" "CUDA tests:" "$rc_cuda" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ test' "$out/cuda_tests.log" | tr '\n' ' ')"
-  printf "%-20s rc=%s  %s\n" "other r1_tests:" "$rc_all" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ test' "$out/all_tests.log" | tr '\n' ' ')"
-  [[ $rc_cuda -eq 0 && $rc_all -eq 0 ]]
+  echo
+  "$py" bench/gpu_summary.py "$out" | tee "$out/summary.txt"
+  printf "rc: CUDA tests %s, other tests %s, parity %s; %s s\n" "$rc_cuda" "$rc_all" "$rc_parity" "$SECONDS" |
+    tee -a "$out/summary.txt"
+  [[ $rc_cuda -eq 0 && $rc_all -eq 0 && $rc_parity -eq 0 ]]
+}
+
+# Seconds a stage may take: its own limit, capped by what is left before the run's deadline (>= 1).
+left() {
+  local l=$((deadline - SECONDS))
+  ((l > $1)) && l=$1
+  ((l < 1)) && l=1
+  echo "$l"
 }
 
 case ${1:-} in

@@ -5,6 +5,11 @@
 
 namespace r1 {
 
+// Raw bf16 storage (the bits of __nv_bfloat16), so host code can name bf16 buffers without CUDA headers.
+struct bf16 {
+  uint16_t bits;
+};
+
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = uint32_t(h) << 16;
   float f;

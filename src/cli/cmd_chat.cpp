@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "model/checkpoint.h"
 #include "rollout/engine.h"
+#include "tensor/device_memory.h"
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 
@@ -19,7 +20,7 @@ namespace r1::cli {
 
 void add_chat(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, system, template_name;
+    std::string model, tokenizer, system, template_name, device = "cpu";
     int max_new_tokens = 512, context = 4096;
     float temperature = 0.6f, top_p = 0.95f;
     uint64_t seed = 0;
@@ -35,9 +36,12 @@ void add_chat(CLI::App& app) {
   cmd->add_option("--temperature", o->temperature, "0 is greedy")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "nucleus sampling")->capture_default_str();
   cmd->add_option("--seed", o->seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu or cuda (bf16 weights on the GPU)")->capture_default_str();
   cmd->callback([o] {
     const std::string tok_dir = o->tokenizer.empty() ? o->model : o->tokenizer;
-    model::Transformer m = model::load_model(o->model);
+    const Device device = parse_device(o->device, "--device");
+    require_device(device, "--device");
+    model::Transformer m = model::load_model(o->model, device, /*trainable=*/false);
     auto codec = text::HfCodec::load(tok_dir, o->model);
     text::ChatTemplate tmpl = text::ChatTemplate::load(tok_dir, o->template_name);
     int context = o->context;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "cli/commands.h"
+#include "tensor/device_memory.h"
 #include "train/r1zero_demo.h"
 #include "train/recipe.h"
 
@@ -37,7 +38,8 @@ nlohmann::json demo_defaults(const train::DemoOptions& d) {
           {"grpo", {{"steps", d.grpo_steps}, {"lr", d.lr}, {"temperature", d.temperature},
                     {"format_weight", d.format_weight}}},
           {"seed", d.seed},
-          {"out", d.out}};
+          {"out", d.out},
+          {"device", device_name(d.device)}};
 }
 }  // namespace
 
@@ -63,6 +65,7 @@ void add_demo(CLI::App& app) {
     o->format_weight = recipe.get<double>("grpo.format_weight");
     o->seed = uint64_t(recipe.get<int>("seed"));
     o->out = recipe.get<std::string>("out");
+    o->device = parse_device(recipe.get<std::string>("device"), "recipe key 'device'");
     train::DemoResult r = train::run_r1zero_demo(*o);
     fmt::print("\nheld-out pass@1 ({} problems, 4 samples each at temperature 0.6, top-p 0.95):\n", o->eval_problems);
     fmt::print("  before RL  {:5.1f}%   mean response length {:.1f} tokens\n", 100 * r.pass_before, r.length_before);

@@ -15,6 +15,7 @@
 #include "cli/jsonl.h"
 #include "model/checkpoint.h"
 #include "rollout/engine.h"
+#include "tensor/device_memory.h"
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 
@@ -22,7 +23,7 @@ namespace r1::cli {
 
 void add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, template_name = "chat";
+    std::string model, tokenizer, template_name = "chat", device = "cpu";
     int n = 1, max_new_tokens = 256, batch = 64;
     float temperature = 1.0f, top_p = 1.0f;
     int top_k = 0;
@@ -44,11 +45,14 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "sampling seed")->capture_default_str();
   cmd->add_option("--batch", o->batch, "sequences decoded together")->capture_default_str();
   cmd->add_option("--stop", o->stop, "stop string (repeatable)");
+  cmd->add_option("--device", o->device, "cpu or cuda (bf16 weights on the GPU)")->capture_default_str();
   cmd->callback([o] {
     R1_CHECK(o->template_name == "chat" || o->template_name == "r1-zero" || o->template_name == "none",
              "--template must be chat, r1-zero or none (got '{}')", o->template_name);
     const std::string tok_dir = o->tokenizer.empty() ? o->model : o->tokenizer;
-    model::Transformer m = model::load_model(o->model);
+    const Device device = parse_device(o->device, "--device");
+    require_device(device, "--device");
+    model::Transformer m = model::load_model(o->model, device, /*trainable=*/false);
     auto codec = text::HfCodec::load(tok_dir, o->model);
     std::unique_ptr<text::ChatTemplate> chat;
     auto chat_template = [&]() -> const text::ChatTemplate& {

@@ -1,9 +1,13 @@
 // The dispatch layer: every op validates its tensors here (dtype, rank, shapes, devices; index
-// ranges on CPU) and then runs the backend of the device its tensors live on. When all operands are
-// CUDA tensors, on_cuda() is true and R1_CUDA_DISPATCH returns the CUDA kernel's result (builds
-// with R1_HAVE_CUDA) or fails with "CUDA tensors are handled by the CUDA backend" (builds without):
+// ranges on CPU) and then runs the backend of the device its tensors live on. The compute dtype
+// (f32, or bf16 on CUDA) is the dtype of the op's main activation (compute_dtype); the op's other
+// activations and weights must share it. When all operands are CUDA tensors, on_cuda() is true and
+// R1_CUDA_DISPATCH returns the CUDA kernel's result (builds with R1_HAVE_CUDA; timed by the
+// profiler when it is on) or fails with "CUDA tensors are handled by the CUDA backend" (builds
+// without):
 //
-//   if (on_cuda(op, {...})) R1_CUDA_DISPATCH(op, cuda::the_op(...));
+//   const DType dt = compute_dtype(op, "x", x);
+//   if (on_cuda(op, {...})) R1_CUDA_DISPATCH_DT(op, dt, cuda::the_op(bp(x)...), cuda::the_op(fp(x)...));
 //   check_range(...);  // index-range checks read the data, so they stay CPU-only
 //   cpu::the_op(...);
 #include "kernels/ops.h"
@@ -17,6 +21,7 @@
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/profiler.h"
 #endif
 
 namespace r1::ops {
@@ -24,6 +29,7 @@ namespace r1::ops {
 namespace {
 
 constexpr DType F32 = DType::F32;
+constexpr DType BF16 = DType::BF16;
 constexpr DType I32 = DType::I32;
 constexpr int64_t kAny = -1;
 
@@ -80,28 +86,41 @@ void expect_opt(const char* op, const char* name, const Tensor& t, DType dt, std
   if (!t.empty()) expect(op, name, t, dt, dims, ref_name, ref);
 }
 
-// t must be non-empty f32 with the same shape as ref.
-void expect_like(const char* op, const char* name, const Tensor& t, const char* ref_name, const Tensor& ref) {
+// t must be non-empty, of dtype dt, with the same shape as ref.
+void expect_like(const char* op, const char* name, const Tensor& t, DType dt, const char* ref_name,
+                 const Tensor& ref) {
   if (t.empty()) fail("{}: {} is empty, expected the shape of {} {}", op, name, ref_name, ref.describe());
-  bool ok = t.dtype == F32 && t.ndim == ref.ndim;
+  bool ok = t.dtype == dt && t.ndim == ref.ndim;
   for (int i = 0; ok && i < t.ndim; ++i) ok = t.shape[i] == ref.shape[i];
-  if (!ok) fail("{}: {} {} does not match {} {}: expected the same shape, f32", op, name, t.describe(), ref_name,
-                ref.describe());
+  if (!ok) fail("{}: {} {} does not match {} {}: expected the same shape, {}", op, name, t.describe(), ref_name,
+                ref.describe(), dtype_name(dt));
 }
 
-// t must be non-empty f32 with numel n (any shape).
-void expect_numel(const char* op, const char* name, const Tensor& t, int64_t n, const char* ref_name,
+// t must be non-empty, of dtype dt, with numel n (any shape).
+void expect_numel(const char* op, const char* name, const Tensor& t, int64_t n, DType dt, const char* ref_name,
                   const Tensor& ref) {
   if (t.empty()) fail("{}: {} is empty", op, name);
-  if (t.dtype != F32 || t.numel() != n) {
-    fail("{}: {} {} does not match {} {}: expected f32 with {} elements", op, name, t.describe(), ref_name,
-         ref.describe(), n);
+  if (t.dtype != dt || t.numel() != n) {
+    fail("{}: {} {} does not match {} {}: expected {} with {} elements", op, name, t.describe(), ref_name,
+         ref.describe(), dtype_name(dt), n);
   }
 }
 
-void expect_f32(const char* op, const char* name, const Tensor& t) {
+void expect_dtype(const char* op, const char* name, const Tensor& t, DType dt) {
   if (t.empty()) fail("{}: {} is empty", op, name);
-  if (t.dtype != F32) fail("{}: {} is {}, expected f32", op, name, t.describe());
+  if (t.dtype != dt) fail("{}: {} is {}, expected {}", op, name, t.describe(), dtype_name(dt));
+}
+
+void expect_f32(const char* op, const char* name, const Tensor& t) { expect_dtype(op, name, t, F32); }
+
+// The op's compute dtype, from its main activation t: bf16 for a bf16 CUDA tensor, otherwise f32
+// (an empty or wrongly typed t is then reported by the expect() that follows, against f32).
+DType compute_dtype(const char* op, const char* name, const Tensor& t) {
+  if (t.empty() || t.dtype != BF16) return F32;
+  if (t.device != Device::CUDA) {
+    fail("{}: {} {}: bf16 tensors are supported on CUDA only", op, name, t.describe());
+  }
+  return BF16;
 }
 
 // Checks that all non-empty operands share a device; true when that device is CUDA.
@@ -127,6 +146,8 @@ float* fp(const Tensor& t) { return t.empty() ? nullptr : static_cast<float*>(t.
 const int32_t* ip(const Tensor& t) { return static_cast<const int32_t*>(t.data); }
 
 #ifdef R1_HAVE_CUDA
+bf16* bp(const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); }
+
 // A build with the CUDA backend can still run where no device is usable (CI): say so, naming the op.
 void require_device(const char* op) {
   if (!cuda::cuda_available()) {
@@ -134,14 +155,21 @@ void require_device(const char* op) {
          cuda::cuda_device_description());
   }
 }
-#define R1_CUDA_DISPATCH(op, call) \
-  do {                             \
-    require_device(op);            \
-    return call;                   \
+#define R1_CUDA_DISPATCH(op, dt, call)                                \
+  do {                                                               \
+    require_device(op);                                              \
+    const cuda::ProfileScope r1_profile_scope_(op, dtype_name(dt));  \
+    return call;                                                     \
   } while (0)
 #else
-#define R1_CUDA_DISPATCH(op, call) no_cuda(op)
+#define R1_CUDA_DISPATCH(op, dt, call) no_cuda(op)
 #endif
+// The bf16 or the f32 overload of a CUDA kernel, by compute dtype.
+#define R1_CUDA_DISPATCH_DT(op, dt, bf16_call, f32_call) \
+  do {                                                   \
+    if ((dt) == BF16) R1_CUDA_DISPATCH(op, dt, bf16_call); \
+    R1_CUDA_DISPATCH(op, dt, f32_call);                  \
+  } while (0)
 
 // CPU-side checks of index tensors (they read the data, so only on CPU).
 void check_range(const char* op, const char* name, const Tensor& idx, int64_t lo, int64_t hi, const char* what) {
@@ -172,24 +200,30 @@ void check_heads(const char* op, int64_t NH, int64_t NKV) {
 
 void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table) {
   const char* op = "embedding_forward";
+  const DType dt = compute_dtype(op, "table", table);
   expect(op, "ids", ids, I32, {{"T", kAny}});
-  expect(op, "table", table, F32, {{"V", kAny}, {"C", kAny}});
+  expect(op, "table", table, dt, {{"V", kAny}, {"C", kAny}});
   const int64_t T = ids.shape[0], V = table.shape[0], C = table.shape[1];
-  expect(op, "out", out, F32, {{"T", T}, {"C", C}}, "table", &table);
-  if (on_cuda(op, {{"out", out}, {"ids", ids}, {"table", table}}))
-    R1_CUDA_DISPATCH(op, cuda::embedding_forward(fp(out), ip(ids), fp(table), T, C));
+  expect(op, "out", out, dt, {{"T", T}, {"C", C}}, "table", &table);
+  if (on_cuda(op, {{"out", out}, {"ids", ids}, {"table", table}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::embedding_forward(bp(out), ip(ids), bp(table), T, C),
+                        cuda::embedding_forward(fp(out), ip(ids), fp(table), T, C));
+  }
   check_range(op, "ids", ids, 0, V, "vocabulary");
   cpu::embedding_forward(fp(out), ip(ids), fp(table), T, C);
 }
 
 void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
   const char* op = "embedding_backward";
+  const DType dt = compute_dtype(op, "dout", dout);
   expect(op, "ids", ids, I32, {{"T", kAny}});
   expect(op, "dtable", dtable, F32, {{"V", kAny}, {"C", kAny}});
   const int64_t T = ids.shape[0], V = dtable.shape[0], C = dtable.shape[1];
-  expect(op, "dout", dout, F32, {{"T", T}, {"C", C}}, "dtable", &dtable);
-  if (on_cuda(op, {{"dtable", dtable}, {"dout", dout}, {"ids", ids}}))
-    R1_CUDA_DISPATCH(op, cuda::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C));
+  expect(op, "dout", dout, dt, {{"T", T}, {"C", C}}, "dtable", &dtable);
+  if (on_cuda(op, {{"dtable", dtable}, {"dout", dout}, {"ids", ids}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::embedding_backward(fp(dtable), bp(dout), ip(ids), T, C),
+                        cuda::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C));
+  }
   check_range(op, "ids", ids, 0, V, "vocabulary");
   cpu::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C);
 }
@@ -199,30 +233,35 @@ void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
 
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight, float eps) {
   const char* op = "rmsnorm_forward";
-  expect(op, "inp", inp, F32, {{"N", kAny}, {"C", kAny}});
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"C", kAny}});
   const int64_t N = inp.shape[0], C = inp.shape[1];
-  expect(op, "weight", weight, F32, {{"C", C}}, "inp", &inp);
-  expect(op, "out", out, F32, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect(op, "weight", weight, dt, {{"C", C}}, "inp", &inp);
+  expect(op, "out", out, dt, {{"N", N}, {"C", C}}, "inp", &inp);
   expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
-  if (on_cuda(op, {{"out", out}, {"rstd", rstd}, {"inp", inp}, {"weight", weight}}))
-    R1_CUDA_DISPATCH(op, cuda::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps));
+  if (on_cuda(op, {{"out", out}, {"rstd", rstd}, {"inp", inp}, {"weight", weight}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rmsnorm_forward(bp(out), fp(rstd), bp(inp), bp(weight), N, C, eps),
+                        cuda::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps));
+  }
   cpu::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps);
 }
 
 void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp, const Tensor& weight,
                       const Tensor& rstd) {
   const char* op = "rmsnorm_backward";
-  expect(op, "inp", inp, F32, {{"N", kAny}, {"C", kAny}});
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"C", kAny}});
   const int64_t N = inp.shape[0], C = inp.shape[1];
-  expect(op, "weight", weight, F32, {{"C", C}}, "inp", &inp);
+  expect(op, "weight", weight, dt, {{"C", C}}, "inp", &inp);
   expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
-  expect(op, "dout", dout, F32, {{"N", N}, {"C", C}}, "inp", &inp);
-  expect_opt(op, "dinp", dinp, F32, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect(op, "dout", dout, dt, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect_opt(op, "dinp", dinp, dt, {{"N", N}, {"C", C}}, "inp", &inp);
   expect_opt(op, "dweight", dweight, F32, {{"C", C}}, "inp", &inp);
   if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dout", dout}, {"inp", inp}, {"weight", weight},
                    {"rstd", rstd}})) {
-    R1_CUDA_DISPATCH(
-        op, cuda::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C));
+    R1_CUDA_DISPATCH_DT(
+        op, dt, cuda::rmsnorm_backward(bp(dinp), fp(dweight), bp(dout), bp(inp), bp(weight), fp(rstd), N, C),
+        cuda::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C));
   }
   cpu::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C);
 }
@@ -232,32 +271,39 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
 
 void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
   const char* op = "linear_forward";
-  expect(op, "inp", inp, F32, {{"N", kAny}, {"IC", kAny}});
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
   const int64_t N = inp.shape[0], IC = inp.shape[1];
-  expect(op, "weight", weight, F32, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
   const int64_t OC = weight.shape[0];
-  expect_opt(op, "bias", bias, F32, {{"OC", OC}}, "weight", &weight);
-  expect(op, "out", out, F32, {{"N", N}, {"OC", OC}}, "weight", &weight);
-  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}}))
-    R1_CUDA_DISPATCH(op, cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
+  expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
+  expect(op, "out", out, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), N, IC, OC),
+                        cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
+  }
   cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC);
 }
 
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,
                      const Tensor& weight) {
   const char* op = "linear_backward";
-  expect(op, "inp", inp, F32, {{"N", kAny}, {"IC", kAny}});
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
   const int64_t N = inp.shape[0], IC = inp.shape[1];
-  expect(op, "weight", weight, F32, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
   const int64_t OC = weight.shape[0];
-  expect(op, "dout", dout, F32, {{"N", N}, {"OC", OC}}, "weight", &weight);
-  expect_opt(op, "dinp", dinp, F32, {{"N", N}, {"IC", IC}}, "inp", &inp);
+  expect(op, "dout", dout, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  expect_opt(op, "dinp", dinp, dt, {{"N", N}, {"IC", IC}}, "inp", &inp);
   expect_opt(op, "dweight", dweight, F32, {{"OC", OC}, {"IC", IC}}, "weight", &weight);
   expect_opt(op, "dbias", dbias, F32, {{"OC", OC}}, "weight", &weight);
   if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dbias", dbias}, {"dout", dout}, {"inp", inp},
                    {"weight", weight}})) {
-    R1_CUDA_DISPATCH(op, cuda::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp),
-                                               fp(weight), N, IC, OC));
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::linear_backward(bp(dinp), fp(dweight), fp(dbias), bp(dout), bp(inp), bp(weight), N,
+                                              IC, OC),
+                        cuda::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N,
+                                              IC, OC));
   }
   cpu::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N, IC, OC);
 }
@@ -266,32 +312,38 @@ void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& do
 // rope
 
 namespace {
-void rope_check(const char* op, const char* xname, const Tensor& x, const Tensor& positions,
-                const Tensor& inv_freq) {
-  expect(op, xname, x, F32, {{"T", kAny}, {"H", kAny}, {"HD", kAny}});
+DType rope_check(const char* op, const char* xname, const Tensor& x, const Tensor& positions,
+                 const Tensor& inv_freq) {
+  const DType dt = compute_dtype(op, xname, x);
+  expect(op, xname, x, dt, {{"T", kAny}, {"H", kAny}, {"HD", kAny}});
   const int64_t T = x.shape[0], HD = x.shape[2];
   if (HD % 2 != 0) fail("{}: {} {} has odd head dim HD = {}", op, xname, x.describe(), HD);
   expect(op, "positions", positions, I32, {{"T", T}}, xname, &x);
   expect(op, "inv_freq", inv_freq, F32, {{"HD/2", HD / 2}}, xname, &x);
+  return dt;
 }
 }  // namespace
 
 void rope_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq) {
   const char* op = "rope_forward";
-  rope_check(op, "x", x, positions, inv_freq);
-  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}}))
-    R1_CUDA_DISPATCH(
-        op, cuda::rope_forward(fp(x), ip(positions), fp(inv_freq), x.shape[0], x.shape[1], x.shape[2]));
-  cpu::rope_forward(fp(x), ip(positions), fp(inv_freq), x.shape[0], x.shape[1], x.shape[2]);
+  const DType dt = rope_check(op, "x", x, positions, inv_freq);
+  const int64_t T = x.shape[0], H = x.shape[1], HD = x.shape[2];
+  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_forward(bp(x), ip(positions), fp(inv_freq), T, H, HD),
+                        cuda::rope_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD));
+  }
+  cpu::rope_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD);
 }
 
 void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
   const char* op = "rope_backward";
-  rope_check(op, "dx", dx, positions, inv_freq);
-  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}}))
-    R1_CUDA_DISPATCH(
-        op, cuda::rope_backward(fp(dx), ip(positions), fp(inv_freq), dx.shape[0], dx.shape[1], dx.shape[2]));
-  cpu::rope_backward(fp(dx), ip(positions), fp(inv_freq), dx.shape[0], dx.shape[1], dx.shape[2]);
+  const DType dt = rope_check(op, "dx", dx, positions, inv_freq);
+  const int64_t T = dx.shape[0], H = dx.shape[1], HD = dx.shape[2];
+  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_backward(bp(dx), ip(positions), fp(inv_freq), T, H, HD),
+                        cuda::rope_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD));
+  }
+  cpu::rope_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,69 +352,78 @@ void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
 void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& cu_seqlens, float scale) {
   const char* op = "attention_forward";
-  expect(op, "q", q, F32, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const DType dt = compute_dtype(op, "q", q);
+  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
   const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
-  expect(op, "k", k, F32, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  expect(op, "k", k, dt, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
   const int64_t NKV = k.shape[1];
   check_heads(op, NH, NKV);
-  expect(op, "v", v, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
   expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
   if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
-  expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
+  const int64_t B = cu_seqlens.shape[0] - 1;
   if (on_cuda(op, {{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}, {"cu_seqlens", cu_seqlens}})) {
-    R1_CUDA_DISPATCH(op, cuda::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens),
-                                                 cu_seqlens.shape[0] - 1, T, NH, NKV, HD, scale));
+    R1_CUDA_DISPATCH_DT(
+        op, dt,
+        cuda::attention_forward(bp(out), fp(lse), bp(q), bp(k), bp(v), ip(cu_seqlens), B, T, NH, NKV, HD, scale),
+        cuda::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, scale));
   }
   check_cu_seqlens(op, cu_seqlens, T);
-  cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH,
-                         NKV, HD, scale);
+  cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, scale);
 }
 
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& cu_seqlens,
                         float scale) {
   const char* op = "attention_backward";
-  expect(op, "q", q, F32, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const DType dt = compute_dtype(op, "q", q);
+  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
   const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
-  expect(op, "k", k, F32, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  expect(op, "k", k, dt, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
   const int64_t NKV = k.shape[1];
   check_heads(op, NH, NKV);
-  expect(op, "v", v, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
   expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
   if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
-  expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
-  expect(op, "dout", dout, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
-  expect(op, "dq", dq, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
-  expect(op, "dk", dk, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
-  expect(op, "dv", dv, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "v", &v);
+  expect(op, "dout", dout, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "dq", dq, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "dk", dk, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "dv", dv, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "v", &v);
+  const int64_t B = cu_seqlens.shape[0] - 1;
   if (on_cuda(op, {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v},
                    {"out", out}, {"lse", lse}, {"cu_seqlens", cu_seqlens}})) {
-    R1_CUDA_DISPATCH(
-        op, cuda::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse),
-                                     ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH, NKV, HD, scale));
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::attention_backward(bp(dq), bp(dk), bp(dv), bp(dout), bp(q), bp(k), bp(v), bp(out),
+                                                 fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, scale),
+                        cuda::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out),
+                                                 fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, scale));
   }
   check_cu_seqlens(op, cu_seqlens, T);
-  cpu::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse),
-                          ip(cu_seqlens), cu_seqlens.shape[0] - 1, T, NH, NKV, HD, scale);
+  cpu::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse), ip(cu_seqlens),
+                          B, T, NH, NKV, HD, scale);
 }
 
 void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
                     const Tensor& pos) {
   const char* op = "kv_cache_write";
-  expect(op, "k_cache", k_cache, F32, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", kAny}});
+  const DType dt = compute_dtype(op, "k_cache", k_cache);
+  expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", kAny}});
   const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
-  expect(op, "v_cache", v_cache, F32, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
-  expect(op, "k", k, F32, {{"T", kAny}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "v_cache", v_cache, dt, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "k", k, dt, {{"T", kAny}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
   const int64_t T = k.shape[0];
-  expect(op, "v", v, F32, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
   expect(op, "slots", slots, I32, {{"T", T}}, "k", &k);
   expect(op, "pos", pos, I32, {{"T", T}}, "k", &k);
   if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"slots", slots},
                    {"pos", pos}})) {
-    R1_CUDA_DISPATCH(
-        op, cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD));
+    R1_CUDA_DISPATCH_DT(
+        op, dt, cuda::kv_cache_write(bp(k_cache), bp(v_cache), bp(k), bp(v), ip(slots), ip(pos), T, L, NKV, HD),
+        cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD));
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
@@ -372,19 +433,23 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                       const Tensor& slots, const Tensor& pos, float scale) {
   const char* op = "attention_cached";
-  expect(op, "q", q, F32, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const DType dt = compute_dtype(op, "q", q);
+  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
   const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
-  expect(op, "k_cache", k_cache, F32, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
   const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2];
   check_heads(op, NH, NKV);
-  expect(op, "v_cache", v_cache, F32, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "v_cache", v_cache, dt, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
   expect(op, "slots", slots, I32, {{"T", T}}, "q", &q);
   expect(op, "pos", pos, I32, {{"T", T}}, "q", &q);
-  expect(op, "out", out, F32, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
                    {"pos", pos}})) {
-    R1_CUDA_DISPATCH(op, cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos),
-                                                T, L, NH, NKV, HD, scale));
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), ip(slots), ip(pos), T, L,
+                                               NH, NKV, HD, scale),
+                        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L,
+                                               NH, NKV, HD, scale));
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
@@ -396,24 +461,32 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
 
 void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
   const char* op = "swiglu_forward";
-  expect_f32(op, "gate", gate);
-  expect_like(op, "up", up, "gate", gate);
-  expect_like(op, "out", out, "gate", gate);
-  if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}}))
-    R1_CUDA_DISPATCH(op, cuda::swiglu_forward(fp(out), fp(gate), fp(up), gate.numel()));
-  cpu::swiglu_forward(fp(out), fp(gate), fp(up), gate.numel());
+  const DType dt = compute_dtype(op, "gate", gate);
+  expect_dtype(op, "gate", gate, dt);
+  expect_like(op, "up", up, dt, "gate", gate);
+  expect_like(op, "out", out, dt, "gate", gate);
+  const int64_t n = gate.numel();
+  if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate), bp(up), n),
+                        cuda::swiglu_forward(fp(out), fp(gate), fp(up), n));
+  }
+  cpu::swiglu_forward(fp(out), fp(gate), fp(up), n);
 }
 
 void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up) {
   const char* op = "swiglu_backward";
-  expect_f32(op, "gate", gate);
-  expect_like(op, "up", up, "gate", gate);
-  expect_like(op, "dout", dout, "gate", gate);
-  expect_like(op, "dgate", dgate, "gate", gate);
-  expect_like(op, "dup", dup, "up", up);
-  if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}}))
-    R1_CUDA_DISPATCH(op, cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), gate.numel()));
-  cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), gate.numel());
+  const DType dt = compute_dtype(op, "gate", gate);
+  expect_dtype(op, "gate", gate, dt);
+  expect_like(op, "up", up, dt, "gate", gate);
+  expect_like(op, "dout", dout, dt, "gate", gate);
+  expect_like(op, "dgate", dgate, dt, "gate", gate);
+  expect_like(op, "dup", dup, dt, "up", up);
+  const int64_t n = gate.numel();
+  if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_backward(bp(dgate), bp(dup), bp(dout), bp(gate), bp(up), n),
+                        cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n));
+  }
+  cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,41 +494,54 @@ void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor&
 
 void add(Tensor out, const Tensor& a, const Tensor& b) {
   const char* op = "add";
-  expect_f32(op, "a", a);
-  expect_numel(op, "b", b, a.numel(), "a", a);
-  expect_numel(op, "out", out, a.numel(), "a", a);
-  if (on_cuda(op, {{"out", out}, {"a", a}, {"b", b}}))
-    R1_CUDA_DISPATCH(op, cuda::add(fp(out), fp(a), fp(b), a.numel()));
+  const DType dt = compute_dtype(op, "a", a);
+  expect_dtype(op, "a", a, dt);
+  expect_numel(op, "b", b, a.numel(), dt, "a", a);
+  expect_numel(op, "out", out, a.numel(), dt, "a", a);
+  if (on_cuda(op, {{"out", out}, {"a", a}, {"b", b}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::add(bp(out), bp(a), bp(b), a.numel()),
+                        cuda::add(fp(out), fp(a), fp(b), a.numel()));
+  }
   cpu::add(fp(out), fp(a), fp(b), a.numel());
 }
 
 void add_inplace(Tensor dst, const Tensor& src) {
   const char* op = "add_inplace";
-  expect_f32(op, "dst", dst);
-  expect_numel(op, "src", src, dst.numel(), "dst", dst);
-  if (on_cuda(op, {{"dst", dst}, {"src", src}}))
-    R1_CUDA_DISPATCH(op, cuda::add_inplace(fp(dst), fp(src), dst.numel()));
+  const DType dt = compute_dtype(op, "dst", dst);
+  expect_dtype(op, "dst", dst, dt);
+  expect_numel(op, "src", src, dst.numel(), dt, "dst", dst);
+  if (on_cuda(op, {{"dst", dst}, {"src", src}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::add_inplace(bp(dst), bp(src), dst.numel()),
+                        cuda::add_inplace(fp(dst), fp(src), dst.numel()));
+  }
   cpu::add_inplace(fp(dst), fp(src), dst.numel());
 }
 
 void scale_inplace(Tensor x, float s) {
   const char* op = "scale_inplace";
-  expect_f32(op, "x", x);
-  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH(op, cuda::scale_inplace(fp(x), s, x.numel()));
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  if (on_cuda(op, {{"x", x}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::scale_inplace(bp(x), s, x.numel()), cuda::scale_inplace(fp(x), s, x.numel()));
+  }
   cpu::scale_inplace(fp(x), s, x.numel());
 }
 
 void zero(Tensor x) {
   const char* op = "zero";
-  expect_f32(op, "x", x);
-  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH(op, cuda::zero(fp(x), x.numel()));
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH_DT(op, dt, cuda::zero(bp(x), x.numel()), cuda::zero(fp(x), x.numel()));
   cpu::zero(fp(x), x.numel());
 }
 
 double sum_squares(const Tensor& x) {
   const char* op = "sum_squares";
-  expect_f32(op, "x", x);
-  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH(op, cuda::sum_squares(fp(x), x.numel()));
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  if (on_cuda(op, {{"x", x}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::sum_squares(bp(x), x.numel()), cuda::sum_squares(fp(x), x.numel()));
+  }
   return cpu::sum_squares(fp(x), x.numel());
 }
 
@@ -463,17 +549,19 @@ double sum_squares(const Tensor& x) {
 // token log-probabilities
 
 namespace {
-void logprobs_check(const char* op, const Tensor& hidden, const Tensor& weight, const Tensor& targets,
-                    float temperature, int64_t vocab_chunk) {
-  expect(op, "hidden", hidden, F32, {{"T", kAny}, {"C", kAny}});
+DType logprobs_check(const char* op, const Tensor& hidden, const Tensor& weight, const Tensor& targets,
+                     float temperature, int64_t vocab_chunk) {
+  const DType dt = compute_dtype(op, "hidden", hidden);
+  expect(op, "hidden", hidden, dt, {{"T", kAny}, {"C", kAny}});
   const int64_t T = hidden.shape[0], C = hidden.shape[1];
-  expect(op, "weight", weight, F32, {{"V", kAny}, {"C", C}}, "hidden", &hidden);
+  expect(op, "weight", weight, dt, {{"V", kAny}, {"C", C}}, "hidden", &hidden);
   if (C == 0 || weight.shape[0] == 0) {
     fail("{}: hidden {} and weight {} must have C > 0 and V > 0", op, hidden.describe(), weight.describe());
   }
   expect(op, "targets", targets, I32, {{"T", T}}, "hidden", &hidden);
   if (!(temperature > 0.0f) || !std::isfinite(temperature)) fail("{}: temperature = {} must be > 0", op, temperature);
   if (vocab_chunk <= 0) fail("{}: vocab_chunk = {} must be > 0", op, vocab_chunk);
+  return dt;
 }
 
 void check_targets(const char* op, const Tensor& targets, int64_t V) {
@@ -487,15 +575,18 @@ void check_targets(const char* op, const Tensor& targets, int64_t V) {
 void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tensor& hidden, const Tensor& weight,
                             const Tensor& targets, float temperature, int64_t vocab_chunk) {
   const char* op = "token_logprobs_forward";
-  logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
+  const DType dt = logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
   const int64_t T = hidden.shape[0], C = hidden.shape[1], V = weight.shape[0];
   expect(op, "logp", logp, F32, {{"T", T}}, "hidden", &hidden);
   expect(op, "lse", lse, F32, {{"T", T}}, "hidden", &hidden);
   expect_opt(op, "entropy", entropy, F32, {{"T", T}}, "hidden", &hidden);
   if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"entropy", entropy}, {"hidden", hidden}, {"weight", weight},
                    {"targets", targets}})) {
-    R1_CUDA_DISPATCH(op, cuda::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight),
-                                                      ip(targets), T, C, V, temperature, vocab_chunk));
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), bp(hidden), bp(weight),
+                                                     ip(targets), T, C, V, temperature, vocab_chunk),
+                        cuda::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight),
+                                                     ip(targets), T, C, V, temperature, vocab_chunk));
   }
   check_targets(op, targets, V);
   cpu::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight), ip(targets), T, C, V,
@@ -506,17 +597,19 @@ void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp
                              const Tensor& weight, const Tensor& targets, const Tensor& lse, float temperature,
                              int64_t vocab_chunk) {
   const char* op = "token_logprobs_backward";
-  logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
+  const DType dt = logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
   const int64_t T = hidden.shape[0], C = hidden.shape[1], V = weight.shape[0];
   expect(op, "dlogp", dlogp, F32, {{"T", T}}, "hidden", &hidden);
   expect(op, "lse", lse, F32, {{"T", T}}, "hidden", &hidden);
-  expect_opt(op, "dhidden", dhidden, F32, {{"T", T}, {"C", C}}, "hidden", &hidden);
+  expect_opt(op, "dhidden", dhidden, dt, {{"T", T}, {"C", C}}, "hidden", &hidden);
   expect_opt(op, "dweight", dweight, F32, {{"V", V}, {"C", C}}, "weight", &weight);
   if (on_cuda(op, {{"dhidden", dhidden}, {"dweight", dweight}, {"dlogp", dlogp}, {"hidden", hidden},
                    {"weight", weight}, {"targets", targets}, {"lse", lse}})) {
-    R1_CUDA_DISPATCH(
-        op, cuda::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight),
-                                          ip(targets), fp(lse), T, C, V, temperature, vocab_chunk));
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::token_logprobs_backward(bp(dhidden), fp(dweight), fp(dlogp), bp(hidden), bp(weight),
+                                                      ip(targets), fp(lse), T, C, V, temperature, vocab_chunk),
+                        cuda::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight),
+                                                      ip(targets), fp(lse), T, C, V, temperature, vocab_chunk));
   }
   check_targets(op, targets, V);
   cpu::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight), ip(targets), fp(lse),
@@ -528,7 +621,7 @@ float cross_entropy_forward(const Tensor& logp, const Tensor& mask) {
   expect(op, "logp", logp, F32, {{"T", kAny}});
   expect(op, "mask", mask, F32, {{"T", logp.shape[0]}}, "logp", &logp);
   if (on_cuda(op, {{"logp", logp}, {"mask", mask}}))
-    R1_CUDA_DISPATCH(op, cuda::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]));
+    R1_CUDA_DISPATCH(op, F32, cuda::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]));
   return cpu::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]);
 }
 
@@ -537,26 +630,40 @@ void cross_entropy_backward(Tensor dlogp, const Tensor& mask) {
   expect(op, "dlogp", dlogp, F32, {{"T", kAny}});
   expect(op, "mask", mask, F32, {{"T", dlogp.shape[0]}}, "dlogp", &dlogp);
   if (on_cuda(op, {{"dlogp", dlogp}, {"mask", mask}}))
-    R1_CUDA_DISPATCH(op, cuda::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]));
+    R1_CUDA_DISPATCH(op, F32, cuda::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]));
   cpu::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]);
 }
 
 // ---------------------------------------------------------------------------------------------
 // optimizer
 
-void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp) {
+void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp,
+                  Tensor compute_copy) {
   const char* op = "adamw_update";
   expect_f32(op, "param", param);
   const int64_t n = param.numel();
-  expect_numel(op, "grad", grad, n, "param", param);
-  expect_numel(op, "m", m, n, "param", param);
-  expect_numel(op, "v", v, n, "param", param);
+  expect_numel(op, "grad", grad, n, F32, "param", param);
+  expect_numel(op, "m", m, n, F32, "param", param);
+  expect_numel(op, "v", v, n, F32, "param", param);
+  // The copy's dtype is the compute dtype (bf16 is converted on the CPU too: it is only rounding).
+  const DType ct = compute_copy.empty() ? F32 : compute_copy.dtype;
+  if (!compute_copy.empty()) {
+    if (ct != F32 && ct != BF16) {
+      fail("{}: compute_copy is {}, expected f32 or bf16 with {} elements", op, compute_copy.describe(), n);
+    }
+    expect_numel(op, "compute_copy", compute_copy, n, ct, "param", param);
+  }
   if (hp.step < 1) fail("{}: step = {} must be >= 1 (1-based, for bias correction)", op, hp.step);
-  if (on_cuda(op, {{"param", param}, {"grad", grad}, {"m", m}, {"v", v}}))
-    R1_CUDA_DISPATCH(op, cuda::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2,
-                                            hp.eps, hp.weight_decay, hp.step, hp.grad_scale));
+  if (on_cuda(op, {{"param", param}, {"grad", grad}, {"m", m}, {"v", v}, {"compute_copy", compute_copy}})) {
+    R1_CUDA_DISPATCH_DT(op, ct,
+                        cuda::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps,
+                                           hp.weight_decay, hp.step, hp.grad_scale, bp(compute_copy)),
+                        cuda::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps,
+                                           hp.weight_decay, hp.step, hp.grad_scale, fp(compute_copy)));
+  }
   cpu::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
-                    hp.step, hp.grad_scale);
+                    hp.step, hp.grad_scale, ct == F32 ? fp(compute_copy) : nullptr,
+                    ct == BF16 ? static_cast<uint16_t*>(compute_copy.data) : nullptr);
 }
 
 }  // namespace r1::ops

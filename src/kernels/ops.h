@@ -9,6 +9,11 @@
 //   gradients of several consumers (the residual stream, q/k/v projections of one input).
 //   Callers zero gradient buffers when a step begins. Exception: rope_backward works in place.
 // - An empty Tensor for an optional input (bias) or optional gradient output means "none".
+// - Dtypes. CPU: everything f32. CUDA: an op's activations, weights and activation gradients share
+//   one "compute dtype", f32 or bf16 (bf16: fp32 accumulation inside every kernel). Parameter
+//   gradients (dweight, dbias, dtable, norm dweight) are always f32, as are the per-row statistics
+//   (rstd, lse, logp, entropy, dlogp, mask), inv_freq and every AdamW operand; ids, positions,
+//   slots and cu_seqlens are i32. So a bf16 model keeps fp32 gradients and fp32 master weights.
 #include <cstdint>
 
 #include "tensor/tensor.h"
@@ -99,7 +104,9 @@ struct AdamWParams {
   float grad_scale = 1.0f;     // gradients are multiplied by this first (clipping, accumulation)
 };
 // Decoupled weight decay (Loshchilov & Hutter): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p).
-// param, grad, m, v (N) f32.
-void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp);
+// param, grad, m, v (N) f32. compute_copy (N, optional, bf16 or f32): receives the updated param
+// rounded to its dtype in the same pass (the bf16 weights a CUDA model computes with).
+void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp,
+                  Tensor compute_copy = {});
 
 }  // namespace r1::ops

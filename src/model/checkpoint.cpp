@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <set>
+#include <vector>
 
 #include "base/error.h"
 #include "base/fs.h"
@@ -19,12 +20,15 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
 }
 }  // namespace
 
-Transformer load_model(const std::string& dir) {
+Transformer load_model(const std::string& dir, Device device, bool trainable) {
   ModelConfig cfg = load_config(fs::join(dir, "config.json"));
-  Transformer m(cfg);
+  Transformer m(cfg, device, trainable);
   SafetensorsReader reader(dir);
   std::set<std::string> expected;
-  float* base = m.params().flat.f32();
+  // CPU models are read in place; others through a host copy.
+  std::vector<float> host;
+  if (device != Device::CPU) host.assign(size_t(m.params().flat.numel()), 0.0f);
+  float* base = device == Device::CPU ? m.params().flat.f32() : host.data();
   for (const ParamSpec& s : m.specs()) {
     R1_CHECK(reader.contains(s.name), "{}: checkpoint has no tensor '{}' required by the {} config",
              dir, s.name, cfg.model_type);
@@ -35,6 +39,7 @@ Transformer load_model(const std::string& dir) {
     R1_CHECK(expected.count(name) || ignorable(name, cfg),
              "{}: checkpoint has tensor '{}' that a {} model with this config does not use", dir, name,
              cfg.model_type);
+  if (device != Device::CPU) m.set_weights(host.data());
   return m;
 }
 
@@ -44,7 +49,9 @@ void save_model(const Transformer& m, const std::string& dir, DType dtype) {
   std::filesystem::create_directories(dir, ec);
   R1_CHECK(!ec, "cannot create model directory {}: {}", dir, ec.message());
   std::vector<NamedTensor> tensors;
-  const float* base = m.params().flat.f32();
+  std::vector<float> host;
+  if (m.device() != Device::CPU) host = m.weights_host();
+  const float* base = m.device() == Device::CPU ? m.params().flat.f32() : host.data();
   for (const ParamSpec& s : m.specs()) tensors.push_back({s.name, s.shape, base + s.offset});
   ModelConfig cfg = m.config();
   cfg.torch_dtype = dtype == DType::BF16 ? "bfloat16" : "float32";

@@ -8,13 +8,16 @@
 
 namespace r1::model {
 
-// Loads config.json and the weights from `dir`. Every expected tensor must be present with the
-// expected shape; an unexpected tensor is an error (it would be silently dropped otherwise).
-Transformer load_model(const std::string& dir);
+// Loads config.json and the weights from `dir` into a model on `device` (see Transformer for
+// trainable). Every expected tensor must be present with the expected shape; an unexpected tensor
+// is an error (it would be silently dropped otherwise). CUDA models are read on the host, then
+// uploaded.
+Transformer load_model(const std::string& dir, Device device = Device::CPU, bool trainable = true);
 
 // Writes config.json and model.safetensors into `dir` (created if missing) as `dtype` (F32 or
 // BF16). Files are written under temporary names first and renamed into place, config.json last,
-// so an interrupted save never leaves a directory that loads as a valid, different model.
+// so an interrupted save never leaves a directory that loads as a valid, different model. A CUDA
+// model's weights are downloaded first (its fp32 master copy when it has one).
 void save_model(const Transformer& m, const std::string& dir, DType dtype = DType::F32);
 
 }  // namespace r1::model

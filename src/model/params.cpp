@@ -58,17 +58,18 @@ int64_t total_params(const std::vector<ParamSpec>& specs) {
 }
 
 namespace {
-Tensor view(float* base, const ParamSpec& s) {
-  Tensor t(base + s.offset, DType::F32, {});
+Tensor view(void* base, DType dtype, Device device, const ParamSpec& s) {
+  Tensor t(static_cast<char*>(base) + size_t(s.offset) * dtype_size(dtype), dtype, {}, device);
   t.ndim = int(s.shape.size());
   for (size_t i = 0; i < s.shape.size(); ++i) t.shape[i] = s.shape[i];
   return t;
 }
 }  // namespace
 
-Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* base) {
+Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, void* base, DType dtype,
+                   Device device) {
   std::map<std::string, Tensor> by_name;
-  for (const auto& s : specs) by_name[s.name] = view(base, s);
+  for (const auto& s : specs) by_name[s.name] = view(base, dtype, device, s);
   auto get = [&](const std::string& name) {
     auto it = by_name.find(name);
     R1_CHECK(it != by_name.end(), "parameter '{}' is missing from the layout", name);
@@ -101,7 +102,7 @@ Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, fl
   }
   p.final_norm = get("model.norm.weight");
   p.lm_head = c.tie_word_embeddings ? p.embed : get("lm_head.weight");
-  p.flat = Tensor(base, DType::F32, {total_params(specs)});
+  p.flat = Tensor(base, dtype, {total_params(specs)}, device);
   return p;
 }
 

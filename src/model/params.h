@@ -1,6 +1,7 @@
 #pragma once
-// Parameters in the HF layout and names, as views into one flat f32 buffer (one for weights, one
-// of the same layout for gradients), so the optimizer and all-reduce see a single array.
+// Parameters in the HF layout and names, as views into one flat buffer (one for weights, one of the
+// same layout for gradients; on CUDA also one for the fp32 master weights), so the optimizer and
+// all-reduce see a single array. Offsets count elements, so one layout serves f32 and bf16 buffers.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@ namespace r1::model {
 struct ParamSpec {
   std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
   std::vector<int64_t> shape;
-  int64_t offset = 0;          // in floats, into the flat buffer
+  int64_t offset = 0;          // in elements, into the flat buffer
   int64_t numel() const;
 };
 
@@ -38,7 +39,11 @@ struct Params {
   Tensor flat;        // (N): everything
 };
 
-// Views into `base` (total_params(specs) floats) laid out by `specs`.
-Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* base);
+// Views into `base` (total_params(specs) elements of `dtype` on `device`) laid out by `specs`.
+Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, void* base, DType dtype,
+                   Device device);
+inline Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* base) {
+  return bind_params(c, specs, base, DType::F32, Device::CPU);
+}
 
 }  // namespace r1::model

@@ -1,7 +1,30 @@
 #pragma once
 // The decoder-only transformer (Qwen2/2.5, Llama 3, Qwen3), llm.c style: an explicit forward that
 // saves what the backward needs, an explicit backward to every parameter, and a cached forward for
-// generation. Architectures differ by ModelConfig data only.
+// generation. Architectures differ by ModelConfig data only. One code path serves both devices.
+//
+// ---- Devices and precision ------------------------------------------------------------------
+//   CPU  : everything f32. params() are the weights the optimizer updates; master() is the same.
+//   CUDA : params() are the bf16 compute weights on the GPU (what every forward reads), master()
+//          the fp32 weights AdamW updates, grads() fp32; all three are flat buffers of one layout
+//          (params.h). A non-trainable model (reference models) keeps only the bf16 params().
+//          Activations and activation gradients are bf16; per-row statistics (rstd, lse, logp,
+//          entropy) stay f32. AdamW moments are fp32 on the device (train/optimizer.h).
+//
+// ---- Typical use (bench/bench_train_gpu.cpp, src/cli/cmd_logprobs.cpp, the trainers) ---------
+//   model::Transformer m(cfg, Device::CUDA);         // or load_model(dir, Device::CUDA)
+//   m.init_random(seed);                             // on the host, then uploaded
+//   train::AdamW opt(train::param_slices(m), adamw_cfg, m.device());
+//   model::TrainState st;                            // reuse across steps: its arenas keep their peak
+//   st.forward(m, batch);                            // logp (T) on the model's device
+//   std::vector<float> logp = st.logp_host();        // host copy for the loss
+//   m.zero_grads(); st.backward(m, dlogp_host);      // accumulates into m.grads()
+//   auto clip = train::clip_grad_norm(m.grads().flat, 1.0);      // global norm on the device
+//   train::optimizer_step(opt, m, lr, clip.scale);   // master update + bf16 params in one pass
+//   model::copy_weights(reference, m);               // reference refresh, any devices
+//   model::save_model(m, dir);                       // downloads to the host
+// Generation: KVCache cache(m, slots, len); Arena a(0, m.device());
+//   forward_cached(m, cache, ...) returns logits on the model's device; to_host_f32() reads them.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,30 +49,58 @@ Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs);
 
 class Transformer {
  public:
-  // A model with uninitialised weights of the given architecture (see init_random / load_model).
-  explicit Transformer(ModelConfig cfg);
+  // A model of the given architecture with zero weights (see init_random / load_model) on `device`.
+  // trainable = false: no gradients and, on CUDA, no fp32 master copy (a frozen reference model).
+  explicit Transformer(ModelConfig cfg, Device device = Device::CPU, bool trainable = true);
   Transformer(Transformer&&) = default;
 
   const ModelConfig& config() const { return cfg_; }
   const std::vector<ParamSpec>& specs() const { return specs_; }
+  Device device() const { return device_; }
+  DType compute_dtype() const { return params_.flat.dtype; }  // F32 on CPU, BF16 on CUDA
+  bool trainable() const { return trainable_; }
+  // The weights every forward computes with (compute dtype, on device()).
   Params& params() { return params_; }
   const Params& params() const { return params_; }
+  // The fp32 weights the optimizer updates: params() on CPU, a separate copy on CUDA (empty
+  // views when not trainable). After changing them directly, call refresh_compute_weights().
+  Params& master() { return device_ == Device::CPU ? params_ : master_; }
+  const Params& master() const { return device_ == Device::CPU ? params_ : master_; }
+  // Whether master() is a separate fp32 copy whose updates must be rounded into params().
+  bool separate_master() const { return device_ != Device::CPU && trainable_; }
+  // fp32 gradients of master()'s layout (empty views when not trainable).
   Params& grads() { return grads_; }
+  const Params& grads() const { return grads_; }
   void zero_grads();
+
   // HF initialisation: normal(0, std) for matrices and embeddings, ones for norms, zeros for biases.
+  // Drawn on the host (the same numbers on every device), then uploaded.
   void init_random(uint64_t seed, float std = 0.02f);
-  const Tensor& rope_inv_freq() const { return inv_freq_t_; }
+  // All weights as host f32, in the flat layout: the master copy if there is one, else params().
+  std::vector<float> weights_host() const;
+  // Sets every weight from host f32 in the flat layout (master and, rounded, the compute weights).
+  void set_weights(const float* host_flat);
+  // Rounds master() into params() after master() was written directly (CUDA; nothing on CPU).
+  void refresh_compute_weights();
+  const Tensor& rope_inv_freq() const { return inv_freq_t_; }  // f32 on device()
 
  private:
   ModelConfig cfg_;
   std::vector<ParamSpec> specs_;
-  Buffer weights_, gradients_;
-  Params params_, grads_;
+  Device device_;
+  bool trainable_;
+  Buffer weights_, master_weights_, gradients_, inv_freq_dev_;
+  Params params_, master_, grads_;
   std::vector<float> inv_freq_;
   Tensor inv_freq_t_;
 };
 
-// What the training forward saves for the backward, per layer, for T tokens.
+// dst's weights become src's (same architecture; any devices and dtypes). Device to device where
+// both are on CUDA (bf16 copied as is), through the host otherwise. For reference refreshes.
+void copy_weights(Transformer& dst, const Transformer& src);
+
+// What the training forward saves for the backward, per layer, for T tokens. With recompute on,
+// ln1, ln2 and act stay empty: the backward recomputes them from x_in, x_mid, gate and up.
 struct LayerActivations {
   Tensor x_in, ln1, ln1_rstd;     // (T, C), (T, C), (T)
   Tensor q_pre, k_pre, q_rstd, k_rstd;  // qwen3 q/k norm inputs (T, NH|NKV, HD) and rstd
@@ -59,38 +110,65 @@ struct LayerActivations {
   Tensor gate, up, act;           // (T, I) x3
 };
 
-// Forward/backward state for one packed batch; memory comes from an arena reused across steps.
+// Whether the backward recomputes the cheap activations (the two RMSNorm outputs and the SwiGLU
+// output: about a third of the activation memory) instead of saving them. Exact: the recomputed
+// values are bitwise those of the forward. Auto: on for CUDA, off on CPU.
+enum class Recompute : uint8_t { Auto, Off, On };
+
+// Forward/backward state for one packed batch; memory comes from arenas on the model's device,
+// reused across steps (they grow to the peak once).
 class TrainState {
  public:
-  // Runs the forward over `batch` and returns logp (T): log p(targets[t] | tokens <= t) at the
-  // given temperature (0 at sequence ends). entropy (T) is filled too.
+  // Runs the forward over `batch` and returns logp (T) f32 on the model's device: log p(targets[t] |
+  // tokens <= t) at the given temperature (0 at sequence ends). entropy (T) is filled too. A
+  // trainable model's forward saves what backward needs; a non-trainable one keeps only one layer
+  // at a time (inference memory).
   Tensor forward(const Transformer& m, const Batch& batch, float temperature = 1.0f);
-  // Backward from dlogp (T) = d loss / d logp; accumulates into m.grads().
+  // Backward from dlogp (T) = d loss / d logp (host); accumulates into m.grads(). m must be the
+  // (trainable) model of the last forward.
   void backward(Transformer& m, const std::vector<float>& dlogp);
-  const Tensor& logp() const { return logp_; }
-  const Tensor& entropy() const { return entropy_; }
+  const Tensor& logp() const { return logp_; }        // on the model's device
+  const Tensor& entropy() const { return entropy_; }  // on the model's device
+  std::vector<float> logp_host() const;
+  std::vector<float> entropy_host() const;
+  // Bytes the activation arena peaked at (forward's saved activations and backward's gradients).
+  size_t activation_bytes() const { return arena_.peak(); }
+  // Frees the arenas (they grow back on the next forward), e.g. to leave GPU memory to rollouts.
+  void release();
   int64_t vocab_chunk = 4096;
+  Recompute recompute = Recompute::Auto;
 
  private:
   Arena arena_, scratch_;
+  const Transformer* model_ = nullptr;
   const Batch* batch_ = nullptr;
   float temperature_ = 1.0f;
+  bool saved_ = false, recompute_ = false;
   Tensor ids_, pos_, cu_, targets_;
   std::vector<LayerActivations> acts_;
   Tensor x_final, lnf, lnf_rstd, logp_, lse_, entropy_;
 };
 
-// Key/value cache for generation: per layer (S slots, L rows, NKV, HD) f32.
+// Key/value cache for generation: per layer (S slots, L rows, NKV, HD) in the compute dtype.
 struct KVCache {
-  KVCache(const ModelConfig& c, int64_t slots, int64_t max_len);
+  KVCache(const ModelConfig& c, int64_t slots, int64_t max_len, Device device = Device::CPU,
+          DType dtype = DType::F32);
+  // On the model's device, in its compute dtype.
+  KVCache(const Transformer& m, int64_t slots, int64_t max_len);
+  // Copies rows [0, rows) of slot src into slot dst in every layer (a shared prompt prefix).
+  void copy_prefix(int64_t src, int64_t dst, int64_t rows);
   int64_t slots, max_len;
+  Device device;
+  DType dtype;
   std::vector<Buffer> k, v;
   std::vector<Tensor> k_t, v_t;
 };
 
 // Cached forward for generation: token t (ids[t]) is at row pos[t] of cache slot slots[t]; its keys
 // and values are written into the cache and it attends to rows [0, pos[t]] of its slot. Returns
-// logits (R, V) for the rows listed in `logit_rows` (e.g. each prompt's last token), in `arena`.
+// logits (R, V) for the rows listed in `logit_rows` (e.g. each prompt's last token), in `arena`,
+// which must be on the model's device: f32 on CPU, the compute dtype on CUDA (read them with
+// to_host_f32, tensor/device_memory.h).
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
                       const std::vector<int32_t>& logit_rows, Arena& arena);

@@ -1,19 +1,19 @@
 #include "rollout/engine.h"
 
 #include <algorithm>
-#include <cstring>
 #include <deque>
 #include <map>
 
 #include "base/error.h"
 #include "base/timer.h"
+#include "tensor/device_memory.h"
 
 namespace r1::rollout {
 
 const char* finish_reason_name(FinishReason r) { return r == FinishReason::Stop ? "stop" : "length"; }
 
 Engine::Engine(const model::Transformer& m, EngineConfig cfg)
-    : model_(m), cfg_(cfg), cache_(m.config(), cfg.max_batch, cfg.max_seq_len) {
+    : model_(m), cfg_(cfg), cache_(m, cfg.max_batch, cfg.max_seq_len), arena_(0, m.device()) {
   R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0,
            "rollout: max_batch, max_seq_len and prefill_tokens must be positive");
 }
@@ -27,6 +27,16 @@ struct Slot {
   int32_t prompt_len = 0;
   int64_t holds_prompt = -1;  // rows [0, prompt_len) hold this prompt's keys/values
   std::string text;           // decoded completion so far, for stop strings
+};
+
+// Logits for host sampling: read in place from a CPU f32 tensor, copied (and widened) otherwise.
+struct HostLogits {
+  std::vector<float> copy;
+  const float* read(const Tensor& logits) {
+    if (logits.device == Device::CPU && logits.dtype == DType::F32) return logits.f32();
+    copy = to_host_f32(logits);
+    return copy.data();
+  }
 };
 
 }  // namespace
@@ -91,17 +101,8 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     ++done;
     if (on_progress) on_progress(done, total);
   };
-  auto copy_prefix = [&](int64_t src, int64_t dst, int32_t len) {
-    const model::ModelConfig& c = model_.config();
-    const size_t row = size_t(c.num_key_value_heads) * size_t(c.head_dim);
-    for (int l = 0; l < c.num_hidden_layers; ++l) {
-      float* k = cache_.k_t[size_t(l)].f32();
-      float* v = cache_.v_t[size_t(l)].f32();
-      const size_t slot_stride = size_t(cache_.max_len) * row;
-      std::memcpy(k + size_t(dst) * slot_stride, k + size_t(src) * slot_stride, size_t(len) * row * sizeof(float));
-      std::memcpy(v + size_t(dst) * slot_stride, v + size_t(src) * slot_stride, size_t(len) * row * sizeof(float));
-    }
-  };
+  auto copy_prefix = [&](int64_t src, int64_t dst, int32_t len) { cache_.copy_prefix(src, dst, len); };
+  HostLogits host;
 
   while (done < total) {
     // Admit waiting samples into free slots: reuse a prompt's cached prefix where one exists,
@@ -152,11 +153,11 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
         ++j;
       }
       arena_.reset();
-      Tensor logits = model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_);
+      const float* logits = host.read(model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_));
       for (size_t r = 0; r < rows.size(); ++r) {
         Slot& sl = slots[size_t(to_prefill[i + r])];
         sl.holds_prompt = sl.prompt;
-        prompt_logits[sl.prompt].assign(logits.f32() + int64_t(r) * V, logits.f32() + int64_t(r + 1) * V);
+        prompt_logits[sl.prompt].assign(logits + int64_t(r) * V, logits + int64_t(r + 1) * V);
         stats_.prompt_tokens += sl.prompt_len;
       }
       stats_.prefill_tokens += int64_t(ids.size());
@@ -200,14 +201,14 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     if (ids.empty()) continue;
     Timer t_decode;
     arena_.reset();
-    Tensor logits = model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_);
+    const float* logits = host.read(model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_));
     stats_.decode_seconds += t_decode.seconds();
     ++stats_.decode_steps;
     Timer t_sample2;
     for (size_t r = 0; r < sl_ids.size(); ++r) {
       Slot& sl = slots[size_t(sl_ids[r])];
       const int64_t step = int64_t(out[size_t(sl.flat)].tokens.size());
-      Draw d = sample_token(logits.f32() + int64_t(r) * V, V, params.sampling,
+      Draw d = sample_token(logits + int64_t(r) * V, V, params.sampling,
                             sample_uniform(params.sampling.seed, stream_id(sl.prompt), sl.sample, step),
                             sample_scratch);
       if (accept(sl, d)) finish(sl);

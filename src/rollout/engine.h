@@ -55,6 +55,7 @@ struct GenerateStats {
 
 class Engine {
  public:
+  // The KV cache and activations live on the model's device; sampling runs on the host.
   Engine(const model::Transformer& m, EngineConfig cfg);
   // Generates every sample of every request. Completions come back ordered by (prompt, sample).
   // on_progress(done, total) is called as sequences finish.

@@ -1,10 +1,9 @@
 #include "tensor/tensor.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "base/error.h"
+#include "tensor/device_memory.h"
 
 namespace r1 {
 
@@ -76,44 +75,40 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
   return t;
 }
 
-Buffer::Buffer(size_t bytes) : size_(bytes) {
-  if (bytes == 0) return;
-  data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  R1_CHECK(data_ != nullptr, "out of memory allocating {} bytes", bytes);
-}
+Buffer::Buffer(size_t bytes, Device device)
+    : data_(devmem::alloc(device, bytes)), size_(bytes), device_(device) {}
 
-Buffer::~Buffer() { std::free(data_); }
+Buffer::~Buffer() { devmem::release(device_, data_); }
 
-Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_), device_(o.device_) {
   o.data_ = nullptr;
   o.size_ = 0;
 }
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
-    std::free(data_);
+    devmem::release(device_, data_);
     data_ = o.data_;
     size_ = o.size_;
+    device_ = o.device_;
     o.data_ = nullptr;
     o.size_ = 0;
   }
   return *this;
 }
 
-void Buffer::zero() {
-  if (data_) std::memset(data_, 0, size_);
-}
+void Buffer::zero() { devmem::zero(device_, data_, size_); }
 
-Arena::Arena(size_t bytes) {
-  if (bytes) blocks_.emplace_back(bytes);
+Arena::Arena(size_t bytes, Device device) : device_(device) {
+  if (bytes) blocks_.emplace_back(bytes, device_);
 }
 
 Tensor Arena::alloc(DType t, std::initializer_list<int64_t> dims) {
-  Tensor view(nullptr, t, dims);
+  Tensor view(nullptr, t, dims, device_);
   size_t bytes = (view.nbytes() + 63) / 64 * 64;
   if (blocks_.empty() || block_used_ + bytes > blocks_.back().size()) {
     size_t grow = blocks_.empty() ? 0 : blocks_.back().size();
-    blocks_.emplace_back(std::max(bytes, std::max(grow, size_t(1) << 20)));
+    blocks_.emplace_back(std::max(bytes, std::max(grow, size_t(1) << 20)), device_);
     block_used_ = 0;
   }
   view.data = static_cast<char*>(blocks_.back().data()) + block_used_;
@@ -123,16 +118,16 @@ Tensor Arena::alloc(DType t, std::initializer_list<int64_t> dims) {
   return view;
 }
 
-Tensor Arena::zeros_f32(std::initializer_list<int64_t> dims) {
-  Tensor t = alloc_f32(dims);
-  std::memset(t.data, 0, t.nbytes());
+Tensor Arena::zeros(DType dt, std::initializer_list<int64_t> dims) {
+  Tensor t = alloc(dt, dims);
+  devmem::zero(device_, t.data, t.nbytes());
   return t;
 }
 
 void Arena::reset() {
   if (blocks_.size() > 1) {
     blocks_.clear();
-    blocks_.emplace_back(peak_);
+    blocks_.emplace_back(peak_, device_);
   }
   block_used_ = 0;
   used_ = 0;

@@ -42,11 +42,12 @@ struct Tensor {
   Tensor rows(int64_t begin, int64_t end) const;
 };
 
-// Owning, 64-byte aligned CPU memory.
+// Owning memory on a device: 64-byte aligned host memory (CPU) or cudaMalloc'd GPU memory (CUDA,
+// see tensor/device_memory.h). zero() on CUDA is queued on the backend's stream.
 class Buffer {
  public:
   Buffer() = default;
-  explicit Buffer(size_t bytes);
+  explicit Buffer(size_t bytes, Device device = Device::CPU);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;
@@ -54,29 +55,34 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   void* data() const { return data_; }
   size_t size() const { return size_; }
+  Device device() const { return device_; }
   void zero();
 
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
+  Device device_ = Device::CPU;
 };
 
 // A bump allocator for activations and scratch of one step, released all at once by reset().
 // It never runs out: an overflow opens another block, and the next reset() merges all blocks into
-// one of the peak size, so a steady-state step allocates nothing.
+// one of the peak size, so a steady-state step allocates nothing. Its tensors live on its device.
 class Arena {
  public:
-  explicit Arena(size_t bytes = 0);
+  explicit Arena(size_t bytes = 0, Device device = Device::CPU);
   Tensor alloc(DType t, std::initializer_list<int64_t> dims);
   Tensor alloc_f32(std::initializer_list<int64_t> dims) { return alloc(DType::F32, dims); }
   Tensor alloc_i32(std::initializer_list<int64_t> dims) { return alloc(DType::I32, dims); }
   // Same as alloc, filled with zeros.
-  Tensor zeros_f32(std::initializer_list<int64_t> dims);
+  Tensor zeros(DType t, std::initializer_list<int64_t> dims);
+  Tensor zeros_f32(std::initializer_list<int64_t> dims) { return zeros(DType::F32, dims); }
   void reset();
   size_t used() const { return used_; }
   size_t peak() const { return peak_; }
+  Device device() const { return device_; }
 
  private:
+  Device device_ = Device::CPU;
   std::vector<Buffer> blocks_;
   size_t block_used_ = 0;  // bytes used in blocks_.back()
   size_t used_ = 0, peak_ = 0;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstring>
 
 #include "base/error.h"
 #include "base/log.h"
@@ -11,12 +10,6 @@
 #include "base/timer.h"
 
 namespace r1::train {
-
-std::vector<ParamSlice> param_slices(const model::Transformer& m) {
-  std::vector<ParamSlice> slices;
-  for (const auto& s : m.specs()) slices.push_back({s.name, s.offset, s.numel(), s.shape.size() > 1});
-  return slices;
-}
 
 double reflection_rate(const std::vector<std::string>& completions) {
   static const char* kWords[] = {"wait", "re-check", "recheck", "verify", "double-check", "let me check", "hmm"};
@@ -100,15 +93,16 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
       render_(std::move(render_prompt)),
       cfg_(std::move(cfg)),
       total_steps_(total_steps),
-      opt_(param_slices(policy), cfg_.adamw) {
+      opt_(param_slices(policy), cfg_.adamw, policy.device()) {
   validate(cfg_);
   R1_CHECK(!train_.empty(), "grpo: the training set is empty");
   R1_CHECK(codec_.vocab_size() <= policy_.config().vocab_size,
            "grpo: the tokenizer has {} ids but the model's vocabulary is {}", codec_.vocab_size(),
            policy_.config().vocab_size);
   if (cfg_.loss.kl_coef != 0.0) {
-    ref_ = std::make_unique<model::Transformer>(policy_.config());
-    std::memcpy(ref_->params().flat.data, policy_.params().flat.data, policy_.params().flat.nbytes());
+    // Frozen: compute weights only (bf16 on CUDA), no gradients, inference-memory forwards.
+    ref_ = std::make_unique<model::Transformer>(policy_.config(), policy_.device(), /*trainable=*/false);
+    model::copy_weights(*ref_, policy_);
   }
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
@@ -142,7 +136,13 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   Timer t_step;
   double t_rollout = 0, t_reward = 0, t_train = 0;
   if (ref_ && cfg_.ref_refresh_steps > 0 && step > 0 && step % cfg_.ref_refresh_steps == 0)
-    std::memcpy(ref_->params().flat.data, policy_.params().flat.data, policy_.params().flat.nbytes());
+    model::copy_weights(*ref_, policy_);
+
+  // GPU memory: the KV cache of the rollouts need not sit beside last step's activation arenas.
+  if (policy_.device() != Device::CPU) {
+    state_.release();
+    ref_state_.release();
+  }
 
   rollout::GenerateParams gp;
   gp.sampling = {cfg_.temperature, cfg_.top_p, cfg_.top_k, 0};
@@ -249,9 +249,10 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   if (ref_) {
     for (const auto& mb : micro_batches(all, cfg_.micro_batch_tokens)) {
       model::Batch b = pack(mb, rows);
-      Tensor lp = ref_state_.forward(*ref_, b, cfg_.temperature);
+      ref_state_.forward(*ref_, b, cfg_.temperature);
+      const std::vector<float> lp = ref_state_.logp_host();
       for (size_t i = 0; i < mb.size(); ++i)
-        mb[i]->ref_logp.assign(lp.f32() + rows[i], lp.f32() + rows[i] + int64_t(mb[i]->out.tokens.size()));
+        mb[i]->ref_logp.assign(lp.begin() + rows[i], lp.begin() + rows[i] + int64_t(mb[i]->out.tokens.size()));
     }
   }
   double kl_reward_sum = 0;
@@ -293,8 +294,10 @@ StepMetrics GrpoTrainer::step(int64_t step) {
       bool finite_loss = true;
       for (const auto& mb : micro_batches(mini, cfg_.micro_batch_tokens)) {
         model::Batch b = pack(mb, rows);
-        Tensor lp = state_.forward(policy_, b, cfg_.temperature);
-        std::vector<float> logp(lp.f32(), lp.f32() + lp.numel());
+        state_.forward(policy_, b, cfg_.temperature);
+        std::vector<float> logp = state_.logp_host();
+        std::vector<float> entropy;
+        if (epoch == 0) entropy = state_.entropy_host();
         std::vector<float> old(logp.size(), 0.0f), ref;
         if (lcfg.kl_coef != 0.0) ref.assign(logp.size(), 0.0f);
         std::vector<SeqSpan> spans;
@@ -307,7 +310,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
           spans.push_back({rows[i], int64_t(c.tokens.size()), mb[i]->advantage});
           if (epoch == 0)
             for (size_t t = 0; t < c.tokens.size(); ++t) {
-              ent_sum += state_.entropy().f32()[rows[i] + int64_t(t)];
+              ent_sum += entropy[size_t(rows[i]) + t];
               ++ent_tokens;
             }
         }
@@ -330,7 +333,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         continue;
       }
       bad_steps_ = 0;
-      opt_.step(policy_.params().flat, policy_.grads().flat, float(lr), clip.scale);
+      optimizer_step(opt_, policy_, float(lr), clip.scale);
       grad_norm_sum += clip.norm;
       ++updates;
     }

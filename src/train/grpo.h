@@ -99,7 +99,4 @@ class GrpoTrainer {
 // Words whose use in the reasoning R1 reports as "aha" behaviour.
 double reflection_rate(const std::vector<std::string>& completions);
 
-// The parameter slices of a model for AdamW (no weight decay on rank-1 tensors: norms and biases).
-std::vector<ParamSlice> param_slices(const model::Transformer& m);
-
 }  // namespace r1::train

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 
 #include "base/error.h"
@@ -13,6 +12,7 @@
 #include "data/jsonl_dataset.h"
 #include "model/checkpoint.h"
 #include "reward/composite.h"
+#include "tensor/device_memory.h"
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 #include "train/grpo.h"
@@ -24,6 +24,7 @@ namespace r1::train {
 
 nlohmann::json grpo_recipe_defaults() {
   return {
+      {"device", "cpu"},  // cpu | cuda: where the model, its training and its rollouts run
       {"model",
        {{"path", ""},          // HF model directory; empty: a fresh random model from init_preset
         {"tokenizer", ""},     // tokenizer directory (default: model.path); "byte": the built-in byte codec
@@ -96,15 +97,12 @@ GrpoConfig grpo_config(const Recipe& r) {
   return g;
 }
 
-void copy_weights(model::Transformer& dst, const model::Transformer& src) {
-  R1_CHECK(dst.params().flat.numel() == src.params().flat.numel(), "checkpoint model does not match the run's model");
-  std::memcpy(dst.params().flat.data, src.params().flat.data, src.params().flat.nbytes());
-}
-
 }  // namespace
 
 std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before any compute.
+  const Device device = parse_device(r.get<std::string>("device"), "recipe key 'device'");
+  require_device(device, "recipe key 'device'");
   const std::string model_path = r.get<std::string>("model.path");
   std::string tok = r.get<std::string>("model.tokenizer");
   if (tok.empty()) tok = model_path;
@@ -137,12 +135,12 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   GrpoConfig gc = grpo_config(r);
   std::unique_ptr<model::Transformer> m;
   if (!model_path.empty()) {
-    m = std::make_unique<model::Transformer>(model::load_model(model_path));
+    m = std::make_unique<model::Transformer>(model::load_model(model_path, device));
   } else {
     model::ModelConfig mc = model::preset_config(r.get<std::string>("model.init_preset"), r.get<std::string>("model.init_arch"));
     int v = r.get<int>("model.init_vocab_size");
     model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec->vocab_size()));
-    m = std::make_unique<model::Transformer>(mc);
+    m = std::make_unique<model::Transformer>(mc, device);
     m->init_random(gc.seed);
   }
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
@@ -153,9 +151,11 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   if (opts.resume) {
     auto ck = run.latest_checkpoint();
     R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
-    copy_weights(*m, model::load_model(fs::join(ck->path, "model")));
+    // Read on the host (weights only), then copied onto the run's device.
+    auto load = [](const std::string& dir) { return model::load_model(dir, Device::CPU, /*trainable=*/false); };
+    model::copy_weights(*m, load(fs::join(ck->path, "model")));
     trainer.optimizer().load(fs::join(ck->path, "optimizer.safetensors"));
-    if (trainer.reference()) copy_weights(*trainer.reference(), model::load_model(fs::join(ck->path, "reference")));
+    if (trainer.reference()) model::copy_weights(*trainer.reference(), load(fs::join(ck->path, "reference")));
     nlohmann::json st = nlohmann::json::parse(fs::read_file(fs::join(ck->path, "state.json")));
     trainer.set_cursor(st.at("cursor").get<int64_t>());
     start = st.at("step").get<int64_t>() + 1;

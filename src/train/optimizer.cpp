@@ -14,13 +14,15 @@
 #include "base/error.h"
 #include "kernels/ops.h"
 #include "model/safetensors.h"
+#include "tensor/device_memory.h"
 
 namespace r1::train {
 
 // ---------------------------------------------------------------------------------------------
 // AdamW
 
-AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg) : slices_(std::move(slices)), cfg_(cfg) {
+AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device)
+    : slices_(std::move(slices)), cfg_(cfg), device_(device) {
   R1_CHECK(cfg_.beta1 >= 0.0f && cfg_.beta1 < 1.0f, "AdamW: beta1 {} must be in [0, 1)", cfg_.beta1);
   R1_CHECK(cfg_.beta2 >= 0.0f && cfg_.beta2 < 1.0f, "AdamW: beta2 {} must be in [0, 1)", cfg_.beta2);
   R1_CHECK(cfg_.eps >= 0.0f && std::isfinite(cfg_.eps), "AdamW: eps {} must be finite and >= 0", cfg_.eps);
@@ -43,26 +45,33 @@ AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg) : slices_(std::mov
     R1_CHECK(a.offset + a.numel <= b.offset, "AdamW: slice '{}' [{}, {}) overlaps slice '{}' [{}, {})", a.name,
              a.offset, a.offset + a.numel, b.name, b.offset, b.offset + b.numel);
   }
-  m_.assign(size_t(n_), 0.0f);
-  v_.assign(size_t(n_), 0.0f);
+  m_ = Buffer(size_t(n_) * sizeof(float), device_);
+  v_ = Buffer(size_t(n_) * sizeof(float), device_);
+  m_.zero();
+  v_.zero();
+  m_t_ = Tensor(m_.data(), DType::F32, {n_}, device_);
+  v_t_ = Tensor(v_.data(), DType::F32, {n_}, device_);
 }
 
-void AdamW::step(Tensor params, const Tensor& grads, float lr, float grad_scale) {
+void AdamW::step(Tensor params, const Tensor& grads, float lr, float grad_scale, Tensor compute_copy) {
   R1_CHECK(params.dtype == DType::F32 && grads.dtype == DType::F32,
            "AdamW::step: params {} and grads {} must be f32", params.describe(), grads.describe());
-  // The moments live in host memory (m_, v_), so the parameters must too.
-  R1_CHECK(params.device == Device::CPU && grads.device == Device::CPU,
-           "AdamW::step: params {} and grads {} must be on the CPU (moments are host-resident)",
-           params.describe(), grads.describe());
+  // The moments live on device_, so the parameters must too.
+  R1_CHECK(params.device == device_ && grads.device == device_,
+           "AdamW::step: params {} and grads {} must be on the optimizer's device ({})", params.describe(),
+           grads.describe(), device_name(device_));
   R1_CHECK(params.numel() == grads.numel(), "AdamW::step: params {} and grads {} differ in numel",
            params.describe(), grads.describe());
+  R1_CHECK(compute_copy.empty() || (compute_copy.numel() == params.numel() && compute_copy.device == device_),
+           "AdamW::step: compute copy {} does not match params {}", compute_copy.describe(), params.describe());
   const int64_t n = params.numel();
   for (const ParamSlice& s : slices_)
     R1_CHECK(s.offset + s.numel <= n, "AdamW::step: slice '{}' [{}, {}) lies outside params of numel {}", s.name,
              s.offset, s.offset + s.numel, n);
 
-  float* p = params.f32();
-  float* g = grads.f32();
+  // Flat 1-D views: rows() of them are the slices.
+  const Tensor p = params.reshape({n}), g = grads.reshape({n});
+  const Tensor cc = compute_copy.empty() ? Tensor() : compute_copy.reshape({n});
   ops::AdamWParams hp;
   hp.lr = lr;
   hp.beta1 = cfg_.beta1;
@@ -73,9 +82,9 @@ void AdamW::step(Tensor params, const Tensor& grads, float lr, float grad_scale)
   for (const ParamSlice& s : slices_) {
     if (s.numel == 0) continue;
     hp.weight_decay = s.decay ? cfg_.weight_decay : 0.0f;
-    ops::adamw_update(Tensor::f32(p + s.offset, {s.numel}), Tensor::f32(g + s.offset, {s.numel}),
-                      Tensor::f32(m_.data() + s.offset, {s.numel}), Tensor::f32(v_.data() + s.offset, {s.numel}),
-                      hp);
+    const int64_t a = s.offset, b = s.offset + s.numel;
+    ops::adamw_update(p.rows(a, b), g.rows(a, b), m_t_.rows(a, b), v_t_.rows(a, b), hp,
+                      cc.empty() ? Tensor() : cc.rows(a, b));
   }
   ++step_;
 }
@@ -110,7 +119,8 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 }  // namespace
 
 void AdamW::save(const std::string& path) const {
-  std::vector<model::NamedTensor> tensors = {{"m", {n_}, m_.data()}, {"v", {n_}, v_.data()}};
+  const std::vector<float> m = to_host_f32(m_t_), v = to_host_f32(v_t_);
+  std::vector<model::NamedTensor> tensors = {{"m", {n_}, m.data()}, {"v", {n_}, v.data()}};
   model::save_safetensors(path, tensors, DType::F32, {{"format", "pt"}, {"step", std::to_string(step_)}});
 }
 
@@ -137,9 +147,22 @@ void AdamW::load(const std::string& path) {
   std::vector<float> m(static_cast<size_t>(n_)), v(static_cast<size_t>(n_));
   reader.read_f32("m", {n_}, m.data());
   reader.read_f32("v", {n_}, v.data());
-  m_ = std::move(m);
-  v_ = std::move(v);
+  copy_from_host(m_t_, m.data());
+  copy_from_host(v_t_, v.data());
   step_ = step;
+}
+
+std::vector<ParamSlice> param_slices(const model::Transformer& m) {
+  std::vector<ParamSlice> slices;
+  for (const auto& s : m.specs()) slices.push_back({s.name, s.offset, s.numel(), s.shape.size() > 1});
+  return slices;
+}
+
+AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg) { return AdamW(param_slices(m), cfg, m.device()); }
+
+void optimizer_step(AdamW& opt, model::Transformer& m, float lr, float grad_scale) {
+  R1_CHECK(m.trainable(), "optimizer_step: the model was created with trainable = false");
+  opt.step(m.master().flat, m.grads().flat, lr, grad_scale, m.separate_master() ? m.params().flat : Tensor());
 }
 
 // ---------------------------------------------------------------------------------------------

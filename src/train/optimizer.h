@@ -1,9 +1,12 @@
 #pragma once
 // AdamW over a model's flat parameter buffer, global-norm gradient clipping and LR schedules.
+// The moments live on the device of the parameters (fp32); on CUDA an update also writes the bf16
+// compute weights in the same pass (optimizer_step).
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "model/transformer.h"
 #include "tensor/tensor.h"
 
 namespace r1::train {
@@ -22,12 +25,16 @@ struct ParamSlice {
 
 class AdamW {
  public:
-  AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg);
-  // One update of params (N) from grads (N); grads are multiplied by grad_scale first (clipping,
-  // 1/accumulation). Increments step().
-  void step(Tensor params, const Tensor& grads, float lr, float grad_scale = 1.0f);
+  // Moments (fp32, zero) on `device`, which the parameters of every step must share.
+  AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device = Device::CPU);
+  // One update of params (N) f32 from grads (N) f32; grads are multiplied by grad_scale first
+  // (clipping, 1/accumulation). compute_copy (N, optional, bf16 or f32) receives the updated params
+  // rounded to its dtype. Increments step().
+  void step(Tensor params, const Tensor& grads, float lr, float grad_scale = 1.0f, Tensor compute_copy = {});
   int64_t steps_taken() const { return step_; }
-  // Moments and step count, for exact resume (safetensors with tensors "m", "v", metadata "step").
+  Device device() const { return device_; }
+  // Moments and step count, for exact resume (safetensors with tensors "m", "v", metadata "step"),
+  // through host copies on any device.
   void save(const std::string& path) const;
   void load(const std::string& path);
   const AdamWConfig& config() const { return cfg_; }
@@ -35,12 +42,23 @@ class AdamW {
  private:
   std::vector<ParamSlice> slices_;
   AdamWConfig cfg_;
+  Device device_;
   int64_t n_ = 0, step_ = 0;
-  std::vector<float> m_, v_;
+  Buffer m_, v_;
+  Tensor m_t_, v_t_;
 };
 
-// Global L2 norm of the gradients, and the factor that scales them to at most max_norm
-// (1 when max_norm <= 0 or the norm is already below). Non-finite norms are reported, not hidden.
+// The parameter slices of a model for AdamW (no weight decay on rank-1 tensors: norms and biases).
+std::vector<ParamSlice> param_slices(const model::Transformer& m);
+// An AdamW for m: its slices, moments on its device.
+AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg);
+// One update of m's master weights from its gradients, rounding them into the compute weights in
+// the same pass when they are separate (CUDA).
+void optimizer_step(AdamW& opt, model::Transformer& m, float lr, float grad_scale = 1.0f);
+
+// Global L2 norm of the gradients (on their device), and the factor that scales them to at most
+// max_norm (1 when max_norm <= 0 or the norm is already below). Non-finite norms are reported, not
+// hidden.
 struct ClipResult {
   double norm = 0.0;
   float scale = 1.0f;

@@ -11,6 +11,7 @@
 #include "reward/composite.h"
 #include "reward/math_reward.h"
 #include "rollout/engine.h"
+#include "tensor/device_memory.h"
 #include "train/grpo.h"
 #include "train/metrics.h"
 #include "train/report.h"
@@ -60,7 +61,8 @@ DemoResult run_r1zero_demo(const DemoOptions& o) {
   model::override_config(cfg, "hidden_size", "96");
   model::override_config(cfg, "intermediate_size", "256");
   model::override_config(cfg, "num_hidden_layers", "3");
-  model::Transformer m(cfg);
+  require_device(o.device, "r1 demo");
+  model::Transformer m(cfg, o.device);
   m.init_random(o.seed);
   if (o.progress)
     log::info("r1 demo: R1-Zero on {}-digit addition, a {:.2f}M-parameter {} model with a byte-level vocabulary",
@@ -68,7 +70,7 @@ DemoResult run_r1zero_demo(const DemoOptions& o) {
 
   // 1. Base ability from a generated corpus.
   {
-    AdamW opt(param_slices(m), {0.9f, 0.95f, 1e-8f, 0.01f});
+    AdamW opt = make_adamw(m, {0.9f, 0.95f, 1e-8f, 0.01f});
     LrSchedule sched{"cosine", 3e-3, o.sft_steps / 10, o.sft_steps, 0.1};
     model::TrainState state;
     Rng pick(o.seed, 5);

@@ -1,5 +1,5 @@
 #pragma once
-// The built-in R1-Zero run at demo scale, on the CPU with no downloads:
+// The built-in R1-Zero run at demo scale, on the CPU (or a GPU) with no downloads:
 // 1. base ability: a small byte-level model is trained on generated column-addition solutions,
 //    half of them worked step by step in <think>, half given as the bare answer;
 // 2. held-out pass@1 (k samples at temperature 0.6, top-p 0.95);
@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "tensor/tensor.h"
 
 namespace r1::train {
 
@@ -19,6 +21,7 @@ struct DemoOptions {
   float direct_share = 0.5f;   // base-training answers without reasoning
   uint64_t seed = 1;
   std::string out = "runs/demo";
+  Device device = Device::CPU;  // where the model trains and generates
   bool progress = true;
 };
 

@@ -31,13 +31,14 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
       ++last;
     }
     model::Batch b = model::pack_sequences(seqs);
-    Tensor logp = state.forward(m, b);
+    state.forward(m, b);
+    const std::vector<float> logp = state.logp_host();
     std::vector<float> dlogp(size_t(b.tokens()), 0.0f);
     for (size_t i = 0; i < seqs.size(); ++i) {
       // Row t predicts token t+1: completion tokens are predicted from rows [prompt_len-1, len-1).
       const int64_t begin = b.cu_seqlens[i] + prompt_len[i] - 1, end = b.cu_seqlens[i + 1] - 1;
       for (int64_t t = begin; t < end; ++t) {
-        res.loss -= logp.f32()[t];
+        res.loss -= logp[size_t(t)];
         dlogp[size_t(t)] = -1.0f / float(res.tokens);
       }
     }
@@ -50,7 +51,7 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
   if (!std::isfinite(clip.norm)) {
     res.skipped = true;
   } else {
-    opt.step(m.params().flat, m.grads().flat, float(lr), clip.scale);
+    optimizer_step(opt, m, float(lr), clip.scale);
   }
   m.zero_grads();
   return res;

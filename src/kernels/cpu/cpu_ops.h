@@ -93,7 +93,10 @@ void cross_entropy_backward(float* dlogp, const float* mask, int64_t T);
 
 // ---- adamw.cpp ----
 // param, grad, m, v (n). g = grad * grad_scale; bias-corrected AdamW with decoupled weight decay.
+// copy_f32 / copy_bf16 (n, optional; bf16 as raw bits): receive the updated param (bf16 rounded to
+// nearest even).
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int64_t step, float grad_scale);
+                  float beta2, float eps, float weight_decay, int64_t step, float grad_scale,
+                  float* copy_f32 = nullptr, uint16_t* copy_bf16 = nullptr);
 
 }  // namespace r1::cpu

@@ -1,4 +1,5 @@
-// Attention, simple and memory-linear (the fast flash kernels come later):
+// Attention, simple and memory-linear (f32 training attention, and the cached path in f32 and bf16;
+// the bf16 training attention is flash_attention.cu):
 // - forward / cached: one block per (query row, head); each warp walks a share of the keys with an
 //   online softmax, lanes own head dims (d = lane + 32 i), and the warps merge their states at the end.
 // - backward: D = rowsum(dout * out) first, then a dq pass (one block per (query row, head)) and a
@@ -24,32 +25,36 @@ __device__ inline int seq_of(const int32_t* cu, int64_t B, int64_t t) {
   return lo;
 }
 
-__device__ inline void load_row(float (&r)[kPer], const float* src, int HD) {
+// Rows are f32 or bf16 (the cached path), math in fp32.
+template <typename T>
+__device__ inline void load_row(float (&r)[kPer], const T* src, int HD) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
     const int d = lane + 32 * i;
-    r[i] = d < HD ? src[d] : 0.0f;
+    r[i] = d < HD ? to_f32(src[d]) : 0.0f;
   }
 }
 
-__device__ inline float warp_dot(const float (&r)[kPer], const float* src, int HD) {
+template <typename T>
+__device__ inline float warp_dot(const float (&r)[kPer], const T* src, int HD) {
   const int lane = threadIdx.x & 31;
   float s = 0.0f;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
     const int d = lane + 32 * i;
-    if (d < HD) s += r[i] * src[d];
+    if (d < HD) s += r[i] * to_f32(src[d]);
   }
   return warp_reduce(s, SumOp{});
 }
 
-__device__ inline void warp_axpy(float (&acc)[kPer], float a, const float* src, int HD) {
+template <typename T>
+__device__ inline void warp_axpy(float (&acc)[kPer], float a, const T* src, int HD) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
     const int d = lane + 32 * i;
-    if (d < HD) acc[i] += a * src[d];
+    if (d < HD) acc[i] += a * to_f32(src[d]);
   }
 }
 
@@ -69,8 +74,9 @@ __device__ inline void store_warp_row(WarpRows& sh, const float (&acc)[kPer], in
 
 // One query row against n keys/values (row j at base + j * stride). Writes out (HD) and, when lse
 // is non-null, the log-sum-exp of the scaled scores. n >= 1.
-__device__ void attend_row(float* out, float* lse, const float* qr, const float* kbase, const float* vbase,
-                           int64_t stride, int64_t n, int HD, float scale) {
+template <typename T>
+__device__ void attend_row(T* out, float* lse, const T* qr, const T* kbase, const T* vbase, int64_t stride,
+                           int64_t n, int HD, float scale) {
   __shared__ WarpRows acc_sh;
   __shared__ float m_sh[kWarps], l_sh[kWarps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -109,7 +115,7 @@ __device__ void attend_row(float* out, float* lse, const float* qr, const float*
     float o = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) o += acc_sh.v[w][d] * wscale[w];
-    out[d] = o * inv;
+    out[d] = from_f32<T>(o * inv);
   }
   if (lse && threadIdx.x == 0) *lse = M + logf(L);
 }
@@ -123,10 +129,10 @@ attention_forward_kernel(float* out, float* lse, const float* q, const float* k,
   attend_row(out + th * HD, lse + th, q + th * HD, k + kv0, v + kv0, stride, t - s0 + 1, HD, scale);
 }
 
+template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
-attention_cached_kernel(float* out, const float* q, const float* k_cache, const float* v_cache,
-                        const int32_t* slots, const int32_t* pos, int64_t L, int64_t NH, int64_t NKV, int HD,
-                        float scale) {
+attention_cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const int32_t* slots,
+                        const int32_t* pos, int64_t L, int64_t NH, int64_t NKV, int HD, float scale) {
   const int64_t th = blockIdx.x, t = th / NH, h = th % NH, g = h / (NH / NKV), stride = NKV * HD;
   const int64_t kv0 = int64_t(slots[t]) * L * stride + g * HD;
   attend_row(out + th * HD, nullptr, q + th * HD, k_cache + kv0, v_cache + kv0, stride, int64_t(pos[t]) + 1, HD,
@@ -214,16 +220,36 @@ attention_dkdv_kernel(float* dk, float* dv, const float* dout, const float* q, c
   }
 }
 
-__global__ void kv_cache_write_kernel(float* k_cache, float* v_cache, const float* k, const float* v,
-                                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L,
-                                      int64_t row) {
-  const int64_t n = T * row;
+// V elements per thread (16-byte packs when the rows allow): a plain copy, exact in either dtype.
+template <int V, typename T>
+__global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const T* k, const T* v, const int32_t* slots,
+                                      const int32_t* pos, int64_t T_, int64_t L, int64_t row) {
+  const int64_t rp = row / V, n = T_ * rp;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t t = i / row, r = i - t * row;
+    const int64_t t = i / rp, r = (i - t * rp) * V;
     const int64_t dst = (int64_t(slots[t]) * L + pos[t]) * row + r;
-    k_cache[dst] = k[i];
-    v_cache[dst] = v[i];
+    float x[V];
+    load_vec<V>(x, k + t * row + r);
+    store_vec<V>(k_cache + dst, x);
+    load_vec<V>(x, v + t * row + r);
+    store_vec<V>(v_cache + dst, x);
   }
+}
+
+template <typename T>
+void kv_cache_write_t(T* k_cache, T* v_cache, const T* k, const T* v, const int32_t* slots, const int32_t* pos,
+                      int64_t T_, int64_t L, int64_t NKV, int64_t HD) {
+  const int64_t row = NKV * HD;
+  if (T_ * row == 0) return;
+  constexpr int V = kVec<T>;
+  cudaStream_t s = context().stream;
+  if (row % V == 0 && aligned16(k_cache) && aligned16(v_cache) && aligned16(k) && aligned16(v)) {
+    kv_cache_write_kernel<V><<<grid_for(T_ * row / V), kThreads, 0, s>>>(k_cache, v_cache, k, v, slots, pos, T_, L,
+                                                                         row);
+  } else {
+    kv_cache_write_kernel<1><<<grid_for(T_ * row), kThreads, 0, s>>>(k_cache, v_cache, k, v, slots, pos, T_, L, row);
+  }
+  CUDA_CHECK_LAUNCH();
 }
 
 void check_head_dim(int64_t HD) {
@@ -263,21 +289,35 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD) {
-  const int64_t row = NKV * HD;
-  if (T * row == 0) return;
-  kv_cache_write_kernel<<<grid_for(T * row), kThreads, 0, context().stream>>>(k_cache, v_cache, k, v, slots, pos,
-                                                                              T, L, row);
+  kv_cache_write_t(k_cache, v_cache, k, v, slots, pos, T, L, NKV, HD);
+}
+
+void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
+                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD) {
+  kv_cache_write_t(dp(k_cache), dp(v_cache), dp(k), dp(v), slots, pos, T, L, NKV, HD);
+}
+
+namespace {
+template <typename T>
+void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, const int32_t* slots,
+                        const int32_t* pos, int64_t T_, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale) {
+  if (T_ == 0 || NH == 0) return;
+  check_head_dim(HD);
+  attention_cached_kernel<<<unsigned(T_ * NH), kWarps * 32, 0, context().stream>>>(out, q, k_cache, v_cache, slots,
+                                                                                    pos, L, NH, NKV, int(HD), scale);
   CUDA_CHECK_LAUNCH();
 }
+}  // namespace
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
                       int64_t NKV, int64_t HD, float scale) {
-  if (T == 0 || NH == 0) return;
-  check_head_dim(HD);
-  attention_cached_kernel<<<unsigned(T * NH), kWarps * 32, 0, context().stream>>>(out, q, k_cache, v_cache, slots,
-                                                                                   pos, L, NH, NKV, int(HD), scale);
-  CUDA_CHECK_LAUNCH();
+  attention_cached_t(out, q, k_cache, v_cache, slots, pos, T, L, NH, NKV, HD, scale);
+}
+
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const int32_t* slots,
+                      const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale) {
+  attention_cached_t(dp(out), dp(q), dp(k_cache), dp(v_cache), slots, pos, T, L, NH, NKV, HD, scale);
 }
 
 }  // namespace r1::cuda

@@ -2,18 +2,31 @@
 // Host helpers shared between the backend's op families. Internal to the backend.
 #include <cstdint>
 
+#include "base/bf16.h"
+
 namespace r1::cuda {
 
-// Row-major C (M, N) = alpha * op(A) @ op(B) + beta * C, fp32 in and out with fp32 compute
-// (CUBLAS_COMPUTE_32F: no TF32, so results stay within fp32 rounding of the CPU reference).
+// Row-major C (M, N) = alpha * op(A) @ op(B) + beta * C through cuBLASLt with fp32 compute
+// (CUBLAS_COMPUTE_32F: no TF32, so f32 results stay within fp32 rounding of the CPU reference).
 // op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a. Likewise B.
-// Pointers may have any 4-byte alignment (views into the middle of a tensor).
+// Pointers need only element alignment (views into the middle of a tensor). The algorithm choice is
+// cached per (shape, strides, dtypes, transposes, beta != 0, alignments, bias).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// bf16 operands, bf16 result (rounded once from the fp32 accumulator, beta * C included). bias
+// (N, optional, 16-byte aligned) is added to every row by the GEMM's epilogue. Returns false, having
+// done nothing, when no algorithm takes the bias epilogue for this problem (or K = 0 with a bias).
+bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
+          int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias = nullptr);
+// bf16 operands, f32 result (parameter gradients, logits tiles).
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
+          int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // dst (C) += sum over rows n of src[n, c] * (scale ? scale[n] : 1) * (mul ? mul[n, c] : 1), src and
 // mul (N, C). Deterministic (fixed order of partial sums). The dbias and dweight reductions.
 void column_sum_accumulate(float* dst, const float* src, const float* mul, const float* scale, int64_t N,
+                           int64_t C);
+void column_sum_accumulate(float* dst, const bf16* src, const bf16* mul, const float* scale, int64_t N,
                            int64_t C);
 
 }  // namespace r1::cuda

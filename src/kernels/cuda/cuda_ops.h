@@ -1,36 +1,55 @@
 #pragma once
-// CUDA fp32 kernels: the same raw-pointer contract as kernels/cpu/cpu_ops.h, but every pointer is
-// device memory. No validation here: r1::ops (kernels/ops.cpp) checks shapes, dtypes and devices
-// first; index ranges (ids, slots, positions, cu_seqlens) are the caller's contract on CUDA, since
+// CUDA kernels: the same raw-pointer contract as kernels/cpu/cpu_ops.h, but every pointer is device
+// memory. No validation here: r1::ops (kernels/ops.cpp) checks shapes, dtypes and devices first;
+// index ranges (ids, slots, positions, cu_seqlens) are the caller's contract on CUDA, since
 // checking them would read device memory back. Backward kernels ACCUMULATE (+=) like the CPU ones,
 // except rope_backward (in place). All work is queued on the backend's stream (cuda_context.h);
 // functions returning a host value wait for it. Plain C++ header (no CUDA types).
+//
+// Every op has an f32 and a bf16 overload. bf16: activations, weights and activation gradients are
+// bf16 (bf16 *), the math inside is fp32 and each output is rounded once (to nearest even);
+// parameter gradients, rstd, lse, logp, entropy, dlogp and inv_freq stay f32 (float *).
 #include <cstdint>
+
+#include "base/bf16.h"
 
 namespace r1::cuda {
 
 // ---- embedding.cu ----
 void embedding_forward(float* out, const int32_t* ids, const float* table, int64_t T, int64_t C);
+void embedding_forward(bf16* out, const int32_t* ids, const bf16* table, int64_t T, int64_t C);
 // Duplicate ids accumulate with atomics: the order of the fp32 adds is not fixed.
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T, int64_t C);
+void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int64_t T, int64_t C);
 
 // ---- rmsnorm.cu ----
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
                      float eps);
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* inp, const bf16* weight, int64_t N, int64_t C,
+                     float eps);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, int64_t N, int64_t C);
+void rmsnorm_backward(bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const bf16* weight,
                       const float* rstd, int64_t N, int64_t C);
 
 // ---- linear.cu (cuBLASLt, fp32 compute: no TF32) ----
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC);
+// bf16: the bias (bf16) is added by the GEMM's epilogue.
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int64_t N, int64_t IC,
+                    int64_t OC);
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC);
+void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int64_t N, int64_t IC, int64_t OC);
 
 // ---- rope.cu ----
 void rope_forward(float* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
                   int64_t HD);
+void rope_forward(bf16* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H, int64_t HD);
 void rope_backward(float* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
                    int64_t HD);
+void rope_backward(bf16* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H, int64_t HD);
 
 // ---- attention.cu ---- (HD <= kMaxHeadDim)
 constexpr int64_t kMaxHeadDim = 256;
@@ -42,37 +61,73 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale);
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
+void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
+                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
                       int64_t NKV, int64_t HD, float scale);
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const int32_t* slots,
+                      const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale);
+
+// ---- flash_attention.cu ---- bf16 on tensor cores, flash-style: memory linear in T.
+// Same semantics as the f32 versions above; lse stays f32. Tensor cores for the head dims the flash
+// kernels take; other head dims (HD <= kMaxHeadDim) run the f32 kernels on widened copies.
+// The backward uses the context's scratch for D = rowsum(dout * out) and an f32 dq accumulator.
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                       const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                       int64_t HD, float scale);
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+                        const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale);
 
 // ---- swiglu.cu ----
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+void swiglu_forward(bf16* out, const bf16* gate, const bf16* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                      int64_t n);
+void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dout, const bf16* gate, const bf16* up, int64_t n);
 
 // ---- elementwise.cu ----
 void add(float* out, const float* a, const float* b, int64_t n);  // out may alias a or b
+void add(bf16* out, const bf16* a, const bf16* b, int64_t n);
 void add_inplace(float* dst, const float* src, int64_t n);
+void add_inplace(bf16* dst, const bf16* src, int64_t n);
 void scale_inplace(float* x, float s, int64_t n);
+void scale_inplace(bf16* x, float s, int64_t n);
 void zero(float* x, int64_t n);
+void zero(bf16* x, int64_t n);
 double sum_squares(const float* x, int64_t n);  // waits for the stream
+double sum_squares(const bf16* x, int64_t n);
 
 // ---- logprobs.cu ----
-// Logits are computed a (token chunk x vocab_chunk) tile at a time into scratch of at most
-// max_scratch floats, like the CPU version.
+// Logits are computed a (token chunk x vocab_chunk) tile at a time into f32 scratch of at most
+// max_scratch floats, like the CPU version (the bf16 backward fits its f32 tile, its bf16 dlogits
+// tile and an f32 dhidden accumulator into the same 4 * max_scratch bytes).
 void token_logprobs_forward(float* logp, float* lse, float* entropy, const float* hidden, const float* weight,
+                            const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
+                            int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 24);
+void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16* hidden, const bf16* weight,
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 24);
 void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp, const float* hidden,
                              const float* weight, const int32_t* targets, const float* lse, int64_t T,
                              int64_t C, int64_t V, float temperature, int64_t vocab_chunk,
                              int64_t max_scratch = int64_t(1) << 24);
+// dhidden bf16 +=, dweight f32 +=.
+void token_logprobs_backward(bf16* dhidden, float* dweight, const float* dlogp, const bf16* hidden,
+                             const bf16* weight, const int32_t* targets, const float* lse, int64_t T, int64_t C,
+                             int64_t V, float temperature, int64_t vocab_chunk,
+                             int64_t max_scratch = int64_t(1) << 24);
 float cross_entropy_forward(const float* logp, const float* mask, int64_t T);  // waits for the stream
 void cross_entropy_backward(float* dlogp, const float* mask, int64_t T);
 
 // ---- adamw.cu ----
+// param, grad, m, v f32. copy (optional, f32 or bf16): receives the updated param, rounded, in the
+// same pass.
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int64_t step, float grad_scale);
+                  float beta2, float eps, float weight_decay, int64_t step, float grad_scale,
+                  float* copy = nullptr);
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t step, float grad_scale, bf16* copy);
 
 }  // namespace r1::cuda

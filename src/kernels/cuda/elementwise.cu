@@ -1,5 +1,5 @@
-// Elementwise ops, the double-precision sum of squares, and the deterministic column sums that
-// dbias and rmsnorm's dweight share.
+// Elementwise ops (f32 and bf16, fp32 math, 16-byte packs when aligned), the double-precision sum of
+// squares, and the deterministic column sums that dbias and rmsnorm's dweight share.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -8,29 +8,42 @@ namespace r1::cuda {
 
 namespace {
 
-__global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    out[i] = a[i] + b[i];
+template <typename T>
+struct AddF {
+  T* out;
+  const T* a;
+  const T* b;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float x[V], y[V];
+    load_vec<V>(x, a + i);
+    load_vec<V>(y, b + i);
+#pragma unroll
+    for (int k = 0; k < V; ++k) x[k] += y[k];
+    store_vec<V>(out + i, x);  // out may alias a or b: each element is read before it is written
   }
-}
+};
 
-__global__ void add_inplace_kernel(float* dst, const float* src, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    dst[i] += src[i];
+template <typename T>
+struct ScaleF {
+  T* x;
+  float s;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float v[V];
+    load_vec<V>(v, x + i);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] *= s;
+    store_vec<V>(x + i, v);
   }
-}
-
-__global__ void scale_kernel(float* x, float s, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    x[i] *= s;
-  }
-}
+};
 
 // One partial per block, in double; the second pass adds the partials in a fixed order.
-__global__ void sum_squares_kernel(double* partial, const float* x, int64_t n) {
+template <typename T>
+__global__ void sum_squares_kernel(double* partial, const T* x, int64_t n) {
   double acc = 0.0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const double v = x[i];
+    const double v = to_f32(x[i]);
     acc += v * v;
   }
   acc = block_reduce(acc, SumOp{}, 0.0);
@@ -47,8 +60,9 @@ __global__ void sum_partials_kernel(double* out, const double* partial, int n) {
 constexpr int kColTile = 32, kRowLanes = 8;
 
 // Block (32, 8): 32 columns, 8 row lanes over the rows of chunk blockIdx.y. partial (chunks, C).
-__global__ void column_partial_kernel(float* partial, const float* src, const float* mul, const float* scale,
-                                      int64_t N, int64_t C, int64_t rows_per_chunk) {
+template <typename T>
+__global__ void column_partial_kernel(float* partial, const T* src, const T* mul, const float* scale, int64_t N,
+                                      int64_t C, int64_t rows_per_chunk) {
   __shared__ float tile[kRowLanes][kColTile + 1];
   const int64_t c = blockIdx.x * int64_t(kColTile) + threadIdx.x;
   const int64_t r0 = blockIdx.y * rows_per_chunk;
@@ -56,8 +70,8 @@ __global__ void column_partial_kernel(float* partial, const float* src, const fl
   float acc = 0.0f;
   if (c < C) {
     for (int64_t n = r0 + threadIdx.y; n < r1; n += kRowLanes) {
-      float v = src[n * C + c];
-      if (mul) v *= mul[n * C + c];
+      float v = to_f32(src[n * C + c]);
+      if (mul) v *= to_f32(mul[n * C + c]);
       if (scale) v *= scale[n];
       acc += v;
     }
@@ -80,32 +94,18 @@ __global__ void column_finish_kernel(float* dst, const float* partial, int64_t c
   dst[c] += s;
 }
 
-}  // namespace
-
-void add(float* out, const float* a, const float* b, int64_t n) {
-  if (n == 0) return;
-  add_kernel<<<grid_for(n), kThreads, 0, context().stream>>>(out, a, b, n);
-  CUDA_CHECK_LAUNCH();
+template <typename T>
+void add_t(T* out, const T* a, const T* b, int64_t n) {
+  launch_packed_map<T>(AddF<T>{out, a, b}, n, aligned16(out) && aligned16(a) && aligned16(b));
 }
 
-void add_inplace(float* dst, const float* src, int64_t n) {
-  if (n == 0) return;
-  add_inplace_kernel<<<grid_for(n), kThreads, 0, context().stream>>>(dst, src, n);
-  CUDA_CHECK_LAUNCH();
+template <typename T>
+void scale_t(T* x, float s, int64_t n) {
+  launch_packed_map<T>(ScaleF<T>{x, s}, n, aligned16(x));
 }
 
-void scale_inplace(float* x, float s, int64_t n) {
-  if (n == 0) return;
-  scale_kernel<<<grid_for(n), kThreads, 0, context().stream>>>(x, s, n);
-  CUDA_CHECK_LAUNCH();
-}
-
-void zero(float* x, int64_t n) {
-  if (n == 0) return;
-  CUDA_CHECK(cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), context().stream));
-}
-
-double sum_squares(const float* x, int64_t n) {
+template <typename T>
+double sum_squares_t(const T* x, int64_t n) {
   if (n == 0) return 0.0;
   Context& ctx = context();
   const unsigned blocks = grid_for(n);
@@ -120,8 +120,8 @@ double sum_squares(const float* x, int64_t n) {
   return result;
 }
 
-void column_sum_accumulate(float* dst, const float* src, const float* mul, const float* scale, int64_t N,
-                           int64_t C) {
+template <typename T>
+void column_sum_t(float* dst, const T* src, const T* mul, const float* scale, int64_t N, int64_t C) {
   if (N == 0 || C == 0) return;
   Context& ctx = context();
   const int64_t col_tiles = (C + kColTile - 1) / kColTile;
@@ -135,6 +135,38 @@ void column_sum_accumulate(float* dst, const float* src, const float* mul, const
   CUDA_CHECK_LAUNCH();
   column_finish_kernel<<<unsigned((C + kThreads - 1) / kThreads), kThreads, 0, ctx.stream>>>(dst, partial, chunks, C);
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void add(float* out, const float* a, const float* b, int64_t n) { add_t(out, a, b, n); }
+void add(bf16* out, const bf16* a, const bf16* b, int64_t n) { add_t(dp(out), dp(a), dp(b), n); }
+void add_inplace(float* dst, const float* src, int64_t n) { add_t(dst, dst, src, n); }
+void add_inplace(bf16* dst, const bf16* src, int64_t n) { add_t(dp(dst), dp(dst), dp(src), n); }
+void scale_inplace(float* x, float s, int64_t n) { scale_t(x, s, n); }
+void scale_inplace(bf16* x, float s, int64_t n) { scale_t(dp(x), s, n); }
+
+void zero(float* x, int64_t n) {
+  if (n == 0) return;
+  CUDA_CHECK(cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), context().stream));
+}
+
+void zero(bf16* x, int64_t n) {
+  if (n == 0) return;
+  CUDA_CHECK(cudaMemsetAsync(x, 0, size_t(n) * sizeof(bf16), context().stream));
+}
+
+double sum_squares(const float* x, int64_t n) { return sum_squares_t(x, n); }
+double sum_squares(const bf16* x, int64_t n) { return sum_squares_t(dp(x), n); }
+
+void column_sum_accumulate(float* dst, const float* src, const float* mul, const float* scale, int64_t N,
+                           int64_t C) {
+  column_sum_t(dst, src, mul, scale, N, C);
+}
+
+void column_sum_accumulate(float* dst, const bf16* src, const bf16* mul, const float* scale, int64_t N,
+                           int64_t C) {
+  column_sum_t(dp(dst), dp(src), dp(mul), scale, N, C);
 }
 
 }  // namespace r1::cuda

@@ -1,6 +1,11 @@
-// fp32 GEMM through cuBLASLt. Row-major callers, column-major library: C = op(A) op(B) row-major is
-// C^T = op(B)^T op(A)^T column-major, so the operands swap and each keeps its own transpose flag.
+// GEMMs through cuBLASLt (f32, or bf16 operands with a bf16 or f32 result; fp32 compute). Row-major
+// callers, column-major library: C = op(A) op(B) row-major is C^T = op(B)^T op(A)^T column-major, so
+// the operands swap and each keeps its own transpose flag. Each distinct problem (shape, strides,
+// dtypes, transposes, beta != 0, alignments, bias epilogue) gets its descriptors and heuristic
+// algorithm once; later calls only set the bias pointer and launch.
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
 
 #include "base/error.h"
 #include "kernels/cuda/cuda_check.h"
@@ -11,80 +16,164 @@ namespace r1::cuda {
 
 namespace {
 
-// Largest power of two (4..256) dividing the address: cuBLASLt assumes 256-byte aligned operands
-// unless told otherwise, and views into the middle of a tensor are often only 4-byte aligned.
-uint32_t alignment(const void* p) {
+enum class Ty : uint8_t { F32, BF16 };
+
+cudaDataType_t cuda_type(Ty t) { return t == Ty::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+uint32_t elem_bytes(Ty t) { return t == Ty::BF16 ? 2 : 4; }
+const char* ty_name(Ty t) { return t == Ty::BF16 ? "bf16" : "f32"; }
+
+// Largest power of two (element size .. 256) dividing the address: cuBLASLt assumes 256-byte aligned
+// operands unless told otherwise, and views into the middle of a tensor often are not.
+uint32_t alignment(const void* p, Ty t) {
   const auto a = reinterpret_cast<uintptr_t>(p);
   uint32_t al = 256;
-  while (al > 4 && a % al != 0) al >>= 1;
+  while (al > elem_bytes(t) && a % al != 0) al >>= 1;
   return al;
 }
 
-// Owners of the per-call descriptors, so a throwing check does not leak them.
-struct Desc {
-  cublasLtMatmulDesc_t d = nullptr;
-  ~Desc() { if (d) cublasLtMatmulDescDestroy(d); }
+struct Key {
+  int64_t M, N, K, lda, ldb, ldc;
+  bool trans_a, trans_b, beta_nonzero, bias;
+  Ty a, b, c;
+  uint32_t al_a, al_b, al_c;
+  bool operator==(const Key&) const = default;
 };
-struct Layout {
-  cublasLtMatrixLayout_t l = nullptr;
-  Layout(uint64_t rows, uint64_t cols, int64_t ld) {
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, rows, cols, ld));
+
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc}) mix(uint64_t(v));
+    mix(uint64_t(k.trans_a) | uint64_t(k.trans_b) << 1 | uint64_t(k.beta_nonzero) << 2 | uint64_t(k.bias) << 3 |
+        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8);
+    mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
+    return size_t(h);
   }
-  ~Layout() { if (l) cublasLtMatrixLayoutDestroy(l); }
 };
+
+// Descriptors and algorithm of one problem. Never destroyed (like the context: cuBLASLt must not be
+// torn down after the runtime unloads at exit).
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t first = nullptr, second = nullptr, c = nullptr;  // B^T, A^T, C^T
+  cublasLtMatmulAlgo_t algo{};
+};
+
+// Owner of a preference object while the heuristic is queried.
 struct Pref {
   cublasLtMatmulPreference_t p = nullptr;
   ~Pref() { if (p) cublasLtMatmulPreferenceDestroy(p); }
 };
 
-}  // namespace
+void set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr, uint32_t v) {
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(p, attr, &v, sizeof(v)));
+}
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+// Null when cuBLASLt has no algorithm with the bias epilogue for this problem (the caller falls back);
+// without a bias, no algorithm at all is an error.
+std::unique_ptr<Plan> make_plan(const Key& k) {
   Context& ctx = context();
-  if (K == 0) {
-    // Empty sum: C = beta * C. Only beta = 0 (clear) and beta = 1 (keep) occur in the backend.
-    if (beta == 1.0f) return;
-    R1_CHECK(beta == 0.0f, "gemm: K = 0 with beta = {} is not supported", beta);
-    CUDA_CHECK(cudaMemset2DAsync(C, size_t(ldc) * sizeof(float), 0, size_t(N) * sizeof(float), size_t(M),
-                                 ctx.stream));
-    return;
+  auto plan = std::make_unique<Plan>();
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_first = k.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;   // B goes first
+  const cublasOperation_t op_second = k.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // then A
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
+  CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+  if (k.bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bias_type = cuda_type(k.c);
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                sizeof(bias_type)));
   }
-  Desc desc;
-  CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.d, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;   // B goes first
-  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // then A
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
   // Column-major shapes as stored: B^T is (N, K), or (K, N) when transposed; A^T is (K, M) or (M, K).
-  Layout lb(trans_b ? K : N, trans_b ? N : K, ldb);
-  Layout la(trans_a ? M : K, trans_a ? K : M, lda);
-  Layout lc(N, M, ldc);
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->first, cuda_type(k.b), k.trans_b ? k.K : k.N,
+                                          k.trans_b ? k.N : k.K, k.ldb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->second, cuda_type(k.a), k.trans_a ? k.M : k.K,
+                                          k.trans_a ? k.K : k.M, k.lda));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, cuda_type(k.c), k.N, k.M, k.ldc));
 
   Pref pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.p));
   const uint64_t ws = ctx.workspace_bytes;
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                     sizeof(ws)));
-  const uint32_t al_first = alignment(B), al_second = alignment(A), al_c = alignment(C);
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                                    &al_first, sizeof(al_first)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                                    &al_second, sizeof(al_second)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                                    sizeof(al_c)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                                    sizeof(al_c)));
+  set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.al_b);
+  set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.al_a);
+  set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.al_c);
+  set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.al_c);
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc.d, lb.l, la.l, lc.l, lc.l, pref.p, 1, &heur, &found));
+  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan->desc, plan->first, plan->second, plan->c, plan->c,
+                                              pref.p, 1, &heur, &found));
   if (found == 0) {
-    fail("gemm: cuBLASLt has no fp32 algorithm for M={} N={} K={} trans_a={} trans_b={} lda={} ldb={} ldc={}",
-         M, N, K, trans_a, trans_b, lda, ldb, ldc);
+    cublasLtMatmulDescDestroy(plan->desc);
+    cublasLtMatrixLayoutDestroy(plan->first);
+    cublasLtMatrixLayoutDestroy(plan->second);
+    cublasLtMatrixLayoutDestroy(plan->c);
+    if (k.bias) return nullptr;
+    fail("gemm: cuBLASLt has no algorithm for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} ldb={} "
+         "ldc={}",
+         ty_name(k.a), ty_name(k.b), ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a,
+         k.trans_b, k.lda, k.ldb, k.ldc);
   }
-  CUBLAS_CHECK(cublasLtMatmul(ctx.lt, desc.d, &alpha, B, lb.l, A, la.l, &beta, C, lc.l, C, lc.l, &heur.algo,
-                              ctx.workspace, ctx.workspace_bytes, ctx.stream));
+  plan->algo = heur.algo;
+  return plan;
+}
+
+// Not thread-safe, like the rest of the backend (one stream, one scratch area).
+Plan* plan_for(const Key& k) {
+  static auto* cache = new std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash>();
+  auto it = cache->find(k);
+  if (it == cache->end()) it = cache->emplace(k, make_plan(k)).first;
+  return it->second.get();
+}
+
+// False (nothing done) only when a bias epilogue has no algorithm.
+bool gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A, Ty at,
+              int64_t lda, const void* B, Ty bt, int64_t ldb, float beta, void* C, Ty ct, int64_t ldc,
+              const void* bias) {
+  if (M == 0 || N == 0) return true;
+  Context& ctx = context();
+  if (K == 0) {
+    // Empty sum: C = beta * C. Only beta = 0 (clear) and beta = 1 (keep) occur in the backend, and
+    // callers with a bias handle K = 0 themselves.
+    if (bias) return false;
+    if (beta == 1.0f) return true;
+    R1_CHECK(beta == 0.0f, "gemm: K = 0 with beta = {} is not supported", beta);
+    const size_t es = elem_bytes(ct);
+    CUDA_CHECK(cudaMemset2DAsync(C, size_t(ldc) * es, 0, size_t(N) * es, size_t(M), ctx.stream));
+    return true;
+  }
+  const Key key{M,    N,    K,  lda, ldb, ldc, trans_a, trans_b, beta != 0.0f, bias != nullptr, at, bt, ct,
+                alignment(A, at), alignment(B, bt), alignment(C, ct)};
+  Plan* plan = plan_for(key);
+  if (!plan) return false;
+  if (bias) {
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta, C, plan->c, C,
+                              plan->c, &plan->algo, ctx.workspace, ctx.workspace_bytes, ctx.stream));
+  return true;
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_any(trans_a, trans_b, M, N, K, alpha, A, Ty::F32, lda, B, Ty::F32, ldb, beta, C, Ty::F32, ldc, nullptr);
+}
+
+bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
+          int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias) {
+  return gemm_any(trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::BF16, ldc, bias);
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
+          int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_any(trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::F32, ldc, nullptr);
 }
 
 }  // namespace r1::cuda

@@ -1,5 +1,6 @@
-// Linear layers through the fp32 cuBLASLt GEMM; the bias is broadcast into out first and the GEMM
-// accumulates onto it (beta = 1), the same order as the CPU reference.
+// Linear layers through the cuBLASLt GEMMs. f32: the bias is broadcast into out first and the GEMM
+// accumulates onto it (beta = 1), the same order as the CPU reference. bf16: the GEMM's bias
+// epilogue adds it (no separate pass); parameter gradients are f32.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -8,11 +9,18 @@ namespace r1::cuda {
 
 namespace {
 
-__global__ void broadcast_rows_kernel(float* out, const float* bias, int64_t N, int64_t OC) {
+template <typename T>
+__global__ void broadcast_rows_kernel(T* out, const T* bias, int64_t N, int64_t OC) {
   const int64_t n = N * OC;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     out[i] = bias[i % OC];
   }
+}
+
+template <typename T>
+void broadcast_rows(T* out, const T* bias, int64_t N, int64_t OC) {
+  broadcast_rows_kernel<<<grid_for(N * OC), kThreads, 0, context().stream>>>(dp(out), dp(bias), N, OC);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -22,11 +30,23 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   if (N == 0 || OC == 0) return;
   float beta = 0.0f;
   if (bias) {
-    broadcast_rows_kernel<<<grid_for(N * OC), kThreads, 0, context().stream>>>(out, bias, N, OC);
-    CUDA_CHECK_LAUNCH();
+    broadcast_rows(out, bias, N, OC);
     beta = 1.0f;
   }
   // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T  (+ out when biased; IC = 0 leaves bias or zeros)
+  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+}
+
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int64_t N, int64_t IC,
+                    int64_t OC) {
+  if (N == 0 || OC == 0) return;
+  // out (N, OC) = inp @ weight^T + bias, the bias added by the epilogue. It wants a 16-byte aligned
+  // bias (and an algorithm that takes it); otherwise broadcast first and accumulate, as for f32.
+  if (bias && aligned16(bias) && gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias)) {
+    return;
+  }
+  const float beta = bias ? 1.0f : 0.0f;
+  if (bias) broadcast_rows(out, bias, N, OC);
   gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
 }
 
@@ -38,6 +58,16 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   // dweight (OC, IC) += dout^T (OC, N) @ inp (N, IC)
   if (dweight && IC > 0) gemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
   if (dbias) column_sum_accumulate(dbias, dout, nullptr, nullptr, N, OC);
+}
+
+void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int64_t N, int64_t IC, int64_t OC) {
+  if (N == 0 || OC == 0) return;
+  // dinp (N, IC) bf16 += dout @ weight: fp32 accumulation, one rounding of (sum + dinp).
+  if (dinp && IC > 0) gemm(false, false, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC);
+  // dweight (OC, IC) f32 += dout^T @ inp
+  if (dweight && IC > 0) gemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+  if (dbias) column_sum_accumulate(dbias, dout, static_cast<const bf16*>(nullptr), nullptr, N, OC);
 }
 
 }  // namespace r1::cuda

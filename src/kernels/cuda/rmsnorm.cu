@@ -1,4 +1,7 @@
-// RMSNorm forward and backward: one block per row; dweight through the shared column sums.
+// RMSNorm forward and backward (f32 or bf16 rows, fp32 math, f32 rstd and dweight): one block per
+// row, 16-byte packs when the rows allow; dweight through the shared column sums.
+#include <initializer_list>
+
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -7,59 +10,127 @@ namespace r1::cuda {
 
 namespace {
 
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, int64_t C,
-                                       float eps) {
+template <int V, typename T>
+__global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int64_t C, float eps) {
   const int64_t n = blockIdx.x;
-  const float* x = inp + n * C;
-  float* o = out + n * C;
+  const T* x = inp + n * C;
+  T* o = out + n * C;
   float ss = 0.0f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += x[c] * x[c];
+  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
+    float xv[V];
+    load_vec<V>(xv, x + c);
+#pragma unroll
+    for (int k = 0; k < V; ++k) ss += xv[k] * xv[k];
+  }
   ss = block_reduce(ss, SumOp{}, 0.0f);
   const float r = 1.0f / sqrtf(ss / float(C) + eps);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = x[c] * r * weight[c];
+  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
+    float xv[V], wv[V];
+    load_vec<V>(xv, x + c);
+    load_vec<V>(wv, weight + c);
+#pragma unroll
+    for (int k = 0; k < V; ++k) xv[k] = xv[k] * r * wv[k];
+    store_vec<V>(o + c, xv);
+  }
   if (threadIdx.x == 0) rstd[n] = r;
 }
 
-// dx = rstd * (dout * w - xh * mean(dout * w * xh)) with xh = x * rstd.
-__global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
-                                        const float* rstd, int64_t C) {
+// dx += rstd * (dout * w - xh * mean(dout * w * xh)) with xh = x * rstd.
+template <int V, typename T>
+__global__ void rmsnorm_backward_kernel(T* dinp, const T* dout, const T* inp, const T* weight, const float* rstd,
+                                        int64_t C) {
   const int64_t n = blockIdx.x;
-  const float* x = inp + n * C;
-  const float* g = dout + n * C;
-  float* dx = dinp + n * C;
+  const T* x = inp + n * C;
+  const T* g = dout + n * C;
+  T* dx = dinp + n * C;
   const float r = rstd[n];
   float dot = 0.0f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += g[c] * weight[c] * x[c] * r;
+  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
+    float xv[V], gv[V], wv[V];
+    load_vec<V>(xv, x + c);
+    load_vec<V>(gv, g + c);
+    load_vec<V>(wv, weight + c);
+#pragma unroll
+    for (int k = 0; k < V; ++k) dot += gv[k] * wv[k] * xv[k] * r;
+  }
   dot = block_reduce(dot, SumOp{}, 0.0f);
   const float mean = dot / float(C);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dx[c] += r * (g[c] * weight[c] - x[c] * r * mean);
+  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
+    float xv[V], gv[V], wv[V], dv[V];
+    load_vec<V>(xv, x + c);
+    load_vec<V>(gv, g + c);
+    load_vec<V>(wv, weight + c);
+    load_vec<V>(dv, dx + c);
+#pragma unroll
+    for (int k = 0; k < V; ++k) dv[k] += r * (gv[k] * wv[k] - xv[k] * r * mean);
+    store_vec<V>(dx + c, dv);
+  }
 }
 
-// Threads per row: a warp for narrow rows, up to 1024 for wide ones.
-int row_threads(int64_t C) {
-  int t = 32;
-  while (t < 1024 && t * 4 < C) t *= 2;
-  return t;
+// Threads per row: about one pack per thread, a warp at least, 1024 at most.
+int row_threads(int64_t packs) {
+  return int(std::clamp<int64_t>((packs + 31) / 32 * 32, 32, 1024));
+}
+
+template <typename T>
+bool packable(int64_t C, std::initializer_list<const void*> ps) {
+  if (C % kVec<T> != 0) return false;
+  for (const void* p : ps) {
+    if (!aligned16(p)) return false;
+  }
+  return true;
+}
+
+template <typename T>
+void rmsnorm_forward_t(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps) {
+  if (N == 0) return;
+  constexpr int V = kVec<T>;
+  cudaStream_t s = context().stream;
+  if (packable<T>(C, {out, inp, weight})) {
+    rmsnorm_forward_kernel<V><<<unsigned(N), row_threads(C / V), 0, s>>>(out, rstd, inp, weight, C, eps);
+  } else {
+    rmsnorm_forward_kernel<1><<<unsigned(N), row_threads(C), 0, s>>>(out, rstd, inp, weight, C, eps);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void rmsnorm_dinp_t(T* dinp, const T* dout, const T* inp, const T* weight, const float* rstd, int64_t N,
+                    int64_t C) {
+  constexpr int V = kVec<T>;
+  cudaStream_t s = context().stream;
+  if (packable<T>(C, {dinp, dout, inp, weight})) {
+    rmsnorm_backward_kernel<V><<<unsigned(N), row_threads(C / V), 0, s>>>(dinp, dout, inp, weight, rstd, C);
+  } else {
+    rmsnorm_backward_kernel<1><<<unsigned(N), row_threads(C), 0, s>>>(dinp, dout, inp, weight, rstd, C);
+  }
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int64_t C,
                      float eps) {
-  if (N == 0) return;
-  rmsnorm_forward_kernel<<<unsigned(N), row_threads(C), 0, context().stream>>>(out, rstd, inp, weight, C, eps);
-  CUDA_CHECK_LAUNCH();
+  rmsnorm_forward_t(out, rstd, inp, weight, N, C, eps);
+}
+
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* inp, const bf16* weight, int64_t N, int64_t C,
+                     float eps) {
+  rmsnorm_forward_t(dp(out), rstd, dp(inp), dp(weight), N, C, eps);
 }
 
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t N, int64_t C) {
   if (N == 0) return;
-  if (dinp) {
-    rmsnorm_backward_kernel<<<unsigned(N), row_threads(C), 0, context().stream>>>(dinp, dout, inp, weight, rstd,
-                                                                                   C);
-    CUDA_CHECK_LAUNCH();
-  }
+  if (dinp) rmsnorm_dinp_t(dinp, dout, inp, weight, rstd, N, C);
   // dweight (C) += sum_N dout * x * rstd
+  if (dweight) column_sum_accumulate(dweight, dout, inp, rstd, N, C);
+}
+
+void rmsnorm_backward(bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const bf16* weight,
+                      const float* rstd, int64_t N, int64_t C) {
+  if (N == 0) return;
+  if (dinp) rmsnorm_dinp_t(dp(dinp), dp(dout), dp(inp), dp(weight), rstd, N, C);
   if (dweight) column_sum_accumulate(dweight, dout, inp, rstd, N, C);
 }
 

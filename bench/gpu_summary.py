@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The short table bench/gpu.sh prints last: tests, GPU parity, train-step throughput.
+
+  python3 bench/gpu_summary.py OUT_DIR
+reads OUT_DIR/{cuda_tests.log, all_tests.log, parity.json, bench.jsonl} (any may be missing) and
+prints one block per part. Standard library only.
+"""
+import json
+import os
+import re
+import sys
+
+
+def test_counts(path):
+    if not os.path.exists(path):
+        return "not run"
+    text = open(path, errors="replace").read()
+    parts = re.findall(r"^\[\s+(PASSED|FAILED|SKIPPED)\s+\] (\d+) tests?", text, re.M)
+    return ", ".join(f"{n} {k.lower()}" for k, n in parts) or "no gtest summary (crashed or timed out?)"
+
+
+def parity(path):
+    if not os.path.exists(path):
+        log = os.path.join(os.path.dirname(path), "parity.log")
+        last = open(log, errors="replace").read().strip().splitlines()[-1:] if os.path.exists(log) else []
+        print(f"parity: no result ({last[0][:150] if last else 'not run'})")
+        return
+    cases = json.load(open(path))["cases"]
+    print(f"{'parity vs fp64':14s} {'logp max|d| r1':>14s} {'hf-bf16':>8s} {'grad relL2 r1':>13s} {'hf-bf16':>8s} {'hf-amp':>8s}")
+    for c in cases:
+        if "error" in c:
+            print(f"{c['case']:14s} ERROR {c['error'][:100]}")
+            continue
+        print(f"{c['case']:14s} {c['lp_max_r1']:14.2e} {c['lp_max_hf_bf16']:8.2e} {c['grad_rel_r1']:13.2e} "
+              f"{c['grad_rel_hf_bf16']:8.2e} {c['grad_rel_hf_amp']:8.2e}  {'OK' if c['ok'] else 'FAIL'}")
+
+
+def bench(path):
+    if not os.path.exists(path):
+        print("train bench: not run")
+        return
+    rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+    print(f"{'train step':16s} {'tok/s':>9s} {'step ms':>8s} {'MFU':>6s} {'MFU790':>6s} {'peak MiB':>9s} "
+          f"{'used MiB':>9s} {'/t-amp':>7s}")
+    for shape in sorted({r.get("shape") for r in rows if r.get("shape")}):
+        of = [r for r in rows if r.get("shape") == shape]
+        if not any(r.get("bench") == "torch" for r in of):
+            of.append(dict(bench="torch", mode="*", error="no result (see bench.log)"))
+        amp = next((r for r in of if r.get("bench") == "torch" and r.get("mode") == "amp" and "tok_s" in r), None)
+        for r in of:
+            ref = r.get("mode") == "amp+ref"  # GRPO memory run: its time includes a reference forward
+            name = f"{shape} {('r1+ref' if ref else 'r1') if r['bench'] == 'r1' else 'torch-' + r.get('mode', '?')}"
+            if "tok_s" not in r:
+                print(f"{name:16s} {r.get('error', 'no result')[:80]}")
+                continue
+            ratio = f"{r['tok_s'] / amp['tok_s']:.2f}x" if amp and not ref else "-"
+            mib = lambda k: f"{r[k]:9.0f}" if k in r else f"{'-':>9s}"
+            print(f"{name:16s} {r['tok_s']:9.0f} {r['step_ms']:8.1f} {100 * r['mfu']:5.1f}% "
+                  f"{100 * r['mfu_790']:5.1f}% {mib('peak_alloc_mib')} {mib('device_used_mib')} {ratio:>7s}")
+    for r in rows:
+        if r.get("profile"):
+            tot = r.get("profile_ms") or sum(p[2] for p in r["profile"])
+            top = ", ".join(f"{p[0]} {100 * p[2] / tot:.0f}%" for p in r["profile"][:6])
+            print(f"{r['shape']} r1 per-op ({tot:.0f} ms in ops / {r['step_ms']:.0f} ms step): {top}")
+    print("MFU = FLOPs/step (bench/README.md) / step time / 989 TFLOP/s (MFU790: / 790, the measured GEMM rate);\n"
+          "peak MiB = torch allocator peak; used MiB = device memory the run took (cudaMemGetInfo delta);\n"
+          "/t-amp = tok/s over torch-amp's; r1+ref = policy + frozen reference + AdamW (GRPO memory)")
+
+
+def main(out):
+    print("== summary")
+    print(f"CUDA tests:      {test_counts(os.path.join(out, 'cuda_tests.log'))}")
+    print(f"other r1_tests:  {test_counts(os.path.join(out, 'all_tests.log'))}")
+    parity(os.path.join(out, "parity.json"))
+    bench(os.path.join(out, "bench.jsonl"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".")
