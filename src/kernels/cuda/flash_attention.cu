@@ -530,8 +530,6 @@ float* fallback_buffer(size_t floats) {
   return buf;
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 bool flash_supported(int64_t HD, std::initializer_list<const void*> ptrs) {
   if (HD % 32 != 0 || HD > 128) return false;
   for (const void* p : ptrs)
