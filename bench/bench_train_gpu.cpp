@@ -34,6 +34,7 @@
 #include "model/transformer.h"
 #include "tensor/device_memory.h"
 #include "train/optimizer.h"
+#include "bench_gpu_util.h"
 
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_context.h"
@@ -103,59 +104,20 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-int64_t matmul_params(const model::ModelConfig& c) {
-  const int64_t C = c.hidden_size, I = c.intermediate_size, q = c.q_dim(), kv = c.kv_dim();
-  return int64_t(c.num_hidden_layers) * (C * q + 2 * C * kv + q * C + 3 * C * I) + int64_t(c.vocab_size) * C;
-}
-
 double step_flops(const model::ModelConfig& c, const std::vector<int>& lengths) {
   double attn = 0, tokens = 0;
   for (int L : lengths) {
     attn += double(L) * L / 2;
     tokens += L;
   }
-  return 6.0 * tokens * double(matmul_params(c)) +
+  return 6.0 * tokens * double(bench::matmul_params(c)) +
          12.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * attn;
 }
 
-// Transformer::init_random draws normals on one host thread (half a minute for 1.5B). Speed does
-// not depend on the distribution, so: uniform values of the same std (0.02), ones for norms, zeros
-// for biases, drawn in parallel (one Philox stream per 1M-value chunk).
-void init_uniform(model::Transformer& m, uint64_t seed, float std = 0.02f) {
-  constexpr int64_t kChunk = int64_t(1) << 20;
-  const std::vector<model::ParamSpec>& specs = m.specs();
-  std::vector<std::pair<size_t, int64_t>> chunks;  // (spec, first value)
-  for (size_t i = 0; i < specs.size(); ++i)
-    for (int64_t c = 0; c < specs[i].numel(); c += kChunk) chunks.push_back({i, c});
-  std::vector<float> host(size_t(model::total_params(specs)));
-  const float half_width = std * std::sqrt(3.0f);  // U(-a, a) has std a / sqrt(3)
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t k = 0; k < int64_t(chunks.size()); ++k) {
-    const model::ParamSpec& s = specs[chunks[size_t(k)].first];
-    const int64_t begin = chunks[size_t(k)].second, end = std::min(s.numel(), begin + kChunk);
-    const bool norm = s.name.find("norm") != std::string::npos, bias = s.shape.size() == 1 && !norm;
-    Rng rng(seed, uint64_t(k));
-    float* p = host.data() + s.offset;
-    for (int64_t j = begin; j < end; ++j)
-      p[j] = norm ? 1.0f : bias ? 0.0f : half_width * (2 * rng.uniform() - 1);
-  }
-  m.set_weights(host.data());
-}
-
-#ifdef R1_HAVE_CUDA
-// Device memory in use (total - free, as every process sees it), MiB.
-double device_used_mib() {
-  size_t free = 0, total = 0;
-  CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  return double(total - free) / (1 << 20);
-}
-void synchronize() { cuda::synchronize(); }
-std::string gpu_name() { return cuda::cuda_device_description(); }
-#else
-double device_used_mib() { return 0; }
-void synchronize() {}
-std::string gpu_name() { return "none"; }
-#endif
+using bench::device_used_mib;
+using bench::gpu_name;
+using bench::init_uniform;
+using bench::synchronize;
 
 // Runs one step under the per-op profiler; prints its table and adds it to `out`.
 template <class Step>
@@ -275,7 +237,7 @@ int run(const Args& a) {
       {"mfu", flops / sec / kPeakSpec},
       {"mfu_790", flops / sec / kPeakMeasured},
       {"flops_per_step", flops},
-      {"matmul_params", matmul_params(cfg)},
+      {"matmul_params", bench::matmul_params(cfg)},
       {"params", cfg.num_parameters()},
       // Device memory we took (cudaMemGetInfo: used after the worst step - used before the model),
       // and its known parts: bf16 weights, fp32 master + grads, fp32 AdamW moments, activations.

@@ -4,10 +4,16 @@
 #
 #   bash bench/gpu.sh pack   # here: Release build with CUDA in build-gpu/, binaries + the shared
 #                            # libraries the GPU machine may lack into .gpu/ (git-ignored)
-#   bash bench/gpu.sh run    # (R1_GPU_BENCH=0: tests and parity only) there, in the repo root (device tool: carry [".gpu"], timeout 600):
+#   bash bench/gpu.sh run    # there, in the repo root (device tool: carry [".gpu"], timeout 600):
 #                            # CUDA tests, the rest of r1_tests beside GPU parity against
-#                            # transformers, then the train-step benchmarks (ours and the PyTorch
-#                            # peer, 0.5B and 1.5B); 8 files under $OUT; summary table last
+#                            # transformers, then benchmarks, ours beside the PyTorch/transformers
+#                            # peer in the same run; files under $OUT; summary table last.
+#     R1_GPU_BENCH=train (default): train step, 0.5B and 1.5B, and GRPO-step memory
+#     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
+#     R1_GPU_BENCH=grpo: one whole GRPO step (0.5B, 64 x 8, 1024 new tokens), and the KV cache of
+#                        512 x 2k tokens (1.5B) beside the training state
+#     R1_GPU_BENCH=0: no benchmarks.  R1_GPU_TESTS=0: no tests or parity (benchmarks only).
+#   (A device call is limited to 600 s: one benchmark set per call.)
 #
 # The tokenizer golden tests read the git-ignored tests/data/tokenizers/ (scripts/fetch_test_data.sh):
 # carry it too (about 28 MB; the carried tree's limit is 64 MiB) or expect those tests to fail there.
@@ -19,7 +25,7 @@ pack() {
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DR1_CUDA=ON >/dev/null
   grep -q "R1_HAVE_CUDA" build-gpu/build.ninja || { echo "gpu.sh: nvcc not found, no CUDA backend" >&2; exit 1; }
   local benches
-  benches=$(cd bench && ls ./*.cpp 2>/dev/null | sed 's|^\./||; s|\.cpp$||' | tr '\n' ' ')
+  benches=$(cd bench && ls ./*_gpu.cpp 2>/dev/null | sed 's|^\./||; s|\.cpp$||' | tr '\n' ' ')
   # shellcheck disable=SC2086
   ninja -C build-gpu r1_tests r1 $benches
   rm -rf .gpu
@@ -37,8 +43,10 @@ pack() {
       *) cp -L "$lib" .gpu/lib/ ;;
     esac
   done
-  # Large libraries travel compressed (the carried tree must stay under 64 MiB).
+  # Large libraries and the programs travel compressed (the carried tree must stay under 64 MiB);
+  # run unpacks them.
   find .gpu/lib -type f -size +2M -exec gzip -9 {} \;
+  gzip -9 .gpu/r1 .gpu/r1_tests .gpu/bench/*
   {
     echo "SRC_DIR=$ROOT"
     echo "GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -51,7 +59,8 @@ pack() {
 run() {
   local out=${OUT:-/tmp/r1-gpu-out}
   mkdir -p "$out"
-  [[ -x .gpu/r1_tests ]] || { echo "gpu.sh: .gpu/r1_tests missing: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
+  [[ -e .gpu/r1_tests.gz || -x .gpu/r1_tests ]] || { echo "gpu.sh: .gpu/r1_tests missing: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
+  gunzip -f .gpu/*.gz .gpu/bench/*.gz 2>/dev/null || true
   # shellcheck disable=SC1091
   source .gpu/build_info
   local lib=/tmp/r1-gpu-lib
@@ -98,6 +107,8 @@ run() {
     echo "(tests/data/tokenizers not carried: real-tokenizer tests left out)"
   fi
   # Passive OpenMP waiting (as under CTest): spinning test threads would starve the GPU jobs' hosts.
+  local rc_cuda=0 rc_parity=0 rc_all=0
+  if [[ ${R1_GPU_TESTS:-1} == 1 ]]; then
   OMP_WAIT_POLICY=PASSIVE timeout "$(left 240)" .gpu/r1_tests --gtest_filter="$filter" --gtest_color=no \
     >"$out/all_tests.log" 2>&1 &
   local tests_pid=$!
@@ -105,23 +116,24 @@ run() {
   # skips its no-backend checks when a GPU is usable.
   echo "== CUDA tests (Cuda*, *Device*; the other tests run meanwhile)"
   timeout "$(left 180)" .gpu/r1_tests --gtest_filter='Cuda*:*Device*' --gtest_color=no >"$out/cuda_tests.log" 2>&1
-  local rc_cuda=$?
+  rc_cuda=$?
   grep -E "^\[ (CUDADEV|  FAILED|  PASSED|  SKIPPED) \]|: Failure$" -A2 "$out/cuda_tests.log" | head -60
 
   echo "== GPU parity (tools/parity/gpu_parity.py)"
   timeout "$(left 180)" "${py_env[@]}" "$py" tools/parity/gpu_parity.py --r1 "$lib/r1" --work /tmp/r1-gpu-parity \
     --json "$out/parity.json" >"$out/parity.log" 2>&1
-  local rc_parity=$?
+  rc_parity=$?
   sed -n '/^== GPU parity/,$p' "$out/parity.log"
   [[ $rc_parity -eq 0 ]] || tail -5 "$out/parity.log"
   wait "$tests_pid"
-  local rc_all=$?
+  rc_all=$?
   grep -E "^\[  FAILED  \]|: Failure$" -A2 "$out/all_tests.log" | head -40
+  fi
 
   # Ours then the PyTorch peer on each shape, on a quiet machine (the CPU tests are done).
   # R1_GPU_BENCH=0 skips the benchmarks (a quick correctness pass).
-  local shape shapes="0.5b 1.5b"
-  [[ ${R1_GPU_BENCH:-1} == 1 ]] || shapes=""
+  local shape shapes="0.5b 1.5b" which=${R1_GPU_BENCH:-train}
+  [[ $which == train ]] || shapes=""
   for shape in $shapes; do
     echo "== train step $shape: r1" | tee -a "$out/bench.log"
     timeout "$(left 90)" .gpu/bench/bench_train_gpu --shape "$shape" --seqs 8 --len 1024 --warmup 3 \
@@ -135,12 +147,37 @@ run() {
     timeout "$(left 60)" .gpu/bench/bench_train_gpu --shape 1.5b --seqs 8 --len 1024 --warmup 1 --steps 2 \
       --reference 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
   fi
+  if [[ $which == rollout ]]; then
+    local prompts
+    for shape in 0.5b 1.5b; do
+      for prompts in 64 256; do
+        echo "== generate $shape, $prompts x (128 + 1024): r1" | tee -a "$out/bench.log"
+        timeout "$(left 60)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
+          --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+        echo "== generate $shape, $prompts x (128 + 1024): transformers" | tee -a "$out/bench.log"
+        timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
+          --prompt-len 128 --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+      done
+    done
+  fi
+  if [[ $which == grpo ]]; then
+    echo "== GRPO step 0.5b, 64 x 8, up to 1024 new tokens: r1" | tee -a "$out/bench.log"
+    timeout "$(left 150)" .gpu/bench/bench_grpo_step_gpu --shape 0.5b --prompts 64 --group 8 --new 1024 --steps 2 \
+      2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+    echo "== GRPO step 0.5b: PyTorch + transformers" | tee -a "$out/bench.log"
+    timeout "$(left 240)" "${py_env[@]}" "$py" bench/peer/torch_grpo_step.py --shape 0.5b --prompts 64 --group 8 \
+      --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+    echo "== KV cache 512 x 2048 (1.5b) beside the training state: r1" | tee -a "$out/bench.log"
+    timeout "$(left 90)" .gpu/bench/bench_rollout_gpu --shape 1.5b --prompts 512 --prompt-len 128 --new 64 \
+      --context 2048 --with-training-state 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+  fi
   set -e
 
   echo
   echo "== ||gpu - cpu|| / ||cpu|| per op (fp32)"
   printf "%-32s %-44s %-10s %s\n" "op" "size" "rel err" "tol"
-  grep "^\[ CUDAERR \]" "$out/cuda_tests.log" | sed 's/^\[ CUDAERR \] //' |
+  grep -h "^\[ ROLLOUT \]" "$out/cuda_tests.log" 2>/dev/null || true
+  grep "^\[ CUDAERR \]" "$out/cuda_tests.log" 2>/dev/null | sed 's/^\[ CUDAERR \] //' |
     awk -F' *[|] *' '{tol=$4; sub(/tol /, "", tol); ok = ($3 + 0 <= tol + 0) ? "" : "  FAIL";
                       printf "%-32s %-44s %-10s %s%s\n", $1, $2, $3, tol, ok}' || true
   echo

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The short table bench/gpu.sh prints last: tests, GPU parity, train-step throughput.
+"""The short table bench/gpu.sh prints last: tests, GPU parity, train step, generation, GRPO step.
 
   python3 bench/gpu_summary.py OUT_DIR
 reads OUT_DIR/{cuda_tests.log, all_tests.log, parity.json, bench.jsonl} (any may be missing) and
@@ -35,11 +35,10 @@ def parity(path):
               f"{c['grad_rel_hf_bf16']:8.2e} {c['grad_rel_hf_amp']:8.2e}  {'OK' if c['ok'] else 'FAIL'}")
 
 
-def bench(path):
-    if not os.path.exists(path):
-        print("train bench: not run")
+def train_bench(rows):
+    rows = [r for r in rows if r.get("bench") in ("r1", "torch")]
+    if not rows:
         return
-    rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     print(f"{'train step':16s} {'tok/s':>9s} {'step ms':>8s} {'MFU':>6s} {'MFU790':>6s} {'peak MiB':>9s} "
           f"{'used MiB':>9s} {'/t-amp':>7s}")
     for shape in sorted({r.get("shape") for r in rows if r.get("shape")}):
@@ -65,6 +64,57 @@ def bench(path):
     print("MFU = FLOPs/step (bench/README.md) / step time / 989 TFLOP/s (MFU790: / 790, the measured GEMM rate);\n"
           "peak MiB = torch allocator peak; used MiB = device memory the run took (cudaMemGetInfo delta);\n"
           "/t-amp = tok/s over torch-amp's; r1+ref = policy + frozen reference + AdamW (GRPO memory)")
+
+
+def rollout_bench(rows):
+    r1 = [r for r in rows if r.get("bench") == "r1-rollout" and not r.get("training_state")]
+    if r1:
+        print(f"{'generate':22s} {'r1 tok/s':>9s} {'hf tok/s':>9s} {'r1/hf':>6s} {'step ms':>8s} {'roofline':>8s} {'of it':>6s}")
+        for r in r1:
+            key = (r.get("shape"), r.get("prompts"), r.get("new_tokens"))
+            hf = next((h for h in rows if h.get("bench") == "hf-generate"
+                       and (h.get("shape"), h.get("prompts"), h.get("new_tokens")) == key and "tok_s" in h), None)
+            name = f"{r['shape']} {r['prompts']}x({r['prompt_len']}+{r['new_tokens']})"
+            if "tok_s" not in r:
+                print(f"{name:22s} {r.get('error', 'no result')[:80]}")
+                continue
+            hf_s = f"{hf['tok_s']:9.0f}" if hf else f"{'-':>9s}"
+            ratio = f"{r['tok_s'] / hf['tok_s']:5.1f}x" if hf else f"{'-':>6s}"
+            print(f"{name:22s} {r['tok_s']:9.0f} {hf_s} {ratio} {r['decode_step_ms']:8.2f} {r['roofline_step_ms']:8.2f} "
+                  f"{100 * r['roofline_frac']:5.0f}%")
+        print("step ms = mean decode step (graph replay, sampling and stops included); roofline = (matmul weights +\n"
+              "each sequence's cached keys/values, bf16) / measured copy bandwidth; of it = roofline / step")
+    for r in rows:
+        if r.get("bench") == "r1-rollout" and r.get("training_state"):
+            print(f"KV cache {r['prompts']} x {r['context']} ({r['shape']}, {r['kv_cache_mib']:.0f} MiB) beside the "
+                  f"training state: {r.get('device_used_mib', 0) / 1024:.1f} GiB in use" if "tok_s" in r
+                  else f"KV cache beside the training state: {r.get('error', 'no result')[:80]}")
+
+
+def grpo_bench(rows):
+    runs = [r for r in rows if r.get("bench") in ("r1-grpo-step", "torch-grpo-step")]
+    if not runs:
+        return
+    print(f"{'GRPO step':20s} {'rollout':>8s} {'reward':>7s} {'ref+old':>8s} {'update':>7s} {'step s':>7s} {'tokens':>8s}")
+    for r in runs:
+        name = f"{'r1' if r['bench'].startswith('r1') else 'torch+hf'} {r['shape']}" + (
+            f" step {r['step']}" if "step" in r else "")
+        if "step_s" not in r:
+            print(f"{name:20s} {r.get('error', 'no result')[:80]}")
+            continue
+        print(f"{name:20s} {r['rollout_s']:8.1f} {r['reward_s']:7.2f} {r['reference_s']:8.1f} {r['update_s']:7.1f} "
+              f"{r['step_s']:7.1f} {r['generated_tokens']:8.0f}")
+    print("seconds; ref+old = reference log-probs (r1: the rollout's log-probs are the old ones; torch: both passes)")
+
+
+def bench(path):
+    if not os.path.exists(path):
+        print("benchmarks: not run")
+        return
+    rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+    train_bench(rows)
+    rollout_bench(rows)
+    grpo_bench(rows)
 
 
 def main(out):

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -311,6 +312,49 @@ void kv_cache_case(DType dt, int64_t S, int64_t L, int64_t NH, int64_t NKV, int6
   ops::attention_cached(F(out, {T, NH, HD}), F(q, {T, NH, HD}), F(kc, {S, L, NKV, HD}), F(vc, {S, L, NKV, HD}),
                         I(slots, {T}), I(pos, {T}), scale);
   ops::attention_cached(dout.t, dq.t, dkc.t, dvc.t, ds.t, dp.t, scale);
+  check(dt, "attention_cached", sz, host(dout), out, tol(dt, kReduce, kBf16));
+}
+
+// Cached attention (decode_attention.cu) against the CPU op: T tokens in slots of `rows` tokens at
+// consecutive positions (1: decode steps; more: a prefill chunk per slot), attention lengths random
+// in [1, L]: slot 0 ends at L, slot 1 starts at 1. Cache rows past every token's reach are NaN, so a
+// kernel that reads them fails. workspace: the size attention_cached_workspace asks for (the split
+// path, when the grid is small), starting as NaN; otherwise none (one pass).
+void cached_attention_case(DType dt, int64_t T, int64_t rows, int64_t L, int64_t NH, int64_t NKV, int64_t HD,
+                           bool workspace) {
+  ASSERT_LE(rows, L);
+  const int64_t S = (T + rows - 1) / rows, row = NKV * HD;
+  r1::Rng rng(next_seed(dt));
+  Vi slots(T), pos(T);
+  std::vector<int64_t> reach(size_t(S), 0);  // cache rows of each slot that some token reads
+  for (int64_t s = 0; s < S; ++s) {
+    int64_t b = int64_t(rng.next_u32() % uint32_t(L - rows + 1));  // the chunk's first position
+    if (s == 0) b = L - rows;
+    if (s == 1) b = 0;
+    for (int64_t t = s * rows; t < std::min(T, (s + 1) * rows); ++t) {
+      slots[size_t(t)] = int32_t(s);
+      pos[size_t(t)] = int32_t(b + t - s * rows);
+      reach[size_t(s)] = pos[size_t(t)] + 1;
+    }
+  }
+  Vf kc = randn(dt, S * L * row), vc = randn(dt, S * L * row);
+  for (int64_t s = 0; s < S; ++s) {
+    std::fill(kc.begin() + (s * L + reach[size_t(s)]) * row, kc.begin() + (s + 1) * L * row, kNaN);
+    std::fill(vc.begin() + (s * L + reach[size_t(s)]) * row, vc.begin() + (s + 1) * L * row, kNaN);
+  }
+  Vf q = randn(dt, T * NH * HD), out(T * NH * HD, kNaN);
+  const int64_t ws = workspace ? ops::attention_cached_workspace(T, NH, HD, L) : 0;
+  Vf ws_host(size_t(std::max<int64_t>(ws, 1)), kNaN);
+  const std::string sz = dims({{"T", T}, {"rows", rows}, {"L", L}, {"NH", NH}, {"NKV", NKV}, {"HD", HD}}) +
+                         (workspace ? fmt::format(" ws={}", ws) : " no ws");
+  Dev dkc = dev_as(dt, kc, {S, L, NKV, HD}), dvc = dev_as(dt, vc, {S, L, NKV, HD}), dq = dev_as(dt, q, {T, NH, HD}),
+      dout = dev_as(dt, out, {T, NH, HD}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T}),
+      dws = dev_f32(ws_host, {int64_t(ws_host.size())});
+  const float scale = 1.0f / std::sqrt(float(HD));
+  // The CPU op ignores a workspace.
+  ops::attention_cached(F(out, {T, NH, HD}), F(q, {T, NH, HD}), F(kc, {S, L, NKV, HD}), F(vc, {S, L, NKV, HD}),
+                        I(slots, {T}), I(pos, {T}), scale, ws > 0 ? F(ws_host, {ws}) : Tensor());
+  ops::attention_cached(dout.t, dq.t, dkc.t, dvc.t, ds.t, dp.t, scale, ws > 0 ? dws.t : Tensor());
   check(dt, "attention_cached", sz, host(dout), out, tol(dt, kReduce, kBf16));
 }
 

@@ -114,6 +114,13 @@ TEST(CudaBf16Ops, DtypeRulesAreChecked) {
                                cu(B16, {2, 1, 64}), cu(I32, {2}), 0.125f);
       },
       {"attention_forward", "lse", "f32"});
+  // The cached attention's workspace is f32.
+  expect_error(
+      [] {
+        ops::attention_cached(cu(B16, {2, 4, 16}), cu(B16, {2, 4, 16}), cu(B16, {2, 8, 2, 16}),
+                              cu(B16, {2, 8, 2, 16}), cu(I32, {2}), cu(I32, {2}), 0.25f, cu(B16, {64}));
+      },
+      {"attention_cached", "workspace", "f32"});
   // AdamW: everything f32; the compute copy f32 or bf16 with param's numel.
   ops::AdamWParams hp;
   expect_error([&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(I32, {8})); },
@@ -229,6 +236,39 @@ TEST(CudaBf16Ops, KVCacheAndCachedAttention) {
   kv_cache_case(kB, 8, 1024, 14, 2, 64, 2048);
   kv_cache_case(kB, 16, 512, 12, 2, 128, 4096);
   kv_cache_case(kB, 2, 9, 3, 1, 6, 5);
+}
+
+// Decode steps (one token per slot) through the split (flash-decoding) path and without it, at the
+// GQA groups of real models (14/2, 12/2, 16/8, 32/8, 64/8) and a few others.
+TEST(CudaBf16Ops, CachedAttentionDecode) {
+  REQUIRE_GPU();
+  cached_attention_case(kB, 1, 1, 1500, 8, 1, 128, true);  // G = 8, one token: the most splits
+  cached_attention_case(kB, 5, 1, 1500, 14, 2, 64, true);  // G = 7
+  cached_attention_case(kB, 5, 1, 1500, 14, 2, 64, false);
+  cached_attention_case(kB, 64, 1, 600, 12, 2, 128, true);  // G = 6
+  cached_attention_case(kB, 64, 1, 600, 4, 2, 128, true);   // G = 2
+  cached_attention_case(kB, 64, 1, 700, 2, 2, 80, true);    // G = 1
+  cached_attention_case(kB, 64, 1, 700, 2, 2, 80, false);
+  cached_attention_case(kB, 16, 1, 1500, 8, 2, 128, true);  // G = 4
+  cached_attention_case(kB, 8, 1, 1500, 8, 1, 256, true);
+  cached_attention_case(kB, 3, 1, 1500, 16, 1, 64, true);   // G = 16: two head groups
+  cached_attention_case(kB, 4, 1, 1000, 24, 2, 64, true);   // G = 12: head groups of 8 and 4
+}
+
+// Prefill chunks (several rows per slot), and grids that fill the GPU without splitting.
+TEST(CudaBf16Ops, CachedAttentionChunksAndLargeBatches) {
+  REQUIRE_GPU();
+  cached_attention_case(kB, 48, 16, 1500, 14, 2, 64, true);  // G = 7
+  cached_attention_case(kB, 512, 128, 1500, 16, 2, 64, true);
+  cached_attention_case(kB, 512, 1, 160, 14, 2, 64, true);
+}
+
+// Head dims off the 16-byte path (element by element; 198: 2 dims per thread in P.V).
+TEST(CudaBf16Ops, CachedAttentionOddHeadDims) {
+  REQUIRE_GPU();
+  cached_attention_case(kB, 5, 1, 1500, 6, 2, 36, true);
+  cached_attention_case(kB, 3, 1, 700, 4, 1, 198, true);
+  cached_attention_case(kB, 2, 1, 300, 3, 1, 6, true);
 }
 
 TEST(CudaBf16Ops, SwiGLU) {

@@ -138,6 +138,55 @@ TEST(CudaOps, KVCacheAndCachedAttention) {
   kv_cache_case(kF, 2, 9, 3, 1, 6, 5);
 }
 
+// Decode steps (one token per slot) through the split (flash-decoding) path and without it.
+TEST(CudaOps, CachedAttentionDecode) {
+  REQUIRE_GPU();
+  cached_attention_case(kF, 1, 1, 1500, 8, 1, 128, true);  // G = 8, one token: the most splits
+  cached_attention_case(kF, 5, 1, 1500, 14, 2, 64, true);  // G = 7
+  cached_attention_case(kF, 5, 1, 1500, 14, 2, 64, false);
+  cached_attention_case(kF, 64, 1, 600, 4, 2, 128, true);  // G = 2
+  cached_attention_case(kF, 64, 1, 700, 2, 2, 80, true);   // G = 1
+  cached_attention_case(kF, 64, 1, 700, 2, 2, 80, false);
+  cached_attention_case(kF, 8, 1, 1500, 8, 1, 256, true);
+  cached_attention_case(kF, 3, 1, 1500, 16, 1, 64, true);  // G = 16: two head groups
+  cached_attention_case(kF, 4, 1, 1000, 24, 2, 64, true);  // G = 12: head groups of 8 and 4
+}
+
+// Prefill chunks (several rows per slot), and grids that fill the GPU without splitting.
+TEST(CudaOps, CachedAttentionChunksAndLargeBatches) {
+  REQUIRE_GPU();
+  cached_attention_case(kF, 48, 16, 1500, 12, 2, 128, true);  // G = 6
+  cached_attention_case(kF, 512, 128, 1500, 16, 2, 64, true);
+  cached_attention_case(kF, 512, 1, 160, 16, 2, 64, true);
+}
+
+// Head dims off the 16-byte path (bf16 loads element by element at 36; 198: 2 dims per thread).
+TEST(CudaOps, CachedAttentionOddHeadDims) {
+  REQUIRE_GPU();
+  cached_attention_case(kF, 5, 1, 1500, 6, 2, 36, true);
+  cached_attention_case(kF, 3, 1, 700, 4, 1, 198, true);
+  cached_attention_case(kF, 3, 1, 700, 4, 1, 198, false);
+  cached_attention_case(kF, 2, 1, 300, 3, 1, 6, true);
+}
+
+TEST(CudaOps, CachedAttentionWorkspaceTooSmallFailsClearly) {
+  REQUIRE_GPU();
+  const int64_t NH = 2, HD = 64, L = 1500;
+  const int64_t need = ops::attention_cached_workspace(1, NH, HD, L);
+  ASSERT_GT(need, 0);
+  Vf q = randn(NH * HD), kc = randn(L * HD), o(NH * HD, kNaN), ws(need - 1);
+  Vi slots = {0}, pos = {int32_t(L - 1)};
+  Dev dq = dev(F(q, {1, NH, HD})), dkc = dev(F(kc, {1, L, 1, HD})), dout = dev(F(o, {1, NH, HD})),
+      dws = dev(F(ws, {need - 1})), ds = dev(I(slots, {1})), dp = dev(I(pos, {1}));
+  try {
+    ops::attention_cached(dout.t, dq.t, dkc.t, dkc.t, ds.t, dp.t, 0.125f, dws.t);
+    FAIL() << "expected an error";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("workspace"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("too small"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CudaOps, SwiGLU) {
   REQUIRE_GPU();
   swiglu_case(kF, 4096, 2816);

@@ -236,6 +236,19 @@ TEST(Sampler, FrequenciesMatchTheDistribution) {
   }
 }
 
+// Within the kept set the draw is an inverse CDF in token-id order (what the GPU sampler's prefix
+// sum over ids reproduces), not in probability order: kept {1, 2, 4} weigh 1, e^-1, e^-0.5, so u
+// splits at 0.506 and 0.693 (in probability order, 1, 4, 2, token 4 would come before token 2).
+TEST(Sampler, TruncatedDrawIsInverseCdfInIdOrder) {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, -5.0f, 2.5f};
+  std::vector<float> scratch;
+  using SP = rollout::SamplingParams;
+  for (SP sp : {SP{1.0f, 1.0f, 3, 0}, SP{1.0f, 0.9f, 0, 0}})
+    for (auto [u, want] : {std::pair{0.0, 1}, {0.5, 1}, {0.6, 2}, {0.9, 4}, {0.999999, 4}})
+      EXPECT_EQ(rollout::sample_token(logits.data(), 5, sp, u, scratch).token, want)
+          << "u " << u << " top_k " << sp.top_k << " top_p " << sp.top_p;
+}
+
 TEST(Sampler, GreedyTakesTheArgmax) {
   const std::vector<float> logits = {0.1f, 3.0f, 2.9f};
   std::vector<float> scratch;

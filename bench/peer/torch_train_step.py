@@ -27,23 +27,11 @@ import sys
 
 import torch
 import transformers
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
-SHAPES = {
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                 num_attention_heads=14, num_key_value_heads=2),
-    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                 num_attention_heads=12, num_key_value_heads=2),
-}
-VOCAB = 151936
+import qwen_shapes
+from qwen_shapes import SHAPES, VOCAB, matmul_params
+
 PEAK_SPEC, PEAK_MEASURED = 989e12, 790e12
-
-
-def matmul_params(s):
-    c, i, hd = s["hidden_size"], s["intermediate_size"], s["hidden_size"] // s["num_attention_heads"]
-    q, kv = s["num_attention_heads"] * hd, s["num_key_value_heads"] * hd
-    per_layer = c * q + 2 * c * kv + q * c + 3 * c * i
-    return s["num_hidden_layers"] * per_layer + VOCAB * c
 
 
 def step_flops(s, seqs, length):
@@ -53,15 +41,7 @@ def step_flops(s, seqs, length):
 
 
 def build(shape, mode):
-    cfg = Qwen2Config(vocab_size=VOCAB, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                      rope_theta=1e6, tie_word_embeddings=True, use_sliding_window=False,
-                      use_cache=False, attn_implementation="sdpa", **SHAPES[shape])
-    torch.manual_seed(0)
-    # Initialise on the GPU: the CPU init of 1.5B parameters alone takes longer than the benchmark.
-    with torch.device("cuda"):
-        model = Qwen2ForCausalLM(cfg)
-    if mode == "bf16":
-        model = model.to(torch.bfloat16)
+    model = qwen_shapes.build(shape, torch.bfloat16 if mode == "bf16" else torch.float32)
     model.train()
     return model
 

@@ -4,10 +4,17 @@
 #include <cmath>
 #include <cstdint>
 
+// Marks the functions that CUDA code calls too (the GPU sampler draws the CPU's numbers).
+#ifdef __CUDACC__
+#define R1_HOST_DEVICE __host__ __device__
+#else
+#define R1_HOST_DEVICE
+#endif
+
 namespace r1 {
 
 struct Philox {
-  static void round(uint32_t ctr[4], const uint32_t key[2]) {
+  R1_HOST_DEVICE static void round(uint32_t ctr[4], const uint32_t key[2]) {
     const uint64_t p0 = uint64_t(0xD2511F53u) * ctr[0];
     const uint64_t p1 = uint64_t(0xCD9E8D57u) * ctr[2];
     const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
@@ -17,7 +24,8 @@ struct Philox {
     ctr[0] = c0; ctr[1] = lo1; ctr[2] = c2; ctr[3] = lo0;
   }
   // Four 32-bit random words for (seed, counter).
-  static void generate(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+  R1_HOST_DEVICE static void generate(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo,
+                                      uint32_t out[4]) {
     uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
     uint32_t ctr[4] = {uint32_t(counter_lo), uint32_t(counter_lo >> 32), uint32_t(counter_hi),
                        uint32_t(counter_hi >> 32)};
@@ -29,6 +37,13 @@ struct Philox {
     for (int i = 0; i < 4; ++i) out[i] = ctr[i];
   }
 };
+
+// A double in [0, 1) from four Philox words: 53 random bits, fine enough that no token's
+// probability interval is missed. Exact arithmetic, so CPU and GPU get the same value.
+R1_HOST_DEVICE inline double uniform53(const uint32_t w[4]) {
+  const uint64_t bits = (uint64_t(w[0]) << 21) ^ uint64_t(w[1] >> 11);
+  return double(bits & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
 
 // A sequential stream over Philox for initialisation and shuffling: (seed, stream) pick the stream.
 class Rng {

@@ -277,8 +277,11 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
   expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
   const int64_t OC = weight.shape[0];
   expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
-  expect(op, "out", out, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  // bf16 operands may produce f32 rows (logits for sampling: no rounding before the softmax).
+  const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty();
+  expect(op, "out", out, wide_out ? F32 : dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
   if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) {
+    if (wide_out) R1_CUDA_DISPATCH(op, dt, cuda::linear_forward(fp(out), bp(inp), bp(weight), N, IC, OC));
     R1_CUDA_DISPATCH_DT(op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), N, IC, OC),
                         cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
   }
@@ -431,7 +434,7 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
 }
 
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                      const Tensor& slots, const Tensor& pos, float scale) {
+                      const Tensor& slots, const Tensor& pos, float scale, const Tensor& workspace) {
   const char* op = "attention_cached";
   const DType dt = compute_dtype(op, "q", q);
   expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
@@ -443,17 +446,32 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   expect(op, "slots", slots, I32, {{"T", T}}, "q", &q);
   expect(op, "pos", pos, I32, {{"T", T}}, "q", &q);
   expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  if (!workspace.empty()) expect_f32(op, "workspace", workspace);
   if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
-                   {"pos", pos}})) {
+                   {"pos", pos}, {"workspace", workspace}})) {
+    const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
+    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(T, NH, HD, L);
+    if (ws < need) {
+      fail("{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, HD={}, "
+           "L={}))", op, workspace.describe(), need, T, NH, HD, L);
+    }
     R1_CUDA_DISPATCH_DT(op, dt,
                         cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), ip(slots), ip(pos), T, L,
-                                               NH, NKV, HD, scale),
+                                               NH, NKV, HD, scale, fp(workspace), ws),
                         cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L,
-                                               NH, NKV, HD, scale));
+                                               NH, NKV, HD, scale, fp(workspace), ws));
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
   cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L, NH, NKV, HD, scale);
+}
+
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L) {
+#ifdef R1_HAVE_CUDA
+  if (cuda::cuda_available()) return cuda::attention_cached_workspace(T, NH, HD, L);
+#endif
+  (void)T, (void)NH, (void)HD, (void)L;
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------

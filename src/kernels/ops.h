@@ -32,6 +32,7 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
                       const Tensor& weight, const Tensor& rstd);
 
 // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, optional)   [HF nn.Linear layout]
+// With bf16 inp/weight and no bias, out may be f32 (logits kept unrounded for sampling).
 void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
 // dinp (N, IC) += dout @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
 // Any of dinp, dweight, dbias may be empty.
@@ -62,8 +63,16 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
                     const Tensor& pos);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
 // attends to rows [0, pos[t]] of slot slots[t]. out, q (T, NH, HD); slots, pos (T) i32. Forward only.
+// workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HD, L) elements,
+// on the tensors' device): scratch that lets CUDA split long key ranges over more blocks (decode
+// with few sequences); without it CUDA makes one pass. Its contents need no initialization and are
+// garbage afterwards. The CPU ignores it. No allocation or synchronization on CUDA (graph capture).
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                      const Tensor& slots, const Tensor& pos, float scale);
+                      const Tensor& slots, const Tensor& pos, float scale, const Tensor& workspace = {});
+// The workspace elements attention_cached on CUDA uses for these shapes (any NKV), for this device;
+// 0 when it would not split, or without a usable CUDA device. Not monotone in T: a large T needs
+// none (the grid fills the GPU without splitting), so size a shared buffer for every T it serves.
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L);
 
 // out (N, I) = silu(gate) * up
 void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up);

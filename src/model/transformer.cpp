@@ -23,15 +23,17 @@ Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs) {
   return b;
 }
 
-Transformer::Transformer(ModelConfig cfg, Device device, bool trainable)
+Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::optional<DType> compute_dtype)
     : cfg_(std::move(cfg)), specs_(param_specs(cfg_)), device_(device), trainable_(trainable) {
   const int64_t n = total_params(specs_);
   // CUDA computes in bf16 and keeps fp32 masters for the optimizer (ops.h's dtype contract).
-  const DType compute = device_ == Device::CPU ? DType::F32 : DType::BF16;
+  const DType compute = compute_dtype.value_or(device_ == Device::CPU ? DType::F32 : DType::BF16);
+  R1_CHECK(compute == DType::F32 || (compute == DType::BF16 && device_ != Device::CPU),
+           "Transformer: compute dtype {} is not available on {}", dtype_name(compute), device_name(device_));
   weights_ = Buffer(size_t(n) * dtype_size(compute), device_);
   weights_.zero();
   params_ = bind_params(cfg_, specs_, weights_.data(), compute, device_);
-  if (separate_master()) {
+  if (trainable_ && compute != DType::F32) {
     master_weights_ = Buffer(size_t(n) * sizeof(float), device_);
     master_weights_.zero();
     master_ = bind_params(cfg_, specs_, master_weights_.data(), DType::F32, device_);

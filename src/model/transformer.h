@@ -26,6 +26,7 @@
 // Generation: KVCache cache(m, slots, len); Arena a(0, m.device());
 //   forward_cached(m, cache, ...) returns logits on the model's device; to_host_f32() reads them.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,23 +52,26 @@ class Transformer {
  public:
   // A model of the given architecture with zero weights (see init_random / load_model) on `device`.
   // trainable = false: no gradients and, on CUDA, no fp32 master copy (a frozen reference model).
-  explicit Transformer(ModelConfig cfg, Device device = Device::CPU, bool trainable = true);
+  // compute: the dtype every forward computes in; by default f32 on CPU and bf16 on CUDA (f32 on
+  // CUDA is the reference precision for comparing the GPU path with the CPU one).
+  explicit Transformer(ModelConfig cfg, Device device = Device::CPU, bool trainable = true,
+                       std::optional<DType> compute = std::nullopt);
   Transformer(Transformer&&) = default;
 
   const ModelConfig& config() const { return cfg_; }
   const std::vector<ParamSpec>& specs() const { return specs_; }
   Device device() const { return device_; }
-  DType compute_dtype() const { return params_.flat.dtype; }  // F32 on CPU, BF16 on CUDA
+  DType compute_dtype() const { return params_.flat.dtype; }  // by default F32 on CPU, BF16 on CUDA
   bool trainable() const { return trainable_; }
   // The weights every forward computes with (compute dtype, on device()).
   Params& params() { return params_; }
   const Params& params() const { return params_; }
-  // The fp32 weights the optimizer updates: params() on CPU, a separate copy on CUDA (empty
-  // views when not trainable). After changing them directly, call refresh_compute_weights().
-  Params& master() { return device_ == Device::CPU ? params_ : master_; }
-  const Params& master() const { return device_ == Device::CPU ? params_ : master_; }
+  // The fp32 weights the optimizer updates: params() when they are f32, else a separate copy
+  // (empty views when not trainable). After changing them directly, call refresh_compute_weights().
+  Params& master() { return compute_dtype() == DType::F32 ? params_ : master_; }
+  const Params& master() const { return compute_dtype() == DType::F32 ? params_ : master_; }
   // Whether master() is a separate fp32 copy whose updates must be rounded into params().
-  bool separate_master() const { return device_ != Device::CPU && trainable_; }
+  bool separate_master() const { return trainable_ && compute_dtype() != DType::F32; }
   // fp32 gradients of master()'s layout (empty views when not trainable).
   Params& grads() { return grads_; }
   const Params& grads() const { return grads_; }
@@ -167,10 +171,23 @@ struct KVCache {
 // Cached forward for generation: token t (ids[t]) is at row pos[t] of cache slot slots[t]; its keys
 // and values are written into the cache and it attends to rows [0, pos[t]] of its slot. Returns
 // logits (R, V) for the rows listed in `logit_rows` (e.g. each prompt's last token), in `arena`,
-// which must be on the model's device: f32 on CPU, the compute dtype on CUDA (read them with
-// to_host_f32, tensor/device_memory.h).
+// which must be on the model's device: in the compute dtype by default, or f32 (read them with
+// to_host_f32, tensor/device_memory.h). A batch of whole prompts from position 0 (a fresh prefill)
+// runs the packed training attention over its own tokens.
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
-                      const std::vector<int32_t>& logit_rows, Arena& arena);
+                      const std::vector<int32_t>& logit_rows, Arena& arena,
+                      std::optional<DType> logits_dtype = std::nullopt);
+
+// The same forward from inputs already on the model's device (i32), unchecked: the decode step that
+// CUDA graphs capture. logit_rows empty: logits for every token. cu_seqlens (B + 1), when given,
+// says the tokens are B whole prompts from position 0 (packed attention).
+// attention_workspace (f32, optional): the decode attention's split scratch
+// (ops::attention_cached_workspace); taken from the arena when not given.
+struct CachedInputs {
+  Tensor ids, slots, pos, logit_rows, cu_seqlens, attention_workspace;
+};
+Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& arena,
+                      DType logits_dtype);
 
 }  // namespace r1::model

@@ -6,17 +6,24 @@
 
 #include "base/error.h"
 #include "base/timer.h"
+#include "rollout/gpu_engine.h"
+#include "rollout/requests.h"
 #include "tensor/device_memory.h"
 
 namespace r1::rollout {
 
 const char* finish_reason_name(FinishReason r) { return r == FinishReason::Stop ? "stop" : "length"; }
 
-Engine::Engine(const model::Transformer& m, EngineConfig cfg)
-    : model_(m), cfg_(cfg), cache_(m, cfg.max_batch, cfg.max_seq_len), arena_(0, m.device()) {
-  R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0,
-           "rollout: max_batch, max_seq_len and prefill_tokens must be positive");
+Engine::Engine(const model::Transformer& m, EngineConfig cfg) : model_(m), cfg_(cfg), arena_(0, m.device()) {
+  R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0 && cfg.sync_every > 0,
+           "rollout: max_batch, max_seq_len, prefill_tokens and sync_every must be positive");
+  if (m.device() == Device::CUDA)
+    gpu_ = std::make_unique<GpuEngine>(m, cfg);
+  else
+    cache_ = std::make_unique<model::KVCache>(m, cfg.max_batch, cfg.max_seq_len);
 }
+
+Engine::~Engine() = default;
 
 namespace {
 
@@ -43,22 +50,9 @@ struct HostLogits {
 
 std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
                                          const std::function<void(int64_t, int64_t)>& on_progress) {
+  if (gpu_) return gpu_->generate(requests, params, on_progress, stats_);
   const int64_t V = model_.config().vocab_size;
-  R1_CHECK(params.max_new_tokens > 0, "rollout: max_new_tokens must be positive");
-  R1_CHECK(params.stop_strings.empty() || params.token_text, "rollout: stop strings need a token_text decoder");
-  std::vector<int64_t> first_flat(requests.size() + 1, 0);
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const Request& r = requests[i];
-    R1_CHECK(!r.prompt.empty(), "request {}: empty prompt", i);
-    R1_CHECK(int64_t(r.prompt.size()) < cfg_.max_seq_len,
-             "request {}: prompt of {} tokens does not fit the context of {} tokens (max_seq_len)", i,
-             r.prompt.size(), cfg_.max_seq_len);
-    R1_CHECK(r.n >= 1, "request {}: n must be at least 1 (got {})", i, r.n);
-    for (size_t t = 0; t < r.prompt.size(); ++t)
-      R1_CHECK(r.prompt[t] >= 0 && r.prompt[t] < V, "request {}: token {} = {} is outside the vocabulary [0, {})",
-               i, t, r.prompt[t], V);
-    first_flat[i + 1] = first_flat[i] + r.n;
-  }
+  const std::vector<int64_t> first_flat = check_requests(requests, params, V, cfg_.max_seq_len);
   const int64_t total = first_flat.back();
   std::vector<Completion> out(static_cast<size_t>(total));
   std::deque<std::pair<int64_t, int64_t>> waiting;  // (prompt, sample)
@@ -69,7 +63,6 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
   std::map<int64_t, std::vector<float>> prompt_logits;  // last-token logits of prompts still admitting
   std::map<int64_t, int> admissions_left;
   std::vector<float> sample_scratch;
-  auto stream_id = [&](int64_t p) { return requests[size_t(p)].id >= 0 ? requests[size_t(p)].id : p; };
   int64_t done = 0;
 
   // Appends a sampled token to a slot's completion; returns true when the sequence is finished.
@@ -83,9 +76,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     if (!stop && !params.stop_strings.empty()) {
       const size_t before = sl.text.size();
       sl.text += params.token_text(d.token);
-      for (const std::string& s : params.stop_strings)
-        if (!s.empty() && sl.text.find(s, before >= s.size() ? before - s.size() + 1 : 0) != std::string::npos)
-          stop = true;
+      stop = hits_stop_string(sl.text, before, params.stop_strings);
     }
     if (stop) {
       c.finish = FinishReason::Stop;
@@ -101,7 +92,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     ++done;
     if (on_progress) on_progress(done, total);
   };
-  auto copy_prefix = [&](int64_t src, int64_t dst, int32_t len) { cache_.copy_prefix(src, dst, len); };
+  auto copy_prefix = [&](int64_t src, int64_t dst, int32_t len) { cache_->copy_prefix(src, dst, len); };
   HostLogits host;
 
   while (done < total) {
@@ -153,7 +144,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
         ++j;
       }
       arena_.reset();
-      const float* logits = host.read(model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_));
+      const float* logits = host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_));
       for (size_t r = 0; r < rows.size(); ++r) {
         Slot& sl = slots[size_t(to_prefill[i + r])];
         sl.holds_prompt = sl.prompt;
@@ -178,7 +169,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
       }
       const std::vector<float>& z = prompt_logits.at(sl.prompt);
       Draw d = sample_token(z.data(), V, params.sampling,
-                            sample_uniform(params.sampling.seed, stream_id(sl.prompt), sl.sample, 0),
+                            sample_uniform(params.sampling.seed, stream_id(requests, sl.prompt), sl.sample, 0),
                             sample_scratch);
       if (--admissions_left[sl.prompt] == 0) {
         admissions_left.erase(sl.prompt);
@@ -201,7 +192,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     if (ids.empty()) continue;
     Timer t_decode;
     arena_.reset();
-    const float* logits = host.read(model::forward_cached(model_, cache_, ids, sl_ids, pos, rows, arena_));
+    const float* logits = host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_));
     stats_.decode_seconds += t_decode.seconds();
     ++stats_.decode_steps;
     Timer t_sample2;
@@ -209,7 +200,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
       Slot& sl = slots[size_t(sl_ids[r])];
       const int64_t step = int64_t(out[size_t(sl.flat)].tokens.size());
       Draw d = sample_token(logits + int64_t(r) * V, V, params.sampling,
-                            sample_uniform(params.sampling.seed, stream_id(sl.prompt), sl.sample, step),
+                            sample_uniform(params.sampling.seed, stream_id(requests, sl.prompt), sl.sample, step),
                             sample_scratch);
       if (accept(sl, d)) finish(sl);
     }

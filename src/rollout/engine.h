@@ -5,6 +5,7 @@
 // next waiting sample.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,17 +47,27 @@ struct EngineConfig {
   int max_batch = 64;       // sequences decoded together (KV cache slots)
   int max_seq_len = 2048;   // prompt + completion tokens per slot
   int prefill_tokens = 4096;  // prompt tokens per prefill forward
+  // GPU: decode steps run between two looks of the host at the sequences (finished ones free their
+  // slots then; stop strings and on_token are handled then). Fewer looks, less host time; more,
+  // less time a finished slot waits for a new sample.
+  int sync_every = 16;
 };
 
 struct GenerateStats {
   int64_t prompt_tokens = 0, prefill_tokens = 0, generated_tokens = 0, decode_steps = 0;
+  int64_t decode_rows = 0;  // rows the decode steps computed (GPU: padded to the graph's batch size)
+  int64_t graph_captures = 0, host_syncs = 0;  // GPU
   double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
 };
 
+class GpuEngine;
+
 class Engine {
  public:
-  // The KV cache and activations live on the model's device; sampling runs on the host.
+  // The KV cache and activations live on the model's device. On CUDA the whole decode loop runs on
+  // the GPU (rollout/gpu_engine.h); on the CPU, sampling runs between forwards.
   Engine(const model::Transformer& m, EngineConfig cfg);
+  ~Engine();
   // Generates every sample of every request. Completions come back ordered by (prompt, sample).
   // on_progress(done, total) is called as sequences finish.
   std::vector<Completion> generate(const std::vector<Request>& requests, const GenerateParams& params,
@@ -66,7 +77,8 @@ class Engine {
  private:
   const model::Transformer& model_;
   EngineConfig cfg_;
-  model::KVCache cache_;
+  std::unique_ptr<model::KVCache> cache_;  // CPU
+  std::unique_ptr<GpuEngine> gpu_;         // CUDA
   Arena arena_;
   GenerateStats stats_;
 };

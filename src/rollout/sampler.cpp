@@ -13,9 +13,7 @@ double sample_uniform(uint64_t seed, int64_t prompt, int64_t sample, int64_t ste
   uint32_t r[4];
   const uint64_t hi = (uint64_t(uint32_t(prompt)) << 32) | uint32_t(sample);
   Philox::generate(seed, hi, uint64_t(step), r);
-  // 53 random bits: fine enough that no token's probability interval is missed.
-  const uint64_t bits = (uint64_t(r[0]) << 21) ^ uint64_t(r[1] >> 11);
-  return double(bits & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
+  return uniform53(r);
 }
 
 Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, double u,
@@ -42,54 +40,52 @@ Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, doubl
   auto logprob_of = [&](int64_t t) { return float(double(logits[t]) * inv_t - log_z); };
   if (greedy) return {int32_t(argmax), logprob_of(argmax)};
 
-  if (p.top_k == 0 && p.top_p >= 1.0f) {
-    // Full distribution: inverse CDF in id order, no sort needed.
-    const double target = u * sum;
-    double acc = 0;
-    int64_t last_nonzero = argmax;
-    for (int64_t i = 0; i < V; ++i) {
-      if (scratch[size_t(i)] <= 0) continue;
-      acc += scratch[size_t(i)];
-      last_nonzero = i;
-      if (acc > target) return {int32_t(i), logprob_of(i)};
+  // Truncation keeps a set of tokens; the draw below runs over it in id order either way.
+  double mass = sum;
+  if ((p.top_k > 0 && p.top_k < V) || p.top_p < 1.0f) {
+    // The kept set, in probability order (ties by id, so it is deterministic): the top-k, then
+    // within it the smallest prefix whose probability reaches top_p of its mass (as HF applies them).
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    auto by_prob = [&](int32_t a, int32_t b) {
+      return scratch[size_t(a)] != scratch[size_t(b)] ? scratch[size_t(a)] > scratch[size_t(b)] : a < b;
+    };
+    int64_t keep = V;
+    if (p.top_k > 0 && p.top_k < V) {
+      keep = p.top_k;
+      std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_prob);
+    } else {
+      std::sort(order.begin(), order.end(), by_prob);
     }
-    return {int32_t(last_nonzero), logprob_of(last_nonzero)};  // rounding at the very top
-  }
-
-  // Truncated: order candidates by probability (ties by id, so the order is deterministic).
-  std::vector<int32_t> order(static_cast<size_t>(V));
-  std::iota(order.begin(), order.end(), 0);
-  auto by_prob = [&](int32_t a, int32_t b) {
-    return scratch[size_t(a)] != scratch[size_t(b)] ? scratch[size_t(a)] > scratch[size_t(b)] : a < b;
-  };
-  int64_t keep = V;
-  if (p.top_k > 0 && p.top_k < V) {
-    keep = p.top_k;
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_prob);
-  } else {
-    std::sort(order.begin(), order.end(), by_prob);
-  }
-  double kept = 0;
-  for (int64_t i = 0; i < keep; ++i) kept += scratch[size_t(order[size_t(i)])];
-  if (p.top_p < 1.0f) {
-    // Smallest prefix whose probability (within the top-k set, as HF applies them) reaches top_p.
-    double acc = 0;
-    for (int64_t i = 0; i < keep; ++i) {
-      acc += scratch[size_t(order[size_t(i)])];
-      if (acc >= double(p.top_p) * kept) {
-        keep = i + 1;
-        kept = acc;
-        break;
+    if (p.top_p < 1.0f) {
+      double kept = 0;
+      for (int64_t i = 0; i < keep; ++i) kept += scratch[size_t(order[size_t(i)])];
+      double acc = 0;
+      for (int64_t i = 0; i < keep; ++i) {
+        acc += scratch[size_t(order[size_t(i)])];
+        if (acc >= double(p.top_p) * kept) {
+          keep = i + 1;
+          break;
+        }
       }
     }
+    for (int64_t i = keep; i < V; ++i) scratch[size_t(order[size_t(i)])] = 0.0f;
+    mass = 0;
+    for (int64_t i = 0; i < V; ++i) mass += scratch[size_t(i)];
   }
-  const double target = u * kept;
+
+  // Inverse CDF in id order (not probability order): the same law, and a parallel prefix sum over
+  // ids (the GPU sampler) reproduces it.
+  const double target = u * mass;
   double acc = 0;
-  for (int64_t i = 0; i < keep; ++i) {
-    acc += scratch[size_t(order[size_t(i)])];
-    if (acc > target) return {order[size_t(i)], logprob_of(order[size_t(i)])};
+  int64_t last_nonzero = argmax;  // always kept
+  for (int64_t i = 0; i < V; ++i) {
+    if (scratch[size_t(i)] <= 0) continue;
+    acc += scratch[size_t(i)];
+    last_nonzero = i;
+    if (acc > target) return {int32_t(i), logprob_of(i)};
   }
-  return {order[size_t(keep - 1)], logprob_of(order[size_t(keep - 1)])};
+  return {int32_t(last_nonzero), logprob_of(last_nonzero)};  // rounding at the very top
 }
 
 }  // namespace r1::rollout

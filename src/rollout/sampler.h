@@ -22,7 +22,11 @@ struct Draw {
 // The uniform in [0, 1) for (seed, prompt, sample, step): Philox on a counter, independent of batching.
 double sample_uniform(uint64_t seed, int64_t prompt, int64_t sample, int64_t step);
 
-// Draws one token from logits (V). `scratch` is reused between calls to avoid allocation.
+// Draws one token from logits (V). Truncation keeps the top_k most probable tokens (ties by lower
+// id), then the smallest prefix of them in that order whose probability reaches top_p of their mass;
+// the draw is an inverse CDF over the kept tokens in id order (what a parallel prefix sum over ids
+// reproduces: cuda::sample_tokens draws the same token for the same u). `scratch` is reused
+// between calls to avoid allocation.
 Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, double u,
                   std::vector<float>& scratch);
 

@@ -255,6 +255,8 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         mb[i]->ref_logp.assign(lp.begin() + rows[i], lp.begin() + rows[i] + int64_t(mb[i]->out.tokens.size()));
     }
   }
+  const double t_reference = tt.seconds();
+  Timer tu;
   double kl_reward_sum = 0;
   if (cfg_.kl_in_reward && ref_) {
     for (auto& s : seqs) {
@@ -339,7 +341,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
     }
   }
   policy_.zero_grads();
-  t_train = tt.seconds();
+  t_train = tu.seconds();
 
   // Metrics.
   const double n = double(std::max<int64_t>(scored, 1));
@@ -374,7 +376,8 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   M["reflection_rate"] = reflection_rate(all_text);
   M["time/rollout"] = t_rollout;
   M["time/reward"] = t_reward;
-  M["time/train"] = t_train;
+  M["time/reference"] = t_reference;  // reference log-probs
+  M["time/train"] = t_train;          // policy forward/backward and optimizer steps
   M["time/step"] = t_step.seconds();
   M["tokens_per_s"] = t_rollout > 0 ? double(gen_tokens) / t_rollout : 0.0;
   (void)mc;

@@ -7,7 +7,7 @@
 //   reward/mean, reward/std, reward/<component>[/mean|/std], accuracy, format_rate,
 //   eval/pass@1 (and other eval/*), response_length/mean, response_length/max, kl, entropy,
 //   clip_fraction, grad_norm, lr, tokens_per_s, zero_variance_groups, reflection_rate, loss,
-//   time/rollout, time/reward, time/train.
+//   time/rollout, time/reward, time/reference, time/train.
 #include <cstdint>
 #include <memory>
 #include <optional>

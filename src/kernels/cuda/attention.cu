@@ -1,6 +1,6 @@
-// Attention, simple and memory-linear (f32 training attention, and the cached path in f32 and bf16;
-// the bf16 training attention is flash_attention.cu):
-// - forward / cached: one block per (query row, head); each warp walks a share of the keys with an
+// Attention, simple and memory-linear: the f32 training attention, and the KV cache write (the
+// bf16 training attention is flash_attention.cu, the attention over the cache decode_attention.cu):
+// - forward: one block per (query row, head); each warp walks a share of the keys with an
 //   online softmax, lanes own head dims (d = lane + 32 i), and the warps merge their states at the end.
 // - backward: D = rowsum(dout * out) first, then a dq pass (one block per (query row, head)) and a
 //   dk/dv pass (one block per (key row, kv head)), each recomputing p = exp(s - lse). Every output
@@ -25,7 +25,7 @@ __device__ inline int seq_of(const int32_t* cu, int64_t B, int64_t t) {
   return lo;
 }
 
-// Rows are f32 or bf16 (the cached path), math in fp32.
+// Rows of T, math in fp32.
 template <typename T>
 __device__ inline void load_row(float (&r)[kPer], const T* src, int HD) {
   const int lane = threadIdx.x & 31;
@@ -127,16 +127,6 @@ attention_forward_kernel(float* out, float* lse, const float* q, const float* k,
   const int64_t s0 = cu[seq_of(cu, B, t)], stride = NKV * HD;
   const int64_t kv0 = s0 * stride + g * HD;
   attend_row(out + th * HD, lse + th, q + th * HD, k + kv0, v + kv0, stride, t - s0 + 1, HD, scale);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kWarps * 32)
-attention_cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const int32_t* slots,
-                        const int32_t* pos, int64_t L, int64_t NH, int64_t NKV, int HD, float scale) {
-  const int64_t th = blockIdx.x, t = th / NH, h = th % NH, g = h / (NH / NKV), stride = NKV * HD;
-  const int64_t kv0 = int64_t(slots[t]) * L * stride + g * HD;
-  attend_row(out + th * HD, nullptr, q + th * HD, k_cache + kv0, v_cache + kv0, stride, int64_t(pos[t]) + 1, HD,
-             scale);
 }
 
 // D (rows) = rowsum(dout * out), one warp per (token, head) row.
@@ -295,29 +285,6 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
 void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD) {
   kv_cache_write_t(dp(k_cache), dp(v_cache), dp(k), dp(v), slots, pos, T, L, NKV, HD);
-}
-
-namespace {
-template <typename T>
-void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, const int32_t* slots,
-                        const int32_t* pos, int64_t T_, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale) {
-  if (T_ == 0 || NH == 0) return;
-  check_head_dim(HD);
-  attention_cached_kernel<<<unsigned(T_ * NH), kWarps * 32, 0, context().stream>>>(out, q, k_cache, v_cache, slots,
-                                                                                    pos, L, NH, NKV, int(HD), scale);
-  CUDA_CHECK_LAUNCH();
-}
-}  // namespace
-
-void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
-                      int64_t NKV, int64_t HD, float scale) {
-  attention_cached_t(out, q, k_cache, v_cache, slots, pos, T, L, NH, NKV, HD, scale);
-}
-
-void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const int32_t* slots,
-                      const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale) {
-  attention_cached_t(dp(out), dp(q), dp(k_cache), dp(v_cache), slots, pos, T, L, NH, NKV, HD, scale);
 }
 
 }  // namespace r1::cuda

@@ -38,6 +38,8 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 // bf16: the bias (bf16) is added by the GEMM's epilogue.
 void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int64_t N, int64_t IC,
                     int64_t OC);
+// bf16 operands, f32 result (logits for sampling), no bias.
+void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC);
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC);
 void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
@@ -63,11 +65,18 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
 void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
+// attention_cached is in decode_attention.cu. workspace (optional): workspace_floats f32 for the
+// partials of the split over the key range; attention_cached_workspace is what these shapes need (0:
+// they never split); with none there is no split, a smaller one caps the splits. Graph-safe: no
+// allocation, no synchronization, a launch shape that depends on the arguments only.
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
-                      int64_t NKV, int64_t HD, float scale);
+                      int64_t NKV, int64_t HD, float scale, float* workspace = nullptr,
+                      int64_t workspace_floats = 0);
 void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const int32_t* slots,
-                      const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale);
+                      const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale,
+                      float* workspace = nullptr, int64_t workspace_floats = 0);
 
 // ---- flash_attention.cu ---- bf16 on tensor cores, flash-style: memory linear in T.
 // Same semantics as the f32 versions above; lse stays f32. Tensor cores for the head dims the flash

@@ -50,6 +50,11 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
 }
 
+void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC) {
+  if (N == 0 || OC == 0) return;
+  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC);
+}
+
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC) {
   if (N == 0 || OC == 0) return;

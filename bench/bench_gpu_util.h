@@ -1,0 +1,73 @@
+#pragma once
+// Shared by the GPU benchmarks: fast random weights for the Qwen2.5 shapes, device memory in use,
+// the GPU's name, medians. Header-only: each bench/*.cpp is its own program.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/rng.h"
+#include "model/params.h"
+#include "model/transformer.h"
+
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/cuda_device.h"
+#endif
+
+namespace r1::bench {
+
+// Weights that enter a matmul: per layer q, k, v, o, gate, up, down, plus the lm_head (V x C, counted
+// even when tied to the embedding table).
+inline int64_t matmul_params(const model::ModelConfig& c) {
+  const int64_t C = c.hidden_size, I = c.intermediate_size, q = c.q_dim(), kv = c.kv_dim();
+  return int64_t(c.num_hidden_layers) * (C * q + 2 * C * kv + q * C + 3 * C * I) + int64_t(c.vocab_size) * C;
+}
+
+// Transformer::init_random draws normals on one host thread (half a minute for 1.5B). Speed does
+// not depend on the distribution, so: uniform values of the same std, ones for norms, zeros for
+// biases, drawn in parallel (one Philox stream per 1M-value chunk).
+inline void init_uniform(model::Transformer& m, uint64_t seed, float std = 0.02f) {
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  const std::vector<model::ParamSpec>& specs = m.specs();
+  std::vector<std::pair<size_t, int64_t>> chunks;  // (spec, first value)
+  for (size_t i = 0; i < specs.size(); ++i)
+    for (int64_t c = 0; c < specs[i].numel(); c += kChunk) chunks.push_back({i, c});
+  std::vector<float> host(size_t(model::total_params(specs)));
+  const float half_width = std * std::sqrt(3.0f);  // U(-a, a) has std a / sqrt(3)
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t k = 0; k < int64_t(chunks.size()); ++k) {
+    const model::ParamSpec& s = specs[chunks[size_t(k)].first];
+    const int64_t begin = chunks[size_t(k)].second, end = std::min(s.numel(), begin + kChunk);
+    const bool norm = s.name.find("norm") != std::string::npos, bias = s.shape.size() == 1 && !norm;
+    Rng rng(seed, uint64_t(k));
+    float* p = host.data() + s.offset;
+    for (int64_t j = begin; j < end; ++j) p[j] = norm ? 1.0f : bias ? 0.0f : half_width * (2 * rng.uniform() - 1);
+  }
+  m.set_weights(host.data());
+}
+
+#ifdef R1_HAVE_CUDA
+// Device memory in use (total - free, as every process sees it), MiB.
+inline double device_used_mib() {
+  size_t free = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return double(total - free) / (1 << 20);
+}
+inline void synchronize() { cuda::synchronize(); }
+inline std::string gpu_name() { return cuda::cuda_device_description(); }
+#else
+inline double device_used_mib() { return 0; }
+inline void synchronize() {}
+inline std::string gpu_name() { return "none"; }
+#endif
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+}  // namespace r1::bench

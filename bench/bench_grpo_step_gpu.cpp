@@ -1,0 +1,138 @@
+// One whole GRPO step on the GPU, the twin of bench/peer/torch_grpo_step.py: the real trainer
+// (train/grpo.h) on a random Qwen2.5 model, 64 prompts x 8 samples of up to 1024 new tokens,
+// math + format rule rewards, a frozen reference with the k3 KL term, one optimizer step. Prompts
+// are addition problems padded to --prompt-len bytes under the byte-level codec; the random model
+// almost never samples its end-of-sequence id, so completions run to the limit.
+//
+//   build/bench/bench_grpo_step_gpu [--shape 0.5b] [--prompts 64] [--group 8] [--prompt-len 128]
+//                                   [--new 1024] [--steps 2] [--micro-batch-tokens 8192]
+// Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
+// update (policy forward + backward + AdamW), and generated tokens. Step 0 includes one-time work
+// (CUDA graph capture, GEMM plans, arena growth); later steps are the steady state.
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "base/timer.h"
+#include "bench_gpu_util.h"
+#include "data/arithmetic.h"
+#include "model/config.h"
+#include "model/transformer.h"
+#include "reward/composite.h"
+#include "tensor/device_memory.h"
+#include "text/codec.h"
+#include "train/grpo.h"
+
+using namespace r1;
+
+namespace {
+
+struct Args {
+  std::string shape = "0.5b";
+  int prompts = 64, group = 8, prompt_len = 128, new_tokens = 1024, steps = 2, micro_batch_tokens = 8192;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 0.5b|1.5b|10m] [--prompts N] "
+               "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) usage("missing value for " + k);
+    const std::string v = argv[++i];
+    if (k == "--shape") {
+      a.shape = v;
+      continue;
+    }
+    char* end = nullptr;
+    const long n = std::strtol(v.c_str(), &end, 10);
+    if (*end || n < 1) usage("bad value for " + k + ": " + v);
+    if (k == "--prompts") a.prompts = int(n);
+    else if (k == "--group") a.group = int(n);
+    else if (k == "--prompt-len") a.prompt_len = int(n);
+    else if (k == "--new") a.new_tokens = int(n);
+    else if (k == "--steps") a.steps = int(n);
+    else if (k == "--micro-batch-tokens") a.micro_batch_tokens = int(n);
+    else usage("unknown flag " + k);
+  }
+  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m") usage("--shape must be 0.5b, 1.5b or 10m");
+  return a;
+}
+
+int run(const Args& a) {
+  std::string why;
+  if (!device_usable(Device::CUDA, &why)) {
+    std::printf("bench_grpo_step_gpu: no usable CUDA device (%s); nothing to measure\n", why.c_str());
+    return 0;
+  }
+  const double used0 = bench::device_used_mib();
+  const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
+  model::Transformer m(cfg, Device::CUDA);
+  bench::init_uniform(m, 1);
+  text::ByteCodec codec;
+  std::vector<data::Problem> problems = data::addition_problems(int64_t(a.prompts) * a.steps, 4, 7);
+  const int pad = a.prompt_len;
+  auto render = [pad](const data::Problem& p) {
+    std::string s = "Add the numbers and put the sum in <answer></answer>: " + p.question + "=";
+    s.resize(size_t(pad), ' ');
+    return s;
+  };
+  auto reward = reward::make_reward("math+format:0.1");
+  train::GrpoConfig gc;
+  gc.prompts_per_step = a.prompts;
+  gc.group_size = a.group;
+  gc.max_prompt_tokens = a.prompt_len;
+  gc.max_completion_tokens = a.new_tokens;
+  gc.rollout_batch = a.prompts * a.group;
+  gc.loss.kl_coef = 0.04;  // a frozen reference and the k3 KL term
+  gc.micro_batch_tokens = a.micro_batch_tokens;
+  gc.lr = 1e-6;
+  gc.schedule.kind = "constant";
+  train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
+  for (int step = 0; step < a.steps; ++step) {
+    train::StepMetrics mt = trainer.step(step);
+    const double gen = mt["response_length/mean"] * a.prompts * a.group;
+    nlohmann::json out = {{"bench", "r1-grpo-step"},
+                          {"shape", a.shape},
+                          {"step", step},
+                          {"prompts", a.prompts},
+                          {"group", a.group},
+                          {"prompt_len", a.prompt_len},
+                          {"new_tokens", a.new_tokens},
+                          {"generated_tokens", gen},
+                          {"rollout_s", mt["time/rollout"]},
+                          {"reward_s", mt["time/reward"]},
+                          {"reference_s", mt["time/reference"]},
+                          {"update_s", mt["time/train"]},
+                          {"step_s", mt["time/step"]},
+                          {"rollout_tok_s", mt["tokens_per_s"]},
+                          {"reward_mean", mt["reward/mean"]},
+                          {"kl", mt["kl"]},
+                          {"device_used_mib", bench::device_used_mib() - used0},
+                          {"gpu", bench::gpu_name()}};
+    std::printf("%s\n", out.dump().c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  try {
+    return run(a);
+  } catch (const std::exception& e) {
+    std::printf("%s\n", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}, {"error", e.what()}}.dump().c_str());
+    std::fprintf(stderr, "bench_grpo_step_gpu: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,256 @@
+// GPU rollout throughput, the twin of bench/peer/hf_generate.py: a random Qwen2.5 model (bf16),
+// P random prompts of --prompt-len tokens, each sampled once for exactly --new tokens (no stop
+// ids, so every sequence runs to the limit), through the rollout engine (rollout/gpu_engine.h).
+//
+//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b [--prompts 64] [--prompt-len 128] [--new 1024]
+//                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
+//                                 [--context N] [--with-training-state] [--profile]
+// Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
+//
+// Roofline of a decode step: it must read every weight that enters a matmul (bf16; the embedding
+// table only once, as the tied lm_head) and, per sequence, the keys and values of every cached
+// position, once. bytes(step) / bandwidth is the shortest time a step can take; bandwidth is
+// measured here (a device-to-device copy: bytes read + written over time). roofline_frac = that
+// time / the measured mean decode step (sampling, stops and everything else included).
+//
+// --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
+// the middle of the generation), as a table after the JSON.
+// --context: tokens per KV-cache slot (default prompt + new).
+// --with-training-state: also holds what GRPO keeps through its rollouts (trainable policy with
+// fp32 master weights and gradients, AdamW moments, a frozen bf16 reference), to show the KV cache
+// fits beside it; reports the device memory in use at the end.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/rng.h"
+#include "base/timer.h"
+#include "bench_gpu_util.h"
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/profiler.h"
+#endif
+#include "model/config.h"
+#include "model/transformer.h"
+#include "rollout/engine.h"
+#include "tensor/device_memory.h"
+#include "train/optimizer.h"
+
+using namespace r1;
+
+namespace {
+
+struct Args {
+  std::string shape = "0.5b";
+  int prompts = 64, prompt_len = 128, new_tokens = 1024, max_batch = 0, sync_every = 16, context = 0;
+  float temperature = 1.0f, top_p = 1.0f;
+  bool training_state = false, profile = false;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|10m] [--prompts N] "
+               "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
+               "[--context N] [--with-training-state] [--profile]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value for " + k);
+      return argv[++i];
+    };
+    auto number = [&]() {
+      const std::string v = value();
+      char* end = nullptr;
+      const double n = std::strtod(v.c_str(), &end);
+      if (*end || n < 0) usage("bad value for " + k + ": " + v);
+      return n;
+    };
+    if (k == "--shape") a.shape = value();
+    else if (k == "--prompts") a.prompts = int(number());
+    else if (k == "--prompt-len") a.prompt_len = int(number());
+    else if (k == "--new") a.new_tokens = int(number());
+    else if (k == "--max-batch") a.max_batch = int(number());
+    else if (k == "--sync-every") a.sync_every = int(number());
+    else if (k == "--context") a.context = int(number());
+    else if (k == "--temperature") a.temperature = float(number());
+    else if (k == "--top-p") a.top_p = float(number());
+    else if (k == "--with-training-state") a.training_state = true;
+    else if (k == "--profile") a.profile = true;
+    else usage("unknown flag " + k);
+  }
+  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m") usage("--shape must be 0.5b, 1.5b or 10m");
+  if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
+  if (a.max_batch == 0) a.max_batch = a.prompts;
+  if (a.context == 0) a.context = a.prompt_len + a.new_tokens;
+  if (a.context < a.prompt_len + a.new_tokens) usage("--context must hold --prompt-len + --new tokens");
+  return a;
+}
+
+#ifdef R1_HAVE_CUDA
+// Device-to-device copy bandwidth (read + write bytes over time), the roofline's denominator.
+double measured_bandwidth() {
+  const size_t bytes = size_t(2) << 30;
+  void *a = nullptr, *b = nullptr;
+  CUDA_CHECK(cudaMalloc(&a, bytes));
+  CUDA_CHECK(cudaMalloc(&b, bytes));
+  cudaStream_t s = cuda::context().stream;
+  CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+  cuda::synchronize();
+  std::vector<double> bw;
+  for (int i = 0; i < 5; ++i) {
+    Timer t;
+    CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+    cuda::synchronize();
+    bw.push_back(2.0 * double(bytes) / t.seconds());
+  }
+  CUDA_CHECK(cudaFree(a));
+  CUDA_CHECK(cudaFree(b));
+  return bench::median(bw);
+}
+#else
+double measured_bandwidth() { return 0; }
+#endif
+
+// One decode step's forward (rows sequences at position `at`), eager, under the per-op profiler.
+void profile_decode_forward(const model::Transformer& m, double rows, int at, int context) {
+#ifdef R1_HAVE_CUDA
+  const int R = int(rows);
+  model::KVCache cache(m, R, context);
+  Arena arena(0, Device::CUDA);
+  std::vector<int32_t> ids(size_t(R), 1), pos(size_t(R), at), slots, logit_rows;
+  for (int r = 0; r < R; ++r) slots.push_back(r);
+  logit_rows = slots;
+  auto step = [&] {
+    arena.reset();
+    model::forward_cached(m, cache, ids, slots, pos, logit_rows, arena, DType::F32);
+  };
+  step();
+  cuda::synchronize();
+  cuda::profiler_reset();
+  cuda::profiler_enable(true);
+  for (int i = 0; i < 5; ++i) step();
+  cuda::profiler_enable(false);
+  auto report = cuda::profiler_report();
+  std::sort(report.begin(), report.end(), [](const auto& x, const auto& y) { return x.total_ms > y.total_ms; });
+  double total = 0;
+  for (const auto& r : report) total += r.total_ms;
+  std::printf("decode forward, %d rows at position %d: %.3f ms of op time per step (eager, profiled)\n", R, at,
+              total / 5);
+  std::printf("%-36s %7s %10s %7s %9s\n", "op", "calls", "ms/step", "%ops", "us/call");
+  for (const auto& r : report)
+    std::printf("%-36s %7lld %10.4f %6.1f%% %9.2f\n", r.name.c_str(), (long long)r.calls / 5, r.total_ms / 5,
+                100 * r.total_ms / std::max(total, 1e-9), 1e3 * r.total_ms / double(std::max<int64_t>(r.calls, 1)));
+#else
+  (void)m, (void)rows, (void)at, (void)context;
+#endif
+}
+
+int run(const Args& a) {
+  std::string why;
+  if (!device_usable(Device::CUDA, &why)) {
+    std::printf("bench_rollout_gpu: no usable CUDA device (%s); nothing to measure\n", why.c_str());
+    return 0;
+  }
+  const double used0 = bench::device_used_mib();
+  const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
+  model::Transformer m(cfg, Device::CUDA, /*trainable=*/a.training_state);
+  bench::init_uniform(m, 1);
+  std::optional<model::Transformer> ref;
+  std::unique_ptr<train::AdamW> opt;
+  if (a.training_state) {
+    opt = std::make_unique<train::AdamW>(train::param_slices(m), train::AdamWConfig{}, Device::CUDA);
+    ref.emplace(cfg, Device::CUDA, /*trainable=*/false);
+    model::copy_weights(*ref, m);
+  }
+  const double bw = measured_bandwidth();
+
+  Rng rng(3);
+  std::vector<rollout::Request> reqs(size_t(a.prompts));
+  for (int i = 0; i < a.prompts; ++i) {
+    for (int t = 0; t < a.prompt_len; ++t) reqs[size_t(i)].prompt.push_back(int32_t(rng.next_u32() % 150000));
+    reqs[size_t(i)].id = i;
+  }
+  rollout::GenerateParams gp;
+  gp.sampling = {a.temperature, a.top_p, 0, 42};
+  rollout::Engine engine(m, {a.max_batch, a.context, 8192, a.sync_every});
+  gp.max_new_tokens = 2 * a.sync_every;  // warm-up: captures the batch's graph
+  engine.generate(reqs, gp);
+  const rollout::GenerateStats s0 = engine.stats();
+  gp.max_new_tokens = a.new_tokens;
+  Timer t;
+  const std::vector<rollout::Completion> outs = engine.generate(reqs, gp);
+  const double seconds = t.seconds();
+  const rollout::GenerateStats s1 = engine.stats();
+  int64_t generated = 0;
+  for (const auto& o : outs) generated += int64_t(o.tokens.size());
+
+  const double steps = double(s1.decode_steps - s0.decode_steps);
+  const double decode_s = s1.decode_seconds - s0.decode_seconds, prefill_s = s1.prefill_seconds - s0.prefill_seconds;
+  const double step_ms = decode_s / std::max(steps, 1.0) * 1e3;
+  // Bytes a step must read: the matmul weights, and each sequence's cached keys and values. Decode
+  // step k (0-based) of a sequence reads prompt_len + 1 + k positions.
+  const double weight_bytes = 2.0 * double(bench::matmul_params(cfg));
+  const double kv_per_pos = 2.0 * 2.0 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim;
+  const double n = a.new_tokens - 1;  // decode steps per sequence (the first token comes from the prefill)
+  const double mean_positions = (a.prompt_len + 1) + (n - 1) / 2;
+  const double rows = std::min(a.prompts, a.max_batch);
+  const double kv_bytes = rows * mean_positions * kv_per_pos;
+  const double roofline_ms = (weight_bytes + kv_bytes) / bw * 1e3;
+
+  nlohmann::json out = {{"bench", "r1-rollout"},
+                        {"shape", a.shape},
+                        {"prompts", a.prompts},
+                        {"prompt_len", a.prompt_len},
+                        {"new_tokens", a.new_tokens},
+                        {"max_batch", a.max_batch},
+                        {"sync_every", a.sync_every},
+                        {"temperature", a.temperature},
+                        {"top_p", a.top_p},
+                        {"seconds", seconds},
+                        {"generated_tokens", generated},
+                        {"tok_s", double(generated) / seconds},
+                        {"prefill_s", prefill_s},
+                        {"decode_s", decode_s},
+                        {"decode_steps", steps},
+                        {"decode_step_ms", step_ms},
+                        {"decode_tok_s", double(s1.generated_tokens - s0.generated_tokens) / std::max(decode_s, 1e-9)},
+                        {"host_syncs", s1.host_syncs - s0.host_syncs},
+                        {"graph_captures", s1.graph_captures},
+                        {"weight_bytes", weight_bytes},
+                        {"kv_bytes_mean", kv_bytes},
+                        {"bandwidth_gbs", bw / 1e9},
+                        {"roofline_step_ms", roofline_ms},
+                        {"roofline_frac", roofline_ms / step_ms},
+                        {"training_state", a.training_state},
+                        {"context", a.context},
+                        {"kv_cache_mib", double(a.max_batch + 1) * a.context * kv_per_pos / (1 << 20)},
+                        {"device_used_mib", bench::device_used_mib() - used0},
+                        {"gpu", bench::gpu_name()}};
+  std::printf("%s\n", out.dump().c_str());
+  if (a.profile) profile_decode_forward(m, rows, a.prompt_len + a.new_tokens / 2, a.context);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  try {
+    return run(a);
+  } catch (const std::exception& e) {
+    std::printf("%s\n", nlohmann::json{{"bench", "r1-rollout"}, {"shape", a.shape}, {"prompts", a.prompts},
+                                       {"error", e.what()}}.dump().c_str());
+    std::fprintf(stderr, "bench_rollout_gpu: %s\n", e.what());
+    return 1;
+  }
+}

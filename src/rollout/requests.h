@@ -1,0 +1,25 @@
+#pragma once
+// What the CPU and GPU engines share about requests: their checks and the stop-string test.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rollout/engine.h"
+
+namespace r1::rollout {
+
+// Checks the requests and parameters (vocabulary, context, sample counts) with messages naming the
+// request; returns first[i], the flat index of request i's first sample (size + 1; first.back() is
+// the number of samples).
+std::vector<int64_t> check_requests(const std::vector<Request>& requests, const GenerateParams& params,
+                                    int64_t vocab_size, int64_t max_seq_len);
+
+// The Philox stream of a request's samples: its id, or its position in the call when it has none.
+inline int64_t stream_id(const std::vector<Request>& requests, int64_t p) {
+  return requests[size_t(p)].id >= 0 ? requests[size_t(p)].id : p;
+}
+
+// Whether `text`, whose first `before` bytes were already checked, now contains a stop string.
+bool hits_stop_string(const std::string& text, size_t before, const std::vector<std::string>& stop_strings);
+
+}  // namespace r1::rollout
