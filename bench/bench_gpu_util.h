@@ -3,6 +3,9 @@
 // the GPU's name, medians. Header-only: each bench/*.cpp is its own program.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <exception>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +71,20 @@ inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// A benchmark's main: runs `run`; on an exception it still prints one JSON line (`id` plus "error"),
+// so the summary shows the failure in its row, and the message on stderr; returns 1 then.
+template <class Run>
+int run_reporting_errors(const char* program, nlohmann::json id, Run&& run) {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    id["error"] = e.what();
+    std::printf("%s\n", id.dump().c_str());
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
 }
 
 }  // namespace r1::bench

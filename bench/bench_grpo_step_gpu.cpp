@@ -128,11 +128,5 @@ int run(const Args& a) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  try {
-    return run(a);
-  } catch (const std::exception& e) {
-    std::printf("%s\n", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}, {"error", e.what()}}.dump().c_str());
-    std::fprintf(stderr, "bench_grpo_step_gpu: %s\n", e.what());
-    return 1;
-  }
+  return bench::run_reporting_errors("bench_grpo_step_gpu", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}}, [&] { return run(a); });
 }

@@ -245,12 +245,5 @@ int run(const Args& a) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  try {
-    return run(a);
-  } catch (const std::exception& e) {
-    std::printf("%s\n", nlohmann::json{{"bench", "r1-rollout"}, {"shape", a.shape}, {"prompts", a.prompts},
-                                       {"error", e.what()}}.dump().c_str());
-    std::fprintf(stderr, "bench_rollout_gpu: %s\n", e.what());
-    return 1;
-  }
+  return bench::run_reporting_errors("bench_rollout_gpu", nlohmann::json{{"bench", "r1-rollout"}, {"shape", a.shape}, {"prompts", a.prompts}}, [&] { return run(a); });
 }

@@ -262,13 +262,5 @@ int run(const Args& a) {
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  try {
-    return run(a);
-  } catch (const std::exception& e) {
-    // One JSON line still, so the summary shows the failure in its row.
-    std::printf("%s\n",
-                nlohmann::json{{"bench", "r1"}, {"shape", a.shape}, {"error", e.what()}}.dump().c_str());
-    std::fprintf(stderr, "bench_train_gpu: %s\n", e.what());
-    return 1;
-  }
+  return bench::run_reporting_errors("bench_train_gpu", nlohmann::json{{"bench", "r1"}, {"shape", a.shape}}, [&] { return run(a); });
 }

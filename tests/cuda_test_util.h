@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "require_gpu.h"
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "kernels/ops.h"
@@ -50,12 +51,6 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 #ifdef R1_HAVE_CUDA
 
 using r1::cuda::CudaBuffer;
-
-#define REQUIRE_GPU()                                                                                 \
-  do {                                                                                                \
-    if (!r1::cuda::cuda_available())                                                                  \
-      GTEST_SKIP() << "no usable CUDA device: " << r1::cuda::cuda_device_description();               \
-  } while (0)
 
 // Tolerances (relative L2). Exact data movement: 0. f32: elementwise with libm-level functions 1e-5;
 // reductions, GEMMs, softmax (different summation order) 1e-4 (METHOD.md: far under 1e-3).

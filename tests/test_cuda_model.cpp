@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "require_gpu.h"
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "model/checkpoint.h"
@@ -24,12 +25,6 @@
 using namespace r1;
 
 namespace {
-
-#define REQUIRE_GPU()                                                                \
-  do {                                                                               \
-    std::string why_;                                                                \
-    if (!device_usable(Device::CUDA, &why_)) GTEST_SKIP() << "no usable GPU: " << why_; \
-  } while (0)
 
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
   double num = 0, den = 0;

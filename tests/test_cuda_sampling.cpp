@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "require_gpu.h"
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "kernels/cuda/cuda_buffer.h"
@@ -28,12 +29,6 @@
 namespace {
 
 using r1::cuda::CudaBuffer;
-
-#define REQUIRE_GPU()                                                                   \
-  do {                                                                                  \
-    if (!r1::cuda::cuda_available())                                                    \
-      GTEST_SKIP() << "no usable CUDA device: " << r1::cuda::cuda_device_description(); \
-  } while (0)
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 

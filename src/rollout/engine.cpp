@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/timer.h"
+#include "rollout/admission.h"
 #include "rollout/gpu_engine.h"
 #include "rollout/requests.h"
 #include "tensor/device_memory.h"
@@ -28,12 +29,8 @@ Engine::~Engine() = default;
 namespace {
 
 // One KV-cache slot: which sample it decodes and which prompt its first rows hold.
-struct Slot {
-  bool active = false;
-  int64_t prompt = -1, sample = -1, flat = -1;
-  int32_t prompt_len = 0;
-  int64_t holds_prompt = -1;  // rows [0, prompt_len) hold this prompt's keys/values
-  std::string text;           // decoded completion so far, for stop strings
+struct Slot : SlotBase {
+  std::string text;  // decoded completion so far, for stop strings
 };
 
 // Logits for host sampling: read in place from a CPU f32 tensor, copied (and widened) otherwise.
@@ -55,7 +52,7 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
   const std::vector<int64_t> first_flat = check_requests(requests, params, V, cfg_.max_seq_len);
   const int64_t total = first_flat.back();
   std::vector<Completion> out(static_cast<size_t>(total));
-  std::deque<std::pair<int64_t, int64_t>> waiting;  // (prompt, sample)
+  Waiting waiting;
   for (size_t i = 0; i < requests.size(); ++i)
     for (int s = 0; s < requests[i].n; ++s) waiting.emplace_back(int64_t(i), s);
 
@@ -92,81 +89,42 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     ++done;
     if (on_progress) on_progress(done, total);
   };
-  auto copy_prefix = [&](int64_t src, int64_t dst, int32_t len) { cache_->copy_prefix(src, dst, len); };
+  auto copy_prefix = [&](int64_t src, int64_t dst, int64_t len) { cache_->copy_prefix(src, dst, len); };
   HostLogits host;
 
   while (done < total) {
     // Admit waiting samples into free slots: reuse a prompt's cached prefix where one exists,
     // prefill each new prompt once.
-    std::vector<int64_t> admitted, to_prefill;
-    for (size_t si = 0; si < slots.size() && !waiting.empty(); ++si) {
-      Slot& sl = slots[si];
-      if (sl.active) continue;
-      auto [p, s] = waiting.front();
-      waiting.pop_front();
-      if (!admissions_left.count(p)) admissions_left[p] = requests[size_t(p)].n;
-      sl.active = true;
-      sl.prompt = p;
-      sl.sample = s;
-      sl.flat = first_flat[size_t(p)] + s;
-      sl.prompt_len = int32_t(requests[size_t(p)].prompt.size());
-      out[size_t(sl.flat)].prompt_index = p;
-      out[size_t(sl.flat)].sample_index = s;
-      admitted.push_back(int64_t(si));
-      if (sl.holds_prompt == p) continue;
-      sl.holds_prompt = -1;
-      // Copy the prompt's rows now, before this round's prefills can overwrite the source slot.
-      auto holder = std::find_if(slots.begin(), slots.end(), [&](const Slot& o) { return o.holds_prompt == p; });
-      if (holder != slots.end()) {
-        copy_prefix(holder - slots.begin(), int64_t(si), sl.prompt_len);
-        sl.holds_prompt = p;
-        continue;
-      }
-      bool pending = std::find_if(to_prefill.begin(), to_prefill.end(),
-                                  [&](int64_t x) { return slots[size_t(x)].prompt == p; }) != to_prefill.end();
-      if (!pending) to_prefill.push_back(int64_t(si));
+    std::vector<int64_t> to_prefill;
+    const std::vector<int64_t> admitted = admit_waiting(slots, waiting, requests, first_flat, to_prefill, copy_prefix);
+    for (int64_t si : admitted) {
+      const Slot& sl = slots[size_t(si)];
+      if (!admissions_left.count(sl.prompt)) admissions_left[sl.prompt] = requests[size_t(sl.prompt)].n;
+      out[size_t(sl.flat)].prompt_index = sl.prompt;
+      out[size_t(sl.flat)].sample_index = sl.sample;
     }
     // Prefill new prompts, several per forward up to the token budget.
     Timer t_prefill;
     for (size_t i = 0; i < to_prefill.size();) {
-      std::vector<int32_t> ids, sl_ids, pos, rows;
-      size_t j = i;
-      while (j < to_prefill.size()) {
-        const Slot& sl = slots[size_t(to_prefill[j])];
-        if (j > i && int64_t(ids.size()) + sl.prompt_len > cfg_.prefill_tokens) break;
-        const auto& pr = requests[size_t(sl.prompt)].prompt;
-        for (int32_t t = 0; t < sl.prompt_len; ++t) {
-          ids.push_back(pr[size_t(t)]);
-          sl_ids.push_back(int32_t(to_prefill[j]));
-          pos.push_back(t);
-        }
-        rows.push_back(int32_t(ids.size()) - 1);
-        ++j;
-      }
+      const PrefillChunk ch = prefill_chunk(slots, to_prefill, i, requests, cfg_.prefill_tokens);
       arena_.reset();
-      const float* logits = host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_));
-      for (size_t r = 0; r < rows.size(); ++r) {
+      const float* logits =
+          host.read(model::forward_cached(model_, *cache_, ch.ids, ch.slots, ch.pos, ch.rows, arena_));
+      for (size_t r = 0; r < ch.rows.size(); ++r) {
         Slot& sl = slots[size_t(to_prefill[i + r])];
         sl.holds_prompt = sl.prompt;
         prompt_logits[sl.prompt].assign(logits + int64_t(r) * V, logits + int64_t(r + 1) * V);
         stats_.prompt_tokens += sl.prompt_len;
       }
-      stats_.prefill_tokens += int64_t(ids.size());
-      i = j;
+      stats_.prefill_tokens += int64_t(ch.ids.size());
+      i = ch.end;
     }
     stats_.prefill_seconds += t_prefill.seconds();
     // Each admitted sample gets the prompt's keys/values and draws its first token.
     Timer t_sample;
     for (int64_t si : admitted) {
+      take_prefilled_rows(slots, si, copy_prefix);
       Slot& sl = slots[size_t(si)];
-      if (sl.holds_prompt != sl.prompt) {  // its prompt was prefilled this round in another slot
-        for (size_t o = 0; o < slots.size(); ++o)
-          if (slots[o].holds_prompt == sl.prompt) {
-            copy_prefix(int64_t(o), si, sl.prompt_len);
-            break;
-          }
-        sl.holds_prompt = sl.prompt;
-      }
       const std::vector<float>& z = prompt_logits.at(sl.prompt);
       Draw d = sample_token(z.data(), V, params.sampling,
                             sample_uniform(params.sampling.seed, stream_id(requests, sl.prompt), sl.sample, 0),

@@ -13,6 +13,7 @@
 #include "kernels/cuda/graph.h"
 #include "kernels/cuda/sampling.h"
 #include "kernels/ops.h"
+#include "rollout/admission.h"
 #include "rollout/requests.h"
 #include "tensor/device_memory.h"
 #endif
@@ -70,13 +71,10 @@ void download(std::vector<T>& v, const T* dev, int64_t n) {
 }
 
 // The host's view of one KV-cache slot.
-struct HostSlot {
-  bool active = false;
-  int64_t prompt = -1, sample = -1, flat = -1;
-  int32_t prompt_len = 0, limit = 0;
-  int64_t holds_prompt = -1;  // rows [0, prompt_len) hold this prompt's keys/values
-  int32_t seen = 0;           // tokens already streamed (on_token) and checked for stop strings
-  std::string text;           // decoded completion so far, for stop strings
+struct HostSlot : SlotBase {
+  int32_t limit = 0;  // tokens it may generate
+  int32_t seen = 0;   // tokens already streamed (on_token) and checked for stop strings
+  std::string text;   // decoded completion so far, for stop strings
 };
 
 bool same_config(const cuda::SampleConfig& a, const cuda::SampleConfig& b) {
@@ -220,66 +218,34 @@ struct GpuEngine::Impl {
   std::vector<Completion> generate(const std::vector<Request>& requests, const GenerateParams& params,
                                    const std::function<void(int64_t, int64_t)>& on_progress, GenerateStats& stats);
   void admit(const std::vector<Request>& requests, const std::vector<int64_t>& first, const GenerateParams& params,
-             std::deque<std::pair<int64_t, int64_t>>& waiting, std::vector<HostSlot>& hs,
+             Waiting& waiting, std::vector<HostSlot>& hs,
              std::vector<Completion>& out, GenerateStats& stats);
 };
 
 // Fills free slots from the waiting samples: prompts new to the cache are prefilled (several per
 // forward) and the first tokens of all their samples drawn at once; the others copy a holder's rows.
 void GpuEngine::Impl::admit(const std::vector<Request>& requests, const std::vector<int64_t>& first,
-                            const GenerateParams& params, std::deque<std::pair<int64_t, int64_t>>& waiting,
+                            const GenerateParams& params, Waiting& waiting,
                             std::vector<HostSlot>& hs, std::vector<Completion>& out, GenerateStats& stats) {
-  std::vector<int64_t> admitted, to_prefill;
-  for (size_t si = 0; si < hs.size() && !waiting.empty(); ++si) {
-    HostSlot& sl = hs[si];
-    if (sl.active) continue;
-    auto [p, s] = waiting.front();
-    waiting.pop_front();
-    sl.active = true;
-    sl.prompt = p;
-    sl.sample = s;
-    sl.flat = first[size_t(p)] + s;
-    sl.prompt_len = int32_t(requests[size_t(p)].prompt.size());
+  auto copy_prefix = [&](int64_t src, int64_t dst, int64_t rows) { cache.copy_prefix(src, dst, rows); };
+  std::vector<int64_t> to_prefill;
+  const std::vector<int64_t> admitted = admit_waiting(hs, waiting, requests, first, to_prefill, copy_prefix);
+  for (int64_t si : admitted) {
+    HostSlot& sl = hs[size_t(si)];
     sl.limit = int32_t(std::min<int64_t>(params.max_new_tokens, L - sl.prompt_len));
     sl.seen = 0;
     sl.text.clear();
-    out[size_t(sl.flat)].prompt_index = p;
-    out[size_t(sl.flat)].sample_index = s;
-    admitted.push_back(int64_t(si));
-    if (sl.holds_prompt == p) continue;
-    sl.holds_prompt = -1;
-    // Copy the prompt's rows now, before this round's prefills can overwrite the source slot.
-    auto holder = std::find_if(hs.begin(), hs.end(), [&](const HostSlot& o) { return o.holds_prompt == p; });
-    if (holder != hs.end()) {
-      cache.copy_prefix(holder - hs.begin(), int64_t(si), sl.prompt_len);
-      sl.holds_prompt = p;
-      continue;
-    }
-    const bool pending = std::any_of(to_prefill.begin(), to_prefill.end(),
-                                     [&](int64_t x) { return hs[size_t(x)].prompt == p; });
-    if (!pending) to_prefill.push_back(int64_t(si));
+    out[size_t(sl.flat)].prompt_index = sl.prompt;
+    out[size_t(sl.flat)].sample_index = sl.sample;
   }
   if (admitted.empty()) return;
   Timer t_prefill;
   for (size_t i = 0; i < to_prefill.size();) {
-    std::vector<int32_t> tok_ids, sl_ids, tpos, rows;
-    size_t j = i;
-    while (j < to_prefill.size()) {
-      const HostSlot& sl = hs[size_t(to_prefill[j])];
-      if (j > i && int64_t(tok_ids.size()) + sl.prompt_len > cfg.prefill_tokens) break;
-      const auto& pr = requests[size_t(sl.prompt)].prompt;
-      for (int32_t t = 0; t < sl.prompt_len; ++t) {
-        tok_ids.push_back(pr[size_t(t)]);
-        sl_ids.push_back(int32_t(to_prefill[j]));
-        tpos.push_back(t);
-      }
-      rows.push_back(int32_t(tok_ids.size()) - 1);
-      ++j;
-    }
+    const PrefillChunk ch = prefill_chunk(hs, to_prefill, i, requests, cfg.prefill_tokens);
     prefill_arena.reset();
     const Tensor logits =
-        model::forward_cached(m, cache, tok_ids, sl_ids, tpos, rows, prefill_arena, DType::F32);
-    for (size_t r = 0; r < rows.size(); ++r) {
+        model::forward_cached(m, cache, ch.ids, ch.slots, ch.pos, ch.rows, prefill_arena, DType::F32);
+    for (size_t r = 0; r < ch.rows.size(); ++r) {
       HostSlot& sl = hs[size_t(to_prefill[i + r])];
       sl.holds_prompt = sl.prompt;
       const int64_t f0 = first[size_t(sl.prompt)];
@@ -290,20 +256,13 @@ void GpuEngine::Impl::admit(const std::vector<Request>& requests, const std::vec
                           ptr<int32_t>(zeros), nullptr, nullptr);
       stats.prompt_tokens += sl.prompt_len;
     }
-    stats.prefill_tokens += int64_t(tok_ids.size());
-    i = j;
+    stats.prefill_tokens += int64_t(ch.ids.size());
+    i = ch.end;
   }
   std::vector<int32_t> a_slots, a_flats, a_poss, a_limits;
   for (int64_t si : admitted) {
-    HostSlot& sl = hs[size_t(si)];
-    if (sl.holds_prompt != sl.prompt) {  // its prompt was prefilled this round in another slot
-      for (size_t o = 0; o < hs.size(); ++o)
-        if (hs[o].holds_prompt == sl.prompt) {
-          cache.copy_prefix(int64_t(o), si, sl.prompt_len);
-          break;
-        }
-      sl.holds_prompt = sl.prompt;
-    }
+    take_prefilled_rows(hs, si, copy_prefix);
+    const HostSlot& sl = hs[size_t(si)];
     a_slots.push_back(int32_t(si));
     a_flats.push_back(int32_t(sl.flat));
     a_poss.push_back(sl.prompt_len - 1);
@@ -327,7 +286,7 @@ std::vector<Completion> GpuEngine::Impl::generate(const std::vector<Request>& re
   const int64_t total = first.back();
   configure(params);
   std::vector<Completion> out(static_cast<size_t>(total));
-  std::deque<std::pair<int64_t, int64_t>> waiting;  // (prompt, sample)
+  Waiting waiting;
   std::vector<uint64_t> streams(static_cast<size_t>(total));
   int max_n = 1;
   for (size_t i = 0; i < requests.size(); ++i) {
