@@ -197,9 +197,7 @@ struct GpuEngine::Impl {
   // Sampling parameters and stop ids are baked into the captured steps: new ones drop the graphs.
   void configure(const GenerateParams& params) {
     const SamplingParams& sp = params.sampling;
-    R1_CHECK(sp.temperature >= 0 && sp.top_p > 0 && sp.top_p <= 1 && sp.top_k >= 0,
-             "sampling: temperature must be >= 0, top_p in (0, 1], top_k >= 0 (got {}, {}, {})", sp.temperature,
-             sp.top_p, sp.top_k);
+    check_sampling(sp);
     R1_CHECK(params.stop_ids.size() <= size_t(kMaxStopIds), "rollout: at most {} stop ids on the GPU (got {})",
              kMaxStopIds, params.stop_ids.size());
     cuda::SampleConfig c;

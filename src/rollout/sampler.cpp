@@ -16,12 +16,16 @@ double sample_uniform(uint64_t seed, int64_t prompt, int64_t sample, int64_t ste
   return uniform53(r);
 }
 
-Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, double u,
-                  std::vector<float>& scratch) {
-  R1_CHECK(V > 0, "sample_token: empty vocabulary");
+void check_sampling(const SamplingParams& p) {
   R1_CHECK(p.temperature >= 0 && p.top_p > 0 && p.top_p <= 1 && p.top_k >= 0,
            "sampling: temperature must be >= 0, top_p in (0, 1], top_k >= 0 (got {}, {}, {})", p.temperature,
            p.top_p, p.top_k);
+}
+
+Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, double u,
+                  std::vector<float>& scratch) {
+  R1_CHECK(V > 0, "sample_token: empty vocabulary");
+  check_sampling(p);
   const bool greedy = p.temperature == 0.0f;
   const double inv_t = greedy ? 1.0 : 1.0 / double(p.temperature);
   // Log-sum-exp of the tempered logits, for the reported log-prob.

@@ -22,6 +22,9 @@ struct Draw {
 // The uniform in [0, 1) for (seed, prompt, sample, step): Philox on a counter, independent of batching.
 double sample_uniform(uint64_t seed, int64_t prompt, int64_t sample, int64_t step);
 
+// Throws r1::Error naming the bad value unless temperature >= 0, top_p in (0, 1], top_k >= 0.
+void check_sampling(const SamplingParams& p);
+
 // Draws one token from logits (V). Truncation keeps the top_k most probable tokens (ties by lower
 // id), then the smallest prefix of them in that order whose probability reaches top_p of their mass;
 // the draw is an inverse CDF over the kept tokens in id order (what a parallel prefix sum over ids
