@@ -51,10 +51,7 @@ void add_demo(CLI::App& app) {
                   "an optional recipe file (recipes/demo.yaml) and dotted overrides, e.g. grpo.steps=200");
   cmd->callback([o, args] {
     train::Recipe recipe(demo_defaults(*o));
-    for (const std::string& a : *args) {
-      if (a.find('=') == std::string::npos) recipe.load_yaml(a);
-      else recipe.set(a);
-    }
+    recipe.apply_args(*args);
     o->digits = recipe.get<int>("task.digits");
     o->sft_steps = recipe.get<int>("task.base_steps");
     o->direct_share = float(recipe.get<double>("task.direct_share"));

@@ -54,7 +54,12 @@ std::vector<Problem> load_jsonl_problems(const std::string& path, const JsonlFie
              "{}: missing answer field '{}'", where, f.answer);
     std::string answer = as_text(j[f.answer]);
     if (f.gsm8k_answer) answer = gsm8k_gold(answer, where);
-    out.push_back({int64_t(out.size()), j[f.question].get<std::string>(), answer});
+    Problem p{int64_t(out.size()), j[f.question].get<std::string>(), answer, "", nullptr};
+    if (!f.type.empty() && j.contains(f.type)) {
+      R1_CHECK(j[f.type].is_string(), "{}: field '{}' (the prompt type) must be a string", where, f.type);
+      p.type = j[f.type].get<std::string>();
+    }
+    out.push_back(std::move(p));
   }
   R1_CHECK(!out.empty(), "dataset {} has no rows", path);
   return out;

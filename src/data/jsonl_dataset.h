@@ -12,6 +12,7 @@ struct JsonlFields {
   std::string question = "question";
   std::string answer = "answer";
   bool gsm8k_answer = false;  // the gold is the text after "####", thousands separators removed
+  std::string type;           // optional string field holding the prompt type (Problem::type); "" = none
 };
 
 // Field mapping of a preset name ("gsm8k", "math500", "aime24", "amc23"); others are an error.

@@ -16,6 +16,8 @@ struct Sample {
   std::string completion;  // the model's text
   std::string answer;      // gold answer (math); may be empty for rewards that need none
   nlohmann::json tests;    // unit tests (code); null when absent
+  std::string prompt;      // the prompt the completion answers (a neural reward model reads both)
+  std::string type;        // the problem's prompt type (data::Problem::type), for per-type rewards
 };
 
 struct Result {

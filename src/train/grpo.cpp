@@ -196,7 +196,8 @@ StepMetrics GrpoTrainer::step(int64_t step) {
       std::vector<int32_t> body = c.tokens;
       if (c.finish == rollout::FinishReason::Stop && !body.empty()) body.pop_back();  // drop EOS
       texts.push_back(codec_.decode(body));
-      rs.push_back({texts.back(), train_[size_t(req_problem[size_t(c.prompt_index)])].answer, nullptr});
+      const data::Problem& pb = train_[size_t(req_problem[size_t(c.prompt_index)])];
+      rs.push_back({texts.back(), pb.answer, nullptr, req_text[size_t(c.prompt_index)], pb.type});
     }
     std::vector<reward::Result> results = reward::score_batch(reward_, rs);
     t_reward += tw.seconds();

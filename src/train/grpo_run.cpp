@@ -19,25 +19,15 @@
 #include "train/metrics.h"
 #include "train/report.h"
 #include "train/run_dir.h"
+#include "train/run_inputs.h"
 
 namespace r1::train {
 
 nlohmann::json grpo_recipe_defaults() {
   return {
       {"device", "cpu"},  // cpu | cuda: where the model, its training and its rollouts run
-      {"model",
-       {{"path", ""},          // HF model directory; empty: a fresh random model from init_preset
-        {"tokenizer", ""},     // tokenizer directory (default: model.path); "byte": the built-in byte codec
-        {"init_preset", "tiny"},
-        {"init_arch", "qwen2"},
-        {"init_vocab_size", 0}}},
-      {"data",
-       {{"path", "data/gsm8k_train.jsonl"},
-        {"preset", "gsm8k"},   // gsm8k | math500 | aime24 | amc23 | custom (question_field, answer_field)
-        {"question_field", "question"},
-        {"answer_field", "answer"},
-        {"template", "r1-zero"},  // r1-zero | chat | none
-        {"prompt_suffix", ""}}},
+      {"model", model_section()},
+      {"data", data_section()},
       {"reward", {{"spec", "math+format:0.2"}}},
       {"grpo",
        {{"prompts_per_step", 8}, {"group_size", 8}, {"max_prompt_tokens", 512}, {"max_completion_tokens", 512},
@@ -51,7 +41,7 @@ nlohmann::json grpo_recipe_defaults() {
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1}}},
-      {"run", {{"dir", "runs"}, {"name", "grpo"}, {"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}}},
+      {"run", run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
   };
 }
 
@@ -101,51 +91,17 @@ GrpoConfig grpo_config(const Recipe& r) {
 
 std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before any compute.
-  const Device device = parse_device(r.get<std::string>("device"), "recipe key 'device'");
-  require_device(device, "recipe key 'device'");
-  const std::string model_path = r.get<std::string>("model.path");
-  std::string tok = r.get<std::string>("model.tokenizer");
-  if (tok.empty()) tok = model_path;
-  R1_CHECK(!tok.empty(), "recipe: model.tokenizer must be set when model.path is empty (a directory or \"byte\")");
-  std::unique_ptr<text::Codec> codec;
-  if (tok == "byte") codec = std::make_unique<text::ByteCodec>();
-  else codec = text::HfCodec::load(tok, model_path);
-
-  const std::string preset = r.get<std::string>("data.preset");
-  data::JsonlFields fields = preset == "custom"
-                                 ? data::JsonlFields{r.get<std::string>("data.question_field"),
-                                                     r.get<std::string>("data.answer_field"), false}
-                                 : data::preset_fields(preset);
-  std::vector<data::Problem> problems = data::load_jsonl_problems(r.get<std::string>("data.path"), fields);
+  const Device device = recipe_device(r);
+  std::unique_ptr<text::Codec> codec = load_codec(r);
+  std::vector<data::Problem> problems = load_problems(r);
   auto reward = reward::make_reward(r.get<std::string>("reward.spec"));
-
-  const std::string tmpl_name = r.get<std::string>("data.template");
-  const std::string suffix = r.get<std::string>("data.prompt_suffix");
-  std::shared_ptr<text::ChatTemplate> tmpl;
-  if (tmpl_name == "r1-zero") tmpl = std::make_shared<text::ChatTemplate>(text::ChatTemplate::builtin("r1-zero"));
-  else if (tmpl_name == "chat") tmpl = std::make_shared<text::ChatTemplate>(text::ChatTemplate::load(tok));
-  else R1_CHECK(tmpl_name == "none", "recipe: data.template must be r1-zero, chat or none (got '{}')", tmpl_name);
-  auto render = [tmpl, suffix](const data::Problem& p) {
-    if (!tmpl) return p.question + suffix;
-    nlohmann::ordered_json msgs = nlohmann::ordered_json::array({{{"role", "user"}, {"content", p.question + suffix}}});
-    return tmpl->render(msgs, true);
-  };
-
+  PromptRenderer render = make_renderer(r);
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
-  std::unique_ptr<model::Transformer> m;
-  if (!model_path.empty()) {
-    m = std::make_unique<model::Transformer>(model::load_model(model_path, device));
-  } else {
-    model::ModelConfig mc = model::preset_config(r.get<std::string>("model.init_preset"), r.get<std::string>("model.init_arch"));
-    int v = r.get<int>("model.init_vocab_size");
-    model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec->vocab_size()));
-    m = std::make_unique<model::Transformer>(mc, device);
-    m->init_random(gc.seed);
-  }
+  std::unique_ptr<model::Transformer> m = load_or_init_model(r, *codec, device, gc.seed);
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
 
-  RunDir run(fs::join(r.get<std::string>("run.dir"), r.get<std::string>("run.name")));
+  RunDir run(run_path(r));
   int64_t start = 0;
   std::optional<int64_t> resume_step;
   if (opts.resume) {
@@ -194,7 +150,8 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
     if (opts.stop_after >= 0 && step == opts.stop_after) std::_Exit(137);  // as abrupt as kill -9
   }
   bar.finish();
-  log::info("report: {}", write_report(run.path()));
+  export_model(*m, tokenizer_source(r), run.file("model"));
+  log::info("model: {}; report: {}", run.file("model"), write_report(run.path()));
   return run.path();
 }
 

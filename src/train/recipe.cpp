@@ -469,4 +469,11 @@ std::string Recipe::to_yaml() const {
   return std::string(out.c_str()) + "\n";
 }
 
+void Recipe::apply_args(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a.find('=') == std::string::npos) load_yaml(a);
+    else set(a);
+  }
+}
+
 }  // namespace r1::train

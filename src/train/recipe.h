@@ -33,6 +33,10 @@ class Recipe {
   // (comma-separated "a,b", or a YAML flow sequence "[a, b]"; an empty value is the empty list).
   void set(const std::string& assignment);
 
+  // Command-line arguments in order: an argument with '=' is an override (set), any other a YAML file
+  // (load_yaml), so `r1 CMD recipe.yaml train.lr=1e-6` and `r1 CMD train.lr=1e-6` both work.
+  void apply_args(const std::vector<std::string>& args);
+
   // The value at a dotted path (a leaf or a whole section); throws if absent or not convertible to T.
   template <typename T>
   T get(const std::string& dotted) const {

@@ -1,0 +1,119 @@
+#include "train/run_inputs.h"
+
+#include <filesystem>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "data/jsonl_dataset.h"
+#include "model/checkpoint.h"
+#include "tensor/device_memory.h"
+#include "text/chat_template.h"
+#include "text/hf_codec.h"
+
+namespace r1::train {
+
+nlohmann::json model_section() {
+  return {{"path", ""},        // HF model directory; empty: a fresh random model from init_preset
+          {"tokenizer", ""},   // tokenizer directory (default: path); "byte": the built-in byte codec
+          {"init_preset", "tiny"},
+          {"init_arch", "qwen2"},
+          {"init_vocab_size", 0}};
+}
+
+nlohmann::json data_section(const std::string& path, const std::string& preset) {
+  return {{"path", path},
+          {"preset", preset},  // gsm8k | math500 | aime24 | amc23 | custom (the *_field keys)
+          {"question_field", "question"},
+          {"answer_field", "answer"},
+          {"type_field", "type"},      // custom: the field holding a prompt type (optional per row)
+          {"template", "r1-zero"},     // r1-zero | chat | none
+          {"prompt_suffix", ""}};
+}
+
+nlohmann::json run_section(const std::string& name, nlohmann::json extra) {
+  nlohmann::json j = {{"dir", "runs"}, {"name", name}};
+  for (auto& [k, v] : extra.items()) j[k] = v;
+  return j;
+}
+
+Device recipe_device(const Recipe& r) {
+  const Device d = parse_device(r.get<std::string>("device"), "recipe key 'device'");
+  require_device(d, "recipe key 'device'");
+  return d;
+}
+
+std::string tokenizer_source(const Recipe& r, const std::string& section) {
+  std::string tok = r.get<std::string>(section + ".tokenizer");
+  if (tok.empty()) tok = r.get<std::string>(section + ".path");
+  R1_CHECK(!tok.empty(), "recipe: {0}.tokenizer must be set when {0}.path is empty (a directory or \"byte\")",
+           section);
+  return tok;
+}
+
+std::unique_ptr<text::Codec> load_codec(const Recipe& r, const std::string& section) {
+  const std::string tok = tokenizer_source(r, section);
+  if (tok == "byte") return std::make_unique<text::ByteCodec>();
+  const std::string model_path = r.get<std::string>(section + ".path");
+  return text::HfCodec::load(tok, model_path.empty() ? tok : model_path);
+}
+
+std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
+                                                       uint64_t seed, bool trainable, const std::string& section) {
+  const std::string path = r.get<std::string>(section + ".path");
+  if (!path.empty()) {
+    R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
+             "(no config.json)", section, path);
+    return std::make_unique<model::Transformer>(model::load_model(path, device, trainable));
+  }
+  model::ModelConfig mc =
+      model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
+  const int v = r.get<int>(section + ".init_vocab_size");
+  model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec.vocab_size()));
+  auto m = std::make_unique<model::Transformer>(mc, device, trainable);
+  m->init_random(seed);
+  return m;
+}
+
+std::vector<data::Problem> load_problems(const Recipe& r, const std::string& section) {
+  const std::string preset = r.get<std::string>(section + ".preset");
+  data::JsonlFields fields =
+      preset == "custom" ? data::JsonlFields{r.get<std::string>(section + ".question_field"),
+                                             r.get<std::string>(section + ".answer_field"), false, ""}
+                         : data::preset_fields(preset);
+  if (preset == "custom") fields.type = r.get<std::string>(section + ".type_field");
+  const std::string path = r.get<std::string>(section + ".path");
+  R1_CHECK(fs::exists(path), "recipe key '{}.path': {} does not exist", section, path);
+  return data::load_jsonl_problems(path, fields);
+}
+
+PromptRenderer make_renderer(const Recipe& r, const std::string& section, const std::string& model_section) {
+  const std::string name = r.get<std::string>(section + ".template");
+  const std::string suffix = r.get<std::string>(section + ".prompt_suffix");
+  std::shared_ptr<text::ChatTemplate> tmpl;
+  if (name == "r1-zero") tmpl = std::make_shared<text::ChatTemplate>(text::ChatTemplate::builtin("r1-zero"));
+  else if (name == "chat")
+    tmpl = std::make_shared<text::ChatTemplate>(text::ChatTemplate::load(tokenizer_source(r, model_section)));
+  else R1_CHECK(name == "none", "recipe key '{}.template' must be r1-zero, chat or none (got '{}')", section, name);
+  return [tmpl, suffix](const data::Problem& p) {
+    if (!tmpl) return p.question + suffix;
+    nlohmann::ordered_json msgs =
+        nlohmann::ordered_json::array({{{"role", "user"}, {"content", p.question + suffix}}});
+    return tmpl->render(msgs, true);
+  };
+}
+
+std::string run_path(const Recipe& r) { return fs::join(r.get<std::string>("run.dir"), r.get<std::string>("run.name")); }
+
+void export_model(const model::Transformer& m, const std::string& tokenizer, const std::string& dir) {
+  model::save_model(m, dir);
+  if (tokenizer.empty() || tokenizer == "byte" || tokenizer == dir) return;
+  static const char* kFiles[] = {"tokenizer.json",          "tokenizer_config.json", "special_tokens_map.json",
+                                 "chat_template.jinja",     "generation_config.json", "vocab.json",
+                                 "merges.txt",              "added_tokens.json"};
+  for (const char* f : kFiles) {
+    const std::string src = fs::join(tokenizer, f);
+    if (fs::exists(src)) fs::write_file_atomic(fs::join(dir, f), fs::read_file(src));
+  }
+}
+
+}  // namespace r1::train

@@ -1,0 +1,57 @@
+#pragma once
+// The recipe sections every command shares ("model", "data", "run") and what they load: the
+// tokenizer, the model (from an HF directory or freshly initialised), the problems of a JSONL file
+// with a field preset, and the prompt renderer. One place, so `r1 grpo`, `sft`, `sample`, `eval` and
+// `rm` read the same keys the same way and fail on the same bad input with the same message.
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/problem.h"
+#include "model/transformer.h"
+#include "tensor/tensor.h"
+#include "text/codec.h"
+#include "train/recipe.h"
+
+namespace r1::train {
+
+// {"path", "tokenizer", "init_preset", "init_arch", "init_vocab_size"}: an HF model directory, or a
+// fresh random model of a preset when path is empty.
+nlohmann::json model_section();
+// {"path", "preset", "question_field", "answer_field", "type_field", "template", "prompt_suffix"}.
+nlohmann::json data_section(const std::string& path = "data/gsm8k_train.jsonl", const std::string& preset = "gsm8k");
+// {"dir", "name"} plus the given extra keys: where the command writes (RUN = dir/name).
+nlohmann::json run_section(const std::string& name, nlohmann::json extra = nlohmann::json::object());
+
+// The recipe's `device`, checked to be usable here.
+Device recipe_device(const Recipe& r);
+
+// model.tokenizer, or model.path when empty; "byte" is the built-in byte codec. Errors name the key.
+std::string tokenizer_source(const Recipe& r, const std::string& section = "model");
+std::unique_ptr<text::Codec> load_codec(const Recipe& r, const std::string& section = "model");
+
+// The model of `section` on `device`: loaded from section.path, or a fresh model of section.init_*
+// (vocabulary from the codec unless init_vocab_size is set) initialised from `seed`.
+std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
+                                                       uint64_t seed, bool trainable = true,
+                                                       const std::string& section = "model");
+
+// The problems of section.path under section.preset (or the custom field names).
+std::vector<data::Problem> load_problems(const Recipe& r, const std::string& section = "data");
+
+// Question -> prompt text under section.template: "r1-zero", "chat" (the tokenizer's chat template)
+// or "none" (the question itself), with section.prompt_suffix appended to the question.
+using PromptRenderer = std::function<std::string(const data::Problem&)>;
+PromptRenderer make_renderer(const Recipe& r, const std::string& section = "data",
+                             const std::string& model_section = "model");
+
+// The run directory a recipe names: run.dir/run.name.
+std::string run_path(const Recipe& r);
+
+// Saves `m` as an HF directory at `dir` and copies the tokenizer files from `tokenizer` (a directory;
+// nothing for "byte"), so `dir` is a complete model that r1, transformers and vLLM load on its own.
+void export_model(const model::Transformer& m, const std::string& tokenizer, const std::string& dir);
+
+}  // namespace r1::train
