@@ -134,8 +134,10 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   };
 
   Progress bar("grpo", steps - start, "step");
+  StepMetrics last;
   for (int64_t step = start; step < steps; ++step) {
     StepMetrics mt = trainer.step(step);
+    last = mt;
     metrics.log(step, Scalars(mt.begin(), mt.end()));
     if (samples_every > 0 && step % samples_every == 0) {
       std::vector<nlohmann::json> rows;
@@ -151,6 +153,11 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   }
   bar.finish();
   export_model(*m, tokenizer_source(r), run.file("model"));
+  // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
+  nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
+  for (const char* k : {"reward/mean", "accuracy", "format_rate", "response_length/mean", "kl"})
+    if (last.count(k)) summary[k] = last.at(k);
+  write_summary(run.path(), summary);
   log::info("model: {}; report: {}", run.file("model"), write_report(run.path()));
   return run.path();
 }

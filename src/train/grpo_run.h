@@ -6,15 +6,13 @@
 #include <string>
 
 #include "train/recipe.h"
+#include "train/run_inputs.h"
 
 namespace r1::train {
 
 nlohmann::json grpo_recipe_defaults();
 
-struct GrpoRunOptions {
-  bool resume = false;       // continue from the latest complete checkpoint of the run directory
-  int64_t stop_after = -1;   // testing: end the process abruptly after this step, as a kill would
-};
+using GrpoRunOptions = RunOptions;  // resume: from the latest complete checkpoint
 
 // Runs the recipe to its last step; returns the run directory.
 std::string run_grpo(const Recipe& recipe, const GrpoRunOptions& opts);

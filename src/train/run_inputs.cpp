@@ -116,4 +116,18 @@ void export_model(const model::Transformer& m, const std::string& tokenizer, con
   }
 }
 
+void write_summary(const std::string& run_dir, const nlohmann::json& summary) {
+  fs::write_file_atomic(fs::join(run_dir, "summary.json"), summary.dump(2) + "\n");
+}
+
+nlohmann::json read_summary(const std::string& run_dir) {
+  const std::string path = fs::join(run_dir, "summary.json");
+  R1_CHECK(fs::exists(path), "{} does not exist: the run in {} has not finished", path, run_dir);
+  try {
+    return nlohmann::json::parse(fs::read_file(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+}
+
 }  // namespace r1::train

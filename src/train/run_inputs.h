@@ -50,6 +50,17 @@ PromptRenderer make_renderer(const Recipe& r, const std::string& section = "data
 // The run directory a recipe names: run.dir/run.name.
 std::string run_path(const Recipe& r);
 
+// How a command runs (every `r1 CMD` that writes a run directory takes these).
+struct RunOptions {
+  bool resume = false;       // continue from what the run directory already holds
+  int64_t stop_after = -1;   // testing: end the process abruptly after this step, as a kill would
+};
+
+// RUN/summary.json, written atomically when a command finishes: its headline numbers (final loss,
+// accuracy, acceptance rate...). Its presence says the command completed; pipelines record it.
+void write_summary(const std::string& run_dir, const nlohmann::json& summary);
+nlohmann::json read_summary(const std::string& run_dir);  // throws naming the file when absent
+
 // Saves `m` as an HF directory at `dir` and copies the tokenizer files from `tokenizer` (a directory;
 // nothing for "byte"), so `dir` is a complete model that r1, transformers and vLLM load on its own.
 void export_model(const model::Transformer& m, const std::string& tokenizer, const std::string& dir);
