@@ -28,7 +28,7 @@ nlohmann::json grpo_recipe_defaults() {
       {"device", "cpu"},  // cpu | cuda: where the model, its training and its rollouts run
       {"model", model_section()},
       {"data", data_section()},
-      {"reward", {{"spec", "math+format:0.2"}}},
+      {"reward", reward_section()},
       {"grpo",
        {{"prompts_per_step", 8}, {"group_size", 8}, {"max_prompt_tokens", 512}, {"max_completion_tokens", 512},
         {"temperature", 1.0}, {"top_p", 1.0}, {"top_k", 0}, {"rollout_batch", 64},
@@ -94,7 +94,7 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   const Device device = recipe_device(r);
   std::unique_ptr<text::Codec> codec = load_codec(r);
   std::vector<data::Problem> problems = load_problems(r);
-  auto reward = reward::make_reward(r.get<std::string>("reward.spec"));
+  auto reward = make_recipe_reward(r);
   PromptRenderer render = make_renderer(r);
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);

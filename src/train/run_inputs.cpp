@@ -6,6 +6,7 @@
 #include "base/fs.h"
 #include "data/jsonl_dataset.h"
 #include "model/checkpoint.h"
+#include "reward/composite.h"
 #include "tensor/device_memory.h"
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
@@ -34,6 +35,12 @@ nlohmann::json run_section(const std::string& name, nlohmann::json extra) {
   nlohmann::json j = {{"dir", "runs"}, {"name", name}};
   for (auto& [k, v] : extra.items()) j[k] = v;
   return j;
+}
+
+nlohmann::json reward_section(const std::string& spec) { return {{"spec", spec}}; }
+
+std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::string& section) {
+  return reward::make_reward(r.get<std::string>(section + ".spec"));
 }
 
 Device recipe_device(const Recipe& r) {

@@ -11,6 +11,7 @@
 
 #include "data/problem.h"
 #include "model/transformer.h"
+#include "reward/reward.h"
 #include "tensor/tensor.h"
 #include "text/codec.h"
 #include "train/recipe.h"
@@ -24,6 +25,10 @@ nlohmann::json model_section();
 nlohmann::json data_section(const std::string& path = "data/gsm8k_train.jsonl", const std::string& preset = "gsm8k");
 // {"dir", "name"} plus the given extra keys: where the command writes (RUN = dir/name).
 nlohmann::json run_section(const std::string& name, nlohmann::json extra = nlohmann::json::object());
+
+// {"spec"}: the reward a recipe scores with ("math+format:0.2", reward/composite.h).
+nlohmann::json reward_section(const std::string& spec = "math+format:0.2");
+std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::string& section = "reward");
 
 // The recipe's `device`, checked to be usable here.
 Device recipe_device(const Recipe& r);
