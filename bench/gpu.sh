@@ -56,17 +56,16 @@ pack() {
   ls -la .gpu .gpu/lib
 }
 
-run() {
-  local out=${OUT:-/tmp/r1-gpu-out}
-  mkdir -p "$out"
+# Unpacks .gpu/ and points LD_LIBRARY_PATH at the bundled libraries (sets $lib and $py_env).
+unpack() {
   [[ -e .gpu/r1_tests.gz || -x .gpu/r1_tests ]] || { echo "gpu.sh: .gpu/r1_tests missing: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
   gunzip -f .gpu/*.gz .gpu/bench/*.gz 2>/dev/null || true
   # shellcheck disable=SC1091
   source .gpu/build_info
-  local lib=/tmp/r1-gpu-lib
+  lib=/tmp/r1-gpu-lib
   # Python (torch) keeps the machine's own library path: our bundled libcudart and libgomp must
   # not shadow the ones torch ships with.
-  local py_env=(env "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}")
+  py_env=(env "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}")
   rm -rf "$lib" && mkdir -p "$lib" && cp .gpu/lib/* "$lib"/ && gunzip -f "$lib"/*.gz 2>/dev/null || true
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # cuBLASLt (and anything else still missing): look in the usual CUDA and pip locations.
@@ -84,6 +83,19 @@ run() {
   # gpu_parity.py runs r1 through this wrapper, which brings back the bundled libraries.
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s/.gpu/r1" "$@"\n' "$LD_LIBRARY_PATH" "$ROOT" >"$lib/r1"
   chmod +x "$lib/r1"
+}
+
+# bash bench/gpu.sh r1 ARGS...: the carried r1 program on the GPU machine (e.g. a pipeline run:
+# r1 pipeline recipes/pipeline_distill_demo.yaml device=cuda dir=$OUT/distill).
+r1cmd() {
+  unpack
+  exec .gpu/r1 "$@"
+}
+
+run() {
+  local out=${OUT:-/tmp/r1-gpu-out}
+  mkdir -p "$out"
+  unpack
   {
     echo "== build $GIT_REV ($BUILT), host $(hostname)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
@@ -198,5 +210,6 @@ left() {
 case ${1:-} in
   pack) pack ;;
   run) run ;;
-  *) echo "usage: bash bench/gpu.sh pack|run" >&2; exit 2 ;;
+  r1) shift; r1cmd "$@" ;;
+  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS..." >&2; exit 2 ;;
 esac

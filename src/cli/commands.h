@@ -13,5 +13,10 @@ void add_chat(CLI::App& app);
 void add_grpo(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_reward(CLI::App& app);
+void add_pipeline(CLI::App& app);
+void add_sample(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_sft(CLI::App& app);
+void add_rm(CLI::App& app);
 
 }  // namespace r1::cli

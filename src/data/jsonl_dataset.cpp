@@ -9,7 +9,8 @@ namespace r1::data {
 
 JsonlFields preset_fields(const std::string& preset) {
   if (preset == "gsm8k") return {"question", "answer", true};
-  if (preset == "math500" || preset == "aime24" || preset == "amc23") return {"problem", "answer", false};
+  if (preset == "math500") return {"problem", "answer", false, "", {"subject", "level"}};
+  if (preset == "aime24" || preset == "amc23") return {"problem", "answer", false, "", {"id"}};
   fail("unknown dataset preset '{}' (gsm8k, math500, aime24, amc23)", preset);
 }
 
@@ -59,6 +60,8 @@ std::vector<Problem> load_jsonl_problems(const std::string& path, const JsonlFie
       R1_CHECK(j[f.type].is_string(), "{}: field '{}' (the prompt type) must be a string", where, f.type);
       p.type = j[f.type].get<std::string>();
     }
+    for (const std::string& key : f.meta)
+      if (j.contains(key)) p.meta[key] = j[key];
     out.push_back(std::move(p));
   }
   R1_CHECK(!out.empty(), "dataset {} has no rows", path);

@@ -105,6 +105,8 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   const bool all_rows = in.logit_rows.empty() || in.logit_rows.numel() == 0;
   const int64_t R = all_rows ? T : in.logit_rows.numel();
   const float eps = float(c.rms_norm_eps), scale = 1.0f / std::sqrt(float(HD));
+  R1_CHECK(!P.lm_head.empty(), "forward_cached: the model is a sequence classifier (num_labels = {}): it has "
+           "no lm_head to generate with", c.num_labels);
   const DType cd = m.compute_dtype();
   R1_CHECK(T > 0, "forward_cached: no tokens");
   R1_CHECK(a.device() == m.device() && cache.device == m.device() && cache.dtype == cd,

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/rng.h"
 #include "model/safetensors.h"
 
 namespace r1::model {
@@ -18,10 +19,12 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
   if (name.find("rotary_emb.inv_freq") != std::string::npos) return true;
   return c.tie_word_embeddings && name == "lm_head.weight";
 }
-}  // namespace
 
-Transformer load_model(const std::string& dir, Device device, bool trainable) {
-  ModelConfig cfg = load_config(fs::join(dir, "config.json"));
+// A model of `cfg` with every tensor read from `dir`, except `fresh` (when named): the score head of a
+// classifier built on a causal LM, drawn from normal(0, std) with the stream init_random would use.
+// Tensors the layout does not use are errors, except a backbone's lm_head.
+Transformer read_model(const std::string& dir, const ModelConfig& cfg, Device device, bool trainable,
+                       const std::string& fresh = "", uint64_t seed = 0, float std = 0.0f) {
   Transformer m(cfg, device, trainable);
   SafetensorsReader reader(dir);
   std::set<std::string> expected;
@@ -29,18 +32,43 @@ Transformer load_model(const std::string& dir, Device device, bool trainable) {
   std::vector<float> host;
   if (device != Device::CPU) host.assign(size_t(m.params().flat.numel()), 0.0f);
   float* base = device == Device::CPU ? m.params().flat.f32() : host.data();
-  for (const ParamSpec& s : m.specs()) {
+  for (size_t i = 0; i < m.specs().size(); ++i) {
+    const ParamSpec& s = m.specs()[i];
+    if (s.name == fresh) {
+      Rng rng(seed, i);
+      for (int64_t j = 0; j < s.numel(); ++j) base[s.offset + j] = std * rng.normal();
+      continue;
+    }
     R1_CHECK(reader.contains(s.name), "{}: checkpoint has no tensor '{}' required by the {} config",
              dir, s.name, cfg.model_type);
     reader.read_f32(s.name, s.shape, base + s.offset);
     expected.insert(s.name);
   }
   for (const std::string& name : reader.names())
-    R1_CHECK(expected.count(name) || ignorable(name, cfg),
+    R1_CHECK(expected.count(name) || ignorable(name, cfg) || (!fresh.empty() && name == "lm_head.weight"),
              "{}: checkpoint has tensor '{}' that a {} model with this config does not use", dir, name,
              cfg.model_type);
   if (device != Device::CPU) m.set_weights(host.data());
   return m;
+}
+}  // namespace
+
+Transformer load_model(const std::string& dir, Device device, bool trainable) {
+  return read_model(dir, load_config(fs::join(dir, "config.json")), device, trainable);
+}
+
+Transformer load_classifier(const std::string& dir, int num_labels, uint64_t seed, Device device, bool trainable,
+                            float std) {
+  R1_CHECK(num_labels > 0, "load_classifier: num_labels must be > 0 (got {})", num_labels);
+  const std::string config_path = fs::join(dir, "config.json");
+  ModelConfig cfg = load_config(config_path);
+  if (cfg.has_score_head()) {
+    R1_CHECK(cfg.num_labels == num_labels, "{}: a classifier with {} labels, not the {} wanted", config_path,
+             cfg.num_labels, num_labels);
+    return read_model(dir, cfg, device, trainable);
+  }
+  cfg.num_labels = num_labels;
+  return read_model(dir, cfg, device, trainable, "score.weight", seed, std);
 }
 
 void save_model(const Transformer& m, const std::string& dir, DType dtype) {

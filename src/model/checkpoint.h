@@ -14,6 +14,13 @@ namespace r1::model {
 // uploaded.
 Transformer load_model(const std::string& dir, Device device = Device::CPU, bool trainable = true);
 
+// Loads `dir` as a sequence classifier with `num_labels` outputs (a reward model has 1). A directory
+// that already is one loads as load_model does; a causal LM becomes its backbone: the lm_head is
+// dropped and the score head is drawn fresh from normal(0, std) with `seed`. A classifier with
+// another num_labels is an error naming both counts.
+Transformer load_classifier(const std::string& dir, int num_labels, uint64_t seed, Device device = Device::CPU,
+                            bool trainable = true, float std = 0.02f);
+
 // Writes config.json and model.safetensors into `dir` (created if missing) as `dtype` (F32 or
 // BF16). Files are written under temporary names first and renamed into place, config.json last,
 // so an interrupted save never leaves a directory that loads as a valid, different model. A CUDA

@@ -169,6 +169,7 @@ void validate(const ModelConfig& c, const std::string& source) {
            source, c.rope_theta);
   R1_CHECK(c.hidden_act == "silu", "{}: unsupported hidden_act '{}' (supported: silu)", source,
            c.hidden_act);
+  R1_CHECK(c.num_labels >= 0, "{}: 'num_labels' must be >= 0 (got {})", source, c.num_labels);
   if (c.rope_scaling.type == "llama3") {
     const RopeScaling& r = c.rope_scaling;
     R1_CHECK(r.factor > 0, "{}: rope_scaling.factor must be > 0 (got {})", source, r.factor);
@@ -183,6 +184,37 @@ void validate(const ModelConfig& c, const std::string& source) {
              "{}: unsupported rope type '{}' (supported: default, llama3)", source,
              c.rope_scaling.type);
   }
+}
+
+// 0 for a causal LM; for an architecture "*ForSequenceClassification", the number of labels as HF
+// counts them: id2label's size, else num_labels, else transformers' default of 2.
+int parse_num_labels(const json& j, const std::string& source) {
+  const json* arch = find_key(j, "architectures");
+  bool classifier = false;
+  if (arch && arch->is_array())
+    for (const json& a : *arch) {
+      const std::string suffix = "ForSequenceClassification";
+      classifier |= a.is_string() && a.get<std::string>().size() > suffix.size() &&
+                    a.get<std::string>().ends_with(suffix);
+    }
+  if (!classifier) return 0;
+  int n = 2;
+  if (const json* labels = find_key(j, "id2label")) {
+    R1_CHECK(labels->is_object(), "{}: key 'id2label' must be an object (got {})", source, shown(*labels));
+    n = int(labels->size());
+  } else if (find_key(j, "num_labels")) {
+    n = required_int(j, "num_labels", source);
+  }
+  R1_CHECK(n >= 1, "{}: a sequence classifier needs at least one label (got {})", source, n);
+  return n;
+}
+
+const char* architecture_name(const ModelConfig& c) {
+  const bool cls = c.has_score_head();
+  if (c.model_type == "qwen2") return cls ? "Qwen2ForSequenceClassification" : "Qwen2ForCausalLM";
+  if (c.model_type == "llama") return cls ? "LlamaForSequenceClassification" : "LlamaForCausalLM";
+  if (c.model_type == "qwen3") return cls ? "Qwen3ForSequenceClassification" : "Qwen3ForCausalLM";
+  return nullptr;
 }
 
 int parse_int_value(const std::string& key, const std::string& s) {
@@ -244,11 +276,17 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
   return inv;
 }
 
+int ModelConfig::pad_or_eos() const {
+  if (pad_token_id >= 0) return pad_token_id;
+  return eos_token_ids.empty() ? -1 : eos_token_ids[0];
+}
+
 long long ModelConfig::num_parameters() const {
   const long long V = vocab_size, C = hidden_size, I = intermediate_size;
   const long long Q = q_dim(), KV = kv_dim(), HD = head_dim;
   long long n = V * C;
-  if (!tie_word_embeddings) n += V * C;
+  if (has_score_head()) n += 1LL * num_labels * C;  // the score head replaces the lm_head
+  else if (!tie_word_embeddings) n += V * C;
   long long layer = 2 * C;                  // input and post-attention RMSNorm
   layer += C * Q + 2 * C * KV + Q * C;      // q, k, v, o
   if (attention_bias) layer += Q + 2 * KV;  // q, k, v biases
@@ -316,6 +354,8 @@ ModelConfig config_from_json(const json& j, const std::string& source) {
       c.eos_token_ids.push_back(as_int(*eos, "eos_token_id", source));
     }
   }
+  c.pad_token_id = optional_int(j, "pad_token_id", source, -1);
+  c.num_labels = parse_num_labels(j, source);
   if (const json* d = find_key(j, "torch_dtype")) {
     c.torch_dtype = as_string(*d, "torch_dtype", source);
   } else if (const json* d2 = find_key(j, "dtype")) {
@@ -350,10 +390,7 @@ ModelConfig load_config(const std::string& path) {
 
 json config_to_json(const ModelConfig& c) {
   json j = json::object();
-  const char* arch = c.model_type == "qwen2"   ? "Qwen2ForCausalLM"
-                     : c.model_type == "llama" ? "LlamaForCausalLM"
-                     : c.model_type == "qwen3" ? "Qwen3ForCausalLM"
-                                               : nullptr;
+  const char* arch = architecture_name(c);
   R1_CHECK(arch, "config: unsupported model_type '{}' (supported: {})", c.model_type,
            join_list(supported_model_types()));
   j["architectures"] = json::array({arch});
@@ -402,6 +439,19 @@ json config_to_json(const ModelConfig& c) {
     j["eos_token_id"] = c.eos_token_ids[0];
   } else {
     j["eos_token_id"] = c.eos_token_ids;
+  }
+  if (c.has_score_head()) {
+    // HF pools a classifier's output at the last token that is not pad_token_id, so it needs one.
+    json id2label = json::object(), label2id = json::object();
+    for (int i = 0; i < c.num_labels; ++i) {
+      id2label[std::to_string(i)] = fmt::format("LABEL_{}", i);
+      label2id[fmt::format("LABEL_{}", i)] = i;
+    }
+    j["id2label"] = id2label;
+    j["label2id"] = label2id;
+    j["pad_token_id"] = c.pad_or_eos() >= 0 ? json(c.pad_or_eos()) : json(nullptr);
+  } else if (c.pad_token_id >= 0) {
+    j["pad_token_id"] = c.pad_token_id;
   }
   j["torch_dtype"] = c.torch_dtype;
   return j;

@@ -34,10 +34,17 @@ struct ModelConfig {
   std::string hidden_act = "silu";
   int bos_token_id = -1;
   std::vector<int> eos_token_ids;
+  int pad_token_id = -1;  // -1: none given
   std::string torch_dtype = "float32";
+  // 0: a causal LM (lm_head). > 0: a sequence classifier (*ForSequenceClassification) whose
+  // `score` head maps the final hidden state to num_labels outputs; a reward model has 1.
+  int num_labels = 0;
 
   int q_dim() const { return num_attention_heads * head_dim; }
   int kv_dim() const { return num_key_value_heads * head_dim; }
+  bool has_score_head() const { return num_labels > 0; }
+  // The pad id HF's sequence classifiers pool by: pad_token_id, else the first EOS, else -1.
+  int pad_or_eos() const;
   // Rotary inverse frequencies (HD/2), with rope scaling applied, as HF computes them.
   std::vector<float> rope_inv_freq() const;
   // Number of parameters (tied embeddings counted once).

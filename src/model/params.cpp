@@ -42,7 +42,8 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
     add(p + "mlp.down_proj.weight", {C, I});
   }
   add("model.norm.weight", {C});
-  if (!c.tie_word_embeddings) add("lm_head.weight", {V, C});
+  if (c.has_score_head()) add("score.weight", {c.num_labels, C});
+  else if (!c.tie_word_embeddings) add("lm_head.weight", {V, C});
   int64_t off = 0;
   for (auto& s : specs) {
     s.offset = off;
@@ -101,7 +102,8 @@ Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, vo
     p.layers.push_back(lp);
   }
   p.final_norm = get("model.norm.weight");
-  p.lm_head = c.tie_word_embeddings ? p.embed : get("lm_head.weight");
+  if (c.has_score_head()) p.score = get("score.weight");
+  else p.lm_head = c.tie_word_embeddings ? p.embed : get("lm_head.weight");
   p.flat = Tensor(base, dtype, {total_params(specs)}, device);
   return p;
 }

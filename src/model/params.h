@@ -18,7 +18,8 @@ struct ParamSpec {
   int64_t numel() const;
 };
 
-// Every parameter of the architecture, in a fixed order. Tied embeddings have no lm_head entry.
+// Every parameter of the architecture, in a fixed order. Tied embeddings have no lm_head entry; a
+// sequence classifier (num_labels > 0) has "score.weight" (num_labels, C) in the lm_head's place.
 std::vector<ParamSpec> param_specs(const ModelConfig& c);
 int64_t total_params(const std::vector<ParamSpec>& specs);
 
@@ -35,7 +36,8 @@ struct Params {
   Tensor embed;       // (V, C)
   std::vector<LayerParams> layers;
   Tensor final_norm;  // (C)
-  Tensor lm_head;     // (V, C); the same memory as embed when tied
+  Tensor lm_head;     // (V, C); the same memory as embed when tied; empty for a classifier
+  Tensor score;       // (num_labels, C) for a classifier (reward model), else empty
   Tensor flat;        // (N): everything
 };
 

@@ -25,6 +25,21 @@ bool resolve(Recompute r, Device d) { return r == Recompute::On || (r == Recompu
 }  // namespace
 
 Tensor TrainState::forward(const Transformer& m, const Batch& batch, float temperature) {
+  R1_CHECK(!m.params().lm_head.empty(),
+           "forward: the model is a sequence classifier (num_labels = {}) with no lm_head; use score_forward",
+           m.config().num_labels);
+  forward_trunk(m, batch);
+  const int64_t T = batch.tokens();
+  temperature_ = temperature;
+  head_ = Head::LogProbs;
+  logp_ = arena_.alloc_f32({T});
+  lse_ = arena_.alloc_f32({T});
+  entropy_ = arena_.alloc_f32({T});
+  ops::token_logprobs_forward(logp_, lse_, entropy_, lnf, m.params().lm_head, targets_, temperature, vocab_chunk);
+  return logp_;
+}
+
+void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
   const int64_t T = batch.tokens(), C = c.hidden_size, I = c.intermediate_size;
@@ -48,7 +63,6 @@ Tensor TrainState::forward(const Transformer& m, const Batch& batch, float tempe
   scratch_.reset();
   model_ = &m;
   batch_ = &batch;
-  temperature_ = temperature;
   saved_ = m.trainable();
   recompute_ = resolve(recompute, m.device());
   ids_ = upload_i32(arena_, batch.ids);
@@ -128,11 +142,49 @@ Tensor TrainState::forward(const Transformer& m, const Batch& batch, float tempe
   lnf = arena_.alloc(cd, {T, C});
   lnf_rstd = arena_.alloc_f32({T});
   ops::rmsnorm_forward(lnf, lnf_rstd, x_final, P.final_norm, eps);
-  logp_ = arena_.alloc_f32({T});
-  lse_ = arena_.alloc_f32({T});
-  entropy_ = arena_.alloc_f32({T});
-  ops::token_logprobs_forward(logp_, lse_, entropy_, lnf, P.lm_head, targets_, temperature, vocab_chunk);
-  return logp_;
+}
+
+namespace {
+// cuBLASLt may have no algorithm for a GEMM with a single output column (or reject its unaligned
+// leading dimension), so the (NL, C) score head runs as NP = NL rounded up to 16 rows, zero-padded.
+int64_t padded_labels(int64_t NL) { return (NL + 15) / 16 * 16; }
+}  // namespace
+
+std::vector<float> TrainState::score_forward(const Transformer& m, const Batch& batch) {
+  const ModelConfig& c = m.config();
+  R1_CHECK(c.has_score_head(), "score_forward: the model has no score head (a causal LM: num_labels = 0)");
+  forward_trunk(m, batch);
+  const int64_t T = batch.tokens(), C = c.hidden_size, NL = c.num_labels, NP = padded_labels(NL);
+  head_ = Head::Score;
+  score_w_ = arena_.zeros(m.compute_dtype(), {NP, C});
+  copy_tensor(score_w_.rows(0, NL), m.params().score);
+  Tensor padded = arena_.alloc_f32({T, NP});  // f32 even from bf16 operands: scores stay unrounded
+  ops::linear_forward(padded, lnf, score_w_, {});
+  const std::vector<float> all = to_host_f32(padded);
+  std::vector<float> scores(size_t(T * NL));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < NL; ++j) scores[size_t(t * NL + j)] = all[size_t(t * NP + j)];
+  return scores;
+}
+
+void TrainState::score_backward(Transformer& m, const std::vector<float>& dscore) {
+  R1_CHECK(batch_ != nullptr && model_ == &m && head_ == Head::Score,
+           "score_backward: no score_forward of this model to go back through");
+  R1_CHECK(m.trainable() && saved_, "score_backward: the model was created with trainable = false");
+  const ModelConfig& c = m.config();
+  const int64_t T = batch_->tokens(), C = c.hidden_size, NL = c.num_labels, NP = padded_labels(NL);
+  R1_CHECK(dscore.size() == size_t(T * NL), "score_backward: dscore has {} entries for {} tokens x {} labels",
+           dscore.size(), T, NL);
+  std::vector<float> host(size_t(T * NP), 0.0f);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < NL; ++j) host[size_t(t * NP + j)] = dscore[size_t(t * NL + j)];
+  Tensor dout = arena_.alloc(m.compute_dtype(), {T, NP});
+  copy_from_host_f32(dout, host.data());
+  Tensor dlnf = arena_.zeros(m.compute_dtype(), {T, C});
+  Tensor dw = arena_.zeros_f32({NP, C});
+  ops::linear_backward(dlnf, dw, {}, dout, lnf, score_w_);
+  ops::add_inplace(m.grads().score, dw.rows(0, NL));  // the padding rows' gradients are dropped
+  backward_trunk(m, dlnf);
 }
 
 void TrainState::release() {
@@ -142,15 +194,30 @@ void TrainState::release() {
   model_ = nullptr;
   batch_ = nullptr;
   acts_.clear();
-  ids_ = pos_ = cu_ = targets_ = x_final = lnf = lnf_rstd = logp_ = lse_ = entropy_ = Tensor();
+  ids_ = pos_ = cu_ = targets_ = x_final = lnf = lnf_rstd = logp_ = lse_ = entropy_ = score_w_ = Tensor();
 }
 
 std::vector<float> TrainState::logp_host() const { return to_host_f32(logp_); }
 std::vector<float> TrainState::entropy_host() const { return to_host_f32(entropy_); }
 
 void TrainState::backward(Transformer& m, const std::vector<float>& dlogp_in) {
-  R1_CHECK(batch_ != nullptr && model_ == &m, "backward: no forward of this model to go back through");
+  R1_CHECK(batch_ != nullptr && model_ == &m && head_ == Head::LogProbs,
+           "backward: no forward of this model to go back through");
   R1_CHECK(m.trainable() && saved_, "backward: the model was created with trainable = false");
+  const int64_t T = batch_->tokens(), C = m.config().hidden_size;
+  R1_CHECK(dlogp_in.size() == size_t(T), "backward: dlogp has {} entries for {} tokens", dlogp_in.size(), T);
+
+  // Gradients that live across layers go after the saved activations; per-layer temporaries go
+  // in scratch_, reset for every layer.
+  Tensor dlogp = arena_.alloc_f32({T});
+  copy_from_host(dlogp, dlogp_in.data());
+  Tensor dlnf = arena_.zeros(m.compute_dtype(), {T, C});
+  ops::token_logprobs_backward(dlnf, m.grads().lm_head, dlogp, lnf, m.params().lm_head, targets_, lse_,
+                               temperature_, vocab_chunk);
+  backward_trunk(m, dlnf);
+}
+
+void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
   Params& G = m.grads();
@@ -159,15 +226,6 @@ void TrainState::backward(Transformer& m, const std::vector<float>& dlogp_in) {
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
   const int64_t Q = c.q_dim(), KV = c.kv_dim();
   const float scale = 1.0f / std::sqrt(float(HD)), eps = float(c.rms_norm_eps);
-  R1_CHECK(dlogp_in.size() == size_t(T), "backward: dlogp has {} entries for {} tokens", dlogp_in.size(), T);
-
-  // Gradients that live across layers go after the saved activations; per-layer temporaries go
-  // in scratch_, reset for every layer.
-  Tensor dlogp = arena_.alloc_f32({T});
-  copy_from_host(dlogp, dlogp_in.data());
-  Tensor dlnf = arena_.zeros(cd, {T, C});
-  ops::token_logprobs_backward(dlnf, G.lm_head, dlogp, lnf, P.lm_head, targets_, lse_, temperature_,
-                               vocab_chunk);
   // dres carries d loss / d residual stream down through the layers, accumulated in place.
   Tensor dres = arena_.zeros(cd, {T, C});
   ops::rmsnorm_backward(dres, G.final_norm, dlnf, x_final, P.final_norm, lnf_rstd);

@@ -2,6 +2,8 @@
 // The forward/backward is in train_state.cpp, generation in cached_forward.cpp.
 #include "model/transformer.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "base/rng.h"
 #include "tensor/device_memory.h"
@@ -96,6 +98,29 @@ void copy_weights(Transformer& dst, const Transformer& src) {
   }
   std::vector<float> host = src.weights_host();
   dst.set_weights(host.data());
+}
+
+Transformer classifier_from(const Transformer& lm, const ModelConfig& cfg, uint64_t seed, Device device, float std) {
+  R1_CHECK(cfg.has_score_head(), "classifier_from: the config has no score head (num_labels = 0)");
+  Transformer m(cfg, device);
+  const std::vector<float> src = lm.weights_host();
+  std::vector<float> host(size_t(m.params().flat.numel()), 0.0f);
+  for (size_t i = 0; i < m.specs().size(); ++i) {
+    const ParamSpec& s = m.specs()[i];
+    float* dst = host.data() + s.offset;
+    if (s.name == "score.weight") {
+      Rng rng(seed, i);
+      for (int64_t j = 0; j < s.numel(); ++j) dst[j] = std * rng.normal();
+      continue;
+    }
+    auto from =
+        std::find_if(lm.specs().begin(), lm.specs().end(), [&](const ParamSpec& x) { return x.name == s.name; });
+    R1_CHECK(from != lm.specs().end() && from->shape == s.shape,
+             "classifier_from: the backbone has no tensor '{}' of the classifier's shape", s.name);
+    std::copy(src.begin() + from->offset, src.begin() + from->offset + s.numel(), dst);
+  }
+  m.set_weights(host.data());
+  return m;
 }
 
 }  // namespace r1::model

@@ -103,6 +103,12 @@ class Transformer {
 // both are on CUDA (bf16 copied as is), through the host otherwise. For reference refreshes.
 void copy_weights(Transformer& dst, const Transformer& src);
 
+// A sequence classifier (reward model) on `device` with `cfg` (num_labels > 0; lm's architecture
+// otherwise) whose backbone is lm's weights and whose score head is drawn from normal(0, std) with
+// the stream init_random(seed) would use. lm's lm_head is not used.
+Transformer classifier_from(const Transformer& lm, const ModelConfig& cfg, uint64_t seed, Device device,
+                            float std = 0.02f);
+
 // What the training forward saves for the backward, per layer, for T tokens. With recompute on,
 // ln1, ln2 and act stay empty: the backward recomputes them from x_in, x_mid, gate and up.
 struct LayerActivations {
@@ -131,6 +137,12 @@ class TrainState {
   // Backward from dlogp (T) = d loss / d logp (host); accumulates into m.grads(). m must be the
   // (trainable) model of the last forward.
   void backward(Transformer& m, const std::vector<float>& dlogp);
+  // The forward of a sequence classifier (reward model, config num_labels > 0): scores (T,
+  // num_labels) f32 on the host, the score head applied to every token's final-norm hidden state.
+  // A sequence's reward is the score at its last token. Saves what score_backward needs.
+  std::vector<float> score_forward(const Transformer& m, const Batch& batch);
+  // Backward from dscore (T, num_labels) = d loss / d score (host); accumulates into m.grads().
+  void score_backward(Transformer& m, const std::vector<float>& dscore);
   const Tensor& logp() const { return logp_; }        // on the model's device
   const Tensor& entropy() const { return entropy_; }  // on the model's device
   std::vector<float> logp_host() const;
@@ -143,6 +155,12 @@ class TrainState {
   Recompute recompute = Recompute::Auto;
 
  private:
+  // The layers and the final norm, shared by both heads: fills lnf (T, C).
+  void forward_trunk(const Transformer& m, const Batch& batch);
+  // From dlnf (T, C) down to the embedding.
+  void backward_trunk(Transformer& m, const Tensor& dlnf);
+  enum class Head : uint8_t { LogProbs, Score };
+
   Arena arena_, scratch_;
   const Transformer* model_ = nullptr;
   const Batch* batch_ = nullptr;
@@ -151,6 +169,8 @@ class TrainState {
   Tensor ids_, pos_, cu_, targets_;
   std::vector<LayerActivations> acts_;
   Tensor x_final, lnf, lnf_rstd, logp_, lse_, entropy_;
+  Head head_ = Head::LogProbs;
+  Tensor score_w_;  // (NP, C): the score head padded with zero rows (see score_forward)
 };
 
 // Key/value cache for generation: per layer (S slots, L rows, NKV, HD) in the compute dtype.

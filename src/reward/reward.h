@@ -1,11 +1,13 @@
 #pragma once
 // The reward seam: every verifier (math, format, language, code, composite) scores one completion at a
 // time behind this interface; score_batch runs many in parallel. Rewards are rules, so they must be
-// exactly right and never take the trainer down: score() never throws for bad model output.
+// exactly right and never take the trainer down: score() never throws for bad model output. A neural
+// reward model (model_reward.h) scores whole batches at once through score_all.
 #include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,11 +33,20 @@ class Reward {
   virtual std::string name() const = 0;
   // Called concurrently from several threads: implementations keep no mutable state.
   virtual Result score(const Sample& s) const = 0;
+  // Every sample's result, in sample order, with up to `threads` workers (0: hardware concurrency).
+  // The default runs score() per sample on a thread pool, an exception scoring its sample 0 (see
+  // raised_result); a reward that batches (one forward pass for many samples) overrides it.
+  virtual std::vector<Result> score_all(const std::vector<Sample>& samples, int threads) const;
 };
 
-// Scores every sample with `threads` workers (0: hardware concurrency); results keep sample order.
-// An exception escaping a reward scores 0 with the message as the reason, never propagates.
+// Scores every sample through r.score_all; results keep sample order. An exception escaping a
+// reward scores 0 with the message as the reason, never propagates.
 std::vector<Result> score_batch(const Reward& r, const std::vector<Sample>& samples, int threads = 0);
+
+// The result of a sample whose scoring raised: reward 0, the message as the reason, details
+// "raised": true (so a composite can fail the whole sample, as score() of it would have). Counts it.
+Result raised_result(const std::exception& e);
+inline bool raised(const Result& r) { return r.details.value("raised", false); }
 
 // Process-wide counters of what went wrong, for the trainer's metrics: a verifier that silently fails
 // (every answer 0) must show up here.

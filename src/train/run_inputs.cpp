@@ -1,5 +1,8 @@
 #include "train/run_inputs.h"
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "base/error.h"
@@ -18,7 +21,9 @@ nlohmann::json model_section() {
           {"tokenizer", ""},   // tokenizer directory (default: path); "byte": the built-in byte codec
           {"init_preset", "tiny"},
           {"init_arch", "qwen2"},
-          {"init_vocab_size", 0}};
+          {"init_vocab_size", 0},
+          // config.json keys over the preset, e.g. [hidden_size=96, num_hidden_layers=3]
+          {"init_overrides", nlohmann::json::array()}};
 }
 
 nlohmann::json data_section(const std::string& path, const std::string& preset) {
@@ -37,10 +42,58 @@ nlohmann::json run_section(const std::string& name, nlohmann::json extra) {
   return j;
 }
 
-nlohmann::json reward_section(const std::string& spec) { return {{"spec", spec}}; }
+nlohmann::json reward_section(const std::string& spec) {
+  return {{"spec", spec},
+          {"routes", nlohmann::json::array()},  // "TYPE=SPEC": samples of that prompt type scored by SPEC
+          {"model_path", ""},                   // reward model directory, for specs that name `model`
+          {"model_tokenizer", ""},              // its tokenizer: "" (model_path), a directory or "byte"
+          {"model_device", ""},                 // "" (cpu) | cpu | cuda
+          {"model_transform", "sigmoid"},       // sigmoid: score -> (0, 1) | raw
+          {"model_batch", 16}};                 // sequences per reward-model forward pass
+}
 
 std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::string& section) {
-  return reward::make_reward(r.get<std::string>(section + ".spec"));
+  const std::string spec = r.get<std::string>(section + ".spec");
+  const auto routes = r.get<std::vector<std::string>>(section + ".routes");
+  const auto& kinds = reward::reward_kinds();
+  bool uses_model = false;
+  auto check_spec = [&](const std::string& s, const std::string& key) {
+    std::vector<std::string> names;
+    try {
+      names = reward::reward_names(s);
+    } catch (const Error& e) {
+      fail("recipe key '{}': {}", key, e.what());
+    }
+    for (const std::string& n : names) {
+      R1_CHECK(std::find(kinds.begin(), kinds.end(), n) != kinds.end(),
+               "recipe key '{}': unknown reward '{}' in '{}' (known: {})", key, n, s, fmt::join(kinds, ", "));
+      uses_model |= n == "model";
+    }
+  };
+  check_spec(spec, section + ".spec");
+  for (const std::string& route : routes) {
+    const size_t eq = route.find('=');
+    R1_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < route.size(),
+             "recipe key '{}.routes': '{}' is not TYPE=SPEC (e.g. chat=model)", section, route);
+    check_spec(route.substr(eq + 1), section + ".routes");
+  }
+  reward::RewardConfig cfg;
+  cfg.model.path = r.get<std::string>(section + ".model_path");
+  cfg.model.tokenizer = r.get<std::string>(section + ".model_tokenizer");
+  cfg.model.device = r.get<std::string>(section + ".model_device");
+  if (cfg.model.device.empty()) cfg.model.device = "cpu";
+  cfg.model.transform = r.get<std::string>(section + ".model_transform");
+  cfg.model.batch = r.get<int>(section + ".model_batch");
+  if (uses_model) {
+    R1_CHECK(!cfg.model.path.empty(), "recipe key '{}.model_path' must be set: the reward names 'model'", section);
+    R1_CHECK(fs::exists(fs::join(cfg.model.path, "config.json")),
+             "recipe key '{}.model_path': {} is not a model directory (no config.json)", section, cfg.model.path);
+    R1_CHECK(cfg.model.transform == "sigmoid" || cfg.model.transform == "raw",
+             "recipe key '{}.model_transform' must be sigmoid or raw (got '{}')", section, cfg.model.transform);
+    R1_CHECK(cfg.model.batch > 0, "recipe key '{}.model_batch' must be > 0 (got {})", section, cfg.model.batch);
+    parse_device(cfg.model.device, "recipe key '" + section + ".model_device'");
+  }
+  return reward::make_routed_reward(spec, routes, cfg);
 }
 
 Device recipe_device(const Recipe& r) {
@@ -76,6 +129,15 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
       model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
   const int v = r.get<int>(section + ".init_vocab_size");
   model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec.vocab_size()));
+  for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) {
+    const size_t eq = kv.find('=');
+    R1_CHECK(eq != std::string::npos, "recipe key '{}.init_overrides': '{}' is not KEY=VALUE", section, kv);
+    try {
+      model::override_config(mc, kv.substr(0, eq), kv.substr(eq + 1));
+    } catch (const Error& e) {
+      fail("recipe key '{}.init_overrides': {}", section, e.what());
+    }
+  }
   auto m = std::make_unique<model::Transformer>(mc, device, trainable);
   m->init_random(seed);
   return m;

@@ -18,16 +18,20 @@
 
 namespace r1::train {
 
-// {"path", "tokenizer", "init_preset", "init_arch", "init_vocab_size"}: an HF model directory, or a
-// fresh random model of a preset when path is empty.
+// {"path", "tokenizer", "init_preset", "init_arch", "init_vocab_size", "init_overrides"}: an HF model
+// directory, or a fresh random model of a preset (with config.json keys overridden) when path is empty.
 nlohmann::json model_section();
 // {"path", "preset", "question_field", "answer_field", "type_field", "template", "prompt_suffix"}.
 nlohmann::json data_section(const std::string& path = "data/gsm8k_train.jsonl", const std::string& preset = "gsm8k");
 // {"dir", "name"} plus the given extra keys: where the command writes (RUN = dir/name).
 nlohmann::json run_section(const std::string& name, nlohmann::json extra = nlohmann::json::object());
 
-// {"spec"}: the reward a recipe scores with ("math+format:0.2", reward/composite.h).
+// {"spec", "routes", "model_*"}: the reward a recipe scores with ("math+format:0.2+model:0.5",
+// reward/composite.h); routes "TYPE=SPEC" score the samples of a prompt type by their own spec; the
+// model_* keys configure the `model` reward (a reward model directory made by `r1 rm`).
 nlohmann::json reward_section(const std::string& spec = "math+format:0.2");
+// Every reward name, route and the model path are checked first, errors naming the key, before a
+// reward model is loaded.
 std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::string& section = "reward");
 
 // The recipe's `device`, checked to be usable here.

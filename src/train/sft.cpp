@@ -6,42 +6,70 @@
 
 namespace r1::train {
 
+namespace {
+
+void check_sequence(const SftSequence& s) {
+  R1_CHECK(!s.tokens.empty(), "sft: an empty sequence");
+  R1_CHECK(s.loss_mask.size() == s.tokens.size(), "sft: a sequence of {} tokens has {} loss-mask entries",
+           s.tokens.size(), s.loss_mask.size());
+  R1_CHECK(!s.loss_mask[0], "sft: token 0 of a sequence cannot be a loss target (nothing precedes it)");
+}
+
+// One past the last sequence of the micro-batch that starts at `first`: consecutive sequences up to
+// `budget` tokens, and at least one however long.
+size_t micro_batch_end(const std::vector<SftSequence>& batch, size_t first, int64_t budget) {
+  size_t last = first;
+  for (int64_t tokens = 0; last < batch.size(); ++last) {
+    const int64_t n = int64_t(batch[last].tokens.size());
+    if (last > first && tokens + n > budget) break;
+    tokens += n;
+  }
+  return last;
+}
+
+model::Batch pack(const std::vector<SftSequence>& batch, size_t first, size_t last) {
+  std::vector<std::vector<int32_t>> seqs;
+  for (size_t i = first; i < last; ++i) seqs.push_back(batch[i].tokens);
+  return model::pack_sequences(seqs);
+}
+
+// Calls visit(row) for each loss token of batch[first, last) packed as `b`, in order: row t predicts
+// token t+1, so loss token k of a sequence is scored at its row k-1.
+template <typename Visit>
+void for_each_loss_row(const std::vector<SftSequence>& batch, size_t first, size_t last,
+                       const model::Batch& b, Visit visit) {
+  for (size_t i = first; i < last; ++i) {
+    const std::vector<uint8_t>& mask = batch[i].loss_mask;
+    const int64_t start = b.cu_seqlens[i - first];
+    for (size_t k = 1; k < mask.size(); ++k)
+      if (mask[k]) visit(size_t(start + int64_t(k) - 1));
+  }
+}
+
+}  // namespace
+
 SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
-                       const std::vector<SftExample>& batch, double lr, double max_grad_norm,
+                       const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens) {
   SftStepResult res;
-  for (const auto& e : batch) {
-    R1_CHECK(!e.prompt.empty() && !e.completion.empty(), "sft: an example has an empty prompt or completion");
-    res.tokens += int64_t(e.completion.size());
+  for (const auto& s : batch) {
+    check_sequence(s);
+    res.tokens += s.loss_tokens();
   }
-  R1_CHECK(res.tokens > 0, "sft: empty batch");
+  R1_CHECK(res.tokens > 0, "sft: the batch has no loss tokens");
   m.zero_grads();
   for (size_t first = 0; first < batch.size();) {
-    size_t last = first;
-    int64_t tokens = 0;
-    std::vector<std::vector<int32_t>> seqs;
-    std::vector<int64_t> prompt_len;
-    while (last < batch.size()) {
-      const int64_t n = int64_t(batch[last].prompt.size() + batch[last].completion.size());
-      if (last > first && tokens + n > micro_batch_tokens) break;
-      seqs.push_back(batch[last].prompt);
-      seqs.back().insert(seqs.back().end(), batch[last].completion.begin(), batch[last].completion.end());
-      prompt_len.push_back(int64_t(batch[last].prompt.size()));
-      tokens += n;
-      ++last;
-    }
-    model::Batch b = model::pack_sequences(seqs);
+    const size_t last = micro_batch_end(batch, first, micro_batch_tokens);
+    model::Batch b = pack(batch, first, last);
+    res.packed_tokens += b.tokens();
     state.forward(m, b);
     const std::vector<float> logp = state.logp_host();
     std::vector<float> dlogp(size_t(b.tokens()), 0.0f);
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      // Row t predicts token t+1: completion tokens are predicted from rows [prompt_len-1, len-1).
-      const int64_t begin = b.cu_seqlens[i] + prompt_len[i] - 1, end = b.cu_seqlens[i + 1] - 1;
-      for (int64_t t = begin; t < end; ++t) {
-        res.loss -= logp[size_t(t)];
-        dlogp[size_t(t)] = -1.0f / float(res.tokens);
-      }
-    }
+    // The mean over the whole batch's loss tokens, so every micro-batch's gradients add up to it.
+    for_each_loss_row(batch, first, last, b, [&](size_t row) {
+      res.loss -= logp[row];
+      dlogp[row] = -1.0f / float(res.tokens);
+    });
     state.backward(m, dlogp);
     first = last;
   }
@@ -55,6 +83,38 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
   }
   m.zero_grads();
   return res;
+}
+
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+                       const std::vector<SftExample>& batch, double lr, double max_grad_norm,
+                       int64_t micro_batch_tokens) {
+  std::vector<SftSequence> seqs;
+  seqs.reserve(batch.size());
+  for (const auto& e : batch) {
+    R1_CHECK(!e.prompt.empty() && !e.completion.empty(), "sft: an example has an empty prompt or completion");
+    seqs.push_back(data::prompt_completion_sequence(e.prompt, e.completion));
+  }
+  return sft_step(m, state, opt, seqs, lr, max_grad_norm, micro_batch_tokens);
+}
+
+SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const std::vector<SftSequence>& data,
+                 int64_t micro_batch_tokens) {
+  SftLoss out;
+  for (const auto& s : data) {
+    check_sequence(s);
+    out.tokens += s.loss_tokens();
+  }
+  R1_CHECK(out.tokens > 0, "sft: no loss tokens to evaluate");
+  for (size_t first = 0; first < data.size();) {
+    const size_t last = micro_batch_end(data, first, micro_batch_tokens);
+    model::Batch b = pack(data, first, last);
+    state.forward(m, b);
+    const std::vector<float> logp = state.logp_host();
+    for_each_loss_row(data, first, last, b, [&](size_t row) { out.loss -= logp[row]; });
+    first = last;
+  }
+  out.loss /= double(out.tokens);
+  return out;
 }
 
 }  // namespace r1::train

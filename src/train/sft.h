@@ -1,28 +1,48 @@
 #pragma once
-// Supervised fine-tuning step: next-token cross-entropy on completion tokens only (the prompt is
-// context), averaged over all completion tokens of the batch, with gradient accumulation over
-// micro-batches of a token budget.
+// Supervised fine-tuning step: next-token cross-entropy on the loss-masked tokens of each sequence
+// (a completion, or a conversation's assistant turns; the rest is context), averaged over all of
+// them in the batch, with gradient accumulation over packed micro-batches of a token budget.
 #include <cstdint>
 #include <vector>
 
+#include "data/sft_data.h"
 #include "model/transformer.h"
 #include "train/optimizer.h"
 
 namespace r1::train {
 
+// tokens plus a per-token loss mask (data/sft_data.h builds them from rows).
+using SftSequence = data::SftSequence;
+
+// The prompt/completion form, the loss on the completion: the same step as its SftSequence
+// (data::prompt_completion_sequence).
 struct SftExample {
   std::vector<int32_t> prompt, completion;
 };
 
 struct SftStepResult {
-  double loss = 0;        // mean cross-entropy per completion token
-  int64_t tokens = 0;     // completion tokens
+  double loss = 0;            // mean cross-entropy per loss token
+  int64_t tokens = 0;         // loss tokens
+  int64_t packed_tokens = 0;  // all tokens through the forward and backward
   double grad_norm = 0;
-  bool skipped = false;   // non-finite gradients: no update
+  bool skipped = false;  // non-finite gradients: no update
 };
 
+// One optimizer step over `batch`: a loss token k of a sequence contributes -log p(token k) from
+// row k-1; micro-batches hold consecutive sequences up to micro_batch_tokens (at least one each).
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+                       const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
+                       int64_t micro_batch_tokens = 8192);
 SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
                        const std::vector<SftExample>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens = 8192);
+
+// The same loss without gradients or an update (held-out loss): mean cross-entropy per loss token.
+struct SftLoss {
+  double loss = 0;
+  int64_t tokens = 0;
+};
+SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const std::vector<SftSequence>& data,
+                 int64_t micro_batch_tokens = 8192);
 
 }  // namespace r1::train

@@ -1,0 +1,77 @@
+#include "train/rm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+
+namespace r1::train {
+
+double bradley_terry_loss(double margin) {
+  // log(1 + e^-x) = max(-x, 0) + log1p(e^-|x|)
+  return std::max(-margin, 0.0) + std::log1p(std::exp(-std::abs(margin)));
+}
+
+RmStats rm_loss(model::Transformer& m, model::TrainState& state, const std::vector<PreferencePair>& pairs,
+                int64_t micro_batch_tokens, bool backward) {
+  R1_CHECK(m.config().num_labels == 1, "rm: the model must have a one-output score head (num_labels = {})",
+           m.config().num_labels);
+  R1_CHECK(!pairs.empty(), "rm: empty batch");
+  for (const PreferencePair& p : pairs)
+    R1_CHECK(!p.chosen.empty() && !p.rejected.empty(), "rm: a pair has an empty sequence");
+  RmStats st;
+  st.pairs = int64_t(pairs.size());
+  const double inv = 1.0 / double(pairs.size());
+  for (size_t first = 0; first < pairs.size();) {
+    // A micro-batch holds whole pairs: a pair's loss needs both of its rewards.
+    size_t last = first;
+    int64_t tokens = 0;
+    std::vector<std::vector<int32_t>> seqs;
+    while (last < pairs.size()) {
+      const int64_t n = int64_t(pairs[last].chosen.size() + pairs[last].rejected.size());
+      if (last > first && tokens + n > micro_batch_tokens) break;
+      seqs.push_back(pairs[last].chosen);
+      seqs.push_back(pairs[last].rejected);
+      tokens += n;
+      ++last;
+    }
+    const model::Batch b = model::pack_sequences(seqs);
+    const std::vector<float> score = state.score_forward(m, b);
+    std::vector<float> dscore(backward ? score.size() : 0, 0.0f);
+    for (size_t k = 0; k < last - first; ++k) {
+      const int32_t end_chosen = b.cu_seqlens[2 * k + 1] - 1, end_rejected = b.cu_seqlens[2 * k + 2] - 1;
+      const double margin = double(score[size_t(end_chosen)]) - double(score[size_t(end_rejected)]);
+      st.loss += bradley_terry_loss(margin) * inv;
+      st.accuracy += (margin > 0 ? 1.0 : 0.0) * inv;
+      st.margin += margin * inv;
+      if (backward) {  // d/dmargin −log σ(margin) = −σ(−margin)
+        const float g = float(-inv / (1.0 + std::exp(margin)));
+        dscore[size_t(end_chosen)] = g;
+        dscore[size_t(end_rejected)] = -g;
+      }
+    }
+    st.tokens += tokens;
+    if (backward) state.score_backward(m, dscore);
+    first = last;
+  }
+  return st;
+}
+
+RmStepResult rm_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+                     const std::vector<PreferencePair>& batch, double lr, double max_grad_norm,
+                     int64_t micro_batch_tokens) {
+  m.zero_grads();
+  RmStepResult res;
+  static_cast<RmStats&>(res) = rm_loss(m, state, batch, micro_batch_tokens, /*backward=*/true);
+  ClipResult clip = clip_grad_norm(m.grads().flat, max_grad_norm);
+  res.grad_norm = clip.norm;
+  if (!std::isfinite(clip.norm)) {
+    res.skipped = true;
+  } else {
+    optimizer_step(opt, m, float(lr), clip.scale);
+  }
+  m.zero_grads();
+  return res;
+}
+
+}  // namespace r1::train

@@ -1,0 +1,280 @@
+#include "train/sft_run.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <optional>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/progress.h"
+#include "base/rng.h"
+#include "base/timer.h"
+#include "data/sft_data.h"
+#include "model/checkpoint.h"
+#include "tensor/device_memory.h"
+#include "text/chat_template.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/report.h"
+#include "train/run_dir.h"
+#include "train/sft.h"
+
+namespace r1::train {
+
+nlohmann::json sft_recipe_defaults() {
+  // The shared data section without the GRPO problem fields, plus SFT's own keys.
+  nlohmann::json data = data_section("", "custom");
+  for (const char* k : {"preset", "question_field", "answer_field", "type_field"}) data.erase(k);
+  data["eval_path"] = "";     // held-out rows in the same format: eval/loss
+  data["add_eos"] = true;     // prompt/completion rows: the completion ends with the tokenizer's EOS
+  data["max_tokens"] = 2048;  // longer sequences are dropped, or truncated (overlong)
+  data["overlong"] = "drop";  // drop | truncate
+  return {
+      {"device", "cpu"},  // cpu | cuda
+      {"model", model_section()},
+      {"data", data},
+      {"train",
+       {{"epochs", 1},
+        {"steps", 0},  // steps > 0 overrides epochs (cycling through the data)
+        {"batch_size", 32},
+        {"micro_batch_tokens", 8192},
+        {"lr", 1e-5},
+        {"lr_schedule", "cosine"},
+        {"warmup_steps", 0},
+        {"min_lr_ratio", 0.0},
+        {"max_grad_norm", 1.0},
+        {"weight_decay", 0.0},
+        {"beta1", 0.9},
+        {"beta2", 0.999},
+        {"seed", 1},
+        {"eval_every", 0}}},  // eval_every 0: at the end only
+      {"run", run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
+  };
+}
+
+namespace {
+
+constexpr int64_t kFinalLossSteps = 10;  // summary's final_loss: the mean of these last steps
+constexpr uint64_t kShuffleStream = 0x5346545368756666ull;  // "SFTShuff": the data order's Rng streams
+
+// data.* as a SftFormat; `chat` holds the chat template the format points to.
+data::SftFormat sft_format(const Recipe& r, std::unique_ptr<text::ChatTemplate>& chat) {
+  data::SftFormat f;
+  const PromptRenderer render = make_renderer(r);  // checks data.template
+  f.render_prompt = [render](const std::string& prompt) {
+    data::Problem p;
+    p.question = prompt;
+    return render(p);
+  };
+  if (r.get<std::string>("data.template") == "chat") {
+    chat = std::make_unique<text::ChatTemplate>(text::ChatTemplate::load(tokenizer_source(r)));
+    f.chat = chat.get();
+  }
+  f.add_eos = r.get<bool>("data.add_eos");
+  f.max_tokens = r.get<int>("data.max_tokens");
+  R1_CHECK(f.max_tokens > 0, "recipe key 'data.max_tokens' must be positive (got {})", f.max_tokens);
+  const std::string overlong = r.get<std::string>("data.overlong");
+  R1_CHECK(overlong == "drop" || overlong == "truncate",
+           "recipe key 'data.overlong' must be drop or truncate (got '{}')", overlong);
+  f.truncate = overlong == "truncate";
+  return f;
+}
+
+data::SftData load_data(const Recipe& r, const std::string& key, const text::Codec& codec,
+                        const data::SftFormat& format) {
+  const std::string path = r.get<std::string>(key);
+  R1_CHECK(!path.empty(), "recipe key '{}' is empty: name a JSONL file of prompt/completion or messages rows",
+           key);
+  R1_CHECK(fs::exists(path), "recipe key '{}': {} does not exist", key, path);
+  data::SftData d = data::load_sft_jsonl(path, codec, format);
+  R1_CHECK(!d.examples.empty(),
+           "{}: none of its {} rows is usable: each is longer than data.max_tokens={} "
+           "(data.overlong: {}) or has no loss token",
+           path, d.rows, format.max_tokens, format.truncate ? "truncate" : "drop");
+  if (d.dropped > 0 || d.truncated > 0)
+    log::info("{}: {} of {} rows dropped, {} truncated (data.max_tokens={}, data.overlong: {})", path,
+              d.dropped, d.rows, d.truncated, format.max_tokens, format.truncate ? "truncate" : "drop");
+  return d;
+}
+
+// Which examples each step trains on. Epoch e visits the examples in a permutation drawn from
+// (seed, e) alone, so any step's batch is rebuilt on resume without replaying the steps before it.
+class DataOrder {
+ public:
+  DataOrder(int64_t examples, int64_t batch_size, int64_t total, uint64_t seed)
+      : n_(examples), batch_(batch_size), total_(total), seed_(seed) {}
+
+  std::vector<int64_t> batch(int64_t step) {
+    std::vector<int64_t> out;
+    for (int64_t g = step * batch_; g < std::min(total_, (step + 1) * batch_); ++g) out.push_back(at(g));
+    return out;
+  }
+  // Epochs completed after `step` (fractional).
+  double epoch_after(int64_t step) const {
+    return double(std::min(total_, (step + 1) * batch_)) / double(n_);
+  }
+
+ private:
+  int64_t at(int64_t g) {
+    if (g / n_ != epoch_) shuffle(g / n_);
+    return perm_[size_t(g % n_)];
+  }
+  void shuffle(int64_t epoch) {  // Fisher-Yates
+    epoch_ = epoch;
+    perm_.resize(size_t(n_));
+    std::iota(perm_.begin(), perm_.end(), int64_t(0));
+    Rng rng(seed_, kShuffleStream + uint64_t(epoch));
+    for (int64_t i = n_ - 1; i > 0; --i) {
+      const int64_t j = int64_t((uint64_t(rng.next_u32()) * uint64_t(i + 1)) >> 32);
+      std::swap(perm_[size_t(i)], perm_[size_t(j)]);
+    }
+  }
+  int64_t n_, batch_, total_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> perm_;
+};
+
+// What a checkpoint's state.json holds beyond the weights and the optimizer, for exact resume and
+// a summary that does not depend on where the run was cut.
+struct Progression {
+  int64_t tokens = 0;               // loss tokens trained on so far
+  std::vector<double> recent_loss;  // the last kFinalLossSteps step losses
+  std::optional<double> eval_loss;  // the latest eval/loss
+};
+
+nlohmann::json state_json(int64_t step, int64_t examples, const Progression& p) {
+  nlohmann::json j = {
+      {"step", step}, {"examples", examples}, {"tokens", p.tokens}, {"recent_loss", p.recent_loss}};
+  if (p.eval_loss) j["eval_loss"] = *p.eval_loss;
+  return j;
+}
+
+// Loads the weights, the optimizer and the progression of checkpoint `dir`; returns its step.
+int64_t restore(const std::string& dir, int64_t examples, model::Transformer& m, AdamW& opt,
+                Progression& prog) {
+  const nlohmann::json st = nlohmann::json::parse(fs::read_file(fs::join(dir, "state.json")));
+  R1_CHECK(st.at("examples").get<int64_t>() == examples,
+           "--resume: {} was trained on {} examples, the data now has {}", dir,
+           st.at("examples").get<int64_t>(), examples);
+  // Read on the host (weights only), then copied onto the run's device.
+  model::copy_weights(m, model::load_model(fs::join(dir, "model"), Device::CPU, /*trainable=*/false));
+  opt.load(fs::join(dir, "optimizer.safetensors"));
+  prog.tokens = st.at("tokens").get<int64_t>();
+  prog.recent_loss = st.at("recent_loss").get<std::vector<double>>();
+  if (st.contains("eval_loss")) prog.eval_loss = st.at("eval_loss").get<double>();
+  return st.at("step").get<int64_t>();
+}
+
+}  // namespace
+
+std::string run_sft(const Recipe& r, const RunOptions& opts) {
+  // Everything that can be wrong with the inputs fails here, before the run directory exists.
+  const Device device = recipe_device(r);
+  std::unique_ptr<text::Codec> codec = load_codec(r);
+  std::unique_ptr<text::ChatTemplate> chat;
+  const data::SftFormat format = sft_format(r, chat);
+  const data::SftData train = load_data(r, "data.path", *codec, format);
+  const bool has_eval = !r.get<std::string>("data.eval_path").empty();
+  const data::SftData eval = has_eval ? load_data(r, "data.eval_path", *codec, format) : data::SftData{};
+
+  const int64_t n = int64_t(train.examples.size()), batch_size = r.get<int>("train.batch_size");
+  const int64_t epochs = r.get<int>("train.epochs"), steps_key = r.get<int>("train.steps");
+  const int64_t micro_batch_tokens = r.get<int>("train.micro_batch_tokens"),
+                eval_every = r.get<int>("train.eval_every");
+  R1_CHECK(batch_size > 0, "recipe key 'train.batch_size' must be positive (got {})", batch_size);
+  R1_CHECK(micro_batch_tokens > 0, "recipe key 'train.micro_batch_tokens' must be positive (got {})",
+           micro_batch_tokens);
+  R1_CHECK(steps_key > 0 || epochs > 0, "recipe: train.epochs or train.steps must be positive");
+  const int64_t total = steps_key > 0 ? steps_key * batch_size : epochs * n;
+  const int64_t steps = steps_key > 0 ? steps_key : (total + batch_size - 1) / batch_size;
+  const LrSchedule sched{r.get<std::string>("train.lr_schedule"), r.get<double>("train.lr"),
+                         r.get<int>("train.warmup_steps"), steps, r.get<double>("train.min_lr_ratio")};
+  validate(sched);
+  const double max_grad_norm = r.get<double>("train.max_grad_norm");
+  const AdamWConfig adamw{float(r.get<double>("train.beta1")), float(r.get<double>("train.beta2")), 1e-8f,
+                          float(r.get<double>("train.weight_decay"))};
+  const uint64_t seed = uint64_t(r.get<int>("train.seed"));
+  std::unique_ptr<model::Transformer> m = load_or_init_model(r, *codec, device, seed);
+  AdamW opt = make_adamw(*m, adamw);
+  model::TrainState state;
+  DataOrder order(n, batch_size, total, seed);
+
+  RunDir run(run_path(r));
+  int64_t start = 0;
+  std::optional<int64_t> resume_step;
+  Progression prog;
+  if (opts.resume) {
+    auto ck = run.latest_checkpoint();
+    R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
+    resume_step = restore(ck->path, n, *m, opt, prog);
+    start = *resume_step + 1;
+    log::info("resuming {} from step {}", run.path(), start);
+  } else {
+    run.write_config(r.to_yaml());
+  }
+  log::info("sft: {} examples{}, {} steps of {} examples on {}", n,
+            has_eval ? fmt::format(" (+{} held out)", eval.examples.size()) : "", steps, batch_size,
+            device_name(device));
+  MetricsWriter metrics(run.path(), resume_step);
+  const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
+  auto save = [&](int64_t step) {
+    run.commit_checkpoint(
+        step,
+        [&](const std::string& dir) {
+          model::save_model(*m, fs::join(dir, "model"));
+          opt.save(fs::join(dir, "optimizer.safetensors"));
+          fs::write_file_atomic(fs::join(dir, "state.json"), state_json(step, n, prog).dump(2));
+        },
+        keep_last);
+  };
+
+  Progress bar("sft", steps - start, "step");
+  for (int64_t step = start; step < steps; ++step) {
+    Timer timer;
+    std::vector<SftSequence> batch;
+    for (int64_t i : order.batch(step)) batch.push_back(train.examples[size_t(i)]);
+    const double lr = lr_at(sched, step);
+    SftStepResult res = sft_step(*m, state, opt, batch, lr, max_grad_norm, micro_batch_tokens);
+    if (res.skipped) log::warn("sft step {}: non-finite gradient norm; the update was skipped", step);
+    const double secs = timer.seconds();
+    prog.tokens += res.tokens;
+    prog.recent_loss.push_back(res.loss);
+    if (int64_t(prog.recent_loss.size()) > kFinalLossSteps) prog.recent_loss.erase(prog.recent_loss.begin());
+    Scalars mt = {{"loss", res.loss},
+                  {"lr", lr},
+                  {"grad_norm", res.grad_norm},
+                  {"tokens", double(res.tokens)},
+                  {"tokens_per_s", secs > 0 ? double(res.packed_tokens) / secs : 0.0},
+                  {"epoch", order.epoch_after(step)}};
+    if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {
+      prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens).loss;
+      mt.push_back({"eval/loss", *prog.eval_loss});
+    }
+    metrics.log(step, mt);
+    if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
+    bar.update(1, fmt::format("loss {:.4f} lr {:.2e}", res.loss, lr));
+    if (opts.stop_after >= 0 && step == opts.stop_after) std::_Exit(137);  // as abrupt as kill -9
+  }
+  bar.finish();
+
+  export_model(*m, tokenizer_source(r), run.file("model"));
+  const double final_loss = prog.recent_loss.empty()
+                                ? 0.0
+                                : std::accumulate(prog.recent_loss.begin(), prog.recent_loss.end(), 0.0) /
+                                      double(prog.recent_loss.size());
+  nlohmann::json summary = {
+      {"final_loss", final_loss}, {"steps", steps},        {"examples", n},
+      {"dropped", train.dropped}, {"tokens", prog.tokens}, {"model", run.file("model")}};
+  if (prog.eval_loss) summary["eval/loss"] = *prog.eval_loss;
+  write_summary(run.path(), summary);
+  log::info("model: {}; report: {}", run.file("model"), write_report(run.path()));
+  return run.path();
+}
+
+}  // namespace r1::train
