@@ -12,6 +12,7 @@
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
 #     R1_GPU_BENCH=grpo: one whole GRPO step (0.5B, 64 x 8, 1024 new tokens), and the KV cache of
 #                        512 x 2k tokens (1.5B) beside the training state
+#     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
 #     R1_GPU_BENCH=0: no benchmarks.  R1_GPU_TESTS=0: no tests or parity (benchmarks only).
 #   (A device call is limited to 600 s: one benchmark set per call.)
 #
@@ -137,11 +138,29 @@ run() {
   rc_parity=$?
   sed -n '/^== GPU parity/,$p' "$out/parity.log"
   [[ $rc_parity -eq 0 ]] || tail -5 "$out/parity.log"
+  # Reward models against transformers' AutoModelForSequenceClassification: r1 in f32 is the gate
+  # (layout, pooling, head); r1's bf16 CUDA scores are shown beside it (per-token bf16 error on these
+  # random models reaches ~20% of the largest score for qwen3; the pooled reward stays within 1.5%).
+  echo "== reward-model parity (tools/parity/rm_parity.py; f32, then bf16 on CUDA for information)"
+  timeout "$(left 120)" "${py_env[@]}" "$py" tools/parity/rm_parity.py --r1 "$lib/r1" \
+    >"$out/rm_parity.log" 2>&1 || rc_parity=1
+  timeout "$(left 120)" "${py_env[@]}" "$py" tools/parity/rm_parity.py --r1 "$lib/r1" --device cuda \
+    >"$out/rm_parity_cuda.log" 2>&1
+  grep -h "ForSequenceClassification" "$out/rm_parity.log" "$out/rm_parity_cuda.log"
   wait "$tests_pid"
   rc_all=$?
   grep -E "^\[  FAILED  \]|: Failure$" -A2 "$out/all_tests.log" | head -40
   fi
 
+  if [[ ${R1_GPU_BENCH:-train} == distill ]]; then
+    echo "== distillation pipeline (recipes/pipeline_distill_demo.yaml, device=cuda)"
+    # Models and checkpoints stay on the machine; the records (summaries, metrics, eval) come back.
+    timeout "$(left 590)" .gpu/r1 pipeline recipes/pipeline_distill_demo.yaml device=cuda dir=/tmp/r1-distill \
+      ${R1_PIPELINE_ARGS:-} 2>"$out/distill.log" | tee "$out/distill_table.txt"
+    tail -3 "$out/distill.log"
+    (cd /tmp/r1-distill && find . -maxdepth 2 \( -name '*.json' -o -name metrics.jsonl -o -name config.yaml \) \
+      -exec cp --parents {} "$out/" \;) || true
+  fi
   # Ours then the PyTorch peer on each shape, on a quiet machine (the CPU tests are done).
   # R1_GPU_BENCH=0 skips the benchmarks (a quick correctness pass).
   local shape shapes="0.5b 1.5b" which=${R1_GPU_BENCH:-train}

@@ -326,8 +326,8 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         loss_tokens += st.tokens;
         state_.backward(policy_, dlogp);
       }
-      ClipResult clip = clip_grad_norm(policy_.grads().flat, cfg_.max_grad_norm);
-      if (!finite_loss || !std::isfinite(clip.norm)) {
+      const UpdateResult update = clip_and_step(opt_, policy_, lr, cfg_.max_grad_norm, finite_loss);
+      if (update.skipped) {
         ++skipped;
         ++bad_steps_;
         log::warn("step {}: non-finite {}; update skipped ({} in a row)", step,
@@ -336,8 +336,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         continue;
       }
       bad_steps_ = 0;
-      optimizer_step(opt_, policy_, float(lr), clip.scale);
-      grad_norm_sum += clip.norm;
+      grad_norm_sum += update.grad_norm;
       ++updates;
     }
   }

@@ -20,6 +20,7 @@
 #include "train/report.h"
 #include "train/run_dir.h"
 #include "train/run_inputs.h"
+#include "train/train_checkpoint.h"
 
 namespace r1::train {
 
@@ -105,32 +106,24 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   int64_t start = 0;
   std::optional<int64_t> resume_step;
   if (opts.resume) {
-    auto ck = run.latest_checkpoint();
-    R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
-    // Read on the host (weights only), then copied onto the run's device.
-    auto load = [](const std::string& dir) { return model::load_model(dir, Device::CPU, /*trainable=*/false); };
-    model::copy_weights(*m, load(fs::join(ck->path, "model")));
-    trainer.optimizer().load(fs::join(ck->path, "optimizer.safetensors"));
-    if (trainer.reference()) model::copy_weights(*trainer.reference(), load(fs::join(ck->path, "reference")));
-    nlohmann::json st = nlohmann::json::parse(fs::read_file(fs::join(ck->path, "state.json")));
-    trainer.set_cursor(st.at("cursor").get<int64_t>());
-    start = st.at("step").get<int64_t>() + 1;
-    resume_step = st.at("step").get<int64_t>();
-    log::info("resuming {} from step {}", run.path(), start);
+    const ResumePoint ck = resume_point(run);
+    load_train_checkpoint(ck, *m, trainer.optimizer());
+    if (trainer.reference()) load_weights(fs::join(ck.path, "reference"), *trainer.reference());
+    trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
+    resume_step = ck.step;
+    start = ck.step + 1;
   } else {
     run.write_config(r.to_yaml());
   }
   MetricsWriter metrics(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   const int samples_every = r.get<int>("run.samples_every");
+  auto save_reference = [&](const std::string& dir) {
+    if (trainer.reference()) model::save_model(*trainer.reference(), fs::join(dir, "reference"));
+  };
   auto save = [&](int64_t step) {
-    run.commit_checkpoint(step, [&](const std::string& dir) {
-      model::save_model(*m, fs::join(dir, "model"));
-      trainer.optimizer().save(fs::join(dir, "optimizer.safetensors"));
-      if (trainer.reference()) model::save_model(*trainer.reference(), fs::join(dir, "reference"));
-      fs::write_file_atomic(fs::join(dir, "state.json"),
-                            nlohmann::json{{"step", step}, {"cursor", trainer.cursor()}}.dump(2));
-    }, keep_last);
+    save_train_checkpoint(run, step, *m, trainer.optimizer(), nlohmann::json{{"cursor", trainer.cursor()}},
+                          keep_last, save_reference);
   };
 
   Progress bar("grpo", steps - start, "step");

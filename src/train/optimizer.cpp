@@ -176,6 +176,15 @@ ClipResult clip_grad_norm(const Tensor& grads, double max_norm) {
   return r;
 }
 
+UpdateResult clip_and_step(AdamW& opt, model::Transformer& m, double lr, double max_grad_norm,
+                           bool finite_loss) {
+  const ClipResult clip = clip_grad_norm(m.grads().flat, max_grad_norm);
+  UpdateResult res{clip.norm, !finite_loss || !std::isfinite(clip.norm)};
+  if (!res.skipped) optimizer_step(opt, m, float(lr), clip.scale);
+  m.zero_grads();
+  return res;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Learning-rate schedules, following Hugging Face transformers' get_{constant,linear,cosine}_
 // schedule_with_warmup (and get_cosine_with_min_lr_schedule_with_warmup for min_lr_ratio):

@@ -65,6 +65,16 @@ struct ClipResult {
 };
 ClipResult clip_grad_norm(const Tensor& grads, double max_norm);
 
+// The end of an optimizer step whose gradients have been accumulated into m.grads(): clip them to
+// max_grad_norm and update m, unless the norm is non-finite or the caller's loss was
+// (finite_loss = false); either way the gradients are zeroed for the next step.
+struct UpdateResult {
+  double grad_norm = 0.0;
+  bool skipped = false;  // non-finite gradient norm or loss: no update
+};
+UpdateResult clip_and_step(AdamW& opt, model::Transformer& m, double lr, double max_grad_norm,
+                           bool finite_loss = true);
+
 struct LrSchedule {
   std::string kind = "cosine";  // "constant" | "cosine" | "linear"
   double lr = 1e-3;             // peak

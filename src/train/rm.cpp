@@ -63,14 +63,9 @@ RmStepResult rm_step(model::Transformer& m, model::TrainState& state, AdamW& opt
   m.zero_grads();
   RmStepResult res;
   static_cast<RmStats&>(res) = rm_loss(m, state, batch, micro_batch_tokens, /*backward=*/true);
-  ClipResult clip = clip_grad_norm(m.grads().flat, max_grad_norm);
-  res.grad_norm = clip.norm;
-  if (!std::isfinite(clip.norm)) {
-    res.skipped = true;
-  } else {
-    optimizer_step(opt, m, float(lr), clip.scale);
-  }
-  m.zero_grads();
+  const UpdateResult update = clip_and_step(opt, m, lr, max_grad_norm);
+  res.grad_norm = update.grad_norm;
+  res.skipped = update.skipped;
   return res;
 }
 

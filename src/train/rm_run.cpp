@@ -20,6 +20,7 @@
 #include "train/report.h"
 #include "train/rm.h"
 #include "train/run_dir.h"
+#include "train/train_checkpoint.h"
 
 namespace r1::train {
 
@@ -233,28 +234,17 @@ std::string run_rm(const Recipe& r, const RunOptions& opts) {
   int64_t start = 0;
   std::optional<int64_t> resume_step;
   if (opts.resume) {
-    auto ck = run.latest_checkpoint();
-    R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
-    model::copy_weights(*m, model::load_model(fs::join(ck->path, "model"), Device::CPU, /*trainable=*/false));
-    opt.load(fs::join(ck->path, "optimizer.safetensors"));
-    resume_step =
-        nlohmann::json::parse(fs::read_file(fs::join(ck->path, "state.json"))).at("step").get<int64_t>();
-    start = *resume_step + 1;
-    log::info("resuming {} from step {}", run.path(), start);
+    const ResumePoint ck = resume_point(run);
+    load_train_checkpoint(ck, *m, opt);
+    resume_step = ck.step;
+    start = ck.step + 1;
   } else {
     run.write_config(r.to_yaml());
   }
   MetricsWriter metrics(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
-    run.commit_checkpoint(
-        step,
-        [&](const std::string& dir) {
-          model::save_model(*m, fs::join(dir, "model"));
-          opt.save(fs::join(dir, "optimizer.safetensors"));
-          fs::write_file_atomic(fs::join(dir, "state.json"), nlohmann::json{{"step", step}}.dump(2));
-        },
-        keep_last);
+    save_train_checkpoint(run, step, *m, opt, nlohmann::json::object(), keep_last);
   };
 
   log::info("rm: {} training pairs, {} held out, {} steps", train.size(), eval.size(), steps);

@@ -1,7 +1,5 @@
 #include "train/sft.h"
 
-#include <cmath>
-
 #include "base/error.h"
 
 namespace r1::train {
@@ -13,6 +11,16 @@ void check_sequence(const SftSequence& s) {
   R1_CHECK(s.loss_mask.size() == s.tokens.size(), "sft: a sequence of {} tokens has {} loss-mask entries",
            s.tokens.size(), s.loss_mask.size());
   R1_CHECK(!s.loss_mask[0], "sft: token 0 of a sequence cannot be a loss target (nothing precedes it)");
+}
+
+// The loss tokens of all of `batch`, each sequence checked first.
+int64_t checked_loss_tokens(const std::vector<SftSequence>& batch) {
+  int64_t tokens = 0;
+  for (const auto& s : batch) {
+    check_sequence(s);
+    tokens += s.loss_tokens();
+  }
+  return tokens;
 }
 
 // One past the last sequence of the micro-batch that starts at `first`: consecutive sequences up to
@@ -52,10 +60,7 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
                        const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens) {
   SftStepResult res;
-  for (const auto& s : batch) {
-    check_sequence(s);
-    res.tokens += s.loss_tokens();
-  }
+  res.tokens = checked_loss_tokens(batch);
   R1_CHECK(res.tokens > 0, "sft: the batch has no loss tokens");
   m.zero_grads();
   for (size_t first = 0; first < batch.size();) {
@@ -74,14 +79,9 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
     first = last;
   }
   res.loss /= double(res.tokens);
-  ClipResult clip = clip_grad_norm(m.grads().flat, max_grad_norm);
-  res.grad_norm = clip.norm;
-  if (!std::isfinite(clip.norm)) {
-    res.skipped = true;
-  } else {
-    optimizer_step(opt, m, float(lr), clip.scale);
-  }
-  m.zero_grads();
+  const UpdateResult update = clip_and_step(opt, m, lr, max_grad_norm);
+  res.grad_norm = update.grad_norm;
+  res.skipped = update.skipped;
   return res;
 }
 
@@ -100,10 +100,7 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
 SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const std::vector<SftSequence>& data,
                  int64_t micro_batch_tokens) {
   SftLoss out;
-  for (const auto& s : data) {
-    check_sequence(s);
-    out.tokens += s.loss_tokens();
-  }
+  out.tokens = checked_loss_tokens(data);
   R1_CHECK(out.tokens > 0, "sft: no loss tokens to evaluate");
   for (size_t first = 0; first < data.size();) {
     const size_t last = micro_batch_end(data, first, micro_batch_tokens);

@@ -15,7 +15,6 @@
 #include "base/rng.h"
 #include "base/timer.h"
 #include "data/sft_data.h"
-#include "model/checkpoint.h"
 #include "tensor/device_memory.h"
 #include "text/chat_template.h"
 #include "train/metrics.h"
@@ -23,6 +22,7 @@
 #include "train/report.h"
 #include "train/run_dir.h"
 #include "train/sft.h"
+#include "train/train_checkpoint.h"
 
 namespace r1::train {
 
@@ -148,27 +148,22 @@ struct Progression {
   std::optional<double> eval_loss;  // the latest eval/loss
 };
 
-nlohmann::json state_json(int64_t step, int64_t examples, const Progression& p) {
-  nlohmann::json j = {
-      {"step", step}, {"examples", examples}, {"tokens", p.tokens}, {"recent_loss", p.recent_loss}};
+nlohmann::json state_json(int64_t examples, const Progression& p) {
+  nlohmann::json j = {{"examples", examples}, {"tokens", p.tokens}, {"recent_loss", p.recent_loss}};
   if (p.eval_loss) j["eval_loss"] = *p.eval_loss;
   return j;
 }
 
-// Loads the weights, the optimizer and the progression of checkpoint `dir`; returns its step.
-int64_t restore(const std::string& dir, int64_t examples, model::Transformer& m, AdamW& opt,
-                Progression& prog) {
-  const nlohmann::json st = nlohmann::json::parse(fs::read_file(fs::join(dir, "state.json")));
+// Loads the weights, the optimizer and the progression of checkpoint `ck`.
+void restore(const ResumePoint& ck, int64_t examples, model::Transformer& m, AdamW& opt, Progression& prog) {
+  const nlohmann::json& st = ck.state;
   R1_CHECK(st.at("examples").get<int64_t>() == examples,
-           "--resume: {} was trained on {} examples, the data now has {}", dir,
+           "--resume: {} was trained on {} examples, the data now has {}", ck.path,
            st.at("examples").get<int64_t>(), examples);
-  // Read on the host (weights only), then copied onto the run's device.
-  model::copy_weights(m, model::load_model(fs::join(dir, "model"), Device::CPU, /*trainable=*/false));
-  opt.load(fs::join(dir, "optimizer.safetensors"));
+  load_train_checkpoint(ck, m, opt);
   prog.tokens = st.at("tokens").get<int64_t>();
   prog.recent_loss = st.at("recent_loss").get<std::vector<double>>();
   if (st.contains("eval_loss")) prog.eval_loss = st.at("eval_loss").get<double>();
-  return st.at("step").get<int64_t>();
 }
 
 }  // namespace
@@ -210,11 +205,10 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
   std::optional<int64_t> resume_step;
   Progression prog;
   if (opts.resume) {
-    auto ck = run.latest_checkpoint();
-    R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
-    resume_step = restore(ck->path, n, *m, opt, prog);
-    start = *resume_step + 1;
-    log::info("resuming {} from step {}", run.path(), start);
+    const ResumePoint ck = resume_point(run);
+    restore(ck, n, *m, opt, prog);
+    resume_step = ck.step;
+    start = ck.step + 1;
   } else {
     run.write_config(r.to_yaml());
   }
@@ -224,14 +218,7 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
   MetricsWriter metrics(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
-    run.commit_checkpoint(
-        step,
-        [&](const std::string& dir) {
-          model::save_model(*m, fs::join(dir, "model"));
-          opt.save(fs::join(dir, "optimizer.safetensors"));
-          fs::write_file_atomic(fs::join(dir, "state.json"), state_json(step, n, prog).dump(2));
-        },
-        keep_last);
+    save_train_checkpoint(run, step, *m, opt, state_json(n, prog), keep_last);
   };
 
   Progress bar("sft", steps - start, "step");
