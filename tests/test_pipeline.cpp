@@ -22,7 +22,7 @@ std::string demo_args(const test::TempDir& dir) {
                         "reasoning_rl.train.steps=8", "reasoning_rl.grpo.prompts_per_step=8",
                         "reasoning_rl.run.save_every=2", "rejection.data.limit=96", "rejection.sample.n=4",
                         "rejection.sample.chunk=16", "rs_sft.train.epochs=1", "rs_sft.train.batch_size=8",
-                        "rs_sft.run.save_every=1", "reward_model.train.epochs=1", "reward_model.train.batch_size=8",
+                        "rs_sft.run.save_every=1", "preferences.data.limit=64", "preferences.sample.chunk=32", "reward_model.train.epochs=1", "reward_model.train.batch_size=8",
                         "alignment_rl.train.steps=2", "alignment_rl.grpo.prompts_per_step=8", "eval_cold_start.eval.k=2",
                         "eval_reasoning_rl.eval.k=2", "eval_final.eval.k=2"})
     a += std::string(" ") + o;
@@ -51,13 +51,13 @@ TEST(Pipeline, FourStageR1DemoRunsResumesAndSkips) {
   auto resumed = test::run_r1(demo_args(dir));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   json st = stages_of(dir.file("p/pipeline.json"));
-  ASSERT_EQ(st.size(), 10u);
+  ASSERT_EQ(st.size(), 11u);
   std::map<std::string, json> by;
   for (const auto& s : st) by[s.at("name").get<std::string>()] = s;
   for (const char* done : {"data", "cold_start", "eval_cold_start", "reasoning_rl", "eval_reasoning_rl", "rejection"})
     EXPECT_EQ(by[done].at("status"), "skipped") << done;
   EXPECT_EQ(by["rs_sft"].at("status"), "resumed");
-  for (const char* ran : {"reward_model", "alignment_rl", "eval_final"}) EXPECT_EQ(by[ran].at("status"), "ran") << ran;
+  for (const char* ran : {"preferences", "reward_model", "alignment_rl", "eval_final"}) EXPECT_EQ(by[ran].at("status"), "ran") << ran;
 
   // Each stage's headline metric is recorded.
   EXPECT_LT(by["cold_start"]["summary"].at("final_loss").get<double>(), 1.0);
