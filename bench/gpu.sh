@@ -122,7 +122,7 @@ run() {
   # Passive OpenMP waiting (as under CTest): spinning test threads would starve the GPU jobs' hosts.
   local rc_cuda=0 rc_parity=0 rc_all=0
   if [[ ${R1_GPU_TESTS:-1} == 1 ]]; then
-  OMP_WAIT_POLICY=PASSIVE timeout "$(left 240)" .gpu/r1_tests --gtest_filter="$filter" --gtest_color=no \
+  OMP_WAIT_POLICY=PASSIVE timeout "$(left 420)" .gpu/r1_tests --gtest_filter="$filter" --gtest_color=no \
     >"$out/all_tests.log" 2>&1 &
   local tests_pid=$!
   # GPU tests: every op against the CPU op, the model and trainer on the device. OpsErrors.Devices
