@@ -16,13 +16,13 @@ int main(int argc, char** argv) {
   r1::cli::add_generate(app);
   r1::cli::add_chat(app);
   r1::cli::add_grpo(app);
+  r1::cli::add_sft(app);
+  r1::cli::add_sample(app);
+  r1::cli::add_rm(app);
+  r1::cli::add_eval(app);
+  r1::cli::add_pipeline(app);
   r1::cli::add_tokenize(app);
   r1::cli::add_reward(app);
-  r1::cli::add_pipeline(app);
-  r1::cli::add_sample(app);
-  r1::cli::add_eval(app);
-  r1::cli::add_sft(app);
-  r1::cli::add_rm(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
