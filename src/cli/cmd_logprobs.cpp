@@ -53,16 +53,9 @@ void add_logprobs(CLI::App& app) {
     model::Transformer m = model::load_model(o->model, device, /*trainable=*/grads);
     const auto& c = m.config();
     // Read and check everything first: a bad line stops the command before anything is written.
-    std::vector<std::vector<int32_t>> seqs;
+    const std::vector<std::vector<int32_t>> seqs = read_id_lines(std::cin, "stdin", c);
     int64_t predicted = 0;
-    for (const JsonLine& l : read_jsonl(std::cin, "stdin")) {
-      seqs.push_back(int_array(l, "ids", "stdin", 0, c.vocab_size));
-      R1_CHECK(!seqs.back().empty(), "stdin line {}: 'ids' is empty", l.line_no);
-      R1_CHECK(c.max_position_embeddings <= 0 || int64_t(seqs.back().size()) <= c.max_position_embeddings,
-               "stdin line {}: {} ids exceed max_position_embeddings {}", l.line_no, seqs.back().size(),
-               c.max_position_embeddings);
-      predicted += int64_t(seqs.back().size()) - 1;
-    }
+    for (const auto& q : seqs) predicted += int64_t(q.size()) - 1;
     R1_CHECK(!grads || predicted > 0, "--grads-out: no line has a token to predict (every line has 1 id)");
     if (grads) m.zero_grads();
     model::TrainState state;

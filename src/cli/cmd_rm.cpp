@@ -27,14 +27,7 @@ void score_sequences(const std::string& dir, const std::string& device_name, int
   R1_CHECK(c.num_labels == 1, "{}: not a reward model (num_labels = {}; r1 rm writes one-label classifiers)",
            dir, c.num_labels);
   // Every line is read and checked before anything is computed or printed.
-  std::vector<std::vector<int32_t>> seqs;
-  for (const JsonLine& l : read_jsonl(std::cin, "stdin")) {
-    seqs.push_back(int_array(l, "ids", "stdin", 0, c.vocab_size));
-    R1_CHECK(!seqs.back().empty(), "stdin line {}: 'ids' is empty", l.line_no);
-    R1_CHECK(c.max_position_embeddings <= 0 || int64_t(seqs.back().size()) <= c.max_position_embeddings,
-             "stdin line {}: {} ids exceed max_position_embeddings {}", l.line_no, seqs.back().size(),
-             c.max_position_embeddings);
-  }
+  const std::vector<std::vector<int32_t>> seqs = read_id_lines(std::cin, "stdin", c);
   model::TrainState state;
   std::string out;
   for (size_t first = 0; first < seqs.size();) {

@@ -59,4 +59,17 @@ std::vector<int32_t> int_array(const JsonLine& l, const std::string& key, const 
   return ids;
 }
 
+std::vector<std::vector<int32_t>> read_id_lines(std::istream& in, const std::string& source,
+                                                const model::ModelConfig& c) {
+  std::vector<std::vector<int32_t>> seqs;
+  for (const JsonLine& l : read_jsonl(in, source)) {
+    seqs.push_back(int_array(l, "ids", source, 0, c.vocab_size));
+    R1_CHECK(!seqs.back().empty(), "{} line {}: 'ids' is empty", source, l.line_no);
+    R1_CHECK(c.max_position_embeddings <= 0 || int64_t(seqs.back().size()) <= c.max_position_embeddings,
+             "{} line {}: {} ids exceed max_position_embeddings {}", source, l.line_no, seqs.back().size(),
+             c.max_position_embeddings);
+  }
+  return seqs;
+}
+
 }  // namespace r1::cli

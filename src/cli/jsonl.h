@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
+
 namespace r1::cli {
 
 struct JsonLine {
@@ -25,5 +27,10 @@ std::vector<JsonLine> read_jsonl_lenient(std::istream& in, const std::string& so
 // The integer array `key` of a line; errors name the source, line and offending element.
 std::vector<int32_t> int_array(const JsonLine& l, const std::string& key, const std::string& source,
                                int64_t lo, int64_t hi);
+
+// Every line of `in` as a token sequence {"ids": [...]} for model `c`: ids inside the vocabulary, not
+// empty, no longer than max_position_embeddings. All lines are checked before any is returned.
+std::vector<std::vector<int32_t>> read_id_lines(std::istream& in, const std::string& source,
+                                                const model::ModelConfig& c);
 
 }  // namespace r1::cli
