@@ -3,6 +3,8 @@
 // stream comes out on CPU and GPU and regardless of batching or thread order.
 #include <cmath>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 // Marks the functions that CUDA code calls too (the GPU sampler draws the CPU's numbers).
 #ifdef __CUDACC__
@@ -71,5 +73,15 @@ class Rng {
   uint32_t buf_[4] = {};
   int idx_ = 4;
 };
+
+// A uniformly random permutation of 0..n-1 (Fisher-Yates) fixed by (seed, stream): the trainers'
+// per-epoch data orders, so any epoch's order is rebuilt on resume without replaying the ones before.
+inline std::vector<int64_t> permutation(int64_t n, uint64_t seed, uint64_t stream) {
+  std::vector<int64_t> perm(size_t(n > 0 ? n : 0));
+  for (int64_t j = 0; j < n; ++j) perm[size_t(j)] = j;
+  Rng rng(seed, stream);
+  for (int64_t j = n - 1; j > 0; --j) std::swap(perm[size_t(j)], perm[rng.next_u32() % uint32_t(j + 1)]);
+  return perm;
+}
 
 }  // namespace r1

@@ -118,10 +118,7 @@ std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
   for (int64_t i = 0; i < n; ++i, ++cursor_) {
     const int64_t epoch = cursor_ / N;
     if (epoch != perm_epoch) {
-      perm.resize(size_t(N));
-      for (int64_t j = 0; j < N; ++j) perm[size_t(j)] = j;
-      Rng rng(cfg_.seed, 1000 + uint64_t(epoch));
-      for (int64_t j = N - 1; j > 0; --j) std::swap(perm[size_t(j)], perm[rng.next_u32() % uint32_t(j + 1)]);
+      perm = permutation(N, cfg_.seed, 1000 + uint64_t(epoch));
       perm_epoch = epoch;
     }
     out.push_back(perm[size_t(cursor_ % N)]);

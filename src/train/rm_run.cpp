@@ -155,10 +155,7 @@ class BatchOrder {
   std::vector<size_t> indices(int64_t step) {
     const int64_t epoch = step / steps_per_epoch(), k = step % steps_per_epoch();
     if (epoch != epoch_) {
-      perm_.resize(n_);
-      for (size_t i = 0; i < n_; ++i) perm_[i] = i;
-      Rng rng(seed_, uint64_t(epoch));
-      for (size_t i = n_; i > 1; --i) std::swap(perm_[i - 1], perm_[rng.next_u32() % i]);
+      perm_ = permutation(int64_t(n_), seed_, uint64_t(epoch));
       epoch_ = epoch;
     }
     const size_t begin = size_t(k) * batch_, end = std::min(n_, begin + batch_);
@@ -169,7 +166,7 @@ class BatchOrder {
   size_t n_, batch_;
   uint64_t seed_;
   int64_t epoch_ = -1;
-  std::vector<size_t> perm_;
+  std::vector<int64_t> perm_;
 };
 
 struct RmData {

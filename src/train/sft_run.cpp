@@ -124,15 +124,9 @@ class DataOrder {
     if (g / n_ != epoch_) shuffle(g / n_);
     return perm_[size_t(g % n_)];
   }
-  void shuffle(int64_t epoch) {  // Fisher-Yates
+  void shuffle(int64_t epoch) {
     epoch_ = epoch;
-    perm_.resize(size_t(n_));
-    std::iota(perm_.begin(), perm_.end(), int64_t(0));
-    Rng rng(seed_, kShuffleStream + uint64_t(epoch));
-    for (int64_t i = n_ - 1; i > 0; --i) {
-      const int64_t j = int64_t((uint64_t(rng.next_u32()) * uint64_t(i + 1)) >> 32);
-      std::swap(perm_[size_t(i)], perm_[size_t(j)]);
-    }
+    perm_ = permutation(n_, seed_, kShuffleStream + uint64_t(epoch));
   }
   int64_t n_, batch_, total_;
   uint64_t seed_;
