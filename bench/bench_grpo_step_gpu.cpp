@@ -9,6 +9,10 @@
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
 // update (policy forward + backward + AdamW), and generated tokens. Step 0 includes one-time work
 // (CUDA graph capture, GEMM plans, arena growth); later steps are the steady state.
+// Under mpirun (one GPU per rank) --prompts is the global batch, split over the ranks, and the
+// trainer all-reduces gradients with NCCL; rank 0 prints, with the tokens per second per GPU that
+// the scaling efficiency compares:
+//   mpirun -np 2 build/bench/bench_grpo_step_gpu --prompts 128   against   ... --prompts 64
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -18,6 +22,7 @@
 #include "base/timer.h"
 #include "bench_gpu_util.h"
 #include "data/arithmetic.h"
+#include "dist/world.h"
 #include "model/config.h"
 #include "model/transformer.h"
 #include "reward/composite.h"
@@ -100,6 +105,8 @@ int run(const Args& a) {
   for (int step = 0; step < a.steps; ++step) {
     train::StepMetrics mt = trainer.step(step);
     const double gen = mt["response_length/mean"] * a.prompts * a.group;
+    const int ranks = dist::world_size();
+    if (!dist::is_root()) continue;
     nlohmann::json out = {{"bench", "r1-grpo-step"},
                           {"shape", a.shape},
                           {"step", step},
@@ -116,6 +123,8 @@ int run(const Args& a) {
                           {"rollout_tok_s", mt["tokens_per_s"]},
                           {"reward_mean", mt["reward/mean"]},
                           {"kl", mt["kl"]},
+                          {"ranks", ranks},
+                          {"step_tok_s_per_gpu", gen / mt["time/step"] / ranks},
                           {"device_used_mib", bench::device_used_mib() - used0},
                           {"gpu", bench::gpu_name()}};
     std::printf("%s\n", out.dump().c_str());
@@ -127,6 +136,10 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dist::init(&argc, &argv);
   const Args a = parse(argc, argv);
+  struct Finalize {
+    ~Finalize() { dist::finalize(); }
+  } finalize;
   return bench::run_reporting_errors("bench_grpo_step_gpu", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}}, [&] { return run(a); });
 }

@@ -12,6 +12,8 @@
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
 #     R1_GPU_BENCH=grpo: one whole GRPO step (0.5B, 64 x 8, 1024 new tokens), and the KV cache of
 #                        512 x 2k tokens (1.5B) beside the training state
+#     R1_GPU_BENCH=dist: data parallel over all GPUs (kind nvidia-h200-x2): NCCL collectives, GRPO
+#       step tokens/s per GPU on 1 GPU and on all (weak and strong scaling efficiency)
 #     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
 #     R1_GPU_BENCH=0: no benchmarks.  R1_GPU_TESTS=0: no tests or parity (benchmarks only).
 #   (A device call is limited to 600 s: one benchmark set per call.)
@@ -28,26 +30,29 @@ pack() {
   local benches
   benches=$(cd bench && ls ./*_gpu.cpp 2>/dev/null | sed 's|^\./||; s|\.cpp$||' | tr '\n' ' ')
   # shellcheck disable=SC2086
-  ninja -C build-gpu r1_tests r1 $benches
+  ninja -C build-gpu r1_tests r1 r1_comm_worker $benches
   rm -rf .gpu
   mkdir -p .gpu/lib .gpu/bench
-  cp build-gpu/tests/r1_tests build-gpu/r1 .gpu/
+  cp build-gpu/tests/r1_tests build-gpu/tests/r1_comm_worker build-gpu/r1 .gpu/
   for b in $benches; do cp "build-gpu/bench/$b" .gpu/bench/; done
-  strip --strip-debug .gpu/r1_tests .gpu/r1 .gpu/bench/* 2>/dev/null || true
+  strip --strip-debug .gpu/r1_tests .gpu/r1_comm_worker .gpu/r1 .gpu/bench/* 2>/dev/null || true
   # Bundle every shared library the binaries resolve here, except the C/C++ runtime (Ubuntu 24.04
   # there has newer, compatible ones) and cuBLAS / the driver (too large to carry; the GPU machine
   # has CUDA 13). Debian 12's libfmt.so.9, OpenBLAS (OpenMP build), GiNaC, ... travel along.
   ldd .gpu/r1_tests .gpu/r1 .gpu/bench/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case $(basename "$lib") in
       libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
-      libcuda.so*|libcublas.so*|libcublasLt.so*) ;;
+      libcuda.so*|libcublas.so*|libcublasLt.so*|libnccl.so*) ;;
+      # Open MPI must be the machine's own (4.1.x, the same ABI): its mpirun loads its own plugins,
+      # which must match the libraries the ranks run with.
+      libmpi.so*|libopen-rte.so*|libopen-pal.so*|libhwloc.so*|libevent*.so*|libpmix.so*) ;;
       *) cp -L "$lib" .gpu/lib/ ;;
     esac
   done
   # Large libraries and the programs travel compressed (the carried tree must stay under 64 MiB);
   # run unpacks them.
   find .gpu/lib -type f -size +2M -exec gzip -9 {} \;
-  gzip -9 .gpu/r1 .gpu/r1_tests .gpu/bench/*
+  gzip -9 .gpu/r1 .gpu/r1_tests .gpu/r1_comm_worker .gpu/bench/*
   {
     echo "SRC_DIR=$ROOT"
     echo "GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -80,12 +85,13 @@ unpack() {
   done
   # The tests have the build's source dir and r1 binary path baked in: make both exist here.
   if [[ "$SRC_DIR" != "$ROOT" && ! -e "$SRC_DIR" ]]; then mkdir -p "$(dirname "$SRC_DIR")" && ln -s "$ROOT" "$SRC_DIR"; fi
-  mkdir -p build-gpu && cp .gpu/r1 build-gpu/r1
+  mkdir -p build-gpu/tests && cp .gpu/r1 build-gpu/r1 && cp .gpu/r1_comm_worker build-gpu/tests/
   # gpu_parity.py runs r1 through this wrapper, which brings back the bundled libraries.
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s/.gpu/r1" "$@"\n' "$LD_LIBRARY_PATH" "$ROOT" >"$lib/r1"
   chmod +x "$lib/r1"
 }
 
+# bash bench/gpu.sh tests FILTER: the carried r1_tests, only the tests the gtest filter names.
 # bash bench/gpu.sh r1 ARGS...: the carried r1 program on the GPU machine (e.g. a pipeline run:
 # r1 pipeline recipes/pipeline_distill_demo.yaml device=cuda dir=$OUT/distill).
 r1cmd() {
@@ -108,6 +114,8 @@ run() {
   # One device command may run 600 s: every stage gets what is left of an overall deadline, and the
   # summary is printed from whatever finished.
   local deadline=$((SECONDS + ${R1_GPU_BUDGET_S:-560}))
+  # Multi-GPU jobs (CudaDist tests, R1_GPU_BENCH=dist): NVLink multicast (NVLS) stays off.
+  export NCCL_NVLS_ENABLE=0
   local py=${PYTHON:-python3}
   : >"$out/bench.jsonl"
   set +e
@@ -160,6 +168,44 @@ run() {
     tail -3 "$out/distill.log"
     (cd /tmp/r1-distill && find . -maxdepth 2 \( -name '*.json' -o -name metrics.jsonl -o -name config.yaml \) \
       -exec cp --parents {} "$out/" \;) || true
+  fi
+  if [[ ${R1_GPU_BENCH:-train} == dist ]]; then
+    # Data parallelism over every GPU of the machine, one rank each (NVLink SHARP/multicast off).
+    local ngpu p=${R1_DIST_PROMPTS:-32} new=${R1_DIST_NEW:-512}
+    ngpu=$(nvidia-smi -L | wc -l)
+    local mpi=(mpirun --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE=0 -x LD_LIBRARY_PATH)
+    echo "== NCCL collectives, $ngpu ranks (r1_comm_worker)" | tee -a "$out/bench.log"
+    timeout "$(left 60)" "${mpi[@]}" -np "$ngpu" .gpu/r1_comm_worker --device cuda 2>&1 | tail -2 | tee -a "$out/bench.log"
+    # Weak scaling (the same work per GPU: p prompts x 8 each), then strong (p prompts in all).
+    local np prompts
+    for np in 1 "$ngpu" "$ngpu"; do
+      prompts=$((p * np)); [[ $np == "$ngpu" && -n ${weak_done:-} ]] && prompts=$p
+      echo "== GRPO step 0.5b, $prompts x 8 prompts, $new new tokens, $np GPU(s)" | tee -a "$out/bench.log"
+      timeout "$(left 200)" "${mpi[@]}" -np "$np" .gpu/bench/bench_grpo_step_gpu --shape 0.5b --prompts "$prompts" \
+        --group 8 --new "$new" --steps 3 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+      [[ $np == "$ngpu" ]] && weak_done=1
+    done
+    "$py" - "$out/bench.jsonl" <<'PY' | tee -a "$out/bench.log"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"r1-grpo-step"' in l and '"error"' not in l]
+runs = {}
+for r in rows:
+    if r["step"] > 0:  # step 0 holds one-time work (graph capture, plans, arenas)
+        runs.setdefault((r["ranks"], r["prompts"]), []).append(r)
+def per_gpu(k):
+    rs = runs[k]
+    return sum(r["generated_tokens"] for r in rs) / sum(r["step_s"] for r in rs) / k[0]
+keys = sorted(runs)
+for k in keys:
+    print(f"ranks {k[0]} prompts {k[1]:4d}: {per_gpu(k):9.0f} generated tok/s per GPU, step {sum(r['step_s'] for r in runs[k]) / len(runs[k]):.2f} s")
+one = [k for k in keys if k[0] == 1]
+if one:
+    base = one[0]
+    for k in keys:
+        if k[0] > 1:
+            kind = "weak (same work per GPU)" if k[1] == base[1] * k[0] else "strong (same global batch)"
+            print(f"scaling efficiency, {k[0]} GPUs, {kind}: {per_gpu(k) / per_gpu(base) * 100:.1f}%")
+PY
   fi
   # Ours then the PyTorch peer on each shape, on a quiet machine (the CPU tests are done).
   # R1_GPU_BENCH=0 skips the benchmarks (a quick correctness pass).
@@ -230,5 +276,6 @@ case ${1:-} in
   pack) pack ;;
   run) run ;;
   r1) shift; r1cmd "$@" ;;
-  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS..." >&2; exit 2 ;;
+  tests) shift; unpack; NCCL_NVLS_ENABLE=0 exec .gpu/r1_tests --gtest_color=no --gtest_filter="${1:-*}" ;;
+  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER" >&2; exit 2 ;;
 esac

@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev libutf8proc-dev
   libginac-dev libcln-dev libseccomp-dev python3
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

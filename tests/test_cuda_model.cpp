@@ -231,7 +231,7 @@ void sft_reduces_loss(Device device) {
     for (int t = 0; t < 12; ++t) e.completion.push_back(int32_t(rng.next_u32() % 256));
     batch.push_back(e);
   }
-  train::AdamW opt = train::make_adamw(m, {});
+  train::DataParallel opt(m, {});
   model::TrainState st;
   double first = 0, last = 0;
   for (int step = 0; step < 60; ++step) {

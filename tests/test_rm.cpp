@@ -426,7 +426,7 @@ TEST(RmCuda, ScoresAndOneStepMatchCpu) {
     num += (double(g_gpu[i]) - g_cpu[i]) * (double(g_gpu[i]) - g_cpu[i]), den += double(g_cpu[i]) * g_cpu[i];
   fmt::print("[ CUDAERR ] rm gradient rel L2 {:.3e}\n", std::sqrt(num / den));
   EXPECT_LT(std::sqrt(num / den), 5e-2);
-  auto opt_cpu = train::make_adamw(cpu, {}), opt_gpu = train::make_adamw(gpu, {});
+  train::DataParallel opt_cpu(cpu, {}), opt_gpu(gpu, {});
   const auto rc = train::rm_step(cpu, sc, opt_cpu, pairs, 1e-3, 1.0, 64);
   const auto rg = train::rm_step(gpu, sg, opt_gpu, pairs, 1e-3, 1.0, 64);
   fmt::print("[ CUDAERR ] rm loss cpu {:.6f} cuda {:.6f}\n", rc.loss, rg.loss);

@@ -75,7 +75,7 @@ TEST(SftStep, LossAndUpdateCoverOnlyTheMaskedTokens) {
   double hand_loss = 0;
   hand_step(by_hand, seqs, targets, 1e-2, &hand_loss);
 
-  train::AdamW opt = train::make_adamw(stepped, {});
+  train::DataParallel opt(stepped, {});
   model::TrainState st;
   train::SftStepResult r = train::sft_step(stepped, st, opt, seqs, 1e-2, 1.0);
   EXPECT_EQ(r.tokens, 8);
@@ -97,7 +97,7 @@ TEST(SftStep, PromptCompletionFormIsTheSameStep) {
   std::vector<data::SftSequence> seqs;
   for (const auto& e : examples) seqs.push_back(data::prompt_completion_sequence(e.prompt, e.completion));
   model::Transformer a = byte_model(2), b = byte_model(2);
-  train::AdamW oa = train::make_adamw(a, {}), ob = train::make_adamw(b, {});
+  train::DataParallel oa(a, {}), ob(b, {});
   model::TrainState sa, sb;
   for (int step = 0; step < 3; ++step) {
     auto ra = train::sft_step(a, sa, oa, examples, 1e-2, 1.0, 8);  // one sequence per micro-batch

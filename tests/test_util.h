@@ -23,6 +23,14 @@ struct RunResult {
 };
 // Runs `build/r1 ARGS` with `input` on stdin; captures stdout and stderr.
 RunResult run_r1(const std::string& args, const std::string& input = "");
+// Runs a shell command line with `input` on stdin; captures stdout and stderr.
+RunResult run_command(const std::string& command, const std::string& input = "");
+
+// "mpirun -np NP ... " (with a trailing space): the launcher prefix for multi-rank tests, quiet and
+// reliable in a container and on a CI runner of 2 cores (see test_util.cpp for each option).
+std::string mpirun_command(int np);
+// GPUs this process can see (0 in a build without CUDA or without a driver).
+int gpu_count();
 
 std::string source_path(const std::string& rel);  // path inside the source tree
 std::vector<std::string> read_lines(const std::string& path);

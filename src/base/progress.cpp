@@ -1,5 +1,7 @@
 #include "base/progress.h"
 
+#include "base/log.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@ void Progress::draw(bool final) {
   finished_ = finished_ || final;
   double t = timer_.seconds();
   last_draw_ = t;
+  if (!log::settings().info) return;  // a rank other than 0 of a job
   double rate = t > 0 ? done_ / t : 0.0;
   double eta = rate > 0 ? (total_ - done_) / rate : -1.0;
   int pct = total_ > 0 ? int(100.0 * done_ / total_) : 100;

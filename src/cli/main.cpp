@@ -5,8 +5,28 @@
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "dist/world.h"
+
+namespace {
+// An error on one rank of a multi-rank job must end every rank: the others may be waiting for this
+// one in a collective. A single process reports and returns as before.
+int report_error(const char* what) {
+  if (r1::dist::world_size() > 1) r1::dist::abort_job(what);
+  fmt::print(stderr, "error: {}\n", what);
+  try {
+    r1::dist::finalize();  // a one-rank mpirun job still ends MPI cleanly
+  } catch (const std::exception&) {
+  }
+  return 1;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
+  try {
+    r1::dist::init(&argc, &argv);  // first: MPI may take its own arguments out of argv
+  } catch (const std::exception& e) {
+    return report_error(e.what());
+  }
   CLI::App app{"r1.cpp: train reasoning language models the DeepSeek-R1 way"};
   app.require_subcommand(1);
   r1::cli::add_init(app);
@@ -23,16 +43,25 @@ int main(int argc, char** argv) {
   r1::cli::add_pipeline(app);
   r1::cli::add_tokenize(app);
   r1::cli::add_reward(app);
+  // Only the data-parallel trainers run as several ranks: any other command would run as N copies
+  // writing the same files.
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (sub->get_name() != "grpo" && sub->get_name() != "sft")
+      sub->preparse_callback([name = sub->get_name()](std::size_t) {
+        R1_CHECK(r1::dist::world_size() == 1,
+                 "r1 {} runs as one process; under mpirun only r1 grpo and r1 sft run (data-parallel)", name);
+      });
   try {
     app.parse(argc, argv);
+    r1::dist::finalize();
   } catch (const CLI::ParseError& e) {
+    // Every rank parses the same arguments, so all of them get here (--help too) and finalize.
+    r1::dist::finalize();
     return app.exit(e);
   } catch (const r1::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return report_error(e.what());
   } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return report_error(e.what());
   }
   return 0;
 }

@@ -229,6 +229,9 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
   // dres carries d loss / d residual stream down through the layers, accumulated in place.
   Tensor dres = arena_.zeros(cd, {T, C});
   ops::rmsnorm_backward(dres, G.final_norm, dlnf, x_final, P.final_norm, lnf_rstd);
+  // Offsets of grads in the flat buffer; from the final norm up (the head included) they are done.
+  auto offset = [&](const Tensor& g) { return int64_t(static_cast<const float*>(g.data) - G.flat.f32()); };
+  if (on_grads_final) on_grads_final(offset(G.final_norm));
 
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
     const LayerParams& W = P.layers[size_t(l)];
@@ -277,8 +280,10 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
     ops::linear_backward(dln1, GW.k_w, GW.k_b, dk.reshape({T, KV}), ln1, W.k_w);
     ops::linear_backward(dln1, GW.v_w, GW.v_b, dv.reshape({T, KV}), ln1, W.v_w);
     ops::rmsnorm_backward(dres, GW.input_norm, dln1, A.x_in, W.input_norm, A.ln1_rstd);
+    if (on_grads_final) on_grads_final(offset(GW.input_norm));  // a layer's first parameter
   }
   ops::embedding_backward(G.embed, dres, ids_);
+  if (on_grads_final) on_grads_final(0);
 }
 
 }  // namespace r1::model

@@ -26,6 +26,7 @@
 // Generation: KVCache cache(m, slots, len); Arena a(0, m.device());
 //   forward_cached(m, cache, ...) returns logits on the model's device; to_host_f32() reads them.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -153,6 +154,10 @@ class TrainState {
   void release();
   int64_t vocab_chunk = 4096;
   Recompute recompute = Recompute::Auto;
+  // When set, the backwards call it with decreasing offsets into the flat gradient buffer: the
+  // gradients at offsets >= the argument are final for this backward (their kernels are queued).
+  // Data parallelism all-reduces them while the layers below are still being computed.
+  std::function<void(int64_t)> on_grads_final;
 
  private:
   // The layers and the final norm, shared by both heads: fills lnf (T, C).

@@ -8,6 +8,8 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "base/timer.h"
+#include "dist/named_sums.h"
+#include "dist/world.h"
 
 namespace r1::train {
 
@@ -93,8 +95,11 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
       render_(std::move(render_prompt)),
       cfg_(std::move(cfg)),
       total_steps_(total_steps),
-      opt_(param_slices(policy), cfg_.adamw, policy.device()) {
+      dp_(policy, cfg_.adamw, cfg_.parallel) {
   validate(cfg_);
+  R1_CHECK(cfg_.prompts_per_step % dp_.world_size() == 0,
+           "grpo: prompts_per_step ({}) must be a multiple of the number of ranks ({}), so each rank rolls out as many groups",
+           cfg_.prompts_per_step, dp_.world_size());
   R1_CHECK(!train_.empty(), "grpo: the training set is empty");
   R1_CHECK(codec_.vocab_size() <= policy_.config().vocab_size,
            "grpo: the tokenizer has {} ids but the model's vocabulary is {}", codec_.vocab_size(),
@@ -127,11 +132,14 @@ std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
 }
 
 StepMetrics GrpoTrainer::step(int64_t step) {
-  const model::ModelConfig& mc = policy_.config();
   const int G = cfg_.group_size;
+  const int rank = dp_.rank(), ranks = dp_.world_size();
+  dist::Comm& host = dist::host_comm();
   StepMetrics M;
   Timer t_step;
-  double t_rollout = 0, t_reward = 0, t_train = 0;
+  // Sums over this rank's samples, reduced over the ranks for the metrics.
+  std::map<std::string, double> S;
+  double t_rollout = 0, t_reward = 0;
   if (ref_ && cfg_.ref_refresh_steps > 0 && step > 0 && step % cfg_.ref_refresh_steps == 0)
     model::copy_weights(*ref_, policy_);
 
@@ -152,89 +160,115 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   gp.stop_ids = codec_.eos_ids();
   rollout::EngineConfig ec{cfg_.rollout_batch, cfg_.max_prompt_tokens + cfg_.max_completion_tokens, 8192};
 
-  // Rollouts (more rounds only with dynamic sampling), rewards, overlong shaping.
+  // Rollouts (more rounds only with dynamic sampling), rewards, overlong shaping. Every rank draws
+  // the same prompts; rank r rolls out and scores a contiguous block of them (whole groups), and a
+  // sample's randomness depends on (seed, problem, sample) only, so the rollouts are those of a
+  // single process. Which groups are kept is decided from every rank's outcome, identically.
   std::vector<std::vector<int32_t>> prompt_ids;
   prompt_ids.reserve(size_t(cfg_.prompts_per_step) * size_t(std::max(1, cfg_.dynamic_sampling_max_rounds)));
   std::vector<Sequence> seqs;
+  std::vector<int64_t> seq_pos;  // each sequence's place in the global batch: kept group * G + sample
   std::vector<std::string> all_text;
-  int64_t groups_kept = 0, groups_seen = 0, zero_var_groups = 0, too_long = 0, truncated = 0;
-  std::map<std::string, double> component_sum;
-  double reward_sum = 0;
-  int64_t scored = 0;
+  int64_t groups_kept = 0, groups_seen = 0, zero_var_groups = 0, too_long = 0;
   samples_.clear();
   const int rounds = cfg_.dynamic_sampling ? cfg_.dynamic_sampling_max_rounds : 1;
   for (int round = 0; round < rounds && groups_kept < cfg_.prompts_per_step; ++round) {
-    std::vector<int64_t> idx = next_prompts(cfg_.prompts_per_step - groups_kept);
+    const int64_t need = cfg_.prompts_per_step - groups_kept;
+    const std::vector<int64_t> idx = next_prompts(need);
+    const int64_t lo = need * rank / ranks, hi = need * (rank + 1) / ranks;
+    enum : int64_t { kTooLong = 1, kZeroVariance = 2, kUseful = 3 };
+    std::vector<int64_t> status(size_t(need), 0);  // this rank's block filled in, then summed over ranks
     std::vector<rollout::Request> reqs;
-    std::vector<int64_t> req_problem;
+    std::vector<int64_t> req_problem, req_slot;
     std::vector<std::string> req_text;
-    for (int64_t i : idx) {
+    for (int64_t j = lo; j < hi; ++j) {
+      const int64_t i = idx[size_t(j)];
       std::string text = render_(train_[size_t(i)]);
       std::vector<int32_t> ids = codec_.encode(text);
       if (int64_t(ids.size()) > cfg_.max_prompt_tokens || ids.empty()) {
-        ++too_long;
+        status[size_t(j)] = kTooLong;
         continue;
       }
       prompt_ids.push_back(std::move(ids));
       reqs.push_back({prompt_ids.back(), G, train_[size_t(i)].id});
       req_problem.push_back(i);
+      req_slot.push_back(j);
       req_text.push_back(std::move(text));
     }
-    if (reqs.empty()) continue;
-    Timer tr;
-    rollout::Engine engine(policy_, ec);
-    std::vector<rollout::Completion> outs = engine.generate(reqs, gp);
-    t_rollout += tr.seconds();
+    std::vector<std::vector<Sequence>> groups;
+    if (!reqs.empty()) {
+      Timer tr;
+      rollout::Engine engine(policy_, ec);
+      std::vector<rollout::Completion> outs = engine.generate(reqs, gp);
+      t_rollout += tr.seconds();
 
-    Timer tw;
-    std::vector<reward::Sample> rs;
-    std::vector<std::string> texts;
-    for (const auto& c : outs) {
-      std::vector<int32_t> body = c.tokens;
-      if (c.finish == rollout::FinishReason::Stop && !body.empty()) body.pop_back();  // drop EOS
-      texts.push_back(codec_.decode(body));
-      const data::Problem& pb = train_[size_t(req_problem[size_t(c.prompt_index)])];
-      rs.push_back({texts.back(), pb.answer, nullptr, req_text[size_t(c.prompt_index)], pb.type});
-    }
-    std::vector<reward::Result> results = reward::score_batch(reward_, rs);
-    t_reward += tw.seconds();
-
-    for (size_t p = 0; p < reqs.size(); ++p) {
-      ++groups_seen;
-      std::vector<Sequence> group;
-      double mn = 1e300, mx = -1e300;
-      for (int s = 0; s < G; ++s) {
-        const size_t k = p * size_t(G) + size_t(s);
-        Sequence q;
-        q.problem = req_problem[p];
-        q.prompt = &prompt_ids[prompt_ids.size() - reqs.size() + p];
-        q.out = outs[k];
-        q.reward = results[k].reward;
-        const int64_t len = int64_t(q.out.tokens.size());
-        if (q.out.finish == rollout::FinishReason::Length) ++truncated;
-        if (cfg_.mask_truncated && q.out.finish == rollout::FinishReason::Length) q.in_loss = false;
-        if (cfg_.overlong_buffer > 0) {  // DAPO: linear penalty over the last overlong_buffer tokens
-          const int64_t start = cfg_.max_completion_tokens - cfg_.overlong_buffer;
-          if (len > start) q.reward -= cfg_.overlong_penalty * double(len - start) / double(cfg_.overlong_buffer);
-        }
-        reward_sum += results[k].reward;
-        ++scored;
-        // A composite reward reports each part under its name as {"reward": x, ...}.
-        for (auto& [name, v] : results[k].details.items())
-          if (v.is_object() && v.contains("reward") && v["reward"].is_number())
-            component_sum[name] += v["reward"].get<double>();
-        all_text.push_back(texts[k]);
-        if (s < 2 && samples_.size() < 32)
-          samples_.push_back({train_[size_t(q.problem)].id, req_text[p], texts[k], results[k].reward, results[k].details});
-        mn = std::min(mn, q.reward);
-        mx = std::max(mx, q.reward);
-        group.push_back(std::move(q));
+      Timer tw;
+      std::vector<reward::Sample> rs;
+      std::vector<std::string> texts;
+      for (const auto& c : outs) {
+        std::vector<int32_t> body = c.tokens;
+        if (c.finish == rollout::FinishReason::Stop && !body.empty()) body.pop_back();  // drop EOS
+        texts.push_back(codec_.decode(body));
+        const data::Problem& pb = train_[size_t(req_problem[size_t(c.prompt_index)])];
+        rs.push_back({texts.back(), pb.answer, nullptr, req_text[size_t(c.prompt_index)], pb.type});
       }
-      const bool zero_var = mx - mn < 1e-12;
+      std::vector<reward::Result> results = reward::score_batch(reward_, rs);
+      t_reward += tw.seconds();
+
+      for (size_t p = 0; p < reqs.size(); ++p) {
+        std::vector<Sequence> group;
+        double mn = 1e300, mx = -1e300;
+        for (int s = 0; s < G; ++s) {
+          const size_t k = p * size_t(G) + size_t(s);
+          Sequence q;
+          q.problem = req_problem[p];
+          q.prompt = &prompt_ids[prompt_ids.size() - reqs.size() + p];
+          q.out = outs[k];
+          q.reward = results[k].reward;
+          const int64_t len = int64_t(q.out.tokens.size());
+          if (q.out.finish == rollout::FinishReason::Length) S["truncated"] += 1;
+          if (cfg_.mask_truncated && q.out.finish == rollout::FinishReason::Length) q.in_loss = false;
+          if (cfg_.overlong_buffer > 0) {  // DAPO: linear penalty over the last overlong_buffer tokens
+            const int64_t start = cfg_.max_completion_tokens - cfg_.overlong_buffer;
+            if (len > start) q.reward -= cfg_.overlong_penalty * double(len - start) / double(cfg_.overlong_buffer);
+          }
+          S["reward_sum"] += results[k].reward;
+          S["scored"] += 1;
+          // A composite reward reports each part under its name as {"reward": x, ...}.
+          for (auto& [name, v] : results[k].details.items())
+            if (v.is_object() && v.contains("reward") && v["reward"].is_number())
+              S["reward/" + name] += v["reward"].get<double>();
+          all_text.push_back(texts[k]);
+          if (s < 2 && samples_.size() < 32)
+            samples_.push_back(
+                {train_[size_t(q.problem)].id, req_text[p], texts[k], results[k].reward, results[k].details});
+          mn = std::min(mn, q.reward);
+          mx = std::max(mx, q.reward);
+          group.push_back(std::move(q));
+        }
+        status[size_t(req_slot[p])] = mx - mn < 1e-12 ? kZeroVariance : kUseful;
+        groups.push_back(std::move(group));
+      }
+    }
+    if (ranks > 1) host.all_reduce(status.data(), need, dist::Type::I64);
+    // Keep groups in draw order, as one process would: the first ones with a learning signal.
+    size_t g = 0;
+    for (int64_t j = 0; j < need; ++j) {
+      if (status[size_t(j)] == kTooLong) {
+        ++too_long;
+        continue;
+      }
+      const bool mine = j >= lo && j < hi;
+      std::vector<Sequence>* group = mine ? &groups[g++] : nullptr;
+      ++groups_seen;
+      const bool zero_var = status[size_t(j)] == kZeroVariance;
       zero_var_groups += zero_var;
-      if (cfg_.dynamic_sampling && zero_var) continue;
-      if (groups_kept >= cfg_.prompts_per_step) continue;
-      for (auto& q : group) seqs.push_back(std::move(q));
+      if ((cfg_.dynamic_sampling && zero_var) || groups_kept >= cfg_.prompts_per_step) continue;
+      if (group)
+        for (int s = 0; s < G; ++s) {
+          seqs.push_back(std::move((*group)[size_t(s)]));
+          seq_pos.push_back(groups_kept * G + s);
+        }
       ++groups_kept;
     }
   }
@@ -255,21 +289,35 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   }
   const double t_reference = tt.seconds();
   Timer tu;
-  double kl_reward_sum = 0;
   if (cfg_.kl_in_reward && ref_) {
     for (auto& s : seqs) {
       double kl = 0;
       for (size_t t = 0; t < s.out.tokens.size(); ++t) kl += double(s.out.logprobs[t]) - s.ref_logp[t];  // k1
       s.reward -= cfg_.loss.kl_coef * kl;
-      kl_reward_sum += kl;
+      S["kl_reward_sum"] += kl;
     }
   }
   std::vector<double> rewards;
   for (const auto& s : seqs) rewards.push_back(s.reward);
-  if (!rewards.empty()) {
+  if (!rewards.empty()) {  // this rank's groups are whole
     std::vector<double> adv = group_advantages(rewards, G, cfg_.scale_advantage_by_std);
     for (size_t i = 0; i < seqs.size(); ++i) seqs[i].advantage = adv[i];
   }
+
+  // The global batch's layout: which sequences train and their lengths, so that every rank cuts
+  // the same mini-batches and normalises by the same (global) counts.
+  std::vector<int64_t> train_len(size_t(groups_kept * G), 0);  // tokens + 1 if in the loss, else 0
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (seqs[i].in_loss && !seqs[i].out.tokens.empty())
+      train_len[size_t(seq_pos[i])] = int64_t(seqs[i].out.tokens.size()) + 1;
+  if (ranks > 1) host.all_reduce(train_len.data(), int64_t(train_len.size()), dist::Type::I64);
+  std::vector<int64_t> train_index(train_len.size(), -1);  // place among the training sequences
+  int64_t n_train = 0;
+  for (size_t p = 0; p < train_len.size(); ++p)
+    if (train_len[p] > 0) train_index[p] = n_train++;
+  std::vector<int64_t> prefix_tokens(size_t(n_train) + 1, 0);
+  for (size_t p = 0; p < train_len.size(); ++p)
+    if (train_len[p] > 0) prefix_tokens[size_t(train_index[p]) + 1] = prefix_tokens[size_t(train_index[p])] + train_len[p] - 1;
 
   // Policy updates: ppo_epochs passes, each split into mini-batches (one optimizer step each),
   // each mini-batch accumulated over micro-batches.
@@ -278,21 +326,23 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   if (lcfg.reduction == LossReduction::SeqMeanTokenSumNorm && lcfg.norm_constant <= 1.0)
     lcfg.norm_constant = cfg_.max_completion_tokens;
   const double lr = lr_at(cfg_.schedule, step);
-  double loss_sum = 0, clip_sum = 0, kl_sum = 0, ent_sum = 0, grad_norm_sum = 0;
-  int64_t loss_tokens = 0, ent_tokens = 0, updates = 0, skipped = 0;
-  std::vector<Sequence*> trainable;
-  for (auto* s : all)
-    if (s->in_loss && !s->out.tokens.empty()) trainable.push_back(s);
-  for (int epoch = 0; epoch < cfg_.ppo_epochs && !trainable.empty(); ++epoch) {
-    const size_t per_mini = (trainable.size() + size_t(cfg_.mini_batches) - 1) / size_t(cfg_.mini_batches);
-    for (size_t m0 = 0; m0 < trainable.size(); m0 += per_mini) {
-      std::vector<Sequence*> mini(trainable.begin() + long(m0),
-                                  trainable.begin() + long(std::min(trainable.size(), m0 + per_mini)));
-      ReductionScale scale{int64_t(mini.size()), 0};
-      for (auto* s : mini) scale.tokens += int64_t(s->out.tokens.size());
-      policy_.zero_grads();
+  double grad_norm_sum = 0;
+  int64_t updates = 0, skipped = 0;
+  policy_.zero_grads();
+  for (int epoch = 0; epoch < cfg_.ppo_epochs && n_train > 0; ++epoch) {
+    const int64_t per_mini = (n_train + cfg_.mini_batches - 1) / cfg_.mini_batches;
+    for (int64_t m0 = 0; m0 < n_train; m0 += per_mini) {
+      const int64_t m1 = std::min(n_train, m0 + per_mini);
+      std::vector<Sequence*> mini;  // this rank's part of the mini-batch
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        const int64_t t = train_index[size_t(seq_pos[i])];
+        if (t >= m0 && t < m1) mini.push_back(&seqs[i]);
+      }
+      const ReductionScale scale{m1 - m0, prefix_tokens[size_t(m1)] - prefix_tokens[size_t(m0)]};
       bool finite_loss = true;
-      for (const auto& mb : micro_batches(mini, cfg_.micro_batch_tokens)) {
+      const auto mbs = micro_batches(mini, cfg_.micro_batch_tokens);
+      for (size_t k = 0; k < mbs.size(); ++k) {
+        const auto& mb = mbs[k];
         model::Batch b = pack(mb, rows);
         state_.forward(policy_, b, cfg_.temperature);
         std::vector<float> logp = state_.logp_host();
@@ -310,25 +360,25 @@ StepMetrics GrpoTrainer::step(int64_t step) {
           spans.push_back({rows[i], int64_t(c.tokens.size()), mb[i]->advantage});
           if (epoch == 0)
             for (size_t t = 0; t < c.tokens.size(); ++t) {
-              ent_sum += entropy[size_t(rows[i]) + t];
-              ++ent_tokens;
+              S["entropy_sum"] += entropy[size_t(rows[i]) + t];
+              S["entropy_tokens"] += 1;
             }
         }
         std::vector<float> dlogp;
         GrpoLossStats st = grpo_loss(logp, old, ref, spans, lcfg, scale, dlogp);
         finite_loss = finite_loss && std::isfinite(st.loss);
-        loss_sum += st.loss;
-        clip_sum += st.clip_frac;
-        kl_sum += st.kl_sum;
-        loss_tokens += st.tokens;
+        S["loss_sum"] += st.loss;
+        S["clip_sum"] += st.clip_frac;
+        S["kl_sum"] += st.kl_sum;
+        S["loss_tokens"] += double(st.tokens);
+        if (k + 1 == mbs.size()) dp_.arm(state_);  // the last backward of the step overlaps the all-reduce
         state_.backward(policy_, dlogp);
       }
-      const UpdateResult update = clip_and_step(opt_, policy_, lr, cfg_.max_grad_norm, finite_loss);
-      if (update.skipped) {
+      const UpdateResult update = dp_.step(lr, cfg_.max_grad_norm, finite_loss);
+      if (update.skipped) {  // the same decision on every rank
         ++skipped;
         ++bad_steps_;
-        log::warn("step {}: non-finite {}; update skipped ({} in a row)", step,
-                  finite_loss ? "gradient norm" : "loss", bad_steps_);
+        log::warn("step {}: non-finite gradient norm or loss; update skipped ({} in a row)", step, bad_steps_);
         R1_CHECK(bad_steps_ < cfg_.max_bad_steps, "stopping: {} consecutive non-finite updates", bad_steps_);
         continue;
       }
@@ -338,31 +388,45 @@ StepMetrics GrpoTrainer::step(int64_t step) {
     }
   }
   policy_.zero_grads();
-  t_train = tu.seconds();
+  const double t_train = tu.seconds();
 
-  // Metrics.
-  const double n = double(std::max<int64_t>(scored, 1));
-  double mean_r = reward_sum / n, var = 0, len_sum = 0, len_max = 0;
-  for (const auto& s : seqs) {
-    len_sum += double(s.out.tokens.size());
-    len_max = std::max(len_max, double(s.out.tokens.size()));
-  }
-  for (double r : rewards) var += (r - mean_r) * (r - mean_r);
+  // Metrics over the whole global batch.
   int64_t gen_tokens = 0;
-  for (const auto& s : seqs) gen_tokens += int64_t(s.out.tokens.size());
+  double len_max = 0;
+  for (const auto& s : seqs) {
+    gen_tokens += int64_t(s.out.tokens.size());
+    len_max = std::max(len_max, double(s.out.tokens.size()));
+    S["kept_reward_sum"] += s.reward;
+    S["kept_reward_sq"] += s.reward * s.reward;
+  }
+  S["gen_tokens"] += double(gen_tokens);
+  S["sequences"] += double(seqs.size());
+  S["reflection_hits"] += std::round(reflection_rate(all_text) * double(all_text.size()));
+  double peaks[5] = {len_max, t_rollout, t_reward, t_reference, t_train};
+  if (ranks > 1) {
+    dist::all_reduce_sums(host, S);
+    host.all_reduce(peaks, 5, dist::Type::F64, dist::Op::Max);
+  }
+  auto sum = [&](const char* k) { return S.count(k) ? S.at(k) : 0.0; };
+  const double n = std::max(1.0, sum("scored")), kept = sum("sequences");
+  const double mean_r = sum("reward_sum") / n;
+  // sum over kept sequences of (r - mean_r)^2, mean_r being the mean over every scored sample
+  const double var = sum("kept_reward_sq") - 2 * mean_r * sum("kept_reward_sum") + kept * mean_r * mean_r;
+  const double loss_tokens = sum("loss_tokens"), all_gen = sum("gen_tokens");
   M["reward/mean"] = mean_r;
-  M["reward/std"] = rewards.size() > 1 ? std::sqrt(var / double(rewards.size() - 1)) : 0.0;
-  for (const auto& [k, v] : component_sum) M["reward/" + k] = v / n;
-  if (component_sum.count("math")) M["accuracy"] = component_sum["math"] / n;
-  if (component_sum.count("format")) M["format_rate"] = component_sum["format"] / n;
-  M["response_length/mean"] = seqs.empty() ? 0.0 : len_sum / double(seqs.size());
-  M["response_length/max"] = len_max;
-  M["truncated_frac"] = double(truncated) / n;
-  M["loss"] = updates ? loss_sum / double(cfg_.ppo_epochs) : 0.0;
-  M["clip_fraction"] = loss_tokens ? clip_sum / double(loss_tokens) : 0.0;
-  if (ref_) M["kl"] = cfg_.kl_in_reward ? kl_reward_sum / double(std::max<int64_t>(1, gen_tokens))
-                                         : (loss_tokens ? kl_sum / double(loss_tokens) : 0.0);
-  M["entropy"] = ent_tokens ? ent_sum / double(ent_tokens) : 0.0;
+  M["reward/std"] = kept > 1 ? std::sqrt(std::max(0.0, var) / (kept - 1)) : 0.0;
+  for (const auto& [k, v] : S)
+    if (k.rfind("reward/", 0) == 0) M[k] = v / n;
+  if (S.count("reward/math")) M["accuracy"] = S.at("reward/math") / n;
+  if (S.count("reward/format")) M["format_rate"] = S.at("reward/format") / n;
+  M["response_length/mean"] = kept > 0 ? all_gen / kept : 0.0;
+  M["response_length/max"] = peaks[0];
+  M["truncated_frac"] = sum("truncated") / n;
+  M["loss"] = updates ? sum("loss_sum") / double(cfg_.ppo_epochs) : 0.0;
+  M["clip_fraction"] = loss_tokens > 0 ? sum("clip_sum") / loss_tokens : 0.0;
+  if (ref_) M["kl"] = cfg_.kl_in_reward ? sum("kl_reward_sum") / std::max(1.0, all_gen)
+                                         : (loss_tokens > 0 ? sum("kl_sum") / loss_tokens : 0.0);
+  M["entropy"] = sum("entropy_tokens") > 0 ? sum("entropy_sum") / sum("entropy_tokens") : 0.0;
   M["grad_norm"] = updates ? grad_norm_sum / double(updates) : 0.0;
   M["lr"] = lr;
   M["updates"] = double(updates);
@@ -370,14 +434,14 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   M["zero_variance_groups"] = groups_seen ? double(zero_var_groups) / double(groups_seen) : 0.0;
   M["groups"] = double(groups_kept);
   M["prompts_too_long"] = double(too_long);
-  M["reflection_rate"] = reflection_rate(all_text);
-  M["time/rollout"] = t_rollout;
-  M["time/reward"] = t_reward;
-  M["time/reference"] = t_reference;  // reference log-probs
-  M["time/train"] = t_train;          // policy forward/backward and optimizer steps
+  M["reflection_rate"] = sum("reflection_hits") / n;
+  M["time/rollout"] = peaks[1];    // the slowest rank's
+  M["time/reward"] = peaks[2];
+  M["time/reference"] = peaks[3];  // reference log-probs
+  M["time/train"] = peaks[4];      // policy forward/backward and optimizer steps
   M["time/step"] = t_step.seconds();
-  M["tokens_per_s"] = t_rollout > 0 ? double(gen_tokens) / t_rollout : 0.0;
-  (void)mc;
+  M["tokens_per_s"] = peaks[1] > 0 ? all_gen / peaks[1] : 0.0;  // rollout tokens of all ranks
+  if (ranks > 1) M["ranks"] = ranks;
   return M;
 }
 

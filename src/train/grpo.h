@@ -15,6 +15,7 @@
 #include "rollout/engine.h"
 #include "text/codec.h"
 #include "train/grpo_loss.h"
+#include "train/data_parallel.h"
 #include "train/optimizer.h"
 
 namespace r1::train {
@@ -48,6 +49,9 @@ struct GrpoConfig {
   double overlong_penalty = 1.0;
   int max_bad_steps = 3;          // consecutive non-finite updates before the run stops
   uint64_t seed = 1;
+  // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
+  // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.
+  DataParallelConfig parallel;
 };
 
 // Metrics of one step (one JSON line in metrics.jsonl).
@@ -71,7 +75,7 @@ class GrpoTrainer {
   // Runs step `step` (0-based) and returns its metrics; the scored completions go to last_samples().
   StepMetrics step(int64_t step);
   const std::vector<ScoredCompletion>& last_samples() const { return samples_; }
-  AdamW& optimizer() { return opt_; }
+  DataParallel& optimizer() { return dp_; }
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
   int64_t cursor() const { return cursor_; }
   void set_cursor(int64_t c) { cursor_ = c; }
@@ -88,7 +92,7 @@ class GrpoTrainer {
   std::function<std::string(const data::Problem&)> render_;
   GrpoConfig cfg_;
   int64_t total_steps_;
-  AdamW opt_;
+  DataParallel dp_;
   std::unique_ptr<model::Transformer> ref_;
   model::TrainState state_, ref_state_;
   int64_t cursor_ = 0;

@@ -4,12 +4,14 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/progress.h"
 #include "data/jsonl_dataset.h"
+#include "dist/world.h"
 #include "model/checkpoint.h"
 #include "reward/composite.h"
 #include "tensor/device_memory.h"
@@ -43,6 +45,7 @@ nlohmann::json grpo_recipe_defaults() {
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1}}},
       {"run", run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
+      {"parallel", parallel_section()},
   };
 }
 
@@ -85,6 +88,7 @@ GrpoConfig grpo_config(const Recipe& r) {
   g.adamw.beta2 = float(r.get<double>("train.beta2"));
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
+  g.parallel = parallel_config(r);
   return g;
 }
 
@@ -112,10 +116,12 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
     trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
     resume_step = ck.step;
     start = ck.step + 1;
-  } else {
+  } else if (dist::is_root()) {
     run.write_config(r.to_yaml());
   }
-  MetricsWriter metrics(run.path(), resume_step);
+  // Rank 0 writes the run directory; every rank computes and takes part in the checkpoints.
+  std::optional<MetricsWriter> metrics;
+  if (dist::is_root()) metrics.emplace(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   const int samples_every = r.get<int>("run.samples_every");
   auto save_reference = [&](const std::string& dir) {
@@ -131,8 +137,8 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   for (int64_t step = start; step < steps; ++step) {
     StepMetrics mt = trainer.step(step);
     last = mt;
-    metrics.log(step, Scalars(mt.begin(), mt.end()));
-    if (samples_every > 0 && step % samples_every == 0) {
+    if (metrics) metrics->log(step, Scalars(mt.begin(), mt.end()));
+    if (metrics && samples_every > 0 && step % samples_every == 0) {  // rank 0's share of the samples
       std::vector<nlohmann::json> rows;
       for (const auto& s : trainer.last_samples())
         rows.push_back({{"problem", s.problem_id}, {"prompt", s.prompt}, {"completion", s.completion},
@@ -142,9 +148,10 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} length {:.0f}", mt["reward/mean"], mt["accuracy"],
                               mt["response_length/mean"]));
-    if (opts.stop_after >= 0 && step == opts.stop_after) std::_Exit(137);  // as abrupt as kill -9
+    stop_if_asked(opts, step);
   }
   bar.finish();
+  if (!dist::is_root()) return run.path();
   export_model(*m, tokenizer_source(r), run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};

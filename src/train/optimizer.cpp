@@ -118,13 +118,28 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 
 }  // namespace
 
-void AdamW::save(const std::string& path) const {
-  const std::vector<float> m = to_host_f32(m_t_), v = to_host_f32(v_t_);
-  std::vector<model::NamedTensor> tensors = {{"m", {n_}, m.data()}, {"v", {n_}, v.data()}};
-  model::save_safetensors(path, tensors, DType::F32, {{"format", "pt"}, {"step", std::to_string(step_)}});
+void save_adamw_state(const std::string& path, const std::vector<float>& m, const std::vector<float>& v,
+                      int64_t step) {
+  R1_CHECK(m.size() == v.size(), "optimizer state {}: {} first and {} second moments", path, m.size(), v.size());
+  const int64_t n = int64_t(m.size());
+  std::vector<model::NamedTensor> tensors = {{"m", {n}, m.data()}, {"v", {n}, v.data()}};
+  model::save_safetensors(path, tensors, DType::F32, {{"format", "pt"}, {"step", std::to_string(step)}});
 }
 
-void AdamW::load(const std::string& path) {
+void AdamW::save(const std::string& path) const {
+  save_adamw_state(path, to_host_f32(m_t_), to_host_f32(v_t_), step_);
+}
+
+void AdamW::moments_host(float* m, float* v) const {
+  devmem::copy(m, Device::CPU, m_t_.data, device_, size_t(n_) * sizeof(float));
+  devmem::copy(v, Device::CPU, v_t_.data, device_, size_t(n_) * sizeof(float));
+}
+
+void AdamW::load(const std::string& path) { load(path, n_, 0); }
+
+void AdamW::load(const std::string& path, int64_t total, int64_t offset) {
+  R1_CHECK(offset >= 0 && offset + n_ <= total, "optimizer state {}: elements [{}, {}) outside {}", path, offset,
+           offset + n_, total);
   // The step count is an exact integer in the metadata (no float rounding, no 2^24 limit).
   std::map<std::string, std::string> meta = read_safetensors_metadata(path);
   auto it = meta.find("step");
@@ -139,16 +154,16 @@ void AdamW::load(const std::string& path) {
   for (const char* name : {"m", "v"}) {
     R1_CHECK(reader.contains(name), "optimizer state {}: no tensor \"{}\"", path, name);
     const model::TensorInfo& info = reader.info(name);
-    R1_CHECK(info.shape.size() == 1 && info.shape[0] == n_,
+    R1_CHECK(info.shape.size() == 1 && info.shape[0] == total,
              "optimizer state {}: tensor \"{}\" has {} elements in {} dims, this optimizer has {} parameters",
-             path, name, info.shape.empty() ? 0 : info.shape[0], info.shape.size(), n_);
+             path, name, info.shape.empty() ? 0 : info.shape[0], info.shape.size(), total);
   }
   // Read into fresh buffers first, so a failure leaves this optimizer as it was.
-  std::vector<float> m(static_cast<size_t>(n_)), v(static_cast<size_t>(n_));
-  reader.read_f32("m", {n_}, m.data());
-  reader.read_f32("v", {n_}, v.data());
-  copy_from_host(m_t_, m.data());
-  copy_from_host(v_t_, v.data());
+  std::vector<float> m(static_cast<size_t>(total)), v(static_cast<size_t>(total));
+  reader.read_f32("m", {total}, m.data());
+  reader.read_f32("v", {total}, v.data());
+  copy_from_host(m_t_, m.data() + offset);
+  copy_from_host(v_t_, v.data() + offset);
   step_ = step;
 }
 

@@ -37,6 +37,11 @@ class AdamW {
   // through host copies on any device.
   void save(const std::string& path) const;
   void load(const std::string& path);
+  // Loads elements [offset, offset + N) of a saved state of `total` parameters: this optimizer's
+  // shard of a whole model's state (ZeRO-1, train/data_parallel.h).
+  void load(const std::string& path, int64_t total, int64_t offset);
+  // Host copies of the moments (N each).
+  void moments_host(float* m, float* v) const;
   const AdamWConfig& config() const { return cfg_; }
 
  private:
@@ -47,6 +52,10 @@ class AdamW {
   Buffer m_, v_;
   Tensor m_t_, v_t_;
 };
+
+// Writes moments m, v and the step count in AdamW's file format (what AdamW::save writes).
+void save_adamw_state(const std::string& path, const std::vector<float>& m, const std::vector<float>& v,
+                      int64_t step);
 
 // The parameter slices of a model for AdamW (no weight decay on rank-1 tensors: norms and biases).
 std::vector<ParamSlice> param_slices(const model::Transformer& m);

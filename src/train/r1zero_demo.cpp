@@ -70,7 +70,7 @@ DemoResult run_r1zero_demo(const DemoOptions& o) {
 
   // 1. Base ability from a generated corpus.
   {
-    AdamW opt = make_adamw(m, {0.9f, 0.95f, 1e-8f, 0.01f});
+    DataParallel opt(m, {0.9f, 0.95f, 1e-8f, 0.01f});
     LrSchedule sched{"cosine", 3e-3, o.sft_steps / 10, o.sft_steps, 0.1};
     model::TrainState state;
     Rng pick(o.seed, 5);

@@ -224,7 +224,7 @@ std::string run_rm(const Recipe& r, const RunOptions& opts) {
   std::unique_ptr<model::Transformer> m = reward_model(r, *codec, device, seed);
   check_fits(train, m->config(), "data.path");
   check_fits(eval, m->config(), "data.eval_path");
-  AdamW opt = make_adamw(*m, AdamWConfig{0.9f, 0.999f, 1e-8f, float(r.get<double>("train.weight_decay"))});
+  DataParallel opt(*m, AdamWConfig{0.9f, 0.999f, 1e-8f, float(r.get<double>("train.weight_decay"))});
   model::TrainState state;
 
   RunDir run(run_path(r));
@@ -268,7 +268,7 @@ std::string run_rm(const Recipe& r, const RunOptions& opts) {
     metrics.log(step, row);
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("loss {:.3f} accuracy {:.2f}", res.loss, res.accuracy));
-    if (opts.stop_after >= 0 && step == opts.stop_after) std::_Exit(137);  // as abrupt as kill -9
+    stop_if_asked(opts, step);
   }
   bar.finish();
   export_model(*m, tokenizer_source(r), run.file("model"));

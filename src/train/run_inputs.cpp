@@ -3,11 +3,13 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "base/error.h"
 #include "base/fs.h"
 #include "data/jsonl_dataset.h"
+#include "dist/world.h"
 #include "model/checkpoint.h"
 #include "reward/composite.h"
 #include "tensor/device_memory.h"
@@ -197,6 +199,24 @@ nlohmann::json read_summary(const std::string& run_dir) {
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: invalid JSON: {}", path, e.what());
   }
+}
+
+void stop_if_asked(const RunOptions& opts, int64_t step) {
+  if (opts.stop_after < 0 || step != opts.stop_after) return;
+  if (dist::world_size() > 1) dist::host_comm().barrier();
+  std::_Exit(137);
+}
+
+nlohmann::json parallel_section() { return {{"zero1", false}, {"bucket_mb", 25}, {"overlap", true}}; }
+
+DataParallelConfig parallel_config(const Recipe& r) {
+  DataParallelConfig c;
+  c.zero1 = r.get<bool>("parallel.zero1");
+  const double mb = r.get<double>("parallel.bucket_mb");
+  R1_CHECK(mb > 0, "recipe key 'parallel.bucket_mb' must be positive (got {})", mb);
+  c.bucket_bytes = int64_t(mb * double(1 << 20));
+  c.overlap = r.get<bool>("parallel.overlap");
+  return c;
 }
 
 }  // namespace r1::train

@@ -14,6 +14,7 @@
 #include "reward/reward.h"
 #include "tensor/tensor.h"
 #include "text/codec.h"
+#include "train/data_parallel.h"
 #include "train/recipe.h"
 
 namespace r1::train {
@@ -64,6 +65,15 @@ struct RunOptions {
   bool resume = false;       // continue from what the run directory already holds
   int64_t stop_after = -1;   // testing: end the process abruptly after this step, as a kill would
 };
+// Ends the process abruptly (exit 137, as kill -9 would) when `step` is opts.stop_after; under
+// mpirun after every rank got there, so rank 0's checkpoint of that step is complete.
+void stop_if_asked(const RunOptions& opts, int64_t step);
+
+// The parallel section of the data-parallel trainers (grpo, sft), used when launched by mpirun:
+// zero1 (shard the AdamW moments over the ranks), bucket_mb (gradient all-reduce bucket size) and
+// overlap (all-reduce during the backward on GPUs).
+nlohmann::json parallel_section();
+DataParallelConfig parallel_config(const Recipe& r);
 
 // RUN/summary.json, written atomically when a command finishes: its headline numbers (final loss,
 // accuracy, acceptance rate...). Its presence says the command completed; pipelines record it.

@@ -1,6 +1,9 @@
 #include "train/sft.h"
 
+#include <algorithm>
+
 #include "base/error.h"
+#include "dist/world.h"
 
 namespace r1::train {
 
@@ -54,17 +57,26 @@ void for_each_loss_row(const std::vector<SftSequence>& batch, size_t first, size
   }
 }
 
+// This rank's contiguous share [first, last) of n items.
+std::pair<size_t, size_t> share(size_t n, const dist::Comm* ranks) {
+  if (!ranks) return {0, n};
+  const size_t r = size_t(ranks->rank()), N = size_t(ranks->size());
+  return {n * r / N, n * (r + 1) / N};
+}
+
 }  // namespace
 
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
                        const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens) {
   SftStepResult res;
-  res.tokens = checked_loss_tokens(batch);
+  res.tokens = checked_loss_tokens(batch);  // the whole batch's: every rank divides by it
   R1_CHECK(res.tokens > 0, "sft: the batch has no loss tokens");
+  dist::Comm* ranks = opt.world_size() > 1 ? &dist::host_comm() : nullptr;
+  const auto [begin, end] = share(batch.size(), ranks);
   m.zero_grads();
-  for (size_t first = 0; first < batch.size();) {
-    const size_t last = micro_batch_end(batch, first, micro_batch_tokens);
+  for (size_t first = begin; first < end;) {
+    const size_t last = std::min(end, micro_batch_end(batch, first, micro_batch_tokens));
     model::Batch b = pack(batch, first, last);
     res.packed_tokens += b.tokens();
     state.forward(m, b);
@@ -75,17 +87,24 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
       res.loss -= logp[row];
       dlogp[row] = -1.0f / float(res.tokens);
     });
+    if (last == end) opt.arm(state);  // the step's last backward overlaps the gradient all-reduce
     state.backward(m, dlogp);
     first = last;
   }
+  if (ranks) {
+    double sums[2] = {res.loss, double(res.packed_tokens)};
+    ranks->all_reduce(sums, 2, dist::Type::F64);
+    res.loss = sums[0];
+    res.packed_tokens = int64_t(sums[1]);
+  }
   res.loss /= double(res.tokens);
-  const UpdateResult update = clip_and_step(opt, m, lr, max_grad_norm);
+  const UpdateResult update = opt.step(lr, max_grad_norm);
   res.grad_norm = update.grad_norm;
   res.skipped = update.skipped;
   return res;
 }
 
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
                        const std::vector<SftExample>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens) {
   std::vector<SftSequence> seqs;
@@ -98,18 +117,21 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& o
 }
 
 SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const std::vector<SftSequence>& data,
-                 int64_t micro_batch_tokens) {
+                 int64_t micro_batch_tokens, dist::Comm* ranks) {
   SftLoss out;
   out.tokens = checked_loss_tokens(data);
   R1_CHECK(out.tokens > 0, "sft: no loss tokens to evaluate");
-  for (size_t first = 0; first < data.size();) {
-    const size_t last = micro_batch_end(data, first, micro_batch_tokens);
+  if (ranks && ranks->size() == 1) ranks = nullptr;
+  const auto [begin, end] = share(data.size(), ranks);
+  for (size_t first = begin; first < end;) {
+    const size_t last = std::min(end, micro_batch_end(data, first, micro_batch_tokens));
     model::Batch b = pack(data, first, last);
     state.forward(m, b);
     const std::vector<float> logp = state.logp_host();
     for_each_loss_row(data, first, last, b, [&](size_t row) { out.loss -= logp[row]; });
     first = last;
   }
+  if (ranks) out.loss = ranks->all_reduce_scalar(out.loss);
   out.loss /= double(out.tokens);
   return out;
 }

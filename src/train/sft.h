@@ -7,7 +7,8 @@
 
 #include "data/sft_data.h"
 #include "model/transformer.h"
-#include "train/optimizer.h"
+#include "dist/comm.h"
+#include "train/data_parallel.h"
 
 namespace r1::train {
 
@@ -30,10 +31,12 @@ struct SftStepResult {
 
 // One optimizer step over `batch`: a loss token k of a sequence contributes -log p(token k) from
 // row k-1; micro-batches hold consecutive sequences up to micro_batch_tokens (at least one each).
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+// Data-parallel: every rank passes the whole batch and trains on its contiguous share of it; the
+// loss, tokens and packed_tokens are the whole batch's.
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
                        const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens = 8192);
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, AdamW& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
                        const std::vector<SftExample>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens = 8192);
 
@@ -42,7 +45,8 @@ struct SftLoss {
   double loss = 0;
   int64_t tokens = 0;
 };
+// With `ranks` (a host comm), each rank evaluates its share of `data` and all get the whole result.
 SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const std::vector<SftSequence>& data,
-                 int64_t micro_batch_tokens = 8192);
+                 int64_t micro_batch_tokens = 8192, dist::Comm* ranks = nullptr);
 
 }  // namespace r1::train

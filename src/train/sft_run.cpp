@@ -15,6 +15,7 @@
 #include "base/rng.h"
 #include "base/timer.h"
 #include "data/sft_data.h"
+#include "dist/world.h"
 #include "tensor/device_memory.h"
 #include "text/chat_template.h"
 #include "train/metrics.h"
@@ -54,6 +55,7 @@ nlohmann::json sft_recipe_defaults() {
         {"seed", 1},
         {"eval_every", 0}}},  // eval_every 0: at the end only
       {"run", run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
+      {"parallel", parallel_section()},
   };
 }
 
@@ -149,7 +151,7 @@ nlohmann::json state_json(int64_t examples, const Progression& p) {
 }
 
 // Loads the weights, the optimizer and the progression of checkpoint `ck`.
-void restore(const ResumePoint& ck, int64_t examples, model::Transformer& m, AdamW& opt, Progression& prog) {
+void restore(const ResumePoint& ck, int64_t examples, model::Transformer& m, DataParallel& opt, Progression& prog) {
   const nlohmann::json& st = ck.state;
   R1_CHECK(st.at("examples").get<int64_t>() == examples,
            "--resume: {} was trained on {} examples, the data now has {}", ck.path,
@@ -190,7 +192,11 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
                           float(r.get<double>("train.weight_decay"))};
   const uint64_t seed = uint64_t(r.get<int>("train.seed"));
   std::unique_ptr<model::Transformer> m = load_or_init_model(r, *codec, device, seed);
-  AdamW opt = make_adamw(*m, adamw);
+  DataParallel opt(*m, adamw, parallel_config(r));
+  R1_CHECK(batch_size % opt.world_size() == 0,
+           "recipe key 'train.batch_size' ({}) must be a multiple of the number of ranks ({})", batch_size,
+           opt.world_size());
+  dist::Comm* ranks = opt.world_size() > 1 ? &dist::host_comm() : nullptr;
   model::TrainState state;
   DataOrder order(n, batch_size, total, seed);
 
@@ -203,13 +209,15 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
     restore(ck, n, *m, opt, prog);
     resume_step = ck.step;
     start = ck.step + 1;
-  } else {
+  } else if (dist::is_root()) {
     run.write_config(r.to_yaml());
   }
   log::info("sft: {} examples{}, {} steps of {} examples on {}", n,
             has_eval ? fmt::format(" (+{} held out)", eval.examples.size()) : "", steps, batch_size,
             device_name(device));
-  MetricsWriter metrics(run.path(), resume_step);
+  // Rank 0 writes the run directory; every rank computes and takes part in the checkpoints.
+  std::optional<MetricsWriter> metrics;
+  if (dist::is_root()) metrics.emplace(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
     save_train_checkpoint(run, step, *m, opt, state_json(n, prog), keep_last);
@@ -234,15 +242,16 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
                   {"tokens_per_s", secs > 0 ? double(res.packed_tokens) / secs : 0.0},
                   {"epoch", order.epoch_after(step)}};
     if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {
-      prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens).loss;
+      prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens, ranks).loss;
       mt.push_back({"eval/loss", *prog.eval_loss});
     }
-    metrics.log(step, mt);
+    if (metrics) metrics->log(step, mt);
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("loss {:.4f} lr {:.2e}", res.loss, lr));
-    if (opts.stop_after >= 0 && step == opts.stop_after) std::_Exit(137);  // as abrupt as kill -9
+    stop_if_asked(opts, step);
   }
   bar.finish();
+  if (!dist::is_root()) return run.path();
 
   export_model(*m, tokenizer_source(r), run.file("model"));
   const double final_loss = prog.recent_loss.empty()

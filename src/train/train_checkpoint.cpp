@@ -5,13 +5,18 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "dist/world.h"
 #include "model/checkpoint.h"
 
 namespace r1::train {
 
-void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const AdamW& opt,
+void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const DataParallel& opt,
                            nlohmann::json state, int keep_last,
                            const std::function<void(const std::string& dir)>& extra) {
+  if (!dist::is_root()) {
+    opt.save("");  // only the gather of a sharded state; rank 0 writes
+    return;
+  }
   state["step"] = step;
   run.commit_checkpoint(
       step,
@@ -35,7 +40,7 @@ ResumePoint resume_point(const RunDir& run) {
   return p;
 }
 
-void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, AdamW& opt) {
+void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, DataParallel& opt) {
   load_weights(fs::join(ck.path, "model"), m);
   opt.load(fs::join(ck.path, "optimizer.safetensors"));
 }

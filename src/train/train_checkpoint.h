@@ -10,14 +10,15 @@
 #include <string>
 
 #include "model/transformer.h"
-#include "train/optimizer.h"
+#include "train/data_parallel.h"
 #include "train/run_dir.h"
 
 namespace r1::train {
 
 // Commits checkpoint `step` of `run`: m's weights, opt, what extra(dir) writes, then state.json
-// (`state` with "step" set); keeps the newest keep_last checkpoints (0: all).
-void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const AdamW& opt,
+// (`state` with "step" set); keeps the newest keep_last checkpoints (0: all). Every rank calls it
+// (a sharded optimizer gathers its state); rank 0 writes.
+void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const DataParallel& opt,
                            nlohmann::json state, int keep_last,
                            const std::function<void(const std::string& dir)>& extra = {});
 
@@ -30,8 +31,8 @@ struct ResumePoint {
 // --resume: the latest complete checkpoint of `run` (an error naming the run when there is none),
 // its state.json read but nothing loaded yet, so a trainer can check it against its inputs first.
 ResumePoint resume_point(const RunDir& run);
-// Loads the weights and the optimizer state of checkpoint `ck` into m and opt.
-void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, AdamW& opt);
+// Loads the weights and the optimizer state of checkpoint `ck` into m and opt (on every rank).
+void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, DataParallel& opt);
 // Copies the weights saved in model directory `dir` into m: read on the host (weights only), then
 // copied onto m's device.
 void load_weights(const std::string& dir, model::Transformer& m);

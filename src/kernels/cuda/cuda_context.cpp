@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 
 #include "base/error.h"
@@ -24,7 +25,12 @@ void throw_error(const char* message) { throw Error(message); }
 
 namespace {
 
+// The ordinal select_device() asked for, and the device the probe chose from it (-1: not probed).
+std::atomic<int> g_ordinal{0};
+std::atomic<int> g_probed_device{-1};
+
 struct Probe {
+  int device = 0;  // the ordinal in use: selected mod visible devices
   bool ok = false;
   std::string description;
 };
@@ -43,8 +49,10 @@ const Probe& probe() {
       r.description = "no CUDA device (0 devices)";
       return r;
     }
+    r.device = g_ordinal.load() % n;
+    g_probed_device = r.device;
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    if (cudaGetDeviceProperties(&prop, r.device) != cudaSuccess) {
       cudaGetLastError();
       r.description = "no CUDA device (cudaGetDeviceProperties failed)";
       return r;
@@ -58,6 +66,18 @@ const Probe& probe() {
 }
 
 }  // namespace
+
+void select_device(int ordinal) {
+  if (ordinal < 0) fail("CUDA backend: device ordinal {} is negative", ordinal);
+  // Once the probe has chosen (the context is made on its choice), only the same device may follow.
+  const int chosen = g_probed_device.load();
+  if (chosen >= 0) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1 || ordinal % n != chosen)
+      fail("CUDA backend: select_device({}) after device {} was already chosen", ordinal, chosen);
+  }
+  g_ordinal = ordinal;
+}
 
 bool cuda_available() { return probe().ok; }
 const char* cuda_device_description() { return probe().description.c_str(); }
@@ -77,9 +97,8 @@ Context& context() {
   static Context* ctx = [] {
     if (!cuda_available()) fail("CUDA backend: {}", cuda_device_description());
     auto* c = new Context();
-    CUDA_CHECK(cudaSetDevice(0));
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
+    const int dev = probe().device;
+    CUDA_CHECK(cudaSetDevice(dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, dev));
     // A blocking stream: it stays ordered with the legacy default stream, so plain cudaMemcpy by
     // callers can never race the ops.

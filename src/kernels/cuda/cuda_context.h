@@ -23,6 +23,12 @@ struct Context {
   size_t scratch_bytes_ = 0;
 };
 
+// Which GPU this process uses: device (ordinal mod the number of visible devices). Only stores the
+// ordinal (CUDA is not touched, so a CPU-only job never initialises it); call it before the first
+// context() or cuda_available(). dist::init passes the local rank, giving each rank its own GPU.
+// Fails when another device was already chosen (by an earlier probe or context).
+void select_device(int ordinal);
+
 // Created on first use (throws r1::Error when no device is usable). Never destroyed: tearing down
 // cuBLASLt after the CUDA runtime has unloaded at exit fails, and the process owns the device anyway.
 Context& context();
