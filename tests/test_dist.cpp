@@ -31,8 +31,7 @@ struct Timed {
 // `timeout` bounds every job: a hang must fail the test, not stall the suite.
 Timed run_job(int np, const std::string& program_and_args, int limit_s = 60) {
   const auto start = std::chrono::steady_clock::now();
-  auto run = test::run_command("timeout " + std::to_string(limit_s) + " " + test::mpirun_command(np) +
-                               program_and_args);
+  auto run = test::run_mpi(np, program_and_args, limit_s);
   return {run, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
 }
 

@@ -42,7 +42,7 @@ void write_sft_rows(const test::TempDir& dir) {
 }
 
 test::RunResult run_ranks(int np, const std::string& args) {
-  return test::run_command(test::mpirun_command(np) + R1_BINARY + " " + args);
+  return test::run_mpi(np, std::string(R1_BINARY) + " " + args);
 }
 
 std::vector<float> weights(const std::string& model_dir) {
@@ -170,7 +170,7 @@ TEST(DistTrain, ARankThatDiesEndsTheJob) {
   const std::string script = "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec timeout -s KILL 4 " +
                              std::string(R1_BINARY) + " " + args + "; else exec " + R1_BINARY + " " + args + "; fi";
   const auto t0 = std::chrono::steady_clock::now();
-  auto r = test::run_command("timeout 120 " + test::mpirun_command(2) + "sh -c '" + script + "'");
+  auto r = test::run_mpi(2, "sh -c '" + script + "'");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.exit_code, 124) << "the job hung until the test's timeout";

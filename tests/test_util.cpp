@@ -70,6 +70,10 @@ std::string mpirun_command(int np) {
          " -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE ";
 }
 
+RunResult run_mpi(int np, const std::string& program_and_args, int limit_s) {
+  return run_command("timeout " + std::to_string(limit_s) + " " + mpirun_command(np) + program_and_args);
+}
+
 int gpu_count() {
 #ifdef R1_HAVE_CUDA
   int n = 0;

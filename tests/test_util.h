@@ -29,6 +29,9 @@ RunResult run_command(const std::string& command, const std::string& input = "")
 // "mpirun -np NP ... " (with a trailing space): the launcher prefix for multi-rank tests, quiet and
 // reliable in a container and on a CI runner of 2 cores (see test_util.cpp for each option).
 std::string mpirun_command(int np);
+// `timeout LIMIT_S mpirun -np NP PROGRAM_AND_ARGS`: a hang fails the caller instead of stalling
+// the suite (exit code 124).
+RunResult run_mpi(int np, const std::string& program_and_args, int limit_s = 120);
 // GPUs this process can see (0 in a build without CUDA or without a driver).
 int gpu_count();
 

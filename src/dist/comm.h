@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace r1::dist {
@@ -57,6 +58,11 @@ class Comm {
   // Compute work queued after this call starts only once the collectives enqueued so far are done.
   virtual void before_compute() {}
   double timeout_s = 600.0;
+
+  // This rank's block [begin, end) of n items dealt out in rank order, as evenly as they split.
+  std::pair<int64_t, int64_t> share(int64_t n) const {
+    return {n * rank_ / size_, n * (rank_ + 1) / size_};
+  }
 
   // Convenience for host comms: reduce one scalar, gather strings.
   double all_reduce_scalar(double x, Op op = Op::Sum);

@@ -133,7 +133,7 @@ std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
 
 StepMetrics GrpoTrainer::step(int64_t step) {
   const int G = cfg_.group_size;
-  const int rank = dp_.rank(), ranks = dp_.world_size();
+  const int ranks = dp_.world_size();
   dist::Comm& host = dist::host_comm();
   StepMetrics M;
   Timer t_step;
@@ -175,7 +175,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   for (int round = 0; round < rounds && groups_kept < cfg_.prompts_per_step; ++round) {
     const int64_t need = cfg_.prompts_per_step - groups_kept;
     const std::vector<int64_t> idx = next_prompts(need);
-    const int64_t lo = need * rank / ranks, hi = need * (rank + 1) / ranks;
+    const auto [lo, hi] = host.share(need);
     enum : int64_t { kTooLong = 1, kZeroVariance = 2, kUseful = 3 };
     std::vector<int64_t> status(size_t(need), 0);  // this rank's block filled in, then summed over ranks
     std::vector<rollout::Request> reqs;

@@ -57,11 +57,11 @@ void for_each_loss_row(const std::vector<SftSequence>& batch, size_t first, size
   }
 }
 
-// This rank's contiguous share [first, last) of n items.
+// This rank's contiguous share [first, last) of n items (all of them without ranks).
 std::pair<size_t, size_t> share(size_t n, const dist::Comm* ranks) {
   if (!ranks) return {0, n};
-  const size_t r = size_t(ranks->rank()), N = size_t(ranks->size());
-  return {n * r / N, n * (r + 1) / N};
+  const auto [begin, end] = ranks->share(int64_t(n));
+  return {size_t(begin), size_t(end)};
 }
 
 }  // namespace
