@@ -15,9 +15,9 @@
 #include "model/transformer.h"
 
 #ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_check.h"
+#include "device/cuda_check.h"
 #include "kernels/cuda/cuda_context.h"
-#include "kernels/cuda/cuda_device.h"
+#include "device/cuda_device.h"
 #endif
 
 namespace r1::bench {

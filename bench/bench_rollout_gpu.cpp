@@ -36,9 +36,10 @@
 #endif
 #include "model/config.h"
 #include "model/transformer.h"
+#include "model/kv_cache.h"
 #include "rollout/engine.h"
 #include "tensor/device_memory.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 
 using namespace r1;
 
@@ -166,9 +167,9 @@ int run(const Args& a) {
   model::Transformer m(cfg, Device::CUDA, /*trainable=*/a.training_state);
   bench::init_uniform(m, 1);
   std::optional<model::Transformer> ref;
-  std::unique_ptr<train::AdamW> opt;
+  std::unique_ptr<optim::AdamW> opt;
   if (a.training_state) {
-    opt = std::make_unique<train::AdamW>(train::param_slices(m), train::AdamWConfig{}, Device::CUDA);
+    opt = std::make_unique<optim::AdamW>(optim::param_slices(m), optim::AdamWConfig{}, Device::CUDA);
     ref.emplace(cfg, Device::CUDA, /*trainable=*/false);
     model::copy_weights(*ref, m);
   }

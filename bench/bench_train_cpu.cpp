@@ -4,6 +4,8 @@
 
 #include "base/rng.h"
 #include "model/transformer.h"
+#include "model/kv_cache.h"
+#include "model/train_state.h"
 
 using namespace r1;
 

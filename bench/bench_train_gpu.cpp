@@ -32,13 +32,14 @@
 #include "model/config.h"
 #include "model/params.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "tensor/device_memory.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 #include "bench_gpu_util.h"
 
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_context.h"
-#include "kernels/cuda/cuda_device.h"
+#include "device/cuda_device.h"
 #include "kernels/cuda/profiler.h"
 #endif
 
@@ -162,7 +163,7 @@ int run(const Args& a) {
   const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
   model::Transformer m(cfg, a.device);
   init_uniform(m, 1);
-  train::AdamW opt(train::param_slices(m), train::AdamWConfig{}, m.device());
+  optim::AdamW opt(optim::param_slices(m), optim::AdamWConfig{}, m.device());
   model::TrainState state;
 
   // A frozen reference (what GRPO's KL term needs) and its inference state.
@@ -195,9 +196,9 @@ int run(const Args& a) {
     loss /= double(targets);
     m.zero_grads();
     state.backward(m, dlogp);
-    const train::ClipResult clip = train::clip_grad_norm(m.grads().flat, 1.0);
+    const optim::ClipResult clip = optim::clip_grad_norm(m.grads().flat, 1.0);
     grad_norm = clip.norm;
-    train::optimizer_step(opt, m, 1e-5f, clip.scale);
+    optim::optimizer_step(opt, m, 1e-5f, clip.scale);
     if (!gpu) return;
     synchronize();
     // Our buffers are grow-only (arenas keep their peak), so after a step is the step's peak.

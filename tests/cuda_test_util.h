@@ -27,7 +27,7 @@
 
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/cuda_device.h"
+#include "device/cuda_device.h"
 #include "kernels/cuda/cuda_ops.h"
 #endif
 

@@ -23,6 +23,7 @@
 
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/profiler.h"
+#include "model/kv_cache.h"
 #endif
 
 namespace {

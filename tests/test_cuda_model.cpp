@@ -19,8 +19,10 @@
 #include "test_util.h"
 #include "text/codec.h"
 #include "train/grpo.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 #include "train/sft.h"
+#include "model/train_state.h"
+#include "model/kv_cache.h"
 
 using namespace r1;
 
@@ -189,15 +191,15 @@ TEST(CudaOptimizer, UpdateMatchesCpuAndResumes) {
   }
   // The same gradients on both sides, so only the update is compared.
   copy_from_host(p.gpu.grads().flat, to_host_f32(p.cpu.grads().flat).data());
-  train::AdamWConfig cfg;
+  optim::AdamWConfig cfg;
   cfg.weight_decay = 0.1f;
-  train::AdamW oc = train::make_adamw(p.cpu, cfg), og = train::make_adamw(p.gpu, cfg);
+  optim::AdamW oc = optim::make_adamw(p.cpu, cfg), og = optim::make_adamw(p.gpu, cfg);
   EXPECT_EQ(og.device(), Device::CUDA);
-  const train::ClipResult cc = train::clip_grad_norm(p.cpu.grads().flat, 0.5);
-  const train::ClipResult cg = train::clip_grad_norm(p.gpu.grads().flat, 0.5);
+  const optim::ClipResult cc = optim::clip_grad_norm(p.cpu.grads().flat, 0.5);
+  const optim::ClipResult cg = optim::clip_grad_norm(p.gpu.grads().flat, 0.5);
   EXPECT_NEAR(cg.norm, cc.norm, 1e-4 * cc.norm);
-  train::optimizer_step(oc, p.cpu, 1e-3f, cc.scale);
-  train::optimizer_step(og, p.gpu, 1e-3f, cg.scale);
+  optim::optimizer_step(oc, p.cpu, 1e-3f, cc.scale);
+  optim::optimizer_step(og, p.gpu, 1e-3f, cg.scale);
   const std::vector<float> wc = p.cpu.weights_host(), wg = p.gpu.weights_host();
   report("adamw master vs cpu rel L2", rel_l2(wg, wc));
   EXPECT_LT(rel_l2(wg, wc), 1e-6);
@@ -207,13 +209,13 @@ TEST(CudaOptimizer, UpdateMatchesCpuAndResumes) {
   test::TempDir dir;
   og.save(dir.file("opt.safetensors"));
   model::save_model(p.gpu, dir.file("model"));
-  train::AdamW resumed = train::make_adamw(p.gpu, cfg);
+  optim::AdamW resumed = optim::make_adamw(p.gpu, cfg);
   resumed.load(dir.file("opt.safetensors"));
   model::Transformer back = model::load_model(dir.file("model"), Device::CUDA);
   EXPECT_EQ(back.weights_host(), wg);
   copy_tensor(back.grads().flat, p.gpu.grads().flat);
-  train::optimizer_step(og, p.gpu, 1e-3f, 1.0f);
-  train::optimizer_step(resumed, back, 1e-3f, 1.0f);
+  optim::optimizer_step(og, p.gpu, 1e-3f, 1.0f);
+  optim::optimizer_step(resumed, back, 1e-3f, 1.0f);
   EXPECT_EQ(back.weights_host(), p.gpu.weights_host());
   EXPECT_EQ(to_host_f32(back.params().flat), to_host_f32(p.gpu.params().flat));
 }
@@ -231,7 +233,7 @@ void sft_reduces_loss(Device device) {
     for (int t = 0; t < 12; ++t) e.completion.push_back(int32_t(rng.next_u32() % 256));
     batch.push_back(e);
   }
-  train::DataParallel opt(m, {});
+  optim::DataParallel opt(m, {});
   model::TrainState st;
   double first = 0, last = 0;
   for (int step = 0; step < 60; ++step) {

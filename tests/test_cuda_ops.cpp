@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "cuda_test_util.h"
+#include "model/kv_cache.h"
 
 namespace {
 

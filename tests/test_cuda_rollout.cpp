@@ -15,6 +15,7 @@
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "rollout/engine.h"
 #include "tensor/device_memory.h"
 

@@ -1,4 +1,4 @@
-// GPU token sampling (kernels/cuda/sampling.h) against the CPU sampler (rollout::sample_token): for
+// GPU token sampling (kernels/sampling.h) against the CPU sampler (rollout::sample_token): for
 // every row and every uniform the same token, and the same log-prob, on random logits and on rows
 // built to break ties (bf16-rounded and coarse logits, -inf entries, underflowing tails). Both draw
 // from the same kept set by the same inverse CDF in id order. Their sums differ only in summation
@@ -21,8 +21,8 @@
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/cuda_device.h"
-#include "kernels/cuda/sampling.h"
+#include "device/cuda_device.h"
+#include "kernels/sampling.h"
 #include "rollout/sampler.h"
 #include "tensor/tensor.h"
 

@@ -13,6 +13,7 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "tensor/device_memory.h"
 #include "test_util.h"
 

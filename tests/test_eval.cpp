@@ -19,7 +19,7 @@
 #include "reward/math_equivalence.h"
 #include "reward/math_reward.h"
 #include "test_util.h"
-#include "train/run_inputs.h"
+#include "run/run_inputs.h"
 
 using namespace r1;
 using eval::VoteRule;
@@ -275,14 +275,14 @@ class ConstReward : public reward::Reward {
 };
 
 // Four MATH-500-shaped problems; the last one's prompt is too long for eval.max_prompt_tokens.
-train::Recipe tiny_recipe(const test::TempDir& dir, const std::string& name) {
+run::Recipe tiny_recipe(const test::TempDir& dir, const std::string& name) {
   std::ofstream(dir.file("bench.jsonl"))
       << "{\"problem\": \"1+1=?\", \"answer\": \"2\", \"subject\": \"Algebra\", \"level\": 1}\n"
       << "{\"problem\": \"2+3=?\", \"answer\": \"5\", \"subject\": \"Algebra\", \"level\": 2}\n"
       << "{\"problem\": \"7-4=?\", \"answer\": \"3\", \"subject\": \"Geometry\", \"level\": 1}\n"
       << "{\"problem\": \"" << std::string(200, 'x') << "\", \"answer\": \"1\", \"subject\": \"Geometry\", "
       << "\"level\": 3}\n";
-  train::Recipe r(eval::eval_recipe_defaults());
+  run::Recipe r(eval::eval_recipe_defaults());
   r.apply_args({"model.tokenizer=byte", "model.init_preset=tiny", "data.path=" + dir.file("bench.jsonl"),
                 "data.template=none", "eval.k=4", "eval.max_completion_tokens=12", "eval.max_prompt_tokens=64",
                 "eval.batch=8", "run.dir=" + dir.path(), "run.name=" + name});
@@ -291,7 +291,7 @@ train::Recipe tiny_recipe(const test::TempDir& dir, const std::string& name) {
 
 TEST(EvalRun, WritesEvalJsonSamplesAndSummary) {
   test::TempDir dir;
-  train::Recipe r = tiny_recipe(dir, "ok");
+  run::Recipe r = tiny_recipe(dir, "ok");
   const std::string run = eval::run_eval(r, ConstReward(1.0));
   EXPECT_EQ(run, dir.file("ok"));
   EXPECT_TRUE(fs::exists(dir.file("ok/config.yaml")));
@@ -332,7 +332,7 @@ TEST(EvalRun, WritesEvalJsonSamplesAndSummary) {
   }
   EXPECT_EQ(seen.size(), 12u);
 
-  nlohmann::json summary = train::read_summary(run);
+  nlohmann::json summary = run::read_summary(run);
   EXPECT_DOUBLE_EQ(summary["pass@1"].get<double>(), 0.75);
   EXPECT_TRUE(summary.contains("cons@4"));
   EXPECT_EQ(summary["benchmark"], "math500");
@@ -340,7 +340,7 @@ TEST(EvalRun, WritesEvalJsonSamplesAndSummary) {
 
 TEST(EvalRun, NothingCorrectScoresZero) {
   test::TempDir dir;
-  train::Recipe r = tiny_recipe(dir, "zero");
+  run::Recipe r = tiny_recipe(dir, "zero");
   r.set("eval.pass_k=[1, 3]");
   eval::run_eval(r, ConstReward(0.0));
   nlohmann::json ev = nlohmann::json::parse(fs::read_file(dir.file("zero/eval.json")));
@@ -351,7 +351,7 @@ TEST(EvalRun, NothingCorrectScoresZero) {
 
 TEST(EvalRun, GreedySamplesOnce) {
   test::TempDir dir;
-  train::Recipe r = tiny_recipe(dir, "greedy");
+  run::Recipe r = tiny_recipe(dir, "greedy");
   r.set("eval.temperature=0");
   eval::run_eval(r, ConstReward(1.0));
   nlohmann::json ev = nlohmann::json::parse(fs::read_file(dir.file("greedy/eval.json")));
@@ -362,10 +362,10 @@ TEST(EvalRun, GreedySamplesOnce) {
 
 TEST(EvalRun, BadRecipeFailsBeforeWriting) {
   test::TempDir dir;
-  train::Recipe r = tiny_recipe(dir, "bad");
+  run::Recipe r = tiny_recipe(dir, "bad");
   r.set("data.preset=mmlu");
   EXPECT_THROW(eval::run_eval(r), Error);
-  train::Recipe k = tiny_recipe(dir, "bad");
+  run::Recipe k = tiny_recipe(dir, "bad");
   k.set("eval.pass_k=[8]");
   try {
     eval::run_eval(k);

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "train/grpo_loss.h"
 
 using namespace r1;

@@ -13,7 +13,9 @@
 #include "kernels/ops.h"
 #include "model/checkpoint.h"
 #include "test_util.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
+#include "model/train_state.h"
+#include "model/kv_cache.h"
 
 using namespace r1;
 
@@ -107,9 +109,9 @@ TEST(ModelTraining, TinyModelOverfitsABatch) {
   std::vector<std::vector<int32_t>> seqs;
   for (int i = 0; i < 4; ++i) seqs.push_back(random_ids(100 + uint64_t(i), 24, m.config().vocab_size));
   model::Batch batch = model::pack_sequences(seqs);
-  std::vector<train::ParamSlice> slices;
+  std::vector<optim::ParamSlice> slices;
   for (const auto& s : m.specs()) slices.push_back({s.name, s.offset, s.numel(), s.shape.size() > 1});
-  train::AdamW opt(slices, {});
+  optim::AdamW opt(slices, {});
   model::TrainState state;
   float first = 0, last = 0;
   for (int step = 0; step < 150; ++step) {

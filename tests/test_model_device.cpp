@@ -11,9 +11,11 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "model/transformer.h"
+#include "model/kv_cache.h"
+#include "model/train_state.h"
 #include "tensor/device_memory.h"
 #include "test_util.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 
 using namespace r1;
 
@@ -122,8 +124,8 @@ TEST(ModelDevice, OptimizerStepUpdatesTheModel) {
     st.forward(*m, batch);
     st.backward(*m, dlogp_for(batch));
   }
-  train::AdamW oa = train::make_adamw(a, {}), ob(train::param_slices(b), {});
-  train::optimizer_step(oa, a, 1e-2f, 0.5f);
+  optim::AdamW oa = optim::make_adamw(a, {}), ob(optim::param_slices(b), {});
+  optim::optimizer_step(oa, a, 1e-2f, 0.5f);
   ob.step(b.params().flat, b.grads().flat, 1e-2f, 0.5f);
   EXPECT_EQ(0, std::memcmp(a.params().flat.data, b.params().flat.data, a.params().flat.nbytes()));
   EXPECT_EQ(oa.device(), Device::CPU);

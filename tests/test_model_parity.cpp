@@ -9,6 +9,7 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "test_util.h"
+#include "model/train_state.h"
 
 using namespace r1;
 

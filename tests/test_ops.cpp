@@ -14,7 +14,7 @@
 #include "base/rng.h"
 #include "kernels/cpu/cpu_ops.h"
 #ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_device.h"
+#include "device/cuda_device.h"
 #endif
 #include "kernels/ops.h"
 #include "tensor/tensor.h"

@@ -11,13 +11,13 @@
 
 #include "base/error.h"
 #include "model/safetensors.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 
 using r1::Tensor;
-using r1::train::AdamW;
-using r1::train::AdamWConfig;
-using r1::train::LrSchedule;
-using r1::train::ParamSlice;
+using r1::optim::AdamW;
+using r1::optim::AdamWConfig;
+using r1::optim::LrSchedule;
+using r1::optim::ParamSlice;
 
 namespace {
 
@@ -245,35 +245,35 @@ TEST(OptimizerAdamW, MinimisesQuadratic) {
 
 TEST(OptimizerClip, ExactNormAndScale) {
   std::vector<float> g = {3.0f, 0.0f, -4.0f, 0.0f};
-  auto r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {4}), 1.0);
+  auto r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {4}), 1.0);
   EXPECT_DOUBLE_EQ(r.norm, 5.0);
   EXPECT_FLOAT_EQ(r.scale, float(1.0 / (5.0 + 1e-6)));
 
-  r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {4}), 2.5);
+  r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {4}), 2.5);
   EXPECT_FLOAT_EQ(r.scale, float(2.5 / (5.0 + 1e-6)));
 }
 
 TEST(OptimizerClip, BelowThresholdAndDisabled) {
   std::vector<float> g = {3.0f, -4.0f};
-  auto r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {2}), 10.0);
+  auto r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {2}), 10.0);
   EXPECT_DOUBLE_EQ(r.norm, 5.0);
   EXPECT_EQ(r.scale, 1.0f);
-  r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {2}), 5.0);  // at the threshold: no clipping
+  r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {2}), 5.0);  // at the threshold: no clipping
   EXPECT_EQ(r.scale, 1.0f);
-  r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {2}), 0.0);  // max_norm <= 0: disabled
+  r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {2}), 0.0);  // max_norm <= 0: disabled
   EXPECT_DOUBLE_EQ(r.norm, 5.0);
   EXPECT_EQ(r.scale, 1.0f);
-  r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {2}), -1.0);
+  r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {2}), -1.0);
   EXPECT_EQ(r.scale, 1.0f);
 }
 
 TEST(OptimizerClip, NonFiniteGradsAreReported) {
   std::vector<float> g = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
-  auto r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {3}), 1.0);
+  auto r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {3}), 1.0);
   EXPECT_TRUE(std::isnan(r.norm));
   EXPECT_EQ(r.scale, 1.0f);
   g[1] = std::numeric_limits<float>::infinity();
-  r = r1::train::clip_grad_norm(Tensor::f32(g.data(), {3}), 1.0);
+  r = r1::optim::clip_grad_norm(Tensor::f32(g.data(), {3}), 1.0);
   EXPECT_FALSE(std::isfinite(r.norm));
   EXPECT_EQ(r.scale, 1.0f);
 }
@@ -296,72 +296,72 @@ LrSchedule sched(const std::string& kind, int64_t warmup, int64_t total, double 
 TEST(LrSchedule, WarmupIsHuggingFaceConvention) {
   for (const char* kind : {"constant", "cosine", "linear"}) {
     auto s = sched(kind, 10, 110, 0.1);
-    EXPECT_EQ(r1::train::lr_at(s, 0), 0.0) << kind;  // HF: step / warmup, so step 0 has LR 0
-    EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 1), 1e-4) << kind;
-    EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 5), 5e-4) << kind;
-    EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 9), 9e-4) << kind;
-    EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 10), 1e-3) << kind;  // peak right after warmup
+    EXPECT_EQ(r1::optim::lr_at(s, 0), 0.0) << kind;  // HF: step / warmup, so step 0 has LR 0
+    EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 1), 1e-4) << kind;
+    EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 5), 5e-4) << kind;
+    EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 9), 9e-4) << kind;
+    EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 10), 1e-3) << kind;  // peak right after warmup
   }
 }
 
 TEST(LrSchedule, Cosine) {
   auto s = sched("cosine", 10, 110, 0.1);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 35), 1e-3 * (0.1 + 0.9 * 0.5 * (1.0 + std::sqrt(0.5))));
-  EXPECT_NEAR(r1::train::lr_at(s, 60), 1e-3 * 0.55, 1e-15);
-  EXPECT_NEAR(r1::train::lr_at(s, 110), 1e-4, 1e-15);
-  EXPECT_NEAR(r1::train::lr_at(s, 10000), 1e-4, 1e-15);  // floor after the end
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 35), 1e-3 * (0.1 + 0.9 * 0.5 * (1.0 + std::sqrt(0.5))));
+  EXPECT_NEAR(r1::optim::lr_at(s, 60), 1e-3 * 0.55, 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(s, 110), 1e-4, 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(s, 10000), 1e-4, 1e-15);  // floor after the end
   // Monotone non-increasing after warmup.
-  for (int64_t t = 10; t < 120; ++t) EXPECT_LE(r1::train::lr_at(s, t + 1), r1::train::lr_at(s, t)) << t;
+  for (int64_t t = 10; t < 120; ++t) EXPECT_LE(r1::optim::lr_at(s, t + 1), r1::optim::lr_at(s, t)) << t;
 
   auto z = sched("cosine", 0, 100, 0.0);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(z, 0), 1e-3);  // no warmup: starts at the peak
-  EXPECT_NEAR(r1::train::lr_at(z, 50), 0.5e-3, 1e-15);
-  EXPECT_NEAR(r1::train::lr_at(z, 100), 0.0, 1e-18);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(z, 0), 1e-3);  // no warmup: starts at the peak
+  EXPECT_NEAR(r1::optim::lr_at(z, 50), 0.5e-3, 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(z, 100), 0.0, 1e-18);
 }
 
 TEST(LrSchedule, Linear) {
   auto s = sched("linear", 10, 110, 0.1);
-  EXPECT_NEAR(r1::train::lr_at(s, 35), 1e-3 * (0.1 + 0.9 * 0.75), 1e-15);
-  EXPECT_NEAR(r1::train::lr_at(s, 60), 1e-3 * 0.55, 1e-15);
-  EXPECT_NEAR(r1::train::lr_at(s, 110), 1e-4, 1e-15);
-  EXPECT_NEAR(r1::train::lr_at(s, 500), 1e-4, 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(s, 35), 1e-3 * (0.1 + 0.9 * 0.75), 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(s, 60), 1e-3 * 0.55, 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(s, 110), 1e-4, 1e-15);
+  EXPECT_NEAR(r1::optim::lr_at(s, 500), 1e-4, 1e-15);
   auto z = sched("linear", 0, 4, 0.0);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(z, 0), 1e-3);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(z, 1), 0.75e-3);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(z, 4), 0.0);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(z, 0), 1e-3);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(z, 1), 0.75e-3);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(z, 4), 0.0);
 }
 
 TEST(LrSchedule, ConstantAndEdgeCases) {
   auto s = sched("constant", 4, 10, 0.5);  // min ratio does not apply to constant
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 2), 0.5e-3);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 4), 1e-3);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(s, 1000), 1e-3);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 2), 0.5e-3);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 4), 1e-3);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(s, 1000), 1e-3);
   // warmup == total: peak at the boundary, then straight to the floor.
   auto w = sched("cosine", 5, 5, 0.2);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(w, 5), 1e-3);
-  EXPECT_NEAR(r1::train::lr_at(w, 6), 0.2e-3, 1e-15);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(w, 5), 1e-3);
+  EXPECT_NEAR(r1::optim::lr_at(w, 6), 0.2e-3, 1e-15);
   // min_lr_ratio 1: flat after warmup.
   auto f = sched("linear", 2, 10, 1.0);
-  EXPECT_DOUBLE_EQ(r1::train::lr_at(f, 7), 1e-3);
+  EXPECT_DOUBLE_EQ(r1::optim::lr_at(f, 7), 1e-3);
 }
 
 TEST(LrSchedule, ValidateErrors) {
-  EXPECT_NO_THROW(r1::train::validate(LrSchedule{}));
+  EXPECT_NO_THROW(r1::optim::validate(LrSchedule{}));
   auto s = sched("cosin", 0, 10, 0.0);
-  std::string e = error_of([&] { r1::train::validate(s); });
+  std::string e = error_of([&] { r1::optim::validate(s); });
   EXPECT_NE(e.find("'cosin'"), std::string::npos) << e;
   EXPECT_NE(e.find("constant, cosine, linear"), std::string::npos) << e;
-  EXPECT_THROW(r1::train::lr_at(s, 0), r1::Error);
+  EXPECT_THROW(r1::optim::lr_at(s, 0), r1::Error);
 
-  EXPECT_THROW(r1::train::validate(sched("cosine", -1, 10, 0.0)), r1::Error);
-  EXPECT_THROW(r1::train::validate(sched("cosine", 0, -10, 0.0)), r1::Error);
-  EXPECT_THROW(r1::train::validate(sched("cosine", 0, 10, -0.1)), r1::Error);
-  EXPECT_THROW(r1::train::validate(sched("cosine", 0, 10, 1.5)), r1::Error);
-  EXPECT_THROW(r1::train::validate(sched("cosine", 0, 10, std::nan(""))), r1::Error);
-  e = error_of([] { r1::train::validate(sched("linear", 0, 10, 2.0)); });
+  EXPECT_THROW(r1::optim::validate(sched("cosine", -1, 10, 0.0)), r1::Error);
+  EXPECT_THROW(r1::optim::validate(sched("cosine", 0, -10, 0.0)), r1::Error);
+  EXPECT_THROW(r1::optim::validate(sched("cosine", 0, 10, -0.1)), r1::Error);
+  EXPECT_THROW(r1::optim::validate(sched("cosine", 0, 10, 1.5)), r1::Error);
+  EXPECT_THROW(r1::optim::validate(sched("cosine", 0, 10, std::nan(""))), r1::Error);
+  e = error_of([] { r1::optim::validate(sched("linear", 0, 10, 2.0)); });
   EXPECT_NE(e.find("min_lr_ratio"), std::string::npos) << e;
   auto neg_lr = sched("cosine", 0, 10, 0.0);
   neg_lr.lr = -1.0;
-  EXPECT_THROW(r1::train::validate(neg_lr), r1::Error);
-  EXPECT_THROW(r1::train::lr_at(sched("cosine", 0, 10, 0.0), -1), r1::Error);
+  EXPECT_THROW(r1::optim::validate(neg_lr), r1::Error);
+  EXPECT_THROW(r1::optim::lr_at(sched("cosine", 0, 10, 0.0), -1), r1::Error);
 }

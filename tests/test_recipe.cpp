@@ -8,10 +8,10 @@
 
 #include "base/error.h"
 #include "test_util.h"
-#include "train/recipe.h"
+#include "run/recipe.h"
 
 using r1::test::TempDir;
-using r1::train::Recipe;
+using r1::run::Recipe;
 using json = nlohmann::json;
 
 namespace {

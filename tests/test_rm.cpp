@@ -20,9 +20,10 @@
 #include "tensor/device_memory.h"
 #include "test_util.h"
 #include "text/codec.h"
-#include "train/recipe.h"
+#include "run/recipe.h"
 #include "train/rm.h"
-#include "train/run_inputs.h"
+#include "run/run_inputs.h"
+#include "model/train_state.h"
 
 using namespace r1;
 
@@ -368,10 +369,10 @@ TEST(RewardScoreAll, ExceptionsScoreZeroAndNeverPropagate) {
 // Recipe errors name the key, before a reward model is loaded.
 TEST(ModelReward, RecipeErrorsNameTheKey) {
   auto message = [](const std::vector<std::string>& sets) {
-    train::Recipe r(nlohmann::json{{"reward", train::reward_section()}});
+    run::Recipe r(nlohmann::json{{"reward", run::reward_section()}});
     for (const auto& s : sets) r.set(s);
     try {
-      train::make_recipe_reward(r);
+      run::make_recipe_reward(r);
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -426,7 +427,7 @@ TEST(RmCuda, ScoresAndOneStepMatchCpu) {
     num += (double(g_gpu[i]) - g_cpu[i]) * (double(g_gpu[i]) - g_cpu[i]), den += double(g_cpu[i]) * g_cpu[i];
   fmt::print("[ CUDAERR ] rm gradient rel L2 {:.3e}\n", std::sqrt(num / den));
   EXPECT_LT(std::sqrt(num / den), 5e-2);
-  train::DataParallel opt_cpu(cpu, {}), opt_gpu(gpu, {});
+  optim::DataParallel opt_cpu(cpu, {}), opt_gpu(gpu, {});
   const auto rc = train::rm_step(cpu, sc, opt_cpu, pairs, 1e-3, 1.0, 64);
   const auto rg = train::rm_step(gpu, sg, opt_gpu, pairs, 1e-3, 1.0, 64);
   fmt::print("[ CUDAERR ] rm loss cpu {:.6f} cuda {:.6f}\n", rc.loss, rg.loss);

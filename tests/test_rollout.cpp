@@ -10,6 +10,8 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "model/transformer.h"
+#include "model/kv_cache.h"
+#include "model/train_state.h"
 #include "rollout/engine.h"
 
 using namespace r1;

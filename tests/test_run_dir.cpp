@@ -18,14 +18,14 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "test_util.h"
-#include "train/metrics.h"
-#include "train/report.h"
-#include "train/run_dir.h"
-#include "train/tensorboard.h"
+#include "run/metrics.h"
+#include "run/report.h"
+#include "run/run_dir.h"
+#include "run/tensorboard.h"
 
 namespace stdfs = std::filesystem;
 using r1::test::TempDir;
-using namespace r1::train;
+using namespace r1::run;
 
 namespace {
 

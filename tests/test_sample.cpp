@@ -11,10 +11,10 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "test_util.h"
-#include "train/rejection_sampling.h"
+#include "pipeline/rejection_sampling.h"
 
 using namespace r1;
-using train::Verdict;
+using pipeline::Verdict;
 
 namespace {
 
@@ -35,80 +35,80 @@ eval::ProblemSamples problem(std::vector<eval::ScoredSample> samples) {
 const std::string kGood = "<think>two plus two is four</think><answer>4</answer>";
 
 TEST(SampleFilters, EachReasonInOrder) {
-  train::SampleFilters f;
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1), 1.0, f), Verdict::Kept);
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1), 0.5, f), Verdict::Incorrect);
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1), std::nan(""), f), Verdict::Incorrect);
+  pipeline::SampleFilters f;
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1), 1.0, f), Verdict::Kept);
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1), 0.5, f), Verdict::Incorrect);
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1), std::nan(""), f), Verdict::Incorrect);
   // Incorrect comes first: an incorrect truncated sample counts as incorrect.
   const auto cut = sample(kGood, 1, 10, rollout::FinishReason::Length);
-  EXPECT_EQ(train::filter_sample(cut, 0.0, f), Verdict::Incorrect);
-  EXPECT_EQ(train::filter_sample(cut, 1.0, f), Verdict::Truncated);
+  EXPECT_EQ(pipeline::filter_sample(cut, 0.0, f), Verdict::Incorrect);
+  EXPECT_EQ(pipeline::filter_sample(cut, 1.0, f), Verdict::Truncated);
   f.drop_truncated = false;
-  EXPECT_EQ(train::filter_sample(cut, 1.0, f), Verdict::Kept);
+  EXPECT_EQ(pipeline::filter_sample(cut, 1.0, f), Verdict::Kept);
 
   f.require_format = true;
-  EXPECT_EQ(train::filter_sample(sample("the answer is 4", 1), 1.0, f), Verdict::Format);
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1), 1.0, f), Verdict::Kept);
+  EXPECT_EQ(pipeline::filter_sample(sample("the answer is 4", 1), 1.0, f), Verdict::Format);
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1), 1.0, f), Verdict::Kept);
 
   f.max_length = 10;
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1, 10), 1.0, f), Verdict::Kept);
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1, 11), 1.0, f), Verdict::Length);
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1, 10), 1.0, f), Verdict::Kept);
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1, 11), 1.0, f), Verdict::Length);
 
   f.language = "en";
   f.language_min = 0.9;
   EXPECT_EQ(
-      train::filter_sample(sample("<think>two plus 二加二 is four</think><answer>4</answer>", 1), 1.0, f),
+      pipeline::filter_sample(sample("<think>two plus 二加二 is four</think><answer>4</answer>", 1), 1.0, f),
       Verdict::Language);
   // Only the think block counts, and one without words has nothing mixed in.
-  EXPECT_EQ(train::filter_sample(sample("<think>2+2=4</think><answer>四</answer>", 1), 1.0, f),
+  EXPECT_EQ(pipeline::filter_sample(sample("<think>2+2=4</think><answer>四</answer>", 1), 1.0, f),
             Verdict::Kept);
 
   f.max_repetition = 0.5;
   const std::string loop =
       "<think>so we add so we add so we add so we add so we add</think><answer>4</answer>";
-  EXPECT_EQ(train::filter_sample(sample(loop, 1), 1.0, f), Verdict::Repetition);
-  EXPECT_EQ(train::filter_sample(sample(kGood, 1), 1.0, f), Verdict::Kept);
+  EXPECT_EQ(pipeline::filter_sample(sample(loop, 1), 1.0, f), Verdict::Repetition);
+  EXPECT_EQ(pipeline::filter_sample(sample(kGood, 1), 1.0, f), Verdict::Kept);
 }
 
 TEST(SampleFilters, RepetitionShareIsSeqRepN) {
   // 12 words, 9 four-grams of which 4 are distinct: 1 - 4/9.
-  EXPECT_NEAR(train::repetition_share("a b c d a b c d a b c d", 4), 5.0 / 9.0, 1e-12);
-  EXPECT_EQ(train::repetition_share("a b c d e f g", 4), 0.0);
-  EXPECT_EQ(train::repetition_share("a b c", 4), 0.0);  // fewer words than n
-  EXPECT_EQ(train::repetition_share("", 4), 0.0);
-  EXPECT_NEAR(train::repetition_share("x x x x x", 1), 0.8, 1e-12);
-  EXPECT_THROW(train::repetition_share("a", 0), Error);
+  EXPECT_NEAR(pipeline::repetition_share("a b c d a b c d a b c d", 4), 5.0 / 9.0, 1e-12);
+  EXPECT_EQ(pipeline::repetition_share("a b c d e f g", 4), 0.0);
+  EXPECT_EQ(pipeline::repetition_share("a b c", 4), 0.0);  // fewer words than n
+  EXPECT_EQ(pipeline::repetition_share("", 4), 0.0);
+  EXPECT_NEAR(pipeline::repetition_share("x x x x x", 1), 0.8, 1e-12);
+  EXPECT_THROW(pipeline::repetition_share("a", 0), Error);
 }
 
 TEST(SampleFilters, WhitespaceNormalisation) {
-  EXPECT_EQ(train::normalize_whitespace("  a \n\t b  c\n"), "a b c");
-  EXPECT_EQ(train::normalize_whitespace(" \n "), "");
+  EXPECT_EQ(pipeline::normalize_whitespace("  a \n\t b  c\n"), "a b c");
+  EXPECT_EQ(pipeline::normalize_whitespace(" \n "), "");
 }
 
 TEST(SampleSelect, BestKRanksByRewardThenLengthThenIndex) {
   const auto p =
       problem({sample("w", 1.0, 5), sample("x", 1.2, 10), sample("y", 1.2, 8), sample("z", 1.2, 8)});
-  train::SelectionSpec spec;
+  pipeline::SelectionSpec spec;
   spec.best_k = 2;
-  const auto sel = train::select_samples(p, {1, 1, 1, 1}, {}, spec);
+  const auto sel = pipeline::select_samples(p, {1, 1, 1, 1}, {}, spec);
   EXPECT_EQ(sel.kept, (std::vector<size_t>{2, 3}));
   EXPECT_EQ(sel.verdicts,
             (std::vector<Verdict>{Verdict::NotBest, Verdict::NotBest, Verdict::Kept, Verdict::Kept}));
-  spec.keep = train::KeepMode::All;
-  EXPECT_EQ(train::select_samples(p, {1, 1, 1, 1}, {}, spec).kept, (std::vector<size_t>{2, 3, 1, 0}));
+  spec.keep = pipeline::KeepMode::All;
+  EXPECT_EQ(pipeline::select_samples(p, {1, 1, 1, 1}, {}, spec).kept, (std::vector<size_t>{2, 3, 1, 0}));
   // Only correct samples are kept, whatever their ranking reward.
-  EXPECT_EQ(train::select_samples(p, {1, 0, 0, 1}, {}, spec).kept, (std::vector<size_t>{3, 0}));
+  EXPECT_EQ(pipeline::select_samples(p, {1, 0, 0, 1}, {}, spec).kept, (std::vector<size_t>{3, 0}));
 }
 
 TEST(SampleSelect, DuplicatesAfterWhitespaceNormalisationCountOnce) {
   const auto p = problem({sample("x  y", 1, 4), sample(" x y\n", 1, 3), sample("x z", 1, 5)});
-  train::SelectionSpec spec;
-  spec.keep = train::KeepMode::All;
-  auto sel = train::select_samples(p, {1, 1, 1}, {}, spec);
+  pipeline::SelectionSpec spec;
+  spec.keep = pipeline::KeepMode::All;
+  auto sel = pipeline::select_samples(p, {1, 1, 1}, {}, spec);
   EXPECT_EQ(sel.kept, (std::vector<size_t>{1, 2}));  // the shorter copy ranks first and stays
   EXPECT_EQ(sel.verdicts[0], Verdict::Duplicate);
   spec.dedup = false;
-  EXPECT_EQ(train::select_samples(p, {1, 1, 1}, {}, spec).kept, (std::vector<size_t>{1, 0, 2}));
+  EXPECT_EQ(pipeline::select_samples(p, {1, 1, 1}, {}, spec).kept, (std::vector<size_t>{1, 0, 2}));
 }
 
 TEST(SampleSelect, PairsJoinKeptWithDistinctIncorrectSamples) {
@@ -116,23 +116,23 @@ TEST(SampleSelect, PairsJoinKeptWithDistinctIncorrectSamples) {
   const auto p = problem({sample("right a", 1.2, 5), sample("wrong b", 0.2, 5), sample("right c", 1.2, 6),
                           sample("wrong d", 0.5, 5), sample("wrong  d", 0.5, 6)});
   const std::vector<double> correct = {1, 0, 1, 0, 0};
-  train::SelectionSpec spec;
-  spec.keep = train::KeepMode::All;
+  pipeline::SelectionSpec spec;
+  spec.keep = pipeline::KeepMode::All;
   spec.pairs_per_prompt = 5;
-  auto sel = train::select_samples(p, correct, {}, spec);
+  auto sel = pipeline::select_samples(p, correct, {}, spec);
   EXPECT_EQ(sel.kept, (std::vector<size_t>{0, 2}));
   // Rejected in ranking order (the best-scoring wrong answer first), each text once; chosen cycles.
   EXPECT_EQ(sel.pairs, (std::vector<std::pair<size_t, size_t>>{{0, 3}, {2, 1}}));
   spec.pairs_per_prompt = 1;
-  EXPECT_EQ(train::select_samples(p, correct, {}, spec).pairs,
+  EXPECT_EQ(pipeline::select_samples(p, correct, {}, spec).pairs,
             (std::vector<std::pair<size_t, size_t>>{{0, 3}}));
   spec.pairs_per_prompt = 0;
-  EXPECT_TRUE(train::select_samples(p, correct, {}, spec).pairs.empty());
+  EXPECT_TRUE(pipeline::select_samples(p, correct, {}, spec).pairs.empty());
   // No kept sample, no pair; filtered (but correct) samples are never rejected ones.
-  train::SampleFilters f;
+  pipeline::SampleFilters f;
   f.max_length = 4;
   spec.pairs_per_prompt = 1;
-  sel = train::select_samples(p, correct, f, spec);
+  sel = pipeline::select_samples(p, correct, f, spec);
   EXPECT_TRUE(sel.kept.empty());
   EXPECT_TRUE(sel.pairs.empty());
   EXPECT_EQ(sel.verdicts[0], Verdict::Length);
@@ -141,16 +141,16 @@ TEST(SampleSelect, PairsJoinKeptWithDistinctIncorrectSamples) {
 TEST(SampleSelect, SkippedProblemSelectsNothing) {
   eval::ProblemSamples p;
   p.skipped = true;
-  const auto sel = train::select_samples(p, {}, {}, {});
+  const auto sel = pipeline::select_samples(p, {}, {}, {});
   EXPECT_TRUE(sel.kept.empty() && sel.pairs.empty() && sel.verdicts.empty());
-  EXPECT_THROW(train::select_samples(problem({sample("a", 1)}), {}, {}, {}), Error);
+  EXPECT_THROW(pipeline::select_samples(problem({sample("a", 1)}), {}, {}, {}), Error);
 }
 
 TEST(SampleSelect, KeepModeNames) {
-  EXPECT_EQ(train::parse_keep_mode("best"), train::KeepMode::Best);
-  EXPECT_EQ(train::parse_keep_mode("all"), train::KeepMode::All);
+  EXPECT_EQ(pipeline::parse_keep_mode("best"), pipeline::KeepMode::Best);
+  EXPECT_EQ(pipeline::parse_keep_mode("all"), pipeline::KeepMode::All);
   try {
-    train::parse_keep_mode("worst");
+    pipeline::parse_keep_mode("worst");
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("sample.keep"), std::string::npos) << e.what();

@@ -10,11 +10,12 @@
 #include "base/fs.h"
 #include "data/sft_data.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "test_util.h"
 #include "text/chat_template.h"
 #include "text/codec.h"
-#include "train/optimizer.h"
-#include "train/recipe.h"
+#include "optim/optimizer.h"
+#include "run/recipe.h"
 #include "train/sft.h"
 #include "train/sft_run.h"
 
@@ -51,11 +52,11 @@ void hand_step(model::Transformer& m, const std::vector<data::SftSequence>& seqs
     dlogp[row] = -1.0f / float(targets.size());
   }
   if (loss) *loss = sum / double(targets.size());
-  train::AdamW opt = train::make_adamw(m, {});
+  optim::AdamW opt = optim::make_adamw(m, {});
   m.zero_grads();
   st.backward(m, dlogp);
-  train::ClipResult clip = train::clip_grad_norm(m.grads().flat, 1.0);
-  train::optimizer_step(opt, m, float(lr), clip.scale);
+  optim::ClipResult clip = optim::clip_grad_norm(m.grads().flat, 1.0);
+  optim::optimizer_step(opt, m, float(lr), clip.scale);
 }
 
 std::vector<data::SftSequence> two_sequences() {
@@ -75,7 +76,7 @@ TEST(SftStep, LossAndUpdateCoverOnlyTheMaskedTokens) {
   double hand_loss = 0;
   hand_step(by_hand, seqs, targets, 1e-2, &hand_loss);
 
-  train::DataParallel opt(stepped, {});
+  optim::DataParallel opt(stepped, {});
   model::TrainState st;
   train::SftStepResult r = train::sft_step(stepped, st, opt, seqs, 1e-2, 1.0);
   EXPECT_EQ(r.tokens, 8);
@@ -97,7 +98,7 @@ TEST(SftStep, PromptCompletionFormIsTheSameStep) {
   std::vector<data::SftSequence> seqs;
   for (const auto& e : examples) seqs.push_back(data::prompt_completion_sequence(e.prompt, e.completion));
   model::Transformer a = byte_model(2), b = byte_model(2);
-  train::DataParallel oa(a, {}), ob(b, {});
+  optim::DataParallel oa(a, {}), ob(b, {});
   model::TrainState sa, sb;
   for (int step = 0; step < 3; ++step) {
     auto ra = train::sft_step(a, sa, oa, examples, 1e-2, 1.0, 8);  // one sequence per micro-batch
@@ -178,7 +179,7 @@ std::string write_rows(const test::TempDir& dir, const std::string& name, int n)
 
 TEST(SftRun, LossDropsOnATinyDataset) {
   test::TempDir dir;
-  train::Recipe r(train::sft_recipe_defaults());
+  run::Recipe r(train::sft_recipe_defaults());
   r.apply_args({test::source_path("recipes/sft_tiny_byte.yaml"),
                 "data.path=" + write_rows(dir, "train.jsonl", 16),
                 "data.eval_path=" + write_rows(dir, "eval.jsonl", 4), "train.epochs=30",
@@ -187,7 +188,7 @@ TEST(SftRun, LossDropsOnATinyDataset) {
   const std::vector<std::string> lines = test::read_lines(fs::join(run, "metrics.jsonl"));
   ASSERT_EQ(lines.size(), 60u);  // 16 rows x 30 epochs / 8 per step
   const double first = nlohmann::json::parse(lines.front()).at("loss").get<double>();
-  const nlohmann::json summary = train::read_summary(run);
+  const nlohmann::json summary = run::read_summary(run);
   EXPECT_LT(summary.at("final_loss").get<double>(), 0.25 * first)
       << "loss " << first << " -> " << summary.dump();
   EXPECT_EQ(summary.at("steps"), 60);
@@ -227,8 +228,8 @@ TEST(SftRun, KilledAndResumedEqualsUninterrupted) {
   EXPECT_NE(fs::read_file(dir.file("full/checkpoints/step_000005/model/model.safetensors")),
             fs::read_file(dir.file("full/checkpoints/step_000003/model/model.safetensors")));
   EXPECT_EQ(test::read_lines(dir.file("cut/metrics.jsonl")).size(), 6u);
-  EXPECT_EQ(train::read_summary(dir.file("full")).at("final_loss"),
-            train::read_summary(dir.file("cut")).at("final_loss"));
+  EXPECT_EQ(run::read_summary(dir.file("full")).at("final_loss"),
+            run::read_summary(dir.file("cut")).at("final_loss"));
 }
 
 TEST(SftRun, RowWithoutCompletionNamesFileAndLineAndWritesNothing) {

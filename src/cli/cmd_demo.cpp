@@ -5,8 +5,8 @@
 
 #include "cli/commands.h"
 #include "tensor/device_memory.h"
-#include "train/r1zero_demo.h"
-#include "train/recipe.h"
+#include "pipeline/r1zero_demo.h"
+#include "run/recipe.h"
 
 namespace r1::cli {
 
@@ -32,7 +32,7 @@ std::string sparkline(const std::vector<double>& v) {
 namespace {
 // The demo's settings as a recipe (recipes/demo.yaml holds the same defaults), so a run can be
 // changed with dotted overrides like any other: r1 demo grpo.steps=200 grpo.lr=2e-4
-nlohmann::json demo_defaults(const train::DemoOptions& d) {
+nlohmann::json demo_defaults(const pipeline::DemoOptions& d) {
   return {{"task", {{"digits", d.digits}, {"base_steps", d.sft_steps}, {"direct_share", d.direct_share},
                     {"eval_problems", d.eval_problems}}},
           {"grpo", {{"steps", d.grpo_steps}, {"lr", d.lr}, {"temperature", d.temperature},
@@ -44,13 +44,13 @@ nlohmann::json demo_defaults(const train::DemoOptions& d) {
 }  // namespace
 
 void add_demo(CLI::App& app) {
-  auto o = std::make_shared<train::DemoOptions>();
+  auto o = std::make_shared<pipeline::DemoOptions>();
   auto args = std::make_shared<std::vector<std::string>>();
   auto* cmd = app.add_subcommand("demo", "R1-Zero at demo scale on the CPU: base training, GRPO, pass@1 before and after");
   cmd->add_option("recipe_or_overrides", *args,
                   "an optional recipe file (recipes/demo.yaml) and dotted overrides, e.g. grpo.steps=200");
   cmd->callback([o, args] {
-    train::Recipe recipe(demo_defaults(*o));
+    run::Recipe recipe(demo_defaults(*o));
     recipe.apply_args(*args);
     o->digits = recipe.get<int>("task.digits");
     o->sft_steps = recipe.get<int>("task.base_steps");
@@ -63,7 +63,7 @@ void add_demo(CLI::App& app) {
     o->seed = uint64_t(recipe.get<int>("seed"));
     o->out = recipe.get<std::string>("out");
     o->device = parse_device(recipe.get<std::string>("device"), "recipe key 'device'");
-    train::DemoResult r = train::run_r1zero_demo(*o);
+    pipeline::DemoResult r = pipeline::run_r1zero_demo(*o);
     fmt::print("\nheld-out pass@1 ({} problems, 4 samples each at temperature 0.6, top-p 0.95):\n", o->eval_problems);
     fmt::print("  before RL  {:5.1f}%   mean response length {:.1f} tokens\n", 100 * r.pass_before, r.length_before);
     fmt::print("  after RL   {:5.1f}%   mean response length {:.1f} tokens\n", 100 * r.pass_after, r.length_after);

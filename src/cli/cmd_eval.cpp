@@ -12,7 +12,7 @@ void add_eval(CLI::App& app) {
       app, {"eval", "evaluate a model on a benchmark: pass@1, pass@k, cons@k (R1 paper)",
             "a recipe YAML file and/or dotted overrides, e.g. data.path=data/aime24.jsonl data.preset=aime24 eval.k=64",
             "", "step", eval::eval_recipe_defaults,
-            [](const train::Recipe& r, const train::RunOptions&) { eval::run_eval(r); }});
+            [](const run::Recipe& r, const run::RunOptions&) { eval::run_eval(r); }});
 }
 
 }  // namespace r1::cli

@@ -12,7 +12,7 @@ void add_grpo(CLI::App& app) {
       app, {"grpo", "GRPO training from a YAML recipe with dotted overrides",
             "a recipe YAML file and dotted overrides, e.g. recipes/r1_zero_gsm8k_qwen2.5.yaml train.lr=1e-6",
             "continue from the run directory's latest complete checkpoint", "step", train::grpo_recipe_defaults,
-            [](const train::Recipe& r, const train::RunOptions& o) { train::run_grpo(r, o); }});
+            [](const run::Recipe& r, const run::RunOptions& o) { train::run_grpo(r, o); }});
 }
 
 }  // namespace r1::cli

@@ -14,6 +14,7 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "tensor/device_memory.h"
+#include "model/train_state.h"
 
 namespace r1::cli {
 

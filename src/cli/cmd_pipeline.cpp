@@ -4,14 +4,14 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "train/pipeline.h"
+#include "pipeline/pipeline.h"
 
 namespace r1::cli {
 
 void add_pipeline(CLI::App& app) {
   struct Opts {
     std::string recipe;
-    train::PipelineOptions run;
+    pipeline::PipelineOptions run;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand(
@@ -21,7 +21,7 @@ void add_pipeline(CLI::App& app) {
   cmd->add_flag("--dry-run", o->run.dry_run, "print each stage's resolved recipe and whether it would run");
   cmd->add_option("--stop-in", o->run.stop_in, "testing: STAGE:STEP ends abruptly after that step (as kill -9 would)")
       ->group("");
-  cmd->callback([o] { train::run_pipeline(o->recipe, o->run); });
+  cmd->callback([o] { pipeline::run_pipeline(o->recipe, o->run); });
 }
 
 }  // namespace r1::cli

@@ -12,8 +12,9 @@
 #include "cli/jsonl.h"
 #include "model/checkpoint.h"
 #include "tensor/device_memory.h"
-#include "train/recipe.h"
+#include "run/recipe.h"
 #include "train/rm_run.h"
+#include "model/train_state.h"
 
 namespace r1::cli {
 
@@ -78,7 +79,7 @@ void add_rm(CLI::App& app) {
       score_sequences(o->score, o->device, o->batch_tokens);
       return;
     }
-    train::Recipe recipe(train::rm_recipe_defaults());
+    run::Recipe recipe(train::rm_recipe_defaults());
     recipe.apply_args(o->args);
     if (o->print) {
       fmt::print("{}", recipe.to_yaml());

@@ -12,7 +12,7 @@ void add_sft(CLI::App& app) {
       app, {"sft", "supervised fine-tuning (cold start, rejection sampling, distillation)",
             "an optional recipe YAML file and dotted overrides, e.g. data.path=sft.jsonl train.lr=1e-5",
             "continue from the run directory's latest complete checkpoint", "step", train::sft_recipe_defaults,
-            [](const train::Recipe& r, const train::RunOptions& o) { train::run_sft(r, o); }});
+            [](const run::Recipe& r, const run::RunOptions& o) { train::run_sft(r, o); }});
 }
 
 }  // namespace r1::cli

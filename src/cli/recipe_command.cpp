@@ -24,7 +24,7 @@ CLI::App* add_recipe_command(CLI::App& app, RecipeCommand c) {
         ->group("");
   }
   cmd->callback([o, c] {
-    train::Recipe recipe(c.defaults());
+    run::Recipe recipe(c.defaults());
     recipe.apply_args(o->args);
     if (o->print) {
       fmt::print("{}", recipe.to_yaml());

@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "train/recipe.h"
-#include "train/run_inputs.h"
+#include "run/recipe.h"
+#include "run/run_inputs.h"
 
 namespace r1::cli {
 
@@ -17,7 +17,7 @@ struct RecipeCommand {
   std::string resume_help;     // empty: the command has no --resume (nor --stop-after)
   std::string stop_unit = "step";  // what --stop-after counts
   std::function<nlohmann::json()> defaults;
-  std::function<void(const train::Recipe&, const train::RunOptions&)> run;
+  std::function<void(const run::Recipe&, const run::RunOptions&)> run;
 };
 
 CLI::App* add_recipe_command(CLI::App& app, RecipeCommand c);

@@ -51,7 +51,7 @@ class Comm {
   // Waits until every collective enqueued so far has finished (nothing for host comms). Fails with
   // an error naming the rank when a collective does not finish within timeout_s (0: wait forever).
   virtual void synchronize() {}
-  // Device comms, ordering against the backend's compute stream (cuda::context().stream), with
+  // Device comms, ordering against the backend's compute stream (device/cuda_stream.h), with
   // events and without blocking the host; nothing for host comms.
   // Collectives enqueued after this call start only once the compute work queued so far is done.
   virtual void after_compute() {}

@@ -7,7 +7,8 @@
 #include <thread>
 
 #include "base/error.h"
-#include "kernels/cuda/cuda_context.h"
+#include "device/cuda_check.h"
+#include "device/cuda_stream.h"
 
 namespace r1::dist {
 
@@ -43,7 +44,7 @@ class NcclComm final : public Comm {
     rank_ = host.rank();
     size_ = host.size();
     timeout_s = timeout;
-    cuda::context();  // selects this rank's device on this thread; NCCL binds to the current one
+    cuda::stream();  // selects this rank's device on this thread; NCCL binds to the current one
     ncclUniqueId id{};
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId", rank_);
     host.broadcast(&id, int64_t(sizeof id), Type::U8, 0);
@@ -123,12 +124,12 @@ class NcclComm final : public Comm {
 
   // Stream order without host waits: an event recorded on one stream, waited for by the other.
   void after_compute() override {
-    CUDA_CHECK(cudaEventRecord(compute_done_, cuda::context().stream));
+    CUDA_CHECK(cudaEventRecord(compute_done_, cuda::stream()));
     CUDA_CHECK(cudaStreamWaitEvent(stream_, compute_done_, 0));
   }
   void before_compute() override {
     CUDA_CHECK(cudaEventRecord(comm_done_, stream_));
-    CUDA_CHECK(cudaStreamWaitEvent(cuda::context().stream, comm_done_, 0));
+    CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), comm_done_, 0));
   }
 
   // NCCL has no barrier: a one-int all-reduce cannot finish before every rank has enqueued it.

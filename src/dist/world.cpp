@@ -9,10 +9,10 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "device/cuda_device.h"
 #include "dist/mpi_comm.h"
 #ifdef R1_HAVE_CUDA
 #include "dist/nccl_comm.h"
-#include "kernels/cuda/cuda_context.h"
 #endif
 
 namespace r1::dist {
@@ -83,9 +83,7 @@ void init(int* argc, char*** argv) {
       log::settings().info = l.rank == 0;
       if (l.rank != 0) log::settings().prefix = fmt::format("[rank {}] ", l.rank);
     }
-#ifdef R1_HAVE_CUDA
     cuda::select_device(l.local_rank);  // only remembered: CUDA starts if and when device work does
-#endif
   }
   w.initialised = true;
 }

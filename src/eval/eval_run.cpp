@@ -13,19 +13,19 @@
 #include "eval/eval_report.h"
 #include "eval/generate_scored.h"
 #include "eval/pass_at_k.h"
-#include "train/grpo.h"
-#include "train/run_inputs.h"
+#include "reward/reflection.h"
+#include "run/run_inputs.h"
 
 namespace r1::eval {
 
 nlohmann::json eval_recipe_defaults() {
-  nlohmann::json data = train::data_section("data/math500.jsonl", "math500");
+  nlohmann::json data = run::data_section("data/math500.jsonl", "math500");
   data["limit"] = 0;  // evaluate the first N problems only (0: all)
   return {
       {"device", "cpu"},
-      {"model", train::model_section()},
+      {"model", run::model_section()},
       {"data", data},
-      {"reward", train::reward_section("math")},  // decides "correct", with eval.threshold
+      {"reward", run::reward_section("math")},  // decides "correct", with eval.threshold
       {"eval",
        {{"k", 4},  // samples per problem (the paper: 64 for AIME)
         {"temperature", 0.6}, {"top_p", 0.95}, {"top_k", 0},  // the paper's setting; temperature 0: greedy, k=1
@@ -35,14 +35,14 @@ nlohmann::json eval_recipe_defaults() {
         {"threshold", 1.0},                   // a sample is correct when its reward reaches this
         {"vote", "verifier"},                 // cons@k: answers are one vote when verifier-equivalent, or "string"
         {"save_completions", true}}},         // completion text in samples.jsonl
-      {"run", train::run_section("eval")},
+      {"run", run::run_section("eval")},
   };
 }
 
 namespace {
 
 // eval.* as sampling settings; greedy decoding gives k identical samples, so it samples once.
-SamplingSpec sampling_spec(const train::Recipe& r) {
+SamplingSpec sampling_spec(const run::Recipe& r) {
   SamplingSpec s;
   s.k = r.get<int>("eval.k");
   s.temperature = float(r.get<double>("eval.temperature"));
@@ -67,7 +67,7 @@ SamplingSpec sampling_spec(const train::Recipe& r) {
 }
 
 // eval.pass_k: integers written as strings ("[1, 8]" in YAML), each between 1 and k; 1 always.
-std::vector<int> pass_ks(const train::Recipe& r, int k, bool greedy) {
+std::vector<int> pass_ks(const run::Recipe& r, int k, bool greedy) {
   const auto list = r.get<std::vector<std::string>>("eval.pass_k");
   if (list.empty() || greedy) return default_pass_ks(k);
   std::vector<int> ks = {1};
@@ -88,13 +88,13 @@ std::vector<int> pass_ks(const train::Recipe& r, int k, bool greedy) {
   return ks;
 }
 
-std::string benchmark_name(const train::Recipe& r) {
+std::string benchmark_name(const run::Recipe& r) {
   const std::string preset = r.get<std::string>("data.preset");
   if (preset != "custom") return preset;
   return std::filesystem::path(r.get<std::string>("data.path")).stem().string();
 }
 
-std::string model_name(const train::Recipe& r) {
+std::string model_name(const run::Recipe& r) {
   const std::string path = r.get<std::string>("model.path");
   return path.empty() ? "random " + r.get<std::string>("model.init_preset") : path;
 }
@@ -120,20 +120,20 @@ std::string sample_rows(const std::vector<data::Problem>& problems, const std::v
 
 }  // namespace
 
-std::string run_eval(const train::Recipe& r) {
-  auto reward = train::make_recipe_reward(r);
+std::string run_eval(const run::Recipe& r) {
+  auto reward = run::make_recipe_reward(r);
   return run_eval(r, *reward);
 }
 
-std::string run_eval(const train::Recipe& r, const reward::Reward& reward) {
+std::string run_eval(const run::Recipe& r, const reward::Reward& reward) {
   // Everything that can be wrong with the inputs fails here, before any compute.
-  const Device device = train::recipe_device(r);
-  std::unique_ptr<text::Codec> codec = train::load_codec(r);
-  std::vector<data::Problem> problems = train::load_problems(r);
+  const Device device = run::recipe_device(r);
+  std::unique_ptr<text::Codec> codec = run::load_codec(r);
+  std::vector<data::Problem> problems = run::load_problems(r);
   const int64_t limit = r.get<int64_t>("data.limit");
   R1_CHECK(limit >= 0, "recipe key 'data.limit' must be >= 0 (0: all problems)");
   if (limit > 0 && size_t(limit) < problems.size()) problems.resize(size_t(limit));
-  train::PromptRenderer render = train::make_renderer(r);
+  run::PromptRenderer render = run::make_renderer(r);
   const bool greedy = r.get<double>("eval.temperature") == 0;
   const SamplingSpec spec = sampling_spec(r);
   const std::vector<int> ks = pass_ks(r, spec.k, greedy);
@@ -142,9 +142,9 @@ std::string run_eval(const train::Recipe& r, const reward::Reward& reward) {
   R1_CHECK(vote_name == "verifier" || vote_name == "string",
            "recipe key 'eval.vote' must be verifier or string (got '{}')", vote_name);
   const VoteRule rule = parse_vote_rule(vote_name);
-  std::unique_ptr<model::Transformer> m = train::load_or_init_model(r, *codec, device, spec.seed, false);
+  std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, spec.seed, false);
   const std::string bench = benchmark_name(r);
-  const std::string dir = train::run_path(r);
+  const std::string dir = run::run_path(r);
   std::filesystem::create_directories(dir);
   fs::write_file_atomic(fs::join(dir, "config.yaml"), r.to_yaml());
 
@@ -162,7 +162,7 @@ std::string run_eval(const train::Recipe& r, const reward::Reward& reward) {
   int64_t generated = 0;
   for (size_t p = 0; p < outcomes.size(); ++p)
     for (size_t s = 0; s < outcomes[p].samples.size(); ++s) {
-      outcomes[p].samples[s].reflective = train::reflection_rate({scored[p].samples[s].text}) > 0;
+      outcomes[p].samples[s].reflective = reward::reflection_rate({scored[p].samples[s].text}) > 0;
       generated += outcomes[p].samples[s].tokens;
     }
   const double seconds = wall.seconds();
@@ -204,7 +204,7 @@ std::string run_eval(const train::Recipe& r, const reward::Reward& reward) {
   nlohmann::json summary = metrics_json(overall);
   summary["benchmark"] = bench;
   summary["eval"] = fs::join(dir, "eval.json");
-  train::write_summary(dir, summary);
+  run::write_summary(dir, summary);
   log::info("eval: {} ({:.0f} s, {:.0f} tokens/s)", fs::join(dir, "eval.json"), seconds,
             report["tokens_per_second"].get<double>());
   return dir;

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "reward/reward.h"
-#include "train/recipe.h"
+#include "run/recipe.h"
 
 namespace r1::eval {
 
@@ -15,9 +15,9 @@ nlohmann::json eval_recipe_defaults();
 
 // Runs the evaluation the recipe describes, with the recipe's reward (reward.spec) deciding which
 // samples are correct; returns the run directory. Bad inputs fail before any sampling.
-std::string run_eval(const train::Recipe& r);
+std::string run_eval(const run::Recipe& r);
 
 // The same with a reward of the caller's (tests judge with rules of their own).
-std::string run_eval(const train::Recipe& r, const reward::Reward& reward);
+std::string run_eval(const run::Recipe& r, const reward::Reward& reward);
 
 }  // namespace r1::eval

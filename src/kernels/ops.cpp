@@ -19,7 +19,7 @@
 #include "base/error.h"
 #include "kernels/cpu/cpu_ops.h"
 #ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_device.h"
+#include "device/cuda_device.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
 #endif

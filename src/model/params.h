@@ -2,10 +2,12 @@
 // Parameters in the HF layout and names, as views into one flat buffer (one for weights, one of the
 // same layout for gradients; on CUDA also one for the fp32 master weights), so the optimizer and
 // all-reduce see a single array. Offsets count elements, so one layout serves f32 and bf16 buffers.
+// The layout is the blocks' visit order (blocks/*.h): each parameter is declared once there.
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "model/blocks/decoder_layer.h"
 #include "model/config.h"
 #include "tensor/tensor.h"
 
@@ -18,28 +20,34 @@ struct ParamSpec {
   int64_t numel() const;
 };
 
-// Every parameter of the architecture, in a fixed order. Tied embeddings have no lm_head entry; a
-// sequence classifier (num_labels > 0) has "score.weight" (num_labels, C) in the lm_head's place.
-std::vector<ParamSpec> param_specs(const ModelConfig& c);
-int64_t total_params(const std::vector<ParamSpec>& specs);
-
-struct LayerParams {
-  Tensor input_norm;                  // (C)
-  Tensor q_w, k_w, v_w, o_w;          // (q_dim, C), (kv_dim, C), (kv_dim, C), (C, q_dim)
-  Tensor q_b, k_b, v_b;               // (q_dim), (kv_dim), (kv_dim) or empty
-  Tensor q_norm, k_norm;              // (HD) or empty (qwen3 only)
-  Tensor post_norm;                   // (C)
-  Tensor gate_w, up_w, down_w;        // (I, C), (I, C), (C, I)
-};
-
 struct Params {
   Tensor embed;       // (V, C)
-  std::vector<LayerParams> layers;
+  std::vector<LayerWeights> layers;
   Tensor final_norm;  // (C)
   Tensor lm_head;     // (V, C); the same memory as embed when tied; empty for a classifier
   Tensor score;       // (num_labels, C) for a classifier (reward model), else empty
   Tensor flat;        // (N): everything
 };
+
+// Every parameter of the model in layout order, with its full HF name: the embedding, each
+// layer's blocks, the final norm, then the lm_head (untied) or a classifier's "score" head.
+template <class P, class F>
+void visit_params(P& p, const ModelConfig& c, F&& f) {
+  const int64_t C = c.hidden_size, V = c.vocab_size;
+  f(p.embed, std::string("model.embed_tokens.weight"), ParamShape{V, C});
+  p.layers.resize(size_t(c.num_hidden_layers));
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    visit_layer(p.layers[size_t(l)], c, [&](auto& t, const char* name, ParamShape shape) { f(t, prefix + name, shape); });
+  }
+  f(p.final_norm, std::string("model.norm.weight"), ParamShape{C});
+  if (c.has_score_head()) f(p.score, std::string("score.weight"), ParamShape{c.num_labels, C});
+  else if (!c.tie_word_embeddings) f(p.lm_head, std::string("lm_head.weight"), ParamShape{V, C});
+}
+
+// Every parameter of the architecture, in layout order, with 64-byte aligned offsets.
+std::vector<ParamSpec> param_specs(const ModelConfig& c);
+int64_t total_params(const std::vector<ParamSpec>& specs);
 
 // Views into `base` (total_params(specs) elements of `dtype` on `device`) laid out by `specs`.
 Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, void* base, DType dtype,

@@ -1,24 +1,16 @@
-// The training forward and backward (TrainState), written once for every device: tensors come
-// from arenas on the model's device in its compute dtype, host inputs are uploaded, and the only
-// host reads are explicit copies (logp_host, entropy_host).
+// The training forward and backward (TrainState), written once for every device: the layers are
+// the blocks of blocks/decoder_layer.h; tensors come from arenas on the model's device in its
+// compute dtype, host inputs are uploaded, and the only host reads are explicit copies.
 #include <cmath>
 
 #include "base/error.h"
 #include "kernels/ops.h"
-#include "model/transformer.h"
+#include "model/train_state.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
 
 namespace {
-
-Tensor upload_i32(Arena& a, const std::vector<int32_t>& v) {
-  Tensor t = a.alloc_i32({int64_t(v.size())});
-  copy_from_host(t, v.data());
-  return t;
-}
-
-Tensor heads(const Tensor& t, int64_t T, int64_t H, int64_t HD) { return t.reshape({T, H, HD}); }
 
 bool resolve(Recompute r, Device d) { return r == Recompute::On || (r == Recompute::Auto && d != Device::CPU); }
 
@@ -39,13 +31,24 @@ Tensor TrainState::forward(const Transformer& m, const Batch& batch, float tempe
   return logp_;
 }
 
+Pass TrainState::pass(const Transformer& m) {
+  Pass p;
+  p.cfg = &m.config();
+  p.cd = m.compute_dtype();
+  p.T = batch_->tokens();
+  p.pos = pos_;
+  p.cu_seqlens = cu_;
+  p.inv_freq = m.rope_inv_freq();
+  p.saved = saved_ ? &arena_ : nullptr;
+  p.temp = &scratch_;
+  p.recompute = recompute_;
+  return p;
+}
+
 void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
-  const int64_t T = batch.tokens(), C = c.hidden_size, I = c.intermediate_size;
-  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
-  const int64_t Q = c.q_dim(), KV = c.kv_dim();
-  const float scale = 1.0f / std::sqrt(float(HD)), eps = float(c.rms_norm_eps);
+  const int64_t T = batch.tokens(), C = c.hidden_size;
   R1_CHECK(T > 0, "forward: empty batch");
   R1_CHECK(batch.positions.size() == size_t(T) && batch.targets.size() == size_t(T),
            "forward: batch has {} ids but {} positions and {} targets", T, batch.positions.size(),
@@ -70,78 +73,22 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   cu_ = upload_i32(arena_, batch.cu_seqlens);
   targets_ = upload_i32(arena_, batch.targets);
 
-  // keep(): what the backward reads (arena_); temp(): per-layer scratch. Without a backward
-  // everything is temporary but the residual stream, which alternates between two buffers.
-  auto keep = [&](DType t, std::initializer_list<int64_t> dims) {
-    return saved_ ? arena_.alloc(t, dims) : scratch_.alloc(t, dims);
-  };
-  auto temp = [&](DType t, std::initializer_list<int64_t> dims) { return scratch_.alloc(t, dims); };
-  auto cheap = [&](DType t, std::initializer_list<int64_t> dims) {
-    return recompute_ ? temp(t, dims) : keep(t, dims);
-  };
-  Tensor stream[2];
-  if (!saved_) stream[0] = arena_.alloc(cd, {T, C}), stream[1] = arena_.alloc(cd, {T, C});
-
-  acts_.assign(size_t(c.num_hidden_layers), {});
-  Tensor x = saved_ ? arena_.alloc(cd, {T, C}) : stream[1];
+  // Saving, each layer's output is kept as the next one's saved input; without a backward the
+  // residual stream stays in one buffer that every layer updates in place.
+  const Pass p = pass(m);
+  acts_.assign(saved_ ? size_t(c.num_hidden_layers) : 0, {});
+  Tensor x = arena_.alloc(cd, {T, C});
   ops::embedding_forward(x, ids_, P.embed);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerParams& W = P.layers[size_t(l)];
-    LayerActivations& A = acts_[size_t(l)];
     scratch_.reset();
-    A.x_in = x;
-    Tensor ln1 = cheap(cd, {T, C});
-    A.ln1_rstd = keep(DType::F32, {T});
-    ops::rmsnorm_forward(ln1, A.ln1_rstd, A.x_in, W.input_norm, eps);
-
-    Tensor q = keep(cd, {T, Q}), k = keep(cd, {T, KV});
-    A.v = keep(cd, {T, KV});
-    ops::linear_forward(q, ln1, W.q_w, W.q_b);
-    ops::linear_forward(k, ln1, W.k_w, W.k_b);
-    ops::linear_forward(A.v, ln1, W.v_w, W.v_b);
-    if (c.qk_norm) {
-      A.q_pre = q;
-      A.k_pre = k;
-      q = keep(cd, {T, Q});
-      k = keep(cd, {T, KV});
-      A.q_rstd = keep(DType::F32, {T * NH});
-      A.k_rstd = keep(DType::F32, {T * NKV});
-      ops::rmsnorm_forward(q.reshape({T * NH, HD}), A.q_rstd, A.q_pre.reshape({T * NH, HD}), W.q_norm, eps);
-      ops::rmsnorm_forward(k.reshape({T * NKV, HD}), A.k_rstd, A.k_pre.reshape({T * NKV, HD}), W.k_norm, eps);
-    }
-    A.q = heads(q, T, NH, HD);
-    A.k = heads(k, T, NKV, HD);
-    A.v = heads(A.v, T, NKV, HD);
-    ops::rope_forward(A.q, pos_, m.rope_inv_freq());
-    ops::rope_forward(A.k, pos_, m.rope_inv_freq());
-
-    A.att = keep(cd, {T, NH, HD});
-    A.lse = keep(DType::F32, {T, NH});
-    ops::attention_forward(A.att, A.lse, A.q, A.k, A.v, cu_, scale);
-
-    A.x_mid = keep(cd, {T, C});
-    ops::linear_forward(A.x_mid, A.att.reshape({T, Q}), W.o_w, {});
-    ops::add(A.x_mid, A.x_mid, A.x_in);
-    Tensor ln2 = cheap(cd, {T, C});
-    A.ln2_rstd = keep(DType::F32, {T});
-    ops::rmsnorm_forward(ln2, A.ln2_rstd, A.x_mid, W.post_norm, eps);
-
-    A.gate = keep(cd, {T, I});
-    A.up = keep(cd, {T, I});
-    Tensor act = cheap(cd, {T, I});
-    ops::linear_forward(A.gate, ln2, W.gate_w, {});
-    ops::linear_forward(A.up, ln2, W.up_w, {});
-    ops::swiglu_forward(act, A.gate, A.up);
-    x = saved_ ? arena_.alloc(cd, {T, C}) : stream[l % 2];
-    ops::linear_forward(x, act, W.down_w, {});
-    ops::add(x, x, A.x_mid);
-    if (saved_ && !recompute_) A.ln1 = ln1, A.ln2 = ln2, A.act = act;
+    Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
+    layer_forward(p, l, P.layers[size_t(l)], x, out, saved_ ? &acts_[size_t(l)] : nullptr);
+    x = out;
   }
-  if (!saved_) acts_.clear();  // they pointed into scratch
   x_final = x;
   lnf = arena_.alloc(cd, {T, C});
   lnf_rstd = arena_.alloc_f32({T});
-  ops::rmsnorm_forward(lnf, lnf_rstd, x_final, P.final_norm, eps);
+  ops::rmsnorm_forward(lnf, lnf_rstd, x_final, P.final_norm, float(c.rms_norm_eps));
 }
 
 namespace {
@@ -221,66 +168,17 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
   Params& G = m.grads();
-  const DType cd = m.compute_dtype();
-  const int64_t T = batch_->tokens(), C = c.hidden_size, I = c.intermediate_size;
-  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
-  const int64_t Q = c.q_dim(), KV = c.kv_dim();
-  const float scale = 1.0f / std::sqrt(float(HD)), eps = float(c.rms_norm_eps);
+  const ModelPlan& plan = m.plan();
   // dres carries d loss / d residual stream down through the layers, accumulated in place.
-  Tensor dres = arena_.zeros(cd, {T, C});
+  Tensor dres = arena_.zeros(m.compute_dtype(), {batch_->tokens(), int64_t(c.hidden_size)});
   ops::rmsnorm_backward(dres, G.final_norm, dlnf, x_final, P.final_norm, lnf_rstd);
-  // Offsets of grads in the flat buffer; from the final norm up (the head included) they are done.
-  auto offset = [&](const Tensor& g) { return int64_t(static_cast<const float*>(g.data) - G.flat.f32()); };
-  if (on_grads_final) on_grads_final(offset(G.final_norm));
-
+  // From the final norm up (the head included) the gradients are done.
+  if (on_grads_final) on_grads_final(plan.head.begin);
+  const Pass p = pass(m);
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
-    const LayerParams& W = P.layers[size_t(l)];
-    LayerParams& GW = G.layers[size_t(l)];
-    const LayerActivations& A = acts_[size_t(l)];
-    Arena& s = scratch_;
-    s.reset();
-    // Recomputed activations: the forward's ops on the forward's inputs, so bitwise the same.
-    Tensor ln1 = A.ln1, ln2 = A.ln2, act = A.act;
-    if (recompute_) {
-      ln2 = s.alloc(cd, {T, C});
-      ops::rmsnorm_forward(ln2, s.alloc_f32({T}), A.x_mid, W.post_norm, eps);
-      act = s.alloc(cd, {T, I});
-      ops::swiglu_forward(act, A.gate, A.up);
-    }
-    // MLP: x_out = x_mid + down(silu(gate(ln2)) * up(ln2))
-    Tensor dact = s.zeros(cd, {T, I}), dgate = s.zeros(cd, {T, I}), dup = s.zeros(cd, {T, I});
-    ops::linear_backward(dact, GW.down_w, {}, dres, act, W.down_w);
-    ops::swiglu_backward(dgate, dup, dact, A.gate, A.up);
-    Tensor dln2 = s.zeros(cd, {T, C});
-    ops::linear_backward(dln2, GW.gate_w, {}, dgate, ln2, W.gate_w);
-    ops::linear_backward(dln2, GW.up_w, {}, dup, ln2, W.up_w);
-    ops::rmsnorm_backward(dres, GW.post_norm, dln2, A.x_mid, W.post_norm, A.ln2_rstd);
-    // Attention: x_mid = x_in + o(attn(rope(norm(q(ln1))), rope(norm(k(ln1))), v(ln1)))
-    Tensor datt = s.zeros(cd, {T, NH, HD});
-    ops::linear_backward(datt.reshape({T, Q}), GW.o_w, {}, dres, A.att.reshape({T, Q}), W.o_w);
-    Tensor dq = s.zeros(cd, {T, NH, HD}), dk = s.zeros(cd, {T, NKV, HD}), dv = s.zeros(cd, {T, NKV, HD});
-    ops::attention_backward(dq, dk, dv, datt, A.q, A.k, A.v, A.att, A.lse, cu_, scale);
-    ops::rope_backward(dq, pos_, m.rope_inv_freq());
-    ops::rope_backward(dk, pos_, m.rope_inv_freq());
-    if (c.qk_norm) {
-      Tensor dq_pre = s.zeros(cd, {T * NH, HD}), dk_pre = s.zeros(cd, {T * NKV, HD});
-      ops::rmsnorm_backward(dq_pre, GW.q_norm, dq.reshape({T * NH, HD}), A.q_pre.reshape({T * NH, HD}),
-                            W.q_norm, A.q_rstd);
-      ops::rmsnorm_backward(dk_pre, GW.k_norm, dk.reshape({T * NKV, HD}), A.k_pre.reshape({T * NKV, HD}),
-                            W.k_norm, A.k_rstd);
-      dq = dq_pre;
-      dk = dk_pre;
-    }
-    if (recompute_) {
-      ln1 = s.alloc(cd, {T, C});
-      ops::rmsnorm_forward(ln1, s.alloc_f32({T}), A.x_in, W.input_norm, eps);
-    }
-    Tensor dln1 = s.zeros(cd, {T, C});
-    ops::linear_backward(dln1, GW.q_w, GW.q_b, dq.reshape({T, Q}), ln1, W.q_w);
-    ops::linear_backward(dln1, GW.k_w, GW.k_b, dk.reshape({T, KV}), ln1, W.k_w);
-    ops::linear_backward(dln1, GW.v_w, GW.v_b, dv.reshape({T, KV}), ln1, W.v_w);
-    ops::rmsnorm_backward(dres, GW.input_norm, dln1, A.x_in, W.input_norm, A.ln1_rstd);
-    if (on_grads_final) on_grads_final(offset(GW.input_norm));  // a layer's first parameter
+    scratch_.reset();
+    layer_backward(p, P.layers[size_t(l)], G.layers[size_t(l)], acts_[size_t(l)], dres);
+    if (on_grads_final) on_grads_final(plan.layers[size_t(l)].params.begin);
   }
   ops::embedding_backward(G.embed, dres, ids_);
   if (on_grads_final) on_grads_final(0);

@@ -26,24 +26,24 @@ Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs) {
 }
 
 Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::optional<DType> compute_dtype)
-    : cfg_(std::move(cfg)), specs_(param_specs(cfg_)), device_(device), trainable_(trainable) {
-  const int64_t n = total_params(specs_);
+    : cfg_(std::move(cfg)), plan_(make_plan(cfg_)), device_(device), trainable_(trainable) {
+  const int64_t n = plan_.total;
   // CUDA computes in bf16 and keeps fp32 masters for the optimizer (ops.h's dtype contract).
   const DType compute = compute_dtype.value_or(device_ == Device::CPU ? DType::F32 : DType::BF16);
   R1_CHECK(compute == DType::F32 || (compute == DType::BF16 && device_ != Device::CPU),
            "Transformer: compute dtype {} is not available on {}", dtype_name(compute), device_name(device_));
   weights_ = Buffer(size_t(n) * dtype_size(compute), device_);
   weights_.zero();
-  params_ = bind_params(cfg_, specs_, weights_.data(), compute, device_);
+  params_ = bind_params(cfg_, plan_.specs, weights_.data(), compute, device_);
   if (trainable_ && compute != DType::F32) {
     master_weights_ = Buffer(size_t(n) * sizeof(float), device_);
     master_weights_.zero();
-    master_ = bind_params(cfg_, specs_, master_weights_.data(), DType::F32, device_);
+    master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, device_);
   }
   if (trainable_) {
     gradients_ = Buffer(size_t(n) * sizeof(float), device_);
     gradients_.zero();
-    grads_ = bind_params(cfg_, specs_, gradients_.data(), DType::F32, device_);
+    grads_ = bind_params(cfg_, plan_.specs, gradients_.data(), DType::F32, device_);
   }
   inv_freq_ = cfg_.rope_inv_freq();
   inv_freq_t_ = Tensor::f32(inv_freq_.data(), {int64_t(inv_freq_.size())});
@@ -58,9 +58,9 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
 void Transformer::zero_grads() { gradients_.zero(); }
 
 void Transformer::init_random(uint64_t seed, float std) {
-  std::vector<float> host(size_t(total_params(specs_)), 0.0f);
-  for (size_t i = 0; i < specs_.size(); ++i) {
-    const ParamSpec& s = specs_[i];
+  std::vector<float> host(size_t(plan_.total), 0.0f);
+  for (size_t i = 0; i < plan_.specs.size(); ++i) {
+    const ParamSpec& s = plan_.specs[i];
     float* p = host.data() + s.offset;
     const bool is_norm = s.name.find("norm") != std::string::npos;
     const bool is_bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;

@@ -10,6 +10,7 @@
 #include "tensor/device_memory.h"
 #include "text/codec.h"
 #include "text/hf_codec.h"
+#include "model/train_state.h"
 
 namespace r1::reward {
 

@@ -10,6 +10,7 @@
 #include "rollout/gpu_engine.h"
 #include "rollout/requests.h"
 #include "tensor/device_memory.h"
+#include "model/kv_cache.h"
 
 namespace r1::rollout {
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/transformer.h"
+#include "model/kv_cache.h"
 #include "rollout/sampler.h"
 
 namespace r1::rollout {

@@ -8,14 +8,15 @@
 #include <map>
 
 #include "base/timer.h"
-#include "kernels/cuda/cuda_context.h"
-#include "kernels/cuda/decode_state.h"
-#include "kernels/cuda/graph.h"
-#include "kernels/cuda/sampling.h"
+#include "device/cuda_device.h"
+#include "device/graph.h"
+#include "kernels/decode_state.h"
 #include "kernels/ops.h"
+#include "kernels/sampling.h"
 #include "rollout/admission.h"
 #include "rollout/requests.h"
 #include "tensor/device_memory.h"
+#include "model/kv_cache.h"
 #endif
 
 namespace r1::rollout {

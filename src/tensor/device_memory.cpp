@@ -5,11 +5,11 @@
 
 #include "base/bf16.h"
 #include "base/error.h"
+#include "device/cuda_device.h"
 
 #ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/cuda_context.h"
-#include "kernels/cuda/cuda_device.h"
+#include "device/cuda_check.h"
+#include "device/cuda_stream.h"
 #endif
 
 namespace r1 {
@@ -24,12 +24,8 @@ Device parse_device(const std::string& s, const std::string& what) {
 
 bool device_usable(Device d, std::string* why) {
   if (d == Device::CPU) return true;
-#ifdef R1_HAVE_CUDA
   if (cuda::cuda_available()) return true;
   if (why) *why = cuda::cuda_device_description();
-#else
-  if (why) *why = "this build has no CUDA backend (nvcc was not found when it was configured)";
-#endif
   return false;
 }
 
@@ -63,7 +59,7 @@ void* alloc(Device d, size_t bytes) {
     return p;
   }
 #ifdef R1_HAVE_CUDA
-  cuda::context();  // fails with the reason when no device is usable
+  cuda::stream();  // fails with the reason when no device is usable
   void* p = nullptr;
   const cudaError_t err = cudaMalloc(&p, bytes);
   if (err != cudaSuccess) {
@@ -94,7 +90,7 @@ void zero(Device d, void* p, size_t bytes) {
     return;
   }
 #ifdef R1_HAVE_CUDA
-  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda::context().stream));
+  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda::stream()));
 #else
   no_cuda("zero");
 #endif
@@ -107,7 +103,7 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t byt
     return;
   }
 #ifdef R1_HAVE_CUDA
-  cudaStream_t s = cuda::context().stream;
+  cudaStream_t s = cuda::stream();
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind(dst_dev, src_dev), s));
   // Host memory is involved: finish now, so the caller may reuse or read it.
   if (dst_dev == Device::CPU || src_dev == Device::CPU) CUDA_CHECK(cudaStreamSynchronize(s));
@@ -132,6 +128,12 @@ void copy_from_host_f32(Tensor dst, const float* host) {
   std::vector<uint16_t> b(size_t(dst.numel()));
   for (size_t i = 0; i < b.size(); ++i) b[i] = f32_to_bf16(host[i]);
   copy_from_host(dst, b.data());
+}
+
+Tensor upload_i32(Arena& a, const std::vector<int32_t>& host) {
+  Tensor t = a.alloc_i32({int64_t(host.size())});
+  copy_from_host(t, host.data());
+  return t;
 }
 
 std::vector<float> to_host_f32(const Tensor& t) {

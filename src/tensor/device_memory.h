@@ -1,7 +1,7 @@
 #pragma once
 // Memory on a Device: the few hooks Buffer and Arena need (allocate, free, zero, copy), and copies
 // of tensors between host and device. CUDA memory uses the CUDA runtime on the backend's stream
-// (r1::cuda::context().stream) in builds with R1_HAVE_CUDA; elsewhere every CUDA request fails with
+// (device/cuda_stream.h) in builds with R1_HAVE_CUDA; elsewhere every CUDA request fails with
 // a clear error. Plain C++: callers need no CUDA headers.
 //
 // Ordering: zeroing and device-to-device copies are queued on the backend's stream, after the ops
@@ -37,6 +37,8 @@ void copy_tensor(Tensor dst, const Tensor& src);
 void copy_from_host(Tensor dst, const void* host);
 // Fills dst (f32 or bf16, any device) from host floats, rounding to bf16 on the host if needed.
 void copy_from_host_f32(Tensor dst, const float* host);
+// A copy of host ints in a new tensor (i32, on the arena's device).
+Tensor upload_i32(Arena& a, const std::vector<int32_t>& host);
 // The values of t (f32 or bf16, any device) as host floats.
 std::vector<float> to_host_f32(const Tensor& t);
 

@@ -106,16 +106,30 @@ Arena::Arena(size_t bytes, Device device) : device_(device) {
 Tensor Arena::alloc(DType t, std::initializer_list<int64_t> dims) {
   Tensor view(nullptr, t, dims, device_);
   size_t bytes = (view.nbytes() + 63) / 64 * 64;
-  if (blocks_.empty() || block_used_ + bytes > blocks_.back().size()) {
-    size_t grow = blocks_.empty() ? 0 : blocks_.back().size();
-    blocks_.emplace_back(std::max(bytes, std::max(grow, size_t(1) << 20)), device_);
+  // Move on through the blocks already open (after a rewind), then open one at the end.
+  while (!blocks_.empty() && block_used_ + bytes > blocks_[cur_].size() && cur_ + 1 < blocks_.size()) {
+    ++cur_;
     block_used_ = 0;
   }
-  view.data = static_cast<char*>(blocks_.back().data()) + block_used_;
+  if (blocks_.empty() || block_used_ + bytes > blocks_[cur_].size()) {
+    size_t grow = blocks_.empty() ? 0 : blocks_.back().size();
+    blocks_.emplace_back(std::max(bytes, std::max(grow, size_t(1) << 20)), device_);
+    cur_ = blocks_.size() - 1;
+    block_used_ = 0;
+  }
+  view.data = static_cast<char*>(blocks_[cur_].data()) + block_used_;
   block_used_ += bytes;
   used_ += bytes;
   peak_ = std::max(peak_, used_);
   return view;
+}
+
+void Arena::rewind(const Mark& m) {
+  R1_CHECK(m.used <= used_ && (blocks_.empty() ? m.block == 0 : m.block < blocks_.size()),
+           "Arena::rewind: the mark is not from this arena's current allocations");
+  cur_ = m.block;
+  block_used_ = m.block_used;
+  used_ = m.used;
 }
 
 Tensor Arena::zeros(DType dt, std::initializer_list<int64_t> dims) {
@@ -129,6 +143,7 @@ void Arena::reset() {
     blocks_.clear();
     blocks_.emplace_back(peak_, device_);
   }
+  cur_ = 0;
   block_used_ = 0;
   used_ = 0;
 }

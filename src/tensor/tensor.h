@@ -64,9 +64,11 @@ class Buffer {
   Device device_ = Device::CPU;
 };
 
-// A bump allocator for activations and scratch of one step, released all at once by reset().
-// It never runs out: an overflow opens another block, and the next reset() merges all blocks into
-// one of the peak size, so a steady-state step allocates nothing. Its tensors live on its device.
+// A bump allocator for activations and scratch of one step, released all at once by reset(), or
+// back to a mark (the temporaries of one layer). It never runs out: an overflow moves on to the next
+// block, opening one if there is none, and the next reset() merges all blocks into one of the peak
+// size, so a steady-state step allocates nothing (and can be captured in a CUDA graph). Its
+// tensors live on its device.
 class Arena {
  public:
   explicit Arena(size_t bytes = 0, Device device = Device::CPU);
@@ -77,6 +79,14 @@ class Arena {
   Tensor zeros(DType t, std::initializer_list<int64_t> dims);
   Tensor zeros_f32(std::initializer_list<int64_t> dims) { return zeros(DType::F32, dims); }
   void reset();
+  // Where the next allocation goes. rewind(mark) releases everything allocated since the mark
+  // (blocks opened meanwhile stay, for the next allocations), so a loop over layers can reuse one
+  // layer's temporaries for the next: the same allocations then get the same addresses.
+  struct Mark {
+    size_t block = 0, block_used = 0, used = 0;
+  };
+  Mark mark() const { return {cur_, block_used_, used_}; }
+  void rewind(const Mark& m);
   size_t used() const { return used_; }
   size_t peak() const { return peak_; }
   Device device() const { return device_; }
@@ -84,7 +94,8 @@ class Arena {
  private:
   Device device_ = Device::CPU;
   std::vector<Buffer> blocks_;
-  size_t block_used_ = 0;  // bytes used in blocks_.back()
+  size_t cur_ = 0;         // the block being filled
+  size_t block_used_ = 0;  // bytes used in blocks_[cur_]
   size_t used_ = 0, peak_ = 0;
 };
 

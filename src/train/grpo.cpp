@@ -10,24 +10,9 @@
 #include "base/timer.h"
 #include "dist/named_sums.h"
 #include "dist/world.h"
+#include "reward/reflection.h"
 
 namespace r1::train {
-
-double reflection_rate(const std::vector<std::string>& completions) {
-  static const char* kWords[] = {"wait", "re-check", "recheck", "verify", "double-check", "let me check", "hmm"};
-  if (completions.empty()) return 0;
-  int hits = 0;
-  for (const std::string& c : completions) {
-    std::string lower(c.size(), ' ');
-    std::transform(c.begin(), c.end(), lower.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
-    for (const char* w : kWords)
-      if (lower.find(w) != std::string::npos) {
-        ++hits;
-        break;
-      }
-  }
-  return double(hits) / double(completions.size());
-}
 
 namespace {
 
@@ -111,7 +96,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
   }
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
-  train::validate(cfg_.schedule);
+  optim::validate(cfg_.schedule);
 }
 
 std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
@@ -325,7 +310,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   if (cfg_.kl_in_reward) lcfg.kl_coef = 0.0;
   if (lcfg.reduction == LossReduction::SeqMeanTokenSumNorm && lcfg.norm_constant <= 1.0)
     lcfg.norm_constant = cfg_.max_completion_tokens;
-  const double lr = lr_at(cfg_.schedule, step);
+  const double lr = optim::lr_at(cfg_.schedule, step);
   double grad_norm_sum = 0;
   int64_t updates = 0, skipped = 0;
   policy_.zero_grads();
@@ -374,7 +359,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
         if (k + 1 == mbs.size()) dp_.arm(state_);  // the last backward of the step overlaps the all-reduce
         state_.backward(policy_, dlogp);
       }
-      const UpdateResult update = dp_.step(lr, cfg_.max_grad_norm, finite_loss);
+      const optim::UpdateResult update = dp_.step(lr, cfg_.max_grad_norm, finite_loss);
       if (update.skipped) {  // the same decision on every rank
         ++skipped;
         ++bad_steps_;
@@ -401,7 +386,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   }
   S["gen_tokens"] += double(gen_tokens);
   S["sequences"] += double(seqs.size());
-  S["reflection_hits"] += std::round(reflection_rate(all_text) * double(all_text.size()));
+  S["reflection_hits"] += std::round(reward::reflection_rate(all_text) * double(all_text.size()));
   double peaks[5] = {len_max, t_rollout, t_reward, t_reference, t_train};
   if (ranks > 1) {
     dist::all_reduce_sums(host, S);

@@ -11,12 +11,13 @@
 
 #include "data/problem.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "reward/reward.h"
 #include "rollout/engine.h"
 #include "text/codec.h"
 #include "train/grpo_loss.h"
-#include "train/data_parallel.h"
-#include "train/optimizer.h"
+#include "optim/data_parallel.h"
+#include "optim/optimizer.h"
 
 namespace r1::train {
 
@@ -39,8 +40,8 @@ struct GrpoConfig {
   int mini_batches = 1;           // optimizer steps per pass
   int micro_batch_tokens = 8192;  // gradient accumulation by token budget
   double lr = 1e-6, max_grad_norm = 1.0;
-  LrSchedule schedule;            // lr/total steps are filled from the fields above when left default
-  AdamWConfig adamw;
+  optim::LrSchedule schedule;            // lr/total steps are filled from the fields above when left default
+  optim::AdamWConfig adamw;
   // Data shaping
   bool dynamic_sampling = false;  // drop groups whose rewards are all equal and sample more prompts
   int dynamic_sampling_max_rounds = 4;
@@ -51,7 +52,7 @@ struct GrpoConfig {
   uint64_t seed = 1;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
   // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.
-  DataParallelConfig parallel;
+  optim::DataParallelConfig parallel;
 };
 
 // Metrics of one step (one JSON line in metrics.jsonl).
@@ -75,7 +76,7 @@ class GrpoTrainer {
   // Runs step `step` (0-based) and returns its metrics; the scored completions go to last_samples().
   StepMetrics step(int64_t step);
   const std::vector<ScoredCompletion>& last_samples() const { return samples_; }
-  DataParallel& optimizer() { return dp_; }
+  optim::DataParallel& optimizer() { return dp_; }
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
   int64_t cursor() const { return cursor_; }
   void set_cursor(int64_t c) { cursor_ = c; }
@@ -92,7 +93,7 @@ class GrpoTrainer {
   std::function<std::string(const data::Problem&)> render_;
   GrpoConfig cfg_;
   int64_t total_steps_;
-  DataParallel dp_;
+  optim::DataParallel dp_;
   std::unique_ptr<model::Transformer> ref_;
   model::TrainState state_, ref_state_;
   int64_t cursor_ = 0;
@@ -100,7 +101,5 @@ class GrpoTrainer {
   std::vector<ScoredCompletion> samples_;
 };
 
-// Words whose use in the reasoning R1 reports as "aha" behaviour.
-double reflection_rate(const std::vector<std::string>& completions);
 
 }  // namespace r1::train

@@ -18,20 +18,20 @@
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 #include "train/grpo.h"
-#include "train/metrics.h"
-#include "train/report.h"
-#include "train/run_dir.h"
-#include "train/run_inputs.h"
-#include "train/train_checkpoint.h"
+#include "run/metrics.h"
+#include "run/report.h"
+#include "run/run_dir.h"
+#include "run/run_inputs.h"
+#include "run/train_checkpoint.h"
 
 namespace r1::train {
 
 nlohmann::json grpo_recipe_defaults() {
   return {
       {"device", "cpu"},  // cpu | cuda: where the model, its training and its rollouts run
-      {"model", model_section()},
-      {"data", data_section()},
-      {"reward", reward_section()},
+      {"model", run::model_section()},
+      {"data", run::data_section()},
+      {"reward", run::reward_section()},
       {"grpo",
        {{"prompts_per_step", 8}, {"group_size", 8}, {"max_prompt_tokens", 512}, {"max_completion_tokens", 512},
         {"temperature", 1.0}, {"top_p", 1.0}, {"top_k", 0}, {"rollout_batch", 64},
@@ -44,14 +44,14 @@ nlohmann::json grpo_recipe_defaults() {
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1}}},
-      {"run", run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
-      {"parallel", parallel_section()},
+      {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
+      {"parallel", run::parallel_section()},
   };
 }
 
 namespace {
 
-GrpoConfig grpo_config(const Recipe& r) {
+GrpoConfig grpo_config(const run::Recipe& r) {
   GrpoConfig g;
   g.prompts_per_step = r.get<int>("grpo.prompts_per_step");
   g.group_size = r.get<int>("grpo.group_size");
@@ -88,31 +88,31 @@ GrpoConfig grpo_config(const Recipe& r) {
   g.adamw.beta2 = float(r.get<double>("train.beta2"));
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
-  g.parallel = parallel_config(r);
+  g.parallel = run::parallel_config(r);
   return g;
 }
 
 }  // namespace
 
-std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
+std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before any compute.
-  const Device device = recipe_device(r);
-  std::unique_ptr<text::Codec> codec = load_codec(r);
-  std::vector<data::Problem> problems = load_problems(r);
-  auto reward = make_recipe_reward(r);
-  PromptRenderer render = make_renderer(r);
+  const Device device = run::recipe_device(r);
+  std::unique_ptr<text::Codec> codec = run::load_codec(r);
+  std::vector<data::Problem> problems = run::load_problems(r);
+  auto reward = run::make_recipe_reward(r);
+  run::PromptRenderer render = run::make_renderer(r);
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
-  std::unique_ptr<model::Transformer> m = load_or_init_model(r, *codec, device, gc.seed);
+  std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, gc.seed);
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
 
-  RunDir run(run_path(r));
+  run::RunDir run(run::run_path(r));
   int64_t start = 0;
   std::optional<int64_t> resume_step;
   if (opts.resume) {
-    const ResumePoint ck = resume_point(run);
-    load_train_checkpoint(ck, *m, trainer.optimizer());
-    if (trainer.reference()) load_weights(fs::join(ck.path, "reference"), *trainer.reference());
+    const run::ResumePoint ck = run::resume_point(run);
+    run::load_train_checkpoint(ck, *m, trainer.optimizer());
+    if (trainer.reference()) run::load_weights(fs::join(ck.path, "reference"), *trainer.reference());
     trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
     resume_step = ck.step;
     start = ck.step + 1;
@@ -120,7 +120,7 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
     run.write_config(r.to_yaml());
   }
   // Rank 0 writes the run directory; every rank computes and takes part in the checkpoints.
-  std::optional<MetricsWriter> metrics;
+  std::optional<run::MetricsWriter> metrics;
   if (dist::is_root()) metrics.emplace(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   const int samples_every = r.get<int>("run.samples_every");
@@ -128,7 +128,7 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
     if (trainer.reference()) model::save_model(*trainer.reference(), fs::join(dir, "reference"));
   };
   auto save = [&](int64_t step) {
-    save_train_checkpoint(run, step, *m, trainer.optimizer(), nlohmann::json{{"cursor", trainer.cursor()}},
+    run::save_train_checkpoint(run, step, *m, trainer.optimizer(), nlohmann::json{{"cursor", trainer.cursor()}},
                           keep_last, save_reference);
   };
 
@@ -137,7 +137,7 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
   for (int64_t step = start; step < steps; ++step) {
     StepMetrics mt = trainer.step(step);
     last = mt;
-    if (metrics) metrics->log(step, Scalars(mt.begin(), mt.end()));
+    if (metrics) metrics->log(step, run::Scalars(mt.begin(), mt.end()));
     if (metrics && samples_every > 0 && step % samples_every == 0) {  // rank 0's share of the samples
       std::vector<nlohmann::json> rows;
       for (const auto& s : trainer.last_samples())
@@ -148,17 +148,17 @@ std::string run_grpo(const Recipe& r, const GrpoRunOptions& opts) {
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} length {:.0f}", mt["reward/mean"], mt["accuracy"],
                               mt["response_length/mean"]));
-    stop_if_asked(opts, step);
+    run::stop_if_asked(opts, step);
   }
   bar.finish();
   if (!dist::is_root()) return run.path();
-  export_model(*m, tokenizer_source(r), run.file("model"));
+  run::export_model(*m, tokenizer_source(r), run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
   for (const char* k : {"reward/mean", "accuracy", "format_rate", "response_length/mean", "kl"})
     if (last.count(k)) summary[k] = last.at(k);
-  write_summary(run.path(), summary);
-  log::info("model: {}; report: {}", run.file("model"), write_report(run.path()));
+  run::write_summary(run.path(), summary);
+  log::info("model: {}; report: {}", run.file("model"), run::write_report(run.path()));
   return run.path();
 }
 

@@ -5,16 +5,16 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "train/recipe.h"
-#include "train/run_inputs.h"
+#include "run/recipe.h"
+#include "run/run_inputs.h"
 
 namespace r1::train {
 
 nlohmann::json grpo_recipe_defaults();
 
-using GrpoRunOptions = RunOptions;  // resume: from the latest complete checkpoint
+using GrpoRunOptions = run::RunOptions;  // resume: from the latest complete checkpoint
 
 // Runs the recipe to its last step; returns the run directory.
-std::string run_grpo(const Recipe& recipe, const GrpoRunOptions& opts);
+std::string run_grpo(const run::Recipe& recipe, const GrpoRunOptions& opts);
 
 }  // namespace r1::train

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "model/train_state.h"
 
 namespace r1::train {
 
@@ -57,13 +58,13 @@ RmStats rm_loss(model::Transformer& m, model::TrainState& state, const std::vect
   return st;
 }
 
-RmStepResult rm_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
+RmStepResult rm_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,
                      const std::vector<PreferencePair>& batch, double lr, double max_grad_norm,
                      int64_t micro_batch_tokens) {
   m.zero_grads();
   RmStepResult res;
   static_cast<RmStats&>(res) = rm_loss(m, state, batch, micro_batch_tokens, /*backward=*/true);
-  const UpdateResult update = opt.step(lr, max_grad_norm);
+  const optim::UpdateResult update = opt.step(lr, max_grad_norm);
   res.grad_norm = update.grad_norm;
   res.skipped = update.skipped;
   return res;

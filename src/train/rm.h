@@ -6,8 +6,9 @@
 #include <vector>
 
 #include "model/transformer.h"
-#include "train/data_parallel.h"
-#include "train/optimizer.h"
+#include "model/train_state.h"
+#include "optim/data_parallel.h"
+#include "optim/optimizer.h"
 
 namespace r1::train {
 
@@ -37,7 +38,7 @@ RmStats rm_loss(model::Transformer& m, model::TrainState& state, const std::vect
                 int64_t micro_batch_tokens, bool backward);
 
 // One optimizer step on a batch of pairs: gradients of the mean loss, clipped to max_grad_norm.
-RmStepResult rm_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
+RmStepResult rm_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,
                      const std::vector<PreferencePair>& batch, double lr, double max_grad_norm,
                      int64_t micro_batch_tokens = 8192);
 

@@ -16,11 +16,12 @@
 #include "base/rng.h"
 #include "base/timer.h"
 #include "model/checkpoint.h"
-#include "train/metrics.h"
-#include "train/report.h"
+#include "run/metrics.h"
+#include "run/report.h"
 #include "train/rm.h"
-#include "train/run_dir.h"
-#include "train/train_checkpoint.h"
+#include "run/run_dir.h"
+#include "run/train_checkpoint.h"
+#include "model/train_state.h"
 
 namespace r1::train {
 
@@ -28,7 +29,7 @@ nlohmann::json rm_recipe_defaults() {
   return {
       {"device", "cpu"},  // cpu | cuda
       // model.path: a causal LM (its backbone gets a fresh score head) or a reward model
-      {"model", model_section()},
+      {"model", run::model_section()},
       {"data",
        {{"path", ""},             // JSONL, one {"prompt", "chosen", "rejected"} per line
         {"template", "r1-zero"},  // how prompts are rendered: r1-zero | chat | none
@@ -49,7 +50,7 @@ nlohmann::json rm_recipe_defaults() {
         {"seed", 1},
         {"micro_batch_tokens", 8192},
         {"eval_every", 0}}},  // steps between held-out evaluations (0: at the end only)
-      {"run", run_section("rm", {{"save_every", 50}, {"keep_last", 2}})},
+      {"run", run::run_section("rm", {{"save_every", 50}, {"keep_last", 2}})},
   };
 }
 
@@ -58,7 +59,7 @@ namespace {
 // Reads every pair of a JSONL file, rendered and tokenized; a bad line is an error naming the file
 // and line. Pairs with a sequence longer than max_tokens are counted in `dropped` and left out.
 std::vector<PreferencePair> load_pairs(const std::string& path, const std::string& key,
-                                       const text::Codec& codec, const PromptRenderer& render,
+                                       const text::Codec& codec, const run::PromptRenderer& render,
                                        int64_t max_tokens, int64_t& dropped) {
   R1_CHECK(fs::exists(path), "recipe key '{}': {} does not exist", key, path);
   std::ifstream in(path);
@@ -130,7 +131,7 @@ void check_fits(const std::vector<PreferencePair>& pairs, const model::ModelConf
 }
 
 // model.path as a reward model (a causal LM gets a fresh score head), or a fresh one of model.init_*.
-std::unique_ptr<model::Transformer> reward_model(const Recipe& r, const text::Codec& codec, Device device,
+std::unique_ptr<model::Transformer> reward_model(const run::Recipe& r, const text::Codec& codec, Device device,
                                                  uint64_t seed) {
   const std::string path = r.get<std::string>("model.path");
   if (!path.empty()) {
@@ -139,7 +140,7 @@ std::unique_ptr<model::Transformer> reward_model(const Recipe& r, const text::Co
     return std::make_unique<model::Transformer>(model::load_classifier(path, 1, seed, device));
   }
   // A fresh causal LM of model.init_* (as every command makes one), its lm_head swapped for a score head.
-  const auto lm = load_or_init_model(r, codec, Device::CPU, seed, /*trainable=*/false);
+  const auto lm = run::load_or_init_model(r, codec, Device::CPU, seed, /*trainable=*/false);
   model::ModelConfig mc = lm->config();
   mc.num_labels = 1;
   // The codec's EOS becomes the config's, so the saved config names a pad id (HF pools by it).
@@ -174,8 +175,8 @@ struct RmData {
 };
 
 // data.path's pairs and the held-out ones (data.eval_path, or a share of data.path).
-RmData load_rm_data(const Recipe& r, const text::Codec& codec) {
-  const PromptRenderer render = make_renderer(r, "data", "model");
+RmData load_rm_data(const run::Recipe& r, const text::Codec& codec) {
+  const run::PromptRenderer render = run::make_renderer(r, "data", "model");
   const int64_t max_tokens = r.get<int>("data.max_tokens");
   const double eval_fraction = r.get<double>("data.eval_fraction");
   R1_CHECK(max_tokens > 0, "recipe key 'data.max_tokens' must be > 0");
@@ -198,10 +199,10 @@ RmData load_rm_data(const Recipe& r, const text::Codec& codec) {
 
 }  // namespace
 
-std::string run_rm(const Recipe& r, const RunOptions& opts) {
+std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before anything is written.
-  const Device device = recipe_device(r);
-  std::unique_ptr<text::Codec> codec = load_codec(r);
+  const Device device = run::recipe_device(r);
+  std::unique_ptr<text::Codec> codec = run::load_codec(r);
   R1_CHECK(!codec->eos_ids().empty(),
            "recipe key 'model.tokenizer': the tokenizer has no end-of-sequence token");
   const auto [train, eval] = load_rm_data(r, *codec);
@@ -215,33 +216,33 @@ std::string run_rm(const Recipe& r, const RunOptions& opts) {
   const int64_t steps = r.get<int>("train.steps") > 0 ? r.get<int>("train.steps")
                                                       : r.get<int>("train.epochs") * order.steps_per_epoch();
   R1_CHECK(steps > 0, "recipe keys 'train.steps' / 'train.epochs': nothing to train (0 steps)");
-  LrSchedule sched{r.get<std::string>("train.lr_schedule"), r.get<double>("train.lr"),
+  optim::LrSchedule sched{r.get<std::string>("train.lr_schedule"), r.get<double>("train.lr"),
                    r.get<int>("train.warmup_steps"), steps, r.get<double>("train.min_lr_ratio")};
-  validate(sched);
+  optim::validate(sched);
   const double max_grad_norm = r.get<double>("train.max_grad_norm");
   const int eval_every = r.get<int>("train.eval_every");
 
   std::unique_ptr<model::Transformer> m = reward_model(r, *codec, device, seed);
   check_fits(train, m->config(), "data.path");
   check_fits(eval, m->config(), "data.eval_path");
-  DataParallel opt(*m, AdamWConfig{0.9f, 0.999f, 1e-8f, float(r.get<double>("train.weight_decay"))});
+  optim::DataParallel opt(*m, optim::AdamWConfig{0.9f, 0.999f, 1e-8f, float(r.get<double>("train.weight_decay"))});
   model::TrainState state;
 
-  RunDir run(run_path(r));
+  run::RunDir run(run::run_path(r));
   int64_t start = 0;
   std::optional<int64_t> resume_step;
   if (opts.resume) {
-    const ResumePoint ck = resume_point(run);
-    load_train_checkpoint(ck, *m, opt);
+    const run::ResumePoint ck = run::resume_point(run);
+    run::load_train_checkpoint(ck, *m, opt);
     resume_step = ck.step;
     start = ck.step + 1;
   } else {
     run.write_config(r.to_yaml());
   }
-  MetricsWriter metrics(run.path(), resume_step);
+  run::MetricsWriter metrics(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
-    save_train_checkpoint(run, step, *m, opt, nlohmann::json::object(), keep_last);
+    run::save_train_checkpoint(run, step, *m, opt, nlohmann::json::object(), keep_last);
   };
 
   log::info("rm: {} training pairs, {} held out, {} steps", train.size(), eval.size(), steps);
@@ -251,9 +252,9 @@ std::string run_rm(const Recipe& r, const RunOptions& opts) {
     Timer timer;
     std::vector<PreferencePair> batch;
     for (size_t i : order.indices(step)) batch.push_back(train[i]);
-    const double lr = lr_at(sched, step);
+    const double lr = optim::lr_at(sched, step);
     const RmStepResult res = rm_step(*m, state, opt, batch, lr, max_grad_norm, micro_batch_tokens);
-    Scalars row = {{"loss", res.loss},           {"accuracy", res.accuracy},
+    run::Scalars row = {{"loss", res.loss},           {"accuracy", res.accuracy},
                    {"margin", res.margin},       {"lr", lr},
                    {"grad_norm", res.grad_norm}, {"tokens_per_s", double(res.tokens) / timer.seconds()}};
     summary["loss"] = res.loss;
@@ -268,12 +269,12 @@ std::string run_rm(const Recipe& r, const RunOptions& opts) {
     metrics.log(step, row);
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("loss {:.3f} accuracy {:.2f}", res.loss, res.accuracy));
-    stop_if_asked(opts, step);
+    run::stop_if_asked(opts, step);
   }
   bar.finish();
-  export_model(*m, tokenizer_source(r), run.file("model"));
-  write_summary(run.path(), summary);
-  log::info("model: {}; report: {}", run.file("model"), write_report(run.path()));
+  run::export_model(*m, tokenizer_source(r), run.file("model"));
+  run::write_summary(run.path(), summary);
+  log::info("model: {}; report: {}", run.file("model"), run::write_report(run.path()));
   return run.path();
 }
 

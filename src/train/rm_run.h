@@ -7,14 +7,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "train/recipe.h"
-#include "train/run_inputs.h"
+#include "run/recipe.h"
+#include "run/run_inputs.h"
 
 namespace r1::train {
 
 nlohmann::json rm_recipe_defaults();
 
 // Runs the recipe to its last step; returns the run directory.
-std::string run_rm(const Recipe& recipe, const RunOptions& opts);
+std::string run_rm(const run::Recipe& recipe, const run::RunOptions& opts);
 
 }  // namespace r1::train

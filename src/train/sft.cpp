@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "dist/world.h"
+#include "model/train_state.h"
 
 namespace r1::train {
 
@@ -66,7 +67,7 @@ std::pair<size_t, size_t> share(size_t n, const dist::Comm* ranks) {
 
 }  // namespace
 
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,
                        const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens) {
   SftStepResult res;
@@ -98,13 +99,13 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataPara
     res.packed_tokens = int64_t(sums[1]);
   }
   res.loss /= double(res.tokens);
-  const UpdateResult update = opt.step(lr, max_grad_norm);
+  const optim::UpdateResult update = opt.step(lr, max_grad_norm);
   res.grad_norm = update.grad_norm;
   res.skipped = update.skipped;
   return res;
 }
 
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,
                        const std::vector<SftExample>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens) {
   std::vector<SftSequence> seqs;

@@ -7,8 +7,9 @@
 
 #include "data/sft_data.h"
 #include "model/transformer.h"
+#include "model/train_state.h"
 #include "dist/comm.h"
-#include "train/data_parallel.h"
+#include "optim/data_parallel.h"
 
 namespace r1::train {
 
@@ -33,10 +34,10 @@ struct SftStepResult {
 // row k-1; micro-batches hold consecutive sequences up to micro_batch_tokens (at least one each).
 // Data-parallel: every rank passes the whole batch and trains on its contiguous share of it; the
 // loss, tokens and packed_tokens are the whole batch's.
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,
                        const std::vector<SftSequence>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens = 8192);
-SftStepResult sft_step(model::Transformer& m, model::TrainState& state, DataParallel& opt,
+SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,
                        const std::vector<SftExample>& batch, double lr, double max_grad_norm,
                        int64_t micro_batch_tokens = 8192);
 

@@ -18,18 +18,19 @@
 #include "dist/world.h"
 #include "tensor/device_memory.h"
 #include "text/chat_template.h"
-#include "train/metrics.h"
-#include "train/optimizer.h"
-#include "train/report.h"
-#include "train/run_dir.h"
+#include "run/metrics.h"
+#include "optim/optimizer.h"
+#include "run/report.h"
+#include "run/run_dir.h"
 #include "train/sft.h"
-#include "train/train_checkpoint.h"
+#include "run/train_checkpoint.h"
+#include "model/train_state.h"
 
 namespace r1::train {
 
 nlohmann::json sft_recipe_defaults() {
   // The shared data section without the GRPO problem fields, plus SFT's own keys.
-  nlohmann::json data = data_section("", "custom");
+  nlohmann::json data = run::data_section("", "custom");
   for (const char* k : {"preset", "question_field", "answer_field", "type_field"}) data.erase(k);
   data["eval_path"] = "";     // held-out rows in the same format: eval/loss
   data["add_eos"] = true;     // prompt/completion rows: the completion ends with the tokenizer's EOS
@@ -37,7 +38,7 @@ nlohmann::json sft_recipe_defaults() {
   data["overlong"] = "drop";  // drop | truncate
   return {
       {"device", "cpu"},  // cpu | cuda
-      {"model", model_section()},
+      {"model", run::model_section()},
       {"data", data},
       {"train",
        {{"epochs", 1},
@@ -54,8 +55,8 @@ nlohmann::json sft_recipe_defaults() {
         {"beta2", 0.999},
         {"seed", 1},
         {"eval_every", 0}}},  // eval_every 0: at the end only
-      {"run", run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
-      {"parallel", parallel_section()},
+      {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
+      {"parallel", run::parallel_section()},
   };
 }
 
@@ -65,9 +66,9 @@ constexpr int64_t kFinalLossSteps = 10;  // summary's final_loss: the mean of th
 constexpr uint64_t kShuffleStream = 0x5346545368756666ull;  // "SFTShuff": the data order's Rng streams
 
 // data.* as a SftFormat; `chat` holds the chat template the format points to.
-data::SftFormat sft_format(const Recipe& r, std::unique_ptr<text::ChatTemplate>& chat) {
+data::SftFormat sft_format(const run::Recipe& r, std::unique_ptr<text::ChatTemplate>& chat) {
   data::SftFormat f;
-  const PromptRenderer render = make_renderer(r);  // checks data.template
+  const run::PromptRenderer render = run::make_renderer(r);  // checks data.template
   f.render_prompt = [render](const std::string& prompt) {
     data::Problem p;
     p.question = prompt;
@@ -87,7 +88,7 @@ data::SftFormat sft_format(const Recipe& r, std::unique_ptr<text::ChatTemplate>&
   return f;
 }
 
-data::SftData load_data(const Recipe& r, const std::string& key, const text::Codec& codec,
+data::SftData load_data(const run::Recipe& r, const std::string& key, const text::Codec& codec,
                         const data::SftFormat& format) {
   const std::string path = r.get<std::string>(key);
   R1_CHECK(!path.empty(), "recipe key '{}' is empty: name a JSONL file of prompt/completion or messages rows",
@@ -151,12 +152,12 @@ nlohmann::json state_json(int64_t examples, const Progression& p) {
 }
 
 // Loads the weights, the optimizer and the progression of checkpoint `ck`.
-void restore(const ResumePoint& ck, int64_t examples, model::Transformer& m, DataParallel& opt, Progression& prog) {
+void restore(const run::ResumePoint& ck, int64_t examples, model::Transformer& m, optim::DataParallel& opt, Progression& prog) {
   const nlohmann::json& st = ck.state;
   R1_CHECK(st.at("examples").get<int64_t>() == examples,
            "--resume: {} was trained on {} examples, the data now has {}", ck.path,
            st.at("examples").get<int64_t>(), examples);
-  load_train_checkpoint(ck, m, opt);
+  run::load_train_checkpoint(ck, m, opt);
   prog.tokens = st.at("tokens").get<int64_t>();
   prog.recent_loss = st.at("recent_loss").get<std::vector<double>>();
   if (st.contains("eval_loss")) prog.eval_loss = st.at("eval_loss").get<double>();
@@ -164,10 +165,10 @@ void restore(const ResumePoint& ck, int64_t examples, model::Transformer& m, Dat
 
 }  // namespace
 
-std::string run_sft(const Recipe& r, const RunOptions& opts) {
+std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before the run directory exists.
-  const Device device = recipe_device(r);
-  std::unique_ptr<text::Codec> codec = load_codec(r);
+  const Device device = run::recipe_device(r);
+  std::unique_ptr<text::Codec> codec = run::load_codec(r);
   std::unique_ptr<text::ChatTemplate> chat;
   const data::SftFormat format = sft_format(r, chat);
   const data::SftData train = load_data(r, "data.path", *codec, format);
@@ -184,15 +185,15 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
   R1_CHECK(steps_key > 0 || epochs > 0, "recipe: train.epochs or train.steps must be positive");
   const int64_t total = steps_key > 0 ? steps_key * batch_size : epochs * n;
   const int64_t steps = steps_key > 0 ? steps_key : (total + batch_size - 1) / batch_size;
-  const LrSchedule sched{r.get<std::string>("train.lr_schedule"), r.get<double>("train.lr"),
+  const optim::LrSchedule sched{r.get<std::string>("train.lr_schedule"), r.get<double>("train.lr"),
                          r.get<int>("train.warmup_steps"), steps, r.get<double>("train.min_lr_ratio")};
-  validate(sched);
+  optim::validate(sched);
   const double max_grad_norm = r.get<double>("train.max_grad_norm");
-  const AdamWConfig adamw{float(r.get<double>("train.beta1")), float(r.get<double>("train.beta2")), 1e-8f,
+  const optim::AdamWConfig adamw{float(r.get<double>("train.beta1")), float(r.get<double>("train.beta2")), 1e-8f,
                           float(r.get<double>("train.weight_decay"))};
   const uint64_t seed = uint64_t(r.get<int>("train.seed"));
-  std::unique_ptr<model::Transformer> m = load_or_init_model(r, *codec, device, seed);
-  DataParallel opt(*m, adamw, parallel_config(r));
+  std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, seed);
+  optim::DataParallel opt(*m, adamw, run::parallel_config(r));
   R1_CHECK(batch_size % opt.world_size() == 0,
            "recipe key 'train.batch_size' ({}) must be a multiple of the number of ranks ({})", batch_size,
            opt.world_size());
@@ -200,12 +201,12 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
   model::TrainState state;
   DataOrder order(n, batch_size, total, seed);
 
-  RunDir run(run_path(r));
+  run::RunDir run(run::run_path(r));
   int64_t start = 0;
   std::optional<int64_t> resume_step;
   Progression prog;
   if (opts.resume) {
-    const ResumePoint ck = resume_point(run);
+    const run::ResumePoint ck = run::resume_point(run);
     restore(ck, n, *m, opt, prog);
     resume_step = ck.step;
     start = ck.step + 1;
@@ -216,11 +217,11 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
             has_eval ? fmt::format(" (+{} held out)", eval.examples.size()) : "", steps, batch_size,
             device_name(device));
   // Rank 0 writes the run directory; every rank computes and takes part in the checkpoints.
-  std::optional<MetricsWriter> metrics;
+  std::optional<run::MetricsWriter> metrics;
   if (dist::is_root()) metrics.emplace(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
-    save_train_checkpoint(run, step, *m, opt, state_json(n, prog), keep_last);
+    run::save_train_checkpoint(run, step, *m, opt, state_json(n, prog), keep_last);
   };
 
   Progress bar("sft", steps - start, "step");
@@ -228,14 +229,14 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
     Timer timer;
     std::vector<SftSequence> batch;
     for (int64_t i : order.batch(step)) batch.push_back(train.examples[size_t(i)]);
-    const double lr = lr_at(sched, step);
+    const double lr = optim::lr_at(sched, step);
     SftStepResult res = sft_step(*m, state, opt, batch, lr, max_grad_norm, micro_batch_tokens);
     if (res.skipped) log::warn("sft step {}: non-finite gradient norm; the update was skipped", step);
     const double secs = timer.seconds();
     prog.tokens += res.tokens;
     prog.recent_loss.push_back(res.loss);
     if (int64_t(prog.recent_loss.size()) > kFinalLossSteps) prog.recent_loss.erase(prog.recent_loss.begin());
-    Scalars mt = {{"loss", res.loss},
+    run::Scalars mt = {{"loss", res.loss},
                   {"lr", lr},
                   {"grad_norm", res.grad_norm},
                   {"tokens", double(res.tokens)},
@@ -248,12 +249,12 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
     if (metrics) metrics->log(step, mt);
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("loss {:.4f} lr {:.2e}", res.loss, lr));
-    stop_if_asked(opts, step);
+    run::stop_if_asked(opts, step);
   }
   bar.finish();
   if (!dist::is_root()) return run.path();
 
-  export_model(*m, tokenizer_source(r), run.file("model"));
+  run::export_model(*m, tokenizer_source(r), run.file("model"));
   const double final_loss = prog.recent_loss.empty()
                                 ? 0.0
                                 : std::accumulate(prog.recent_loss.begin(), prog.recent_loss.end(), 0.0) /
@@ -262,8 +263,8 @@ std::string run_sft(const Recipe& r, const RunOptions& opts) {
       {"final_loss", final_loss}, {"steps", steps},        {"examples", n},
       {"dropped", train.dropped}, {"tokens", prog.tokens}, {"model", run.file("model")}};
   if (prog.eval_loss) summary["eval/loss"] = *prog.eval_loss;
-  write_summary(run.path(), summary);
-  log::info("model: {}; report: {}", run.file("model"), write_report(run.path()));
+  run::write_summary(run.path(), summary);
+  log::info("model: {}; report: {}", run.file("model"), run::write_report(run.path()));
   return run.path();
 }
 

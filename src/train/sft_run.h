@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "train/recipe.h"
-#include "train/run_inputs.h"
+#include "run/recipe.h"
+#include "run/run_inputs.h"
 
 namespace r1::train {
 
@@ -16,6 +16,6 @@ nlohmann::json sft_recipe_defaults();
 // Runs the recipe to its last step (from the latest complete checkpoint with opts.resume), exports
 // RUN/model and writes RUN/summary.json; returns the run directory RUN. All input is read and
 // checked before RUN is created.
-std::string run_sft(const Recipe& recipe, const RunOptions& opts);
+std::string run_sft(const run::Recipe& recipe, const run::RunOptions& opts);
 
 }  // namespace r1::train

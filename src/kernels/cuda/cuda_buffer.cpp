@@ -1,7 +1,7 @@
 #include "kernels/cuda/cuda_buffer.h"
 
 #include "base/error.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_context.h"
 
 namespace r1::cuda {

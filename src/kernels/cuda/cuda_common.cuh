@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "base/bf16.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_context.h"
 
 namespace r1::cuda {

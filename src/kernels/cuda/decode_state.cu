@@ -1,7 +1,7 @@
 // Decode-state kernels (decode_state.h): tiny, one thread per row; they keep the host out of the
 // decode loop.
 #include "kernels/cuda/cuda_common.cuh"
-#include "kernels/cuda/decode_state.h"
+#include "kernels/decode_state.h"
 
 namespace r1::cuda {
 

@@ -4,7 +4,7 @@
 #include <deque>
 #include <map>
 
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_context.h"
 
 namespace r1::cuda {

@@ -10,7 +10,7 @@
 // closer than ~T 2^-24 (possible only for |logit| < ~T/2) or underflowing ones. It shows only when
 // such a pair straddles the top-k / top-p boundary, and then swaps two kept tokens of equal
 // probability (or of zero mass, which no draw can pick).
-#include "kernels/cuda/sampling.h"
+#include "kernels/sampling.h"
 
 #include <climits>
 

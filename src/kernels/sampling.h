@@ -1,0 +1,28 @@
+#pragma once
+// Token sampling on the GPU: the draw of rollout::sample_token (same kept set, same inverse CDF in id
+// order, same Philox uniform), one row of logits per sequence, without copying logits to the host.
+// Plain C++ interface, so callers need no CUDA headers. CUDA builds only; the CPU reference is
+// rollout::sample_token, and tests/test_cuda_sampling.cpp holds the two to the same draws.
+#include <cstdint>
+
+namespace r1::cuda {
+
+struct SampleConfig {
+  float temperature = 1.0f;  // 0: greedy
+  float top_p = 1.0f;
+  int top_k = 0;  // 0: no limit
+  uint64_t seed = 0;
+};
+
+// One draw per row r (0 <= r < R) from row (logit_row ? logit_row[r] : r) of logits (rows of V f32,
+// row stride ld floats; ld 0 makes every row read the same logits): u = sample_uniform(seed, prompt,
+// sample, step) with the Philox counter hi = stream[r] (uint32(prompt) << 32 | uint32(sample)) and
+// step = step[r]; token[r] and logprob[r] are what rollout::sample_token gives for the same logits
+// and u. Rows with active && active[r] == 0 are skipped (outputs untouched). Device pointers; queued
+// on context().stream; no allocation, no host synchronisation and no scratch, so it can be captured
+// in a CUDA graph. V < 2^23.
+void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t ld, int64_t R, int64_t V,
+                   const SampleConfig& cfg, const uint64_t* stream, const int32_t* step,
+                   const int32_t* logit_row, const int32_t* active);
+
+}  // namespace r1::cuda

@@ -1,0 +1,96 @@
+#include "model/blocks/attention.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "model/kv_cache.h"
+
+namespace r1::model {
+
+namespace {
+
+float softmax_scale(const ModelConfig& c) { return 1.0f / std::sqrt(float(c.head_dim)); }
+
+// q, k, v of x: projected, per-head normed (qk_norm) and rotated, in heads layout; s keeps the
+// norm's inputs and statistics.
+void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tensor& q, Tensor& k, Tensor& v,
+                 AttentionSaved* s) {
+  const ModelConfig& c = *p.cfg;
+  const int64_t T = p.T, NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
+  const float eps = float(c.rms_norm_eps);
+  q = p.keep(p.cd, {T, c.q_dim()});
+  k = p.keep(p.cd, {T, c.kv_dim()});
+  v = p.keep(p.cd, {T, c.kv_dim()});
+  ops::linear_forward(q, x, W.q_w, W.q_b);
+  ops::linear_forward(k, x, W.k_w, W.k_b);
+  ops::linear_forward(v, x, W.v_w, W.v_b);
+  if (c.qk_norm) {
+    const Tensor q_pre = q, k_pre = k;
+    q = p.keep(p.cd, {T, c.q_dim()});
+    k = p.keep(p.cd, {T, c.kv_dim()});
+    const Tensor q_rstd = p.keep(DType::F32, {T * NH}), k_rstd = p.keep(DType::F32, {T * NKV});
+    ops::rmsnorm_forward(q.reshape({T * NH, HD}), q_rstd, q_pre.reshape({T * NH, HD}), W.q_norm, eps);
+    ops::rmsnorm_forward(k.reshape({T * NKV, HD}), k_rstd, k_pre.reshape({T * NKV, HD}), W.k_norm, eps);
+    if (s) s->q_pre = q_pre, s->k_pre = k_pre, s->q_rstd = q_rstd, s->k_rstd = k_rstd;
+  }
+  q = q.reshape({T, NH, HD});
+  k = k.reshape({T, NKV, HD});
+  v = v.reshape({T, NKV, HD});
+  ops::rope_forward(q, p.pos, p.inv_freq);
+  ops::rope_forward(k, p.pos, p.inv_freq);
+}
+
+}  // namespace
+
+void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
+                       AttentionSaved* s) {
+  const ModelConfig& c = *p.cfg;
+  const int64_t T = p.T, NH = c.num_attention_heads;
+  const float scale = softmax_scale(c);
+  Tensor q, k, v;
+  project_qkv(p, W, x, q, k, v, s);
+  Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
+  if (p.cache) {
+    const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
+    ops::kv_cache_write(kc, vc, k, v, p.slots, p.pos);
+    // A fresh prefill attends within its own tokens: the packed (training) attention, the same
+    // kernel the trainer's forward runs. Otherwise over the cache.
+    if (!p.cu_seqlens.empty()) {
+      ops::attention_forward(att, p.scratch(DType::F32, {T, NH}), q, k, v, p.cu_seqlens, scale);
+    } else {
+      ops::attention_cached(att, q, kc, vc, p.slots, p.pos, scale, p.workspace);
+    }
+  } else {
+    lse = p.keep(DType::F32, {T, NH});
+    ops::attention_forward(att, lse, q, k, v, p.cu_seqlens, scale);
+  }
+  ops::linear_forward(out, att.reshape({T, c.q_dim()}), W.o_w, {});
+  if (s) s->q = q, s->k = k, s->v = v, s->att = att, s->lse = lse;
+}
+
+void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeights& G, const AttentionSaved& s,
+                        const Tensor& x, const Tensor& dout, Tensor dx) {
+  const ModelConfig& c = *p.cfg;
+  const int64_t T = p.T, NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
+  const int64_t Q = c.q_dim(), KV = c.kv_dim();
+  Tensor datt = p.zeros(p.cd, {T, NH, HD});
+  ops::linear_backward(datt.reshape({T, Q}), G.o_w, {}, dout, s.att.reshape({T, Q}), W.o_w);
+  Tensor dq = p.zeros(p.cd, {T, NH, HD}), dk = p.zeros(p.cd, {T, NKV, HD}), dv = p.zeros(p.cd, {T, NKV, HD});
+  ops::attention_backward(dq, dk, dv, datt, s.q, s.k, s.v, s.att, s.lse, p.cu_seqlens, softmax_scale(c));
+  ops::rope_backward(dq, p.pos, p.inv_freq);
+  ops::rope_backward(dk, p.pos, p.inv_freq);
+  if (c.qk_norm) {
+    Tensor dq_pre = p.zeros(p.cd, {T * NH, HD}), dk_pre = p.zeros(p.cd, {T * NKV, HD});
+    ops::rmsnorm_backward(dq_pre, G.q_norm, dq.reshape({T * NH, HD}), s.q_pre.reshape({T * NH, HD}), W.q_norm,
+                          s.q_rstd);
+    ops::rmsnorm_backward(dk_pre, G.k_norm, dk.reshape({T * NKV, HD}), s.k_pre.reshape({T * NKV, HD}), W.k_norm,
+                          s.k_rstd);
+    dq = dq_pre;
+    dk = dk_pre;
+  }
+  ops::linear_backward(dx, G.q_w, G.q_b, dq.reshape({T, Q}), x, W.q_w);
+  ops::linear_backward(dx, G.k_w, G.k_b, dk.reshape({T, KV}), x, W.k_w);
+  ops::linear_backward(dx, G.v_w, G.v_b, dv.reshape({T, KV}), x, W.v_w);
+}
+
+}  // namespace r1::model

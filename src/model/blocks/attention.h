@@ -1,0 +1,48 @@
+#pragma once
+// Grouped-query self-attention (Qwen2, Llama 3, Qwen3): q/k/v projections (with biases: qwen2),
+// per-head RMSNorm of q and k (qwen3), RoPE, causal attention within each packed sequence (or over
+// the KV cache when decoding), the output projection. Architectures differ only in the config
+// data that visit_attention reads.
+#include "model/blocks/pass.h"
+
+namespace r1::model {
+
+struct AttentionWeights {
+  Tensor q_w, k_w, v_w, o_w;  // (Q, C), (KV, C), (KV, C), (C, Q)
+  Tensor q_b, k_b, v_b;       // (Q), (KV), (KV); empty without attention_bias
+  Tensor q_norm, k_norm;      // (HD); empty without qk_norm
+};
+
+// Every parameter of the block in layout order, with its HF name under the layer.
+template <class W, class F>
+void visit_attention(W& w, const ModelConfig& c, F&& f) {
+  const int64_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), HD = c.head_dim;
+  f(w.q_w, "self_attn.q_proj.weight", ParamShape{Q, C});
+  if (c.attention_bias) f(w.q_b, "self_attn.q_proj.bias", ParamShape{Q});
+  f(w.k_w, "self_attn.k_proj.weight", ParamShape{KV, C});
+  if (c.attention_bias) f(w.k_b, "self_attn.k_proj.bias", ParamShape{KV});
+  f(w.v_w, "self_attn.v_proj.weight", ParamShape{KV, C});
+  if (c.attention_bias) f(w.v_b, "self_attn.v_proj.bias", ParamShape{KV});
+  f(w.o_w, "self_attn.o_proj.weight", ParamShape{C, Q});
+  if (c.qk_norm) {
+    f(w.q_norm, "self_attn.q_norm.weight", ParamShape{HD});
+    f(w.k_norm, "self_attn.k_norm.weight", ParamShape{HD});
+  }
+}
+
+struct AttentionSaved {
+  Tensor q_pre, k_pre, q_rstd, k_rstd;  // qk_norm: its inputs (T, NH|NKV, HD) and rstd (T * NH|NKV)
+  Tensor q, k, v;                       // after bias, norm and RoPE: (T, NH, HD), (T, NKV, HD) x2
+  Tensor att, lse;                      // (T, NH, HD), (T, NH) f32
+};
+
+// out (T, C) = the block over x (T, C). With p.cache, layer `layer`'s keys and values are written
+// to the cache and the tokens attend over it (decoding); else within their packed sequences, and s
+// (when saving) keeps what attention_backward reads.
+void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
+                       AttentionSaved* s);
+// From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
+void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeights& G, const AttentionSaved& s,
+                        const Tensor& x, const Tensor& dout, Tensor dx);
+
+}  // namespace r1::model

@@ -1,0 +1,21 @@
+#pragma once
+// RMSNorm as a block: out = x * rstd * weight over the last dimension, rstd saved for the backward.
+// The output is one of the cheap activations: kept, or recomputed bitwise by norm_output.
+#include "model/blocks/pass.h"
+
+namespace r1::model {
+
+struct NormSaved {
+  Tensor out;   // (N, C); empty when the backward recomputes it
+  Tensor rstd;  // (N) f32
+};
+
+// out (N, C) = rmsnorm(x) with `weight` (C); s (when saving) keeps what norm_backward reads.
+Tensor norm_forward(const Pass& p, const Tensor& weight, const Tensor& x, NormSaved* s);
+// The forward's output again: the saved one, or recomputed from x with the same op (bitwise equal).
+Tensor norm_output(const Pass& p, const Tensor& weight, const Tensor& x, const NormSaved& s);
+// dx (N, C) += d/dx, dweight (C) += d/dweight, from dout (N, C).
+void norm_backward(const Pass& p, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,
+                   const Tensor& dout, Tensor dx);
+
+}  // namespace r1::model

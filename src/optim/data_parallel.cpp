@@ -1,0 +1,188 @@
+#include "optim/data_parallel.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "dist/world.h"
+#include "kernels/ops.h"
+#include "model/safetensors.h"
+#include "tensor/device_memory.h"
+#include "model/train_state.h"
+
+namespace r1::optim {
+
+namespace {
+
+// The flat-buffer ranges a backward finishes, in the order it finishes them: the head and final
+// norm, the layers from the last down, the embedding; grouped into buckets of at least `bytes`.
+std::vector<std::pair<int64_t, int64_t>> backward_buckets(const model::Transformer& m, int64_t bytes) {
+  const model::ModelPlan& plan = m.plan();
+  std::vector<int64_t> bounds = {plan.total, plan.head.begin};
+  for (auto l = plan.layers.rbegin(); l != plan.layers.rend(); ++l) bounds.push_back(l->params.begin);
+  bounds.push_back(0);
+  std::vector<std::pair<int64_t, int64_t>> buckets;
+  int64_t end = bounds[0];
+  for (size_t i = 1; i < bounds.size(); ++i) {
+    const bool last = i + 1 == bounds.size();
+    if ((end - bounds[i]) * int64_t(sizeof(float)) >= bytes || last) {
+      if (end > bounds[i]) buckets.push_back({bounds[i], end});
+      end = bounds[i];
+    }
+  }
+  return buckets;
+}
+
+// Elements per rank for zero1: equal shards rounded to 64 elements (aligned vector loads), the
+// remainder on the last rank.
+std::vector<int64_t> shard_counts(int64_t n, int ranks) {
+  const int64_t per = (n / ranks) / 64 * 64;
+  std::vector<int64_t> c(size_t(ranks), per);
+  c.back() = n - per * (ranks - 1);
+  return c;
+}
+
+// The AdamW slices of a model restricted to [begin, end), re-based to begin.
+std::vector<ParamSlice> shard_slices(const std::vector<ParamSlice>& all, int64_t begin, int64_t end) {
+  std::vector<ParamSlice> out;
+  for (const ParamSlice& s : all) {
+    const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel, end);
+    if (b > a) out.push_back({s.name, a - begin, b - a, s.decay});
+  }
+  return out;
+}
+
+}  // namespace
+
+DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParallelConfig cfg, dist::Comm* comm)
+    : m_(m),
+      cfg_(cfg),
+      // One rank needs no collectives (and no NCCL communicator): the single comm.
+      comm_(comm ? comm : dist::world_size() > 1 ? &dist::device_comm(m.device()) : &dist::host_comm()) {
+  R1_CHECK(m.trainable(), "data parallel: the model was created with trainable = false");
+  R1_CHECK(comm_->size() == 1 || comm_->on_device() == (m.device() != Device::CPU),
+           "data parallel: a {} comm cannot combine gradients on {}", comm_->backend(), device_name(m.device()));
+  const int64_t n = m.master().flat.numel();
+  if (cfg_.zero1 && comm_->size() > 1) {
+    shard_counts_ = shard_counts(n, comm_->size());
+    for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
+    const int64_t count = shard_counts_[size_t(comm_->rank())];
+    opt_ = std::make_unique<AdamW>(shard_slices(param_slices(m), shard_begin_, shard_begin_ + count), adamw,
+                                   m.device());
+    shard_grad_ = Buffer(size_t(count) * sizeof(float), m.device());
+  } else {
+    cfg_.zero1 = false;  // one rank: nothing to shard
+    opt_ = std::make_unique<AdamW>(param_slices(m), adamw, m.device());
+  }
+  for (auto [a, b] : backward_buckets(m, cfg_.bucket_bytes)) buckets_.push_back({a, b});
+  if (comm_->size() > 1) {  // every rank starts from rank 0's weights
+    comm_->broadcast(m.master().flat.data, n, dist::Type::F32, 0);
+    comm_->synchronize();
+    m.refresh_compute_weights();
+  }
+}
+
+DataParallel::~DataParallel() {
+  if (armed_) armed_->on_grads_final = nullptr;
+}
+
+void DataParallel::arm(model::TrainState& state) {
+  if (comm_->size() == 1 || !comm_->on_device() || !cfg_.overlap || cfg_.zero1) return;
+  armed_ = &state;
+  state.on_grads_final = [this](int64_t begin) { on_grads_ready(begin); };
+}
+
+void DataParallel::on_grads_ready(int64_t begin) {
+  // Everything at offsets >= begin is final: send each bucket that lies entirely above it.
+  size_t upto = next_bucket_;
+  while (upto < buckets_.size() && buckets_[upto].begin >= begin) ++upto;
+  if (upto == next_bucket_) return;
+  comm_->after_compute();
+  float* g = m_.grads().flat.f32();
+  for (; next_bucket_ < upto; ++next_bucket_) {
+    const Range& r = buckets_[next_bucket_];
+    comm_->all_reduce(g + r.begin, r.end - r.begin, dist::Type::F32);
+  }
+}
+
+UpdateResult DataParallel::step(double lr, double max_grad_norm, bool finite_loss) {
+  if (armed_) {
+    armed_->on_grads_final = nullptr;
+    armed_ = nullptr;
+  }
+  // A non-finite loss on any rank skips the step on every rank.
+  const bool finite = comm_->size() == 1
+                          ? finite_loss
+                          : dist::host_comm().all_reduce_scalar(int64_t(finite_loss), dist::Op::Min) == 1;
+  UpdateResult res = cfg_.zero1 ? step_zero1(lr, max_grad_norm, finite) : step_replicated(lr, max_grad_norm, finite);
+  next_bucket_ = 0;
+  return res;
+}
+
+UpdateResult DataParallel::step_replicated(double lr, double max_grad_norm, bool finite) {
+  if (comm_->size() > 1) {
+    // The buckets a backward did not send (no overlap, or no micro-batch on this rank), in the
+    // same order on every rank.
+    if (next_bucket_ < buckets_.size()) on_grads_ready(0);
+    comm_->before_compute();
+    comm_->synchronize();  // with a watchdog: a dead peer fails this rank instead of hanging it
+  }
+  // The summed gradients are bitwise the same on every rank, so are the norm and the update.
+  return clip_and_step(*opt_, m_, lr, max_grad_norm, finite);
+}
+
+UpdateResult DataParallel::step_zero1(double lr, double max_grad_norm, bool finite) {
+  model::Params& G = m_.grads();
+  const int64_t count = shard_counts_[size_t(comm_->rank())];
+  Tensor shard(shard_grad_.data(), DType::F32, {count}, m_.device());
+  comm_->after_compute();
+  comm_->reduce_scatter(G.flat.data, shard.data, shard_counts_, dist::Type::F32);
+  comm_->before_compute();
+  comm_->synchronize();
+  // The global norm from the shards' sums of squares (rank order: the same sum on every rank).
+  const double local = count > 0 ? ops::sum_squares(shard) : 0.0;
+  std::vector<double> parts(size_t(comm_->size()));
+  dist::host_comm().all_gather(&local, parts.data(), std::vector<int64_t>(parts.size(), 1), dist::Type::F64);
+  double sq = 0;
+  for (double p : parts) sq += p;
+  UpdateResult res{std::sqrt(sq), !finite || !std::isfinite(sq)};
+  if (!res.skipped) {
+    float scale = 1.0f;
+    if (max_grad_norm > 0.0 && res.grad_norm > max_grad_norm) scale = float(max_grad_norm / (res.grad_norm + 1e-6));
+    model::Params& W = m_.master();
+    const int64_t a = shard_begin_, b = shard_begin_ + count;
+    opt_->step(W.flat.rows(a, b), shard, float(lr), scale,
+               m_.separate_master() ? m_.params().flat.rows(a, b) : Tensor());
+    // Every rank's shard of the fp32 weights to every rank, then the compute copy (bf16) from them.
+    comm_->after_compute();
+    comm_->all_gather(W.flat.f32() + a, W.flat.data, shard_counts_, dist::Type::F32);
+    comm_->before_compute();
+    comm_->synchronize();
+    m_.refresh_compute_weights();
+  }
+  m_.zero_grads();
+  return res;
+}
+
+int64_t DataParallel::steps_taken() const { return opt_->steps_taken(); }
+
+void DataParallel::save(const std::string& path) const {
+  if (!cfg_.zero1) {
+    if (dist::is_root()) opt_->save(path);
+    return;
+  }
+  // Gather the moment shards on the host (where memory is plentiful) and write them as one AdamW.
+  const int64_t n = m_.master().flat.numel();
+  std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+  opt_->moments_host(m.data() + shard_begin_, v.data() + shard_begin_);
+  dist::Comm& host = dist::host_comm();
+  host.all_gather(m.data() + shard_begin_, m.data(), shard_counts_, dist::Type::F32);
+  host.all_gather(v.data() + shard_begin_, v.data(), shard_counts_, dist::Type::F32);
+  if (dist::is_root()) save_adamw_state(path, m, v, opt_->steps_taken());
+}
+
+void DataParallel::load(const std::string& path) {
+  opt_->load(path, m_.master().flat.numel(), cfg_.zero1 ? shard_begin_ : 0);
+}
+
+}  // namespace r1::optim

@@ -1,0 +1,87 @@
+#pragma once
+// The recipe sections every command shares ("model", "data", "run") and what they load: the
+// tokenizer, the model (from an HF directory or freshly initialised), the problems of a JSONL file
+// with a field preset, and the prompt renderer. One place, so `r1 grpo`, `sft`, `sample`, `eval` and
+// `rm` read the same keys the same way and fail on the same bad input with the same message.
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/problem.h"
+#include "model/transformer.h"
+#include "reward/reward.h"
+#include "tensor/tensor.h"
+#include "text/codec.h"
+#include "optim/data_parallel.h"
+#include "run/recipe.h"
+
+namespace r1::run {
+
+// {"path", "tokenizer", "init_preset", "init_arch", "init_vocab_size", "init_overrides"}: an HF model
+// directory, or a fresh random model of a preset (with config.json keys overridden) when path is empty.
+nlohmann::json model_section();
+// {"path", "preset", "question_field", "answer_field", "type_field", "template", "prompt_suffix"}.
+nlohmann::json data_section(const std::string& path = "data/gsm8k_train.jsonl", const std::string& preset = "gsm8k");
+// {"dir", "name"} plus the given extra keys: where the command writes (RUN = dir/name).
+nlohmann::json run_section(const std::string& name, nlohmann::json extra = nlohmann::json::object());
+
+// {"spec", "routes", "model_*"}: the reward a recipe scores with ("math+format:0.2+model:0.5",
+// reward/composite.h); routes "TYPE=SPEC" score the samples of a prompt type by their own spec; the
+// model_* keys configure the `model` reward (a reward model directory made by `r1 rm`).
+nlohmann::json reward_section(const std::string& spec = "math+format:0.2");
+// Every reward name, route and the model path are checked first, errors naming the key, before a
+// reward model is loaded.
+std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::string& section = "reward");
+
+// The recipe's `device`, checked to be usable here.
+Device recipe_device(const Recipe& r);
+
+// model.tokenizer, or model.path when empty; "byte" is the built-in byte codec. Errors name the key.
+std::string tokenizer_source(const Recipe& r, const std::string& section = "model");
+std::unique_ptr<text::Codec> load_codec(const Recipe& r, const std::string& section = "model");
+
+// The model of `section` on `device`: loaded from section.path, or a fresh model of section.init_*
+// (vocabulary from the codec unless init_vocab_size is set) initialised from `seed`.
+std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
+                                                       uint64_t seed, bool trainable = true,
+                                                       const std::string& section = "model");
+
+// The problems of section.path under section.preset (or the custom field names).
+std::vector<data::Problem> load_problems(const Recipe& r, const std::string& section = "data");
+
+// Question -> prompt text under section.template: "r1-zero", "chat" (the tokenizer's chat template)
+// or "none" (the question itself), with section.prompt_suffix appended to the question.
+using PromptRenderer = std::function<std::string(const data::Problem&)>;
+PromptRenderer make_renderer(const Recipe& r, const std::string& section = "data",
+                             const std::string& model_section = "model");
+
+// The run directory a recipe names: run.dir/run.name.
+std::string run_path(const Recipe& r);
+
+// How a command runs (every `r1 CMD` that writes a run directory takes these).
+struct RunOptions {
+  bool resume = false;       // continue from what the run directory already holds
+  int64_t stop_after = -1;   // testing: end the process abruptly after this step, as a kill would
+};
+// Ends the process abruptly (exit 137, as kill -9 would) when `step` is opts.stop_after; under
+// mpirun after every rank got there, so rank 0's checkpoint of that step is complete.
+void stop_if_asked(const RunOptions& opts, int64_t step);
+
+// The parallel section of the data-parallel trainers (grpo, sft), used when launched by mpirun:
+// zero1 (shard the AdamW moments over the ranks), bucket_mb (gradient all-reduce bucket size) and
+// overlap (all-reduce during the backward on GPUs).
+nlohmann::json parallel_section();
+optim::DataParallelConfig parallel_config(const Recipe& r);
+
+// RUN/summary.json, written atomically when a command finishes: its headline numbers (final loss,
+// accuracy, acceptance rate...). Its presence says the command completed; pipelines record it.
+void write_summary(const std::string& run_dir, const nlohmann::json& summary);
+nlohmann::json read_summary(const std::string& run_dir);  // throws naming the file when absent
+
+// Saves `m` as an HF directory at `dir` and copies the tokenizer files from `tokenizer` (a directory;
+// nothing for "byte"), so `dir` is a complete model that r1, transformers and vLLM load on its own.
+void export_model(const model::Transformer& m, const std::string& tokenizer, const std::string& dir);
+
+}  // namespace r1::run

@@ -1,0 +1,40 @@
+#pragma once
+// The checkpoint that the trainers (sft, rm, grpo) write into their run directory and resume from:
+//   RUN/checkpoints/step_NNNNNN/model/                 the weights (model::save_model)
+//                               optimizer.safetensors  AdamW moments and step count
+//                               state.json             the trainer's progress, "step" included
+// plus any files of the trainer's own (GRPO: reference/, its reference model).
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/transformer.h"
+#include "optim/data_parallel.h"
+#include "run/run_dir.h"
+
+namespace r1::run {
+
+// Commits checkpoint `step` of `run`: m's weights, opt, what extra(dir) writes, then state.json
+// (`state` with "step" set); keeps the newest keep_last checkpoints (0: all). Every rank calls it
+// (a sharded optimizer gathers its state); rank 0 writes.
+void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
+                           nlohmann::json state, int keep_last,
+                           const std::function<void(const std::string& dir)>& extra = {});
+
+// The checkpoint a --resume continues from: its directory, step and state.json.
+struct ResumePoint {
+  std::string path;
+  int64_t step = 0;
+  nlohmann::json state;
+};
+// --resume: the latest complete checkpoint of `run` (an error naming the run when there is none),
+// its state.json read but nothing loaded yet, so a trainer can check it against its inputs first.
+ResumePoint resume_point(const RunDir& run);
+// Loads the weights and the optimizer state of checkpoint `ck` into m and opt (on every rank).
+void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt);
+// Copies the weights saved in model directory `dir` into m: read on the host (weights only), then
+// copied onto m's device.
+void load_weights(const std::string& dir, model::Transformer& m);
+
+}  // namespace r1::run
