@@ -1,0 +1,3 @@
+// Must compile (the control for the probes that must not): eval/ uses run/.
+#include "eval/eval_run.h"
+#include "run/recipe.h"

@@ -1,0 +1,2 @@
+// Must NOT compile: tensor/ is below model/.
+#include "model/config.h"
