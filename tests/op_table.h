@@ -25,8 +25,8 @@
 
 namespace optable {
 
-using r1::DType;
 using r1::Device;
+using r1::DType;
 using r1::Tensor;
 using r1::ops::Op;
 using Vf = std::vector<float>;
@@ -41,13 +41,13 @@ inline size_t sz(int64_t n) { return static_cast<size_t>(n); }
 // in ops.h). Zero fields are left out of the case's name.
 struct Shape {
   int64_t N = 0, C = 0, V = 0, T = 0, IC = 0, OC = 0, H = 0, I = 0;  // I: MLP width (swiglu)
-  std::vector<int> lens;                  // attention: sequence lengths (cu_seqlens)
+  std::vector<int> lens;                     // attention: sequence lengths (cu_seqlens)
   int64_t NH = 0, NKV = 0, HD = 0, HDv = 0;  // HDv: value head dim (0: = HD)
-  int64_t S = 0, L = 0, rows = 0;         // KV cache slots and length; tokens per slot (cached attention)
-  int64_t chunk = 0;                      // log-probs vocabulary chunk
-  int64_t maxpos = 0, steps = 0;          // RoPE positions in [0, maxpos); AdamW steps
-  int64_t offset = 0;                     // float operands are views this many elements into their buffers
-  float tau = 0.0f;                       // log-probs temperature (0: 1)
+  int64_t S = 0, L = 0, rows = 0;            // KV cache slots and length; tokens per slot (cached attention)
+  int64_t chunk = 0;                         // log-probs vocabulary chunk
+  int64_t maxpos = 0, steps = 0;             // RoPE positions in [0, maxpos); AdamW steps
+  int64_t offset = 0;                        // float operands are views this many elements into their buffers
+  float tau = 0.0f;                          // log-probs temperature (0: 1)
   bool bias = false, workspace = false, scatter = false, repeats = false, wide_out = false, masked = false;
 };
 
@@ -92,7 +92,9 @@ class Run {
   const DType dt;    // the case's compute dtype
   const Device dev;  // where the op runs
   // Finite-difference checks run on the CPU f32 cases whose reference is cheap enough.
-  bool fd(double reference_cost) const { return dev == Device::CPU && dt == DType::F32 && reference_cost <= 4e5; }
+  bool fd(double reference_cost) const {
+    return dev == Device::CPU && dt == DType::F32 && reference_cost <= 4e5;
+  }
 
   // Normal values times scale, rounded to `as` (bf16: the reference sees exactly the op's inputs).
   Vf randn(int64_t n, float scale, DType as);

@@ -57,8 +57,8 @@ std::vector<Row> table() {
             {any, {.N = 33, .IC = 37, .OC = 29, .offset = 1}},
             {any, {.N = 2048, .IC = 1024, .OC = 1024, .bias = true}, kF32, kGpu},
             {any, {.N = 4096, .IC = 1024, .OC = 3072}, kF32, kGpu},
-            {any, {.N = 8192, .IC = 1536, .OC = 4864}, kBF16, kGpu},   // MLP up
-            {any, {.N = 8192, .IC = 4864, .OC = 896}, kBF16, kGpu},    // MLP down
+            {any, {.N = 8192, .IC = 1536, .OC = 4864}, kBF16, kGpu},                 // MLP up
+            {any, {.N = 8192, .IC = 4864, .OC = 896}, kBF16, kGpu},                  // MLP down
             {any, {.N = 8192, .IC = 896, .OC = 1152, .bias = true}, kBF16, kGpu}});  // fused q/k/v
   add_rows(t, {Op::linear_forward}, {{any, {.N = 64, .IC = 32, .OC = 48, .wide_out = true}, kBF16}});
   add_rows(t, {Op::rope_forward, Op::rope_backward},
@@ -89,41 +89,48 @@ std::vector<Row> table() {
             {any, {.N = 4 * M + 3, .offset = 1}, kBothDtypes, kGpu}});
   add_rows(t, {Op::cross_entropy_forward, Op::cross_entropy_backward},
            {{any, {.T = 9}}, {any, {.T = 13}}, {any, {.T = 13, .masked = true}}, {any, {.T = 4096}}});
-  add_rows(t, {Op::attention_forward, Op::attention_backward},
-           {{any, {.lens = {5, 1, 13, 7}, .NH = 4, .NKV = 2, .HD = 8}},  // GQA, a length-1 sequence
-            {any, {.lens = {9, 4, 1}, .NH = 3, .NKV = 3, .HD = 12}},     // MHA
-            {any, {.lens = {6, 0, 11}, .NH = 4, .NKV = 1, .HD = 6}},     // MQA, an empty sequence
-            {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 36}},
-            {any, {.lens = {1, 1, 2}, .NH = 4, .NKV = 2, .HD = 80}},
-            {any, {.lens = {0, 9, 0}, .NH = 2, .NKV = 2, .HD = 2}},
-            {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 16}},
-            {any, {.lens = {33, 2}, .NH = 4, .NKV = 2, .HD = 40}},
-            {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 32}},
-            {any, {.lens = {70, 1, 33}, .NH = 4, .NKV = 2, .HD = 64}},
-            {any, {.lens = {0, 9, 0, 1}, .NH = 4, .NKV = 4, .HD = 96}},
-            {any, {.lens = {129, 63, 65}, .NH = 6, .NKV = 2, .HD = 128}},
-            {any, {.lens = {1, 70, 33}, .NH = 4, .NKV = 2, .HD = 192}},
-            {any, {.lens = {40}, .NH = 2, .NKV = 1, .HD = 256}},
-            {any, {.lens = {65, 2, 31}, .NH = 2, .NKV = 1, .HD = 256}},
-            {any, {.lens = {70, 1, 33}, .NH = 4, .NKV = 2, .HD = 192, .HDv = 128}},  // MLA
-            {any, {.lens = {9, 5}, .NH = 2, .NKV = 1, .HD = 64, .HDv = 32}},
-            {any, {.lens = {33, 2}, .NH = 4, .NKV = 2, .HD = 64, .offset = 1}},  // unaligned views
-            {any, {.lens = {2}, .NH = 1, .NKV = 1, .HD = 258}},  // past CUDA's head dims
-            {any, {.lens = {1024, 700, 1, 0, 333, 37}, .NH = 16, .NKV = 4, .HD = 128}, kF32, kGpu},
-            {any, {.lens = {512, 512}, .NH = 8, .NKV = 8, .HD = 64}, kF32, kGpu},
-            {any, {.lens = {1, 17, 300, 1024}, .NH = 14, .NKV = 2, .HD = 64}, kBF16, kGpu},
-            {any, {.lens = {1, 17, 300, 1024}, .NH = 12, .NKV = 2, .HD = 128}, kBF16, kGpu},
-            {any, {.lens = {1, 17, 300, 1024}, .NH = 14, .NKV = 2, .HD = 32}, kBF16, kGpu},
-            {any, {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 14, .NKV = 2, .HD = 64}, kBF16,
-             kGpu},
-            {any, {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 12, .NKV = 2, .HD = 128}, kBF16,
-             kGpu},
-            {any, {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 14, .NKV = 2, .HD = 32}, kBF16,
-             kGpu},
-            {any, {.lens = {1, 17, 300, 1024}, .NH = 16, .NKV = 2, .HD = 192}, kBothDtypes, kGpu},
-            {any, {.lens = {1, 17, 300, 1024}, .NH = 8, .NKV = 1, .HD = 256}, kBothDtypes, kGpu},
-            {any, {.lens = {1, 17, 300, 1024}, .NH = 16, .NKV = 2, .HD = 192, .HDv = 128}, kBothDtypes, kGpu},
-            {any, {.lens = {1024, 1024, 1024, 1024}, .NH = 16, .NKV = 16, .HD = 192, .HDv = 128}, kBF16, kGpu}});
+  add_rows(
+      t, {Op::attention_forward, Op::attention_backward},
+      {{any, {.lens = {5, 1, 13, 7}, .NH = 4, .NKV = 2, .HD = 8}},  // GQA, a length-1 sequence
+       {any, {.lens = {9, 4, 1}, .NH = 3, .NKV = 3, .HD = 12}},     // MHA
+       {any, {.lens = {6, 0, 11}, .NH = 4, .NKV = 1, .HD = 6}},     // MQA, an empty sequence
+       {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 36}},
+       {any, {.lens = {1, 1, 2}, .NH = 4, .NKV = 2, .HD = 80}},
+       {any, {.lens = {0, 9, 0}, .NH = 2, .NKV = 2, .HD = 2}},
+       {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 16}},
+       {any, {.lens = {33, 2}, .NH = 4, .NKV = 2, .HD = 40}},
+       {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 32}},
+       {any, {.lens = {70, 1, 33}, .NH = 4, .NKV = 2, .HD = 64}},
+       {any, {.lens = {0, 9, 0, 1}, .NH = 4, .NKV = 4, .HD = 96}},
+       {any, {.lens = {129, 63, 65}, .NH = 6, .NKV = 2, .HD = 128}},
+       {any, {.lens = {1, 70, 33}, .NH = 4, .NKV = 2, .HD = 192}},
+       {any, {.lens = {40}, .NH = 2, .NKV = 1, .HD = 256}},
+       {any, {.lens = {65, 2, 31}, .NH = 2, .NKV = 1, .HD = 256}},
+       {any, {.lens = {70, 1, 33}, .NH = 4, .NKV = 2, .HD = 192, .HDv = 128}},  // MLA
+       {any, {.lens = {9, 5}, .NH = 2, .NKV = 1, .HD = 64, .HDv = 32}},
+       {any, {.lens = {33, 2}, .NH = 4, .NKV = 2, .HD = 64, .offset = 1}},  // unaligned views
+       {any, {.lens = {2}, .NH = 1, .NKV = 1, .HD = 258}},                  // past CUDA's head dims
+       {any, {.lens = {1024, 700, 1, 0, 333, 37}, .NH = 16, .NKV = 4, .HD = 128}, kF32, kGpu},
+       {any, {.lens = {512, 512}, .NH = 8, .NKV = 8, .HD = 64}, kF32, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 14, .NKV = 2, .HD = 64}, kBF16, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 12, .NKV = 2, .HD = 128}, kBF16, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 14, .NKV = 2, .HD = 32}, kBF16, kGpu},
+       {any,
+        {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 14, .NKV = 2, .HD = 64},
+        kBF16,
+        kGpu},
+       {any,
+        {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 12, .NKV = 2, .HD = 128},
+        kBF16,
+        kGpu},
+       {any,
+        {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 14, .NKV = 2, .HD = 32},
+        kBF16,
+        kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 16, .NKV = 2, .HD = 192}, kBothDtypes, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 8, .NKV = 1, .HD = 256}, kBothDtypes, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 16, .NKV = 2, .HD = 192, .HDv = 128}, kBothDtypes, kGpu},
+       {any, {.lens = {1024, 1024, 1024, 1024}, .NH = 16, .NKV = 16, .HD = 192, .HDv = 128}, kBF16, kGpu}});
   add_rows(t, {Op::kv_cache_write},
            {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
             {any, {.T = 50, .NKV = 2, .HD = 192, .S = 3, .L = 40}},
@@ -131,43 +138,88 @@ std::vector<Row> table() {
             {any, {.T = 2048, .NKV = 4, .HD = 128, .S = 8, .L = 1024}, kF32, kGpu},
             {any, {.T = 2048, .NKV = 2, .HD = 64, .S = 8, .L = 1024}, kBF16, kGpu},
             {any, {.T = 4096, .NKV = 2, .HD = 128, .S = 16, .L = 512}, kBF16, kGpu}});
-  add_rows(t, {Op::attention_cached},
-           {// scattered over the cache
-            {any, {.T = 5, .NH = 3, .NKV = 1, .HD = 6, .S = 2, .L = 9, .scatter = true}},
-            {any, {.T = 2048, .NH = 16, .NKV = 4, .HD = 128, .S = 8, .L = 1024, .scatter = true}, kF32, kGpu},
-            {any, {.T = 2048, .NH = 14, .NKV = 2, .HD = 64, .S = 8, .L = 1024, .scatter = true}, kBF16, kGpu},
-            {any, {.T = 4096, .NH = 12, .NKV = 2, .HD = 128, .S = 16, .L = 512, .scatter = true}, kBF16, kGpu},
-            // decode steps, through the split (flash-decoding) path and without it
-            {any, {.T = 1, .NH = 8, .NKV = 1, .HD = 128, .L = 1500, .rows = 1, .workspace = true}},  // the most splits
-            {any, {.T = 5, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 1, .workspace = true}},  // G = 7
-            {any, {.T = 5, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 1}},
-            {any, {.T = 64, .NH = 12, .NKV = 2, .HD = 128, .L = 600, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 64, .NH = 4, .NKV = 2, .HD = 128, .L = 600, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1}, kBothDtypes, kGpu},
-            {any, {.T = 6, .NH = 2, .NKV = 2, .HD = 80, .L = 300, .rows = 1, .workspace = true}},  // G = 1
-            {any, {.T = 16, .NH = 8, .NKV = 2, .HD = 128, .L = 1500, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 8, .NH = 8, .NKV = 1, .HD = 256, .L = 1500, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1}, kBothDtypes, kGpu},
-            {any, {.T = 3, .NH = 16, .NKV = 1, .HD = 64, .L = 1500, .rows = 1, .workspace = true}},  // two head groups
-            {any, {.T = 4, .NH = 24, .NKV = 2, .HD = 64, .L = 1000, .rows = 1, .workspace = true}},  // groups of 8, 4
-            // prefill chunks, and grids that fill the GPU without splitting
-            {any, {.T = 48, .NH = 12, .NKV = 2, .HD = 128, .L = 1500, .rows = 16, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 48, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 16, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 512, .NH = 16, .NKV = 2, .HD = 64, .L = 1500, .rows = 128, .workspace = true}, kBothDtypes,
-             kGpu},
-            {any, {.T = 512, .NH = 14, .NKV = 2, .HD = 64, .L = 160, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 48, .NH = 8, .NKV = 2, .HD = 192, .L = 600, .rows = 16, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 48, .NH = 8, .NKV = 2, .HD = 256, .L = 600, .rows = 16, .workspace = true}, kBothDtypes, kGpu},
-            {any, {.T = 12, .NH = 4, .NKV = 2, .HD = 192, .L = 40, .rows = 4, .workspace = true}},
-            {any, {.T = 12, .NH = 2, .NKV = 1, .HD = 256, .L = 40, .rows = 4, .workspace = true}},
-            // head dims off the 16-byte path (element by element at 36; 198: 2 dims per thread)
-            {any, {.T = 5, .NH = 6, .NKV = 2, .HD = 36, .L = 1500, .rows = 1, .workspace = true}},
-            {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1, .workspace = true}},
-            {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1}},
-            {any, {.T = 2, .NH = 3, .NKV = 1, .HD = 6, .L = 300, .rows = 1, .workspace = true}},
-            {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 258, .L = 10, .rows = 1}}});  // past CUDA's head dims
+  add_rows(
+      t, {Op::attention_cached},
+      {// scattered over the cache
+       {any, {.T = 5, .NH = 3, .NKV = 1, .HD = 6, .S = 2, .L = 9, .scatter = true}},
+       {any, {.T = 2048, .NH = 16, .NKV = 4, .HD = 128, .S = 8, .L = 1024, .scatter = true}, kF32, kGpu},
+       {any, {.T = 2048, .NH = 14, .NKV = 2, .HD = 64, .S = 8, .L = 1024, .scatter = true}, kBF16, kGpu},
+       {any, {.T = 4096, .NH = 12, .NKV = 2, .HD = 128, .S = 16, .L = 512, .scatter = true}, kBF16, kGpu},
+       // decode steps, through the split (flash-decoding) path and without it
+       {any,
+        {.T = 1, .NH = 8, .NKV = 1, .HD = 128, .L = 1500, .rows = 1, .workspace = true}},  // the most splits
+       {any, {.T = 5, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 1, .workspace = true}},  // G = 7
+       {any, {.T = 5, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 1}},
+       {any,
+        {.T = 64, .NH = 12, .NKV = 2, .HD = 128, .L = 600, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 64, .NH = 4, .NKV = 2, .HD = 128, .L = 600, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1}, kBothDtypes, kGpu},
+       {any, {.T = 6, .NH = 2, .NKV = 2, .HD = 80, .L = 300, .rows = 1, .workspace = true}},  // G = 1
+       {any,
+        {.T = 16, .NH = 8, .NKV = 2, .HD = 128, .L = 1500, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 8, .NH = 8, .NKV = 1, .HD = 256, .L = 1500, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1}, kBothDtypes, kGpu},
+       {any,
+        {.T = 3, .NH = 16, .NKV = 1, .HD = 64, .L = 1500, .rows = 1, .workspace = true}},  // two head groups
+       {any,
+        {.T = 4,
+         .NH = 24,
+         .NKV = 2,
+         .HD = 64,
+         .L = 1000,
+         .rows = 1,
+         .workspace = true}},  // groups of 8, 4
+                               // prefill chunks, and grids that fill the GPU without splitting
+       {any,
+        {.T = 48, .NH = 12, .NKV = 2, .HD = 128, .L = 1500, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 48, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 512, .NH = 16, .NKV = 2, .HD = 64, .L = 1500, .rows = 128, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 512, .NH = 14, .NKV = 2, .HD = 64, .L = 160, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 48, .NH = 8, .NKV = 2, .HD = 192, .L = 600, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 48, .NH = 8, .NKV = 2, .HD = 256, .L = 600, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 12, .NH = 4, .NKV = 2, .HD = 192, .L = 40, .rows = 4, .workspace = true}},
+       {any, {.T = 12, .NH = 2, .NKV = 1, .HD = 256, .L = 40, .rows = 4, .workspace = true}},
+       // head dims off the 16-byte path (element by element at 36; 198: 2 dims per thread)
+       {any, {.T = 5, .NH = 6, .NKV = 2, .HD = 36, .L = 1500, .rows = 1, .workspace = true}},
+       {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1, .workspace = true}},
+       {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1}},
+       {any, {.T = 2, .NH = 3, .NKV = 1, .HD = 6, .L = 300, .rows = 1, .workspace = true}},
+       {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 258, .L = 10, .rows = 1}}});  // past CUDA's head dims
   add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
            {{any, {.C = 24, .V = 53, .T = 13, .chunk = 1}},
             {any, {.C = 24, .V = 53, .T = 13, .chunk = 7, .tau = 0.7f}},
@@ -227,7 +279,7 @@ ops::OpShape op_shape(const Row& r, DType dt) {
 // says), else an error naming the op, the reason, and the shape when that is the reason.
 Path run_case(const Row& row, DType dt, Device dev) {
   const std::string name = fmt::format("{} {} {} {}", ops::op_name(row.op), r1::dtype_name(dt),
-                                        r1::device_name(dev), sizes(row.s));
+                                       r1::device_name(dev), sizes(row.s));
   SCOPED_TRACE(name);
   const ops::OpShape shape = op_shape(row, dt);
   const ops::Support sup = ops::supports(row.op, shape, dt, dev);
@@ -248,7 +300,8 @@ Path run_case(const Row& row, DType dt, Device dev) {
   fn(run);
   const Path other = sup.path == Path::native ? Path::fallback : Path::native;
   EXPECT_GE(ops::path_count(row.op, sup.path), 1) << ops::path_name(sup.path) << ": " << sup.how;
-  EXPECT_EQ(ops::path_count(row.op, other), 0) << "supports() said " << ops::path_name(sup.path) << ": " << sup.how;
+  EXPECT_EQ(ops::path_count(row.op, other), 0)
+      << "supports() said " << ops::path_name(sup.path) << ": " << sup.how;
   return sup.path;
 }
 
@@ -268,13 +321,15 @@ TEST_P(OpTable, MatchesReference) {
   for (const Row& r : rows()) {
     if (r.op != p.op || !(r.devices & (p.dev == Device::CPU ? kCpu : kCuda))) continue;
     for (DType dt : {DType::F32, DType::BF16}) {
-      if (r.dtypes & (dt == DType::F32 ? kF32 : kBF16)) ++cases[dt == DType::BF16][int(run_case(r, dt, p.dev))];
+      if (r.dtypes & (dt == DType::F32 ? kF32 : kBF16))
+        ++cases[dt == DType::BF16][int(run_case(r, dt, p.dev))];
     }
   }
   std::printf("[ OPTABLE ] %-24s %-4s f32: %d native, %d fallback, %d unsupported; bf16: %d, %d, %d\n",
               ops::op_name(p.op), r1::device_name(p.dev), cases[0][0], cases[0][1], cases[0][2], cases[1][0],
               cases[1][1], cases[1][2]);
-  EXPECT_GT(cases[0][0] + cases[0][1] + cases[1][0] + cases[1][1], 0) << "no case of " << ops::op_name(p.op) << " ran";
+  EXPECT_GT(cases[0][0] + cases[0][1] + cases[1][0] + cases[1][1], 0)
+      << "no case of " << ops::op_name(p.op) << " ran";
 }
 
 std::vector<Param> params(Device dev) {

@@ -95,7 +95,8 @@ void saved_forward(Run& c, const Packed& p, Vf& q, Vf& k, Vf& v, Vf& out, Vf& ls
 void run_attention_forward(Run& c) {
   const Packed p = packed(c.s);
   Vf q = c.randn(p.T * p.NH * p.HD), k = c.randn(p.T * p.NKV * p.HD), v = c.randn(p.T * p.NKV * p.HDv);
-  Tensor tq = c.act(q, {p.T, p.NH, p.HD}), tk = c.act(k, {p.T, p.NKV, p.HD}), tv = c.act(v, {p.T, p.NKV, p.HDv});
+  Tensor tq = c.act(q, {p.T, p.NH, p.HD}), tk = c.act(k, {p.T, p.NKV, p.HD}),
+         tv = c.act(v, {p.T, p.NKV, p.HDv});
   Tensor out = c.nan({p.T, p.NH, p.HDv}, c.dt), lse = c.nan({p.T, p.NH}, DType::F32);
   ops::attention_forward(out, lse, tq, tk, tv, c.ints(p.cu, {p.B + 1}), p.scale);
   const Rows rows = c.rows(p.T * p.NH, double(p.maxlen * (p.HD + p.HDv)));
@@ -110,12 +111,13 @@ void run_attention_backward(Run& c) {
   const int64_t T = p.T, NH = p.NH, NKV = p.NKV, HD = p.HD, HDv = p.HDv, G = NH / NKV;
   Vf q = c.randn(T * NH * HD), k = c.randn(T * NKV * HD), v = c.randn(T * NKV * HDv), out, lse;
   saved_forward(c, p, q, k, v, out, lse);
-  Vf g = c.randn(T * NH * HDv), dq0 = c.randn(T * NH * HD), dk0 = c.randn(T * NKV * HD), dv0 = c.randn(T * NKV * HDv);
+  Vf g = c.randn(T * NH * HDv), dq0 = c.randn(T * NH * HD), dk0 = c.randn(T * NKV * HD),
+     dv0 = c.randn(T * NKV * HDv);
   const Vf dq_init = dq0, dk_init = dk0, dv_init = dv0;
   Tensor tdq = c.act(dq0, {T, NH, HD}), tdk = c.act(dk0, {T, NKV, HD}), tdv = c.act(dv0, {T, NKV, HDv});
-  ops::attention_backward(tdq, tdk, tdv, c.act(g, {T, NH, HDv}), c.act(q, {T, NH, HD}), c.act(k, {T, NKV, HD}),
-                          c.act(v, {T, NKV, HDv}), c.act(out, {T, NH, HDv}), c.f32(lse, {T, NH}),
-                          c.ints(p.cu, {p.B + 1}), p.scale);
+  ops::attention_backward(tdq, tdk, tdv, c.act(g, {T, NH, HDv}), c.act(q, {T, NH, HD}),
+                          c.act(k, {T, NKV, HD}), c.act(v, {T, NKV, HDv}), c.act(out, {T, NH, HDv}),
+                          c.f32(lse, {T, NH}), c.ints(p.cu, {p.B + 1}), p.scale);
   const Vf dq = c.get(tdq), dk = c.get(tdk), dv = c.get(tdv);
 
   // p_ij = exp(scale q_i.k_j - lse_i), ds_ij = p_ij (dout_i.v_j - dout_i.out_i): dq_i = scale
@@ -129,14 +131,14 @@ void run_attention_backward(Run& c) {
   };
   const double pair = double(2 * HD + 2 * HDv);
   const Rows qr = c.rows(T * NH, double(p.maxlen) * pair), kr = c.rows(T * NKV, double(p.maxlen * G) * pair);
-  Vd edq = take_rows(dq_init, qr, HD), edk = take_rows(dk_init, kr, HD),
-     edv = take_rows(dv_init, kr, HDv);
+  Vd edq = take_rows(dq_init, qr, HD), edk = take_rows(dk_init, kr, HD), edv = take_rows(dv_init, kr, HDv);
   double pij, dsij;
   for (size_t r = 0; r < qr.size(); ++r) {
     const int64_t i = qr[r] / NH, h = qr[r] % NH;
     for (int64_t j = p.start[i]; j <= i; ++j) {
       pds(i, h, j, pij, dsij);
-      for (int64_t d = 0; d < HD; ++d) edq[r * sz(HD) + sz(d)] += p.scale * dsij * k[(j * NKV + h / G) * HD + d];
+      for (int64_t d = 0; d < HD; ++d)
+        edq[r * sz(HD) + sz(d)] += p.scale * dsij * k[(j * NKV + h / G) * HD + d];
     }
   }
   for (size_t r = 0; r < kr.size(); ++r) {
@@ -253,7 +255,8 @@ void run_attention_cached(Run& c) {
     const int64_t base = int64_t(slots[t]) * L * row + (h / G) * HD;
     s.assign(sz(n), 0.0);
     double m = -INFINITY, sum = 0.0;
-    for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j] = scale * dotd(&q[rows[r] * HD], &kc[base + j * row], HD));
+    for (int64_t j = 0; j < n; ++j)
+      m = std::max(m, s[j] = scale * dotd(&q[rows[r] * HD], &kc[base + j * row], HD));
     for (double& x : s) sum += (x = std::exp(x - m));
     for (int64_t j = 0; j < n; ++j)
       for (int64_t d = 0; d < HD; ++d) ref[r * sz(HD) + sz(d)] += s[j] / sum * double(vc[base + j * row + d]);

@@ -102,8 +102,8 @@ double rel_err(const Vf& got, const Vf& ref) {
 
 void check(const std::string& what, const Vf& got, const Vf& ref, double tol) {
   const double err = rel_err(got, ref);
-  std::printf("[ CUDAERR ] %-32s | %-44s | %.3e | tol %.0e\n", what.c_str(), "T=13 C=37 V=101 chunk=17 scratch=50",
-              err, tol);
+  std::printf("[ CUDAERR ] %-32s | %-44s | %.3e | tol %.0e\n", what.c_str(),
+              "T=13 C=37 V=101 chunk=17 scratch=50", err, tol);
   EXPECT_LE(err, tol) << what;
 }
 
@@ -113,25 +113,43 @@ void check(const std::string& what, const Vf& got, const Vf& ref, double tol) {
 // Dtype rules: checked before any device work, so fake CUDA tensors (never dereferenced) do.
 
 alignas(64) char g_dummy[64];
-Tensor cu(DType dt, std::initializer_list<int64_t> dims) { return Tensor(g_dummy, dt, dims, r1::Device::CUDA); }
-Tensor cpu(DType dt, std::initializer_list<int64_t> dims) { return Tensor(g_dummy, dt, dims, r1::Device::CPU); }
+Tensor cu(DType dt, std::initializer_list<int64_t> dims) {
+  return Tensor(g_dummy, dt, dims, r1::Device::CUDA);
+}
+Tensor cpu(DType dt, std::initializer_list<int64_t> dims) {
+  return Tensor(g_dummy, dt, dims, r1::Device::CPU);
+}
 constexpr DType B16 = DType::BF16, F32 = DType::F32, I32 = DType::I32;
 
 TEST(CudaBf16Ops, Bf16OnCpuFailsClearly) {
   const char* msg = "bf16 tensors are supported on CUDA only";
-  expect_error([] { ops::linear_forward(cpu(B16, {4, 3}), cpu(B16, {4, 8}), cpu(B16, {3, 8}), {}); },
-               {"linear_forward", "inp", msg});
-  expect_error([] { ops::rmsnorm_forward(cpu(B16, {4, 8}), cpu(F32, {4}), cpu(B16, {4, 8}), cpu(B16, {8}), 1e-6f); },
-               {"rmsnorm_forward", "inp", msg});
-  expect_error([] { ops::embedding_forward(cpu(B16, {4, 8}), cpu(I32, {4}), cpu(B16, {10, 8})); },
-               {"embedding_forward", "table", msg});
-  expect_error([] { ops::add(cpu(B16, {8}), cpu(B16, {8}), cpu(B16, {8})); }, {"add", "a", msg});
-  expect_error([] { ops::swiglu_forward(cpu(B16, {8}), cpu(B16, {8}), cpu(B16, {8})); }, {"swiglu_forward", msg});
-  expect_error([] { ops::rope_forward(cpu(B16, {2, 1, 8}), cpu(I32, {2}), cpu(F32, {4})); }, {"rope_forward", msg});
   expect_error(
       [] {
-        ops::attention_forward(cpu(B16, {2, 1, 16}), cpu(F32, {2, 1}), cpu(B16, {2, 1, 16}), cpu(B16, {2, 1, 16}),
-                               cpu(B16, {2, 1, 16}), cpu(I32, {2}), 0.25f);
+        ops::linear_forward(cpu(B16, {4, 3}), cpu(B16, {4, 8}), cpu(B16, {3, 8}), {});
+      },
+      {"linear_forward", "inp", msg});
+  expect_error(
+      [] {
+        ops::rmsnorm_forward(cpu(B16, {4, 8}), cpu(F32, {4}), cpu(B16, {4, 8}), cpu(B16, {8}), 1e-6f);
+      },
+      {"rmsnorm_forward", "inp", msg});
+  expect_error(
+      [] {
+        ops::embedding_forward(cpu(B16, {4, 8}), cpu(I32, {4}), cpu(B16, {10, 8}));
+      },
+      {"embedding_forward", "table", msg});
+  expect_error([] { ops::add(cpu(B16, {8}), cpu(B16, {8}), cpu(B16, {8})); }, {"add", "a", msg});
+  expect_error([] { ops::swiglu_forward(cpu(B16, {8}), cpu(B16, {8}), cpu(B16, {8})); },
+               {"swiglu_forward", msg});
+  expect_error(
+      [] {
+        ops::rope_forward(cpu(B16, {2, 1, 8}), cpu(I32, {2}), cpu(F32, {4}));
+      },
+      {"rope_forward", msg});
+  expect_error(
+      [] {
+        ops::attention_forward(cpu(B16, {2, 1, 16}), cpu(F32, {2, 1}), cpu(B16, {2, 1, 16}),
+                               cpu(B16, {2, 1, 16}), cpu(B16, {2, 1, 16}), cpu(I32, {2}), 0.25f);
       },
       {"attention_forward", "q", msg});
   expect_error(
@@ -141,45 +159,64 @@ TEST(CudaBf16Ops, Bf16OnCpuFailsClearly) {
       },
       {"token_logprobs_forward", "hidden", msg});
   // A bf16 operand beside f32 ones is a dtype mismatch named after the operand.
-  expect_error([] { ops::linear_forward(cpu(F32, {4, 3}), cpu(F32, {4, 8}), cpu(B16, {3, 8}), {}); },
-               {"linear_forward", "weight", "bf16", "f32"});
+  expect_error(
+      [] {
+        ops::linear_forward(cpu(F32, {4, 3}), cpu(F32, {4, 8}), cpu(B16, {3, 8}), {});
+      },
+      {"linear_forward", "weight", "bf16", "f32"});
 }
 
 TEST(CudaBf16Ops, DtypeRulesAreChecked) {
   // Weights share the compute dtype of the activation.
-  expect_error([] { ops::linear_forward(cu(B16, {4, 3}), cu(B16, {4, 8}), cu(F32, {3, 8}), {}); },
-               {"linear_forward", "weight", "(3, 8) f32 cuda", "bf16"});
-  expect_error([] { ops::linear_forward(cu(B16, {4, 3}), cu(B16, {4, 8}), cu(B16, {3, 8}), cu(F32, {3})); },
-               {"linear_forward", "bias"});
+  expect_error(
+      [] {
+        ops::linear_forward(cu(B16, {4, 3}), cu(B16, {4, 8}), cu(F32, {3, 8}), {});
+      },
+      {"linear_forward", "weight", "(3, 8) f32 cuda", "bf16"});
+  expect_error(
+      [] {
+        ops::linear_forward(cu(B16, {4, 3}), cu(B16, {4, 8}), cu(B16, {3, 8}), cu(F32, {3}));
+      },
+      {"linear_forward", "bias"});
   // Parameter gradients are f32.
   expect_error(
       [] {
-        ops::linear_backward(Tensor(), cu(B16, {3, 8}), Tensor(), cu(B16, {4, 3}), cu(B16, {4, 8}), cu(B16, {3, 8}));
+        ops::linear_backward(Tensor(), cu(B16, {3, 8}), Tensor(), cu(B16, {4, 3}), cu(B16, {4, 8}),
+                             cu(B16, {3, 8}));
       },
       {"linear_backward", "dweight", "f32"});
   expect_error(
       [] {
-        ops::linear_backward(cu(F32, {4, 8}), Tensor(), Tensor(), cu(B16, {4, 3}), cu(B16, {4, 8}), cu(B16, {3, 8}));
+        ops::linear_backward(cu(F32, {4, 8}), Tensor(), Tensor(), cu(B16, {4, 3}), cu(B16, {4, 8}),
+                             cu(B16, {3, 8}));
       },
       {"linear_backward", "dinp", "bf16"});
-  expect_error([] { ops::embedding_backward(cu(B16, {10, 8}), cu(B16, {4, 8}), cu(I32, {4})); },
-               {"embedding_backward", "dtable", "f32"});
   expect_error(
       [] {
-        ops::rmsnorm_backward(Tensor(), cu(B16, {8}), cu(B16, {4, 8}), cu(B16, {4, 8}), cu(B16, {8}), cu(F32, {4}));
+        ops::embedding_backward(cu(B16, {10, 8}), cu(B16, {4, 8}), cu(I32, {4}));
+      },
+      {"embedding_backward", "dtable", "f32"});
+  expect_error(
+      [] {
+        ops::rmsnorm_backward(Tensor(), cu(B16, {8}), cu(B16, {4, 8}), cu(B16, {4, 8}), cu(B16, {8}),
+                              cu(F32, {4}));
       },
       {"rmsnorm_backward", "dweight", "f32"});
   // Row statistics are f32.
-  expect_error([] { ops::rmsnorm_forward(cu(B16, {4, 8}), cu(B16, {4}), cu(B16, {4, 8}), cu(B16, {8}), 1e-6f); },
-               {"rmsnorm_forward", "rstd", "f32"});
+  expect_error(
+      [] {
+        ops::rmsnorm_forward(cu(B16, {4, 8}), cu(B16, {4}), cu(B16, {4, 8}), cu(B16, {8}), 1e-6f);
+      },
+      {"rmsnorm_forward", "rstd", "f32"});
   expect_error(
       [] {
         ops::token_logprobs_backward(cu(B16, {2, 8}), cu(B16, {5, 8}), cu(F32, {2}), cu(B16, {2, 8}),
                                      cu(B16, {5, 8}), cu(I32, {2}), cu(F32, {2}), 1.0f, 4);
       },
       {"token_logprobs_backward", "dweight", "f32"});
-  expect_error([] { ops::swiglu_backward(cu(B16, {8}), cu(F32, {8}), cu(B16, {8}), cu(B16, {8}), cu(B16, {8})); },
-               {"swiglu_backward", "dup", "bf16"});
+  expect_error(
+      [] { ops::swiglu_backward(cu(B16, {8}), cu(F32, {8}), cu(B16, {8}), cu(B16, {8}), cu(B16, {8})); },
+      {"swiglu_backward", "dup", "bf16"});
   expect_error([] { ops::add(cu(F32, {8}), cu(B16, {8}), cu(B16, {8})); }, {"add", "out", "bf16"});
   expect_error(
       [] {
@@ -196,10 +233,12 @@ TEST(CudaBf16Ops, DtypeRulesAreChecked) {
       {"attention_cached", "workspace", "f32"});
   // AdamW: everything f32; the compute copy f32 or bf16 with param's numel.
   ops::AdamWParams hp;
-  expect_error([&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(I32, {8})); },
-               {"adamw_update", "compute_copy", "f32 or bf16"});
-  expect_error([&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(B16, {7})); },
-               {"adamw_update", "compute_copy", "8 elements"});
+  expect_error(
+      [&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(I32, {8})); },
+      {"adamw_update", "compute_copy", "f32 or bf16"});
+  expect_error(
+      [&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(B16, {7})); },
+      {"adamw_update", "compute_copy", "8 elements"});
   expect_error([&] { ops::adamw_update(cu(B16, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, {}); },
                {"adamw_update", "param", "f32"});
 }
@@ -304,17 +343,17 @@ TEST(CudaOps, TokenLogprobsTokenChunks) {
     Vi tg(T);
     for (int64_t t = 0; t < T; ++t) tg[t] = int32_t((t * 37) % (V + 1)) - 1;
     Vf lp(T), lse(T), ent(T);
-    ops::token_logprobs_forward(F(lp, {T}), F(lse, {T}), F(ent, {T}), F(h, {T, C}), F(w, {V, C}), I(tg, {T}), tau,
-                                chunk);
+    ops::token_logprobs_forward(F(lp, {T}), F(lse, {T}), F(ent, {T}), F(h, {T, C}), F(w, {V, C}), I(tg, {T}),
+                                tau, chunk);
     Dev dh = dev_as(dt, h, {T, C}), dw = dev_as(dt, w, {V, C}), dtg = dev_i32(tg, {T});
     Dev dlp = dev_f32(Vf(T, kNaN), {T}), dlse = dev_f32(Vf(T, kNaN), {T}), dent = dev_f32(Vf(T, kNaN), {T});
     auto bp = [](const Dev& d) { return static_cast<r1::bf16*>(d.t.data); };
     if (b16) {
-      r1::cuda::token_logprobs_forward(dlp.t.f32(), dlse.t.f32(), dent.t.f32(), bp(dh), bp(dw), dtg.t.i32(), T, C, V,
-                                       tau, chunk, scratch);
-    } else {
-      r1::cuda::token_logprobs_forward(dlp.t.f32(), dlse.t.f32(), dent.t.f32(), dh.t.f32(), dw.t.f32(), dtg.t.i32(),
+      r1::cuda::token_logprobs_forward(dlp.t.f32(), dlse.t.f32(), dent.t.f32(), bp(dh), bp(dw), dtg.t.i32(),
                                        T, C, V, tau, chunk, scratch);
+    } else {
+      r1::cuda::token_logprobs_forward(dlp.t.f32(), dlse.t.f32(), dent.t.f32(), dh.t.f32(), dw.t.f32(),
+                                       dtg.t.i32(), T, C, V, tau, chunk, scratch);
     }
     const double tol = b16 ? 1e-2 : 1e-4;
     check(p + "token_logprobs_forward logp", host(dlp), lp, tol);
@@ -324,15 +363,16 @@ TEST(CudaOps, TokenLogprobsTokenChunks) {
     if (b16) {
       for (auto& x : dhid) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
     }
-    Dev dg = dev_f32(g, {T}), ddh = dev_as(dt, dhid, {T, C}), ddw = dev_f32(dwt, {V, C}), dl = dev_f32(lse, {T});
-    ops::token_logprobs_backward(F(dhid, {T, C}), F(dwt, {V, C}), F(g, {T}), F(h, {T, C}), F(w, {V, C}), I(tg, {T}),
-                                 F(lse, {T}), tau, chunk);
+    Dev dg = dev_f32(g, {T}), ddh = dev_as(dt, dhid, {T, C}), ddw = dev_f32(dwt, {V, C}),
+        dl = dev_f32(lse, {T});
+    ops::token_logprobs_backward(F(dhid, {T, C}), F(dwt, {V, C}), F(g, {T}), F(h, {T, C}), F(w, {V, C}),
+                                 I(tg, {T}), F(lse, {T}), tau, chunk);
     if (b16) {
-      r1::cuda::token_logprobs_backward(bp(ddh), ddw.t.f32(), dg.t.f32(), bp(dh), bp(dw), dtg.t.i32(), dl.t.f32(), T,
-                                        C, V, tau, chunk, scratch);
-    } else {
-      r1::cuda::token_logprobs_backward(ddh.t.f32(), ddw.t.f32(), dg.t.f32(), dh.t.f32(), dw.t.f32(), dtg.t.i32(),
+      r1::cuda::token_logprobs_backward(bp(ddh), ddw.t.f32(), dg.t.f32(), bp(dh), bp(dw), dtg.t.i32(),
                                         dl.t.f32(), T, C, V, tau, chunk, scratch);
+    } else {
+      r1::cuda::token_logprobs_backward(ddh.t.f32(), ddw.t.f32(), dg.t.f32(), dh.t.f32(), dw.t.f32(),
+                                        dtg.t.i32(), dl.t.f32(), T, C, V, tau, chunk, scratch);
     }
     check(p + "token_logprobs_backward dhidden", host(ddh), dhid, tol);
     check(p + "token_logprobs_backward dweight", host(ddw), dwt, tol);

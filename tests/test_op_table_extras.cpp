@@ -40,7 +40,8 @@ Tensor F(Vf& v, std::initializer_list<int64_t> dims) { return Tensor::f32(v.data
 Tensor I(Vi& v, std::initializer_list<int64_t> dims) { return Tensor::i32(v.data(), dims); }
 
 // |got - ref| <= atol + rtol * |ref| elementwise; reports the worst element.
-void expect_close(const std::string& what, const Vf& got, const Vd& ref, double rtol = 1e-5, double atol = 1e-5) {
+void expect_close(const std::string& what, const Vf& got, const Vd& ref, double rtol = 1e-5,
+                  double atol = 1e-5) {
   ASSERT_EQ(got.size(), ref.size()) << what;
   double worst = 0.0;
   size_t wi = 0;
@@ -83,9 +84,9 @@ struct AttnCase {
 };
 
 const AttnCase kAttnCases[] = {
-    {{5, 1, 13, 7}, 4, 2, 8},   // GQA, a length-1 sequence
-    {{9, 4, 1}, 3, 3, 12},      // MHA (NH == NKV)
-    {{6, 0, 11}, 4, 1, 6},      // MQA, an empty sequence
+    {{5, 1, 13, 7}, 4, 2, 8},  // GQA, a length-1 sequence
+    {{9, 4, 1}, 3, 3, 12},     // MHA (NH == NKV)
+    {{6, 0, 11}, 4, 1, 6},     // MQA, an empty sequence
 };
 
 }  // namespace
@@ -142,9 +143,11 @@ TEST(OpsAttention, CachedMatchesForward) {
         ps.push_back(pos[t]);
       }
       r1::ops::kv_cache_write(kct, vct, F(ks, {n, NKV, HD}), F(vs, {n, NKV, HD}), I(ss, {n}), I(ps, {n}));
-      r1::ops::attention_cached(F(os, {n, NH, HD}), F(qs, {n, NH, HD}), kct, vct, I(ss, {n}), I(ps, {n}), scale);
+      r1::ops::attention_cached(F(os, {n, NH, HD}), F(qs, {n, NH, HD}), kct, vct, I(ss, {n}), I(ps, {n}),
+                                scale);
       for (int64_t i = 0; i < n; ++i)
-        std::copy(os.begin() + i * NH * HD, os.begin() + (i + 1) * NH * HD, out_d.begin() + toks[i] * NH * HD);
+        std::copy(os.begin() + i * NH * HD, os.begin() + (i + 1) * NH * HD,
+                  out_d.begin() + toks[i] * NH * HD);
     }
     expect_close("cached (decode) NH=" + std::to_string(NH), out_d, to_d(out), 1e-6, 1e-6);
   }
@@ -173,16 +176,16 @@ TEST(OpsLogprobs, TokenChunkingMatches) {
   Vf h = randn(sz(T * C), 80), w = randn(sz(V * C), 81, 0.5f), dl = randn(sz(T), 82);
   Vi tg = logprob_targets();
   Vf lp0(sz(T)), lse0(sz(T)), e0(sz(T)), dh0(h.size(), 0.0f), dw0(w.size(), 0.0f);
-  r1::cpu::token_logprobs_forward(lp0.data(), lse0.data(), e0.data(), h.data(), w.data(), tg.data(), T, C, V, 0.9f,
-                                  10);
-  r1::cpu::token_logprobs_backward(dh0.data(), dw0.data(), dl.data(), h.data(), w.data(), tg.data(), lse0.data(), T,
-                                   C, V, 0.9f, 10);
+  r1::cpu::token_logprobs_forward(lp0.data(), lse0.data(), e0.data(), h.data(), w.data(), tg.data(), T, C, V,
+                                  0.9f, 10);
+  r1::cpu::token_logprobs_backward(dh0.data(), dw0.data(), dl.data(), h.data(), w.data(), tg.data(),
+                                   lse0.data(), T, C, V, 0.9f, 10);
   for (int64_t scratch : {int64_t(5), int64_t(30)}) {
     Vf lp(sz(T)), lse(sz(T)), e(sz(T)), dh(h.size(), 0.0f), dw(w.size(), 0.0f);
-    r1::cpu::token_logprobs_forward(lp.data(), lse.data(), e.data(), h.data(), w.data(), tg.data(), T, C, V, 0.9f,
-                                    10, scratch);
-    r1::cpu::token_logprobs_backward(dh.data(), dw.data(), dl.data(), h.data(), w.data(), tg.data(), lse.data(), T,
-                                     C, V, 0.9f, 10, scratch);
+    r1::cpu::token_logprobs_forward(lp.data(), lse.data(), e.data(), h.data(), w.data(), tg.data(), T, C, V,
+                                    0.9f, 10, scratch);
+    r1::cpu::token_logprobs_backward(dh.data(), dw.data(), dl.data(), h.data(), w.data(), tg.data(),
+                                     lse.data(), T, C, V, 0.9f, 10, scratch);
     expect_close("logp", lp, to_d(lp0), 1e-6, 1e-6);
     expect_close("entropy", e, to_d(e0), 1e-6, 1e-6);
     expect_close("dhidden", dh, to_d(dh0), 1e-5, 1e-6);
@@ -200,67 +203,133 @@ TEST(OpsErrors, BadShapesNameTheOp) {
   auto i = [&](std::initializer_list<int64_t> d) { return Tensor::i32(ibuf.data(), d); };
   using namespace r1::ops;
 
-  expect_error([&] { linear_forward(f({10, 64}), f({10, 48}), f({64, 32}), Tensor()); },
-               {"linear_forward", "weight (64, 32) f32", "inp (10, 48) f32", "IC=48"});
-  expect_error([&] { linear_forward(f({10, 63}), f({10, 48}), f({64, 48}), Tensor()); },
-               {"linear_forward", "out", "OC=64"});
-  expect_error([&] { linear_forward(f({10, 64}), f({10, 48}), f({64, 48}), f({63})); }, {"linear_forward", "bias"});
-  expect_error([&] { linear_backward(f({10, 47}), Tensor(), Tensor(), f({10, 64}), f({10, 48}), f({64, 48})); },
-               {"linear_backward", "dinp"});
-  expect_error([&] { rmsnorm_forward(f({4, 8}), f({4}), f({4, 8}), f({9}), 1e-5f); }, {"rmsnorm_forward", "weight"});
-  expect_error([&] { rmsnorm_forward(f({4, 8}), f({4}), Tensor::i32(ibuf.data(), {4, 8}), f({8}), 1e-5f); },
-               {"rmsnorm_forward", "inp", "i32"});
-  expect_error([&] { rmsnorm_forward(f({4, 8}), Tensor(), f({4, 8}), f({8}), 1e-5f); },
-               {"rmsnorm_forward", "rstd", "empty"});
+  expect_error(
+      [&] {
+        linear_forward(f({10, 64}), f({10, 48}), f({64, 32}), Tensor());
+      },
+      {"linear_forward", "weight (64, 32) f32", "inp (10, 48) f32", "IC=48"});
+  expect_error(
+      [&] {
+        linear_forward(f({10, 63}), f({10, 48}), f({64, 48}), Tensor());
+      },
+      {"linear_forward", "out", "OC=64"});
+  expect_error(
+      [&] {
+        linear_forward(f({10, 64}), f({10, 48}), f({64, 48}), f({63}));
+      },
+      {"linear_forward", "bias"});
+  expect_error(
+      [&] {
+        linear_backward(f({10, 47}), Tensor(), Tensor(), f({10, 64}), f({10, 48}), f({64, 48}));
+      },
+      {"linear_backward", "dinp"});
+  expect_error(
+      [&] {
+        rmsnorm_forward(f({4, 8}), f({4}), f({4, 8}), f({9}), 1e-5f);
+      },
+      {"rmsnorm_forward", "weight"});
+  expect_error(
+      [&] {
+        rmsnorm_forward(f({4, 8}), f({4}), Tensor::i32(ibuf.data(), {4, 8}), f({8}), 1e-5f);
+      },
+      {"rmsnorm_forward", "inp", "i32"});
+  expect_error(
+      [&] {
+        rmsnorm_forward(f({4, 8}), Tensor(), f({4, 8}), f({8}), 1e-5f);
+      },
+      {"rmsnorm_forward", "rstd", "empty"});
   expect_error([&] { rope_forward(f({4, 2, 7}), i({4}), f({3})); }, {"rope_forward", "odd"});
   expect_error([&] { rope_forward(f({4, 2, 8}), i({4}), f({3})); }, {"rope_forward", "inv_freq"});
   expect_error([&] { embedding_forward(f({4, 8}), i({5}), f({10, 8})); }, {"embedding_forward", "out"});
   ibuf[2] = 10;
-  expect_error([&] { embedding_forward(f({4, 8}), i({4}), f({10, 8})); }, {"embedding_forward", "ids[2] = 10"});
+  expect_error(
+      [&] {
+        embedding_forward(f({4, 8}), i({4}), f({10, 8}));
+      },
+      {"embedding_forward", "ids[2] = 10"});
   ibuf[2] = 0;
   expect_error([&] { swiglu_forward(f({4, 8}), f({4, 8}), f({4, 9})); }, {"swiglu_forward", "up"});
   expect_error([&] { add(f({10}), f({10}), f({11})); }, {"add", "b"});
-  expect_error([&] { adamw_update(f({10}), f({10}), f({10}), f({9}), AdamWParams{}); }, {"adamw_update", "v"});
-  expect_error([&] { AdamWParams hp; hp.step = 0; adamw_update(f({10}), f({10}), f({10}), f({10}), hp); },
-               {"adamw_update", "step"});
+  expect_error([&] { adamw_update(f({10}), f({10}), f({10}), f({9}), AdamWParams{}); },
+               {"adamw_update", "v"});
+  expect_error(
+      [&] {
+        AdamWParams hp;
+        hp.step = 0;
+        adamw_update(f({10}), f({10}), f({10}), f({10}), hp);
+      },
+      {"adamw_update", "step"});
 
   // attention: heads, cu_seqlens.
   Vi cu = {0, 3, 6};
-  expect_error([&] { attention_forward(f({6, 3, 4}), f({6, 3}), f({6, 3, 4}), f({6, 2, 4}), f({6, 2, 4}),
-                                       I(cu, {3}), 0.5f); },
-               {"attention_forward", "NH = 3", "NKV = 2"});
-  expect_error([&] { attention_forward(f({6, 4, 4}), f({6, 4}), f({6, 4, 4}), f({6, 2, 4}), f({6, 2, 5}),
-                                       I(cu, {3}), 0.5f); },
-               {"attention_forward", "v"});
+  expect_error(
+      [&] {
+        attention_forward(f({6, 3, 4}), f({6, 3}), f({6, 3, 4}), f({6, 2, 4}), f({6, 2, 4}), I(cu, {3}),
+                          0.5f);
+      },
+      {"attention_forward", "NH = 3", "NKV = 2"});
+  expect_error(
+      [&] {
+        attention_forward(f({6, 4, 4}), f({6, 4}), f({6, 4, 4}), f({6, 2, 4}), f({6, 2, 5}), I(cu, {3}),
+                          0.5f);
+      },
+      {"attention_forward", "v"});
   Vi cu_bad = {0, 3, 5};
-  expect_error([&] { attention_forward(f({6, 4, 4}), f({6, 4}), f({6, 4, 4}), f({6, 2, 4}), f({6, 2, 4}),
-                                       I(cu_bad, {3}), 0.5f); },
-               {"attention_forward", "cu_seqlens"});
-  expect_error([&] { attention_backward(f({6, 4, 4}), f({6, 2, 4}), f({6, 1, 4}), f({6, 4, 4}), f({6, 4, 4}),
-                                        f({6, 2, 4}), f({6, 2, 4}), f({6, 4, 4}), f({6, 4}), I(cu, {3}), 0.5f); },
-               {"attention_backward", "dv"});
+  expect_error(
+      [&] {
+        attention_forward(f({6, 4, 4}), f({6, 4}), f({6, 4, 4}), f({6, 2, 4}), f({6, 2, 4}), I(cu_bad, {3}),
+                          0.5f);
+      },
+      {"attention_forward", "cu_seqlens"});
+  expect_error(
+      [&] {
+        attention_backward(f({6, 4, 4}), f({6, 2, 4}), f({6, 1, 4}), f({6, 4, 4}), f({6, 4, 4}), f({6, 2, 4}),
+                           f({6, 2, 4}), f({6, 4, 4}), f({6, 4}), I(cu, {3}), 0.5f);
+      },
+      {"attention_backward", "dv"});
   Vi slots = {0, 1}, pos = {0, 8};
-  expect_error([&] { kv_cache_write(f({2, 8, 2, 4}), f({2, 8, 2, 4}), f({2, 2, 4}), f({2, 2, 4}), I(slots, {2}),
-                                    I(pos, {2})); },
-               {"kv_cache_write", "pos[1] = 8"});
-  expect_error([&] { attention_cached(f({2, 4, 4}), f({2, 4, 4}), f({2, 8, 2, 4}), f({3, 8, 2, 4}), I(slots, {2}),
-                                      I(pos, {2}), 0.5f); },
-               {"attention_cached", "v_cache"});
+  expect_error(
+      [&] {
+        kv_cache_write(f({2, 8, 2, 4}), f({2, 8, 2, 4}), f({2, 2, 4}), f({2, 2, 4}), I(slots, {2}),
+                       I(pos, {2}));
+      },
+      {"kv_cache_write", "pos[1] = 8"});
+  expect_error(
+      [&] {
+        attention_cached(f({2, 4, 4}), f({2, 4, 4}), f({2, 8, 2, 4}), f({3, 8, 2, 4}), I(slots, {2}),
+                         I(pos, {2}), 0.5f);
+      },
+      {"attention_cached", "v_cache"});
 
   // token_logprobs: targets, temperature, chunk.
   Vi tg = {0, 1, 7};
-  expect_error([&] { token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 4}), I(tg, {3}), 1.0f, 4); },
-               {"token_logprobs_forward", "targets[2] = 7"});
+  expect_error(
+      [&] {
+        token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 4}), I(tg, {3}), 1.0f, 4);
+      },
+      {"token_logprobs_forward", "targets[2] = 7"});
   tg[2] = -1;
-  expect_error([&] { token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 5}), I(tg, {3}), 1.0f, 4); },
-               {"token_logprobs_forward", "weight"});
-  expect_error([&] { token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 4}), I(tg, {3}), 0.0f, 4); },
-               {"token_logprobs_forward", "temperature"});
-  expect_error([&] { token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 4}), I(tg, {3}), 1.0f, 0); },
-               {"token_logprobs_forward", "vocab_chunk"});
-  expect_error([&] { token_logprobs_backward(f({3, 4}), f({7, 3}), f({3}), f({3, 4}), f({7, 4}), I(tg, {3}),
-                                             f({3}), 1.0f, 4); },
-               {"token_logprobs_backward", "dweight"});
+  expect_error(
+      [&] {
+        token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 5}), I(tg, {3}), 1.0f, 4);
+      },
+      {"token_logprobs_forward", "weight"});
+  expect_error(
+      [&] {
+        token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 4}), I(tg, {3}), 0.0f, 4);
+      },
+      {"token_logprobs_forward", "temperature"});
+  expect_error(
+      [&] {
+        token_logprobs_forward(f({3}), f({3}), Tensor(), f({3, 4}), f({7, 4}), I(tg, {3}), 1.0f, 0);
+      },
+      {"token_logprobs_forward", "vocab_chunk"});
+  expect_error(
+      [&] {
+        token_logprobs_backward(f({3, 4}), f({7, 3}), f({3}), f({3, 4}), f({7, 4}), I(tg, {3}), f({3}), 1.0f,
+                                4);
+      },
+      {"token_logprobs_backward", "dweight"});
   expect_error([&] { cross_entropy_forward(f({3}), f({4})); }, {"cross_entropy_forward", "mask"});
 }
 
@@ -285,13 +354,15 @@ TEST(OpsErrors, Devices) {
 
 namespace {
 
-using r1::DType;
 using r1::Device;
+using r1::DType;
 using r1::ops::Op;
 using r1::ops::OpShape;
 using r1::ops::Path;
 
-Path path_of(Op op, OpShape shape, DType dt, Device dev) { return r1::ops::supports(op, shape, dt, dev).path; }
+Path path_of(Op op, OpShape shape, DType dt, Device dev) {
+  return r1::ops::supports(op, shape, dt, dev).path;
+}
 
 }  // namespace
 
@@ -320,14 +391,16 @@ TEST(OpSupports, CudaAttentionHeadDims) {
   for (Op op : {Op::attention_forward, Op::attention_backward}) {
     for (int64_t hd : {32, 64, 96, 128, 192, 256}) {
       EXPECT_EQ(path_of(op, {hd}, DType::BF16, Device::CUDA), Path::native) << hd;
-      EXPECT_EQ(path_of(op, {hd, hd, false}, DType::BF16, Device::CUDA), Path::fallback) << hd << " unaligned";
+      EXPECT_EQ(path_of(op, {hd, hd, false}, DType::BF16, Device::CUDA), Path::fallback)
+          << hd << " unaligned";
     }
     EXPECT_EQ(path_of(op, {192, 128}, DType::BF16, Device::CUDA), Path::native);  // MLA
     for (int64_t hd : {2, 16, 36, 40, 80, 160, 200, 224})
       EXPECT_EQ(path_of(op, {hd}, DType::BF16, Device::CUDA), Path::fallback) << hd;
     EXPECT_EQ(path_of(op, {64, 32}, DType::BF16, Device::CUDA), Path::fallback);
     EXPECT_EQ(path_of(op, {128, 192}, DType::BF16, Device::CUDA), Path::fallback);
-    for (int64_t hd : {1, 8, 36, 96, 192, 256}) EXPECT_EQ(path_of(op, {hd}, DType::F32, Device::CUDA), Path::native);
+    for (int64_t hd : {1, 8, 36, 96, 192, 256})
+      EXPECT_EQ(path_of(op, {hd}, DType::F32, Device::CUDA), Path::native);
     for (DType dt : {DType::F32, DType::BF16}) {
       EXPECT_EQ(path_of(op, {258}, dt, Device::CUDA), Path::unsupported);
       EXPECT_EQ(path_of(op, {192, 320}, dt, Device::CUDA), Path::unsupported);
@@ -350,24 +423,35 @@ TEST(OpSupports, CudaAttentionHeadDims) {
 // do), naming the op, the operand, the shape and the reason.
 TEST(OpSupports, UnsupportedShapeIsAnError) {
   alignas(64) static char dummy[64];
-  auto cu = [](r1::DType dt, std::initializer_list<int64_t> dims) { return Tensor(dummy, dt, dims, Device::CUDA); };
+  auto cu = [](r1::DType dt, std::initializer_list<int64_t> dims) {
+    return Tensor(dummy, dt, dims, Device::CUDA);
+  };
   const DType B16 = DType::BF16, F32 = DType::F32, I32 = DType::I32;
 #ifdef R1_HAVE_CUDA
   const char* why = "CUDA attention takes head dims 1 to 256";
 #else
   const char* why = "this build has no CUDA backend";
 #endif
-  expect_error([&] { r1::ops::attention_forward(cu(B16, {2, 1, 288}), cu(F32, {2, 1}), cu(B16, {2, 1, 288}),
-                                                cu(B16, {2, 1, 288}), cu(B16, {2, 1, 288}), cu(I32, {2}), 0.1f); },
-               {"attention_forward", "q (", "HD=288", why});
-  expect_error([&] { r1::ops::attention_backward(cu(F32, {2, 1, 64}), cu(F32, {2, 1, 64}), cu(F32, {2, 1, 300}),
-                                                 cu(F32, {2, 1, 300}), cu(F32, {2, 1, 64}), cu(F32, {2, 1, 64}),
-                                                 cu(F32, {2, 1, 300}), cu(F32, {2, 1, 300}), cu(F32, {2, 1}),
-                                                 cu(I32, {2}), 0.1f); },
-               {"attention_backward", "HD=64 HDv=300", why});
-  expect_error([&] { r1::ops::attention_cached(cu(B16, {1, 2, 260}), cu(B16, {1, 2, 260}), cu(B16, {1, 4, 1, 260}),
-                                               cu(B16, {1, 4, 1, 260}), cu(I32, {1}), cu(I32, {1}), 0.1f); },
-               {"attention_cached", "HD=260", why});
+  expect_error(
+      [&] {
+        r1::ops::attention_forward(cu(B16, {2, 1, 288}), cu(F32, {2, 1}), cu(B16, {2, 1, 288}),
+                                   cu(B16, {2, 1, 288}), cu(B16, {2, 1, 288}), cu(I32, {2}), 0.1f);
+      },
+      {"attention_forward", "q (", "HD=288", why});
+  expect_error(
+      [&] {
+        r1::ops::attention_backward(cu(F32, {2, 1, 64}), cu(F32, {2, 1, 64}), cu(F32, {2, 1, 300}),
+                                    cu(F32, {2, 1, 300}), cu(F32, {2, 1, 64}), cu(F32, {2, 1, 64}),
+                                    cu(F32, {2, 1, 300}), cu(F32, {2, 1, 300}), cu(F32, {2, 1}), cu(I32, {2}),
+                                    0.1f);
+      },
+      {"attention_backward", "HD=64 HDv=300", why});
+  expect_error(
+      [&] {
+        r1::ops::attention_cached(cu(B16, {1, 2, 260}), cu(B16, {1, 2, 260}), cu(B16, {1, 4, 1, 260}),
+                                  cu(B16, {1, 4, 1, 260}), cu(I32, {1}), cu(I32, {1}), 0.1f);
+      },
+      {"attention_cached", "HD=260", why});
 }
 
 TEST(OpPaths, EachCallCountsItsPath) {

@@ -72,7 +72,8 @@ void Run::check_untouched(const std::string& what, const Tensor& t) {
   if (s.offset == 0) return;
   const size_t es = r1::dtype_size(t.dtype);
   const Vf pre = get(view(static_cast<char*>(t.data) - size_t(s.offset) * es, t.dtype, t.device, {s.offset}));
-  for (float x : pre) EXPECT_EQ(x, kSentinel) << what << " " << label << ": an element before the view changed";
+  for (float x : pre)
+    EXPECT_EQ(x, kSentinel) << what << " " << label << ": an element before the view changed";
 }
 
 Tensor Run::ints(const Vi& v, std::vector<int64_t> dims) {
@@ -118,12 +119,14 @@ void Run::check(const std::string& what, const Vf& got, const Vd& ref, const Row
       ASSERT_LT(gi, got.size()) << what << " " << label;
       const double g = got[gi], e = ref[ri];
       if (!std::isfinite(g)) {
-        if (bad++ == 0) ADD_FAILURE() << what << " " << label << "[" << gi << "] = " << g << ", expected " << e;
+        if (bad++ == 0)
+          ADD_FAILURE() << what << " " << label << "[" << gi << "] = " << g << ", expected " << e;
         continue;
       }
       // Exact: the reference rounded to f32 (exact references of bf16 outputs are bf16 values).
       if (tol == 0.0 && float(g) != float(e)) {
-        if (bad++ == 0) ADD_FAILURE() << what << " " << label << "[" << gi << "] = " << g << ", expected " << e;
+        if (bad++ == 0)
+          ADD_FAILURE() << what << " " << label << "[" << gi << "] = " << g << ", expected " << e;
       }
       num += (g - e) * (g - e);
       den += e * e;
@@ -144,14 +147,14 @@ void Run::check(const std::string& what, const Vf& got, const Vd& ref, const Row
     EXPECT_LE(err, tol) << what << " " << label << ": normalised error";
   }
   if (worst_i >= 0) {
-    ADD_FAILURE() << what << " " << label << "[" << worst_i << "] = " << got[sz(worst_i)] << " is off by more than "
-                  << b.atol << " + " << b.rtol << " |ref|";
+    ADD_FAILURE() << what << " " << label << "[" << worst_i << "] = " << got[sz(worst_i)]
+                  << " is off by more than " << b.atol << " + " << b.rtol << " |ref|";
   }
 }
 
 void Run::check_scalar(const std::string& what, double got, double ref, double rel_tol) {
-  const double err = std::isfinite(got) ? (ref != 0.0 ? std::fabs(got - ref) / std::fabs(ref) : std::fabs(got))
-                                        : INFINITY;
+  const double err =
+      std::isfinite(got) ? (ref != 0.0 ? std::fabs(got - ref) / std::fabs(ref) : std::fabs(got)) : INFINITY;
   if (dev == Device::CUDA) {
     const std::string row = dt == DType::BF16 ? "bf16 " + what : what;
     std::printf("[ CUDAERR ] %-32s | %-44s | %.3e | tol %.0e\n", row.c_str(), label.c_str(), err, rel_tol);
@@ -233,36 +236,61 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
     fn();
     ADD_FAILURE() << "no r1::Error thrown (expected: " << *parts.begin() << ")";
   } catch (const r1::Error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    for (const std::string& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
   }
 }
 
 Runner runner(Op op) {
   switch (op) {
-    case Op::embedding_forward: return run_embedding_forward;
-    case Op::embedding_backward: return run_embedding_backward;
-    case Op::rmsnorm_forward: return run_rmsnorm_forward;
-    case Op::rmsnorm_backward: return run_rmsnorm_backward;
-    case Op::linear_forward: return run_linear_forward;
-    case Op::linear_backward: return run_linear_backward;
-    case Op::rope_forward: return run_rope_forward;
-    case Op::rope_backward: return run_rope_backward;
-    case Op::attention_forward: return run_attention_forward;
-    case Op::attention_backward: return run_attention_backward;
-    case Op::kv_cache_write: return run_kv_cache_write;
-    case Op::attention_cached: return run_attention_cached;
-    case Op::swiglu_forward: return run_swiglu_forward;
-    case Op::swiglu_backward: return run_swiglu_backward;
-    case Op::add: return run_add;
-    case Op::add_inplace: return run_add_inplace;
-    case Op::scale_inplace: return run_scale_inplace;
-    case Op::zero: return run_zero;
-    case Op::sum_squares: return run_sum_squares;
-    case Op::token_logprobs_forward: return run_token_logprobs_forward;
-    case Op::token_logprobs_backward: return run_token_logprobs_backward;
-    case Op::cross_entropy_forward: return run_cross_entropy_forward;
-    case Op::cross_entropy_backward: return run_cross_entropy_backward;
-    case Op::adamw_update: return run_adamw_update;
+    case Op::embedding_forward:
+      return run_embedding_forward;
+    case Op::embedding_backward:
+      return run_embedding_backward;
+    case Op::rmsnorm_forward:
+      return run_rmsnorm_forward;
+    case Op::rmsnorm_backward:
+      return run_rmsnorm_backward;
+    case Op::linear_forward:
+      return run_linear_forward;
+    case Op::linear_backward:
+      return run_linear_backward;
+    case Op::rope_forward:
+      return run_rope_forward;
+    case Op::rope_backward:
+      return run_rope_backward;
+    case Op::attention_forward:
+      return run_attention_forward;
+    case Op::attention_backward:
+      return run_attention_backward;
+    case Op::kv_cache_write:
+      return run_kv_cache_write;
+    case Op::attention_cached:
+      return run_attention_cached;
+    case Op::swiglu_forward:
+      return run_swiglu_forward;
+    case Op::swiglu_backward:
+      return run_swiglu_backward;
+    case Op::add:
+      return run_add;
+    case Op::add_inplace:
+      return run_add_inplace;
+    case Op::scale_inplace:
+      return run_scale_inplace;
+    case Op::zero:
+      return run_zero;
+    case Op::sum_squares:
+      return run_sum_squares;
+    case Op::token_logprobs_forward:
+      return run_token_logprobs_forward;
+    case Op::token_logprobs_backward:
+      return run_token_logprobs_backward;
+    case Op::cross_entropy_forward:
+      return run_cross_entropy_forward;
+    case Op::cross_entropy_backward:
+      return run_cross_entropy_backward;
+    case Op::adamw_update:
+      return run_adamw_update;
   }
   return nullptr;
 }

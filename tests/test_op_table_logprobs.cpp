@@ -45,8 +45,8 @@ void logits(const Lm& m, const std::vector<X>& h, const std::vector<X>& w, int64
 
 // logp, lse, entropy of tokens `rows` (logp = 0 without a target).
 template <typename X>
-void ref_logprobs(const Lm& m, const std::vector<X>& h, const std::vector<X>& w, const Vi& tg, const Rows& rows,
-                  Vd& logp, Vd& lse, Vd& ent) {
+void ref_logprobs(const Lm& m, const std::vector<X>& h, const std::vector<X>& w, const Vi& tg,
+                  const Rows& rows, Vd& logp, Vd& lse, Vd& ent) {
   logp.assign(rows.size(), 0.0);
   lse.assign(rows.size(), 0.0);
   ent.assign(rows.size(), 0.0);
@@ -113,7 +113,8 @@ void run_token_logprobs_backward(Run& c) {
                                 Tensor::f32(h.data(), {m.T, m.C}), Tensor::f32(w.data(), {m.V, m.C}),
                                 Tensor::i32(tgh.data(), {m.T}), float(m.tau), c.s.chunk);
   }
-  Vf dl = c.randn(m.T, 1.0f, DType::F32), dh0 = c.randn(m.T * m.C), dw0 = c.randn(m.V * m.C, 0.01f, DType::F32);
+  Vf dl = c.randn(m.T, 1.0f, DType::F32), dh0 = c.randn(m.T * m.C),
+     dw0 = c.randn(m.V * m.C, 0.01f, DType::F32);
   const Vf dh_init = dh0, dw_init = dw0;
   Tensor tdh = c.act(dh0, {m.T, m.C}), tdw = c.f32(dw0, {m.V, m.C});
   ops::token_logprobs_backward(tdh, tdw, c.f32(dl, {m.T}), th, tw, ttg, c.f32(lse, {m.T}), float(m.tau),

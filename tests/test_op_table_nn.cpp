@@ -35,7 +35,8 @@ Vd ref_linear(const Vd& x, const Vd& w, const Vd* b, const Rows& rows, int64_t I
   return out;
 }
 
-Vd ref_rope(const Vd& x, const Vi& pos, const Vf& inv_freq, int64_t T, int64_t H, int64_t HD, double sign = 1.0) {
+Vd ref_rope(const Vd& x, const Vi& pos, const Vf& inv_freq, int64_t T, int64_t H, int64_t HD,
+            double sign = 1.0) {
   Vd out(x);
   const int64_t half = HD / 2;
   for (int64_t t = 0; t < T; ++t)

@@ -14,10 +14,13 @@ namespace r1::ops {
 namespace {
 
 constexpr std::array<const char*, kNumOps> kOpNames = {
-    "embedding_forward", "embedding_backward", "rmsnorm_forward", "rmsnorm_backward", "linear_forward",
-    "linear_backward", "rope_forward", "rope_backward", "attention_forward", "attention_backward",
-    "kv_cache_write", "attention_cached", "swiglu_forward", "swiglu_backward", "add", "add_inplace",
-    "scale_inplace", "zero", "sum_squares", "token_logprobs_forward", "token_logprobs_backward",
+    "embedding_forward",     "embedding_backward",     "rmsnorm_forward",
+    "rmsnorm_backward",      "linear_forward",         "linear_backward",
+    "rope_forward",          "rope_backward",          "attention_forward",
+    "attention_backward",    "kv_cache_write",         "attention_cached",
+    "swiglu_forward",        "swiglu_backward",        "add",
+    "add_inplace",           "scale_inplace",          "zero",
+    "sum_squares",           "token_logprobs_forward", "token_logprobs_backward",
     "cross_entropy_forward", "cross_entropy_backward", "adamw_update",
 };
 
@@ -34,7 +37,8 @@ bool is_attention(Op op) {
 // The CPU runs every op in f32 (adamw_update's compute copy may also be bf16: it is only rounding).
 Support on_cpu(Op op, DType dtype) {
   if (dtype == DType::F32) return native("the f32 CPU reference (kernels/cpu)");
-  if (dtype == DType::BF16 && op == Op::adamw_update) return native("the f32 CPU update, the copy rounded to bf16");
+  if (dtype == DType::BF16 && op == Op::adamw_update)
+    return native("the f32 CPU update, the copy rounded to bf16");
   if (dtype == DType::BF16) return unsupported("bf16 tensors are supported on CUDA only");
   return unsupported(fmt::format("{} is not a compute dtype (f32, or bf16 on CUDA)", dtype_name(dtype)));
 }
@@ -52,7 +56,8 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   if (dtype == DType::F32) return native("the f32 kernels of attention.cu");
   if (!cuda::flash_attention_native(HD, HDv)) {
     return fallback(
-        "no tensor-core instantiation for these head dims: the f32 kernels on widened copies (4 extra f32 copies "
+        "no tensor-core instantiation for these head dims: the f32 kernels on widened copies (4 extra f32 "
+        "copies "
         "of the operands, several times slower)");
   }
   if (!s.aligned) return fallback("operands not 16-byte aligned: the f32 kernels on widened copies");
@@ -79,9 +84,12 @@ const char* op_name(Op op) { return kOpNames[size_t(op)]; }
 
 const char* path_name(Path p) {
   switch (p) {
-    case Path::native: return "native";
-    case Path::fallback: return "fallback";
-    case Path::unsupported: return "unsupported";
+    case Path::native:
+      return "native";
+    case Path::fallback:
+      return "fallback";
+    case Path::unsupported:
+      return "unsupported";
   }
   return "?";
 }
@@ -101,13 +109,17 @@ Support supports(Op op, const OpShape& shape, DType dtype, Device device) {
   return device == Device::CPU ? on_cpu(op, dtype) : on_cuda(op, shape, dtype);
 }
 
-int64_t path_count(Op op, Path path) { return g_counts[size_t(op)][size_t(path)].load(std::memory_order_relaxed); }
+int64_t path_count(Op op, Path path) {
+  return g_counts[size_t(op)][size_t(path)].load(std::memory_order_relaxed);
+}
 
 void reset_path_counts() {
   for (auto& per_op : g_counts)
     for (auto& c : per_op) c.store(0, std::memory_order_relaxed);
 }
 
-void count_path(Op op, Path path) { g_counts[size_t(op)][size_t(path)].fetch_add(1, std::memory_order_relaxed); }
+void count_path(Op op, Path path) {
+  g_counts[size_t(op)][size_t(path)].fetch_add(1, std::memory_order_relaxed);
+}
 
 }  // namespace r1::ops

@@ -25,10 +25,30 @@ namespace r1::ops {
 
 // Every op of ops.h, by name.
 enum class Op : uint8_t {
-  embedding_forward, embedding_backward, rmsnorm_forward, rmsnorm_backward, linear_forward, linear_backward,
-  rope_forward, rope_backward, attention_forward, attention_backward, kv_cache_write, attention_cached,
-  swiglu_forward, swiglu_backward, add, add_inplace, scale_inplace, zero, sum_squares, token_logprobs_forward,
-  token_logprobs_backward, cross_entropy_forward, cross_entropy_backward, adamw_update,
+  embedding_forward,
+  embedding_backward,
+  rmsnorm_forward,
+  rmsnorm_backward,
+  linear_forward,
+  linear_backward,
+  rope_forward,
+  rope_backward,
+  attention_forward,
+  attention_backward,
+  kv_cache_write,
+  attention_cached,
+  swiglu_forward,
+  swiglu_backward,
+  add,
+  add_inplace,
+  scale_inplace,
+  zero,
+  sum_squares,
+  token_logprobs_forward,
+  token_logprobs_backward,
+  cross_entropy_forward,
+  cross_entropy_backward,
+  adamw_update,
 };
 constexpr int kNumOps = int(Op::adamw_update) + 1;
 const char* op_name(Op op);  // "attention_forward"
@@ -38,9 +58,9 @@ const char* path_name(Path p);  // "native" | "fallback" | "unsupported"
 
 // The sizes that decide how an op runs (0: not given, or not relevant to the op).
 struct OpShape {
-  int64_t HD = 0;        // q/k head dim (attention ops)
-  int64_t HDv = 0;       // value head dim (attention_forward/backward); 0: HDv = HD
-  bool aligned = true;   // every operand 16-byte aligned (tensors from buffers and arenas are)
+  int64_t HD = 0;       // q/k head dim (attention ops)
+  int64_t HDv = 0;      // value head dim (attention_forward/backward); 0: HDv = HD
+  bool aligned = true;  // every operand 16-byte aligned (tensors from buffers and arenas are)
 };
 std::string describe(const OpShape& s);  // "HD=192 HDv=128", "HD=64 unaligned", "" when nothing is given
 
