@@ -55,6 +55,8 @@ Vb to_bits(const Vf& v) {
   return b;
 }
 
+#ifdef R1_HAVE_CUDA
+
 uint64_t g_draws = 0;
 Vf randn(size_t n, float scale = 1.0f) {
   r1::Rng rng(9000 + ++g_draws);
@@ -106,6 +108,8 @@ void check(const std::string& what, const Vf& got, const Vf& ref, double tol) {
               "T=13 C=37 V=101 chunk=17 scratch=50", err, tol);
   EXPECT_LE(err, tol) << what;
 }
+
+#endif  // R1_HAVE_CUDA
 
 }  // namespace
 

@@ -27,12 +27,7 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
 std::array<std::array<std::atomic<int64_t>, 3>, kNumOps> g_counts{};
 
 Support native(std::string how) { return {Path::native, std::move(how)}; }
-Support fallback(std::string how) { return {Path::fallback, std::move(how)}; }
 Support unsupported(std::string why) { return {Path::unsupported, std::move(why)}; }
-
-bool is_attention(Op op) {
-  return op == Op::attention_forward || op == Op::attention_backward || op == Op::attention_cached;
-}
 
 // The CPU runs every op in f32 (adamw_update's compute copy may also be bf16: it is only rounding).
 Support on_cpu(Op op, DType dtype) {
@@ -44,6 +39,12 @@ Support on_cpu(Op op, DType dtype) {
 }
 
 #ifdef R1_HAVE_CUDA
+Support fallback(std::string how) { return {Path::fallback, std::move(how)}; }
+
+bool is_attention(Op op) {
+  return op == Op::attention_forward || op == Op::attention_backward || op == Op::attention_cached;
+}
+
 Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   const int64_t HD = s.HD, HDv = s.HDv ? s.HDv : s.HD;
   if (HD < 1 || HDv < 1 || HD > cuda::kMaxHeadDim || HDv > cuda::kMaxHeadDim) {
