@@ -26,8 +26,8 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
 
 std::array<std::array<std::atomic<int64_t>, 3>, kNumOps> g_counts{};
 
-Support native(std::string how) { return {Path::native, std::move(how)}; }
-Support unsupported(std::string why) { return {Path::unsupported, std::move(why)}; }
+Support native(const char* how) { return {Path::native, how}; }
+Support unsupported(const char* why) { return {Path::unsupported, why}; }
 
 // The CPU runs every op in f32 (adamw_update's compute copy may also be bf16: it is only rounding).
 Support on_cpu(Op op, DType dtype) {
@@ -35,11 +35,11 @@ Support on_cpu(Op op, DType dtype) {
   if (dtype == DType::BF16 && op == Op::adamw_update)
     return native("the f32 CPU update, the copy rounded to bf16");
   if (dtype == DType::BF16) return unsupported("bf16 tensors are supported on CUDA only");
-  return unsupported(fmt::format("{} is not a compute dtype (f32, or bf16 on CUDA)", dtype_name(dtype)));
+  return unsupported("not a compute dtype (f32, or bf16 on CUDA)");
 }
 
 #ifdef R1_HAVE_CUDA
-Support fallback(std::string how) { return {Path::fallback, std::move(how)}; }
+Support fallback(const char* how) { return {Path::fallback, how}; }
 
 bool is_attention(Op op) {
   return op == Op::attention_forward || op == Op::attention_backward || op == Op::attention_cached;
@@ -48,7 +48,8 @@ bool is_attention(Op op) {
 Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   const int64_t HD = s.HD, HDv = s.HDv ? s.HDv : s.HD;
   if (HD < 1 || HDv < 1 || HD > cuda::kMaxHeadDim || HDv > cuda::kMaxHeadDim) {
-    return unsupported(fmt::format("CUDA attention takes head dims 1 to {}", cuda::kMaxHeadDim));
+    static_assert(cuda::kMaxHeadDim == 256, "the message below");
+    return unsupported("CUDA attention takes head dims 1 to 256");
   }
   if (op == Op::attention_cached) {
     if (HDv != HD) return unsupported("the cached attention takes one head dim for keys and values");
@@ -58,8 +59,7 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   if (!cuda::flash_attention_native(HD, HDv)) {
     return fallback(
         "no tensor-core instantiation for these head dims: the f32 kernels on widened copies (4 extra f32 "
-        "copies "
-        "of the operands, several times slower)");
+        "copies of the operands, several times slower)");
   }
   if (!s.aligned) return fallback("operands not 16-byte aligned: the f32 kernels on widened copies");
   return native("the bf16 tensor-core flash kernels (flash_forward.cu, flash_backward.cu)");
@@ -69,10 +69,10 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
 Support on_cuda(Op op, const OpShape& s, DType dtype) {
 #ifdef R1_HAVE_CUDA
   if (dtype != DType::F32 && dtype != DType::BF16) {
-    return unsupported(fmt::format("{} is not a compute dtype (f32 or bf16)", dtype_name(dtype)));
+    return unsupported("not a compute dtype (f32 or bf16)");
   }
   if (is_attention(op)) return attention_on_cuda(op, s, dtype);
-  return native(fmt::format("the {} CUDA kernel", dtype_name(dtype)));
+  return native(dtype == DType::F32 ? "the f32 CUDA kernel" : "the bf16 CUDA kernel");
 #else
   (void)op, (void)s, (void)dtype;
   return unsupported("this build has no CUDA backend");
@@ -105,7 +105,7 @@ std::string describe(const OpShape& s) {
 
 Support supports(Op op, const OpShape& shape, DType dtype, Device device) {
   if (op == Op::cross_entropy_forward || op == Op::cross_entropy_backward) {
-    if (dtype != DType::F32) return unsupported(fmt::format("{} takes f32 log-probs and mask", op_name(op)));
+    if (dtype != DType::F32) return unsupported("the cross-entropy takes f32 log-probs and mask");
   }
   return device == Device::CPU ? on_cpu(op, dtype) : on_cuda(op, shape, dtype);
 }

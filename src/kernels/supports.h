@@ -66,7 +66,8 @@ std::string describe(const OpShape& s);  // "HD=192 HDv=128", "HD=64 unaligned",
 
 struct Support {
   Path path = Path::native;
-  std::string how;  // the kernel that runs, the fallback and its cost, or why the case cannot run
+  const char* how = "";  // the kernel that runs, the fallback and its cost, or why the case cannot run
+                         // (a static string: asking costs no allocation)
 };
 
 // How `op` runs for this shape and compute dtype on `device`, in this build (whether a GPU is
