@@ -220,13 +220,14 @@ std::vector<Row> table() {
        {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1}},
        {any, {.T = 2, .NH = 3, .NKV = 1, .HD = 6, .L = 300, .rows = 1, .workspace = true}},
        {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 258, .L = 10, .rows = 1}}});  // past CUDA's head dims
+  for (float tau : {0.0f, 0.7f, 1.3f}) {                                     // 0: temperature 1
+    for (int64_t chunk : {1, 7, 16, 53, 100}) {  // vocabulary chunks of 1 row to more than V
+      add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
+               {{any, {.C = 24, .V = 53, .T = 13, .chunk = chunk, .tau = tau}}});
+    }
+  }
   add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
-           {{any, {.C = 24, .V = 53, .T = 13, .chunk = 1}},
-            {any, {.C = 24, .V = 53, .T = 13, .chunk = 7, .tau = 0.7f}},
-            {any, {.C = 24, .V = 53, .T = 13, .chunk = 16, .tau = 1.3f}},
-            {any, {.C = 24, .V = 53, .T = 13, .chunk = 53}},
-            {any, {.C = 24, .V = 53, .T = 13, .chunk = 100, .tau = 0.7f}},
-            {any, {.C = 37, .V = 101, .T = 13, .chunk = 17, .tau = 1.3f}},
+           {{any, {.C = 37, .V = 101, .T = 13, .chunk = 17, .tau = 1.3f}},
             {any, {.C = 8, .V = 3, .T = 1, .chunk = 1000}},
             {any, {.C = 1024, .V = 32000, .T = 1024, .chunk = 8192, .tau = 0.7f}, kF32, kGpu},
             {any, {.C = 896, .V = 151936, .T = 3000, .chunk = 16384}, kBF16, kGpu},
