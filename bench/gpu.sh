@@ -17,6 +17,7 @@
 #     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
 #     R1_GPU_BENCH=0: no benchmarks.  R1_GPU_TESTS=0: no tests or parity (benchmarks only).
 #   (A device call is limited to 600 s: one benchmark set per call.)
+#   bash bench/gpu.sh ab BASE: benchmarks of this build beside an older pack's (see ab() below).
 #
 # The tokenizer golden tests read the git-ignored tests/data/tokenizers/ (scripts/fetch_test_data.sh):
 # carry it too (about 28 MB; the carried tree's limit is 64 MiB) or expect those tests to fail there.
@@ -264,6 +265,55 @@ PY
   [[ $rc_cuda -eq 0 && $rc_all -eq 0 && $rc_parity -eq 0 ]]
 }
 
+# bash bench/gpu.sh ab BASE: this build's benchmarks beside an older build's, interleaved (base, this,
+# base, this) on the same machine, for "no slower than before" checks. BASE is a folder holding an
+# older pack's bench/ (e.g. .gpu-base: `bash bench/gpu.sh pack` in a worktree of the old commit, then
+# copy its .gpu there). Prints one line per benchmark: base, this, this/base.
+ab() {
+  local base=$1 out=${OUT:-/tmp/r1-gpu-out}
+  mkdir -p "$out"
+  unpack
+  gunzip -f "$base"/bench/*.gz 2>/dev/null || true
+  local cases=(
+    "train-0.5b|bench_train_gpu --shape 0.5b --seqs 8 --len 1024 --warmup 3 --steps 10"
+    "train-1.5b|bench_train_gpu --shape 1.5b --seqs 8 --len 1024 --warmup 3 --steps 10"
+    "generate-0.5b-64|bench_rollout_gpu --shape 0.5b --prompts 64 --prompt-len 128 --new 1024"
+    "generate-0.5b-256|bench_rollout_gpu --shape 0.5b --prompts 256 --prompt-len 128 --new 1024"
+    "generate-1.5b-64|bench_rollout_gpu --shape 1.5b --prompts 64 --prompt-len 128 --new 1024"
+    "grpo-0.5b-64x8|bench_grpo_step_gpu --shape 0.5b --prompts 64 --group 8 --new 1024 --steps 2")
+  : >"$out/ab.jsonl"
+  local c name cmd round which bin
+  for round in 1 2; do
+    for c in "${cases[@]}"; do
+      name=${c%%|*}; cmd=${c#*|}
+      for which in base this; do
+        bin=.gpu/bench; [[ $which == base ]] && bin=$base/bench
+        # shellcheck disable=SC2086
+        timeout 120 "$bin"/$cmd 2>>"$out/ab.log" | grep '^{' |
+          sed "s/^{/{\"ab\":\"$which\",\"case\":\"$name\",\"round\":$round,/" >>"$out/ab.jsonl"
+      done
+    done
+  done
+  "${PYTHON:-python3}" - "$out/ab.jsonl" <<'PY' | tee "$out/ab.txt"
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def value(r):  # throughput, higher is better; a GRPO step counts steps after the first
+    if "tok_s" in r: return r["tok_s"]
+    if "step_s" in r and r.get("step", 0) > 0: return r["generated_tokens"] / r["step_s"]
+    return None
+cases = []
+for r in rows:
+    if r["case"] not in cases: cases.append(r["case"])
+print(f"{'benchmark':20s} {'base':>10s} {'this':>10s} {'this/base':>9s}   (tok/s, median of rounds)")
+for c in cases:
+    v = {w: [x for x in (value(r) for r in rows if r["case"] == c and r["ab"] == w) if x] for w in ("base", "this")}
+    if not v["base"] or not v["this"]:
+        print(f"{c:20s} missing: {', '.join(w for w in v if not v[w])}"); continue
+    b, t = statistics.median(v["base"]), statistics.median(v["this"])
+    print(f"{c:20s} {b:10.0f} {t:10.0f} {t / b:9.3f}")
+PY
+}
+
 # Seconds a stage may take: its own limit, capped by what is left before the run's deadline (>= 1).
 left() {
   local l=$((deadline - SECONDS))
@@ -276,6 +326,7 @@ case ${1:-} in
   pack) pack ;;
   run) run ;;
   r1) shift; r1cmd "$@" ;;
+  ab) shift; ab "${1:-.gpu-base}" ;;
   tests) shift; unpack; NCCL_NVLS_ENABLE=0 exec .gpu/r1_tests --gtest_color=no --gtest_filter="${1:-*}" ;;
-  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER" >&2; exit 2 ;;
+  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER|ab BASE" >&2; exit 2 ;;
 esac

@@ -4,20 +4,27 @@
 // activations and weights must share it. When all operands are CUDA tensors, on_cuda() is true and
 // R1_CUDA_DISPATCH returns the CUDA kernel's result (builds with R1_HAVE_CUDA; timed by the
 // profiler when it is on) or fails with "CUDA tensors are handled by the CUDA backend" (builds
-// without):
+// without). Every run counts its path (kernels/supports.h); ops whose cases depend on the shape
+// (attention) ask supports() first, so an unsupported case fails here, naming the op and the shape:
 //
+//   const Op id = Op::the_op;
+//   const char* op = op_name(id);
 //   const DType dt = compute_dtype(op, "x", x);
 //   if (on_cuda(op, {...})) R1_CUDA_DISPATCH_DT(op, dt, cuda::the_op(bp(x)...), cuda::the_op(fp(x)...));
 //   check_range(...);  // index-range checks read the data, so they stay CPU-only
+//   count_path(id, Path::native);
 //   cpu::the_op(...);
 #include "kernels/ops.h"
 
 #include <cmath>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 
 #include "base/error.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/supports.h"
+#include "tensor/device_memory.h"
 #ifdef R1_HAVE_CUDA
 #include "device/cuda_device.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -155,14 +162,27 @@ void require_device(const char* op) {
          cuda::cuda_device_description());
   }
 }
+// Runs `call` on CUDA as the op's native path (`id`, the op's Op, is in scope) and returns.
 #define R1_CUDA_DISPATCH(op, dt, call)                                \
   do {                                                               \
     require_device(op);                                              \
     const cuda::ProfileScope r1_profile_scope_(op, dtype_name(dt));  \
+    count_path(id, Path::native);                                    \
     return call;                                                     \
+  } while (0)
+// The same for a bf16 kernel that may take a declared fallback: `bf16_call` returns true when it ran
+// natively; the f32 kernels have one path.
+#define R1_CUDA_DISPATCH_PATH(op, dt, bf16_call, f32_call)                            \
+  do {                                                                               \
+    require_device(op);                                                              \
+    const cuda::ProfileScope r1_profile_scope_(op, dtype_name(dt));                  \
+    const bool r1_native_ = (dt) == BF16 ? (bf16_call) : ((f32_call), true);          \
+    count_path(id, r1_native_ ? Path::native : Path::fallback);                      \
+    return;                                                                          \
   } while (0)
 #else
 #define R1_CUDA_DISPATCH(op, dt, call) no_cuda(op)
+#define R1_CUDA_DISPATCH_PATH(op, dt, bf16_call, f32_call) no_cuda(op)
 #endif
 // The bf16 or the f32 overload of a CUDA kernel, by compute dtype.
 #define R1_CUDA_DISPATCH_DT(op, dt, bf16_call, f32_call) \
@@ -193,13 +213,30 @@ void check_heads(const char* op, int64_t NH, int64_t NKV) {
   if (NKV <= 0 || NH % NKV != 0) fail("{}: NH = {} is not a multiple of NKV = {}", op, NH, NKV);
 }
 
+bool all_aligned16(std::initializer_list<Arg> args) {
+  for (const Arg& a : args)
+    if (reinterpret_cast<uintptr_t>(a.t.data) % 16 != 0) return false;
+  return true;
+}
+
+// Fails, naming the op, the operand that carries the shape and the shape, unless the backend of
+// `device` runs this case (natively or through a declared fallback).
+void require_supported(Op id, const OpShape& shape, DType dt, Device device, const char* name, const Tensor& t) {
+  const Support s = supports(id, shape, dt, device);
+  if (s.path == Path::unsupported) {
+    fail("{}: {} {}: {} on {} {} is not supported: {}", op_name(id), name, t.describe(), describe(shape),
+         device_name(device), dtype_name(dt), s.how);
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // embedding
 
 void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table) {
-  const char* op = "embedding_forward";
+  const Op id = Op::embedding_forward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "table", table);
   expect(op, "ids", ids, I32, {{"T", kAny}});
   expect(op, "table", table, dt, {{"V", kAny}, {"C", kAny}});
@@ -210,11 +247,13 @@ void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table) {
                         cuda::embedding_forward(fp(out), ip(ids), fp(table), T, C));
   }
   check_range(op, "ids", ids, 0, V, "vocabulary");
+  count_path(id, Path::native);
   cpu::embedding_forward(fp(out), ip(ids), fp(table), T, C);
 }
 
 void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
-  const char* op = "embedding_backward";
+  const Op id = Op::embedding_backward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "dout", dout);
   expect(op, "ids", ids, I32, {{"T", kAny}});
   expect(op, "dtable", dtable, F32, {{"V", kAny}, {"C", kAny}});
@@ -225,6 +264,7 @@ void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
                         cuda::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C));
   }
   check_range(op, "ids", ids, 0, V, "vocabulary");
+  count_path(id, Path::native);
   cpu::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C);
 }
 
@@ -232,7 +272,8 @@ void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
 // rmsnorm
 
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight, float eps) {
-  const char* op = "rmsnorm_forward";
+  const Op id = Op::rmsnorm_forward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "inp", inp);
   expect(op, "inp", inp, dt, {{"N", kAny}, {"C", kAny}});
   const int64_t N = inp.shape[0], C = inp.shape[1];
@@ -243,12 +284,14 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& w
     R1_CUDA_DISPATCH_DT(op, dt, cuda::rmsnorm_forward(bp(out), fp(rstd), bp(inp), bp(weight), N, C, eps),
                         cuda::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps));
   }
+  count_path(id, Path::native);
   cpu::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps);
 }
 
 void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp, const Tensor& weight,
                       const Tensor& rstd) {
-  const char* op = "rmsnorm_backward";
+  const Op id = Op::rmsnorm_backward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "inp", inp);
   expect(op, "inp", inp, dt, {{"N", kAny}, {"C", kAny}});
   const int64_t N = inp.shape[0], C = inp.shape[1];
@@ -263,6 +306,7 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
         op, dt, cuda::rmsnorm_backward(bp(dinp), fp(dweight), bp(dout), bp(inp), bp(weight), fp(rstd), N, C),
         cuda::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C));
   }
+  count_path(id, Path::native);
   cpu::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C);
 }
 
@@ -270,7 +314,8 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
 // linear
 
 void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
-  const char* op = "linear_forward";
+  const Op id = Op::linear_forward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "inp", inp);
   expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
   const int64_t N = inp.shape[0], IC = inp.shape[1];
@@ -285,12 +330,14 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
     R1_CUDA_DISPATCH_DT(op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), N, IC, OC),
                         cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
   }
+  count_path(id, Path::native);
   cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC);
 }
 
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,
                      const Tensor& weight) {
-  const char* op = "linear_backward";
+  const Op id = Op::linear_backward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "inp", inp);
   expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
   const int64_t N = inp.shape[0], IC = inp.shape[1];
@@ -308,6 +355,7 @@ void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& do
                         cuda::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N,
                                               IC, OC));
   }
+  count_path(id, Path::native);
   cpu::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N, IC, OC);
 }
 
@@ -328,91 +376,109 @@ DType rope_check(const char* op, const char* xname, const Tensor& x, const Tenso
 }  // namespace
 
 void rope_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq) {
-  const char* op = "rope_forward";
+  const Op id = Op::rope_forward;
+  const char* op = op_name(id);
   const DType dt = rope_check(op, "x", x, positions, inv_freq);
   const int64_t T = x.shape[0], H = x.shape[1], HD = x.shape[2];
   if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_forward(bp(x), ip(positions), fp(inv_freq), T, H, HD),
                         cuda::rope_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD));
   }
+  count_path(id, Path::native);
   cpu::rope_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD);
 }
 
 void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
-  const char* op = "rope_backward";
+  const Op id = Op::rope_backward;
+  const char* op = op_name(id);
   const DType dt = rope_check(op, "dx", dx, positions, inv_freq);
   const int64_t T = dx.shape[0], H = dx.shape[1], HD = dx.shape[2];
   if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_backward(bp(dx), ip(positions), fp(inv_freq), T, H, HD),
                         cuda::rope_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD));
   }
+  count_path(id, Path::native);
   cpu::rope_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD);
 }
 
 // ---------------------------------------------------------------------------------------------
 // attention
 
-void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                       const Tensor& cu_seqlens, float scale) {
-  const char* op = "attention_forward";
+namespace {
+// The checks attention_forward and attention_backward share: q (T, NH, HD), k (T, NKV, HD), v (T,
+// NKV, HDv) with HDv from `vref` (out, the value rows' consumer), cu_seqlens (B + 1), lse (T, NH).
+struct AttentionDims {
+  DType dt;
+  int64_t T, NH, NKV, HD, HDv, B;
+};
+AttentionDims attention_check(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& out, const Tensor& lse, const Tensor& cu_seqlens) {
   const DType dt = compute_dtype(op, "q", q);
   expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
   const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
   expect(op, "k", k, dt, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
   const int64_t NKV = k.shape[1];
   check_heads(op, NH, NKV);
-  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HDv", kAny}}, "q", &q);
+  const int64_t HDv = out.shape[2];
+  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HDv", HDv}}, "out", &out);
   expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
   if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
-  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
-  const int64_t B = cu_seqlens.shape[0] - 1;
+  return {dt, T, NH, NKV, HD, HDv, cu_seqlens.shape[0] - 1};
+}
+}  // namespace
+
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& cu_seqlens, float scale) {
+  const Op id = Op::attention_forward;
+  const char* op = op_name(id);
+  const auto [dt, T, NH, NKV, HD, HDv, B] = attention_check(op, q, k, v, out, lse, cu_seqlens);
   if (on_cuda(op, {{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}, {"cu_seqlens", cu_seqlens}})) {
-    R1_CUDA_DISPATCH_DT(
+    const bool aligned = all_aligned16({{"out", out}, {"q", q}, {"k", k}, {"v", v}});
+    require_supported(id, {HD, HDv, aligned}, dt, Device::CUDA, "q", q);
+    R1_CUDA_DISPATCH_PATH(
         op, dt,
-        cuda::attention_forward(bp(out), fp(lse), bp(q), bp(k), bp(v), ip(cu_seqlens), B, T, NH, NKV, HD, scale),
-        cuda::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, scale));
+        cuda::attention_forward(bp(out), fp(lse), bp(q), bp(k), bp(v), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale),
+        cuda::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, HDv,
+                                scale));
   }
   check_cu_seqlens(op, cu_seqlens, T);
-  cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, scale);
+  count_path(id, Path::native);
+  cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale);
 }
 
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& cu_seqlens,
                         float scale) {
-  const char* op = "attention_backward";
-  const DType dt = compute_dtype(op, "q", q);
-  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
-  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
-  expect(op, "k", k, dt, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
-  const int64_t NKV = k.shape[1];
-  check_heads(op, NH, NKV);
-  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
-  expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
-  if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
-  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
-  expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
-  expect(op, "dout", dout, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  const Op id = Op::attention_backward;
+  const char* op = op_name(id);
+  const auto [dt, T, NH, NKV, HD, HDv, B] = attention_check(op, q, k, v, out, lse, cu_seqlens);
+  expect(op, "dout", dout, dt, {{"T", T}, {"NH", NH}, {"HDv", HDv}}, "out", &out);
   expect(op, "dq", dq, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
   expect(op, "dk", dk, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
-  expect(op, "dv", dv, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "v", &v);
-  const int64_t B = cu_seqlens.shape[0] - 1;
+  expect(op, "dv", dv, dt, {{"T", T}, {"NKV", NKV}, {"HDv", HDv}}, "v", &v);
   if (on_cuda(op, {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v},
                    {"out", out}, {"lse", lse}, {"cu_seqlens", cu_seqlens}})) {
-    R1_CUDA_DISPATCH_DT(op, dt,
-                        cuda::attention_backward(bp(dq), bp(dk), bp(dv), bp(dout), bp(q), bp(k), bp(v), bp(out),
-                                                 fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, scale),
-                        cuda::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out),
-                                                 fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, scale));
+    const bool aligned = all_aligned16(
+        {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v}, {"out", out}});
+    require_supported(id, {HD, HDv, aligned}, dt, Device::CUDA, "q", q);
+    R1_CUDA_DISPATCH_PATH(op, dt,
+                          cuda::attention_backward(bp(dq), bp(dk), bp(dv), bp(dout), bp(q), bp(k), bp(v), bp(out),
+                                                   fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale),
+                          cuda::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out),
+                                                   fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale));
   }
   check_cu_seqlens(op, cu_seqlens, T);
+  count_path(id, Path::native);
   cpu::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse), ip(cu_seqlens),
-                          B, T, NH, NKV, HD, scale);
+                          B, T, NH, NKV, HD, HDv, scale);
 }
 
 void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
                     const Tensor& pos) {
-  const char* op = "kv_cache_write";
+  const Op id = Op::kv_cache_write;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "k_cache", k_cache);
   expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", kAny}});
   const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
@@ -430,12 +496,14 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
+  count_path(id, Path::native);
   cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD);
 }
 
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                       const Tensor& slots, const Tensor& pos, float scale, const Tensor& workspace) {
-  const char* op = "attention_cached";
+  const Op id = Op::attention_cached;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "q", q);
   expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
   const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
@@ -449,6 +517,7 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   if (!workspace.empty()) expect_f32(op, "workspace", workspace);
   if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
                    {"pos", pos}, {"workspace", workspace}})) {
+    require_supported(id, {HD, HD}, dt, Device::CUDA, "q", q);
     const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
     const int64_t need = ws == 0 ? 0 : attention_cached_workspace(T, NH, HD, L);
     if (ws < need) {
@@ -463,6 +532,7 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   }
   check_range(op, "slots", slots, 0, S, "cache slots S");
   check_range(op, "pos", pos, 0, L, "cache length L");
+  count_path(id, Path::native);
   cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L, NH, NKV, HD, scale);
 }
 
@@ -478,7 +548,8 @@ int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L)
 // swiglu
 
 void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
-  const char* op = "swiglu_forward";
+  const Op id = Op::swiglu_forward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "gate", gate);
   expect_dtype(op, "gate", gate, dt);
   expect_like(op, "up", up, dt, "gate", gate);
@@ -488,11 +559,13 @@ void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate), bp(up), n),
                         cuda::swiglu_forward(fp(out), fp(gate), fp(up), n));
   }
+  count_path(id, Path::native);
   cpu::swiglu_forward(fp(out), fp(gate), fp(up), n);
 }
 
 void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up) {
-  const char* op = "swiglu_backward";
+  const Op id = Op::swiglu_backward;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "gate", gate);
   expect_dtype(op, "gate", gate, dt);
   expect_like(op, "up", up, dt, "gate", gate);
@@ -504,6 +577,7 @@ void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor&
     R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_backward(bp(dgate), bp(dup), bp(dout), bp(gate), bp(up), n),
                         cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n));
   }
+  count_path(id, Path::native);
   cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n);
 }
 
@@ -511,7 +585,8 @@ void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor&
 // elementwise
 
 void add(Tensor out, const Tensor& a, const Tensor& b) {
-  const char* op = "add";
+  const Op id = Op::add;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "a", a);
   expect_dtype(op, "a", a, dt);
   expect_numel(op, "b", b, a.numel(), dt, "a", a);
@@ -520,11 +595,13 @@ void add(Tensor out, const Tensor& a, const Tensor& b) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::add(bp(out), bp(a), bp(b), a.numel()),
                         cuda::add(fp(out), fp(a), fp(b), a.numel()));
   }
+  count_path(id, Path::native);
   cpu::add(fp(out), fp(a), fp(b), a.numel());
 }
 
 void add_inplace(Tensor dst, const Tensor& src) {
-  const char* op = "add_inplace";
+  const Op id = Op::add_inplace;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "dst", dst);
   expect_dtype(op, "dst", dst, dt);
   expect_numel(op, "src", src, dst.numel(), dt, "dst", dst);
@@ -532,34 +609,41 @@ void add_inplace(Tensor dst, const Tensor& src) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::add_inplace(bp(dst), bp(src), dst.numel()),
                         cuda::add_inplace(fp(dst), fp(src), dst.numel()));
   }
+  count_path(id, Path::native);
   cpu::add_inplace(fp(dst), fp(src), dst.numel());
 }
 
 void scale_inplace(Tensor x, float s) {
-  const char* op = "scale_inplace";
+  const Op id = Op::scale_inplace;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "x", x);
   expect_dtype(op, "x", x, dt);
   if (on_cuda(op, {{"x", x}})) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::scale_inplace(bp(x), s, x.numel()), cuda::scale_inplace(fp(x), s, x.numel()));
   }
+  count_path(id, Path::native);
   cpu::scale_inplace(fp(x), s, x.numel());
 }
 
 void zero(Tensor x) {
-  const char* op = "zero";
+  const Op id = Op::zero;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "x", x);
   expect_dtype(op, "x", x, dt);
   if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH_DT(op, dt, cuda::zero(bp(x), x.numel()), cuda::zero(fp(x), x.numel()));
+  count_path(id, Path::native);
   cpu::zero(fp(x), x.numel());
 }
 
 double sum_squares(const Tensor& x) {
-  const char* op = "sum_squares";
+  const Op id = Op::sum_squares;
+  const char* op = op_name(id);
   const DType dt = compute_dtype(op, "x", x);
   expect_dtype(op, "x", x, dt);
   if (on_cuda(op, {{"x", x}})) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::sum_squares(bp(x), x.numel()), cuda::sum_squares(fp(x), x.numel()));
   }
+  count_path(id, Path::native);
   return cpu::sum_squares(fp(x), x.numel());
 }
 
@@ -592,7 +676,8 @@ void check_targets(const char* op, const Tensor& targets, int64_t V) {
 
 void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tensor& hidden, const Tensor& weight,
                             const Tensor& targets, float temperature, int64_t vocab_chunk) {
-  const char* op = "token_logprobs_forward";
+  const Op id = Op::token_logprobs_forward;
+  const char* op = op_name(id);
   const DType dt = logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
   const int64_t T = hidden.shape[0], C = hidden.shape[1], V = weight.shape[0];
   expect(op, "logp", logp, F32, {{"T", T}}, "hidden", &hidden);
@@ -607,6 +692,7 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
                                                      ip(targets), T, C, V, temperature, vocab_chunk));
   }
   check_targets(op, targets, V);
+  count_path(id, Path::native);
   cpu::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight), ip(targets), T, C, V,
                               temperature, vocab_chunk);
 }
@@ -614,7 +700,8 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
 void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp, const Tensor& hidden,
                              const Tensor& weight, const Tensor& targets, const Tensor& lse, float temperature,
                              int64_t vocab_chunk) {
-  const char* op = "token_logprobs_backward";
+  const Op id = Op::token_logprobs_backward;
+  const char* op = op_name(id);
   const DType dt = logprobs_check(op, hidden, weight, targets, temperature, vocab_chunk);
   const int64_t T = hidden.shape[0], C = hidden.shape[1], V = weight.shape[0];
   expect(op, "dlogp", dlogp, F32, {{"T", T}}, "hidden", &hidden);
@@ -630,25 +717,32 @@ void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp
                                                       ip(targets), fp(lse), T, C, V, temperature, vocab_chunk));
   }
   check_targets(op, targets, V);
+  count_path(id, Path::native);
   cpu::token_logprobs_backward(fp(dhidden), fp(dweight), fp(dlogp), fp(hidden), fp(weight), ip(targets), fp(lse),
                                T, C, V, temperature, vocab_chunk);
 }
 
 float cross_entropy_forward(const Tensor& logp, const Tensor& mask) {
-  const char* op = "cross_entropy_forward";
+  const Op id = Op::cross_entropy_forward;
+  const char* op = op_name(id);
+  require_supported(id, {}, logp.dtype, logp.device, "logp", logp);
   expect(op, "logp", logp, F32, {{"T", kAny}});
   expect(op, "mask", mask, F32, {{"T", logp.shape[0]}}, "logp", &logp);
   if (on_cuda(op, {{"logp", logp}, {"mask", mask}}))
     R1_CUDA_DISPATCH(op, F32, cuda::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]));
+  count_path(id, Path::native);
   return cpu::cross_entropy_forward(fp(logp), fp(mask), logp.shape[0]);
 }
 
 void cross_entropy_backward(Tensor dlogp, const Tensor& mask) {
-  const char* op = "cross_entropy_backward";
+  const Op id = Op::cross_entropy_backward;
+  const char* op = op_name(id);
+  require_supported(id, {}, dlogp.dtype, dlogp.device, "dlogp", dlogp);
   expect(op, "dlogp", dlogp, F32, {{"T", kAny}});
   expect(op, "mask", mask, F32, {{"T", dlogp.shape[0]}}, "dlogp", &dlogp);
   if (on_cuda(op, {{"dlogp", dlogp}, {"mask", mask}}))
     R1_CUDA_DISPATCH(op, F32, cuda::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]));
+  count_path(id, Path::native);
   cpu::cross_entropy_backward(fp(dlogp), fp(mask), dlogp.shape[0]);
 }
 
@@ -657,7 +751,8 @@ void cross_entropy_backward(Tensor dlogp, const Tensor& mask) {
 
 void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const AdamWParams& hp,
                   Tensor compute_copy) {
-  const char* op = "adamw_update";
+  const Op id = Op::adamw_update;
+  const char* op = op_name(id);
   expect_f32(op, "param", param);
   const int64_t n = param.numel();
   expect_numel(op, "grad", grad, n, F32, "param", param);
@@ -679,6 +774,7 @@ void adamw_update(Tensor param, const Tensor& grad, Tensor m, Tensor v, const Ad
                         cuda::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps,
                                            hp.weight_decay, hp.step, hp.grad_scale, fp(compute_copy)));
   }
+  count_path(id, Path::native);
   cpu::adamw_update(fp(param), fp(grad), fp(m), fp(v), n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
                     hp.step, hp.grad_scale, ct == F32 ? fp(compute_copy) : nullptr,
                     ct == BF16 ? static_cast<uint16_t*>(compute_copy.data) : nullptr);

@@ -48,17 +48,19 @@ void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq);
 
 // Causal self-attention over packed variable-length sequences: sequence b owns tokens
 // [cu_seqlens[b], cu_seqlens[b+1]) and attends only within itself. Query head h reads key/value
-// head h / (NH / NKV) (grouped-query attention). out (T, NH, HD); lse (T, NH) f32 log-sum-exp of
-// the scaled scores, saved for backward (memory linear in T: probabilities are recomputed).
-// q (T, NH, HD), k, v (T, NKV, HD), cu_seqlens (B + 1) i32 with cu_seqlens[0] = 0, cu_seqlens[B] = T.
+// head h / (NH / NKV) (grouped-query attention). q (T, NH, HD), k (T, NKV, HD), v (T, NKV, HDv):
+// the value head dim may differ from the q/k one (MLA: HD 192, HDv 128); out (T, NH, HDv); lse
+// (T, NH) f32 log-sum-exp of the scaled scores, saved for backward (memory linear in T:
+// probabilities are recomputed). cu_seqlens (B + 1) i32 with cu_seqlens[0] = 0, cu_seqlens[B] = T.
+// Which head dims run natively on each backend, and which take a declared fallback: supports.h.
 void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& cu_seqlens, float scale);
-// dq (T, NH, HD) +=, dk, dv (T, NKV, HD) +=
+// dq (T, NH, HD) +=, dk (T, NKV, HD) +=, dv (T, NKV, HDv) +=; dout (T, NH, HDv)
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& cu_seqlens, float scale);
 
-// KV cache: k_cache, v_cache (S, L, NKV, HD). Token t is written at cache slot slots[t], row pos[t].
+// KV cache: k_cache, v_cache (S, L, NKV, HD) (one head dim for keys and values). Token t is written at cache slot slots[t], row pos[t].
 void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
                     const Tensor& pos);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t

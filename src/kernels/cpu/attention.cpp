@@ -22,13 +22,14 @@ inline void axpy(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// One query row over n keys/values: key j at kbase + j * stride, value j at vbase + j * stride.
-// Writes out (HD) and returns the log-sum-exp of the scaled scores. s: scratch of >= n floats.
-float attend_row(float* out, const float* qr, const float* kbase, const float* vbase, int64_t stride,
-                 int64_t n, int64_t HD, float scale, float* s) {
+// One query row (HD) over n keys (HD) and values (HDV): key j at kbase + j * kstride, value j at
+// vbase + j * vstride. Writes out (HDV) and returns the log-sum-exp of the scaled scores. s: scratch
+// of >= n floats.
+float attend_row(float* out, const float* qr, const float* kbase, const float* vbase, int64_t kstride,
+                 int64_t vstride, int64_t n, int64_t HD, int64_t HDV, float scale, float* s) {
   float m = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n; ++j) {
-    s[j] = scale * dot(qr, kbase + j * stride, HD);
+    s[j] = scale * dot(qr, kbase + j * kstride, HD);
     m = std::max(m, s[j]);
   }
   float sum = 0.0f;
@@ -36,9 +37,9 @@ float attend_row(float* out, const float* qr, const float* kbase, const float* v
     s[j] = std::exp(s[j] - m);
     sum += s[j];
   }
-  std::memset(out, 0, size_t(HD) * sizeof(float));
+  std::memset(out, 0, size_t(HDV) * sizeof(float));
   const float inv = 1.0f / sum;
-  for (int64_t j = 0; j < n; ++j) axpy(out, s[j] * inv, vbase + j * stride, HD);
+  for (int64_t j = 0; j < n; ++j) axpy(out, s[j] * inv, vbase + j * vstride, HDV);
   return m + std::log(sum);
 }
 
@@ -46,30 +47,29 @@ float attend_row(float* out, const float* qr, const float* kbase, const float* v
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                       int64_t HD, float scale) {
+                       int64_t HD, int64_t HDV, float scale) {
   std::vector<int32_t> start(static_cast<size_t>(T));
   int64_t maxlen = 0;
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = cu_seqlens[b]; t < cu_seqlens[b + 1]; ++t) start[size_t(t)] = cu_seqlens[b];
     maxlen = std::max<int64_t>(maxlen, cu_seqlens[b + 1] - cu_seqlens[b]);
   }
-  const int64_t group = NH / NKV, stride = NKV * HD;
-#pragma omp parallel if (T * maxlen * NH * HD >= kParallelMin)
+  const int64_t group = NH / NKV, kstride = NKV * HD, vstride = NKV * HDV;
+#pragma omp parallel if (T * maxlen * NH * (HD + HDV) / 2 >= kParallelMin)
   {
     std::vector<float> s(static_cast<size_t>(std::max<int64_t>(maxlen, 1)));
 #pragma omp for schedule(dynamic, 8)
     for (int64_t th = 0; th < T * NH; ++th) {
       const int64_t t = th / NH, h = th % NH, g = h / group, s0 = start[size_t(t)];
-      const int64_t kv0 = s0 * stride + g * HD;
-      lse[th] = attend_row(out + th * HD, q + th * HD, k + kv0, v + kv0, stride, t - s0 + 1, HD, scale,
-                           s.data());
+      lse[th] = attend_row(out + th * HDV, q + th * HD, k + s0 * kstride + g * HD, v + s0 * vstride + g * HDV,
+                           kstride, vstride, t - s0 + 1, HD, HDV, scale, s.data());
     }
   }
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale) {
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
   (void)T;
   // One task per (sequence, kv head): it owns dk/dv of that kv head in that sequence and dq of the
   // query heads that share it, so tasks never write the same memory. Longest sequences first.
@@ -78,7 +78,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
     return cu_seqlens[a + 1] - cu_seqlens[a] > cu_seqlens[b + 1] - cu_seqlens[b];
   });
-  const int64_t group = NH / NKV, kstride = NKV * HD, qstride = NH * HD;
+  const int64_t group = NH / NKV, kstride = NKV * HD, vstride = NKV * HDV, qstride = NH * HD, ostride = NH * HDV;
 #pragma omp parallel if (T * NH * HD * 16 >= kParallelMin)
   {
     std::vector<float> dq_acc(static_cast<size_t>(HD));
@@ -89,20 +89,20 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
         for (int64_t i = s0; i < s1; ++i) {
           const float* qi = q + i * qstride + h * HD;
-          const float* doi = dout + i * qstride + h * HD;
-          const float* oi = out + i * qstride + h * HD;
+          const float* doi = dout + i * ostride + h * HDV;
+          const float* oi = out + i * ostride + h * HDV;
           const float li = lse[i * NH + h];
-          const float Di = dot(doi, oi, HD);
+          const float Di = dot(doi, oi, HDV);
           std::fill(dq_acc.begin(), dq_acc.end(), 0.0f);
           for (int64_t j = s0; j <= i; ++j) {
             const float* kj = k + j * kstride + g * HD;
-            const float* vj = v + j * kstride + g * HD;
+            const float* vj = v + j * vstride + g * HDV;
             const float p = std::exp(scale * dot(qi, kj, HD) - li);
-            const float dp = dot(doi, vj, HD);
+            const float dp = dot(doi, vj, HDV);
             const float ds = p * (dp - Di);
             axpy(dq_acc.data(), ds, kj, HD);
             axpy(dk + j * kstride + g * HD, scale * ds, qi, HD);
-            axpy(dv + j * kstride + g * HD, p, doi, HD);
+            axpy(dv + j * vstride + g * HDV, p, doi, HDV);
           }
           axpy(dq + i * qstride + h * HD, scale, dq_acc.data(), HD);
         }
@@ -135,8 +135,8 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
     for (int64_t th = 0; th < T * NH; ++th) {
       const int64_t t = th / NH, h = th % NH, g = h / group;
       const int64_t kv0 = int64_t(slots[t]) * L * stride + g * HD;
-      attend_row(out + th * HD, q + th * HD, k_cache + kv0, v_cache + kv0, stride, int64_t(pos[t]) + 1, HD,
-                 scale, s.data());
+      attend_row(out + th * HD, q + th * HD, k_cache + kv0, v_cache + kv0, stride, stride, int64_t(pos[t]) + 1, HD,
+                 HD, scale, s.data());
     }
   }
 }

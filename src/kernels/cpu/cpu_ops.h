@@ -44,15 +44,15 @@ void rope_backward(float* dx, const int32_t* positions, const float* inv_freq, i
                    int64_t HD);
 
 // ---- attention.cpp ----
-// Packed varlen causal GQA. q, out (T, NH, HD); k, v (T, NKV, HD); lse (T, NH); cu_seqlens (B + 1).
-// Query head h uses kv head h / (NH / NKV).
+// Packed varlen causal GQA. q (T, NH, HD); k (T, NKV, HD); v (T, NKV, HDV); out (T, NH, HDV);
+// lse (T, NH); cu_seqlens (B + 1). Query head h uses kv head h / (NH / NKV).
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                       int64_t HD, float scale);
-// dq (T, NH, HD) +=, dk, dv (T, NKV, HD) += ; flash-style recomputation from lse.
+                       int64_t HD, int64_t HDV, float scale);
+// dq (T, NH, HD) +=, dk (T, NKV, HD) +=, dv (T, NKV, HDV) += ; flash-style recomputation from lse.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale);
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 // k_cache, v_cache (S, L, NKV, HD); k, v (T, NKV, HD); token t goes to [slots[t], pos[t]].
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);

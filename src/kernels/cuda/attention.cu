@@ -1,5 +1,6 @@
-// Attention, simple and memory-linear: the f32 training attention, and the KV cache write (the
-// bf16 training attention is flash_attention.cu, the attention over the cache decode_attention.cu):
+// Attention, simple and memory-linear: the f32 training attention (q/k head dim HD, v head dim HDV,
+// each up to kMaxHeadDim), and the KV cache write (the bf16 training attention is flash_attention.cu,
+// the attention over the cache decode_attention.cu):
 // - forward: one block per (query row, head); each warp walks a share of the keys with an
 //   online softmax, lanes own head dims (d = lane + 32 i), and the warps merge their states at the end.
 // - backward: D = rowsum(dout * out) first, then a dq pass (one block per (query row, head)) and a
@@ -72,11 +73,12 @@ __device__ inline void store_warp_row(WarpRows& sh, const float (&acc)[kPer], in
   }
 }
 
-// One query row against n keys/values (row j at base + j * stride). Writes out (HD) and, when lse
-// is non-null, the log-sum-exp of the scaled scores. n >= 1.
+// One query row (HD) against n keys (HD) and values (HDV): key j at kbase + j * kstride, value j at
+// vbase + j * vstride. Writes out (HDV) and, when lse is non-null, the log-sum-exp of the scaled
+// scores. n >= 1.
 template <typename T>
-__device__ void attend_row(T* out, float* lse, const T* qr, const T* kbase, const T* vbase, int64_t stride,
-                           int64_t n, int HD, float scale) {
+__device__ void attend_row(T* out, float* lse, const T* qr, const T* kbase, const T* vbase, int64_t kstride,
+                           int64_t vstride, int64_t n, int HD, int HDV, float scale) {
   __shared__ WarpRows acc_sh;
   __shared__ float m_sh[kWarps], l_sh[kWarps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -86,16 +88,16 @@ __device__ void attend_row(T* out, float* lse, const T* qr, const T* kbase, cons
   for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = warp; j < n; j += kWarps) {
-    const float s = scale * warp_dot(q, kbase + j * stride, HD);
+    const float s = scale * warp_dot(q, kbase + j * kstride, HD);
     const float mnew = fmaxf(m, s);
     const float corr = expf(m - mnew), p = expf(s - mnew);
     l = l * corr + p;
 #pragma unroll
     for (int i = 0; i < kPer; ++i) acc[i] *= corr;
-    warp_axpy(acc, p, vbase + j * stride, HD);
+    warp_axpy(acc, p, vbase + j * vstride, HDV);
     m = mnew;
   }
-  store_warp_row(acc_sh, acc, HD);
+  store_warp_row(acc_sh, acc, HDV);
   if (lane == 0) {
     m_sh[warp] = m;
     l_sh[warp] = l;
@@ -111,7 +113,7 @@ __device__ void attend_row(T* out, float* lse, const T* qr, const T* kbase, cons
     L += l_sh[w] * wscale[w];
   }
   const float inv = 1.0f / L;
-  for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+  for (int d = threadIdx.x; d < HDV; d += blockDim.x) {
     float o = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) o += acc_sh.v[w][d] * wscale[w];
@@ -122,14 +124,14 @@ __device__ void attend_row(T* out, float* lse, const T* qr, const T* kbase, cons
 
 __global__ void __launch_bounds__(kWarps * 32)
 attention_forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
-                         const int32_t* cu, int64_t B, int64_t NH, int64_t NKV, int HD, float scale) {
+                         const int32_t* cu, int64_t B, int64_t NH, int64_t NKV, int HD, int HDV, float scale) {
   const int64_t th = blockIdx.x, t = th / NH, h = th % NH, g = h / (NH / NKV);
-  const int64_t s0 = cu[seq_of(cu, B, t)], stride = NKV * HD;
-  const int64_t kv0 = s0 * stride + g * HD;
-  attend_row(out + th * HD, lse + th, q + th * HD, k + kv0, v + kv0, stride, t - s0 + 1, HD, scale);
+  const int64_t s0 = cu[seq_of(cu, B, t)], kstride = NKV * HD, vstride = NKV * HDV;
+  attend_row(out + th * HDV, lse + th, q + th * HD, k + s0 * kstride + g * HD, v + s0 * vstride + g * HDV, kstride,
+             vstride, t - s0 + 1, HD, HDV, scale);
 }
 
-// D (rows) = rowsum(dout * out), one warp per (token, head) row.
+// D (rows) = rowsum(dout * out), one warp per (token, head) row of HD (the value head dim).
 __global__ void attention_delta_kernel(float* D, const float* dout, const float* out, int64_t rows, int HD) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + (threadIdx.x >> 5);
   if (row >= rows) return;
@@ -144,21 +146,22 @@ __global__ void attention_delta_kernel(float* D, const float* dout, const float*
 __global__ void __launch_bounds__(kWarps * 32)
 attention_dq_kernel(float* dq, const float* dout, const float* q, const float* k, const float* v,
                     const float* lse, const float* D, const int32_t* cu, int64_t B, int64_t NH, int64_t NKV,
-                    int HD, float scale) {
+                    int HD, int HDV, float scale) {
   __shared__ WarpRows sh;
   const int warp = threadIdx.x >> 5;
-  const int64_t th = blockIdx.x, i = th / NH, h = th % NH, g = h / (NH / NKV), stride = NKV * HD;
+  const int64_t th = blockIdx.x, i = th / NH, h = th % NH, g = h / (NH / NKV);
+  const int64_t kstride = NKV * HD, vstride = NKV * HDV;
   const int64_t s0 = cu[seq_of(cu, B, i)];
   float qv[kPer], dov[kPer], acc[kPer];
   load_row(qv, q + th * HD, HD);
-  load_row(dov, dout + th * HD, HD);
+  load_row(dov, dout + th * HDV, HDV);
 #pragma unroll
   for (int x = 0; x < kPer; ++x) acc[x] = 0.0f;
   const float li = lse[th], Di = D[th];
   for (int64_t j = s0 + warp; j <= i; j += kWarps) {
-    const float* kj = k + j * stride + g * HD;
+    const float* kj = k + j * kstride + g * HD;
     const float p = expf(scale * warp_dot(qv, kj, HD) - li);
-    const float dp = warp_dot(dov, v + j * stride + g * HD, HD);
+    const float dp = warp_dot(dov, v + j * vstride + g * HDV, HDV);
     warp_axpy(acc, p * (dp - Di), kj, HD);
   }
   store_warp_row(sh, acc, HD);
@@ -176,37 +179,39 @@ attention_dq_kernel(float* dq, const float* dout, const float* q, const float* k
 __global__ void __launch_bounds__(kWarps * 32)
 attention_dkdv_kernel(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                       const float* lse, const float* D, const int32_t* cu, int64_t B, int64_t NH, int64_t NKV,
-                      int HD, float scale) {
+                      int HD, int HDV, float scale) {
   __shared__ WarpRows sh_k, sh_v;
   const int warp = threadIdx.x >> 5;
   const int64_t jg = blockIdx.x, j = jg / NKV, g = jg % NKV, group = NH / NKV;
   const int64_t s1 = cu[seq_of(cu, B, j) + 1], n = s1 - j;
   float kv[kPer], vv[kPer], dk_acc[kPer], dv_acc[kPer];
   load_row(kv, k + jg * HD, HD);
-  load_row(vv, v + jg * HD, HD);
+  load_row(vv, v + jg * HDV, HDV);
 #pragma unroll
   for (int x = 0; x < kPer; ++x) dk_acc[x] = dv_acc[x] = 0.0f;
   for (int64_t w = warp; w < group * n; w += kWarps) {
     const int64_t h = g * group + w / n, i = j + w % n, ih = i * NH + h;
     const float* qi = q + ih * HD;
-    const float* doi = dout + ih * HD;
+    const float* doi = dout + ih * HDV;
     const float p = expf(scale * warp_dot(kv, qi, HD) - lse[ih]);
-    const float dp = warp_dot(vv, doi, HD);
+    const float dp = warp_dot(vv, doi, HDV);
     warp_axpy(dk_acc, scale * p * (dp - D[ih]), qi, HD);
-    warp_axpy(dv_acc, p, doi, HD);
+    warp_axpy(dv_acc, p, doi, HDV);
   }
   store_warp_row(sh_k, dk_acc, HD);
-  store_warp_row(sh_v, dv_acc, HD);
+  store_warp_row(sh_v, dv_acc, HDV);
   __syncthreads();
   for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-    float a = 0.0f, b = 0.0f;
+    float a = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      a += sh_k.v[w][d];
-      b += sh_v.v[w][d];
-    }
+    for (int w = 0; w < kWarps; ++w) a += sh_k.v[w][d];
     dk[jg * HD + d] += a;
-    dv[jg * HD + d] += b;
+  }
+  for (int d = threadIdx.x; d < HDV; d += blockDim.x) {
+    float b = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) b += sh_v.v[w][d];
+    dv[jg * HDV + d] += b;
   }
 }
 
@@ -242,38 +247,34 @@ void kv_cache_write_t(T* k_cache, T* v_cache, const T* k, const T* v, const int3
   CUDA_CHECK_LAUNCH();
 }
 
-void check_head_dim(int64_t HD) {
-  if (HD > kMaxHeadDim) throw_error("CUDA attention: head dim HD > 256 is not supported");
-}
-
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                       int64_t HD, float scale) {
+                       int64_t HD, int64_t HDV, float scale) {
   if (T == 0 || NH == 0) return;
-  check_head_dim(HD);
   attention_forward_kernel<<<unsigned(T * NH), kWarps * 32, 0, context().stream>>>(out, lse, q, k, v, cu_seqlens,
-                                                                                    B, NH, NKV, int(HD), scale);
+                                                                                    B, NH, NKV, int(HD), int(HDV),
+                                                                                    scale);
   CUDA_CHECK_LAUNCH();
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale) {
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
   if (T == 0 || NH == 0) return;
-  check_head_dim(HD);
   Context& ctx = context();
   auto* D = static_cast<float*>(ctx.scratch(size_t(T * NH) * sizeof(float)));
   constexpr int kRowsPerBlock = 8;
   attention_delta_kernel<<<unsigned((T * NH + kRowsPerBlock - 1) / kRowsPerBlock), kRowsPerBlock * 32, 0,
-                           ctx.stream>>>(D, dout, out, T * NH, int(HD));
+                           ctx.stream>>>(D, dout, out, T * NH, int(HDV));
   CUDA_CHECK_LAUNCH();
   attention_dq_kernel<<<unsigned(T * NH), kWarps * 32, 0, ctx.stream>>>(dq, dout, q, k, v, lse, D, cu_seqlens, B,
-                                                                         NH, NKV, int(HD), scale);
+                                                                         NH, NKV, int(HD), int(HDV), scale);
   CUDA_CHECK_LAUNCH();
   attention_dkdv_kernel<<<unsigned(T * NKV), kWarps * 32, 0, ctx.stream>>>(dk, dv, dout, q, k, v, lse, D,
-                                                                            cu_seqlens, B, NH, NKV, int(HD), scale);
+                                                                            cu_seqlens, B, NH, NKV, int(HD), int(HDV),
+                                                                            scale);
   CUDA_CHECK_LAUNCH();
 }
 

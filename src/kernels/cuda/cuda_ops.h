@@ -53,14 +53,15 @@ void rope_backward(float* dx, const int32_t* positions, const float* inv_freq, i
                    int64_t HD);
 void rope_backward(bf16* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H, int64_t HD);
 
-// ---- attention.cu ---- (HD <= kMaxHeadDim)
+// ---- attention.cu ---- (q/k head dim HD and v head dim HDV, each <= kMaxHeadDim; out and dout
+// have HDV)
 constexpr int64_t kMaxHeadDim = 256;
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                       int64_t HD, float scale);
+                       int64_t HD, int64_t HDV, float scale);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale);
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
                     const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
 void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* slots,
@@ -79,15 +80,18 @@ void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16*
                       float* workspace = nullptr, int64_t workspace_floats = 0);
 
 // ---- flash_attention.cu ---- bf16 on tensor cores, flash-style: memory linear in T.
-// Same semantics as the f32 versions above; lse stays f32. Tensor cores for the head dims the flash
-// kernels take; other head dims (HD <= kMaxHeadDim) run the f32 kernels on widened copies.
+// Same semantics as the f32 versions above; lse stays f32. Tensor cores for the (HD, HDV) pairs
+// flash_attention_native names, with 16-byte aligned operands; other head dims (each <=
+// kMaxHeadDim) and unaligned views run the f32 kernels on widened copies (the declared fallback).
+// Both return true when the tensor-core kernels ran, false for the fallback.
 // The backward uses the context's scratch for D = rowsum(dout * out) and an f32 dq accumulator.
-void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+bool flash_attention_native(int64_t HD, int64_t HDV);
+bool attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                        const int32_t* cu_seqlens, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                       int64_t HD, float scale);
-void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+                       int64_t HD, int64_t HDV, float scale);
+bool attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
                         const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale);
+                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 
 // ---- swiglu.cu ----
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);

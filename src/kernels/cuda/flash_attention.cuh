@@ -1,0 +1,164 @@
+#pragma once
+// Shared by the bf16 tensor-core attention: the kernels (flash_forward.cu, flash_backward.cu) and
+// their host entry points (flash_attention.cu). PTX wrappers, tile loads, the block -> tile map, the
+// per-head-dim configurations and the launchers. Internal to the backend.
+//
+// Fragment layouts are those of mma.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"): in a
+// quad (4 lanes), lane (g = lane / 4, t = lane % 4) holds rows g and g + 8, columns 2t and 2t + 1
+// of each 8-column tile.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_common.cuh"
+
+namespace r1::cuda::flash {
+
+using bfloat = __nv_bfloat16;
+
+// The (HD, HDV) pairs with tensor-core kernels (q/k head dim, v head dim). Other head dims run the
+// f32 kernels on widened copies (a fallback that ops::supports declares).
+#define R1_FLASH_HEAD_DIMS(X) X(32, 32) X(64, 64) X(96, 96) X(128, 128) X(192, 192) X(256, 256) X(192, 128)
+
+constexpr int kTile = 64;    // forward query rows per block; backward key rows per block
+constexpr int kBwdQ = 32;    // backward query rows per tile
+constexpr int kPadH = 8;     // bf16 row padding: 16-byte rows, conflict-free ldmatrix
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+// Dynamic shared memory that still lets two blocks share an SM (228 KB, 1 KB reserved per block).
+constexpr size_t kTwoBlocksSmem = 113 * 1024;
+
+// Forward: 4 warps of 16 query rows. Q stays in registers up to HD 128 (beyond, its fragments are
+// reloaded from shared memory per key tile, which keeps the O accumulator out of local memory);
+// key tiles of 64 rows unless that would leave one block per SM.
+template <int HD, int HDV>
+struct FwdConfig {
+  static constexpr int kThreads = 128;
+  static constexpr bool kQInRegs = HD <= 128;
+  static constexpr size_t smem_for(int kn) {
+    return size_t(kTile * (HD + kPadH) + 2 * kn * (HD + kPadH) + 2 * kn * (HDV + kPadH)) * sizeof(bfloat);
+  }
+  static constexpr int kKeys = smem_for(64) <= kTwoBlocksSmem ? 64 : 32;  // key rows per tile
+  static constexpr size_t kSmem = smem_for(kKeys);                          // Q, 2 x K, 2 x V
+};
+
+// Backward: each group of 16 key rows is one warp's up to head dims 128; beyond, WN = 2 warps share
+// it, each accumulating half of the dK/dV columns (the register budget) after exchanging halves of
+// the S^T and dP^T contractions through shared memory.
+template <int HD, int HDV>
+struct BwdConfig {
+  static constexpr int WN = HD <= 128 && HDV <= 128 ? 1 : 2;
+  static constexpr int kThreads = 128 * WN;
+  // K, V (64 rows); 2 x Q, 2 x dO (32 rows); dS^T (64 x (32 + 8)) bf16; 2 x lse, 2 x D (32 floats);
+  // with WN = 2 the exchange of the contraction halves: 32 floats per thread.
+  static constexpr size_t kSmem =
+      size_t(kTile * (HD + kPadH) + kTile * (HDV + kPadH) + 2 * kBwdQ * (HD + kPadH) + 2 * kBwdQ * (HDV + kPadH) +
+             kTile * (kBwdQ + kPadH)) * sizeof(bfloat) +
+      size_t(4 * kBwdQ) * sizeof(float) + (WN > 1 ? size_t(kThreads) * 32 * sizeof(float) : 0);
+};
+
+// ---- PTX wrappers ----
+
+__device__ inline uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ inline void ldsm_x4(uint32_t (&r)[4], const bfloat* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ inline void ldsm_x4_t(uint32_t (&r)[4], const bfloat* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ inline void ldsm_x2_t(uint32_t (&r)[2], const bfloat* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(smem_addr(p)));
+}
+
+// d (16x8 f32) += a (16x16 bf16) @ b (16x8 bf16)
+__device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ inline uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The A fragment (16 x 16) made of two 16x8 accumulator tiles c0 (columns 0-7) and c1 (8-15).
+__device__ inline void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = pack_bf16(c0[0], c0[1]);
+  a[1] = pack_bf16(c0[2], c0[3]);
+  a[2] = pack_bf16(c1[0], c1[1]);
+  a[3] = pack_bf16(c1[2], c1[3]);
+}
+
+__device__ inline void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Queues the copy of `rows` rows (D bf16 each, global row stride gstride) into ROWS shared rows of
+// stride D + kPadH, zero-filling the rows past `rows`. NT: threads in the block.
+template <int D, int ROWS, int NT>
+__device__ inline void load_tile_async(bfloat* dst, const bfloat* src, int64_t gstride, int rows) {
+  constexpr int kVec = D / 8;
+  for (int i = threadIdx.x; i < ROWS * kVec; i += NT) {
+    const int r = i / kVec, c = (i % kVec) * 8;
+    const bool valid = r < rows;
+    cp_async16(dst + r * (D + kPadH) + c, src + int64_t(valid ? r : 0) * gstride + c, valid);
+  }
+}
+
+// Maps a block index to (sequence, tile within it); false for blocks past the last tile. tiles[b] is
+// the number of tiles before sequence b, tiles[B] the total. The forward visits blocks last-first,
+// so each sequence's late (most expensive, causal) query tiles start first; the backward's
+// expensive key tiles are the early ones, visited first as they come.
+__device__ inline bool find_tile(const int32_t* tiles, int64_t B, bool reverse, int& b, int& tile) {
+  const int x = reverse ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+  if (x >= tiles[B]) return false;
+  int lo = 0, hi = int(B) - 1;
+  while (lo < hi) {  // largest b with tiles[b] <= x (skips empty sequences)
+    const int mid = (lo + hi + 1) / 2;
+    if (tiles[mid] <= x) lo = mid; else hi = mid - 1;
+  }
+  b = lo;
+  tile = x - tiles[lo];
+  return true;
+}
+
+// An upper bound on the tiles of all sequences: each adds at most one partial tile.
+inline unsigned max_tiles(int64_t B, int64_t T) { return unsigned(T / kTile + B); }
+
+// Raises a kernel's dynamic shared memory limit when it needs more than the default 48 KB.
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+// ---- launchers (instantiated for R1_FLASH_HEAD_DIMS) ----
+
+// out (T, NH, HDV), lse (T, NH); q (T, NH, HD), k (T, NKV, HD), v (T, NKV, HDV); tiles: the
+// kTile-row tile offsets of cu.
+template <int HD, int HDV>
+void launch_forward(bfloat* out, float* lse, const bfloat* q, const bfloat* k, const bfloat* v, const int32_t* cu,
+                    const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale);
+
+// dk_part (T, NH, HD), dv_part (T, NH, HDV): this query head's share of dK and dV, written (not
+// added) for every key row; dq_acc (T, NH, HD) f32 += dQ (atomics); D (T, NH) = rowsum(dO * O).
+template <int HD, int HDV>
+void launch_backward(float* dk_part, float* dv_part, float* dq_acc, const bfloat* dout, const bfloat* q,
+                     const bfloat* k, const bfloat* v, const float* lse, const float* D, const int32_t* cu,
+                     const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale);
+
+}  // namespace r1::cuda::flash

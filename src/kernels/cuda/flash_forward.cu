@@ -1,0 +1,182 @@
+// The bf16 flash attention forward on the tensor cores (FlashAttention-2 order): one block per
+// (query tile of 64 rows, query head); each of 4 warps owns 16 query rows and keeps S, P and O in
+// mma.sync fragments (online softmax on fragment rows, quad shuffles). Key/value tiles (64 rows, or
+// 32 for the largest head dims: FwdConfig) are double-buffered in shared memory with cp.async.
+// Scores never leave registers, so memory stays linear in T; only the log-sum-exp is saved.
+#include "kernels/cuda/flash_attention.cuh"
+
+namespace r1::cuda::flash {
+
+namespace {
+
+template <int HD, int HDV>
+__global__ void __launch_bounds__(FwdConfig<HD, HDV>::kThreads) flash_forward_kernel(
+    bfloat* out, float* lse, const bfloat* q, const bfloat* k, const bfloat* v, const int32_t* cu,
+    const int32_t* tiles, int64_t B, int64_t NH, int64_t NKV, float scale_log2) {
+  using Cfg = FwdConfig<HD, HDV>;
+  constexpr int KN = Cfg::kKeys, NT = Cfg::kThreads;
+  int b, tile;
+  if (!find_tile(tiles, B, true, b, tile)) return;
+  constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bfloat* sQ = reinterpret_cast<bfloat*>(smem);
+  bfloat* sK = sQ + kTile * ld;      // [2][KN * ld]
+  bfloat* sV = sK + 2 * KN * ld;     // [2][KN * ldv]
+
+  const int h = blockIdx.y, g = int(h / (NH / NKV));
+  const int64_t start = cu[b];
+  const int L = cu[b + 1] - cu[b], q0 = tile * kTile;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  const int64_t qstride = NH * HD, ostride = NH * HDV, kstride = NKV * HD, vstride = NKV * HDV;
+  const bfloat* kbase = k + start * kstride + int64_t(g) * HD;
+  const bfloat* vbase = v + start * vstride + int64_t(g) * HDV;
+
+  load_tile_async<HD, kTile, NT>(sQ, q + (start + q0) * qstride + int64_t(h) * HD, qstride, min(kTile, L - q0));
+  const int n_kv = (min(L, q0 + kTile) + KN - 1) / KN;
+  load_tile_async<HD, KN, NT>(sK, kbase, kstride, min(KN, L));
+  load_tile_async<HDV, KN, NT>(sV, vbase, vstride, min(KN, L));
+  cp_async_commit();
+
+  float o[HDV / 8][4];
+#pragma unroll
+  for (int i = 0; i < HDV / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
+  const int qrow[2] = {q0 + warp * 16 + gq, q0 + warp * 16 + gq + 8};
+
+  for (int j = 0; j < n_kv; ++j) {
+    if (j + 1 < n_kv) {
+      const int kt = (j + 1) * KN, rows = min(KN, L - kt);
+      load_tile_async<HD, KN, NT>(sK + ((j + 1) & 1) * KN * ld, kbase + int64_t(kt) * kstride, kstride, rows);
+      load_tile_async<HDV, KN, NT>(sV + ((j + 1) & 1) * KN * ldv, vbase + int64_t(kt) * vstride, vstride, rows);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if constexpr (Cfg::kQInRegs) {
+      if (j == 0) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk)
+          ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * ld + kk * 16 + (lane >> 4) * 8);
+      }
+    }
+    const bfloat* sKb = sK + (j & 1) * KN * ld;
+    const bfloat* sVb = sV + (j & 1) * KN * ldv;
+    const int kt = j * KN;
+
+    // S (16 x KN) = Q K^T
+    float s[KN / 8][4];
+#pragma unroll
+    for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[4];
+      if constexpr (Cfg::kQInRegs) {
+        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+      } else {
+        ldsm_x4(qa, sQ + (warp * 16 + (lane & 15)) * ld + kk * 16 + (lane >> 4) * 8);
+      }
+#pragma unroll
+      for (int np = 0; np < KN / 16; ++np) {
+        uint32_t bk[4];
+        ldsm_x4(bk, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma(s[2 * np], qa, bk[0], bk[1]);
+        mma(s[2 * np + 1], qa, bk[2], bk[3]);
+      }
+    }
+
+    // Online softmax (log2 domain); rows qrow[0] (elements 0, 1) and qrow[1] (2, 3).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < KN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = kt + nt * 8 + 2 * tq + (e & 1), row = qrow[e >> 1];
+        const float x = (key <= row && key < L) ? s[nt][e] * scale_log2 : -INFINITY;
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    }
+    float alpha[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      base[r] = m_new == -INFINITY ? 0.0f : m_new;  // fully masked so far: p = 0
+      alpha[r] = exp2f(m[r] - base[r]);
+      m[r] = m_new;
+      l[r] *= alpha[r];  // per-lane partial sums; reduced over the quad at the end
+    }
+#pragma unroll
+    for (int nt = 0; nt < KN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = exp2f(s[nt][e] - base[e >> 1]);
+        s[nt][e] = p;
+        l[e >> 1] += p;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < HDV / 8; ++i) {
+      o[i][0] *= alpha[0];
+      o[i][1] *= alpha[0];
+      o[i][2] *= alpha[1];
+      o[i][3] *= alpha[1];
+    }
+
+    // O (16 x HDV) += P (16 x KN) V (KN x HDV)
+#pragma unroll
+    for (int kk = 0; kk < KN / 16; ++kk) {
+      uint32_t pa[4];
+      acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < HDV / 16; ++dp) {
+        uint32_t bv[4];
+        ldsm_x4_t(bv, sVb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
+        mma(o[2 * dp], pa, bv[0], bv[1]);
+        mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+      }
+    }
+    __syncthreads();  // all warps are done with this buffer before it is refilled
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    if (qrow[r] >= L) continue;
+    const int64_t t = start + qrow[r];
+    const float inv = 1.0f / l[r];
+    bfloat* dst = out + t * ostride + int64_t(h) * HDV + 2 * tq;
+#pragma unroll
+    for (int nt = 0; nt < HDV / 8; ++nt)
+      *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8) =
+          __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
+    if (tq == 0) lse[t * NH + h] = (m[r] + log2f(l[r])) * kLn2;
+  }
+}
+
+}  // namespace
+
+template <int HD, int HDV>
+void launch_forward(bfloat* out, float* lse, const bfloat* q, const bfloat* k, const bfloat* v, const int32_t* cu,
+                    const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale) {
+  using Cfg = FwdConfig<HD, HDV>;
+  static const bool configured = (allow_smem(flash_forward_kernel<HD, HDV>, Cfg::kSmem), true);
+  (void)configured;
+  const dim3 grid(max_tiles(B, T), unsigned(NH));
+  flash_forward_kernel<HD, HDV><<<grid, Cfg::kThreads, Cfg::kSmem, context().stream>>>(out, lse, q, k, v, cu, tiles,
+                                                                                      B, NH, NKV, scale * kLog2e);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+#define R1_INSTANTIATE(D, DV)                                                                                       \
+  template void launch_forward<D, DV>(bfloat*, float*, const bfloat*, const bfloat*, const bfloat*, const int32_t*, \
+                                      const int32_t*, int64_t, int64_t, int64_t, int64_t, float);
+R1_FLASH_HEAD_DIMS(R1_INSTANTIATE)
+#undef R1_INSTANTIATE
+
+}  // namespace r1::cuda::flash

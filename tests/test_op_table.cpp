@@ -1,0 +1,349 @@
+// The op table (op_table.h): every op x dtype x device x shape against its double-precision
+// reference, run as one parameterised test: {Cpu,Cuda}/OpTable.MatchesReference/<op> runs every
+// row of the op on both dtypes; a failure names its case (op, dtype, device, sizes). The CUDA
+// tests skip without a GPU.
+//
+// Rows: each op at the shapes of the old hand-written tests (tests/test_ops.cpp and the CUDA f32
+// and bf16 op tests), odd sizes, and the attention head sizes 64/96/128/192/256 (and q/k 192 with
+// v 128, MLA). Rows that fill a GPU run on CUDA only (their CPU reference samples rows).
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "op_table.h"
+#include "require_gpu.h"
+#include "tensor/device_memory.h"
+
+namespace optable {
+
+namespace {
+
+using ops::Path;
+constexpr unsigned kGpu = kCuda;
+constexpr int64_t M = 1024 * 1024;
+
+// Each shape for each of the ops.
+void add_rows(std::vector<Row>& rows, std::initializer_list<Op> ops_, std::initializer_list<Row> shapes) {
+  for (Op op : ops_)
+    for (Row r : shapes) {
+      r.op = op;
+      rows.push_back(r);
+    }
+}
+
+std::vector<Row> table() {
+  std::vector<Row> t;
+  const Op any = Op::zero;  // placeholder: add_rows sets each row's op
+  add_rows(t, {Op::embedding_forward, Op::embedding_backward},
+           {{any, {.C = 37, .V = 11, .T = 13, .repeats = true}},
+            {any, {.C = 37, .V = 7, .T = 13}},
+            {any, {.C = 1024, .V = 5000, .T = 4096}, kF32, kGpu},
+            {any, {.C = 896, .V = 32000, .T = 8192}, kBF16, kGpu}});
+  add_rows(t, {Op::rmsnorm_forward, Op::rmsnorm_backward},
+           {{any, {.N = 13, .C = 37}},
+            {any, {.N = 37, .C = 100}},
+            {any, {.N = 3, .C = 4099}},
+            {any, {.N = 4096, .C = 1024}, kF32, kGpu},
+            {any, {.N = 8192, .C = 896}, kBF16, kGpu},
+            {any, {.N = 8192, .C = 1536}, kBF16, kGpu}});
+  add_rows(t, {Op::linear_forward, Op::linear_backward},
+           {{any, {.N = 13, .IC = 37, .OC = 19, .bias = true}},
+            {any, {.N = 13, .IC = 37, .OC = 19}},
+            {any, {.N = 1, .IC = 5, .OC = 3}},
+            {any, {.N = 37, .IC = 100, .OC = 19, .bias = true}},
+            {any, {.N = 37, .IC = 100, .OC = 19, .offset = 3, .bias = true}},  // unaligned operands
+            {any, {.N = 33, .IC = 37, .OC = 29, .offset = 1}},
+            {any, {.N = 2048, .IC = 1024, .OC = 1024, .bias = true}, kF32, kGpu},
+            {any, {.N = 4096, .IC = 1024, .OC = 3072}, kF32, kGpu},
+            {any, {.N = 8192, .IC = 1536, .OC = 4864}, kBF16, kGpu},                 // MLP up
+            {any, {.N = 8192, .IC = 4864, .OC = 896}, kBF16, kGpu},                  // MLP down
+            {any, {.N = 8192, .IC = 896, .OC = 1152, .bias = true}, kBF16, kGpu}});  // fused q/k/v
+  add_rows(t, {Op::linear_forward}, {{any, {.N = 64, .IC = 32, .OC = 48, .wide_out = true}, kBF16}});
+  add_rows(t, {Op::rope_forward, Op::rope_backward},
+           {{any, {.T = 13, .H = 3, .HD = 16, .maxpos = 4000}},
+            {any, {.T = 13, .H = 2, .HD = 8, .maxpos = 40}},
+            {any, {.T = 13, .H = 3, .HD = 38, .maxpos = 7}},
+            {any, {.T = 4096, .H = 16, .HD = 128, .maxpos = 32768}, kF32, kGpu},
+            {any, {.T = 8192, .H = 16, .HD = 128, .maxpos = 32768}, kBF16, kGpu},
+            {any, {.T = 8192, .H = 16, .HD = 64, .maxpos = 4096}, kBF16, kGpu}});
+  add_rows(t, {Op::swiglu_forward, Op::swiglu_backward},
+           {{any, {.N = 13, .I = 37}},
+            {any, {.N = 3, .I = 4099}},
+            {any, {.N = 4096, .I = 2816}, kF32, kGpu},
+            {any, {.N = 8192, .I = 4864}, kBF16, kGpu}});
+  add_rows(t, {Op::add, Op::add_inplace, Op::scale_inplace, Op::zero, Op::sum_squares},
+           {{any, {.N = 1001}},
+            {any, {.N = 37}},
+            {any, {.N = 1}},
+            {any, {.N = 37, .offset = 3}},
+            {any, {.N = 4 * M}, kF32, kGpu},
+            {any, {.N = 8192 * 896}, kBF16, kGpu},
+            {any, {.N = 8192 * 896 + 5, .offset = 3}, kBF16, kGpu}});
+  add_rows(t, {Op::adamw_update},
+           {{any, {.N = 37, .steps = 4}},
+            {any, {.N = 481}},
+            {any, {.N = 1000, .offset = 1}},
+            {any, {.N = 4 * M}, kBothDtypes, kGpu},
+            {any, {.N = 4 * M + 3, .offset = 1}, kBothDtypes, kGpu}});
+  add_rows(t, {Op::cross_entropy_forward, Op::cross_entropy_backward},
+           {{any, {.T = 9}}, {any, {.T = 13}}, {any, {.T = 13, .masked = true}}, {any, {.T = 4096}}});
+  add_rows(
+      t, {Op::attention_forward, Op::attention_backward},
+      {{any, {.lens = {5, 1, 13, 7}, .NH = 4, .NKV = 2, .HD = 8}},  // GQA, a length-1 sequence
+       {any, {.lens = {9, 4, 1}, .NH = 3, .NKV = 3, .HD = 12}},     // MHA
+       {any, {.lens = {6, 0, 11}, .NH = 4, .NKV = 1, .HD = 6}},     // MQA, an empty sequence
+       {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 36}},
+       {any, {.lens = {1, 1, 2}, .NH = 4, .NKV = 2, .HD = 80}},
+       {any, {.lens = {0, 9, 0}, .NH = 2, .NKV = 2, .HD = 2}},
+       {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 16}},
+       {any, {.lens = {33, 2}, .NH = 4, .NKV = 2, .HD = 40}},
+       {any, {.lens = {1, 5, 7}, .NH = 3, .NKV = 1, .HD = 32}},
+       {any, {.lens = {70, 1, 33}, .NH = 4, .NKV = 2, .HD = 64}},
+       {any, {.lens = {0, 9, 0, 1}, .NH = 4, .NKV = 4, .HD = 96}},
+       {any, {.lens = {129, 63, 65}, .NH = 6, .NKV = 2, .HD = 128}},
+       {any, {.lens = {1, 70, 33}, .NH = 4, .NKV = 2, .HD = 192}},
+       {any, {.lens = {40}, .NH = 2, .NKV = 1, .HD = 256}},
+       {any, {.lens = {65, 2, 31}, .NH = 2, .NKV = 1, .HD = 256}},
+       {any, {.lens = {70, 1, 33}, .NH = 4, .NKV = 2, .HD = 192, .HDv = 128}},  // MLA
+       {any, {.lens = {9, 5}, .NH = 2, .NKV = 1, .HD = 64, .HDv = 32}},
+       {any, {.lens = {33, 2}, .NH = 4, .NKV = 2, .HD = 64, .offset = 1}},  // unaligned views
+       {any, {.lens = {2}, .NH = 1, .NKV = 1, .HD = 258}},                  // past CUDA's head dims
+       {any, {.lens = {1024, 700, 1, 0, 333, 37}, .NH = 16, .NKV = 4, .HD = 128}, kF32, kGpu},
+       {any, {.lens = {512, 512}, .NH = 8, .NKV = 8, .HD = 64}, kF32, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 14, .NKV = 2, .HD = 64}, kBF16, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 12, .NKV = 2, .HD = 128}, kBF16, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 14, .NKV = 2, .HD = 32}, kBF16, kGpu},
+       {any,
+        {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 14, .NKV = 2, .HD = 64},
+        kBF16,
+        kGpu},
+       {any,
+        {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 12, .NKV = 2, .HD = 128},
+        kBF16,
+        kGpu},
+       {any,
+        {.lens = {1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024}, .NH = 14, .NKV = 2, .HD = 32},
+        kBF16,
+        kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 16, .NKV = 2, .HD = 192}, kBothDtypes, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 8, .NKV = 1, .HD = 256}, kBothDtypes, kGpu},
+       {any, {.lens = {1, 17, 300, 1024}, .NH = 16, .NKV = 2, .HD = 192, .HDv = 128}, kBothDtypes, kGpu},
+       {any, {.lens = {1024, 1024, 1024, 1024}, .NH = 16, .NKV = 16, .HD = 192, .HDv = 128}, kBF16, kGpu}});
+  add_rows(t, {Op::kv_cache_write},
+           {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
+            {any, {.T = 50, .NKV = 2, .HD = 192, .S = 3, .L = 40}},
+            {any, {.T = 50, .NKV = 1, .HD = 256, .S = 3, .L = 40}},
+            {any, {.T = 2048, .NKV = 4, .HD = 128, .S = 8, .L = 1024}, kF32, kGpu},
+            {any, {.T = 2048, .NKV = 2, .HD = 64, .S = 8, .L = 1024}, kBF16, kGpu},
+            {any, {.T = 4096, .NKV = 2, .HD = 128, .S = 16, .L = 512}, kBF16, kGpu}});
+  add_rows(
+      t, {Op::attention_cached},
+      {// scattered over the cache
+       {any, {.T = 5, .NH = 3, .NKV = 1, .HD = 6, .S = 2, .L = 9, .scatter = true}},
+       {any, {.T = 2048, .NH = 16, .NKV = 4, .HD = 128, .S = 8, .L = 1024, .scatter = true}, kF32, kGpu},
+       {any, {.T = 2048, .NH = 14, .NKV = 2, .HD = 64, .S = 8, .L = 1024, .scatter = true}, kBF16, kGpu},
+       {any, {.T = 4096, .NH = 12, .NKV = 2, .HD = 128, .S = 16, .L = 512, .scatter = true}, kBF16, kGpu},
+       // decode steps, through the split (flash-decoding) path and without it
+       {any,
+        {.T = 1, .NH = 8, .NKV = 1, .HD = 128, .L = 1500, .rows = 1, .workspace = true}},  // the most splits
+       {any, {.T = 5, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 1, .workspace = true}},  // G = 7
+       {any, {.T = 5, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 1}},
+       {any,
+        {.T = 64, .NH = 12, .NKV = 2, .HD = 128, .L = 600, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 64, .NH = 4, .NKV = 2, .HD = 128, .L = 600, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1}, kBothDtypes, kGpu},
+       {any, {.T = 6, .NH = 2, .NKV = 2, .HD = 80, .L = 300, .rows = 1, .workspace = true}},  // G = 1
+       {any,
+        {.T = 16, .NH = 8, .NKV = 2, .HD = 128, .L = 1500, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 8, .NH = 8, .NKV = 1, .HD = 256, .L = 1500, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1}, kBothDtypes, kGpu},
+       {any,
+        {.T = 3, .NH = 16, .NKV = 1, .HD = 64, .L = 1500, .rows = 1, .workspace = true}},  // two head groups
+       {any,
+        {.T = 4,
+         .NH = 24,
+         .NKV = 2,
+         .HD = 64,
+         .L = 1000,
+         .rows = 1,
+         .workspace = true}},  // groups of 8, 4
+                               // prefill chunks, and grids that fill the GPU without splitting
+       {any,
+        {.T = 48, .NH = 12, .NKV = 2, .HD = 128, .L = 1500, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 48, .NH = 14, .NKV = 2, .HD = 64, .L = 1500, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 512, .NH = 16, .NKV = 2, .HD = 64, .L = 1500, .rows = 128, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 512, .NH = 14, .NKV = 2, .HD = 64, .L = 160, .rows = 1, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 48, .NH = 8, .NKV = 2, .HD = 192, .L = 600, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 48, .NH = 8, .NKV = 2, .HD = 256, .L = 600, .rows = 16, .workspace = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 12, .NH = 4, .NKV = 2, .HD = 192, .L = 40, .rows = 4, .workspace = true}},
+       {any, {.T = 12, .NH = 2, .NKV = 1, .HD = 256, .L = 40, .rows = 4, .workspace = true}},
+       // head dims off the 16-byte path (element by element at 36; 198: 2 dims per thread)
+       {any, {.T = 5, .NH = 6, .NKV = 2, .HD = 36, .L = 1500, .rows = 1, .workspace = true}},
+       {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1, .workspace = true}},
+       {any, {.T = 3, .NH = 4, .NKV = 1, .HD = 198, .L = 700, .rows = 1}},
+       {any, {.T = 2, .NH = 3, .NKV = 1, .HD = 6, .L = 300, .rows = 1, .workspace = true}},
+       {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 258, .L = 10, .rows = 1}}});  // past CUDA's head dims
+  for (float tau : {0.0f, 0.7f, 1.3f}) {                                     // 0: temperature 1
+    for (int64_t chunk : {1, 7, 16, 53, 100}) {  // vocabulary chunks of 1 row to more than V
+      add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
+               {{any, {.C = 24, .V = 53, .T = 13, .chunk = chunk, .tau = tau}}});
+    }
+  }
+  add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
+           {{any, {.C = 37, .V = 101, .T = 13, .chunk = 17, .tau = 1.3f}},
+            {any, {.C = 8, .V = 3, .T = 1, .chunk = 1000}},
+            {any, {.C = 1024, .V = 32000, .T = 1024, .chunk = 8192, .tau = 0.7f}, kF32, kGpu},
+            {any, {.C = 896, .V = 151936, .T = 3000, .chunk = 16384}, kBF16, kGpu},
+            {any, {.C = 1536, .V = 151936, .T = 1024, .chunk = 8192, .tau = 0.7f}, kBF16, kGpu}});
+  return t;
+}
+
+// "N13_IC37_OC19_bias": the row's non-zero sizes and set flags.
+std::string sizes(const Shape& s) {
+  std::string n;
+  auto put = [&](const char* k, int64_t v) {
+    if (v) n += fmt::format("{}{}{}", n.empty() ? "" : "_", k, v);
+  };
+  auto flag = [&](const char* k, bool on) {
+    if (on) n += fmt::format("{}{}", n.empty() ? "" : "_", k);
+  };
+  put("N", s.N), put("C", s.C), put("V", s.V), put("T", s.T), put("IC", s.IC), put("OC", s.OC), put("H", s.H);
+  put("I", s.I);
+  if (!s.lens.empty()) {
+    n += n.empty() ? "lens" : "_lens";
+    for (size_t i = 0; i < s.lens.size(); ++i) n += fmt::format("{}{}", i ? "x" : "", s.lens[i]);
+  }
+  put("NH", s.NH), put("NKV", s.NKV), put("HD", s.HD), put("HDv", s.HDv), put("S", s.S), put("L", s.L);
+  put("rows", s.rows), put("chunk", s.chunk), put("maxpos", s.maxpos), put("steps", s.steps);
+  put("offset", s.offset);
+  if (s.tau > 0.0f) n += fmt::format("_tau{}", int(s.tau * 10 + 0.5f));
+  flag("bias", s.bias), flag("ws", s.workspace), flag("scatter", s.scatter), flag("repeats", s.repeats);
+  flag("wide", s.wide_out), flag("masked", s.masked);
+  return n;
+}
+
+const std::vector<Row>& rows() {
+  static const std::vector<Row> t = table();
+  return t;
+}
+
+// FNV-1a: each case draws its own inputs, whatever else runs.
+uint64_t seed_of(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+ops::OpShape op_shape(const Row& r, DType dt) {
+  const bool aligned = r.s.offset * int64_t(r1::dtype_size(dt)) % 16 == 0;
+  return {r.s.HD, r.s.HDv, aligned};
+}
+
+// One case: the row on a dtype and device, where supports() says it runs (and through the path it
+// says), else an error naming the op, the reason, and the shape when that is the reason.
+Path run_case(const Row& row, DType dt, Device dev) {
+  const std::string name = fmt::format("{} {} {} {}", ops::op_name(row.op), r1::dtype_name(dt),
+                                       r1::device_name(dev), sizes(row.s));
+  SCOPED_TRACE(name);
+  const ops::OpShape shape = op_shape(row, dt);
+  const ops::Support sup = ops::supports(row.op, shape, dt, dev);
+  Run run(row, dt, dev, seed_of(name));
+  run.label = sizes(row.s);
+  const Runner fn = runner(row.op);
+  EXPECT_NE(fn, nullptr);
+  if (!fn) return sup.path;
+  if (sup.path == Path::unsupported) {
+    std::vector<std::string> parts = {ops::op_name(row.op), sup.how};
+    if (ops::supports(row.op, {256, 0, true}, dt, dev).path != Path::unsupported) {
+      parts.push_back(ops::describe(shape));  // the sizes are the reason
+    }
+    expect_error([&] { fn(run); }, parts);
+    return sup.path;
+  }
+  ops::reset_path_counts();
+  fn(run);
+  const Path other = sup.path == Path::native ? Path::fallback : Path::native;
+  EXPECT_GE(ops::path_count(row.op, sup.path), 1) << ops::path_name(sup.path) << ": " << sup.how;
+  EXPECT_EQ(ops::path_count(row.op, other), 0)
+      << "supports() said " << ops::path_name(sup.path) << ": " << sup.how;
+  return sup.path;
+}
+
+// One test per (device, op): every row of the op on every dtype (one process per op keeps the
+// suite quick on few cores; a failure names its case).
+struct Param {
+  Op op;
+  Device dev;
+};
+
+class OpTable : public testing::TestWithParam<Param> {};
+
+TEST_P(OpTable, MatchesReference) {
+  const Param& p = GetParam();
+  if (p.dev == Device::CUDA) REQUIRE_GPU();
+  int cases[2][3] = {};  // [dtype][path]
+  for (const Row& r : rows()) {
+    if (r.op != p.op || !(r.devices & (p.dev == Device::CPU ? kCpu : kCuda))) continue;
+    for (DType dt : {DType::F32, DType::BF16}) {
+      if (r.dtypes & (dt == DType::F32 ? kF32 : kBF16))
+        ++cases[dt == DType::BF16][int(run_case(r, dt, p.dev))];
+    }
+  }
+  std::printf("[ OPTABLE ] %-24s %-4s f32: %d native, %d fallback, %d unsupported; bf16: %d, %d, %d\n",
+              ops::op_name(p.op), r1::device_name(p.dev), cases[0][0], cases[0][1], cases[0][2], cases[1][0],
+              cases[1][1], cases[1][2]);
+  EXPECT_GT(cases[0][0] + cases[0][1] + cases[1][0] + cases[1][1], 0)
+      << "no case of " << ops::op_name(p.op) << " ran";
+}
+
+std::vector<Param> params(Device dev) {
+  std::vector<Param> out;
+  for (int i = 0; i < ops::kNumOps; ++i) out.push_back({Op(i), dev});
+  return out;
+}
+
+std::string param_name(const testing::TestParamInfo<Param>& info) { return ops::op_name(info.param.op); }
+
+INSTANTIATE_TEST_SUITE_P(Cpu, OpTable, testing::ValuesIn(params(Device::CPU)), param_name);
+INSTANTIATE_TEST_SUITE_P(Cuda, OpTable, testing::ValuesIn(params(Device::CUDA)), param_name);
+
+}  // namespace
+
+}  // namespace optable

@@ -1,0 +1,268 @@
+// The op table's runners for attention: the packed causal attention (forward and backward, q/k head
+// dim HD and value head dim HDv), the KV cache write and the attention over the cache, each against
+// a double-precision reference computed on all rows or, for large cases, on sampled rows.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "op_table.h"
+
+namespace optable {
+
+namespace {
+
+constexpr Bound kAttnGrad{1e-4, 1e-2, 1e-5, 1e-4};
+
+struct Packed {
+  Vi cu;
+  int64_t T, B, NH, NKV, HD, HDv, maxlen;
+  std::vector<int64_t> start, end;  // each token's sequence [start, end)
+  float scale;
+};
+
+Packed packed(const Shape& s) {
+  Packed p;
+  p.cu = make_cu(s.lens);
+  p.T = p.cu.back();
+  p.B = int64_t(s.lens.size());
+  p.NH = s.NH, p.NKV = s.NKV, p.HD = s.HD, p.HDv = s.HDv ? s.HDv : s.HD;
+  p.maxlen = s.lens.empty() ? 0 : *std::max_element(s.lens.begin(), s.lens.end());
+  p.start.resize(sz(p.T));
+  p.end.resize(sz(p.T));
+  for (int64_t b = 0; b < p.B; ++b)
+    for (int64_t t = p.cu[b]; t < p.cu[b + 1]; ++t) p.start[t] = p.cu[b], p.end[t] = p.cu[b + 1];
+  p.scale = 1.0f / std::sqrt(float(p.HD));
+  return p;
+}
+
+template <typename X>
+double dotd(const X* a, const X* b, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(a[i]) * double(b[i]);
+  return s;
+}
+
+// Rows th = t * NH + h of the attention output (HDv each) and their log-sum-exp.
+template <typename X>
+void ref_attention(const Packed& p, const std::vector<X>& q, const std::vector<X>& k, const std::vector<X>& v,
+                   const Rows& rows, Vd& out, Vd& lse) {
+  out.assign(rows.size() * sz(p.HDv), 0.0);
+  lse.assign(rows.size(), 0.0);
+  const int64_t G = p.NH / p.NKV;
+  Vd s;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t t = rows[r] / p.NH, h = rows[r] % p.NH, g = h / G, s0 = p.start[t];
+    s.assign(sz(t - s0 + 1), 0.0);
+    double m = -INFINITY;
+    for (int64_t j = s0; j <= t; ++j) {
+      s[j - s0] = p.scale * dotd(&q[(t * p.NH + h) * p.HD], &k[(j * p.NKV + g) * p.HD], p.HD);
+      m = std::max(m, s[j - s0]);
+    }
+    double sum = 0.0;
+    for (double& x : s) sum += (x = std::exp(x - m));
+    for (int64_t j = s0; j <= t; ++j)
+      for (int64_t d = 0; d < p.HDv; ++d)
+        out[r * sz(p.HDv) + sz(d)] += s[j - s0] / sum * double(v[(j * p.NKV + g) * p.HDv + d]);
+    lse[r] = m + std::log(sum);
+  }
+}
+
+// The saved forward values the backward reads (out (T, NH, HDv), lse (T, NH)): from the forward op
+// on the case's device where it runs, else from the f32 CPU op (so an unsupported backward case
+// reaches the backward).
+void saved_forward(Run& c, const Packed& p, Vf& q, Vf& k, Vf& v, Vf& out, Vf& lse) {
+  out.assign(sz(p.T * p.NH * p.HDv), 0.0f);
+  lse.assign(sz(p.T * p.NH), 0.0f);
+  Vi cu = p.cu;
+  const int64_t B1 = p.B + 1;
+  const ops::Path fwd = ops::supports(Op::attention_forward, {p.HD, p.HDv}, c.dt, c.dev).path;
+  if (c.dev == Device::CUDA && fwd != ops::Path::unsupported) {
+    Tensor to = c.nan({p.T, p.NH, p.HDv}, c.dt), tl = c.nan({p.T, p.NH}, DType::F32);
+    ops::attention_forward(to, tl, c.act(q, {p.T, p.NH, p.HD}), c.act(k, {p.T, p.NKV, p.HD}),
+                           c.act(v, {p.T, p.NKV, p.HDv}), c.ints(cu, {B1}), p.scale);
+    out = Run::get(to);
+    lse = Run::get(tl);
+    return;
+  }
+  ops::attention_forward(Tensor::f32(out.data(), {p.T, p.NH, p.HDv}), Tensor::f32(lse.data(), {p.T, p.NH}),
+                         Tensor::f32(q.data(), {p.T, p.NH, p.HD}), Tensor::f32(k.data(), {p.T, p.NKV, p.HD}),
+                         Tensor::f32(v.data(), {p.T, p.NKV, p.HDv}), Tensor::i32(cu.data(), {B1}), p.scale);
+}
+
+}  // namespace
+
+void run_attention_forward(Run& c) {
+  const Packed p = packed(c.s);
+  Vf q = c.randn(p.T * p.NH * p.HD), k = c.randn(p.T * p.NKV * p.HD), v = c.randn(p.T * p.NKV * p.HDv);
+  Tensor tq = c.act(q, {p.T, p.NH, p.HD}), tk = c.act(k, {p.T, p.NKV, p.HD}),
+         tv = c.act(v, {p.T, p.NKV, p.HDv});
+  Tensor out = c.nan({p.T, p.NH, p.HDv}, c.dt), lse = c.nan({p.T, p.NH}, DType::F32);
+  ops::attention_forward(out, lse, tq, tk, tv, c.ints(p.cu, {p.B + 1}), p.scale);
+  const Rows rows = c.rows(p.T * p.NH, double(p.maxlen * (p.HD + p.HDv)));
+  Vd oref, lref;
+  ref_attention(p, q, k, v, rows, oref, lref);
+  c.check("attention_forward out", c.get(out), oref, rows, p.HDv, kReduce);
+  c.check("attention_forward lse(f32)", c.get(lse), lref, rows, 1, kReduce);
+}
+
+void run_attention_backward(Run& c) {
+  const Packed p = packed(c.s);
+  const int64_t T = p.T, NH = p.NH, NKV = p.NKV, HD = p.HD, HDv = p.HDv, G = NH / NKV;
+  Vf q = c.randn(T * NH * HD), k = c.randn(T * NKV * HD), v = c.randn(T * NKV * HDv), out, lse;
+  saved_forward(c, p, q, k, v, out, lse);
+  Vf g = c.randn(T * NH * HDv), dq0 = c.randn(T * NH * HD), dk0 = c.randn(T * NKV * HD),
+     dv0 = c.randn(T * NKV * HDv);
+  const Vf dq_init = dq0, dk_init = dk0, dv_init = dv0;
+  Tensor tdq = c.act(dq0, {T, NH, HD}), tdk = c.act(dk0, {T, NKV, HD}), tdv = c.act(dv0, {T, NKV, HDv});
+  ops::attention_backward(tdq, tdk, tdv, c.act(g, {T, NH, HDv}), c.act(q, {T, NH, HD}),
+                          c.act(k, {T, NKV, HD}), c.act(v, {T, NKV, HDv}), c.act(out, {T, NH, HDv}),
+                          c.f32(lse, {T, NH}), c.ints(p.cu, {p.B + 1}), p.scale);
+  const Vf dq = c.get(tdq), dk = c.get(tdk), dv = c.get(tdv);
+
+  // p_ij = exp(scale q_i.k_j - lse_i), ds_ij = p_ij (dout_i.v_j - dout_i.out_i): dq_i = scale
+  // sum_j ds_ij k_j; dk_j = scale sum_i ds_ij q_i; dv_j = sum_i p_ij dout_i (i, j in one sequence).
+  auto pds = [&](int64_t i, int64_t h, int64_t j, double& pij, double& dsij) {
+    const int64_t gg = h / G;
+    pij = std::exp(p.scale * dotd(&q[(i * NH + h) * HD], &k[(j * NKV + gg) * HD], HD) - lse[i * NH + h]);
+    const double dp = dotd(&g[(i * NH + h) * HDv], &v[(j * NKV + gg) * HDv], HDv);
+    const double Di = dotd(&g[(i * NH + h) * HDv], &out[(i * NH + h) * HDv], HDv);
+    dsij = pij * (dp - Di);
+  };
+  const double pair = double(2 * HD + 2 * HDv);
+  const Rows qr = c.rows(T * NH, double(p.maxlen) * pair), kr = c.rows(T * NKV, double(p.maxlen * G) * pair);
+  Vd edq = take_rows(dq_init, qr, HD), edk = take_rows(dk_init, kr, HD), edv = take_rows(dv_init, kr, HDv);
+  double pij, dsij;
+  for (size_t r = 0; r < qr.size(); ++r) {
+    const int64_t i = qr[r] / NH, h = qr[r] % NH;
+    for (int64_t j = p.start[i]; j <= i; ++j) {
+      pds(i, h, j, pij, dsij);
+      for (int64_t d = 0; d < HD; ++d)
+        edq[r * sz(HD) + sz(d)] += p.scale * dsij * k[(j * NKV + h / G) * HD + d];
+    }
+  }
+  for (size_t r = 0; r < kr.size(); ++r) {
+    const int64_t j = kr[r] / NKV, gg = kr[r] % NKV;
+    for (int64_t h = gg * G; h < (gg + 1) * G; ++h)
+      for (int64_t i = j; i < p.end[j]; ++i) {
+        pds(i, h, j, pij, dsij);
+        for (int64_t d = 0; d < HD; ++d) edk[r * sz(HD) + sz(d)] += p.scale * dsij * q[(i * NH + h) * HD + d];
+        for (int64_t d = 0; d < HDv; ++d) edv[r * sz(HDv) + sz(d)] += pij * g[(i * NH + h) * HDv + d];
+      }
+  }
+  c.check("attention_backward dq", dq, edq, qr, HD, kAttnGrad);
+  c.check("attention_backward dk", dk, edk, kr, HD, kAttnGrad);
+  c.check("attention_backward dv", dv, edv, kr, HDv, kAttnGrad);
+
+  if (c.fd(double(T * p.maxlen * NH * (HD + HDv)))) {
+    Vd qd = to_d(q), kd = to_d(k), vd = to_d(v);
+    const Rows all = Run::all_rows(T * NH);
+    auto loss = [&] {
+      Vd o, l;
+      ref_attention(p, qd, kd, vd, all, o, l);
+      return dot(o, g);
+    };
+    check_grad("dq", qd, diff(dq, dq_init), loss, 201, 60);
+    check_grad("dk", kd, diff(dk, dk_init), loss, 202, 60);
+    check_grad("dv", vd, diff(dv, dv_init), loss, 203, 60);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Distinct (slot, pos) per token: a random permutation of the first T cache rows.
+void scatter_tokens(Run& c, int64_t S, int64_t L, int64_t T, Vi& slots, Vi& pos) {
+  std::vector<int32_t> perm(sz(S * L));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[c.next_u32() % (i + 1)]);
+  slots.resize(sz(T));
+  pos.resize(sz(T));
+  for (int64_t t = 0; t < T; ++t) {
+    slots[t] = perm[t] / int32_t(L);
+    pos[t] = perm[t] % int32_t(L);
+  }
+}
+
+}  // namespace
+
+void run_kv_cache_write(Run& c) {
+  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, HD = c.s.HD, T = c.s.T, row = NKV * HD;
+  Vi slots, pos;
+  scatter_tokens(c, S, L, T, slots, pos);
+  Vf kc = c.randn(S * L * row), vc = c.randn(S * L * row), k = c.randn(T * row), v = c.randn(T * row);
+  Tensor tkc = c.act(kc, {S, L, NKV, HD}), tvc = c.act(vc, {S, L, NKV, HD});
+  ops::kv_cache_write(tkc, tvc, c.act(k, {T, NKV, HD}), c.act(v, {T, NKV, HD}), c.ints(slots, {T}),
+                      c.ints(pos, {T}));
+  Vd ek = to_d(kc), ev = to_d(vc);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t dst = (int64_t(slots[t]) * L + pos[t]) * row;
+    std::copy(k.begin() + t * row, k.begin() + (t + 1) * row, ek.begin() + dst);
+    std::copy(v.begin() + t * row, v.begin() + (t + 1) * row, ev.begin() + dst);
+  }
+  c.check("kv_cache_write k", c.get(tkc), ek, kExact);
+  c.check("kv_cache_write v", c.get(tvc), ev, kExact);
+}
+
+// Attention of T tokens over the cache (S, L, NKV, HD). s.scatter: tokens at distinct random cache
+// rows, the whole cache random (a prefill scattered over slots). Otherwise slots of s.rows tokens
+// at consecutive positions (1: decode steps; more: a prefill chunk per slot), attention lengths
+// random in [1, L] (slot 0 ends at L, slot 1 starts at 0), and the cache rows past every token's
+// reach NaN, so a kernel that reads them fails. s.workspace: the workspace
+// attention_cached_workspace asks for, starting as NaN (the split path when the grid is small).
+void run_attention_cached(Run& c) {
+  const int64_t T = c.s.T, L = c.s.L, NH = c.s.NH, NKV = c.s.NKV, HD = c.s.HD, row = NKV * HD;
+  const int64_t rows_per_slot = c.s.scatter ? 1 : c.s.rows;
+  const int64_t S = c.s.scatter ? c.s.S : (T + rows_per_slot - 1) / rows_per_slot;
+  Vi slots(sz(T)), pos(sz(T));
+  std::vector<int64_t> reach(sz(S), L);  // cache rows of each slot that some token reads
+  if (c.s.scatter) {
+    scatter_tokens(c, S, L, T, slots, pos);
+  } else {
+    for (int64_t s = 0; s < S; ++s) {
+      int64_t b = int64_t(c.next_u32() % uint32_t(L - rows_per_slot + 1));  // the chunk's first position
+      if (s == 0) b = L - rows_per_slot;
+      if (s == 1) b = 0;
+      for (int64_t t = s * rows_per_slot; t < std::min(T, (s + 1) * rows_per_slot); ++t) {
+        slots[t] = int32_t(s);
+        pos[t] = int32_t(b + t - s * rows_per_slot);
+        reach[s] = pos[t] + 1;
+      }
+    }
+  }
+  Vf kc = c.randn(S * L * row), vc = c.randn(S * L * row);
+  if (!c.s.scatter) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t s = 0; s < S; ++s) {
+      std::fill(kc.begin() + (s * L + reach[s]) * row, kc.begin() + (s + 1) * L * row, nan);
+      std::fill(vc.begin() + (s * L + reach[s]) * row, vc.begin() + (s + 1) * L * row, nan);
+    }
+  }
+  Vf q = c.randn(T * NH * HD);
+  Tensor tkc = c.act(kc, {S, L, NKV, HD}), tvc = c.act(vc, {S, L, NKV, HD}), tq = c.act(q, {T, NH, HD});
+  Tensor out = c.nan({T, NH, HD}, c.dt);
+  const int64_t ws = c.s.workspace ? ops::attention_cached_workspace(T, NH, HD, L) : 0;
+  const Tensor tws = ws > 0 ? c.nan({ws}, DType::F32) : Tensor();
+  const float scale = 1.0f / std::sqrt(float(HD));
+  ops::attention_cached(out, tq, tkc, tvc, c.ints(slots, {T}), c.ints(pos, {T}), scale, tws);
+
+  const Rows rows = c.rows(T * NH, double(L * 2 * HD));
+  Vd ref(rows.size() * sz(HD), 0.0), s;
+  const int64_t G = NH / NKV;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t t = rows[r] / NH, h = rows[r] % NH, n = pos[t] + 1;
+    const int64_t base = int64_t(slots[t]) * L * row + (h / G) * HD;
+    s.assign(sz(n), 0.0);
+    double m = -INFINITY, sum = 0.0;
+    for (int64_t j = 0; j < n; ++j)
+      m = std::max(m, s[j] = scale * dotd(&q[rows[r] * HD], &kc[base + j * row], HD));
+    for (double& x : s) sum += (x = std::exp(x - m));
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t d = 0; d < HD; ++d) ref[r * sz(HD) + sz(d)] += s[j] / sum * double(vc[base + j * row + d]);
+  }
+  c.label += ws > 0 ? " ws=" + std::to_string(ws) : " no ws";
+  c.check("attention_cached", c.get(out), ref, rows, HD, kReduce);
+}
+
+}  // namespace optable

@@ -1,0 +1,427 @@
+// Named CUDA backend tests beside the op table (test_op_table.cpp): device availability and
+// buffers, mixed devices, the cached attention's workspace size, the log-probs' token chunking on
+// the device, the dtype rules (checked before any device work, so they run without a GPU), the CPU
+// AdamW compute copy, and the per-op profiler. (Moved here from the hand-written
+// tests/test_cuda_ops.cpp and tests/test_cuda_bf16_ops.cpp when the op tests became a table.)
+// Tests that need a GPU skip without one.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "base/bf16.h"
+#include "base/error.h"
+#include "base/rng.h"
+#include "kernels/ops.h"
+#include "require_gpu.h"
+#include "tensor/device_memory.h"
+#include "tensor/tensor.h"
+
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_buffer.h"
+#include "device/cuda_device.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/profiler.h"
+#endif
+
+namespace {
+
+using r1::DType;
+using r1::Tensor;
+using Vf = std::vector<float>;
+using Vi = std::vector<int32_t>;
+using Vb = std::vector<uint16_t>;
+namespace ops = r1::ops;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+void expect_error(const std::function<void()>& fn, std::initializer_list<const char*> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no r1::Error thrown (expected: " << *parts.begin() << ")";
+  } catch (const r1::Error& e) {
+    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+Vb to_bits(const Vf& v) {
+  Vb b(v.size());
+  for (size_t i = 0; i < v.size(); ++i) b[i] = r1::f32_to_bf16(v[i]);
+  return b;
+}
+
+#ifdef R1_HAVE_CUDA
+
+uint64_t g_draws = 0;
+Vf randn(size_t n, float scale = 1.0f) {
+  r1::Rng rng(9000 + ++g_draws);
+  Vf v(n);
+  for (auto& x : v) x = scale * rng.normal();
+  return v;
+}
+
+Tensor F(Vf& v, std::initializer_list<int64_t> dims) { return Tensor::f32(v.data(), dims); }
+Tensor I(Vi& v, std::initializer_list<int64_t> dims) { return Tensor::i32(v.data(), dims); }
+
+// A device copy of host data (f32 values stored as `dt`), owning its memory.
+struct Dev {
+  r1::Buffer buf;
+  Tensor t;
+};
+Dev dev_as(DType dt, const Vf& v, std::initializer_list<int64_t> dims) {
+  Dev d;
+  d.buf = r1::Buffer(v.size() * r1::dtype_size(dt), r1::Device::CUDA);
+  d.t = Tensor(d.buf.data(), dt, dims, r1::Device::CUDA);
+  r1::copy_from_host_f32(d.t, v.data());
+  return d;
+}
+Dev dev_f32(const Vf& v, std::initializer_list<int64_t> dims) { return dev_as(DType::F32, v, dims); }
+Dev dev_b16(const Vf& v, std::initializer_list<int64_t> dims) { return dev_as(DType::BF16, v, dims); }
+Dev dev_i32(const Vi& v, std::initializer_list<int64_t> dims) {
+  Dev d;
+  d.buf = r1::Buffer(v.size() * sizeof(int32_t), r1::Device::CUDA);
+  d.t = Tensor(d.buf.data(), DType::I32, dims, r1::Device::CUDA);
+  r1::copy_from_host(d.t, v.data());
+  return d;
+}
+Vf host(const Dev& d) { return r1::to_host_f32(d.t); }
+
+double rel_err(const Vf& got, const Vf& ref) {
+  if (got.size() != ref.size()) return INFINITY;
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+void check(const std::string& what, const Vf& got, const Vf& ref, double tol) {
+  const double err = rel_err(got, ref);
+  std::printf("[ CUDAERR ] %-32s | %-44s | %.3e | tol %.0e\n", what.c_str(),
+              "T=13 C=37 V=101 chunk=17 scratch=50", err, tol);
+  EXPECT_LE(err, tol) << what;
+}
+
+#endif  // R1_HAVE_CUDA
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Dtype rules: checked before any device work, so fake CUDA tensors (never dereferenced) do.
+
+alignas(64) char g_dummy[64];
+Tensor cu(DType dt, std::initializer_list<int64_t> dims) {
+  return Tensor(g_dummy, dt, dims, r1::Device::CUDA);
+}
+Tensor cpu(DType dt, std::initializer_list<int64_t> dims) {
+  return Tensor(g_dummy, dt, dims, r1::Device::CPU);
+}
+constexpr DType B16 = DType::BF16, F32 = DType::F32, I32 = DType::I32;
+
+TEST(CudaBf16Ops, Bf16OnCpuFailsClearly) {
+  const char* msg = "bf16 tensors are supported on CUDA only";
+  expect_error(
+      [] {
+        ops::linear_forward(cpu(B16, {4, 3}), cpu(B16, {4, 8}), cpu(B16, {3, 8}), {});
+      },
+      {"linear_forward", "inp", msg});
+  expect_error(
+      [] {
+        ops::rmsnorm_forward(cpu(B16, {4, 8}), cpu(F32, {4}), cpu(B16, {4, 8}), cpu(B16, {8}), 1e-6f);
+      },
+      {"rmsnorm_forward", "inp", msg});
+  expect_error(
+      [] {
+        ops::embedding_forward(cpu(B16, {4, 8}), cpu(I32, {4}), cpu(B16, {10, 8}));
+      },
+      {"embedding_forward", "table", msg});
+  expect_error([] { ops::add(cpu(B16, {8}), cpu(B16, {8}), cpu(B16, {8})); }, {"add", "a", msg});
+  expect_error([] { ops::swiglu_forward(cpu(B16, {8}), cpu(B16, {8}), cpu(B16, {8})); },
+               {"swiglu_forward", msg});
+  expect_error(
+      [] {
+        ops::rope_forward(cpu(B16, {2, 1, 8}), cpu(I32, {2}), cpu(F32, {4}));
+      },
+      {"rope_forward", msg});
+  expect_error(
+      [] {
+        ops::attention_forward(cpu(B16, {2, 1, 16}), cpu(F32, {2, 1}), cpu(B16, {2, 1, 16}),
+                               cpu(B16, {2, 1, 16}), cpu(B16, {2, 1, 16}), cpu(I32, {2}), 0.25f);
+      },
+      {"attention_forward", "q", msg});
+  expect_error(
+      [] {
+        ops::token_logprobs_forward(cpu(F32, {2}), cpu(F32, {2}), {}, cpu(B16, {2, 8}), cpu(B16, {5, 8}),
+                                    cpu(I32, {2}), 1.0f, 4);
+      },
+      {"token_logprobs_forward", "hidden", msg});
+  // A bf16 operand beside f32 ones is a dtype mismatch named after the operand.
+  expect_error(
+      [] {
+        ops::linear_forward(cpu(F32, {4, 3}), cpu(F32, {4, 8}), cpu(B16, {3, 8}), {});
+      },
+      {"linear_forward", "weight", "bf16", "f32"});
+}
+
+TEST(CudaBf16Ops, DtypeRulesAreChecked) {
+  // Weights share the compute dtype of the activation.
+  expect_error(
+      [] {
+        ops::linear_forward(cu(B16, {4, 3}), cu(B16, {4, 8}), cu(F32, {3, 8}), {});
+      },
+      {"linear_forward", "weight", "(3, 8) f32 cuda", "bf16"});
+  expect_error(
+      [] {
+        ops::linear_forward(cu(B16, {4, 3}), cu(B16, {4, 8}), cu(B16, {3, 8}), cu(F32, {3}));
+      },
+      {"linear_forward", "bias"});
+  // Parameter gradients are f32.
+  expect_error(
+      [] {
+        ops::linear_backward(Tensor(), cu(B16, {3, 8}), Tensor(), cu(B16, {4, 3}), cu(B16, {4, 8}),
+                             cu(B16, {3, 8}));
+      },
+      {"linear_backward", "dweight", "f32"});
+  expect_error(
+      [] {
+        ops::linear_backward(cu(F32, {4, 8}), Tensor(), Tensor(), cu(B16, {4, 3}), cu(B16, {4, 8}),
+                             cu(B16, {3, 8}));
+      },
+      {"linear_backward", "dinp", "bf16"});
+  expect_error(
+      [] {
+        ops::embedding_backward(cu(B16, {10, 8}), cu(B16, {4, 8}), cu(I32, {4}));
+      },
+      {"embedding_backward", "dtable", "f32"});
+  expect_error(
+      [] {
+        ops::rmsnorm_backward(Tensor(), cu(B16, {8}), cu(B16, {4, 8}), cu(B16, {4, 8}), cu(B16, {8}),
+                              cu(F32, {4}));
+      },
+      {"rmsnorm_backward", "dweight", "f32"});
+  // Row statistics are f32.
+  expect_error(
+      [] {
+        ops::rmsnorm_forward(cu(B16, {4, 8}), cu(B16, {4}), cu(B16, {4, 8}), cu(B16, {8}), 1e-6f);
+      },
+      {"rmsnorm_forward", "rstd", "f32"});
+  expect_error(
+      [] {
+        ops::token_logprobs_backward(cu(B16, {2, 8}), cu(B16, {5, 8}), cu(F32, {2}), cu(B16, {2, 8}),
+                                     cu(B16, {5, 8}), cu(I32, {2}), cu(F32, {2}), 1.0f, 4);
+      },
+      {"token_logprobs_backward", "dweight", "f32"});
+  expect_error(
+      [] { ops::swiglu_backward(cu(B16, {8}), cu(F32, {8}), cu(B16, {8}), cu(B16, {8}), cu(B16, {8})); },
+      {"swiglu_backward", "dup", "bf16"});
+  expect_error([] { ops::add(cu(F32, {8}), cu(B16, {8}), cu(B16, {8})); }, {"add", "out", "bf16"});
+  expect_error(
+      [] {
+        ops::attention_forward(cu(B16, {2, 1, 64}), cu(B16, {2, 1}), cu(B16, {2, 1, 64}), cu(B16, {2, 1, 64}),
+                               cu(B16, {2, 1, 64}), cu(I32, {2}), 0.125f);
+      },
+      {"attention_forward", "lse", "f32"});
+  // The cached attention's workspace is f32.
+  expect_error(
+      [] {
+        ops::attention_cached(cu(B16, {2, 4, 16}), cu(B16, {2, 4, 16}), cu(B16, {2, 8, 2, 16}),
+                              cu(B16, {2, 8, 2, 16}), cu(I32, {2}), cu(I32, {2}), 0.25f, cu(B16, {64}));
+      },
+      {"attention_cached", "workspace", "f32"});
+  // AdamW: everything f32; the compute copy f32 or bf16 with param's numel.
+  ops::AdamWParams hp;
+  expect_error(
+      [&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(I32, {8})); },
+      {"adamw_update", "compute_copy", "f32 or bf16"});
+  expect_error(
+      [&] { ops::adamw_update(cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, cu(B16, {7})); },
+      {"adamw_update", "compute_copy", "8 elements"});
+  expect_error([&] { ops::adamw_update(cu(B16, {8}), cu(F32, {8}), cu(F32, {8}), cu(F32, {8}), hp, {}); },
+               {"adamw_update", "param", "f32"});
+}
+
+// The compute copy on the CPU: f32 is the param, bf16 the param rounded to nearest even.
+TEST(CudaBf16Ops, AdamWComputeCopyOnCpu) {
+  const int64_t n = 1000;
+  r1::Rng rng(77);
+  Vf p(n), g(n), m(n, 0.0f), v(n, 0.0f), c32(n, kNaN);
+  for (auto& x : p) x = rng.normal();
+  for (auto& x : g) x = rng.normal();
+  Vb cb(n, 0xffff);
+  Vf p_plain = p, g_plain = g, m_plain = m, v_plain = v;
+  ops::AdamWParams hp;
+  hp.lr = 1e-2f;
+  hp.weight_decay = 0.1f;
+  ops::adamw_update(Tensor::f32(p.data(), {n}), Tensor::f32(g.data(), {n}), Tensor::f32(m.data(), {n}),
+                    Tensor::f32(v.data(), {n}), hp, Tensor::f32(c32.data(), {n}));
+  ops::adamw_update(Tensor::f32(p_plain.data(), {n}), Tensor::f32(g_plain.data(), {n}),
+                    Tensor::f32(m_plain.data(), {n}), Tensor::f32(v_plain.data(), {n}), hp);
+  EXPECT_EQ(p, p_plain);  // the copy does not change the update
+  EXPECT_EQ(c32, p);
+  ++hp.step;
+  ops::adamw_update(Tensor::f32(p.data(), {n}), Tensor::f32(g.data(), {n}), Tensor::f32(m.data(), {n}),
+                    Tensor::f32(v.data(), {n}), hp, Tensor(cb.data(), DType::BF16, {n}));
+  EXPECT_EQ(cb, to_bits(p));
+}
+
+#ifdef R1_HAVE_CUDA
+
+TEST(CudaBackend, AvailabilityNeverThrows) {
+  bool avail = false;
+  EXPECT_NO_THROW(avail = r1::cuda::cuda_available());
+  std::printf("[ CUDADEV ] %s\n", r1::cuda::cuda_device_description());
+  if (!avail) GTEST_SKIP() << "no usable CUDA device: " << r1::cuda::cuda_device_description();
+}
+
+TEST(CudaBackend, BufferRoundTripAndMove) {
+  REQUIRE_GPU();
+  Vf a = randn(1000);
+  r1::cuda::CudaBuffer buf;
+  const Tensor t = r1::cuda::to_device(F(a, {10, 100}), buf);
+  EXPECT_EQ(t.device, r1::Device::CUDA);
+  EXPECT_EQ(t.shape[0], 10);
+  r1::cuda::CudaBuffer moved = std::move(buf);
+  EXPECT_EQ(buf.data(), nullptr);
+  EXPECT_EQ(moved.data(), t.data);
+  EXPECT_EQ(r1::cuda::to_host_f32(t), a);
+  Vi ids(77);
+  for (int32_t i = 0; i < 77; ++i) ids[i] = (i * 7) % 10 - 5;
+  r1::cuda::CudaBuffer ibuf;
+  const Tensor ti = r1::cuda::to_device(I(ids, {77}), ibuf);
+  Vi back(77);
+  r1::cuda::to_host(ti, I(back, {77}));
+  EXPECT_EQ(back, ids);
+}
+
+TEST(CudaBackend, MixedDevicesAreRejected) {
+  REQUIRE_GPU();
+  Vf a = randn(64), b = randn(64), out(64);
+  Dev da = dev_f32(a, {64});
+  try {
+    ops::add(F(out, {64}), da.t, F(b, {64}));
+    FAIL() << "expected an error";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different devices"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaOps, CachedAttentionWorkspaceTooSmallFailsClearly) {
+  REQUIRE_GPU();
+  const int64_t NH = 2, HD = 64, L = 1500;
+  const int64_t need = ops::attention_cached_workspace(1, NH, HD, L);
+  ASSERT_GT(need, 0);
+  Vf q = randn(NH * HD), kc = randn(L * HD), o(NH * HD, kNaN), ws(need - 1);
+  Vi slots = {0}, pos = {int32_t(L - 1)};
+  Dev dq = dev_f32(q, {1, NH, HD}), dkc = dev_f32(kc, {1, L, 1, HD}), dout = dev_f32(o, {1, NH, HD}),
+      dws = dev_f32(ws, {need - 1}), ds = dev_i32(slots, {1}), dp = dev_i32(pos, {1});
+  try {
+    ops::attention_cached(dout.t, dq.t, dkc.t, dkc.t, ds.t, dp.t, 0.125f, dws.t);
+    FAIL() << "expected an error";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("workspace"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("too small"), std::string::npos) << e.what();
+  }
+}
+
+// The log-probs' token chunking on the device: a tiny scratch (50 floats) makes token chunks of 2
+// (50 / 17) straight through r1::cuda; the result matches the CPU op on the same inputs.
+TEST(CudaOps, TokenLogprobsTokenChunks) {
+  REQUIRE_GPU();
+  const int64_t T = 13, C = 37, V = 101, chunk = 17, scratch = 50;
+  const float tau = 1.0f;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const bool b16 = dt == DType::BF16;
+    const std::string p = b16 ? "bf16 " : "";
+    Vf h = randn(T * C), w = randn(V * C, 1.0f / std::sqrt(float(C)));
+    if (b16) {
+      for (auto& x : h) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+      for (auto& x : w) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+    }
+    Vi tg(T);
+    for (int64_t t = 0; t < T; ++t) tg[t] = int32_t((t * 37) % (V + 1)) - 1;
+    Vf lp(T), lse(T), ent(T);
+    ops::token_logprobs_forward(F(lp, {T}), F(lse, {T}), F(ent, {T}), F(h, {T, C}), F(w, {V, C}), I(tg, {T}),
+                                tau, chunk);
+    Dev dh = dev_as(dt, h, {T, C}), dw = dev_as(dt, w, {V, C}), dtg = dev_i32(tg, {T});
+    Dev dlp = dev_f32(Vf(T, kNaN), {T}), dlse = dev_f32(Vf(T, kNaN), {T}), dent = dev_f32(Vf(T, kNaN), {T});
+    auto bp = [](const Dev& d) { return static_cast<r1::bf16*>(d.t.data); };
+    if (b16) {
+      r1::cuda::token_logprobs_forward(dlp.t.f32(), dlse.t.f32(), dent.t.f32(), bp(dh), bp(dw), dtg.t.i32(),
+                                       T, C, V, tau, chunk, scratch);
+    } else {
+      r1::cuda::token_logprobs_forward(dlp.t.f32(), dlse.t.f32(), dent.t.f32(), dh.t.f32(), dw.t.f32(),
+                                       dtg.t.i32(), T, C, V, tau, chunk, scratch);
+    }
+    const double tol = b16 ? 1e-2 : 1e-4;
+    check(p + "token_logprobs_forward logp", host(dlp), lp, tol);
+    check(p + "token_logprobs_forward lse", host(dlse), lse, tol);
+    check(p + "token_logprobs_forward entropy", host(dent), ent, tol);
+    Vf g = randn(T), dhid = randn(T * C), dwt = randn(V * C, 0.01f);
+    if (b16) {
+      for (auto& x : dhid) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+    }
+    Dev dg = dev_f32(g, {T}), ddh = dev_as(dt, dhid, {T, C}), ddw = dev_f32(dwt, {V, C}),
+        dl = dev_f32(lse, {T});
+    ops::token_logprobs_backward(F(dhid, {T, C}), F(dwt, {V, C}), F(g, {T}), F(h, {T, C}), F(w, {V, C}),
+                                 I(tg, {T}), F(lse, {T}), tau, chunk);
+    if (b16) {
+      r1::cuda::token_logprobs_backward(bp(ddh), ddw.t.f32(), dg.t.f32(), bp(dh), bp(dw), dtg.t.i32(),
+                                        dl.t.f32(), T, C, V, tau, chunk, scratch);
+    } else {
+      r1::cuda::token_logprobs_backward(ddh.t.f32(), ddw.t.f32(), dg.t.f32(), dh.t.f32(), dw.t.f32(),
+                                        dtg.t.i32(), dl.t.f32(), T, C, V, tau, chunk, scratch);
+    }
+    check(p + "token_logprobs_backward dhidden", host(ddh), dhid, tol);
+    check(p + "token_logprobs_backward dweight", host(ddw), dwt, tol);
+  }
+}
+
+// The per-op profiler: one row per (op, dtype), only while enabled.
+TEST(CudaBf16Ops, Profiler) {
+  REQUIRE_GPU();
+  const int64_t N = 64, IC = 32, OC = 48;
+  Vf x = randn(N * IC), w = randn(OC * IC), out(N * OC, kNaN), o32(N * OC, kNaN);
+  Dev dx = dev_b16(x, {N, IC}), dw = dev_b16(w, {OC, IC}), dout = dev_b16(out, {N, OC});
+  Dev fx = dev_f32(x, {N, IC}), fw = dev_f32(w, {OC, IC}), fout = dev_f32(o32, {N, OC});
+  r1::cuda::profiler_reset();
+  ops::linear_forward(dout.t, dx.t, dw.t, {});  // not timed
+  r1::cuda::profiler_enable(true);
+  EXPECT_TRUE(r1::cuda::profiler_enabled());
+  ops::linear_forward(dout.t, dx.t, dw.t, {});
+  ops::linear_forward(dout.t, dx.t, dw.t, {});
+  ops::linear_forward(fout.t, fx.t, fw.t, {});
+  ops::add_inplace(dout.t, dout.t);
+  r1::cuda::profiler_enable(false);
+  ops::add_inplace(dout.t, dout.t);  // not timed
+  const auto rows = r1::cuda::profiler_report();
+  auto find = [&](const std::string& name) -> const r1::cuda::ProfileRow* {
+    for (const auto& r : rows) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  };
+  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_NE(find("linear_forward bf16"), nullptr);
+  EXPECT_EQ(find("linear_forward bf16")->calls, 2);
+  EXPECT_GT(find("linear_forward bf16")->total_ms, 0.0);
+  ASSERT_NE(find("linear_forward f32"), nullptr);
+  EXPECT_EQ(find("linear_forward f32")->calls, 1);
+  ASSERT_NE(find("add_inplace bf16"), nullptr);
+  EXPECT_EQ(find("add_inplace bf16")->calls, 1);
+  for (size_t i = 1; i < rows.size(); ++i) EXPECT_GE(rows[i - 1].total_ms, rows[i].total_ms);
+  r1::cuda::profiler_reset();
+  EXPECT_TRUE(r1::cuda::profiler_report().empty());
+}
+
+#else  // !R1_HAVE_CUDA
+
+TEST(CudaBackend, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend (nvcc was not found)"; }
+
+#endif

@@ -1,0 +1,304 @@
+// The op table's runners for the layer ops (embedding, RMSNorm, linear, RoPE, SwiGLU): each draws
+// its inputs, runs the op on the case's device, and checks every output against the double-precision
+// reference written here; backward outputs start random so the += accumulation is checked, and on
+// the CPU they are also checked against finite differences of the reference forward.
+#include <cmath>
+
+#include "op_table.h"
+
+namespace optable {
+
+namespace {
+
+Vd ref_rmsnorm(const Vd& x, const Vd& w, int64_t N, int64_t C, double eps, Vd* rstd = nullptr) {
+  Vd out(sz(N * C));
+  if (rstd) rstd->assign(sz(N), 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    double ss = 0.0;
+    for (int64_t c = 0; c < C; ++c) ss += x[n * C + c] * x[n * C + c];
+    const double r = 1.0 / std::sqrt(ss / double(C) + eps);
+    for (int64_t c = 0; c < C; ++c) out[n * C + c] = x[n * C + c] * r * w[c];
+    if (rstd) (*rstd)[n] = r;
+  }
+  return out;
+}
+
+// out rows `rows` of x (N, IC) @ w (OC, IC)^T + b.
+Vd ref_linear(const Vd& x, const Vd& w, const Vd* b, const Rows& rows, int64_t IC, int64_t OC) {
+  Vd out(rows.size() * sz(OC));
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t o = 0; o < OC; ++o) {
+      double s = b ? (*b)[o] : 0.0;
+      for (int64_t i = 0; i < IC; ++i) s += x[rows[r] * IC + i] * w[o * IC + i];
+      out[r * sz(OC) + sz(o)] = s;
+    }
+  return out;
+}
+
+Vd ref_rope(const Vd& x, const Vi& pos, const Vf& inv_freq, int64_t T, int64_t H, int64_t HD,
+            double sign = 1.0) {
+  Vd out(x);
+  const int64_t half = HD / 2;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < half; ++j) {
+      const double a = sign * double(float(pos[t]) * inv_freq[j]);  // the fp32 angle, as HF computes it
+      const double c = std::cos(a), s = std::sin(a);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t i1 = (t * H + h) * HD + j, i2 = i1 + half;
+        out[i1] = x[i1] * c - x[i2] * s;
+        out[i2] = x[i2] * c + x[i1] * s;
+      }
+    }
+  return out;
+}
+
+Vd ref_swiglu(const Vd& g, const Vd& u) {
+  Vd out(g.size());
+  for (size_t i = 0; i < g.size(); ++i) out[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+  return out;
+}
+
+Vf rope_inv_freq(int64_t HD, double theta) {
+  Vf f(sz(HD / 2));
+  for (int64_t j = 0; j < HD / 2; ++j) f[j] = float(1.0 / std::pow(theta, double(2 * j) / double(HD)));
+  return f;
+}
+
+Vi embedding_ids(Run& c) {
+  Vi ids = c.randint(c.s.T, 0, int32_t(c.s.V));
+  if (c.s.repeats && c.s.T > 11) ids[3] = ids[7] = ids[11];  // repeated ids accumulate
+  return ids;
+}
+
+Vi rope_positions(Run& c) {
+  Vi pos = c.randint(c.s.T, 0, int32_t(c.s.maxpos ? c.s.maxpos : 4000));
+  pos[0] = 0;
+  return pos;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+void run_embedding_forward(Run& c) {
+  const int64_t V = c.s.V, T = c.s.T, C = c.s.C;
+  Vf table = c.randn(V * C);
+  const Vi ids = embedding_ids(c);
+  Tensor tt = c.act(table, {V, C}), out = c.nan({T, C}, c.dt);
+  ops::embedding_forward(out, c.ints(ids, {T}), tt);
+  Vd ref(sz(T * C));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < C; ++j) ref[t * C + j] = table[ids[t] * C + j];
+  c.check("embedding_forward", c.get(out), ref, kExact);
+}
+
+void run_embedding_backward(Run& c) {
+  const int64_t V = c.s.V, T = c.s.T, C = c.s.C;
+  const Vi ids = embedding_ids(c);
+  Vf g = c.randn(T * C), d0 = c.randn(V * C, 1.0f, DType::F32);
+  Vf init = d0;
+  Tensor tg = c.act(g, {T, C}), tdt = c.f32(d0, {V, C});
+  ops::embedding_backward(tdt, tg, c.ints(ids, {T}));
+  const Vf got = c.get(tdt);
+  Vd ref = to_d(init);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < C; ++j) ref[ids[t] * C + j] += g[t * C + j];
+  c.check("embedding_backward dtable", got, ref, kStat);  // atomics on CUDA: the f32 add order varies
+  if (c.fd(double(T * C))) {
+    Vd td = to_d(Vf(sz(V * C), 0.0f));
+    auto loss = [&] {
+      double s = 0.0;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < C; ++j) s += td[ids[t] * C + j] * g[t * C + j];
+      return s;
+    };
+    check_grad("dtable", td, diff(got, init), loss, 5, 500);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void run_rmsnorm_forward(Run& c) {
+  const int64_t N = c.s.N, C = c.s.C;
+  const float eps = 1e-6f;
+  Vf x = c.randn(N * C, 2.0f), w = c.randn(C);
+  Tensor tx = c.act(x, {N, C}), tw = c.act(w, {C}), out = c.nan({N, C}, c.dt), rstd = c.nan({N}, DType::F32);
+  ops::rmsnorm_forward(out, rstd, tx, tw, eps);
+  Vd rref;
+  const Vd oref = ref_rmsnorm(to_d(x), to_d(w), N, C, eps, &rref);
+  c.check("rmsnorm_forward out", c.get(out), oref, kElem);
+  c.check("rmsnorm_forward rstd(f32)", c.get(rstd), rref, kStat);
+}
+
+void run_rmsnorm_backward(Run& c) {
+  const int64_t N = c.s.N, C = c.s.C;
+  const float eps = 1e-5f;
+  Vf x = c.randn(N * C), w = c.randn(C), g = c.randn(N * C);
+  Tensor tx = c.act(x, {N, C}), tw = c.act(w, {C}), tg = c.act(g, {N, C});
+  Vd r;
+  ref_rmsnorm(to_d(x), to_d(w), N, C, eps, &r);
+  Vf rstd(r.begin(), r.end());  // the saved statistic, as the forward leaves it (f32)
+  Tensor tr = c.f32(rstd, {N});
+  Vf dx0 = c.randn(N * C), dw0 = c.randn(C, 1.0f, DType::F32);
+  const Vf dx_init = dx0, dw_init = dw0;
+  Tensor tdx = c.act(dx0, {N, C}), tdw = c.f32(dw0, {C});
+  ops::rmsnorm_backward(tdx, tdw, tg, tx, tw, tr);
+  const Vf dx = c.get(tdx), dw = c.get(tdw);
+  // dx = rstd * (w g - x rstd^2 mean(w g x)); dw = sum_n g x rstd.
+  Vd rdx(sz(N * C)), rdw(sz(C), 0.0);
+  for (int64_t n = 0; n < N; ++n) {
+    double wgx = 0.0;
+    for (int64_t j = 0; j < C; ++j) wgx += double(w[j]) * g[n * C + j] * x[n * C + j];
+    const double rs = rstd[n];
+    for (int64_t j = 0; j < C; ++j) {
+      rdx[n * C + j] = rs * (double(w[j]) * g[n * C + j] - double(x[n * C + j]) * rs * rs * wgx / double(C));
+      rdw[j] += double(g[n * C + j]) * x[n * C + j] * rs;
+    }
+  }
+  c.check("rmsnorm_backward dinp", dx, plus(dx_init, rdx), kReduce);
+  c.check("rmsnorm_backward dweight(f32)", dw, plus(dw_init, rdw), kStatReduce);
+  if (c.fd(double(N * C))) {
+    Vd xd = to_d(x), wd = to_d(w);
+    auto loss = [&] { return dot(ref_rmsnorm(xd, wd, N, C, eps), g); };
+    check_grad("dinp", xd, diff(dx, dx_init), loss, 17);
+    check_grad("dweight", wd, diff(dw, dw_init), loss, 18);
+  }
+  if (c.dev == Device::CPU) {  // optional outputs: dweight only
+    Vf dw2 = dw_init;
+    Tensor tdw2 = c.f32(dw2, {C});
+    ops::rmsnorm_backward(Tensor(), tdw2, tg, tx, tw, tr);
+    EXPECT_EQ(c.get(tdw2), dw) << "dweight alone";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void run_linear_forward(Run& c) {
+  const int64_t N = c.s.N, IC = c.s.IC, OC = c.s.OC;
+  Vf x = c.randn(N * IC), w = c.randn(OC * IC, 1.0f / std::sqrt(float(IC))), b = c.randn(OC);
+  const bool wide = c.s.wide_out && c.dt == DType::BF16;  // bf16 operands, f32 logits
+  Tensor tx = c.act(x, {N, IC}), tw = c.act(w, {OC, IC}), tb = c.s.bias ? c.act(b, {OC}) : Tensor();
+  Tensor out = c.nan({N, OC}, wide ? DType::F32 : c.dt);
+  ops::linear_forward(out, tx, tw, tb);
+  const Rows rows = c.rows(N, double(IC * OC));
+  const Vd bd = to_d(b);
+  c.check(wide ? "linear_forward (f32 out)" : "linear_forward", c.get(out),
+          ref_linear(to_d(x), to_d(w), c.s.bias ? &bd : nullptr, rows, IC, OC), rows, OC,
+          wide ? kStatReduce : kReduce);
+}
+
+void run_linear_backward(Run& c) {
+  const int64_t N = c.s.N, IC = c.s.IC, OC = c.s.OC;
+  Vf x = c.randn(N * IC), w = c.randn(OC * IC, 1.0f / std::sqrt(float(IC))), g = c.randn(N * OC);
+  Vf dx0 = c.randn(N * IC), dw0 = c.randn(OC * IC, 1.0f, DType::F32), db0 = c.randn(OC, 1.0f, DType::F32);
+  const Vf dx_init = dx0, dw_init = dw0, db_init = db0;
+  Tensor tx = c.act(x, {N, IC}), tw = c.act(w, {OC, IC}), tg = c.act(g, {N, OC});
+  Tensor tdx = c.act(dx0, {N, IC}), tdw = c.f32(dw0, {OC, IC}), tdb = c.s.bias ? c.f32(db0, {OC}) : Tensor();
+  ops::linear_backward(tdx, tdw, tdb, tg, tx, tw);
+  const Vf dx = c.get(tdx), dw = c.get(tdw);
+  // dinp rows n = g[n] @ w; dweight rows o = sum_n g[n, o] x[n]; dbias = sum_n g[n].
+  const Rows xr = c.rows(N, double(OC * IC)), wr = c.rows(OC, double(N * IC));
+  Vd rdx(xr.size() * sz(IC), 0.0), rdw(wr.size() * sz(IC), 0.0);
+  for (size_t r = 0; r < xr.size(); ++r)
+    for (int64_t o = 0; o < OC; ++o) {
+      const double go = g[xr[r] * OC + o];
+      for (int64_t i = 0; i < IC; ++i) rdx[r * sz(IC) + sz(i)] += go * w[o * IC + i];
+    }
+  for (size_t r = 0; r < wr.size(); ++r)
+    for (int64_t n = 0; n < N; ++n) {
+      const double gn = g[n * OC + wr[r]];
+      for (int64_t i = 0; i < IC; ++i) rdw[r * sz(IC) + sz(i)] += gn * x[n * IC + i];
+    }
+  Vd edx = take_rows(dx_init, xr, IC), edw = take_rows(dw_init, wr, IC);
+  for (size_t i = 0; i < edx.size(); ++i) edx[i] += rdx[i];
+  for (size_t i = 0; i < edw.size(); ++i) edw[i] += rdw[i];
+  c.check("linear_backward dinp", dx, edx, xr, IC, kReduce);
+  c.check("linear_backward dweight(f32)", dw, edw, wr, IC, kStatReduce);
+  if (c.s.bias) {
+    Vd rdb = to_d(db_init);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < OC; ++o) rdb[o] += g[n * OC + o];
+    c.check("linear_backward dbias(f32)", c.get(tdb), rdb, kStatReduce);
+  }
+  if (c.fd(double(N * IC * OC))) {
+    Vd xd = to_d(x), wd = to_d(w), bd(sz(OC), 0.0);
+    const Rows all = Run::all_rows(N);
+    auto loss = [&] { return dot(ref_linear(xd, wd, &bd, all, IC, OC), g); };
+    check_grad("dinp", xd, diff(dx, dx_init), loss, 30);
+    check_grad("dweight", wd, diff(dw, dw_init), loss, 31);
+    if (c.s.bias) check_grad("dbias", bd, diff(c.get(tdb), db_init), loss, 32);
+  }
+  if (c.dev == Device::CPU) {  // empty gradient outputs are skipped
+    Vf dw2 = dw_init;
+    Tensor tdw2 = c.f32(dw2, {OC, IC});
+    ops::linear_backward(Tensor(), tdw2, Tensor(), tg, tx, tw);
+    EXPECT_EQ(c.get(tdw2), dw) << "dweight alone";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void run_rope_forward(Run& c) {
+  const int64_t T = c.s.T, H = c.s.H, HD = c.s.HD;
+  Vf x = c.randn(T * H * HD), inv = rope_inv_freq(HD, 1e6);
+  const Vi pos = rope_positions(c);
+  Tensor tx = c.act(x, {T, H, HD});
+  ops::rope_forward(tx, c.ints(pos, {T}), c.f32(inv, {HD / 2}));
+  const Vf y = c.get(tx);
+  c.check("rope_forward", y, ref_rope(to_d(x), pos, inv, T, H, HD), kElem);
+  if (c.dev == Device::CPU) {
+    for (int64_t j = 0; j < H * HD; ++j) EXPECT_EQ(y[j], x[j]) << "position 0 is the identity";
+  }
+}
+
+void run_rope_backward(Run& c) {
+  const int64_t T = c.s.T, H = c.s.H, HD = c.s.HD;
+  Vf g = c.randn(T * H * HD), inv = rope_inv_freq(HD, 1e6);
+  const Vi pos = rope_positions(c);
+  Tensor tg = c.act(g, {T, H, HD});
+  ops::rope_backward(tg, c.ints(pos, {T}), c.f32(inv, {HD / 2}));
+  const Vf dx = c.get(tg);
+  c.check("rope_backward", dx, ref_rope(to_d(g), pos, inv, T, H, HD, -1.0), kElem);  // the transpose
+  if (c.fd(double(T * H * HD))) {
+    Vd xd = to_d(c.randn(T * H * HD));
+    auto loss = [&] { return dot(ref_rope(xd, pos, inv, T, H, HD), g); };
+    check_grad("dx", xd, dx, loss, 44, 100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void run_swiglu_forward(Run& c) {
+  const int64_t N = c.s.N, M = c.s.I;
+  Vf gate = c.randn(N * M, 2.0f), up = c.randn(N * M);
+  Tensor tgate = c.act(gate, {N, M}), tup = c.act(up, {N, M}), out = c.nan({N, M}, c.dt);
+  ops::swiglu_forward(out, tgate, tup);
+  c.check("swiglu_forward", c.get(out), ref_swiglu(to_d(gate), to_d(up)), kElem);
+}
+
+void run_swiglu_backward(Run& c) {
+  const int64_t N = c.s.N, M = c.s.I;
+  Vf gate = c.randn(N * M, 2.0f), up = c.randn(N * M), g = c.randn(N * M), dg0 = c.randn(N * M),
+     du0 = c.randn(N * M);
+  const Vf dg_init = dg0, du_init = du0;
+  Tensor tgate = c.act(gate, {N, M}), tup = c.act(up, {N, M}), tg = c.act(g, {N, M});
+  Tensor tdg = c.act(dg0, {N, M}), tdu = c.act(du0, {N, M});
+  ops::swiglu_backward(tdg, tdu, tg, tgate, tup);
+  const Vf dg = c.get(tdg), du = c.get(tdu);
+  Vd rdg(sz(N * M)), rdu(sz(N * M));
+  for (size_t i = 0; i < rdg.size(); ++i) {
+    const double a = gate[i], sig = 1.0 / (1.0 + std::exp(-a));
+    rdu[i] = double(du_init[i]) + double(g[i]) * a * sig;
+    rdg[i] = double(dg_init[i]) + double(g[i]) * up[i] * sig * (1.0 + a * (1.0 - sig));
+  }
+  c.check("swiglu_backward dgate", dg, rdg, kElem);
+  c.check("swiglu_backward dup", du, rdu, kElem);
+  if (c.fd(double(N * M))) {
+    Vd gd = to_d(gate), ud = to_d(up);
+    auto loss = [&] { return dot(ref_swiglu(gd, ud), g); };
+    check_grad("dgate", gd, diff(dg, dg_init), loss, 55);
+    check_grad("dup", ud, diff(du, du_init), loss, 56);
+  }
+}
+
+}  // namespace optable
