@@ -1,0 +1,152 @@
+// Dispatch of attention: packed training attention, the KV cache write and cached attention (see ops_check.h).
+#include "kernels/ops.h"
+#include "kernels/ops_check.h"
+
+namespace r1::ops {
+
+using namespace check;
+
+// ---------------------------------------------------------------------------------------------
+// attention
+
+namespace {
+// The checks attention_forward and attention_backward share: q (T, NH, HD), k (T, NKV, HD), v (T,
+// NKV, HDv) with HDv from `vref` (out, the value rows' consumer), cu_seqlens (B + 1), lse (T, NH).
+struct AttentionDims {
+  DType dt;
+  int64_t T, NH, NKV, HD, HDv, B;
+};
+AttentionDims attention_check(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& out, const Tensor& lse, const Tensor& cu_seqlens) {
+  const DType dt = compute_dtype(op, "q", q);
+  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
+  expect(op, "k", k, dt, {{"T", T}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  const int64_t NKV = k.shape[1];
+  check_heads(op, NH, NKV);
+  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HDv", kAny}}, "q", &q);
+  const int64_t HDv = out.shape[2];
+  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HDv", HDv}}, "out", &out);
+  expect(op, "cu_seqlens", cu_seqlens, I32, {{"B+1", kAny}});
+  if (cu_seqlens.shape[0] < 1) fail("{}: cu_seqlens {} is empty, expected (B+1)", op, cu_seqlens.describe());
+  expect(op, "lse", lse, F32, {{"T", T}, {"NH", NH}}, "q", &q);
+  return {dt, T, NH, NKV, HD, HDv, cu_seqlens.shape[0] - 1};
+}
+}  // namespace
+
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& cu_seqlens, float scale) {
+  const Op id = Op::attention_forward;
+  const char* op = op_name(id);
+  const auto [dt, T, NH, NKV, HD, HDv, B] = attention_check(op, q, k, v, out, lse, cu_seqlens);
+  if (on_cuda(op, {{"out", out}, {"lse", lse}, {"q", q}, {"k", k}, {"v", v}, {"cu_seqlens", cu_seqlens}})) {
+    const bool aligned = all_aligned16({{"out", out}, {"q", q}, {"k", k}, {"v", v}});
+    require_supported(id, {HD, HDv, aligned}, dt, Device::CUDA, "q", q);
+    R1_CUDA_DISPATCH_PATH(
+        op, dt,
+        cuda::attention_forward(bp(out), fp(lse), bp(q), bp(k), bp(v), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale),
+        cuda::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, HDv,
+                                scale));
+  }
+  check_cu_seqlens(op, cu_seqlens, T);
+  count_path(id, Path::native);
+  cpu::attention_forward(fp(out), fp(lse), fp(q), fp(k), fp(v), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale);
+}
+
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& cu_seqlens,
+                        float scale) {
+  const Op id = Op::attention_backward;
+  const char* op = op_name(id);
+  const auto [dt, T, NH, NKV, HD, HDv, B] = attention_check(op, q, k, v, out, lse, cu_seqlens);
+  expect(op, "dout", dout, dt, {{"T", T}, {"NH", NH}, {"HDv", HDv}}, "out", &out);
+  expect(op, "dq", dq, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  expect(op, "dk", dk, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "dv", dv, dt, {{"T", T}, {"NKV", NKV}, {"HDv", HDv}}, "v", &v);
+  if (on_cuda(op, {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v},
+                   {"out", out}, {"lse", lse}, {"cu_seqlens", cu_seqlens}})) {
+    const bool aligned = all_aligned16(
+        {{"dq", dq}, {"dk", dk}, {"dv", dv}, {"dout", dout}, {"q", q}, {"k", k}, {"v", v}, {"out", out}});
+    require_supported(id, {HD, HDv, aligned}, dt, Device::CUDA, "q", q);
+    R1_CUDA_DISPATCH_PATH(op, dt,
+                          cuda::attention_backward(bp(dq), bp(dk), bp(dv), bp(dout), bp(q), bp(k), bp(v), bp(out),
+                                                   fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale),
+                          cuda::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out),
+                                                   fp(lse), ip(cu_seqlens), B, T, NH, NKV, HD, HDv, scale));
+  }
+  check_cu_seqlens(op, cu_seqlens, T);
+  count_path(id, Path::native);
+  cpu::attention_backward(fp(dq), fp(dk), fp(dv), fp(dout), fp(q), fp(k), fp(v), fp(out), fp(lse), ip(cu_seqlens),
+                          B, T, NH, NKV, HD, HDv, scale);
+}
+
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
+                    const Tensor& pos) {
+  const Op id = Op::kv_cache_write;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "k_cache", k_cache);
+  expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", kAny}});
+  const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
+  expect(op, "v_cache", v_cache, dt, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "k", k, dt, {{"T", kAny}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  const int64_t T = k.shape[0];
+  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
+  expect(op, "slots", slots, I32, {{"T", T}}, "k", &k);
+  expect(op, "pos", pos, I32, {{"T", T}}, "k", &k);
+  if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"slots", slots},
+                   {"pos", pos}})) {
+    R1_CUDA_DISPATCH_DT(
+        op, dt, cuda::kv_cache_write(bp(k_cache), bp(v_cache), bp(k), bp(v), ip(slots), ip(pos), T, L, NKV, HD),
+        cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD));
+  }
+  check_range(op, "slots", slots, 0, S, "cache slots S");
+  check_range(op, "pos", pos, 0, L, "cache length L");
+  count_path(id, Path::native);
+  cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD);
+}
+
+void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& slots, const Tensor& pos, float scale, const Tensor& workspace) {
+  const Op id = Op::attention_cached;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "q", q);
+  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
+  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
+  expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
+  const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2];
+  check_heads(op, NH, NKV);
+  expect(op, "v_cache", v_cache, dt, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
+  expect(op, "slots", slots, I32, {{"T", T}}, "q", &q);
+  expect(op, "pos", pos, I32, {{"T", T}}, "q", &q);
+  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  if (!workspace.empty()) expect_f32(op, "workspace", workspace);
+  if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
+                   {"pos", pos}, {"workspace", workspace}})) {
+    require_supported(id, {HD, HD}, dt, Device::CUDA, "q", q);
+    const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
+    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(T, NH, HD, L);
+    if (ws < need) {
+      fail("{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, HD={}, "
+           "L={}))", op, workspace.describe(), need, T, NH, HD, L);
+    }
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), ip(slots), ip(pos), T, L,
+                                               NH, NKV, HD, scale, fp(workspace), ws),
+                        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L,
+                                               NH, NKV, HD, scale, fp(workspace), ws));
+  }
+  check_range(op, "slots", slots, 0, S, "cache slots S");
+  check_range(op, "pos", pos, 0, L, "cache length L");
+  count_path(id, Path::native);
+  cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L, NH, NKV, HD, scale);
+}
+
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L) {
+#ifdef R1_HAVE_CUDA
+  if (cuda::cuda_available()) return cuda::attention_cached_workspace(T, NH, HD, L);
+#endif
+  (void)T, (void)NH, (void)HD, (void)L;
+  return 0;
+}
+
+}  // namespace r1::ops

@@ -1,0 +1,282 @@
+// Dispatch of the ops of the layers: embedding, RMSNorm, linear, RoPE, SwiGLU, elementwise (see ops_check.h).
+#include "kernels/ops.h"
+#include "kernels/ops_check.h"
+
+namespace r1::ops {
+
+using namespace check;
+
+// ---------------------------------------------------------------------------------------------
+// embedding
+
+void embedding_forward(Tensor out, const Tensor& ids, const Tensor& table) {
+  const Op id = Op::embedding_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "table", table);
+  expect(op, "ids", ids, I32, {{"T", kAny}});
+  expect(op, "table", table, dt, {{"V", kAny}, {"C", kAny}});
+  const int64_t T = ids.shape[0], V = table.shape[0], C = table.shape[1];
+  expect(op, "out", out, dt, {{"T", T}, {"C", C}}, "table", &table);
+  if (on_cuda(op, {{"out", out}, {"ids", ids}, {"table", table}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::embedding_forward(bp(out), ip(ids), bp(table), T, C),
+                        cuda::embedding_forward(fp(out), ip(ids), fp(table), T, C));
+  }
+  check_range(op, "ids", ids, 0, V, "vocabulary");
+  count_path(id, Path::native);
+  cpu::embedding_forward(fp(out), ip(ids), fp(table), T, C);
+}
+
+void embedding_backward(Tensor dtable, const Tensor& dout, const Tensor& ids) {
+  const Op id = Op::embedding_backward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "dout", dout);
+  expect(op, "ids", ids, I32, {{"T", kAny}});
+  expect(op, "dtable", dtable, F32, {{"V", kAny}, {"C", kAny}});
+  const int64_t T = ids.shape[0], V = dtable.shape[0], C = dtable.shape[1];
+  expect(op, "dout", dout, dt, {{"T", T}, {"C", C}}, "dtable", &dtable);
+  if (on_cuda(op, {{"dtable", dtable}, {"dout", dout}, {"ids", ids}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::embedding_backward(fp(dtable), bp(dout), ip(ids), T, C),
+                        cuda::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C));
+  }
+  check_range(op, "ids", ids, 0, V, "vocabulary");
+  count_path(id, Path::native);
+  cpu::embedding_backward(fp(dtable), fp(dout), ip(ids), T, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rmsnorm
+
+void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& inp, const Tensor& weight, float eps) {
+  const Op id = Op::rmsnorm_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"C", kAny}});
+  const int64_t N = inp.shape[0], C = inp.shape[1];
+  expect(op, "weight", weight, dt, {{"C", C}}, "inp", &inp);
+  expect(op, "out", out, dt, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
+  if (on_cuda(op, {{"out", out}, {"rstd", rstd}, {"inp", inp}, {"weight", weight}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rmsnorm_forward(bp(out), fp(rstd), bp(inp), bp(weight), N, C, eps),
+                        cuda::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps));
+  }
+  count_path(id, Path::native);
+  cpu::rmsnorm_forward(fp(out), fp(rstd), fp(inp), fp(weight), N, C, eps);
+}
+
+void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                      const Tensor& rstd) {
+  const Op id = Op::rmsnorm_backward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"C", kAny}});
+  const int64_t N = inp.shape[0], C = inp.shape[1];
+  expect(op, "weight", weight, dt, {{"C", C}}, "inp", &inp);
+  expect(op, "rstd", rstd, F32, {{"N", N}}, "inp", &inp);
+  expect(op, "dout", dout, dt, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect_opt(op, "dinp", dinp, dt, {{"N", N}, {"C", C}}, "inp", &inp);
+  expect_opt(op, "dweight", dweight, F32, {{"C", C}}, "inp", &inp);
+  if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dout", dout}, {"inp", inp}, {"weight", weight},
+                   {"rstd", rstd}})) {
+    R1_CUDA_DISPATCH_DT(
+        op, dt, cuda::rmsnorm_backward(bp(dinp), fp(dweight), bp(dout), bp(inp), bp(weight), fp(rstd), N, C),
+        cuda::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C));
+  }
+  count_path(id, Path::native);
+  cpu::rmsnorm_backward(fp(dinp), fp(dweight), fp(dout), fp(inp), fp(weight), fp(rstd), N, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear
+
+void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+  const Op id = Op::linear_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = inp.shape[0], IC = inp.shape[1];
+  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  const int64_t OC = weight.shape[0];
+  expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
+  // bf16 operands may produce f32 rows (logits for sampling: no rounding before the softmax).
+  const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty();
+  expect(op, "out", out, wide_out ? F32 : dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) {
+    if (wide_out) R1_CUDA_DISPATCH(op, dt, cuda::linear_forward(fp(out), bp(inp), bp(weight), N, IC, OC));
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), N, IC, OC),
+                        cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
+  }
+  count_path(id, Path::native);
+  cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC);
+}
+
+void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,
+                     const Tensor& weight) {
+  const Op id = Op::linear_backward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = inp.shape[0], IC = inp.shape[1];
+  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  const int64_t OC = weight.shape[0];
+  expect(op, "dout", dout, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  expect_opt(op, "dinp", dinp, dt, {{"N", N}, {"IC", IC}}, "inp", &inp);
+  expect_opt(op, "dweight", dweight, F32, {{"OC", OC}, {"IC", IC}}, "weight", &weight);
+  expect_opt(op, "dbias", dbias, F32, {{"OC", OC}}, "weight", &weight);
+  if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight}, {"dbias", dbias}, {"dout", dout}, {"inp", inp},
+                   {"weight", weight}})) {
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::linear_backward(bp(dinp), fp(dweight), fp(dbias), bp(dout), bp(inp), bp(weight), N,
+                                              IC, OC),
+                        cuda::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N,
+                                              IC, OC));
+  }
+  count_path(id, Path::native);
+  cpu::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N, IC, OC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope
+
+namespace {
+DType rope_check(const char* op, const char* xname, const Tensor& x, const Tensor& positions,
+                 const Tensor& inv_freq) {
+  const DType dt = compute_dtype(op, xname, x);
+  expect(op, xname, x, dt, {{"T", kAny}, {"H", kAny}, {"HD", kAny}});
+  const int64_t T = x.shape[0], HD = x.shape[2];
+  if (HD % 2 != 0) fail("{}: {} {} has odd head dim HD = {}", op, xname, x.describe(), HD);
+  expect(op, "positions", positions, I32, {{"T", T}}, xname, &x);
+  expect(op, "inv_freq", inv_freq, F32, {{"HD/2", HD / 2}}, xname, &x);
+  return dt;
+}
+}  // namespace
+
+void rope_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq) {
+  const Op id = Op::rope_forward;
+  const char* op = op_name(id);
+  const DType dt = rope_check(op, "x", x, positions, inv_freq);
+  const int64_t T = x.shape[0], H = x.shape[1], HD = x.shape[2];
+  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_forward(bp(x), ip(positions), fp(inv_freq), T, H, HD),
+                        cuda::rope_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD));
+  }
+  count_path(id, Path::native);
+  cpu::rope_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD);
+}
+
+void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
+  const Op id = Op::rope_backward;
+  const char* op = op_name(id);
+  const DType dt = rope_check(op, "dx", dx, positions, inv_freq);
+  const int64_t T = dx.shape[0], H = dx.shape[1], HD = dx.shape[2];
+  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_backward(bp(dx), ip(positions), fp(inv_freq), T, H, HD),
+                        cuda::rope_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD));
+  }
+  count_path(id, Path::native);
+  cpu::rope_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD);
+}
+
+// ---------------------------------------------------------------------------------------------
+// swiglu
+
+void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
+  const Op id = Op::swiglu_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "gate", gate);
+  expect_dtype(op, "gate", gate, dt);
+  expect_like(op, "up", up, dt, "gate", gate);
+  expect_like(op, "out", out, dt, "gate", gate);
+  const int64_t n = gate.numel();
+  if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate), bp(up), n),
+                        cuda::swiglu_forward(fp(out), fp(gate), fp(up), n));
+  }
+  count_path(id, Path::native);
+  cpu::swiglu_forward(fp(out), fp(gate), fp(up), n);
+}
+
+void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up) {
+  const Op id = Op::swiglu_backward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "gate", gate);
+  expect_dtype(op, "gate", gate, dt);
+  expect_like(op, "up", up, dt, "gate", gate);
+  expect_like(op, "dout", dout, dt, "gate", gate);
+  expect_like(op, "dgate", dgate, dt, "gate", gate);
+  expect_like(op, "dup", dup, dt, "up", up);
+  const int64_t n = gate.numel();
+  if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_backward(bp(dgate), bp(dup), bp(dout), bp(gate), bp(up), n),
+                        cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n));
+  }
+  count_path(id, Path::native);
+  cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// elementwise
+
+void add(Tensor out, const Tensor& a, const Tensor& b) {
+  const Op id = Op::add;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "a", a);
+  expect_dtype(op, "a", a, dt);
+  expect_numel(op, "b", b, a.numel(), dt, "a", a);
+  expect_numel(op, "out", out, a.numel(), dt, "a", a);
+  if (on_cuda(op, {{"out", out}, {"a", a}, {"b", b}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::add(bp(out), bp(a), bp(b), a.numel()),
+                        cuda::add(fp(out), fp(a), fp(b), a.numel()));
+  }
+  count_path(id, Path::native);
+  cpu::add(fp(out), fp(a), fp(b), a.numel());
+}
+
+void add_inplace(Tensor dst, const Tensor& src) {
+  const Op id = Op::add_inplace;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "dst", dst);
+  expect_dtype(op, "dst", dst, dt);
+  expect_numel(op, "src", src, dst.numel(), dt, "dst", dst);
+  if (on_cuda(op, {{"dst", dst}, {"src", src}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::add_inplace(bp(dst), bp(src), dst.numel()),
+                        cuda::add_inplace(fp(dst), fp(src), dst.numel()));
+  }
+  count_path(id, Path::native);
+  cpu::add_inplace(fp(dst), fp(src), dst.numel());
+}
+
+void scale_inplace(Tensor x, float s) {
+  const Op id = Op::scale_inplace;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  if (on_cuda(op, {{"x", x}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::scale_inplace(bp(x), s, x.numel()), cuda::scale_inplace(fp(x), s, x.numel()));
+  }
+  count_path(id, Path::native);
+  cpu::scale_inplace(fp(x), s, x.numel());
+}
+
+void zero(Tensor x) {
+  const Op id = Op::zero;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH_DT(op, dt, cuda::zero(bp(x), x.numel()), cuda::zero(fp(x), x.numel()));
+  count_path(id, Path::native);
+  cpu::zero(fp(x), x.numel());
+}
+
+double sum_squares(const Tensor& x) {
+  const Op id = Op::sum_squares;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  if (on_cuda(op, {{"x", x}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::sum_squares(bp(x), x.numel()), cuda::sum_squares(fp(x), x.numel()));
+  }
+  count_path(id, Path::native);
+  return cpu::sum_squares(fp(x), x.numel());
+}
+
+}  // namespace r1::ops
