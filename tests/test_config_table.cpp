@@ -186,9 +186,12 @@ TEST(ConfigTable, RecipeInitOverridesApplyTogether) {
   EXPECT_EQ(m->config().num_attention_heads, 6);
   r.set("model.init_overrides=[hidden_size=60, num_attention_heads=7]");
   const std::string e = error_of([&] { r1::train::load_or_init_model(r, codec, r1::Device::CPU, 1, false); });
-  EXPECT_NE(e.find("recipe key 'model.init_overrides' hidden_size=60 num_attention_heads=7: "),
+  EXPECT_NE(e.find("recipe key 'model.init_overrides' vocab_size=257 hidden_size=60 num_attention_heads=7: "),
             std::string::npos)
       << e;
+  // An explicit vocab_size among the overrides wins over the codec's.
+  r.set("model.init_overrides=[vocab_size=300]");
+  EXPECT_EQ(r1::train::load_or_init_model(r, codec, r1::Device::CPU, 1, false)->config().vocab_size, 300);
 }
 
 namespace {

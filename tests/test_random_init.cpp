@@ -119,3 +119,18 @@ TEST(RandomInit, InitCommand) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, r1::model::config_reference_markdown());
 }
+
+// A large model's draw (r1 grpo on a 7B preset) shows a progress line; a small one stays quiet.
+TEST(RandomInit, LargeDrawsShowProgress) {
+  const std::vector<ParamSpec> specs = r1::model::param_specs(r1::model::preset_config("tiny"));
+  std::vector<float> flat(size_t(r1::model::total_params(specs)));
+  testing::internal::CaptureStderr();
+  r1::model::draw_init_weights(specs, 1, 0.02f, flat.data());
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  testing::internal::CaptureStderr();
+  r1::model::draw_init_weights(specs, 1, 0.02f, flat.data(), /*progress_min=*/0);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("drawing random weights"), std::string::npos) << err;
+  EXPECT_NE(err.find("100% 1/1"), std::string::npos) << err;
+  EXPECT_NE(err.find("eta"), std::string::npos) << err;
+}

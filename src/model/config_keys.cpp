@@ -9,6 +9,7 @@
 #include "model/config_keys.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -35,7 +36,7 @@ json architectures(const ModelConfig& c) {
     if (t.name == c.model_type)
       return json::array({fmt::format("{}For{}", t.class_prefix,
                                       c.has_score_head() ? "SequenceClassification" : "CausalLM")});
-  fail("config: unsupported model_type '{}'", c.model_type);
+  fail("config: unsupported model_type '{}' (supported: {})", c.model_type, fmt::join(model_types(), ", "));
 }
 
 const json* present(const json& j, const char* key) {

@@ -10,8 +10,7 @@
 namespace r1::model {
 
 namespace {
-constexpr int64_t kChunk = int64_t(1) << 24;            // elements between progress updates
-constexpr int64_t kProgressMin = int64_t(100'000'000);  // smaller models draw in a second or two
+constexpr int64_t kChunk = int64_t(1) << 24;  // elements between progress updates
 }  // namespace
 
 void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float std, int64_t begin,
@@ -32,22 +31,23 @@ void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float 
   }
 }
 
-void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat) {
+void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat,
+                       int64_t progress_min) {
   const int64_t total = total_params(specs);
+  const int64_t total_m = (total + 999'999) / 1'000'000;  // the progress line counts millions
   std::optional<Progress> bar;
-  if (total >= kProgressMin) bar.emplace("drawing random weights", (total + 999'999) / 1'000'000, "Mparam");
+  if (total >= progress_min) bar.emplace("drawing random weights", total_m, "Mparam");
   int64_t done = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
     const ParamSpec& s = specs[i];
     for (int64_t begin = 0; begin < s.numel(); begin += kChunk) {
       const int64_t n = std::min(kChunk, s.numel() - begin);
       draw_init_values(s, i, seed, std, begin, n, flat + s.offset + begin);
-      if (!bar) continue;
-      bar->update((done + n) / 1'000'000 - done / 1'000'000);
+      if (bar) bar->update((done + n) / 1'000'000 - done / 1'000'000);
       done += n;
     }
   }
-  if (bar) bar->finish();
+  if (bar) bar->update(total_m - done / 1'000'000);  // the rounded-up rest: the line ends at 100%
 }
 
 void write_random_model(const ModelConfig& cfg, const std::string& dir, DType dtype, uint64_t seed,

@@ -15,8 +15,10 @@ namespace r1::model {
 // over blocks of `block` elements.
 void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float std, int64_t begin,
                       int64_t count, float* dst, int64_t block = int64_t(1) << 16);
-// Every parameter into `flat` (total_params(specs) floats), with a progress line for large models.
-void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat);
+// Every parameter into `flat` (total_params(specs) floats); a progress line from `progress_min`
+// parameters up (smaller models draw in a second or two).
+void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat,
+                       int64_t progress_min = 100'000'000);
 
 // r1 init: writes `dir` (config.json + model.safetensors as `dtype`) holding the weights
 // Transformer(cfg).init_random(seed, std) would have, drawn chunk by chunk as the file is written,

@@ -130,10 +130,10 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   model::ModelConfig mc =
       model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
   const int v = r.get<int>(section + ".init_vocab_size");
-  model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec.vocab_size()));
-  // All overrides first, then one check: hidden_size=3584 with num_attention_heads=28 is valid in any order.
-  model::apply_config_settings(mc, r.get<std::vector<std::string>>(section + ".init_overrides"),
-                               "recipe key '" + section + ".init_overrides'");
+  // All settings first, then one check: hidden_size=3584 with num_attention_heads=28 is valid in any order.
+  std::vector<std::string> settings = {"vocab_size=" + std::to_string(v > 0 ? v : codec.vocab_size())};
+  for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) settings.push_back(kv);
+  model::apply_config_settings(mc, settings, "recipe key '" + section + ".init_overrides'");
   auto m = std::make_unique<model::Transformer>(mc, device, trainable);
   m->init_random(seed);
   return m;
