@@ -21,30 +21,48 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-void write_file_atomic(const std::string& path, std::string_view bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  R1_CHECK(fd >= 0, "cannot create {}: {}", tmp, std::strerror(errno));
+AtomicFile::AtomicFile(std::string path)
+    : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(getpid())) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  R1_CHECK(fd_ >= 0, "cannot create {}: {}", tmp_, std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::write(std::string_view bytes) {
+  R1_CHECK(fd_ >= 0, "{}: written after commit", path_);
   size_t off = 0;
   while (off < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("cannot write {}: {}", tmp, std::strerror(e));
-    }
-    off += size_t(n);
+    ssize_t n = ::write(fd_, bytes.data() + off, bytes.size() - off);
+    R1_CHECK(n >= 0 || errno == EINTR, "cannot write {}: {}", tmp_, std::strerror(errno));
+    if (n > 0) off += size_t(n);
   }
+}
+
+void AtomicFile::commit() {
+  R1_CHECK(fd_ >= 0, "{}: committed twice", path_);
+  const int fd = fd_;
+  fd_ = -1;
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail("cannot flush {}: {}", tmp, std::strerror(errno));
+    const int e = errno;
+    ::unlink(tmp_.c_str());
+    fail("cannot flush {}: {}", tmp_, std::strerror(e));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename {} to {}: {}", tmp, path, std::strerror(e));
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp_.c_str());
+    fail("cannot rename {} to {}: {}", tmp_, path_, std::strerror(e));
   }
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  AtomicFile f(path);
+  f.write(bytes);
+  f.commit();
 }
 
 bool exists(const std::string& path) {

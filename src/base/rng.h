@@ -60,13 +60,22 @@ class Rng {
   }
   // Uniform in [0, 1) with 24 random bits.
   float uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }
-  // Standard normal (Box-Muller).
+  // Standard normal (Box-Muller), from exactly two words (model/random_init.cpp seeks by it).
   float normal() {
     float u1 = (float(next_u32() >> 8) + 1.0f) * (1.0f / 16777217.0f);
     float u2 = uniform();
     return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.28318530718f * u2);
   }
   uint64_t counter() const { return counter_; }
+  // Jumps to word `w` of the stream: the next next_u32() returns what the (w+1)-th call from the
+  // start would. Blocks of one stream can then be drawn in parallel with the sequential numbers.
+  void seek(uint64_t w) {
+    counter_ = w / 4;
+    idx_ = 4;
+    if (w % 4 == 0) return;
+    Philox::generate(seed_, stream_, counter_++, buf_);
+    idx_ = int(w % 4);
+  }
 
  private:
   uint64_t seed_, stream_, counter_ = 0;

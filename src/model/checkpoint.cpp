@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <vector>
@@ -14,6 +15,8 @@
 namespace r1::model {
 
 namespace {
+constexpr int64_t kSaveProgressMinBytes = int64_t(1) << 30;  // smaller models save quickly: no progress line
+
 // Tensors HF checkpoints may carry that the model recomputes rather than stores.
 bool ignorable(const std::string& name, const ModelConfig& c) {
   if (name.find("rotary_emb.inv_freq") != std::string::npos) return true;
@@ -72,19 +75,29 @@ Transformer load_classifier(const std::string& dir, int num_labels, uint64_t see
 }
 
 void save_model(const Transformer& m, const std::string& dir, DType dtype) {
+  std::vector<float> host;
+  if (m.device() != Device::CPU) host = m.weights_host();
+  const float* base = m.device() == Device::CPU ? m.params().flat.f32() : host.data();
+  const std::vector<ParamSpec>& specs = m.specs();
+  auto copy = [&](size_t k, int64_t begin, int64_t n, float* dst) {
+    std::memcpy(dst, base + specs[k].offset + begin, size_t(n) * sizeof(float));
+  };
+  const int64_t bytes = total_params(specs) * int64_t(dtype_size(dtype));
+  save_model_streamed(m.config(), specs, dir, dtype, copy, bytes >= kSaveProgressMinBytes);
+}
+
+void save_model_streamed(const ModelConfig& config, const std::vector<ParamSpec>& specs,
+                         const std::string& dir, DType dtype, const TensorSource& source, bool progress) {
   R1_CHECK(dtype == DType::F32 || dtype == DType::BF16, "save_model: dtype must be f32 or bf16");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   R1_CHECK(!ec, "cannot create model directory {}: {}", dir, ec.message());
-  std::vector<NamedTensor> tensors;
-  std::vector<float> host;
-  if (m.device() != Device::CPU) host = m.weights_host();
-  const float* base = m.device() == Device::CPU ? m.params().flat.f32() : host.data();
-  for (const ParamSpec& s : m.specs()) tensors.push_back({s.name, s.shape, base + s.offset});
-  ModelConfig cfg = m.config();
+  std::vector<TensorLayout> layout;
+  for (const ParamSpec& s : specs) layout.push_back({s.name, s.shape});
+  ModelConfig cfg = config;
   cfg.torch_dtype = dtype == DType::BF16 ? "bfloat16" : "float32";
   // Weights first, config last: a directory with a new config.json always has its weights.
-  save_safetensors(fs::join(dir, "model.safetensors"), tensors, dtype);
+  save_safetensors(fs::join(dir, "model.safetensors"), layout, dtype, source, progress);
   // A stale shard index would shadow the new file on the next load.
   const std::string index = fs::join(dir, "model.safetensors.index.json");
   if (fs::exists(index)) ::unlink(index.c_str());

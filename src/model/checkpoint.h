@@ -3,6 +3,7 @@
 // saved from a Transformer, so checkpoints move freely between r1.cpp, transformers and vLLM.
 #include <string>
 
+#include "model/safetensors.h"
 #include "model/transformer.h"
 #include "tensor/tensor.h"
 
@@ -26,5 +27,9 @@ Transformer load_classifier(const std::string& dir, int num_labels, uint64_t see
 // so an interrupted save never leaves a directory that loads as a valid, different model. A CUDA
 // model's weights are downloaded first (its fp32 master copy when it has one).
 void save_model(const Transformer& m, const std::string& dir, DType dtype = DType::F32);
+// The same files for weights laid out by `specs`, asked from `source` a chunk at a time (k indexes
+// specs), so they need never be in memory as a whole; `progress` shows a progress line.
+void save_model_streamed(const ModelConfig& config, const std::vector<ParamSpec>& specs,
+                         const std::string& dir, DType dtype, const TensorSource& source, bool progress);
 
 }  // namespace r1::model

@@ -7,6 +7,8 @@
 
 namespace r1::model {
 
+// The defaults below are the defaults of config.json keys a file leaves out (config_keys.cpp
+// declares each key once and derives the defaults that depend on other keys).
 struct RopeScaling {
   std::string type = "default";  // "default" | "llama3"  (others are rejected at load)
   double factor = 1.0;
@@ -51,18 +53,33 @@ struct ModelConfig {
   long long num_parameters() const;
 };
 
-// Parses config.json text; `source` names the file in error messages.
+// Parses config.json text; `source` names the file in error messages. Keys r1 does not know are
+// ignored (HF configs carry many); a key r1 knows with a wrong type or value is an error.
 ModelConfig config_from_json(const nlohmann::json& j, const std::string& source);
 ModelConfig load_config(const std::string& path);
 // The HF config.json for this config (what transformers and vLLM read).
 nlohmann::json config_to_json(const ModelConfig& c);
 void save_config(const ModelConfig& c, const std::string& path);
+// Checks every key's value and the relations between keys; messages start with `source`.
+void validate_config(const ModelConfig& c, const std::string& source);
 
-// Size presets for `r1 init`: "tiny" (~0.1M, tests), "10m" (~10M, demos and benchmarks),
-// "qwen2.5-0.5b", "qwen2.5-1.5b" (real shapes). Unknown names list the known ones.
-ModelConfig preset_config(const std::string& name, const std::string& model_type = "qwen2");
+// Size presets for `r1 init` (presets.cpp): "tiny" (~0.1M, tests), "10m" (demos and benchmarks)
+// and the published shapes of Qwen2.5 0.5B-32B and Llama 3.1 8B. model_type "" keeps the preset's
+// own; another one gives that architecture the preset's shape. Unknown names list the known ones.
+ModelConfig preset_config(const std::string& name, const std::string& model_type = "");
 std::vector<std::string> preset_names();
-// Sets one field by its config.json key from a string ("hidden_size=128"); unknown keys are errors.
+
+// Applies "KEY=VALUE" settings (config.json keys; "rope_scaling.factor" for a nested one) all at
+// once, then validates the result, so the order of the settings does not matter. A key derived
+// from others follows them unless it is set too: hidden_size or num_attention_heads re-derive
+// head_dim; model_type re-derives attention_bias and qk_norm. Unknown keys are errors (with a
+// "did you mean"); messages start with `source` ("--set"). On error c is unchanged.
+void apply_config_settings(ModelConfig& c, const std::vector<std::string>& settings,
+                           const std::string& source);
+// One setting (apply_config_settings with one KEY=VALUE).
 void override_config(ModelConfig& c, const std::string& key, const std::string& value);
+
+// docs/CONFIG.md: the key reference and the presets, generated from the key table.
+std::string config_reference_markdown();
 
 }  // namespace r1::model

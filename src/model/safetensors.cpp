@@ -5,14 +5,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "base/bf16.h"
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/progress.h"
 
 namespace r1::model {
 
@@ -23,6 +26,8 @@ namespace {
 // The reference implementation refuses headers over 100 MB; so do we.
 constexpr uint64_t kMaxHeader = 100'000'000;
 constexpr int64_t kParallelMin = 1 << 16;  // elements; smaller tensors convert on one thread
+constexpr int64_t kWriteChunk = 1 << 24;   // elements drawn and written at a time (64 MiB in f32)
+constexpr int64_t kProgressMinBytes = int64_t(1) << 30;  // smaller saves are quick: no progress line
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string r = "[";
@@ -281,7 +286,8 @@ void SafetensorsReader::read_f32(const std::string& name,
   }
 }
 
-void save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, DType dtype,
+void save_safetensors(const std::string& path, const std::vector<TensorLayout>& tensors, DType dtype,
+                      const TensorSource& source, bool progress,
                       const std::map<std::string, std::string>& metadata) {
   R1_CHECK(dtype == DType::F32 || dtype == DType::BF16,
            "{}: cannot save as {} (supported: F32, BF16)", path, dtype_name(dtype));
@@ -294,9 +300,9 @@ void save_safetensors(const std::string& path, const std::vector<NamedTensor>& t
     h["__metadata__"] = std::move(m);
   }
   std::set<std::string> seen;
-  std::vector<uint64_t> numels;
+  std::vector<int64_t> numels;
   uint64_t offset = 0;
-  for (const NamedTensor& t : tensors) {
+  for (const TensorLayout& t : tensors) {
     R1_CHECK(!t.name.empty() && t.name != "__metadata__", "{}: invalid tensor name '{}'", path,
              t.name);
     R1_CHECK(seen.insert(t.name).second, "{}: tensor '{}' given twice", path, t.name);
@@ -306,8 +312,7 @@ void save_safetensors(const std::string& path, const std::vector<NamedTensor>& t
                shape_str(t.shape));
       numel *= uint64_t(s);
     }
-    R1_CHECK(numel == 0 || t.data != nullptr, "{}: tensor '{}' has no data", path, t.name);
-    numels.push_back(numel);
+    numels.push_back(int64_t(numel));
     const uint64_t bytes = numel * esize;
     h[t.name] = {{"dtype", st_dtype_name(dtype)},
                  {"shape", t.shape},
@@ -316,28 +321,59 @@ void save_safetensors(const std::string& path, const std::vector<NamedTensor>& t
   }
   std::string header = h.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
-
-  std::string out;
-  out.resize(8 + header.size() + offset);
+  std::string prefix(8, '\0');
   const uint64_t hn = header.size();
-  for (int i = 0; i < 8; ++i) out[size_t(i)] = char((hn >> (8 * i)) & 0xff);
-  std::memcpy(out.data() + 8, header.data(), header.size());
-  char* data = out.data() + 8 + header.size();
+  for (int i = 0; i < 8; ++i) prefix[size_t(i)] = char((hn >> (8 * i)) & 0xff);
+
+  fs::AtomicFile out(path);
+  out.write(prefix + header);
+  // Chunk by chunk, so the file never has to fit in memory.
+  const int64_t total_mib = int64_t((offset + (1 << 20) - 1) >> 20);
+  std::optional<Progress> bar;
+  if (progress) bar.emplace("writing " + path, total_mib, "MiB");
+  uint64_t written = 0;
+  int64_t largest = 0;
+  for (int64_t n : numels) largest = std::max(largest, n);
+  std::vector<float> chunk(size_t(std::min(kWriteChunk, largest)));
+  std::vector<uint16_t> half(dtype == DType::BF16 ? chunk.size() : 0);
   for (size_t k = 0; k < tensors.size(); ++k) {
-    const int64_t n = int64_t(numels[k]);
-    const float* src = tensors[k].data;
-    if (dtype == DType::F32) {
-      if (n) std::memcpy(data, src, size_t(n) * 4);
-    } else {
+    for (int64_t begin = 0; begin < numels[k]; begin += kWriteChunk) {
+      const int64_t n = std::min<int64_t>(kWriteChunk, numels[k] - begin);
+      source(k, begin, n, chunk.data());
+      if (dtype == DType::F32) {
+        out.write({reinterpret_cast<const char*>(chunk.data()), size_t(n) * 4});
+      } else {
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t b = f32_to_bf16(src[i]);
-        std::memcpy(data + 2 * i, &b, 2);
+        for (int64_t i = 0; i < n; ++i) half[size_t(i)] = f32_to_bf16(chunk[size_t(i)]);
+        out.write({reinterpret_cast<const char*>(half.data()), size_t(n) * 2});
+      }
+      if (bar) {
+        const uint64_t before = written >> 20;
+        written += uint64_t(n) * esize;
+        bar->update(int64_t((written >> 20) - before));
       }
     }
-    data += size_t(n) * esize;
   }
-  fs::write_file_atomic(path, out);
+  if (bar) bar->update(total_mib - int64_t(written >> 20), "flushing to disk");
+  out.commit();
+}
+
+void save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, DType dtype,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorLayout> layout;
+  int64_t total = 0;
+  for (const NamedTensor& t : tensors) {
+    layout.push_back({t.name, t.shape});
+    int64_t numel = 1;
+    for (int64_t s : t.shape) numel *= s;
+    R1_CHECK(numel <= 0 || t.data != nullptr, "{}: tensor '{}' has no data", path, t.name);
+    total += std::max<int64_t>(numel, 0);
+  }
+  auto copy = [&](size_t k, int64_t begin, int64_t n, float* dst) {
+    std::memcpy(dst, tensors[k].data + begin, size_t(n) * sizeof(float));
+  };
+  save_safetensors(path, layout, dtype, copy, total * int64_t(dtype_size(dtype)) >= kProgressMinBytes,
+                   metadata);
 }
 
 }  // namespace r1::model

@@ -2,6 +2,7 @@
 // Safetensors checkpoints: read (mmap; F32, BF16, F16 converted to f32; sharded via
 // model.safetensors.index.json) and write (F32 or BF16, written atomically).
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,8 +50,21 @@ struct NamedTensor {
 };
 
 // Writes tensors to one .safetensors file as `dtype` (F32 or BF16), with optional string metadata
-// (e.g. {"format": "pt"}), via a temporary file renamed into place.
+// (e.g. {"format": "pt"}), via a temporary file renamed into place. A progress line for 1 GiB and up.
 void save_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors, DType dtype,
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+struct TensorLayout {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+// Puts elements [begin, begin + count) of tensor k, in f32, into dst.
+using TensorSource = std::function<void(size_t k, int64_t begin, int64_t count, float* dst)>;
+// The same file, with the data asked from `source` a chunk at a time, so weights that were never
+// in memory as a whole (a random model drawn as it is written) stream to disk; `progress` shows
+// a progress line with ETA.
+void save_safetensors(const std::string& path, const std::vector<TensorLayout>& tensors, DType dtype,
+                      const TensorSource& source, bool progress,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 }  // namespace r1::model

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "model/random_init.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
@@ -58,15 +59,12 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
 void Transformer::zero_grads() { gradients_.zero(); }
 
 void Transformer::init_random(uint64_t seed, float std) {
-  std::vector<float> host(size_t(plan_.total), 0.0f);
-  for (size_t i = 0; i < plan_.specs.size(); ++i) {
-    const ParamSpec& s = plan_.specs[i];
-    float* p = host.data() + s.offset;
-    const bool is_norm = s.name.find("norm") != std::string::npos;
-    const bool is_bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
-    Rng rng(seed, i);  // one stream per tensor: adding a tensor does not shift the others
-    for (int64_t j = 0; j < s.numel(); ++j) p[j] = is_norm ? 1.0f : is_bias ? 0.0f : std * rng.normal();
+  if (device_ == Device::CPU && compute_dtype() == DType::F32) {  // drawn in place: no second copy
+    draw_init_weights(plan_.specs, seed, std, params_.flat.f32());
+    return;
   }
+  std::vector<float> host(size_t(plan_.total), 0.0f);
+  draw_init_weights(plan_.specs, seed, std, host.data());
   set_weights(host.data());
 }
 

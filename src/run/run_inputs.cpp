@@ -22,7 +22,7 @@ nlohmann::json model_section() {
   return {{"path", ""},        // HF model directory; empty: a fresh random model from init_preset
           {"tokenizer", ""},   // tokenizer directory (default: path); "byte": the built-in byte codec
           {"init_preset", "tiny"},
-          {"init_arch", "qwen2"},
+          {"init_arch", ""},  // model_type; "": the preset's own (qwen2 for tiny)
           {"init_vocab_size", 0},
           // config.json keys over the preset, e.g. [hidden_size=96, num_hidden_layers=3]
           {"init_overrides", nlohmann::json::array()}};
@@ -130,16 +130,10 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   model::ModelConfig mc =
       model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
   const int v = r.get<int>(section + ".init_vocab_size");
-  model::override_config(mc, "vocab_size", std::to_string(v > 0 ? v : codec.vocab_size()));
-  for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) {
-    const size_t eq = kv.find('=');
-    R1_CHECK(eq != std::string::npos, "recipe key '{}.init_overrides': '{}' is not KEY=VALUE", section, kv);
-    try {
-      model::override_config(mc, kv.substr(0, eq), kv.substr(eq + 1));
-    } catch (const Error& e) {
-      fail("recipe key '{}.init_overrides': {}", section, e.what());
-    }
-  }
+  // All settings first, then one check: hidden_size=3584 with num_attention_heads=28 is valid in any order.
+  std::vector<std::string> settings = {"vocab_size=" + std::to_string(v > 0 ? v : codec.vocab_size())};
+  for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) settings.push_back(kv);
+  model::apply_config_settings(mc, settings, "recipe key '" + section + ".init_overrides'");
   auto m = std::make_unique<model::Transformer>(mc, device, trainable);
   m->init_random(seed);
   return m;
