@@ -165,6 +165,8 @@ void run_rope_forward(Run&);
 void run_rope_backward(Run&);
 void run_swiglu_forward(Run&);
 void run_swiglu_backward(Run&);
+void run_dropout_forward(Run&);
+void run_dropout_backward(Run&);
 void run_add(Run&);
 void run_add_inplace(Run&);
 void run_scale_inplace(Run&);

@@ -73,6 +73,12 @@ std::vector<Row> table() {
             {any, {.N = 3, .I = 4099}},
             {any, {.N = 4096, .I = 2816}, kF32, kGpu},
             {any, {.N = 8192, .I = 4864}, kBF16, kGpu}});
+  add_rows(t, {Op::dropout_forward, Op::dropout_backward},
+           {{any, {.N = 13, .I = 37}},
+            {any, {.N = 3, .I = 4099}},
+            {any, {.N = 1, .I = 5}},
+            {any, {.N = 4096, .I = 2816}, kF32, kGpu},
+            {any, {.N = 8192, .I = 3584}, kBF16, kGpu}});
   add_rows(t, {Op::add, Op::add_inplace, Op::scale_inplace, Op::zero, Op::sum_squares},
            {{any, {.N = 1001}},
             {any, {.N = 37}},

@@ -272,6 +272,10 @@ Runner runner(Op op) {
       return run_swiglu_forward;
     case Op::swiglu_backward:
       return run_swiglu_backward;
+    case Op::dropout_forward:
+      return run_dropout_forward;
+    case Op::dropout_backward:
+      return run_dropout_backward;
     case Op::add:
       return run_add;
     case Op::add_inplace:

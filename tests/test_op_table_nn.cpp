@@ -4,6 +4,7 @@
 // the CPU they are also checked against finite differences of the reference forward.
 #include <cmath>
 
+#include "base/rng.h"
 #include "op_table.h"
 
 namespace optable {
@@ -299,6 +300,51 @@ void run_swiglu_backward(Run& c) {
     check_grad("dgate", gd, diff(dg, dg_init), loss, 55);
     check_grad("dup", ud, diff(du, du_init), loss, 56);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+constexpr float kDropP = 0.25f;
+constexpr uint64_t kDropSeed = 1234, kDropStream = 77;
+
+// The mask as base/rng.h defines it, element by element (the kernels draw four at a time).
+Vd ref_dropout(const Vf& x, float p) {
+  Vd out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    uint32_t w[4];
+    r1::Philox::generate(kDropSeed, kDropStream, uint64_t(i / 4), w);
+    out[i] = r1::dropout_keep(w, uint64_t(i), p) ? double(x[i]) / (1.0 - double(p)) : 0.0;
+  }
+  return out;
+}
+}  // namespace
+
+void run_dropout_forward(Run& c) {
+  const int64_t n = c.s.N * c.s.I;
+  Vf x = c.randn(n);
+  Tensor tx = c.act(x, {n}), out = c.nan({n}, c.dt);
+  ops::dropout_forward(out, tx, kDropP, kDropSeed, kDropStream);
+  const Vf y = c.get(out);
+  c.check("dropout_forward", y, ref_dropout(x, kDropP), kElem);
+  if (n >= 4096) {  // the mask keeps about 1 - p of the elements
+    int64_t kept = 0;
+    for (float v : y) kept += v != 0.0f;
+    EXPECT_NEAR(double(kept) / double(n), 1.0 - kDropP, 0.02);
+  }
+  ops::dropout_forward(out, tx, 0.0f, kDropSeed, kDropStream);  // p = 0: the identity
+  c.check("dropout_forward p=0", c.get(out), to_d(x), kElem);
+}
+
+void run_dropout_backward(Run& c) {
+  const int64_t n = c.s.N * c.s.I;
+  Vf g = c.randn(n), dx0 = c.randn(n);
+  const Vf dx_init = dx0;
+  Tensor tg = c.act(g, {n}), tdx = c.act(dx0, {n});
+  ops::dropout_backward(tdx, tg, kDropP, kDropSeed, kDropStream);
+  Vd ref = ref_dropout(g, kDropP);
+  for (size_t i = 0; i < ref.size(); ++i) ref[i] += double(dx_init[i]);
+  c.check("dropout_backward", c.get(tdx), ref, kElem);
 }
 
 }  // namespace optable

@@ -47,6 +47,13 @@ R1_HOST_DEVICE inline double uniform53(const uint32_t w[4]) {
   return double(bits & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
 }
 
+// The dropout mask of element i under (seed, stream): kept when the top 24 bits of Philox word i % 4
+// of counter i / 4, as a uniform in [0, 1), are >= p. Counter-based, so every device and every
+// pass (the backward regenerates it) sees the same mask.
+R1_HOST_DEVICE inline bool dropout_keep(const uint32_t w[4], uint64_t i, float p) {
+  return float(w[i % 4] >> 8) * (1.0f / 16777216.0f) >= p;
+}
+
 // A sequential stream over Philox for initialisation and shuffling: (seed, stream) pick the stream.
 class Rng {
  public:

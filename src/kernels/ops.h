@@ -81,6 +81,12 @@ void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up);
 // dgate (N, I) +=, dup (N, I) +=
 void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up);
 
+// Inverted dropout: out (N) = x * keep / (1 - p), keep_i from (seed, stream, i) by
+// r1::dropout_keep (base/rng.h), the same mask on every device; p in [0, 1). Any shape (N = numel).
+void dropout_forward(Tensor out, const Tensor& x, float p, uint64_t seed, uint64_t stream);
+// dx (N) += dout * keep / (1 - p), the forward's mask regenerated.
+void dropout_backward(Tensor dx, const Tensor& dout, float p, uint64_t seed, uint64_t stream);
+
 // out = a + b (same numel; out may alias a or b). The residual add; its backward is add_inplace.
 void add(Tensor out, const Tensor& a, const Tensor& b);
 // dst += src

@@ -231,6 +231,36 @@ void add(Tensor out, const Tensor& a, const Tensor& b) {
   cpu::add(fp(out), fp(a), fp(b), a.numel());
 }
 
+void dropout_forward(Tensor out, const Tensor& x, float p, uint64_t seed, uint64_t stream) {
+  const Op id = Op::dropout_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "x", x);
+  expect_dtype(op, "x", x, dt);
+  expect_numel(op, "out", out, x.numel(), dt, "x", x);
+  R1_CHECK(p >= 0.0f && p < 1.0f, "{}: p = {} is outside [0, 1)", op, p);
+  if (on_cuda(op, {{"out", out}, {"x", x}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::dropout_forward(bp(out), bp(x), p, seed, stream, x.numel()),
+                        cuda::dropout_forward(fp(out), fp(x), p, seed, stream, x.numel()));
+  }
+  count_path(id, Path::native);
+  cpu::dropout_forward(fp(out), fp(x), p, seed, stream, x.numel());
+}
+
+void dropout_backward(Tensor dx, const Tensor& dout, float p, uint64_t seed, uint64_t stream) {
+  const Op id = Op::dropout_backward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "dout", dout);
+  expect_dtype(op, "dout", dout, dt);
+  expect_numel(op, "dx", dx, dout.numel(), dt, "dout", dout);
+  R1_CHECK(p >= 0.0f && p < 1.0f, "{}: p = {} is outside [0, 1)", op, p);
+  if (on_cuda(op, {{"dx", dx}, {"dout", dout}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::dropout_backward(bp(dx), bp(dout), p, seed, stream, dout.numel()),
+                        cuda::dropout_backward(fp(dx), fp(dout), p, seed, stream, dout.numel()));
+  }
+  count_path(id, Path::native);
+  cpu::dropout_backward(fp(dx), fp(dout), p, seed, stream, dout.numel());
+}
+
 void add_inplace(Tensor dst, const Tensor& src) {
   const Op id = Op::add_inplace;
   const char* op = op_name(id);

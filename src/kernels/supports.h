@@ -39,6 +39,8 @@ enum class Op : uint8_t {
   attention_cached,
   swiglu_forward,
   swiglu_backward,
+  dropout_forward,
+  dropout_backward,
   add,
   add_inplace,
   scale_inplace,

@@ -87,6 +87,7 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   p.cache = &cache;
   p.slots = in.slots;
   p.workspace = in.attention_workspace;
+  if (m.has_lora()) p.lora_scale = m.lora().scale();  // decoding: adapters on, no dropout
   if (p.workspace.empty() && p.cu_seqlens.empty() && m.device() != Device::CPU) {
     const int64_t ws = ops::attention_cached_workspace(T, c.num_attention_heads, c.head_dim, cache.max_len);
     if (ws > 0) p.workspace = a.alloc_f32({ws});

@@ -42,6 +42,13 @@ Pass TrainState::pass(const Transformer& m) {
   p.saved = saved_ ? &arena_ : nullptr;
   p.temp = &scratch_;
   p.recompute = recompute_;
+  p.adapters = adapters;
+  if (m.has_lora()) {
+    p.lora_scale = m.lora().scale();
+    p.lora_dropout = float(m.lora().dropout);
+    p.dropout_seed = dropout_seed;
+    p.dropout_step = dropout_step;
+  }
   return p;
 }
 
@@ -180,7 +187,7 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
     layer_backward(p, P.layers[size_t(l)], G.layers[size_t(l)], acts_[size_t(l)], dres);
     if (on_grads_final) on_grads_final(plan.layers[size_t(l)].params.begin);
   }
-  ops::embedding_backward(G.embed, dres, ids_);
+  if (!G.embed.empty()) ops::embedding_backward(G.embed, dres, ids_);  // frozen under LoRA
   if (on_grads_final) on_grads_final(0);
 }
 

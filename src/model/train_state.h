@@ -45,6 +45,11 @@ class TrainState {
   void release();
   int64_t vocab_chunk = 4096;
   Recompute recompute = Recompute::Auto;
+  // LoRA (model/lora.h): whether the adapters take part (off: the base model, e.g. the KL
+  // reference with no second copy), and which dropout masks a training forward draws: those of
+  // (dropout_seed, dropout_step), so a trainer that sets the step per micro-batch resumes exactly.
+  bool adapters = true;
+  uint64_t dropout_seed = 0, dropout_step = 0;
   // When set, the backwards call it with decreasing offsets into the flat gradient buffer: the
   // gradients at offsets >= the argument are final for this backward (their kernels are queued).
   // Data parallelism all-reduces them while the layers below are still being computed.

@@ -3,6 +3,7 @@
 #include "model/transformer.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -56,7 +57,92 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
   }
 }
 
-void Transformer::zero_grads() { gradients_.zero(); }
+void Transformer::zero_grads() {
+  gradients_.zero();
+  adapter_grads_.zero();
+}
+
+Transformer::Trainable Transformer::trainable_weights() {
+  R1_CHECK(trainable(), "the model was created with trainable = false and has no LoRA adapters");
+  if (has_lora())
+    return {&adapter_specs_, adapter_master_flat_, grads_.flat,
+            adapter_master_flat_.data == adapter_flat_.data ? Tensor() : adapter_flat_};
+  return {&plan_.specs, master().flat, grads_.flat, separate_master() ? params_.flat : Tensor()};
+}
+
+void Transformer::add_lora(const LoraConfig& lora, uint64_t seed) {
+  validate(lora, "add_lora");
+  R1_CHECK(!has_lora(), "add_lora: the model already has LoRA adapters");
+  R1_CHECK(!cfg_.has_score_head(), "add_lora: LoRA on a sequence classifier is not supported");
+  // The base is frozen: no fp32 copy, no gradients.
+  trainable_ = false;
+  master_weights_ = Buffer();
+  gradients_ = Buffer();
+  master_ = Params();
+  lora_ = lora;
+  adapter_specs_ = lora_specs(cfg_, lora_);
+  const int64_t n = total_params(adapter_specs_);
+  const DType cd = compute_dtype();
+  adapter_weights_ = Buffer(size_t(n) * dtype_size(cd), device_);
+  adapter_flat_ = Tensor(adapter_weights_.data(), cd, {n}, device_);
+  adapter_master_flat_ = adapter_flat_;
+  if (cd != DType::F32) {
+    adapter_master_ = Buffer(size_t(n) * sizeof(float), device_);
+    adapter_master_flat_ = Tensor(adapter_master_.data(), DType::F32, {n}, device_);
+  }
+  adapter_grads_ = Buffer(size_t(n) * sizeof(float), device_);
+  adapter_grads_.zero();
+  // The layers' Linear views, in lora_specs' order: A then B for each adapted linear.
+  grads_ = Params();
+  grads_.layers.resize(params_.layers.size());
+  grads_.flat = Tensor(adapter_grads_.data(), DType::F32, {n}, device_);
+  size_t i = 0;
+  int adapter = 0;
+  const std::vector<std::string> modules = lora_.modules();
+  auto view = [&](void* base, DType dt, const ParamSpec& s) {
+    return Tensor(static_cast<char*>(base) + size_t(s.offset) * dtype_size(dt), dt, {s.shape[0], s.shape[1]},
+                  device_);
+  };
+  for (size_t l = 0; l < params_.layers.size(); ++l) {
+    LayerWeights& G = grads_.layers[l];
+    visit_layer_linears(params_.layers[l], cfg_, [&](Linear& W, const char* module, int64_t, int64_t) {
+      const std::string name(module);
+      if (std::find(modules.begin(), modules.end(), name.substr(name.rfind('.') + 1)) == modules.end()) return;
+      Linear* g = nullptr;
+      visit_layer_linears(G, cfg_, [&](Linear& x, const char* m, int64_t, int64_t) {
+        if (std::string(m) == name) g = &x;
+      });
+      const ParamSpec &a = adapter_specs_[i], &b = adapter_specs_[i + 1];
+      i += 2;
+      W.lora_a = view(adapter_weights_.data(), cd, a);
+      W.lora_b = view(adapter_weights_.data(), cd, b);
+      g->lora_a = view(adapter_grads_.data(), DType::F32, a);
+      g->lora_b = view(adapter_grads_.data(), DType::F32, b);
+      W.adapter = g->adapter = adapter++;
+    });
+  }
+  R1_CHECK(i == adapter_specs_.size(), "add_lora: {} adapter tensors bound of {}", i, adapter_specs_.size());
+  // A ~ U(-1/sqrt(IN), 1/sqrt(IN)) (PEFT's kaiming_uniform_(a=sqrt(5))), one stream per tensor; B = 0.
+  std::vector<float> host(size_t(n), 0.0f);
+  for (size_t k = 0; k < adapter_specs_.size(); k += 2) {
+    const ParamSpec& a = adapter_specs_[k];
+    const float bound = 1.0f / std::sqrt(float(a.shape[1]));
+    Rng rng(seed, k);
+    for (int64_t j = 0; j < a.numel(); ++j) host[size_t(a.offset + j)] = bound * (2.0f * rng.uniform() - 1.0f);
+  }
+  set_adapter(host.data());
+}
+
+std::vector<float> Transformer::adapter_host() const {
+  R1_CHECK(has_lora(), "adapter_host: the model has no LoRA adapters");
+  return to_host_f32(adapter_master_flat_);
+}
+
+void Transformer::set_adapter(const float* host_flat) {
+  R1_CHECK(has_lora(), "set_adapter: the model has no LoRA adapters");
+  if (adapter_master_flat_.data != adapter_flat_.data) copy_from_host(adapter_master_flat_, host_flat);
+  copy_from_host_f32(adapter_flat_, host_flat);
+}
 
 void Transformer::init_random(uint64_t seed, float std) {
   if (device_ == Device::CPU && compute_dtype() == DType::F32) {  // drawn in place: no second copy
@@ -78,6 +164,13 @@ void Transformer::set_weights(const float* host_flat) {
 }
 
 void Transformer::refresh_compute_weights() {
+  if (has_lora()) {
+    if (adapter_master_flat_.data != adapter_flat_.data) {
+      const std::vector<float> host = to_host_f32(adapter_master_flat_);
+      copy_from_host_f32(adapter_flat_, host.data());
+    }
+    return;
+  }
   if (!separate_master()) return;
   std::vector<float> host = to_host_f32(master_.flat);
   copy_from_host_f32(params_.flat, host.data());

@@ -35,6 +35,7 @@
 
 #include "model/config.h"
 #include "model/layer_plan.h"
+#include "model/lora.h"
 #include "model/params.h"
 #include "tensor/tensor.h"
 
@@ -68,7 +69,8 @@ class Transformer {
   const ModelPlan& plan() const { return plan_; }
   Device device() const { return device_; }
   DType compute_dtype() const { return params_.flat.dtype; }  // by default F32 on CPU, BF16 on CUDA
-  bool trainable() const { return trainable_; }
+  // Whether training can update it: all weights, or with LoRA the adapters.
+  bool trainable() const { return trainable_ || has_lora(); }
   // The weights every forward computes with (compute dtype, on device()).
   Params& params() { return params_; }
   const Params& params() const { return params_; }
@@ -78,10 +80,31 @@ class Transformer {
   const Params& master() const { return compute_dtype() == DType::F32 ? params_ : master_; }
   // Whether master() is a separate fp32 copy whose updates must be rounded into params().
   bool separate_master() const { return trainable_ && compute_dtype() != DType::F32; }
-  // fp32 gradients of master()'s layout (empty views when not trainable).
+  // fp32 gradients of what training updates: master()'s layout, or with LoRA only the adapters'
+  // views (the layers' Linear lora_a/lora_b; the frozen base's views are empty).
   Params& grads() { return grads_; }
   const Params& grads() const { return grads_; }
   void zero_grads();
+
+  // What an optimizer updates: three flat buffers of one layout (specs): the fp32 weights, their
+  // gradients, and the compute copy each update is rounded into (empty when the fp32 weights are
+  // the compute weights). The whole model, or with LoRA only its adapters.
+  struct Trainable {
+    const std::vector<ParamSpec>* specs = nullptr;
+    Tensor master, grads, compute;
+  };
+  Trainable trainable_weights();
+
+  // LoRA (model/lora.h): adapters on the linears `lora` targets, A drawn from `seed`, B zero; the
+  // base is frozen from then on (its fp32 copy and gradients are dropped) and training updates the
+  // adapters only. Once per model; not for sequence classifiers.
+  void add_lora(const LoraConfig& lora, uint64_t seed);
+  bool has_lora() const { return lora_.enabled(); }
+  const LoraConfig& lora() const { return lora_; }
+  const std::vector<ParamSpec>& adapter_specs() const { return adapter_specs_; }
+  // The adapters as host f32 in their flat layout, and back (the fp32 copy and the compute copy).
+  std::vector<float> adapter_host() const;
+  void set_adapter(const float* host_flat);
 
   // HF initialisation: normal(0, std) for matrices and embeddings, ones for norms, zeros for biases.
   // Drawn on the host (the same numbers on every device), then uploaded.
@@ -90,7 +113,8 @@ class Transformer {
   std::vector<float> weights_host() const;
   // Sets every weight from host f32 in the flat layout (master and, rounded, the compute weights).
   void set_weights(const float* host_flat);
-  // Rounds master() into params() after master() was written directly (CUDA; nothing on CPU).
+  // Rounds the trainable fp32 weights into their compute copy after they were written directly
+  // (CUDA; nothing on CPU).
   void refresh_compute_weights();
   const Tensor& rope_inv_freq() const { return inv_freq_t_; }  // f32 on device()
 
@@ -101,6 +125,10 @@ class Transformer {
   bool trainable_;
   Buffer weights_, master_weights_, gradients_, inv_freq_dev_;
   Params params_, master_, grads_;
+  LoraConfig lora_;
+  std::vector<ParamSpec> adapter_specs_;
+  Buffer adapter_weights_, adapter_master_, adapter_grads_;  // compute dtype, f32 (CUDA), f32
+  Tensor adapter_flat_, adapter_master_flat_;
   std::vector<float> inv_freq_;
   Tensor inv_freq_t_;
 };

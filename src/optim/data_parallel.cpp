@@ -18,6 +18,8 @@ namespace {
 // norm, the layers from the last down, the embedding; grouped into buckets of at least `bytes`.
 std::vector<std::pair<int64_t, int64_t>> backward_buckets(const model::Transformer& m, int64_t bytes) {
   const model::ModelPlan& plan = m.plan();
+  // LoRA: the adapters' gradients are small and in their own layout: one bucket, sent at the step.
+  if (m.has_lora()) return {{0, m.grads().flat.numel()}};
   std::vector<int64_t> bounds = {plan.total, plan.head.begin};
   for (auto l = plan.layers.rbegin(); l != plan.layers.rend(); ++l) bounds.push_back(l->params.begin);
   bounds.push_back(0);
@@ -59,10 +61,10 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
       cfg_(cfg),
       // One rank needs no collectives (and no NCCL communicator): the single comm.
       comm_(comm ? comm : dist::world_size() > 1 ? &dist::device_comm(m.device()) : &dist::host_comm()) {
-  R1_CHECK(m.trainable(), "data parallel: the model was created with trainable = false");
+  R1_CHECK(m.trainable(), "data parallel: the model was created with trainable = false (and has no LoRA)");
   R1_CHECK(comm_->size() == 1 || comm_->on_device() == (m.device() != Device::CPU),
            "data parallel: a {} comm cannot combine gradients on {}", comm_->backend(), device_name(m.device()));
-  const int64_t n = m.master().flat.numel();
+  const int64_t n = m.trainable_weights().master.numel();
   if (cfg_.zero1 && comm_->size() > 1) {
     shard_counts_ = shard_counts(n, comm_->size());
     for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
@@ -76,7 +78,7 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
   }
   for (auto [a, b] : backward_buckets(m, cfg_.bucket_bytes)) buckets_.push_back({a, b});
   if (comm_->size() > 1) {  // every rank starts from rank 0's weights
-    comm_->broadcast(m.master().flat.data, n, dist::Type::F32, 0);
+    comm_->broadcast(m.trainable_weights().master.data, n, dist::Type::F32, 0);
     comm_->synchronize();
     m.refresh_compute_weights();
   }
@@ -87,7 +89,8 @@ DataParallel::~DataParallel() {
 }
 
 void DataParallel::arm(model::TrainState& state) {
-  if (comm_->size() == 1 || !comm_->on_device() || !cfg_.overlap || cfg_.zero1) return;
+  // The backward reports offsets of the full layout: nothing to overlap for LoRA's adapters.
+  if (comm_->size() == 1 || !comm_->on_device() || !cfg_.overlap || cfg_.zero1 || m_.has_lora()) return;
   armed_ = &state;
   state.on_grads_final = [this](int64_t begin) { on_grads_ready(begin); };
 }
@@ -149,13 +152,12 @@ UpdateResult DataParallel::step_zero1(double lr, double max_grad_norm, bool fini
   if (!res.skipped) {
     float scale = 1.0f;
     if (max_grad_norm > 0.0 && res.grad_norm > max_grad_norm) scale = float(max_grad_norm / (res.grad_norm + 1e-6));
-    model::Params& W = m_.master();
+    const model::Transformer::Trainable t = m_.trainable_weights();
     const int64_t a = shard_begin_, b = shard_begin_ + count;
-    opt_->step(W.flat.rows(a, b), shard, float(lr), scale,
-               m_.separate_master() ? m_.params().flat.rows(a, b) : Tensor());
+    opt_->step(t.master.rows(a, b), shard, float(lr), scale, t.compute.empty() ? Tensor() : t.compute.rows(a, b));
     // Every rank's shard of the fp32 weights to every rank, then the compute copy (bf16) from them.
     comm_->after_compute();
-    comm_->all_gather(W.flat.f32() + a, W.flat.data, shard_counts_, dist::Type::F32);
+    comm_->all_gather(t.master.f32() + a, t.master.data, shard_counts_, dist::Type::F32);
     comm_->before_compute();
     comm_->synchronize();
     m_.refresh_compute_weights();
@@ -172,7 +174,7 @@ void DataParallel::save(const std::string& path) const {
     return;
   }
   // Gather the moment shards on the host (where memory is plentiful) and write them as one AdamW.
-  const int64_t n = m_.master().flat.numel();
+  const int64_t n = m_.trainable_weights().master.numel();
   std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
   opt_->moments_host(m.data() + shard_begin_, v.data() + shard_begin_);
   dist::Comm& host = dist::host_comm();
@@ -182,7 +184,7 @@ void DataParallel::save(const std::string& path) const {
 }
 
 void DataParallel::load(const std::string& path) {
-  opt_->load(path, m_.master().flat.numel(), cfg_.zero1 ? shard_begin_ : 0);
+  opt_->load(path, m_.trainable_weights().master.numel(), cfg_.zero1 ? shard_begin_ : 0);
 }
 
 }  // namespace r1::optim

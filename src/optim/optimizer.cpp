@@ -168,16 +168,18 @@ void AdamW::load(const std::string& path, int64_t total, int64_t offset) {
 }
 
 std::vector<ParamSlice> param_slices(const model::Transformer& m) {
+  // The trainable layout: every weight, or with LoRA the adapters.
+  const std::vector<model::ParamSpec>& specs = m.has_lora() ? m.adapter_specs() : m.specs();
   std::vector<ParamSlice> slices;
-  for (const auto& s : m.specs()) slices.push_back({s.name, s.offset, s.numel(), s.shape.size() > 1});
+  for (const auto& s : specs) slices.push_back({s.name, s.offset, s.numel(), s.shape.size() > 1});
   return slices;
 }
 
 AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg) { return AdamW(param_slices(m), cfg, m.device()); }
 
 void optimizer_step(AdamW& opt, model::Transformer& m, float lr, float grad_scale) {
-  R1_CHECK(m.trainable(), "optimizer_step: the model was created with trainable = false");
-  opt.step(m.master().flat, m.grads().flat, lr, grad_scale, m.separate_master() ? m.params().flat : Tensor());
+  const model::Transformer::Trainable t = m.trainable_weights();
+  opt.step(t.master, t.grads, lr, grad_scale, t.compute);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -61,6 +61,10 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
                       int64_t NKV, int64_t HD, float scale);
 
+// ---- dropout.cpp ----
+void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_t stream, int64_t n);
+void dropout_backward(float* dx, const float* dout, float p, uint64_t seed, uint64_t stream, int64_t n);
+
 // ---- swiglu.cpp ----
 // out (n) = silu(gate) * up
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);

@@ -93,6 +93,12 @@ bool attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
                         const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 
+// ---- dropout.cu ----
+void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_t stream, int64_t n);
+void dropout_forward(bf16* out, const bf16* x, float p, uint64_t seed, uint64_t stream, int64_t n);
+void dropout_backward(float* dx, const float* dout, float p, uint64_t seed, uint64_t stream, int64_t n);
+void dropout_backward(bf16* dx, const bf16* dout, float p, uint64_t seed, uint64_t stream, int64_t n);
+
 // ---- swiglu.cu ----
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_forward(bf16* out, const bf16* gate, const bf16* up, int64_t n);

@@ -21,9 +21,9 @@ void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tens
   q = p.keep(p.cd, {T, c.q_dim()});
   k = p.keep(p.cd, {T, c.kv_dim()});
   v = p.keep(p.cd, {T, c.kv_dim()});
-  ops::linear_forward(q, x, W.q_w, W.q_b);
-  ops::linear_forward(k, x, W.k_w, W.k_b);
-  ops::linear_forward(v, x, W.v_w, W.v_b);
+  linear_block_forward(p, W.q, x, q, s ? &s->q_lin : nullptr);
+  linear_block_forward(p, W.k, x, k, s ? &s->k_lin : nullptr);
+  linear_block_forward(p, W.v, x, v, s ? &s->v_lin : nullptr);
   if (c.qk_norm) {
     const Tensor q_pre = q, k_pre = k;
     q = p.keep(p.cd, {T, c.q_dim()});
@@ -64,7 +64,7 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
     lse = p.keep(DType::F32, {T, NH});
     ops::attention_forward(att, lse, q, k, v, p.cu_seqlens, scale);
   }
-  ops::linear_forward(out, att.reshape({T, c.q_dim()}), W.o_w, {});
+  linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, s ? &s->o_lin : nullptr);
   if (s) s->q = q, s->k = k, s->v = v, s->att = att, s->lse = lse;
 }
 
@@ -74,7 +74,7 @@ void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeigh
   const int64_t T = p.T, NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
   const int64_t Q = c.q_dim(), KV = c.kv_dim();
   Tensor datt = p.zeros(p.cd, {T, NH, HD});
-  ops::linear_backward(datt.reshape({T, Q}), G.o_w, {}, dout, s.att.reshape({T, Q}), W.o_w);
+  linear_block_backward(p, W.o, G.o, s.o_lin, s.att.reshape({T, Q}), dout, datt.reshape({T, Q}));
   Tensor dq = p.zeros(p.cd, {T, NH, HD}), dk = p.zeros(p.cd, {T, NKV, HD}), dv = p.zeros(p.cd, {T, NKV, HD});
   ops::attention_backward(dq, dk, dv, datt, s.q, s.k, s.v, s.att, s.lse, p.cu_seqlens, softmax_scale(c));
   ops::rope_backward(dq, p.pos, p.inv_freq);
@@ -88,9 +88,9 @@ void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeigh
     dq = dq_pre;
     dk = dk_pre;
   }
-  ops::linear_backward(dx, G.q_w, G.q_b, dq.reshape({T, Q}), x, W.q_w);
-  ops::linear_backward(dx, G.k_w, G.k_b, dk.reshape({T, KV}), x, W.k_w);
-  ops::linear_backward(dx, G.v_w, G.v_b, dv.reshape({T, KV}), x, W.v_w);
+  linear_block_backward(p, W.q, G.q, s.q_lin, x, dq.reshape({T, Q}), dx);
+  linear_block_backward(p, W.k, G.k, s.k_lin, x, dk.reshape({T, KV}), dx);
+  linear_block_backward(p, W.v, G.v, s.v_lin, x, dv.reshape({T, KV}), dx);
 }
 
 }  // namespace r1::model

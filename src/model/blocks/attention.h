@@ -3,34 +3,44 @@
 // per-head RMSNorm of q and k (qwen3), RoPE, causal attention within each packed sequence (or over
 // the KV cache when decoding), the output projection. Architectures differ only in the config
 // data that visit_attention reads.
-#include "model/blocks/pass.h"
+#include "model/blocks/linear.h"
 
 namespace r1::model {
 
 struct AttentionWeights {
-  Tensor q_w, k_w, v_w, o_w;  // (Q, C), (KV, C), (KV, C), (C, Q)
-  Tensor q_b, k_b, v_b;       // (Q), (KV), (KV); empty without attention_bias
-  Tensor q_norm, k_norm;      // (HD); empty without qk_norm
+  Linear q, k, v, o;      // (Q, C), (KV, C), (KV, C), (C, Q); q/k/v biases with attention_bias
+  Tensor q_norm, k_norm;  // (HD); empty without qk_norm
 };
 
 // Every parameter of the block in layout order, with its HF name under the layer.
 template <class W, class F>
 void visit_attention(W& w, const ModelConfig& c, F&& f) {
   const int64_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), HD = c.head_dim;
-  f(w.q_w, "self_attn.q_proj.weight", ParamShape{Q, C});
-  if (c.attention_bias) f(w.q_b, "self_attn.q_proj.bias", ParamShape{Q});
-  f(w.k_w, "self_attn.k_proj.weight", ParamShape{KV, C});
-  if (c.attention_bias) f(w.k_b, "self_attn.k_proj.bias", ParamShape{KV});
-  f(w.v_w, "self_attn.v_proj.weight", ParamShape{KV, C});
-  if (c.attention_bias) f(w.v_b, "self_attn.v_proj.bias", ParamShape{KV});
-  f(w.o_w, "self_attn.o_proj.weight", ParamShape{C, Q});
+  f(w.q.w, "self_attn.q_proj.weight", ParamShape{Q, C});
+  if (c.attention_bias) f(w.q.b, "self_attn.q_proj.bias", ParamShape{Q});
+  f(w.k.w, "self_attn.k_proj.weight", ParamShape{KV, C});
+  if (c.attention_bias) f(w.k.b, "self_attn.k_proj.bias", ParamShape{KV});
+  f(w.v.w, "self_attn.v_proj.weight", ParamShape{KV, C});
+  if (c.attention_bias) f(w.v.b, "self_attn.v_proj.bias", ParamShape{KV});
+  f(w.o.w, "self_attn.o_proj.weight", ParamShape{C, Q});
   if (c.qk_norm) {
     f(w.q_norm, "self_attn.q_norm.weight", ParamShape{HD});
     f(w.k_norm, "self_attn.k_norm.weight", ParamShape{HD});
   }
 }
 
+// Every linear of the block with its HF module name, input and output width (LoRA targets).
+template <class W, class F>
+void visit_attention_linears(W& w, const ModelConfig& c, F&& f) {
+  const int64_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim();
+  f(w.q, "self_attn.q_proj", C, Q);
+  f(w.k, "self_attn.k_proj", C, KV);
+  f(w.v, "self_attn.v_proj", C, KV);
+  f(w.o, "self_attn.o_proj", Q, C);
+}
+
 struct AttentionSaved {
+  LinearSaved q_lin, k_lin, v_lin, o_lin;
   Tensor q_pre, k_pre, q_rstd, k_rstd;  // qk_norm: its inputs (T, NH|NKV, HD) and rstd (T * NH|NKV)
   Tensor q, k, v;                       // after bias, norm and RoPE: (T, NH, HD), (T, NKV, HD) x2
   Tensor att, lse;                      // (T, NH, HD), (T, NH) f32

@@ -25,6 +25,13 @@ void visit_layer(W& w, const ModelConfig& c, F&& f) {
   visit_mlp(w.mlp, c, f);
 }
 
+// Every linear of the layer with its HF module name under "model.layers.N.", input and output width.
+template <class W, class F>
+void visit_layer_linears(W& w, const ModelConfig& c, F&& f) {
+  visit_attention_linears(w.attn, c, f);
+  visit_mlp_linears(w.mlp, c, f);
+}
+
 struct LayerSaved {
   Tensor x_in, x_mid;  // (T, C)
   NormSaved ln1, ln2;

@@ -8,11 +8,12 @@ void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out
   const int64_t T = p.T, I = p.cfg->intermediate_size;
   Tensor gate = p.keep(p.cd, {T, I}), up = p.keep(p.cd, {T, I});
   Tensor act = p.cheap(p.cd, {T, I});
-  ops::linear_forward(gate, x, W.gate, {});
-  ops::linear_forward(up, x, W.up, {});
+  MlpSaved saved;
+  linear_block_forward(p, W.gate, x, gate, &saved.gate_lin);
+  linear_block_forward(p, W.up, x, up, &saved.up_lin);
   ops::swiglu_forward(act, gate, up);
-  ops::linear_forward(out, act, W.down, {});
-  if (s) *s = {gate, up, p.recompute ? Tensor() : act};
+  linear_block_forward(p, W.down, act, out, &saved.down_lin);
+  if (s) saved.gate = gate, saved.up = up, saved.act = p.recompute ? Tensor() : act, *s = saved;
 }
 
 void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSaved& s, const Tensor& x,
@@ -24,10 +25,10 @@ void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSa
     ops::swiglu_forward(act, s.gate, s.up);
   }
   Tensor dact = p.zeros(p.cd, {T, I}), dgate = p.zeros(p.cd, {T, I}), dup = p.zeros(p.cd, {T, I});
-  ops::linear_backward(dact, G.down, {}, dout, act, W.down);
+  linear_block_backward(p, W.down, G.down, s.down_lin, act, dout, dact);
   ops::swiglu_backward(dgate, dup, dact, s.gate, s.up);
-  ops::linear_backward(dx, G.gate, {}, dgate, x, W.gate);
-  ops::linear_backward(dx, G.up, {}, dup, x, W.up);
+  linear_block_backward(p, W.gate, G.gate, s.gate_lin, x, dgate, dx);
+  linear_block_backward(p, W.up, G.up, s.up_lin, x, dup, dx);
 }
 
 }  // namespace r1::model

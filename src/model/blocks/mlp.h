@@ -1,23 +1,33 @@
 #pragma once
 // The SwiGLU MLP block (Qwen2, Llama 3, Qwen3): out = down(silu(gate(x)) * up(x)).
-#include "model/blocks/pass.h"
+#include "model/blocks/linear.h"
 
 namespace r1::model {
 
 struct MlpWeights {
-  Tensor gate, up, down;  // (I, C), (I, C), (C, I)
+  Linear gate, up, down;  // (I, C), (I, C), (C, I)
 };
 
 // Every parameter of the block in layout order, with its HF name under the layer.
 template <class W, class F>
 void visit_mlp(W& w, const ModelConfig& c, F&& f) {
   const int64_t C = c.hidden_size, I = c.intermediate_size;
-  f(w.gate, "mlp.gate_proj.weight", ParamShape{I, C});
-  f(w.up, "mlp.up_proj.weight", ParamShape{I, C});
-  f(w.down, "mlp.down_proj.weight", ParamShape{C, I});
+  f(w.gate.w, "mlp.gate_proj.weight", ParamShape{I, C});
+  f(w.up.w, "mlp.up_proj.weight", ParamShape{I, C});
+  f(w.down.w, "mlp.down_proj.weight", ParamShape{C, I});
+}
+
+// Every linear of the block with its HF module name, input and output width (LoRA targets).
+template <class W, class F>
+void visit_mlp_linears(W& w, const ModelConfig& c, F&& f) {
+  const int64_t C = c.hidden_size, I = c.intermediate_size;
+  f(w.gate, "mlp.gate_proj", C, I);
+  f(w.up, "mlp.up_proj", C, I);
+  f(w.down, "mlp.down_proj", I, C);
 }
 
 struct MlpSaved {
+  LinearSaved gate_lin, up_lin, down_lin;
   Tensor gate, up;  // (T, I)
   Tensor act;       // (T, I); empty when the backward recomputes it
 };

@@ -34,6 +34,14 @@ struct Pass {
   KVCache* cache = nullptr;
   Tensor slots, workspace;
 
+  // LoRA adapters (model/lora.h): whether they take part (off: the base model, e.g. the KL
+  // reference), their scale, and, when saving (training), their input dropout: the mask of adapter
+  // i in this pass comes from stream (dropout_step << 16) + i of dropout_seed.
+  bool adapters = true;
+  float lora_scale = 1.0f;
+  float lora_dropout = 0.0f;
+  uint64_t dropout_seed = 0, dropout_step = 0;
+
   bool saving() const { return saved != nullptr; }
   // Kept for the backward (scratch when nothing is saved).
   Tensor keep(DType t, std::initializer_list<int64_t> dims) const { return (saved ? saved : temp)->alloc(t, dims); }

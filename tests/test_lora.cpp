@@ -1,0 +1,257 @@
+// LoRA adapters (model/lora.h) on CPU: a fresh adapter changes nothing, gradients match finite
+// differences (with and without dropout), the base stays frozen through optimizer steps, adapters
+// off give the base model, decoding uses the adapters, and the config checks what PEFT writes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "model/kv_cache.h"
+#include "model/lora.h"
+#include "model/train_state.h"
+#include "optim/optimizer.h"
+#include "tensor/device_memory.h"
+#include "test_util.h"
+
+using namespace r1;
+
+namespace {
+
+model::Transformer tiny(const std::string& arch = "qwen2", uint64_t seed = 7) {
+  model::Transformer m(model::preset_config("tiny", arch));
+  m.init_random(seed, 0.2f);
+  return m;
+}
+
+model::LoraConfig lora_cfg(double dropout = 0.0, std::vector<std::string> targets = {"all-linear"}) {
+  model::LoraConfig c;
+  c.rank = 4;
+  c.alpha = 8;
+  c.dropout = dropout;
+  c.targets = std::move(targets);
+  return c;
+}
+
+model::Batch batch_of(const model::Transformer& m) {
+  const int V = m.config().vocab_size;
+  std::vector<std::vector<int32_t>> seqs;
+  Rng rng(3);
+  for (int len : {11, 6}) {
+    std::vector<int32_t> s;
+    for (int i = 0; i < len; ++i) s.push_back(int32_t(rng.next_u32() % uint32_t(V)));
+    seqs.push_back(s);
+  }
+  return model::pack_sequences(seqs);
+}
+
+// Nonzero adapters (B too), so every adapter gradient path carries signal.
+void randomize_adapter(model::Transformer& m, uint64_t seed, float std = 0.3f) {
+  std::vector<float> a = m.adapter_host();
+  Rng rng(seed);
+  for (float& x : a) x = std * rng.normal();
+  m.set_adapter(a.data());
+}
+
+// loss = sum_t w_t * logp_t with fixed weights, and its gradient through backward.
+double weighted_logp(model::TrainState& st, model::Transformer& m, const model::Batch& b, const std::vector<float>& w) {
+  const std::vector<float> logp = to_host_f32(st.forward(m, b));
+  double s = 0;
+  for (size_t t = 0; t < logp.size(); ++t) s += double(w[t]) * logp[t];
+  return s;
+}
+
+}  // namespace
+
+TEST(Lora, FreshAdapterLeavesTheModelUnchanged) {
+  for (const char* arch : {"qwen2", "llama", "qwen3"}) {
+    model::Transformer base = tiny(arch), adapted = tiny(arch);
+    adapted.add_lora(lora_cfg(), 11);
+    const model::Batch b = batch_of(base);
+    model::TrainState s1, s2;
+    EXPECT_EQ(to_host_f32(s1.forward(base, b)), to_host_f32(s2.forward(adapted, b))) << arch;
+  }
+}
+
+TEST(Lora, AdaptersChangeTheOutputAndOffGivesTheBase) {
+  model::Transformer base = tiny(), m = tiny();
+  m.add_lora(lora_cfg(), 11);
+  randomize_adapter(m, 5);
+  const model::Batch b = batch_of(m);
+  model::TrainState sb, sm;
+  const std::vector<float> lb = to_host_f32(sb.forward(base, b));
+  const std::vector<float> lm = to_host_f32(sm.forward(m, b));
+  double diff = 0;
+  for (size_t i = 0; i < lb.size(); ++i) diff = std::max(diff, std::fabs(double(lb[i]) - lm[i]));
+  EXPECT_GT(diff, 1e-3);
+  sm.adapters = false;  // the KL reference: the same model, adapters off
+  EXPECT_EQ(to_host_f32(sm.forward(m, b)), lb);
+}
+
+TEST(Lora, TrainableWeightsAreTheAdaptersInPeftNames) {
+  model::Transformer m = tiny();
+  m.add_lora(lora_cfg(0.0, {"q_proj", "v_proj"}), 11);
+  const auto t = m.trainable_weights();
+  const model::ModelConfig& c = m.config();
+  ASSERT_EQ(t.specs->size(), size_t(4 * c.num_hidden_layers));  // A and B of q and v per layer
+  EXPECT_EQ((*t.specs)[0].name, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+  EXPECT_EQ((*t.specs)[0].shape, (std::vector<int64_t>{4, c.hidden_size}));
+  EXPECT_EQ((*t.specs)[3].name, "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight");
+  EXPECT_EQ((*t.specs)[3].shape, (std::vector<int64_t>{c.kv_dim(), 4}));
+  EXPECT_EQ(t.grads.numel(), model::total_params(*t.specs));
+  EXPECT_TRUE(t.compute.empty());  // CPU: the f32 adapters are the compute weights
+  EXPECT_TRUE(m.grads().embed.empty());
+  EXPECT_TRUE(m.grads().layers[0].attn.q.w.empty());
+  EXPECT_FALSE(m.grads().layers[0].attn.q.lora_a.empty());
+  EXPECT_TRUE(m.grads().layers[0].attn.k.lora_a.empty());
+}
+
+// Adapter gradients against central differences of the same loss, for every adapted linear kind,
+// without and with dropout (the mask is fixed by the state's seed and step, so the loss is a
+// deterministic function of the adapter weights).
+TEST(Lora, GradientsMatchFiniteDifferences) {
+  for (double dropout : {0.0, 0.3}) {
+    model::Transformer m = tiny("qwen3");
+    m.add_lora(lora_cfg(dropout), 11);
+    randomize_adapter(m, 5);
+    const model::Batch b = batch_of(m);
+    std::vector<float> w(size_t(b.tokens()));
+    Rng rng(9);
+    for (float& x : w) x = rng.normal();
+    model::TrainState st;
+    st.dropout_seed = 17;
+    st.dropout_step = 2;
+    weighted_logp(st, m, b, w);
+    m.zero_grads();
+    st.backward(m, w);
+    const std::vector<float> grad = to_host_f32(m.grads().flat);
+    std::vector<float> a = m.adapter_host();
+    const auto& specs = m.adapter_specs();
+    int checked = 0;
+    for (size_t k = 0; k < specs.size(); k += 5) {  // A and B tensors of several linears
+      for (int64_t j : {int64_t(0), specs[k].numel() / 2, specs[k].numel() - 1}) {
+        const size_t i = size_t(specs[k].offset + j);
+        const float keep = a[i], h = 1e-2f;
+        a[i] = keep + h;
+        m.set_adapter(a.data());
+        const double up = weighted_logp(st, m, b, w);
+        a[i] = keep - h;
+        m.set_adapter(a.data());
+        const double down = weighted_logp(st, m, b, w);
+        a[i] = keep;
+        m.set_adapter(a.data());
+        const double fd = (up - down) / (2.0 * h);
+        EXPECT_NEAR(grad[i], fd, 2e-3 + 2e-2 * std::fabs(fd)) << specs[k].name << "[" << j << "] dropout " << dropout;
+        ++checked;
+      }
+    }
+    EXPECT_GE(checked, 12);
+  }
+}
+
+TEST(Lora, DropoutOnlyInTraining) {
+  model::Transformer m = tiny();
+  m.add_lora(lora_cfg(0.5), 11);
+  randomize_adapter(m, 5);
+  const model::Batch b = batch_of(m);
+  model::TrainState train;  // a trainable model's forward saves and drops
+  const std::vector<float> dropped = to_host_f32(train.forward(m, b));
+  // Decoding (nothing saved) runs the adapters without dropout.
+  model::Transformer copy = tiny();
+  copy.add_lora(lora_cfg(0.0), 11);
+  copy.set_adapter(m.adapter_host().data());
+  model::TrainState no_drop;
+  const std::vector<float> full = to_host_f32(no_drop.forward(copy, b));
+  EXPECT_NE(dropped, full);
+  model::KVCache cache(m.config(), 1, 32);
+  Arena arena;
+  std::vector<int32_t> ids(b.ids.begin(), b.ids.begin() + 11), slots(11, 0), pos(11), rows(10);
+  for (int i = 0; i < 11; ++i) pos[size_t(i)] = i;
+  for (int i = 0; i < 10; ++i) rows[size_t(i)] = i;
+  const Tensor logits = model::forward_cached(m, cache, ids, slots, pos, rows, arena);
+  const int64_t V = m.config().vocab_size;
+  for (int i = 0; i < 10; ++i) {  // the cached forward's log-probs are the no-dropout ones
+    const float* z = logits.f32() + int64_t(i) * V;
+    double mx = z[0], s = 0;
+    for (int64_t v = 1; v < V; ++v) mx = std::max(mx, double(z[v]));
+    for (int64_t v = 0; v < V; ++v) s += std::exp(double(z[v]) - mx);
+    EXPECT_NEAR(double(z[ids[size_t(i) + 1]]) - mx - std::log(s), full[size_t(i)], 2e-5);
+  }
+}
+
+TEST(Lora, OptimizerUpdatesOnlyTheAdapters) {
+  model::Transformer m = tiny();
+  m.add_lora(lora_cfg(), 11);
+  const std::vector<float> base_before = m.weights_host(), adapter_before = m.adapter_host();
+  optim::AdamW opt = optim::make_adamw(m, {0.9f, 0.999f, 1e-8f, 0.0f});
+  const model::Batch b = batch_of(m);
+  model::TrainState st;
+  std::vector<float> w(size_t(b.tokens()), -1.0f);
+  double first = 0, last = 0;
+  for (int step = 0; step < 20; ++step) {
+    const double loss = weighted_logp(st, m, b, w);  // the negative log-likelihood
+    if (step == 0) first = loss;
+    last = loss;
+    st.backward(m, w);
+    optim::clip_and_step(opt, m, 1e-2, 1.0, true);
+  }
+  EXPECT_EQ(m.weights_host(), base_before);
+  EXPECT_NE(m.adapter_host(), adapter_before);
+  EXPECT_LT(last, first - 1.0);  // the adapters alone fit the batch
+}
+
+TEST(Lora, ScalesAndTargets) {
+  model::LoraConfig c = lora_cfg();
+  c.rank = 16;
+  c.alpha = 32;
+  EXPECT_FLOAT_EQ(c.scale(), 2.0f);
+  c.rslora = true;
+  EXPECT_FLOAT_EQ(c.scale(), 8.0f);
+  EXPECT_EQ(c.modules(), (std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                    "down_proj"}));
+  c.targets = {"up_proj", "q_proj"};
+  EXPECT_EQ(c.modules(), (std::vector<std::string>{"q_proj", "up_proj"}));
+  c.targets = {"lm_head"};
+  EXPECT_THROW(model::validate(c, "recipe train.lora"), Error);
+  try {
+    model::validate(c, "recipe train.lora");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown LoRA target module 'lm_head'"), std::string::npos);
+  }
+  c = lora_cfg();
+  c.rank = 0;
+  EXPECT_THROW(model::validate(c, "x"), Error);
+  c = lora_cfg(1.0);
+  EXPECT_THROW(model::validate(c, "x"), Error);
+}
+
+TEST(Lora, AdapterConfigRoundTripsAndRefusesWhatIsNotImplemented) {
+  model::LoraConfig c = lora_cfg(0.05, {"q_proj", "down_proj"});
+  c.rslora = true;
+  const model::LoraConfig back = model::lora_config_from_json(model::lora_config_json(c, "base"), "adapter_config.json");
+  EXPECT_EQ(back.rank, c.rank);
+  EXPECT_EQ(back.alpha, c.alpha);
+  EXPECT_EQ(back.dropout, c.dropout);
+  EXPECT_EQ(back.rslora, true);
+  EXPECT_EQ(back.targets, (std::vector<std::string>{"q_proj", "down_proj"}));
+  auto error_of = [](const std::string& text) {
+    try {
+      model::lora_config_from_json(text, "dir/adapter_config.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string ok = R"("peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"])";
+  EXPECT_EQ(error_of("{" + ok + "}"), "");
+  EXPECT_NE(error_of("{" + ok + R"(, "use_dora": true})").find("dir/adapter_config.json: key 'use_dora'"),
+            std::string::npos);
+  EXPECT_NE(error_of("{" + ok + R"(, "bias": "all"})").find("key 'bias'"), std::string::npos);
+  EXPECT_NE(error_of("{" + ok + R"(, "modules_to_save": ["lm_head"]})").find("modules_to_save"), std::string::npos);
+  EXPECT_NE(error_of("{" + ok + R"(, "rank_pattern": {"q": 4}})").find("rank_pattern"), std::string::npos);
+  EXPECT_NE(error_of(R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ".*proj"})")
+                .find("regular expressions are not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"peft_type": "IA3"})").find("peft_type"), std::string::npos);
+  EXPECT_NE(error_of("[1, 2").find("not valid JSON"), std::string::npos);
+}
