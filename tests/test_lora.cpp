@@ -6,9 +6,13 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "base/fs.h"
 #include "base/rng.h"
+#include "model/adapter_checkpoint.h"
+#include "model/checkpoint.h"
 #include "model/kv_cache.h"
 #include "model/lora.h"
+#include "model/safetensors.h"
 #include "model/train_state.h"
 #include "optim/optimizer.h"
 #include "tensor/device_memory.h"
@@ -254,4 +258,79 @@ TEST(Lora, AdapterConfigRoundTripsAndRefusesWhatIsNotImplemented) {
             std::string::npos);
   EXPECT_NE(error_of(R"({"peft_type": "IA3"})").find("peft_type"), std::string::npos);
   EXPECT_NE(error_of("[1, 2").find("not valid JSON"), std::string::npos);
+}
+
+// ---- PEFT directories and merging (model/adapter_checkpoint.h) ----
+TEST(LoraFiles, AdapterDirectoryRoundTrips) {
+  test::TempDir dir;
+  model::Transformer m = tiny();
+  model::LoraConfig cfg = lora_cfg(0.1, {"q_proj", "up_proj"});
+  cfg.rslora = true;
+  m.add_lora(cfg, 11);
+  randomize_adapter(m, 5);
+  const std::string out = fs::join(dir.path(), "adapter");
+  model::save_adapter(m, out, "Qwen/Qwen2.5-0.5B");
+  const std::string config = fs::read_file(fs::join(out, "adapter_config.json"));
+  EXPECT_NE(config.find("\"base_model_name_or_path\": \"Qwen/Qwen2.5-0.5B\""), std::string::npos);
+  EXPECT_NE(config.find("\"task_type\": \"CAUSAL_LM\""), std::string::npos);
+  model::SafetensorsReader reader(fs::join(out, "adapter_model.safetensors"));
+  EXPECT_TRUE(reader.contains("base_model.model.model.layers.1.mlp.up_proj.lora_B.weight"));
+  EXPECT_EQ(reader.names().size(), m.adapter_specs().size());
+
+  model::Transformer back = tiny();
+  model::load_adapter(back, out);
+  EXPECT_EQ(back.lora().rank, cfg.rank);
+  EXPECT_TRUE(back.lora().rslora);
+  EXPECT_EQ(back.adapter_host(), m.adapter_host());
+  const model::Batch b = batch_of(m);
+  model::TrainState s1, s2;
+  s1.adapters = s2.adapters = true;
+  EXPECT_EQ(to_host_f32(s1.forward(m, b)), to_host_f32(s2.forward(back, b)));
+}
+
+TEST(LoraFiles, BadAdapterDirectoriesNameTheProblem) {
+  test::TempDir dir;
+  model::Transformer m = tiny();
+  m.add_lora(lora_cfg(0.0, {"q_proj"}), 11);
+  const std::string out = fs::join(dir.path(), "adapter");
+  model::save_adapter(m, out, "base");
+  auto error_of = [&](const std::string& config_text) {
+    fs::write_file_atomic(fs::join(out, "adapter_config.json"), config_text);
+    model::Transformer fresh = tiny();
+    try {
+      model::load_adapter(fresh, out);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  model::LoraConfig more = lora_cfg(0.0, {"q_proj", "v_proj"});
+  EXPECT_NE(error_of(model::lora_config_json(more, "base")).find("no tensor 'base_model.model.model.layers.0.self_attn.v_proj"),
+            std::string::npos);
+  model::LoraConfig fewer = lora_cfg(0.0, {"q_proj"});
+  fewer.rank = 2;
+  EXPECT_NE(error_of(model::lora_config_json(fewer, "base")).find("lora_A.weight"), std::string::npos);  // shape
+  model::Transformer none = tiny();
+  try {
+    model::load_adapter(none, dir.path());
+    ADD_FAILURE() << "a directory without adapter_config.json loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a PEFT adapter directory"), std::string::npos);
+  }
+}
+
+TEST(LoraFiles, MergedModelComputesTheAdaptedModel) {
+  test::TempDir dir;
+  for (const char* arch : {"qwen2", "llama"}) {
+    model::Transformer m = tiny(arch);
+    m.add_lora(lora_cfg(0.0, {"all-linear"}), 11);
+    randomize_adapter(m, 5);
+    const std::string out = fs::join(dir.path(), std::string("merged_") + arch);
+    model::save_merged(m, out);
+    model::Transformer merged = model::load_model(out, Device::CPU, false);
+    const model::Batch b = batch_of(m);
+    model::TrainState s1, s2;
+    const std::vector<float> l1 = to_host_f32(s1.forward(m, b)), l2 = to_host_f32(s2.forward(merged, b));
+    for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 2e-5) << arch << " token " << i;
+  }
 }
