@@ -272,3 +272,45 @@ TEST(SftRun, UnknownRecipeKeyNamesTheNearestKey) {
 }
 
 }  // namespace
+
+// LoRA (train.lora.*): the adapters alone learn the task, the base stays as it was, the run's
+// model is a PEFT adapter directory over a saved base, and a kill + resume equals the whole run.
+TEST(SftRun, LoraAdaptersLearnAndResumeExactly) {
+  test::TempDir dir;
+  write_rows(dir, "train.jsonl", 12);
+  const std::string lora = " train.lora.rank=8 train.lora.alpha=16 train.lora.dropout=0.1 train.lr=3e-3";
+  auto full = test::run_r1(run_args(dir, "full") + lora + " train.steps=40");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const std::vector<std::string> lines = test::read_lines(dir.file("full/metrics.jsonl"));
+  const double first = nlohmann::json::parse(lines.front()).at("loss").get<double>();
+  const double last = run::read_summary(dir.file("full")).at("final_loss").get<double>();
+  EXPECT_LT(last, 0.6 * first) << first << " -> " << last;
+  // The model is the adapter over the random base saved beside it, which did not change.
+  EXPECT_TRUE(fs::exists(dir.file("full/model/adapter_config.json")));
+  EXPECT_TRUE(fs::exists(dir.file("full/model/adapter_model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir.file("full/model/config.json")));
+  EXPECT_TRUE(fs::exists(dir.file("full/model_base/model.safetensors")));
+  EXPECT_TRUE(fs::exists(dir.file("full/checkpoints/step_000039/adapter/adapter_model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir.file("full/checkpoints/step_000039/model")));
+  // A run whose model.path is the adapter directory loads base + adapter and trains on (rank 0).
+  auto more = test::run_r1(run_args(dir, "more") + " train.lr=3e-3 model.path=" + dir.file("full/model"));
+  ASSERT_EQ(more.exit_code, 0) << more.err;
+  EXPECT_LT(nlohmann::json::parse(test::read_lines(dir.file("more/metrics.jsonl")).front()).at("loss").get<double>(),
+            0.8 * first);
+  // Killed after step 4 (checkpoint at 3), resumed: the same adapter as the uninterrupted run.
+  auto a = test::run_r1(run_args(dir, "a") + lora);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto killed = test::run_r1(run_args(dir, "b") + lora + " --stop-after 4");
+  ASSERT_NE(killed.exit_code, 0);
+  auto resumed = test::run_r1(run_args(dir, "b") + lora + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(fs::read_file(dir.file("a/model/adapter_model.safetensors")) ==
+              fs::read_file(dir.file("b/model/adapter_model.safetensors")));
+  // Both knobs at once is an error naming them.
+  auto both = test::run_r1(run_args(dir, "c") + lora + " model.path=" + dir.file("full/model"));
+  EXPECT_NE(both.exit_code, 0);
+  EXPECT_NE(both.err.find("is a LoRA adapter"), std::string::npos) << both.err;
+  auto bad = test::run_r1(run_args(dir, "d") + " train.lora.rank=4 train.lora.targets=[lm_head]");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("unknown LoRA target module 'lm_head'"), std::string::npos) << bad.err;
+}

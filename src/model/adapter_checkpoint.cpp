@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "base/error.h"
@@ -39,7 +40,16 @@ void save_adapter(const Transformer& m, const std::string& dir, const std::strin
 void load_adapter(Transformer& m, const std::string& dir) {
   const std::string config_path = fs::join(dir, kConfig);
   R1_CHECK(fs::exists(config_path), "{}: no {} (not a PEFT adapter directory)", dir, kConfig);
-  m.add_lora(lora_config_from_json(fs::read_file(config_path), config_path), 0);
+  const LoraConfig cfg = lora_config_from_json(fs::read_file(config_path), config_path);
+  if (!m.has_lora()) {
+    m.add_lora(cfg, 0);
+  } else {  // new weights for the model's own adapters (a resumed run)
+    const LoraConfig& own = m.lora();
+    R1_CHECK(own.rank == cfg.rank && own.alpha == cfg.alpha && own.rslora == cfg.rslora &&
+                 own.modules() == cfg.modules(),
+             "{}: the adapter (r={}, alpha={}, rslora={}) differs from the model's (r={}, alpha={}, rslora={}) or "
+             "targets other modules", config_path, cfg.rank, cfg.alpha, cfg.rslora, own.rank, own.alpha, own.rslora);
+  }
   const std::string weights = fs::join(dir, kWeights);
   R1_CHECK(fs::exists(weights), "{}: no {}", dir, kWeights);
   SafetensorsReader reader(weights);
@@ -77,6 +87,25 @@ std::vector<float> merged_weights(const Transformer& m) {
     for (int64_t e = 0; e < out * in; ++e) pw[e] += scale * ba[size_t(e)];
   }
   return w;
+}
+
+bool is_adapter_dir(const std::string& dir) {
+  return fs::exists(fs::join(dir, kConfig)) && !fs::exists(fs::join(dir, "config.json"));
+}
+
+std::string adapter_base_model(const std::string& dir) {
+  const std::string path = fs::join(dir, kConfig);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(fs::read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", path, e.what());
+  }
+  const auto it = j.find("base_model_name_or_path");
+  R1_CHECK(it != j.end() && it->is_string() && !it->get<std::string>().empty(),
+           "{}: key 'base_model_name_or_path' must name the base model directory", path);
+  const std::filesystem::path base(it->get<std::string>());
+  return base.is_absolute() ? base.string() : (std::filesystem::path(dir) / base).lexically_normal().string();
 }
 
 void save_merged(const Transformer& m, const std::string& dir, DType dtype) {

@@ -15,14 +15,19 @@ namespace r1::model {
 void save_adapter(const Transformer& m, const std::string& dir, const std::string& base_model,
                   DType dtype = DType::F32);
 
-// Adds the adapters of `dir` to m (which has none yet): its config (unsupported PEFT features are
-// errors naming the file and key), then every tensor; a missing tensor, one of another shape, or
-// one the config does not imply is an error naming the file and the tensor.
+// Adds the adapters of `dir` to m: its config (unsupported PEFT features are errors naming the file
+// and key), then every tensor; a missing tensor, one of another shape, or one the config does not
+// imply is an error naming the file and the tensor. A model that already has adapters gets the
+// weights, when the configs agree (a resumed run).
 void load_adapter(Transformer& m, const std::string& dir);
 
 // m's base weights with each adapter merged in (W + s B A), as host f32 in m's flat layout.
 std::vector<float> merged_weights(const Transformer& m);
 // Saves the merged model as an HF model directory (config.json + model.safetensors).
 void save_merged(const Transformer& m, const std::string& dir, DType dtype = DType::F32);
+
+// base_model_name_or_path of the adapter directory `dir`, resolved against `dir` when relative.
+std::string adapter_base_model(const std::string& dir);
+bool is_adapter_dir(const std::string& dir);  // has adapter_config.json and no config.json
 
 }  // namespace r1::model

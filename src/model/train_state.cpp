@@ -47,7 +47,11 @@ Pass TrainState::pass(const Transformer& m) {
     p.lora_scale = m.lora().scale();
     p.lora_dropout = float(m.lora().dropout);
     p.dropout_seed = dropout_seed;
-    p.dropout_step = dropout_step;
+    // Each micro-batch its own masks, fixed by the trainer's step and the batch's tokens, so a
+    // resumed run draws what the uninterrupted one drew.
+    uint64_t h = 1469598103934665603ull ^ (dropout_step * 0x9E3779B97F4A7C15ull);
+    for (int32_t id : batch_->ids) h = (h ^ uint32_t(id)) * 1099511628211ull;
+    p.dropout_step = h;
   }
   return p;
 }

@@ -46,8 +46,8 @@ class TrainState {
   int64_t vocab_chunk = 4096;
   Recompute recompute = Recompute::Auto;
   // LoRA (model/lora.h): whether the adapters take part (off: the base model, e.g. the KL
-  // reference with no second copy), and which dropout masks a training forward draws: those of
-  // (dropout_seed, dropout_step), so a trainer that sets the step per micro-batch resumes exactly.
+  // reference with no second copy), and which dropout masks a training forward draws: fixed by
+  // (dropout_seed, dropout_step, the batch's tokens), so a trainer that sets the step resumes exactly.
   bool adapters = true;
   uint64_t dropout_seed = 0, dropout_step = 0;
   // When set, the backwards call it with decreasing offsets into the flat gradient buffer: the

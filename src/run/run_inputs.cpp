@@ -10,6 +10,7 @@
 #include "base/fs.h"
 #include "data/jsonl_dataset.h"
 #include "dist/world.h"
+#include "model/adapter_checkpoint.h"
 #include "model/checkpoint.h"
 #include "reward/composite.h"
 #include "tensor/device_memory.h"
@@ -119,13 +120,47 @@ std::unique_ptr<text::Codec> load_codec(const Recipe& r, const std::string& sect
   return text::HfCodec::load(tok, model_path.empty() ? tok : model_path);
 }
 
+nlohmann::json lora_section() {
+  return {{"rank", 0},  // r; 0: train every weight
+          {"alpha", 16.0},
+          {"dropout", 0.0},
+          {"targets", {"all-linear"}},  // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+          {"rslora", false}};           // scale alpha / sqrt(r) instead of alpha / r
+}
+
+model::LoraConfig lora_config(const Recipe& r, const std::string& section) {
+  model::LoraConfig c;
+  if (!r.has(section + ".rank")) return c;
+  c.rank = r.get<int>(section + ".rank");
+  if (c.rank == 0) return c;
+  c.alpha = r.get<double>(section + ".alpha");
+  c.dropout = r.get<double>(section + ".dropout");
+  c.targets = r.get<std::vector<std::string>>(section + ".targets");
+  c.rslora = r.get<bool>(section + ".rslora");
+  model::validate(c, "recipe section '" + section + "'");
+  return c;
+}
+
 std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
                                                        uint64_t seed, bool trainable, const std::string& section) {
+  // LoRA: the base is loaded frozen (no fp32 copy, no gradients) and training updates the adapters.
+  const model::LoraConfig lora = trainable ? lora_config(r) : model::LoraConfig();
   const std::string path = r.get<std::string>(section + ".path");
+  if (!path.empty() && model::is_adapter_dir(path)) {  // a PEFT adapter: its base, then the adapter
+    const std::string base = model::adapter_base_model(path);
+    R1_CHECK(!lora.enabled(), "recipe key '{}.path' is a LoRA adapter ({}) and train.lora.rank is {}: continue "
+             "training the adapter with rank 0, or start a new one from its base model", section, path, lora.rank);
+    R1_CHECK(fs::exists(fs::join(base, "config.json")), "{}: its base model {} is not a model directory", path, base);
+    auto m = std::make_unique<model::Transformer>(model::load_model(base, device, false));
+    model::load_adapter(*m, path);
+    return m;
+  }
   if (!path.empty()) {
     R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
-             "(no config.json)", section, path);
-    return std::make_unique<model::Transformer>(model::load_model(path, device, trainable));
+             "(no config.json, no adapter_config.json)", section, path);
+    auto m = std::make_unique<model::Transformer>(model::load_model(path, device, trainable && !lora.enabled()));
+    if (lora.enabled()) m->add_lora(lora, seed);
+    return m;
   }
   model::ModelConfig mc =
       model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
@@ -134,8 +169,9 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   std::vector<std::string> settings = {"vocab_size=" + std::to_string(v > 0 ? v : codec.vocab_size())};
   for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) settings.push_back(kv);
   model::apply_config_settings(mc, settings, "recipe key '" + section + ".init_overrides'");
-  auto m = std::make_unique<model::Transformer>(mc, device, trainable);
+  auto m = std::make_unique<model::Transformer>(mc, device, trainable && !lora.enabled());
   m->init_random(seed);
+  if (lora.enabled()) m->add_lora(lora, seed + 1);
   return m;
 }
 
@@ -169,8 +205,25 @@ PromptRenderer make_renderer(const Recipe& r, const std::string& section, const 
 
 std::string run_path(const Recipe& r) { return fs::join(r.get<std::string>("run.dir"), r.get<std::string>("run.name")); }
 
-void export_model(const model::Transformer& m, const std::string& tokenizer, const std::string& dir) {
-  model::save_model(m, dir);
+std::string base_model_path(const Recipe& r, const std::string& section) {
+  const std::string path = r.get<std::string>(section + ".path");
+  if (path.empty()) return "";
+  return model::is_adapter_dir(path) ? model::adapter_base_model(path) : path;
+}
+
+void export_model(const model::Transformer& m, const Recipe& r, const std::string& dir) {
+  const std::string tokenizer = tokenizer_source(r);
+  if (m.has_lora()) {
+    // A PEFT adapter over the base model's directory; a random base is saved beside it once.
+    std::string base = base_model_path(r);
+    if (base.empty()) {
+      base = dir + "_base";
+      if (!fs::exists(fs::join(base, "config.json"))) model::save_model(m, base);
+    }
+    model::save_adapter(m, dir, std::filesystem::absolute(base).lexically_normal().string());
+  } else {
+    model::save_model(m, dir);
+  }
   if (tokenizer.empty() || tokenizer == "byte" || tokenizer == dir) return;
   static const char* kFiles[] = {"tokenizer.json",          "tokenizer_config.json", "special_tokens_map.json",
                                  "chat_template.jinja",     "generation_config.json", "vocab.json",

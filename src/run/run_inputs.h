@@ -42,8 +42,10 @@ Device recipe_device(const Recipe& r);
 std::string tokenizer_source(const Recipe& r, const std::string& section = "model");
 std::unique_ptr<text::Codec> load_codec(const Recipe& r, const std::string& section = "model");
 
-// The model of `section` on `device`: loaded from section.path, or a fresh model of section.init_*
-// (vocabulary from the codec unless init_vocab_size is set) initialised from `seed`.
+// The model of `section` on `device`: loaded from section.path (an HF model directory, or a PEFT
+// adapter directory: its base model with the adapter), or a fresh model of section.init_*
+// (vocabulary from the codec unless init_vocab_size is set) initialised from `seed`. A trainable
+// model with train.lora.rank > 0 gets fresh adapters over a frozen base.
 std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
                                                        uint64_t seed, bool trainable = true,
                                                        const std::string& section = "model");
@@ -72,6 +74,11 @@ void stop_if_asked(const RunOptions& opts, int64_t step);
 // The parallel section of the data-parallel trainers (grpo, sft), used when launched by mpirun:
 // zero1 (shard the AdamW moments over the ranks), bucket_mb (gradient all-reduce bucket size) and
 // overlap (all-reduce during the backward on GPUs).
+// train.lora: LoRA adapters instead of full training (model/lora.h); rank 0 trains every weight.
+nlohmann::json lora_section();
+// The section's LoRA settings, validated (errors name the section); rank 0 (or no section): none.
+model::LoraConfig lora_config(const Recipe& r, const std::string& section = "train.lora");
+
 nlohmann::json parallel_section();
 optim::DataParallelConfig parallel_config(const Recipe& r);
 
@@ -82,6 +89,12 @@ nlohmann::json read_summary(const std::string& run_dir);  // throws naming the f
 
 // Saves `m` as an HF directory at `dir` and copies the tokenizer files from `tokenizer` (a directory;
 // nothing for "byte"), so `dir` is a complete model that r1, transformers and vLLM load on its own.
-void export_model(const model::Transformer& m, const std::string& tokenizer, const std::string& dir);
+// The trained model into `dir` (the run's model/), with the tokenizer's files: an HF model
+// directory, or with LoRA a PEFT adapter directory whose base_model_name_or_path is the base
+// model's directory (a random base is saved once beside it, as DIR_base), which model.path loads.
+void export_model(const model::Transformer& m, const Recipe& r, const std::string& dir);
+// The base model directory of the recipe's model: model.path, or its base when it is an adapter
+// ("" for a random model).
+std::string base_model_path(const Recipe& r, const std::string& section = "model");
 
 }  // namespace r1::run

@@ -6,6 +6,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "dist/world.h"
+#include "model/adapter_checkpoint.h"
 #include "model/checkpoint.h"
 
 namespace r1::run {
@@ -21,7 +22,9 @@ void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transfo
   run.commit_checkpoint(
       step,
       [&](const std::string& dir) {
-        model::save_model(m, fs::join(dir, "model"));
+        // LoRA: only the adapters change; the frozen base comes from the recipe on resume.
+        if (m.has_lora()) model::save_adapter(m, fs::join(dir, "adapter"), "");
+        else model::save_model(m, fs::join(dir, "model"));
         opt.save(fs::join(dir, "optimizer.safetensors"));
         if (extra) extra(dir);
         fs::write_file_atomic(fs::join(dir, "state.json"), state.dump(2));
@@ -41,7 +44,8 @@ ResumePoint resume_point(const RunDir& run) {
 }
 
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {
-  load_weights(fs::join(ck.path, "model"), m);
+  if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
+  else load_weights(fs::join(ck.path, "model"), m);
   opt.load(fs::join(ck.path, "optimizer.safetensors"));
 }
 

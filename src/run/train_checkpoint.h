@@ -1,6 +1,7 @@
 #pragma once
 // The checkpoint that the trainers (sft, rm, grpo) write into their run directory and resume from:
-//   RUN/checkpoints/step_NNNNNN/model/                 the weights (model::save_model)
+//   RUN/checkpoints/step_NNNNNN/model/                 the weights (model::save_model), or
+//                               adapter/               with LoRA the adapters (PEFT layout)
 //                               optimizer.safetensors  AdamW moments and step count
 //                               state.json             the trainer's progress, "step" included
 // plus any files of the trainer's own (GRPO: reference/, its reference model).

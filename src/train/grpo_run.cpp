@@ -43,7 +43,8 @@ nlohmann::json grpo_recipe_defaults() {
         {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
-        {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1}}},
+        {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
+        {"lora", run::lora_section()}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
   };
@@ -152,7 +153,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   }
   bar.finish();
   if (!dist::is_root()) return run.path();
-  run::export_model(*m, tokenizer_source(r), run.file("model"));
+  run::export_model(*m, r, run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
   for (const char* k : {"reward/mean", "accuracy", "format_rate", "response_length/mean", "kl"})

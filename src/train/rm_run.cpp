@@ -272,7 +272,7 @@ std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
     run::stop_if_asked(opts, step);
   }
   bar.finish();
-  run::export_model(*m, tokenizer_source(r), run.file("model"));
+  run::export_model(*m, r, run.file("model"));
   run::write_summary(run.path(), summary);
   log::info("model: {}; report: {}", run.file("model"), run::write_report(run.path()));
   return run.path();

@@ -54,7 +54,8 @@ nlohmann::json sft_recipe_defaults() {
         {"beta1", 0.9},
         {"beta2", 0.999},
         {"seed", 1},
-        {"eval_every", 0}}},  // eval_every 0: at the end only
+        {"eval_every", 0},  // eval_every 0: at the end only
+        {"lora", run::lora_section()}}},
       {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
       {"parallel", run::parallel_section()},
   };
@@ -199,6 +200,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
            opt.world_size());
   dist::Comm* ranks = opt.world_size() > 1 ? &dist::host_comm() : nullptr;
   model::TrainState state;
+  state.dropout_seed = seed;  // LoRA dropout masks: fixed by (seed, step, batch)
   DataOrder order(n, batch_size, total, seed);
 
   run::RunDir run(run::run_path(r));
@@ -230,6 +232,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
     std::vector<SftSequence> batch;
     for (int64_t i : order.batch(step)) batch.push_back(train.examples[size_t(i)]);
     const double lr = optim::lr_at(sched, step);
+    state.dropout_step = uint64_t(step);
     SftStepResult res = sft_step(*m, state, opt, batch, lr, max_grad_norm, micro_batch_tokens);
     if (res.skipped) log::warn("sft step {}: non-finite gradient norm; the update was skipped", step);
     const double secs = timer.seconds();
@@ -254,7 +257,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   bar.finish();
   if (!dist::is_root()) return run.path();
 
-  run::export_model(*m, tokenizer_source(r), run.file("model"));
+  run::export_model(*m, r, run.file("model"));
   const double final_loss = prog.recent_loss.empty()
                                 ? 0.0
                                 : std::accumulate(prog.recent_loss.begin(), prog.recent_loss.end(), 0.0) /
