@@ -18,6 +18,7 @@ void add_reward(CLI::App& app) {
     double rel_tol = 1e-6;
     int symbolic_timeout_ms = 3000;
     bool require_format = false, lenient = false, prompt_opens_think = false, metrics = false;
+    bool allow_unsandboxed = false;
     std::string language = "en";
     double run_seconds = 5.0;
   };
@@ -36,6 +37,8 @@ void add_reward(CLI::App& app) {
   cmd->add_option("--language", o->language, "language reward: target language (en, zh, ...)")
       ->capture_default_str();
   cmd->add_option("--run-seconds", o->run_seconds, "code: wall-clock limit per test run")->capture_default_str();
+  cmd->add_flag("--allow-unsandboxed", o->allow_unsandboxed,
+                "code: run model code even where the sandbox lacks a protection (at your own risk)");
   cmd->add_flag("--metrics", o->metrics, "print failure counters to stderr at the end");
   cmd->callback([o] {
     reward::RewardConfig cfg;
@@ -53,6 +56,7 @@ void add_reward(CLI::App& app) {
     cfg.language.target = o->language;
     cfg.language.format = cfg.format;
     cfg.code.run.wall_seconds = o->run_seconds;
+    cfg.code.allow_unsandboxed = o->allow_unsandboxed;
     auto reward = reward::make_reward(o->spec, cfg);
     // Read and check every line first: a bad line stops the command before anything is written.
     std::vector<reward::Sample> samples;
