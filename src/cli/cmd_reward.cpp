@@ -21,6 +21,7 @@ void add_reward(CLI::App& app) {
     bool allow_unsandboxed = false;
     std::string language = "en";
     double run_seconds = 5.0;
+    double deadline_s = 120.0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("reward", "score completions with rule-based rewards (JSONL stdin -> stdout)");
@@ -37,6 +38,10 @@ void add_reward(CLI::App& app) {
   cmd->add_option("--language", o->language, "language reward: target language (en, zh, ...)")
       ->capture_default_str();
   cmd->add_option("--run-seconds", o->run_seconds, "code: wall-clock limit per test run")->capture_default_str();
+  cmd->add_option("--deadline-s", o->deadline_s,
+                  "per-sample deadline of every rule reward, run in a worker process that is killed at it "
+                  "(0: in-process, no deadline)")
+      ->capture_default_str();
   cmd->add_flag("--allow-unsandboxed", o->allow_unsandboxed,
                 "code: run model code even where the sandbox lacks a protection (at your own risk)");
   cmd->add_flag("--metrics", o->metrics, "print failure counters to stderr at the end");
@@ -57,6 +62,7 @@ void add_reward(CLI::App& app) {
     cfg.language.format = cfg.format;
     cfg.code.run.wall_seconds = o->run_seconds;
     cfg.code.allow_unsandboxed = o->allow_unsandboxed;
+    cfg.deadline_s = o->deadline_s;
     auto reward = reward::make_reward(o->spec, cfg);
     // Read and check every line first: a bad line stops the command before anything is written.
     std::vector<reward::Sample> samples;
