@@ -1,5 +1,6 @@
 // r1 reward: score completions with the rule-based rewards.
-// stdin: {"completion": ..., "answer": ..., "tests": ...} per line; stdout: {"reward": x, ...details}.
+// stdin: {"completion": ..., "answer": ..., "tests": ..., "prompt": ...} per line ("prompt" optional: math
+// reads from it the order of the named values asked for); stdout: {"reward": x, ...details}.
 #include <iostream>
 #include <string>
 
@@ -74,6 +75,10 @@ void add_reward(CLI::App& app) {
         R1_CHECK(a->is_string() || a->is_number(), "stdin line {}: 'answer' must be a string or a number",
                  l.line_no);
         s.answer = a->is_string() ? a->get<std::string>() : a->dump();
+      }
+      if (auto q = l.value.find("prompt"); q != l.value.end()) {
+        R1_CHECK(q->is_string(), "stdin line {}: 'prompt' must be a string", l.line_no);
+        s.prompt = q->get<std::string>();
       }
       samples.push_back(std::move(s));
     }

@@ -101,6 +101,53 @@ void remove_thousands(std::string& s) {
   s = out + rest;
 }
 
+// Spacing commands: \! goes, \, \; \: "\ " and ~ become a space. "\\\\" (a row break) is kept whole: read
+// as "\\" + "\ ", a matrix's rows would run together.
+std::string remove_spacing(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == '\\') {
+      out += "\\\\";
+      ++i;
+    } else if (s[i] == '\\' && i + 1 < s.size() && std::strchr("!,;: ", s[i + 1])) {
+      if (s[i + 1] != '!') out += ' ';
+      ++i;
+    } else {
+      out += s[i] == '~' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
+// One spelling per relation: \geq, \geqslant, >= -> \ge; \leq... -> \le; \gt, \lt -> >, <; \neq, != -> \ne.
+// Commands only where they end (\left was removed before; \leqslant is not \le + "qslant").
+void normalize_relations(std::string& s) {
+  static const std::vector<std::pair<std::string, std::string>> commands = {
+      {"\\geqslant", "\\ge "}, {"\\leqslant", "\\le "}, {"\\geq", "\\ge "}, {"\\leq", "\\le "},
+      {"\\gt", ">"},           {"\\lt", "<"},            {"\\neq", "\\ne "}, {"\\ge", "\\ge "},
+      {"\\le", "\\le "},       {"\\ne", "\\ne "}};
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    bool done = false;
+    if (s[i] == '\\')
+      for (const auto& [from, to] : commands)
+        if (s.compare(i, from.size(), from) == 0 && (i + from.size() == s.size() || !is_alpha(s[i + from.size()]))) {
+          out += to;
+          i += from.size();
+          done = true;
+          break;
+        }
+    if (done) continue;
+    if (s.compare(i, 2, ">=") == 0 || s.compare(i, 2, "<=") == 0 || s.compare(i, 2, "!=") == 0) {
+      out += s[i] == '>' ? "\\ge " : s[i] == '<' ? "\\le " : "\\ne ";
+      i += 2;
+      continue;
+    }
+    out += s[i++];
+  }
+  s = out;
+}
+
 // \text{ cm}^2, \mbox{ inches}: units after a value carry no information for the check.
 void remove_units(std::string& s) {
   for (const char* cmd : {"\\text{", "\\mbox{", "\\textrm{", "\\mathrm{"}) {
@@ -138,17 +185,22 @@ std::string normalize_latex(const std::string& answer) {
   // Unicode spellings models emit.
   for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
            {"−", "-"}, {"×", "\\times "}, {"÷", "\\div "}, {"π", "\\pi "}, {"∞", "\\infty "},
-           {"√", "\\sqrt"}, {"°", ""}, {"·", "\\cdot "}, {"≤", "\\le "}, {"≥", "\\ge "}, {"∪", "\\cup "}})
+           {"√", "\\sqrt"}, {"°", ""}, {"·", "\\cdot "}, {"≤", "\\le "}, {"≥", "\\ge "}, {"∪", "\\cup "},
+           {"≠", "\\ne "}, {"≈", "\\approx "}, {"±", "\\pm "}, {"∓", "\\mp "}})
     replace_all(s, from, to);
   for (const char* c : {"\\displaystyle", "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr",
                         "\\big", "\\Big", "\\quad", "\\qquad", "\\limits"})
     remove_command(s, c);
-  // "10,\\!080": an explicit thousands separator, unambiguous even inside brackets.
-  static const std::regex explicit_sep(R"((\d),\\!\s*(\d{3}))");
+  // "10,\\!080" and MATH's own "14{,}916": explicit thousands separators, unambiguous even inside brackets.
+  static const std::regex explicit_sep(R"((\d)(?:,\\!|\s*\{\s*,\s*\})\s*(\d{3}))");
   for (std::string prev; prev != s;) prev = s, s = std::regex_replace(s, explicit_sep, "$1$2");
-  for (const char* sp : {"\\!", "\\,", "\\;", "\\:", "\\ ", "~"}) replace_all(s, sp, sp == std::string("\\!") ? "" : " ");
+  s = remove_spacing(s);
   replace_all(s, "\\dfrac", "\\frac");
   replace_all(s, "\\tfrac", "\\frac");
+  replace_all(s, "\\cfrac", "\\frac");
+  replace_all(s, "\\textnormal{", "\\text{");
+  replace_all(s, "\\textup{", "\\text{");
+  normalize_relations(s);
   replace_all(s, "\\dbinom", "\\binom");
   replace_all(s, "\\tbinom", "\\binom");
   replace_all(s, "\\textbf{", "\\text{");
@@ -159,6 +211,9 @@ std::string normalize_latex(const std::string& answer) {
   if (s.ends_with("\\inf")) s += "ty";
   for (const char* deg : {"^{\\circ}", "^\\circ", "\\circ", "\\degree", "^{\\circ }"}) replace_all(s, deg, "");
   for (const char* sym : {"\\%", "%", "\\$", "$"}) replace_all(s, sym, "");
+  // "28 percent", "28 pct": the percent sign written as a word.
+  static const std::regex percent_word(R"((\d)\s*(?:\\text\{\s*)?(?:per ?cent(?:age)?|pct)\b\}?)");
+  s = std::regex_replace(s, percent_word, "$1");
   remove_units(s);
   s = brace_arguments(s, "\\frac", 2);
   s = brace_arguments(s, "\\binom", 2);
