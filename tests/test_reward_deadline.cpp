@@ -19,7 +19,7 @@ using namespace r1::reward;
 
 namespace {
 
-// Scores 1, except: "sleep" in the answer or prompt sleeps forever; "crash" segfaults.
+// Scores 1, except: "sleep" in the answer or prompt sleeps forever; "crash" segfaults; "slow" takes 0.3 s.
 class Misbehaving final : public Reward {
  public:
   std::string name() const override { return "misbehaving"; }
@@ -27,6 +27,7 @@ class Misbehaving final : public Reward {
     if (s.answer == "sleep" || s.prompt.find("sleep") != std::string::npos)
       for (;;) ::pause();
     if (s.answer == "crash") ::raise(SIGSEGV);
+    if (s.answer == "slow") ::usleep(300000);
     return Result{1.0, {{"answer", s.answer}}};
   }
 };
@@ -86,6 +87,17 @@ TEST(RewardDeadline, CrashInARewardCostsOnlyItsSample) {
   for (size_t i : {0, 2, 3}) EXPECT_EQ(rs[i].reward, 1.0) << rs[i].details.dump();
   EXPECT_EQ(counters().reward_crashes.load(), before + 1);
   EXPECT_EQ(children(), 0);
+}
+
+// A crash while other samples are in flight: they are scored again one at a time, and only the
+// sample that crashes is blamed.
+TEST(RewardDeadline, CrashAmongSamplesInFlightIsBlamedOnItsOwnSample) {
+  GuardedReward guarded(std::make_unique<Misbehaving>(), GuardOptions{10});
+  std::vector<Sample> samples;
+  for (const char* a : {"slow", "crash", "slow", "1"}) samples.push_back({"c", a, nullptr});
+  std::vector<Result> rs = score_batch(guarded, samples, 2);
+  EXPECT_TRUE(rs[1].details.value("crashed", false)) << rs[1].details.dump();
+  for (size_t i : {0, 2, 3}) EXPECT_EQ(rs[i].reward, 1.0) << i << ": " << rs[i].details.dump();
 }
 
 // Rewards built by name are guarded, and what they count in the worker reaches this process.
