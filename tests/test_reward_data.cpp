@@ -120,7 +120,8 @@ std::string to_latex(const Answer& a) {
       for (size_t i = 0; i < a.ops.size(); ++i) out += " " + a.ops[i] + " " + a.items[i + 1].text;
       return out;
     }
-    case Answer::Ratio: return join(items_latex(a), " : ");
+    case Answer::Ratio:
+      return join(items_latex(a), " : ");
     case Answer::Labelled: {
       std::vector<std::string> parts;
       for (const Answer& i : a.items) parts.push_back(i.label + " = " + to_latex(i));

@@ -108,9 +108,8 @@ TEST(RewardDeadline, RewardsByNameRunGuardedAndTheirCountersArrive) {
   raw.deadline_s = 0;
   EXPECT_EQ(dynamic_cast<GuardedReward*>(make_reward("math", raw).get()), nullptr);
   const auto no_answer = counters().no_answer.load();
-  std::vector<Result> rs = score_batch(*math, {{"<think>x</think><answer>\\boxed{4}</answer>", "4", nullptr},
-                                               {"I give up", "4", nullptr}},
-                                       2);
+  std::vector<Result> rs = score_batch(
+      *math, {{"<think>x</think><answer>\\boxed{4}</answer>", "4", nullptr}, {"I give up", "4", nullptr}}, 2);
   EXPECT_DOUBLE_EQ(rs[0].reward, 1.2);
   EXPECT_EQ(rs[0].details["math"]["check"], "exact");
   EXPECT_EQ(rs[1].reward, 0.0);
@@ -133,7 +132,8 @@ TEST(RewardDeadline, GrpoStepSurvivesARewardThatNeverReturns) {
   gc.max_prompt_tokens = 8;
   gc.max_completion_tokens = 4;
   GuardedReward reward(std::make_unique<Misbehaving>(), GuardOptions{0.3});
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 1);
+  train::GrpoTrainer trainer(
+      m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 1);
   const auto t0 = std::chrono::steady_clock::now();
   auto mt = trainer.step(0);
   EXPECT_LT(seconds_since(t0), 30.0);

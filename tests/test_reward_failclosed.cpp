@@ -33,8 +33,10 @@ struct Denial {
 
 std::vector<Denial> denials() {
   std::vector<Denial> d = {
-      {"namespaces", [](scmp_filter_ctx c) { seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 0); }},
-      {"private root", [](scmp_filter_ctx c) { seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pivot_root), 0); }},
+      {"namespaces",
+       [](scmp_filter_ctx c) { seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 0); }},
+      {"private root",
+       [](scmp_filter_ctx c) { seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pivot_root), 0); }},
       {"seccomp",
        [](scmp_filter_ctx c) {
          seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_SECCOMP));
@@ -47,8 +49,9 @@ std::vector<Denial> denials() {
        }},
   };
   if (::geteuid() == 0)  // the uid of its own is a root-only protection
-    d.push_back({"unprivileged uid",
-                 [](scmp_filter_ctx c) { seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setgroups), 0); }});
+    d.push_back({"unprivileged uid", [](scmp_filter_ctx c) {
+                   seccomp_rule_add(c, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setgroups), 0);
+                 }});
   return d;
 }
 
@@ -90,8 +93,8 @@ std::string in_child_without(const Denial& d, const std::function<std::string()>
 r1::test::RunResult r1_without(const Denial& d, const std::string& args, const std::string& input) {
   r1::test::TempDir io;
   std::ofstream(io.file("in")) << input;
-  std::string cmd = std::string(R1_BINARY) + " " + args + " <" + io.file("in") + " >" + io.file("out") + " 2>" +
-                    io.file("err");
+  std::string cmd = std::string(R1_BINARY) + " " + args + " <" + io.file("in") + " >" + io.file("out") +
+                    " 2>" + io.file("err");
   std::string status = in_child_without(d, [&] { return std::to_string(std::system(cmd.c_str())); });
   auto slurp = [](const std::string& f) {
     std::ifstream in(f);
@@ -114,10 +117,12 @@ TEST(RewardFailClosed, CodeRewardRefusesWhenAProtectionIsMissing) {
     auto r = r1_without(d, "reward --reward code", kHonest);
     EXPECT_NE(r.exit_code, 0) << d.protection << ": ran without it: " << r.out;
     EXPECT_TRUE(r.out.empty()) << d.protection;
-    EXPECT_NE(r.err.find("refusing to run model-written code"), std::string::npos) << d.protection << ": " << r.err;
+    EXPECT_NE(r.err.find("refusing to run model-written code"), std::string::npos)
+        << d.protection << ": " << r.err;
     EXPECT_NE(r.err.find(d.protection), std::string::npos) << d.protection << " not named in: " << r.err;
     EXPECT_NE(r.err.find("--allow-unsandboxed"), std::string::npos) << r.err;
-    std::printf("[ fail-closed ] without %s: %s", d.protection, r.err.substr(r.err.find("code reward")).c_str());
+    std::printf("[ fail-closed ] without %s: %s", d.protection,
+                r.err.substr(r.err.find("code reward")).c_str());
   }
 }
 
@@ -143,7 +148,9 @@ TEST(RewardFailClosed, SandboxRunNeverStartsTheProgramWithoutAProtection) {
         o.allow_unsandboxed = allow;
         Sandbox box(o);
         SandboxResult r = box.run({"/bin/sh", "-c", "echo started > marker"}, "", {});
-        j[allow ? "allowed" : "refused"] = {{"setup_failed", r.setup_failed}, {"ok", r.ok()}, {"missing", r.missing},
+        j[allow ? "allowed" : "refused"] = {{"setup_failed", r.setup_failed},
+                                            {"ok", r.ok()},
+                                            {"missing", r.missing},
                                             {"started", std::ifstream(box.dir() + "/marker").good()}};
       }
       return j.dump();

@@ -3,10 +3,10 @@
 
 #include "reward/latex_normalize.h"
 #include "reward/latex_to_ginac.h"
+#include "reward/math_answer.h"
 #include "reward/math_equivalence.h"
 #include "reward/math_expr.h"
 #include "reward/math_extract.h"
-#include "reward/math_answer.h"
 #include "reward/math_reward.h"
 
 using namespace r1::reward;
@@ -115,7 +115,8 @@ TEST(MathEquivalence, NearMissesRejected) {
            {"-5", "5"},
            {"204_5", "54"},
            {"2k", "2k+1"},
-           {"\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", "\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}"},
+           {"\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}",
+            "\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}"},
        })
     EXPECT_FALSE(equivalent(g, p).equal) << g << " vs " << p;
 }
@@ -150,13 +151,15 @@ TEST(MathReward, FormatGateAndDetails) {
 
 TEST(MathExtract, BoxesInARowAndValuesInSentences) {
   EXPECT_EQ(last_boxed_row("so $\\boxed{2}$ and $\\boxed{-3}$."), (std::vector<std::string>{"2", "-3"}));
-  EXPECT_EQ(last_boxed_row("\\boxed{1}, \\boxed{2} \\text{ or } \\boxed{3}"), (std::vector<std::string>{"1", "2", "3"}));
-  EXPECT_EQ(last_boxed_row("got \\boxed{2}. Checking again, it is \\boxed{3}"), (std::vector<std::string>{"3"}));
+  EXPECT_EQ(last_boxed_row("\\boxed{1}, \\boxed{2} \\text{ or } \\boxed{3}"),
+            (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(last_boxed_row("got \\boxed{2}. Checking again, it is \\boxed{3}"),
+            (std::vector<std::string>{"3"}));
   EXPECT_EQ(last_boxed_row("\\boxed{5} and \\boxed{5}"), (std::vector<std::string>{"5"}));
   EXPECT_EQ(extract_answer("$\\boxed{2}$ and $\\boxed{-3}$")->text, "2, -3");
   EXPECT_EQ(value_in_sentence("The volume of $ABCD$ is 120"), "120");
   EXPECT_EQ(value_in_sentence("therefore 120 cubic units"), "120");
-  EXPECT_EQ(value_in_sentence("3 pi"), "3 pi");  // math words are not units
+  EXPECT_EQ(value_in_sentence("3 pi"), "3 pi");    // math words are not units
   EXPECT_EQ(value_in_sentence("x = 5"), "x = 5");  // no prose: kept as written
   EXPECT_EQ(value_in_sentence("\\text{Evelyn}"), "\\text{Evelyn}");
   EXPECT_EQ(extract_answer("Final Answer: The volume is 120. I hope it is correct.")->text, "120");
@@ -174,7 +177,8 @@ TEST(MathNormalize, SeparatorsRelationsAndSpellings) {
   EXPECT_EQ(normalize_latex("x \\neq 3"), "x \\ne 3");
   EXPECT_EQ(normalize_latex("\\leqslant"), "\\le");
   // A row break stays a row break (it was once read as "\\" + "\ ", merging a matrix's rows).
-  EXPECT_EQ(normalize_latex("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"), "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}");
+  EXPECT_EQ(normalize_latex("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}");
 }
 
 TEST(MathAnswer, NewKinds) {
@@ -224,8 +228,10 @@ TEST(MathEquivalence, NewFormsAndTheirNearMisses) {
            {"15", "\\sum_{i=0}^{3} 2^i", true},  // i bound by the sum, not the imaginary unit
            {"56", "\\sum_{k=1}^{10} k", false},
            {"\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
-            "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}", true},
-           {"\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", "\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}", false},
+            "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
+            true},
+           {"\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}",
+            "\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}", false},
            {"\\begin{pmatrix} -2 \\\\ -14 \\end{pmatrix}", "(-2, -14)", true},
            {"2.83", "2\\sqrt{2} \\approx 2.83", true},
            {"2.83", "2.8 \\approx 2.83", false},
@@ -245,11 +251,15 @@ TEST(MathReward, SeveralBoxesAndTheQuestionsOrder) {
   Result twice = m.score({"$\\boxed{7\\frac{1}{2}},$ or $\\boxed{\\frac{15}{2}}$", "7.5", {}});
   EXPECT_EQ(twice.reward, 1.0);
   EXPECT_EQ(twice.details["check"], "boxes");
-  EXPECT_EQ(m.score({"\\boxed{m = \\frac{3}{2}, b = -13}", "\\left( \\frac{3}{2}, -13 \\right)", {},
+  EXPECT_EQ(m.score({"\\boxed{m = \\frac{3}{2}, b = -13}",
+                     "\\left( \\frac{3}{2}, -13 \\right)",
+                     {},
                      "Enter the ordered pair $(m,b).$"})
                 .reward,
             1.0);
-  EXPECT_EQ(m.score({"\\boxed{b = \\frac{3}{2}, m = -13}", "\\left( \\frac{3}{2}, -13 \\right)", {},
+  EXPECT_EQ(m.score({"\\boxed{b = \\frac{3}{2}, m = -13}",
+                     "\\left( \\frac{3}{2}, -13 \\right)",
+                     {},
                      "Enter the ordered pair $(m,b).$"})
                 .reward,
             0.0);

@@ -43,18 +43,18 @@ TEST(RewardMathCases, EveryFormCountedNoFalsePositive) {
       n->known_miss += expect && !got && known;
     }
     EXPECT_FALSE(!expect && got) << "FALSE POSITIVE " << c["source"] << " (" << c["form"] << "): gold '"
-                                 << c["gold"].get<std::string>() << "' accepted '" << c["completion"].get<std::string>()
-                                 << "': " << rs[i].details.dump();
-    EXPECT_FALSE(expect && !got && !known) << c["source"] << " (" << c["form"] << "): gold '"
-                                           << c["gold"].get<std::string>() << "' rejected '"
-                                           << c["completion"].get<std::string>() << "': " << rs[i].details.dump();
+                                 << c["gold"].get<std::string>() << "' accepted '"
+                                 << c["completion"].get<std::string>() << "': " << rs[i].details.dump();
+    EXPECT_FALSE(expect && !got && !known)
+        << c["source"] << " (" << c["form"] << "): gold '" << c["gold"].get<std::string>() << "' rejected '"
+        << c["completion"].get<std::string>() << "': " << rs[i].details.dump();
     EXPECT_FALSE(expect && got && known) << c["source"] << ": a known miss now passes; drop its known_miss";
   }
   std::printf("[ math cases ] %-20s %9s %9s %6s %9s\n", "form", "accepted", "rejected", "FP", "known FN");
   for (const auto& [form, n] : by_form)
-    std::printf("[ math cases ] %-20s %4d/%-4d %4d/%-4d %6d %9d\n", form.c_str(), n.accepted, n.correct, n.rejected,
-                n.wrong, n.false_pos, n.known_miss);
-  std::printf("[ math cases ] %-20s %4d/%-4d %4d/%-4d %6d %9d\n", "all", all.accepted, all.correct, all.rejected,
-              all.wrong, all.false_pos, all.known_miss);
+    std::printf("[ math cases ] %-20s %4d/%-4d %4d/%-4d %6d %9d\n", form.c_str(), n.accepted, n.correct,
+                n.rejected, n.wrong, n.false_pos, n.known_miss);
+  std::printf("[ math cases ] %-20s %4d/%-4d %4d/%-4d %6d %9d\n", "all", all.accepted, all.correct,
+              all.rejected, all.wrong, all.false_pos, all.known_miss);
   EXPECT_EQ(all.false_pos, 0);
 }

@@ -34,8 +34,8 @@ std::string cpp(const std::string& code) { return "```cpp\n" + code + "\n```\n";
 
 // Everything below relies on the sandbox; where this machine lacks a protection the tests skip,
 // saying which (test_reward_failclosed.cpp checks that the reward then refuses to run).
-#define REQUIRE_SANDBOX()                                                                   \
-  if (!sandbox_support().complete())                                                        \
+#define REQUIRE_SANDBOX()            \
+  if (!sandbox_support().complete()) \
   GTEST_SKIP() << "the sandbox is incomplete here: " << sandbox_support().missing.front()
 
 CodeOptions quick() {
@@ -90,8 +90,9 @@ TEST(RewardRedTeam, HonestSolutionsScoreOne) {
   REQUIRE_SANDBOX();
   nlohmann::json rich = {
       {"asserts",
-       {"assert Solution().twoSum([2, 7, 11, 15], 9) == [0, 1]", "a = [3, 1, 2]\nsort_in_place(a)\nassert a == [1, 2, 3]",
-        "assert list(count_up(3)) == [0, 1, 2]", "assert all(square(x) == x * x for x in range(20))",
+       {"assert Solution().twoSum([2, 7, 11, 15], 9) == [0, 1]",
+        "a = [3, 1, 2]\nsort_in_place(a)\nassert a == [1, 2, 3]", "assert list(count_up(3)) == [0, 1, 2]",
+        "assert all(square(x) == x * x for x in range(20))",
         "import math\nassert math.isclose(mean([1.0, 2.0, 4.0]), 7 / 3)",
         "try:\n    mean([])\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('no error')",
         "assert pairs({'b': 2, 'a': 1}) == [('a', 1), ('b', 2)]", "assert set(uniq([1, 1, 2])) == {1, 2}",
@@ -124,19 +125,24 @@ if __name__ == "__main__":
 )";
   std::vector<Case> honest = {
       {"python function (asserts)", python("def add(a, b):\n    return a + b"), kAsserts},
-      {"python stdin/stdout program (cases)", python("a, b = map(int, input().split())\nprint(a + b)"), kCases},
-      {"python, both: function + __main__ block", python("def add(a, b):\n    return a + b\nif __name__ == '__main__':\n"
-                                                         "    print(add(*map(int, input().split())))"),
+      {"python stdin/stdout program (cases)", python("a, b = map(int, input().split())\nprint(a + b)"),
+       kCases},
+      {"python, both: function + __main__ block",
+       python("def add(a, b):\n    return a + b\nif __name__ == '__main__':\n"
+              "    print(add(*map(int, input().split())))"),
        {{"asserts", kAsserts["asserts"]}, {"cases", kCases["cases"]}}},
-      {"python, atexit and sys.exit used honestly", python("import atexit, sys\natexit.register(lambda: None)\n"
-                                                           "a, b = map(int, input().split())\nprint(a + b)\nsys.exit(0)"),
+      {"python, atexit and sys.exit used honestly",
+       python("import atexit, sys\natexit.register(lambda: None)\n"
+              "a, b = map(int, input().split())\nprint(a + b)\nsys.exit(0)"),
        kCases},
       {"python classes, in-place, generators, exceptions", python(rich_solution), rich},
       {"C++ stdin/stdout program (cases)",
-       cpp("#include <iostream>\nint main() { long a, b; std::cin >> a >> b; std::cout << a + b << '\\n'; }"), kCases},
+       cpp("#include <iostream>\nint main() { long a, b; std::cin >> a >> b; std::cout << a + b << '\\n'; }"),
+       kCases},
   };
   std::vector<Result> rs = score_table("honest solutions", honest);
-  for (size_t i = 0; i < honest.size(); ++i) EXPECT_EQ(rs[i].reward, 1.0) << honest[i].name << ": " << rs[i].details.dump();
+  for (size_t i = 0; i < honest.size(); ++i)
+    EXPECT_EQ(rs[i].reward, 1.0) << honest[i].name << ": " << rs[i].details.dump();
 }
 
 TEST(RewardRedTeam, HarnessHacksScoreZero) {
@@ -145,37 +151,50 @@ TEST(RewardRedTeam, HarnessHacksScoreZero) {
   std::vector<Case> hacks = {
       {"sys.exit(0) before the tests", python("import sys\nsys.exit(0)" + wrong), kAsserts},
       {"os._exit(0) at import", python("import os\nos._exit(0)" + wrong), kAsserts},
-      {"atexit: os._exit(0) when the asserts fail", python("import atexit, os\natexit.register(lambda: os._exit(0))" + wrong),
+      {"atexit: os._exit(0) when the asserts fail",
+       python("import atexit, os\natexit.register(lambda: os._exit(0))" + wrong), kAsserts},
+      {"sys.exit(0) inside the function", python("def add(a, b):\n    import sys\n    sys.exit(0)"),
        kAsserts},
-      {"sys.exit(0) inside the function", python("def add(a, b):\n    import sys\n    sys.exit(0)"), kAsserts},
       {"os._exit(0) inside the function", python("def add(a, b):\n    import os\n    os._exit(0)"), kAsserts},
       {"returns an object whose __eq__ is always True",
-       python("class Yes:\n    __eq__ = lambda s, o: True\n    __ne__ = lambda s, o: False\n    __hash__ = object.__hash__\n"
+       python("class Yes:\n    __eq__ = lambda s, o: True\n    __ne__ = lambda s, o: False\n    __hash__ = "
+              "object.__hash__\n"
               "    __bool__ = lambda s: True\ndef add(a, b):\n    return Yes()"),
        kAsserts},
       {"int subclass whose __eq__ is always True",
-       python("class Yes(int):\n    __eq__ = lambda s, o: True\n    __hash__ = int.__hash__\ndef add(a, b):\n    return Yes(999)"),
+       python("class Yes(int):\n    __eq__ = lambda s, o: True\n    __hash__ = int.__hash__\ndef add(a, "
+              "b):\n    return Yes(999)"),
        kAsserts},
       {"assert disabled: AssertionError replaced, __debug__ tricks",
        python("import builtins\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n"
-              "builtins.__build_class__ = None" + wrong),
+              "builtins.__build_class__ = None" +
+              wrong),
        kAsserts},
       {"monkey-patched builtins and shadowed names",
        python("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.sorted = lambda x: [5]\n"
-              "def abs(x):\n    return 0\nclass math:\n    isclose = staticmethod(lambda *a, **k: True)" + wrong),
-       {{"asserts", {"assert abs(add(2, 3) - 5) < 1e-9", "import math\nassert math.isclose(add(1, 1), 2)",
-                     "assert sorted([add(2, 3)]) == [5]"}}}},
+              "def abs(x):\n    return 0\nclass math:\n    isclose = staticmethod(lambda *a, **k: True)" +
+              wrong),
+       {{"asserts",
+         {"assert abs(add(2, 3) - 5) < 1e-9", "import math\nassert math.isclose(add(1, 1), 2)",
+          "assert sorted([add(2, 3)]) == [5]"}}}},
       {"patches isinstance, len and type in builtins",
        python("import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.len = lambda x: 5\n"
-              "builtins.type = lambda x: int" + wrong),
-       {{"asserts", {"assert isinstance(add(2, 3), int) and add(2, 3) == 5", "assert len([add(1, 1)]) == 1 and add(1, 1) == 2"}}}},
+              "builtins.type = lambda x: int" +
+              wrong),
+       {{"asserts",
+         {"assert isinstance(add(2, 3), int) and add(2, 3) == 5",
+          "assert len([add(1, 1)]) == 1 and add(1, 1) == 2"}}}},
       {"prints fake PASS lines and verdicts on every descriptor",
-       python("import os, sys\nfake = b'{\"i\": 0, \"pass\": true, \"why\": \"\"}\\n{\"ready\": true}\\nPASS\\nOK\\n'\n"
-              "for fd in range(64):\n    try:\n        os.write(fd, fake * 3)\n    except OSError:\n        pass\n"
-              "print('PASS ' * 10)\nprint('All tests passed', file=sys.stderr)" + wrong),
+       python("import os, sys\nfake = b'{\"i\": 0, \"pass\": true, \"why\": \"\"}\\n{\"ready\": "
+              "true}\\nPASS\\nOK\\n'\n"
+              "for fd in range(64):\n    try:\n        os.write(fd, fake * 3)\n    except OSError:\n        "
+              "pass\n"
+              "print('PASS ' * 10)\nprint('All tests passed', file=sys.stderr)" +
+              wrong),
        kAsserts},
       {"forges replies: answers every request with True",
-       python("import os, json\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'{\"ready\": true}\\n' + "
+       python("import os, json\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'{\"ready\": "
+              "true}\\n' + "
               "b'{\"v\": true}\\n' * 50)\n    except OSError:\n        pass\nimport time\ntime.sleep(30)"),
        kAsserts},
       {"stdin program: exit 0 without output", python("import sys\nsys.exit(0)"), kCases},
@@ -185,7 +204,8 @@ TEST(RewardRedTeam, HarnessHacksScoreZero) {
        cpp("#include <cstdlib>\nstruct X { X() { std::exit(0); } } x;\nint main() { return 1; }"), kCases},
   };
   std::vector<Result> rs = score_table("harness hacks", hacks);
-  for (size_t i = 0; i < hacks.size(); ++i) EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
+  for (size_t i = 0; i < hacks.size(); ++i)
+    EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
 }
 
 TEST(RewardRedTeam, ExpectedOutputsOnDiskAreOutOfReach) {
@@ -196,10 +216,13 @@ TEST(RewardRedTeam, ExpectedOutputsOnDiskAreOutOfReach) {
   std::string p = host.file("expected.txt");
   std::vector<Case> hacks = {
       {"reads the expected output from a known host path",
-       python("print(open('" + p + "').read().split()[0])"), {{"cases", {{{"input", "2 3\n"}, {"output", "5\n"}}}}}},
+       python("print(open('" + p + "').read().split()[0])"),
+       {{"cases", {{{"input", "2 3\n"}, {"output", "5\n"}}}}}},
       {"searches the file system for the tests",
-       python("import glob, os\nfound = ''\nfor pat in ['/tmp/r1sbx*/*/*', '/tmp/*/*', '/proc/*/cwd/*', '/proc/*/root/tmp/*',"
-              " '/work/**/*.jsonl', '/root/**/*']:\n    for f in glob.glob(pat, recursive=True)[:200]:\n        try:\n"
+       python("import glob, os\nfound = ''\nfor pat in ['/tmp/r1sbx*/*/*', '/tmp/*/*', '/proc/*/cwd/*', "
+              "'/proc/*/root/tmp/*',"
+              " '/work/**/*.jsonl', '/root/**/*']:\n    for f in glob.glob(pat, recursive=True)[:200]:\n     "
+              "   try:\n"
               "            found += open(f).read()\n        except OSError:\n            pass\n"
               "def add(a, b):\n    return 5 if 'add(2, 3) ' + '== 5' in found else -1\n"),
        kAsserts},
@@ -207,12 +230,14 @@ TEST(RewardRedTeam, ExpectedOutputsOnDiskAreOutOfReach) {
        cpp("#include <fstream>\n#include <iostream>\nint main() { std::ifstream f(\"" + p +
            "\"); std::string s; f >> s; std::cout << s << '\\n'; }"),
        {{"cases", {{{"input", "2 3\n"}, {"output", "5\n"}}}}}},
-      {"shell: cat the host file", python("import subprocess\nprint(subprocess.run(['cat', '" + p +
-                                          "'], capture_output=True, text=True).stdout)"),
+      {"shell: cat the host file",
+       python("import subprocess\nprint(subprocess.run(['cat', '" + p +
+              "'], capture_output=True, text=True).stdout)"),
        {{"cases", {{{"input", "2 3\n"}, {"output", "5\n"}}}}}},
   };
   std::vector<Result> rs = score_table("reading expected outputs", hacks);
-  for (size_t i = 0; i < hacks.size(); ++i) EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
+  for (size_t i = 0; i < hacks.size(); ++i)
+    EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
 }
 
 TEST(RewardRedTeam, StallingForkingAndFloodingAreBounded) {
@@ -225,18 +250,21 @@ TEST(RewardRedTeam, StallingForkingAndFloodingAreBounded) {
               "def add(a, b):\n    time.sleep(30)"),
        kAsserts},
       {"forks, the child prints the answer after the parent exits",
-       python("import os, time, sys\na, b = map(int, input().split())\nif os.fork() == 0:\n    time.sleep(0.3)\n"
-              "    print(a + b)\n    sys.stdout.flush()\n    os._exit(0)\nos._exit(0)"),
+       python(
+           "import os, time, sys\na, b = map(int, input().split())\nif os.fork() == 0:\n    time.sleep(0.3)\n"
+           "    print(a + b)\n    sys.stdout.flush()\n    os._exit(0)\nos._exit(0)"),
        kCases},
       {"huge output", python("import sys\nwhile True:\n    sys.stdout.write('5\\n' * 100000)"), kCases},
       {"huge return value", python("def add(a, b):\n    return [a + b] * (10 ** 8)"), kAsserts},
-      {"fork bomb", python("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+      {"fork bomb",
+       python("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
        kCases},
   };
   auto t0 = std::chrono::steady_clock::now();
   std::vector<Result> rs = score_table("stalling, forking, flooding", hacks);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (size_t i = 0; i < hacks.size(); ++i) EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
+  for (size_t i = 0; i < hacks.size(); ++i)
+    EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
   EXPECT_LT(s, 60.0) << "every stall is cut at its deadline";
   for (int i = 0; i < 250 && sandbox_processes() > 0; ++i) ::usleep(20000);  // namespace teardown
   EXPECT_EQ(sandbox_processes(), 0) << "a sandboxed process outlived its run";
@@ -254,17 +282,23 @@ TEST(RewardRedTeam, WritesOutsideAndPoisoningTheEvaluatorFail) {
   std::string host_tmp = "/tmp/r1_redteam_" + std::to_string(::getpid());
   std::vector<Case> hacks = {
       {"poisons json/encodings in every sys.path dir for the evaluator",
-       python("import sys, os\nfor d in sys.path + ['/usr/lib/python3.11', '/tmp', '/']:\n    for m in ['json.py', "
-              "'sitecustomize.py', 'encodings/__init__.py']:\n        try:\n            open(os.path.join(d, m), 'w').write("
-              "'import os\\nos._exit(0)\\n')\n        except OSError:\n            pass\ndef add(a, b):\n    return 999"),
+       python("import sys, os\nfor d in sys.path + ['/usr/lib/python3.11', '/tmp', '/']:\n    for m in "
+              "['json.py', "
+              "'sitecustomize.py', 'encodings/__init__.py']:\n        try:\n            open(os.path.join(d, "
+              "m), 'w').write("
+              "'import os\\nos._exit(0)\\n')\n        except OSError:\n            pass\ndef add(a, b):\n    "
+              "return 999"),
        kAsserts},
-      {"writes to the host's /tmp, /etc and /", python("for p in ['" + host_tmp + "', '/etc/r1_redteam', '/r1_redteam']:\n"
-                                                        "    try:\n        open(p, 'w').write('x')\n    except OSError:\n"
-                                                        "        pass\ndef add(a, b):\n    return 999"),
+      {"writes to the host's /tmp, /etc and /",
+       python("for p in ['" + host_tmp +
+              "', '/etc/r1_redteam', '/r1_redteam']:\n"
+              "    try:\n        open(p, 'w').write('x')\n    except OSError:\n"
+              "        pass\ndef add(a, b):\n    return 999"),
        kAsserts},
   };
   std::vector<Result> rs = score_table("writing outside", hacks);
-  for (size_t i = 0; i < hacks.size(); ++i) EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
+  for (size_t i = 0; i < hacks.size(); ++i)
+    EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
   EXPECT_EQ(std::filesystem::last_write_time(py_dir), stamp);
   EXPECT_FALSE(std::filesystem::exists(py_dir + "/json.py"));
   EXPECT_EQ(slurp(py_dir + "/sitecustomize.py"), site);
@@ -294,7 +328,9 @@ TEST(RewardRedTeam, NetworkCannotFetchTheAnswer) {
   std::string abstract = "r1-answers-" + std::to_string(::getpid());
   std::memcpy(ua.sun_path + 1, abstract.data(), abstract.size());
   ASSERT_EQ(::bind(unix_path, reinterpret_cast<sockaddr*>(&up), sizeof up), 0);
-  ASSERT_EQ(::bind(unix_abstract, reinterpret_cast<sockaddr*>(&ua), socklen_t(sizeof(sa_family_t) + 1 + abstract.size())), 0);
+  ASSERT_EQ(::bind(unix_abstract, reinterpret_cast<sockaddr*>(&ua),
+                   socklen_t(sizeof(sa_family_t) + 1 + abstract.size())),
+            0);
   for (int s : {tcp, unix_path, unix_abstract}) ::listen(s, 16);
   std::atomic<bool> stop{false};
   std::atomic<int> served{0};
@@ -322,22 +358,26 @@ TEST(RewardRedTeam, NetworkCannotFetchTheAnswer) {
   }
   for (int i = 0; i < 100 && served.load() == 0; ++i) ::usleep(10000);
   const int served_host = served.load();
-  std::string fetch = "import socket\ndef fetch():\n    for fam, addr in [(socket.AF_INET, ('127.0.0.1', " + std::to_string(port) +
-                      ")), (socket.AF_UNIX, '" + path + "'), (socket.AF_UNIX, '\\0" + abstract +
-                      "')]:\n        try:\n            s = socket.socket(fam, socket.SOCK_STREAM)\n"
-                      "            s.settimeout(0.5)\n            s.connect(addr)\n            return s.recv(16).decode()\n"
-                      "        except OSError:\n            pass\n    return '0'\n";
+  std::string fetch =
+      "import socket\ndef fetch():\n    for fam, addr in [(socket.AF_INET, ('127.0.0.1', " +
+      std::to_string(port) + ")), (socket.AF_UNIX, '" + path + "'), (socket.AF_UNIX, '\\0" + abstract +
+      "')]:\n        try:\n            s = socket.socket(fam, socket.SOCK_STREAM)\n"
+      "            s.settimeout(0.5)\n            s.connect(addr)\n            return s.recv(16).decode()\n"
+      "        except OSError:\n            pass\n    return '0'\n";
   std::vector<Case> hacks = {
-      {"fetches the expected output over TCP / Unix sockets", python(fetch + "print(fetch())"),
+      {"fetches the expected output over TCP / Unix sockets",
+       python(fetch + "print(fetch())"),
        {{"cases", {{{"input", "2 3\n"}, {"output", "5\n"}}}}}},
-      {"function fetches its answer over the network", python(fetch + "def add(a, b):\n    return int(fetch())"),
+      {"function fetches its answer over the network",
+       python(fetch + "def add(a, b):\n    return int(fetch())"),
        {{"asserts", {"assert add(2, 3) == 5"}}}},
   };
   std::vector<Result> rs = score_table("network", hacks);
   stop = true;
   server.join();
   for (int s : {tcp, unix_path, unix_abstract}) ::close(s);
-  for (size_t i = 0; i < hacks.size(); ++i) EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
+  for (size_t i = 0; i < hacks.size(); ++i)
+    EXPECT_EQ(rs[i].reward, 0.0) << hacks[i].name << ": " << rs[i].details.dump();
   EXPECT_EQ(served_host, 1);
   EXPECT_EQ(served.load(), served_host) << "a sandboxed program reached the host's server";
 }

@@ -51,8 +51,8 @@ std::string joined(const std::vector<std::string>& v) {
 
 TEST(Sandbox, ReportsItsProtections) {
   const SandboxSupport& s = sandbox_support();
-  std::printf("[ sandbox ] namespaces=%d private_root=%d nproc_enforced=%d seccomp=%d missing: %s\n", s.namespaces,
-              s.private_root, s.nproc_enforced, s.seccomp, joined(s.missing).c_str());
+  std::printf("[ sandbox ] namespaces=%d private_root=%d nproc_enforced=%d seccomp=%d missing: %s\n",
+              s.namespaces, s.private_root, s.nproc_enforced, s.seccomp, joined(s.missing).c_str());
   SandboxResult r = python("print(input()[::-1])", {}, "olleh\n");
   EXPECT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "hello\n");
@@ -80,7 +80,8 @@ TEST(Sandbox, JobDirectoryNameIsRandom) {
 
 // Only the system directories and the job's own files are there; the root is read-only.
 TEST(Sandbox, PrivateRootShowsOnlySystemDirectoriesAndTheJob) {
-  if (!sandbox_support().private_root) GTEST_SKIP() << "no private root here: " << joined(sandbox_support().missing);
+  if (!sandbox_support().private_root)
+    GTEST_SKIP() << "no private root here: " << joined(sandbox_support().missing);
   r1::test::TempDir host;  // a host file the program must not see
   std::ofstream(host.file("secret.txt")) << "expected output";
   Sandbox box;
@@ -99,8 +100,8 @@ for p in ['/x', '/usr/x', '/etc/x', '/tmp/made.txt']:
         print('denied', p, e.errno)
 print(sorted(os.listdir('/proc'))[:3], len([d for d in os.listdir('/proc') if d.isdigit()]))
 )");
-  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "look.py", host.file("secret.txt"), "/work", "/root",
-                             "/etc/passwd", "/home", "/sys/kernel"},
+  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "look.py", host.file("secret.txt"), "/work",
+                             "/root", "/etc/passwd", "/home", "/sys/kernel"},
                             "", {});
   ASSERT_TRUE(r.ok()) << r.err;
   std::printf("[ sandbox ] %s", r.out.c_str());
@@ -139,8 +140,10 @@ TEST(Sandbox, PassedDescriptorsAndCancel) {
   ASSERT_EQ(::write(in[1], "ping\n", 5), 5);
   ::close(in[1]);
   Sandbox box;
-  box.write_file("io.py", "import os, sys, time\nline = sys.stdin.readline().strip()\nprint(line + '-out', flush=True)\n"
-                          "os.write(4, (line + '-extra').encode())\nos.close(4)\ntime.sleep(100)\n");
+  box.write_file(
+      "io.py",
+      "import os, sys, time\nline = sys.stdin.readline().strip()\nprint(line + '-out', flush=True)\n"
+      "os.write(4, (line + '-extra').encode())\nos.close(4)\ntime.sleep(100)\n");
   std::thread closer([&] {
     char buf[64] = {};
     ::usleep(200000);
@@ -149,7 +152,8 @@ TEST(Sandbox, PassedDescriptorsAndCancel) {
   });
   SandboxLimits l;
   l.wall_seconds = 20;
-  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "io.py"}, "", l, SandboxIo{in[0], out[1], {extra[1]}, cancel[0]});
+  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "io.py"}, "", l,
+                            SandboxIo{in[0], out[1], {extra[1]}, cancel[0]});
   closer.join();
   EXPECT_TRUE(r.cancelled);
   EXPECT_FALSE(r.timed_out);
@@ -192,8 +196,9 @@ TEST(Sandbox, WritesOutsideTheTempDirAreContained) {
   Sandbox box;
   box.write_file("w.py", "import sys\nfor p in sys.argv[1:]:\n    try:\n        open(p, 'w').write('x')\n"
                          "        print('wrote', p)\n    except OSError as e:\n        print('denied', p, type(e).__name__)\n");
-  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "w.py", outside, host_tmp, "/var/tmp/r1_escape", "/etc/r1_escape"},
-              "", {});
+  SandboxResult r = box.run(
+      {"/usr/bin/python3", "-I", "-S", "w.py", outside, host_tmp, "/var/tmp/r1_escape", "/etc/r1_escape"}, "",
+      {});
   std::printf("[ sandbox ] %s", r.out.c_str());
   EXPECT_TRUE(r.ok()) << r.err;
   EXPECT_FALSE(std::filesystem::exists(outside));
@@ -298,11 +303,12 @@ TEST(CodeReward, AStuckOrFatalTestFailsAloneAndTheRestStillRun) {
   o.run.wall_seconds = 1.0;
   CodeReward code(o);
   nlohmann::json tests = {{"asserts",
-                           {"assert add(1, 2) == 3", "assert stuck() == 1", "assert add(2, 2) == 4", "assert fatal() == 1",
-                            "assert add(3, 3) == 6", "assert add(3, 3) == 7"}}};
-  Result r = code.score({"```python\nimport os\ndef add(a, b):\n    return a + b\ndef stuck():\n    while True:\n"
-                         "        pass\ndef fatal():\n    os._exit(3)\n```",
-                         "", tests});
+                           {"assert add(1, 2) == 3", "assert stuck() == 1", "assert add(2, 2) == 4",
+                            "assert fatal() == 1", "assert add(3, 3) == 6", "assert add(3, 3) == 7"}}};
+  Result r =
+      code.score({"```python\nimport os\ndef add(a, b):\n    return a + b\ndef stuck():\n    while True:\n"
+                  "        pass\ndef fatal():\n    os._exit(3)\n```",
+                  "", tests});
   EXPECT_DOUBLE_EQ(r.reward, 3.0 / 6.0) << r.details.dump();
   const auto& t = r.details["tests"];
   EXPECT_EQ(t[1]["reason"], "timed out after 1s");

@@ -18,7 +18,9 @@
 namespace r1::reward {
 namespace {
 
-std::string tail(const std::string& s, size_t n = 300) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
+std::string tail(const std::string& s, size_t n = 300) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
 
 struct Pipe {
   int fd[2] = {-1, -1};

@@ -120,7 +120,8 @@ Result CodeReward::score(const Sample& s) const {
     r.details["reason"] = "no fenced code block";
     return r;
   }
-  std::string lang = canonical_language(s.tests.value("language", block->language.empty() ? "python" : block->language));
+  std::string lang =
+      canonical_language(s.tests.value("language", block->language.empty() ? "python" : block->language));
   r.details["language"] = lang;
   if (lang != "python" && lang != "cpp") {
     r.details["reason"] = "unsupported language '" + lang + "'";
@@ -140,9 +141,10 @@ Result CodeReward::score(const Sample& s) const {
       box.write_file("prog.cpp", block->code);
       SandboxResult c = box.run({o_.gxx, "-O1", "-std=c++17", "-o", "prog", "prog.cpp"}, "", o_.compile);
       note_sandbox(r.details, c);
-      if (!c.ok()) build_error = c.setup_failed ? "sandbox: " + fmt::format("{}", fmt::join(c.missing, "; "))
-                                 : c.timed_out  ? "compile timed out"
-                                                : "compile failed: " + tail(c.err);
+      if (!c.ok())
+        build_error = c.setup_failed ? "sandbox: " + fmt::format("{}", fmt::join(c.missing, "; "))
+                      : c.timed_out  ? "compile timed out"
+                                     : "compile failed: " + tail(c.err);
       argv = {"./prog"};
     }
     for (const Case& c : cases) {
@@ -155,20 +157,23 @@ Result CodeReward::score(const Sample& s) const {
       bool ok = run.ok() && canonical_output(run.out) == canonical_output(c.output);
       nlohmann::json tr = run_details(run);
       tr["passed"] = ok;
-      if (!ok) tr["reason"] = run.setup_failed      ? "sandbox: " + fmt::format("{}", fmt::join(run.missing, "; "))
-                              : run.timed_out       ? "wall-clock timeout"
-                              : run.output_exceeded ? "output limit exceeded"
-                              : run.ok()            ? "wrong output"
-                                                    : "the program failed";
+      if (!ok)
+        tr["reason"] = run.setup_failed      ? "sandbox: " + fmt::format("{}", fmt::join(run.missing, "; "))
+                       : run.timed_out       ? "wall-clock timeout"
+                       : run.output_exceeded ? "output limit exceeded"
+                       : run.ok()            ? "wrong output"
+                                             : "the program failed";
       results.push_back(tr);
     }
   }
   if (!asserts.empty() && lang != "python") {
     for (size_t i = 0; i < asserts.size(); ++i)
-      results.push_back({{"passed", false}, {"reason", "asserts run on Python solutions; C++ tests use cases"}});
+      results.push_back(
+          {{"passed", false}, {"reason", "asserts run on Python solutions; C++ tests use cases"}});
   } else if (!asserts.empty()) {
     nlohmann::json sandbox_used;
-    for (const TestVerdict& v : run_python_tests(block->code, asserts, {o_.python, o_.run, sandbox}, &sandbox_used)) {
+    for (const TestVerdict& v :
+         run_python_tests(block->code, asserts, {o_.python, o_.run, sandbox}, &sandbox_used)) {
       nlohmann::json tr = {{"passed", v.passed}};
       if (!v.passed) tr["reason"] = v.reason;
       results.push_back(tr);

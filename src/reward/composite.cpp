@@ -153,7 +153,8 @@ struct Factory {
                p.name, fmt::join(kinds, ", "));
     // Rule rewards run under the guard's deadline: all together in one worker, or each on its own
     // beside a reward model (which stays in this process, with its device memory).
-    const bool with_model = std::any_of(spec_parts.begin(), spec_parts.end(), [](const SpecPart& p) { return p.name == "model"; });
+    const bool with_model = std::any_of(spec_parts.begin(), spec_parts.end(),
+                                        [](const SpecPart& p) { return p.name == "model"; });
     auto guard = [&](std::unique_ptr<Reward> r) -> std::unique_ptr<Reward> {
       if (cfg.deadline_s <= 0) return r;
       return std::make_unique<GuardedReward>(std::move(r), GuardOptions{cfg.deadline_s});

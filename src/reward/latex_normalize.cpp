@@ -125,14 +125,15 @@ std::string remove_spacing(const std::string& s) {
 void normalize_relations(std::string& s) {
   static const std::vector<std::pair<std::string, std::string>> commands = {
       {"\\geqslant", "\\ge "}, {"\\leqslant", "\\le "}, {"\\geq", "\\ge "}, {"\\leq", "\\le "},
-      {"\\gt", ">"},           {"\\lt", "<"},            {"\\neq", "\\ne "}, {"\\ge", "\\ge "},
+      {"\\gt", ">"},           {"\\lt", "<"},           {"\\neq", "\\ne "}, {"\\ge", "\\ge "},
       {"\\le", "\\le "},       {"\\ne", "\\ne "}};
   std::string out;
   for (size_t i = 0; i < s.size();) {
     bool done = false;
     if (s[i] == '\\')
       for (const auto& [from, to] : commands)
-        if (s.compare(i, from.size(), from) == 0 && (i + from.size() == s.size() || !is_alpha(s[i + from.size()]))) {
+        if (s.compare(i, from.size(), from) == 0 &&
+            (i + from.size() == s.size() || !is_alpha(s[i + from.size()]))) {
           out += to;
           i += from.size();
           done = true;
@@ -186,9 +187,9 @@ std::string normalize_latex(const std::string& answer) {
       s = trim(s.substr(open.size(), s.size() - open.size() - close.size()));
   // Unicode spellings models emit (all start with a byte above 0x7F: most answers have none).
   static constexpr std::pair<std::string_view, std::string_view> unicode[] = {
-      {"−", "-"},        {"×", "\\times "}, {"÷", "\\div "}, {"π", "\\pi "},       {"∞", "\\infty "},
-      {"√", "\\sqrt"},   {"°", ""},         {"·", "\\cdot "}, {"≤", "\\le "},       {"≥", "\\ge "},
-      {"∪", "\\cup "},   {"≠", "\\ne "},    {"≈", "\\approx "}, {"±", "\\pm "}, {"∓", "\\mp "}};
+      {"−", "-"},      {"×", "\\times "}, {"÷", "\\div "},    {"π", "\\pi "}, {"∞", "\\infty "},
+      {"√", "\\sqrt"}, {"°", ""},         {"·", "\\cdot "},   {"≤", "\\le "}, {"≥", "\\ge "},
+      {"∪", "\\cup "}, {"≠", "\\ne "},    {"≈", "\\approx "}, {"±", "\\pm "}, {"∓", "\\mp "}};
   if (std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
     for (auto [from, to] : unicode) replace_all(s, from, to);
   for (const char* c : {"\\displaystyle", "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr",
@@ -196,7 +197,8 @@ std::string normalize_latex(const std::string& answer) {
     remove_command(s, c);
   // "10,\\!080" and MATH's own "14{,}916": explicit thousands separators, unambiguous even inside brackets.
   static const std::regex explicit_sep(R"((\d)(?:,\\!|\s*\{\s*,\s*\})\s*(\d{3}))");
-  // (The regular expressions run only where their text can be: a verifier scores thousands of answers a step.)
+  // (The regular expressions run only where their text can be: a verifier scores thousands of answers a
+  // step.)
   if (s.find(',') != std::string::npos)
     for (std::string prev; prev != s;) prev = s, s = std::regex_replace(s, explicit_sep, "$1$2");
   s = remove_spacing(s);

@@ -120,8 +120,9 @@ class Parser {
     if (k.kind == Token::Num || k.kind == Token::Letter) return true;
     if (k.kind == Token::Char) return k.text == "(" || k.text == "{" || k.text == "[" || k.text == "|";
     if (k.kind == Token::Cmd)
-      return k.text == "frac" || k.text == "sqrt" || k.text == "pi" || k.text == "infty" || k.text == "binom" ||
-             k.text == "text" || k.text == "sum" || k.text == "prod" || kFunctions.count(k.text) || kGreek.count(k.text);
+      return k.text == "frac" || k.text == "sqrt" || k.text == "pi" || k.text == "infty" ||
+             k.text == "binom" || k.text == "text" || k.text == "sum" || k.text == "prod" ||
+             kFunctions.count(k.text) || kGreek.count(k.text);
     return false;
   }
 

@@ -164,7 +164,8 @@ struct TrigRewrite : GiNaC::map_function {
   std::map<GiNaC::ex, GiNaC::symbol, GiNaC::ex_is_less> z;  // symbol → z standing for exp(i·s/q)
   explicit TrigRewrite(TrigArguments& a) : args(a) {}
   ex operator()(const ex& e) override {
-    const bool is_sin = GiNaC::is_the_function<GiNaC::sin_SERIAL>(e), is_cos = GiNaC::is_the_function<GiNaC::cos_SERIAL>(e);
+    const bool is_sin = GiNaC::is_the_function<GiNaC::sin_SERIAL>(e),
+               is_cos = GiNaC::is_the_function<GiNaC::cos_SERIAL>(e);
     if (!is_sin && !is_cos) return e.map(*this);
     std::map<GiNaC::ex, GiNaC::numeric, GiNaC::ex_is_less> coeff;
     ex c;
@@ -172,7 +173,8 @@ struct TrigRewrite : GiNaC::map_function {
     ex E = GiNaC::cos(c) + GiNaC::I * GiNaC::sin(c);
     for (const auto& [s, a] : coeff) {
       auto it = z.find(s);
-      if (it == z.end()) it = z.emplace(s, GiNaC::symbol("z_" + GiNaC::ex_to<GiNaC::symbol>(s).get_name())).first;
+      if (it == z.end())
+        it = z.emplace(s, GiNaC::symbol("z_" + GiNaC::ex_to<GiNaC::symbol>(s).get_name())).first;
       E *= GiNaC::pow(it->second, a * args.denominator.at(s));
     }
     return is_sin ? (E - 1 / E) / (2 * GiNaC::I) : (E + 1 / E) / 2;

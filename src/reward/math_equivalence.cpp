@@ -141,7 +141,9 @@ std::optional<Decision> across_kinds(const Answer& g, const Answer& p, const Equ
   for (int flip = 0; flip < 2; ++flip) {
     const Answer& a = flip ? p : g;  // compare(a, b) keeps gold first
     const Answer& b = flip ? g : p;
-    auto same = [&](const Answer& x, const Answer& y) { return flip ? equivalent(y, x, o) : equivalent(x, y, o); };
+    auto same = [&](const Answer& x, const Answer& y) {
+      return flip ? equivalent(y, x, o) : equivalent(x, y, o);
+    };
     auto all_same = [&](const std::vector<Answer>& x, const std::vector<Answer>& y) {
       return flip ? pairwise(y, x, o) : pairwise(x, y, o);
     };
@@ -151,8 +153,9 @@ std::optional<Decision> across_kinds(const Answer& g, const Answer& p, const Equ
       return all_same(*ordered, b.items) ? yes("labels") : no("labels", "labelled values differ");
     }
     if (a.kind == Answer::Labelled && (b.kind == Answer::Set || b.kind == Answer::Union))
-      return (flip ? match_all(b.items, a.items, o) : match_all(a.items, b.items, o)) ? yes("labels")
-                                                                                      : no("labels", "values differ");
+      return (flip ? match_all(b.items, a.items, o) : match_all(a.items, b.items, o))
+                 ? yes("labels")
+                 : no("labels", "values differ");
     if (a.kind == Answer::Equation && b.kind == Answer::Scalar && !b.label.empty()) {
       Answer eq;
       eq.kind = Answer::Equation;
@@ -171,7 +174,8 @@ std::optional<Decision> across_kinds(const Answer& g, const Answer& p, const Equ
 Decision labelled_equal(const Answer& g, const Answer& p, const EquivalenceOptions& o) {
   if (g.items.size() != p.items.size()) return no("labels", "different numbers of labelled values");
   for (const Answer& gi : g.items) {
-    auto it = std::find_if(p.items.begin(), p.items.end(), [&](const Answer& x) { return x.label == gi.label; });
+    auto it =
+        std::find_if(p.items.begin(), p.items.end(), [&](const Answer& x) { return x.label == gi.label; });
     if (it == p.items.end()) return no("labels", "no value for " + gi.label);
     if (!equivalent(gi, *it, o).equal) return no("labels", "the value of " + gi.label + " differs");
   }
@@ -242,7 +246,8 @@ Decision as_written(const Answer& g, const Answer& p, const EquivalenceOptions& 
       return pairwise(g.items, p.items, o) ? yes("structure") : no("structure", "operands differ");
     case Answer::Ratio:
       return pairwise(g.items, p.items, o) ? yes("structure") : no("structure", "ratio terms differ");
-    case Answer::Labelled: return labelled_equal(g, p, o);
+    case Answer::Labelled:
+      return labelled_equal(g, p, o);
     default: break;
   }
   return no("structure", "unhandled kind");
@@ -254,7 +259,8 @@ std::vector<std::string> label_order_in(const std::string& question) {
   static const std::regex tuple(
       R"(\(\s*((?:\\?[A-Za-z]+(?:_[A-Za-z0-9])?)(?:\s*,\s*\\?[A-Za-z]+(?:_[A-Za-z0-9])?)+)\s*\))");
   std::vector<std::string> order;
-  for (auto it = std::sregex_iterator(question.begin(), question.end(), tuple); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(question.begin(), question.end(), tuple); it != std::sregex_iterator();
+       ++it) {
     order.clear();
     for (const std::string& name : split_top((*it)[1].str(), ",")) order.push_back(label_key(name));
   }

@@ -117,8 +117,9 @@ std::optional<std::string> hash_answer(const std::string& s) {
 
 // Words after a number that only name its unit ("cubic units", "ways"), not math ("pi", "squared").
 bool unit_words(const std::string& words) {
-  static const std::vector<std::string> math = {"pi", "sqrt", "squared", "cubed", "times", "plus", "minus", "over",
-                                                "divided", "root", "roots", "power", "factorial", "and", "or", "not"};
+  static const std::vector<std::string> math = {"pi",        "sqrt", "squared", "cubed", "times", "plus",
+                                                "minus",     "over", "divided", "root",  "roots", "power",
+                                                "factorial", "and",  "or",      "not"};
   std::istringstream in(lower(words));
   int n = 0;
   for (std::string w; in >> w; ++n)
@@ -158,15 +159,16 @@ std::vector<std::string> last_boxed_row(const std::string& s) {
     if (prev.end > boxes[first].start) break;  // nested boxes
     std::string gap = lower(s.substr(prev.end, boxes[first].start - prev.end));
     if (gap.size() > 60) break;
-    for (const char* connective : {"\\text{", "\\quad", "\\qquad", "\\(", "\\)", "\\[", "\\]", "\\\\", "}", "$", ",",
-                                   ";", "&", "and", "or"})
+    for (const char* connective : {"\\text{", "\\quad", "\\qquad", "\\(", "\\)", "\\[", "\\]", "\\\\", "}",
+                                   "$", ",", ";", "&", "and", "or"})
       for (size_t q; (q = gap.find(connective)) != std::string::npos;) gap.erase(q, std::strlen(connective));
     if (gap.find_first_not_of(" \t\r\n") != std::string::npos) break;
     --first;
   }
   std::vector<std::string> row;
   for (size_t i = first; i < boxes.size(); ++i)
-    if (std::find(row.begin(), row.end(), trim(boxes[i].content)) == row.end()) row.push_back(trim(boxes[i].content));
+    if (std::find(row.begin(), row.end(), trim(boxes[i].content)) == row.end())
+      row.push_back(trim(boxes[i].content));
   return row;
 }
 
@@ -228,10 +230,13 @@ std::optional<Extracted> extract_answer(const std::string& completion, const Ext
     auto plain = [&](std::optional<std::string> t) {
       if (t) a = Extracted{*t, m, {}};
     };
-    if (m == "boxed") a = boxed(completion);
+    if (m == "boxed")
+      a = boxed(completion);
     else if (m == "answer_tag") a = answer_tag(completion, o);
-    else if (m == "answer_is") plain(answer_is(completion));
-    else if (m == "hash") plain(hash_answer(completion));
+    else if (m == "answer_is")
+      plain(answer_is(completion));
+    else if (m == "hash")
+      plain(hash_answer(completion));
     if (a && !trim(a->text).empty() && a->text.size() <= o.max_chars) {
       a->text = trim(a->text);
       return a;

@@ -61,7 +61,8 @@ Value scalar_value(const std::string& latex) { return Value{0, 0, {latex}}; }
 std::optional<Value> add(const Value& a, const Value& b, bool minus) {
   if (a.rows != b.rows || a.cols != b.cols) return std::nullopt;  // a matrix plus a scalar is not defined
   Value z = a;
-  for (size_t i = 0; i < z.cells.size(); ++i) z.cells[i] = "(" + a.cells[i] + (minus ? ")-(" : ")+(") + b.cells[i] + ")";
+  for (size_t i = 0; i < z.cells.size(); ++i)
+    z.cells[i] = "(" + a.cells[i] + (minus ? ")-(" : ")+(") + b.cells[i] + ")";
   return z;
 }
 
@@ -78,7 +79,8 @@ std::optional<Value> multiply(const Value& a, const Value& b) {
     for (int j = 0; j < b.cols; ++j) {
       std::string sum;
       for (int k = 0; k < a.cols; ++k)
-        sum += (k ? "+(" : "(") + a.cells[size_t(i * a.cols + k)] + ")(" + b.cells[size_t(k * b.cols + j)] + ")";
+        sum +=
+            (k ? "+(" : "(") + a.cells[size_t(i * a.cols + k)] + ")(" + b.cells[size_t(k * b.cols + j)] + ")";
       z.cells.push_back("(" + sum + ")");
     }
   return z;

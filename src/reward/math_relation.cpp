@@ -43,7 +43,8 @@ std::optional<Chain> split_relations(const std::string& s) {
     if (depth != 0) continue;
     for (const auto& [text, op] : symbols) {
       if (s.compare(i, text.size(), text) != 0) continue;
-      if (text[0] == '\\' && i + text.size() < s.size() && std::isalpha(static_cast<unsigned char>(s[i + text.size()])))
+      if (text[0] == '\\' && i + text.size() < s.size() &&
+          std::isalpha(static_cast<unsigned char>(s[i + text.size()])))
         continue;  // \left, \neq... (normalised away) or another command
       c.operands.push_back(trim(s.substr(start, i - start)));
       c.ops.push_back(op);
@@ -68,7 +69,8 @@ bool constant(const std::string& s) {
   return syms.empty();
 }
 
-Answer interval(const std::string& lo, bool lo_closed, const std::string& hi, bool hi_closed, const std::string& var) {
+Answer interval(const std::string& lo, bool lo_closed, const std::string& hi, bool hi_closed,
+                const std::string& var) {
   Answer a;
   a.kind = Answer::Sequence;
   a.open = lo_closed ? '[' : '(';
@@ -85,11 +87,12 @@ bool is_name(const std::string& in) {
       R"(^(\\?[A-Za-z]+('|_[A-Za-z0-9]|_\{[A-Za-z0-9]+\})?|\\text\{[^}]*\}|\{[A-Za-z]\}|[A-Za-z]\([A-Za-z]\)|)"
       R"((m ?)?\\angle ?[A-Z]{1,3}|\\overline\{[A-Z]{2}\}|[A-Za-z]+ ?: ?[A-Za-z]+)$)");
   // Constants and functions are not names: "\pi \approx 3.14" is an approximation of \pi.
-  static const std::vector<std::string> not_names = {"\\pi", "\\infty", "e", "i", "\\sqrt", "\\sin", "\\cos",
-                                                     "\\tan", "\\log", "\\ln", "\\exp", "\\cdot", "\\times"};
+  static const std::vector<std::string> not_names = {"\\pi",  "\\infty", "e",      "i",     "\\sqrt",
+                                                     "\\sin", "\\cos",   "\\tan",  "\\log", "\\ln",
+                                                     "\\exp", "\\cdot",  "\\times"};
   std::string s = trim(in);
-  return !s.empty() && s.size() <= 30 && std::find(not_names.begin(), not_names.end(), s) == not_names.end() &&
-         std::regex_match(s, name);
+  return !s.empty() && s.size() <= 30 &&
+         std::find(not_names.begin(), not_names.end(), s) == not_names.end() && std::regex_match(s, name);
 }
 
 std::string label_key(const std::string& in) {
@@ -116,7 +119,8 @@ std::optional<Answer> parse_relation(const std::string& s) {
   std::optional<Chain> c = split_relations(s);
   if (!c) return std::nullopt;
   // One direction: "a > b \ge c" is read as "c \le b < a".
-  bool down = std::all_of(c->ops.begin(), c->ops.end(), [](const std::string& o) { return o == ">" || o == "\\ge"; });
+  bool down =
+      std::all_of(c->ops.begin(), c->ops.end(), [](const std::string& o) { return o == ">" || o == "\\ge"; });
   if (down) {
     std::reverse(c->operands.begin(), c->operands.end());
     std::reverse(c->ops.begin(), c->ops.end());

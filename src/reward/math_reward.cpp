@@ -38,7 +38,8 @@ Result MathReward::score(const Sample& s) const {
   EquivalenceOptions eq = o_.equivalence;
   eq.label_order = label_order_in(s.prompt);
   Decision d = equivalent(s.answer, a->text, eq);
-  if (!d.equal && a->boxes.size() > 1) {  // one answer boxed in two spellings: "\boxed{7.5} or \boxed{\frac{15}{2}}"
+  if (!d.equal &&
+      a->boxes.size() > 1) {  // one answer boxed in two spellings: "\boxed{7.5} or \boxed{\frac{15}{2}}"
     bool each = true;
     for (const std::string& b : a->boxes) each = each && equivalent(s.answer, b, eq).equal;
     if (each) d = Decision{true, "boxes", ""};

@@ -23,7 +23,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 
 void write_all(int fd, const std::string& s) {
   for (size_t off = 0; off < s.size();) {
@@ -51,8 +53,9 @@ struct StartTimes {
 // The worker: scores samples[todo[...]] on `threads` threads. Results go out in batches (a flush
 // every few milliseconds, or each one when `careful`): "R i <reward as %a> <details json>" per
 // sample, then "C <json>" with the counters that moved, so the parent's metrics still see them.
-[[noreturn]] void worker_main(const Reward& inner, const std::vector<Sample>& samples, const std::vector<size_t>& todo,
-                              int threads, bool careful, StartTimes& starts, int fd) {
+[[noreturn]] void worker_main(const Reward& inner, const std::vector<Sample>& samples,
+                              const std::vector<size_t>& todo, int threads, bool careful, StartTimes& starts,
+                              int fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::mutex out;
   std::string pending;
@@ -84,11 +87,13 @@ struct StartTimes {
       }
       r.details["ms"] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       starts.at[i].store(-starts.at[i].load());
-      std::string line = fmt::format("R {} {:a} {}\n", i, r.reward,
-                                     r.details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      std::string line =
+          fmt::format("R {} {:a} {}\n", i, r.reward,
+                      r.details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       std::lock_guard<std::mutex> lock(out);
       pending += line;
-      if (careful || pending.size() > (32 << 10) || Clock::now() - last_flush > std::chrono::milliseconds(2)) flush();
+      if (careful || pending.size() > (32 << 10) || Clock::now() - last_flush > std::chrono::milliseconds(2))
+        flush();
     }
   };
   std::vector<std::thread> pool;
@@ -131,7 +136,8 @@ size_t take_lines(std::string& buf, Batch& b) {
     char* end = nullptr;
     const size_t i = std::strtoull(line + 2, &end, 10);
     const double reward = std::strtod(end, &end);
-    nlohmann::json details = nlohmann::json::parse(static_cast<const char*>(end), buf.c_str() + nl, nullptr, false);
+    nlohmann::json details =
+        nlohmann::json::parse(static_cast<const char*>(end), buf.c_str() + nl, nullptr, false);
     if (i >= b.samples.size() || !details.is_object()) continue;
     b.results[i] = Result{reward, std::move(details)};
     b.done[i] = true;
@@ -245,8 +251,10 @@ void run_worker(const Reward& inner, Batch& b, int threads, double deadline_s) {
 
 }  // namespace
 
-GuardedReward::GuardedReward(std::unique_ptr<Reward> inner, GuardOptions o) : inner_(std::move(inner)), o_(o) {
-  R1_CHECK(o_.deadline_s > 0, "reward '{}': the deadline must be > 0 s (got {})", inner_->name(), o_.deadline_s);
+GuardedReward::GuardedReward(std::unique_ptr<Reward> inner, GuardOptions o)
+    : inner_(std::move(inner)), o_(o) {
+  R1_CHECK(o_.deadline_s > 0, "reward '{}': the deadline must be > 0 s (got {})", inner_->name(),
+           o_.deadline_s);
 }
 
 Result GuardedReward::score(const Sample& s) const { return score_all({s}, 1)[0]; }
@@ -255,7 +263,8 @@ std::vector<Result> GuardedReward::score_all(const std::vector<Sample>& samples,
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   Batch b{samples, std::vector<Result>(samples.size()), std::vector<bool>(samples.size(), false)};
   // Each worker scores, gives up on, or loses at least one sample (or turns careful once), so this ends.
-  while (std::find(b.done.begin(), b.done.end(), false) != b.done.end()) run_worker(*inner_, b, threads, o_.deadline_s);
+  while (std::find(b.done.begin(), b.done.end(), false) != b.done.end())
+    run_worker(*inner_, b, threads, o_.deadline_s);
   return b.results;
 }
 

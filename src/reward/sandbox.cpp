@@ -4,10 +4,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/mount.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,16 +158,17 @@ void parse_status(const std::string& status, SandboxResult& r, int& wst) {
 
 }  // namespace
 
-Sandbox::Sandbox(SandboxOptions o) : o_(std::move(o)), uid_(::geteuid() == 0 ? next_sandbox_uid() : ::geteuid()) {
+Sandbox::Sandbox(SandboxOptions o)
+    : o_(std::move(o)), uid_(::geteuid() == 0 ? next_sandbox_uid() : ::geteuid()) {
   base_ = "/tmp/r1sbx-" + random_name();
   // 0711: a program running without a private root (allow_unsandboxed) reaches its own directory by
   // path; the directory itself is 0700 and its uid's alone.
-  R1_CHECK(::mkdir(base_.c_str(), 0711) == 0 && ::chmod(base_.c_str(), 0711) == 0, "sandbox: cannot create {}: {}",
-           base_, std::strerror(errno));
+  R1_CHECK(::mkdir(base_.c_str(), 0711) == 0 && ::chmod(base_.c_str(), 0711) == 0,
+           "sandbox: cannot create {}: {}", base_, std::strerror(errno));
   dir_ = base_ + "/work";
   root_ = base_ + "/root";
-  R1_CHECK(::mkdir(dir_.c_str(), 0700) == 0 && ::mkdir(root_.c_str(), 0700) == 0, "sandbox: cannot create {}/*: {}",
-           base_, std::strerror(errno));
+  R1_CHECK(::mkdir(dir_.c_str(), 0700) == 0 && ::mkdir(root_.c_str(), 0700) == 0,
+           "sandbox: cannot create {}/*: {}", base_, std::strerror(errno));
   if (::geteuid() == 0 && ::chown(dir_.c_str(), uid_, uid_) != 0)
     fail("sandbox: cannot hand {} to uid {}: {}", dir_, uid_, std::strerror(errno));
 }
@@ -190,13 +191,15 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   if (::geteuid() != 0 && !nproc_per_user_namespace() && !o_.allow_unsandboxed) {
     SandboxResult refused;
     refused.setup_failed = true;
-    refused.missing = {kNoOwnNproc, "setup failed: refused to run the program: a protection is missing "
-                                    "(allow_unsandboxed is off)"};
+    refused.missing = {kNoOwnNproc,
+                       "setup failed: refused to run the program: a protection is missing "
+                       "(allow_unsandboxed is off)"};
     counters().sandbox_errors++;
     return refused;
   }
   R1_CHECK(!argv_in.empty() && (argv_in[0].starts_with("/") || argv_in[0].starts_with("./")),
-           "sandbox: argv[0] must be an absolute path or ./NAME (got '{}')", argv_in.empty() ? "" : argv_in[0]);
+           "sandbox: argv[0] must be an absolute path or ./NAME (got '{}')",
+           argv_in.empty() ? "" : argv_in[0]);
   R1_CHECK(io.pass_fds.size() <= 8, "sandbox: at most 8 passed descriptors");
   counters().sandbox_runs++;
   auto t0 = std::chrono::steady_clock::now();
@@ -316,8 +319,10 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   if (!plan.root_user) {
     bool own_ns = std::find(r.protections.begin(), r.protections.end(),
                             "mount, network, PID, IPC and UTS namespaces") != r.protections.end();
-    if (own_ns && nproc_per_user_namespace()) r.protections.push_back(kOwnNprocNamespace);
-    else r.missing.push_back(kNoOwnNproc);
+    if (own_ns && nproc_per_user_namespace())
+      r.protections.push_back(kOwnNprocNamespace);
+    else
+      r.missing.push_back(kNoOwnNproc);
   }
   if (r.timed_out) counters().sandbox_timeouts++;
   if (r.setup_failed) counters().sandbox_errors++;
@@ -341,8 +346,9 @@ const SandboxSupport& sandbox_support() {
       s.nproc_enforced = has("unprivileged uid of its own") || has(kOwnNprocNamespace);
       s.seccomp = has("seccomp");
       s.missing = r.missing;
-      if (!r.ok()) s.missing.push_back(fmt::format("probe: /bin/true in the sandbox failed (exit {}, signal {})",
-                                                   r.exit_code, r.signal));
+      if (!r.ok())
+        s.missing.push_back(fmt::format("probe: /bin/true in the sandbox failed (exit {}, signal {})",
+                                        r.exit_code, r.signal));
     } catch (const std::exception& e) {
       s.missing.push_back(e.what());
     }

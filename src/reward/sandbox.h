@@ -44,10 +44,10 @@ struct SandboxOptions {
 struct SandboxResult {
   int exit_code = -1;  // -1 when killed by a signal
   int signal = 0;
-  bool timed_out = false;         // killed at the wall-clock deadline
-  bool output_exceeded = false;   // killed for writing more than output_bytes to stdout
-  bool cancelled = false;         // killed because SandboxIo::cancel_fd became readable
-  bool setup_failed = false;      // the program never started (a protection is missing, or exec failed)
+  bool timed_out = false;        // killed at the wall-clock deadline
+  bool output_exceeded = false;  // killed for writing more than output_bytes to stdout
+  bool cancelled = false;        // killed because SandboxIo::cancel_fd became readable
+  bool setup_failed = false;     // the program never started (a protection is missing, or exec failed)
   std::string out, err;
   double wall_seconds = 0;
   std::vector<std::string> protections;  // what was in force
@@ -86,12 +86,12 @@ class Sandbox {
   Sandbox& operator=(const Sandbox&) = delete;
 
   const std::string& dir() const { return dir_; }  // the job's directory on the host (the program's /tmp)
-  uid_t uid() const { return uid_; }                // the uid programs run as
+  uid_t uid() const { return uid_; }               // the uid programs run as
   void write_file(const std::string& name, const std::string& content);
   // argv[0] is an absolute path, or "./NAME" for a program in the job's directory. The program
   // starts in the job's directory (named /tmp inside), so job files are named relative to it.
-  SandboxResult run(const std::vector<std::string>& argv, const std::string& stdin_data, const SandboxLimits& limits,
-                    const SandboxIo& io = {}) const;
+  SandboxResult run(const std::vector<std::string>& argv, const std::string& stdin_data,
+                    const SandboxLimits& limits, const SandboxIo& io = {}) const;
 
  private:
   SandboxOptions o_;

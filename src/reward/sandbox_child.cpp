@@ -111,7 +111,8 @@ bool build_private_root(const ChildPlan& p) {
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return missing(p, "-private root: mkdir errno ");
   for (const RootEntry& e : p.entries) {
     if (!e.link_target.empty()) {
-      if (::symlink(e.link_target.c_str(), e.inside.c_str()) != 0) return missing(p, "-private root: symlink errno ");
+      if (::symlink(e.link_target.c_str(), e.inside.c_str()) != 0)
+        return missing(p, "-private root: symlink errno ");
     } else if (!bind(e, rec)) {
       return missing(p, "-private root: bind mount errno ");
     }
@@ -136,11 +137,13 @@ bool build_private_root(const ChildPlan& p) {
 [[noreturn]] void exec_program(const ChildPlan& p, bool in_namespaces) {
   bool private_root = in_namespaces && build_private_root(p);
   const SandboxLimits& l = p.limits;
-  set_limit(p, RLIMIT_CPU, rlim_t(l.cpu_seconds), rlim_t(l.cpu_seconds + 1), "-rlimits: setrlimit(CPU) errno ");
+  set_limit(p, RLIMIT_CPU, rlim_t(l.cpu_seconds), rlim_t(l.cpu_seconds + 1),
+            "-rlimits: setrlimit(CPU) errno ");
   set_limit(p, RLIMIT_AS, l.memory_bytes, l.memory_bytes, "-rlimits: setrlimit(AS) errno ");
   set_limit(p, RLIMIT_NPROC, rlim_t(l.processes), rlim_t(l.processes), "-rlimits: setrlimit(NPROC) errno ");
   set_limit(p, RLIMIT_FSIZE, l.file_bytes, l.file_bytes, "-rlimits: setrlimit(FSIZE) errno ");
-  set_limit(p, RLIMIT_NOFILE, rlim_t(l.open_files), rlim_t(l.open_files), "-rlimits: setrlimit(NOFILE) errno ");
+  set_limit(p, RLIMIT_NOFILE, rlim_t(l.open_files), rlim_t(l.open_files),
+            "-rlimits: setrlimit(NOFILE) errno ");
   set_limit(p, RLIMIT_CORE, 0, 0, "-rlimits: setrlimit(CORE) errno ");
   if (::chdir(private_root ? "/tmp" : p.dir.c_str()) != 0) {
     report_num("Xchdir errno ", errno);
@@ -157,8 +160,10 @@ bool build_private_root(const ChildPlan& p) {
   const std::vector<sock_filter>& f = seccomp_program();
   sock_fprog prog{static_cast<unsigned short>(f.size()), const_cast<sock_filter*>(f.data())};
   errno = 0;
-  if (!f.empty() && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0) report("+seccomp\n");
-  else missing(p, "-seccomp: prctl errno ");
+  if (!f.empty() && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0)
+    report("+seccomp\n");
+  else
+    missing(p, "-seccomp: prctl errno ");
   report("+rlimits\n+clean environment\n");
   ::execve(p.argv[0], p.argv.data(), p.envp.data());
   report_num("Xexec errno ", errno);

@@ -26,10 +26,10 @@ struct RootEntry {
 
 struct ChildPlan {
   std::vector<char*> argv, envp;
-  std::string dir;   // the job's directory on the host
-  std::string root;  // the empty mount point the private root is built on
-  std::vector<RootEntry> entries;       // read-only paths, then the /dev nodes
-  std::vector<std::string> mkdirs;      // directories to create in the root (parents first)
+  std::string dir;                  // the job's directory on the host
+  std::string root;                 // the empty mount point the private root is built on
+  std::vector<RootEntry> entries;   // read-only paths, then the /dev nodes
+  std::vector<std::string> mkdirs;  // directories to create in the root (parents first)
   std::string root_tmp, root_shm, root_proc;
   std::string uid_map, gid_map;
   uid_t uid = 0;
