@@ -185,3 +185,25 @@ TEST(RewardFailClosed, RecipeKeyAllowUnsandboxed) {
   EXPECT_NE(out.find("reward.allow_unsandboxed: true"), std::string::npos) << out;
   EXPECT_NE(out.find("true: built"), std::string::npos) << out;
 }
+
+// Without root the sandbox uses a user namespace of its own: where the kernel allows one, everything
+// holds (the process limit is then counted in that namespace); where it does not, the reward refuses.
+TEST(RewardFailClosed, WithoutRootEitherFullySandboxedOrRefused) {
+  if (::geteuid() != 0 || std::system("command -v setpriv > /dev/null") != 0)
+    GTEST_SKIP() << "needs root (to drop it) and setpriv";
+  // (The shell, still root, opens the input and output files; r1 runs as uid 65534.)
+  auto r = r1::test::run_command(
+      "setpriv --reuid=65534 --regid=65534 --clear-groups " + std::string(R1_BINARY) + " reward --reward code",
+      kHonest);
+  if (r.exit_code != 0) {
+    EXPECT_NE(r.err.find("refusing to run model-written code"), std::string::npos) << r.err;
+    std::printf("[ fail-closed ] as uid 65534: refused: %s", r.err.c_str());
+    return;
+  }
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["reward"], 1.0) << r.out;
+  EXPECT_TRUE(j["sandbox"]["missing"].empty()) << r.out;
+  EXPECT_NE(j["sandbox"]["protections"].dump().find("process limit counted in its own user namespace"),
+            std::string::npos)
+      << r.out;
+}
