@@ -3,9 +3,9 @@
 // Two sandboxes run side by side, joined by two pipes:
 //  - the runner (code_harness_runner.cpp) loads the solution as a module and answers requests
 //    ("call f with these arguments") with plain data: ints, floats, strings, lists, dicts, ...;
-//  - the evaluator (code_harness_evaluator.cpp) runs each test with the solution's names bound to
-//    proxies, rebuilds every answer from JSON as genuine Python values, and writes one verdict per
-//    test on its stdout, which only this process reads.
+//  - the evaluator (code_harness_evaluator.cpp) runs each test, fetching the solution's names from the
+//    runner as they are used (its own builtins always), rebuilds every answer from JSON as genuine
+//    Python values, and writes one verdict per test on its stdout, which only this process reads.
 // The solution never sees the tests or their expected values (another sandbox), and nothing it can
 // do to its own process (exit codes, os._exit, atexit, patched builtins, printed "PASS" lines,
 // objects whose __eq__ always says yes) reaches a verdict: it can only give wrong values.

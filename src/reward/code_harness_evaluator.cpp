@@ -5,11 +5,11 @@ namespace r1::reward {
 
 extern const char* const kHarnessEvaluatorPy = R"py(
 # The trusted side of the code harness (its own sandbox; never runs the model's code). Runs each
-# test from tests.json with the solution's names bound to proxies: calling one asks the runner
-# (descriptors 4 and 5) for the value, which arrives as plain data and is rebuilt here from JSON, so
-# the comparison is Python's own on genuine ints, lists, strings... An object the solution made
-# stays a proxy that has no truth value and equals only itself. Builtins and standard modules are
-# this process's own, whatever the solution redefined. One verdict line per test goes to the
+# test from tests.json; the solution's names are fetched from the runner (descriptors 4 and 5) as
+# the test uses them, and calling a function asks the runner for its value. Values arrive as plain
+# data and are rebuilt here from JSON, so the comparison is Python's own on genuine ints, lists,
+# strings... An object the solution made stays a proxy that has no truth value and equals only
+# itself. Builtins and standard modules are this process's own, whatever the solution redefined. One verdict line per test goes to the
 # descriptor stdout had at start; anything the tests print goes to stderr.
 import ast
 import builtins
@@ -241,23 +241,33 @@ class Remote:
         raise TypeError("an object of the solution's own type has no trusted truth value")
 
 
-def globals_for(tree):
-    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    g = {"__builtins__": builtins, "__name__": "__test__"}
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Name) or node.id in g or node.id.startswith("__"):
-            continue
-        name = node.id
-        if hasattr(builtins, name):
-            continue  # always the genuine builtin, even where the solution defines its own
-        if name in sys.stdlib_module_names and name not in called:
+class TestGlobals(dict):
+    """A test's globals. A name the test does not define is looked up when first used: builtins are
+    always this process's own, even where the solution defines its own; a standard module used as
+    a module (math.isclose) is imported here; any other name is the solution's, fetched from the
+    runner as a value (a constant arrives as a genuine int, list...; a function or class as a proxy)."""
+
+    def __init__(self, called):
+        super().__init__(__builtins__=builtins, __name__="__test__")
+        self.called = called  # names the test calls directly: functions, never modules
+
+    def __missing__(self, name):
+        if name.startswith("__") or hasattr(builtins, name):
+            raise KeyError(name)
+        value = None
+        if name in sys.stdlib_module_names and name not in self.called:
             try:
-                g[name] = __import__(name)
-                continue
+                value = __import__(name)
             except ImportError:
                 pass
-        g[name] = Remote({"g": name})
-    return g
+        if value is None:
+            value = request({"op": "get", "t": {"g": name}})
+        self[name] = value
+        return value
+
+
+def globals_for(tree):
+    return TestGlobals({n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)})
 
 
 def verdict(index, passed, why=""):

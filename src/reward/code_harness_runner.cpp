@@ -5,8 +5,8 @@ namespace r1::reward {
 
 extern const char* const kHarnessRunnerPy = R"py(
 # The solution's side of the code harness (runs in its own sandbox, beside the model's code).
-# Loads solution.py as the module "solution", then answers the evaluator's requests (call a function,
-# read an attribute, index, iterate) with plain data, one JSON line each. Nothing sent from here is a
+# Loads solution.py as the module "solution", then answers the evaluator's requests (a global's value,
+# call a function, read an attribute, index, iterate) with plain data, one JSON line each. Nothing sent from here is a
 # verdict: the evaluator, in another sandbox the solution cannot reach, decides every test from the
 # values, so whatever the solution does to this process (exit, atexit, patched builtins, printed
 # "PASS" lines, objects whose __eq__ says yes) can at worst make its own answers wrong.
@@ -113,6 +113,8 @@ def main():
 
     def answer(req):
         op, obj = req["op"], target(req["t"])
+        if op == "get":
+            return {"v": encode(obj)}
         if op == "call":
             args = [decode(a) for a in req["a"]]
             kwargs = {k: decode(v) for k, v in req["k"].items()}

@@ -94,7 +94,7 @@ Answer labelled(Answer a, const std::string& name) {
 }
 
 // "name = value", "name = e1 = e2 = value" (the last is the answer), "(p,q) = (3,2)", or an equation.
-Answer equals(const std::string& s, const std::vector<std::string>& parts) {
+Answer equals(const std::vector<std::string>& parts) {
   const std::string lhs = trim(parts[0]), value = trim(parts.back());
   if (is_name(lhs)) return labelled(parse_answer(value), lhs);
   if (auto names = name_tuple(lhs)) {
@@ -109,7 +109,6 @@ Answer equals(const std::string& s, const std::vector<std::string>& parts) {
   if (parts.size() >= 3) return parse_answer(value);  // a chain of equal expressions
   Answer eq = make(Answer::Equation);
   eq.items = {make(Answer::Scalar, lhs), make(Answer::Scalar, value)};
-  (void)s;
   return eq;
 }
 
@@ -193,7 +192,7 @@ Answer parse_answer(const std::string& in) {
   if (auto parts = split_top(s, ","); parts.size() > 1) return list_of(parts);
   if (strip_member(s, rhs)) return parse_answer(rhs);
   if (auto r = parse_relation(s)) return *r;
-  if (auto parts = split_top(s, "="); parts.size() > 1) return equals(s, parts);
+  if (auto parts = split_top(s, "="); parts.size() > 1) return equals(parts);
   if (auto r = parse_ratio(s)) return *r;
   for (const char* pm : {"\\pm", "\\mp"}) {
     size_t p = s.find(pm);
