@@ -192,9 +192,9 @@ TEST(RewardFailClosed, WithoutRootEitherFullySandboxedOrRefused) {
   if (::geteuid() != 0 || std::system("command -v setpriv > /dev/null") != 0)
     GTEST_SKIP() << "needs root (to drop it) and setpriv";
   // (The shell, still root, opens the input and output files; r1 runs as uid 65534.)
-  auto r = r1::test::run_command(
-      "setpriv --reuid=65534 --regid=65534 --clear-groups " + std::string(R1_BINARY) + " reward --reward code",
-      kHonest);
+  auto r = r1::test::run_command("setpriv --reuid=65534 --regid=65534 --clear-groups " +
+                                     std::string(R1_BINARY) + " reward --reward code",
+                                 kHonest);
   if (r.exit_code != 0) {
     EXPECT_NE(r.err.find("refusing to run model-written code"), std::string::npos) << r.err;
     std::printf("[ fail-closed ] as uid 65534: refused: %s", r.err.c_str());

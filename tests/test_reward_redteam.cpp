@@ -96,7 +96,8 @@ TEST(RewardRedTeam, HonestSolutionsScoreOne) {
         "import math\nassert math.isclose(mean([1.0, 2.0, 4.0]), 7 / 3)",
         "try:\n    mean([])\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError('no error')",
         "assert pairs({'b': 2, 'a': 1}) == [('a', 1), ('b', 2)]", "assert set(uniq([1, 1, 2])) == {1, 2}",
-        "assert isinstance(square(3), int) and square(3) == 9", "assert LIMIT == 100 and square(LIMIT) == 10000"}}};
+        "assert isinstance(square(3), int) and square(3) == 9",
+        "assert LIMIT == 100 and square(LIMIT) == 10000"}}};
   std::string rich_solution = R"(import math
 LIMIT = 100
 class Solution:
