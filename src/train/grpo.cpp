@@ -219,6 +219,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
           }
           S["reward_sum"] += results[k].reward;
           S["scored"] += 1;
+          S["reward_timeouts"] += results[k].details.value("timed_out", false);  // killed at its deadline
           // A composite reward reports each part under its name as {"reward": x, ...}.
           for (auto& [name, v] : results[k].details.items())
             if (v.is_object() && v.contains("reward") && v["reward"].is_number())
@@ -407,6 +408,7 @@ StepMetrics GrpoTrainer::step(int64_t step) {
   M["response_length/mean"] = kept > 0 ? all_gen / kept : 0.0;
   M["response_length/max"] = peaks[0];
   M["truncated_frac"] = sum("truncated") / n;
+  M["reward_timeouts"] = sum("reward_timeouts");  // rewards killed at their deadline (scored 0)
   M["loss"] = updates ? sum("loss_sum") / double(cfg_.ppo_epochs) : 0.0;
   M["clip_fraction"] = loss_tokens > 0 ? sum("clip_sum") / loss_tokens : 0.0;
   if (ref_) M["kl"] = cfg_.kl_in_reward ? sum("kl_reward_sum") / std::max(1.0, all_gen)
