@@ -18,8 +18,8 @@
 #include "reward/composite.h"
 #include "reward/sandbox.h"
 #include "test_util.h"
-#include "train/recipe.h"
-#include "train/run_inputs.h"
+#include "run/recipe.h"
+#include "run/run_inputs.h"
 
 using namespace r1::reward;
 
@@ -170,10 +170,10 @@ TEST(RewardFailClosed, RecipeKeyAllowUnsandboxed) {
   std::string out = in_child_without(d, [] {
     std::string said;
     for (const char* allow : {"false", "true"}) {
-      r1::train::Recipe r(nlohmann::json{{"reward", r1::train::reward_section("code")}});
+      r1::run::Recipe r(nlohmann::json{{"reward", r1::run::reward_section("code")}});
       r.set(std::string("reward.allow_unsandboxed=") + allow);
       try {
-        r1::train::make_recipe_reward(r);
+        r1::run::make_recipe_reward(r);
         said += std::string(allow) + ": built\n";
       } catch (const std::exception& e) {
         said += std::string(allow) + ": " + e.what() + "\n";
