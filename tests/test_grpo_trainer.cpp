@@ -51,9 +51,9 @@ TEST(GrpoTrainer, ClimbsASimpleReward) {
   train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 40);
   double first = 0, last = 0;
   for (int s = 0; s < 40; ++s) {
-    auto mt = trainer.step(s);
-    if (s < 5) first += mt["reward/mean"] / 5;
-    if (s >= 35) last += mt["reward/mean"] / 5;
+    const train::StepStats st = trainer.step(s);
+    if (s < 5) first += st.reward_mean / 5;
+    if (s >= 35) last += st.reward_mean / 5;
   }
   EXPECT_GT(last, first + 0.3) << "reward " << first << " -> " << last;
 }
@@ -85,7 +85,7 @@ TEST(GrpoTrainer, NonFiniteUpdatesAreSkippedThenStop) {
   gc.max_bad_steps = 3;
   NanReward reward;
   train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 10);
-  for (int s = 0; s < 2; ++s) EXPECT_EQ(trainer.step(s)["skipped_updates"], 1.0);
+  for (int s = 0; s < 2; ++s) EXPECT_EQ(trainer.step(s).skipped_updates, 1);
   EXPECT_TRUE(std::equal(before.begin(), before.end(), m.params().flat.f32()));
   try {
     trainer.step(2);
