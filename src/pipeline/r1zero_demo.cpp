@@ -50,12 +50,20 @@ std::vector<std::string> examples(const model::Transformer& m, const text::Codec
 
 }  // namespace
 
+DemoProblems demo_problems(const DemoOptions& o) {
+  DemoProblems p;
+  p.held_out = data::addition_problems(o.eval_problems, o.digits, o.seed + 7919, 1 << 30);
+  p.train = data::without_held_out(data::addition_problems(20000, o.digits, o.seed, 0), p.held_out);
+  return p;
+}
+
 DemoResult run_r1zero_demo(const DemoOptions& o) {
   Timer wall;
   DemoResult res;
   text::ByteCodec codec;
-  std::vector<data::Problem> train = data::addition_problems(20000, o.digits, o.seed, 0);
-  std::vector<data::Problem> test = data::addition_problems(o.eval_problems, o.digits, o.seed + 7919, 1 << 30);
+  const DemoProblems problems = demo_problems(o);
+  const std::vector<data::Problem>& train = problems.train;
+  const std::vector<data::Problem>& test = problems.held_out;
 
   model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
   model::override_config(cfg, "vocab_size", std::to_string(codec.vocab_size()));

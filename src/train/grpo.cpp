@@ -98,6 +98,7 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
     sums.scored.completions += scored.completions;
     sums.scored.score_sum += scored.score_sum;
     sums.scored.truncated += scored.truncated;
+    sums.scored.overlong_penalty_sum += scored.overlong_penalty_sum;
     for (const auto& [name, v] : scored.part_sums) sums.scored.part_sums[name] += v;
     for (const Group& g : groups)
       for (const Sequence& s : g.seqs) texts.push_back(s.text);

@@ -94,12 +94,14 @@ ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
       s.details = r.details;
       s.truncated = s.out.finish == rollout::FinishReason::Length;
       s.in_loss = length > 0 && !(cfg.mask_truncated && s.truncated);
-      s.reward = s.score + overlong_penalty(length, cfg.max_completion_tokens, cfg.overlong_buffer,
-                                            cfg.overlong_penalty);
+      const double penalty =
+          overlong_penalty(length, cfg.max_completion_tokens, cfg.overlong_buffer, cfg.overlong_penalty);
+      s.reward = s.score + penalty;
       if (cfg.dynamic_sampling) s.filter_value = filter_value(reward, r, cfg.dynamic_sampling_filter, s.reward);
       sums.completions += 1;
       sums.score_sum += s.score;
       sums.truncated += s.truncated;
+      sums.overlong_penalty_sum += penalty;
       // A composite reward reports each part under its name as {"reward": x, ...}.
       for (const auto& [name, v] : r.details.items())
         if (v.is_object() && v.contains("reward") && v.at("reward").is_number())

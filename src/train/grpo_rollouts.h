@@ -70,7 +70,7 @@ void sample_groups(const model::Transformer& policy, const text::Codec& codec,
 
 // What scoring adds to the step's sums (over every scored completion, kept or not).
 struct ScoreSums {
-  double completions = 0, score_sum = 0, truncated = 0;
+  double completions = 0, score_sum = 0, truncated = 0, overlong_penalty_sum = 0;
   std::map<std::string, double> part_sums;  // a composite reward's parts by name (unweighted)
 };
 

@@ -9,7 +9,8 @@ namespace r1::train {
 
 void all_reduce(dist::Comm& host, StepSums& s) {
   if (host.size() == 1) return;
-  double* summed[] = {&s.scored.completions, &s.scored.score_sum, &s.scored.truncated, &s.sequences, &s.gen_tokens,
+  double* summed[] = {&s.scored.completions, &s.scored.score_sum, &s.scored.truncated,
+                      &s.scored.overlong_penalty_sum, &s.sequences, &s.gen_tokens,
                       &s.kept_reward_sum, &s.kept_reward_sq, &s.kl_reward_sum, &s.reflection_hits, &s.loss_sum,
                       &s.clipped, &s.kl_sum, &s.loss_tokens, &s.entropy_sum, &s.entropy_tokens};
   double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train};
@@ -39,6 +40,7 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.response_length_mean = kept > 0 ? sums.gen_tokens / kept : 0.0;
   st.response_length_max = sums.length_max;
   st.truncated_frac = sums.scored.truncated / n;
+  if (cfg.overlong_buffer > 0) st.overlong_penalty = sums.scored.overlong_penalty_sum / n;
   st.reflection_rate = sums.reflection_hits / n;
 
   st.loss = update.updates ? sums.loss_sum / double(cfg.ppo_epochs) : 0.0;
@@ -76,9 +78,9 @@ run::Scalars step_metrics(const StepStats& s) {
   if (s.format_rate) m.emplace_back("format_rate", *s.format_rate);
   m.insert(m.end(), {{"response_length/mean", s.response_length_mean},
                      {"response_length/max", s.response_length_max},
-                     {"truncated_frac", s.truncated_frac},
-                     {"loss", s.loss},
-                     {"clip_fraction", s.clip_fraction}});
+                     {"truncated_frac", s.truncated_frac}});
+  if (s.overlong_penalty) m.emplace_back("overlong_penalty", *s.overlong_penalty);
+  m.insert(m.end(), {{"loss", s.loss}, {"clip_fraction", s.clip_fraction}});
   if (s.kl) m.emplace_back("kl", *s.kl);
   m.insert(m.end(), {{"entropy", s.entropy},
                      {"grad_norm", s.grad_norm},

@@ -44,6 +44,7 @@ struct StepStats {
   std::map<std::string, double> reward_parts;  // each part's mean, by name
   std::optional<double> accuracy, format_rate;  // the "math" and "format" parts
   double response_length_mean = 0, response_length_max = 0, truncated_frac = 0, reflection_rate = 0;
+  std::optional<double> overlong_penalty;  // the mean shaping penalty (<= 0), with overlong_buffer > 0
   // Loss, over the updates' tokens.
   double loss = 0, clip_fraction = 0, entropy = 0;
   std::optional<double> kl;  // with a reference model: the loss's KL, or the reward's (kl_in_reward)
