@@ -14,8 +14,8 @@
 namespace r1::test {
 
 // A tiny qwen2-shaped model over the byte codec's 257 ids.
-inline model::Transformer byte_model(uint64_t seed, const std::string& hidden = "", const std::string& inter = "",
-                                     const std::string& layers = "") {
+inline model::Transformer byte_model(uint64_t seed, const std::string& hidden = "",
+                                     const std::string& inter = "", const std::string& layers = "") {
   model::ModelConfig c = model::preset_config("tiny", "qwen2");
   model::override_config(c, "vocab_size", "257");
   if (!hidden.empty()) model::override_config(c, "hidden_size", hidden);
@@ -33,7 +33,8 @@ class LetterReward final : public reward::Reward {
   reward::Result score(const reward::Sample& s) const override {
     reward::Result r;
     if (s.completion.empty()) return r;
-    r.reward = double(std::count(s.completion.begin(), s.completion.end(), 'a')) / double(s.completion.size());
+    r.reward =
+        double(std::count(s.completion.begin(), s.completion.end(), 'a')) / double(s.completion.size());
     return r;
   }
 };

@@ -2,9 +2,9 @@
 // log-probs, the update with clipping) gives bit-identical weights and statistics with 1, 2 and 7
 // OpenMP/OpenBLAS threads. The CPU kernels reduce in fixed trees (kernels/cpu/gemm.cpp,
 // elementwise.cpp), so a laptop, CI's two cores and a 128-core server train the same model.
+#include <cblas.h>
 #include <gtest/gtest.h>
 #include <omp.h>
-#include <cblas.h>
 
 #include <cstring>
 

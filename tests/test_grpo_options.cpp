@@ -58,7 +58,8 @@ TEST(GrpoConfig, EveryNumericKeyIsValidatedByName) {
       {[](GrpoConfig& c) { c.adamw.beta1 = 1.0f; }, "train.beta1"},
       {[](GrpoConfig& c) { c.adamw.beta2 = -0.1f; }, "train.beta2"},
       {[](GrpoConfig& c) { c.adamw.weight_decay = -0.1f; }, "train.weight_decay"},
-      {[](GrpoConfig& c) { c.dynamic_sampling_max_rounds = 0; }, "grpo.dynamic_sampling_max_rounds must be >= 1"},
+      {[](GrpoConfig& c) { c.dynamic_sampling_max_rounds = 0; },
+       "grpo.dynamic_sampling_max_rounds must be >= 1"},
       {[](GrpoConfig& c) { c.dynamic_sampling_filter.clear(); }, "grpo.dynamic_sampling_filter"},
       {[](GrpoConfig& c) { c.overlong_buffer = 10; }, "grpo.overlong_buffer"},
       {[](GrpoConfig& c) { c.overlong_buffer = -1; }, "grpo.overlong_buffer"},
@@ -91,16 +92,39 @@ TEST(GrpoConfig, NormConstantIsUsedAsGivenAndZeroMeansTheLengthLimit) {
 
 TEST(GrpoRecipe, EveryKeyReachesItsField) {
   run::Recipe r(grpo_recipe_defaults());
-  r.apply_args({"grpo.prompts_per_step=6", "grpo.group_size=5", "grpo.max_prompt_tokens=77",
-                "grpo.max_completion_tokens=99", "grpo.temperature=0.7", "grpo.top_p=0.9", "grpo.top_k=13",
-                "grpo.rollout_batch=11", "grpo.scale_advantage_by_std=false", "grpo.clip_low=0.15",
-                "grpo.clip_high=0.28", "grpo.kl_coef=0.04", "grpo.kl_estimator=k2", "grpo.kl_in_reward=true",
-                "grpo.ref_refresh_steps=7", "grpo.loss_reduction=seq_mean_token_sum_norm", "grpo.norm_constant=0.5",
-                "grpo.ppo_epochs=3", "grpo.mini_batches=2", "grpo.micro_batch_tokens=333",
-                "grpo.dynamic_sampling=true", "grpo.dynamic_sampling_max_rounds=9",
-                "grpo.dynamic_sampling_filter=format", "grpo.mask_truncated=true", "grpo.overlong_buffer=17",
-                "grpo.overlong_penalty=0.75", "grpo.max_bad_steps=4", "train.lr=2e-5", "train.max_grad_norm=0.5",
-                "train.beta1=0.8", "train.beta2=0.95", "train.weight_decay=0.1", "train.seed=42"});
+  r.apply_args({"grpo.prompts_per_step=6",
+                "grpo.group_size=5",
+                "grpo.max_prompt_tokens=77",
+                "grpo.max_completion_tokens=99",
+                "grpo.temperature=0.7",
+                "grpo.top_p=0.9",
+                "grpo.top_k=13",
+                "grpo.rollout_batch=11",
+                "grpo.scale_advantage_by_std=false",
+                "grpo.clip_low=0.15",
+                "grpo.clip_high=0.28",
+                "grpo.kl_coef=0.04",
+                "grpo.kl_estimator=k2",
+                "grpo.kl_in_reward=true",
+                "grpo.ref_refresh_steps=7",
+                "grpo.loss_reduction=seq_mean_token_sum_norm",
+                "grpo.norm_constant=0.5",
+                "grpo.ppo_epochs=3",
+                "grpo.mini_batches=2",
+                "grpo.micro_batch_tokens=333",
+                "grpo.dynamic_sampling=true",
+                "grpo.dynamic_sampling_max_rounds=9",
+                "grpo.dynamic_sampling_filter=format",
+                "grpo.mask_truncated=true",
+                "grpo.overlong_buffer=17",
+                "grpo.overlong_penalty=0.75",
+                "grpo.max_bad_steps=4",
+                "train.lr=2e-5",
+                "train.max_grad_norm=0.5",
+                "train.beta1=0.8",
+                "train.beta2=0.95",
+                "train.weight_decay=0.1",
+                "train.seed=42"});
   const GrpoConfig g = grpo_config(r);
   EXPECT_EQ(g.prompts_per_step, 6);
   EXPECT_EQ(g.group_size, 5);
@@ -144,11 +168,17 @@ TEST(GrpoRecipe, BadValuesFailNamingTheKey) {
     return grpo_config(r);
   };
   expect_error([&] { config_with({"grpo.clip_high=-0.1"}); }, "grpo.clip_high");
-  expect_error([&] { config_with({"grpo.dynamic_sampling=true", "grpo.dynamic_sampling_max_rounds=0"}); },
-               "grpo.dynamic_sampling_max_rounds");
+  expect_error(
+      [&] {
+        config_with({"grpo.dynamic_sampling=true", "grpo.dynamic_sampling_max_rounds=0"});
+      },
+      "grpo.dynamic_sampling_max_rounds");
   // The filter must be a part of the reward (reward.spec is math+format:0.2 by default).
-  expect_error([&] { config_with({"grpo.dynamic_sampling=true", "grpo.dynamic_sampling_filter=code"}); },
-               "grpo.dynamic_sampling_filter 'code' is not a part of reward.spec 'math+format:0.2'");
+  expect_error(
+      [&] {
+        config_with({"grpo.dynamic_sampling=true", "grpo.dynamic_sampling_filter=code"});
+      },
+      "grpo.dynamic_sampling_filter 'code' is not a part of reward.spec 'math+format:0.2'");
   EXPECT_NO_THROW(config_with({"grpo.dynamic_sampling=true", "grpo.dynamic_sampling_filter=reward"}));
   EXPECT_NO_THROW(config_with({"grpo.dynamic_sampling=true"}));  // "math", the accuracy part
 }
@@ -176,7 +206,8 @@ class PartsReward final : public reward::Reward {
   }
 };
 
-std::vector<Group> scored_groups(const GrpoConfig& cfg, const std::vector<int>& lengths, bool truncated_last) {
+std::vector<Group> scored_groups(const GrpoConfig& cfg, const std::vector<int>& lengths,
+                                 bool truncated_last) {
   std::vector<std::vector<int32_t>> comps;
   for (int n : lengths) comps.push_back(std::vector<int32_t>(size_t(n), 'x'));
   std::vector<Group> groups = {test::make_group(0, {'q'}, comps)};
@@ -237,8 +268,11 @@ TEST(GrpoFilter, DynamicSamplingLooksAtTheNamedPart) {
   EXPECT_FALSE(judge_group(g[0], true).filtered);
   // A part the reward does not have names the key.
   cfg.dynamic_sampling_filter = "code";
-  expect_error([&] { scored_groups(cfg, {2, 4}, false); },
-               "grpo.dynamic_sampling_filter 'code': the reward 'parts' has no such part (parts: format, math)");
+  expect_error(
+      [&] {
+        scored_groups(cfg, {2, 4}, false);
+      },
+      "grpo.dynamic_sampling_filter 'code': the reward 'parts' has no such part (parts: format, math)");
 }
 
 // ---- advantages ----

@@ -1,12 +1,15 @@
 // GRPO against a peer: one update's loss and gradient on a tiny Qwen2 model, as TRL's GRPO loss
-// computes them in PyTorch (float64; tools/parity/grpo_peer.py wrote tests/fixtures/grpo_peer on
-// the GPU machine), for TRL's "grpo", "dapo" and "dr_grpo" settings. r1 runs the same batch
-// through its own update phase (packing, micro-batches, the loss, the backward) in fp32 and must
-// agree to 1e-5: the loss, and the gradient of every weight (relative to the largest).
+// computes them in PyTorch (float64; tools/parity/grpo_peer.py wrote tests/fixtures/grpo_peer with
+// torch 2.11 and transformers 5.17), for TRL's "grpo", "dapo" and "dr_grpo" settings. r1 runs the
+// same batch through its own phases (advantages; packing, micro-batches, the loss and the backward
+// of the update) in fp32. The loss agrees to 1e-5. The gradient's error follows the fp32 error of
+// the log-probs, which sit at -5 to -26 here (a random model with large weights) and agree to
+// 8.6e-6 at most: every ratio exp(logp - old) carries that relative error into the gradient.
+// Measured on a Zen CPU: relative L2 3.3e-6 to 9.3e-6; the gate is 2e-5, for other CPUs' rounding.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "base/fs.h"
 #include "dist/world.h"
@@ -24,26 +27,30 @@ namespace {
 
 std::string fixture(const std::string& file) { return test::source_path("tests/fixtures/grpo_peer/" + file); }
 
-// The batch as groups, with the peer's old and reference log-probs.
-std::vector<Group> peer_groups(const json& batch) {
+// The fixture's batch: six (prompt, completion) sequences whose rewards form two groups of three
+// (each sequence has its own random prompt; the loss does not depend on prompts being shared).
+struct PeerBatch {
+  std::vector<Group> by_prompt;  // one Group per sequence: what the update packs and trains on
+  std::vector<Group> by_reward;  // the reward groups: what the advantages are computed over
+};
+
+PeerBatch peer_batch(const json& batch) {
   const int G = batch.at("group_size").get<int>();
   const auto prompts = batch.at("prompts").get<std::vector<std::vector<int32_t>>>();
   const auto completions = batch.at("completions").get<std::vector<std::vector<int32_t>>>();
   const auto old = batch.at("old_logps").get<std::vector<std::vector<float>>>();
   const auto ref = batch.at("ref_logps").get<std::vector<std::vector<float>>>();
   const auto rewards = batch.at("rewards").get<std::vector<double>>();
-  std::vector<Group> groups;
-  for (size_t i = 0; i < prompts.size(); i += size_t(G)) {
-    std::vector<std::vector<int32_t>> comps(completions.begin() + int64_t(i), completions.begin() + int64_t(i) + G);
-    std::vector<double> r(rewards.begin() + int64_t(i), rewards.begin() + int64_t(i) + G);
-    groups.push_back(test::make_group(int64_t(groups.size()), prompts[i], comps, r));
-    for (int s = 0; s < G; ++s) {
-      EXPECT_EQ(prompts[i + size_t(s)], prompts[i]) << "a group shares its prompt";
-      groups.back().seqs[size_t(s)].out.logprobs = old[i + size_t(s)];
-      groups.back().seqs[size_t(s)].ref_logp = ref[i + size_t(s)];
-    }
+  PeerBatch b;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    b.by_prompt.push_back(test::make_group(int64_t(i), prompts[i], {completions[i]}, {rewards[i]}));
+    b.by_prompt.back().seqs[0].out.logprobs = old[i];
+    b.by_prompt.back().seqs[0].ref_logp = ref[i];
   }
-  return groups;
+  for (size_t i = 0; i < rewards.size(); i += size_t(G))
+    b.by_reward.push_back(test::make_group(int64_t(i) / G, {}, std::vector<std::vector<int32_t>>(size_t(G)),
+                                           {rewards.begin() + int64_t(i), rewards.begin() + int64_t(i) + G}));
+  return b;
 }
 
 GrpoConfig peer_config(const json& setting, const json& batch) {
@@ -70,27 +77,31 @@ TEST_P(GrpoPeer, LossAndGradientMatchTrl) {
   const json expected = json::parse(fs::read_file(fixture("expected.json"))).at("settings").at(GetParam());
   const GrpoConfig cfg = peer_config(expected.at("setting"), batch);
   model::Transformer m = model::load_model(fixture("model"));
-  std::vector<Group> kept = peer_groups(batch);
+  PeerBatch b = peer_batch(batch);
 
   // Advantages: r1's group normalisation against the peer's (same eps).
-  assign_advantages(kept, cfg.scale_advantage_by_std);
+  assign_advantages(b.by_reward, cfg.scale_advantage_by_std);
   const auto want_adv = expected.at("advantages").get<std::vector<double>>();
   size_t i = 0;
-  for (const Group& g : kept)
-    for (const Sequence& s : g.seqs) EXPECT_NEAR(s.advantage, want_adv[i++], 1e-9);
+  for (const Group& g : b.by_reward)
+    for (const Sequence& s : g.seqs) {
+      EXPECT_NEAR(s.advantage, want_adv[i], 1e-9);
+      b.by_prompt[i++].seqs[0].advantage = s.advantage;
+    }
 
   const double want_loss = expected.at("loss").get<double>();
   model::SafetensorsReader grads(fixture("grads.safetensors"));
   for (int64_t budget : {int64_t(1) << 20, int64_t(12)}) {  // one micro-batch, and several
     const std::vector<MiniBatch> plan =
-        plan_mini_batches(kept, int64_t(kept.size()), cfg.group_size, 1, budget, dist::host_comm());
+        plan_mini_batches(b.by_prompt, int64_t(b.by_prompt.size()), 1, 1, budget, dist::host_comm());
     ASSERT_EQ(plan.size(), 1u);
     model::TrainState st;
     m.zero_grads();
-    const MiniBatchStats got = accumulate_gradients(m, st, plan[0], update_loss_config(cfg), cfg.temperature, false);
+    const MiniBatchStats got =
+        accumulate_gradients(m, st, plan[0], update_loss_config(cfg), cfg.temperature, false);
     std::printf("[ PEER ] %-8s budget %7lld: loss r1 %.9f peer %.9f |diff| %.2e\n", GetParam().c_str(),
                 static_cast<long long>(budget), got.loss, want_loss, std::abs(got.loss - want_loss));
-    EXPECT_NEAR(got.loss, want_loss, 1e-5 * std::max(1.0, std::abs(want_loss)));
+    EXPECT_NEAR(got.loss, want_loss, 1e-5);
 
     const std::vector<float> g = to_host_f32(m.grads().flat);
     double max_want = 0, max_diff = 0, num = 0, den = 0;
@@ -105,12 +116,14 @@ TEST_P(GrpoPeer, LossAndGradientMatchTrl) {
         den += double(want[size_t(k)]) * want[size_t(k)];
       }
     }
-    std::printf("[ PEER ] %-8s budget %7lld: gradient max|diff| / max|g| %.2e, relative L2 %.2e, norm %.6f (peer %.6f)\n",
-                GetParam().c_str(), static_cast<long long>(budget), max_diff / max_want, std::sqrt(num / den),
-                std::sqrt(den), expected.at("grad_norm").get<double>());
+    std::printf(
+        "[ PEER ] %-8s budget %7lld: gradient max|diff| / max|g| %.2e, relative L2 %.2e, norm %.6f (peer "
+        "%.6f)\n",
+        GetParam().c_str(), static_cast<long long>(budget), max_diff / max_want, std::sqrt(num / den),
+        std::sqrt(den), expected.at("grad_norm").get<double>());
     EXPECT_GT(max_want, 0.0);
-    EXPECT_LT(max_diff, 1e-5 * max_want);
-    EXPECT_LT(std::sqrt(num / den), 1e-5);
+    EXPECT_LT(max_diff, 2e-5 * max_want);
+    EXPECT_LT(std::sqrt(num / den), 2e-5);
   }
 }
 

@@ -19,11 +19,13 @@ class AccuracyReward final : public reward::Reward {
   std::string name() const override { return "math+format:0.1"; }
   reward::Result score(const reward::Sample& s) const override {
     double acc = s.answer == "right" ? 1.0 : 0.0;
-    if (s.answer == "coin") acc = !s.completion.empty() && (static_cast<unsigned char>(s.completion[0]) & 1) == 0;
+    if (s.answer == "coin")
+      acc = !s.completion.empty() && (static_cast<unsigned char>(s.completion[0]) & 1) == 0;
     const double even = test::EvenByteReward().score(s).reward;
     reward::Result r;
     r.reward = acc + 0.1 * even;
-    r.details = {{"math", {{"reward", acc}, {"weight", 1.0}}}, {"format", {{"reward", even}, {"weight", 0.1}}}};
+    r.details = {{"math", {{"reward", acc}, {"weight", 1.0}}},
+                 {"format", {{"reward", even}, {"weight", 0.1}}}};
     return r;
   }
 };
@@ -31,11 +33,13 @@ class AccuracyReward final : public reward::Reward {
 std::vector<data::Problem> problems(const std::vector<std::string>& answers, int each) {
   std::vector<data::Problem> out;
   for (int i = 0; i < each; ++i)
-    for (const std::string& a : answers) out.push_back({int64_t(out.size()), std::string(1, char('b' + out.size() % 20)), a});
+    for (const std::string& a : answers)
+      out.push_back({int64_t(out.size()), std::string(1, char('b' + out.size() % 20)), a});
   return out;
 }
 
-train::StepStats one_step(const std::vector<data::Problem>& probs, train::GrpoConfig gc, int64_t* cursor = nullptr) {
+train::StepStats one_step(const std::vector<data::Problem>& probs, train::GrpoConfig gc,
+                          int64_t* cursor = nullptr) {
   text::ByteCodec codec;
   model::Transformer m = test::byte_model(3);
   AccuracyReward reward;

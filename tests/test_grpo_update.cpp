@@ -56,8 +56,8 @@ double hand_loss(const Batch& b, const GrpoLossConfig& c) {
       const std::vector<float>& lp = b.logp[i++];
       const double n = double(lp.size());
       const double w = c.reduction == LossReduction::SeqMeanTokenMean ? 1.0 / (n * double(seqs))
-                       : c.reduction == LossReduction::TokenMean     ? 1.0 / double(tokens)
-                                                                      : 1.0 / (c.norm_constant * double(seqs));
+                       : c.reduction == LossReduction::TokenMean      ? 1.0 / double(tokens)
+                                                                 : 1.0 / (c.norm_constant * double(seqs));
       for (size_t t = 0; t < lp.size(); ++t) {
         const double r = std::exp(double(lp[t]) - s.out.logprobs[t]), A = s.advantage;
         double l = -std::min(r * A, std::clamp(r, 1 - c.clip_low, 1 + c.clip_high) * A);
@@ -73,7 +73,8 @@ TEST(GrpoUpdate, LossIsEachReductionsFormulaAcrossMicroBatches) {
   Batch b = make_batch();
   dist::Comm& single = dist::host_comm();
   std::vector<double> losses;
-  for (auto red : {LossReduction::SeqMeanTokenMean, LossReduction::TokenMean, LossReduction::SeqMeanTokenSumNorm})
+  for (auto red :
+       {LossReduction::SeqMeanTokenMean, LossReduction::TokenMean, LossReduction::SeqMeanTokenSumNorm})
     for (double beta : {0.0, 0.05}) {
       GrpoConfig cfg = test::small_grpo(2, 3, 10);
       cfg.loss.reduction = red;
@@ -88,7 +89,8 @@ TEST(GrpoUpdate, LossIsEachReductionsFormulaAcrossMicroBatches) {
       b.m.zero_grads();
       const MiniBatchStats got = accumulate_gradients(b.m, st, plan[0], lc, 1.0f, false);
       const double want = hand_loss(b, lc);
-      EXPECT_NEAR(got.loss, want, 1e-5 * std::max(1.0, std::abs(want))) << reduction_name(red) << " beta " << beta;
+      EXPECT_NEAR(got.loss, want, 1e-5 * std::max(1.0, std::abs(want)))
+          << reduction_name(red) << " beta " << beta;
       EXPECT_EQ(got.tokens, 21);
       losses.push_back(got.loss);
     }
@@ -127,7 +129,8 @@ TEST(GrpoUpdate, PpoEpochsRepeatThePassOnMovedWeights) {
     cfg.mini_batches = 2;
     cfg.lr = 1e-2;
     optim::DataParallel dp(b.m, cfg.adamw);
-    const std::vector<MiniBatch> plan = plan_mini_batches(b.kept, 2, 3, cfg.mini_batches, 8192, dist::host_comm());
+    const std::vector<MiniBatch> plan =
+        plan_mini_batches(b.kept, 2, 3, cfg.mini_batches, 8192, dist::host_comm());
     ASSERT_EQ(plan.size(), 2u);
     model::TrainState st;
     int bad = 0;
@@ -136,7 +139,8 @@ TEST(GrpoUpdate, PpoEpochsRepeatThePassOnMovedWeights) {
     ASSERT_EQ(u.epoch_loss.size(), size_t(epochs));
     // The later passes see the weights the earlier ones moved (the old log-probs stay the
     // sampler's): their losses differ.
-    for (int e = 1; e < epochs; ++e) EXPECT_GT(std::abs(u.epoch_loss[size_t(e)] - u.epoch_loss[0]), 1e-4) << e;
+    for (int e = 1; e < epochs; ++e)
+      EXPECT_GT(std::abs(u.epoch_loss[size_t(e)] - u.epoch_loss[0]), 1e-4) << e;
     EXPECT_EQ(dp.steps_taken(), 2 * epochs);
   }
 }

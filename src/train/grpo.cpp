@@ -26,7 +26,8 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
       dp_(policy, cfg_.adamw, cfg_.parallel) {
   validate(cfg_);
   R1_CHECK(cfg_.prompts_per_step % dp_.world_size() == 0,
-           "grpo.prompts_per_step ({}) must be a multiple of the number of ranks ({}), so each rank rolls out as many groups",
+           "grpo.prompts_per_step ({}) must be a multiple of the number of ranks ({}), so each rank rolls "
+           "out as many groups",
            cfg_.prompts_per_step, dp_.world_size());
   R1_CHECK(!train_.empty(), "grpo: the training set is empty");
   R1_CHECK(codec_.vocab_size() <= policy_.config().vocab_size,
@@ -62,8 +63,8 @@ std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
 void GrpoTrainer::keep_samples(const std::vector<Group>& groups) {
   for (const Group& g : groups)
     for (size_t s = 0; s < std::min<size_t>(2, g.seqs.size()) && samples_.size() < 32; ++s)
-      samples_.push_back({train_[size_t(g.problem)].id, g.prompt_text, g.seqs[s].text, g.seqs[s].score,
-                          g.seqs[s].details});
+      samples_.push_back(
+          {train_[size_t(g.problem)].id, g.prompt_text, g.seqs[s].text, g.seqs[s].score, g.seqs[s].details});
 }
 
 GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
@@ -88,7 +89,8 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
 
     // sample, score
     std::vector<int64_t> too_long;
-    std::vector<Group> groups = render_prompts(mine, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
+    std::vector<Group> groups =
+        render_prompts(mine, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
     Timer t_rollout;
     sample_groups(policy_, codec_, train_, cfg_, seed, groups);
     sums.t_rollout += t_rollout.seconds();
@@ -136,10 +138,11 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
   }
   sums.reflection_hits = std::round(reward::reflection_rate(texts) * double(texts.size()));
   if (cfg_.dynamic_sampling && c.counts.kept < P && dist::is_root())
-    log::warn("step {}: dynamic sampling filled {} of {} groups in {} rounds (grpo.dynamic_sampling_max_rounds); "
-              "{} of {} scored groups had no spread in '{}'. Training on the {} kept",
-              step, c.counts.kept, P, c.counts.rounds, c.counts.filtered, c.counts.scored,
-              cfg_.dynamic_sampling_filter, c.counts.kept);
+    log::warn(
+        "step {}: dynamic sampling filled {} of {} groups in {} rounds (grpo.dynamic_sampling_max_rounds); "
+        "{} of {} scored groups had no spread in '{}'. Training on the {} kept",
+        step, c.counts.kept, P, c.counts.rounds, c.counts.filtered, c.counts.scored,
+        cfg_.dynamic_sampling_filter, c.counts.kept);
   return c;
 }
 

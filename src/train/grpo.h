@@ -38,8 +38,9 @@ class GrpoTrainer {
  public:
   // `render_prompt` turns a question into the prompt text (chat template or R1-Zero template).
   GrpoTrainer(model::Transformer& policy, const text::Codec& codec, const reward::Reward& reward,
-              std::vector<data::Problem> train_set, std::function<std::string(const data::Problem&)> render_prompt,
-              GrpoConfig cfg, int64_t total_steps);
+              std::vector<data::Problem> train_set,
+              std::function<std::string(const data::Problem&)> render_prompt, GrpoConfig cfg,
+              int64_t total_steps);
 
   // Runs step `step` (0-based); the scored completions go to last_samples().
   StepStats step(int64_t step);

@@ -7,9 +7,11 @@
 
 namespace r1::train {
 
-std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws, const std::vector<data::Problem>& problems,
+std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws,
+                                  const std::vector<data::Problem>& problems,
                                   const std::function<std::string(const data::Problem&)>& render,
-                                  const text::Codec& codec, int max_prompt_tokens, std::vector<int64_t>& too_long) {
+                                  const text::Codec& codec, int max_prompt_tokens,
+                                  std::vector<int64_t>& too_long) {
   std::vector<Group> groups;
   for (const PromptDraw& d : draws) {
     Group g;
@@ -61,7 +63,8 @@ double overlong_penalty(int64_t length, int max_tokens, int buffer, double penal
   return length > start ? -penalty * double(length - start) / double(buffer) : 0.0;
 }
 
-double filter_value(const reward::Reward& reward, const reward::Result& r, const std::string& filter, double shaped) {
+double filter_value(const reward::Reward& reward, const reward::Result& r, const std::string& filter,
+                    double shaped) {
   if (filter == "reward") return shaped;
   if (r.details.contains(filter)) {
     const nlohmann::json& part = r.details.at(filter);
@@ -72,8 +75,10 @@ double filter_value(const reward::Reward& reward, const reward::Result& r, const
   std::string parts;
   for (const auto& [name, v] : r.details.items())
     if (v.is_object() && v.contains("reward")) parts += (parts.empty() ? "" : ", ") + name;
-  fail("grpo.dynamic_sampling_filter '{}': the reward '{}' has no such part (parts: {}); name one, or 'reward'",
-       filter, reward.name(), parts.empty() ? "none" : parts);
+  fail(
+      "grpo.dynamic_sampling_filter '{}': the reward '{}' has no such part (parts: {}); name one, or "
+      "'reward'",
+      filter, reward.name(), parts.empty() ? "none" : parts);
 }
 
 ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
@@ -97,7 +102,8 @@ ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
       const double penalty =
           overlong_penalty(length, cfg.max_completion_tokens, cfg.overlong_buffer, cfg.overlong_penalty);
       s.reward = s.score + penalty;
-      if (cfg.dynamic_sampling) s.filter_value = filter_value(reward, r, cfg.dynamic_sampling_filter, s.reward);
+      if (cfg.dynamic_sampling)
+        s.filter_value = filter_value(reward, r, cfg.dynamic_sampling_filter, s.reward);
       sums.completions += 1;
       sums.score_sum += s.score;
       sums.truncated += s.truncated;
@@ -111,7 +117,7 @@ ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
 }
 
 GroupVerdict judge_group(const Group& g, bool dynamic_sampling) {
-  auto spread = [&](double Sequence::* field) {
+  auto spread = [&](double Sequence::*field) {
     double lo = 1e300, hi = -1e300;
     for (const Sequence& s : g.seqs) {
       lo = std::min(lo, s.*field);

@@ -52,9 +52,11 @@ struct PromptDraw {
 
 // The rendered and tokenized prompts of `draws`; a prompt that is empty or longer than
 // max_prompt_tokens is left out and its slot added to `too_long`.
-std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws, const std::vector<data::Problem>& problems,
+std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws,
+                                  const std::vector<data::Problem>& problems,
                                   const std::function<std::string(const data::Problem&)>& render,
-                                  const text::Codec& codec, int max_prompt_tokens, std::vector<int64_t>& too_long);
+                                  const text::Codec& codec, int max_prompt_tokens,
+                                  std::vector<int64_t>& too_long);
 
 // The sampling seed of training step `step` (from the run seed), so a step's rollouts replay.
 uint64_t sampling_seed(uint64_t run_seed, int64_t step);
@@ -86,7 +88,8 @@ ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
 // The value of `filter` in a scored result: the part of that name of a composite reward, the
 // reward itself when it has that name, or `shaped` (the reward after shaping) for "reward". A
 // filter the reward does not have is an error naming grpo.dynamic_sampling_filter.
-double filter_value(const reward::Reward& reward, const reward::Result& r, const std::string& filter, double shaped);
+double filter_value(const reward::Reward& reward, const reward::Result& r, const std::string& filter,
+                    double shaped);
 
 // ---- filter ----
 

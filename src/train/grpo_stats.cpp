@@ -9,10 +9,22 @@ namespace r1::train {
 
 void all_reduce(dist::Comm& host, StepSums& s) {
   if (host.size() == 1) return;
-  double* summed[] = {&s.scored.completions, &s.scored.score_sum, &s.scored.truncated,
-                      &s.scored.overlong_penalty_sum, &s.sequences, &s.gen_tokens,
-                      &s.kept_reward_sum, &s.kept_reward_sq, &s.kl_reward_sum, &s.reflection_hits, &s.loss_sum,
-                      &s.clipped, &s.kl_sum, &s.loss_tokens, &s.entropy_sum, &s.entropy_tokens};
+  double* summed[] = {&s.scored.completions,
+                      &s.scored.score_sum,
+                      &s.scored.truncated,
+                      &s.scored.overlong_penalty_sum,
+                      &s.sequences,
+                      &s.gen_tokens,
+                      &s.kept_reward_sum,
+                      &s.kept_reward_sq,
+                      &s.kl_reward_sum,
+                      &s.reflection_hits,
+                      &s.loss_sum,
+                      &s.clipped,
+                      &s.kl_sum,
+                      &s.loss_tokens,
+                      &s.entropy_sum,
+                      &s.entropy_tokens};
   double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
@@ -25,8 +37,8 @@ void all_reduce(dist::Comm& host, StepSums& s) {
   dist::all_reduce_sums(host, s.scored.part_sums);  // a rank may lack a part another has
 }
 
-StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update, const GrpoConfig& cfg,
-                    double lr, bool has_reference, int ranks) {
+StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update,
+                    const GrpoConfig& cfg, double lr, bool has_reference, int ranks) {
   StepStats st;
   const double n = std::max(1.0, sums.scored.completions), kept = sums.sequences;
   st.reward_mean = sums.scored.score_sum / n;

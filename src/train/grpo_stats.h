@@ -41,7 +41,7 @@ struct GroupCounts {
 struct StepStats {
   // Rewards, over every scored completion (the reward function's values, before shaping).
   double reward_mean = 0, reward_std = 0;
-  std::map<std::string, double> reward_parts;  // each part's mean, by name
+  std::map<std::string, double> reward_parts;   // each part's mean, by name
   std::optional<double> accuracy, format_rate;  // the "math" and "format" parts
   double response_length_mean = 0, response_length_max = 0, truncated_frac = 0, reflection_rate = 0;
   std::optional<double> overlong_penalty;  // the mean shaping penalty (<= 0), with overlong_buffer > 0
@@ -55,13 +55,14 @@ struct StepStats {
   int64_t groups = 0, prompts_too_long = 0, sampling_rounds = 0;
   double zero_variance_groups = 0, filtered_groups = 0, batch_fill = 0;
   // Time (seconds; the slowest rank's) and throughput.
-  double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0, tokens_per_s = 0;
+  double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
+         tokens_per_s = 0;
   int ranks = 1;
 };
 
 // The step's statistics from its (reduced) sums and counts.
-StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update, const GrpoConfig& cfg,
-                    double lr, bool has_reference, int ranks);
+StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update,
+                    const GrpoConfig& cfg, double lr, bool has_reference, int ranks);
 
 // The statistics as metrics.jsonl names them (run/metrics.h lists the names the report knows).
 run::Scalars step_metrics(const StepStats& s);

@@ -44,7 +44,8 @@ std::vector<MiniBatch> plan_mini_batches(std::vector<Group>& kept, int64_t total
   std::vector<int64_t> train_len(size_t(total_groups * G), 0);
   for (const Group& g : kept)
     for (int64_t s = 0; s < G; ++s)
-      if (g.seqs[size_t(s)].in_loss) train_len[size_t(g.kept_index * G + s)] = int64_t(g.seqs[size_t(s)].out.tokens.size()) + 1;
+      if (g.seqs[size_t(s)].in_loss)
+        train_len[size_t(g.kept_index * G + s)] = int64_t(g.seqs[size_t(s)].out.tokens.size()) + 1;
   if (host.size() > 1) host.all_reduce(train_len.data(), int64_t(train_len.size()), dist::Type::I64);
   std::vector<int64_t> train_index(train_len.size(), -1), tokens_before(1, 0);
   int64_t n_train = 0;
@@ -88,8 +89,9 @@ void reference_forward(const model::Transformer& ref, model::TrainState& state, 
 
 }  // namespace
 
-void reference_logprobs(const model::Transformer& ref, model::TrainState& state, const std::vector<MiniBatch>& plan,
-                        std::vector<Group>& kept, bool masked_too, int64_t micro_batch_tokens, float temperature) {
+void reference_logprobs(const model::Transformer& ref, model::TrainState& state,
+                        const std::vector<MiniBatch>& plan, std::vector<Group>& kept, bool masked_too,
+                        int64_t micro_batch_tokens, float temperature) {
   for (const MiniBatch& mini : plan)
     for (const MicroBatch& mb : mini.micro) reference_forward(ref, state, mb, temperature);
   if (!masked_too) return;
@@ -97,15 +99,17 @@ void reference_logprobs(const model::Transformer& ref, model::TrainState& state,
   for (Group& g : kept)
     for (Sequence& s : g.seqs)
       if (!s.in_loss && !s.out.tokens.empty()) rest.push_back({&g, &s});
-  for (const MicroBatch& mb : micro_batches(rest, micro_batch_tokens)) reference_forward(ref, state, mb, temperature);
+  for (const MicroBatch& mb : micro_batches(rest, micro_batch_tokens))
+    reference_forward(ref, state, mb, temperature);
 }
 
 double apply_kl_penalty(std::vector<Group>& kept, double kl_coef) {
   double total = 0;
   for (Group& g : kept)
     for (Sequence& s : g.seqs) {
-      R1_CHECK(s.ref_logp.size() == s.out.tokens.size(), "apply_kl_penalty: {} reference log-probs for {} tokens",
-               s.ref_logp.size(), s.out.tokens.size());
+      R1_CHECK(s.ref_logp.size() == s.out.tokens.size(),
+               "apply_kl_penalty: {} reference log-probs for {} tokens", s.ref_logp.size(),
+               s.out.tokens.size());
       double kl = 0;
       for (size_t t = 0; t < s.out.tokens.size(); ++t) kl += double(s.out.logprobs[t]) - s.ref_logp[t];  // k1
       s.reward -= kl_coef * kl;
@@ -143,7 +147,8 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
       const size_t row = size_t(rows[i]), n = s.out.tokens.size();
       std::copy(s.out.logprobs.begin(), s.out.logprobs.end(), old.begin() + int64_t(row));  // the sampler's
       if (!ref.empty()) {
-        R1_CHECK(s.ref_logp.size() == n, "GRPO update: KL in the loss but no reference log-probs for a sequence");
+        R1_CHECK(s.ref_logp.size() == n,
+                 "GRPO update: KL in the loss but no reference log-probs for a sequence");
         std::copy(s.ref_logp.begin(), s.ref_logp.end(), ref.begin() + int64_t(row));
       }
       spans.push_back({int64_t(row), int64_t(n), s.advantage});
@@ -172,7 +177,8 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
     double epoch_loss = 0;
     for (const MiniBatch& mb : plan) {
       const bool first_pass = epoch == 0;
-      const MiniBatchStats st = accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass, &dp);
+      const MiniBatchStats st =
+          accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass, &dp);
       u.loss_sum += st.loss;
       u.clipped += st.clipped;
       u.kl_sum += st.kl_sum;

@@ -53,8 +53,9 @@ std::vector<MiniBatch> plan_mini_batches(std::vector<Group>& kept, int64_t total
 // Fills Sequence::ref_logp with the reference model's log-probs: the training sequences through the
 // update's own micro-batches (so where the reference equals the policy, the KL is exactly 0), and
 // with `masked_too` the sequences outside the loss as well (a KL penalty in the reward needs them).
-void reference_logprobs(const model::Transformer& ref, model::TrainState& state, const std::vector<MiniBatch>& plan,
-                        std::vector<Group>& kept, bool masked_too, int64_t micro_batch_tokens, float temperature);
+void reference_logprobs(const model::Transformer& ref, model::TrainState& state,
+                        const std::vector<MiniBatch>& plan, std::vector<Group>& kept, bool masked_too,
+                        int64_t micro_batch_tokens, float temperature);
 
 // KL in the reward: reward -= kl_coef * sum_t (logp_old - logp_ref) (k1 over the completion, with
 // the sampler's log-probs). Returns the sum of the per-sequence KLs.

@@ -45,7 +45,8 @@ GROUP = 3
 TEMPERATURE = 0.9
 MAX_COMPLETION = 16
 ADV_EPS = 1e-6
-# (prompt length, completion length, reward) of 2 groups of 3.
+# (prompt length, completion length, reward): each sequence with its own random prompt, the rewards
+# in 2 groups of 3 (the loss does not depend on whether a group's prompts are shared).
 SEQUENCES = [(4, 5, 1.0), (4, 3, 0.0), (4, 9, 0.5), (6, 2, 0.2), (6, 7, 0.9), (6, 4, 0.9)]
 # ratio = exp(logp - old) per completion token cycles through these (away from every clip bound).
 RATIOS = [1.25, 0.75, 1.05, 0.6, 1.5, 0.9, 1.1, 0.85]

@@ -15,16 +15,42 @@ namespace r1::cpu {
 
 namespace {
 
-constexpr int64_t kTileRows = 128, kTileCols = 256, kTileAlign = 16;
-// Below this many multiply-adds the product is one tile called from this thread; OpenBLAS runs
-// such small products single-threaded by its own size rule (4 x 65536 in stock builds).
-constexpr int64_t kSmallGemm = int64_t(1) << 16;
+constexpr int64_t kTileRows = 128, kTileCols = 256, kTileAlign = 16, kMinTileSide = 32, kMinTiles = 4;
+// Up to this many multiply-adds a product is one tile called from this thread: OpenBLAS runs it
+// single-threaded by its own size rule (M N K <= SMP_THRESHOLD_MIN 65536 x GEMM_MULTITHREAD_THRESHOLD
+// 4, measured on 0.3.21: one element more and it splits), and an OpenMP region would cost more
+// than such a product. Larger tiles keep at least this much work each.
+constexpr int64_t kSmallGemm = int64_t(4) << 16;
 
 // Splits n into equal parts of at most `most` (rounded up to kTileAlign): the part size.
 int64_t tile_size(int64_t n, int64_t most) {
   const int64_t parts = (n + most - 1) / most;
   const int64_t size = (n + parts - 1) / parts;
   return std::min(n, (size + kTileAlign - 1) / kTileAlign * kTileAlign);
+}
+
+struct Tiling {
+  int64_t rows, cols;  // tile size
+  int64_t row_tiles, col_tiles;
+  int64_t count() const { return row_tiles * col_tiles; }
+};
+
+Tiling tiling(int64_t M, int64_t N, int64_t K) {
+  Tiling t{tile_size(M, kTileRows), tile_size(N, kTileCols), 0, 0};
+  auto count = [&] { return ((M + t.rows - 1) / t.rows) * ((N + t.cols - 1) / t.cols); };
+  // A small output with a long inner dimension (a weight gradient: OC x IC summed over the tokens)
+  // would be one or two tiles, one thread's work: halve the longer side while each tile keeps
+  // enough work, so that a few threads share it.
+  while (count() < kMinTiles && std::max(t.rows, t.cols) > kMinTileSide &&
+         M * N * K / count() > 2 * kSmallGemm) {
+    if (t.rows >= t.cols)
+      t.rows = tile_size(t.rows, t.rows / 2);
+    else
+      t.cols = tile_size(t.cols, t.cols / 2);
+  }
+  t.row_tiles = (M + t.rows - 1) / t.rows;
+  t.col_tiles = (N + t.cols - 1) / t.cols;
+  return t;
 }
 
 void sgemm_tile(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -35,20 +61,20 @@ void sgemm_tile(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
 
 }  // namespace
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  const int64_t tm = tile_size(M, kTileRows), tn = tile_size(N, kTileCols);
-  const int64_t row_tiles = (M + tm - 1) / tm, col_tiles = (N + tn - 1) / tn, tiles = row_tiles * col_tiles;
+  const Tiling t = tiling(M, N, K);
+  const int64_t tiles = t.count();
   if (tiles == 1 && M * N * K <= kSmallGemm) {
     sgemm_tile(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   // A tile's result does not depend on which thread computes it, so the schedule is free.
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t i0 = (t / col_tiles) * tm, j0 = (t % col_tiles) * tn;
-    const int64_t m = std::min(tm, M - i0), n = std::min(tn, N - j0);
+  for (int64_t k = 0; k < tiles; ++k) {
+    const int64_t i0 = (k / t.col_tiles) * t.rows, j0 = (k % t.col_tiles) * t.cols;
+    const int64_t m = std::min(t.rows, M - i0), n = std::min(t.cols, N - j0);
     const float* a = trans_a ? A + i0 : A + i0 * lda;  // rows i0.. of op(A)
     const float* b = trans_b ? B + j0 * ldb : B + j0;  // columns j0.. of op(B)
     sgemm_tile(trans_a, trans_b, m, n, K, alpha, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
