@@ -67,6 +67,42 @@ void GrpoTrainer::keep_samples(const std::vector<Group>& groups) {
           {train_[size_t(g.problem)].id, g.prompt_text, g.seqs[s].text, g.seqs[s].score, g.seqs[s].details});
 }
 
+namespace {
+
+// Each slot of a round's draw, as the rank that scored it saw it; summed over the ranks.
+constexpr int64_t kTooLong = 1, kScored = 2, kZeroVariance = 4, kFiltered = 8;
+
+std::vector<int64_t> slot_verdicts(const std::vector<Group>& groups, const std::vector<int64_t>& too_long,
+                                   int64_t slots, bool dynamic_sampling, dist::Comm& host) {
+  std::vector<int64_t> status(size_t(slots), 0);
+  for (int64_t slot : too_long) status[size_t(slot)] = kTooLong;
+  for (const Group& g : groups) {
+    const GroupVerdict v = judge_group(g, dynamic_sampling);
+    status[size_t(g.slot)] = kScored | (v.zero_variance ? kZeroVariance : 0) | (v.filtered ? kFiltered : 0);
+  }
+  if (host.size() > 1) host.all_reduce(status.data(), slots, dist::Type::I64);
+  return status;
+}
+
+}  // namespace
+
+std::vector<Group> GrpoTrainer::sample_and_score(const std::vector<PromptDraw>& draws, uint64_t seed,
+                                                 std::vector<int64_t>& too_long, StepSums& sums,
+                                                 std::vector<std::string>& texts) {
+  std::vector<Group> groups =
+      render_prompts(draws, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
+  Timer t_rollout;
+  sample_groups(policy_, codec_, train_, cfg_, seed, groups);
+  sums.t_rollout += t_rollout.seconds();
+  Timer t_reward;
+  sums.scored.add(score_groups(groups, reward_, train_, cfg_));
+  sums.t_reward += t_reward.seconds();
+  for (const Group& g : groups)
+    for (const Sequence& s : g.seqs) texts.push_back(s.text);
+  keep_samples(groups);
+  return groups;
+}
+
 GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
   // Every rank draws the same prompts; rank r rolls out and scores a contiguous block of them
   // (whole groups), and a sample's randomness depends on (seed, problem, sample) only, so the
@@ -75,7 +111,6 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
   dist::Comm& host = dist::host_comm();
   const int64_t P = cfg_.prompts_per_step;
   const int rounds = cfg_.dynamic_sampling ? cfg_.dynamic_sampling_max_rounds : 1;
-  const uint64_t seed = sampling_seed(cfg_.seed, step);
   Collected c;
   std::vector<std::string> texts;
   samples_.clear();
@@ -86,43 +121,17 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
     const auto [lo, hi] = host.share(need);
     std::vector<PromptDraw> mine;
     for (int64_t j = lo; j < hi; ++j) mine.push_back({j, drawn[size_t(j)]});
-
-    // sample, score
     std::vector<int64_t> too_long;
-    std::vector<Group> groups =
-        render_prompts(mine, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
-    Timer t_rollout;
-    sample_groups(policy_, codec_, train_, cfg_, seed, groups);
-    sums.t_rollout += t_rollout.seconds();
-    Timer t_reward;
-    const ScoreSums scored = score_groups(groups, reward_, train_, cfg_);
-    sums.t_reward += t_reward.seconds();
-    sums.scored.completions += scored.completions;
-    sums.scored.score_sum += scored.score_sum;
-    sums.scored.truncated += scored.truncated;
-    sums.scored.overlong_penalty_sum += scored.overlong_penalty_sum;
-    for (const auto& [name, v] : scored.part_sums) sums.scored.part_sums[name] += v;
-    for (const Group& g : groups)
-      for (const Sequence& s : g.seqs) texts.push_back(s.text);
-    keep_samples(groups);
-
-    // filter: each slot's verdict, from the rank that scored it
-    constexpr int64_t kTooLong = 1, kScored = 2, kZeroVariance = 4, kFiltered = 8;
-    std::vector<int64_t> status(size_t(need), 0);
-    for (int64_t slot : too_long) status[size_t(slot)] = kTooLong;
-    for (const Group& g : groups) {
-      const GroupVerdict v = judge_group(g, cfg_.dynamic_sampling);
-      status[size_t(g.slot)] = kScored | (v.zero_variance ? kZeroVariance : 0) | (v.filtered ? kFiltered : 0);
-    }
-    if (host.size() > 1) host.all_reduce(status.data(), need, dist::Type::I64);
-    size_t mine_next = 0;  // groups hold this rank's scored slots, in slot order
+    std::vector<Group> groups = sample_and_score(mine, sampling_seed(cfg_.seed, step), too_long, sums, texts);
+    const std::vector<int64_t> status = slot_verdicts(groups, too_long, need, cfg_.dynamic_sampling, host);
+    size_t next_mine = 0;  // `groups` holds this rank's scored slots, in slot order
     for (int64_t j = 0; j < need; ++j) {
       const int64_t st = status[size_t(j)];
       if (st & kTooLong) {
         ++c.counts.too_long;
         continue;
       }
-      Group* g = j >= lo && j < hi ? &groups[mine_next++] : nullptr;
+      Group* g = j >= lo && j < hi ? &groups[next_mine++] : nullptr;
       ++c.counts.scored;
       c.counts.zero_variance += (st & kZeroVariance) != 0;
       if (st & kFiltered) {
@@ -173,20 +182,8 @@ StepStats GrpoTrainer::step(int64_t step) {
   sums.t_train = t_train.seconds();
 
   // record
-  for (const Group& g : batch.kept)
-    for (const Sequence& s : g.seqs) {
-      sums.sequences += 1;
-      sums.gen_tokens += double(s.out.tokens.size());
-      sums.length_max = std::max(sums.length_max, double(s.out.tokens.size()));
-      sums.kept_reward_sum += s.reward;
-      sums.kept_reward_sq += s.reward * s.reward;
-    }
-  sums.loss_sum = update.loss_sum;
-  sums.clipped = update.clipped;
-  sums.kl_sum = update.kl_sum;
-  sums.loss_tokens = update.loss_tokens;
-  sums.entropy_sum = update.entropy_sum;
-  sums.entropy_tokens = update.entropy_tokens;
+  sums.add_kept(batch.kept);
+  sums.add_update(update);
   all_reduce(host, sums);
   StepStats st = summarize(sums, batch.counts, update, cfg_, lr, ref_ != nullptr, dp_.world_size());
   st.time_step = t_step.seconds();

@@ -62,6 +62,10 @@ class GrpoTrainer {
   // sample -> score -> filter, round after round, until prompts_per_step groups are kept or the
   // round budget is spent.
   Collected collect(int64_t step, StepSums& sums);
+  // One round's sample and score phases on this rank's draws; the scored texts are added to `texts`.
+  std::vector<Group> sample_and_score(const std::vector<PromptDraw>& draws, uint64_t seed,
+                                      std::vector<int64_t>& too_long, StepSums& sums,
+                                      std::vector<std::string>& texts);
   void keep_samples(const std::vector<Group>& groups);
 
   model::Transformer& policy_;

@@ -57,6 +57,14 @@ void sample_groups(const model::Transformer& policy, const text::Codec& codec,
   }
 }
 
+void ScoreSums::add(const ScoreSums& o) {
+  completions += o.completions;
+  score_sum += o.score_sum;
+  truncated += o.truncated;
+  overlong_penalty_sum += o.overlong_penalty_sum;
+  for (const auto& [name, v] : o.part_sums) part_sums[name] += v;
+}
+
 double overlong_penalty(int64_t length, int max_tokens, int buffer, double penalty) {
   if (buffer <= 0) return 0.0;
   const int64_t start = max_tokens - buffer;

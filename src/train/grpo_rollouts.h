@@ -74,6 +74,7 @@ void sample_groups(const model::Transformer& policy, const text::Codec& codec,
 struct ScoreSums {
   double completions = 0, score_sum = 0, truncated = 0, overlong_penalty_sum = 0;
   std::map<std::string, double> part_sums;  // a composite reward's parts by name (unweighted)
+  void add(const ScoreSums& o);
 };
 
 // DAPO's soft overlong punishment: 0 up to max_tokens - buffer, then falling linearly to

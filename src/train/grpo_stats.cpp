@@ -7,6 +7,26 @@
 
 namespace r1::train {
 
+void StepSums::add_kept(const std::vector<Group>& kept) {
+  for (const Group& g : kept)
+    for (const Sequence& s : g.seqs) {
+      sequences += 1;
+      gen_tokens += double(s.out.tokens.size());
+      length_max = std::max(length_max, double(s.out.tokens.size()));
+      kept_reward_sum += s.reward;
+      kept_reward_sq += s.reward * s.reward;
+    }
+}
+
+void StepSums::add_update(const UpdateStats& u) {
+  loss_sum += u.loss_sum;
+  clipped += u.clipped;
+  kl_sum += u.kl_sum;
+  loss_tokens += u.loss_tokens;
+  entropy_sum += u.entropy_sum;
+  entropy_tokens += u.entropy_tokens;
+}
+
 void all_reduce(dist::Comm& host, StepSums& s) {
   if (host.size() == 1) return;
   double* summed[] = {&s.scored.completions,

@@ -23,6 +23,9 @@ struct StepSums {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
   // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
   double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
+
+  void add_kept(const std::vector<Group>& kept);
+  void add_update(const UpdateStats& u);
 };
 
 // Sums the sums and takes the maxima over the ranks of `host` (every rank gets the result).
