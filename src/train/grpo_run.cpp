@@ -42,8 +42,7 @@ nlohmann::json grpo_recipe_defaults() {
         {"loss_reduction", "seq_mean_token_mean"}, {"norm_constant", 0.0}, {"ppo_epochs", 1},
         {"mini_batches", 1}, {"micro_batch_tokens", 8192}, {"dynamic_sampling", false},
         {"dynamic_sampling_max_rounds", 4}, {"dynamic_sampling_filter", "math"}, {"mask_truncated", false},
-        {"overlong_buffer", 0},
-        {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
+        {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1}}},
@@ -154,11 +153,11 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   };
 
   Progress bar("grpo", steps - start, "step");
-  run::Scalars last;
+  std::optional<StepStats> last;
   for (int64_t step = start; step < steps; ++step) {
     const StepStats st = trainer.step(step);
-    last = step_metrics(st);
-    if (metrics) metrics->log(step, last);
+    last = st;
+    if (metrics) metrics->log(step, step_metrics(st));
     if (metrics && samples_every > 0 && step % samples_every == 0) {  // rank 0's share of the samples
       std::vector<nlohmann::json> rows;
       for (const auto& s : trainer.last_samples())
@@ -176,9 +175,13 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   run::export_model(*m, tokenizer_source(r), run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
-  for (const auto& [k, v] : last)
-    for (const char* headline : {"reward/mean", "accuracy", "format_rate", "response_length/mean", "kl"})
-      if (k == headline) summary[k] = v;
+  if (last) {
+    summary["reward/mean"] = last->reward_mean;
+    summary["response_length/mean"] = last->response_length_mean;
+    if (last->accuracy) summary["accuracy"] = *last->accuracy;
+    if (last->format_rate) summary["format_rate"] = *last->format_rate;
+    if (last->kl) summary["kl"] = *last->kl;
+  }
   run::write_summary(run.path(), summary);
   log::info("model: {}; report: {}", run.file("model"), run::write_report(run.path()));
   return run.path();
