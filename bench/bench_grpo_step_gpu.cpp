@@ -72,7 +72,7 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-int run(const Args& a) {
+int run_steps(const Args& a) {
   std::string why;
   if (!device_usable(Device::CUDA, &why)) {
     std::printf("bench_grpo_step_gpu: no usable CUDA device (%s); nothing to measure\n", why.c_str());
@@ -141,5 +141,5 @@ int main(int argc, char** argv) {
   struct Finalize {
     ~Finalize() { dist::finalize(); }
   } finalize;
-  return bench::run_reporting_errors("bench_grpo_step_gpu", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}}, [&] { return run(a); });
+  return bench::run_reporting_errors("bench_grpo_step_gpu", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}}, [&] { return run_steps(a); });
 }
