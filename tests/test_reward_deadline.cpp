@@ -135,8 +135,8 @@ TEST(RewardDeadline, GrpoStepSurvivesARewardThatNeverReturns) {
   train::GrpoTrainer trainer(
       m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 1);
   const auto t0 = std::chrono::steady_clock::now();
-  auto mt = trainer.step(0);
+  const train::StepStats st = trainer.step(0);
   EXPECT_LT(seconds_since(t0), 30.0);
-  EXPECT_EQ(mt["reward_timeouts"], 2.0) << "the two completions of the prompt whose reward hangs";
-  EXPECT_DOUBLE_EQ(mt["reward/mean"], 6.0 / 8.0);
+  EXPECT_EQ(st.reward_timeouts, 2) << "the two completions of the prompt whose reward hangs";
+  EXPECT_DOUBLE_EQ(st.reward_mean, 6.0 / 8.0);
 }
