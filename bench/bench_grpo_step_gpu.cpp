@@ -72,7 +72,7 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-int run(const Args& a) {
+int run_steps(const Args& a) {
   std::string why;
   if (!device_usable(Device::CUDA, &why)) {
     std::printf("bench_grpo_step_gpu: no usable CUDA device (%s); nothing to measure\n", why.c_str());
@@ -103,8 +103,8 @@ int run(const Args& a) {
   gc.schedule.kind = "constant";
   train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
   for (int step = 0; step < a.steps; ++step) {
-    train::StepMetrics mt = trainer.step(step);
-    const double gen = mt["response_length/mean"] * a.prompts * a.group;
+    const train::StepStats mt = trainer.step(step);
+    const double gen = mt.response_length_mean * a.prompts * a.group;
     const int ranks = dist::world_size();
     if (!dist::is_root()) continue;
     nlohmann::json out = {{"bench", "r1-grpo-step"},
@@ -115,16 +115,16 @@ int run(const Args& a) {
                           {"prompt_len", a.prompt_len},
                           {"new_tokens", a.new_tokens},
                           {"generated_tokens", gen},
-                          {"rollout_s", mt["time/rollout"]},
-                          {"reward_s", mt["time/reward"]},
-                          {"reference_s", mt["time/reference"]},
-                          {"update_s", mt["time/train"]},
-                          {"step_s", mt["time/step"]},
-                          {"rollout_tok_s", mt["tokens_per_s"]},
-                          {"reward_mean", mt["reward/mean"]},
-                          {"kl", mt["kl"]},
+                          {"rollout_s", mt.time_rollout},
+                          {"reward_s", mt.time_reward},
+                          {"reference_s", mt.time_reference},
+                          {"update_s", mt.time_train},
+                          {"step_s", mt.time_step},
+                          {"rollout_tok_s", mt.tokens_per_s},
+                          {"reward_mean", mt.reward_mean},
+                          {"kl", mt.kl.value_or(0)},
                           {"ranks", ranks},
-                          {"step_tok_s_per_gpu", gen / mt["time/step"] / ranks},
+                          {"step_tok_s_per_gpu", gen / mt.time_step / ranks},
                           {"device_used_mib", bench::device_used_mib() - used0},
                           {"gpu", bench::gpu_name()}};
     std::printf("%s\n", out.dump().c_str());
@@ -141,5 +141,5 @@ int main(int argc, char** argv) {
   struct Finalize {
     ~Finalize() { dist::finalize(); }
   } finalize;
-  return bench::run_reporting_errors("bench_grpo_step_gpu", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}}, [&] { return run(a); });
+  return bench::run_reporting_errors("bench_grpo_step_gpu", nlohmann::json{{"bench", "r1-grpo-step"}, {"shape", a.shape}}, [&] { return run_steps(a); });
 }

@@ -1,12 +1,14 @@
 // Reward throughput: math completions verified per second (the trainer scores G completions per prompt
 // every step), and code sandbox runs per second.
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "reward/code_reward.h"
+#include "reward/composite.h"
 #include "reward/math_reward.h"
 #include "reward/sandbox.h"
 
@@ -38,6 +40,15 @@ void BM_MathVerify(benchmark::State& state) {
 }
 BENCHMARK(BM_MathVerify)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The same through the guard training uses (make_reward): scored in a forked worker with a deadline.
+void BM_MathVerifyGuarded(benchmark::State& state) {
+  static const std::vector<Sample> samples = math_samples();
+  auto reward = make_reward("math");
+  for (auto _ : state) benchmark::DoNotOptimize(score_batch(*reward, samples, int(state.range(0))));
+  state.SetItemsProcessed(int64_t(state.iterations()) * int64_t(samples.size()));
+}
+BENCHMARK(BM_MathVerifyGuarded)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Answers with free symbols take the GiNaC path: one forked child per check.
 void BM_MathVerifySymbolic(benchmark::State& state) {
   std::vector<Sample> samples;
@@ -54,7 +65,7 @@ void BM_SandboxPythonRun(benchmark::State& state) {
   Sandbox box;
   box.write_file("p.py", "print(sum(map(int, input().split())))\n");
   for (auto _ : state) {
-    SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "/tmp/p.py"}, "1 2 3\n", {});
+    SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "p.py"}, "1 2 3\n", {});
     if (!r.ok()) state.SkipWithError("sandbox run failed");
   }
   state.SetItemsProcessed(int64_t(state.iterations()));
@@ -71,6 +82,17 @@ void BM_CodeRewardPython(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(state.iterations()) * 8 * 4);
 }
 BENCHMARK(BM_CodeRewardPython)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Function tests through the two-sandbox harness: 8 completions × 4 asserts on 2 threads.
+void BM_CodeRewardPythonAsserts(benchmark::State& state) {
+  nlohmann::json tests = {{"asserts", nlohmann::json::array()}};
+  for (int i = 0; i < 4; ++i) tests["asserts"].push_back(fmt::format("assert double({}) == {}", i, 2 * i));
+  std::vector<Sample> samples(8, Sample{"```python\ndef double(x):\n    return 2 * x\n```", "", tests});
+  CodeReward reward;
+  for (auto _ : state) benchmark::DoNotOptimize(score_batch(reward, samples, 2));
+  state.SetItemsProcessed(int64_t(state.iterations()) * 8 * 4);
+}
+BENCHMARK(BM_CodeRewardPythonAsserts)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_CodeRewardCpp(benchmark::State& state) {
   nlohmann::json tests = {{"cases", {{{"input", "3\n"}, {"output", "9"}}}}};

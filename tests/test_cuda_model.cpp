@@ -290,12 +290,13 @@ void grpo_steps_run(Device device) {
   EXPECT_EQ(trainer.reference()->device(), device);
   EXPECT_FALSE(trainer.reference()->trainable());
   for (int s = 0; s < 3; ++s) {
-    train::StepMetrics mt = trainer.step(s);
-    EXPECT_EQ(mt["updates"], 2.0) << "step " << s;
-    EXPECT_TRUE(std::isfinite(mt["loss"]) && std::isfinite(mt["kl"]) && std::isfinite(mt["entropy"]));
-    EXPECT_GT(mt["entropy"], 0.0);
+    const train::StepStats st = trainer.step(s);
+    EXPECT_EQ(st.updates, 2) << "step " << s;
+    ASSERT_TRUE(st.kl.has_value());
+    EXPECT_TRUE(std::isfinite(st.loss) && std::isfinite(*st.kl) && std::isfinite(st.entropy));
+    EXPECT_GT(st.entropy, 0.0);
     fmt::print("[ CUDAERR ] {} grpo step {} reward {:.3f} kl {:.2e} grad_norm {:.3f}\n", device_name(device), s,
-               mt["reward/mean"], mt["kl"], mt["grad_norm"]);
+               st.reward_mean, *st.kl, st.grad_norm);
   }
   EXPECT_NE(m.weights_host(), before);
 }

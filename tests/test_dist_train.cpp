@@ -113,12 +113,20 @@ TEST(DistTrain, GrpoTwoRanksMatchOneProcess) {
   auto zero = run_ranks(2, grpo_args(dir, "zero") + " parallel.zero1=true");
   ASSERT_EQ(zero.exit_code, 0) << zero.out << zero.err;
 
-  // The same rollouts: rewards and lengths of every step are those of the single process.
+  // The same rollouts: rewards and lengths of every step are those of the single process; and the
+  // same gradient: its global norm (before clipping) is the one process's, within fp32 summation
+  // order (the ranks' shares are added by the all-reduce instead of one accumulation).
   for (size_t step = 0; step < 3; ++step) {
-    const auto a = metrics_line(dir.file("one"), step), b = metrics_line(dir.file("two"), step);
+    const auto a = metrics_line(dir.file("one"), step), b = metrics_line(dir.file("two"), step),
+               z = metrics_line(dir.file("zero"), step);
     EXPECT_NEAR(a["reward/mean"].get<double>(), b["reward/mean"].get<double>(), 1e-9) << "step " << step;
     EXPECT_EQ(a["response_length/mean"], b["response_length/mean"]) << "step " << step;
     EXPECT_EQ(b["ranks"], 2);
+    const double g1 = a["grad_norm"].get<double>(), g2 = b["grad_norm"].get<double>(), gz = z["grad_norm"].get<double>();
+    std::printf("[ DIST ] grpo step %zu gradient norm: one process %.9g, two ranks %.9g, ZeRO-1 %.9g\n", step, g1, g2, gz);
+    EXPECT_GT(g1, 0.0);
+    EXPECT_NEAR(g2, g1, 1e-5 * g1) << "step " << step;
+    EXPECT_NEAR(gz, g1, 1e-5 * g1) << "step " << step;
   }
   // Measured against the updates of steps 1 and 2.
   const std::vector<float> early = weights(dir.file("one/checkpoints/step_000000/model"));

@@ -50,6 +50,37 @@ TEST(GrpoLoss, HandComputedClippedTerms) {
   EXPECT_EQ(d[0], 0.0f);  // prompt tokens get no gradient
 }
 
+// Clip-higher (DAPO): the upper bound is 1 + clip_high, the lower 1 - clip_low, each on its own.
+TEST(GrpoLoss, AsymmetricClipBoundsEachSide) {
+  const ReductionScale one{1, 1};
+  std::vector<float> d;
+  auto run = [&](double ratio, double A, double lo, double hi) {
+    GrpoLossConfig cfg;
+    cfg.reduction = LossReduction::TokenMean;
+    cfg.clip_low = lo;
+    cfg.clip_high = hi;
+    return grpo_loss({float(std::log(ratio))}, {0.0f}, {}, {{0, 1, A}}, cfg, one, d);
+  };
+  // Ratio 1.25, advantage +1: clipped at 1.2 with clip_high 0.2 (no gradient) ...
+  GrpoLossStats st = run(1.25, 1.0, 0.2, 0.2);
+  EXPECT_NEAR(st.loss, -1.2, 1e-6);
+  EXPECT_EQ(st.clip_frac, 1.0);
+  EXPECT_EQ(d[0], 0.0f);
+  // ... and not at clip_high 0.28: the full ratio and its gradient -A * ratio.
+  st = run(1.25, 1.0, 0.2, 0.28);
+  EXPECT_NEAR(st.loss, -1.25, 1e-6);
+  EXPECT_EQ(st.clip_frac, 0.0);
+  EXPECT_NEAR(d[0], -1.25, 1e-6);
+  // The lower side follows clip_low alone: ratio 0.75 with advantage -1 is clipped at 0.8 ...
+  st = run(0.75, -1.0, 0.2, 0.28);
+  EXPECT_NEAR(st.loss, 0.8, 1e-6);
+  EXPECT_EQ(d[0], 0.0f);
+  // ... and not at clip_low 0.28 (floor 0.72).
+  st = run(0.75, -1.0, 0.28, 0.28);
+  EXPECT_NEAR(st.loss, 0.75, 1e-6);
+  EXPECT_NEAR(d[0], 0.75, 1e-6);
+}
+
 TEST(GrpoLoss, HandComputedKlEstimators) {
   for (auto [est, name] : {std::pair{KlEstimator::K1, "k1"}, {KlEstimator::K2, "k2"}, {KlEstimator::K3, "k3"}}) {
     double kl_sum = 0;

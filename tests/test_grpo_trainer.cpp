@@ -1,59 +1,38 @@
 // The GRPO trainer end to end on a tiny byte-level model: a reward that prefers one letter is
-// climbed within a few dozen steps (fixed seed).
+// climbed within a few dozen steps (fixed seed); non-finite updates are skipped, then stop the run;
+// and each option that acts inside a step is seen in the step's statistics: the KL is exactly 0
+// while the reference equals the policy (step 0, and each refresh), KL goes to the loss or to the
+// rewards, std scaling changes the update, masking and shaping act on truncated completions, and
+// ppo_epochs x mini_batches optimizer steps are taken.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "base/error.h"
-
-#include "text/codec.h"
-#include "train/grpo.h"
+#include "grpo_test_util.h"
 
 using namespace r1;
+using test::LetterReward;
 
 namespace {
 
-// Share of the completion's bytes that are 'a'.
-class LetterReward final : public reward::Reward {
- public:
-  std::string name() const override { return "letter"; }
-  reward::Result score(const reward::Sample& s) const override {
-    reward::Result r;
-    if (s.completion.empty()) return r;
-    r.reward = double(std::count(s.completion.begin(), s.completion.end(), 'a')) / double(s.completion.size());
-    return r;
-  }
-};
-
-// A tiny qwen2-shaped model over the byte codec's 257 ids.
-model::Transformer byte_model(uint64_t seed) {
-  model::ModelConfig c = model::preset_config("tiny", "qwen2");
-  model::override_config(c, "vocab_size", "257");
-  model::Transformer m(c);
-  m.init_random(seed, 0.02f);
-  return m;
+train::GrpoTrainer make_trainer(model::Transformer& m, const text::Codec& codec, const reward::Reward& reward,
+                                const train::GrpoConfig& gc, int steps = 10) {
+  return train::GrpoTrainer(m, codec, reward, test::letter_problems(64), test::question, gc, steps);
 }
 
 TEST(GrpoTrainer, ClimbsASimpleReward) {
   text::ByteCodec codec;
-  model::Transformer m = byte_model(3);
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 64; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 8;
-  gc.group_size = 8;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 12;
-  gc.lr = 3e-3;
-  gc.schedule.kind = "constant";
+  model::Transformer m = test::byte_model(3);
+  train::GrpoConfig gc = test::small_grpo(8, 8, 12);
   LetterReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 40);
+  train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc, 40);
   double first = 0, last = 0;
   for (int s = 0; s < 40; ++s) {
-    auto mt = trainer.step(s);
-    if (s < 5) first += mt["reward/mean"] / 5;
-    if (s >= 35) last += mt["reward/mean"] / 5;
+    const train::StepStats st = trainer.step(s);
+    if (s < 5) first += st.reward_mean / 5;
+    if (s >= 35) last += st.reward_mean / 5;
   }
   EXPECT_GT(last, first + 0.3) << "reward " << first << " -> " << last;
 }
@@ -63,9 +42,8 @@ TEST(GrpoTrainer, ClimbsASimpleReward) {
 class NanReward final : public reward::Reward {
  public:
   std::string name() const override { return "nan"; }
-  reward::Result score(const reward::Sample& s) const override {
+  reward::Result score(const reward::Sample&) const override {
     reward::Result r;
-    (void)s;
     r.reward = std::nan("");
     return r;
   }
@@ -73,19 +51,13 @@ class NanReward final : public reward::Reward {
 
 TEST(GrpoTrainer, NonFiniteUpdatesAreSkippedThenStop) {
   text::ByteCodec codec;
-  model::Transformer m = byte_model(5);
+  model::Transformer m = test::byte_model(5);
   std::vector<float> before(m.params().flat.f32(), m.params().flat.f32() + m.params().flat.numel());
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 8; ++i) probs.push_back({i, "q", ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 4;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 8;
+  train::GrpoConfig gc = test::small_grpo(4, 4, 8);
   gc.max_bad_steps = 3;
   NanReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 10);
-  for (int s = 0; s < 2; ++s) EXPECT_EQ(trainer.step(s)["skipped_updates"], 1.0);
+  train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc);
+  for (int s = 0; s < 2; ++s) EXPECT_EQ(trainer.step(s).skipped_updates, 1);
   EXPECT_TRUE(std::equal(before.begin(), before.end(), m.params().flat.f32()));
   try {
     trainer.step(2);
@@ -93,6 +65,142 @@ TEST(GrpoTrainer, NonFiniteUpdatesAreSkippedThenStop) {
   } catch (const r1::Error& e) {
     EXPECT_NE(std::string(e.what()).find("3 consecutive non-finite updates"), std::string::npos) << e.what();
   }
+}
+
+// The reference log-probs go through the update's own micro-batches, so a reference equal to the
+// policy gives a KL of exactly 0 (not 1e-7), however the batch is cut.
+TEST(GrpoTrainer, KlIsExactlyZeroAtStepZeroOnCpu) {
+  text::ByteCodec codec;
+  model::Transformer m = test::byte_model(3);
+  train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+  gc.loss.kl_coef = 0.1;
+  gc.micro_batch_tokens = 40;  // several micro-batches
+  test::EvenByteReward reward;
+  train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc);
+  const train::StepStats s0 = trainer.step(0);
+  ASSERT_TRUE(s0.kl.has_value());
+  EXPECT_EQ(*s0.kl, 0.0);
+  EXPECT_EQ(s0.updates, 1);
+  const train::StepStats s1 = trainer.step(1);  // the policy moved at step 0
+  EXPECT_GT(*s1.kl, 0.0);
+}
+
+TEST(GrpoTrainer, ReferenceRefreshEveryNSteps) {
+  for (int refresh : {0, 2}) {
+    text::ByteCodec codec;
+    model::Transformer m = test::byte_model(3);
+    train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+    gc.loss.kl_coef = 0.1;
+    gc.ref_refresh_steps = refresh;
+    gc.lr = 1e-2;
+    test::EvenByteReward reward;
+    train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc);
+    std::vector<double> kl;
+    for (int s = 0; s < 4; ++s) kl.push_back(*trainer.step(s).kl);
+    EXPECT_EQ(kl[0], 0.0);
+    EXPECT_GT(kl[1], 0.0);
+    EXPECT_GT(kl[3], 0.0);
+    if (refresh == 2)
+      EXPECT_EQ(kl[2], 0.0) << "step 2 starts from a fresh copy of the policy";
+    else
+      EXPECT_GT(kl[2], kl[1]) << "never refreshed: the policy keeps drifting from the step-0 copy";
+  }
+}
+
+// With lr 0 every run samples the same completions; the reference is made different from the
+// policy so the KL is large. KL in the loss adds beta * KL to the loss and leaves the rewards; KL in
+// the reward changes the (kept, shaped) rewards.
+TEST(GrpoTrainer, KlInTheLossOrInTheReward) {
+  auto run = [](double beta, bool in_reward) {
+    text::ByteCodec codec;
+    model::Transformer m = test::byte_model(3);
+    train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+    gc.lr = 0.0;
+    gc.loss.reduction = train::LossReduction::TokenMean;
+    gc.loss.kl_coef = beta;
+    gc.kl_in_reward = in_reward;
+    test::EvenByteReward reward;
+    train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc);
+    if (trainer.reference()) trainer.reference()->init_random(99, 0.3f);
+    return trainer.step(0);
+  };
+  const train::StepStats none = run(0.0, false), loss = run(0.5, false), rew = run(0.5, true);
+  EXPECT_FALSE(none.kl.has_value());
+  ASSERT_TRUE(loss.kl && rew.kl);
+  EXPECT_GT(*loss.kl, 0.05);
+  EXPECT_NE(*rew.kl, 0.0);
+  // In the loss: the same rewards, the loss up by beta * KL (token mean).
+  EXPECT_EQ(loss.reward_mean, none.reward_mean);
+  EXPECT_EQ(loss.reward_std, none.reward_std);
+  EXPECT_NEAR(loss.loss - none.loss, 0.5 * *loss.kl, 1e-6);
+  // In the reward: the same scores, other (penalised) rewards, and no KL term in the loss.
+  EXPECT_EQ(rew.reward_mean, none.reward_mean);
+  EXPECT_GT(std::abs(rew.reward_std - none.reward_std), 1e-3);
+  EXPECT_LT(std::abs(rew.loss - none.loss), 0.5 * 0.5 * *loss.kl);
+}
+
+// Dividing by the group's std scales every advantage (std < 1 here): a larger gradient.
+TEST(GrpoTrainer, ScaleAdvantageByStdChangesTheUpdate) {
+  std::vector<train::StepStats> st;
+  for (bool scale : {true, false}) {
+    text::ByteCodec codec;
+    model::Transformer m = test::byte_model(3);
+    train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+    gc.scale_advantage_by_std = scale;
+    test::EvenByteReward reward;
+    st.push_back(make_trainer(m, codec, reward, gc).step(0));
+  }
+  EXPECT_EQ(st[0].reward_mean, st[1].reward_mean);  // the same rollouts
+  EXPECT_GT(st[0].grad_norm, 1.5 * st[1].grad_norm);
+}
+
+// Without an end-of-sequence id every completion is cut at the limit.
+TEST(GrpoTrainer, MaskTruncatedLeavesCutCompletionsOutOfTheLoss) {
+  for (bool mask : {false, true}) {
+    test::NoEosCodec codec;
+    model::Transformer m = test::byte_model(3);
+    const std::vector<float> before = m.weights_host();
+    train::GrpoConfig gc = test::small_grpo(4, 4, 6);
+    gc.mask_truncated = mask;
+    test::EvenByteReward reward;
+    const train::StepStats st = make_trainer(m, codec, reward, gc).step(0);
+    EXPECT_EQ(st.truncated_frac, 1.0);
+    EXPECT_EQ(st.updates, mask ? 0 : 1);
+    EXPECT_EQ(m.weights_host() == before, mask);
+  }
+}
+
+TEST(GrpoTrainer, OverlongShapingPenalisesLongCompletions) {
+  for (int buffer : {0, 4}) {
+    test::NoEosCodec codec;
+    model::Transformer m = test::byte_model(3);
+    train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+    gc.overlong_buffer = buffer;
+    gc.overlong_penalty = 0.5;
+    test::EvenByteReward reward;
+    const train::StepStats st = make_trainer(m, codec, reward, gc).step(0);
+    if (buffer == 0) {
+      EXPECT_FALSE(st.overlong_penalty.has_value());
+    } else {
+      ASSERT_TRUE(st.overlong_penalty.has_value());
+      EXPECT_DOUBLE_EQ(*st.overlong_penalty, -0.5);  // every completion at the limit: the full penalty
+    }
+  }
+}
+
+TEST(GrpoTrainer, PpoEpochsTimesMiniBatchesOptimizerSteps) {
+  text::ByteCodec codec;
+  model::Transformer m = test::byte_model(3);
+  train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+  gc.ppo_epochs = 2;
+  gc.mini_batches = 2;
+  test::EvenByteReward reward;
+  train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc);
+  const train::StepStats st = trainer.step(0);
+  EXPECT_EQ(st.updates, 4);
+  EXPECT_EQ(trainer.optimizer().steps_taken(), 4);
+  ASSERT_EQ(st.epoch_loss.size(), 2u);
+  EXPECT_NE(st.epoch_loss[0], st.epoch_loss[1]);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
@@ -82,6 +83,42 @@ TEST(Pipeline, FourStageR1DemoRunsResumesAndSkips) {
   auto again = test::run_r1(demo_args(dir));
   ASSERT_EQ(again.exit_code, 0) << again.err;
   for (const auto& s : stages_of(dir.file("p/pipeline.json"))) EXPECT_EQ(s.at("status"), "skipped") << s.dump();
+}
+
+// The addition stage's test problems are held out: no training problem or cold-start example adds
+// the same two numbers (in either order), at the 2-digit size where a random draw repeats often.
+TEST(Pipeline, AdditionTestProblemsAreNeverSeenInTraining) {
+  test::TempDir dir;
+  const std::string recipe = write_file(dir, "p.yaml", "dir: " + dir.file("out") + R"(
+stages:
+  - name: data
+    kind: addition
+    set: {task: {digits: 2, train_problems: 600, test_problems: 32, cold_start_examples: 600}}
+)");
+  auto r = test::run_r1("pipeline " + recipe);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto operands = [](const std::string& question) {
+    const size_t plus = question.find('+');
+    std::string a = question.substr(0, plus), b = question.substr(plus + 1);
+    return a < b ? a + "+" + b : b + "+" + a;
+  };
+  std::set<std::string> held;
+  for (const auto& l : test::read_lines(dir.file("out/data/test.jsonl")))
+    held.insert(operands(json::parse(l).at("question").get<std::string>()));
+  EXPECT_EQ(test::read_lines(dir.file("out/data/test.jsonl")).size(), 32u);
+  size_t train = 0, cold = 0;
+  for (const auto& l : test::read_lines(dir.file("out/data/train.jsonl"))) {
+    EXPECT_EQ(held.count(operands(json::parse(l).at("question").get<std::string>())), 0u) << l;
+    ++train;
+  }
+  for (const auto& l : test::read_lines(dir.file("out/data/cold_start.jsonl"))) {
+    std::string prompt = json::parse(l).at("prompt").get<std::string>();
+    prompt.pop_back();  // the "=" suffix
+    EXPECT_EQ(held.count(operands(prompt)), 0u) << l;
+    ++cold;
+  }
+  EXPECT_GT(train, 550u);
+  EXPECT_GT(cold, 550u);
 }
 
 TEST(Pipeline, ChangedSettingsRunTheStageAgainAndWhatReadsIt) {

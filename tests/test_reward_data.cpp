@@ -115,6 +115,18 @@ std::string to_latex(const Answer& a) {
     case Answer::Set: return "\\{" + join(items_latex(a), ", ") + "\\}";
     case Answer::Union: return join(items_latex(a), " \\cup ");
     case Answer::Equation: return a.items[0].text + " = " + a.items[1].text;
+    case Answer::Relation: {
+      std::string out = a.items[0].text;
+      for (size_t i = 0; i < a.ops.size(); ++i) out += " " + a.ops[i] + " " + a.items[i + 1].text;
+      return out;
+    }
+    case Answer::Ratio:
+      return join(items_latex(a), " : ");
+    case Answer::Labelled: {
+      std::vector<std::string> parts;
+      for (const Answer& i : a.items) parts.push_back(i.label + " = " + to_latex(i));
+      return join(parts, ", ");
+    }
     case Answer::Matrix: {
       std::vector<std::string> rows, cells = items_latex(a);
       for (int r = 0; r < a.rows; ++r)
@@ -170,6 +182,9 @@ std::vector<std::string> near_misses(const Answer& g) {
       break;
     }
     case Answer::Matrix:
+    case Answer::Relation:
+    case Answer::Ratio:
+    case Answer::Labelled:
     case Answer::Equation: out.push_back(to_latex(bump(g))); break;
     case Answer::Text: out.push_back("\\text{not " + g.text + "}"); break;
     case Answer::Choice: out.push_back(std::string(1, g.text[0] == 'A' ? 'B' : 'A')); break;

@@ -3,6 +3,7 @@
 
 #include "reward/latex_normalize.h"
 #include "reward/latex_to_ginac.h"
+#include "reward/math_answer.h"
 #include "reward/math_equivalence.h"
 #include "reward/math_expr.h"
 #include "reward/math_extract.h"
@@ -114,6 +115,8 @@ TEST(MathEquivalence, NearMissesRejected) {
            {"-5", "5"},
            {"204_5", "54"},
            {"2k", "2k+1"},
+           {"\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}",
+            "\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}"},
        })
     EXPECT_FALSE(equivalent(g, p).equal) << g << " vs " << p;
 }
@@ -144,4 +147,120 @@ TEST(MathReward, FormatGateAndDetails) {
   MathReward plain;
   EXPECT_EQ(plain.score({"\\boxed{4}", "4", {}}).reward, 1.0);
   EXPECT_EQ(plain.score({"I don't know", "4", {}}).details["reason"], "no final answer found");
+}
+
+TEST(MathExtract, BoxesInARowAndValuesInSentences) {
+  EXPECT_EQ(last_boxed_row("so $\\boxed{2}$ and $\\boxed{-3}$."), (std::vector<std::string>{"2", "-3"}));
+  EXPECT_EQ(last_boxed_row("\\boxed{1}, \\boxed{2} \\text{ or } \\boxed{3}"),
+            (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(last_boxed_row("got \\boxed{2}. Checking again, it is \\boxed{3}"),
+            (std::vector<std::string>{"3"}));
+  EXPECT_EQ(last_boxed_row("\\boxed{5} and \\boxed{5}"), (std::vector<std::string>{"5"}));
+  EXPECT_EQ(extract_answer("$\\boxed{2}$ and $\\boxed{-3}$")->text, "2, -3");
+  EXPECT_EQ(value_in_sentence("The volume of $ABCD$ is 120"), "120");
+  EXPECT_EQ(value_in_sentence("therefore 120 cubic units"), "120");
+  EXPECT_EQ(value_in_sentence("3 pi"), "3 pi");    // math words are not units
+  EXPECT_EQ(value_in_sentence("x = 5"), "x = 5");  // no prose: kept as written
+  EXPECT_EQ(value_in_sentence("\\text{Evelyn}"), "\\text{Evelyn}");
+  EXPECT_EQ(extract_answer("Final Answer: The volume is 120. I hope it is correct.")->text, "120");
+  EXPECT_EQ(extract_answer("<answer>There are 12 ways</answer>")->text, "12");
+}
+
+TEST(MathNormalize, SeparatorsRelationsAndSpellings) {
+  EXPECT_EQ(normalize_latex("14{,}916"), "14916");
+  EXPECT_EQ(normalize_latex("1{,}000{,}000"), "1000000");
+  EXPECT_EQ(normalize_latex("\\cfrac{1}{3}"), "\\frac{1}{3}");
+  EXPECT_EQ(normalize_latex("\\textnormal{Evelyn}"), "\\text{Evelyn}");
+  EXPECT_EQ(normalize_latex("28 percent"), "28");
+  EXPECT_EQ(normalize_latex("x \\geq 5"), "x \\ge 5");
+  EXPECT_EQ(normalize_latex("x >= 5"), "x \\ge 5");
+  EXPECT_EQ(normalize_latex("x \\neq 3"), "x \\ne 3");
+  EXPECT_EQ(normalize_latex("\\leqslant"), "\\le");
+  // A row break stays a row break (it was once read as "\\" + "\ ", merging a matrix's rows).
+  EXPECT_EQ(normalize_latex("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}");
+}
+
+TEST(MathAnswer, NewKinds) {
+  Answer iv = parse_answer(normalize_latex("-2 \\le x \\le 7"));
+  EXPECT_EQ(iv.kind, Answer::Sequence);
+  EXPECT_EQ(iv.open, '[');
+  EXPECT_EQ(iv.close, ']');
+  EXPECT_EQ(iv.label, "x");
+  Answer ray = parse_answer(normalize_latex("x > 5"));
+  EXPECT_EQ(ray.open, '(');
+  EXPECT_EQ(ray.items[1].text, "\\infty");
+  EXPECT_EQ(parse_answer(normalize_latex("x \\ne 3")).kind, Answer::Union);
+  EXPECT_EQ(parse_answer("f(2) < f(1) < f(4)").kind, Answer::Relation);
+  EXPECT_EQ(parse_answer("11:21").kind, Answer::Ratio);
+  Answer named = parse_answer("p = 3, q = 2");
+  EXPECT_EQ(named.kind, Answer::Labelled);
+  EXPECT_EQ(named.items[1].label, "q");
+  Answer pair = parse_answer("(p,q) = (3,2)");
+  EXPECT_EQ(pair.kind, Answer::Labelled);
+  EXPECT_TRUE(pair.ordered_labels);
+  EXPECT_EQ(parse_answer("x = 1, x = 2").kind, Answer::Set);  // one name: a solution set
+  Answer m = parse_answer("2\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}");
+  EXPECT_EQ(m.kind, Answer::Matrix);
+  EXPECT_EQ(m.rows, 2);
+  Answer approx = parse_answer("2\\sqrt{2} \\approx 2.83");
+  EXPECT_EQ(approx.text, "2\\sqrt{2}");
+  EXPECT_EQ(approx.approx, "2.83");
+  EXPECT_EQ(label_order_in("Enter the ordered pair $(m,b).$"), (std::vector<std::string>{"m", "b"}));
+  EXPECT_TRUE(label_order_in("Find f(x).").empty());
+}
+
+TEST(MathEquivalence, NewFormsAndTheirNearMisses) {
+  for (auto [g, p, equal] : std::vector<std::tuple<std::string, std::string, bool>>{
+           {"[5,\\infty)", "x \\geq 5", true},
+           {"[5,\\infty)", "x > 5", false},
+           {"(-\\infty, 2) \\cup (3, \\infty)", "x < 2 \\text{ or } x > 3", true},
+           {"(-\\infty, 2) \\cup (3, \\infty)", "x \\le 2 \\text{ or } x > 3", false},
+           {"(3,2)", "(p,q) = (3,2)", true},
+           {"(3,2)", "(p,q) = (2,3)", false},
+           {"(3,2)", "p = 3, q = 2", false},  // no question: the order is unknown
+           {"11:21", "\\frac{11}{21}", true},
+           {"11:21", "21:11", false},
+           {"\\tan^2 y + 1", "\\sec^2 y", true},
+           {"\\sec^2 y", "\\tan^2 y - 1", false},
+           {"\\sin(x + \\frac{\\pi}{2})", "\\cos x", true},
+           {"55", "\\sum_{k=1}^{10} k", true},
+           {"15", "\\sum_{i=0}^{3} 2^i", true},  // i bound by the sum, not the imaginary unit
+           {"56", "\\sum_{k=1}^{10} k", false},
+           {"\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
+            "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
+            true},
+           {"\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}",
+            "\\begin{pmatrix}1 & 3 \\\\ 2 & 4\\end{pmatrix}", false},
+           {"\\begin{pmatrix} -2 \\\\ -14 \\end{pmatrix}", "(-2, -14)", true},
+           {"2.83", "2\\sqrt{2} \\approx 2.83", true},
+           {"2.83", "2.8 \\approx 2.83", false},
+           {"2x+4y-3=0", "y=-\\frac{1}{2}x+\\frac{3}{4}", true},
+       })
+    EXPECT_EQ(equivalent(g, p).equal, equal) << g << " vs " << p << ": " << equivalent(g, p).reason;
+  EquivalenceOptions with_question;
+  with_question.label_order = {"p", "q"};
+  EXPECT_TRUE(equivalent("(3,2)", "q = 2, p = 3", with_question).equal);
+  EXPECT_FALSE(equivalent("(3,2)", "q = 3, p = 2", with_question).equal);
+}
+
+TEST(MathReward, SeveralBoxesAndTheQuestionsOrder) {
+  MathReward m;
+  EXPECT_EQ(m.score({"$\\boxed{-2}$ and $\\boxed{1}$", "1,-2", {}}).reward, 1.0);
+  EXPECT_EQ(m.score({"$\\boxed{2}$ or $\\boxed{3}$", "2", {}}).reward, 0.0);  // hedging is not an answer
+  Result twice = m.score({"$\\boxed{7\\frac{1}{2}},$ or $\\boxed{\\frac{15}{2}}$", "7.5", {}});
+  EXPECT_EQ(twice.reward, 1.0);
+  EXPECT_EQ(twice.details["check"], "boxes");
+  EXPECT_EQ(m.score({"\\boxed{m = \\frac{3}{2}, b = -13}",
+                     "\\left( \\frac{3}{2}, -13 \\right)",
+                     {},
+                     "Enter the ordered pair $(m,b).$"})
+                .reward,
+            1.0);
+  EXPECT_EQ(m.score({"\\boxed{b = \\frac{3}{2}, m = -13}",
+                     "\\left( \\frac{3}{2}, -13 \\right)",
+                     {},
+                     "Enter the ordered pair $(m,b).$"})
+                .reward,
+            0.0);
 }

@@ -6,8 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
 
 #include "reward/code_reward.h"
 #include "reward/sandbox.h"
@@ -20,7 +25,7 @@ namespace {
 SandboxResult python(const std::string& code, SandboxLimits l = {}, const std::string& in = "") {
   Sandbox box;
   box.write_file("main.py", code);
-  return box.run({"/usr/bin/python3", "-I", "-S", "/tmp/main.py"}, in, l);
+  return box.run({"/usr/bin/python3", "-I", "-S", "main.py"}, in, l);
 }
 
 // Processes owned by `uid` anywhere on the host.
@@ -46,8 +51,8 @@ std::string joined(const std::vector<std::string>& v) {
 
 TEST(Sandbox, ReportsItsProtections) {
   const SandboxSupport& s = sandbox_support();
-  std::printf("[ sandbox ] namespaces=%d nproc_enforced=%d seccomp=%d missing: %s\n", s.namespaces,
-              s.nproc_enforced, s.seccomp, joined(s.missing).c_str());
+  std::printf("[ sandbox ] namespaces=%d private_root=%d nproc_enforced=%d seccomp=%d missing: %s\n",
+              s.namespaces, s.private_root, s.nproc_enforced, s.seccomp, joined(s.missing).c_str());
   SandboxResult r = python("print(input()[::-1])", {}, "olleh\n");
   EXPECT_TRUE(r.ok()) << r.err;
   EXPECT_EQ(r.out, "hello\n");
@@ -63,6 +68,100 @@ TEST(Sandbox, PrivateDirRemovedAfterwards) {
     EXPECT_TRUE(std::filesystem::exists(dir + "/x"));
   }
   EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+TEST(Sandbox, JobDirectoryNameIsRandom) {
+  Sandbox a, b;
+  static const std::regex name(R"(^/tmp/r1sbx-[0-9a-f]{32}/work$)");
+  EXPECT_TRUE(std::regex_match(a.dir(), name)) << a.dir();
+  EXPECT_NE(a.dir(), b.dir());
+  EXPECT_NE(a.uid(), b.uid());
+}
+
+// Only the system directories and the job's own files are there; the root is read-only.
+TEST(Sandbox, PrivateRootShowsOnlySystemDirectoriesAndTheJob) {
+  if (!sandbox_support().private_root)
+    GTEST_SKIP() << "no private root here: " << joined(sandbox_support().missing);
+  r1::test::TempDir host;  // a host file the program must not see
+  std::ofstream(host.file("secret.txt")) << "expected output";
+  Sandbox box;
+  box.write_file("mine.txt", "job file");
+  box.write_file("look.py", R"(import os, sys
+print(sorted(os.listdir('/')))
+print(sorted(os.listdir('/tmp')))
+print(sorted(os.listdir('/dev')))
+for p in sys.argv[1:]:
+    print(p, os.path.exists(p))
+for p in ['/x', '/usr/x', '/etc/x', '/tmp/made.txt']:
+    try:
+        open(p, 'w').write('x')
+        print('wrote', p)
+    except OSError as e:
+        print('denied', p, e.errno)
+print(sorted(os.listdir('/proc'))[:3], len([d for d in os.listdir('/proc') if d.isdigit()]))
+)");
+  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "look.py", host.file("secret.txt"), "/work",
+                             "/root", "/etc/passwd", "/home", "/sys/kernel"},
+                            "", {});
+  ASSERT_TRUE(r.ok()) << r.err;
+  std::printf("[ sandbox ] %s", r.out.c_str());
+  std::vector<std::string> lines;
+  std::istringstream in(r.out);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 14u) << r.out;
+  EXPECT_EQ(lines[0], "['bin', 'dev', 'etc', 'lib', 'lib64', 'proc', 'sbin', 'tmp', 'usr']");
+  EXPECT_EQ(lines[1], "['look.py', 'mine.txt']");
+  EXPECT_EQ(lines[2], "['null', 'random', 'shm', 'urandom', 'zero']");
+  for (int i = 3; i < 9; ++i) EXPECT_TRUE(lines[size_t(i)].ends_with(" False")) << lines[size_t(i)];
+  EXPECT_EQ(lines[9], "denied /x 30");  // EROFS
+  EXPECT_EQ(lines[10], "denied /usr/x 30");
+  EXPECT_TRUE(lines[11].starts_with("denied /etc/x")) << lines[11];
+  EXPECT_EQ(lines[12], "wrote /tmp/made.txt");
+  EXPECT_TRUE(lines[13].ends_with(" 1")) << "only the program itself in /proc: " << lines[13];
+  EXPECT_TRUE(std::filesystem::exists(box.dir() + "/made.txt"));
+}
+
+TEST(Sandbox, OutputFloodIsKilled) {
+  SandboxLimits l;
+  l.output_bytes = 1 << 16;
+  SandboxResult r = python("import sys\nwhile True:\n    sys.stdout.write('x' * 4096)\n", l);
+  EXPECT_TRUE(r.output_exceeded);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.out.size(), size_t(1) << 16);
+  EXPECT_LT(r.wall_seconds, 2.0);
+}
+
+// Descriptors handed to a run: a pipe as stdin, one as stdout, extra ones from 4; a cancel
+// descriptor stops the program when its far end closes.
+TEST(Sandbox, PassedDescriptorsAndCancel) {
+  int in[2], out[2], extra[2], cancel[2];
+  for (int* p : {in, out, extra, cancel}) ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  ASSERT_EQ(::write(in[1], "ping\n", 5), 5);
+  ::close(in[1]);
+  Sandbox box;
+  box.write_file(
+      "io.py",
+      "import os, sys, time\nline = sys.stdin.readline().strip()\nprint(line + '-out', flush=True)\n"
+      "os.write(4, (line + '-extra').encode())\nos.close(4)\ntime.sleep(100)\n");
+  std::thread closer([&] {
+    char buf[64] = {};
+    ::usleep(200000);
+    [[maybe_unused]] ssize_t n = ::read(extra[0], buf, sizeof buf);
+    ::close(cancel[1]);  // cancel once the program has spoken
+  });
+  SandboxLimits l;
+  l.wall_seconds = 20;
+  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "io.py"}, "", l,
+                            SandboxIo{in[0], out[1], {extra[1]}, cancel[0]});
+  closer.join();
+  EXPECT_TRUE(r.cancelled);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_LT(r.wall_seconds, 5.0);
+  char buf[64] = {};
+  EXPECT_GT(::read(out[0], buf, sizeof buf), 0);
+  EXPECT_STREQ(buf, "ping-out\n");
+  for (int fd : {out[0], extra[0], cancel[0]}) ::close(fd);
 }
 
 TEST(Sandbox, InfiniteLoopStoppedByCpuLimit) {
@@ -97,8 +196,9 @@ TEST(Sandbox, WritesOutsideTheTempDirAreContained) {
   Sandbox box;
   box.write_file("w.py", "import sys\nfor p in sys.argv[1:]:\n    try:\n        open(p, 'w').write('x')\n"
                          "        print('wrote', p)\n    except OSError as e:\n        print('denied', p, type(e).__name__)\n");
-  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "/tmp/w.py", outside, host_tmp, "/var/tmp/r1_escape", "/etc/r1_escape"},
-              "", {});
+  SandboxResult r = box.run(
+      {"/usr/bin/python3", "-I", "-S", "w.py", outside, host_tmp, "/var/tmp/r1_escape", "/etc/r1_escape"}, "",
+      {});
   std::printf("[ sandbox ] %s", r.out.c_str());
   EXPECT_TRUE(r.ok()) << r.err;
   EXPECT_FALSE(std::filesystem::exists(outside));
@@ -150,7 +250,7 @@ TEST(Sandbox, ForkBombContained) {
   l.wall_seconds = 2;
   Sandbox box;
   box.write_file("bomb.py", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n");
-  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "/tmp/bomb.py"}, "", l);
+  SandboxResult r = box.run({"/usr/bin/python3", "-I", "-S", "bomb.py"}, "", l);
   EXPECT_TRUE(r.timed_out);
   EXPECT_LT(r.wall_seconds, 4.5);
   // Host unaffected: nothing of the bomb survives, and we can still start processes.
@@ -194,4 +294,24 @@ TEST(CodeReward, MissingPiecesScoreZeroWithReason) {
   EXPECT_EQ(code.score({"no code here", "", {{"cases", {{{"input", ""}, {"output", "1"}}}}}}).details["reason"],
             "no fenced code block");
   EXPECT_EQ(code.score({"```python\nprint(1)\n```", "", nullptr}).reward, 0.0);
+}
+
+// The harness's pair stops at a test that hangs or ends the solution's process; a fresh pair runs
+// the tests after it, so one bad test costs only itself.
+TEST(CodeReward, AStuckOrFatalTestFailsAloneAndTheRestStillRun) {
+  CodeOptions o;
+  o.run.wall_seconds = 1.0;
+  CodeReward code(o);
+  nlohmann::json tests = {{"asserts",
+                           {"assert add(1, 2) == 3", "assert stuck() == 1", "assert add(2, 2) == 4",
+                            "assert fatal() == 1", "assert add(3, 3) == 6", "assert add(3, 3) == 7"}}};
+  Result r =
+      code.score({"```python\nimport os\ndef add(a, b):\n    return a + b\ndef stuck():\n    while True:\n"
+                  "        pass\ndef fatal():\n    os._exit(3)\n```",
+                  "", tests});
+  EXPECT_DOUBLE_EQ(r.reward, 3.0 / 6.0) << r.details.dump();
+  const auto& t = r.details["tests"];
+  EXPECT_EQ(t[1]["reason"], "timed out after 1s");
+  EXPECT_EQ(t[3]["reason"], "the solution's process ended");
+  EXPECT_EQ(t[5]["reason"], "assertion failed");
 }

@@ -1,5 +1,6 @@
 // r1 reward: score completions with the rule-based rewards.
-// stdin: {"completion": ..., "answer": ..., "tests": ...} per line; stdout: {"reward": x, ...details}.
+// stdin: {"completion": ..., "answer": ..., "tests": ..., "prompt": ...} per line ("prompt" optional: math
+// reads from it the order of the named values asked for); stdout: {"reward": x, ...details}.
 #include <iostream>
 #include <string>
 
@@ -18,8 +19,10 @@ void add_reward(CLI::App& app) {
     double rel_tol = 1e-6;
     int symbolic_timeout_ms = 3000;
     bool require_format = false, lenient = false, prompt_opens_think = false, metrics = false;
+    bool allow_unsandboxed = false;
     std::string language = "en";
     double run_seconds = 5.0;
+    double deadline_s = 120.0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("reward", "score completions with rule-based rewards (JSONL stdin -> stdout)");
@@ -36,6 +39,12 @@ void add_reward(CLI::App& app) {
   cmd->add_option("--language", o->language, "language reward: target language (en, zh, ...)")
       ->capture_default_str();
   cmd->add_option("--run-seconds", o->run_seconds, "code: wall-clock limit per test run")->capture_default_str();
+  cmd->add_option("--deadline-s", o->deadline_s,
+                  "per-sample deadline of every rule reward, run in a worker process that is killed at it "
+                  "(0: in-process, no deadline)")
+      ->capture_default_str();
+  cmd->add_flag("--allow-unsandboxed", o->allow_unsandboxed,
+                "code: run model code even where the sandbox lacks a protection (at your own risk)");
   cmd->add_flag("--metrics", o->metrics, "print failure counters to stderr at the end");
   cmd->callback([o] {
     reward::RewardConfig cfg;
@@ -53,6 +62,8 @@ void add_reward(CLI::App& app) {
     cfg.language.target = o->language;
     cfg.language.format = cfg.format;
     cfg.code.run.wall_seconds = o->run_seconds;
+    cfg.code.allow_unsandboxed = o->allow_unsandboxed;
+    cfg.deadline_s = o->deadline_s;
     auto reward = reward::make_reward(o->spec, cfg);
     // Read and check every line first: a bad line stops the command before anything is written.
     std::vector<reward::Sample> samples;
@@ -64,6 +75,10 @@ void add_reward(CLI::App& app) {
         R1_CHECK(a->is_string() || a->is_number(), "stdin line {}: 'answer' must be a string or a number",
                  l.line_no);
         s.answer = a->is_string() ? a->get<std::string>() : a->dump();
+      }
+      if (auto q = l.value.find("prompt"); q != l.value.end()) {
+        R1_CHECK(q->is_string(), "stdin line {}: 'prompt' must be a string", l.line_no);
+        s.prompt = q->get<std::string>();
       }
       samples.push_back(std::move(s));
     }

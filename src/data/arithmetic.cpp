@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
+#include <utility>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -56,6 +58,20 @@ std::vector<Problem> addition_problems(int64_t count, int digits, uint64_t seed,
     out.push_back({first_id + i, fmt::format("{}+{}", a, b), std::to_string(a + b)});
   }
   return out;
+}
+
+std::vector<Problem> without_held_out(std::vector<Problem> from, const std::vector<Problem>& held_out) {
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const Problem& p : held_out) {
+    const Operands o = parse(p);
+    seen.insert({o.a, o.b});
+    seen.insert({o.b, o.a});
+  }
+  std::erase_if(from, [&](const Problem& p) {
+    const Operands o = parse(p);
+    return seen.count({o.a, o.b}) > 0;
+  });
+  return from;
 }
 
 std::string addition_solution(const Problem& p) { return solve(parse(p), -1); }

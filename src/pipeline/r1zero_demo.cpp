@@ -50,12 +50,20 @@ std::vector<std::string> examples(const model::Transformer& m, const text::Codec
 
 }  // namespace
 
+DemoProblems demo_problems(const DemoOptions& o) {
+  DemoProblems p;
+  p.held_out = data::addition_problems(o.eval_problems, o.digits, o.seed + 7919, 1 << 30);
+  p.train = data::without_held_out(data::addition_problems(20000, o.digits, o.seed, 0), p.held_out);
+  return p;
+}
+
 DemoResult run_r1zero_demo(const DemoOptions& o) {
   Timer wall;
   DemoResult res;
   text::ByteCodec codec;
-  std::vector<data::Problem> train = data::addition_problems(20000, o.digits, o.seed, 0);
-  std::vector<data::Problem> test = data::addition_problems(o.eval_problems, o.digits, o.seed + 7919, 1 << 30);
+  const DemoProblems problems = demo_problems(o);
+  const std::vector<data::Problem>& train = problems.train;
+  const std::vector<data::Problem>& test = problems.held_out;
 
   model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
   model::override_config(cfg, "vocab_size", std::to_string(codec.vocab_size()));
@@ -124,18 +132,18 @@ DemoResult run_r1zero_demo(const DemoOptions& o) {
   metrics.log(0, {{"eval/pass@1", before.pass_at_1}, {"response_length/eval", before.mean_length}});
   Progress bar("2/3 GRPO", o.grpo_steps, "step");
   for (int step = 0; step < o.grpo_steps; ++step) {
-    train::StepMetrics mt = trainer.step(step);
-    res.reward.push_back(mt["reward/mean"]);
-    res.accuracy.push_back(mt["accuracy"]);
-    res.length.push_back(mt["response_length/mean"]);
-    metrics.log(step + 1, run::Scalars(mt.begin(), mt.end()));
+    const train::StepStats st = trainer.step(step);
+    res.reward.push_back(st.reward_mean);
+    res.accuracy.push_back(st.accuracy.value_or(0));
+    res.length.push_back(st.response_length_mean);
+    metrics.log(step + 1, train::step_metrics(st));
     std::vector<nlohmann::json> rows;
     for (const auto& s : trainer.last_samples())
       rows.push_back({{"problem", s.problem_id}, {"prompt", s.prompt}, {"completion", s.completion}, {"reward", s.reward}});
     run.write_samples(step + 1, rows);
     if (o.progress)
-      bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} format {:.2f} length {:.0f}", mt["reward/mean"],
-                                mt["accuracy"], mt["format_rate"], mt["response_length/mean"]));
+      bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} format {:.2f} length {:.0f}", st.reward_mean,
+                                st.accuracy.value_or(0), st.format_rate.value_or(0), st.response_length_mean));
   }
   if (o.progress) bar.finish();
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/problem.h"
 #include "tensor/tensor.h"
 
 namespace r1::pipeline {
@@ -31,6 +32,13 @@ struct DemoResult {
   std::vector<std::string> examples;           // greedy completions of a few held-out problems
   std::string report;                           // path of report.html
 };
+
+// The demo's problems: the held-out set pass@1 is measured on, and the training set (base
+// training and GRPO both draw from it) without any problem adding the same two numbers.
+struct DemoProblems {
+  std::vector<data::Problem> train, held_out;
+};
+DemoProblems demo_problems(const DemoOptions& o);
 
 DemoResult run_r1zero_demo(const DemoOptions& o);
 

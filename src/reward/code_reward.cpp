@@ -1,9 +1,12 @@
 #include "reward/code_reward.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cctype>
 
 #include "base/error.h"
+#include "reward/code_harness.h"
 
 namespace r1::reward {
 namespace {
@@ -33,11 +36,45 @@ std::string canonical_output(const std::string& s) {
 
 std::string tail(const std::string& s, size_t n = 300) { return s.size() <= n ? s : "..." + s.substr(s.size() - n); }
 
-nlohmann::json sandbox_details(const SandboxResult& r) {
+nlohmann::json run_details(const SandboxResult& r) {
   nlohmann::json j = {{"exit_code", r.exit_code}, {"signal", r.signal}, {"timed_out", r.timed_out},
                       {"wall_s", r.wall_seconds}};
   if (!r.err.empty()) j["stderr"] = tail(r.err);
   return j;
+}
+
+void note_sandbox(nlohmann::json& details, const SandboxResult& r) {
+  details["sandbox"]["protections"] = r.protections;
+  details["sandbox"]["missing"] = r.missing;
+}
+
+struct Case {
+  std::string input, output;
+};
+
+// The tests object, checked: nullopt and a reason when it is malformed.
+std::optional<std::string> read_tests(const nlohmann::json& t, std::vector<Case>& cases,
+                                      std::vector<std::string>& asserts) {
+  if (!t.is_object() || (!t.contains("cases") && !t.contains("asserts")))
+    return "no tests: 'tests' must be an object with 'cases' and/or 'asserts'";
+  if (t.contains("cases")) {
+    if (!t["cases"].is_array()) return "tests: 'cases' must be a list";
+    for (const auto& c : t["cases"]) {
+      if (!c.is_object() || !c.value("input", nlohmann::json("")).is_string() ||
+          !c.value("output", nlohmann::json("")).is_string())
+        return "tests: each case must be {\"input\": string, \"output\": string}";
+      cases.push_back({c.value("input", ""), c.value("output", "")});
+    }
+  }
+  if (t.contains("asserts")) {
+    if (!t["asserts"].is_array()) return "tests: 'asserts' must be a list";
+    for (const auto& a : t["asserts"]) {
+      if (!a.is_string()) return "tests: each assert must be a string";
+      asserts.push_back(a.get<std::string>());
+    }
+  }
+  if (cases.empty() && asserts.empty()) return "tests are empty";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -60,90 +97,96 @@ std::optional<CodeBlock> last_code_block(const std::string& text) {
   return last;
 }
 
+CodeReward::CodeReward(CodeOptions o) : o_(std::move(o)) {
+  if (o_.allow_unsandboxed) return;
+  const SandboxSupport& s = sandbox_support();
+  R1_CHECK(s.complete(),
+           "code reward: refusing to run model-written code: the sandbox is missing {}. Run where every "
+           "protection works, or accept the risk with --allow-unsandboxed (r1 reward) or "
+           "reward.allow_unsandboxed: true (recipes)",
+           fmt::join(s.missing, "; "));
+}
+
 Result CodeReward::score(const Sample& s) const {
   Result r;
-  auto finish = [&](double reward) {
-    r.reward = reward;
+  std::vector<Case> cases;
+  std::vector<std::string> asserts;
+  if (auto bad = read_tests(s.tests, cases, asserts)) {
+    r.details["reason"] = *bad;
     return r;
-  };
-  const nlohmann::json& t = s.tests;
-  if (!t.is_object() || (!t.contains("cases") && !t.contains("asserts"))) {
-    r.details["reason"] = "no tests: 'tests' must be an object with 'cases' and/or 'asserts'";
-    return finish(0.0);
   }
   auto block = last_code_block(s.completion);
   if (!block) {
     r.details["reason"] = "no fenced code block";
-    return finish(0.0);
+    return r;
   }
-  std::string lang = canonical_language(t.value("language", block->language.empty() ? "python" : block->language));
+  std::string lang =
+      canonical_language(s.tests.value("language", block->language.empty() ? "python" : block->language));
   r.details["language"] = lang;
   if (lang != "python" && lang != "cpp") {
     r.details["reason"] = "unsupported language '" + lang + "'";
-    return finish(0.0);
+    return r;
   }
-  Sandbox box;
-  // One program per assert (so the reward is a fraction), one run of the main program per case.
-  std::vector<std::string> sources;
-  struct Test {
-    size_t source;
-    std::string input, output;
-    bool compare_output;
-  };
-  std::vector<Test> tests;
-  sources.push_back(block->code);
-  if (t.contains("cases"))
-    for (const auto& c : t["cases"])
-      tests.push_back({0, c.value("input", ""), c.value("output", ""), true});
-  if (t.contains("asserts"))
-    for (const auto& a : t["asserts"]) {
-      sources.push_back(block->code + "\n\n" + a.get<std::string>() + "\n");
-      tests.push_back({sources.size() - 1, "", "", false});
-    }
-  if (tests.empty()) {
-    r.details["reason"] = "tests are empty";
-    return finish(0.0);
-  }
-  // Build (C++) or write (Python) each distinct source.
-  std::vector<std::vector<std::string>> argv(sources.size());
-  std::vector<std::string> build_error(sources.size());
-  for (size_t i = 0; i < sources.size(); ++i) {
-    std::string name = "prog" + std::to_string(i);
+  SandboxOptions sandbox;
+  sandbox.allow_unsandboxed = o_.allow_unsandboxed;
+  nlohmann::json results = nlohmann::json::array();
+  if (!cases.empty()) {
+    Sandbox box(sandbox);
+    std::vector<std::string> argv;
+    std::string build_error;
     if (lang == "python") {
-      box.write_file(name + ".py", sources[i]);
-      argv[i] = {o_.python, "-I", "-S", "/tmp/" + name + ".py"};
-      continue;
+      box.write_file("main.py", block->code);
+      argv = {o_.python, "-I", "-S", "main.py"};
+    } else {
+      box.write_file("prog.cpp", block->code);
+      SandboxResult c = box.run({o_.gxx, "-O1", "-std=c++17", "-o", "prog", "prog.cpp"}, "", o_.compile);
+      note_sandbox(r.details, c);
+      if (!c.ok())
+        build_error = c.setup_failed ? "sandbox: " + fmt::format("{}", fmt::join(c.missing, "; "))
+                      : c.timed_out  ? "compile timed out"
+                                     : "compile failed: " + tail(c.err);
+      argv = {"./prog"};
     }
-    box.write_file(name + ".cpp", sources[i]);
-    SandboxResult c = box.run({o_.gxx, "-O1", "-std=c++17", "-o", name, name + ".cpp"}, "", o_.compile);
-    if (!c.ok()) build_error[i] = c.timed_out ? "compile timed out" : "compile failed: " + tail(c.err);
-    argv[i] = {"/tmp/" + name};
-    r.details["sandbox"]["protections"] = c.protections;
-    r.details["sandbox"]["missing"] = c.missing;
+    for (const Case& c : cases) {
+      if (!build_error.empty()) {
+        results.push_back({{"passed", false}, {"reason", build_error}});
+        continue;
+      }
+      SandboxResult run = box.run(argv, c.input, o_.run);
+      note_sandbox(r.details, run);
+      bool ok = run.ok() && canonical_output(run.out) == canonical_output(c.output);
+      nlohmann::json tr = run_details(run);
+      tr["passed"] = ok;
+      if (!ok)
+        tr["reason"] = run.setup_failed      ? "sandbox: " + fmt::format("{}", fmt::join(run.missing, "; "))
+                       : run.timed_out       ? "wall-clock timeout"
+                       : run.output_exceeded ? "output limit exceeded"
+                       : run.ok()            ? "wrong output"
+                                             : "the program failed";
+      results.push_back(tr);
+    }
+  }
+  if (!asserts.empty() && lang != "python") {
+    for (size_t i = 0; i < asserts.size(); ++i)
+      results.push_back(
+          {{"passed", false}, {"reason", "asserts run on Python solutions; C++ tests use cases"}});
+  } else if (!asserts.empty()) {
+    nlohmann::json sandbox_used;
+    for (const TestVerdict& v :
+         run_python_tests(block->code, asserts, {o_.python, o_.run, sandbox}, &sandbox_used)) {
+      nlohmann::json tr = {{"passed", v.passed}};
+      if (!v.passed) tr["reason"] = v.reason;
+      results.push_back(tr);
+    }
+    r.details["sandbox"] = sandbox_used;
   }
   int passed = 0;
-  nlohmann::json results = nlohmann::json::array();
-  for (const Test& test : tests) {
-    nlohmann::json tr;
-    if (!build_error[test.source].empty()) {
-      tr = {{"passed", false}, {"reason", build_error[test.source]}};
-    } else {
-      SandboxResult run = box.run(argv[test.source], test.input, o_.run);
-      bool ok = run.ok() && (!test.compare_output || canonical_output(run.out) == canonical_output(test.output));
-      tr = sandbox_details(run);
-      tr["passed"] = ok;
-      if (!ok && run.ok()) tr["reason"] = "wrong output";
-      if (run.timed_out) tr["reason"] = "wall-clock timeout";
-      r.details["sandbox"]["protections"] = run.protections;
-      r.details["sandbox"]["missing"] = run.missing;
-    }
-    passed += tr["passed"].get<bool>();
-    results.push_back(tr);
-  }
+  for (const auto& t : results) passed += t["passed"].get<bool>();
   r.details["passed"] = passed;
-  r.details["total"] = tests.size();
+  r.details["total"] = results.size();
   r.details["tests"] = results;
-  return finish(double(passed) / double(tests.size()));
+  r.reward = double(passed) / double(results.size());
+  return r;
 }
 
 }  // namespace r1::reward

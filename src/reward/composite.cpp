@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "reward/reward_guard.h"
 
 namespace r1::reward {
 
@@ -150,10 +151,23 @@ struct Factory {
     for (const SpecPart& p : spec_parts)  // every name checked before a reward model is loaded
       R1_CHECK(std::find(kinds.begin(), kinds.end(), p.name) != kinds.end(), "unknown reward '{}' (known: {})",
                p.name, fmt::join(kinds, ", "));
+    // Rule rewards run under the guard's deadline: all together in one worker, or each on its own
+    // beside a reward model (which stays in this process, with its device memory).
+    const bool with_model = std::any_of(spec_parts.begin(), spec_parts.end(),
+                                        [](const SpecPart& p) { return p.name == "model"; });
+    auto guard = [&](std::unique_ptr<Reward> r) -> std::unique_ptr<Reward> {
+      if (cfg.deadline_s <= 0) return r;
+      return std::make_unique<GuardedReward>(std::move(r), GuardOptions{cfg.deadline_s});
+    };
     std::vector<CompositeReward::Part> parts;
-    for (const SpecPart& p : spec_parts) parts.push_back({make_one(p.name), p.weight});
-    if (parts.size() == 1 && parts[0].weight == 1.0) return std::move(parts[0].reward);
-    return std::make_unique<CompositeReward>(std::move(parts));
+    for (const SpecPart& p : spec_parts) {
+      std::unique_ptr<Reward> r = make_one(p.name);
+      parts.push_back({with_model && p.name != "model" ? guard(std::move(r)) : std::move(r), p.weight});
+    }
+    std::unique_ptr<Reward> whole = parts.size() == 1 && parts[0].weight == 1.0
+                                        ? std::move(parts[0].reward)
+                                        : std::make_unique<CompositeReward>(std::move(parts));
+    return with_model ? std::move(whole) : guard(std::move(whole));
   }
 };
 

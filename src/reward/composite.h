@@ -20,6 +20,9 @@ struct RewardConfig {
   LanguageOptions language;
   CodeOptions code;
   ModelRewardOptions model;
+  // Each rule reward scores in a worker process with this deadline per sample (reward_guard.h);
+  // 0 scores in-process with none.
+  double deadline_s = 120.0;
 };
 
 // reward = Σ weight_i · reward_i; details hold each part under its name.

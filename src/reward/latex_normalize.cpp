@@ -4,11 +4,12 @@
 #include <cctype>
 #include <cstring>
 #include <regex>
+#include <string_view>
 #include <vector>
 
 namespace r1::reward {
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
   for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
 }
 
@@ -35,7 +36,7 @@ std::string trim(const std::string& s) {
 }
 
 // Removes a LaTeX command only when it stands alone (\left not \leftarrow).
-void remove_command(std::string& s, const std::string& cmd) {
+void remove_command(std::string& s, std::string_view cmd) {
   for (size_t p = 0; (p = s.find(cmd, p)) != std::string::npos;) {
     size_t e = p + cmd.size();
     if (e < s.size() && is_alpha(s[e]) && is_alpha(cmd.back())) {
@@ -88,7 +89,7 @@ std::string brace_arguments(const std::string& s, const std::string& cmd, int na
 // "10,\!080" and "1,600": digit groups of three after commas are one number, unless the answer
 // has brackets (then "(2,12)" or "(12,102)" are pairs, not thousands).
 void remove_thousands(std::string& s) {
-  if (s.find_first_of("()[]{}") != std::string::npos) return;
+  if (s.find(',') == std::string::npos || s.find_first_of("()[]{}") != std::string::npos) return;
   static const std::regex number(R"((^|[^\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,]))");
   std::smatch m;
   std::string out, rest = s;
@@ -99,6 +100,54 @@ void remove_thousands(std::string& s) {
     rest = m.suffix().str();
   }
   s = out + rest;
+}
+
+// Spacing commands: \! goes, \, \; \: "\ " and ~ become a space. "\\\\" (a row break) is kept whole: read
+// as "\\" + "\ ", a matrix's rows would run together.
+std::string remove_spacing(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == '\\') {
+      out += "\\\\";
+      ++i;
+    } else if (s[i] == '\\' && i + 1 < s.size() && std::strchr("!,;: ", s[i + 1])) {
+      if (s[i + 1] != '!') out += ' ';
+      ++i;
+    } else {
+      out += s[i] == '~' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
+// One spelling per relation: \geq, \geqslant, >= -> \ge; \leq... -> \le; \gt, \lt -> >, <; \neq, != -> \ne.
+// Commands only where they end (\left was removed before; \leqslant is not \le + "qslant").
+void normalize_relations(std::string& s) {
+  static const std::vector<std::pair<std::string, std::string>> commands = {
+      {"\\geqslant", "\\ge "}, {"\\leqslant", "\\le "}, {"\\geq", "\\ge "}, {"\\leq", "\\le "},
+      {"\\gt", ">"},           {"\\lt", "<"},           {"\\neq", "\\ne "}, {"\\ge", "\\ge "},
+      {"\\le", "\\le "},       {"\\ne", "\\ne "}};
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    bool done = false;
+    if (s[i] == '\\')
+      for (const auto& [from, to] : commands)
+        if (s.compare(i, from.size(), from) == 0 &&
+            (i + from.size() == s.size() || !is_alpha(s[i + from.size()]))) {
+          out += to;
+          i += from.size();
+          done = true;
+          break;
+        }
+    if (done) continue;
+    if (s.compare(i, 2, ">=") == 0 || s.compare(i, 2, "<=") == 0 || s.compare(i, 2, "!=") == 0) {
+      out += s[i] == '>' ? "\\ge " : s[i] == '<' ? "\\le " : "\\ne ";
+      i += 2;
+      continue;
+    }
+    out += s[i++];
+  }
+  s = out;
 }
 
 // \text{ cm}^2, \mbox{ inches}: units after a value carry no information for the check.
@@ -131,24 +180,34 @@ void remove_units(std::string& s) {
 std::string normalize_latex(const std::string& answer) {
   std::string s = trim(answer);
   // Math delimiters around the whole answer.
-  for (auto [open, close] : std::vector<std::pair<std::string, std::string>>{
-           {"$$", "$$"}, {"$", "$"}, {"\\(", "\\)"}, {"\\[", "\\]"}})
+  static constexpr std::pair<std::string_view, std::string_view> delimiters[] = {
+      {"$$", "$$"}, {"$", "$"}, {"\\(", "\\)"}, {"\\[", "\\]"}};
+  for (auto [open, close] : delimiters)
     if (s.size() >= open.size() + close.size() && s.starts_with(open) && s.ends_with(close))
       s = trim(s.substr(open.size(), s.size() - open.size() - close.size()));
-  // Unicode spellings models emit.
-  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"−", "-"}, {"×", "\\times "}, {"÷", "\\div "}, {"π", "\\pi "}, {"∞", "\\infty "},
-           {"√", "\\sqrt"}, {"°", ""}, {"·", "\\cdot "}, {"≤", "\\le "}, {"≥", "\\ge "}, {"∪", "\\cup "}})
-    replace_all(s, from, to);
+  // Unicode spellings models emit (all start with a byte above 0x7F: most answers have none).
+  static constexpr std::pair<std::string_view, std::string_view> unicode[] = {
+      {"−", "-"},      {"×", "\\times "}, {"÷", "\\div "},    {"π", "\\pi "}, {"∞", "\\infty "},
+      {"√", "\\sqrt"}, {"°", ""},         {"·", "\\cdot "},   {"≤", "\\le "}, {"≥", "\\ge "},
+      {"∪", "\\cup "}, {"≠", "\\ne "},    {"≈", "\\approx "}, {"±", "\\pm "}, {"∓", "\\mp "}};
+  if (std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+    for (auto [from, to] : unicode) replace_all(s, from, to);
   for (const char* c : {"\\displaystyle", "\\left", "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr",
                         "\\big", "\\Big", "\\quad", "\\qquad", "\\limits"})
     remove_command(s, c);
-  // "10,\\!080": an explicit thousands separator, unambiguous even inside brackets.
-  static const std::regex explicit_sep(R"((\d),\\!\s*(\d{3}))");
-  for (std::string prev; prev != s;) prev = s, s = std::regex_replace(s, explicit_sep, "$1$2");
-  for (const char* sp : {"\\!", "\\,", "\\;", "\\:", "\\ ", "~"}) replace_all(s, sp, sp == std::string("\\!") ? "" : " ");
+  // "10,\\!080" and MATH's own "14{,}916": explicit thousands separators, unambiguous even inside brackets.
+  static const std::regex explicit_sep(R"((\d)(?:,\\!|\s*\{\s*,\s*\})\s*(\d{3}))");
+  // (The regular expressions run only where their text can be: a verifier scores thousands of answers a
+  // step.)
+  if (s.find(',') != std::string::npos)
+    for (std::string prev; prev != s;) prev = s, s = std::regex_replace(s, explicit_sep, "$1$2");
+  s = remove_spacing(s);
   replace_all(s, "\\dfrac", "\\frac");
   replace_all(s, "\\tfrac", "\\frac");
+  replace_all(s, "\\cfrac", "\\frac");
+  replace_all(s, "\\textnormal{", "\\text{");
+  replace_all(s, "\\textup{", "\\text{");
+  normalize_relations(s);
   replace_all(s, "\\dbinom", "\\binom");
   replace_all(s, "\\tbinom", "\\binom");
   replace_all(s, "\\textbf{", "\\text{");
@@ -159,6 +218,10 @@ std::string normalize_latex(const std::string& answer) {
   if (s.ends_with("\\inf")) s += "ty";
   for (const char* deg : {"^{\\circ}", "^\\circ", "\\circ", "\\degree", "^{\\circ }"}) replace_all(s, deg, "");
   for (const char* sym : {"\\%", "%", "\\$", "$"}) replace_all(s, sym, "");
+  // "28 percent", "28 pct": the percent sign written as a word.
+  static const std::regex percent_word(R"((\d)\s*(?:\\text\{\s*)?(?:per ?cent(?:age)?|pct)\b\}?)");
+  if (s.find("per") != std::string::npos || s.find("pct") != std::string::npos)
+    s = std::regex_replace(s, percent_word, "$1");
   remove_units(s);
   s = brace_arguments(s, "\\frac", 2);
   s = brace_arguments(s, "\\binom", 2);
@@ -180,10 +243,10 @@ std::string normalize_latex(const std::string& answer) {
   // Mixed numbers, as MATH writes them: "137 \\frac{1}{2}" is 137 + 1/2, not a product.
   static const std::regex mixed(R"(^(-?)(\d+) ?\\frac\{(\d+)\}\{(\d+)\}$)");
   std::smatch m;
-  if (std::regex_match(out, m, mixed))
+  if (out.find("\\frac") != std::string::npos && std::regex_match(out, m, mixed))
     out = m[1].str() + "(" + m[2].str() + "+\\frac{" + m[3].str() + "}{" + m[4].str() + "})";
   static const std::regex one_token_sub(R"(_\{([A-Za-z0-9])\})");
-  out = std::regex_replace(out, one_token_sub, "_$1");
+  if (out.find("_{") != std::string::npos) out = std::regex_replace(out, one_token_sub, "_$1");
   return trim(out);
 }
 

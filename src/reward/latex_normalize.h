@@ -3,13 +3,14 @@
 // the parser sees a small language: no \left/\right, \dfrac → \frac, \frac12 → \frac{1}{2}, no units,
 // degrees, percent or dollar signs, no thousands separators.
 #include <string>
+#include <string_view>
 
 namespace r1::reward {
 
 std::string normalize_latex(const std::string& answer);
 
 // Replaces every occurrence of `from` in s with `to`.
-void replace_all(std::string& s, const std::string& from, const std::string& to);
+void replace_all(std::string& s, std::string_view from, std::string_view to);
 
 // Index just past the balanced {...} group opening at s[open] (npos if unbalanced).
 size_t group_end(const std::string& s, size_t open);

@@ -49,7 +49,7 @@ std::vector<Token> tokenize(const std::string& s, bool& ok) {
       }
       t.push_back({Token::Cmd, s.substr(i + 1, e - i - 1)});
       i = e;
-    } else if (std::string("+-*/^_()[]{}!|'").find(char(c)) != std::string::npos) {
+    } else if (std::string("+-*/^_()[]{}!|'=").find(char(c)) != std::string::npos) {  // '=': sum bounds only
       t.push_back({Token::Char, std::string(1, char(c))});
       ++i;
     } else {
@@ -121,7 +121,8 @@ class Parser {
     if (k.kind == Token::Char) return k.text == "(" || k.text == "{" || k.text == "[" || k.text == "|";
     if (k.kind == Token::Cmd)
       return k.text == "frac" || k.text == "sqrt" || k.text == "pi" || k.text == "infty" ||
-             k.text == "binom" || k.text == "text" || kFunctions.count(k.text) || kGreek.count(k.text);
+             k.text == "binom" || k.text == "text" || k.text == "sum" || k.text == "prod" ||
+             kFunctions.count(k.text) || kGreek.count(k.text);
     return false;
   }
 
@@ -232,8 +233,9 @@ class Parser {
           throw ParseError{};
         }
       }
-      if (name == "i") return node(Expr::I);
-      if (name == "e") return node(Expr::E);
+      const bool bound = std::find(bound_.begin(), bound_.end(), name) != bound_.end();  // \sum_{i=0}
+      if (name == "i" && !bound) return node(Expr::I);
+      if (name == "e" && !bound) return node(Expr::E);
       return node(Expr::Symbol, {}, name);
     }
     if (k.kind == Token::Char) {
@@ -271,6 +273,7 @@ class Parser {
         return node(Expr::Func, {group("{", "}")}, "sqrt");
       }
       if (k.text == "text") return group("{", "}");  // \text{...} inside an expression: its content
+      if (k.text == "sum" || k.text == "prod") return big_operator(k.text);
       if (k.text == "pi") return node(Expr::Pi);
       if (k.text == "infty") return node(Expr::Infinity);
       if (kGreek.count(k.text)) return node(Expr::Symbol, {}, k.text);
@@ -294,7 +297,26 @@ class Parser {
     throw ParseError{};
   }
 
+  // \sum_{k=1}^{10} k^2: {variable, lower, upper, body}; the body is the product that follows.
+  Expr big_operator(const std::string& op) {
+    expect_char("_");
+    expect_char("{");
+    if (peek().kind != Token::Letter) throw ParseError{};
+    Expr var = node(Expr::Symbol, {}, peek().text);
+    ++p_;
+    expect_char("=");
+    Expr lo = sum();
+    expect_char("}");
+    expect_char("^");
+    Expr hi = is_char("{") ? group("{", "}") : postfix();
+    bound_.push_back(var.text);
+    Expr body = product();
+    bound_.pop_back();
+    return node(Expr::Func, {var, lo, hi, body}, op);
+  }
+
   bool abs_open_ = false;
+  std::vector<std::string> bound_;  // summation variables in scope: "i" there is not the imaginary unit
 };
 
 }  // namespace
@@ -313,6 +335,15 @@ std::optional<Expr> parse_latex(const std::string& s, const ParseLimits& lim) {
 
 void collect_symbols(const Expr& e, std::vector<std::string>& out) {
   if (e.kind == Expr::Symbol && std::find(out.begin(), out.end(), e.text) == out.end()) out.push_back(e.text);
+  if (is_big_operator(e)) {  // the summation variable is bound: only the bounds, and the body's others
+    collect_symbols(e.kids[1], out);
+    collect_symbols(e.kids[2], out);
+    std::vector<std::string> inner;
+    collect_symbols(e.kids[3], inner);
+    for (const std::string& s : inner)
+      if (s != e.kids[0].text && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    return;
+  }
   for (const Expr& k : e.kids) collect_symbols(k, out);
 }
 

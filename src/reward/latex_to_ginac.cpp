@@ -26,9 +26,31 @@ ex exact_number(const std::string& lit) {
   return n;
 }
 
+ex big_operator(const Expr& e, std::map<std::string, GiNaC::symbol>& symbols);
+
+// \sum / \prod with integer bounds, expanded term by term (the variable is a symbol of its own).
+ex big_operator(const Expr& e, std::map<std::string, GiNaC::symbol>& symbols) {
+  ex lo = to_ginac(e.kids[1], symbols), hi = to_ginac(e.kids[2], symbols);
+  if (!GiNaC::is_a<numeric>(lo) || !GiNaC::is_a<numeric>(hi) || !GiNaC::ex_to<numeric>(lo).is_integer() ||
+      !GiNaC::ex_to<numeric>(hi).is_integer())
+    throw std::runtime_error("a sum needs integer bounds");
+  const long a = GiNaC::ex_to<numeric>(lo).to_long(), b = GiNaC::ex_to<numeric>(hi).to_long();
+  if (b - a >= 2000) throw std::runtime_error("sum too long");
+  std::map<std::string, GiNaC::symbol> inner = symbols;
+  GiNaC::symbol k("k_bound");
+  inner.insert_or_assign(e.kids[0].text, k);
+  ex body = to_ginac(e.kids[3], inner);
+  for (auto& [name, sym] : inner)  // symbols the body introduced are the caller's too
+    if (name != e.kids[0].text) symbols.emplace(name, sym);
+  ex acc = e.text == "sum" ? ex(0) : ex(1);
+  for (long i = a; i <= b; ++i) acc = e.text == "sum" ? acc + body.subs(k == i) : acc * body.subs(k == i);
+  return acc;
+}
+
 }  // namespace
 
 ex to_ginac(const Expr& e, std::map<std::string, GiNaC::symbol>& symbols) {
+  if (is_big_operator(e)) return big_operator(e, symbols);
   std::vector<ex> v;
   for (const Expr& k : e.kids) v.push_back(to_ginac(k, symbols));
   switch (e.kind) {
@@ -91,6 +113,81 @@ ex to_ginac(const Expr& e, std::map<std::string, GiNaC::symbol>& symbols) {
     }
   }
   throw std::runtime_error("unknown expression kind");
+}
+
+namespace {
+
+// The trigonometric arguments of e: each symbol's coefficients must be rational for the rewrite;
+// the least common denominator per symbol sets its z = exp(i·x/q).
+struct TrigArguments : GiNaC::map_function {
+  std::map<GiNaC::ex, GiNaC::numeric, GiNaC::ex_is_less> denominator;  // symbol → lcm of denominators
+  GiNaC::lst symbols_of(const ex& u) {
+    GiNaC::lst out;
+    for (GiNaC::const_preorder_iterator i = u.preorder_begin(); i != u.preorder_end(); ++i)
+      if (GiNaC::is_a<GiNaC::symbol>(*i)) out.append(*i);
+    out.sort();
+    out.unique();
+    return out;
+  }
+  // u = Σ a_s·s + c with rational a_s and c free of symbols; false otherwise.
+  bool linear(const ex& u, std::map<GiNaC::ex, GiNaC::numeric, GiNaC::ex_is_less>& coeff, ex& c) {
+    ex x = u.expand();
+    c = x;
+    for (const ex& s : symbols_of(x)) {
+      ex a = x.coeff(s, 1);
+      if (!GiNaC::is_a<numeric>(a) || !GiNaC::ex_to<numeric>(a).is_rational()) return false;
+      coeff[s] = GiNaC::ex_to<numeric>(a);
+      c -= a * s;
+    }
+    c = c.expand();
+    for (const ex& s : symbols_of(x))
+      if (c.has(s)) return false;
+    return true;
+  }
+  ex operator()(const ex& e) override {
+    if (GiNaC::is_the_function<GiNaC::sin_SERIAL>(e) || GiNaC::is_the_function<GiNaC::cos_SERIAL>(e)) {
+      std::map<GiNaC::ex, GiNaC::numeric, GiNaC::ex_is_less> coeff;
+      ex c;
+      if (linear(e.op(0), coeff, c))
+        for (const auto& [s, a] : coeff) {
+          auto it = denominator.find(s);
+          numeric d = a.denom();
+          denominator[s] = it == denominator.end() ? d : GiNaC::lcm(it->second, d);
+        }
+    }
+    return e.map(*this);
+  }
+};
+
+struct TrigRewrite : GiNaC::map_function {
+  TrigArguments& args;
+  std::map<GiNaC::ex, GiNaC::symbol, GiNaC::ex_is_less> z;  // symbol → z standing for exp(i·s/q)
+  explicit TrigRewrite(TrigArguments& a) : args(a) {}
+  ex operator()(const ex& e) override {
+    const bool is_sin = GiNaC::is_the_function<GiNaC::sin_SERIAL>(e),
+               is_cos = GiNaC::is_the_function<GiNaC::cos_SERIAL>(e);
+    if (!is_sin && !is_cos) return e.map(*this);
+    std::map<GiNaC::ex, GiNaC::numeric, GiNaC::ex_is_less> coeff;
+    ex c;
+    if (!args.linear(e.op(0), coeff, c)) return e.map(*this);
+    ex E = GiNaC::cos(c) + GiNaC::I * GiNaC::sin(c);
+    for (const auto& [s, a] : coeff) {
+      auto it = z.find(s);
+      if (it == z.end())
+        it = z.emplace(s, GiNaC::symbol("z_" + GiNaC::ex_to<GiNaC::symbol>(s).get_name())).first;
+      E *= GiNaC::pow(it->second, a * args.denominator.at(s));
+    }
+    return is_sin ? (E - 1 / E) / (2 * GiNaC::I) : (E + 1 / E) / 2;
+  }
+};
+
+}  // namespace
+
+ex trig_as_exponentials(const ex& e) {
+  TrigArguments args;
+  args(e);
+  TrigRewrite rewrite(args);
+  return rewrite(e);
 }
 
 const char* verdict_name(Verdict v) {

@@ -14,6 +14,12 @@ namespace r1::reward {
 // Throws std::runtime_error for what GiNaC cannot or should not hold (infinity, huge powers).
 GiNaC::ex to_ginac(const Expr& e, std::map<std::string, GiNaC::symbol>& symbols);
 
+// Sines and cosines of arguments linear in the symbols (with rational coefficients), written as
+// rational functions of z = exp(i·x/q): sin(u) = (E − 1/E)/2i, cos(u) = (E + 1/E)/2 with E = exp(i·u).
+// Trigonometric identities (tan² y + 1 = sec² y, sin 2x = 2 sin x cos x) become rational identities
+// that normal() decides exactly. Other functions are left as they are.
+GiNaC::ex trig_as_exponentials(const GiNaC::ex& e);
+
 enum class Verdict { Equal, NotEqual, Timeout, Error };
 const char* verdict_name(Verdict v);
 

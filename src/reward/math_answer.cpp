@@ -64,37 +64,59 @@ Answer set_of(const std::vector<std::string>& parts, Answer::Kind kind) {
   return a;
 }
 
-Answer matrix(const std::string& s) {
-  static const std::regex env(R"(^\\begin\{([pbvBV]?matrix|array)\}(\{[^}]*\})?(.*)\\end\{\1\}$)");
-  std::smatch m;
-  if (!std::regex_match(s, m, env)) return make(Answer::Scalar, s);
-  Answer a = make(Answer::Matrix);
-  for (const std::string& row : split_top(m[3].str(), "\\\\")) {
-    if (trim(row).empty()) continue;
-    std::vector<std::string> cells = split_top(row, "&");
-    if (a.rows > 0 && int(cells.size()) != a.cols) return make(Answer::Scalar, s);
-    a.cols = int(cells.size());
-    ++a.rows;
-    for (const std::string& c : cells) a.items.push_back(parse_answer(trim(c)));
+// A bare list "a, b, c": a set of values; named values with distinct names ("p = 3, q = 2",
+// "AB = 4, CD = 5") a labelled list; inequalities ("x < -1, x > 2") the union of their intervals.
+Answer list_of(const std::vector<std::string>& parts) {
+  bool relations = true;
+  for (const std::string& p : parts) relations = relations && parse_relation(trim(p)).has_value();
+  Answer a = set_of(parts, relations ? Answer::Union : Answer::Set);
+  if (relations) return a;
+  bool named = a.items.size() >= 2, distinct = true;
+  for (size_t i = 0; i < a.items.size() && named; ++i) {
+    named = !a.items[i].label.empty();
+    for (size_t j = 0; j < i && named; ++j) distinct = distinct && a.items[j].label != a.items[i].label;
   }
+  if (named && distinct) a.kind = Answer::Labelled;
   return a;
 }
 
-// "x = 3" → "3" and "x \in [1, 2]" → "[1, 2]": a name on the left carries no information.
-bool strip_variable(const std::string& s, const std::string& sep, std::string& rhs) {
-  std::vector<std::string> parts = split_top(s, sep);
-  if (parts.size() < 2) return false;
-  static const std::regex name(R"(^([A-Za-z](_[A-Za-z0-9])?|\\[a-z]+|\\text\{[^}]*\}|[A-Za-z]\([A-Za-z]\))$)");
-  std::string lhs = trim(parts[0]);
-  if (!std::regex_match(lhs, name)) return false;
-  rhs = trim(s.substr(s.find(sep, parts[0].size()) + sep.size()));
+// "x \in [1, 2]" → "[1, 2]": the name carries no information.
+bool strip_member(const std::string& s, std::string& rhs) {
+  std::vector<std::string> parts = split_top(s, "\\in");
+  if (parts.size() != 2 || !is_name(trim(parts[0]))) return false;
+  rhs = trim(parts[1]);
   return true;
+}
+
+Answer labelled(Answer a, const std::string& name) {
+  a.label = label_key(name);
+  return a;
+}
+
+// "name = value", "name = e1 = e2 = value" (the last is the answer), "(p,q) = (3,2)", or an equation.
+Answer equals(const std::vector<std::string>& parts) {
+  const std::string lhs = trim(parts[0]), value = trim(parts.back());
+  if (is_name(lhs)) return labelled(parse_answer(value), lhs);
+  if (auto names = name_tuple(lhs)) {
+    Answer v = parse_answer(value);
+    if (v.kind == Answer::Sequence && v.open == '(' && v.items.size() == names->size()) {
+      v.kind = Answer::Labelled;
+      v.ordered_labels = true;
+      for (size_t i = 0; i < names->size(); ++i) v.items[i].label = label_key((*names)[i]);
+    }
+    return v;
+  }
+  if (parts.size() >= 3) return parse_answer(value);  // a chain of equal expressions
+  Answer eq = make(Answer::Equation);
+  eq.items = {make(Answer::Scalar, lhs), make(Answer::Scalar, value)};
+  return eq;
 }
 
 }  // namespace
 
 const char* kind_name(Answer::Kind k) {
-  static const char* names[] = {"scalar", "sequence", "set", "union", "matrix", "text", "choice", "equation"};
+  static const char* names[] = {"scalar", "sequence", "set",      "union", "matrix",  "text",
+                                "choice", "equation", "relation", "ratio", "labelled"};
   return names[k];
 }
 
@@ -130,15 +152,30 @@ std::string text_key(const std::string& s) {
 }
 
 Answer parse_answer(const std::string& in) {
-  std::string s = trim(in), inner, letter;
+  std::string s = trim(in), inner, letter, rhs;
   if (whole_text(s, inner)) {
     if (choice_letter(inner, letter)) return make(Answer::Choice, letter);
     return make(Answer::Text, text_key(inner));
   }
   if (choice_letter(s, letter)) return make(Answer::Choice, letter);
-  if (s.starts_with("\\begin{")) return matrix(s);
+  // "x \approx 3.14" is 3.14; "\frac{1}{3} \approx 0.33" is the exact value before the approximation.
+  if (auto parts = split_top(s, "\\approx"); parts.size() > 1) {
+    const std::string lhs = trim(parts[0]), approximation = trim(parts[1]);
+    if (lhs.empty()) return parse_answer(approximation);
+    if (is_name(lhs)) return labelled(parse_answer(approximation), lhs);
+    Answer exact = parse_answer(lhs);
+    exact.approx = approximation;
+    return exact;
+  }
+  // Solution lists: "2; 3", "x = 1 or x = 2", "1 \text{ and } 2".
+  if (auto parts = split_top(s, ";"); parts.size() > 1) {
+    s.clear();
+    for (const std::string& p : parts) s += (s.empty() ? "" : ", ") + trim(p);
+  }
+  if (s.find("\\begin{") != std::string::npos) {
+    if (auto m = parse_matrix_expression(s)) return *m;
+  }
   if (auto parts = split_top(s, "\\cup"); parts.size() > 1) return set_of(parts, Answer::Union);
-  // Solution lists: "x = 1 or x = 2", "1 \text{ and } 2".
   for (const char* word : {"\\text{ or }", "\\text{or}", "\\text{ and }", "\\text{and}", " or ", " and "})
     replace_all(s, word, ",");
   if (s.starts_with("\\{") && s.ends_with("\\}"))
@@ -152,15 +189,11 @@ Answer parse_answer(const std::string& in) {
       return a;
     }
   }
-  if (auto parts = split_top(s, ","); parts.size() > 1) return set_of(parts, Answer::Set);
-  std::string rhs;
-  if (strip_variable(s, "\\in", rhs)) return parse_answer(rhs);
-  if (auto parts = split_top(s, "="); parts.size() > 1) {
-    if (strip_variable(s, "=", rhs)) return parse_answer(rhs);
-    Answer eq = make(Answer::Equation);
-    eq.items = {make(Answer::Scalar, trim(parts[0])), make(Answer::Scalar, trim(parts[parts.size() - 1]))};
-    return eq;
-  }
+  if (auto parts = split_top(s, ","); parts.size() > 1) return list_of(parts);
+  if (strip_member(s, rhs)) return parse_answer(rhs);
+  if (auto r = parse_relation(s)) return *r;
+  if (auto parts = split_top(s, "="); parts.size() > 1) return equals(parts);
+  if (auto r = parse_ratio(s)) return *r;
   for (const char* pm : {"\\pm", "\\mp"}) {
     size_t p = s.find(pm);
     if (p != std::string::npos && s.find(pm, p + 1) == std::string::npos) {

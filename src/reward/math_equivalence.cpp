@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
+#include <regex>
 
 #include "reward/latex_normalize.h"
 #include "reward/latex_to_ginac.h"
@@ -103,9 +105,110 @@ bool match_all(const std::vector<Answer>& g, const std::vector<Answer>& p, const
   return go(0);
 }
 
+Answer scalar(const std::string& text) {
+  Answer a;
+  a.text = text;
+  return a;
+}
+
+bool pairwise(const std::vector<Answer>& g, const std::vector<Answer>& p, const EquivalenceOptions& o) {
+  if (g.size() != p.size()) return false;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (!equivalent(g[i], p[i], o).equal) return false;
+  return true;
+}
+
+// A labelled list's values in tuple order: its own ("(p,q) = (3,2)"), or the question's; nullopt
+// when neither is known (the labels alone do not say which value comes first).
+std::optional<std::vector<Answer>> in_tuple_order(const Answer& l, const EquivalenceOptions& o) {
+  if (l.ordered_labels) return l.items;
+  if (o.label_order.size() != l.items.size()) return std::nullopt;
+  std::vector<Answer> out;
+  for (const std::string& name : o.label_order) {
+    auto it = std::find_if(l.items.begin(), l.items.end(), [&](const Answer& a) { return a.label == name; });
+    if (it == l.items.end()) return std::nullopt;
+    out.push_back(*it);
+  }
+  return out;
+}
+
+bool is_vector(const Answer& m) { return m.kind == Answer::Matrix && (m.rows == 1 || m.cols == 1); }
+bool is_tuple(const Answer& a) { return a.kind == Answer::Sequence && a.open == '(' && a.close == ')'; }
+
+// Answers of different kinds that still say the same: a labelled list against a tuple or a set,
+// an equation against "y = ...", a column vector against a tuple, a ratio against its value.
+std::optional<Decision> across_kinds(const Answer& g, const Answer& p, const EquivalenceOptions& o) {
+  for (int flip = 0; flip < 2; ++flip) {
+    const Answer& a = flip ? p : g;  // compare(a, b) keeps gold first
+    const Answer& b = flip ? g : p;
+    auto same = [&](const Answer& x, const Answer& y) {
+      return flip ? equivalent(y, x, o) : equivalent(x, y, o);
+    };
+    auto all_same = [&](const std::vector<Answer>& x, const std::vector<Answer>& y) {
+      return flip ? pairwise(y, x, o) : pairwise(x, y, o);
+    };
+    if (a.kind == Answer::Labelled && is_tuple(b)) {
+      auto ordered = in_tuple_order(a, o);
+      if (!ordered) return no("labels", "the order of the labelled values is not known");
+      return all_same(*ordered, b.items) ? yes("labels") : no("labels", "labelled values differ");
+    }
+    if (a.kind == Answer::Labelled && (b.kind == Answer::Set || b.kind == Answer::Union))
+      return (flip ? match_all(b.items, a.items, o) : match_all(a.items, b.items, o))
+                 ? yes("labels")
+                 : no("labels", "values differ");
+    if (a.kind == Answer::Equation && b.kind == Answer::Scalar && !b.label.empty()) {
+      Answer eq;
+      eq.kind = Answer::Equation;
+      eq.items = {scalar(b.label), scalar(b.text)};
+      return flip ? equation_equal(eq, a, o) : equation_equal(a, eq, o);
+    }
+    if (is_vector(a) && is_tuple(b))
+      return all_same(a.items, b.items) ? yes("structure") : no("structure", "vector entries differ");
+    if (a.kind == Answer::Ratio && b.kind == Answer::Scalar && a.items.size() == 2)
+      return same(scalar("\\frac{" + a.items[0].text + "}{" + a.items[1].text + "}"), b);
+  }
+  return std::nullopt;
+}
+
+// Same labels (in any order), each with an equivalent value.
+Decision labelled_equal(const Answer& g, const Answer& p, const EquivalenceOptions& o) {
+  if (g.items.size() != p.items.size()) return no("labels", "different numbers of labelled values");
+  for (const Answer& gi : g.items) {
+    auto it =
+        std::find_if(p.items.begin(), p.items.end(), [&](const Answer& x) { return x.label == gi.label; });
+    if (it == p.items.end()) return no("labels", "no value for " + gi.label);
+    if (!equivalent(gi, *it, o).equal) return no("labels", "the value of " + gi.label + " differs");
+  }
+  return yes("labels");
+}
+
+// Whether "A \approx B" is honest: B is A rounded to B's decimals (so B may stand for the answer).
+bool rounds_to(const std::string& a, const std::string& b) {
+  auto ea = parse_latex(a), eb = parse_latex(b);
+  if (!ea || !eb) return false;
+  auto va = evaluate(*ea, {}), vb = evaluate(*eb, {});
+  if (!va || !vb || va->imag() != 0 || vb->imag() != 0) return false;
+  size_t dot = b.find('.');
+  const int decimals = dot == std::string::npos ? 0 : int(b.size() - dot - 1);
+  return std::abs(va->real() - vb->real()) <= 0.5 * std::pow(10.0, -decimals) * (1 + 1e-9);
+}
+
+Decision as_written(const Answer& g, const Answer& p, const EquivalenceOptions& o);
+
 }  // namespace
 
 Decision equivalent(const Answer& g, const Answer& p, const EquivalenceOptions& o) {
+  Decision d = as_written(g, p, o);
+  // "2\sqrt{2} \approx 2.83" against the gold 2.83: the approximation counts when it is the value rounded.
+  if (!d.equal && !p.approx.empty() && p.kind == Answer::Scalar && rounds_to(p.text, p.approx) &&
+      equivalent(g, parse_answer(p.approx), o).equal)
+    return yes("approx");
+  return d;
+}
+
+namespace {
+
+Decision as_written(const Answer& g, const Answer& p, const EquivalenceOptions& o) {
   if (g.kind == Answer::Text || p.kind == Answer::Text) {
     auto key = [](const Answer& a) { return a.kind == Answer::Text ? a.text : text_key(a.text); };
     return key(g) == key(p) && !key(g).empty() ? yes("text") : no("text", "texts differ");
@@ -118,8 +221,10 @@ Decision equivalent(const Answer& g, const Answer& p, const EquivalenceOptions& 
     const Answer& x = g.kind == Answer::Set ? p : g;
     if (s.items.size() == 1) return &s == &g ? equivalent(s.items[0], x, o) : equivalent(x, s.items[0], o);
   }
-  if (g.kind != p.kind)
+  if (g.kind != p.kind) {
+    if (auto d = across_kinds(g, p, o)) return *d;
     return no("structure", std::string("kinds differ: ") + kind_name(g.kind) + " vs " + kind_name(p.kind));
+  }
   switch (g.kind) {
     case Answer::Scalar: return scalar_equal(g.text, p.text, o, false);
     case Answer::Equation: return equation_equal(g, p, o);
@@ -136,9 +241,30 @@ Decision equivalent(const Answer& g, const Answer& p, const EquivalenceOptions& 
     case Answer::Set:
     case Answer::Union:
       return match_all(g.items, p.items, o) ? yes("structure") : no("structure", "elements differ");
+    case Answer::Relation:
+      if (g.ops != p.ops) return no("structure", "relations differ");
+      return pairwise(g.items, p.items, o) ? yes("structure") : no("structure", "operands differ");
+    case Answer::Ratio:
+      return pairwise(g.items, p.items, o) ? yes("structure") : no("structure", "ratio terms differ");
+    case Answer::Labelled:
+      return labelled_equal(g, p, o);
     default: break;
   }
   return no("structure", "unhandled kind");
+}
+
+}  // namespace
+
+std::vector<std::string> label_order_in(const std::string& question) {
+  static const std::regex tuple(
+      R"(\(\s*((?:\\?[A-Za-z]+(?:_[A-Za-z0-9])?)(?:\s*,\s*\\?[A-Za-z]+(?:_[A-Za-z0-9])?)+)\s*\))");
+  std::vector<std::string> order;
+  for (auto it = std::sregex_iterator(question.begin(), question.end(), tuple); it != std::sregex_iterator();
+       ++it) {
+    order.clear();
+    for (const std::string& name : split_top((*it)[1].str(), ",")) order.push_back(label_key(name));
+  }
+  return order;
 }
 
 Decision equivalent(const std::string& gold, const std::string& pred, const EquivalenceOptions& o) {

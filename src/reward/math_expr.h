@@ -12,7 +12,7 @@ namespace r1::reward {
 struct Expr {
   enum Kind { Number, Symbol, Pi, E, I, Infinity, Add, Mul, Div, Pow, Neg, Func, Factorial };
   Kind kind = Number;
-  std::string text;  // Number: decimal literal; Symbol: name; Func: sin, cos, ..., sqrt, root, log, abs
+  std::string text;  // Number: decimal literal; Symbol: name; Func: sin, cos, ..., sqrt, abs, sum, prod
   std::vector<Expr> kids;
 };
 
@@ -32,5 +32,11 @@ void collect_symbols(const Expr& e, std::vector<std::string>& out);
 std::optional<std::complex<double>> evaluate(const Expr& e, const std::map<std::string, std::complex<double>>& at);
 
 bool contains_infinity(const Expr& e);
+
+// \sum or \prod: Func "sum" / "prod" with kids {variable, lower bound, upper bound, body}.
+inline bool is_big_operator(const Expr& e) {
+  return e.kind == Expr::Func && (e.text == "sum" || e.text == "prod");
+}
+constexpr long kMaxSumTerms = 100000;  // a sum with more terms is not evaluated
 
 }  // namespace r1::reward

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <regex>
+#include <sstream>
 
 namespace r1::reward {
 namespace {
@@ -26,14 +28,27 @@ std::optional<std::string> brace_group(const std::string& s, size_t open) {
   return std::nullopt;
 }
 
-std::optional<std::string> answer_tag(const std::string& s, const ExtractOptions& o) {
+// The boxed answer of s: the last box, or the last row of boxes joined as one list.
+std::optional<Extracted> boxed(const std::string& s) {
+  std::vector<std::string> row = last_boxed_row(s);
+  if (row.empty()) return std::nullopt;
+  Extracted e{row.back(), "boxed", {}};
+  if (row.size() > 1) {
+    e.text.clear();
+    for (const std::string& b : row) e.text += (e.text.empty() ? "" : ", ") + b;
+    e.boxes = row;
+  }
+  return e;
+}
+
+std::optional<Extracted> answer_tag(const std::string& s, const ExtractOptions& o) {
   size_t close = s.rfind(o.answer_close);
   if (close == std::string::npos) return std::nullopt;
   size_t open = s.rfind(o.answer_open, close);
   if (open == std::string::npos) return std::nullopt;
   std::string inner = s.substr(open + o.answer_open.size(), close - open - o.answer_open.size());
-  if (auto b = last_boxed(inner)) return b;  // "<answer>The answer is \boxed{5}</answer>"
-  return trim(inner);
+  if (auto b = boxed(inner)) return b;  // "<answer>The answer is \boxed{5}</answer>"
+  return Extracted{value_in_sentence(trim(inner)), "answer_tag", {}};
 }
 
 std::string lower(std::string s) {
@@ -63,10 +78,30 @@ std::optional<std::string> answer_is(const std::string& s) {
       break;
     }
   while (!rest.empty() && (rest.back() == '.' || rest.back() == ' ')) rest.pop_back();
+  rest = value_in_sentence(rest);
   if (rest.size() >= 2 && rest.front() == '$' && rest.back() == '$') rest = rest.substr(1, rest.size() - 2);
   rest = trim(rest);
   if (rest.empty()) return std::nullopt;
   return rest;
+}
+
+// Letters outside $...$ and outside LaTeX commands: a sentence, not a formula.
+bool has_prose(const std::string& s) {
+  bool math = false;
+  int run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '$') math = !math, run = 0;
+    if (math) continue;
+    if (c == '\\') {  // skip the command's name
+      while (i + 1 < s.size() && std::isalpha(static_cast<unsigned char>(s[i + 1]))) ++i;
+      run = 0;
+      continue;
+    }
+    run = std::isalpha(static_cast<unsigned char>(c)) ? run + 1 : 0;
+    if (run >= 3) return true;
+  }
+  return false;
 }
 
 std::optional<std::string> hash_answer(const std::string& s) {
@@ -80,7 +115,97 @@ std::optional<std::string> hash_answer(const std::string& s) {
   return rest;
 }
 
+// Words after a number that only name its unit ("cubic units", "ways"), not math ("pi", "squared").
+bool unit_words(const std::string& words) {
+  static const std::vector<std::string> math = {"pi",        "sqrt", "squared", "cubed", "times", "plus",
+                                                "minus",     "over", "divided", "root",  "roots", "power",
+                                                "factorial", "and",  "or",      "not"};
+  std::istringstream in(lower(words));
+  int n = 0;
+  for (std::string w; in >> w; ++n)
+    if (w.size() < 3 || std::find(math.begin(), math.end(), w) != math.end()) return false;
+  return n > 0;
+}
+
 }  // namespace
+
+std::vector<std::string> last_boxed_row(const std::string& s) {
+  struct Box {
+    size_t start, end;
+    std::string content;
+  };
+  std::vector<Box> boxes;
+  for (size_t p = 0;;) {
+    size_t a = s.find("\\boxed", p), b = s.find("\\fbox", p);
+    size_t at = std::min(a, b);
+    if (at == std::string::npos) break;
+    size_t i = at + (at == a ? 6 : 5);
+    while (i < s.size() && s[i] == ' ') ++i;
+    if (i < s.size() && s[i] == '{') {
+      auto g = brace_group(s, i);
+      if (g) boxes.push_back({at, i + g->size() + 2, *g});
+    } else {
+      size_t e = i;
+      while (e < s.size() && s[e] != ' ' && s[e] != '$' && s[e] != '\n') ++e;
+      if (e > i) boxes.push_back({at, e, s.substr(i, e - i)});
+    }
+    p = at + 1;
+  }
+  if (boxes.empty()) return {};
+  // Walk back from the last box while only connectives separate the boxes.
+  size_t first = boxes.size() - 1;
+  while (first > 0) {
+    const Box& prev = boxes[first - 1];
+    if (prev.end > boxes[first].start) break;  // nested boxes
+    std::string gap = lower(s.substr(prev.end, boxes[first].start - prev.end));
+    if (gap.size() > 60) break;
+    for (const char* connective : {"\\text{", "\\quad", "\\qquad", "\\(", "\\)", "\\[", "\\]", "\\\\", "}",
+                                   "$", ",", ";", "&", "and", "or"})
+      for (size_t q; (q = gap.find(connective)) != std::string::npos;) gap.erase(q, std::strlen(connective));
+    if (gap.find_first_not_of(" \t\r\n") != std::string::npos) break;
+    --first;
+  }
+  std::vector<std::string> row;
+  for (size_t i = first; i < boxes.size(); ++i)
+    if (std::find(row.begin(), row.end(), trim(boxes[i].content)) == row.end())
+      row.push_back(trim(boxes[i].content));
+  return row;
+}
+
+std::string value_in_sentence(const std::string& in) {
+  std::string s = trim(in);
+  if (!has_prose(s)) return s;
+  // After the last " is " (or "are", "equals", "=") outside math: "The volume of $V$ is 120".
+  std::string l = lower(s);
+  size_t best = std::string::npos, len = 0;
+  bool math = false;
+  for (size_t i = 0; i < l.size(); ++i) {
+    if (l[i] == '$') math = !math;
+    if (math) continue;
+    for (const char* copula : {" is ", " are ", " equals ", " was ", " be ", " = "})
+      if (l.compare(i, std::strlen(copula), copula) == 0) best = i, len = std::strlen(copula);
+  }
+  std::string rest = best == std::string::npos ? s : trim(s.substr(best + len));
+  for (bool again = true; again;) {  // "therefore 120", "approximately $3.5$"
+    again = false;
+    for (const char* filler : {"therefore ", "thus ", "then ", "so ", "exactly ", "approximately ", "about ",
+                               "equal to ", "given by ", "just ", "simply ", "now ", "also "}) {
+      if (lower(rest).starts_with(filler)) {
+        rest = trim(rest.substr(std::strlen(filler)));
+        again = true;
+      }
+    }
+  }
+  // "$120$ cubic units" → the formula; "120 cubic units" → the number.
+  if (rest.starts_with("$")) {
+    size_t close = rest.find('$', 1);
+    if (close != std::string::npos) return trim(rest.substr(1, close - 1));
+  }
+  static const std::regex number_then_words(R"(^([-+]?[0-9][0-9.,/]*)\s+([A-Za-z][A-Za-z ]*)$)");
+  std::smatch m;
+  if (std::regex_match(rest, m, number_then_words) && unit_words(m[2].str())) return m[1].str();
+  return rest;
+}
 
 std::optional<std::string> last_boxed(const std::string& s) {
   size_t best = std::string::npos, skip = 0;
@@ -101,12 +226,21 @@ std::optional<std::string> last_boxed(const std::string& s) {
 
 std::optional<Extracted> extract_answer(const std::string& completion, const ExtractOptions& o) {
   for (const std::string& m : o.methods) {
-    std::optional<std::string> a;
-    if (m == "boxed") a = last_boxed(completion);
+    std::optional<Extracted> a;
+    auto plain = [&](std::optional<std::string> t) {
+      if (t) a = Extracted{*t, m, {}};
+    };
+    if (m == "boxed")
+      a = boxed(completion);
     else if (m == "answer_tag") a = answer_tag(completion, o);
-    else if (m == "answer_is") a = answer_is(completion);
-    else if (m == "hash") a = hash_answer(completion);
-    if (a && !trim(*a).empty() && a->size() <= o.max_chars) return Extracted{trim(*a), m};
+    else if (m == "answer_is")
+      plain(answer_is(completion));
+    else if (m == "hash")
+      plain(hash_answer(completion));
+    if (a && !trim(a->text).empty() && a->text.size() <= o.max_chars) {
+      a->text = trim(a->text);
+      return a;
+    }
   }
   return std::nullopt;
 }

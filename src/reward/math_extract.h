@@ -15,12 +15,18 @@ struct ExtractOptions {
 };
 
 struct Extracted {
-  std::string text;
+  std::string text;    // the answer; several boxes in a row are joined: "2, -3"
   std::string method;  // which form it came from
+  std::vector<std::string> boxes;  // the boxes of that row, when there were several
 };
 
 // The content of the last \boxed{...} or \fbox{...} in s (balanced braces), if any.
 std::optional<std::string> last_boxed(const std::string& s);
+// The last boxes in a row, in order: "$\boxed{2}$ and $\boxed{-3}$" → {"2", "-3"}. Boxes belong to one
+// row when only connectives lie between them (commas, "and", "or", math delimiters, spaces).
+std::vector<std::string> last_boxed_row(const std::string& s);
+// The value a sentence gives: "The volume of $ABCD$ is 120" → "120"; text without prose is kept.
+std::string value_in_sentence(const std::string& s);
 
 std::optional<Extracted> extract_answer(const std::string& completion, const ExtractOptions& o = {});
 

@@ -10,7 +10,28 @@ namespace {
 
 using C = std::complex<double>;
 
+std::optional<C> eval(const Expr& e, const std::map<std::string, C>& at);
+
+// \sum_{k=lo}^{hi} body (or \prod) with integer bounds, term by term.
+std::optional<C> big_operator(const Expr& e, const std::map<std::string, C>& at) {
+  auto lo = eval(e.kids[1], at), hi = eval(e.kids[2], at);
+  if (!lo || !hi || lo->imag() != 0 || hi->imag() != 0) return std::nullopt;
+  const double a = lo->real(), b = hi->real();
+  if (a != std::round(a) || b != std::round(b) || b - a >= double(kMaxSumTerms)) return std::nullopt;
+  const bool sum = e.text == "sum";
+  C acc = sum ? C(0) : C(1);
+  std::map<std::string, C> inner = at;
+  for (double k = a; k <= b; ++k) {
+    inner[e.kids[0].text] = C(k, 0);
+    auto term = eval(e.kids[3], inner);
+    if (!term) return std::nullopt;
+    acc = sum ? acc + *term : acc * *term;
+  }
+  return acc;
+}
+
 std::optional<C> eval(const Expr& e, const std::map<std::string, C>& at) {
+  if (is_big_operator(e)) return big_operator(e, at);
   std::vector<C> v;
   for (const Expr& k : e.kids) {
     auto x = eval(k, at);

@@ -35,7 +35,15 @@ Result MathReward::score(const Sample& s) const {
   }
   r.details["extracted"] = a->text;
   r.details["method"] = a->method;
-  Decision d = equivalent(s.answer, a->text, o_.equivalence);
+  EquivalenceOptions eq = o_.equivalence;
+  eq.label_order = label_order_in(s.prompt);
+  Decision d = equivalent(s.answer, a->text, eq);
+  if (!d.equal &&
+      a->boxes.size() > 1) {  // one answer boxed in two spellings: "\boxed{7.5} or \boxed{\frac{15}{2}}"
+    bool each = true;
+    for (const std::string& b : a->boxes) each = each && equivalent(s.answer, b, eq).equal;
+    if (each) d = Decision{true, "boxes", ""};
+  }
   r.details["check"] = d.check;
   if (!d.equal) r.details["reason"] = d.reason;
   return finish(d.equal ? 1.0 : 0.0);

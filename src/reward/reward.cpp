@@ -56,23 +56,42 @@ Counters& counters() {
   return c;
 }
 
+namespace {
+
+// Every counter with its name, in one place.
+template <typename C, typename F>
+void each_counter(C& c, F f) {
+  f("scored", c.scored);
+  f("no_answer", c.no_answer);
+  f("parse_failures", c.parse_failures);
+  f("symbolic_checks", c.symbolic_checks);
+  f("symbolic_timeouts", c.symbolic_timeouts);
+  f("symbolic_errors", c.symbolic_errors);
+  f("reward_exceptions", c.reward_exceptions);
+  f("reward_timeouts", c.reward_timeouts);
+  f("reward_crashes", c.reward_crashes);
+  f("sandbox_runs", c.sandbox_runs);
+  f("sandbox_timeouts", c.sandbox_timeouts);
+  f("sandbox_errors", c.sandbox_errors);
+}
+
+}  // namespace
+
 nlohmann::json Counters::snapshot() const {
-  return {{"scored", scored.load()},
-          {"no_answer", no_answer.load()},
-          {"parse_failures", parse_failures.load()},
-          {"symbolic_checks", symbolic_checks.load()},
-          {"symbolic_timeouts", symbolic_timeouts.load()},
-          {"symbolic_errors", symbolic_errors.load()},
-          {"reward_exceptions", reward_exceptions.load()},
-          {"sandbox_runs", sandbox_runs.load()},
-          {"sandbox_timeouts", sandbox_timeouts.load()},
-          {"sandbox_errors", sandbox_errors.load()}};
+  nlohmann::json j = nlohmann::json::object();
+  each_counter(*this, [&](const char* name, const std::atomic<uint64_t>& a) { j[name] = a.load(); });
+  return j;
 }
 
 void Counters::reset() {
-  for (auto* a : {&scored, &no_answer, &parse_failures, &symbolic_checks, &symbolic_timeouts,
-                  &symbolic_errors, &reward_exceptions, &sandbox_runs, &sandbox_timeouts, &sandbox_errors})
-    a->store(0);
+  each_counter(*this, [](const char*, std::atomic<uint64_t>& a) { a.store(0); });
+}
+
+void Counters::add(const nlohmann::json& moved) {
+  if (!moved.is_object()) return;
+  each_counter(*this, [&](const char* name, std::atomic<uint64_t>& a) {
+    if (auto it = moved.find(name); it != moved.end() && it->is_number_unsigned()) a += it->get<uint64_t>();
+  });
 }
 
 }  // namespace r1::reward

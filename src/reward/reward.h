@@ -51,11 +51,12 @@ inline bool raised(const Result& r) { return r.details.value("raised", false); }
 // Process-wide counters of what went wrong, for the trainer's metrics: a verifier that silently fails
 // (every answer 0) must show up here.
 struct Counters {
-  std::atomic<uint64_t> scored{0}, no_answer{0}, parse_failures{0}, symbolic_checks{0},
-      symbolic_timeouts{0}, symbolic_errors{0}, reward_exceptions{0}, sandbox_runs{0},
+  std::atomic<uint64_t> scored{0}, no_answer{0}, parse_failures{0}, symbolic_checks{0}, symbolic_timeouts{0},
+      symbolic_errors{0}, reward_exceptions{0}, reward_timeouts{0}, reward_crashes{0}, sandbox_runs{0},
       sandbox_timeouts{0}, sandbox_errors{0};
   nlohmann::json snapshot() const;
   void reset();
+  void add(const nlohmann::json& moved);  // adds counts by name (a worker process's, reward_guard.h)
 };
 Counters& counters();
 

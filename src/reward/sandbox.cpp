@@ -1,25 +1,25 @@
+// The sandbox's parent side: the job's directory, the plan the child follows (sandbox_child.cpp),
+// and the run loop that feeds stdin, collects output and enforces the wall clock.
 #include "reward/sandbox.h"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <linux/seccomp.h>
 #include <poll.h>
-#include <sched.h>
-#include <signal.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
+#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "base/error.h"
 #include "reward/reward.h"
@@ -35,138 +35,70 @@ uid_t next_sandbox_uid() {
   static std::atomic<uint32_t> counter{0};
   return kUidBase + ((uint32_t(::getpid()) & 0xFFFFF) << 8 | (counter.fetch_add(1) & 0xFF));
 }
-constexpr int kStatusFd = 3;  // the child's report channel to the parent (see report())
 
-// ---- child side: only async-signal-safe calls between fork and exec ----
-
-void report(const char* line) { [[maybe_unused]] ssize_t n = ::write(kStatusFd, line, std::strlen(line)); }
-
-// "<prefix><number>\n" without snprintf.
-void report_num(const char* prefix, long v) {
-  char buf[64];
-  size_t n = 0;
-  for (const char* p = prefix; *p && n < 40; ++p) buf[n++] = *p;
-  char digits[24];
-  int d = 0;
-  bool neg = v < 0;
-  unsigned long u = neg ? 0UL - static_cast<unsigned long>(v) : static_cast<unsigned long>(v);
-  do digits[d++] = char('0' + u % 10); while ((u /= 10) && d < 22);
-  if (neg) buf[n++] = '-';
-  while (d) buf[n++] = digits[--d];
-  buf[n++] = '\n';
-  [[maybe_unused]] ssize_t w = ::write(kStatusFd, buf, n);
+// 128 random bits in hex: the job's host path cannot be guessed.
+std::string random_name() {
+  unsigned char b[16];
+  R1_CHECK(::getrandom(b, sizeof b, 0) == ssize_t(sizeof b), "sandbox: getrandom: {}", std::strerror(errno));
+  std::string s;
+  for (unsigned char c : b) s += fmt::format("{:02x}", c);
+  return s;
 }
 
-void write_proc(const char* path, const char* text) {
-  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  [[maybe_unused]] ssize_t n = ::write(fd, text, std::strlen(text));
-  ::close(fd);
+// Kernels from 5.14 count RLIMIT_NPROC per user namespace, so a sandbox in its own user namespace
+// (started without root) has a process count of its own too.
+bool nproc_per_user_namespace() {
+  utsname u{};
+  int major = 0, minor = 0;
+  return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+         (major > 5 || (major == 5 && minor >= 14));
 }
 
-struct ChildPlan {
-  std::vector<char*> argv, envp;
-  std::string dir, uid_map, gid_map;
-  uid_t uid = 0;
-  SandboxLimits limits;
-  bool root = false;
-  sigset_t parent_mask;
-  int in_r = -1, out_w = -1, err_w = -1, status_w = -1;
-};
+constexpr const char* kOwnNprocNamespace = "process limit counted in its own user namespace";
+constexpr const char* kNoOwnNproc =
+    "unprivileged uid of its own: not root, and no user namespace of its own to count RLIMIT_NPROC in";
 
-void set_limit(int resource, rlim_t soft, rlim_t hard, const char* failure_prefix) {
-  rlimit r{soft, hard};
-  if (::setrlimit(resource, &r) != 0) report_num(failure_prefix, errno);
+unsigned long locked_mount_flags(const std::string& path) {
+  struct statvfs v {};
+  if (::statvfs(path.c_str(), &v) != 0) return 0;
+  unsigned long f = 0;
+  if (v.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (v.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (v.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (v.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (v.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (v.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
 }
 
-// The program's own process: limits, identity, filter, exec.
-[[noreturn]] void exec_program(const ChildPlan& p, bool mount_ns, bool pid_ns) {
-  if (pid_ns) {  // this process is PID 1 of the new namespace: a /proc that shows only the sandbox
-    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) report("+private /proc\n");
-    else report_num("-private /proc: errno ", errno);
-  }
-  const SandboxLimits& l = p.limits;
-  set_limit(RLIMIT_CPU, rlim_t(l.cpu_seconds), rlim_t(l.cpu_seconds + 1), "-RLIMIT_CPU: errno ");
-  set_limit(RLIMIT_AS, l.memory_bytes, l.memory_bytes, "-RLIMIT_AS: errno ");
-  set_limit(RLIMIT_NPROC, rlim_t(l.processes), rlim_t(l.processes), "-RLIMIT_NPROC: errno ");
-  set_limit(RLIMIT_FSIZE, l.file_bytes, l.file_bytes, "-RLIMIT_FSIZE: errno ");
-  set_limit(RLIMIT_NOFILE, rlim_t(l.open_files), rlim_t(l.open_files), "-RLIMIT_NOFILE: errno ");
-  set_limit(RLIMIT_CORE, 0, 0, "-RLIMIT_CORE: errno ");
-  if (::chdir(mount_ns ? "/tmp" : p.dir.c_str()) != 0) {
-    report_num("Xchdir errno ", errno);
-    ::_exit(127);
-  }
-  if (p.root) {  // never run model code as root; as nobody, RLIMIT_NPROC is enforced
-    if (::setgroups(0, nullptr) != 0 || ::setgid(p.uid) != 0 || ::setuid(p.uid) != 0) {
-      report_num("Xsetuid errno ", errno);
-      ::_exit(127);
+// What the private root holds: the read-only paths that exist here, then the /dev nodes.
+void plan_root(const SandboxOptions& o, const std::string& root, ChildPlan& plan) {
+  auto add_parents = [&](const std::string& host) {
+    for (size_t p = host.find('/', 1); p != std::string::npos; p = host.find('/', p + 1)) {
+      std::string d = root + host.substr(0, p);
+      if (std::find(plan.mkdirs.begin(), plan.mkdirs.end(), d) == plan.mkdirs.end()) plan.mkdirs.push_back(d);
     }
-    report("+unprivileged uid of its own\n");
-  }
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // after setuid, which clears it
-  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-  const std::vector<sock_filter>& f = seccomp_program();
-  sock_fprog prog{static_cast<unsigned short>(f.size()), const_cast<sock_filter*>(f.data())};
-  if (!f.empty() && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0) report("+seccomp\n");
-  else report_num("-seccomp: errno ", f.empty() ? 0 : errno);
-  report("+rlimits\n+clean environment\n");
-  ::execve(p.argv[0], p.argv.data(), p.envp.data());
-  report_num("Xexec errno ", errno);
-  ::_exit(127);
-}
-
-[[noreturn]] void child_main(const ChildPlan& p) {
-  ::sigprocmask(SIG_SETMASK, &p.parent_mask, nullptr);
-  ::signal(SIGPIPE, SIG_DFL);
-  ::setpgid(0, 0);
-  if (::dup2(p.in_r, 0) < 0 || ::dup2(p.out_w, 1) < 0 || ::dup2(p.err_w, 2) < 0 ||
-      ::dup2(p.status_w, kStatusFd) < 0)
-    ::_exit(127);
-  ::syscall(SYS_close_range, kStatusFd + 1, ~0U, 0);
-  ::fcntl(kStatusFd, F_SETFD, FD_CLOEXEC);  // the report channel closes at exec
-
-  int flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-  bool ns = ::unshare(flags | (p.root ? 0 : CLONE_NEWUSER)) == 0;
-  if (ns) {
-    if (!p.root) {  // map ourselves to root of the new user namespace, to be allowed to mount
-      write_proc("/proc/self/setgroups", "deny");
-      write_proc("/proc/self/uid_map", p.uid_map.c_str());
-      write_proc("/proc/self/gid_map", p.gid_map.c_str());
+  };
+  auto add = [&](const std::string& host, bool writable) {
+    struct stat st {};
+    if (host.empty() || host[0] != '/' || host == "/" || ::lstat(host.c_str(), &st) != 0) return;
+    RootEntry e{host, root + host, "", S_ISDIR(st.st_mode), writable, locked_mount_flags(host)};
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = ::readlink(host.c_str(), target, sizeof target - 1);
+      if (n <= 0) return;
+      e.link_target.assign(target, size_t(n));
     }
-    report("+mount, network, PID, IPC and UTS namespaces\n");
-  } else {
-    report_num("-namespaces (mount, network, PID): unshare errno ", errno);
-  }
-  bool mount_ns = false;
-  if (ns && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) {
-    // /var/tmp and /dev/shm first: once /tmp is covered, the private dir's own path is gone.
-    for (const char* d : {"/var/tmp", "/dev/shm"}) ::mount(p.dir.c_str(), d, nullptr, MS_BIND, nullptr);
-    mount_ns = ::mount(p.dir.c_str(), "/tmp", nullptr, MS_BIND, nullptr) == 0;
-  }
-  if (mount_ns) report("+private /tmp\n");
-  else if (ns) report_num("-private /tmp: errno ", errno);
-  if (!ns) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    exec_program(p, false, false);
-  }
-  // A new PID namespace takes effect for children: the program runs as its PID 1, so when it dies
-  // the kernel kills everything it started.
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    report_num("Xfork errno ", errno);
-    ::_exit(127);
-  }
-  if (pid == 0) exec_program(p, mount_ns, true);
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  for (int fd = 0; fd <= 2; ++fd) ::close(fd);
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  report_num("W", st);
-  ::_exit(0);
+    add_parents(host);
+    plan.entries.push_back(std::move(e));
+  };
+  for (const std::string& p : o.read_only_paths) add(p, false);
+  for (const char* dev : {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"}) add(dev, true);
+  for (const char* d : {"/tmp", "/proc", "/dev", "/dev/shm"}) add_parents(std::string(d) + "/x");
+  plan.root_tmp = root + "/tmp";
+  plan.root_shm = root + "/dev/shm";
+  plan.root_proc = root + "/proc";
 }
-
-// ---- parent side ----
 
 std::vector<char*> c_strings(std::vector<std::string>& v) {
   std::vector<char*> out;
@@ -175,40 +107,75 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
   return out;
 }
 
-void read_some(int& fd, std::string& into, size_t cap) {
+// Appends what is readable; returns how many bytes did not fit under `cap`.
+size_t read_some(int& fd, std::string& into, size_t cap) {
   char buf[65536];
   ssize_t n = ::read(fd, buf, sizeof buf);
   if (n > 0) {
     size_t keep = into.size() < cap ? std::min(size_t(n), cap - into.size()) : 0;
     into.append(buf, keep);
-  } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    return size_t(n) - keep;
+  }
+  if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
     ::close(fd);
     fd = -1;
   }
+  return 0;
 }
 
-struct Pipes {
-  int fd[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};  // stdin, stdout, stderr, status
-  ~Pipes() {
-    for (auto& p : fd)
-      for (int f : p)
-        if (f >= 0) ::close(f);
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+// The descriptors of one run: our pipes and the caller's SandboxIo ones, all closed here.
+struct RunFds {
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
+  SandboxIo io;
+  explicit RunFds(const SandboxIo& given) : io(given) {}
+  void close_child_ends() {
+    close_fd(in[0]), close_fd(out[1]), close_fd(err[1]), close_fd(st[1]);
+    close_fd(io.stdin_fd), close_fd(io.stdout_fd);
+    for (int& fd : io.pass_fds) close_fd(fd);
+  }
+  ~RunFds() {
+    close_child_ends();
+    close_fd(in[1]), close_fd(out[0]), close_fd(err[0]), close_fd(st[0]);
   }
 };
 
+void parse_status(const std::string& status, SandboxResult& r, int& wst) {
+  size_t start = 0;
+  for (size_t nl; (nl = status.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string line = status.substr(start, nl - start);
+    if (line.empty()) continue;
+    if (line[0] == '+') r.protections.push_back(line.substr(1));
+    if (line[0] == '-') r.missing.push_back(line.substr(1));
+    if (line[0] == 'W') wst = std::atoi(line.c_str() + 1);
+    if (line[0] == 'X') r.setup_failed = true, r.missing.push_back("setup failed: " + line.substr(1));
+  }
+}
+
 }  // namespace
 
-Sandbox::Sandbox() : uid_(::geteuid() == 0 ? next_sandbox_uid() : ::geteuid()) {
-  char tmpl[] = "/tmp/r1sbx.XXXXXX";
-  R1_CHECK(::mkdtemp(tmpl) != nullptr, "sandbox: cannot create a temp dir: {}", std::strerror(errno));
-  dir_ = tmpl;
+Sandbox::Sandbox(SandboxOptions o)
+    : o_(std::move(o)), uid_(::geteuid() == 0 ? next_sandbox_uid() : ::geteuid()) {
+  base_ = "/tmp/r1sbx-" + random_name();
+  // 0711: a program running without a private root (allow_unsandboxed) reaches its own directory by
+  // path; the directory itself is 0700 and its uid's alone.
+  R1_CHECK(::mkdir(base_.c_str(), 0711) == 0 && ::chmod(base_.c_str(), 0711) == 0,
+           "sandbox: cannot create {}: {}", base_, std::strerror(errno));
+  dir_ = base_ + "/work";
+  root_ = base_ + "/root";
+  R1_CHECK(::mkdir(dir_.c_str(), 0700) == 0 && ::mkdir(root_.c_str(), 0700) == 0,
+           "sandbox: cannot create {}/*: {}", base_, std::strerror(errno));
   if (::geteuid() == 0 && ::chown(dir_.c_str(), uid_, uid_) != 0)
     fail("sandbox: cannot hand {} to uid {}: {}", dir_, uid_, std::strerror(errno));
 }
 
 Sandbox::~Sandbox() {
   std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
+  std::filesystem::remove_all(base_, ec);
 }
 
 void Sandbox::write_file(const std::string& name, const std::string& content) {
@@ -218,8 +185,22 @@ void Sandbox::write_file(const std::string& name, const std::string& content) {
 }
 
 SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::string& stdin_data,
-                           const SandboxLimits& limits) const {
-  R1_CHECK(!argv_in.empty() && argv_in[0].starts_with("/"), "sandbox: argv[0] must be an absolute path");
+                           const SandboxLimits& limits, const SandboxIo& io) const {
+  RunFds fds(io);
+  // Without root, the process count is the program's own only in a user namespace of a new kernel.
+  if (::geteuid() != 0 && !nproc_per_user_namespace() && !o_.allow_unsandboxed) {
+    SandboxResult refused;
+    refused.setup_failed = true;
+    refused.missing = {kNoOwnNproc,
+                       "setup failed: refused to run the program: a protection is missing "
+                       "(allow_unsandboxed is off)"};
+    counters().sandbox_errors++;
+    return refused;
+  }
+  R1_CHECK(!argv_in.empty() && (argv_in[0].starts_with("/") || argv_in[0].starts_with("./")),
+           "sandbox: argv[0] must be an absolute path or ./NAME (got '{}')",
+           argv_in.empty() ? "" : argv_in[0]);
+  R1_CHECK(io.pass_fds.size() <= 8, "sandbox: at most 8 passed descriptors");
   counters().sandbox_runs++;
   auto t0 = std::chrono::steady_clock::now();
   // Everything the child needs is built here, before fork.
@@ -229,20 +210,23 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   plan.argv = c_strings(argv);
   plan.envp = c_strings(env);
   plan.dir = dir_;
+  plan.root = root_;
+  plan_root(o_, root_, plan);
   plan.limits = limits;
-  plan.root = ::geteuid() == 0;
+  plan.root_user = ::geteuid() == 0;
+  plan.allow_unsandboxed = o_.allow_unsandboxed;
   plan.uid = uid_;
   plan.uid_map = "0 " + std::to_string(::geteuid()) + " 1";
   plan.gid_map = "0 " + std::to_string(::getegid()) + " 1";
   seccomp_program();  // compile the filter outside the child
 
-  Pipes pp;
-  for (auto& p : pp.fd)
+  for (int* p : {fds.in, fds.out, fds.err, fds.st})
     R1_CHECK(::pipe2(p, O_CLOEXEC) == 0, "sandbox: pipe: {}", std::strerror(errno));
-  plan.in_r = pp.fd[0][0];
-  plan.out_w = pp.fd[1][1];
-  plan.err_w = pp.fd[2][1];
-  plan.status_w = pp.fd[3][1];
+  plan.in_r = io.stdin_fd >= 0 ? io.stdin_fd : fds.in[0];
+  plan.out_w = io.stdout_fd >= 0 ? io.stdout_fd : fds.out[1];
+  plan.err_w = fds.err[1];
+  plan.status_w = fds.st[1];
+  plan.pass_fds = io.pass_fds;
   // A program that exits without reading its stdin must not kill us with SIGPIPE.
   sigset_t pipe_only, old;
   sigemptyset(&pipe_only);
@@ -258,17 +242,15 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   }
   if (pid == 0) child_main(plan);
   ::setpgid(pid, pid);  // also done by the child: whichever runs first
-  for (int i : {0, 1, 2, 3}) {
-    int& child_end = pp.fd[i][i == 0 ? 0 : 1];
-    ::close(child_end);
-    child_end = -1;
-  }
-  int& in_w = pp.fd[0][1];
-  int& out_r = pp.fd[1][0];
-  int& err_r = pp.fd[2][0];
-  int& st_r = pp.fd[3][0];
-  for (int fd : {in_w, out_r, err_r, st_r}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  if (stdin_data.empty()) ::close(in_w), in_w = -1;
+  fds.close_child_ends();
+  int& in_w = fds.in[1];
+  int& out_r = fds.out[0];
+  int& err_r = fds.err[0];
+  int& st_r = fds.st[0];
+  if (io.stdout_fd >= 0) close_fd(out_r);  // the caller reads the program's stdout
+  for (int fd : {in_w, out_r, err_r, st_r})
+    if (fd >= 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  if (stdin_data.empty() || io.stdin_fd >= 0) close_fd(in_w);
 
   SandboxResult r;
   std::string status;
@@ -276,40 +258,48 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   bool exited = false;
   auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                            std::chrono::duration<double>(limits.wall_seconds));
+  std::optional<std::chrono::steady_clock::time_point> killed_at;
+  auto kill_now = [&](bool& why) {  // once, for the first reason
+    if (exited || killed_at) return;
+    why = true;
+    killed_at = std::chrono::steady_clock::now();
+    ::kill(-pid, SIGKILL);
+  };
   for (;;) {
     if (!exited) {
       siginfo_t si{};
-      if (::waitid(P_PID, pid_t(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
+      if (::waitid(P_PID, id_t(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
         exited = true;
         ::kill(-pid, SIGKILL);  // stragglers it left behind; the zombie still holds the group id
+        if (!killed_at) killed_at = std::chrono::steady_clock::now();  // bounds the wait for its pipes
       }
     }
     auto now = std::chrono::steady_clock::now();
-    if (!r.timed_out && now >= deadline) {
-      r.timed_out = true;
-      ::kill(-pid, SIGKILL);
-    }
+    if (now >= deadline) kill_now(r.timed_out);
     if (exited && out_r < 0 && err_r < 0 && st_r < 0) break;
-    if (r.timed_out && now >= deadline + std::chrono::seconds(2)) break;  // something holds a pipe: give up
-    pollfd fds[4];
+    if (killed_at && now >= *killed_at + std::chrono::seconds(2)) break;  // something holds a pipe: give up
+    pollfd pfd[5];
     int n = 0;
-    if (in_w >= 0) fds[n++] = {in_w, POLLOUT, 0};
+    if (in_w >= 0) pfd[n++] = {in_w, POLLOUT, 0};
     for (int fd : {out_r, err_r, st_r})
-      if (fd >= 0) fds[n++] = {fd, POLLIN, 0};
-    ::poll(fds, nfds_t(n), 10);
+      if (fd >= 0) pfd[n++] = {fd, POLLIN, 0};
+    if (io.cancel_fd >= 0 && !killed_at) pfd[n++] = {io.cancel_fd, POLLIN, 0};
+    ::poll(pfd, nfds_t(n), 10);
     for (int i = 0; i < n; ++i) {
-      if (!fds[i].revents) continue;
-      int fd = fds[i].fd;
+      if (!pfd[i].revents) continue;
+      int fd = pfd[i].fd;
       if (fd == in_w) {
         ssize_t w = ::write(in_w, stdin_data.data() + in_off, stdin_data.size() - in_off);
         if (w > 0) in_off += size_t(w);
-        if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == stdin_data.size()) ::close(in_w), in_w = -1;
+        if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == stdin_data.size()) close_fd(in_w);
       } else if (fd == out_r) {
-        read_some(out_r, r.out, limits.output_bytes);
+        if (read_some(out_r, r.out, limits.output_bytes) > 0) kill_now(r.output_exceeded);
       } else if (fd == err_r) {
         read_some(err_r, r.err, limits.output_bytes);
       } else if (fd == st_r) {
         read_some(st_r, status, 1 << 16);
+      } else if (fd == io.cancel_fd) {
+        kill_now(r.cancelled);
       }
     }
   }
@@ -323,19 +313,17 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
-  // The child's report: "+protection", "-missing", "W<wait status of the program>", "X<setup failure>".
-  size_t start = 0;
-  for (size_t nl; (nl = status.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::string line = status.substr(start, nl - start);
-    if (line.empty()) continue;
-    if (line[0] == '+') r.protections.push_back(line.substr(1));
-    if (line[0] == '-') r.missing.push_back(line.substr(1));
-    if (line[0] == 'W') wst = std::atoi(line.c_str() + 1);
-    if (line[0] == 'X') r.setup_failed = true, r.missing.push_back("setup failed: " + line.substr(1));
-  }
+  parse_status(status, r, wst);
   if (WIFEXITED(wst)) r.exit_code = WEXITSTATUS(wst);
   if (WIFSIGNALED(wst)) r.signal = WTERMSIG(wst);
-  if (!plan.root) r.missing.push_back("unprivileged uid: not started as root, so RLIMIT_NPROC counts the invoking user");
+  if (!plan.root_user) {
+    bool own_ns = std::find(r.protections.begin(), r.protections.end(),
+                            "mount, network, PID, IPC and UTS namespaces") != r.protections.end();
+    if (own_ns && nproc_per_user_namespace())
+      r.protections.push_back(kOwnNprocNamespace);
+    else
+      r.missing.push_back(kNoOwnNproc);
+  }
   if (r.timed_out) counters().sandbox_timeouts++;
   if (r.setup_failed) counters().sandbox_errors++;
   r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -346,16 +334,21 @@ const SandboxSupport& sandbox_support() {
   static const SandboxSupport s = [] {
     SandboxSupport s;
     try {
-      Sandbox box;
+      SandboxOptions o;
+      o.allow_unsandboxed = true;  // to learn everything that is missing, not just the first
+      Sandbox box(o);
       SandboxResult r = box.run({"/bin/true"}, "", SandboxLimits{});
       auto has = [&](const std::string& p) {
         return std::find(r.protections.begin(), r.protections.end(), p) != r.protections.end();
       };
-      s.namespaces = has("mount, network, PID, IPC and UTS namespaces") && has("private /tmp");
-      s.nproc_enforced = has("unprivileged uid of its own");
+      s.namespaces = has("mount, network, PID, IPC and UTS namespaces");
+      s.private_root = has("private read-only root");
+      s.nproc_enforced = has("unprivileged uid of its own") || has(kOwnNprocNamespace);
       s.seccomp = has("seccomp");
       s.missing = r.missing;
-      if (!r.ok()) s.missing.push_back("probe /bin/true failed");
+      if (!r.ok())
+        s.missing.push_back(fmt::format("probe: /bin/true in the sandbox failed (exit {}, signal {})",
+                                        r.exit_code, r.signal));
     } catch (const std::exception& e) {
       s.missing.push_back(e.what());
     }

@@ -36,6 +36,15 @@ const std::vector<sock_filter>& seccomp_program() {
                    SCMP_SYS(ioperm), SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at),
                    SCMP_SYS(quotactl), SCMP_SYS(fanotify_init), SCMP_SYS(lookup_dcookie)})
       deny(nr);
+    // io_uring performs file and socket operations the filter never sees; the new mount API and the
+    // descriptor-stealing calls reach what mount and ptrace are denied for. Older libseccomp may not
+    // know some of them by name: those the kernel has are then unknown to the program's libc too.
+    for (const char* name : {"io_uring_setup", "io_uring_enter", "io_uring_register", "open_tree",
+                             "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+                             "pidfd_getfd", "process_madvise", "kcmp", "syslog"}) {
+      int nr = seccomp_syscall_resolve_name(name);
+      if (nr != __NR_SCMP_ERROR) deny(nr);
+    }
     // New namespaces through clone flags; clone3 passes flags in memory seccomp cannot read, so it
     // reports ENOSYS and libc falls back to clone.
     for (unsigned long flag : {CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS,

@@ -21,12 +21,20 @@ char decide(const Expr& a, const Expr& b, bool proportional) {
   try {
     std::map<std::string, GiNaC::symbol> syms;
     GiNaC::ex x = to_ginac(a, syms), y = to_ginac(b, syms);
-    if (!proportional) return GiNaC::normal((x - y).expand()).is_zero() ? 'Y' : 'N';
+    // Plain algebra first; with sines and cosines, again as rational functions of exp(i·x).
+    const bool trig = (x - y).has(GiNaC::sin(GiNaC::wild())) || (x - y).has(GiNaC::cos(GiNaC::wild()));
+    if (!proportional) {
+      if (GiNaC::normal((x - y).expand()).is_zero()) return 'Y';
+      return trig && GiNaC::normal(trig_as_exponentials(x - y).expand()).is_zero() ? 'Y' : 'N';
+    }
     if (y.is_zero() || x.is_zero()) return x.is_zero() && y.is_zero() ? 'Y' : 'N';
-    GiNaC::ex r = GiNaC::normal(x / y);
-    for (const auto& [name, s] : syms)
-      if (r.has(s)) return 'N';
-    return 'Y';
+    auto constant_ratio = [&](const GiNaC::ex& r) {
+      for (GiNaC::const_preorder_iterator i = r.preorder_begin(); i != r.preorder_end(); ++i)
+        if (GiNaC::is_a<GiNaC::symbol>(*i)) return false;
+      return true;
+    };
+    if (constant_ratio(GiNaC::normal(x / y))) return 'Y';
+    return trig && constant_ratio(GiNaC::normal(trig_as_exponentials(x / y).expand())) ? 'Y' : 'N';
   } catch (...) {
     return 'E';
   }

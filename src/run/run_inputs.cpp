@@ -52,7 +52,9 @@ nlohmann::json reward_section(const std::string& spec) {
           {"model_tokenizer", ""},              // its tokenizer: "" (model_path), a directory or "byte"
           {"model_device", ""},                 // "" (cpu) | cpu | cuda
           {"model_transform", "sigmoid"},       // sigmoid: score -> (0, 1) | raw
-          {"model_batch", 16}};                 // sequences per reward-model forward pass
+          {"model_batch", 16},                  // sequences per reward-model forward pass
+          {"allow_unsandboxed", false},         // code: run model code even where the sandbox is incomplete
+          {"deadline_s", 120.0}};               // per sample; a rule reward past it is killed, scores 0
 }
 
 std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::string& section) {
@@ -87,6 +89,9 @@ std::unique_ptr<reward::Reward> make_recipe_reward(const Recipe& r, const std::s
   if (cfg.model.device.empty()) cfg.model.device = "cpu";
   cfg.model.transform = r.get<std::string>(section + ".model_transform");
   cfg.model.batch = r.get<int>(section + ".model_batch");
+  cfg.code.allow_unsandboxed = r.get<bool>(section + ".allow_unsandboxed");
+  cfg.deadline_s = r.get<double>(section + ".deadline_s");
+  R1_CHECK(cfg.deadline_s >= 0, "recipe key '{}.deadline_s' must be >= 0 (got {})", section, cfg.deadline_s);
   if (uses_model) {
     R1_CHECK(!cfg.model.path.empty(), "recipe key '{}.model_path' must be set: the reward names 'model'", section);
     R1_CHECK(fs::exists(fs::join(cfg.model.path, "config.json")),

@@ -1,62 +1,30 @@
 #pragma once
-// GRPO training: one step = a batch of prompts -> G completions each from the rollout engine ->
-// rule rewards -> group-relative advantages -> policy updates on the packed completions -> metrics.
+// GRPO training. One step follows one batch through named phases:
+//   sample -> score -> filter/refill   (grpo_rollouts.h: rollouts of the drawn prompts, rewards,
+//                                       dynamic sampling round after round until the batch is full)
+//   reference -> advantages -> update  (grpo_update.h: reference log-probs, group-relative
+//                                       advantages, ppo_epochs x mini_batches optimizer steps)
+//   record                             (grpo_stats.h: StepStats, and their metrics.jsonl names)
 // Rollout and training use the same Transformer (one copy of the weights, same kernels).
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "data/problem.h"
-#include "model/transformer.h"
 #include "model/train_state.h"
-#include "reward/reward.h"
-#include "rollout/engine.h"
-#include "text/codec.h"
-#include "train/grpo_loss.h"
+#include "model/transformer.h"
 #include "optim/data_parallel.h"
-#include "optim/optimizer.h"
+#include "reward/reward.h"
+#include "text/codec.h"
+#include "train/grpo_config.h"
+#include "train/grpo_loss.h"
+#include "train/grpo_rollouts.h"
+#include "train/grpo_stats.h"
+#include "train/grpo_update.h"
 
 namespace r1::train {
-
-struct GrpoConfig {
-  // Sampling
-  int prompts_per_step = 8;
-  int group_size = 8;  // G
-  int max_prompt_tokens = 512;
-  int max_completion_tokens = 256;
-  float temperature = 1.0f, top_p = 1.0f;
-  int top_k = 0;
-  int rollout_batch = 64;  // sequences decoded together
-  // Advantages and loss
-  bool scale_advantage_by_std = true;  // false: Dr. GRPO
-  GrpoLossConfig loss;
-  bool kl_in_reward = false;      // subtract kl_coef * sum_t KL_t (k1) from each reward instead
-  int ref_refresh_steps = 0;      // copy the policy into the reference every N steps (0: never)
-  // Updates
-  int ppo_epochs = 1;             // mu: passes over each rollout batch
-  int mini_batches = 1;           // optimizer steps per pass
-  int micro_batch_tokens = 8192;  // gradient accumulation by token budget
-  double lr = 1e-6, max_grad_norm = 1.0;
-  optim::LrSchedule schedule;            // lr/total steps are filled from the fields above when left default
-  optim::AdamWConfig adamw;
-  // Data shaping
-  bool dynamic_sampling = false;  // drop groups whose rewards are all equal and sample more prompts
-  int dynamic_sampling_max_rounds = 4;
-  bool mask_truncated = false;    // completions cut by the length limit get no loss (overlong filtering)
-  int overlong_buffer = 0;        // DAPO soft overlong punishment over the last N tokens (0: off)
-  double overlong_penalty = 1.0;
-  int max_bad_steps = 3;          // consecutive non-finite updates before the run stops
-  uint64_t seed = 1;
-  // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
-  // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.
-  optim::DataParallelConfig parallel;
-};
-
-// Metrics of one step (one JSON line in metrics.jsonl).
-using StepMetrics = std::map<std::string, double>;
 
 // One problem's completions and their scores, for samples/ files.
 struct ScoredCompletion {
@@ -70,11 +38,12 @@ class GrpoTrainer {
  public:
   // `render_prompt` turns a question into the prompt text (chat template or R1-Zero template).
   GrpoTrainer(model::Transformer& policy, const text::Codec& codec, const reward::Reward& reward,
-              std::vector<data::Problem> train_set, std::function<std::string(const data::Problem&)> render_prompt,
-              GrpoConfig cfg, int64_t total_steps);
+              std::vector<data::Problem> train_set,
+              std::function<std::string(const data::Problem&)> render_prompt, GrpoConfig cfg,
+              int64_t total_steps);
 
-  // Runs step `step` (0-based) and returns its metrics; the scored completions go to last_samples().
-  StepMetrics step(int64_t step);
+  // Runs step `step` (0-based); the scored completions go to last_samples().
+  StepStats step(int64_t step);
   const std::vector<ScoredCompletion>& last_samples() const { return samples_; }
   optim::DataParallel& optimizer() { return dp_; }
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
@@ -84,7 +53,20 @@ class GrpoTrainer {
   model::Transformer* reference() { return ref_.get(); }
 
  private:
+  // The step's batch: this rank's kept groups, and the counts every rank agrees on.
+  struct Collected {
+    std::vector<Group> kept;
+    GroupCounts counts;
+  };
   std::vector<int64_t> next_prompts(int64_t n);
+  // sample -> score -> filter, round after round, until prompts_per_step groups are kept or the
+  // round budget is spent.
+  Collected collect(int64_t step, StepSums& sums);
+  // One round's sample and score phases on this rank's draws; the scored texts are added to `texts`.
+  std::vector<Group> sample_and_score(const std::vector<PromptDraw>& draws, uint64_t seed,
+                                      std::vector<int64_t>& too_long, StepSums& sums,
+                                      std::vector<std::string>& texts);
+  void keep_samples(const std::vector<Group>& groups);
 
   model::Transformer& policy_;
   const text::Codec& codec_;
@@ -100,6 +82,5 @@ class GrpoTrainer {
   int bad_steps_ = 0;
   std::vector<ScoredCompletion> samples_;
 };
-
 
 }  // namespace r1::train

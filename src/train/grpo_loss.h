@@ -25,7 +25,8 @@ struct GrpoLossConfig {
   double kl_coef = 0.0;                    // beta; 0 disables the KL term in the loss
   KlEstimator kl_estimator = KlEstimator::K3;
   LossReduction reduction = LossReduction::SeqMeanTokenMean;
-  double norm_constant = 1.0;  // Dr. GRPO's divisor (usually the maximum completion length)
+  // Dr. GRPO's divisor. grpo_loss needs it > 0; the trainer reads 0 as the maximum completion length.
+  double norm_constant = 0.0;
 };
 
 // One completion in the packed token arrays: tokens [begin, begin + length) with one advantage.

@@ -1,7 +1,9 @@
 #include "train/grpo_run.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -39,8 +41,8 @@ nlohmann::json grpo_recipe_defaults() {
         {"kl_estimator", "k3"}, {"kl_in_reward", false}, {"ref_refresh_steps", 0},
         {"loss_reduction", "seq_mean_token_mean"}, {"norm_constant", 0.0}, {"ppo_epochs", 1},
         {"mini_batches", 1}, {"micro_batch_tokens", 8192}, {"dynamic_sampling", false},
-        {"dynamic_sampling_max_rounds", 4}, {"mask_truncated", false}, {"overlong_buffer", 0},
-        {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
+        {"dynamic_sampling_max_rounds", 4}, {"dynamic_sampling_filter", "math"}, {"mask_truncated", false},
+        {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
@@ -51,6 +53,23 @@ nlohmann::json grpo_recipe_defaults() {
 }
 
 namespace {
+
+// The dynamic-sampling filter must be a part of every reward the run scores with (the spec and
+// each route's), or the whole reward.
+void check_filter(const run::Recipe& r, const std::string& filter) {
+  if (filter == "reward") return;
+  std::vector<std::pair<std::string, std::string>> specs = {{"reward.spec", r.get<std::string>("reward.spec")}};
+  for (const std::string& route : r.get<std::vector<std::string>>("reward.routes"))
+    specs.push_back({"reward.routes", route.substr(route.find('=') + 1)});
+  for (const auto& [key, spec] : specs) {
+    const std::vector<std::string> names = reward::reward_names(spec);
+    R1_CHECK(std::find(names.begin(), names.end(), filter) != names.end(),
+             "grpo.dynamic_sampling_filter '{}' is not a part of {} '{}' (parts: {}); name one of them, or 'reward'",
+             filter, key, spec, fmt::join(names, ", "));
+  }
+}
+
+}  // namespace
 
 GrpoConfig grpo_config(const run::Recipe& r) {
   GrpoConfig g;
@@ -76,6 +95,7 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.micro_batch_tokens = r.get<int>("grpo.micro_batch_tokens");
   g.dynamic_sampling = r.get<bool>("grpo.dynamic_sampling");
   g.dynamic_sampling_max_rounds = r.get<int>("grpo.dynamic_sampling_max_rounds");
+  g.dynamic_sampling_filter = r.get<std::string>("grpo.dynamic_sampling_filter");
   g.mask_truncated = r.get<bool>("grpo.mask_truncated");
   g.overlong_buffer = r.get<int>("grpo.overlong_buffer");
   g.overlong_penalty = r.get<double>("grpo.overlong_penalty");
@@ -90,10 +110,10 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
   g.parallel = run::parallel_config(r);
+  validate(g);
+  if (g.dynamic_sampling) check_filter(r, g.dynamic_sampling_filter);
   return g;
 }
-
-}  // namespace
 
 std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before any compute.
@@ -134,11 +154,11 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   };
 
   Progress bar("grpo", steps - start, "step");
-  StepMetrics last;
+  std::optional<StepStats> last;
   for (int64_t step = start; step < steps; ++step) {
-    StepMetrics mt = trainer.step(step);
-    last = mt;
-    if (metrics) metrics->log(step, run::Scalars(mt.begin(), mt.end()));
+    const StepStats st = trainer.step(step);
+    last = st;
+    if (metrics) metrics->log(step, step_metrics(st));
     if (metrics && samples_every > 0 && step % samples_every == 0) {  // rank 0's share of the samples
       std::vector<nlohmann::json> rows;
       for (const auto& s : trainer.last_samples())
@@ -147,8 +167,8 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
       run.write_samples(step, rows);
     }
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
-    bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} length {:.0f}", mt["reward/mean"], mt["accuracy"],
-                              mt["response_length/mean"]));
+    bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} length {:.0f}", st.reward_mean, st.accuracy.value_or(0),
+                              st.response_length_mean));
     run::stop_if_asked(opts, step);
   }
   bar.finish();
@@ -156,8 +176,13 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   run::export_model(*m, r, run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
-  for (const char* k : {"reward/mean", "accuracy", "format_rate", "response_length/mean", "kl"})
-    if (last.count(k)) summary[k] = last.at(k);
+  if (last) {
+    summary["reward/mean"] = last->reward_mean;
+    summary["response_length/mean"] = last->response_length_mean;
+    if (last->accuracy) summary["accuracy"] = *last->accuracy;
+    if (last->format_rate) summary["format_rate"] = *last->format_rate;
+    if (last->kl) summary["kl"] = *last->kl;
+  }
   run::write_summary(run.path(), summary);
   log::info("model: {}; report: {}", run.file("model"), run::write_report(run.path()));
   return run.path();

@@ -7,10 +7,14 @@
 
 #include "run/recipe.h"
 #include "run/run_inputs.h"
+#include "train/grpo_config.h"
 
 namespace r1::train {
 
 nlohmann::json grpo_recipe_defaults();
+
+// The recipe's GRPO settings (grpo.* and the train.* keys GRPO reads), validated; errors name the key.
+GrpoConfig grpo_config(const run::Recipe& r);
 
 using GrpoRunOptions = run::RunOptions;  // resume: from the latest complete checkpoint
 

@@ -25,7 +25,13 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t N, int64_t C);
 
-// ---- linear.cpp (OpenBLAS sgemm) ----
+// ---- gemm.cpp ----
+// C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major; op(A) is A (M, K) or, with trans_a, A^T
+// of A (K, M); op(B) likewise (K, N). OpenBLAS in fixed tiles: the same bits for any thread count.
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// ---- linear.cpp (sgemm) ----
 // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, nullable)
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC);

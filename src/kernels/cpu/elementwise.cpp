@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
 
@@ -24,10 +26,23 @@ void zero(float* x, int64_t n) {
 }
 
 double sum_squares(const float* x, int64_t n) {
-  double acc = 0.0;
-#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) acc += double(x[i]) * double(x[i]);
-  return acc;
+  // A fixed reduction tree: blocks of kBlock elements (each summed in order), then the block sums
+  // in order. An OpenMP reduction would add per-thread partial sums, whose split follows the thread
+  // count, and the gradient norm (hence every clipped update) would change with the machine.
+  constexpr int64_t kBlock = 1 << 14;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i1 = std::min(n, (b + 1) * kBlock);
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = b * kBlock; i < i1; ++i) acc += double(x[i]) * double(x[i]);
+    partial[size_t(b)] = acc;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
 }
 
 }  // namespace r1::cpu

@@ -1,14 +1,9 @@
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/cpu_ops.h"
 
 namespace r1::cpu {
-
-// sgemm is always called from the calling thread (never inside an OpenMP region); OpenBLAS
-// parallelizes it with its own threads.
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t IC, int64_t OC) {
@@ -23,8 +18,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   }
   if (IC == 0) return;
   // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(N), int(OC), int(IC), 1.0f, inp, int(IC), weight,
-              int(IC), beta, out, int(OC));
+  sgemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -32,13 +26,11 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (N == 0 || OC == 0) return;
   if (dinp && IC > 0) {
     // dinp (N, IC) += dout (N, OC) @ weight (OC, IC)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(IC), int(OC), 1.0f, dout, int(OC),
-                weight, int(IC), 1.0f, dinp, int(IC));
+    sgemm(false, false, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC);
   }
   if (dweight && IC > 0) {
     // dweight (OC, IC) += dout^T (OC, N) @ inp (N, IC)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(OC), int(IC), int(N), 1.0f, dout, int(OC), inp,
-                int(IC), 1.0f, dweight, int(IC));
+    sgemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
   }
   if (dbias) {
     constexpr int64_t kBlock = 256;

@@ -1,5 +1,3 @@
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -14,8 +12,7 @@ namespace {
 // zc (tn, vn) = hidden (tn, C) @ weight[v0 : v0 + vn] (vn, C)^T / temperature
 void chunk_logits(float* zc, const float* hidden, const float* wchunk, int64_t tn, int64_t vn, int64_t C,
                   float inv_tau) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tn), int(vn), int(C), inv_tau, hidden, int(C),
-              wchunk, int(C), 0.0f, zc, int(vn));
+  sgemm(false, true, tn, vn, C, inv_tau, hidden, C, wchunk, C, 0.0f, zc, vn);
 }
 
 }  // namespace
@@ -111,13 +108,11 @@ void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp,
       }
       // dhidden (tn, C) += dz (tn, vn) @ W_chunk (vn, C)
       if (dhidden) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(tn), int(C), int(vn), 1.0f, z.data(),
-                    int(vn), weight + v0 * C, int(C), 1.0f, dhidden + t0 * C, int(C));
+        sgemm(false, false, tn, C, vn, 1.0f, z.data(), vn, weight + v0 * C, C, 1.0f, dhidden + t0 * C, C);
       }
       // dW_chunk (vn, C) += dz^T (vn, tn) @ hidden (tn, C)
       if (dweight) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(vn), int(C), int(tn), 1.0f, z.data(),
-                    int(vn), hidden + t0 * C, int(C), 1.0f, dweight + v0 * C, int(C));
+        sgemm(true, false, vn, C, tn, 1.0f, z.data(), vn, hidden + t0 * C, C, 1.0f, dweight + v0 * C, C);
       }
     }
   }

@@ -1,0 +1,99 @@
+#include "train/grpo_config.h"
+
+#include <cmath>
+
+#include "base/error.h"
+
+namespace r1::train {
+
+namespace {
+
+void at_least(const char* key, double v, double lo) {
+  R1_CHECK(std::isfinite(v) && v >= lo, "{} must be >= {}, got {}", key, lo, v);
+}
+
+void below_one(const char* key, double v) {
+  R1_CHECK(std::isfinite(v) && v >= 0 && v < 1, "{} must be in [0, 1), got {}", key, v);
+}
+
+void validate_sampling(const GrpoConfig& c) {
+  at_least("grpo.prompts_per_step", c.prompts_per_step, 1);
+  R1_CHECK(c.group_size >= 2, "grpo.group_size must be >= 2 for group-relative advantages, got {}",
+           c.group_size);
+  at_least("grpo.max_prompt_tokens", c.max_prompt_tokens, 1);
+  at_least("grpo.max_completion_tokens", c.max_completion_tokens, 1);
+  // The loss's log-probs are taken at the sampling temperature: 0 (greedy) has none.
+  R1_CHECK(std::isfinite(c.temperature) && c.temperature > 0, "grpo.temperature must be > 0, got {}",
+           c.temperature);
+  R1_CHECK(std::isfinite(c.top_p) && c.top_p > 0 && c.top_p <= 1, "grpo.top_p must be in (0, 1], got {}",
+           c.top_p);
+  at_least("grpo.top_k", c.top_k, 0);
+  at_least("grpo.rollout_batch", c.rollout_batch, 1);
+}
+
+void validate_loss(const GrpoConfig& c) {
+  const GrpoLossConfig& l = c.loss;
+  below_one("grpo.clip_low", l.clip_low);  // the ratio's floor, 1 - clip_low, stays positive
+  at_least("grpo.clip_high", l.clip_high, 0);
+  // Clip-higher (DAPO) widens the upper bound only; a narrower one is a swapped pair.
+  R1_CHECK(l.clip_low <= l.clip_high, "grpo.clip_low ({}) must be <= grpo.clip_high ({})", l.clip_low,
+           l.clip_high);
+  at_least("grpo.kl_coef", l.kl_coef, 0);
+  R1_CHECK(!c.kl_in_reward || l.kl_coef > 0,
+           "grpo.kl_in_reward is set but grpo.kl_coef is 0: no KL would be applied");
+  at_least("grpo.ref_refresh_steps", c.ref_refresh_steps, 0);
+  R1_CHECK(c.ref_refresh_steps == 0 || l.kl_coef > 0,
+           "grpo.ref_refresh_steps is {} but grpo.kl_coef is 0: there is no reference model to refresh",
+           c.ref_refresh_steps);
+  at_least("grpo.norm_constant", l.norm_constant, 0);
+  R1_CHECK(l.norm_constant == 0 || l.reduction == LossReduction::SeqMeanTokenSumNorm,
+           "grpo.norm_constant ({}) applies only to grpo.loss_reduction seq_mean_token_sum_norm, not {}",
+           l.norm_constant, reduction_name(l.reduction));
+}
+
+void validate_updates(const GrpoConfig& c) {
+  at_least("grpo.ppo_epochs", c.ppo_epochs, 1);
+  at_least("grpo.mini_batches", c.mini_batches, 1);
+  R1_CHECK(c.mini_batches <= c.prompts_per_step * c.group_size,
+           "grpo.mini_batches ({}) exceeds the sequences of a step (prompts_per_step x group_size = {})",
+           c.mini_batches, c.prompts_per_step * c.group_size);
+  at_least("grpo.micro_batch_tokens", c.micro_batch_tokens, 1);
+  at_least("grpo.max_bad_steps", c.max_bad_steps, 1);
+  at_least("train.lr", c.lr, 0);
+  at_least("train.max_grad_norm (0: no clipping)", c.max_grad_norm, 0);
+  below_one("train.beta1", c.adamw.beta1);
+  below_one("train.beta2", c.adamw.beta2);
+  at_least("train.weight_decay", c.adamw.weight_decay, 0);
+}
+
+void validate_shaping(const GrpoConfig& c) {
+  R1_CHECK(c.dynamic_sampling_max_rounds >= 1,
+           "grpo.dynamic_sampling_max_rounds must be >= 1 (rollout rounds a step may spend filling its "
+           "batch), got {}",
+           c.dynamic_sampling_max_rounds);
+  R1_CHECK(!c.dynamic_sampling_filter.empty(),
+           "grpo.dynamic_sampling_filter is empty (a reward part, or 'reward')");
+  R1_CHECK(c.overlong_buffer >= 0 && c.overlong_buffer < c.max_completion_tokens,
+           "grpo.overlong_buffer must be in [0, grpo.max_completion_tokens = {}), got {}",
+           c.max_completion_tokens, c.overlong_buffer);
+  at_least("grpo.overlong_penalty", c.overlong_penalty, 0);
+}
+
+}  // namespace
+
+void validate(const GrpoConfig& c) {
+  validate_sampling(c);
+  validate_loss(c);
+  validate_updates(c);
+  validate_shaping(c);
+}
+
+GrpoLossConfig update_loss_config(const GrpoConfig& c) {
+  GrpoLossConfig l = c.loss;
+  if (c.kl_in_reward) l.kl_coef = 0.0;  // the penalty is already in the rewards
+  if (l.reduction == LossReduction::SeqMeanTokenSumNorm && l.norm_constant == 0.0)
+    l.norm_constant = c.max_completion_tokens;
+  return l;
+}
+
+}  // namespace r1::train

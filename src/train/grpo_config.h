@@ -1,0 +1,61 @@
+#pragma once
+// Every setting of a GRPO run (the recipe's `grpo` section and the `train` keys GRPO reads), and
+// their validation: each error names the recipe key, its value and the allowed range.
+#include <cstdint>
+#include <string>
+
+#include "optim/data_parallel.h"
+#include "optim/optimizer.h"
+#include "train/grpo_loss.h"
+
+namespace r1::train {
+
+struct GrpoConfig {
+  // Sampling
+  int prompts_per_step = 8;
+  int group_size = 8;  // G
+  int max_prompt_tokens = 512;
+  int max_completion_tokens = 256;
+  float temperature = 1.0f, top_p = 1.0f;
+  int top_k = 0;
+  int rollout_batch = 64;  // sequences decoded together
+  // Advantages and loss
+  bool scale_advantage_by_std = true;  // false: Dr. GRPO
+  GrpoLossConfig loss;                 // loss.norm_constant 0: max_completion_tokens (Dr. GRPO's choice)
+  bool kl_in_reward = false;           // subtract kl_coef * sum_t KL_t (k1) from each reward instead
+  int ref_refresh_steps = 0;           // copy the policy into the reference every N steps (0: never)
+  // Updates
+  int ppo_epochs = 1;             // mu: passes over each rollout batch
+  int mini_batches = 1;           // optimizer steps per pass
+  int micro_batch_tokens = 8192;  // gradient accumulation by token budget
+  double lr = 1e-6, max_grad_norm = 1.0;
+  optim::LrSchedule schedule;  // lr/total steps are filled from the fields above when left default
+  optim::AdamWConfig adamw;
+  // Data shaping. Dynamic sampling (DAPO): groups whose `dynamic_sampling_filter` values are all
+  // equal (every sample right, or every one wrong) teach nothing and are dropped; more prompts are
+  // drawn, round after round, until the step has prompts_per_step groups or
+  // dynamic_sampling_max_rounds rounds were spent (then the step trains on what it has, and warns).
+  bool dynamic_sampling = false;
+  int dynamic_sampling_max_rounds = 4;
+  // What decides: a part of the reward by its name in reward.spec ("math": accuracy, as DAPO), or
+  // "reward" for the whole reward after overlong shaping.
+  std::string dynamic_sampling_filter = "math";
+  bool mask_truncated = false;  // completions cut by the length limit get no loss (overlong filtering)
+  int overlong_buffer = 0;      // DAPO soft overlong punishment over the last N tokens (0: off)
+  double overlong_penalty = 1.0;
+  int max_bad_steps = 3;  // consecutive non-finite updates before the run stops
+  uint64_t seed = 1;
+  // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
+  // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.
+  optim::DataParallelConfig parallel;
+};
+
+// Checks every numeric setting and the relations between them; errors name the recipe key
+// ("grpo.clip_high must be >= 0, got -0.1").
+void validate(const GrpoConfig& c);
+
+// The loss settings the update uses: the KL term only when it is in the loss, Dr. GRPO's divisor
+// resolved (norm_constant 0 means max_completion_tokens; any other value is used as given).
+GrpoLossConfig update_loss_config(const GrpoConfig& c);
+
+}  // namespace r1::train

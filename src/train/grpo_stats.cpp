@@ -1,0 +1,142 @@
+#include "train/grpo_stats.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "dist/named_sums.h"
+
+namespace r1::train {
+
+void StepSums::add_kept(const std::vector<Group>& kept) {
+  for (const Group& g : kept)
+    for (const Sequence& s : g.seqs) {
+      sequences += 1;
+      gen_tokens += double(s.out.tokens.size());
+      length_max = std::max(length_max, double(s.out.tokens.size()));
+      kept_reward_sum += s.reward;
+      kept_reward_sq += s.reward * s.reward;
+    }
+}
+
+void StepSums::add_update(const UpdateStats& u) {
+  loss_sum += u.loss_sum;
+  clipped += u.clipped;
+  kl_sum += u.kl_sum;
+  loss_tokens += u.loss_tokens;
+  entropy_sum += u.entropy_sum;
+  entropy_tokens += u.entropy_tokens;
+}
+
+void all_reduce(dist::Comm& host, StepSums& s) {
+  if (host.size() == 1) return;
+  double* summed[] = {&s.scored.completions,
+                      &s.scored.score_sum,
+                      &s.scored.truncated,
+                      &s.scored.overlong_penalty_sum,
+                      &s.scored.timeouts,
+                      &s.sequences,
+                      &s.gen_tokens,
+                      &s.kept_reward_sum,
+                      &s.kept_reward_sq,
+                      &s.kl_reward_sum,
+                      &s.reflection_hits,
+                      &s.loss_sum,
+                      &s.clipped,
+                      &s.kl_sum,
+                      &s.loss_tokens,
+                      &s.entropy_sum,
+                      &s.entropy_tokens};
+  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train};
+  auto reduce = [&](auto& fields, dist::Op op) {
+    std::vector<double> v;
+    for (double* f : fields) v.push_back(*f);
+    host.all_reduce(v.data(), int64_t(v.size()), dist::Type::F64, op);
+    for (size_t i = 0; i < v.size(); ++i) *fields[i] = v[i];
+  };
+  reduce(summed, dist::Op::Sum);
+  reduce(maxed, dist::Op::Max);
+  dist::all_reduce_sums(host, s.scored.part_sums);  // a rank may lack a part another has
+}
+
+StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update,
+                    const GrpoConfig& cfg, double lr, bool has_reference, int ranks) {
+  StepStats st;
+  const double n = std::max(1.0, sums.scored.completions), kept = sums.sequences;
+  st.reward_mean = sums.scored.score_sum / n;
+  // Spread of the kept (shaped) rewards around the mean score of every sample.
+  const double m = st.reward_mean;
+  const double var = sums.kept_reward_sq - 2 * m * sums.kept_reward_sum + kept * m * m;
+  st.reward_std = kept > 1 ? std::sqrt(std::max(0.0, var) / (kept - 1)) : 0.0;
+  for (const auto& [name, v] : sums.scored.part_sums) st.reward_parts[name] = v / n;
+  if (st.reward_parts.count("math")) st.accuracy = st.reward_parts.at("math");
+  if (st.reward_parts.count("format")) st.format_rate = st.reward_parts.at("format");
+  st.response_length_mean = kept > 0 ? sums.gen_tokens / kept : 0.0;
+  st.response_length_max = sums.length_max;
+  st.truncated_frac = sums.scored.truncated / n;
+  st.reward_timeouts = int64_t(sums.scored.timeouts);
+  if (cfg.overlong_buffer > 0) st.overlong_penalty = sums.scored.overlong_penalty_sum / n;
+  st.reflection_rate = sums.reflection_hits / n;
+
+  st.loss = update.updates ? sums.loss_sum / double(cfg.ppo_epochs) : 0.0;
+  st.clip_fraction = sums.loss_tokens > 0 ? sums.clipped / sums.loss_tokens : 0.0;
+  if (has_reference)
+    st.kl = cfg.kl_in_reward ? sums.kl_reward_sum / std::max(1.0, sums.gen_tokens)
+                             : (sums.loss_tokens > 0 ? sums.kl_sum / sums.loss_tokens : 0.0);
+  st.entropy = sums.entropy_tokens > 0 ? sums.entropy_sum / sums.entropy_tokens : 0.0;
+  st.grad_norm = update.updates ? update.grad_norm_sum / double(update.updates) : 0.0;
+  st.lr = lr;
+  st.updates = update.updates;
+  st.skipped_updates = update.skipped;
+  st.epoch_loss = update.epoch_loss;
+
+  st.groups = groups.kept;
+  st.prompts_too_long = groups.too_long;
+  st.sampling_rounds = groups.rounds;
+  st.zero_variance_groups = groups.scored ? double(groups.zero_variance) / double(groups.scored) : 0.0;
+  st.filtered_groups = groups.scored ? double(groups.filtered) / double(groups.scored) : 0.0;
+  st.batch_fill = double(groups.kept) / double(cfg.prompts_per_step);
+
+  st.time_rollout = sums.t_rollout;
+  st.time_reward = sums.t_reward;
+  st.time_reference = sums.t_reference;
+  st.time_train = sums.t_train;
+  st.tokens_per_s = sums.t_rollout > 0 ? sums.gen_tokens / sums.t_rollout : 0.0;
+  st.ranks = ranks;
+  return st;
+}
+
+run::Scalars step_metrics(const StepStats& s) {
+  run::Scalars m = {{"reward/mean", s.reward_mean}, {"reward/std", s.reward_std}};
+  for (const auto& [name, v] : s.reward_parts) m.emplace_back("reward/" + name, v);
+  if (s.accuracy) m.emplace_back("accuracy", *s.accuracy);
+  if (s.format_rate) m.emplace_back("format_rate", *s.format_rate);
+  m.insert(m.end(), {{"response_length/mean", s.response_length_mean},
+                     {"response_length/max", s.response_length_max},
+                     {"truncated_frac", s.truncated_frac},
+                     {"reward_timeouts", double(s.reward_timeouts)}});
+  if (s.overlong_penalty) m.emplace_back("overlong_penalty", *s.overlong_penalty);
+  m.insert(m.end(), {{"loss", s.loss}, {"clip_fraction", s.clip_fraction}});
+  if (s.kl) m.emplace_back("kl", *s.kl);
+  m.insert(m.end(), {{"entropy", s.entropy},
+                     {"grad_norm", s.grad_norm},
+                     {"lr", s.lr},
+                     {"updates", double(s.updates)},
+                     {"skipped_updates", double(s.skipped_updates)},
+                     {"zero_variance_groups", s.zero_variance_groups},
+                     {"filtered_groups", s.filtered_groups},
+                     {"groups", double(s.groups)},
+                     {"batch_fill", s.batch_fill},
+                     {"sampling_rounds", double(s.sampling_rounds)},
+                     {"prompts_too_long", double(s.prompts_too_long)},
+                     {"reflection_rate", s.reflection_rate},
+                     {"time/rollout", s.time_rollout},
+                     {"time/reward", s.time_reward},
+                     {"time/reference", s.time_reference},
+                     {"time/train", s.time_train},
+                     {"time/step", s.time_step},
+                     {"tokens_per_s", s.tokens_per_s}});
+  if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
+  return m;
+}
+
+}  // namespace r1::train

@@ -1,0 +1,74 @@
+#pragma once
+// The record phase of a GRPO step: what each rank adds up (StepSums), reduced over the ranks, and
+// the step's statistics (StepStats) with their names in metrics.jsonl (step_metrics).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "dist/comm.h"
+#include "run/metrics.h"
+#include "train/grpo_rollouts.h"
+#include "train/grpo_update.h"
+
+namespace r1::train {
+
+// What one rank adds up during a step.
+struct StepSums {
+  ScoreSums scored;  // over every scored completion, kept or dropped
+  // Over the kept sequences.
+  double sequences = 0, gen_tokens = 0, kept_reward_sum = 0, kept_reward_sq = 0, kl_reward_sum = 0;
+  double reflection_hits = 0;  // scored completions with a reflection word
+  // Over the loss's tokens (UpdateStats).
+  double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
+  // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
+  double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
+
+  void add_kept(const std::vector<Group>& kept);
+  void add_update(const UpdateStats& u);
+};
+
+// Sums the sums and takes the maxima over the ranks of `host` (every rank gets the result).
+void all_reduce(dist::Comm& host, StepSums& s);
+
+// The step's groups, counted over every rank (the ranks agree on them).
+struct GroupCounts {
+  int64_t kept = 0;           // groups trained on
+  int64_t scored = 0;         // groups sampled and scored, in every round
+  int64_t zero_variance = 0;  // scored groups whose rewards were all equal
+  int64_t filtered = 0;       // scored groups dynamic sampling dropped
+  int64_t too_long = 0;       // prompts skipped for max_prompt_tokens
+  int64_t rounds = 0;         // rollout rounds (1 without dynamic sampling)
+};
+
+struct StepStats {
+  // Rewards, over every scored completion (the reward function's values, before shaping).
+  double reward_mean = 0, reward_std = 0;
+  std::map<std::string, double> reward_parts;   // each part's mean, by name
+  std::optional<double> accuracy, format_rate;  // the "math" and "format" parts
+  double response_length_mean = 0, response_length_max = 0, truncated_frac = 0, reflection_rate = 0;
+  int64_t reward_timeouts = 0;  // rewards killed at their deadline (scored 0)
+  std::optional<double> overlong_penalty;  // the mean shaping penalty (<= 0), with overlong_buffer > 0
+  // Loss, over the updates' tokens.
+  double loss = 0, clip_fraction = 0, entropy = 0;
+  std::optional<double> kl;  // with a reference model: the loss's KL, or the reward's (kl_in_reward)
+  double grad_norm = 0, lr = 0;
+  int64_t updates = 0, skipped_updates = 0;
+  std::vector<double> epoch_loss;  // each of the ppo_epochs passes (not in metrics.jsonl)
+  // The batch.
+  int64_t groups = 0, prompts_too_long = 0, sampling_rounds = 0;
+  double zero_variance_groups = 0, filtered_groups = 0, batch_fill = 0;
+  // Time (seconds; the slowest rank's) and throughput.
+  double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
+         tokens_per_s = 0;
+  int ranks = 1;
+};
+
+// The step's statistics from its (reduced) sums and counts.
+StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update,
+                    const GrpoConfig& cfg, double lr, bool has_reference, int ranks);
+
+// The statistics as metrics.jsonl names them (run/metrics.h lists the names the report knows).
+run::Scalars step_metrics(const StepStats& s);
+
+}  // namespace r1::train

@@ -1,0 +1,209 @@
+#include "train/grpo_update.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "base/log.h"
+
+namespace r1::train {
+
+model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row) {
+  std::vector<std::vector<int32_t>> toks;
+  for (const SeqRef& s : seqs) {
+    toks.push_back(s.group->prompt);
+    toks.back().insert(toks.back().end(), s.seq->out.tokens.begin(), s.seq->out.tokens.end());
+  }
+  model::Batch b = model::pack_sequences(toks);
+  comp_row.clear();
+  for (size_t i = 0; i < seqs.size(); ++i)
+    comp_row.push_back(b.cu_seqlens[i] + int64_t(seqs[i].group->prompt.size()) - 1);
+  return b;
+}
+
+std::vector<MicroBatch> micro_batches(const std::vector<SeqRef>& seqs, int64_t budget) {
+  std::vector<MicroBatch> out;
+  int64_t tokens = 0;
+  for (const SeqRef& s : seqs) {
+    const int64_t n = int64_t(s.group->prompt.size() + s.seq->out.tokens.size());
+    if (out.empty() || (tokens + n > budget && !out.back().empty())) {
+      out.emplace_back();
+      tokens = 0;
+    }
+    out.back().push_back(s);
+    tokens += n;
+  }
+  return out;
+}
+
+std::vector<MiniBatch> plan_mini_batches(std::vector<Group>& kept, int64_t total_groups, int group_size,
+                                         int mini_batches, int64_t micro_batch_tokens, dist::Comm& host) {
+  // Each global position (kept group * G + sample) gets its completion length + 1 if it trains, 0
+  // if not; summed over the ranks (each position is one rank's), every rank sees the same layout.
+  const int64_t G = group_size;
+  std::vector<int64_t> train_len(size_t(total_groups * G), 0);
+  for (const Group& g : kept)
+    for (int64_t s = 0; s < G; ++s)
+      if (g.seqs[size_t(s)].in_loss)
+        train_len[size_t(g.kept_index * G + s)] = int64_t(g.seqs[size_t(s)].out.tokens.size()) + 1;
+  if (host.size() > 1) host.all_reduce(train_len.data(), int64_t(train_len.size()), dist::Type::I64);
+  std::vector<int64_t> train_index(train_len.size(), -1), tokens_before(1, 0);
+  int64_t n_train = 0;
+  for (size_t p = 0; p < train_len.size(); ++p)
+    if (train_len[p] > 0) {
+      train_index[p] = n_train++;
+      tokens_before.push_back(tokens_before.back() + train_len[p] - 1);
+    }
+  std::vector<MiniBatch> plan;
+  if (n_train == 0) return plan;
+  const int64_t per_mini = (n_train + mini_batches - 1) / mini_batches;
+  for (int64_t m0 = 0; m0 < n_train; m0 += per_mini) {
+    const int64_t m1 = std::min(n_train, m0 + per_mini);
+    std::vector<SeqRef> mine;  // this rank's part, in global order (kept groups are in order)
+    for (Group& g : kept)
+      for (int64_t s = 0; s < G; ++s) {
+        const int64_t t = train_index[size_t(g.kept_index * G + s)];
+        if (t >= m0 && t < m1) mine.push_back({&g, &g.seqs[size_t(s)]});
+      }
+    MiniBatch mb;
+    mb.micro = micro_batches(mine, micro_batch_tokens);
+    mb.scale = {m1 - m0, tokens_before[size_t(m1)] - tokens_before[size_t(m0)]};
+    plan.push_back(std::move(mb));
+  }
+  return plan;
+}
+
+namespace {
+
+void reference_forward(const model::Transformer& ref, model::TrainState& state, const MicroBatch& mb,
+                       float temperature) {
+  std::vector<int64_t> rows;
+  const model::Batch b = pack(mb, rows);
+  state.forward(ref, b, temperature);
+  const std::vector<float> lp = state.logp_host();
+  for (size_t i = 0; i < mb.size(); ++i) {
+    const auto first = lp.begin() + rows[i];
+    mb[i].seq->ref_logp.assign(first, first + int64_t(mb[i].seq->out.tokens.size()));
+  }
+}
+
+}  // namespace
+
+void reference_logprobs(const model::Transformer& ref, model::TrainState& state,
+                        const std::vector<MiniBatch>& plan, std::vector<Group>& kept, bool masked_too,
+                        int64_t micro_batch_tokens, float temperature) {
+  for (const MiniBatch& mini : plan)
+    for (const MicroBatch& mb : mini.micro) reference_forward(ref, state, mb, temperature);
+  if (!masked_too) return;
+  std::vector<SeqRef> rest;
+  for (Group& g : kept)
+    for (Sequence& s : g.seqs)
+      if (!s.in_loss && !s.out.tokens.empty()) rest.push_back({&g, &s});
+  for (const MicroBatch& mb : micro_batches(rest, micro_batch_tokens))
+    reference_forward(ref, state, mb, temperature);
+}
+
+double apply_kl_penalty(std::vector<Group>& kept, double kl_coef) {
+  double total = 0;
+  for (Group& g : kept)
+    for (Sequence& s : g.seqs) {
+      R1_CHECK(s.ref_logp.size() == s.out.tokens.size(),
+               "apply_kl_penalty: {} reference log-probs for {} tokens", s.ref_logp.size(),
+               s.out.tokens.size());
+      double kl = 0;
+      for (size_t t = 0; t < s.out.tokens.size(); ++t) kl += double(s.out.logprobs[t]) - s.ref_logp[t];  // k1
+      s.reward -= kl_coef * kl;
+      total += kl;
+    }
+  return total;
+}
+
+void assign_advantages(std::vector<Group>& kept, bool scale_by_std) {
+  for (Group& g : kept) {
+    std::vector<double> rewards;
+    for (const Sequence& s : g.seqs) rewards.push_back(s.reward);
+    const std::vector<double> adv = group_advantages(rewards, int(rewards.size()), scale_by_std);
+    for (size_t i = 0; i < g.seqs.size(); ++i) g.seqs[i].advantage = adv[i];
+  }
+}
+
+MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainState& state, const MiniBatch& mb,
+                                    const GrpoLossConfig& loss, float temperature, bool want_entropy,
+                                    optim::DataParallel* dp) {
+  MiniBatchStats st;
+  std::vector<int64_t> rows;
+  for (size_t k = 0; k < mb.micro.size(); ++k) {
+    const MicroBatch& micro = mb.micro[k];
+    const model::Batch b = pack(micro, rows);
+    state.forward(policy, b, temperature);
+    const std::vector<float> logp = state.logp_host();
+    std::vector<float> entropy;
+    if (want_entropy) entropy = state.entropy_host();
+    std::vector<float> old(logp.size(), 0.0f), ref;
+    if (loss.kl_coef != 0.0) ref.assign(logp.size(), 0.0f);
+    std::vector<SeqSpan> spans;
+    for (size_t i = 0; i < micro.size(); ++i) {
+      const Sequence& s = *micro[i].seq;
+      const size_t row = size_t(rows[i]), n = s.out.tokens.size();
+      std::copy(s.out.logprobs.begin(), s.out.logprobs.end(), old.begin() + int64_t(row));  // the sampler's
+      if (!ref.empty()) {
+        R1_CHECK(s.ref_logp.size() == n,
+                 "GRPO update: KL in the loss but no reference log-probs for a sequence");
+        std::copy(s.ref_logp.begin(), s.ref_logp.end(), ref.begin() + int64_t(row));
+      }
+      spans.push_back({int64_t(row), int64_t(n), s.advantage});
+      for (size_t t = 0; t < n && want_entropy; ++t) st.entropy_sum += entropy[row + t];
+    }
+    std::vector<float> dlogp;
+    const GrpoLossStats ls = grpo_loss(logp, old, ref, spans, loss, mb.scale, dlogp);
+    st.finite = st.finite && std::isfinite(ls.loss);
+    st.loss += ls.loss;
+    st.clipped += ls.clip_frac;
+    st.kl_sum += ls.kl_sum;
+    st.tokens += ls.tokens;
+    if (dp && k + 1 == mb.micro.size()) dp->arm(state);
+    state.backward(policy, dlogp);
+  }
+  return st;
+}
+
+UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, optim::DataParallel& dp,
+                          const std::vector<MiniBatch>& plan, const GrpoConfig& cfg, double lr, int64_t step,
+                          int& bad_steps) {
+  const GrpoLossConfig loss = update_loss_config(cfg);
+  UpdateStats u;
+  policy.zero_grads();
+  for (int epoch = 0; epoch < cfg.ppo_epochs && !plan.empty(); ++epoch) {
+    double epoch_loss = 0;
+    for (const MiniBatch& mb : plan) {
+      const bool first_pass = epoch == 0;
+      const MiniBatchStats st =
+          accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass, &dp);
+      u.loss_sum += st.loss;
+      u.clipped += st.clipped;
+      u.kl_sum += st.kl_sum;
+      u.loss_tokens += double(st.tokens);
+      if (first_pass) {
+        u.entropy_sum += st.entropy_sum;
+        u.entropy_tokens += double(st.tokens);
+      }
+      epoch_loss += st.loss;
+      const optim::UpdateResult r = dp.step(lr, cfg.max_grad_norm, st.finite);
+      if (r.skipped) {  // the same decision on every rank
+        ++u.skipped;
+        ++bad_steps;
+        log::warn("step {}: non-finite gradient norm or loss; update skipped ({} in a row)", step, bad_steps);
+        R1_CHECK(bad_steps < cfg.max_bad_steps, "stopping: {} consecutive non-finite updates", bad_steps);
+        continue;
+      }
+      bad_steps = 0;
+      u.grad_norm_sum += r.grad_norm;
+      ++u.updates;
+    }
+    u.epoch_loss.push_back(epoch_loss);
+  }
+  policy.zero_grads();
+  return u;
+}
+
+}  // namespace r1::train
