@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/rng.h"
+#include "tensor/device_memory.h"
 #include "model/params.h"
 #include "model/transformer.h"
 
@@ -31,25 +32,28 @@ inline int64_t matmul_params(const model::ModelConfig& c) {
 
 // Transformer::init_random draws normals on one host thread (half a minute for 1.5B). Speed does
 // not depend on the distribution, so: uniform values of the same std, ones for norms, zeros for
-// biases, drawn in parallel (one Philox stream per 1M-value chunk).
+// biases, drawn in parallel (one Philox stream per 1M-value chunk). One parameter at a time goes
+// through host memory, so a 32B model (131 GB as f32) initialises on a host with less.
 inline void init_uniform(model::Transformer& m, uint64_t seed, float std = 0.02f) {
   constexpr int64_t kChunk = int64_t(1) << 20;
-  const std::vector<model::ParamSpec>& specs = m.specs();
-  std::vector<std::pair<size_t, int64_t>> chunks;  // (spec, first value)
-  for (size_t i = 0; i < specs.size(); ++i)
-    for (int64_t c = 0; c < specs[i].numel(); c += kChunk) chunks.push_back({i, c});
-  std::vector<float> host(size_t(model::total_params(specs)));
   const float half_width = std * std::sqrt(3.0f);  // U(-a, a) has std a / sqrt(3)
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t k = 0; k < int64_t(chunks.size()); ++k) {
-    const model::ParamSpec& s = specs[chunks[size_t(k)].first];
-    const int64_t begin = chunks[size_t(k)].second, end = std::min(s.numel(), begin + kChunk);
+  int64_t first_chunk = 0;                         // the stream of a chunk: its index in the model
+  std::vector<float> host;
+  for (const model::ParamSpec& s : m.specs()) {
+    host.resize(size_t(s.numel()));
     const bool norm = s.name.find("norm") != std::string::npos, bias = s.shape.size() == 1 && !norm;
-    Rng rng(seed, uint64_t(k));
-    float* p = host.data() + s.offset;
-    for (int64_t j = begin; j < end; ++j) p[j] = norm ? 1.0f : bias ? 0.0f : half_width * (2 * rng.uniform() - 1);
+    const int64_t chunks = (s.numel() + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t k = 0; k < chunks; ++k) {
+      Rng rng(seed, uint64_t(first_chunk + k));
+      const int64_t begin = k * kChunk, end = std::min(s.numel(), begin + kChunk);
+      for (int64_t j = begin; j < end; ++j)
+        host[size_t(j)] = norm ? 1.0f : bias ? 0.0f : half_width * (2 * rng.uniform() - 1);
+    }
+    first_chunk += chunks;
+    if (m.separate_master()) copy_from_host(m.master().flat.rows(s.offset, s.offset + s.numel()), host.data());
+    copy_from_host_f32(m.params().flat.rows(s.offset, s.offset + s.numel()), host.data());
   }
-  m.set_weights(host.data());
 }
 
 #ifdef R1_HAVE_CUDA

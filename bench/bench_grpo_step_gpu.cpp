@@ -6,17 +6,25 @@
 //
 //   build/bench/bench_grpo_step_gpu [--shape 0.5b] [--prompts 64] [--group 8] [--prompt-len 128]
 //                                   [--new 1024] [--steps 2] [--micro-batch-tokens 8192]
+//                                   [--rollout-batch N] [--lora-rank R]
+// --shape: 10m or a Qwen2.5 size (0.5b 1.5b 3b 7b 14b 32b). --lora-rank R > 0 trains LoRA adapters
+// (alpha 2R, every linear) over a frozen bf16 base, whose KL reference is the base itself (no copy).
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
-// update (policy forward + backward + AdamW), and generated tokens. Step 0 includes one-time work
+// update (policy forward + backward + AdamW), generated tokens, and the device memory peak (sampled
+// every 20 ms, as cudaMemGetInfo sees it). Step 0 includes one-time work
 // (CUDA graph capture, GEMM plans, arena growth); later steps are the steady state.
 // Under mpirun (one GPU per rank) --prompts is the global batch, split over the ranks, and the
 // trainer all-reduces gradients with NCCL; rank 0 prints, with the tokens per second per GPU that
 // the scaling efficiency compares:
 //   mpirun -np 2 build/bench/bench_grpo_step_gpu --prompts 128   against   ... --prompts 64
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/timer.h"
@@ -37,12 +45,15 @@ namespace {
 struct Args {
   std::string shape = "0.5b";
   int prompts = 64, group = 8, prompt_len = 128, new_tokens = 1024, steps = 2, micro_batch_tokens = 8192;
+  int rollout_batch = 0;  // 0: prompts x group (every sample in flight at once)
+  int lora_rank = 0;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
-               "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 0.5b|1.5b|10m] [--prompts N] "
-               "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N]\n",
+               "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
+               "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
+               "[--lora-rank R]\n",
                why.c_str());
   std::exit(2);
 }
@@ -66,9 +77,13 @@ Args parse(int argc, char** argv) {
     else if (k == "--new") a.new_tokens = int(n);
     else if (k == "--steps") a.steps = int(n);
     else if (k == "--micro-batch-tokens") a.micro_batch_tokens = int(n);
+    else if (k == "--rollout-batch") a.rollout_batch = int(n);
+    else if (k == "--lora-rank") a.lora_rank = int(n);
     else usage("unknown flag " + k);
   }
-  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m") usage("--shape must be 0.5b, 1.5b or 10m");
+  const std::vector<std::string> shapes = {"10m", "0.5b", "1.5b", "3b", "7b", "14b", "32b"};
+  if (std::find(shapes.begin(), shapes.end(), a.shape) == shapes.end())
+    usage("--shape must be one of 10m 0.5b 1.5b 3b 7b 14b 32b");
   return a;
 }
 
@@ -80,8 +95,35 @@ int run_steps(const Args& a) {
   }
   const double used0 = bench::device_used_mib();
   const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
-  model::Transformer m(cfg, Device::CUDA);
+  // The peak of device memory in use, sampled while the steps run.
+  std::atomic<bool> done{false};
+  std::atomic<double> peak{0};
+  std::thread sampler([&] {
+    while (!done) {
+      peak = std::max(peak.load(), bench::device_used_mib() - used0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  struct Join {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Join() {
+      done = true;
+      t.join();
+    }
+  } join{done, sampler};
+  const bool lora = a.lora_rank > 0;
+  model::Transformer m(cfg, Device::CUDA, /*trainable=*/!lora);  // LoRA: a frozen bf16 base
   bench::init_uniform(m, 1);
+  if (lora) {
+    model::LoraConfig lc;
+    lc.rank = a.lora_rank;
+    lc.alpha = 2.0 * a.lora_rank;
+    lc.targets = {"all-linear"};
+    m.add_lora(lc, 2);
+  }
+  const int64_t trainable = lora ? model::total_params(m.adapter_specs()) : model::total_params(m.specs());
+  const double after_init = bench::device_used_mib() - used0;
   text::ByteCodec codec;
   std::vector<data::Problem> problems = data::addition_problems(int64_t(a.prompts) * a.steps, 4, 7);
   const int pad = a.prompt_len;
@@ -96,7 +138,7 @@ int run_steps(const Args& a) {
   gc.group_size = a.group;
   gc.max_prompt_tokens = a.prompt_len;
   gc.max_completion_tokens = a.new_tokens;
-  gc.rollout_batch = a.prompts * a.group;
+  gc.rollout_batch = a.rollout_batch > 0 ? a.rollout_batch : a.prompts * a.group;
   gc.loss.kl_coef = 0.04;  // a frozen reference and the k3 KL term
   gc.micro_batch_tokens = a.micro_batch_tokens;
   gc.lr = 1e-6;
@@ -126,6 +168,12 @@ int run_steps(const Args& a) {
                           {"ranks", ranks},
                           {"step_tok_s_per_gpu", gen / mt.time_step / ranks},
                           {"device_used_mib", bench::device_used_mib() - used0},
+                          {"device_peak_mib", peak.load()},
+                          {"weights_mib", after_init},
+                          {"lora_rank", a.lora_rank},
+                          {"rollout_batch", gc.rollout_batch},
+                          {"trainable_params", trainable},
+                          {"params", model::total_params(m.specs())},
                           {"gpu", bench::gpu_name()}};
     std::printf("%s\n", out.dump().c_str());
     std::fflush(stdout);

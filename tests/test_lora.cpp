@@ -334,3 +334,30 @@ TEST(LoraFiles, MergedModelComputesTheAdaptedModel) {
     for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 2e-5) << arch << " token " << i;
   }
 }
+
+// r1 merge: adapter directory (+ its base from base_model_name_or_path) -> a plain HF model that
+// computes what base + adapter compute; bad inputs fail before anything is written.
+TEST(LoraFiles, MergeCommandWritesTheAdaptedModel) {
+  test::TempDir dir;
+  model::Transformer m = tiny("qwen2");
+  const std::string base = dir.file("base"), adapter = dir.file("adapter"), out = dir.file("merged");
+  model::save_model(m, base);
+  m.add_lora(lora_cfg(0.0, {"q_proj", "down_proj"}), 11);
+  randomize_adapter(m, 9);
+  model::save_adapter(m, adapter, base);
+  const test::RunResult r = test::run_r1("merge --adapter " + adapter + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  model::Transformer merged = model::load_model(out, Device::CPU, false);
+  const model::Batch b = batch_of(m);
+  model::TrainState s1, s2;
+  const std::vector<float> l1 = to_host_f32(s1.forward(m, b)), l2 = to_host_f32(s2.forward(merged, b));
+  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 2e-5) << "token " << i;
+
+  const test::RunResult not_adapter = test::run_r1("merge --adapter " + base + " --out " + dir.file("x"));
+  EXPECT_NE(not_adapter.exit_code, 0);
+  EXPECT_NE(not_adapter.err.find("not a PEFT adapter directory"), std::string::npos) << not_adapter.err;
+  const test::RunResult onto_base = test::run_r1("merge --adapter " + adapter + " --out " + base);
+  EXPECT_NE(onto_base.exit_code, 0);
+  EXPECT_NE(onto_base.err.find("--out must differ"), std::string::npos) << onto_base.err;
+  EXPECT_FALSE(fs::exists(dir.file("x")));
+}

@@ -192,3 +192,43 @@ TEST(Pipeline, BadPipelinesFailBeforeAnyStageRuns) {
   EXPECT_NE(kind.err.find("unknown stage kind 'distil'"), std::string::npos) << kind.err;
   EXPECT_FALSE(fs::exists(dir.file("out")));
 }
+
+// LoRA in a pipeline: a GRPO stage with train.lora.* over the SFT stage's model writes an adapter
+// directory, and the eval stage after it reads that directory (base + adapter) as its model.
+TEST(Pipeline, LoraStageFeedsTheNextStage) {
+  test::TempDir dir;
+  const std::string recipe = write_file(dir, "p.yaml", R"(dir: )" + dir.file("out") + R"(
+stages:
+  - name: data
+    kind: addition
+    set: {task: {digits: 2, train_problems: 40, test_problems: 8, cold_start_examples: 40}}
+  - name: sft
+    kind: sft
+    set:
+      model: {tokenizer: byte, init_preset: tiny}
+      data: {path: "${data}/cold_start.jsonl", template: none, max_tokens: 128}
+      train: {batch_size: 8, steps: 4}
+  - name: rl
+    kind: grpo
+    set:
+      model: {path: "${sft}/model", tokenizer: byte}
+      data: {path: "${data}/train.jsonl", preset: custom, template: none, prompt_suffix: "="}
+      reward: {spec: "math+format:0.2"}
+      grpo: {prompts_per_step: 2, group_size: 2, max_prompt_tokens: 16, max_completion_tokens: 16, kl_coef: 0.01}
+      train: {steps: 2, lora: {rank: 4, alpha: 8, targets: [all-linear]}}
+  - name: eval_rl
+    kind: eval
+    set:
+      model: {path: "${rl}/model", tokenizer: byte}
+      data: {path: "${data}/test.jsonl", preset: custom, template: none, prompt_suffix: "="}
+      eval: {k: 1, max_completion_tokens: 16}
+)");
+  auto r = test::run_r1("pipeline " + recipe);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir.file("out/rl/model/adapter_config.json")));
+  EXPECT_FALSE(fs::exists(dir.file("out/rl/model/config.json")));
+  const json st = stages_of(dir.file("out/pipeline.json"));
+  ASSERT_EQ(st.size(), 4u);
+  EXPECT_EQ(st[3].at("status"), "ran");
+  EXPECT_TRUE(fs::exists(dir.file("out/eval_rl/summary.json")));
+}

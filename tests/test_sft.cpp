@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "data/sft_data.h"
+#include "model/adapter_checkpoint.h"
 #include "model/transformer.h"
 #include "model/train_state.h"
 #include "test_util.h"
@@ -273,30 +274,46 @@ TEST(SftRun, UnknownRecipeKeyNamesTheNearestKey) {
 
 }  // namespace
 
-// LoRA (train.lora.*): the adapters alone learn the task, the base stays as it was, the run's
-// model is a PEFT adapter directory over a saved base, and a kill + resume equals the whole run.
+// LoRA (train.lora.*): over a base that SFT gave the "the <word>" habit, adapters alone learn to
+// say "my <word>"; the base stays as it was; the run's model is a PEFT adapter directory naming
+// the base; a fresh random base is saved beside the adapter; a kill + resume equals the whole run.
 TEST(SftRun, LoraAdaptersLearnAndResumeExactly) {
   test::TempDir dir;
   write_rows(dir, "train.jsonl", 12);
-  const std::string lora = " train.lora.rank=8 train.lora.alpha=16 train.lora.dropout=0.1 train.lr=3e-3";
-  auto full = test::run_r1(run_args(dir, "full") + lora + " train.steps=40");
-  ASSERT_EQ(full.exit_code, 0) << full.err;
-  const std::vector<std::string> lines = test::read_lines(dir.file("full/metrics.jsonl"));
+  auto base = test::run_r1(run_args(dir, "base") + " train.steps=40");
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  const std::string base_weights = fs::read_file(dir.file("base/model/model.safetensors"));
+  {
+    std::ofstream out(dir.file("my.jsonl"));
+    for (const std::string& line : test::read_lines(dir.file("train.jsonl"))) {
+      nlohmann::json row = nlohmann::json::parse(line);
+      row["completion"] = "my " + row["completion"].get<std::string>().substr(4);
+      out << row.dump() << "\n";
+    }
+  }
+  const std::string lora = " train.lora.rank=8 train.lora.alpha=16 train.lora.dropout=0.1";
+  auto tuned = test::run_r1(run_args(dir, "tuned") + lora + " train.steps=40 train.lr=1e-2 data.path=" +
+                            dir.file("my.jsonl") + " model.path=" + dir.file("base/model"));
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.err;
+  const std::vector<std::string> lines = test::read_lines(dir.file("tuned/metrics.jsonl"));
   const double first = nlohmann::json::parse(lines.front()).at("loss").get<double>();
-  const double last = run::read_summary(dir.file("full")).at("final_loss").get<double>();
-  EXPECT_LT(last, 0.6 * first) << first << " -> " << last;
-  // The model is the adapter over the random base saved beside it, which did not change.
-  EXPECT_TRUE(fs::exists(dir.file("full/model/adapter_config.json")));
-  EXPECT_TRUE(fs::exists(dir.file("full/model/adapter_model.safetensors")));
-  EXPECT_FALSE(fs::exists(dir.file("full/model/config.json")));
-  EXPECT_TRUE(fs::exists(dir.file("full/model_base/model.safetensors")));
-  EXPECT_TRUE(fs::exists(dir.file("full/checkpoints/step_000039/adapter/adapter_model.safetensors")));
-  EXPECT_FALSE(fs::exists(dir.file("full/checkpoints/step_000039/model")));
+  const double last = run::read_summary(dir.file("tuned")).at("final_loss").get<double>();
+  EXPECT_LT(last, 0.65 * first) << first << " -> " << last;
+  EXPECT_TRUE(fs::read_file(dir.file("base/model/model.safetensors")) == base_weights);
+  EXPECT_TRUE(fs::exists(dir.file("tuned/model/adapter_config.json")));
+  EXPECT_TRUE(fs::exists(dir.file("tuned/model/adapter_model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir.file("tuned/model/config.json")));
+  EXPECT_FALSE(fs::exists(dir.file("tuned/model_base")));  // the base is the recipe's model.path
+  EXPECT_EQ(model::adapter_base_model(dir.file("tuned/model")), dir.file("base/model"));
+  EXPECT_TRUE(fs::exists(dir.file("tuned/checkpoints/step_000039/adapter/adapter_model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir.file("tuned/checkpoints/step_000039/model")));
   // A run whose model.path is the adapter directory loads base + adapter and trains on (rank 0).
-  auto more = test::run_r1(run_args(dir, "more") + " train.lr=3e-3 model.path=" + dir.file("full/model"));
+  auto more = test::run_r1(run_args(dir, "more") + " train.lr=1e-2 data.path=" + dir.file("my.jsonl") +
+                           " model.path=" + dir.file("tuned/model"));
   ASSERT_EQ(more.exit_code, 0) << more.err;
   EXPECT_LT(nlohmann::json::parse(test::read_lines(dir.file("more/metrics.jsonl")).front()).at("loss").get<double>(),
             0.8 * first);
+  // Over a random base (init_preset), the base is saved beside the adapter as model_base/.
   // Killed after step 4 (checkpoint at 3), resumed: the same adapter as the uninterrupted run.
   auto a = test::run_r1(run_args(dir, "a") + lora);
   ASSERT_EQ(a.exit_code, 0) << a.err;
@@ -307,7 +324,9 @@ TEST(SftRun, LoraAdaptersLearnAndResumeExactly) {
   EXPECT_TRUE(fs::read_file(dir.file("a/model/adapter_model.safetensors")) ==
               fs::read_file(dir.file("b/model/adapter_model.safetensors")));
   // Both knobs at once is an error naming them.
-  auto both = test::run_r1(run_args(dir, "c") + lora + " model.path=" + dir.file("full/model"));
+  EXPECT_TRUE(fs::exists(dir.file("a/model_base/model.safetensors")));
+  EXPECT_EQ(model::adapter_base_model(dir.file("a/model")), dir.file("a/model_base"));
+  auto both = test::run_r1(run_args(dir, "c") + lora + " model.path=" + dir.file("tuned/model"));
   EXPECT_NE(both.exit_code, 0);
   EXPECT_NE(both.err.find("is a LoRA adapter"), std::string::npos) << both.err;
   auto bad = test::run_r1(run_args(dir, "d") + " train.lora.rank=4 train.lora.targets=[lm_head]");

@@ -8,6 +8,7 @@ void add_init(CLI::App& app);
 void add_logprobs(CLI::App& app);
 void add_demo(CLI::App& app);
 void add_convert(CLI::App& app);
+void add_merge(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_grpo(CLI::App& app);

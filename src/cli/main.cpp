@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   r1::cli::add_logprobs(app);
   r1::cli::add_demo(app);
   r1::cli::add_convert(app);
+  r1::cli::add_merge(app);
   r1::cli::add_generate(app);
   r1::cli::add_chat(app);
   r1::cli::add_grpo(app);

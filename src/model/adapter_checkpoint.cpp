@@ -89,6 +89,15 @@ std::vector<float> merged_weights(const Transformer& m) {
   return w;
 }
 
+Transformer load_adapted_model(const std::string& dir, const std::string& base, Device device) {
+  const std::string b = base.empty() ? adapter_base_model(dir) : base;
+  R1_CHECK(fs::exists(fs::join(b, "config.json")), "{}: its base model {} is not a model directory (no config.json)",
+           dir, b);
+  Transformer m = load_model(b, device, /*trainable=*/false);
+  load_adapter(m, dir);
+  return m;
+}
+
 bool is_adapter_dir(const std::string& dir) {
   return fs::exists(fs::join(dir, kConfig)) && !fs::exists(fs::join(dir, "config.json"));
 }

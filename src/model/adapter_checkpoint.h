@@ -30,4 +30,8 @@ void save_merged(const Transformer& m, const std::string& dir, DType dtype = DTy
 std::string adapter_base_model(const std::string& dir);
 bool is_adapter_dir(const std::string& dir);  // has adapter_config.json and no config.json
 
+// The adapter directory `dir` over its base model: `base`, or when empty its
+// base_model_name_or_path. The base is loaded frozen (compute weights only); the adapters train.
+Transformer load_adapted_model(const std::string& dir, const std::string& base = "", Device device = Device::CPU);
+
 }  // namespace r1::model

@@ -152,13 +152,9 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   const model::LoraConfig lora = trainable ? lora_config(r) : model::LoraConfig();
   const std::string path = r.get<std::string>(section + ".path");
   if (!path.empty() && model::is_adapter_dir(path)) {  // a PEFT adapter: its base, then the adapter
-    const std::string base = model::adapter_base_model(path);
     R1_CHECK(!lora.enabled(), "recipe key '{}.path' is a LoRA adapter ({}) and train.lora.rank is {}: continue "
              "training the adapter with rank 0, or start a new one from its base model", section, path, lora.rank);
-    R1_CHECK(fs::exists(fs::join(base, "config.json")), "{}: its base model {} is not a model directory", path, base);
-    auto m = std::make_unique<model::Transformer>(model::load_model(base, device, false));
-    model::load_adapter(*m, path);
-    return m;
+    return std::make_unique<model::Transformer>(model::load_adapted_model(path, "", device));
   }
   if (!path.empty()) {
     R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
@@ -230,12 +226,16 @@ void export_model(const model::Transformer& m, const Recipe& r, const std::strin
     model::save_model(m, dir);
   }
   if (tokenizer.empty() || tokenizer == "byte" || tokenizer == dir) return;
+  copy_tokenizer_files(tokenizer, dir);
+}
+
+void copy_tokenizer_files(const std::string& from, const std::string& to) {
   static const char* kFiles[] = {"tokenizer.json",          "tokenizer_config.json", "special_tokens_map.json",
                                  "chat_template.jinja",     "generation_config.json", "vocab.json",
                                  "merges.txt",              "added_tokens.json"};
   for (const char* f : kFiles) {
-    const std::string src = fs::join(tokenizer, f);
-    if (fs::exists(src)) fs::write_file_atomic(fs::join(dir, f), fs::read_file(src));
+    const std::string src = fs::join(from, f);
+    if (fs::exists(src)) fs::write_file_atomic(fs::join(to, f), fs::read_file(src));
   }
 }
 

@@ -93,6 +93,8 @@ nlohmann::json read_summary(const std::string& run_dir);  // throws naming the f
 // directory, or with LoRA a PEFT adapter directory whose base_model_name_or_path is the base
 // model's directory (a random base is saved once beside it, as DIR_base), which model.path loads.
 void export_model(const model::Transformer& m, const Recipe& r, const std::string& dir);
+// Copies the tokenizer files (tokenizer.json, tokenizer_config.json, ...) that `from` has into `to`.
+void copy_tokenizer_files(const std::string& from, const std::string& to);
 // The base model directory of the recipe's model: model.path, or its base when it is an adapter
 // ("" for a random model).
 std::string base_model_path(const Recipe& r, const std::string& section = "model");

@@ -33,11 +33,22 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
   R1_CHECK(codec_.vocab_size() <= policy_.config().vocab_size,
            "grpo: the tokenizer has {} ids but the model's vocabulary is {}", codec_.vocab_size(),
            policy_.config().vocab_size);
-  if (cfg_.loss.kl_coef != 0.0) {
+  if (cfg_.loss.kl_coef != 0.0 && policy_.has_lora()) {
+    // LoRA trains adapters over a frozen base: the base itself is the reference (the adapters off
+    // in the reference pass), with no second copy of the weights.
+    R1_CHECK(cfg_.ref_refresh_steps == 0,
+             "grpo.ref_refresh_steps ({}) with train.lora: the reference is the frozen base model (the "
+             "adapters off), which never changes; refreshing it to the policy would need a second, "
+             "merged copy. Set grpo.ref_refresh_steps=0 or train without LoRA",
+             cfg_.ref_refresh_steps);
+    base_reference_ = true;
+    ref_state_.adapters = false;
+  } else if (cfg_.loss.kl_coef != 0.0) {
     // Frozen: compute weights only (bf16 on CUDA), no gradients, inference-memory forwards.
     ref_ = std::make_unique<model::Transformer>(policy_.config(), policy_.device(), /*trainable=*/false);
     model::copy_weights(*ref_, policy_);
   }
+  state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
   optim::validate(cfg_.schedule);
@@ -170,8 +181,8 @@ StepStats GrpoTrainer::step(int64_t step) {
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   Timer t_reference;
-  if (ref_)
-    reference_logprobs(*ref_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
+  if (has_reference())
+    reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
                        cfg_.temperature);
   sums.t_reference = t_reference.seconds();
   Timer t_train;
@@ -185,7 +196,7 @@ StepStats GrpoTrainer::step(int64_t step) {
   sums.add_kept(batch.kept);
   sums.add_update(update);
   all_reduce(host, sums);
-  StepStats st = summarize(sums, batch.counts, update, cfg_, lr, ref_ != nullptr, dp_.world_size());
+  StepStats st = summarize(sums, batch.counts, update, cfg_, lr, has_reference(), dp_.world_size());
   st.time_step = t_step.seconds();
   return st;
 }

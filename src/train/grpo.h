@@ -49,8 +49,10 @@ class GrpoTrainer {
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
   int64_t cursor() const { return cursor_; }
   void set_cursor(int64_t c) { cursor_ = c; }
-  // The frozen reference model (null without a KL term); checkpoints save and restore it.
+  // The frozen reference model when it is a second copy (null without a KL term, and with LoRA,
+  // whose reference is the policy with its adapters off); checkpoints save and restore it.
   model::Transformer* reference() { return ref_.get(); }
+  bool has_reference() const { return ref_ != nullptr || base_reference_; }
 
  private:
   // The step's batch: this rank's kept groups, and the counts every rank agrees on.
@@ -77,6 +79,7 @@ class GrpoTrainer {
   int64_t total_steps_;
   optim::DataParallel dp_;
   std::unique_ptr<model::Transformer> ref_;
+  bool base_reference_ = false;  // LoRA: the reference is policy_ with the adapters off
   model::TrainState state_, ref_state_;
   int64_t cursor_ = 0;
   int bad_steps_ = 0;

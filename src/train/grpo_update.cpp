@@ -175,6 +175,7 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
   policy.zero_grads();
   for (int epoch = 0; epoch < cfg.ppo_epochs && !plan.empty(); ++epoch) {
     double epoch_loss = 0;
+    state.dropout_step = uint64_t(step) * uint64_t(cfg.ppo_epochs) + uint64_t(epoch);  // LoRA dropout
     for (const MiniBatch& mb : plan) {
       const bool first_pass = epoch == 0;
       const MiniBatchStats st =
