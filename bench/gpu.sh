@@ -93,6 +93,7 @@ unpack() {
 }
 
 # bash bench/gpu.sh tests FILTER: the carried r1_tests, only the tests the gtest filter names.
+# bash bench/gpu.sh bench NAME ARGS...: one carried benchmark (e.g. bench_grpo_step_gpu --shape 7b).
 # bash bench/gpu.sh r1 ARGS...: the carried r1 program on the GPU machine (e.g. a pipeline run:
 # r1 pipeline recipes/pipeline_distill_demo.yaml device=cuda dir=$OUT/distill).
 r1cmd() {
@@ -328,5 +329,6 @@ case ${1:-} in
   r1) shift; r1cmd "$@" ;;
   ab) shift; ab "${1:-.gpu-base}" ;;
   tests) shift; unpack; NCCL_NVLS_ENABLE=0 exec .gpu/r1_tests --gtest_color=no --gtest_filter="${1:-*}" ;;
-  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER|ab BASE" >&2; exit 2 ;;
+  bench) shift; unpack; b=$1; shift; exec ".gpu/bench/$b" "$@" ;;
+  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER|bench NAME ARGS...|ab BASE" >&2; exit 2 ;;
 esac
