@@ -40,6 +40,30 @@ TEST(GrpoRun, KilledAndResumedEqualsUninterrupted) {
   EXPECT_TRUE(fs::exists(dir.file("full/config.yaml")));
 }
 
+// With LoRA (adapters with dropout, the KL reference being the base with the adapters off), the
+// checkpoint holds the adapter and its optimizer state, and a resumed run ends with the same adapter.
+TEST(GrpoRun, LoraKilledAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  const std::string lora =
+      " train.lora.rank=4 train.lora.alpha=8 train.lora.dropout=0.1 grpo.kl_coef=0.05 train.lr=1e-2";
+  auto full = test::run_r1(recipe_args(dir, "full") + lora);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  auto killed = test::run_r1(recipe_args(dir, "cut") + lora + " --stop-after 4");
+  ASSERT_NE(killed.exit_code, 0);
+  auto resumed = test::run_r1(recipe_args(dir, "cut") + lora + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const std::string ck = "checkpoints/step_000005/";
+  EXPECT_FALSE(fs::exists(dir.file("full/" + ck + "model")));
+  EXPECT_FALSE(fs::exists(dir.file("full/" + ck + "reference"))) << "no second copy for the KL reference";
+  const std::string a = fs::read_file(dir.file("full/" + ck + "adapter/adapter_model.safetensors"));
+  EXPECT_TRUE(a == fs::read_file(dir.file("cut/" + ck + "adapter/adapter_model.safetensors")))
+      << "resumed adapter differs from the uninterrupted run";
+  EXPECT_NE(a, fs::read_file(dir.file("full/checkpoints/step_000003/adapter/adapter_model.safetensors")));
+  EXPECT_EQ(fs::read_file(dir.file("full/" + ck + "optimizer.safetensors")),
+            fs::read_file(dir.file("cut/" + ck + "optimizer.safetensors")));
+  EXPECT_TRUE(fs::exists(dir.file("full/model/adapter_config.json")));
+}
+
 TEST(GrpoRun, RecipeTypoNamesTheNearestKey) {
   test::TempDir dir;
   auto r = test::run_r1(recipe_args(dir, "x") + " grpo.group_sise=4");
