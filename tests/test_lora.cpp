@@ -167,6 +167,9 @@ TEST(Lora, DropoutOnlyInTraining) {
   model::TrainState no_drop;
   const std::vector<float> full = to_host_f32(no_drop.forward(copy, b));
   EXPECT_NE(dropped, full);
+  model::TrainState eval;  // dropout off in a saving forward too (model.eval())
+  eval.dropout = false;
+  EXPECT_EQ(to_host_f32(eval.forward(m, b)), full);
   model::KVCache cache(m.config(), 1, 32);
   Arena arena;
   std::vector<int32_t> ids(b.ids.begin(), b.ids.begin() + 11), slots(11, 0), pos(11), rows(10);
@@ -331,7 +334,7 @@ TEST(LoraFiles, MergedModelComputesTheAdaptedModel) {
     const model::Batch b = batch_of(m);
     model::TrainState s1, s2;
     const std::vector<float> l1 = to_host_f32(s1.forward(m, b)), l2 = to_host_f32(s2.forward(merged, b));
-    for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 2e-5) << arch << " token " << i;
+    for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 1e-4) << arch << " token " << i;
   }
 }
 
@@ -351,7 +354,7 @@ TEST(LoraFiles, MergeCommandWritesTheAdaptedModel) {
   const model::Batch b = batch_of(m);
   model::TrainState s1, s2;
   const std::vector<float> l1 = to_host_f32(s1.forward(m, b)), l2 = to_host_f32(s2.forward(merged, b));
-  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 2e-5) << "token " << i;
+  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l1[i], l2[i], 1e-4) << "token " << i;
 
   const test::RunResult not_adapter = test::run_r1("merge --adapter " + base + " --out " + dir.file("x"));
   EXPECT_NE(not_adapter.exit_code, 0);
@@ -360,4 +363,28 @@ TEST(LoraFiles, MergeCommandWritesTheAdaptedModel) {
   EXPECT_NE(onto_base.exit_code, 0);
   EXPECT_NE(onto_base.err.find("--out must differ"), std::string::npos) << onto_base.err;
   EXPECT_FALSE(fs::exists(dir.file("x")));
+}
+
+// PEFT spells "all-linear" out as full module paths; r1 reads them, and refuses a subset of layers.
+TEST(Lora, FullModulePathsCoverEveryLayerOrAreRefused) {
+  const auto cfg = [](const std::string& targets) {
+    return model::lora_config_from_json(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": )" +
+                                            targets + "}",
+                                        "x/adapter_config.json");
+  };
+  const model::LoraConfig every = cfg(R"(["model.layers.0.mlp.up_proj", "model.layers.1.mlp.up_proj", "q_proj"])");
+  EXPECT_EQ(every.modules(), (std::vector<std::string>{"q_proj", "up_proj"}));
+  model::Transformer m = tiny();  // 2 layers
+  m.add_lora(every, 3);
+  EXPECT_EQ(m.adapter_specs().size(), 8u);  // (q, up) x (A, B) x 2 layers
+  model::Transformer n = tiny();
+  try {
+    n.add_lora(cfg(R"(["model.layers.0.mlp.up_proj"])"), 3);
+    FAIL() << "expected an error";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("x/adapter_config.json: target_modules names up_proj on 1 of the model's 2 layers"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(cfg(R"(["model.layers.0.mlp.fc1"])"), r1::Error);
 }

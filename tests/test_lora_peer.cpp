@@ -33,11 +33,12 @@ std::vector<std::vector<double>> expected(const std::string& dir) {
   return out;
 }
 
-// max |r1 - peer| over every predicted token of the fixture's sequences.
-double logprob_error(model::TrainState& st, const model::Transformer& m, const std::string& dir) {
+// max |r1 - peer| over every predicted token of the fixture's sequences (packed in `batch`, which
+// must outlive a backward after this forward).
+double logprob_error(model::TrainState& st, const model::Transformer& m, const model::Batch& batch,
+                     const std::string& dir) {
   const auto seqs = inputs();
   const auto want = expected(dir);
-  const model::Batch batch = model::pack_sequences(seqs);
   const std::vector<float> lp = to_host_f32(st.forward(m, batch));
   double err = 0;
   for (size_t b = 0; b < seqs.size(); ++b) {
@@ -54,12 +55,12 @@ TEST_P(LoraPeer, PeftAdapterLogprobsAndGradients) {
   const std::string dir = test::source_path(kDir + "/peft_" + GetParam());
   model::Transformer m = model::load_adapted_model(dir);  // the base from base_model_name_or_path
   model::TrainState st;
-  const double err = logprob_error(st, m, dir);
+  const model::Batch batch = model::pack_sequences(inputs());
+  const double err = logprob_error(st, m, batch, dir);
   std::printf("[ PARITY ] %s max |logp - peft| = %.3e\n", GetParam().c_str(), err);
   EXPECT_LT(err, 1e-4);
 
   // d(-mean logp)/d adapter, against PEFT's autograd in float64.
-  const model::Batch batch = model::pack_sequences(inputs());
   int64_t n = 0;
   for (int32_t t : batch.targets) n += t >= 0;
   std::vector<float> d(batch.targets.size());
@@ -93,8 +94,11 @@ INSTANTIATE_TEST_SUITE_P(Cases, LoraPeer, ::testing::Values("all_linear", "rslor
 TEST(LoraPeerR1Adapter, PeftLoadsItAndAgrees) {
   const std::string dir = test::source_path(kDir + "/r1_adapter");
   const model::Transformer m = model::load_adapted_model(dir, test::source_path(kDir + "/base"));
+  ASSERT_GT(m.lora().dropout, 0.0) << "the fixture's adapter was trained with dropout";
   model::TrainState st;
-  const double err = logprob_error(st, m, dir);
+  st.dropout = false;  // as PEFT evaluates (model.eval())
+  const model::Batch batch = model::pack_sequences(inputs());
+  const double err = logprob_error(st, m, batch, dir);
   std::printf("[ PARITY ] r1 adapter in PEFT: max |logp r1 - peft| = %.3e\n", err);
   EXPECT_LT(err, 1e-4);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "base/error.h"
 
@@ -31,9 +32,11 @@ float LoraConfig::scale() const {
 
 std::vector<std::string> LoraConfig::modules() const {
   const bool all = std::find(targets.begin(), targets.end(), "all-linear") != targets.end();
+  std::set<std::string> by_path;
+  for (const auto& [layer, names] : layer_modules) by_path.insert(names.begin(), names.end());
   std::vector<std::string> out;
   for (const std::string& n : linear_names())
-    if (all || std::find(targets.begin(), targets.end(), n) != targets.end()) out.push_back(n);
+    if (all || by_path.count(n) || std::find(targets.begin(), targets.end(), n) != targets.end()) out.push_back(n);
   return out;
 }
 
@@ -41,7 +44,7 @@ void validate(const LoraConfig& c, const std::string& what) {
   R1_CHECK(c.rank >= 1, "{}: LoRA rank must be >= 1 (got {})", what, c.rank);
   R1_CHECK(std::isfinite(c.alpha) && c.alpha > 0, "{}: LoRA alpha must be > 0 (got {})", what, c.alpha);
   R1_CHECK(c.dropout >= 0 && c.dropout < 1, "{}: LoRA dropout must be in [0, 1) (got {})", what, c.dropout);
-  R1_CHECK(!c.targets.empty(), "{}: LoRA needs at least one target module", what);
+  R1_CHECK(!c.targets.empty() || !c.layer_modules.empty(), "{}: LoRA needs at least one target module", what);
   for (const std::string& t : c.targets) {
     const auto& n = linear_names();
     R1_CHECK(t == "all-linear" || std::find(n.begin(), n.end(), t) != n.end(),
@@ -51,6 +54,21 @@ void validate(const LoraConfig& c, const std::string& what) {
 
 std::vector<ParamSpec> lora_specs(const ModelConfig& model, const LoraConfig& lora) {
   const std::vector<std::string> modules = lora.modules();
+  // Modules named by full paths must be named on every layer (or also by their bare name).
+  for (const std::string& m : modules) {
+    if (std::find(lora.targets.begin(), lora.targets.end(), m) != lora.targets.end() ||
+        std::find(lora.targets.begin(), lora.targets.end(), "all-linear") != lora.targets.end())
+      continue;
+    int listed = 0;
+    for (const auto& [layer, names] : lora.layer_modules) listed += names.count(m) ? 1 : 0;
+    R1_CHECK(listed == model.num_hidden_layers,
+             "{}: target_modules names {} on {} of the model's {} layers; adapters on a subset of the layers "
+             "are not supported",
+             lora.origin, m, listed, model.num_hidden_layers);
+  }
+  for (const auto& [layer, names] : lora.layer_modules)
+    R1_CHECK(layer < model.num_hidden_layers, "{}: target_modules names layer {}, but the model has {} layers",
+             lora.origin, layer, model.num_hidden_layers);
   std::vector<ParamSpec> specs;
   int64_t off = 0;
   auto add = [&](std::string name, std::vector<int64_t> shape) {
@@ -137,11 +155,25 @@ LoraConfig lora_config_from_json(const std::string& text, const std::string& sou
   if (t->is_string()) {
     c.targets.push_back("all-linear");
   } else {
+    // A bare module name, or a full path "model.layers.N.self_attn.q_proj" (PEFT's expansion of
+    // "all-linear"; its matching is by suffix, so any prefix before "layers.N." is the same).
+    static const std::regex path(R"((?:.*\.)?layers\.(\d+)\.(?:self_attn|mlp)\.(\w+))");
     for (const json& m : *t) {
       expect("target_modules", m.is_string(), "must hold strings");
-      c.targets.push_back(m.get<std::string>());
+      const std::string name = m.get<std::string>();
+      std::smatch sm;
+      if (name.find('.') != std::string::npos && std::regex_match(name, sm, path)) {
+        const std::string module = sm[2].str();
+        const auto& n = linear_names();
+        R1_CHECK(std::find(n.begin(), n.end(), module) != n.end(),
+                 "{}: unknown LoRA target module '{}' in '{}' (valid: {})", source, module, name, fmt::join(n, ", "));
+        c.layer_modules[std::stoi(sm[1].str())].insert(module);
+      } else {
+        c.targets.push_back(name);
+      }
     }
   }
+  c.origin = source;
   validate(c, source);
   return c;
 }

@@ -6,6 +6,8 @@
 // A starts uniform in +-1/sqrt(IN) (PEFT's kaiming_uniform(a=sqrt(5))), B at zero, so a fresh
 // adapter leaves the model unchanged. The base weights stay frozen in the compute dtype.
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,11 @@ struct LoraConfig {
   double dropout = 0.0;  // on the adapter's input, in training only
   // HF module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) or "all-linear".
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  // Modules named by their full path ("model.layers.3.mlp.up_proj", as PEFT spells out
+  // "all-linear" in the adapter_config.json it saves): layer -> module names. lora_specs accepts
+  // them when they cover every layer (adapters on a subset of layers are not supported).
+  std::map<int, std::set<std::string>> layer_modules;
+  std::string origin = "train.lora";  // where the config came from, for error messages
   bool rslora = false;
 
   bool enabled() const { return rank > 0; }

@@ -45,7 +45,7 @@ Pass TrainState::pass(const Transformer& m) {
   p.adapters = adapters;
   if (m.has_lora()) {
     p.lora_scale = m.lora().scale();
-    p.lora_dropout = float(m.lora().dropout);
+    p.lora_dropout = dropout ? float(m.lora().dropout) : 0.0f;
     p.dropout_seed = dropout_seed;
     // Each micro-batch its own masks, fixed by the trainer's step and the batch's tokens, so a
     // resumed run draws what the uninterrupted one drew.

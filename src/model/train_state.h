@@ -48,7 +48,8 @@ class TrainState {
   // LoRA (model/lora.h): whether the adapters take part (off: the base model, e.g. the KL
   // reference with no second copy), and which dropout masks a training forward draws: fixed by
   // (dropout_seed, dropout_step, the batch's tokens), so a trainer that sets the step resumes exactly.
-  bool adapters = true;
+  // `dropout` false: no dropout masks in any pass (evaluation, as PEFT's model.eval()).
+  bool adapters = true, dropout = true;
   uint64_t dropout_seed = 0, dropout_step = 0;
   // When set, the backwards call it with decreasing offsets into the flat gradient buffer: the
   // gradients at offsets >= the argument are final for this backward (their kernels are queued).

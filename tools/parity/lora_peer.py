@@ -98,9 +98,10 @@ def r1_adapter_case(out, inputs):
     with torch.no_grad():
         rows = [{"logprobs": logprobs(model, ids).tolist()} for ids in inputs]
     write_jsonl(os.path.join(case_dir, "expected.jsonl"), rows)
-    # Proof that the adapter took part: the base alone gives other numbers.
-    with torch.no_grad():
-        base_lp = logprobs(base, inputs[3])
+    # Proof that the adapter took part: the base alone (adapters disabled; from_pretrained injected
+    # them into `base` in place) gives other numbers.
+    with torch.no_grad(), model.disable_adapter():
+        base_lp = logprobs(model, inputs[3])
     gap = (torch.tensor(rows[3]["logprobs"]) - base_lp).abs().max().item()
     print(f"r1_adapter: PeftModel loaded it; max |adapted - base| on sequence 3 = {gap:.3e}")
     assert gap > 1e-3, "the r1 adapter changed nothing: is B still zero?"
