@@ -17,7 +17,7 @@ struct Node {
     // expressions
     Literal, Name, Attr, Item, Slice, Call, Filter, Test, Unary, Binary, And, Or, Not, Cond, ListLit, DictLit,
     // statements
-    Text, Emit, If, For, Set, SetBlock, Macro, Break, Continue
+    Text, Emit, If, For, Set, SetBlock, FilterBlock, Macro, Break, Continue
   } kind;
   int line = 0;
   std::string name;  // Name/Attr/Filter/Test/Macro name, operator of Unary/Binary, Set target
@@ -32,6 +32,10 @@ struct Node {
   std::vector<Body> bodies;
   Body else_body;
 };
+
+// The variable a {% filter %} block's chain reads its rendered body from (args[0] of FilterBlock is
+// the chain over a Name of this); a space keeps it out of reach of template code.
+inline constexpr const char* kFilterBlockInput = " filter block input";
 
 // Parses a template; errors name the construct and the template line.
 Body parse(const std::string& source);

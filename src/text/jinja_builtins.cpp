@@ -130,8 +130,11 @@ int64_t length(const Value& x) {
   fail("object of type {} has no length", x.type_name());
 }
 
+// The items of an iterable, as Python's iter() gives them; undefined iterates as empty (jinja2's
+// Undefined), anything else is not iterable.
 List as_list(const Value& x) {
   if (x.is_list()) return *x.list;
+  if (!x.is_dict() && !x.is_string() && !x.is_undefined()) fail("'{}' object is not iterable", x.type_name());
   List l;
   if (x.is_dict())
     for (const auto& [k, v] : *x.dict) l.push_back(Value(k));
@@ -249,7 +252,15 @@ Value get_attr(const Value& x, const std::string& name) {
         }
         return Value::make_list(std::move(l));
       });
-    fail("unsupported string method or attribute '{}'", name);
+    // A str method this subset lacks is an error; any other name is undefined, as in jinja2
+    // (getattr fails, then "abc"["name"] fails), so `content.type is defined` works on a string.
+    static const char* const kOtherStrMethods[] = {
+        "format", "format_map", "zfill", "center", "ljust", "rjust", "partition", "rpartition", "casefold",
+        "swapcase", "index", "rindex", "encode", "expandtabs", "isdecimal", "isnumeric", "isidentifier", "islower",
+        "isupper", "istitle", "isprintable", "isascii", "removeprefix", "removesuffix", "rsplit", "translate"};
+    for (const char* m : kOtherStrMethods)
+      if (name == m) fail("unsupported string method '{}'", name);
+    return Value();
   }
   if (x.is_dict()) {
     if (!x.is_namespace) {
@@ -349,6 +360,10 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
   if (name == "replace") {
     if (args.size() < 2) fail("filter 'replace' needs two arguments");
     return Value(replace_all(x.str(), args[0].str(), args[1].str(), args.size() > 2 ? args[2].i : -1));
+  }
+  if (name == "items" || name == "dictsort") {  // jinja2 raises on anything but a mapping (or undefined)
+    if (!x.is_dict() && !(name == "items" && x.is_undefined()))
+      fail("filter '{}': can only get item pairs from a mapping, not a {}", name, x.type_name());
   }
   if (name == "items") {
     List l;

@@ -129,6 +129,7 @@ struct Interp {
   }
 
   bool contains(const Value& hay, const Value& needle, int line) {
+    if (hay.is_undefined()) return false;  // jinja2's Undefined iterates as empty: `x in undefined` is false
     if (hay.is_string()) {
       if (!needle.is_string()) fail("chat template line {}: 'in <string>' needs a string on the left", line);
       return hay.s.find(needle.s) != std::string::npos;
@@ -278,6 +279,15 @@ struct Interp {
         std::string captured;
         exec(n.bodies[0], captured);
         assign(n, Value(captured));
+        return Flow::Normal;
+      }
+      case NK::FilterBlock: {  // {% filter f %}body{% endfilter %}: the chain's input is the rendered body
+        std::string captured;
+        exec(n.bodies[0], captured);
+        scopes.push_back({{kFilterBlockInput, Value(captured)}});
+        Value filtered = eval(*n.args[0]);
+        scopes.pop_back();
+        out += filtered.str();
         return Flow::Normal;
       }
       case NK::Macro: define_macro(n); return Flow::Normal;

@@ -432,6 +432,25 @@ struct Parser {
       expect_block_end();
       return n;
     }
+    if (kw == "filter") {  // {% filter name(args)|name2 %}...{% endfilter %}
+      auto n = make(Node::Kind::FilterBlock, line);
+      auto chain = make(Node::Kind::Name, line);
+      chain->name = kFilterBlockInput;
+      for (;;) {
+        auto f = make(Node::Kind::Filter, cur().line);
+        f->name = expect_name();
+        f->args.push_back(chain);
+        if (is_op("(")) call_args(*f);
+        chain = f;
+        if (!is_op("|")) break;
+        ++p;
+      }
+      n->args.push_back(chain);
+      expect_block_end();
+      n->bodies.push_back(body({"endfilter"}, &found));
+      expect_block_end();
+      return n;
+    }
     if (kw == "break" || kw == "continue") {
       expect_block_end();
       return make(kw == "break" ? Node::Kind::Break : Node::Kind::Continue, line);
