@@ -164,3 +164,19 @@ TEST(JsonErrors, YamlRecipeWrongTypeNamesFileLineAndKey) {
 
 }  // namespace
 }  // namespace r1
+
+namespace r1 {
+namespace {
+
+// fuzz/yaml_recipe: a string that is not UTF-8 could not be written back as YAML (config.yaml).
+TEST(JsonErrors, YamlRecipeStringNotUtf8NamesFileLineAndKey) {
+  test::TempDir dir;
+  const std::string file = dir.file("r.yaml");
+  std::ofstream(file) << "out: ok\ndata:\n  fields: [q\xDD\xDF" "a]\n";
+  run::Recipe r(nlohmann::json::parse(R"({"out": "", "data": {"fields": ["a"]}})"));
+  std::string msg = error_of([&] { r.load_yaml(file); });
+  EXPECT_EQ(msg, file + " line 3: key 'data.fields' is not valid UTF-8");
+}
+
+}  // namespace
+}  // namespace r1

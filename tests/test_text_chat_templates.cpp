@@ -74,3 +74,40 @@ TEST(ChatTemplatesJinja2, UnsupportedStringMethodIsStillAnError) {
 
 }  // namespace
 }  // namespace r1
+
+namespace r1 {
+namespace {
+
+// What the chat_template fuzz target found: each ends in an r1::Error naming the limit, not in a
+// stack overflow, a hang, an exhausted memory or a stray std::out_of_range.
+TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
+  auto error_of = [](const std::string& source) -> std::string {
+    try {
+      text::ChatTemplate(source, {}).render(nlohmann::ordered_json::array(), false);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(rendered)";
+  };
+  auto contains = [](const std::string& s, const char* part) { return s.find(part) != std::string::npos; };
+  EXPECT_PRED2(contains, error_of("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}"),
+               "nested more than 100 levels");
+  std::string ifs;
+  for (int i = 0; i < 3000; ++i) ifs += "{% if 1 %}";
+  EXPECT_PRED2(contains, error_of(ifs), "nested more than 100 levels");
+  EXPECT_PRED2(contains, error_of("{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}"), "nested more than 300");
+  EXPECT_PRED2(contains, error_of("{{ 'a' * 100000000000 }}"), "a string of more than");
+  EXPECT_PRED2(contains, error_of("{% for i in range(100000000000) %}{% endfor %}"), "more than the sandbox's 100000");
+  EXPECT_PRED2(contains, error_of("{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}"),
+               "more than 1000000 steps");
+  EXPECT_PRED2(contains, error_of("{{ 4444444444444444444404444444 }}"), "does not fit in 64 bits");
+  EXPECT_PRED2(contains, error_of("{{ 9223372036854775807 + 1 }}"), "integer overflow");
+  // Real-sized work is far below the limits.
+  EXPECT_EQ(text::ChatTemplate("{% for i in range(1000) %}{{ i % 10 }}{% endfor %}", {})
+                .render(nlohmann::ordered_json::array(), false)
+                .size(),
+            1000u);
+}
+
+}  // namespace
+}  // namespace r1
