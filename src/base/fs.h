@@ -1,6 +1,7 @@
 #pragma once
 // File helpers. Outputs are written to a temporary name and renamed into place, so a crash or an
 // error never leaves a half-written checkpoint or result behind.
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,20 @@ class AtomicFile {
   int fd_ = -1;
 };
 bool exists(const std::string& path);
+
+// Writes directory `dir` as a whole: write(tmp) fills a fresh sibling directory, which is synced and
+// renamed into place, so `dir` is at every instant absent, its old complete self, or the new complete
+// one. Files of an old `dir` that write() did not produce and keep_old(name) accepts (a tokenizer
+// beside the weights) are carried over. Leftovers of a killed earlier call (dir.tmp.<pid>,
+// dir.old.<pid> of a dead process) are removed.
+void write_dir_atomic(const std::string& dir, const std::function<void(const std::string& tmp)>& write,
+                      const std::function<bool(const std::string& name)>& keep_old = {});
+
+// Crash-consistency tests: the writers call this before each file operation (create, write, sync,
+// rename, remove); after set_kill_after_file_ops(n), or with R1_KILL_AFTER_FILE_OPS=n in the
+// environment, the n-th call kills the process with SIGKILL, as a crash at that point would.
+void file_op_point();
+void set_kill_after_file_ops(long n);  // <= 0: never
 // Joins a directory and a file name with one '/'.
 std::string join(const std::string& dir, const std::string& name);
 

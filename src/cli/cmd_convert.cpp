@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "cli/commands.h"
 #include "model/checkpoint.h"
@@ -23,7 +24,14 @@ void add_convert(CLI::App& app) {
     R1_CHECK(o->dtype == "f32" || o->dtype == "bf16", "--dtype must be f32 or bf16, got '{}'", o->dtype);
     R1_CHECK(o->model != o->out, "--out must differ from --model");
     model::Transformer m = model::load_model(o->model);
-    model::save_model(m, o->out, o->dtype == "bf16" ? DType::BF16 : DType::F32);
+    // The output directory appears whole or not at all: a crash midway never leaves half a model.
+    // An existing one keeps its other files (a tokenizer), not its old weights, index or config.
+    fs::write_dir_atomic(
+        o->out, [&](const std::string& tmp) { model::save_model(m, tmp, o->dtype == "bf16" ? DType::BF16 : DType::F32); },
+        [](const std::string& name) {
+          return name != "config.json" && name != "model.safetensors.index.json" &&
+                 !(name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
+        });
     log::info("wrote {} ({})", o->out, o->dtype);
   });
 }

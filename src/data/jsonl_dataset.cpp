@@ -1,5 +1,6 @@
 #include "data/jsonl_dataset.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -30,7 +31,8 @@ std::string as_text(const nlohmann::json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
   double d = v.get<double>();
-  if (d == double(int64_t(d))) return std::to_string(int64_t(d));
+  // Integral values print as integers while they are exact in a double (a cast beyond int64 is UB).
+  if (std::fabs(d) < 9.0e15 && d == std::floor(d)) return std::to_string(int64_t(d));
   return v.dump();
 }
 }  // namespace

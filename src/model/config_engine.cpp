@@ -24,6 +24,8 @@ template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;  // clang before 17 deduces no aggregate template arguments
 
 bool has_word(std::string_view words, std::string_view w) {
   size_t start = 0;

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "base/strings.h"
+#include "text/utf8.h"
 
 namespace r1::run {
 namespace {
@@ -355,8 +356,10 @@ void Recipe::load_yaml(const std::string& path) {
   std::set<std::string> seen;
   auto walk = [&](auto&& self, const YAML::Node& map, const std::string& prefix) -> void {
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& k = it->first;
-      const YAML::Node& v = it->second;
+      // Copies (node handles), not references: it-> yields a temporary pair that dies with the
+      // statement, so a reference into it dangles (ASan: stack-use-after-scope; fuzz/yaml_recipe).
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
       int line = k.Mark().line + 1;
       R1_CHECK(k.IsScalar(), "{} line {}: keys must be plain names, got {}", path, line, describe(k));
       std::string key = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
@@ -376,12 +379,19 @@ void Recipe::load_yaml(const std::string& path) {
         fail("{} line {}: key '{}' expects {}, got {}", path, v.Mark().line + 1, key, type_name(t),
              describe(v));
       };
+      // Strings must be UTF-8: the resolved recipe is written back as YAML (config.yaml), which
+      // could not reproduce other bytes (fuzz/yaml_recipe).
+      auto check_utf8 = [&](const YAML::Node& n) {
+        R1_CHECK(text::utf8_valid_prefix(n.Scalar()) == n.Scalar().size(), "{} line {}: key '{}' is not valid UTF-8",
+                 path, n.Mark().line + 1, key);
+      };
       if (t == Type::StringList) {
         if (!v.IsSequence()) type_error();
         json list = json::array();
         for (const auto& e : v) {
           R1_CHECK(e.IsScalar(), "{} line {}: key '{}' expects a list of strings, has item {}", path,
                    e.Mark().line + 1, key, describe(e));
+          check_utf8(e);
           list.push_back(e.Scalar());
         }
         assign(key, std::move(list));
@@ -389,6 +399,7 @@ void Recipe::load_yaml(const std::string& path) {
       }
       if (!v.IsScalar()) type_error();
       if (t == Type::String) {
+        check_utf8(v);
         assign(key, v.Scalar());
         continue;
       }

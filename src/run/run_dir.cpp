@@ -39,6 +39,7 @@ std::optional<int64_t> parse_step_name(const std::string& name) {
 }
 
 void fsync_path(const stdfs::path& p, bool dir) {
+  fs::file_op_point();
   int fd = ::open(p.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
   R1_CHECK(fd >= 0, "cannot open {} to sync it: {}", p.string(), std::strerror(errno));
   const int rc = ::fsync(fd);
@@ -131,6 +132,7 @@ std::string RunDir::commit_checkpoint(int64_t step, const std::function<void(con
   const std::string tmp = final_path + ".tmp." + pid;
   std::error_code ec;
   stdfs::remove_all(tmp, ec);
+  fs::file_op_point();
   make_dirs(tmp);
   try {
     write(tmp);
@@ -147,16 +149,21 @@ std::string RunDir::commit_checkpoint(int64_t step, const std::function<void(con
   const bool replacing = stdfs::exists(final_path);
   if (replacing) {
     stdfs::remove_all(old, ec);
+    fs::file_op_point();
     R1_CHECK(::rename(final_path.c_str(), old.c_str()) == 0, "cannot move {} aside: {}", final_path,
              std::strerror(errno));
   }
+  fs::file_op_point();
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
     const int e = errno;
     stdfs::remove_all(tmp, ec);
     fail("cannot rename {} to {}: {}", tmp, final_path, std::strerror(e));
   }
   fsync_path(file("checkpoints"), true);
-  if (replacing) stdfs::remove_all(old, ec);
+  if (replacing) {
+    fs::file_op_point();
+    stdfs::remove_all(old, ec);
+  }
 
   if (keep_last > 0) {
     auto all = complete_checkpoints();
@@ -164,7 +171,16 @@ std::string RunDir::commit_checkpoint(int64_t step, const std::function<void(con
     for (const CheckpointRef& c : all) {
       if (excess == 0) break;
       if (c.step == step) continue;
-      stdfs::remove_all(c.path, ec);
+      // Renamed aside first: a crash during the removal leaves a stale leftover, never a listed
+      // checkpoint with half its files gone.
+      const std::string doomed = c.path + ".old." + pid;
+      fs::file_op_point();
+      if (::rename(c.path.c_str(), doomed.c_str()) != 0) {
+        log::warn("cannot remove old checkpoint {}: {}", c.path, std::strerror(errno));
+        continue;
+      }
+      fs::file_op_point();
+      stdfs::remove_all(doomed, ec);
       if (ec) log::warn("cannot remove old checkpoint {}: {}", c.path, ec.message());
       --excess;
     }

@@ -7,52 +7,71 @@
 
 namespace r1::text {
 
-Bpe::Bpe(const nlohmann::json& model, const std::string& file) {
-  std::string type = model.value("type", "");
-  R1_CHECK(type == "BPE", "{}: tokenizer model type '{}' is not supported (only byte-level 'BPE')", file, type);
+Bpe::Bpe(const JsonAt& model) {
+  std::string type = model.str_or("type", "");
+  R1_CHECK(type == "BPE", "{}: tokenizer model type '{}' is not supported (only byte-level 'BPE')", model.where(),
+           type);
   auto empty_or_null = [&](const char* k) {
-    auto it = model.find(k);
-    return it == model.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty());
+    auto v = model.find(k);
+    return !v || (v->is_string() && v->str_ref().empty());
   };
   R1_CHECK(empty_or_null("continuing_subword_prefix") && empty_or_null("end_of_word_suffix"),
-           "{}: BPE continuing_subword_prefix / end_of_word_suffix are not supported", file);
-  R1_CHECK(!model.value("byte_fallback", false), "{}: BPE byte_fallback is not supported", file);
+           "{}: BPE continuing_subword_prefix / end_of_word_suffix are not supported", model.where());
+  R1_CHECK(!model.bool_or("byte_fallback", false), "{}: BPE byte_fallback is not supported", model.where());
   auto d = model.find("dropout");
-  R1_CHECK(d == model.end() || d->is_null() || d->get<double>() == 0.0, "{}: BPE dropout is not supported", file);
-  ignore_merges_ = model.value("ignore_merges", false);
+  R1_CHECK(!d || d->number() == 0.0, "{}: BPE dropout is not supported", model.where());
+  ignore_merges_ = model.bool_or("ignore_merges", false);
 
-  const auto& vocab = model.at("vocab");
+  const JsonAt vocab = model.at("vocab");
+  vocab.object();
   vocab_.reserve(vocab.size());
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    int64_t id = it.value().get<int64_t>();
-    R1_CHECK(id >= 0 && id < (1 << 30), "{}: vocab id {} of '{}' is out of range", file, id, it.key());
+  // Ids index dense tables: a few holes are fine, an id far past the vocabulary's size is a bad file
+  // (and would allocate gigabytes).
+  const int64_t max_id = int64_t(vocab.size()) + (1 << 16);
+  // The hot loop of loading (150k entries): the raw value when it is well formed, a JsonAt (which
+  // builds the key path) only to report one that is not.
+  for (auto it = vocab.raw().begin(); it != vocab.raw().end(); ++it) {
+    const std::string& token = it.key();
+    int64_t id = it->is_number_integer() ? it->get<int64_t>() : -1;
+    if (id < 0 || id >= max_id) {
+      const JsonAt v(*it, vocab.file(), vocab.path() + "." + token);
+      id = v.int64();
+      R1_CHECK(id >= 0 && id < max_id, "{}: vocab id {} is out of range [0, {})", v.where(), id, max_id);
+    }
     if (size_t(id) >= id_to_token_.size()) id_to_token_.resize(size_t(id) + 1);
-    id_to_token_[size_t(id)] = it.key();
-    vocab_.emplace(it.key(), int32_t(id));
+    id_to_token_[size_t(id)] = token;
+    vocab_.emplace(token, int32_t(id));
   }
   const auto& table = byte_to_unicode();
   for (int b = 0; b < 256; ++b) byte_id_[size_t(b)] = token_to_id(table[size_t(b)]);
 
   // Merges come as "a b" strings (older files) or ["a", "b"] pairs (newer ones).
-  const auto& merges = model.at("merges");
+  const JsonAt merges = model.at("merges");
+  merges.array();
   merges_.reserve(merges.size());
   int32_t rank = 0;
   std::string a, b;
-  for (const auto& m : merges) {
-    if (m.is_string()) {
-      const std::string& s = m.get_ref<const std::string&>();
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const nlohmann::json& mj = merges.raw()[i];
+    auto at = [&] { return JsonAt(mj, merges.file(), merges.path() + "[" + std::to_string(i) + "]"); };
+    if (mj.is_string()) {
+      const std::string& s = mj.get_ref<const std::string&>();
       size_t sp = s.find(' ', 1);
-      R1_CHECK(sp != std::string::npos, "{}: merge {} '{}' is not 'a b'", file, rank, s);
+      R1_CHECK(sp != std::string::npos, "{}: merge '{}' is not 'a b'", at().where(), s);
       a.assign(s, 0, sp);
       b.assign(s, sp + 1);
-    } else {
-      R1_CHECK(m.is_array() && m.size() == 2, "{}: merge {} is neither 'a b' nor [a, b]", file, rank);
-      a = m[0].get<std::string>();
-      b = m[1].get<std::string>();
+    } else if (mj.is_array() && mj.size() == 2 && mj[0].is_string() && mj[1].is_string()) {
+      a = mj[0].get<std::string>();
+      b = mj[1].get<std::string>();
+    } else {  // report what is wrong with it
+      const JsonAt m = at();
+      if (!m.is_array() || m.size() != 2) m.expected("a merge 'a b' or [a, b]");
+      m.at(0).str();
+      m.at(1).str();
     }
     int32_t ia = token_to_id(a), ib = token_to_id(b), im = token_to_id(a + b);
-    R1_CHECK(ia >= 0 && ib >= 0 && im >= 0, "{}: merge {} ('{}' '{}') uses a token missing from the vocab", file,
-             rank, a, b);
+    R1_CHECK(ia >= 0 && ib >= 0 && im >= 0, "{}: merge ('{}' '{}') uses a token missing from the vocab",
+             at().where(), a, b);
     merges_.emplace(key(ia, ib), Merge{rank, im});  // the first (lowest-rank) copy of a pair wins
     ++rank;
   }

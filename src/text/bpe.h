@@ -1,6 +1,6 @@
 #pragma once
 // Byte-level BPE model: vocabulary and ranked merges from tokenizer.json's "model".
-#include <nlohmann/json.hpp>
+#include "base/json_at.h"
 
 #include <array>
 #include <cstdint>
@@ -13,8 +13,8 @@ namespace r1::text {
 
 class Bpe {
  public:
-  // `model` is tokenizer.json's "model" object (type BPE); errors name `file`.
-  Bpe(const nlohmann::json& model, const std::string& file);
+  // `model` is tokenizer.json's "model" object (type BPE); errors name its file and key path.
+  explicit Bpe(const JsonAt& model);
 
   // Appends the ids of one pre-tokenized word given as raw bytes (prefix_space: a ' ' in front).
   void encode_word(std::string_view bytes, bool prefix_space, std::vector<int32_t>& out) const;

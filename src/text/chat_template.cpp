@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/json_at.h"
 
 namespace r1::text {
 
@@ -28,15 +29,16 @@ std::string slurp(const std::string& path) {
 }
 
 // tokenizer_config.json writes a special token as a string or as {"content": ..., ...}.
-nlohmann::ordered_json special_tokens_of(const nlohmann::ordered_json& cfg) {
+nlohmann::ordered_json special_tokens_of(const OrderedJsonAt& cfg) {
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
   for (const char* k : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}) {
-    auto it = cfg.find(k);
-    if (it == cfg.end() || it->is_null()) continue;
-    if (it->is_string()) out[k] = *it;
-    else if (it->is_object() && it->contains("content")) out[k] = (*it)["content"];
+    auto t = cfg.find(k);
+    if (!t) continue;
+    if (t->is_string()) out[k] = t->raw();
+    else if (t->is_object()) out[k] = t->at("content").str();
+    else t->expected("a token string or {\"content\": ...}");
   }
-  if (cfg.contains("additional_special_tokens")) out["additional_special_tokens"] = cfg["additional_special_tokens"];
+  if (auto extra = cfg.find("additional_special_tokens")) out["additional_special_tokens"] = extra->raw();
   return out;
 }
 }  // namespace
@@ -59,20 +61,24 @@ ChatTemplate ChatTemplate::load(const std::string& dir, const std::string& name)
       fail("{}: invalid JSON: {}", cfg_path, e.what());
     }
   }
-  nlohmann::ordered_json specials = special_tokens_of(cfg);
+  const OrderedJsonAt root(cfg, cfg_path);
+  root.object();
+  nlohmann::ordered_json specials = special_tokens_of(root);
   if (name == "r1-zero") return ChatTemplate(kR1ZeroTemplate, specials);
   std::string want = name.empty() ? "default" : name;
-  auto it = cfg.find("chat_template");
-  if (it != cfg.end() && it->is_string()) {
+  auto tmpl = root.find("chat_template");
+  if (tmpl && tmpl->is_string()) {
     R1_CHECK(name.empty() || name == "default", "{}: has one unnamed chat_template; there is no '{}'", cfg_path, name);
-    return ChatTemplate(it->get<std::string>(), specials);
+    return ChatTemplate(tmpl->str(), specials);
   }
-  if (it != cfg.end() && it->is_array()) {
+  if (tmpl) {
+    if (!tmpl->is_array()) tmpl->expected("a template string or a list of {name, template}");
     std::string names;
-    for (const auto& t : *it) {
-      if (t.value("name", "") == want) return ChatTemplate(t.at("template").get<std::string>(), specials);
+    for (size_t i = 0; i < tmpl->size(); ++i) {
+      const OrderedJsonAt t = tmpl->at(i);
+      if (t.str_or("name", "") == want) return ChatTemplate(t.at("template").str(), specials);
       names += ' ';
-      names += t.value("name", "?");
+      names += t.str_or("name", "?");
     }
     fail("{}: no chat template named '{}' (has:{}; built-ins: r1-zero)", cfg_path, want, names);
   }

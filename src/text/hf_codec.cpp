@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/json_at.h"
 
 namespace r1::text {
 
@@ -14,11 +15,10 @@ void add_id(std::vector<int32_t>& ids, int64_t id, int32_t vocab) {
   if (id >= 0 && id < vocab && std::find(ids.begin(), ids.end(), int32_t(id)) == ids.end()) ids.push_back(int32_t(id));
 }
 
-void add_ids_from(std::vector<int32_t>& ids, const nlohmann::json& v, int32_t vocab) {
-  if (v.is_number_integer()) add_id(ids, v.get<int64_t>(), vocab);
-  if (v.is_array())
-    for (const auto& x : v)
-      if (x.is_number_integer()) add_id(ids, x.get<int64_t>(), vocab);
+// eos_token_id is one id or a list of ids.
+void add_ids_from(std::vector<int32_t>& ids, const JsonAt& v, int32_t vocab) {
+  if (v.is_array()) v.each([&](const JsonAt& x) { add_id(ids, x.int64(), vocab); });
+  else add_id(ids, v.int64(), vocab);
 }
 
 nlohmann::json read_json_if_present(const std::string& path) {
@@ -36,17 +36,21 @@ std::unique_ptr<HfCodec> HfCodec::load(const std::string& tokenizer_dir, const s
   auto c = std::unique_ptr<HfCodec>(new HfCodec());
   c->tok_ = Tokenizer::load(tokenizer_dir);
   const int32_t V = c->tok_->vocab_size();
-  nlohmann::json tc = read_json_if_present(fs::join(tokenizer_dir, "tokenizer_config.json"));
-  if (tc.is_object() && tc.contains("eos_token")) {
-    const auto& e = tc["eos_token"];
-    std::string s = e.is_string() ? e.get<std::string>() : e.is_object() ? e.value("content", "") : "";
-    if (!s.empty()) add_id(c->eos_, c->tok_->token_to_id(s), V);
+  const std::string tc_path = fs::join(tokenizer_dir, "tokenizer_config.json");
+  nlohmann::json tc = read_json_if_present(tc_path);
+  if (!tc.is_null()) {
+    if (auto e = JsonAt(tc, tc_path).find("eos_token")) {
+      std::string s = e->is_object() ? e->str_or("content", "") : e->str();
+      if (!s.empty()) add_id(c->eos_, c->tok_->token_to_id(s), V);
+    }
   }
   for (const std::string& dir : {model_dir, tokenizer_dir}) {
     if (dir.empty()) continue;
     for (const char* f : {"generation_config.json", "config.json"}) {
-      nlohmann::json j = read_json_if_present(fs::join(dir, f));
-      if (j.is_object() && j.contains("eos_token_id")) add_ids_from(c->eos_, j["eos_token_id"], V);
+      const std::string path = fs::join(dir, f);
+      nlohmann::json j = read_json_if_present(path);
+      if (j.is_null()) continue;
+      if (auto ids = JsonAt(j, path).find("eos_token_id")) add_ids_from(c->eos_, *ids, V);
     }
   }
   // Chat models end a turn with a special token that is not always listed as EOS.

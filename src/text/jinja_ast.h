@@ -1,5 +1,6 @@
 #pragma once
 // The parsed template: one Node type for expressions and statements (plain data, no hierarchy).
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +18,7 @@ struct Node {
     // expressions
     Literal, Name, Attr, Item, Slice, Call, Filter, Test, Unary, Binary, And, Or, Not, Cond, ListLit, DictLit,
     // statements
-    Text, Emit, If, For, Set, SetBlock, Macro, Break, Continue
+    Text, Emit, If, For, Set, SetBlock, FilterBlock, Macro, Break, Continue
   } kind;
   int line = 0;
   std::string name;  // Name/Attr/Filter/Test/Macro name, operator of Unary/Binary, Set target
@@ -32,6 +33,20 @@ struct Node {
   std::vector<Body> bodies;
   Body else_body;
 };
+
+// The variable a {% filter %} block's chain reads its rendered body from (args[0] of FilterBlock is
+// the chain over a Name of this); a space keeps it out of reach of template code.
+inline constexpr const char* kFilterBlockInput = " filter block input";
+
+// Limits that keep a crafted template from exhausting the stack, the memory or the time; real chat
+// templates stay far below them. Breaking one is an r1::Error naming the limit.
+inline constexpr int kMaxNesting = 100;              // parser recursion; evaluation depth is 3x this
+inline constexpr long kMaxSteps = 1'000'000;         // expressions and statements evaluated per render
+inline constexpr size_t kMaxString = size_t(1) << 26;  // bytes of a string a template builds, its output
+inline constexpr size_t kMaxItems = size_t(1) << 20;   // items of a list a template builds (jinja2's sandbox
+                                                       // caps range() at 100000)
+void check_string_size(size_t bytes);  // throws past kMaxString
+void check_item_count(size_t items);   // throws past kMaxItems
 
 // Parses a template; errors name the construct and the template line.
 Body parse(const std::string& source);

@@ -9,6 +9,13 @@
 
 namespace r1::text::jinja {
 
+void check_string_size(size_t bytes) {
+  if (bytes > kMaxString) fail("a string of more than {} bytes", kMaxString);
+}
+void check_item_count(size_t items) {
+  if (items > kMaxItems) fail("a list of more than {} items", kMaxItems);
+}
+
 namespace {
 bool py_space(char32_t c) {
   return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F) || c == 0x85 || c == 0xA0 ||
@@ -95,6 +102,7 @@ std::string replace_all(std::string s, const std::string& a, const std::string& 
     size_t f = s.find(a, pos);
     if (f == std::string::npos) break;
     s.replace(f, a.size(), b);
+    check_string_size(s.size());
     pos = f + b.size();
   }
   return s;
@@ -130,8 +138,12 @@ int64_t length(const Value& x) {
   fail("object of type {} has no length", x.type_name());
 }
 
+// The items of an iterable, as Python's iter() gives them; undefined iterates as empty (jinja2's
+// Undefined), anything else is not iterable.
 List as_list(const Value& x) {
   if (x.is_list()) return *x.list;
+  if (!x.is_dict() && !x.is_string() && !x.is_undefined()) fail("'{}' object is not iterable", x.type_name());
+  if (x.is_string()) check_item_count(x.s.size() / 4);
   List l;
   if (x.is_dict())
     for (const auto& [k, v] : *x.dict) l.push_back(Value(k));
@@ -220,7 +232,10 @@ Value get_attr(const Value& x, const std::string& name) {
       return bound([s](std::vector<Value>& a, Kwargs&) {
         std::string out;
         List l = a.empty() ? List{} : as_list(a[0]);
-        for (size_t k = 0; k < l.size(); ++k) out += (k ? s : "") + l[k].str();
+        for (size_t k = 0; k < l.size(); ++k) {
+          out += (k ? s : "") + l[k].str();
+          check_string_size(out.size());
+        }
         return Value(out);
       });
     if (name == "isdigit" || name == "isspace" || name == "isalpha" || name == "isalnum") {
@@ -249,7 +264,15 @@ Value get_attr(const Value& x, const std::string& name) {
         }
         return Value::make_list(std::move(l));
       });
-    fail("unsupported string method or attribute '{}'", name);
+    // A str method this subset lacks is an error; any other name is undefined, as in jinja2
+    // (getattr fails, then "abc"["name"] fails), so `content.type is defined` works on a string.
+    static const char* const kOtherStrMethods[] = {
+        "format", "format_map", "zfill", "center", "ljust", "rjust", "partition", "rpartition", "casefold",
+        "swapcase", "index", "rindex", "encode", "expandtabs", "isdecimal", "isnumeric", "isidentifier", "islower",
+        "isupper", "istitle", "isprintable", "isascii", "removeprefix", "removesuffix", "rsplit", "translate"};
+    for (const char* m : kOtherStrMethods)
+      if (name == m) fail("unsupported string method '{}'", name);
+    return Value();
   }
   if (x.is_dict()) {
     if (!x.is_namespace) {
@@ -336,8 +359,10 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
     const Value* attr = arg(args, kw, 1, "attribute");
     std::string out;
     List l = as_list(x);
-    for (size_t k = 0; k < l.size(); ++k)
+    for (size_t k = 0; k < l.size(); ++k) {
       out += (k && sep ? sep->str() : "") + (attr ? attribute_path(l[k], attr->str()) : l[k]).str();
+      check_string_size(out.size());
+    }
     return Value(out);
   }
   if (name == "default" || name == "d") {
@@ -349,6 +374,10 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
   if (name == "replace") {
     if (args.size() < 2) fail("filter 'replace' needs two arguments");
     return Value(replace_all(x.str(), args[0].str(), args[1].str(), args.size() > 2 ? args[2].i : -1));
+  }
+  if (name == "items" || name == "dictsort") {  // jinja2 raises on anything but a mapping (or undefined)
+    if (!x.is_dict() && !(name == "items" && x.is_undefined()))
+      fail("filter '{}': can only get item pairs from a mapping, not a {}", name, x.type_name());
   }
   if (name == "items") {
     List l;
@@ -412,11 +441,16 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
   }
   if (name == "indent") {
     const Value* w = arg(args, kw, 0, "width");
-    std::string pad(size_t(w ? w->i : 4), ' ');
+    const int64_t width = w ? w->i : 4;  // Python's " " * n: nothing for n <= 0
+    check_string_size(size_t(std::clamp<int64_t>(width, 0, int64_t(kMaxString) + 1)));
+    std::string pad(size_t(std::max<int64_t>(width, 0)), ' ');
     std::string s = x.str(), out;
     for (size_t k = 0; k < s.size(); ++k) {
       out += s[k];
-      if (s[k] == '\n' && k + 1 < s.size()) out += pad;
+      if (s[k] == '\n' && k + 1 < s.size()) {
+        out += pad;
+        check_string_size(out.size());
+      }
     }
     return Value(out);
   }
@@ -463,6 +497,10 @@ Value global_function(const std::string& name) {
       if (a.empty() || a.size() > 3) fail("range() takes 1 to 3 arguments");
       int64_t start = a.size() == 1 ? 0 : a[0].i, stop = a.size() == 1 ? a[0].i : a[1].i, step = a.size() == 3 ? a[2].i : 1;
       if (step == 0) fail("range() step must not be zero");
+      // Counted before it is built; jinja2's sandbox refuses ranges over 100000 items.
+      const __int128 span = step > 0 ? __int128(stop) - start : __int128(start) - stop;
+      const __int128 count = span <= 0 ? 0 : (span + (step > 0 ? step : -__int128(step)) - 1) / (step > 0 ? step : -__int128(step));
+      if (count > 100000) fail("range() of {} items: more than the sandbox's 100000", int64_t(count));
       List l;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) l.push_back(Value(i));
       return Value::make_list(std::move(l));

@@ -1,5 +1,6 @@
 // Tree-walking interpreter: Jinja scoping (a for loop's body is its own scope, if is not), loop.*,
 // namespaces, macros, break/continue.
+#include <charconv>
 #include <cmath>
 #include <unordered_map>
 
@@ -14,6 +15,21 @@ enum class Flow { Normal, Break, Continue };
 
 struct Interp {
   std::vector<std::unordered_map<std::string, Value>> scopes;
+  long steps = 0;
+  int depth = 0;
+
+  // Each evaluated node is a step, and nested evaluation (macros calling macros, long operator
+  // chains) is bounded, so a runaway template ends in an error, not a hang or a stack overflow.
+  struct Step {
+    Interp& in;
+    Step(Interp& interp, int line) : in(interp) {
+      if (++in.steps > kMaxSteps) fail("chat template line {}: rendering took more than {} steps", line, kMaxSteps);
+      if (++in.depth > 3 * kMaxNesting)
+        fail("chat template line {}: evaluation nested more than {} levels deep (runaway recursion?)", line,
+             3 * kMaxNesting);
+    }
+    ~Step() { --in.depth; }
+  };
 
   Value lookup(const std::string& name) const {
     for (auto it = scopes.rbegin(); it != scopes.rend(); ++it) {
@@ -87,11 +103,13 @@ struct Interp {
     if (op == "~") return Value(a.str() + b.str());
     if (op == "+" && a.is_string() && b.is_string()) return Value(a.s + b.s);
     if (op == "+" && a.is_list() && b.is_list()) {
+      check_item_count(a.list->size() + b.list->size());
       List l = *a.list;
       l.insert(l.end(), b.list->begin(), b.list->end());
       return Value::make_list(std::move(l));
     }
     if (op == "*" && a.is_string() && b.type == T::Int) {
+      if (b.i > 0 && a.s.size() > 0) check_string_size(uint64_t(b.i) > kMaxString ? kMaxString + 1 : a.s.size() * size_t(b.i));
       std::string s;
       for (int64_t k = 0; k < b.i; ++k) s += a.s;
       return Value(s);
@@ -104,9 +122,15 @@ struct Interp {
     bool ints = a.type != T::Float && b.type != T::Float;
     double x = a.type == T::Bool ? a.b : a.as_double(), y = b.type == T::Bool ? b.b : b.as_double();
     if ((op == "/" || op == "//" || op == "%") && y == 0) fail("chat template line {}: division by zero", line);
-    if (op == "+") return ints ? Value(iv(a) + iv(b)) : Value(x + y);
-    if (op == "-") return ints ? Value(iv(a) - iv(b)) : Value(x - y);
-    if (op == "*") return ints ? Value(iv(a) * iv(b)) : Value(x * y);
+    // Python's integers do not overflow; these are 64-bit, so an overflow is an error, not a wrap.
+    int64_t r = 0;
+    auto checked = [&](bool overflowed) {  // r is read after the builtin has written it
+      if (overflowed) fail("chat template line {}: integer overflow in {}", line, op);
+      return Value(r);
+    };
+    if (op == "+") return ints ? checked(__builtin_add_overflow(iv(a), iv(b), &r)) : Value(x + y);
+    if (op == "-") return ints ? checked(__builtin_sub_overflow(iv(a), iv(b), &r)) : Value(x - y);
+    if (op == "*") return ints ? checked(__builtin_mul_overflow(iv(a), iv(b), &r)) : Value(x * y);
     if (op == "/") return Value(x / y);
     if (op == "//") {
       if (ints) {
@@ -129,6 +153,7 @@ struct Interp {
   }
 
   bool contains(const Value& hay, const Value& needle, int line) {
+    if (hay.is_undefined()) return false;  // jinja2's Undefined iterates as empty: `x in undefined` is false
     if (hay.is_string()) {
       if (!needle.is_string()) fail("chat template line {}: 'in <string>' needs a string on the left", line);
       return hay.s.find(needle.s) != std::string::npos;
@@ -149,6 +174,14 @@ struct Interp {
   }
 
   Value eval(const Node& n) {
+    Step step(*this, n.line);
+    Value v = eval_node(n);
+    if (v.is_string() && v.s.size() > kMaxString)
+      fail("chat template line {}: a string of more than {} bytes", n.line, kMaxString);
+    return v;
+  }
+
+  Value eval_node(const Node& n) {
     using NK = Node::Kind;
     switch (n.kind) {
       case NK::Literal: return n.value;
@@ -156,8 +189,13 @@ struct Interp {
       case NK::Attr: {
         Value x = eval(*n.args[0]);
         if (x.is_undefined()) fail("chat template line {}: '{}' of an undefined value", n.line, n.name);
-        if (!n.name.empty() && std::isdigit(static_cast<unsigned char>(n.name[0])))
-          return item(x, Value(int64_t(std::stoll(n.name))), n.line);
+        if (!n.name.empty() && std::isdigit(static_cast<unsigned char>(n.name[0]))) {
+          int64_t i = 0;
+          auto [end, ec] = std::from_chars(n.name.data(), n.name.data() + n.name.size(), i);
+          if (ec != std::errc() || end != n.name.data() + n.name.size())
+            fail("chat template line {}: bad index '.{}'", n.line, n.name);
+          return item(x, Value(i), n.line);
+        }
         return get_attr(x, n.name);
       }
       case NK::Item: return item(eval(*n.args[0]), eval(*n.args[1]), n.line);
@@ -264,6 +302,13 @@ struct Interp {
   }
 
   Flow exec_one(const Node& n, std::string& out) {
+    Step step(*this, n.line);
+    Flow f = exec_node(n, out);
+    check_string_size(out.size());
+    return f;
+  }
+
+  Flow exec_node(const Node& n, std::string& out) {
     using NK = Node::Kind;
     switch (n.kind) {
       case NK::Text: out += n.value.s; return Flow::Normal;
@@ -278,6 +323,15 @@ struct Interp {
         std::string captured;
         exec(n.bodies[0], captured);
         assign(n, Value(captured));
+        return Flow::Normal;
+      }
+      case NK::FilterBlock: {  // {% filter f %}body{% endfilter %}: the chain's input is the rendered body
+        std::string captured;
+        exec(n.bodies[0], captured);
+        scopes.push_back({{kFilterBlockInput, Value(captured)}});
+        Value filtered = eval(*n.args[0]);
+        scopes.pop_back();
+        out += filtered.str();
         return Flow::Normal;
       }
       case NK::Macro: define_macro(n); return Flow::Normal;
@@ -295,6 +349,7 @@ struct Interp {
     } else if (seq.is_dict()) {
       for (const auto& [k, v] : *seq.dict) items.push_back(Value(k));
     } else if (seq.is_string()) {
+      check_item_count(seq.s.size() / 4);  // at least this many characters
       for (size_t i = 0; i < seq.s.size();) {
         size_t b = i;
         utf8_next(seq.s, i);
@@ -328,6 +383,7 @@ struct Interp {
     if (items.empty()) return exec(n.else_body, out);
     int64_t len = int64_t(items.size());
     for (int64_t k = 0; k < len; ++k) {
+      Step step(*this, n.line);  // an empty body still costs each iteration
       scopes.emplace_back();
       auto& scope = scopes.back();
       bind(scope, items[size_t(k)]);

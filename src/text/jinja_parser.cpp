@@ -1,4 +1,7 @@
 // Recursive-descent parser for the Jinja subset, with Jinja's operator precedence.
+#include <charconv>
+#include <cstdlib>
+
 #include "base/error.h"
 #include "text/jinja_ast.h"
 #include "text/jinja_lexer.h"
@@ -18,6 +21,16 @@ NodePtr make(Node::Kind k, int line) {
 struct Parser {
   std::vector<Token> toks;
   size_t p = 0;
+  int depth = 0;  // recursion of the parser: nested expressions and statements
+
+  // Chat templates nest a few levels; a crafted one nesting thousands would overflow the stack.
+  struct Nested {
+    Parser& ps;
+    explicit Nested(Parser& parser) : ps(parser) {
+      if (++ps.depth > kMaxNesting) ps.error(fmt::format("nested more than {} levels deep", kMaxNesting));
+    }
+    ~Nested() { --ps.depth; }
+  };
 
   const Token& cur() const { return toks[p]; }
   bool is_op(const char* op) const { return cur().kind == K::Op && cur().text == op; }
@@ -38,6 +51,7 @@ struct Parser {
 
   // ---- expressions ----
   NodePtr expr() {
+    Nested guard(*this);
     NodePtr a = or_expr();
     if (is_name("if")) {
       auto n = make(Node::Kind::Cond, cur().line);
@@ -66,6 +80,7 @@ struct Parser {
   NodePtr or_expr() { return keyword_chain(Node::Kind::Or, "or", &Parser::and_expr); }
   NodePtr and_expr() { return keyword_chain(Node::Kind::And, "and", &Parser::not_expr); }
   NodePtr not_expr() {
+    Nested guard(*this);
     if (is_name("not")) {
       auto n = make(Node::Kind::Not, cur().line);
       ++p;
@@ -117,6 +132,7 @@ struct Parser {
   NodePtr pow() { return binary_chain(&Parser::unary_filtered, {"**"}); }
   NodePtr unary_filtered() { return unary(true); }
   NodePtr unary(bool with_filter) {
+    Nested guard(*this);
     NodePtr n;
     if (is_op("-") || is_op("+")) {
       n = make(Node::Kind::Unary, cur().line);
@@ -147,8 +163,15 @@ struct Parser {
         while (cur().kind == K::String) s += toks[p++].text;  // adjacent literals concatenate
         return literal(Value(s), line);
       }
-      case K::Int: ++p; return literal(Value(int64_t(std::stoll(t.text))), line);
-      case K::Float: ++p; return literal(Value(std::stod(t.text)), line);
+      case K::Int: {
+        int64_t v = 0;
+        auto [end, ec] = std::from_chars(t.text.data(), t.text.data() + t.text.size(), v);
+        if (ec != std::errc() || end != t.text.data() + t.text.size())
+          error(fmt::format("integer {} does not fit in 64 bits", t.text));
+        ++p;
+        return literal(Value(v), line);
+      }
+      case K::Float: ++p; return literal(Value(std::strtod(t.text.c_str(), nullptr)), line);  // 1e999: inf
       case K::Op:
         if (t.text == "(") {
           ++p;
@@ -339,6 +362,7 @@ struct Parser {
   }
 
   NodePtr statement() {
+    Nested guard(*this);
     int line = cur().line;
     std::string kw = expect_name();
     std::string found;
@@ -429,6 +453,25 @@ struct Parser {
       expect_op(")");
       expect_block_end();
       n->bodies.push_back(body({"endmacro"}, &found));
+      expect_block_end();
+      return n;
+    }
+    if (kw == "filter") {  // {% filter name(args)|name2 %}...{% endfilter %}
+      auto n = make(Node::Kind::FilterBlock, line);
+      auto chain = make(Node::Kind::Name, line);
+      chain->name = kFilterBlockInput;
+      for (;;) {
+        auto f = make(Node::Kind::Filter, cur().line);
+        f->name = expect_name();
+        f->args.push_back(chain);
+        if (is_op("(")) call_args(*f);
+        chain = f;
+        if (!is_op("|")) break;
+        ++p;
+      }
+      n->args.push_back(chain);
+      expect_block_end();
+      n->bodies.push_back(body({"endfilter"}, &found));
       expect_block_end();
       return n;
     }

@@ -22,11 +22,11 @@ std::string Normalizer::apply(std::string_view s) const {
   return out;
 }
 
-static void add(Normalizer& n, const nlohmann::json& j, const std::string& file) {
+static void add(Normalizer& n, const JsonAt& j) {
   if (j.is_null()) return;
-  std::string type = j.value("type", "");
+  std::string type = j.str_or("type", "");
   if (type == "Sequence") {
-    for (const auto& s : j.at("normalizers")) add(n, s, file);
+    j.at("normalizers").each([&](const JsonAt& s) { add(n, s); });
   } else if (type == "NFC") {
     n.steps.push_back(Normalizer::Form::NFC);
   } else if (type == "NFKC") {
@@ -36,13 +36,13 @@ static void add(Normalizer& n, const nlohmann::json& j, const std::string& file)
   } else if (type == "NFKD") {
     n.steps.push_back(Normalizer::Form::NFKD);
   } else {
-    fail("{}: normalizer type '{}' is not supported (supported: NFC, NFKC, NFD, NFKD, Sequence)", file, type);
+    fail("{}: normalizer type '{}' is not supported (supported: NFC, NFKC, NFD, NFKD, Sequence)", j.where(), type);
   }
 }
 
-Normalizer parse_normalizer(const nlohmann::json& j, const std::string& file) {
+Normalizer parse_normalizer(const JsonAt& j) {
   Normalizer n;
-  add(n, j, file);
+  add(n, j);
   return n;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // tokenizer.json's "normalizer": none, NFC/NFKC/NFD/NFKD, or a Sequence of those.
-#include <nlohmann/json.hpp>
+#include "base/json_at.h"
 
 #include <string>
 #include <string_view>
@@ -16,6 +16,7 @@ struct Normalizer {
 };
 
 // Errors name the unsupported type and `file`.
-Normalizer parse_normalizer(const nlohmann::json& j, const std::string& file);
+// `j` is tokenizer.json's "normalizer" (null: none); errors name its file and key path.
+Normalizer parse_normalizer(const JsonAt& j);
 
 }  // namespace r1::text

@@ -76,31 +76,31 @@ SplitBehavior parse_behavior(const std::string& b, const std::string& file) {
   fail("{}: Split behavior '{}' is not supported", file, b);
 }
 
-void add(PreTokenizer& pt, const nlohmann::json& j, const std::string& file) {
+void add(PreTokenizer& pt, const JsonAt& j) {
   if (j.is_null()) return;
-  std::string type = j.value("type", "");
+  std::string type = j.str_or("type", "");
   if (type == "Sequence") {
-    for (const auto& s : j.at("pretokenizers")) add(pt, s, file);
+    j.at("pretokenizers").each([&](const JsonAt& s) { add(pt, s); });
   } else if (type == "Split") {
     PreTokenizerStep st{PreTokenizerStep::Kind::Split, nullptr};
-    const auto& pat = j.at("pattern");
-    std::string where = file + ": pre_tokenizer Split";
-    if (pat.contains("Regex")) {
-      st.regex = std::make_shared<Regex>(pat["Regex"].get<std::string>(), where);
+    const JsonAt pat = j.at("pattern");
+    std::string where = j.where() + ": pre_tokenizer Split";
+    if (auto re = pat.find("Regex")) {
+      st.regex = std::make_shared<Regex>(re->str(), where);
     } else {
       // A String pattern is literal text: quote it for PCRE2.
-      st.regex = std::make_shared<Regex>("\\Q" + pat.at("String").get<std::string>() + "\\E", where);
+      st.regex = std::make_shared<Regex>("\\Q" + pat.at("String").str() + "\\E", where);
     }
-    st.behavior = parse_behavior(j.value("behavior", "Isolated"), file);
-    st.invert = j.value("invert", false);
+    st.behavior = parse_behavior(j.str_or("behavior", "Isolated"), j.where());
+    st.invert = j.bool_or("invert", false);
     pt.steps.push_back(std::move(st));
   } else if (type == "ByteLevel") {
     PreTokenizerStep st{PreTokenizerStep::Kind::ByteLevel, nullptr};
-    st.add_prefix_space = j.value("add_prefix_space", true);
-    if (j.value("use_regex", true)) st.regex = std::make_shared<Regex>(kGpt2Pattern, file + ": ByteLevel");
+    st.add_prefix_space = j.bool_or("add_prefix_space", true);
+    if (j.bool_or("use_regex", true)) st.regex = std::make_shared<Regex>(kGpt2Pattern, j.where() + ": ByteLevel");
     pt.steps.push_back(std::move(st));
   } else {
-    fail("{}: pre_tokenizer type '{}' is not supported (supported: Split, ByteLevel, Sequence)", file, type);
+    fail("{}: pre_tokenizer type '{}' is not supported (supported: Split, ByteLevel, Sequence)", j.where(), type);
   }
 }
 }  // namespace
@@ -127,9 +127,9 @@ void PreTokenizer::split(std::string_view text, std::vector<Piece>& out) const {
   }
 }
 
-PreTokenizer parse_pre_tokenizer(const nlohmann::json& j, const std::string& file) {
+PreTokenizer parse_pre_tokenizer(const JsonAt& j) {
   PreTokenizer pt;
-  add(pt, j, file);
+  add(pt, j);
   return pt;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // tokenizer.json's "pre_tokenizer": Split (the file's regex, run by PCRE2) and ByteLevel, alone or in a
 // Sequence. Splits text into pieces ("words") that BPE encodes independently.
-#include <nlohmann/json.hpp>
+#include "base/json_at.h"
 
 #include <cstdint>
 #include <memory>
@@ -38,7 +38,8 @@ class PreTokenizer {
 };
 
 // Errors name the unsupported type and `file`.
-PreTokenizer parse_pre_tokenizer(const nlohmann::json& j, const std::string& file);
+// `j` is tokenizer.json's "pre_tokenizer" (null: none); errors name its file and key path.
+PreTokenizer parse_pre_tokenizer(const JsonAt& j);
 
 class Regex {
  public:

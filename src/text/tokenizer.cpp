@@ -23,14 +23,21 @@ nlohmann::json read_json(const std::string& file) {
   }
 }
 
-void check_decoder(const nlohmann::json& d, const std::string& file) {
+void check_decoder(const JsonAt& d) {
   if (d.is_null()) return;
-  std::string type = d.value("type", "");
+  std::string type = d.str_or("type", "");
   if (type == "Sequence") {
-    for (const auto& x : d.at("decoders")) check_decoder(x, file);
+    d.at("decoders").each([](const JsonAt& x) { check_decoder(x); });
     return;
   }
-  R1_CHECK(type == "ByteLevel", "{}: decoder type '{}' is not supported (only ByteLevel)", file, type);
+  R1_CHECK(type == "ByteLevel", "{}: decoder type '{}' is not supported (only ByteLevel)", d.where(), type);
+}
+
+// The member `key` of the root, or a null value (with its path) when absent.
+JsonAt member_or_null(const JsonAt& root, const char* key) {
+  static const nlohmann::json null;
+  if (auto m = root.find(key)) return *m;
+  return JsonAt(null, root.file(), key);
 }
 
 constexpr size_t kCacheMax = 1 << 16;
@@ -43,17 +50,23 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
 
 Tokenizer::Tokenizer(const nlohmann::json& j, const std::string& file)
     : file_(file),
-      normalizer_(parse_normalizer(j.value("normalizer", nlohmann::json()), file)),
-      pre_tokenizer_(parse_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), file)),
-      bpe_(j.at("model"), file) {
-  check_decoder(j.value("decoder", nlohmann::json()), file);
+      normalizer_(parse_normalizer(member_or_null(JsonAt(j, file).object(), "normalizer"))),
+      pre_tokenizer_(parse_pre_tokenizer(member_or_null(JsonAt(j, file), "pre_tokenizer"))),
+      bpe_(JsonAt(j, file).at("model")) {
+  const JsonAt root(j, file);
+  check_decoder(member_or_null(root, "decoder"));
   int32_t n = bpe_.size();
-  for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-    AddedToken t{a.at("id").get<int32_t>(),       a.at("content").get<std::string>(), a.value("special", false),
-                 a.value("single_word", false),   a.value("lstrip", false),          a.value("rstrip", false),
-                 a.value("normalized", !a.value("special", false))};
-    added_.add(t);
-    n = std::max(n, t.id + 1);
+  if (auto added = root.find("added_tokens")) {
+    const int32_t max_id = n + int32_t(std::min<size_t>(added->array().size(), 1 << 20)) + (1 << 16);
+    added->each([&](const JsonAt& a) {
+      const bool special = a.bool_or("special", false);
+      AddedToken t{a.at("id").int32(),          a.at("content").str(),         special,
+                   a.bool_or("single_word", false), a.bool_or("lstrip", false), a.bool_or("rstrip", false),
+                   a.bool_or("normalized", !special)};
+      R1_CHECK(t.id >= 0 && t.id < max_id, "{}: id {} is out of range [0, {})", a.at("id").where(), t.id, max_id);
+      added_.add(t);
+      n = std::max(n, t.id + 1);
+    });
   }
   // Decoded bytes per id, as the ByteLevel decoder produces them: a token whose characters are all in
   // the byte map becomes those bytes, any other token (e.g. "<｜User｜>") its UTF-8 text.

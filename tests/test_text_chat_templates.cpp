@@ -1,0 +1,113 @@
+// Chat templates as jinja2 renders them with transformers' settings: the real templates the npm
+// tokenizer packages carry and hand-written ones for constructs of other models' templates (x in
+// undefined, attributes of a string, {% filter %}, |items on a string), against renderings made by
+// tools/chat_templates/make_fixtures.py (tests/fixtures/chat_templates).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+
+#include "base/error.h"
+#include "test_util.h"
+#include "text/chat_template.h"
+
+namespace r1 {
+namespace {
+
+TEST(ChatTemplatesJinja2, RenderingsMatchJinja2) {
+  const std::string dir = test::source_path("tests/fixtures/chat_templates");
+  std::ifstream in(dir + "/renders.jsonl");
+  ASSERT_TRUE(in) << dir;
+  std::map<std::string, text::ChatTemplate> templates;
+  std::map<std::string, int> checked;
+  int errors = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto row = nlohmann::ordered_json::parse(line);
+    const std::string model = row["model"].get<std::string>();
+    if (!templates.count(model)) templates.emplace(model, text::ChatTemplate::load(dir + "/" + model));
+    const text::ChatTemplate& t = templates.at(model);
+    const bool gen = row["add_generation_prompt"].get<bool>();
+    const std::string what = model + " " + row["messages"].dump();
+    if (row.contains("error")) {
+      // jinja2 raised (a template's raise_exception, a type error): r1 raises too, never renders.
+      EXPECT_THROW(t.render(row["messages"], gen, row["kwargs"]), Error) << what << " " << row["error"];
+      ++errors;
+    } else {
+      try {
+        EXPECT_EQ(t.render(row["messages"], gen, row["kwargs"]), row["text"].get<std::string>()) << what;
+      } catch (const Error& e) {
+        ADD_FAILURE() << what << ": " << e.what();
+      }
+    }
+    ++checked[model];
+  }
+  for (const char* m : {"qwen3", "deepseek_v3", "llama3", "llama3_1", "gemma3", "construct_in_undefined",
+                        "construct_string_attribute", "construct_filter_block", "construct_items_filter"})
+    EXPECT_GE(checked[m], 10) << m;
+  EXPECT_GE(errors, 4);
+}
+
+TEST(ChatTemplatesJinja2, ItemsOnAStringRaisesNamingTheFilter) {
+  text::ChatTemplate t("{% for k, v in messages[0].content|items %}{{ k }}{% endfor %}", {});
+  auto msgs = nlohmann::ordered_json::parse(R"([{"role": "user", "content": "{\"city\": \"Paris\"}"}])");
+  try {
+    t.render(msgs, false);
+    FAIL() << "rendered";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("filter 'items'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("line 1"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ChatTemplatesJinja2, FilterBlockChainsAndNests) {
+  text::ChatTemplate t("{% filter upper|replace('A', '4') %}a{% filter lower %}XB{% endfilter %}{% endfilter %}", {});
+  EXPECT_EQ(t.render(nlohmann::ordered_json::array(), false), "4XB");
+  EXPECT_THROW(text::ChatTemplate("{% filter upper %}x", {}), Error);  // no endfilter
+}
+
+TEST(ChatTemplatesJinja2, UnsupportedStringMethodIsStillAnError) {
+  // Undefined covers missing attributes; a real str method this interpreter lacks must not vanish.
+  text::ChatTemplate t("{{ 'x'.zfill(3) }}", {});
+  EXPECT_THROW(t.render(nlohmann::ordered_json::array(), false), Error);
+}
+
+}  // namespace
+}  // namespace r1
+
+namespace r1 {
+namespace {
+
+// What the chat_template fuzz target found: each ends in an r1::Error naming the limit, not in a
+// stack overflow, a hang, an exhausted memory or a stray std::out_of_range.
+TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
+  auto error_of = [](const std::string& source) -> std::string {
+    try {
+      text::ChatTemplate(source, {}).render(nlohmann::ordered_json::array(), false);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(rendered)";
+  };
+  auto contains = [](const std::string& s, const char* part) { return s.find(part) != std::string::npos; };
+  EXPECT_PRED2(contains, error_of("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}"),
+               "nested more than 100 levels");
+  std::string ifs;
+  for (int i = 0; i < 3000; ++i) ifs += "{% if 1 %}";
+  EXPECT_PRED2(contains, error_of(ifs), "nested more than 100 levels");
+  EXPECT_PRED2(contains, error_of("{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}"), "nested more than 300");
+  EXPECT_PRED2(contains, error_of("{{ 'a' * 100000000000 }}"), "a string of more than");
+  EXPECT_PRED2(contains, error_of("{% for i in range(100000000000) %}{% endfor %}"), "more than the sandbox's 100000");
+  EXPECT_PRED2(contains, error_of("{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}"),
+               "more than 1000000 steps");
+  EXPECT_PRED2(contains, error_of("{{ 4444444444444444444404444444 }}"), "does not fit in 64 bits");
+  EXPECT_PRED2(contains, error_of("{{ 9223372036854775807 + 1 }}"), "integer overflow");
+  // Real-sized work is far below the limits.
+  EXPECT_EQ(text::ChatTemplate("{% for i in range(1000) %}{{ i % 10 }}{% endfor %}", {})
+                .render(nlohmann::ordered_json::array(), false)
+                .size(),
+            1000u);
+}
+
+}  // namespace
+}  // namespace r1
