@@ -17,8 +17,8 @@ namespace r1::pipeline {
 
 struct ToolDemoOptions {
   int digits_a = 3, digits_b = 2;  // operands
-  int sft_steps = 800, grpo_steps = 30, eval_problems = 100;
-  double lr = 5e-5;
+  int sft_steps = 500, grpo_steps = 20, eval_problems = 100;
+  double lr = 1e-4;
   float tool_share = 0.5f;  // base-training solutions that call the tool
   int tool_threads = 4;
   bool allow_unsandboxed = false;
