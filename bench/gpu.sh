@@ -14,6 +14,8 @@
 #                        512 x 2k tokens (1.5B) beside the training state
 #     R1_GPU_BENCH=dist: data parallel over all GPUs (kind nvidia-h200-x2): NCCL collectives, GRPO
 #       step tokens/s per GPU on 1 GPU and on all (weak and strong scaling efficiency)
+#     R1_GPU_BENCH=tools: multi-turn tool rollouts, 0.5B, 256 episodes in flight, 3 sandboxed Python
+#                         calls each (and a fixed 50 ms tool beside it): episodes/s, GPU busy share
 #     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
 #     R1_GPU_BENCH=0: no benchmarks.  R1_GPU_TESTS=0: no tests or parity (benchmarks only).
 #   (A device call is limited to 600 s: one benchmark set per call.)
@@ -237,6 +239,14 @@ PY
         timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
           --prompt-len 128 --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
       done
+    done
+  fi
+  if [[ $which == tools ]]; then
+    local tool
+    for tool in python sleep; do
+      echo "== tool rollouts 0.5b, 256 episodes x 3 calls ($tool): r1" | tee -a "$out/bench.log"
+      timeout "$(left 60)" .gpu/bench/bench_tool_rollout_gpu --shape 0.5b --episodes 256 --turns 3 --turn-len 128 \
+        --obs-len 32 --answer-len 64 --tool "$tool" --threads 16 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
     done
   fi
   if [[ $which == grpo ]]; then

@@ -196,3 +196,39 @@ TEST(CudaRollout, SampledLogprobsMatchTraining) {
 }
 
 }  // namespace
+
+// Multi-turn rollouts (rollout/turns.h): a turn ends after 5 model tokens, an observation of 3
+// tokens comes back from a worker, and the sequence resumes on its cache. The f32 GPU engine gives
+// the CPU engine's trajectories: the same tokens, masks, turns and log-probs, sampled or greedy,
+// with more sequences than slots and decode steps run past the turn's end before the host looks.
+TEST(CudaRollout, MultiTurnEqualsCpu) {
+  REQUIRE_GPU();
+  model::ModelConfig c = model::preset_config("tiny", "qwen2");
+  Twins m = twins(c, DType::F32, 5, 0.15f);
+  const auto reqs = random_requests(4, 3, c.vocab_size, 3);
+  for (float temperature : {0.0f, 1.0f}) {
+    rollout::GenerateParams gp;
+    gp.sampling = {temperature, 1.0f, 0, 77};
+    gp.max_new_tokens = 48;
+    gp.stop_ids = {7};
+    gp.token_text = [](int32_t id) { return std::string(1, char('a' + id % 26)); };
+    gp.turns.max_turns = 3;
+    gp.turns.threads = 3;
+    gp.turns.ends_turn = [](int64_t, int64_t, const std::string& text) { return text.size() >= 5; };
+    gp.turns.respond = [](const rollout::Turn& t) {
+      return rollout::Observation{{int32_t(200 + t.sample), 201, 202}, false};
+    };
+    rollout::Engine ec(m.cpu, {5, 80, 64}), eg(m.gpu, {5, 80, 64, 4});
+    const auto want = ec.generate(reqs, gp);
+    const auto got = eg.generate(reqs, gp);
+    expect_same(want, got, 1e-3);
+    int turns = 0;
+    for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+      EXPECT_EQ(want[i].from_model, got[i].from_model) << "completion " << i;
+      EXPECT_EQ(want[i].turns, got[i].turns) << "completion " << i;
+      turns += got[i].turns;
+    }
+    EXPECT_GT(turns, 12);
+    EXPECT_EQ(eg.stats().turns, ec.stats().turns);
+  }
+}

@@ -7,6 +7,7 @@ namespace r1::cli {
 void add_init(CLI::App& app);
 void add_logprobs(CLI::App& app);
 void add_demo(CLI::App& app);
+void add_tool_demo(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_generate(CLI::App& app);

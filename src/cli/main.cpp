@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   r1::cli::add_init(app);
   r1::cli::add_logprobs(app);
   r1::cli::add_demo(app);
+  r1::cli::add_tool_demo(app);
   r1::cli::add_convert(app);
   r1::cli::add_merge(app);
   r1::cli::add_generate(app);

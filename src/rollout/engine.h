@@ -12,6 +12,7 @@
 #include "model/transformer.h"
 #include "model/kv_cache.h"
 #include "rollout/sampler.h"
+#include "rollout/turns.h"
 
 namespace r1::rollout {
 
@@ -35,14 +36,27 @@ struct GenerateParams {
   std::function<std::string(int32_t)> token_text;
   // Called for every sampled token as it is accepted (streaming output).
   std::function<void(int64_t prompt, int64_t sample, int32_t token)> on_token;
+  // Multi-turn rollouts (rollout/turns.h); off when empty. With turns, max_new_tokens bounds the
+  // whole trajectory (model and observation tokens), as the context does.
+  TurnHooks turns;
 };
 
 struct Completion {
   int64_t prompt_index = 0, sample_index = 0;
-  std::vector<int32_t> tokens;   // generated tokens, including the stop token or string's last token
-  std::vector<float> logprobs;   // per generated token, see Draw::logprob
+  // The trajectory after the prompt: generated tokens (including the stop token or string's last
+  // token) and, in multi-turn rollouts, the observation tokens between the model's turns.
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;   // per token, see Draw::logprob; 0 for observation tokens (not sampled)
+  // Per token: 1 sampled by the model, 0 an observation. Empty: every token is the model's (the
+  // engine always fills it; completions built elsewhere may leave it empty).
+  std::vector<uint8_t> from_model;
+  int turns = 0;  // observations appended
   FinishReason finish = FinishReason::Length;
 };
+
+// Whether token t of c was sampled by the model (not an observation), and how many were.
+inline bool is_model_token(const Completion& c, size_t t) { return c.from_model.empty() || c.from_model[t] != 0; }
+int64_t model_token_count(const Completion& c);
 
 struct EngineConfig {
   int max_batch = 64;       // sequences decoded together (KV cache slots)
@@ -58,6 +72,8 @@ struct GenerateStats {
   int64_t prompt_tokens = 0, prefill_tokens = 0, generated_tokens = 0, decode_steps = 0;
   int64_t decode_rows = 0;  // rows the decode steps computed (GPU: padded to the graph's batch size)
   int64_t graph_captures = 0, host_syncs = 0;  // GPU
+  int64_t turns = 0, observation_tokens = 0;   // multi-turn: observations appended, their tokens
+  double tool_wait_seconds = 0;  // time the decoding thread waited with no sequence to decode
   double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
 };
 

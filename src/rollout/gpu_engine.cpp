@@ -4,9 +4,13 @@
 
 #ifdef R1_HAVE_CUDA
 #include <algorithm>
+#include <chrono>
 #include <deque>
+#include <future>
 #include <map>
+#include <optional>
 
+#include "base/thread_pool.h"
 #include "base/timer.h"
 #include "device/cuda_device.h"
 #include "device/graph.h"
@@ -73,9 +77,16 @@ void download(std::vector<T>& v, const T* dev, int64_t n) {
 
 // The host's view of one KV-cache slot.
 struct HostSlot : SlotBase {
-  int32_t limit = 0;  // tokens it may generate
+  int32_t limit = 0;  // tokens the device segment may generate
   int32_t seen = 0;   // tokens already streamed (on_token) and checked for stop strings
   std::string text;   // decoded completion so far, for stop strings
+  // Multi-turn: the completion's token limit, the model's current turn, its tool call.
+  int32_t total_limit = 0;
+  std::string turn_text;
+  size_t turn_begin = 0;
+  bool in_tool = false;
+  size_t unfed = 0;  // first completion token not yet in the cache
+  std::future<Observation> pending;
 };
 
 bool same_config(const cuda::SampleConfig& a, const cuda::SampleConfig& b) {
@@ -99,6 +110,8 @@ struct GpuEngine::Impl {
   int64_t workspace_floats = 0;
   // Per call: every sample's stream, first token and its log-prob; admissions.
   Buffer all_stream, first_token, first_logprob, zeros, a_slot, a_flat, a_pos, a_limit;
+  // Per resumption after an observation: each resumed slot's stream, first draw and admission.
+  Buffer r_stream, r_token, r_logprob, r_slot, r_index, r_pos, r_limit;
   Arena step_arena, prefill_arena;
   std::map<int, std::unique_ptr<cuda::Graph>> graphs;
   bool step_arena_sized = false;
@@ -219,7 +232,108 @@ struct GpuEngine::Impl {
   void admit(const std::vector<Request>& requests, const std::vector<int64_t>& first, const GenerateParams& params,
              Waiting& waiting, std::vector<HostSlot>& hs,
              std::vector<Completion>& out, GenerateStats& stats);
+  // Multi-turn: appends the observations of finished tool calls (waiting for one when `block`);
+  // returns the slots that go on and marks the others finished (finished_now).
+  std::vector<int64_t> take_observations(std::vector<HostSlot>& hs, std::vector<Completion>& out, bool block,
+                                         std::vector<int64_t>& finished_now, GenerateStats& stats);
+  // Prefills each resumed slot's unfed tokens on its cache rows, draws its next token (step 0 of its
+  // new segment's stream) and starts it on the device again.
+  void resume(const std::vector<Request>& requests, std::vector<HostSlot>& hs, std::vector<Completion>& out,
+              const std::vector<int64_t>& resumed, GenerateStats& stats);
 };
+
+std::vector<int64_t> GpuEngine::Impl::take_observations(std::vector<HostSlot>& hs, std::vector<Completion>& out,
+                                                        bool block, std::vector<int64_t>& finished_now,
+                                                        GenerateStats& stats) {
+  std::vector<int64_t> resumed;
+  for (size_t si = 0; si < hs.size(); ++si) {
+    HostSlot& sl = hs[si];
+    if (!sl.in_tool) continue;
+    if (!block && sl.pending.wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+    block = false;
+    Observation ob = sl.pending.get();
+    sl.in_tool = false;
+    Completion& c = out[size_t(sl.flat)];
+    const int64_t fits = std::max<int64_t>(0, sl.total_limit - int64_t(c.tokens.size()) - 1);
+    const bool cut = int64_t(ob.tokens.size()) > fits;
+    if (cut) ob.tokens.resize(size_t(fits));
+    c.tokens.insert(c.tokens.end(), ob.tokens.begin(), ob.tokens.end());
+    c.logprobs.insert(c.logprobs.end(), ob.tokens.size(), 0.0f);
+    c.from_model.insert(c.from_model.end(), ob.tokens.size(), uint8_t(0));
+    ++c.turns;
+    ++stats.turns;
+    stats.observation_tokens += int64_t(ob.tokens.size());
+    sl.turn_text.clear();
+    sl.turn_begin = c.tokens.size();
+    if (ob.end || cut) {
+      c.finish = ob.end && !cut ? FinishReason::Stop : FinishReason::Length;
+      sl.active = false;
+      finished_now.push_back(int64_t(si));
+      continue;
+    }
+    resumed.push_back(int64_t(si));
+  }
+  return resumed;
+}
+
+void GpuEngine::Impl::resume(const std::vector<Request>& requests, std::vector<HostSlot>& hs,
+                             std::vector<Completion>& out, const std::vector<int64_t>& resumed, GenerateStats& stats) {
+  if (resumed.empty()) return;
+  Timer t_prefill;
+  const int64_t n = int64_t(resumed.size());
+  std::vector<uint64_t> streams;
+  std::vector<int32_t> slot_ids, index, poss, limits;
+  for (int64_t k = 0; k < n; ++k) {
+    const HostSlot& sl = hs[size_t(resumed[size_t(k)])];
+    const Completion& c = out[size_t(sl.flat)];
+    const uint64_t sample = uint64_t(uint32_t(turn_stream_sample(sl.sample, c.turns)));
+    streams.push_back((uint64_t(uint32_t(stream_id(requests, sl.prompt))) << 32) | sample);
+    slot_ids.push_back(int32_t(resumed[size_t(k)]));
+    index.push_back(int32_t(k));
+    poss.push_back(sl.prompt_len + int32_t(c.tokens.size()) - 1);
+    limits.push_back(sl.total_limit - int32_t(c.tokens.size()));
+  }
+  upload(r_stream, streams);
+  reserve<int32_t>(r_token, n);
+  reserve<float>(r_logprob, n);
+  if (zeros.size() < size_t(n) * sizeof(int32_t)) upload(zeros, std::vector<int32_t>(size_t(n), 0));
+  for (int64_t k = 0; k < n;) {
+    std::vector<int32_t> ids, sl_ids, pos, rows;
+    int64_t end = k;
+    for (; end < n; ++end) {
+      const HostSlot& sl = hs[size_t(resumed[size_t(end)])];
+      const Completion& c = out[size_t(sl.flat)];
+      if (end > k && int64_t(ids.size() + c.tokens.size() - sl.unfed) > cfg.prefill_tokens) break;
+      for (size_t t = sl.unfed; t < c.tokens.size(); ++t) {
+        ids.push_back(c.tokens[t]);
+        sl_ids.push_back(int32_t(resumed[size_t(end)]));
+        pos.push_back(sl.prompt_len + int32_t(t));
+      }
+      rows.push_back(int32_t(ids.size()) - 1);
+    }
+    prefill_arena.reset();
+    const Tensor logits = model::forward_cached(m, cache, ids, sl_ids, pos, rows, prefill_arena, DType::F32);
+    for (size_t r = 0; r < rows.size(); ++r)
+      cuda::sample_tokens(ptr<int32_t>(r_token) + k + int64_t(r), ptr<float>(r_logprob) + k + int64_t(r),
+                          static_cast<const float*>(logits.data) + int64_t(r) * V, /*ld=*/0, 1, V, scfg,
+                          ptr<uint64_t>(r_stream) + k + int64_t(r), ptr<int32_t>(zeros), nullptr, nullptr);
+    stats.prefill_tokens += int64_t(ids.size());
+    k = end;
+  }
+  upload(r_slot, slot_ids);
+  upload(r_index, index);
+  upload(r_pos, poss);
+  upload(r_limit, limits);
+  cuda::decode_admit(st, ptr<int32_t>(r_slot), ptr<int32_t>(r_index), ptr<int32_t>(r_pos), ptr<int32_t>(r_limit),
+                     ptr<uint64_t>(r_stream), ptr<int32_t>(r_token), ptr<float>(r_logprob), n);
+  cuda::synchronize();
+  for (int64_t k = 0; k < n; ++k) {
+    HostSlot& sl = hs[size_t(resumed[size_t(k)])];
+    sl.limit = limits[size_t(k)];
+    sl.seen = 0;
+  }
+  stats.prefill_seconds += t_prefill.seconds();
+}
 
 // Fills free slots from the waiting samples: prompts new to the cache are prefilled (several per
 // forward) and the first tokens of all their samples drawn at once; the others copy a holder's rows.
@@ -232,8 +346,12 @@ void GpuEngine::Impl::admit(const std::vector<Request>& requests, const std::vec
   for (int64_t si : admitted) {
     HostSlot& sl = hs[size_t(si)];
     sl.limit = int32_t(std::min<int64_t>(params.max_new_tokens, L - sl.prompt_len));
+    sl.total_limit = sl.limit;
     sl.seen = 0;
     sl.text.clear();
+    sl.turn_text.clear();
+    sl.turn_begin = 0;
+    sl.in_tool = false;
     out[size_t(sl.flat)].prompt_index = sl.prompt;
     out[size_t(sl.flat)].sample_index = sl.sample;
   }
@@ -301,58 +419,103 @@ std::vector<Completion> GpuEngine::Impl::generate(const std::vector<Request>& re
   reserve<float>(first_logprob, total);
 
   std::vector<HostSlot> hs(static_cast<size_t>(S));
-  std::vector<int32_t> fin, cnt, ended_by_string, new_tokens;
-  const bool stream_tokens = params.on_token || !params.stop_strings.empty();
+  std::vector<int32_t> fin, cnt, ended_on_host, new_tokens;
+  std::vector<float> new_logprobs;
+  const TurnHooks& hooks = params.turns;
+  std::optional<ThreadPool> tools;  // destroyed first: its jobs read `hooks`
+  if (hooks.enabled()) tools.emplace(hooks.threads);
+  const bool stream_tokens = params.on_token || !params.stop_strings.empty() || tools;
   int64_t done = 0;
+  auto finished = [&] {
+    ++done;
+    if (on_progress) on_progress(done, total);
+  };
   while (done < total) {
     if (!waiting.empty()) admit(requests, first, params, waiting, hs, out, stats);
+    if (tools) {
+      // Sequences whose tool calls came back continue; with nothing else to decode, wait for one.
+      const bool idle = std::none_of(hs.begin(), hs.end(), [](const HostSlot& s) { return s.active && !s.in_tool; });
+      const bool calls = std::any_of(hs.begin(), hs.end(), [](const HostSlot& s) { return s.in_tool; });
+      std::vector<int64_t> ended;
+      Timer t_wait;
+      const std::vector<int64_t> resumed = take_observations(hs, out, idle && calls, ended, stats);
+      if (idle && calls) stats.tool_wait_seconds += t_wait.seconds();
+      for (size_t k = 0; k < ended.size(); ++k) finished();
+      resume(requests, hs, out, resumed, stats);
+    }
     download(fin, ptr<int32_t>(finish), S);
     download(cnt, ptr<int32_t>(count), S);
     ++stats.host_syncs;
-    // Hand out new tokens, apply stop strings, collect finished sequences.
-    ended_by_string.clear();
+    // Hand out new tokens, apply stop strings and turn ends, collect finished sequences.
+    ended_on_host.clear();
     for (size_t si = 0; si < hs.size(); ++si) {
       HostSlot& sl = hs[si];
-      if (!sl.active) continue;
+      if (!sl.active || sl.in_tool) continue;
+      Completion& c = out[size_t(sl.flat)];
       int32_t n = cnt[si];
-      bool ended = fin[si] == cuda::kStopToken || fin[si] == cuda::kLength, by_string = false;
+      bool ended = fin[si] == cuda::kStopToken || fin[si] == cuda::kLength, by_string = false, call = false;
+      const bool turns = tools && c.turns < hooks.max_turns;
       if (stream_tokens && n > sl.seen) {
         download(new_tokens, ptr<int32_t>(out_tokens) + int64_t(si) * L + sl.seen, n - sl.seen);
         for (size_t j = 0; j < new_tokens.size(); ++j) {
           if (params.on_token) params.on_token(sl.prompt, sl.sample, new_tokens[j]);
-          if (params.stop_strings.empty()) continue;
-          const size_t before = sl.text.size();
-          sl.text += params.token_text(new_tokens[j]);
-          if (hits_stop_string(sl.text, before, params.stop_strings)) {
+          if (params.stop_strings.empty() && !turns) continue;
+          const std::string piece = params.token_text(new_tokens[j]);
+          if (!params.stop_strings.empty()) {
+            const size_t before = sl.text.size();
+            sl.text += piece;
+            by_string = hits_stop_string(sl.text, before, params.stop_strings);
+          }
+          // A stop token ends the sequence (the device stopped there) rather than a turn, as on the CPU.
+          const bool stop_id = std::find(stop.begin(), stop.end(), new_tokens[j]) != stop.end();
+          if (!by_string && turns && !stop_id) {
+            sl.turn_text += piece;
+            call = hooks.ends_turn(sl.prompt, sl.sample, sl.turn_text);
+          }
+          if (by_string || call) {
             n = sl.seen + int32_t(j) + 1;  // tokens after it were decoded before the host looked: dropped
-            by_string = true;
             break;
           }
         }
         sl.seen = n;
       }
-      if (!ended && !by_string) continue;
-      Completion& c = out[size_t(sl.flat)];
-      download(c.tokens, ptr<int32_t>(out_tokens) + int64_t(si) * L, n);
-      download(c.logprobs, ptr<float>(out_logprobs) + int64_t(si) * L, n);
+      // A call on the completion's last allowed token ends it at the limit instead.
+      if (call && int64_t(c.tokens.size()) + n >= sl.total_limit) {
+        call = false;
+        ended = true;
+        fin[si] = cuda::kLength;
+      }
+      if (!ended && !by_string && !call) continue;
+      // The device segment joins the completion (after earlier turns and observations).
+      download(new_tokens, ptr<int32_t>(out_tokens) + int64_t(si) * L, n);
+      download(new_logprobs, ptr<float>(out_logprobs) + int64_t(si) * L, n);
+      c.tokens.insert(c.tokens.end(), new_tokens.begin(), new_tokens.end());
+      c.logprobs.insert(c.logprobs.end(), new_logprobs.begin(), new_logprobs.end());
+      c.from_model.insert(c.from_model.end(), size_t(n), uint8_t(1));
+      stats.generated_tokens += n;
+      ended_on_host.push_back(int32_t(si));  // idle on the device until resumed or refilled
+      if (call) {
+        Turn t{sl.prompt, sl.sample, {c.tokens.begin() + int64_t(sl.turn_begin), c.tokens.end()}, sl.turn_text};
+        sl.in_tool = true;
+        sl.unfed = c.tokens.size() - 1;
+        sl.pending = tools->submit([&hooks, t = std::move(t)] { return hooks.respond(t); });
+        continue;
+      }
       c.finish = by_string || fin[si] == cuda::kStopToken ? FinishReason::Stop : FinishReason::Length;
       // A stop string on the limit's last token still counts as a stop, as on the CPU.
-      stats.generated_tokens += n;
-      if (!ended) ended_by_string.push_back(int32_t(si));
       sl.active = false;
-      ++done;
-      if (on_progress) on_progress(done, total);
+      finished();
     }
-    if (!ended_by_string.empty()) {
-      upload(a_slot, ended_by_string);
-      cuda::decode_set_finish(st, ptr<int32_t>(a_slot), int64_t(ended_by_string.size()), cuda::kIdle);
+    if (!ended_on_host.empty()) {
+      upload(a_slot, ended_on_host);
+      cuda::decode_set_finish(st, ptr<int32_t>(a_slot), int64_t(ended_on_host.size()), cuda::kIdle);
     }
     if (done == total) break;
     // Decode the running slots: up to sync_every steps, fewer when one reaches its limit sooner.
     std::vector<int32_t> rows;
     int steps = cfg.sync_every;
     for (size_t si = 0; si < hs.size(); ++si)
-      if (hs[si].active) {
+      if (hs[si].active && !hs[si].in_tool) {
         rows.push_back(int32_t(si));
         steps = std::min(steps, hs[si].limit - cnt[si]);
       }

@@ -8,6 +8,10 @@ std::vector<int64_t> check_requests(const std::vector<Request>& requests, const 
                                     int64_t vocab_size, int64_t max_seq_len) {
   R1_CHECK(params.max_new_tokens > 0, "rollout: max_new_tokens must be positive");
   R1_CHECK(params.stop_strings.empty() || params.token_text, "rollout: stop strings need a token_text decoder");
+  R1_CHECK(!params.turns.enabled() || params.token_text, "rollout: multi-turn rollouts need a token_text decoder");
+  R1_CHECK(!params.turns.enabled() || (params.turns.max_turns >= 0 && params.turns.max_turns < 256 && params.turns.threads >= 1),
+           "rollout: turns.max_turns must be in [0, 256) and turns.threads >= 1 (got {} and {})", params.turns.max_turns,
+           params.turns.threads);
   std::vector<int64_t> first(requests.size() + 1, 0);
   for (size_t i = 0; i < requests.size(); ++i) {
     const Request& r = requests[i];
@@ -16,6 +20,7 @@ std::vector<int64_t> check_requests(const std::vector<Request>& requests, const 
              "request {}: prompt of {} tokens does not fit the context of {} tokens (max_seq_len)", i,
              r.prompt.size(), max_seq_len);
     R1_CHECK(r.n >= 1, "request {}: n must be at least 1 (got {})", i, r.n);
+    R1_CHECK(!params.turns.enabled() || r.n < (1 << 24), "request {}: multi-turn rollouts take n < 2^24 (got {})", i, r.n);
     for (size_t t = 0; t < r.prompt.size(); ++t)
       R1_CHECK(r.prompt[t] >= 0 && r.prompt[t] < vocab_size,
                "request {}: token {} = {} is outside the vocabulary [0, {})", i, t, r.prompt[t], vocab_size);

@@ -19,6 +19,11 @@ inline int64_t stream_id(const std::vector<Request>& requests, int64_t p) {
   return requests[size_t(p)].id >= 0 ? requests[size_t(p)].id : p;
 }
 
+// The sample field of the random stream of a sequence's segment after `turn` observations: each
+// segment draws steps 0, 1, ... of its own stream (the GPU restarts a resumed slot's count), so no
+// two draws of a sequence share a number. Multi-turn rollouts need n < 2^24 and turns < 256.
+inline int64_t turn_stream_sample(int64_t sample, int turn) { return sample | (int64_t(turn) << 24); }
+
 // Whether `text`, whose first `before` bytes were already checked, now contains a stop string.
 bool hits_stop_string(const std::string& text, size_t before, const std::vector<std::string>& stop_strings);
 

@@ -74,8 +74,9 @@ std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
 void GrpoTrainer::keep_samples(const std::vector<Group>& groups) {
   for (const Group& g : groups)
     for (size_t s = 0; s < std::min<size_t>(2, g.seqs.size()) && samples_.size() < 32; ++s)
-      samples_.push_back(
-          {train_[size_t(g.problem)].id, g.prompt_text, g.seqs[s].text, g.seqs[s].score, g.seqs[s].details});
+      samples_.push_back({train_[size_t(g.problem)].id, g.prompt_text, g.seqs[s].text, g.seqs[s].score,
+                          g.seqs[s].details,
+                          env_ ? env::trajectory_turns(g.seqs[s].out, codec_) : nlohmann::json()});
 }
 
 namespace {
@@ -103,7 +104,7 @@ std::vector<Group> GrpoTrainer::sample_and_score(const std::vector<PromptDraw>& 
   std::vector<Group> groups =
       render_prompts(draws, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
   Timer t_rollout;
-  sample_groups(policy_, codec_, train_, cfg_, seed, groups);
+  sample_groups(policy_, codec_, train_, cfg_, seed, groups, env_);
   sums.t_rollout += t_rollout.seconds();
   Timer t_reward;
   sums.scored.add(score_groups(groups, reward_, train_, cfg_));

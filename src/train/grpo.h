@@ -32,6 +32,7 @@ struct ScoredCompletion {
   std::string prompt, completion;
   double reward;
   nlohmann::json details;
+  nlohmann::json turns;  // multi-turn: [{"role": "model" | "observation", "text"}...]; null otherwise
 };
 
 class GrpoTrainer {
@@ -49,6 +50,9 @@ class GrpoTrainer {
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
   int64_t cursor() const { return cursor_; }
   void set_cursor(int64_t c) { cursor_ = c; }
+  // Multi-turn rollouts: every completion an episode of `env` (it must outlive the trainer); null:
+  // single-turn completions.
+  void set_environment(const env::Environment* env) { env_ = env; }
   // The frozen reference model when it is a second copy (null without a KL term, and with LoRA,
   // whose reference is the policy with its adapters off); checkpoints save and restore it.
   model::Transformer* reference() { return ref_.get(); }
@@ -84,6 +88,7 @@ class GrpoTrainer {
   int64_t cursor_ = 0;
   int bad_steps_ = 0;
   std::vector<ScoredCompletion> samples_;
+  const env::Environment* env_ = nullptr;
 };
 
 }  // namespace r1::train

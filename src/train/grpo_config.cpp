@@ -28,6 +28,8 @@ void validate_sampling(const GrpoConfig& c) {
   R1_CHECK(std::isfinite(c.top_p) && c.top_p > 0 && c.top_p <= 1, "grpo.top_p must be in (0, 1], got {}",
            c.top_p);
   at_least("grpo.top_k", c.top_k, 0);
+  at_least("env.max_turns", c.max_turns, 0);
+  at_least("env.threads", c.tool_threads, 1);
   at_least("grpo.rollout_batch", c.rollout_batch, 1);
 }
 

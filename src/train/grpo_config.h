@@ -19,6 +19,9 @@ struct GrpoConfig {
   float temperature = 1.0f, top_p = 1.0f;
   int top_k = 0;
   int rollout_batch = 64;  // sequences decoded together
+  // Multi-turn rollouts with an environment (GrpoTrainer::set_environment; recipe keys env.*):
+  // observations per episode, and tool calls running at once while the engine decodes.
+  int max_turns = 4, tool_threads = 4;
   // Advantages and loss
   bool scale_advantage_by_std = true;  // false: Dr. GRPO
   GrpoLossConfig loss;                 // loss.norm_constant 0: max_completion_tokens (Dr. GRPO's choice)

@@ -68,15 +68,18 @@ GrpoLossStats grpo_loss(const std::vector<float>& logp, const std::vector<float>
   for (const SeqSpan& s : spans) {
     R1_CHECK(s.begin >= 0 && s.length >= 0 && size_t(s.begin + s.length) <= T, "grpo_loss: span [{}, +{}) out of range",
              s.begin, s.length);
-    if (s.length == 0) continue;
+    int64_t counted = s.length;
+    if (s.in_loss) counted = std::count_if(s.in_loss, s.in_loss + s.length, [](uint8_t m) { return m != 0; });
+    if (counted == 0) continue;
     double w = 0;  // the weight of each of this sequence's tokens in the mini-batch loss
     switch (cfg.reduction) {
-      case LossReduction::SeqMeanTokenMean: w = 1.0 / (double(s.length) * double(scale.sequences)); break;
+      case LossReduction::SeqMeanTokenMean: w = 1.0 / (double(counted) * double(scale.sequences)); break;
       case LossReduction::TokenMean: w = 1.0 / double(scale.tokens); break;
       case LossReduction::SeqMeanTokenSumNorm: w = 1.0 / (cfg.norm_constant * double(scale.sequences)); break;
     }
     const double A = s.advantage;
     for (int64_t t = s.begin; t < s.begin + s.length; ++t) {
+      if (s.in_loss && !s.in_loss[t - s.begin]) continue;  // an observation: not the model's
       const double lp = logp[size_t(t)];
       const double ratio = std::exp(lp - double(old_logp[size_t(t)]));
       const double clipped = std::clamp(ratio, 1.0 - cfg.clip_low, 1.0 + cfg.clip_high);

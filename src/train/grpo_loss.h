@@ -30,9 +30,12 @@ struct GrpoLossConfig {
 };
 
 // One completion in the packed token arrays: tokens [begin, begin + length) with one advantage.
+// In multi-turn rollouts `in_loss` (length entries) marks the model's tokens; the others
+// (observations) have no loss and no gradient, and do not count in the sequence's length.
 struct SeqSpan {
   int64_t begin = 0, length = 0;
   double advantage = 0;
+  const uint8_t* in_loss = nullptr;  // null: every token
 };
 
 // The counts the reduction divides by, taken over the whole mini-batch so that splitting it into

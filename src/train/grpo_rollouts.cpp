@@ -36,7 +36,7 @@ uint64_t sampling_seed(uint64_t run_seed, int64_t step) {
 
 void sample_groups(const model::Transformer& policy, const text::Codec& codec,
                    const std::vector<data::Problem>& problems, const GrpoConfig& cfg, uint64_t seed,
-                   std::vector<Group>& groups) {
+                   std::vector<Group>& groups, const env::Environment* env) {
   if (groups.empty()) return;
   rollout::GenerateParams gp;
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};
@@ -44,16 +44,20 @@ void sample_groups(const model::Transformer& policy, const text::Codec& codec,
   gp.stop_ids = codec.eos_ids();
   const rollout::EngineConfig ec{cfg.rollout_batch, cfg.max_prompt_tokens + cfg.max_completion_tokens, 8192};
   std::vector<rollout::Request> reqs;
-  for (const Group& g : groups) reqs.push_back({g.prompt, cfg.group_size, problems[size_t(g.problem)].id});
+  std::vector<const data::Problem*> of_request;
+  for (const Group& g : groups) {
+    reqs.push_back({g.prompt, cfg.group_size, problems[size_t(g.problem)].id});
+    of_request.push_back(&problems[size_t(g.problem)]);
+  }
   rollout::Engine engine(policy, ec);
-  std::vector<rollout::Completion> outs = engine.generate(reqs, gp);
+  std::vector<env::EpisodeRun> runs =
+      env::run_episodes(engine, codec, env, {cfg.max_turns, cfg.tool_threads}, reqs, of_request, gp);
   for (Group& g : groups) g.seqs.assign(size_t(cfg.group_size), {});
-  for (rollout::Completion& c : outs) {
-    Sequence& s = groups[size_t(c.prompt_index)].seqs[size_t(c.sample_index)];
-    std::vector<int32_t> body = c.tokens;
-    if (c.finish == rollout::FinishReason::Stop && !body.empty()) body.pop_back();  // the stop token
-    s.text = codec.decode(body);
-    s.out = std::move(c);
+  for (env::EpisodeRun& r : runs) {
+    Sequence& s = groups[size_t(r.out.prompt_index)].seqs[size_t(r.out.sample_index)];
+    s.text = std::move(r.model_text);
+    s.episode = std::move(r.outcome);
+    s.out = std::move(r.out);
   }
 }
 
@@ -63,6 +67,10 @@ void ScoreSums::add(const ScoreSums& o) {
   truncated += o.truncated;
   overlong_penalty_sum += o.overlong_penalty_sum;
   timeouts += o.timeouts;
+  episodes += o.episodes;
+  tool_calls += o.tool_calls;
+  tool_errors += o.tool_errors;
+  turns += o.turns;
   for (const auto& [name, v] : o.part_sums) part_sums[name] += v;
 }
 
@@ -103,9 +111,22 @@ ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
   for (Group& g : groups)
     for (Sequence& s : g.seqs) {
       const reward::Result& r = results[k++];
-      const int64_t length = int64_t(s.out.tokens.size());
+      const int64_t length = rollout::model_token_count(s.out);  // observations are not the model's length
       s.score = r.reward;
       s.details = r.details;
+      if (s.episode) {
+        const env::EpisodeOutcome& e = *s.episode;
+        s.score += e.reward;
+        nlohmann::json part = e.details;
+        part["reward"] = e.reward;
+        part["turns"] = e.turns;
+        if (!s.details.is_object()) s.details = nlohmann::json::object();
+        s.details["env"] = part;
+        sums.episodes += 1;
+        sums.tool_calls += e.tool_calls;
+        sums.tool_errors += e.tool_errors;
+        sums.turns += e.turns;
+      }
       s.truncated = s.out.finish == rollout::FinishReason::Length;
       s.in_loss = length > 0 && !(cfg.mask_truncated && s.truncated);
       const double penalty =
@@ -119,7 +140,7 @@ ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
       sums.overlong_penalty_sum += penalty;
       sums.timeouts += r.details.value("timed_out", false);
       // A composite reward reports each part under its name as {"reward": x, ...}.
-      for (const auto& [name, v] : r.details.items())
+      for (const auto& [name, v] : s.details.items())
         if (v.is_object() && v.contains("reward") && v.at("reward").is_number())
           sums.part_sums[name] += v.at("reward").get<double>();
     }

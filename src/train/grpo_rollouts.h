@@ -8,10 +8,13 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "data/problem.h"
+#include "env/environment.h"
+#include "env/episodes.h"
 #include "model/transformer.h"
 #include "reward/reward.h"
 #include "rollout/engine.h"
@@ -22,8 +25,11 @@ namespace r1::train {
 
 // One sampled completion of a group's prompt, and what the step learns about it.
 struct Sequence {
-  rollout::Completion out;  // tokens (with the stop token), the sampler's log-probs, finish reason
-  std::string text;         // the decoded completion, stop token dropped
+  // Tokens (with the stop token; in multi-turn rollouts the observations too, out.from_model 0),
+  // the sampler's log-probs, finish reason.
+  rollout::Completion out;
+  std::string text;         // the model's tokens decoded, stop token dropped: what the reward reads
+  std::optional<env::EpisodeOutcome> episode;  // multi-turn rollouts: the environment's reward and counts
   nlohmann::json details;   // the reward's details (each part of a composite under its name)
   double score = 0;         // the reward function's value
   double reward = 0;        // what the advantage is computed from: score, overlong penalty, KL in reward
@@ -63,10 +69,11 @@ uint64_t sampling_seed(uint64_t run_seed, int64_t step);
 
 // Rolls out G = cfg.group_size completions of every group's prompt with the policy. A sample's
 // randomness follows (seed, problem id, sample), not the batch it shares, so any split of the
-// prompts over ranks or rounds gives the same completions.
+// prompts over ranks or rounds gives the same completions. With `env`, each completion is an
+// episode of it (cfg.max_turns observations at most, cfg.tool_threads calls at once).
 void sample_groups(const model::Transformer& policy, const text::Codec& codec,
                    const std::vector<data::Problem>& problems, const GrpoConfig& cfg, uint64_t seed,
-                   std::vector<Group>& groups);
+                   std::vector<Group>& groups, const env::Environment* env = nullptr);
 
 // ---- score ----
 
@@ -74,6 +81,8 @@ void sample_groups(const model::Transformer& policy, const text::Codec& codec,
 struct ScoreSums {
   double completions = 0, score_sum = 0, truncated = 0, overlong_penalty_sum = 0;
   double timeouts = 0;  // rewards killed at their deadline (scored 0)
+  // Multi-turn rollouts: episodes scored, and their tool calls, failed calls and turns.
+  double episodes = 0, tool_calls = 0, tool_errors = 0, turns = 0;
   std::map<std::string, double> part_sums;  // a composite reward's parts by name (unweighted)
   void add(const ScoreSums& o);
 };
@@ -82,7 +91,8 @@ struct ScoreSums {
 // -penalty at max_tokens.
 double overlong_penalty(int64_t length, int max_tokens, int buffer, double penalty);
 
-// Scores every completion with `reward` and applies the settings that shape rewards and masks:
+// Scores every completion with `reward` (plus its episode's reward, reported as the part "env")
+// and applies the settings that shape rewards and masks:
 // overlong_buffer/overlong_penalty, mask_truncated, and the dynamic-sampling filter's value.
 ScoreSums score_groups(std::vector<Group>& groups, const reward::Reward& reward,
                        const std::vector<data::Problem>& problems, const GrpoConfig& cfg);

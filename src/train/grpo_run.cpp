@@ -23,6 +23,7 @@
 #include "run/metrics.h"
 #include "run/report.h"
 #include "run/run_dir.h"
+#include "run/run_env.h"
 #include "run/run_inputs.h"
 #include "run/train_checkpoint.h"
 
@@ -49,6 +50,7 @@ nlohmann::json grpo_recipe_defaults() {
         {"lora", run::lora_section()}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
+      {"env", run::env_section()},
   };
 }
 
@@ -110,6 +112,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
   g.parallel = run::parallel_config(r);
+  const run::EnvSettings env = run::env_settings(r);
+  g.max_turns = env.max_turns;
+  g.tool_threads = env.threads;
   validate(g);
   if (g.dynamic_sampling) check_filter(r, g.dynamic_sampling_filter);
   return g;
@@ -124,8 +129,10 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   run::PromptRenderer render = run::make_renderer(r);
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
+  std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
   std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, gc.seed);
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
+  trainer.set_environment(environment.get());
 
   run::RunDir run(run::run_path(r));
   int64_t start = 0;
@@ -161,9 +168,11 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
     if (metrics) metrics->log(step, step_metrics(st));
     if (metrics && samples_every > 0 && step % samples_every == 0) {  // rank 0's share of the samples
       std::vector<nlohmann::json> rows;
-      for (const auto& s : trainer.last_samples())
+      for (const auto& s : trainer.last_samples()) {
         rows.push_back({{"problem", s.problem_id}, {"prompt", s.prompt}, {"completion", s.completion},
                         {"reward", s.reward}, {"details", s.details}});
+        if (!s.turns.is_null()) rows.back()["turns"] = s.turns;
+      }
       run.write_samples(step, rows);
     }
     if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);

@@ -11,8 +11,9 @@ void StepSums::add_kept(const std::vector<Group>& kept) {
   for (const Group& g : kept)
     for (const Sequence& s : g.seqs) {
       sequences += 1;
-      gen_tokens += double(s.out.tokens.size());
-      length_max = std::max(length_max, double(s.out.tokens.size()));
+      const double model_tokens = double(rollout::model_token_count(s.out));  // observations excluded
+      gen_tokens += model_tokens;
+      length_max = std::max(length_max, model_tokens);
       kept_reward_sum += s.reward;
       kept_reward_sq += s.reward * s.reward;
     }
@@ -34,6 +35,10 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.scored.truncated,
                       &s.scored.overlong_penalty_sum,
                       &s.scored.timeouts,
+                      &s.scored.episodes,
+                      &s.scored.tool_calls,
+                      &s.scored.tool_errors,
+                      &s.scored.turns,
                       &s.sequences,
                       &s.gen_tokens,
                       &s.kept_reward_sum,
@@ -76,6 +81,11 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.reward_timeouts = int64_t(sums.scored.timeouts);
   if (cfg.overlong_buffer > 0) st.overlong_penalty = sums.scored.overlong_penalty_sum / n;
   st.reflection_rate = sums.reflection_hits / n;
+  if (sums.scored.episodes > 0) {
+    st.turns_per_episode = sums.scored.turns / sums.scored.episodes;
+    st.tool_calls_per_episode = sums.scored.tool_calls / sums.scored.episodes;
+    st.tool_error_rate = sums.scored.tool_calls > 0 ? sums.scored.tool_errors / sums.scored.tool_calls : 0.0;
+  }
 
   st.loss = update.updates ? sums.loss_sum / double(cfg.ppo_epochs) : 0.0;
   st.clip_fraction = sums.loss_tokens > 0 ? sums.clipped / sums.loss_tokens : 0.0;
@@ -115,6 +125,10 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"truncated_frac", s.truncated_frac},
                      {"reward_timeouts", double(s.reward_timeouts)}});
   if (s.overlong_penalty) m.emplace_back("overlong_penalty", *s.overlong_penalty);
+  if (s.turns_per_episode)
+    m.insert(m.end(), {{"env/turns_per_episode", *s.turns_per_episode},
+                       {"env/tool_calls_per_episode", *s.tool_calls_per_episode},
+                       {"env/tool_error_rate", *s.tool_error_rate}});
   m.insert(m.end(), {{"loss", s.loss}, {"clip_fraction", s.clip_fraction}});
   if (s.kl) m.emplace_back("kl", *s.kl);
   m.insert(m.end(), {{"entropy", s.entropy},

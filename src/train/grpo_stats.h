@@ -49,6 +49,8 @@ struct StepStats {
   double response_length_mean = 0, response_length_max = 0, truncated_frac = 0, reflection_rate = 0;
   int64_t reward_timeouts = 0;  // rewards killed at their deadline (scored 0)
   std::optional<double> overlong_penalty;  // the mean shaping penalty (<= 0), with overlong_buffer > 0
+  // Multi-turn rollouts: observations, tool calls per episode, and the share of calls that failed.
+  std::optional<double> turns_per_episode, tool_calls_per_episode, tool_error_rate;
   // Loss, over the updates' tokens.
   double loss = 0, clip_fraction = 0, entropy = 0;
   std::optional<double> kl;  // with a reference model: the loss's KL, or the reward's (kl_in_reward)

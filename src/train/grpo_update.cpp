@@ -45,7 +45,7 @@ std::vector<MiniBatch> plan_mini_batches(std::vector<Group>& kept, int64_t total
   for (const Group& g : kept)
     for (int64_t s = 0; s < G; ++s)
       if (g.seqs[size_t(s)].in_loss)
-        train_len[size_t(g.kept_index * G + s)] = int64_t(g.seqs[size_t(s)].out.tokens.size()) + 1;
+        train_len[size_t(g.kept_index * G + s)] = rollout::model_token_count(g.seqs[size_t(s)].out) + 1;
   if (host.size() > 1) host.all_reduce(train_len.data(), int64_t(train_len.size()), dist::Type::I64);
   std::vector<int64_t> train_index(train_len.size(), -1), tokens_before(1, 0);
   int64_t n_train = 0;
@@ -111,7 +111,8 @@ double apply_kl_penalty(std::vector<Group>& kept, double kl_coef) {
                "apply_kl_penalty: {} reference log-probs for {} tokens", s.ref_logp.size(),
                s.out.tokens.size());
       double kl = 0;
-      for (size_t t = 0; t < s.out.tokens.size(); ++t) kl += double(s.out.logprobs[t]) - s.ref_logp[t];  // k1
+      for (size_t t = 0; t < s.out.tokens.size(); ++t)
+        if (rollout::is_model_token(s.out, t)) kl += double(s.out.logprobs[t]) - s.ref_logp[t];  // k1
       s.reward -= kl_coef * kl;
       total += kl;
     }
@@ -151,8 +152,11 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
                  "GRPO update: KL in the loss but no reference log-probs for a sequence");
         std::copy(s.ref_logp.begin(), s.ref_logp.end(), ref.begin() + int64_t(row));
       }
-      spans.push_back({int64_t(row), int64_t(n), s.advantage});
-      for (size_t t = 0; t < n && want_entropy; ++t) st.entropy_sum += entropy[row + t];
+      R1_CHECK(s.out.from_model.empty() || s.out.from_model.size() == n,
+               "GRPO update: a model-token mask of {} entries for {} tokens", s.out.from_model.size(), n);
+      spans.push_back({int64_t(row), int64_t(n), s.advantage, s.out.from_model.empty() ? nullptr : s.out.from_model.data()});
+      for (size_t t = 0; t < n && want_entropy; ++t)
+        if (rollout::is_model_token(s.out, t)) st.entropy_sum += entropy[row + t];
     }
     std::vector<float> dlogp;
     const GrpoLossStats ls = grpo_loss(logp, old, ref, spans, loss, mb.scale, dlogp);
