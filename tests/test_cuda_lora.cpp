@@ -11,24 +11,18 @@
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "model/train_state.h"
+#include "compare_util.h"
 #include "require_gpu.h"
 #include "tensor/device_memory.h"
 #include "test_util.h"
 #include "text/codec.h"
-#include "train/grpo.h"
+#include "grpo_test_util.h"
 
 using namespace r1;
 
 namespace {
 
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using test::rel_l2;
 
 std::vector<float> rounded(std::vector<float> w) {
   for (float& x : w) x = bf16_to_f32(f32_to_bf16(x));
@@ -101,18 +95,6 @@ TEST(CudaLora, LogprobsAndAdapterGradientsMatchCpu) {
   EXPECT_LT(all, 5e-2);
 }
 
-// Share of the completion's bytes that are 'a'.
-class LetterReward final : public reward::Reward {
- public:
-  std::string name() const override { return "letter"; }
-  reward::Result score(const reward::Sample& s) const override {
-    reward::Result r;
-    if (!s.completion.empty())
-      r.reward = double(std::count(s.completion.begin(), s.completion.end(), 'a')) / double(s.completion.size());
-    return r;
-  }
-};
-
 TEST(CudaLora, GrpoStepsMoveOnlyTheAdapters) {
   REQUIRE_GPU();
   text::ByteCodec codec;
@@ -132,7 +114,7 @@ TEST(CudaLora, GrpoStepsMoveOnlyTheAdapters) {
   gc.lr = 1e-2;
   gc.loss.kl_coef = 0.01;
   gc.schedule.kind = "constant";
-  LetterReward reward;
+  test::LetterReward reward;
   train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 3);
   EXPECT_EQ(trainer.reference(), nullptr);
   for (int s = 0; s < 3; ++s) {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "compare_util.h"
 #include "require_gpu.h"
 #include "base/bf16.h"
 #include "base/rng.h"
@@ -28,20 +29,9 @@ using namespace r1;
 
 namespace {
 
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using test::rel_l2;
 
-double max_abs(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - b[i]));
-  return m;
-}
+using test::max_abs;
 
 void report(const std::string& what, double err) { fmt::print("[ CUDAERR ] {} {:.3e}\n", what, err); }
 

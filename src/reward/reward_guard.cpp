@@ -50,11 +50,11 @@ struct StartTimes {
   ~StartTimes() { ::munmap(at, n * sizeof(int64_t)); }
 };
 
-// The worker: scores samples[todo[...]] on `threads` threads. Results go out in batches (a flush
+// The worker: scores samples[unscored[...]] on `threads` threads. Results go out in batches (a flush
 // every few milliseconds, or each one when `careful`): "R i <reward as %a> <details json>" per
 // sample, then "C <json>" with the counters that moved, so the parent's metrics still see them.
 [[noreturn]] void worker_main(const Reward& inner, const std::vector<Sample>& samples,
-                              const std::vector<size_t>& todo, int threads, bool careful, StartTimes& starts,
+                              const std::vector<size_t>& unscored, int threads, bool careful, StartTimes& starts,
                               int fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::mutex out;
@@ -73,8 +73,8 @@ struct StartTimes {
   };
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < todo.size();) {
-      const size_t i = todo[k];
+    for (size_t k = next.fetch_add(1); k < unscored.size(); k = next.fetch_add(1)) {
+      const size_t i = unscored[k];
       starts.at[i].store(now_ns());
       const auto t0 = Clock::now();
       Result r;
@@ -150,13 +150,13 @@ size_t take_lines(std::string& buf, Batch& b) {
 // One worker over the samples not yet done. Returns when it finished, died, or was killed at a
 // deadline; every sample it started and did not finish is then scored (0) or left for the next one.
 void run_worker(const Reward& inner, Batch& b, int threads, double deadline_s) {
-  std::vector<size_t> todo;
+  std::vector<size_t> unscored;
   for (size_t i = 0; i < b.samples.size(); ++i)
-    if (!b.done[i]) todo.push_back(i);
+    if (!b.done[i]) unscored.push_back(i);
   StartTimes starts(b.samples.size());
   int fds[2];
   R1_CHECK(::pipe2(fds, O_CLOEXEC) == 0, "reward guard: pipe: {}", std::strerror(errno));
-  const int workers = b.careful ? 1 : std::max(1, std::min<int>(threads, int(todo.size())));
+  const int workers = b.careful ? 1 : std::max(1, std::min<int>(threads, int(unscored.size())));
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]);
@@ -165,7 +165,7 @@ void run_worker(const Reward& inner, Batch& b, int threads, double deadline_s) {
   }
   if (pid == 0) {
     ::close(fds[0]);
-    worker_main(inner, b.samples, todo, workers, b.careful, starts, fds[1]);
+    worker_main(inner, b.samples, unscored, workers, b.careful, starts, fds[1]);
   }
   ::close(fds[1]);
   const int64_t deadline = int64_t(deadline_s * 1e9);
@@ -177,7 +177,7 @@ void run_worker(const Reward& inner, Batch& b, int threads, double deadline_s) {
   while (!eof) {
     int64_t now = now_ns(), wake = now + 50'000'000;
     size_t started = 0, running = 0;
-    for (size_t i : todo) {
+    for (size_t i : unscored) {
       const int64_t t = starts.at[i].load();
       if (t == 0) continue;
       ++started;
@@ -220,7 +220,7 @@ void run_worker(const Reward& inner, Batch& b, int threads, double deadline_s) {
       ++blamed;
     }
   std::vector<size_t> in_flight;  // started, not scored: what a crash can be blamed on
-  for (size_t i : todo)
+  for (size_t i : unscored)
     if (!b.done[i] && starts.at[i].load() > 0) in_flight.push_back(i);
   if (expired.empty() && !stalled && !in_flight.empty()) {  // it died inside a sample
     if (in_flight.size() == 1 || b.careful) {
@@ -238,7 +238,7 @@ void run_worker(const Reward& inner, Batch& b, int threads, double deadline_s) {
   if (reported == 0 && blamed == 0) {
     // No sample to blame: the worker stopped or stalled outside any sample. Fail the rest rather
     // than start another that would do the same.
-    for (size_t i : todo)
+    for (size_t i : unscored)
       if (!b.done[i]) {
         b.results[i] = given_up("the reward's worker stopped before scoring this sample (" +
                                     (stalled ? "silent for " + why + " s" : describe_status(st)) + ")",
