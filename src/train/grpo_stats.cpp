@@ -26,6 +26,8 @@ void StepSums::add_update(const UpdateStats& u) {
   loss_tokens += u.loss_tokens;
   entropy_sum += u.entropy_sum;
   entropy_tokens += u.entropy_tokens;
+  micro_batches += double(u.micro_batches);
+  checkpointed += double(u.checkpointed);
 }
 
 void all_reduce(dist::Comm& host, StepSums& s) {
@@ -50,8 +52,11 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.kl_sum,
                       &s.loss_tokens,
                       &s.entropy_sum,
-                      &s.entropy_tokens};
-  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train};
+                      &s.entropy_tokens,
+                      &s.micro_batches,
+                      &s.checkpointed};
+  double* maxed[] = {&s.length_max, &s.t_rollout,    &s.t_reward,
+                     &s.t_reference, &s.t_train, &s.activation_peak};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -98,6 +103,9 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.updates = update.updates;
   st.skipped_updates = update.skipped;
   st.epoch_loss = update.epoch_loss;
+  st.micro_batches = int64_t(sums.micro_batches);
+  st.checkpointed_micro_batches = int64_t(sums.checkpointed);
+  st.activation_mib = sums.activation_peak / double(1 << 20);
 
   st.groups = groups.kept;
   st.prompts_too_long = groups.too_long;
@@ -136,6 +144,9 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"lr", s.lr},
                      {"updates", double(s.updates)},
                      {"skipped_updates", double(s.skipped_updates)},
+                     {"micro_batches", double(s.micro_batches)},
+                     {"checkpointed_micro_batches", double(s.checkpointed_micro_batches)},
+                     {"memory/activations_mib", s.activation_mib},
                      {"zero_variance_groups", s.zero_variance_groups},
                      {"filtered_groups", s.filtered_groups},
                      {"groups", double(s.groups)},
