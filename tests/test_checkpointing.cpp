@@ -215,6 +215,16 @@ TEST(Checkpointing, AutoFollowsTheMemoryBudget) {
   train_pass(m, st, batch);
   EXPECT_TRUE(st.checkpointed());
   EXPECT_EQ(g_save, to_host_f32(m.grads().flat));
+  // Not even checkpointing fits: an error before any compute, with the sizes.
+  st.memory_budget = e.checkpointed;
+  try {
+    st.forward(m, batch);
+    ADD_FAILURE() << "a forward that cannot fit ran";
+  } catch (const Error& err) {
+    const std::string msg = err.what();
+    EXPECT_NE(msg.find("even with per-layer checkpointing"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("micro_batch_tokens"), std::string::npos) << msg;
+  }
   // A tiny model on this host's free memory: no checkpointing.
   st.memory_budget = 0;
   train_pass(m, st, batch);

@@ -154,6 +154,34 @@ TEST(GrpoMicroBatches, LongSequenceTrainsAloneCheckpointedWithTheSameGradient) {
   EXPECT_LT(rel_l2(split, one), 1e-5);  // the same sum in another order
 }
 
+// The reference log-probs and the SFT evaluation loss save nothing, even through a trainable
+// policy (a LoRA policy is its own reference, the adapters off): their state's arena holds one
+// layer's memory, and no backward can follow.
+TEST(GrpoMicroBatches, ReferenceAndEvaluationPassesSaveNothing) {
+  model::Transformer m = test::byte_model(7);
+  std::vector<Group> kept = groups_with_a_long_sequence(m);
+  const std::vector<MiniBatch> plan = plan_mini_batches(kept, 2, 3, 1, 1 << 20, dist::host_comm());
+  ASSERT_EQ(plan.size(), 1u);
+  ASSERT_EQ(plan[0].micro.size(), 1u);
+  std::vector<int64_t> rows;
+  const model::Batch b = pack(plan[0].micro[0], rows);
+  const int64_t T = b.tokens(), C = m.config().hidden_size;
+  model::TrainState ref, train;
+  reference_logprobs(m, ref, plan, kept, false, 1 << 20, 1.0f);
+  train.forward(m, b);
+  EXPECT_LE(ref.activation_bytes(), size_t(2 * T * C * 4 + 16 * 256));  // the stream and lnf, rows
+  EXPECT_GT(train.activation_bytes(), 3 * ref.activation_bytes());
+  EXPECT_THROW(ref.backward(m, std::vector<float>(size_t(T), 0.0f)), Error);
+
+  std::vector<data::SftSequence> rows_sft;
+  for (const MicroBatch& mb : plan[0].micro)
+    for (const SeqRef& s : mb) rows_sft.push_back(data::prompt_completion_sequence(s.group->prompt, s.seq->out.tokens));
+  model::TrainState eval;
+  sft_loss(m, eval, rows_sft, 1 << 20);
+  EXPECT_LE(eval.activation_bytes(), size_t(2 * T * C * 4 + 16 * 256));
+  EXPECT_THROW(eval.backward(m, std::vector<float>(size_t(T), 0.0f)), Error);
+}
+
 // ---- SFT and the reward model ----
 
 std::vector<data::SftSequence> sft_batch() {

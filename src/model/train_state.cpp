@@ -123,14 +123,23 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backwar
 
 bool TrainState::wants_checkpoint(const Transformer& m) const {
   if (checkpointing != Checkpointing::Auto) return checkpointing == Checkpointing::On;
-  const ActivationEstimate e =
-      estimate_activations(m, batch_->tokens(), batch_->sequences(), recompute_, adapters);
+  const int64_t T = batch_->tokens();
+  const ActivationEstimate e = estimate_activations(m, T, batch_->sequences(), recompute_, adapters);
   // What the arenas already hold is theirs to reuse.
   const size_t budget =
       memory_budget > 0
           ? memory_budget
           : size_t(kAutoBudgetShare * double(free_memory(m.device()) + arena_.peak() + layer_.peak()));
-  return checkpointing_needed(e, budget);
+  if (!checkpointing_needed(e, budget)) return false;
+  // Device memory is a hard limit (host memory can swap): fail here, naming the sizes, rather
+  // than out of memory deep in a kernel.
+  const size_t least = e.checkpointed + 2 * e.layer;  // the layer, and about as much for its backward
+  R1_CHECK(least <= budget || (m.device() == Device::CPU && memory_budget == 0),
+           "training forward of {} tokens: its activations need {:.2f} GiB even with per-layer "
+           "checkpointing ({:.2f} GiB saving every layer), but {:.2f} GiB is available for them; "
+           "use shorter micro-batches (micro_batch_tokens) or shorter sequences",
+           T, double(least) / double(1 << 30), double(e.saving) / double(1 << 30), double(budget) / double(1 << 30));
+  return true;
 }
 
 void TrainState::recompute_layer(const Transformer& m, int l, LayerSaved& s) {

@@ -73,8 +73,10 @@ class TrainState {
   int64_t vocab_chunk = 4096;
   Recompute recompute = Recompute::Auto;
   Checkpointing checkpointing = Checkpointing::Auto;
-  // The bytes Auto lets a forward's activations take; 0: the device's free memory plus what this
-  // state's arenas already hold (checkpointing_needed).
+  // The bytes Auto lets a forward's activations take; 0: 90% of the device's free memory plus
+  // what this state's arenas already hold (checkpointing_needed). A forward that would not fit
+  // even checkpointed fails before computing, naming the sizes (on the CPU only with a budget set:
+  // host memory can swap).
   size_t memory_budget = 0;
   // LoRA (model/lora.h): whether the adapters take part (off: the base model, e.g. the KL
   // reference with no second copy), and which dropout masks a training forward draws: fixed by
