@@ -235,6 +235,35 @@ TEST(MoeModel, ExpertCountsAreTheRoutedTokens) {
   EXPECT_EQ(total, 13 * 2);  // every token to K = 2 experts
 }
 
+// The real shapes' parameter counts (e_score_correction_bias not counted, as transformers counts
+// buffers): Qwen3-30B-A3B 30.53B, Moonlight-16B-A3B 15.96B, summed by hand from their config.json.
+TEST(MoeModel, RealPresetsHaveThePublishedSizes) {
+  EXPECT_EQ(model::preset_config("qwen3-30b-a3b").num_parameters(), 30532122624LL);
+  EXPECT_EQ(model::preset_config("moonlight-16b-a3b").num_parameters(), 15960108544LL);
+  const model::ModelConfig m = model::preset_config("moonlight-16b-a3b");
+  EXPECT_EQ(m.mla.q_lora_rank, 0);
+  EXPECT_EQ(m.head_dim, 64);  // the rotary part's width
+  EXPECT_FLOAT_EQ(m.attention_scale(), float(1.0 / std::sqrt(192.0)));
+}
+
+// yarn as transformers applies it to DeepSeek-V3: cos and sin scaled by
+// mscale(factor, mscale) / mscale(factor, mscale_all_dim), the softmax scale by mscale(factor,
+// mscale_all_dim)^2; the highest frequency kept and the lowest divided by factor.
+TEST(MoeModel, YarnScalesAsTransformers) {
+  const model::ModelConfig c = model::preset_config("tiny-deepseek-v3");  // factor 4, mscale 1, all_dim 0.8
+  auto ms = [](double f, double m) { return 0.1 * m * std::log(f) + 1.0; };
+  EXPECT_NEAR(c.rope_attention_factor(), ms(4, 1.0) / ms(4, 0.8), 1e-6);
+  EXPECT_NEAR(c.attention_scale(), ms(4, 0.8) * ms(4, 0.8) / std::sqrt(24.0), 1e-6);
+  const std::vector<float> inv = c.rope_inv_freq(), plain = [&] {
+    model::ModelConfig d = c;
+    d.rope_scaling = {};
+    return d.rope_inv_freq();
+  }();
+  ASSERT_EQ(inv.size(), 4u);
+  EXPECT_EQ(inv[0], plain[0]);                    // below the ramp: extrapolated (kept)
+  EXPECT_NEAR(inv[3], plain[3] / 4.0f, 1e-9);      // above it: interpolated (divided by factor)
+}
+
 TEST(MoeModel, CudaIsRefusedByName) {
   if (!device_usable(Device::CUDA)) GTEST_SKIP() << "no usable CUDA device";
   try {
