@@ -83,7 +83,7 @@ Routed ref_route(const double* z, const Vf& bias, const Shape& s) {
     }
     std::vector<int> kept = top(group, s.TG);
     for (int64_t e = 0; e < E; ++e)
-      if (std::find(kept.begin(), kept.end(), int(e / per)) == kept.end()) choice[e] = 0.0;
+      if (std::find(kept.begin(), kept.end(), int(e / per)) == kept.end()) choice[e] = -1e300;  // ineligible
   }
   r.experts = top(choice, s.K);
   return r;

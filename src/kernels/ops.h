@@ -95,7 +95,8 @@ void copy_columns(Tensor dst, int64_t dst_col, const Tensor& src, int64_t src_co
 // DeepSeek-V3 routers). Scores: softmax over the E logits, or each logit's sigmoid. The choice
 // ranks score + bias (bias: DeepSeek-V3's e_score_correction_bias, for the choice only); with
 // n_group > 1 only the topk_group groups of E / n_group experts whose two best choice scores sum
-// highest are eligible (the others' choice scores become 0, as transformers masks them). The
+// highest are eligible (DeepSeek's reference Gate; transformers up to some 5.x versions masks the
+// others' choice scores to 0 instead, which differs only if an eligible score + bias is < 0). The
 // weights are the chosen experts' scores, divided by their sum (+ norm_eps) when norm_topk, times
 // scaling.
 struct MoeRouting {

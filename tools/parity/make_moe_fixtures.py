@@ -116,11 +116,14 @@ def routing_margin(cfg, hidden, gate):
             group_gap = (gs[:, cfg.topk_group - 1] - gs[:, cfg.topk_group]).min().item()
             keep = torch.zeros_like(g).scatter_(1, g.topk(cfg.topk_group, dim=-1)[1], 1.0)
             mask = keep.unsqueeze(-1).expand(-1, cfg.n_group, choice.shape[-1] // cfg.n_group).reshape(choice.shape)
-            choice = choice.masked_fill(mask == 0, 0.0)
+            choice = choice.masked_fill(mask == 0, float("-inf"))
         else:
             group_gap = float("inf")
     s = choice.sort(dim=-1, descending=True)[0]
     gap = (s[:, k - 1] - s[:, k]).min().item() if k < s.shape[-1] else float("inf")
+    if cfg.model_type != "qwen3_moe":  # transformers may mask ineligible experts to 0 rather than -inf:
+        low = s[:, k - 1].min().item()  # the same choice as long as every chosen score stays above 0
+        assert low > MIN_MARGIN, f"a chosen expert's choice score is {low}: 0-masking would change the choice"
     return min(gap, group_gap if cfg.model_type != "qwen3_moe" else float("inf"))
 
 

@@ -2,6 +2,7 @@
 // the column copy that MLA splits and joins its per-head parts with.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -47,8 +48,8 @@ void top_n(const std::vector<float>& v, int64_t n, std::vector<int32_t>& idx) {
   idx.resize(size_t(n));
 }
 
-// Masks the choice scores of the experts outside the topk_group best groups to 0 (transformers'
-// masked_fill), a group ranked by the sum of its two best choice scores.
+// Excludes the experts outside the topk_group best groups (their choice scores become -inf, as in
+// DeepSeek's reference Gate), a group ranked by the sum of its two best choice scores.
 void limit_groups(std::vector<float>& choice, const Routing& r) {
   const int64_t E = int64_t(choice.size()), per = E / r.n_group;
   std::vector<float> group(static_cast<size_t>(r.n_group));
@@ -65,7 +66,7 @@ void limit_groups(std::vector<float>& choice, const Routing& r) {
   std::vector<bool> keep(size_t(r.n_group), false);
   for (int32_t g : kept) keep[size_t(g)] = true;
   for (int64_t e = 0; e < E; ++e)
-    if (!keep[size_t(e / per)]) choice[size_t(e)] = 0.0f;
+    if (!keep[size_t(e / per)]) choice[size_t(e)] = -std::numeric_limits<float>::infinity();
 }
 
 }  // namespace
