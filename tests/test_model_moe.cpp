@@ -172,6 +172,24 @@ TEST_P(MoeArch, SaveLoadRoundTripInHfLayout) {
   EXPECT_TRUE(st.contains("model.layers.2.mlp.gate.weight"));
 }
 
+// Recomputing the cheap activations (experts' SwiGLU products, norms) in the backward gives the
+// same gradients, bit for bit.
+TEST_P(MoeArch, RecomputeMatchesSaving) {
+  model::Transformer m = tiny_moe(GetParam());
+  model::Batch batch = model::pack_sequences({random_ids(21, 9, m.config().vocab_size)});
+  std::vector<float> w(batch.targets.size(), 0.5f);
+  std::vector<std::vector<float>> g;
+  for (model::Recompute r : {model::Recompute::Off, model::Recompute::On}) {
+    model::TrainState st;
+    st.recompute = r;
+    st.forward(m, batch);
+    m.zero_grads();
+    st.backward(m, w);
+    g.emplace_back(m.grads().flat.f32(), m.grads().flat.f32() + m.grads().flat.numel());
+  }
+  EXPECT_TRUE(g[0] == g[1]);
+}
+
 INSTANTIATE_TEST_SUITE_P(Model, MoeArch, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"));
 
 TEST(MoeModel, PlanAndNamesFollowTheConfig) {
@@ -262,6 +280,29 @@ TEST(MoeModel, YarnScalesAsTransformers) {
   ASSERT_EQ(inv.size(), 4u);
   EXPECT_EQ(inv[0], plain[0]);                    // below the ramp: extrapolated (kept)
   EXPECT_NEAR(inv[3], plain[3] / 4.0f, 1e-9);      // above it: interpolated (divided by factor)
+}
+
+TEST(MoeModel, BadRoutingConfigsNameTheKeys) {
+  model::ModelConfig c = model::preset_config("tiny-deepseek-v3");
+  auto error_of = [&](const std::vector<std::string>& kv) {
+    try {
+      model::apply_config_settings(c, kv, "--set");
+    } catch (const r1::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of({"topk_group=5"}).find("topk_group (5) exceeds n_group (4)"), std::string::npos);
+  EXPECT_NE(error_of({"n_group=3"}).find("not a multiple of n_group (3)"), std::string::npos);
+  EXPECT_NE(error_of({"num_experts_per_tok=9"}).find("num_experts_per_tok"), std::string::npos);
+  EXPECT_NE(error_of({"qk_rope_head_dim=16", "head_dim=8"}).find("must be qk_rope_head_dim"), std::string::npos);
+  model::ModelConfig q = model::preset_config("tiny-qwen3-moe");
+  try {
+    model::apply_config_settings(q, {"mlp_only_layers=7"}, "--set");
+    ADD_FAILURE() << "a dense layer past the model was accepted";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp_only_layers names layer 7 of 3"), std::string::npos) << e.what();
+  }
 }
 
 TEST(MoeModel, CudaIsRefusedByName) {
