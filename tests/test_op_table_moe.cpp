@@ -127,6 +127,26 @@ RouteCase route(Run& c) {
   return rc;
 }
 
+// Random logits and a random choice of K distinct experts per token, made without any op (so that
+// on CUDA the op under test is the first to run, and its error names it).
+RouteCase drawn(Run& c) {
+  const Shape& s = c.s;
+  RouteCase rc;
+  rc.logits = c.randn(s.T * s.E, 2.0f);
+  rc.tlogits = c.act(rc.logits, {s.T, s.E});
+  Vi flat;
+  for (int64_t t = 0; t < s.T; ++t) {
+    std::vector<int> all(sz(s.E));
+    std::iota(all.begin(), all.end(), 0);
+    for (int64_t i = s.E - 1; i > 0; --i) std::swap(all[sz(i)], all[c.next_u32() % uint32_t(i + 1)]);
+    all.resize(sz(s.K));
+    rc.experts.push_back(all);
+    flat.insert(flat.end(), all.begin(), all.end());
+  }
+  rc.texperts = c.ints(flat, {s.T, s.K});
+  return rc;
+}
+
 }  // namespace
 
 void run_rope_interleaved_forward(Run& c) {
@@ -185,7 +205,7 @@ void run_moe_route_forward(Run& c) {
 
 void run_moe_route_backward(Run& c) {
   const Shape& s = c.s;
-  RouteCase rc = route(c);
+  RouteCase rc = drawn(c);
   Vf dw = c.randn(s.T * s.K), d0 = c.randn(s.T * s.E);
   const Vf init = d0;
   Tensor tdl = c.f32(d0, {s.T, s.E});
@@ -198,7 +218,7 @@ void run_moe_route_backward(Run& c) {
 
 void run_moe_permute(Run& c) {
   const Shape& s = c.s;
-  RouteCase rc = route(c);
+  RouteCase rc = drawn(c);
   const int64_t R = s.T * s.K;
   Tensor order = c.ints(Vi(sz(R), -1), {R}), tokens = c.ints(Vi(sz(R), -1), {R});
   Tensor offsets = c.ints(Vi(sz(s.E + 1), -1), {s.E + 1});
