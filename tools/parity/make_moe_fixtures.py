@@ -134,7 +134,7 @@ def main(out_root):
         kw.update(extra)
         cfg = make_config(kw)
         torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").to(torch.float64)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", experts_implementation="eager").to(torch.float64)
         model.eval()
         gen = torch.Generator().manual_seed(4321 + len(arch))
         randomize(model, gen)
