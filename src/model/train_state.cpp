@@ -107,11 +107,14 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backwar
   acts_.assign(saved_ ? size_t(c.num_hidden_layers) : 0, {});
   Tensor x = arena_.alloc(cd, {T, C});
   ops::embedding_forward(x, ids_, P.embed);
+  expert_counts_.assign(size_t(c.num_hidden_layers), {});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     scratch_.reset();
     Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
+    std::vector<int64_t>& counts = expert_counts_[size_t(l)];
+    if (P.layers[size_t(l)].is_moe()) counts.assign(size_t(c.moe.num_experts), 0);
     LayerSaved* s = saved_ && !checkpoint_ ? &acts_[size_t(l)] : nullptr;
-    layer_forward(p, l, P.layers[size_t(l)], x, out, s);
+    layer_forward(p, l, P.layers[size_t(l)], x, out, s, counts.empty() ? nullptr : &counts);
     if (checkpoint_) acts_[size_t(l)].x_in = x;
     x = out;
   }
