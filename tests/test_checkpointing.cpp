@@ -101,13 +101,14 @@ TEST_P(CheckpointingArch, BackwardEqualsTheSavingBackwardToTheBit) {
   EXPECT_LT(ckpt.activation_bytes() + ckpt.recomputed_layer_bytes(), save.activation_bytes());
 }
 
-INSTANTIATE_TEST_SUITE_P(Model, CheckpointingArch,
-                         ::testing::Values(Case{"qwen2", model::Recompute::Off}, Case{"llama", model::Recompute::Off},
-                                           Case{"qwen3", model::Recompute::Off}, Case{"qwen2", model::Recompute::On},
-                                           Case{"qwen3", model::Recompute::On}),
-                         [](const auto& info) {
-                           return info.param.arch + (info.param.recompute == model::Recompute::On ? "_recompute" : "");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Model, CheckpointingArch,
+    ::testing::Values(Case{"qwen2", model::Recompute::Off}, Case{"llama", model::Recompute::Off},
+                      Case{"qwen3", model::Recompute::Off}, Case{"qwen2", model::Recompute::On},
+                      Case{"qwen3", model::Recompute::On}),
+    [](const auto& info) {
+      return info.param.arch + (info.param.recompute == model::Recompute::On ? "_recompute" : "");
+    });
 
 // The recomputed layers draw the forward's dropout masks again: the adapters' gradients (A and B
 // of every linear) are the saving backward's, bit for bit.
@@ -184,7 +185,8 @@ TEST_P(CheckpointingMoe, ActivationMemoryMatchesTheModel) {
     ckpt.checkpointing = model::Checkpointing::On;
     train_pass(m, save, batch);
     train_pass(m, ckpt, batch);
-    const model::ActivationEstimate e = model::estimate_activations(m, batch.tokens(), batch.sequences(), false, true);
+    const model::ActivationEstimate e =
+        model::estimate_activations(m, batch.tokens(), batch.sequences(), false, true);
     EXPECT_EQ(ckpt.activation_bytes(), e.checkpointed) << "lora " << lora;
     // Per MoE layer at most 64 bytes for each of an expert's tensors (gate, up, act, adapters' h).
     const size_t slack = size_t(c.num_hidden_layers) * size_t(c.moe.num_experts) * 64 * (3 + 3);
@@ -348,4 +350,3 @@ TEST(Checkpointing, ParseNamesTheKey) {
 }
 
 }  // namespace
-

@@ -49,7 +49,7 @@ void mla_saved(Tally& t, const ModelConfig& c, int64_t T, size_t e) {
     t.add(T, 4);
   }
   t.add(T * (KVR + m.qk_rope_head_dim), e);  // the latent with the rope key
-  t.add(T * KVR, e);                          // its latent part, normed, rstd
+  t.add(T * KVR, e);                         // its latent part, normed, rstd
   t.add(T * KVR, e);
   t.add(T, 4);
   t.add(T * NH * QK, e);  // k
@@ -91,11 +91,11 @@ ActivationSetup activation_setup(const Transformer& m, bool recompute, bool adap
   for (size_t l = 0; l < m.params().layers.size(); ++l) {
     s.adapters.emplace_back();
     LayerWeights W = m.params().layers[l];  // views; the visit may size the experts' list
-    visit_layer_linears(W, m.config(), int(l),
-                        [&](const Linear& lin, const std::string& name, int64_t, int64_t) {
-                          if (lin.lora_a.empty()) return;
-                          s.adapters.back().push_back({lin.lora_a.shape[0], name.rfind("mlp.experts.", 0) == 0});
-                        });
+    visit_layer_linears(
+        W, m.config(), int(l), [&](const Linear& lin, const std::string& name, int64_t, int64_t) {
+          if (lin.lora_a.empty()) return;
+          s.adapters.back().push_back({lin.lora_a.shape[0], name.rfind("mlp.experts.", 0) == 0});
+        });
   }
   return s;
 }
@@ -130,7 +130,8 @@ size_t layer_saved_bytes(const ModelConfig& c, int l, const ActivationSetup& s, 
   return t.bytes;
 }
 
-ActivationEstimate estimate_activations(const ModelConfig& c, const ActivationSetup& s, int64_t T, int64_t B) {
+ActivationEstimate estimate_activations(const ModelConfig& c, const ActivationSetup& s, int64_t T,
+                                        int64_t B) {
   const size_t e = dtype_size(s.compute);
   const int64_t C = c.hidden_size, L = c.num_hidden_layers;
   Tally t;

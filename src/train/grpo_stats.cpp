@@ -55,8 +55,8 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.entropy_tokens,
                       &s.micro_batches,
                       &s.checkpointed};
-  double* maxed[] = {&s.length_max, &s.t_rollout,    &s.t_reward,
-                     &s.t_reference, &s.t_train, &s.activation_peak};
+  double* maxed[] = {&s.length_max,  &s.t_rollout, &s.t_reward,
+                     &s.t_reference, &s.t_train,   &s.activation_peak};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
