@@ -23,6 +23,9 @@ struct StepSums {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
   // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
   double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
+  // The rollout engine: preemptions and sequences in flight over the decode steps (summed); the KV
+  // cache pool's blocks and the most in use at once (maxima).
+  double preemptions = 0, decode_seqs = 0, decode_steps = 0, kv_blocks = 0, kv_blocks_peak = 0;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
@@ -63,6 +66,10 @@ struct StepStats {
   // Time (seconds; the slowest rank's) and throughput.
   double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
          tokens_per_s = 0;
+  // The rollouts' KV cache: pool blocks, the most in use at once, sequences preempted (and resumed
+  // by a recompute), and the mean sequences in flight per decode step.
+  int64_t kv_blocks = 0, kv_blocks_peak = 0, preemptions = 0;
+  double concurrency = 0;
   int ranks = 1;
 };
 
