@@ -91,7 +91,8 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   p.workspace = in.attention_workspace;
   if (m.has_lora()) p.lora_scale = m.lora().scale();  // decoding: adapters on, no dropout
   if (p.workspace.empty() && p.cu_seqlens.empty() && m.device() != Device::CPU) {
-    const int64_t ws = ops::attention_cached_workspace(T, c.num_attention_heads, cache.heads.HDv, cache.max_len());
+    const int64_t ws =
+        ops::attention_cached_workspace(T, c.num_attention_heads, cache.heads.HDv, cache.max_len());
     if (ws > 0) p.workspace = a.alloc_f32({ws});
   }
   // The residual stream stays in one buffer; each layer's temporaries are released for the next

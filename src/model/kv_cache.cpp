@@ -1,11 +1,16 @@
 #include "model/kv_cache.h"
 
+
 #include "base/error.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
 
-KVHeads kv_heads(const ModelConfig& c) { return {c.num_key_value_heads, c.head_dim, c.head_dim}; }
+KVHeads kv_heads(const ModelConfig& c) {
+  // MLA (blocks/mla.h) caches full per-head keys (qk_head_dim) and values (v_head_dim).
+  if (c.is_mla()) return {c.num_attention_heads, c.mla.qk_head_dim(), c.mla.v_head_dim};
+  return {c.num_key_value_heads, c.head_dim, c.head_dim};
+}
 
 int64_t kv_bytes_per_token(const ModelConfig& c, DType dtype) {
   const KVHeads h = kv_heads(c);
