@@ -31,6 +31,10 @@ void validate_sampling(const GrpoConfig& c) {
   at_least("env.max_turns", c.max_turns, 0);
   at_least("env.threads", c.tool_threads, 1);
   at_least("grpo.rollout_batch", c.rollout_batch, 1);
+  R1_CHECK(std::isfinite(c.kv_memory_fraction) && c.kv_memory_fraction > 0 && c.kv_memory_fraction <= 1,
+           "rollout.kv_memory_fraction must be in (0, 1], got {}", c.kv_memory_fraction);
+  at_least("rollout.kv_cache_tokens", double(c.kv_cache_tokens), 0);
+  at_least("rollout.kv_block_size", c.kv_block_size, 1);
 }
 
 void validate_loss(const GrpoConfig& c) {
@@ -113,6 +117,17 @@ GrpoLossConfig update_loss_config(const GrpoConfig& c) {
   if (l.reduction == LossReduction::SeqMeanTokenSumNorm && l.norm_constant == 0.0)
     l.norm_constant = c.max_completion_tokens;
   return l;
+}
+
+rollout::EngineConfig engine_config(const GrpoConfig& c) {
+  rollout::EngineConfig e;
+  e.max_batch = c.rollout_batch;
+  e.max_seq_len = c.max_prompt_tokens + c.max_completion_tokens;
+  e.prefill_tokens = 8192;
+  e.kv_memory_fraction = c.kv_memory_fraction;
+  e.kv_cache_tokens = c.kv_cache_tokens;
+  e.kv_block_size = c.kv_block_size;
+  return e;
 }
 
 }  // namespace r1::train

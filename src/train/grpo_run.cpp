@@ -54,6 +54,10 @@ nlohmann::json grpo_recipe_defaults() {
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
+      // The rollout engine's paged KV cache (rollout::EngineConfig): its pool takes this share of
+      // the device's free memory when the trainer is built (the host's available memory on the
+      // CPU), or kv_cache_tokens tokens when > 0, in blocks of kv_block_size tokens.
+      {"rollout", {{"kv_memory_fraction", 0.5}, {"kv_cache_tokens", 0}, {"kv_block_size", 16}}},
   };
 }
 
@@ -86,6 +90,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.top_p = float(r.get<double>("grpo.top_p"));
   g.top_k = r.get<int>("grpo.top_k");
   g.rollout_batch = r.get<int>("grpo.rollout_batch");
+  g.kv_memory_fraction = r.get<double>("rollout.kv_memory_fraction");
+  g.kv_cache_tokens = r.get<int64_t>("rollout.kv_cache_tokens");
+  g.kv_block_size = r.get<int>("rollout.kv_block_size");
   g.scale_advantage_by_std = r.get<bool>("grpo.scale_advantage_by_std");
   g.loss.clip_low = r.get<double>("grpo.clip_low");
   g.loss.clip_high = r.get<double>("grpo.clip_high");

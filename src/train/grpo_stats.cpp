@@ -66,8 +66,12 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.gap_sum,
                       &s.gap_tokens,
                       &s.gap_masked,
-                      &s.gap_weight_sum};
-  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train, &s.gap_max};
+                      &s.gap_weight_sum,
+                      &s.preemptions,
+                      &s.decode_seqs,
+                      &s.decode_steps};
+  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward,  &s.t_reference,   &s.t_train,
+                     &s.gap_max,    &s.kv_blocks, &s.kv_blocks_peak};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -134,6 +138,10 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.time_reference = sums.t_reference;
   st.time_train = sums.t_train;
   st.tokens_per_s = sums.t_rollout > 0 ? sums.gen_tokens / sums.t_rollout : 0.0;
+  st.kv_blocks = int64_t(sums.kv_blocks);
+  st.kv_blocks_peak = int64_t(sums.kv_blocks_peak);
+  st.preemptions = int64_t(sums.preemptions);
+  st.concurrency = sums.decode_steps > 0 ? sums.decode_seqs / sums.decode_steps : 0.0;
   st.ranks = ranks;
   return st;
 }
@@ -176,7 +184,11 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"time/reference", s.time_reference},
                      {"time/train", s.time_train},
                      {"time/step", s.time_step},
-                     {"tokens_per_s", s.tokens_per_s}});
+                     {"tokens_per_s", s.tokens_per_s},
+                     {"rollout/kv_blocks", double(s.kv_blocks)},
+                     {"rollout/kv_blocks_peak", double(s.kv_blocks_peak)},
+                     {"rollout/preemptions", double(s.preemptions)},
+                     {"rollout/concurrency", s.concurrency}});
   if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
   return m;
 }

@@ -27,6 +27,9 @@ struct StepSums {
   // The first update's clipping, and the sampler/trainer gap (grpo.old_logprobs: trainer; the max is maxed).
   double clipped_first = 0, tokens_first = 0, gap_sum = 0, gap_tokens = 0, gap_masked = 0, gap_weight_sum = 0,
          gap_max = 0;
+  // The rollout engine: preemptions and sequences in flight over the decode steps (summed); the KV
+  // cache pool's blocks and the most in use at once (maxima).
+  double preemptions = 0, decode_seqs = 0, decode_steps = 0, kv_blocks = 0, kv_blocks_peak = 0;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
@@ -72,6 +75,10 @@ struct StepStats {
   // Time (seconds; the slowest rank's) and throughput.
   double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
          tokens_per_s = 0;
+  // The rollouts' KV cache: pool blocks, the most in use at once, sequences preempted (and resumed
+  // by a recompute), and the mean sequences in flight per decode step.
+  int64_t kv_blocks = 0, kv_blocks_peak = 0, preemptions = 0;
+  double concurrency = 0;
   int ranks = 1;
 };
 
