@@ -53,6 +53,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
   // size that cannot hold one sequence fails here, before any compute.
   engine_ = std::make_unique<rollout::Engine>(policy_, engine_config(cfg_));
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
+  state_.checkpointing = cfg_.checkpointing;
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
   optim::validate(cfg_.schedule);
@@ -209,6 +210,7 @@ StepStats GrpoTrainer::step(int64_t step) {
   const double lr = optim::lr_at(cfg_.schedule, step);
   const UpdateStats update = update_policy(policy_, state_, dp_, plan, cfg_, lr, step, bad_steps_);
   sums.t_train = t_train.seconds();
+  sums.activation_peak = double(state_.peak_bytes());
 
   // record
   sums.add_kept(batch.kept);

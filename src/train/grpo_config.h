@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/train_state.h"
 #include "optim/data_parallel.h"
 #include "optim/optimizer.h"
 #include "rollout/engine.h"
@@ -43,7 +44,9 @@ struct GrpoConfig {
   // Updates
   int ppo_epochs = 1;             // mu: passes over each rollout batch
   int mini_batches = 1;           // optimizer steps per pass
-  int micro_batch_tokens = 8192;  // gradient accumulation by token budget
+  int micro_batch_tokens = 8192;  // gradient accumulation by token budget (token-balanced micro-batches)
+  // Per-layer activation checkpointing of the update's forwards (train.activation_checkpointing).
+  model::Checkpointing checkpointing = model::Checkpointing::Auto;
   double lr = 1e-6, max_grad_norm = 1.0;
   optim::LrSchedule schedule;  // lr/total steps are filled from the fields above when left default
   optim::AdamWConfig adamw;

@@ -13,7 +13,7 @@ void trainer_old_logprobs(const model::Transformer& policy, model::TrainState& s
   for (const MiniBatch& mini : plan)
     for (const MicroBatch& mb : mini.micro) {
       const model::Batch b = pack(mb, rows);
-      state.forward(policy, b, temperature);
+      state.forward(policy, b, temperature, model::Backward::None);  // nothing saved
       const std::vector<float> lp = state.logp_host();
       for (size_t i = 0; i < mb.size(); ++i) {
         const auto first = lp.begin() + rows[i];

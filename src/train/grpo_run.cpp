@@ -50,7 +50,7 @@ nlohmann::json grpo_recipe_defaults() {
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
-        {"lora", run::lora_section()}}},
+        {"activation_checkpointing", "auto"}, {"lora", run::lora_section()}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
@@ -124,6 +124,8 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.adamw.beta2 = float(r.get<double>("train.beta2"));
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
+  g.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
+                                               "recipe key 'train.activation_checkpointing'");
   g.parallel = run::parallel_config(r);
   const run::EnvSettings env = run::env_settings(r);
   g.max_turns = env.max_turns;

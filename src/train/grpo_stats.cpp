@@ -26,6 +26,8 @@ void StepSums::add_update(const UpdateStats& u) {
   loss_tokens += u.loss_tokens;
   entropy_sum += u.entropy_sum;
   entropy_tokens += u.entropy_tokens;
+  micro_batches += double(u.micro_batches);
+  checkpointed += double(u.checkpointed);
   clipped_first += u.clipped_first;
   tokens_first += u.tokens_first;
 }
@@ -69,9 +71,11 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.gap_weight_sum,
                       &s.preemptions,
                       &s.decode_seqs,
-                      &s.decode_steps};
+                      &s.decode_steps,
+                      &s.micro_batches,
+                      &s.checkpointed};
   double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward,  &s.t_reference,   &s.t_train,
-                     &s.gap_max,    &s.kv_blocks, &s.kv_blocks_peak};
+                     &s.gap_max,    &s.kv_blocks, &s.kv_blocks_peak, &s.activation_peak};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -125,6 +129,9 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.updates = update.updates;
   st.skipped_updates = update.skipped;
   st.epoch_loss = update.epoch_loss;
+  st.micro_batches = int64_t(sums.micro_batches);
+  st.checkpointed_micro_batches = int64_t(sums.checkpointed);
+  st.activation_mib = sums.activation_peak / double(1 << 20);
 
   st.groups = groups.kept;
   st.prompts_too_long = groups.too_long;
@@ -172,6 +179,9 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"lr", s.lr},
                      {"updates", double(s.updates)},
                      {"skipped_updates", double(s.skipped_updates)},
+                     {"micro_batches", double(s.micro_batches)},
+                     {"checkpointed_micro_batches", double(s.checkpointed_micro_batches)},
+                     {"memory/activations_mib", s.activation_mib},
                      {"zero_variance_groups", s.zero_variance_groups},
                      {"filtered_groups", s.filtered_groups},
                      {"groups", double(s.groups)},

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "train/micro_batches.h"
 
 namespace r1::train {
 
@@ -22,16 +23,12 @@ model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row) {
 }
 
 std::vector<MicroBatch> micro_batches(const std::vector<SeqRef>& seqs, int64_t budget) {
+  std::vector<int64_t> lengths;
+  for (const SeqRef& s : seqs) lengths.push_back(int64_t(s.group->prompt.size() + s.seq->out.tokens.size()));
   std::vector<MicroBatch> out;
-  int64_t tokens = 0;
-  for (const SeqRef& s : seqs) {
-    const int64_t n = int64_t(s.group->prompt.size() + s.seq->out.tokens.size());
-    if (out.empty() || (tokens + n > budget && !out.back().empty())) {
-      out.emplace_back();
-      tokens = 0;
-    }
-    out.back().push_back(s);
-    tokens += n;
+  for (const std::vector<size_t>& group : balanced_micro_batches(lengths, budget)) {
+    out.emplace_back();
+    for (size_t i : group) out.back().push_back(seqs[i]);
   }
   return out;
 }
@@ -79,7 +76,7 @@ void reference_forward(const model::Transformer& ref, model::TrainState& state, 
                        float temperature) {
   std::vector<int64_t> rows;
   const model::Batch b = pack(mb, rows);
-  state.forward(ref, b, temperature);
+  state.forward(ref, b, temperature, model::Backward::None);
   const std::vector<float> lp = state.logp_host();
   for (size_t i = 0; i < mb.size(); ++i) {
     const auto first = lp.begin() + rows[i];
@@ -137,6 +134,7 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
     const MicroBatch& micro = mb.micro[k];
     const model::Batch b = pack(micro, rows);
     state.forward(policy, b, temperature);
+    st.checkpointed += state.checkpointed() ? 1 : 0;
     const std::vector<float> logp = state.logp_host();
     std::vector<float> entropy;
     if (want_entropy) entropy = state.entropy_host();
@@ -193,6 +191,8 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
       u.kl_sum += st.kl_sum;
       u.loss_tokens += double(st.tokens);
       if (first_pass && &mb == &plan.front()) u.clipped_first = st.clipped, u.tokens_first = double(st.tokens);
+      u.micro_batches += int64_t(mb.micro.size());
+      u.checkpointed += st.checkpointed;
       if (first_pass) {
         u.entropy_sum += st.entropy_sum;
         u.entropy_tokens += double(st.tokens);
