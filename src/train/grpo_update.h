@@ -88,6 +88,7 @@ struct UpdateStats {
   std::vector<double> epoch_loss;  // each pass's loss (sum over its mini-batches)
   int64_t updates = 0, skipped = 0;
   double grad_norm_sum = 0;  // over the updates taken (pre-clipping global norms)
+  double clipped_first = 0, tokens_first = 0;  // the first mini-batch of the first pass (pi = pi_old there)
   int64_t micro_batches = 0, checkpointed = 0;  // forwards and backwards, and those that checkpointed
 };
 
