@@ -53,9 +53,10 @@ ActivationSetup activation_setup(const Transformer& m, bool recompute, bool adap
   s.compute = m.compute_dtype();
   s.recompute = recompute;
   if (!adapters || !m.has_lora()) return s;
-  for (const LayerWeights& W : m.params().layers) {
+  for (size_t l = 0; l < m.params().layers.size(); ++l) {
+    const LayerWeights& W = m.params().layers[l];
     s.adapter_ranks.emplace_back();
-    visit_layer_linears(W, m.config(), [&](const Linear& lin, const auto&, int64_t, int64_t) {
+    visit_layer_linears(W, m.config(), int(l), [&](const Linear& lin, const auto&, int64_t, int64_t) {
       if (!lin.lora_a.empty()) s.adapter_ranks.back().push_back(lin.lora_a.shape[0]);
     });
   }
