@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -100,13 +101,14 @@ TEST_P(CheckpointingArch, BackwardEqualsTheSavingBackwardToTheBit) {
   EXPECT_LT(ckpt.activation_bytes() + ckpt.recomputed_layer_bytes(), save.activation_bytes());
 }
 
-INSTANTIATE_TEST_SUITE_P(Model, CheckpointingArch,
-                         ::testing::Values(Case{"qwen2", model::Recompute::Off}, Case{"llama", model::Recompute::Off},
-                                           Case{"qwen3", model::Recompute::Off}, Case{"qwen2", model::Recompute::On},
-                                           Case{"qwen3", model::Recompute::On}),
-                         [](const auto& info) {
-                           return info.param.arch + (info.param.recompute == model::Recompute::On ? "_recompute" : "");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Model, CheckpointingArch,
+    ::testing::Values(Case{"qwen2", model::Recompute::Off}, Case{"llama", model::Recompute::Off},
+                      Case{"qwen3", model::Recompute::Off}, Case{"qwen2", model::Recompute::On},
+                      Case{"qwen3", model::Recompute::On}),
+    [](const auto& info) {
+      return info.param.arch + (info.param.recompute == model::Recompute::On ? "_recompute" : "");
+    });
 
 // The recomputed layers draw the forward's dropout masks again: the adapters' gradients (A and B
 // of every linear) are the saving backward's, bit for bit.
@@ -138,6 +140,64 @@ TEST(Checkpointing, LoraWithDropoutEqualsTheSavingBackwardToTheBit) {
     EXPECT_GT(n, 0.0) << s.name;
   }
 }
+
+// Mixture-of-experts and latent-attention layers (qwen3_moe, deepseek_v3: MLA, shared experts,
+// dense first layers) recompute the same routing and activations: bitwise the saving gradients,
+// with and without LoRA on every linear (experts included) with dropout, and the load statistics
+// are the forward's (the recomputation does not count its tokens again).
+class CheckpointingMoe : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CheckpointingMoe, BackwardEqualsTheSavingBackwardToTheBit) {
+  for (const bool lora : {false, true}) {
+    model::Transformer m(model::preset_config(GetParam()));
+    m.init_random(11, 0.2f);
+    if (lora) add_random_lora(m, 0.2);
+    const model::Batch batch = random_batch(21, m.config().vocab_size, {9, 14});
+    auto run = [&](model::Checkpointing mode) {
+      model::TrainState st;
+      st.checkpointing = mode;
+      st.dropout_seed = 4;
+      const std::vector<float> lp = train_pass(m, st, batch);
+      return std::make_tuple(lp, to_host_f32(m.grads().flat), st.expert_counts());
+    };
+    const auto save = run(model::Checkpointing::Off), ckpt = run(model::Checkpointing::On);
+    EXPECT_EQ(std::get<0>(save), std::get<0>(ckpt)) << "lora " << lora;
+    EXPECT_TRUE(std::get<1>(save) == std::get<1>(ckpt)) << "checkpointed gradients differ, lora " << lora;
+    EXPECT_EQ(std::get<2>(save), std::get<2>(ckpt)) << "lora " << lora;
+    int64_t routed = 0;
+    for (const auto& layer : std::get<2>(ckpt))
+      for (int64_t n : layer) routed += n;
+    EXPECT_GT(routed, 0);
+  }
+}
+
+// The memory model for these blocks: exact for the checkpointed arena, and an upper bound within
+// the rounding of the experts' tensors (their rows follow the routing) for what a layer saves.
+TEST_P(CheckpointingMoe, ActivationMemoryMatchesTheModel) {
+  for (const bool lora : {false, true}) {
+    model::Transformer m(model::preset_config(GetParam()));
+    m.init_random(2, 0.2f);
+    if (lora) add_random_lora(m, 0.1);
+    const model::ModelConfig& c = m.config();
+    const model::Batch batch = random_batch(5, c.vocab_size, {40, 23});
+    model::TrainState save, ckpt;
+    save.checkpointing = model::Checkpointing::Off;
+    ckpt.checkpointing = model::Checkpointing::On;
+    train_pass(m, save, batch);
+    train_pass(m, ckpt, batch);
+    const model::ActivationEstimate e =
+        model::estimate_activations(m, batch.tokens(), batch.sequences(), false, true);
+    EXPECT_EQ(ckpt.activation_bytes(), e.checkpointed) << "lora " << lora;
+    // Per MoE layer at most 64 bytes for each of an expert's tensors (gate, up, act, adapters' h).
+    const size_t slack = size_t(c.num_hidden_layers) * size_t(c.moe.num_experts) * 64 * (3 + 3);
+    EXPECT_LE(save.activation_bytes(), e.saving) << "lora " << lora;
+    EXPECT_GE(save.activation_bytes() + slack, e.saving) << "lora " << lora;
+    EXPECT_LE(ckpt.recomputed_layer_bytes(), e.layer) << "lora " << lora;
+    EXPECT_GT(save.activation_bytes(), 2 * ckpt.activation_bytes());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, CheckpointingMoe, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"));
 
 // The reward model's score head goes back through the same checkpointed trunk.
 TEST(Checkpointing, ScoreHeadEqualsTheSavingBackwardToTheBit) {
@@ -290,4 +350,3 @@ TEST(Checkpointing, ParseNamesTheKey) {
 }
 
 }  // namespace
-

@@ -27,8 +27,8 @@ struct TrainedRun {
   std::string weights;  // RUN/model/model.safetensors
 };
 
-TrainedRun run_with(nlohmann::json defaults, RunFn fn, std::vector<std::string> args, const test::TempDir& dir,
-             const std::string& mode) {
+TrainedRun run_with(nlohmann::json defaults, RunFn fn, std::vector<std::string> args,
+                    const test::TempDir& dir, const std::string& mode) {
   run::Recipe r(std::move(defaults));
   args.push_back("train.activation_checkpointing=" + mode);
   args.push_back("run.dir=" + dir.path());
@@ -61,7 +61,8 @@ void expect_wired(const TrainedRun& on, const TrainedRun& off) {
 std::string write_sft_rows(const test::TempDir& dir) {
   std::ofstream out(dir.file("rows.jsonl"));
   for (int i = 0; i < 12; ++i)
-    out << nlohmann::json{{"prompt", std::to_string(i) + ":"}, {"completion", "the answer " + std::to_string(i * 7)}}
+    out << nlohmann::json{{"prompt", std::to_string(i) + ":"},
+                          {"completion", "the answer " + std::to_string(i * 7)}}
                .dump()
         << "\n";
   return dir.file("rows.jsonl");
@@ -82,7 +83,9 @@ TEST(CheckpointingRecipe, GrpoSwitchIsWired) {
   test::TempDir dir;
   const std::vector<std::string> args = {test::source_path("recipes/tiny_byte_gsm8k.yaml"),
                                          "data.path=" + test::source_path("data/gsm8k_train.jsonl"),
-                                         "train.steps=1", "run.save_every=0", "grpo.prompts_per_step=2",
+                                         "train.steps=1",
+                                         "run.save_every=0",
+                                         "grpo.prompts_per_step=2",
                                          "grpo.max_completion_tokens=16",
                                          "grpo.micro_batch_tokens=256"};
   const TrainedRun on = run_with(train::grpo_recipe_defaults(), train::run_grpo, args, dir, "on");
@@ -98,20 +101,22 @@ TEST(CheckpointingRecipe, RmSwitchIsWired) {
     for (int i = 0; i < 16; ++i) {
       std::string body;
       for (int k = 0; k < 2 + int(rng.next_u32() % 5); ++k) body += char('a' + rng.next_u32() % 6);
-      out << nlohmann::json{{"prompt", "q" + body}, {"chosen", body + " yes"}, {"rejected", body + " no"}}.dump()
+      out << nlohmann::json{{"prompt", "q" + body}, {"chosen", body + " yes"}, {"rejected", body + " no"}}
+                 .dump()
           << "\n";
     }
   }
-  const std::vector<std::string> args = {"model.tokenizer=byte", "data.template=none",
-                                         "data.path=" + dir.file("pairs.jsonl"), "train.batch_size=8",
-                                         "train.steps=2", "train.micro_batch_tokens=48"};
+  const std::vector<std::string> args = {
+      "model.tokenizer=byte", "data.template=none", "data.path=" + dir.file("pairs.jsonl"),
+      "train.batch_size=8",   "train.steps=2",      "train.micro_batch_tokens=48"};
   const TrainedRun on = run_with(train::rm_recipe_defaults(), train::run_rm, args, dir, "on");
   const TrainedRun off = run_with(train::rm_recipe_defaults(), train::run_rm, args, dir, "off");
   expect_wired(on, off);
 }
 
 TEST(CheckpointingRecipe, DefaultIsAutoAndABadValueNamesTheKey) {
-  for (const nlohmann::json& d : {train::sft_recipe_defaults(), train::grpo_recipe_defaults(), train::rm_recipe_defaults()})
+  for (const nlohmann::json& d :
+       {train::sft_recipe_defaults(), train::grpo_recipe_defaults(), train::rm_recipe_defaults()})
     EXPECT_EQ(d.at("train").at("activation_checkpointing"), "auto");
   run::Recipe r(train::grpo_recipe_defaults());
   r.apply_args({"train.activation_checkpointing=sometimes"});

@@ -124,7 +124,8 @@ TEST(CudaCheckpointing, ArenasMatchTheMemoryModel) {
   train_pass(m, save, batch);
   train_pass(m, ckpt, batch);
   train_pass(m, automatic, batch);
-  const model::ActivationEstimate e = model::estimate_activations(m, batch.tokens(), batch.sequences(), true, true);
+  const model::ActivationEstimate e =
+      model::estimate_activations(m, batch.tokens(), batch.sequences(), true, true);
   EXPECT_EQ(save.activation_bytes(), e.saving);
   EXPECT_EQ(ckpt.activation_bytes(), e.checkpointed);
   EXPECT_EQ(ckpt.recomputed_layer_bytes(), e.layer);

@@ -175,7 +175,8 @@ TEST(GrpoMicroBatches, ReferenceAndEvaluationPassesSaveNothing) {
 
   std::vector<data::SftSequence> rows_sft;
   for (const MicroBatch& mb : plan[0].micro)
-    for (const SeqRef& s : mb) rows_sft.push_back(data::prompt_completion_sequence(s.group->prompt, s.seq->out.tokens));
+    for (const SeqRef& s : mb)
+      rows_sft.push_back(data::prompt_completion_sequence(s.group->prompt, s.seq->out.tokens));
   model::TrainState eval;
   sft_loss(m, eval, rows_sft, 1 << 20);
   EXPECT_LE(eval.activation_bytes(), size_t(2 * T * C * 4 + 16 * 256));
@@ -214,7 +215,8 @@ TEST(RmMicroBatches, PairsAreBalancedAndALongPairTrains) {
   model::Transformer lm = test::byte_model(9);
   model::ModelConfig rc = lm.config();
   rc.num_labels = 1;
-  model::Transformer a = model::classifier_from(lm, rc, 4, Device::CPU), b = model::classifier_from(lm, rc, 4, Device::CPU);
+  model::Transformer a = model::classifier_from(lm, rc, 4, Device::CPU),
+                     b = model::classifier_from(lm, rc, 4, Device::CPU);
   std::vector<PreferencePair> pairs;
   for (int len : {25, 4, 6, 5, 3}) {
     PreferencePair p;

@@ -12,6 +12,9 @@
 namespace r1::model {
 
 // Bytes of a training forward and backward over T tokens in B sequences with the log-prob head.
+// Exact for every block but the mixture of experts, whose rows per expert follow the routing:
+// there each expert's tensors are counted with the most rounding they can take (at most 64 bytes
+// each over the truth).
 struct ActivationEstimate {
   // The activation arena without checkpointing: every layer's saved tensors, the L + 1 (T, C)
   // residual-stream tensors (each layer's input, and the last one's output), the batch's inputs,
@@ -23,12 +26,18 @@ struct ActivationEstimate {
   size_t layer = 0;
 };
 
+// A LoRA adapter that takes part: its rank, and whether it is an expert's (it then sees only the
+// rows routed to that expert).
+struct AdapterShape {
+  int64_t rank = 0;
+  bool expert = false;
+};
+
 // What shapes the saved activations beside the config.
 struct ActivationSetup {
   DType compute = DType::BF16;  // activations' dtype (statistics stay f32)
   bool recompute = true;        // norm outputs and the SwiGLU product recomputed (Recompute)
-  // Per layer, the rank of each LoRA adapter of its linears that takes part (empty: none).
-  std::vector<std::vector<int64_t>> adapter_ranks;
+  std::vector<std::vector<AdapterShape>> adapters;  // per layer, its linears' adapters (empty: none)
 };
 // The setup of a pass over m: its compute dtype, and its adapters when `adapters` is on.
 ActivationSetup activation_setup(const Transformer& m, bool recompute, bool adapters);

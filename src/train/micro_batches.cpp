@@ -11,8 +11,8 @@ namespace {
 
 // Longest first, each sequence into the least loaded of k bins (the lowest on a tie); empty when
 // one does not fit within the budget.
-std::vector<std::vector<size_t>> pack_into(const std::vector<int64_t>& lengths, const std::vector<size_t>& order,
-                                           int64_t budget, size_t k) {
+std::vector<std::vector<size_t>> pack_into(const std::vector<int64_t>& lengths,
+                                           const std::vector<size_t>& order, int64_t budget, size_t k) {
   std::vector<std::vector<size_t>> bins(k);
   std::vector<int64_t> load(k, 0);
   for (size_t i : order) {
