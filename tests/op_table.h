@@ -49,6 +49,8 @@ struct Shape {
   int64_t offset = 0;                        // float operands are views this many elements into their buffers
   float tau = 0.0f;                          // log-probs temperature (0: 1)
   bool bias = false, workspace = false, scatter = false, repeats = false, wide_out = false, masked = false;
+  int64_t E = 0, K = 0, G = 0, TG = 0;  // MoE: experts, chosen per token, groups, eligible groups
+  bool sigmoid = false;                 // MoE: sigmoid scores with a choice bias (else softmax)
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };
@@ -181,5 +183,13 @@ void run_kv_cache_write(Run&);
 void run_attention_cached(Run&);
 void run_token_logprobs_forward(Run&);
 void run_token_logprobs_backward(Run&);
+void run_rope_interleaved_forward(Run&);
+void run_rope_interleaved_backward(Run&);
+void run_copy_columns(Run&);
+void run_moe_route_forward(Run&);
+void run_moe_route_backward(Run&);
+void run_moe_permute(Run&);
+void run_moe_combine_forward(Run&);
+void run_moe_combine_backward(Run&);
 
 }  // namespace optable

@@ -16,6 +16,8 @@
 //   operands; any other HD, HDv <= 256, or an unaligned view, takes the declared fallback (the f32
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
 // - attention_cached: HD (= HDv). CUDA: <= 256 (decode_attention.cu); the CPU any.
+// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*): the CPU only, f32;
+//   their CUDA kernels (grouped expert GEMMs, the latent cache) are issue 22's CUDA part.
 #include <cstdint>
 #include <string>
 
@@ -51,8 +53,16 @@ enum class Op : uint8_t {
   cross_entropy_forward,
   cross_entropy_backward,
   adamw_update,
+  rope_interleaved_forward,
+  rope_interleaved_backward,
+  copy_columns,
+  moe_route_forward,
+  moe_route_backward,
+  moe_permute,
+  moe_combine_forward,
+  moe_combine_backward,
 };
-constexpr int kNumOps = int(Op::adamw_update) + 1;
+constexpr int kNumOps = int(Op::moe_combine_backward) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

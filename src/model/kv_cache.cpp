@@ -1,5 +1,7 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "tensor/device_memory.h"
 
@@ -8,7 +10,9 @@ namespace r1::model {
 KVCache::KVCache(const ModelConfig& c, int64_t slots_, int64_t max_len_, Device device_, DType dtype_)
     : slots(slots_), max_len(max_len_), device(device_), dtype(dtype_) {
   R1_CHECK(slots > 0 && max_len > 0, "KV cache needs slots > 0 and max_len > 0 (got {}, {})", slots, max_len);
-  const int64_t NKV = c.num_key_value_heads, HD = c.head_dim;
+  // MLA (CPU): full per-head keys and values, padded to one head dim (blocks/mla.h).
+  const int64_t NKV = c.is_mla() ? c.num_attention_heads : c.num_key_value_heads;
+  const int64_t HD = c.is_mla() ? std::max(c.mla.qk_head_dim(), c.mla.v_head_dim) : c.head_dim;
   const size_t bytes = size_t(slots * max_len * NKV * HD) * dtype_size(dtype);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     k.emplace_back(bytes, device);

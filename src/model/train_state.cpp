@@ -90,10 +90,14 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   acts_.assign(saved_ ? size_t(c.num_hidden_layers) : 0, {});
   Tensor x = arena_.alloc(cd, {T, C});
   ops::embedding_forward(x, ids_, P.embed);
+  expert_counts_.assign(size_t(c.num_hidden_layers), {});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     scratch_.reset();
     Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
-    layer_forward(p, l, P.layers[size_t(l)], x, out, saved_ ? &acts_[size_t(l)] : nullptr);
+    std::vector<int64_t>& counts = expert_counts_[size_t(l)];
+    if (P.layers[size_t(l)].is_moe()) counts.assign(size_t(c.moe.num_experts), 0);
+    layer_forward(p, l, P.layers[size_t(l)], x, out, saved_ ? &acts_[size_t(l)] : nullptr,
+                  counts.empty() ? nullptr : &counts);
     x = out;
   }
   x_final = x;

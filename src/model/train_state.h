@@ -39,6 +39,9 @@ class TrainState {
   const Tensor& entropy() const { return entropy_; }  // on the model's device
   std::vector<float> logp_host() const;
   std::vector<float> entropy_host() const;
+  // Load balance of the last forward: per layer, the tokens routed to each expert (E entries for a
+  // mixture-of-experts layer, empty for a dense one).
+  const std::vector<std::vector<int64_t>>& expert_counts() const { return expert_counts_; }
   // Bytes the activation arena peaked at (forward's saved activations and backward's gradients).
   size_t activation_bytes() const { return arena_.peak(); }
   // Frees the arenas (they grow back on the next forward), e.g. to leave GPU memory to rollouts.
@@ -72,6 +75,7 @@ class TrainState {
   bool saved_ = false, recompute_ = false;
   Tensor ids_, pos_, cu_, targets_;
   std::vector<LayerSaved> acts_;  // per layer (blocks/decoder_layer.h)
+  std::vector<std::vector<int64_t>> expert_counts_;
   Tensor x_final, lnf, lnf_rstd, logp_, lse_, entropy_;
   Head head_ = Head::LogProbs;
   Tensor score_w_;  // (NP, C): the score head padded with zero rows (see score_forward)

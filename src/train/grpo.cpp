@@ -1,4 +1,5 @@
 #include "train/grpo.h"
+#include "train/grpo_offpolicy.h"
 
 #include <algorithm>
 #include <cmath>
@@ -186,6 +187,11 @@ StepStats GrpoTrainer::step(int64_t step) {
     reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
                        cfg_.temperature);
   sums.t_reference = t_reference.seconds();
+  if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
+    state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
+    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature);
+    sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
+  }
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);
   assign_advantages(batch.kept, cfg_.scale_advantage_by_std);

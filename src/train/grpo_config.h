@@ -10,6 +10,12 @@
 
 namespace r1::train {
 
+// pi_old in the ratio, and the correction of the sampler/trainer mismatch (train/grpo_offpolicy.h).
+enum class OldLogprobs { Sampler, Trainer };
+enum class IsCorrection { None, Tis, Mis };
+OldLogprobs parse_old_logprobs(const std::string& s);    // "sampler" | "trainer"
+IsCorrection parse_is_correction(const std::string& s);  // "none" | "tis" | "mis"
+
 struct GrpoConfig {
   // Sampling
   int prompts_per_step = 8;
@@ -47,6 +53,10 @@ struct GrpoConfig {
   int overlong_buffer = 0;      // DAPO soft overlong punishment over the last N tokens (0: off)
   double overlong_penalty = 1.0;
   int max_bad_steps = 3;  // consecutive non-finite updates before the run stops
+  // The ratio's denominator and the sampler/trainer mismatch (train/grpo_offpolicy.h).
+  OldLogprobs old_logprobs = OldLogprobs::Sampler;
+  IsCorrection is_correction = IsCorrection::None;
+  double is_cap = 2.0;
   uint64_t seed = 1;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
   // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.

@@ -9,6 +9,7 @@
 #include "dist/comm.h"
 #include "run/metrics.h"
 #include "train/grpo_rollouts.h"
+#include "train/grpo_offpolicy.h"
 #include "train/grpo_update.h"
 
 namespace r1::train {
@@ -23,9 +24,13 @@ struct StepSums {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
   // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
   double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
+  // The first update's clipping, and the sampler/trainer gap (grpo.old_logprobs: trainer; the max is maxed).
+  double clipped_first = 0, tokens_first = 0, gap_sum = 0, gap_tokens = 0, gap_masked = 0, gap_weight_sum = 0,
+         gap_max = 0;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
+  void add_gap(const SamplerGap& g);
 };
 
 // Sums the sums and takes the maxima over the ranks of `host` (every rank gets the result).
@@ -53,6 +58,10 @@ struct StepStats {
   std::optional<double> turns_per_episode, tool_calls_per_episode, tool_error_rate;
   // Loss, over the updates' tokens.
   double loss = 0, clip_fraction = 0, entropy = 0;
+  double clip_fraction_first = 0;  // at the first mini-batch of the first pass
+  // grpo.old_logprobs: trainer: |log pi_sampler - log pi_trainer| over the model's tokens, the share
+  // of tokens the correction truncated (tis) or dropped (mis), and the mean weight it gave.
+  std::optional<double> logp_gap_max, logp_gap_mean, is_corrected_frac, is_weight_mean;
   std::optional<double> kl;  // with a reference model: the loss's KL, or the reward's (kl_in_reward)
   double grad_norm = 0, lr = 0;
   int64_t updates = 0, skipped_updates = 0;

@@ -146,7 +146,8 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
     for (size_t i = 0; i < micro.size(); ++i) {
       const Sequence& s = *micro[i].seq;
       const size_t row = size_t(rows[i]), n = s.out.tokens.size();
-      std::copy(s.out.logprobs.begin(), s.out.logprobs.end(), old.begin() + int64_t(row));  // the sampler's
+      const std::vector<float>& pi_old = s.old_logp.empty() ? s.out.logprobs : s.old_logp;  // sampler's or trainer's
+      std::copy(pi_old.begin(), pi_old.end(), old.begin() + int64_t(row));
       if (!ref.empty()) {
         R1_CHECK(s.ref_logp.size() == n,
                  "GRPO update: KL in the loss but no reference log-probs for a sequence");
@@ -154,7 +155,10 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
       }
       R1_CHECK(s.out.from_model.empty() || s.out.from_model.size() == n,
                "GRPO update: a model-token mask of {} entries for {} tokens", s.out.from_model.size(), n);
-      spans.push_back({int64_t(row), int64_t(n), s.advantage, s.out.from_model.empty() ? nullptr : s.out.from_model.data()});
+      R1_CHECK(s.is_weight.empty() || s.is_weight.size() == n, "GRPO update: {} correction weights for {} tokens",
+               s.is_weight.size(), n);
+      spans.push_back({int64_t(row), int64_t(n), s.advantage, s.out.from_model.empty() ? nullptr : s.out.from_model.data(),
+                       s.is_weight.empty() ? nullptr : s.is_weight.data()});
       for (size_t t = 0; t < n && want_entropy; ++t)
         if (rollout::is_model_token(s.out, t)) st.entropy_sum += entropy[row + t];
     }
@@ -188,6 +192,7 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
       u.clipped += st.clipped;
       u.kl_sum += st.kl_sum;
       u.loss_tokens += double(st.tokens);
+      if (first_pass && &mb == &plan.front()) u.clipped_first = st.clipped, u.tokens_first = double(st.tokens);
       if (first_pass) {
         u.entropy_sum += st.entropy_sum;
         u.entropy_tokens += double(st.tokens);

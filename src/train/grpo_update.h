@@ -86,6 +86,7 @@ struct UpdateStats {
   std::vector<double> epoch_loss;  // each pass's loss (sum over its mini-batches)
   int64_t updates = 0, skipped = 0;
   double grad_norm_sum = 0;  // over the updates taken (pre-clipping global norms)
+  double clipped_first = 0, tokens_first = 0;  // the first mini-batch of the first pass (pi = pi_old there)
 };
 
 // ppo_epochs passes over `plan`, one optimizer step per mini-batch. A non-finite loss or gradient

@@ -9,7 +9,7 @@ namespace r1::model {
 
 namespace {
 
-float softmax_scale(const ModelConfig& c) { return 1.0f / std::sqrt(float(c.head_dim)); }
+float softmax_scale(const ModelConfig& c) { return c.attention_scale(); }
 
 // q, k, v of x: projected, per-head normed (qk_norm) and rotated, in heads layout; s keeps the
 // norm's inputs and statistics.
