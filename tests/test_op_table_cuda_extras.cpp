@@ -356,12 +356,12 @@ TEST(CudaOps, PagedDecodeAttentionMatchesCpuThroughAGraph) {
       const Vf q = rounded(randn(size_t(T * k.NH * k.HD)));
       r1::Rng rng(uint64_t(k.BS * 100 + k.HD));
       auto shuffled_table = [&] {
-        Vi perm(size_t(NB));
+        Vi perm(static_cast<size_t>(NB));
         for (int64_t i = 0; i < NB; ++i) perm[size_t(i)] = int32_t(i);
         for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[rng.next_u32() % (i + 1)]);
         return Vi(perm.begin(), perm.begin() + S * MB);
       };
-      Vi table = shuffled_table(), slots(size_t(T)), pos(size_t(T));
+      Vi table = shuffled_table(), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
       for (int64_t t = 0; t < T; ++t) {
         slots[size_t(t)] = int32_t(T - 1 - t);
         pos[size_t(t)] = int32_t(t == 0 ? 899 : rng.next_u32() % 900);
