@@ -54,7 +54,7 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.preemptions,
                       &s.decode_seqs,
                       &s.decode_steps};
-  double* maxed[] = {&s.length_max, &s.t_rollout,  &s.t_reward,      &s.t_reference,
+  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward,      &s.t_reference,
                      &s.t_train,    &s.kv_blocks, &s.kv_blocks_peak};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;

@@ -55,7 +55,9 @@ struct PagedRows {
   const float* cache;  // + the head's offset in a row
   const int32_t* blocks;
   int64_t BS, stride;  // rows per block; elements per cache row
-  const float* operator()(int64_t j) const { return cache + (int64_t(blocks[j / BS]) * BS + j % BS) * stride; }
+  const float* operator()(int64_t j) const {
+    return cache + (int64_t(blocks[j / BS]) * BS + j % BS) * stride;
+  }
 };
 
 }  // namespace
@@ -76,8 +78,9 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 #pragma omp for schedule(dynamic, 8)
     for (int64_t th = 0; th < T * NH; ++th) {
       const int64_t t = th / NH, h = th % NH, g = h / group, s0 = start[size_t(t)];
-      lse[th] = attend_row(out + th * HDV, q + th * HD, StridedRows{k + s0 * kstride + g * HD, kstride},
-                           StridedRows{v + s0 * vstride + g * HDV, vstride}, t - s0 + 1, HD, HDV, scale, s.data());
+      lse[th] =
+          attend_row(out + th * HDV, q + th * HD, StridedRows{k + s0 * kstride + g * HD, kstride},
+                     StridedRows{v + s0 * vstride + g * HDV, vstride}, t - s0 + 1, HD, HDV, scale, s.data());
     }
   }
 }
@@ -126,9 +129,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
-                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
-                    int64_t HD, int64_t HDV) {
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                    int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV) {
   const int64_t krow = NKV * HD, vrow = NKV * HDV;
 #pragma omp parallel for schedule(static) if (T * (krow + vrow) >= kParallelMin)
   for (int64_t t = 0; t < T; ++t) {
@@ -139,8 +142,8 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
 }
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS,
-                      int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
+                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                      int64_t BS, int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
   int64_t maxlen = 0;
   for (int64_t t = 0; t < T; ++t) maxlen = std::max<int64_t>(maxlen, int64_t(pos[t]) + 1);
   const int64_t group = NH / NKV, kstride = NKV * HD, vstride = NKV * HDV;
@@ -152,7 +155,8 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
       const int64_t t = th / NH, h = th % NH, g = h / group;
       const int32_t* blocks = block_table + int64_t(slots[t]) * MB;
       attend_row(out + th * HDV, q + th * HD, PagedRows{k_cache + g * HD, blocks, BS, kstride},
-                 PagedRows{v_cache + g * HDV, blocks, BS, vstride}, int64_t(pos[t]) + 1, HD, HDV, scale, s.data());
+                 PagedRows{v_cache + g * HDV, blocks, BS, vstride}, int64_t(pos[t]) + 1, HD, HDV, scale,
+                 s.data());
     }
   }
 }
