@@ -1,4 +1,5 @@
 #include "train/grpo.h"
+#include "train/grpo_offpolicy.h"
 
 #include <algorithm>
 #include <cmath>
@@ -52,6 +53,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
   // size that cannot hold one sequence fails here, before any compute.
   engine_ = std::make_unique<rollout::Engine>(policy_, engine_config(cfg_));
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
+  state_.checkpointing = cfg_.checkpointing;
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
   optim::validate(cfg_.schedule);
@@ -200,12 +202,18 @@ StepStats GrpoTrainer::step(int64_t step) {
     reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
                        cfg_.temperature);
   sums.t_reference = t_reference.seconds();
+  if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
+    state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
+    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature);
+    sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
+  }
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);
   assign_advantages(batch.kept, cfg_.scale_advantage_by_std);
   const double lr = optim::lr_at(cfg_.schedule, step);
   const UpdateStats update = update_policy(policy_, state_, dp_, plan, cfg_, lr, step, bad_steps_);
   sums.t_train = t_train.seconds();
+  sums.activation_peak = double(state_.peak_bytes());
 
   // record
   sums.add_kept(batch.kept);

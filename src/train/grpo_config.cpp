@@ -65,6 +65,10 @@ void validate_updates(const GrpoConfig& c) {
            c.mini_batches, c.prompts_per_step * c.group_size);
   at_least("grpo.micro_batch_tokens", c.micro_batch_tokens, 1);
   at_least("grpo.max_bad_steps", c.max_bad_steps, 1);
+  R1_CHECK(c.is_correction == IsCorrection::None || c.old_logprobs == OldLogprobs::Trainer,
+           "grpo.is_correction needs grpo.old_logprobs: trainer (the correction weighs the trainer's pi_old against "
+           "the sampler's)");
+  R1_CHECK(std::isfinite(c.is_cap) && c.is_cap > 1.0, "grpo.is_cap must be > 1, got {}", c.is_cap);
   at_least("train.lr", c.lr, 0);
   at_least("train.max_grad_norm (0: no clipping)", c.max_grad_norm, 0);
   below_one("train.beta1", c.adamw.beta1);
@@ -86,6 +90,19 @@ void validate_shaping(const GrpoConfig& c) {
 }
 
 }  // namespace
+
+OldLogprobs parse_old_logprobs(const std::string& s) {
+  if (s == "sampler") return OldLogprobs::Sampler;
+  if (s == "trainer") return OldLogprobs::Trainer;
+  fail("grpo.old_logprobs must be sampler or trainer, got '{}'", s);
+}
+
+IsCorrection parse_is_correction(const std::string& s) {
+  if (s == "none") return IsCorrection::None;
+  if (s == "tis") return IsCorrection::Tis;
+  if (s == "mis") return IsCorrection::Mis;
+  fail("grpo.is_correction must be none, tis or mis, got '{}'", s);
+}
 
 void validate(const GrpoConfig& c) {
   validate_sampling(c);

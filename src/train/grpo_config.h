@@ -4,12 +4,19 @@
 #include <cstdint>
 #include <string>
 
+#include "model/train_state.h"
 #include "optim/data_parallel.h"
 #include "optim/optimizer.h"
 #include "rollout/engine.h"
 #include "train/grpo_loss.h"
 
 namespace r1::train {
+
+// pi_old in the ratio, and the correction of the sampler/trainer mismatch (train/grpo_offpolicy.h).
+enum class OldLogprobs { Sampler, Trainer };
+enum class IsCorrection { None, Tis, Mis };
+OldLogprobs parse_old_logprobs(const std::string& s);    // "sampler" | "trainer"
+IsCorrection parse_is_correction(const std::string& s);  // "none" | "tis" | "mis"
 
 struct GrpoConfig {
   // Sampling
@@ -39,7 +46,9 @@ struct GrpoConfig {
   // Updates
   int ppo_epochs = 1;             // mu: passes over each rollout batch
   int mini_batches = 1;           // optimizer steps per pass
-  int micro_batch_tokens = 8192;  // gradient accumulation by token budget
+  int micro_batch_tokens = 8192;  // gradient accumulation by token budget (token-balanced micro-batches)
+  // Per-layer activation checkpointing of the update's forwards (train.activation_checkpointing).
+  model::Checkpointing checkpointing = model::Checkpointing::Auto;
   double lr = 1e-6, max_grad_norm = 1.0;
   optim::LrSchedule schedule;  // lr/total steps are filled from the fields above when left default
   optim::AdamWConfig adamw;
@@ -56,6 +65,10 @@ struct GrpoConfig {
   int overlong_buffer = 0;      // DAPO soft overlong punishment over the last N tokens (0: off)
   double overlong_penalty = 1.0;
   int max_bad_steps = 3;  // consecutive non-finite updates before the run stops
+  // The ratio's denominator and the sampler/trainer mismatch (train/grpo_offpolicy.h).
+  OldLogprobs old_logprobs = OldLogprobs::Sampler;
+  IsCorrection is_correction = IsCorrection::None;
+  double is_cap = 2.0;
   uint64_t seed = 1;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
   // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.

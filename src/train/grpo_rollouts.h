@@ -38,6 +38,8 @@ struct Sequence {
   bool in_loss = true;      // false: truncated and masked (mask_truncated), or nothing generated
   double advantage = 0;
   std::vector<float> ref_logp;  // per completion token, when a reference model is used
+  std::vector<float> old_logp;   // per completion token: pi_old by the trainer (grpo.old_logprobs: trainer)
+  std::vector<float> is_weight;  // per completion token: the sampler-mismatch correction (grpo.is_correction)
 };
 
 // One prompt and its G completions.
