@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "base/error.h"
 #include "reward/math_equivalence.h"
 #include "reward/math_extract.h"
 #include "reward/pattern.h"
