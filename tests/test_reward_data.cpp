@@ -11,6 +11,7 @@
 #include "reward/latex_normalize.h"
 #include "reward/math_answer.h"
 #include "reward/math_reward.h"
+#include "math_decisions.h"
 #include "test_util.h"
 
 using namespace r1::reward;
@@ -197,7 +198,7 @@ std::vector<std::string> near_misses(const Answer& g) {
 TEST(RewardData, GoldAnswersMatchThemselvesRewritesAndRejectNearMisses) {
   std::vector<Gold> golds = load_golds();
   ASSERT_EQ(golds.size(), 570u);  // 500 MATH-500 + 30 AIME 2024 + 40 AMC 2023
-  MathReward reward;
+  MathReward reward(r1::test::math_decisions_only());
   std::vector<Sample> self, rewritten, misses;
   std::vector<size_t> miss_gold;
   int nontrivial = 0;
@@ -243,7 +244,7 @@ TEST(RewardData, GoldAnswersMatchThemselvesRewritesAndRejectNearMisses) {
 
 TEST(RewardData, Gsm8kHashAnswersRecoveredAndMatched) {
   std::ifstream in(r1::test::source_path("data/gsm8k_test.jsonl"));
-  MathReward reward;
+  MathReward reward(r1::test::math_decisions_only());
   std::vector<Sample> worked, boxed;
   for (std::string line; std::getline(in, line);) {
     auto j = nlohmann::json::parse(line);

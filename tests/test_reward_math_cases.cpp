@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reward/math_reward.h"
+#include "math_decisions.h"
 #include "test_util.h"
 
 using namespace r1::reward;
@@ -24,7 +25,7 @@ TEST(RewardMathCases, EveryFormCountedNoFalsePositive) {
     samples.push_back({c["completion"], c["gold"], nullptr, c.value("prompt", "")});
   }
   ASSERT_GT(cases.size(), 4000u);
-  MathReward reward;
+  MathReward reward(r1::test::math_decisions_only());
   std::vector<Result> rs = score_batch(reward, samples, 2);
   struct Counts {
     int accepted = 0, correct = 0, rejected = 0, wrong = 0, false_pos = 0, known_miss = 0;
