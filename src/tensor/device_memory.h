@@ -26,10 +26,22 @@ void require_device(Device d, const std::string& what);
 
 namespace devmem {
 void* alloc(Device d, size_t bytes);  // 64-byte aligned at least; never null for bytes > 0
-void release(Device d, void* p) noexcept;
+void release(Device d, void* p, size_t bytes) noexcept;  // bytes: what alloc was asked for
+// Page-locked host memory (cudaHostAlloc) when a GPU is usable, plain aligned host memory otherwise.
+void* alloc_pinned(size_t bytes);
+void release_pinned(void* p, size_t bytes) noexcept;
 void zero(Device d, void* p, size_t bytes);
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 }  // namespace devmem
+
+// What r1 holds on a device through devmem (buffers, arenas, the kernels' scratch; pinned host
+// memory counts as CPU), and the most it held since the last reset_memory_peak(d). Allocations
+// the CUDA runtime and libraries make on their own (context, cuBLAS handles) are not counted.
+struct MemoryUse {
+  size_t now = 0, peak = 0;
+};
+MemoryUse memory_use(Device d);
+void reset_memory_peak(Device d);  // peak = now: the peak of a phase that starts here
 
 // dst = src: same dtype and numel, any devices.
 void copy_tensor(Tensor dst, const Tensor& src);

@@ -20,6 +20,9 @@
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 #include "train/grpo.h"
+#include "model/lora.h"
+#include "model/memory_model.h"
+#include "run/memory_preflight.h"
 #include "run/metrics.h"
 #include "run/report.h"
 #include "run/run_dir.h"
@@ -47,6 +50,7 @@ nlohmann::json grpo_recipe_defaults() {
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
+        {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
@@ -69,6 +73,24 @@ void check_filter(const run::Recipe& r, const std::string& filter) {
              "grpo.dynamic_sampling_filter '{}' is not a part of {} '{}' (parts: {}); name one of them, or 'reward'",
              filter, key, spec, fmt::join(names, ", "));
   }
+}
+
+// What a GRPO run holds, for the memory model: the policy (with its optimizer), a KL reference,
+// the rollouts' KV cache (every slot preallocated for prompt + completion) and the micro-batches.
+model::MemorySettings memory_settings(const GrpoConfig& g, const model::ModelConfig& mc, const model::LoraConfig& lora,
+                                      Device device) {
+  model::MemorySettings s;
+  s.device = device;
+  s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
+  s.world = dist::world_size();
+  s.zero1 = g.parallel.zero1;
+  s.reference = g.loss.kl_coef != 0.0 && !lora.enabled();
+  s.activations = device == Device::CPU ? model::ActivationMode::SaveAll : model::ActivationMode::RecomputeCheap;
+  s.sequence_tokens = int64_t(g.max_prompt_tokens) + g.max_completion_tokens;
+  s.train_tokens = std::max<int64_t>(g.micro_batch_tokens, s.sequence_tokens);  // a longer sequence goes alone
+  s.kv_tokens = int64_t(g.rollout_batch) * s.sequence_tokens;
+  s.prefill_tokens = std::min<int64_t>(8192, s.kv_tokens);
+  return s;
 }
 
 }  // namespace
@@ -130,7 +152,14 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
-  std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, gc.seed);
+  const model::ModelConfig mc = run::recipe_model_config(r, *codec);
+  const run::MemoryPlan memory =
+      run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
+                       run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens");
+  gc.parallel.offload.enabled = memory.offload;
+  if (dist::is_root()) log::info("memory: {}", model::describe(memory.estimate));
+  std::unique_ptr<model::Transformer> m = run::load_or_init_model(
+      r, *codec, device, gc.seed, true, "model", memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
   trainer.set_environment(environment.get());
 
@@ -140,7 +169,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   if (opts.resume) {
     const run::ResumePoint ck = run::resume_point(run);
     run::load_train_checkpoint(ck, *m, trainer.optimizer());
-    if (trainer.reference()) run::load_weights(fs::join(ck.path, "reference"), *trainer.reference());
+    if (trainer.reference()) model::load_weights(fs::join(ck.path, "reference"), *trainer.reference());
     trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
     resume_step = ck.step;
     start = ck.step + 1;

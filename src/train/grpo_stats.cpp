@@ -51,7 +51,8 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.loss_tokens,
                       &s.entropy_sum,
                       &s.entropy_tokens};
-  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train};
+  double* maxed[] = {&s.length_max, &s.t_rollout,  &s.t_reward,      &s.t_reference, &s.t_train,
+                     &s.mem_held,   &s.mem_rollout, &s.mem_reference, &s.mem_update,  &s.mem_host};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -111,6 +112,11 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.time_reference = sums.t_reference;
   st.time_train = sums.t_train;
   st.tokens_per_s = sums.t_rollout > 0 ? sums.gen_tokens / sums.t_rollout : 0.0;
+  st.memory_held = sums.mem_held;
+  st.memory_rollout = sums.mem_rollout;
+  st.memory_reference = sums.mem_reference;
+  st.memory_update = sums.mem_update;
+  st.memory_host = sums.mem_host;
   st.ranks = ranks;
   return st;
 }
@@ -149,6 +155,12 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"time/train", s.time_train},
                      {"time/step", s.time_step},
                      {"tokens_per_s", s.tokens_per_s}});
+  const double GiB = double(1 << 30);
+  m.insert(m.end(), {{"memory/held_gib", s.memory_held / GiB},
+                     {"memory/rollout_gib", s.memory_rollout / GiB},
+                     {"memory/reference_gib", s.memory_reference / GiB},
+                     {"memory/update_gib", s.memory_update / GiB},
+                     {"memory/host_peak_gib", s.memory_host / GiB}});
   if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
   return m;
 }

@@ -23,6 +23,10 @@ struct StepSums {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
   // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
   double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
+  // Maxima over the ranks, bytes on the model's device (tensor/device_memory.h's memory_use): held
+  // when a phase starts (the persistent state alone: each phase frees what it used), and each
+  // phase's peak; the host's peak resident memory.
+  double mem_held = 0, mem_rollout = 0, mem_reference = 0, mem_update = 0, mem_host = 0;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
@@ -63,6 +67,8 @@ struct StepStats {
   // Time (seconds; the slowest rank's) and throughput.
   double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
          tokens_per_s = 0;
+  // Memory (bytes, the largest rank's): see StepSums.
+  double memory_held = 0, memory_rollout = 0, memory_reference = 0, memory_update = 0, memory_host = 0;
   int ranks = 1;
 };
 
