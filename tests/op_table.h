@@ -43,12 +43,15 @@ struct Shape {
   int64_t N = 0, C = 0, V = 0, T = 0, IC = 0, OC = 0, H = 0, I = 0;  // I: MLP width (swiglu)
   std::vector<int> lens;                     // attention: sequence lengths (cu_seqlens)
   int64_t NH = 0, NKV = 0, HD = 0, HDv = 0;  // HDv: value head dim (0: = HD)
-  int64_t S = 0, L = 0, rows = 0;            // KV cache slots and length; tokens per slot (cached attention)
+  int64_t S = 0, L = 0, rows = 0;            // KV cache sequences and length; tokens per sequence (cached attention)
+  int64_t BS = 0;                            // KV cache block size (0: 16)
   int64_t chunk = 0;                         // log-probs vocabulary chunk
   int64_t maxpos = 0, steps = 0;             // RoPE positions in [0, maxpos); AdamW steps
   int64_t offset = 0;                        // float operands are views this many elements into their buffers
   float tau = 0.0f;                          // log-probs temperature (0: 1)
   bool bias = false, workspace = false, scatter = false, repeats = false, wide_out = false, masked = false;
+  int64_t E = 0, K = 0, G = 0, TG = 0;  // MoE: experts, chosen per token, groups, eligible groups
+  bool sigmoid = false;                 // MoE: sigmoid scores with a choice bias (else softmax)
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };
@@ -182,5 +185,13 @@ void run_kv_cache_write(Run&);
 void run_attention_cached(Run&);
 void run_token_logprobs_forward(Run&);
 void run_token_logprobs_backward(Run&);
+void run_rope_interleaved_forward(Run&);
+void run_rope_interleaved_backward(Run&);
+void run_copy_columns(Run&);
+void run_moe_route_forward(Run&);
+void run_moe_route_backward(Run&);
+void run_moe_permute(Run&);
+void run_moe_combine_forward(Run&);
+void run_moe_combine_backward(Run&);
 
 }  // namespace optable

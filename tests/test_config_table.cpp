@@ -172,8 +172,8 @@ TEST(ConfigTable, NestedRopeKeysAreSetByDottedNames) {
   EXPECT_EQ(j["rope_scaling"]["rope_type"], "llama3");
   EXPECT_EQ(j["rope_scaling"]["original_max_position_embeddings"], 256);
   EXPECT_EQ(written(r1::model::config_from_json(j, "rt")), j);
-  e = error_of([&] { r1::model::apply_config_settings(c, {"rope_scaling.rope_type=yarn"}, "--set"); });
-  EXPECT_NE(e.find("unsupported rope type 'yarn'"), std::string::npos) << e;
+  e = error_of([&] { r1::model::apply_config_settings(c, {"rope_scaling.rope_type=dynamic"}, "--set"); });
+  EXPECT_NE(e.find("unsupported rope type 'dynamic'"), std::string::npos) << e;
 }
 
 // A recipe's model.init_overrides goes through the same path: all keys, then one check.

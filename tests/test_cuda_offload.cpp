@@ -1,5 +1,5 @@
-// The offloaded optimizer on the GPU (skipped without one): gradients on the device travel to the
-// host in chunks on copy streams, the CPU updates the fp32 master weights and moments there, and the
+// The offloaded optimizer and the phases' memory on the GPU (skipped without one). The optimizer:
+// gradients on the device travel to the host in chunks on copy streams, the CPU updates the fp32 master weights and moments there, and the
 // bf16 compute weights come back. Compared with the CUDA AdamW, which runs the same fp32 update
 // formula on the device (the two differ only in the device's fused multiply-adds); each comparison
 // prints a "[ CUDAERR ]" line.
@@ -8,11 +8,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "compare_util.h"
+#include "grpo_test_util.h"
+#include "kernels/ops.h"
 #include "model/train_state.h"
 #include "model/transformer.h"
 #include "optim/data_parallel.h"
@@ -20,6 +23,7 @@
 #include "optim/optimizer.h"
 #include "require_gpu.h"
 #include "tensor/device_memory.h"
+#include "text/codec.h"
 
 using namespace r1;
 using optim::AdamW;
@@ -128,4 +132,41 @@ TEST(CudaOffload, ModelTrainingMatchesOnDevice) {
   // The bf16 compute weights are the master weights rounded (uploaded by the offloaded step).
   const std::vector<float> master = b.weights_host(), compute = to_host_f32(b.params().flat);
   for (size_t i = 0; i < master.size(); i += 97) ASSERT_EQ(compute[i], bf16_to_f32(f32_to_bf16(master[i]))) << i;
+}
+
+// On the GPU too, each phase of a GRPO step starts from the persistent state (weights, master,
+// gradients, moments, reference): the rollout's paged pool and captured steps, the reference
+// arena, the training arenas and the kernels' scratch (attention backward, log-prob tiles) are
+// freed between phases; the offloaded optimizer keeps the master and moments off the device.
+TEST(CudaPhaseMemory, GrpoPhasesStartFromThePersistentState) {
+  REQUIRE_GPU();
+  for (bool offload : {false, true}) {
+    ops::release_workspace();  // what earlier tests left in the kernels' scratch
+    const double before = double(memory_use(Device::CUDA).now);
+    model::ModelConfig c = model::preset_config("tiny", "qwen2");
+    model::override_config(c, "vocab_size", "257");
+    model::Transformer cpu(c);
+    cpu.init_random(3, 0.02f);
+    const std::vector<float> w = cpu.weights_host();
+    model::Transformer m(c, Device::CUDA, true, std::nullopt,
+                         offload ? model::MasterPlace::Host : model::MasterPlace::Device);
+    m.set_weights(w.data());
+    text::ByteCodec codec;
+    train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+    gc.loss.kl_coef = 0.1;
+    gc.parallel.offload.enabled = offload;
+    test::EvenByteReward reward;
+    train::GrpoTrainer trainer(m, codec, reward, test::letter_problems(16), test::question, gc, 3);
+    ops::release_workspace();
+    const double persistent = double(memory_use(Device::CUDA).now);
+    const int64_t N = m.params().flat.numel();
+    // bf16 weights + fp32 gradients + bf16 reference, and on the device also master + moments.
+    EXPECT_LT(persistent - before, double(N) * (offload ? 9.0 : 21.0)) << "offload " << offload;
+    for (int step = 0; step < 3; ++step) {
+      const train::StepStats s = trainer.step(step);
+      EXPECT_EQ(s.memory_held, persistent) << "offload " << offload << ", step " << step;
+      EXPECT_GT(s.memory_rollout, persistent);
+      EXPECT_GT(s.memory_update, persistent);
+    }
+  }
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 
 #include "base/error.h"
 #include "base/fs.h"
@@ -170,7 +171,7 @@ TEST(Lora, DropoutOnlyInTraining) {
   model::TrainState eval;  // dropout off in a saving forward too (model.eval())
   eval.dropout = false;
   EXPECT_EQ(to_host_f32(eval.forward(m, b)), full);
-  model::KVCache cache(m.config(), 1, 32);
+  model::KVCache cache(m, 1, 32);
   Arena arena;
   std::vector<int32_t> ids(b.ids.begin(), b.ids.begin() + 11), slots(11, 0), pos(11), rows(10);
   for (int i = 0; i < 11; ++i) pos[size_t(i)] = i;
@@ -214,8 +215,9 @@ TEST(Lora, ScalesAndTargets) {
   EXPECT_FLOAT_EQ(c.scale(), 2.0f);
   c.rslora = true;
   EXPECT_FLOAT_EQ(c.scale(), 8.0f);
-  EXPECT_EQ(c.modules(), (std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                    "down_proj"}));
+  EXPECT_EQ(c.modules(), (std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "q_a_proj", "q_b_proj",
+                                                    "kv_a_proj_with_mqa", "kv_b_proj", "gate_proj", "up_proj",
+                                                    "down_proj"}));  // all-linear: the latent attention's too
   c.targets = {"up_proj", "q_proj"};
   EXPECT_EQ(c.modules(), (std::vector<std::string>{"q_proj", "up_proj"}));
   c.targets = {"lm_head"};
@@ -387,4 +389,58 @@ TEST(Lora, FullModulePathsCoverEveryLayerOrAreRefused) {
         << e.what();
   }
   EXPECT_THROW(cfg(R"(["model.layers.0.mlp.fc1"])"), r1::Error);
+}
+
+// LoRA on the MoE and MLA blocks: the expert linears (routed and shared) and the latent
+// attention's projections are targets under their HF module names, the router is not, and the
+// adapter gradients through routing and the latent path match finite differences.
+TEST(Lora, MoeExpertsAndLatentAttentionAreTargets) {
+  for (const char* preset : {"tiny-qwen3-moe", "tiny-deepseek-v3"}) {
+    model::Transformer m(model::preset_config(preset));
+    m.init_random(7, 0.2f);
+    m.add_lora(lora_cfg(), 11);
+    randomize_adapter(m, 5, 0.2f);
+    const model::ModelConfig& c = m.config();
+    std::set<std::string> names;
+    for (const auto& s : m.adapter_specs()) names.insert(s.name);
+    const std::string last = "base_model.model.model.layers." + std::to_string(c.num_hidden_layers - 1) + ".";
+    const std::string expert = last + "mlp.experts." + std::to_string(c.moe.num_experts - 1) + ".down_proj.lora_A.weight";
+    EXPECT_TRUE(names.count(expert)) << preset;
+    for (const auto& n : names) EXPECT_EQ(n.find("mlp.gate.lora"), std::string::npos) << n;
+    if (c.is_mla()) {
+      EXPECT_TRUE(names.count(last + "self_attn.kv_b_proj.lora_B.weight")) << preset;
+      EXPECT_TRUE(names.count(last + "self_attn.kv_a_proj_with_mqa.lora_A.weight")) << preset;
+      if (c.moe.n_shared_experts > 0) EXPECT_TRUE(names.count(last + "mlp.shared_experts.up_proj.lora_B.weight"));
+    }
+    const model::Batch b = batch_of(m);
+    std::vector<float> w(size_t(b.tokens()));
+    Rng rng(9);
+    for (float& x : w) x = rng.normal();
+    model::TrainState st;
+    weighted_logp(st, m, b, w);
+    m.zero_grads();
+    st.backward(m, w);
+    const std::vector<float> grad = to_host_f32(m.grads().flat);
+    std::vector<float> a = m.adapter_host();
+    const auto& specs = m.adapter_specs();
+    int checked = 0, nonzero = 0;
+    for (size_t k = 0; k < specs.size(); k += 7) {
+      const size_t i = size_t(specs[k].offset + specs[k].numel() / 2);
+      const float keep = a[i], h = 1e-2f;
+      a[i] = keep + h;
+      m.set_adapter(a.data());
+      const double up = weighted_logp(st, m, b, w);
+      a[i] = keep - h;
+      m.set_adapter(a.data());
+      const double down = weighted_logp(st, m, b, w);
+      a[i] = keep;
+      m.set_adapter(a.data());
+      const double fd = (up - down) / (2.0 * h);
+      EXPECT_NEAR(grad[i], fd, 2e-3 + 2e-2 * std::fabs(fd)) << preset << " " << specs[k].name;
+      ++checked;
+      nonzero += std::fabs(fd) > 1e-4 ? 1 : 0;
+    }
+    EXPECT_GE(checked, 8) << preset;
+    EXPECT_GE(nonzero, 3) << preset;
+  }
 }

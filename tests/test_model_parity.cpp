@@ -1,10 +1,13 @@
 // Parity with transformers: fixtures in tests/fixtures/parity were written by
 // tools/parity/make_fixtures.py (transformers 5.17, float64 oracle) for qwen2, llama (llama3 rope
-// scaling, untied embeddings) and qwen3 (q/k norm, explicit head_dim).
+// scaling, untied embeddings) and qwen3 (q/k norm, explicit head_dim), and by
+// tools/parity/make_moe_fixtures.py for qwen3_moe, deepseek_v3 (MLA with q_lora_rank, yarn,
+// group-limited sigmoid routing, shared experts) and deepseek_v3_plain (q_proj, rotate_half rope).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
@@ -21,6 +24,18 @@ struct Fixture {
   std::vector<std::vector<double>> expected;
 };
 
+// The mixture-of-experts fixtures are made on the GPU machine (make_moe_fixtures.py); until they are
+// committed their tests skip, saying so. The dense ones must exist.
+bool pending(const std::string& arch) {
+  const bool moe = arch == "qwen3_moe" || arch.starts_with("deepseek_v3");
+  return moe && !std::filesystem::exists(test::source_path("tests/fixtures/parity/" + arch + "/expected.jsonl"));
+}
+#define SKIP_IF_PENDING()                                                                                 \
+  if (pending(GetParam()))                                                                                 \
+  GTEST_SKIP() << "no fixture for " << GetParam()                                                         \
+               << " yet: run python3 tools/parity/make_moe_fixtures.py tests/fixtures/parity on a machine " \
+                  "with transformers 5.x and commit the result"
+
 Fixture load_fixture(const std::string& arch) {
   Fixture f;
   f.dir = test::source_path("tests/fixtures/parity/" + arch);
@@ -34,6 +49,7 @@ Fixture load_fixture(const std::string& arch) {
 class Parity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Parity, LogprobsMatchTransformers) {
+  SKIP_IF_PENDING();
   Fixture f = load_fixture(GetParam());
   model::Transformer m = model::load_model(f.dir);
   model::Batch batch = model::pack_sequences(f.inputs);
@@ -50,6 +66,7 @@ TEST_P(Parity, LogprobsMatchTransformers) {
 }
 
 TEST_P(Parity, CliLogprobsMatchTransformers) {
+  SKIP_IF_PENDING();
   Fixture f = load_fixture(GetParam());
   std::string input;
   for (const auto& l : test::read_lines(f.dir + "/inputs.jsonl")) input += l + "\n";
@@ -70,6 +87,7 @@ TEST_P(Parity, CliLogprobsMatchTransformers) {
 
 // loss = -mean(logp over all predicted tokens); gradients against torch autograd in float64.
 TEST_P(Parity, GradientsMatchAutograd) {
+  SKIP_IF_PENDING();
   Fixture f = load_fixture(GetParam());
   model::Transformer m = model::load_model(f.dir);
   model::Batch batch = model::pack_sequences(f.inputs);
@@ -85,6 +103,10 @@ TEST_P(Parity, GradientsMatchAutograd) {
   model::SafetensorsReader ref(f.dir + "/grads.safetensors");
   const float* g = m.grads().flat.f32();
   for (const auto& s : m.specs()) {
+    if (s.name.ends_with("e_score_correction_bias")) {  // a buffer in transformers: never trained
+      for (int64_t i = 0; i < s.numel(); ++i) EXPECT_EQ(g[s.offset + i], 0.0f) << s.name;
+      continue;
+    }
     std::vector<float> want(size_t(s.numel()));
     ref.read_f32(s.name, s.shape, want.data());
     double num = 0, den = 0;
@@ -97,6 +119,7 @@ TEST_P(Parity, GradientsMatchAutograd) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Model, Parity, ::testing::Values("qwen2", "llama", "qwen3"));
+INSTANTIATE_TEST_SUITE_P(Model, Parity,
+                         ::testing::Values("qwen2", "llama", "qwen3", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain"));
 
 }  // namespace

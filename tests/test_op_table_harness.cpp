@@ -298,6 +298,22 @@ Runner runner(Op op) {
       return run_cross_entropy_backward;
     case Op::adamw_update:
       return run_adamw_update;
+    case Op::rope_interleaved_forward:
+      return run_rope_interleaved_forward;
+    case Op::rope_interleaved_backward:
+      return run_rope_interleaved_backward;
+    case Op::copy_columns:
+      return run_copy_columns;
+    case Op::moe_route_forward:
+      return run_moe_route_forward;
+    case Op::moe_route_backward:
+      return run_moe_route_backward;
+    case Op::moe_permute:
+      return run_moe_permute;
+    case Op::moe_combine_forward:
+      return run_moe_combine_forward;
+    case Op::moe_combine_backward:
+      return run_moe_combine_backward;
   }
   return nullptr;
 }

@@ -30,7 +30,7 @@ void add_init(CLI::App& app) {
   cmd->add_option("--preset", o->preset,
                   fmt::format("size preset: {}", fmt::join(model::preset_names(), ", ")))
       ->capture_default_str();
-  cmd->add_option("--arch", o->arch, "model_type: qwen2, llama or qwen3 (default: the preset's own)");
+  cmd->add_option("--arch", o->arch, "model_type: qwen2, llama, qwen3, qwen3_moe or deepseek_v3 (default: the preset's own)");
   cmd->add_option(
       "--set", o->sets,
       "config override KEY=VALUE (config.json key; see --list-keys), repeatable; all are applied, "

@@ -23,6 +23,9 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "add_inplace",           "scale_inplace",          "zero",
     "convert",               "sum_squares",           "token_logprobs_forward", "token_logprobs_backward",
     "cross_entropy_forward", "cross_entropy_backward", "adamw_update",
+    "rope_interleaved_forward", "rope_interleaved_backward", "copy_columns",
+    "moe_route_forward",     "moe_route_backward",     "moe_permute",
+    "moe_combine_forward",   "moe_combine_backward",
 };
 
 std::array<std::array<std::atomic<int64_t>, 3>, kNumOps> g_counts{};
@@ -41,6 +44,9 @@ Support on_cpu(Op op, DType dtype) {
 }
 
 #ifdef R1_HAVE_CUDA
+// The MLA and mixture-of-experts ops, which have a CPU reference and no CUDA kernel yet.
+bool cpu_only(Op op) { return op >= Op::rope_interleaved_forward && op <= Op::moe_combine_backward; }
+
 Support fallback(const char* how) { return {Path::fallback, how}; }
 
 bool is_attention(Op op) {
@@ -53,10 +59,7 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
     static_assert(cuda::kMaxHeadDim == 256, "the message below");
     return unsupported("CUDA attention takes head dims 1 to 256");
   }
-  if (op == Op::attention_cached) {
-    if (HDv != HD) return unsupported("the cached attention takes one head dim for keys and values");
-    return native("decode_attention.cu (flash-decoding over the cache)");
-  }
+  if (op == Op::attention_cached) return native("decode_attention.cu (flash-decoding over the paged cache)");
   if (dtype == DType::F32) return native("the f32 kernels of attention.cu");
   if (!cuda::flash_attention_native(HD, HDv)) {
     return fallback(
@@ -70,6 +73,9 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
 
 Support on_cuda(Op op, const OpShape& s, DType dtype) {
 #ifdef R1_HAVE_CUDA
+  if (cpu_only(op)) {
+    return unsupported("no CUDA kernel yet: the MLA and mixture-of-experts ops run on the CPU only (issue 22)");
+  }
   if (dtype != DType::F32 && dtype != DType::BF16) {
     return unsupported("not a compute dtype (f32 or bf16)");
   }

@@ -15,7 +15,9 @@
 //   (64, 64), (96, 96), (128, 128), (192, 192), (256, 256), (192, 128)} with 16-byte aligned
 //   operands; any other HD, HDv <= 256, or an unaligned view, takes the declared fallback (the f32
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
-// - attention_cached: HD (= HDv). CUDA: <= 256 (decode_attention.cu); the CPU any.
+// - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); the CPU any.
+// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*): the CPU only, f32;
+//   their CUDA kernels (grouped expert GEMMs, the latent cache) are issue 22's CUDA part.
 #include <cstdint>
 #include <string>
 
@@ -52,8 +54,16 @@ enum class Op : uint8_t {
   cross_entropy_forward,
   cross_entropy_backward,
   adamw_update,
+  rope_interleaved_forward,
+  rope_interleaved_backward,
+  copy_columns,
+  moe_route_forward,
+  moe_route_backward,
+  moe_permute,
+  moe_combine_forward,
+  moe_combine_backward,
 };
-constexpr int kNumOps = int(Op::adamw_update) + 1;
+constexpr int kNumOps = int(Op::moe_combine_backward) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };
@@ -62,7 +72,7 @@ const char* path_name(Path p);  // "native" | "fallback" | "unsupported"
 // The sizes that decide how an op runs (0: not given, or not relevant to the op).
 struct OpShape {
   int64_t HD = 0;       // q/k head dim (attention ops)
-  int64_t HDv = 0;      // value head dim (attention_forward/backward); 0: HDv = HD
+  int64_t HDv = 0;      // value head dim (attention ops); 0: HDv = HD
   bool aligned = true;  // every operand 16-byte aligned (tensors from buffers and arenas are)
 };
 std::string describe(const OpShape& s);  // "HD=192 HDv=128", "HD=64 unaligned", "" when nothing is given

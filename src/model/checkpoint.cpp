@@ -18,9 +18,27 @@ namespace r1::model {
 namespace {
 constexpr int64_t kSaveProgressMinBytes = int64_t(1) << 30;  // smaller models save quickly: no progress line
 
-// Tensors HF checkpoints may carry that the model recomputes rather than stores.
+// A tensor of DeepSeek-V3's multi-token-prediction layers: "model.layers.N." with N past the
+// decoder's layers (N < num_hidden_layers + num_nextn_predict_layers). They are loaded and ignored:
+// r1 neither trains them nor drafts with them, and does not write them back.
+bool mtp_tensor(const std::string& name, const ModelConfig& c) {
+  const std::string prefix = "model.layers.";
+  if (c.mla.num_nextn_predict_layers <= 0 || !name.starts_with(prefix)) return false;
+  const size_t dot = name.find('.', prefix.size());
+  if (dot == std::string::npos) return false;
+  int layer = -1;
+  try {
+    layer = std::stoi(name.substr(prefix.size(), dot - prefix.size()));
+  } catch (const std::exception&) {
+    return false;
+  }
+  return layer >= c.num_hidden_layers && layer < c.num_hidden_layers + c.mla.num_nextn_predict_layers;
+}
+
+// Tensors HF checkpoints may carry that the model recomputes rather than stores, or does not use.
 bool ignorable(const std::string& name, const ModelConfig& c) {
   if (name.find("rotary_emb.inv_freq") != std::string::npos) return true;
+  if (mtp_tensor(name, c)) return true;
   return c.tie_word_embeddings && name == "lm_head.weight";
 }
 

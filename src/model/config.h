@@ -10,15 +10,47 @@ namespace r1::model {
 // The defaults below are the defaults of config.json keys a file leaves out (config_keys.cpp
 // declares each key once and derives the defaults that depend on other keys).
 struct RopeScaling {
-  std::string type = "default";  // "default" | "llama3"  (others are rejected at load)
+  std::string type = "default";  // "default" | "llama3" | "yarn"  (others are rejected at load)
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int original_max_position_embeddings = 8192;
+  // yarn (transformers' _compute_yarn_parameters): the frequency ramp's bounds in rotations, and
+  // the attention-scale corrections (0: not given).
+  double beta_fast = 32.0, beta_slow = 1.0;
+  double mscale = 0.0, mscale_all_dim = 0.0, attention_factor = 0.0;
+};
+
+// Mixture-of-experts MLP layers (qwen3_moe, deepseek_v3). num_experts = 0: every layer is dense.
+struct MoeConfig {
+  int num_experts = 0;           // E routed experts (qwen3_moe num_experts, deepseek_v3 n_routed_experts)
+  int num_experts_per_tok = 0;   // K chosen per token
+  int moe_intermediate_size = 0; // each expert's SwiGLU width
+  bool norm_topk_prob = false;   // renormalise the K weights to sum to 1
+  // qwen3_moe: layer l is sparse when (l + 1) % decoder_sparse_step == 0 and l is not in mlp_only_layers.
+  int decoder_sparse_step = 1;
+  std::vector<int> mlp_only_layers;
+  double router_aux_loss_coef = 0.001;  // read and written, unused (no auxiliary loss in RL)
+  // deepseek_v3: the first first_k_dense_replace layers are dense; shared experts of width
+  // n_shared_experts * moe_intermediate_size; sigmoid scores, group-limited choice.
+  int first_k_dense_replace = 0;
+  int n_shared_experts = 0;
+  int n_group = 1, topk_group = 1;
+  double routed_scaling_factor = 1.0;
+};
+
+// Multi-head latent attention (deepseek_v3).
+struct MlaConfig {
+  int q_lora_rank = 0;  // 0 (null in config.json): a plain q_proj
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0, qk_rope_head_dim = 0, v_head_dim = 0;
+  bool rope_interleave = true;
+  int num_nextn_predict_layers = 0;  // multi-token-prediction layers: their tensors are ignored at load
+  int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
 };
 
 struct ModelConfig {
-  std::string model_type;  // "qwen2" | "llama" | "qwen3"
+  std::string model_type;  // "qwen2" | "llama" | "qwen3" | "qwen3_moe" | "deepseek_v3"
   int vocab_size = 0;
   int hidden_size = 0;        // C
   int intermediate_size = 0;  // I
@@ -41,6 +73,17 @@ struct ModelConfig {
   // 0: a causal LM (lm_head). > 0: a sequence classifier (*ForSequenceClassification) whose
   // `score` head maps the final hidden state to num_labels outputs; a reward model has 1.
   int num_labels = 0;
+  MoeConfig moe;
+  MlaConfig mla;
+
+  bool is_mla() const { return model_type == "deepseek_v3"; }
+  // Whether layer l's MLP is a mixture of experts (else the dense SwiGLU of intermediate_size).
+  bool is_moe_layer(int l) const;
+  // The softmax scale of attention: 1/sqrt(q/k head dim), with yarn's mscale correction (MLA) and
+  // the square of yarn's attention factor for the rotated q and k (GQA, where all of q/k rotate).
+  float attention_scale() const;
+  // yarn's factor on cos and sin (1 for other rope types).
+  float rope_attention_factor() const;
 
   int q_dim() const { return num_attention_heads * head_dim; }
   int kv_dim() const { return num_key_value_heads * head_dim; }
@@ -49,7 +92,7 @@ struct ModelConfig {
   int pad_or_eos() const;
   // Rotary inverse frequencies (HD/2), with rope scaling applied, as HF computes them.
   std::vector<float> rope_inv_freq() const;
-  // Number of parameters (tied embeddings counted once).
+  // Number of parameters (tied embeddings counted once; buffers such as e_score_correction_bias not).
   long long num_parameters() const;
 };
 

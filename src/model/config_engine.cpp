@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <set>
+#include <utility>
 
 #include "base/error.h"
 #include "base/strings.h"
@@ -248,10 +249,19 @@ json object_value(const ConfigKey& obj, const ModelConfig& c) {
   for (const ConfigKey& m : config_keys()) {
     if (!is_member(m) || parent_name(m) != obj.name || !key_applies(m, c)) continue;
     const json v = key_value(m, c);
-    any_set |= v != key_default(m, c);
+    const bool at_default = v == key_default(m, c);
+    any_set |= !at_default;
+    if (m.write == Write::UnlessDefault && at_default) continue;  // "not given" (yarn's mscale)
     o[std::string(member_name(m))] = v;
   }
   return any_set ? o : json(nullptr);
+}
+
+bool is_subsequence(std::string_view small, std::string_view big) {
+  size_t j = 0;
+  for (char ch : big)
+    if (j < small.size() && small[j] == ch) ++j;
+  return j == small.size();
 }
 
 const ConfigKey& settable_key(const std::string& key, const std::string& source) {
@@ -260,12 +270,16 @@ const ConfigKey& settable_key(const std::string& key, const std::string& source)
   std::vector<std::string_view> known;
   std::string_view best;
   size_t best_d = SIZE_MAX, limit = 0;
+  bool best_abbrev = false;
   for (const ConfigKey& row : config_keys()) {
     if (!key_settable(row)) continue;
     known.push_back(row.name);
+    // An abbreviation (the key's letters in order within the name: num_layers, num_hidden_layers)
+    // ranks before any name that merely has a smaller edit distance (num_experts).
+    const bool abbrev = is_subsequence(key, row.name);
     const size_t d = edit_distance(key, row.name);
-    if (d < best_d)
-      best_d = d, best = row.name, limit = std::max<size_t>(3, std::max(key.size(), row.name.size()) / 2);
+    if (std::pair(!abbrev, d) < std::pair(!best_abbrev, best_d))
+      best_abbrev = abbrev, best_d = d, best = row.name, limit = std::max<size_t>(3, std::max(key.size(), row.name.size()) / 2);
   }
   if (k) fail("{}: config key '{}' is not set this way ({})", source, key, k->doc);
   if (best_d <= limit)  // close enough to be a typo or an abbreviation

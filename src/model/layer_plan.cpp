@@ -18,7 +18,10 @@ ModelPlan make_plan(const ModelConfig& c) {
   plan.layers.resize(size_t(c.num_hidden_layers));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string first = "model.layers." + std::to_string(l) + ".input_layernorm.weight";
-    plan.layers[size_t(l)].params.begin = offset_of(first);
+    LayerPlan& lp = plan.layers[size_t(l)];
+    lp.params.begin = offset_of(first);
+    lp.attention = c.is_mla() ? AttentionKind::Latent : AttentionKind::GroupedQuery;
+    lp.mlp = c.is_moe_layer(l) ? MlpKind::MixtureOfExperts : MlpKind::SwiGLU;
   }
   for (int l = 0; l < c.num_hidden_layers; ++l)
     plan.layers[size_t(l)].params.end = l + 1 < c.num_hidden_layers ? plan.layers[size_t(l) + 1].params.begin

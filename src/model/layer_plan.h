@@ -11,8 +11,8 @@
 
 namespace r1::model {
 
-enum class AttentionKind : uint8_t { GroupedQuery };  // blocks/attention.h
-enum class MlpKind : uint8_t { SwiGLU };              // blocks/mlp.h
+enum class AttentionKind : uint8_t { GroupedQuery, Latent };  // blocks/attention.h, blocks/mla.h
+enum class MlpKind : uint8_t { SwiGLU, MixtureOfExperts };     // blocks/mlp.h, blocks/moe.h
 
 // Elements [begin, end) of a flat buffer.
 struct FlatRange {

@@ -16,8 +16,9 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string>& linear_names() {
-  static const std::vector<std::string> n = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                             "down_proj"};
+  static const std::vector<std::string> n = {"q_proj",    "k_proj",   "v_proj",   "o_proj",
+                                             "q_a_proj",  "q_b_proj", "kv_a_proj_with_mqa",
+                                             "kv_b_proj", "gate_proj", "up_proj", "down_proj"};
   return n;
 }
 
@@ -78,7 +79,7 @@ std::vector<ParamSpec> lora_specs(const ModelConfig& model, const LoraConfig& lo
   LayerWeights probe;  // only its visit order matters here
   for (int l = 0; l < model.num_hidden_layers; ++l) {
     const std::string prefix = "base_model.model.model.layers." + std::to_string(l) + ".";
-    visit_layer_linears(probe, model, [&](Linear&, const char* module, int64_t in, int64_t out) {
+    visit_layer_linears(probe, model, l, [&](Linear&, const std::string& module, int64_t in, int64_t out) {
       if (std::find(modules.begin(), modules.end(), leaf(module)) == modules.end()) return;
       add(prefix + module + ".lora_A.weight", {lora.rank, in});
       add(prefix + module + ".lora_B.weight", {out, lora.rank});

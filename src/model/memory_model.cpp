@@ -4,6 +4,9 @@
 
 #include <algorithm>
 
+#include "model/activation_memory.h"
+#include "model/kv_cache.h"
+
 namespace r1::model {
 
 namespace {
@@ -12,53 +15,63 @@ constexpr int64_t kF32 = 4;
 constexpr int64_t kDeviceOverhead = int64_t(1) << 30;
 }  // namespace
 
-const char* activation_mode_name(ActivationMode m) {
-  switch (m) {
-    case ActivationMode::SaveAll: return "save all";
-    case ActivationMode::RecomputeCheap: return "recompute norms and SwiGLU";
-    case ActivationMode::CheckpointLayers: return "checkpoint layers";
+namespace {
+
+// Elements per token of the widest layer's tensors, by kind: the attention's (q, k, v as the
+// kernels see them, its output, and MLA's low-rank latents), the feed-forward's hidden width (a
+// dense SwiGLU's I; a MoE layer's K routed experts and its shared ones) and a MoE layer's grouped
+// copies of its input and output (K rows of C each) with its router logits.
+struct LayerWidths {
+  int64_t q = 0, k = 0, v = 0, att = 0, latent = 0, ffn = 0, routed = 0;
+};
+
+LayerWidths widest_layer(const ModelConfig& c) {
+  LayerWidths w;
+  if (c.is_mla()) {
+    const MlaConfig& m = c.mla;
+    const int64_t NH = c.num_attention_heads;
+    w.q = w.k = NH * m.qk_head_dim();
+    w.v = w.att = NH * m.v_head_dim;
+    w.latent = m.q_lora_rank + 2 * (int64_t(m.kv_lora_rank) + m.qk_rope_head_dim);
+  } else {
+    w.q = w.att = c.q_dim();
+    w.k = w.v = c.kv_dim();
   }
-  return "?";
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (!c.is_moe_layer(l)) {
+      w.ffn = std::max<int64_t>(w.ffn, c.intermediate_size);
+      continue;
+    }
+    const MoeConfig& e = c.moe;
+    const int64_t shared = c.is_mla() ? e.n_shared_experts : 0;
+    w.ffn = std::max<int64_t>(w.ffn, (int64_t(e.num_experts_per_tok) + shared) * e.moe_intermediate_size);
+    w.routed = std::max<int64_t>(w.routed, 2 * int64_t(e.num_experts_per_tok) * c.hidden_size + e.num_experts);
+  }
+  return w;
 }
 
-int64_t saved_bytes_per_token_layer(const ModelConfig& c, DType dt, ActivationMode mode) {
-  const int64_t b = int64_t(dtype_size(dt)), C = c.hidden_size, I = c.intermediate_size;
-  const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, Q = c.q_dim(), KV = c.kv_dim();
-  if (mode == ActivationMode::CheckpointLayers) return C * b;  // the layer's input
-  // The layer's output (the next one's input), the residual after attention, q, k, v, the attention
-  // output, gate and up; f32 rstd of both norms and the attention's log-sum-exp.
-  int64_t bytes = (2 * C + 2 * Q + 2 * KV + 2 * I) * b + (2 + NH) * kF32;
-  if (c.qk_norm) bytes += (Q + KV) * b + (NH + NKV) * kF32;  // the per-head norms' inputs and rstd
-  if (mode == ActivationMode::SaveAll) bytes += (2 * C + I) * b;  // both norm outputs, the SwiGLU product
-  return bytes;
-}
+}  // namespace
 
-int64_t backward_bytes_per_token(const ModelConfig& c, DType dt, ActivationMode mode) {
-  const int64_t b = int64_t(dtype_size(dt)), C = c.hidden_size, I = c.intermediate_size;
-  const int64_t NH = c.num_attention_heads, Q = c.q_dim(), KV = c.kv_dim();
+int64_t backward_bytes_per_token(const ModelConfig& c, DType dt, bool recompute) {
+  const int64_t b = int64_t(dtype_size(dt)), C = c.hidden_size, NH = c.num_attention_heads;
+  const LayerWidths w = widest_layer(c);
   // Gradients of both norm outputs, of gate, up and the SwiGLU product, of the attention output,
-  // q, k and v (and their pre-norm twins with qk_norm).
-  int64_t bytes = (2 * C + 3 * I + 2 * Q + 2 * KV) * b;
-  if (c.qk_norm) bytes += (Q + KV) * b;
-  if (mode != ActivationMode::SaveAll) bytes += (2 * C + I) * b;  // the recomputed cheap activations
+  // q, k and v (and their pre-norm twins with qk_norm; MLA's latents), a MoE layer's grouped rows.
+  int64_t bytes = (2 * C + 3 * w.ffn + w.att + w.q + w.k + w.v + w.latent + w.routed) * b;
+  if (c.qk_norm) bytes += (w.q + w.k) * b;
+  if (recompute) bytes += (2 * C + w.ffn) * b;  // the recomputed norm outputs and SwiGLU product
   // The GPU's flash backward keeps f32 accumulators in the kernels' scratch: D, dq, dk and dv per
   // query head.
-  if (dt == DType::BF16) bytes += NH * kF32 + 3 * Q * kF32;
-  // A checkpointed layer is recomputed whole before its backward.
-  if (mode == ActivationMode::CheckpointLayers)
-    bytes += saved_bytes_per_token_layer(c, dt, ActivationMode::RecomputeCheap);
+  if (dt == DType::BF16) bytes += NH * kF32 + (2 * w.q + w.att) * kF32;
   return bytes;
 }
 
 int64_t inference_bytes_per_token(const ModelConfig& c, DType dt) {
-  const int64_t b = int64_t(dtype_size(dt)), C = c.hidden_size, I = c.intermediate_size;
+  const int64_t b = int64_t(dtype_size(dt)), C = c.hidden_size;
+  const LayerWidths w = widest_layer(c);
   // The residual stream in and out, a norm output, q, k, v, the attention output, gate, up and
-  // their product; the f32 log-sum-exp.
-  return (3 * C + 2 * c.q_dim() + 2 * c.kv_dim() + 3 * I) * b + c.num_attention_heads * kF32;
-}
-
-int64_t kv_bytes_per_token(const ModelConfig& c, DType dt) {
-  return 2 * int64_t(c.num_hidden_layers) * c.kv_dim() * int64_t(dtype_size(dt));
+  // their product (MLA's latents, a MoE layer's grouped rows); the f32 log-sum-exp.
+  return (3 * C + w.q + w.k + w.v + w.att + w.latent + w.routed + 3 * w.ffn) * b + c.num_attention_heads * kF32;
 }
 
 int64_t MemoryEstimate::peak() const {
@@ -67,8 +80,7 @@ int64_t MemoryEstimate::peak() const {
 
 MemoryEstimate estimate_memory(const ModelConfig& c, const MemorySettings& s) {
   const DType dt = s.device == Device::CPU ? DType::F32 : DType::BF16;
-  const int64_t b = int64_t(dtype_size(dt)), N = c.num_parameters(), L = c.num_hidden_layers;
-  const int64_t C = c.hidden_size;
+  const int64_t b = int64_t(dtype_size(dt)), N = c.num_parameters(), C = c.hidden_size;
   MemoryEstimate e;
   e.weights = N * b;
   e.overhead = s.device == Device::CPU ? 0 : kDeviceOverhead;
@@ -86,14 +98,16 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemorySettings& s) {
   }
   if (s.reference && s.lora_params == 0) e.reference = N * b;
 
-  // Per phase. Beside the layers, a pass keeps per token the final norm's output, its gradient and
-  // the residual stream's gradient (C each), f32 rstd, logp, lse, entropy and dlogp, and the i32
-  // ids, positions, sequence starts and targets.
-  const int64_t head = 3 * C * b + 9 * kF32;
-  e.rollout = s.kv_tokens * kv_bytes_per_token(c, dt) + s.prefill_tokens * inference_bytes_per_token(c, dt);
+  // Per phase. The update: the training arenas (activation_memory.h: the saved activations, or the
+  // layers' inputs and one recomputed layer when checkpointing) and one layer's backward
+  // temporaries. The reference pass: one layer's temporaries and the head's per-token state.
+  const int64_t B = s.sequence_tokens > 0 ? std::max<int64_t>(1, s.train_tokens / s.sequence_tokens) : 1;
+  const ActivationEstimate act = estimate_activations(c, {dt, s.recompute, {}}, s.train_tokens, B);
+  const int64_t arenas = int64_t(s.checkpoint ? act.checkpointed + act.layer : act.saving);
+  e.update = s.trainable ? arenas + s.train_tokens * backward_bytes_per_token(c, dt, s.recompute) : 0;
+  const int64_t head = 3 * C * b + 9 * kF32;  // final norm, two (T, C) gradients; f32 and i32 per token
   e.reference_pass = s.train_tokens * (inference_bytes_per_token(c, dt) + head);
-  const int64_t saved = L * saved_bytes_per_token_layer(c, dt, s.activations) + C * b;  // + the embedding
-  e.update = s.trainable ? s.train_tokens * (saved + head + backward_bytes_per_token(c, dt, s.activations)) : 0;
+  e.rollout = s.kv_tokens * kv_bytes_per_token(c, dt) + s.prefill_tokens * inference_bytes_per_token(c, dt);
   return e;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
-// The memory model: what a run holds on its device, per parameter and per token, for each mode
-// (docs/MEMORY.md, "memory model", explains the numbers). Plain arithmetic on a ModelConfig, in one
-// place: the start-up check (run/memory_preflight.h), the auto switches and the docs use it.
+// The memory model of a run: what it holds on its device, per parameter and per token, for each
+// mode (docs/MEMORY.md, "The memory model"). Plain arithmetic on a ModelConfig, in one place: the
+// start-up check (run/memory_preflight.h), train.optimizer_offload's auto and the docs use it. The
+// training activations are activation_memory.h's count (estimate_activations).
 //
 // Persistent (all phases): the compute weights, the gradients, the fp32 master copy and the AdamW
 // moments (unless offloaded to host memory), a frozen KL reference. Per phase, freed before the
@@ -15,24 +16,13 @@
 
 namespace r1::model {
 
-// How training keeps what the backward reads.
-enum class ActivationMode : uint8_t {
-  SaveAll,           // every activation saved (the CPU's default)
-  RecomputeCheap,    // norm outputs and the SwiGLU product recomputed (CUDA's default)
-  CheckpointLayers,  // only each layer's input saved, the layer recomputed in the backward
-};
-const char* activation_mode_name(ActivationMode m);
-
 // Bytes per token, compute dtype `dt`:
-// saved for the backward by one layer (the forward's activations that stay until the backward);
-int64_t saved_bytes_per_token_layer(const ModelConfig& c, DType dt, ActivationMode mode);
-// one layer's temporaries while its backward runs (gradients of its activations, recomputed
-// values, the attention backward's f32 accumulators);
-int64_t backward_bytes_per_token(const ModelConfig& c, DType dt, ActivationMode mode);
-// one layer's temporaries in an inference forward (nothing saved: the reference pass, prefill);
+// one layer's temporaries while its backward runs (gradients of its activations, the recomputed
+// cheap ones, the GPU attention backward's f32 accumulators), beside the saved activations;
+int64_t backward_bytes_per_token(const ModelConfig& c, DType dt, bool recompute);
+// one layer's temporaries in an inference forward (nothing saved: the reference pass, prefill).
+// (The KV cache's bytes per token: kv_cache.h's kv_bytes_per_token.)
 int64_t inference_bytes_per_token(const ModelConfig& c, DType dt);
-// the KV cache (keys and values of every layer).
-int64_t kv_bytes_per_token(const ModelConfig& c, DType dt);
 
 struct MemorySettings {
   Device device = Device::CUDA;  // CUDA computes in bf16, the CPU in f32
@@ -40,13 +30,23 @@ struct MemorySettings {
   int64_t lora_params = 0;       // > 0: LoRA adapters of this many parameters over a frozen base
   bool offload = false;          // master copy and moments in host memory
   int world = 1;                 // ranks
-  bool zero1 = false;            // moments (and offloaded master shards) split over the ranks
+  bool zero1 = false;            // moments split over the ranks
   bool reference = false;        // a second frozen copy of the weights (a KL reference, not LoRA)
-  ActivationMode activations = ActivationMode::RecomputeCheap;
-  int64_t sequence_tokens = 0;  // the longest sequence (prompt + completion); 0: unknown
-  int64_t train_tokens = 0;    // tokens of the largest micro-batch
-  int64_t kv_tokens = 0;       // KV cache rows the rollouts hold at once (slots x length)
-  int64_t prefill_tokens = 0;  // tokens per prefill forward
+  bool recompute = true;         // norm outputs and the SwiGLU product recomputed in the backward
+  bool checkpoint = false;       // per-layer activation checkpointing
+  bool checkpoint_auto = false;  // checkpointing when saving would not fit (run/memory_preflight.h)
+  int64_t sequence_tokens = 0;   // the longest sequence (prompt + completion); 0: unknown
+  int64_t train_tokens = 0;      // tokens of the largest micro-batch
+  // The rollouts' paged KV pool (rollout/scheduler.h: plan_kv_layout), in tokens: a fixed size
+  // (rollout.kv_cache_tokens), or, with kv_memory_fraction > 0, that share of the device memory
+  // free beside the persistent state when the trainer is built (run/memory_preflight.h resolves
+  // it into kv_tokens); never more than kv_tokens_max (max_batch sequences), in blocks of
+  // kv_block_size tokens.
+  int64_t kv_tokens = 0;
+  double kv_memory_fraction = 0;
+  int64_t kv_tokens_max = 0;     // 0: no cap
+  int64_t kv_block_size = 16;
+  int64_t prefill_tokens = 0;    // tokens per prefill forward
 };
 
 // Bytes. The device peak is the persistent state plus the largest phase plus a fixed overhead.
@@ -60,7 +60,7 @@ struct MemoryEstimate {
 };
 
 MemoryEstimate estimate_memory(const ModelConfig& c, const MemorySettings& s);
-// "23.4 GiB = weights 14.2 + gradients 28.4 + ... (update phase 5.1 ...)", for messages and logs.
+// "23.40 GiB = weights 14.20 GiB + gradients ... + the largest phase (update) ...", for messages.
 std::string describe(const MemoryEstimate& e);
 std::string gib(int64_t bytes);  // "12.34 GiB"
 

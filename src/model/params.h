@@ -38,7 +38,8 @@ void visit_params(P& p, const ModelConfig& c, F&& f) {
   p.layers.resize(size_t(c.num_hidden_layers));
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
-    visit_layer(p.layers[size_t(l)], c, [&](auto& t, const char* name, ParamShape shape) { f(t, prefix + name, shape); });
+    visit_layer(p.layers[size_t(l)], c, l,
+                [&](auto& t, const std::string& name, ParamShape shape) { f(t, prefix + name, shape); });
   }
   f(p.final_norm, std::string("model.norm.weight"), ParamShape{C});
   if (c.has_score_head()) f(p.score, std::string("score.weight"), ParamShape{c.num_labels, C});

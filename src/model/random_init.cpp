@@ -16,7 +16,7 @@ constexpr int64_t kChunk = int64_t(1) << 24;  // elements between progress updat
 void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float std, int64_t begin,
                       int64_t count, float* dst, int64_t block) {
   const bool is_norm = spec.name.find("norm") != std::string::npos;
-  const bool is_bias = spec.name.ends_with(".bias");
+  const bool is_bias = spec.name.ends_with(".bias") || spec.name.ends_with("e_score_correction_bias");
   if (is_norm || is_bias) {
     std::fill(dst, dst + count, is_norm ? 1.0f : 0.0f);
     return;

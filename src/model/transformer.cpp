@@ -74,6 +74,11 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
                          MasterPlace master)
     : cfg_(std::move(cfg)), plan_(make_plan(cfg_)), device_(device), trainable_(trainable) {
   const int64_t n = plan_.total;
+  // The MLA and mixture-of-experts blocks have CPU kernels only so far (issue 22's CUDA part: the
+  // grouped expert GEMMs and the latent KV cache).
+  R1_CHECK(device_ == Device::CPU || (!cfg_.is_mla() && cfg_.moe.num_experts == 0),
+           "Transformer: {} has {} layers, which have no CUDA path yet; run it on the CPU", cfg_.model_type,
+           cfg_.is_mla() ? "multi-head latent attention and mixture-of-experts" : "mixture-of-experts");
   // CUDA computes in bf16 and keeps fp32 masters for the optimizer (ops.h's dtype contract).
   const DType compute = compute_dtype.value_or(device_ == Device::CPU ? DType::F32 : DType::BF16);
   R1_CHECK(compute == DType::F32 || (compute == DType::BF16 && device_ != Device::CPU),
@@ -170,12 +175,11 @@ void Transformer::add_lora(const LoraConfig& lora, uint64_t seed) {
   };
   for (size_t l = 0; l < params_.layers.size(); ++l) {
     LayerWeights& G = grads_.layers[l];
-    visit_layer_linears(params_.layers[l], cfg_, [&](Linear& W, const char* module, int64_t, int64_t) {
-      const std::string name(module);
+    visit_layer_linears(params_.layers[l], cfg_, int(l), [&](Linear& W, const std::string& name, int64_t, int64_t) {
       if (std::find(modules.begin(), modules.end(), name.substr(name.rfind('.') + 1)) == modules.end()) return;
       Linear* g = nullptr;
-      visit_layer_linears(G, cfg_, [&](Linear& x, const char* m, int64_t, int64_t) {
-        if (std::string(m) == name) g = &x;
+      visit_layer_linears(G, cfg_, int(l), [&](Linear& x, const std::string& m, int64_t, int64_t) {
+        if (m == name) g = &x;
       });
       const ParamSpec &a = adapter_specs_[i], &b = adapter_specs_[i + 1];
       i += 2;

@@ -5,7 +5,11 @@
 // auto offloads the optimizer (fp32 master weights and AdamW moments to pinned host memory, the
 // update on the CPU) when the run would not fit with them on the device. A model that cannot fit
 // even with every memory switch on fails here, saying how many bytes it needs and how many the
-// device has.
+// device has. The rollouts' paged KV pool is sized as the engine will size it (a fixed
+// rollout.kv_cache_tokens, or rollout.kv_memory_fraction of what the persistent state leaves
+// free); a pool with no room for one sequence fails here too, naming the key and the bytes. The
+// activation checkpointing mode (train.activation_checkpointing) is part of the settings: on
+// auto, checkpointing is assumed wherever saving would not fit.
 #include <cstdint>
 #include <string>
 

@@ -1,4 +1,5 @@
 #include "train/grpo.h"
+#include "train/grpo_offpolicy.h"
 
 #include <algorithm>
 #include <cmath>
@@ -51,7 +52,13 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     ref_ = std::make_unique<model::Transformer>(policy_.config(), policy_.device(), /*trainable=*/false);
     model::copy_weights(*ref_, policy_);
   }
+  // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
+  // size that cannot hold one sequence fails here, before any compute. The pool then exists only
+  // while rollouts run (step(): each phase frees what it used).
+  engine_ = std::make_unique<rollout::Engine>(policy_, engine_config(cfg_));
+  engine_->release();
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
+  state_.checkpointing = cfg_.checkpointing;
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
   optim::validate(cfg_.schedule);
@@ -107,8 +114,15 @@ std::vector<Group> GrpoTrainer::sample_and_score(const std::vector<PromptDraw>& 
   std::vector<Group> groups =
       render_prompts(draws, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
   Timer t_rollout;
-  sample_groups(policy_, codec_, train_, cfg_, seed, groups, env_);
+  const rollout::GenerateStats before = engine_->stats();
+  sample_groups(*engine_, codec_, train_, cfg_, seed, groups, env_);
   sums.t_rollout += t_rollout.seconds();
+  const rollout::GenerateStats& after = engine_->stats();
+  sums.preemptions += double(after.preemptions - before.preemptions);
+  sums.decode_seqs += double(after.decode_seqs - before.decode_seqs);
+  sums.decode_steps += double(after.decode_steps - before.decode_steps);
+  sums.kv_blocks = double(after.kv_blocks);
+  sums.kv_blocks_peak = std::max(sums.kv_blocks_peak, double(after.kv_blocks_peak));
   Timer t_reward;
   sums.scored.add(score_groups(groups, reward_, train_, cfg_));
   sums.t_reward += t_reward.seconds();
@@ -198,8 +212,10 @@ StepStats GrpoTrainer::step(int64_t step) {
   StepSums sums;
   PhaseMemory memory{policy_.device(), sums};
   memory.start({&state_, &ref_state_});
+  engine_->reset_kv_peak();  // builds the pool again after a release(), from the memory free now
   Collected batch = collect(step, sums);  // sample -> score -> filter/refill
   memory.end(sums.mem_rollout);
+  engine_->release();
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   Timer t_reference;
@@ -209,15 +225,21 @@ StepStats GrpoTrainer::step(int64_t step) {
                        cfg_.temperature);
   memory.end(sums.mem_reference);
   sums.t_reference = t_reference.seconds();
+  memory.start({&ref_state_});
+  if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
+    state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
+    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature);
+    sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
+  }
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);
   assign_advantages(batch.kept, cfg_.scale_advantage_by_std);
   const double lr = optim::lr_at(cfg_.schedule, step);
-  memory.start({&ref_state_});
   const UpdateStats update = update_policy(policy_, state_, dp_, plan, cfg_, lr, step, bad_steps_);
   memory.end(sums.mem_update);
   sums.mem_host = double(peak_resident_bytes());
   sums.t_train = t_train.seconds();
+  sums.activation_peak = double(state_.peak_bytes());
 
   // record
   sums.add_kept(batch.kept);

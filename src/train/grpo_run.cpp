@@ -46,15 +46,23 @@ nlohmann::json grpo_recipe_defaults() {
         {"loss_reduction", "seq_mean_token_mean"}, {"norm_constant", 0.0}, {"ppo_epochs", 1},
         {"mini_batches", 1}, {"micro_batch_tokens", 8192}, {"dynamic_sampling", false},
         {"dynamic_sampling_max_rounds", 4}, {"dynamic_sampling_filter", "math"}, {"mask_truncated", false},
-        {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
+        {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3},
+        {"old_logprobs", "sampler"},  // sampler | trainer: pi_old recomputed by the trainer's forward
+        {"is_correction", "none"},    // none | tis | mis: sampler/trainer mismatch (needs old_logprobs: trainer)
+        {"is_cap", 2.0}}},
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
+        {"activation_checkpointing", "auto"},
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
+      // The rollout engine's paged KV cache (rollout::EngineConfig): its pool takes this share of
+      // the device's free memory when the trainer is built (the host's available memory on the
+      // CPU), or kv_cache_tokens tokens when > 0, in blocks of kv_block_size tokens.
+      {"rollout", {{"kv_memory_fraction", 0.5}, {"kv_cache_tokens", 0}, {"kv_block_size", 16}}},
   };
 }
 
@@ -76,20 +84,29 @@ void check_filter(const run::Recipe& r, const std::string& filter) {
 }
 
 // What a GRPO run holds, for the memory model: the policy (with its optimizer), a KL reference,
-// the rollouts' KV cache (every slot preallocated for prompt + completion) and the micro-batches.
+// the micro-batches, and the rollouts' paged KV pool: kv_cache_tokens, or the share
+// rollout.kv_memory_fraction of what is free once the trainer holds its state (the preflight
+// resolves it), at most rollout_batch sequences.
 model::MemorySettings memory_settings(const GrpoConfig& g, const model::ModelConfig& mc, const model::LoraConfig& lora,
                                       Device device) {
+  const rollout::EngineConfig ec = engine_config(g);
   model::MemorySettings s;
   s.device = device;
   s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
   s.world = dist::world_size();
   s.zero1 = g.parallel.zero1;
   s.reference = g.loss.kl_coef != 0.0 && !lora.enabled();
-  s.activations = device == Device::CPU ? model::ActivationMode::SaveAll : model::ActivationMode::RecomputeCheap;
-  s.sequence_tokens = int64_t(g.max_prompt_tokens) + g.max_completion_tokens;
+  s.recompute = device != Device::CPU;
+  s.checkpoint = g.checkpointing == model::Checkpointing::On;
+  s.checkpoint_auto = g.checkpointing == model::Checkpointing::Auto;
+  s.sequence_tokens = ec.max_seq_len;
   s.train_tokens = std::max<int64_t>(g.micro_batch_tokens, s.sequence_tokens);  // a longer sequence goes alone
-  s.kv_tokens = int64_t(g.rollout_batch) * s.sequence_tokens;
-  s.prefill_tokens = std::min<int64_t>(8192, s.kv_tokens);
+  s.kv_block_size = ec.kv_block_size;
+  const int64_t blocks_per_sequence = (s.sequence_tokens + ec.kv_block_size - 1) / std::max(1, ec.kv_block_size);
+  s.kv_tokens_max = int64_t(ec.max_batch) * blocks_per_sequence * ec.kv_block_size;
+  s.kv_tokens = std::min(ec.kv_cache_tokens, s.kv_tokens_max);
+  if (ec.kv_cache_tokens <= 0) s.kv_memory_fraction = ec.kv_memory_fraction;
+  s.prefill_tokens = std::min<int64_t>(ec.prefill_tokens, int64_t(ec.max_batch) * s.sequence_tokens);
   return s;
 }
 
@@ -105,6 +122,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.top_p = float(r.get<double>("grpo.top_p"));
   g.top_k = r.get<int>("grpo.top_k");
   g.rollout_batch = r.get<int>("grpo.rollout_batch");
+  g.kv_memory_fraction = r.get<double>("rollout.kv_memory_fraction");
+  g.kv_cache_tokens = r.get<int64_t>("rollout.kv_cache_tokens");
+  g.kv_block_size = r.get<int>("rollout.kv_block_size");
   g.scale_advantage_by_std = r.get<bool>("grpo.scale_advantage_by_std");
   g.loss.clip_low = r.get<double>("grpo.clip_low");
   g.loss.clip_high = r.get<double>("grpo.clip_high");
@@ -124,6 +144,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.overlong_buffer = r.get<int>("grpo.overlong_buffer");
   g.overlong_penalty = r.get<double>("grpo.overlong_penalty");
   g.max_bad_steps = r.get<int>("grpo.max_bad_steps");
+  g.old_logprobs = parse_old_logprobs(r.get<std::string>("grpo.old_logprobs"));
+  g.is_correction = parse_is_correction(r.get<std::string>("grpo.is_correction"));
+  g.is_cap = r.get<double>("grpo.is_cap");
   g.lr = r.get<double>("train.lr");
   g.max_grad_norm = r.get<double>("train.max_grad_norm");
   g.schedule.kind = r.get<std::string>("train.lr_schedule");
@@ -133,6 +156,8 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.adamw.beta2 = float(r.get<double>("train.beta2"));
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
+  g.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
+                                               "recipe key 'train.activation_checkpointing'");
   g.parallel = run::parallel_config(r);
   const run::EnvSettings env = run::env_settings(r);
   g.max_turns = env.max_turns;

@@ -59,6 +59,7 @@ nlohmann::json sft_recipe_defaults() {
         {"beta2", 0.999},
         {"seed", 1},
         {"eval_every", 0},  // eval_every 0: at the end only
+        {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()}}},
       {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
@@ -160,7 +161,8 @@ nlohmann::json state_json(int64_t examples, const Progression& p) {
 // The memory model's check of the run (run/memory_preflight.h): the policy and its optimizer and
 // micro-batches of micro_batch_tokens (or one sequence of data.max_tokens when that is longer).
 run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Device device,
-                            const optim::DataParallelConfig& parallel, int64_t micro_batch_tokens) {
+                            const optim::DataParallelConfig& parallel, int64_t micro_batch_tokens,
+                            model::Checkpointing checkpointing) {
   const model::ModelConfig mc = run::recipe_model_config(r, codec);
   const model::LoraConfig lora = run::lora_config(r);
   model::MemorySettings s;
@@ -168,7 +170,9 @@ run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Devi
   s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
   s.world = dist::world_size();
   s.zero1 = parallel.zero1;
-  s.activations = device == Device::CPU ? model::ActivationMode::SaveAll : model::ActivationMode::RecomputeCheap;
+  s.recompute = device != Device::CPU;
+  s.checkpoint = checkpointing == model::Checkpointing::On;
+  s.checkpoint_auto = checkpointing == model::Checkpointing::Auto;
   s.sequence_tokens = r.get<int>("data.max_tokens");
   s.train_tokens = std::max(micro_batch_tokens, s.sequence_tokens);
   const run::MemoryPlan plan = run::plan_memory(mc, s, run::optimizer_offload(r), run::free_device_memory(device),
@@ -218,8 +222,10 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   const optim::AdamWConfig adamw{float(r.get<double>("train.beta1")), float(r.get<double>("train.beta2")), 1e-8f,
                           float(r.get<double>("train.weight_decay"))};
   const uint64_t seed = uint64_t(r.get<int>("train.seed"));
+  const model::Checkpointing checkpointing = model::parse_checkpointing(
+      r.get<std::string>("train.activation_checkpointing"), "recipe key 'train.activation_checkpointing'");
   optim::DataParallelConfig parallel = run::parallel_config(r);
-  const run::MemoryPlan memory = plan_memory(r, *codec, device, parallel, micro_batch_tokens);
+  const run::MemoryPlan memory = plan_memory(r, *codec, device, parallel, micro_batch_tokens, checkpointing);
   parallel.offload.enabled = memory.offload;
   std::unique_ptr<model::Transformer> m = run::load_or_init_model(
       r, *codec, device, seed, true, "model", memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
@@ -230,6 +236,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   dist::Comm* ranks = opt.world_size() > 1 ? &dist::host_comm() : nullptr;
   model::TrainState state;
   state.dropout_seed = seed;  // LoRA dropout masks: fixed by (seed, step, batch)
+  state.checkpointing = checkpointing;
   DataOrder order(n, batch_size, total, seed);
 
   run::RunDir run(run::run_path(r));
@@ -276,6 +283,9 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
                   {"tokens", double(res.tokens)},
                   {"tokens_per_s", secs > 0 ? double(res.packed_tokens) / secs : 0.0},
                   {"epoch", order.epoch_after(step)},
+                  {"micro_batches", double(res.micro_batches)},  // rank 0's
+                  {"checkpointed_micro_batches", double(res.checkpointed)},
+                  {"memory/activations_mib", double(state.peak_bytes()) / double(1 << 20)},
                   {"memory/update_gib", update_peak / double(1 << 30)},
                   {"memory/host_peak_gib", double(peak_resident_bytes()) / double(1 << 30)}};
     if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {

@@ -49,6 +49,40 @@ void rope_forward(float* x, const int32_t* positions, const float* inv_freq, int
 void rope_backward(float* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
                    int64_t HD);
 
+// x (T, H, HD) in place, interleaved pairs (x_{2j}, x_{2j+1}) rotated into rotate_half's layout
+// (ops.h rope_interleaved_forward); the backward maps the gradient back (the transpose).
+void rope_interleaved_forward(float* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
+                              int64_t HD);
+void rope_interleaved_backward(float* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
+                               int64_t HD);
+
+// ---- moe.cpp ----
+// dst (N, Wd) columns [dc, dc + W) = (or +=) src (N, Ws) columns [sc, sc + W).
+void copy_columns(float* dst, int64_t Wd, int64_t dc, const float* src, int64_t Ws, int64_t sc, int64_t W,
+                  int64_t N, bool accumulate);
+// The router (ops.h MoeRouting, passed as plain fields): experts (T, K), weights (T, K) from
+// logits (T, E), bias (E, nullable).
+struct Routing {
+  bool sigmoid = false;
+  int64_t top_k = 1, n_group = 1, topk_group = 1;
+  bool norm_topk = false;
+  float norm_eps = 0.0f, scaling = 1.0f;
+};
+void moe_route_forward(int32_t* experts, float* weights, const float* logits, const float* bias, int64_t T,
+                       int64_t E, const Routing& r);
+// dlogits (T, E) += from dweights (T, K).
+void moe_route_backward(float* dlogits, const float* dweights, const float* logits, const int32_t* experts,
+                        int64_t T, int64_t E, const Routing& r);
+// order, tokens (T * K), offsets (E + 1) from experts (T, K).
+void moe_permute(int32_t* order, int32_t* tokens, int32_t* offsets, const int32_t* experts, int64_t T, int64_t K,
+                 int64_t E);
+// out (T, C) = sum_k weights[t, k] * y[row of t * K + k]; order (T * K).
+void moe_combine_forward(float* out, const float* y, const int32_t* order, const float* weights, int64_t T,
+                         int64_t K, int64_t C);
+// dy (T * K, C) +=, dweights (T, K) += (either nullable).
+void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const int32_t* order,
+                          const float* weights, int64_t T, int64_t K, int64_t C);
+
 // ---- attention.cpp ----
 // Packed varlen causal GQA. q (T, NH, HD); k (T, NKV, HD); v (T, NKV, HDV); out (T, NH, HDV);
 // lse (T, NH); cu_seqlens (B + 1). Query head h uses kv head h / (NH / NKV).
@@ -59,13 +93,17 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
-// k_cache, v_cache (S, L, NKV, HD); k, v (T, NKV, HD); token t goes to [slots[t], pos[t]].
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
-                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD);
-// out, q (T, NH, HD): query t attends to rows [0, pos[t]] of slot slots[t].
+// Paged cache: k_cache (NB, BS, NKV, HD), v_cache (NB, BS, NKV, HDV); block_table (S, MB). Row j of
+// sequence s is row j % BS of block block_table[s * MB + j / BS]. k (T, NKV, HD), v (T, NKV, HDV):
+// token t goes to row pos[t] of sequence slots[t].
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
+                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
+                    int64_t HD, int64_t HDV);
+// q (T, NH, HD), out (T, NH, HDV): query t attends to rows [0, pos[t]] of sequence slots[t], keys
+// in order (the packed attention's order, so a prefill through the cache gives its bits).
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
-                      int64_t NKV, int64_t HD, float scale);
+                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS,
+                      int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 
 // ---- dropout.cpp ----
 void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_t stream, int64_t n);

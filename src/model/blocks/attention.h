@@ -3,6 +3,8 @@
 // per-head RMSNorm of q and k (qwen3), RoPE, causal attention within each packed sequence (or over
 // the KV cache when decoding), the output projection. Architectures differ only in the config
 // data that visit_attention reads.
+#include <string>
+
 #include "model/blocks/linear.h"
 
 namespace r1::model {
@@ -16,16 +18,17 @@ struct AttentionWeights {
 template <class W, class F>
 void visit_attention(W& w, const ModelConfig& c, F&& f) {
   const int64_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), HD = c.head_dim;
-  f(w.q.w, "self_attn.q_proj.weight", ParamShape{Q, C});
-  if (c.attention_bias) f(w.q.b, "self_attn.q_proj.bias", ParamShape{Q});
-  f(w.k.w, "self_attn.k_proj.weight", ParamShape{KV, C});
-  if (c.attention_bias) f(w.k.b, "self_attn.k_proj.bias", ParamShape{KV});
-  f(w.v.w, "self_attn.v_proj.weight", ParamShape{KV, C});
-  if (c.attention_bias) f(w.v.b, "self_attn.v_proj.bias", ParamShape{KV});
-  f(w.o.w, "self_attn.o_proj.weight", ParamShape{C, Q});
+  using S = std::string;
+  f(w.q.w, S("self_attn.q_proj.weight"), ParamShape{Q, C});
+  if (c.attention_bias) f(w.q.b, S("self_attn.q_proj.bias"), ParamShape{Q});
+  f(w.k.w, S("self_attn.k_proj.weight"), ParamShape{KV, C});
+  if (c.attention_bias) f(w.k.b, S("self_attn.k_proj.bias"), ParamShape{KV});
+  f(w.v.w, S("self_attn.v_proj.weight"), ParamShape{KV, C});
+  if (c.attention_bias) f(w.v.b, S("self_attn.v_proj.bias"), ParamShape{KV});
+  f(w.o.w, S("self_attn.o_proj.weight"), ParamShape{C, Q});
   if (c.qk_norm) {
-    f(w.q_norm, "self_attn.q_norm.weight", ParamShape{HD});
-    f(w.k_norm, "self_attn.k_norm.weight", ParamShape{HD});
+    f(w.q_norm, S("self_attn.q_norm.weight"), ParamShape{HD});
+    f(w.k_norm, S("self_attn.k_norm.weight"), ParamShape{HD});
   }
 }
 

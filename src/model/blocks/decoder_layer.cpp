@@ -5,14 +5,16 @@
 namespace r1::model {
 
 void layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor& x_in, Tensor x_out,
-                   LayerSaved* s) {
+                   LayerSaved* s, std::vector<int64_t>* expert_counts) {
   const int64_t T = p.T, C = p.cfg->hidden_size;
   const Tensor ln1 = norm_forward(p, W.input_norm, x_in, s ? &s->ln1 : nullptr);
   Tensor x_mid = p.keep(p.cd, {T, C});
-  attention_forward(p, layer, W.attn, ln1, x_mid, s ? &s->attn : nullptr);
+  if (W.is_mla()) mla_forward(p, layer, W.mla, ln1, x_mid, s ? &s->mla : nullptr);
+  else attention_forward(p, layer, W.attn, ln1, x_mid, s ? &s->attn : nullptr);
   ops::add(x_mid, x_mid, x_in);
   const Tensor ln2 = norm_forward(p, W.post_norm, x_mid, s ? &s->ln2 : nullptr);
-  mlp_forward(p, W.mlp, ln2, x_out, s ? &s->mlp : nullptr);
+  if (W.is_moe()) moe_forward(p, W.moe, ln2, x_out, s ? &s->moe : nullptr, expert_counts);
+  else mlp_forward(p, W.mlp, ln2, x_out, s ? &s->mlp : nullptr);
   ops::add(x_out, x_out, x_mid);
   if (s) s->x_in = x_in, s->x_mid = x_mid;
 }
@@ -21,11 +23,13 @@ void layer_backward(const Pass& p, const LayerWeights& W, LayerWeights& G, const
   const int64_t T = p.T, C = p.cfg->hidden_size;
   const Tensor ln2 = norm_output(p, W.post_norm, s.x_mid, s.ln2);
   Tensor dln2 = p.zeros(p.cd, {T, C});
-  mlp_backward(p, W.mlp, G.mlp, s.mlp, ln2, dres, dln2);
+  if (W.is_moe()) moe_backward(p, W.moe, G.moe, s.moe, ln2, dres, dln2);
+  else mlp_backward(p, W.mlp, G.mlp, s.mlp, ln2, dres, dln2);
   norm_backward(p, W.post_norm, G.post_norm, s.ln2, s.x_mid, dln2, dres);
   const Tensor ln1 = norm_output(p, W.input_norm, s.x_in, s.ln1);
   Tensor dln1 = p.zeros(p.cd, {T, C});
-  attention_backward(p, W.attn, G.attn, s.attn, ln1, dres, dln1);
+  if (W.is_mla()) mla_backward(p, W.mla, G.mla, s.mla, ln1, dres, dln1);
+  else attention_backward(p, W.attn, G.attn, s.attn, ln1, dres, dln1);
   norm_backward(p, W.input_norm, G.input_norm, s.ln1, s.x_in, dln1, dres);
 }
 

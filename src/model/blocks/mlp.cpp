@@ -5,7 +5,7 @@
 namespace r1::model {
 
 void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out, MlpSaved* s) {
-  const int64_t T = p.T, I = p.cfg->intermediate_size;
+  const int64_t T = x.shape[0], I = W.gate.w.shape[0];
   Tensor gate = p.keep(p.cd, {T, I}), up = p.keep(p.cd, {T, I});
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
@@ -18,7 +18,7 @@ void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out
 
 void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSaved& s, const Tensor& x,
                   const Tensor& dout, Tensor dx) {
-  const int64_t T = p.T, I = p.cfg->intermediate_size;
+  const int64_t T = x.shape[0], I = W.gate.w.shape[0];
   Tensor act = s.act;
   if (act.empty()) {  // the forward's op on the forward's inputs: bitwise the same
     act = p.scratch(p.cd, {T, I});

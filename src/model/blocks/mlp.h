@@ -1,5 +1,7 @@
 #pragma once
 // The SwiGLU MLP block (Qwen2, Llama 3, Qwen3): out = down(silu(gate(x)) * up(x)).
+#include <string>
+
 #include "model/blocks/linear.h"
 
 namespace r1::model {
@@ -8,22 +10,33 @@ struct MlpWeights {
   Linear gate, up, down;  // (I, C), (I, C), (C, I)
 };
 
-// Every parameter of the block in layout order, with its HF name under the layer.
+// Every parameter of a SwiGLU MLP of width I under `prefix` ("mlp.", "mlp.experts.3."), in layout order.
 template <class W, class F>
-void visit_mlp(W& w, const ModelConfig& c, F&& f) {
-  const int64_t C = c.hidden_size, I = c.intermediate_size;
-  f(w.gate.w, "mlp.gate_proj.weight", ParamShape{I, C});
-  f(w.up.w, "mlp.up_proj.weight", ParamShape{I, C});
-  f(w.down.w, "mlp.down_proj.weight", ParamShape{C, I});
+void visit_swiglu(W& w, const std::string& prefix, int64_t C, int64_t I, F&& f) {
+  f(w.gate.w, prefix + "gate_proj.weight", ParamShape{I, C});
+  f(w.up.w, prefix + "up_proj.weight", ParamShape{I, C});
+  f(w.down.w, prefix + "down_proj.weight", ParamShape{C, I});
 }
 
-// Every linear of the block with its HF module name, input and output width (LoRA targets).
+// Every linear of a SwiGLU MLP of width I under `prefix` ("mlp.", "mlp.experts.3."), with its HF
+// module name, input and output width (LoRA targets).
+template <class W, class F>
+void visit_swiglu_linears(W& w, const std::string& prefix, int64_t C, int64_t I, F&& f) {
+  f(w.gate, prefix + "gate_proj", C, I);
+  f(w.up, prefix + "up_proj", C, I);
+  f(w.down, prefix + "down_proj", I, C);
+}
+
+// The dense MLP of a layer, with its HF names under the layer.
+template <class W, class F>
+void visit_mlp(W& w, const ModelConfig& c, F&& f) {
+  visit_swiglu(w, "mlp.", c.hidden_size, c.intermediate_size, f);
+}
+
+// Every linear of the dense MLP with its HF module name, input and output width (LoRA targets).
 template <class W, class F>
 void visit_mlp_linears(W& w, const ModelConfig& c, F&& f) {
-  const int64_t C = c.hidden_size, I = c.intermediate_size;
-  f(w.gate, "mlp.gate_proj", C, I);
-  f(w.up, "mlp.up_proj", C, I);
-  f(w.down, "mlp.down_proj", I, C);
+  visit_swiglu_linears(w, "mlp.", c.hidden_size, c.intermediate_size, f);
 }
 
 struct MlpSaved {
@@ -32,7 +45,8 @@ struct MlpSaved {
   Tensor act;       // (T, I); empty when the backward recomputes it
 };
 
-// out (T, C) = the block over x (T, C); s (when saving) keeps what mlp_backward reads.
+// out (N, C) = the block over x (N, C) (N: the batch's tokens, or an expert's); its width is the
+// weights'. s (when saving) keeps what mlp_backward reads.
 void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out, MlpSaved* s);
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSaved& s, const Tensor& x,

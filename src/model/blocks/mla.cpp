@@ -1,0 +1,150 @@
+#include "model/blocks/mla.h"
+
+#include "kernels/ops.h"
+#include "model/kv_cache.h"
+
+namespace r1::model {
+
+namespace {
+
+struct Dims {
+  int64_t T, NH, DN, DR, DV, QK, KVR, QR;
+};
+
+Dims dims(const Pass& p) {
+  const ModelConfig& c = *p.cfg;
+  const MlaConfig& m = c.mla;
+  return {p.T, c.num_attention_heads, m.qk_nope_head_dim, m.qk_rope_head_dim, m.v_head_dim, m.qk_head_dim(),
+          m.kv_lora_rank, m.q_lora_rank};
+}
+
+// The rope part x (T, H, DR) rotated (or, backward, its gradient mapped back) in the checkpoint's
+// layout, with yarn's factor on cos and sin (a scale that commutes with the rotation).
+void rotate(const Pass& p, Tensor x, bool backward) {
+  const ModelConfig& c = *p.cfg;
+  const float af = c.rope_attention_factor();
+  if (c.mla.rope_interleave) {
+    backward ? ops::rope_interleaved_backward(x, p.pos, p.inv_freq) : ops::rope_interleaved_forward(x, p.pos, p.inv_freq);
+  } else {
+    backward ? ops::rope_backward(x, p.pos, p.inv_freq) : ops::rope_forward(x, p.pos, p.inv_freq);
+  }
+  if (af != 1.0f) ops::scale_inplace(x, af);
+}
+
+// Columns [col, col + DR) of each row of x (N, W) rotated in place (N = T * H rows, H per token).
+void rotate_columns(const Pass& p, Tensor x, int64_t col, int64_t DR, bool backward) {
+  const int64_t N = x.shape[0], H = N / p.T;
+  Tensor part = p.scratch(p.cd, {N, DR});
+  ops::copy_columns(part, 0, x, col, DR);
+  rotate(p, part.reshape({p.T, H, DR}), backward);
+  ops::copy_columns(x, col, part, 0, DR);
+}
+
+// The attention over the paged KV cache (decoding): full per-head keys and values, each with its
+// own head dim.
+void attend_cached(const Pass& p, int layer, const Tensor& q, const Tensor& k, const Tensor& v, Tensor att,
+                   float scale) {
+  const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
+  ops::kv_cache_write(kc, vc, k, v, p.cache->table, p.slots, p.pos);
+  if (!p.cu_seqlens.empty()) {  // a fresh prefill: the packed attention, as the trainer runs it
+    ops::attention_forward(att, p.scratch(DType::F32, {p.T, q.shape[1]}), q, k, v, p.cu_seqlens, scale);
+    return;
+  }
+  ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
+}
+
+}  // namespace
+
+void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x, Tensor out, MlaSaved* s) {
+  const ModelConfig& c = *p.cfg;
+  const Dims d = dims(p);
+  const int64_t T = d.T, N = T * d.NH;
+  const float eps = float(c.rms_norm_eps);
+  MlaSaved local;
+  MlaSaved& m = s ? *s : local;
+  // Queries: [no-rope | rope] per head, the rope part rotated in place.
+  m.q = p.keep(p.cd, {T, d.NH * d.QK});
+  if (d.QR > 0) {
+    m.qa = p.keep(p.cd, {T, d.QR});
+    m.qa_n = p.keep(p.cd, {T, d.QR});
+    m.qa_rstd = p.keep(DType::F32, {T});
+    linear_block_forward(p, W.q_a, x, m.qa, &m.q_a_lin);
+    ops::rmsnorm_forward(m.qa_n, m.qa_rstd, m.qa, W.q_a_norm, eps);
+    linear_block_forward(p, W.q_b, m.qa_n, m.q, &m.q_b_lin);
+  } else {
+    linear_block_forward(p, W.q, x, m.q, &m.q_lin);
+  }
+  rotate_columns(p, m.q.reshape({N, d.QK}), d.DN, d.DR, false);
+  // Keys and values from the normed latent; the rope key, shared by every head, from the rest.
+  m.ckv = p.keep(p.cd, {T, d.KVR + d.DR});
+  linear_block_forward(p, W.kv_a, x, m.ckv, &m.kv_a_lin);
+  m.c = p.keep(p.cd, {T, d.KVR});
+  ops::copy_columns(m.c, 0, m.ckv, 0, d.KVR);
+  m.c_n = p.keep(p.cd, {T, d.KVR});
+  m.c_rstd = p.keep(DType::F32, {T});
+  ops::rmsnorm_forward(m.c_n, m.c_rstd, m.c, W.kv_a_norm, eps);
+  Tensor kv = p.scratch(p.cd, {N, d.DN + d.DV});
+  linear_block_forward(p, W.kv_b, m.c_n, kv.reshape({T, d.NH * (d.DN + d.DV)}), &m.kv_b_lin);
+  Tensor kpe = p.scratch(p.cd, {T, d.DR});
+  ops::copy_columns(kpe, 0, m.ckv, d.KVR, d.DR);
+  rotate(p, kpe.reshape({T, 1, d.DR}), false);
+  m.k = p.keep(p.cd, {N, d.QK});
+  ops::copy_columns(m.k, 0, kv, 0, d.DN);
+  const Tensor k_rows = m.k.reshape({T, d.NH * d.QK});
+  for (int64_t h = 0; h < d.NH; ++h) ops::copy_columns(k_rows, h * d.QK + d.DN, kpe, 0, d.DR);
+  m.v = p.keep(p.cd, {N, d.DV});
+  ops::copy_columns(m.v, 0, kv, d.DN, d.DV);
+
+  m.q = m.q.reshape({T, d.NH, d.QK});
+  m.k = m.k.reshape({T, d.NH, d.QK});
+  m.v = m.v.reshape({T, d.NH, d.DV});
+  m.att = p.keep(p.cd, {T, d.NH, d.DV});
+  const float scale = c.attention_scale();
+  if (p.cache) {
+    attend_cached(p, layer, m.q, m.k, m.v, m.att, scale);
+  } else {
+    m.lse = p.keep(DType::F32, {T, d.NH});
+    ops::attention_forward(m.att, m.lse, m.q, m.k, m.v, p.cu_seqlens, scale);
+  }
+  linear_block_forward(p, W.o, m.att.reshape({T, d.NH * d.DV}), out, &m.o_lin);
+}
+
+void mla_backward(const Pass& p, const MlaWeights& W, MlaWeights& G, const MlaSaved& s, const Tensor& x,
+                  const Tensor& dout, Tensor dx) {
+  const ModelConfig& c = *p.cfg;
+  const Dims d = dims(p);
+  const int64_t T = d.T, N = T * d.NH;
+  Tensor datt = p.zeros(p.cd, {T, d.NH, d.DV});
+  linear_block_backward(p, W.o, G.o, s.o_lin, s.att.reshape({T, d.NH * d.DV}), dout, datt.reshape({T, d.NH * d.DV}));
+  Tensor dq = p.zeros(p.cd, {T, d.NH, d.QK}), dk = p.zeros(p.cd, {T, d.NH, d.QK});
+  Tensor dv = p.zeros(p.cd, {T, d.NH, d.DV});
+  ops::attention_backward(dq, dk, dv, datt, s.q, s.k, s.v, s.att, s.lse, p.cu_seqlens, c.attention_scale());
+  // Keys and values back to the latent and the rope key.
+  Tensor dkv = p.zeros(p.cd, {N, d.DN + d.DV});
+  ops::copy_columns(dkv, 0, dk.reshape({N, d.QK}), 0, d.DN, true);
+  ops::copy_columns(dkv, d.DN, dv.reshape({N, d.DV}), 0, d.DV, true);
+  Tensor dkpe = p.zeros(p.cd, {T, d.DR});
+  const Tensor dk_rows = dk.reshape({T, d.NH * d.QK});
+  for (int64_t h = 0; h < d.NH; ++h) ops::copy_columns(dkpe, 0, dk_rows, h * d.QK + d.DN, d.DR, true);
+  rotate(p, dkpe.reshape({T, 1, d.DR}), true);
+  Tensor dckv = p.zeros(p.cd, {T, d.KVR + d.DR});
+  ops::copy_columns(dckv, d.KVR, dkpe, 0, d.DR, true);
+  Tensor dc_n = p.zeros(p.cd, {T, d.KVR}), dc = p.zeros(p.cd, {T, d.KVR});
+  linear_block_backward(p, W.kv_b, G.kv_b, s.kv_b_lin, s.c_n, dkv.reshape({T, d.NH * (d.DN + d.DV)}), dc_n);
+  ops::rmsnorm_backward(dc, G.kv_a_norm, dc_n, s.c, W.kv_a_norm, s.c_rstd);
+  ops::copy_columns(dckv, 0, dc, 0, d.KVR, true);
+  linear_block_backward(p, W.kv_a, G.kv_a, s.kv_a_lin, x, dckv, dx);
+  // Queries.
+  rotate_columns(p, dq.reshape({N, d.QK}), d.DN, d.DR, true);
+  const Tensor dq2 = dq.reshape({T, d.NH * d.QK});
+  if (d.QR > 0) {
+    Tensor dqa_n = p.zeros(p.cd, {T, d.QR}), dqa = p.zeros(p.cd, {T, d.QR});
+    linear_block_backward(p, W.q_b, G.q_b, s.q_b_lin, s.qa_n, dq2, dqa_n);
+    ops::rmsnorm_backward(dqa, G.q_a_norm, dqa_n, s.qa, W.q_a_norm, s.qa_rstd);
+    linear_block_backward(p, W.q_a, G.q_a, s.q_a_lin, x, dqa, dx);
+  } else {
+    linear_block_backward(p, W.q, G.q, s.q_lin, x, dq2, dx);
+  }
+}
+
+}  // namespace r1::model

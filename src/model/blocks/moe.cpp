@@ -1,0 +1,78 @@
+#include "model/blocks/moe.h"
+
+#include "tensor/device_memory.h"
+
+namespace r1::model {
+
+ops::MoeRouting moe_routing(const ModelConfig& c) {
+  ops::MoeRouting r;
+  r.top_k = c.moe.num_experts_per_tok;
+  r.norm_topk = c.moe.norm_topk_prob;
+  if (c.is_mla()) {  // DeepseekV3TopkRouter
+    r.scoring = ops::MoeRouting::Scoring::sigmoid;
+    r.n_group = c.moe.n_group;
+    r.topk_group = c.moe.topk_group;
+    r.norm_eps = 1e-20f;
+    r.scaling = float(c.moe.routed_scaling_factor);
+  }
+  return r;
+}
+
+void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
+                 std::vector<int64_t>* counts) {
+  const ModelConfig& c = *p.cfg;
+  const int64_t T = x.shape[0], C = c.hidden_size, E = c.moe.num_experts, K = c.moe.num_experts_per_tok;
+  const int64_t R = T * K;
+  MoeSaved local;
+  MoeSaved& m = s ? *s : local;
+  m.logits = p.keep(p.cd, {T, E});
+  ops::linear_forward(m.logits, x, W.router, {});
+  m.experts = p.keep(DType::I32, {T, K});
+  m.weights = p.keep(DType::F32, {T, K});
+  ops::moe_route_forward(m.experts, m.weights, m.logits, W.score_bias, moe_routing(c));
+  m.order = p.keep(DType::I32, {R});
+  m.tokens = p.keep(DType::I32, {R});
+  const Tensor offsets = p.scratch(DType::I32, {E + 1});
+  ops::moe_permute(m.order, m.tokens, offsets, m.experts);
+  m.offsets.assign(size_t(E + 1), 0);  // the only host read: which rows each expert runs over
+  devmem::copy(m.offsets.data(), Device::CPU, offsets.data, offsets.device, offsets.nbytes());
+  m.xs = p.keep(p.cd, {R, C});
+  m.ys = p.keep(p.cd, {R, C});
+  ops::embedding_forward(m.xs, m.tokens, x);  // a row gather: x is the table
+  m.expert.assign(size_t(E), {});
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = m.offsets[size_t(e)], b = m.offsets[size_t(e) + 1];
+    if (counts) (*counts)[size_t(e)] += b - a;
+    if (a == b) continue;
+    mlp_forward(p, W.experts[size_t(e)], m.xs.rows(a, b), m.ys.rows(a, b), s ? &m.expert[size_t(e)] : nullptr);
+  }
+  ops::moe_combine_forward(out, m.ys, m.order, m.weights);
+  if (!W.shared.gate.w.empty()) {
+    const Tensor y = p.scratch(p.cd, {T, C});
+    mlp_forward(p, W.shared, x, y, s ? &m.shared : nullptr);
+    ops::add(out, out, y);
+  }
+}
+
+void moe_backward(const Pass& p, const MoeWeights& W, MoeWeights& G, const MoeSaved& s, const Tensor& x,
+                  const Tensor& dout, Tensor dx) {
+  const ModelConfig& c = *p.cfg;
+  const int64_t T = x.shape[0], C = c.hidden_size, E = c.moe.num_experts, K = c.moe.num_experts_per_tok;
+  const int64_t R = T * K;
+  if (!W.shared.gate.w.empty()) mlp_backward(p, W.shared, G.shared, s.shared, x, dout, dx);
+  Tensor dys = p.zeros(p.cd, {R, C}), dweights = p.zeros(DType::F32, {T, K});
+  ops::moe_combine_backward(dys, dweights, dout, s.ys, s.order, s.weights);
+  Tensor dxs = p.zeros(p.cd, {R, C});
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = s.offsets[size_t(e)], b = s.offsets[size_t(e) + 1];
+    if (a == b) continue;
+    mlp_backward(p, W.experts[size_t(e)], G.experts[size_t(e)], s.expert[size_t(e)], s.xs.rows(a, b),
+                 dys.rows(a, b), dxs.rows(a, b));
+  }
+  ops::embedding_backward(dx, dxs, s.tokens);  // the gather's backward: a scatter-add by token
+  Tensor dlogits = p.zeros(p.cd, {T, E});
+  ops::moe_route_backward(dlogits, dweights, s.logits, s.experts, moe_routing(c));
+  ops::linear_backward(dx, G.router, {}, dlogits, x, W.router);
+}
+
+}  // namespace r1::model

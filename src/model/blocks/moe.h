@@ -1,0 +1,77 @@
+#pragma once
+// The mixture-of-experts MLP block (qwen3_moe, deepseek_v3): a router picks K of E SwiGLU experts
+// per token (kernels/ops.h MoeRouting: softmax top-k for Qwen3-MoE; sigmoid scores with
+// e_score_correction_bias and group-limited choice for DeepSeek-V3), the tokens are grouped by
+// expert, each expert runs over its rows, and the outputs are summed with the routing weights;
+// DeepSeek-V3 adds shared experts that every token runs. The gradient reaches the router through
+// the chosen experts' weights.
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "model/blocks/mlp.h"
+
+namespace r1::model {
+
+struct MoeWeights {
+  Tensor router;      // (E, C) mlp.gate.weight
+  Tensor score_bias;  // (E) mlp.gate.e_score_correction_bias (deepseek_v3): the choice only, never trained
+  std::vector<MlpWeights> experts;  // E of width moe_intermediate_size
+  MlpWeights shared;                // deepseek_v3 with n_shared_experts > 0; else empty
+};
+
+// Every parameter of the block in the checkpoint's order, with its HF name under the layer.
+template <class W, class F>
+void visit_moe(W& w, const ModelConfig& c, F&& f) {
+  const int64_t C = c.hidden_size, E = c.moe.num_experts, I = c.moe.moe_intermediate_size;
+  w.experts.resize(size_t(E));
+  auto experts = [&] {
+    for (int64_t e = 0; e < E; ++e)
+      visit_swiglu(w.experts[size_t(e)], "mlp.experts." + std::to_string(e) + ".", C, I, f);
+  };
+  if (!c.is_mla()) {  // Qwen3MoeSparseMoeBlock: gate, experts
+    f(w.router, std::string("mlp.gate.weight"), ParamShape{E, C});
+    experts();
+    return;
+  }
+  experts();  // DeepseekV3MoE: experts, gate (with its bias buffer), shared_experts
+  f(w.router, std::string("mlp.gate.weight"), ParamShape{E, C});
+  f(w.score_bias, std::string("mlp.gate.e_score_correction_bias"), ParamShape{E});
+  if (c.moe.n_shared_experts > 0)
+    visit_swiglu(w.shared, "mlp.shared_experts.", C, int64_t(c.moe.n_shared_experts) * I, f);
+}
+
+// Every expert linear with its HF module name, input and output width (LoRA targets; not the router).
+template <class W, class F>
+void visit_moe_linears(W& w, const ModelConfig& c, F&& f) {
+  const int64_t C = c.hidden_size, E = c.moe.num_experts, I = c.moe.moe_intermediate_size;
+  if constexpr (!std::is_const_v<W>) w.experts.resize(size_t(E));  // a fresh probe (lora_specs)
+  for (int64_t e = 0; e < int64_t(w.experts.size()); ++e)
+    visit_swiglu_linears(w.experts[size_t(e)], "mlp.experts." + std::to_string(e) + ".", C, I, f);
+  if (c.is_mla() && c.moe.n_shared_experts > 0)
+    visit_swiglu_linears(w.shared, "mlp.shared_experts.", C, int64_t(c.moe.n_shared_experts) * I, f);
+}
+
+// The router of a config.
+ops::MoeRouting moe_routing(const ModelConfig& c);
+
+struct MoeSaved {
+  Tensor logits;                // (T, E) router logits
+  Tensor experts, weights;      // (T, K) i32 chosen experts, f32 their weights
+  Tensor order, tokens;         // (R) i32: the assignments grouped by expert (ops::moe_permute)
+  std::vector<int32_t> offsets; // (E + 1) on the host: expert e's rows are [offsets[e], offsets[e+1])
+  Tensor xs, ys;                // (R, C) the experts' inputs and outputs, grouped
+  std::vector<MlpSaved> expert; // per expert
+  MlpSaved shared;
+};
+
+// out (T, C) = the block over x (T, C); s (when saving) keeps what moe_backward reads. counts
+// (optional, E entries) += the tokens routed to each expert (load-balance statistics).
+void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
+                 std::vector<int64_t>* counts = nullptr);
+// From dout (T, C): dx (T, C) +=, and G's gradients += (the router's through the routing weights).
+void moe_backward(const Pass& p, const MoeWeights& W, MoeWeights& G, const MoeSaved& s, const Tensor& x,
+                  const Tensor& dout, Tensor dx);
+
+}  // namespace r1::model

@@ -1,0 +1,318 @@
+// The mixture-of-experts and multi-head latent attention architectures (qwen3_moe, deepseek_v3) on
+// the CPU: the backward against central finite differences of the forward, decoding through the KV
+// cache against the training forward, checkpoints in the HF layout, the plan's block kinds, the
+// per-expert load statistics, and a clear refusal where no CUDA path exists yet.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "model/checkpoint.h"
+#include "model/kv_cache.h"
+#include "model/safetensors.h"
+#include "model/train_state.h"
+#include "tensor/device_memory.h"
+#include "test_util.h"
+
+using namespace r1;
+
+namespace {
+
+model::Transformer tiny_moe(const std::string& preset, uint64_t seed = 11) {
+  model::Transformer m(model::preset_config(preset));
+  m.init_random(seed, 0.2f);
+  // Give e_score_correction_bias values (init zeroes it) so that the choice really uses it, and
+  // spread the router logits so that each choice is decided by a clear margin (a finite-difference
+  // step must not flip one).
+  float* w = m.params().flat.f32();
+  for (const auto& s : m.specs()) {
+    if (s.name.ends_with("e_score_correction_bias")) {
+      Rng rng(seed, 99);
+      for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] = 0.05f * rng.normal();
+    }
+    if (s.name.ends_with("mlp.gate.weight"))
+      for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] *= 10.0f;
+  }
+  return m;
+}
+
+std::vector<int32_t> random_ids(uint64_t seed, int n, int vocab) {
+  Rng rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& x : ids) x = int32_t(rng.next_u32() % uint32_t(vocab));
+  return ids;
+}
+
+// sum_t w_t * logp_t in double, for fixed weights w.
+double weighted_logp(model::Transformer& m, const model::Batch& b, const std::vector<float>& w) {
+  model::TrainState st;
+  Tensor logp = st.forward(m, b);
+  double s = 0;
+  for (size_t t = 0; t < w.size(); ++t) s += double(w[t]) * logp.f32()[t];
+  return s;
+}
+
+class MoeArch : public ::testing::TestWithParam<std::string> {};
+
+// The analytic gradient of sum_t w_t logp_t against central differences, for sampled elements of
+// every kind of parameter (router, experts, shared experts, MLA projections and norms, dense layers).
+TEST_P(MoeArch, BackwardMatchesFiniteDifferences) {
+  model::Transformer m = tiny_moe(GetParam());
+  const int V = m.config().vocab_size;
+  model::Batch batch = model::pack_sequences({random_ids(3, 11, V), random_ids(4, 6, V)});
+  Rng rng(5);
+  std::vector<float> w(batch.targets.size());
+  for (size_t t = 0; t < w.size(); ++t) w[t] = batch.targets[t] >= 0 ? rng.normal() : 0.0f;
+  model::TrainState st;
+  st.forward(m, batch);
+  m.zero_grads();
+  st.backward(m, w);
+  const std::vector<float> grads(m.grads().flat.f32(), m.grads().flat.f32() + m.grads().flat.numel());
+
+  // A routing choice is a discontinuity: when a step of h flips one, the central difference is
+  // meaningless, but the derivative on the side without the flip still equals the gradient (each
+  // piece is smooth). So an element whose central difference disagrees is checked once more with
+  // one-sided differences of a smaller step, one of which must agree; few may need it.
+  float* p = m.params().flat.f32();
+  const float h = 2e-3f;
+  const double f0 = weighted_logp(m, batch, w);
+  int checked = 0, router_checked = 0, one_sided = 0;
+  auto near = [](double got, double fd, double rel) { return std::abs(got - fd) <= 2e-3 + rel * std::abs(fd); };
+  for (const auto& s : m.specs()) {
+    if (s.name.ends_with("e_score_correction_bias")) continue;  // the choice only: no gradient
+    // Two elements of every tensor: the one with the largest gradient and one at random.
+    int64_t big = 0;
+    for (int64_t i = 1; i < s.numel(); ++i)
+      if (std::abs(grads[size_t(s.offset + i)]) > std::abs(grads[size_t(s.offset + big)])) big = i;
+    for (int64_t i : {big, int64_t(rng.next_u32() % uint64_t(s.numel()))}) {
+      float& x = p[s.offset + i];
+      const float x0 = x;
+      auto f_at = [&](float step) {
+        x = x0 + step;
+        const double f = weighted_logp(m, batch, w);
+        x = x0;
+        return f;
+      };
+      const double got = grads[size_t(s.offset + i)];
+      const double fd = (f_at(h) - f_at(-h)) / (2.0 * h);
+      ++checked;
+      router_checked += s.name.ends_with("mlp.gate.weight") && std::abs(fd) > 1e-4;
+      if (near(got, fd, 2e-2)) continue;
+      ++one_sided;
+      const float hs = h / 4;
+      const double right = (f_at(hs) - f0) / hs, left = (f0 - f_at(-hs)) / hs;
+      EXPECT_TRUE(near(got, right, 5e-2) || near(got, left, 5e-2))
+          << s.name << "[" << i << "]: gradient " << got << ", central difference " << fd << ", one-sided " << left
+          << " and " << right;
+    }
+  }
+  EXPECT_LE(one_sided * 5, checked) << one_sided << " of " << checked << " elements needed one-sided differences";
+  EXPECT_GT(checked, 20);
+  EXPECT_GT(router_checked, 0) << "no router weight had a gradient: the routing weights are not differentiated";
+  // e_score_correction_bias is never trained.
+  for (const auto& s : m.specs())
+    if (s.name.ends_with("e_score_correction_bias"))
+      for (int64_t i = 0; i < s.numel(); ++i) EXPECT_EQ(grads[size_t(s.offset + i)], 0.0f) << s.name;
+}
+
+// One prefill of a whole sequence, and a prefill of half followed by single-token decode steps, give
+// the training forward's log-probs.
+TEST_P(MoeArch, CachedForwardMatchesTrainingForward) {
+  model::Transformer m = tiny_moe(GetParam());
+  const int V = m.config().vocab_size, n = 15;
+  const std::vector<int32_t> seq = random_ids(8, n, V);
+  model::Batch batch = model::pack_sequences({seq});
+  model::TrainState st;
+  st.forward(m, batch);
+  const std::vector<float> want = st.logp_host();
+  model::KVCache cache(m, 2, 32);
+  Arena arena;
+  auto logp_of = [&](const Tensor& z, int row, int32_t target) {
+    const float* r = z.f32() + int64_t(row) * V;
+    double mx = r[0], s = 0;
+    for (int i = 1; i < V; ++i) mx = std::max(mx, double(r[i]));
+    for (int i = 0; i < V; ++i) s += std::exp(double(r[i]) - mx);
+    return double(r[target]) - mx - std::log(s);
+  };
+  // Slot 1: the whole sequence in one prefill.
+  std::vector<int32_t> slots(static_cast<size_t>(n), 1), pos(static_cast<size_t>(n)), rows(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) pos[size_t(i)] = rows[size_t(i)] = i;
+  Tensor z = model::forward_cached(m, cache, seq, slots, pos, rows, arena);
+  for (int i = 0; i + 1 < n; ++i) EXPECT_NEAR(logp_of(z, i, seq[size_t(i) + 1]), want[size_t(i)], 2e-5) << i;
+  // Slot 0: half prefilled, the rest decoded one token at a time over the cache.
+  const int half = n / 2;
+  arena.reset();
+  std::vector<int32_t> head(seq.begin(), seq.begin() + half), hs(static_cast<size_t>(half), 0),
+      hp(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i) hp[size_t(i)] = i;
+  z = model::forward_cached(m, cache, head, hs, hp, {half - 1}, arena);
+  EXPECT_NEAR(logp_of(z, 0, seq[size_t(half)]), want[size_t(half) - 1], 2e-5);
+  for (int i = half; i + 1 < n; ++i) {
+    arena.reset();
+    z = model::forward_cached(m, cache, {seq[size_t(i)]}, {0}, {i}, {0}, arena);
+    EXPECT_NEAR(logp_of(z, 0, seq[size_t(i) + 1]), want[size_t(i)], 2e-5) << "position " << i;
+  }
+}
+
+TEST_P(MoeArch, SaveLoadRoundTripInHfLayout) {
+  model::Transformer m = tiny_moe(GetParam());
+  test::TempDir dir;
+  model::save_model(m, dir.path());
+  model::Transformer back = model::load_model(dir.path());
+  ASSERT_EQ(back.params().flat.numel(), m.params().flat.numel());
+  EXPECT_EQ(0, std::memcmp(back.params().flat.data, m.params().flat.data, m.params().flat.nbytes()));
+  EXPECT_EQ(model::config_to_json(back.config()), model::config_to_json(m.config()));
+  model::SafetensorsReader st(dir.path());
+  EXPECT_TRUE(st.contains("model.layers.2.mlp.experts.7.down_proj.weight"));
+  EXPECT_TRUE(st.contains("model.layers.2.mlp.gate.weight"));
+}
+
+// Recomputing the cheap activations (experts' SwiGLU products, norms) in the backward gives the
+// same gradients, bit for bit.
+TEST_P(MoeArch, RecomputeMatchesSaving) {
+  model::Transformer m = tiny_moe(GetParam());
+  model::Batch batch = model::pack_sequences({random_ids(21, 9, m.config().vocab_size)});
+  std::vector<float> w(batch.targets.size(), 0.5f);
+  std::vector<std::vector<float>> g;
+  for (model::Recompute r : {model::Recompute::Off, model::Recompute::On}) {
+    model::TrainState st;
+    st.recompute = r;
+    st.forward(m, batch);
+    m.zero_grads();
+    st.backward(m, w);
+    g.emplace_back(m.grads().flat.f32(), m.grads().flat.f32() + m.grads().flat.numel());
+  }
+  EXPECT_TRUE(g[0] == g[1]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, MoeArch, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"));
+
+TEST(MoeModel, PlanAndNamesFollowTheConfig) {
+  const model::ModelConfig q = model::preset_config("tiny-qwen3-moe");
+  const model::ModelPlan qp = model::make_plan(q);
+  EXPECT_EQ(qp.layers[0].mlp, model::MlpKind::MixtureOfExperts);
+  EXPECT_EQ(qp.layers[1].mlp, model::MlpKind::SwiGLU);  // mlp_only_layers
+  EXPECT_EQ(qp.layers[0].attention, model::AttentionKind::GroupedQuery);
+  const model::ModelConfig d = model::preset_config("tiny-deepseek-v3");
+  const model::ModelPlan dp = model::make_plan(d);
+  EXPECT_EQ(dp.layers[0].mlp, model::MlpKind::SwiGLU);  // first_k_dense_replace
+  EXPECT_EQ(dp.layers[1].mlp, model::MlpKind::MixtureOfExperts);
+  EXPECT_EQ(dp.layers[0].attention, model::AttentionKind::Latent);
+  std::set<std::string> names;
+  for (const auto& s : dp.specs) names.insert(s.name);
+  for (const char* n : {"model.layers.0.self_attn.q_a_proj.weight", "model.layers.0.self_attn.q_a_layernorm.weight",
+                        "model.layers.0.self_attn.q_b_proj.weight", "model.layers.0.self_attn.kv_a_proj_with_mqa.weight",
+                        "model.layers.0.self_attn.kv_a_layernorm.weight", "model.layers.0.self_attn.kv_b_proj.weight",
+                        "model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.gate.e_score_correction_bias",
+                        "model.layers.1.mlp.shared_experts.down_proj.weight",
+                        "model.layers.2.mlp.experts.3.up_proj.weight"})
+    EXPECT_TRUE(names.count(n)) << n;
+  // Without q_lora_rank: one q_proj.
+  model::ModelConfig plain = d;
+  model::apply_config_settings(plain, {"q_lora_rank=0"}, "test");
+  bool has_q = false;
+  for (const auto& s : model::param_specs(plain)) has_q |= s.name == "model.layers.0.self_attn.q_proj.weight";
+  EXPECT_TRUE(has_q);
+  EXPECT_TRUE(model::config_to_json(plain)["q_lora_rank"].is_null());
+}
+
+// Multi-token-prediction layers in a checkpoint (model.layers.L and up) are loaded and ignored;
+// without num_nextn_predict_layers the same tensor is an error.
+TEST(MoeModel, MtpLayersAreIgnoredAtLoad) {
+  model::Transformer m = tiny_moe("tiny-deepseek-v3");
+  test::TempDir dir;
+  model::ModelConfig cfg = m.config();
+  cfg.mla.num_nextn_predict_layers = 1;
+  std::vector<model::NamedTensor> tensors;
+  for (const auto& s : m.specs()) tensors.push_back({s.name, s.shape, m.params().flat.f32() + s.offset});
+  const std::vector<float> extra(64, 1.0f);
+  tensors.push_back({"model.layers.3.eh_proj.weight", {1, 64}, extra.data()});  // layer 3 of 3: MTP
+  model::save_safetensors(dir.path() + "/model.safetensors", tensors, DType::F32);
+  model::save_config(cfg, dir.path() + "/config.json");
+  model::Transformer back = model::load_model(dir.path());
+  EXPECT_EQ(0, std::memcmp(back.params().flat.data, m.params().flat.data, m.params().flat.nbytes()));
+  model::save_config(m.config(), dir.path() + "/config.json");  // no MTP layers declared
+  EXPECT_THROW(model::load_model(dir.path()), r1::Error);
+}
+
+TEST(MoeModel, ExpertCountsAreTheRoutedTokens) {
+  model::Transformer m = tiny_moe("tiny-qwen3-moe");
+  model::Batch batch = model::pack_sequences({random_ids(9, 13, m.config().vocab_size)});
+  model::TrainState st;
+  st.forward(m, batch);
+  const auto& counts = st.expert_counts();
+  ASSERT_EQ(counts.size(), 3u);
+  EXPECT_TRUE(counts[1].empty());  // the dense layer
+  int64_t total = 0;
+  for (int64_t n : counts[0]) total += n;
+  EXPECT_EQ(total, 13 * 2);  // every token to K = 2 experts
+}
+
+// The real shapes' parameter counts (e_score_correction_bias not counted, as transformers counts
+// buffers): Qwen3-30B-A3B 30.53B, Moonlight-16B-A3B 15.96B, summed by hand from their config.json.
+TEST(MoeModel, RealPresetsHaveThePublishedSizes) {
+  EXPECT_EQ(model::preset_config("qwen3-30b-a3b").num_parameters(), 30532122624LL);
+  EXPECT_EQ(model::preset_config("moonlight-16b-a3b").num_parameters(), 15960108544LL);
+  const model::ModelConfig m = model::preset_config("moonlight-16b-a3b");
+  EXPECT_EQ(m.mla.q_lora_rank, 0);
+  EXPECT_EQ(m.head_dim, 64);  // the rotary part's width
+  EXPECT_FLOAT_EQ(m.attention_scale(), float(1.0 / std::sqrt(192.0)));
+}
+
+// yarn as transformers applies it to DeepSeek-V3: cos and sin scaled by
+// mscale(factor, mscale) / mscale(factor, mscale_all_dim), the softmax scale by mscale(factor,
+// mscale_all_dim)^2; the highest frequency kept and the lowest divided by factor.
+TEST(MoeModel, YarnScalesAsTransformers) {
+  const model::ModelConfig c = model::preset_config("tiny-deepseek-v3");  // factor 4, mscale 1, all_dim 0.8
+  auto ms = [](double f, double m) { return 0.1 * m * std::log(f) + 1.0; };
+  EXPECT_NEAR(c.rope_attention_factor(), ms(4, 1.0) / ms(4, 0.8), 1e-6);
+  EXPECT_NEAR(c.attention_scale(), ms(4, 0.8) * ms(4, 0.8) / std::sqrt(24.0), 1e-6);
+  const std::vector<float> inv = c.rope_inv_freq(), plain = [&] {
+    model::ModelConfig d = c;
+    d.rope_scaling = {};
+    return d.rope_inv_freq();
+  }();
+  ASSERT_EQ(inv.size(), 4u);
+  EXPECT_EQ(inv[0], plain[0]);                    // below the ramp: extrapolated (kept)
+  EXPECT_NEAR(inv[3], plain[3] / 4.0f, 1e-9);      // above it: interpolated (divided by factor)
+}
+
+TEST(MoeModel, BadRoutingConfigsNameTheKeys) {
+  model::ModelConfig c = model::preset_config("tiny-deepseek-v3");
+  auto error_of = [&](const std::vector<std::string>& kv) {
+    try {
+      model::apply_config_settings(c, kv, "--set");
+    } catch (const r1::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of({"topk_group=5"}).find("topk_group (5) exceeds n_group (4)"), std::string::npos);
+  EXPECT_NE(error_of({"n_group=3"}).find("not a multiple of n_group (3)"), std::string::npos);
+  EXPECT_NE(error_of({"num_experts_per_tok=9"}).find("num_experts_per_tok"), std::string::npos);
+  EXPECT_NE(error_of({"qk_rope_head_dim=16", "head_dim=8"}).find("must be qk_rope_head_dim"), std::string::npos);
+  model::ModelConfig q = model::preset_config("tiny-qwen3-moe");
+  try {
+    model::apply_config_settings(q, {"mlp_only_layers=7"}, "--set");
+    ADD_FAILURE() << "a dense layer past the model was accepted";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp_only_layers names layer 7 of 3"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MoeModel, CudaIsRefusedByName) {
+  if (!device_usable(Device::CUDA)) GTEST_SKIP() << "no usable CUDA device";
+  try {
+    model::Transformer m(model::preset_config("tiny-deepseek-v3"), Device::CUDA);
+    FAIL() << "a deepseek_v3 model was created on CUDA";
+  } catch (const r1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA path yet"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,290 @@
+// The op table's runners for the MLA and mixture-of-experts ops (interleaved RoPE, column copies,
+// the router, the grouping by expert, the weighted combination), each against a double-precision
+// reference and, for the backwards, central finite differences of that reference.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "base/error.h"
+#include "op_table.h"
+
+namespace optable {
+
+namespace {
+
+Vf inv_freq_of(int64_t HD) {
+  Vf f(sz(HD / 2));
+  for (int64_t j = 0; j < HD / 2; ++j) f[j] = float(1.0 / std::pow(1e4, double(2 * j) / double(HD)));
+  return f;
+}
+
+// transformers' apply_rotary_pos_emb_interleave on x (T, H, HD): evens then odds, then rotate_half.
+Vd ref_rope_interleaved(const Vd& x, const Vi& pos, const Vf& inv, int64_t T, int64_t H, int64_t HD) {
+  Vd out(x.size());
+  const int64_t half = HD / 2;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < half; ++j) {
+        const double a = double(float(pos[t]) * inv[j]), c = std::cos(a), s = std::sin(a);
+        const int64_t b = (t * H + h) * HD;
+        out[b + j] = x[b + 2 * j] * c - x[b + 2 * j + 1] * s;
+        out[b + j + half] = x[b + 2 * j + 1] * c + x[b + 2 * j] * s;
+      }
+  return out;
+}
+
+Vi positions(Run& c) {
+  Vi pos = c.randint(c.s.T, 0, int32_t(c.s.maxpos ? c.s.maxpos : 4000));
+  pos[0] = 0;
+  return pos;
+}
+
+ops::MoeRouting routing_of(const Shape& s) {
+  ops::MoeRouting r;
+  r.top_k = int(s.K);
+  if (s.sigmoid) {
+    r.scoring = ops::MoeRouting::Scoring::sigmoid;
+    r.n_group = int(s.G), r.topk_group = int(s.TG);
+    r.norm_topk = true, r.norm_eps = 1e-20f, r.scaling = 2.5f;
+  }
+  r.norm_topk = r.norm_topk || s.masked;
+  return r;
+}
+
+// The reference router for one token: scores, and the chosen experts (choice order).
+struct Routed {
+  Vd scores;
+  std::vector<int> experts;
+};
+
+std::vector<int> top(const Vd& v, int64_t n) {
+  std::vector<int> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return v[sz(a)] > v[sz(b)]; });
+  idx.resize(sz(n));
+  return idx;
+}
+
+Routed ref_route(const double* z, const Vf& bias, const Shape& s) {
+  const int64_t E = s.E;
+  Routed r;
+  r.scores.resize(sz(E));
+  double mx = *std::max_element(z, z + E), sum = 0.0;
+  for (int64_t e = 0; e < E; ++e) sum += std::exp(z[e] - mx);
+  for (int64_t e = 0; e < E; ++e) r.scores[e] = s.sigmoid ? 1.0 / (1.0 + std::exp(-z[e])) : std::exp(z[e] - mx) / sum;
+  Vd choice = r.scores;
+  if (s.sigmoid) {
+    for (int64_t e = 0; e < E; ++e) choice[e] += bias[e];
+    const int64_t per = E / s.G;
+    Vd group(sz(s.G));
+    for (int64_t g = 0; g < s.G; ++g) {
+      Vd in(choice.begin() + g * per, choice.begin() + (g + 1) * per);
+      for (int i : top(in, 2)) group[g] += in[sz(i)];
+    }
+    std::vector<int> kept = top(group, s.TG);
+    for (int64_t e = 0; e < E; ++e)
+      if (std::find(kept.begin(), kept.end(), int(e / per)) == kept.end()) choice[e] = -1e300;  // ineligible
+  }
+  r.experts = top(choice, s.K);
+  return r;
+}
+
+// The weights of fixed experts as a function of the logits (the differentiable part).
+Vd ref_weights(const Vd& logits, const std::vector<std::vector<int>>& experts, const Shape& s) {
+  const ops::MoeRouting r = routing_of(s);
+  Vd w(sz(s.T * s.K));
+  for (int64_t t = 0; t < s.T; ++t) {
+    const Routed rt = ref_route(logits.data() + t * s.E, Vf(sz(s.E), 0.0f), s);
+    double sum = 0.0;
+    for (int e : experts[sz(t)]) sum += rt.scores[sz(e)];
+    for (int64_t k = 0; k < s.K; ++k) {
+      const double p = rt.scores[sz(experts[sz(t)][sz(k)])];
+      w[t * s.K + k] = (r.norm_topk ? p / (sum + double(r.norm_eps)) : p) * double(r.scaling);
+    }
+  }
+  return w;
+}
+
+// Routing of random logits by the op, its experts as nested vectors.
+struct RouteCase {
+  Vf logits, bias;
+  Tensor tlogits, tbias, texperts, tweights;
+  std::vector<std::vector<int>> experts;
+};
+
+RouteCase route(Run& c) {
+  const Shape& s = c.s;
+  RouteCase rc;
+  rc.logits = c.randn(s.T * s.E, 2.0f);
+  rc.bias = c.randn(s.E, 0.1f);
+  rc.tlogits = c.act(rc.logits, {s.T, s.E});
+  if (s.sigmoid) rc.tbias = c.act(rc.bias, {s.E});
+  rc.texperts = c.ints(Vi(sz(s.T * s.K), -1), {s.T, s.K});
+  rc.tweights = c.nan({s.T, s.K}, DType::F32);
+  ops::moe_route_forward(rc.texperts, rc.tweights, rc.tlogits, rc.tbias, routing_of(s));
+  const int32_t* ex = static_cast<const int32_t*>(rc.texperts.data);
+  for (int64_t t = 0; t < s.T; ++t) rc.experts.emplace_back(ex + t * s.K, ex + (t + 1) * s.K);
+  return rc;
+}
+
+// Random logits and a random choice of K distinct experts per token, made without any op (so that
+// on CUDA the op under test is the first to run, and its error names it).
+RouteCase drawn(Run& c) {
+  const Shape& s = c.s;
+  RouteCase rc;
+  rc.logits = c.randn(s.T * s.E, 2.0f);
+  rc.tlogits = c.act(rc.logits, {s.T, s.E});
+  Vi flat;
+  for (int64_t t = 0; t < s.T; ++t) {
+    std::vector<int> all(sz(s.E));
+    std::iota(all.begin(), all.end(), 0);
+    for (int64_t i = s.E - 1; i > 0; --i) std::swap(all[sz(i)], all[c.next_u32() % uint32_t(i + 1)]);
+    all.resize(sz(s.K));
+    rc.experts.push_back(all);
+    flat.insert(flat.end(), all.begin(), all.end());
+  }
+  rc.texperts = c.ints(flat, {s.T, s.K});
+  return rc;
+}
+
+}  // namespace
+
+void run_rope_interleaved_forward(Run& c) {
+  const int64_t T = c.s.T, H = c.s.H, HD = c.s.HD;
+  Vf x = c.randn(T * H * HD), inv = inv_freq_of(HD);
+  const Vi pos = positions(c);
+  Tensor tx = c.act(x, {T, H, HD});
+  ops::rope_interleaved_forward(tx, c.ints(pos, {T}), c.f32(inv, {HD / 2}));
+  c.check("rope_interleaved_forward", c.get(tx), ref_rope_interleaved(to_d(x), pos, inv, T, H, HD), kElem);
+}
+
+void run_rope_interleaved_backward(Run& c) {
+  const int64_t T = c.s.T, H = c.s.H, HD = c.s.HD;
+  Vf g = c.randn(T * H * HD), inv = inv_freq_of(HD);
+  const Vi pos = positions(c);
+  Tensor tg = c.act(g, {T, H, HD});
+  ops::rope_interleaved_backward(tg, c.ints(pos, {T}), c.f32(inv, {HD / 2}));
+  const Vf dx = c.get(tg);
+  Vd xd = to_d(c.randn(T * H * HD));
+  auto loss = [&] { return dot(ref_rope_interleaved(xd, pos, inv, T, H, HD), g); };
+  check_grad("dx", xd, dx, loss, 45, 100);
+}
+
+void run_copy_columns(Run& c) {
+  const int64_t N = c.s.N, Ws = c.s.IC, Wd = c.s.OC, sc = 1, dc = 2, W = std::min(Ws - sc, Wd - dc);
+  Vf src = c.randn(N * Ws), dst = c.randn(N * Wd);
+  const Vf dst0 = dst;
+  Tensor ts = c.act(src, {N, Ws}), td = c.act(dst, {N, Wd});
+  ops::copy_columns(td, dc, ts, sc, W);
+  Vd want = to_d(dst0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < W; ++j) want[n * Wd + dc + j] = src[n * Ws + sc + j];
+  c.check("copy_columns", c.get(td), want, kExact);
+  ops::copy_columns(td, dc, ts, sc, W, true);  // accumulate: the copied columns double
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < W; ++j) want[n * Wd + dc + j] *= 2.0;
+  c.check("copy_columns (accumulate)", c.get(td), want, kExact);
+  EXPECT_THROW(ops::copy_columns(td, Wd - 1, ts, 0, 2), r1::Error);  // past dst's columns
+}
+
+void run_moe_route_forward(Run& c) {
+  const Shape& s = c.s;
+  RouteCase rc = route(c);
+  const Vd logits = to_d(rc.logits);
+  for (int64_t t = 0; t < s.T; ++t) {
+    const Routed r = ref_route(logits.data() + t * s.E, rc.bias, s);
+    EXPECT_EQ(rc.experts[sz(t)], r.experts) << "token " << t;
+  }
+  c.check("moe_route_forward weights", c.get(rc.tweights), ref_weights(logits, rc.experts, s), kStatReduce);
+  if (s.masked) {  // renormalised: each token's weights sum to 1
+    const Vf w = c.get(rc.tweights);
+    for (int64_t t = 0; t < s.T; ++t)
+      EXPECT_NEAR(std::accumulate(w.begin() + t * s.K, w.begin() + (t + 1) * s.K, 0.0), 1.0, 1e-6);
+  }
+}
+
+void run_moe_route_backward(Run& c) {
+  const Shape& s = c.s;
+  RouteCase rc = drawn(c);
+  Vf dw = c.randn(s.T * s.K), d0 = c.randn(s.T * s.E);
+  const Vf init = d0;
+  Tensor tdl = c.f32(d0, {s.T, s.E});
+  ops::moe_route_backward(tdl, c.f32(dw, {s.T, s.K}), rc.tlogits, rc.texperts, routing_of(s));
+  const Vf got = diff(c.get(tdl), init);  // accumulated onto init
+  Vd x = to_d(rc.logits);
+  auto loss = [&] { return dot(ref_weights(x, rc.experts, s), dw); };
+  check_grad("dlogits", x, got, loss, 46, 200);
+}
+
+void run_moe_permute(Run& c) {
+  const Shape& s = c.s;
+  RouteCase rc = drawn(c);
+  const int64_t R = s.T * s.K;
+  Tensor order = c.ints(Vi(sz(R), -1), {R}), tokens = c.ints(Vi(sz(R), -1), {R});
+  Tensor offsets = c.ints(Vi(sz(s.E + 1), -1), {s.E + 1});
+  ops::moe_permute(order, tokens, offsets, rc.texperts);
+  const int32_t *o = static_cast<const int32_t*>(order.data), *tk = static_cast<const int32_t*>(tokens.data);
+  const int32_t* off = static_cast<const int32_t*>(offsets.data);
+  EXPECT_EQ(off[0], 0);
+  EXPECT_EQ(off[s.E], R);
+  std::vector<bool> seen(sz(R), false);
+  for (int64_t e = 0; e < s.E; ++e)
+    for (int32_t r = off[e]; r < off[e + 1]; ++r) {
+      ASSERT_TRUE(o[r] >= 0 && o[r] < R);
+      EXPECT_FALSE(seen[sz(o[r])]);
+      seen[sz(o[r])] = true;
+      EXPECT_EQ(rc.experts[sz(o[r] / s.K)][sz(o[r] % s.K)], e) << "row " << r;
+      EXPECT_EQ(tk[r], o[r] / s.K);
+      if (r > off[e]) {
+        EXPECT_LT(o[r - 1], o[r]) << "stable: tokens in order within an expert";
+      }
+    }
+}
+
+namespace {
+// A random grouping of T * K assignments (a permutation) and weights.
+struct Combine {
+  Vi order;
+  Vf w, y;
+};
+Combine combine_case(Run& c) {
+  const int64_t R = c.s.T * c.s.K;
+  Combine k;
+  k.order.resize(sz(R));
+  std::iota(k.order.begin(), k.order.end(), 0);
+  for (int64_t i = R - 1; i > 0; --i) std::swap(k.order[sz(i)], k.order[c.next_u32() % uint32_t(i + 1)]);
+  k.w = c.randn(R);
+  k.y = c.randn(R * c.s.C);
+  return k;
+}
+Vd ref_combine(const Combine& k, const Vd& y, const Vd& w, int64_t T, int64_t K, int64_t C) {
+  Vd out(sz(T * C), 0.0);
+  for (int64_t r = 0; r < T * K; ++r)
+    for (int64_t j = 0; j < C; ++j) out[(k.order[sz(r)] / K) * C + j] += w[sz(k.order[sz(r)])] * y[r * C + j];
+  return out;
+}
+}  // namespace
+
+void run_moe_combine_forward(Run& c) {
+  const int64_t T = c.s.T, K = c.s.K, C = c.s.C;
+  Combine k = combine_case(c);
+  Tensor out = c.nan({T, C}, c.dt);
+  ops::moe_combine_forward(out, c.act(k.y, {T * K, C}), c.ints(k.order, {T * K}), c.f32(k.w, {T, K}));
+  c.check("moe_combine_forward", c.get(out), ref_combine(k, to_d(k.y), to_d(k.w), T, K, C), kReduce);
+}
+
+void run_moe_combine_backward(Run& c) {
+  const int64_t T = c.s.T, K = c.s.K, C = c.s.C;
+  Combine k = combine_case(c);
+  Vf g = c.randn(T * C), dy0 = c.randn(T * K * C), dw0 = c.randn(T * K);
+  const Vf dy_init = dy0, dw_init = dw0;
+  Tensor tdy = c.act(dy0, {T * K, C}), tdw = c.f32(dw0, {T, K});
+  ops::moe_combine_backward(tdy, tdw, c.act(g, {T, C}), c.act(k.y, {T * K, C}), c.ints(k.order, {T * K}),
+                            c.f32(k.w, {T, K}));
+  Vd y = to_d(k.y), w = to_d(k.w);
+  check_grad("dy", y, diff(c.get(tdy), dy_init), [&] { return dot(ref_combine(k, y, w, T, K, C), g); }, 47, 100);
+  check_grad("dweights", w, diff(c.get(tdw), dw_init), [&] { return dot(ref_combine(k, y, w, T, K, C), g); }, 48,
+             100);
+}
+
+}  // namespace optable
