@@ -128,7 +128,7 @@ TEST_P(MemoryModelMoe, PredictsTheUpdatePhaseAndThePoolOnTheCpu) {
   std::printf("[ MEMORY ] %s update phase: predicted %lld bytes, the arenas peaked at %.0f\n", GetParam().c_str(),
               static_cast<long long>(e.update), measured);
   EXPECT_GE(double(e.update), measured);
-  EXPECT_LE(double(e.update), 1.5 * measured);
+  EXPECT_LE(double(e.update), 1.15 * measured);
   // The pool: 4 blocks of 16 tokens; the block table (2 rows of 4 blocks, i32) beside it.
   const size_t before = memory_use(Device::CPU).now;
   const model::KVCache cache(c, model::KVLayout{4, 16, 2, 4}, Device::CPU, DType::F32);
@@ -228,19 +228,20 @@ TEST(MemoryPreflight, FailsNamingNeededAndAvailableBytes) {
   EXPECT_NE(e.find("out of device memory before starting: this model needs at least "), std::string::npos) << e;
   EXPECT_NE(e.find("and the device has 80.00 GiB free"), std::string::npos) << e;
   // The figure is the estimate with the optimizer offloaded and one sequence at a time: 32B's bf16
-  // weights, gradients and reference alone are 10 bytes a parameter.
+  // weights, gradients and reference alone are 8 bytes a parameter (2 + 4 + 2).
   model::MemorySettings least = grpo_7b();
   least.offload = true;
   least.checkpoint = true;
   least.kv_tokens = least.sequence_tokens;
   least.prefill_tokens = 8192;
   EXPECT_NE(e.find(model::gib(model::estimate_memory(c, least).peak())), std::string::npos) << e;
-  EXPECT_GT(model::estimate_memory(c, least).peak(), 10 * c.num_parameters());
+  EXPECT_EQ(model::estimate_memory(c, least).persistent(), 8 * c.num_parameters());
+  EXPECT_GT(model::estimate_memory(c, least).peak(), 8 * c.num_parameters());
 }
 
 // Each phase of a GRPO step starts from the persistent state: the previous phase's arenas (the
 // training activations before the rollouts, the reference pass's before the update) and the
-// rollout's KV cache are freed, so the bytes held at every phase start are those held once the
+// rollout's forward scratch are freed (the CPU's KV pool stays, built with the trainer), so the bytes held at every phase start are those held once the
 // trainer was built, step after step.
 TEST(PhaseMemory, GrpoPhasesStartFromThePersistentState) {
   text::ByteCodec codec;
@@ -270,5 +271,24 @@ TEST(PhaseMemory, TrainStateReleaseFreesItsArenas) {
   st.backward(m, std::vector<float>(8, 0.1f));
   EXPECT_GT(memory_use(Device::CPU).now, before + st.activation_bytes() / 2);
   st.release();
+  EXPECT_EQ(memory_use(Device::CPU).now, before);
+}
+
+// Memory held outside the allocator (the KV pool's pages on CUDA) counts in memory_use while set,
+// follows a move, and is given back when its holder goes.
+TEST(PhaseMemory, CountedBytesCountWhileHeld) {
+  const size_t before = memory_use(Device::CPU).now;
+  reset_memory_peak(Device::CPU);
+  {
+    CountedBytes held(Device::CPU);
+    held.set(1000);
+    EXPECT_EQ(memory_use(Device::CPU).now, before + 1000);
+    CountedBytes moved = std::move(held);
+    held.set(0);  // the moved-from holder gives nothing back
+    EXPECT_EQ(memory_use(Device::CPU).now, before + 1000);
+    moved.set(400);
+    EXPECT_EQ(memory_use(Device::CPU).now, before + 400);
+    EXPECT_EQ(memory_use(Device::CPU).peak, before + 1000);
+  }
   EXPECT_EQ(memory_use(Device::CPU).now, before);
 }

@@ -32,7 +32,10 @@ LayerWidths widest_layer(const ModelConfig& c) {
     const int64_t NH = c.num_attention_heads;
     w.q = w.k = NH * m.qk_head_dim();
     w.v = w.att = NH * m.v_head_dim;
-    w.latent = m.q_lora_rank + 2 * (int64_t(m.kv_lora_rank) + m.qk_rope_head_dim);
+    // The low-rank query (normed), the latent with the rope key (normed), and the latent's
+    // up-projection to per-head keys and values before they are split (blocks/mla.cpp).
+    w.latent = 2 * int64_t(m.q_lora_rank) + 3 * int64_t(m.kv_lora_rank) + 2 * int64_t(m.qk_rope_head_dim) +
+               NH * (int64_t(m.qk_nope_head_dim) + m.v_head_dim);
   } else {
     w.q = w.att = c.q_dim();
     w.k = w.v = c.kv_dim();

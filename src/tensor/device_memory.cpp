@@ -58,6 +58,22 @@ MemoryUse memory_use(Device d) { return {g_use[size_t(d)].now.load(), g_use[size
 
 void reset_memory_peak(Device d) { g_use[size_t(d)].peak = g_use[size_t(d)].now.load(); }
 
+CountedBytes& CountedBytes::operator=(CountedBytes&& o) noexcept {
+  if (this != &o) {
+    set(0);
+    device_ = o.device_;
+    bytes_ = o.bytes_;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void CountedBytes::set(size_t bytes) {
+  if (bytes > bytes_) count_alloc(device_, bytes - bytes_);
+  if (bytes < bytes_) count_release(device_, bytes_ - bytes);
+  bytes_ = bytes;
+}
+
 namespace devmem {
 
 #ifdef R1_HAVE_CUDA
@@ -186,7 +202,8 @@ void copy_strided(void* dst, const void* src, Device d, size_t width, size_t hei
     return;
   }
 #ifdef R1_HAVE_CUDA
-  CUDA_CHECK(cudaMemcpy2DAsync(dst, pitch, src, pitch, width, height, cudaMemcpyDeviceToDevice, cuda::stream()));
+  CUDA_CHECK(
+      cudaMemcpy2DAsync(dst, pitch, src, pitch, width, height, cudaMemcpyDeviceToDevice, cuda::stream()));
 #else
   no_cuda("copy_strided");
 #endif

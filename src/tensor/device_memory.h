@@ -46,6 +46,23 @@ struct MemoryUse {
 MemoryUse memory_use(Device d);
 void reset_memory_peak(Device d);  // peak = now: the peak of a phase that starts here
 
+// Memory a device holds outside devmem (the KV cache pool's pages, mapped through CUDA's virtual
+// memory management), counted in memory_use for as long as it is set; given back when destroyed.
+class CountedBytes {
+ public:
+  explicit CountedBytes(Device d = Device::CUDA) : device_(d) {}
+  CountedBytes(CountedBytes&& o) noexcept : device_(o.device_), bytes_(o.bytes_) { o.bytes_ = 0; }
+  CountedBytes& operator=(CountedBytes&& o) noexcept;
+  CountedBytes(const CountedBytes&) = delete;
+  CountedBytes& operator=(const CountedBytes&) = delete;
+  ~CountedBytes() { set(0); }
+  void set(size_t bytes);  // the bytes held now
+
+ private:
+  Device device_;
+  size_t bytes_ = 0;
+};
+
 // dst = src: same dtype and numel, any devices.
 void copy_tensor(Tensor dst, const Tensor& src);
 // Fills dst (any device) from `bytes` of host memory laid out as dst.

@@ -53,10 +53,10 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     model::copy_weights(*ref_, policy_);
   }
   // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
-  // size that cannot hold one sequence fails here, before any compute. The pool then exists only
-  // while rollouts run (step(): each phase frees what it used).
+  // size that cannot hold one sequence fails here, before any compute. On CUDA the pool's memory
+  // is resident only while rollouts run (step(): each phase frees what it used).
   engine_ = std::make_unique<rollout::Engine>(policy_, engine_config(cfg_));
-  engine_->release();
+  engine_->release_kv_memory();
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
   state_.checkpointing = cfg_.checkpointing;
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
@@ -212,10 +212,12 @@ StepStats GrpoTrainer::step(int64_t step) {
   StepSums sums;
   PhaseMemory memory{policy_.device(), sums};
   memory.start({&state_, &ref_state_});
-  engine_->reset_kv_peak();  // builds the pool again after a release(), from the memory free now
+  engine_->reset_kv_peak();
   Collected batch = collect(step, sums);  // sample -> score -> filter/refill
   memory.end(sums.mem_rollout);
-  engine_->release();
+  // GPU memory: the KV cache pool is given back to the training step (and taken again, at the same
+  // address, by the next rollout); the CPU path's scratch too.
+  engine_->release_kv_memory();
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   Timer t_reference;
