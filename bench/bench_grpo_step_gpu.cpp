@@ -6,7 +6,8 @@
 //
 //   build/bench/bench_grpo_step_gpu [--shape 0.5b] [--prompts 64] [--group 8] [--prompt-len 128]
 //                                   [--new 1024] [--steps 2] [--micro-batch-tokens 8192]
-//                                   [--rollout-batch N] [--lora-rank R]
+//                                   [--rollout-batch N] [--lora-rank R] [--offload off|on]
+//                                   [--checkpointing auto|on|off] [--kv-fraction F]
 // --shape: 10m or a Qwen2.5 size (0.5b 1.5b 3b 7b 14b 32b). --lora-rank R > 0 trains LoRA adapters
 // (alpha 2R, every linear) over a frozen bf16 base, whose KL reference is the base itself (no copy).
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +34,7 @@
 #include "data/arithmetic.h"
 #include "dist/world.h"
 #include "model/config.h"
+#include "model/train_state.h"
 #include "model/transformer.h"
 #include "reward/composite.h"
 #include "tensor/device_memory.h"
@@ -47,13 +50,16 @@ struct Args {
   int prompts = 64, group = 8, prompt_len = 128, new_tokens = 1024, steps = 2, micro_batch_tokens = 8192;
   int rollout_batch = 0;  // 0: prompts x group (every sample in flight at once)
   int lora_rank = 0;
+  bool offload = false;                // the optimizer on the CPU (train.optimizer_offload: on)
+  std::string checkpointing = "auto";  // train.activation_checkpointing
+  double kv_fraction = 0.5;            // rollout.kv_memory_fraction
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
                "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
-               "[--lora-rank R]\n",
+               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F]\n",
                why.c_str());
   std::exit(2);
 }
@@ -66,6 +72,20 @@ Args parse(int argc, char** argv) {
     const std::string v = argv[++i];
     if (k == "--shape") {
       a.shape = v;
+      continue;
+    }
+    if (k == "--offload") {
+      if (v != "on" && v != "off") usage("--offload must be on or off");
+      a.offload = v == "on";
+      continue;
+    }
+    if (k == "--checkpointing") {
+      a.checkpointing = v;
+      continue;
+    }
+    if (k == "--kv-fraction") {
+      a.kv_fraction = std::strtod(v.c_str(), nullptr);
+      if (!(a.kv_fraction > 0 && a.kv_fraction <= 1)) usage("--kv-fraction must be in (0, 1]");
       continue;
     }
     char* end = nullptr;
@@ -113,7 +133,9 @@ int run_steps(const Args& a) {
     }
   } join{done, sampler};
   const bool lora = a.lora_rank > 0;
-  model::Transformer m(cfg, Device::CUDA, /*trainable=*/!lora);  // LoRA: a frozen bf16 base
+  // LoRA: a frozen bf16 base. --offload: the fp32 master copy in pinned host memory.
+  model::Transformer m(cfg, Device::CUDA, /*trainable=*/!lora, std::nullopt,
+                       a.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
   bench::init_uniform(m, 1);
   if (lora) {
     model::LoraConfig lc;
@@ -143,6 +165,9 @@ int run_steps(const Args& a) {
   gc.micro_batch_tokens = a.micro_batch_tokens;
   gc.lr = 1e-6;
   gc.schedule.kind = "constant";
+  gc.parallel.offload.enabled = a.offload;
+  gc.checkpointing = model::parse_checkpointing(a.checkpointing, "--checkpointing");
+  gc.kv_memory_fraction = a.kv_fraction;
   train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
   for (int step = 0; step < a.steps; ++step) {
     const train::StepStats mt = trainer.step(step);
@@ -173,6 +198,13 @@ int run_steps(const Args& a) {
                           {"step_tok_s_per_gpu", gen / mt.time_step / ranks},
                           {"device_used_mib", bench::device_used_mib() - used0},
                           {"device_peak_mib", peak.load()},
+                          {"offload", a.offload},
+                          {"checkpointing", a.checkpointing},
+                          {"memory_held_gib", mt.memory_held / double(1 << 30)},
+                          {"memory_rollout_gib", mt.memory_rollout / double(1 << 30)},
+                          {"memory_reference_gib", mt.memory_reference / double(1 << 30)},
+                          {"memory_update_gib", mt.memory_update / double(1 << 30)},
+                          {"host_peak_gib", mt.memory_host / double(1 << 30)},
                           {"weights_mib", after_init},
                           {"lora_rank", a.lora_rank},
                           {"rollout_batch", gc.rollout_batch},

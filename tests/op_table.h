@@ -174,6 +174,7 @@ void run_add(Run&);
 void run_add_inplace(Run&);
 void run_scale_inplace(Run&);
 void run_zero(Run&);
+void run_convert(Run&);
 void run_sum_squares(Run&);
 void run_adamw_update(Run&);
 void run_cross_entropy_forward(Run&);

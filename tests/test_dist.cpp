@@ -35,8 +35,8 @@ Timed run_job(int np, const std::string& program_and_args, int limit_s = 60) {
   return {run, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
 }
 
-void expect_all_checks_pass(int np, const std::string& device) {
-  auto job = run_job(np, std::string(R1_COMM_WORKER) + " --device " + device);
+void expect_all_checks_pass(int np, const std::string& device, const std::string& extra = "") {
+  auto job = run_job(np, std::string(R1_COMM_WORKER) + " --device " + device + extra);
   EXPECT_EQ(job.run.exit_code, 0) << job.run.out << job.run.err;
   EXPECT_NE(job.run.out.find("PASSED"), std::string::npos) << job.run.out << job.run.err;
   EXPECT_EQ(job.run.out.find("FAIL"), std::string::npos) << job.run.out;
@@ -105,6 +105,13 @@ TEST(DistMpi, CollectivesTwoRanks) { expect_all_checks_pass(2, "cpu"); }
 
 // Three ranks on two cores: chunks of unequal sizes land at offsets a 2-rank job never uses.
 TEST(DistMpi, CollectivesThreeRanks) { expect_all_checks_pass(3, "cpu"); }
+
+// Every collective in pieces of at most 3 elements per call: the path of buffers beyond MPI's int
+// counts (ZeRO-1 gathers of models over 2^31 parameters) gives the same bytes as one call.
+TEST(DistMpi, CollectivesInPiecesBeyondTheCountLimit) {
+  expect_all_checks_pass(2, "cpu", " --max-count 3");
+  expect_all_checks_pass(3, "cpu", " --max-count 4");
+}
 
 // A rank that dies mid-job must end the job: the survivor waits in an all_reduce that can never
 // finish, and mpirun has to take it down rather than leave it hanging until `timeout`.

@@ -79,7 +79,7 @@ std::vector<Row> table() {
             {any, {.N = 1, .I = 5}},
             {any, {.N = 4096, .I = 2816}, kF32, kGpu},
             {any, {.N = 8192, .I = 3584}, kBF16, kGpu}});
-  add_rows(t, {Op::add, Op::add_inplace, Op::scale_inplace, Op::zero, Op::sum_squares},
+  add_rows(t, {Op::add, Op::add_inplace, Op::scale_inplace, Op::zero, Op::convert, Op::sum_squares},
            {{any, {.N = 1001}},
             {any, {.N = 37}},
             {any, {.N = 1}},

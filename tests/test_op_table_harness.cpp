@@ -284,6 +284,8 @@ Runner runner(Op op) {
       return run_scale_inplace;
     case Op::zero:
       return run_zero;
+    case Op::convert:
+      return run_convert;
     case Op::sum_squares:
       return run_sum_squares;
     case Op::token_logprobs_forward:

@@ -1,8 +1,9 @@
-// The op table's runners for the elementwise ops (add, add_inplace, scale_inplace, zero,
+// The op table's runners for the elementwise ops (add, add_inplace, scale_inplace, zero, convert,
 // sum_squares), AdamW and the masked cross-entropy, each against a double-precision reference.
 // Exact where the op is exact in f32 (an add, a product, a copy).
 #include <cmath>
 
+#include "base/bf16.h"
 #include "op_table.h"
 
 namespace optable {
@@ -53,6 +54,19 @@ void run_zero(Run& c) {
   ops::zero(tx);
   c.check("zero", c.get(tx), Vd(sz(n), 0.0), kExact);
   c.check_untouched("zero", tx);
+}
+
+// The f32 source rounded once to the case's dtype: exactly the reference rounded (bf16 on the CPU
+// too, where only this op and AdamW's copy take it).
+void run_convert(Run& c) {
+  const int64_t n = c.s.N;
+  Vf x = c.randn(n, 3.0f, DType::F32);
+  Tensor src = c.f32(x, {n}), dst = c.nan({n}, c.dt);
+  ops::convert(dst, src);
+  Vd ref = to_d(x);
+  if (c.dt == DType::BF16)
+    for (double& v : ref) v = double(r1::bf16_to_f32(r1::f32_to_bf16(float(v))));
+  c.check("convert", c.get(dst), ref, kExact);
 }
 
 void run_sum_squares(Run& c) {

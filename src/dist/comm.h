@@ -58,6 +58,12 @@ class Comm {
   // Compute work queued after this call starts only once the collectives enqueued so far are done.
   virtual void before_compute() {}
   double timeout_s = 600.0;
+  // The most elements one call of the mpi backend carries (MPI counts and displacements are int):
+  // longer collectives go in pieces. Tests lower it to run the pieces on small buffers; the other
+  // backends have no such limit.
+  int64_t max_count = INT32_MAX;
+  // The most elements one call of the backend has carried so far (mpi; tests check the pieces).
+  int64_t largest_call() const { return largest_call_; }
 
   // This rank's block [begin, end) of n items dealt out in rank order, as evenly as they split.
   std::pair<int64_t, int64_t> share(int64_t n) const {
@@ -74,6 +80,7 @@ class Comm {
   // collective in the error.
   int64_t total_count(const std::vector<int64_t>& counts, const char* call) const;
   int rank_ = 0, size_ = 1;
+  int64_t largest_call_ = 0;
 };
 
 // The single-process comm (rank 0 of 1).

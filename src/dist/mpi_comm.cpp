@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "base/error.h"
 
@@ -49,12 +51,13 @@ class MpiComm final : public Comm {
   }
   const char* backend() const override { return "mpi"; }
 
-  // MPI counts are int: longer buffers go in pieces of at most INT_MAX elements.
+  // MPI counts are int: longer buffers go in pieces of at most max_count elements.
   void all_reduce(void* data, int64_t count, Type t, Op op) override {
     R1_CHECK(count >= 0, "rank {}: all_reduce got a negative count ({})", rank_, count);
     char* p = static_cast<char*>(data);
     for (int64_t done = 0; done < count;) {
-      const int n = int(std::min<int64_t>(count - done, INT_MAX));
+      const int n = int(std::min(count - done, limit()));
+      note(n);
       check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + done * type_size(t), n, mpi_type(t), mpi_op(op), MPI_COMM_WORLD),
                 "MPI_Allreduce", rank_);
       done += n;
@@ -63,26 +66,61 @@ class MpiComm final : public Comm {
 
   void reduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, Type t) override {
     // Open MPI adds the counts and offsets in int too, so the total must fit, not just each count.
-    R1_CHECK(total_count(counts, "reduce_scatter") <= INT_MAX,
-             "rank {}: reduce_scatter of more than {} elements in all is beyond MPI's int counts", rank_, INT_MAX);
-    const std::vector<int> n(counts.begin(), counts.end());
-    check_mpi(MPI_Reduce_scatter(send, recv, n.data(), mpi_type(t), MPI_SUM, MPI_COMM_WORLD), "MPI_Reduce_scatter",
-              rank_);
+    const int64_t total = total_count(counts, "reduce_scatter");
+    if (total <= limit()) {
+      note(total);
+      const std::vector<int> n(counts.begin(), counts.end());
+      check_mpi(MPI_Reduce_scatter(send, recv, n.data(), mpi_type(t), MPI_SUM, MPI_COMM_WORLD),
+                "MPI_Reduce_scatter", rank_);
+      return;
+    }
+    // In rounds: round k reduces elements [k p, (k + 1) p) of every rank's chunk, packed by rank.
+    const size_t es = type_size(t);
+    const Rounds rd = rounds(counts);
+    const std::vector<int64_t> off = offsets(counts);
+    std::vector<char> packed(size_t(rd.piece * size_) * es);
+    for (int64_t k = 0; k < rd.count; ++k) {
+      const std::vector<int> n = pieces(counts, rd.piece, k);
+      note(sum(n));
+      for (int r = 0, at = 0; r < size_; at += n[size_t(r)], ++r)
+        std::memcpy(packed.data() + size_t(at) * es, static_cast<const char*>(send) + size_t(off[size_t(r)] + k * rd.piece) * es,
+                    size_t(n[size_t(r)]) * es);
+      check_mpi(MPI_Reduce_scatter(packed.data(), static_cast<char*>(recv) + size_t(k * rd.piece) * es, n.data(),
+                                   mpi_type(t), MPI_SUM, MPI_COMM_WORLD),
+                "MPI_Reduce_scatter", rank_);
+    }
   }
 
   void all_gather(const void* send, void* recv, const std::vector<int64_t>& counts, Type t) override {
-    R1_CHECK(total_count(counts, "all_gather") <= INT_MAX,
-             "rank {}: all_gather of more than {} elements in all is beyond MPI's int displacements", rank_, INT_MAX);
-    std::vector<int> n(size_), displs(size_);
-    for (int r = 0, off = 0; r < size_; r++) {
-      n[r] = int(counts[r]);
-      displs[r] = off;
-      off += n[r];
+    const int64_t total = total_count(counts, "all_gather");
+    const size_t es = type_size(t);
+    const std::vector<int64_t> off = offsets(counts);
+    if (total <= limit()) {
+      note(total);
+      std::vector<int> n(counts.begin(), counts.end()), displs(off.begin(), off.end() - 1);
+      const void* own = static_cast<const char*>(recv) + size_t(off[size_t(rank_)]) * es;
+      const void* src = send == own ? MPI_IN_PLACE : send;
+      check_mpi(MPI_Allgatherv(src, n[size_t(rank_)], mpi_type(t), recv, n.data(), displs.data(), mpi_type(t),
+                               MPI_COMM_WORLD),
+                "MPI_Allgatherv", rank_);
+      return;
     }
-    const void* own = static_cast<const char*>(recv) + size_t(displs[rank_]) * type_size(t);
-    const void* src = send == own ? MPI_IN_PLACE : send;
-    check_mpi(MPI_Allgatherv(src, n[rank_], mpi_type(t), recv, n.data(), displs.data(), mpi_type(t), MPI_COMM_WORLD),
-              "MPI_Allgatherv", rank_);
+    // In rounds through a buffer of one round's pieces (displacements beyond int cannot be named):
+    // round k gathers elements [k p, (k + 1) p) of every rank's chunk, then puts them in place.
+    const Rounds rd = rounds(counts);
+    std::vector<char> gathered(size_t(rd.piece * size_) * es);
+    for (int64_t k = 0; k < rd.count; ++k) {
+      const std::vector<int> n = pieces(counts, rd.piece, k);
+      note(sum(n));
+      std::vector<int> displs(static_cast<size_t>(size_));
+      for (int r = 1; r < size_; ++r) displs[size_t(r)] = displs[size_t(r) - 1] + n[size_t(r) - 1];
+      check_mpi(MPI_Allgatherv(static_cast<const char*>(send) + size_t(k * rd.piece) * es, n[size_t(rank_)],
+                               mpi_type(t), gathered.data(), n.data(), displs.data(), mpi_type(t), MPI_COMM_WORLD),
+                "MPI_Allgatherv", rank_);
+      for (int r = 0; r < size_; ++r)
+        std::memcpy(static_cast<char*>(recv) + size_t(off[size_t(r)] + k * rd.piece) * es,
+                    gathered.data() + size_t(displs[size_t(r)]) * es, size_t(n[size_t(r)]) * es);
+    }
   }
 
   void broadcast(void* data, int64_t count, Type t, int root) override {
@@ -90,13 +128,52 @@ class MpiComm final : public Comm {
     R1_CHECK(root >= 0 && root < size_, "rank {}: broadcast from root {} in a job of {} ranks", rank_, root, size_);
     char* p = static_cast<char*>(data);
     for (int64_t done = 0; done < count;) {
-      const int n = int(std::min<int64_t>(count - done, INT_MAX));
+      const int n = int(std::min(count - done, limit()));
+      note(n);
       check_mpi(MPI_Bcast(p + done * type_size(t), n, mpi_type(t), root, MPI_COMM_WORLD), "MPI_Bcast", rank_);
       done += n;
     }
   }
 
   void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", rank_); }
+
+ private:
+  void note(int64_t n) { largest_call_ = std::max(largest_call_, n); }
+  static int64_t sum(const std::vector<int>& n) {
+    int64_t s = 0;
+    for (int x : n) s += x;
+    return s;
+  }
+  int64_t limit() const {
+    R1_CHECK(max_count >= size_, "rank {}: max_count {} is below the {} ranks", rank_, max_count, size_);
+    return std::min<int64_t>(max_count, INT_MAX);
+  }
+  // A collective too long for one call: `count` rounds, each moving up to `piece` elements of every
+  // rank's chunk (so at most size() * piece, within limit(); at most 2^28 elements per round, the
+  // size of the staging buffer).
+  struct Rounds {
+    int64_t piece = 1, count = 0;
+  };
+  Rounds rounds(const std::vector<int64_t>& counts) const {
+    Rounds rd;
+    rd.piece = std::max<int64_t>(1, std::min<int64_t>(limit(), int64_t(1) << 28) / size_);
+    const int64_t longest = *std::max_element(counts.begin(), counts.end());
+    rd.count = (longest + rd.piece - 1) / rd.piece;
+    return rd;
+  }
+  // Each rank's elements in round k.
+  std::vector<int> pieces(const std::vector<int64_t>& counts, int64_t piece, int64_t k) const {
+    std::vector<int> n(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r)
+      n[size_t(r)] = int(std::clamp<int64_t>(counts[size_t(r)] - k * piece, 0, piece));
+    return n;
+  }
+  // Where each rank's chunk starts (size() + 1 entries, the last the total).
+  std::vector<int64_t> offsets(const std::vector<int64_t>& counts) const {
+    std::vector<int64_t> off(size_t(size_) + 1, 0);
+    for (int r = 0; r < size_; ++r) off[size_t(r) + 1] = off[size_t(r)] + counts[size_t(r)];
+    return off;
+  }
 };
 
 }  // namespace

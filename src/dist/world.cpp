@@ -51,6 +51,17 @@ std::optional<double> timeout_from_env() {
   return s;
 }
 
+// R1_MPI_MAX_COUNT: elements per MPI call (Comm::max_count), for tests that run the pieces of a
+// collective beyond MPI's int counts on small buffers. Unset: MPI's own limit.
+std::optional<int64_t> max_count_from_env() {
+  const char* v = std::getenv("R1_MPI_MAX_COUNT");
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  R1_CHECK(end != v && *end == '\0' && n >= 1, "R1_MPI_MAX_COUNT must be a count >= 1, not '{}'", v);
+  return n;
+}
+
 }  // namespace
 
 void init(int* argc, char*** argv) {
@@ -104,6 +115,7 @@ Comm& host_comm() {
   if (!w.host) {
     w.host = w.launch.mpi ? make_mpi_comm() : make_single_comm();
     if (const auto t = timeout_from_env()) w.host->timeout_s = *t;
+    if (const auto n = max_count_from_env()) w.host->max_count = *n;
   }
   return *w.host;
 }

@@ -154,6 +154,13 @@ void add_inplace(Tensor dst, const Tensor& src);
 // x *= s
 void scale_inplace(Tensor x, float s);
 void zero(Tensor x);
+// Frees what the backend keeps for the temporaries of ops (the CUDA scratch area: attention-backward
+// and log-prob tiles), so a phase that needs none leaves the memory to another (a GRPO step frees it
+// between rollouts and training); it grows back on the next op that needs it. Waits for the device.
+void release_workspace();
+// dst (N) = src (N) f32 in dst's dtype (f32: a copy; bf16: rounded to nearest even), on one device
+// (bf16 on the CPU too: it is only rounding). The compute weights from their fp32 master copy.
+void convert(Tensor dst, const Tensor& src);
 
 // Per-token log-probability of targets under softmax(hidden @ weight^T / temperature), computed in
 // chunks of `vocab_chunk` vocabulary rows so the (T, V) logits are never stored.

@@ -2,6 +2,10 @@
 #include "kernels/ops.h"
 #include "kernels/ops_check.h"
 
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_context.h"
+#endif
+
 namespace r1::ops {
 
 using namespace check;
@@ -295,6 +299,26 @@ void zero(Tensor x) {
   if (on_cuda(op, {{"x", x}})) R1_CUDA_DISPATCH_DT(op, dt, cuda::zero(bp(x), x.numel()), cuda::zero(fp(x), x.numel()));
   count_path(id, Path::native);
   cpu::zero(fp(x), x.numel());
+}
+
+void release_workspace() {
+#ifdef R1_HAVE_CUDA
+  if (cuda::Context* ctx = cuda::context_if_created()) ctx->release_scratch();
+#endif
+}
+
+void convert(Tensor dst, const Tensor& src) {
+  const Op id = Op::convert;
+  const char* op = op_name(id);
+  if (dst.dtype != F32 && dst.dtype != BF16) fail("{}: dst is {}, expected f32 or bf16", op, dst.describe());
+  const int64_t n = dst.numel();
+  expect_numel(op, "src", src, n, F32, "dst", dst);
+  if (on_cuda(op, {{"dst", dst}, {"src", src}})) {
+    R1_CUDA_DISPATCH_DT(op, dst.dtype, cuda::convert(bp(dst), fp(src), n), cuda::convert(fp(dst), fp(src), n));
+  }
+  count_path(id, Path::native);
+  if (dst.dtype == F32) cpu::copy(fp(dst), fp(src), n);
+  else cpu::convert_to_bf16(static_cast<uint16_t*>(dst.data), fp(src), n);
 }
 
 double sum_squares(const Tensor& x) {

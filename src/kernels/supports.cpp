@@ -21,7 +21,7 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "swiglu_forward",        "swiglu_backward",        "dropout_forward",
     "dropout_backward",      "add",
     "add_inplace",           "scale_inplace",          "zero",
-    "sum_squares",           "token_logprobs_forward", "token_logprobs_backward",
+    "convert",               "sum_squares",           "token_logprobs_forward", "token_logprobs_backward",
     "cross_entropy_forward", "cross_entropy_backward", "adamw_update",
     "rope_interleaved_forward", "rope_interleaved_backward", "copy_columns",
     "moe_route_forward",     "moe_route_backward",     "moe_permute",
@@ -38,6 +38,7 @@ Support on_cpu(Op op, DType dtype) {
   if (dtype == DType::F32) return native("the f32 CPU reference (kernels/cpu)");
   if (dtype == DType::BF16 && op == Op::adamw_update)
     return native("the f32 CPU update, the copy rounded to bf16");
+  if (dtype == DType::BF16 && op == Op::convert) return native("f32 rounded to bf16 on the CPU");
   if (dtype == DType::BF16) return unsupported("bf16 tensors are supported on CUDA only");
   return unsupported("not a compute dtype (f32, or bf16 on CUDA)");
 }

@@ -47,6 +47,7 @@ enum class Op : uint8_t {
   add_inplace,
   scale_inplace,
   zero,
+  convert,
   sum_squares,
   token_logprobs_forward,
   token_logprobs_backward,

@@ -11,6 +11,7 @@
 #include "base/fs.h"
 #include "base/rng.h"
 #include "model/safetensors.h"
+#include "tensor/device_memory.h"
 
 namespace r1::model {
 
@@ -41,41 +42,63 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
   return c.tie_word_embeddings && name == "lm_head.weight";
 }
 
-// A model of `cfg` with every tensor read from `dir`, except `fresh` (when named): the score head of a
+// Where m's weights are kept in f32 (its master copy), or else its compute weights: what loading
+// fills and saving reads.
+Tensor weights_of(const Transformer& m) { return m.separate_master() ? m.master().flat : m.params().flat; }
+
+// Every tensor of m's layout read from `dir` into m, except `fresh` (when named): the score head of a
 // classifier built on a causal LM, drawn from normal(0, std) with the stream init_random would use.
-// Tensors the layout does not use are errors, except a backbone's lm_head.
-Transformer read_model(const std::string& dir, const ModelConfig& cfg, Device device, bool trainable,
-                       const std::string& fresh = "", uint64_t seed = 0, float std = 0.0f) {
-  Transformer m(cfg, device, trainable);
+// Tensors the layout does not use are errors, except a backbone's lm_head. In place where the fp32
+// weights are host memory (a CPU model, a host master copy); otherwise a tensor at a time through
+// one host buffer, so a model of any size loads with the largest tensor's worth of host memory.
+void read_into(const std::string& dir, Transformer& m, const std::string& fresh = "", uint64_t seed = 0,
+               float std = 0.0f) {
+  const ModelConfig& cfg = m.config();
   SafetensorsReader reader(dir);
   std::set<std::string> expected;
-  // CPU models are read in place; others through a host copy.
-  std::vector<float> host;
-  if (device != Device::CPU) host.assign(size_t(m.params().flat.numel()), 0.0f);
-  float* base = device == Device::CPU ? m.params().flat.f32() : host.data();
+  float* in_place = m.host_weights();
+  const Tensor w = weights_of(m);
+  std::vector<float> buf;
   for (size_t i = 0; i < m.specs().size(); ++i) {
     const ParamSpec& s = m.specs()[i];
+    if (!in_place) buf.resize(size_t(s.numel()));
+    float* dst = in_place ? in_place + s.offset : buf.data();
     if (s.name == fresh) {
       Rng rng(seed, i);
-      for (int64_t j = 0; j < s.numel(); ++j) base[s.offset + j] = std * rng.normal();
-      continue;
+      for (int64_t j = 0; j < s.numel(); ++j) dst[j] = std * rng.normal();
+    } else {
+      R1_CHECK(reader.contains(s.name), "{}: checkpoint has no tensor '{}' required by the {} config", dir, s.name,
+               cfg.model_type);
+      reader.read_f32(s.name, s.shape, dst);
+      expected.insert(s.name);
     }
-    R1_CHECK(reader.contains(s.name), "{}: checkpoint has no tensor '{}' required by the {} config",
-             dir, s.name, cfg.model_type);
-    reader.read_f32(s.name, s.shape, base + s.offset);
-    expected.insert(s.name);
+    if (!in_place) copy_from_host_f32(w.rows(s.offset, s.offset + s.numel()), dst);
   }
   for (const std::string& name : reader.names())
     R1_CHECK(expected.count(name) || ignorable(name, cfg) || (!fresh.empty() && name == "lm_head.weight"),
              "{}: checkpoint has tensor '{}' that a {} model with this config does not use", dir, name,
              cfg.model_type);
-  if (device != Device::CPU) m.set_weights(host.data());
+  m.refresh_compute_weights();
+}
+
+Transformer read_model(const std::string& dir, const ModelConfig& cfg, Device device, bool trainable,
+                       MasterPlace master = MasterPlace::Device, const std::string& fresh = "", uint64_t seed = 0,
+                       float std = 0.0f) {
+  Transformer m(cfg, device, trainable, std::nullopt, master);
+  read_into(dir, m, fresh, seed, std);
   return m;
 }
 }  // namespace
 
-Transformer load_model(const std::string& dir, Device device, bool trainable) {
-  return read_model(dir, load_config(fs::join(dir, "config.json")), device, trainable);
+Transformer load_model(const std::string& dir, Device device, bool trainable, MasterPlace master) {
+  return read_model(dir, load_config(fs::join(dir, "config.json")), device, trainable, master);
+}
+
+void load_weights(const std::string& dir, Transformer& m) {
+  const ModelConfig saved = load_config(fs::join(dir, "config.json"));
+  R1_CHECK(saved.num_parameters() == m.config().num_parameters(),
+           "{}: a model of {} parameters, this one has {}", dir, saved.num_parameters(), m.config().num_parameters());
+  read_into(dir, m);
 }
 
 Transformer load_classifier(const std::string& dir, int num_labels, uint64_t seed, Device device, bool trainable,
@@ -89,16 +112,22 @@ Transformer load_classifier(const std::string& dir, int num_labels, uint64_t see
     return read_model(dir, cfg, device, trainable);
   }
   cfg.num_labels = num_labels;
-  return read_model(dir, cfg, device, trainable, "score.weight", seed, std);
+  return read_model(dir, cfg, device, trainable, MasterPlace::Device, "score.weight", seed, std);
 }
 
 void save_model(const Transformer& m, const std::string& dir, DType dtype) {
-  std::vector<float> host;
-  if (m.device() != Device::CPU) host = m.weights_host();
-  const float* base = m.device() == Device::CPU ? m.params().flat.f32() : host.data();
+  // Straight from host memory, or a chunk at a time from the device: no host copy of the whole model.
+  const float* base = m.host_weights();
+  const Tensor w = weights_of(m);
   const std::vector<ParamSpec>& specs = m.specs();
   auto copy = [&](size_t k, int64_t begin, int64_t n, float* dst) {
-    std::memcpy(dst, base + specs[k].offset + begin, size_t(n) * sizeof(float));
+    const int64_t at = specs[k].offset + begin;
+    if (base) {
+      std::memcpy(dst, base + at, size_t(n) * sizeof(float));
+      return;
+    }
+    const std::vector<float> part = to_host_f32(w.rows(at, at + n));
+    std::memcpy(dst, part.data(), size_t(n) * sizeof(float));
   };
   const int64_t bytes = total_params(specs) * int64_t(dtype_size(dtype));
   save_model_streamed(m.config(), specs, dir, dtype, copy, bytes >= kSaveProgressMinBytes);

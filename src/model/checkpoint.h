@@ -13,7 +13,11 @@ namespace r1::model {
 // trainable). Every expected tensor must be present with the expected shape; an unexpected tensor
 // is an error (it would be silently dropped otherwise). CUDA models are read on the host, then
 // uploaded.
-Transformer load_model(const std::string& dir, Device device = Device::CPU, bool trainable = true);
+Transformer load_model(const std::string& dir, Device device = Device::CPU, bool trainable = true,
+                       MasterPlace master = MasterPlace::Device);
+// Reads the weights saved in model directory `dir` into m (same architecture): in place where m's
+// fp32 weights are host memory, else through one host copy (resuming a run needs no second model).
+void load_weights(const std::string& dir, Transformer& m);
 
 // Loads `dir` as a sequence classifier with `num_labels` outputs (a reward model has 1). A directory
 // that already is one loads as load_model does; a causal LM becomes its backbone: the lm_head is

@@ -30,6 +30,7 @@ KVCache::KVCache(const ModelConfig& c, const KVLayout& l, Device device_, DType 
     v_dev_ = std::make_unique<cuda::ReservedMemory>(v_layer * size_t(layers));
     k_base_ = static_cast<char*>(k_dev_->data());
     v_base_ = static_cast<char*>(v_dev_->data());
+    pool_bytes_.set(k_dev_->size() + v_dev_->size());
   } else {
     k_host_ = Buffer(k_layer * size_t(layers), device);
     v_host_ = Buffer(v_layer * size_t(layers), device);
@@ -83,12 +84,14 @@ void KVCache::release_pool() {
   if (!k_dev_) return;
   k_dev_->release();
   v_dev_->release();
+  pool_bytes_.set(0);
 }
 
 void KVCache::acquire_pool() {
   if (!k_dev_) return;
   k_dev_->acquire();
   v_dev_->acquire();
+  pool_bytes_.set(k_dev_->size() + v_dev_->size());
 }
 
 void KVCache::set_table_rows(int64_t first, int64_t rows, const int32_t* host) {

@@ -16,6 +16,7 @@
 #include "device/reserved_memory.h"
 #include "model/config.h"
 #include "model/transformer.h"
+#include "tensor/device_memory.h"
 #include "tensor/tensor.h"
 
 namespace r1::model {
@@ -73,6 +74,7 @@ struct KVCache {
  private:
   Buffer k_host_, v_host_;                               // the CPU's pool
   std::unique_ptr<cuda::ReservedMemory> k_dev_, v_dev_;  // CUDA's
+  CountedBytes pool_bytes_;                              // CUDA's while resident, in memory_use
   char *k_base_ = nullptr, *v_base_ = nullptr;
 };
 

@@ -6,11 +6,54 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "base/progress.h"
 #include "base/rng.h"
+#include "kernels/ops.h"
 #include "model/random_init.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
+
+namespace {
+
+constexpr int64_t kChunk = int64_t(1) << 26;         // elements per host-device copy of the weights
+constexpr int64_t kProgressMin = int64_t(1) << 30;  // elements from which those copies show progress
+
+// A progress line for a copy of n elements, when n is large enough for one to be worth showing.
+std::optional<Progress> copy_progress(const char* what, int64_t n) {
+  if (n < kProgressMin) return std::nullopt;
+  return std::optional<Progress>(std::in_place, what, (n + kChunk - 1) / kChunk, "chunk");
+}
+
+// dst = src (f32) rounded to dst's dtype: on their device when they share one, else (a host master
+// copy, device compute weights) a chunk at a time through a host staging buffer.
+void round_into(Tensor dst, const Tensor& src) {
+  if (dst.device == src.device) return ops::convert(dst, src);
+  R1_CHECK(src.device == Device::CPU, "round_into: {} from {}", dst.describe(), src.describe());
+  const int64_t n = dst.numel(), chunk = std::min(n, kChunk);
+  Buffer staging = Buffer::pinned(size_t(chunk) * dtype_size(dst.dtype));
+  std::optional<Progress> bar = copy_progress("rounding the weights to the device", n);
+  for (int64_t a = 0; a < n; a += chunk) {
+    const int64_t b = std::min(n, a + chunk);
+    Tensor part(staging.data(), dst.dtype, {b - a});
+    ops::convert(part, src.reshape({n}).rows(a, b));
+    copy_tensor(dst.reshape({n}).rows(a, b), part);
+    if (bar) bar->update(1);
+  }
+}
+
+// dst (f32, any device) = host f32, a chunk at a time.
+void upload(Tensor dst, const float* host) {
+  const int64_t n = dst.numel();
+  std::optional<Progress> bar = copy_progress("copying the weights to the device", n);
+  for (int64_t a = 0; a < n; a += kChunk) {
+    const int64_t b = std::min(n, a + kChunk);
+    copy_from_host(dst.reshape({n}).rows(a, b), host + a);
+    if (bar) bar->update(1);
+  }
+}
+
+}  // namespace
 
 Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs) {
   Batch b;
@@ -27,7 +70,8 @@ Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs) {
   return b;
 }
 
-Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::optional<DType> compute_dtype)
+Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::optional<DType> compute_dtype,
+                         MasterPlace master)
     : cfg_(std::move(cfg)), plan_(make_plan(cfg_)), device_(device), trainable_(trainable) {
   const int64_t n = plan_.total;
   // The MLA and mixture-of-experts blocks have CPU kernels only so far (issue 22's CUDA part: the
@@ -43,9 +87,11 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
   weights_.zero();
   params_ = bind_params(cfg_, plan_.specs, weights_.data(), compute, device_);
   if (trainable_ && compute != DType::F32) {
-    master_weights_ = Buffer(size_t(n) * sizeof(float), device_);
+    const Device where = master == MasterPlace::Host ? Device::CPU : device_;
+    master_weights_ = where == Device::CPU ? Buffer::pinned(size_t(n) * sizeof(float))
+                                           : Buffer(size_t(n) * sizeof(float), device_);
     master_weights_.zero();
-    master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, device_);
+    master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, where);
   }
   if (trainable_) {
     gradients_ = Buffer(size_t(n) * sizeof(float), device_);
@@ -61,6 +107,25 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
     inv_freq_t_ = dev;
   }
 }
+
+void Transformer::place_master(MasterPlace place) {
+  if (!separate_master()) return;
+  const Device where = place == MasterPlace::Host ? Device::CPU : device_;
+  if (master_.flat.device == where) return;
+  const size_t bytes = master_weights_.size();
+  Buffer moved = where == Device::CPU ? Buffer::pinned(bytes) : Buffer(bytes, where);
+  devmem::copy(moved.data(), where, master_weights_.data(), master_.flat.device, bytes);
+  master_weights_ = std::move(moved);
+  master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, where);
+}
+
+float* Transformer::host_weights() {
+  if (device_ == Device::CPU && compute_dtype() == DType::F32) return params_.flat.f32();
+  if (separate_master() && master_.flat.device == Device::CPU) return master_.flat.f32();
+  return nullptr;
+}
+
+const float* Transformer::host_weights() const { return const_cast<Transformer*>(this)->host_weights(); }
 
 void Transformer::zero_grads() {
   gradients_.zero();
@@ -149,8 +214,9 @@ void Transformer::set_adapter(const float* host_flat) {
 }
 
 void Transformer::init_random(uint64_t seed, float std) {
-  if (device_ == Device::CPU && compute_dtype() == DType::F32) {  // drawn in place: no second copy
-    draw_init_weights(plan_.specs, seed, std, params_.flat.f32());
+  if (float* w = host_weights()) {  // drawn in place: no second copy
+    draw_init_weights(plan_.specs, seed, std, w);
+    refresh_compute_weights();
     return;
   }
   std::vector<float> host(size_t(plan_.total), 0.0f);
@@ -163,21 +229,17 @@ std::vector<float> Transformer::weights_host() const {
 }
 
 void Transformer::set_weights(const float* host_flat) {
-  if (separate_master()) copy_from_host(master_.flat, host_flat);
-  copy_from_host_f32(params_.flat, host_flat);
+  if (!separate_master()) return copy_from_host_f32(params_.flat, host_flat);
+  if (master_.flat.data != host_flat) upload(master_.flat, host_flat);
+  refresh_compute_weights();
 }
 
 void Transformer::refresh_compute_weights() {
   if (has_lora()) {
-    if (adapter_master_flat_.data != adapter_flat_.data) {
-      const std::vector<float> host = to_host_f32(adapter_master_flat_);
-      copy_from_host_f32(adapter_flat_, host.data());
-    }
+    if (adapter_master_flat_.data != adapter_flat_.data) round_into(adapter_flat_, adapter_master_flat_);
     return;
   }
-  if (!separate_master()) return;
-  std::vector<float> host = to_host_f32(master_.flat);
-  copy_from_host_f32(params_.flat, host.data());
+  if (separate_master()) round_into(params_.flat, master_.flat);
 }
 
 void copy_weights(Transformer& dst, const Transformer& src) {

@@ -11,6 +11,8 @@
 //   CUDA : params() are the bf16 compute weights on the GPU (what every forward reads), master()
 //          the fp32 weights AdamW updates, grads() fp32; all three are flat buffers of one layout
 //          (params.h). A non-trainable model (reference models) keeps only the bf16 params().
+//          master() may live in pinned host memory instead (MasterPlace::Host) for an optimizer that
+//          runs on the CPU: the GPU then holds the bf16 weights and the gradients only.
 //          Activations and activation gradients are bf16; per-row statistics (rstd, lse, logp,
 //          entropy) stay f32. AdamW moments are fp32 on the device (optim/optimizer.h).
 //
@@ -53,14 +55,19 @@ struct Batch {
 // Packs sequences into a Batch with positions 0..len-1 and next-token targets.
 Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs);
 
+// Where a trainable model keeps its separate fp32 master copy: beside the compute weights on their
+// device, or in pinned host memory, where an offloaded optimizer updates it (optim/optimizer.h).
+enum class MasterPlace : uint8_t { Device, Host };
+
 class Transformer {
  public:
   // A model of the given architecture with zero weights (see init_random / load_model) on `device`.
   // trainable = false: no gradients and, on CUDA, no fp32 master copy (a frozen reference model).
   // compute: the dtype every forward computes in; by default f32 on CPU and bf16 on CUDA (f32 on
   // CUDA is the reference precision for comparing the GPU path with the CPU one).
+  // master: where a separate fp32 master copy lives (see MasterPlace).
   explicit Transformer(ModelConfig cfg, Device device = Device::CPU, bool trainable = true,
-                       std::optional<DType> compute = std::nullopt);
+                       std::optional<DType> compute = std::nullopt, MasterPlace master = MasterPlace::Device);
   Transformer(Transformer&&) = default;
 
   const ModelConfig& config() const { return cfg_; }
@@ -80,6 +87,13 @@ class Transformer {
   const Params& master() const { return compute_dtype() == DType::F32 ? params_ : master_; }
   // Whether master() is a separate fp32 copy whose updates must be rounded into params().
   bool separate_master() const { return trainable_ && compute_dtype() != DType::F32; }
+  // Moves a separate master copy to `place` (nothing without one, or when it is there already).
+  void place_master(MasterPlace place);
+  // The fp32 weights when they are host memory, to be read or written in place (a CPU model's
+  // params(), or a master copy kept on the host; call refresh_compute_weights() after writing);
+  // null otherwise.
+  float* host_weights();
+  const float* host_weights() const;
   // fp32 gradients of what training updates: master()'s layout, or with LoRA only the adapters'
   // views (the layers' Linear lora_a/lora_b; the frozen base's views are empty).
   Params& grads() { return grads_; }
@@ -114,7 +128,7 @@ class Transformer {
   // Sets every weight from host f32 in the flat layout (master and, rounded, the compute weights).
   void set_weights(const float* host_flat);
   // Rounds the trainable fp32 weights into their compute copy after they were written directly
-  // (CUDA; nothing on CPU).
+  // (CUDA; nothing on CPU): on the device, or from a host master copy in chunks.
   void refresh_compute_weights();
   const Tensor& rope_inv_freq() const { return inv_freq_t_; }  // f32 on device()
 

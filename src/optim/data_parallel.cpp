@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "dist/world.h"
 #include "kernels/ops.h"
 #include "model/safetensors.h"
@@ -64,24 +65,38 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
   R1_CHECK(m.trainable(), "data parallel: the model was created with trainable = false (and has no LoRA)");
   R1_CHECK(comm_->size() == 1 || comm_->on_device() == (m.device() != Device::CPU),
            "data parallel: a {} comm cannot combine gradients on {}", comm_->backend(), device_name(m.device()));
+  if (cfg_.offload.enabled) {
+    R1_CHECK(!m.has_lora(), "train.optimizer_offload: LoRA's optimizer state is small (the adapters only) and "
+             "stays on the device; set train.optimizer_offload to off or auto");
+    m.place_master(model::MasterPlace::Host);  // where the CPU updates it (created there by the recipes)
+  }
   const int64_t n = m.trainable_weights().master.numel();
   if (cfg_.zero1 && comm_->size() > 1) {
     shard_counts_ = shard_counts(n, comm_->size());
     for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
     const int64_t count = shard_counts_[size_t(comm_->rank())];
     opt_ = std::make_unique<AdamW>(shard_slices(param_slices(m), shard_begin_, shard_begin_ + count), adamw,
-                                   m.device());
+                                   m.device(), cfg_.offload);
     shard_grad_ = Buffer(size_t(count) * sizeof(float), m.device());
   } else {
     cfg_.zero1 = false;  // one rank: nothing to shard
-    opt_ = std::make_unique<AdamW>(param_slices(m), adamw, m.device());
+    opt_ = std::make_unique<AdamW>(param_slices(m), adamw, m.device(), cfg_.offload);
   }
   for (auto [a, b] : backward_buckets(m, cfg_.bucket_bytes)) buckets_.push_back({a, b});
-  if (comm_->size() > 1) {  // every rank starts from rank 0's weights
-    comm_->broadcast(m.trainable_weights().master.data, n, dist::Type::F32, 0);
-    comm_->synchronize();
-    m.refresh_compute_weights();
-  }
+  if (comm_->size() > 1) broadcast_weights();  // every rank starts from rank 0's weights
+  if (cfg_.offload.enabled && dist::is_root())
+    log::info("optimizer offloaded: AdamW runs on the CPU, its moments{} in host memory ({:.2f} GiB), in chunks of {} "
+              "elements", m.separate_master() ? " and the fp32 master weights" : "",
+              double((m.separate_master() ? 3 : 2) * opt_->n_elements() * 4) / double(1 << 30), cfg_.offload.chunk);
+}
+
+void DataParallel::broadcast_weights() {
+  const Tensor master = m_.trainable_weights().master;
+  // A master copy on the host (offload) goes through the host comm.
+  dist::Comm& c = master.device == m_.device() ? *comm_ : dist::host_comm();
+  c.broadcast(master.data, master.numel(), dist::Type::F32, 0);
+  c.synchronize();
+  m_.refresh_compute_weights();
 }
 
 DataParallel::~DataParallel() {
@@ -155,15 +170,34 @@ UpdateResult DataParallel::step_zero1(double lr, double max_grad_norm, bool fini
     const model::Transformer::Trainable t = m_.trainable_weights();
     const int64_t a = shard_begin_, b = shard_begin_ + count;
     opt_->step(t.master.rows(a, b), shard, float(lr), scale, t.compute.empty() ? Tensor() : t.compute.rows(a, b));
-    // Every rank's shard of the fp32 weights to every rank, then the compute copy (bf16) from them.
+    gather_shards(t);
+  }
+  m_.zero_grads();
+  return res;
+}
+
+void DataParallel::gather_shards(const model::Transformer::Trainable& t) {
+  const int64_t a = shard_begin_;
+  if (t.master.device == m_.device()) {
+    // Every rank's shard of the fp32 weights to every rank, then the compute copy from them on the
+    // device (no trip through host memory).
     comm_->after_compute();
     comm_->all_gather(t.master.f32() + a, t.master.data, shard_counts_, dist::Type::F32);
     comm_->before_compute();
     comm_->synchronize();
     m_.refresh_compute_weights();
+    return;
   }
-  m_.zero_grads();
-  return res;
+  // Offloaded: the step wrote this rank's shard of the compute copy on the device; gather those as
+  // bytes there, and the fp32 shards in host memory.
+  const size_t es = dtype_size(t.compute.dtype);
+  std::vector<int64_t> bytes;
+  for (int64_t c : shard_counts_) bytes.push_back(c * int64_t(es));
+  comm_->after_compute();
+  comm_->all_gather(static_cast<char*>(t.compute.data) + size_t(a) * es, t.compute.data, bytes, dist::Type::U8);
+  dist::host_comm().all_gather(t.master.f32() + a, t.master.data, shard_counts_, dist::Type::F32);
+  comm_->before_compute();
+  comm_->synchronize();
 }
 
 int64_t DataParallel::steps_taken() const { return opt_->steps_taken(); }
@@ -180,7 +214,7 @@ void DataParallel::save(const std::string& path) const {
   dist::Comm& host = dist::host_comm();
   host.all_gather(m.data() + shard_begin_, m.data(), shard_counts_, dist::Type::F32);
   host.all_gather(v.data() + shard_begin_, v.data(), shard_counts_, dist::Type::F32);
-  if (dist::is_root()) save_adamw_state(path, m, v, opt_->steps_taken());
+  if (dist::is_root()) save_adamw_state(path, m.data(), v.data(), n, opt_->steps_taken());
 }
 
 void DataParallel::load(const std::string& path) {

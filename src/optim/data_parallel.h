@@ -11,6 +11,12 @@
 //                         weights (the moments, 2/3 of the training state, shrink N-fold).
 // With one rank both are exactly AdamW + clip_and_step.
 //
+// Offload (DataParallelConfig::offload): the fp32 master weights move to pinned host memory and
+// AdamW runs on the CPU (optimizer.h's OffloadConfig), so the GPU keeps the bf16 weights and the
+// gradients only. The gradient norm and clipping stay on the GPU. With zero1 each rank updates its
+// shard on its CPU, then the ranks all-gather the updated bf16 shards on the device and the fp32
+// shards through the host comm.
+//
 // Overlap (device comms, replicated): arm(state) before the backward of an optimizer step's last
 // micro-batch makes the backward report each layer's gradients as final; buckets of about
 // bucket_bytes go out on the comm's stream while the backward computes the layers below. Buckets
@@ -33,6 +39,7 @@ namespace r1::optim {
 
 struct DataParallelConfig {
   bool zero1 = false;
+  OffloadConfig offload;  // the optimizer on the CPU, its state in host memory (not with LoRA)
   int64_t bucket_bytes = int64_t(25) << 20;  // PyTorch DDP's default bucket
   bool overlap = true;                       // device comms only
 };
@@ -50,6 +57,7 @@ class DataParallel {
   int rank() const { return comm_->rank(); }
   int world_size() const { return comm_->size(); }
   bool zero1() const { return cfg_.zero1; }
+  const AdamW& adamw() const { return *opt_; }
 
   // The next backward through `state` starts the gradient all-reduce bucket by bucket as layers
   // finish (device comms, replicated mode; otherwise nothing). Call it before the backward of an
@@ -70,6 +78,10 @@ class DataParallel {
     int64_t begin = 0, end = 0;
   };
   void on_grads_ready(int64_t begin);
+  // Every rank's fp32 master weights (and their compute copy) become rank 0's.
+  void broadcast_weights();
+  // zero1: every rank's updated shard to every rank.
+  void gather_shards(const model::Transformer::Trainable& t);
   UpdateResult step_replicated(double lr, double max_grad_norm, bool finite);
   UpdateResult step_zero1(double lr, double max_grad_norm, bool finite);
 

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "kernels/ops.h"
 #include "model/safetensors.h"
+#include "optim/offload.h"
 #include "tensor/device_memory.h"
 
 namespace r1::optim {
@@ -21,8 +22,8 @@ namespace r1::optim {
 // ---------------------------------------------------------------------------------------------
 // AdamW
 
-AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device)
-    : slices_(std::move(slices)), cfg_(cfg), device_(device) {
+AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device, OffloadConfig offload)
+    : slices_(std::move(slices)), cfg_(cfg), device_(offload.enabled ? Device::CPU : device) {
   R1_CHECK(cfg_.beta1 >= 0.0f && cfg_.beta1 < 1.0f, "AdamW: beta1 {} must be in [0, 1)", cfg_.beta1);
   R1_CHECK(cfg_.beta2 >= 0.0f && cfg_.beta2 < 1.0f, "AdamW: beta2 {} must be in [0, 1)", cfg_.beta2);
   R1_CHECK(cfg_.eps >= 0.0f && std::isfinite(cfg_.eps), "AdamW: eps {} must be finite and >= 0", cfg_.eps);
@@ -33,44 +34,69 @@ AdamW::AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device)
              s.numel);
     n_ = std::max(n_, s.offset + s.numel);
   }
-  // A parameter covered twice would be updated twice per step: refuse overlapping slices.
-  std::vector<const ParamSlice*> order;
-  for (const ParamSlice& s : slices_)
-    if (s.numel > 0) order.push_back(&s);
-  std::sort(order.begin(), order.end(),
-            [](const ParamSlice* a, const ParamSlice* b) { return a->offset < b->offset; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    const ParamSlice& a = *order[i - 1];
-    const ParamSlice& b = *order[i];
+  // In offset order (the update of a range walks them so); a parameter covered twice would be
+  // updated twice per step: refuse overlapping slices.
+  std::erase_if(slices_, [](const ParamSlice& s) { return s.numel == 0; });
+  std::sort(slices_.begin(), slices_.end(), [](const ParamSlice& a, const ParamSlice& b) { return a.offset < b.offset; });
+  for (size_t i = 1; i < slices_.size(); ++i) {
+    const ParamSlice& a = slices_[i - 1];
+    const ParamSlice& b = slices_[i];
     R1_CHECK(a.offset + a.numel <= b.offset, "AdamW: slice '{}' [{}, {}) overlaps slice '{}' [{}, {})", a.name,
              a.offset, a.offset + a.numel, b.name, b.offset, b.offset + b.numel);
   }
-  m_ = Buffer(size_t(n_) * sizeof(float), device_);
-  v_ = Buffer(size_t(n_) * sizeof(float), device_);
-  m_.zero();
-  v_.zero();
+  const size_t bytes = size_t(n_) * sizeof(float);
+  if (offload.enabled) {
+    stream_ = std::make_unique<OffloadStream>(offload.chunk);
+    m_ = Buffer::pinned(bytes);
+    v_ = Buffer::pinned(bytes);
+  } else {
+    m_ = Buffer(bytes, device_);
+    v_ = Buffer(bytes, device_);
+  }
   m_t_ = Tensor(m_.data(), DType::F32, {n_}, device_);
   v_t_ = Tensor(v_.data(), DType::F32, {n_}, device_);
+  ops::zero(m_t_);  // in parallel on the host: tens of GB when offloaded
+  ops::zero(v_t_);
 }
+
+AdamW::~AdamW() = default;
+AdamW::AdamW(AdamW&&) noexcept = default;
 
 void AdamW::step(Tensor params, const Tensor& grads, float lr, float grad_scale, Tensor compute_copy) {
   R1_CHECK(params.dtype == DType::F32 && grads.dtype == DType::F32,
            "AdamW::step: params {} and grads {} must be f32", params.describe(), grads.describe());
-  // The moments live on device_, so the parameters must too.
-  R1_CHECK(params.device == device_ && grads.device == device_,
+  // The moments live on device_, so the parameters must too; offloaded, the gradients and the
+  // compute copy may be anywhere (they are staged through host memory).
+  R1_CHECK(params.device == device_ && (offloaded() || grads.device == device_),
            "AdamW::step: params {} and grads {} must be on the optimizer's device ({})", params.describe(),
            grads.describe(), device_name(device_));
   R1_CHECK(params.numel() == grads.numel(), "AdamW::step: params {} and grads {} differ in numel",
            params.describe(), grads.describe());
-  R1_CHECK(compute_copy.empty() || (compute_copy.numel() == params.numel() && compute_copy.device == device_),
+  R1_CHECK(compute_copy.empty() ||
+               (compute_copy.numel() == params.numel() && (offloaded() || compute_copy.device == device_)),
            "AdamW::step: compute copy {} does not match params {}", compute_copy.describe(), params.describe());
   const int64_t n = params.numel();
   for (const ParamSlice& s : slices_)
     R1_CHECK(s.offset + s.numel <= n, "AdamW::step: slice '{}' [{}, {}) lies outside params of numel {}", s.name,
              s.offset, s.offset + s.numel, n);
+  if (offloaded()) {
+    stream_->run(grads.reshape({n}), compute_copy.empty() ? Tensor() : compute_copy.reshape({n}),
+                 [&](int64_t begin, const Tensor& g, Tensor cc) {
+                   update_range(params, begin, g, cc, lr, grad_scale);
+                 });
+  } else {
+    update_range(params, 0, grads, compute_copy, lr, grad_scale);
+  }
+  ++step_;
+}
 
-  // Flat 1-D views: rows() of them are the slices.
-  const Tensor p = params.reshape({n}), g = grads.reshape({n});
+void AdamW::update_range(Tensor params, int64_t begin, const Tensor& grads, Tensor compute_copy, float lr,
+                         float grad_scale) {
+  const int64_t n = grads.numel(), end = begin + n;
+  R1_CHECK(begin >= 0 && end <= params.numel(), "AdamW: elements [{}, {}) outside params {}", begin, end,
+           params.describe());
+  // Flat 1-D views: rows() of them are the slices' parts in [begin, end).
+  const Tensor p = params.reshape({params.numel()}), g = grads.reshape({n});
   const Tensor cc = compute_copy.empty() ? Tensor() : compute_copy.reshape({n});
   ops::AdamWParams hp;
   hp.lr = lr;
@@ -79,14 +105,20 @@ void AdamW::step(Tensor params, const Tensor& grads, float lr, float grad_scale,
   hp.eps = cfg_.eps;
   hp.step = step_ + 1;
   hp.grad_scale = grad_scale;
+  // A staged compute copy (offloaded) is uploaded whole: the elements between slices (alignment
+  // padding) get their parameter rounded, as the compute copy holds it, not what the buffer held.
+  const bool fill_gaps = offloaded() && !cc.empty();
+  int64_t done = begin;
   for (const ParamSlice& s : slices_) {
-    if (s.numel == 0) continue;
+    const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel, end);
+    if (b <= a) continue;
+    if (fill_gaps && a > done) ops::convert(cc.rows(done - begin, a - begin), p.rows(done, a));
     hp.weight_decay = s.decay ? cfg_.weight_decay : 0.0f;
-    const int64_t a = s.offset, b = s.offset + s.numel;
-    ops::adamw_update(p.rows(a, b), g.rows(a, b), m_t_.rows(a, b), v_t_.rows(a, b), hp,
-                      cc.empty() ? Tensor() : cc.rows(a, b));
+    ops::adamw_update(p.rows(a, b), g.rows(a - begin, b - begin), m_t_.rows(a, b), v_t_.rows(a, b), hp,
+                      cc.empty() ? Tensor() : cc.rows(a - begin, b - begin));
+    done = b;
   }
-  ++step_;
+  if (fill_gaps && end > done) ops::convert(cc.rows(done - begin, end - begin), p.rows(done, end));
 }
 
 namespace {
@@ -118,16 +150,15 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 
 }  // namespace
 
-void save_adamw_state(const std::string& path, const std::vector<float>& m, const std::vector<float>& v,
-                      int64_t step) {
-  R1_CHECK(m.size() == v.size(), "optimizer state {}: {} first and {} second moments", path, m.size(), v.size());
-  const int64_t n = int64_t(m.size());
-  std::vector<model::NamedTensor> tensors = {{"m", {n}, m.data()}, {"v", {n}, v.data()}};
+void save_adamw_state(const std::string& path, const float* m, const float* v, int64_t n, int64_t step) {
+  std::vector<model::NamedTensor> tensors = {{"m", {n}, m}, {"v", {n}, v}};
   model::save_safetensors(path, tensors, DType::F32, {{"format", "pt"}, {"step", std::to_string(step)}});
 }
 
 void AdamW::save(const std::string& path) const {
-  save_adamw_state(path, to_host_f32(m_t_), to_host_f32(v_t_), step_);
+  if (device_ == Device::CPU) return save_adamw_state(path, m_t_.f32(), v_t_.f32(), n_, step_);
+  const std::vector<float> m = to_host_f32(m_t_), v = to_host_f32(v_t_);
+  save_adamw_state(path, m.data(), v.data(), n_, step_);
 }
 
 void AdamW::moments_host(float* m, float* v) const {
@@ -157,13 +188,13 @@ void AdamW::load(const std::string& path, int64_t total, int64_t offset) {
     R1_CHECK(info.shape.size() == 1 && info.shape[0] == total,
              "optimizer state {}: tensor \"{}\" has {} elements in {} dims, this optimizer has {} parameters",
              path, name, info.shape.empty() ? 0 : info.shape[0], info.shape.size(), total);
+    R1_CHECK(info.dtype == DType::F32 && info.nbytes == size_t(total) * sizeof(float),
+             "optimizer state {}: tensor \"{}\" is {} in {} bytes, expected f32", path, name,
+             dtype_name(info.dtype), info.nbytes);
   }
-  // Read into fresh buffers first, so a failure leaves this optimizer as it was.
-  std::vector<float> m(static_cast<size_t>(total)), v(static_cast<size_t>(total));
-  reader.read_f32("m", {total}, m.data());
-  reader.read_f32("v", {total}, v.data());
-  copy_from_host(m_t_, m.data() + offset);
-  copy_from_host(v_t_, v.data() + offset);
+  // Checked first, then copied straight from the mapped file: no host copy of the whole state.
+  copy_from_host(m_t_, static_cast<const float*>(reader.info("m").data) + offset);
+  copy_from_host(v_t_, static_cast<const float*>(reader.info("v").data) + offset);
   step_ = step;
 }
 
@@ -175,7 +206,9 @@ std::vector<ParamSlice> param_slices(const model::Transformer& m) {
   return slices;
 }
 
-AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg) { return AdamW(param_slices(m), cfg, m.device()); }
+AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg, OffloadConfig offload) {
+  return AdamW(param_slices(m), cfg, m.device(), offload);
+}
 
 void optimizer_step(AdamW& opt, model::Transformer& m, float lr, float grad_scale) {
   const model::Transformer::Trainable t = m.trainable_weights();

@@ -1,8 +1,10 @@
 #pragma once
 // AdamW over a model's flat parameter buffer, global-norm gradient clipping and LR schedules.
 // The moments live on the device of the parameters (fp32); on CUDA an update also writes the bf16
-// compute weights in the same pass (optimizer_step).
+// compute weights in the same pass (optimizer_step). Offloaded, the moments and the fp32 master
+// weights are host memory and the update runs on the CPU (optim/offload.h).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,16 +25,39 @@ struct ParamSlice {
   bool decay = true;
 };
 
+// An offloaded AdamW keeps its moments in pinned host memory and updates on the CPU (every core):
+// the parameters it updates (the fp32 master weights) are host memory, while the gradients and the
+// compute copy may be on the GPU: they travel in chunks of `chunk` elements, double-buffered so the
+// copies overlap the update (optim/offload.h). The update is the CPU's, element for element.
+struct OffloadConfig {
+  bool enabled = false;
+  int64_t chunk = int64_t(1) << 24;  // elements per copy: 64 MiB of f32 gradients
+};
+
+class OffloadStream;
+
 class AdamW {
  public:
-  // Moments (fp32, zero) on `device`, which the parameters of every step must share.
-  AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device = Device::CPU);
+  // Moments (fp32, zero) on `device`, which the parameters of every step must share; offloaded,
+  // in host memory whatever `device` is (see OffloadConfig).
+  AdamW(std::vector<ParamSlice> slices, AdamWConfig cfg, Device device = Device::CPU, OffloadConfig offload = {});
+  ~AdamW();
+  AdamW(AdamW&&) noexcept;
   // One update of params (N) f32 from grads (N) f32; grads are multiplied by grad_scale first
   // (clipping, 1/accumulation). compute_copy (N, optional, bf16 or f32) receives the updated params
   // rounded to its dtype. Increments step().
   void step(Tensor params, const Tensor& grads, float lr, float grad_scale = 1.0f, Tensor compute_copy = {});
+  // The update of elements [begin, begin + n) alone, n = grads.numel(): params is the whole flat
+  // buffer (as in step), grads and compute_copy hold just those n elements (a staging chunk); all on
+  // device(). Does not count a step: step() is this over every element, then the count.
+  void update_range(Tensor params, int64_t begin, const Tensor& grads, Tensor compute_copy, float lr,
+                    float grad_scale);
   int64_t steps_taken() const { return step_; }
-  Device device() const { return device_; }
+  int64_t n_elements() const { return n_; }  // parameters it updates
+  Device device() const { return device_; }  // where the moments are (CPU when offloaded)
+  bool offloaded() const { return stream_ != nullptr; }
+  // The offloaded step's chunking (null when not offloaded).
+  const OffloadStream* offload_stream() const { return stream_.get(); }
   // Moments and step count, for exact resume (safetensors with tensors "m", "v", metadata "step"),
   // through host copies on any device.
   void save(const std::string& path) const;
@@ -51,16 +76,18 @@ class AdamW {
   int64_t n_ = 0, step_ = 0;
   Buffer m_, v_;
   Tensor m_t_, v_t_;
+  std::unique_ptr<OffloadStream> stream_;
 };
 
-// Writes moments m, v and the step count in AdamW's file format (what AdamW::save writes).
-void save_adamw_state(const std::string& path, const std::vector<float>& m, const std::vector<float>& v,
-                      int64_t step);
+// Writes moments m, v (n each, host memory) and the step count in AdamW's file format (what
+// AdamW::save writes).
+void save_adamw_state(const std::string& path, const float* m, const float* v, int64_t n, int64_t step);
 
 // The parameter slices of a model for AdamW (no weight decay on rank-1 tensors: norms and biases).
 std::vector<ParamSlice> param_slices(const model::Transformer& m);
-// An AdamW for m: its slices, moments on its device.
-AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg);
+// An AdamW for m: its slices, moments on its device (or offloaded: m's master copy must then be on
+// the host, model::MasterPlace::Host).
+AdamW make_adamw(const model::Transformer& m, AdamWConfig cfg, OffloadConfig offload = {});
 // One update of m's master weights from its gradients, rounding them into the compute weights in
 // the same pass when they are separate (CUDA).
 void optimizer_step(AdamW& opt, model::Transformer& m, float lr, float grad_scale = 1.0f);

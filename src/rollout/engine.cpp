@@ -38,7 +38,10 @@ Engine::Engine(const model::Transformer& m, EngineConfig cfg) : model_(m), cfg_(
 
 Engine::~Engine() = default;
 
-void Engine::release_kv_memory() { cache_->release_pool(); }
+void Engine::release_kv_memory() {
+  cache_->release_pool();
+  arena_ = Arena(0, model_.device());  // the CPU path's forward scratch
+}
 
 void Engine::reset_kv_peak() {
   sched_->blocks().reset_peak();

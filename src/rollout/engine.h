@@ -112,7 +112,7 @@ class Engine {
   void reset_kv_peak();
   // CUDA: gives the KV cache pool's memory back to the device until the next generate (a training
   // step uses it meanwhile); the pool comes back at the same address, so the captured decode steps
-  // stay valid. No-op on the CPU.
+  // stay valid. On the CPU the pool stays; the CPU path's forward scratch is freed on both.
   void release_kv_memory();
   const model::Transformer& model() const { return model_; }
   const EngineConfig& config() const { return cfg_; }

@@ -146,8 +146,23 @@ model::LoraConfig lora_config(const Recipe& r, const std::string& section) {
   return c;
 }
 
+model::ModelConfig recipe_model_config(const Recipe& r, const text::Codec& codec, const std::string& section) {
+  std::string path = r.get<std::string>(section + ".path");
+  if (!path.empty() && model::is_adapter_dir(path)) path = model::adapter_base_model(path);
+  if (!path.empty()) return model::load_config(fs::join(path, "config.json"));
+  model::ModelConfig mc =
+      model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
+  const int v = r.get<int>(section + ".init_vocab_size");
+  // All settings first, then one check: hidden_size=3584 with num_attention_heads=28 is valid in any order.
+  std::vector<std::string> settings = {"vocab_size=" + std::to_string(v > 0 ? v : codec.vocab_size())};
+  for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) settings.push_back(kv);
+  model::apply_config_settings(mc, settings, "recipe key '" + section + ".init_overrides'");
+  return mc;
+}
+
 std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
-                                                       uint64_t seed, bool trainable, const std::string& section) {
+                                                       uint64_t seed, bool trainable, const std::string& section,
+                                                       model::MasterPlace master) {
   // LoRA: the base is loaded frozen (no fp32 copy, no gradients) and training updates the adapters.
   const model::LoraConfig lora = trainable ? lora_config(r) : model::LoraConfig();
   const std::string path = r.get<std::string>(section + ".path");
@@ -159,18 +174,13 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   if (!path.empty()) {
     R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
              "(no config.json, no adapter_config.json)", section, path);
-    auto m = std::make_unique<model::Transformer>(model::load_model(path, device, trainable && !lora.enabled()));
+    auto m = std::make_unique<model::Transformer>(
+        model::load_model(path, device, trainable && !lora.enabled(), master));
     if (lora.enabled()) m->add_lora(lora, seed);
     return m;
   }
-  model::ModelConfig mc =
-      model::preset_config(r.get<std::string>(section + ".init_preset"), r.get<std::string>(section + ".init_arch"));
-  const int v = r.get<int>(section + ".init_vocab_size");
-  // All settings first, then one check: hidden_size=3584 with num_attention_heads=28 is valid in any order.
-  std::vector<std::string> settings = {"vocab_size=" + std::to_string(v > 0 ? v : codec.vocab_size())};
-  for (const std::string& kv : r.get<std::vector<std::string>>(section + ".init_overrides")) settings.push_back(kv);
-  model::apply_config_settings(mc, settings, "recipe key '" + section + ".init_overrides'");
-  auto m = std::make_unique<model::Transformer>(mc, device, trainable && !lora.enabled());
+  auto m = std::make_unique<model::Transformer>(recipe_model_config(r, codec, section), device,
+                                                trainable && !lora.enabled(), std::nullopt, master);
   m->init_random(seed);
   if (lora.enabled()) m->add_lora(lora, seed + 1);
   return m;

@@ -42,13 +42,19 @@ Device recipe_device(const Recipe& r);
 std::string tokenizer_source(const Recipe& r, const std::string& section = "model");
 std::unique_ptr<text::Codec> load_codec(const Recipe& r, const std::string& section = "model");
 
+// The architecture the recipe's model section describes (section.path's config.json, an adapter's
+// base, or init_preset with its overrides and the vocabulary), read without loading any weights.
+model::ModelConfig recipe_model_config(const Recipe& r, const text::Codec& codec, const std::string& section = "model");
+
 // The model of `section` on `device`: loaded from section.path (an HF model directory, or a PEFT
 // adapter directory: its base model with the adapter), or a fresh model of section.init_*
 // (vocabulary from the codec unless init_vocab_size is set) initialised from `seed`. A trainable
-// model with train.lora.rank > 0 gets fresh adapters over a frozen base.
+// model with train.lora.rank > 0 gets fresh adapters over a frozen base. `master`: where a trainable
+// CUDA model keeps its fp32 master copy (Host when the optimizer is offloaded, run/memory_preflight.h).
 std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
                                                        uint64_t seed, bool trainable = true,
-                                                       const std::string& section = "model");
+                                                       const std::string& section = "model",
+                                                       model::MasterPlace master = model::MasterPlace::Device);
 
 // The problems of section.path under section.preset (or the custom field names).
 std::vector<data::Problem> load_problems(const Recipe& r, const std::string& section = "data");

@@ -45,12 +45,8 @@ ResumePoint resume_point(const RunDir& run) {
 
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {
   if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
-  else load_weights(fs::join(ck.path, "model"), m);
+  else model::load_weights(fs::join(ck.path, "model"), m);
   opt.load(fs::join(ck.path, "optimizer.safetensors"));
-}
-
-void load_weights(const std::string& dir, model::Transformer& m) {
-  model::copy_weights(m, model::load_model(dir, Device::CPU, /*trainable=*/false));
 }
 
 }  // namespace r1::run

@@ -34,8 +34,5 @@ struct ResumePoint {
 ResumePoint resume_point(const RunDir& run);
 // Loads the weights and the optimizer state of checkpoint `ck` into m and opt (on every rank).
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt);
-// Copies the weights saved in model directory `dir` into m: read on the host (weights only), then
-// copied onto m's device.
-void load_weights(const std::string& dir, model::Transformer& m);
 
 }  // namespace r1::run

@@ -1,5 +1,6 @@
 #include "tensor/device_memory.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -34,6 +35,45 @@ void require_device(Device d, const std::string& what) {
   if (!device_usable(d, &why)) fail("{}: device {} was requested but cannot be used: {}", what, device_name(d), why);
 }
 
+namespace {
+
+struct Counter {
+  std::atomic<size_t> now{0}, peak{0};
+};
+Counter g_use[2];  // by Device
+
+void count_alloc(Device d, size_t bytes) {
+  Counter& c = g_use[size_t(d)];
+  const size_t now = c.now.fetch_add(bytes) + bytes;
+  size_t peak = c.peak.load();
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {
+  }
+}
+
+void count_release(Device d, size_t bytes) { g_use[size_t(d)].now.fetch_sub(bytes); }
+
+}  // namespace
+
+MemoryUse memory_use(Device d) { return {g_use[size_t(d)].now.load(), g_use[size_t(d)].peak.load()}; }
+
+void reset_memory_peak(Device d) { g_use[size_t(d)].peak = g_use[size_t(d)].now.load(); }
+
+CountedBytes& CountedBytes::operator=(CountedBytes&& o) noexcept {
+  if (this != &o) {
+    set(0);
+    device_ = o.device_;
+    bytes_ = o.bytes_;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void CountedBytes::set(size_t bytes) {
+  if (bytes > bytes_) count_alloc(device_, bytes - bytes_);
+  if (bytes < bytes_) count_release(device_, bytes_ - bytes);
+  bytes_ = bytes;
+}
+
 namespace devmem {
 
 #ifdef R1_HAVE_CUDA
@@ -51,11 +91,19 @@ namespace {
 }  // namespace
 #endif
 
+namespace {
+void* host_alloc(size_t bytes) {
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  R1_CHECK(p != nullptr, "out of host memory allocating {:.2f} GiB", double(bytes) / double(1 << 30));
+  return p;
+}
+}  // namespace
+
 void* alloc(Device d, size_t bytes) {
   if (bytes == 0) return nullptr;
   if (d == Device::CPU) {
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    R1_CHECK(p != nullptr, "out of memory allocating {} bytes", bytes);
+    void* p = host_alloc(bytes);
+    count_alloc(d, bytes);
     return p;
   }
 #ifdef R1_HAVE_CUDA
@@ -64,16 +112,19 @@ void* alloc(Device d, size_t bytes) {
   const cudaError_t err = cudaMalloc(&p, bytes);
   if (err != cudaSuccess) {
     cudaGetLastError();
-    fail("out of GPU memory allocating {:.2f} GiB: {}", double(bytes) / double(1 << 30), cudaGetErrorString(err));
+    fail("out of GPU memory allocating {:.2f} GiB (r1 holds {:.2f} GiB): {}", double(bytes) / double(1 << 30),
+         double(memory_use(d).now) / double(1 << 30), cudaGetErrorString(err));
   }
+  count_alloc(d, bytes);
   return p;
 #else
   no_cuda("alloc");
 #endif
 }
 
-void release(Device d, void* p) noexcept {
+void release(Device d, void* p, size_t bytes) noexcept {
   if (!p) return;
+  count_release(d, bytes);
   if (d == Device::CPU) {
     std::free(p);
     return;
@@ -81,6 +132,37 @@ void release(Device d, void* p) noexcept {
 #ifdef R1_HAVE_CUDA
   cudaFree(p);  // waits for queued work using p; fails only when the context is already broken
 #endif
+}
+
+void* alloc_pinned(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+#ifdef R1_HAVE_CUDA
+  if (cuda::cuda_available()) {
+    cuda::stream();  // the device this process uses, selected first
+    const cudaError_t err = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      fail("out of page-locked host memory allocating {:.2f} GiB: {}", double(bytes) / double(1 << 30),
+           cudaGetErrorString(err));
+    }
+  }
+#endif
+  if (!p) p = host_alloc(bytes);
+  count_alloc(Device::CPU, bytes);
+  return p;
+}
+
+void release_pinned(void* p, size_t bytes) noexcept {
+  if (!p) return;
+  count_release(Device::CPU, bytes);
+#ifdef R1_HAVE_CUDA
+  if (cuda::cuda_available()) {
+    cudaFreeHost(p);
+    return;
+  }
+#endif
+  std::free(p);
 }
 
 void zero(Device d, void* p, size_t bytes) {

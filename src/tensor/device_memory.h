@@ -26,13 +26,42 @@ void require_device(Device d, const std::string& what);
 
 namespace devmem {
 void* alloc(Device d, size_t bytes);  // 64-byte aligned at least; never null for bytes > 0
-void release(Device d, void* p) noexcept;
+void release(Device d, void* p, size_t bytes) noexcept;  // bytes: what alloc was asked for
+// Page-locked host memory (cudaHostAlloc) when a GPU is usable, plain aligned host memory otherwise.
+void* alloc_pinned(size_t bytes);
+void release_pinned(void* p, size_t bytes) noexcept;
 void zero(Device d, void* p, size_t bytes);
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 // Within one device: `height` runs of `width` bytes, run i from src + i * pitch to dst + i * pitch
 // (one call on CUDA: a block of every layer of a layer-major cache).
 void copy_strided(void* dst, const void* src, Device d, size_t width, size_t height, size_t pitch);
 }  // namespace devmem
+
+// What r1 holds on a device through devmem (buffers, arenas, the kernels' scratch; pinned host
+// memory counts as CPU), and the most it held since the last reset_memory_peak(d). Allocations
+// the CUDA runtime and libraries make on their own (context, cuBLAS handles) are not counted.
+struct MemoryUse {
+  size_t now = 0, peak = 0;
+};
+MemoryUse memory_use(Device d);
+void reset_memory_peak(Device d);  // peak = now: the peak of a phase that starts here
+
+// Memory a device holds outside devmem (the KV cache pool's pages, mapped through CUDA's virtual
+// memory management), counted in memory_use for as long as it is set; given back when destroyed.
+class CountedBytes {
+ public:
+  explicit CountedBytes(Device d = Device::CUDA) : device_(d) {}
+  CountedBytes(CountedBytes&& o) noexcept : device_(o.device_), bytes_(o.bytes_) { o.bytes_ = 0; }
+  CountedBytes& operator=(CountedBytes&& o) noexcept;
+  CountedBytes(const CountedBytes&) = delete;
+  CountedBytes& operator=(const CountedBytes&) = delete;
+  ~CountedBytes() { set(0); }
+  void set(size_t bytes);  // the bytes held now
+
+ private:
+  Device device_;
+  size_t bytes_ = 0;
+};
 
 // dst = src: same dtype and numel, any devices.
 void copy_tensor(Tensor dst, const Tensor& src);

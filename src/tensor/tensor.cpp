@@ -78,19 +78,33 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
 Buffer::Buffer(size_t bytes, Device device)
     : data_(devmem::alloc(device, bytes)), size_(bytes), device_(device) {}
 
-Buffer::~Buffer() { devmem::release(device_, data_); }
+Buffer Buffer::pinned(size_t bytes) {
+  Buffer b;
+  b.data_ = devmem::alloc_pinned(bytes);
+  b.size_ = bytes;
+  b.pinned_ = true;
+  return b;
+}
 
-Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_), device_(o.device_) {
+void Buffer::release() noexcept {
+  if (pinned_) devmem::release_pinned(data_, size_);
+  else devmem::release(device_, data_, size_);
+}
+
+Buffer::~Buffer() { release(); }
+
+Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_), device_(o.device_), pinned_(o.pinned_) {
   o.data_ = nullptr;
   o.size_ = 0;
 }
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
-    devmem::release(device_, data_);
+    release();
     data_ = o.data_;
     size_ = o.size_;
     device_ = o.device_;
+    pinned_ = o.pinned_;
     o.data_ = nullptr;
     o.size_ = 0;
   }
@@ -136,6 +150,12 @@ Tensor Arena::zeros(DType dt, std::initializer_list<int64_t> dims) {
   Tensor t = alloc(dt, dims);
   devmem::zero(device_, t.data, t.nbytes());
   return t;
+}
+
+size_t Arena::reserved() const {
+  size_t n = 0;
+  for (const Buffer& b : blocks_) n += b.size();
+  return n;
 }
 
 void Arena::reset() {

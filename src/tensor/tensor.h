@@ -48,6 +48,9 @@ class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(size_t bytes, Device device = Device::CPU);
+  // Host memory (Device::CPU) that is page-locked when a GPU is usable, so copies to and from the
+  // device run asynchronously at full bus speed (devmem::alloc_pinned); plain host memory otherwise.
+  static Buffer pinned(size_t bytes);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;
@@ -59,9 +62,11 @@ class Buffer {
   void zero();
 
  private:
+  void release() noexcept;
   void* data_ = nullptr;
   size_t size_ = 0;
   Device device_ = Device::CPU;
+  bool pinned_ = false;
 };
 
 // A bump allocator for activations and scratch of one step, released all at once by reset(), or
@@ -89,6 +94,8 @@ class Arena {
   void rewind(const Mark& m);
   size_t used() const { return used_; }
   size_t peak() const { return peak_; }
+  // Bytes of the blocks it holds.
+  size_t reserved() const;
   Device device() const { return device_; }
 
  private:

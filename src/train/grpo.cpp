@@ -5,10 +5,13 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "base/host_memory.h"
 #include "base/log.h"
 #include "base/rng.h"
 #include "base/timer.h"
 #include "dist/world.h"
+#include "kernels/ops.h"
+#include "tensor/device_memory.h"
 #include "reward/reflection.h"
 
 namespace r1::train {
@@ -50,8 +53,10 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     model::copy_weights(*ref_, policy_);
   }
   // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
-  // size that cannot hold one sequence fails here, before any compute.
+  // size that cannot hold one sequence fails here, before any compute. On CUDA the pool's memory
+  // is resident only while rollouts run (step(): each phase frees what it used).
   engine_ = std::make_unique<rollout::Engine>(policy_, engine_config(cfg_));
+  engine_->release_kv_memory();
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
   state_.checkpointing = cfg_.checkpointing;
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
@@ -179,29 +184,50 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
   return c;
 }
 
+namespace {
+
+// Each phase starts from the persistent state alone: what the previous phase used is freed first
+// (activation arenas, the kernels' scratch; the rollout engine frees its KV cache as it ends), so
+// the rollouts' KV cache never sits beside the training activations. Records the bytes held at the
+// start (the largest start) and the phase's peak.
+struct PhaseMemory {
+  Device device;
+  StepSums& sums;
+  void start(std::initializer_list<model::TrainState*> release) {
+    for (model::TrainState* s : release) s->release();
+    ops::release_workspace();
+    reset_memory_peak(device);
+    sums.mem_held = std::max(sums.mem_held, double(memory_use(device).now));
+  }
+  void end(double& peak) { peak = std::max(peak, double(memory_use(device).peak)); }
+};
+
+}  // namespace
+
 StepStats GrpoTrainer::step(int64_t step) {
   Timer t_step;
   dist::Comm& host = dist::host_comm();
   if (ref_ && cfg_.ref_refresh_steps > 0 && step > 0 && step % cfg_.ref_refresh_steps == 0)
     model::copy_weights(*ref_, policy_);
-  // GPU memory: the KV cache of the rollouts need not sit beside last step's activation arenas.
-  if (policy_.device() != Device::CPU) {
-    state_.release();
-    ref_state_.release();
-  }
   StepSums sums;
+  PhaseMemory memory{policy_.device(), sums};
+  memory.start({&state_, &ref_state_});
   engine_->reset_kv_peak();
   Collected batch = collect(step, sums);  // sample -> score -> filter/refill
+  memory.end(sums.mem_rollout);
   // GPU memory: the KV cache pool is given back to the training step (and taken again, at the same
-  // address, by the next rollout).
-  if (policy_.device() != Device::CPU) engine_->release_kv_memory();
+  // address, by the next rollout); the CPU path's scratch too.
+  engine_->release_kv_memory();
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   Timer t_reference;
+  memory.start({});
   if (has_reference())
     reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
                        cfg_.temperature);
+  memory.end(sums.mem_reference);
   sums.t_reference = t_reference.seconds();
+  memory.start({&ref_state_});
   if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
     state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
     trainer_old_logprobs(policy_, state_, plan, cfg_.temperature);
@@ -212,6 +238,8 @@ StepStats GrpoTrainer::step(int64_t step) {
   assign_advantages(batch.kept, cfg_.scale_advantage_by_std);
   const double lr = optim::lr_at(cfg_.schedule, step);
   const UpdateStats update = update_policy(policy_, state_, dp_, plan, cfg_, lr, step, bad_steps_);
+  memory.end(sums.mem_update);
+  sums.mem_host = double(peak_resident_bytes());
   sums.t_train = t_train.seconds();
   sums.activation_peak = double(state_.peak_bytes());
 

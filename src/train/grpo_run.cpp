@@ -20,6 +20,9 @@
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 #include "train/grpo.h"
+#include "model/lora.h"
+#include "model/memory_model.h"
+#include "run/memory_preflight.h"
 #include "run/metrics.h"
 #include "run/report.h"
 #include "run/run_dir.h"
@@ -50,7 +53,9 @@ nlohmann::json grpo_recipe_defaults() {
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
-        {"activation_checkpointing", "auto"}, {"lora", run::lora_section()}}},
+        {"activation_checkpointing", "auto"},
+        {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
+        {"lora", run::lora_section()}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
@@ -76,6 +81,33 @@ void check_filter(const run::Recipe& r, const std::string& filter) {
              "grpo.dynamic_sampling_filter '{}' is not a part of {} '{}' (parts: {}); name one of them, or 'reward'",
              filter, key, spec, fmt::join(names, ", "));
   }
+}
+
+// What a GRPO run holds, for the memory model: the policy (with its optimizer), a KL reference,
+// the micro-batches, and the rollouts' paged KV pool: kv_cache_tokens, or the share
+// rollout.kv_memory_fraction of what is free once the trainer holds its state (the preflight
+// resolves it), at most rollout_batch sequences.
+model::MemorySettings memory_settings(const GrpoConfig& g, const model::ModelConfig& mc, const model::LoraConfig& lora,
+                                      Device device) {
+  const rollout::EngineConfig ec = engine_config(g);
+  model::MemorySettings s;
+  s.device = device;
+  s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
+  s.world = dist::world_size();
+  s.zero1 = g.parallel.zero1;
+  s.reference = g.loss.kl_coef != 0.0 && !lora.enabled();
+  s.recompute = device != Device::CPU;
+  s.checkpoint = g.checkpointing == model::Checkpointing::On;
+  s.checkpoint_auto = g.checkpointing == model::Checkpointing::Auto;
+  s.sequence_tokens = ec.max_seq_len;
+  s.train_tokens = std::max<int64_t>(g.micro_batch_tokens, s.sequence_tokens);  // a longer sequence goes alone
+  s.kv_block_size = ec.kv_block_size;
+  const int64_t blocks_per_sequence = (s.sequence_tokens + ec.kv_block_size - 1) / std::max(1, ec.kv_block_size);
+  s.kv_tokens_max = int64_t(ec.max_batch) * blocks_per_sequence * ec.kv_block_size;
+  s.kv_tokens = std::min(ec.kv_cache_tokens, s.kv_tokens_max);
+  if (ec.kv_cache_tokens <= 0) s.kv_memory_fraction = ec.kv_memory_fraction;
+  s.prefill_tokens = std::min<int64_t>(ec.prefill_tokens, int64_t(ec.max_batch) * s.sequence_tokens);
+  return s;
 }
 
 }  // namespace
@@ -145,7 +177,14 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
-  std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, gc.seed);
+  const model::ModelConfig mc = run::recipe_model_config(r, *codec);
+  const run::MemoryPlan memory =
+      run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
+                       run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens");
+  gc.parallel.offload.enabled = memory.offload;
+  if (dist::is_root()) log::info("memory: {}", model::describe(memory.estimate));
+  std::unique_ptr<model::Transformer> m = run::load_or_init_model(
+      r, *codec, device, gc.seed, true, "model", memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
   trainer.set_environment(environment.get());
 
@@ -155,7 +194,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   if (opts.resume) {
     const run::ResumePoint ck = run::resume_point(run);
     run::load_train_checkpoint(ck, *m, trainer.optimizer());
-    if (trainer.reference()) run::load_weights(fs::join(ck.path, "reference"), *trainer.reference());
+    if (trainer.reference()) model::load_weights(fs::join(ck.path, "reference"), *trainer.reference());
     trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
     resume_step = ck.step;
     start = ck.step + 1;

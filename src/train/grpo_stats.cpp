@@ -75,7 +75,8 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.micro_batches,
                       &s.checkpointed};
   double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward,  &s.t_reference,   &s.t_train,
-                     &s.gap_max,    &s.kv_blocks, &s.kv_blocks_peak, &s.activation_peak};
+                     &s.gap_max,    &s.kv_blocks, &s.kv_blocks_peak, &s.activation_peak,
+                     &s.mem_held,   &s.mem_rollout, &s.mem_reference, &s.mem_update,     &s.mem_host};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -149,6 +150,11 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.kv_blocks_peak = int64_t(sums.kv_blocks_peak);
   st.preemptions = int64_t(sums.preemptions);
   st.concurrency = sums.decode_steps > 0 ? sums.decode_seqs / sums.decode_steps : 0.0;
+  st.memory_held = sums.mem_held;
+  st.memory_rollout = sums.mem_rollout;
+  st.memory_reference = sums.mem_reference;
+  st.memory_update = sums.mem_update;
+  st.memory_host = sums.mem_host;
   st.ranks = ranks;
   return st;
 }
@@ -199,6 +205,12 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"rollout/kv_blocks_peak", double(s.kv_blocks_peak)},
                      {"rollout/preemptions", double(s.preemptions)},
                      {"rollout/concurrency", s.concurrency}});
+  const double GiB = double(1 << 30);
+  m.insert(m.end(), {{"memory/held_gib", s.memory_held / GiB},
+                     {"memory/rollout_gib", s.memory_rollout / GiB},
+                     {"memory/reference_gib", s.memory_reference / GiB},
+                     {"memory/update_gib", s.memory_update / GiB},
+                     {"memory/host_peak_gib", s.memory_host / GiB}});
   if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
   return m;
 }

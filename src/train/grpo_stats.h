@@ -33,6 +33,10 @@ struct StepSums {
   // The rollout engine: preemptions and sequences in flight over the decode steps (summed); the KV
   // cache pool's blocks and the most in use at once (maxima).
   double preemptions = 0, decode_seqs = 0, decode_steps = 0, kv_blocks = 0, kv_blocks_peak = 0;
+  // Maxima over the ranks, bytes on the model's device (tensor/device_memory.h's memory_use): held
+  // when a phase starts (the persistent state alone: each phase frees what it used), and each
+  // phase's peak; the host's peak resident memory.
+  double mem_held = 0, mem_rollout = 0, mem_reference = 0, mem_update = 0, mem_host = 0;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
@@ -86,6 +90,8 @@ struct StepStats {
   // by a recompute), and the mean sequences in flight per decode step.
   int64_t kv_blocks = 0, kv_blocks_peak = 0, preemptions = 0;
   double concurrency = 0;
+  // Memory (bytes, the largest rank's): see StepSums.
+  double memory_held = 0, memory_rollout = 0, memory_reference = 0, memory_update = 0, memory_host = 0;
   int ranks = 1;
 };
 

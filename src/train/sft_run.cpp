@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/error.h"
+#include "base/host_memory.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/progress.h"
@@ -24,7 +25,10 @@
 #include "run/run_dir.h"
 #include "train/sft.h"
 #include "run/train_checkpoint.h"
+#include "model/lora.h"
+#include "model/memory_model.h"
 #include "model/train_state.h"
+#include "run/memory_preflight.h"
 
 namespace r1::train {
 
@@ -56,6 +60,7 @@ nlohmann::json sft_recipe_defaults() {
         {"seed", 1},
         {"eval_every", 0},  // eval_every 0: at the end only
         {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
+        {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()}}},
       {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
       {"parallel", run::parallel_section()},
@@ -153,6 +158,29 @@ nlohmann::json state_json(int64_t examples, const Progression& p) {
   return j;
 }
 
+// The memory model's check of the run (run/memory_preflight.h): the policy and its optimizer and
+// micro-batches of micro_batch_tokens (or one sequence of data.max_tokens when that is longer).
+run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Device device,
+                            const optim::DataParallelConfig& parallel, int64_t micro_batch_tokens,
+                            model::Checkpointing checkpointing) {
+  const model::ModelConfig mc = run::recipe_model_config(r, codec);
+  const model::LoraConfig lora = run::lora_config(r);
+  model::MemorySettings s;
+  s.device = device;
+  s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
+  s.world = dist::world_size();
+  s.zero1 = parallel.zero1;
+  s.recompute = device != Device::CPU;
+  s.checkpoint = checkpointing == model::Checkpointing::On;
+  s.checkpoint_auto = checkpointing == model::Checkpointing::Auto;
+  s.sequence_tokens = r.get<int>("data.max_tokens");
+  s.train_tokens = std::max(micro_batch_tokens, s.sequence_tokens);
+  const run::MemoryPlan plan = run::plan_memory(mc, s, run::optimizer_offload(r), run::free_device_memory(device),
+                                                "lower train.micro_batch_tokens");
+  if (dist::is_root()) log::info("memory: {}", model::describe(plan.estimate));
+  return plan;
+}
+
 // Loads the weights, the optimizer and the progression of checkpoint `ck`.
 void restore(const run::ResumePoint& ck, int64_t examples, model::Transformer& m, optim::DataParallel& opt, Progression& prog) {
   const nlohmann::json& st = ck.state;
@@ -196,8 +224,12 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   const uint64_t seed = uint64_t(r.get<int>("train.seed"));
   const model::Checkpointing checkpointing = model::parse_checkpointing(
       r.get<std::string>("train.activation_checkpointing"), "recipe key 'train.activation_checkpointing'");
-  std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, seed);
-  optim::DataParallel opt(*m, adamw, run::parallel_config(r));
+  optim::DataParallelConfig parallel = run::parallel_config(r);
+  const run::MemoryPlan memory = plan_memory(r, *codec, device, parallel, micro_batch_tokens, checkpointing);
+  parallel.offload.enabled = memory.offload;
+  std::unique_ptr<model::Transformer> m = run::load_or_init_model(
+      r, *codec, device, seed, true, "model", memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
+  optim::DataParallel opt(*m, adamw, parallel);
   R1_CHECK(batch_size % opt.world_size() == 0,
            "recipe key 'train.batch_size' ({}) must be a multiple of the number of ranks ({})", batch_size,
            opt.world_size());
@@ -237,7 +269,9 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
     for (int64_t i : order.batch(step)) batch.push_back(train.examples[size_t(i)]);
     const double lr = optim::lr_at(sched, step);
     state.dropout_step = uint64_t(step);
+    reset_memory_peak(device);
     SftStepResult res = sft_step(*m, state, opt, batch, lr, max_grad_norm, micro_batch_tokens);
+    const double update_peak = double(memory_use(device).peak);
     if (res.skipped) log::warn("sft step {}: non-finite gradient norm; the update was skipped", step);
     const double secs = timer.seconds();
     prog.tokens += res.tokens;
@@ -251,7 +285,9 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
                   {"epoch", order.epoch_after(step)},
                   {"micro_batches", double(res.micro_batches)},  // rank 0's
                   {"checkpointed_micro_batches", double(res.checkpointed)},
-                  {"memory/activations_mib", double(state.peak_bytes()) / double(1 << 20)}};
+                  {"memory/activations_mib", double(state.peak_bytes()) / double(1 << 20)},
+                  {"memory/update_gib", update_peak / double(1 << 30)},
+                  {"memory/host_peak_gib", double(peak_resident_bytes()) / double(1 << 30)}};
     if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {
       prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens, ranks).loss;
       mt.push_back({"eval/loss", *prog.eval_loss});

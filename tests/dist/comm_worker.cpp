@@ -7,6 +7,8 @@
 //                                      (the job must end rather than hang)
 //   ... --throw-rank R                 rank R throws an r1::Error there instead (main() must end
 //                                      the job through abort_job)
+//   ... --max-count N                  the host comm's calls carry at most N elements: the checks
+//                                      then run the collectives in pieces
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -59,7 +61,7 @@ template <class T> class Buf {
   ~Buf() {
     if (!dev_) return;
     comm_.synchronize();  // the collective may still be using the memory
-    r1::devmem::release(Device::CUDA, dev_);
+    r1::devmem::release(Device::CUDA, dev_, std::max<size_t>(bytes(), 64));
   }
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
@@ -244,7 +246,9 @@ int run(int argc, char** argv) {
     if (a == "--device") device = argv[++i];
     else if (a == "--die-rank") die_rank = std::atoi(argv[++i]);
     else if (a == "--throw-rank") throw_rank = std::atoi(argv[++i]);
-    else r1::fail("unknown argument {} (usage: r1_comm_worker --device cpu|cuda [--die-rank R | --throw-rank R])", a);
+    else if (a == "--max-count") host_comm().max_count = std::atoll(argv[++i]);
+    else r1::fail("unknown argument {} (usage: r1_comm_worker --device cpu|cuda [--die-rank R | --throw-rank R] "
+                 "[--max-count N])", a);
   }
   Comm& host = host_comm();
   Comm& comm = device_comm(r1::parse_device(device, "--device"));
@@ -276,6 +280,13 @@ int run(int argc, char** argv) {
     } catch (const r1::Error&) {
     }
     checks.report("all_reduce_scalar refuses a device comm", why);
+  }
+  if (host.max_count < INT32_MAX) {
+    const std::string why = host.largest_call() <= host.max_count
+                                ? ""
+                                : fmt::format("a call carried {} elements, over --max-count {}", host.largest_call(),
+                                              host.max_count);
+    checks.report("every mpi call within --max-count", why);
   }
   const int64_t failed = host.all_reduce_scalar(int64_t(checks.failures()));
   if (host.rank() == 0)

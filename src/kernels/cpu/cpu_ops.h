@@ -121,6 +121,8 @@ void add(float* out, const float* a, const float* b, int64_t n);  // out may ali
 void add_inplace(float* dst, const float* src, int64_t n);
 void scale_inplace(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
+void copy(float* dst, const float* src, int64_t n);
+void convert_to_bf16(uint16_t* dst, const float* src, int64_t n);  // rounded to nearest even
 double sum_squares(const float* x, int64_t n);
 
 // ---- logprobs.cpp ----

@@ -2,6 +2,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace r1::cpu {
@@ -22,7 +23,20 @@ void scale_inplace(float* x, float s, int64_t n) {
 }
 
 void zero(float* x, int64_t n) {
-  if (n > 0) std::memset(x, 0, size_t(n) * sizeof(float));
+#pragma omp parallel for schedule(static) if (n >= 64 * kParallelMin)
+  for (int64_t b = 0; b < n; b += kParallelMin)
+    std::memset(x + b, 0, size_t(std::min(kParallelMin, n - b)) * sizeof(float));
+}
+
+void copy(float* dst, const float* src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= 64 * kParallelMin)
+  for (int64_t b = 0; b < n; b += kParallelMin)
+    std::memcpy(dst + b, src + b, size_t(std::min(kParallelMin, n - b)) * sizeof(float));
+}
+
+void convert_to_bf16(uint16_t* dst, const float* src, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
 double sum_squares(const float* x, int64_t n) {

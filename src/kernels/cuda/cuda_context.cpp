@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "base/error.h"
+#include "tensor/device_memory.h"
 
 namespace r1::cuda {
 
@@ -13,16 +15,28 @@ void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, i
        expr);
 }
 
+// Through devmem, so the scratch counts in memory_use(CUDA) (tensor/device_memory.h).
 void* Context::scratch(size_t bytes) {
   if (bytes > scratch_bytes_) {
-    if (scratch_) CUDA_CHECK(cudaFree(scratch_));  // cudaFree waits for the work still using it
-    scratch_ = nullptr;
     const size_t grown = std::max(bytes, scratch_bytes_ * 2);
-    CUDA_CHECK(cudaMalloc(&scratch_, grown));
+    release_scratch();
+    scratch_ = devmem::alloc(Device::CUDA, grown);
     scratch_bytes_ = grown;
   }
   return scratch_;
 }
+
+void Context::release_scratch() {
+  devmem::release(Device::CUDA, scratch_, scratch_bytes_);  // cudaFree waits for the work still using it
+  scratch_ = nullptr;
+  scratch_bytes_ = 0;
+}
+
+namespace {
+std::atomic<Context*> g_context{nullptr};
+}  // namespace
+
+Context* context_if_created() { return g_context.load(); }
 
 Context& context() {
   static Context* ctx = [] {
@@ -32,6 +46,7 @@ Context& context() {
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
     c->workspace_bytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
     CUDA_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
+    g_context = c;
     return c;
   }();
   return *ctx;

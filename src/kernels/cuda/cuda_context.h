@@ -19,6 +19,9 @@ struct Context {
 
   // At least `bytes` of device scratch, valid until the next call (growing it synchronizes).
   void* scratch(size_t bytes);
+  // Frees the scratch (it grows back on the next call); waits for the work still using it.
+  void release_scratch();
+  size_t scratch_bytes() const { return scratch_bytes_; }
 
  private:
   void* scratch_ = nullptr;
@@ -28,5 +31,7 @@ struct Context {
 // Created on first use (throws r1::Error when no device is usable). Never destroyed: tearing down
 // cuBLASLt after the CUDA runtime has unloaded at exit fails, and the process owns the device anyway.
 Context& context();
+// The context when it has been created, else null (asking creates nothing).
+Context* context_if_created();
 
 }  // namespace r1::cuda

@@ -123,6 +123,8 @@ void scale_inplace(float* x, float s, int64_t n);
 void scale_inplace(bf16* x, float s, int64_t n);
 void zero(float* x, int64_t n);
 void zero(bf16* x, int64_t n);
+void convert(float* dst, const float* src, int64_t n);
+void convert(bf16* dst, const float* src, int64_t n);
 double sum_squares(const float* x, int64_t n);  // waits for the stream
 double sum_squares(const bf16* x, int64_t n);
 

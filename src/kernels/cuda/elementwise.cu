@@ -38,6 +38,19 @@ struct ScaleF {
   }
 };
 
+// dst = src rounded to dst's type (C).
+template <typename C>
+struct ConvertF {
+  C* dst;
+  const float* src;
+  template <int V>
+  __device__ void apply(int64_t i) const {
+    float v[V];
+    load_vec<V>(v, src + i);
+    store_vec<V>(dst + i, v);
+  }
+};
+
 // One partial per block, in double; the second pass adds the partials in a fixed order.
 template <typename T>
 __global__ void sum_squares_kernel(double* partial, const T* x, int64_t n) {
@@ -104,6 +117,13 @@ void scale_t(T* x, float s, int64_t n) {
   launch_packed_map<T>(ScaleF<T>{x, s}, n, aligned16(x));
 }
 
+template <typename C>
+void convert_t(C* dst, const float* src, int64_t n) {
+  // Packs of 4 floats; the destination's pack is 4 elements too (8 bytes for bf16).
+  const bool al = aligned16(src) && reinterpret_cast<uintptr_t>(dst) % (4 * sizeof(C)) == 0;
+  launch_packed_map<float>(ConvertF<C>{dst, src}, n, al);
+}
+
 template <typename T>
 double sum_squares_t(const T* x, int64_t n) {
   if (n == 0) return 0.0;
@@ -155,6 +175,9 @@ void zero(bf16* x, int64_t n) {
   if (n == 0) return;
   CUDA_CHECK(cudaMemsetAsync(x, 0, size_t(n) * sizeof(bf16), context().stream));
 }
+
+void convert(float* dst, const float* src, int64_t n) { convert_t(dst, src, n); }
+void convert(bf16* dst, const float* src, int64_t n) { convert_t(dp(dst), src, n); }
 
 double sum_squares(const float* x, int64_t n) { return sum_squares_t(x, n); }
 double sum_squares(const bf16* x, int64_t n) { return sum_squares_t(dp(x), n); }
