@@ -88,5 +88,57 @@ TEST(Jinja, UnsupportedConstructNamesItAndTheLine) {
   EXPECT_THROW(render("{% if x %}unclosed"), Error);
 }
 
+// Each case below is a construct where r1 once rendered differently from jinja2 (values from jinja2 3.1).
+TEST(Jinja, IndentAsJinja2) {
+  // Blank lines stay empty, first=true indents the first line, blank=true indents blank lines too,
+  // a string width is the indent text (Command-R's tool-call JSON).
+  EXPECT_EQ(render("{{ 'a\n\nb\n' | indent(2) }}|"), "a\n\n  b\n|");
+  EXPECT_EQ(render("{{ '{\n' | indent(4, first=true) }}|"), "    {\n|");
+  EXPECT_EQ(render("{{ 'a\n\nb' | indent(2, true, true) }}"), "  a\n  \n  b");
+  EXPECT_EQ(render("{{ 'a\nb' | indent('> ') }}"), "a\n> b");
+  EXPECT_EQ(render("{{ 'a\r\nb' | indent(1) }}"), "a\n b");  // splitlines: \r\n becomes \n
+}
+
+TEST(Jinja, SplitlinesAsPython) {
+  EXPECT_EQ(render("{{ 'a\r\nb\rc\vd\u2028e\n'.splitlines() }}"), "['a', 'b', 'c', 'd', 'e']");
+}
+
+TEST(Jinja, TestsOnUndefinedAndBool) {
+  // jinja2's Undefined has a length and iterates as empty (Hermes' json_to_python_type reads `x is
+  // iterable` of a missing key); Python's bool is a number.
+  EXPECT_EQ(render("{{ x is iterable }}{{ x is sequence }}{{ x is callable }}{{ x is mapping }}"),
+            "TrueTrueTrueFalse");
+  EXPECT_EQ(render("{{ true is number }}{{ true is integer }}{{ 1.5 is number }}"), "TrueFalseTrue");
+  EXPECT_EQ(render("{{ 'a' is in x }}{{ 'a' is in 'cat' }}{{ 2 is in [1, 2] }}"), "FalseTrueTrue");
+  EXPECT_THROW(render("{{ 'a' is in none }}"), Error);  // TypeError in jinja2
+  EXPECT_THROW(render("{{ 1 is in 'abc' }}"), Error);
+}
+
+TEST(Jinja, CallingAMissingMethodNamesIt) {
+  auto error_of = [](const std::string& src, const char* ctx) -> std::string {
+    try {
+      render(src, ctx);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(rendered)";
+  };
+  // jinja2: UndefinedError: 'str object' has no attribute 'items' (GLM-4.6 on JSON-string arguments).
+  EXPECT_NE(error_of("{{ x.items() }}", R"({"x": "{}"})").find("'string' object has no attribute 'items'"),
+            std::string::npos);
+  EXPECT_NE(error_of("\n{{ nothing(1) }}", "{}").find("line 2: 'nothing' is undefined"), std::string::npos);
+  EXPECT_NE(error_of("{{ x() }}", R"({"x": 3})").find("int is not callable"), std::string::npos);
+}
+
+TEST(ChatTemplate, PinnedClockFeedsStrftimeNow) {
+  text::ChatTemplate t("{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d') }}", {});
+  t.pin_clock(1721995200);  // 2024-07-26 12:00 UTC
+  EXPECT_EQ(t.render(nlohmann::ordered_json::array(), false), "26 Jul 2024|2024-07-26");
+  text::ChatTemplate unpinned("{{ strftime_now('%Y') }}", {});
+  EXPECT_EQ(unpinned.render(nlohmann::ordered_json::array(), false).size(), 4u);  // today's year
+  EXPECT_THROW(text::ChatTemplate("{{ strftime_now(3) }}", {}).render(nlohmann::ordered_json::array(), false),
+               Error);
+}
+
 }  // namespace
 }  // namespace r1

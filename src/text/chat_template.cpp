@@ -98,6 +98,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
   ctx.set("tools", jinja::Value::none());
   ctx.set("documents", jinja::Value::none());
   ctx.set("add_generation_prompt", jinja::Value(add_generation_prompt));
+  if (pinned_now_) ctx.set("strftime_now", jinja::strftime_at(pinned_now_));
   for (auto it = special_tokens_.begin(); it != special_tokens_.end(); ++it)
     ctx.set(it.key(), jinja::from_json(it.value()));
   if (extra.is_object())

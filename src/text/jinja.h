@@ -1,5 +1,7 @@
 #pragma once
 // A Jinja-subset template, parsed once and rendered many times (what chat templates need).
+#include <ctime>
+#include <optional>
 #include <string>
 
 #include "text/jinja_ast.h"
@@ -23,5 +25,8 @@ bool apply_test(const std::string& name, const Value& x, std::vector<Value>& arg
 // x.name for strings, dicts and lists: a bound method or an attribute/item.
 Value get_attr(const Value& x, const std::string& name);
 Value global_function(const std::string& name);  // Undefined when there is none
+// strftime_now(format) formatting local time at `when` (now when empty); a context variable named
+// strftime_now shadows the global, as in jinja2, which pins the date for reproducible prompts.
+Value strftime_at(std::optional<std::time_t> when);
 
 }  // namespace r1::text::jinja

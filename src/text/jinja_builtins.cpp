@@ -171,6 +171,57 @@ Value attribute_path(const Value& x, const std::string& path) {
 }
 
 Value bound(std::function<Value(std::vector<Value>&, Kwargs&)> f) { return Value::make_func(std::move(f)); }
+
+// Python's str.splitlines(): \r\n, \n, \r, \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029 end a line.
+std::vector<std::string> split_lines(const std::string& s) {
+  std::vector<std::string> lines;
+  size_t b = 0, k = 0;
+  while (k < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[k]);
+    size_t len = 0;  // of the line break at k
+    if (c == '\r')
+      len = k + 1 < s.size() && s[k + 1] == '\n' ? 2 : 1;
+    else if (c == '\n' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e))
+      len = 1;
+    else if (s.compare(k, 2, "\xC2\x85") == 0)
+      len = 2;
+    else if (s.compare(k, 3, "\xE2\x80\xA8") == 0 || s.compare(k, 3, "\xE2\x80\xA9") == 0)
+      len = 3;
+    if (len == 0) {
+      ++k;
+      continue;
+    }
+    lines.push_back(s.substr(b, k - b));
+    b = k += len;
+  }
+  if (b < s.size()) lines.push_back(s.substr(b));
+  return lines;
+}
+
+// jinja2's indent(width=4, first=False, blank=False): width is a count of spaces or the indent text;
+// blank lines stay empty unless `blank`; the first line only with `first`.
+Value indent(const Value& x, std::vector<Value>& args, Kwargs& kw) {
+  const Value* w = arg(args, kw, 0, "width");
+  std::string pad;
+  if (w && w->is_string()) {
+    pad = w->s;
+  } else {
+    const int64_t width = w ? w->i : 4;  // Python's " " * n: nothing for n <= 0
+    check_string_size(size_t(std::clamp<int64_t>(width, 0, int64_t(kMaxString) + 1)));
+    pad.assign(size_t(std::max<int64_t>(width, 0)), ' ');
+  }
+  const Value* first = arg(args, kw, 1, "first");
+  const Value* blank = arg(args, kw, 2, "blank");
+  const std::vector<std::string> lines = split_lines(x.str() + "\n");
+  std::string out = first && first->truthy() ? pad : "";
+  for (size_t k = 0; k < lines.size(); ++k) {
+    if (k > 0) out += '\n';
+    if (k > 0 && (!lines[k].empty() || (blank && blank->truthy()))) out += pad;
+    out += lines[k];
+    check_string_size(out.size());
+  }
+  return Value(out);
+}
 }  // namespace
 
 Value get_attr(const Value& x, const std::string& name) {
@@ -252,16 +303,7 @@ Value get_attr(const Value& x, const std::string& name) {
     if (name == "splitlines")
       return bound([s](std::vector<Value>&, Kwargs&) {
         List l;
-        size_t b = 0;
-        while (b < s.size()) {
-          size_t e = s.find_first_of("\r\n", b);
-          if (e == std::string::npos) {
-            l.push_back(Value(s.substr(b)));
-            break;
-          }
-          l.push_back(Value(s.substr(b, e - b)));
-          b = e + ((s[e] == '\r' && e + 1 < s.size() && s[e + 1] == '\n') ? 2 : 1);
-        }
+        for (std::string& line : split_lines(s)) l.push_back(Value(std::move(line)));
         return Value::make_list(std::move(l));
       });
     // A str method this subset lacks is an error; any other name is undefined, as in jinja2
@@ -439,21 +481,7 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
     for (const Value& v : as_list(x)) total = total.type == Value::Type::Int && v.type == Value::Type::Int ? Value(total.i + v.i) : Value(total.as_double() + v.as_double());
     return total;
   }
-  if (name == "indent") {
-    const Value* w = arg(args, kw, 0, "width");
-    const int64_t width = w ? w->i : 4;  // Python's " " * n: nothing for n <= 0
-    check_string_size(size_t(std::clamp<int64_t>(width, 0, int64_t(kMaxString) + 1)));
-    std::string pad(size_t(std::max<int64_t>(width, 0)), ' ');
-    std::string s = x.str(), out;
-    for (size_t k = 0; k < s.size(); ++k) {
-      out += s[k];
-      if (s[k] == '\n' && k + 1 < s.size()) {
-        out += pad;
-        check_string_size(out.size());
-      }
-    }
-    return Value(out);
-  }
+  if (name == "indent") return indent(x, args, kw);
   fail("unsupported Jinja filter '{}'", name);
 }
 
@@ -464,15 +492,17 @@ bool apply_test(const std::string& name, const Value& x, std::vector<Value>& arg
   if (name == "none") return x.is_none();
   if (name == "string") return x.is_string();
   if (name == "mapping") return x.is_dict();
-  if (name == "sequence") return x.is_list() || x.is_string() || x.is_dict();
-  if (name == "iterable") return x.is_list() || x.is_string() || x.is_dict();
-  if (name == "number") return x.is_number();
+  // jinja2's Undefined has a length and iterates as empty: it is a sequence, iterable and callable
+  // (calling it raises); Python's bool is a number.
+  if (name == "sequence") return x.is_list() || x.is_string() || x.is_dict() || x.is_undefined();
+  if (name == "iterable") return x.is_list() || x.is_string() || x.is_dict() || x.is_undefined();
+  if (name == "number") return x.is_number() || x.type == T::Bool;
   if (name == "integer") return x.type == T::Int;
   if (name == "float") return x.type == T::Float;
   if (name == "boolean") return x.type == T::Bool;
   if (name == "true") return x.type == T::Bool && x.b;
   if (name == "false") return x.type == T::Bool && !x.b;
-  if (name == "callable") return x.type == T::Func;
+  if (name == "callable") return x.type == T::Func || x.is_undefined();
   if (name == "even" || name == "odd") return x.type == T::Int && (x.i % 2 == 0) == (name == "even");
   if (name == "divisibleby") return !args.empty() && args[0].i != 0 && x.i % args[0].i == 0;
   if (name == "lower") return x.is_string() && ascii_case(x.s, false) == x.s;
@@ -483,10 +513,14 @@ bool apply_test(const std::string& name, const Value& x, std::vector<Value>& arg
   if (name == "ne" || name == "!=") return !equal(x, args[0]);
   if (name == "in") {
     const Value& h = args[0];
-    if (h.is_string()) return x.is_string() && h.s.find(x.s) != std::string::npos;
+    if (h.is_string()) {
+      if (!x.is_string()) fail("test 'in <string>' needs a string, not {}", x.type_name());
+      return h.s.find(x.s) != std::string::npos;
+    }
     if (h.is_list()) return std::any_of(h.list->begin(), h.list->end(), [&](const Value& v) { return equal(v, x); });
     if (h.is_dict()) return x.is_string() && h.find(x.s);
-    return false;
+    if (h.is_undefined()) return false;  // Undefined iterates as empty
+    fail("test 'in' needs a string, list or dict, not {}", h.type_name());
   }
   fail("unsupported Jinja test '{}'", name);
 }
@@ -525,17 +559,20 @@ Value global_function(const std::string& name) {
     return bound([](std::vector<Value>& a, Kwargs&) -> Value {
       fail("raise_exception: {}", a.empty() ? std::string("(no message)") : a[0].str());
     });
-  if (name == "strftime_now")
-    return bound([](std::vector<Value>& a, Kwargs&) {
-      if (a.empty()) fail("strftime_now() needs a format");
-      std::time_t t = std::time(nullptr);
-      std::tm tm{};
-      localtime_r(&t, &tm);
-      char buf[256];
-      size_t n = std::strftime(buf, sizeof buf, a[0].s.c_str(), &tm);
-      return Value(std::string(buf, n));
-    });
+  if (name == "strftime_now") return strftime_at(std::nullopt);
   return Value();
+}
+
+Value strftime_at(std::optional<std::time_t> when) {
+  return bound([when](std::vector<Value>& a, Kwargs&) {
+    if (a.empty() || !a[0].is_string()) fail("strftime_now() needs a format string");
+    std::time_t t = when ? *when : std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[256];
+    size_t n = std::strftime(buf, sizeof buf, a[0].s.c_str(), &tm);
+    return Value(std::string(buf, n));
+  });
 }
 
 }  // namespace r1::text::jinja

@@ -181,6 +181,17 @@ struct Interp {
     return v;
   }
 
+  // As jinja2 words it: a method the object lacks, or a name nothing defines (the error path only
+  // re-evaluates the callee's object to name its type).
+  [[noreturn]] void not_callable(const Node& callee, const Value& f, int line) {
+    if (f.is_undefined() && callee.kind == Node::Kind::Attr)
+      fail("chat template line {}: '{}' object has no attribute '{}'", line,
+           eval(*callee.args[0]).type_name(), callee.name);
+    if (f.is_undefined() && callee.kind == Node::Kind::Name)
+      fail("chat template line {}: '{}' is undefined", line, callee.name);
+    fail("chat template line {}: {} is not callable", line, f.type_name());
+  }
+
   Value eval_node(const Node& n) {
     using NK = Node::Kind;
     switch (n.kind) {
@@ -205,7 +216,7 @@ struct Interp {
       }
       case NK::Call: {
         Value f = eval(*n.args[0]);
-        if (f.type != Value::Type::Func) fail("chat template line {}: {} is not callable", n.line, f.type_name());
+        if (f.type != Value::Type::Func) not_callable(*n.args[0], f, n.line);
         std::vector<Value> args;
         for (size_t k = 1; k < n.args.size(); ++k) args.push_back(eval(*n.args[k]));
         Kwargs kw;
