@@ -56,6 +56,22 @@ Pass TrainState::pass(const Transformer& m) {
   return p;
 }
 
+std::vector<Tensor> TrainState::upload_replay(const ModelConfig& c, const ExpertRoutes& r, int64_t T) {
+  std::vector<Tensor> out(size_t(c.num_hidden_layers));
+  if (r.empty()) return out;
+  const ExpertRoutes want = unrecorded_routes(c);
+  R1_CHECK(r.k == want.k && r.layers == want.layers && r.tokens() == T,
+           "forward: Batch::replay has {} rows of {} experts for {} MoE layers; the batch has {} tokens and "
+           "the model {} MoE layers of {} experts per token", r.tokens(), r.k, r.layers.size(), T,
+           want.layers.size(), want.k);
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    R1_CHECK(int64_t(r.experts[i].size()) == T * r.k, "forward: Batch::replay layer {} has {} entries, not {}",
+             r.layers[i], r.experts[i].size(), T * r.k);
+    out[size_t(r.layers[i])] = upload_i32(arena_, r.experts[i]).reshape({T, r.k});
+  }
+  return out;
+}
+
 void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
@@ -91,13 +107,19 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   Tensor x = arena_.alloc(cd, {T, C});
   ops::embedding_forward(x, ids_, P.embed);
   expert_counts_.assign(size_t(c.num_hidden_layers), {});
+  replay_counts_ = {};
+  const std::vector<Tensor> replay = upload_replay(c, batch.replay, T);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     scratch_.reset();
     Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
-    std::vector<int64_t>& counts = expert_counts_[size_t(l)];
-    if (P.layers[size_t(l)].is_moe()) counts.assign(size_t(c.moe.num_experts), 0);
-    layer_forward(p, l, P.layers[size_t(l)], x, out, saved_ ? &acts_[size_t(l)] : nullptr,
-                  counts.empty() ? nullptr : &counts);
+    RouteIo route;
+    if (P.layers[size_t(l)].is_moe()) {
+      expert_counts_[size_t(l)].assign(size_t(c.moe.num_experts), 0);
+      replay_counts_.routed += T;
+      route = {replay[size_t(l)], &expert_counts_[size_t(l)], nullptr, &replay_counts_.replayed,
+               &replay_counts_.replaced};
+    }
+    layer_forward(p, l, P.layers[size_t(l)], x, out, saved_ ? &acts_[size_t(l)] : nullptr, &route);
     x = out;
   }
   x_final = x;

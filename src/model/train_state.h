@@ -42,6 +42,12 @@ class TrainState {
   // Load balance of the last forward: per layer, the tokens routed to each expert (E entries for a
   // mixture-of-experts layer, empty for a dense one).
   const std::vector<std::vector<int64_t>>& expert_counts() const { return expert_counts_; }
+  // Routing replay in the last forward (Batch::replay), summed over the MoE layers: tokens routed
+  // (T per layer), replayed, and replayed to experts that are not the router's own choice.
+  struct ReplayCounts {
+    int64_t routed = 0, replayed = 0, replaced = 0;
+  };
+  const ReplayCounts& replay_counts() const { return replay_counts_; }
   // Bytes the activation arena peaked at (forward's saved activations and backward's gradients).
   size_t activation_bytes() const { return arena_.peak(); }
   // Frees the arenas (they grow back on the next forward), e.g. to leave GPU memory to rollouts.
@@ -64,6 +70,8 @@ class TrainState {
   void forward_trunk(const Transformer& m, const Batch& batch);
   // From dlnf (T, C) down to the embedding.
   void backward_trunk(Transformer& m, const Tensor& dlnf);
+  // Batch::replay on the device: per layer (T, K) i32, empty for dense layers (all, without a replay).
+  std::vector<Tensor> upload_replay(const ModelConfig& c, const ExpertRoutes& r, int64_t T);
   // What the blocks see of this pass (after forward_trunk has set the batch).
   Pass pass(const Transformer& m);
   enum class Head : uint8_t { LogProbs, Score };
@@ -76,6 +84,7 @@ class TrainState {
   Tensor ids_, pos_, cu_, targets_;
   std::vector<LayerSaved> acts_;  // per layer (blocks/decoder_layer.h)
   std::vector<std::vector<int64_t>> expert_counts_;
+  ReplayCounts replay_counts_;
   Tensor x_final, lnf, lnf_rstd, logp_, lse_, entropy_;
   Head head_ = Head::LogProbs;
   Tensor score_w_;  // (NP, C): the score head padded with zero rows (see score_forward)

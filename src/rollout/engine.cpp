@@ -13,6 +13,7 @@
 #include "rollout/admission.h"
 #include "rollout/gpu_engine.h"
 #include "rollout/requests.h"
+#include "rollout/route_record.h"
 #include "tensor/device_memory.h"
 #include "model/kv_cache.h"
 
@@ -65,7 +66,12 @@ int64_t model_token_count(const Completion& c) {
 
 std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
                                          const std::function<void(int64_t, int64_t)>& on_progress) {
-  if (gpu_) return gpu_->generate(requests, params, on_progress, stats_);
+  if (gpu_) {
+    R1_CHECK(!params.record_routes || model::unrecorded_routes(model_.config()).empty(),
+             "rollout: recording expert routes (routing replay) needs the CPU engine: a mixture-of-experts "
+             "model has no CUDA path");
+    return gpu_->generate(requests, params, on_progress, stats_);
+  }
   const int64_t V = model_.config().vocab_size;
   const std::vector<int64_t> first_flat = check_requests(requests, params, V, cfg_.max_seq_len);
   const int64_t total = first_flat.back();
@@ -75,6 +81,11 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     for (int s = 0; s < requests[i].n; ++s) waiting.emplace_back(int64_t(i), s);
 
   std::vector<Slot> slots(static_cast<size_t>(cfg_.max_batch));
+  RouteRecord routes(params.record_routes);
+  // Token t of the last forward, fed at row pos of slot si's completion (rows count from the prompt).
+  auto record_completion = [&](int32_t si, int32_t pos, size_t t) {
+    routes.completion_token(slots[size_t(si)].flat, pos, int64_t(t));
+  };
   std::map<int64_t, std::vector<float>> prompt_logits;  // last-token logits of prompts still admitting
   std::map<int64_t, int> admissions_left;
   std::vector<float> sample_scratch;
@@ -205,7 +216,9 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
         rows.push_back(int32_t(ids.size()) - 1);
       }
       arena_.reset();
-      const float* logits = host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_));
+      const float* logits =
+          host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_, {}, routes.forward()));
+      for (size_t t = 0; t < ids.size(); ++t) record_completion(sl_ids[t], pos[t], t);
       stats_.prefill_tokens += int64_t(ids.size());
       for (size_t r = 0; r < rows.size(); ++r) {
         Slot& sl = slots[size_t(resumed[i + r])];
@@ -233,8 +246,10 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     for (size_t i = 0; i < to_prefill.size();) {
       const PrefillChunk ch = prefill_chunk(slots, to_prefill, i, requests, cfg_.prefill_tokens);
       arena_.reset();
-      const float* logits =
-          host.read(model::forward_cached(model_, *cache_, ch.ids, ch.slots, ch.pos, ch.rows, arena_));
+      const float* logits = host.read(
+          model::forward_cached(model_, *cache_, ch.ids, ch.slots, ch.pos, ch.rows, arena_, {}, routes.forward()));
+      for (size_t t = 0; t < ch.ids.size(); ++t)
+        routes.prompt_token(slots[size_t(ch.slots[t])].prompt, ch.pos[t], int64_t(t));
       for (size_t r = 0; r < ch.rows.size(); ++r) {
         Slot& sl = slots[size_t(to_prefill[i + r])];
         sl.holds_prompt = sl.prompt;
@@ -281,7 +296,9 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     if (ids.empty()) continue;
     Timer t_decode;
     arena_.reset();
-    const float* logits = host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_));
+    const float* logits =
+        host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_, {}, routes.forward()));
+    for (size_t t = 0; t < ids.size(); ++t) record_completion(sl_ids[t], pos[t], t);
     stats_.decode_seconds += t_decode.seconds();
     ++stats_.decode_steps;
     Timer t_sample2;
@@ -292,6 +309,9 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     }
     stats_.sample_seconds += t_sample2.seconds();
   }
+  std::vector<int64_t> prompt_lens;
+  for (const Request& r : requests) prompt_lens.push_back(int64_t(r.prompt.size()));
+  routes.finish(out, prompt_lens);
   return out;
 }
 

@@ -48,6 +48,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     ref_ = std::make_unique<model::Transformer>(policy_.config(), policy_.device(), /*trainable=*/false);
     model::copy_weights(*ref_, policy_);
   }
+  check_moe_options(cfg_.moe, policy_);
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
@@ -181,10 +182,14 @@ StepStats GrpoTrainer::step(int64_t step) {
   Collected batch = collect(step, sums);  // sample -> score -> filter/refill
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
+  const MoeRlConfig& moe = cfg_.moe;
+  if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 &&
+      records_routes(moe, policy_.config()))
+    sums.gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
   Timer t_reference;
   if (has_reference())
     reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
-                       cfg_.temperature);
+                       cfg_.temperature, moe.routing_replay);
   sums.t_reference = t_reference.seconds();
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);
@@ -197,6 +202,7 @@ StepStats GrpoTrainer::step(int64_t step) {
   sums.add_kept(batch.kept);
   sums.add_update(update);
   all_reduce(host, sums);
+  if (moe.bias_update_speed > 0) update_score_bias(policy_, sums.routes.expert_counts, moe.bias_update_speed);
   StepStats st = summarize(sums, batch.counts, update, cfg_, lr, has_reference(), dp_.world_size());
   st.time_step = t_step.seconds();
   return st;

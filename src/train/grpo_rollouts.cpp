@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "train/grpo_moe.h"
 
 namespace r1::train {
 
@@ -42,6 +43,7 @@ void sample_groups(const model::Transformer& policy, const text::Codec& codec,
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};
   gp.max_new_tokens = cfg.max_completion_tokens;
   gp.stop_ids = codec.eos_ids();
+  gp.record_routes = records_routes(cfg.moe, policy.config());
   const rollout::EngineConfig ec{cfg.rollout_batch, cfg.max_prompt_tokens + cfg.max_completion_tokens, 8192};
   std::vector<rollout::Request> reqs;
   std::vector<const data::Problem*> of_request;

@@ -47,7 +47,9 @@ nlohmann::json grpo_recipe_defaults() {
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
-        {"lora", run::lora_section()}}},
+        {"lora", run::lora_section()},
+        // Mixture-of-experts models (GrpoConfig::moe, train/grpo_moe.h).
+        {"moe", {{"routing_replay", false}, {"bias_update_speed", 0.0}, {"logp_gap_every", 1}}}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
@@ -111,6 +113,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.adamw.beta2 = float(r.get<double>("train.beta2"));
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
+  g.moe.routing_replay = r.get<bool>("train.moe.routing_replay");
+  g.moe.bias_update_speed = r.get<double>("train.moe.bias_update_speed");
+  g.moe.logp_gap_every = r.get<int>("train.moe.logp_gap_every");
   g.parallel = run::parallel_config(r);
   const run::EnvSettings env = run::env_settings(r);
   g.max_turns = env.max_turns;

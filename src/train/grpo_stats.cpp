@@ -26,6 +26,7 @@ void StepSums::add_update(const UpdateStats& u) {
   loss_tokens += u.loss_tokens;
   entropy_sum += u.entropy_sum;
   entropy_tokens += u.entropy_tokens;
+  routes.add(u.routes);
 }
 
 void all_reduce(dist::Comm& host, StepSums& s) {
@@ -50,8 +51,14 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.kl_sum,
                       &s.loss_tokens,
                       &s.entropy_sum,
-                      &s.entropy_tokens};
-  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward, &s.t_reference, &s.t_train};
+                      &s.entropy_tokens,
+                      &s.gap.tokens,
+                      &s.gap.replay_sum,
+                      &s.gap.router_sum,
+                      &s.gap.replayed,
+                      &s.gap.replaced};
+  double* maxed[] = {&s.length_max,     &s.t_rollout,      &s.t_reward, &s.t_reference,
+                     &s.t_train,        &s.gap.replay_max, &s.gap.router_max};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -61,6 +68,7 @@ void all_reduce(dist::Comm& host, StepSums& s) {
   reduce(summed, dist::Op::Sum);
   reduce(maxed, dist::Op::Max);
   dist::all_reduce_sums(host, s.scored.part_sums);  // a rank may lack a part another has
+  all_reduce(host, s.routes);
 }
 
 StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update,
@@ -112,6 +120,7 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.time_train = sums.t_train;
   st.tokens_per_s = sums.t_rollout > 0 ? sums.gen_tokens / sums.t_rollout : 0.0;
   st.ranks = ranks;
+  st.moe = moe_metrics(sums.gap, sums.routes);
   return st;
 }
 
@@ -150,6 +159,7 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"time/step", s.time_step},
                      {"tokens_per_s", s.tokens_per_s}});
   if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
+  m.insert(m.end(), s.moe.begin(), s.moe.end());
   return m;
 }
 

@@ -8,6 +8,7 @@
 
 #include "dist/comm.h"
 #include "run/metrics.h"
+#include "train/grpo_moe.h"
 #include "train/grpo_rollouts.h"
 #include "train/grpo_update.h"
 
@@ -23,6 +24,9 @@ struct StepSums {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
   // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
   double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
+  // Mixture-of-experts models: the log-prob gap (when measured) and the update's routing.
+  LogpGap gap;
+  RouteStats routes;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
@@ -64,6 +68,7 @@ struct StepStats {
   double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
          tokens_per_s = 0;
   int ranks = 1;
+  run::Scalars moe;  // mixture-of-experts models: moe_metrics (grpo_moe.h)
 };
 
 // The step's statistics from its (reduced) sums and counts.
