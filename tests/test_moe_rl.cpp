@@ -30,8 +30,9 @@ model::Transformer tiny_moe(const std::string& preset = "tiny-deepseek-v3", uint
 }
 
 // Prompts sampled G times with the experts recorded.
-std::vector<rollout::Completion> sample(const model::Transformer& m, const std::vector<std::vector<int32_t>>& prompts,
-                                        int n, int max_new) {
+std::vector<rollout::Completion> sample(const model::Transformer& m,
+                                        const std::vector<std::vector<int32_t>>& prompts, int n,
+                                        int max_new) {
   rollout::Engine engine(m, {4, 64, 256});
   rollout::GenerateParams gp;
   gp.sampling.seed = 7;
@@ -80,7 +81,8 @@ TEST(MoeRl, SamplerRecordsTheRoutersChoiceOfEveryFedToken) {
     ASSERT_EQ(c.routes.layers, (std::vector<int>{1, 2}));  // first_k_dense_replace = 1
     ASSERT_EQ(c.routes.tokens(), N);
     for (const auto& layer : c.routes.experts) {
-      for (int64_t t = 0; t + 1 < N; ++t) EXPECT_GE(layer[size_t(t * K)], 0) << "token " << t << " unrecorded";
+      for (int64_t t = 0; t + 1 < N; ++t)
+        EXPECT_GE(layer[size_t(t * K)], 0) << "token " << t << " unrecorded";
       EXPECT_EQ(layer[size_t((N - 1) * K)], model::kUnrouted) << "the last token was never fed";
     }
     model::Batch b = model::pack_sequences({sequence(prompt, c)});
@@ -128,7 +130,8 @@ TEST(MoeRl, ReplayedForwardUsesTheSamplersExperts) {
   b.replay = routes;
   model::TrainState st;
   st.forward(m, b);
-  EXPECT_EQ(moe_counts(st, routes), want) << "the replayed forward must send each token to the sampler's experts";
+  EXPECT_EQ(moe_counts(st, routes), want)
+      << "the replayed forward must send each token to the sampler's experts";
   EXPECT_GT(st.replay_counts().replaced, 0) << "the new router should disagree somewhere";
   b.replay = {};
   st.forward(m, b);
@@ -204,10 +207,10 @@ TEST(MoeRl, GrpoStepReplaysWhenAskedAndReportsTheMoeMetrics) {
     train::GrpoTrainer trainer(m, codec, reward, test::letter_problems(8), test::question, gc, 1);
     const train::StepStats st = trainer.step(0);
     std::map<std::string, double> got(st.moe.begin(), st.moe.end());
-    for (const char* key : {"moe/logp_gap/replay", "moe/logp_gap/router", "moe/logp_gap/replay_max",
-                            "moe/logp_gap/router_max", "moe/route_mismatch", "moe/replayed_frac",
-                            "moe/load_max/layer_1", "moe/load_cv/layer_1", "moe/load_max/layer_2",
-                            "moe/load_cv/layer_2"})
+    for (const char* key :
+         {"moe/logp_gap/replay", "moe/logp_gap/router", "moe/logp_gap/replay_max", "moe/logp_gap/router_max",
+          "moe/route_mismatch", "moe/replayed_frac", "moe/load_max/layer_1", "moe/load_cv/layer_1",
+          "moe/load_max/layer_2", "moe/load_cv/layer_2"})
       EXPECT_TRUE(got.count(key)) << key << (replay ? " (replay)" : "");
     EXPECT_FALSE(got.count("moe/load_max/layer_0")) << "layer 0 is dense";
     // The sampler and the trainer compute the same thing on the CPU, both ways.
@@ -216,10 +219,13 @@ TEST(MoeRl, GrpoStepReplaysWhenAskedAndReportsTheMoeMetrics) {
     EXPECT_EQ(got["moe/route_mismatch"], 0.0);
     EXPECT_GE(got["moe/load_max/layer_1"], 1.0);
     // Every token but each sequence's last is replayed in the update, or none.
-    if (replay) EXPECT_GT(got["moe/replayed_frac"], 0.7);
-    else EXPECT_EQ(got["moe/replayed_frac"], 0.0);
+    if (replay)
+      EXPECT_GT(got["moe/replayed_frac"], 0.7);
+    else
+      EXPECT_EQ(got["moe/replayed_frac"], 0.0);
     // The metrics reach metrics.jsonl through step_metrics.
     const run::Scalars all = train::step_metrics(st);
-    EXPECT_TRUE(std::any_of(all.begin(), all.end(), [](const auto& kv) { return kv.first == "moe/logp_gap/router"; }));
+    EXPECT_TRUE(std::any_of(all.begin(), all.end(),
+                            [](const auto& kv) { return kv.first == "moe/logp_gap/router"; }));
   }
 }

@@ -39,7 +39,8 @@ void check_replay(const char* op, const Tensor& replay, int64_t E) {
     const bool routed = row[0] == -1;
     for (int64_t k = 0; k < K; ++k) {
       if (routed ? row[k] != -1 : row[k] < 0 || row[k] >= E)
-        fail("{}: replay[{}, {}] = {}: a row is K experts in [0, E = {}) or K times -1 (routed)", op, t, k, row[k], E);
+        fail("{}: replay[{}, {}] = {}: a row is K experts in [0, E = {}) or K times -1 (routed)", op, t, k,
+             row[k], E);
       for (int64_t j = 0; j < k && !routed; ++j)
         if (row[j] == row[k]) fail("{}: replay row {} names expert {} twice", op, t, row[k]);
     }
@@ -104,7 +105,11 @@ void moe_route_forward(Tensor experts, Tensor weights, const Tensor& logits, con
   expect(op, "experts", experts, I32, {{"T", T}, {"K", K}}, "logits", &logits);
   expect(op, "weights", weights, F32, {{"T", T}, {"K", K}}, "logits", &logits);
   expect_opt(op, "replay", replay, I32, {{"T", T}, {"K", K}}, "logits", &logits);
-  if (on_cuda(op, {{"experts", experts}, {"weights", weights}, {"logits", logits}, {"bias", bias}, {"replay", replay}}))
+  if (on_cuda(op, {{"experts", experts},
+                   {"weights", weights},
+                   {"logits", logits},
+                   {"bias", bias},
+                   {"replay", replay}}))
     cpu_only(id, dt, "logits", logits);
   if (!replay.empty()) check_replay(op, replay, E);
   count_path(id, Path::native);

@@ -60,8 +60,8 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<in
   return forward_cached(m, cache, in, a, logits_dtype.value_or(m.compute_dtype()), routes);
 }
 
-Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& a, DType logits_dtype,
-                      ExpertRoutes* routes) {
+Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& a,
+                      DType logits_dtype, ExpertRoutes* routes) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
   const int64_t T = in.ids.numel(), C = c.hidden_size;

@@ -42,7 +42,8 @@ void copy_route_row(ExpertRoutes& dst, int64_t row, const ExpertRoutes& src, int
   pad_routes(dst, row + 1);
   const int64_t K = src.k;
   for (size_t i = 0; i < src.experts.size(); ++i)
-    std::copy(src.experts[i].begin() + t * K, src.experts[i].begin() + (t + 1) * K, dst.experts[i].begin() + row * K);
+    std::copy(src.experts[i].begin() + t * K, src.experts[i].begin() + (t + 1) * K,
+              dst.experts[i].begin() + row * K);
 }
 
 void append_routes(ExpertRoutes& dst, const ExpertRoutes& src) {

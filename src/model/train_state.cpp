@@ -62,11 +62,12 @@ std::vector<Tensor> TrainState::upload_replay(const ModelConfig& c, const Expert
   const ExpertRoutes want = unrecorded_routes(c);
   R1_CHECK(r.k == want.k && r.layers == want.layers && r.tokens() == T,
            "forward: Batch::replay has {} rows of {} experts for {} MoE layers; the batch has {} tokens and "
-           "the model {} MoE layers of {} experts per token", r.tokens(), r.k, r.layers.size(), T,
-           want.layers.size(), want.k);
+           "the model {} MoE layers of {} experts per token",
+           r.tokens(), r.k, r.layers.size(), T, want.layers.size(), want.k);
   for (size_t i = 0; i < r.layers.size(); ++i) {
-    R1_CHECK(int64_t(r.experts[i].size()) == T * r.k, "forward: Batch::replay layer {} has {} entries, not {}",
-             r.layers[i], r.experts[i].size(), T * r.k);
+    R1_CHECK(int64_t(r.experts[i].size()) == T * r.k,
+             "forward: Batch::replay layer {} has {} entries, not {}", r.layers[i], r.experts[i].size(),
+             T * r.k);
     out[size_t(r.layers[i])] = upload_i32(arena_, r.experts[i]).reshape({T, r.k});
   }
   return out;

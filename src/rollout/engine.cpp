@@ -216,8 +216,8 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
         rows.push_back(int32_t(ids.size()) - 1);
       }
       arena_.reset();
-      const float* logits =
-          host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_, {}, routes.forward()));
+      const float* logits = host.read(
+          model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_, {}, routes.forward()));
       for (size_t t = 0; t < ids.size(); ++t) record_completion(sl_ids[t], pos[t], t);
       stats_.prefill_tokens += int64_t(ids.size());
       for (size_t r = 0; r < rows.size(); ++r) {
@@ -246,8 +246,8 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     for (size_t i = 0; i < to_prefill.size();) {
       const PrefillChunk ch = prefill_chunk(slots, to_prefill, i, requests, cfg_.prefill_tokens);
       arena_.reset();
-      const float* logits = host.read(
-          model::forward_cached(model_, *cache_, ch.ids, ch.slots, ch.pos, ch.rows, arena_, {}, routes.forward()));
+      const float* logits = host.read(model::forward_cached(model_, *cache_, ch.ids, ch.slots, ch.pos,
+                                                            ch.rows, arena_, {}, routes.forward()));
       for (size_t t = 0; t < ch.ids.size(); ++t)
         routes.prompt_token(slots[size_t(ch.slots[t])].prompt, ch.pos[t], int64_t(t));
       for (size_t r = 0; r < ch.rows.size(); ++r) {
@@ -296,8 +296,8 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
     if (ids.empty()) continue;
     Timer t_decode;
     arena_.reset();
-    const float* logits =
-        host.read(model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_, {}, routes.forward()));
+    const float* logits = host.read(
+        model::forward_cached(model_, *cache_, ids, sl_ids, pos, rows, arena_, {}, routes.forward()));
     for (size_t t = 0; t < ids.size(); ++t) record_completion(sl_ids[t], pos[t], t);
     stats_.decode_seconds += t_decode.seconds();
     ++stats_.decode_steps;

@@ -183,13 +183,12 @@ StepStats GrpoTrainer::step(int64_t step) {
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   const MoeRlConfig& moe = cfg_.moe;
-  if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 &&
-      records_routes(moe, policy_.config()))
+  if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 && records_routes(moe, policy_.config()))
     sums.gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
   Timer t_reference;
   if (has_reference())
-    reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
-                       cfg_.temperature, moe.routing_replay);
+    reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward,
+                       cfg_.micro_batch_tokens, cfg_.temperature, moe.routing_replay);
   sums.t_reference = t_reference.seconds();
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);

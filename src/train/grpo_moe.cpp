@@ -12,15 +12,19 @@ namespace r1::train {
 void check_moe_options(const MoeRlConfig& c, const model::Transformer& policy) {
   const model::ModelConfig& mc = policy.config();
   const bool moe = !model::unrecorded_routes(mc).empty();
-  R1_CHECK(!c.routing_replay || moe, "train.moe.routing_replay: the model ({}) has no mixture-of-experts layers",
-           mc.model_type);
+  R1_CHECK(!c.routing_replay || moe,
+           "train.moe.routing_replay: the model ({}) has no mixture-of-experts layers", mc.model_type);
   if (c.bias_update_speed == 0) return;
   R1_CHECK(moe && mc.is_mla(),
-           "train.moe.bias_update_speed ({}): the model ({}) has no e_score_correction_bias to update (deepseek_v3 "
-           "has)", c.bias_update_speed, mc.model_type);
+           "train.moe.bias_update_speed ({}): the model ({}) has no e_score_correction_bias to update "
+           "(deepseek_v3 "
+           "has)",
+           c.bias_update_speed, mc.model_type);
   R1_CHECK(!policy.has_lora(),
-           "train.moe.bias_update_speed ({}) with train.lora: the base weights (the bias among them) are frozen and "
-           "not checkpointed; train without LoRA or set the speed to 0", c.bias_update_speed);
+           "train.moe.bias_update_speed ({}) with train.lora: the base weights (the bias among them) are "
+           "frozen and "
+           "not checkpointed; train without LoRA or set the speed to 0",
+           c.bias_update_speed);
 }
 
 bool records_routes(const MoeRlConfig& c, const model::ModelConfig& m) {
@@ -30,8 +34,8 @@ bool records_routes(const MoeRlConfig& c, const model::ModelConfig& m) {
 namespace {
 
 // Adds |logp - sampler's| over the loss's model tokens of mb to sum and max; returns the tokens.
-double add_gap(const std::vector<float>& logp, const MicroBatch& mb, const std::vector<int64_t>& rows, double& sum,
-               double& max) {
+double add_gap(const std::vector<float>& logp, const MicroBatch& mb, const std::vector<int64_t>& rows,
+               double& sum, double& max) {
   double tokens = 0;
   for (size_t i = 0; i < mb.size(); ++i) {
     const rollout::Completion& c = mb[i].seq->out;

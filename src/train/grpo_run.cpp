@@ -48,7 +48,6 @@ nlohmann::json grpo_recipe_defaults() {
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
         {"lora", run::lora_section()},
-        // Mixture-of-experts models (GrpoConfig::moe, train/grpo_moe.h).
         {"moe", {{"routing_replay", false}, {"bias_update_speed", 0.0}, {"logp_gap_every", 1}}}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},

@@ -57,8 +57,8 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.gap.router_sum,
                       &s.gap.replayed,
                       &s.gap.replaced};
-  double* maxed[] = {&s.length_max,     &s.t_rollout,      &s.t_reward, &s.t_reference,
-                     &s.t_train,        &s.gap.replay_max, &s.gap.router_max};
+  double* maxed[] = {&s.length_max, &s.t_rollout,      &s.t_reward,      &s.t_reference,
+                     &s.t_train,    &s.gap.replay_max, &s.gap.router_max};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);

@@ -18,7 +18,8 @@ model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row, bool r
   for (size_t i = 0; i < seqs.size() && replay; ++i) {
     const model::ExpertRoutes& r = seqs[i].seq->out.routes;
     R1_CHECK(!r.empty() && r.tokens() == int64_t(toks[i].size()),
-             "GRPO routing replay: a sequence of {} tokens has {} recorded expert routes", toks[i].size(), r.tokens());
+             "GRPO routing replay: a sequence of {} tokens has {} recorded expert routes", toks[i].size(),
+             r.tokens());
     model::append_routes(b.replay, r);
   }
   comp_row.clear();
@@ -214,8 +215,8 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
     state.dropout_step = uint64_t(step) * uint64_t(cfg.ppo_epochs) + uint64_t(epoch);  // LoRA dropout
     for (const MiniBatch& mb : plan) {
       const bool first_pass = epoch == 0;
-      const MiniBatchStats st =
-          accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass, &dp, cfg.moe.routing_replay);
+      const MiniBatchStats st = accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass,
+                                                     &dp, cfg.moe.routing_replay);
       u.loss_sum += st.loss;
       u.clipped += st.clipped;
       u.kl_sum += st.kl_sum;

@@ -45,7 +45,8 @@ void count_replaced(const Pass& p, const MoeWeights& W, const Tensor& logits, co
 
 }  // namespace
 
-void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s, const RouteIo* io) {
+void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
+                 const RouteIo* io) {
   const ModelConfig& c = *p.cfg;
   const int64_t T = x.shape[0], C = c.hidden_size, E = c.moe.num_experts, K = c.moe.num_experts_per_tok;
   const int64_t R = T * K;
