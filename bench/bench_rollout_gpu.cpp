@@ -4,8 +4,16 @@
 //
 //   build/bench/bench_rollout_gpu --shape 0.5b|1.5b [--prompts 64] [--prompt-len 128] [--new 1024]
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
-//                                 [--context N] [--with-training-state] [--profile]
+//                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
+//                                 [--with-training-state] [--profile]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
+//
+// The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
+// engine's), or --kv-tokens tokens, in blocks of --kv-block tokens (16), never more than
+// --max-batch sequences of --context tokens can use. The JSON line says how the pool served the
+// run: its blocks and the most in use at once, the sequences preempted (and recomputed), and the
+// mean number of sequences in flight per decode step (concurrency). A pool smaller than the
+// batch's need (e.g. 256 x 8k responses with --kv-tokens below 256 x 8.3k) shows preemption.
 //
 // Roofline of a decode step: it must read every weight that enters a matmul (bf16; the embedding
 // table only once, as the tied lm_head) and, per sequence, the keys and values of every cached
@@ -49,6 +57,9 @@ struct Args {
   std::string shape = "0.5b";
   int prompts = 64, prompt_len = 128, new_tokens = 1024, max_batch = 0, sync_every = 16, context = 0;
   float temperature = 1.0f, top_p = 1.0f;
+  double kv_fraction = 0.9;
+  int64_t kv_tokens = 0;
+  int kv_block = 16;
   bool training_state = false, profile = false;
 };
 
@@ -56,7 +67,8 @@ struct Args {
   std::fprintf(stderr,
                "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
-               "[--context N] [--with-training-state] [--profile]\n",
+               "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
+               "[--profile]\n",
                why.c_str());
   std::exit(2);
 }
@@ -85,6 +97,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--context") a.context = int(number());
     else if (k == "--temperature") a.temperature = float(number());
     else if (k == "--top-p") a.top_p = float(number());
+    else if (k == "--kv-fraction") a.kv_fraction = number();
+    else if (k == "--kv-tokens") a.kv_tokens = int64_t(number());
+    else if (k == "--kv-block") a.kv_block = int(number());
     else if (k == "--with-training-state") a.training_state = true;
     else if (k == "--profile") a.profile = true;
     else usage("unknown flag " + k);
@@ -183,11 +198,16 @@ int run(const Args& a) {
   }
   rollout::GenerateParams gp;
   gp.sampling = {a.temperature, a.top_p, 0, 42};
-  rollout::Engine engine(m, {a.max_batch, a.context, 8192, a.sync_every});
+  rollout::EngineConfig ec{a.max_batch, a.context, 8192, a.sync_every};
+  ec.kv_memory_fraction = a.kv_fraction;
+  ec.kv_cache_tokens = a.kv_tokens;
+  ec.kv_block_size = a.kv_block;
+  rollout::Engine engine(m, ec);
   gp.max_new_tokens = 2 * a.sync_every;  // warm-up: captures the batch's graph
   engine.generate(reqs, gp);
   const rollout::GenerateStats s0 = engine.stats();
   gp.max_new_tokens = a.new_tokens;
+  engine.reset_kv_peak();
   Timer t;
   const std::vector<rollout::Completion> outs = engine.generate(reqs, gp);
   const double seconds = t.seconds();
@@ -205,7 +225,9 @@ int run(const Args& a) {
   const double n = a.new_tokens - 1;  // decode steps per sequence (the first token comes from the prefill)
   const double mean_positions = (a.prompt_len + 1) + (n - 1) / 2;
   const double rows = std::min(a.prompts, a.max_batch);
-  const double kv_bytes = rows * mean_positions * kv_per_pos;
+  // Sequences in flight per step, measured (fewer than rows when the KV pool preempts).
+  const double concurrency = double(s1.decode_seqs - s0.decode_seqs) / std::max(steps, 1.0);
+  const double kv_bytes = std::min(rows, concurrency) * mean_positions * kv_per_pos;
   const double roofline_ms = (weight_bytes + kv_bytes) / bw * 1e3;
 
   nlohmann::json out = {{"bench", "r1-rollout"},
@@ -234,7 +256,14 @@ int run(const Args& a) {
                         {"roofline_frac", roofline_ms / step_ms},
                         {"training_state", a.training_state},
                         {"context", a.context},
-                        {"kv_cache_mib", double(a.max_batch + 1) * a.context * kv_per_pos / (1 << 20)},
+                        {"kv_cache_mib", double(s1.kv_blocks * s1.kv_block_size) * kv_per_pos / (1 << 20)},
+                        {"kv_block_size", s1.kv_block_size},
+                        {"kv_blocks", s1.kv_blocks},
+                        {"kv_blocks_peak", s1.kv_blocks_peak},
+                        {"kv_peak_frac", double(s1.kv_blocks_peak) / double(std::max<int64_t>(s1.kv_blocks, 1))},
+                        {"preemptions", s1.preemptions - s0.preemptions},
+                        {"concurrency", concurrency},
+                        {"recomputed_tokens", (s1.prefill_tokens - s0.prefill_tokens) - (s1.prompt_tokens - s0.prompt_tokens)},
                         {"device_used_mib", bench::device_used_mib() - used0},
                         {"gpu", bench::gpu_name()}};
   std::printf("%s\n", out.dump().c_str());

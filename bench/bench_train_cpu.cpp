@@ -42,7 +42,7 @@ static void BM_DecodeStep(benchmark::State& st) {
   model::Transformer m(c);
   m.init_random(1);
   const int B = int(st.range(0)), ctx = 128;
-  model::KVCache cache(c, B, ctx + 1);
+  model::KVCache cache(m, B, ctx + 1);
   Arena arena;
   std::vector<int32_t> ids(size_t(B), 1), slots(size_t(B), 0), pos(size_t(B), ctx), rows(size_t(B), 0);
   for (int b = 0; b < B; ++b) slots[size_t(b)] = rows[size_t(b)] = b;

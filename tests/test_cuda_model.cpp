@@ -310,7 +310,7 @@ TEST(CudaGenerate, GreedyMatchesCpu) {
   for (int i = 0; i < 4; ++i) {
     rollout::Request r;
     for (int t = 0; t < 5 + 2 * i; ++t) r.prompt.push_back(int32_t(rng.next_u32() % 256));
-    r.n = 2;  // the second sample reuses the prompt's cached prefix (KVCache::copy_prefix)
+    r.n = 2;  // the second sample shares the prompt's cache blocks (copy-on-write of the partial one)
     reqs.push_back(r);
   }
   rollout::GenerateParams gp;

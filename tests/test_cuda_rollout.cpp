@@ -134,6 +134,46 @@ TEST(CudaRollout, UsesUpdatedWeightsWithoutCopy) {
   EXPECT_GT(changed, 0);
 }
 
+// A KV pool of one sequence on the GPU (blocks of 8 rows): sequences preempt each other between
+// bursts of captured decode steps and are recomputed; the f32 GPU engine still gives the CPU
+// engine's completions, the CPU engine's pool holding them all. Then the same for multi-turn
+// rollouts, whose observations go into a pool that is full.
+TEST(CudaRollout, PreemptionEqualsCpu) {
+  REQUIRE_GPU();
+  model::ModelConfig c = model::preset_config("tiny", "qwen2");
+  Twins m = twins(c, DType::F32, 6, 0.15f);
+  const auto reqs = random_requests(5, 3, c.vocab_size, 6);
+  rollout::EngineConfig roomy{4, 96, 64, 5};
+  rollout::EngineConfig tight = roomy;
+  tight.kv_block_size = 8;
+  tight.kv_cache_tokens = 96;
+  for (bool turns : {false, true}) {
+    rollout::GenerateParams gp;
+    gp.sampling = {1.0f, 1.0f, 0, 31};
+    gp.max_new_tokens = 70;
+    gp.stop_ids = {7};
+    gp.token_text = [](int32_t id) { return std::string(1, char('a' + id % 26)); };
+    if (turns) {
+      gp.turns.max_turns = 2;
+      gp.turns.threads = 2;
+      gp.turns.ends_turn = [](int64_t, int64_t, const std::string& text) { return text.size() >= 11; };
+      gp.turns.respond = [](const rollout::Turn& t) {
+        return rollout::Observation{{int32_t(200 + t.sample), 201, 202}, false};
+      };
+    }
+    rollout::Engine ec(m.cpu, roomy), eg(m.gpu, tight);
+    EXPECT_EQ(eg.stats().kv_blocks, 12);
+    const auto want = ec.generate(reqs, gp);
+    const auto got = eg.generate(reqs, gp);
+    expect_same(want, got, 1e-3);
+    for (size_t i = 0; i < want.size() && i < got.size(); ++i)
+      EXPECT_EQ(want[i].from_model, got[i].from_model) << "completion " << i;
+    EXPECT_GT(eg.stats().preemptions, 0) << (turns ? "multi-turn" : "single-turn");
+    EXPECT_LE(eg.stats().kv_blocks_peak, 12);
+    EXPECT_EQ(ec.stats().preemptions, 0);
+  }
+}
+
 // Rollout log-probs against the trainer's log-probs of the same completions, both bf16 on the GPU
 // (the importance ratio old/new of GRPO's first update is exactly 1 only if these agree).
 TEST(CudaRollout, SampledLogprobsMatchTraining) {

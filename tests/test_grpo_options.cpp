@@ -37,6 +37,10 @@ TEST(GrpoConfig, EveryNumericKeyIsValidatedByName) {
       {[](GrpoConfig& c) { c.top_p = 1.5f; }, "grpo.top_p"},
       {[](GrpoConfig& c) { c.top_k = -1; }, "grpo.top_k"},
       {[](GrpoConfig& c) { c.rollout_batch = 0; }, "grpo.rollout_batch"},
+      {[](GrpoConfig& c) { c.kv_memory_fraction = 0; }, "rollout.kv_memory_fraction"},
+      {[](GrpoConfig& c) { c.kv_memory_fraction = 1.5; }, "rollout.kv_memory_fraction"},
+      {[](GrpoConfig& c) { c.kv_cache_tokens = -1; }, "rollout.kv_cache_tokens"},
+      {[](GrpoConfig& c) { c.kv_block_size = 0; }, "rollout.kv_block_size"},
       {[](GrpoConfig& c) { c.loss.clip_low = -0.1; }, "grpo.clip_low"},
       {[](GrpoConfig& c) { c.loss.clip_low = 1.0; }, "grpo.clip_low"},
       {[](GrpoConfig& c) { c.loss.clip_high = -0.2; }, "grpo.clip_high"},
@@ -124,7 +128,10 @@ TEST(GrpoRecipe, EveryKeyReachesItsField) {
                 "train.beta1=0.8",
                 "train.beta2=0.95",
                 "train.weight_decay=0.1",
-                "train.seed=42"});
+                "train.seed=42",
+                "rollout.kv_memory_fraction=0.3",
+                "rollout.kv_cache_tokens=4096",
+                "rollout.kv_block_size=32"});
   const GrpoConfig g = grpo_config(r);
   EXPECT_EQ(g.prompts_per_step, 6);
   EXPECT_EQ(g.group_size, 5);
@@ -159,6 +166,15 @@ TEST(GrpoRecipe, EveryKeyReachesItsField) {
   EXPECT_FLOAT_EQ(g.adamw.beta2, 0.95f);
   EXPECT_FLOAT_EQ(g.adamw.weight_decay, 0.1f);
   EXPECT_EQ(g.seed, 42u);
+  EXPECT_EQ(g.kv_memory_fraction, 0.3);
+  EXPECT_EQ(g.kv_cache_tokens, 4096);
+  EXPECT_EQ(g.kv_block_size, 32);
+  const rollout::EngineConfig e = engine_config(g);
+  EXPECT_EQ(e.max_batch, 11);
+  EXPECT_EQ(e.max_seq_len, 77 + 99);
+  EXPECT_EQ(e.kv_memory_fraction, 0.3);
+  EXPECT_EQ(e.kv_cache_tokens, 4096);
+  EXPECT_EQ(e.kv_block_size, 32);
 }
 
 TEST(GrpoRecipe, BadValuesFailNamingTheKey) {

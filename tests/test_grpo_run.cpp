@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "base/fs.h"
+#include "model/adapter_checkpoint.h"
 #include "test_util.h"
 
 using namespace r1;
@@ -62,6 +63,23 @@ TEST(GrpoRun, LoraKilledAndResumedEqualsUninterrupted) {
   EXPECT_EQ(fs::read_file(dir.file("full/" + ck + "optimizer.safetensors")),
             fs::read_file(dir.file("cut/" + ck + "optimizer.safetensors")));
   EXPECT_TRUE(fs::exists(dir.file("full/model/adapter_config.json")));
+}
+
+// train.lora.rslora reaches the model: the adapter trains at scale alpha / sqrt(r) (so it ends
+// elsewhere than at alpha / r) and is written with PEFT's use_rslora, which loading honours.
+TEST(GrpoRun, RsLoraKeyScalesTheAdapter) {
+  test::TempDir dir;
+  const std::string lora = " train.lora.rank=4 train.lora.alpha=8 train.lr=1e-2 train.steps=2";
+  auto plain = test::run_r1(recipe_args(dir, "plain") + lora);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  auto rs = test::run_r1(recipe_args(dir, "rs") + lora + " train.lora.rslora=true");
+  ASSERT_EQ(rs.exit_code, 0) << rs.err;
+  const std::string cfg = fs::read_file(dir.file("rs/model/adapter_config.json"));
+  EXPECT_NE(cfg.find("\"use_rslora\": true"), std::string::npos) << cfg;
+  const model::Transformer m = model::load_adapted_model(dir.file("rs/model"), "", Device::CPU);
+  EXPECT_FLOAT_EQ(m.lora().scale(), 4.0f);  // 8 / sqrt(4), not 8 / 4
+  EXPECT_NE(fs::read_file(dir.file("rs/model/adapter_model.safetensors")),
+            fs::read_file(dir.file("plain/model/adapter_model.safetensors")));
 }
 
 TEST(GrpoRun, RecipeTypoNamesTheNearestKey) {

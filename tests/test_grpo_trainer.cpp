@@ -203,4 +203,66 @@ TEST(GrpoTrainer, PpoEpochsTimesMiniBatchesOptimizerSteps) {
   EXPECT_NE(st.epoch_loss[0], st.epoch_loss[1]);
 }
 
+// The rollout engine is built once with the trainer and serves every step; a KV pool of one
+// sequence's blocks preempts (the count, the pool and its peak are in the step's metrics) and the
+// rollouts are those of a pool that holds every sequence.
+TEST(GrpoTrainer, OneEngineForTheRunAndItsKvCacheInTheMetrics) {
+  test::NoEosCodec codec;
+  std::vector<train::StepStats> st;
+  for (int64_t kv_tokens : {int64_t(0), int64_t(16)}) {
+    model::Transformer m = test::byte_model(3);
+    train::GrpoConfig gc = test::small_grpo(4, 4, 10);  // 1-token prompts, 4 x 4 sequences of 11 tokens
+    gc.kv_block_size = 4;
+    gc.kv_cache_tokens = kv_tokens;
+    test::EvenByteReward reward;
+    train::GrpoTrainer trainer = make_trainer(m, codec, reward, gc);
+    const rollout::Engine* engine = &trainer.engine();
+    st.push_back(trainer.step(0));
+    const int64_t steps_after_one = trainer.engine().stats().decode_steps;
+    trainer.step(1);
+    EXPECT_EQ(&trainer.engine(), engine);  // the same engine, pool and all
+    EXPECT_GT(trainer.engine().stats().decode_steps, steps_after_one);
+  }
+  const train::StepStats &roomy = st[0], &tight = st[1];
+  EXPECT_EQ(roomy.preemptions, 0);
+  EXPECT_EQ(roomy.kv_blocks, 64 * 4);  // rollout_batch 64 sequences of 4 blocks (4 + 10 tokens)
+  EXPECT_GT(roomy.kv_blocks_peak, 0);
+  EXPECT_EQ(tight.kv_blocks, 4);
+  EXPECT_LE(tight.kv_blocks_peak, 4);
+  EXPECT_GT(tight.preemptions, 0);
+  EXPECT_GT(roomy.concurrency, tight.concurrency);
+  EXPECT_EQ(roomy.reward_mean, tight.reward_mean);  // the same completions
+  EXPECT_NEAR(roomy.loss, tight.loss, 1e-5);  // old log-probs of a recomputed prefix: float rounding
+  const run::Scalars metrics = train::step_metrics(tight);
+  auto value = [&](const std::string& name) {
+    for (const auto& [k, v] : metrics)
+      if (k == name) return v;
+    ADD_FAILURE() << name << " is not in the step's metrics";
+    return -1.0;
+  };
+  EXPECT_EQ(value("rollout/preemptions"), double(tight.preemptions));
+  EXPECT_EQ(value("rollout/kv_blocks"), 4.0);
+  EXPECT_EQ(value("rollout/kv_blocks_peak"), double(tight.kv_blocks_peak));
+  EXPECT_EQ(value("rollout/concurrency"), tight.concurrency);
+}
+
+// A KV pool too small for one sequence fails when the trainer is built, before any compute, with
+// the bytes needed and available.
+TEST(GrpoTrainer, KvMemoryFractionTooSmallFailsAtConstruction) {
+  text::ByteCodec codec;
+  model::Transformer m = test::byte_model(3);
+  train::GrpoConfig gc = test::small_grpo(4, 4, 10);
+  gc.kv_memory_fraction = 1e-12;
+  test::EvenByteReward reward;
+  try {
+    make_trainer(m, codec, reward, gc);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rollout.kv_memory_fraction"), std::string::npos) << what;
+    EXPECT_NE(what.find("bytes"), std::string::npos) << what;
+    EXPECT_NE(what.find("max_seq_len = 14 tokens"), std::string::npos) << what;
+  }
+}
+
 }  // namespace

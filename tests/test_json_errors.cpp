@@ -152,6 +152,40 @@ TEST(JsonErrors, JsonlRowWrongTypeNamesFileLineAndField) {
   EXPECT_EQ(msg, file + " line 2: missing string field 'problem'");
 }
 
+// A number beyond double (1e999) is nlohmann's out_of_range, not a parse_error: the readers that
+// caught only parse errors let it escape and end the process (found by fuzz_jsonl_rows).
+TEST(JsonErrors, NumberBeyondDoubleNamesTheFile) {
+  test::TempDir dir;
+  const std::string jsonl = dir.file("d.jsonl");
+  std::ofstream(jsonl) << "{\"problem\": \"1+1\", \"answer\": 1e999}\n";
+  std::string msg = error_of([&] { data::load_jsonl_problems(jsonl, data::preset_fields("math500")); });
+  EXPECT_NE(msg.find(jsonl + " line 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow"), std::string::npos) << msg;
+
+  const std::string config = dir.file("config.json");
+  std::ofstream(config) << R"({"model_type": "qwen2", "hidden_size": 1e999})";
+  msg = error_of([&] { model::load_config(config); });
+  EXPECT_NE(msg.find(config), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("NOT AN r1::Error"), std::string::npos) << msg;
+
+  const std::string st = dir.file("model.safetensors");
+  const std::string header = R"({"w": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 0]}})";
+  std::ofstream out(st, std::ios::binary);
+  uint64_t n = header.size();
+  char len[8];
+  std::memcpy(len, &n, 8);
+  out.write(len, 8);
+  out << header;
+  out.close();
+  msg = error_of([&] { model::SafetensorsReader r(st); });
+  EXPECT_NE(msg.find(st), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("NOT AN r1::Error"), std::string::npos) << msg;
+
+  msg = load_tokenizer_error(dir, R"({"model": {"type": "BPE", "vocab": {"a": 1e999}}})");
+  EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("NOT AN r1::Error"), std::string::npos) << msg;
+}
+
 TEST(JsonErrors, YamlRecipeWrongTypeNamesFileLineAndKey) {
   test::TempDir dir;
   const std::string file = dir.file("r.yaml");

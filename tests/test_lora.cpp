@@ -171,7 +171,7 @@ TEST(Lora, DropoutOnlyInTraining) {
   model::TrainState eval;  // dropout off in a saving forward too (model.eval())
   eval.dropout = false;
   EXPECT_EQ(to_host_f32(eval.forward(m, b)), full);
-  model::KVCache cache(m.config(), 1, 32);
+  model::KVCache cache(m, 1, 32);
   Arena arena;
   std::vector<int32_t> ids(b.ids.begin(), b.ids.begin() + 11), slots(11, 0), pos(11), rows(10);
   for (int i = 0; i < 11; ++i) pos[size_t(i)] = i;

@@ -55,7 +55,7 @@ TEST_P(Arch, CachedForwardMatchesTrainingForward) {
   model::TrainState state;
   Tensor logp = state.forward(m, batch);
 
-  model::KVCache cache(m.config(), 2, 32);
+  model::KVCache cache(m, 2, 32);
   Arena arena;
   // Slot 1 holds the second sequence, prefilled whole; slot 0 the first, half then decoded.
   std::vector<int32_t> ids, slots, pos, rows;

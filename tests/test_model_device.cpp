@@ -131,18 +131,25 @@ TEST(ModelDevice, OptimizerStepUpdatesTheModel) {
   EXPECT_EQ(oa.device(), Device::CPU);
 }
 
-TEST(ModelDevice, KVCacheCopyPrefix) {
+// A copy-on-write copies one block in every layer, keys and values, and nothing else.
+TEST(ModelDevice, KVCacheCopyBlock) {
   model::ModelConfig c = model::preset_config("tiny", "qwen2");
-  model::KVCache cache(c, 3, 8);
+  model::KVCache cache(c, model::KVLayout{4, 3, 2, 2});
   EXPECT_EQ(cache.device, Device::CPU);
   EXPECT_EQ(cache.dtype, DType::F32);
-  const int64_t row = c.num_key_value_heads * c.head_dim, slot = 8 * row;
-  float* k = cache.k_t[1].f32();
-  for (int64_t i = 0; i < 3 * slot; ++i) k[i] = float(i);
-  cache.copy_prefix(2, 0, 5);
-  for (int64_t i = 0; i < 5 * row; ++i) ASSERT_EQ(k[i], float(2 * slot + i));
-  EXPECT_EQ(k[5 * row], float(5 * row));  // rows past the prefix are untouched
-  EXPECT_NE(error_of([&] { cache.copy_prefix(0, 3, 1); }).find("out of range"), std::string::npos);
+  ASSERT_EQ(cache.k_t.size(), size_t(c.num_hidden_layers));
+  const int64_t block = 3 * c.num_key_value_heads * c.head_dim;
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    for (Tensor* t : {&cache.k_t[size_t(l)], &cache.v_t[size_t(l)]})
+      for (int64_t i = 0; i < 4 * block; ++i) t->f32()[i] = float(1000 * l + i) * (t == &cache.k_t[size_t(l)] ? 1 : -1);
+  cache.copy_block(2, 0);
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    for (Tensor* t : {&cache.k_t[size_t(l)], &cache.v_t[size_t(l)]}) {
+      const float sign = t == &cache.k_t[size_t(l)] ? 1.0f : -1.0f;
+      for (int64_t i = 0; i < block; ++i) ASSERT_EQ(t->f32()[i], sign * float(1000 * l + 2 * block + i)) << l;
+      for (int64_t i = block; i < 4 * block; ++i) ASSERT_EQ(t->f32()[i], sign * float(1000 * l + i)) << l;
+    }
+  EXPECT_NE(error_of([&] { cache.copy_block(0, 4); }).find("out of range"), std::string::npos);
 }
 
 TEST(TensorDevice, BufferAndArenaOnCpu) {

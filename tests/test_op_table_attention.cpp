@@ -1,6 +1,7 @@
 // The op table's runners for attention: the packed causal attention (forward and backward, q/k head
-// dim HD and value head dim HDv), the KV cache write and the attention over the cache, each against
-// a double-precision reference computed on all rows or, for large cases, on sampled rows.
+// dim HD and value head dim HDv), the paged KV cache write and the attention over the paged cache
+// (through a shuffled block table), each against a double-precision reference computed on all rows
+// or, for large cases, on sampled rows.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -169,8 +170,29 @@ void run_attention_backward(Run& c) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The paged KV cache: S sequences of up to L rows in blocks of BS rows (s.BS, 16 when 0), laid out
+// in a random order in a pool with two blocks no sequence holds, so that a kernel reading rows
+// other than through the block table reads the wrong (or NaN) values.
 
 namespace {
+
+struct Paged {
+  int64_t S, L, BS, MB, NB;
+  Vi table;  // (S, MB)
+  // The pool row holding row j of sequence s.
+  int64_t row(int64_t s, int64_t j) const { return int64_t(table[sz(s * MB + j / BS)]) * BS + j % BS; }
+};
+
+Paged paged(Run& c, int64_t S, int64_t L) {
+  Paged p{S, L, c.s.BS ? c.s.BS : 16, 0, 0, {}};
+  p.MB = (L + p.BS - 1) / p.BS;
+  p.NB = S * p.MB + 2;
+  std::vector<int32_t> perm(sz(p.NB));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[c.next_u32() % (i + 1)]);
+  p.table.assign(perm.begin(), perm.begin() + S * p.MB);
+  return p;
+}
 
 // Distinct (slot, pos) per token: a random permutation of the first T cache rows.
 void scatter_tokens(Run& c, int64_t S, int64_t L, int64_t T, Vi& slots, Vi& pos) {
@@ -188,35 +210,41 @@ void scatter_tokens(Run& c, int64_t S, int64_t L, int64_t T, Vi& slots, Vi& pos)
 }  // namespace
 
 void run_kv_cache_write(Run& c) {
-  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, HD = c.s.HD, T = c.s.T, row = NKV * HD;
+  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, HD = c.s.HD, HDv = c.s.HDv ? c.s.HDv : HD, T = c.s.T;
+  const int64_t krow = NKV * HD, vrow = NKV * HDv;
+  const Paged pg = paged(c, S, L);
   Vi slots, pos;
   scatter_tokens(c, S, L, T, slots, pos);
-  Vf kc = c.randn(S * L * row), vc = c.randn(S * L * row), k = c.randn(T * row), v = c.randn(T * row);
-  Tensor tkc = c.act(kc, {S, L, NKV, HD}), tvc = c.act(vc, {S, L, NKV, HD});
-  ops::kv_cache_write(tkc, tvc, c.act(k, {T, NKV, HD}), c.act(v, {T, NKV, HD}), c.ints(slots, {T}),
-                      c.ints(pos, {T}));
+  Vf kc = c.randn(pg.NB * pg.BS * krow), vc = c.randn(pg.NB * pg.BS * vrow);
+  Vf k = c.randn(T * krow), v = c.randn(T * vrow);
+  Tensor tkc = c.act(kc, {pg.NB, pg.BS, NKV, HD}), tvc = c.act(vc, {pg.NB, pg.BS, NKV, HDv});
+  ops::kv_cache_write(tkc, tvc, c.act(k, {T, NKV, HD}), c.act(v, {T, NKV, HDv}), c.ints(pg.table, {S, pg.MB}),
+                      c.ints(slots, {T}), c.ints(pos, {T}));
   Vd ek = to_d(kc), ev = to_d(vc);
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t dst = (int64_t(slots[t]) * L + pos[t]) * row;
-    std::copy(k.begin() + t * row, k.begin() + (t + 1) * row, ek.begin() + dst);
-    std::copy(v.begin() + t * row, v.begin() + (t + 1) * row, ev.begin() + dst);
+    const int64_t r = pg.row(slots[t], pos[t]);
+    std::copy(k.begin() + t * krow, k.begin() + (t + 1) * krow, ek.begin() + r * krow);
+    std::copy(v.begin() + t * vrow, v.begin() + (t + 1) * vrow, ev.begin() + r * vrow);
   }
   c.check("kv_cache_write k", c.get(tkc), ek, kExact);
   c.check("kv_cache_write v", c.get(tvc), ev, kExact);
 }
 
-// Attention of T tokens over the cache (S, L, NKV, HD). s.scatter: tokens at distinct random cache
-// rows, the whole cache random (a prefill scattered over slots). Otherwise slots of s.rows tokens
-// at consecutive positions (1: decode steps; more: a prefill chunk per slot), attention lengths
-// random in [1, L] (slot 0 ends at L, slot 1 starts at 0), and the cache rows past every token's
-// reach NaN, so a kernel that reads them fails. s.workspace: the workspace
-// attention_cached_workspace asks for, starting as NaN (the split path when the grid is small).
+// Attention of T tokens over the paged cache (keys HD, values HDv). s.scatter: tokens at distinct
+// random rows, the whole cache random (a prefill scattered over sequences). Otherwise sequences of
+// s.rows tokens at consecutive positions (1: decode steps; more: a prefill chunk per sequence),
+// attention lengths random in [1, L] (sequence 0 ends at L, sequence 1 starts at 0), and every pool
+// row past each token's reach, and the blocks no sequence holds, NaN, so a kernel that reads them
+// fails. s.workspace: the workspace attention_cached_workspace asks for, starting as NaN (the split
+// path when the grid is small).
 void run_attention_cached(Run& c) {
-  const int64_t T = c.s.T, L = c.s.L, NH = c.s.NH, NKV = c.s.NKV, HD = c.s.HD, row = NKV * HD;
+  const int64_t T = c.s.T, L = c.s.L, NH = c.s.NH, NKV = c.s.NKV, HD = c.s.HD, HDv = c.s.HDv ? c.s.HDv : HD;
+  const int64_t krow = NKV * HD, vrow = NKV * HDv;
   const int64_t rows_per_slot = c.s.scatter ? 1 : c.s.rows;
   const int64_t S = c.s.scatter ? c.s.S : (T + rows_per_slot - 1) / rows_per_slot;
+  const Paged pg = paged(c, S, L);
   Vi slots(sz(T)), pos(sz(T));
-  std::vector<int64_t> reach(sz(S), L);  // cache rows of each slot that some token reads
+  std::vector<int64_t> reach(sz(S), L);  // rows of each sequence that some token reads
   if (c.s.scatter) {
     scatter_tokens(c, S, L, T, slots, pos);
   } else {
@@ -231,38 +259,44 @@ void run_attention_cached(Run& c) {
       }
     }
   }
-  Vf kc = c.randn(S * L * row), vc = c.randn(S * L * row);
+  Vf kc = c.randn(pg.NB * pg.BS * krow), vc = c.randn(pg.NB * pg.BS * vrow);
   if (!c.s.scatter) {
+    std::vector<bool> read(sz(pg.NB * pg.BS), false);
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t j = 0; j < reach[s]; ++j) read[sz(pg.row(s, j))] = true;
     const float nan = std::numeric_limits<float>::quiet_NaN();
-    for (int64_t s = 0; s < S; ++s) {
-      std::fill(kc.begin() + (s * L + reach[s]) * row, kc.begin() + (s + 1) * L * row, nan);
-      std::fill(vc.begin() + (s * L + reach[s]) * row, vc.begin() + (s + 1) * L * row, nan);
+    for (int64_t r = 0; r < pg.NB * pg.BS; ++r) {
+      if (read[sz(r)]) continue;
+      std::fill(kc.begin() + r * krow, kc.begin() + (r + 1) * krow, nan);
+      std::fill(vc.begin() + r * vrow, vc.begin() + (r + 1) * vrow, nan);
     }
   }
   Vf q = c.randn(T * NH * HD);
-  Tensor tkc = c.act(kc, {S, L, NKV, HD}), tvc = c.act(vc, {S, L, NKV, HD}), tq = c.act(q, {T, NH, HD});
-  Tensor out = c.nan({T, NH, HD}, c.dt);
-  const int64_t ws = c.s.workspace ? ops::attention_cached_workspace(T, NH, HD, L) : 0;
+  Tensor tkc = c.act(kc, {pg.NB, pg.BS, NKV, HD}), tvc = c.act(vc, {pg.NB, pg.BS, NKV, HDv});
+  Tensor tq = c.act(q, {T, NH, HD}), out = c.nan({T, NH, HDv}, c.dt);
+  const int64_t ws = c.s.workspace ? ops::attention_cached_workspace(T, NH, HDv, pg.MB * pg.BS) : 0;
   const Tensor tws = ws > 0 ? c.nan({ws}, DType::F32) : Tensor();
   const float scale = 1.0f / std::sqrt(float(HD));
-  ops::attention_cached(out, tq, tkc, tvc, c.ints(slots, {T}), c.ints(pos, {T}), scale, tws);
+  ops::attention_cached(out, tq, tkc, tvc, c.ints(pg.table, {S, pg.MB}), c.ints(slots, {T}), c.ints(pos, {T}), scale,
+                        tws);
 
-  const Rows rows = c.rows(T * NH, double(L * 2 * HD));
-  Vd ref(rows.size() * sz(HD), 0.0), s;
+  const Rows rows = c.rows(T * NH, double(L * (HD + HDv)));
+  Vd ref(rows.size() * sz(HDv), 0.0), s;
   const int64_t G = NH / NKV;
   for (size_t r = 0; r < rows.size(); ++r) {
-    const int64_t t = rows[r] / NH, h = rows[r] % NH, n = pos[t] + 1;
-    const int64_t base = int64_t(slots[t]) * L * row + (h / G) * HD;
+    const int64_t t = rows[r] / NH, h = rows[r] % NH, g = h / G, n = pos[t] + 1;
     s.assign(sz(n), 0.0);
     double m = -INFINITY, sum = 0.0;
     for (int64_t j = 0; j < n; ++j)
-      m = std::max(m, s[j] = scale * dotd(&q[rows[r] * HD], &kc[base + j * row], HD));
+      m = std::max(m, s[j] = scale * dotd(&q[rows[r] * HD], &kc[pg.row(slots[t], j) * krow + g * HD], HD));
     for (double& x : s) sum += (x = std::exp(x - m));
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t d = 0; d < HD; ++d) ref[r * sz(HD) + sz(d)] += s[j] / sum * double(vc[base + j * row + d]);
+    for (int64_t j = 0; j < n; ++j) {
+      const float* vr = &vc[pg.row(slots[t], j) * vrow + g * HDv];
+      for (int64_t d = 0; d < HDv; ++d) ref[r * sz(HDv) + sz(d)] += s[j] / sum * double(vr[d]);
+    }
   }
   c.label += ws > 0 ? " ws=" + std::to_string(ws) : " no ws";
-  c.check("attention_cached", c.get(out), ref, rows, HD, kReduce);
+  c.check("attention_cached", c.get(out), ref, rows, HDv, kReduce);
 }
 
 }  // namespace optable

@@ -25,6 +25,7 @@
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_buffer.h"
 #include "device/cuda_device.h"
+#include "device/graph.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
 #endif
@@ -232,7 +233,8 @@ TEST(CudaBf16Ops, DtypeRulesAreChecked) {
   expect_error(
       [] {
         ops::attention_cached(cu(B16, {2, 4, 16}), cu(B16, {2, 4, 16}), cu(B16, {2, 8, 2, 16}),
-                              cu(B16, {2, 8, 2, 16}), cu(I32, {2}), cu(I32, {2}), 0.25f, cu(B16, {64}));
+                              cu(B16, {2, 8, 2, 16}), cu(I32, {2, 1}), cu(I32, {2}), cu(I32, {2}), 0.25f,
+                              cu(B16, {64}));
       },
       {"attention_cached", "workspace", "f32"});
   // AdamW: everything f32; the compute copy f32 or bf16 with param's numel.
@@ -318,15 +320,87 @@ TEST(CudaOps, CachedAttentionWorkspaceTooSmallFailsClearly) {
   const int64_t need = ops::attention_cached_workspace(1, NH, HD, L);
   ASSERT_GT(need, 0);
   Vf q = randn(NH * HD), kc = randn(L * HD), o(NH * HD, kNaN), ws(need - 1);
-  Vi slots = {0}, pos = {int32_t(L - 1)};
+  Vi slots = {0}, pos = {int32_t(L - 1)}, table = {0};
   Dev dq = dev_f32(q, {1, NH, HD}), dkc = dev_f32(kc, {1, L, 1, HD}), dout = dev_f32(o, {1, NH, HD}),
-      dws = dev_f32(ws, {need - 1}), ds = dev_i32(slots, {1}), dp = dev_i32(pos, {1});
+      dws = dev_f32(ws, {need - 1}), ds = dev_i32(slots, {1}), dp = dev_i32(pos, {1}), dt = dev_i32(table, {1, 1});
   try {
-    ops::attention_cached(dout.t, dq.t, dkc.t, dkc.t, ds.t, dp.t, 0.125f, dws.t);
+    ops::attention_cached(dout.t, dq.t, dkc.t, dkc.t, dt.t, ds.t, dp.t, 0.125f, dws.t);
     FAIL() << "expected an error";
   } catch (const r1::Error& e) {
     EXPECT_NE(std::string(e.what()).find("workspace"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("too small"), std::string::npos) << e.what();
+  }
+}
+
+// Decode attention through the paged cache on the device against the CPU op on the same inputs:
+// a shuffled block table (blocks of 16 rows, and of 5), keys and values with their own head dims,
+// f32 and bf16, split (workspace) and not. The step is captured in a CUDA graph once; the block
+// table is then rewritten in place (the sequences' blocks moved, as a copy-on-write or a
+// preemption leaves them) and the replay reads the new table.
+TEST(CudaOps, PagedDecodeAttentionMatchesCpuThroughAGraph) {
+  REQUIRE_GPU();
+  struct Case {
+    int64_t NH, NKV, HD, HDv, BS;
+  };
+  for (const Case& k : {Case{14, 2, 64, 64, 16}, Case{8, 8, 192, 128, 16}, Case{4, 1, 128, 128, 5}}) {
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const int64_t S = 6, MB = (900 + k.BS - 1) / k.BS, NB = S * MB + 4, T = S;
+      const int64_t krow = k.NKV * k.HD, vrow = k.NKV * k.HDv;
+      const bool b16 = dt == DType::BF16;
+      auto rounded = [&](Vf v) {
+        if (b16)
+          for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+        return v;
+      };
+      const Vf kc = rounded(randn(size_t(NB * k.BS * krow))), vc = rounded(randn(size_t(NB * k.BS * vrow)));
+      const Vf q = rounded(randn(size_t(T * k.NH * k.HD)));
+      r1::Rng rng(uint64_t(k.BS * 100 + k.HD));
+      auto shuffled_table = [&] {
+        Vi perm(size_t(NB));
+        for (int64_t i = 0; i < NB; ++i) perm[size_t(i)] = int32_t(i);
+        for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[rng.next_u32() % (i + 1)]);
+        return Vi(perm.begin(), perm.begin() + S * MB);
+      };
+      Vi table = shuffled_table(), slots(size_t(T)), pos(size_t(T));
+      for (int64_t t = 0; t < T; ++t) {
+        slots[size_t(t)] = int32_t(T - 1 - t);
+        pos[size_t(t)] = int32_t(t == 0 ? 899 : rng.next_u32() % 900);
+      }
+      const float scale = 1.0f / std::sqrt(float(k.HD));
+      auto cpu_op = [&](Vi tab) {
+        Vf kh = kc, vh = vc, qh = q, out(size_t(T * k.NH * k.HDv));
+        ops::attention_cached(F(out, {T, k.NH, k.HDv}), F(qh, {T, k.NH, k.HD}), F(kh, {NB, k.BS, k.NKV, k.HD}),
+                              F(vh, {NB, k.BS, k.NKV, k.HDv}), I(tab, {S, MB}), I(slots, {T}), I(pos, {T}), scale);
+        return out;
+      };
+      Dev dk = dev_as(dt, kc, {NB, k.BS, k.NKV, k.HD}), dv = dev_as(dt, vc, {NB, k.BS, k.NKV, k.HDv});
+      Dev dq = dev_as(dt, q, {T, k.NH, k.HD}), dout = dev_as(dt, Vf(size_t(T * k.NH * k.HDv), kNaN), {T, k.NH, k.HDv});
+      Dev dtab = dev_i32(table, {S, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
+      for (bool split : {false, true}) {
+        const int64_t ws = split ? ops::attention_cached_workspace(T, k.NH, k.HDv, MB * k.BS) : 0;
+        Dev dws = dev_f32(Vf(size_t(std::max<int64_t>(ws, 1)), kNaN), {std::max<int64_t>(ws, 1)});
+        const Tensor wst = ws > 0 ? dws.t : Tensor();
+        const std::string what = fmt::format("paged NH={} HD={} HDv={} BS={} {}{}", k.NH, k.HD, k.HDv, k.BS,
+                                             b16 ? "bf16" : "f32", ws > 0 ? " split" : "");
+        auto expect_near_cpu = [&](const std::string& w, const Vf& ref) {
+          const double err = rel_err(host(dout), ref), tol = b16 ? 1e-2 : 1e-5;
+          std::printf("[ CUDAERR ] %-52s | %.3e | tol %.0e\n", w.c_str(), err, tol);
+          EXPECT_LE(err, tol) << w;
+        };
+        r1::copy_from_host(dtab.t, table.data());
+        ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale, wst);
+        expect_near_cpu(what, cpu_op(table));
+        r1::cuda::Graph g;
+        g.begin_capture();
+        ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale, wst);
+        g.end_capture();
+        const Vi moved = shuffled_table();
+        r1::copy_from_host(dtab.t, moved.data());  // in place: the graph reads the table at replay
+        g.replay();
+        r1::cuda::synchronize();
+        expect_near_cpu(what + ", graph, table moved", cpu_op(moved));
+      }
+    }
   }
 }
 

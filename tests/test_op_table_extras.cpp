@@ -74,80 +74,83 @@ Vi make_cu(const std::vector<int>& lens) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// the cached attention against the training attention
+// the attention over the paged cache against the training attention
 
 namespace {
 
 struct AttnCase {
   std::vector<int> lens;
-  int64_t NH, NKV, HD;
+  int64_t NH, NKV, HD, HDv, BS;
 };
 
 const AttnCase kAttnCases[] = {
-    {{5, 1, 13, 7}, 4, 2, 8},  // GQA, a length-1 sequence
-    {{9, 4, 1}, 3, 3, 12},     // MHA (NH == NKV)
-    {{6, 0, 11}, 4, 1, 6},     // MQA, an empty sequence
+    {{5, 1, 13, 7}, 4, 2, 8, 8, 4},   // GQA, a length-1 sequence
+    {{9, 4, 1}, 3, 3, 12, 12, 1},     // MHA (NH == NKV), blocks of one row
+    {{6, 0, 11}, 4, 1, 6, 6, 3},      // MQA, an empty sequence
+    {{7, 12}, 4, 4, 10, 6, 5},        // keys and values with their own head dims (MLA)
 };
 
 }  // namespace
 
+// Prefilling and decoding through a shuffled block table gives the packed training attention.
 TEST(OpsAttention, CachedMatchesForward) {
   uint64_t seed = 300;
   for (const AttnCase& ac : kAttnCases) {
     Vi cu = make_cu(ac.lens);
-    const int64_t B = int64_t(ac.lens.size()), T = cu.back(), NH = ac.NH, NKV = ac.NKV, HD = ac.HD;
-    const int64_t S = B + 2, L = 16;
+    const int64_t B = int64_t(ac.lens.size()), T = cu.back(), NH = ac.NH, NKV = ac.NKV, HD = ac.HD, HDv = ac.HDv;
+    const int64_t S = B + 2, BS = ac.BS, MB = (16 + BS - 1) / BS, NB = S * MB + 3;
     const float scale = 1.0f / std::sqrt(float(HD));
     Vf q = randn(sz(T * NH * HD), ++seed), k = randn(sz(T * NKV * HD), ++seed);
-    Vf v = randn(sz(T * NKV * HD), ++seed);
-    Vf out(q.size()), lse(sz(T * NH));
-    r1::ops::attention_forward(F(out, {T, NH, HD}), F(lse, {T, NH}), F(q, {T, NH, HD}), F(k, {T, NKV, HD}),
-                               F(v, {T, NKV, HD}), I(cu, {B + 1}), scale);
-    // Sequence b lives in slot S - 1 - b; the caches start as garbage (rows past pos are never read).
-    Vi slots(T), pos(T);
+    Vf v = randn(sz(T * NKV * HDv), ++seed);
+    Vf out(sz(T * NH * HDv)), lse(sz(T * NH));
+    r1::ops::attention_forward(F(out, {T, NH, HDv}), F(lse, {T, NH}), F(q, {T, NH, HD}), F(k, {T, NKV, HD}),
+                               F(v, {T, NKV, HDv}), I(cu, {B + 1}), scale);
+    // Sequence b is row S - 1 - b of the block table, whose blocks are the pool's in reverse order;
+    // the caches start as garbage (rows past pos are never read).
+    Vi slots(T), pos(T), table(sz(S * MB));
+    for (int64_t i = 0; i < S * MB; ++i) table[sz(i)] = int32_t(NB - 1 - i);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = cu[b]; t < cu[b + 1]; ++t) {
         slots[t] = int32_t(S - 1 - b);
         pos[t] = int32_t(t - cu[b]);
       }
-    const size_t csize = sz(S * L * NKV * HD);
-    Vf kc = randn(csize, ++seed, 100.0f), vc = randn(csize, ++seed, 100.0f);
-    Tensor kct = F(kc, {S, L, NKV, HD}), vct = F(vc, {S, L, NKV, HD});
+    const size_t ksize = sz(NB * BS * NKV * HD), vsize = sz(NB * BS * NKV * HDv);
+    Vf kc = randn(ksize, ++seed, 100.0f), vc = randn(vsize, ++seed, 100.0f);
+    Tensor kct = F(kc, {NB, BS, NKV, HD}), vct = F(vc, {NB, BS, NKV, HDv}), tt = I(table, {S, MB});
 
     // (1) Prefill everything at once.
-    r1::ops::kv_cache_write(kct, vct, F(k, {T, NKV, HD}), F(v, {T, NKV, HD}), I(slots, {T}), I(pos, {T}));
-    Vf out_c(q.size());
-    r1::ops::attention_cached(F(out_c, {T, NH, HD}), F(q, {T, NH, HD}), kct, vct, I(slots, {T}), I(pos, {T}),
+    r1::ops::kv_cache_write(kct, vct, F(k, {T, NKV, HD}), F(v, {T, NKV, HDv}), tt, I(slots, {T}), I(pos, {T}));
+    Vf out_c(out.size());
+    r1::ops::attention_cached(F(out_c, {T, NH, HDv}), F(q, {T, NH, HD}), kct, vct, tt, I(slots, {T}), I(pos, {T}),
                               scale);
     expect_close("cached (prefill) NH=" + std::to_string(NH), out_c, to_d(out), 1e-6, 1e-6);
 
     // (2) Decode-style: fresh garbage cache, one position of every sequence per step.
     for (Vf* c : {&kc, &vc}) {  // in place: kct, vct point at these buffers
-      Vf garbage = randn(csize, ++seed, 100.0f);
+      Vf garbage = randn(c->size(), ++seed, 100.0f);
       std::copy(garbage.begin(), garbage.end(), c->begin());
     }
-    Vf out_d(q.size(), NAN);
-    for (int32_t p = 0; p < L; ++p) {
+    Vf out_d(out.size(), NAN);
+    for (int32_t p = 0; p < 16; ++p) {
       std::vector<int64_t> toks;
       for (int64_t t = 0; t < T; ++t)
         if (pos[t] == p) toks.push_back(t);
       if (toks.empty()) continue;
       const int64_t n = int64_t(toks.size());
-      Vf qs, ks, vs, os(sz(n * NH * HD));
+      Vf qs, ks, vs, os(sz(n * NH * HDv));
       Vi ss, ps;
       for (int64_t t : toks) {
         qs.insert(qs.end(), q.begin() + t * NH * HD, q.begin() + (t + 1) * NH * HD);
         ks.insert(ks.end(), k.begin() + t * NKV * HD, k.begin() + (t + 1) * NKV * HD);
-        vs.insert(vs.end(), v.begin() + t * NKV * HD, v.begin() + (t + 1) * NKV * HD);
+        vs.insert(vs.end(), v.begin() + t * NKV * HDv, v.begin() + (t + 1) * NKV * HDv);
         ss.push_back(slots[t]);
         ps.push_back(pos[t]);
       }
-      r1::ops::kv_cache_write(kct, vct, F(ks, {n, NKV, HD}), F(vs, {n, NKV, HD}), I(ss, {n}), I(ps, {n}));
-      r1::ops::attention_cached(F(os, {n, NH, HD}), F(qs, {n, NH, HD}), kct, vct, I(ss, {n}), I(ps, {n}),
+      r1::ops::kv_cache_write(kct, vct, F(ks, {n, NKV, HD}), F(vs, {n, NKV, HDv}), tt, I(ss, {n}), I(ps, {n}));
+      r1::ops::attention_cached(F(os, {n, NH, HDv}), F(qs, {n, NH, HD}), kct, vct, tt, I(ss, {n}), I(ps, {n}),
                                 scale);
       for (int64_t i = 0; i < n; ++i)
-        std::copy(os.begin() + i * NH * HD, os.begin() + (i + 1) * NH * HD,
-                  out_d.begin() + toks[i] * NH * HD);
+        std::copy(os.begin() + i * NH * HDv, os.begin() + (i + 1) * NH * HDv, out_d.begin() + toks[i] * NH * HDv);
     }
     expect_close("cached (decode) NH=" + std::to_string(NH), out_d, to_d(out), 1e-6, 1e-6);
   }
@@ -287,19 +290,33 @@ TEST(OpsErrors, BadShapesNameTheOp) {
                            f({6, 2, 4}), f({6, 4, 4}), f({6, 4}), I(cu, {3}), 0.5f);
       },
       {"attention_backward", "dv"});
-  Vi slots = {0, 1}, pos = {0, 8};
+  // The paged cache: 2 blocks of 4 rows, sequences of 2 blocks (8 rows).
+  Vi slots = {0, 1}, pos = {0, 8}, table = {0, 1, 1, 0}, bad_table = {0, 1, 2, 0};
   expect_error(
       [&] {
-        kv_cache_write(f({2, 8, 2, 4}), f({2, 8, 2, 4}), f({2, 2, 4}), f({2, 2, 4}), I(slots, {2}),
-                       I(pos, {2}));
+        kv_cache_write(f({2, 4, 2, 4}), f({2, 4, 2, 4}), f({2, 2, 4}), f({2, 2, 4}), I(table, {2, 2}),
+                       I(slots, {2}), I(pos, {2}));
       },
       {"kv_cache_write", "pos[1] = 8"});
+  Vi pos_ok = {0, 7};
   expect_error(
       [&] {
-        attention_cached(f({2, 4, 4}), f({2, 4, 4}), f({2, 8, 2, 4}), f({3, 8, 2, 4}), I(slots, {2}),
-                         I(pos, {2}), 0.5f);
+        kv_cache_write(f({2, 4, 2, 4}), f({2, 4, 2, 4}), f({2, 2, 4}), f({2, 2, 4}), I(bad_table, {2, 2}),
+                       I(slots, {2}), I(pos_ok, {2}));
+      },
+      {"kv_cache_write", "block_table[2] = 2"});
+  expect_error(
+      [&] {
+        attention_cached(f({2, 4, 4}), f({2, 4, 4}), f({2, 4, 2, 4}), f({3, 4, 2, 4}), I(table, {2, 2}),
+                         I(slots, {2}), I(pos_ok, {2}), 0.5f);
       },
       {"attention_cached", "v_cache"});
+  expect_error(
+      [&] {
+        attention_cached(f({2, 4, 6}), f({2, 4, 4}), f({2, 4, 2, 4}), f({2, 4, 2, 4}), I(table, {2, 2}),
+                         I(slots, {2}), I(pos_ok, {2}), 0.5f);
+      },
+      {"attention_cached", "out", "HDv=4"});
 
   // token_logprobs: targets, temperature, chunk.
   Vi tg = {0, 1, 7};
@@ -450,7 +467,7 @@ TEST(OpSupports, UnsupportedShapeIsAnError) {
   expect_error(
       [&] {
         r1::ops::attention_cached(cu(B16, {1, 2, 260}), cu(B16, {1, 2, 260}), cu(B16, {1, 4, 1, 260}),
-                                  cu(B16, {1, 4, 1, 260}), cu(I32, {1}), cu(I32, {1}), 0.1f);
+                                  cu(B16, {1, 4, 1, 260}), cu(I32, {1, 1}), cu(I32, {1}), cu(I32, {1}), 0.1f);
       },
       {"attention_cached", "HD=260", why});
 }

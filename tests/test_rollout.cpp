@@ -39,7 +39,7 @@ std::vector<rollout::Request> make_requests(int count, int n, uint64_t seed) {
 
 // Greedy argmax of the next token after `seq`, recomputing the whole sequence from scratch.
 int32_t greedy_recompute(const model::Transformer& m, const std::vector<int32_t>& seq) {
-  model::KVCache cache(m.config(), 1, int64_t(seq.size()));
+  model::KVCache cache(m, 1, int64_t(seq.size()));
   Arena arena;
   std::vector<int32_t> slots(seq.size(), 0), pos(seq.size());
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);

@@ -24,7 +24,7 @@ std::vector<std::pair<int, nlohmann::ordered_json>> read_lines(std::istream& in)
     nlohmann::ordered_json j;
     try {
       j = nlohmann::ordered_json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
       fail("stdin line {}: invalid JSON: {}", no, e.what());
     }
     R1_CHECK(j.is_object(), "stdin line {}: expected a JSON object", no);

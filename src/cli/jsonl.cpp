@@ -12,7 +12,7 @@ nlohmann::json parse_line(std::string line, int no, const std::string& source) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{} line {}: invalid JSON: {}", source, no, e.what());
   }
   R1_CHECK(j.is_object(), "{} line {}: expected a JSON object", source, no);

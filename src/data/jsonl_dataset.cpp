@@ -48,7 +48,7 @@ std::vector<Problem> load_jsonl_problems(const std::string& path, const JsonlFie
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
       fail("{}: invalid JSON: {}", where, e.what());
     }
     R1_CHECK(j.is_object(), "{}: expected a JSON object", where);

@@ -93,7 +93,7 @@ SftRow parse_row(const std::string& line, const std::string& where, const SftFor
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{}: invalid JSON: {}", where, e.what());
   }
   R1_CHECK(j.is_object(), "{}: expected a JSON object", where);

@@ -14,7 +14,8 @@ enum DecodeFinish : int32_t { kRunning = 0, kStopToken = 1, kLength = 2, kIdle =
 struct DecodeSlots {
   int32_t* token = nullptr;    // the last token: the next step's input
   int32_t* pos = nullptr;      // its position in the sequence
-  int32_t* count = nullptr;    // tokens generated so far
+  int32_t* count = nullptr;    // tokens generated so far (in this device segment)
+  int32_t* step0 = nullptr;    // the stream step of the segment's first token: a draw's step is step0 + count
   int32_t* limit = nullptr;    // tokens this slot may generate
   int32_t* finish = nullptr;   // DecodeFinish
   uint64_t* stream = nullptr;  // Philox counter high word of its draws: (prompt id << 32) | sample
@@ -25,17 +26,15 @@ struct DecodeSlots {
   int32_t n_stop = 0;
 };
 
-// Starts n slots whose first token was drawn when their prompt was prefilled: slot[i] decodes the
-// sample numbered flat[i], whose stream, first token and its log-prob are stream[flat[i]],
-// first_token[flat[i]], first_logprob[flat[i]]; pos[i] is the prompt's last position and limit[i]
-// the tokens it may generate. The first token is appended (it may already end the sequence).
-void decode_admit(const DecodeSlots& st, const int32_t* slot, const int32_t* flat, const int32_t* pos,
-                  const int32_t* limit, const uint64_t* stream, const int32_t* first_token,
-                  const float* first_logprob, int64_t n);
+// Starts n device segments: slot[i] feeds token[i] (drawn on the host's side of the loop: a first
+// token, or the token after a recompute or an observation) at position pos[i] next, and draws at
+// steps step0[i], step0[i] + 1, ... of stream[i], at most limit[i] tokens.
+void decode_start(const DecodeSlots& st, const int32_t* slot, const int32_t* token, const int32_t* pos,
+                  const int32_t* limit, const int32_t* step0, const uint64_t* stream, int64_t n);
 
 // Inputs of a step over `rows` rows: row r decodes slot row_slot[r]. Running slots give their token,
-// position and slot to the forward (ids, slots, pos) and their stream and count to the sampler
-// (stream, step; active = 1). Other rows (finished slots, padding) compute on row 0 of the unused
+// position and slot to the forward (ids, slots, pos) and their stream and step (step0 + count) to
+// the sampler (stream, step; active = 1). Other rows (finished slots, padding) compute on row 0 of the unused
 // slot `spare_slot` and are inactive.
 void decode_prepare(const DecodeSlots& st, const int32_t* row_slot, int64_t rows, int32_t spare_slot,
                     int32_t* ids, int32_t* slots, int32_t* pos, uint64_t* stream, int32_t* step, int32_t* active);

@@ -4,7 +4,8 @@
 //
 // Conventions (all backends):
 // - Shapes use dimension letters: T tokens (packed), C model width, V vocabulary, NH query heads,
-//   NKV key/value heads, HD head dim, I MLP width, B sequences, S cache slots, L cache length.
+//   NKV key/value heads, HD head dim (HDv: of values), I MLP width, B sequences; the KV cache: NB
+//   blocks of BS rows, S sequences of at most MB blocks, L = MB * BS rows.
 // - Backward ops ACCUMULATE (+=) into every gradient they write, so one buffer can gather the
 //   gradients of several consumers (the residual stream, q/k/v projections of one input).
 //   Callers zero gradient buffers when a step begins. Exception: rope_backward works in place.
@@ -13,7 +14,8 @@
 //   one "compute dtype", f32 or bf16 (bf16: fp32 accumulation inside every kernel). Parameter
 //   gradients (dweight, dbias, dtable, norm dweight) are always f32, as are the per-row statistics
 //   (rstd, lse, logp, entropy, dlogp, mask), inv_freq and every AdamW operand; ids, positions,
-//   slots and cu_seqlens are i32. So a bf16 model keeps fp32 gradients and fp32 master weights.
+//   slots, block tables and cu_seqlens are i32. So a bf16 model keeps fp32 gradients and fp32
+//   master weights.
 #include <cstdint>
 
 #include "tensor/tensor.h"
@@ -60,21 +62,28 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& cu_seqlens, float scale);
 
-// KV cache: k_cache, v_cache (S, L, NKV, HD) (one head dim for keys and values). Token t is written at cache slot slots[t], row pos[t].
-void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
-                    const Tensor& pos);
+// Paged KV cache. k_cache (NB, BS, NKV, HD) and v_cache (NB, BS, NKV, HDv): a pool of NB blocks of
+// BS rows (keys and values keep their own head dims: MLA has HD 192, HDv 128). block_table (S, MB)
+// i32 maps sequences to blocks: row j of sequence s is row j % BS of block block_table[s, j / BS],
+// so a sequence holds at most L = MB * BS rows, and sequences may share blocks (a prompt's). Token
+// t is row pos[t] of sequence slots[t]; slots, pos (T) i32.
+// kv_cache_write: token t's keys k (T, NKV, HD) and values v (T, NKV, HDv) go to its row.
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& block_table,
+                    const Tensor& slots, const Tensor& pos);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
-// attends to rows [0, pos[t]] of slot slots[t]. out, q (T, NH, HD); slots, pos (T) i32. Forward only.
-// workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HD, L) elements,
+// attends to rows [0, pos[t]] of its sequence. q (T, NH, HD), out (T, NH, HDv). Forward only.
+// workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HDv, L) elements,
 // on the tensors' device): scratch that lets CUDA split long key ranges over more blocks (decode
 // with few sequences); without it CUDA makes one pass. Its contents need no initialization and are
 // garbage afterwards. The CPU ignores it. No allocation or synchronization on CUDA (graph capture).
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                      const Tensor& slots, const Tensor& pos, float scale, const Tensor& workspace = {});
-// The workspace elements attention_cached on CUDA uses for these shapes (any NKV), for this device;
-// 0 when it would not split, or without a usable CUDA device. Not monotone in T: a large T needs
-// none (the grid fills the GPU without splitting), so size a shared buffer for every T it serves.
-int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L);
+                      const Tensor& block_table, const Tensor& slots, const Tensor& pos, float scale,
+                      const Tensor& workspace = {});
+// The workspace elements attention_cached on CUDA uses for these shapes (any NKV; HDv the value head
+// dim, L = MB * BS the longest sequence), for this device; 0 when it would not split, or without a
+// usable CUDA device. Not monotone in T: a large T needs none (the grid fills the GPU without
+// splitting), so size a shared buffer for every T it serves.
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L);
 
 // RoPE in the interleaved layout (DeepSeek-V3's rope_interleave): the pairs are (x_{2j}, x_{2j+1}),
 // and the result is written in rotate_half's layout, as transformers' apply_rotary_pos_emb_interleave

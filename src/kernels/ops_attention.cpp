@@ -1,4 +1,5 @@
-// Dispatch of attention: packed training attention, the KV cache write and cached attention (see ops_check.h).
+// Dispatch of attention: packed training attention, the paged KV cache write and the attention over
+// it (see ops_check.h).
 #include "kernels/ops.h"
 #include "kernels/ops_check.h"
 
@@ -80,72 +81,100 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                           B, T, NH, NKV, HD, HDv, scale);
 }
 
-void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& slots,
-                    const Tensor& pos) {
+namespace {
+// The checks the paged cache ops share: k_cache (NB, BS, NKV, HD), v_cache (NB, BS, NKV, HDv),
+// block_table (S, MB) i32, slots and pos (T) i32 (T from `tokens`, named `tokens_name`).
+struct PagedDims {
+  DType dt;
+  int64_t NB, BS, NKV, HD, HDv, S, MB, T;
+  int64_t L() const { return MB * BS; }
+};
+PagedDims paged_check(const char* op, const Tensor& k_cache, const Tensor& v_cache, const Tensor& block_table,
+                      const Tensor& slots, const Tensor& pos, const char* tokens_name, const Tensor& tokens) {
+  const DType dt = compute_dtype(op, "k_cache", k_cache);
+  expect(op, "k_cache", k_cache, dt, {{"NB", kAny}, {"BS", kAny}, {"NKV", kAny}, {"HD", kAny}});
+  const int64_t NB = k_cache.shape[0], BS = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
+  expect(op, "v_cache", v_cache, dt, {{"NB", NB}, {"BS", BS}, {"NKV", NKV}, {"HDv", kAny}}, "k_cache", &k_cache);
+  const int64_t HDv = v_cache.shape[3];
+  expect(op, "block_table", block_table, I32, {{"S", kAny}, {"MB", kAny}});
+  const int64_t S = block_table.shape[0], MB = block_table.shape[1];
+  const int64_t T = tokens.shape[0];
+  expect(op, "slots", slots, I32, {{"T", T}}, tokens_name, &tokens);
+  expect(op, "pos", pos, I32, {{"T", T}}, tokens_name, &tokens);
+  return {dt, NB, BS, NKV, HD, HDv, S, MB, T};
+}
+// CPU-side: every index in range (they read the data).
+void paged_ranges(const char* op, const PagedDims& d, const Tensor& block_table, const Tensor& slots,
+                  const Tensor& pos) {
+  check_range(op, "block_table", block_table, 0, d.NB, "cache blocks NB");
+  check_range(op, "slots", slots, 0, d.S, "block table rows S");
+  check_range(op, "pos", pos, 0, d.L(), "rows a sequence holds, L = MB * BS");
+}
+#ifdef R1_HAVE_CUDA
+cuda::PagedCache paged_cache(const Tensor& block_table, const PagedDims& d) {
+  return {ip(block_table), d.BS, d.MB, d.NKV, d.HD, d.HDv};
+}
+#endif
+}  // namespace
+
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& block_table,
+                    const Tensor& slots, const Tensor& pos) {
   const Op id = Op::kv_cache_write;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "k_cache", k_cache);
-  expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", kAny}});
-  const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
-  expect(op, "v_cache", v_cache, dt, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
-  expect(op, "k", k, dt, {{"T", kAny}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
-  const int64_t T = k.shape[0];
-  expect(op, "v", v, dt, {{"T", T}, {"NKV", NKV}, {"HD", HD}}, "k", &k);
-  expect(op, "slots", slots, I32, {{"T", T}}, "k", &k);
-  expect(op, "pos", pos, I32, {{"T", T}}, "k", &k);
-  if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"slots", slots},
-                   {"pos", pos}})) {
-    R1_CUDA_DISPATCH_DT(
-        op, dt, cuda::kv_cache_write(bp(k_cache), bp(v_cache), bp(k), bp(v), ip(slots), ip(pos), T, L, NKV, HD),
-        cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD));
+  const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "k", k);
+  expect(op, "k", k, d.dt, {{"T", kAny}, {"NKV", d.NKV}, {"HD", d.HD}}, "k_cache", &k_cache);
+  expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"block_table", block_table},
+                   {"slots", slots}, {"pos", pos}})) {
+    R1_CUDA_DISPATCH_DT(op, d.dt,
+                        cuda::kv_cache_write(bp(k_cache), bp(v_cache), bp(k), bp(v), ip(block_table), ip(slots),
+                                             ip(pos), d.T, d.BS, d.MB, d.NKV, d.HD, d.HDv),
+                        cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(block_table), ip(slots),
+                                             ip(pos), d.T, d.BS, d.MB, d.NKV, d.HD, d.HDv));
   }
-  check_range(op, "slots", slots, 0, S, "cache slots S");
-  check_range(op, "pos", pos, 0, L, "cache length L");
+  paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);
-  cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(slots), ip(pos), T, L, NKV, HD);
+  cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(block_table), ip(slots), ip(pos), d.T, d.BS,
+                      d.MB, d.NKV, d.HD, d.HDv);
 }
 
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                      const Tensor& slots, const Tensor& pos, float scale, const Tensor& workspace) {
+                      const Tensor& block_table, const Tensor& slots, const Tensor& pos, float scale,
+                      const Tensor& workspace) {
   const Op id = Op::attention_cached;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "q", q);
-  expect(op, "q", q, dt, {{"T", kAny}, {"NH", kAny}, {"HD", kAny}});
-  const int64_t T = q.shape[0], NH = q.shape[1], HD = q.shape[2];
-  expect(op, "k_cache", k_cache, dt, {{"S", kAny}, {"L", kAny}, {"NKV", kAny}, {"HD", HD}}, "q", &q);
-  const int64_t S = k_cache.shape[0], L = k_cache.shape[1], NKV = k_cache.shape[2];
-  check_heads(op, NH, NKV);
-  expect(op, "v_cache", v_cache, dt, {{"S", S}, {"L", L}, {"NKV", NKV}, {"HD", HD}}, "k_cache", &k_cache);
-  expect(op, "slots", slots, I32, {{"T", T}}, "q", &q);
-  expect(op, "pos", pos, I32, {{"T", T}}, "q", &q);
-  expect(op, "out", out, dt, {{"T", T}, {"NH", NH}, {"HD", HD}}, "q", &q);
+  const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "q", q);
+  expect(op, "q", q, d.dt, {{"T", kAny}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
+  const int64_t NH = q.shape[1];
+  check_heads(op, NH, d.NKV);
+  expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", d.HDv}}, "v_cache", &v_cache);
   if (!workspace.empty()) expect_f32(op, "workspace", workspace);
-  if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"slots", slots},
-                   {"pos", pos}, {"workspace", workspace}})) {
-    require_supported(id, {HD, HD}, dt, Device::CUDA, "q", q);
+  if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"block_table", block_table},
+                   {"slots", slots}, {"pos", pos}, {"workspace", workspace}})) {
+    require_supported(id, {d.HD, d.HDv}, d.dt, Device::CUDA, "q", q);
     const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
-    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(T, NH, HD, L);
+    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(d.T, NH, d.HDv, d.L());
     if (ws < need) {
-      fail("{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, HD={}, "
-           "L={}))", op, workspace.describe(), need, T, NH, HD, L);
+      fail("{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, "
+           "HDv={}, L={}))", op, workspace.describe(), need, d.T, NH, d.HDv, d.L());
     }
-    R1_CUDA_DISPATCH_DT(op, dt,
-                        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), ip(slots), ip(pos), T, L,
-                                               NH, NKV, HD, scale, fp(workspace), ws),
-                        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L,
-                                               NH, NKV, HD, scale, fp(workspace), ws));
+    R1_CUDA_DISPATCH_DT(op, d.dt,
+                        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), paged_cache(block_table, d),
+                                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws),
+                        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), paged_cache(block_table, d),
+                                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws));
   }
-  check_range(op, "slots", slots, 0, S, "cache slots S");
-  check_range(op, "pos", pos, 0, L, "cache length L");
+  paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);
-  cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(slots), ip(pos), T, L, NH, NKV, HD, scale);
+  cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(block_table), ip(slots), ip(pos), d.T, d.BS,
+                        d.MB, NH, d.NKV, d.HD, d.HDv, scale);
 }
 
-int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L) {
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {
 #ifdef R1_HAVE_CUDA
-  if (cuda::cuda_available()) return cuda::attention_cached_workspace(T, NH, HD, L);
+  if (cuda::cuda_available()) return cuda::attention_cached_workspace(T, NH, HDv, L);
 #endif
-  (void)T, (void)NH, (void)HD, (void)L;
+  (void)T, (void)NH, (void)HDv, (void)L;
   return 0;
 }
 

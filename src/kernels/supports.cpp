@@ -58,10 +58,7 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
     static_assert(cuda::kMaxHeadDim == 256, "the message below");
     return unsupported("CUDA attention takes head dims 1 to 256");
   }
-  if (op == Op::attention_cached) {
-    if (HDv != HD) return unsupported("the cached attention takes one head dim for keys and values");
-    return native("decode_attention.cu (flash-decoding over the cache)");
-  }
+  if (op == Op::attention_cached) return native("decode_attention.cu (flash-decoding over the paged cache)");
   if (dtype == DType::F32) return native("the f32 kernels of attention.cu");
   if (!cuda::flash_attention_native(HD, HDv)) {
     return fallback(

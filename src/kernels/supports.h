@@ -15,7 +15,7 @@
 //   (64, 64), (96, 96), (128, 128), (192, 192), (256, 256), (192, 128)} with 16-byte aligned
 //   operands; any other HD, HDv <= 256, or an unaligned view, takes the declared fallback (the f32
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
-// - attention_cached: HD (= HDv). CUDA: <= 256 (decode_attention.cu); the CPU any.
+// - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); the CPU any.
 // - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*): the CPU only, f32;
 //   their CUDA kernels (grouped expert GEMMs, the latent cache) are issue 22's CUDA part.
 #include <cstdint>
@@ -71,7 +71,7 @@ const char* path_name(Path p);  // "native" | "fallback" | "unsupported"
 // The sizes that decide how an op runs (0: not given, or not relevant to the op).
 struct OpShape {
   int64_t HD = 0;       // q/k head dim (attention ops)
-  int64_t HDv = 0;      // value head dim (attention_forward/backward); 0: HDv = HD
+  int64_t HDv = 0;      // value head dim (attention ops); 0: HDv = HD
   bool aligned = true;  // every operand 16-byte aligned (tensors from buffers and arenas are)
 };
 std::string describe(const OpShape& s);  // "HD=192 HDv=128", "HD=64 unaligned", "" when nothing is given

@@ -42,10 +42,12 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<in
   for (int64_t t = 0; t < T; ++t) {
     R1_CHECK(ids[size_t(t)] >= 0 && ids[size_t(t)] < m.config().vocab_size,
              "forward_cached: token {} = {} is outside the vocabulary", t, ids[size_t(t)]);
-    R1_CHECK(slots[size_t(t)] >= 0 && slots[size_t(t)] < cache.slots, "forward_cached: slot {} out of range [0, {})",
-             slots[size_t(t)], cache.slots);
-    R1_CHECK(pos[size_t(t)] >= 0 && pos[size_t(t)] < cache.max_len,
-             "forward_cached: position {} does not fit the KV cache of length {}", pos[size_t(t)], cache.max_len);
+    R1_CHECK(slots[size_t(t)] >= 0 && slots[size_t(t)] < cache.layout.seqs,
+             "forward_cached: sequence {} out of range [0, {}) (rows of the block table)", slots[size_t(t)],
+             cache.layout.seqs);
+    R1_CHECK(pos[size_t(t)] >= 0 && pos[size_t(t)] < cache.max_len(),
+             "forward_cached: position {} does not fit the KV cache's {} rows per sequence", pos[size_t(t)],
+             cache.max_len());
   }
   for (int32_t r : logit_rows) R1_CHECK(r >= 0 && r < T, "forward_cached: logit row {} out of range", r);
   R1_CHECK(a.device() == m.device(), "forward_cached: the arena ({}) must be on the model's device ({})",
@@ -91,7 +93,8 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   p.workspace = in.attention_workspace;
   if (m.has_lora()) p.lora_scale = m.lora().scale();  // decoding: adapters on, no dropout
   if (p.workspace.empty() && p.cu_seqlens.empty() && m.device() != Device::CPU) {
-    const int64_t ws = ops::attention_cached_workspace(T, c.num_attention_heads, c.head_dim, cache.max_len);
+    const int64_t ws =
+        ops::attention_cached_workspace(T, c.num_attention_heads, cache.heads.HDv, cache.max_len());
     if (ws > 0) p.workspace = a.alloc_f32({ws});
   }
   // The residual stream stays in one buffer; each layer's temporaries are released for the next

@@ -127,7 +127,7 @@ ModelConfig load_config(const std::string& path) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{}: invalid JSON: {}", path, e.what());
   }
   return config_from_json(j, path);

@@ -46,6 +46,10 @@ void copy_route_row(ExpertRoutes& dst, int64_t row, const ExpertRoutes& src, int
               dst.experts[i].begin() + row * K);
 }
 
+bool route_row_recorded(const ExpertRoutes& r, int64_t row) {
+  return !r.empty() && row < r.tokens() && r.experts[0][size_t(row * r.k)] != kUnrouted;
+}
+
 void append_routes(ExpertRoutes& dst, const ExpertRoutes& src) {
   adopt_layers(dst, src);
   for (size_t i = 0; i < src.experts.size(); ++i)

@@ -28,6 +28,8 @@ ExpertRoutes unrecorded_routes(const ModelConfig& c, int64_t tokens = 0);
 // Row `row` of dst becomes row t of src (the same model's); dst grows with unrecorded rows to hold
 // it (an empty dst takes src's layers first).
 void copy_route_row(ExpertRoutes& dst, int64_t row, const ExpertRoutes& src, int64_t t);
+// Whether row `row` of r holds experts (not beyond its rows, not unrecorded).
+bool route_row_recorded(const ExpertRoutes& r, int64_t row);
 // dst's rows, then src's (the same model's; an empty dst becomes src).
 void append_routes(ExpertRoutes& dst, const ExpertRoutes& src);
 // dst grows with unrecorded rows to `tokens` rows (never shrinks).

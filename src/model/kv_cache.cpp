@@ -1,42 +1,80 @@
 #include "model/kv_cache.h"
 
-#include <algorithm>
 
 #include "base/error.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
 
-KVCache::KVCache(const ModelConfig& c, int64_t slots_, int64_t max_len_, Device device_, DType dtype_)
-    : slots(slots_), max_len(max_len_), device(device_), dtype(dtype_) {
+KVHeads kv_heads(const ModelConfig& c) {
+  // MLA (blocks/mla.h) caches full per-head keys (qk_head_dim) and values (v_head_dim).
+  if (c.is_mla()) return {c.num_attention_heads, c.mla.qk_head_dim(), c.mla.v_head_dim};
+  return {c.num_key_value_heads, c.head_dim, c.head_dim};
+}
+
+int64_t kv_bytes_per_token(const ModelConfig& c, DType dtype) {
+  const KVHeads h = kv_heads(c);
+  return int64_t(c.num_hidden_layers) * h.NKV * (h.HD + h.HDv) * int64_t(dtype_size(dtype));
+}
+
+KVCache::KVCache(const ModelConfig& c, const KVLayout& l, Device device_, DType dtype_)
+    : layout(l), heads(kv_heads(c)), device(device_), dtype(dtype_) {
+  R1_CHECK(l.blocks > 0 && l.block_size > 0 && l.seqs > 0 && l.max_blocks > 0,
+           "KV cache needs blocks, block_size, seqs and max_blocks > 0 (got {}, {}, {}, {})", l.blocks,
+           l.block_size, l.seqs, l.max_blocks);
+  const int64_t layers = c.num_hidden_layers, NB = l.blocks, BS = l.block_size;
+  const size_t es = dtype_size(dtype);
+  const size_t k_layer = size_t(NB * BS * heads.NKV * heads.HD) * es;
+  const size_t v_layer = size_t(NB * BS * heads.NKV * heads.HDv) * es;
+  k = Buffer(k_layer * size_t(layers), device);
+  v = Buffer(v_layer * size_t(layers), device);
+  for (int64_t i = 0; i < layers; ++i) {
+    k_t.emplace_back(static_cast<char*>(k.data()) + size_t(i) * k_layer, dtype,
+                     std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HD}, device);
+    v_t.emplace_back(static_cast<char*>(v.data()) + size_t(i) * v_layer, dtype,
+                     std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HDv}, device);
+  }
+  table_buf = Buffer(size_t(l.seqs * l.max_blocks) * sizeof(int32_t), device);
+  table_buf.zero();  // every entry names block 0 until a sequence is given its own
+  table = Tensor(table_buf.data(), DType::I32, {l.seqs, l.max_blocks}, device);
+}
+
+KVCache::KVCache(const Transformer& m, const KVLayout& l)
+    : KVCache(m.config(), l, m.device(), m.compute_dtype()) {}
+
+namespace {
+KVLayout contiguous_layout(int64_t slots, int64_t max_len) {
   R1_CHECK(slots > 0 && max_len > 0, "KV cache needs slots > 0 and max_len > 0 (got {}, {})", slots, max_len);
-  // MLA (CPU): full per-head keys and values, padded to one head dim (blocks/mla.h).
-  const int64_t NKV = c.is_mla() ? c.num_attention_heads : c.num_key_value_heads;
-  const int64_t HD = c.is_mla() ? std::max(c.mla.qk_head_dim(), c.mla.v_head_dim) : c.head_dim;
-  const size_t bytes = size_t(slots * max_len * NKV * HD) * dtype_size(dtype);
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    k.emplace_back(bytes, device);
-    v.emplace_back(bytes, device);
-    k_t.emplace_back(k.back().data(), dtype, std::initializer_list<int64_t>{slots, max_len, NKV, HD}, device);
-    v_t.emplace_back(v.back().data(), dtype, std::initializer_list<int64_t>{slots, max_len, NKV, HD}, device);
+  const int64_t MB = (max_len + kDefaultBlockSize - 1) / kDefaultBlockSize;
+  return {slots * MB, kDefaultBlockSize, slots, MB};
+}
+}  // namespace
+
+KVCache::KVCache(const Transformer& m, int64_t slots, int64_t max_len)
+    : KVCache(m, contiguous_layout(slots, max_len)) {
+  std::vector<int32_t> t(size_t(layout.seqs * layout.max_blocks));
+  for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i);  // sequence s owns blocks [s * MB, (s + 1) * MB)
+  set_table_rows(0, layout.seqs, t.data());
+}
+
+void KVCache::copy_block(int32_t src, int32_t dst) {
+  R1_CHECK(0 <= src && src < layout.blocks && 0 <= dst && dst < layout.blocks,
+           "KVCache::copy_block: blocks {} -> {} out of range [0, {})", src, dst, layout.blocks);
+  if (src == dst) return;
+  const size_t es = dtype_size(dtype), layers = k_t.size();
+  for (auto [buf, hd] : {std::pair{&k, heads.HD}, std::pair{&v, heads.HDv}}) {
+    const size_t block = size_t(layout.block_size * heads.NKV * hd) * es, layer = block * size_t(layout.blocks);
+    char* base = static_cast<char*>(buf->data());
+    devmem::copy_strided(base + size_t(dst) * block, base + size_t(src) * block, device, block, layers, layer);
   }
 }
 
-KVCache::KVCache(const Transformer& m, int64_t slots_, int64_t max_len_)
-    : KVCache(m.config(), slots_, max_len_, m.device(), m.compute_dtype()) {}
-
-void KVCache::copy_prefix(int64_t src, int64_t dst, int64_t rows) {
-  R1_CHECK(0 <= src && src < slots && 0 <= dst && dst < slots && 0 <= rows && rows <= max_len,
-           "KVCache::copy_prefix: slots {} -> {} with {} rows out of range ({} slots of {} rows)", src, dst, rows,
-           slots, max_len);
-  if (src == dst || rows == 0) return;
-  for (size_t l = 0; l < k_t.size(); ++l)
-    for (Tensor* cache : {&k_t[l], &v_t[l]}) {
-      const Tensor& t = *cache;
-      const Tensor from = t.rows(src, src + 1).reshape({max_len, t.shape[2], t.shape[3]}).rows(0, rows);
-      const Tensor to = t.rows(dst, dst + 1).reshape({max_len, t.shape[2], t.shape[3]}).rows(0, rows);
-      copy_tensor(to, from);
-    }
+void KVCache::set_table_rows(int64_t first, int64_t rows, const int32_t* host) {
+  R1_CHECK(first >= 0 && rows >= 0 && first + rows <= layout.seqs,
+           "KVCache::set_table_rows: rows [{}, {}) out of range [0, {})", first, first + rows, layout.seqs);
+  const size_t row = size_t(layout.max_blocks) * sizeof(int32_t);
+  devmem::copy(static_cast<char*>(table_buf.data()) + size_t(first) * row, device, host, Device::CPU,
+               size_t(rows) * row);
 }
 
 }  // namespace r1::model

@@ -1,6 +1,13 @@
 #pragma once
-// Generation: the KV cache and the cached forward (prefill chunks and decode steps), on the model's
-// device in its compute dtype. The layers run the same blocks as training (blocks/decoder_layer.h).
+// Generation: the paged KV cache and the cached forward (prefill chunks and decode steps), on the
+// model's device in its compute dtype. The layers run the same blocks as training
+// (blocks/decoder_layer.h).
+//
+// The cache is a pool of blocks of BS rows (keys and values of one token each, in every layer). A
+// sequence holds a list of blocks, its row of the block table (S rows of MB entries, on the
+// device): its row j lives in row j % BS of block table[s, j / BS]. Sequences grow a block at a
+// time and may share blocks (a prompt's, by its samples); who holds which block is the rollout
+// engine's business (rollout/kv_blocks.h). Keys and values keep their own head dims (MLA).
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -11,28 +18,59 @@
 
 namespace r1::model {
 
-// Key/value cache for generation: per layer (S slots, L rows, NKV, HD) in the compute dtype.
-struct KVCache {
-  KVCache(const ModelConfig& c, int64_t slots, int64_t max_len, Device device = Device::CPU,
-          DType dtype = DType::F32);
-  // On the model's device, in its compute dtype.
-  KVCache(const Transformer& m, int64_t slots, int64_t max_len);
-  // Copies rows [0, rows) of slot src into slot dst in every layer (a shared prompt prefix).
-  void copy_prefix(int64_t src, int64_t dst, int64_t rows);
-  int64_t slots, max_len;
-  Device device;
-  DType dtype;
-  std::vector<Buffer> k, v;
-  std::vector<Tensor> k_t, v_t;
+// The shape of a paged cache.
+struct KVLayout {
+  int64_t blocks = 0;      // NB: blocks in the pool
+  int64_t block_size = 0;  // BS: rows per block
+  int64_t seqs = 0;        // S: rows of the block table (sequences that hold blocks at once)
+  int64_t max_blocks = 0;  // MB: blocks one sequence may hold (its longest length is MB * BS rows)
 };
 
-// Cached forward for generation: token t (ids[t]) is at row pos[t] of cache slot slots[t]; its keys
-// and values are written into the cache and it attends to rows [0, pos[t]] of its slot. Returns
-// logits (R, V) for the rows listed in `logit_rows` (e.g. each prompt's last token), in `arena`,
-// which must be on the model's device: in the compute dtype by default, or f32 (read them with
-// to_host_f32, tensor/device_memory.h). A batch of whole prompts from position 0 (a fresh prefill)
-// runs the packed training attention over its own tokens. routes (optional): set to the experts
-// each token was sent to in the MoE layers (routing replay's record; expert_routes.h).
+// The rows one layer caches per token: kv heads and the key and value head dims.
+struct KVHeads {
+  int64_t NKV = 0, HD = 0, HDv = 0;
+};
+KVHeads kv_heads(const ModelConfig& c);
+// Bytes of keys and values one cached token takes in all layers.
+int64_t kv_bytes_per_token(const ModelConfig& c, DType dtype);
+
+constexpr int64_t kDefaultBlockSize = 16;
+
+struct KVCache {
+  KVCache(const ModelConfig& c, const KVLayout& layout, Device device = Device::CPU, DType dtype = DType::F32);
+  // On the model's device, in its compute dtype.
+  KVCache(const Transformer& m, const KVLayout& layout);
+  // `slots` sequences of up to max_len rows, each owning its own consecutive blocks (no sharing, no
+  // paging): the layout for a forward_cached caller that manages no blocks (tests, benchmarks).
+  KVCache(const Transformer& m, int64_t slots, int64_t max_len);
+
+  int64_t max_len() const { return layout.max_blocks * layout.block_size; }
+  // Copies block src into block dst in every layer (keys and values): a copy-on-write.
+  void copy_block(int32_t src, int32_t dst);
+  // Sets rows [first, first + rows) of the block table from host memory (rows * MB entries).
+  void set_table_rows(int64_t first, int64_t rows, const int32_t* host);
+
+  KVLayout layout;
+  KVHeads heads;
+  Device device;
+  DType dtype;
+  // Per layer: k_t[l] (NB, BS, NKV, HD), v_t[l] (NB, BS, NKV, HDv), views into one buffer each for
+  // keys and values (layer-major, so a block's rows in every layer are evenly spaced: one strided
+  // copy moves a block).
+  Buffer k, v;
+  std::vector<Tensor> k_t, v_t;
+  Buffer table_buf;
+  Tensor table;  // (S, MB) i32 on the cache's device
+};
+
+// Cached forward for generation: token t (ids[t]) is at row pos[t] of sequence slots[t] (a row of
+// the block table); its keys and values are written into the cache and it attends to rows [0,
+// pos[t]] of its sequence. Returns logits (R, V) for the rows listed in `logit_rows` (e.g. each
+// prompt's last token), in `arena`, which must be on the model's device: in the compute dtype by
+// default, or f32 (read them with to_host_f32, tensor/device_memory.h). A batch of whole prompts
+// from position 0 (a fresh prefill) runs the packed training attention over its own tokens.
+// routes (optional): set to the experts each token was sent to in the MoE layers (routing replay's
+// record; expert_routes.h).
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
                       const std::vector<int32_t>& logit_rows, Arena& arena,

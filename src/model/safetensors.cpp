@@ -116,7 +116,7 @@ struct SafetensorsReader::Mapping {
     try {
       h = json::parse(reinterpret_cast<const char*>(base) + 8,
                       reinterpret_cast<const char*>(base) + 8 + n);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
       fail("{}: header is not valid JSON: {}", path, e.what());
     }
     R1_CHECK(h.is_object(), "{}: header must be a JSON object", path);
@@ -212,7 +212,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) {
   json idx;
   try {
     idx = json::parse(fs::read_file(p));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{}: invalid JSON: {}", p, e.what());
   }
   R1_CHECK(idx.is_object(), "{}: index must be a JSON object", p);

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "kernels/ops.h"
+#include "model/activation_memory.h"
 #include "model/train_state.h"
 #include "tensor/device_memory.h"
 
@@ -14,13 +15,24 @@ namespace {
 
 bool resolve(Recompute r, Device d) { return r == Recompute::On || (r == Recompute::Auto && d != Device::CPU); }
 
+// Of the memory free for activations, what Auto lets them take: the rest is for the backward's
+// temporaries beyond one layer, the head's vocabulary chunks, and fragmentation.
+constexpr double kAutoBudgetShare = 0.9;
+
 }  // namespace
 
-Tensor TrainState::forward(const Transformer& m, const Batch& batch, float temperature) {
+Checkpointing parse_checkpointing(const std::string& s, const std::string& what) {
+  if (s == "auto") return Checkpointing::Auto;
+  if (s == "on") return Checkpointing::On;
+  if (s == "off") return Checkpointing::Off;
+  fail("{} must be auto, on or off (got '{}')", what, s);
+}
+
+Tensor TrainState::forward(const Transformer& m, const Batch& batch, float temperature, Backward then) {
   R1_CHECK(!m.params().lm_head.empty(),
            "forward: the model is a sequence classifier (num_labels = {}) with no lm_head; use score_forward",
            m.config().num_labels);
-  forward_trunk(m, batch);
+  forward_trunk(m, batch, then);
   const int64_t T = batch.tokens();
   temperature_ = temperature;
   head_ = Head::LogProbs;
@@ -31,7 +43,7 @@ Tensor TrainState::forward(const Transformer& m, const Batch& batch, float tempe
   return logp_;
 }
 
-Pass TrainState::pass(const Transformer& m) {
+Pass TrainState::pass(const Transformer& m, Arena* saved) {
   Pass p;
   p.cfg = &m.config();
   p.cd = m.compute_dtype();
@@ -39,7 +51,7 @@ Pass TrainState::pass(const Transformer& m) {
   p.pos = pos_;
   p.cu_seqlens = cu_;
   p.inv_freq = m.rope_inv_freq();
-  p.saved = saved_ ? &arena_ : nullptr;
+  p.saved = saved;
   p.temp = &scratch_;
   p.recompute = recompute_;
   p.adapters = adapters;
@@ -73,7 +85,7 @@ std::vector<Tensor> TrainState::upload_replay(const ModelConfig& c, const Expert
   return out;
 }
 
-void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
+void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backward then) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
   const int64_t T = batch.tokens(), C = c.hidden_size;
@@ -88,39 +100,49 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   const DType cd = m.compute_dtype();
   if (arena_.device() != m.device()) {
     arena_ = Arena(0, m.device());
+    layer_ = Arena(0, m.device());
     scratch_ = Arena(0, m.device());
   }
   arena_.reset();
+  layer_.reset();
   scratch_.reset();
   model_ = &m;
   batch_ = &batch;
-  saved_ = m.trainable();
+  saved_ = m.trainable() && then == Backward::Follows;
   recompute_ = resolve(recompute, m.device());
+  checkpoint_ = saved_ && wants_checkpoint(m);
   ids_ = upload_i32(arena_, batch.ids);
   pos_ = upload_i32(arena_, batch.positions);
   cu_ = upload_i32(arena_, batch.cu_seqlens);
   targets_ = upload_i32(arena_, batch.targets);
 
   // Saving, each layer's output is kept as the next one's saved input; without a backward the
-  // residual stream stays in one buffer that every layer updates in place.
-  const Pass p = pass(m);
+  // residual stream stays in one buffer that every layer updates in place. Checkpointing, the
+  // outputs are kept and everything else the layer would save goes to its scratch (still a saving
+  // pass, so LoRA dropout draws the masks the recomputation will draw again).
+  const Pass p = pass(m, !saved_ ? nullptr : checkpoint_ ? &scratch_ : &arena_);
   acts_.assign(saved_ ? size_t(c.num_hidden_layers) : 0, {});
   Tensor x = arena_.alloc(cd, {T, C});
   ops::embedding_forward(x, ids_, P.embed);
   expert_counts_.assign(size_t(c.num_hidden_layers), {});
   replay_counts_ = {};
-  const std::vector<Tensor> replay = upload_replay(c, batch.replay, T);
+  replay_ = upload_replay(c, batch.replay, T);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     scratch_.reset();
     Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
     RouteIo route;
-    if (P.layers[size_t(l)].is_moe()) {
+    std::vector<int32_t> chosen;
+    const bool moe = P.layers[size_t(l)].is_moe();
+    if (moe) {
       expert_counts_[size_t(l)].assign(size_t(c.moe.num_experts), 0);
       replay_counts_.routed += T;
-      route = {replay[size_t(l)], &expert_counts_[size_t(l)], nullptr, &replay_counts_.replayed,
-               &replay_counts_.replaced};
+      route = {replay_[size_t(l)], &expert_counts_[size_t(l)], checkpoint_ ? &chosen : nullptr,
+               &replay_counts_.replayed, &replay_counts_.replaced};
     }
-    layer_forward(p, l, P.layers[size_t(l)], x, out, saved_ ? &acts_[size_t(l)] : nullptr, &route);
+    LayerSaved* s = saved_ && !checkpoint_ ? &acts_[size_t(l)] : nullptr;
+    layer_forward(p, l, P.layers[size_t(l)], x, out, s, &route);
+    if (checkpoint_) acts_[size_t(l)].x_in = x;
+    if (checkpoint_ && moe) keep_forward_routes(l, chosen, T, c.moe.num_experts_per_tok);
     x = out;
   }
   x_final = x;
@@ -129,16 +151,56 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch) {
   ops::rmsnorm_forward(lnf, lnf_rstd, x_final, P.final_norm, float(c.rms_norm_eps));
 }
 
+bool TrainState::wants_checkpoint(const Transformer& m) const {
+  if (checkpointing != Checkpointing::Auto) return checkpointing == Checkpointing::On;
+  const int64_t T = batch_->tokens();
+  const ActivationEstimate e = estimate_activations(m, T, batch_->sequences(), recompute_, adapters);
+  // What the arenas already hold is theirs to reuse.
+  const size_t budget =
+      memory_budget > 0
+          ? memory_budget
+          : size_t(kAutoBudgetShare * double(free_memory(m.device()) + arena_.peak() + layer_.peak()));
+  if (!checkpointing_needed(e, budget)) return false;
+  // Device memory is a hard limit (host memory can swap): fail here, naming the sizes, rather
+  // than out of memory deep in a kernel.
+  const size_t least = e.checkpointed + 2 * e.layer;  // the layer, and about as much for its backward
+  R1_CHECK(least <= budget || (m.device() == Device::CPU && memory_budget == 0),
+           "training forward of {} tokens: its activations need {:.2f} GiB even with per-layer "
+           "checkpointing ({:.2f} GiB saving every layer), but {:.2f} GiB is available for them; "
+           "use shorter micro-batches (micro_batch_tokens) or shorter sequences",
+           T, double(least) / double(1 << 30), double(e.saving) / double(1 << 30), double(budget) / double(1 << 30));
+  return true;
+}
+
+void TrainState::keep_forward_routes(int l, const std::vector<int32_t>& chosen, int64_t T, int64_t K) {
+  Tensor& r = replay_[size_t(l)];
+  if (r.empty()) r = upload_i32(arena_, chosen).reshape({T, K});  // a replay's rows are overwritten in place
+  else devmem::copy(r.data, r.device, chosen.data(), Device::CPU, r.nbytes());
+}
+
+void TrainState::recompute_layer(const Transformer& m, int l, LayerSaved& s) {
+  layer_.reset();
+  scratch_.reset();
+  const Tensor& x_in = acts_[size_t(l)].x_in;
+  Tensor out = scratch_.alloc(m.compute_dtype(), {x_in.shape[0], x_in.shape[1]});  // not needed again
+  // The forward's experts again, every row (replayed or the router's), so the recomputation
+  // cannot route differently; its loads and replay counts were taken in the forward.
+  RouteIo route;
+  route.replay = replay_[size_t(l)];
+  layer_forward(pass(m, &layer_), l, m.params().layers[size_t(l)], x_in, out, &s, &route);
+  scratch_.reset();  // what the backward reads is in layer_ (or is x_in)
+}
+
 namespace {
 // cuBLASLt may have no algorithm for a GEMM with a single output column (or reject its unaligned
 // leading dimension), so the (NL, C) score head runs as NP = NL rounded up to 16 rows, zero-padded.
 int64_t padded_labels(int64_t NL) { return (NL + 15) / 16 * 16; }
 }  // namespace
 
-std::vector<float> TrainState::score_forward(const Transformer& m, const Batch& batch) {
+std::vector<float> TrainState::score_forward(const Transformer& m, const Batch& batch, Backward then) {
   const ModelConfig& c = m.config();
   R1_CHECK(c.has_score_head(), "score_forward: the model has no score head (a causal LM: num_labels = 0)");
-  forward_trunk(m, batch);
+  forward_trunk(m, batch, then);
   const int64_t T = batch.tokens(), C = c.hidden_size, NL = c.num_labels, NP = padded_labels(NL);
   head_ = Head::Score;
   score_w_ = arena_.zeros(m.compute_dtype(), {NP, C});
@@ -155,7 +217,8 @@ std::vector<float> TrainState::score_forward(const Transformer& m, const Batch& 
 void TrainState::score_backward(Transformer& m, const std::vector<float>& dscore) {
   R1_CHECK(batch_ != nullptr && model_ == &m && head_ == Head::Score,
            "score_backward: no score_forward of this model to go back through");
-  R1_CHECK(m.trainable() && saved_, "score_backward: the model was created with trainable = false");
+  R1_CHECK(m.trainable(), "score_backward: the model was created with trainable = false");
+  R1_CHECK(saved_, "score_backward: the last score_forward saved nothing (Backward::None)");
   const ModelConfig& c = m.config();
   const int64_t T = batch_->tokens(), C = c.hidden_size, NL = c.num_labels, NP = padded_labels(NL);
   R1_CHECK(dscore.size() == size_t(T * NL), "score_backward: dscore has {} entries for {} tokens x {} labels",
@@ -175,10 +238,12 @@ void TrainState::score_backward(Transformer& m, const std::vector<float>& dscore
 void TrainState::release() {
   const Device d = arena_.device();
   arena_ = Arena(0, d);
+  layer_ = Arena(0, d);
   scratch_ = Arena(0, d);
   model_ = nullptr;
   batch_ = nullptr;
   acts_.clear();
+  replay_.clear();
   ids_ = pos_ = cu_ = targets_ = x_final = lnf = lnf_rstd = logp_ = lse_ = entropy_ = score_w_ = Tensor();
 }
 
@@ -188,7 +253,8 @@ std::vector<float> TrainState::entropy_host() const { return to_host_f32(entropy
 void TrainState::backward(Transformer& m, const std::vector<float>& dlogp_in) {
   R1_CHECK(batch_ != nullptr && model_ == &m && head_ == Head::LogProbs,
            "backward: no forward of this model to go back through");
-  R1_CHECK(m.trainable() && saved_, "backward: the model was created with trainable = false");
+  R1_CHECK(m.trainable(), "backward: the model was created with trainable = false");
+  R1_CHECK(saved_, "backward: the last forward saved nothing (Backward::None)");
   const int64_t T = batch_->tokens(), C = m.config().hidden_size;
   R1_CHECK(dlogp_in.size() == size_t(T), "backward: dlogp has {} entries for {} tokens", dlogp_in.size(), T);
 
@@ -212,10 +278,13 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
   ops::rmsnorm_backward(dres, G.final_norm, dlnf, x_final, P.final_norm, lnf_rstd);
   // From the final norm up (the head included) the gradients are done.
   if (on_grads_final) on_grads_final(plan.head.begin);
-  const Pass p = pass(m);
+  const Pass p = pass(m, checkpoint_ ? &layer_ : &arena_);
+  LayerSaved recomputed;
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
     scratch_.reset();
-    layer_backward(p, P.layers[size_t(l)], G.layers[size_t(l)], acts_[size_t(l)], dres);
+    if (checkpoint_) recompute_layer(m, l, recomputed);
+    const LayerSaved& s = checkpoint_ ? recomputed : acts_[size_t(l)];
+    layer_backward(p, P.layers[size_t(l)], G.layers[size_t(l)], s, dres);
     if (on_grads_final) on_grads_final(plan.layers[size_t(l)].params.begin);
   }
   if (!G.embed.empty()) ops::embedding_backward(G.embed, dres, ids_);  // frozen under LoRA

@@ -228,7 +228,7 @@ std::vector<Planned> plan(const PipelineSpec& p) {
 json read_json(const std::string& path) {
   try {
     return json::parse(fs::read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{}: invalid JSON: {}", path, e.what());
   }
 }

@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <regex>
 #include <string_view>
 #include <vector>
+
+#include "reward/pattern.h"
 
 namespace r1::reward {
 
@@ -90,16 +91,17 @@ std::string brace_arguments(const std::string& s, const std::string& cmd, int na
 // has brackets (then "(2,12)" or "(12,102)" are pairs, not thousands).
 void remove_thousands(std::string& s) {
   if (s.find(',') == std::string::npos || s.find_first_of("()[]{}") != std::string::npos) return;
-  static const std::regex number(R"((^|[^\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,]))");
-  std::smatch m;
-  std::string out, rest = s;
-  while (std::regex_search(rest, m, number)) {
-    std::string n = m[2].str();
+  static const Pattern number(R"((^|[^\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,]))");
+  std::string out;
+  size_t done = 0;
+  while (auto m = number.find(s, done)) {
+    std::string n = m->group(2);
     n.erase(std::remove(n.begin(), n.end(), ','), n.end());
-    out += m.prefix().str() + m[1].str() + n;
-    rest = m.suffix().str();
+    out.append(s, done, m->begin() - done);
+    out += m->group(1) + n;
+    done = m->end();
   }
-  s = out + rest;
+  s = out + s.substr(done);
 }
 
 // Spacing commands: \! goes, \, \; \: "\ " and ~ become a space. "\\\\" (a row break) is kept whole: read
@@ -196,11 +198,11 @@ std::string normalize_latex(const std::string& answer) {
                         "\\big", "\\Big", "\\quad", "\\qquad", "\\limits"})
     remove_command(s, c);
   // "10,\\!080" and MATH's own "14{,}916": explicit thousands separators, unambiguous even inside brackets.
-  static const std::regex explicit_sep(R"((\d)(?:,\\!|\s*\{\s*,\s*\})\s*(\d{3}))");
+  static const Pattern explicit_sep(R"((\d)(?:,\\!|\s*\{\s*,\s*\})\s*(\d{3}))");
   // (The regular expressions run only where their text can be: a verifier scores thousands of answers a
   // step.)
   if (s.find(',') != std::string::npos)
-    for (std::string prev; prev != s;) prev = s, s = std::regex_replace(s, explicit_sep, "$1$2");
+    for (std::string prev; prev != s;) prev = s, s = explicit_sep.replace_all(s, "$1$2");
   s = remove_spacing(s);
   replace_all(s, "\\dfrac", "\\frac");
   replace_all(s, "\\tfrac", "\\frac");
@@ -219,9 +221,9 @@ std::string normalize_latex(const std::string& answer) {
   for (const char* deg : {"^{\\circ}", "^\\circ", "\\circ", "\\degree", "^{\\circ }"}) replace_all(s, deg, "");
   for (const char* sym : {"\\%", "%", "\\$", "$"}) replace_all(s, sym, "");
   // "28 percent", "28 pct": the percent sign written as a word.
-  static const std::regex percent_word(R"((\d)\s*(?:\\text\{\s*)?(?:per ?cent(?:age)?|pct)\b\}?)");
+  static const Pattern percent_word(R"((\d)\s*(?:\\text\{\s*)?(?:per ?cent(?:age)?|pct)\b\}?)");
   if (s.find("per") != std::string::npos || s.find("pct") != std::string::npos)
-    s = std::regex_replace(s, percent_word, "$1");
+    s = percent_word.replace_all(s, "$1");
   remove_units(s);
   s = brace_arguments(s, "\\frac", 2);
   s = brace_arguments(s, "\\binom", 2);
@@ -241,12 +243,12 @@ std::string normalize_latex(const std::string& answer) {
   replace_all(out, "+\\infty", "\\infty");
   // Subscripts of one token: 204_{5} → 204_5, x_{1} → x_1.
   // Mixed numbers, as MATH writes them: "137 \\frac{1}{2}" is 137 + 1/2, not a product.
-  static const std::regex mixed(R"(^(-?)(\d+) ?\\frac\{(\d+)\}\{(\d+)\}$)");
-  std::smatch m;
-  if (out.find("\\frac") != std::string::npos && std::regex_match(out, m, mixed))
-    out = m[1].str() + "(" + m[2].str() + "+\\frac{" + m[3].str() + "}{" + m[4].str() + "})";
-  static const std::regex one_token_sub(R"(_\{([A-Za-z0-9])\})");
-  if (out.find("_{") != std::string::npos) out = std::regex_replace(out, one_token_sub, "_$1");
+  static const Pattern mixed(R"((-?)(\d+) ?\\frac\{(\d+)\}\{(\d+)\})");
+  if (out.find("\\frac") != std::string::npos)
+    if (auto m = mixed.match_whole(out))
+      out = m->group(1) + "(" + m->group(2) + "+\\frac{" + m->group(3) + "}{" + m->group(4) + "})";
+  static const Pattern one_token_sub(R"(_\{([A-Za-z0-9])\})");
+  if (out.find("_{") != std::string::npos) out = one_token_sub.replace_all(out, "_$1");
   return trim(out);
 }
 

@@ -1,9 +1,9 @@
 #include "reward/math_answer.h"
 
 #include <cctype>
-#include <regex>
 
 #include "reward/latex_normalize.h"
+#include "reward/pattern.h"
 
 namespace r1::reward {
 namespace {
@@ -37,10 +37,10 @@ bool whole_text(const std::string& s, std::string& inner) {
 }
 
 bool choice_letter(const std::string& s, std::string& letter) {
-  static const std::regex choice(R"(^\(?([A-E])\)?$)");
-  std::smatch m;
-  if (!std::regex_match(s, m, choice)) return false;
-  letter = m[1].str();
+  static const Pattern choice(R"(\(?([A-E])\)?)");
+  auto m = choice.match_whole(s);
+  if (!m) return false;
+  letter = m->group(1);
   return true;
 }
 

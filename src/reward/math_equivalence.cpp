@@ -4,11 +4,11 @@
 #include <cmath>
 #include <functional>
 #include <optional>
-#include <regex>
 
 #include "reward/latex_normalize.h"
 #include "reward/latex_to_ginac.h"
 #include "reward/math_expr.h"
+#include "reward/pattern.h"
 #include "reward/reward.h"
 
 namespace r1::reward {
@@ -256,13 +256,12 @@ Decision as_written(const Answer& g, const Answer& p, const EquivalenceOptions& 
 }  // namespace
 
 std::vector<std::string> label_order_in(const std::string& question) {
-  static const std::regex tuple(
+  static const Pattern tuple(
       R"(\(\s*((?:\\?[A-Za-z]+(?:_[A-Za-z0-9])?)(?:\s*,\s*\\?[A-Za-z]+(?:_[A-Za-z0-9])?)+)\s*\))");
   std::vector<std::string> order;
-  for (auto it = std::sregex_iterator(question.begin(), question.end(), tuple); it != std::sregex_iterator();
-       ++it) {
+  for (size_t from = 0; auto m = tuple.find(question, from); from = m->end()) {
     order.clear();
-    for (const std::string& name : split_top((*it)[1].str(), ",")) order.push_back(label_key(name));
+    for (const std::string& name : split_top(m->group(1), ",")) order.push_back(label_key(name));
   }
   return order;
 }

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <regex>
 #include <sstream>
+#include <string_view>
+#include <unordered_set>
+
+#include "reward/pattern.h"
 
 namespace r1::reward {
 namespace {
@@ -26,6 +29,29 @@ std::optional<std::string> brace_group(const std::string& s, size_t open) {
     if (s[i] == '}' && --depth == 0) return s.substr(open + 1, i - open - 1);
   }
   return std::nullopt;
+}
+
+// For each '{' of s, where its group closes (npos when it never does), with \{ and \} literal as in
+// brace_group. One pass: calling brace_group for each box took quadratic time on "\boxed{\boxed{...".
+std::vector<size_t> group_closes(const std::string& s) {
+  std::vector<size_t> close(s.size(), std::string::npos), open;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == '{' || s[i + 1] == '}')) {
+      ++i;
+      continue;
+    }
+    if (s[i] == '{') open.push_back(i);
+    if (s[i] == '}' && !open.empty()) close[open.back()] = i, open.pop_back();
+  }
+  return close;
+}
+
+// s[from, from + prefix.size()) equals prefix, ignoring ASCII case.
+bool starts_with_nocase(const std::string& s, size_t from, std::string_view prefix) {
+  if (s.size() - from < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[from + i])) != prefix[i]) return false;
+  return true;
 }
 
 // The boxed answer of s: the last box, or the last row of boxes joined as one list.
@@ -132,9 +158,10 @@ bool unit_words(const std::string& words) {
 std::vector<std::string> last_boxed_row(const std::string& s) {
   struct Box {
     size_t start, end;
-    std::string content;
+    std::string_view content;
   };
   std::vector<Box> boxes;
+  std::vector<size_t> closes;  // made at the first braced box
   for (size_t p = 0;;) {
     size_t a = s.find("\\boxed", p), b = s.find("\\fbox", p);
     size_t at = std::min(a, b);
@@ -142,12 +169,13 @@ std::vector<std::string> last_boxed_row(const std::string& s) {
     size_t i = at + (at == a ? 6 : 5);
     while (i < s.size() && s[i] == ' ') ++i;
     if (i < s.size() && s[i] == '{') {
-      auto g = brace_group(s, i);
-      if (g) boxes.push_back({at, i + g->size() + 2, *g});
+      if (closes.empty()) closes = group_closes(s);
+      if (closes[i] != std::string::npos)
+        boxes.push_back({at, closes[i] + 1, std::string_view(s).substr(i + 1, closes[i] - i - 1)});
     } else {
       size_t e = i;
       while (e < s.size() && s[e] != ' ' && s[e] != '$' && s[e] != '\n') ++e;
-      if (e > i) boxes.push_back({at, e, s.substr(i, e - i)});
+      if (e > i) boxes.push_back({at, e, std::string_view(s).substr(i, e - i)});
     }
     p = at + 1;
   }
@@ -166,9 +194,9 @@ std::vector<std::string> last_boxed_row(const std::string& s) {
     --first;
   }
   std::vector<std::string> row;
+  std::unordered_set<std::string> seen;
   for (size_t i = first; i < boxes.size(); ++i)
-    if (std::find(row.begin(), row.end(), trim(boxes[i].content)) == row.end())
-      row.push_back(trim(boxes[i].content));
+    if (std::string b = trim(std::string(boxes[i].content)); seen.insert(b).second) row.push_back(std::move(b));
   return row;
 }
 
@@ -186,24 +214,26 @@ std::string value_in_sentence(const std::string& in) {
       if (l.compare(i, std::strlen(copula), copula) == 0) best = i, len = std::strlen(copula);
   }
   std::string rest = best == std::string::npos ? s : trim(s.substr(best + len));
-  for (bool again = true; again;) {  // "therefore 120", "approximately $3.5$"
+  size_t from = 0;  // past the fillers: "therefore 120", "approximately $3.5$"
+  for (bool again = true; again;) {
     again = false;
-    for (const char* filler : {"therefore ", "thus ", "then ", "so ", "exactly ", "approximately ", "about ",
-                               "equal to ", "given by ", "just ", "simply ", "now ", "also "}) {
-      if (lower(rest).starts_with(filler)) {
-        rest = trim(rest.substr(std::strlen(filler)));
+    for (std::string_view filler : {"therefore ", "thus ", "then ", "so ", "exactly ", "approximately ", "about ",
+                                    "equal to ", "given by ", "just ", "simply ", "now ", "also "}) {
+      if (starts_with_nocase(rest, from, filler)) {
+        from += filler.size();
+        while (from < rest.size() && std::string_view(" \t\r\n").find(rest[from]) != std::string_view::npos) ++from;
         again = true;
       }
     }
   }
+  if (from > 0) rest.erase(0, from);
   // "$120$ cubic units" → the formula; "120 cubic units" → the number.
   if (rest.starts_with("$")) {
     size_t close = rest.find('$', 1);
     if (close != std::string::npos) return trim(rest.substr(1, close - 1));
   }
-  static const std::regex number_then_words(R"(^([-+]?[0-9][0-9.,/]*)\s+([A-Za-z][A-Za-z ]*)$)");
-  std::smatch m;
-  if (std::regex_match(rest, m, number_then_words) && unit_words(m[2].str())) return m[1].str();
+  static const Pattern number_then_words(R"(([-+]?[0-9][0-9.,/]*)\s+([A-Za-z][A-Za-z ]*))");
+  if (auto m = number_then_words.match_whole(rest); m && unit_words(m->group(2))) return m->group(1);
   return rest;
 }
 

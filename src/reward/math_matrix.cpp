@@ -2,11 +2,11 @@
 // "M N", "\frac{t}{6} M"). Arithmetic is done on the cells' LaTeX, so each resulting cell is an
 // expression the scalar checks compare like any other ("(1)(2)+(3)(4)" against "14").
 #include <optional>
-#include <regex>
 
 #include "reward/latex_normalize.h"
 #include "reward/math_answer.h"
 #include "reward/math_expr.h"
+#include "reward/pattern.h"
 
 namespace r1::reward {
 namespace {
@@ -18,12 +18,11 @@ std::string trim(const std::string& s) {
 
 // A matrix environment starting at s[at] ("\begin{...}"): its cells and where it ends.
 std::optional<Answer> environment(const std::string& s, size_t at, size_t& end) {
-  static const std::regex begin(R"(^\\begin\{([pbvBV]?matrix|array)\})");
-  std::smatch m;
-  std::string rest = s.substr(at);
-  if (!std::regex_search(rest, m, begin)) return std::nullopt;
-  const std::string name = m[1].str(), close = "\\end{" + name + "}";
-  size_t body = at + size_t(m.length(0));
+  static const Pattern begin(R"(^\\begin\{([pbvBV]?matrix|array)\})");
+  auto m = begin.find(std::string_view(s).substr(at));
+  if (!m) return std::nullopt;
+  const std::string name = m->group(1), close = "\\end{" + name + "}";
+  size_t body = at + m->end();
   if (name == "array" && body < s.size() && s[body] == '{') {  // the column spec: {cc}, {c|c}
     body = group_end(s, body);
     if (body == std::string::npos) return std::nullopt;

@@ -1,10 +1,10 @@
 // Names, inequalities and ratios: the parts of parse_answer that read relations between values.
 #include <algorithm>
-#include <regex>
 
 #include "reward/latex_normalize.h"
 #include "reward/math_answer.h"
 #include "reward/math_expr.h"
+#include "reward/pattern.h"
 
 namespace r1::reward {
 namespace {
@@ -83,16 +83,16 @@ Answer interval(const std::string& lo, bool lo_closed, const std::string& hi, bo
 }  // namespace
 
 bool is_name(const std::string& in) {
-  static const std::regex name(
-      R"(^(\\?[A-Za-z]+('|_[A-Za-z0-9]|_\{[A-Za-z0-9]+\})?|\\text\{[^}]*\}|\{[A-Za-z]\}|[A-Za-z]\([A-Za-z]\)|)"
-      R"((m ?)?\\angle ?[A-Z]{1,3}|\\overline\{[A-Z]{2}\}|[A-Za-z]+ ?: ?[A-Za-z]+)$)");
+  static const Pattern name(
+      R"((\\?[A-Za-z]+('|_[A-Za-z0-9]|_\{[A-Za-z0-9]+\})?|\\text\{[^}]*\}|\{[A-Za-z]\}|[A-Za-z]\([A-Za-z]\)|)"
+      R"((m ?)?\\angle ?[A-Z]{1,3}|\\overline\{[A-Z]{2}\}|[A-Za-z]+ ?: ?[A-Za-z]+))");
   // Constants and functions are not names: "\pi \approx 3.14" is an approximation of \pi.
   static const std::vector<std::string> not_names = {"\\pi",  "\\infty", "e",      "i",     "\\sqrt",
                                                      "\\sin", "\\cos",   "\\tan",  "\\log", "\\ln",
                                                      "\\exp", "\\cdot",  "\\times"};
   std::string s = trim(in);
   return !s.empty() && s.size() <= 30 &&
-         std::find(not_names.begin(), not_names.end(), s) == not_names.end() && std::regex_match(s, name);
+         std::find(not_names.begin(), not_names.end(), s) == not_names.end() && name.match_whole(s).has_value();
 }
 
 std::string label_key(const std::string& in) {

@@ -1,8 +1,12 @@
 #pragma once
-// The rollout engine: batched generation over a KV cache with continuous batching. Each request is
-// a prompt sampled n times (a GRPO group); the prompt is prefilled once and its cached keys and
-// values are copied to the other samples' slots. A finished sequence frees its slot at once for the
-// next waiting sample.
+// The rollout engine: batched generation over a paged KV cache with continuous batching. Each
+// request is a prompt sampled n times (a GRPO group); the prompt is prefilled once and its cache
+// blocks are shared by the samples (copy-on-write of its last, partial block). Sequences take
+// blocks from one pool as they grow; a finished sequence frees its slot and blocks at once for the
+// next waiting sample. When the pool runs out, the youngest sequences are preempted and later
+// resumed by recomputing their prefix (rollout/scheduler.h): any length runs, only slower, and the
+// samples stay what they would have been. The engine (pool, graphs, plans) is meant to live as long
+// as its model: a GRPO run builds one.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -65,25 +69,39 @@ inline bool is_model_token(const Completion& c, size_t t) { return c.from_model.
 int64_t model_token_count(const Completion& c);
 
 struct EngineConfig {
-  int max_batch = 64;       // sequences decoded together (KV cache slots)
-  int max_seq_len = 2048;   // prompt + completion tokens per slot
+  int max_batch = 64;       // sequences decoded together (slots: rows of the block table)
+  int max_seq_len = 2048;   // prompt + completion tokens of one sequence
   int prefill_tokens = 4096;  // prompt tokens per prefill forward
   // GPU: decode steps run between two looks of the host at the sequences (finished ones free their
   // slots then; stop strings and on_token are handled then). Fewer looks, less host time; more,
   // less time a finished slot waits for a new sample.
   int sync_every = 16;
+  // The KV cache's pool (rollout/scheduler.h: plan_kv_layout): this share of the device's free
+  // memory when the engine is built (the host's available memory on the CPU), or kv_cache_tokens
+  // tokens when > 0; never more than max_batch sequences of max_seq_len tokens can use. Blocks of
+  // kv_block_size tokens.
+  double kv_memory_fraction = 0.9;
+  int64_t kv_cache_tokens = 0;
+  int kv_block_size = 16;
 };
 
 struct GenerateStats {
   int64_t prompt_tokens = 0, prefill_tokens = 0, generated_tokens = 0, decode_steps = 0;
   int64_t decode_rows = 0;  // rows the decode steps computed (GPU: padded to the graph's batch size)
   int64_t graph_captures = 0, host_syncs = 0;  // GPU
+  // Sequences in flight summed over the decode steps (decode_seqs / decode_steps: the mean
+  // concurrency); sequences preempted for KV blocks (each resumed by a recompute).
+  int64_t decode_seqs = 0, preemptions = 0;
+  // The KV cache's pool: blocks, tokens per block, and the most blocks in use at once since the
+  // engine was built or reset_kv_peak().
+  int64_t kv_blocks = 0, kv_block_size = 0, kv_blocks_peak = 0;
   int64_t turns = 0, observation_tokens = 0;   // multi-turn: observations appended, their tokens
   double tool_wait_seconds = 0;  // time the decoding thread waited with no sequence to decode
   double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
 };
 
 class GpuEngine;
+class Scheduler;
 
 class Engine {
  public:
@@ -96,11 +114,19 @@ class Engine {
   std::vector<Completion> generate(const std::vector<Request>& requests, const GenerateParams& params,
                                    const std::function<void(int64_t, int64_t)>& on_progress = {});
   const GenerateStats& stats() const { return stats_; }
+  // Starts a new window for stats().kv_blocks_peak (e.g. a training step's).
+  void reset_kv_peak();
+  const model::Transformer& model() const { return model_; }
+  const EngineConfig& config() const { return cfg_; }
 
  private:
+  std::vector<Completion> generate_cpu(const std::vector<Request>& requests, const GenerateParams& params,
+                                       const std::function<void(int64_t, int64_t)>& on_progress);
+
   const model::Transformer& model_;
   EngineConfig cfg_;
   std::unique_ptr<model::KVCache> cache_;  // CPU
+  std::unique_ptr<Scheduler> sched_;       // CPU
   std::unique_ptr<GpuEngine> gpu_;         // CUDA
   Arena arena_;
   GenerateStats stats_;

@@ -29,6 +29,24 @@ std::vector<int64_t> check_requests(const std::vector<Request>& requests, const 
   return first;
 }
 
+FeedBatch feed_batch(const std::vector<Feed>& feeds, size_t begin, int64_t budget,
+                     const std::function<int32_t(const Feed&, int32_t)>& token) {
+  FeedBatch b;
+  b.end = begin;
+  while (b.end < feeds.size()) {
+    const Feed& f = feeds[b.end];
+    if (b.end > begin && int64_t(b.ids.size()) + (f.to - f.from) > budget) break;
+    for (int32_t i = f.from; i < f.to; ++i) {
+      b.ids.push_back(token(f, i));
+      b.slots.push_back(int32_t(f.slot));
+      b.pos.push_back(i);
+    }
+    b.rows.push_back(int32_t(b.ids.size()) - 1);
+    ++b.end;
+  }
+  return b;
+}
+
 bool hits_stop_string(const std::string& text, size_t before, const std::vector<std::string>& stop_strings) {
   for (const std::string& s : stop_strings)
     if (!s.empty() && text.find(s, before >= s.size() ? before - s.size() + 1 : 0) != std::string::npos) return true;

@@ -6,12 +6,22 @@
 
 namespace r1::rollout {
 
+namespace {
+
+// Row `row` of dst becomes row t of src unless dst has it already: a row is recorded by the
+// forward that first fed its token, whose logits drew the next token.
+void record_once(model::ExpertRoutes& dst, int64_t row, const model::ExpertRoutes& src, int64_t t) {
+  if (!model::route_row_recorded(dst, row)) model::copy_route_row(dst, row, src, t);
+}
+
+}  // namespace
+
 void RouteRecord::prompt_token(int64_t prompt, int64_t row, int64_t t) {
-  if (on_) model::copy_route_row(prompts_[prompt], row, fwd_, t);
+  if (on_) record_once(prompts_[prompt], row, fwd_, t);
 }
 
 void RouteRecord::completion_token(int64_t flat, int64_t row, int64_t t) {
-  if (on_) model::copy_route_row(completions_[flat], row, fwd_, t);
+  if (on_) record_once(completions_[flat], row, fwd_, t);
 }
 
 void RouteRecord::finish(std::vector<Completion>& out, const std::vector<int64_t>& prompt_lens) {

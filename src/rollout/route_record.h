@@ -18,7 +18,10 @@ class RouteRecord {
   // Where forward_cached writes the routes of the forward about to run; null when not recording.
   model::ExpertRoutes* forward() { return on_ ? &fwd_ : nullptr; }
   // Token t of the last forward was row `row` of prompt `prompt`, or of completion `flat` (rows
-  // count from the prompt's first token).
+  // count from the prompt's first token). A row already recorded keeps its experts: a preempted
+  // sequence's recomputed prefix, or a prompt prefilled again after its blocks were let go, feeds
+  // rows whose next tokens were drawn with the first forward's experts (the recomputation rounds
+  // differently and could, at a near tie, choose others).
   void prompt_token(int64_t prompt, int64_t row, int64_t t);
   void completion_token(int64_t flat, int64_t row, int64_t t);
   // Sets each completion's routes: its prompt's rows, then its own, one row per token of prompt +

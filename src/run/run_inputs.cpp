@@ -248,7 +248,7 @@ nlohmann::json read_summary(const std::string& run_dir) {
   R1_CHECK(fs::exists(path), "{} does not exist: the run in {} has not finished", path, run_dir);
   try {
     return nlohmann::json::parse(fs::read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{}: invalid JSON: {}", path, e.what());
   }
 }

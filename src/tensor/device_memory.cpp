@@ -112,6 +112,20 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t byt
 #endif
 }
 
+void copy_strided(void* dst, const void* src, Device d, size_t width, size_t height, size_t pitch) {
+  if (width == 0 || height == 0) return;
+  if (d == Device::CPU) {
+    for (size_t i = 0; i < height; ++i)
+      std::memcpy(static_cast<char*>(dst) + i * pitch, static_cast<const char*>(src) + i * pitch, width);
+    return;
+  }
+#ifdef R1_HAVE_CUDA
+  CUDA_CHECK(cudaMemcpy2DAsync(dst, pitch, src, pitch, width, height, cudaMemcpyDeviceToDevice, cuda::stream()));
+#else
+  no_cuda("copy_strided");
+#endif
+}
+
 }  // namespace devmem
 
 void copy_tensor(Tensor dst, const Tensor& src) {

@@ -29,6 +29,9 @@ void* alloc(Device d, size_t bytes);  // 64-byte aligned at least; never null fo
 void release(Device d, void* p) noexcept;
 void zero(Device d, void* p, size_t bytes);
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// Within one device: `height` runs of `width` bytes, run i from src + i * pitch to dst + i * pitch
+// (one call on CUDA: a block of every layer of a layer-major cache).
+void copy_strided(void* dst, const void* src, Device d, size_t width, size_t height, size_t pitch);
 }  // namespace devmem
 
 // dst = src: same dtype and numel, any devices.

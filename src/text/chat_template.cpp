@@ -57,7 +57,7 @@ ChatTemplate ChatTemplate::load(const std::string& dir, const std::string& name)
   if (std::filesystem::exists(cfg_path)) {
     try {
       cfg = nlohmann::ordered_json::parse(slurp(cfg_path));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
       fail("{}: invalid JSON: {}", cfg_path, e.what());
     }
   }

@@ -25,7 +25,7 @@ nlohmann::json read_json_if_present(const std::string& path) {
   if (!fs::exists(path)) return nullptr;
   try {
     return nlohmann::json::parse(fs::read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
     fail("{}: invalid JSON: {}", path, e.what());
   }
 }

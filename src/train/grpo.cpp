@@ -1,4 +1,5 @@
 #include "train/grpo.h"
+#include "train/grpo_offpolicy.h"
 
 #include <algorithm>
 #include <cmath>
@@ -49,7 +50,11 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     model::copy_weights(*ref_, policy_);
   }
   check_moe_options(cfg_.moe, policy_);
+  // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
+  // size that cannot hold one sequence fails here, before any compute.
+  engine_ = std::make_unique<rollout::Engine>(policy_, engine_config(cfg_));
   state_.dropout_seed = cfg_.seed;  // LoRA dropout masks: fixed by (seed, step, epoch, batch)
+  state_.checkpointing = cfg_.checkpointing;
   if (cfg_.schedule.total_steps <= 1) cfg_.schedule.total_steps = std::max<int64_t>(1, total_steps_);
   cfg_.schedule.lr = cfg_.lr;
   optim::validate(cfg_.schedule);
@@ -105,8 +110,15 @@ std::vector<Group> GrpoTrainer::sample_and_score(const std::vector<PromptDraw>& 
   std::vector<Group> groups =
       render_prompts(draws, train_, render_, codec_, cfg_.max_prompt_tokens, too_long);
   Timer t_rollout;
-  sample_groups(policy_, codec_, train_, cfg_, seed, groups, env_);
+  const rollout::GenerateStats before = engine_->stats();
+  sample_groups(*engine_, codec_, train_, cfg_, seed, groups, env_);
   sums.t_rollout += t_rollout.seconds();
+  const rollout::GenerateStats& after = engine_->stats();
+  sums.preemptions += double(after.preemptions - before.preemptions);
+  sums.decode_seqs += double(after.decode_seqs - before.decode_seqs);
+  sums.decode_steps += double(after.decode_steps - before.decode_steps);
+  sums.kv_blocks = double(after.kv_blocks);
+  sums.kv_blocks_peak = std::max(sums.kv_blocks_peak, double(after.kv_blocks_peak));
   Timer t_reward;
   sums.scored.add(score_groups(groups, reward_, train_, cfg_));
   sums.t_reward += t_reward.seconds();
@@ -179,23 +191,30 @@ StepStats GrpoTrainer::step(int64_t step) {
     ref_state_.release();
   }
   StepSums sums;
+  engine_->reset_kv_peak();
   Collected batch = collect(step, sums);  // sample -> score -> filter/refill
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   const MoeRlConfig& moe = cfg_.moe;
   if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 && records_routes(moe, policy_.config()))
-    sums.gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
+    sums.moe_gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
   Timer t_reference;
   if (has_reference())
     reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward,
                        cfg_.micro_batch_tokens, cfg_.temperature, moe.routing_replay);
   sums.t_reference = t_reference.seconds();
+  if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
+    state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
+    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature, moe.routing_replay);
+    sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
+  }
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);
   assign_advantages(batch.kept, cfg_.scale_advantage_by_std);
   const double lr = optim::lr_at(cfg_.schedule, step);
   const UpdateStats update = update_policy(policy_, state_, dp_, plan, cfg_, lr, step, bad_steps_);
   sums.t_train = t_train.seconds();
+  sums.activation_peak = double(state_.peak_bytes());
 
   // record
   sums.add_kept(batch.kept);

@@ -50,6 +50,8 @@ class GrpoTrainer {
   // Data position, for exact resume: problems already drawn and the epoch's shuffle.
   int64_t cursor() const { return cursor_; }
   void set_cursor(int64_t c) { cursor_ = c; }
+  // The rollout engine (built with the trainer; its stats() count every step's rollouts).
+  const rollout::Engine& engine() const { return *engine_; }
   // Multi-turn rollouts: every completion an episode of `env` (it must outlive the trainer); null:
   // single-turn completions.
   void set_environment(const env::Environment* env) { env_ = env; }
@@ -89,6 +91,9 @@ class GrpoTrainer {
   int bad_steps_ = 0;
   std::vector<ScoredCompletion> samples_;
   const env::Environment* env_ = nullptr;
+  // The rollout engine of the whole run: its KV cache pool, captured decode steps and plans are
+  // built once (it reads the policy's weights in place, so updates need no copy).
+  std::unique_ptr<rollout::Engine> engine_;
 };
 
 }  // namespace r1::train

@@ -31,6 +31,10 @@ void validate_sampling(const GrpoConfig& c) {
   at_least("env.max_turns", c.max_turns, 0);
   at_least("env.threads", c.tool_threads, 1);
   at_least("grpo.rollout_batch", c.rollout_batch, 1);
+  R1_CHECK(std::isfinite(c.kv_memory_fraction) && c.kv_memory_fraction > 0 && c.kv_memory_fraction <= 1,
+           "rollout.kv_memory_fraction must be in (0, 1], got {}", c.kv_memory_fraction);
+  at_least("rollout.kv_cache_tokens", double(c.kv_cache_tokens), 0);
+  at_least("rollout.kv_block_size", c.kv_block_size, 1);
 }
 
 void validate_loss(const GrpoConfig& c) {
@@ -61,6 +65,10 @@ void validate_updates(const GrpoConfig& c) {
            c.mini_batches, c.prompts_per_step * c.group_size);
   at_least("grpo.micro_batch_tokens", c.micro_batch_tokens, 1);
   at_least("grpo.max_bad_steps", c.max_bad_steps, 1);
+  R1_CHECK(c.is_correction == IsCorrection::None || c.old_logprobs == OldLogprobs::Trainer,
+           "grpo.is_correction needs grpo.old_logprobs: trainer (the correction weighs the trainer's pi_old against "
+           "the sampler's)");
+  R1_CHECK(std::isfinite(c.is_cap) && c.is_cap > 1.0, "grpo.is_cap must be > 1, got {}", c.is_cap);
   at_least("train.lr", c.lr, 0);
   at_least("train.max_grad_norm (0: no clipping)", c.max_grad_norm, 0);
   below_one("train.beta1", c.adamw.beta1);
@@ -88,6 +96,19 @@ void validate_moe(const GrpoConfig& c) {
 
 }  // namespace
 
+OldLogprobs parse_old_logprobs(const std::string& s) {
+  if (s == "sampler") return OldLogprobs::Sampler;
+  if (s == "trainer") return OldLogprobs::Trainer;
+  fail("grpo.old_logprobs must be sampler or trainer, got '{}'", s);
+}
+
+IsCorrection parse_is_correction(const std::string& s) {
+  if (s == "none") return IsCorrection::None;
+  if (s == "tis") return IsCorrection::Tis;
+  if (s == "mis") return IsCorrection::Mis;
+  fail("grpo.is_correction must be none, tis or mis, got '{}'", s);
+}
+
 void validate(const GrpoConfig& c) {
   validate_sampling(c);
   validate_loss(c);
@@ -102,6 +123,17 @@ GrpoLossConfig update_loss_config(const GrpoConfig& c) {
   if (l.reduction == LossReduction::SeqMeanTokenSumNorm && l.norm_constant == 0.0)
     l.norm_constant = c.max_completion_tokens;
   return l;
+}
+
+rollout::EngineConfig engine_config(const GrpoConfig& c) {
+  rollout::EngineConfig e;
+  e.max_batch = c.rollout_batch;
+  e.max_seq_len = c.max_prompt_tokens + c.max_completion_tokens;
+  e.prefill_tokens = 8192;
+  e.kv_memory_fraction = c.kv_memory_fraction;
+  e.kv_cache_tokens = c.kv_cache_tokens;
+  e.kv_block_size = c.kv_block_size;
+  return e;
 }
 
 }  // namespace r1::train

@@ -4,16 +4,24 @@
 #include <cstdint>
 #include <string>
 
+#include "model/train_state.h"
 #include "optim/data_parallel.h"
 #include "optim/optimizer.h"
+#include "rollout/engine.h"
 #include "train/grpo_loss.h"
 
 namespace r1::train {
 
+// pi_old in the ratio, and the correction of the sampler/trainer mismatch (train/grpo_offpolicy.h).
+enum class OldLogprobs { Sampler, Trainer };
+enum class IsCorrection { None, Tis, Mis };
+OldLogprobs parse_old_logprobs(const std::string& s);    // "sampler" | "trainer"
+IsCorrection parse_is_correction(const std::string& s);  // "none" | "tis" | "mis"
+
 // Mixture-of-experts models in RL (recipe keys train.moe.*; train/grpo_moe.h).
 struct MoeRlConfig {
-  // Routing replay: the training forwards (reference, update) send each token to the experts the
-  // sampler chose for it, with the router's weights over those experts (its gradient flows as usual).
+  // Routing replay: the training forwards (pi_old, reference, update) send each token to the experts
+  // the sampler chose for it, with the router's weights over those experts (its gradient flows as usual).
   bool routing_replay = false;
   // DeepSeek-V3's auxiliary-loss-free balancing after every step: each MoE layer's
   // e_score_correction_bias[e] += speed * sign(mean load - load of e). 0: off (R1's RL kept it off).
@@ -32,6 +40,12 @@ struct GrpoConfig {
   float temperature = 1.0f, top_p = 1.0f;
   int top_k = 0;
   int rollout_batch = 64;  // sequences decoded together
+  // The rollout engine's paged KV cache (recipe section `rollout`; rollout::EngineConfig): this share
+  // of the device's free memory when the trainer is built, or kv_cache_tokens tokens when > 0;
+  // blocks of kv_block_size tokens. Half by default: the training step needs the rest.
+  double kv_memory_fraction = 0.5;
+  int64_t kv_cache_tokens = 0;
+  int kv_block_size = 16;
   // Multi-turn rollouts with an environment (GrpoTrainer::set_environment; recipe keys env.*):
   // observations per episode, and tool calls running at once while the engine decodes.
   int max_turns = 4, tool_threads = 4;
@@ -43,7 +57,9 @@ struct GrpoConfig {
   // Updates
   int ppo_epochs = 1;             // mu: passes over each rollout batch
   int mini_batches = 1;           // optimizer steps per pass
-  int micro_batch_tokens = 8192;  // gradient accumulation by token budget
+  int micro_batch_tokens = 8192;  // gradient accumulation by token budget (token-balanced micro-batches)
+  // Per-layer activation checkpointing of the update's forwards (train.activation_checkpointing).
+  model::Checkpointing checkpointing = model::Checkpointing::Auto;
   double lr = 1e-6, max_grad_norm = 1.0;
   optim::LrSchedule schedule;  // lr/total steps are filled from the fields above when left default
   optim::AdamWConfig adamw;
@@ -60,6 +76,10 @@ struct GrpoConfig {
   int overlong_buffer = 0;      // DAPO soft overlong punishment over the last N tokens (0: off)
   double overlong_penalty = 1.0;
   int max_bad_steps = 3;  // consecutive non-finite updates before the run stops
+  // The ratio's denominator and the sampler/trainer mismatch (train/grpo_offpolicy.h).
+  OldLogprobs old_logprobs = OldLogprobs::Sampler;
+  IsCorrection is_correction = IsCorrection::None;
+  double is_cap = 2.0;
   uint64_t seed = 1;
   MoeRlConfig moe;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
@@ -70,6 +90,9 @@ struct GrpoConfig {
 // Checks every numeric setting and the relations between them; errors name the recipe key
 // ("grpo.clip_high must be >= 0, got -0.1").
 void validate(const GrpoConfig& c);
+
+// The rollout engine's settings (batch, lengths, KV cache pool).
+rollout::EngineConfig engine_config(const GrpoConfig& c);
 
 // The loss settings the update uses: the KL term only when it is in the loss, Dr. GRPO's divisor
 // resolved (norm_constant 0 means max_completion_tokens; any other value is used as given).

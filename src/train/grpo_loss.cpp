@@ -83,14 +83,15 @@ GrpoLossStats grpo_loss(const std::vector<float>& logp, const std::vector<float>
       const double lp = logp[size_t(t)];
       const double ratio = std::exp(lp - double(old_logp[size_t(t)]));
       const double clipped = std::clamp(ratio, 1.0 - cfg.clip_low, 1.0 + cfg.clip_high);
+      const double iw = s.is_weight ? double(s.is_weight[t - s.begin]) : 1.0;
       const double unclipped_term = ratio * A, clipped_term = clipped * A;
       // loss = -min(ratio A, clip(ratio) A); the gradient flows only through the unclipped term.
       double l, dl;
       if (unclipped_term <= clipped_term) {
-        l = -unclipped_term;
-        dl = -A * ratio;
+        l = -iw * unclipped_term;
+        dl = -iw * A * ratio;
       } else {
-        l = -clipped_term;
+        l = -iw * clipped_term;
         dl = 0.0;
         st.clip_frac += 1;
       }

@@ -36,6 +36,9 @@ struct SeqSpan {
   int64_t begin = 0, length = 0;
   double advantage = 0;
   const uint8_t* in_loss = nullptr;  // null: every token
+  // length entries: each token's importance weight on its policy term (TIS), 0 drops the term (MIS);
+  // null: 1. The KL term is not weighted.
+  const float* is_weight = nullptr;
 };
 
 // The counts the reduction divides by, taken over the whole mini-batch so that splitting it into

@@ -59,12 +59,12 @@ LogpGap measure_logp_gap(const model::Transformer& policy, model::TrainState& st
   for (const MiniBatch& mini : plan)
     for (const MicroBatch& mb : mini.micro) {
       model::Batch b = pack(mb, rows, /*replay=*/true);
-      state.forward(policy, b, temperature);
+      state.forward(policy, b, temperature, model::Backward::None);
       g.tokens += add_gap(state.logp_host(), mb, rows, g.replay_sum, g.replay_max);
       g.replayed += double(state.replay_counts().replayed);
       g.replaced += double(state.replay_counts().replaced);
       b.replay = {};
-      state.forward(policy, b, temperature);
+      state.forward(policy, b, temperature, model::Backward::None);
       add_gap(state.logp_host(), mb, rows, g.router_sum, g.router_max);
     }
   return g;

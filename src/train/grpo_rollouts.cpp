@@ -35,23 +35,20 @@ uint64_t sampling_seed(uint64_t run_seed, int64_t step) {
   return (uint64_t(r[0]) << 32) | r[1];
 }
 
-void sample_groups(const model::Transformer& policy, const text::Codec& codec,
-                   const std::vector<data::Problem>& problems, const GrpoConfig& cfg, uint64_t seed,
-                   std::vector<Group>& groups, const env::Environment* env) {
+void sample_groups(rollout::Engine& engine, const text::Codec& codec, const std::vector<data::Problem>& problems,
+                   const GrpoConfig& cfg, uint64_t seed, std::vector<Group>& groups, const env::Environment* env) {
   if (groups.empty()) return;
   rollout::GenerateParams gp;
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};
   gp.max_new_tokens = cfg.max_completion_tokens;
   gp.stop_ids = codec.eos_ids();
-  gp.record_routes = records_routes(cfg.moe, policy.config());
-  const rollout::EngineConfig ec{cfg.rollout_batch, cfg.max_prompt_tokens + cfg.max_completion_tokens, 8192};
+  gp.record_routes = records_routes(cfg.moe, engine.model().config());
   std::vector<rollout::Request> reqs;
   std::vector<const data::Problem*> of_request;
   for (const Group& g : groups) {
     reqs.push_back({g.prompt, cfg.group_size, problems[size_t(g.problem)].id});
     of_request.push_back(&problems[size_t(g.problem)]);
   }
-  rollout::Engine engine(policy, ec);
   std::vector<env::EpisodeRun> runs =
       env::run_episodes(engine, codec, env, {cfg.max_turns, cfg.tool_threads}, reqs, of_request, gp);
   for (Group& g : groups) g.seqs.assign(size_t(cfg.group_size), {});

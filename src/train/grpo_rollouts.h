@@ -38,6 +38,8 @@ struct Sequence {
   bool in_loss = true;      // false: truncated and masked (mask_truncated), or nothing generated
   double advantage = 0;
   std::vector<float> ref_logp;  // per completion token, when a reference model is used
+  std::vector<float> old_logp;   // per completion token: pi_old by the trainer (grpo.old_logprobs: trainer)
+  std::vector<float> is_weight;  // per completion token: the sampler-mismatch correction (grpo.is_correction)
 };
 
 // One prompt and its G completions.
@@ -67,13 +69,14 @@ std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws,
 // The sampling seed of training step `step` (from the run seed), so a step's rollouts replay.
 uint64_t sampling_seed(uint64_t run_seed, int64_t step);
 
-// Rolls out G = cfg.group_size completions of every group's prompt with the policy. A sample's
-// randomness follows (seed, problem id, sample), not the batch it shares, so any split of the
-// prompts over ranks or rounds gives the same completions. With `env`, each completion is an
-// episode of it (cfg.max_turns observations at most, cfg.tool_threads calls at once).
-void sample_groups(const model::Transformer& policy, const text::Codec& codec,
-                   const std::vector<data::Problem>& problems, const GrpoConfig& cfg, uint64_t seed,
-                   std::vector<Group>& groups, const env::Environment* env = nullptr);
+// Rolls out G = cfg.group_size completions of every group's prompt with the policy's engine (built
+// once for the run: engine_config(cfg)). A sample's randomness follows (seed, problem id, sample),
+// not the batch it shares, so any split of the prompts over ranks or rounds gives the same
+// completions. With `env`, each completion is an episode of it (cfg.max_turns observations at
+// most, cfg.tool_threads calls at once).
+void sample_groups(rollout::Engine& engine, const text::Codec& codec, const std::vector<data::Problem>& problems,
+                   const GrpoConfig& cfg, uint64_t seed, std::vector<Group>& groups,
+                   const env::Environment* env = nullptr);
 
 // ---- score ----
 

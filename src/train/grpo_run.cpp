@@ -43,15 +43,22 @@ nlohmann::json grpo_recipe_defaults() {
         {"loss_reduction", "seq_mean_token_mean"}, {"norm_constant", 0.0}, {"ppo_epochs", 1},
         {"mini_batches", 1}, {"micro_batch_tokens", 8192}, {"dynamic_sampling", false},
         {"dynamic_sampling_max_rounds", 4}, {"dynamic_sampling_filter", "math"}, {"mask_truncated", false},
-        {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3}}},
+        {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3},
+        {"old_logprobs", "sampler"},  // sampler | trainer: pi_old recomputed by the trainer's forward
+        {"is_correction", "none"},    // none | tis | mis: sampler/trainer mismatch (needs old_logprobs: trainer)
+        {"is_cap", 2.0}}},
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
-        {"lora", run::lora_section()},
+        {"activation_checkpointing", "auto"}, {"lora", run::lora_section()},
         {"moe", {{"routing_replay", false}, {"bias_update_speed", 0.0}, {"logp_gap_every", 1}}}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
+      // The rollout engine's paged KV cache (rollout::EngineConfig): its pool takes this share of
+      // the device's free memory when the trainer is built (the host's available memory on the
+      // CPU), or kv_cache_tokens tokens when > 0, in blocks of kv_block_size tokens.
+      {"rollout", {{"kv_memory_fraction", 0.5}, {"kv_cache_tokens", 0}, {"kv_block_size", 16}}},
   };
 }
 
@@ -84,6 +91,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.top_p = float(r.get<double>("grpo.top_p"));
   g.top_k = r.get<int>("grpo.top_k");
   g.rollout_batch = r.get<int>("grpo.rollout_batch");
+  g.kv_memory_fraction = r.get<double>("rollout.kv_memory_fraction");
+  g.kv_cache_tokens = r.get<int64_t>("rollout.kv_cache_tokens");
+  g.kv_block_size = r.get<int>("rollout.kv_block_size");
   g.scale_advantage_by_std = r.get<bool>("grpo.scale_advantage_by_std");
   g.loss.clip_low = r.get<double>("grpo.clip_low");
   g.loss.clip_high = r.get<double>("grpo.clip_high");
@@ -103,6 +113,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.overlong_buffer = r.get<int>("grpo.overlong_buffer");
   g.overlong_penalty = r.get<double>("grpo.overlong_penalty");
   g.max_bad_steps = r.get<int>("grpo.max_bad_steps");
+  g.old_logprobs = parse_old_logprobs(r.get<std::string>("grpo.old_logprobs"));
+  g.is_correction = parse_is_correction(r.get<std::string>("grpo.is_correction"));
+  g.is_cap = r.get<double>("grpo.is_cap");
   g.lr = r.get<double>("train.lr");
   g.max_grad_norm = r.get<double>("train.max_grad_norm");
   g.schedule.kind = r.get<std::string>("train.lr_schedule");
@@ -115,6 +128,8 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.moe.routing_replay = r.get<bool>("train.moe.routing_replay");
   g.moe.bias_update_speed = r.get<double>("train.moe.bias_update_speed");
   g.moe.logp_gap_every = r.get<int>("train.moe.logp_gap_every");
+  g.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
+                                               "recipe key 'train.activation_checkpointing'");
   g.parallel = run::parallel_config(r);
   const run::EnvSettings env = run::env_settings(r);
   g.max_turns = env.max_turns;

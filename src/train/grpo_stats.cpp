@@ -26,7 +26,19 @@ void StepSums::add_update(const UpdateStats& u) {
   loss_tokens += u.loss_tokens;
   entropy_sum += u.entropy_sum;
   entropy_tokens += u.entropy_tokens;
+  micro_batches += double(u.micro_batches);
+  checkpointed += double(u.checkpointed);
+  clipped_first += u.clipped_first;
+  tokens_first += u.tokens_first;
   routes.add(u.routes);
+}
+
+void StepSums::add_gap(const SamplerGap& g) {
+  gap_sum += g.sum_abs;
+  gap_tokens += double(g.tokens);
+  gap_masked += double(g.masked);
+  gap_weight_sum += g.weight_sum;
+  gap_max = std::max(gap_max, g.max_abs);
 }
 
 void all_reduce(dist::Comm& host, StepSums& s) {
@@ -52,13 +64,25 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.loss_tokens,
                       &s.entropy_sum,
                       &s.entropy_tokens,
-                      &s.gap.tokens,
-                      &s.gap.replay_sum,
-                      &s.gap.router_sum,
-                      &s.gap.replayed,
-                      &s.gap.replaced};
-  double* maxed[] = {&s.length_max, &s.t_rollout,      &s.t_reward,      &s.t_reference,
-                     &s.t_train,    &s.gap.replay_max, &s.gap.router_max};
+                      &s.clipped_first,
+                      &s.tokens_first,
+                      &s.gap_sum,
+                      &s.gap_tokens,
+                      &s.gap_masked,
+                      &s.gap_weight_sum,
+                      &s.preemptions,
+                      &s.decode_seqs,
+                      &s.decode_steps,
+                      &s.micro_batches,
+                      &s.checkpointed,
+                      &s.moe_gap.tokens,
+                      &s.moe_gap.replay_sum,
+                      &s.moe_gap.router_sum,
+                      &s.moe_gap.replayed,
+                      &s.moe_gap.replaced};
+  double* maxed[] = {&s.length_max,         &s.t_rollout,          &s.t_reward,  &s.t_reference,
+                     &s.t_train,            &s.gap_max,            &s.kv_blocks, &s.kv_blocks_peak,
+                     &s.activation_peak,    &s.moe_gap.replay_max, &s.moe_gap.router_max};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -100,12 +124,22 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   if (has_reference)
     st.kl = cfg.kl_in_reward ? sums.kl_reward_sum / std::max(1.0, sums.gen_tokens)
                              : (sums.loss_tokens > 0 ? sums.kl_sum / sums.loss_tokens : 0.0);
+  st.clip_fraction_first = sums.tokens_first > 0 ? sums.clipped_first / sums.tokens_first : 0.0;
+  if (cfg.old_logprobs == OldLogprobs::Trainer && sums.gap_tokens > 0) {
+    st.logp_gap_max = sums.gap_max;
+    st.logp_gap_mean = sums.gap_sum / sums.gap_tokens;
+    st.is_corrected_frac = sums.gap_masked / sums.gap_tokens;
+    st.is_weight_mean = sums.gap_weight_sum / sums.gap_tokens;
+  }
   st.entropy = sums.entropy_tokens > 0 ? sums.entropy_sum / sums.entropy_tokens : 0.0;
   st.grad_norm = update.updates ? update.grad_norm_sum / double(update.updates) : 0.0;
   st.lr = lr;
   st.updates = update.updates;
   st.skipped_updates = update.skipped;
   st.epoch_loss = update.epoch_loss;
+  st.micro_batches = int64_t(sums.micro_batches);
+  st.checkpointed_micro_batches = int64_t(sums.checkpointed);
+  st.activation_mib = sums.activation_peak / double(1 << 20);
 
   st.groups = groups.kept;
   st.prompts_too_long = groups.too_long;
@@ -119,8 +153,12 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.time_reference = sums.t_reference;
   st.time_train = sums.t_train;
   st.tokens_per_s = sums.t_rollout > 0 ? sums.gen_tokens / sums.t_rollout : 0.0;
+  st.kv_blocks = int64_t(sums.kv_blocks);
+  st.kv_blocks_peak = int64_t(sums.kv_blocks_peak);
+  st.preemptions = int64_t(sums.preemptions);
+  st.concurrency = sums.decode_steps > 0 ? sums.decode_seqs / sums.decode_steps : 0.0;
   st.ranks = ranks;
-  st.moe = moe_metrics(sums.gap, sums.routes);
+  st.moe = moe_metrics(sums.moe_gap, sums.routes);
   return st;
 }
 
@@ -138,13 +176,21 @@ run::Scalars step_metrics(const StepStats& s) {
     m.insert(m.end(), {{"env/turns_per_episode", *s.turns_per_episode},
                        {"env/tool_calls_per_episode", *s.tool_calls_per_episode},
                        {"env/tool_error_rate", *s.tool_error_rate}});
-  m.insert(m.end(), {{"loss", s.loss}, {"clip_fraction", s.clip_fraction}});
+  m.insert(m.end(), {{"loss", s.loss}, {"clip_fraction", s.clip_fraction}, {"clip_fraction_first", s.clip_fraction_first}});
+  if (s.logp_gap_max)
+    m.insert(m.end(), {{"logp_gap/max", *s.logp_gap_max},
+                       {"logp_gap/mean", *s.logp_gap_mean},
+                       {"is/corrected_frac", *s.is_corrected_frac},
+                       {"is/weight_mean", *s.is_weight_mean}});
   if (s.kl) m.emplace_back("kl", *s.kl);
   m.insert(m.end(), {{"entropy", s.entropy},
                      {"grad_norm", s.grad_norm},
                      {"lr", s.lr},
                      {"updates", double(s.updates)},
                      {"skipped_updates", double(s.skipped_updates)},
+                     {"micro_batches", double(s.micro_batches)},
+                     {"checkpointed_micro_batches", double(s.checkpointed_micro_batches)},
+                     {"memory/activations_mib", s.activation_mib},
                      {"zero_variance_groups", s.zero_variance_groups},
                      {"filtered_groups", s.filtered_groups},
                      {"groups", double(s.groups)},
@@ -157,7 +203,11 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"time/reference", s.time_reference},
                      {"time/train", s.time_train},
                      {"time/step", s.time_step},
-                     {"tokens_per_s", s.tokens_per_s}});
+                     {"tokens_per_s", s.tokens_per_s},
+                     {"rollout/kv_blocks", double(s.kv_blocks)},
+                     {"rollout/kv_blocks_peak", double(s.kv_blocks_peak)},
+                     {"rollout/preemptions", double(s.preemptions)},
+                     {"rollout/concurrency", s.concurrency}});
   if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
   m.insert(m.end(), s.moe.begin(), s.moe.end());
   return m;

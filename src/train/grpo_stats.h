@@ -9,6 +9,7 @@
 #include "dist/comm.h"
 #include "run/metrics.h"
 #include "train/grpo_moe.h"
+#include "train/grpo_offpolicy.h"
 #include "train/grpo_rollouts.h"
 #include "train/grpo_update.h"
 
@@ -22,14 +23,24 @@ struct StepSums {
   double reflection_hits = 0;  // scored completions with a reflection word
   // Over the loss's tokens (UpdateStats).
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
-  // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds).
-  double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0;
-  // Mixture-of-experts models: the log-prob gap (when measured) and the update's routing.
-  LogpGap gap;
+  // The update's micro-batches, and those whose forward checkpointed.
+  double micro_batches = 0, checkpointed = 0;
+  // Maxima over the ranks: the longest completion, the slowest rank's phase times (seconds), the
+  // policy's training arenas at their peak (bytes).
+  double length_max = 0, t_rollout = 0, t_reward = 0, t_reference = 0, t_train = 0, activation_peak = 0;
+  // The first update's clipping, and the sampler/trainer gap (grpo.old_logprobs: trainer; the max is maxed).
+  double clipped_first = 0, tokens_first = 0, gap_sum = 0, gap_tokens = 0, gap_masked = 0, gap_weight_sum = 0,
+         gap_max = 0;
+  // The rollout engine: preemptions and sequences in flight over the decode steps (summed); the KV
+  // cache pool's blocks and the most in use at once (maxima).
+  double preemptions = 0, decode_seqs = 0, decode_steps = 0, kv_blocks = 0, kv_blocks_peak = 0;
+  // Mixture-of-experts models: the log-prob gap both ways (when measured) and the update's routing.
+  LogpGap moe_gap;
   RouteStats routes;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
+  void add_gap(const SamplerGap& g);
 };
 
 // Sums the sums and takes the maxima over the ranks of `host` (every rank gets the result).
@@ -57,9 +68,17 @@ struct StepStats {
   std::optional<double> turns_per_episode, tool_calls_per_episode, tool_error_rate;
   // Loss, over the updates' tokens.
   double loss = 0, clip_fraction = 0, entropy = 0;
+  double clip_fraction_first = 0;  // at the first mini-batch of the first pass
+  // grpo.old_logprobs: trainer: |log pi_sampler - log pi_trainer| over the model's tokens, the share
+  // of tokens the correction truncated (tis) or dropped (mis), and the mean weight it gave.
+  std::optional<double> logp_gap_max, logp_gap_mean, is_corrected_frac, is_weight_mean;
   std::optional<double> kl;  // with a reference model: the loss's KL, or the reward's (kl_in_reward)
   double grad_norm = 0, lr = 0;
   int64_t updates = 0, skipped_updates = 0;
+  // Activation memory: micro-batches whose forward checkpointed (of micro_batches), the training
+  // arenas' peak (MiB, the largest rank's).
+  int64_t micro_batches = 0, checkpointed_micro_batches = 0;
+  double activation_mib = 0;
   std::vector<double> epoch_loss;  // each of the ppo_epochs passes (not in metrics.jsonl)
   // The batch.
   int64_t groups = 0, prompts_too_long = 0, sampling_rounds = 0;
@@ -67,6 +86,10 @@ struct StepStats {
   // Time (seconds; the slowest rank's) and throughput.
   double time_rollout = 0, time_reward = 0, time_reference = 0, time_train = 0, time_step = 0,
          tokens_per_s = 0;
+  // The rollouts' KV cache: pool blocks, the most in use at once, sequences preempted (and resumed
+  // by a recompute), and the mean sequences in flight per decode step.
+  int64_t kv_blocks = 0, kv_blocks_peak = 0, preemptions = 0;
+  double concurrency = 0;
   int ranks = 1;
   run::Scalars moe;  // mixture-of-experts models: moe_metrics (grpo_moe.h)
 };

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "train/micro_batches.h"
 
 namespace r1::train {
 
@@ -29,16 +30,12 @@ model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row, bool r
 }
 
 std::vector<MicroBatch> micro_batches(const std::vector<SeqRef>& seqs, int64_t budget) {
+  std::vector<int64_t> lengths;
+  for (const SeqRef& s : seqs) lengths.push_back(int64_t(s.group->prompt.size() + s.seq->out.tokens.size()));
   std::vector<MicroBatch> out;
-  int64_t tokens = 0;
-  for (const SeqRef& s : seqs) {
-    const int64_t n = int64_t(s.group->prompt.size() + s.seq->out.tokens.size());
-    if (out.empty() || (tokens + n > budget && !out.back().empty())) {
-      out.emplace_back();
-      tokens = 0;
-    }
-    out.back().push_back(s);
-    tokens += n;
+  for (const std::vector<size_t>& group : balanced_micro_batches(lengths, budget)) {
+    out.emplace_back();
+    for (size_t i : group) out.back().push_back(seqs[i]);
   }
   return out;
 }
@@ -86,7 +83,7 @@ void reference_forward(const model::Transformer& ref, model::TrainState& state, 
                        float temperature, bool replay) {
   std::vector<int64_t> rows;
   const model::Batch b = pack(mb, rows, replay);
-  state.forward(ref, b, temperature);
+  state.forward(ref, b, temperature, model::Backward::None);
   const std::vector<float> lp = state.logp_host();
   for (size_t i = 0; i < mb.size(); ++i) {
     const auto first = lp.begin() + rows[i];
@@ -169,6 +166,7 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
     const model::Batch b = pack(micro, rows, replay);
     state.forward(policy, b, temperature);
     st.routes.add(state);
+    st.checkpointed += state.checkpointed() ? 1 : 0;
     const std::vector<float> logp = state.logp_host();
     std::vector<float> entropy;
     if (want_entropy) entropy = state.entropy_host();
@@ -178,7 +176,8 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
     for (size_t i = 0; i < micro.size(); ++i) {
       const Sequence& s = *micro[i].seq;
       const size_t row = size_t(rows[i]), n = s.out.tokens.size();
-      std::copy(s.out.logprobs.begin(), s.out.logprobs.end(), old.begin() + int64_t(row));  // the sampler's
+      const std::vector<float>& pi_old = s.old_logp.empty() ? s.out.logprobs : s.old_logp;  // sampler's or trainer's
+      std::copy(pi_old.begin(), pi_old.end(), old.begin() + int64_t(row));
       if (!ref.empty()) {
         R1_CHECK(s.ref_logp.size() == n,
                  "GRPO update: KL in the loss but no reference log-probs for a sequence");
@@ -186,7 +185,10 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
       }
       R1_CHECK(s.out.from_model.empty() || s.out.from_model.size() == n,
                "GRPO update: a model-token mask of {} entries for {} tokens", s.out.from_model.size(), n);
-      spans.push_back({int64_t(row), int64_t(n), s.advantage, s.out.from_model.empty() ? nullptr : s.out.from_model.data()});
+      R1_CHECK(s.is_weight.empty() || s.is_weight.size() == n, "GRPO update: {} correction weights for {} tokens",
+               s.is_weight.size(), n);
+      spans.push_back({int64_t(row), int64_t(n), s.advantage, s.out.from_model.empty() ? nullptr : s.out.from_model.data(),
+                       s.is_weight.empty() ? nullptr : s.is_weight.data()});
       for (size_t t = 0; t < n && want_entropy; ++t)
         if (rollout::is_model_token(s.out, t)) st.entropy_sum += entropy[row + t];
     }
@@ -221,6 +223,9 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
       u.clipped += st.clipped;
       u.kl_sum += st.kl_sum;
       u.loss_tokens += double(st.tokens);
+      if (first_pass && &mb == &plan.front()) u.clipped_first = st.clipped, u.tokens_first = double(st.tokens);
+      u.micro_batches += int64_t(mb.micro.size());
+      u.checkpointed += st.checkpointed;
       if (first_pass) {
         u.entropy_sum += st.entropy_sum;
         u.entropy_tokens += double(st.tokens);

@@ -40,7 +40,8 @@ struct MiniBatch {
 // experts the sampler chose (Completion::routes; routing replay), which every sequence must have.
 model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row, bool replay = false);
 
-// Consecutive sequences within `budget` tokens each (a longer sequence goes alone).
+// Token-balanced micro-batches of at most `budget` tokens each (train/micro_batches.h; a longer
+// sequence goes alone), the sequences of each in their order in `seqs`.
 std::vector<MicroBatch> micro_batches(const std::vector<SeqRef>& seqs, int64_t budget);
 
 // Cuts the step's training sequences (those in the loss) into mini_batches mini-batches of
@@ -83,6 +84,7 @@ struct RouteStats {
 struct MiniBatchStats {
   double loss = 0, clipped = 0, kl_sum = 0, entropy_sum = 0;
   int64_t tokens = 0;
+  int64_t checkpointed = 0;  // micro-batches whose forward kept only the layers' inputs
   bool finite = true;
   RouteStats routes;
 };
@@ -100,7 +102,9 @@ struct UpdateStats {
   std::vector<double> epoch_loss;  // each pass's loss (sum over its mini-batches)
   int64_t updates = 0, skipped = 0;
   double grad_norm_sum = 0;  // over the updates taken (pre-clipping global norms)
-  RouteStats routes;         // the first pass's forwards
+  double clipped_first = 0, tokens_first = 0;  // the first mini-batch of the first pass (pi = pi_old there)
+  int64_t micro_batches = 0, checkpointed = 0;  // forwards and backwards, and those that checkpointed
+  RouteStats routes;                            // the first pass's forwards
 };
 
 // ppo_epochs passes over `plan`, one optimizer step per mini-batch. A non-finite loss or gradient

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "model/train_state.h"
+#include "train/micro_batches.h"
 
 namespace r1::train {
 
@@ -23,23 +24,22 @@ RmStats rm_loss(model::Transformer& m, model::TrainState& state, const std::vect
   RmStats st;
   st.pairs = int64_t(pairs.size());
   const double inv = 1.0 / double(pairs.size());
-  for (size_t first = 0; first < pairs.size();) {
-    // A micro-batch holds whole pairs: a pair's loss needs both of its rewards.
-    size_t last = first;
-    int64_t tokens = 0;
+  // A micro-batch holds whole pairs (a pair's loss needs both of its rewards), token-balanced.
+  std::vector<int64_t> lengths;
+  for (const PreferencePair& p : pairs) lengths.push_back(int64_t(p.chosen.size() + p.rejected.size()));
+  for (const std::vector<size_t>& micro : balanced_micro_batches(lengths, micro_batch_tokens)) {
     std::vector<std::vector<int32_t>> seqs;
-    while (last < pairs.size()) {
-      const int64_t n = int64_t(pairs[last].chosen.size() + pairs[last].rejected.size());
-      if (last > first && tokens + n > micro_batch_tokens) break;
-      seqs.push_back(pairs[last].chosen);
-      seqs.push_back(pairs[last].rejected);
-      tokens += n;
-      ++last;
+    for (size_t i : micro) {
+      seqs.push_back(pairs[i].chosen);
+      seqs.push_back(pairs[i].rejected);
     }
     const model::Batch b = model::pack_sequences(seqs);
-    const std::vector<float> score = state.score_forward(m, b);
+    const std::vector<float> score =
+        state.score_forward(m, b, backward ? model::Backward::Follows : model::Backward::None);
+    st.micro_batches += 1;
+    st.checkpointed += state.checkpointed() ? 1 : 0;
     std::vector<float> dscore(backward ? score.size() : 0, 0.0f);
-    for (size_t k = 0; k < last - first; ++k) {
+    for (size_t k = 0; k < micro.size(); ++k) {
       const int32_t end_chosen = b.cu_seqlens[2 * k + 1] - 1, end_rejected = b.cu_seqlens[2 * k + 2] - 1;
       const double margin = double(score[size_t(end_chosen)]) - double(score[size_t(end_rejected)]);
       st.loss += bradley_terry_loss(margin) * inv;
@@ -51,9 +51,8 @@ RmStats rm_loss(model::Transformer& m, model::TrainState& state, const std::vect
         dscore[size_t(end_rejected)] = -g;
       }
     }
-    st.tokens += tokens;
+    st.tokens += b.tokens();
     if (backward) state.score_backward(m, dscore);
-    first = last;
   }
   return st;
 }

@@ -22,6 +22,7 @@ struct RmStats {
   double accuracy = 0;  // share of pairs with r_chosen > r_rejected
   double margin = 0;    // mean r_chosen − r_rejected
   int64_t pairs = 0, tokens = 0;
+  int64_t micro_batches = 0, checkpointed = 0;  // forwards, and those that checkpointed
 };
 
 struct RmStepResult : RmStats {
@@ -33,7 +34,8 @@ struct RmStepResult : RmStats {
 double bradley_terry_loss(double margin);
 
 // The loss over `pairs` and, with `backward`, its gradient accumulated into m.grads() (the caller
-// zeroes them). Pairs are packed into forward passes of at most micro_batch_tokens (at least one pair).
+// zeroes them). Pairs are packed into token-balanced forward passes of at most micro_batch_tokens
+// (train/micro_batches.h; a longer pair alone). Without `backward` the forwards save nothing.
 RmStats rm_loss(model::Transformer& m, model::TrainState& state, const std::vector<PreferencePair>& pairs,
                 int64_t micro_batch_tokens, bool backward);
 

@@ -49,6 +49,7 @@ nlohmann::json rm_recipe_defaults() {
         {"weight_decay", 0.0},
         {"seed", 1},
         {"micro_batch_tokens", 8192},
+        {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"eval_every", 0}}},  // steps between held-out evaluations (0: at the end only)
       {"run", run::run_section("rm", {{"save_every", 50}, {"keep_last", 2}})},
   };
@@ -74,7 +75,7 @@ std::vector<PreferencePair> load_pairs(const std::string& path, const std::strin
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a parse error, or out_of_range for a number like 1e999
       fail("{}: invalid JSON: {}", where, e.what());
     }
     R1_CHECK(j.is_object(), "{}: expected a JSON object {{\"prompt\", \"chosen\", \"rejected\"}}", where);
@@ -227,6 +228,8 @@ std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
   check_fits(eval, m->config(), "data.eval_path");
   optim::DataParallel opt(*m, optim::AdamWConfig{0.9f, 0.999f, 1e-8f, float(r.get<double>("train.weight_decay"))});
   model::TrainState state;
+  state.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
+                                                   "recipe key 'train.activation_checkpointing'");
 
   run::RunDir run(run::run_path(r));
   int64_t start = 0;
@@ -256,7 +259,10 @@ std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
     const RmStepResult res = rm_step(*m, state, opt, batch, lr, max_grad_norm, micro_batch_tokens);
     run::Scalars row = {{"loss", res.loss},           {"accuracy", res.accuracy},
                    {"margin", res.margin},       {"lr", lr},
-                   {"grad_norm", res.grad_norm}, {"tokens_per_s", double(res.tokens) / timer.seconds()}};
+                   {"grad_norm", res.grad_norm}, {"tokens_per_s", double(res.tokens) / timer.seconds()},
+                   {"micro_batches", double(res.micro_batches)},
+                   {"checkpointed_micro_batches", double(res.checkpointed)},
+                   {"memory/activations_mib", double(state.peak_bytes()) / double(1 << 20)}};
     summary["loss"] = res.loss;
     summary["accuracy"] = res.accuracy;
     if (!eval.empty() && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {

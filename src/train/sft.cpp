@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "dist/world.h"
 #include "model/train_state.h"
+#include "train/micro_batches.h"
 
 namespace r1::train {
 
@@ -27,32 +28,32 @@ int64_t checked_loss_tokens(const std::vector<SftSequence>& batch) {
   return tokens;
 }
 
-// One past the last sequence of the micro-batch that starts at `first`: consecutive sequences up to
-// `budget` tokens, and at least one however long.
-size_t micro_batch_end(const std::vector<SftSequence>& batch, size_t first, int64_t budget) {
-  size_t last = first;
-  for (int64_t tokens = 0; last < batch.size(); ++last) {
-    const int64_t n = int64_t(batch[last].tokens.size());
-    if (last > first && tokens + n > budget) break;
-    tokens += n;
-  }
-  return last;
+// The micro-batches of batch[begin, end): token-balanced (train/micro_batches.h), as indices into
+// `batch`, each ascending.
+std::vector<std::vector<size_t>> micro_batches(const std::vector<SftSequence>& batch, size_t begin, size_t end,
+                                               int64_t budget) {
+  std::vector<int64_t> lengths;
+  for (size_t i = begin; i < end; ++i) lengths.push_back(int64_t(batch[i].tokens.size()));
+  std::vector<std::vector<size_t>> groups = balanced_micro_batches(lengths, budget);
+  for (auto& g : groups)
+    for (size_t& i : g) i += begin;
+  return groups;
 }
 
-model::Batch pack(const std::vector<SftSequence>& batch, size_t first, size_t last) {
+model::Batch pack(const std::vector<SftSequence>& batch, const std::vector<size_t>& micro) {
   std::vector<std::vector<int32_t>> seqs;
-  for (size_t i = first; i < last; ++i) seqs.push_back(batch[i].tokens);
+  for (size_t i : micro) seqs.push_back(batch[i].tokens);
   return model::pack_sequences(seqs);
 }
 
-// Calls visit(row) for each loss token of batch[first, last) packed as `b`, in order: row t predicts
-// token t+1, so loss token k of a sequence is scored at its row k-1.
+// Calls visit(row) for each loss token of the sequences `micro` of `batch` packed as `b`, in order:
+// row t predicts token t+1, so loss token k of a sequence is scored at its row k-1.
 template <typename Visit>
-void for_each_loss_row(const std::vector<SftSequence>& batch, size_t first, size_t last,
+void for_each_loss_row(const std::vector<SftSequence>& batch, const std::vector<size_t>& micro,
                        const model::Batch& b, Visit visit) {
-  for (size_t i = first; i < last; ++i) {
-    const std::vector<uint8_t>& mask = batch[i].loss_mask;
-    const int64_t start = b.cu_seqlens[i - first];
+  for (size_t j = 0; j < micro.size(); ++j) {
+    const std::vector<uint8_t>& mask = batch[micro[j]].loss_mask;
+    const int64_t start = b.cu_seqlens[j];
     for (size_t k = 1; k < mask.size(); ++k)
       if (mask[k]) visit(size_t(start + int64_t(k) - 1));
   }
@@ -76,21 +77,22 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::D
   dist::Comm* ranks = opt.world_size() > 1 ? &dist::host_comm() : nullptr;
   const auto [begin, end] = share(batch.size(), ranks);
   m.zero_grads();
-  for (size_t first = begin; first < end;) {
-    const size_t last = std::min(end, micro_batch_end(batch, first, micro_batch_tokens));
-    model::Batch b = pack(batch, first, last);
+  const std::vector<std::vector<size_t>> micro = micro_batches(batch, begin, end, micro_batch_tokens);
+  for (size_t k = 0; k < micro.size(); ++k) {
+    model::Batch b = pack(batch, micro[k]);
     res.packed_tokens += b.tokens();
     state.forward(m, b);
+    res.micro_batches += 1;
+    res.checkpointed += state.checkpointed() ? 1 : 0;
     const std::vector<float> logp = state.logp_host();
     std::vector<float> dlogp(size_t(b.tokens()), 0.0f);
     // The mean over the whole batch's loss tokens, so every micro-batch's gradients add up to it.
-    for_each_loss_row(batch, first, last, b, [&](size_t row) {
+    for_each_loss_row(batch, micro[k], b, [&](size_t row) {
       res.loss -= logp[row];
       dlogp[row] = -1.0f / float(res.tokens);
     });
-    if (last == end) opt.arm(state);  // the step's last backward overlaps the gradient all-reduce
+    if (k + 1 == micro.size()) opt.arm(state);  // the step's last backward overlaps the gradient all-reduce
     state.backward(m, dlogp);
-    first = last;
   }
   if (ranks) {
     double sums[2] = {res.loss, double(res.packed_tokens)};
@@ -124,13 +126,11 @@ SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const st
   R1_CHECK(out.tokens > 0, "sft: no loss tokens to evaluate");
   if (ranks && ranks->size() == 1) ranks = nullptr;
   const auto [begin, end] = share(data.size(), ranks);
-  for (size_t first = begin; first < end;) {
-    const size_t last = std::min(end, micro_batch_end(data, first, micro_batch_tokens));
-    model::Batch b = pack(data, first, last);
-    state.forward(m, b);
+  for (const std::vector<size_t>& micro : micro_batches(data, begin, end, micro_batch_tokens)) {
+    model::Batch b = pack(data, micro);
+    state.forward(m, b, 1.0f, model::Backward::None);
     const std::vector<float> logp = state.logp_host();
-    for_each_loss_row(data, first, last, b, [&](size_t row) { out.loss -= logp[row]; });
-    first = last;
+    for_each_loss_row(data, micro, b, [&](size_t row) { out.loss -= logp[row]; });
   }
   if (ranks) out.loss = ranks->all_reduce_scalar(out.loss);
   out.loss /= double(out.tokens);

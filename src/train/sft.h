@@ -26,12 +26,14 @@ struct SftStepResult {
   double loss = 0;            // mean cross-entropy per loss token
   int64_t tokens = 0;         // loss tokens
   int64_t packed_tokens = 0;  // all tokens through the forward and backward
+  int64_t micro_batches = 0, checkpointed = 0;  // this rank's, and those whose forward checkpointed
   double grad_norm = 0;
   bool skipped = false;  // non-finite gradients: no update
 };
 
 // One optimizer step over `batch`: a loss token k of a sequence contributes -log p(token k) from
-// row k-1; micro-batches hold consecutive sequences up to micro_batch_tokens (at least one each).
+// row k-1; micro-batches are token-balanced within micro_batch_tokens (train/micro_batches.h; a
+// longer sequence alone).
 // Data-parallel: every rank passes the whole batch and trains on its contiguous share of it; the
 // loss, tokens and packed_tokens are the whole batch's.
 SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::DataParallel& opt,

@@ -55,6 +55,7 @@ nlohmann::json sft_recipe_defaults() {
         {"beta2", 0.999},
         {"seed", 1},
         {"eval_every", 0},  // eval_every 0: at the end only
+        {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"lora", run::lora_section()}}},
       {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
       {"parallel", run::parallel_section()},
@@ -193,6 +194,8 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   const optim::AdamWConfig adamw{float(r.get<double>("train.beta1")), float(r.get<double>("train.beta2")), 1e-8f,
                           float(r.get<double>("train.weight_decay"))};
   const uint64_t seed = uint64_t(r.get<int>("train.seed"));
+  const model::Checkpointing checkpointing = model::parse_checkpointing(
+      r.get<std::string>("train.activation_checkpointing"), "recipe key 'train.activation_checkpointing'");
   std::unique_ptr<model::Transformer> m = run::load_or_init_model(r, *codec, device, seed);
   optim::DataParallel opt(*m, adamw, run::parallel_config(r));
   R1_CHECK(batch_size % opt.world_size() == 0,
@@ -201,6 +204,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   dist::Comm* ranks = opt.world_size() > 1 ? &dist::host_comm() : nullptr;
   model::TrainState state;
   state.dropout_seed = seed;  // LoRA dropout masks: fixed by (seed, step, batch)
+  state.checkpointing = checkpointing;
   DataOrder order(n, batch_size, total, seed);
 
   run::RunDir run(run::run_path(r));
@@ -244,7 +248,10 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
                   {"grad_norm", res.grad_norm},
                   {"tokens", double(res.tokens)},
                   {"tokens_per_s", secs > 0 ? double(res.packed_tokens) / secs : 0.0},
-                  {"epoch", order.epoch_after(step)}};
+                  {"epoch", order.epoch_after(step)},
+                  {"micro_batches", double(res.micro_batches)},  // rank 0's
+                  {"checkpointed_micro_batches", double(res.checkpointed)},
+                  {"memory/activations_mib", double(state.peak_bytes()) / double(1 << 20)}};
     if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {
       prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens, ranks).loss;
       mt.push_back({"eval/loss", *prog.eval_loss});

@@ -22,14 +22,14 @@ inline void axpy(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// One query row (HD) over n keys (HD) and values (HDV): key j at kbase + j * kstride, value j at
-// vbase + j * vstride. Writes out (HDV) and returns the log-sum-exp of the scaled scores. s: scratch
-// of >= n floats.
-float attend_row(float* out, const float* qr, const float* kbase, const float* vbase, int64_t kstride,
-                 int64_t vstride, int64_t n, int64_t HD, int64_t HDV, float scale, float* s) {
+// One query row (HD) over n keys (HD) and values (HDV): key j at key(j), value j at value(j).
+// Writes out (HDV) and returns the log-sum-exp of the scaled scores. s: scratch of >= n floats.
+template <class KeyRow, class ValueRow>
+float attend_row(float* out, const float* qr, KeyRow key, ValueRow value, int64_t n, int64_t HD, int64_t HDV,
+                 float scale, float* s) {
   float m = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n; ++j) {
-    s[j] = scale * dot(qr, kbase + j * kstride, HD);
+    s[j] = scale * dot(qr, key(j), HD);
     m = std::max(m, s[j]);
   }
   float sum = 0.0f;
@@ -39,9 +39,24 @@ float attend_row(float* out, const float* qr, const float* kbase, const float* v
   }
   std::memset(out, 0, size_t(HDV) * sizeof(float));
   const float inv = 1.0f / sum;
-  for (int64_t j = 0; j < n; ++j) axpy(out, s[j] * inv, vbase + j * vstride, HDV);
+  for (int64_t j = 0; j < n; ++j) axpy(out, s[j] * inv, value(j), HDV);
   return m + std::log(sum);
 }
+
+// Rows base + j * stride: keys or values of one kv head in a packed batch.
+struct StridedRows {
+  const float* base;
+  int64_t stride;
+  const float* operator()(int64_t j) const { return base + j * stride; }
+};
+
+// Rows of one kv head of a sequence in the paged cache: row j in block blocks[j / BS].
+struct PagedRows {
+  const float* cache;  // + the head's offset in a row
+  const int32_t* blocks;
+  int64_t BS, stride;  // rows per block; elements per cache row
+  const float* operator()(int64_t j) const { return cache + (int64_t(blocks[j / BS]) * BS + j % BS) * stride; }
+};
 
 }  // namespace
 
@@ -61,8 +76,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 #pragma omp for schedule(dynamic, 8)
     for (int64_t th = 0; th < T * NH; ++th) {
       const int64_t t = th / NH, h = th % NH, g = h / group, s0 = start[size_t(t)];
-      lse[th] = attend_row(out + th * HDV, q + th * HD, k + s0 * kstride + g * HD, v + s0 * vstride + g * HDV,
-                           kstride, vstride, t - s0 + 1, HD, HDV, scale, s.data());
+      lse[th] = attend_row(out + th * HDV, q + th * HD, StridedRows{k + s0 * kstride + g * HD, kstride},
+                           StridedRows{v + s0 * vstride + g * HDV, vstride}, t - s0 + 1, HD, HDV, scale, s.data());
     }
   }
 }
@@ -111,32 +126,33 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* slots,
-                    const int32_t* pos, int64_t T, int64_t L, int64_t NKV, int64_t HD) {
-  const int64_t row = NKV * HD;
-#pragma omp parallel for schedule(static) if (T * row >= kParallelMin)
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
+                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
+                    int64_t HD, int64_t HDV) {
+  const int64_t krow = NKV * HD, vrow = NKV * HDV;
+#pragma omp parallel for schedule(static) if (T * (krow + vrow) >= kParallelMin)
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t dst = (int64_t(slots[t]) * L + pos[t]) * row;
-    std::memcpy(k_cache + dst, k + t * row, size_t(row) * sizeof(float));
-    std::memcpy(v_cache + dst, v + t * row, size_t(row) * sizeof(float));
+    const int64_t j = pos[t], r = int64_t(block_table[int64_t(slots[t]) * MB + j / BS]) * BS + j % BS;
+    std::memcpy(k_cache + r * krow, k + t * krow, size_t(krow) * sizeof(float));
+    std::memcpy(v_cache + r * vrow, v + t * vrow, size_t(vrow) * sizeof(float));
   }
 }
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH,
-                      int64_t NKV, int64_t HD, float scale) {
+                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS,
+                      int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
   int64_t maxlen = 0;
   for (int64_t t = 0; t < T; ++t) maxlen = std::max<int64_t>(maxlen, int64_t(pos[t]) + 1);
-  const int64_t group = NH / NKV, stride = NKV * HD;
-#pragma omp parallel if (T * maxlen * NH * HD >= kParallelMin)
+  const int64_t group = NH / NKV, kstride = NKV * HD, vstride = NKV * HDV;
+#pragma omp parallel if (T * maxlen * NH * (HD + HDV) / 2 >= kParallelMin)
   {
     std::vector<float> s(static_cast<size_t>(std::max<int64_t>(maxlen, 1)));
 #pragma omp for schedule(dynamic, 8)
     for (int64_t th = 0; th < T * NH; ++th) {
       const int64_t t = th / NH, h = th % NH, g = h / group;
-      const int64_t kv0 = int64_t(slots[t]) * L * stride + g * HD;
-      attend_row(out + th * HD, q + th * HD, k_cache + kv0, v_cache + kv0, stride, stride, int64_t(pos[t]) + 1, HD,
-                 HD, scale, s.data());
+      const int32_t* blocks = block_table + int64_t(slots[t]) * MB;
+      attend_row(out + th * HDV, q + th * HD, PagedRows{k_cache + g * HD, blocks, BS, kstride},
+                 PagedRows{v_cache + g * HDV, blocks, BS, vstride}, int64_t(pos[t]) + 1, HD, HDV, scale, s.data());
     }
   }
 }

@@ -1,6 +1,12 @@
-// Attention of new tokens over the KV cache (decode steps, prefill chunks), flash-decoding style.
-// Memory-bound: each K/V row a token reaches is read once for all the query heads of its kv head
-// (grouped-query attention); math in fp32, softmax in base 2.
+// Attention of new tokens over the paged KV cache (decode steps, prefill chunks), flash-decoding
+// style. Memory-bound: each K/V row a token reaches is read once for all the query heads of its kv
+// head (grouped-query attention); math in fp32, softmax in base 2.
+//
+// - The cache is a pool of blocks of BS rows; a sequence's row j is row j % BS of block
+//   block_table[slot, j / BS]. Each tile of keys starts by looking up the physical rows of its keys
+//   once (into shared memory, double-buffered so the previous tile's P.V may still read its own);
+//   every K and V load then goes through that list. Keys (HD) and values (HDv) keep their own head
+//   dims (MLA).
 //
 // - One block (128 threads) per (token, kv head, head group, split). A head group is up to 8 query
 //   heads of one kv head (G > 8: several groups read the same rows, the later ones mostly from L2).
@@ -39,14 +45,14 @@ constexpr int kLanesPerKey = 4;                     // lanes sharing a key row i
 constexpr int kKeyGroups = kBlock / kLanesPerKey;   // key rows scored at once
 constexpr int kRows = 4;                            // key rows per lane at once (K loads in flight)
 constexpr int kVBatch = 16;                         // V loads in flight per thread
-constexpr int kRed = kBlock * 2;                    // the P.V shares of one head: KS * HD floats
+constexpr int kRed = kBlock * 2;                    // the P.V shares of one head: KS * HDv floats
 constexpr int kMaxSplits = 64;
 constexpr int kBlocksPerSm = 4;                     // split until the grid has this many blocks per SM
 constexpr int kMergeRows = kBlock / 32;             // merge: one warp per (token, head) row
 constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kTile % (kKeyGroups * kRows) == 0 && kTile % 32 == 0, "tile rows");
-// P.V owns VV <= 2 dims per thread (scalar rows: up to 2 chunks of 1), so KS * HD <= kRed.
+// P.V owns VV <= 2 dims per thread (scalar rows: up to 2 chunks of 1), so KS * HDv <= kRed.
 static_assert(kMaxHeadDim <= 2 * kBlock && kMaxHeadDim <= kRed, "P.V shares");
 
 // V floats of shared memory (16-byte aligned when V % 4 == 0).
@@ -102,16 +108,22 @@ __device__ __forceinline__ void quad_reduce(float (&s)[GP], int r) {
   butterfly<GP, (GP >= 2 ? GP / 2 : 1)>(s, 1, (r & 1) != 0);
 }
 
+// The paged cache's geometry, as the kernel reads it.
+struct Pages {
+  const int32_t* __restrict__ table;  // (slots, MB)
+  int BS, MB;
+};
+
 // T: float or __nv_bfloat16. GP: query heads per block (1, 2, 4, 8; heads past the group's end
 // compute on q = 0 and are dropped). VK: elements per K load (16 bytes; 1 when the rows are not
 // 16-byte aligned). part: the split partials (null: one split, out written directly): o at
-// ((split * T + t) * NH + h) * HD, then lse (base 2) at S * T * NH * HD + (split * T + t) * NH + h.
+// ((split * T + t) * NH + h) * HDv, then lse (base 2) at S * T * NH * HDv + (split * T + t) * NH + h.
 template <typename T, int GP, int VK>
 __global__ void __launch_bounds__(kBlock, kBlocksPerSm)
 decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* __restrict__ q,
-                        const T* __restrict__ k_cache, const T* __restrict__ v_cache,
-                        const int32_t* __restrict__ slots, const int32_t* __restrict__ pos, int64_t T_, int64_t L,
-                        int NH, int NKV, int HD, int HG, int S, float qscale) {
+                        const T* __restrict__ k_cache, const T* __restrict__ v_cache, Pages pages,
+                        const int32_t* __restrict__ slots, const int32_t* __restrict__ pos, int64_t T_, int NH,
+                        int NKV, int HD, int HDv, int HG, int S, float qscale) {
   constexpr int VV = VK == 1 ? 1 : 2;    // elements per V load
   constexpr int CPT = VK == 1 ? 2 : 1;   // V chunks per thread (scalar rows: up to 2 * kBlock dims)
   constexpr int kHeadsPerWarp = (GP + kWarps - 1) / kWarps;
@@ -120,6 +132,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
   __shared__ __align__(16) float pk_s[kTile * GP];   // probabilities, key-major (vector reads in P.V)
   __shared__ float red[kRed];
   __shared__ float corr_s[GP], m_s[GP], l_s[GP];
+  __shared__ int64_t koff_s[2][kTile], voff_s[2][kTile];  // where the tile's key and value rows start
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int64_t b = blockIdx.x;
@@ -135,15 +148,13 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
   const int64_t len = int64_t(pos[t]) + 1;
   const int64_t chunk = ((len + S - 1) / S + kTile - 1) / kTile * kTile;
   const int64_t k0 = split * chunk, k1 = k0 + chunk < len ? k0 + chunk : len;
-  float* lse_out = part ? part + int64_t(S) * T_ * NH * HD : nullptr;
+  float* lse_out = part ? part + int64_t(S) * T_ * NH * HDv : nullptr;
   const int64_t prow = (int64_t(split) * T_ + t) * NH + h0;  // partial row of head h0
   if (k0 >= len) {  // the merge skips this split (block-uniform: before any barrier)
     if (part && tid < gn) lse_out[prow + tid] = -INFINITY;
     return;
   }
 
-  const int64_t rstride = int64_t(NKV) * HD;  // between consecutive rows of a slot
-  const int64_t base = int64_t(slots[t]) * L * rstride + int64_t(kvh) * HD;
   const T* qt = q + (t * NH + h0) * HD;
   for (int i = tid; i < GP * HD; i += kBlock) {
     const int g = i / HD, d = i - g * HD;
@@ -164,7 +175,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
 #pragma unroll
       for (int v = 0; v < VV; ++v) acc[cc][g][v] = 0.0f;
 
-  const int NCK = HD / VK, NCV = HD / VV;
+  const int NCK = HD / VK, NCV = HDv / VV;
   // P.V: thread = (key share vs of KS, chunk vc; chunk vc + kBlock too when NCV > kBlock).
   const int KS = max(1, kBlock / NCV), vs = tid / NCV, vc = tid - vs * NCV;
   const bool vactive = vs < KS;
@@ -175,8 +186,17 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
 
   for (int64_t kb = k0; kb < k1; kb += kTile) {
     const int n = k1 - kb < kTile ? int(k1 - kb) : kTile;
-    const T* ktile = k_cache + base + kb * rstride;
-    const T* vtile = v_cache + base + kb * rstride;
+    const int buf = int(kb / kTile) & 1;  // kb is a multiple of kTile: consecutive tiles alternate
+    for (int j = tid; j < kTile; j += kBlock) {
+      const int64_t key = kb + j;
+      // Physical row r of the cache; kv head kvh of it starts at element (r * NKV + kvh) * HD.
+      const int64_t r = j < n ? int64_t(pages.table[int64_t(slots[t]) * pages.MB + key / pages.BS]) * pages.BS +
+                                    key % pages.BS
+                              : 0;
+      koff_s[buf][j] = (r * NKV + kvh) * HD;
+      voff_s[buf][j] = (r * NKV + kvh) * HDv;
+    }
+    __syncthreads();
 
     // Scores. Each lane takes kRows rows at once, so one q load from shared memory feeds kRows FMAs.
 #pragma unroll 1
@@ -193,7 +213,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
         for (int i = 0; i < kRows; ++i) {
           const int j = j0 + i * kKeyGroups;
           if (j < n) {
-            load_vec<VK>(kx[i], ktile + j * rstride + c * VK);
+            load_vec<VK>(kx[i], k_cache + koff_s[buf][j] + c * VK);
           } else {
 #pragma unroll
             for (int v = 0; v < VK; ++v) kx[i][v] = 0.0f;
@@ -268,7 +288,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
           for (int cc = 0; cc < CPT; ++cc) {
             const int c = vc + cc * kBlock;
             if (j < n && c < NCV) {
-              load_vec<VV>(vx[u][cc], vtile + j * rstride + c * VV);
+              load_vec<VV>(vx[u][cc], v_cache + voff_s[buf][j] + c * VV);
             } else {
 #pragma unroll
               for (int v = 0; v < VV; ++v) vx[u][cc][v] = 0.0f;
@@ -291,8 +311,9 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
         }
       }
     }
-    // No barrier here: the next tile writes p_s (last read before the barrier above) and writes
-    // pk_s and corr_s only after its first barrier, which every thread reaches after this P.V.
+    // No barrier here: the next tile writes the other koff_s/voff_s buffer, p_s (last read before the
+    // barrier above), and pk_s and corr_s only after its barriers, which every thread reaches after
+    // this P.V.
   }
 
 #pragma unroll
@@ -315,19 +336,19 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
           const int c = vc + cc * kBlock;
           if (c < NCV) {
 #pragma unroll
-            for (int v = 0; v < VV; ++v) red[vs * HD + c * VV + v] = acc[cc][g][v];
+            for (int v = 0; v < VV; ++v) red[vs * HDv + c * VV + v] = acc[cc][g][v];
           }
         }
       }
       __syncthreads();
       const float inv = 1.0f / l_s[g];
-      for (int d = tid; d < HD; d += kBlock) {
+      for (int d = tid; d < HDv; d += kBlock) {
         float o = 0.0f;
-        for (int x = 0; x < KS; ++x) o += red[x * HD + d];
+        for (int x = 0; x < KS; ++x) o += red[x * HDv + d];
         if (part) {
-          part[(prow + g) * HD + d] = o * inv;
+          part[(prow + g) * HDv + d] = o * inv;
         } else {
-          out[(t * NH + h0 + g) * HD + d] = from_f32<T>(o * inv);
+          out[(t * NH + h0 + g) * HDv + d] = from_f32<T>(o * inv);
         }
       }
       __syncthreads();
@@ -339,12 +360,12 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
 // out row (token, head) = sum over splits of 2^lse_s o_s / sum of 2^lse_s, one warp per row.
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t rows, int HD, int S) {
+decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t rows, int HDv, int S) {
   __shared__ float w_s[kMergeRows][kMaxSplits];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row = int64_t(blockIdx.x) * kMergeRows + warp;
   if (row >= rows) return;  // warp-uniform; no block barriers below
-  const float* lse = part + int64_t(S) * rows * HD;
+  const float* lse = part + int64_t(S) * rows * HDv;
   float M = -INFINITY;
   for (int s = lane; s < S; s += 32) M = fmaxf(M, lse[s * rows + row]);
   M = warp_reduce(M, MaxOp{});
@@ -358,13 +379,13 @@ decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t
   den = warp_reduce(den, SumOp{});
   __syncwarp();
   const float inv = 1.0f / den;
-  for (int d = lane; d < HD; d += 32) {
+  for (int d = lane; d < HDv; d += 32) {
     float o = 0.0f;
     for (int s = 0; s < S; ++s) {
       const float w = w_s[warp][s];
-      if (w > 0.0f) o += w * part[(s * rows + row) * HD + d];
+      if (w > 0.0f) o += w * part[(s * rows + row) * HDv + d];
     }
-    out[row * HD + d] = from_f32<T>(o * inv);
+    out[row * HDv + d] = from_f32<T>(o * inv);
   }
 }
 
@@ -380,69 +401,72 @@ int heads_per_block(int64_t G) { return G >= 5 ? 8 : G >= 3 ? 4 : int(G); }
 
 template <typename T, int GP>
 void launch(bool vec, unsigned grid, T* out, float* part, const T* q, const T* k_cache, const T* v_cache,
-            const int32_t* slots, const int32_t* pos, int64_t T_, int64_t L, int NH, int NKV, int HD, int HG, int S,
-            float qscale) {
+            Pages pages, const int32_t* slots, const int32_t* pos, int64_t T_, int NH, int NKV, int HD, int HDv,
+            int HG, int S, float qscale) {
   cudaStream_t st = context().stream;
   if (vec) {
-    decode_attention_kernel<T, GP, kVec<T>><<<grid, kBlock, 0, st>>>(out, part, q, k_cache, v_cache, slots, pos, T_,
-                                                                      L, NH, NKV, HD, HG, S, qscale);
+    decode_attention_kernel<T, GP, kVec<T>><<<grid, kBlock, 0, st>>>(out, part, q, k_cache, v_cache, pages, slots,
+                                                                      pos, T_, NH, NKV, HD, HDv, HG, S, qscale);
   } else {
-    decode_attention_kernel<T, GP, 1><<<grid, kBlock, 0, st>>>(out, part, q, k_cache, v_cache, slots, pos, T_, L, NH,
-                                                               NKV, HD, HG, S, qscale);
+    decode_attention_kernel<T, GP, 1><<<grid, kBlock, 0, st>>>(out, part, q, k_cache, v_cache, pages, slots, pos, T_,
+                                                               NH, NKV, HD, HDv, HG, S, qscale);
   }
   CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
-void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, const int32_t* slots,
-                        const int32_t* pos, int64_t T_, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale,
+void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, const PagedCache& pc,
+                        const int32_t* slots, const int32_t* pos, int64_t T_, int64_t NH, float scale,
                         float* workspace, int64_t workspace_floats) {
   if (T_ == 0 || NH == 0) return;
-  if (HD > kMaxHeadDim) throw_error("CUDA attention_cached: head dim HD > 256 is not supported");
+  const int64_t NKV = pc.NKV, HD = pc.HD, HDv = pc.HDV, L = pc.MB * pc.BS;
+  if (HD > kMaxHeadDim || HDv > kMaxHeadDim)
+    throw_error("CUDA attention_cached: head dims HD, HDv > 256 are not supported");
   const int64_t G = NH / NKV;
   const int GP = heads_per_block(G);
-  const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG, per_split = T_ * NH * (HD + 1);
+  const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG, per_split = T_ * NH * (HDv + 1);
   int64_t S = splits_for(blocks, L);
   if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
   float* part = S > 1 ? workspace : nullptr;
   S = std::max<int64_t>(S, 1);
-  // 16-byte K loads when every row start is 16-byte aligned (row offsets are multiples of HD).
-  const bool vec = HD % kVec<T> == 0 && aligned16(k_cache) && aligned16(v_cache);
+  // Vector loads when every row start is 16-byte aligned (row offsets are multiples of HD and HDv).
+  const bool vec = HD % kVec<T> == 0 && HDv % kVec<T> == 0 && aligned16(k_cache) && aligned16(v_cache);
   const unsigned grid = unsigned(blocks * S);
   const float qs = scale * kLog2e;
-  const int nh = int(NH), nkv = int(NKV), hd = int(HD), hg = int(HG), s = int(S);
+  const Pages pages{pc.block_table, int(pc.BS), int(pc.MB)};
+  const int nh = int(NH), nkv = int(NKV), hd = int(HD), hdv = int(HDv), hg = int(HG), s = int(S);
   switch (GP) {
-    case 1: launch<T, 1>(vec, grid, out, part, q, k_cache, v_cache, slots, pos, T_, L, nh, nkv, hd, hg, s, qs); break;
-    case 2: launch<T, 2>(vec, grid, out, part, q, k_cache, v_cache, slots, pos, T_, L, nh, nkv, hd, hg, s, qs); break;
-    case 4: launch<T, 4>(vec, grid, out, part, q, k_cache, v_cache, slots, pos, T_, L, nh, nkv, hd, hg, s, qs); break;
-    default: launch<T, 8>(vec, grid, out, part, q, k_cache, v_cache, slots, pos, T_, L, nh, nkv, hd, hg, s, qs);
+    case 1: launch<T, 1>(vec, grid, out, part, q, k_cache, v_cache, pages, slots, pos, T_, nh, nkv, hd, hdv, hg, s, qs); break;
+    case 2: launch<T, 2>(vec, grid, out, part, q, k_cache, v_cache, pages, slots, pos, T_, nh, nkv, hd, hdv, hg, s, qs); break;
+    case 4: launch<T, 4>(vec, grid, out, part, q, k_cache, v_cache, pages, slots, pos, T_, nh, nkv, hd, hdv, hg, s, qs); break;
+    default: launch<T, 8>(vec, grid, out, part, q, k_cache, v_cache, pages, slots, pos, T_, nh, nkv, hd, hdv, hg, s, qs);
   }
   if (part) {
     const int64_t rows = T_ * NH;
     decode_merge_kernel<T><<<unsigned((rows + kMergeRows - 1) / kMergeRows), kBlock, 0, context().stream>>>(
-        out, part, rows, hd, s);
+        out, part, rows, hdv, s);
     CUDA_CHECK_LAUNCH();
   }
 }
 
 }  // namespace
 
-int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HD, int64_t L) {
+int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {
   if (T <= 0 || NH <= 0) return 0;
   const int64_t S = splits_for(T, L);  // the most any NKV gets: the grid has T * NKV * groups >= T blocks
-  return S > 1 ? S * T * NH * (HD + 1) : 0;
+  return S > 1 ? S * T * NH * (HDv + 1) : 0;
 }
 
-void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV,
-                      int64_t HD, float scale, float* workspace, int64_t workspace_floats) {
-  attention_cached_t(out, q, k_cache, v_cache, slots, pos, T, L, NH, NKV, HD, scale, workspace, workspace_floats);
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, const PagedCache& pc,
+                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale, float* workspace,
+                      int64_t workspace_floats) {
+  attention_cached_t(out, q, k_cache, v_cache, pc, slots, pos, T, NH, scale, workspace, workspace_floats);
 }
 
-void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const int32_t* slots,
-                      const int32_t* pos, int64_t T, int64_t L, int64_t NH, int64_t NKV, int64_t HD, float scale,
-                      float* workspace, int64_t workspace_floats) {
-  attention_cached_t(dp(out), dp(q), dp(k_cache), dp(v_cache), slots, pos, T, L, NH, NKV, HD, scale, workspace,
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const PagedCache& pc,
+                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale, float* workspace,
+                      int64_t workspace_floats) {
+  attention_cached_t(dp(out), dp(q), dp(k_cache), dp(v_cache), pc, slots, pos, T, NH, scale, workspace,
                      workspace_floats);
 }
 

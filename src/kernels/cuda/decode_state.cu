@@ -28,18 +28,18 @@ __device__ void append_token(const DecodeSlots& st, int32_t s, int32_t tok, floa
   }
 }
 
-__global__ void admit_kernel(DecodeSlots st, const int32_t* slot, const int32_t* flat, const int32_t* pos,
-                             const int32_t* limit, const uint64_t* stream, const int32_t* first_token,
-                             const float* first_logprob, int64_t n) {
+__global__ void start_kernel(DecodeSlots st, const int32_t* slot, const int32_t* token, const int32_t* pos,
+                             const int32_t* limit, const int32_t* step0, const uint64_t* stream, int64_t n) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const int32_t s = slot[i], f = flat[i];
+  const int32_t s = slot[i];
+  st.token[s] = token[i];
   st.pos[s] = pos[i];
   st.limit[s] = limit[i];
-  st.stream[s] = stream[f];
+  st.step0[s] = step0[i];
+  st.stream[s] = stream[i];
   st.count[s] = 0;
   st.finish[s] = kRunning;
-  append_token(st, s, first_token[f], first_logprob[f]);
 }
 
 __global__ void prepare_kernel(DecodeSlots st, const int32_t* row_slot, int64_t rows, int32_t spare_slot,
@@ -53,7 +53,7 @@ __global__ void prepare_kernel(DecodeSlots st, const int32_t* row_slot, int64_t 
   slots[r] = run ? s : spare_slot;
   pos[r] = run ? st.pos[s] : 0;
   stream[r] = st.stream[s];
-  step[r] = st.count[s];
+  step[r] = st.step0[s] + st.count[s];
   active[r] = run ? 1 : 0;
 }
 
@@ -70,12 +70,10 @@ __global__ void set_finish_kernel(DecodeSlots st, const int32_t* slot, int64_t n
 
 }  // namespace
 
-void decode_admit(const DecodeSlots& st, const int32_t* slot, const int32_t* flat, const int32_t* pos,
-                  const int32_t* limit, const uint64_t* stream, const int32_t* first_token,
-                  const float* first_logprob, int64_t n) {
+void decode_start(const DecodeSlots& st, const int32_t* slot, const int32_t* token, const int32_t* pos,
+                  const int32_t* limit, const int32_t* step0, const uint64_t* stream, int64_t n) {
   if (n == 0) return;
-  admit_kernel<<<row_blocks(n), kRowThreads, 0, context().stream>>>(st, slot, flat, pos, limit, stream, first_token,
-                                                                     first_logprob, n);
+  start_kernel<<<row_blocks(n), kRowThreads, 0, context().stream>>>(st, slot, token, pos, limit, step0, stream, n);
   CUDA_CHECK_LAUNCH();
 }
 

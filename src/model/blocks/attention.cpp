@@ -52,13 +52,13 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
   Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
   if (p.cache) {
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
-    ops::kv_cache_write(kc, vc, k, v, p.slots, p.pos);
+    ops::kv_cache_write(kc, vc, k, v, p.cache->table, p.slots, p.pos);
     // A fresh prefill attends within its own tokens: the packed (training) attention, the same
     // kernel the trainer's forward runs. Otherwise over the cache.
     if (!p.cu_seqlens.empty()) {
       ops::attention_forward(att, p.scratch(DType::F32, {T, NH}), q, k, v, p.cu_seqlens, scale);
     } else {
-      ops::attention_cached(att, q, kc, vc, p.slots, p.pos, scale, p.workspace);
+      ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
     }
   } else {
     lse = p.keep(DType::F32, {T, NH});

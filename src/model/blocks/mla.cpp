@@ -40,29 +40,17 @@ void rotate_columns(const Pass& p, Tensor x, int64_t col, int64_t DR, bool backw
   ops::copy_columns(x, col, part, 0, DR);
 }
 
-// x (N, W) zero-padded to (N, to) columns (x itself when W = to).
-Tensor widened(const Pass& p, const Tensor& x, int64_t to) {
-  if (x.shape[1] == to) return x;
-  Tensor w = p.zeros(p.cd, {x.shape[0], to});
-  ops::copy_columns(w, 0, x, 0, x.shape[1]);
-  return w;
-}
-
-// The attention over the KV cache (decoding): full keys and values, padded to the cache's head dim.
-void attend_cached(const Pass& p, int layer, const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v,
-                   Tensor att, float scale) {
+// The attention over the paged KV cache (decoding): full per-head keys and values, each with its
+// own head dim.
+void attend_cached(const Pass& p, int layer, const Tensor& q, const Tensor& k, const Tensor& v, Tensor att,
+                   float scale) {
   const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
-  const int64_t HC = kc.shape[3], N = d.T * d.NH;
-  const Tensor kw = widened(p, k.reshape({N, d.QK}), HC), vw = widened(p, v.reshape({N, d.DV}), HC);
-  ops::kv_cache_write(kc, vc, kw.reshape({d.T, d.NH, HC}), vw.reshape({d.T, d.NH, HC}), p.slots, p.pos);
+  ops::kv_cache_write(kc, vc, k, v, p.cache->table, p.slots, p.pos);
   if (!p.cu_seqlens.empty()) {  // a fresh prefill: the packed attention, as the trainer runs it
-    ops::attention_forward(att, p.scratch(DType::F32, {d.T, d.NH}), q, k, v, p.cu_seqlens, scale);
+    ops::attention_forward(att, p.scratch(DType::F32, {p.T, q.shape[1]}), q, k, v, p.cu_seqlens, scale);
     return;
   }
-  const Tensor qw = widened(p, q.reshape({N, d.QK}), HC);
-  Tensor out = p.scratch(p.cd, {d.T, d.NH, HC});
-  ops::attention_cached(out, qw.reshape({d.T, d.NH, HC}), kc, vc, p.slots, p.pos, scale, p.workspace);
-  ops::copy_columns(att.reshape({N, d.DV}), 0, out.reshape({N, HC}), 0, d.DV);
+  ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
 }
 
 }  // namespace
@@ -113,7 +101,7 @@ void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x,
   m.att = p.keep(p.cd, {T, d.NH, d.DV});
   const float scale = c.attention_scale();
   if (p.cache) {
-    attend_cached(p, layer, d, m.q, m.k, m.v, m.att, scale);
+    attend_cached(p, layer, m.q, m.k, m.v, m.att, scale);
   } else {
     m.lse = p.keep(DType::F32, {T, d.NH});
     ops::attention_forward(m.att, m.lse, m.q, m.k, m.v, p.cu_seqlens, scale);

@@ -5,8 +5,8 @@
 // Each head's q and k are [no-rope part (qk_nope_head_dim) | rope part (qk_rope_head_dim)]; the
 // rope part is rotated in the interleaved layout (rope_interleave) or rotate_half's, and scaled by
 // yarn's attention factor; values have v_head_dim. The softmax scale carries yarn's mscale.
-// Decoding keeps full per-head keys and values in the KV cache (NH heads of max(qk, v) dims, the
-// shorter one zero-padded); the compressed latent cache is CUDA work (issue 22).
+// Decoding keeps full per-head keys and values in the paged KV cache (NH heads of qk_head_dim and
+// of v_head_dim dims); the compressed latent cache is CUDA work (issue 22).
 #include <string>
 
 #include "model/blocks/linear.h"

@@ -6,6 +6,7 @@
 // DeepSeek-V3 adds shared experts that every token runs. The gradient reaches the router through
 // the chosen experts' weights.
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -45,8 +46,8 @@ void visit_moe(W& w, const ModelConfig& c, F&& f) {
 template <class W, class F>
 void visit_moe_linears(W& w, const ModelConfig& c, F&& f) {
   const int64_t C = c.hidden_size, E = c.moe.num_experts, I = c.moe.moe_intermediate_size;
-  w.experts.resize(size_t(E));
-  for (int64_t e = 0; e < E; ++e)
+  if constexpr (!std::is_const_v<W>) w.experts.resize(size_t(E));  // a fresh probe (lora_specs)
+  for (int64_t e = 0; e < int64_t(w.experts.size()); ++e)
     visit_swiglu_linears(w.experts[size_t(e)], "mlp.experts." + std::to_string(e) + ".", C, I, f);
   if (c.is_mla() && c.moe.n_shared_experts > 0)
     visit_swiglu_linears(w.shared, "mlp.shared_experts.", C, int64_t(c.moe.n_shared_experts) * I, f);

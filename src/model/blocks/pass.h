@@ -28,9 +28,10 @@ struct Pass {
   // instead of saved.
   bool recompute = false;
 
-  // Decoding: token t writes its keys and values to row pos[t] of slot slots[t] of the cache and
-  // attends over rows [0, pos[t]] of it (or, with cu_seqlens, within its own prompt: a fresh
-  // prefill runs the training attention). workspace: the decode attention's split scratch.
+  // Decoding: token t writes its keys and values to row pos[t] of sequence slots[t] of the paged
+  // cache (a row of its block table) and attends over rows [0, pos[t]] of it (or, with cu_seqlens,
+  // within its own prompt: a fresh prefill runs the training attention). workspace: the decode
+  // attention's split scratch.
   KVCache* cache = nullptr;
   Tensor slots, workspace;
 
