@@ -10,6 +10,10 @@
 #                            # peer in the same run; files under $OUT; summary table last.
 #     R1_GPU_BENCH=train (default): train step, 0.5B and 1.5B, and GRPO-step memory
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
+#     R1_GPU_BENCH=paged: the paged KV cache (r1 only): tokens/s, sequences in flight, KV blocks and
+#                         preemptions at 64 and 256 prompts x 1024 (0.5B, 1.5B), then 256 x 8k
+#                         responses (0.5B) with the pool from free memory and with a pool of half
+#                         the batch's need (preemption)
 #     R1_GPU_BENCH=grpo: one whole GRPO step (0.5B, 64 x 8, 1024 new tokens), and the KV cache of
 #                        512 x 2k tokens (1.5B) beside the training state
 #     R1_GPU_BENCH=dist: data parallel over all GPUs (kind nvidia-h200-x2): NCCL collectives, GRPO
@@ -239,6 +243,24 @@ PY
         timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
           --prompt-len 128 --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
       done
+    done
+  fi
+  if [[ $which == paged ]]; then
+    local prompts
+    for shape in 0.5b 1.5b; do
+      for prompts in 64 256; do
+        echo "== paged generate $shape, $prompts x (128 + 1024): r1" | tee -a "$out/bench.log"
+        timeout "$(left 60)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
+          --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+      done
+    done
+    # 8k responses: 256 sequences of 128 + 8192 tokens need 256 x 8320 = 2.1M cached tokens; the
+    # second run gets half of that (1.06M tokens) and must preempt.
+    local kv
+    for kv in 0 1064960; do
+      echo "== paged generate 0.5b, 256 x (128 + 8192), kv tokens ${kv/#0/free memory x 0.9}: r1" | tee -a "$out/bench.log"
+      timeout "$(left 200)" .gpu/bench/bench_rollout_gpu --shape 0.5b --prompts 256 --prompt-len 128 --new 8192 \
+        --kv-tokens "$kv" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
     done
   fi
   if [[ $which == tools ]]; then

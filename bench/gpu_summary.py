@@ -84,6 +84,16 @@ def rollout_bench(rows):
                   f"{100 * r['roofline_frac']:5.0f}%")
         print("step ms = mean decode step (graph replay, sampling and stops included); roofline = (matmul weights +\n"
               "each sequence's cached keys/values, bf16) / measured copy bandwidth; of it = roofline / step")
+        paged = [r for r in r1 if "kv_blocks" in r and "tok_s" in r]
+        if paged:
+            print(f"{'paged KV cache':22s} {'pool MiB':>9s} {'blocks':>8s} {'peak':>8s} {'in flight':>9s} "
+                  f"{'preempt':>8s} {'recomputed':>10s}")
+            for r in paged:
+                name = f"{r['shape']} {r['prompts']}x({r['prompt_len']}+{r['new_tokens']})"
+                print(f"{name:22s} {r['kv_cache_mib']:9.0f} {r['kv_blocks']:8d} {r['kv_blocks_peak']:8d} "
+                      f"{r['concurrency']:9.1f} {r['preemptions']:8d} {r['recomputed_tokens']:10d}")
+            print("blocks of kv_block_size tokens; in flight = mean sequences per decode step; recomputed = tokens\n"
+                  "prefilled again for preempted sequences")
     for r in rows:
         if r.get("bench") == "r1-rollout" and r.get("training_state"):
             print(f"KV cache {r['prompts']} x {r['context']} ({r['shape']}, {r['kv_cache_mib']:.0f} MiB) beside the "

@@ -43,7 +43,7 @@ struct Shape {
   int64_t N = 0, C = 0, V = 0, T = 0, IC = 0, OC = 0, H = 0, I = 0;  // I: MLP width (swiglu)
   std::vector<int> lens;                     // attention: sequence lengths (cu_seqlens)
   int64_t NH = 0, NKV = 0, HD = 0, HDv = 0;  // HDv: value head dim (0: = HD)
-  int64_t S = 0, L = 0, rows = 0;            // KV cache sequences and length; tokens per sequence (cached attention)
+  int64_t S = 0, L = 0, rows = 0;            // KV cache sequences, rows each; tokens per sequence
   int64_t BS = 0;                            // KV cache block size (0: 16)
   int64_t chunk = 0;                         // log-probs vocabulary chunk
   int64_t maxpos = 0, steps = 0;             // RoPE positions in [0, maxpos); AdamW steps

@@ -14,6 +14,8 @@
 #include "require_gpu.h"
 #include "base/bf16.h"
 #include "base/rng.h"
+#include "device/cuda_device.h"
+#include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "model/train_state.h"
 #include "rollout/engine.h"
@@ -172,6 +174,32 @@ TEST(CudaRollout, PreemptionEqualsCpu) {
     EXPECT_LE(eg.stats().kv_blocks_peak, 12);
     EXPECT_EQ(ec.stats().preemptions, 0);
   }
+}
+
+// The KV cache pool's memory goes back to the device between generate calls (the training step's,
+// in GRPO) and comes back at the same address: the captured decode steps replay as they were and
+// the completions are the same.
+TEST(CudaRollout, KvPoolGivenBackBetweenCallsKeepsTheGraphs) {
+  REQUIRE_GPU();
+  model::ModelConfig c = model::preset_config("10m", "qwen2");
+  model::Transformer m(c, Device::CUDA);
+  m.init_random(12, 0.05f);
+  const auto reqs = random_requests(8, 4, c.vocab_size, 9);
+  rollout::GenerateParams gp;
+  gp.sampling = {1.0f, 1.0f, 0, 3};
+  gp.max_new_tokens = 64;
+  rollout::Engine e(m, {32, 128, 4096});
+  const auto first = e.generate(reqs, gp);
+  const int64_t captures = e.stats().graph_captures;
+  const size_t free_before = cuda::memory_info().free;
+  e.release_kv_memory();
+  const size_t pool = size_t(e.stats().kv_blocks * e.stats().kv_block_size) *
+                      size_t(model::kv_bytes_per_token(c, DType::BF16));
+  EXPECT_GE(cuda::memory_info().free, free_before + pool * 9 / 10) << "pool " << pool << " bytes";
+  const auto again = e.generate(reqs, gp);
+  EXPECT_EQ(e.stats().graph_captures, captures);  // the same graphs, replayed over the same addresses
+  ASSERT_EQ(first.size(), again.size());
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(first[i].tokens, again[i].tokens) << "completion " << i;
 }
 
 // Rollout log-probs against the trainer's log-probs of the same completions, both bf16 on the GPU

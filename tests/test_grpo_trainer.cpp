@@ -232,7 +232,7 @@ TEST(GrpoTrainer, OneEngineForTheRunAndItsKvCacheInTheMetrics) {
   EXPECT_GT(tight.preemptions, 0);
   EXPECT_GT(roomy.concurrency, tight.concurrency);
   EXPECT_EQ(roomy.reward_mean, tight.reward_mean);  // the same completions
-  EXPECT_NEAR(roomy.loss, tight.loss, 1e-5);  // old log-probs of a recomputed prefix: float rounding
+  EXPECT_NEAR(roomy.loss, tight.loss, 1e-5);        // old log-probs of a recomputed prefix: float rounding
   const run::Scalars metrics = train::step_metrics(tight);
   auto value = [&](const std::string& name) {
     for (const auto& [k, v] : metrics)

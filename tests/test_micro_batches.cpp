@@ -13,6 +13,7 @@
 #include "grpo_test_util.h"
 #include "model/activation_memory.h"
 #include "tensor/device_memory.h"
+#include "train/grpo_offpolicy.h"
 #include "train/micro_batches.h"
 #include "train/rm.h"
 #include "train/sft.h"
@@ -154,7 +155,7 @@ TEST(GrpoMicroBatches, LongSequenceTrainsAloneCheckpointedWithTheSameGradient) {
   EXPECT_LT(rel_l2(split, one), 1e-5);  // the same sum in another order
 }
 
-// The reference log-probs and the SFT evaluation loss save nothing, even through a trainable
+// The reference log-probs, the trainer's pi_old and the SFT evaluation loss save nothing, even through a trainable
 // policy (a LoRA policy is its own reference, the adapters off): their state's arena holds one
 // layer's memory, and no backward can follow.
 TEST(GrpoMicroBatches, ReferenceAndEvaluationPassesSaveNothing) {
@@ -172,6 +173,10 @@ TEST(GrpoMicroBatches, ReferenceAndEvaluationPassesSaveNothing) {
   EXPECT_LE(ref.activation_bytes(), size_t(2 * T * C * 4 + 16 * 256));  // the stream and lnf, rows
   EXPECT_GT(train.activation_bytes(), 3 * ref.activation_bytes());
   EXPECT_THROW(ref.backward(m, std::vector<float>(size_t(T), 0.0f)), Error);
+  model::TrainState old;  // pi_old by the trainer (grpo.old_logprobs: trainer)
+  trainer_old_logprobs(m, old, plan, 1.0f);
+  EXPECT_LE(old.activation_bytes(), size_t(2 * T * C * 4 + 16 * 256));
+  EXPECT_THROW(old.backward(m, std::vector<float>(size_t(T), 0.0f)), Error);
 
   std::vector<data::SftSequence> rows_sft;
   for (const MicroBatch& mb : plan[0].micro)

@@ -141,7 +141,8 @@ TEST(ModelDevice, KVCacheCopyBlock) {
   const int64_t block = 3 * c.num_key_value_heads * c.head_dim;
   for (int l = 0; l < c.num_hidden_layers; ++l)
     for (Tensor* t : {&cache.k_t[size_t(l)], &cache.v_t[size_t(l)]})
-      for (int64_t i = 0; i < 4 * block; ++i) t->f32()[i] = float(1000 * l + i) * (t == &cache.k_t[size_t(l)] ? 1 : -1);
+      for (int64_t i = 0; i < 4 * block; ++i)
+        t->f32()[i] = float(1000 * l + i) * (t == &cache.k_t[size_t(l)] ? 1 : -1);
   cache.copy_block(2, 0);
   for (int l = 0; l < c.num_hidden_layers; ++l)
     for (Tensor* t : {&cache.k_t[size_t(l)], &cache.v_t[size_t(l)]}) {

@@ -277,8 +277,8 @@ void run_attention_cached(Run& c) {
   const int64_t ws = c.s.workspace ? ops::attention_cached_workspace(T, NH, HDv, pg.MB * pg.BS) : 0;
   const Tensor tws = ws > 0 ? c.nan({ws}, DType::F32) : Tensor();
   const float scale = 1.0f / std::sqrt(float(HD));
-  ops::attention_cached(out, tq, tkc, tvc, c.ints(pg.table, {S, pg.MB}), c.ints(slots, {T}), c.ints(pos, {T}), scale,
-                        tws);
+  ops::attention_cached(out, tq, tkc, tvc, c.ints(pg.table, {S, pg.MB}), c.ints(slots, {T}), c.ints(pos, {T}),
+                        scale, tws);
 
   const Rows rows = c.rows(T * NH, double(L * (HD + HDv)));
   Vd ref(rows.size() * sz(HDv), 0.0), s;

@@ -23,9 +23,9 @@
 #include "tensor/tensor.h"
 
 #ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_buffer.h"
 #include "device/cuda_device.h"
 #include "device/graph.h"
+#include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
 #endif
@@ -322,7 +322,8 @@ TEST(CudaOps, CachedAttentionWorkspaceTooSmallFailsClearly) {
   Vf q = randn(NH * HD), kc = randn(L * HD), o(NH * HD, kNaN), ws(need - 1);
   Vi slots = {0}, pos = {int32_t(L - 1)}, table = {0};
   Dev dq = dev_f32(q, {1, NH, HD}), dkc = dev_f32(kc, {1, L, 1, HD}), dout = dev_f32(o, {1, NH, HD}),
-      dws = dev_f32(ws, {need - 1}), ds = dev_i32(slots, {1}), dp = dev_i32(pos, {1}), dt = dev_i32(table, {1, 1});
+      dws = dev_f32(ws, {need - 1}), ds = dev_i32(slots, {1}), dp = dev_i32(pos, {1}),
+      dt = dev_i32(table, {1, 1});
   try {
     ops::attention_cached(dout.t, dq.t, dkc.t, dkc.t, dt.t, ds.t, dp.t, 0.125f, dws.t);
     FAIL() << "expected an error";
@@ -356,12 +357,12 @@ TEST(CudaOps, PagedDecodeAttentionMatchesCpuThroughAGraph) {
       const Vf q = rounded(randn(size_t(T * k.NH * k.HD)));
       r1::Rng rng(uint64_t(k.BS * 100 + k.HD));
       auto shuffled_table = [&] {
-        Vi perm(size_t(NB));
+        Vi perm(static_cast<size_t>(NB));
         for (int64_t i = 0; i < NB; ++i) perm[size_t(i)] = int32_t(i);
         for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[rng.next_u32() % (i + 1)]);
         return Vi(perm.begin(), perm.begin() + S * MB);
       };
-      Vi table = shuffled_table(), slots(size_t(T)), pos(size_t(T));
+      Vi table = shuffled_table(), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
       for (int64_t t = 0; t < T; ++t) {
         slots[size_t(t)] = int32_t(T - 1 - t);
         pos[size_t(t)] = int32_t(t == 0 ? 899 : rng.next_u32() % 900);
@@ -369,12 +370,14 @@ TEST(CudaOps, PagedDecodeAttentionMatchesCpuThroughAGraph) {
       const float scale = 1.0f / std::sqrt(float(k.HD));
       auto cpu_op = [&](Vi tab) {
         Vf kh = kc, vh = vc, qh = q, out(size_t(T * k.NH * k.HDv));
-        ops::attention_cached(F(out, {T, k.NH, k.HDv}), F(qh, {T, k.NH, k.HD}), F(kh, {NB, k.BS, k.NKV, k.HD}),
-                              F(vh, {NB, k.BS, k.NKV, k.HDv}), I(tab, {S, MB}), I(slots, {T}), I(pos, {T}), scale);
+        ops::attention_cached(F(out, {T, k.NH, k.HDv}), F(qh, {T, k.NH, k.HD}),
+                              F(kh, {NB, k.BS, k.NKV, k.HD}), F(vh, {NB, k.BS, k.NKV, k.HDv}),
+                              I(tab, {S, MB}), I(slots, {T}), I(pos, {T}), scale);
         return out;
       };
       Dev dk = dev_as(dt, kc, {NB, k.BS, k.NKV, k.HD}), dv = dev_as(dt, vc, {NB, k.BS, k.NKV, k.HDv});
-      Dev dq = dev_as(dt, q, {T, k.NH, k.HD}), dout = dev_as(dt, Vf(size_t(T * k.NH * k.HDv), kNaN), {T, k.NH, k.HDv});
+      Dev dq = dev_as(dt, q, {T, k.NH, k.HD}),
+          dout = dev_as(dt, Vf(size_t(T * k.NH * k.HDv), kNaN), {T, k.NH, k.HDv});
       Dev dtab = dev_i32(table, {S, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
       for (bool split : {false, true}) {
         const int64_t ws = split ? ops::attention_cached_workspace(T, k.NH, k.HDv, MB * k.BS) : 0;

@@ -84,10 +84,10 @@ struct AttnCase {
 };
 
 const AttnCase kAttnCases[] = {
-    {{5, 1, 13, 7}, 4, 2, 8, 8, 4},   // GQA, a length-1 sequence
-    {{9, 4, 1}, 3, 3, 12, 12, 1},     // MHA (NH == NKV), blocks of one row
-    {{6, 0, 11}, 4, 1, 6, 6, 3},      // MQA, an empty sequence
-    {{7, 12}, 4, 4, 10, 6, 5},        // keys and values with their own head dims (MLA)
+    {{5, 1, 13, 7}, 4, 2, 8, 8, 4},  // GQA, a length-1 sequence
+    {{9, 4, 1}, 3, 3, 12, 12, 1},    // MHA (NH == NKV), blocks of one row
+    {{6, 0, 11}, 4, 1, 6, 6, 3},     // MQA, an empty sequence
+    {{7, 12}, 4, 4, 10, 6, 5},       // keys and values with their own head dims (MLA)
 };
 
 }  // namespace
@@ -97,7 +97,8 @@ TEST(OpsAttention, CachedMatchesForward) {
   uint64_t seed = 300;
   for (const AttnCase& ac : kAttnCases) {
     Vi cu = make_cu(ac.lens);
-    const int64_t B = int64_t(ac.lens.size()), T = cu.back(), NH = ac.NH, NKV = ac.NKV, HD = ac.HD, HDv = ac.HDv;
+    const int64_t B = int64_t(ac.lens.size()), T = cu.back(), NH = ac.NH, NKV = ac.NKV, HD = ac.HD,
+                  HDv = ac.HDv;
     const int64_t S = B + 2, BS = ac.BS, MB = (16 + BS - 1) / BS, NB = S * MB + 3;
     const float scale = 1.0f / std::sqrt(float(HD));
     Vf q = randn(sz(T * NH * HD), ++seed), k = randn(sz(T * NKV * HD), ++seed);
@@ -119,10 +120,11 @@ TEST(OpsAttention, CachedMatchesForward) {
     Tensor kct = F(kc, {NB, BS, NKV, HD}), vct = F(vc, {NB, BS, NKV, HDv}), tt = I(table, {S, MB});
 
     // (1) Prefill everything at once.
-    r1::ops::kv_cache_write(kct, vct, F(k, {T, NKV, HD}), F(v, {T, NKV, HDv}), tt, I(slots, {T}), I(pos, {T}));
+    r1::ops::kv_cache_write(kct, vct, F(k, {T, NKV, HD}), F(v, {T, NKV, HDv}), tt, I(slots, {T}),
+                            I(pos, {T}));
     Vf out_c(out.size());
-    r1::ops::attention_cached(F(out_c, {T, NH, HDv}), F(q, {T, NH, HD}), kct, vct, tt, I(slots, {T}), I(pos, {T}),
-                              scale);
+    r1::ops::attention_cached(F(out_c, {T, NH, HDv}), F(q, {T, NH, HD}), kct, vct, tt, I(slots, {T}),
+                              I(pos, {T}), scale);
     expect_close("cached (prefill) NH=" + std::to_string(NH), out_c, to_d(out), 1e-6, 1e-6);
 
     // (2) Decode-style: fresh garbage cache, one position of every sequence per step.
@@ -146,11 +148,13 @@ TEST(OpsAttention, CachedMatchesForward) {
         ss.push_back(slots[t]);
         ps.push_back(pos[t]);
       }
-      r1::ops::kv_cache_write(kct, vct, F(ks, {n, NKV, HD}), F(vs, {n, NKV, HDv}), tt, I(ss, {n}), I(ps, {n}));
+      r1::ops::kv_cache_write(kct, vct, F(ks, {n, NKV, HD}), F(vs, {n, NKV, HDv}), tt, I(ss, {n}),
+                              I(ps, {n}));
       r1::ops::attention_cached(F(os, {n, NH, HDv}), F(qs, {n, NH, HD}), kct, vct, tt, I(ss, {n}), I(ps, {n}),
                                 scale);
       for (int64_t i = 0; i < n; ++i)
-        std::copy(os.begin() + i * NH * HDv, os.begin() + (i + 1) * NH * HDv, out_d.begin() + toks[i] * NH * HDv);
+        std::copy(os.begin() + i * NH * HDv, os.begin() + (i + 1) * NH * HDv,
+                  out_d.begin() + toks[i] * NH * HDv);
     }
     expect_close("cached (decode) NH=" + std::to_string(NH), out_d, to_d(out), 1e-6, 1e-6);
   }

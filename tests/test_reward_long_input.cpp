@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "base/error.h"
 #include "reward/math_equivalence.h"
 #include "reward/math_extract.h"
 #include "reward/pattern.h"
@@ -60,23 +61,23 @@ TEST(RewardPattern, LongSubjectsNeitherOverflowNorHang) {
 
 TEST(MathLongInput, SentenceAnswerOfAMegabyte) {
   // Crashed with SIGSEGV (stack overflow in std::regex) before the patterns moved to PCRE2.
-  const std::string line = "The answer is 1 " + std::string(1'000'000, 'a');
-  EXPECT_FALSE(extract_answer(line).has_value()) << "longer than max_chars: refused";
-  ExtractOptions any_size;
-  any_size.max_chars = std::string::npos;
-  EXPECT_EQ(extract_answer(line, any_size)->text.size(), line.size() - 14);
+  // "1 aaaa…" is a number and a unit word: the number.
+  EXPECT_EQ(extract_answer("The answer is 1 " + std::string(1'000'000, 'a'))->text, "1");
   EXPECT_EQ(extract_answer("The answer is 12 apples.")->text, "12");
+  EXPECT_FALSE(extract_answer("The answer is " + std::string(1'000'000, '7')).has_value())
+      << "longer than max_chars: refused";
 }
 
 TEST(MathLongInput, AdversarialCompletionsTakeLinearTime) {
-  // Each took seconds to minutes (quadratic) at this size, or gigabytes (each nested box copied).
+  // Each took minutes (quadratic) at this size, or gigabytes (each nested box copied); now about a
+  // second on a loaded machine, so the bound catches a regression without flaking.
   const size_t n = 200'000;
   const std::string inputs[] = {
       repeat("\\boxed{", n),                                 // unclosed boxes: each scanned to the end
       repeat("\\boxed{", n) + repeat("}", n),                // nested boxes: each copied
       repeat("\\boxed{1} ", n),                              // a row of boxes: each checked against the rest
-      "The answer is " + repeat("so ", n) + "5",            // fillers: the rest lowered once per filler
-      "<answer>" + repeat("so ", n) + "5</answer>",
+      "The answer is that it is " + repeat("so ", n) + "5",  // fillers: the rest lowered once per filler
+      "<answer>Thus it is " + repeat("so ", n) + "5</answer>",
       "#### " + repeat("1,000,", n),                         // a long hash answer
       "(" + repeat("a, ", n) + "b)",                         // a long label tuple in a prompt
   };
@@ -85,6 +86,6 @@ TEST(MathLongInput, AdversarialCompletionsTakeLinearTime) {
       extract_answer(s);
       label_order_in(s);
     });
-    EXPECT_LT(t, 10.0) << s.substr(0, 40) << "... (" << s.size() << " bytes)";
+    EXPECT_LT(t, 30.0) << s.substr(0, 40) << "... (" << s.size() << " bytes)";
   }
 }

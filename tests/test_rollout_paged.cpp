@@ -27,7 +27,8 @@ model::Transformer make_model(uint64_t seed = 11) {
 }
 
 // `count` prompts of `n` samples with lengths in [min_len, min_len + spread).
-std::vector<rollout::Request> make_requests(int count, int n, uint64_t seed, int min_len = 1, int spread = 40) {
+std::vector<rollout::Request> make_requests(int count, int n, uint64_t seed, int min_len = 1,
+                                            int spread = 40) {
   Rng rng(seed);
   std::vector<rollout::Request> reqs;
   for (int i = 0; i < count; ++i) {
@@ -60,8 +61,8 @@ rollout::EngineConfig engine_config(int max_batch, int max_seq_len, int block_si
   return c;
 }
 
-void expect_same_tokens(const std::vector<rollout::Completion>& want, const std::vector<rollout::Completion>& got,
-                        double logprob_tol) {
+void expect_same_tokens(const std::vector<rollout::Completion>& want,
+                        const std::vector<rollout::Completion>& got, double logprob_tol) {
   ASSERT_EQ(want.size(), got.size());
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(want[i].prompt_index, got[i].prompt_index);
@@ -74,7 +75,8 @@ void expect_same_tokens(const std::vector<rollout::Completion>& want, const std:
       if (logprob_tol == 0)
         ASSERT_EQ(want[i].logprobs[t], got[i].logprobs[t]) << "completion " << i << " token " << t;
       else
-        ASSERT_NEAR(want[i].logprobs[t], got[i].logprobs[t], logprob_tol) << "completion " << i << " token " << t;
+        ASSERT_NEAR(want[i].logprobs[t], got[i].logprobs[t], logprob_tol)
+            << "completion " << i << " token " << t;
     }
   }
 }
@@ -231,7 +233,8 @@ TEST(RolloutPaged, BlocksShareCopyOnWriteAndRelease) {
   EXPECT_EQ(pool.blocks(1)[0], prompt[0]);  // full blocks stay shared
   EXPECT_EQ(pool.holders(prompt[2]), 1);
   for (size_t l = 0; l < cache.k_t.size(); ++l)
-    for (int64_t i = 0; i < 4 * row; ++i) ASSERT_EQ(cache.k_t[l].f32()[own * 4 * row + i], float(l * 100 + i));
+    for (int64_t i = 0; i < 4 * row; ++i)
+      ASSERT_EQ(cache.k_t[l].f32()[own * 4 * row + i], float(l * 100 + i));
   EXPECT_EQ(pool.used(), 4);
   EXPECT_EQ(pool.free_blocks(), 1);
   EXPECT_FALSE(pool.reserve(2, 0, 12));  // 3 blocks wanted, 1 free: nothing taken

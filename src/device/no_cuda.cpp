@@ -2,6 +2,7 @@
 // anything that needs one fails with the reason.
 #include "base/error.h"
 #include "device/cuda_device.h"
+#include "device/reserved_memory.h"
 
 namespace r1::cuda {
 
@@ -17,5 +18,10 @@ void select_device(int ordinal) {
 }
 void synchronize() { fail("CUDA backend: {}", kNoBackend); }
 MemoryInfo memory_info() { fail("CUDA backend: {}", kNoBackend); }
+
+ReservedMemory::ReservedMemory(size_t) { fail("CUDA backend: {}", kNoBackend); }
+ReservedMemory::~ReservedMemory() = default;
+void ReservedMemory::release() {}
+void ReservedMemory::acquire() { fail("CUDA backend: {}", kNoBackend); }
 
 }  // namespace r1::cuda

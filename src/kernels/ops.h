@@ -68,8 +68,8 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
 // so a sequence holds at most L = MB * BS rows, and sequences may share blocks (a prompt's). Token
 // t is row pos[t] of sequence slots[t]; slots, pos (T) i32.
 // kv_cache_write: token t's keys k (T, NKV, HD) and values v (T, NKV, HDv) go to its row.
-void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& block_table,
-                    const Tensor& slots, const Tensor& pos);
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
+                    const Tensor& block_table, const Tensor& slots, const Tensor& pos);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
 // attends to rows [0, pos[t]] of its sequence. q (T, NH, HD), out (T, NH, HDv). Forward only.
 // workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HDv, L) elements,

@@ -94,7 +94,8 @@ PagedDims paged_check(const char* op, const Tensor& k_cache, const Tensor& v_cac
   const DType dt = compute_dtype(op, "k_cache", k_cache);
   expect(op, "k_cache", k_cache, dt, {{"NB", kAny}, {"BS", kAny}, {"NKV", kAny}, {"HD", kAny}});
   const int64_t NB = k_cache.shape[0], BS = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
-  expect(op, "v_cache", v_cache, dt, {{"NB", NB}, {"BS", BS}, {"NKV", NKV}, {"HDv", kAny}}, "k_cache", &k_cache);
+  expect(op, "v_cache", v_cache, dt, {{"NB", NB}, {"BS", BS}, {"NKV", NKV}, {"HDv", kAny}}, "k_cache",
+         &k_cache);
   const int64_t HDv = v_cache.shape[3];
   expect(op, "block_table", block_table, I32, {{"S", kAny}, {"MB", kAny}});
   const int64_t S = block_table.shape[0], MB = block_table.shape[1];
@@ -117,20 +118,25 @@ cuda::PagedCache paged_cache(const Tensor& block_table, const PagedDims& d) {
 #endif
 }  // namespace
 
-void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v, const Tensor& block_table,
-                    const Tensor& slots, const Tensor& pos) {
+void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
+                    const Tensor& block_table, const Tensor& slots, const Tensor& pos) {
   const Op id = Op::kv_cache_write;
   const char* op = op_name(id);
   const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "k", k);
   expect(op, "k", k, d.dt, {{"T", kAny}, {"NKV", d.NKV}, {"HD", d.HD}}, "k_cache", &k_cache);
   expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
-  if (on_cuda(op, {{"k_cache", k_cache}, {"v_cache", v_cache}, {"k", k}, {"v", v}, {"block_table", block_table},
-                   {"slots", slots}, {"pos", pos}})) {
+  if (on_cuda(op, {{"k_cache", k_cache},
+                   {"v_cache", v_cache},
+                   {"k", k},
+                   {"v", v},
+                   {"block_table", block_table},
+                   {"slots", slots},
+                   {"pos", pos}})) {
     R1_CUDA_DISPATCH_DT(op, d.dt,
-                        cuda::kv_cache_write(bp(k_cache), bp(v_cache), bp(k), bp(v), ip(block_table), ip(slots),
-                                             ip(pos), d.T, d.BS, d.MB, d.NKV, d.HD, d.HDv),
-                        cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(block_table), ip(slots),
-                                             ip(pos), d.T, d.BS, d.MB, d.NKV, d.HD, d.HDv));
+                        cuda::kv_cache_write(bp(k_cache), bp(v_cache), bp(k), bp(v), ip(block_table),
+                                             ip(slots), ip(pos), d.T, d.BS, d.MB, d.NKV, d.HD, d.HDv),
+                        cuda::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(block_table),
+                                             ip(slots), ip(pos), d.T, d.BS, d.MB, d.NKV, d.HD, d.HDv));
   }
   paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);
@@ -149,25 +155,34 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   check_heads(op, NH, d.NKV);
   expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", d.HDv}}, "v_cache", &v_cache);
   if (!workspace.empty()) expect_f32(op, "workspace", workspace);
-  if (on_cuda(op, {{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}, {"block_table", block_table},
-                   {"slots", slots}, {"pos", pos}, {"workspace", workspace}})) {
+  if (on_cuda(op, {{"out", out},
+                   {"q", q},
+                   {"k_cache", k_cache},
+                   {"v_cache", v_cache},
+                   {"block_table", block_table},
+                   {"slots", slots},
+                   {"pos", pos},
+                   {"workspace", workspace}})) {
     require_supported(id, {d.HD, d.HDv}, d.dt, Device::CUDA, "q", q);
     const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
     const int64_t need = ws == 0 ? 0 : attention_cached_workspace(d.T, NH, d.HDv, d.L());
     if (ws < need) {
-      fail("{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, "
-           "HDv={}, L={}))", op, workspace.describe(), need, d.T, NH, d.HDv, d.L());
+      fail(
+          "{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, "
+          "HDv={}, L={}))",
+          op, workspace.describe(), need, d.T, NH, d.HDv, d.L());
     }
-    R1_CUDA_DISPATCH_DT(op, d.dt,
-                        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), paged_cache(block_table, d),
-                                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws),
-                        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), paged_cache(block_table, d),
-                                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws));
+    R1_CUDA_DISPATCH_DT(
+        op, d.dt,
+        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), paged_cache(block_table, d),
+                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws),
+        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), paged_cache(block_table, d),
+                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws));
   }
   paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);
-  cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(block_table), ip(slots), ip(pos), d.T, d.BS,
-                        d.MB, NH, d.NKV, d.HD, d.HDv, scale);
+  cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(block_table), ip(slots), ip(pos), d.T,
+                        d.BS, d.MB, NH, d.NKV, d.HD, d.HDv, scale);
 }
 
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {

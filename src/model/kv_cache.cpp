@@ -1,6 +1,5 @@
 #include "model/kv_cache.h"
 
-
 #include "base/error.h"
 #include "tensor/device_memory.h"
 
@@ -26,12 +25,21 @@ KVCache::KVCache(const ModelConfig& c, const KVLayout& l, Device device_, DType 
   const size_t es = dtype_size(dtype);
   const size_t k_layer = size_t(NB * BS * heads.NKV * heads.HD) * es;
   const size_t v_layer = size_t(NB * BS * heads.NKV * heads.HDv) * es;
-  k = Buffer(k_layer * size_t(layers), device);
-  v = Buffer(v_layer * size_t(layers), device);
+  if (device == Device::CUDA) {
+    k_dev_ = std::make_unique<cuda::ReservedMemory>(k_layer * size_t(layers));
+    v_dev_ = std::make_unique<cuda::ReservedMemory>(v_layer * size_t(layers));
+    k_base_ = static_cast<char*>(k_dev_->data());
+    v_base_ = static_cast<char*>(v_dev_->data());
+  } else {
+    k_host_ = Buffer(k_layer * size_t(layers), device);
+    v_host_ = Buffer(v_layer * size_t(layers), device);
+    k_base_ = static_cast<char*>(k_host_.data());
+    v_base_ = static_cast<char*>(v_host_.data());
+  }
   for (int64_t i = 0; i < layers; ++i) {
-    k_t.emplace_back(static_cast<char*>(k.data()) + size_t(i) * k_layer, dtype,
-                     std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HD}, device);
-    v_t.emplace_back(static_cast<char*>(v.data()) + size_t(i) * v_layer, dtype,
+    k_t.emplace_back(k_base_ + size_t(i) * k_layer, dtype, std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HD},
+                     device);
+    v_t.emplace_back(v_base_ + size_t(i) * v_layer, dtype,
                      std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HDv}, device);
   }
   table_buf = Buffer(size_t(l.seqs * l.max_blocks) * sizeof(int32_t), device);
@@ -62,11 +70,25 @@ void KVCache::copy_block(int32_t src, int32_t dst) {
            "KVCache::copy_block: blocks {} -> {} out of range [0, {})", src, dst, layout.blocks);
   if (src == dst) return;
   const size_t es = dtype_size(dtype), layers = k_t.size();
-  for (auto [buf, hd] : {std::pair{&k, heads.HD}, std::pair{&v, heads.HDv}}) {
-    const size_t block = size_t(layout.block_size * heads.NKV * hd) * es, layer = block * size_t(layout.blocks);
-    char* base = static_cast<char*>(buf->data());
-    devmem::copy_strided(base + size_t(dst) * block, base + size_t(src) * block, device, block, layers, layer);
+  R1_CHECK(pool_resident(), "KVCache::copy_block: the pool's memory was released");
+  for (auto [base, hd] : {std::pair{k_base_, heads.HD}, std::pair{v_base_, heads.HDv}}) {
+    const size_t block = size_t(layout.block_size * heads.NKV * hd) * es,
+                 layer = block * size_t(layout.blocks);
+    devmem::copy_strided(base + size_t(dst) * block, base + size_t(src) * block, device, block, layers,
+                         layer);
   }
+}
+
+void KVCache::release_pool() {
+  if (!k_dev_) return;
+  k_dev_->release();
+  v_dev_->release();
+}
+
+void KVCache::acquire_pool() {
+  if (!k_dev_) return;
+  k_dev_->acquire();
+  v_dev_->acquire();
 }
 
 void KVCache::set_table_rows(int64_t first, int64_t rows, const int32_t* host) {

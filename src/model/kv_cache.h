@@ -9,9 +9,11 @@
 // time and may share blocks (a prompt's, by its samples); who holds which block is the rollout
 // engine's business (rollout/kv_blocks.h). Keys and values keep their own head dims (MLA).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "device/reserved_memory.h"
 #include "model/config.h"
 #include "model/transformer.h"
 #include "tensor/tensor.h"
@@ -37,7 +39,8 @@ int64_t kv_bytes_per_token(const ModelConfig& c, DType dtype);
 constexpr int64_t kDefaultBlockSize = 16;
 
 struct KVCache {
-  KVCache(const ModelConfig& c, const KVLayout& layout, Device device = Device::CPU, DType dtype = DType::F32);
+  KVCache(const ModelConfig& c, const KVLayout& layout, Device device = Device::CPU,
+          DType dtype = DType::F32);
   // On the model's device, in its compute dtype.
   KVCache(const Transformer& m, const KVLayout& layout);
   // `slots` sequences of up to max_len rows, each owning its own consecutive blocks (no sharing, no
@@ -47,6 +50,12 @@ struct KVCache {
   int64_t max_len() const { return layout.max_blocks * layout.block_size; }
   // Copies block src into block dst in every layer (keys and values): a copy-on-write.
   void copy_block(int32_t src, int32_t dst);
+  // On CUDA the pool's memory can be given back while nothing is cached (the training step uses
+  // it) and taken again at the same address, so graphs captured over the cache stay valid; its
+  // contents are lost. No-ops on the CPU.
+  void release_pool();
+  void acquire_pool();
+  bool pool_resident() const { return !k_dev_ || k_dev_->resident(); }
   // Sets rows [first, first + rows) of the block table from host memory (rows * MB entries).
   void set_table_rows(int64_t first, int64_t rows, const int32_t* host);
 
@@ -54,13 +63,17 @@ struct KVCache {
   KVHeads heads;
   Device device;
   DType dtype;
-  // Per layer: k_t[l] (NB, BS, NKV, HD), v_t[l] (NB, BS, NKV, HDv), views into one buffer each for
-  // keys and values (layer-major, so a block's rows in every layer are evenly spaced: one strided
-  // copy moves a block).
-  Buffer k, v;
+  // Per layer: k_t[l] (NB, BS, NKV, HD), v_t[l] (NB, BS, NKV, HDv), views into one allocation each
+  // for keys and values (layer-major, so a block's rows in every layer are evenly spaced: one
+  // strided copy moves a block).
   std::vector<Tensor> k_t, v_t;
   Buffer table_buf;
   Tensor table;  // (S, MB) i32 on the cache's device
+
+ private:
+  Buffer k_host_, v_host_;                               // the CPU's pool
+  std::unique_ptr<cuda::ReservedMemory> k_dev_, v_dev_;  // CUDA's
+  char *k_base_ = nullptr, *v_base_ = nullptr;
 };
 
 // Cached forward for generation: token t (ids[t]) is at row pos[t] of sequence slots[t] (a row of

@@ -259,9 +259,11 @@ std::vector<std::string> label_order_in(const std::string& question) {
   static const Pattern tuple(
       R"(\(\s*((?:\\?[A-Za-z]+(?:_[A-Za-z0-9])?)(?:\s*,\s*\\?[A-Za-z]+(?:_[A-Za-z0-9])?)+)\s*\))");
   std::vector<std::string> order;
-  for (size_t from = 0; auto m = tuple.find(question, from); from = m->end()) {
+  size_t from = 0;
+  while (auto m = tuple.find(question, from)) {
     order.clear();
     for (const std::string& name : split_top(m->group(1), ",")) order.push_back(label_key(name));
+    from = m->end();
   }
   return order;
 }

@@ -162,8 +162,12 @@ std::vector<std::string> last_boxed_row(const std::string& s) {
   };
   std::vector<Box> boxes;
   std::vector<size_t> closes;  // made at the first braced box
+  // The next \boxed and \fbox at or after p, each searched again only once passed (searching both
+  // from every box scanned the rest of s once per box when one kind is absent).
+  size_t a = s.find("\\boxed"), b = s.find("\\fbox");
   for (size_t p = 0;;) {
-    size_t a = s.find("\\boxed", p), b = s.find("\\fbox", p);
+    if (a < p) a = s.find("\\boxed", p);  // npos is never < p: an absent kind is not searched again
+    if (b < p) b = s.find("\\fbox", p);
     size_t at = std::min(a, b);
     if (at == std::string::npos) break;
     size_t i = at + (at == a ? 6 : 5);

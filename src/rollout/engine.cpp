@@ -29,7 +29,8 @@ Engine::Engine(const model::Transformer& m, EngineConfig cfg) : model_(m), cfg_(
   R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0 && cfg.sync_every > 0,
            "rollout: max_batch, max_seq_len, prefill_tokens and sync_every must be positive");
   // The pool is sized (and a size that cannot hold one sequence rejected) before anything else.
-  cache_ = std::make_unique<model::KVCache>(m, plan_kv_layout(m.config(), m.compute_dtype(), m.device(), cfg));
+  cache_ =
+      std::make_unique<model::KVCache>(m, plan_kv_layout(m.config(), m.compute_dtype(), m.device(), cfg));
   sched_ = std::make_unique<Scheduler>(*cache_, cfg.max_batch);
   if (m.device() == Device::CUDA) gpu_ = std::make_unique<GpuEngine>(m, cfg, *cache_, *sched_);
   stats_.kv_blocks = sched_->blocks().capacity();
@@ -37,6 +38,8 @@ Engine::Engine(const model::Transformer& m, EngineConfig cfg) : model_(m), cfg_(
 }
 
 Engine::~Engine() = default;
+
+void Engine::release_kv_memory() { cache_->release_pool(); }
 
 void Engine::reset_kv_peak() {
   sched_->blocks().reset_peak();
@@ -48,8 +51,9 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
   R1_CHECK(!gpu_ || !params.record_routes || model::unrecorded_routes(model_.config()).empty(),
            "rollout: recording expert routes (routing replay) needs the CPU engine: a mixture-of-experts "
            "model has no CUDA path");
-  std::vector<Completion> out =
-      gpu_ ? gpu_->generate(requests, params, on_progress, stats_) : generate_cpu(requests, params, on_progress);
+  cache_->acquire_pool();
+  std::vector<Completion> out = gpu_ ? gpu_->generate(requests, params, on_progress, stats_)
+                                     : generate_cpu(requests, params, on_progress);
   stats_.kv_blocks_peak = sched_->blocks().peak();
   stats_.preemptions = sched_->preemptions();
   return out;
@@ -65,7 +69,7 @@ struct Slot {
   std::string text;       // decoded completion so far, for stop strings
   std::string turn_text;  // multi-turn: the model's current turn, since the last observation
   size_t turn_begin = 0;  // where that turn starts in the completion
-  size_t segment = 0;     // where the tokens drawn since the last observation start (their steps count from it)
+  size_t segment = 0;  // where the tokens drawn since the last observation start (their steps count from it)
   bool in_tool = false;   // its tool call runs on a worker; the slot is not decoded meanwhile
   size_t unfed = 0;       // first completion token whose keys/values are not in the cache yet
   std::future<Observation> pending;
@@ -90,8 +94,17 @@ class CpuGeneration {
   CpuGeneration(const model::Transformer& m, const EngineConfig& cfg, model::KVCache& cache, Scheduler& sched,
                 Arena& arena, GenerateStats& stats, const std::vector<Request>& requests,
                 const GenerateParams& params, const std::function<void(int64_t, int64_t)>& on_progress)
-      : m_(m), cfg_(cfg), cache_(cache), sched_(sched), arena_(arena), stats_(stats), requests_(requests),
-        params_(params), on_progress_(on_progress), hooks_(params.turns), V_(m.config().vocab_size),
+      : m_(m),
+        cfg_(cfg),
+        cache_(cache),
+        sched_(sched),
+        arena_(arena),
+        stats_(stats),
+        requests_(requests),
+        params_(params),
+        on_progress_(on_progress),
+        hooks_(params.turns),
+        V_(m.config().vocab_size),
         routes_(params.record_routes) {}
 
   std::vector<Completion> run();
@@ -143,9 +156,9 @@ class CpuGeneration {
   std::vector<int64_t> first_;
   std::vector<Completion> out_;
   std::vector<Slot> slots_;
-  std::map<int64_t, Slot> parked_;                      // preempted sequences by flat index
+  std::map<int64_t, Slot> parked_;                       // preempted sequences by flat index
   std::map<int64_t, std::vector<float>> prompt_logits_;  // last-token logits of prompts with samples to start
-  std::map<int64_t, int> starts_left_;                  // samples of a prompt that have not drawn their first token
+  std::map<int64_t, int> starts_left_;  // samples of a prompt that have not drawn their first token
   std::vector<float> scratch_;
   HostLogits host_;
   int64_t done_ = 0;
@@ -266,7 +279,8 @@ std::vector<int64_t> CpuGeneration::take_observations(bool block) {
   return resumed;
 }
 
-void CpuGeneration::run_feeds(const std::vector<Feed>& feeds, const std::function<void(size_t, const float*)>& use) {
+void CpuGeneration::run_feeds(const std::vector<Feed>& feeds,
+                              const std::function<void(size_t, const float*)>& use) {
   for (size_t i = 0; i < feeds.size();) {
     const FeedBatch b = feed_batch(feeds, i, cfg_.prefill_tokens, [&](const Feed& f, int32_t pos) {
       return token_at(slots_[size_t(f.slot)], pos);
@@ -379,7 +393,8 @@ std::vector<Completion> CpuGeneration::run() {
     // else to decode, wait for one. Their rows are granted first: they are older than new samples.
     std::vector<int64_t> resumed;
     if (tools_) {
-      const bool idle = std::none_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.active && !s.in_tool; });
+      const bool idle =
+          std::none_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.active && !s.in_tool; });
       const bool calls = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.in_tool; });
       resumed = take_observations(idle && calls);
       std::vector<Scheduler::Need> needs;
@@ -389,7 +404,8 @@ std::vector<Completion> CpuGeneration::run() {
         const int64_t end = sl.prompt_len + int64_t(completion(sl).tokens.size());
         const bool feeds = std::find(resumed.begin(), resumed.end(), int64_t(si)) != resumed.end();
         // A decoding slot asks for nothing here but may give way (preempted) to an older one.
-        needs.push_back({int64_t(si), feeds ? sl.prompt_len + int64_t(sl.unfed) : end - 1, feeds ? end : end - 1});
+        needs.push_back(
+            {int64_t(si), feeds ? sl.prompt_len + int64_t(sl.unfed) : end - 1, feeds ? end : end - 1});
       }
       for (int64_t si : sched_.reserve(needs)) {
         park(si);
@@ -400,10 +416,12 @@ std::vector<Completion> CpuGeneration::run() {
     std::vector<Feed> feeds;
     for (int64_t si : resumed) {
       const Slot& sl = slots_[size_t(si)];
-      feeds.push_back({si, sl.prompt_len + int32_t(sl.unfed), sl.prompt_len + int32_t(completion(sl).tokens.size())});
+      feeds.push_back(
+          {si, sl.prompt_len + int32_t(sl.unfed), sl.prompt_len + int32_t(completion(sl).tokens.size())});
     }
     Timer t_prefill;
-    run_feeds(feeds, [&](size_t i, const float* logits) { draw_next(slots_[size_t(feeds[i].slot)], logits); });
+    run_feeds(feeds,
+              [&](size_t i, const float* logits) { draw_next(slots_[size_t(feeds[i].slot)], logits); });
     stats_.prefill_seconds += t_prefill.seconds();
     decode_step();
   }
@@ -415,7 +433,8 @@ std::vector<Completion> CpuGeneration::run() {
 
 }  // namespace
 
-std::vector<Completion> Engine::generate_cpu(const std::vector<Request>& requests, const GenerateParams& params,
+std::vector<Completion> Engine::generate_cpu(const std::vector<Request>& requests,
+                                             const GenerateParams& params,
                                              const std::function<void(int64_t, int64_t)>& on_progress) {
   CpuGeneration g(model_, cfg_, *cache_, *sched_, arena_, stats_, requests, params, on_progress);
   return g.run();

@@ -69,8 +69,8 @@ inline bool is_model_token(const Completion& c, size_t t) { return c.from_model.
 int64_t model_token_count(const Completion& c);
 
 struct EngineConfig {
-  int max_batch = 64;       // sequences decoded together (slots: rows of the block table)
-  int max_seq_len = 2048;   // prompt + completion tokens of one sequence
+  int max_batch = 64;         // sequences decoded together (slots: rows of the block table)
+  int max_seq_len = 2048;     // prompt + completion tokens of one sequence
   int prefill_tokens = 4096;  // prompt tokens per prefill forward
   // GPU: decode steps run between two looks of the host at the sequences (finished ones free their
   // slots then; stop strings and on_token are handled then). Fewer looks, less host time; more,
@@ -116,6 +116,10 @@ class Engine {
   const GenerateStats& stats() const { return stats_; }
   // Starts a new window for stats().kv_blocks_peak (e.g. a training step's).
   void reset_kv_peak();
+  // CUDA: gives the KV cache pool's memory back to the device until the next generate (a training
+  // step uses it meanwhile); the pool comes back at the same address, so the captured decode steps
+  // stay valid. No-op on the CPU.
+  void release_kv_memory();
   const model::Transformer& model() const { return model_; }
   const EngineConfig& config() const { return cfg_; }
 

@@ -47,7 +47,8 @@ bool same_config(const cuda::SampleConfig& a, const cuda::SampleConfig& b) {
 
 }  // namespace
 
-GpuEngine::Impl::Impl(const model::Transformer& model, const EngineConfig& c, model::KVCache& kv, Scheduler& sc)
+GpuEngine::Impl::Impl(const model::Transformer& model, const EngineConfig& c, model::KVCache& kv,
+                      Scheduler& sc)
     : m(model),
       cfg(c),
       cache(kv),
@@ -74,8 +75,9 @@ GpuEngine::Impl::Impl(const model::Transformer& model, const EngineConfig& c, mo
   reserve<uint64_t>(rstream, S);
   reserve<float>(rlogprob, S);
   for (int b : buckets)
-    workspace_floats = std::max(workspace_floats, ops::attention_cached_workspace(b, model.config().num_attention_heads,
-                                                                                  cache.heads.HDv, cache.max_len()));
+    workspace_floats =
+        std::max(workspace_floats, ops::attention_cached_workspace(b, model.config().num_attention_heads,
+                                                                   cache.heads.HDv, cache.max_len()));
   if (workspace_floats > 0) reserve<float>(attention_workspace, workspace_floats);
   st.token = ptr<int32_t>(token);
   st.pos = ptr<int32_t>(pos);
@@ -92,8 +94,8 @@ GpuEngine::Impl::Impl(const model::Transformer& model, const EngineConfig& c, mo
 
 void GpuEngine::Impl::run_step(int rows, bool commit) {
   step_arena.reset();
-  cuda::decode_prepare(st, ptr<int32_t>(row_slot), rows, S, ptr<int32_t>(ids), ptr<int32_t>(slots), ptr<int32_t>(rpos),
-                       ptr<uint64_t>(rstream), ptr<int32_t>(rstep), ptr<int32_t>(active));
+  cuda::decode_prepare(st, ptr<int32_t>(row_slot), rows, S, ptr<int32_t>(ids), ptr<int32_t>(slots),
+                       ptr<int32_t>(rpos), ptr<uint64_t>(rstream), ptr<int32_t>(rstep), ptr<int32_t>(active));
   model::CachedInputs in;
   in.ids = rows_tensor(ids, rows);
   in.slots = rows_tensor(slots, rows);
@@ -101,8 +103,9 @@ void GpuEngine::Impl::run_step(int rows, bool commit) {
   if (workspace_floats > 0)
     in.attention_workspace = Tensor(attention_workspace.data(), DType::F32, {workspace_floats}, Device::CUDA);
   const Tensor logits = model::forward_cached(m, cache, in, step_arena, DType::F32);
-  cuda::sample_tokens(ptr<int32_t>(rtoken), ptr<float>(rlogprob), static_cast<const float*>(logits.data), V, rows, V,
-                      scfg, ptr<uint64_t>(rstream), ptr<int32_t>(rstep), nullptr, ptr<int32_t>(active));
+  cuda::sample_tokens(ptr<int32_t>(rtoken), ptr<float>(rlogprob), static_cast<const float*>(logits.data), V,
+                      rows, V, scfg, ptr<uint64_t>(rstream), ptr<int32_t>(rstep), nullptr,
+                      ptr<int32_t>(active));
   if (commit)
     cuda::decode_commit(st, ptr<int32_t>(row_slot), ptr<int32_t>(active), rows, ptr<int32_t>(rtoken),
                         ptr<float>(rlogprob));
@@ -150,9 +153,15 @@ void GpuEngine::Impl::configure(const GenerateParams& params) {
   st.n_stop = int32_t(stop.size());
 }
 
-GpuGeneration::GpuGeneration(GpuEngine::Impl& e, const std::vector<Request>& requests, const GenerateParams& params,
+GpuGeneration::GpuGeneration(GpuEngine::Impl& e, const std::vector<Request>& requests,
+                             const GenerateParams& params,
                              const std::function<void(int64_t, int64_t)>& on_progress, GenerateStats& stats)
-    : e_(e), requests_(requests), params_(params), on_progress_(on_progress), stats_(stats), hooks_(params.turns) {}
+    : e_(e),
+      requests_(requests),
+      params_(params),
+      on_progress_(on_progress),
+      stats_(stats),
+      hooks_(params.turns) {}
 
 void GpuGeneration::take_segment(int64_t si, int32_t n) {
   HostSlot& sl = hs_[size_t(si)];
@@ -284,7 +293,8 @@ std::vector<Completion> GpuGeneration::run() {
   for (size_t p = 0; p < requests_.size(); ++p) {
     max_n = std::max(max_n, requests_[p].n);
     for (int s = 0; s < requests_[p].n; ++s)
-      streams[size_t(first_[p] + s)] = (uint64_t(uint32_t(stream_id(requests_, int64_t(p)))) << 32) | uint32_t(s);
+      streams[size_t(first_[p] + s)] =
+          (uint64_t(uint32_t(stream_id(requests_, int64_t(p)))) << 32) | uint32_t(s);
   }
   upload(e_.all_stream, streams);
   upload(e_.zeros, std::vector<int32_t>(size_t(max_n), 0));
@@ -307,11 +317,11 @@ std::vector<Completion> GpuGeneration::run() {
       std::vector<Feed> feeds;
       for (int64_t si : resumed) {
         const HostSlot& sl = hs_[size_t(si)];
-        feeds.push_back(
-            {si, sl.prompt_len + int32_t(sl.unfed), sl.prompt_len + int32_t(out_[size_t(sl.flat)].tokens.size())});
+        feeds.push_back({si, sl.prompt_len + int32_t(sl.unfed),
+                         sl.prompt_len + int32_t(out_[size_t(sl.flat)].tokens.size())});
       }
       Timer t_prefill;
-      const std::vector<std::pair<int32_t, float>> draws = feed_and_draw(feeds);
+      const std::vector<std::pair<int32_t, float> > draws = feed_and_draw(feeds);
       std::vector<int64_t> starts;
       for (size_t k = 0; k < feeds.size(); ++k) {
         HostSlot& sl = hs_[size_t(feeds[k].slot)];
@@ -326,7 +336,8 @@ std::vector<Completion> GpuGeneration::run() {
   return std::move(out_);
 }
 
-GpuEngine::GpuEngine(const model::Transformer& m, const EngineConfig& cfg, model::KVCache& cache, Scheduler& sched)
+GpuEngine::GpuEngine(const model::Transformer& m, const EngineConfig& cfg, model::KVCache& cache,
+                     Scheduler& sched)
     : impl_(std::make_unique<Impl>(m, cfg, cache, sched)) {}
 GpuEngine::~GpuEngine() = default;
 std::vector<Completion> GpuEngine::generate(const std::vector<Request>& requests, const GenerateParams& params,

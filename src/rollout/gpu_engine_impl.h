@@ -63,7 +63,8 @@ struct GpuEngine::Impl {
   EngineConfig cfg;
   model::KVCache& cache;
   Scheduler& sched;
-  int S;  // slots; also the index of the spare slot (its table row names only block 0) padding rows compute on
+  int S;  // slots; also the index of the spare slot (its table row names only block 0) padding rows compute
+          // on
   int64_t V, L;
   // Per slot (S + 1).
   Buffer token, pos, count, step0, limit, finish, stream, out_tokens, out_logprobs, stop_ids;
@@ -90,10 +91,10 @@ struct HostSlot {
   bool active = false;
   int64_t prompt = -1, sample = -1, flat = -1;
   int32_t prompt_len = 0;
-  bool on_device = false;  // a device segment runs (started, not yet ended or parked)
-  int32_t limit = 0;       // tokens the device segment may generate
-  int32_t seen = 0;        // tokens of the segment already streamed (on_token) and checked
-  std::string text;        // decoded completion so far, for stop strings
+  bool on_device = false;   // a device segment runs (started, not yet ended or parked)
+  int32_t limit = 0;        // tokens the device segment may generate
+  int32_t seen = 0;         // tokens of the segment already streamed (on_token) and checked
+  std::string text;         // decoded completion so far, for stop strings
   int32_t total_limit = 0;  // tokens the completion may take
   // Multi-turn: the model's current turn (and its random stream's segment) from turn_begin in the
   // completion; its pending tool call; the first completion token not yet in the cache.
@@ -149,8 +150,8 @@ class GpuGeneration {
   // First tokens of every sample, drawn when its prompt was prefilled (token, logprob; per flat).
   std::vector<int32_t> first_token_;
   std::vector<float> first_logprob_;
-  std::vector<bool> drawn_;    // per prompt: its samples' first tokens were drawn
-  std::vector<int32_t> cnt_;   // per slot: tokens in its device segment at the last look
+  std::vector<bool> drawn_;     // per prompt: its samples' first tokens were drawn
+  std::vector<int32_t> cnt_;    // per slot: tokens in its device segment at the last look
   bool stream_tokens_ = false;  // the host reads every token as it comes (on_token, stop strings, turns)
   int64_t done_ = 0;
   std::optional<ThreadPool> tools_;  // destroyed first: its jobs read hooks_

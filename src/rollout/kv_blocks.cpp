@@ -46,7 +46,8 @@ void KvBlocks::share(int64_t seq, const std::vector<int32_t>& from, int64_t rows
   std::vector<int32_t>& bl = seqs_[size_t(seq)];
   R1_CHECK(bl.empty(), "KV cache: sequence {} shares a prefix while holding blocks", seq);
   const int64_t n = blocks_for(rows);
-  R1_CHECK(n <= int64_t(from.size()), "KV cache: {} rows need {} blocks, the prefix has {}", rows, n, from.size());
+  R1_CHECK(n <= int64_t(from.size()), "KV cache: {} rows need {} blocks, the prefix has {}", rows, n,
+           from.size());
   bl.assign(from.begin(), from.begin() + n);
   for (int32_t b : bl) ++holders_[size_t(b)];
   touch(seq);
@@ -63,8 +64,8 @@ int64_t KvBlocks::needed(int64_t seq, int64_t from, int64_t to) const {
 }
 
 bool KvBlocks::reserve(int64_t seq, int64_t from, int64_t to) {
-  R1_CHECK(to <= cache_.max_len(), "KV cache: sequence {} needs {} rows, the cache holds {} per sequence", seq, to,
-           cache_.max_len());
+  R1_CHECK(to <= cache_.max_len(), "KV cache: sequence {} needs {} rows, the cache holds {} per sequence",
+           seq, to, cache_.max_len());
   const int64_t n = needed(seq, from, to);
   if (n > free_blocks()) return false;
   if (n == 0) return true;

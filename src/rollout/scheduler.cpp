@@ -26,7 +26,8 @@ std::string gib(double bytes) { return fmt::format("{:.3g} GiB", bytes / double(
 
 }  // namespace
 
-model::KVLayout plan_kv_layout(const model::ModelConfig& c, DType dtype, Device device, const EngineConfig& cfg) {
+model::KVLayout plan_kv_layout(const model::ModelConfig& c, DType dtype, Device device,
+                               const EngineConfig& cfg) {
   R1_CHECK(cfg.kv_block_size > 0, "rollout: kv_block_size must be positive (got {})", cfg.kv_block_size);
   R1_CHECK(cfg.kv_memory_fraction > 0 && cfg.kv_memory_fraction <= 1,
            "rollout: kv_memory_fraction must be in (0, 1] (got {}; recipe key rollout.kv_memory_fraction)",
@@ -38,22 +39,25 @@ model::KVLayout plan_kv_layout(const model::ModelConfig& c, DType dtype, Device 
   int64_t budget = 0;  // blocks
   if (cfg.kv_cache_tokens > 0) {
     budget = cfg.kv_cache_tokens / BS;
-    R1_CHECK(budget >= MB,
-             "rollout: kv_cache_tokens = {} leaves no room for one sequence of max_seq_len = {} tokens (prompt + "
-             "completion; {} blocks of {} tokens): {} bytes needed, {} bytes available",
-             cfg.kv_cache_tokens, cfg.max_seq_len, MB, BS, one_sequence, budget * block_bytes);
+    R1_CHECK(
+        budget >= MB,
+        "rollout: kv_cache_tokens = {} leaves no room for one sequence of max_seq_len = {} tokens (prompt + "
+        "completion; {} blocks of {} tokens): {} bytes needed, {} bytes available",
+        cfg.kv_cache_tokens, cfg.max_seq_len, MB, BS, one_sequence, budget * block_bytes);
   } else {
     const bool gpu = device == Device::CUDA;
     const int64_t free = gpu ? int64_t(cuda::memory_info().free) : host_available_bytes();
     const double allowed = cfg.kv_memory_fraction * double(free);
     budget = int64_t(allowed / double(block_bytes));
-    R1_CHECK(budget >= MB,
-             "rollout: kv_memory_fraction = {} of the {} bytes ({}) free on {} is {} bytes ({}), no room for one "
-             "sequence of max_seq_len = {} tokens (prompt + completion), which needs {} bytes ({}: {} blocks of {} "
-             "tokens, {} bytes per token); raise rollout.kv_memory_fraction or lower the sequence length",
-             cfg.kv_memory_fraction, free, gib(double(free)), gpu ? "the GPU" : "the host", int64_t(allowed),
-             gib(allowed), cfg.max_seq_len, one_sequence, gib(double(one_sequence)), MB, BS,
-             model::kv_bytes_per_token(c, dtype));
+    R1_CHECK(
+        budget >= MB,
+        "rollout: kv_memory_fraction = {} of the {} bytes ({}) free on {} is {} bytes ({}), no room for one "
+        "sequence of max_seq_len = {} tokens (prompt + completion), which needs {} bytes ({}: {} blocks of "
+        "{} "
+        "tokens, {} bytes per token); raise rollout.kv_memory_fraction or lower the sequence length",
+        cfg.kv_memory_fraction, free, gib(double(free)), gpu ? "the GPU" : "the host", int64_t(allowed),
+        gib(allowed), cfg.max_seq_len, one_sequence, gib(double(one_sequence)), MB, BS,
+        model::kv_bytes_per_token(c, dtype));
   }
   // More blocks than max_batch full-length sequences can use would sit idle.
   const int64_t blocks = std::min(budget, int64_t(cfg.max_batch) * MB);
@@ -93,7 +97,8 @@ void Scheduler::let_go(int64_t prompt) {
   kept_.erase(it);
 }
 
-std::vector<Scheduler::Admitted> Scheduler::admit(const std::function<int64_t(int64_t, int64_t)>& prefix_rows) {
+std::vector<Scheduler::Admitted> Scheduler::admit(
+    const std::function<int64_t(int64_t, int64_t)>& prefix_rows) {
   std::vector<Admitted> out;
   int64_t active = std::count_if(slots_.begin(), slots_.end(), [](const SlotState& s) { return s.active; });
   for (size_t si = 0; si < slots_.size() && !waiting_.empty(); ++si) {
@@ -114,7 +119,8 @@ std::vector<Scheduler::Admitted> Scheduler::admit(const std::function<int64_t(in
     // not fit otherwise.
     const int64_t need = (kind == Kind::Shared ? 0 : blocks_.blocks_for(rows)) + (roomy_ ? 0 : active);
     while (need > blocks_.free_blocks()) {
-      auto other = std::find_if(kept_.begin(), kept_.end(), [&](const auto& k) { return k.first != w.prompt; });
+      auto other =
+          std::find_if(kept_.begin(), kept_.end(), [&](const auto& k) { return k.first != w.prompt; });
       if (other == kept_.end()) break;
       let_go(other->first);
     }

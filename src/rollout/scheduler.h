@@ -24,7 +24,8 @@ namespace r1::rollout {
 // available memory). One row of the block table per slot and one spare (padding rows). Fails,
 // before anything is allocated, when it leaves no room for one sequence of max_seq_len tokens,
 // with the bytes needed and available.
-model::KVLayout plan_kv_layout(const model::ModelConfig& c, DType dtype, Device device, const EngineConfig& cfg);
+model::KVLayout plan_kv_layout(const model::ModelConfig& c, DType dtype, Device device,
+                               const EngineConfig& cfg);
 
 class Scheduler {
  public:

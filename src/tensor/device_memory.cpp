@@ -120,7 +120,8 @@ void copy_strided(void* dst, const void* src, Device d, size_t width, size_t hei
     return;
   }
 #ifdef R1_HAVE_CUDA
-  CUDA_CHECK(cudaMemcpy2DAsync(dst, pitch, src, pitch, width, height, cudaMemcpyDeviceToDevice, cuda::stream()));
+  CUDA_CHECK(
+      cudaMemcpy2DAsync(dst, pitch, src, pitch, width, height, cudaMemcpyDeviceToDevice, cuda::stream()));
 #else
   no_cuda("copy_strided");
 #endif

@@ -193,6 +193,9 @@ StepStats GrpoTrainer::step(int64_t step) {
   StepSums sums;
   engine_->reset_kv_peak();
   Collected batch = collect(step, sums);  // sample -> score -> filter/refill
+  // GPU memory: the KV cache pool is given back to the training step (and taken again, at the same
+  // address, by the next rollout).
+  if (policy_.device() != Device::CPU) engine_->release_kv_memory();
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
   const MoeRlConfig& moe = cfg_.moe;

@@ -42,7 +42,9 @@ struct GrpoConfig {
   int rollout_batch = 64;  // sequences decoded together
   // The rollout engine's paged KV cache (recipe section `rollout`; rollout::EngineConfig): this share
   // of the device's free memory when the trainer is built, or kv_cache_tokens tokens when > 0;
-  // blocks of kv_block_size tokens. Half by default: the training step needs the rest.
+  // blocks of kv_block_size tokens. Half by default: on CUDA the pool's memory goes back to the
+  // training step between rollouts, but what the step keeps through them (weights, optimizer,
+  // reference; LoRA moments come at the first update) must fit beside the pool.
   double kv_memory_fraction = 0.5;
   int64_t kv_cache_tokens = 0;
   int kv_block_size = 16;

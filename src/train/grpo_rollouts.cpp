@@ -35,8 +35,9 @@ uint64_t sampling_seed(uint64_t run_seed, int64_t step) {
   return (uint64_t(r[0]) << 32) | r[1];
 }
 
-void sample_groups(rollout::Engine& engine, const text::Codec& codec, const std::vector<data::Problem>& problems,
-                   const GrpoConfig& cfg, uint64_t seed, std::vector<Group>& groups, const env::Environment* env) {
+void sample_groups(rollout::Engine& engine, const text::Codec& codec,
+                   const std::vector<data::Problem>& problems, const GrpoConfig& cfg, uint64_t seed,
+                   std::vector<Group>& groups, const env::Environment* env) {
   if (groups.empty()) return;
   rollout::GenerateParams gp;
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};

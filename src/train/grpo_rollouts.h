@@ -74,9 +74,9 @@ uint64_t sampling_seed(uint64_t run_seed, int64_t step);
 // not the batch it shares, so any split of the prompts over ranks or rounds gives the same
 // completions. With `env`, each completion is an episode of it (cfg.max_turns observations at
 // most, cfg.tool_threads calls at once).
-void sample_groups(rollout::Engine& engine, const text::Codec& codec, const std::vector<data::Problem>& problems,
-                   const GrpoConfig& cfg, uint64_t seed, std::vector<Group>& groups,
-                   const env::Environment* env = nullptr);
+void sample_groups(rollout::Engine& engine, const text::Codec& codec,
+                   const std::vector<data::Problem>& problems, const GrpoConfig& cfg, uint64_t seed,
+                   std::vector<Group>& groups, const env::Environment* env = nullptr);
 
 // ---- score ----
 

@@ -50,13 +50,19 @@ struct StridedRows {
   const float* operator()(int64_t j) const { return base + j * stride; }
 };
 
-// Rows of one kv head of a sequence in the paged cache: row j in block blocks[j / BS].
+// Rows of one kv head of a sequence in the paged cache: its row j is pool row rows[j].
 struct PagedRows {
   const float* cache;  // + the head's offset in a row
-  const int32_t* blocks;
-  int64_t BS, stride;  // rows per block; elements per cache row
-  const float* operator()(int64_t j) const { return cache + (int64_t(blocks[j / BS]) * BS + j % BS) * stride; }
+  const int64_t* rows;
+  int64_t stride;  // elements per pool row
+  const float* operator()(int64_t j) const { return cache + rows[j] * stride; }
 };
+
+// The pool rows of a sequence's rows [0, n), looked up in its block table once for all its heads.
+void pool_rows(std::vector<int64_t>& rows, const int32_t* blocks, int64_t BS, int64_t n) {
+  rows.resize(size_t(n));
+  for (int64_t j = 0; j < n; ++j) rows[size_t(j)] = int64_t(blocks[j / BS]) * BS + j % BS;
+}
 
 }  // namespace
 
@@ -76,8 +82,9 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 #pragma omp for schedule(dynamic, 8)
     for (int64_t th = 0; th < T * NH; ++th) {
       const int64_t t = th / NH, h = th % NH, g = h / group, s0 = start[size_t(t)];
-      lse[th] = attend_row(out + th * HDV, q + th * HD, StridedRows{k + s0 * kstride + g * HD, kstride},
-                           StridedRows{v + s0 * vstride + g * HDV, vstride}, t - s0 + 1, HD, HDV, scale, s.data());
+      lse[th] =
+          attend_row(out + th * HDV, q + th * HD, StridedRows{k + s0 * kstride + g * HD, kstride},
+                     StridedRows{v + s0 * vstride + g * HDV, vstride}, t - s0 + 1, HD, HDV, scale, s.data());
     }
   }
 }
@@ -126,9 +133,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
-                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
-                    int64_t HD, int64_t HDV) {
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                    int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV) {
   const int64_t krow = NKV * HD, vrow = NKV * HDV;
 #pragma omp parallel for schedule(static) if (T * (krow + vrow) >= kParallelMin)
   for (int64_t t = 0; t < T; ++t) {
@@ -139,20 +146,25 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
 }
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS,
-                      int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
+                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                      int64_t BS, int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
   int64_t maxlen = 0;
   for (int64_t t = 0; t < T; ++t) maxlen = std::max<int64_t>(maxlen, int64_t(pos[t]) + 1);
   const int64_t group = NH / NKV, kstride = NKV * HD, vstride = NKV * HDV;
 #pragma omp parallel if (T * maxlen * NH * (HD + HDV) / 2 >= kParallelMin)
   {
     std::vector<float> s(static_cast<size_t>(std::max<int64_t>(maxlen, 1)));
+    std::vector<int64_t> rows;
+    int64_t rows_of = -1;  // the token whose rows `rows` holds (consecutive th share a token)
 #pragma omp for schedule(dynamic, 8)
     for (int64_t th = 0; th < T * NH; ++th) {
-      const int64_t t = th / NH, h = th % NH, g = h / group;
-      const int32_t* blocks = block_table + int64_t(slots[t]) * MB;
-      attend_row(out + th * HDV, q + th * HD, PagedRows{k_cache + g * HD, blocks, BS, kstride},
-                 PagedRows{v_cache + g * HDV, blocks, BS, vstride}, int64_t(pos[t]) + 1, HD, HDV, scale, s.data());
+      const int64_t t = th / NH, h = th % NH, g = h / group, n = int64_t(pos[t]) + 1;
+      if (rows_of != t) {
+        pool_rows(rows, block_table + int64_t(slots[t]) * MB, BS, n);
+        rows_of = t;
+      }
+      attend_row(out + th * HDV, q + th * HD, PagedRows{k_cache + g * HD, rows.data(), kstride},
+                 PagedRows{v_cache + g * HDV, rows.data(), vstride}, n, HD, HDV, scale, s.data());
     }
   }
 }

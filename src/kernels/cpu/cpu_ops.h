@@ -97,14 +97,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 // Paged cache: k_cache (NB, BS, NKV, HD), v_cache (NB, BS, NKV, HDV); block_table (S, MB). Row j of
 // sequence s is row j % BS of block block_table[s * MB + j / BS]. k (T, NKV, HD), v (T, NKV, HDV):
 // token t goes to row pos[t] of sequence slots[t].
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
-                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
-                    int64_t HD, int64_t HDV);
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                    int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV);
 // q (T, NH, HD), out (T, NH, HDV): query t attends to rows [0, pos[t]] of sequence slots[t], keys
 // in order (the packed attention's order, so a prefill through the cache gives its bits).
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
-                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS,
-                      int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
+                      const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                      int64_t BS, int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 
 // ---- dropout.cpp ----
 void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_t stream, int64_t n);

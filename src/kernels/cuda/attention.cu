@@ -218,9 +218,9 @@ attention_dkdv_kernel(float* dk, float* dv, const float* dout, const float* q, c
 // V elements per thread (16-byte packs when the rows allow): a plain copy, exact in either dtype.
 // Thread i copies elements [i * V, i * V + V) of the (T, krow + vrow) concatenation of k and v rows.
 template <int V, typename T>
-__global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const T* k, const T* v, const int32_t* block_table,
-                                      const int32_t* slots, const int32_t* pos, int64_t T_, int64_t BS, int64_t MB,
-                                      int64_t krow, int64_t vrow) {
+__global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const T* k, const T* v,
+                                      const int32_t* block_table, const int32_t* slots, const int32_t* pos,
+                                      int64_t T_, int64_t BS, int64_t MB, int64_t krow, int64_t vrow) {
   const int64_t rp = (krow + vrow) / V, n = T_ * rp;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / rp, e = (i - t * rp) * V, j = pos[t];
@@ -238,18 +238,19 @@ __global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const T* k, const 
 
 template <typename T>
 void kv_cache_write_t(T* k_cache, T* v_cache, const T* k, const T* v, const int32_t* block_table,
-                      const int32_t* slots, const int32_t* pos, int64_t T_, int64_t BS, int64_t MB, int64_t NKV,
-                      int64_t HD, int64_t HDV) {
+                      const int32_t* slots, const int32_t* pos, int64_t T_, int64_t BS, int64_t MB,
+                      int64_t NKV, int64_t HD, int64_t HDV) {
   const int64_t krow = NKV * HD, vrow = NKV * HDV;
   if (T_ * (krow + vrow) == 0) return;
   constexpr int V = kVec<T>;
   cudaStream_t s = context().stream;
-  if (krow % V == 0 && vrow % V == 0 && aligned16(k_cache) && aligned16(v_cache) && aligned16(k) && aligned16(v)) {
+  if (krow % V == 0 && vrow % V == 0 && aligned16(k_cache) && aligned16(v_cache) && aligned16(k) &&
+      aligned16(v)) {
     kv_cache_write_kernel<V><<<grid_for(T_ * (krow + vrow) / V), kThreads, 0, s>>>(
         k_cache, v_cache, k, v, block_table, slots, pos, T_, BS, MB, krow, vrow);
   } else {
-    kv_cache_write_kernel<1><<<grid_for(T_ * (krow + vrow)), kThreads, 0, s>>>(k_cache, v_cache, k, v, block_table,
-                                                                                slots, pos, T_, BS, MB, krow, vrow);
+    kv_cache_write_kernel<1><<<grid_for(T_ * (krow + vrow)), kThreads, 0, s>>>(
+        k_cache, v_cache, k, v, block_table, slots, pos, T_, BS, MB, krow, vrow);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -285,9 +286,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   CUDA_CHECK_LAUNCH();
 }
 
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
-                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
-                    int64_t HD, int64_t HDV) {
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                    int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV) {
   kv_cache_write_t(k_cache, v_cache, k, v, block_table, slots, pos, T, BS, MB, NKV, HD, HDV);
 }
 

@@ -64,9 +64,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 // The paged KV cache (ops.h): k_cache (NB, BS, NKV, HD), v_cache (NB, BS, NKV, HDV), block_table
 // (S, MB); row j of sequence s is row j % BS of block block_table[s * MB + j / BS].
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v, const int32_t* block_table,
-                    const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
-                    int64_t HD, int64_t HDV);
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
+                    int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV);
 void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* block_table,
                     const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
                     int64_t HD, int64_t HDV);
@@ -80,12 +80,12 @@ struct PagedCache {
   int64_t BS = 0, MB = 0, NKV = 0, HD = 0, HDV = 0;
 };
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L);
-void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, const PagedCache& pc,
-                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale,
-                      float* workspace = nullptr, int64_t workspace_floats = 0);
-void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, const PagedCache& pc,
-                      const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale,
-                      float* workspace = nullptr, int64_t workspace_floats = 0);
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
+                      const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
+                      float scale, float* workspace = nullptr, int64_t workspace_floats = 0);
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache,
+                      const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
+                      float scale, float* workspace = nullptr, int64_t workspace_floats = 0);
 
 // ---- flash_attention.cu ---- bf16 on tensor cores, flash-style: memory linear in T.
 // Same semantics as the f32 versions above; lse stays f32. Tensor cores for the (HD, HDV) pairs

@@ -73,7 +73,8 @@ __global__ void set_finish_kernel(DecodeSlots st, const int32_t* slot, int64_t n
 void decode_start(const DecodeSlots& st, const int32_t* slot, const int32_t* token, const int32_t* pos,
                   const int32_t* limit, const int32_t* step0, const uint64_t* stream, int64_t n) {
   if (n == 0) return;
-  start_kernel<<<row_blocks(n), kRowThreads, 0, context().stream>>>(st, slot, token, pos, limit, step0, stream, n);
+  start_kernel<<<row_blocks(n), kRowThreads, 0, context().stream>>>(st, slot, token, pos, limit, step0,
+                                                                    stream, n);
   CUDA_CHECK_LAUNCH();
 }
 
