@@ -147,7 +147,8 @@ TEST(MoeRlPaths, CheckpointedBackwardReplaysTheForwardsExperts) {
   model::Batch b = model::pack_sequences(seqs);
   b.replay = routes;
   std::vector<float> dlogp(b.targets.size());
-  for (size_t t = 0; t < dlogp.size(); ++t) dlogp[t] = b.targets[t] >= 0 ? -0.1f - 0.01f * float(t % 5) : 0.0f;
+  for (size_t t = 0; t < dlogp.size(); ++t)
+    dlogp[t] = b.targets[t] >= 0 ? -0.1f - 0.01f * float(t % 5) : 0.0f;
   struct Result {
     std::vector<float> logp, grads;
     std::vector<std::vector<int64_t>> counts;
@@ -162,7 +163,8 @@ TEST(MoeRlPaths, CheckpointedBackwardReplaysTheForwardsExperts) {
     st.forward(m, batch);
     st.backward(m, dlogp);
     EXPECT_EQ(st.checkpointed(), mode == model::Checkpointing::On);
-    return Result{st.logp_host(), to_host_f32(m.grads().flat), st.expert_counts(), st.replay_counts().replaced};
+    return Result{st.logp_host(), to_host_f32(m.grads().flat), st.expert_counts(),
+                  st.replay_counts().replaced};
   };
   const Result save = run(model::Checkpointing::Off, true), ckpt = run(model::Checkpointing::On, true);
   ASSERT_GT(save.replaced, 0) << "the new router should disagree with the sampler somewhere";
