@@ -201,6 +201,25 @@ void run_moe_route_forward(Run& c) {
     for (int64_t t = 0; t < s.T; ++t)
       EXPECT_NEAR(std::accumulate(w.begin() + t * s.K, w.begin() + (t + 1) * s.K, 0.0), 1.0, 1e-6);
   }
+  // Routing replay: the odd tokens take a drawn choice of experts (weights as if the router had
+  // chosen them), the even ones (rows of -1) are routed as before.
+  const RouteCase drawn_choice = drawn(c);
+  std::vector<std::vector<int>> want = rc.experts;
+  Vi replay(sz(s.T * s.K), -1);
+  for (int64_t t = 1; t < s.T; t += 2) {
+    want[sz(t)] = drawn_choice.experts[sz(t)];
+    std::copy(want[sz(t)].begin(), want[sz(t)].end(), replay.begin() + t * s.K);
+  }
+  Tensor texperts = c.ints(Vi(sz(s.T * s.K), -1), {s.T, s.K}), tweights = c.nan({s.T, s.K}, DType::F32);
+  ops::moe_route_forward(texperts, tweights, rc.tlogits, rc.tbias, routing_of(s), c.ints(replay, {s.T, s.K}));
+  const int32_t* ex = static_cast<const int32_t*>(texperts.data);
+  for (int64_t t = 0; t < s.T; ++t)
+    EXPECT_EQ(std::vector<int>(ex + t * s.K, ex + (t + 1) * s.K), want[sz(t)]) << "replayed token " << t;
+  c.check("moe_route_forward weights (replay)", c.get(tweights), ref_weights(logits, want, s), kStatReduce);
+  replay[0] = int32_t(s.E);  // out of range
+  EXPECT_THROW(ops::moe_route_forward(texperts, tweights, rc.tlogits, rc.tbias, routing_of(s),
+                                      c.ints(replay, {s.T, s.K})),
+               r1::Error);
 }
 
 void run_moe_route_backward(Run& c) {

@@ -118,9 +118,11 @@ struct MoeRouting {
   float scaling = 1.0f;
 };
 // experts (T, K) i32 in descending choice order, weights (T, K) f32, from logits (T, E) f32 and
-// bias (E) f32 (optional).
+// bias (E) f32 (optional). replay (T, K) i32 (optional; routing replay): a row of K distinct
+// experts is taken as the choice (its weights are those experts' scores, normalised and scaled as
+// if the router had chosen them); a row of -1 is routed.
 void moe_route_forward(Tensor experts, Tensor weights, const Tensor& logits, const Tensor& bias,
-                       const MoeRouting& r);
+                       const MoeRouting& r, const Tensor& replay = {});
 // dlogits (T, E) f32 += the gradient through the chosen experts' weights, from dweights (T, K).
 // The choice itself has no gradient.
 void moe_route_backward(Tensor dlogits, const Tensor& dweights, const Tensor& logits, const Tensor& experts,

@@ -30,6 +30,23 @@ cpu::Routing routing(const char* op, const MoeRouting& r, int64_t E) {
   return c;
 }
 
+// Each row of replay (T, K) is K distinct experts in [0, E), or K times -1 (routed).
+void check_replay(const char* op, const Tensor& replay, int64_t E) {
+  const int64_t T = replay.shape[0], K = replay.shape[1];
+  const int32_t* p = ip(replay);
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t* row = p + t * K;
+    const bool routed = row[0] == -1;
+    for (int64_t k = 0; k < K; ++k) {
+      if (routed ? row[k] != -1 : row[k] < 0 || row[k] >= E)
+        fail("{}: replay[{}, {}] = {}: a row is K experts in [0, E = {}) or K times -1 (routed)", op, t, k,
+             row[k], E);
+      for (int64_t j = 0; j < k && !routed; ++j)
+        if (row[j] == row[k]) fail("{}: replay row {} names expert {} twice", op, t, row[k]);
+    }
+  }
+}
+
 DType rope_i_check(const char* op, const char* xname, const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {
   const DType dt = compute_dtype(op, xname, x);
   expect(op, xname, x, dt, {{"T", kAny}, {"H", kAny}, {"HD", kAny}});
@@ -77,7 +94,7 @@ void copy_columns(Tensor dst, int64_t dst_col, const Tensor& src, int64_t src_co
 }
 
 void moe_route_forward(Tensor experts, Tensor weights, const Tensor& logits, const Tensor& bias,
-                       const MoeRouting& r) {
+                       const MoeRouting& r, const Tensor& replay) {
   const Op id = Op::moe_route_forward;
   const char* op = op_name(id);
   const DType dt = compute_dtype(op, "logits", logits);
@@ -87,10 +104,17 @@ void moe_route_forward(Tensor experts, Tensor weights, const Tensor& logits, con
   expect_opt(op, "bias", bias, dt, {{"E", E}}, "logits", &logits);
   expect(op, "experts", experts, I32, {{"T", T}, {"K", K}}, "logits", &logits);
   expect(op, "weights", weights, F32, {{"T", T}, {"K", K}}, "logits", &logits);
-  if (on_cuda(op, {{"experts", experts}, {"weights", weights}, {"logits", logits}, {"bias", bias}}))
+  expect_opt(op, "replay", replay, I32, {{"T", T}, {"K", K}}, "logits", &logits);
+  if (on_cuda(op, {{"experts", experts},
+                   {"weights", weights},
+                   {"logits", logits},
+                   {"bias", bias},
+                   {"replay", replay}}))
     cpu_only(id, dt, "logits", logits);
+  if (!replay.empty()) check_replay(op, replay, E);
   count_path(id, Path::native);
-  cpu::moe_route_forward(static_cast<int32_t*>(experts.data), fp(weights), fp(logits), fp(bias), T, E, c);
+  cpu::moe_route_forward(static_cast<int32_t*>(experts.data), fp(weights), fp(logits), fp(bias),
+                         replay.empty() ? nullptr : ip(replay), T, E, c);
 }
 
 void moe_route_backward(Tensor dlogits, const Tensor& dweights, const Tensor& logits, const Tensor& experts,

@@ -144,8 +144,10 @@ ActivationEstimate estimate_activations(const ModelConfig& c, const ActivationSe
   t.add(T * C, e);                                   // dlnf
   t.add(T * C, e);                                   // dres
   ActivationEstimate est;
-  est.checkpointed = t.bytes;
   est.saving = t.bytes;
+  for (int l = 0; l < L; ++l)  // checkpointing: each MoE layer's experts, replayed by its recomputation
+    if (c.is_moe_layer(l)) t.add(T * c.moe.num_experts_per_tok, 4);
+  est.checkpointed = t.bytes;
   for (int l = 0; l < L; ++l) {
     const size_t layer = layer_saved_bytes(c, l, s, T);
     est.saving += layer;

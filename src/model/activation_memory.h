@@ -20,7 +20,9 @@ struct ActivationEstimate {
   // residual-stream tensors (each layer's input, and the last one's output), the batch's inputs,
   // the final norm and head outputs, and the gradients that run down the layers (dres, dlnf, dlogp).
   size_t saving = 0;
-  // The same arena with checkpointing: all of the above but the layers' saved tensors.
+  // The same arena with checkpointing: all of the above but the layers' saved tensors, and each
+  // mixture-of-experts layer's chosen experts (T, K) i32, which its recomputation replays. (A
+  // Batch::replay takes those bytes too: checkpointing, the same ones; saving, on top.)
   size_t checkpointed = 0;
   // The largest one layer's saved tensors: checkpointing's recomputed layer (its own arena).
   size_t layer = 0;

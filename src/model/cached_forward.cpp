@@ -33,7 +33,8 @@ std::vector<int32_t> fresh_prefill(const std::vector<int32_t>& slots, const std:
 
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
-                      const std::vector<int32_t>& logit_rows, Arena& a, std::optional<DType> logits_dtype) {
+                      const std::vector<int32_t>& logit_rows, Arena& a, std::optional<DType> logits_dtype,
+                      ExpertRoutes* routes) {
   const int64_t T = int64_t(ids.size());
   R1_CHECK(T > 0, "forward_cached: no tokens");
   R1_CHECK(slots.size() == ids.size() && pos.size() == ids.size(),
@@ -58,10 +59,11 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<in
   in.logit_rows = upload_i32(a, logit_rows);
   const std::vector<int32_t> cu = fresh_prefill(slots, pos);
   if (!cu.empty()) in.cu_seqlens = upload_i32(a, cu);
-  return forward_cached(m, cache, in, a, logits_dtype.value_or(m.compute_dtype()));
+  return forward_cached(m, cache, in, a, logits_dtype.value_or(m.compute_dtype()), routes);
 }
 
-Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& a, DType logits_dtype) {
+Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& a,
+                      DType logits_dtype, ExpertRoutes* routes) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
   const int64_t T = in.ids.numel(), C = c.hidden_size;
@@ -100,8 +102,11 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   Tensor x = a.alloc(cd, {T, C});
   ops::embedding_forward(x, in.ids, P.embed);
   const Arena::Mark layer_start = a.mark();
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    layer_forward(p, l, P.layers[size_t(l)], x, x, nullptr);
+  if (routes) *routes = unrecorded_routes(c);
+  for (int l = 0, moe = 0; l < c.num_hidden_layers; ++l) {
+    RouteIo route;
+    if (routes && P.layers[size_t(l)].is_moe()) route.chosen = &routes->experts[size_t(moe++)];
+    layer_forward(p, l, P.layers[size_t(l)], x, x, nullptr, &route);
     a.rewind(layer_start);
   }
   // The rows that need logits, gathered on the device: a row gather is exactly an embedding lookup

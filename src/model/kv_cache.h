@@ -84,10 +84,12 @@ struct KVCache {
 // prompt's last token), in `arena`, which must be on the model's device: in the compute dtype by
 // default, or f32 (read them with to_host_f32, tensor/device_memory.h). A batch of whole prompts
 // from position 0 (a fresh prefill) runs the packed training attention over its own tokens.
+// routes (optional): set to the experts each token was sent to in the MoE layers (routing replay's
+// record; expert_routes.h).
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
                       const std::vector<int32_t>& logit_rows, Arena& arena,
-                      std::optional<DType> logits_dtype = std::nullopt);
+                      std::optional<DType> logits_dtype = std::nullopt, ExpertRoutes* routes = nullptr);
 
 // The same forward from inputs already on the model's device (i32), unchecked: the decode step that
 // CUDA graphs capture. logit_rows empty: logits for every token. cu_seqlens (B + 1), when given,
@@ -98,6 +100,6 @@ struct CachedInputs {
   Tensor ids, slots, pos, logit_rows, cu_seqlens, attention_workspace;
 };
 Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& arena,
-                      DType logits_dtype);
+                      DType logits_dtype, ExpertRoutes* routes = nullptr);
 
 }  // namespace r1::model

@@ -68,6 +68,23 @@ Pass TrainState::pass(const Transformer& m, Arena* saved) {
   return p;
 }
 
+std::vector<Tensor> TrainState::upload_replay(const ModelConfig& c, const ExpertRoutes& r, int64_t T) {
+  std::vector<Tensor> out(size_t(c.num_hidden_layers));
+  if (r.empty()) return out;
+  const ExpertRoutes want = unrecorded_routes(c);
+  R1_CHECK(r.k == want.k && r.layers == want.layers && r.tokens() == T,
+           "forward: Batch::replay has {} rows of {} experts for {} MoE layers; the batch has {} tokens and "
+           "the model {} MoE layers of {} experts per token",
+           r.tokens(), r.k, r.layers.size(), T, want.layers.size(), want.k);
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    R1_CHECK(int64_t(r.experts[i].size()) == T * r.k,
+             "forward: Batch::replay layer {} has {} entries, not {}", r.layers[i], r.experts[i].size(),
+             T * r.k);
+    out[size_t(r.layers[i])] = upload_i32(arena_, r.experts[i]).reshape({T, r.k});
+  }
+  return out;
+}
+
 void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backward then) {
   const ModelConfig& c = m.config();
   const Params& P = m.params();
@@ -108,14 +125,24 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backwar
   Tensor x = arena_.alloc(cd, {T, C});
   ops::embedding_forward(x, ids_, P.embed);
   expert_counts_.assign(size_t(c.num_hidden_layers), {});
+  replay_counts_ = {};
+  replay_ = upload_replay(c, batch.replay, T);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     scratch_.reset();
     Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
-    std::vector<int64_t>& counts = expert_counts_[size_t(l)];
-    if (P.layers[size_t(l)].is_moe()) counts.assign(size_t(c.moe.num_experts), 0);
+    RouteIo route;
+    std::vector<int32_t> chosen;
+    const bool moe = P.layers[size_t(l)].is_moe();
+    if (moe) {
+      expert_counts_[size_t(l)].assign(size_t(c.moe.num_experts), 0);
+      replay_counts_.routed += T;
+      route = {replay_[size_t(l)], &expert_counts_[size_t(l)], checkpoint_ ? &chosen : nullptr,
+               &replay_counts_.replayed, &replay_counts_.replaced};
+    }
     LayerSaved* s = saved_ && !checkpoint_ ? &acts_[size_t(l)] : nullptr;
-    layer_forward(p, l, P.layers[size_t(l)], x, out, s, counts.empty() ? nullptr : &counts);
+    layer_forward(p, l, P.layers[size_t(l)], x, out, s, &route);
     if (checkpoint_) acts_[size_t(l)].x_in = x;
+    if (checkpoint_ && moe) keep_forward_routes(l, chosen, T, c.moe.num_experts_per_tok);
     x = out;
   }
   x_final = x;
@@ -145,12 +172,22 @@ bool TrainState::wants_checkpoint(const Transformer& m) const {
   return true;
 }
 
+void TrainState::keep_forward_routes(int l, const std::vector<int32_t>& chosen, int64_t T, int64_t K) {
+  Tensor& r = replay_[size_t(l)];
+  if (r.empty()) r = upload_i32(arena_, chosen).reshape({T, K});  // a replay's rows are overwritten in place
+  else devmem::copy(r.data, r.device, chosen.data(), Device::CPU, r.nbytes());
+}
+
 void TrainState::recompute_layer(const Transformer& m, int l, LayerSaved& s) {
   layer_.reset();
   scratch_.reset();
   const Tensor& x_in = acts_[size_t(l)].x_in;
   Tensor out = scratch_.alloc(m.compute_dtype(), {x_in.shape[0], x_in.shape[1]});  // not needed again
-  layer_forward(pass(m, &layer_), l, m.params().layers[size_t(l)], x_in, out, &s);
+  // The forward's experts again, every row (replayed or the router's), so the recomputation
+  // cannot route differently; its loads and replay counts were taken in the forward.
+  RouteIo route;
+  route.replay = replay_[size_t(l)];
+  layer_forward(pass(m, &layer_), l, m.params().layers[size_t(l)], x_in, out, &s, &route);
   scratch_.reset();  // what the backward reads is in layer_ (or is x_in)
 }
 
@@ -206,6 +243,7 @@ void TrainState::release() {
   model_ = nullptr;
   batch_ = nullptr;
   acts_.clear();
+  replay_.clear();
   ids_ = pos_ = cu_ = targets_ = x_final = lnf = lnf_rstd = logp_ = lse_ = entropy_ = score_w_ = Tensor();
 }
 

@@ -60,6 +60,12 @@ class TrainState {
   // Load balance of the last forward: per layer, the tokens routed to each expert (E entries for a
   // mixture-of-experts layer, empty for a dense one).
   const std::vector<std::vector<int64_t>>& expert_counts() const { return expert_counts_; }
+  // Routing replay in the last forward (Batch::replay), summed over the MoE layers: tokens routed
+  // (T per layer), replayed, and replayed to experts that are not the router's own choice.
+  struct ReplayCounts {
+    int64_t routed = 0, replayed = 0, replaced = 0;
+  };
+  const ReplayCounts& replay_counts() const { return replay_counts_; }
   // Bytes the activation arena peaked at (forward's saved activations and backward's gradients;
   // checkpointing, the layers' inputs).
   size_t activation_bytes() const { return arena_.peak(); }
@@ -104,6 +110,11 @@ class TrainState {
   // What the blocks see of this pass (after forward_trunk has set the batch): saving into `saved`
   // (null: nothing), temporaries in scratch_.
   Pass pass(const Transformer& m, Arena* saved);
+  // Batch::replay on the device: per layer (T, K) i32, empty for dense layers (all, without a replay).
+  std::vector<Tensor> upload_replay(const ModelConfig& c, const ExpertRoutes& r, int64_t T);
+  // Checkpointing: layer l's experts as the forward chose them (T, K), kept in replay_ for the
+  // recomputation (over the batch's replay, which they contain).
+  void keep_forward_routes(int l, const std::vector<int32_t>& chosen, int64_t T, int64_t K);
   enum class Head : uint8_t { LogProbs, Score };
 
   // arena_: what lives across layers (saved activations, or the layers' inputs when checkpointing,
@@ -117,6 +128,10 @@ class TrainState {
   Tensor ids_, pos_, cu_, targets_;
   std::vector<LayerSaved> acts_;  // per layer (blocks/decoder_layer.h); checkpointing, only x_in
   std::vector<std::vector<int64_t>> expert_counts_;
+  // Per layer (T, K) i32: Batch::replay for the forward; checkpointing, then the experts the
+  // forward used, which the recomputation replays.
+  std::vector<Tensor> replay_;
+  ReplayCounts replay_counts_;
   Tensor x_final, lnf, lnf_rstd, logp_, lse_, entropy_;
   Head head_ = Head::LogProbs;
   Tensor score_w_;  // (NP, C): the score head padded with zero rows (see score_forward)

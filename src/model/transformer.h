@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/expert_routes.h"
 #include "model/layer_plan.h"
 #include "model/lora.h"
 #include "model/params.h"
@@ -49,6 +50,9 @@ struct Batch {
   std::vector<int32_t> positions;   // (T) position within its sequence
   std::vector<int32_t> cu_seqlens;  // (B + 1)
   std::vector<int32_t> targets;     // (T) next token within the sequence, -1 at each sequence end
+  // Routing replay (mixture-of-experts models): the experts each token is sent to instead of the
+  // router's choice (rows of -1 are routed); empty: every token is routed.
+  ExpertRoutes replay;
   int64_t tokens() const { return int64_t(ids.size()); }
   int64_t sequences() const { return int64_t(cu_seqlens.size()) - 1; }
 };

@@ -12,6 +12,7 @@
 #include "model/kv_cache.h"
 #include "rollout/gpu_engine.h"
 #include "rollout/requests.h"
+#include "rollout/route_record.h"
 #include "rollout/scheduler.h"
 #include "tensor/device_memory.h"
 
@@ -50,6 +51,9 @@ void Engine::reset_kv_peak() {
 
 std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
                                          const std::function<void(int64_t, int64_t)>& on_progress) {
+  R1_CHECK(!gpu_ || !params.record_routes || model::unrecorded_routes(model_.config()).empty(),
+           "rollout: recording expert routes (routing replay) needs the CPU engine: a mixture-of-experts "
+           "model has no CUDA path");
   cache_->acquire_pool();
   std::vector<Completion> out = gpu_ ? gpu_->generate(requests, params, on_progress, stats_)
                                      : generate_cpu(requests, params, on_progress);
@@ -103,7 +107,8 @@ class CpuGeneration {
         params_(params),
         on_progress_(on_progress),
         hooks_(params.turns),
-        V_(m.config().vocab_size) {}
+        V_(m.config().vocab_size),
+        routes_(params.record_routes) {}
 
   std::vector<Completion> run();
 
@@ -135,6 +140,10 @@ class CpuGeneration {
   void run_feeds(const std::vector<Feed>& feeds, const std::function<void(size_t, const float*)>& use);
   void admit_and_prefill();
   void decode_step();
+  // The logits of a forward over the cache (token t at row pos[t] of slot slots[t]'s sequence),
+  // recording each token's experts when asked (routing replay).
+  const float* forward(const std::vector<int32_t>& ids, const std::vector<int32_t>& slots,
+                       const std::vector<int32_t>& pos, const std::vector<int32_t>& rows);
 
   const model::Transformer& m_;
   const EngineConfig& cfg_;
@@ -156,8 +165,22 @@ class CpuGeneration {
   std::vector<float> scratch_;
   HostLogits host_;
   int64_t done_ = 0;
+  RouteRecord routes_;
   std::optional<ThreadPool> tools_;  // destroyed first: its jobs read hooks_
 };
+
+const float* CpuGeneration::forward(const std::vector<int32_t>& ids, const std::vector<int32_t>& slots,
+                                    const std::vector<int32_t>& pos, const std::vector<int32_t>& rows) {
+  arena_.reset();
+  const float* logits = host_.read(model::forward_cached(m_, cache_, ids, slots, pos, rows, arena_, {}, routes_.forward()));
+  for (size_t t = 0; t < ids.size() && routes_.forward(); ++t) {
+    const Slot& sl = slots_[size_t(slots[t])];
+    // A prompt's rows are fed once for all its samples (they share its blocks).
+    if (pos[t] < sl.prompt_len) routes_.prompt_token(sl.prompt, pos[t], int64_t(t));
+    else routes_.completion_token(sl.flat, pos[t], int64_t(t));
+  }
+  return logits;
+}
 
 // Appends a sampled token to a slot's completion and says what the sequence does next.
 Next CpuGeneration::accept(Slot& sl, const Draw& d) {
@@ -266,9 +289,7 @@ void CpuGeneration::run_feeds(const std::vector<Feed>& feeds,
       return token_at(slots_[size_t(f.slot)], pos);
     });
     sched_.sync();
-    arena_.reset();
-    const float* logits =
-        host_.read(model::forward_cached(m_, cache_, b.ids, b.slots, b.pos, b.rows, arena_));
+    const float* logits = forward(b.ids, b.slots, b.pos, b.rows);
     stats_.prefill_tokens += int64_t(b.ids.size());
     for (size_t r = 0; r < b.rows.size(); ++r) use(i + r, logits + int64_t(r) * V_);
     i = b.end;
@@ -352,8 +373,7 @@ void CpuGeneration::decode_step() {
   if (ids.empty()) return;
   sched_.sync();
   Timer t_decode;
-  arena_.reset();
-  const float* logits = host_.read(model::forward_cached(m_, cache_, ids, sl_ids, pos, rows, arena_));
+  const float* logits = forward(ids, sl_ids, pos, rows);
   stats_.decode_seconds += t_decode.seconds();
   ++stats_.decode_steps;
   stats_.decode_rows += int64_t(ids.size());
@@ -408,6 +428,9 @@ std::vector<Completion> CpuGeneration::run() {
     stats_.prefill_seconds += t_prefill.seconds();
     decode_step();
   }
+  std::vector<int64_t> prompt_lens;
+  for (const Request& r : requests_) prompt_lens.push_back(int64_t(r.prompt.size()));
+  routes_.finish(out_, prompt_lens);
   return std::move(out_);
 }
 

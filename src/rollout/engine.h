@@ -43,6 +43,9 @@ struct GenerateParams {
   // Multi-turn rollouts (rollout/turns.h); off when empty. With turns, max_new_tokens bounds the
   // whole trajectory (model and observation tokens), as the context does.
   TurnHooks turns;
+  // Routing replay: record the experts of every token in Completion::routes (mixture-of-experts
+  // models; the CPU engine).
+  bool record_routes = false;
 };
 
 struct Completion {
@@ -56,6 +59,9 @@ struct Completion {
   std::vector<uint8_t> from_model;
   int turns = 0;  // observations appended
   FinishReason finish = FinishReason::Length;
+  // With GenerateParams::record_routes: the experts each token of prompt + tokens was sent to in
+  // the MoE layers (rows of tokens never fed to the model, such as the last, unrecorded).
+  model::ExpertRoutes routes;
 };
 
 // Whether token t of c was sampled by the model (not an observation), and how many were.

@@ -52,6 +52,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     ref_ = std::make_unique<model::Transformer>(policy_.config(), policy_.device(), /*trainable=*/false);
     model::copy_weights(*ref_, policy_);
   }
+  check_moe_options(cfg_.moe, policy_);
   // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
   // size that cannot hold one sequence fails here, before any compute. On CUDA the pool's memory
   // is resident only while rollouts run (step(): each phase frees what it used).
@@ -220,17 +221,20 @@ StepStats GrpoTrainer::step(int64_t step) {
   engine_->release_kv_memory();
   const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
                                                         cfg_.mini_batches, cfg_.micro_batch_tokens, host);
+  const MoeRlConfig& moe = cfg_.moe;
+  if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 && records_routes(moe, policy_.config()))
+    sums.moe_gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
   Timer t_reference;
   memory.start({});
   if (has_reference())
-    reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward, cfg_.micro_batch_tokens,
-                       cfg_.temperature);
+    reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward,
+                       cfg_.micro_batch_tokens, cfg_.temperature, moe.routing_replay);
   memory.end(sums.mem_reference);
   sums.t_reference = t_reference.seconds();
   memory.start({&ref_state_});
   if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
     state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
-    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature);
+    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature, moe.routing_replay);
     sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
   }
   Timer t_train;
@@ -247,6 +251,7 @@ StepStats GrpoTrainer::step(int64_t step) {
   sums.add_kept(batch.kept);
   sums.add_update(update);
   all_reduce(host, sums);
+  if (moe.bias_update_speed > 0) update_score_bias(policy_, sums.routes.expert_counts, moe.bias_update_speed);
   StepStats st = summarize(sums, batch.counts, update, cfg_, lr, has_reference(), dp_.world_size());
   st.time_step = t_step.seconds();
   return st;

@@ -89,6 +89,11 @@ void validate_shaping(const GrpoConfig& c) {
   at_least("grpo.overlong_penalty", c.overlong_penalty, 0);
 }
 
+void validate_moe(const GrpoConfig& c) {
+  at_least("train.moe.bias_update_speed", c.moe.bias_update_speed, 0);
+  at_least("train.moe.logp_gap_every", c.moe.logp_gap_every, 0);
+}
+
 }  // namespace
 
 OldLogprobs parse_old_logprobs(const std::string& s) {
@@ -109,6 +114,7 @@ void validate(const GrpoConfig& c) {
   validate_loss(c);
   validate_updates(c);
   validate_shaping(c);
+  validate_moe(c);
 }
 
 GrpoLossConfig update_loss_config(const GrpoConfig& c) {

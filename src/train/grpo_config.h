@@ -18,6 +18,19 @@ enum class IsCorrection { None, Tis, Mis };
 OldLogprobs parse_old_logprobs(const std::string& s);    // "sampler" | "trainer"
 IsCorrection parse_is_correction(const std::string& s);  // "none" | "tis" | "mis"
 
+// Mixture-of-experts models in RL (recipe keys train.moe.*; train/grpo_moe.h).
+struct MoeRlConfig {
+  // Routing replay: the training forwards (pi_old, reference, update) send each token to the experts
+  // the sampler chose for it, with the router's weights over those experts (its gradient flows as usual).
+  bool routing_replay = false;
+  // DeepSeek-V3's auxiliary-loss-free balancing after every step: each MoE layer's
+  // e_score_correction_bias[e] += speed * sign(mean load - load of e). 0: off (R1's RL kept it off).
+  double bias_update_speed = 0.0;
+  // The sampler/trainer log-prob gap, with and without replay, measured every N steps (0: never):
+  // two extra forwards over the step's batch.
+  int logp_gap_every = 1;
+};
+
 struct GrpoConfig {
   // Sampling
   int prompts_per_step = 8;
@@ -70,6 +83,7 @@ struct GrpoConfig {
   IsCorrection is_correction = IsCorrection::None;
   double is_cap = 2.0;
   uint64_t seed = 1;
+  MoeRlConfig moe;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).
   // prompts_per_step is the global batch; each rank rolls out prompts_per_step / ranks groups.
   optim::DataParallelConfig parallel;

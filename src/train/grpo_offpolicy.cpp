@@ -8,11 +8,11 @@
 namespace r1::train {
 
 void trainer_old_logprobs(const model::Transformer& policy, model::TrainState& state,
-                          const std::vector<MiniBatch>& plan, float temperature) {
+                          const std::vector<MiniBatch>& plan, float temperature, bool replay) {
   std::vector<int64_t> rows;
   for (const MiniBatch& mini : plan)
     for (const MicroBatch& mb : mini.micro) {
-      const model::Batch b = pack(mb, rows);
+      const model::Batch b = pack(mb, rows, replay);
       state.forward(policy, b, temperature, model::Backward::None);  // nothing saved
       const std::vector<float> lp = state.logp_host();
       for (size_t i = 0; i < mb.size(); ++i) {

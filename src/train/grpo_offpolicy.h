@@ -23,9 +23,10 @@
 namespace r1::train {
 
 // Fills Sequence::old_logp of every training sequence with the policy's log-probs, through the
-// plan's micro-batches (the update's own packing, so the first forward of the update repeats it).
+// plan's micro-batches (the update's own packing, so the first forward of the update repeats it);
+// with `replay`, the sampler's experts (routing replay, as the update).
 void trainer_old_logprobs(const model::Transformer& policy, model::TrainState& state,
-                          const std::vector<MiniBatch>& plan, float temperature);
+                          const std::vector<MiniBatch>& plan, float temperature, bool replay = false);
 
 struct SamplerGap {
   double max_abs = 0, sum_abs = 0;  // |log pi_sampler - log pi_trainer| over the model's tokens

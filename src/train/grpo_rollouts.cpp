@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "train/grpo_moe.h"
 
 namespace r1::train {
 
@@ -42,6 +43,7 @@ void sample_groups(rollout::Engine& engine, const text::Codec& codec,
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};
   gp.max_new_tokens = cfg.max_completion_tokens;
   gp.stop_ids = codec.eos_ids();
+  gp.record_routes = records_routes(cfg.moe, engine.model().config());
   std::vector<rollout::Request> reqs;
   std::vector<const data::Problem*> of_request;
   for (const Group& g : groups) {

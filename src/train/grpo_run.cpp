@@ -55,7 +55,8 @@ nlohmann::json grpo_recipe_defaults() {
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
         {"activation_checkpointing", "auto"},
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
-        {"lora", run::lora_section()}}},
+        {"lora", run::lora_section()},
+        {"moe", {{"routing_replay", false}, {"bias_update_speed", 0.0}, {"logp_gap_every", 1}}}}},
       {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
@@ -156,6 +157,9 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.adamw.beta2 = float(r.get<double>("train.beta2"));
   g.adamw.weight_decay = float(r.get<double>("train.weight_decay"));
   g.seed = uint64_t(r.get<int>("train.seed"));
+  g.moe.routing_replay = r.get<bool>("train.moe.routing_replay");
+  g.moe.bias_update_speed = r.get<double>("train.moe.bias_update_speed");
+  g.moe.logp_gap_every = r.get<int>("train.moe.logp_gap_every");
   g.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
                                                "recipe key 'train.activation_checkpointing'");
   g.parallel = run::parallel_config(r);

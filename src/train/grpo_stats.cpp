@@ -30,6 +30,7 @@ void StepSums::add_update(const UpdateStats& u) {
   checkpointed += double(u.checkpointed);
   clipped_first += u.clipped_first;
   tokens_first += u.tokens_first;
+  routes.add(u.routes);
 }
 
 void StepSums::add_gap(const SamplerGap& g) {
@@ -73,10 +74,16 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.decode_seqs,
                       &s.decode_steps,
                       &s.micro_batches,
-                      &s.checkpointed};
-  double* maxed[] = {&s.length_max, &s.t_rollout, &s.t_reward,  &s.t_reference,   &s.t_train,
-                     &s.gap_max,    &s.kv_blocks, &s.kv_blocks_peak, &s.activation_peak,
-                     &s.mem_held,   &s.mem_rollout, &s.mem_reference, &s.mem_update,     &s.mem_host};
+                      &s.checkpointed,
+                      &s.moe_gap.tokens,
+                      &s.moe_gap.replay_sum,
+                      &s.moe_gap.router_sum,
+                      &s.moe_gap.replayed,
+                      &s.moe_gap.replaced};
+  double* maxed[] = {&s.length_max,      &s.t_rollout,          &s.t_reward,           &s.t_reference,
+                     &s.t_train,         &s.gap_max,            &s.kv_blocks,          &s.kv_blocks_peak,
+                     &s.activation_peak, &s.moe_gap.replay_max, &s.moe_gap.router_max, &s.mem_held,
+                     &s.mem_rollout,     &s.mem_reference,      &s.mem_update,         &s.mem_host};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -86,6 +93,7 @@ void all_reduce(dist::Comm& host, StepSums& s) {
   reduce(summed, dist::Op::Sum);
   reduce(maxed, dist::Op::Max);
   dist::all_reduce_sums(host, s.scored.part_sums);  // a rank may lack a part another has
+  all_reduce(host, s.routes);
 }
 
 StepStats summarize(const StepSums& sums, const GroupCounts& groups, const UpdateStats& update,
@@ -156,6 +164,7 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.memory_update = sums.mem_update;
   st.memory_host = sums.mem_host;
   st.ranks = ranks;
+  st.moe = moe_metrics(sums.moe_gap, sums.routes);
   return st;
 }
 
@@ -212,6 +221,7 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"memory/update_gib", s.memory_update / GiB},
                      {"memory/host_peak_gib", s.memory_host / GiB}});
   if (s.ranks > 1) m.emplace_back("ranks", double(s.ranks));
+  m.insert(m.end(), s.moe.begin(), s.moe.end());
   return m;
 }
 

@@ -8,8 +8,9 @@
 
 #include "dist/comm.h"
 #include "run/metrics.h"
-#include "train/grpo_rollouts.h"
+#include "train/grpo_moe.h"
 #include "train/grpo_offpolicy.h"
+#include "train/grpo_rollouts.h"
 #include "train/grpo_update.h"
 
 namespace r1::train {
@@ -37,6 +38,9 @@ struct StepSums {
   // when a phase starts (the persistent state alone: each phase frees what it used), and each
   // phase's peak; the host's peak resident memory.
   double mem_held = 0, mem_rollout = 0, mem_reference = 0, mem_update = 0, mem_host = 0;
+  // Mixture-of-experts models: the log-prob gap both ways (when measured) and the update's routing.
+  LogpGap moe_gap;
+  RouteStats routes;
 
   void add_kept(const std::vector<Group>& kept);
   void add_update(const UpdateStats& u);
@@ -93,6 +97,7 @@ struct StepStats {
   // Memory (bytes, the largest rank's): see StepSums.
   double memory_held = 0, memory_rollout = 0, memory_reference = 0, memory_update = 0, memory_host = 0;
   int ranks = 1;
+  run::Scalars moe;  // mixture-of-experts models: moe_metrics (grpo_moe.h)
 };
 
 // The step's statistics from its (reduced) sums and counts.

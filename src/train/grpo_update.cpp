@@ -9,13 +9,20 @@
 
 namespace r1::train {
 
-model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row) {
+model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row, bool replay) {
   std::vector<std::vector<int32_t>> toks;
   for (const SeqRef& s : seqs) {
     toks.push_back(s.group->prompt);
     toks.back().insert(toks.back().end(), s.seq->out.tokens.begin(), s.seq->out.tokens.end());
   }
   model::Batch b = model::pack_sequences(toks);
+  for (size_t i = 0; i < seqs.size() && replay; ++i) {
+    const model::ExpertRoutes& r = seqs[i].seq->out.routes;
+    R1_CHECK(!r.empty() && r.tokens() == int64_t(toks[i].size()),
+             "GRPO routing replay: a sequence of {} tokens has {} recorded expert routes", toks[i].size(),
+             r.tokens());
+    model::append_routes(b.replay, r);
+  }
   comp_row.clear();
   for (size_t i = 0; i < seqs.size(); ++i)
     comp_row.push_back(b.cu_seqlens[i] + int64_t(seqs[i].group->prompt.size()) - 1);
@@ -73,9 +80,9 @@ std::vector<MiniBatch> plan_mini_batches(std::vector<Group>& kept, int64_t total
 namespace {
 
 void reference_forward(const model::Transformer& ref, model::TrainState& state, const MicroBatch& mb,
-                       float temperature) {
+                       float temperature, bool replay) {
   std::vector<int64_t> rows;
-  const model::Batch b = pack(mb, rows);
+  const model::Batch b = pack(mb, rows, replay);
   state.forward(ref, b, temperature, model::Backward::None);
   const std::vector<float> lp = state.logp_host();
   for (size_t i = 0; i < mb.size(); ++i) {
@@ -88,16 +95,16 @@ void reference_forward(const model::Transformer& ref, model::TrainState& state, 
 
 void reference_logprobs(const model::Transformer& ref, model::TrainState& state,
                         const std::vector<MiniBatch>& plan, std::vector<Group>& kept, bool masked_too,
-                        int64_t micro_batch_tokens, float temperature) {
+                        int64_t micro_batch_tokens, float temperature, bool replay) {
   for (const MiniBatch& mini : plan)
-    for (const MicroBatch& mb : mini.micro) reference_forward(ref, state, mb, temperature);
+    for (const MicroBatch& mb : mini.micro) reference_forward(ref, state, mb, temperature, replay);
   if (!masked_too) return;
   std::vector<SeqRef> rest;
   for (Group& g : kept)
     for (Sequence& s : g.seqs)
       if (!s.in_loss && !s.out.tokens.empty()) rest.push_back({&g, &s});
   for (const MicroBatch& mb : micro_batches(rest, micro_batch_tokens))
-    reference_forward(ref, state, mb, temperature);
+    reference_forward(ref, state, mb, temperature, replay);
 }
 
 double apply_kl_penalty(std::vector<Group>& kept, double kl_coef) {
@@ -116,6 +123,30 @@ double apply_kl_penalty(std::vector<Group>& kept, double kl_coef) {
   return total;
 }
 
+RouteStats RouteStats::zero(const model::ModelConfig& c) {
+  RouteStats r;
+  r.expert_counts.resize(size_t(c.num_hidden_layers));
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    if (c.is_moe_layer(l)) r.expert_counts[size_t(l)].assign(size_t(c.moe.num_experts), 0);
+  return r;
+}
+
+void RouteStats::add(const model::TrainState& state) {
+  const model::TrainState::ReplayCounts& r = state.replay_counts();
+  add(RouteStats{state.expert_counts(), r.routed, r.replayed, r.replaced});
+}
+
+void RouteStats::add(const RouteStats& o) {
+  expert_counts.resize(std::max(expert_counts.size(), o.expert_counts.size()));
+  for (size_t l = 0; l < o.expert_counts.size(); ++l) {
+    expert_counts[l].resize(std::max(expert_counts[l].size(), o.expert_counts[l].size()), 0);
+    for (size_t e = 0; e < o.expert_counts[l].size(); ++e) expert_counts[l][e] += o.expert_counts[l][e];
+  }
+  routed += o.routed;
+  replayed += o.replayed;
+  replaced += o.replaced;
+}
+
 void assign_advantages(std::vector<Group>& kept, bool scale_by_std) {
   for (Group& g : kept) {
     std::vector<double> rewards;
@@ -127,13 +158,14 @@ void assign_advantages(std::vector<Group>& kept, bool scale_by_std) {
 
 MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainState& state, const MiniBatch& mb,
                                     const GrpoLossConfig& loss, float temperature, bool want_entropy,
-                                    optim::DataParallel* dp) {
+                                    optim::DataParallel* dp, bool replay) {
   MiniBatchStats st;
   std::vector<int64_t> rows;
   for (size_t k = 0; k < mb.micro.size(); ++k) {
     const MicroBatch& micro = mb.micro[k];
-    const model::Batch b = pack(micro, rows);
+    const model::Batch b = pack(micro, rows, replay);
     state.forward(policy, b, temperature);
+    st.routes.add(state);
     st.checkpointed += state.checkpointed() ? 1 : 0;
     const std::vector<float> logp = state.logp_host();
     std::vector<float> entropy;
@@ -178,14 +210,15 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
                           int& bad_steps) {
   const GrpoLossConfig loss = update_loss_config(cfg);
   UpdateStats u;
+  u.routes = RouteStats::zero(policy.config());
   policy.zero_grads();
   for (int epoch = 0; epoch < cfg.ppo_epochs && !plan.empty(); ++epoch) {
     double epoch_loss = 0;
     state.dropout_step = uint64_t(step) * uint64_t(cfg.ppo_epochs) + uint64_t(epoch);  // LoRA dropout
     for (const MiniBatch& mb : plan) {
       const bool first_pass = epoch == 0;
-      const MiniBatchStats st =
-          accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass, &dp);
+      const MiniBatchStats st = accumulate_gradients(policy, state, mb, loss, cfg.temperature, first_pass,
+                                                     &dp, cfg.moe.routing_replay);
       u.loss_sum += st.loss;
       u.clipped += st.clipped;
       u.kl_sum += st.kl_sum;
@@ -196,6 +229,7 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
       if (first_pass) {
         u.entropy_sum += st.entropy_sum;
         u.entropy_tokens += double(st.tokens);
+        u.routes.add(st.routes);
       }
       epoch_loss += st.loss;
       const optim::UpdateResult r = dp.step(lr, cfg.max_grad_norm, st.finite);

@@ -36,8 +36,9 @@ struct MiniBatch {
 };
 
 // Packs the sequences (prompt + completion each); comp_row[i] is the logp row of sequence i's
-// first completion token (a row predicts the next token).
-model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row);
+// first completion token (a row predicts the next token). With `replay` the batch carries the
+// experts the sampler chose (Completion::routes; routing replay), which every sequence must have.
+model::Batch pack(const MicroBatch& seqs, std::vector<int64_t>& comp_row, bool replay = false);
 
 // Token-balanced micro-batches of at most `budget` tokens each (train/micro_batches.h; a longer
 // sequence goes alone), the sequences of each in their order in `seqs`.
@@ -54,9 +55,10 @@ std::vector<MiniBatch> plan_mini_batches(std::vector<Group>& kept, int64_t total
 // Fills Sequence::ref_logp with the reference model's log-probs: the training sequences through the
 // update's own micro-batches (so where the reference equals the policy, the KL is exactly 0), and
 // with `masked_too` the sequences outside the loss as well (a KL penalty in the reward needs them).
+// With `replay`, the sampler's experts (routing replay).
 void reference_logprobs(const model::Transformer& ref, model::TrainState& state,
                         const std::vector<MiniBatch>& plan, std::vector<Group>& kept, bool masked_too,
-                        int64_t micro_batch_tokens, float temperature);
+                        int64_t micro_batch_tokens, float temperature, bool replay = false);
 
 // KL in the reward: reward -= kl_coef * sum_t (logp_old - logp_ref) (k1 over the completion, with
 // the sampler's log-probs). Returns the sum of the per-sequence KLs.
@@ -68,20 +70,32 @@ void assign_advantages(std::vector<Group>& kept, bool scale_by_std);
 
 // ---- update ----
 
+// What the forwards' mixture-of-experts layers did: per layer the tokens sent to each expert
+// (empty for a dense layer), and routing replay's token-layer counts (model::TrainState).
+struct RouteStats {
+  std::vector<std::vector<int64_t>> expert_counts;
+  int64_t routed = 0, replayed = 0, replaced = 0;
+  // Zero counts in the layout of c's model, so every rank reduces the same lengths.
+  static RouteStats zero(const model::ModelConfig& c);
+  void add(const model::TrainState& state);  // the last forward's
+  void add(const RouteStats& o);
+};
+
 struct MiniBatchStats {
   double loss = 0, clipped = 0, kl_sum = 0, entropy_sum = 0;
   int64_t tokens = 0;
   int64_t checkpointed = 0;  // micro-batches whose forward kept only the layers' inputs
   bool finite = true;
+  RouteStats routes;
 };
 
 // Forward, GRPO loss and backward of every micro-batch of `mb`, accumulating into the policy's
 // gradients (not zeroed here). The ratio's denominator is the sampler's log-probs. With `dp`, it is
 // armed before the last backward (its all-reduce overlaps that backward). With want_entropy the
-// token entropies are summed.
+// token entropies are summed. With `replay` the forwards use the sampler's experts.
 MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainState& state, const MiniBatch& mb,
                                     const GrpoLossConfig& loss, float temperature, bool want_entropy,
-                                    optim::DataParallel* dp = nullptr);
+                                    optim::DataParallel* dp = nullptr, bool replay = false);
 
 struct UpdateStats {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
@@ -90,6 +104,7 @@ struct UpdateStats {
   double grad_norm_sum = 0;  // over the updates taken (pre-clipping global norms)
   double clipped_first = 0, tokens_first = 0;  // the first mini-batch of the first pass (pi = pi_old there)
   int64_t micro_batches = 0, checkpointed = 0;  // forwards and backwards, and those that checkpointed
+  RouteStats routes;                            // the first pass's forwards
 };
 
 // ppo_epochs passes over `plan`, one optimizer step per mini-batch. A non-finite loss or gradient

@@ -61,15 +61,16 @@ void rope_interleaved_backward(float* dx, const int32_t* positions, const float*
 void copy_columns(float* dst, int64_t Wd, int64_t dc, const float* src, int64_t Ws, int64_t sc, int64_t W,
                   int64_t N, bool accumulate);
 // The router (ops.h MoeRouting, passed as plain fields): experts (T, K), weights (T, K) from
-// logits (T, E), bias (E, nullable).
+// logits (T, E), bias (E, nullable); replay (T, K, nullable): rows whose first entry is >= 0 are
+// the chosen experts (routing replay), the others are routed.
 struct Routing {
   bool sigmoid = false;
   int64_t top_k = 1, n_group = 1, topk_group = 1;
   bool norm_topk = false;
   float norm_eps = 0.0f, scaling = 1.0f;
 };
-void moe_route_forward(int32_t* experts, float* weights, const float* logits, const float* bias, int64_t T,
-                       int64_t E, const Routing& r);
+void moe_route_forward(int32_t* experts, float* weights, const float* logits, const float* bias,
+                       const int32_t* replay, int64_t T, int64_t E, const Routing& r);
 // dlogits (T, E) += from dweights (T, K).
 void moe_route_backward(float* dlogits, const float* dweights, const float* logits, const int32_t* experts,
                         int64_t T, int64_t E, const Routing& r);

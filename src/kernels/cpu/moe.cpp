@@ -71,17 +71,21 @@ void limit_groups(std::vector<float>& choice, const Routing& r) {
 
 }  // namespace
 
-void moe_route_forward(int32_t* experts, float* weights, const float* logits, const float* bias, int64_t T,
-                       int64_t E, const Routing& r) {
+void moe_route_forward(int32_t* experts, float* weights, const float* logits, const float* bias,
+                       const int32_t* replay, int64_t T, int64_t E, const Routing& r) {
   const int64_t K = r.top_k;
 #pragma omp parallel for schedule(static) if (T * E >= kParallelMin)
   for (int64_t t = 0; t < T; ++t) {
     std::vector<float> scores(static_cast<size_t>(E)), choice(static_cast<size_t>(E));
     router_scores(logits + t * E, E, r.sigmoid, scores.data());
-    for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = scores[size_t(e)] + (bias ? bias[e] : 0.0f);
-    if (r.n_group > 1) limit_groups(choice, r);
     std::vector<int32_t> chosen;
-    top_n(choice, K, chosen);
+    if (replay && replay[t * K] >= 0) {
+      chosen.assign(replay + t * K, replay + (t + 1) * K);
+    } else {
+      for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = scores[size_t(e)] + (bias ? bias[e] : 0.0f);
+      if (r.n_group > 1) limit_groups(choice, r);
+      top_n(choice, K, chosen);
+    }
     double sum = 0.0;
     for (int32_t e : chosen) sum += scores[size_t(e)];
     const double denom = r.norm_topk ? sum + double(r.norm_eps) : 1.0;

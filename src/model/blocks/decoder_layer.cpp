@@ -5,7 +5,7 @@
 namespace r1::model {
 
 void layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor& x_in, Tensor x_out,
-                   LayerSaved* s, std::vector<int64_t>* expert_counts) {
+                   LayerSaved* s, const RouteIo* route) {
   const int64_t T = p.T, C = p.cfg->hidden_size;
   const Tensor ln1 = norm_forward(p, W.input_norm, x_in, s ? &s->ln1 : nullptr);
   Tensor x_mid = p.keep(p.cd, {T, C});
@@ -13,7 +13,7 @@ void layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor
   else attention_forward(p, layer, W.attn, ln1, x_mid, s ? &s->attn : nullptr);
   ops::add(x_mid, x_mid, x_in);
   const Tensor ln2 = norm_forward(p, W.post_norm, x_mid, s ? &s->ln2 : nullptr);
-  if (W.is_moe()) moe_forward(p, W.moe, ln2, x_out, s ? &s->moe : nullptr, expert_counts);
+  if (W.is_moe()) moe_forward(p, W.moe, ln2, x_out, s ? &s->moe : nullptr, route);
   else mlp_forward(p, W.mlp, ln2, x_out, s ? &s->mlp : nullptr);
   ops::add(x_out, x_out, x_mid);
   if (s) s->x_in = x_in, s->x_mid = x_mid;

@@ -58,9 +58,9 @@ struct LayerSaved {
 // x_out (T, C) = the layer over x_in (T, C). x_out may be x_in itself when nothing is saved.
 // Its temporaries come from p.temp (the caller rewinds it after the layer); s (when saving) keeps
 // what layer_backward reads.
-// expert_counts (optional, E entries, MoE layers): += the tokens routed to each expert.
+// route (optional, MoE layers): what the layer's routing replays, counts and records (moe.h).
 void layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor& x_in, Tensor x_out,
-                   LayerSaved* s, std::vector<int64_t>* expert_counts = nullptr);
+                   LayerSaved* s, const RouteIo* route = nullptr);
 // dres (T, C) holds d loss / d x_out on entry and d loss / d x_in on return (accumulated in
 // place); G's gradients +=.
 void layer_backward(const Pass& p, const LayerWeights& W, LayerWeights& G, const LayerSaved& s, Tensor dres);

@@ -1,5 +1,7 @@
 #include "model/blocks/moe.h"
 
+#include <algorithm>
+
 #include "tensor/device_memory.h"
 
 namespace r1::model {
@@ -18,8 +20,33 @@ ops::MoeRouting moe_routing(const ModelConfig& c) {
   return r;
 }
 
+namespace {
+
+std::vector<int32_t> host_ints(const Tensor& t) {
+  std::vector<int32_t> h(size_t(t.numel()));
+  devmem::copy(h.data(), Device::CPU, t.data, t.device, t.nbytes());
+  return h;
+}
+
+// Counts the replayed tokens of io.replay, and those whose experts are not the router's own choice.
+void count_replaced(const Pass& p, const MoeWeights& W, const Tensor& logits, const RouteIo& io) {
+  const int64_t T = logits.shape[0], K = p.cfg->moe.num_experts_per_tok;
+  const Tensor own = p.scratch(DType::I32, {T, K}), w = p.scratch(DType::F32, {T, K});
+  ops::moe_route_forward(own, w, logits, W.score_bias, moe_routing(*p.cfg));
+  std::vector<int32_t> a = host_ints(own), b = host_ints(io.replay);
+  for (int64_t t = 0; t < T; ++t) {
+    if (b[size_t(t * K)] < 0) continue;
+    ++*io.replayed;
+    std::sort(a.begin() + t * K, a.begin() + (t + 1) * K);
+    std::sort(b.begin() + t * K, b.begin() + (t + 1) * K);
+    if (!std::equal(a.begin() + t * K, a.begin() + (t + 1) * K, b.begin() + t * K)) ++*io.replaced;
+  }
+}
+
+}  // namespace
+
 void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
-                 std::vector<int64_t>* counts) {
+                 const RouteIo* io) {
   const ModelConfig& c = *p.cfg;
   const int64_t T = x.shape[0], C = c.hidden_size, E = c.moe.num_experts, K = c.moe.num_experts_per_tok;
   const int64_t R = T * K;
@@ -29,7 +56,10 @@ void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out
   ops::linear_forward(m.logits, x, W.router, {});
   m.experts = p.keep(DType::I32, {T, K});
   m.weights = p.keep(DType::F32, {T, K});
-  ops::moe_route_forward(m.experts, m.weights, m.logits, W.score_bias, moe_routing(c));
+  const Tensor replay = io ? io->replay : Tensor();
+  if (!replay.empty() && io->replayed && io->replaced) count_replaced(p, W, m.logits, *io);
+  ops::moe_route_forward(m.experts, m.weights, m.logits, W.score_bias, moe_routing(c), replay);
+  if (io && io->chosen) *io->chosen = host_ints(m.experts);
   m.order = p.keep(DType::I32, {R});
   m.tokens = p.keep(DType::I32, {R});
   const Tensor offsets = p.scratch(DType::I32, {E + 1});
@@ -42,7 +72,7 @@ void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out
   m.expert.assign(size_t(E), {});
   for (int64_t e = 0; e < E; ++e) {
     const int64_t a = m.offsets[size_t(e)], b = m.offsets[size_t(e) + 1];
-    if (counts) (*counts)[size_t(e)] += b - a;
+    if (io && io->counts) (*io->counts)[size_t(e)] += b - a;
     if (a == b) continue;
     mlp_forward(p, W.experts[size_t(e)], m.xs.rows(a, b), m.ys.rows(a, b), s ? &m.expert[size_t(e)] : nullptr);
   }

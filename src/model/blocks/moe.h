@@ -66,10 +66,23 @@ struct MoeSaved {
   MlpSaved shared;
 };
 
-// out (T, C) = the block over x (T, C); s (when saving) keeps what moe_backward reads. counts
-// (optional, E entries) += the tokens routed to each expert (load-balance statistics).
+// What a pass tells a mixture-of-experts layer about its routing, and learns from it.
+struct RouteIo {
+  // Routing replay: (T, K) i32 on the device, a row of experts is used instead of the router's
+  // choice, a row of -1 is routed (ops::moe_route_forward). The weights are still the router's
+  // scores of those experts, so the router's gradient flows through them as without replay.
+  Tensor replay;
+  std::vector<int64_t>* counts = nullptr;  // (E) += the tokens sent to each expert (load balance)
+  std::vector<int32_t>* chosen = nullptr;  // host: set to the experts used, (T, K) (recording)
+  // With a replay: += the replayed tokens, and those whose replayed experts differ (as a set) from
+  // the router's own choice.
+  int64_t* replayed = nullptr;
+  int64_t* replaced = nullptr;
+};
+
+// out (T, C) = the block over x (T, C); s (when saving) keeps what moe_backward reads.
 void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
-                 std::vector<int64_t>* counts = nullptr);
+                 const RouteIo* io = nullptr);
 // From dout (T, C): dx (T, C) +=, and G's gradients += (the router's through the routing weights).
 void moe_backward(const Pass& p, const MoeWeights& W, MoeWeights& G, const MoeSaved& s, const Tensor& x,
                   const Tensor& dout, Tensor dx);
