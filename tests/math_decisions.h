@@ -15,4 +15,15 @@ inline reward::MathOptions math_decisions_only() {
   return o;
 }
 
+// Threads that score at once. The symbolic check forks (reward/symbolic_check.cpp); in the
+// sanitizer stage's build (GCC 12's ASan, whose allocator takes no locks around fork) a child
+// forked while another scoring thread held the allocator's lock waited forever: a trivial check
+// ('p - q' against '- q+p') ran into its deadline twice, at random. glibc's own malloc is safe
+// across fork, so the other builds score on two threads, as training does.
+#ifdef R1_SANITIZED
+inline constexpr int kScoreThreads = 1;
+#else
+inline constexpr int kScoreThreads = 2;
+#endif
+
 }  // namespace r1::test

@@ -219,7 +219,9 @@ TEST(RewardData, GoldAnswersMatchThemselvesRewritesAndRejectNearMisses) {
     }
   }
   auto t0 = std::chrono::steady_clock::now();
-  auto rs = score_batch(reward, self, 2), rr = score_batch(reward, rewritten, 2), rm = score_batch(reward, misses, 2);
+  auto rs = score_batch(reward, self, r1::test::kScoreThreads),
+       rr = score_batch(reward, rewritten, r1::test::kScoreThreads),
+       rm = score_batch(reward, misses, r1::test::kScoreThreads);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int ok_self = 0, ok_rw = 0, rejected = 0;
   std::map<std::string, int> by_check;
@@ -237,8 +239,9 @@ TEST(RewardData, GoldAnswersMatchThemselvesRewritesAndRejectNearMisses) {
                                  << misses[i].completion << "': " << rm[i].details.dump();
   }
   std::printf("[ data ] self %d/%zu, rewritten %d/%zu (%d differ after normalisation), near-misses rejected "
-              "%d/%zu, %.2f s on 2 threads\n",
-              ok_self, golds.size(), ok_rw, golds.size(), nontrivial, rejected, misses.size(), secs);
+              "%d/%zu, %.2f s on %d threads\n",
+              ok_self, golds.size(), ok_rw, golds.size(), nontrivial, rejected, misses.size(), secs,
+              r1::test::kScoreThreads);
   std::printf("[ data ] rewritten forms decided by: %s\n", nlohmann::json(by_check).dump().c_str());
 }
 
@@ -256,7 +259,8 @@ TEST(RewardData, Gsm8kHashAnswersRecoveredAndMatched) {
     boxed.push_back({"... so she makes $\\boxed{" + plain + "}$ dollars.", gold, {}});
   }
   ASSERT_EQ(worked.size(), 1319u);
-  auto rw = score_batch(reward, worked, 2), rb = score_batch(reward, boxed, 2);
+  auto rw = score_batch(reward, worked, r1::test::kScoreThreads),
+       rb = score_batch(reward, boxed, r1::test::kScoreThreads);
   int ok_w = 0, ok_b = 0;
   for (size_t i = 0; i < worked.size(); ++i) {
     ok_w += rw[i].reward == 1.0 && rw[i].details["method"] == "hash";

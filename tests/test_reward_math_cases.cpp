@@ -26,7 +26,7 @@ TEST(RewardMathCases, EveryFormCountedNoFalsePositive) {
   }
   ASSERT_GT(cases.size(), 4000u);
   MathReward reward(r1::test::math_decisions_only());
-  std::vector<Result> rs = score_batch(reward, samples, 2);
+  std::vector<Result> rs = score_batch(reward, samples, r1::test::kScoreThreads);
   struct Counts {
     int accepted = 0, correct = 0, rejected = 0, wrong = 0, false_pos = 0, known_miss = 0;
   };
