@@ -122,6 +122,12 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
   EXPECT_PRED2(contains, error_of(ifs), "nested more than 100 levels");
   EXPECT_PRED2(contains, error_of("{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}"), "nested more than 300");
   EXPECT_PRED2(contains, error_of("{{ 'a' * 100000000000 }}"), "a string of more than");
+  // An empty string repeated 10^11 times is empty at once (the fuzzer found it spinning 10^11 loops:
+  // fuzz/regressions/chat_template/empty_string_times_huge), as is a repeat count <= 0.
+  auto render = [](const std::string& source) {
+    return text::ChatTemplate(source, {}).render(nlohmann::ordered_json::array(), false);
+  };
+  EXPECT_EQ(render("{{ '' * 100000000000 }}x{{ 'ab' * -3 }}{{ 'ab' * 0 }}{{ 'ab' * 2 }}"), "xabab");
   EXPECT_PRED2(contains, error_of("{% for i in range(100000000000) %}{% endfor %}"), "more than the sandbox's 100000");
   EXPECT_PRED2(contains, error_of("{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}"),
                "more than 1000000 steps");

@@ -109,8 +109,11 @@ struct Interp {
       return Value::make_list(std::move(l));
     }
     if (op == "*" && a.is_string() && b.type == T::Int) {
-      if (b.i > 0 && a.s.size() > 0) check_string_size(uint64_t(b.i) > kMaxString ? kMaxString + 1 : a.s.size() * size_t(b.i));
+      // Nothing for n <= 0 or an empty string, without looping n times ("" * 10**11 would spin).
+      if (b.i <= 0 || a.s.empty()) return Value(std::string());
+      check_string_size(uint64_t(b.i) > kMaxString ? kMaxString + 1 : a.s.size() * size_t(b.i));
       std::string s;
+      s.reserve(a.s.size() * size_t(b.i));
       for (int64_t k = 0; k < b.i; ++k) s += a.s;
       return Value(s);
     }
