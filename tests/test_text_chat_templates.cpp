@@ -127,6 +127,10 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
   auto render = [](const std::string& source) {
     return text::ChatTemplate(source, {}).render(nlohmann::ordered_json::array(), false);
   };
+  // An empty subscript is a syntax error (the fuzzer found it dereferencing a missing index:
+  // fuzz/regressions/chat_template/empty_subscript), and so are two indices in one.
+  EXPECT_PRED2(contains, error_of("{% if not x[] %}{% endif %}"), "an empty subscript");
+  EXPECT_PRED2(contains, error_of("{{ x[1 2] }}"), "expected ']'");
   EXPECT_EQ(render("{{ '' * 100000000000 }}x{{ 'ab' * -3 }}{{ 'ab' * 0 }}{{ 'ab' * 2 }}"), "xabab");
   EXPECT_PRED2(contains, error_of("{% for i in range(100000000000) %}{% endfor %}"), "more than the sandbox's 100000");
   EXPECT_PRED2(contains, error_of("{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}"),

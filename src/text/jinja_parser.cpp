@@ -262,9 +262,11 @@ struct Parser {
             if (++colons > 2) error("too many ':' in a slice");
             continue;
           }
+          if (parts[colons]) error("expected ']' or ':' in a subscript");
           parts[colons] = expr();
         }
         expect_op("]");
+        if (colons == 0 && !parts[0]) error("an empty subscript '[]'");  // jinja2 raises too
         if (colons == 0) {
           auto it = make(Node::Kind::Item, line);
           it->args = {n, parts[0]};
