@@ -47,6 +47,26 @@ model::MemorySettings grpo_7b() {
   return s;
 }
 
+
+// The arenas' peak of one saving (not checkpointed) forward and backward of `ids` on the CPU.
+double saving_step_peak(model::Transformer& m, const std::vector<int32_t>& ids) {
+  const int64_t T = int64_t(ids.size());
+  model::TrainState st;
+  st.checkpointing = model::Checkpointing::Off;
+  st.forward(m, model::pack_sequences({ids}));
+  st.backward(m, std::vector<float>(size_t(T), -1.0f / T));
+  return double(st.peak_bytes());
+}
+
+// What the memory model is told about that step.
+model::MemorySettings cpu_update_settings(int64_t T) {
+  model::MemorySettings s;
+  s.device = Device::CPU;
+  s.recompute = false;
+  s.train_tokens = T;
+  return s;
+}
+
 }  // namespace
 
 // The update phase on the CPU: the training arenas (activation_memory.h's count) and one layer's
@@ -58,16 +78,9 @@ TEST(MemoryModel, PredictsTheUpdatePhaseOnTheCpu) {
   const int64_t T = 300;
   std::vector<int32_t> ids(static_cast<size_t>(T));
   for (int64_t i = 0; i < T; ++i) ids[size_t(i)] = int32_t(i * 7 % 250);
-  model::TrainState st;
-  st.checkpointing = model::Checkpointing::Off;
-  st.forward(m, model::pack_sequences({ids}));
-  st.backward(m, std::vector<float>(size_t(T), -1.0f / T));
-  model::MemorySettings s;
-  s.device = Device::CPU;
-  s.recompute = false;
-  s.train_tokens = T;
+  const double measured = saving_step_peak(m, ids);
+  model::MemorySettings s = cpu_update_settings(T);
   const model::MemoryEstimate e = model::estimate_memory(c, s);
-  const double measured = double(st.peak_bytes());
   std::printf("[ MEMORY ] update phase: predicted %lld bytes, the arenas peaked at %.0f\n",
               static_cast<long long>(e.update), measured);
   EXPECT_GE(double(e.update), measured);
@@ -114,17 +127,10 @@ TEST_P(MemoryModelMoe, PredictsTheUpdatePhaseAndThePoolOnTheCpu) {
   const int64_t T = 200;
   std::vector<int32_t> ids(static_cast<size_t>(T));
   for (int64_t i = 0; i < T; ++i) ids[size_t(i)] = int32_t(i * 13 % c.vocab_size);
-  model::TrainState st;
-  st.checkpointing = model::Checkpointing::Off;
-  st.forward(m, model::pack_sequences({ids}));
-  st.backward(m, std::vector<float>(size_t(T), -1.0f / T));
-  model::MemorySettings s;
-  s.device = Device::CPU;
-  s.recompute = false;
-  s.train_tokens = T;
+  const double measured = saving_step_peak(m, ids);
+  model::MemorySettings s = cpu_update_settings(T);
   s.kv_tokens = 64;
   const model::MemoryEstimate e = model::estimate_memory(c, s);
-  const double measured = double(st.peak_bytes());
   std::printf("[ MEMORY ] %s update phase: predicted %lld bytes, the arenas peaked at %.0f\n", GetParam().c_str(),
               static_cast<long long>(e.update), measured);
   EXPECT_GE(double(e.update), measured);
