@@ -62,7 +62,7 @@ TEST(CrashConsistency, CheckpointSaveKilledAtEveryFileOperation) {
   optim::DataParallel opt_first(first, {}), opt_second(second, {});
   {
     run::RunDir run(pristine);
-    run::save_train_checkpoint(run, 1, first, opt_first, {{"cursor", 1}}, /*keep_last=*/1);
+    run::save_train_checkpoint(run, 1, first, opt_first, {{"cursor", 1}}, /*keep_last=*/1, run::CheckpointContents::Full);
   }
   const std::vector<float> w1 = first.weights_host(), w2 = second.weights_host();
   ASSERT_NE(w1, w2);
@@ -77,7 +77,7 @@ TEST(CrashConsistency, CheckpointSaveKilledAtEveryFileOperation) {
     stdfs::copy(pristine, path, stdfs::copy_options::recursive);
     run::RunDir run(path);
     const bool killed = killed_at(n, [&] {
-      run::save_train_checkpoint(run, 2, second, opt_second, {{"cursor", 2}}, /*keep_last=*/1);
+      run::save_train_checkpoint(run, 2, second, opt_second, {{"cursor", 2}}, /*keep_last=*/1, run::CheckpointContents::Full);
     });
     // Resume finds a complete checkpoint, step 1 or 2, whose every file loads and holds that step.
     const run::ResumePoint rp = run::resume_point(run);
@@ -95,7 +95,7 @@ TEST(CrashConsistency, CheckpointSaveKilledAtEveryFileOperation) {
     }
     if (!killed) break;
     // The next save after the crash sweeps the leftovers.
-    run::save_train_checkpoint(run, 3, first, opt_first, {{"cursor", 3}}, /*keep_last=*/1);
+    run::save_train_checkpoint(run, 3, first, opt_first, {{"cursor", 3}}, /*keep_last=*/1, run::CheckpointContents::Full);
     for (const auto& e : stdfs::directory_iterator(run.file("checkpoints")))
       EXPECT_FALSE(is_leftover_name(e.path().filename().string())) << "op " << n << ": " << e.path();
     EXPECT_EQ(run::resume_point(run).step, 3);

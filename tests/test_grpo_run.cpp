@@ -41,6 +41,60 @@ TEST(GrpoRun, KilledAndResumedEqualsUninterrupted) {
   EXPECT_TRUE(fs::exists(dir.file("full/config.yaml")));
 }
 
+// run.checkpoint_contents: weights keeps the weights alone (no AdamW moments, no reference that
+// never changes): a resumed run continues from them with fresh moments, so it trains on but does
+// not equal the uninterrupted run; a recipe that refreshes the reference cannot resume without it.
+TEST(GrpoRun, WeightsOnlyCheckpointsResumeWithFreshMoments) {
+  test::TempDir dir;
+  const std::string kl = " grpo.kl_coef=0.05";
+  auto full = test::run_r1(recipe_args(dir, "full") + kl);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const std::string weights = kl + " run.checkpoint_contents=weights";
+  auto killed = test::run_r1(recipe_args(dir, "cut") + weights + " --stop-after 4");
+  ASSERT_NE(killed.exit_code, 0);
+  const std::string ck = dir.file("cut/checkpoints/step_000003");
+  EXPECT_TRUE(fs::exists(ck + "/model/model.safetensors"));
+  EXPECT_FALSE(fs::exists(ck + "/optimizer.safetensors"));
+  EXPECT_FALSE(fs::exists(ck + "/reference"));
+  EXPECT_TRUE(fs::exists(dir.file("full/checkpoints/step_000003/reference/model.safetensors")));
+  EXPECT_NE(fs::read_file(ck + "/state.json").find("\"contents\": \"weights\""), std::string::npos);
+  // Up to the checkpoint both runs are the same run: the same weights (the CPU's compute dtype is f32).
+  EXPECT_TRUE(fs::read_file(ck + "/model/model.safetensors") ==
+              fs::read_file(dir.file("full/checkpoints/step_000003/model/model.safetensors")));
+
+  auto refreshing = test::run_r1(recipe_args(dir, "cut") + weights + " grpo.ref_refresh_steps=2 --resume");
+  EXPECT_NE(refreshing.exit_code, 0);
+  EXPECT_NE(refreshing.err.find("has no reference/ but grpo.ref_refresh_steps is 2"), std::string::npos)
+      << refreshing.err;
+
+  auto resumed = test::run_r1(recipe_args(dir, "cut") + weights + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("the AdamW moments restart from zero"), std::string::npos) << resumed.err;
+  const std::string a = fs::read_file(dir.file("full/checkpoints/step_000005/model/model.safetensors"));
+  const std::string b = fs::read_file(dir.file("cut/checkpoints/step_000005/model/model.safetensors"));
+  EXPECT_EQ(a.size(), b.size());
+  EXPECT_FALSE(a == b) << "fresh moments should give other weights than the uninterrupted run";
+  EXPECT_FALSE(b == fs::read_file(ck + "/model/model.safetensors")) << "the resumed run did not train";
+  const std::vector<std::string> lines = test::read_lines(dir.file("cut/metrics.jsonl"));
+  ASSERT_EQ(lines.size(), 6u);
+  // A step that saved carries the save's time (save_every 2: steps 1, 3 and 5), the others not.
+  EXPECT_EQ(lines[0].find("time/checkpoint"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"time/checkpoint\""), std::string::npos) << lines[1];
+  EXPECT_NE(lines[5].find("\"time/checkpoint\""), std::string::npos) << lines[5];
+
+  // With a refreshed reference, the reference is part of the weights a resume needs.
+  auto refreshed = test::run_r1(recipe_args(dir, "refresh") + weights + " grpo.ref_refresh_steps=2 --stop-after 2");
+  ASSERT_NE(refreshed.exit_code, 0);
+  EXPECT_TRUE(fs::exists(dir.file("refresh/checkpoints/step_000001/reference/model.safetensors")));
+
+  auto bad = test::run_r1(recipe_args(dir, "bad") + " run.checkpoint_contents=half");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("recipe key 'run.checkpoint_contents' must be full or weights, not 'half'"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(fs::exists(dir.file("bad")));
+}
+
 // With LoRA (adapters with dropout, the KL reference being the base with the adapters off), the
 // checkpoint holds the adapter and its optimizer state, and a resumed run ends with the same adapter.
 TEST(GrpoRun, LoraKilledAndResumedEqualsUninterrupted) {

@@ -11,21 +11,37 @@
 
 namespace r1::run {
 
+CheckpointContents parse_checkpoint_contents(const std::string& s, const std::string& where) {
+  if (s == "full") return CheckpointContents::Full;
+  if (s == "weights") return CheckpointContents::Weights;
+  throw Error(fmt::format("{} must be full or weights, not '{}'", where, s));
+}
+
+const char* checkpoint_contents_name(CheckpointContents c) {
+  return c == CheckpointContents::Full ? "full" : "weights";
+}
+
+CheckpointContents checkpoint_contents(const Recipe& r) {
+  return parse_checkpoint_contents(r.get<std::string>("run.checkpoint_contents"), "recipe key 'run.checkpoint_contents'");
+}
+
 void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
-                           nlohmann::json state, int keep_last,
+                           nlohmann::json state, int keep_last, CheckpointContents contents,
                            const std::function<void(const std::string& dir)>& extra) {
+  const bool full = contents == CheckpointContents::Full;
   if (!dist::is_root()) {
-    opt.save("");  // only the gather of a sharded state; rank 0 writes
+    if (full) opt.save("");  // only the gather of a sharded state; rank 0 writes
     return;
   }
   state["step"] = step;
+  state["contents"] = checkpoint_contents_name(contents);
   run.commit_checkpoint(
       step,
       [&](const std::string& dir) {
         // LoRA: only the adapters change; the frozen base comes from the recipe on resume.
         if (m.has_lora()) model::save_adapter(m, fs::join(dir, "adapter"), "");
-        else model::save_model(m, fs::join(dir, "model"));
-        opt.save(fs::join(dir, "optimizer.safetensors"));
+        else model::save_model(m, fs::join(dir, "model"), full ? DType::F32 : m.compute_dtype());
+        if (full) opt.save(fs::join(dir, "optimizer.safetensors"));
         if (extra) extra(dir);
         fs::write_file_atomic(fs::join(dir, "state.json"), state.dump(2));
       },
@@ -43,10 +59,22 @@ ResumePoint resume_point(const RunDir& run) {
   return p;
 }
 
+CheckpointContents contents_of(const ResumePoint& ck) {
+  if (!ck.state.contains("contents")) return CheckpointContents::Full;
+  const nlohmann::json& c = ck.state.at("contents");
+  R1_CHECK(c.is_string(), "{}: key 'contents' must be a string", fs::join(ck.path, "state.json"));
+  return parse_checkpoint_contents(c.get<std::string>(), fs::join(ck.path, "state.json") + " key 'contents'");
+}
+
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {
   if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
   else model::load_weights(fs::join(ck.path, "model"), m);
-  opt.load(fs::join(ck.path, "optimizer.safetensors"));
+  if (contents_of(ck) == CheckpointContents::Full) {
+    opt.load(fs::join(ck.path, "optimizer.safetensors"));
+  } else if (dist::is_root()) {
+    log::warn("{} holds weights only (run.checkpoint_contents: weights): the AdamW moments restart from zero",
+              ck.path);
+  }
 }
 
 }  // namespace r1::run

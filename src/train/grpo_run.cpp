@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/progress.h"
+#include "base/timer.h"
 #include "data/jsonl_dataset.h"
 #include "dist/world.h"
 #include "model/checkpoint.h"
@@ -57,7 +58,7 @@ nlohmann::json grpo_recipe_defaults() {
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()},
         {"moe", {{"routing_replay", false}, {"bias_update_speed", 0.0}, {"logp_gap_every", 1}}}}},
-      {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}})},
+      {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}, {"checkpoint_contents", "full"}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
       // The rollout engine's paged KV cache (rollout::EngineConfig): its pool takes this share of
@@ -109,6 +110,21 @@ model::MemorySettings memory_settings(const GrpoConfig& g, const model::ModelCon
   if (ec.kv_cache_tokens <= 0) s.kv_memory_fraction = ec.kv_memory_fraction;
   s.prefill_tokens = std::min<int64_t>(ec.prefill_tokens, int64_t(ec.max_batch) * s.sequence_tokens);
   return s;
+}
+
+// The reference of checkpoint `ck`: its reference/ when it has one. A weights-only checkpoint of a
+// run whose reference never changes has none, and the reference built from the recipe is the one.
+void load_reference(const run::ResumePoint& ck, const GrpoConfig& gc, model::Transformer& ref) {
+  const std::string dir = fs::join(ck.path, "reference");
+  const bool saved = fs::exists(fs::join(dir, "config.json"));
+  if (saved || run::contents_of(ck) == run::CheckpointContents::Full) {
+    model::load_weights(dir, ref);
+    return;
+  }
+  R1_CHECK(gc.ref_refresh_steps == 0,
+           "{} has no reference/ but grpo.ref_refresh_steps is {}: the refreshed reference is lost; resume "
+           "with the recipe the checkpoint was written under",
+           ck.path, gc.ref_refresh_steps);
 }
 
 }  // namespace
@@ -180,6 +196,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   run::PromptRenderer render = run::make_renderer(r);
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
+  const run::CheckpointContents contents = run::checkpoint_contents(r);
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
   const model::ModelConfig mc = run::recipe_model_config(r, *codec);
   const run::MemoryPlan memory =
@@ -198,7 +215,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   if (opts.resume) {
     const run::ResumePoint ck = run::resume_point(run);
     run::load_train_checkpoint(ck, *m, trainer.optimizer());
-    if (trainer.reference()) model::load_weights(fs::join(ck.path, "reference"), *trainer.reference());
+    if (trainer.reference()) load_reference(ck, gc, *trainer.reference());
     trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
     resume_step = ck.step;
     start = ck.step + 1;
@@ -210,12 +227,16 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   if (dist::is_root()) metrics.emplace(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   const int samples_every = r.get<int>("run.samples_every");
+  // The reference holds compute-dtype weights only, so its own dtype loses nothing. A weights-only
+  // checkpoint leaves out a reference that never changes: resume rebuilds it from the recipe.
   auto save_reference = [&](const std::string& dir) {
-    if (trainer.reference()) model::save_model(*trainer.reference(), fs::join(dir, "reference"));
+    const model::Transformer* ref = trainer.reference();
+    if (ref && (contents == run::CheckpointContents::Full || gc.ref_refresh_steps > 0))
+      model::save_model(*ref, fs::join(dir, "reference"), ref->compute_dtype());
   };
   auto save = [&](int64_t step) {
     run::save_train_checkpoint(run, step, *m, trainer.optimizer(), nlohmann::json{{"cursor", trainer.cursor()}},
-                          keep_last, save_reference);
+                               keep_last, contents, save_reference);
   };
 
   Progress bar("grpo", steps - start, "step");
@@ -223,7 +244,14 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   for (int64_t step = start; step < steps; ++step) {
     const StepStats st = trainer.step(step);
     last = st;
-    if (metrics) metrics->log(step, step_metrics(st));
+    // The checkpoint first, so the step's metrics carry its time (time/checkpoint, as verl's
+    // timing_s/save_checkpoint); a step whose save failed is not in metrics.jsonl.
+    const bool saving = (save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps;
+    Timer save_time;
+    if (saving) save(step);
+    run::Scalars scalars = step_metrics(st);
+    if (saving) scalars.emplace_back("time/checkpoint", save_time.seconds());
+    if (metrics) metrics->log(step, scalars);
     if (metrics && samples_every > 0 && step % samples_every == 0) {  // rank 0's share of the samples
       std::vector<nlohmann::json> rows;
       for (const auto& s : trainer.last_samples()) {
@@ -233,7 +261,6 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
       }
       run.write_samples(step, rows);
     }
-    if ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == steps) save(step);
     bar.update(1, fmt::format("reward {:.3f} accuracy {:.2f} length {:.0f}", st.reward_mean, st.accuracy.value_or(0),
                               st.response_length_mean));
     run::stop_if_asked(opts, step);

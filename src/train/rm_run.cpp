@@ -51,7 +51,7 @@ nlohmann::json rm_recipe_defaults() {
         {"micro_batch_tokens", 8192},
         {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"eval_every", 0}}},  // steps between held-out evaluations (0: at the end only)
-      {"run", run::run_section("rm", {{"save_every", 50}, {"keep_last", 2}})},
+      {"run", run::run_section("rm", {{"save_every", 50}, {"keep_last", 2}, {"checkpoint_contents", "full"}})},
   };
 }
 
@@ -203,6 +203,7 @@ RmData load_rm_data(const run::Recipe& r, const text::Codec& codec) {
 std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before anything is written.
   const Device device = run::recipe_device(r);
+  const run::CheckpointContents contents = run::checkpoint_contents(r);
   std::unique_ptr<text::Codec> codec = run::load_codec(r);
   R1_CHECK(!codec->eos_ids().empty(),
            "recipe key 'model.tokenizer': the tokenizer has no end-of-sequence token");
@@ -245,7 +246,7 @@ std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
   run::MetricsWriter metrics(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
-    run::save_train_checkpoint(run, step, *m, opt, nlohmann::json::object(), keep_last);
+    run::save_train_checkpoint(run, step, *m, opt, nlohmann::json::object(), keep_last, contents);
   };
 
   log::info("rm: {} training pairs, {} held out, {} steps", train.size(), eval.size(), steps);

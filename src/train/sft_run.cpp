@@ -62,7 +62,7 @@ nlohmann::json sft_recipe_defaults() {
         {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()}}},
-      {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}})},
+      {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}, {"checkpoint_contents", "full"}})},
       {"parallel", run::parallel_section()},
   };
 }
@@ -198,6 +198,7 @@ void restore(const run::ResumePoint& ck, int64_t examples, model::Transformer& m
 std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before the run directory exists.
   const Device device = run::recipe_device(r);
+  const run::CheckpointContents contents = run::checkpoint_contents(r);
   std::unique_ptr<text::Codec> codec = run::load_codec(r);
   std::unique_ptr<text::ChatTemplate> chat;
   const data::SftFormat format = sft_format(r, chat);
@@ -259,7 +260,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   if (dist::is_root()) metrics.emplace(run.path(), resume_step);
   const int save_every = r.get<int>("run.save_every"), keep_last = r.get<int>("run.keep_last");
   auto save = [&](int64_t step) {
-    run::save_train_checkpoint(run, step, *m, opt, state_json(n, prog), keep_last);
+    run::save_train_checkpoint(run, step, *m, opt, state_json(n, prog), keep_last, contents);
   };
 
   Progress bar("sft", steps - start, "step");
