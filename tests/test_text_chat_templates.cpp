@@ -158,6 +158,9 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
                "more than 1000000 steps");
   EXPECT_PRED2(contains, error_of("{{ 4444444444444444444404444444 }}"), "does not fit in 64 bits");
   EXPECT_PRED2(contains, error_of("{{ 9223372036854775807 + 1 }}"), "integer overflow");
+  // String methods on bytes that are not UTF-8 stay inside the string (the fuzzer found split()
+  // reading past a truncated sequence: fuzz/regressions/chat_template/split_truncated_utf8).
+  EXPECT_EQ(render("{{ 'a \xE2'.split()|length }}{{ ' \xE2\x82 '.strip()|length }}{{ '\xE2\x82'|length }}"), "211");
   // Real-sized work is far below the limits.
   EXPECT_EQ(text::ChatTemplate("{% for i in range(1000) %}{{ i % 10 }}{% endfor %}", {})
                 .render(nlohmann::ordered_json::array(), false)
