@@ -212,5 +212,16 @@ TEST(JsonErrors, YamlRecipeStringNotUtf8NamesFileLineAndKey) {
   EXPECT_EQ(msg, file + " line 3: key 'data.fields' is not valid UTF-8");
 }
 
+// The same through an override (the fuzzer: `data.fields=` and bytes 0xF9, which to_yaml() wrote back
+// as U+FFFD; fuzz/regressions/yaml_recipe/override_not_utf8).
+TEST(JsonErrors, RecipeOverrideNotUtf8NamesTheKey) {
+  run::Recipe r(nlohmann::json::parse(R"({"out": "", "data": {"fields": ["a"]}})"));
+  EXPECT_EQ(error_of([&] { r.set("data.fields=ab\xF9\xF9;c"); }),
+            "override of key 'data.fields': not valid UTF-8 (byte 14)");
+  EXPECT_EQ(error_of([&] { r.set("out=x\xE2\x82"); }), "override of key 'out': not valid UTF-8 (byte 5)");
+  r.set("out=caf\xC3\xA9");
+  EXPECT_EQ(r.values()["out"], "caf\xC3\xA9");
+}
+
 }  // namespace
 }  // namespace r1

@@ -8,6 +8,7 @@
 #include "test_util.h"
 #include "text/byte_level.h"
 #include "text/tokenizer.h"
+#include "text/utf8.h"
 
 namespace r1 {
 namespace {
@@ -29,7 +30,30 @@ TEST(TextBadInput, InvalidUtf8IsAClearError) {
   // Decoding ids that cut a character gives U+FFFD, as HF's decode does.
   int32_t lead = tok.token_to_id(text::byte_to_unicode()[0xF0]);  // the token of the lone byte 0xF0
   ASSERT_GE(lead, 0);
-  EXPECT_EQ(tok.decode(std::vector<int32_t>{lead, tok.token_to_id("a")}), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{lead, tok.token_to_id("a")}),
+            "\xEF\xBF\xBD"
+            "a");
+}
+
+// utf8_next on bytes that are not UTF-8 (a chat template's string, a model's output) stays inside the
+// string: the chat_template fuzzer found `'...\xE2'.split()` reading past a truncated sequence
+// (ASan; fuzz/regressions/chat_template/split_truncated_utf8). Each invalid subpart is one U+FFFD.
+TEST(TextBadInput, Utf8NextStaysInsideInvalidBytes) {
+  auto decode = [](std::string_view s) {
+    std::vector<char32_t> cps;
+    for (size_t i = 0; i < s.size();) {
+      cps.push_back(text::utf8_next(s, i));
+      EXPECT_LE(i, s.size());
+    }
+    return cps;
+  };
+  EXPECT_EQ(decode("a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"),
+            (std::vector<char32_t>{'a', 0xE9, 0x20AC, 0x1F600}));
+  EXPECT_EQ(decode("a\xE2\x82"), (std::vector<char32_t>{'a', 0xFFFD}));  // truncated at the end
+  EXPECT_EQ(decode("\xF0\x9F\x98"), (std::vector<char32_t>{0xFFFD}));
+  EXPECT_EQ(decode("\xFF\x80x"), (std::vector<char32_t>{0xFFFD, 0xFFFD, 'x'}));      // stray bytes
+  EXPECT_EQ(decode("\xE2(x"), (std::vector<char32_t>{0xFFFD, '(', 'x'}));            // a broken sequence
+  EXPECT_EQ(decode("\xED\xA0\x80"), (std::vector<char32_t>{0xFFFD, 0xFFFD, 0xFFFD}));  // a surrogate
 }
 
 TEST(TextBadInput, UnsupportedModelTypeNamesTypeAndFile) {

@@ -91,6 +91,27 @@ TEST(ChatTemplatesJinja2, FilterBlockChainsAndNests) {
   EXPECT_THROW(text::ChatTemplate("{% filter upper %}x", {}), Error);  // no endfilter
 }
 
+// {% raw %} as jinja2 lexes it (expected texts rendered with jinja2 3.1, trim_blocks and lstrip_blocks).
+// The fuzzer found `{%raw filter upper %}...{% endfendrawle` reading past the end of the template
+// (fuzz/regressions/chat_template/raw_without_endraw): the end tag is now matched whole.
+TEST(ChatTemplatesJinja2, RawBlocksAsJinja2) {
+  auto render = [](const std::string& source) {
+    return text::ChatTemplate(source, {}).render(nlohmann::ordered_json::array(), false);
+  };
+  EXPECT_EQ(render("a{% raw %}{{ x }}{% if %}{% endraw %}b"), "a{{ x }}{% if %}b");
+  EXPECT_EQ(render("{% raw -%}\n  x {%- endraw %}|"), "x|");
+  EXPECT_EQ(render("a  {%- raw %}x{% endraw -%}  \n b"), "axb");
+  EXPECT_EQ(render("{% raw %}x\n  {% endraw %}\ny"), "x\ny");
+  EXPECT_EQ(render("{% raw %}x\n  {%+ endraw %}\ny"), "x\n  y");
+  EXPECT_EQ(render("{% raw %}x{% endraw +%}\ny"), "x\ny");
+  EXPECT_EQ(render("{% raw %}a{% endraw x %}b{% endraw %}c"), "a{% endraw x %}bc");
+  EXPECT_EQ(render("{%raw%}{%endraw%}"), "");
+  EXPECT_EQ(render("{% raw %}  {% endraw %}|"), "  |");
+  EXPECT_THROW(render("{% raw x %}{% endraw %}"), Error);  // jinja2: unknown tag 'raw'
+  for (const char* unclosed : {"{% raw %}x{% endfendrawle", "{% raw %}{% endraw", "{%raw filter upper %}x{% endraw"})
+    EXPECT_THROW(render(unclosed), Error) << unclosed;
+}
+
 TEST(ChatTemplatesJinja2, UnsupportedStringMethodIsStillAnError) {
   // Undefined covers missing attributes; a real str method this interpreter lacks must not vanish.
   text::ChatTemplate t("{{ 'x'.zfill(3) }}", {});
@@ -137,6 +158,9 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
                "more than 1000000 steps");
   EXPECT_PRED2(contains, error_of("{{ 4444444444444444444404444444 }}"), "does not fit in 64 bits");
   EXPECT_PRED2(contains, error_of("{{ 9223372036854775807 + 1 }}"), "integer overflow");
+  // String methods on bytes that are not UTF-8 stay inside the string (the fuzzer found split()
+  // reading past a truncated sequence: fuzz/regressions/chat_template/split_truncated_utf8).
+  EXPECT_EQ(render("{{ 'a \xE2'.split()|length }}{{ ' \xE2\x82 '.strip()|length }}{{ '\xE2\x82'|length }}"), "211");
   // Real-sized work is far below the limits.
   EXPECT_EQ(text::ChatTemplate("{% for i in range(1000) %}{{ i % 10 }}{% endfor %}", {})
                 .render(nlohmann::ordered_json::array(), false)

@@ -85,24 +85,36 @@ Decision equation_equal(const Answer& g, const Answer& p, const EquivalenceOptio
   return scalar_equal(diff(g), diff(p), o, true);
 }
 
-// Unordered: every gold item matched by a distinct predicted item (backtracking; lists are short).
+// Unordered: every gold item matched by a distinct predicted item, a perfect bipartite matching found
+// by augmenting paths (Kuhn): at most n^2 equivalence checks (each once) and n^3 steps. Backtracking
+// over the items was factorial when many are alike and one is not (the math_answer fuzzer found a
+// completion that hung: MathLongInput.SetsOfAlikeItemsMatchInPolynomialTime).
 bool match_all(const std::vector<Answer>& g, const std::vector<Answer>& p, const EquivalenceOptions& o) {
   if (g.size() != p.size()) return false;
-  std::vector<std::vector<int>> eq(g.size(), std::vector<int>(p.size(), -1));
-  std::vector<bool> used(p.size(), false);
-  std::function<bool(size_t)> go = [&](size_t i) {
-    if (i == g.size()) return true;
-    for (size_t j = 0; j < p.size(); ++j) {
-      if (used[j]) continue;
-      if (eq[i][j] < 0) eq[i][j] = equivalent(g[i], p[j], o).equal ? 1 : 0;
-      if (eq[i][j] == 0) continue;
-      used[j] = true;
-      if (go(i + 1)) return true;
-      used[j] = false;
+  const size_t n = g.size();
+  std::vector<std::vector<int>> eq(n, std::vector<int>(n, -1));
+  auto equal = [&](size_t i, size_t j) {
+    if (eq[i][j] < 0) eq[i][j] = equivalent(g[i], p[j], o).equal ? 1 : 0;
+    return eq[i][j] == 1;
+  };
+  std::vector<size_t> owner(n, n);  // the gold item each predicted item is matched to; n: none yet
+  std::vector<bool> seen;           // predicted items visited by this augmenting search
+  std::function<bool(size_t)> augment = [&](size_t i) {
+    for (size_t j = 0; j < n; ++j) {
+      if (seen[j] || !equal(i, j)) continue;
+      seen[j] = true;
+      if (owner[j] == n || augment(owner[j])) {
+        owner[j] = i;
+        return true;
+      }
     }
     return false;
   };
-  return go(0);
+  for (size_t i = 0; i < n; ++i) {
+    seen.assign(n, false);
+    if (!augment(i)) return false;  // no matching covers gold item i with the ones before it
+  }
+  return true;
 }
 
 Answer scalar(const std::string& text) {

@@ -425,6 +425,9 @@ void Recipe::set(const std::string& assignment) {
   std::string key = trim(std::string_view(assignment).substr(0, eq));
   std::string value = assignment.substr(eq + 1);
   R1_CHECK(!key.empty(), "override '{}': the key is empty", assignment);
+  // As in a recipe file: strings must be UTF-8 to be written back (fuzz/regressions/yaml_recipe).
+  const size_t valid = text::utf8_valid_prefix(assignment);
+  R1_CHECK(valid == assignment.size(), "override of key '{}': not valid UTF-8 (byte {})", key, valid);
   auto leaf = leaves_.find(key);
   if (leaf == leaves_.end()) {
     if (std::find(sections_.begin(), sections_.end(), key) != sections_.end())

@@ -80,6 +80,71 @@ struct Lexer {
     }
   }
 
+  // Past "%}" of a `{% raw %}` tag whose name starts at p (after "{%" and its marker), or npos when the
+  // tag is not one: jinja2 takes "raw" between spaces, then "%}" or "-%}", and nothing else.
+  size_t raw_begin_end(size_t p, bool* strip_body_front) const {
+    while (p < src.size() && is_space(src[p])) ++p;
+    if (src.compare(p, 3, "raw") != 0) return std::string::npos;
+    p += 3;
+    while (p < src.size() && is_space(src[p])) ++p;
+    *strip_body_front = src.compare(p, 3, "-%}") == 0;
+    if (*strip_body_front) return p + 3;
+    return src.compare(p, 2, "%}") == 0 ? p + 2 : std::string::npos;
+  }
+
+  // The first `{% endraw %}` at or after `from`, as jinja2 finds it: "{%", an optional '-' or '+',
+  // "endraw" between spaces, then "%}", "-%}" or "+%}". Sets open_marker and close_marker ('-', '+'
+  // or 0) and end (past "%}"); returns where its "{%" starts, or npos.
+  size_t find_endraw(size_t from, char* open_marker, char* close_marker, size_t* end) const {
+    for (size_t at = src.find("{%", from); at != std::string::npos; at = src.find("{%", at + 1)) {
+      size_t p = at + 2;
+      *open_marker = p < src.size() && (src[p] == '-' || src[p] == '+') ? src[p++] : 0;
+      while (p < src.size() && is_space(src[p])) ++p;
+      if (src.compare(p, 6, "endraw") != 0) continue;
+      p += 6;
+      while (p < src.size() && is_space(src[p])) ++p;
+      *close_marker = p < src.size() && (src[p] == '-' || src[p] == '+') ? src[p++] : 0;
+      if (src.compare(p, 2, "%}") != 0) continue;
+      *end = p + 2;
+      return at;
+    }
+    return std::string::npos;
+  }
+
+  // {% raw %} ... {% endraw %} at pos (just after "{%" and its marker): the body becomes one text
+  // token, untouched but for the whitespace control of the two tags. False when the tag is not raw.
+  bool raw_block(bool* strip_next, bool* trim_next) {
+    bool strip_front = false;
+    const size_t body_start = raw_begin_end(pos, &strip_front);
+    if (body_start == std::string::npos) return false;
+    const int open_line = line;
+    char open_marker = 0, close_marker = 0;
+    size_t end = 0;
+    const size_t body_end = find_endraw(body_start, &open_marker, &close_marker, &end);
+    if (body_end == std::string::npos)
+      fail("chat template line {}: unclosed {{% raw %}} (no {{% endraw %}})", open_line);
+    out.pop_back();  // the BlockBegin of the raw tag
+    std::string body = src.substr(body_start, body_end - body_start);
+    if (strip_front) {
+      size_t k = 0;
+      while (k < body.size() && is_space(body[k])) ++k;
+      body.erase(0, k);
+    }
+    if (open_marker == '-') {
+      while (!body.empty() && is_space(body.back())) body.pop_back();
+    } else if (open_marker != '+') {  // lstrip_blocks before {% endraw %}
+      size_t k = body.size();
+      while (k > 0 && (body[k - 1] == ' ' || body[k - 1] == '\t')) --k;
+      const size_t run_start = body_end - (body.size() - k);
+      if (k > 0 ? body[k - 1] == '\n' : src[run_start - 1] == '\n') body.erase(k);
+    }
+    if (!body.empty()) out.push_back({Token::Kind::Text, body, open_line});
+    *strip_next = close_marker == '-';
+    *trim_next = close_marker == 0;
+    advance(end - pos);
+    return true;
+  }
+
   std::string string_literal(char q) {
     int start_line = line;
     advance(1);
@@ -156,32 +221,7 @@ struct Lexer {
         tag_body("}}", Token::Kind::VarEnd, &strip_after, &plus_after);
       } else if (kind == '%') {
         out.push_back({Token::Kind::BlockBegin, "", line});
-        // {% raw %} ... {% endraw %}: the body is text, untouched.
-        size_t save = pos;
-        while (save < src.size() && is_space(src[save])) ++save;
-        if (src.compare(save, 3, "raw") == 0 && !std::isalnum(static_cast<unsigned char>(src[save + 3]))) {
-          out.pop_back();
-          size_t close = src.find("%}", save);
-          size_t end = src.find("endraw", close);
-          if (close == std::string::npos || end == std::string::npos)
-            fail("chat template line {}: unclosed {{% raw %}}", line);
-          size_t body_end = src.rfind("{%", end);
-          std::string body = src.substr(close + 2, body_end - close - 2);
-          if (src[body_end + 2] == '-')
-            while (!body.empty() && is_space(body.back())) body.pop_back();
-          if (src[close - 1] == '-') {
-            size_t k = 0;
-            while (k < body.size() && is_space(body[k])) ++k;
-            body.erase(0, k);
-          }
-          out.push_back({Token::Kind::Text, body, line});
-          size_t end_close = src.find("%}", end);
-          strip_after = src[end_close - 1] == '-';
-          trim_next = !strip_after;
-          strip_next = strip_after;
-          advance(end_close + 2 - pos);
-          continue;
-        }
+        if (raw_block(&strip_next, &trim_next)) continue;
         tag_body("%}", Token::Kind::BlockEnd, &strip_after, &plus_after);
         trim_next = !strip_after && !plus_after;
       } else {  // comment

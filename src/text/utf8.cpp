@@ -75,13 +75,18 @@ size_t utf8_incomplete_tail(std::string_view s) {
 
 char32_t utf8_next(std::string_view s, size_t& i) {
   unsigned char c = (unsigned char)s[i];
-  int n = utf8_seq_len(c);
-  if (n <= 1) {
+  if (c < 0x80) {
     ++i;
     return c;
   }
+  size_t bad = 0;
+  const size_t n = valid_seq_at(s, i, &bad);
+  if (n == 0) {  // as utf8_lossy: the maximal invalid subpart is one U+FFFD, never read past the end
+    i += bad;
+    return 0xFFFD;
+  }
   char32_t cp = c & (0x7F >> n);
-  for (int k = 1; k < n; ++k) cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3F);
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3F);
   i += size_t(n);
   return cp;
 }

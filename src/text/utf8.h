@@ -10,7 +10,8 @@ namespace r1::text {
 // Length of the valid UTF-8 prefix of s (s.size() when all of s is valid).
 size_t utf8_valid_prefix(std::string_view s);
 
-// Decodes one code point at s[i] (which must be valid UTF-8) and advances i.
+// Decodes one code point at s[i] and advances i. Invalid UTF-8 (a truncated sequence at the end, a
+// stray byte) decodes as U+FFFD in place of its maximal invalid subpart, as utf8_lossy does.
 char32_t utf8_next(std::string_view s, size_t& i);
 
 void utf8_append(std::string& out, char32_t cp);
