@@ -68,6 +68,14 @@ TEST(GrpoConfig, EveryNumericKeyIsValidatedByName) {
       {[](GrpoConfig& c) { c.overlong_buffer = 10; }, "grpo.overlong_buffer"},
       {[](GrpoConfig& c) { c.overlong_buffer = -1; }, "grpo.overlong_buffer"},
       {[](GrpoConfig& c) { c.overlong_penalty = -1; }, "grpo.overlong_penalty"},
+      {[](GrpoConfig& c) { c.partial_rollout_tokens = -1; }, "grpo.partial_rollout_tokens"},
+      {[](GrpoConfig& c) {
+         c.partial_rollout_tokens = 4;
+         c.overprovision_prompts = -2;
+       },
+       "grpo.overprovision_prompts must be >= 0"},
+      {[](GrpoConfig& c) { c.overprovision_prompts = 2; },
+       "grpo.overprovision_prompts (2) needs grpo.partial_rollout_tokens"},
   };
   const GrpoConfig good = test::small_grpo(4, 4, 10);
   EXPECT_NO_THROW(validate(good));
@@ -131,7 +139,9 @@ TEST(GrpoRecipe, EveryKeyReachesItsField) {
                 "train.seed=42",
                 "rollout.kv_memory_fraction=0.3",
                 "rollout.kv_cache_tokens=4096",
-                "rollout.kv_block_size=32"});
+                "rollout.kv_block_size=32",
+                "grpo.partial_rollout_tokens=48",
+                "grpo.overprovision_prompts=3"});
   const GrpoConfig g = grpo_config(r);
   EXPECT_EQ(g.prompts_per_step, 6);
   EXPECT_EQ(g.group_size, 5);
@@ -168,6 +178,8 @@ TEST(GrpoRecipe, EveryKeyReachesItsField) {
   EXPECT_EQ(g.seed, 42u);
   EXPECT_EQ(g.kv_memory_fraction, 0.3);
   EXPECT_EQ(g.kv_cache_tokens, 4096);
+  EXPECT_EQ(g.partial_rollout_tokens, 48);
+  EXPECT_EQ(g.overprovision_prompts, 3);
   EXPECT_EQ(g.kv_block_size, 32);
   const rollout::EngineConfig e = engine_config(g);
   EXPECT_EQ(e.max_batch, 11);

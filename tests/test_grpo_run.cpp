@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "base/fs.h"
 #include "model/adapter_checkpoint.h"
@@ -39,6 +40,47 @@ TEST(GrpoRun, KilledAndResumedEqualsUninterrupted) {
   EXPECT_EQ(test::read_lines(dir.file("cut/metrics.jsonl")).size(), 6u);
   EXPECT_TRUE(fs::exists(dir.file("full/report.html")));
   EXPECT_TRUE(fs::exists(dir.file("full/config.yaml")));
+}
+
+// Partial rollouts with over-provisioning: the sequences in flight at a checkpoint are part of its
+// state, so a killed and resumed run still ends with the uninterrupted run's weights, bit for bit.
+TEST(GrpoRun, PartialRolloutsKilledAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  const std::string partial = " grpo.partial_rollout_tokens=12 grpo.overprovision_prompts=2";
+  auto full = test::run_r1(recipe_args(dir, "full") + partial);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  auto killed = test::run_r1(recipe_args(dir, "cut") + partial + " --stop-after 4");
+  ASSERT_NE(killed.exit_code, 0);
+  const nlohmann::json state =
+      nlohmann::json::parse(fs::read_file(dir.file("cut/checkpoints/step_000003/state.json")));
+  ASSERT_TRUE(state.contains("partial_rollouts")) << state.dump();
+  int64_t carried_tokens = 0;
+  for (const auto& g : state.at("partial_rollouts"))
+    for (const auto& s : g.at("seqs")) carried_tokens += int64_t(s.at("tokens").size());
+  EXPECT_GT(carried_tokens, 0) << "the checkpoint should hold sequences in flight";
+  auto resumed = test::run_r1(recipe_args(dir, "cut") + partial + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const std::string a = fs::read_file(dir.file("full/checkpoints/step_000005/model/model.safetensors"));
+  const std::string b = fs::read_file(dir.file("cut/checkpoints/step_000005/model/model.safetensors"));
+  EXPECT_TRUE(a == b) << "resumed weights differ from the uninterrupted run";
+  EXPECT_NE(a, fs::read_file(dir.file("full/checkpoints/step_000003/model/model.safetensors")));
+  EXPECT_EQ(fs::read_file(dir.file("full/checkpoints/step_000005/state.json")),
+            fs::read_file(dir.file("cut/checkpoints/step_000005/state.json")));
+  const std::vector<std::string> lines = test::read_lines(dir.file("full/metrics.jsonl"));
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_NE(lines[0].find("\"partial/carried_seqs\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"rollout/occupancy\""), std::string::npos) << lines[0];
+
+  auto bad = test::run_r1(recipe_args(dir, "bad") + " grpo.partial_rollout_tokens=-1");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("grpo.partial_rollout_tokens"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir.file("bad")));
+  auto alone = test::run_r1(recipe_args(dir, "bad") + " grpo.overprovision_prompts=3");
+  EXPECT_NE(alone.exit_code, 0);
+  EXPECT_NE(alone.err.find("grpo.overprovision_prompts (3) needs grpo.partial_rollout_tokens"),
+            std::string::npos)
+      << alone.err;
+  EXPECT_FALSE(fs::exists(dir.file("bad")));
 }
 
 // run.checkpoint_contents: weights keeps the weights alone (no AdamW moments, no reference that

@@ -7,9 +7,6 @@
 
 namespace r1::env {
 
-namespace {
-
-// The model's tokens of c decoded, the final stop token dropped.
 std::string model_text(const rollout::Completion& c, const text::Codec& codec) {
   std::vector<int32_t> ids;
   for (size_t t = 0; t < c.tokens.size(); ++t)
@@ -19,8 +16,6 @@ std::string model_text(const rollout::Completion& c, const text::Codec& codec) {
   if (stopped_on_model_token && !ids.empty()) ids.pop_back();
   return codec.decode(ids);
 }
-
-}  // namespace
 
 nlohmann::json trajectory_turns(const rollout::Completion& c, const text::Codec& codec) {
   nlohmann::json turns = nlohmann::json::array();

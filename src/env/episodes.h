@@ -27,6 +27,9 @@ struct EpisodeRun {
   std::optional<EpisodeOutcome> outcome;  // with an environment
 };
 
+// The model's tokens of c decoded, the final stop token dropped: what rewards read.
+std::string model_text(const rollout::Completion& c, const text::Codec& codec);
+
 // The model's and the observations' parts of a trajectory in order, as text (samples files).
 nlohmann::json trajectory_turns(const rollout::Completion& c, const text::Codec& codec);
 

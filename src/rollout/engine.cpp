@@ -55,11 +55,20 @@ std::vector<Completion> Engine::generate(const std::vector<Request>& requests, c
            "rollout: recording expert routes (routing replay) needs the CPU engine: a mixture-of-experts "
            "model has no CUDA path");
   cache_->acquire_pool();
+  int64_t samples = 0;
+  for (const Request& r : requests) samples += r.n;
+  const int64_t steps_before = stats_.decode_steps;
   std::vector<Completion> out = gpu_ ? gpu_->generate(requests, params, on_progress, stats_)
                                      : generate_cpu(requests, params, on_progress);
   stats_.kv_blocks_peak = sched_->blocks().peak();
   stats_.preemptions = sched_->preemptions();
+  // Counted here, for both engines alike, from the decode steps each of them counts.
+  stats_.decode_capacity += (stats_.decode_steps - steps_before) * std::min<int64_t>(cfg_.max_batch, samples);
   return out;
+}
+
+double occupancy(const GenerateStats& s) {
+  return s.decode_capacity > 0 ? double(s.decode_seqs) / double(s.decode_capacity) : 0.0;
 }
 
 namespace {
@@ -122,7 +131,8 @@ class CpuGeneration {
   // Tokens the completion may still take: its own limit and the context's.
   int64_t room(const Slot& sl) const {
     const int64_t n = int64_t(out_[size_t(sl.flat)].tokens.size());
-    return std::min<int64_t>(params_.max_new_tokens - n, cfg_.max_seq_len - sl.prompt_len - n);
+    return std::min<int64_t>(new_token_limit(requests_[size_t(sl.prompt)], params_) - n,
+                             cfg_.max_seq_len - sl.prompt_len - n);
   }
   // The uniform of a slot's next draw: step k of its current segment's stream (requests.h).
   double next_uniform(const Slot& sl) const {

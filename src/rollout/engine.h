@@ -29,6 +29,9 @@ struct Request {
   // Names the prompt in the random streams (with the sample index and step); -1: its position in
   // the call. Give dataset indices to get the same samples however prompts are batched.
   int64_t id = -1;
+  // New tokens each of its samples may take; 0: GenerateParams::max_new_tokens. (A partial rollout
+  // continued from an earlier step asks for what its own length limit leaves.)
+  int max_new_tokens = 0;
 };
 
 struct GenerateParams {
@@ -92,6 +95,10 @@ struct GenerateStats {
   // Sequences in flight summed over the decode steps (decode_seqs / decode_steps: the mean
   // concurrency); sequences preempted for KV blocks (each resumed by a recompute).
   int64_t decode_seqs = 0, preemptions = 0;
+  // The batch's capacity summed over the decode steps: per step, the sequences its generate call
+  // could run at once (min(max_batch, the call's samples)). decode_seqs / decode_capacity is the
+  // occupancy (occupancy()): 1 while every slot the call could fill decodes, lower in a tail.
+  int64_t decode_capacity = 0;
   // The KV cache's pool: blocks, tokens per block, and the most blocks in use at once since the
   // engine was built or reset_kv_peak().
   int64_t kv_blocks = 0, kv_block_size = 0, kv_blocks_peak = 0;
@@ -99,6 +106,15 @@ struct GenerateStats {
   double tool_wait_seconds = 0;  // time the decoding thread waited with no sequence to decode
   double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
 };
+
+// The new tokens request `r` may take under `p`.
+inline int64_t new_token_limit(const Request& r, const GenerateParams& p) {
+  return r.max_new_tokens > 0 ? r.max_new_tokens : p.max_new_tokens;
+}
+
+// The mean sequences in flight over the decode steps of `s` as a share of the batch's capacity
+// (GenerateStats::decode_capacity); 0 without decode steps. Differences of two stats() give a window's.
+double occupancy(const GenerateStats& s);
 
 class GpuEngine;
 class Scheduler;

@@ -184,7 +184,8 @@ void GpuGeneration::admit() {
     sl.sample = a.sample;
     sl.flat = f;
     sl.prompt_len = int32_t(requests_[size_t(a.prompt)].prompt.size());
-    sl.total_limit = int32_t(std::min<int64_t>(params_.max_new_tokens, e_.L - sl.prompt_len));
+    sl.total_limit = int32_t(
+        std::min<int64_t>(new_token_limit(requests_[size_t(a.prompt)], params_), e_.L - sl.prompt_len));
     out_[size_t(f)].prompt_index = a.prompt;
     out_[size_t(f)].sample_index = a.sample;
     if (a.kind == Scheduler::Kind::Prefill) prefills.push_back({a.slot, 0, sl.prompt_len});

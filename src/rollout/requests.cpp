@@ -20,6 +20,8 @@ std::vector<int64_t> check_requests(const std::vector<Request>& requests, const 
              "request {}: prompt of {} tokens does not fit the context of {} tokens (max_seq_len)", i,
              r.prompt.size(), max_seq_len);
     R1_CHECK(r.n >= 1, "request {}: n must be at least 1 (got {})", i, r.n);
+    R1_CHECK(r.max_new_tokens >= 0, "request {}: max_new_tokens must be >= 0 (0: the call's), got {}", i,
+             r.max_new_tokens);
     R1_CHECK(!params.turns.enabled() || r.n < (1 << 24), "request {}: multi-turn rollouts take n < 2^24 (got {})", i, r.n);
     for (size_t t = 0; t < r.prompt.size(); ++t)
       R1_CHECK(r.prompt[t] >= 0 && r.prompt[t] < vocab_size,

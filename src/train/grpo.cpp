@@ -1,5 +1,6 @@
 #include "train/grpo.h"
 #include "train/grpo_offpolicy.h"
+#include "train/grpo_partial.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include "base/rng.h"
 #include "base/timer.h"
 #include "dist/world.h"
+#include "env/episodes.h"
 #include "kernels/ops.h"
 #include "tensor/device_memory.h"
 #include "reward/reflection.h"
@@ -53,6 +55,17 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
     model::copy_weights(*ref_, policy_);
   }
   check_moe_options(cfg_.moe, policy_);
+  if (cfg_.partial_rollout_tokens > 0) {
+    R1_CHECK(
+        dp_.world_size() == 1,
+        "grpo.partial_rollout_tokens ({}) with {} ranks: partial rollouts run in one process only (the ranks "
+        "would have to agree on groups finished at different steps)",
+        cfg_.partial_rollout_tokens, dp_.world_size());
+    R1_CHECK(
+        !records_routes(cfg_.moe, policy_.config()),
+        "grpo.partial_rollout_tokens with train.moe.routing_replay: a carried sequence's routes are not kept "
+        "across steps; turn one of them off");
+  }
   // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
   // size that cannot hold one sequence fails here, before any compute. On CUDA the pool's memory
   // is resident only while rollouts run (step(): each phase frees what it used).
@@ -80,6 +93,29 @@ std::vector<int64_t> GrpoTrainer::next_prompts(int64_t n) {
     out.push_back(perm[size_t(cursor_ % N)]);
   }
   return out;
+}
+
+void GrpoTrainer::set_environment(const env::Environment* env) {
+  R1_CHECK(
+      !env || cfg_.partial_rollout_tokens == 0,
+      "grpo.partial_rollout_tokens ({}) with an environment (env.*): multi-turn episodes are not carried "
+      "across steps; set grpo.partial_rollout_tokens=0",
+      cfg_.partial_rollout_tokens);
+  env_ = env;
+}
+
+void GrpoTrainer::set_in_flight(std::vector<Group> groups) {
+  for (Group& g : groups) {
+    R1_CHECK(
+        g.problem >= 0 && g.problem < int64_t(train_.size()) && int64_t(g.seqs.size()) == cfg_.group_size,
+        "checkpoint state: a group in flight names problem {} of {} with {} samples (grpo.group_size {}); "
+        "resume with the data and recipe the checkpoint was written with",
+        g.problem, train_.size(), g.seqs.size(), cfg_.group_size);
+    g.prompt_text = render_(train_[size_t(g.problem)]);
+    for (Sequence& s : g.seqs)
+      if (rollout_done(s, cfg_.max_completion_tokens)) s.text = env::model_text(s.out, codec_);
+  }
+  in_flight_ = std::move(groups);
 }
 
 void GrpoTrainer::keep_samples(const std::vector<Group>& groups) {
@@ -118,12 +154,7 @@ std::vector<Group> GrpoTrainer::sample_and_score(const std::vector<PromptDraw>& 
   const rollout::GenerateStats before = engine_->stats();
   sample_groups(*engine_, codec_, train_, cfg_, seed, groups, env_);
   sums.t_rollout += t_rollout.seconds();
-  const rollout::GenerateStats& after = engine_->stats();
-  sums.preemptions += double(after.preemptions - before.preemptions);
-  sums.decode_seqs += double(after.decode_seqs - before.decode_seqs);
-  sums.decode_steps += double(after.decode_steps - before.decode_steps);
-  sums.kv_blocks = double(after.kv_blocks);
-  sums.kv_blocks_peak = std::max(sums.kv_blocks_peak, double(after.kv_blocks_peak));
+  sums.add_rollout(before, engine_->stats());
   Timer t_reward;
   sums.scored.add(score_groups(groups, reward_, train_, cfg_));
   sums.t_reward += t_reward.seconds();
@@ -185,6 +216,58 @@ GrpoTrainer::Collected GrpoTrainer::collect(int64_t step, StepSums& sums) {
   return c;
 }
 
+GrpoTrainer::Collected GrpoTrainer::collect_partial(int64_t step, StepSums& sums) {
+  const int64_t P = cfg_.prompts_per_step;
+  Collected c;
+  c.counts.rounds = 1;
+  samples_.clear();
+  // New prompts take the places of the groups trained on, to keep P + overprovision in flight.
+  const int64_t fresh = std::max<int64_t>(0, P + cfg_.overprovision_prompts - int64_t(in_flight_.size()));
+  const int64_t first_draw = cursor_;
+  const std::vector<int64_t> drawn = next_prompts(fresh);
+  std::vector<PromptDraw> draws;
+  for (int64_t j = 0; j < fresh; ++j) draws.push_back({first_draw + j, drawn[size_t(j)]});
+  std::vector<int64_t> too_long;
+  for (Group& g : render_prompts(draws, train_, render_, codec_, cfg_.max_prompt_tokens, too_long)) {
+    g.draw = g.slot;
+    in_flight_.push_back(std::move(g));
+  }
+  c.counts.too_long = int64_t(too_long.size());
+  Timer t_rollout;
+  const rollout::GenerateStats before = engine_->stats();
+  roll_segment(*engine_, codec_, train_, cfg_, sampling_seed(cfg_.seed, step), step, in_flight_);
+  sums.t_rollout += t_rollout.seconds();
+  sums.add_rollout(before, engine_->stats());
+  std::vector<std::string> texts;
+  while (c.counts.kept < P) {  // more when dynamic sampling drops some
+    std::vector<Group> done = take_finished(in_flight_, P - c.counts.kept, cfg_.max_completion_tokens);
+    if (done.empty()) break;
+    Timer t_reward;
+    sums.scored.add(score_groups(done, reward_, train_, cfg_));
+    sums.t_reward += t_reward.seconds();
+    for (const Group& g : done)
+      for (const Sequence& s : g.seqs) texts.push_back(s.text);
+    keep_samples(done);
+    for (Group& g : done) {
+      const GroupVerdict v = judge_group(g, cfg_.dynamic_sampling);
+      ++c.counts.scored;
+      c.counts.zero_variance += v.zero_variance;
+      if (v.filtered) {
+        ++c.counts.filtered;
+        continue;
+      }
+      g.kept_index = c.counts.kept++;
+      c.kept.push_back(std::move(g));
+    }
+  }
+  const Carried carry = carried(in_flight_, cfg_.max_completion_tokens);
+  sums.carried_seqs = carry.seqs;
+  sums.carried_tokens = carry.tokens;
+  sums.version_lag_max = double(max_version_lag(c.kept, step));
+  sums.reflection_hits = std::round(reward::reflection_rate(texts) * double(texts.size()));
+  return c;
+}
+
 namespace {
 
 // Each phase starts from the persistent state alone: what the previous phase used is freed first
@@ -214,7 +297,9 @@ StepStats GrpoTrainer::step(int64_t step) {
   PhaseMemory memory{policy_.device(), sums};
   memory.start({&state_, &ref_state_});
   engine_->reset_kv_peak();
-  Collected batch = collect(step, sums);  // sample -> score -> filter/refill
+  const bool partial = cfg_.partial_rollout_tokens > 0;
+  Collected batch =
+      partial ? collect_partial(step, sums) : collect(step, sums);  // sample -> score -> filter/refill
   memory.end(sums.mem_rollout);
   // GPU memory: the KV cache pool is given back to the training step (and taken again, at the same
   // address, by the next rollout); the CPU path's scratch too.
@@ -235,6 +320,7 @@ StepStats GrpoTrainer::step(int64_t step) {
   if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
     state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
     trainer_old_logprobs(policy_, state_, plan, cfg_.temperature, moe.routing_replay);
+    if (partial) keep_sampler_pi_old(batch.kept, step);  // older policies' tokens: their sampler's pi_old
     sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
   }
   Timer t_train;

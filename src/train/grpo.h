@@ -54,11 +54,17 @@ class GrpoTrainer {
   const rollout::Engine& engine() const { return *engine_; }
   // Multi-turn rollouts: every completion an episode of `env` (it must outlive the trainer); null:
   // single-turn completions.
-  void set_environment(const env::Environment* env) { env_ = env; }
+  void set_environment(const env::Environment* env);
   // The frozen reference model when it is a second copy (null without a KL term, and with LoRA,
   // whose reference is the policy with its adapters off); checkpoints save and restore it.
   model::Transformer* reference() { return ref_.get(); }
   bool has_reference() const { return ref_ != nullptr || base_reference_; }
+  // Partial rollouts (train/grpo_partial.h): the groups in flight between steps, oldest first (part
+  // of a checkpoint's state, for exact resume).
+  const std::vector<Group>& in_flight() const { return in_flight_; }
+  // Restores them from a checkpoint (in_flight_from_json): their prompt texts are rendered and the
+  // finished sequences' texts decoded again.
+  void set_in_flight(std::vector<Group> groups);
 
  private:
   // The step's batch: this rank's kept groups, and the counts every rank agrees on.
@@ -70,6 +76,9 @@ class GrpoTrainer {
   // sample -> score -> filter, round after round, until prompts_per_step groups are kept or the
   // round budget is spent.
   Collected collect(int64_t step, StepSums& sums);
+  // With partial rollouts: one budgeted rollout of the groups in flight (topped up with new prompts),
+  // then the finished groups, oldest first, up to prompts_per_step.
+  Collected collect_partial(int64_t step, StepSums& sums);
   // One round's sample and score phases on this rank's draws; the scored texts are added to `texts`.
   std::vector<Group> sample_and_score(const std::vector<PromptDraw>& draws, uint64_t seed,
                                       std::vector<int64_t>& too_long, StepSums& sums,
@@ -91,6 +100,7 @@ class GrpoTrainer {
   int bad_steps_ = 0;
   std::vector<ScoredCompletion> samples_;
   const env::Environment* env_ = nullptr;
+  std::vector<Group> in_flight_;  // partial rollouts: drawn, not trained on yet
   // The rollout engine of the whole run: its KV cache pool, captured decode steps and plans are
   // built once (it reads the policy's weights in place, so updates need no copy).
   std::unique_ptr<rollout::Engine> engine_;

@@ -35,6 +35,12 @@ void validate_sampling(const GrpoConfig& c) {
            "rollout.kv_memory_fraction must be in (0, 1], got {}", c.kv_memory_fraction);
   at_least("rollout.kv_cache_tokens", double(c.kv_cache_tokens), 0);
   at_least("rollout.kv_block_size", c.kv_block_size, 1);
+  at_least("grpo.partial_rollout_tokens (0: off)", c.partial_rollout_tokens, 0);
+  at_least("grpo.overprovision_prompts", c.overprovision_prompts, 0);
+  R1_CHECK(c.overprovision_prompts == 0 || c.partial_rollout_tokens > 0,
+           "grpo.overprovision_prompts ({}) needs grpo.partial_rollout_tokens > 0: without a per-step budget "
+           "every group runs to its end within the step, so the extra prompts would save nothing",
+           c.overprovision_prompts);
 }
 
 void validate_loss(const GrpoConfig& c) {

@@ -51,6 +51,14 @@ struct GrpoConfig {
   // Multi-turn rollouts with an environment (GrpoTrainer::set_environment; recipe keys env.*):
   // observations per episode, and tool calls running at once while the engine decodes.
   int max_turns = 4, tool_threads = 4;
+  // No idle tail (train/grpo_partial.h). Partial rollouts: each step decodes at most
+  // partial_rollout_tokens new tokens per sequence; an unfinished sequence is carried into the next
+  // step's rollout, and only groups whose G samples all finished are scored and trained on
+  // (0: off, every completion runs to its end within its step). Over-provisioning: this many
+  // prompts beyond prompts_per_step are kept in flight; a step trains on the first
+  // prompts_per_step groups to finish (oldest first) and carries the others (needs partial rollouts).
+  int partial_rollout_tokens = 0;
+  int overprovision_prompts = 0;
   // Advantages and loss
   bool scale_advantage_by_std = true;  // false: Dr. GRPO
   GrpoLossConfig loss;                 // loss.norm_constant 0: max_completion_tokens (Dr. GRPO's choice)

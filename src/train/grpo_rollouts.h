@@ -40,6 +40,9 @@ struct Sequence {
   std::vector<float> ref_logp;  // per completion token, when a reference model is used
   std::vector<float> old_logp;   // per completion token: pi_old by the trainer (grpo.old_logprobs: trainer)
   std::vector<float> is_weight;  // per completion token: the sampler-mismatch correction (grpo.is_correction)
+  // Partial rollouts (train/grpo_partial.h): per completion token, the step whose policy sampled it
+  // (out.logprobs[t] is that policy's log-prob). Empty otherwise: every token is the step's own.
+  std::vector<int32_t> versions;
 };
 
 // One prompt and its G completions.
@@ -47,6 +50,7 @@ struct Group {
   int64_t slot = 0;         // the prompt's place in its round's draw (the same on every rank)
   int64_t problem = 0;      // index into the training set
   int64_t kept_index = -1;  // the group's place among the step's kept groups of all ranks
+  int64_t draw = -1;        // partial rollouts: the data cursor it was drawn at (names its streams)
   std::string prompt_text;
   std::vector<int32_t> prompt;
   std::vector<Sequence> seqs;

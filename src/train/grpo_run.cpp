@@ -21,6 +21,7 @@
 #include "text/chat_template.h"
 #include "text/hf_codec.h"
 #include "train/grpo.h"
+#include "train/grpo_partial.h"
 #include "model/lora.h"
 #include "model/memory_model.h"
 #include "run/memory_preflight.h"
@@ -50,7 +51,9 @@ nlohmann::json grpo_recipe_defaults() {
         {"overlong_buffer", 0}, {"overlong_penalty", 1.0}, {"max_bad_steps", 3},
         {"old_logprobs", "sampler"},  // sampler | trainer: pi_old recomputed by the trainer's forward
         {"is_correction", "none"},    // none | tis | mis: sampler/trainer mismatch (needs old_logprobs: trainer)
-        {"is_cap", 2.0}}},
+        {"is_cap", 2.0},
+        {"partial_rollout_tokens", 0},   // > 0: new tokens per sequence per step; the unfinished carry on
+        {"overprovision_prompts", 0}}},  // prompts in flight beyond prompts_per_step (partial rollouts)
       {"train",
        {{"steps", 100}, {"lr", 1e-6}, {"lr_schedule", "constant"}, {"warmup_steps", 0}, {"min_lr_ratio", 0.0},
         {"max_grad_norm", 1.0}, {"weight_decay", 0.0}, {"beta1", 0.9}, {"beta2", 0.999}, {"seed", 1},
@@ -164,6 +167,8 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.old_logprobs = parse_old_logprobs(r.get<std::string>("grpo.old_logprobs"));
   g.is_correction = parse_is_correction(r.get<std::string>("grpo.is_correction"));
   g.is_cap = r.get<double>("grpo.is_cap");
+  g.partial_rollout_tokens = r.get<int>("grpo.partial_rollout_tokens");
+  g.overprovision_prompts = r.get<int>("grpo.overprovision_prompts");
   g.lr = r.get<double>("train.lr");
   g.max_grad_norm = r.get<double>("train.max_grad_norm");
   g.schedule.kind = r.get<std::string>("train.lr_schedule");
@@ -217,6 +222,8 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
     run::load_train_checkpoint(ck, *m, trainer.optimizer());
     if (trainer.reference()) load_reference(ck, gc, *trainer.reference());
     trainer.set_cursor(ck.state.at("cursor").get<int64_t>());
+    if (ck.state.contains("partial_rollouts"))
+      trainer.set_in_flight(in_flight_from_json(ck.state.at("partial_rollouts")));
     resume_step = ck.step;
     start = ck.step + 1;
   } else if (dist::is_root()) {
@@ -235,8 +242,10 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
       model::save_model(*ref, fs::join(dir, "reference"), ref->compute_dtype());
   };
   auto save = [&](int64_t step) {
-    run::save_train_checkpoint(run, step, *m, trainer.optimizer(), nlohmann::json{{"cursor", trainer.cursor()}},
-                               keep_last, contents, save_reference);
+    nlohmann::json state = {{"cursor", trainer.cursor()}};
+    // Partial rollouts: the sequences in flight continue in the next step, so they are state.
+    if (gc.partial_rollout_tokens > 0) state["partial_rollouts"] = in_flight_json(trainer.in_flight());
+    run::save_train_checkpoint(run, step, *m, trainer.optimizer(), state, keep_last, contents, save_reference);
   };
 
   Progress bar("grpo", steps - start, "step");

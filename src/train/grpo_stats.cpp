@@ -19,6 +19,15 @@ void StepSums::add_kept(const std::vector<Group>& kept) {
     }
 }
 
+void StepSums::add_rollout(const rollout::GenerateStats& before, const rollout::GenerateStats& after) {
+  preemptions += double(after.preemptions - before.preemptions);
+  decode_seqs += double(after.decode_seqs - before.decode_seqs);
+  decode_steps += double(after.decode_steps - before.decode_steps);
+  decode_capacity += double(after.decode_capacity - before.decode_capacity);
+  kv_blocks = double(after.kv_blocks);
+  kv_blocks_peak = std::max(kv_blocks_peak, double(after.kv_blocks_peak));
+}
+
 void StepSums::add_update(const UpdateStats& u) {
   loss_sum += u.loss_sum;
   clipped += u.clipped;
@@ -73,6 +82,9 @@ void all_reduce(dist::Comm& host, StepSums& s) {
                       &s.preemptions,
                       &s.decode_seqs,
                       &s.decode_steps,
+                      &s.decode_capacity,
+                      &s.carried_seqs,
+                      &s.carried_tokens,
                       &s.micro_batches,
                       &s.checkpointed,
                       &s.moe_gap.tokens,
@@ -83,7 +95,8 @@ void all_reduce(dist::Comm& host, StepSums& s) {
   double* maxed[] = {&s.length_max,      &s.t_rollout,          &s.t_reward,           &s.t_reference,
                      &s.t_train,         &s.gap_max,            &s.kv_blocks,          &s.kv_blocks_peak,
                      &s.activation_peak, &s.moe_gap.replay_max, &s.moe_gap.router_max, &s.mem_held,
-                     &s.mem_rollout,     &s.mem_reference,      &s.mem_update,         &s.mem_host};
+                     &s.mem_rollout,     &s.mem_reference,      &s.mem_update,         &s.mem_host,
+                     &s.version_lag_max};
   auto reduce = [&](auto& fields, dist::Op op) {
     std::vector<double> v;
     for (double* f : fields) v.push_back(*f);
@@ -158,6 +171,12 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
   st.kv_blocks_peak = int64_t(sums.kv_blocks_peak);
   st.preemptions = int64_t(sums.preemptions);
   st.concurrency = sums.decode_steps > 0 ? sums.decode_seqs / sums.decode_steps : 0.0;
+  st.occupancy = sums.decode_capacity > 0 ? sums.decode_seqs / sums.decode_capacity : 0.0;
+  if (cfg.partial_rollout_tokens > 0) {
+    st.carried_seqs = sums.carried_seqs;
+    st.carried_tokens = sums.carried_tokens;
+    st.version_lag_max = sums.version_lag_max;
+  }
   st.memory_held = sums.mem_held;
   st.memory_rollout = sums.mem_rollout;
   st.memory_reference = sums.mem_reference;
@@ -213,7 +232,12 @@ run::Scalars step_metrics(const StepStats& s) {
                      {"rollout/kv_blocks", double(s.kv_blocks)},
                      {"rollout/kv_blocks_peak", double(s.kv_blocks_peak)},
                      {"rollout/preemptions", double(s.preemptions)},
-                     {"rollout/concurrency", s.concurrency}});
+                     {"rollout/concurrency", s.concurrency},
+                     {"rollout/occupancy", s.occupancy}});
+  if (s.carried_seqs)
+    m.insert(m.end(), {{"partial/carried_seqs", *s.carried_seqs},
+                       {"partial/carried_tokens", *s.carried_tokens},
+                       {"partial/version_lag_max", *s.version_lag_max}});
   const double GiB = double(1 << 30);
   m.insert(m.end(), {{"memory/held_gib", s.memory_held / GiB},
                      {"memory/rollout_gib", s.memory_rollout / GiB},

@@ -34,6 +34,10 @@ struct StepSums {
   // The rollout engine: preemptions and sequences in flight over the decode steps (summed); the KV
   // cache pool's blocks and the most in use at once (maxima).
   double preemptions = 0, decode_seqs = 0, decode_steps = 0, kv_blocks = 0, kv_blocks_peak = 0;
+  double decode_capacity = 0;  // the batch's capacity over the decode steps (rollout::occupancy)
+  // Partial rollouts (train/grpo_partial.h): sequences left unfinished after the step's rollout and
+  // their tokens so far (summed); the largest step - version of a trained token (maxed).
+  double carried_seqs = 0, carried_tokens = 0, version_lag_max = 0;
   // Maxima over the ranks, bytes on the model's device (tensor/device_memory.h's memory_use): held
   // when a phase starts (the persistent state alone: each phase frees what it used), and each
   // phase's peak; the host's peak resident memory.
@@ -43,6 +47,8 @@ struct StepSums {
   RouteStats routes;
 
   void add_kept(const std::vector<Group>& kept);
+  // The engine's counts over a rollout: its stats() before and after.
+  void add_rollout(const rollout::GenerateStats& before, const rollout::GenerateStats& after);
   void add_update(const UpdateStats& u);
   void add_gap(const SamplerGap& g);
 };
@@ -94,6 +100,12 @@ struct StepStats {
   // by a recompute), and the mean sequences in flight per decode step.
   int64_t kv_blocks = 0, kv_blocks_peak = 0, preemptions = 0;
   double concurrency = 0;
+  // The GPU busy share: mean sequences in flight over the decode steps / the batch's capacity
+  // (rollout::occupancy; the same count on the CPU and GPU engines). 1: no idle tail.
+  double occupancy = 0;
+  // Partial rollouts: sequences carried to the next step, their tokens, the largest policy-version
+  // lag of a trained token (steps).
+  std::optional<double> carried_seqs, carried_tokens, version_lag_max;
   // Memory (bytes, the largest rank's): see StepSums.
   double memory_held = 0, memory_rollout = 0, memory_reference = 0, memory_update = 0, memory_host = 0;
   int ranks = 1;
