@@ -93,11 +93,7 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
     master_weights_.zero();
     master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, where);
   }
-  if (trainable_) {
-    gradients_ = Buffer(size_t(n) * sizeof(float), device_);
-    gradients_.zero();
-    grads_ = bind_params(cfg_, plan_.specs, gradients_.data(), DType::F32, device_);
-  }
+  if (trainable_) allocate_grads();
   inv_freq_ = cfg_.rope_inv_freq();
   inv_freq_t_ = Tensor::f32(inv_freq_.data(), {int64_t(inv_freq_.size())});
   if (device_ != Device::CPU) {
@@ -127,7 +123,25 @@ float* Transformer::host_weights() {
 
 const float* Transformer::host_weights() const { return const_cast<Transformer*>(this)->host_weights(); }
 
+void Transformer::allocate_grads() {
+  gradients_ = Buffer(size_t(plan_.total) * sizeof(float), device_);
+  gradients_.zero();
+  grads_ = bind_params(cfg_, plan_.specs, gradients_.data(), DType::F32, device_);
+}
+
+Params& Transformer::grads() {
+  if (grads_released()) allocate_grads();
+  return grads_;
+}
+
+void Transformer::release_grads() {
+  if (!trainable_) return;  // LoRA: the adapters' gradients stay
+  gradients_ = Buffer();
+  grads_ = Params();
+}
+
 void Transformer::zero_grads() {
+  if (grads_released()) allocate_grads();  // allocated zeroed
   gradients_.zero();
   adapter_grads_.zero();
 }

@@ -100,13 +100,20 @@ class Transformer {
   const float* host_weights() const;
   // fp32 gradients of what training updates: master()'s layout, or with LoRA only the adapters'
   // views (the layers' Linear lora_a/lora_b; the frozen base's views are empty).
-  Params& grads() { return grads_; }
+  // After release_grads(), the non-const grads() allocates the buffer again, zeroed.
+  Params& grads();
   const Params& grads() const { return grads_; }
   void zero_grads();
+  // Frees the full-model gradient buffer (not LoRA's adapters'): ZeRO-2 keeps only its shard of
+  // the gradients between steps. The next grads() or zero_grads() brings it back zeroed.
+  void release_grads();
+  bool grads_released() const { return trainable_ && gradients_.size() == 0; }
+  int64_t grad_bytes() const { return int64_t(gradients_.size() + adapter_grads_.size()); }
 
   // What an optimizer updates: three flat buffers of one layout (specs): the fp32 weights, their
   // gradients, and the compute copy each update is rounded into (empty when the fp32 weights are
-  // the compute weights). The whole model, or with LoRA only its adapters.
+  // the compute weights). The whole model, or with LoRA only its adapters. grads is empty while
+  // release_grads() has the buffer freed.
   struct Trainable {
     const std::vector<ParamSpec>* specs = nullptr;
     Tensor master, grads, compute;
@@ -137,6 +144,7 @@ class Transformer {
   const Tensor& rope_inv_freq() const { return inv_freq_t_; }  // f32 on device()
 
  private:
+  void allocate_grads();  // the full-model gradient buffer, zeroed, and grads()' views into it
   ModelConfig cfg_;
   ModelPlan plan_;
   Device device_;

@@ -2,18 +2,26 @@
 // Data-parallel training: how an optimizer step combines the ranks' gradients and updates the
 // weights. Every rank holds the whole model and back-propagates its share of the global batch with
 // the loss normalised by the GLOBAL batch, so the sum of the ranks' gradients is the gradient of
-// the whole batch. step() then
-//   replicated (default): all-reduces the gradients and takes the same AdamW step on every rank
-//                         (all-reduce results are bitwise the same on every rank, so the weights
-//                         stay identical without ever being broadcast again);
-//   zero1:                reduce-scatters them; each rank updates its 1/N shard of the fp32 master
-//                         weights with its 1/N shard of the AdamW moments, then all-gathers the
-//                         weights (the moments, 2/3 of the training state, shrink N-fold).
+// the whole batch. step() then, by sharding level (recipe key parallel.shard, ZeRO's stages):
+//   none (default): all-reduces the gradients and takes the same AdamW step on every rank
+//                   (all-reduce results are bitwise the same on every rank, so the weights stay
+//                   identical without ever being broadcast again);
+//   optimizer:      (ZeRO-1) reduce-scatters them; each rank updates its 1/N shard of the fp32
+//                   master weights with its 1/N shard of the AdamW moments, then all-gathers the
+//                   weights (the moments, 2/3 of the training state, shrink N-fold);
+//   gradients:      (ZeRO-2) as optimizer, and the full fp32 gradient buffer lives only while a
+//                   step's micro-batches accumulate into it: after the reduce-scatter the rank keeps
+//                   its 1/N shard alone (released until the next backward), so between steps (GRPO's
+//                   rollouts, evaluation) a rank holds 1/N of the gradients instead of all of them.
+//   full:           (ZeRO-3) not yet: the recipe key refuses it (docs/DISTRIBUTED.md).
+// The gradient norm is the same sum in every mode (each shard's sum of squares, added in rank
+// order), and the mpi comm adds floats in rank order in all_reduce and reduce_scatter alike
+// (dist/comm.h), so on CPU ranks none, optimizer and gradients give bitwise the same weights.
 // With one rank both are exactly AdamW + clip_and_step.
 //
 // Offload (DataParallelConfig::offload): the fp32 master weights move to pinned host memory and
 // AdamW runs on the CPU (optimizer.h's OffloadConfig), so the GPU keeps the bf16 weights and the
-// gradients only. The gradient norm and clipping stay on the GPU. With zero1 each rank updates its
+// gradients only. The gradient norm and clipping stay on the GPU. Sharded, each rank updates its
 // shard on its CPU, then the ranks all-gather the updated bf16 shards on the device and the fp32
 // shards through the host comm.
 //
@@ -24,7 +32,7 @@
 // same order whether or not it was armed (a rank with no sequences in a mini-batch still takes part).
 //
 // Checkpoints hold the full optimizer state whatever the world size or sharding, so a run resumes
-// at any world size (and with zero1 on or off).
+// at any world size and sharding level.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,8 +45,15 @@
 
 namespace r1::optim {
 
+// How much of the training state each rank holds 1/N of (ZeRO stage 0-3); ordered, so a level
+// shards everything the levels below it do.
+enum class Shard : uint8_t { None, Optimizer, Gradients, Full };
+// "none" | "optimizer" | "gradients" | "full"; anything else fails naming `what` (a recipe key).
+Shard parse_shard(const std::string& s, const std::string& what);
+const char* shard_name(Shard s);
+
 struct DataParallelConfig {
-  bool zero1 = false;
+  Shard shard = Shard::None;
   OffloadConfig offload;  // the optimizer on the CPU, its state in host memory (not with LoRA)
   int64_t bucket_bytes = int64_t(25) << 20;  // PyTorch DDP's default bucket
   bool overlap = true;                       // device comms only
@@ -56,7 +71,15 @@ class DataParallel {
 
   int rank() const { return comm_->rank(); }
   int world_size() const { return comm_->size(); }
-  bool zero1() const { return cfg_.zero1; }
+  // The level in effect: None with one rank (nothing to shard).
+  Shard shard() const { return cfg_.shard; }
+  // Bytes of training state this rank holds between steps: the fp32 weights (with their compute
+  // copy), the AdamW moments, and the gradients (the full buffer, the shard, or both).
+  struct HeldBytes {
+    int64_t weights = 0, moments = 0, grads = 0;
+    int64_t total() const { return weights + moments + grads; }
+  };
+  HeldBytes held_bytes() const;
   const AdamW& adamw() const { return *opt_; }
 
   // The next backward through `state` starts the gradient all-reduce bucket by bucket as layers
@@ -80,19 +103,23 @@ class DataParallel {
   void on_grads_ready(int64_t begin);
   // Every rank's fp32 master weights (and their compute copy) become rank 0's.
   void broadcast_weights();
-  // zero1: every rank's updated shard to every rank.
+  // Sharded: every rank's updated shard to every rank.
   void gather_shards(const model::Transformer::Trainable& t);
   UpdateResult step_replicated(double lr, double max_grad_norm, bool finite);
-  UpdateResult step_zero1(double lr, double max_grad_norm, bool finite);
+  UpdateResult step_sharded(double lr, double max_grad_norm, bool finite);
+  bool sharded() const { return cfg_.shard >= Shard::Optimizer; }
+  // The global gradient norm's square: each rank's shard of `grads` summed on its own, the shards'
+  // sums added in rank order. `grads` is this rank's shard (sharded) or the whole reduced buffer.
+  double global_sum_squares(const Tensor& grads) const;
 
   model::Transformer& m_;
   DataParallelConfig cfg_;
   dist::Comm* comm_;
-  std::unique_ptr<AdamW> opt_;     // whole model, or this rank's shard (zero1)
+  std::unique_ptr<AdamW> opt_;     // whole model, or this rank's shard (sharded)
   std::vector<Range> buckets_;     // backward order: highest offsets first
   size_t next_bucket_ = 0;         // buckets [0, next_bucket_) are reduced (or enqueued) this step
   model::TrainState* armed_ = nullptr;
-  std::vector<int64_t> shard_counts_;  // zero1: elements per rank
+  std::vector<int64_t> shard_counts_;  // elements per rank (every level: the norm's shards)
   int64_t shard_begin_ = 0;
   Buffer shard_grad_;
 };
