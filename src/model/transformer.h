@@ -134,6 +134,13 @@ class Transformer {
   // HF initialisation: normal(0, std) for matrices and embeddings, ones for norms, zeros for biases.
   // Drawn on the host (the same numbers on every device), then uploaded.
   void init_random(uint64_t seed, float std = 0.02f);
+  // Fully sharded training (optim/sharded_weights.h, CPU f32): frees the weight buffer; params()
+  // keeps its views with their shapes pointing at nothing (and an empty flat) until a unit of
+  // gathered weights is bound to them. restore_weights() allocates the buffer again (zeroed) and
+  // binds every view to it. Whole-model reads (weights_host, set_weights) fail while released.
+  void release_weights();
+  void restore_weights();
+  bool weights_released() const { return weights_.size() == 0 && plan_.total > 0; }
   // All weights as host f32, in the flat layout: the master copy if there is one, else params().
   std::vector<float> weights_host() const;
   // Sets every weight from host f32 in the flat layout (master and, rounded, the compute weights).
@@ -145,6 +152,7 @@ class Transformer {
 
  private:
   void allocate_grads();  // the full-model gradient buffer, zeroed, and grads()' views into it
+  void check_weights_held(const char* what) const;
   ModelConfig cfg_;
   ModelPlan plan_;
   Device device_;

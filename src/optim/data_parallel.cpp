@@ -10,6 +10,7 @@
 #include "model/safetensors.h"
 #include "tensor/device_memory.h"
 #include "model/train_state.h"
+#include "optim/sharded_weights.h"
 
 namespace r1::optim {
 
@@ -61,10 +62,8 @@ Shard parse_shard(const std::string& s, const std::string& what) {
   if (s == "none") return Shard::None;
   if (s == "optimizer") return Shard::Optimizer;
   if (s == "gradients") return Shard::Gradients;
-  if (s == "full")
-    fail("{}: full (ZeRO-3: the weights sharded too, gathered layer by layer) is not implemented yet; use "
-         "none, optimizer or gradients (docs/DISTRIBUTED.md)", what);
-  fail("{} must be none, optimizer or gradients (got '{}')", what, s);
+  if (s == "full") return Shard::Full;
+  fail("{} must be none, optimizer, gradients or full (got '{}')", what, s);
 }
 
 const char* shard_name(Shard s) {
@@ -90,7 +89,8 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
              "stays on the device; set train.optimizer_offload to off or auto");
     m.place_master(model::MasterPlace::Host);  // where the CPU updates it (created there by the recipes)
   }
-  R1_CHECK(cfg_.shard != Shard::Full, "data parallel: shard level full is not implemented yet");
+  R1_CHECK(cfg_.shard != Shard::Full || !cfg_.offload.enabled,
+           "parallel.shard: full keeps the weights sharded on the CPU already; set train.optimizer_offload to off");
   const int64_t n = m.trainable_weights().master.numel();
   // Every level splits the gradient norm's sum of squares by these shards (see global_sum_squares).
   shard_counts_ = shard_counts(n, comm_->size());
@@ -105,9 +105,11 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
     opt_ = std::make_unique<AdamW>(param_slices(m), adamw, m.device(), cfg_.offload);
   }
   // LoRA's adapter gradients are small and laid out apart: ZeRO-2 keeps them whole.
-  if (cfg_.shard == Shard::Gradients && !m.has_lora()) m.release_grads();
+  if (cfg_.shard >= Shard::Gradients && !m.has_lora()) m.release_grads();
   for (auto [a, b] : backward_buckets(m, cfg_.bucket_bytes)) buckets_.push_back({a, b});
   if (comm_->size() > 1) broadcast_weights();  // every rank starts from rank 0's weights
+  // From here on this rank holds only its shard of the weights.
+  if (cfg_.shard == Shard::Full) sharded_ = std::make_unique<ShardedWeights>(m, *comm_, shard_counts_, shard_begin_);
   if (cfg_.offload.enabled && dist::is_root())
     log::info("optimizer offloaded: AdamW runs on the CPU, its moments{} in host memory ({:.2f} GiB), in chunks of {} "
               "elements", m.separate_master() ? " and the fp32 master weights" : "",
@@ -203,16 +205,20 @@ UpdateResult DataParallel::step_sharded(double lr, double max_grad_norm, bool fi
   comm_->before_compute();
   comm_->synchronize();
   // ZeRO-2: the full buffer is no longer needed; the next backward gets a zeroed one.
-  if (cfg_.shard == Shard::Gradients && !m_.has_lora()) m_.release_grads();
+  if (cfg_.shard >= Shard::Gradients && !m_.has_lora()) m_.release_grads();
   // The global norm from the shards' sums of squares (rank order: the same sum on every rank).
   const double sq = global_sum_squares(shard);
   UpdateResult res{std::sqrt(sq), !finite || !std::isfinite(sq)};
   if (!res.skipped) {
-    const model::Transformer::Trainable t = m_.trainable_weights();
-    const int64_t a = shard_begin_, b = shard_begin_ + count;
-    opt_->step(t.master.rows(a, b), shard, float(lr), clip_scale(res.grad_norm, max_grad_norm),
-               t.compute.empty() ? Tensor() : t.compute.rows(a, b));
-    gather_shards(t);
+    const float scale = clip_scale(res.grad_norm, max_grad_norm);
+    if (sharded_) {
+      opt_->step(sharded_->shard(), shard, float(lr), scale, Tensor());  // the next passes gather it
+    } else {
+      const model::Transformer::Trainable t = m_.trainable_weights();
+      const int64_t a = shard_begin_, b = shard_begin_ + count;
+      opt_->step(t.master.rows(a, b), shard, float(lr), scale, t.compute.empty() ? Tensor() : t.compute.rows(a, b));
+      gather_shards(t);
+    }
   }
   if (!m_.grads_released()) m_.zero_grads();
   return res;
@@ -223,6 +229,7 @@ DataParallel::HeldBytes DataParallel::held_bytes() const {
   HeldBytes h;
   h.weights = int64_t(m.params().flat.nbytes()) + (m.separate_master() ? int64_t(m.master().flat.nbytes()) : 0);
   if (m.has_lora()) h.weights += int64_t(m.trainable_weights().master.nbytes());
+  if (sharded_) h.weights += sharded_->bytes();
   h.moments = 2 * opt_->n_elements() * int64_t(sizeof(float));
   h.grads = m.grad_bytes() + int64_t(shard_grad_.size());
   return h;
@@ -252,6 +259,23 @@ void DataParallel::gather_shards(const model::Transformer::Trainable& t) {
   comm_->synchronize();
 }
 
+int64_t DataParallel::total_elements() const {
+  int64_t n = 0;
+  for (int64_t c : shard_counts_) n += c;
+  return n;
+}
+
+model::WeightUnits* DataParallel::weight_units() const { return sharded_.get(); }
+
+int64_t DataParallel::most_passes(int64_t mine) const {
+  return sharded_ ? dist::host_comm().all_reduce_scalar(mine, dist::Op::Max) : mine;
+}
+
+void DataParallel::with_whole_weights(const std::function<void()>& f) const {
+  if (sharded_) sharded_->whole(f);
+  else f();
+}
+
 int64_t DataParallel::steps_taken() const { return opt_->steps_taken(); }
 
 void DataParallel::save(const std::string& path) const {
@@ -260,7 +284,7 @@ void DataParallel::save(const std::string& path) const {
     return;
   }
   // Gather the moment shards on the host (where memory is plentiful) and write them as one AdamW.
-  const int64_t n = m_.trainable_weights().master.numel();
+  const int64_t n = total_elements();  // (the model's views are empty while its weights are sharded)
   std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
   opt_->moments_host(m.data() + shard_begin_, v.data() + shard_begin_);
   dist::Comm& host = dist::host_comm();
@@ -270,7 +294,7 @@ void DataParallel::save(const std::string& path) const {
 }
 
 void DataParallel::load(const std::string& path) {
-  opt_->load(path, m_.trainable_weights().master.numel(), sharded() ? shard_begin_ : 0);
+  opt_->load(path, total_elements(), sharded() ? shard_begin_ : 0);
 }
 
 }  // namespace r1::optim

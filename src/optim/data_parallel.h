@@ -13,10 +13,15 @@
 //                   step's micro-batches accumulate into it: after the reduce-scatter the rank keeps
 //                   its 1/N shard alone (released until the next backward), so between steps (GRPO's
 //                   rollouts, evaluation) a rank holds 1/N of the gradients instead of all of them.
-//   full:           (ZeRO-3) not yet: the recipe key refuses it (docs/DISTRIBUTED.md).
+//   full:           (ZeRO-3 / FSDP, CPU f32 so far) as gradients, and each rank holds only its 1/N
+//                   shard of the weights themselves (sharded_weights.h): the training passes
+//                   gather one unit (embedding, layer, head) at a time through weight_units(), and
+//                   the update writes the shard in place (nothing to gather after it). Every rank
+//                   must run as many passes as the others (most_passes, TrainState::idle_pass);
+//                   whatever needs the whole weights runs inside with_whole_weights.
 // The gradient norm is the same sum in every mode (each shard's sum of squares, added in rank
 // order), and the mpi comm adds floats in rank order in all_reduce and reduce_scatter alike
-// (dist/comm.h), so on CPU ranks none, optimizer and gradients give bitwise the same weights.
+// (dist/comm.h), so on CPU ranks every level gives bitwise the same weights.
 // With one rank both are exactly AdamW + clip_and_step.
 //
 // Offload (DataParallelConfig::offload): the fp32 master weights move to pinned host memory and
@@ -34,6 +39,7 @@
 // Checkpoints hold the full optimizer state whatever the world size or sharding, so a run resumes
 // at any world size and sharding level.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +50,8 @@
 #include "optim/optimizer.h"
 
 namespace r1::optim {
+
+class ShardedWeights;
 
 // How much of the training state each rank holds 1/N of (ZeRO stage 0-3); ordered, so a level
 // shards everything the levels below it do.
@@ -80,6 +88,17 @@ class DataParallel {
     int64_t total() const { return weights + moments + grads; }
   };
   HeldBytes held_bytes() const;
+  // full: what the training passes gather their weights through (set it as the TrainState's
+  // weight_units); null at the other levels.
+  model::WeightUnits* weight_units() const;
+  // The most passes (forwards, each with its backward or not) any rank runs when this one runs
+  // `mine`: collective at level full, where a rank with fewer runs TrainState::idle_pass for the
+  // rest so that every rank takes part in every gather; `mine` otherwise.
+  int64_t most_passes(int64_t mine) const;
+  // Runs f with the model's whole weights in place on every rank (collective at level full, which
+  // gathers them first and keeps only the shard again after; just f otherwise): checkpoints,
+  // resuming, exporting the model.
+  void with_whole_weights(const std::function<void()>& f) const;
   const AdamW& adamw() const { return *opt_; }
 
   // The next backward through `state` starts the gradient all-reduce bucket by bucket as layers
@@ -108,6 +127,7 @@ class DataParallel {
   UpdateResult step_replicated(double lr, double max_grad_norm, bool finite);
   UpdateResult step_sharded(double lr, double max_grad_norm, bool finite);
   bool sharded() const { return cfg_.shard >= Shard::Optimizer; }
+  int64_t total_elements() const;  // of the flat layout (what the optimizer state covers)
   // The global gradient norm's square: each rank's shard of `grads` summed on its own, the shards'
   // sums added in rank order. `grads` is this rank's shard (sharded) or the whole reduced buffer.
   double global_sum_squares(const Tensor& grads) const;
@@ -122,6 +142,7 @@ class DataParallel {
   std::vector<int64_t> shard_counts_;  // elements per rank (every level: the norm's shards)
   int64_t shard_begin_ = 0;
   Buffer shard_grad_;
+  std::unique_ptr<ShardedWeights> sharded_;  // full: this rank's shard of the weights
 };
 
 }  // namespace r1::optim

@@ -25,9 +25,11 @@ CheckpointContents checkpoint_contents(const Recipe& r) {
   return parse_checkpoint_contents(r.get<std::string>("run.checkpoint_contents"), "recipe key 'run.checkpoint_contents'");
 }
 
-void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
-                           nlohmann::json state, int keep_last, CheckpointContents contents,
-                           const std::function<void(const std::string& dir)>& extra) {
+namespace {
+
+void save_whole(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
+                nlohmann::json state, int keep_last, CheckpointContents contents,
+                const std::function<void(const std::string& dir)>& extra) {
   const bool full = contents == CheckpointContents::Full;
   if (!dist::is_root()) {
     if (full) opt.save("");  // only the gather of a sharded state; rank 0 writes
@@ -46,6 +48,15 @@ void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transfo
         fs::write_file_atomic(fs::join(dir, "state.json"), state.dump(2));
       },
       keep_last);
+}
+
+}  // namespace
+
+void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
+                           nlohmann::json state, int keep_last, CheckpointContents contents,
+                           const std::function<void(const std::string& dir)>& extra) {
+  // Fully sharded weights are gathered on every rank for the save (the single-process format).
+  opt.with_whole_weights([&] { save_whole(run, step, m, opt, std::move(state), keep_last, contents, extra); });
 }
 
 ResumePoint resume_point(const RunDir& run) {
@@ -67,8 +78,10 @@ CheckpointContents contents_of(const ResumePoint& ck) {
 }
 
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {
-  if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
-  else model::load_weights(fs::join(ck.path, "model"), m);
+  opt.with_whole_weights([&] {
+    if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
+    else model::load_weights(fs::join(ck.path, "model"), m);
+  });
   if (contents_of(ck) == CheckpointContents::Full) {
     opt.load(fs::join(ck.path, "optimizer.safetensors"));
   } else if (dist::is_root()) {

@@ -179,6 +179,10 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
                                                "recipe key 'train.activation_checkpointing'");
   g.parallel = run::parallel_config(r);
+  R1_CHECK(g.parallel.shard != optim::Shard::Full,
+           "recipe key 'parallel.shard: full' is not available to grpo yet: its rollouts need the whole weights "
+           "(gathering them layer by layer into the rollout engine is still to be written); use parallel.shard: "
+           "gradients");
   const run::EnvSettings env = run::env_settings(r);
   g.max_turns = env.max_turns;
   g.tool_threads = env.threads;

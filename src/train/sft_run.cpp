@@ -246,6 +246,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   model::TrainState state;
   state.dropout_seed = seed;  // LoRA dropout masks: fixed by (seed, step, batch)
   state.checkpointing = checkpointing;
+  state.weight_units = opt.weight_units();  // parallel.shard: full gathers the weights unit by unit
   DataOrder order(n, batch_size, total, seed);
 
   run::RunDir run(run::run_path(r));
@@ -299,6 +300,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
                   {"memory/host_peak_gib", double(peak_resident_bytes()) / double(1 << 30)},
                   // What the largest rank keeps between steps (parallel.shard shrinks it).
                   {"memory/train_state_mib", held_state_mib(opt)}};
+    if (opt.weight_units()) mt.push_back({"idle_passes", double(res.idle_passes)});
     if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {
       prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens, ranks).loss;
       mt.push_back({"eval/loss", *prog.eval_loss});
@@ -309,9 +311,11 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
     run::stop_if_asked(opts, step);
   }
   bar.finish();
+  opt.with_whole_weights([&] {
+    if (dist::is_root()) run::export_model(*m, r, run.file("model"));
+  });
   if (!dist::is_root()) return run.path();
 
-  run::export_model(*m, r, run.file("model"));
   const double final_loss = prog.recent_loss.empty()
                                 ? 0.0
                                 : std::accumulate(prog.recent_loss.begin(), prog.recent_loss.end(), 0.0) /
