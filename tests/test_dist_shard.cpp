@@ -178,6 +178,9 @@ TEST(DistShard, FullShardingMatchesNoneBitwise) {
     for (const char* level : {"none", "full"}) {
       auto r = test::run_mpi(ranks, std::string(R1_BINARY) + " " + ragged_args(dir, base + level) + " parallel.shard=" + level);
       ASSERT_EQ(r.exit_code, 0) << level << " on " << ranks << " ranks\n" << r.out << r.err;
+      // Full: the checkpoints and the final model are written by every rank's shard, never gathered.
+      const bool by_shards = (r.out + r.err).find(std::to_string(ranks) + " ranks wrote their shards of") != std::string::npos;
+      EXPECT_EQ(by_shards, std::string(level) == "full") << r.out << r.err;
     }
     for (const std::string f : {"checkpoints/step_000001/model/model.safetensors", "checkpoints/step_000003/optimizer.safetensors",
                                 "checkpoints/step_000003/model/model.safetensors", "model/model.safetensors"})
@@ -209,8 +212,9 @@ TEST(DistShard, FullShardingMatchesNoneBitwise) {
 }
 
 // A fully sharded run cut on 3 ranks resumes on 2 (the checkpoint is the single-process format,
-// gathered for the save): it ends where an uninterrupted 2-rank run ends, to the rank count's fp32
-// summation order (its first two steps added 3 ranks' gradients, not 2).
+// each of the 3 ranks having written its shard of the files): it ends where an uninterrupted
+// 2-rank run ends, to the rank count's fp32 summation order (its first two steps added 3 ranks'
+// gradients, not 2).
 TEST(DistShard, FullShardingResumesAtAnotherWorldSize) {
   test::TempDir dir;
   write_ragged_rows(dir);

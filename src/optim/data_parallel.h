@@ -99,6 +99,15 @@ class DataParallel {
   // gathers them first and keeps only the shard again after; just f otherwise): checkpoints,
   // resuming, exporting the model.
   void with_whole_weights(const std::function<void()>& f) const;
+  // Level full writes checkpoints and the exported model without gathering: the files keep the
+  // single-process format (any world size resumes from them), and every rank writes its own shard
+  // of them in parallel (shard_files.cpp). Rank 0 first prepares them at their final size
+  // (model.safetensors and config.json in model_dir; the AdamW state at optimizer_path unless it
+  // is ""); then every rank calls write_shards (collective; rank 0 passes the paths, the others
+  // anything), which writes and syncs this rank's range and returns when every rank has.
+  bool writes_shards() const { return sharded_ != nullptr; }
+  void prepare_shard_files(const std::string& model_dir, const std::string& optimizer_path) const;
+  void write_shards(const std::string& model_dir, const std::string& optimizer_path) const;
   const AdamW& adamw() const { return *opt_; }
 
   // The next backward through `state` starts the gradient all-reduce bucket by bucket as layers

@@ -50,13 +50,32 @@ void save_whole(const RunDir& run, int64_t step, const model::Transformer& m, co
       keep_last);
 }
 
+// Level full: every rank writes its shard of the model and optimizer files (data_parallel.h).
+void save_shards(const RunDir& run, int64_t step, const optim::DataParallel& opt, nlohmann::json state, int keep_last,
+                 CheckpointContents contents, const std::function<void(const std::string& dir)>& extra) {
+  if (!dist::is_root()) return opt.write_shards("", "");
+  const bool full = contents == CheckpointContents::Full;
+  state["step"] = step;
+  state["contents"] = checkpoint_contents_name(contents);
+  run.commit_checkpoint(
+      step,
+      [&](const std::string& dir) {
+        const std::string model = fs::join(dir, "model"), optimizer = full ? fs::join(dir, "optimizer.safetensors") : "";
+        opt.prepare_shard_files(model, optimizer);
+        opt.write_shards(model, optimizer);
+        if (extra) extra(dir);
+        fs::write_file_atomic(fs::join(dir, "state.json"), state.dump(2));
+      },
+      keep_last);
+}
+
 }  // namespace
 
 void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
                            nlohmann::json state, int keep_last, CheckpointContents contents,
                            const std::function<void(const std::string& dir)>& extra) {
-  // Fully sharded weights are gathered on every rank for the save (the single-process format).
-  opt.with_whole_weights([&] { save_whole(run, step, m, opt, std::move(state), keep_last, contents, extra); });
+  if (opt.writes_shards()) return save_shards(run, step, opt, std::move(state), keep_last, contents, extra);
+  save_whole(run, step, m, opt, std::move(state), keep_last, contents, extra);
 }
 
 ResumePoint resume_point(const RunDir& run) {
