@@ -123,12 +123,34 @@ TEST(DistShard, BadLevelsFailNamingTheKey) {
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
   }
-  // GRPO's rollouts need the whole weights: full sharding is refused there, naming the key.
-  auto grpo = test::run_r1("grpo " + test::source_path("recipes/tiny_byte_gsm8k.yaml") + " data.path=" +
-                           test::source_path("data/gsm8k_train.jsonl") + " run.dir=" + dir.path() +
-                           " parallel.shard=full");
-  EXPECT_NE(grpo.exit_code, 0);
-  EXPECT_NE(grpo.err.find("'parallel.shard: full' is not available to grpo yet"), std::string::npos) << grpo.err;
+}
+
+// GRPO at level full: the rollouts, the reference and the old log-probs run on the whole weights
+// (gathered for that part of the step), the update gathers them unit by unit; every step's
+// rewards, lengths and gradient norm, the checkpoints (the reference's included) and the final
+// model are bitwise those of shard none, on 2 ranks.
+TEST(DistShard, GrpoFullShardingMatchesNoneBitwise) {
+  test::TempDir dir;
+  auto grpo = [&](const std::string& name, const std::string& level) {
+    return test::run_mpi(2, std::string(R1_BINARY) + " grpo " + test::source_path("recipes/tiny_byte_gsm8k.yaml") +
+                                " data.path=" + test::source_path("data/gsm8k_train.jsonl") +
+                                " train.steps=3 run.save_every=1 run.keep_last=0 run.samples_every=0 grpo.kl_coef=0.05" +
+                                " grpo.ref_refresh_steps=2 run.dir=" + dir.path() + " run.name=" + name +
+                                " parallel.shard=" + level);
+  };
+  auto none = grpo("none", "none");
+  ASSERT_EQ(none.exit_code, 0) << none.out << none.err;
+  auto full = grpo("full", "full");
+  ASSERT_EQ(full.exit_code, 0) << full.out << full.err;
+  EXPECT_NE(full.err.find("2 ranks wrote their shards of"), std::string::npos) << full.err;
+  const auto a = metrics(dir.file("none")), b = metrics(dir.file("full"));
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t step = 0; step < 3; ++step)
+    for (const char* key : {"reward/mean", "response_length/mean", "grad_norm", "loss"})
+      EXPECT_EQ(a[step][key], b[step][key]) << key << " at step " << step;
+  for (const std::string f : {"checkpoints/step_000002/model/model.safetensors", "checkpoints/step_000002/optimizer.safetensors",
+                              "checkpoints/step_000002/reference/model.safetensors", "model/model.safetensors"})
+    EXPECT_TRUE(fs::read_file(dir.file("none/" + f)) == fs::read_file(dir.file("full/" + f))) << f << " differs";
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include "dist/world.h"
 #include "model/adapter_checkpoint.h"
 #include "model/checkpoint.h"
+#include "run/run_inputs.h"
 
 namespace r1::run {
 
@@ -94,6 +95,21 @@ CheckpointContents contents_of(const ResumePoint& ck) {
   const nlohmann::json& c = ck.state.at("contents");
   R1_CHECK(c.is_string(), "{}: key 'contents' must be a string", fs::join(ck.path, "state.json"));
   return parse_checkpoint_contents(c.get<std::string>(), fs::join(ck.path, "state.json") + " key 'contents'");
+}
+
+void export_trained_model(const model::Transformer& m, const optim::DataParallel& opt, const Recipe& r,
+                          const std::string& dir) {
+  if (!opt.writes_shards()) {
+    if (dist::is_root()) export_model(m, r, dir);
+    return;
+  }
+  if (!dist::is_root()) return opt.write_shards("", "");
+  fs::write_dir_atomic(dir, [&](const std::string& tmp) {
+    opt.prepare_shard_files(tmp, "");
+    opt.write_shards(tmp, "");
+  });
+  const std::string tokenizer = tokenizer_source(r);  // as export_model adds it
+  if (!tokenizer.empty() && tokenizer != "byte" && tokenizer != dir) copy_tokenizer_files(tokenizer, dir);
 }
 
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {

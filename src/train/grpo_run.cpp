@@ -179,10 +179,6 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.checkpointing = model::parse_checkpointing(r.get<std::string>("train.activation_checkpointing"),
                                                "recipe key 'train.activation_checkpointing'");
   g.parallel = run::parallel_config(r);
-  R1_CHECK(g.parallel.shard != optim::Shard::Full,
-           "recipe key 'parallel.shard: full' is not available to grpo yet: its rollouts need the whole weights "
-           "(gathering them layer by layer into the rollout engine is still to be written); use parallel.shard: "
-           "gradients");
   const run::EnvSettings env = run::env_settings(r);
   g.max_turns = env.max_turns;
   g.tool_threads = env.threads;
@@ -270,8 +266,8 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
     run::stop_if_asked(opts, step);
   }
   bar.finish();
+  run::export_trained_model(*m, trainer.optimizer(), r, run.file("model"));
   if (!dist::is_root()) return run.path();
-  run::export_model(*m, r, run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
   if (last) {

@@ -311,23 +311,8 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
     run::stop_if_asked(opts, step);
   }
   bar.finish();
-  if (opt.writes_shards()) {
-    // Every rank writes its shard of the model's file in parallel (no rank holds all weights).
-    if (!dist::is_root()) {
-      opt.write_shards("", "");
-      return run.path();
-    }
-    fs::write_dir_atomic(run.file("model"), [&](const std::string& tmp) {
-      opt.prepare_shard_files(tmp, "");
-      opt.write_shards(tmp, "");
-    });
-    const std::string tokenizer = run::tokenizer_source(r);  // as run::export_model adds it
-    if (!tokenizer.empty() && tokenizer != "byte" && tokenizer != run.file("model"))
-      run::copy_tokenizer_files(tokenizer, run.file("model"));
-  } else {
-    if (!dist::is_root()) return run.path();
-    run::export_model(*m, r, run.file("model"));
-  }
+  run::export_trained_model(*m, opt, r, run.file("model"));
+  if (!dist::is_root()) return run.path();
 
   const double final_loss = prog.recent_loss.empty()
                                 ? 0.0
