@@ -47,7 +47,7 @@ Tensor TrainState::forward(const Transformer& m, const Batch& batch, float tempe
 void TrainState::acquire(WeightUnit u, WeightUnit next) {
   if (!weight_units) return;
   weight_units->acquire(u);
-  weight_units->prefetch(next);
+  if (!(next == u)) weight_units->prefetch(next);  // `next` is u itself when nothing follows
 }
 
 void TrainState::release(WeightUnit u) {

@@ -1,8 +1,8 @@
 #pragma once
 // Data-parallel training: how an optimizer step combines the ranks' gradients and updates the
-// weights. Every rank holds the whole model and back-propagates its share of the global batch with
-// the loss normalised by the GLOBAL batch, so the sum of the ranks' gradients is the gradient of
-// the whole batch. step() then, by sharding level (recipe key parallel.shard, ZeRO's stages):
+// weights. Every rank back-propagates its share of the global batch with the loss normalised by
+// the GLOBAL batch, so the sum of the ranks' gradients is the gradient of the whole batch; it holds
+// the whole model, except at level full. step() then, by sharding level (recipe key parallel.shard, ZeRO's stages):
 //   none (default): all-reduces the gradients and takes the same AdamW step on every rank
 //                   (all-reduce results are bitwise the same on every rank, so the weights stay
 //                   identical without ever being broadcast again);
@@ -22,7 +22,7 @@
 // The gradient norm is the same sum in every mode (each shard's sum of squares, added in rank
 // order), and the mpi comm adds floats in rank order in all_reduce and reduce_scatter alike
 // (dist/comm.h), so on CPU ranks every level gives bitwise the same weights.
-// With one rank both are exactly AdamW + clip_and_step.
+// With one rank every level is exactly AdamW + clip_and_step.
 //
 // Offload (DataParallelConfig::offload): the fp32 master weights move to pinned host memory and
 // AdamW runs on the CPU (optimizer.h's OffloadConfig), so the GPU keeps the bf16 weights and the
@@ -36,8 +36,8 @@
 // are fixed by the model layout, never by timing, so every rank issues the same collectives in the
 // same order whether or not it was armed (a rank with no sequences in a mini-batch still takes part).
 //
-// Checkpoints hold the full optimizer state whatever the world size or sharding, so a run resumes
-// at any world size and sharding level.
+// Checkpoints hold the full optimizer state whatever the world size or sharding (level full writes
+// them by shards, write_shards), so a run resumes at any world size and sharding level.
 #include <cstdint>
 #include <functional>
 #include <memory>

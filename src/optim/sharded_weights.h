@@ -5,7 +5,8 @@
 // layer, the head) at a time into one buffer through model::WeightUnits: all-gather, point the
 // model's views of that unit at the buffer, compute, release. The model's own weight buffer is
 // freed while sharded; whole() brings the weights back on every rank for what needs them whole
-// (checkpoints, export) and takes the shard again after.
+// (loading a checkpoint, GRPO's rollouts and no-gradient passes, copying the reference) and takes
+// the shard again after. Saving needs no gather (shard_files.cpp).
 //
 // CPU f32 only so far: there the fp32 master is the compute copy, so the shard is both. A GPU
 // version would gather the bf16 compute copy (and keep the fp32 master shard apart), with the
