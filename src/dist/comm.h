@@ -6,6 +6,10 @@
 // Every rank must make the same calls in the same order with the same counts and types, as with
 // MPI and NCCL themselves; a mismatch hangs or fails the job.
 //
+// Floating-point sums of the mpi comm add the ranks' values in rank order, ((x0 + x1) + x2) + ...,
+// for every element of every collective, so all_reduce and reduce_scatter agree bitwise (NCCL's
+// order follows its ring and chunking instead).
+//
 // Host comms (single, mpi) are blocking: a call returns when its result is in place. The nccl comm
 // enqueues on its own stream() and returns at once; order it against other streams with events, or
 // call synchronize(), which waits with a timeout (a peer that died must not hang this rank).

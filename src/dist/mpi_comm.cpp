@@ -54,6 +54,19 @@ class MpiComm final : public Comm {
   // MPI counts are int: longer buffers go in pieces of at most max_count elements.
   void all_reduce(void* data, int64_t count, Type t, Op op) override {
     R1_CHECK(count >= 0, "rank {}: all_reduce got a negative count ({})", rank_, count);
+    if (op == Op::Sum && is_float(t)) {
+      // Rank-order sums (see ordered_reduce_scatter), then every rank's block to every rank: the
+      // same bits as a reduce_scatter of any chunking, which sharded optimizers rely on.
+      std::vector<int64_t> counts(static_cast<size_t>(size_));
+      for (int r = 0; r < size_; ++r) counts[size_t(r)] = count * (r + 1) / size_ - count * r / size_;
+      const size_t es = type_size(t);
+      char* own = static_cast<char*>(data) + size_t(count * rank_ / size_) * es;
+      std::vector<char> mine(size_t(counts[size_t(rank_)]) * es);
+      ordered_reduce_scatter(data, mine.data(), counts, t);
+      std::memcpy(own, mine.data(), mine.size());
+      all_gather(own, data, counts, t);
+      return;
+    }
     char* p = static_cast<char*>(data);
     for (int64_t done = 0; done < count;) {
       const int n = int(std::min(count - done, limit()));
@@ -67,6 +80,10 @@ class MpiComm final : public Comm {
   void reduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, Type t) override {
     // Open MPI adds the counts and offsets in int too, so the total must fit, not just each count.
     const int64_t total = total_count(counts, "reduce_scatter");
+    if (is_float(t)) {
+      ordered_reduce_scatter(send, recv, counts, t);
+      return;
+    }
     if (total <= limit()) {
       note(total);
       const std::vector<int> n(counts.begin(), counts.end());
@@ -138,6 +155,72 @@ class MpiComm final : public Comm {
   void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", rank_); }
 
  private:
+  static bool is_float(Type t) { return t == Type::F32 || t == Type::F64; }
+
+  // Floating-point sums in one fixed order, rank 0's value first, then rank 1's added, and so on:
+  // ((x0 + x1) + x2) + ... for every element, whatever the chunking, the world size's algorithm
+  // choice in Open MPI or the message size. So an all_reduce and a reduce_scatter give bitwise the
+  // same sums, and ZeRO's sharded steps the weights of the replicated one. Each rank receives every
+  // rank's copy of its chunk (MPI_Alltoallv, the data a ring reduce-scatter moves too) and adds them
+  // in order, in rounds of at most `piece` elements of each chunk.
+  void ordered_reduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, Type t) {
+    const size_t es = type_size(t);
+    const Rounds rd = rounds(counts);
+    const std::vector<int64_t> off = offsets(counts);
+    const int64_t mine = counts[size_t(rank_)];
+    std::vector<char> packed(size_t(std::min(rd.piece, std::max<int64_t>(mine, 1)) * size_) * es);
+    const size_t ranks = static_cast<size_t>(size_);
+    std::vector<int> scounts(ranks), sdispls(ranks), rcounts(ranks), rdispls(ranks);
+    for (int64_t k = 0; k < rd.count; ++k) {
+      const std::vector<int> n = pieces(counts, rd.piece, k);
+      const int got = n[size_t(rank_)];
+      std::vector<int64_t> from(ranks);
+      for (int r = 0; r < size_; ++r) {
+        // Round k's piece of rank r's chunk goes to r; this rank receives `got` elements from each.
+        scounts[size_t(r)] = n[size_t(r)];
+        from[size_t(r)] = off[size_t(r)] + k * rd.piece;
+        rcounts[size_t(r)] = got;
+        rdispls[size_t(r)] = r * got;
+      }
+      note(int64_t(got) * size_);
+      // Displacements are int: send from the start of round k's first piece (they span < limit()).
+      const int64_t base = from[0];
+      int64_t last = base;
+      for (int r = 0; r < size_; ++r) {
+        sdispls[size_t(r)] = int(from[size_t(r)] - base);
+        last = std::max(last, from[size_t(r)] + scounts[size_t(r)]);
+      }
+      if (last - base <= limit()) {
+        check_mpi(MPI_Alltoallv(static_cast<const char*>(send) + size_t(base) * es, scounts.data(), sdispls.data(),
+                                mpi_type(t), packed.data(), rcounts.data(), rdispls.data(), mpi_type(t),
+                                MPI_COMM_WORLD),
+                  "MPI_Alltoallv", rank_);
+      } else {
+        // The pieces lie too far apart for int displacements: stage them side by side first.
+        std::vector<char> staged(size_t(sum(n)) * es);
+        for (int r = 0, at = 0; r < size_; at += n[size_t(r)], ++r) {
+          std::memcpy(staged.data() + size_t(at) * es, static_cast<const char*>(send) + size_t(from[size_t(r)]) * es,
+                      size_t(n[size_t(r)]) * es);
+          sdispls[size_t(r)] = at;
+        }
+        check_mpi(MPI_Alltoallv(staged.data(), scounts.data(), sdispls.data(), mpi_type(t), packed.data(),
+                                rcounts.data(), rdispls.data(), mpi_type(t), MPI_COMM_WORLD),
+                  "MPI_Alltoallv", rank_);
+      }
+      char* out = static_cast<char*>(recv) + size_t(k * rd.piece) * es;
+      if (t == Type::F32) add_in_rank_order(reinterpret_cast<const float*>(packed.data()), reinterpret_cast<float*>(out), got);
+      else add_in_rank_order(reinterpret_cast<const double*>(packed.data()), reinterpret_cast<double*>(out), got);
+    }
+  }
+  // out[i] = ((in[0][i] + in[1][i]) + in[2][i]) + ..., in[r] the n values rank r sent.
+  template <class T> void add_in_rank_order(const T* in, T* out, int n) const {
+    std::memcpy(out, in, size_t(n) * sizeof(T));
+    for (int r = 1; r < size_; ++r) {
+      const T* part = in + size_t(r) * size_t(n);
+      for (int i = 0; i < n; ++i) out[i] += part[i];
+    }
+  }
+
   void note(int64_t n) { largest_call_ = std::max(largest_call_, n); }
   static int64_t sum(const std::vector<int>& n) {
     int64_t s = 0;

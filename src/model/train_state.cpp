@@ -29,10 +29,10 @@ Checkpointing parse_checkpointing(const std::string& s, const std::string& what)
 }
 
 Tensor TrainState::forward(const Transformer& m, const Batch& batch, float temperature, Backward then) {
-  R1_CHECK(!m.params().lm_head.empty(),
+  R1_CHECK(!m.config().has_score_head(),
            "forward: the model is a sequence classifier (num_labels = {}) with no lm_head; use score_forward",
            m.config().num_labels);
-  forward_trunk(m, batch, then);
+  forward_trunk(m, batch, then);  // leaves the head's weights acquired
   const int64_t T = batch.tokens();
   temperature_ = temperature;
   head_ = Head::LogProbs;
@@ -40,7 +40,28 @@ Tensor TrainState::forward(const Transformer& m, const Batch& batch, float tempe
   lse_ = arena_.alloc_f32({T});
   entropy_ = arena_.alloc_f32({T});
   ops::token_logprobs_forward(logp_, lse_, entropy_, lnf, m.params().lm_head, targets_, temperature, vocab_chunk);
+  release({UnitKind::Head, -1});
   return logp_;
+}
+
+void TrainState::acquire(WeightUnit u, WeightUnit next) {
+  if (!weight_units) return;
+  weight_units->acquire(u);
+  if (!(next == u)) weight_units->prefetch(next);  // `next` is u itself when nothing follows
+}
+
+void TrainState::release(WeightUnit u) {
+  if (weight_units) weight_units->release(u);
+}
+
+void TrainState::idle_pass(const Transformer& m, Backward then) {
+  if (!weight_units) return;
+  const bool backward = m.trainable() && then == Backward::Follows;
+  const std::vector<WeightUnit> units = pass_units(m.config().num_hidden_layers, backward);
+  for (size_t i = 0; i < units.size(); ++i) {
+    acquire(units[i], i + 1 < units.size() ? units[i + 1] : units[i]);
+    release(units[i]);
+  }
 }
 
 Pass TrainState::pass(const Transformer& m, Arena* saved) {
@@ -123,12 +144,16 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backwar
   const Pass p = pass(m, !saved_ ? nullptr : checkpoint_ ? &scratch_ : &arena_);
   acts_.assign(saved_ ? size_t(c.num_hidden_layers) : 0, {});
   Tensor x = arena_.alloc(cd, {T, C});
+  const int L = c.num_hidden_layers;
+  acquire({UnitKind::Embed, -1}, L > 0 ? WeightUnit{UnitKind::Layer, 0} : WeightUnit{UnitKind::Head, -1});
   ops::embedding_forward(x, ids_, P.embed);
+  release({UnitKind::Embed, -1});
   expert_counts_.assign(size_t(c.num_hidden_layers), {});
   replay_counts_ = {};
   replay_ = upload_replay(c, batch.replay, T);
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
+  for (int l = 0; l < L; ++l) {
     scratch_.reset();
+    acquire({UnitKind::Layer, l}, l + 1 < L ? WeightUnit{UnitKind::Layer, l + 1} : WeightUnit{UnitKind::Head, -1});
     Tensor out = saved_ ? arena_.alloc(cd, {T, C}) : x;
     RouteIo route;
     std::vector<int32_t> chosen;
@@ -143,9 +168,12 @@ void TrainState::forward_trunk(const Transformer& m, const Batch& batch, Backwar
     layer_forward(p, l, P.layers[size_t(l)], x, out, s, &route);
     if (checkpoint_) acts_[size_t(l)].x_in = x;
     if (checkpoint_ && moe) keep_forward_routes(l, chosen, T, c.moe.num_experts_per_tok);
+    release({UnitKind::Layer, l});
     x = out;
   }
   x_final = x;
+  // The head's weights stay acquired for the caller's head (forward, score_forward).
+  acquire({UnitKind::Head, -1}, {UnitKind::Head, -1});
   lnf = arena_.alloc(cd, {T, C});
   lnf_rstd = arena_.alloc_f32({T});
   ops::rmsnorm_forward(lnf, lnf_rstd, x_final, P.final_norm, float(c.rms_norm_eps));
@@ -205,6 +233,7 @@ std::vector<float> TrainState::score_forward(const Transformer& m, const Batch& 
   head_ = Head::Score;
   score_w_ = arena_.zeros(m.compute_dtype(), {NP, C});
   copy_tensor(score_w_.rows(0, NL), m.params().score);
+  release({UnitKind::Head, -1});
   Tensor padded = arena_.alloc_f32({T, NP});  // f32 even from bf16 operands: scores stay unrounded
   ops::linear_forward(padded, lnf, score_w_, {});
   const std::vector<float> all = to_host_f32(padded);
@@ -230,6 +259,7 @@ void TrainState::score_backward(Transformer& m, const std::vector<float>& dscore
   copy_from_host_f32(dout, host.data());
   Tensor dlnf = arena_.zeros(m.compute_dtype(), {T, C});
   Tensor dw = arena_.zeros_f32({NP, C});
+  acquire({UnitKind::Head, -1}, {UnitKind::Layer, int(c.num_hidden_layers) - 1});  // backward_trunk's final norm
   ops::linear_backward(dlnf, dw, {}, dout, lnf, score_w_);
   ops::add_inplace(m.grads().score, dw.rows(0, NL));  // the padding rows' gradients are dropped
   backward_trunk(m, dlnf);
@@ -263,6 +293,7 @@ void TrainState::backward(Transformer& m, const std::vector<float>& dlogp_in) {
   Tensor dlogp = arena_.alloc_f32({T});
   copy_from_host(dlogp, dlogp_in.data());
   Tensor dlnf = arena_.zeros(m.compute_dtype(), {T, C});
+  acquire({UnitKind::Head, -1}, {UnitKind::Layer, int(m.config().num_hidden_layers) - 1});
   ops::token_logprobs_backward(dlnf, m.grads().lm_head, dlogp, lnf, m.params().lm_head, targets_, lse_,
                                temperature_, vocab_chunk);
   backward_trunk(m, dlnf);
@@ -276,15 +307,19 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
   // dres carries d loss / d residual stream down through the layers, accumulated in place.
   Tensor dres = arena_.zeros(m.compute_dtype(), {batch_->tokens(), int64_t(c.hidden_size)});
   ops::rmsnorm_backward(dres, G.final_norm, dlnf, x_final, P.final_norm, lnf_rstd);
+  release({UnitKind::Head, -1});  // acquired by the caller (backward, score_backward)
   // From the final norm up (the head included) the gradients are done.
   if (on_grads_final) on_grads_final(plan.head.begin);
   const Pass p = pass(m, checkpoint_ ? &layer_ : &arena_);
   LayerSaved recomputed;
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
     scratch_.reset();
+    // One acquire serves the recomputation and the backward of the layer.
+    acquire({UnitKind::Layer, l}, l > 0 ? WeightUnit{UnitKind::Layer, l - 1} : WeightUnit{UnitKind::Layer, l});
     if (checkpoint_) recompute_layer(m, l, recomputed);
     const LayerSaved& s = checkpoint_ ? recomputed : acts_[size_t(l)];
     layer_backward(p, P.layers[size_t(l)], G.layers[size_t(l)], s, dres);
+    release({UnitKind::Layer, l});
     if (on_grads_final) on_grads_final(plan.layers[size_t(l)].params.begin);
   }
   if (!G.embed.empty()) ops::embedding_backward(G.embed, dres, ids_);  // frozen under LoRA

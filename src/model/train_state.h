@@ -10,6 +10,7 @@
 
 #include "model/blocks/decoder_layer.h"
 #include "model/transformer.h"
+#include "model/weight_units.h"
 #include "tensor/tensor.h"
 
 namespace r1::model {
@@ -97,8 +98,19 @@ class TrainState {
   // gradients at offsets >= the argument are final for this backward (their kernels are queued).
   // Data parallelism all-reduces them while the layers below are still being computed.
   std::function<void(int64_t)> on_grads_final;
+  // When set, the passes acquire each unit of weights (embedding, layer, head) just before using
+  // it and release it right after (model/weight_units.h): a rank holding a shard of the weights
+  // gathers them unit by unit. Null: the model's weights are read directly.
+  WeightUnits* weight_units = nullptr;
+  // The acquires and releases of one pass (a forward, and a backward unless `then` is None or the
+  // model is not trainable) without computing anything: a rank with fewer micro-batches than
+  // another takes part in the others' gathers with it. Nothing without weight_units.
+  void idle_pass(const Transformer& m, Backward then = Backward::Follows);
 
  private:
+  // weight_units' acquire (with the prefetch hint of the unit after it) and release, if set.
+  void acquire(WeightUnit u, WeightUnit next);
+  void release(WeightUnit u);
   // The layers and the final norm, shared by both heads: fills lnf (T, C).
   void forward_trunk(const Transformer& m, const Batch& batch, Backward then);
   // Whether this forward (saved_ set, the batch known) checkpoints.

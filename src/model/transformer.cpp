@@ -93,11 +93,7 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
     master_weights_.zero();
     master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, where);
   }
-  if (trainable_) {
-    gradients_ = Buffer(size_t(n) * sizeof(float), device_);
-    gradients_.zero();
-    grads_ = bind_params(cfg_, plan_.specs, gradients_.data(), DType::F32, device_);
-  }
+  if (trainable_) allocate_grads();
   inv_freq_ = cfg_.rope_inv_freq();
   inv_freq_t_ = Tensor::f32(inv_freq_.data(), {int64_t(inv_freq_.size())});
   if (device_ != Device::CPU) {
@@ -127,7 +123,25 @@ float* Transformer::host_weights() {
 
 const float* Transformer::host_weights() const { return const_cast<Transformer*>(this)->host_weights(); }
 
+void Transformer::allocate_grads() {
+  gradients_ = Buffer(size_t(plan_.total) * sizeof(float), device_);
+  gradients_.zero();
+  grads_ = bind_params(cfg_, plan_.specs, gradients_.data(), DType::F32, device_);
+}
+
+Params& Transformer::grads() {
+  if (grads_released()) allocate_grads();
+  return grads_;
+}
+
+void Transformer::release_grads() {
+  if (!trainable_) return;  // LoRA: the adapters' gradients stay
+  gradients_ = Buffer();
+  grads_ = Params();
+}
+
 void Transformer::zero_grads() {
+  if (grads_released()) allocate_grads();  // allocated zeroed
   gradients_.zero();
   adapter_grads_.zero();
 }
@@ -225,10 +239,34 @@ void Transformer::init_random(uint64_t seed, float std) {
 }
 
 std::vector<float> Transformer::weights_host() const {
+  check_weights_held("weights_host");
   return to_host_f32(separate_master() ? master_.flat : params_.flat);
 }
 
+void Transformer::check_weights_held(const char* what) const {
+  R1_CHECK(!weights_released(), "{}: this rank holds only a shard of the weights (parallel.shard: full); gather "
+           "them first (optim::DataParallel::with_whole_weights)", what);
+}
+
+void Transformer::release_weights() {
+  R1_CHECK(device_ == Device::CPU && !separate_master() && !has_lora(),
+           "release_weights: only a CPU model's f32 weights can be sharded so far");
+  weights_ = Buffer();
+  // The views keep their shapes and point at nothing until a unit of weights is bound to them.
+  visit_params(params_, cfg_, [](Tensor& t, const std::string&, ParamShape) { t.data = nullptr; });
+  if (!params_.lm_head.empty()) params_.lm_head.data = nullptr;
+  params_.flat = Tensor(nullptr, DType::F32, {0}, device_);  // still says the compute dtype
+}
+
+void Transformer::restore_weights() {
+  if (!weights_released()) return;
+  weights_ = Buffer(size_t(plan_.total) * sizeof(float), device_);
+  weights_.zero();
+  params_ = bind_params(cfg_, plan_.specs, weights_.data(), DType::F32, device_);
+}
+
 void Transformer::set_weights(const float* host_flat) {
+  check_weights_held("set_weights");
   if (!separate_master()) return copy_from_host_f32(params_.flat, host_flat);
   if (master_.flat.data != host_flat) upload(master_.flat, host_flat);
   refresh_compute_weights();

@@ -100,13 +100,20 @@ class Transformer {
   const float* host_weights() const;
   // fp32 gradients of what training updates: master()'s layout, or with LoRA only the adapters'
   // views (the layers' Linear lora_a/lora_b; the frozen base's views are empty).
-  Params& grads() { return grads_; }
+  // After release_grads(), the non-const grads() allocates the buffer again, zeroed.
+  Params& grads();
   const Params& grads() const { return grads_; }
   void zero_grads();
+  // Frees the full-model gradient buffer (not LoRA's adapters'): ZeRO-2 keeps only its shard of
+  // the gradients between steps. The next grads() or zero_grads() brings it back zeroed.
+  void release_grads();
+  bool grads_released() const { return trainable_ && gradients_.size() == 0; }
+  int64_t grad_bytes() const { return int64_t(gradients_.size() + adapter_grads_.size()); }
 
   // What an optimizer updates: three flat buffers of one layout (specs): the fp32 weights, their
   // gradients, and the compute copy each update is rounded into (empty when the fp32 weights are
-  // the compute weights). The whole model, or with LoRA only its adapters.
+  // the compute weights). The whole model, or with LoRA only its adapters. grads is empty while
+  // release_grads() has the buffer freed.
   struct Trainable {
     const std::vector<ParamSpec>* specs = nullptr;
     Tensor master, grads, compute;
@@ -127,6 +134,13 @@ class Transformer {
   // HF initialisation: normal(0, std) for matrices and embeddings, ones for norms, zeros for biases.
   // Drawn on the host (the same numbers on every device), then uploaded.
   void init_random(uint64_t seed, float std = 0.02f);
+  // Fully sharded training (optim/sharded_weights.h, CPU f32): frees the weight buffer; params()
+  // keeps its views with their shapes pointing at nothing (and an empty flat) until a unit of
+  // gathered weights is bound to them. restore_weights() allocates the buffer again (zeroed) and
+  // binds every view to it. Whole-model reads (weights_host, set_weights) fail while released.
+  void release_weights();
+  void restore_weights();
+  bool weights_released() const { return weights_.size() == 0 && plan_.total > 0; }
   // All weights as host f32, in the flat layout: the master copy if there is one, else params().
   std::vector<float> weights_host() const;
   // Sets every weight from host f32 in the flat layout (master and, rounded, the compute weights).
@@ -137,6 +151,8 @@ class Transformer {
   const Tensor& rope_inv_freq() const { return inv_freq_t_; }  // f32 on device()
 
  private:
+  void allocate_grads();  // the full-model gradient buffer, zeroed, and grads()' views into it
+  void check_weights_held(const char* what) const;
   ModelConfig cfg_;
   ModelPlan plan_;
   Device device_;

@@ -10,6 +10,7 @@
 #include "model/safetensors.h"
 #include "tensor/device_memory.h"
 #include "model/train_state.h"
+#include "optim/sharded_weights.h"
 
 namespace r1::optim {
 
@@ -36,7 +37,7 @@ std::vector<std::pair<int64_t, int64_t>> backward_buckets(const model::Transform
   return buckets;
 }
 
-// Elements per rank for zero1: equal shards rounded to 64 elements (aligned vector loads), the
+// Elements per rank: equal shards rounded to 64 elements (aligned vector loads), the
 // remainder on the last rank.
 std::vector<int64_t> shard_counts(int64_t n, int ranks) {
   const int64_t per = (n / ranks) / 64 * 64;
@@ -57,6 +58,24 @@ std::vector<ParamSlice> shard_slices(const std::vector<ParamSlice>& all, int64_t
 
 }  // namespace
 
+Shard parse_shard(const std::string& s, const std::string& what) {
+  if (s == "none") return Shard::None;
+  if (s == "optimizer") return Shard::Optimizer;
+  if (s == "gradients") return Shard::Gradients;
+  if (s == "full") return Shard::Full;
+  fail("{} must be none, optimizer, gradients or full (got '{}')", what, s);
+}
+
+const char* shard_name(Shard s) {
+  switch (s) {
+    case Shard::None: return "none";
+    case Shard::Optimizer: return "optimizer";
+    case Shard::Gradients: return "gradients";
+    case Shard::Full: return "full";
+  }
+  return "?";
+}
+
 DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParallelConfig cfg, dist::Comm* comm)
     : m_(m),
       cfg_(cfg),
@@ -70,20 +89,27 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
              "stays on the device; set train.optimizer_offload to off or auto");
     m.place_master(model::MasterPlace::Host);  // where the CPU updates it (created there by the recipes)
   }
+  R1_CHECK(cfg_.shard != Shard::Full || !cfg_.offload.enabled,
+           "parallel.shard: full keeps the weights sharded on the CPU already; set train.optimizer_offload to off");
   const int64_t n = m.trainable_weights().master.numel();
-  if (cfg_.zero1 && comm_->size() > 1) {
-    shard_counts_ = shard_counts(n, comm_->size());
-    for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
+  // Every level splits the gradient norm's sum of squares by these shards (see global_sum_squares).
+  shard_counts_ = shard_counts(n, comm_->size());
+  for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
+  if (comm_->size() == 1) cfg_.shard = Shard::None;  // one rank: nothing to shard
+  if (sharded()) {
     const int64_t count = shard_counts_[size_t(comm_->rank())];
     opt_ = std::make_unique<AdamW>(shard_slices(param_slices(m), shard_begin_, shard_begin_ + count), adamw,
                                    m.device(), cfg_.offload);
     shard_grad_ = Buffer(size_t(count) * sizeof(float), m.device());
   } else {
-    cfg_.zero1 = false;  // one rank: nothing to shard
     opt_ = std::make_unique<AdamW>(param_slices(m), adamw, m.device(), cfg_.offload);
   }
+  // LoRA's adapter gradients are small and laid out apart: ZeRO-2 keeps them whole.
+  if (cfg_.shard >= Shard::Gradients && !m.has_lora()) m.release_grads();
   for (auto [a, b] : backward_buckets(m, cfg_.bucket_bytes)) buckets_.push_back({a, b});
   if (comm_->size() > 1) broadcast_weights();  // every rank starts from rank 0's weights
+  // From here on this rank holds only its shard of the weights.
+  if (cfg_.shard == Shard::Full) sharded_ = std::make_unique<ShardedWeights>(m, *comm_, shard_counts_, shard_begin_);
   if (cfg_.offload.enabled && dist::is_root())
     log::info("optimizer offloaded: AdamW runs on the CPU, its moments{} in host memory ({:.2f} GiB), in chunks of {} "
               "elements", m.separate_master() ? " and the fp32 master weights" : "",
@@ -105,7 +131,7 @@ DataParallel::~DataParallel() {
 
 void DataParallel::arm(model::TrainState& state) {
   // The backward reports offsets of the full layout: nothing to overlap for LoRA's adapters.
-  if (comm_->size() == 1 || !comm_->on_device() || !cfg_.overlap || cfg_.zero1 || m_.has_lora()) return;
+  if (comm_->size() == 1 || !comm_->on_device() || !cfg_.overlap || sharded() || m_.has_lora()) return;
   armed_ = &state;
   state.on_grads_final = [this](int64_t begin) { on_grads_ready(begin); };
 }
@@ -132,7 +158,7 @@ UpdateResult DataParallel::step(double lr, double max_grad_norm, bool finite_los
   const bool finite = comm_->size() == 1
                           ? finite_loss
                           : dist::host_comm().all_reduce_scalar(int64_t(finite_loss), dist::Op::Min) == 1;
-  UpdateResult res = cfg_.zero1 ? step_zero1(lr, max_grad_norm, finite) : step_replicated(lr, max_grad_norm, finite);
+  UpdateResult res = sharded() ? step_sharded(lr, max_grad_norm, finite) : step_replicated(lr, max_grad_norm, finite);
   next_bucket_ = 0;
   return res;
 }
@@ -146,10 +172,31 @@ UpdateResult DataParallel::step_replicated(double lr, double max_grad_norm, bool
     comm_->synchronize();  // with a watchdog: a dead peer fails this rank instead of hanging it
   }
   // The summed gradients are bitwise the same on every rank, so are the norm and the update.
-  return clip_and_step(*opt_, m_, lr, max_grad_norm, finite);
+  if (comm_->size() == 1) return clip_and_step(*opt_, m_, lr, max_grad_norm, finite);
+  // The norm as the sharded levels add it, so that every level clips by the same scale.
+  const double sq = global_sum_squares(m_.grads().flat);
+  UpdateResult res{std::sqrt(sq), !finite || !std::isfinite(sq)};
+  if (!res.skipped) optimizer_step(*opt_, m_, float(lr), clip_scale(res.grad_norm, max_grad_norm));
+  m_.zero_grads();
+  return res;
 }
 
-UpdateResult DataParallel::step_zero1(double lr, double max_grad_norm, bool finite) {
+double DataParallel::global_sum_squares(const Tensor& grads) const {
+  std::vector<double> parts(size_t(comm_->size()));
+  if (sharded()) {
+    const double local = grads.numel() > 0 ? ops::sum_squares(grads) : 0.0;
+    dist::host_comm().all_gather(&local, parts.data(), std::vector<int64_t>(parts.size(), 1), dist::Type::F64);
+  } else {
+    // Every rank has the whole reduced buffer: each shard's sum here, as its rank would take it.
+    for (size_t r = 0, at = 0; r < parts.size(); at += size_t(shard_counts_[r]), ++r)
+      if (shard_counts_[r] > 0) parts[r] = ops::sum_squares(grads.rows(int64_t(at), int64_t(at) + shard_counts_[r]));
+  }
+  double sq = 0;
+  for (double p : parts) sq += p;
+  return sq;
+}
+
+UpdateResult DataParallel::step_sharded(double lr, double max_grad_norm, bool finite) {
   model::Params& G = m_.grads();
   const int64_t count = shard_counts_[size_t(comm_->rank())];
   Tensor shard(shard_grad_.data(), DType::F32, {count}, m_.device());
@@ -157,23 +204,35 @@ UpdateResult DataParallel::step_zero1(double lr, double max_grad_norm, bool fini
   comm_->reduce_scatter(G.flat.data, shard.data, shard_counts_, dist::Type::F32);
   comm_->before_compute();
   comm_->synchronize();
+  // ZeRO-2: the full buffer is no longer needed; the next backward gets a zeroed one.
+  if (cfg_.shard >= Shard::Gradients && !m_.has_lora()) m_.release_grads();
   // The global norm from the shards' sums of squares (rank order: the same sum on every rank).
-  const double local = count > 0 ? ops::sum_squares(shard) : 0.0;
-  std::vector<double> parts(size_t(comm_->size()));
-  dist::host_comm().all_gather(&local, parts.data(), std::vector<int64_t>(parts.size(), 1), dist::Type::F64);
-  double sq = 0;
-  for (double p : parts) sq += p;
+  const double sq = global_sum_squares(shard);
   UpdateResult res{std::sqrt(sq), !finite || !std::isfinite(sq)};
   if (!res.skipped) {
-    float scale = 1.0f;
-    if (max_grad_norm > 0.0 && res.grad_norm > max_grad_norm) scale = float(max_grad_norm / (res.grad_norm + 1e-6));
-    const model::Transformer::Trainable t = m_.trainable_weights();
-    const int64_t a = shard_begin_, b = shard_begin_ + count;
-    opt_->step(t.master.rows(a, b), shard, float(lr), scale, t.compute.empty() ? Tensor() : t.compute.rows(a, b));
-    gather_shards(t);
+    const float scale = clip_scale(res.grad_norm, max_grad_norm);
+    if (sharded_) {
+      opt_->step(sharded_->shard(), shard, float(lr), scale, Tensor());  // the next passes gather it
+    } else {
+      const model::Transformer::Trainable t = m_.trainable_weights();
+      const int64_t a = shard_begin_, b = shard_begin_ + count;
+      opt_->step(t.master.rows(a, b), shard, float(lr), scale, t.compute.empty() ? Tensor() : t.compute.rows(a, b));
+      gather_shards(t);
+    }
   }
-  m_.zero_grads();
+  if (!m_.grads_released()) m_.zero_grads();
   return res;
+}
+
+DataParallel::HeldBytes DataParallel::held_bytes() const {
+  model::Transformer& m = m_;
+  HeldBytes h;
+  h.weights = int64_t(m.params().flat.nbytes()) + (m.separate_master() ? int64_t(m.master().flat.nbytes()) : 0);
+  if (m.has_lora()) h.weights += int64_t(m.trainable_weights().master.nbytes());
+  if (sharded_) h.weights += sharded_->bytes();
+  h.moments = 2 * opt_->n_elements() * int64_t(sizeof(float));
+  h.grads = m.grad_bytes() + int64_t(shard_grad_.size());
+  return h;
 }
 
 void DataParallel::gather_shards(const model::Transformer::Trainable& t) {
@@ -200,15 +259,32 @@ void DataParallel::gather_shards(const model::Transformer::Trainable& t) {
   comm_->synchronize();
 }
 
+int64_t DataParallel::total_elements() const {
+  int64_t n = 0;
+  for (int64_t c : shard_counts_) n += c;
+  return n;
+}
+
+model::WeightUnits* DataParallel::weight_units() const { return sharded_.get(); }
+
+int64_t DataParallel::most_passes(int64_t mine) const {
+  return sharded_ ? dist::host_comm().all_reduce_scalar(mine, dist::Op::Max) : mine;
+}
+
+void DataParallel::with_whole_weights(const std::function<void()>& f) const {
+  if (sharded_) sharded_->whole(f);
+  else f();
+}
+
 int64_t DataParallel::steps_taken() const { return opt_->steps_taken(); }
 
 void DataParallel::save(const std::string& path) const {
-  if (!cfg_.zero1) {
+  if (!sharded()) {
     if (dist::is_root()) opt_->save(path);
     return;
   }
   // Gather the moment shards on the host (where memory is plentiful) and write them as one AdamW.
-  const int64_t n = m_.trainable_weights().master.numel();
+  const int64_t n = total_elements();  // (the model's views are empty while its weights are sharded)
   std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
   opt_->moments_host(m.data() + shard_begin_, v.data() + shard_begin_);
   dist::Comm& host = dist::host_comm();
@@ -218,7 +294,7 @@ void DataParallel::save(const std::string& path) const {
 }
 
 void DataParallel::load(const std::string& path) {
-  opt_->load(path, m_.trainable_weights().master.numel(), cfg_.zero1 ? shard_begin_ : 0);
+  opt_->load(path, total_elements(), sharded() ? shard_begin_ : 0);
 }
 
 }  // namespace r1::optim

@@ -218,11 +218,15 @@ void optimizer_step(AdamW& opt, model::Transformer& m, float lr, float grad_scal
 // ---------------------------------------------------------------------------------------------
 // Gradient clipping (torch.nn.utils.clip_grad_norm_ semantics)
 
+float clip_scale(double norm, double max_norm) {
+  return max_norm > 0.0 && norm > max_norm ? float(max_norm / (norm + 1e-6)) : 1.0f;
+}
+
 ClipResult clip_grad_norm(const Tensor& grads, double max_norm) {
   ClipResult r;
   r.norm = grads.empty() || grads.numel() == 0 ? 0.0 : std::sqrt(ops::sum_squares(grads));
   if (!std::isfinite(r.norm)) return r;  // scale 1: the caller sees the bad norm and skips the step
-  if (max_norm > 0.0 && r.norm > max_norm) r.scale = float(max_norm / (r.norm + 1e-6));
+  r.scale = clip_scale(r.norm, max_norm);
   return r;
 }
 

@@ -99,6 +99,9 @@ struct ClipResult {
   double norm = 0.0;
   float scale = 1.0f;
 };
+// The factor clip_grad_norm scales the gradients by for a global norm `norm` (1 when it is within
+// max_norm or max_norm is 0): every data-parallel level computes it with this one formula.
+float clip_scale(double norm, double max_norm);
 ClipResult clip_grad_norm(const Tensor& grads, double max_norm);
 
 // The end of an optimizer step whose gradients have been accumulated into m.grads(): clip them to

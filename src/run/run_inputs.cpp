@@ -269,11 +269,20 @@ void stop_if_asked(const RunOptions& opts, int64_t step) {
   std::_Exit(137);
 }
 
-nlohmann::json parallel_section() { return {{"zero1", false}, {"bucket_mb", 25}, {"overlap", true}}; }
+nlohmann::json parallel_section() {
+  return {{"shard", "none"}, {"zero1", false}, {"bucket_mb", 25}, {"overlap", true}};
+}
 
 optim::DataParallelConfig parallel_config(const Recipe& r) {
   optim::DataParallelConfig c;
-  c.zero1 = r.get<bool>("parallel.zero1");
+  c.shard = optim::parse_shard(r.get<std::string>("parallel.shard"), "recipe key 'parallel.shard'");
+  // The key before sharding levels: zero1: true is shard: optimizer, and may not contradict it.
+  if (r.get<bool>("parallel.zero1")) {
+    R1_CHECK(c.shard == optim::Shard::None || c.shard == optim::Shard::Optimizer,
+             "recipe keys 'parallel.zero1: true' (the old spelling of 'parallel.shard: optimizer') and "
+             "'parallel.shard: {}' disagree; set parallel.shard alone", optim::shard_name(c.shard));
+    c.shard = optim::Shard::Optimizer;
+  }
   const double mb = r.get<double>("parallel.bucket_mb");
   R1_CHECK(mb > 0, "recipe key 'parallel.bucket_mb' must be positive (got {})", mb);
   c.bucket_bytes = int64_t(mb * double(1 << 20));

@@ -78,7 +78,8 @@ struct RunOptions {
 void stop_if_asked(const RunOptions& opts, int64_t step);
 
 // The parallel section of the data-parallel trainers (grpo, sft), used when launched by mpirun:
-// zero1 (shard the AdamW moments over the ranks), bucket_mb (gradient all-reduce bucket size) and
+// shard (none | optimizer | gradients: what each rank holds 1/N of, optim/data_parallel.h; zero1:
+// true is the old spelling of shard: optimizer), bucket_mb (gradient all-reduce bucket size) and
 // overlap (all-reduce during the backward on GPUs).
 // train.lora: LoRA adapters instead of full training (model/lora.h); rank 0 trains every weight.
 nlohmann::json lora_section();

@@ -8,6 +8,7 @@
 #include "dist/world.h"
 #include "model/adapter_checkpoint.h"
 #include "model/checkpoint.h"
+#include "run/run_inputs.h"
 
 namespace r1::run {
 
@@ -25,9 +26,11 @@ CheckpointContents checkpoint_contents(const Recipe& r) {
   return parse_checkpoint_contents(r.get<std::string>("run.checkpoint_contents"), "recipe key 'run.checkpoint_contents'");
 }
 
-void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
-                           nlohmann::json state, int keep_last, CheckpointContents contents,
-                           const std::function<void(const std::string& dir)>& extra) {
+namespace {
+
+void save_whole(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
+                nlohmann::json state, int keep_last, CheckpointContents contents,
+                const std::function<void(const std::string& dir)>& extra) {
   const bool full = contents == CheckpointContents::Full;
   if (!dist::is_root()) {
     if (full) opt.save("");  // only the gather of a sharded state; rank 0 writes
@@ -48,6 +51,34 @@ void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transfo
       keep_last);
 }
 
+// Level full: every rank writes its shard of the model and optimizer files (data_parallel.h).
+void save_shards(const RunDir& run, int64_t step, const optim::DataParallel& opt, nlohmann::json state, int keep_last,
+                 CheckpointContents contents, const std::function<void(const std::string& dir)>& extra) {
+  if (!dist::is_root()) return opt.write_shards("", "");
+  const bool full = contents == CheckpointContents::Full;
+  state["step"] = step;
+  state["contents"] = checkpoint_contents_name(contents);
+  run.commit_checkpoint(
+      step,
+      [&](const std::string& dir) {
+        const std::string model = fs::join(dir, "model"), optimizer = full ? fs::join(dir, "optimizer.safetensors") : "";
+        opt.prepare_shard_files(model, optimizer);
+        opt.write_shards(model, optimizer);
+        if (extra) extra(dir);
+        fs::write_file_atomic(fs::join(dir, "state.json"), state.dump(2));
+      },
+      keep_last);
+}
+
+}  // namespace
+
+void save_train_checkpoint(const RunDir& run, int64_t step, const model::Transformer& m, const optim::DataParallel& opt,
+                           nlohmann::json state, int keep_last, CheckpointContents contents,
+                           const std::function<void(const std::string& dir)>& extra) {
+  if (opt.writes_shards()) return save_shards(run, step, opt, std::move(state), keep_last, contents, extra);
+  save_whole(run, step, m, opt, std::move(state), keep_last, contents, extra);
+}
+
 ResumePoint resume_point(const RunDir& run) {
   auto ck = run.latest_checkpoint();
   R1_CHECK(ck.has_value(), "--resume: {} has no complete checkpoint", run.path());
@@ -66,9 +97,26 @@ CheckpointContents contents_of(const ResumePoint& ck) {
   return parse_checkpoint_contents(c.get<std::string>(), fs::join(ck.path, "state.json") + " key 'contents'");
 }
 
+void export_trained_model(const model::Transformer& m, const optim::DataParallel& opt, const Recipe& r,
+                          const std::string& dir) {
+  if (!opt.writes_shards()) {
+    if (dist::is_root()) export_model(m, r, dir);
+    return;
+  }
+  if (!dist::is_root()) return opt.write_shards("", "");
+  fs::write_dir_atomic(dir, [&](const std::string& tmp) {
+    opt.prepare_shard_files(tmp, "");
+    opt.write_shards(tmp, "");
+  });
+  const std::string tokenizer = tokenizer_source(r);  // as export_model adds it
+  if (!tokenizer.empty() && tokenizer != "byte" && tokenizer != dir) copy_tokenizer_files(tokenizer, dir);
+}
+
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {
-  if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
-  else model::load_weights(fs::join(ck.path, "model"), m);
+  opt.with_whole_weights([&] {
+    if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
+    else model::load_weights(fs::join(ck.path, "model"), m);
+  });
   if (contents_of(ck) == CheckpointContents::Full) {
     opt.load(fs::join(ck.path, "optimizer.safetensors"));
   } else if (dist::is_root()) {

@@ -52,4 +52,9 @@ CheckpointContents contents_of(const ResumePoint& ck);
 // weights-only checkpoint leaves opt as it is (fresh moments) and says so.
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt);
 
+// The trained model as run::export_model writes it (rank 0). Collective: at parallel.shard full
+// every rank writes its shard of model.safetensors in parallel (the directory replaced atomically).
+void export_trained_model(const model::Transformer& m, const optim::DataParallel& opt, const Recipe& r,
+                          const std::string& dir);
+
 }  // namespace r1::run

@@ -52,7 +52,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
   } else if (cfg_.loss.kl_coef != 0.0) {
     // Frozen: compute weights only (bf16 on CUDA), no gradients, inference-memory forwards.
     ref_ = std::make_unique<model::Transformer>(policy_.config(), policy_.device(), /*trainable=*/false);
-    model::copy_weights(*ref_, policy_);
+    dp_.with_whole_weights([&] { model::copy_weights(*ref_, policy_); });
   }
   check_moe_options(cfg_.moe, policy_);
   if (cfg_.partial_rollout_tokens > 0) {
@@ -66,6 +66,12 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
         "grpo.partial_rollout_tokens with train.moe.routing_replay: a carried sequence's routes are not kept "
         "across steps; turn one of them off");
   }
+  // parallel.shard: full: the update's passes gather the policy's weights unit by unit; the
+  // rollouts and the no-gradient passes run on the whole weights (step()).
+  state_.weight_units = dp_.weight_units();
+  R1_CHECK(!state_.weight_units || cfg_.moe.bias_update_speed == 0,
+           "moe.bias_update_speed writes the routers' biases into the whole weights after each step, which "
+           "parallel.shard: full does not hold; use parallel.shard: gradients");
   // Last, so its pool is sized from the memory the weights, optimizer and reference leave free; a
   // size that cannot hold one sequence fails here, before any compute. On CUDA the pool's memory
   // is resident only while rollouts run (step(): each phase frees what it used).
@@ -291,38 +297,48 @@ struct PhaseMemory {
 StepStats GrpoTrainer::step(int64_t step) {
   Timer t_step;
   dist::Comm& host = dist::host_comm();
-  if (ref_ && cfg_.ref_refresh_steps > 0 && step > 0 && step % cfg_.ref_refresh_steps == 0)
-    model::copy_weights(*ref_, policy_);
   StepSums sums;
   PhaseMemory memory{policy_.device(), sums};
-  memory.start({&state_, &ref_state_});
-  engine_->reset_kv_peak();
   const bool partial = cfg_.partial_rollout_tokens > 0;
-  Collected batch =
-      partial ? collect_partial(step, sums) : collect(step, sums);  // sample -> score -> filter/refill
-  memory.end(sums.mem_rollout);
-  // GPU memory: the KV cache pool is given back to the training step (and taken again, at the same
-  // address, by the next rollout); the CPU path's scratch too.
-  engine_->release_kv_memory();
-  const std::vector<MiniBatch> plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size,
-                                                        cfg_.mini_batches, cfg_.micro_batch_tokens, host);
+  Collected batch;
+  std::vector<MiniBatch> plan;
   const MoeRlConfig& moe = cfg_.moe;
-  if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 && records_routes(moe, policy_.config()))
-    sums.moe_gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
   Timer t_reference;
-  memory.start({});
-  if (has_reference())
-    reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward,
-                       cfg_.micro_batch_tokens, cfg_.temperature, moe.routing_replay);
-  memory.end(sums.mem_reference);
-  sums.t_reference = t_reference.seconds();
-  memory.start({&ref_state_});
-  if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
-    state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
-    trainer_old_logprobs(policy_, state_, plan, cfg_.temperature, moe.routing_replay);
-    if (partial) keep_sampler_pi_old(batch.kept, step);  // older policies' tokens: their sampler's pi_old
-    sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
-  }
+  // Everything before the update reads the policy's whole weights: at level full they are gathered
+  // for it (each rank holds them whole for the rollouts, as the rollout engine's copy) and the
+  // no-gradient passes read them in place (no unit-by-unit gathers, whose counts would differ).
+  model::WeightUnits* units = state_.weight_units;
+  state_.weight_units = nullptr;
+  dp_.with_whole_weights([&] {
+    if (ref_ && cfg_.ref_refresh_steps > 0 && step > 0 && step % cfg_.ref_refresh_steps == 0)
+      model::copy_weights(*ref_, policy_);
+    memory.start({&state_, &ref_state_});
+    engine_->reset_kv_peak();
+    batch = partial ? collect_partial(step, sums) : collect(step, sums);  // sample -> score -> filter/refill
+    memory.end(sums.mem_rollout);
+    // GPU memory: the KV cache pool is given back to the training step (and taken again, at the
+    // same address, by the next rollout); the CPU path's scratch too.
+    engine_->release_kv_memory();
+    plan = plan_mini_batches(batch.kept, batch.counts.kept, cfg_.group_size, cfg_.mini_batches,
+                             cfg_.micro_batch_tokens, host);
+    if (moe.logp_gap_every > 0 && step % moe.logp_gap_every == 0 && records_routes(moe, policy_.config()))
+      sums.moe_gap = measure_logp_gap(policy_, state_, plan, cfg_.temperature);  // before the update
+    t_reference.reset();
+    memory.start({});
+    if (has_reference())
+      reference_logprobs(ref_ ? *ref_ : policy_, ref_state_, plan, batch.kept, cfg_.kl_in_reward,
+                         cfg_.micro_batch_tokens, cfg_.temperature, moe.routing_replay);
+    memory.end(sums.mem_reference);
+    sums.t_reference = t_reference.seconds();
+    memory.start({&ref_state_});
+    if (cfg_.old_logprobs == OldLogprobs::Trainer) {  // pi_old by the trainer's forward, as the update's first
+      state_.dropout_step = uint64_t(step) * uint64_t(cfg_.ppo_epochs);  // same LoRA dropout masks as epoch 0
+      trainer_old_logprobs(policy_, state_, plan, cfg_.temperature, moe.routing_replay);
+      if (partial) keep_sampler_pi_old(batch.kept, step);  // older policies' tokens: their sampler's pi_old
+      sums.add_gap(correct_sampler_mismatch(batch.kept, cfg_.is_correction, cfg_.is_cap));
+    }
+  });
+  state_.weight_units = units;
   Timer t_train;
   if (cfg_.kl_in_reward) sums.kl_reward_sum = apply_kl_penalty(batch.kept, cfg_.loss.kl_coef);
   assign_advantages(batch.kept, cfg_.scale_advantage_by_std);

@@ -99,7 +99,7 @@ model::MemorySettings memory_settings(const GrpoConfig& g, const model::ModelCon
   s.device = device;
   s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
   s.world = dist::world_size();
-  s.zero1 = g.parallel.zero1;
+  s.zero1 = g.parallel.shard >= optim::Shard::Optimizer;
   s.reference = g.loss.kl_coef != 0.0 && !lora.enabled();
   s.recompute = device != Device::CPU;
   s.checkpoint = g.checkpointing == model::Checkpointing::On;
@@ -275,8 +275,8 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
     run::stop_if_asked(opts, step);
   }
   bar.finish();
+  run::export_trained_model(*m, trainer.optimizer(), r, run.file("model"));
   if (!dist::is_root()) return run.path();
-  run::export_model(*m, r, run.file("model"));
   // The headline numbers: the last step's (a single step's reward is noisy; the report has the curves).
   nlohmann::json summary = {{"steps", steps}, {"model", run.file("model")}};
   if (last) {

@@ -161,6 +161,9 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
                                     optim::DataParallel* dp, bool replay) {
   MiniBatchStats st;
   std::vector<int64_t> rows;
+  // parallel.shard: full: every rank runs as many passes as the rank with the most micro-batches
+  // (idle ones for the rest), so that each unit's gather has every rank in it.
+  const int64_t passes = dp ? dp->most_passes(int64_t(mb.micro.size())) : int64_t(mb.micro.size());
   for (size_t k = 0; k < mb.micro.size(); ++k) {
     const MicroBatch& micro = mb.micro[k];
     const model::Batch b = pack(micro, rows, replay);
@@ -202,6 +205,7 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
     if (dp && k + 1 == mb.micro.size()) dp->arm(state);
     state.backward(policy, dlogp);
   }
+  for (int64_t k = int64_t(mb.micro.size()); k < passes; ++k) state.idle_pass(policy);
   return st;
 }
 

@@ -78,6 +78,9 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::D
   const auto [begin, end] = share(batch.size(), ranks);
   m.zero_grads();
   const std::vector<std::vector<size_t>> micro = micro_batches(batch, begin, end, micro_batch_tokens);
+  // Fully sharded weights: every rank takes part in every pass's gathers, so one with fewer
+  // micro-batches runs idle passes for the rest (agreed before any pass's collectives).
+  const int64_t passes = opt.most_passes(int64_t(micro.size()));
   for (size_t k = 0; k < micro.size(); ++k) {
     model::Batch b = pack(batch, micro[k]);
     res.packed_tokens += b.tokens();
@@ -94,11 +97,14 @@ SftStepResult sft_step(model::Transformer& m, model::TrainState& state, optim::D
     if (k + 1 == micro.size()) opt.arm(state);  // the step's last backward overlaps the gradient all-reduce
     state.backward(m, dlogp);
   }
+  for (int64_t k = int64_t(micro.size()); k < passes; ++k) state.idle_pass(m);
+  res.idle_passes = passes - int64_t(micro.size());
   if (ranks) {
-    double sums[2] = {res.loss, double(res.packed_tokens)};
-    ranks->all_reduce(sums, 2, dist::Type::F64);
+    double sums[3] = {res.loss, double(res.packed_tokens), double(res.idle_passes)};
+    ranks->all_reduce(sums, 3, dist::Type::F64);
     res.loss = sums[0];
     res.packed_tokens = int64_t(sums[1]);
+    res.idle_passes = int64_t(sums[2]);
   }
   res.loss /= double(res.tokens);
   const optim::UpdateResult update = opt.step(lr, max_grad_norm);
@@ -126,12 +132,19 @@ SftLoss sft_loss(const model::Transformer& m, model::TrainState& state, const st
   R1_CHECK(out.tokens > 0, "sft: no loss tokens to evaluate");
   if (ranks && ranks->size() == 1) ranks = nullptr;
   const auto [begin, end] = share(data.size(), ranks);
-  for (const std::vector<size_t>& micro : micro_batches(data, begin, end, micro_batch_tokens)) {
+  const std::vector<std::vector<size_t>> micros = micro_batches(data, begin, end, micro_batch_tokens);
+  // Fully sharded weights (the state gathers them): as many passes as the rank with the most,
+  // agreed before any pass's collectives.
+  const int64_t passes = state.weight_units && ranks
+                             ? ranks->all_reduce_scalar(int64_t(micros.size()), dist::Op::Max)
+                             : int64_t(micros.size());
+  for (const std::vector<size_t>& micro : micros) {
     model::Batch b = pack(data, micro);
     state.forward(m, b, 1.0f, model::Backward::None);
     const std::vector<float> logp = state.logp_host();
     for_each_loss_row(data, micro, b, [&](size_t row) { out.loss -= logp[row]; });
   }
+  for (int64_t k = int64_t(micros.size()); k < passes; ++k) state.idle_pass(m, model::Backward::None);
   if (ranks) out.loss = ranks->all_reduce_scalar(out.loss);
   out.loss /= double(out.tokens);
   return out;

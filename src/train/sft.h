@@ -27,6 +27,7 @@ struct SftStepResult {
   int64_t tokens = 0;         // loss tokens
   int64_t packed_tokens = 0;  // all tokens through the forward and backward
   int64_t micro_batches = 0, checkpointed = 0;  // this rank's, and those whose forward checkpointed
+  int64_t idle_passes = 0;  // parallel.shard full, all ranks': passes run only to join others' gathers
   double grad_norm = 0;
   bool skipped = false;  // non-finite gradients: no update
 };

@@ -169,7 +169,7 @@ run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Devi
   s.device = device;
   s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
   s.world = dist::world_size();
-  s.zero1 = parallel.zero1;
+  s.zero1 = parallel.shard >= optim::Shard::Optimizer;
   s.recompute = device != Device::CPU;
   s.checkpoint = checkpointing == model::Checkpointing::On;
   s.checkpoint_auto = checkpointing == model::Checkpointing::Auto;
@@ -179,6 +179,14 @@ run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Devi
                                                 "lower train.micro_batch_tokens");
   if (dist::is_root()) log::info("memory: {}", model::describe(plan.estimate));
   return plan;
+}
+
+// The training state (weights, moments, gradients) the largest rank holds between steps, in MiB;
+// collective under mpirun.
+double held_state_mib(const optim::DataParallel& opt) {
+  const int64_t mine = opt.held_bytes().total();
+  const int64_t most = opt.world_size() > 1 ? dist::host_comm().all_reduce_scalar(mine, dist::Op::Max) : mine;
+  return double(most) / double(1 << 20);
 }
 
 // Loads the weights, the optimizer and the progression of checkpoint `ck`.
@@ -238,6 +246,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   model::TrainState state;
   state.dropout_seed = seed;  // LoRA dropout masks: fixed by (seed, step, batch)
   state.checkpointing = checkpointing;
+  state.weight_units = opt.weight_units();  // parallel.shard: full gathers the weights unit by unit
   DataOrder order(n, batch_size, total, seed);
 
   run::RunDir run(run::run_path(r));
@@ -288,7 +297,10 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
                   {"checkpointed_micro_batches", double(res.checkpointed)},
                   {"memory/activations_mib", double(state.peak_bytes()) / double(1 << 20)},
                   {"memory/update_gib", update_peak / double(1 << 30)},
-                  {"memory/host_peak_gib", double(peak_resident_bytes()) / double(1 << 30)}};
+                  {"memory/host_peak_gib", double(peak_resident_bytes()) / double(1 << 30)},
+                  // What the largest rank keeps between steps (parallel.shard shrinks it).
+                  {"memory/train_state_mib", held_state_mib(opt)}};
+    if (opt.weight_units()) mt.push_back({"idle_passes", double(res.idle_passes)});
     if (has_eval && ((eval_every > 0 && (step + 1) % eval_every == 0) || step + 1 == steps)) {
       prog.eval_loss = sft_loss(*m, state, eval.examples, micro_batch_tokens, ranks).loss;
       mt.push_back({"eval/loss", *prog.eval_loss});
@@ -299,9 +311,9 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
     run::stop_if_asked(opts, step);
   }
   bar.finish();
+  run::export_trained_model(*m, opt, r, run.file("model"));
   if (!dist::is_root()) return run.path();
 
-  run::export_model(*m, r, run.file("model"));
   const double final_loss = prog.recent_loss.empty()
                                 ? 0.0
                                 : std::accumulate(prog.recent_loss.begin(), prog.recent_loss.end(), 0.0) /

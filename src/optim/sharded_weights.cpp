@@ -1,0 +1,101 @@
+#include "optim/sharded_weights.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/error.h"
+
+namespace r1::optim {
+
+namespace {
+
+// Elements of [r.begin, r.end) that rank q's shard [from, from + count) holds.
+int64_t overlap(const model::FlatRange& r, int64_t from, int64_t count) {
+  return std::max<int64_t>(0, std::min(r.end, from + count) - std::max(r.begin, from));
+}
+
+}  // namespace
+
+ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vector<int64_t> counts, int64_t begin)
+    : m_(m), comm_(comm), counts_(std::move(counts)), begin_(begin) {
+  R1_CHECK(m.device() == Device::CPU && m.compute_dtype() == DType::F32 && !m.has_lora() && !comm.on_device(),
+           "parallel.shard: full runs on the CPU in f32 without LoRA so far (the GPU path is not written yet); "
+           "use parallel.shard: gradients");
+  const model::ModelPlan& plan = m.plan();
+  int64_t largest = plan.embed.size() + plan.head.size();  // a tied head gathers the embedding too
+  for (const model::LayerPlan& l : plan.layers) largest = std::max(largest, l.params.size());
+  gather_ = Buffer(size_t(largest) * sizeof(float));
+  shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
+  take_shard();
+}
+
+ShardedWeights::~ShardedWeights() = default;
+
+Tensor ShardedWeights::shard() const {
+  return Tensor(shard_.data(), DType::F32, {counts_[size_t(comm_.rank())]}, Device::CPU);
+}
+
+void ShardedWeights::take_shard() {
+  const int64_t count = counts_[size_t(comm_.rank())];
+  if (count > 0) std::memcpy(shard_.data(), m_.params().flat.f32() + begin_, size_t(count) * sizeof(float));
+  m_.release_weights();
+  // The views release_weights() left in place (their data null until a unit binds them).
+  views_.clear();
+  visit_params(m_.params(), m_.config(), [&](Tensor& t, const std::string&, model::ParamShape) { views_.push_back(&t); });
+}
+
+void ShardedWeights::whole(const std::function<void()>& f) {
+  m_.restore_weights();
+  Tensor flat = m_.params().flat;
+  comm_.all_gather(static_cast<const float*>(shard_.data()), flat.data, counts_, dist::Type::F32);
+  f();
+  take_shard();
+}
+
+std::vector<model::FlatRange> ShardedWeights::ranges(model::WeightUnit u) const {
+  const model::ModelPlan& plan = m_.plan();
+  switch (u.kind) {
+    case model::UnitKind::Embed: return {plan.embed};
+    case model::UnitKind::Layer: return {plan.layers.at(size_t(u.layer)).params};
+    case model::UnitKind::Head:
+      if (m_.config().tie_word_embeddings && !m_.config().has_score_head()) return {plan.head, plan.embed};
+      return {plan.head};
+  }
+  return {};
+}
+
+void ShardedWeights::bind(const model::FlatRange& r, float* base) {
+  const std::vector<model::ParamSpec>& specs = m_.specs();
+  // Specs are in offset order: the first at or after r.begin, then on while inside r.
+  auto it = std::lower_bound(specs.begin(), specs.end(), r.begin,
+                             [](const model::ParamSpec& s, int64_t at) { return s.offset < at; });
+  for (; it != specs.end() && it->offset < r.end; ++it)
+    views_[size_t(it - specs.begin())]->data = base ? base + (it->offset - r.begin) : nullptr;
+  model::Params& P = m_.params();
+  if (r.begin == m_.plan().embed.begin && m_.config().tie_word_embeddings && !m_.config().has_score_head())
+    P.lm_head.data = P.embed.data;  // the tied head is the embedding's memory
+}
+
+void ShardedWeights::acquire(model::WeightUnit u) {
+  float* buf = static_cast<float*>(gather_.data());
+  int64_t at = 0;
+  for (const model::FlatRange& r : ranges(u)) {
+    // Every rank's part of r, in rank order: the range, whole, at buf + at.
+    std::vector<int64_t> parts(counts_.size());
+    for (size_t q = 0, from = 0; q < counts_.size(); from += size_t(counts_[q]), ++q)
+      parts[q] = overlap(r, int64_t(from), counts_[q]);
+    const int64_t mine = std::max(r.begin, begin_) - begin_;
+    const float* send = static_cast<const float*>(shard_.data()) + (parts[size_t(comm_.rank())] > 0 ? mine : 0);
+    comm_.all_gather(send, buf + at, parts, dist::Type::F32);
+    bind(r, buf + at);
+    at += r.size();
+  }
+}
+
+void ShardedWeights::release(model::WeightUnit u) {
+  // Views of a released unit point at nothing: a pass that reads a weight it did not acquire fails
+  // at once instead of computing with another unit's values.
+  for (const model::FlatRange& r : ranges(u)) bind(r, nullptr);
+}
+
+}  // namespace r1::optim

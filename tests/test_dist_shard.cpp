@@ -1,0 +1,337 @@
+// Sharding levels (parallel.shard, optim/data_parallel.h) on CPU ranks under mpirun: none,
+// optimizer (ZeRO-1), gradients (ZeRO-2) and full (ZeRO-3) give bitwise the same weights, optimizer
+// state and gradient norms at 2 and 3 ranks, and each level holds the bytes it should between
+// steps; and in one process, the passes' unit-by-unit weight gathering (model/weight_units.h).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "dist/comm.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/train_state.h"
+#include "model/weight_units.h"
+#include "optim/sharded_weights.h"
+#include "tensor/device_memory.h"
+#include "test_util.h"
+
+using namespace r1;
+
+namespace {
+
+std::string sft_args(const test::TempDir& dir, const std::string& name) {
+  return "sft " + test::source_path("recipes/sft_tiny_byte.yaml") + " data.path=" + dir.file("train.jsonl") +
+         " train.steps=4 train.batch_size=6 train.micro_batch_tokens=64 run.save_every=2 run.dir=" + dir.path() +
+         " run.name=" + name;
+}
+
+void write_sft_rows(const test::TempDir& dir) {
+  std::ofstream out(dir.file("train.jsonl"));
+  for (int i = 0; i < 18; ++i)
+    out << nlohmann::json{{"prompt", std::to_string(i) + "+" + std::to_string(i) + "="},
+                          {"completion", std::to_string(2 * i)}}
+               .dump()
+        << "\n";
+}
+
+std::vector<nlohmann::json> metrics(const std::string& run) {
+  std::vector<nlohmann::json> out;
+  for (const std::string& line : test::read_lines(fs::join(run, "metrics.jsonl"))) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The largest rank's shard of n elements over `ranks` (data_parallel.cpp: equal shards rounded
+// down to 64 elements, the remainder on the last rank).
+int64_t largest_shard(int64_t n, int ranks) { return n - (n / ranks) / 64 * 64 * (ranks - 1); }
+
+}  // namespace
+
+// The mpi comm adds every element's ranks in rank order in all_reduce and reduce_scatter alike,
+// and every level takes the gradient norm as the same sum of per-shard sums: so the levels differ
+// only in what each rank keeps, never in a bit of the result.
+TEST(DistShard, LevelsGiveBitwiseTheSameTraining) {
+  test::TempDir dir;
+  write_sft_rows(dir);
+  // Elements of the flat layout (with its alignment padding), what every state buffer holds.
+  int64_t n = 0;
+  for (const int ranks : {2, 3}) {
+    const std::string base = "np" + std::to_string(ranks) + "_";
+    for (const char* level : {"none", "optimizer", "gradients"}) {
+      auto r = test::run_mpi(ranks, std::string(R1_BINARY) + " " + sft_args(dir, base + level) + " parallel.shard=" + level);
+      ASSERT_EQ(r.exit_code, 0) << level << " on " << ranks << " ranks\n" << r.out << r.err;
+    }
+    if (n == 0) n = int64_t(model::load_model(dir.file(base + "none/model"), Device::CPU, false).weights_host().size());
+    for (const std::string f : {"model/model.safetensors", "optimizer.safetensors"})
+      for (const char* level : {"optimizer", "gradients"})
+        EXPECT_TRUE(fs::read_file(dir.file(base + "none/checkpoints/step_000003/" + f)) ==
+                    fs::read_file(dir.file(base + level + "/checkpoints/step_000003/" + f)))
+            << ranks << " ranks, shard " << level << ": " << f << " differs from shard none";
+    const auto none = metrics(dir.file(base + "none")), opt = metrics(dir.file(base + "optimizer")),
+               grads = metrics(dir.file(base + "gradients"));
+    ASSERT_EQ(none.size(), 4u);
+    for (size_t step = 0; step < none.size(); ++step) {
+      EXPECT_EQ(none[step]["grad_norm"].get<double>(), opt[step]["grad_norm"].get<double>()) << "step " << step;
+      EXPECT_EQ(none[step]["grad_norm"].get<double>(), grads[step]["grad_norm"].get<double>()) << "step " << step;
+      EXPECT_EQ(none[step]["loss"].get<double>(), grads[step]["loss"].get<double>()) << "step " << step;
+    }
+    // Held between steps by the largest rank, in bytes of f32: weights 4n; moments 8n or 8c; the
+    // gradients 4n (none), 4n and the reduce-scattered shard 4c (optimizer), the shard alone 4c
+    // (gradients: the full buffer is released after each step).
+    const int64_t c = largest_shard(n, ranks);
+    auto mib = [](int64_t bytes) { return double(bytes) / double(1 << 20); };
+    const double want_none = mib(16 * n), want_opt = mib(8 * n + 12 * c), want_grads = mib(4 * n + 12 * c);
+    std::printf("[ SHARD ] %d ranks, %lld parameters: state held per rank %.3f MiB (none), %.3f (optimizer), %.3f "
+                "(gradients); gradients / none = %.3f\n",
+                ranks, static_cast<long long>(n), want_none, want_opt, want_grads, want_grads / want_none);
+    EXPECT_DOUBLE_EQ(none.back()["memory/train_state_mib"].get<double>(), want_none);
+    EXPECT_DOUBLE_EQ(opt.back()["memory/train_state_mib"].get<double>(), want_opt);
+    EXPECT_DOUBLE_EQ(grads.back()["memory/train_state_mib"].get<double>(), want_grads);
+  }
+}
+
+// parallel.zero1: true, the key before sharding levels, is shard: optimizer (bitwise).
+TEST(DistShard, Zero1IsTheOptimizerLevel) {
+  test::TempDir dir;
+  write_sft_rows(dir);
+  auto a = test::run_mpi(2, std::string(R1_BINARY) + " " + sft_args(dir, "zero1") + " parallel.zero1=true");
+  ASSERT_EQ(a.exit_code, 0) << a.out << a.err;
+  auto b = test::run_mpi(2, std::string(R1_BINARY) + " " + sft_args(dir, "optimizer") + " parallel.shard=optimizer");
+  ASSERT_EQ(b.exit_code, 0) << b.out << b.err;
+  EXPECT_TRUE(fs::read_file(dir.file("zero1/model/model.safetensors")) ==
+              fs::read_file(dir.file("optimizer/model/model.safetensors")));
+  EXPECT_EQ(metrics(dir.file("zero1")).back()["memory/train_state_mib"],
+            metrics(dir.file("optimizer")).back()["memory/train_state_mib"]);
+}
+
+TEST(DistShard, BadLevelsFailNamingTheKey) {
+  test::TempDir dir;
+  write_sft_rows(dir);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"parallel.shard=everything",
+       "recipe key 'parallel.shard' must be none, optimizer, gradients or full (got 'everything')"},
+      {"parallel.zero1=true parallel.shard=gradients", "'parallel.shard: gradients' disagree"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto r = test::run_r1(sft_args(dir, "bad") + " " + args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+  }
+}
+
+// GRPO at level full: the rollouts, the reference and the old log-probs run on the whole weights
+// (gathered for that part of the step), the update gathers them unit by unit; every step's
+// rewards, lengths and gradient norm, the checkpoints (the reference's included) and the final
+// model are bitwise those of shard none, on 2 ranks.
+TEST(DistShard, GrpoFullShardingMatchesNoneBitwise) {
+  test::TempDir dir;
+  auto grpo = [&](const std::string& name, const std::string& level) {
+    return test::run_mpi(2, std::string(R1_BINARY) + " grpo " + test::source_path("recipes/tiny_byte_gsm8k.yaml") +
+                                " data.path=" + test::source_path("data/gsm8k_train.jsonl") +
+                                " train.steps=3 run.save_every=1 run.keep_last=0 run.samples_every=0 grpo.kl_coef=0.05" +
+                                " grpo.ref_refresh_steps=2 run.dir=" + dir.path() + " run.name=" + name +
+                                " parallel.shard=" + level);
+  };
+  auto none = grpo("none", "none");
+  ASSERT_EQ(none.exit_code, 0) << none.out << none.err;
+  auto full = grpo("full", "full");
+  ASSERT_EQ(full.exit_code, 0) << full.out << full.err;
+  EXPECT_NE(full.err.find("2 ranks wrote their shards of"), std::string::npos) << full.err;
+  const auto a = metrics(dir.file("none")), b = metrics(dir.file("full"));
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t step = 0; step < 3; ++step)
+    for (const char* key : {"reward/mean", "response_length/mean", "grad_norm", "loss"})
+      EXPECT_EQ(a[step][key], b[step][key]) << key << " at step " << step;
+  for (const std::string f : {"checkpoints/step_000002/model/model.safetensors", "checkpoints/step_000002/optimizer.safetensors",
+                              "checkpoints/step_000002/reference/model.safetensors", "model/model.safetensors"})
+    EXPECT_TRUE(fs::read_file(dir.file("none/" + f)) == fs::read_file(dir.file("full/" + f))) << f << " differs";
+}
+
+namespace {
+
+// Rows of very different lengths, so that the ranks' shares of a batch pack into different numbers
+// of micro-batches (and the ranks with fewer run idle passes at level full).
+void write_ragged_rows(const test::TempDir& dir) {
+  std::ofstream out(dir.file("ragged.jsonl"));
+  for (int i = 0; i < 18; ++i)
+    out << nlohmann::json{{"prompt", std::to_string(i) + ":"}, {"completion", std::string(size_t(i % 3 == 0 ? 40 : 2), 'a' + char(i))}}
+               .dump()
+        << "\n";
+}
+
+std::string ragged_args(const test::TempDir& dir, const std::string& name) {
+  return "sft " + test::source_path("recipes/sft_tiny_byte.yaml") + " data.path=" + dir.file("ragged.jsonl") +
+         " data.eval_path=" + dir.file("ragged.jsonl") + " train.steps=4 train.batch_size=6 train.micro_batch_tokens=48" +
+         " run.save_every=2 run.dir=" + dir.path() + " run.name=" + name;
+}
+
+// How far b ended from a, relative to how far a moved from an earlier point: ||b - a|| / ||a - early||.
+double relative_difference(const std::vector<float>& early, const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(b[i]) - a[i]) * (double(b[i]) - a[i]);
+    den += (double(a[i]) - early[i]) * (double(a[i]) - early[i]);
+  }
+  std::printf("[ SHARD ] relative weight difference %.3e\n", std::sqrt(num / den));
+  return std::sqrt(num / den);
+}
+
+std::vector<float> weights(const std::string& model_dir) {
+  return model::load_model(model_dir, Device::CPU, /*trainable=*/false).weights_host();
+}
+
+}  // namespace
+
+// ZeRO-3: each rank holds 1/N of the weights and gathers one unit at a time; the micro-batch counts
+// differ between ranks (idle passes keep the gathers in step), and the eval pass gathers too. The
+// files, every step's gradient norm and loss, and the eval loss are bitwise those of shard none.
+TEST(DistShard, FullShardingMatchesNoneBitwise) {
+  test::TempDir dir;
+  write_ragged_rows(dir);
+  int64_t idle = 0;
+  for (const int ranks : {2, 3}) {
+    const std::string base = "np" + std::to_string(ranks) + "_";
+    for (const char* level : {"none", "full"}) {
+      auto r = test::run_mpi(ranks, std::string(R1_BINARY) + " " + ragged_args(dir, base + level) + " parallel.shard=" + level);
+      ASSERT_EQ(r.exit_code, 0) << level << " on " << ranks << " ranks\n" << r.out << r.err;
+      // Full: the checkpoints and the final model are written by every rank's shard, never gathered.
+      const bool by_shards = (r.out + r.err).find(std::to_string(ranks) + " ranks wrote their shards of") != std::string::npos;
+      EXPECT_EQ(by_shards, std::string(level) == "full") << r.out << r.err;
+    }
+    for (const std::string f : {"checkpoints/step_000001/model/model.safetensors", "checkpoints/step_000003/optimizer.safetensors",
+                                "checkpoints/step_000003/model/model.safetensors", "model/model.safetensors"})
+      EXPECT_TRUE(fs::read_file(dir.file(base + "none/" + f)) == fs::read_file(dir.file(base + "full/" + f)))
+          << ranks << " ranks: " << f << " differs";
+    const auto none = metrics(dir.file(base + "none")), full = metrics(dir.file(base + "full"));
+    ASSERT_EQ(full.size(), 4u);
+    for (size_t step = 0; step < full.size(); ++step) {
+      EXPECT_EQ(none[step]["grad_norm"].get<double>(), full[step]["grad_norm"].get<double>()) << "step " << step;
+      EXPECT_EQ(none[step]["loss"].get<double>(), full[step]["loss"].get<double>()) << "step " << step;
+      idle += full[step]["idle_passes"].get<int64_t>();
+    }
+    EXPECT_EQ(none.back()["eval/loss"].get<double>(), full.back()["eval/loss"].get<double>());
+    // Held between steps by the largest rank: its shard of the weights 4c and the one gather
+    // buffer (the largest unit: a layer, or the embedding with the head), moments 8c, gradients 4c.
+    const model::ModelConfig cfg = model::load_config(dir.file(base + "full/model/config.json"));
+    const model::ModelPlan plan = model::make_plan(cfg);
+    int64_t largest = plan.embed.size() + plan.head.size();
+    for (const model::LayerPlan& l : plan.layers) largest = std::max(largest, l.params.size());
+    const int64_t n = plan.total, c = largest_shard(n, ranks);
+    const double want = double(16 * c + 4 * largest) / double(1 << 20);
+    std::printf("[ SHARD ] full, %d ranks: %.3f MiB held per rank (none: %.3f; gather buffer %.3f MiB)\n", ranks,
+                want, double(16 * n) / double(1 << 20), double(4 * largest) / double(1 << 20));
+    EXPECT_DOUBLE_EQ(full.back()["memory/train_state_mib"].get<double>(), want);
+    EXPECT_DOUBLE_EQ(none.back()["memory/train_state_mib"].get<double>(), double(16 * n) / double(1 << 20));
+  }
+  std::printf("[ SHARD ] idle passes over both runs: %lld\n", static_cast<long long>(idle));
+  EXPECT_GT(idle, 0) << "the data no longer gives the ranks different micro-batch counts";
+}
+
+// A fully sharded run cut on 3 ranks resumes on 2 (the checkpoint is the single-process format,
+// each of the 3 ranks having written its shard of the files): it ends where an uninterrupted
+// 2-rank run ends, to the rank count's fp32 summation order (its first two steps added 3 ranks'
+// gradients, not 2).
+TEST(DistShard, FullShardingResumesAtAnotherWorldSize) {
+  test::TempDir dir;
+  write_ragged_rows(dir);
+  auto whole = test::run_mpi(2, std::string(R1_BINARY) + " " + ragged_args(dir, "whole") + " parallel.shard=full");
+  ASSERT_EQ(whole.exit_code, 0) << whole.out << whole.err;
+  auto cut = test::run_mpi(3, std::string(R1_BINARY) + " " + ragged_args(dir, "cut") + " parallel.shard=full --stop-after 2");
+  ASSERT_NE(cut.exit_code, 0);
+  ASSERT_TRUE(fs::exists(dir.file("cut/checkpoints/step_000001/COMPLETE")));
+  auto resumed = test::run_mpi(2, std::string(R1_BINARY) + " " + ragged_args(dir, "cut") + " parallel.shard=full --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_LT(relative_difference(weights(dir.file("whole/checkpoints/step_000001/model")), weights(dir.file("whole/model")),
+                                weights(dir.file("cut/model"))),
+            1e-3);
+}
+
+namespace {
+
+// Records the units a pass acquires and releases (the model's weights stay in place).
+class Recorder final : public model::WeightUnits {
+ public:
+  void acquire(model::WeightUnit u) override { acquired.push_back(u); }
+  void release(model::WeightUnit u) override { released.push_back(u); }
+  std::vector<model::WeightUnit> acquired, released;
+};
+
+model::ModelConfig tiny(bool tied) {
+  model::ModelConfig c = model::preset_config("tiny", "qwen2");
+  model::override_config(c, "vocab_size", "257");
+  model::override_config(c, "tie_word_embeddings", tied ? "true" : "false");
+  return c;
+}
+
+}  // namespace
+
+// The passes acquire the units in pass_units' order, whether they checkpoint or not, and
+// idle_pass (what a rank with fewer micro-batches runs) acquires exactly the same.
+TEST(WeightUnits, PassesAndIdlePassAcquireTheSameUnits) {
+  model::Transformer m(tiny(false));
+  m.init_random(5);
+  const model::Batch b = model::pack_sequences({{1, 2, 3, 4, 5}, {6, 7, 8}});
+  const int L = m.config().num_hidden_layers;
+  for (const auto mode : {model::Checkpointing::Off, model::Checkpointing::On}) {
+    Recorder rec;
+    model::TrainState st;
+    st.checkpointing = mode;
+    st.weight_units = &rec;
+    st.forward(m, b);
+    st.backward(m, std::vector<float>(size_t(b.tokens()), -0.1f));
+    EXPECT_TRUE(rec.acquired == model::pass_units(L, true));
+    EXPECT_TRUE(rec.released == rec.acquired);
+    Recorder idle;
+    st.weight_units = &idle;
+    st.idle_pass(m);
+    EXPECT_TRUE(idle.acquired == rec.acquired);
+    EXPECT_TRUE(idle.released == rec.released);
+  }
+  Recorder rec, idle;
+  model::TrainState st;
+  st.weight_units = &rec;
+  st.forward(m, b, 1.0f, model::Backward::None);
+  st.weight_units = &idle;
+  st.idle_pass(m, model::Backward::None);
+  EXPECT_TRUE(rec.acquired == model::pass_units(L, false));
+  EXPECT_TRUE(idle.acquired == rec.acquired);
+}
+
+// In one process (the single comm), ShardedWeights frees the model's weights and gathers each unit
+// into its buffer: the log-probs and gradients are bitwise those of the plain model, tied head or
+// not, checkpointing or not; whole() brings the weights back unchanged.
+TEST(WeightUnits, GatheredUnitsComputeBitwiseLikeTheWholeModel) {
+  for (const bool tied : {true, false}) {
+    for (const auto mode : {model::Checkpointing::Off, model::Checkpointing::On}) {
+      model::Transformer plain(tiny(tied)), sharded(tiny(tied));
+      plain.init_random(9);
+      sharded.init_random(9);
+      const std::vector<float> before = sharded.weights_host();
+      std::unique_ptr<dist::Comm> one = dist::make_single_comm();
+      optim::ShardedWeights units(sharded, *one, {sharded.plan().total}, 0);
+      EXPECT_TRUE(sharded.weights_released());
+      EXPECT_TRUE(sharded.params().embed.empty()) << "a unit's views point at nothing until acquired";
+      EXPECT_THROW(sharded.weights_host(), Error);
+      const model::Batch b = model::pack_sequences({{1, 2, 3, 4, 5, 6}, {7, 8, 9}});
+      const std::vector<float> dlogp(size_t(b.tokens()), -0.25f);
+      model::TrainState a, s;
+      a.checkpointing = s.checkpointing = mode;
+      s.weight_units = &units;
+      const std::vector<float> la = to_host_f32(a.forward(plain, b)), ls = to_host_f32(s.forward(sharded, b));
+      EXPECT_TRUE(la == ls) << "tied " << tied;
+      plain.zero_grads();
+      sharded.zero_grads();
+      a.backward(plain, dlogp);
+      s.backward(sharded, dlogp);
+      EXPECT_TRUE(to_host_f32(plain.grads().flat) == to_host_f32(sharded.grads().flat)) << "tied " << tied;
+      units.whole([&] { EXPECT_TRUE(sharded.weights_host() == before); });
+      EXPECT_TRUE(sharded.weights_released());
+    }
+  }
+}
