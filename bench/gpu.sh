@@ -18,6 +18,8 @@
 #                        512 x 2k tokens (1.5B) beside the training state
 #     R1_GPU_BENCH=dist: data parallel over all GPUs (kind nvidia-h200-x2): NCCL collectives, GRPO
 #       step tokens/s per GPU on 1 GPU and on all (weak and strong scaling efficiency)
+#     R1_GPU_BENCH=paged-ab (with R1_GPU_BASE=an older pack's folder): generation with the paged
+#                           cache beside the preallocated one and transformers (issue 18)
 #     R1_GPU_BENCH=tools: multi-turn tool rollouts, 0.5B, 256 episodes in flight, 3 sandboxed Python
 #                         calls each (and a fixed 50 ms tool beside it): episodes/s, GPU busy share
 #     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
@@ -261,6 +263,27 @@ PY
       echo "== paged generate 0.5b, 256 x (128 + 8192), kv tokens ${kv/#0/free memory x 0.9}: r1" | tee -a "$out/bench.log"
       timeout "$(left 200)" .gpu/bench/bench_rollout_gpu --shape 0.5b --prompts 256 --prompt-len 128 --new 8192 \
         --kv-tokens "$kv" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+    done
+  fi
+  if [[ $which == paged-ab ]]; then
+    # Issue 18: the paged KV cache (this pack) beside the preallocated one (the older pack in
+    # R1_GPU_BASE, e.g. a copy of .gpu-base/bench) and transformers, in one run: 64 and 256 prompts
+    # x (128 + 1024) at 0.5B and 1.5B, then 256 x (128 + 8192) at 0.5B (the preallocated engine
+    # holds all 256 slots of 8,320 tokens at this size: 26 GB).
+    local base=${R1_GPU_BASE:?set R1_GPU_BASE to the folder of an older pack} prompts new c bin
+    gunzip -f "$base"/bench/*.gz 2>/dev/null || true
+    tag() { sed "s/^{/{\"engine\":\"$1\",/"; }
+    for c in "0.5b 64 1024" "0.5b 256 1024" "1.5b 64 1024" "1.5b 256 1024" "0.5b 256 8192"; do
+      read -r shape prompts new <<<"$c"
+      for bin in .gpu/bench "$base"/bench; do
+        echo "== generate $shape, $prompts x (128 + $new): r1 $bin" | tee -a "$out/bench.log"
+        timeout "$(left 200)" "$bin"/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
+          --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' | tag "${bin%%/*}" >>"$out/bench.jsonl"
+      done
+      [[ $new -gt 1024 ]] && continue
+      echo "== generate $shape, $prompts x (128 + $new): transformers" | tee -a "$out/bench.log"
+      timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
+        --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' | tag transformers >>"$out/bench.jsonl"
     done
   fi
   if [[ $which == tools ]]; then
