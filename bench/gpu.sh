@@ -4,6 +4,7 @@
 #
 #   bash bench/gpu.sh pack   # here: Release build with CUDA in build-gpu/, binaries + the shared
 #                            # libraries the GPU machine may lack into .gpu/ (git-ignored)
+#                            # (R1_GPU_TARGETS="r1 r1_tests r1_comm_worker": those alone, no benchmarks)
 #   bash bench/gpu.sh run    # there, in the repo root (device tool: carry [".gpu"], timeout 600):
 #                            # CUDA tests, the rest of r1_tests beside GPU parity against
 #                            # transformers, then benchmarks, ours beside the PyTorch/transformers
@@ -38,17 +39,24 @@ pack() {
   grep -q "R1_HAVE_CUDA" build-gpu/build.ninja || { echo "gpu.sh: nvcc not found, no CUDA backend" >&2; exit 1; }
   local benches
   benches=$(cd bench && ls ./*_gpu.cpp 2>/dev/null | sed 's|^\./||; s|\.cpp$||' | tr '\n' ' ')
+  # R1_GPU_TARGETS=r1 packs the r1 program alone (a long run's quick pack: 'gpu.sh r1' needs no more).
+  local targets=${R1_GPU_TARGETS:-"r1_tests r1 r1_comm_worker $benches"}
   # shellcheck disable=SC2086
-  ninja -C build-gpu r1_tests r1 r1_comm_worker $benches
+  ninja -C build-gpu $targets
   rm -rf .gpu
   mkdir -p .gpu/lib .gpu/bench
-  cp build-gpu/tests/r1_tests build-gpu/tests/r1_comm_worker build-gpu/r1 .gpu/
-  for b in $benches; do cp "build-gpu/bench/$b" .gpu/bench/; done
-  strip --strip-debug .gpu/r1_tests .gpu/r1_comm_worker .gpu/r1 .gpu/bench/* 2>/dev/null || true
+  for t in $targets; do
+    case $t in
+      r1) cp build-gpu/r1 .gpu/ ;;
+      r1_tests|r1_comm_worker) cp "build-gpu/tests/$t" .gpu/ ;;
+      *) cp "build-gpu/bench/$t" .gpu/bench/ ;;
+    esac
+  done
+  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' -exec strip --strip-debug {} \; 2>/dev/null || true
   # Bundle every shared library the binaries resolve here, except the C/C++ runtime (Ubuntu 24.04
   # there has newer, compatible ones) and cuBLAS / the driver (too large to carry; the GPU machine
   # has CUDA 13). Debian 12's libfmt.so.9, OpenBLAS (OpenMP build), GiNaC, ... travel along.
-  ldd .gpu/r1_tests .gpu/r1 .gpu/bench/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' -exec ldd {} \; 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case $(basename "$lib") in
       libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
       libcuda.so*|libcublas.so*|libcublasLt.so*|libnccl.so*) ;;
@@ -61,7 +69,7 @@ pack() {
   # Large libraries and the programs travel compressed (the carried tree must stay under 64 MiB);
   # run unpacks them.
   find .gpu/lib -type f -size +2M -exec gzip -9 {} \;
-  gzip -9 .gpu/r1 .gpu/r1_tests .gpu/r1_comm_worker .gpu/bench/*
+  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' -exec gzip -9 {} \;
   {
     echo "SRC_DIR=$ROOT"
     echo "GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -73,7 +81,7 @@ pack() {
 
 # Unpacks .gpu/ and points LD_LIBRARY_PATH at the bundled libraries (sets $lib and $py_env).
 unpack() {
-  [[ -e .gpu/r1_tests.gz || -x .gpu/r1_tests ]] || { echo "gpu.sh: .gpu/r1_tests missing: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
+  [[ -e .gpu/r1.gz || -x .gpu/r1 ]] || { echo "gpu.sh: .gpu/r1 missing: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
   gunzip -f .gpu/*.gz .gpu/bench/*.gz 2>/dev/null || true
   # shellcheck disable=SC1091
   source .gpu/build_info
@@ -85,7 +93,7 @@ unpack() {
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # cuBLASLt (and anything else still missing): look in the usual CUDA and pip locations.
   local missing d
-  missing=$(ldd .gpu/r1_tests | awk '/not found/ {print $1}')
+  missing=$(ldd .gpu/r1 | awk '/not found/ {print $1}')
   for m in $missing; do
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
              $(find /usr /opt -name "$m" 2>/dev/null | xargs -r -n1 dirname | sort -u); do
@@ -94,7 +102,8 @@ unpack() {
   done
   # The tests have the build's source dir and r1 binary path baked in: make both exist here.
   if [[ "$SRC_DIR" != "$ROOT" && ! -e "$SRC_DIR" ]]; then mkdir -p "$(dirname "$SRC_DIR")" && ln -s "$ROOT" "$SRC_DIR"; fi
-  mkdir -p build-gpu/tests && cp .gpu/r1 build-gpu/r1 && cp .gpu/r1_comm_worker build-gpu/tests/
+  mkdir -p build-gpu/tests && cp .gpu/r1 build-gpu/r1
+  if [[ -e .gpu/r1_comm_worker ]]; then cp .gpu/r1_comm_worker build-gpu/tests/; fi
   # gpu_parity.py runs r1 through this wrapper, which brings back the bundled libraries.
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s/.gpu/r1" "$@"\n' "$LD_LIBRARY_PATH" "$ROOT" >"$lib/r1"
   chmod +x "$lib/r1"

@@ -77,10 +77,12 @@ std::vector<float> make_row(Kind kind, int64_t V, r1::Rng& rng) {
 struct Config {
   float temperature, top_p;
   int top_k;
+  bool sampled = false;  // log-probs of the truncated, renormalised distribution
 };
 std::string config_name(const Config& c) {
   char s[96];
-  std::snprintf(s, sizeof(s), "T=%g top_p=%g top_k=%d", c.temperature, c.top_p, c.top_k);
+  std::snprintf(s, sizeof(s), "T=%g top_p=%g top_k=%d%s", c.temperature, c.top_p, c.top_k,
+                c.sampled ? " sampled" : "");
   return s;
 }
 
@@ -110,13 +112,13 @@ int64_t compare_with_cpu(int64_t V, int rows_per_kind, int draws, const Config& 
   Dev<uint64_t> ds(stream);
   Dev<int32_t> dst(step), dlr(logit_row), dt(token);
   Dev<float> dlp(logprob);
-  const r1::cuda::SampleConfig sc{cfg.temperature, cfg.top_p, cfg.top_k, seed * 7919};
+  const r1::cuda::SampleConfig sc{cfg.temperature, cfg.top_p, cfg.top_k, seed * 7919, cfg.sampled};
   r1::cuda::sample_tokens(dt.ptr(), dlp.ptr(), dz.ptr(), V, R, V, sc, ds.ptr(), dst.ptr(), dlr.ptr(),
                           nullptr);
   const auto gt = dt.host();
   const auto glp = dlp.host();
 
-  const r1::rollout::SamplingParams sp{cfg.temperature, cfg.top_p, cfg.top_k, sc.seed};
+  const r1::rollout::SamplingParams sp{cfg.temperature, cfg.top_p, cfg.top_k, sc.seed, cfg.sampled};
   std::vector<float> scratch;
   int64_t mismatches = 0;
   for (int64_t r = 0; r < R; ++r) {
@@ -167,6 +169,18 @@ TEST(CudaSampling, TinyVocabularyMatchesCpu) {
   // top_k >= V: no truncation by top-k.
   for (const Config& c : {Config{1.0f, 1.0f, 37}, Config{1.0f, 1.0f, 50}, Config{1.0f, 0.9f, 37}})
     EXPECT_EQ(compare_with_cpu(37, 2, 300, c, ++seed), 0) << config_name(c);
+}
+
+// grpo.sampler_logprobs: sampled, the log-prob of the distribution drawn from (tempered, renormalised over
+// the kept tokens), as the CPU reports it; without truncation it is the tempered one.
+TEST(CudaSampling, SampledDistributionLogprobsMatchCpu) {
+  REQUIRE_GPU();
+  uint64_t seed = 400;
+  for (const Config& c : {Config{1.0f, 1.0f, 0, true}, Config{1.0f, 1.0f, 1, true}, Config{0.7f, 1.0f, 20, true},
+                          Config{1.0f, 0.9f, 0, true}, Config{0.8f, 0.95f, 50, true}, Config{1.3f, 0.5f, 0, true}}) {
+    EXPECT_EQ(compare_with_cpu(1000, 2, 300, c, ++seed), 0) << config_name(c);
+    EXPECT_EQ(compare_with_cpu(151936, 1, 10, c, ++seed), 0) << config_name(c);
+  }
 }
 
 // The vocabulary of Qwen2.5 (151936): the CPU reference sorts the whole row for top-p, so fewer draws.

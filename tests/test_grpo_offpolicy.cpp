@@ -134,3 +134,28 @@ TEST(GrpoOffPolicy, RecipeKeysReachTheMetrics) {
   for (const char* key : {"\"logp_gap/max\"", "\"logp_gap/mean\"", "\"is/corrected_frac\"", "\"clip_fraction_first\""})
     EXPECT_NE(lines[0].find(key), std::string::npos) << key << " in " << lines[0];
 }
+
+// grpo.sampler_logprobs: with top-k truncation, `sampled` reports each token's log-prob under the
+// renormalised kept set, above the trainer's full-softmax one by -log(kept mass) (so the gap the
+// step measures is positive); `tempered` reports what the trainer recomputes (on the CPU the same
+// numbers up to float rounding).
+TEST(GrpoOffPolicy, SampledLogprobsAreOfTheTruncatedDistribution) {
+  const std::vector<data::Problem> probs = test::letter_problems(8);
+  test::LetterReward reward;
+  text::ByteCodec codec;
+  double gap[2] = {0, 0};
+  for (const bool sampled : {false, true}) {
+    model::Transformer m = test::byte_model(5);
+    GrpoConfig gc = test::small_grpo(4, 4, 10);
+    gc.top_k = 4;
+    gc.old_logprobs = OldLogprobs::Trainer;
+    gc.sampled_logprobs = sampled;
+    GrpoTrainer trainer(m, codec, reward, probs, test::question, gc, 4);
+    const StepStats st = trainer.step(0);
+    ASSERT_TRUE(st.logp_gap_mean.has_value());
+    gap[sampled] = *st.logp_gap_mean;
+  }
+  EXPECT_LT(gap[0], 1e-4);
+  // 4 of 257 near-uniform tokens keep about 4/257 of the mass: log(257/4) = 4.2 per token.
+  EXPECT_GT(gap[1], 3.0);
+}

@@ -74,6 +74,13 @@ TEST(GrpoConfig, EveryNumericKeyIsValidatedByName) {
          c.overprovision_prompts = -2;
        },
        "grpo.overprovision_prompts must be >= 0"},
+      {[](GrpoConfig& c) { c.sampled_logprobs = true; }, "grpo.sampler_logprobs: sampled needs grpo.old_logprobs: trainer"},
+      {[](GrpoConfig& c) {
+         c.sampled_logprobs = true;
+         c.old_logprobs = OldLogprobs::Trainer;
+         c.partial_rollout_tokens = 4;
+       },
+       "grpo.sampler_logprobs: sampled cannot be used with grpo.partial_rollout_tokens"},
       {[](GrpoConfig& c) { c.overprovision_prompts = 2; },
        "grpo.overprovision_prompts (2) needs grpo.partial_rollout_tokens"},
   };
@@ -140,6 +147,8 @@ TEST(GrpoRecipe, EveryKeyReachesItsField) {
                 "rollout.kv_memory_fraction=0.3",
                 "rollout.kv_cache_tokens=4096",
                 "rollout.kv_block_size=32",
+                "rollout.ignore_eos=true",
+                "grpo.old_logprobs=trainer",
                 "grpo.partial_rollout_tokens=48",
                 "grpo.overprovision_prompts=3"});
   const GrpoConfig g = grpo_config(r);
@@ -181,12 +190,56 @@ TEST(GrpoRecipe, EveryKeyReachesItsField) {
   EXPECT_EQ(g.partial_rollout_tokens, 48);
   EXPECT_EQ(g.overprovision_prompts, 3);
   EXPECT_EQ(g.kv_block_size, 32);
+  EXPECT_TRUE(g.ignore_eos);
+  EXPECT_EQ(g.old_logprobs, OldLogprobs::Trainer);
+  EXPECT_FALSE(g.sampled_logprobs);  // tempered; sampled excludes the partial rollouts set here:
+  run::Recipe r2(grpo_recipe_defaults());
+  r2.apply_args({"grpo.old_logprobs=trainer", "grpo.sampler_logprobs=sampled"});
+  EXPECT_TRUE(grpo_config(r2).sampled_logprobs);
   const rollout::EngineConfig e = engine_config(g);
   EXPECT_EQ(e.max_batch, 11);
   EXPECT_EQ(e.max_seq_len, 77 + 99);
   EXPECT_EQ(e.kv_memory_fraction, 0.3);
   EXPECT_EQ(e.kv_cache_tokens, 4096);
   EXPECT_EQ(e.kv_block_size, 32);
+}
+
+// The byte codec with every even byte an end-of-sequence id: a random model stops within a few
+// tokens (each token ends the completion with probability about 1/2).
+class EvenEosCodec final : public text::Codec {
+ public:
+  std::vector<int32_t> encode(const std::string& t) const override { return bytes_.encode(t); }
+  std::string decode(const std::vector<int32_t>& ids) const override { return bytes_.decode(ids); }
+  std::string token_text(int32_t id) const override { return bytes_.token_text(id); }
+  std::vector<int32_t> eos_ids() const override {
+    std::vector<int32_t> ids;
+    for (int32_t i = 0; i < bytes_.vocab_size(); i += 2) ids.push_back(i);
+    return ids;
+  }
+  int32_t vocab_size() const override { return bytes_.vocab_size(); }
+
+ private:
+  text::ByteCodec bytes_;
+};
+
+TEST(GrpoRollout, IgnoreEosRunsEveryCompletionToTheLengthLimit) {
+  EvenEosCodec codec;
+  test::LetterReward reward;
+  const std::vector<data::Problem> probs = test::letter_problems(8);
+  for (const bool ignore : {false, true}) {
+    model::Transformer m = test::byte_model(3);
+    GrpoConfig gc = test::small_grpo(4, 4, 12);
+    gc.ignore_eos = ignore;
+    GrpoTrainer trainer(m, codec, reward, probs, test::question, gc, 4);
+    const StepStats st = trainer.step(0);
+    if (ignore) {
+      EXPECT_EQ(st.response_length_mean, 12.0);
+      EXPECT_EQ(st.truncated_frac, 1.0);
+    } else {
+      EXPECT_LT(st.response_length_mean, 6.0);  // about 2: the stop ids are half the vocabulary
+      EXPECT_LT(st.truncated_frac, 0.2);
+    }
+  }
 }
 
 TEST(GrpoRecipe, BadValuesFailNamingTheKey) {
@@ -196,6 +249,7 @@ TEST(GrpoRecipe, BadValuesFailNamingTheKey) {
     return grpo_config(r);
   };
   expect_error([&] { config_with({"grpo.clip_high=-0.1"}); }, "grpo.clip_high");
+  expect_error([&] { config_with({"grpo.sampler_logprobs=raw"}); }, "grpo.sampler_logprobs must be tempered or sampled");
   expect_error(
       [&] {
         config_with({"grpo.dynamic_sampling=true", "grpo.dynamic_sampling_max_rounds=0"});

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -457,6 +458,41 @@ TEST(CudaOps, TokenLogprobsTokenChunks) {
     }
     check(p + "token_logprobs_backward dhidden", host(ddh), dhid, tol);
     check(p + "token_logprobs_backward dweight", host(ddw), dwt, tol);
+  }
+}
+
+// The embedding backward is deterministic (issue 20: no atomics in a backward): tokens that share
+// an id are added into its row in position order, as the CPU does, so f32 gradients give the CPU's
+// bits, bf16 ones the CPU's bits on the bf16 values, and a second run the same bits. Many tokens
+// share a few ids (and one id is most of the batch), the rest are unique; dtable starts non-zero.
+TEST(CudaOps, EmbeddingBackwardIsTheCpuBitsEveryRun) {
+  REQUIRE_GPU();
+  const int64_t T = 5000, C = 264, V = 700;  // C: whole 16-byte packs of f32 and bf16
+  r1::Rng rng(77);
+  Vi ids(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    const uint32_t r = rng.next_u32() % 100;
+    ids[size_t(t)] = r < 40 ? 3 : r < 70 ? int32_t(rng.next_u32() % 8) : int32_t(8 + rng.next_u32() % (V - 8));
+  }
+  const Vf table0 = randn(size_t(V * C), 0.1f);
+  for (const DType dt : {DType::F32, DType::BF16}) {
+    Vf g = randn(size_t(T * C));
+    if (dt == DType::BF16)
+      for (float& x : g) x = r1::bf16_to_f32(r1::f32_to_bf16(x));  // the values the device holds
+    Vf want = table0;
+    ops::embedding_backward(F(want, {V, C}), F(g, {T, C}), I(ids, {T}));
+    Dev dg = dev_as(dt, g, {T, C}), di = dev_i32(ids, {T});
+    Vf first;
+    for (int run = 0; run < 2; ++run) {
+      Dev dtab = dev_f32(table0, {V, C});
+      ops::embedding_backward(dtab.t, dg.t, di.t);
+      const Vf got = host(dtab);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << (dt == DType::F32 ? "f32" : "bf16") << " run " << run << ": not the CPU's bits";
+      if (run == 0) first = got;
+      else EXPECT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0);
+    }
   }
 }
 

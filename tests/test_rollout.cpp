@@ -251,6 +251,39 @@ TEST(Sampler, TruncatedDrawIsInverseCdfInIdOrder) {
           << "u " << u << " top_k " << sp.top_k << " top_p " << sp.top_p;
 }
 
+// grpo.sampler_logprobs: sampled reports the log-prob of the distribution the token was drawn from:
+// softmax(logits / T) renormalised over the kept tokens, so the kept tokens' probabilities sum to 1;
+// tempered (the default) reports softmax(logits / T) over the whole vocabulary.
+TEST(Sampler, SampledLogprobsAreOfTheRenormalisedKeptSet) {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, -5.0f, 2.5f};
+  std::vector<float> scratch;
+  const double T = 0.7;
+  auto w = [&](int i) { return std::exp(double(logits[size_t(i)]) / T); };
+  double all = 0;
+  for (int i = 0; i < 5; ++i) all += w(i);
+  const double kept = w(1) + w(2) + w(4);  // top_k 3 keeps {1, 2, 4}
+  for (const bool sampled : {false, true}) {
+    const rollout::SamplingParams sp{float(T), 1.0f, 3, 0, sampled};
+    double total = 0;
+    for (auto [u, want] : {std::pair{0.1, 1}, {0.65, 2}, {0.95, 4}}) {  // cdf in id order: 0.58, 0.72, 1
+      const rollout::Draw d = rollout::sample_token(logits.data(), 5, sp, u, scratch);
+      ASSERT_EQ(d.token, want) << "u " << u;
+      EXPECT_NEAR(d.logprob, std::log(w(want) / (sampled ? kept : all)), 1e-6) << "token " << want;
+      total += std::exp(double(d.logprob));
+    }
+    if (sampled) {
+      EXPECT_NEAR(total, 1.0, 1e-6);  // the kept set is the whole support
+    } else {
+      EXPECT_LT(total, 0.99);
+    }
+  }
+  // Without truncation the two are the same numbers.
+  const rollout::Draw a = rollout::sample_token(logits.data(), 5, {float(T), 1.0f, 0, 0, false}, 0.5, scratch);
+  const rollout::Draw b = rollout::sample_token(logits.data(), 5, {float(T), 1.0f, 0, 0, true}, 0.5, scratch);
+  EXPECT_EQ(a.token, b.token);
+  EXPECT_EQ(a.logprob, b.logprob);
+}
+
 TEST(Sampler, GreedyTakesTheArgmax) {
   const std::vector<float> logits = {0.1f, 3.0f, 2.9f};
   std::vector<float> scratch;

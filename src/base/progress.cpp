@@ -25,12 +25,14 @@ void Progress::update(int64_t n, const std::string& status) {
   done_ += n;
   status_ = status;
   double t = timer_.seconds();
+  if (t < quiet_s_) return;
   // On a terminal redraw at 10 Hz; in a log every 10 s, so long jobs still show life.
   if (t - last_draw_ >= (tty_ ? 0.1 : 10.0) || done_ >= total_) draw(false);
 }
 
 void Progress::finish() {
-  if (!finished_) draw(true);
+  if (!finished_ && (drawn_ || timer_.seconds() >= quiet_s_)) draw(true);
+  finished_ = true;
 }
 
 void Progress::draw(bool final) {
@@ -38,6 +40,7 @@ void Progress::draw(bool final) {
   finished_ = finished_ || final;
   double t = timer_.seconds();
   last_draw_ = t;
+  drawn_ = true;
   if (!log::settings().info) return;  // a rank other than 0 of a job
   double rate = t > 0 ? done_ / t : 0.0;
   double eta = rate > 0 ? (total_ - done_) / rate : -1.0;

@@ -12,6 +12,7 @@ struct SampleConfig {
   float top_p = 1.0f;
   int top_k = 0;  // 0: no limit
   uint64_t seed = 0;
+  bool sampled_logprobs = false;  // the log-prob of the truncated, renormalised distribution (rollout::SamplingParams)
 };
 
 // One draw per row r (0 <= r < R) from row (logit_row ? logit_row[r] : r) of logits (rows of V f32,

@@ -388,6 +388,7 @@ void CpuGeneration::decode_step() {
   ++stats_.decode_steps;
   stats_.decode_rows += int64_t(ids.size());
   stats_.decode_seqs += int64_t(ids.size());
+  if (params_.on_decoded) params_.on_decoded(int64_t(ids.size()));
   Timer t_sample;
   for (size_t r = 0; r < sl_ids.size(); ++r) draw_next(slots_[size_t(sl_ids[r])], logits + int64_t(r) * V_);
   stats_.sample_seconds += t_sample.seconds();

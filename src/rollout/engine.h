@@ -43,6 +43,10 @@ struct GenerateParams {
   std::function<std::string(int32_t)> token_text;
   // Called for every sampled token as it is accepted (streaming output).
   std::function<void(int64_t prompt, int64_t sample, int32_t token)> on_token;
+  // Progress of a long generation: called after each decode step (CUDA: each run of
+  // EngineConfig::sync_every steps) with the sequence-steps it decoded (new tokens, counting a
+  // sequence that stopped inside the run to its end).
+  std::function<void(int64_t tokens)> on_decoded;
   // Multi-turn rollouts (rollout/turns.h); off when empty. With turns, max_new_tokens bounds the
   // whole trajectory (model and observation tokens), as the context does.
   TurnHooks turns;

@@ -42,7 +42,8 @@ std::vector<int> bucket_sizes(int max_batch) {
 }
 
 bool same_config(const cuda::SampleConfig& a, const cuda::SampleConfig& b) {
-  return a.temperature == b.temperature && a.top_p == b.top_p && a.top_k == b.top_k && a.seed == b.seed;
+  return a.temperature == b.temperature && a.top_p == b.top_p && a.top_k == b.top_k && a.seed == b.seed &&
+         a.sampled_logprobs == b.sampled_logprobs;
 }
 
 }  // namespace
@@ -145,6 +146,7 @@ void GpuEngine::Impl::configure(const GenerateParams& params) {
   c.top_p = sp.top_p;
   c.top_k = sp.top_k;
   c.seed = sp.seed;
+  c.sampled_logprobs = sp.sampled_logprobs;
   if (!graphs.empty() && same_config(c, scfg) && params.stop_ids == stop) return;
   graphs.clear();
   scfg = c;
@@ -274,6 +276,7 @@ void GpuGeneration::decode() {
   stats_.decode_steps += steps;
   stats_.decode_rows += int64_t(steps) * bucket;
   stats_.decode_seqs += int64_t(steps) * running;
+  if (params_.on_decoded) params_.on_decoded(int64_t(steps) * running);
 }
 
 std::vector<Completion> GpuGeneration::run() {

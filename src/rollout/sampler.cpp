@@ -77,6 +77,9 @@ Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, doubl
     mass = 0;
     for (int64_t i = 0; i < V; ++i) mass += scratch[size_t(i)];
   }
+  // The distribution sampled from: the kept tokens' share of the tempered mass taken out.
+  const double log_kept = p.sampled_logprobs && mass != sum ? std::log(mass / sum) : 0.0;
+  auto drawn = [&](int64_t t) -> Draw { return {int32_t(t), float(double(logprob_of(t)) - log_kept)}; };
 
   // Inverse CDF in id order (not probability order): the same law, and a parallel prefix sum over
   // ids (the GPU sampler) reproduces it.
@@ -87,9 +90,9 @@ Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, doubl
     if (scratch[size_t(i)] <= 0) continue;
     acc += scratch[size_t(i)];
     last_nonzero = i;
-    if (acc > target) return {int32_t(i), logprob_of(i)};
+    if (acc > target) return drawn(i);
   }
-  return {int32_t(last_nonzero), logprob_of(last_nonzero)};  // rounding at the very top
+  return drawn(last_nonzero);  // rounding at the very top
 }
 
 }  // namespace r1::rollout

@@ -11,12 +11,17 @@ struct SamplingParams {
   float top_p = 1.0f;        // nucleus: the smallest set of tokens whose probability reaches top_p
   int top_k = 0;             // 0: no limit
   uint64_t seed = 0;
+  // Which log-prob Draw::logprob reports (recipe key grpo.sampler_logprobs): false (`tempered`), of
+  // softmax(logits / temperature), before truncation: what the trainer's forward recomputes;
+  // true (`sampled`), of the distribution the token was drawn from: the tempered one renormalised
+  // over the top-k/top-p kept tokens (the behaviour policy an importance weight divides by).
+  bool sampled_logprobs = false;
 };
 
 struct Draw {
   int32_t token;
   float logprob;  // log softmax(logits / temperature)[token] (temperature 1 when greedy), before
-                  // top-k/top-p truncation: the log-prob the trainer recomputes
+                  // top-k/top-p truncation (SamplingParams::sampled_logprobs: after it)
 };
 
 // The uniform in [0, 1) for (seed, prompt, sample, step): Philox on a counter, independent of batching.

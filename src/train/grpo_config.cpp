@@ -74,6 +74,12 @@ void validate_updates(const GrpoConfig& c) {
   R1_CHECK(c.is_correction == IsCorrection::None || c.old_logprobs == OldLogprobs::Trainer,
            "grpo.is_correction needs grpo.old_logprobs: trainer (the correction weighs the trainer's pi_old against "
            "the sampler's)");
+  R1_CHECK(!c.sampled_logprobs || c.old_logprobs == OldLogprobs::Trainer,
+           "grpo.sampler_logprobs: sampled needs grpo.old_logprobs: trainer (as pi_old, the truncated "
+           "distribution's log-probs would put the truncation into every ratio)");
+  R1_CHECK(!c.sampled_logprobs || c.partial_rollout_tokens == 0,
+           "grpo.sampler_logprobs: sampled cannot be used with grpo.partial_rollout_tokens (carried tokens "
+           "keep the sampler's log-probs as pi_old)");
   R1_CHECK(std::isfinite(c.is_cap) && c.is_cap > 1.0, "grpo.is_cap must be > 1, got {}", c.is_cap);
   at_least("train.lr", c.lr, 0);
   at_least("train.max_grad_norm (0: no clipping)", c.max_grad_norm, 0);
@@ -106,6 +112,12 @@ OldLogprobs parse_old_logprobs(const std::string& s) {
   if (s == "sampler") return OldLogprobs::Sampler;
   if (s == "trainer") return OldLogprobs::Trainer;
   fail("grpo.old_logprobs must be sampler or trainer, got '{}'", s);
+}
+
+bool parse_sampler_logprobs(const std::string& s) {
+  if (s == "tempered") return false;
+  if (s == "sampled") return true;
+  fail("grpo.sampler_logprobs must be tempered or sampled, got '{}'", s);
 }
 
 IsCorrection parse_is_correction(const std::string& s) {

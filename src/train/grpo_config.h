@@ -17,6 +17,7 @@ enum class OldLogprobs { Sampler, Trainer };
 enum class IsCorrection { None, Tis, Mis };
 OldLogprobs parse_old_logprobs(const std::string& s);    // "sampler" | "trainer"
 IsCorrection parse_is_correction(const std::string& s);  // "none" | "tis" | "mis"
+bool parse_sampler_logprobs(const std::string& s);       // "tempered" (false) | "sampled" (true)
 
 // Mixture-of-experts models in RL (recipe keys train.moe.*; train/grpo_moe.h).
 struct MoeRlConfig {
@@ -48,6 +49,10 @@ struct GrpoConfig {
   double kv_memory_fraction = 0.5;
   int64_t kv_cache_tokens = 0;
   int kv_block_size = 16;
+  // Benchmarking (vLLM's ignore_eos): no stop token ends a completion, every one runs to
+  // max_completion_tokens; a sampled EOS stays in the text as an ordinary token. For measuring a
+  // step at its full length with a random model, which stops after a few hundred tokens otherwise.
+  bool ignore_eos = false;
   // Multi-turn rollouts with an environment (GrpoTrainer::set_environment; recipe keys env.*):
   // observations per episode, and tool calls running at once while the engine decodes.
   int max_turns = 4, tool_threads = 4;
@@ -90,6 +95,13 @@ struct GrpoConfig {
   OldLogprobs old_logprobs = OldLogprobs::Sampler;
   IsCorrection is_correction = IsCorrection::None;
   double is_cap = 2.0;
+  // grpo.sampler_logprobs: what the sampler reports per token (rollout::SamplingParams::
+  // sampled_logprobs). tempered (false): log softmax(logits / T), what the trainer recomputes.
+  // sampled (true): the distribution actually drawn from, renormalised over top-k/top-p's kept
+  // tokens, so is_correction weighs by the true behaviour policy; needs old_logprobs: trainer
+  // (as pi_old it would put the truncation into every ratio) and no partial rollouts (whose older
+  // tokens keep the sampler's log-probs as pi_old).
+  bool sampled_logprobs = false;
   uint64_t seed = 1;
   MoeRlConfig moe;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).

@@ -42,9 +42,9 @@ void roll_segment(rollout::Engine& engine, const text::Codec& codec,
                   int64_t step, std::vector<Group>& in_flight) {
   const int M = cfg.max_completion_tokens, G = cfg.group_size;
   rollout::GenerateParams gp;
-  gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};
+  gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed, cfg.sampled_logprobs};
   gp.max_new_tokens = std::min(cfg.partial_rollout_tokens, M);
-  gp.stop_ids = codec.eos_ids();
+  if (!cfg.ignore_eos) gp.stop_ids = codec.eos_ids();
   std::vector<rollout::Request> reqs;
   std::vector<std::pair<size_t, int64_t>> target;  // per request: (group, sample); sample -1: all G
   for (size_t gi = 0; gi < in_flight.size(); ++gi) {
@@ -68,7 +68,13 @@ void roll_segment(rollout::Engine& engine, const text::Codec& codec,
     }
   }
   if (reqs.empty()) return;
-  for (const rollout::Completion& c : engine.generate(reqs, gp)) {
+  int64_t bound = 0;
+  for (const rollout::Request& r : reqs) bound += int64_t(r.n) * (r.max_new_tokens > 0 ? r.max_new_tokens : gp.max_new_tokens);
+  Progress bar = rollout_progress(bound);
+  gp.on_decoded = [&bar](int64_t n) { bar.update(n); };
+  const std::vector<rollout::Completion> outs = engine.generate(reqs, gp);
+  bar.finish();
+  for (const rollout::Completion& c : outs) {
     const auto [gi, sample] = target[size_t(c.prompt_index)];
     Sequence& s = in_flight[gi].seqs[size_t(sample < 0 ? c.sample_index : sample)];
     append_segment(s, c, step, codec, M);

@@ -29,6 +29,12 @@ std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws,
   return groups;
 }
 
+Progress rollout_progress(int64_t bound) {
+  Progress bar("rollout", bound, "tok");
+  bar.quiet_for(10.0);
+  return bar;
+}
+
 uint64_t sampling_seed(uint64_t run_seed, int64_t step) {
   uint32_t r[4];
   Philox::generate(run_seed, 0xC0FFEE, uint64_t(step), r);
@@ -40,10 +46,12 @@ void sample_groups(rollout::Engine& engine, const text::Codec& codec,
                    std::vector<Group>& groups, const env::Environment* env) {
   if (groups.empty()) return;
   rollout::GenerateParams gp;
-  gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed};
+  gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed, cfg.sampled_logprobs};
   gp.max_new_tokens = cfg.max_completion_tokens;
-  gp.stop_ids = codec.eos_ids();
+  if (!cfg.ignore_eos) gp.stop_ids = codec.eos_ids();
   gp.record_routes = records_routes(cfg.moe, engine.model().config());
+  Progress bar = rollout_progress(int64_t(groups.size()) * cfg.group_size * cfg.max_completion_tokens);
+  gp.on_decoded = [&bar](int64_t n) { bar.update(n); };
   std::vector<rollout::Request> reqs;
   std::vector<const data::Problem*> of_request;
   for (const Group& g : groups) {
@@ -59,6 +67,7 @@ void sample_groups(rollout::Engine& engine, const text::Codec& codec,
     s.episode = std::move(r.outcome);
     s.out = std::move(r.out);
   }
+  bar.finish();
 }
 
 void ScoreSums::add(const ScoreSums& o) {

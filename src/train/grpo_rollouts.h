@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/progress.h"
 #include "data/problem.h"
 #include "env/environment.h"
 #include "env/episodes.h"
@@ -69,6 +70,10 @@ std::vector<Group> render_prompts(const std::vector<PromptDraw>& draws,
                                   const std::function<std::string(const data::Problem&)>& render,
                                   const text::Codec& codec, int max_prompt_tokens,
                                   std::vector<int64_t>& too_long);
+
+// A progress line for a rollout that runs long (quiet for its first 10 s): tokens decoded against
+// `bound`, every sample at its length limit, so the ETA is an upper bound.
+Progress rollout_progress(int64_t bound);
 
 // The sampling seed of training step `step` (from the run seed), so a step's rollouts replay.
 uint64_t sampling_seed(uint64_t run_seed, int64_t step);

@@ -52,6 +52,7 @@ nlohmann::json grpo_recipe_defaults() {
         {"old_logprobs", "sampler"},  // sampler | trainer: pi_old recomputed by the trainer's forward
         {"is_correction", "none"},    // none | tis | mis: sampler/trainer mismatch (needs old_logprobs: trainer)
         {"is_cap", 2.0},
+        {"sampler_logprobs", "tempered"},  // tempered | sampled: of the distribution drawn from (top-k/top-p)
         {"partial_rollout_tokens", 0},   // > 0: new tokens per sequence per step; the unfinished carry on
         {"overprovision_prompts", 0}}},  // prompts in flight beyond prompts_per_step (partial rollouts)
       {"train",
@@ -67,7 +68,8 @@ nlohmann::json grpo_recipe_defaults() {
       // The rollout engine's paged KV cache (rollout::EngineConfig): its pool takes this share of
       // the device's free memory when the trainer is built (the host's available memory on the
       // CPU), or kv_cache_tokens tokens when > 0, in blocks of kv_block_size tokens.
-      {"rollout", {{"kv_memory_fraction", 0.5}, {"kv_cache_tokens", 0}, {"kv_block_size", 16}}},
+      {"rollout", {{"kv_memory_fraction", 0.5}, {"kv_cache_tokens", 0}, {"kv_block_size", 16},
+                   {"ignore_eos", false}}},  // benchmarking: every completion runs to the length limit
   };
 }
 
@@ -145,6 +147,7 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.kv_memory_fraction = r.get<double>("rollout.kv_memory_fraction");
   g.kv_cache_tokens = r.get<int64_t>("rollout.kv_cache_tokens");
   g.kv_block_size = r.get<int>("rollout.kv_block_size");
+  g.ignore_eos = r.get<bool>("rollout.ignore_eos");
   g.scale_advantage_by_std = r.get<bool>("grpo.scale_advantage_by_std");
   g.loss.clip_low = r.get<double>("grpo.clip_low");
   g.loss.clip_high = r.get<double>("grpo.clip_high");
@@ -166,6 +169,7 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.max_bad_steps = r.get<int>("grpo.max_bad_steps");
   g.old_logprobs = parse_old_logprobs(r.get<std::string>("grpo.old_logprobs"));
   g.is_correction = parse_is_correction(r.get<std::string>("grpo.is_correction"));
+  g.sampled_logprobs = parse_sampler_logprobs(r.get<std::string>("grpo.sampler_logprobs"));
   g.is_cap = r.get<double>("grpo.is_cap");
   g.partial_rollout_tokens = r.get<int>("grpo.partial_rollout_tokens");
   g.overprovision_prompts = r.get<int>("grpo.overprovision_prompts");

@@ -203,6 +203,7 @@ struct Params {
   const int32_t* step;
   const int32_t* logit_row;
   const int32_t* active;
+  bool sampled_logprobs;
 };
 
 // Bits of the key above the digit at `shift` (none for the top digit).
@@ -384,7 +385,9 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
   if (t == 0) {
     const int tok = found != INT_MAX ? found : last;  // rounding left the target unreached: the last kept
     p.token[r] = tok;
-    p.logprob[r] = logprob_of(tok);
+    // The distribution sampled from: the kept tokens' share of the tempered mass taken out.
+    const double log_kept = p.sampled_logprobs && truncated ? log(mass / sum) : 0.0;
+    p.logprob[r] = float(__dsub_rn(double(logprob_of(tok)), log_kept));
   }
 }
 
@@ -399,7 +402,7 @@ void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t 
   if (!(cfg.temperature >= 0 && cfg.top_p > 0 && cfg.top_p <= 1 && cfg.top_k >= 0))
     throw_error("sample_tokens: temperature must be >= 0, top_p in (0, 1], top_k >= 0");
   const Params p{token,     logprob,  logits, ld,   int(V),    cfg.temperature, cfg.top_p,
-                 cfg.top_k, cfg.seed, stream, step, logit_row, active};
+                 cfg.top_k, cfg.seed, stream, step, logit_row, active, cfg.sampled_logprobs};
   sample_kernel<<<unsigned(R), kBlock, 0, context().stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
