@@ -226,6 +226,31 @@ TEST(MemoryPreflight, AutoOffloadsWhenTheStateDoesNotFit) {
             std::string::npos);
 }
 
+// auto keeps the optimizer on the device while the run fits; when that leaves the rollouts' pool
+// under what the batch can use, the plan says how large offloading would make it (the 2026-12-04
+// device run: the Qwen2.5-7B body with a byte vocabulary, 6.53 B parameters, 128 x 8.7k at
+// kv_memory_fraction 0.7 had a pool of 231k tokens, 197 preemptions in each step's rollout).
+TEST(MemoryPreflight, AutoSaysHowLargeOffloadingWouldMakeASmallPool) {
+  model::ModelConfig c = model::preset_config("qwen2.5-7b");
+  model::override_config(c, "vocab_size", "257");
+  model::MemorySettings s = grpo_7b();
+  s.kv_tokens = 0;
+  s.kv_memory_fraction = 0.7;
+  s.kv_tokens_max = 128 * s.sequence_tokens;
+  s.checkpoint_auto = true;
+  const run::MemoryPlan p = run::plan_memory(c, s, run::Offload::Auto, 139 * GiB, "");
+  EXPECT_FALSE(p.offload);
+  const int64_t per_token = model::kv_bytes_per_token(c, DType::BF16);
+  const int64_t pool = (p.estimate.rollout - s.prefill_tokens * model::inference_bytes_per_token(c, DType::BF16)) / per_token;
+  EXPECT_LT(pool, 32 * s.sequence_tokens);
+  EXPECT_GE(p.offload_pool_tokens, 2 * pool);
+  EXPECT_GT(p.offload_pool_tokens, 100 * s.sequence_tokens);  // about 5x: most of the batch in flight
+  // No hint when the choice is the user's, or when the pool already holds the batch.
+  EXPECT_EQ(run::plan_memory(c, s, run::Offload::Off, 139 * GiB, "").offload_pool_tokens, 0);
+  s.kv_tokens_max = 8 * s.sequence_tokens;
+  EXPECT_EQ(run::plan_memory(c, s, run::Offload::Auto, 139 * GiB, "").offload_pool_tokens, 0);
+}
+
 // A model that cannot fit even with every switch on fails before any compute, with both figures.
 TEST(MemoryPreflight, FailsNamingNeededAndAvailableBytes) {
   const model::ModelConfig c = model::preset_config("qwen2.5-32b");

@@ -285,7 +285,9 @@ TEST(ModelReward, ScoresEqualTheDirectForwardAndBatchEqualsOneByOne) {
     const double direct = scores_of(m, {ids}).back();
     EXPECT_NEAR(batch[i].reward, direct, 1e-5) << i;
     EXPECT_NEAR(raw.score(samples[i]).reward, batch[i].reward, 1e-5) << i;
-    EXPECT_NEAR(squashed[i].reward, 1.0 / (1.0 + std::exp(-direct)), 1e-6) << i;
+    // The sigmoid's slope is at most 1/4: the logit's 1e-5 (a batched forward rounds differently
+    // from a single one) is 2.5e-6 here.
+    EXPECT_NEAR(squashed[i].reward, 1.0 / (1.0 + std::exp(-direct)), 2.5e-6) << i;
     EXPECT_EQ(batch[i].details["tokens"], ids.size());
   }
   EXPECT_THROW(reward::ModelReward(byte_rm_options(path, "tanh")), Error);
@@ -323,7 +325,7 @@ TEST(ModelReward, RoutesPickTheRewardByPromptType) {
   for (size_t i = 0; i < samples.size(); ++i) {
     const bool chat = samples[i].type == "chat";
     const double want = chat ? model->score(samples[i]).reward : format->score(samples[i]).reward;
-    EXPECT_NEAR(got[i].reward, want, 1e-6) << i;
+    EXPECT_NEAR(got[i].reward, want, 2.5e-6) << i;  // batched beside one by one, through the sigmoid (above)
     EXPECT_EQ(got[i].details["route"], chat ? "chat" : "default") << i;
   }
   EXPECT_THROW(reward::make_routed_reward("math", {"chat"}, cfg), Error);

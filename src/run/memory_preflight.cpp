@@ -102,6 +102,21 @@ MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Off
   }
   const model::MemorySettings resolved = with_pool(c, s, available);
   MemoryPlan p{s.offload, estimate_memory(c, resolved), available};
+  if (mode == Offload::Auto && !s.offload && can_offload && available >= 0 && s.kv_memory_fraction > 0 &&
+      resolved.kv_tokens_max > 0 && resolved.kv_tokens < resolved.kv_tokens_max && fits(s)) {
+    model::MemorySettings off = s;
+    off.offload = true;
+    const int64_t more = with_pool(c, off, available).kv_tokens;
+    if (more >= 2 * resolved.kv_tokens) {
+      p.offload_pool_tokens = more;
+      const int64_t seq = std::max<int64_t>(1, one_sequence_tokens(s));
+      log::info("memory: the rollouts' KV pool holds {} tokens ({} sequences of {} at full length; the batch can "
+                "use {}), so long rollouts run partly in turn (preempted and recomputed); "
+                "train.optimizer_offload: on would give it {} tokens ({} sequences) and run the update on the CPU",
+                resolved.kv_tokens, resolved.kv_tokens / seq, s.sequence_tokens, resolved.kv_tokens_max, more,
+                more / seq);
+    }
+  }
   if (fits(s)) return p;
   // Every switch on: the optimizer offloaded, layers checkpointed, a fixed pool and the
   // micro-batches one sequence each (a pool that is a share of free memory stays that share).

@@ -28,6 +28,10 @@ struct MemoryPlan {
   bool offload = false;
   model::MemoryEstimate estimate;  // with the switches chosen
   int64_t available = -1;          // free device bytes it was checked against (-1: not checked)
+  // auto with the optimizer left on the device and a KV pool under what the rollouts can use: the
+  // pool offloading would give instead (0: no hint). Logged; the choice stays auto's, since the
+  // update on the CPU costs time too (docs/MEMORY.md measures both sides).
+  int64_t offload_pool_tokens = 0;
 };
 // Chooses train.optimizer_offload's setting for `s` and checks the run against `available` free
 // bytes (< 0: no check, e.g. the CPU). `lighter` names the recipe keys that shrink the per-phase
