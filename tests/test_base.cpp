@@ -236,6 +236,28 @@ TEST(BaseFs, ReadMissingAndJoin) {
   EXPECT_EQ(r1::fs::join("", "b"), "b");
 }
 
+// A phase that is usually short (a rollout) stays silent until quiet_for's time has passed, even at
+// its end; without it the first update draws.
+TEST(BaseProgress, QuietPhaseDrawsNothingBeforeItsTime) {
+  testing::internal::CaptureStderr();
+  {
+    r1::Progress quiet("rollout", 100, "tok");
+    quiet.quiet_for(10.0);
+    quiet.update(60);
+    quiet.update(40);
+    quiet.finish();
+  }
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  testing::internal::CaptureStderr();
+  {
+    r1::Progress loud("rollout", 100, "tok");
+    loud.update(60);
+    loud.finish();
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("rollout ["), std::string::npos) << err;
+}
+
 TEST(BaseProgress, ConstructsAndUpdates) {
   r1::Progress p("test", 10, "tok");
   for (int i = 0; i < 10; ++i) p.update(1, i % 2 ? "loss 1.23" : "");

@@ -251,6 +251,28 @@ TEST(MemoryPreflight, AutoSaysHowLargeOffloadingWouldMakeASmallPool) {
   EXPECT_EQ(run::plan_memory(c, s, run::Offload::Auto, 139 * GiB, "").offload_pool_tokens, 0);
 }
 
+// The offloaded optimizer's pinned host state is checked too: Qwen2.5-14B at 512 + 4096 tokens fits
+// the H200 only offloaded, and then needs 12 B/param of host memory (165 GiB), more than the one-GPU
+// machine's 125 GiB: an error before any compute naming both, not a failed pinned allocation later.
+// 7B (85 GiB) fits there; 14B fits a host with 256 GiB.
+TEST(MemoryPreflight, OffloadedStateMustFitTheHost) {
+  const model::ModelConfig c14 = model::preset_config("qwen2.5-14b");
+  model::MemorySettings s = grpo_7b();
+  s.sequence_tokens = s.train_tokens = s.kv_tokens = 512 + 4096;
+  const int64_t want = 12 * model::total_params(model::param_specs(c14));
+  const std::string e = error_of([&] { run::plan_memory(c14, s, run::Offload::Auto, 139 * GiB, "", 125 * GiB); });
+  std::printf("[ MEMORY ] %s\n", e.c_str());
+  EXPECT_NE(e.find("out of host memory before starting"), std::string::npos) << e;
+  EXPECT_NE(e.find("keeps " + model::gib(want)), std::string::npos) << e;
+  EXPECT_NE(e.find("has 125.00 GiB available"), std::string::npos) << e;
+  EXPECT_TRUE(run::plan_memory(c14, s, run::Offload::Auto, 139 * GiB, "", 256 * GiB).offload);
+  EXPECT_TRUE(run::plan_memory(c14, s, run::Offload::Auto, 139 * GiB, "").offload);  // host not checked
+  const model::ModelConfig c7 = model::preset_config("qwen2.5-7b");
+  EXPECT_TRUE(run::plan_memory(c7, grpo_7b(), run::Offload::Auto, 139 * GiB, "", 125 * GiB).offload);
+  // On the device, nothing is asked of the host.
+  EXPECT_FALSE(run::plan_memory(c7, grpo_7b(), run::Offload::Off, 1024 * GiB, "", 1 * GiB).offload);
+}
+
 // A model that cannot fit even with every switch on fails before any compute, with both figures.
 TEST(MemoryPreflight, FailsNamingNeededAndAvailableBytes) {
   const model::ModelConfig c = model::preset_config("qwen2.5-32b");

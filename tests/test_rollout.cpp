@@ -142,6 +142,29 @@ TEST(Rollout, GroupSharesOnePrefill) {
   }
 }
 
+// The progress of a long generation: on_decoded reports each decode step's tokens, one per
+// sequence in flight, so it sums to every generated token but each sequence's first (drawn from
+// its prefill).
+TEST(Rollout, DecodeProgressCountsTheDecodedTokens) {
+  model::Transformer m = make_model();
+  auto reqs = make_requests(3, 4, 9);
+  rollout::GenerateParams gp;
+  gp.sampling.seed = 2;
+  gp.max_new_tokens = 12;
+  int64_t reported = 0, calls = 0;
+  gp.on_decoded = [&](int64_t n) {
+    reported += n;
+    ++calls;
+  };
+  rollout::Engine engine(m, {5, 64, 4096});  // fewer slots than sequences
+  const auto outs = engine.generate(reqs, gp);
+  int64_t tokens = 0;
+  for (const auto& o : outs) tokens += int64_t(o.tokens.size());
+  EXPECT_GE(calls, 11);
+  EXPECT_EQ(reported, tokens - int64_t(outs.size()));
+  EXPECT_EQ(reported, engine.stats().decode_seqs);
+}
+
 TEST(Rollout, StopTokensStringsAndLength) {
   model::Transformer m = make_model();
   auto reqs = make_requests(6, 2, 10);

@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "dist/world.h"
 #include "model/activation_memory.h"
 #include "model/kv_cache.h"
 
@@ -80,7 +81,7 @@ void check_pool(const model::ModelConfig& c, const model::MemorySettings& s, int
 }  // namespace
 
 MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Offload mode, int64_t available,
-                       const std::string& lighter) {
+                       const std::string& lighter, int64_t host_available) {
   const bool can_offload = s.trainable && s.lora_params == 0;
   R1_CHECK(mode != Offload::On || can_offload,
            "recipe key 'train.optimizer_offload' is on, but the run trains LoRA adapters: their optimizer state "
@@ -102,6 +103,13 @@ MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Off
   }
   const model::MemorySettings resolved = with_pool(c, s, available);
   MemoryPlan p{s.offload, estimate_memory(c, resolved), available};
+  R1_CHECK(!p.offload || host_available < 0 || p.estimate.host_state <= host_available,
+           "out of host memory before starting: the offloaded optimizer (train.optimizer_offload: {}) keeps {} of fp32 "
+           "master weights and AdamW moments in pinned host memory per rank, and this rank's share of the host has {} "
+           "available; train LoRA adapters (train.lora.rank), spread the optimizer over more ranks "
+           "(parallel.shard: optimizer or beyond), or use a machine with more memory",
+           mode == Offload::On ? "on" : "auto, which chose it because the run does not fit on the device otherwise",
+           model::gib(p.estimate.host_state), model::gib(host_available));
   if (mode == Offload::Auto && !s.offload && can_offload && available >= 0 && s.kv_memory_fraction > 0 &&
       resolved.kv_tokens_max > 0 && resolved.kv_tokens < resolved.kv_tokens_max && fits(s)) {
     model::MemorySettings off = s;
@@ -142,5 +150,11 @@ MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Off
 }
 
 int64_t free_device_memory(Device d) { return d == Device::CPU ? -1 : int64_t(model::free_memory(d)); }
+
+int64_t free_host_memory_share(Device d) {
+  if (d == Device::CPU) return -1;
+  const int64_t host = int64_t(model::free_memory(Device::CPU));
+  return host > 0 ? host / std::max(1, dist::launch().local_size) : -1;  // 0: unknown, not checked
+}
 
 }  // namespace r1::run

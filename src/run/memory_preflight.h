@@ -35,10 +35,15 @@ struct MemoryPlan {
 };
 // Chooses train.optimizer_offload's setting for `s` and checks the run against `available` free
 // bytes (< 0: no check, e.g. the CPU). `lighter` names the recipe keys that shrink the per-phase
-// memory (for the warning when the chosen settings may not fit but lighter ones would).
+// memory (for the warning when the chosen settings may not fit but lighter ones would). With the
+// optimizer offloaded, its pinned host state is checked against `host_available` (< 0: no check):
+// more than the host has fails here, naming both, instead of minutes later in a pinned allocation.
 MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Offload mode, int64_t available,
-                       const std::string& lighter);
+                       const std::string& lighter, int64_t host_available = -1);
 // The bytes `d` has free now (CUDA: as cudaMemGetInfo reports), or -1 for the CPU (not checked).
 int64_t free_device_memory(Device d);
+// This rank's share of the host's available memory (MemAvailable over the ranks on this node) when
+// `d` is a GPU, whose offloaded optimizer lives there; -1 for the CPU (its state is the device's).
+int64_t free_host_memory_share(Device d);
 
 }  // namespace r1::run

@@ -210,7 +210,8 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   const model::ModelConfig mc = run::recipe_model_config(r, *codec);
   const run::MemoryPlan memory =
       run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
-                       run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens");
+                       run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens",
+                       run::free_host_memory_share(device));
   gc.parallel.offload.enabled = memory.offload;
   if (dist::is_root()) log::info("memory: {}", model::describe(memory.estimate));
   std::unique_ptr<model::Transformer> m = run::load_or_init_model(

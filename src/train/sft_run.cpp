@@ -176,7 +176,7 @@ run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Devi
   s.sequence_tokens = r.get<int>("data.max_tokens");
   s.train_tokens = std::max(micro_batch_tokens, s.sequence_tokens);
   const run::MemoryPlan plan = run::plan_memory(mc, s, run::optimizer_offload(r), run::free_device_memory(device),
-                                                "lower train.micro_batch_tokens");
+                                                "lower train.micro_batch_tokens", run::free_host_memory_share(device));
   if (dist::is_root()) log::info("memory: {}", model::describe(plan.estimate));
   return plan;
 }
