@@ -202,6 +202,12 @@ TEST(Recipe, TypeErrors) {
   EXPECT_HAS(err, "key 'train.rewards' expects a list of strings, got math");
   err = error_of([&] { r.load_yaml(write(dir, "g.yaml", "name: [a]\n")); });
   EXPECT_HAS(err, "key 'name' expects a string, got a list");
+  // .nan is refused where a number is due (a check like lr >= 0 would pass it); .inf is a number.
+  err = error_of([&] { r.load_yaml(write(dir, "n.yaml", "seed: 3\ntrain:\n  lr: .NAN\n")); });
+  EXPECT_HAS(err, "line 3: key 'train.lr' expects a number, got .NAN");
+  EXPECT_HAS(error_of([&] { r.set("train.lr=.nan"); }), "key 'train.lr' expects a number, got '.nan'");
+  EXPECT_NO_THROW(r.set("train.lr=-.inf"));
+  r.set("train.lr=1e-6");  // the default again
   err = error_of([&] { r.load_yaml(write(dir, "h.yaml", "seed: 99999999999999999999\n")); });
   EXPECT_HAS(err, "key 'seed' expects an integer");
   // A file that fails part-way applies nothing, not even the keys before the error.

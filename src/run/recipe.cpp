@@ -146,7 +146,9 @@ std::optional<json> parse_scalar(Recipe::Type t, std::string_view s) {
       if (auto i = parse_integer(s)) return json(*i);
       return std::nullopt;
     case Recipe::Type::Number:
-      if (auto d = parse_number(s)) return json(*d);
+      // .nan is YAML but no setting's value: every comparison with it is false, so a check like
+      // `lr >= 0` would let it through (fuzz/yaml_recipe found it). .inf stays: it compares.
+      if (auto d = parse_number(s); d && !std::isnan(*d)) return json(*d);
       return std::nullopt;
     case Recipe::Type::String:
       return json(std::string(s));
