@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/progress.h"
 #include "dist/comm.h"
 #include "model/train_state.h"
 #include "model/transformer.h"
@@ -95,7 +96,8 @@ struct MiniBatchStats {
 // token entropies are summed. With `replay` the forwards use the sampler's experts.
 MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainState& state, const MiniBatch& mb,
                                     const GrpoLossConfig& loss, float temperature, bool want_entropy,
-                                    optim::DataParallel* dp = nullptr, bool replay = false);
+                                    optim::DataParallel* dp = nullptr, bool replay = false,
+                                    Progress* progress = nullptr);  // advanced by one per micro-batch
 
 struct UpdateStats {
   double loss_sum = 0, clipped = 0, kl_sum = 0, loss_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
