@@ -2,10 +2,10 @@
 // P random prompts of --prompt-len tokens, each sampled once for exactly --new tokens (no stop
 // ids, so every sequence runs to the limit), through the rollout engine (rollout/gpu_engine.h).
 //
-//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b [--prompts 64] [--prompt-len 128] [--new 1024]
+//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b|3b|7b [--prompts 64] [--prompt-len 128] [--new 1024]
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
-//                                 [--with-training-state] [--profile]
+//                                 [--with-training-state] [--profile] [--attention tensor|simt]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -23,6 +23,7 @@
 //
 // --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
 // the middle of the generation), as a table after the JSON.
+// --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --context: tokens per KV-cache slot (default prompt + new).
 // --with-training-state: also holds what GRPO keeps through its rollouts (trainable policy with
 // fp32 master weights and gradients, AdamW moments, a frozen bf16 reference), to show the KV cache
@@ -40,6 +41,7 @@
 #include "base/timer.h"
 #include "bench_gpu_util.h"
 #ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
 #endif
 #include "model/config.h"
@@ -61,14 +63,15 @@ struct Args {
   int64_t kv_tokens = 0;
   int kv_block = 16;
   bool training_state = false, profile = false;
+  std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
-               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|10m] [--prompts N] "
+               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
-               "[--profile]\n",
+               "[--profile] [--attention tensor|simt]\n",
                why.c_str());
   std::exit(2);
 }
@@ -102,9 +105,12 @@ Args parse(int argc, char** argv) {
     else if (k == "--kv-block") a.kv_block = int(number());
     else if (k == "--with-training-state") a.training_state = true;
     else if (k == "--profile") a.profile = true;
+    else if (k == "--attention") a.attention = value();
     else usage("unknown flag " + k);
   }
-  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m") usage("--shape must be 0.5b, 1.5b or 10m");
+  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b" && a.shape != "10m")
+    usage("--shape must be 0.5b, 1.5b, 3b, 7b or 10m");
+  if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
   if (a.context == 0) a.context = a.prompt_len + a.new_tokens;
@@ -177,6 +183,9 @@ int run(const Args& a) {
     std::printf("bench_rollout_gpu: no usable CUDA device (%s); nothing to measure\n", why.c_str());
     return 0;
   }
+#ifdef R1_HAVE_CUDA
+  cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
+#endif
   const double used0 = bench::device_used_mib();
   const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
   model::Transformer m(cfg, Device::CUDA, /*trainable=*/a.training_state);
@@ -254,6 +263,7 @@ int run(const Args& a) {
                         {"bandwidth_gbs", bw / 1e9},
                         {"roofline_step_ms", roofline_ms},
                         {"roofline_frac", roofline_ms / step_ms},
+                        {"attention", a.attention},
                         {"training_state", a.training_state},
                         {"context", a.context},
                         {"kv_cache_mib", double(s1.kv_blocks * s1.kv_block_size) * kv_per_pos / (1 << 20)},

@@ -6,7 +6,7 @@
 #   bash bench/issue_runs.sh show             (status, the logs' ends, metrics into $OUT)
 # Jobs (default: grpo7b):
 #   grpo7b   r1 grpo, Qwen2.5-7B shape, full parameters, 16 x 8, 512-token prompts, 8192 new tokens
-#   grpo1p5b r1 grpo, Qwen2.5-1.5B shape, full parameters, 8 x 8, 512-token prompts, 32,768 new tokens
+#   grpo1p5b r1 grpo, Qwen2.5-1.5B shape, full parameters, 8 x 8, 512-token prompts, 32,256 new tokens
 #   lora32b  a GRPO step of a Qwen2.5-32B shape with LoRA r=64 on every linear, 8 x 8, 4k responses
 L=/tmp/issue-runs
 case "${1:-}" in

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "dist/world.h"
 #include "grpo_test_util.h"
+#include "model/config.h"
 #include "run/recipe.h"
 #include "train/grpo_run.h"
 
@@ -107,6 +108,21 @@ TEST(GrpoConfig, NormConstantIsUsedAsGivenAndZeroMeansTheLengthLimit) {
     c.loss.norm_constant = given;
     EXPECT_EQ(update_loss_config(c).norm_constant, given);
   }
+}
+
+// A run whose longest prompt + completion passes the model's positions fails at start-up naming the
+// keys (the 1.5B run at 512 + 32,768 used to fail in the trainer, after a 14-minute rollout).
+TEST(GrpoConfig, LongestSequenceMustFitTheModelsPositions) {
+  const model::ModelConfig mc = model::preset_config("qwen2.5-1.5b");  // 32,768 positions
+  GrpoConfig c = test::small_grpo(4, 4, 10);
+  c.max_prompt_tokens = 512;
+  c.max_completion_tokens = 32768 - 512;
+  EXPECT_NO_THROW(validate_for_model(c, mc));
+  c.max_completion_tokens = 32768;
+  expect_error([&] { validate_for_model(c, mc); },
+               "grpo.max_prompt_tokens + grpo.max_completion_tokens = 512 + 32768 = 33280 exceeds the model's "
+               "max_position_embeddings (32768)");
+  expect_error([&] { validate_for_model(c, mc); }, "lower grpo.max_completion_tokens to 32256");
 }
 
 TEST(GrpoRecipe, EveryKeyReachesItsField) {

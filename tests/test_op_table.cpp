@@ -207,6 +207,11 @@ std::vector<Row> table() {
          .L = 1000,
          .rows = 1,
          .workspace = true}},  // groups of 8, 4
+       // the tensor-core kernel (bf16): two groups of 16 and 4 heads; a long context (G = 7, as
+       // Qwen2.5-7B) whose 4 warps' rounds and the splits leave partial tiles
+       {any, {.T = 4, .NH = 40, .NKV = 2, .HD = 128, .L = 3000, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
+       {any, {.T = 24, .NH = 28, .NKV = 4, .HD = 128, .L = 9001, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
+       {any, {.T = 24, .NH = 28, .NKV = 4, .HD = 128, .L = 9001, .rows = 1}, kBothDtypes, kGpu},
                                // prefill chunks, and grids that fill the GPU without splitting
        {any,
         {.T = 48, .NH = 12, .NKV = 2, .HD = 128, .L = 1500, .rows = 16, .workspace = true},

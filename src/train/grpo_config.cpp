@@ -135,6 +135,15 @@ void validate(const GrpoConfig& c) {
   validate_moe(c);
 }
 
+void validate_for_model(const GrpoConfig& c, const model::ModelConfig& mc) {
+  const int64_t longest = int64_t(c.max_prompt_tokens) + c.max_completion_tokens, limit = mc.max_position_embeddings;
+  R1_CHECK(limit <= 0 || longest <= limit,
+           "grpo.max_prompt_tokens + grpo.max_completion_tokens = {} + {} = {} exceeds the model's "
+           "max_position_embeddings ({}): such a sequence cannot be trained; lower grpo.max_completion_tokens to {} "
+           "or less",
+           c.max_prompt_tokens, c.max_completion_tokens, longest, limit, limit - c.max_prompt_tokens);
+}
+
 GrpoLossConfig update_loss_config(const GrpoConfig& c) {
   GrpoLossConfig l = c.loss;
   if (c.kl_in_reward) l.kl_coef = 0.0;  // the penalty is already in the rewards

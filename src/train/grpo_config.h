@@ -112,6 +112,9 @@ struct GrpoConfig {
 // Checks every numeric setting and the relations between them; errors name the recipe key
 // ("grpo.clip_high must be >= 0, got -0.1").
 void validate(const GrpoConfig& c);
+// A prompt and completion of the longest lengths must fit the model's positions (the trainer's
+// forward refuses a position past max_position_embeddings): fails naming the keys, before any compute.
+void validate_for_model(const GrpoConfig& c, const model::ModelConfig& mc);
 
 // The rollout engine's settings (batch, lengths, KV cache pool).
 rollout::EngineConfig engine_config(const GrpoConfig& c);

@@ -208,6 +208,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   const run::CheckpointContents contents = run::checkpoint_contents(r);
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
   const model::ModelConfig mc = run::recipe_model_config(r, *codec);
+  validate_for_model(gc, mc);
   const run::MemoryPlan memory =
       run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
                        run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens",

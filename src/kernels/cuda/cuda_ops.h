@@ -80,6 +80,9 @@ struct PagedCache {
   int64_t BS = 0, MB = 0, NKV = 0, HD = 0, HDV = 0;
 };
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L);
+// attention_cached on bf16 takes the tensor-core kernel at the flash head dims (the default);
+// false sends it to the CUDA-core kernel as well (benchmarks' A/B: bench_rollout_gpu --attention).
+void set_decode_attention_tensor_cores(bool on);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

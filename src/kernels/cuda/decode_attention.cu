@@ -2,6 +2,10 @@
 // style. Memory-bound: each K/V row a token reaches is read once for all the query heads of its kv
 // head (grouped-query attention); math in fp32, softmax in base 2.
 //
+// bf16 at the flash head dims goes to the tensor-core kernel (decode_attention_mma.cu); this file
+// chooses the path and the splits (best_splits) for both and merges split partials. The CUDA-core
+// kernel below takes f32, the other head dims and unaligned views.
+//
 // - The cache is a pool of blocks of BS rows; a sequence's row j is row j % BS of block
 //   block_table[slot, j / BS]. Each tile of keys starts by looking up the physical rows of its keys
 //   once (into shared memory, double-buffered so the previous tile's P.V may still read its own);
@@ -30,9 +34,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/decode_attention_mma.h"
 
 namespace r1::cuda {
 
@@ -389,11 +395,35 @@ decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t
   }
 }
 
+bool g_tensor_cores = true;  // set_decode_attention_tensor_cores
+
+// The split partials into out (none: nothing to do).
+template <typename T>
+void merge_splits(T* out, const float* part, int64_t rows, int64_t HDv, int64_t S) {
+  if (!part) return;
+  decode_merge_kernel<T><<<unsigned((rows + kMergeRows - 1) / kMergeRows), kBlock, 0, context().stream>>>(
+      out, part, rows, int(HDv), int(S));
+  CUDA_CHECK_LAUNCH();
+}
+
 // Splits of the key range for a grid of `blocks` blocks: enough to give each SM kBlocksPerSm
 // blocks, at most one per tile of the cache length. Host shapes only.
 int64_t splits_for(int64_t blocks, int64_t L) {
   const int64_t want = (int64_t(kBlocksPerSm) * context().sm_count + blocks - 1) / blocks;
   return std::max<int64_t>(1, std::min({want, (L + kTile - 1) / kTile, int64_t(kMaxSplits)}));
+}
+
+// Of 1 ... splits_for(blocks, L) splits, the one with the least time by waves: a grid of blocks * S
+// blocks, `resident` at a time on each SM, takes ceil(blocks * S / (resident * SMs)) waves, each
+// 1/S as long (every split reads 1/S of the keys); the fewest splits on a tie. Host shapes only.
+int64_t best_splits(int64_t blocks, int64_t L, int64_t resident) {
+  const int64_t most = splits_for(blocks, L), cap = std::max<int64_t>(1, resident) * context().sm_count;
+  int64_t best = 1, best_waves = (blocks + cap - 1) / cap;  // cost waves / S as the fraction best_waves / best
+  for (int64_t s = 2; s <= most; ++s) {
+    const int64_t waves = (blocks * s + cap - 1) / cap;
+    if (waves * best < best_waves * s) best = s, best_waves = waves;
+  }
+  return best;
 }
 
 // Query heads per block for a GQA group of G: 1, 2, 4 or 8 (larger groups take several blocks).
@@ -422,13 +452,26 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
   const int64_t NKV = pc.NKV, HD = pc.HD, HDv = pc.HDV, L = pc.MB * pc.BS;
   if (HD > kMaxHeadDim || HDv > kMaxHeadDim)
     throw_error("CUDA attention_cached: head dims HD, HDv > 256 are not supported");
-  const int64_t G = NH / NKV;
-  const int GP = heads_per_block(G);
-  const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG, per_split = T_ * NH * (HDv + 1);
-  int64_t S = splits_for(blocks, L);
+  const int64_t G = NH / NKV, per_split = T_ * NH * (HDv + 1);
+  // The tensor cores for bf16 at the flash head dims (decode_attention_mma.cu), else this file's kernel.
+  bool mma = false;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    mma = g_tensor_cores && flash_attention_native(HD, HDv) && aligned16(q) && aligned16(k_cache) && aligned16(v_cache);
+  const int GP = mma ? flash::kDecodeMmaHeads : heads_per_block(G);
+  const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG;
+  int64_t S = best_splits(blocks, L, mma ? flash::decode_mma_blocks_per_sm(HD, HDv) : kBlocksPerSm);
   if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
   float* part = S > 1 ? workspace : nullptr;
   S = std::max<int64_t>(S, 1);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (mma) {
+      const flash::DecodeArgs a{out, part, q, k_cache, v_cache, pc.block_table, pc.BS, pc.MB, slots, pos, T_,
+                                int(NH), int(NKV), scale * kLog2e};
+      flash::decode_mma(a, HD, HDv, int(HG), int(S));
+      merge_splits(out, part, T_ * NH, HDv, S);
+      return;
+    }
+  }
   // Vector loads when every row start is 16-byte aligned (row offsets are multiples of HD and HDv).
   const bool vec = HD % kVec<T> == 0 && HDv % kVec<T> == 0 && aligned16(k_cache) && aligned16(v_cache);
   const unsigned grid = unsigned(blocks * S);
@@ -441,15 +484,12 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
     case 4: launch<T, 4>(vec, grid, out, part, q, k_cache, v_cache, pages, slots, pos, T_, nh, nkv, hd, hdv, hg, s, qs); break;
     default: launch<T, 8>(vec, grid, out, part, q, k_cache, v_cache, pages, slots, pos, T_, nh, nkv, hd, hdv, hg, s, qs);
   }
-  if (part) {
-    const int64_t rows = T_ * NH;
-    decode_merge_kernel<T><<<unsigned((rows + kMergeRows - 1) / kMergeRows), kBlock, 0, context().stream>>>(
-        out, part, rows, hdv, s);
-    CUDA_CHECK_LAUNCH();
-  }
+  merge_splits(out, part, T_ * NH, HDv, S);
 }
 
 }  // namespace
+
+void set_decode_attention_tensor_cores(bool on) { g_tensor_cores = on; }
 
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {
   if (T <= 0 || NH <= 0) return 0;

@@ -1,0 +1,298 @@
+// bf16 attention of new tokens over the paged KV cache on the tensor cores (decode steps, prefill
+// chunks): the path decode_attention.cu takes for the head-dim pairs with tensor-core kernels.
+//
+// One block (4 warps) per (token, kv head, head group of up to 16 query heads, split). The group's
+// query rows are the M = 16 rows of an mma.m16n8k16 (rows past the group are zero and dropped), so
+// one pass over a key row serves every query head that shares it (grouped-query attention).
+// The split's keys go out to the warps in tiles of 16: warp w takes tiles w, w + 4, ... and streams
+// them through its own ring of kStages shared-memory stages with cp.async (each row looked up in the
+// block table once, by the lane that owns it), so a warp has up to kStages - 1 tiles in flight while
+// it computes one, and no block barrier stands between tiles. Per tile: S = Q K^T on the tensor
+// cores, online softmax on the fragment rows (base 2), O += P V with P rounded to bf16 (as the
+// training forward does). At the end the 4 warps' (m, l, O) are merged through shared memory, and
+// the block writes the output, or its split's normalised o and base-2 lse for the merge kernel.
+//
+// Why: the CUDA-core kernel (decode_attention.cu) keeps too few bytes in flight per SM; at long
+// contexts (Qwen2.5-1.5B, 64 sequences, 21k keys) it read the cache at 0.9 TB/s.
+#include "kernels/cuda/decode_attention_mma.h"
+
+#include <algorithm>
+
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/flash_attention.cuh"
+
+namespace r1::cuda::flash {
+
+namespace {
+
+constexpr int kWarpsD = 4;
+constexpr int kThreadsD = 32 * kWarpsD;
+constexpr int kKeysD = 16;  // keys per tile
+constexpr int kStages = 3;  // tiles per warp's ring
+
+template <int HD, int HDV>
+struct DecodeConfig {
+  static constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
+  static constexpr int kStage = kKeysD * (ld + ldv);        // bf16 per stage (K then V)
+  static constexpr int kWarpSmem = kStages * kStage;       // bf16 per warp
+  static constexpr bool kQInRegs = HD <= 128;
+  static constexpr size_t kSmem = size_t(16 * ld + kWarpsD * kWarpSmem) * sizeof(bfloat);
+  // The merge of the warps reuses each warp's ring: O (16 x HDV) and m, l (16 each) in f32.
+  static_assert(size_t(16 * HDV + 32) * sizeof(float) <= size_t(kWarpSmem) * sizeof(bfloat), "merge space");
+};
+
+template <int HD, int HDV>
+__global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int HG, int S) {
+  using Cfg = DecodeConfig<HD, HDV>;
+  constexpr int ld = Cfg::ld, ldv = Cfg::ldv, NCK = HD / 8, NCV = HDV / 8;
+  static_assert((kKeysD * NCK) % 32 == 0 && (kKeysD * NCV) % 32 == 0, "uniform copy loops");
+  extern __shared__ __align__(128) unsigned char smem[];
+  bfloat* sQ = reinterpret_cast<bfloat*>(smem);
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  int64_t b = blockIdx.x;
+  const int hg = int(b % HG);
+  b /= HG;
+  const int split = int(b % S);
+  b /= S;
+  const int kvh = int(b % a.NKV);
+  const int64_t t = b / a.NKV;
+  const int G = a.NH / a.NKV, h0 = kvh * G + hg * kDecodeMmaHeads, gn = min(kDecodeMmaHeads, G - hg * kDecodeMmaHeads);
+
+  // This split's keys [k0, k1): chunks of whole warp rounds (4 tiles).
+  const int64_t len = int64_t(a.pos[t]) + 1;
+  constexpr int kRound = kWarpsD * kKeysD;
+  const int64_t chunk = ((len + S - 1) / S + kRound - 1) / kRound * kRound;
+  const int64_t k0 = split * chunk, k1 = min(k0 + chunk, len);
+  const int64_t rows_out = a.T * a.NH;
+  const int64_t prow = int64_t(split) * rows_out + t * a.NH + h0;  // partial row of head h0
+  if (k0 >= len) {  // the merge skips this split (block-uniform: before any barrier)
+    if (a.part && threadIdx.x < gn) a.part[int64_t(S) * rows_out * HDV + prow + threadIdx.x] = -INFINITY;
+    return;
+  }
+
+  load_tile_async<HD, 16, kThreadsD>(sQ, a.q + (t * a.NH + h0) * HD, HD, gn);
+  cp_async_commit();
+
+  bfloat* ring = sQ + 16 * ld + warp * Cfg::kWarpSmem;
+  const int32_t* table = a.table + int64_t(a.slots[t]) * a.MB;
+  const int n_tiles = int((k1 - k0 + kKeysD - 1) / kKeysD);
+  const int mine = n_tiles > warp ? (n_tiles - warp + kWarpsD - 1) / kWarpsD : 0;  // tiles of this warp
+
+  // Queues tile i of this warp (its j-th: keys k0 + (warp + 4 j) * 16 ...) into stage j % kStages.
+  // Lanes 0-15 look up one key row each; the copies take the row offsets by shuffle. Rows past k1
+  // are zero-filled and never read from the cache.
+  auto queue = [&](int j) {
+    if (j < mine) {
+      const int64_t kb = k0 + int64_t(warp + kWarpsD * j) * kKeysD, key = kb + (lane & 15);
+      const bool valid = key < k1;
+      const int64_t phys = valid ? int64_t(table[key / a.BS]) * a.BS + key % a.BS : 0;
+      const int64_t koff = (phys * a.NKV + kvh) * HD, voff = (phys * a.NKV + kvh) * HDV;
+      bfloat* sK = ring + (j % kStages) * Cfg::kStage;
+      bfloat* sV = sK + kKeysD * ld;
+#pragma unroll
+      for (int i = lane; i < kKeysD * NCK; i += 32) {
+        const int r = i / NCK, c = (i % NCK) * 8;
+        const int64_t off = __shfl_sync(0xffffffffu, koff, r);
+        const bool ok = kb + r < k1;
+        cp_async16(sK + r * ld + c, a.k_cache + (ok ? off + c : 0), ok);
+      }
+#pragma unroll
+      for (int i = lane; i < kKeysD * NCV; i += 32) {
+        const int r = i / NCV, c = (i % NCV) * 8;
+        const int64_t off = __shfl_sync(0xffffffffu, voff, r);
+        const bool ok = kb + r < k1;
+        cp_async16(sV + r * ldv + c, a.v_cache + (ok ? off + c : 0), ok);
+      }
+    }
+    cp_async_commit();  // an empty group past the warp's last tile keeps the wait counts uniform
+  };
+#pragma unroll
+  for (int j = 0; j < kStages - 1; ++j) queue(j);
+
+  float o[HDV / 8][4];
+#pragma unroll
+  for (int i = 0; i < HDV / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
+  cp_async_wait<kStages - 1>();  // Q (the oldest group) has landed for this thread
+  __syncthreads();               // ... and for every thread
+  if constexpr (Cfg::kQInRegs) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) ldsm_x4(qf[kk], sQ + (lane & 15) * ld + kk * 16 + (lane >> 4) * 8);
+  }
+
+  for (int j = 0; j < mine; ++j) {
+    queue(j + kStages - 1);
+    cp_async_wait<kStages - 1>();
+    __syncwarp();
+    const bfloat* sK = ring + (j % kStages) * Cfg::kStage;
+    const bfloat* sV = sK + kKeysD * ld;
+    const int64_t kb = k0 + int64_t(warp + kWarpsD * j) * kKeysD;
+
+    // S (16 heads x 16 keys) = Q K^T
+    float s[2][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[4];
+      if constexpr (Cfg::kQInRegs) {
+        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+      } else {
+        ldsm_x4(qa, sQ + (lane & 15) * ld + kk * 16 + (lane >> 4) * 8);
+      }
+      uint32_t bk[4];
+      ldsm_x4(bk, sK + ((lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
+      mma(s[0], qa, bk[0], bk[1]);
+      mma(s[1], qa, bk[2], bk[3]);
+    }
+
+    // Online softmax (base 2); rows gq (elements 0, 1) and gq + 8 (2, 3). A tile's first key is
+    // always in range, so every row max is finite.
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t key = kb + nt * 8 + 2 * tq + (e & 1);
+        const float x = key < k1 ? s[nt][e] * a.qscale : -INFINITY;
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      alpha[r] = exp2f(m[r] - m_new);
+      m[r] = m_new;
+      l[r] *= alpha[r];  // per-lane partial sums; reduced over the quad at the end
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = exp2f(s[nt][e] - m[e >> 1]);
+        s[nt][e] = p;
+        l[e >> 1] += p;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < HDV / 8; ++i) {
+      o[i][0] *= alpha[0];
+      o[i][1] *= alpha[0];
+      o[i][2] *= alpha[1];
+      o[i][3] *= alpha[1];
+    }
+
+    // O (16 x HDV) += P (16 x 16) V (16 x HDV)
+    uint32_t pa[4];
+    acc_to_a(pa, s[0], s[1]);
+#pragma unroll
+    for (int dp = 0; dp < HDV / 16; ++dp) {
+      uint32_t bv[4];
+      ldsm_x4_t(bv, sV + ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
+      mma(o[2 * dp], pa, bv[0], bv[1]);
+      mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+    }
+    __syncwarp();  // every lane is done with this stage before the next queue() refills it
+  }
+  cp_async_wait<0>();  // the trailing empty groups
+  __syncthreads();     // every warp is done with its ring: it becomes the merge space
+
+  // Each warp publishes its (m, l, O) rows; m is already the same on the 4 lanes of a quad.
+  float* mo = reinterpret_cast<float*>(sQ + 16 * ld + warp * Cfg::kWarpSmem);  // O, then m, then l
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const int row = gq + 8 * r;
+#pragma unroll
+    for (int nt = 0; nt < HDV / 8; ++nt) {
+      mo[row * HDV + nt * 8 + 2 * tq] = o[nt][2 * r];
+      mo[row * HDV + nt * 8 + 2 * tq + 1] = o[nt][2 * r + 1];
+    }
+    if (tq == 0) {
+      mo[16 * HDV + row] = m[r];
+      mo[16 * HDV + 16 + row] = l[r];
+    }
+  }
+  __syncthreads();
+
+  // out row (head h0 + row) = sum_w 2^(m_w - M) O_w / sum_w 2^(m_w - M) l_w. A warp without keys has
+  // m = -inf and weighs 0; warp 0 always has keys.
+  auto part_of = [&](int w) {
+    return reinterpret_cast<const float*>(sQ + 16 * ld + w * Cfg::kWarpSmem);
+  };
+  for (int i = threadIdx.x; i < gn * HDV; i += kThreadsD) {
+    const int row = i / HDV, d = i - row * HDV;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarpsD; ++w) M = fmaxf(M, part_of(w)[16 * HDV + row]);
+    float den = 0.0f, num = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarpsD; ++w) {
+      const float* pw = part_of(w);
+      const float mw = pw[16 * HDV + row];
+      if (mw == -INFINITY) continue;
+      const float x = exp2f(mw - M);
+      den += x * pw[16 * HDV + 16 + row];
+      num += x * pw[row * HDV + d];
+    }
+    if (a.part) {
+      a.part[(prow + row) * HDV + d] = num / den;
+      if (d == 0) a.part[int64_t(S) * rows_out * HDV + prow + row] = M + log2f(den);
+    } else {
+      a.out[(t * a.NH + h0 + row) * HDV + d] = __float2bfloat16_rn(num / den);
+    }
+  }
+}
+
+template <int HD, int HDV>
+void configure(int& blocks_per_sm) {
+  using Cfg = DecodeConfig<HD, HDV>;
+  static const int n = [] {
+    allow_smem(decode_mma_kernel<HD, HDV>, Cfg::kSmem);
+    int b = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_mma_kernel<HD, HDV>, kThreadsD,
+                                                             Cfg::kSmem));
+    return std::max(b, 1);
+  }();
+  blocks_per_sm = n;
+}
+
+template <int HD, int HDV>
+void launch(const DecodeArgs& a, int HG, int S, unsigned grid) {
+  int unused = 0;
+  configure<HD, HDV>(unused);
+  decode_mma_kernel<HD, HDV><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+int decode_mma_blocks_per_sm(int64_t HD, int64_t HDV) {
+  int n = 0;
+#define R1_CASE(D, DV) \
+  if (HD == D && HDV == DV) configure<D, DV>(n);
+  R1_FLASH_HEAD_DIMS(R1_CASE)
+#undef R1_CASE
+  return n;
+}
+
+void decode_mma(const DecodeArgs& a, int64_t HD, int64_t HDV, int HG, int S) {
+  const unsigned grid = unsigned(a.T * a.NKV * HG * S);
+#define R1_CASE(D, DV)                    \
+  if (HD == D && HDV == DV) {             \
+    launch<D, DV>(a, HG, S, grid);        \
+    return;                               \
+  }
+  R1_FLASH_HEAD_DIMS(R1_CASE)
+#undef R1_CASE
+  throw_error("CUDA attention_cached: no tensor-core decode kernel for these head dims");
+}
+
+}  // namespace r1::cuda::flash

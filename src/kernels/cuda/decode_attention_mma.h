@@ -1,0 +1,35 @@
+#pragma once
+// The tensor-core path of the paged decode attention (decode_attention_mma.cu), for bf16 and the
+// head-dim pairs R1_FLASH_HEAD_DIMS names, with 16-byte aligned q, caches and rows. Internal to the
+// backend: decode_attention.cu chooses the path and the splits and merges split partials.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace r1::cuda::flash {
+
+constexpr int kDecodeMmaHeads = 16;  // query heads of one kv head per block (the mma's M)
+
+struct DecodeArgs {
+  __nv_bfloat16* out;        // (T, NH, HDV), written when part is null
+  float* part;               // split partials: o at ((split * T + t) * NH + h) * HDV, then the
+                             // base-2 lse at S * T * NH * HDV + (split * T + t) * NH + h
+  const __nv_bfloat16* q;    // (T, NH, HD)
+  const __nv_bfloat16* k_cache;
+  const __nv_bfloat16* v_cache;
+  const int32_t* table;      // (slots, MB): physical block of each slot's block j
+  int64_t BS, MB;
+  const int32_t* slots;      // (T)
+  const int32_t* pos;        // (T): token t attends keys [0, pos[t]]
+  int64_t T;
+  int NH, NKV;
+  float qscale;              // softmax scale * log2(e)
+};
+
+// Resident blocks per SM of the kernel for (HD, HDV); 0 when there is no such kernel.
+int decode_mma_blocks_per_sm(int64_t HD, int64_t HDV);
+
+// Runs the kernel on a grid of T * NKV * HG * S blocks (HG head groups of kDecodeMmaHeads).
+void decode_mma(const DecodeArgs& a, int64_t HD, int64_t HDV, int HG, int S);
+
+}  // namespace r1::cuda::flash
