@@ -153,6 +153,7 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
   EXPECT_PRED2(contains, error_of("{% if not x[] %}{% endif %}"), "an empty subscript");
   EXPECT_PRED2(contains, error_of("{{ x[1 2] }}"), "expected ']'");
   EXPECT_EQ(render("{{ '' * 100000000000 }}x{{ 'ab' * -3 }}{{ 'ab' * 0 }}{{ 'ab' * 2 }}"), "xabab");
+  EXPECT_EQ(render("{{ 'abc' * 5 }}|{{ 'é' * 3 }}"), "abcabcabcabcabc|ééé");
   EXPECT_PRED2(contains, error_of("{% for i in range(100000000000) %}{% endfor %}"), "more than the sandbox's 100000");
   EXPECT_PRED2(contains, error_of("{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}"),
                "more than 1000000 steps");
@@ -161,6 +162,18 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
   // String methods on bytes that are not UTF-8 stay inside the string (the fuzzer found split()
   // reading past a truncated sequence: fuzz/regressions/chat_template/split_truncated_utf8).
   EXPECT_EQ(render("{{ 'a \xE2'.split()|length }}{{ ' \xE2\x82 '.strip()|length }}{{ '\xE2\x82'|length }}"), "211");
+  // Each step is cheap, so the step limit bounds the time. The fuzzer found 1.5M loop iterations
+  // that built the loop object each time: 28 s under ASan, now only for bodies that read `loop`
+  // (fuzz/regressions/chat_template/loop_object_every_iteration). By hand: a 60 MB string assigned
+  // 100,000 times was copied each time, about 6 TB of copying; a string's text is now shared
+  // (string_copied_every_step). Both end, the first at the step limit.
+  EXPECT_PRED2(contains, error_of("{% for i in range(499) %}{% for j in range(2926) %}{% endfor %}{% endfor %}"),
+               "more than 1000000 steps");
+  EXPECT_EQ(render("{% set s = 'a' * 60000000 %}{% for i in range(100000) %}{% set t = s %}{% endfor %}"
+                   "{{ (s * 1)|length }}{{ s[59999999] }}"),
+            "60000000a");
+  EXPECT_EQ(render("{% for x in 'ab' %}{% for y in 'cd' %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}"),
+            "121122");
   // Real-sized work is far below the limits.
   EXPECT_EQ(text::ChatTemplate("{% for i in range(1000) %}{{ i % 10 }}{% endfor %}", {})
                 .render(nlohmann::ordered_json::array(), false)

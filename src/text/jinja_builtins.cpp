@@ -33,7 +33,7 @@ std::vector<char32_t> code_points(const std::string& s) {
 std::string strip(const std::string& s, const Value* chars, bool left, bool right) {
   std::vector<char32_t> set;
   bool ws = !chars || chars->is_none() || chars->is_undefined();
-  if (!ws) set = code_points(chars->s);
+  if (!ws) set = code_points(chars->s());
   auto strip_cp = [&](char32_t c) { return ws ? py_space(c) : std::find(set.begin(), set.end(), c) != set.end(); };
   std::vector<size_t> starts;
   std::vector<char32_t> cps;
@@ -81,14 +81,14 @@ Value split(const std::string& s, const Value* sep, int64_t maxsplit) {
     if (in_word) out.push_back(Value(curr));
     return Value::make_list(std::move(out));
   }
-  if (sep->s.empty()) fail("str.split: empty separator");
+  if (sep->s().empty()) fail("str.split: empty separator");
   size_t pos = 0;
   int64_t n = 0;
   for (;;) {
-    size_t f = s.find(sep->s, pos);
+    size_t f = s.find(sep->s(), pos);
     if (f == std::string::npos || (maxsplit >= 0 && n >= maxsplit)) break;
     out.push_back(Value(s.substr(pos, f - pos)));
-    pos = f + sep->s.size();
+    pos = f + sep->s().size();
     ++n;
   }
   out.push_back(Value(s.substr(pos)));
@@ -131,7 +131,7 @@ const Value* arg(std::vector<Value>& args, Kwargs& kw, size_t pos, const char* n
 }
 
 int64_t length(const Value& x) {
-  if (x.is_string()) return int64_t(code_points(x.s).size());
+  if (x.is_string()) return int64_t(code_points(x.s()).size());
   if (x.is_list()) return int64_t(x.list->size());
   if (x.is_dict()) return int64_t(x.dict->size());
   if (x.is_undefined()) return 0;
@@ -143,15 +143,15 @@ int64_t length(const Value& x) {
 List as_list(const Value& x) {
   if (x.is_list()) return *x.list;
   if (!x.is_dict() && !x.is_string() && !x.is_undefined()) fail("'{}' object is not iterable", x.type_name());
-  if (x.is_string()) check_item_count(x.s.size() / 4);
+  if (x.is_string()) check_item_count(x.s().size() / 4);
   List l;
   if (x.is_dict())
     for (const auto& [k, v] : *x.dict) l.push_back(Value(k));
   if (x.is_string())
-    for (size_t i = 0; i < x.s.size();) {
+    for (size_t i = 0; i < x.s().size();) {
       size_t b = i;
-      utf8_next(x.s, i);
-      l.push_back(Value(x.s.substr(b, i - b)));
+      utf8_next(x.s(), i);
+      l.push_back(Value(x.s().substr(b, i - b)));
     }
   return l;
 }
@@ -204,7 +204,7 @@ Value indent(const Value& x, std::vector<Value>& args, Kwargs& kw) {
   const Value* w = arg(args, kw, 0, "width");
   std::string pad;
   if (w && w->is_string()) {
-    pad = w->s;
+    pad = w->s();
   } else {
     const int64_t width = w ? w->i : 4;  // Python's " " * n: nothing for n <= 0
     check_string_size(size_t(std::clamp<int64_t>(width, 0, int64_t(kMaxString) + 1)));
@@ -226,14 +226,14 @@ Value indent(const Value& x, std::vector<Value>& args, Kwargs& kw) {
 
 Value get_attr(const Value& x, const std::string& name) {
   if (x.is_string()) {
-    std::string s = x.s;
+    std::string s = x.s();
     if (name == "startswith" || name == "endswith") {
       bool starts = name == "startswith";
       return bound([s, starts](std::vector<Value>& a, Kwargs&) {
         if (a.empty()) fail("str.{}: missing argument", starts ? "startswith" : "endswith");
         List cands = a[0].is_list() ? *a[0].list : List{a[0]};
         for (const Value& c : cands) {
-          const std::string& p = c.s;
+          const std::string& p = c.s();
           if (p.size() <= s.size() && (starts ? s.compare(0, p.size(), p) == 0 : s.compare(s.size() - p.size(), p.size(), p) == 0))
             return Value(true);
         }
@@ -264,7 +264,7 @@ Value get_attr(const Value& x, const std::string& name) {
     if (name == "replace")
       return bound([s](std::vector<Value>& a, Kwargs&) {
         if (a.size() < 2) fail("str.replace: needs two arguments");
-        return Value(replace_all(s, a[0].s, a[1].s, a.size() > 2 ? a[2].i : -1));
+        return Value(replace_all(s, a[0].s(), a[1].s(), a.size() > 2 ? a[2].i : -1));
       });
     if (name == "find" || name == "rfind" || name == "count") {
       std::string m = name;
@@ -272,10 +272,10 @@ Value get_attr(const Value& x, const std::string& name) {
         if (a.empty()) fail("str.{}: missing argument", m);
         if (m == "count") {
           int64_t n = 0;
-          for (size_t p = s.find(a[0].s); p != std::string::npos && !a[0].s.empty(); p = s.find(a[0].s, p + a[0].s.size())) ++n;
+          for (size_t p = s.find(a[0].s()); p != std::string::npos && !a[0].s().empty(); p = s.find(a[0].s(), p + a[0].s().size())) ++n;
           return Value(n);
         }
-        size_t p = m == "find" ? s.find(a[0].s) : s.rfind(a[0].s);
+        size_t p = m == "find" ? s.find(a[0].s()) : s.rfind(a[0].s());
         return Value(p == std::string::npos ? int64_t(-1) : int64_t(code_points(s.substr(0, p)).size()));
       });
     }
@@ -336,7 +336,7 @@ Value get_attr(const Value& x, const std::string& name) {
       if (name == "get")
         return bound([d](std::vector<Value>& a, Kwargs&) {
           if (a.empty()) fail("dict.get: missing key");
-          const Value* v = a[0].is_string() ? d.find(a[0].s) : nullptr;
+          const Value* v = a[0].is_string() ? d.find(a[0].s()) : nullptr;
           return v ? *v : (a.size() > 1 ? a[1] : Value::none());
         });
     }
@@ -387,7 +387,7 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
   if (name == "list") return Value::make_list(as_list(x));
   if (name == "reverse") {
     if (x.is_string()) {
-      std::vector<char32_t> cps = code_points(x.s);
+      std::vector<char32_t> cps = code_points(x.s());
       std::string r;
       for (auto it = cps.rbegin(); it != cps.rend(); ++it) utf8_append(r, *it);
       return Value(r);
@@ -432,7 +432,7 @@ Value apply_filter(const std::string& name, Value x, std::vector<Value>& args, K
     if (x.is_dict())
       for (const auto& [k, v] : *x.dict) l.push_back(Value::make_list({Value(k), v}));
     std::stable_sort(l.begin(), l.end(), [](const Value& a, const Value& b) {
-      return ascii_case((*a.list)[0].s, false) < ascii_case((*b.list)[0].s, false);
+      return ascii_case((*a.list)[0].s(), false) < ascii_case((*b.list)[0].s(), false);
     });
     return Value::make_list(std::move(l));
   }
@@ -505,8 +505,8 @@ bool apply_test(const std::string& name, const Value& x, std::vector<Value>& arg
   if (name == "callable") return x.type == T::Func || x.is_undefined();
   if (name == "even" || name == "odd") return x.type == T::Int && (x.i % 2 == 0) == (name == "even");
   if (name == "divisibleby") return !args.empty() && args[0].i != 0 && x.i % args[0].i == 0;
-  if (name == "lower") return x.is_string() && ascii_case(x.s, false) == x.s;
-  if (name == "upper") return x.is_string() && ascii_case(x.s, true) == x.s;
+  if (name == "lower") return x.is_string() && ascii_case(x.s(), false) == x.s();
+  if (name == "upper") return x.is_string() && ascii_case(x.s(), true) == x.s();
   if (args.empty() && (name == "eq" || name == "equalto" || name == "ne" || name == "in"))
     fail("test '{}' needs an argument", name);
   if (name == "eq" || name == "equalto" || name == "==" || name == "sameas") return equal(x, args[0]);
@@ -515,10 +515,10 @@ bool apply_test(const std::string& name, const Value& x, std::vector<Value>& arg
     const Value& h = args[0];
     if (h.is_string()) {
       if (!x.is_string()) fail("test 'in <string>' needs a string, not {}", x.type_name());
-      return h.s.find(x.s) != std::string::npos;
+      return h.s().find(x.s()) != std::string::npos;
     }
     if (h.is_list()) return std::any_of(h.list->begin(), h.list->end(), [&](const Value& v) { return equal(v, x); });
-    if (h.is_dict()) return x.is_string() && h.find(x.s);
+    if (h.is_dict()) return x.is_string() && h.find(x.s());
     if (h.is_undefined()) return false;  // Undefined iterates as empty
     fail("test 'in' needs a string, list or dict, not {}", h.type_name());
   }
@@ -570,7 +570,7 @@ Value strftime_at(std::optional<std::time_t> when) {
     std::tm tm{};
     localtime_r(&t, &tm);
     char buf[256];
-    size_t n = std::strftime(buf, sizeof buf, a[0].s.c_str(), &tm);
+    size_t n = std::strftime(buf, sizeof buf, a[0].s().c_str(), &tm);
     return Value(std::string(buf, n));
   });
 }

@@ -1,5 +1,6 @@
 // Tree-walking interpreter: Jinja scoping (a for loop's body is its own scope, if is not), loop.*,
 // namespaces, macros, break/continue.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <unordered_map>
@@ -13,10 +14,31 @@ namespace r1::text::jinja {
 namespace {
 enum class Flow { Normal, Break, Continue };
 
+// Whether `name` is read anywhere in a node or below it.
+bool reads(const Node& n, const std::string& name);
+bool reads(const Body& b, const std::string& name) {
+  for (const NodePtr& n : b)
+    if (n && reads(*n, name)) return true;
+  return false;
+}
+bool reads(const Node& n, const std::string& name) {
+  if (n.kind == Node::Kind::Name && n.name == name) return true;
+  for (const NodePtr& a : n.args)
+    if (a && reads(*a, name)) return true;
+  for (const auto& [k, a] : n.kwargs)
+    if (a && reads(*a, name)) return true;
+  for (const NodePtr& c : n.conds)
+    if (c && reads(*c, name)) return true;
+  for (const Body& b : n.bodies)
+    if (reads(b, name)) return true;
+  return reads(n.else_body, name);
+}
+
 struct Interp {
   std::vector<std::unordered_map<std::string, Value>> scopes;
   long steps = 0;
   int depth = 0;
+  std::unordered_map<const Node*, bool> body_reads_loop;  // per for loop: does its body read `loop`?
 
   // Each evaluated node is a step, and nested evaluation (macros calling macros, long operator
   // chains) is bounded, so a runaway template ends in an error, not a hang or a stack overflow.
@@ -47,9 +69,9 @@ struct Interp {
     std::vector<size_t> cps;  // code point starts for strings
     int64_t n;
     if (x.is_string()) {
-      for (size_t i = 0; i < x.s.size();) {
+      for (size_t i = 0; i < x.s().size();) {
         cps.push_back(i);
-        utf8_next(x.s, i);
+        utf8_next(x.s(), i);
       }
       n = int64_t(cps.size());
     } else if (x.is_list()) {
@@ -68,8 +90,8 @@ struct Interp {
     if (x.is_string()) {
       std::string s;
       for (int64_t i : idx) {
-        size_t e = size_t(i) + 1 < cps.size() ? cps[size_t(i) + 1] : x.s.size();
-        s += x.s.substr(cps[size_t(i)], e - cps[size_t(i)]);
+        size_t e = size_t(i) + 1 < cps.size() ? cps[size_t(i) + 1] : x.s().size();
+        s += x.s().substr(cps[size_t(i)], e - cps[size_t(i)]);
       }
       return Value(s);
     }
@@ -81,18 +103,18 @@ struct Interp {
   Value item(const Value& x, const Value& k, int line) {
     if (x.is_dict()) {
       if (!k.is_string()) return Value();
-      const Value* v = x.find(k.s);
+      const Value* v = x.find(k.s());
       return v ? *v : Value();
     }
     if (x.is_list() || x.is_string()) {
-      if (k.is_string()) return get_attr(x, k.s);
+      if (k.is_string()) return get_attr(x, k.s());
       if (k.type != Value::Type::Int) fail("chat template line {}: index must be an integer", line);
       if (x.is_list()) {
         int64_t i = py_index(k.i, int64_t(x.list->size()));
         return i >= 0 && i < int64_t(x.list->size()) ? (*x.list)[size_t(i)] : Value();
       }
-      Value one = slice(x, k, Value(k.i == -1 ? int64_t(x.s.size()) + 1 : k.i + 1), Value(), line);
-      return one.s.empty() ? Value() : one;
+      Value one = slice(x, k, Value(k.i == -1 ? int64_t(x.s().size()) + 1 : k.i + 1), Value(), line);
+      return one.s().empty() ? Value() : one;
     }
     if (x.is_undefined()) fail("chat template line {}: cannot index an undefined value", line);
     return Value();
@@ -101,7 +123,7 @@ struct Interp {
   Value arith(const std::string& op, const Value& a, const Value& b, int line) {
     using T = Value::Type;
     if (op == "~") return Value(a.str() + b.str());
-    if (op == "+" && a.is_string() && b.is_string()) return Value(a.s + b.s);
+    if (op == "+" && a.is_string() && b.is_string()) return Value(a.s() + b.s());
     if (op == "+" && a.is_list() && b.is_list()) {
       check_item_count(a.list->size() + b.list->size());
       List l = *a.list;
@@ -110,12 +132,14 @@ struct Interp {
     }
     if (op == "*" && a.is_string() && b.type == T::Int) {
       // Nothing for n <= 0 or an empty string, without looping n times ("" * 10**11 would spin).
-      if (b.i <= 0 || a.s.empty()) return Value(std::string());
-      check_string_size(uint64_t(b.i) > kMaxString ? kMaxString + 1 : a.s.size() * size_t(b.i));
+      if (b.i <= 0 || a.s().empty()) return Value(std::string());
+      check_string_size(uint64_t(b.i) > kMaxString ? kMaxString + 1 : a.s().size() * size_t(b.i));
+      const size_t n = a.s().size() * size_t(b.i);
       std::string s;
-      s.reserve(a.s.size() * size_t(b.i));
-      for (int64_t k = 0; k < b.i; ++k) s += a.s;
-      return Value(s);
+      s.reserve(n);
+      s = a.s();
+      while (s.size() < n) s.append(s, 0, std::min(s.size(), n - s.size()));  // doubling: log n appends
+      return Value(std::move(s));
     }
     auto num = [](const Value& v) { return v.is_number() || v.type == T::Bool; };
     if (!num(a) || !num(b))
@@ -159,27 +183,27 @@ struct Interp {
     if (hay.is_undefined()) return false;  // jinja2's Undefined iterates as empty: `x in undefined` is false
     if (hay.is_string()) {
       if (!needle.is_string()) fail("chat template line {}: 'in <string>' needs a string on the left", line);
-      return hay.s.find(needle.s) != std::string::npos;
+      return hay.s().find(needle.s()) != std::string::npos;
     }
     if (hay.is_list()) {
       for (const Value& v : *hay.list)
         if (equal(v, needle)) return true;
       return false;
     }
-    if (hay.is_dict()) return needle.is_string() && hay.find(needle.s);
+    if (hay.is_dict()) return needle.is_string() && hay.find(needle.s());
     fail("chat template line {}: 'in' needs a string, list or dict on the right, not {}", line, hay.type_name());
   }
 
   int compare(const Value& a, const Value& b, int line) {
     if (a.is_number() && b.is_number()) return a.as_double() < b.as_double() ? -1 : a.as_double() > b.as_double();
-    if (a.is_string() && b.is_string()) return a.s.compare(b.s) < 0 ? -1 : a.s != b.s;
+    if (a.is_string() && b.is_string()) return a.s().compare(b.s()) < 0 ? -1 : a.s() != b.s();
     fail("chat template line {}: cannot compare {} with {}", line, a.type_name(), b.type_name());
   }
 
   Value eval(const Node& n) {
     Step step(*this, n.line);
     Value v = eval_node(n);
-    if (v.is_string() && v.s.size() > kMaxString)
+    if (v.is_string() && v.s().size() > kMaxString)
       fail("chat template line {}: a string of more than {} bytes", n.line, kMaxString);
     return v;
   }
@@ -288,7 +312,7 @@ struct Interp {
         for (size_t k = 0; k + 1 < n.args.size(); k += 2) {
           Value key = eval(*n.args[k]);
           if (!key.is_string()) fail("chat template line {}: dict keys must be strings", n.line);
-          d.set(key.s, eval(*n.args[k + 1]));
+          d.set(key.s(), eval(*n.args[k + 1]));
         }
         return d;
       }
@@ -325,7 +349,7 @@ struct Interp {
   Flow exec_node(const Node& n, std::string& out) {
     using NK = Node::Kind;
     switch (n.kind) {
-      case NK::Text: out += n.value.s; return Flow::Normal;
+      case NK::Text: out += n.value.s(); return Flow::Normal;
       case NK::Emit: out += eval(*n.args[0]).str(); return Flow::Normal;
       case NK::If:
         for (size_t k = 0; k < n.conds.size(); ++k)
@@ -363,11 +387,11 @@ struct Interp {
     } else if (seq.is_dict()) {
       for (const auto& [k, v] : *seq.dict) items.push_back(Value(k));
     } else if (seq.is_string()) {
-      check_item_count(seq.s.size() / 4);  // at least this many characters
-      for (size_t i = 0; i < seq.s.size();) {
+      check_item_count(seq.s().size() / 4);  // at least this many characters
+      for (size_t i = 0; i < seq.s().size();) {
         size_t b = i;
-        utf8_next(seq.s, i);
-        items.push_back(Value(seq.s.substr(b, i - b)));
+        utf8_next(seq.s(), i);
+        items.push_back(Value(seq.s().substr(b, i - b)));
       }
     } else if (!seq.is_undefined() && !seq.is_none()) {
       fail("chat template line {}: cannot loop over a {}", n.line, seq.type_name());
@@ -396,11 +420,22 @@ struct Interp {
     }
     if (items.empty()) return exec(n.else_body, out);
     int64_t len = int64_t(items.size());
+    // The loop object (nine entries and a function) is built only for a body that reads it: most
+    // bodies do not, and building it was most of an iteration's cost.
+    auto cached = body_reads_loop.find(&n);
+    if (cached == body_reads_loop.end()) cached = body_reads_loop.emplace(&n, reads(n.bodies[0], "loop")).first;
+    const bool with_loop = cached->second;
     for (int64_t k = 0; k < len; ++k) {
       Step step(*this, n.line);  // an empty body still costs each iteration
       scopes.emplace_back();
       auto& scope = scopes.back();
       bind(scope, items[size_t(k)]);
+      if (!with_loop) {
+        const Flow f = exec(n.bodies[0], out);
+        scopes.pop_back();
+        if (f == Flow::Break) break;
+        continue;
+      }
       Value loop = Value::make_dict({{"index", Value(k + 1)},
                                      {"index0", Value(k)},
                                      {"revindex", Value(len - k)},

@@ -32,6 +32,11 @@ Value Value::make_func(Func f) {
   return v;
 }
 
+const std::string& Value::s() const {
+  static const std::string empty;
+  return text ? *text : empty;
+}
+
 bool Value::truthy() const {
   switch (type) {
     case Type::Undefined:
@@ -39,7 +44,7 @@ bool Value::truthy() const {
     case Type::Bool: return b;
     case Type::Int: return i != 0;
     case Type::Float: return f != 0;
-    case Type::String: return !s.empty();
+    case Type::String: return !s().empty();
     case Type::List: return !list->empty();
     case Type::Dict: return is_namespace || !dict->empty();
     case Type::Func: return true;
@@ -100,7 +105,7 @@ static std::string repr_string(const std::string& s) {
 std::string Value::str() const {
   switch (type) {
     case Type::Undefined: return "";
-    case Type::String: return s;
+    case Type::String: return s();
     default: return repr();
   }
 }
@@ -112,7 +117,7 @@ std::string Value::repr() const {
     case Type::Bool: return b ? "True" : "False";
     case Type::Int: return std::to_string(i);
     case Type::Float: return python_float(f);
-    case Type::String: return repr_string(s);
+    case Type::String: return repr_string(s());
     case Type::List: {
       std::string out = "[";
       for (size_t k = 0; k < list->size(); ++k) {
@@ -163,7 +168,7 @@ bool equal(const Value& a, const Value& b) {
   switch (a.type) {
     case T::Undefined:
     case T::None: return true;
-    case T::String: return a.s == b.s;
+    case T::String: return a.s() == b.s();
     case T::List:
       if (a.list->size() != b.list->size()) return false;
       for (size_t k = 0; k < a.list->size(); ++k)
@@ -214,7 +219,7 @@ static void json_dump(std::string& out, const Value& v, int indent, int depth) {
     case T::Bool: out += v.b ? "true" : "false"; break;
     case T::Int: out += std::to_string(v.i); break;
     case T::Float: out += std::isfinite(v.f) ? python_float(v.f) : (std::isnan(v.f) ? "NaN" : v.f > 0 ? "Infinity" : "-Infinity"); break;
-    case T::String: json_string(out, v.s); break;
+    case T::String: json_string(out, v.s()); break;
     case T::List:
       if (v.list->empty()) {
         out += "[]";

@@ -24,7 +24,9 @@ struct Value {
   bool b = false;
   int64_t i = 0;
   double f = 0;
-  std::string s;
+  // A string's text, shared and immutable: copying a value (binding a loop variable, `set`, passing
+  // an argument) never copies the text, so a template cannot make each of its steps copy megabytes.
+  std::shared_ptr<const std::string> text;
   std::shared_ptr<List> list;  // shared: a namespace or list is mutated through every reference
   std::shared_ptr<Dict> dict;
   std::shared_ptr<Func> func;
@@ -36,8 +38,8 @@ struct Value {
   Value(int v) : type(Type::Int), i(v) {}
   Value(int64_t v) : type(Type::Int), i(v) {}
   Value(double v) : type(Type::Float), f(v) {}
-  Value(std::string v) : type(Type::String), s(std::move(v)) {}
-  Value(const char* v) : type(Type::String), s(v) {}
+  Value(std::string v) : type(Type::String), text(std::make_shared<const std::string>(std::move(v))) {}
+  Value(const char* v) : type(Type::String), text(std::make_shared<const std::string>(v)) {}
   static Value make_list(List l = {});
   static Value make_dict(Dict d = {});
   static Value make_func(Func f);
@@ -49,6 +51,7 @@ struct Value {
   bool is_list() const { return type == Type::List; }
   bool is_dict() const { return type == Type::Dict; }
 
+  const std::string& s() const;  // the text of a string ("" for other types)
   bool truthy() const;
   double as_double() const { return type == Type::Float ? f : double(i); }
   const Value* find(const std::string& key) const;  // dict lookup, nullptr if absent
