@@ -2,7 +2,7 @@
 // P random prompts of --prompt-len tokens, each sampled once for exactly --new tokens (no stop
 // ids, so every sequence runs to the limit), through the rollout engine (rollout/gpu_engine.h).
 //
-//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b|3b|7b [--prompts 64] [--prompt-len 128] [--new 1024]
+//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b|3b|7b|llama-3.1-8b [--prompts 64] [--prompt-len 128] [--new 1024]
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
@@ -68,7 +68,7 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
-               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|10m] [--prompts N] "
+               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt]\n",
@@ -108,8 +108,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--attention") a.attention = value();
     else usage("unknown flag " + k);
   }
-  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b" && a.shape != "10m")
-    usage("--shape must be 0.5b, 1.5b, 3b, 7b or 10m");
+  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b" && a.shape != "llama-3.1-8b" &&
+      a.shape != "10m")
+    usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
@@ -187,7 +188,8 @@ int run(const Args& a) {
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
 #endif
   const double used0 = bench::device_used_mib();
-  const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
+  const bool named = a.shape == "10m" || a.shape == "llama-3.1-8b";
+  const model::ModelConfig cfg = model::preset_config(named ? a.shape : "qwen2.5-" + a.shape);
   model::Transformer m(cfg, Device::CUDA, /*trainable=*/a.training_state);
   bench::init_uniform(m, 1);
   std::optional<model::Transformer> ref;
@@ -202,7 +204,8 @@ int run(const Args& a) {
   Rng rng(3);
   std::vector<rollout::Request> reqs(size_t(a.prompts));
   for (int i = 0; i < a.prompts; ++i) {
-    for (int t = 0; t < a.prompt_len; ++t) reqs[size_t(i)].prompt.push_back(int32_t(rng.next_u32() % 150000));
+    const uint32_t ids = uint32_t(std::min<int64_t>(150000, cfg.vocab_size));
+    for (int t = 0; t < a.prompt_len; ++t) reqs[size_t(i)].prompt.push_back(int32_t(rng.next_u32() % ids));
     reqs[size_t(i)].id = i;
   }
   rollout::GenerateParams gp;

@@ -11,6 +11,8 @@
 #                            # peer in the same run; files under $OUT; summary table last.
 #     R1_GPU_BENCH=train (default): train step, 0.5B and 1.5B, and GRPO-step memory
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
+#     R1_GPU_BENCH=decode: issue 25's table: 0.5B, 1.5B, 7B, Llama-3.1-8B (R1_GPU_SHAPES="7b ..." picks),
+#                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
 #     R1_GPU_BENCH=paged: the paged KV cache (r1 only): tokens/s, sequences in flight, KV blocks and
 #                         preemptions at 64 and 256 prompts x 1024 (0.5B, 1.5B), then 256 x 8k
 #                         responses (0.5B) with the pool from free memory and with a pool of half
@@ -253,6 +255,24 @@ PY
         echo "== generate $shape, $prompts x (128 + 1024): transformers" | tee -a "$out/bench.log"
         timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
           --prompt-len 128 --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+      done
+    done
+  fi
+  if [[ $which == decode ]]; then
+    # Issue 25's table: decode tokens/s and the fraction of the bandwidth roofline, r1 beside
+    # transformers, at 128-token prompts, P prompts x N new tokens. R1_GPU_SHAPES picks the shapes
+    # (one device call holds about one shape's eight runs).
+    local prompts new
+    for shape in ${R1_GPU_SHAPES:-0.5b 1.5b 7b llama-3.1-8b}; do
+      for new in 1024 2048; do
+        for prompts in 64 256; do
+          echo "== decode $shape, $prompts x (128 + $new): r1" | tee -a "$out/bench.log"
+          timeout "$(left 120)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
+            --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+          echo "== decode $shape, $prompts x (128 + $new): transformers" | tee -a "$out/bench.log"
+          timeout "$(left 240)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
+            --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+        done
       done
     done
   fi

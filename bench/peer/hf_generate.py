@@ -31,7 +31,8 @@ def main():
         sys.exit("hf_generate.py: no CUDA device")
     model = qwen_shapes.build(args.shape, torch.bfloat16, use_cache=True).eval()
     gen = torch.Generator(device="cuda").manual_seed(3)
-    ids = torch.randint(0, 150000, (args.prompts, args.prompt_len), device="cuda", generator=gen)
+    vocab = min(150000, qwen_shapes.SHAPES[args.shape]["vocab_size"])
+    ids = torch.randint(0, vocab, (args.prompts, args.prompt_len), device="cuda", generator=gen)
     mask = torch.ones_like(ids)
     kw = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, pad_token_id=0, eos_token_id=None)
     res = dict(bench="hf-generate", shape=args.shape, prompts=args.prompts, prompt_len=args.prompt_len,
