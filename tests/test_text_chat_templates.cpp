@@ -172,6 +172,12 @@ TEST(ChatTemplatesLimits, RunawayTemplatesEndInClearErrors) {
   EXPECT_EQ(render("{% set s = 'a' * 60000000 %}{% for i in range(100000) %}{% set t = s %}{% endfor %}"
                    "{{ (s * 1)|length }}{{ s[59999999] }}"),
             "60000000a");
+  // A step that builds a new large string each time (a concatenation, a dict's key turned into a
+  // loop item) runs into the budget of bytes one render may build, not for hours.
+  EXPECT_PRED2(contains, error_of("{% set s = 'a' * 60000000 %}{% for i in range(100000) %}{% set t = s ~ '' %}{% endfor %}"),
+               "more than 1073741824 bytes of strings");
+  EXPECT_PRED2(contains, error_of("{% set d = {'a' * 60000000: 1} %}{% for i in range(100000) %}{% for k in d %}{% endfor %}{% endfor %}"),
+               "more than 1073741824 bytes of strings");
   EXPECT_EQ(render("{% for x in 'ab' %}{% for y in 'cd' %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}"),
             "121122");
   // Real-sized work is far below the limits.

@@ -43,6 +43,7 @@ inline constexpr const char* kFilterBlockInput = " filter block input";
 inline constexpr int kMaxNesting = 100;              // parser recursion; evaluation depth is 3x this
 inline constexpr long kMaxSteps = 1'000'000;         // expressions and statements evaluated per render
 inline constexpr size_t kMaxString = size_t(1) << 26;  // bytes of a string a template builds, its output
+inline constexpr size_t kMaxRenderBytes = size_t(1) << 30;  // bytes of all the strings one render builds
 inline constexpr size_t kMaxItems = size_t(1) << 20;   // items of a list a template builds (jinja2's sandbox
                                                        // caps range() at 100000)
 void check_string_size(size_t bytes);  // throws past kMaxString

@@ -484,6 +484,7 @@ struct Interp {
 Template::Template(const std::string& source) : body_(parse(source)) {}
 
 std::string Template::render(const Value& context) const {
+  StringBudget budget;
   Interp in;
   in.scopes.emplace_back();
   if (context.is_dict())

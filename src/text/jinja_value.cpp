@@ -4,9 +4,30 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "text/jinja_ast.h"
 #include "text/utf8.h"
 
 namespace r1::text::jinja {
+
+namespace {
+thread_local StringBudget* t_budget = nullptr;
+}  // namespace
+
+StringBudget::StringBudget() : outer_(t_budget) { t_budget = this; }
+StringBudget::~StringBudget() { t_budget = outer_; }
+
+void StringBudget::charge(size_t bytes) {
+  StringBudget* b = t_budget;
+  if (!b) return;
+  b->used_ += bytes;
+  if (b->used_ > kMaxRenderBytes)
+    fail("chat template: rendering built more than {} bytes of strings (a runaway template?)", kMaxRenderBytes);
+}
+
+Value::Value(std::string v) : type(Type::String) {
+  StringBudget::charge(v.size());
+  text = std::make_shared<const std::string>(std::move(v));
+}
 
 Value Value::none() {
   Value v;

@@ -38,8 +38,8 @@ struct Value {
   Value(int v) : type(Type::Int), i(v) {}
   Value(int64_t v) : type(Type::Int), i(v) {}
   Value(double v) : type(Type::Float), f(v) {}
-  Value(std::string v) : type(Type::String), text(std::make_shared<const std::string>(std::move(v))) {}
-  Value(const char* v) : type(Type::String), text(std::make_shared<const std::string>(v)) {}
+  Value(std::string v);
+  Value(const char* v) : Value(std::string(v)) {}
   static Value make_list(List l = {});
   static Value make_dict(Dict d = {});
   static Value make_func(Func f);
@@ -60,6 +60,23 @@ struct Value {
   std::string str() const;   // Python str()
   std::string repr() const;  // Python repr()
   std::string type_name() const;
+};
+
+// While a render runs on this thread, the bytes of every string it builds add up, and past
+// kMaxRenderBytes the render fails: each step may build a string of up to kMaxString bytes, and a
+// million steps of that would be hours of copying. Copies of a value share its text and cost
+// nothing. Renders nest (a guard per render; the innermost counts).
+class StringBudget {
+ public:
+  StringBudget();
+  ~StringBudget();
+  StringBudget(const StringBudget&) = delete;
+  StringBudget& operator=(const StringBudget&) = delete;
+  static void charge(size_t bytes);  // throws past the limit; nothing when no render runs
+
+ private:
+  size_t used_ = 0;
+  StringBudget* outer_;
 };
 
 bool equal(const Value& a, const Value& b);
