@@ -8,6 +8,9 @@
 #   grpo7b   r1 grpo, Qwen2.5-7B shape, full parameters, 16 x 8, 512-token prompts, 8192 new tokens
 #   grpo1p5b r1 grpo, Qwen2.5-1.5B shape, full parameters, 8 x 8, 512-token prompts, 32,256 new tokens
 #   lora32b  a GRPO step of a Qwen2.5-32B shape with LoRA r=64 on every linear, 8 x 8, 4k responses
+#   pagedab  generation with the paged cache (this pack) beside the preallocated one (a pack of
+#            8ab4e7f's bench_rollout_gpu in .gpu-base/bench, carried) and transformers:
+#            R1_GPU_BENCH=paged-ab of bench/gpu.sh, with 25 minutes instead of one call's 9
 L=/tmp/issue-runs
 case "${1:-}" in
 start)
@@ -31,6 +34,9 @@ runs)
       lora32b)
         bash bench/gpu.sh bench bench_grpo_step_gpu --shape 32b --prompts 8 --group 8 --prompt-len 512 --new 4096 \
           --steps 1 --lora-rank 64 --kv-fraction 0.85 >"$L/$job.log" 2>&1 ;;
+      pagedab)
+        R1_GPU_TESTS=0 R1_GPU_BENCH=paged-ab R1_GPU_BASE=.gpu-base R1_GPU_BUDGET_S=1500 OUT="$L/pagedab" \
+          bash bench/gpu.sh run >"$L/$job.log" 2>&1 ;;
       *) echo "unknown job $job" >"$L/$job.log"; false ;;
     esac
     echo "$(date +%T) $job rc $?" >>"$L/status"
@@ -45,6 +51,7 @@ show)
     [[ -e $f ]] && { echo "== $f"; tr '\r' '\n' <"$f" | grep -v '^$' | tail -n 25; }
   done
   cp "$L"/*.log "$L"/status "$OUT"/ 2>/dev/null
+  [[ -e $L/pagedab/bench.jsonl ]] && cp "$L/pagedab/bench.jsonl" "$OUT/pagedab_bench.jsonl"
   for m in /tmp/r1-runs/*/metrics.jsonl; do
     [[ -e $m ]] && cp "$m" "$OUT/$(basename "$(dirname "$m")")_metrics.jsonl"
   done
