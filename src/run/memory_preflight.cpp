@@ -78,6 +78,25 @@ void check_pool(const model::ModelConfig& c, const model::MemorySettings& s, int
        model::gib(s.kv_tokens * per_token), s.sequence_tokens, model::gib(one * per_token), per_token);
 }
 
+// When `auto` kept the optimizer on the device and that leaves a share-of-free-memory pool short of
+// the batch, the pool offloading would give, if it is at least twice as large (logged as a hint);
+// else 0. `resolved`: `s` with its pool.
+int64_t offload_hint(const model::ModelConfig& c, const model::MemorySettings& s,
+                     const model::MemorySettings& resolved, int64_t available) {
+  if (s.kv_memory_fraction <= 0 || resolved.kv_tokens_max <= 0 || resolved.kv_tokens >= resolved.kv_tokens_max)
+    return 0;
+  model::MemorySettings off = s;
+  off.offload = true;
+  const int64_t more = with_pool(c, off, available).kv_tokens;
+  if (more < 2 * resolved.kv_tokens) return 0;
+  const int64_t seq = std::max<int64_t>(1, one_sequence_tokens(s));
+  log::info("memory: the rollouts' KV pool holds {} tokens ({} sequences of {} at full length; the batch can "
+            "use {}), so long rollouts run partly in turn (preempted and recomputed); "
+            "train.optimizer_offload: on would give it {} tokens ({} sequences) and run the update on the CPU",
+            resolved.kv_tokens, resolved.kv_tokens / seq, s.sequence_tokens, resolved.kv_tokens_max, more, more / seq);
+  return more;
+}
+
 }  // namespace
 
 MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Offload mode, int64_t available,
@@ -110,21 +129,8 @@ MemoryPlan plan_memory(const model::ModelConfig& c, model::MemorySettings s, Off
            "(parallel.shard: optimizer or beyond), or use a machine with more memory",
            mode == Offload::On ? "on" : "auto, which chose it because the run does not fit on the device otherwise",
            model::gib(p.estimate.host_state), model::gib(host_available));
-  if (mode == Offload::Auto && !s.offload && can_offload && available >= 0 && s.kv_memory_fraction > 0 &&
-      resolved.kv_tokens_max > 0 && resolved.kv_tokens < resolved.kv_tokens_max && fits(s)) {
-    model::MemorySettings off = s;
-    off.offload = true;
-    const int64_t more = with_pool(c, off, available).kv_tokens;
-    if (more >= 2 * resolved.kv_tokens) {
-      p.offload_pool_tokens = more;
-      const int64_t seq = std::max<int64_t>(1, one_sequence_tokens(s));
-      log::info("memory: the rollouts' KV pool holds {} tokens ({} sequences of {} at full length; the batch can "
-                "use {}), so long rollouts run partly in turn (preempted and recomputed); "
-                "train.optimizer_offload: on would give it {} tokens ({} sequences) and run the update on the CPU",
-                resolved.kv_tokens, resolved.kv_tokens / seq, s.sequence_tokens, resolved.kv_tokens_max, more,
-                more / seq);
-    }
-  }
+  if (mode == Offload::Auto && !s.offload && can_offload && available >= 0 && fits(s))
+    p.offload_pool_tokens = offload_hint(c, s, resolved, available);
   if (fits(s)) return p;
   // Every switch on: the optimizer offloaded, layers checkpointed, a fixed pool and the
   // micro-batches one sequence each (a pool that is a share of free memory stays that share).
