@@ -199,6 +199,26 @@ TEST(Rollout, StopTokensStringsAndLength) {
   EXPECT_LE(by_string[1].tokens.size(), 7u);
 }
 
+// A sequence ends at the model's last position: the tiny model has 512, so a 10-token prompt asked
+// for 1,000 new tokens gets 502 and finishes on length (the trainer's forward would refuse more).
+TEST(Rollout, SequencesEndAtTheModelsLastPosition) {
+  model::Transformer m = make_model();
+  ASSERT_EQ(m.config().max_position_embeddings, 512);
+  std::vector<rollout::Request> reqs(1);
+  for (int t = 0; t < 10; ++t) reqs[0].prompt.push_back(int32_t(t + 3));
+  rollout::GenerateParams gp;
+  gp.sampling.seed = 4;
+  gp.max_new_tokens = 1000;
+  rollout::Engine engine(m, {1, 2000, 4096});
+  const auto outs = engine.generate(reqs, gp);
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_EQ(outs[0].tokens.size(), 502u);
+  EXPECT_EQ(outs[0].finish, rollout::FinishReason::Length);
+  // A prompt that fills the context has no room: a clear error, as for any prompt past max_seq_len.
+  reqs[0].prompt.assign(512, 7);
+  EXPECT_THROW(engine.generate(reqs, gp), Error);
+}
+
 TEST(Rollout, BadRequestsAreClearErrors) {
   model::Transformer m = make_model();
   rollout::Engine engine(m, {2, 16, 4096});

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "base/thread_pool.h"
 #include "base/timer.h"
 #include "model/kv_cache.h"
@@ -28,6 +29,16 @@ int64_t model_token_count(const Completion& c) {
 Engine::Engine(const model::Transformer& m, EngineConfig cfg) : model_(m), cfg_(cfg), arena_(0, m.device()) {
   R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0 && cfg.sync_every > 0,
            "rollout: max_batch, max_seq_len, prefill_tokens and sync_every must be positive");
+  // A sequence ends at the model's last position (finish: length), as vLLM's max_model_len: the
+  // trainer's forward refuses a position past it, and the model was never trained there.
+  const int64_t positions = m.config().max_position_embeddings;
+  if (positions > 1 && cfg.max_seq_len > positions) {
+    log::info("rollout: sequences end at the model's max_position_embeddings ({} tokens, prompt included); {} "
+              "were asked for",
+              positions, cfg.max_seq_len);
+    cfg.max_seq_len = int(positions);
+    cfg_ = cfg;
+  }
   // The pool is sized (and a size that cannot hold one sequence rejected) before anything else.
   cache_ =
       std::make_unique<model::KVCache>(m, plan_kv_layout(m.config(), m.compute_dtype(), m.device(), cfg));
