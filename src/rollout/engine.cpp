@@ -26,24 +26,31 @@ int64_t model_token_count(const Completion& c) {
   return int64_t(std::count(c.from_model.begin(), c.from_model.end(), uint8_t(1)));
 }
 
-Engine::Engine(const model::Transformer& m, EngineConfig cfg) : model_(m), cfg_(cfg), arena_(0, m.device()) {
+namespace {
+// The configuration checked, its max_seq_len cut to the model's positions: a sequence ends at the
+// model's last position (finish: length), as vLLM's max_model_len; the trainer's forward refuses a
+// position past it, and the model was never trained there.
+EngineConfig checked(EngineConfig cfg, const model::ModelConfig& mc) {
   R1_CHECK(cfg.max_batch > 0 && cfg.max_seq_len > 1 && cfg.prefill_tokens > 0 && cfg.sync_every > 0,
            "rollout: max_batch, max_seq_len, prefill_tokens and sync_every must be positive");
-  // A sequence ends at the model's last position (finish: length), as vLLM's max_model_len: the
-  // trainer's forward refuses a position past it, and the model was never trained there.
-  const int64_t positions = m.config().max_position_embeddings;
+  const int64_t positions = mc.max_position_embeddings;
   if (positions > 1 && cfg.max_seq_len > positions) {
     log::info("rollout: sequences end at the model's max_position_embeddings ({} tokens, prompt included); {} "
               "were asked for",
               positions, cfg.max_seq_len);
     cfg.max_seq_len = int(positions);
-    cfg_ = cfg;
   }
+  return cfg;
+}
+}  // namespace
+
+Engine::Engine(const model::Transformer& m, const EngineConfig& cfg)
+    : model_(m), cfg_(checked(cfg, m.config())), arena_(0, m.device()) {
   // The pool is sized (and a size that cannot hold one sequence rejected) before anything else.
   cache_ =
-      std::make_unique<model::KVCache>(m, plan_kv_layout(m.config(), m.compute_dtype(), m.device(), cfg));
-  sched_ = std::make_unique<Scheduler>(*cache_, cfg.max_batch);
-  if (m.device() == Device::CUDA) gpu_ = std::make_unique<GpuEngine>(m, cfg, *cache_, *sched_);
+      std::make_unique<model::KVCache>(m, plan_kv_layout(m.config(), m.compute_dtype(), m.device(), cfg_));
+  sched_ = std::make_unique<Scheduler>(*cache_, cfg_.max_batch);
+  if (m.device() == Device::CUDA) gpu_ = std::make_unique<GpuEngine>(m, cfg_, *cache_, *sched_);
   stats_.kv_blocks = sched_->blocks().capacity();
   stats_.kv_block_size = cache_->layout.block_size;
 }

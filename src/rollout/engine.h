@@ -77,7 +77,7 @@ int64_t model_token_count(const Completion& c);
 
 struct EngineConfig {
   int max_batch = 64;         // sequences decoded together (slots: rows of the block table)
-  int max_seq_len = 2048;     // prompt + completion tokens of one sequence
+  int max_seq_len = 2048;     // prompt + completion tokens of one sequence (at most the model's positions)
   int prefill_tokens = 4096;  // prompt tokens per prefill forward
   // GPU: decode steps run between two looks of the host at the sequences (finished ones free their
   // slots then; stop strings and on_token are handled then). Fewer looks, less host time; more,
@@ -127,7 +127,7 @@ class Engine {
  public:
   // The KV cache and activations live on the model's device. On CUDA the whole decode loop runs on
   // the GPU (rollout/gpu_engine.h); on the CPU, sampling runs between forwards.
-  Engine(const model::Transformer& m, EngineConfig cfg);
+  Engine(const model::Transformer& m, const EngineConfig& cfg);
   ~Engine();
   // Generates every sample of every request. Completions come back ordered by (prompt, sample).
   // on_progress(done, total) is called as sequences finish.

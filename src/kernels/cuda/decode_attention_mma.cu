@@ -41,11 +41,25 @@ struct DecodeConfig {
   static_assert(size_t(16 * HDV + 32) * sizeof(float) <= size_t(kWarpSmem) * sizeof(bfloat), "merge space");
 };
 
+// One warp queues a tile's kKeysD rows of D bf16 into shared rows of stride D + kPadH: row r from
+// src + the element offset lane r holds (row_off, passed by shuffle), zero-filled and not read when
+// r >= rows. Every lane calls.
+template <int D>
+__device__ inline void queue_rows(bfloat* dst, const bfloat* src, int64_t row_off, int rows, int lane) {
+  constexpr int NC = D / 8;
+  static_assert((kKeysD * NC) % 32 == 0, "the same trip count on every lane (the shuffle)");
+#pragma unroll
+  for (int i = lane; i < kKeysD * NC; i += 32) {
+    const int r = i / NC, c = (i % NC) * 8;
+    const int64_t off = __shfl_sync(0xffffffffu, row_off, r);
+    cp_async16(dst + r * (D + kPadH) + c, src + (r < rows ? off + c : 0), r < rows);
+  }
+}
+
 template <int HD, int HDV>
 __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int HG, int S) {
   using Cfg = DecodeConfig<HD, HDV>;
-  constexpr int ld = Cfg::ld, ldv = Cfg::ldv, NCK = HD / 8, NCV = HDV / 8;
-  static_assert((kKeysD * NCK) % 32 == 0 && (kKeysD * NCV) % 32 == 0, "uniform copy loops");
+  constexpr int ld = Cfg::ld, ldv = Cfg::ldv;
   extern __shared__ __align__(128) unsigned char smem[];
   bfloat* sQ = reinterpret_cast<bfloat*>(smem);
 
@@ -89,21 +103,9 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
       const int64_t phys = valid ? int64_t(table[key / a.BS]) * a.BS + key % a.BS : 0;
       const int64_t koff = (phys * a.NKV + kvh) * HD, voff = (phys * a.NKV + kvh) * HDV;
       bfloat* sK = ring + (j % kStages) * Cfg::kStage;
-      bfloat* sV = sK + kKeysD * ld;
-#pragma unroll
-      for (int i = lane; i < kKeysD * NCK; i += 32) {
-        const int r = i / NCK, c = (i % NCK) * 8;
-        const int64_t off = __shfl_sync(0xffffffffu, koff, r);
-        const bool ok = kb + r < k1;
-        cp_async16(sK + r * ld + c, a.k_cache + (ok ? off + c : 0), ok);
-      }
-#pragma unroll
-      for (int i = lane; i < kKeysD * NCV; i += 32) {
-        const int r = i / NCV, c = (i % NCV) * 8;
-        const int64_t off = __shfl_sync(0xffffffffu, voff, r);
-        const bool ok = kb + r < k1;
-        cp_async16(sV + r * ldv + c, a.v_cache + (ok ? off + c : 0), ok);
-      }
+      const int rows = k1 - kb < kKeysD ? int(k1 - kb) : kKeysD;
+      queue_rows<HD>(sK, a.k_cache, koff, rows, lane);
+      queue_rows<HDV>(sK + kKeysD * ld, a.v_cache, voff, rows, lane);
     }
     cp_async_commit();  // an empty group past the warp's last tile keeps the wait counts uniform
   };
@@ -149,7 +151,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
     }
 
     // Online softmax (base 2); rows gq (elements 0, 1) and gq + 8 (2, 3). A tile's first key is
-    // always in range, so every row max is finite.
+    // always in range, so every row max is finite (the step's fully-masked case never arises).
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
@@ -161,32 +163,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
         mx[e >> 1] = fmaxf(mx[e >> 1], x);
       }
     }
-    float alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      alpha[r] = exp2f(m[r] - m_new);
-      m[r] = m_new;
-      l[r] *= alpha[r];  // per-lane partial sums; reduced over the quad at the end
-    }
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = exp2f(s[nt][e] - m[e >> 1]);
-        s[nt][e] = p;
-        l[e >> 1] += p;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < HDV / 8; ++i) {
-      o[i][0] *= alpha[0];
-      o[i][1] *= alpha[0];
-      o[i][2] *= alpha[1];
-      o[i][3] *= alpha[1];
-    }
+    online_softmax_step(s, mx, m, l, o);
 
     // O (16 x HDV) += P (16 x 16) V (16 x HDV)
     uint32_t pa[4];
@@ -251,8 +228,9 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
   }
 }
 
+// The kernel's resident blocks per SM; the first call also raises its shared-memory limit.
 template <int HD, int HDV>
-void configure(int& blocks_per_sm) {
+int blocks_per_sm() {
   using Cfg = DecodeConfig<HD, HDV>;
   static const int n = [] {
     allow_smem(decode_mma_kernel<HD, HDV>, Cfg::kSmem);
@@ -261,13 +239,12 @@ void configure(int& blocks_per_sm) {
                                                              Cfg::kSmem));
     return std::max(b, 1);
   }();
-  blocks_per_sm = n;
+  return n;
 }
 
 template <int HD, int HDV>
 void launch(const DecodeArgs& a, int HG, int S, unsigned grid) {
-  int unused = 0;
-  configure<HD, HDV>(unused);
+  blocks_per_sm<HD, HDV>();  // configured before the first launch
   decode_mma_kernel<HD, HDV><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
   CUDA_CHECK_LAUNCH();
 }
@@ -277,7 +254,7 @@ void launch(const DecodeArgs& a, int HG, int S, unsigned grid) {
 int decode_mma_blocks_per_sm(int64_t HD, int64_t HDV) {
   int n = 0;
 #define R1_CASE(D, DV) \
-  if (HD == D && HDV == DV) configure<D, DV>(n);
+  if (HD == D && HDV == DV) n = blocks_per_sm<D, DV>();
   R1_FLASH_HEAD_DIMS(R1_CASE)
 #undef R1_CASE
   return n;

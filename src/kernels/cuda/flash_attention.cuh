@@ -98,6 +98,43 @@ __device__ inline void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const fl
   a[3] = pack_bf16(c1[2], c1[3]);
 }
 
+// One online-softmax step (base 2) on the fragment rows of a score tile s (16 x 8 NT: a lane holds
+// rows gq and gq + 8, elements 0-1 and 2-3 of each 8-column tile), masked entries -inf; mx holds
+// the lane's maxima of its two rows. The row maxima go over the quad, the running max m and the
+// lane's partial sum l are rescaled, s becomes the probabilities, and the accumulator o (16 x 8 NO)
+// is rescaled. A row masked everywhere so far keeps p = 0.
+template <int NT, int NO>
+__device__ inline void online_softmax_step(float (&s)[NT][4], float (&mx)[2], float (&m)[2], float (&l)[2],
+                                           float (&o)[NO][4]) {
+  float alpha[2], base[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float m_new = fmaxf(m[r], mx[r]);
+    base[r] = m_new == -INFINITY ? 0.0f : m_new;  // fully masked so far: p = 0
+    alpha[r] = exp2f(m[r] - base[r]);
+    m[r] = m_new;
+    l[r] *= alpha[r];  // per-lane partial sums; reduced over the quad at the end
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float p = exp2f(s[nt][e] - base[e >> 1]);
+      s[nt][e] = p;
+      l[e >> 1] += p;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < NO; ++i) {
+    o[i][0] *= alpha[0];
+    o[i][1] *= alpha[0];
+    o[i][2] *= alpha[1];
+    o[i][3] *= alpha[1];
+  }
+}
+
 __device__ inline void cp_async16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                "r"(valid ? 16 : 0));

@@ -99,33 +99,7 @@ __global__ void __launch_bounds__(FwdConfig<HD, HDV>::kThreads) flash_forward_ke
         mx[e >> 1] = fmaxf(mx[e >> 1], x);
       }
     }
-    float alpha[2], base[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      base[r] = m_new == -INFINITY ? 0.0f : m_new;  // fully masked so far: p = 0
-      alpha[r] = exp2f(m[r] - base[r]);
-      m[r] = m_new;
-      l[r] *= alpha[r];  // per-lane partial sums; reduced over the quad at the end
-    }
-#pragma unroll
-    for (int nt = 0; nt < KN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = exp2f(s[nt][e] - base[e >> 1]);
-        s[nt][e] = p;
-        l[e >> 1] += p;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < HDV / 8; ++i) {
-      o[i][0] *= alpha[0];
-      o[i][1] *= alpha[0];
-      o[i][2] *= alpha[1];
-      o[i][3] *= alpha[1];
-    }
+    online_softmax_step(s, mx, m, l, o);
 
     // O (16 x HDV) += P (16 x KN) V (KN x HDV)
 #pragma unroll
