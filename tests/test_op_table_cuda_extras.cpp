@@ -408,6 +408,39 @@ TEST(CudaOps, PagedDecodeAttentionMatchesCpuThroughAGraph) {
   }
 }
 
+// bf16 decode attention has two kernels: the tensor cores (the default, P rounded to bf16 as in
+// the training forward) and the CUDA cores (P in f32), which bench_rollout_gpu --attention simt
+// selects. Both match the CPU op; their bits differ, so the switch reaches the dispatch.
+TEST(CudaOps, DecodeAttentionKernelSwitchSelectsTheKernel) {
+  REQUIRE_GPU();
+  const int64_t T = 8, NH = 12, NKV = 2, HD = 128, BS = 16, MB = 40, NB = T * MB;
+  auto b16 = [](Vf v) {
+    for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+    return v;
+  };
+  const Vf kc = b16(randn(size_t(NB * BS * NKV * HD))), vc = b16(randn(size_t(NB * BS * NKV * HD)));
+  const Vf q = b16(randn(size_t(T * NH * HD)));
+  Vi table(static_cast<size_t>(T * MB)), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T * MB; ++i) table[size_t(i)] = int32_t(i);
+  for (int64_t t = 0; t < T; ++t) slots[size_t(t)] = int32_t(t), pos[size_t(t)] = int32_t(100 + 60 * t);
+  const float scale = 1.0f / std::sqrt(float(HD));
+  Vf ref(size_t(T * NH * HD)), kh = kc, vh = vc, qh = q;
+  ops::attention_cached(F(ref, {T, NH, HD}), F(qh, {T, NH, HD}), F(kh, {NB, BS, NKV, HD}), F(vh, {NB, BS, NKV, HD}),
+                        I(table, {T, MB}), I(slots, {T}), I(pos, {T}), scale);
+  Dev dk = dev_b16(kc, {NB, BS, NKV, HD}), dv = dev_b16(vc, {NB, BS, NKV, HD}), dq = dev_b16(q, {T, NH, HD});
+  Dev dtab = dev_i32(table, {T, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
+  std::vector<Vf> got;
+  for (bool tensor : {true, false}) {
+    r1::cuda::set_decode_attention_tensor_cores(tensor);
+    Dev dout = dev_b16(Vf(size_t(T * NH * HD), kNaN), {T, NH, HD});
+    ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale);
+    got.push_back(host(dout));
+    EXPECT_LE(rel_err(got.back(), ref), 1e-2) << (tensor ? "tensor cores" : "CUDA cores");
+  }
+  r1::cuda::set_decode_attention_tensor_cores(true);
+  EXPECT_NE(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0);
+}
+
 // The log-probs' token chunking on the device: a tiny scratch (50 floats) makes token chunks of 2
 // (50 / 17) straight through r1::cuda; the result matches the CPU op on the same inputs.
 TEST(CudaOps, TokenLogprobsTokenChunks) {
