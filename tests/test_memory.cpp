@@ -117,7 +117,7 @@ TEST(MemoryModel, PersistentBytesPerParameter) {
 
 // Mixture-of-experts and latent-attention layers: the update phase bounds what a forward and
 // backward held (the experts' rows follow the routing), and the rollout phase's pool is the KV
-// cache's own bytes per token (MLA caches full per-head keys and values: kv_cache.h).
+// cache's own bytes per token (MLA caches its compressed latent: kv_cache.h).
 class MemoryModelMoe : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MemoryModelMoe, PredictsTheUpdatePhaseAndThePoolOnTheCpu) {
@@ -141,12 +141,26 @@ TEST_P(MemoryModelMoe, PredictsTheUpdatePhaseAndThePoolOnTheCpu) {
   const int64_t pool = int64_t(memory_use(Device::CPU).now - before) - 2 * 4 * 4;
   EXPECT_NEAR(double(pool), double(e.rollout), 256.0);
   if (c.is_mla()) {
-    EXPECT_EQ(model::kv_bytes_per_token(c, DType::F32), int64_t(c.num_hidden_layers) * c.num_attention_heads *
-                                                            (c.mla.qk_head_dim() + c.mla.v_head_dim) * 4);
+    // The latent cache: the normed latent and the rope key, one row per token and layer.
+    EXPECT_EQ(model::kv_bytes_per_token(c, DType::F32),
+              int64_t(c.num_hidden_layers) * (c.mla.kv_lora_rank + c.mla.qk_rope_head_dim) * 4);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Model, MemoryModelMoe, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"));
+
+// The KV bytes per token docs/MEMORY.md quotes for the real shapes (bf16): Moonlight-16B-A3B's
+// latent cache is 27 layers x (512 + 64) x 2 B, a ninth of the 16 heads x (192 + 128) full keys and
+// values it would cache without it, and a third of Qwen3-30B-A3B's GQA cache (48 layers x 4 kv heads
+// x 2 x 128).
+TEST(MemoryModel, LatentCacheBytesPerTokenOfTheRealShapes) {
+  const model::ModelConfig moon = model::preset_config("moonlight-16b-a3b");
+  EXPECT_EQ(model::kv_bytes_per_token(moon, DType::BF16), 31104);
+  EXPECT_EQ(int64_t(moon.num_hidden_layers) * moon.num_attention_heads *
+                (moon.mla.qk_head_dim() + moon.mla.v_head_dim) * 2,
+            276480);
+  EXPECT_EQ(model::kv_bytes_per_token(model::preset_config("qwen3-30b-a3b"), DType::BF16), 98304);
+}
 
 // The rollouts' paged pool as a share of free memory: the preflight sizes it as the engine will,
 // kv_memory_fraction of what the persistent state leaves free (more with the optimizer

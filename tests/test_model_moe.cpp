@@ -120,10 +120,11 @@ TEST_P(MoeArch, BackwardMatchesFiniteDifferences) {
       for (int64_t i = 0; i < s.numel(); ++i) EXPECT_EQ(grads[size_t(s.offset + i)], 0.0f) << s.name;
 }
 
-// One prefill of a whole sequence, and a prefill of half followed by single-token decode steps, give
-// the training forward's log-probs.
-TEST_P(MoeArch, CachedForwardMatchesTrainingForward) {
-  model::Transformer m = tiny_moe(GetParam());
+// One prefill of a whole sequence (slot 1), and a prefill of a third, a chunk of three tokens over
+// the cached rows, then single-token decode steps (slot 0), give the training forward's log-probs.
+// For MLA the prefill writes the latent cache and the chunk and the steps attend in the absorbed
+// form.
+void expect_cached_forward_matches_training(const model::Transformer& m, const std::string& what) {
   const int V = m.config().vocab_size, n = 15;
   const std::vector<int32_t> seq = random_ids(8, n, V);
   model::Batch batch = model::pack_sequences({seq});
@@ -139,23 +140,61 @@ TEST_P(MoeArch, CachedForwardMatchesTrainingForward) {
     for (int i = 0; i < V; ++i) s += std::exp(double(r[i]) - mx);
     return double(r[target]) - mx - std::log(s);
   };
-  // Slot 1: the whole sequence in one prefill.
-  std::vector<int32_t> slots(static_cast<size_t>(n), 1), pos(static_cast<size_t>(n)), rows(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) pos[size_t(i)] = rows[size_t(i)] = i;
-  Tensor z = model::forward_cached(m, cache, seq, slots, pos, rows, arena);
-  for (int i = 0; i + 1 < n; ++i) EXPECT_NEAR(logp_of(z, i, seq[size_t(i) + 1]), want[size_t(i)], 2e-5) << i;
-  // Slot 0: half prefilled, the rest decoded one token at a time over the cache.
-  const int half = n / 2;
-  arena.reset();
-  std::vector<int32_t> head(seq.begin(), seq.begin() + half), hs(static_cast<size_t>(half), 0),
-      hp(static_cast<size_t>(half));
-  for (int i = 0; i < half; ++i) hp[size_t(i)] = i;
-  z = model::forward_cached(m, cache, head, hs, hp, {half - 1}, arena);
-  EXPECT_NEAR(logp_of(z, 0, seq[size_t(half)]), want[size_t(half) - 1], 2e-5);
-  for (int i = half; i + 1 < n; ++i) {
+  auto feed = [&](int first, int count, int32_t slot) {
+    std::vector<int32_t> ids, slots, pos, rows;
+    for (int i = first; i < first + count; ++i) {
+      ids.push_back(seq[size_t(i)]);
+      slots.push_back(slot);
+      pos.push_back(i);
+      rows.push_back(i - first);
+    }
     arena.reset();
-    z = model::forward_cached(m, cache, {seq[size_t(i)]}, {0}, {i}, {0}, arena);
-    EXPECT_NEAR(logp_of(z, 0, seq[size_t(i) + 1]), want[size_t(i)], 2e-5) << "position " << i;
+    const Tensor z = model::forward_cached(m, cache, ids, slots, pos, rows, arena);
+    for (int i = first; i < first + count && i + 1 < n; ++i)
+      EXPECT_NEAR(logp_of(z, i - first, seq[size_t(i) + 1]), want[size_t(i)], 2e-5)
+          << what << ": position " << i << " fed in [" << first << ", " << first + count << ")";
+  };
+  feed(0, n, 1);
+  const int third = n / 3;
+  feed(0, third, 0);
+  feed(third, 3, 0);
+  for (int i = third + 3; i < n; ++i) feed(i, 1, 0);
+}
+
+TEST_P(MoeArch, CachedForwardMatchesTrainingForward) {
+  expect_cached_forward_matches_training(tiny_moe(GetParam()), GetParam());
+}
+
+// MLA's cache holds the compressed latent (kv_lora_rank + qk_rope_head_dim per token and layer, no
+// value pool), and the absorbed decode applies kv_b_proj's LoRA adapter as the training forward
+// does (merged into the absorbed weights).
+TEST(MoeModel, LatentCacheHoldsTheLatentAndDecodesWithAdapters) {
+  for (const bool plain : {false, true}) {  // plain: one q_proj and rotate_half's rope
+    model::ModelConfig cfg = model::preset_config("tiny-deepseek-v3");
+    if (plain) {
+      cfg.mla.q_lora_rank = 0;
+      cfg.mla.rope_interleave = false;
+    }
+    model::Transformer m(cfg);
+    m.init_random(11, 0.2f);
+    const std::string preset = plain ? "deepseek_v3 plain" : "deepseek_v3";
+    const model::ModelConfig& c = m.config();
+    ASSERT_TRUE(c.is_mla());
+    const model::KVCache cache(m, 1, 16);
+    EXPECT_TRUE(cache.heads.latent);
+    EXPECT_EQ(cache.k_t[0].shape[2], 1);
+    EXPECT_EQ(cache.k_t[0].shape[3], c.mla.kv_lora_rank + c.mla.qk_rope_head_dim);
+    EXPECT_TRUE(cache.v_t[0].empty());
+    model::LoraConfig lc;
+    lc.rank = 4;
+    lc.alpha = 8;
+    lc.targets = {"all-linear"};
+    m.add_lora(lc, 3);
+    std::vector<float> a = m.adapter_host();
+    Rng rng(5);
+    for (float& x : a) x = 0.3f * rng.normal();
+    m.set_adapter(a.data());
+    expect_cached_forward_matches_training(m, preset + " with adapters");
   }
 }
 

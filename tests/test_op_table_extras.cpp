@@ -160,6 +160,44 @@ TEST(OpsAttention, CachedMatchesForward) {
   }
 }
 
+// The latent cache (no v_cache): one kv head whose values are the first HDv columns of its keys, as
+// MLA's absorbed decode lays them out, gives the packed attention with v set to those columns. A v
+// without a v_cache, or more value columns than the keys hold, is an error naming the tensor.
+TEST(OpsAttention, LatentCacheReadsTheValuesFromTheKeys) {
+  Vi cu = make_cu({5, 9});
+  const int64_t B = 2, T = cu.back(), NH = 4, HD = 12, HDv = 8, BS = 4, S = 2, MB = 3, NB = 7;
+  const float scale = 0.3f;
+  Vf q = randn(sz(T * NH * HD), 401), k = randn(sz(T * HD), 402), v(sz(T * HDv));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < HDv; ++j) v[sz(t * HDv + j)] = k[sz(t * HD + j)];
+  Vf out(sz(T * NH * HDv)), lse(sz(T * NH));
+  r1::ops::attention_forward(F(out, {T, NH, HDv}), F(lse, {T, NH}), F(q, {T, NH, HD}), F(k, {T, 1, HD}),
+                             F(v, {T, 1, HDv}), I(cu, {B + 1}), scale);
+  Vi slots(T), pos(T), table{6, 0, 4, 2, 5, 1};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = cu[b]; t < cu[b + 1]; ++t) {
+      slots[t] = int32_t(b);
+      pos[t] = int32_t(t - cu[b]);
+    }
+  Vf kc = randn(sz(NB * BS * HD), 403, 100.0f);
+  const Tensor kct = F(kc, {NB, BS, 1, HD}), tt = I(table, {S, MB});
+  r1::ops::kv_cache_write(kct, {}, F(k, {T, 1, HD}), {}, tt, I(slots, {T}), I(pos, {T}));
+  Vf got(out.size());
+  r1::ops::attention_cached(F(got, {T, NH, HDv}), F(q, {T, NH, HD}), kct, {}, tt, I(slots, {T}), I(pos, {T}),
+                            scale);
+  expect_close("latent cache", got, to_d(out), 1e-6, 1e-6);
+
+  expect_error([&] { r1::ops::kv_cache_write(kct, {}, F(k, {T, 1, HD}), F(v, {T, 1, HDv}), tt, I(slots, {T}), I(pos, {T})); },
+               {"kv_cache_write", "no v_cache"});
+  Vf wide(sz(T * NH * (HD + 1)));
+  expect_error(
+      [&] {
+        r1::ops::attention_cached(F(wide, {T, NH, HD + 1}), F(q, {T, NH, HD}), kct, {}, tt, I(slots, {T}),
+                                  I(pos, {T}), scale);
+      },
+      {"attention_cached", "more value columns"});
+}
+
 // ---------------------------------------------------------------------------------------------
 // log-probs: token chunks
 

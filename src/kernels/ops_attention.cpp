@@ -94,9 +94,13 @@ PagedDims paged_check(const char* op, const Tensor& k_cache, const Tensor& v_cac
   const DType dt = compute_dtype(op, "k_cache", k_cache);
   expect(op, "k_cache", k_cache, dt, {{"NB", kAny}, {"BS", kAny}, {"NKV", kAny}, {"HD", kAny}});
   const int64_t NB = k_cache.shape[0], BS = k_cache.shape[1], NKV = k_cache.shape[2], HD = k_cache.shape[3];
-  expect(op, "v_cache", v_cache, dt, {{"NB", NB}, {"BS", BS}, {"NKV", NKV}, {"HDv", kAny}}, "k_cache",
-         &k_cache);
-  const int64_t HDv = v_cache.shape[3];
+  // An empty v_cache: the latent cache, whose values are the keys' first HDv columns (the caller's HDv).
+  int64_t HDv = 0;
+  if (!v_cache.empty()) {
+    expect(op, "v_cache", v_cache, dt, {{"NB", NB}, {"BS", BS}, {"NKV", NKV}, {"HDv", kAny}}, "k_cache",
+           &k_cache);
+    HDv = v_cache.shape[3];
+  }
   expect(op, "block_table", block_table, I32, {{"S", kAny}, {"MB", kAny}});
   const int64_t S = block_table.shape[0], MB = block_table.shape[1];
   const int64_t T = tokens.shape[0];
@@ -111,6 +115,12 @@ void paged_ranges(const char* op, const PagedDims& d, const Tensor& block_table,
   check_range(op, "slots", slots, 0, d.S, "block table rows S");
   check_range(op, "pos", pos, 0, d.L(), "rows a sequence holds, L = MB * BS");
 }
+// The latent cache (an empty v_cache) has a CPU kernel only (issue 22's CUDA part).
+void latent_on_cpu(const char* op, const Tensor& k_cache) {
+  if (k_cache.device == Device::CUDA)
+    fail("{}: a latent cache (no v_cache, values inside the keys {}) runs on the CPU only so far", op,
+         k_cache.describe());
+}
 #ifdef R1_HAVE_CUDA
 cuda::PagedCache paged_cache(const Tensor& block_table, const PagedDims& d) {
   return {ip(block_table), d.BS, d.MB, d.NKV, d.HD, d.HDv};
@@ -124,7 +134,12 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
   const char* op = op_name(id);
   const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "k", k);
   expect(op, "k", k, d.dt, {{"T", kAny}, {"NKV", d.NKV}, {"HD", d.HD}}, "k_cache", &k_cache);
-  expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  if (v_cache.empty()) {
+    if (!v.empty()) fail("{}: v {} given with no v_cache (a latent cache keeps only keys)", op, v.describe());
+    latent_on_cpu(op, k_cache);
+  } else {
+    expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  }
   if (on_cuda(op, {{"k_cache", k_cache},
                    {"v_cache", v_cache},
                    {"k", k},
@@ -153,7 +168,15 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   expect(op, "q", q, d.dt, {{"T", kAny}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
   const int64_t NH = q.shape[1];
   check_heads(op, NH, d.NKV);
-  expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  PagedDims dv = d;
+  if (v_cache.empty()) {  // the latent cache: the values are the keys' first HDv columns
+    latent_on_cpu(op, k_cache);
+    expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", kAny}});
+    dv.HDv = out.shape[2];
+    if (dv.HDv > d.HD) fail("{}: out {} has more value columns than the latent keys {} hold", op, out.describe(), k_cache.describe());
+  } else {
+    expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  }
   if (!workspace.empty()) expect_f32(op, "workspace", workspace);
   if (on_cuda(op, {{"out", out},
                    {"q", q},
@@ -182,7 +205,7 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);
   cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(block_table), ip(slots), ip(pos), d.T,
-                        d.BS, d.MB, NH, d.NKV, d.HD, d.HDv, scale);
+                        d.BS, d.MB, NH, d.NKV, d.HD, dv.HDv, scale);
 }
 
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {

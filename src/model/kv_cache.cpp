@@ -6,14 +6,15 @@
 namespace r1::model {
 
 KVHeads kv_heads(const ModelConfig& c) {
-  // MLA (blocks/mla.h) caches full per-head keys (qk_head_dim) and values (v_head_dim).
-  if (c.is_mla()) return {c.num_attention_heads, c.mla.qk_head_dim(), c.mla.v_head_dim};
+  // MLA (blocks/mla.h) caches the normed latent and the rotated rope key, one row shared by all
+  // heads; decoding attends over it with the absorbed weights.
+  if (c.is_mla()) return {1, c.mla.kv_lora_rank + c.mla.qk_rope_head_dim, c.mla.kv_lora_rank, true};
   return {c.num_key_value_heads, c.head_dim, c.head_dim};
 }
 
 int64_t kv_bytes_per_token(const ModelConfig& c, DType dtype) {
   const KVHeads h = kv_heads(c);
-  return int64_t(c.num_hidden_layers) * h.NKV * (h.HD + h.HDv) * int64_t(dtype_size(dtype));
+  return int64_t(c.num_hidden_layers) * h.NKV * (h.HD + (h.latent ? 0 : h.HDv)) * int64_t(dtype_size(dtype));
 }
 
 KVCache::KVCache(const ModelConfig& c, const KVLayout& l, Device device_, DType dtype_)
@@ -24,24 +25,29 @@ KVCache::KVCache(const ModelConfig& c, const KVLayout& l, Device device_, DType 
   const int64_t layers = c.num_hidden_layers, NB = l.blocks, BS = l.block_size;
   const size_t es = dtype_size(dtype);
   const size_t k_layer = size_t(NB * BS * heads.NKV * heads.HD) * es;
-  const size_t v_layer = size_t(NB * BS * heads.NKV * heads.HDv) * es;
+  const size_t v_layer = heads.latent ? 0 : size_t(NB * BS * heads.NKV * heads.HDv) * es;
   if (device == Device::CUDA) {
     k_dev_ = std::make_unique<cuda::ReservedMemory>(k_layer * size_t(layers));
-    v_dev_ = std::make_unique<cuda::ReservedMemory>(v_layer * size_t(layers));
     k_base_ = static_cast<char*>(k_dev_->data());
-    v_base_ = static_cast<char*>(v_dev_->data());
-    pool_bytes_.set(k_dev_->size() + v_dev_->size());
+    if (v_layer) {
+      v_dev_ = std::make_unique<cuda::ReservedMemory>(v_layer * size_t(layers));
+      v_base_ = static_cast<char*>(v_dev_->data());
+    }
+    pool_bytes_.set(pool_size());
   } else {
     k_host_ = Buffer(k_layer * size_t(layers), device);
-    v_host_ = Buffer(v_layer * size_t(layers), device);
     k_base_ = static_cast<char*>(k_host_.data());
-    v_base_ = static_cast<char*>(v_host_.data());
+    if (v_layer) {
+      v_host_ = Buffer(v_layer * size_t(layers), device);
+      v_base_ = static_cast<char*>(v_host_.data());
+    }
   }
   for (int64_t i = 0; i < layers; ++i) {
     k_t.emplace_back(k_base_ + size_t(i) * k_layer, dtype, std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HD},
                      device);
-    v_t.emplace_back(v_base_ + size_t(i) * v_layer, dtype,
-                     std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HDv}, device);
+    v_t.push_back(v_layer ? Tensor(v_base_ + size_t(i) * v_layer, dtype,
+                                   std::initializer_list<int64_t>{NB, BS, heads.NKV, heads.HDv}, device)
+                          : Tensor());
   }
   table_buf = Buffer(size_t(l.seqs * l.max_blocks) * sizeof(int32_t), device);
   table_buf.zero();  // every entry names block 0 until a sequence is given its own
@@ -73,6 +79,7 @@ void KVCache::copy_block(int32_t src, int32_t dst) {
   const size_t es = dtype_size(dtype), layers = k_t.size();
   R1_CHECK(pool_resident(), "KVCache::copy_block: the pool's memory was released");
   for (auto [base, hd] : {std::pair{k_base_, heads.HD}, std::pair{v_base_, heads.HDv}}) {
+    if (!base) continue;  // a latent cache has no values
     const size_t block = size_t(layout.block_size * heads.NKV * hd) * es,
                  layer = block * size_t(layout.blocks);
     devmem::copy_strided(base + size_t(dst) * block, base + size_t(src) * block, device, block, layers,
@@ -83,16 +90,18 @@ void KVCache::copy_block(int32_t src, int32_t dst) {
 void KVCache::release_pool() {
   if (!k_dev_) return;
   k_dev_->release();
-  v_dev_->release();
+  if (v_dev_) v_dev_->release();
   pool_bytes_.set(0);
 }
 
 void KVCache::acquire_pool() {
   if (!k_dev_) return;
   k_dev_->acquire();
-  v_dev_->acquire();
-  pool_bytes_.set(k_dev_->size() + v_dev_->size());
+  if (v_dev_) v_dev_->acquire();
+  pool_bytes_.set(pool_size());
 }
+
+size_t KVCache::pool_size() const { return k_dev_->size() + (v_dev_ ? v_dev_->size() : 0); }
 
 void KVCache::set_table_rows(int64_t first, int64_t rows, const int32_t* host) {
   R1_CHECK(first >= 0 && rows >= 0 && first + rows <= layout.seqs,

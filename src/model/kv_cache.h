@@ -7,7 +7,8 @@
 // sequence holds a list of blocks, its row of the block table (S rows of MB entries, on the
 // device): its row j lives in row j % BS of block table[s, j / BS]. Sequences grow a block at a
 // time and may share blocks (a prompt's, by its samples); who holds which block is the rollout
-// engine's business (rollout/kv_blocks.h). Keys and values keep their own head dims (MLA).
+// engine's business (rollout/kv_blocks.h). Keys and values keep their own head dims; MLA caches its
+// compressed latent instead (KVHeads::latent).
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -29,9 +30,12 @@ struct KVLayout {
   int64_t max_blocks = 0;  // MB: blocks one sequence may hold (its longest length is MB * BS rows)
 };
 
-// The rows one layer caches per token: kv heads and the key and value head dims.
+// The rows one layer caches per token: kv heads and the key and value head dims. latent (MLA): one
+// row per token, the normed latent and the rotated rope key (HD = kv_lora_rank + qk_rope_head_dim);
+// the values are its first HDv = kv_lora_rank columns, not stored again (no value pool).
 struct KVHeads {
   int64_t NKV = 0, HD = 0, HDv = 0;
+  bool latent = false;
 };
 KVHeads kv_heads(const ModelConfig& c);
 // Bytes of keys and values one cached token takes in all layers.
@@ -66,7 +70,7 @@ struct KVCache {
   DType dtype;
   // Per layer: k_t[l] (NB, BS, NKV, HD), v_t[l] (NB, BS, NKV, HDv), views into one allocation each
   // for keys and values (layer-major, so a block's rows in every layer are evenly spaced: one
-  // strided copy moves a block).
+  // strided copy moves a block). A latent cache has no values: every v_t[l] is empty.
   std::vector<Tensor> k_t, v_t;
   Buffer table_buf;
   Tensor table;  // (S, MB) i32 on the cache's device
@@ -75,7 +79,8 @@ struct KVCache {
   Buffer k_host_, v_host_;                               // the CPU's pool
   std::unique_ptr<cuda::ReservedMemory> k_dev_, v_dev_;  // CUDA's
   CountedBytes pool_bytes_;                              // CUDA's while resident, in memory_use
-  char *k_base_ = nullptr, *v_base_ = nullptr;
+  char *k_base_ = nullptr, *v_base_ = nullptr;  // v_base_ null: a latent cache
+  size_t pool_size() const;                       // CUDA's reserved bytes
 };
 
 // Cached forward for generation: token t (ids[t]) is at row pos[t] of sequence slots[t] (a row of

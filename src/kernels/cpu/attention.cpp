@@ -141,7 +141,7 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
   for (int64_t t = 0; t < T; ++t) {
     const int64_t j = pos[t], r = int64_t(block_table[int64_t(slots[t]) * MB + j / BS]) * BS + j % BS;
     std::memcpy(k_cache + r * krow, k + t * krow, size_t(krow) * sizeof(float));
-    std::memcpy(v_cache + r * vrow, v + t * vrow, size_t(vrow) * sizeof(float));
+    if (v_cache) std::memcpy(v_cache + r * vrow, v + t * vrow, size_t(vrow) * sizeof(float));
   }
 }
 
@@ -150,7 +150,10 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
                       int64_t BS, int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale) {
   int64_t maxlen = 0;
   for (int64_t t = 0; t < T; ++t) maxlen = std::max<int64_t>(maxlen, int64_t(pos[t]) + 1);
-  const int64_t group = NH / NKV, kstride = NKV * HD, vstride = NKV * HDV;
+  // No v_cache: the latent cache, whose values are each key row's first HDV columns.
+  const int64_t group = NH / NKV, kstride = NKV * HD, vstride = v_cache ? NKV * HDV : kstride,
+                vhead = v_cache ? HDV : HD;
+  const float* vbase = v_cache ? v_cache : k_cache;
 #pragma omp parallel if (T * maxlen * NH * (HD + HDV) / 2 >= kParallelMin)
   {
     std::vector<float> s(static_cast<size_t>(std::max<int64_t>(maxlen, 1)));
@@ -164,7 +167,7 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
         rows_of = t;
       }
       attend_row(out + th * HDV, q + th * HD, PagedRows{k_cache + g * HD, rows.data(), kstride},
-                 PagedRows{v_cache + g * HDV, rows.data(), vstride}, n, HD, HDV, scale, s.data());
+                 PagedRows{vbase + g * vhead, rows.data(), vstride}, n, HD, HDV, scale, s.data());
     }
   }
 }

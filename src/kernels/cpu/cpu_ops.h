@@ -96,7 +96,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 // Paged cache: k_cache (NB, BS, NKV, HD), v_cache (NB, BS, NKV, HDV); block_table (S, MB). Row j of
 // sequence s is row j % BS of block block_table[s * MB + j / BS]. k (T, NKV, HD), v (T, NKV, HDV):
-// token t goes to row pos[t] of sequence slots[t].
+// token t goes to row pos[t] of sequence slots[t]. v_cache null (the latent cache): keys only, and
+// attention_cached reads each value as the first HDV columns of its key row.
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                     const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
                     int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV);

@@ -41,6 +41,16 @@ void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tenso
   if (s) s->h = h;
 }
 
+Tensor effective_weight(const Pass& p, const Linear& W) {
+  if (!adapted(p, W)) return W.w;
+  const int64_t OUT = W.w.shape[0], IN = W.w.shape[1];
+  Tensor w = p.scratch(p.cd, {OUT, IN});
+  copy_tensor(w, W.w);
+  // (s B) A added as linear_backward's dinp += dout @ weight, with dout = s B (OUT, r), weight = A (r, IN).
+  ops::linear_backward(w, {}, {}, scaled(p, W.lora_b), w, W.lora_a);
+  return w;
+}
+
 void linear_block_backward(const Pass& p, const Linear& W, Linear& G, const LinearSaved& s, const Tensor& x,
                            const Tensor& dout, Tensor dx) {
   ops::linear_backward(dx, G.w, G.b, dout, x, W.w);

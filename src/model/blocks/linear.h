@@ -21,6 +21,9 @@ struct LinearSaved {
 
 // out (T, OUT) = the layer over x (T, IN); s (when saving) keeps what linear_block_backward reads.
 void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s);
+// The weight the layer applies, W + s * B A (OUT, IN), in scratch when an adapter is on, else W.w:
+// for the products that use a weight other than as x W^T (MLA's absorbed decode). No dropout.
+Tensor effective_weight(const Pass& p, const Linear& W);
 // From dout (T, OUT): dx (T, IN) +=, and G's gradients += (those G has: a frozen base has no w/b).
 void linear_block_backward(const Pass& p, const Linear& W, Linear& G, const LinearSaved& s, const Tensor& x,
                            const Tensor& dout, Tensor dx);

@@ -40,17 +40,48 @@ void rotate_columns(const Pass& p, Tensor x, int64_t col, int64_t DR, bool backw
   ops::copy_columns(x, col, part, 0, DR);
 }
 
-// The attention over the paged KV cache (decoding): full per-head keys and values, each with its
-// own head dim.
-void attend_cached(const Pass& p, int layer, const Tensor& q, const Tensor& k, const Tensor& v, Tensor att,
-                   float scale) {
-  const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
-  ops::kv_cache_write(kc, vc, k, v, p.cache->table, p.slots, p.pos);
-  if (!p.cu_seqlens.empty()) {  // a fresh prefill: the packed attention, as the trainer runs it
-    ops::attention_forward(att, p.scratch(DType::F32, {p.T, q.shape[1]}), q, k, v, p.cu_seqlens, scale);
-    return;
+// The rows of the latent cache, [normed latent | rotated rope key] (T, 1, KVR + DR), written at the
+// tokens' rows: what every head's keys and values are made from.
+void write_latent(const Pass& p, int layer, const Tensor& c_n, const Tensor& kpe) {
+  const Dims d = dims(p);
+  Tensor rows = p.scratch(p.cd, {d.T, d.KVR + d.DR});
+  ops::copy_columns(rows, 0, c_n, 0, d.KVR);
+  ops::copy_columns(rows, d.KVR, kpe, 0, d.DR);
+  ops::kv_cache_write(p.cache->k_t[size_t(layer)], {}, rows.reshape({d.T, 1, d.KVR + d.DR}), {}, p.cache->table,
+                      p.slots, p.pos);
+}
+
+// Decoding over the latent cache in the absorbed form (DeepSeek-V2, section 2.1.2). Head h's key
+// no-rope part is W_UK_h c and its value W_UV_h c (W_UK_h, W_UV_h: its rows of kv_b), so
+// q_nope . k_nope = (q_nope W_UK_h) . c and the head's output is W_UV_h (sum_j p_j c_j). The heads
+// attend as one kv head over the cached rows [c | k_rope] with queries [q_nope W_UK_h | q_rope],
+// the values being the rows' first KVR columns, at the same softmax scale; each head's latent
+// output then goes up through W_UV_h. The cache holds KVR + DR numbers per token and layer instead
+// of NH * (QK + DV).
+void attend_latent(const Pass& p, int layer, const MlaWeights& W, const Tensor& q, Tensor att, float scale) {
+  const Dims d = dims(p);
+  const int64_t T = d.T, HL = d.KVR + d.DR;
+  const Tensor wkv = effective_weight(p, W.kv_b);  // (NH * (DN + DV), KVR), the adapter merged
+  const Tensor q_rows = q.reshape({T, d.NH * d.QK}), att_rows = att.reshape({T, d.NH * d.DV});
+  Tensor ql = p.scratch(p.cd, {T, d.NH, HL}), ol = p.scratch(p.cd, {T, d.NH, d.KVR});
+  const Tensor ql_rows = ql.reshape({T, d.NH * HL}), ol_rows = ol.reshape({T, d.NH * d.KVR});
+  Tensor qn = p.scratch(p.cd, {T, d.DN}), lat = p.scratch(p.cd, {T, d.KVR}), vh = p.scratch(p.cd, {T, d.DV});
+  for (int64_t h = 0; h < d.NH; ++h) {
+    const int64_t r0 = h * (d.DN + d.DV);
+    ops::copy_columns(qn, 0, q_rows, h * d.QK, d.DN);
+    ops::zero(lat);
+    ops::linear_backward(lat, {}, {}, qn, lat, wkv.rows(r0, r0 + d.DN));  // lat += qn W_UK_h
+    ops::copy_columns(ql_rows, h * HL, lat, 0, d.KVR);
+    ops::copy_columns(ql_rows, h * HL + d.KVR, q_rows, h * d.QK + d.DN, d.DR);
   }
-  ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
+  ops::attention_cached(ol, ql, p.cache->k_t[size_t(layer)], {}, p.cache->table, p.slots, p.pos, scale,
+                        p.workspace);
+  for (int64_t h = 0; h < d.NH; ++h) {
+    const int64_t r0 = h * (d.DN + d.DV) + d.DN;
+    ops::copy_columns(lat, 0, ol_rows, h * d.KVR, d.KVR);
+    ops::linear_forward(vh, lat, wkv.rows(r0, r0 + d.DV), {});
+    ops::copy_columns(att_rows, h * d.DV, vh, 0, d.DV);
+  }
 }
 
 }  // namespace
@@ -83,26 +114,26 @@ void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x,
   m.c_n = p.keep(p.cd, {T, d.KVR});
   m.c_rstd = p.keep(DType::F32, {T});
   ops::rmsnorm_forward(m.c_n, m.c_rstd, m.c, W.kv_a_norm, eps);
-  Tensor kv = p.scratch(p.cd, {N, d.DN + d.DV});
-  linear_block_forward(p, W.kv_b, m.c_n, kv.reshape({T, d.NH * (d.DN + d.DV)}), &m.kv_b_lin);
   Tensor kpe = p.scratch(p.cd, {T, d.DR});
   ops::copy_columns(kpe, 0, m.ckv, d.KVR, d.DR);
   rotate(p, kpe.reshape({T, 1, d.DR}), false);
-  m.k = p.keep(p.cd, {N, d.QK});
-  ops::copy_columns(m.k, 0, kv, 0, d.DN);
-  const Tensor k_rows = m.k.reshape({T, d.NH * d.QK});
-  for (int64_t h = 0; h < d.NH; ++h) ops::copy_columns(k_rows, h * d.QK + d.DN, kpe, 0, d.DR);
-  m.v = p.keep(p.cd, {N, d.DV});
-  ops::copy_columns(m.v, 0, kv, d.DN, d.DV);
-
-  m.q = m.q.reshape({T, d.NH, d.QK});
-  m.k = m.k.reshape({T, d.NH, d.QK});
-  m.v = m.v.reshape({T, d.NH, d.DV});
   m.att = p.keep(p.cd, {T, d.NH, d.DV});
   const float scale = c.attention_scale();
-  if (p.cache) {
-    attend_cached(p, layer, m.q, m.k, m.v, m.att, scale);
-  } else {
+  if (p.cache) write_latent(p, layer, m.c_n, kpe);
+  if (p.cache && p.cu_seqlens.empty()) {  // decoding, or a prefill chunk after cached rows
+    attend_latent(p, layer, W, m.q.reshape({T, d.NH, d.QK}), m.att, scale);
+  } else {  // training, or a fresh prefill (the packed attention, as the trainer runs it)
+    Tensor kv = p.scratch(p.cd, {N, d.DN + d.DV});
+    linear_block_forward(p, W.kv_b, m.c_n, kv.reshape({T, d.NH * (d.DN + d.DV)}), &m.kv_b_lin);
+    m.k = p.keep(p.cd, {N, d.QK});
+    ops::copy_columns(m.k, 0, kv, 0, d.DN);
+    const Tensor k_rows = m.k.reshape({T, d.NH * d.QK});
+    for (int64_t h = 0; h < d.NH; ++h) ops::copy_columns(k_rows, h * d.QK + d.DN, kpe, 0, d.DR);
+    m.v = p.keep(p.cd, {N, d.DV});
+    ops::copy_columns(m.v, 0, kv, d.DN, d.DV);
+    m.q = m.q.reshape({T, d.NH, d.QK});
+    m.k = m.k.reshape({T, d.NH, d.QK});
+    m.v = m.v.reshape({T, d.NH, d.DV});
     m.lse = p.keep(DType::F32, {T, d.NH});
     ops::attention_forward(m.att, m.lse, m.q, m.k, m.v, p.cu_seqlens, scale);
   }
