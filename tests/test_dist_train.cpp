@@ -195,6 +195,30 @@ TEST(DistTrain, BatchMustSplitEvenlyOverTheRanks) {
   EXPECT_NE((r.out + r.err).find("multiple of the number of ranks (2)"), std::string::npos) << r.out << r.err;
 }
 
+// Ranks given different recipes (here rank 1 another learning rate, then another --resume) stop
+// together before any compute, with one message naming the key and both values, instead of hanging
+// in mismatched collectives or training two different things.
+TEST(DistTrain, RanksThatDisagreeOnTheRecipeStopWithOneMessage) {
+  test::TempDir dir;
+  write_sft_rows(dir);
+  const std::string r1 = std::string(R1_BINARY) + " ";
+  auto lr = test::run_mpi(1, r1 + sft_args(dir, "lr") + " train.lr=1e-3 : -np 1 " + r1 + sft_args(dir, "lr") +
+                                 " train.lr=2e-3",
+                          60);
+  EXPECT_NE(lr.exit_code, 0);
+  EXPECT_NE((lr.out + lr.err).find("the ranks run different recipes: recipe key 'train.lr' is 0.001 on rank 0 and "
+                                   "0.002 on rank 1"),
+            std::string::npos)
+      << lr.out << lr.err;
+  EXPECT_FALSE(fs::exists(dir.file("lr/metrics.jsonl"))) << "a step ran";
+  auto resume = test::run_mpi(1, r1 + sft_args(dir, "resume") + " : -np 1 " + r1 + sft_args(dir, "resume") + " --resume",
+                              60);
+  EXPECT_NE(resume.exit_code, 0);
+  EXPECT_NE((resume.out + resume.err).find("the options are --resume false --stop-after -1 on rank 0 and --resume true"),
+            std::string::npos)
+      << resume.out << resume.err;
+}
+
 TEST(DistTrain, ARankThatDiesEndsTheJob) {
   // Rank 1 is killed a few seconds in; rank 0 would train for long: mpirun must end the job.
   test::TempDir dir;

@@ -30,7 +30,9 @@ CLI::App* add_recipe_command(CLI::App& app, RecipeCommand c) {
       fmt::print("{}", recipe.to_yaml());
       return;
     }
-    c.run(recipe, {o->resume, o->stop_after});
+    const run::RunOptions opts{o->resume, o->stop_after};
+    run::check_ranks_agree(recipe, opts);  // under mpirun: one recipe, or one clear error on every rank
+    c.run(recipe, opts);
   });
   return cmd;
 }

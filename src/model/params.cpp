@@ -39,7 +39,7 @@ Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, vo
     R1_CHECK(i < specs.size() && specs[i].name == name && specs[i].shape == std::vector<int64_t>(shape),
              "parameter '{}' is missing from the layout or has another shape", name);
     const ParamSpec& s = specs[i++];
-    t = Tensor(static_cast<char*>(base) + size_t(s.offset) * dtype_size(dtype), dtype, {}, device);
+    t = Tensor(base ? static_cast<char*>(base) + size_t(s.offset) * dtype_size(dtype) : nullptr, dtype, {}, device);
     t.ndim = int(s.shape.size());
     for (size_t d = 0; d < s.shape.size(); ++d) t.shape[d] = s.shape[d];
   });

@@ -50,7 +50,8 @@ void visit_params(P& p, const ModelConfig& c, F&& f) {
 std::vector<ParamSpec> param_specs(const ModelConfig& c);
 int64_t total_params(const std::vector<ParamSpec>& specs);
 
-// Views into `base` (total_params(specs) elements of `dtype` on `device`) laid out by `specs`.
+// Views into `base` (total_params(specs) elements of `dtype` on `device`) laid out by `specs`; a
+// null base gives views with their shapes that point at nothing.
 Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, void* base, DType dtype,
                    Device device);
 inline Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* base) {

@@ -54,13 +54,31 @@ void TrainState::release(WeightUnit u) {
   if (weight_units) weight_units->release(u);
 }
 
+void TrainState::begin_grads(WeightUnit u) {
+  if (weight_units) weight_units->begin_grads(u);
+}
+
+void TrainState::end_grads(WeightUnit u) {
+  if (weight_units) weight_units->end_grads(u);
+}
+
 void TrainState::idle_pass(const Transformer& m, Backward then) {
   if (!weight_units) return;
+  const int L = m.config().num_hidden_layers;
   const bool backward = m.trainable() && then == Backward::Follows;
-  const std::vector<WeightUnit> units = pass_units(m.config().num_hidden_layers, backward);
+  const std::vector<WeightUnit> units = pass_units(L, backward);
+  const size_t forward_units = size_t(L) + 2;  // Embed, the layers, Head; the backward's follow
   for (size_t i = 0; i < units.size(); ++i) {
     acquire(units[i], i + 1 < units.size() ? units[i + 1] : units[i]);
+    if (i >= forward_units) {  // a backward's unit hands on its (zero) gradients as the others do
+      begin_grads(units[i]);
+      end_grads(units[i]);
+    }
     release(units[i]);
+  }
+  if (backward) {
+    begin_grads({UnitKind::Embed, -1});
+    end_grads({UnitKind::Embed, -1});
   }
 }
 
@@ -259,7 +277,10 @@ void TrainState::score_backward(Transformer& m, const std::vector<float>& dscore
   copy_from_host_f32(dout, host.data());
   Tensor dlnf = arena_.zeros(m.compute_dtype(), {T, C});
   Tensor dw = arena_.zeros_f32({NP, C});
+  R1_CHECK(!m.grads_unbound() || weight_units, "score_backward: the model's gradients are sharded by unit "
+           "(parallel.shard: full) and this pass has no weight_units to bind them");
   acquire({UnitKind::Head, -1}, {UnitKind::Layer, int(c.num_hidden_layers) - 1});  // backward_trunk's final norm
+  begin_grads({UnitKind::Head, -1});
   ops::linear_backward(dlnf, dw, {}, dout, lnf, score_w_);
   ops::add_inplace(m.grads().score, dw.rows(0, NL));  // the padding rows' gradients are dropped
   backward_trunk(m, dlnf);
@@ -293,7 +314,10 @@ void TrainState::backward(Transformer& m, const std::vector<float>& dlogp_in) {
   Tensor dlogp = arena_.alloc_f32({T});
   copy_from_host(dlogp, dlogp_in.data());
   Tensor dlnf = arena_.zeros(m.compute_dtype(), {T, C});
+  R1_CHECK(!m.grads_unbound() || weight_units, "backward: the model's gradients are sharded by unit "
+           "(parallel.shard: full) and this pass has no weight_units to bind them");
   acquire({UnitKind::Head, -1}, {UnitKind::Layer, int(m.config().num_hidden_layers) - 1});
+  begin_grads({UnitKind::Head, -1});
   ops::token_logprobs_backward(dlnf, m.grads().lm_head, dlogp, lnf, m.params().lm_head, targets_, lse_,
                                temperature_, vocab_chunk);
   backward_trunk(m, dlnf);
@@ -307,7 +331,8 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
   // dres carries d loss / d residual stream down through the layers, accumulated in place.
   Tensor dres = arena_.zeros(m.compute_dtype(), {batch_->tokens(), int64_t(c.hidden_size)});
   ops::rmsnorm_backward(dres, G.final_norm, dlnf, x_final, P.final_norm, lnf_rstd);
-  release({UnitKind::Head, -1});  // acquired by the caller (backward, score_backward)
+  end_grads({UnitKind::Head, -1});  // begun by the caller (backward, score_backward)
+  release({UnitKind::Head, -1});    // acquired by the caller
   // From the final norm up (the head included) the gradients are done.
   if (on_grads_final) on_grads_final(plan.head.begin);
   const Pass p = pass(m, checkpoint_ ? &layer_ : &arena_);
@@ -318,11 +343,15 @@ void TrainState::backward_trunk(Transformer& m, const Tensor& dlnf) {
     acquire({UnitKind::Layer, l}, l > 0 ? WeightUnit{UnitKind::Layer, l - 1} : WeightUnit{UnitKind::Layer, l});
     if (checkpoint_) recompute_layer(m, l, recomputed);
     const LayerSaved& s = checkpoint_ ? recomputed : acts_[size_t(l)];
+    begin_grads({UnitKind::Layer, l});
     layer_backward(p, P.layers[size_t(l)], G.layers[size_t(l)], s, dres);
+    end_grads({UnitKind::Layer, l});
     release({UnitKind::Layer, l});
     if (on_grads_final) on_grads_final(plan.layers[size_t(l)].params.begin);
   }
+  begin_grads({UnitKind::Embed, -1});
   if (!G.embed.empty()) ops::embedding_backward(G.embed, dres, ids_);  // frozen under LoRA
+  end_grads({UnitKind::Embed, -1});
   if (on_grads_final) on_grads_final(0);
 }
 

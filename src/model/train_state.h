@@ -111,6 +111,9 @@ class TrainState {
   // weight_units' acquire (with the prefetch hint of the unit after it) and release, if set.
   void acquire(WeightUnit u, WeightUnit next);
   void release(WeightUnit u);
+  // weight_units' begin_grads and end_grads, if set.
+  void begin_grads(WeightUnit u);
+  void end_grads(WeightUnit u);
   // The layers and the final norm, shared by both heads: fills lnf (T, C).
   void forward_trunk(const Transformer& m, const Batch& batch, Backward then);
   // Whether this forward (saved_ set, the batch known) checkpoints.

@@ -130,8 +130,16 @@ void Transformer::allocate_grads() {
 }
 
 Params& Transformer::grads() {
-  if (grads_released()) allocate_grads();
+  if (grads_released() && !grads_unbound_) allocate_grads();
   return grads_;
+}
+
+void Transformer::unbind_grads() {
+  R1_CHECK(trainable_ && !has_lora(), "unbind_grads: only a fully trained model's gradients can be sharded");
+  gradients_ = Buffer();
+  grads_ = bind_params(cfg_, plan_.specs, nullptr, DType::F32, device_);  // the views' shapes, no memory
+  grads_.flat = Tensor(nullptr, DType::F32, {0}, device_);
+  grads_unbound_ = true;
 }
 
 void Transformer::release_grads() {
@@ -141,6 +149,7 @@ void Transformer::release_grads() {
 }
 
 void Transformer::zero_grads() {
+  if (grads_unbound_) return;  // the units' buffers are zeroed as their backwards begin
   if (grads_released()) allocate_grads();  // allocated zeroed
   gradients_.zero();
   adapter_grads_.zero();

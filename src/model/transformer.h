@@ -108,6 +108,11 @@ class Transformer {
   // the gradients between steps. The next grads() or zero_grads() brings it back zeroed.
   void release_grads();
   bool grads_released() const { return trainable_ && gradients_.size() == 0; }
+  // Gradients by unit (parallel.shard: full, optim/sharded_weights.h): frees the gradient buffer for
+  // good; grads() keeps its views with their shapes pointing at nothing, and neither grads() nor
+  // zero_grads() allocates, until a unit's gradient buffer is bound to them for its backward.
+  void unbind_grads();
+  bool grads_unbound() const { return grads_unbound_; }
   int64_t grad_bytes() const { return int64_t(gradients_.size() + adapter_grads_.size()); }
 
   // What an optimizer updates: three flat buffers of one layout (specs): the fp32 weights, their
@@ -157,6 +162,7 @@ class Transformer {
   ModelPlan plan_;
   Device device_;
   bool trainable_;
+  bool grads_unbound_ = false;
   Buffer weights_, master_weights_, gradients_, inv_freq_dev_;
   Params params_, master_, grads_;
   LoraConfig lora_;

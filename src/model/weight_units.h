@@ -35,6 +35,14 @@ class WeightUnits {
   // with a second buffer and asynchronous collectives may start gathering it while the current unit
   // computes (FSDP's forward/backward prefetch). The CPU implementation ignores it.
   virtual void prefetch(WeightUnit next) { (void)next; }
+  // Gradients by unit (FSDP's per-layer reduce-scatter): a backward writes unit u's gradients
+  // between begin_grads(u) and end_grads(u), which may bind the model's gradient views of u to a
+  // zeroed buffer and hand the result on (reduce-scatter it into this rank's shard), so no rank
+  // ever holds the whole gradients. Units in the backward's order: Head, Layer L-1 .. Layer 0,
+  // Embed (the tied head's gradient goes to the embedding inside Head's). Default: the model's own
+  // gradient buffer, nothing to do.
+  virtual void begin_grads(WeightUnit u) { (void)u; }
+  virtual void end_grads(WeightUnit u) { (void)u; }
 };
 
 // The units one pass acquires, in order (see above): a forward, and with `backward` its backward.

@@ -100,7 +100,8 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
     const int64_t count = shard_counts_[size_t(comm_->rank())];
     opt_ = std::make_unique<AdamW>(shard_slices(param_slices(m), shard_begin_, shard_begin_ + count), adamw,
                                    m.device(), cfg_.offload);
-    shard_grad_ = Buffer(size_t(count) * sizeof(float), m.device());
+    // full: the gradient shard is ShardedWeights', accumulated unit by unit during the backward.
+    if (cfg_.shard != Shard::Full) shard_grad_ = Buffer(size_t(count) * sizeof(float), m.device());
   } else {
     opt_ = std::make_unique<AdamW>(param_slices(m), adamw, m.device(), cfg_.offload);
   }
@@ -197,15 +198,19 @@ double DataParallel::global_sum_squares(const Tensor& grads) const {
 }
 
 UpdateResult DataParallel::step_sharded(double lr, double max_grad_norm, bool finite) {
-  model::Params& G = m_.grads();
   const int64_t count = shard_counts_[size_t(comm_->rank())];
   Tensor shard(shard_grad_.data(), DType::F32, {count}, m_.device());
-  comm_->after_compute();
-  comm_->reduce_scatter(G.flat.data, shard.data, shard_counts_, dist::Type::F32);
-  comm_->before_compute();
-  comm_->synchronize();
-  // ZeRO-2: the full buffer is no longer needed; the next backward gets a zeroed one.
-  if (cfg_.shard >= Shard::Gradients && !m_.has_lora()) m_.release_grads();
+  if (sharded_) {
+    // full: each unit's backward reduce-scattered its gradients into the shard already.
+    shard = sharded_->grad_shard();
+  } else {
+    comm_->after_compute();
+    comm_->reduce_scatter(m_.grads().flat.data, shard.data, shard_counts_, dist::Type::F32);
+    comm_->before_compute();
+    comm_->synchronize();
+    // ZeRO-2: the full buffer is no longer needed; the next backward gets a zeroed one.
+    if (cfg_.shard >= Shard::Gradients && !m_.has_lora()) m_.release_grads();
+  }
   // The global norm from the shards' sums of squares (rank order: the same sum on every rank).
   const double sq = global_sum_squares(shard);
   UpdateResult res{std::sqrt(sq), !finite || !std::isfinite(sq)};
@@ -220,7 +225,8 @@ UpdateResult DataParallel::step_sharded(double lr, double max_grad_norm, bool fi
       gather_shards(t);
     }
   }
-  if (!m_.grads_released()) m_.zero_grads();
+  if (sharded_) sharded_->zero_grad_shard();
+  else if (!m_.grads_released()) m_.zero_grads();
   return res;
 }
 
@@ -231,7 +237,7 @@ DataParallel::HeldBytes DataParallel::held_bytes() const {
   if (m.has_lora()) h.weights += int64_t(m.trainable_weights().master.nbytes());
   if (sharded_) h.weights += sharded_->bytes();
   h.moments = 2 * opt_->n_elements() * int64_t(sizeof(float));
-  h.grads = m.grad_bytes() + int64_t(shard_grad_.size());
+  h.grads = m.grad_bytes() + int64_t(shard_grad_.size()) + (sharded_ ? sharded_->grad_bytes() : 0);
   return h;
 }
 

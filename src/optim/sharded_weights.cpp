@@ -27,12 +27,29 @@ ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vec
   gather_ = Buffer(size_t(largest) * sizeof(float));
   shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
   take_shard();
+  // Gradients by unit: the model's buffer goes for good, its views are bound per unit.
+  m_.unbind_grads();
+  visit_params(m_.grads(), m_.config(), [&](Tensor& t, const std::string&, model::ParamShape) { grad_views_.push_back(&t); });
+  largest_ = largest;
+  grad_shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
+  grad_shard_.zero();
 }
 
 ShardedWeights::~ShardedWeights() = default;
 
 Tensor ShardedWeights::shard() const {
   return Tensor(shard_.data(), DType::F32, {counts_[size_t(comm_.rank())]}, Device::CPU);
+}
+
+Tensor ShardedWeights::grad_shard() const {
+  return Tensor(grad_shard_.data(), DType::F32, {counts_[size_t(comm_.rank())]}, Device::CPU);
+}
+
+void ShardedWeights::zero_grad_shard() {
+  grad_shard_.zero();
+  // The unit buffers live through a step's backwards only.
+  grad_unit_ = Buffer();
+  grad_part_ = Buffer();
 }
 
 void ShardedWeights::take_shard() {
@@ -64,16 +81,22 @@ std::vector<model::FlatRange> ShardedWeights::ranges(model::WeightUnit u) const 
   return {};
 }
 
-void ShardedWeights::bind(const model::FlatRange& r, float* base) {
+void ShardedWeights::bind(std::vector<Tensor*>& views, model::Params& P, const model::FlatRange& r, float* base) {
   const std::vector<model::ParamSpec>& specs = m_.specs();
   // Specs are in offset order: the first at or after r.begin, then on while inside r.
   auto it = std::lower_bound(specs.begin(), specs.end(), r.begin,
                              [](const model::ParamSpec& s, int64_t at) { return s.offset < at; });
   for (; it != specs.end() && it->offset < r.end; ++it)
-    views_[size_t(it - specs.begin())]->data = base ? base + (it->offset - r.begin) : nullptr;
-  model::Params& P = m_.params();
+    views[size_t(it - specs.begin())]->data = base ? base + (it->offset - r.begin) : nullptr;
   if (r.begin == m_.plan().embed.begin && m_.config().tie_word_embeddings && !m_.config().has_score_head())
     P.lm_head.data = P.embed.data;  // the tied head is the embedding's memory
+}
+
+std::vector<int64_t> ShardedWeights::parts(const model::FlatRange& r) const {
+  std::vector<int64_t> out(counts_.size());
+  for (size_t q = 0, from = 0; q < counts_.size(); from += size_t(counts_[q]), ++q)
+    out[q] = overlap(r, int64_t(from), counts_[q]);
+  return out;
 }
 
 void ShardedWeights::acquire(model::WeightUnit u) {
@@ -81,13 +104,11 @@ void ShardedWeights::acquire(model::WeightUnit u) {
   int64_t at = 0;
   for (const model::FlatRange& r : ranges(u)) {
     // Every rank's part of r, in rank order: the range, whole, at buf + at.
-    std::vector<int64_t> parts(counts_.size());
-    for (size_t q = 0, from = 0; q < counts_.size(); from += size_t(counts_[q]), ++q)
-      parts[q] = overlap(r, int64_t(from), counts_[q]);
-    const int64_t mine = std::max(r.begin, begin_) - begin_;
-    const float* send = static_cast<const float*>(shard_.data()) + (parts[size_t(comm_.rank())] > 0 ? mine : 0);
-    comm_.all_gather(send, buf + at, parts, dist::Type::F32);
-    bind(r, buf + at);
+    const std::vector<int64_t> p = parts(r);
+    const float* send =
+        static_cast<const float*>(shard_.data()) + (p[size_t(comm_.rank())] > 0 ? offset_in_shard(r) : 0);
+    comm_.all_gather(send, buf + at, p, dist::Type::F32);
+    bind(views_, m_.params(), r, buf + at);
     at += r.size();
   }
 }
@@ -95,7 +116,38 @@ void ShardedWeights::acquire(model::WeightUnit u) {
 void ShardedWeights::release(model::WeightUnit u) {
   // Views of a released unit point at nothing: a pass that reads a weight it did not acquire fails
   // at once instead of computing with another unit's values.
-  for (const model::FlatRange& r : ranges(u)) bind(r, nullptr);
+  for (const model::FlatRange& r : ranges(u)) bind(views_, m_.params(), r, nullptr);
+}
+
+void ShardedWeights::begin_grads(model::WeightUnit u) {
+  if (grad_unit_.size() == 0) {
+    grad_unit_ = Buffer(size_t(largest_) * sizeof(float));
+    grad_part_ = Buffer(size_t(std::min(largest_, counts_[size_t(comm_.rank())])) * sizeof(float));
+  }
+  float* buf = static_cast<float*>(grad_unit_.data());
+  int64_t at = 0;
+  for (const model::FlatRange& r : ranges(u)) {  // a tied head's: the embedding's too
+    std::fill(buf + at, buf + at + r.size(), 0.0f);
+    bind(grad_views_, m_.grads(), r, buf + at);
+    at += r.size();
+  }
+}
+
+void ShardedWeights::end_grads(model::WeightUnit u) {
+  const float* buf = static_cast<const float*>(grad_unit_.data());
+  float* part = static_cast<float*>(grad_part_.data());
+  float* acc = static_cast<float*>(grad_shard_.data());
+  int64_t at = 0;
+  for (const model::FlatRange& r : ranges(u)) {  // a tied head's: the embedding's too
+    // The ranks' sums of r in rank order (dist/comm.h), this rank's part of them into its shard.
+    const std::vector<int64_t> p = parts(r);
+    const int64_t mine = p[size_t(comm_.rank())];
+    comm_.reduce_scatter(buf + at, part, p, dist::Type::F32);
+    float* dst = acc + offset_in_shard(r);
+    for (int64_t i = 0; i < mine; ++i) dst[i] += part[i];
+    bind(grad_views_, m_.grads(), r, nullptr);
+    at += r.size();
+  }
 }
 
 }  // namespace r1::optim

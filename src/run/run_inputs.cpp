@@ -269,6 +269,32 @@ void stop_if_asked(const RunOptions& opts, int64_t step) {
   std::_Exit(137);
 }
 
+void check_ranks_agree(const Recipe& r, const RunOptions& opts) {
+  if (dist::world_size() <= 1) return;
+  const nlohmann::json mine = {{"recipe", r.values()}, {"resume", opts.resume}, {"stop_after", opts.stop_after}};
+  const std::vector<std::string> all = dist::host_comm().all_gather_strings(mine.dump());
+  const nlohmann::json root = nlohmann::json::parse(all[0]);
+  for (size_t q = 1; q < all.size(); ++q) {
+    if (all[q] == all[0]) continue;
+    const nlohmann::json other = nlohmann::json::parse(all[q]);
+    std::string what = "the options are";  // --resume or --stop-after, when every key agrees
+    std::string a = fmt::format("--resume {} --stop-after {}", root["resume"].dump(), root["stop_after"].dump());
+    std::string b = fmt::format("--resume {} --stop-after {}", other["resume"].dump(), other["stop_after"].dump());
+    for (const std::string& key : r.keys()) {
+      std::string path = "/recipe/" + key;  // "train.lr" -> "/recipe/train/lr" (keys hold no '/' or '~')
+      std::replace(path.begin(), path.end(), '.', '/');
+      const nlohmann::json::json_pointer at(path);
+      if (root.at(at) == other.at(at)) continue;
+      what = fmt::format("recipe key '{}' is", key);
+      a = root.at(at).dump();
+      b = other.at(at).dump();
+      break;
+    }
+    fail("the ranks run different recipes: {} {} on rank 0 and {} on rank {}; every rank must be given the same "
+         "recipe files, overrides and options", what, a, b, q);
+  }
+}
+
 nlohmann::json parallel_section() {
   return {{"shard", "none"}, {"zero1", false}, {"bucket_mb", 25}, {"overlap", true}};
 }

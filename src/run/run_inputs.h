@@ -73,6 +73,12 @@ struct RunOptions {
   bool resume = false;       // continue from what the run directory already holds
   int64_t stop_after = -1;   // testing: end the process abruptly after this step, as a kill would
 };
+// Under mpirun: every rank must run the same recipe with the same options, or the ranks would
+// split batches, shard state and issue collectives differently (a hang, or silently wrong sums).
+// Collective (an all-gather of each rank's resolved recipe); a disagreement fails on every rank
+// alike, naming the first key that differs and its values on rank 0 and on the other rank. One
+// process: nothing.
+void check_ranks_agree(const Recipe& r, const RunOptions& opts);
 // Ends the process abruptly (exit 137, as kill -9 would) when `step` is opts.stop_after; under
 // mpirun after every rank got there, so rank 0's checkpoint of that step is complete.
 void stop_if_asked(const RunOptions& opts, int64_t step);
