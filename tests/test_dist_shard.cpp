@@ -17,6 +17,7 @@
 #include "dist/comm.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/memory_model.h"
 #include "model/train_state.h"
 #include "model/weight_units.h"
 #include "optim/sharded_weights.h"
@@ -51,6 +52,22 @@ std::vector<nlohmann::json> metrics(const std::string& run) {
 // The largest rank's shard of n elements over `ranks` (data_parallel.cpp: equal shards rounded
 // down to 64 elements, the remainder on the last rank).
 int64_t largest_shard(int64_t n, int ranks) { return n - (n / ranks) / 64 * 64 * (ranks - 1); }
+
+// The memory model's training state per rank at sharding level `level` (model/memory_model.h), in
+// MiB, beside what the run measured between steps: the model counts parameters, the buffers hold
+// the flat layout's 64-element-aligned tensors, so the prediction is at most 1% below.
+void expect_memory_model(const std::string& model_dir, int ranks, int level, double measured_mib) {
+  model::MemorySettings s;
+  s.device = Device::CPU;
+  s.world = ranks;
+  s.shard = level;
+  const model::MemoryEstimate e = model::estimate_memory(model::load_config(model_dir + "/config.json"), s);
+  const double predicted = double(e.persistent()) / double(1 << 20);
+  std::printf("[ SHARD ] level %d, %d ranks: the memory model predicts %.3f MiB per rank, measured %.3f\n", level,
+              ranks, predicted, measured_mib);
+  EXPECT_LE(predicted, measured_mib) << "level " << level << ", " << ranks << " ranks";
+  EXPECT_GE(predicted, 0.99 * measured_mib) << "level " << level << ", " << ranks << " ranks";
+}
 
 }  // namespace
 
@@ -94,6 +111,10 @@ TEST(DistShard, LevelsGiveBitwiseTheSameTraining) {
     EXPECT_DOUBLE_EQ(none.back()["memory/train_state_mib"].get<double>(), want_none);
     EXPECT_DOUBLE_EQ(opt.back()["memory/train_state_mib"].get<double>(), want_opt);
     EXPECT_DOUBLE_EQ(grads.back()["memory/train_state_mib"].get<double>(), want_grads);
+    const std::string model_dir = dir.file(base + "none/model");
+    expect_memory_model(model_dir, ranks, 0, want_none);
+    expect_memory_model(model_dir, ranks, 1, want_opt);
+    expect_memory_model(model_dir, ranks, 2, want_grads);
   }
 }
 
@@ -248,13 +269,13 @@ TEST(DistShard, FullShardingMatchesNone) {
     // (the unit buffer their backwards write into lives through a step only).
     const model::ModelConfig cfg = model::load_config(dir.file(base + "full/model/config.json"));
     const model::ModelPlan plan = model::make_plan(cfg);
-    int64_t largest = plan.embed.size() + plan.head.size();
-    for (const model::LayerPlan& l : plan.layers) largest = std::max(largest, l.params.size());
+    const int64_t largest = model::largest_unit(plan, cfg);
     const int64_t n = plan.total, c = largest_shard(n, ranks);
     const double want = double(16 * c + 4 * largest) / double(1 << 20);
     std::printf("[ SHARD ] full, %d ranks: %.3f MiB held per rank (none: %.3f; gather buffer %.3f MiB)\n", ranks,
                 want, double(16 * n) / double(1 << 20), double(4 * largest) / double(1 << 20));
     EXPECT_DOUBLE_EQ(full.back()["memory/train_state_mib"].get<double>(), want);
+    expect_memory_model(dir.file(base + "full/model"), ranks, 3, want);
     EXPECT_DOUBLE_EQ(none.back()["memory/train_state_mib"].get<double>(), double(16 * n) / double(1 << 20));
   }
   std::printf("[ SHARD ] idle passes over both runs: %lld\n", static_cast<long long>(idle));

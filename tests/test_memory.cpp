@@ -104,7 +104,7 @@ TEST(MemoryModel, PersistentBytesPerParameter) {
   EXPECT_EQ(off.host_state, 12 * N);
   s.offload = false;
   s.world = 4;
-  s.zero1 = true;
+  s.shard = 1;
   EXPECT_EQ(model::estimate_memory(c, s).moments, 2 * N);
   // One 8,704-token sequence saves ~24 GiB with the norms and SwiGLU recomputed, ~4 GiB checkpointed.
   model::MemorySettings one = grpo_7b();
@@ -113,6 +113,46 @@ TEST(MemoryModel, PersistentBytesPerParameter) {
   const double ckpt = double(model::estimate_memory(c, one).update) / double(GiB);
   EXPECT_GT(saving, 24.0);
   EXPECT_LT(ckpt, 6.0);
+}
+
+// Sharding levels per rank (parallel.shard; the CPU terms are checked against measured runs in
+// DistShard.*): Qwen2.5-32B, GRPO at 512 + 16,384 tokens on 8 ranks, checkpointed, no KL reference
+// (DAPO's recipe), a KV pool of 8 full-length sequences. none holds 18 B/param (576 GiB),
+// optimizer and gradients still keep the whole bf16 weights and fp32 master (and gradients keeps the
+// whole fp32 gradients while the backwards run), full 18/8 B/param and one gather buffer, but
+// gathers the whole bf16 weights for the rollouts: on a 141 GB H200 only full with the optimizer
+// offloaded to host memory (its master and moments, 12/8 B/param) fits. (full runs on CPU ranks
+// today; these are the design's GPU figures.)
+TEST(MemoryModel, ShardingLevelsPerRankAt32B) {
+  const model::ModelConfig c = model::preset_config("qwen2.5-32b");
+  const int64_t N = c.num_parameters();
+  model::MemorySettings s;
+  s.device = Device::CUDA;
+  s.world = 8;
+  s.checkpoint = true;
+  s.sequence_tokens = 512 + 16384;
+  s.train_tokens = s.sequence_tokens;
+  s.kv_tokens = 8 * s.sequence_tokens;
+  s.prefill_tokens = 8192;
+  const char* names[] = {"none", "optimizer", "gradients", "full"};
+  std::vector<model::MemoryEstimate> e;
+  for (int level = 0; level <= 3; ++level) {
+    s.shard = level;
+    e.push_back(model::estimate_memory(c, s));
+    std::printf("[ MEMORY ] qwen2.5-32b, 8 ranks, %s: %s\n", names[level], model::describe(e.back()).c_str());
+  }
+  s.offload = true;
+  const model::MemoryEstimate off = model::estimate_memory(c, s);
+  std::printf("[ MEMORY ] qwen2.5-32b, 8 ranks, full, optimizer offloaded: %s\n", model::describe(off).c_str());
+  EXPECT_EQ(e[0].persistent(), 18 * N);
+  // full: 18/8 B/param and the largest unit's bf16 gather buffer (the embedding, 5% of the shard).
+  EXPECT_NEAR(double(e[3].persistent()), 18.0 * double(N) / 8, 0.06 * 18.0 * double(N) / 8);
+  for (int level = 1; level <= 3; ++level) EXPECT_LT(e[size_t(level)].persistent(), e[size_t(level) - 1].persistent());
+  const int64_t h200 = int64_t(139) * GiB;
+  EXPECT_GT(e[2].peak(), h200);
+  EXPECT_GT(e[3].peak(), h200);
+  EXPECT_LT(off.peak(), h200);
+  EXPECT_NEAR(double(off.host_state), 12.0 * double(N) / 8, 0.001 * double(N));
 }
 
 // Mixture-of-experts and latent-attention layers: the update phase bounds what a forward and

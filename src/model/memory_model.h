@@ -30,7 +30,11 @@ struct MemorySettings {
   int64_t lora_params = 0;       // > 0: LoRA adapters of this many parameters over a frozen base
   bool offload = false;          // master copy and moments in host memory
   int world = 1;                 // ranks
-  bool zero1 = false;            // moments split over the ranks
+  // parallel.shard's level (optim::Shard, in its order): 0 none; 1 optimizer (the moments split
+  // over the ranks); 2 gradients (and the gradients, whole only while a step's backwards run);
+  // 3 full (and the weights, gathered a unit at a time, whole for the rollout and reference
+  // phases; the gradients written a unit at a time). Each rank's figures are the largest rank's.
+  int shard = 0;
   bool reference = false;        // a second frozen copy of the weights (a KL reference, not LoRA)
   bool recompute = true;         // norm outputs and the SwiGLU product recomputed in the backward
   bool checkpoint = false;       // per-layer activation checkpointing

@@ -31,6 +31,13 @@ int64_t total_params(const std::vector<ParamSpec>& specs) {
   return last.offset + aligned(last.numel());
 }
 
+std::vector<int64_t> shard_counts(int64_t n, int ranks) {
+  const int64_t per = (n / ranks) / 64 * 64;
+  std::vector<int64_t> c(size_t(ranks), per);
+  c.back() = n - per * (ranks - 1);
+  return c;
+}
+
 Params bind_params(const ModelConfig& c, const std::vector<ParamSpec>& specs, void* base, DType dtype,
                    Device device) {
   Params p;

@@ -49,6 +49,10 @@ void visit_params(P& p, const ModelConfig& c, F&& f) {
 // Every parameter of the architecture, in layout order, with 64-byte aligned offsets.
 std::vector<ParamSpec> param_specs(const ModelConfig& c);
 int64_t total_params(const std::vector<ParamSpec>& specs);
+// How data parallelism splits n elements of the flat layout over `ranks` (each rank's contiguous
+// shard, in rank order): equal shards rounded down to 64 elements (aligned vector loads), the
+// remainder on the last rank, which is so the largest.
+std::vector<int64_t> shard_counts(int64_t n, int ranks);
 
 // Views into `base` (total_params(specs) elements of `dtype` on `device`) laid out by `specs`; a
 // null base gives views with their shapes that point at nothing.

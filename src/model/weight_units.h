@@ -15,6 +15,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/config.h"
+#include "model/layer_plan.h"
+
 namespace r1::model {
 
 enum class UnitKind : uint8_t { Embed, Layer, Head };
@@ -47,5 +50,12 @@ class WeightUnits {
 
 // The units one pass acquires, in order (see above): a forward, and with `backward` its backward.
 std::vector<WeightUnit> pass_units(int num_layers, bool backward);
+
+// The flat ranges of a unit's weights: one, or for the head of a tied model (no score head) also
+// the embedding, which is the lm_head's memory.
+std::vector<FlatRange> unit_ranges(const ModelPlan& plan, const ModelConfig& c, WeightUnit u);
+// Elements of the largest unit (what a gather buffer must hold): a layer, the embedding, or the
+// head (with a tied embedding, both).
+int64_t largest_unit(const ModelPlan& plan, const ModelConfig& c);
 
 }  // namespace r1::model

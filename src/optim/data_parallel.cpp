@@ -37,15 +37,6 @@ std::vector<std::pair<int64_t, int64_t>> backward_buckets(const model::Transform
   return buckets;
 }
 
-// Elements per rank: equal shards rounded to 64 elements (aligned vector loads), the
-// remainder on the last rank.
-std::vector<int64_t> shard_counts(int64_t n, int ranks) {
-  const int64_t per = (n / ranks) / 64 * 64;
-  std::vector<int64_t> c(size_t(ranks), per);
-  c.back() = n - per * (ranks - 1);
-  return c;
-}
-
 // The AdamW slices of a model restricted to [begin, end), re-based to begin.
 std::vector<ParamSlice> shard_slices(const std::vector<ParamSlice>& all, int64_t begin, int64_t end) {
   std::vector<ParamSlice> out;
@@ -93,7 +84,7 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
            "parallel.shard: full keeps the weights sharded on the CPU already; set train.optimizer_offload to off");
   const int64_t n = m.trainable_weights().master.numel();
   // Every level splits the gradient norm's sum of squares by these shards (see global_sum_squares).
-  shard_counts_ = shard_counts(n, comm_->size());
+  shard_counts_ = model::shard_counts(n, comm_->size());
   for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
   if (comm_->size() == 1) cfg_.shard = Shard::None;  // one rank: nothing to shard
   if (sharded()) {

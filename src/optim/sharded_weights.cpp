@@ -21,9 +21,7 @@ ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vec
   R1_CHECK(m.device() == Device::CPU && m.compute_dtype() == DType::F32 && !m.has_lora() && !comm.on_device(),
            "parallel.shard: full runs on the CPU in f32 without LoRA so far (the GPU path is not written yet); "
            "use parallel.shard: gradients");
-  const model::ModelPlan& plan = m.plan();
-  int64_t largest = plan.embed.size() + plan.head.size();  // a tied head gathers the embedding too
-  for (const model::LayerPlan& l : plan.layers) largest = std::max(largest, l.params.size());
+  const int64_t largest = model::largest_unit(m.plan(), m.config());
   gather_ = Buffer(size_t(largest) * sizeof(float));
   shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
   take_shard();
@@ -70,15 +68,7 @@ void ShardedWeights::whole(const std::function<void()>& f) {
 }
 
 std::vector<model::FlatRange> ShardedWeights::ranges(model::WeightUnit u) const {
-  const model::ModelPlan& plan = m_.plan();
-  switch (u.kind) {
-    case model::UnitKind::Embed: return {plan.embed};
-    case model::UnitKind::Layer: return {plan.layers.at(size_t(u.layer)).params};
-    case model::UnitKind::Head:
-      if (m_.config().tie_word_embeddings && !m_.config().has_score_head()) return {plan.head, plan.embed};
-      return {plan.head};
-  }
-  return {};
+  return model::unit_ranges(m_.plan(), m_.config(), u);
 }
 
 void ShardedWeights::bind(std::vector<Tensor*>& views, model::Params& P, const model::FlatRange& r, float* base) {

@@ -101,7 +101,7 @@ model::MemorySettings memory_settings(const GrpoConfig& g, const model::ModelCon
   s.device = device;
   s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
   s.world = dist::world_size();
-  s.zero1 = g.parallel.shard >= optim::Shard::Optimizer;
+  s.shard = int(g.parallel.shard);
   s.reference = g.loss.kl_coef != 0.0 && !lora.enabled();
   s.recompute = device != Device::CPU;
   s.checkpoint = g.checkpointing == model::Checkpointing::On;

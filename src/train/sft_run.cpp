@@ -169,7 +169,7 @@ run::MemoryPlan plan_memory(const run::Recipe& r, const text::Codec& codec, Devi
   s.device = device;
   s.lora_params = lora.enabled() ? model::total_params(model::lora_specs(mc, lora)) : 0;
   s.world = dist::world_size();
-  s.zero1 = parallel.shard >= optim::Shard::Optimizer;
+  s.shard = int(parallel.shard);
   s.recompute = device != Device::CPU;
   s.checkpoint = checkpointing == model::Checkpointing::On;
   s.checkpoint_auto = checkpointing == model::Checkpointing::Auto;
