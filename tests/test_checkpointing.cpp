@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "lora_util.h"
 #include "model/activation_memory.h"
 #include "model/train_state.h"
 #include "model/transformer.h"
@@ -29,20 +30,6 @@ model::Transformer make_model(const model::ModelConfig& c, uint64_t seed) {
   model::Transformer m(c);
   m.init_random(seed, 0.2f);
   return m;
-}
-
-// LoRA on every linear with dropout, A and B random (B = 0 would leave A without a gradient).
-void add_random_lora(model::Transformer& m, double dropout) {
-  model::LoraConfig l;
-  l.rank = 4;
-  l.alpha = 8;
-  l.dropout = dropout;
-  l.targets = {"all-linear"};
-  m.add_lora(l, 3);
-  std::vector<float> a = m.adapter_host();
-  Rng rng(17);
-  for (float& v : a) v = 0.2f * (float(rng.next_u32() % 2001) / 1000.0f - 1.0f);
-  m.set_adapter(a.data());
 }
 
 model::Batch random_batch(uint64_t seed, int vocab, std::vector<int> lens = {17, 5, 30}) {
@@ -115,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Checkpointing, LoraWithDropoutEqualsTheSavingBackwardToTheBit) {
   const model::ModelConfig c = config("qwen3");
   model::Transformer m = make_model(c, 5);
-  add_random_lora(m, 0.3);
+  test::add_random_lora(m, 0.3);
   const model::Batch batch = random_batch(8, c.vocab_size);
   auto grads = [&](model::Checkpointing mode, bool dropout) {
     model::TrainState st;
@@ -151,7 +138,7 @@ TEST_P(CheckpointingMoe, BackwardEqualsTheSavingBackwardToTheBit) {
   for (const bool lora : {false, true}) {
     model::Transformer m(model::preset_config(GetParam()));
     m.init_random(11, 0.2f);
-    if (lora) add_random_lora(m, 0.2);
+    if (lora) test::add_random_lora(m, 0.2);
     const model::Batch batch = random_batch(21, m.config().vocab_size, {9, 14});
     auto run = [&](model::Checkpointing mode) {
       model::TrainState st;
@@ -177,7 +164,7 @@ TEST_P(CheckpointingMoe, ActivationMemoryMatchesTheModel) {
   for (const bool lora : {false, true}) {
     model::Transformer m(model::preset_config(GetParam()));
     m.init_random(2, 0.2f);
-    if (lora) add_random_lora(m, 0.1);
+    if (lora) test::add_random_lora(m, 0.1);
     const model::ModelConfig& c = m.config();
     const model::Batch batch = random_batch(5, c.vocab_size, {40, 23});
     model::TrainState save, ckpt;
@@ -231,7 +218,7 @@ TEST(Checkpointing, ActivationMemoryIsTheLayerInputs) {
   for (const bool lora : {false, true}) {
     const model::ModelConfig c = config("qwen3", 6);
     model::Transformer m = make_model(c, 1);
-    if (lora) add_random_lora(m, 0.1);
+    if (lora) test::add_random_lora(m, 0.1);
     const model::Batch batch = random_batch(3, c.vocab_size, {60, 40, 28});
     const int64_t T = batch.tokens(), C = c.hidden_size, L = c.num_hidden_layers;
     model::TrainState save, ckpt;
@@ -297,7 +284,7 @@ TEST(Checkpointing, AutoFollowsTheMemoryBudget) {
 TEST(Checkpointing, PassesWithoutBackwardSaveNothing) {
   const model::ModelConfig c = config("qwen2");
   model::Transformer m = make_model(c, 8);
-  add_random_lora(m, 0.2);
+  test::add_random_lora(m, 0.2);
   const model::Batch batch = random_batch(1, c.vocab_size);
   model::TrainState train, infer;
   train.dropout = false;  // the inference pass never drops out; compare like with like

@@ -15,6 +15,7 @@
 
 #include "base/rng.h"
 #include "compare_util.h"
+#include "lora_util.h"
 #include "model/activation_memory.h"
 #include "model/train_state.h"
 #include "model/transformer.h"
@@ -98,15 +99,7 @@ TEST(CudaCheckpointing, LoraWithDropoutMatchesTheSavingBackward) {
   model::ModelConfig c = model::preset_config("tiny", "qwen3");
   model::Transformer m(c, Device::CUDA);
   m.init_random(3, 0.2f);
-  model::LoraConfig l;
-  l.rank = 4;
-  l.dropout = 0.3;
-  l.targets = {"all-linear"};
-  m.add_lora(l, 3);
-  std::vector<float> a = m.adapter_host();
-  Rng rng(17);
-  for (float& v : a) v = 0.2f * (float(rng.next_u32() % 2001) / 1000.0f - 1.0f);
-  m.set_adapter(a.data());
+  test::add_random_lora(m, 0.3);
   compare(m, random_batch(9, c.vocab_size, {40, 25}), "qwen3 LoRA r=4 dropout 0.3");
 }
 

@@ -17,6 +17,7 @@
 #include "model/safetensors.h"
 #include "model/train_state.h"
 #include "tensor/device_memory.h"
+#include "lora_util.h"
 #include "test_util.h"
 
 using namespace r1;
@@ -185,15 +186,7 @@ TEST(MoeModel, LatentCacheHoldsTheLatentAndDecodesWithAdapters) {
     EXPECT_EQ(cache.k_t[0].shape[2], 1);
     EXPECT_EQ(cache.k_t[0].shape[3], c.mla.kv_lora_rank + c.mla.qk_rope_head_dim);
     EXPECT_TRUE(cache.v_t[0].empty());
-    model::LoraConfig lc;
-    lc.rank = 4;
-    lc.alpha = 8;
-    lc.targets = {"all-linear"};
-    m.add_lora(lc, 3);
-    std::vector<float> a = m.adapter_host();
-    Rng rng(5);
-    for (float& x : a) x = 0.3f * rng.normal();
-    m.set_adapter(a.data());
+    test::add_random_lora(m);
     expect_cached_forward_matches_training(m, preset + " with adapters");
   }
 }
