@@ -18,6 +18,8 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/memory_model.h"
+#include "model/random_init.h"
+#include "model/safetensors.h"
 #include "model/train_state.h"
 #include "model/weight_units.h"
 #include "optim/sharded_weights.h"
@@ -244,6 +246,21 @@ TEST(DistShard, FullShardingMatchesNone) {
       const bool by_shards = (r.out + r.err).find(std::to_string(ranks) + " ranks wrote their shards of") != std::string::npos;
       EXPECT_EQ(by_shards, std::string(level) == "full") << r.out << r.err;
     }
+    if (ranks == 2) {
+      // From a checkpoint: each rank of full reads its shard of the file (no whole model anywhere),
+      // and the first step's loss is none's (the same starting weights).
+      const std::string from = " model.path=" + dir.file(base + "none/checkpoints/step_000001/model");
+      for (const char* level : {"none", "full"}) {
+        auto r = test::run_mpi(2, std::string(R1_BINARY) + " " + ragged_args(dir, std::string("from_") + level) + from +
+                                      " train.steps=1 parallel.shard=" + level);
+        ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+        EXPECT_EQ((r.out + r.err).find("read only its shard of the weights") != std::string::npos,
+                  std::string(level) == "full")
+            << r.out << r.err;
+      }
+      EXPECT_EQ(metrics(dir.file("from_none"))[0]["loss"].get<double>(),
+                metrics(dir.file("from_full"))[0]["loss"].get<double>());
+    }
     const std::vector<float> start = weights(dir.file(base + "none/checkpoints/step_000001/model"));
     for (const std::string f : {"checkpoints/step_000003/model", "model"})
       EXPECT_LT(relative_difference(start, weights(dir.file(base + "none/" + f)), weights(dir.file(base + "full/" + f))),
@@ -419,4 +436,71 @@ TEST(WeightUnits, GatheredUnitsComputeBitwiseLikeTheWholeModel) {
       EXPECT_TRUE(sharded.weights_released());
     }
   }
+}
+
+// A WeightSource hands any range of the flat layout, across tensor boundaries and the alignment
+// padding (0), with the values a whole load (or init_random) puts there, from f32 and bf16 files;
+// a checkpoint that lacks a tensor, or holds one the model does not use, fails when the source is
+// made, naming the file and the tensor.
+TEST(WeightSource, RangesAreThoseOfTheWholeModel) {
+  test::TempDir dir;
+  model::Transformer m(tiny(false));
+  m.init_random(4);
+  const model::ModelConfig& c = m.config();
+  const int64_t n = m.plan().total;
+  const std::vector<float> drawn = m.weights_host();
+  for (const DType dt : {DType::F32, DType::BF16}) {
+    const std::string path = dir.file(std::string("m_") + dtype_name(dt));
+    model::save_model(m, path, dt);
+    const std::vector<float> whole = model::load_model(path).weights_host();
+    const model::WeightSource file = model::checkpoint_weights(path, c);
+    for (const auto& [begin, count] : std::vector<std::pair<int64_t, int64_t>>{{0, n}, {1, 1000}, {n / 3, n / 3}, {n - 7, 7}}) {
+      std::vector<float> got(size_t(count), NAN);
+      file(begin, count, got.data());
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), whole.begin() + begin)) << dtype_name(dt) << " [" << begin << ", +" << count << ")";
+    }
+  }
+  const model::WeightSource random = model::random_weights(c, 4, model::kInitStd);
+  std::vector<float> all(size_t(n), NAN);
+  random(0, n, all.data());
+  EXPECT_TRUE(all == drawn);
+  std::vector<float> part(100, NAN);
+  random(n / 2, 100, part.data());
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), drawn.begin() + n / 2));
+
+  // A checkpoint with one tensor renamed: the model's is missing, the file's is unused.
+  const std::string bad = dir.file("renamed");
+  model::save_model(m, bad);
+  std::vector<model::NamedTensor> tensors;
+  for (const model::ParamSpec& spec : m.specs())
+    tensors.push_back({spec.name == "model.norm.weight" ? "model.norm.weights" : spec.name, spec.shape,
+                       drawn.data() + spec.offset});
+  model::save_safetensors(fs::join(bad, "model.safetensors"), tensors, DType::F32);
+  try {
+    model::checkpoint_weights(bad, c);
+    ADD_FAILURE() << "a checkpoint without model.norm.weight was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'model.norm.weight'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+  }
+}
+
+// A model built without weights (parallel.shard: full from the start) holds no weight or gradient
+// memory at all; ShardedWeights fills its shard from the source, and the passes compute what the
+// whole model computes.
+TEST(WeightSource, ModelBuiltWithoutWeightsTakesItsShardFromTheSource) {
+  model::Transformer plain(tiny(true));
+  plain.init_random(6);
+  const size_t before = memory_use(Device::CPU).now;
+  model::Transformer empty(tiny(true), Device::CPU, true, std::nullopt, model::MasterPlace::Device, /*allocate=*/false);
+  EXPECT_LT(memory_use(Device::CPU).now - before, size_t(4096)) << "weights were allocated";
+  EXPECT_TRUE(empty.weights_released());
+  EXPECT_EQ(empty.grad_bytes(), 0);
+  std::unique_ptr<dist::Comm> one = dist::make_single_comm();
+  optim::ShardedWeights units(empty, *one, {empty.plan().total}, 0, model::random_weights(empty.config(), 6, model::kInitStd));
+  const model::Batch b = model::pack_sequences({{1, 2, 3, 4}, {5, 6, 7}});
+  model::TrainState a, s;
+  s.weight_units = &units;
+  EXPECT_TRUE(to_host_f32(a.forward(plain, b)) == to_host_f32(s.forward(empty, b)));
+  EXPECT_THROW(optim::ShardedWeights(empty, *one, {empty.plan().total}, 0), Error);  // no source
 }

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -51,11 +53,33 @@ Tensor weights_of(const Transformer& m) { return m.separate_master() ? m.master(
 // Tensors the layout does not use are errors, except a backbone's lm_head. In place where the fp32
 // weights are host memory (a CPU model, a host master copy); otherwise a tensor at a time through
 // one host buffer, so a model of any size loads with the largest tensor's worth of host memory.
+// Every tensor of `specs` but `fresh` is in the checkpoint (read_f32 checks its shape), and every
+// tensor of the checkpoint is one of them, except those HF checkpoints may carry unused (and a
+// backbone's lm_head when a score head is drawn fresh): an unused tensor would be dropped silently.
+void check_tensors(const SafetensorsReader& reader, const std::string& dir, const ModelConfig& cfg,
+                   const std::vector<ParamSpec>& specs, const std::string& fresh = "") {
+  std::set<std::string> expected;
+  for (const ParamSpec& s : specs) {
+    if (s.name == fresh) continue;
+    R1_CHECK(reader.contains(s.name), "{}: checkpoint has no tensor '{}' required by the {} config", dir, s.name,
+             cfg.model_type);
+    expected.insert(s.name);
+  }
+  for (const std::string& name : reader.names())
+    R1_CHECK(expected.count(name) || ignorable(name, cfg) || (!fresh.empty() && name == "lm_head.weight"),
+             "{}: checkpoint has tensor '{}' that a {} model with this config does not use", dir, name,
+             cfg.model_type);
+}
+
+// Every tensor of m's layout read from `dir` into m, except `fresh` (when named): the score head of a
+// classifier built on a causal LM, drawn from normal(0, std) with the stream init_random would use.
+// In place where the fp32 weights are host memory (a CPU model, a host master copy); otherwise a
+// tensor at a time through one host buffer, so a model of any size loads with the largest tensor's
+// worth of host memory.
 void read_into(const std::string& dir, Transformer& m, const std::string& fresh = "", uint64_t seed = 0,
                float std = 0.0f) {
-  const ModelConfig& cfg = m.config();
   SafetensorsReader reader(dir);
-  std::set<std::string> expected;
+  check_tensors(reader, dir, m.config(), m.specs(), fresh);
   float* in_place = m.host_weights();
   const Tensor w = weights_of(m);
   std::vector<float> buf;
@@ -67,17 +91,10 @@ void read_into(const std::string& dir, Transformer& m, const std::string& fresh 
       Rng rng(seed, i);
       for (int64_t j = 0; j < s.numel(); ++j) dst[j] = std * rng.normal();
     } else {
-      R1_CHECK(reader.contains(s.name), "{}: checkpoint has no tensor '{}' required by the {} config", dir, s.name,
-               cfg.model_type);
       reader.read_f32(s.name, s.shape, dst);
-      expected.insert(s.name);
     }
     if (!in_place) copy_from_host_f32(w.rows(s.offset, s.offset + s.numel()), dst);
   }
-  for (const std::string& name : reader.names())
-    R1_CHECK(expected.count(name) || ignorable(name, cfg) || (!fresh.empty() && name == "lm_head.weight"),
-             "{}: checkpoint has tensor '{}' that a {} model with this config does not use", dir, name,
-             cfg.model_type);
   m.refresh_compute_weights();
 }
 
@@ -92,6 +109,21 @@ Transformer read_model(const std::string& dir, const ModelConfig& cfg, Device de
 
 Transformer load_model(const std::string& dir, Device device, bool trainable, MasterPlace master) {
   return read_model(dir, load_config(fs::join(dir, "config.json")), device, trainable, master);
+}
+
+WeightSource checkpoint_weights(const std::string& dir, const ModelConfig& c) {
+  const ModelConfig saved = load_config(fs::join(dir, "config.json"));
+  R1_CHECK(saved.num_parameters() == c.num_parameters(), "{}: a model of {} parameters, this one has {}", dir,
+           saved.num_parameters(), c.num_parameters());
+  auto reader = std::make_shared<SafetensorsReader>(dir);
+  std::vector<ParamSpec> specs = param_specs(c);
+  check_tensors(*reader, dir, c, specs);
+  return [reader, specs = std::move(specs)](int64_t begin, int64_t count, float* dst) {
+    std::fill(dst, dst + count, 0.0f);  // the padding between tensors
+    for_each_part(specs, begin, count, [&](size_t k, int64_t from, int64_t n, int64_t at) {
+      reader->read_f32(specs[k].name, specs[k].shape, from, n, dst + (at - begin));
+    });
+  };
 }
 
 void load_weights(const std::string& dir, Transformer& m) {

@@ -15,6 +15,10 @@ namespace r1::model {
 // uploaded.
 Transformer load_model(const std::string& dir, Device device = Device::CPU, bool trainable = true,
                        MasterPlace master = MasterPlace::Device);
+// The fp32 weights of the checkpoint in `dir`, a range of the flat layout at a time (params.h's
+// WeightSource), for a model of config c: checked as load_model checks them (every tensor present
+// with its shape, none unused) before any is read; the file stays mapped while the source lives.
+WeightSource checkpoint_weights(const std::string& dir, const ModelConfig& c);
 // Reads the weights saved in model directory `dir` into m (same architecture): in place where m's
 // fp32 weights are host memory, else through one host copy (resuming a run needs no second model).
 void load_weights(const std::string& dir, Transformer& m);

@@ -1,5 +1,7 @@
 #include "model/params.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 
 namespace r1::model {
@@ -29,6 +31,16 @@ int64_t total_params(const std::vector<ParamSpec>& specs) {
   if (specs.empty()) return 0;
   const auto& last = specs.back();
   return last.offset + aligned(last.numel());
+}
+
+void for_each_part(const std::vector<ParamSpec>& specs, int64_t begin, int64_t count,
+                   const std::function<void(size_t k, int64_t from, int64_t n, int64_t at)>& part) {
+  const int64_t end = begin + count;
+  for (size_t k = 0; k < specs.size(); ++k) {
+    const ParamSpec& s = specs[k];
+    const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel(), end);
+    if (b > a) part(k, a - s.offset, b - a, a);
+  }
 }
 
 std::vector<int64_t> shard_counts(int64_t n, int ranks) {

@@ -4,6 +4,7 @@
 // all-reduce see a single array. Offsets count elements, so one layout serves f32 and bf16 buffers.
 // The layout is the blocks' visit order (blocks/*.h): each parameter is declared once there.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,16 @@ void visit_params(P& p, const ModelConfig& c, F&& f) {
 // Every parameter of the architecture, in layout order, with 64-byte aligned offsets.
 std::vector<ParamSpec> param_specs(const ModelConfig& c);
 int64_t total_params(const std::vector<ParamSpec>& specs);
+// A model's fp32 weights in the flat layout, asked a range [begin, begin + count) at a time into
+// dst, so a rank can take its shard without the whole model ever being in memory (parallel.shard:
+// full); the layout's alignment padding between tensors reads as 0. Made by checkpoint_weights
+// (checkpoint.h) and random_weights (random_init.h).
+using WeightSource = std::function<void(int64_t begin, int64_t count, float* dst)>;
+// Calls part(k, from, n, at) for each tensor k of `specs` that overlaps [begin, begin + count):
+// its elements [from, from + n) are flat elements [at, at + n).
+void for_each_part(const std::vector<ParamSpec>& specs, int64_t begin, int64_t count,
+                   const std::function<void(size_t k, int64_t from, int64_t n, int64_t at)>& part);
+
 // How data parallelism splits n elements of the flat layout over `ranks` (each rank's contiguous
 // shard, in rank order): equal shards rounded down to 64 elements (aligned vector loads), the
 // remainder on the last rank, which is so the largest.

@@ -11,6 +11,8 @@
 
 namespace r1::model {
 
+constexpr float kInitStd = 0.02f;  // the default std of the random weights (HF's initializer_range)
+
 // Elements [begin, begin + count) of tensor `index` (described by `spec`) into dst, in parallel
 // over blocks of `block` elements.
 void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float std, int64_t begin,
@@ -19,6 +21,9 @@ void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float 
 // parameters up (smaller models draw in a second or two).
 void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat,
                        int64_t progress_min = 100'000'000);
+
+// The weights Transformer(c).init_random(seed, std) draws, a range of the flat layout at a time.
+WeightSource random_weights(const ModelConfig& c, uint64_t seed, float std);
 
 // r1 init: writes `dir` (config.json + model.safetensors as `dtype`) holding the weights
 // Transformer(cfg).init_random(seed, std) would have, drawn chunk by chunk as the file is written,

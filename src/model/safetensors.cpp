@@ -267,19 +267,27 @@ std::vector<std::string> SafetensorsReader::names() const {
 void SafetensorsReader::read_f32(const std::string& name,
                                  const std::vector<int64_t>& expected_shape, float* dst) const {
   const TensorInfo& t = info(name);
+  read_f32(name, expected_shape, 0, int64_t(t.nbytes / dtype_size(t.dtype)), dst);
+}
+
+void SafetensorsReader::read_f32(const std::string& name, const std::vector<int64_t>& expected_shape,
+                                 int64_t begin, int64_t count, float* dst) const {
+  const TensorInfo& t = info(name);
   R1_CHECK(t.shape == expected_shape, "{}: tensor '{}' has shape {} but the model expects {}",
            t.file, name, shape_str(t.shape), shape_str(expected_shape));
   const int64_t n = int64_t(t.nbytes / dtype_size(t.dtype));
-  if (n == 0) return;
+  R1_CHECK(begin >= 0 && count >= 0 && begin + count <= n, "{}: tensor '{}': elements [{}, {}) outside its {}",
+           t.file, name, begin, begin + count, n);
+  if (count == 0) return;
   R1_CHECK(dst != nullptr, "{}: tensor '{}': null destination", t.file, name);
-  const uint8_t* src = static_cast<const uint8_t*>(t.data);
+  const uint8_t* src = static_cast<const uint8_t*>(t.data) + size_t(begin) * dtype_size(t.dtype);
   if (t.dtype == DType::F32) {
-    std::memcpy(dst, src, t.nbytes);
+    std::memcpy(dst, src, size_t(count) * sizeof(float));
     return;
   }
   const bool bf16 = t.dtype == DType::BF16;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
+#pragma omp parallel for schedule(static) if (count >= kParallelMin)
+  for (int64_t i = 0; i < count; ++i) {
     uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);  // the data may be unaligned
     dst[i] = bf16 ? bf16_to_f32(h) : f16_to_f32(h);

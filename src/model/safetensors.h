@@ -36,6 +36,10 @@ class SafetensorsReader {
   // Copies tensor `name` into dst (f32), converting from its stored dtype. Errors if the shape
   // differs from `expected_shape`, naming the tensor, the file and both shapes.
   void read_f32(const std::string& name, const std::vector<int64_t>& expected_shape, float* dst) const;
+  // Elements [begin, begin + count) of it (in its row-major order) into dst: a rank's part of a
+  // tensor, read without the rest.
+  void read_f32(const std::string& name, const std::vector<int64_t>& expected_shape, int64_t begin, int64_t count,
+                float* dst) const;
 
  private:
   struct Mapping;

@@ -71,7 +71,7 @@ Batch pack_sequences(const std::vector<std::vector<int32_t>>& seqs) {
 }
 
 Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::optional<DType> compute_dtype,
-                         MasterPlace master)
+                         MasterPlace master, bool allocate)
     : cfg_(std::move(cfg)), plan_(make_plan(cfg_)), device_(device), trainable_(trainable) {
   const int64_t n = plan_.total;
   // The MLA and mixture-of-experts blocks have CPU kernels only so far (issue 22's CUDA part: the
@@ -83,6 +83,14 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
   const DType compute = compute_dtype.value_or(device_ == Device::CPU ? DType::F32 : DType::BF16);
   R1_CHECK(compute == DType::F32 || (compute == DType::BF16 && device_ != Device::CPU),
            "Transformer: compute dtype {} is not available on {}", dtype_name(compute), device_name(device_));
+  if (!allocate) {  // sharded from the start: the views' shapes, no memory (see release_weights)
+    R1_CHECK(device_ == Device::CPU && compute == DType::F32,
+             "Transformer: a model sharded from the start runs on the CPU in f32 so far");
+    params_ = bind_params(cfg_, plan_.specs, nullptr, compute, device_);
+    params_.flat = Tensor(nullptr, compute, {0}, device_);
+    init_rope();
+    return;
+  }
   weights_ = Buffer(size_t(n) * dtype_size(compute), device_);
   weights_.zero();
   params_ = bind_params(cfg_, plan_.specs, weights_.data(), compute, device_);
@@ -94,6 +102,10 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
     master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, where);
   }
   if (trainable_) allocate_grads();
+  init_rope();
+}
+
+void Transformer::init_rope() {
   inv_freq_ = cfg_.rope_inv_freq();
   inv_freq_t_ = Tensor::f32(inv_freq_.data(), {int64_t(inv_freq_.size())});
   if (device_ != Device::CPU) {

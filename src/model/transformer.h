@@ -40,6 +40,7 @@
 #include "model/layer_plan.h"
 #include "model/lora.h"
 #include "model/params.h"
+#include "model/random_init.h"
 #include "tensor/tensor.h"
 
 namespace r1::model {
@@ -70,8 +71,12 @@ class Transformer {
   // compute: the dtype every forward computes in; by default f32 on CPU and bf16 on CUDA (f32 on
   // CUDA is the reference precision for comparing the GPU path with the CPU one).
   // master: where a separate fp32 master copy lives (see MasterPlace).
+  // allocate = false: no weight, master or gradient buffer at all, as after release_weights(): a
+  // model that is sharded from the start (optim::ShardedWeights fills each rank's shard from a
+  // WeightSource), so no rank ever holds the whole weights.
   explicit Transformer(ModelConfig cfg, Device device = Device::CPU, bool trainable = true,
-                       std::optional<DType> compute = std::nullopt, MasterPlace master = MasterPlace::Device);
+                       std::optional<DType> compute = std::nullopt, MasterPlace master = MasterPlace::Device,
+                       bool allocate = true);
   Transformer(Transformer&&) = default;
 
   const ModelConfig& config() const { return cfg_; }
@@ -138,7 +143,7 @@ class Transformer {
 
   // HF initialisation: normal(0, std) for matrices and embeddings, ones for norms, zeros for biases.
   // Drawn on the host (the same numbers on every device), then uploaded.
-  void init_random(uint64_t seed, float std = 0.02f);
+  void init_random(uint64_t seed, float std = kInitStd);
   // Fully sharded training (optim/sharded_weights.h, CPU f32): frees the weight buffer; params()
   // keeps its views with their shapes pointing at nothing (and an empty flat) until a unit of
   // gathered weights is bound to them. restore_weights() allocates the buffer again (zeroed) and
@@ -157,6 +162,7 @@ class Transformer {
 
  private:
   void allocate_grads();  // the full-model gradient buffer, zeroed, and grads()' views into it
+  void init_rope();       // the rotary frequencies, on the model's device
   void check_weights_held(const char* what) const;
   ModelConfig cfg_;
   ModelPlan plan_;

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "dist/world.h"
 #include "kernels/ops.h"
+#include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "tensor/device_memory.h"
 #include "model/train_state.h"
@@ -82,7 +83,12 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
   }
   R1_CHECK(cfg_.shard != Shard::Full || !cfg_.offload.enabled,
            "parallel.shard: full keeps the weights sharded on the CPU already; set train.optimizer_offload to off");
-  const int64_t n = m.trainable_weights().master.numel();
+  R1_CHECK(!m.weights_released() || (cfg_.shard == Shard::Full && comm_->size() > 1 && cfg_.source),
+           "data parallel: a model built without weights needs parallel.shard: full over several ranks and a "
+           "source for their shards");
+  // Elements the optimizer updates: the flat layout (a model built without weights has no buffer
+  // to count), or LoRA's adapters.
+  const int64_t n = m.has_lora() ? m.trainable_weights().master.numel() : m.plan().total;
   // Every level splits the gradient norm's sum of squares by these shards (see global_sum_squares).
   shard_counts_ = model::shard_counts(n, comm_->size());
   for (int r = 0; r < comm_->rank(); ++r) shard_begin_ += shard_counts_[size_t(r)];
@@ -99,9 +105,11 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
   // LoRA's adapter gradients are small and laid out apart: ZeRO-2 keeps them whole.
   if (cfg_.shard >= Shard::Gradients && !m.has_lora()) m.release_grads();
   for (auto [a, b] : backward_buckets(m, cfg_.bucket_bytes)) buckets_.push_back({a, b});
-  if (comm_->size() > 1) broadcast_weights();  // every rank starts from rank 0's weights
+  // Every rank starts from rank 0's weights (a model built without weights: from the same source).
+  if (comm_->size() > 1 && !m.weights_released()) broadcast_weights();
   // From here on this rank holds only its shard of the weights.
-  if (cfg_.shard == Shard::Full) sharded_ = std::make_unique<ShardedWeights>(m, *comm_, shard_counts_, shard_begin_);
+  if (cfg_.shard == Shard::Full)
+    sharded_ = std::make_unique<ShardedWeights>(m, *comm_, shard_counts_, shard_begin_, cfg_.source);
   if (cfg_.offload.enabled && dist::is_root())
     log::info("optimizer offloaded: AdamW runs on the CPU, its moments{} in host memory ({:.2f} GiB), in chunks of {} "
               "elements", m.separate_master() ? " and the fp32 master weights" : "",
@@ -266,6 +274,11 @@ model::WeightUnits* DataParallel::weight_units() const { return sharded_.get(); 
 
 int64_t DataParallel::most_passes(int64_t mine) const {
   return sharded_ ? dist::host_comm().all_reduce_scalar(mine, dist::Op::Max) : mine;
+}
+
+void DataParallel::load_weights(const std::string& dir) {
+  if (sharded_) return sharded_->load(model::checkpoint_weights(dir, m_.config()));
+  model::load_weights(dir, m_);
 }
 
 void DataParallel::with_whole_weights(const std::function<void()>& f) const {

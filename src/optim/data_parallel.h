@@ -63,6 +63,10 @@ const char* shard_name(Shard s);
 struct DataParallelConfig {
   Shard shard = Shard::None;
   OffloadConfig offload;  // the optimizer on the CPU, its state in host memory (not with LoRA)
+  // full, for a model built without weights (Transformer's allocate = false): where each rank
+  // reads its shard, so no rank ever holds the whole weights (and no broadcast is needed: every
+  // rank reads the same checkpoint, or draws the same seed).
+  model::WeightSource source;
   int64_t bucket_bytes = int64_t(25) << 20;  // PyTorch DDP's default bucket
   bool overlap = true;                       // device comms only
 };
@@ -99,6 +103,9 @@ class DataParallel {
   // gathers them first and keeps only the shard again after; just f otherwise): checkpoints,
   // resuming, exporting the model.
   void with_whole_weights(const std::function<void()>& f) const;
+  // The model's weights from the checkpoint in `dir` (resuming): at level full each rank reads only
+  // its shard of the file; otherwise every rank loads them whole.
+  void load_weights(const std::string& dir);
   // Level full writes checkpoints and the exported model without gathering: the files keep the
   // single-process format (any world size resumes from them), and every rank writes its own shard
   // of them in parallel (shard_files.cpp). Rank 0 first prepares them at their final size

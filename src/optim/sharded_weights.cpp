@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/log.h"
 
 namespace r1::optim {
 
@@ -16,7 +17,8 @@ int64_t overlap(const model::FlatRange& r, int64_t from, int64_t count) {
 
 }  // namespace
 
-ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vector<int64_t> counts, int64_t begin)
+ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vector<int64_t> counts, int64_t begin,
+                               const model::WeightSource& source)
     : m_(m), comm_(comm), counts_(std::move(counts)), begin_(begin) {
   R1_CHECK(m.device() == Device::CPU && m.compute_dtype() == DType::F32 && !m.has_lora() && !comm.on_device(),
            "parallel.shard: full runs on the CPU in f32 without LoRA so far (the GPU path is not written yet); "
@@ -24,7 +26,16 @@ ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vec
   const int64_t largest = model::largest_unit(m.plan(), m.config());
   gather_ = Buffer(size_t(largest) * sizeof(float));
   shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
-  take_shard();
+  if (m.weights_released()) {  // built without weights: the shard comes from the source alone
+    R1_CHECK(bool(source), "parallel.shard: full: the model was built without weights and no source was given");
+    load(source);
+    bind_views();
+    if (comm.rank() == 0)
+      log::info("parallel.shard full: each of {} ranks read only its shard of the weights ({} of {} elements here)",
+                comm.size(), counts_[0], m.plan().total);
+  } else {
+    take_shard();
+  }
   // Gradients by unit: the model's buffer goes for good, its views are bound per unit.
   m_.unbind_grads();
   visit_params(m_.grads(), m_.config(), [&](Tensor& t, const std::string&, model::ParamShape) { grad_views_.push_back(&t); });
@@ -54,6 +65,15 @@ void ShardedWeights::take_shard() {
   const int64_t count = counts_[size_t(comm_.rank())];
   if (count > 0) std::memcpy(shard_.data(), m_.params().flat.f32() + begin_, size_t(count) * sizeof(float));
   m_.release_weights();
+  bind_views();
+}
+
+void ShardedWeights::load(const model::WeightSource& source) {
+  const int64_t count = counts_[size_t(comm_.rank())];
+  if (count > 0) source(begin_, count, static_cast<float*>(shard_.data()));
+}
+
+void ShardedWeights::bind_views() {
   // The views release_weights() left in place (their data null until a unit binds them).
   views_.clear();
   visit_params(m_.params(), m_.config(), [&](Tensor& t, const std::string&, model::ParamShape) { views_.push_back(&t); });

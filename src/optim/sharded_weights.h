@@ -26,8 +26,10 @@ namespace r1::optim {
 class ShardedWeights final : public model::WeightUnits {
  public:
   // counts: elements of the flat layout per rank, in rank order; this rank's shard starts at
-  // `begin`. Takes this rank's shard of m's weights and frees m's weight buffer.
-  ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vector<int64_t> counts, int64_t begin);
+  // `begin`. Takes this rank's shard of m's weights and frees m's weight buffer; or, for a model
+  // built without weights (Transformer's allocate = false), reads the shard from `source`.
+  ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vector<int64_t> counts, int64_t begin,
+                 const model::WeightSource& source = {});
   ~ShardedWeights() override;
   ShardedWeights(const ShardedWeights&) = delete;
   ShardedWeights& operator=(const ShardedWeights&) = delete;
@@ -55,6 +57,9 @@ class ShardedWeights final : public model::WeightUnits {
   // Collective: every rank gets the whole weights back in the model, runs f, and keeps only its
   // shard again (the model's buffer freed).
   void whole(const std::function<void()>& f);
+  // Replaces this rank's shard with its range of `source` (resuming from a checkpoint): no rank
+  // reads or holds more than its own shard.
+  void load(const model::WeightSource& source);
 
  private:
   // The flat ranges of a unit: one, or for the head of a tied model also the embedding (the
@@ -68,6 +73,7 @@ class ShardedWeights final : public model::WeightUnits {
   std::vector<int64_t> parts(const model::FlatRange& r) const;
   int64_t offset_in_shard(const model::FlatRange& r) const { return std::max(r.begin, begin_) - begin_; }
   void take_shard();
+  void bind_views();  // collects the model's (released) weight views
 
   model::Transformer& m_;
   dist::Comm& comm_;

@@ -12,6 +12,7 @@
 #include "dist/world.h"
 #include "model/adapter_checkpoint.h"
 #include "model/checkpoint.h"
+#include "model/random_init.h"
 #include "reward/composite.h"
 #include "tensor/device_memory.h"
 #include "text/chat_template.h"
@@ -162,10 +163,26 @@ model::ModelConfig recipe_model_config(const Recipe& r, const text::Codec& codec
 
 std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
                                                        uint64_t seed, bool trainable, const std::string& section,
-                                                       model::MasterPlace master) {
+                                                       model::MasterPlace master, model::WeightSource* sharded) {
   // LoRA: the base is loaded frozen (no fp32 copy, no gradients) and training updates the adapters.
   const model::LoraConfig lora = trainable ? lora_config(r) : model::LoraConfig();
   const std::string path = r.get<std::string>(section + ".path");
+  const bool born_sharded = sharded && trainable && !lora.enabled() && device == Device::CPU &&
+                            dist::world_size() > 1 && parallel_config(r).shard == optim::Shard::Full &&
+                            (path.empty() || !model::is_adapter_dir(path));
+  if (born_sharded) {
+    model::ModelConfig c;
+    if (!path.empty()) {
+      R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
+               "(no config.json, no adapter_config.json)", section, path);
+      c = model::load_config(fs::join(path, "config.json"));
+      *sharded = model::checkpoint_weights(path, c);
+    } else {
+      c = recipe_model_config(r, codec, section);
+      *sharded = model::random_weights(c, seed, model::kInitStd);
+    }
+    return std::make_unique<model::Transformer>(c, device, true, std::nullopt, master, /*allocate=*/false);
+  }
   if (!path.empty() && model::is_adapter_dir(path)) {  // a PEFT adapter: its base, then the adapter
     R1_CHECK(!lora.enabled(), "recipe key '{}.path' is a LoRA adapter ({}) and train.lora.rank is {}: continue "
              "training the adapter with rank 0, or start a new one from its base model", section, path, lora.rank);

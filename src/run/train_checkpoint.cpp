@@ -113,10 +113,8 @@ void export_trained_model(const model::Transformer& m, const optim::DataParallel
 }
 
 void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::DataParallel& opt) {
-  opt.with_whole_weights([&] {
-    if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
-    else model::load_weights(fs::join(ck.path, "model"), m);
-  });
+  if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
+  else opt.load_weights(fs::join(ck.path, "model"));  // level full: each rank reads its shard
   if (contents_of(ck) == CheckpointContents::Full) {
     opt.load(fs::join(ck.path, "optimizer.safetensors"));
   } else if (dist::is_root()) {

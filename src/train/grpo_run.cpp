@@ -215,8 +215,10 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
                        run::free_host_memory_share(device));
   gc.parallel.offload.enabled = memory.offload;
   if (dist::is_root()) log::info("memory: {}", model::describe(memory.estimate));
-  std::unique_ptr<model::Transformer> m = run::load_or_init_model(
-      r, *codec, device, gc.seed, true, "model", memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
+  std::unique_ptr<model::Transformer> m =
+      run::load_or_init_model(r, *codec, device, gc.seed, true, "model",
+                              memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device,
+                              &gc.parallel.source);
   GrpoTrainer trainer(*m, *codec, *reward, problems, render, gc, steps);
   trainer.set_environment(environment.get());
 

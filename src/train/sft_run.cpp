@@ -236,8 +236,9 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   optim::DataParallelConfig parallel = run::parallel_config(r);
   const run::MemoryPlan memory = plan_memory(r, *codec, device, parallel, micro_batch_tokens, checkpointing);
   parallel.offload.enabled = memory.offload;
-  std::unique_ptr<model::Transformer> m = run::load_or_init_model(
-      r, *codec, device, seed, true, "model", memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device);
+  std::unique_ptr<model::Transformer> m =
+      run::load_or_init_model(r, *codec, device, seed, true, "model",
+                              memory.offload ? model::MasterPlace::Host : model::MasterPlace::Device, &parallel.source);
   optim::DataParallel opt(*m, adamw, parallel);
   R1_CHECK(batch_size % opt.world_size() == 0,
            "recipe key 'train.batch_size' ({}) must be a multiple of the number of ranks ({})", batch_size,
