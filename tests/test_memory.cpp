@@ -13,6 +13,7 @@
 #include "grpo_test_util.h"
 #include "model/kv_cache.h"
 #include "model/memory_model.h"
+#include "model/weight_units.h"
 #include "model/train_state.h"
 #include "run/memory_preflight.h"
 #include "tensor/device_memory.h"
@@ -141,11 +142,16 @@ TEST(MemoryModel, ShardingLevelsPerRankAt32B) {
     e.push_back(model::estimate_memory(c, s));
     std::printf("[ MEMORY ] qwen2.5-32b, 8 ranks, %s: %s\n", names[level], model::describe(e.back()).c_str());
   }
+  // The largest unit (the gather buffer) is the embedding or the head: 2.4% of Qwen2.5-32B's
+  // weights, 7.2% of Qwen2.5-7B's (docs/DISTRIBUTED.md).
+  EXPECT_NEAR(double(model::largest_unit(model::make_plan(c), c)) / double(model::make_plan(c).total), 0.024, 0.001);
+  const model::ModelConfig c7 = model::preset_config("qwen2.5-7b");
+  EXPECT_NEAR(double(model::largest_unit(model::make_plan(c7), c7)) / double(model::make_plan(c7).total), 0.072, 0.001);
   s.offload = true;
   const model::MemoryEstimate off = model::estimate_memory(c, s);
   std::printf("[ MEMORY ] qwen2.5-32b, 8 ranks, full, optimizer offloaded: %s\n", model::describe(off).c_str());
   EXPECT_EQ(e[0].persistent(), 18 * N);
-  // full: 18/8 B/param and the largest unit's bf16 gather buffer (the embedding, 5% of the shard).
+  // full: 18/8 B/param and the largest unit's bf16 gather buffer (the embedding, 2% of the shard).
   EXPECT_NEAR(double(e[3].persistent()), 18.0 * double(N) / 8, 0.06 * 18.0 * double(N) / 8);
   for (int level = 1; level <= 3; ++level) EXPECT_LT(e[size_t(level)].persistent(), e[size_t(level) - 1].persistent());
   const int64_t h200 = int64_t(139) * GiB;
