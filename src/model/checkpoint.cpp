@@ -48,11 +48,6 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
 // fills and saving reads.
 Tensor weights_of(const Transformer& m) { return m.separate_master() ? m.master().flat : m.params().flat; }
 
-// Every tensor of m's layout read from `dir` into m, except `fresh` (when named): the score head of a
-// classifier built on a causal LM, drawn from normal(0, std) with the stream init_random would use.
-// Tensors the layout does not use are errors, except a backbone's lm_head. In place where the fp32
-// weights are host memory (a CPU model, a host master copy); otherwise a tensor at a time through
-// one host buffer, so a model of any size loads with the largest tensor's worth of host memory.
 // Every tensor of `specs` but `fresh` is in the checkpoint (read_f32 checks its shape), and every
 // tensor of the checkpoint is one of them, except those HF checkpoints may carry unused (and a
 // backbone's lm_head when a score head is drawn fresh): an unused tensor would be dropped silently.
@@ -98,6 +93,13 @@ void read_into(const std::string& dir, Transformer& m, const std::string& fresh 
   m.refresh_compute_weights();
 }
 
+// The model saved in `dir` has as many parameters as one of config c (the same architecture).
+void check_saved_size(const std::string& dir, const ModelConfig& c) {
+  const ModelConfig saved = load_config(fs::join(dir, "config.json"));
+  R1_CHECK(saved.num_parameters() == c.num_parameters(), "{}: a model of {} parameters, this one has {}", dir,
+           saved.num_parameters(), c.num_parameters());
+}
+
 Transformer read_model(const std::string& dir, const ModelConfig& cfg, Device device, bool trainable,
                        MasterPlace master = MasterPlace::Device, const std::string& fresh = "", uint64_t seed = 0,
                        float std = 0.0f) {
@@ -112,24 +114,17 @@ Transformer load_model(const std::string& dir, Device device, bool trainable, Ma
 }
 
 WeightSource checkpoint_weights(const std::string& dir, const ModelConfig& c) {
-  const ModelConfig saved = load_config(fs::join(dir, "config.json"));
-  R1_CHECK(saved.num_parameters() == c.num_parameters(), "{}: a model of {} parameters, this one has {}", dir,
-           saved.num_parameters(), c.num_parameters());
+  check_saved_size(dir, c);
   auto reader = std::make_shared<SafetensorsReader>(dir);
   std::vector<ParamSpec> specs = param_specs(c);
   check_tensors(*reader, dir, c, specs);
-  return [reader, specs = std::move(specs)](int64_t begin, int64_t count, float* dst) {
-    std::fill(dst, dst + count, 0.0f);  // the padding between tensors
-    for_each_part(specs, begin, count, [&](size_t k, int64_t from, int64_t n, int64_t at) {
-      reader->read_f32(specs[k].name, specs[k].shape, from, n, dst + (at - begin));
-    });
-  };
+  return weight_source(std::move(specs), [reader](const ParamSpec& s, size_t, int64_t from, int64_t n, float* dst) {
+    reader->read_f32(s.name, s.shape, from, n, dst);
+  });
 }
 
 void load_weights(const std::string& dir, Transformer& m) {
-  const ModelConfig saved = load_config(fs::join(dir, "config.json"));
-  R1_CHECK(saved.num_parameters() == m.config().num_parameters(),
-           "{}: a model of {} parameters, this one has {}", dir, saved.num_parameters(), m.config().num_parameters());
+  check_saved_size(dir, m.config());
   read_into(dir, m);
 }
 

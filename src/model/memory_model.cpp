@@ -91,40 +91,33 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemorySettings& s) {
   e.weights = N * b;
   e.overhead = s.device == Device::CPU ? 0 : kDeviceOverhead;
   const int W = std::max(1, s.world), level = W > 1 ? s.shard : 0;  // one rank shards nothing
-  // The largest unit the full level gathers (a layer, or the embedding with the head).
+  const int64_t Nw = shard_counts(N, W).back();                     // the largest rank's shard
+  // The largest unit the full level gathers (a layer, the embedding or the head).
   const int64_t unit = largest_unit(make_plan(c), c);
   int64_t whole_weights = 0;  // gathered for the rollout and reference phases (full)
   if (level >= 3) {
-    const int64_t shard = shard_counts(N, W).back();
-    e.weights = (shard + unit) * b;  // the shard and the one gather buffer
+    e.weights = (Nw + unit) * b;  // the shard and the one gather buffer
     whole_weights = N * b;
   }
+  int64_t update_grads = 0;  // the update phase's gradient buffers beyond the persistent ones
   if (s.trainable) {
     // What the optimizer updates: every weight, or the adapters (whose compute copy adds b each).
-    const int64_t P = s.lora_params > 0 ? s.lora_params : N, Pw = level >= 1 ? shard_counts(P, W).back() : P;
-    if (s.lora_params > 0) e.weights += P * b;
-    // Gradients: whole; with optimizer also the reduce-scattered shard; with gradients only the
-    // shard between steps (the whole buffer returns for the backwards: the update phase); with
-    // full the shard, and a unit buffer and its reduce-scatter part during the backwards. LoRA's
-    // adapter gradients stay whole.
-    if (level == 0 || s.lora_params > 0) {
-      e.grads = P * kF32 + (level >= 1 ? Pw * kF32 : 0);
-    } else if (level == 1) {
-      e.grads = (P + Pw) * kF32;
-    } else {
-      e.grads = Pw * kF32;
-    }
+    const bool lora = s.lora_params > 0;
+    const int64_t P = lora ? s.lora_params : N, Pw = level >= 1 ? shard_counts(P, W).back() : P;
+    if (lora) e.weights += P * b;
+    // Gradients: whole (LoRA's adapters' always), and with optimizer the reduce-scattered shard
+    // beside them; with gradients and full only the shard between steps. The update phase holds
+    // more: gradients the whole buffer again, full a unit buffer and its reduce-scatter part.
+    e.grads = (level <= 1 || lora) ? (P + (level >= 1 ? Pw : 0)) * kF32 : Pw * kF32;
+    if (!lora && level == 2) update_grads = (N - Nw) * kF32;
+    if (!lora && level >= 3) update_grads = (unit + std::min(unit, Nw)) * kF32;
     const bool separate_master = dt != DType::F32;  // on the CPU the f32 weights are the master
-    const bool offload = s.offload && s.lora_params == 0;
+    const bool offload = s.offload && !lora;
     const int64_t master = separate_master ? (level >= 3 ? Pw : P) * kF32 : 0, moments = 2 * Pw * kF32;
     (offload ? e.host_state : e.master) += master;
     (offload ? e.host_state : e.moments) += moments;
   }
   if (s.reference && s.lora_params == 0) e.reference = N * b;
-  int64_t update_grads = 0;  // the update phase's gradient buffers beyond the persistent ones
-  if (s.trainable && s.lora_params == 0 && level == 2) update_grads = (N - shard_counts(N, W).back()) * kF32;
-  if (s.trainable && s.lora_params == 0 && level >= 3)
-    update_grads = (unit + std::min(unit, shard_counts(N, W).back())) * kF32;
 
   // Per phase. The update: the training arenas (activation_memory.h: the saved activations, or the
   // layers' inputs and one recomputed layer when checkpointing) and one layer's backward

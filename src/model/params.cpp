@@ -33,14 +33,16 @@ int64_t total_params(const std::vector<ParamSpec>& specs) {
   return last.offset + aligned(last.numel());
 }
 
-void for_each_part(const std::vector<ParamSpec>& specs, int64_t begin, int64_t count,
-                   const std::function<void(size_t k, int64_t from, int64_t n, int64_t at)>& part) {
-  const int64_t end = begin + count;
-  for (size_t k = 0; k < specs.size(); ++k) {
-    const ParamSpec& s = specs[k];
-    const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel(), end);
-    if (b > a) part(k, a - s.offset, b - a, a);
-  }
+WeightSource weight_source(std::vector<ParamSpec> specs, TensorPart part) {
+  return [specs = std::move(specs), part = std::move(part)](int64_t begin, int64_t count, float* dst) {
+    std::fill(dst, dst + count, 0.0f);  // the padding between tensors
+    const int64_t end = begin + count;
+    for (size_t k = 0; k < specs.size(); ++k) {
+      const ParamSpec& s = specs[k];
+      const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel(), end);
+      if (b > a) part(s, k, a - s.offset, b - a, dst + (a - begin));
+    }
+  };
 }
 
 std::vector<int64_t> shard_counts(int64_t n, int ranks) {

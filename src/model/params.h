@@ -55,10 +55,10 @@ int64_t total_params(const std::vector<ParamSpec>& specs);
 // full); the layout's alignment padding between tensors reads as 0. Made by checkpoint_weights
 // (checkpoint.h) and random_weights (random_init.h).
 using WeightSource = std::function<void(int64_t begin, int64_t count, float* dst)>;
-// Calls part(k, from, n, at) for each tensor k of `specs` that overlaps [begin, begin + count):
-// its elements [from, from + n) are flat elements [at, at + n).
-void for_each_part(const std::vector<ParamSpec>& specs, int64_t begin, int64_t count,
-                   const std::function<void(size_t k, int64_t from, int64_t n, int64_t at)>& part);
+// The WeightSource of a layout whose tensors fill themselves: part(spec, k, from, n, dst) puts
+// elements [from, from + n) of tensor k into dst; the padding between tensors is 0.
+using TensorPart = std::function<void(const ParamSpec& spec, size_t k, int64_t from, int64_t n, float* dst)>;
+WeightSource weight_source(std::vector<ParamSpec> specs, TensorPart part);
 
 // How data parallelism splits n elements of the flat layout over `ranks` (each rank's contiguous
 // shard, in rank order): equal shards rounded down to 64 elements (aligned vector loads), the

@@ -32,12 +32,9 @@ void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float 
 }
 
 WeightSource random_weights(const ModelConfig& c, uint64_t seed, float std) {
-  return [specs = param_specs(c), seed, std](int64_t begin, int64_t count, float* dst) {
-    std::fill(dst, dst + count, 0.0f);  // the padding between tensors
-    for_each_part(specs, begin, count, [&](size_t k, int64_t from, int64_t n, int64_t at) {
-      draw_init_values(specs[k], k, seed, std, from, n, dst + (at - begin));
-    });
-  };
+  return weight_source(param_specs(c), [seed, std](const ParamSpec& s, size_t k, int64_t from, int64_t n, float* dst) {
+    draw_init_values(s, k, seed, std, from, n, dst);
+  });
 }
 
 void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat,

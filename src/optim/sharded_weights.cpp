@@ -25,7 +25,7 @@ ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vec
            "use parallel.shard: gradients");
   const int64_t largest = model::largest_unit(m.plan(), m.config());
   gather_ = Buffer(size_t(largest) * sizeof(float));
-  shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
+  shard_ = Buffer(size_t(count()) * sizeof(float));
   if (m.weights_released()) {  // built without weights: the shard comes from the source alone
     R1_CHECK(bool(source), "parallel.shard: full: the model was built without weights and no source was given");
     load(source);
@@ -40,18 +40,20 @@ ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vec
   m_.unbind_grads();
   visit_params(m_.grads(), m_.config(), [&](Tensor& t, const std::string&, model::ParamShape) { grad_views_.push_back(&t); });
   largest_ = largest;
-  grad_shard_ = Buffer(size_t(counts_[size_t(comm.rank())]) * sizeof(float));
+  grad_shard_ = Buffer(size_t(count()) * sizeof(float));
   grad_shard_.zero();
 }
 
 ShardedWeights::~ShardedWeights() = default;
 
+int64_t ShardedWeights::count() const { return counts_[size_t(comm_.rank())]; }
+
 Tensor ShardedWeights::shard() const {
-  return Tensor(shard_.data(), DType::F32, {counts_[size_t(comm_.rank())]}, Device::CPU);
+  return Tensor(shard_.data(), DType::F32, {count()}, Device::CPU);
 }
 
 Tensor ShardedWeights::grad_shard() const {
-  return Tensor(grad_shard_.data(), DType::F32, {counts_[size_t(comm_.rank())]}, Device::CPU);
+  return Tensor(grad_shard_.data(), DType::F32, {count()}, Device::CPU);
 }
 
 void ShardedWeights::zero_grad_shard() {
@@ -62,15 +64,13 @@ void ShardedWeights::zero_grad_shard() {
 }
 
 void ShardedWeights::take_shard() {
-  const int64_t count = counts_[size_t(comm_.rank())];
-  if (count > 0) std::memcpy(shard_.data(), m_.params().flat.f32() + begin_, size_t(count) * sizeof(float));
+  if (count() > 0) std::memcpy(shard_.data(), m_.params().flat.f32() + begin_, size_t(count()) * sizeof(float));
   m_.release_weights();
   bind_views();
 }
 
 void ShardedWeights::load(const model::WeightSource& source) {
-  const int64_t count = counts_[size_t(comm_.rank())];
-  if (count > 0) source(begin_, count, static_cast<float*>(shard_.data()));
+  if (count() > 0) source(begin_, count(), static_cast<float*>(shard_.data()));
 }
 
 void ShardedWeights::bind_views() {
@@ -132,7 +132,7 @@ void ShardedWeights::release(model::WeightUnit u) {
 void ShardedWeights::begin_grads(model::WeightUnit u) {
   if (grad_unit_.size() == 0) {
     grad_unit_ = Buffer(size_t(largest_) * sizeof(float));
-    grad_part_ = Buffer(size_t(std::min(largest_, counts_[size_t(comm_.rank())])) * sizeof(float));
+    grad_part_ = Buffer(size_t(std::min(largest_, count())) * sizeof(float));
   }
   float* buf = static_cast<float*>(grad_unit_.data());
   int64_t at = 0;

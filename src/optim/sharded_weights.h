@@ -62,8 +62,8 @@ class ShardedWeights final : public model::WeightUnits {
   void load(const model::WeightSource& source);
 
  private:
-  // The flat ranges of a unit: one, or for the head of a tied model also the embedding (the
-  // lm_head's weights).
+  int64_t count() const;  // elements of this rank's shard
+  // The flat ranges of a unit (model/weight_units.h).
   std::vector<model::FlatRange> ranges(model::WeightUnit u) const;
   // Points the views (the model's weights, or its gradients) of the parameters in `r` at base (the
   // range's first element), or at nothing (null base).

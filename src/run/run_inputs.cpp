@@ -167,14 +167,14 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   // LoRA: the base is loaded frozen (no fp32 copy, no gradients) and training updates the adapters.
   const model::LoraConfig lora = trainable ? lora_config(r) : model::LoraConfig();
   const std::string path = r.get<std::string>(section + ".path");
-  const bool born_sharded = sharded && trainable && !lora.enabled() && device == Device::CPU &&
-                            dist::world_size() > 1 && parallel_config(r).shard == optim::Shard::Full &&
-                            (path.empty() || !model::is_adapter_dir(path));
+  const bool adapter = !path.empty() && model::is_adapter_dir(path);
+  R1_CHECK(path.empty() || adapter || fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a "
+           "model directory (no config.json, no adapter_config.json)", section, path);
+  const bool born_sharded = sharded && trainable && !lora.enabled() && !adapter && device == Device::CPU &&
+                            dist::world_size() > 1 && parallel_config(r).shard == optim::Shard::Full;
   if (born_sharded) {
     model::ModelConfig c;
     if (!path.empty()) {
-      R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
-               "(no config.json, no adapter_config.json)", section, path);
       c = model::load_config(fs::join(path, "config.json"));
       *sharded = model::checkpoint_weights(path, c);
     } else {
@@ -183,14 +183,12 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
     }
     return std::make_unique<model::Transformer>(c, device, true, std::nullopt, master, /*allocate=*/false);
   }
-  if (!path.empty() && model::is_adapter_dir(path)) {  // a PEFT adapter: its base, then the adapter
+  if (adapter) {  // a PEFT adapter: its base, then the adapter
     R1_CHECK(!lora.enabled(), "recipe key '{}.path' is a LoRA adapter ({}) and train.lora.rank is {}: continue "
              "training the adapter with rank 0, or start a new one from its base model", section, path, lora.rank);
     return std::make_unique<model::Transformer>(model::load_adapted_model(path, "", device));
   }
   if (!path.empty()) {
-    R1_CHECK(fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a model directory "
-             "(no config.json, no adapter_config.json)", section, path);
     auto m = std::make_unique<model::Transformer>(
         model::load_model(path, device, trainable && !lora.enabled(), master));
     if (lora.enabled()) m->add_lora(lora, seed);
