@@ -116,6 +116,7 @@ class Run {
   // An output tensor filled with NaN, so an element the op leaves unwritten fails its check.
   Tensor nan(std::vector<int64_t> dims, DType t);
   static Vf get(const Tensor& t);  // any device, f32 or bf16
+  static Vi get_ints(const Tensor& t);  // any device, i32
 
   // Rows of an n-row output to compare: all of them, or, when n * row_cost (multiply-adds of the
   // reference per row) exceeds the reference budget, a fixed random subset (first and last kept).

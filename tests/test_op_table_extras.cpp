@@ -475,6 +475,10 @@ TEST(OpSupports, CudaAttentionHeadDims) {
   }
   EXPECT_EQ(path_of(Op::cross_entropy_forward, {}, DType::BF16, Device::CUDA), Path::unsupported);
   EXPECT_EQ(path_of(Op::linear_forward, {}, DType::BF16, Device::CUDA), Path::native);
+  // The MLA and mixture-of-experts ops (kernels/cuda/moe.cu, rope.cu).
+  for (int i = int(Op::rope_interleaved_forward); i <= int(Op::moe_combine_backward); ++i)
+    for (DType dt : {DType::F32, DType::BF16})
+      EXPECT_EQ(path_of(Op(i), {}, dt, Device::CUDA), Path::native) << r1::ops::op_name(Op(i));
 #else
   EXPECT_EQ(path_of(Op::attention_forward, {64}, DType::BF16, Device::CUDA), Path::unsupported);
   EXPECT_STREQ(r1::ops::supports(Op::add, {}, DType::F32, Device::CUDA).how,

@@ -90,6 +90,12 @@ Tensor Run::nan(std::vector<int64_t> dims, DType t) {
 
 Vf Run::get(const Tensor& t) { return r1::to_host_f32(t); }
 
+Vi Run::get_ints(const Tensor& t) {
+  Vi v(sz(t.numel()));
+  r1::devmem::copy(v.data(), Device::CPU, t.data, t.device, t.nbytes());
+  return v;
+}
+
 Rows Run::all_rows(int64_t n) {
   Rows r(sz(n));
   std::iota(r.begin(), r.end(), int64_t(0));

@@ -1,8 +1,11 @@
 // The op table's runners for the MLA and mixture-of-experts ops (interleaved RoPE, column copies,
 // the router, the grouping by expert, the weighted combination), each against a double-precision
-// reference and, for the backwards, central finite differences of that reference.
+// reference and, for the backwards on the CPU, central finite differences of that reference. On
+// CUDA the router is also held to the CPU op on the same (rounded) inputs: the same experts, ties
+// included, and the same weights and gradients to f32 rounding.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "base/error.h"
@@ -33,6 +36,23 @@ Vd ref_rope_interleaved(const Vd& x, const Vi& pos, const Vf& inv, int64_t T, in
   return out;
 }
 
+// Its transpose (the backward) on g (T, H, HD): the rotate_half halves rotated back by -angle into
+// the interleaved pairs.
+Vd ref_rope_interleaved_backward(const Vd& g, const Vi& pos, const Vf& inv, int64_t T, int64_t H,
+                                 int64_t HD) {
+  Vd dx(g.size());
+  const int64_t half = HD / 2;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < half; ++j) {
+        const double a = double(float(pos[t]) * inv[j]), c = std::cos(a), s = std::sin(a);
+        const int64_t b = (t * H + h) * HD;
+        dx[b + 2 * j] = g[b + j] * c + g[b + j + half] * s;
+        dx[b + 2 * j + 1] = g[b + j + half] * c - g[b + j] * s;
+      }
+  return dx;
+}
+
 Vi positions(Run& c) {
   Vi pos = c.randint(c.s.T, 0, int32_t(c.s.maxpos ? c.s.maxpos : 4000));
   pos[0] = 0;
@@ -53,7 +73,7 @@ ops::MoeRouting routing_of(const Shape& s) {
 
 // The reference router for one token: scores, and the chosen experts (choice order).
 struct Routed {
-  Vd scores;
+  Vd scores, choice;  // choice: what the experts are ranked by (ineligible groups' -1e300)
   std::vector<int> experts;
 };
 
@@ -86,6 +106,7 @@ Routed ref_route(const double* z, const Vf& bias, const Shape& s) {
       if (std::find(kept.begin(), kept.end(), int(e / per)) == kept.end()) choice[e] = -1e300;  // ineligible
   }
   r.experts = top(choice, s.K);
+  r.choice = std::move(choice);
   return r;
 }
 
@@ -105,6 +126,25 @@ Vd ref_weights(const Vd& logits, const std::vector<std::vector<int>>& experts, c
   return w;
 }
 
+// The op's experts of token t are the reference's K best in order, up to near-ties: the op ranks
+// f32 choice scores, the reference doubles, so two values within f32 rounding may trade places
+// (exact ties go to the lower index in both).
+void expect_best(const Routed& r, const std::vector<int>& got, int64_t t) {
+  Vd sorted = r.choice;
+  std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+  std::vector<int> seen = got;
+  std::sort(seen.begin(), seen.end());
+  EXPECT_TRUE(std::adjacent_find(seen.begin(), seen.end()) == seen.end())
+      << "token " << t << ": an expert twice";
+  for (size_t k = 0; k < got.size(); ++k) {
+    ASSERT_TRUE(got[k] >= 0 && size_t(got[k]) < r.choice.size()) << "token " << t << ": expert " << got[k];
+    const double v = r.choice[sz(got[k])], want = sorted[k];
+    EXPECT_LE(std::fabs(v - want), 1e-6 * std::max(1.0, std::fabs(want)))
+        << "token " << t << ": choice " << k << " is expert " << got[k] << " (" << v << "), the reference's "
+        << r.experts[k] << " (" << want << ")";
+  }
+}
+
 // Routing of random logits by the op, its experts as nested vectors.
 struct RouteCase {
   Vf logits, bias;
@@ -122,8 +162,8 @@ RouteCase route(Run& c) {
   rc.texperts = c.ints(Vi(sz(s.T * s.K), -1), {s.T, s.K});
   rc.tweights = c.nan({s.T, s.K}, DType::F32);
   ops::moe_route_forward(rc.texperts, rc.tweights, rc.tlogits, rc.tbias, routing_of(s));
-  const int32_t* ex = static_cast<const int32_t*>(rc.texperts.data);
-  for (int64_t t = 0; t < s.T; ++t) rc.experts.emplace_back(ex + t * s.K, ex + (t + 1) * s.K);
+  const Vi ex = Run::get_ints(rc.texperts);
+  for (int64_t t = 0; t < s.T; ++t) rc.experts.emplace_back(ex.begin() + t * s.K, ex.begin() + (t + 1) * s.K);
   return rc;
 }
 
@@ -147,6 +187,29 @@ RouteCase drawn(Run& c) {
   return rc;
 }
 
+// A host f32 tensor over v (the CPU op's operands in the CUDA cases' parity checks).
+Tensor host(Vf& v, std::initializer_list<int64_t> dims) { return Tensor::f32(v.data(), dims); }
+Tensor host(Vi& v, std::initializer_list<int64_t> dims) { return Tensor::i32(v.data(), dims); }
+
+// The CUDA router against the CPU op on the same inputs (the logits rounded to the case's dtype, the
+// bias as given): the same experts (ties broken alike) and the same weights to f32 rounding.
+void expect_cpu_route(Run& c, const Tensor& texperts, const Tensor& tweights, Vf logits, Vf bias,
+                      const Vi& replay) {
+  const Shape& s = c.s;
+  Vi ex(sz(s.T * s.K), -1), rep = replay;
+  Vf w(sz(s.T * s.K), 0.0f);
+  ops::moe_route_forward(host(ex, {s.T, s.K}), host(w, {s.T, s.K}), host(logits, {s.T, s.E}),
+                         s.sigmoid ? host(bias, {s.E}) : Tensor(), routing_of(s),
+                         rep.empty() ? Tensor() : host(rep, {s.T, s.K}));
+  const Vi got = Run::get_ints(texperts);
+  int64_t differ = 0;
+  for (int64_t t = 0; t < s.T; ++t)
+    if (!std::equal(got.begin() + t * s.K, got.begin() + (t + 1) * s.K, ex.begin() + t * s.K) && differ++ < 3)
+      ADD_FAILURE() << c.label << ": token " << t << " chose other experts than the CPU op";
+  EXPECT_EQ(differ, 0) << c.label << ": tokens routed unlike the CPU op";
+  c.check("moe_route_forward weights (CPU op)", Run::get(tweights), to_d(w), kStat);
+}
+
 }  // namespace
 
 void run_rope_interleaved_forward(Run& c) {
@@ -165,9 +228,12 @@ void run_rope_interleaved_backward(Run& c) {
   Tensor tg = c.act(g, {T, H, HD});
   ops::rope_interleaved_backward(tg, c.ints(pos, {T}), c.f32(inv, {HD / 2}));
   const Vf dx = c.get(tg);
-  Vd xd = to_d(c.randn(T * H * HD));
-  auto loss = [&] { return dot(ref_rope_interleaved(xd, pos, inv, T, H, HD), g); };
-  check_grad("dx", xd, dx, loss, 45, 100);
+  c.check("rope_interleaved_backward", dx, ref_rope_interleaved_backward(to_d(g), pos, inv, T, H, HD), kElem);
+  if (c.fd(double(T * H * HD))) {
+    Vd xd = to_d(c.randn(T * H * HD));
+    auto loss = [&] { return dot(ref_rope_interleaved(xd, pos, inv, T, H, HD), g); };
+    check_grad("dx", xd, dx, loss, 45, 100);
+  }
 }
 
 void run_copy_columns(Run& c) {
@@ -193,9 +259,17 @@ void run_moe_route_forward(Run& c) {
   const Vd logits = to_d(rc.logits);
   for (int64_t t = 0; t < s.T; ++t) {
     const Routed r = ref_route(logits.data() + t * s.E, rc.bias, s);
-    EXPECT_EQ(rc.experts[sz(t)], r.experts) << "token " << t;
+    expect_best(r, rc.experts[sz(t)], t);
   }
   c.check("moe_route_forward weights", c.get(rc.tweights), ref_weights(logits, rc.experts, s), kStatReduce);
+  if (c.dev == Device::CUDA) expect_cpu_route(c, rc.texperts, rc.tweights, rc.logits, rc.bias, {});
+  if (c.dev == Device::CUDA && c.dt == DType::BF16 && s.sigmoid) {
+    // bf16 logits beside an f32 bias (transformers keeps e_score_correction_bias in fp32).
+    Vf bias = c.randn(s.E, 0.1f, DType::F32);
+    Tensor ex = c.ints(Vi(sz(s.T * s.K), -1), {s.T, s.K}), w = c.nan({s.T, s.K}, DType::F32);
+    ops::moe_route_forward(ex, w, rc.tlogits, c.f32(bias, {s.E}), routing_of(s));
+    expect_cpu_route(c, ex, w, rc.logits, bias, {});
+  }
   if (s.masked) {  // renormalised: each token's weights sum to 1
     const Vf w = c.get(rc.tweights);
     for (int64_t t = 0; t < s.T; ++t)
@@ -212,27 +286,52 @@ void run_moe_route_forward(Run& c) {
   }
   Tensor texperts = c.ints(Vi(sz(s.T * s.K), -1), {s.T, s.K}), tweights = c.nan({s.T, s.K}, DType::F32);
   ops::moe_route_forward(texperts, tweights, rc.tlogits, rc.tbias, routing_of(s), c.ints(replay, {s.T, s.K}));
-  const int32_t* ex = static_cast<const int32_t*>(texperts.data);
+  const Vi ex = Run::get_ints(texperts);
   for (int64_t t = 0; t < s.T; ++t)
-    EXPECT_EQ(std::vector<int>(ex + t * s.K, ex + (t + 1) * s.K), want[sz(t)]) << "replayed token " << t;
+    EXPECT_EQ(std::vector<int>(ex.begin() + t * s.K, ex.begin() + (t + 1) * s.K), want[sz(t)])
+        << "replayed token " << t;
   c.check("moe_route_forward weights (replay)", c.get(tweights), ref_weights(logits, want, s), kStatReduce);
+  if (c.dev == Device::CUDA) {
+    expect_cpu_route(c, texperts, tweights, rc.logits, rc.bias, replay);
+    return;  // index ranges are the caller's contract on CUDA (nothing reads them back)
+  }
   replay[0] = int32_t(s.E);  // out of range
   EXPECT_THROW(ops::moe_route_forward(texperts, tweights, rc.tlogits, rc.tbias, routing_of(s),
                                       c.ints(replay, {s.T, s.K})),
                r1::Error);
 }
 
+// dlogits is f32, or (beside bf16 logits on CUDA) also bf16: the router's linear_backward takes it.
 void run_moe_route_backward(Run& c) {
   const Shape& s = c.s;
   RouteCase rc = drawn(c);
-  Vf dw = c.randn(s.T * s.K), d0 = c.randn(s.T * s.E);
-  const Vf init = d0;
-  Tensor tdl = c.f32(d0, {s.T, s.E});
-  ops::moe_route_backward(tdl, c.f32(dw, {s.T, s.K}), rc.tlogits, rc.texperts, routing_of(s));
-  const Vf got = diff(c.get(tdl), init);  // accumulated onto init
-  Vd x = to_d(rc.logits);
-  auto loss = [&] { return dot(ref_weights(x, rc.experts, s), dw); };
-  check_grad("dlogits", x, got, loss, 46, 200);
+  Vf dw = c.randn(s.T * s.K, 1.0f, DType::F32);
+  std::vector<DType> grad_dtypes = {DType::F32};
+  if (c.dt == DType::BF16) grad_dtypes.push_back(DType::BF16);
+  for (DType gd : grad_dtypes) {
+    Vf d0 = c.randn(s.T * s.E, 1.0f, gd);
+    const Vf init = d0;
+    Tensor tdl = c.put(d0, {s.T, s.E}, gd);
+    ops::moe_route_backward(tdl, c.f32(dw, {s.T, s.K}), rc.tlogits, rc.texperts, routing_of(s));
+    if (c.dev == Device::CPU) {
+      const Vf got = diff(c.get(tdl), init);  // accumulated onto init
+      Vd x = to_d(rc.logits);
+      auto loss = [&] { return dot(ref_weights(x, rc.experts, s), dw); };
+      check_grad("dlogits", x, got, loss, 46, 200);
+      continue;
+    }
+    // CUDA: the CPU op (itself held to finite differences) on the same inputs. An f32 gradient is
+    // compared as the increment; a bf16 one as the accumulated (rounded) values.
+    Vf want = init, logits = rc.logits;
+    Vi ex = Run::get_ints(rc.texperts);
+    ops::moe_route_backward(host(want, {s.T, s.E}), host(dw, {s.T, s.K}), host(logits, {s.T, s.E}),
+                            host(ex, {s.T, s.K}), routing_of(s));
+    if (gd == DType::F32) {
+      c.check("moe_route_backward dlogits", diff(c.get(tdl), init), to_d(diff(want, init)), kStatReduce);
+    } else {
+      c.check("moe_route_backward dlogits (bf16)", c.get(tdl), to_d(want), kReduce);
+    }
+  }
 }
 
 void run_moe_permute(Run& c) {
@@ -242,13 +341,13 @@ void run_moe_permute(Run& c) {
   Tensor order = c.ints(Vi(sz(R), -1), {R}), tokens = c.ints(Vi(sz(R), -1), {R});
   Tensor offsets = c.ints(Vi(sz(s.E + 1), -1), {s.E + 1});
   ops::moe_permute(order, tokens, offsets, rc.texperts);
-  const int32_t *o = static_cast<const int32_t*>(order.data), *tk = static_cast<const int32_t*>(tokens.data);
-  const int32_t* off = static_cast<const int32_t*>(offsets.data);
+  const Vi o = Run::get_ints(order), tk = Run::get_ints(tokens), off = Run::get_ints(offsets);
   EXPECT_EQ(off[0], 0);
   EXPECT_EQ(off[s.E], R);
   std::vector<bool> seen(sz(R), false);
   for (int64_t e = 0; e < s.E; ++e)
     for (int32_t r = off[e]; r < off[e + 1]; ++r) {
+      ASSERT_TRUE(r >= 0 && r < R) << "offsets out of order at expert " << e;
       ASSERT_TRUE(o[r] >= 0 && o[r] < R);
       EXPECT_FALSE(seen[sz(o[r])]);
       seen[sz(o[r])] = true;
@@ -293,17 +392,37 @@ void run_moe_combine_forward(Run& c) {
 }
 
 void run_moe_combine_backward(Run& c) {
-  const int64_t T = c.s.T, K = c.s.K, C = c.s.C;
+  const int64_t T = c.s.T, K = c.s.K, C = c.s.C, R = T * K;
   Combine k = combine_case(c);
-  Vf g = c.randn(T * C), dy0 = c.randn(T * K * C), dw0 = c.randn(T * K);
+  Vf g = c.randn(T * C), dy0 = c.randn(R * C), dw0 = c.randn(R, 1.0f, DType::F32);
   const Vf dy_init = dy0, dw_init = dw0;
-  Tensor tdy = c.act(dy0, {T * K, C}), tdw = c.f32(dw0, {T, K});
-  ops::moe_combine_backward(tdy, tdw, c.act(g, {T, C}), c.act(k.y, {T * K, C}), c.ints(k.order, {T * K}),
-                            c.f32(k.w, {T, K}));
-  Vd y = to_d(k.y), w = to_d(k.w);
-  check_grad("dy", y, diff(c.get(tdy), dy_init), [&] { return dot(ref_combine(k, y, w, T, K, C), g); }, 47, 100);
-  check_grad("dweights", w, diff(c.get(tdw), dw_init), [&] { return dot(ref_combine(k, y, w, T, K, C), g); }, 48,
-             100);
+  Tensor tdy = c.act(dy0, {R, C}), tdw = c.f32(dw0, {T, K}), tg = c.act(g, {T, C}), ty = c.act(k.y, {R, C});
+  Tensor torder = c.ints(k.order, {R}), tw = c.f32(k.w, {T, K});
+  ops::moe_combine_backward(tdy, tdw, tg, ty, torder, tw);
+  // The gradients themselves: dy[r] += w[a] dout[t], dweights[a] += dout[t] . y[r] (a = order[r]).
+  Vd want_dy = to_d(dy_init), dots(sz(R), 0.0);
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t a = k.order[sz(r)], t = a / K;
+    for (int64_t j = 0; j < C; ++j) {
+      want_dy[sz(r * C + j)] += double(k.w[sz(a)]) * g[sz(t * C + j)];
+      dots[sz(a)] += double(g[sz(t * C + j)]) * k.y[sz(r * C + j)];
+    }
+  }
+  c.check("moe_combine_backward dy", c.get(tdy), want_dy, kElem);
+  const Vf got_dy = c.get(tdy), got_dw = c.get(tdw);
+  c.check("moe_combine_backward dy", got_dy, want_dy, kElem);
+  c.check("moe_combine_backward dweights", got_dw, plus(dw_init, dots), kStatReduce);
+  if (c.fd(double(R * C))) {
+    Vd y = to_d(k.y), w = to_d(k.w);
+    auto loss = [&] { return dot(ref_combine(k, y, w, T, K, C), g); };
+    check_grad("dy", y, diff(got_dy, dy_init), loss, 47, 100);
+    check_grad("dweights", w, diff(got_dw, dw_init), loss, 48, 100);
+  }
+  // Without dy: dweights alone accumulates once more.
+  ops::moe_combine_backward({}, tdw, tg, ty, torder, tw);
+  Vd twice = plus(dw_init, dots);
+  for (int64_t a = 0; a < R; ++a) twice[sz(a)] += dots[sz(a)];
+  c.check("moe_combine_backward dweights (no dy)", c.get(tdw), twice, kStatReduce);
 }
 
 }  // namespace optable

@@ -1,6 +1,7 @@
 // Dispatch of the MLA and mixture-of-experts ops (interleaved RoPE, column copies, the router, the
-// grouping by expert and the weighted combination; see ops_check.h). They have a CPU reference
-// only: on CUDA tensors they fail naming the op (supports.h).
+// grouping by expert and the weighted combination; see ops_check.h): the CPU reference
+// (kernels/cpu) and the CUDA kernels (kernels/cuda/moe.cu, rope.cu), f32 or bf16. The router's
+// operands beside bf16 logits: the bias bf16 or f32, dlogits bf16 or f32; weights stay f32.
 #include "kernels/ops.h"
 #include "kernels/ops_check.h"
 
@@ -9,12 +10,6 @@ namespace r1::ops {
 using namespace check;
 
 namespace {
-
-// CUDA tensors: fails with supports()'s reason (no kernel yet), naming the op and the operand.
-void cpu_only(Op id, DType dt, const char* name, const Tensor& t) {
-  require_supported(id, {}, dt, Device::CUDA, name, t);
-  fail("{}: no CUDA path", op_name(id));  // not reached: supports() says unsupported
-}
 
 cpu::Routing routing(const char* op, const MoeRouting& r, int64_t E) {
   if (r.top_k < 1 || r.top_k > E) fail("{}: top_k = {} is outside [1, E = {}]", op, r.top_k, E);
@@ -29,6 +24,29 @@ cpu::Routing routing(const char* op, const MoeRouting& r, int64_t E) {
   c.norm_topk = r.norm_topk, c.norm_eps = r.norm_eps, c.scaling = r.scaling;
   return c;
 }
+
+#ifdef R1_HAVE_CUDA
+cuda::Routing cuda_routing(const cpu::Routing& c) {
+  cuda::Routing g;
+  g.sigmoid = c.sigmoid;
+  g.top_k = int(c.top_k), g.n_group = int(c.n_group), g.topk_group = int(c.topk_group);
+  g.norm_topk = c.norm_topk, g.norm_eps = c.norm_eps, g.scaling = c.scaling;
+  return g;
+}
+#endif
+
+// CUDA keeps a token's router scores (and the histogram of the grouping) in shared memory.
+void check_cuda_experts(const char* op, int64_t E) {
+#ifdef R1_HAVE_CUDA
+  if (E > cuda::kMaxExperts) fail("{}: E = {} experts: CUDA takes at most {}", op, E, cuda::kMaxExperts);
+#else
+  (void)op, (void)E;
+#endif
+}
+
+// An operand that may be f32 beside a bf16 compute dtype (the router's bias and dlogits): f32 when
+// it is f32 (or absent), else the compute dtype, which expect() then checks.
+DType f32_or(DType dt, const Tensor& t) { return t.empty() || t.dtype == F32 ? F32 : dt; }
 
 // Each row of replay (T, K) is K distinct experts in [0, E), or K times -1 (routed).
 void check_replay(const char* op, const Tensor& replay, int64_t E) {
@@ -57,24 +75,45 @@ DType rope_i_check(const char* op, const char* xname, const Tensor& x, const Ten
   return dt;
 }
 
+// CUDA stages a head's row in shared memory.
+void check_cuda_head_dim(const char* op, const char* xname, const Tensor& x) {
+#ifdef R1_HAVE_CUDA
+  if (x.shape[2] > cuda::kMaxInterleavedHeadDim)
+    fail("{}: {} {}: CUDA takes head dims up to {}", op, xname, x.describe(), cuda::kMaxInterleavedHeadDim);
+#else
+  (void)op, (void)xname, (void)x;
+#endif
+}
+
 }  // namespace
 
 void rope_interleaved_forward(Tensor x, const Tensor& positions, const Tensor& inv_freq) {
   const Op id = Op::rope_interleaved_forward;
   const char* op = op_name(id);
   const DType dt = rope_i_check(op, "x", x, positions, inv_freq);
-  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) cpu_only(id, dt, "x", x);
+  const int64_t T = x.shape[0], H = x.shape[1], HD = x.shape[2];
+  if (on_cuda(op, {{"x", x}, {"positions", positions}, {"inv_freq", inv_freq}})) {
+    check_cuda_head_dim(op, "x", x);
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::rope_interleaved_forward(bp(x), ip(positions), fp(inv_freq), T, H, HD),
+                        cuda::rope_interleaved_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD));
+  }
   count_path(id, Path::native);
-  cpu::rope_interleaved_forward(fp(x), ip(positions), fp(inv_freq), x.shape[0], x.shape[1], x.shape[2]);
+  cpu::rope_interleaved_forward(fp(x), ip(positions), fp(inv_freq), T, H, HD);
 }
 
 void rope_interleaved_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
   const Op id = Op::rope_interleaved_backward;
   const char* op = op_name(id);
   const DType dt = rope_i_check(op, "dx", dx, positions, inv_freq);
-  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) cpu_only(id, dt, "dx", dx);
+  const int64_t T = dx.shape[0], H = dx.shape[1], HD = dx.shape[2];
+  if (on_cuda(op, {{"dx", dx}, {"positions", positions}, {"inv_freq", inv_freq}})) {
+    check_cuda_head_dim(op, "dx", dx);
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::rope_interleaved_backward(bp(dx), ip(positions), fp(inv_freq), T, H, HD),
+                        cuda::rope_interleaved_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD));
+  }
   count_path(id, Path::native);
-  cpu::rope_interleaved_backward(fp(dx), ip(positions), fp(inv_freq), dx.shape[0], dx.shape[1], dx.shape[2]);
+  cpu::rope_interleaved_backward(fp(dx), ip(positions), fp(inv_freq), T, H, HD);
 }
 
 void copy_columns(Tensor dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width, bool accumulate) {
@@ -88,7 +127,11 @@ void copy_columns(Tensor dst, int64_t dst_col, const Tensor& src, int64_t src_co
   if (width < 0 || src_col < 0 || dst_col < 0 || src_col + width > Ws || dst_col + width > Wd)
     fail("{}: columns [{}, {}) of src {} to [{}, {}) of dst {} are out of range", op, src_col, src_col + width,
          src.describe(), dst_col, dst_col + width, dst.describe());
-  if (on_cuda(op, {{"dst", dst}, {"src", src}})) cpu_only(id, dt, "src", src);
+  if (on_cuda(op, {{"dst", dst}, {"src", src}})) {
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::copy_columns(bp(dst), Wd, dst_col, bp(src), Ws, src_col, width, N, accumulate),
+                        cuda::copy_columns(fp(dst), Wd, dst_col, fp(src), Ws, src_col, width, N, accumulate));
+  }
   count_path(id, Path::native);
   cpu::copy_columns(fp(dst), Wd, dst_col, fp(src), Ws, src_col, width, N, accumulate);
 }
@@ -101,7 +144,8 @@ void moe_route_forward(Tensor experts, Tensor weights, const Tensor& logits, con
   expect(op, "logits", logits, dt, {{"T", kAny}, {"E", kAny}});
   const int64_t T = logits.shape[0], E = logits.shape[1], K = r.top_k;
   const cpu::Routing c = routing(op, r, E);
-  expect_opt(op, "bias", bias, dt, {{"E", E}}, "logits", &logits);
+  const DType bias_dt = f32_or(dt, bias);
+  expect_opt(op, "bias", bias, bias_dt, {{"E", E}}, "logits", &logits);
   expect(op, "experts", experts, I32, {{"T", T}, {"K", K}}, "logits", &logits);
   expect(op, "weights", weights, F32, {{"T", T}, {"K", K}}, "logits", &logits);
   expect_opt(op, "replay", replay, I32, {{"T", T}, {"K", K}}, "logits", &logits);
@@ -109,8 +153,19 @@ void moe_route_forward(Tensor experts, Tensor weights, const Tensor& logits, con
                    {"weights", weights},
                    {"logits", logits},
                    {"bias", bias},
-                   {"replay", replay}}))
-    cpu_only(id, dt, "logits", logits);
+                   {"replay", replay}})) {
+    check_cuda_experts(op, E);
+    // replay's data is null when it is empty (routed); the bias's likewise.
+    if (dt == BF16 && bias_dt == BF16)
+      R1_CUDA_DISPATCH(op, dt,
+                       cuda::moe_route_forward(experts.i32(), fp(weights), bp(logits), bp(bias), ip(replay),
+                                               T, E, cuda_routing(c)));
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::moe_route_forward(experts.i32(), fp(weights), bp(logits), fp(bias), ip(replay),
+                                                T, E, cuda_routing(c)),
+                        cuda::moe_route_forward(experts.i32(), fp(weights), fp(logits), fp(bias), ip(replay),
+                                                T, E, cuda_routing(c)));
+  }
   if (!replay.empty()) check_replay(op, replay, E);
   count_path(id, Path::native);
   cpu::moe_route_forward(static_cast<int32_t*>(experts.data), fp(weights), fp(logits), fp(bias),
@@ -125,11 +180,21 @@ void moe_route_backward(Tensor dlogits, const Tensor& dweights, const Tensor& lo
   expect(op, "logits", logits, dt, {{"T", kAny}, {"E", kAny}});
   const int64_t T = logits.shape[0], E = logits.shape[1], K = r.top_k;
   const cpu::Routing c = routing(op, r, E);
-  expect(op, "dlogits", dlogits, F32, {{"T", T}, {"E", E}}, "logits", &logits);
+  const DType dlogits_dt = f32_or(dt, dlogits);
+  expect(op, "dlogits", dlogits, dlogits_dt, {{"T", T}, {"E", E}}, "logits", &logits);
   expect(op, "experts", experts, I32, {{"T", T}, {"K", K}}, "logits", &logits);
   expect(op, "dweights", dweights, F32, {{"T", T}, {"K", K}}, "logits", &logits);
-  if (on_cuda(op, {{"dlogits", dlogits}, {"dweights", dweights}, {"logits", logits}, {"experts", experts}}))
-    cpu_only(id, dt, "logits", logits);
+  if (on_cuda(op, {{"dlogits", dlogits}, {"dweights", dweights}, {"logits", logits}, {"experts", experts}})) {
+    check_cuda_experts(op, E);
+    if (dt == BF16 && dlogits_dt == BF16)
+      R1_CUDA_DISPATCH(op, dt,
+                       cuda::moe_route_backward(bp(dlogits), fp(dweights), bp(logits), ip(experts), T, E,
+                                                cuda_routing(c)));
+    R1_CUDA_DISPATCH_DT(
+        op, dt,
+        cuda::moe_route_backward(fp(dlogits), fp(dweights), bp(logits), ip(experts), T, E, cuda_routing(c)),
+        cuda::moe_route_backward(fp(dlogits), fp(dweights), fp(logits), ip(experts), T, E, cuda_routing(c)));
+  }
   check_range(op, "experts", experts, 0, E, "experts");
   count_path(id, Path::native);
   cpu::moe_route_backward(fp(dlogits), fp(dweights), fp(logits), ip(experts), T, E, c);
@@ -144,8 +209,12 @@ void moe_permute(Tensor order, Tensor tokens, Tensor offsets, const Tensor& expe
   expect(op, "tokens", tokens, I32, {{"R", T * K}}, "experts", &experts);
   expect(op, "offsets", offsets, I32, {{"E+1", kAny}});
   const int64_t E = offsets.shape[0] - 1;
-  if (on_cuda(op, {{"order", order}, {"tokens", tokens}, {"offsets", offsets}, {"experts", experts}}))
-    cpu_only(id, F32, "experts", experts);
+  if (T * K > INT32_MAX) fail("{}: {} assignments do not fit i32 rows", op, T * K);
+  if (on_cuda(op, {{"order", order}, {"tokens", tokens}, {"offsets", offsets}, {"experts", experts}})) {
+    check_cuda_experts(op, E);
+    R1_CUDA_DISPATCH(op, F32,
+                     cuda::moe_permute(order.i32(), tokens.i32(), offsets.i32(), ip(experts), T, K, E));
+  }
   check_range(op, "experts", experts, 0, E, "experts");
   count_path(id, Path::native);
   cpu::moe_permute(static_cast<int32_t*>(order.data), static_cast<int32_t*>(tokens.data),
@@ -169,7 +238,10 @@ void moe_combine_forward(Tensor out, const Tensor& y, const Tensor& order, const
   combine_check(op, dt, y, order, weights);
   const int64_t T = weights.shape[0], K = weights.shape[1], C = y.shape[1];
   expect(op, "out", out, dt, {{"T", T}, {"C", C}}, "y", &y);
-  if (on_cuda(op, {{"out", out}, {"y", y}, {"order", order}, {"weights", weights}})) cpu_only(id, dt, "y", y);
+  if (on_cuda(op, {{"out", out}, {"y", y}, {"order", order}, {"weights", weights}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::moe_combine_forward(bp(out), bp(y), ip(order), fp(weights), T, K, C),
+                        cuda::moe_combine_forward(fp(out), fp(y), ip(order), fp(weights), T, K, C));
+  }
   check_range(op, "order", order, 0, T * K, "assignments");
   count_path(id, Path::native);
   cpu::moe_combine_forward(fp(out), fp(y), ip(order), fp(weights), T, K, C);
@@ -185,9 +257,17 @@ void moe_combine_backward(Tensor dy, Tensor dweights, const Tensor& dout, const 
   expect(op, "dout", dout, dt, {{"T", T}, {"C", C}}, "y", &y);
   expect_opt(op, "dy", dy, dt, {{"R", T * K}, {"C", C}}, "y", &y);
   expect_opt(op, "dweights", dweights, F32, {{"T", T}, {"K", K}}, "weights", &weights);
-  if (on_cuda(op, {{"dy", dy}, {"dweights", dweights}, {"dout", dout}, {"y", y}, {"order", order},
-                   {"weights", weights}}))
-    cpu_only(id, dt, "y", y);
+  if (on_cuda(op, {{"dy", dy},
+                   {"dweights", dweights},
+                   {"dout", dout},
+                   {"y", y},
+                   {"order", order},
+                   {"weights", weights}})) {
+    R1_CUDA_DISPATCH_DT(
+        op, dt,
+        cuda::moe_combine_backward(bp(dy), fp(dweights), bp(dout), bp(y), ip(order), fp(weights), T, K, C),
+        cuda::moe_combine_backward(fp(dy), fp(dweights), fp(dout), fp(y), ip(order), fp(weights), T, K, C));
+  }
   check_range(op, "order", order, 0, T * K, "assignments");
   count_path(id, Path::native);
   cpu::moe_combine_backward(fp(dy), fp(dweights), fp(dout), fp(y), ip(order), fp(weights), T, K, C);

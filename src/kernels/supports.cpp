@@ -44,9 +44,6 @@ Support on_cpu(Op op, DType dtype) {
 }
 
 #ifdef R1_HAVE_CUDA
-// The MLA and mixture-of-experts ops, which have a CPU reference and no CUDA kernel yet.
-bool cpu_only(Op op) { return op >= Op::rope_interleaved_forward && op <= Op::moe_combine_backward; }
-
 Support fallback(const char* how) { return {Path::fallback, how}; }
 
 bool is_attention(Op op) {
@@ -73,9 +70,6 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
 
 Support on_cuda(Op op, const OpShape& s, DType dtype) {
 #ifdef R1_HAVE_CUDA
-  if (cpu_only(op)) {
-    return unsupported("no CUDA kernel yet: the MLA and mixture-of-experts ops run on the CPU only (issue 22)");
-  }
   if (dtype != DType::F32 && dtype != DType::BF16) {
     return unsupported("not a compute dtype (f32 or bf16)");
   }

@@ -16,8 +16,10 @@
 //   operands; any other HD, HDv <= 256, or an unaligned view, takes the declared fallback (the f32
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
 // - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); the CPU any.
-// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*): the CPU only, f32;
-//   their CUDA kernels (grouped expert GEMMs, the latent cache) are issue 22's CUDA part.
+// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*) run natively on
+//   both (kernels/cuda/moe.cu, rope.cu); moe_permute has only i32 operands and is asked as f32.
+//   CUDA takes E <= 2048 experts and interleaved head dims <= 4096 (shared memory; beyond, the op
+//   fails naming the sizes).
 #include <cstdint>
 #include <string>
 

@@ -52,6 +52,17 @@ void rope_forward(bf16* x, const int32_t* positions, const float* inv_freq, int6
 void rope_backward(float* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
                    int64_t HD);
 void rope_backward(bf16* dx, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H, int64_t HD);
+// The interleaved layout (ops.h rope_interleaved_*), HD <= kMaxInterleavedHeadDim (rows are staged
+// in shared memory).
+constexpr int64_t kMaxInterleavedHeadDim = 4096;
+void rope_interleaved_forward(float* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
+                              int64_t HD);
+void rope_interleaved_forward(bf16* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
+                              int64_t HD);
+void rope_interleaved_backward(float* dx, const int32_t* positions, const float* inv_freq, int64_t T,
+                               int64_t H, int64_t HD);
+void rope_interleaved_backward(bf16* dx, const int32_t* positions, const float* inv_freq, int64_t T,
+                               int64_t H, int64_t HD);
 
 // ---- attention.cu ---- (q/k head dim HD and v head dim HDV, each <= kMaxHeadDim; out and dout
 // have HDV)
@@ -103,6 +114,51 @@ bool attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
 bool attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
                         const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
+
+// ---- moe.cu ---- (the CPU's raw-pointer contract, kernels/cpu/cpu_ops.h; experts, replay and order
+// must hold valid indices: nothing checks them on the device)
+void copy_columns(float* dst, int64_t Wd, int64_t dc, const float* src, int64_t Ws, int64_t sc, int64_t W,
+                  int64_t N, bool accumulate);
+void copy_columns(bf16* dst, int64_t Wd, int64_t dc, const bf16* src, int64_t Ws, int64_t sc, int64_t W,
+                  int64_t N, bool accumulate);
+// The router's settings (ops.h MoeRouting, checked by r1::ops). E <= kMaxExperts: a token's scores
+// live in shared memory.
+struct Routing {
+  bool sigmoid = false;
+  int top_k = 1, n_group = 1, topk_group = 1;
+  bool norm_topk = false;
+  float norm_eps = 0.0f, scaling = 1.0f;
+};
+constexpr int64_t kMaxExperts = 2048;
+// Chooses the same experts as the CPU (the same f32 scores and order). bias (nullable) in the
+// logits' dtype or f32 (transformers keeps e_score_correction_bias in fp32); replay nullable.
+void moe_route_forward(int32_t* experts, float* weights, const float* logits, const float* bias,
+                       const int32_t* replay, int64_t T, int64_t E, const Routing& r);
+void moe_route_forward(int32_t* experts, float* weights, const bf16* logits, const bf16* bias,
+                       const int32_t* replay, int64_t T, int64_t E, const Routing& r);
+void moe_route_forward(int32_t* experts, float* weights, const bf16* logits, const float* bias,
+                       const int32_t* replay, int64_t T, int64_t E, const Routing& r);
+// dlogits += in f32, or in bf16 beside bf16 logits (the router's linear_backward takes it as dout).
+void moe_route_backward(float* dlogits, const float* dweights, const float* logits, const int32_t* experts,
+                        int64_t T, int64_t E, const Routing& r);
+void moe_route_backward(float* dlogits, const float* dweights, const bf16* logits, const int32_t* experts,
+                        int64_t T, int64_t E, const Routing& r);
+void moe_route_backward(bf16* dlogits, const float* dweights, const bf16* logits, const int32_t* experts,
+                        int64_t T, int64_t E, const Routing& r);
+// The stable counting sort, E <= kMaxExperts, T * K < 2^31.
+void moe_permute(int32_t* order, int32_t* tokens, int32_t* offsets, const int32_t* experts, int64_t T,
+                 int64_t K, int64_t E);
+// out (T, C); y (T * K, C). While it runs, out's rows hold each token's row numbers when they fit
+// (C * sizeof(element) >= 4 K, 4-byte aligned rows); otherwise T * K ints of the context's scratch.
+void moe_combine_forward(float* out, const float* y, const int32_t* order, const float* weights, int64_t T,
+                         int64_t K, int64_t C);
+void moe_combine_forward(bf16* out, const bf16* y, const int32_t* order, const float* weights, int64_t T,
+                         int64_t K, int64_t C);
+// dy (T * K, C) += and dweights (T, K) f32 += (either nullable).
+void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const int32_t* order,
+                          const float* weights, int64_t T, int64_t K, int64_t C);
+void moe_combine_backward(bf16* dy, float* dweights, const bf16* dout, const bf16* y, const int32_t* order,
+                          const float* weights, int64_t T, int64_t K, int64_t C);
 
 // ---- dropout.cu ----
 void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_t stream, int64_t n);
