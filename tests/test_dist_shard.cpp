@@ -565,5 +565,15 @@ TEST(CudaWeightUnits, GatheredUnitsComputeLikeTheWholeModel) {
         },
         /*writes=*/true);
     EXPECT_TRUE(to_host_f32(units.shard()) == next) << "tied " << tied << ", offload " << offload;
+    // Built without weights on the GPU: the shards come from the source (the fp32 one staged through
+    // the host, the bf16 one rounded from it), and the log-probs are the plain model's.
+    model::Transformer empty(tiny(tied), Device::CUDA, true, std::nullopt,
+                             offload ? model::MasterPlace::Host : model::MasterPlace::Device, /*allocate=*/false);
+    optim::ShardedWeights born(empty, *one, {empty.plan().total}, 0,
+                               model::random_weights(empty.config(), 9, model::kInitStd));
+    model::TrainState e;
+    e.weight_units = &born;
+    EXPECT_TRUE(to_host_f32(e.forward(empty, b)) == la) << "tied " << tied << ", offload " << offload;
+    EXPECT_TRUE(to_host_f32(born.shard()) == before);
   }
 }

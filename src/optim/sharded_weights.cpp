@@ -94,7 +94,7 @@ void ShardedWeights::load(const model::WeightSource& source) {
   if (master_device_ == Device::CPU) {
     source(begin_, n, static_cast<float*>(shard_.data()));
   } else {
-    std::vector<float> host(size_t(n));
+    std::vector<float> host(static_cast<size_t>(n));
     source(begin_, n, host.data());
     copy_from_host(shard(), host.data());
   }
