@@ -24,6 +24,7 @@
 #include "model/weight_units.h"
 #include "optim/sharded_weights.h"
 #include "tensor/device_memory.h"
+#include "require_gpu.h"
 #include "test_util.h"
 
 using namespace r1;
@@ -432,7 +433,7 @@ TEST(WeightUnits, GatheredUnitsComputeBitwiseLikeTheWholeModel) {
       s.forward(sharded, b);
       s.weight_units = nullptr;  // a backward that forgets the units fails at once, naming them
       EXPECT_THROW(s.backward(sharded, dlogp), Error);
-      units.whole([&] { EXPECT_TRUE(sharded.weights_host() == before); });
+      units.whole([&] { EXPECT_TRUE(sharded.weights_host() == before); }, /*writes=*/false);
       EXPECT_TRUE(sharded.weights_released());
     }
   }
@@ -503,4 +504,76 @@ TEST(WeightSource, ModelBuiltWithoutWeightsTakesItsShardFromTheSource) {
   s.weight_units = &units;
   EXPECT_TRUE(to_host_f32(a.forward(plain, b)) == to_host_f32(s.forward(empty, b)));
   EXPECT_THROW(optim::ShardedWeights(empty, *one, {empty.plan().total}, 0), Error);  // no source
+}
+
+// The same on one GPU (a single comm whose copies run on the compute stream): a bf16 model keeps its
+// shard of the fp32 master and of the bf16 compute copy, the passes gather the compute weights a
+// unit at a time, and each unit's gradients go into the gradient shard. The log-probs are those of
+// the plain model (the same bf16 bytes, at the flat layout's 128-byte alignment); the gradients to
+// rounding (the embedding's backward adds with atomics on the GPU). whole() for reading brings the
+// compute weights back unchanged without the master copy; for writing, weights set inside it are
+// the shard's after.
+TEST(CudaWeightUnits, GatheredUnitsComputeLikeTheWholeModel) {
+  REQUIRE_GPU();
+  for (const bool tied : {true, false})
+  for (const bool offload : {false, true}) {  // offload: the fp32 master (and so its shard) in host memory
+    model::Transformer plain(tiny(tied), Device::CUDA), sharded(tiny(tied), Device::CUDA);
+    plain.init_random(9);
+    sharded.init_random(9);
+    if (offload) sharded.place_master(model::MasterPlace::Host);
+    const std::vector<float> before = sharded.weights_host();
+    std::unique_ptr<dist::Comm> one = dist::make_single_comm(Device::CUDA);
+    optim::ShardedWeights units(sharded, *one, {sharded.plan().total}, 0);
+    EXPECT_TRUE(sharded.weights_released());
+    EXPECT_TRUE(sharded.master_released());
+    EXPECT_EQ(units.shard().device, offload ? Device::CPU : Device::CUDA);
+    EXPECT_EQ(units.compute_shard().dtype, DType::BF16);
+    const model::Batch b = model::pack_sequences({{1, 2, 3, 4, 5, 6}, {7, 8, 9}});
+    const std::vector<float> dlogp(size_t(b.tokens()), -0.25f);
+    model::TrainState a, s;
+    s.weight_units = &units;
+    const std::vector<float> la = to_host_f32(a.forward(plain, b)), ls = to_host_f32(s.forward(sharded, b));
+    EXPECT_TRUE(la == ls) << "tied " << tied;
+    plain.zero_grads();
+    a.backward(plain, dlogp);
+    s.backward(sharded, dlogp);
+    EXPECT_EQ(sharded.grad_bytes(), 0);
+    const std::vector<float> want = to_host_f32(plain.grads().flat), got = to_host_f32(units.grad_shard());
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << "tied " << tied << ", element " << i;
+    const std::vector<uint16_t> bf16_before = [&] {
+      std::vector<uint16_t> h(size_t(plain.plan().total));
+      devmem::copy(h.data(), Device::CPU, plain.params().flat.data, Device::CUDA, h.size() * 2);
+      return h;
+    }();
+    units.whole(
+        [&] {
+          std::vector<uint16_t> h(size_t(sharded.plan().total));
+          devmem::copy(h.data(), Device::CPU, sharded.params().flat.data, Device::CUDA, h.size() * 2);
+          EXPECT_TRUE(h == bf16_before) << "tied " << tied;
+          EXPECT_TRUE(sharded.master_released());
+          EXPECT_THROW(sharded.weights_host(), Error);
+        },
+        /*writes=*/false);
+    std::vector<float> next = before;
+    for (float& x : next) x *= 0.5f;
+    units.whole([&] { sharded.set_weights(next.data()); }, /*writes=*/true);
+    units.whole(
+        [&] {
+          EXPECT_EQ(sharded.master().flat.device, offload ? Device::CPU : Device::CUDA);
+          EXPECT_TRUE(sharded.weights_host() == next);
+        },
+        /*writes=*/true);
+    EXPECT_TRUE(to_host_f32(units.shard()) == next) << "tied " << tied << ", offload " << offload;
+    // Built without weights on the GPU: the shards come from the source (the fp32 one staged through
+    // the host, the bf16 one rounded from it), and the log-probs are the plain model's.
+    model::Transformer empty(tiny(tied), Device::CUDA, true, std::nullopt,
+                             offload ? model::MasterPlace::Host : model::MasterPlace::Device, /*allocate=*/false);
+    optim::ShardedWeights born(empty, *one, {empty.plan().total}, 0,
+                               model::random_weights(empty.config(), 9, model::kInitStd));
+    model::TrainState e;
+    e.weight_units = &born;
+    EXPECT_TRUE(to_host_f32(e.forward(empty, b)) == la) << "tied " << tied << ", offload " << offload;
+    EXPECT_TRUE(to_host_f32(born.shard()) == before);
+  }
 }

@@ -237,6 +237,54 @@ TEST(DistTrain, ARankThatDiesEndsTheJob) {
 // The same on two GPUs (NCCL, gradient all-reduce overlapped with the backward, or ZeRO-1) against
 // one: bf16 compute, so the tolerance is bf16's, and micro-batches that differ between one and two
 // ranks round differently.
+// parallel.shard: full on two GPUs: each rank keeps its shard of the fp32 master and of the bf16
+// compute copy, gathers the compute weights unit by unit over NCCL, reduce-scatters each unit's
+// gradients, and gathers the whole compute copy for the rollouts (whose captured decode steps are
+// recaptured when it lands at another address). SFT and GRPO end where shard none ends, to the
+// ranks' fp32 summation order and bf16 rounding; every rank holds less state between steps; the
+// files are written by the ranks' shards; and a run resumed from its checkpoint ends where the
+// uninterrupted one does.
+TEST(CudaDist, FullShardingMatchesNone) {
+  if (test::gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs (" << test::gpu_count() << " visible)";
+  test::TempDir dir;
+  write_sft_rows(dir);
+  auto sft = [&](const std::string& name, const char* level) {
+    return run_ranks(2, sft_args(dir, name) + " device=cuda parallel.shard=" + level);
+  };
+  auto none = sft("sft_none", "none");
+  ASSERT_EQ(none.exit_code, 0) << none.out << none.err;
+  auto full = sft("sft_full", "full");
+  ASSERT_EQ(full.exit_code, 0) << full.out << full.err;
+  EXPECT_NE((full.out + full.err).find("2 ranks wrote their shards of"), std::string::npos) << full.err;
+  const std::vector<float> early = weights(dir.file("sft_none/checkpoints/step_000001/model"));
+  EXPECT_LT(relative_difference(early, weights(dir.file("sft_none/model")), weights(dir.file("sft_full/model"))),
+            5e-2);
+  const double held_none = metrics_line(dir.file("sft_none"), 3)["memory/train_state_mib"].get<double>(),
+               held_full = metrics_line(dir.file("sft_full"), 3)["memory/train_state_mib"].get<double>();
+  std::printf("[ DIST ] full on 2 GPUs: %.3f MiB of state per rank (none: %.3f)\n", held_full, held_none);
+  EXPECT_LT(held_full, 0.75 * held_none);
+
+  auto grpo = [&](const std::string& name, const char* level) {
+    return run_ranks(2, grpo_args(dir, name) + " device=cuda parallel.shard=" + level);
+  };
+  auto g_none = grpo("grpo_none", "none");
+  ASSERT_EQ(g_none.exit_code, 0) << g_none.out << g_none.err;
+  auto g_full = grpo("grpo_full", "full");
+  ASSERT_EQ(g_full.exit_code, 0) << g_full.out << g_full.err;
+  EXPECT_EQ(metrics_line(dir.file("grpo_none"), 0)["reward/mean"], metrics_line(dir.file("grpo_full"), 0)["reward/mean"]);
+  EXPECT_LT(relative_difference(weights(dir.file("grpo_none/checkpoints/step_000000/model")),
+                                weights(dir.file("grpo_none/model")), weights(dir.file("grpo_full/model"))),
+            1e-1);
+  // Cut after step 1 and resumed (the checkpoint loaded into the shards).
+  auto cut = run_ranks(2, grpo_args(dir, "grpo_cut") + " device=cuda parallel.shard=full --stop-after 1");
+  ASSERT_NE(cut.exit_code, 0);
+  auto resumed = run_ranks(2, grpo_args(dir, "grpo_cut") + " device=cuda parallel.shard=full --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_LT(relative_difference(weights(dir.file("grpo_full/checkpoints/step_000000/model")),
+                                weights(dir.file("grpo_full/model")), weights(dir.file("grpo_cut/model"))),
+            1e-1);
+}
+
 TEST(CudaDist, TwoGpusMatchOne) {
   if (test::gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs (" << test::gpu_count() << " visible)";
   test::TempDir dir;

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "tensor/device_memory.h"
 
 namespace r1::dist {
 
@@ -64,28 +65,38 @@ namespace {
 // One process: every rank's data is this rank's, so collectives are copies or nothing.
 class SingleComm final : public Comm {
  public:
+  explicit SingleComm(Device device) : device_(device) {}
   const char* backend() const override { return "single"; }
+  bool on_device() const override { return device_ != Device::CPU; }
   void all_reduce(void*, int64_t count, Type, Op) override {
     R1_CHECK(count >= 0, "rank 0: all_reduce got a negative count ({})", count);
   }
   void reduce_scatter(const void* send, void* recv, const std::vector<int64_t>& counts, Type t) override {
     total_count(counts, "reduce_scatter");
-    // memmove: the contract forbids overlap, but a caller's mistake should not corrupt data here.
-    if (counts[0] > 0) std::memmove(recv, send, size_t(counts[0]) * type_size(t));
+    if (counts[0] > 0) move(recv, send, size_t(counts[0]) * type_size(t));
   }
   void all_gather(const void* send, void* recv, const std::vector<int64_t>& counts, Type t) override {
     total_count(counts, "all_gather");
-    if (send != recv && counts[0] > 0) std::memmove(recv, send, size_t(counts[0]) * type_size(t));
+    if (send != recv && counts[0] > 0) move(recv, send, size_t(counts[0]) * type_size(t));
   }
   void broadcast(void*, int64_t count, Type, int root) override {
     R1_CHECK(count >= 0, "rank 0: broadcast got a negative count ({})", count);
     R1_CHECK(root == 0, "rank 0: broadcast from root {} in a job of 1 rank", root);
   }
   void barrier() override {}
+
+ private:
+  // memmove on the host (the contract forbids overlap, but a caller's mistake should not corrupt
+  // data here); on a device a copy queued on the compute stream, so it is ordered with the ops.
+  void move(void* dst, const void* src, size_t bytes) const {
+    if (device_ == Device::CPU) std::memmove(dst, src, bytes);
+    else devmem::copy(dst, device_, src, device_, bytes);
+  }
+  Device device_;
 };
 
 }  // namespace
 
-std::unique_ptr<Comm> make_single_comm() { return std::make_unique<SingleComm>(); }
+std::unique_ptr<Comm> make_single_comm(Device device) { return std::make_unique<SingleComm>(device); }
 
 }  // namespace r1::dist

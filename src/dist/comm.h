@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/tensor.h"
+
 namespace r1::dist {
 
 // Integer sums must not overflow: Open MPI 4.1's vectorised reductions saturate 8-bit sums
@@ -87,7 +89,8 @@ class Comm {
   int64_t largest_call_ = 0;
 };
 
-// The single-process comm (rank 0 of 1).
-std::unique_ptr<Comm> make_single_comm();
+// The single-process comm (rank 0 of 1): its collectives are copies, on `device` (on a GPU queued on
+// the compute stream).
+std::unique_ptr<Comm> make_single_comm(Device device = Device::CPU);
 
 }  // namespace r1::dist

@@ -84,10 +84,13 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
   R1_CHECK(compute == DType::F32 || (compute == DType::BF16 && device_ != Device::CPU),
            "Transformer: compute dtype {} is not available on {}", dtype_name(compute), device_name(device_));
   if (!allocate) {  // sharded from the start: the views' shapes, no memory (see release_weights)
-    R1_CHECK(device_ == Device::CPU && compute == DType::F32,
-             "Transformer: a model sharded from the start runs on the CPU in f32 so far");
     params_ = bind_params(cfg_, plan_.specs, nullptr, compute, device_);
     params_.flat = Tensor(nullptr, compute, {0}, device_);
+    if (trainable_ && compute != DType::F32) {
+      master_device_ = master == MasterPlace::Host ? Device::CPU : device_;
+      master_ = bind_params(cfg_, plan_.specs, nullptr, DType::F32, master_device_);
+      master_.flat = Tensor(nullptr, DType::F32, {0}, master_device_);
+    }
     init_rope();
     return;
   }
@@ -261,6 +264,8 @@ void Transformer::init_random(uint64_t seed, float std) {
 
 std::vector<float> Transformer::weights_host() const {
   check_weights_held("weights_host");
+  R1_CHECK(!master_released(), "weights_host: the fp32 master copy is sharded (parallel.shard: full) and was not "
+           "gathered with the compute weights");
   return to_host_f32(separate_master() ? master_.flat : params_.flat);
 }
 
@@ -270,24 +275,39 @@ void Transformer::check_weights_held(const char* what) const {
 }
 
 void Transformer::release_weights() {
-  R1_CHECK(device_ == Device::CPU && !separate_master() && !has_lora(),
-           "release_weights: only a CPU model's f32 weights can be sharded so far");
+  R1_CHECK(!has_lora(), "release_weights: a LoRA model's frozen base is not sharded");
+  const DType cd = compute_dtype();
+  if (separate_master()) master_device_ = master_.flat.device;  // restored where it was (offload: the host)
   weights_ = Buffer();
   // The views keep their shapes and point at nothing until a unit of weights is bound to them.
   visit_params(params_, cfg_, [](Tensor& t, const std::string&, ParamShape) { t.data = nullptr; });
   if (!params_.lm_head.empty()) params_.lm_head.data = nullptr;
-  params_.flat = Tensor(nullptr, DType::F32, {0}, device_);  // still says the compute dtype
+  params_.flat = Tensor(nullptr, cd, {0}, device_);  // still says the compute dtype
+  if (cd != DType::F32 && trainable_) {
+    master_weights_ = Buffer();
+    master_ = bind_params(cfg_, plan_.specs, nullptr, DType::F32, master_device_);
+    master_.flat = Tensor(nullptr, DType::F32, {0}, master_device_);
+  }
 }
 
-void Transformer::restore_weights() {
+void Transformer::restore_weights(bool master) {
   if (!weights_released()) return;
-  weights_ = Buffer(size_t(plan_.total) * sizeof(float), device_);
+  const DType cd = compute_dtype();
+  weights_ = Buffer(size_t(plan_.total) * dtype_size(cd), device_);
   weights_.zero();
-  params_ = bind_params(cfg_, plan_.specs, weights_.data(), DType::F32, device_);
+  params_ = bind_params(cfg_, plan_.specs, weights_.data(), cd, device_);
+  if (master && cd != DType::F32 && trainable_) {
+    const size_t bytes = size_t(plan_.total) * sizeof(float);
+    master_weights_ = master_device_ == Device::CPU ? Buffer::pinned(bytes) : Buffer(bytes, device_);
+    master_weights_.zero();
+    master_ = bind_params(cfg_, plan_.specs, master_weights_.data(), DType::F32, master_device_);
+  }
 }
 
 void Transformer::set_weights(const float* host_flat) {
   check_weights_held("set_weights");
+  R1_CHECK(!master_released(), "set_weights: the fp32 master copy is sharded (parallel.shard: full) and was not "
+           "gathered with the compute weights");
   if (!separate_master()) return copy_from_host_f32(params_.flat, host_flat);
   if (master_.flat.data != host_flat) upload(master_.flat, host_flat);
   refresh_compute_weights();

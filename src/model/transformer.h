@@ -144,12 +144,16 @@ class Transformer {
   // HF initialisation: normal(0, std) for matrices and embeddings, ones for norms, zeros for biases.
   // Drawn on the host (the same numbers on every device), then uploaded.
   void init_random(uint64_t seed, float std = kInitStd);
-  // Fully sharded training (optim/sharded_weights.h, CPU f32): frees the weight buffer; params()
-  // keeps its views with their shapes pointing at nothing (and an empty flat) until a unit of
-  // gathered weights is bound to them. restore_weights() allocates the buffer again (zeroed) and
-  // binds every view to it. Whole-model reads (weights_host, set_weights) fail while released.
+  // Fully sharded training (optim/sharded_weights.h): frees the weight buffer (and a separate fp32
+  // master copy's); params() (and master()) keep their views with their shapes pointing at nothing
+  // (and an empty flat) until a unit of gathered weights is bound to them. restore_weights()
+  // allocates the compute weights again (zeroed) and binds every view to them, and with `master`
+  // the master copy too (where it was: the device, or pinned host memory); without it a separate master stays released (master()'s
+  // views point at nothing: what reads the whole weights only, such as rollouts, needs none).
+  // Whole-model reads (weights_host, set_weights) fail while released.
   void release_weights();
-  void restore_weights();
+  void restore_weights(bool master = true);
+  bool master_released() const { return separate_master() && master_weights_.size() == 0; }
   bool weights_released() const { return weights_.size() == 0 && plan_.total > 0; }
   // All weights as host f32, in the flat layout: the master copy if there is one, else params().
   std::vector<float> weights_host() const;
@@ -170,6 +174,7 @@ class Transformer {
   bool trainable_;
   bool grads_unbound_ = false;
   Buffer weights_, master_weights_, gradients_, inv_freq_dev_;
+  Device master_device_ = Device::CPU;  // where a released master copy comes back (release_weights)
   Params params_, master_, grads_;
   LoraConfig lora_;
   std::vector<ParamSpec> adapter_specs_;

@@ -81,8 +81,9 @@ DataParallel::DataParallel(model::Transformer& m, AdamWConfig adamw, DataParalle
              "stays on the device; set train.optimizer_offload to off or auto");
     m.place_master(model::MasterPlace::Host);  // where the CPU updates it (created there by the recipes)
   }
-  R1_CHECK(cfg_.shard != Shard::Full || !cfg_.offload.enabled,
-           "parallel.shard: full keeps the weights sharded on the CPU already; set train.optimizer_offload to off");
+  R1_CHECK(cfg_.shard != Shard::Full || !cfg_.offload.enabled || m.device() != Device::CPU,
+           "parallel.shard: full on the CPU keeps the optimizer in host memory already; set train.optimizer_offload "
+           "to off");
   R1_CHECK(!m.weights_released() || (cfg_.shard == Shard::Full && comm_->size() > 1 && cfg_.source),
            "data parallel: a model built without weights needs parallel.shard: full over several ranks and a "
            "source for their shards");
@@ -216,7 +217,7 @@ UpdateResult DataParallel::step_sharded(double lr, double max_grad_norm, bool fi
   if (!res.skipped) {
     const float scale = clip_scale(res.grad_norm, max_grad_norm);
     if (sharded_) {
-      opt_->step(sharded_->shard(), shard, float(lr), scale, Tensor());  // the next passes gather it
+      opt_->step(sharded_->shard(), shard, float(lr), scale, sharded_->compute_shard());  // the next passes gather it
     } else {
       const model::Transformer::Trainable t = m_.trainable_weights();
       const int64_t a = shard_begin_, b = shard_begin_ + count;
@@ -281,8 +282,8 @@ void DataParallel::load_weights(const std::string& dir) {
   model::load_weights(dir, m_);
 }
 
-void DataParallel::with_whole_weights(const std::function<void()>& f) const {
-  if (sharded_) sharded_->whole(f);
+void DataParallel::with_whole_weights(const std::function<void()>& f, bool writes) const {
+  if (sharded_) sharded_->whole(f, writes);
   else f();
 }
 

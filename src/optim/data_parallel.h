@@ -13,7 +13,7 @@
 //                   step's micro-batches accumulate into it: after the reduce-scatter the rank keeps
 //                   its 1/N shard alone (released until the next backward), so between steps (GRPO's
 //                   rollouts, evaluation) a rank holds 1/N of the gradients instead of all of them.
-//   full:           (ZeRO-3 / FSDP, CPU f32 so far) as gradients, and each rank holds only its 1/N
+//   full:           (ZeRO-3 / FSDP) as gradients, and each rank holds only its 1/N
 //                   shard of the weights themselves (sharded_weights.h): the training passes
 //                   gather one unit (embedding, layer, head) at a time through weight_units(), and
 //                   the update writes the shard in place (nothing to gather after it). Every rank
@@ -102,7 +102,9 @@ class DataParallel {
   // Runs f with the model's whole weights in place on every rank (collective at level full, which
   // gathers them first and keeps only the shard again after; just f otherwise): checkpoints,
   // resuming, exporting the model.
-  void with_whole_weights(const std::function<void()>& f) const;
+  // writes: f changes the weights (loading a checkpoint): the fp32 weights are gathered and taken
+  // back too; else (reading: rollouts, the reference) only the compute copy is gathered.
+  void with_whole_weights(const std::function<void()>& f, bool writes = false) const;
   // The model's weights from the checkpoint in `dir` (resuming): at level full each rank reads only
   // its shard of the file; otherwise every rank loads them whole.
   void load_weights(const std::string& dir);

@@ -17,6 +17,7 @@
 #include "model/safetensors.h"
 #include "optim/data_parallel.h"
 #include "optim/sharded_weights.h"
+#include "tensor/device_memory.h"
 
 namespace r1::optim {
 
@@ -81,7 +82,8 @@ void DataParallel::write_shards(const std::string& model_dir, const std::string&
   {
     // The model's tensors in layout order, packed: each overlap with [begin, end) at its place.
     ShardFile f(fs::join(dir, "model.safetensors"));
-    const float* shard = sharded_->shard().f32();
+    const std::vector<float> host = to_host_f32(sharded_->shard());  // a GPU's shard comes to the host
+    const float* shard = host.data();
     uint64_t at = 0;
     for (const model::ParamSpec& s : m_.specs()) {
       const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel(), end);

@@ -1,17 +1,20 @@
 #pragma once
 // Fully sharded weights (parallel.shard: full, ZeRO-3 / FSDP): each rank keeps only its shard of
 // the fp32 weights (the same contiguous 1/N of the flat layout whose moments and gradients it
-// holds, data_parallel.h), and the training passes gather one unit of weights (the embedding, a
-// layer, the head) at a time into one buffer through model::WeightUnits: all-gather, point the
-// model's views of that unit at the buffer, compute, release. The model's own weight buffer is
-// freed while sharded; whole() brings the weights back on every rank for what needs them whole
-// (loading a checkpoint, GRPO's rollouts and no-gradient passes, copying the reference) and takes
-// the shard again after. Saving needs no gather (shard_files.cpp).
+// holds, data_parallel.h), and on a GPU its shard of the bf16 compute copy beside it. The training
+// passes gather one unit of compute weights (the embedding, a layer, the head) at a time into one
+// buffer through model::WeightUnits: all-gather, point the model's views of that unit at the
+// buffer, compute, release; and each unit's backward writes its gradients into one buffer that is
+// reduce-scattered into the rank's gradient shard. The model's own weight, master and gradient
+// buffers are freed while sharded; whole() brings the weights back on every rank for what needs
+// them whole (GRPO's rollouts and no-gradient passes, copying the reference: the compute copy
+// only; loading a checkpoint: the fp32 weights too) and takes the shard again after. Saving needs
+// no gather (shard_files.cpp).
 //
-// CPU f32 only so far: there the fp32 master is the compute copy, so the shard is both. A GPU
-// version would gather the bf16 compute copy (and keep the fp32 master shard apart), with the
-// prefetch on its own stream.
-#include <algorithm>
+// On a GPU the collectives run on the comm's stream, ordered against the compute stream by its
+// events (dist/comm.h: after_compute, before_compute). With the optimizer offloaded the fp32 shard
+// is in pinned host memory, where AdamW updates it, and writes the compute shard on the device.
+// The prefetch hint is not used yet (one gather buffer).
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -26,8 +29,9 @@ namespace r1::optim {
 class ShardedWeights final : public model::WeightUnits {
  public:
   // counts: elements of the flat layout per rank, in rank order; this rank's shard starts at
-  // `begin`. Takes this rank's shard of m's weights and frees m's weight buffer; or, for a model
-  // built without weights (Transformer's allocate = false), reads the shard from `source`.
+  // `begin`. Takes this rank's shard of m's weights and frees m's weight and gradient buffers; or,
+  // for a model built without weights (Transformer's allocate = false), reads the shard from
+  // `source`.
   ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vector<int64_t> counts, int64_t begin,
                  const model::WeightSource& source = {});
   ~ShardedWeights() override;
@@ -42,23 +46,29 @@ class ShardedWeights final : public model::WeightUnits {
   void begin_grads(model::WeightUnit u) override;
   void end_grads(model::WeightUnit u) override;
 
-  // This rank's fp32 shard (what AdamW updates in place).
+  // This rank's fp32 shard (what AdamW updates in place): on the model's device, or offloaded in
+  // pinned host memory.
   Tensor shard() const;
+  // Its shard of the compute copy (what the passes gather) when the model keeps one apart from the
+  // fp32 weights (bf16 on a GPU); empty on the CPU, where shard() is both.
+  Tensor compute_shard() const;
   // This rank's shard of the gradients summed over the ranks, accumulated over a step's backwards
   // (the same range of the flat layout as shard()); zero_grad_shard() after the step, which also
   // frees the unit buffers until the next backward.
   Tensor grad_shard() const;
   void zero_grad_shard();
-  // Bytes this rank holds for the weights: its shard and the one gather buffer.
-  int64_t bytes() const { return int64_t(shard_.size() + gather_.size()); }
+  // Bytes this rank holds for the weights: its shards and the one gather buffer.
+  int64_t bytes() const { return int64_t(shard_.size() + compute_shard_.size() + gather_.size()); }
   // Bytes it holds for the gradients: their shard, and during a step the unit buffer and the
   // reduce-scatter's part of it.
   int64_t grad_bytes() const { return int64_t(grad_shard_.size() + grad_unit_.size() + grad_part_.size()); }
   // Collective: every rank gets the whole weights back in the model, runs f, and keeps only its
-  // shard again (the model's buffer freed).
-  void whole(const std::function<void()>& f);
-  // Replaces this rank's shard with its range of `source` (resuming from a checkpoint): no rank
-  // reads or holds more than its own shard.
+  // shard again (the model's buffers freed). writes: f changes the weights (loading them), so the
+  // fp32 weights are gathered too and their shard is taken back after; else only the compute copy.
+  void whole(const std::function<void()>& f, bool writes);
+  // Replaces this rank's shards with its range of `source` (resuming from a checkpoint): no rank
+  // reads or holds more than its own shard (on a GPU staged through host memory, the compute shard
+  // rounded from it).
   void load(const model::WeightSource& source);
 
  private:
@@ -66,22 +76,27 @@ class ShardedWeights final : public model::WeightUnits {
   // The flat ranges of a unit (model/weight_units.h).
   std::vector<model::FlatRange> ranges(model::WeightUnit u) const;
   // Points the views (the model's weights, or its gradients) of the parameters in `r` at base (the
-  // range's first element), or at nothing (null base).
-  void bind(std::vector<Tensor*>& views, model::Params& P, const model::FlatRange& r, float* base);
-  // This rank's part of each rank's overlap with r: counts in rank order, and where this rank's
-  // part starts in its shard (when it has one).
+  // range's first element, es bytes each), or at nothing (null base).
+  void bind(std::vector<Tensor*>& views, model::Params& P, const model::FlatRange& r, char* base, size_t es);
+  // Each rank's overlap with r, in rank order, and where this rank's part starts in its shard (when
+  // it has one).
   std::vector<int64_t> parts(const model::FlatRange& r) const;
   int64_t offset_in_shard(const model::FlatRange& r) const { return std::max(r.begin, begin_) - begin_; }
-  void take_shard();
+  // Copies this rank's shards out of the model's whole weights (the fp32 ones only with `master`)
+  // and frees them.
+  void take_shard(bool master);
   void bind_views();  // collects the model's (released) weight views
 
   model::Transformer& m_;
   dist::Comm& comm_;
   std::vector<int64_t> counts_;
   int64_t begin_ = 0;
-  Buffer shard_, gather_;
+  Device device_;
+  Device master_device_;  // where the fp32 shard lives (the host when the optimizer is offloaded)
+  DType cd_;              // the compute dtype
+  int64_t largest_ = 0;  // elements of the largest unit (a tied head's with the embedding)
+  Buffer shard_, compute_shard_, gather_;
   Buffer grad_shard_, grad_unit_, grad_part_;  // the unit buffers from a step's first backward to zero_grad_shard
-  int64_t largest_ = 0;                         // elements of the largest unit (a tied head's with the embedding)
   std::vector<Tensor*> views_;       // the model's parameter views, in layout (specs) order
   std::vector<Tensor*> grad_views_;  // its gradient views, likewise
 };

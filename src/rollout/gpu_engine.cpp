@@ -147,8 +147,12 @@ void GpuEngine::Impl::configure(const GenerateParams& params) {
   c.top_k = sp.top_k;
   c.seed = sp.seed;
   c.sampled_logprobs = sp.sampled_logprobs;
-  if (!graphs.empty() && same_config(c, scfg) && params.stop_ids == stop) return;
+  // The steps also bake in the weights' addresses, which move when a sharded model (parallel.shard:
+  // full) gathers its whole weights into a new buffer for the rollouts.
+  const void* weights = m.params().flat.data;
+  if (!graphs.empty() && same_config(c, scfg) && params.stop_ids == stop && weights == captured_weights) return;
   graphs.clear();
+  captured_weights = weights;
   scfg = c;
   stop = params.stop_ids;
   if (!stop.empty()) devmem::copy(stop_ids.data(), Device::CUDA, stop.data(), Device::CPU, stop.size() * 4);

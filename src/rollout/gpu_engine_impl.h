@@ -56,7 +56,8 @@ struct GpuEngine::Impl {
   void run_step(int rows, bool commit);
   // The captured step for a bucket: captured on first use, replayed after.
   cuda::Graph& graph_for(int bucket, GenerateStats& stats);
-  // Sampling parameters and stop ids are baked into the captured steps: new ones drop the graphs.
+  // Sampling parameters, stop ids and the weights' addresses are baked into the captured steps: new
+  // ones drop the graphs.
   void configure(const GenerateParams& params);
 
   const model::Transformer& m;
@@ -79,6 +80,7 @@ struct GpuEngine::Impl {
   Buffer d_stream, d_step, d_token, d_logprob, a_slot, a_token, a_pos, a_limit, a_step0, a_stream;
   Arena step_arena, prefill_arena;
   std::map<int, std::unique_ptr<cuda::Graph>> graphs;
+  const void* captured_weights = nullptr;  // the model's weight buffer when the graphs were captured
   bool step_arena_sized = false;
   cuda::SampleConfig scfg;
   std::vector<int32_t> stop;

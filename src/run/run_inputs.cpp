@@ -170,7 +170,7 @@ std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const te
   const bool adapter = !path.empty() && model::is_adapter_dir(path);
   R1_CHECK(path.empty() || adapter || fs::exists(fs::join(path, "config.json")), "recipe key '{}.path': {} is not a "
            "model directory (no config.json, no adapter_config.json)", section, path);
-  const bool born_sharded = sharded && trainable && !lora.enabled() && !adapter && device == Device::CPU &&
+  const bool born_sharded = sharded && trainable && !lora.enabled() && !adapter &&
                             dist::world_size() > 1 && parallel_config(r).shard == optim::Shard::Full;
   if (born_sharded) {
     model::ModelConfig c;

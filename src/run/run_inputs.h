@@ -51,8 +51,8 @@ model::ModelConfig recipe_model_config(const Recipe& r, const text::Codec& codec
 // (vocabulary from the codec unless init_vocab_size is set) initialised from `seed`. A trainable
 // model with train.lora.rank > 0 gets fresh adapters over a frozen base. `master`: where a trainable
 // CUDA model keeps its fp32 master copy (Host when the optimizer is offloaded, run/memory_preflight.h).
-// sharded (optional): when the run shards fully over several ranks (parallel.shard: full, no LoRA,
-// on the CPU), the model is built without weights and *sharded is set to where each rank reads its
+// sharded (optional): when the run shards fully over several ranks (parallel.shard: full, no LoRA),
+// the model is built without weights and *sharded is set to where each rank reads its
 // shard (the checkpoint, or the seed's random weights): optim::DataParallelConfig::source. No rank
 // then holds the whole model at the start.
 std::unique_ptr<model::Transformer> load_or_init_model(const Recipe& r, const text::Codec& codec, Device device,
