@@ -529,6 +529,51 @@ TEST(CudaOps, EmbeddingBackwardIsTheCpuBitsEveryRun) {
   }
 }
 
+// The bf16 attention backward on the tensor cores has no atomics (dQ from its own kernel, key
+// tiles summed in order; dK/dV partials summed per kv group in order), so the same inputs give
+// the same dq, dk and dv bits every run. Many key tiles add into each query row here (sequences of
+// up to 2,000 tokens, 32 tiles), which float atomics would sum in a different order from run to run.
+TEST(CudaOps, FlashAttentionBackwardIsTheSameBitsEveryRun) {
+  REQUIRE_GPU();
+  struct Case {
+    int64_t NH, NKV, HD, HDv;
+  };
+  for (const Case& k : {Case{14, 2, 64, 64}, Case{12, 2, 128, 128}, Case{4, 4, 192, 128}}) {
+    const Vi cu = {0, 2000, 2777, 3100, 4100};
+    const int64_t B = int64_t(cu.size()) - 1, T = cu.back();
+    auto b16 = [](Vf v) {
+      for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+      return v;
+    };
+    const Vf q = b16(randn(size_t(T * k.NH * k.HD))), kk = b16(randn(size_t(T * k.NKV * k.HD)));
+    const Vf v = b16(randn(size_t(T * k.NKV * k.HDv))), dout = b16(randn(size_t(T * k.NH * k.HDv)));
+    Dev dq_in = dev_b16(q, {T, k.NH, k.HD}), dk_in = dev_b16(kk, {T, k.NKV, k.HD}), dv_in = dev_b16(v, {T, k.NKV, k.HDv});
+    Dev ddo = dev_b16(dout, {T, k.NH, k.HDv}), dcu = dev_i32(cu, {B + 1});
+    Dev dout_fwd = dev_b16(Vf(size_t(T * k.NH * k.HDv), 0.0f), {T, k.NH, k.HDv});
+    Dev dlse = dev_f32(Vf(size_t(T * k.NH), 0.0f), {T, k.NH});
+    const float scale = 1.0f / std::sqrt(float(k.HD));
+    ops::attention_forward(dout_fwd.t, dlse.t, dq_in.t, dk_in.t, dv_in.t, dcu.t, scale);
+    std::vector<Vf> first;
+    for (int run = 0; run < 3; ++run) {
+      Dev gq = dev_b16(Vf(size_t(T * k.NH * k.HD), 0.0f), {T, k.NH, k.HD});
+      Dev gk = dev_b16(Vf(size_t(T * k.NKV * k.HD), 0.0f), {T, k.NKV, k.HD});
+      Dev gv = dev_b16(Vf(size_t(T * k.NKV * k.HDv), 0.0f), {T, k.NKV, k.HDv});
+      ops::attention_backward(gq.t, gk.t, gv.t, ddo.t, dq_in.t, dk_in.t, dv_in.t, dout_fwd.t, dlse.t, dcu.t, scale);
+      const std::vector<Vf> got = {host(gq), host(gk), host(gv)};
+      double norm = 0.0;
+      for (float x : got[0]) norm += double(x) * x;
+      ASSERT_GT(norm, 0.0) << "dq is all zero";
+      if (run == 0) {
+        first = got;
+        continue;
+      }
+      for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_EQ(std::memcmp(got[i].data(), first[i].data(), got[i].size() * sizeof(float)), 0)
+            << "HD " << k.HD << ": " << "qkv"[i] << " gradient of run " << run << " differs from run 0";
+    }
+  }
+}
+
 // The per-op profiler: one row per (op, dtype), only while enabled.
 TEST(CudaBf16Ops, Profiler) {
   REQUIRE_GPU();

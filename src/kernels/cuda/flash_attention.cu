@@ -174,7 +174,7 @@ bool attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
     return false;
   }
   // Scratch: tile offsets | D (T, NH) | dq_acc, dk_part (T, NH, HD), dv_part (T, NH, HDV), fp32;
-  // every section starts 256-byte aligned (the float2 atomics and stores need 8 bytes).
+  // every section starts 256-byte aligned (the float2 stores need 8 bytes).
   const size_t tb = tiles_bytes(B), d_bytes = round256(size_t(T * NH) * sizeof(float));
   const size_t q_bytes = round256(size_t(n_q) * sizeof(float)), o_bytes = round256(size_t(n_o) * sizeof(float));
   unsigned char* s = static_cast<unsigned char*>(context().scratch(tb + d_bytes + 2 * q_bytes + o_bytes));
@@ -183,16 +183,18 @@ bool attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
   float* dq_acc = reinterpret_cast<float*>(s + tb + d_bytes);
   float* dk_part = reinterpret_cast<float*>(s + tb + d_bytes + q_bytes);
   float* dv_part = reinterpret_cast<float*>(s + tb + d_bytes + 2 * q_bytes);
-  // dq_acc gathers atomics; the partials of keys past a sequence's end are never written, but no
-  // such rows exist (every key row of a sequence belongs to one of its tiles), so only dq is zeroed.
-  CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, size_t(n_q) * sizeof(float), stream));
+  // Every row of dq_acc, dk_part and dv_part is written (each query and key row of a sequence
+  // belongs to one of its tiles), so nothing is zeroed; no atomics, so the same bits every run.
   const int64_t rows = T * NH;
   attention_delta_kernel<<<unsigned((rows + 7) / 8), 256, 0, stream>>>(D, nv(dout), nv(out), rows, int(HDV));
   CUDA_CHECK(cudaGetLastError());
 #define R1_CASE(D_, DV)                                                                                          \
-  if (HD == D_ && HDV == DV)                                                                                     \
-    flash::launch_backward<D_, DV>(dk_part, dv_part, dq_acc, nv(dout), nv(q), nv(k), nv(v), lse, D, cu_seqlens, \
-                                   tiles, B, T, NH, NKV, scale);
+  if (HD == D_ && HDV == DV) {                                                                                   \
+    flash::launch_backward<D_, DV>(dk_part, dv_part, nv(dout), nv(q), nv(k), nv(v), lse, D, cu_seqlens, tiles, B, \
+                                   T, NH, NKV, scale);                                                            \
+    flash::launch_backward_dq<D_, DV>(dq_acc, nv(dout), nv(q), nv(k), nv(v), lse, D, cu_seqlens, tiles, B, T, NH, \
+                                      NKV, scale);                                                                \
+  }
   R1_FLASH_HEAD_DIMS(R1_CASE)
 #undef R1_CASE
   attention_grad_finish_kernel<<<grid_for(n_q + n_k + n_v), kThreads, 0, stream>>>(nv(dq), nv(dk), nv(dv), dq_acc,

@@ -49,12 +49,27 @@ template <int HD, int HDV>
 struct BwdConfig {
   static constexpr int WN = HD <= 128 && HDV <= 128 ? 1 : 2;
   static constexpr int kThreads = 128 * WN;
-  // K, V (64 rows); 2 x Q, 2 x dO (32 rows); dS^T (64 x (32 + 8)) bf16; 2 x lse, 2 x D (32 floats);
-  // with WN = 2 the exchange of the contraction halves: 32 floats per thread.
+  // K, V (64 rows); 2 x Q, 2 x dO (32 rows) bf16; 2 x lse, 2 x D (32 floats); with WN = 2 the
+  // exchange of the contraction halves: 32 floats per thread.
   static constexpr size_t kSmem =
-      size_t(kTile * (HD + kPadH) + kTile * (HDV + kPadH) + 2 * kBwdQ * (HD + kPadH) + 2 * kBwdQ * (HDV + kPadH) +
-             kTile * (kBwdQ + kPadH)) * sizeof(bfloat) +
+      size_t(kTile * (HD + kPadH) + kTile * (HDV + kPadH) + 2 * kBwdQ * (HD + kPadH) + 2 * kBwdQ * (HDV + kPadH)) *
+          sizeof(bfloat) +
       size_t(4 * kBwdQ) * sizeof(float) + (WN > 1 ? size_t(kThreads) * 32 * sizeof(float) : 0);
+};
+
+// The backward's dQ (flash_backward_dq.cu): the forward's layout (4 warps of 16 query rows, key
+// tiles double-buffered) with dO beside Q; Q's fragments stay in registers up to HD 128, dO's are
+// read from shared memory per key tile; key tiles of 64 rows unless that would leave one block per SM.
+template <int HD, int HDV>
+struct DqConfig {
+  static constexpr int kThreads = 128;
+  static constexpr bool kQInRegs = HD <= 128;
+  static constexpr size_t smem_for(int kn) {
+    return size_t(kTile * (HD + kPadH) + kTile * (HDV + kPadH) + 2 * kn * (HD + kPadH) + 2 * kn * (HDV + kPadH)) *
+           sizeof(bfloat);
+  }
+  static constexpr int kKeys = smem_for(64) <= kTwoBlocksSmem ? 64 : 32;  // key rows per tile
+  static constexpr size_t kSmem = smem_for(kKeys);                          // Q, dO, 2 x K, 2 x V
 };
 
 // ---- PTX wrappers ----
@@ -192,10 +207,16 @@ void launch_forward(bfloat* out, float* lse, const bfloat* q, const bfloat* k, c
                     const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale);
 
 // dk_part (T, NH, HD), dv_part (T, NH, HDV): this query head's share of dK and dV, written (not
-// added) for every key row; dq_acc (T, NH, HD) f32 += dQ (atomics); D (T, NH) = rowsum(dO * O).
+// added) for every key row; D (T, NH) = rowsum(dO * O).
 template <int HD, int HDV>
-void launch_backward(float* dk_part, float* dv_part, float* dq_acc, const bfloat* dout, const bfloat* q,
-                     const bfloat* k, const bfloat* v, const float* lse, const float* D, const int32_t* cu,
-                     const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale);
+void launch_backward(float* dk_part, float* dv_part, const bfloat* dout, const bfloat* q, const bfloat* k,
+                     const bfloat* v, const float* lse, const float* D, const int32_t* cu, const int32_t* tiles,
+                     int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale);
+
+// dq (T, NH, HD) f32: dQ, written (not added) for every query row, the key tiles summed in order.
+template <int HD, int HDV>
+void launch_backward_dq(float* dq, const bfloat* dout, const bfloat* q, const bfloat* k, const bfloat* v,
+                        const float* lse, const float* D, const int32_t* cu, const int32_t* tiles, int64_t B,
+                        int64_t T, int64_t NH, int64_t NKV, float scale);
 
 }  // namespace r1::cuda::flash

@@ -6,9 +6,9 @@
 //   beyond, two warps (BwdConfig::WN) split it: each contracts half of the head dims of S^T and
 //   dP^T, the halves are summed through shared memory, and each accumulates half of dK's and dV's
 //   columns, so no warp holds more than 128 accumulator columns;
-// - dS^T goes through shared memory for dQ += dS K, added to an fp32 accumulator with atomics.
-// The blocks of one kv group write per-query-head partial dK/dV (no atomics); a last pass sums
-// them into dk/dv and dq_acc into dq.
+// dQ comes from its own kernel (flash_backward_dq.cu), one block per query tile walking the key
+// tiles in order. The blocks here write per-query-head partial dK/dV, and a last pass sums them
+// into dk/dv in a fixed order: no atomics anywhere, so the backward gives the same bits every run.
 #include "kernels/cuda/flash_attention.cuh"
 
 namespace r1::cuda::flash {
@@ -17,21 +17,20 @@ namespace {
 
 template <int HD, int HDV>
 __global__ void __launch_bounds__(BwdConfig<HD, HDV>::kThreads) flash_backward_kernel(
-    float* dk_part, float* dv_part, float* dq_acc, const bfloat* dout, const bfloat* q, const bfloat* k,
-    const bfloat* v, const float* lse, const float* D, const int32_t* cu, const int32_t* tiles, int64_t B,
-    int64_t NH, int64_t NKV, float scale) {
+    float* dk_part, float* dv_part, const bfloat* dout, const bfloat* q, const bfloat* k, const bfloat* v,
+    const float* lse, const float* D, const int32_t* cu, const int32_t* tiles, int64_t B, int64_t NH, int64_t NKV,
+    float scale) {
   using Cfg = BwdConfig<HD, HDV>;
   constexpr int WN = Cfg::WN, NT = Cfg::kThreads;
   int b, tile;
   if (!find_tile(tiles, B, false, b, tile)) return;
-  constexpr int ld = HD + kPadH, ldv = HDV + kPadH, lds = kBwdQ + kPadH;
+  constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
   extern __shared__ __align__(128) unsigned char smem[];
   bfloat* sK = reinterpret_cast<bfloat*>(smem);
   bfloat* sV = sK + kTile * ld;
   bfloat* sQ = sV + kTile * ldv;        // [2][kBwdQ * ld]
   bfloat* sdO = sQ + 2 * kBwdQ * ld;    // [2][kBwdQ * ldv]
-  bfloat* sdS = sdO + 2 * kBwdQ * ldv;  // [kTile][lds]: dS^T, keys x queries
-  float* sLse = reinterpret_cast<float*>(sdS + kTile * lds);  // [2][kBwdQ], lse * log2(e)
+  float* sLse = reinterpret_cast<float*>(sdO + 2 * kBwdQ * ldv);  // [2][kBwdQ], lse * log2(e)
   float* sD = sLse + 2 * kBwdQ;                                 // [2][kBwdQ]
   float* sX = sD + 2 * kBwdQ;  // WN > 1: [warp][32 values][lane], the contraction halves
 
@@ -74,7 +73,6 @@ __global__ void __launch_bounds__(BwdConfig<HD, HDV>::kThreads) flash_backward_k
   for (int i = 0; i < HDV / 8 / WN; ++i) dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.0f;
   const int key[2] = {kt + kw * 16 + gq, kt + kw * 16 + gq + 8};
   const int n_q = (L - kt + kBwdQ - 1) / kBwdQ;
-  constexpr int kSlice = HD / (4 * WN);  // dQ columns per warp
 
   for (int j = 0; j < n_q; ++j) {
     const int qt = kt + j * kBwdQ, buf = j & 1;
@@ -166,53 +164,7 @@ __global__ void __launch_bounds__(BwdConfig<HD, HDV>::kThreads) flash_backward_k
         }
       }
     }
-    // dS^T to shared memory (keys x queries) for dQ; with WN = 2 both warps of a key group hold it.
-    if (wc == 0) {
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int c = nt * 8 + 2 * tq;
-        *reinterpret_cast<uint32_t*>(sdS + (kw * 16 + gq) * lds + c) = pack_bf16(dpt[nt][0], dpt[nt][1]);
-        *reinterpret_cast<uint32_t*>(sdS + (kw * 16 + gq + 8) * lds + c) = pack_bf16(dpt[nt][2], dpt[nt][3]);
-      }
-    }
-    __syncthreads();
-    // dQ (32 queries x this warp's kSlice columns) = dS (32 x 64 keys) K (64 x HD)
-    {
-      float dq[2][kSlice / 8][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < kSlice / 8; ++nt) dq[mt][nt][0] = dq[mt][nt][1] = dq[mt][nt][2] = dq[mt][nt][3] = 0.0f;
-#pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) {
-        uint32_t a[2][4];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-          ldsm_x4_t(a[mt], sdS + (kk * 16 + (lane & 7) + (lane >> 4) * 8) * lds + mt * 16 + ((lane >> 3) & 1) * 8);
-#pragma unroll
-        for (int nt = 0; nt < kSlice / 8; ++nt) {
-          uint32_t bk[2];
-          ldsm_x2_t(bk, sK + (kk * 16 + (lane & 15)) * ld + warp * kSlice + nt * 8);
-          mma(dq[0][nt], a[0], bk[0], bk[1]);
-          mma(dq[1][nt], a[1], bk[0], bk[1]);
-        }
-      }
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-        for (int e2 = 0; e2 < 2; ++e2) {
-          const int qi = qt + mt * 16 + gq + e2 * 8;
-          if (qi >= L) continue;
-          float* dst = dq_acc + (start + qi) * qstride + int64_t(h) * HD + warp * kSlice + 2 * tq;
-#pragma unroll
-          for (int nt = 0; nt < kSlice / 8; ++nt) {
-            // One 8-byte atomic per pair (sm_90): half the atomic traffic of two scalar ones.
-            atomicAdd(reinterpret_cast<float2*>(dst + nt * 8), make_float2(dq[mt][nt][2 * e2], dq[mt][nt][2 * e2 + 1]));
-          }
-        }
-      }
-    }
-    __syncthreads();  // buffers, dS^T and the exchange are free for the next tile
+    __syncthreads();  // the buffers and the exchange are free for the next tile
   }
 
   // This (key tile, query head)'s share of dK and dV (this warp's columns), in fp32 rows of the
@@ -235,20 +187,20 @@ __global__ void __launch_bounds__(BwdConfig<HD, HDV>::kThreads) flash_backward_k
 }  // namespace
 
 template <int HD, int HDV>
-void launch_backward(float* dk_part, float* dv_part, float* dq_acc, const bfloat* dout, const bfloat* q,
-                     const bfloat* k, const bfloat* v, const float* lse, const float* D, const int32_t* cu,
-                     const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale) {
+void launch_backward(float* dk_part, float* dv_part, const bfloat* dout, const bfloat* q, const bfloat* k,
+                     const bfloat* v, const float* lse, const float* D, const int32_t* cu, const int32_t* tiles,
+                     int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale) {
   using Cfg = BwdConfig<HD, HDV>;
   static const bool configured = (allow_smem(flash_backward_kernel<HD, HDV>, Cfg::kSmem), true);
   (void)configured;
   const dim3 grid(max_tiles(B, T), unsigned(NH));
   flash_backward_kernel<HD, HDV><<<grid, Cfg::kThreads, Cfg::kSmem, context().stream>>>(
-      dk_part, dv_part, dq_acc, dout, q, k, v, lse, D, cu, tiles, B, NH, NKV, scale);
+      dk_part, dv_part, dout, q, k, v, lse, D, cu, tiles, B, NH, NKV, scale);
   CUDA_CHECK(cudaGetLastError());
 }
 
 #define R1_INSTANTIATE(D, DV)                                                                                 \
-  template void launch_backward<D, DV>(float*, float*, float*, const bfloat*, const bfloat*, const bfloat*,   \
+  template void launch_backward<D, DV>(float*, float*, const bfloat*, const bfloat*, const bfloat*,           \
                                        const bfloat*, const float*, const float*, const int32_t*,             \
                                        const int32_t*, int64_t, int64_t, int64_t, int64_t, float);
 R1_FLASH_HEAD_DIMS(R1_INSTANTIATE)
