@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "compare_util.h"
+#include "grpo_test_util.h"
 #include "twin_models.h"
 #include "require_gpu.h"
 #include "base/bf16.h"
@@ -195,52 +196,11 @@ TEST(CudaTrain, SftStepsReduceTheLoss) {
 
 TEST(TrainDevice, SftStepsReduceTheLossOnCpu) { sft_reduces_loss(Device::CPU); }
 
-// Share of the completion's bytes that are 'a'.
-class LetterReward final : public reward::Reward {
- public:
-  std::string name() const override { return "letter"; }
-  reward::Result score(const reward::Sample& s) const override {
-    reward::Result r;
-    if (!s.completion.empty())
-      r.reward = double(std::count(s.completion.begin(), s.completion.end(), 'a')) / double(s.completion.size());
-    return r;
-  }
-};
-
-// GRPO steps with a frozen reference model for the KL term (bf16 on CUDA), on either device.
+// GRPO steps of a tiny qwen2 (the byte codec's 264 ids) on either device.
 void grpo_steps_run(Device device) {
-  text::ByteCodec codec;
   model::ModelConfig c = model::preset_config("tiny", "qwen2");
   model::override_config(c, "vocab_size", "264");
-  model::Transformer m(c, device);
-  m.init_random(5);
-  const std::vector<float> before = m.weights_host();
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 32; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 4;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 10;
-  gc.lr = 3e-3;
-  gc.loss.kl_coef = 0.01;
-  gc.mini_batches = 2;
-  gc.schedule.kind = "constant";
-  LetterReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 3);
-  ASSERT_NE(trainer.reference(), nullptr);
-  EXPECT_EQ(trainer.reference()->device(), device);
-  EXPECT_FALSE(trainer.reference()->trainable());
-  for (int s = 0; s < 3; ++s) {
-    const train::StepStats st = trainer.step(s);
-    EXPECT_EQ(st.updates, 2) << "step " << s;
-    ASSERT_TRUE(st.kl.has_value());
-    EXPECT_TRUE(std::isfinite(st.loss) && std::isfinite(*st.kl) && std::isfinite(st.entropy));
-    EXPECT_GT(st.entropy, 0.0);
-    fmt::print("[ CUDAERR ] {} grpo step {} reward {:.3f} kl {:.2e} grad_norm {:.3f}\n", device_name(device), s,
-               st.reward_mean, *st.kl, st.grad_norm);
-  }
-  EXPECT_NE(m.weights_host(), before);
+  test::grpo_steps_run(c, device);
 }
 
 TEST(CudaTrain, GrpoStepRuns) {

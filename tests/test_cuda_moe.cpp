@@ -17,8 +17,6 @@
 #include "require_gpu.h"
 #include "rollout/engine.h"
 #include "test_util.h"
-#include "text/codec.h"
-#include "train/grpo.h"
 #include "twin_models.h"
 
 using namespace r1;
@@ -139,35 +137,13 @@ TEST_P(CudaMoeArch, GreedyRolloutMatchesCpu) {
   EXPECT_GE(matched * 2, total);
 }
 
-// Two GRPO steps of each architecture on the GPU: rollouts through the GPU engine, the reference,
-// the update through the grouped GEMMs' backward; finite losses and moved weights.
+// GRPO steps of each architecture on the GPU: rollouts through the GPU engine, the reference, the
+// update through the grouped GEMMs' backward (grpo_test_util.h's grpo_steps_run).
 TEST_P(CudaMoeArch, GrpoStepsRun) {
   REQUIRE_GPU();
-  text::ByteCodec codec;
   model::ModelConfig c = model::preset_config(GetParam());
   model::override_config(c, "vocab_size", "264");  // the byte codec's ids
-  model::Transformer m(c, Device::CUDA);
-  m.init_random(5, 0.2f);
-  const std::vector<float> before = m.weights_host();
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 16; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 4;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 10;
-  gc.lr = 3e-3;
-  gc.loss.kl_coef = 0.01;
-  gc.schedule.kind = "constant";
-  test::LetterReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& q) { return q.question; }, gc, 3);
-  for (int s = 0; s < 2; ++s) {
-    const train::StepStats st = trainer.step(s);
-    EXPECT_TRUE(std::isfinite(st.loss) && std::isfinite(st.entropy) && std::isfinite(st.grad_norm)) << s;
-    fmt::print("[ CUDAERR ] {} grpo step {} reward {:.3f} grad_norm {:.3f}\n", GetParam(), s, st.reward_mean,
-               st.grad_norm);
-  }
-  EXPECT_NE(m.weights_host(), before);
+  test::grpo_steps_run(c, Device::CUDA, 2, 0.2f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, CudaMoeArch, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),

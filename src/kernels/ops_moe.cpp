@@ -292,19 +292,27 @@ void expect_stacked(const char* op, const char* name, const Stacked& s, DType dt
          OUT, IN);
 }
 
-// offsets (E + 1): 0, non-decreasing, R at the end (read on the CPU only).
-int64_t grouped_check(const char* op, const Tensor& inp, const Stacked& weight, const Tensor& offsets, DType dt) {
+// The grouped ops' shared operands: inp (R, IN), weight E of (OUT, IN), offsets (E + 1): 0,
+// non-decreasing, R at the end (read on the CPU only).
+struct GroupedDims {
+  DType dt;
+  int64_t E, R, IN, OUT;
+};
+GroupedDims grouped_check(const char* op, const Tensor& inp, const Stacked& weight, const Tensor& offsets) {
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"R", kAny}, {"IN", kAny}});
+  if (weight.first.ndim != 2) fail("{}: weight {} is not a matrix (OUT, IN)", op, weight.first.describe());
   expect(op, "offsets", offsets, I32, {{"E + 1", kAny}});
-  const int64_t E = offsets.shape[0] - 1, R = inp.shape[0], IN = inp.shape[1];
+  const int64_t E = offsets.shape[0] - 1, R = inp.shape[0], IN = inp.shape[1], OUT = weight.first.shape[0];
   if (E < 1) fail("{}: offsets {} names no expert", op, offsets.describe());
-  expect_stacked(op, "weight", weight, dt, E, weight.first.empty() ? 0 : weight.first.shape[0], IN);
+  expect_stacked(op, "weight", weight, dt, E, OUT, IN);
   if (offsets.device == Device::CPU) {
     const int32_t* o = ip(offsets);
     if (o[0] != 0 || o[E] != R) fail("{}: offsets run from {} to {}, not from 0 to R = {}", op, o[0], o[E], R);
     for (int64_t e = 0; e < E; ++e)
       if (o[e + 1] < o[e]) fail("{}: offsets[{}] = {} is below offsets[{}] = {}", op, e + 1, o[e + 1], e, o[e]);
   }
-  return E;
+  return {dt, E, R, IN, OUT};
 }
 
 }  // namespace
@@ -312,11 +320,7 @@ int64_t grouped_check(const char* op, const Tensor& inp, const Stacked& weight, 
 void grouped_linear_forward(Tensor out, const Tensor& inp, const Stacked& weight, const Tensor& offsets) {
   const Op id = Op::grouped_linear_forward;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "inp", inp);
-  expect(op, "inp", inp, dt, {{"R", kAny}, {"IN", kAny}});
-  if (weight.first.ndim != 2) fail("{}: weight {} is not a matrix (OUT, IN)", op, weight.first.describe());
-  const int64_t E = grouped_check(op, inp, weight, offsets, dt);
-  const int64_t R = inp.shape[0], IN = inp.shape[1], OUT = weight.first.shape[0];
+  const auto [dt, E, R, IN, OUT] = grouped_check(op, inp, weight, offsets);
   expect(op, "out", out, dt, {{"R", R}, {"OUT", OUT}}, "inp", &inp);
   if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight.first}, {"offsets", offsets}})) {
     R1_CUDA_DISPATCH_DT(
@@ -331,11 +335,7 @@ void grouped_linear_backward(Tensor dinp, const Stacked& dweight, const Tensor& 
                              const Stacked& weight, const Tensor& offsets) {
   const Op id = Op::grouped_linear_backward;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "inp", inp);
-  expect(op, "inp", inp, dt, {{"R", kAny}, {"IN", kAny}});
-  if (weight.first.ndim != 2) fail("{}: weight {} is not a matrix (OUT, IN)", op, weight.first.describe());
-  const int64_t E = grouped_check(op, inp, weight, offsets, dt);
-  const int64_t R = inp.shape[0], IN = inp.shape[1], OUT = weight.first.shape[0];
+  const auto [dt, E, R, IN, OUT] = grouped_check(op, inp, weight, offsets);
   expect(op, "dout", dout, dt, {{"R", R}, {"OUT", OUT}}, "inp", &inp);
   expect_opt(op, "dinp", dinp, dt, {{"R", R}, {"IN", IN}}, "inp", &inp);
   if (!dweight.empty()) expect_stacked(op, "dweight", dweight, F32, E, OUT, IN);
