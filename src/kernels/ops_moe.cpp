@@ -323,6 +323,7 @@ void grouped_linear_forward(Tensor out, const Tensor& inp, const Stacked& weight
   const auto [dt, E, R, IN, OUT] = grouped_check(op, inp, weight, offsets);
   expect(op, "out", out, dt, {{"R", R}, {"OUT", OUT}}, "inp", &inp);
   if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight.first}, {"offsets", offsets}})) {
+    check_cuda_experts(op, E);
     R1_CUDA_DISPATCH_DT(
         op, dt, cuda::grouped_linear_forward(bp(out), bp(inp), bp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT),
         cuda::grouped_linear_forward(fp(out), fp(inp), fp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT));
@@ -341,6 +342,7 @@ void grouped_linear_backward(Tensor dinp, const Stacked& dweight, const Tensor& 
   if (!dweight.empty()) expect_stacked(op, "dweight", dweight, F32, E, OUT, IN);
   if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight.first}, {"dout", dout}, {"inp", inp}, {"weight", weight.first},
                    {"offsets", offsets}})) {
+    check_cuda_experts(op, E);
     R1_CUDA_DISPATCH_DT(op, dt,
                         cuda::grouped_linear_backward(bp(dinp), fp(dweight.first), dweight.stride, bp(dout), bp(inp),
                                                       bp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT),
