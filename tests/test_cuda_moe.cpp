@@ -137,6 +137,87 @@ TEST_P(CudaMoeArch, GreedyRolloutMatchesCpu) {
   EXPECT_GE(matched * 2, total);
 }
 
+// Routing replay's record on the GPU (beside each cached row, inside the captured decode steps):
+// every fed row of prompt + completion has K distinct experts in range, the last token's row none;
+// the CPU engine's greedy record agrees on nearly every row; and the GPU training forward that
+// replays it reproduces the sampler's log-probs within the decode tolerance.
+TEST_P(CudaMoeArch, RolloutRecordsTheRoutesOnTheDevice) {
+  REQUIRE_GPU();
+  test::Pair p = test::twin_models(test::tiny_moe(GetParam(), 19));
+  const model::ModelConfig& c = p.gpu.config();
+  const int V = c.vocab_size, E = c.moe.num_experts;
+  const int64_t K = c.moe.num_experts_per_tok;
+  std::vector<rollout::Request> reqs;
+  Rng rng(7);
+  for (int i = 0; i < 3; ++i) {
+    rollout::Request r;
+    for (int t = 0; t < 6 + 3 * i; ++t) r.prompt.push_back(int32_t(rng.next_u32() % uint32_t(V)));
+    r.n = 2;  // the second sample shares the prompt's blocks, and their recorded routes
+    reqs.push_back(r);
+  }
+  rollout::GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_new_tokens = 12;
+  gp.record_routes = true;
+  rollout::Engine eg(p.gpu, {4, 64, 64}), ec(p.cpu, {4, 64, 64});
+  const auto og = eg.generate(reqs, gp), oc = ec.generate(reqs, gp);
+  ASSERT_EQ(og.size(), oc.size());
+  int64_t rows = 0, agree = 0;
+  double gap_sum = 0, gap_max = 0;
+  int64_t gap_n = 0;
+  for (size_t i = 0; i < og.size(); ++i) {
+    const rollout::Completion& g = og[i];
+    const std::vector<int32_t>& prompt = reqs[size_t(g.prompt_index)].prompt;
+    const int64_t N = int64_t(prompt.size() + g.tokens.size());
+    ASSERT_EQ(g.routes.tokens(), N) << "completion " << i;
+    for (int64_t r = 0; r < N; ++r) {
+      ASSERT_EQ(model::route_row_recorded(g.routes, r), r + 1 < N) << "completion " << i << " row " << r;
+      if (r + 1 == N) continue;
+      for (size_t l = 0; l < g.routes.layers.size(); ++l) {
+        const int32_t* e = g.routes.experts[l].data() + r * K;
+        for (int64_t k = 0; k < K; ++k) {
+          ASSERT_TRUE(e[k] >= 0 && e[k] < E) << "row " << r << " layer " << l;
+          for (int64_t j = 0; j < k; ++j) ASSERT_NE(e[j], e[k]) << "row " << r << " layer " << l;
+        }
+      }
+    }
+    // Against the CPU engine's record, on the rows both fed the same tokens.
+    const rollout::Completion& h = oc[i];
+    size_t same = 0;
+    while (same < g.tokens.size() && same < h.tokens.size() && g.tokens[same] == h.tokens[same]) ++same;
+    for (int64_t r = 0; r < int64_t(prompt.size() + same) && r + 1 < N; ++r) {
+      for (size_t l = 0; l < g.routes.layers.size(); ++l) {
+        std::vector<int32_t> a(g.routes.experts[l].begin() + r * K, g.routes.experts[l].begin() + (r + 1) * K);
+        std::vector<int32_t> b(h.routes.experts[l].begin() + r * K, h.routes.experts[l].begin() + (r + 1) * K);
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        ++rows;
+        agree += a == b;
+      }
+    }
+    // The GPU trainer, replaying the record, scores the sampled tokens as the sampler did.
+    std::vector<int32_t> ids = prompt;
+    ids.insert(ids.end(), g.tokens.begin(), g.tokens.end());
+    model::Batch b = model::pack_sequences({ids});
+    b.replay = g.routes;
+    model::TrainState st;
+    st.forward(p.gpu, b, 1.0f, model::Backward::None);
+    const std::vector<float> lp = st.logp_host();
+    for (size_t t = 0; t < g.tokens.size(); ++t) {
+      const double d = std::abs(double(lp[prompt.size() - 1 + t]) - double(g.logprobs[t]));
+      gap_sum += d;
+      gap_max = std::max(gap_max, d);
+      ++gap_n;
+    }
+  }
+  report(GetParam() + " share of recorded routes the CPU engine agrees with", double(agree) / double(rows));
+  report(GetParam() + " sampler vs replaying trainer logp mean abs", gap_sum / double(gap_n));
+  report(GetParam() + " sampler vs replaying trainer logp max abs", gap_max);
+  EXPECT_GE(agree * 20, rows * 19);
+  EXPECT_LT(gap_sum / double(gap_n), 2e-2);
+  EXPECT_LT(gap_max, 0.25);
+}
+
 // GRPO steps of each architecture on the GPU: rollouts through the GPU engine, the reference, the
 // update through the grouped GEMMs' backward (grpo_test_util.h's grpo_steps_run).
 TEST_P(CudaMoeArch, GrpoStepsRun) {

@@ -137,6 +137,45 @@ TEST(MoeModel, LatentCacheHoldsTheLatentAndDecodesWithAdapters) {
   }
 }
 
+// With KVCache::keep_routes the cached forward writes each token's experts beside its row, in every
+// MoE layer (the GPU engine's routing-replay record: no host read in a decode step), a block copy
+// takes them along, and read_routes gives back what the forward chose.
+TEST_P(MoeArch, CacheRecordsTheRoutesBesideItsRows) {
+  const model::Transformer m = tiny_moe(GetParam());
+  const int V = m.config().vocab_size, n = 11;
+  const std::vector<int32_t> seq = random_ids(6, n, V);
+  model::KVCache cache(m, 2, 32);
+  EXPECT_TRUE(cache.route_t.empty());
+  cache.keep_routes(m.config());
+  ASSERT_EQ(cache.route_t.size(), model::unrecorded_routes(m.config()).layers.size());
+  Arena arena;
+  model::ExpertRoutes want;
+  for (int i = 0; i < n; ++i) {  // a prefill of 4 tokens, then one token at a time, in slot 1
+    if (i > 0 && i < 4) continue;
+    const int count = i == 0 ? 4 : 1;
+    std::vector<int32_t> ids(seq.begin() + i, seq.begin() + i + count), slots(size_t(count), 1), pos, rows{0};
+    for (int k = 0; k < count; ++k) pos.push_back(i + k);
+    arena.reset();
+    model::ExpertRoutes r;
+    model::forward_cached(m, cache, ids, slots, pos, rows, arena, std::nullopt, &r);
+    model::append_routes(want, r);
+  }
+  const int64_t BS = cache.layout.block_size, MB = cache.layout.max_blocks;
+  std::vector<int32_t> rows;
+  for (int64_t r = 0; r < n; ++r) rows.push_back(int32_t((MB + r / BS) * BS + r % BS));  // slot 1's blocks
+  const model::ExpertRoutes got = model::read_routes(cache, rows, arena);
+  ASSERT_EQ(got.layers, want.layers);
+  ASSERT_EQ(got.tokens(), n);
+  EXPECT_EQ(got.experts, want.experts);
+  // Block MB (slot 1's first) copied over block 0: its rows' experts come along.
+  cache.copy_block(int32_t(MB), 0);
+  std::vector<int32_t> first(rows.begin(), rows.begin() + BS);
+  for (int32_t& r : first) r -= int32_t(MB * BS);
+  const model::ExpertRoutes copied = model::read_routes(cache, first, arena);
+  for (size_t l = 0; l < want.layers.size(); ++l)
+    EXPECT_TRUE(std::equal(copied.experts[l].begin(), copied.experts[l].end(), want.experts[l].begin()));
+}
+
 TEST_P(MoeArch, SaveLoadRoundTripInHfLayout) {
   model::Transformer m = tiny_moe(GetParam());
   test::TempDir dir;

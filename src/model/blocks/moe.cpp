@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "model/kv_cache.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
@@ -114,6 +115,13 @@ void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out
   if (!replay.empty() && io->replayed && io->replaced) count_replaced(p, W, m.logits, *io);
   ops::moe_route_forward(m.experts, m.weights, m.logits, W.score_bias, moe_routing(c), replay);
   if (io && io->chosen) *io->chosen = host_ints(m.experts);
+  if (io && !io->record.empty()) {
+    // Beside the row's keys, as kv_cache_write writes a latent row: the ids travel as the 4-byte
+    // words they are (the write only moves words, so their f32 reading never matters).
+    Tensor pool = io->record, chosen = m.experts.reshape({T, 1, K});
+    pool.dtype = chosen.dtype = DType::F32;
+    ops::kv_cache_write(pool, {}, chosen, {}, p.cache->table, p.slots, p.pos);
+  }
   m.order = p.keep(DType::I32, {R});
   m.tokens = p.keep(DType::I32, {R});
   m.offsets = p.keep(DType::I32, {E + 1});

@@ -83,6 +83,9 @@ struct RouteIo {
   // the router's own choice.
   int64_t* replayed = nullptr;
   int64_t* replaced = nullptr;
+  // Recording on the device (decoding; KVCache::route_t): the experts used go to each token's row of
+  // this (NB, BS, 1, K) i32 pool, through the pass's block table, slots and positions.
+  Tensor record;
 };
 
 // out (T, C) = the block over x (T, C); s (when saving) keeps what moe_backward reads.
