@@ -1,5 +1,5 @@
 #pragma once
-// Shared by the GPU benchmarks: fast random weights for the Qwen2.5 shapes, device memory in use,
+// Shared by the GPU benchmarks: the weights a step reads, fast random weights for the presets, device memory in use,
 // the GPU's name, medians. Header-only: each bench/*.cpp is its own program.
 #include <algorithm>
 #include <cmath>
@@ -23,11 +23,45 @@
 
 namespace r1::bench {
 
-// Weights that enter a matmul: per layer q, k, v, o, gate, up, down, plus the lm_head (V x C, counted
-// even when tied to the embedding table).
+// Weights of layer l that enter a matmul when `experts` of its routed experts run: attention (q, k, v,
+// o; MLA: q or q_a and q_b, kv_a, kv_b, o), and the MLP (gate, up, down; a mixture-of-experts layer:
+// the router, the shared experts and `experts` routed ones).
+inline double layer_matmul_params(const model::ModelConfig& c, int l, double experts) {
+  const double C = c.hidden_size;
+  double attn;
+  if (c.is_mla()) {
+    const double NH = c.num_attention_heads, QR = c.mla.q_lora_rank, KVR = c.mla.kv_lora_rank;
+    const double QK = c.mla.qk_nope_head_dim + c.mla.qk_rope_head_dim;
+    const double q = QR > 0 ? C * QR + QR * NH * QK : C * NH * QK;
+    attn = q + C * (KVR + c.mla.qk_rope_head_dim) + KVR * NH * (c.mla.qk_nope_head_dim + c.mla.v_head_dim) +
+           NH * c.mla.v_head_dim * C;
+  } else {
+    const double q = double(c.q_dim()), kv = double(c.kv_dim());
+    attn = C * q + 2 * C * kv + q * C;
+  }
+  if (!c.is_moe_layer(l)) return attn + 3 * C * c.intermediate_size;
+  const double I = c.moe.moe_intermediate_size, shared = c.is_mla() ? c.moe.n_shared_experts : 0;
+  return attn + C * c.moe.num_experts + 3 * C * I * (shared + experts);
+}
+
+// Weights that enter a matmul per token: every layer with its num_experts_per_tok active experts,
+// plus the lm_head (V x C, counted even when tied to the embedding table). The FLOPs of a token are
+// 2x this (6x in training) plus attention's.
 inline int64_t matmul_params(const model::ModelConfig& c) {
-  const int64_t C = c.hidden_size, I = c.intermediate_size, q = c.q_dim(), kv = c.kv_dim();
-  return int64_t(c.num_hidden_layers) * (C * q + 2 * C * kv + q * C + 3 * C * I) + int64_t(c.vocab_size) * C;
+  double n = double(c.vocab_size) * c.hidden_size;
+  for (int l = 0; l < c.num_hidden_layers; ++l) n += layer_matmul_params(c, l, c.moe.num_experts_per_tok);
+  return int64_t(n);
+}
+
+// Weights a decode step of `batch` sequences reads: as matmul_params, but a mixture-of-experts layer
+// reads every expert that one of the batch's tokens is routed to: E (1 - (1 - K / E)^batch) of them
+// expected under uniform routing (all 128 of Qwen3-30B-A3B's at batch 64).
+inline int64_t decode_weight_params(const model::ModelConfig& c, int64_t batch) {
+  const double E = c.moe.num_experts, K = c.moe.num_experts_per_tok;
+  const double touched = E > 0 ? E * (1 - std::pow(1 - K / E, double(batch))) : 0.0;
+  double n = double(c.vocab_size) * c.hidden_size;
+  for (int l = 0; l < c.num_hidden_layers; ++l) n += layer_matmul_params(c, l, touched);
+  return int64_t(n);
 }
 
 // Transformer::init_random draws normals on one host thread (half a minute for 1.5B). Speed does

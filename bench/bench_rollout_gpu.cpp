@@ -2,7 +2,7 @@
 // P random prompts of --prompt-len tokens, each sampled once for exactly --new tokens (no stop
 // ids, so every sequence runs to the limit), through the rollout engine (rollout/gpu_engine.h).
 //
-//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b|3b|7b|llama-3.1-8b [--prompts 64] [--prompt-len 128] [--new 1024]
+//   build/bench/bench_rollout_gpu --shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b [--prompts 64] [--prompt-len 128] [--new 1024]
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
@@ -16,8 +16,9 @@
 // batch's need (e.g. 256 x 8k responses with --kv-tokens below 256 x 8.3k) shows preemption.
 //
 // Roofline of a decode step: it must read every weight that enters a matmul (bf16; the embedding
-// table only once, as the tied lm_head) and, per sequence, the keys and values of every cached
-// position, once. bytes(step) / bandwidth is the shortest time a step can take; bandwidth is
+// table only once, as the tied lm_head; of a mixture-of-experts layer, the experts the batch's
+// tokens are routed to: bench_gpu_util.h's decode_weight_params) and, per sequence, the cached
+// keys and values of every position (MLA: its latent row) once. bytes(step) / bandwidth is the shortest time a step can take; bandwidth is
 // measured here (a device-to-device copy: bytes read + written over time). roofline_frac = that
 // time / the measured mean decode step (sampling, stops and everything else included).
 //
@@ -55,6 +56,11 @@ using namespace r1;
 
 namespace {
 
+// Shapes that are presets by their own name (the others are Qwen2.5 sizes).
+bool named_shape(const std::string& s) {
+  return s == "10m" || s == "llama-3.1-8b" || s == "moonlight-16b-a3b" || s == "qwen3-30b-a3b";
+}
+
 struct Args {
   std::string shape = "0.5b";
   int prompts = 64, prompt_len = 128, new_tokens = 1024, max_batch = 0, sync_every = 16, context = 0;
@@ -68,7 +74,7 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
-               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|10m] [--prompts N] "
+               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt]\n",
@@ -108,9 +114,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--attention") a.attention = value();
     else usage("unknown flag " + k);
   }
-  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b" && a.shape != "llama-3.1-8b" &&
-      a.shape != "10m")
-    usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b or 10m");
+  if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
+    usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
@@ -188,8 +193,7 @@ int run(const Args& a) {
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
 #endif
   const double used0 = bench::device_used_mib();
-  const bool named = a.shape == "10m" || a.shape == "llama-3.1-8b";
-  const model::ModelConfig cfg = model::preset_config(named ? a.shape : "qwen2.5-" + a.shape);
+  const model::ModelConfig cfg = model::preset_config(named_shape(a.shape) ? a.shape : "qwen2.5-" + a.shape);
   model::Transformer m(cfg, Device::CUDA, /*trainable=*/a.training_state);
   bench::init_uniform(m, 1);
   std::optional<model::Transformer> ref;
@@ -232,11 +236,11 @@ int run(const Args& a) {
   const double step_ms = decode_s / std::max(steps, 1.0) * 1e3;
   // Bytes a step must read: the matmul weights, and each sequence's cached keys and values. Decode
   // step k (0-based) of a sequence reads prompt_len + 1 + k positions.
-  const double weight_bytes = 2.0 * double(bench::matmul_params(cfg));
-  const double kv_per_pos = 2.0 * 2.0 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim;
+  const double rows = std::min(a.prompts, a.max_batch);
+  const double weight_bytes = 2.0 * double(bench::decode_weight_params(cfg, int64_t(rows)));
+  const double kv_per_pos = double(model::kv_bytes_per_token(cfg, DType::BF16));  // MLA: the latent row
   const double n = a.new_tokens - 1;  // decode steps per sequence (the first token comes from the prefill)
   const double mean_positions = (a.prompt_len + 1) + (n - 1) / 2;
-  const double rows = std::min(a.prompts, a.max_batch);
   // Sequences in flight per step, measured (fewer than rows when the KV pool preempts).
   const double concurrency = double(s1.decode_seqs - s0.decode_seqs) / std::max(steps, 1.0);
   const double kv_bytes = std::min(rows, concurrency) * mean_positions * kv_per_pos;

@@ -49,17 +49,21 @@ namespace {
 
 constexpr double kPeakSpec = 989e12, kPeakMeasured = 790e12;
 
+bool moe_shape(const std::string& s) { return s == "moonlight-16b-a3b" || s == "qwen3-30b-a3b"; }
+
 struct Args {
   std::string shape = "0.5b";
   Device device = Device::CUDA;
   int seqs = 8, len = 1024, warmup = 3, steps = 10;
+  int layers = 0;  // > 0: the shape cut to its first `layers` layers (a 16B MoE's full step does not fit)
   bool profile = false, reference = false;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
-               "bench_train_gpu: %s\nusage: bench_train_gpu [--shape 0.5b|1.5b] [--seqs N] [--len L] "
-               "[--warmup N] [--steps N] [--profile] [--reference] [--device cuda|cpu]\n",
+               "bench_train_gpu: %s\nusage: bench_train_gpu [--shape 0.5b|1.5b|moonlight-16b-a3b|qwen3-30b-a3b] "
+               "[--layers N] [--seqs N] [--len L] [--warmup N] [--steps N] [--profile] [--reference] "
+               "[--device cuda|cpu]\n",
                why);
   std::exit(2);
 }
@@ -83,6 +87,8 @@ Args parse(int argc, char** argv) {
       a.shape = value();
     else if (k == "--seqs")
       a.seqs = number();
+    else if (k == "--layers")
+      a.layers = number();
     else if (k == "--len")
       a.len = number();
     else if (k == "--warmup")
@@ -100,7 +106,8 @@ Args parse(int argc, char** argv) {
     } else
       usage(("unknown flag " + k).c_str());
   }
-  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m") usage("--shape must be 0.5b, 1.5b or 10m");
+  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m" && !moe_shape(a.shape))
+    usage("--shape must be 0.5b, 1.5b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.len < 2) usage("--len must be at least 2");
   return a;
 }
@@ -111,8 +118,10 @@ double step_flops(const model::ModelConfig& c, const std::vector<int>& lengths) 
     attn += double(L) * L / 2;
     tokens += L;
   }
-  return 6.0 * tokens * double(bench::matmul_params(c)) +
-         12.0 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * attn;
+  // QK^T over the q/k head dim and PV over the value head dim (MLA: 192 and 128; else head_dim).
+  const double qk = c.is_mla() ? c.mla.qk_nope_head_dim + c.mla.qk_rope_head_dim : c.head_dim;
+  const double v = c.is_mla() ? c.mla.v_head_dim : c.head_dim;
+  return 6.0 * tokens * double(bench::matmul_params(c)) + 6.0 * c.num_hidden_layers * c.num_attention_heads * (qk + v) * attn;
 }
 
 using bench::device_used_mib;
@@ -160,7 +169,9 @@ int run(const Args& a) {
   }
   const bool gpu = a.device == Device::CUDA;
   const double used0 = gpu ? device_used_mib() : 0;  // the runtime's context exists now; nothing of ours yet
-  const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
+  model::ModelConfig cfg =
+      model::preset_config(a.shape == "10m" || moe_shape(a.shape) ? a.shape : "qwen2.5-" + a.shape);
+  if (a.layers > 0) model::override_config(cfg, "num_hidden_layers", std::to_string(a.layers));
   model::Transformer m(cfg, a.device);
   init_uniform(m, 1);
   optim::AdamW opt(optim::param_slices(m), optim::AdamWConfig{}, m.device());
@@ -226,6 +237,7 @@ int run(const Args& a) {
                : a.reference ? "amp+ref"
                              : "amp"},
       {"shape", a.shape},
+      {"layers", cfg.num_hidden_layers},
       {"seqs", a.seqs},
       {"len", a.len},
       {"steps", a.steps},

@@ -52,6 +52,7 @@ struct Shape {
   bool bias = false, workspace = false, scatter = false, repeats = false, wide_out = false, masked = false;
   int64_t E = 0, K = 0, G = 0, TG = 0;  // MoE: experts, chosen per token, groups, eligible groups
   bool sigmoid = false;                 // MoE: sigmoid scores with a choice bias (else softmax)
+  int64_t gap = 0;                      // grouped linear: elements between stacked matrices past OUT * IN
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };
@@ -194,5 +195,7 @@ void run_moe_route_backward(Run&);
 void run_moe_permute(Run&);
 void run_moe_combine_forward(Run&);
 void run_moe_combine_backward(Run&);
+void run_grouped_linear_forward(Run&);
+void run_grouped_linear_backward(Run&);
 
 }  // namespace optable

@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include "compare_util.h"
+#include "grpo_test_util.h"
+#include "twin_models.h"
 #include "require_gpu.h"
 #include "base/bf16.h"
 #include "base/rng.h"
@@ -35,44 +37,11 @@ using test::max_abs;
 
 void report(const std::string& what, double err) { fmt::print("[ CUDAERR ] {} {:.3e}\n", what, err); }
 
-// Random HF-style weights rounded to bf16, so both devices compute with the same numbers.
-std::vector<float> bf16_weights(const model::ModelConfig& c, uint64_t seed, float std) {
-  model::Transformer tmp(c);
-  tmp.init_random(seed, std);
-  std::vector<float> w = tmp.weights_host();
-  for (float& x : w) x = bf16_to_f32(f32_to_bf16(x));
-  return w;
-}
-
-struct Pair {
-  model::Transformer cpu, gpu;
-};
-
-Pair twin_models(const model::ModelConfig& c, uint64_t seed, float std = 0.2f) {
-  std::vector<float> w = bf16_weights(c, seed, std);
-  Pair p{model::Transformer(c, Device::CPU), model::Transformer(c, Device::CUDA)};
-  p.cpu.set_weights(w.data());
-  p.gpu.set_weights(w.data());
-  return p;
-}
-
-model::Batch random_batch(uint64_t seed, int vocab, std::vector<int> lens) {
-  Rng rng(seed);
-  std::vector<std::vector<int32_t>> seqs;
-  for (int len : lens) {
-    seqs.emplace_back();
-    for (int i = 0; i < len; ++i) seqs.back().push_back(int32_t(rng.next_u32() % uint32_t(vocab)));
-  }
-  return model::pack_sequences(seqs);
-}
-
-std::vector<float> mean_loss_dlogp(const model::Batch& b) {
-  int64_t n = 0;
-  for (int32_t t : b.targets) n += t >= 0;
-  std::vector<float> d(b.targets.size());
-  for (size_t t = 0; t < d.size(); ++t) d[t] = b.targets[t] >= 0 ? -1.0f / float(n) : 0.0f;
-  return d;
-}
+using test::bf16_weights;
+using test::mean_loss_dlogp;
+using test::Pair;
+using test::random_batch;
+using test::twin_models;
 
 class CudaModelArch : public ::testing::TestWithParam<std::string> {};
 
@@ -98,31 +67,15 @@ TEST_P(CudaModelArch, LogprobsAndGradientsMatchCpu) {
   const std::vector<float> d = mean_loss_dlogp(batch);
   sc.backward(p.cpu, d);
   sg.backward(p.gpu, d);
-  const std::vector<float> gc = to_host_f32(p.cpu.grads().flat), gg = to_host_f32(p.gpu.grads().flat);
-  // Relative to the parameter's gradient, with a floor at 1e-3 of the whole gradient's norm (a
-  // gradient that is nearly zero in exact arithmetic is all rounding noise on either device).
-  double total = 0;
-  for (float g : gc) total += double(g) * g;
-  const double floor = 1e-3 * std::sqrt(total);
   // bf16 rounding through a few layers puts each parameter's gradient a few percent off the f32
   // one (transformers' own bf16 gradients are up to 2.6e-2 off fp64 on the tools/parity models);
   // a real bug (index, sign, missing term) is off by order 1. Measured on the H100: worst single
   // parameter 5.2e-2 (qwen2), all parameters together 3.0e-2.
-  double worst = 0, num_all = 0;
-  for (const model::ParamSpec& s : p.cpu.specs()) {
-    double num = 0, den = 0;
-    for (int64_t i = s.offset; i < s.offset + s.numel(); ++i) {
-      num += (double(gg[size_t(i)]) - gc[size_t(i)]) * (double(gg[size_t(i)]) - gc[size_t(i)]);
-      den += double(gc[size_t(i)]) * gc[size_t(i)];
-    }
-    num_all += num;
-    const double e = std::sqrt(num) / std::max(std::sqrt(den), floor);
-    worst = std::max(worst, e);
-    EXPECT_LT(e, 8e-2) << s.name;
-  }
-  report(GetParam() + " all-parameter gradient rel L2", std::sqrt(num_all / total));
-  EXPECT_LT(std::sqrt(num_all / total), 5e-2);
-  report(GetParam() + " worst per-parameter gradient rel L2", worst);
+  const test::GradErrors e = test::grad_errors(p);
+  for (const auto& [name, err] : e.per_param) EXPECT_LT(err, 8e-2) << name;
+  report(GetParam() + " all-parameter gradient rel L2", e.all);
+  EXPECT_LT(e.all, 5e-2);
+  report(GetParam() + " worst per-parameter gradient rel L2", e.worst);
 }
 
 // The recomputing backward (CUDA's default) agrees with the saving one. Not bitwise: GEMM plans
@@ -243,52 +196,11 @@ TEST(CudaTrain, SftStepsReduceTheLoss) {
 
 TEST(TrainDevice, SftStepsReduceTheLossOnCpu) { sft_reduces_loss(Device::CPU); }
 
-// Share of the completion's bytes that are 'a'.
-class LetterReward final : public reward::Reward {
- public:
-  std::string name() const override { return "letter"; }
-  reward::Result score(const reward::Sample& s) const override {
-    reward::Result r;
-    if (!s.completion.empty())
-      r.reward = double(std::count(s.completion.begin(), s.completion.end(), 'a')) / double(s.completion.size());
-    return r;
-  }
-};
-
-// GRPO steps with a frozen reference model for the KL term (bf16 on CUDA), on either device.
+// GRPO steps of a tiny qwen2 (the byte codec's 264 ids) on either device.
 void grpo_steps_run(Device device) {
-  text::ByteCodec codec;
   model::ModelConfig c = model::preset_config("tiny", "qwen2");
   model::override_config(c, "vocab_size", "264");
-  model::Transformer m(c, device);
-  m.init_random(5);
-  const std::vector<float> before = m.weights_host();
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 32; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 4;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 10;
-  gc.lr = 3e-3;
-  gc.loss.kl_coef = 0.01;
-  gc.mini_batches = 2;
-  gc.schedule.kind = "constant";
-  LetterReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 3);
-  ASSERT_NE(trainer.reference(), nullptr);
-  EXPECT_EQ(trainer.reference()->device(), device);
-  EXPECT_FALSE(trainer.reference()->trainable());
-  for (int s = 0; s < 3; ++s) {
-    const train::StepStats st = trainer.step(s);
-    EXPECT_EQ(st.updates, 2) << "step " << s;
-    ASSERT_TRUE(st.kl.has_value());
-    EXPECT_TRUE(std::isfinite(st.loss) && std::isfinite(*st.kl) && std::isfinite(st.entropy));
-    EXPECT_GT(st.entropy, 0.0);
-    fmt::print("[ CUDAERR ] {} grpo step {} reward {:.3f} kl {:.2e} grad_norm {:.3f}\n", device_name(device), s,
-               st.reward_mean, *st.kl, st.grad_norm);
-  }
-  EXPECT_NE(m.weights_host(), before);
+  test::grpo_steps_run(c, device);
 }
 
 TEST(CudaTrain, GrpoStepRuns) {

@@ -1,7 +1,7 @@
 // The mixture-of-experts and multi-head latent attention architectures (qwen3_moe, deepseek_v3) on
 // the CPU: the backward against central finite differences of the forward, decoding through the KV
 // cache against the training forward, checkpoints in the HF layout, the plan's block kinds, the
-// per-expert load statistics, and a clear refusal where no CUDA path exists yet.
+// per-expert load statistics. The CUDA path against this: test_cuda_moe.cpp.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -18,36 +18,15 @@
 #include "model/train_state.h"
 #include "tensor/device_memory.h"
 #include "lora_util.h"
+#include "moe_util.h"
 #include "test_util.h"
 
 using namespace r1;
 
 namespace {
 
-model::Transformer tiny_moe(const std::string& preset, uint64_t seed = 11) {
-  model::Transformer m(model::preset_config(preset));
-  m.init_random(seed, 0.2f);
-  // Give e_score_correction_bias values (init zeroes it) so that the choice really uses it, and
-  // spread the router logits so that each choice is decided by a clear margin (a finite-difference
-  // step must not flip one).
-  float* w = m.params().flat.f32();
-  for (const auto& s : m.specs()) {
-    if (s.name.ends_with("e_score_correction_bias")) {
-      Rng rng(seed, 99);
-      for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] = 0.05f * rng.normal();
-    }
-    if (s.name.ends_with("mlp.gate.weight"))
-      for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] *= 10.0f;
-  }
-  return m;
-}
-
-std::vector<int32_t> random_ids(uint64_t seed, int n, int vocab) {
-  Rng rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& x : ids) x = int32_t(rng.next_u32() % uint32_t(vocab));
-  return ids;
-}
+using test::random_ids;
+using test::tiny_moe;
 
 // sum_t w_t * logp_t in double, for fixed weights w.
 double weighted_logp(model::Transformer& m, const model::Batch& b, const std::vector<float>& w) {
@@ -121,45 +100,12 @@ TEST_P(MoeArch, BackwardMatchesFiniteDifferences) {
       for (int64_t i = 0; i < s.numel(); ++i) EXPECT_EQ(grads[size_t(s.offset + i)], 0.0f) << s.name;
 }
 
-// One prefill of a whole sequence (slot 1), and a prefill of a third, a chunk of three tokens over
-// the cached rows, then single-token decode steps (slot 0), give the training forward's log-probs.
-// For MLA the prefill writes the latent cache and the chunk and the steps attend in the absorbed
-// form.
+// Decoding through the cache (the latent cache for MLA) gives the training forward's log-probs
+// (moe_util.h's cached_forward_gap: one prefill, a chunk, then single steps).
 void expect_cached_forward_matches_training(const model::Transformer& m, const std::string& what) {
-  const int V = m.config().vocab_size, n = 15;
-  const std::vector<int32_t> seq = random_ids(8, n, V);
-  model::Batch batch = model::pack_sequences({seq});
-  model::TrainState st;
-  st.forward(m, batch);
-  const std::vector<float> want = st.logp_host();
-  model::KVCache cache(m, 2, 32);
-  Arena arena;
-  auto logp_of = [&](const Tensor& z, int row, int32_t target) {
-    const float* r = z.f32() + int64_t(row) * V;
-    double mx = r[0], s = 0;
-    for (int i = 1; i < V; ++i) mx = std::max(mx, double(r[i]));
-    for (int i = 0; i < V; ++i) s += std::exp(double(r[i]) - mx);
-    return double(r[target]) - mx - std::log(s);
-  };
-  auto feed = [&](int first, int count, int32_t slot) {
-    std::vector<int32_t> ids, slots, pos, rows;
-    for (int i = first; i < first + count; ++i) {
-      ids.push_back(seq[size_t(i)]);
-      slots.push_back(slot);
-      pos.push_back(i);
-      rows.push_back(i - first);
-    }
-    arena.reset();
-    const Tensor z = model::forward_cached(m, cache, ids, slots, pos, rows, arena);
-    for (int i = first; i < first + count && i + 1 < n; ++i)
-      EXPECT_NEAR(logp_of(z, i - first, seq[size_t(i) + 1]), want[size_t(i)], 2e-5)
-          << what << ": position " << i << " fed in [" << first << ", " << first + count << ")";
-  };
-  feed(0, n, 1);
-  const int third = n / 3;
-  feed(0, third, 0);
-  feed(third, 3, 0);
-  for (int i = third + 3; i < n; ++i) feed(i, 1, 0);
+  const test::CachedGap g = test::cached_forward_gap(m);
+  ASSERT_GT(g.gap.size(), 20u);
+  for (size_t i = 0; i < g.gap.size(); ++i) EXPECT_LT(g.gap[i], 2e-5) << what << ": " << g.where[i];
 }
 
 TEST_P(MoeArch, CachedForwardMatchesTrainingForward) {
@@ -189,6 +135,45 @@ TEST(MoeModel, LatentCacheHoldsTheLatentAndDecodesWithAdapters) {
     test::add_random_lora(m);
     expect_cached_forward_matches_training(m, preset + " with adapters");
   }
+}
+
+// With KVCache::keep_routes the cached forward writes each token's experts beside its row, in every
+// MoE layer (the GPU engine's routing-replay record: no host read in a decode step), a block copy
+// takes them along, and read_routes gives back what the forward chose.
+TEST_P(MoeArch, CacheRecordsTheRoutesBesideItsRows) {
+  const model::Transformer m = tiny_moe(GetParam());
+  const int V = m.config().vocab_size, n = 11;
+  const std::vector<int32_t> seq = random_ids(6, n, V);
+  model::KVCache cache(m, 2, 32);
+  EXPECT_TRUE(cache.route_t.empty());
+  cache.keep_routes(m.config());
+  ASSERT_EQ(cache.route_t.size(), model::unrecorded_routes(m.config()).layers.size());
+  Arena arena;
+  model::ExpertRoutes want;
+  for (int i = 0; i < n; ++i) {  // a prefill of 4 tokens, then one token at a time, in slot 1
+    if (i > 0 && i < 4) continue;
+    const int count = i == 0 ? 4 : 1;
+    std::vector<int32_t> ids(seq.begin() + i, seq.begin() + i + count), slots(size_t(count), 1), pos, rows{0};
+    for (int k = 0; k < count; ++k) pos.push_back(i + k);
+    arena.reset();
+    model::ExpertRoutes r;
+    model::forward_cached(m, cache, ids, slots, pos, rows, arena, std::nullopt, &r);
+    model::append_routes(want, r);
+  }
+  const int64_t BS = cache.layout.block_size, MB = cache.layout.max_blocks;
+  std::vector<int32_t> rows;
+  for (int64_t r = 0; r < n; ++r) rows.push_back(int32_t((MB + r / BS) * BS + r % BS));  // slot 1's blocks
+  const model::ExpertRoutes got = model::read_routes(cache, rows, arena);
+  ASSERT_EQ(got.layers, want.layers);
+  ASSERT_EQ(got.tokens(), n);
+  EXPECT_EQ(got.experts, want.experts);
+  // Block MB (slot 1's first) copied over block 0: its rows' experts come along.
+  cache.copy_block(int32_t(MB), 0);
+  std::vector<int32_t> first(rows.begin(), rows.begin() + BS);
+  for (int32_t& r : first) r -= int32_t(MB * BS);
+  const model::ExpertRoutes copied = model::read_routes(cache, first, arena);
+  for (size_t l = 0; l < want.layers.size(); ++l)
+    EXPECT_TRUE(std::equal(copied.experts[l].begin(), copied.experts[l].end(), want.experts[l].begin()));
 }
 
 TEST_P(MoeArch, SaveLoadRoundTripInHfLayout) {
@@ -334,16 +319,6 @@ TEST(MoeModel, BadRoutingConfigsNameTheKeys) {
     ADD_FAILURE() << "a dense layer past the model was accepted";
   } catch (const r1::Error& e) {
     EXPECT_NE(std::string(e.what()).find("mlp_only_layers names layer 7 of 3"), std::string::npos) << e.what();
-  }
-}
-
-TEST(MoeModel, CudaIsRefusedByName) {
-  if (!device_usable(Device::CUDA)) GTEST_SKIP() << "no usable CUDA device";
-  try {
-    model::Transformer m(model::preset_config("tiny-deepseek-v3"), Device::CUDA);
-    FAIL() << "a deepseek_v3 model was created on CUDA";
-  } catch (const r1::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no CUDA path yet"), std::string::npos) << e.what();
   }
 }
 

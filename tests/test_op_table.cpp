@@ -166,6 +166,24 @@ std::vector<Row> table() {
             {any, {.T = 1, .E = 300, .K = 3}, kF32},  // most experts empty
             {any, {.T = 4096, .E = 128, .K = 8}, kF32, kGpu},
             {any, {.T = 131072, .E = 256, .K = 8}, kF32, kGpu}});
+  // The experts' grouped linears (N rows, IC in, OC out; experts 1, 4, 7, ... empty, expert 0 one
+  // row): tails of every tile, stacked matrices with gaps between them, unaligned views and sizes off
+  // the 16-byte copies (element by element), one expert, more experts than rows; then the tensor-core
+  // sizes on CUDA (several row tiles per expert; 256 experts as DeepSeek-V3's).
+  add_rows(t, {Op::grouped_linear_forward, Op::grouped_linear_backward},
+           {{any, {.N = 37, .IC = 72, .OC = 40, .E = 6}},
+            {any, {.N = 37, .IC = 72, .OC = 40, .E = 5, .gap = 24}},  // the last expert empty
+            {any, {.N = 37, .IC = 72, .OC = 36, .E = 6, .gap = 12}},
+            {any, {.N = 13, .IC = 19, .OC = 11, .E = 4, .gap = 5}},
+            {any, {.N = 33, .IC = 40, .OC = 24, .offset = 3, .E = 5}},
+            {any, {.N = 130, .IC = 64, .OC = 136, .E = 2}},
+            {any, {.N = 9, .IC = 5, .OC = 3, .E = 1}},
+            {any, {.N = 1, .IC = 16, .OC = 8, .E = 3}},
+            {any, {.N = 7, .IC = 64, .OC = 48, .E = 300}},
+            {any, {.N = 2000, .IC = 512, .OC = 256, .E = 64}, kBothDtypes, kGpu},
+            {any, {.N = 3000, .IC = 1024, .OC = 384, .E = 8, .gap = 8}, kBothDtypes, kGpu},
+            {any, {.N = 3001, .IC = 1000, .OC = 260, .E = 7, .gap = 3}, kBF16, kGpu},
+            {any, {.N = 8192, .IC = 1024, .OC = 512, .E = 256}, kBF16, kGpu}});
   add_rows(t, {Op::kv_cache_write},
            {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
             {any, {.T = 50, .NKV = 2, .HD = 192, .S = 3, .L = 40}},
@@ -316,6 +334,7 @@ std::string sizes(const Shape& s) {
   flag("wide", s.wide_out), flag("masked", s.masked);
   put("E", s.E), put("K", s.K), put("G", s.G), put("TG", s.TG);
   flag("sigmoid", s.sigmoid);
+  put("gap", s.gap);
   return n;
 }
 

@@ -320,6 +320,10 @@ Runner runner(Op op) {
       return run_moe_combine_forward;
     case Op::moe_combine_backward:
       return run_moe_combine_backward;
+    case Op::grouped_linear_forward:
+      return run_grouped_linear_forward;
+    case Op::grouped_linear_backward:
+      return run_grouped_linear_backward;
   }
   return nullptr;
 }

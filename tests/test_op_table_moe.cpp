@@ -1,11 +1,13 @@
 // The op table's runners for the MLA and mixture-of-experts ops (interleaved RoPE, column copies,
-// the router, the grouping by expert, the weighted combination), each against a double-precision
+// the router, the grouping by expert, the weighted combination, the experts' grouped linears), each
+// against a double-precision
 // reference and, for the backwards on the CPU, central finite differences of that reference. On
 // CUDA the router is also held to the CPU op on the same (rounded) inputs: the same experts, ties
 // included, and the same weights and gradients to f32 rounding.
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 #include "base/error.h"
@@ -423,6 +425,195 @@ void run_moe_combine_backward(Run& c) {
   Vd twice = plus(dw_init, dots);
   for (int64_t a = 0; a < R; ++a) twice[sz(a)] += dots[sz(a)];
   c.check("moe_combine_backward dweights (no dy)", c.get(tdw), twice, kStatReduce);
+}
+
+namespace {
+
+// Offsets (E + 1) grouping R rows by expert: expert 0 takes the first row alone, experts 1, 4, 7, ...
+// none (repeated offsets), the others a random share each.
+Vi grouped_offsets(Run& c, int64_t R, int64_t E) {
+  std::vector<int64_t> open, count(sz(E), 0);
+  for (int64_t e = 2; e < E; ++e)
+    if (e % 3 != 1) open.push_back(e);
+  for (int64_t r = 0; r < R; ++r) ++count[sz(r == 0 || open.empty() ? 0 : open[c.next_u32() % open.size()])];
+  Vi off(sz(E + 1), 0);
+  for (int64_t e = 0; e < E; ++e) off[sz(e + 1)] = off[sz(e)] + int32_t(count[sz(e)]);
+  return off;
+}
+
+// Row r's expert: the last e with offsets[e] <= r (an empty expert repeats the next one's offset).
+int64_t expert_of(const Vi& off, int64_t r) {
+  return int64_t(std::upper_bound(off.begin(), off.end(), int32_t(r)) - off.begin()) - 1;
+}
+
+// Rows `rows` of the grouped linear: row r of x (R, IN) through matrix expert_of(r) of w (E, OUT, IN).
+Vd ref_grouped(const Vd& x, const Vd& w, const Vi& off, const Rows& rows, int64_t IN, int64_t OUT) {
+  Vd out(rows.size() * sz(OUT));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t r = rows[i], e = expert_of(off, r);
+    for (int64_t o = 0; o < OUT; ++o) {
+      double s = 0.0;
+      for (int64_t k = 0; k < IN; ++k) s += x[sz(r * IN + k)] * w[sz((e * OUT + o) * IN + k)];
+      out[i * sz(OUT) + sz(o)] = s;
+    }
+  }
+  return out;
+}
+
+int64_t stride_of(const Shape& s) { return s.OC * s.IC + s.gap; }
+
+// The packed matrices (E, OUT, IN) laid out at the case's stride in buf (the gaps keep buf's values).
+void spread(Vf& buf, const Vf& packed, const Shape& s) {
+  const int64_t m = s.OC * s.IC;
+  for (int64_t e = 0; e < s.E; ++e) std::copy_n(packed.begin() + e * m, m, buf.begin() + e * stride_of(s));
+}
+Vf packed_of(const Vf& buf, const Shape& s) {
+  const int64_t m = s.OC * s.IC;
+  Vf p(sz(s.E * m));
+  for (int64_t e = 0; e < s.E; ++e) std::copy_n(buf.begin() + e * stride_of(s), m, p.begin() + e * m);
+  return p;
+}
+
+// The Stacked view of a buffer of E matrices (OUT, IN) at the case's stride.
+ops::Stacked stacked_view(const Tensor& all, const Shape& s) {
+  ops::Stacked st;
+  st.first = all;
+  st.first.ndim = 2;
+  st.first.shape[0] = s.OC;
+  st.first.shape[1] = s.IC;
+  st.count = s.E;
+  st.stride = stride_of(s);
+  return st;
+}
+
+// The experts' weights w (E, OUT, IN) on the case's device at its stride, NaN in the gaps: an op
+// that reads past a matrix shows it. buf keeps the tensor's host values.
+ops::Stacked put_weights(Run& c, const Vf& w, Vf& buf) {
+  buf.assign(sz(c.s.E * stride_of(c.s)), std::numeric_limits<float>::quiet_NaN());
+  spread(buf, w, c.s);
+  return stacked_view(c.act(buf, {c.s.E * stride_of(c.s)}), c.s);
+}
+
+// The gaps of a stacked gradient buffer are as they were.
+void expect_gaps(const Run& c, const Vf& got, const Vf& init) {
+  int64_t changed = 0;
+  for (int64_t e = 0; e < c.s.E; ++e)
+    for (int64_t j = c.s.OC * c.s.IC; j < stride_of(c.s); ++j)
+      changed += got[sz(e * stride_of(c.s) + j)] != init[sz(e * stride_of(c.s) + j)];
+  EXPECT_EQ(changed, 0) << c.label << ": elements between the stacked gradients changed";
+}
+
+}  // namespace
+
+void run_grouped_linear_forward(Run& c) {
+  const int64_t R = c.s.N, IN = c.s.IC, OUT = c.s.OC, E = c.s.E;
+  const Vi off = grouped_offsets(c, R, E);
+  Vf x = c.randn(R * IN), w = c.randn(E * OUT * IN, 1.0f / std::sqrt(float(IN))), wbuf;
+  const ops::Stacked tw = put_weights(c, w, wbuf);
+  Tensor tx = c.act(x, {R, IN}), toff = c.ints(off, {E + 1}), out = c.nan({R, OUT}, c.dt);
+  ops::grouped_linear_forward(out, tx, tw, toff);
+  const Vf got = c.get(out);
+  const Rows rows = c.rows(R, double(IN * OUT));
+  c.check("grouped_linear_forward", got, ref_grouped(to_d(x), to_d(w), off, rows, IN, OUT), rows, OUT,
+          kReduce);
+  c.check_untouched("grouped_linear_forward out", out);
+  if (c.dev == Device::CPU) {
+    Vi bad = off;
+    bad[1] = int32_t(R + 1);  // past R, and above offsets[2]
+    EXPECT_THROW(ops::grouped_linear_forward(out, tx, tw, c.ints(bad, {E + 1})), r1::Error);
+    return;
+  }
+  // CUDA: the same bits on every run, and batch-invariant: without row 0 (expert 0's only row) every
+  // other row is computed with the same bits, though its position and the rows beside it moved.
+  Tensor again = c.nan({R, OUT}, c.dt);
+  ops::grouped_linear_forward(again, tx, tw, toff);
+  EXPECT_TRUE(c.get(again) == got) << c.label << ": a second run gave other bits";
+  if (R > 1) {
+    Vi off1 = off;
+    for (size_t e = 1; e < off1.size(); ++e) off1[e] -= 1;
+    Tensor part = c.nan({R - 1, OUT}, c.dt);
+    ops::grouped_linear_forward(part, tx.rows(1, R), tw, c.ints(off1, {E + 1}));
+    EXPECT_TRUE(c.get(part) == Vf(got.begin() + OUT, got.end()))
+        << c.label << ": rows 1.. alone gave other bits";
+  }
+}
+
+void run_grouped_linear_backward(Run& c) {
+  const Shape& s = c.s;
+  const int64_t R = s.N, IN = s.IC, OUT = s.OC, E = s.E;
+  const Vi off = grouped_offsets(c, R, E);
+  Vf x = c.randn(R * IN), w = c.randn(E * OUT * IN, 1.0f / std::sqrt(float(IN))), g = c.randn(R * OUT), wbuf;
+  Vf dx0 = c.randn(R * IN), dw0 = c.randn(E * stride_of(s), 1.0f, DType::F32);
+  const Vf dx_init = dx0, dw_init = dw0, dw_init_packed = packed_of(dw0, s);
+  const ops::Stacked tw = put_weights(c, w, wbuf);
+  Tensor tx = c.act(x, {R, IN}), tg = c.act(g, {R, OUT}), toff = c.ints(off, {E + 1});
+  Tensor tdx = c.act(dx0, {R, IN}), tdw_all = c.f32(dw0, {E * stride_of(s)});
+  const ops::Stacked tdw = stacked_view(tdw_all, s);
+  ops::grouped_linear_backward(tdx, tdw, tg, tx, tw, toff);
+  const Vf dx = c.get(tdx), dw_buf = c.get(tdw_all), dw = packed_of(dw_buf, s);
+
+  // dinp row r += g[r] @ w[e(r)]; dweight row (e, o) += sum over e's rows r of g[r, o] x[r].
+  const Rows xr = c.rows(R, double(OUT * IN)), wr = c.rows(E * OUT, double(R * IN) / double(E));
+  Vd inc_dx(xr.size() * sz(IN), 0.0), inc_dw(wr.size() * sz(IN), 0.0);
+  for (size_t i = 0; i < xr.size(); ++i) {
+    const int64_t r = xr[i], e = expert_of(off, r);
+    for (int64_t o = 0; o < OUT; ++o) {
+      const double go = g[sz(r * OUT + o)];
+      for (int64_t k = 0; k < IN; ++k) inc_dx[i * sz(IN) + sz(k)] += go * w[sz((e * OUT + o) * IN + k)];
+    }
+  }
+  for (size_t i = 0; i < wr.size(); ++i) {
+    const int64_t e = wr[i] / OUT, o = wr[i] % OUT;
+    for (int64_t r = off[sz(e)]; r < off[sz(e + 1)]; ++r) {
+      const double gr = g[sz(r * OUT + o)];
+      for (int64_t k = 0; k < IN; ++k) inc_dw[i * sz(IN) + sz(k)] += gr * x[sz(r * IN + k)];
+    }
+  }
+  // init + times * increment
+  auto want = [](const Vf& init, const Rows& rows, int64_t len, const Vd& inc, double times) {
+    Vd v = take_rows(init, rows, len);
+    for (size_t i = 0; i < v.size(); ++i) v[i] += times * inc[i];
+    return v;
+  };
+  c.check("grouped_linear_backward dinp", dx, want(dx_init, xr, IN, inc_dx, 1.0), xr, IN, kReduce);
+  c.check("grouped_linear_backward dweight(f32)", dw, want(dw_init_packed, wr, IN, inc_dw, 1.0), wr, IN,
+          kStatReduce);
+  expect_gaps(c, dw_buf, dw_init);
+  c.check_untouched("grouped_linear_backward dinp", tdx);
+  if (c.fd(double(R * IN * OUT))) {
+    Vd xd = to_d(x), wd = to_d(w);
+    const Rows all = Run::all_rows(R);
+    auto loss = [&] { return dot(ref_grouped(xd, wd, off, all, IN, OUT), g); };
+    check_grad("dinp", xd, diff(dx, dx_init), loss, 49);
+    check_grad("dweight", wd, diff(dw, dw_init_packed), loss, 50);
+  }
+  // Either gradient alone: without dinp, dweight adds its share again and dinp stays; then the reverse.
+  // Two roundings of large partial sums: the normalised bounds only (no elementwise one).
+  constexpr Bound kTwiceStat{kStatReduce.f32, kStatReduce.bf16}, kTwice{kReduce.f32, kReduce.bf16};
+  ops::grouped_linear_backward(Tensor(), tdw, tg, tx, tw, toff);
+  EXPECT_TRUE(c.get(tdx) == dx) << c.label << ": dinp changed without being asked for";
+  const Vf dw_buf2 = c.get(tdw_all);
+  c.check("grouped_linear_backward dweight alone", packed_of(dw_buf2, s),
+          want(dw_init_packed, wr, IN, inc_dw, 2.0), wr, IN, kTwiceStat);
+  ops::grouped_linear_backward(tdx, ops::Stacked(), tg, tx, tw, toff);
+  EXPECT_TRUE(c.get(tdw_all) == dw_buf2) << c.label << ": dweight changed without being asked for";
+  c.check("grouped_linear_backward dinp alone", c.get(tdx), want(dx_init, xr, IN, inc_dx, 2.0), xr, IN,
+          kTwice);
+  expect_gaps(c, c.get(tdw_all), dw_init);
+  if (c.dev == Device::CPU || R < 2) return;
+  // CUDA, batch-invariant: without row 0 (expert 0's only row), the other rows' dinp and the other
+  // experts' dweight get the first call's bits.
+  Vi off1 = off;
+  for (size_t e = 1; e < off1.size(); ++e) off1[e] -= 1;
+  Vf dx1(dx_init.begin() + IN, dx_init.end()), dw1 = dw_init;
+  Tensor tdx1 = c.act(dx1, {R - 1, IN}), tdw1 = c.f32(dw1, {E * stride_of(s)});
+  ops::grouped_linear_backward(tdx1, stacked_view(tdw1, s), tg.rows(1, R), tx.rows(1, R), tw,
+                               c.ints(off1, {E + 1}));
+  EXPECT_TRUE(c.get(tdx1) == Vf(dx.begin() + IN, dx.end()))
+      << c.label << ": rows 1.. alone gave other dinp bits";
+  const Vf dw1_got = c.get(tdw1);
+  EXPECT_TRUE(std::equal(dw1_got.begin() + stride_of(s), dw1_got.end(), dw_buf.begin() + stride_of(s)))
+      << c.label << ": rows 1.. alone gave other dweight bits";
 }
 
 }  // namespace optable

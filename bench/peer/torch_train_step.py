@@ -35,13 +35,16 @@ PEAK_SPEC, PEAK_MEASURED = 989e12, 790e12
 
 
 def step_flops(s, seqs, length):
-    hd = s["hidden_size"] // s["num_attention_heads"]
-    attn = 12 * s["num_hidden_layers"] * s["num_attention_heads"] * hd * seqs * length * length / 2
+    if s["family"] == "deepseek_v3":  # QK^T over 192 dims, PV over 128
+        qk, v = s["qk_nope_head_dim"] + s["qk_rope_head_dim"], s["v_head_dim"]
+    else:
+        qk = v = s.get("head_dim", s["hidden_size"] // s["num_attention_heads"])
+    attn = 6 * s["num_hidden_layers"] * s["num_attention_heads"] * (qk + v) * seqs * length * length / 2
     return 6 * seqs * length * matmul_params(s) + attn
 
 
-def build(shape, mode):
-    model = qwen_shapes.build(shape, torch.bfloat16 if mode == "bf16" else torch.float32)
+def build(shape, mode, layers=0):
+    model = qwen_shapes.build(shape, torch.bfloat16 if mode == "bf16" else torch.float32, layers=layers)
     model.train()
     return model
 
@@ -50,7 +53,7 @@ def run(args, mode):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     free0, total = torch.cuda.mem_get_info()
-    model = build(args.shape, mode)
+    model = build(args.shape, mode, args.layers)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.0, fused=True)
     gen = torch.Generator(device="cuda").manual_seed(1)
@@ -82,14 +85,15 @@ def run(args, mode):
     free1, _ = torch.cuda.mem_get_info()
     ms = statistics.median(times)
     tokens = args.seqs * args.len
-    flops = step_flops(SHAPES[args.shape], args.seqs, args.len)
+    shape = dict(SHAPES[args.shape], **({"num_hidden_layers": args.layers} if args.layers > 0 else {}))
+    flops = step_flops(shape, args.seqs, args.len)
     res = dict(
         bench="torch", mode=mode, shape=args.shape, seqs=args.seqs, len=args.len,
         steps=args.steps, warmup=args.warmup, step_ms=round(ms, 3),
         step_ms_min=round(min(times), 3), step_ms_max=round(max(times), 3),
         tok_s=round(tokens / (ms / 1e3), 1), tflops=round(flops / (ms / 1e3) / 1e12, 2),
         mfu=round(flops / (ms / 1e3) / PEAK_SPEC, 4), mfu_790=round(flops / (ms / 1e3) / PEAK_MEASURED, 4),
-        flops_per_step=flops, matmul_params=matmul_params(SHAPES[args.shape]),
+        flops_per_step=flops, matmul_params=matmul_params(shape), layers=shape["num_hidden_layers"],
         params=sum(p.numel() for p in model.parameters()),
         # Allocator peak (live tensors), and what the process took from the device (cache included).
         peak_alloc_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1),
@@ -108,6 +112,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="0.5b")
     ap.add_argument("--modes", default="amp,bf16", help="comma list of amp, bf16")
+    ap.add_argument("--layers", type=int, default=0, help="> 0: the shape cut to its first N layers")
     ap.add_argument("--seqs", type=int, default=8)
     ap.add_argument("--len", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=10)

@@ -141,6 +141,27 @@ void moe_combine_forward(Tensor out, const Tensor& y, const Tensor& order, const
 void moe_combine_backward(Tensor dy, Tensor dweights, const Tensor& dout, const Tensor& y, const Tensor& order,
                           const Tensor& weights);
 
+// E matrices of one shape at a constant stride (one kind of the experts' weights, their gradients or
+// their LoRA factors, as the model's layout places them): matrix e is the (OUT, IN) view `stride * e`
+// elements after first's data. at(e) is that view.
+struct Stacked {
+  Tensor first;        // matrix 0, (OUT, IN)
+  int64_t count = 0;   // E
+  int64_t stride = 0;  // elements from one matrix to the next, >= OUT * IN
+  bool empty() const { return first.empty(); }
+  Tensor at(int64_t e) const;
+};
+// The experts' linears in one op each way (a grouped GEMM; no loop of small GEMMs on the host): rows
+// [offsets[e], offsets[e + 1]) of inp go through matrix e. out (R, OUT) = inp (R, IN) @ weight[e]^T
+// on those rows. offsets (E + 1) i32 on the tensors' device (moe_permute's), 0 = offsets[0] <= ...
+// <= offsets[E] = R; CUDA reads them on the device only (no host read: decode steps are captured in
+// graphs). The sum over IN runs in one fixed order whatever the rows (no split chosen from R).
+void grouped_linear_forward(Tensor out, const Tensor& inp, const Stacked& weight, const Tensor& offsets);
+// dinp (R, IN) += dout @ weight[e] on each expert's rows; dweight[e] (f32) += dout_e^T @ inp_e over
+// expert e's rows (either may be empty). dout (R, OUT).
+void grouped_linear_backward(Tensor dinp, const Stacked& dweight, const Tensor& dout, const Tensor& inp,
+                             const Stacked& weight, const Tensor& offsets);
+
 // out (N, I) = silu(gate) * up
 void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up);
 // dgate (N, I) +=, dup (N, I) +=

@@ -273,4 +273,85 @@ void moe_combine_backward(Tensor dy, Tensor dweights, const Tensor& dout, const 
   cpu::moe_combine_backward(fp(dy), fp(dweights), fp(dout), fp(y), ip(order), fp(weights), T, K, C);
 }
 
+Tensor Stacked::at(int64_t e) const {
+  R1_CHECK(e >= 0 && e < count, "Stacked::at({}) of {} matrices", e, count);
+  Tensor t = first;
+  t.data = static_cast<char*>(first.data) + size_t(e * stride) * dtype_size(first.dtype);
+  return t;
+}
+
+namespace {
+
+// A Stacked operand: `count` matrices (OUT, IN) of dtype dt, at a stride that keeps them apart.
+void expect_stacked(const char* op, const char* name, const Stacked& s, DType dt, int64_t E, int64_t OUT,
+                    int64_t IN) {
+  expect(op, name, s.first, dt, {{"OUT", OUT}, {"IN", IN}});
+  if (s.count != E) fail("{}: {} holds {} matrices, offsets name E = {} experts", op, name, s.count, E);
+  if (E > 1 && s.stride < OUT * IN)
+    fail("{}: {}'s stride {} is below one matrix's {} elements (OUT = {}, IN = {})", op, name, s.stride, OUT * IN,
+         OUT, IN);
+}
+
+// The grouped ops' shared operands: inp (R, IN), weight E of (OUT, IN), offsets (E + 1): 0,
+// non-decreasing, R at the end (read on the CPU only).
+struct GroupedDims {
+  DType dt;
+  int64_t E, R, IN, OUT;
+};
+GroupedDims grouped_check(const char* op, const Tensor& inp, const Stacked& weight, const Tensor& offsets) {
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"R", kAny}, {"IN", kAny}});
+  if (weight.first.ndim != 2) fail("{}: weight {} is not a matrix (OUT, IN)", op, weight.first.describe());
+  expect(op, "offsets", offsets, I32, {{"E + 1", kAny}});
+  const int64_t E = offsets.shape[0] - 1, R = inp.shape[0], IN = inp.shape[1], OUT = weight.first.shape[0];
+  if (E < 1) fail("{}: offsets {} names no expert", op, offsets.describe());
+  expect_stacked(op, "weight", weight, dt, E, OUT, IN);
+  if (offsets.device == Device::CPU) {
+    const int32_t* o = ip(offsets);
+    if (o[0] != 0 || o[E] != R) fail("{}: offsets run from {} to {}, not from 0 to R = {}", op, o[0], o[E], R);
+    for (int64_t e = 0; e < E; ++e)
+      if (o[e + 1] < o[e]) fail("{}: offsets[{}] = {} is below offsets[{}] = {}", op, e + 1, o[e + 1], e, o[e]);
+  }
+  return {dt, E, R, IN, OUT};
+}
+
+}  // namespace
+
+void grouped_linear_forward(Tensor out, const Tensor& inp, const Stacked& weight, const Tensor& offsets) {
+  const Op id = Op::grouped_linear_forward;
+  const char* op = op_name(id);
+  const auto [dt, E, R, IN, OUT] = grouped_check(op, inp, weight, offsets);
+  expect(op, "out", out, dt, {{"R", R}, {"OUT", OUT}}, "inp", &inp);
+  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight.first}, {"offsets", offsets}})) {
+    check_cuda_experts(op, E);
+    R1_CUDA_DISPATCH_DT(
+        op, dt, cuda::grouped_linear_forward(bp(out), bp(inp), bp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT),
+        cuda::grouped_linear_forward(fp(out), fp(inp), fp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT));
+  }
+  count_path(id, Path::native);
+  cpu::grouped_linear_forward(fp(out), fp(inp), fp(weight.first), weight.stride, ip(offsets), E, IN, OUT);
+}
+
+void grouped_linear_backward(Tensor dinp, const Stacked& dweight, const Tensor& dout, const Tensor& inp,
+                             const Stacked& weight, const Tensor& offsets) {
+  const Op id = Op::grouped_linear_backward;
+  const char* op = op_name(id);
+  const auto [dt, E, R, IN, OUT] = grouped_check(op, inp, weight, offsets);
+  expect(op, "dout", dout, dt, {{"R", R}, {"OUT", OUT}}, "inp", &inp);
+  expect_opt(op, "dinp", dinp, dt, {{"R", R}, {"IN", IN}}, "inp", &inp);
+  if (!dweight.empty()) expect_stacked(op, "dweight", dweight, F32, E, OUT, IN);
+  if (on_cuda(op, {{"dinp", dinp}, {"dweight", dweight.first}, {"dout", dout}, {"inp", inp}, {"weight", weight.first},
+                   {"offsets", offsets}})) {
+    check_cuda_experts(op, E);
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::grouped_linear_backward(bp(dinp), fp(dweight.first), dweight.stride, bp(dout), bp(inp),
+                                                      bp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT),
+                        cuda::grouped_linear_backward(fp(dinp), fp(dweight.first), dweight.stride, fp(dout), fp(inp),
+                                                      fp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT));
+  }
+  count_path(id, Path::native);
+  cpu::grouped_linear_backward(fp(dinp), fp(dweight.first), dweight.stride, fp(dout), fp(inp), fp(weight.first),
+                               weight.stride, ip(offsets), E, IN, OUT);
+}
+
 }  // namespace r1::ops

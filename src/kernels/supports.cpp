@@ -25,7 +25,8 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "cross_entropy_forward", "cross_entropy_backward", "adamw_update",
     "rope_interleaved_forward", "rope_interleaved_backward", "copy_columns",
     "moe_route_forward",     "moe_route_backward",     "moe_permute",
-    "moe_combine_forward",   "moe_combine_backward",
+    "moe_combine_forward",   "moe_combine_backward",   "grouped_linear_forward",
+    "grouped_linear_backward",
 };
 
 std::array<std::array<std::atomic<int64_t>, 3>, kNumOps> g_counts{};

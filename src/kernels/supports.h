@@ -16,8 +16,9 @@
 //   operands; any other HD, HDv <= 256, or an unaligned view, takes the declared fallback (the f32
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
 // - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); the CPU any.
-// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*) run natively on
-//   both (kernels/cuda/moe.cu, rope.cu); moe_permute has only i32 operands and is asked as f32.
+// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*)
+//   run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu); moe_permute has only i32
+//   operands and is asked as f32.
 //   CUDA takes E <= 2048 experts and interleaved head dims <= 4096 (shared memory; beyond, the op
 //   fails naming the sizes).
 #include <cstdint>
@@ -64,8 +65,10 @@ enum class Op : uint8_t {
   moe_permute,
   moe_combine_forward,
   moe_combine_backward,
+  grouped_linear_forward,
+  grouped_linear_backward,
 };
-constexpr int kNumOps = int(Op::moe_combine_backward) + 1;
+constexpr int kNumOps = int(Op::grouped_linear_backward) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

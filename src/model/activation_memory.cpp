@@ -58,13 +58,10 @@ void mla_saved(Tally& t, const ModelConfig& c, int64_t T, size_t e) {
   t.add(T * NH, 4);       // lse
 }
 
-// A SwiGLU of width I over `rows` rows: gate, up, and the product unless recomputed. When
-// `pieces` experts share the rows, each tensor is counted with its worst rounding.
-void swiglu_saved(Tally& t, int64_t rows, int64_t I, size_t e, bool recompute, int64_t pieces = 1) {
-  for (int k = 0; k < (recompute ? 2 : 3); ++k) {
-    t.add(rows * I, e);
-    t.bytes += size_t(pieces - 1) * 64;
-  }
+// A SwiGLU of width I over `rows` rows (a dense MLP's tokens, or the experts' grouped rows): gate,
+// up, and the product unless recomputed.
+void swiglu_saved(Tally& t, int64_t rows, int64_t I, size_t e, bool recompute) {
+  for (int k = 0; k < (recompute ? 2 : 3); ++k) t.add(rows * I, e);
 }
 
 void moe_saved(Tally& t, const ModelConfig& c, int64_t T, size_t e, bool recompute) {
@@ -72,11 +69,12 @@ void moe_saved(Tally& t, const ModelConfig& c, int64_t T, size_t e, bool recompu
   t.add(T * E, e);  // router logits
   t.add(T * K, 4);  // chosen experts, their weights
   t.add(T * K, 4);
-  t.add(R, 4);  // the assignments grouped by expert: order, tokens
+  t.add(R, 4);  // the assignments grouped by expert: order, tokens, and each expert's first row
   t.add(R, 4);
+  t.add(E + 1, 4);
   t.add(R * C, e);  // the experts' inputs and outputs, grouped
   t.add(R * C, e);
-  swiglu_saved(t, R, c.moe.moe_intermediate_size, e, recompute, std::min(E, R));
+  swiglu_saved(t, R, c.moe.moe_intermediate_size, e, recompute);
   if (c.is_mla() && c.moe.n_shared_experts > 0)
     swiglu_saved(t, T, int64_t(c.moe.n_shared_experts) * c.moe.moe_intermediate_size, e, recompute);
 }
@@ -94,7 +92,11 @@ ActivationSetup activation_setup(const Transformer& m, bool recompute, bool adap
     visit_layer_linears(
         W, m.config(), int(l), [&](const Linear& lin, const std::string& name, int64_t, int64_t) {
           if (lin.lora_a.empty()) return;
-          s.adapters.back().push_back({lin.lora_a.shape[0], name.rfind("mlp.experts.", 0) == 0});
+          // The experts' adapters of one kind run as one grouped linear over all routed rows: count
+          // expert 0's for them all.
+          const bool expert = name.rfind("mlp.experts.", 0) == 0;
+          if (expert && name.rfind("mlp.experts.0.", 0) != 0) return;
+          s.adapters.back().push_back({lin.lora_a.shape[0], expert});
         });
   }
   return s;
@@ -118,14 +120,8 @@ size_t layer_saved_bytes(const ModelConfig& c, int l, const ActivationSetup& s, 
     swiglu_saved(t, T, c.intermediate_size, e, s.recompute);
   }
   if (size_t(l) < s.adapters.size()) {  // each adapter's h = dropout(x) A^T: (rows, r)
-    const int64_t E = std::max(1, c.moe.num_experts), R = T * c.moe.num_experts_per_tok;
-    for (const AdapterShape& a : s.adapters[size_t(l)]) {
-      if (!a.expert) {
-        t.add(T * a.rank, e);
-      } else {  // one of E alike experts: its share of the routed rows, with the worst rounding
-        t.bytes += (size_t(R * a.rank) * e + size_t(E) - 1) / size_t(E) + 64;
-      }
-    }
+    const int64_t R = T * c.moe.num_experts_per_tok;
+    for (const AdapterShape& a : s.adapters[size_t(l)]) t.add((a.expert ? R : T) * a.rank, e);
   }
   return t.bytes;
 }

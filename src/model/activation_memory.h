@@ -12,9 +12,8 @@
 namespace r1::model {
 
 // Bytes of a training forward and backward over T tokens in B sequences with the log-prob head.
-// Exact for every block but the mixture of experts, whose rows per expert follow the routing:
-// there each expert's tensors are counted with the most rounding they can take (at most 64 bytes
-// each over the truth).
+// Exact, the mixture of experts included: its experts run as grouped linears over all R = T * K
+// routed rows, so no tensor's size depends on the routing.
 struct ActivationEstimate {
   // The activation arena without checkpointing: every layer's saved tensors, the L + 1 (T, C)
   // residual-stream tensors (each layer's input, and the last one's output), the batch's inputs,
@@ -28,8 +27,8 @@ struct ActivationEstimate {
   size_t layer = 0;
 };
 
-// A LoRA adapter that takes part: its rank, and whether it is an expert's (it then sees only the
-// rows routed to that expert).
+// A LoRA adapter that takes part: its rank, and whether it is the experts' (one kind of every
+// expert's adapters, listed once: their grouped linear sees all R routed rows).
 struct AdapterShape {
   int64_t rank = 0;
   bool expert = false;

@@ -105,7 +105,11 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   if (routes) *routes = unrecorded_routes(c);
   for (int l = 0, moe = 0; l < c.num_hidden_layers; ++l) {
     RouteIo route;
-    if (routes && P.layers[size_t(l)].is_moe()) route.chosen = &routes->experts[size_t(moe++)];
+    if (P.layers[size_t(l)].is_moe()) {
+      if (routes) route.chosen = &routes->experts[size_t(moe)];
+      if (!cache.route_t.empty()) route.record = cache.route_t[size_t(moe)];
+      ++moe;
+    }
     layer_forward(p, l, P.layers[size_t(l)], x, x, nullptr, &route);
     a.rewind(layer_start);
   }

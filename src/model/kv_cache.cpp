@@ -1,6 +1,7 @@
 #include "model/kv_cache.h"
 
 #include "base/error.h"
+#include "kernels/ops.h"
 #include "tensor/device_memory.h"
 
 namespace r1::model {
@@ -85,6 +86,54 @@ void KVCache::copy_block(int32_t src, int32_t dst) {
     devmem::copy_strided(base + size_t(dst) * block, base + size_t(src) * block, device, block, layers,
                          layer);
   }
+  if (!route_t.empty()) {  // the rows' recorded experts go with them
+    char* base = static_cast<char*>(routes_.data());
+    const size_t block = size_t(layout.block_size * route_t[0].shape[3]) * sizeof(int32_t),
+                 layer = block * size_t(layout.blocks);
+    devmem::copy_strided(base + size_t(dst) * block, base + size_t(src) * block, device, block, route_t.size(),
+                         layer);
+  }
+}
+
+void KVCache::keep_routes(const ModelConfig& c) {
+  if (!route_t.empty()) return;
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    if (c.is_moe_layer(l)) route_layers.push_back(l);
+  R1_CHECK(!route_layers.empty(), "KVCache::keep_routes: {} has no mixture-of-experts layer", c.model_type);
+  const int64_t NB = layout.blocks, BS = layout.block_size, K = c.moe.num_experts_per_tok;
+  const size_t layer = size_t(NB * BS * K) * sizeof(int32_t);
+  routes_ = Buffer(layer * route_layers.size(), device);
+  for (size_t i = 0; i < route_layers.size(); ++i)
+    route_t.emplace_back(static_cast<char*>(routes_.data()) + i * layer, DType::I32,
+                         std::initializer_list<int64_t>{NB, BS, 1, K}, device);
+}
+
+ExpertRoutes read_routes(const KVCache& cache, const std::vector<int32_t>& rows, Arena& arena) {
+  R1_CHECK(!cache.route_t.empty(), "read_routes: the cache keeps no routes (KVCache::keep_routes)");
+  const int64_t N = int64_t(rows.size()), K = cache.route_t[0].shape[3];
+  const int64_t cache_rows = cache.layout.blocks * cache.layout.block_size;
+  ExpertRoutes r;
+  r.k = K;
+  r.layers = cache.route_layers;
+  if (N == 0) {
+    r.experts.assign(r.layers.size(), {});
+    return r;
+  }
+  Tensor ids = arena.alloc(DType::I32, {N});
+  devmem::copy(ids.data, ids.device, rows.data(), Device::CPU, size_t(N) * sizeof(int32_t));
+  Tensor all = arena.alloc(DType::F32, {int64_t(r.layers.size()), N, K});
+  for (size_t l = 0; l < r.layers.size(); ++l) {
+    // A row gather is an embedding lookup; the ids travel as the 4-byte words they are (a gather
+    // only moves words, so their f32 reading never matters).
+    Tensor table = cache.route_t[l].reshape({cache_rows, K});
+    table.dtype = DType::F32;
+    ops::embedding_forward(all.rows(int64_t(l), int64_t(l) + 1).reshape({N, K}), ids, table);
+  }
+  std::vector<int32_t> host(size_t(all.numel()));
+  devmem::copy(host.data(), Device::CPU, all.data, all.device, all.nbytes());
+  for (size_t l = 0; l < r.layers.size(); ++l)
+    r.experts.emplace_back(host.begin() + int64_t(l) * N * K, host.begin() + int64_t(l + 1) * N * K);
+  return r;
 }
 
 void KVCache::release_pool() {

@@ -75,11 +75,20 @@ struct KVCache {
   Buffer table_buf;
   Tensor table;  // (S, MB) i32 on the cache's device
 
+  // Routing replay's record on the device (mixture-of-experts models, after keep_routes): per MoE
+  // layer (route_layers, ascending) an (NB, BS, 1, K) i32 pool, the experts each cached row's token
+  // was sent to, written by the cached forward beside the row's keys, copied with its block, and
+  // read back by read_routes. A captured decode step records with no host read. Empty until then.
+  std::vector<Tensor> route_t;
+  std::vector<int> route_layers;
+  void keep_routes(const ModelConfig& c);
+
  private:
   Buffer k_host_, v_host_;                               // the CPU's pool
   std::unique_ptr<cuda::ReservedMemory> k_dev_, v_dev_;  // CUDA's
   CountedBytes pool_bytes_;                              // CUDA's while resident, in memory_use
   char *k_base_ = nullptr, *v_base_ = nullptr;  // v_base_ null: a latent cache
+  Buffer routes_;                                 // route_t's memory (kept when the pool is released)
   size_t pool_size() const;                       // CUDA's reserved bytes
 };
 
@@ -95,6 +104,12 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<in
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
                       const std::vector<int32_t>& logit_rows, Arena& arena,
                       std::optional<DType> logits_dtype = std::nullopt, ExpertRoutes* routes = nullptr);
+
+// The experts the rows `rows` of the cache (block * BS + row in the block) were recorded with, in
+// every MoE layer (KVCache::keep_routes; expert_routes.h's layout, one route row per entry of
+// `rows`): one gather per layer on the cache's device and one copy to the host. arena: on the
+// cache's device, for the gather.
+ExpertRoutes read_routes(const KVCache& cache, const std::vector<int32_t>& rows, Arena& arena);
 
 // The same forward from inputs already on the model's device (i32), unchecked: the decode step that
 // CUDA graphs capture. logit_rows empty: logits for every token. cu_seqlens (B + 1), when given,

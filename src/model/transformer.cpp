@@ -74,11 +74,6 @@ Transformer::Transformer(ModelConfig cfg, Device device, bool trainable, std::op
                          MasterPlace master, bool allocate)
     : cfg_(std::move(cfg)), plan_(make_plan(cfg_)), device_(device), trainable_(trainable) {
   const int64_t n = plan_.total;
-  // The MLA and mixture-of-experts blocks have CPU kernels only so far (issue 22's CUDA part: the
-  // grouped expert GEMMs and the latent KV cache).
-  R1_CHECK(device_ == Device::CPU || (!cfg_.is_mla() && cfg_.moe.num_experts == 0),
-           "Transformer: {} has {} layers, which have no CUDA path yet; run it on the CPU", cfg_.model_type,
-           cfg_.is_mla() ? "multi-head latent attention and mixture-of-experts" : "mixture-of-experts");
   // CUDA computes in bf16 and keeps fp32 masters for the optimizer (ops.h's dtype contract).
   const DType compute = compute_dtype.value_or(device_ == Device::CPU ? DType::F32 : DType::BF16);
   R1_CHECK(compute == DType::F32 || (compute == DType::BF16 && device_ != Device::CPU),

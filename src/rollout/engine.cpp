@@ -69,9 +69,6 @@ void Engine::reset_kv_peak() {
 
 std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
                                          const std::function<void(int64_t, int64_t)>& on_progress) {
-  R1_CHECK(!gpu_ || !params.record_routes || model::unrecorded_routes(model_.config()).empty(),
-           "rollout: recording expert routes (routing replay) needs the CPU engine: a mixture-of-experts "
-           "model has no CUDA path");
   cache_->acquire_pool();
   int64_t samples = 0;
   for (const Request& r : requests) samples += r.n;

@@ -51,7 +51,9 @@ struct GenerateParams {
   // whole trajectory (model and observation tokens), as the context does.
   TurnHooks turns;
   // Routing replay: record the experts of every token in Completion::routes (mixture-of-experts
-  // models; the CPU engine).
+  // models). The CPU engine keeps a row's first record; the GPU engine records beside each cached
+  // row on the device (KVCache::route_t), so a preempted sequence's recomputed rows carry the
+  // recomputation's experts.
   bool record_routes = false;
 };
 

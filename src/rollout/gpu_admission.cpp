@@ -60,7 +60,20 @@ void GpuGeneration::after(int64_t si, Next next, std::vector<int64_t>& starts) {
   if (next == Next::Decode) starts.push_back(si);
 }
 
+void GpuGeneration::take_routes(int64_t si) {
+  const HostSlot& sl = hs_[size_t(si)];
+  Completion& c = out_[size_t(sl.flat)];
+  const int64_t rows = sl.prompt_len + int64_t(c.tokens.size()), BS = e_.cache.layout.block_size;
+  const std::vector<int32_t>& blocks = e_.sched.blocks().blocks(si);
+  std::vector<int32_t> cache_rows;
+  for (int64_t r = 0; r + 1 < rows; ++r) cache_rows.push_back(int32_t(blocks[size_t(r / BS)] * BS + r % BS));
+  e_.route_arena.reset();
+  c.routes = model::read_routes(e_.cache, cache_rows, e_.route_arena);
+  model::pad_routes(c.routes, rows);
+}
+
 void GpuGeneration::finish(int64_t si) {
+  if (params_.record_routes) take_routes(si);
   hs_[size_t(si)] = HostSlot{};
   e_.sched.finish(si);
   ++done_;

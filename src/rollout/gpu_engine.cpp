@@ -59,6 +59,7 @@ GpuEngine::Impl::Impl(const model::Transformer& model, const EngineConfig& c, mo
       L(c.max_seq_len),
       step_arena(0, Device::CUDA),
       prefill_arena(0, Device::CUDA),
+      route_arena(0, Device::CUDA),
       buckets(bucket_sizes(c.max_batch)) {
   R1_CHECK(cache.device == Device::CUDA && cache.layout.seqs == S + 1,
            "rollout: the GPU engine needs a CUDA cache with a block-table row per slot and a spare");
@@ -147,6 +148,12 @@ void GpuEngine::Impl::configure(const GenerateParams& params) {
   c.top_k = sp.top_k;
   c.seed = sp.seed;
   c.sampled_logprobs = sp.sampled_logprobs;
+  if (params.record_routes && cache.route_t.empty()) {
+    // Routing replay's record: from now on every forward writes its experts beside its rows; the
+    // graphs captured before do not.
+    cache.keep_routes(m.config());
+    graphs.clear();
+  }
   // The steps also bake in the weights' addresses, which move when a sharded model (parallel.shard:
   // full) gathers its whole weights into a new buffer for the rollouts.
   const void* weights = m.params().flat.data;

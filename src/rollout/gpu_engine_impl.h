@@ -79,6 +79,7 @@ struct GpuEngine::Impl {
   // Draws after recomputes and observations, and the starts of device segments.
   Buffer d_stream, d_step, d_token, d_logprob, a_slot, a_token, a_pos, a_limit, a_step0, a_stream;
   Arena step_arena, prefill_arena;
+  Arena route_arena;  // reading recorded routes back (routing replay)
   std::map<int, std::unique_ptr<cuda::Graph>> graphs;
   const void* captured_weights = nullptr;  // the model's weight buffer when the graphs were captured
   bool step_arena_sized = false;
@@ -134,6 +135,9 @@ class GpuGeneration {
   // Starts device segments for the slots whose last token is their next input.
   void start(const std::vector<int64_t>& slots);
   void finish(int64_t si);
+  // Routing replay: the completion of slot si takes the experts recorded beside its rows (every row
+  // but the last token's, which was never fed).
+  void take_routes(int64_t si);
   void call_tool(HostSlot& sl);
   void park(int64_t si);
   uint64_t stream_of(const HostSlot& sl) const;

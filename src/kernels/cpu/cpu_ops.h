@@ -83,6 +83,13 @@ void moe_combine_forward(float* out, const float* y, const int32_t* order, const
 // dy (T * K, C) +=, dweights (T, K) += (either nullable).
 void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const int32_t* order,
                           const float* weights, int64_t T, int64_t K, int64_t C);
+// Grouped linear: rows [offsets[e], offsets[e + 1]) of inp (R, IN) through matrix e (OUT, IN) at
+// w + e * stride: out (R, OUT) =; dinp +=, dw (matrix e at dw + e * dstride) += (either nullable).
+void grouped_linear_forward(float* out, const float* inp, const float* w, int64_t stride, const int32_t* offsets,
+                            int64_t E, int64_t IN, int64_t OUT);
+void grouped_linear_backward(float* dinp, float* dw, int64_t dstride, const float* dout, const float* inp,
+                             const float* w, int64_t stride, const int32_t* offsets, int64_t E, int64_t IN,
+                             int64_t OUT);
 
 // ---- attention.cpp ----
 // Packed varlen causal GQA. q (T, NH, HD); k (T, NKV, HD); v (T, NKV, HDV); out (T, NH, HDV);

@@ -188,4 +188,23 @@ void moe_combine_backward(float* dy, float* dweights, const float* dout, const f
   }
 }
 
+// One expert's rows at a time, as linear_forward/backward would run them: the reference.
+void grouped_linear_forward(float* out, const float* inp, const float* w, int64_t stride, const int32_t* offsets,
+                            int64_t E, int64_t IN, int64_t OUT) {
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = offsets[e], n = offsets[e + 1] - a;
+    linear_forward(out + a * OUT, inp + a * IN, w + e * stride, nullptr, n, IN, OUT);
+  }
+}
+
+void grouped_linear_backward(float* dinp, float* dw, int64_t dstride, const float* dout, const float* inp,
+                             const float* w, int64_t stride, const int32_t* offsets, int64_t E, int64_t IN,
+                             int64_t OUT) {
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t a = offsets[e], n = offsets[e + 1] - a;
+    linear_backward(dinp ? dinp + a * IN : nullptr, dw ? dw + e * dstride : nullptr, nullptr, dout + a * OUT,
+                    inp + a * IN, w + e * stride, n, IN, OUT);
+  }
+}
+
 }  // namespace r1::cpu

@@ -160,6 +160,19 @@ void moe_combine_backward(float* dy, float* dweights, const float* dout, const f
 void moe_combine_backward(bf16* dy, float* dweights, const bf16* dout, const bf16* y, const int32_t* order,
                           const float* weights, int64_t T, int64_t K, int64_t C);
 
+// ---- grouped_gemm.cu ---- (the CPU's contract, kernels/cpu/cpu_ops.h, with offsets (E + 1) on the
+// device: never read on the host, so the ops can be captured in a graph; R the rows, offsets[E] = R)
+void grouped_linear_forward(float* out, const float* inp, const float* w, int64_t stride, const int32_t* offsets,
+                            int64_t E, int64_t R, int64_t IN, int64_t OUT);
+void grouped_linear_forward(bf16* out, const bf16* inp, const bf16* w, int64_t stride, const int32_t* offsets,
+                            int64_t E, int64_t R, int64_t IN, int64_t OUT);
+void grouped_linear_backward(float* dinp, float* dw, int64_t dstride, const float* dout, const float* inp,
+                             const float* w, int64_t stride, const int32_t* offsets, int64_t E, int64_t R,
+                             int64_t IN, int64_t OUT);
+void grouped_linear_backward(bf16* dinp, float* dw, int64_t dstride, const bf16* dout, const bf16* inp,
+                             const bf16* w, int64_t stride, const int32_t* offsets, int64_t E, int64_t R,
+                             int64_t IN, int64_t OUT);
+
 // ---- dropout.cu ----
 void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_t stream, int64_t n);
 void dropout_forward(bf16* out, const bf16* x, float p, uint64_t seed, uint64_t stream, int64_t n);

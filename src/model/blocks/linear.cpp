@@ -7,12 +7,34 @@ namespace r1::model {
 
 namespace {
 
-bool adapted(const Pass& p, const Linear& W) { return p.adapters && !W.lora_a.empty(); }
+// The layer's products, for one weight or for the experts' grouped weights: out = x M^T (+ bias),
+// and its backward. The adapter's arithmetic below is written once over them.
+void product(const Linear&, Tensor out, const Tensor& x, const Tensor& m, const Tensor& bias) {
+  ops::linear_forward(out, x, m, bias);
+}
+void product(const GroupedLinear& L, Tensor out, const Tensor& x, const ops::Stacked& m, const Tensor&) {
+  ops::grouped_linear_forward(out, x, m, L.offsets);
+}
+void product_backward(const Linear&, Tensor dx, Tensor dm, Tensor dbias, const Tensor& dout, const Tensor& x,
+                      const Tensor& m) {
+  ops::linear_backward(dx, dm, dbias, dout, x, m);
+}
+void product_backward(const GroupedLinear& L, Tensor dx, const ops::Stacked& dm, Tensor, const Tensor& dout,
+                      const Tensor& x, const ops::Stacked& m) {
+  ops::grouped_linear_backward(dx, dm, dout, x, m, L.offsets);
+}
+const Tensor& matrix(const Tensor& m) { return m; }
+const Tensor& matrix(const ops::Stacked& m) { return m.first; }
+
+template <class L>
+bool adapted(const Pass& p, const L& W) { return p.adapters && !W.lora_a.empty(); }
 bool dropping(const Pass& p) { return p.saving() && p.lora_dropout > 0.0f; }
-uint64_t dropout_stream(const Pass& p, const Linear& W) { return (p.dropout_step << 16) + uint64_t(W.adapter); }
+template <class L>
+uint64_t dropout_stream(const Pass& p, const L& W) { return (p.dropout_step << 16) + uint64_t(W.adapter); }
 
 // The adapter's input: x, or x with the pass's dropout mask (training only).
-Tensor adapter_input(const Pass& p, const Linear& W, const Tensor& x) {
+template <class L>
+Tensor adapter_input(const Pass& p, const L& W, const Tensor& x) {
   if (!dropping(p)) return x;
   Tensor xd = p.scratch(p.cd, {x.shape[0], x.shape[1]});
   ops::dropout_forward(xd, x, p.lora_dropout, p.dropout_seed, dropout_stream(p, W));
@@ -27,18 +49,45 @@ Tensor scaled(const Pass& p, const Tensor& h) {
   return hs;
 }
 
+template <class L>
+void block_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, LinearSaved* s) {
+  product(W, out, x, W.w, W.b);
+  if (!adapted(p, W)) return;
+  const int64_t T = x.shape[0], R = matrix(W.lora_a).shape[0], OUT = matrix(W.w).shape[0];
+  Tensor h = p.keep(p.cd, {T, R});
+  product(W, h, adapter_input(p, W, x), W.lora_a, {});
+  Tensor y = p.scratch(p.cd, {T, OUT});
+  product(W, y, scaled(p, h), W.lora_b, {});
+  ops::add(out, out, y);
+  if (s) s->h = h;
+}
+
+template <class L>
+void block_backward(const Pass& p, const L& W, L& G, const LinearSaved& s, const Tensor& x, const Tensor& dout,
+                    Tensor dx) {
+  product_backward(W, dx, G.w, G.b, dout, x, W.w);
+  if (!adapted(p, W)) return;
+  const int64_t T = x.shape[0], IN = x.shape[1], R = matrix(W.lora_a).shape[0];
+  // y = (s h) B^T: dB += dy^T (s h), d(s h) = dy B; h = x_d A^T: dA += dh^T x_d, dx_d = dh A.
+  Tensor dhs = p.zeros(p.cd, {T, R});
+  product_backward(W, dhs, G.lora_b, {}, dout, scaled(p, s.h), W.lora_b);
+  ops::scale_inplace(dhs, p.lora_scale);
+  if (!dropping(p)) {
+    product_backward(W, dx, G.lora_a, {}, dhs, x, W.lora_a);
+    return;
+  }
+  Tensor dxd = p.zeros(p.cd, {T, IN});
+  product_backward(W, dxd, G.lora_a, {}, dhs, adapter_input(p, W, x), W.lora_a);
+  ops::dropout_backward(dx, dxd, p.lora_dropout, p.dropout_seed, dropout_stream(p, W));
+}
+
 }  // namespace
 
 void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s) {
-  ops::linear_forward(out, x, W.w, W.b);
-  if (!adapted(p, W)) return;
-  const int64_t T = x.shape[0], R = W.lora_a.shape[0], OUT = W.w.shape[0];
-  Tensor h = p.keep(p.cd, {T, R});
-  ops::linear_forward(h, adapter_input(p, W, x), W.lora_a, {});
-  Tensor y = p.scratch(p.cd, {T, OUT});
-  ops::linear_forward(y, scaled(p, h), W.lora_b, {});
-  ops::add(out, out, y);
-  if (s) s->h = h;
+  block_forward(p, W, x, out, s);
+}
+void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s) {
+  block_forward(p, W, x, out, s);
 }
 
 Tensor effective_weight(const Pass& p, const Linear& W) {
@@ -53,20 +102,11 @@ Tensor effective_weight(const Pass& p, const Linear& W) {
 
 void linear_block_backward(const Pass& p, const Linear& W, Linear& G, const LinearSaved& s, const Tensor& x,
                            const Tensor& dout, Tensor dx) {
-  ops::linear_backward(dx, G.w, G.b, dout, x, W.w);
-  if (!adapted(p, W)) return;
-  const int64_t T = x.shape[0], IN = x.shape[1], R = W.lora_a.shape[0];
-  // y = (s h) B^T: dB += dy^T (s h), d(s h) = dy B; h = x_d A^T: dA += dh^T x_d, dx_d = dh A.
-  Tensor dhs = p.zeros(p.cd, {T, R});
-  ops::linear_backward(dhs, G.lora_b, {}, dout, scaled(p, s.h), W.lora_b);
-  ops::scale_inplace(dhs, p.lora_scale);
-  if (!dropping(p)) {
-    ops::linear_backward(dx, G.lora_a, {}, dhs, x, W.lora_a);
-    return;
-  }
-  Tensor dxd = p.zeros(p.cd, {T, IN});
-  ops::linear_backward(dxd, G.lora_a, {}, dhs, adapter_input(p, W, x), W.lora_a);
-  ops::dropout_backward(dx, dxd, p.lora_dropout, p.dropout_seed, dropout_stream(p, W));
+  block_backward(p, W, G, s, x, dout, dx);
+}
+void linear_block_backward(const Pass& p, const GroupedLinear& W, GroupedLinear& G, const LinearSaved& s,
+                           const Tensor& x, const Tensor& dout, Tensor dx) {
+  block_backward(p, W, G, s, x, dout, dx);
 }
 
 }  // namespace r1::model

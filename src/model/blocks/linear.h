@@ -3,6 +3,7 @@
 //   out = x W^T + b + s * dropout(x) A^T B^T,  A (r, IN), B (OUT, r), s = alpha / r (or / sqrt(r)).
 // The base weights may be frozen (no gradients): the backward then only carries dx and the
 // adapter's gradients. Without an adapter it is exactly ops::linear_forward/backward.
+#include "kernels/ops.h"
 #include "model/blocks/pass.h"
 
 namespace r1::model {
@@ -15,17 +16,33 @@ struct Linear {
   int adapter = -1;  // the adapter's index in the model (its dropout stream); -1: none
 };
 
+// The same layer for E experts at once (a mixture-of-experts layer's gate, up or down projections):
+// rows [offsets[e], offsets[e + 1]) of the input go through expert e's weight and adapter
+// (ops::grouped_linear_*). The adapters of all experts share one dropout stream, `adapter`'s (the
+// first expert's): a row's mask is still its own.
+struct GroupedLinear {
+  ops::Stacked w;       // E of (OUT, IN)
+  ops::Stacked lora_a;  // E of (r, IN), or empty: no adapters on these experts
+  ops::Stacked lora_b;  // E of (OUT, r)
+  int adapter = -1;
+  Tensor offsets;       // (E + 1) i32 on the device, from ops::moe_permute
+  Tensor b;             // always empty: experts have no bias
+};
+
 struct LinearSaved {
   Tensor h;  // (T, r) = dropout(x) A^T, when the linear has an adapter that is on
 };
 
 // out (T, OUT) = the layer over x (T, IN); s (when saving) keeps what linear_block_backward reads.
 void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s);
+void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s);
 // The weight the layer applies, W + s * B A (OUT, IN), in scratch when an adapter is on, else W.w:
 // for the products that use a weight other than as x W^T (MLA's absorbed decode). No dropout.
 Tensor effective_weight(const Pass& p, const Linear& W);
 // From dout (T, OUT): dx (T, IN) +=, and G's gradients += (those G has: a frozen base has no w/b).
 void linear_block_backward(const Pass& p, const Linear& W, Linear& G, const LinearSaved& s, const Tensor& x,
                            const Tensor& dout, Tensor dx);
+void linear_block_backward(const Pass& p, const GroupedLinear& W, GroupedLinear& G, const LinearSaved& s,
+                           const Tensor& x, const Tensor& dout, Tensor dx);
 
 }  // namespace r1::model

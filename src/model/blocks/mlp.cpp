@@ -4,8 +4,14 @@
 
 namespace r1::model {
 
-void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out, MlpSaved* s) {
-  const int64_t T = x.shape[0], I = W.gate.w.shape[0];
+namespace {
+int64_t width(const Linear& L) { return L.w.shape[0]; }
+int64_t width(const GroupedLinear& L) { return L.w.first.shape[0]; }
+}  // namespace
+
+template <class L>
+void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s) {
+  const int64_t T = x.shape[0], I = width(W.gate);
   Tensor gate = p.keep(p.cd, {T, I}), up = p.keep(p.cd, {T, I});
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
@@ -16,9 +22,10 @@ void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out
   if (s) saved.gate = gate, saved.up = up, saved.act = p.recompute ? Tensor() : act, *s = saved;
 }
 
-void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSaved& s, const Tensor& x,
+template <class L>
+void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSaved& s, const Tensor& x,
                   const Tensor& dout, Tensor dx) {
-  const int64_t T = x.shape[0], I = W.gate.w.shape[0];
+  const int64_t T = x.shape[0], I = width(W.gate);
   Tensor act = s.act;
   if (act.empty()) {  // the forward's op on the forward's inputs: bitwise the same
     act = p.scratch(p.cd, {T, I});
@@ -30,5 +37,12 @@ void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSa
   linear_block_backward(p, W.gate, G.gate, s.gate_lin, x, dgate, dx);
   linear_block_backward(p, W.up, G.up, s.up_lin, x, dup, dx);
 }
+
+template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*);
+template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*);
+template void mlp_backward(const Pass&, const MlpWeights&, MlpWeights&, const MlpSaved&, const Tensor&, const Tensor&,
+                           Tensor);
+template void mlp_backward(const Pass&, const GroupedMlpWeights&, GroupedMlpWeights&, const MlpSaved&, const Tensor&,
+                           const Tensor&, Tensor);
 
 }  // namespace r1::model

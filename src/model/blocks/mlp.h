@@ -6,9 +6,14 @@
 
 namespace r1::model {
 
-struct MlpWeights {
-  Linear gate, up, down;  // (I, C), (I, C), (C, I)
+// The weights of a SwiGLU MLP: one (Linear), or the E experts of a mixture-of-experts layer at once
+// (GroupedLinear: each row goes through its expert's).
+template <class L>
+struct Swiglu {
+  L gate, up, down;  // (I, C), (I, C), (C, I)
 };
+using MlpWeights = Swiglu<Linear>;
+using GroupedMlpWeights = Swiglu<GroupedLinear>;
 
 // Every parameter of a SwiGLU MLP of width I under `prefix` ("mlp.", "mlp.experts.3."), in layout order.
 template <class W, class F>
@@ -45,11 +50,13 @@ struct MlpSaved {
   Tensor act;       // (T, I); empty when the backward recomputes it
 };
 
-// out (N, C) = the block over x (N, C) (N: the batch's tokens, or an expert's); its width is the
-// weights'. s (when saving) keeps what mlp_backward reads.
-void mlp_forward(const Pass& p, const MlpWeights& W, const Tensor& x, Tensor out, MlpSaved* s);
+// out (N, C) = the block over x (N, C) (N: the batch's tokens, or the experts' grouped rows); its
+// width is the weights'. s (when saving) keeps what mlp_backward reads. L: Linear or GroupedLinear.
+template <class L>
+void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s);
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
-void mlp_backward(const Pass& p, const MlpWeights& W, MlpWeights& G, const MlpSaved& s, const Tensor& x,
+template <class L>
+void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSaved& s, const Tensor& x,
                   const Tensor& dout, Tensor dx);
 
 }  // namespace r1::model

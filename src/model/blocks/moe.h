@@ -57,14 +57,19 @@ void visit_moe_linears(W& w, const ModelConfig& c, F&& f) {
 ops::MoeRouting moe_routing(const ModelConfig& c);
 
 struct MoeSaved {
-  Tensor logits;                // (T, E) router logits
-  Tensor experts, weights;      // (T, K) i32 chosen experts, f32 their weights
-  Tensor order, tokens;         // (R) i32: the assignments grouped by expert (ops::moe_permute)
-  std::vector<int32_t> offsets; // (E + 1) on the host: expert e's rows are [offsets[e], offsets[e+1])
-  Tensor xs, ys;                // (R, C) the experts' inputs and outputs, grouped
-  std::vector<MlpSaved> expert; // per expert
+  Tensor logits;            // (T, E) router logits
+  Tensor experts, weights;  // (T, K) i32 chosen experts, f32 their weights
+  Tensor order, tokens;     // (R) i32: the assignments grouped by expert (ops::moe_permute)
+  Tensor offsets;           // (E + 1) i32 on the device: expert e's rows are [offsets[e], offsets[e+1])
+  Tensor xs, ys;            // (R, C) the experts' inputs and outputs, grouped
+  MlpSaved experts_mlp;     // the experts' grouped SwiGLU over xs
   MlpSaved shared;
 };
+
+// The experts' weights (or gradients) of one layer as grouped linears over the rows `offsets` groups:
+// each kind (gate, up, down; their adapters) is E matrices at a constant stride in the model's
+// layout, which this checks (and that either every expert has an adapter on a kind or none has).
+GroupedMlpWeights grouped_experts(const std::vector<MlpWeights>& experts, const Tensor& offsets);
 
 // What a pass tells a mixture-of-experts layer about its routing, and learns from it.
 struct RouteIo {
@@ -78,6 +83,9 @@ struct RouteIo {
   // the router's own choice.
   int64_t* replayed = nullptr;
   int64_t* replaced = nullptr;
+  // Recording on the device (decoding; KVCache::route_t): the experts used go to each token's row of
+  // this (NB, BS, 1, K) i32 pool, through the pass's block table, slots and positions.
+  Tensor record;
 };
 
 // out (T, C) = the block over x (T, C); s (when saving) keeps what moe_backward reads.

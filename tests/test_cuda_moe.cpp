@@ -1,0 +1,237 @@
+// The mixture-of-experts and multi-head latent attention architectures (qwen3_moe, deepseek_v3) on
+// the GPU (bf16 compute, fp32 master weights and gradients) against the CPU fp32 reference on the
+// same bf16-rounded weights: the training forward and backward (grouped expert GEMMs, MLA's head
+// sizes), decoding through the cache (the latent cache for MLA) against the training forward, and
+// GRPO steps through the GPU rollout engine (its decode steps captured in graphs, the router and
+// the grouped GEMMs inside them). Each comparison prints a "[ CUDAERR ]" line. Without a usable
+// GPU these tests skip.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "compare_util.h"
+#include "grpo_test_util.h"
+#include "moe_util.h"
+#include "require_gpu.h"
+#include "rollout/engine.h"
+#include "test_util.h"
+#include "twin_models.h"
+
+using namespace r1;
+
+namespace {
+
+void report(const std::string& what, double err) { fmt::print("[ CUDAERR ] {} {:.3e}\n", what, err); }
+
+// The experts the CPU model sends each token of the batch to (a fresh prefill through the cache
+// records them), for both devices to replay: a near-tie that bf16 breaks the other way would
+// otherwise compare different experts, which measures the routing, not the arithmetic.
+model::ExpertRoutes cpu_routes(const model::Transformer& cpu, const model::Batch& b) {
+  int64_t longest = 0;
+  std::vector<int32_t> slots;
+  for (int64_t s = 0; s < b.sequences(); ++s) {
+    const int32_t n = b.cu_seqlens[size_t(s) + 1] - b.cu_seqlens[size_t(s)];
+    longest = std::max<int64_t>(longest, n);
+    slots.insert(slots.end(), size_t(n), int32_t(s));
+  }
+  model::KVCache cache(cpu, b.sequences(), (longest + 15) / 16 * 16);
+  Arena arena;
+  model::ExpertRoutes routes;
+  model::forward_cached(cpu, cache, b.ids, slots, b.positions, {0}, arena, std::nullopt, &routes);
+  return routes;
+}
+
+class CudaMoeArch : public ::testing::TestWithParam<std::string> {};
+
+// Log-probs, entropies and every parameter's gradient (router, experts, shared experts, MLA
+// projections) within the dense models' bf16 tolerances (test_cuda_model.cpp), with the CPU's
+// routes replayed on both devices; and how many tokens the GPU's own router sends elsewhere.
+TEST_P(CudaMoeArch, LogprobsAndGradientsMatchCpu) {
+  REQUIRE_GPU();
+  test::Pair p = test::twin_models(test::tiny_moe(GetParam(), 21));
+  EXPECT_EQ(p.gpu.compute_dtype(), DType::BF16);
+  const model::ModelConfig& c = p.cpu.config();
+  model::Batch batch = test::random_batch(3, c.vocab_size, {40, 7, 64, 1});
+  batch.replay = cpu_routes(p.cpu, batch);
+  ASSERT_FALSE(batch.replay.empty());
+  model::TrainState sc, sg;
+  sc.forward(p.cpu, batch);
+  sg.forward(p.gpu, batch);
+  EXPECT_EQ(sc.replay_counts().replaced, 0) << "the CPU replays its own routes";
+  const auto& rc = sg.replay_counts();
+  report(GetParam() + " share of tokens the bf16 router sends elsewhere", double(rc.replaced) / double(rc.routed));
+  EXPECT_LE(rc.replaced * 20, rc.routed) << "the GPU's router disagrees with the CPU's on over 5% of the tokens";
+  const std::vector<float> lc = sc.logp_host(), lg = sg.logp_host();
+  report(GetParam() + " logp rel L2", test::rel_l2(lg, lc));
+  report(GetParam() + " logp max abs", test::max_abs(lg, lc));
+  EXPECT_LT(test::rel_l2(lg, lc), 1e-2);
+  EXPECT_LT(test::max_abs(lg, lc), 0.15);
+  EXPECT_LT(test::rel_l2(sg.entropy_host(), sc.entropy_host()), 1e-2);
+
+  const std::vector<float> d = test::mean_loss_dlogp(batch);
+  sc.backward(p.cpu, d);
+  sg.backward(p.gpu, d);
+  const test::GradErrors e = test::grad_errors(p);
+  for (const auto& [name, err] : e.per_param) EXPECT_LT(err, 8e-2) << name;
+  report(GetParam() + " all-parameter gradient rel L2", e.all);
+  report(GetParam() + " worst per-parameter gradient rel L2", e.worst);
+  EXPECT_LT(e.all, 5e-2);
+}
+
+// Decoding on the GPU (a prefill, a 3-token chunk over cached rows, single steps; MLA over its
+// latent cache in the absorbed form) gives the GPU training forward's log-probs within the dense
+// decode tolerance (test_cuda_rollout.cpp: mean 2e-2, worst 0.25), with the prefill's routes
+// replayed in the training forward.
+TEST_P(CudaMoeArch, CachedForwardMatchesTrainingForward) {
+  REQUIRE_GPU();
+  test::Pair p = test::twin_models(test::tiny_moe(GetParam(), 11));
+  if (p.gpu.config().is_mla()) {
+    const model::KVCache cache(p.gpu, 1, 16);
+    EXPECT_TRUE(cache.heads.latent);
+    EXPECT_TRUE(cache.v_t[0].empty());
+  }
+  const test::CachedGap g = test::cached_forward_gap(p.gpu);
+  ASSERT_GT(g.gap.size(), 20u);
+  report(GetParam() + " decode vs training logp mean abs", g.mean());
+  report(GetParam() + " decode vs training logp max abs", g.max());
+  EXPECT_LT(g.mean(), 2e-2);
+  for (size_t i = 0; i < g.gap.size(); ++i) EXPECT_LT(g.gap[i], 0.25) << GetParam() << ": " << g.where[i];
+}
+
+// Greedy decoding by the GPU rollout engine (captured decode graphs over the paged cache, a prompt's
+// blocks shared by its two samples) picks the CPU engine's tokens or a near-tie of them.
+TEST_P(CudaMoeArch, GreedyRolloutMatchesCpu) {
+  REQUIRE_GPU();
+  test::Pair p = test::twin_models(test::tiny_moe(GetParam(), 17));
+  const int V = p.cpu.config().vocab_size;
+  std::vector<rollout::Request> reqs;
+  Rng rng(4);
+  for (int i = 0; i < 4; ++i) {
+    rollout::Request r;
+    for (int t = 0; t < 5 + 2 * i; ++t) r.prompt.push_back(int32_t(rng.next_u32() % uint32_t(V)));
+    r.n = 2;
+    reqs.push_back(r);
+  }
+  rollout::GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_new_tokens = 8;
+  rollout::Engine ec(p.cpu, {4, 32, 64}), eg(p.gpu, {4, 32, 64});
+  const auto oc = ec.generate(reqs, gp), og = eg.generate(reqs, gp);
+  ASSERT_EQ(oc.size(), og.size());
+  int matched = 0, total = 0;
+  for (size_t i = 0; i < oc.size(); ++i) {
+    ASSERT_EQ(og[i].tokens.size(), size_t(gp.max_new_tokens));
+    size_t k = 0;
+    while (k < oc[i].tokens.size() && oc[i].tokens[k] == og[i].tokens[k]) ++k;
+    matched += int(k);
+    total += int(oc[i].tokens.size());
+    // Where they part, the GPU's token is a near-tie of the CPU's under the CPU's own log-probs.
+    if (k < og[i].tokens.size()) {
+      EXPECT_LT(std::abs(double(oc[i].logprobs[k]) - double(og[i].logprobs[k])), 0.25)
+          << GetParam() << " sample " << i << " token " << k;
+    }
+  }
+  report(GetParam() + " greedy tokens matched share", double(matched) / double(total));
+  EXPECT_GE(matched * 2, total);
+}
+
+// Routing replay's record on the GPU (beside each cached row, inside the captured decode steps):
+// every fed row of prompt + completion has K distinct experts in range, the last token's row none;
+// the CPU engine's greedy record agrees on nearly every row; and the GPU training forward that
+// replays it reproduces the sampler's log-probs within the decode tolerance.
+TEST_P(CudaMoeArch, RolloutRecordsTheRoutesOnTheDevice) {
+  REQUIRE_GPU();
+  test::Pair p = test::twin_models(test::tiny_moe(GetParam(), 19));
+  const model::ModelConfig& c = p.gpu.config();
+  const int V = c.vocab_size, E = c.moe.num_experts;
+  const int64_t K = c.moe.num_experts_per_tok;
+  std::vector<rollout::Request> reqs;
+  Rng rng(7);
+  for (int i = 0; i < 3; ++i) {
+    rollout::Request r;
+    for (int t = 0; t < 6 + 3 * i; ++t) r.prompt.push_back(int32_t(rng.next_u32() % uint32_t(V)));
+    r.n = 2;  // the second sample shares the prompt's blocks, and their recorded routes
+    reqs.push_back(r);
+  }
+  rollout::GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_new_tokens = 12;
+  gp.record_routes = true;
+  rollout::Engine eg(p.gpu, {4, 64, 64}), ec(p.cpu, {4, 64, 64});
+  const auto og = eg.generate(reqs, gp), oc = ec.generate(reqs, gp);
+  ASSERT_EQ(og.size(), oc.size());
+  int64_t rows = 0, agree = 0;
+  double gap_sum = 0, gap_max = 0;
+  int64_t gap_n = 0;
+  for (size_t i = 0; i < og.size(); ++i) {
+    const rollout::Completion& g = og[i];
+    const std::vector<int32_t>& prompt = reqs[size_t(g.prompt_index)].prompt;
+    const int64_t N = int64_t(prompt.size() + g.tokens.size());
+    ASSERT_EQ(g.routes.tokens(), N) << "completion " << i;
+    for (int64_t r = 0; r < N; ++r) {
+      ASSERT_EQ(model::route_row_recorded(g.routes, r), r + 1 < N) << "completion " << i << " row " << r;
+      if (r + 1 == N) continue;
+      for (size_t l = 0; l < g.routes.layers.size(); ++l) {
+        const int32_t* e = g.routes.experts[l].data() + r * K;
+        for (int64_t k = 0; k < K; ++k) {
+          ASSERT_TRUE(e[k] >= 0 && e[k] < E) << "row " << r << " layer " << l;
+          for (int64_t j = 0; j < k; ++j) ASSERT_NE(e[j], e[k]) << "row " << r << " layer " << l;
+        }
+      }
+    }
+    // Against the CPU engine's record, on the rows both fed the same tokens.
+    const rollout::Completion& h = oc[i];
+    size_t same = 0;
+    while (same < g.tokens.size() && same < h.tokens.size() && g.tokens[same] == h.tokens[same]) ++same;
+    for (int64_t r = 0; r < int64_t(prompt.size() + same) && r + 1 < N; ++r) {
+      for (size_t l = 0; l < g.routes.layers.size(); ++l) {
+        std::vector<int32_t> a(g.routes.experts[l].begin() + r * K, g.routes.experts[l].begin() + (r + 1) * K);
+        std::vector<int32_t> b(h.routes.experts[l].begin() + r * K, h.routes.experts[l].begin() + (r + 1) * K);
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        ++rows;
+        agree += a == b;
+      }
+    }
+    // The GPU trainer, replaying the record, scores the sampled tokens as the sampler did.
+    std::vector<int32_t> ids = prompt;
+    ids.insert(ids.end(), g.tokens.begin(), g.tokens.end());
+    model::Batch b = model::pack_sequences({ids});
+    b.replay = g.routes;
+    model::TrainState st;
+    st.forward(p.gpu, b, 1.0f, model::Backward::None);
+    const std::vector<float> lp = st.logp_host();
+    for (size_t t = 0; t < g.tokens.size(); ++t) {
+      const double d = std::abs(double(lp[prompt.size() - 1 + t]) - double(g.logprobs[t]));
+      gap_sum += d;
+      gap_max = std::max(gap_max, d);
+      ++gap_n;
+    }
+  }
+  report(GetParam() + " share of recorded routes the CPU engine agrees with", double(agree) / double(rows));
+  report(GetParam() + " sampler vs replaying trainer logp mean abs", gap_sum / double(gap_n));
+  report(GetParam() + " sampler vs replaying trainer logp max abs", gap_max);
+  EXPECT_GE(agree * 20, rows * 19);
+  EXPECT_LT(gap_sum / double(gap_n), 2e-2);
+  EXPECT_LT(gap_max, 0.25);
+}
+
+// GRPO steps of each architecture on the GPU: rollouts through the GPU engine, the reference, the
+// update through the grouped GEMMs' backward (grpo_test_util.h's grpo_steps_run).
+TEST_P(CudaMoeArch, GrpoStepsRun) {
+  REQUIRE_GPU();
+  model::ModelConfig c = model::preset_config(GetParam());
+  model::override_config(c, "vocab_size", "264");  // the byte codec's ids
+  test::grpo_steps_run(c, Device::CUDA, 2, 0.2f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Arch, CudaMoeArch, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
+
+}  // namespace
