@@ -13,7 +13,7 @@
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
 #     R1_GPU_BENCH=decode: issue 25's table: 0.5B, 1.5B, 7B, Llama-3.1-8B (R1_GPU_SHAPES="7b ..." picks),
 #                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
-#     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes: generation and an 8-layer train
+#     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation and an 8-layer train
 #       step, r1 beside transformers (issue 22)
 #     R1_GPU_BENCH=paged: the paged KV cache (r1 only): tokens/s, sequences in flight, KV blocks and
 #                         preemptions at 64 and 256 prompts x 1024 (0.5B, 1.5B), then 256 x 8k
@@ -282,7 +282,7 @@ PY
     # Issue 22: the mixture-of-experts shapes (random weights, the published configs), r1 beside
     # transformers in one run: generation at 64 x (128 + 1024), and a train step of the first 8
     # layers (the whole model's fp32 master, gradients and AdamW moments do not fit one GPU).
-    for shape in moonlight-16b-a3b qwen3-30b-a3b; do
+    for shape in ${R1_GPU_SHAPES:-moonlight-16b-a3b qwen3-30b-a3b}; do
       echo "== generate $shape, 64 x (128 + 1024): r1" | tee -a "$out/bench.log"
       timeout "$(left 120)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts 64 --prompt-len 128 \
         --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"

@@ -169,7 +169,7 @@ TEST_P(MoeArch, CacheRecordsTheRoutesBesideItsRows) {
   EXPECT_EQ(got.experts, want.experts);
   // Block MB (slot 1's first) copied over block 0: its rows' experts come along.
   cache.copy_block(int32_t(MB), 0);
-  std::vector<int32_t> first(rows.begin(), rows.begin() + BS);
+  std::vector<int32_t> first(rows.begin(), rows.begin() + std::min<int64_t>(BS, n));
   for (int32_t& r : first) r -= int32_t(MB * BS);
   const model::ExpertRoutes copied = model::read_routes(cache, first, arena);
   for (size_t l = 0; l < want.layers.size(); ++l)
