@@ -45,11 +45,13 @@ struct Shape {
   int64_t NH = 0, NKV = 0, HD = 0, HDv = 0;  // HDv: value head dim (0: = HD)
   int64_t S = 0, L = 0, rows = 0;            // KV cache sequences, rows each; tokens per sequence
   int64_t BS = 0;                            // KV cache block size (0: 16)
+  int64_t prefix = 0;                        // KV cache: rows (whole blocks) all sequences share, a prompt's
   int64_t chunk = 0;                         // log-probs vocabulary chunk
   int64_t maxpos = 0, steps = 0;             // RoPE positions in [0, maxpos); AdamW steps
   int64_t offset = 0;                        // float operands are views this many elements into their buffers
   float tau = 0.0f;                          // log-probs temperature (0: 1)
   bool bias = false, workspace = false, scatter = false, repeats = false, wide_out = false, masked = false;
+  bool latent = false;  // KV cache without values: they are the keys' first HDv columns (MLA)
   int64_t E = 0, K = 0, G = 0, TG = 0;  // MoE: experts, chosen per token, groups, eligible groups
   bool sigmoid = false;                 // MoE: sigmoid scores with a choice bias (else softmax)
   int64_t gap = 0;                      // grouped linear: elements between stacked matrices past OUT * IN

@@ -194,7 +194,11 @@ std::vector<Row> table() {
             // blocks of 1 and 5 rows; keys and values with their own head dims (MLA)
             {any, {.T = 20, .NKV = 2, .HD = 12, .HDv = 8, .S = 3, .L = 30, .BS = 5}},
             {any, {.T = 50, .NKV = 2, .HD = 192, .HDv = 128, .S = 3, .L = 40, .BS = 1}},
-            {any, {.T = 2048, .NKV = 16, .HD = 192, .HDv = 128, .S = 8, .L = 1024}, kBF16, kGpu}});
+            {any, {.T = 2048, .NKV = 16, .HD = 192, .HDv = 128, .S = 8, .L = 1024}, kBF16, kGpu},
+            // a latent cache (MLA): keys only; odd rows (element by element), DeepSeek's 576
+            {any, {.T = 7, .NKV = 1, .HD = 27, .S = 2, .L = 9, .BS = 4, .latent = true}},
+            {any, {.T = 50, .NKV = 1, .HD = 576, .S = 3, .L = 40, .latent = true}},
+            {any, {.T = 2048, .NKV = 1, .HD = 576, .S = 8, .L = 1024, .latent = true}, kBF16, kGpu}});
   add_rows(
       t, {Op::attention_cached},
       {// scattered over the cache
@@ -294,7 +298,49 @@ std::vector<Row> table() {
         {.T = 64, .NH = 16, .NKV = 16, .HD = 192, .HDv = 128, .L = 600, .rows = 1, .workspace = true},
         kBothDtypes,
         kGpu},
-       {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 258, .L = 10, .rows = 1}}});  // past CUDA's head dims
+       {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 258, .L = 10, .rows = 1}},  // past CUDA's head dims
+       // A latent cache (MLA's absorbed decode): no v_cache, the values are the first HDv columns of
+       // the keys (latent_attention.cu on CUDA). Small dims: decode steps split and not, scattered
+       // rows, a prefill chunk over 2 kv heads, blocks of 1 row, odd dims (element by element, a
+       // partial last chunk), HDv = HD.
+       {any, {.T = 5, .NH = 3, .NKV = 1, .HD = 24, .HDv = 16, .L = 300, .rows = 1, .workspace = true, .latent = true}},
+       {any, {.T = 5, .NH = 3, .NKV = 1, .HD = 24, .HDv = 16, .L = 300, .rows = 1, .latent = true}},
+       {any,
+        {.T = 30, .NH = 4, .NKV = 1, .HD = 24, .HDv = 16, .S = 3, .L = 20, .BS = 4, .scatter = true, .latent = true}},
+       {any, {.T = 12, .NH = 4, .NKV = 2, .HD = 24, .HDv = 16, .L = 40, .rows = 4, .workspace = true, .latent = true}},
+       {any,
+        {.T = 3, .NH = 6, .NKV = 1, .HD = 24, .HDv = 16, .L = 100, .rows = 1, .BS = 1, .workspace = true, .latent = true}},
+       {any,
+        {.T = 3, .NH = 5, .NKV = 1, .HD = 27, .HDv = 13, .L = 300, .rows = 1, .BS = 5, .workspace = true, .latent = true}},
+       {any, {.T = 2, .NH = 16, .NKV = 1, .HD = 40, .HDv = 40, .L = 100, .rows = 1, .latent = true}},
+       // Moonlight-16B-A3B / DeepSeek-V2-Lite: 16 heads over rows of 512 + 64 (values 512), decode
+       // steps of sequences of different lengths sharing a 256-row prompt's blocks, split and not;
+       // a prefill chunk; a batch that fills the GPU without splitting.
+       {any,
+        {.T = 6, .NH = 16, .NKV = 1, .HD = 576, .HDv = 512, .L = 1500, .rows = 1, .prefix = 256, .workspace = true,
+         .latent = true}},
+       {any, {.T = 6, .NH = 16, .NKV = 1, .HD = 576, .HDv = 512, .L = 1500, .rows = 1, .prefix = 256, .latent = true}},
+       {any,
+        {.T = 48, .NH = 16, .NKV = 1, .HD = 576, .HDv = 512, .L = 600, .rows = 16, .prefix = 128, .workspace = true,
+         .latent = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 256, .NH = 16, .NKV = 1, .HD = 576, .HDv = 512, .L = 1024, .rows = 1, .prefix = 64, .workspace = true,
+         .latent = true},
+        kBF16,
+        kGpu},
+       // DeepSeek-V3: 128 heads (8 head groups of 16)
+       {any, {.T = 2, .NH = 128, .NKV = 1, .HD = 576, .HDv = 512, .L = 300, .rows = 1, .latent = true}},
+       {any,
+        {.T = 4, .NH = 128, .NKV = 1, .HD = 576, .HDv = 512, .L = 2000, .rows = 1, .prefix = 512, .workspace = true,
+         .latent = true},
+        kBothDtypes,
+        kGpu},
+       // values wider than 512 (two value chunks per thread), the widest rows CUDA takes, and past them
+       {any,
+        {.T = 3, .NH = 8, .NKV = 1, .HD = 1024, .HDv = 1000, .L = 200, .rows = 1, .workspace = true, .latent = true}},
+       {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 1030, .HDv = 512, .L = 10, .rows = 1, .latent = true}}});
   for (float tau : {0.0f, 0.7f, 1.3f}) {                                     // 0: temperature 1
     for (int64_t chunk : {1, 7, 16, 53, 100}) {  // vocabulary chunks of 1 row to more than V
       add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
@@ -326,12 +372,12 @@ std::string sizes(const Shape& s) {
     for (size_t i = 0; i < s.lens.size(); ++i) n += fmt::format("{}{}", i ? "x" : "", s.lens[i]);
   }
   put("NH", s.NH), put("NKV", s.NKV), put("HD", s.HD), put("HDv", s.HDv), put("S", s.S), put("L", s.L);
-  put("BS", s.BS);
+  put("BS", s.BS), put("prefix", s.prefix);
   put("rows", s.rows), put("chunk", s.chunk), put("maxpos", s.maxpos), put("steps", s.steps);
   put("offset", s.offset);
   if (s.tau > 0.0f) n += fmt::format("_tau{}", int(s.tau * 10 + 0.5f));
   flag("bias", s.bias), flag("ws", s.workspace), flag("scatter", s.scatter), flag("repeats", s.repeats);
-  flag("wide", s.wide_out), flag("masked", s.masked);
+  flag("wide", s.wide_out), flag("masked", s.masked), flag("latent", s.latent);
   put("E", s.E), put("K", s.K), put("G", s.G), put("TG", s.TG);
   flag("sigmoid", s.sigmoid);
   put("gap", s.gap);
@@ -352,7 +398,7 @@ uint64_t seed_of(const std::string& s) {
 
 ops::OpShape op_shape(const Row& r, DType dt) {
   const bool aligned = r.s.offset * int64_t(r1::dtype_size(dt)) % 16 == 0;
-  return {r.s.HD, r.s.HDv, aligned};
+  return {r.s.HD, r.s.HDv, aligned, r.s.latent};
 }
 
 // One case: the row on a dtype and device, where supports() says it runs (and through the path it

@@ -172,7 +172,9 @@ void run_attention_backward(Run& c) {
 // ---------------------------------------------------------------------------------------------
 // The paged KV cache: S sequences of up to L rows in blocks of BS rows (s.BS, 16 when 0), laid out
 // in a random order in a pool with two blocks no sequence holds, so that a kernel reading rows
-// other than through the block table reads the wrong (or NaN) values.
+// other than through the block table reads the wrong (or NaN) values. s.prefix: every sequence's
+// first prefix / BS blocks are sequence 0's (the samples of a prompt share its blocks). s.latent: a
+// cache of keys only, whose first HDv columns are the values (no v_cache, ops.h).
 
 namespace {
 
@@ -191,6 +193,9 @@ Paged paged(Run& c, int64_t S, int64_t L) {
   std::iota(perm.begin(), perm.end(), 0);
   for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[c.next_u32() % (i + 1)]);
   p.table.assign(perm.begin(), perm.begin() + S * p.MB);
+  const int64_t shared = std::min(c.s.prefix / p.BS, p.MB);
+  for (int64_t s = 1; s < S; ++s)
+    for (int64_t b = 0; b < shared; ++b) p.table[sz(s * p.MB + b)] = p.table[sz(b)];
   return p;
 }
 
@@ -210,24 +215,27 @@ void scatter_tokens(Run& c, int64_t S, int64_t L, int64_t T, Vi& slots, Vi& pos)
 }  // namespace
 
 void run_kv_cache_write(Run& c) {
-  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, HD = c.s.HD, HDv = c.s.HDv ? c.s.HDv : HD, T = c.s.T;
+  const bool latent = c.s.latent;  // keys only: no v_cache, no v
+  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, HD = c.s.HD, T = c.s.T;
+  const int64_t HDv = latent ? 0 : c.s.HDv ? c.s.HDv : HD;
   const int64_t krow = NKV * HD, vrow = NKV * HDv;
   const Paged pg = paged(c, S, L);
   Vi slots, pos;
   scatter_tokens(c, S, L, T, slots, pos);
-  Vf kc = c.randn(pg.NB * pg.BS * krow), vc = c.randn(pg.NB * pg.BS * vrow);
-  Vf k = c.randn(T * krow), v = c.randn(T * vrow);
-  Tensor tkc = c.act(kc, {pg.NB, pg.BS, NKV, HD}), tvc = c.act(vc, {pg.NB, pg.BS, NKV, HDv});
-  ops::kv_cache_write(tkc, tvc, c.act(k, {T, NKV, HD}), c.act(v, {T, NKV, HDv}), c.ints(pg.table, {S, pg.MB}),
-                      c.ints(slots, {T}), c.ints(pos, {T}));
+  Vf kc = c.randn(pg.NB * pg.BS * krow), vc = latent ? Vf() : c.randn(pg.NB * pg.BS * vrow);
+  Vf k = c.randn(T * krow), v = latent ? Vf() : c.randn(T * vrow);
+  Tensor tkc = c.act(kc, {pg.NB, pg.BS, NKV, HD});
+  Tensor tvc = latent ? Tensor() : c.act(vc, {pg.NB, pg.BS, NKV, HDv});
+  ops::kv_cache_write(tkc, tvc, c.act(k, {T, NKV, HD}), latent ? Tensor() : c.act(v, {T, NKV, HDv}),
+                      c.ints(pg.table, {S, pg.MB}), c.ints(slots, {T}), c.ints(pos, {T}));
   Vd ek = to_d(kc), ev = to_d(vc);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t r = pg.row(slots[t], pos[t]);
     std::copy(k.begin() + t * krow, k.begin() + (t + 1) * krow, ek.begin() + r * krow);
-    std::copy(v.begin() + t * vrow, v.begin() + (t + 1) * vrow, ev.begin() + r * vrow);
+    if (!latent) std::copy(v.begin() + t * vrow, v.begin() + (t + 1) * vrow, ev.begin() + r * vrow);
   }
   c.check("kv_cache_write k", c.get(tkc), ek, kExact);
-  c.check("kv_cache_write v", c.get(tvc), ev, kExact);
+  if (!latent) c.check("kv_cache_write v", c.get(tvc), ev, kExact);
 }
 
 // Attention of T tokens over the paged cache (keys HD, values HDv). s.scatter: tokens at distinct
@@ -236,10 +244,12 @@ void run_kv_cache_write(Run& c) {
 // attention lengths random in [1, L] (sequence 0 ends at L, sequence 1 starts at 0), and every pool
 // row past each token's reach, and the blocks no sequence holds, NaN, so a kernel that reads them
 // fails. s.workspace: the workspace attention_cached_workspace asks for, starting as NaN (the split
-// path when the grid is small).
+// path when the grid is small). s.prefix: decode positions past the shared prompt (sequences 2 on).
+// s.latent: the values are the first HDv columns of each key head's row (no v_cache).
 void run_attention_cached(Run& c) {
   const int64_t T = c.s.T, L = c.s.L, NH = c.s.NH, NKV = c.s.NKV, HD = c.s.HD, HDv = c.s.HDv ? c.s.HDv : HD;
-  const int64_t krow = NKV * HD, vrow = NKV * HDv;
+  const bool latent = c.s.latent;
+  const int64_t krow = NKV * HD, vrow = latent ? 0 : NKV * HDv;
   const int64_t rows_per_slot = c.s.scatter ? 1 : c.s.rows;
   const int64_t S = c.s.scatter ? c.s.S : (T + rows_per_slot - 1) / rows_per_slot;
   const Paged pg = paged(c, S, L);
@@ -248,8 +258,9 @@ void run_attention_cached(Run& c) {
   if (c.s.scatter) {
     scatter_tokens(c, S, L, T, slots, pos);
   } else {
+    const int64_t lo = std::min(c.s.prefix, L - rows_per_slot);
     for (int64_t s = 0; s < S; ++s) {
-      int64_t b = int64_t(c.next_u32() % uint32_t(L - rows_per_slot + 1));  // the chunk's first position
+      int64_t b = lo + int64_t(c.next_u32() % uint32_t(L - rows_per_slot - lo + 1));  // the chunk's first position
       if (s == 0) b = L - rows_per_slot;
       if (s == 1) b = 0;
       for (int64_t t = s * rows_per_slot; t < std::min(T, (s + 1) * rows_per_slot); ++t) {
@@ -272,7 +283,8 @@ void run_attention_cached(Run& c) {
     }
   }
   Vf q = c.randn(T * NH * HD);
-  Tensor tkc = c.act(kc, {pg.NB, pg.BS, NKV, HD}), tvc = c.act(vc, {pg.NB, pg.BS, NKV, HDv});
+  Tensor tkc = c.act(kc, {pg.NB, pg.BS, NKV, HD});
+  Tensor tvc = latent ? Tensor() : c.act(vc, {pg.NB, pg.BS, NKV, HDv});
   Tensor tq = c.act(q, {T, NH, HD}), out = c.nan({T, NH, HDv}, c.dt);
   const int64_t ws = c.s.workspace ? ops::attention_cached_workspace(T, NH, HDv, pg.MB * pg.BS) : 0;
   const Tensor tws = ws > 0 ? c.nan({ws}, DType::F32) : Tensor();
@@ -291,7 +303,7 @@ void run_attention_cached(Run& c) {
       m = std::max(m, s[j] = scale * dotd(&q[rows[r] * HD], &kc[pg.row(slots[t], j) * krow + g * HD], HD));
     for (double& x : s) sum += (x = std::exp(x - m));
     for (int64_t j = 0; j < n; ++j) {
-      const float* vr = &vc[pg.row(slots[t], j) * vrow + g * HDv];
+      const float* vr = latent ? &kc[pg.row(slots[t], j) * krow + g * HD] : &vc[pg.row(slots[t], j) * vrow + g * HDv];
       for (int64_t d = 0; d < HDv; ++d) ref[r * sz(HDv) + sz(d)] += s[j] / sum * double(vr[d]);
     }
   }

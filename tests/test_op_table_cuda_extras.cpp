@@ -408,6 +408,96 @@ TEST(CudaOps, PagedDecodeAttentionMatchesCpuThroughAGraph) {
   }
 }
 
+// Decode over a latent cache (MLA's absorbed form, latent_attention.cu) against the CPU op: the
+// new tokens' keys written (keys only) on each device, then every head attending over rows whose
+// first HDv columns are the values, for sequences of different lengths sharing a prompt's blocks;
+// split (workspace) and not, f32 and bf16, 16 heads (Moonlight) and 128 (DeepSeek-V3). The step is
+// captured in a CUDA graph; its replays are bitwise equal, and after the block table is rewritten
+// in place a replay reads the new table.
+TEST(CudaOps, LatentDecodeAttentionMatchesCpuThroughAGraph) {
+  REQUIRE_GPU();
+  struct Case {
+    int64_t NH, HD, HDv, L;  // L: a multiple of the 16-row blocks
+  };
+  for (const Case& k : {Case{16, 576, 512, 1200}, Case{128, 576, 512, 400}, Case{3, 24, 16, 320}}) {
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const int64_t S = 5, T = S, BS = 16, MB = k.L / BS, NB = S * MB + 3, prompt = 4;  // blocks shared
+      const bool b16 = dt == DType::BF16;
+      auto rounded = [&](Vf v) {
+        if (b16)
+          for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+        return v;
+      };
+      const Vf kc = rounded(randn(size_t(NB * BS * k.HD))), knew = rounded(randn(size_t(T * k.HD)));
+      const Vf q = rounded(randn(size_t(T * k.NH * k.HD)));
+      r1::Rng rng(uint64_t(k.NH * 1000 + k.HD));
+      auto shared_table = [&] {  // shuffled blocks; every sequence's first `prompt` are sequence 0's
+        Vi perm(static_cast<size_t>(NB));
+        for (int64_t i = 0; i < NB; ++i) perm[size_t(i)] = int32_t(i);
+        for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[rng.next_u32() % (i + 1)]);
+        Vi tab(perm.begin(), perm.begin() + S * MB);
+        for (int64_t s = 1; s < S; ++s)
+          for (int64_t b = 0; b < prompt; ++b) tab[size_t(s * MB + b)] = tab[size_t(b)];
+        return tab;
+      };
+      Vi table = shared_table(), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
+      for (int64_t t = 0; t < T; ++t) {  // past the prompt, one at the longest length
+        slots[size_t(t)] = int32_t(t);
+        pos[size_t(t)] = int32_t(t == 0 ? k.L - 1 : prompt * BS + rng.next_u32() % (k.L - prompt * BS));
+      }
+      const float scale = 1.0f / std::sqrt(float(k.HD));
+      Vf kc_cpu = kc, kn = knew;
+      ops::kv_cache_write(F(kc_cpu, {NB, BS, 1, k.HD}), {}, F(kn, {T, 1, k.HD}), {}, I(table, {S, MB}),
+                          I(slots, {T}), I(pos, {T}));
+      auto cpu_op = [&](Vi tab) {
+        Vf kh = kc_cpu, qh = q, out(size_t(T * k.NH * k.HDv));
+        ops::attention_cached(F(out, {T, k.NH, k.HDv}), F(qh, {T, k.NH, k.HD}), F(kh, {NB, BS, 1, k.HD}), {},
+                              I(tab, {S, MB}), I(slots, {T}), I(pos, {T}), scale);
+        return out;
+      };
+      Dev dk = dev_as(dt, kc, {NB, BS, 1, k.HD}), dkn = dev_as(dt, knew, {T, 1, k.HD});
+      Dev dq = dev_as(dt, q, {T, k.NH, k.HD}), dout = dev_as(dt, Vf(size_t(T * k.NH * k.HDv), kNaN), {T, k.NH, k.HDv});
+      Dev dtab = dev_i32(table, {S, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
+      ops::kv_cache_write(dk.t, {}, dkn.t, {}, dtab.t, ds.t, dp.t);
+      EXPECT_EQ(host(dk), kc_cpu) << "latent kv_cache_write";
+      for (bool split : {false, true}) {
+        const int64_t ws = split ? ops::attention_cached_workspace(T, k.NH, k.HDv, MB * BS) : 0;
+        EXPECT_TRUE(!split || ws > 0) << "few sequences split";
+        Dev dws = dev_f32(Vf(size_t(std::max<int64_t>(ws, 1)), kNaN), {std::max<int64_t>(ws, 1)});
+        const Tensor wst = ws > 0 ? dws.t : Tensor();
+        const std::string what = fmt::format("latent NH={} HD={} HDv={} {}{}", k.NH, k.HD, k.HDv,
+                                             b16 ? "bf16" : "f32", ws > 0 ? " split" : "");
+        auto expect_near_cpu = [&](const std::string& w, const Vf& got, const Vf& ref) {
+          const double err = rel_err(got, ref), tol = b16 ? 1e-2 : 1e-5;
+          std::printf("[ CUDAERR ] %-52s | %.3e | tol %.0e\n", w.c_str(), err, tol);
+          EXPECT_LE(err, tol) << w;
+        };
+        r1::copy_from_host(dtab.t, table.data());
+        ops::attention_cached(dout.t, dq.t, dk.t, {}, dtab.t, ds.t, dp.t, scale, wst);
+        const Vf eager = host(dout);
+        expect_near_cpu(what, eager, cpu_op(table));
+        r1::cuda::Graph g;
+        g.begin_capture();
+        ops::attention_cached(dout.t, dq.t, dk.t, {}, dtab.t, ds.t, dp.t, scale, wst);
+        g.end_capture();
+        g.replay();
+        r1::cuda::synchronize();
+        const Vf first = host(dout);
+        g.replay();
+        r1::cuda::synchronize();
+        EXPECT_EQ(std::memcmp(first.data(), eager.data(), eager.size() * sizeof(float)), 0) << what << " graph";
+        EXPECT_EQ(std::memcmp(host(dout).data(), first.data(), first.size() * sizeof(float)), 0)
+            << what << " replays";
+        const Vi moved = shared_table();
+        r1::copy_from_host(dtab.t, moved.data());  // in place: the graph reads the table at replay
+        g.replay();
+        r1::cuda::synchronize();
+        expect_near_cpu(what + ", graph, table moved", host(dout), cpu_op(moved));
+      }
+    }
+  }
+}
+
 // bf16 decode attention has two kernels: the tensor cores (the default, P rounded to bf16 as in
 // the training forward) and the CUDA cores (P in f32), which bench_rollout_gpu --attention simt
 // selects. Both match the CPU op; their bits differ, so the switch reaches the dispatch.

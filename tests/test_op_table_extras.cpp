@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -444,6 +446,8 @@ TEST(OpSupports, CpuRunsEveryOpInF32Only) {
   EXPECT_STREQ(r1::ops::op_name(Op::attention_backward), "attention_backward");
   EXPECT_EQ(r1::ops::describe({192, 128}), "HD=192 HDv=128");
   EXPECT_EQ(r1::ops::describe({64, 64, false}), "HD=64 unaligned");
+  EXPECT_EQ(r1::ops::describe({576, 512, true, true}), "HD=576 HDv=512 latent");
+  EXPECT_EQ(path_of(Op::attention_cached, {1030, 512, true, true}, DType::F32, Device::CPU), Path::native);
 }
 
 // What supports() reports for the CUDA attention head dims (the table test then asserts that each
@@ -472,6 +476,13 @@ TEST(OpSupports, CudaAttentionHeadDims) {
     for (int64_t hd : {6, 64, 128, 192, 198, 256})
       EXPECT_EQ(path_of(Op::attention_cached, {hd}, dt, Device::CUDA), Path::native) << hd;
     EXPECT_EQ(path_of(Op::attention_cached, {258}, dt, Device::CUDA), Path::unsupported);
+    // Over a latent cache (MLA: HD 576, HDv 512): 1 <= HDv <= HD <= 1024 (latent_attention.cu).
+    for (const auto& [hd, hdv] : std::initializer_list<std::pair<int64_t, int64_t>>{
+             {576, 512}, {24, 16}, {27, 13}, {40, 40}, {1024, 1000}, {1024, 1024}})
+      EXPECT_EQ(path_of(Op::attention_cached, {hd, hdv, true, true}, dt, Device::CUDA), Path::native) << hd;
+    EXPECT_EQ(path_of(Op::attention_cached, {1030, 512, true, true}, dt, Device::CUDA), Path::unsupported);
+    EXPECT_EQ(path_of(Op::attention_cached, {64, 96, true, true}, dt, Device::CUDA), Path::unsupported);
+    EXPECT_EQ(path_of(Op::attention_cached, {576, 512}, dt, Device::CUDA), Path::unsupported);  // not latent
   }
   EXPECT_EQ(path_of(Op::cross_entropy_forward, {}, DType::BF16, Device::CUDA), Path::unsupported);
   EXPECT_EQ(path_of(Op::linear_forward, {}, DType::BF16, Device::CUDA), Path::native);
@@ -519,6 +530,17 @@ TEST(OpSupports, UnsupportedShapeIsAnError) {
                                   cu(B16, {1, 4, 1, 260}), cu(I32, {1, 1}), cu(I32, {1}), cu(I32, {1}), 0.1f);
       },
       {"attention_cached", "HD=260", why});
+#ifdef R1_HAVE_CUDA
+  const char* why_latent = "CUDA attention over a latent cache takes head dims 1 <= HDv <= HD <= 1024";
+#else
+  const char* why_latent = why;
+#endif
+  expect_error(
+      [&] {
+        r1::ops::attention_cached(cu(B16, {1, 2, 512}), cu(B16, {1, 2, 1030}), cu(B16, {1, 4, 1, 1030}), {},
+                                  cu(I32, {1, 1}), cu(I32, {1}), cu(I32, {1}), 0.1f);
+      },
+      {"attention_cached", "HD=1030 HDv=512 latent", why_latent});
 }
 
 TEST(OpPaths, EachCallCountsItsPath) {

@@ -69,7 +69,8 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
 // t is row pos[t] of sequence slots[t]; slots, pos (T) i32.
 // Latent cache (MLA decoding in the absorbed form, blocks/mla.h): v_cache empty means the keys
 // carry the values, which are the first HDv columns of each key row (HDv <= HD, HDv from `out`),
-// as FlashMLA lays out DeepSeek's compressed KV; kv_cache_write then takes an empty v. CPU only.
+// as FlashMLA lays out DeepSeek's compressed KV; kv_cache_write then takes an empty v. Both
+// devices; CUDA takes HD up to 1024 there (DeepSeek: HD 576, HDv 512; supports.h).
 // kv_cache_write: token t's keys k (T, NKV, HD) and values v (T, NKV, HDv) go to its row.
 void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
                     const Tensor& block_table, const Tensor& slots, const Tensor& pos);

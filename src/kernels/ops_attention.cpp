@@ -115,12 +115,6 @@ void paged_ranges(const char* op, const PagedDims& d, const Tensor& block_table,
   check_range(op, "slots", slots, 0, d.S, "block table rows S");
   check_range(op, "pos", pos, 0, d.L(), "rows a sequence holds, L = MB * BS");
 }
-// The latent cache (an empty v_cache) has a CPU kernel only (issue 22's CUDA part).
-void latent_on_cpu(const char* op, const Tensor& k_cache) {
-  if (k_cache.device == Device::CUDA)
-    fail("{}: a latent cache (no v_cache, values inside the keys {}) runs on the CPU only so far", op,
-         k_cache.describe());
-}
 #ifdef R1_HAVE_CUDA
 cuda::PagedCache paged_cache(const Tensor& block_table, const PagedDims& d) {
   return {ip(block_table), d.BS, d.MB, d.NKV, d.HD, d.HDv};
@@ -136,7 +130,6 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
   expect(op, "k", k, d.dt, {{"T", kAny}, {"NKV", d.NKV}, {"HD", d.HD}}, "k_cache", &k_cache);
   if (v_cache.empty()) {
     if (!v.empty()) fail("{}: v {} given with no v_cache (a latent cache keeps only keys)", op, v.describe());
-    latent_on_cpu(op, k_cache);
   } else {
     expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
   }
@@ -168,9 +161,9 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   expect(op, "q", q, d.dt, {{"T", kAny}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
   const int64_t NH = q.shape[1];
   check_heads(op, NH, d.NKV);
+  const bool latent = v_cache.empty();
   PagedDims dv = d;
-  if (v_cache.empty()) {  // the latent cache: the values are the keys' first HDv columns
-    latent_on_cpu(op, k_cache);
+  if (latent) {  // the values are the keys' first HDv columns
     expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", kAny}});
     dv.HDv = out.shape[2];
     if (dv.HDv > d.HD) fail("{}: out {} has more value columns than the latent keys {} hold", op, out.describe(), k_cache.describe());
@@ -186,21 +179,29 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
                    {"slots", slots},
                    {"pos", pos},
                    {"workspace", workspace}})) {
-    require_supported(id, {d.HD, d.HDv}, d.dt, Device::CUDA, "q", q);
+    require_supported(id, {dv.HD, dv.HDv, true, latent}, dv.dt, Device::CUDA, "q", q);
     const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
-    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(d.T, NH, d.HDv, d.L());
+    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(dv.T, NH, dv.HDv, dv.L());
     if (ws < need) {
       fail(
           "{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, "
           "HDv={}, L={}))",
-          op, workspace.describe(), need, d.T, NH, d.HDv, d.L());
+          op, workspace.describe(), need, dv.T, NH, dv.HDv, dv.L());
+    }
+    if (latent) {
+      R1_CUDA_DISPATCH_DT(
+          op, dv.dt,
+          cuda::attention_cached_latent(bp(out), bp(q), bp(k_cache), paged_cache(block_table, dv), ip(slots),
+                                        ip(pos), dv.T, NH, scale, fp(workspace), ws),
+          cuda::attention_cached_latent(fp(out), fp(q), fp(k_cache), paged_cache(block_table, dv), ip(slots),
+                                        ip(pos), dv.T, NH, scale, fp(workspace), ws));
     }
     R1_CUDA_DISPATCH_DT(
-        op, d.dt,
-        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), paged_cache(block_table, d),
-                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws),
-        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), paged_cache(block_table, d),
-                               ip(slots), ip(pos), d.T, NH, scale, fp(workspace), ws));
+        op, dv.dt,
+        cuda::attention_cached(bp(out), bp(q), bp(k_cache), bp(v_cache), paged_cache(block_table, dv),
+                               ip(slots), ip(pos), dv.T, NH, scale, fp(workspace), ws),
+        cuda::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), paged_cache(block_table, dv),
+                               ip(slots), ip(pos), dv.T, NH, scale, fp(workspace), ws));
   }
   paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);

@@ -53,6 +53,13 @@ bool is_attention(Op op) {
 
 Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   const int64_t HD = s.HD, HDv = s.HDv ? s.HDv : s.HD;
+  if (op == Op::attention_cached && s.latent) {
+    if (HD < 1 || HDv < 1 || HDv > HD || HD > cuda::kMaxLatentHeadDim) {
+      static_assert(cuda::kMaxLatentHeadDim == 1024, "the message below");
+      return unsupported("CUDA attention over a latent cache takes head dims 1 <= HDv <= HD <= 1024");
+    }
+    return native("latent_attention.cu (the heads share each staged latent row, CUDA cores)");
+  }
   if (HD < 1 || HDv < 1 || HD > cuda::kMaxHeadDim || HDv > cuda::kMaxHeadDim) {
     static_assert(cuda::kMaxHeadDim == 256, "the message below");
     return unsupported("CUDA attention takes head dims 1 to 256");
@@ -103,6 +110,7 @@ std::string describe(const OpShape& s) {
   if (s.HD) d = fmt::format("HD={}", s.HD);
   if (s.HDv && s.HDv != s.HD) d += fmt::format("{}HDv={}", d.empty() ? "" : " ", s.HDv);
   if (!s.aligned) d += d.empty() ? "unaligned" : " unaligned";
+  if (s.latent) d += d.empty() ? "latent" : " latent";
   return d;
 }
 

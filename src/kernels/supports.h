@@ -15,7 +15,8 @@
 //   (64, 64), (96, 96), (128, 128), (192, 192), (256, 256), (192, 128)} with 16-byte aligned
 //   operands; any other HD, HDv <= 256, or an unaligned view, takes the declared fallback (the f32
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
-// - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); the CPU any.
+// - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); over a latent cache (no
+//   v_cache, OpShape::latent) 1 <= HDv <= HD <= 1024 (latent_attention.cu); the CPU any.
 // - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*)
 //   run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu); moe_permute has only i32
 //   operands and is asked as f32.
@@ -79,8 +80,10 @@ struct OpShape {
   int64_t HD = 0;       // q/k head dim (attention ops)
   int64_t HDv = 0;      // value head dim (attention ops); 0: HDv = HD
   bool aligned = true;  // every operand 16-byte aligned (tensors from buffers and arenas are)
+  bool latent = false;  // attention_cached over a latent cache (the values inside the keys, ops.h)
 };
-std::string describe(const OpShape& s);  // "HD=192 HDv=128", "HD=64 unaligned", "" when nothing is given
+// "HD=192 HDv=128", "HD=64 unaligned", "HD=576 HDv=512 latent", "" when nothing is given
+std::string describe(const OpShape& s);
 
 struct Support {
   Path path = Path::native;

@@ -216,7 +216,8 @@ attention_dkdv_kernel(float* dk, float* dv, const float* dout, const float* q, c
 }
 
 // V elements per thread (16-byte packs when the rows allow): a plain copy, exact in either dtype.
-// Thread i copies elements [i * V, i * V + V) of the (T, krow + vrow) concatenation of k and v rows.
+// Thread i copies elements [i * V, i * V + V) of the (T, krow + vrow) concatenation of k and v rows
+// (a latent cache: vrow = 0, v and v_cache null, keys only).
 template <int V, typename T>
 __global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const T* k, const T* v,
                                       const int32_t* block_table, const int32_t* slots, const int32_t* pos,

@@ -74,18 +74,20 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* v, const float* out, const float* lse, const int32_t* cu_seqlens,
                         int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV, float scale);
 // The paged KV cache (ops.h): k_cache (NB, BS, NKV, HD), v_cache (NB, BS, NKV, HDV), block_table
-// (S, MB); row j of sequence s is row j % BS of block block_table[s * MB + j / BS].
+// (S, MB); row j of sequence s is row j % BS of block block_table[s * MB + j / BS]. A latent cache
+// (ops.h) writes keys only: v_cache and v null, HDV = 0.
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                     const int32_t* block_table, const int32_t* slots, const int32_t* pos, int64_t T,
                     int64_t BS, int64_t MB, int64_t NKV, int64_t HD, int64_t HDV);
 void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, const int32_t* block_table,
                     const int32_t* slots, const int32_t* pos, int64_t T, int64_t BS, int64_t MB, int64_t NKV,
                     int64_t HD, int64_t HDV);
-// attention_cached is in decode_attention.cu. workspace (optional): workspace_floats f32 for the
-// partials of the split over the key range; attention_cached_workspace is what these shapes need (0:
-// they never split); with none there is no split, a smaller one caps the splits. Graph-safe: no
-// allocation, no synchronization, a launch shape that depends on the arguments only (the block
-// table's contents and pos may change between replays).
+// attention_cached is in decode_attention.cu, attention_cached_workspace in decode_split.cu.
+// workspace (optional): workspace_floats f32 for the partials of the split over the key range;
+// attention_cached_workspace is what these shapes need (0: they never split); with none there is no
+// split, a smaller one caps the splits. Graph-safe: no allocation, no synchronization, a launch
+// shape that depends on the arguments only (the block table's contents and pos may change between
+// replays).
 struct PagedCache {
   const int32_t* block_table = nullptr;  // (S, MB)
   int64_t BS = 0, MB = 0, NKV = 0, HD = 0, HDV = 0;
@@ -100,6 +102,18 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
 void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);
+
+// ---- latent_attention.cu ---- attention_cached over a latent cache (no v_cache, MLA's absorbed
+// decode): the values are the first pc.HDV columns of the key rows. 1 <= HDV <= HD <=
+// kMaxLatentHeadDim (DeepSeek-V3: HD 576, HDV 512); any NH divisible by pc.NKV. The workspace as
+// attention_cached's (attention_cached_workspace with HDV). Graph-safe, like attention_cached.
+constexpr int64_t kMaxLatentHeadDim = 1024;
+void attention_cached_latent(float* out, const float* q, const float* k_cache, const PagedCache& pc,
+                             const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale,
+                             float* workspace = nullptr, int64_t workspace_floats = 0);
+void attention_cached_latent(bf16* out, const bf16* q, const bf16* k_cache, const PagedCache& pc,
+                             const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale,
+                             float* workspace = nullptr, int64_t workspace_floats = 0);
 
 // ---- flash_attention.cu ---- bf16 on tensor cores, flash-style: memory linear in T.
 // Same semantics as the f32 versions above; lse stays f32. Tensor cores for the (HD, HDV) pairs

@@ -3,7 +3,7 @@
 // head (grouped-query attention); math in fp32, softmax in base 2.
 //
 // bf16 at the flash head dims goes to the tensor-core kernel (decode_attention_mma.cu); this file
-// chooses the path and the splits (best_splits) for both and merges split partials. The CUDA-core
+// chooses the path and the splits (decode_split.h) for both and merges split partials. The CUDA-core
 // kernel below takes f32, the other head dims and unaligned views.
 //
 // - The cache is a pool of blocks of BS rows; a sequence's row j is row j % BS of block
@@ -25,8 +25,8 @@
 //   P.V: each thread owns 2 dims of the row for every head and a share of the tile's keys (V rows
 //     read coalesced, 16 loads in flight); the shares are summed once, at the end.
 //   128 registers at most, so 4 blocks fit on an SM (the split policy counts on it).
-// - Split over the key range (flash-decoding) when T * NKV * groups blocks would leave the GPU idle.
-//   The split count depends on host shapes only (a captured graph replays with new pos): split s
+// - Split over the key range (flash-decoding, decode_split.h) when T * NKV * groups blocks would
+//   leave the GPU idle. The split count depends on host shapes only (a captured graph replays with new pos): split s
 //   takes keys [s * chunk, (s + 1) * chunk) of len = pos[t] + 1, chunk = round_up(ceil(len /
 //   splits), tile) computed on the device, and writes its normalized o and base-2 lse to the f32
 //   workspace (an empty split writes lse = -inf and no o); a second kernel merges the splits.
@@ -39,6 +39,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/decode_attention_mma.h"
+#include "kernels/cuda/decode_split.h"
 
 namespace r1::cuda {
 
@@ -52,9 +53,7 @@ constexpr int kKeyGroups = kBlock / kLanesPerKey;   // key rows scored at once
 constexpr int kRows = 4;                            // key rows per lane at once (K loads in flight)
 constexpr int kVBatch = 16;                         // V loads in flight per thread
 constexpr int kRed = kBlock * 2;                    // the P.V shares of one head: KS * HDv floats
-constexpr int kMaxSplits = 64;
-constexpr int kBlocksPerSm = 4;                     // split until the grid has this many blocks per SM
-constexpr int kMergeRows = kBlock / 32;             // merge: one warp per (token, head) row
+constexpr int kBlocksPerSm = 4;                     // resident blocks per SM (the register bound)
 constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kTile % (kKeyGroups * kRows) == 0 && kTile % 32 == 0, "tile rows");
@@ -363,68 +362,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
   if (part && tid < gn) lse_out[prow + tid] = m_s[tid] + log2f(l_s[tid]);
 }
 
-// out row (token, head) = sum over splits of 2^lse_s o_s / sum of 2^lse_s, one warp per row.
-template <typename T>
-__global__ void __launch_bounds__(kBlock)
-decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t rows, int HDv, int S) {
-  __shared__ float w_s[kMergeRows][kMaxSplits];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t row = int64_t(blockIdx.x) * kMergeRows + warp;
-  if (row >= rows) return;  // warp-uniform; no block barriers below
-  const float* lse = part + int64_t(S) * rows * HDv;
-  float M = -INFINITY;
-  for (int s = lane; s < S; s += 32) M = fmaxf(M, lse[s * rows + row]);
-  M = warp_reduce(M, MaxOp{});
-  float den = 0.0f;
-  for (int s = lane; s < S; s += 32) {
-    const float l = lse[s * rows + row];
-    const float w = l == -INFINITY ? 0.0f : exp2f(l - M);  // empty splits wrote no o
-    w_s[warp][s] = w;
-    den += w;
-  }
-  den = warp_reduce(den, SumOp{});
-  __syncwarp();
-  const float inv = 1.0f / den;
-  for (int d = lane; d < HDv; d += 32) {
-    float o = 0.0f;
-    for (int s = 0; s < S; ++s) {
-      const float w = w_s[warp][s];
-      if (w > 0.0f) o += w * part[(s * rows + row) * HDv + d];
-    }
-    out[row * HDv + d] = from_f32<T>(o * inv);
-  }
-}
-
 bool g_tensor_cores = true;  // set_decode_attention_tensor_cores
-
-// The split partials into out (none: nothing to do).
-template <typename T>
-void merge_splits(T* out, const float* part, int64_t rows, int64_t HDv, int64_t S) {
-  if (!part) return;
-  decode_merge_kernel<T><<<unsigned((rows + kMergeRows - 1) / kMergeRows), kBlock, 0, context().stream>>>(
-      out, part, rows, int(HDv), int(S));
-  CUDA_CHECK_LAUNCH();
-}
-
-// Splits of the key range for a grid of `blocks` blocks: enough to give each SM kBlocksPerSm
-// blocks, at most one per tile of the cache length. Host shapes only.
-int64_t splits_for(int64_t blocks, int64_t L) {
-  const int64_t want = (int64_t(kBlocksPerSm) * context().sm_count + blocks - 1) / blocks;
-  return std::max<int64_t>(1, std::min({want, (L + kTile - 1) / kTile, int64_t(kMaxSplits)}));
-}
-
-// Of 1 ... splits_for(blocks, L) splits, the one with the least time by waves: a grid of blocks * S
-// blocks, `resident` at a time on each SM, takes ceil(blocks * S / (resident * SMs)) waves, each
-// 1/S as long (every split reads 1/S of the keys); the fewest splits on a tie. Host shapes only.
-int64_t best_splits(int64_t blocks, int64_t L, int64_t resident) {
-  const int64_t most = splits_for(blocks, L), cap = std::max<int64_t>(1, resident) * context().sm_count;
-  int64_t best = 1, best_waves = (blocks + cap - 1) / cap;  // cost waves / S as the fraction best_waves / best
-  for (int64_t s = 2; s <= most; ++s) {
-    const int64_t waves = (blocks * s + cap - 1) / cap;
-    if (waves * best < best_waves * s) best = s, best_waves = waves;
-  }
-  return best;
-}
 
 // Query heads per block for a GQA group of G: 1, 2, 4 or 8 (larger groups take several blocks).
 int heads_per_block(int64_t G) { return G >= 5 ? 8 : G >= 3 ? 4 : int(G); }
@@ -490,12 +428,6 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
 }  // namespace
 
 void set_decode_attention_tensor_cores(bool on) { g_tensor_cores = on; }
-
-int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {
-  if (T <= 0 || NH <= 0) return 0;
-  const int64_t S = splits_for(T, L);  // the most any NKV gets: the grid has T * NKV * groups >= T blocks
-  return S > 1 ? S * T * NH * (HDv + 1) : 0;
-}
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, const PagedCache& pc,
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale, float* workspace,
