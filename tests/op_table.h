@@ -55,6 +55,10 @@ struct Shape {
   int64_t E = 0, K = 0, G = 0, TG = 0;  // MoE: experts, chosen per token, groups, eligible groups
   bool sigmoid = false;                 // MoE: sigmoid scores with a choice bias (else softmax)
   int64_t gap = 0;                      // grouped linear: elements between stacked matrices past OUT * IN
+  // batched_matmul: `batch` products (T, IC) @ op(w) -> (T, OC), w[b] (OC, IC) with trans, else (IC, OC);
+  // gap elements after each row and matrix, or, interleaved, the matrices side by side in shared rows.
+  int64_t batch = 0;
+  bool trans = false, interleaved = false;
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };
@@ -159,7 +163,7 @@ void check_grad(const std::string& what, Vd& x, const Vf& analytic, const std::f
 // Throws r1::Error whose message contains every substring.
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts);
 
-// ---- the runners: one per op, in test_op_table_{nn,attention,logprobs}.cpp ----
+// ---- the runners: one per op, in test_op_table_{nn,attention,logprobs,misc,moe,batched}.cpp ----
 using Runner = void (*)(Run&);
 Runner runner(Op op);
 void run_embedding_forward(Run&);
@@ -199,5 +203,6 @@ void run_moe_combine_forward(Run&);
 void run_moe_combine_backward(Run&);
 void run_grouped_linear_forward(Run&);
 void run_grouped_linear_backward(Run&);
+void run_batched_matmul(Run&);
 
 }  // namespace optable

@@ -184,6 +184,34 @@ std::vector<Row> table() {
             {any, {.N = 3000, .IC = 1024, .OC = 384, .E = 8, .gap = 8}, kBothDtypes, kGpu},
             {any, {.N = 3001, .IC = 1000, .OC = 260, .E = 7, .gap = 3}, kBF16, kGpu},
             {any, {.N = 8192, .IC = 1024, .OC = 512, .E = 256}, kBF16, kGpu}});
+  // MLA's absorbed products, every head in one op (T tokens, IC in, OC out, batch heads; trans:
+  // w[b] (OC, IC)): matrices one after another with gaps after each row and matrix, and side by side
+  // in shared rows (interleaved, as the heads in the tokens' rows), each way; one matrix, one token,
+  // an empty sum (IC = 0), unaligned views; Moonlight's 16 heads (q_nope W_UK: 128 -> 512, then
+  // W_UV^T: 512 -> 128), then DeepSeek-V3's 128 and a long prefill chunk on CUDA.
+  add_rows(
+      t, {Op::batched_matmul},
+      {{any, {.T = 5, .IC = 16, .OC = 12, .batch = 3}},
+       {any, {.T = 5, .IC = 16, .OC = 12, .batch = 3, .trans = true}},
+       {any, {.T = 7, .IC = 19, .OC = 13, .gap = 5, .batch = 4}},
+       {any, {.T = 7, .IC = 19, .OC = 13, .gap = 5, .batch = 4, .trans = true}},
+       {any, {.T = 6, .IC = 24, .OC = 20, .gap = 3, .batch = 5, .interleaved = true}},
+       {any, {.T = 6, .IC = 24, .OC = 20, .gap = 3, .batch = 5, .trans = true, .interleaved = true}},
+       {any, {.T = 9, .IC = 33, .OC = 17, .gap = 2, .batch = 1}},
+       {any, {.T = 1, .IC = 8, .OC = 4, .batch = 2, .trans = true, .interleaved = true}},
+       {any, {.T = 3, .IC = 0, .OC = 5, .gap = 1, .batch = 2}},
+       {any, {.T = 5, .IC = 40, .OC = 24, .offset = 3, .gap = 1, .batch = 3, .interleaved = true}},
+       {any, {.T = 5, .IC = 128, .OC = 512, .gap = 64, .batch = 16, .interleaved = true}},
+       {any, {.T = 5, .IC = 512, .OC = 128, .batch = 16, .trans = true, .interleaved = true}},
+       {any,
+        {.T = 64, .IC = 128, .OC = 512, .gap = 64, .batch = 128, .interleaved = true},
+        kBothDtypes,
+        kGpu},
+       {any,
+        {.T = 64, .IC = 512, .OC = 128, .batch = 128, .trans = true, .interleaved = true},
+        kBothDtypes,
+        kGpu},
+       {any, {.T = 2048, .IC = 128, .OC = 512, .gap = 64, .batch = 16, .interleaved = true}, kBF16, kGpu}});
   add_rows(t, {Op::kv_cache_write},
            {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
             {any, {.T = 50, .NKV = 2, .HD = 192, .S = 3, .L = 40}},
@@ -381,6 +409,8 @@ std::string sizes(const Shape& s) {
   put("E", s.E), put("K", s.K), put("G", s.G), put("TG", s.TG);
   flag("sigmoid", s.sigmoid);
   put("gap", s.gap);
+  put("batch", s.batch);
+  flag("trans", s.trans), flag("interleaved", s.interleaved);
   return n;
 }
 

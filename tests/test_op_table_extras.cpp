@@ -486,8 +486,8 @@ TEST(OpSupports, CudaAttentionHeadDims) {
   }
   EXPECT_EQ(path_of(Op::cross_entropy_forward, {}, DType::BF16, Device::CUDA), Path::unsupported);
   EXPECT_EQ(path_of(Op::linear_forward, {}, DType::BF16, Device::CUDA), Path::native);
-  // The MLA and mixture-of-experts ops (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu).
-  for (int i = int(Op::rope_interleaved_forward); i <= int(Op::grouped_linear_backward); ++i)
+  // The MLA and mixture-of-experts ops (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu, gemm.cpp).
+  for (int i = int(Op::rope_interleaved_forward); i <= int(Op::batched_matmul); ++i)
     for (DType dt : {DType::F32, DType::BF16})
       EXPECT_EQ(path_of(Op(i), {}, dt, Device::CUDA), Path::native) << r1::ops::op_name(Op(i));
 #else

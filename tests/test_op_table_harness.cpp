@@ -324,6 +324,8 @@ Runner runner(Op op) {
       return run_grouped_linear_forward;
     case Op::grouped_linear_backward:
       return run_grouped_linear_backward;
+    case Op::batched_matmul:
+      return run_batched_matmul;
   }
   return nullptr;
 }

@@ -103,6 +103,20 @@ void rope_interleaved_backward(Tensor dx, const Tensor& positions, const Tensor&
 void copy_columns(Tensor dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width,
                   bool accumulate = false);
 
+// B matrices of one shape (rows, cols) in one tensor: matrix b's element (i, j) is the element
+// b * stride + i * ld + j of base (counted in base's dtype from its data), so the matrices may
+// follow one another (stride >= rows * ld) or sit side by side in shared rows (MLA's heads).
+// ld >= cols, stride >= 0; base must hold every element the matrices reach (checked).
+struct Batched {
+  Tensor base;
+  int64_t batch = 1, rows = 0, cols = 0, ld = 0, stride = 0;
+};
+// A batch of products, one op for all B (MLA's absorbed weights, every head at once): for b < B,
+// out[b] (M, N) = inp[b] (M, K) @ w[b]^T with trans_w (w[b] is (N, K)), else @ w[b] (w[b] is (K, N)).
+// f32, or bf16 on CUDA (fp32 accumulation, one rounding). out's matrices must not overlap each
+// other or the inputs. Forward only; no allocation or synchronization on CUDA (graph capture).
+void batched_matmul(const Batched& out, const Batched& inp, const Batched& w, bool trans_w);
+
 // ---- Mixture of experts (E experts, K chosen per token, R = T * K assignments) ----
 // How a router turns its logits into K experts and their weights (transformers' Qwen3-MoE and
 // DeepSeek-V3 routers). Scores: softmax over the E logits, or each logit's sigmoid. The choice

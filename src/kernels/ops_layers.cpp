@@ -1,4 +1,5 @@
-// Dispatch of the ops of the layers: embedding, RMSNorm, linear, RoPE, SwiGLU, elementwise (see ops_check.h).
+// Dispatch of the ops of the layers: embedding, RMSNorm, linear (and MLA's batched matmul), RoPE, SwiGLU,
+// elementwise (see ops_check.h).
 #include "kernels/ops.h"
 #include "kernels/ops_check.h"
 
@@ -136,6 +137,68 @@ void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& do
   }
   count_path(id, Path::native);
   cpu::linear_backward(fp(dinp), fp(dweight), fp(dbias), fp(dout), fp(inp), fp(weight), N, IC, OC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// batched matmul
+
+namespace {
+
+// The bytes [lo, hi) a Batched operand's matrices span (lo == hi: none).
+struct Span {
+  uintptr_t lo = 0, hi = 0;
+  bool overlaps(const Span& o) const { return lo < hi && o.lo < o.hi && lo < o.hi && o.lo < hi; }
+};
+
+// x holds `batch` matrices (rows, cols) of dtype dt inside its base; returns the bytes they span.
+Span expect_batched(const char* op, const char* name, const Batched& x, DType dt, int64_t batch, int64_t rows,
+                    int64_t cols) {
+  expect_dtype(op, name, x.base, dt);
+  if (x.batch != batch || x.rows != rows || x.cols != cols)
+    fail("{}: {} is {} matrices ({}, {}), expected {} of ({}, {})", op, name, x.batch, x.rows, x.cols, batch,
+         rows, cols);
+  if (x.ld < x.cols || x.stride < 0)
+    fail("{}: {} has ld = {} and stride = {}: a row holds its {} columns (ld >= cols) and stride >= 0", op,
+         name, x.ld, x.stride, x.cols);
+  if (x.batch == 0 || x.rows == 0 || x.cols == 0) return {};
+  const int64_t last = (x.batch - 1) * x.stride + (x.rows - 1) * x.ld + x.cols - 1;
+  if (last >= x.base.numel())
+    fail("{}: {}'s {} matrices ({}, {}) at ld {} and stride {} reach element {}, past its base {}", op, name,
+         x.batch, x.rows, x.cols, x.ld, x.stride, last, x.base.describe());
+  const auto lo = reinterpret_cast<uintptr_t>(x.base.data);
+  return {lo, lo + uintptr_t(last + 1) * dtype_size(dt)};
+}
+
+}  // namespace
+
+void batched_matmul(const Batched& out, const Batched& inp, const Batched& w, bool trans_w) {
+  const Op id = Op::batched_matmul;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "inp", inp.base);
+  const int64_t B = inp.batch, M = inp.rows, K = inp.cols, N = trans_w ? w.rows : w.cols;
+  if (B < 0 || M < 0 || K < 0 || N < 0)
+    fail("{}: negative sizes: B = {}, M = {}, K = {}, N = {}", op, B, M, K, N);
+  const Span si = expect_batched(op, "inp", inp, dt, B, M, K);
+  const Span sw = trans_w ? expect_batched(op, "w", w, dt, B, N, K) : expect_batched(op, "w", w, dt, B, K, N);
+  const Span so = expect_batched(op, "out", out, dt, B, M, N);
+  // out's matrices one after another, or side by side within its rows (heads): never one element twice.
+  const bool after = out.stride >= (M - 1) * out.ld + N,
+             beside = out.stride >= N && (B - 1) * out.stride + N <= out.ld;
+  if (B > 1 && M > 0 && N > 0 && !after && !beside)
+    fail("{}: out's {} matrices ({}, {}) at ld {} and stride {} overlap one another", op, B, M, N, out.ld,
+         out.stride);
+  if (so.overlaps(si) || so.overlaps(sw))
+    fail("{}: out shares memory with {}", op, so.overlaps(si) ? "inp" : "w");
+  if (on_cuda(op, {{"out", out.base}, {"inp", inp.base}, {"w", w.base}})) {
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::batched_matmul(bp(out.base), out.ld, out.stride, bp(inp.base), inp.ld,
+                                             inp.stride, bp(w.base), w.ld, w.stride, trans_w, B, M, N, K),
+                        cuda::batched_matmul(fp(out.base), out.ld, out.stride, fp(inp.base), inp.ld,
+                                             inp.stride, fp(w.base), w.ld, w.stride, trans_w, B, M, N, K));
+  }
+  count_path(id, Path::native);
+  cpu::batched_matmul(fp(out.base), out.ld, out.stride, fp(inp.base), inp.ld, inp.stride, fp(w.base), w.ld,
+                      w.stride, trans_w, B, M, N, K);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ namespace r1::ops {
 
 namespace {
 
+// clang-format off
 constexpr std::array<const char*, kNumOps> kOpNames = {
     "embedding_forward",     "embedding_backward",     "rmsnorm_forward",
     "rmsnorm_backward",      "linear_forward",         "linear_backward",
@@ -26,8 +27,9 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "rope_interleaved_forward", "rope_interleaved_backward", "copy_columns",
     "moe_route_forward",     "moe_route_backward",     "moe_permute",
     "moe_combine_forward",   "moe_combine_backward",   "grouped_linear_forward",
-    "grouped_linear_backward",
+    "grouped_linear_backward", "batched_matmul",
 };
+// clang-format on
 
 std::array<std::array<std::atomic<int64_t>, 3>, kNumOps> g_counts{};
 
@@ -82,6 +84,7 @@ Support on_cuda(Op op, const OpShape& s, DType dtype) {
     return unsupported("not a compute dtype (f32 or bf16)");
   }
   if (is_attention(op)) return attention_on_cuda(op, s, dtype);
+  if (op == Op::batched_matmul) return native("one strided-batched cuBLASLt GEMM (gemm.cpp)");
   return native(dtype == DType::F32 ? "the f32 CUDA kernel" : "the bf16 CUDA kernel");
 #else
   (void)op, (void)s, (void)dtype;

@@ -17,9 +17,9 @@
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
 // - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); over a latent cache (no
 //   v_cache, OpShape::latent) 1 <= HDv <= HD <= 1024 (latent_attention.cu); the CPU any.
-// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*)
-//   run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu); moe_permute has only i32
-//   operands and is asked as f32.
+// - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*,
+//   batched_matmul) run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu, gemm.cpp);
+//   moe_permute has only i32 operands and is asked as f32.
 //   CUDA takes E <= 2048 experts and interleaved head dims <= 4096 (shared memory; beyond, the op
 //   fails naming the sizes).
 #include <cstdint>
@@ -68,8 +68,9 @@ enum class Op : uint8_t {
   moe_combine_backward,
   grouped_linear_forward,
   grouped_linear_backward,
+  batched_matmul,
 };
-constexpr int kNumOps = int(Op::grouped_linear_backward) + 1;
+constexpr int kNumOps = int(Op::batched_matmul) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

@@ -39,6 +39,11 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 // Any gradient output may be nullptr.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC);
+// For b < B: out[b] (M, N) = inp[b] (M, K) @ w[b]^T (trans_w: w[b] is (N, K)) or @ w[b] (w[b] is
+// (K, N)); matrix b of X at X + b * stride_X, rows ld_X apart.
+void batched_matmul(float* out, int64_t ld_out, int64_t stride_out, const float* inp, int64_t ld_inp,
+                    int64_t stride_inp, const float* w, int64_t ld_w, int64_t stride_w, bool trans_w,
+                    int64_t B, int64_t M, int64_t N, int64_t K);
 
 // ---- rope.cpp ----
 // x (T, H, HD) rotated in place, HF rotate_half layout; positions (T), inv_freq (HD/2).

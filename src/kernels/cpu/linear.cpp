@@ -47,4 +47,21 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   }
 }
 
+void batched_matmul(float* out, int64_t ld_out, int64_t stride_out, const float* inp, int64_t ld_inp,
+                    int64_t stride_inp, const float* w, int64_t ld_w, int64_t stride_w, bool trans_w,
+                    int64_t B, int64_t M, int64_t N, int64_t K) {
+  if (M == 0 || N == 0) return;
+  for (int64_t b = 0; b < B; ++b) {
+    float* o = out + b * stride_out;
+    if (K == 0) {  // an empty sum (and BLAS wants ld >= 1 even then)
+      for (int64_t i = 0; i < M; ++i) std::memset(o + i * ld_out, 0, size_t(N) * sizeof(float));
+      continue;
+    }
+    // Each product as the linears run theirs (sgemm's tiles depend on the shape only), so a
+    // batch of heads gives the bits of the same products made one by one.
+    sgemm(false, trans_w, M, N, K, 1.0f, inp + b * stride_inp, ld_inp, w + b * stride_w, ld_w, 0.0f, o,
+          ld_out);
+  }
+}
+
 }  // namespace r1::cpu

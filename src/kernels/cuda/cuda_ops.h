@@ -45,6 +45,15 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
                      const bf16* weight, int64_t N, int64_t IC, int64_t OC);
 
+// ---- gemm.cpp ---- (the CPU's contract, kernels/cpu/cpu_ops.h: one strided-batched cuBLASLt GEMM
+// for all B products, fp32 compute; B < 2^31)
+void batched_matmul(float* out, int64_t ld_out, int64_t stride_out, const float* inp, int64_t ld_inp,
+                    int64_t stride_inp, const float* w, int64_t ld_w, int64_t stride_w, bool trans_w,
+                    int64_t B, int64_t M, int64_t N, int64_t K);
+void batched_matmul(bf16* out, int64_t ld_out, int64_t stride_out, const bf16* inp, int64_t ld_inp,
+                    int64_t stride_inp, const bf16* w, int64_t ld_w, int64_t stride_w, bool trans_w,
+                    int64_t B, int64_t M, int64_t N, int64_t K);
+
 // ---- rope.cu ----
 void rope_forward(float* x, const int32_t* positions, const float* inv_freq, int64_t T, int64_t H,
                   int64_t HD);

@@ -1,8 +1,9 @@
 // GEMMs through cuBLASLt (f32, or bf16 operands with a bf16 or f32 result; fp32 compute). Row-major
 // callers, column-major library: C = op(A) op(B) row-major is C^T = op(B)^T op(A)^T column-major, so
 // the operands swap and each keeps its own transpose flag. Each distinct problem (shape, strides,
-// dtypes, transposes, beta != 0, alignments, bias epilogue) gets its descriptors and heuristic
-// algorithm once; later calls only set the bias pointer and launch.
+// dtypes, transposes, beta != 0, alignments, bias epilogue, strided batch) gets its descriptors and
+// heuristic algorithm once; later calls only set the bias pointer and launch.
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -11,6 +12,7 @@
 #include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace r1::cuda {
 
@@ -22,10 +24,19 @@ cudaDataType_t cuda_type(Ty t) { return t == Ty::BF16 ? CUDA_R_16BF : CUDA_R_32F
 uint32_t elem_bytes(Ty t) { return t == Ty::BF16 ? 2 : 4; }
 const char* ty_name(Ty t) { return t == Ty::BF16 ? "bf16" : "f32"; }
 
-// Largest power of two (element size .. 256) dividing the address: cuBLASLt assumes 256-byte aligned
-// operands unless told otherwise, and views into the middle of a tensor often are not.
-uint32_t alignment(const void* p, Ty t) {
-  const auto a = reinterpret_cast<uintptr_t>(p);
+// `count` products at once (a strided batch): operand X's matrix i starts stride_x elements after
+// its matrix i - 1 (0: one matrix for all). count 1 is the plain GEMM, its layouts as created.
+struct Batch {
+  int64_t count = 1, stride_a = 0, stride_b = 0, stride_c = 0;
+  bool operator==(const Batch&) const = default;
+};
+
+// Largest power of two (element size .. 256) dividing the address, and in a batch the stride too
+// (every matrix's start): cuBLASLt assumes 256-byte aligned operands unless told otherwise, and
+// views into the middle of a tensor often are not.
+uint32_t alignment(const void* p, Ty t, int64_t count, int64_t stride) {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  if (count > 1) a |= uintptr_t(stride) * elem_bytes(t);
   uint32_t al = 256;
   while (al > elem_bytes(t) && a % al != 0) al >>= 1;
   return al;
@@ -36,6 +47,7 @@ struct Key {
   bool trans_a, trans_b, beta_nonzero, bias;
   Ty a, b, c;
   uint32_t al_a, al_b, al_c;
+  Batch batch;
   bool operator==(const Key&) const = default;
 };
 
@@ -43,7 +55,9 @@ struct KeyHash {
   size_t operator()(const Key& k) const {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
-    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc}) mix(uint64_t(v));
+    const Batch& b = k.batch;
+    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, b.count, b.stride_a, b.stride_b, b.stride_c})
+      mix(uint64_t(v));
     mix(uint64_t(k.trans_a) | uint64_t(k.trans_b) << 1 | uint64_t(k.beta_nonzero) << 2 | uint64_t(k.bias) << 3 |
         uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8);
     mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
@@ -67,6 +81,13 @@ struct Pref {
 
 void set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr, uint32_t v) {
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(p, attr, &v, sizeof(v)));
+}
+
+void set_batch(cublasLtMatrixLayout_t l, int64_t count, int64_t stride) {
+  const int32_t n = int32_t(count);  // the attribute's type; batched_matmul checks the range
+  CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &n, sizeof(n)));
+  CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                sizeof(stride)));
 }
 
 // Null when cuBLASLt has no algorithm with the bias epilogue for this problem (the caller falls back);
@@ -93,6 +114,11 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->second, cuda_type(k.a), k.trans_a ? k.M : k.K,
                                           k.trans_a ? k.K : k.M, k.lda));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, cuda_type(k.c), k.N, k.M, k.ldc));
+  if (const Batch& b = k.batch; b.count > 1) {  // each layout its operand's stride (B first, as above)
+    set_batch(plan->first, b.count, b.stride_b);
+    set_batch(plan->second, b.count, b.stride_a);
+    set_batch(plan->c, b.count, b.stride_c);
+  }
 
   Pref pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.p));
@@ -113,10 +139,11 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
     cublasLtMatrixLayoutDestroy(plan->second);
     cublasLtMatrixLayoutDestroy(plan->c);
     if (k.bias) return nullptr;
-    fail("gemm: cuBLASLt has no algorithm for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} ldb={} "
-         "ldc={}",
-         ty_name(k.a), ty_name(k.b), ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a,
-         k.trans_b, k.lda, k.ldb, k.ldc);
+    fail(
+        "gemm: cuBLASLt has no algorithm for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
+        "ldb={} ldc={} batch={} (strides {}, {}, {})",
+        ty_name(k.a), ty_name(k.b), ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a,
+        k.trans_b, k.lda, k.ldb, k.ldc, k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }
   plan->algo = heur.algo;
   return plan;
@@ -131,10 +158,10 @@ Plan* plan_for(const Key& k) {
 }
 
 // False (nothing done) only when a bias epilogue has no algorithm.
-bool gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A, Ty at,
-              int64_t lda, const void* B, Ty bt, int64_t ldb, float beta, void* C, Ty ct, int64_t ldc,
-              const void* bias) {
-  if (M == 0 || N == 0) return true;
+bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const void* A, Ty at, int64_t lda, const void* B, Ty bt, int64_t ldb, float beta, void* C,
+              Ty ct, int64_t ldc, const void* bias) {
+  if (M == 0 || N == 0 || bat.count == 0) return true;
   Context& ctx = context();
   if (K == 0) {
     // Empty sum: C = beta * C. Only beta = 0 (clear) and beta = 1 (keep) occur in the backend, and
@@ -143,11 +170,17 @@ bool gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     if (beta == 1.0f) return true;
     R1_CHECK(beta == 0.0f, "gemm: K = 0 with beta = {} is not supported", beta);
     const size_t es = elem_bytes(ct);
-    CUDA_CHECK(cudaMemset2DAsync(C, size_t(ldc) * es, 0, size_t(N) * es, size_t(M), ctx.stream));
+    for (int64_t i = 0; i < bat.count; ++i) {
+      void* Ci = static_cast<char*>(C) + size_t(i * bat.stride_c) * es;
+      CUDA_CHECK(cudaMemset2DAsync(Ci, size_t(ldc) * es, 0, size_t(N) * es, size_t(M), ctx.stream));
+    }
     return true;
   }
-  const Key key{M,    N,    K,  lda, ldb, ldc, trans_a, trans_b, beta != 0.0f, bias != nullptr, at, bt, ct,
-                alignment(A, at), alignment(B, bt), alignment(C, ct)};
+  const Batch b = bat.count > 1 ? bat : Batch{};  // one product: the plain GEMM's key
+  const uint32_t al_a = alignment(A, at, b.count, b.stride_a), al_b = alignment(B, bt, b.count, b.stride_b),
+                 al_c = alignment(C, ct, b.count, b.stride_c);
+  const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr,
+                at, bt, ct, al_a, al_b, al_c, b};
   Plan* plan = plan_for(key);
   if (!plan) return false;
   if (bias) {
@@ -163,17 +196,43 @@ bool gemm_any(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm_any(trans_a, trans_b, M, N, K, alpha, A, Ty::F32, lda, B, Ty::F32, ldb, beta, C, Ty::F32, ldc, nullptr);
+  gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::F32, lda, B, Ty::F32, ldb, beta, C, Ty::F32, ldc,
+           nullptr);
 }
 
 bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias) {
-  return gemm_any(trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::BF16, ldc, bias);
+  return gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::BF16,
+                  ldc, bias);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm_any(trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::F32, ldc, nullptr);
+  gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::F32, ldc,
+           nullptr);
+}
+
+namespace {
+// out[b] = inp[b] @ op(w[b]) for every b: one strided-batched GEMM (A = inp, B = w).
+void batched(void* out, int64_t ld_out, int64_t stride_out, const void* inp, int64_t ld_inp,
+             int64_t stride_inp, const void* w, int64_t ld_w, int64_t stride_w, Ty t, bool trans_w, int64_t B,
+             int64_t M, int64_t N, int64_t K) {
+  R1_CHECK(B <= INT32_MAX, "batched_matmul: {} matrices exceed cuBLASLt's i32 batch count", B);
+  gemm_any({B, stride_inp, stride_w, stride_out}, false, trans_w, M, N, K, 1.0f, inp, t, ld_inp, w, t, ld_w,
+           0.0f, out, t, ld_out, nullptr);
+}
+}  // namespace
+
+void batched_matmul(float* out, int64_t ld_out, int64_t stride_out, const float* inp, int64_t ld_inp,
+                    int64_t stride_inp, const float* w, int64_t ld_w, int64_t stride_w, bool trans_w,
+                    int64_t B, int64_t M, int64_t N, int64_t K) {
+  batched(out, ld_out, stride_out, inp, ld_inp, stride_inp, w, ld_w, stride_w, Ty::F32, trans_w, B, M, N, K);
+}
+
+void batched_matmul(bf16* out, int64_t ld_out, int64_t stride_out, const bf16* inp, int64_t ld_inp,
+                    int64_t stride_inp, const bf16* w, int64_t ld_w, int64_t stride_w, bool trans_w,
+                    int64_t B, int64_t M, int64_t N, int64_t K) {
+  batched(out, ld_out, stride_out, inp, ld_inp, stride_inp, w, ld_w, stride_w, Ty::BF16, trans_w, B, M, N, K);
 }
 
 }  // namespace r1::cuda

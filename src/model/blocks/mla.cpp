@@ -57,31 +57,26 @@ void write_latent(const Pass& p, int layer, const Tensor& c_n, const Tensor& kpe
 // attend as one kv head over the cached rows [c | k_rope] with queries [q_nope W_UK_h | q_rope],
 // the values being the rows' first KVR columns, at the same softmax scale; each head's latent
 // output then goes up through W_UV_h. The cache holds KVR + DR numbers per token and layer instead
-// of NH * (QK + DV).
+// of NH * (QK + DV). Every head at once each way (a batched product over the heads' strided views):
+// a handful of launches per layer whatever NH, as a decode step (a captured graph) wants.
 void attend_latent(const Pass& p, int layer, const MlaWeights& W, const Tensor& q, Tensor att, float scale) {
   const Dims d = dims(p);
-  const int64_t T = d.T, HL = d.KVR + d.DR;
+  const int64_t T = d.T, N = T * d.NH, HL = d.KVR + d.DR, KV = d.DN + d.DV;
   const Tensor wkv = effective_weight(p, W.kv_b);  // (NH * (DN + DV), KVR), the adapter merged
-  const Tensor q_rows = q.reshape({T, d.NH * d.QK}), att_rows = att.reshape({T, d.NH * d.DV});
   Tensor ql = p.scratch(p.cd, {T, d.NH, HL}), ol = p.scratch(p.cd, {T, d.NH, d.KVR});
-  const Tensor ql_rows = ql.reshape({T, d.NH * HL}), ol_rows = ol.reshape({T, d.NH * d.KVR});
-  Tensor qn = p.scratch(p.cd, {T, d.DN}), lat = p.scratch(p.cd, {T, d.KVR}), vh = p.scratch(p.cd, {T, d.DV});
-  for (int64_t h = 0; h < d.NH; ++h) {
-    const int64_t r0 = h * (d.DN + d.DV);
-    ops::copy_columns(qn, 0, q_rows, h * d.QK, d.DN);
-    ops::zero(lat);
-    ops::linear_backward(lat, {}, {}, qn, lat, wkv.rows(r0, r0 + d.DN));  // lat += qn W_UK_h
-    ops::copy_columns(ql_rows, h * HL, lat, 0, d.KVR);
-    ops::copy_columns(ql_rows, h * HL + d.KVR, q_rows, h * d.QK + d.DN, d.DR);
-  }
+  // Head h's matrices: its columns of the (T, NH * width) rows, and its rows of wkv.
+  auto heads = [&](const Tensor& x, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
+    return ops::Batched{x, d.NH, rows, cols, ld, stride};
+  };
+  // ql[:, h] = [q_nope_h W_UK_h | q_rope_h]; W_UK_h = rows [h KV, h KV + DN) of wkv, (DN, KVR).
+  ops::copy_columns(ql.reshape({N, HL}), d.KVR, q.reshape({N, d.QK}), d.DN, d.DR);
+  ops::batched_matmul(heads(ql, T, d.KVR, d.NH * HL, HL), heads(q, T, d.DN, d.NH * d.QK, d.QK),
+                      heads(wkv, d.DN, d.KVR, d.KVR, KV * d.KVR), false);
   ops::attention_cached(ol, ql, p.cache->k_t[size_t(layer)], {}, p.cache->table, p.slots, p.pos, scale,
                         p.workspace);
-  for (int64_t h = 0; h < d.NH; ++h) {
-    const int64_t r0 = h * (d.DN + d.DV) + d.DN;
-    ops::copy_columns(lat, 0, ol_rows, h * d.KVR, d.KVR);
-    ops::linear_forward(vh, lat, wkv.rows(r0, r0 + d.DV), {});
-    ops::copy_columns(att_rows, h * d.DV, vh, 0, d.DV);
-  }
+  // att[:, h] = ol[:, h] W_UV_h^T; W_UV_h = rows [h KV + DN, (h + 1) KV) of wkv, (DV, KVR).
+  ops::batched_matmul(heads(att, T, d.DV, d.NH * d.DV, d.DV), heads(ol, T, d.KVR, d.NH * d.KVR, d.KVR),
+                      heads(wkv.rows(d.DN, d.NH * KV), d.DV, d.KVR, d.KVR, KV * d.KVR), true);
 }
 
 }  // namespace
