@@ -137,19 +137,11 @@ inline void grpo_steps_run(const model::ModelConfig& c, Device device, int steps
     m.init_random(5);
   }
   const std::vector<float> before = m.weights_host();
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 32; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 4;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 10;
-  gc.lr = 3e-3;
+  train::GrpoConfig gc = small_grpo();
   gc.loss.kl_coef = 0.01;
   gc.mini_batches = 2;
-  gc.schedule.kind = "constant";
   LetterReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 3);
+  train::GrpoTrainer trainer(m, codec, reward, letter_problems(32), question, gc, 3);
   ASSERT_NE(trainer.reference(), nullptr);
   EXPECT_EQ(trainer.reference()->device(), device);
   EXPECT_FALSE(trainer.reference()->trainable());

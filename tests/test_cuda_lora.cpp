@@ -104,18 +104,11 @@ TEST(CudaLora, GrpoStepsMoveOnlyTheAdapters) {
   m.init_random(5);
   m.add_lora(lora_cfg(), 7);
   const std::vector<float> base = m.weights_host(), adapter = m.adapter_host();
-  std::vector<data::Problem> probs;
-  for (int i = 0; i < 32; ++i) probs.push_back({i, std::string(1, char('b' + i % 20)), ""});
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 4;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 4;
-  gc.max_completion_tokens = 10;
+  test::LetterReward reward;
+  train::GrpoConfig gc = test::small_grpo();
   gc.lr = 1e-2;
   gc.loss.kl_coef = 0.01;
-  gc.schedule.kind = "constant";
-  test::LetterReward reward;
-  train::GrpoTrainer trainer(m, codec, reward, probs, [](const data::Problem& p) { return p.question; }, gc, 3);
+  train::GrpoTrainer trainer(m, codec, reward, test::letter_problems(32), test::question, gc, 3);
   EXPECT_EQ(trainer.reference(), nullptr);
   for (int s = 0; s < 3; ++s) {
     const train::StepStats st = trainer.step(s);
