@@ -150,7 +150,8 @@ void moe_route_backward(Tensor dlogits, const Tensor& dweights, const Tensor& lo
 // i32 in [0, E); order, tokens (R) i32; offsets (E + 1) i32.
 void moe_permute(Tensor order, Tensor tokens, Tensor offsets, const Tensor& experts);
 // out (T, C) = sum over k of weights[t, k] * y[the row of assignment t * K + k]; y (R, C) the
-// experts' outputs in grouped order, order (R) i32 from moe_permute, weights (T, K) f32.
+// experts' outputs in grouped order, order (R) i32 from moe_permute, weights (T, K) f32, or empty:
+// every weight 1 (a token's rows summed: the backward of the row gather that fed the experts).
 void moe_combine_forward(Tensor out, const Tensor& y, const Tensor& order, const Tensor& weights);
 // dy (R, C) +=, dweights (T, K) f32 += (either may be empty), from dout (T, C).
 void moe_combine_backward(Tensor dy, Tensor dweights, const Tensor& dout, const Tensor& y, const Tensor& order,

@@ -235,8 +235,21 @@ void moe_combine_forward(Tensor out, const Tensor& y, const Tensor& order, const
   const Op id = Op::moe_combine_forward;
   const char* op = op_name(id);
   const DType dt = compute_dtype(op, "y", y);
-  combine_check(op, dt, y, order, weights);
-  const int64_t T = weights.shape[0], K = weights.shape[1], C = y.shape[1];
+  int64_t T, K;
+  if (weights.empty()) {  // every weight 1: T from out, K from the rows per token
+    expect(op, "out", out, dt, {{"T", kAny}, {"C", kAny}});
+    expect(op, "order", order, I32, {{"R", kAny}});
+    T = out.shape[0];
+    const int64_t R = order.shape[0];
+    if (T == 0 ? R != 0 : R % T != 0)
+      fail("{}: order {} is not K rows for each of out's T = {} tokens", op, order.describe(), T);
+    K = T == 0 ? 0 : R / T;
+    expect(op, "y", y, dt, {{"R", R}, {"C", kAny}}, "order", &order);
+  } else {
+    combine_check(op, dt, y, order, weights);
+    T = weights.shape[0], K = weights.shape[1];
+  }
+  const int64_t C = y.shape[1];
   expect(op, "out", out, dt, {{"T", T}, {"C", C}}, "y", &y);
   if (on_cuda(op, {{"out", out}, {"y", y}, {"order", order}, {"weights", weights}})) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::moe_combine_forward(bp(out), bp(y), ip(order), fp(weights), T, K, C),

@@ -65,6 +65,7 @@ int64_t backward_bytes_per_token(const ModelConfig& c, DType dt, bool recompute)
   // q, k and v (and their pre-norm twins with qk_norm; MLA's latents), a MoE layer's grouped rows.
   int64_t bytes = (2 * C + 3 * w.ffn + w.att + w.q + w.k + w.v + w.latent + w.routed) * b;
   if (c.qk_norm) bytes += (w.q + w.k) * b;
+  if (w.routed > 0) bytes += C * b + int64_t(c.moe.num_experts_per_tok) * kF32;  // MoE: dx's routed part, dweights
   if (recompute) bytes += (2 * C + w.ffn) * b;  // the recomputed norm outputs and SwiGLU product
   // The GPU's flash backward keeps f32 accumulators in the kernels' scratch: D, dq, dk and dv per
   // query head.

@@ -160,7 +160,7 @@ void moe_combine_forward(float* out, const float* y, const int32_t* order, const
     float* o = out + t * C;
     std::fill(o, o + C, 0.0f);
     for (int64_t k = 0; k < K; ++k) {
-      const float w = weights[t * K + k];
+      const float w = weights ? weights[t * K + k] : 1.0f;  // no weights: the plain sum
       const float* yr = y + int64_t(row[size_t(t * K + k)]) * C;
       for (int64_t c = 0; c < C; ++c) o[c] += w * yr[c];
     }

@@ -368,7 +368,7 @@ __global__ void combine_forward_kernel(T* out, const T* y, RowTable tab, const f
   for (int64_t t = blockIdx.x; t < T_; t += gridDim.x) {
     for (int k = threadIdx.x; k < K; k += blockDim.x) {
       rows[k] = tab.rows[t * tab.stride + k];
-      w[k] = weights[t * K + k];
+      w[k] = weights ? weights[t * K + k] : 1.0f;  // no weights: the plain sum
     }
     __syncthreads();
     for (int64_t c = int64_t(threadIdx.x) * V; c < C; c += int64_t(blockDim.x) * V) {

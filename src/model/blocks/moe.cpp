@@ -153,7 +153,11 @@ void moe_backward(const Pass& p, const MoeWeights& W, MoeWeights& G, const MoeSa
   Tensor dxs = p.zeros(p.cd, {R, C});
   GroupedMlpWeights grads = grouped_experts(G.experts, s.offsets);
   mlp_backward(p, grouped_experts(W.experts, s.offsets), grads, s.experts_mlp, s.xs, dys, dxs);
-  ops::embedding_backward(dx, dxs, s.tokens);  // the gather's backward: a scatter-add by token
+  // The gather's backward: each token's K rows summed (no atomics; dx is an activation gradient,
+  // in the compute dtype), added to dx.
+  const Tensor dx_routed = p.scratch(p.cd, {T, C});
+  ops::moe_combine_forward(dx_routed, dxs, s.order, {});
+  ops::add(dx, dx, dx_routed);
   Tensor dlogits = p.zeros(p.cd, {T, E});
   ops::moe_route_backward(dlogits, dweights, s.logits, s.experts, moe_routing(c));
   ops::linear_backward(dx, G.router, {}, dlogits, x, W.router);
