@@ -16,8 +16,9 @@ namespace r1::test {
 
 // A tiny random model of `preset` on the CPU, its e_score_correction_bias given values (init zeroes
 // it) so that the choice really uses it, and its router logits spread so that each choice is
-// decided by a clear margin (a finite-difference step, or bf16 rounding, must not flip one).
-inline r1::model::Transformer tiny_moe(const std::string& preset, uint64_t seed = 11) {
+// decided by a clear margin (a finite-difference step, or bf16 rounding, must not flip one):
+// router_gain scales the router's weights (1: init's spread).
+inline r1::model::Transformer tiny_moe(const std::string& preset, uint64_t seed = 11, float router_gain = 10.0f) {
   r1::model::Transformer m(r1::model::preset_config(preset));
   m.init_random(seed, 0.2f);
   float* w = m.params().flat.f32();
@@ -27,7 +28,7 @@ inline r1::model::Transformer tiny_moe(const std::string& preset, uint64_t seed 
       for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] = 0.05f * rng.normal();
     }
     if (s.name.ends_with("mlp.gate.weight"))
-      for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] *= 10.0f;
+      for (int64_t i = 0; i < s.numel(); ++i) w[s.offset + i] *= router_gain;
   }
   return m;
 }

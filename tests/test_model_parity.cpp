@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <filesystem>
 
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
@@ -24,18 +23,6 @@ struct Fixture {
   std::vector<std::vector<double>> expected;
 };
 
-// The mixture-of-experts fixtures are made on the GPU machine (make_moe_fixtures.py); until they are
-// committed their tests skip, saying so. The dense ones must exist.
-bool pending(const std::string& arch) {
-  const bool moe = arch == "qwen3_moe" || arch.starts_with("deepseek_v3");
-  return moe && !std::filesystem::exists(test::source_path("tests/fixtures/parity/" + arch + "/expected.jsonl"));
-}
-#define SKIP_IF_PENDING()                                                                                 \
-  if (pending(GetParam()))                                                                                 \
-  GTEST_SKIP() << "no fixture for " << GetParam()                                                         \
-               << " yet: run python3 tools/parity/make_moe_fixtures.py tests/fixtures/parity on a machine " \
-                  "with transformers 5.x and commit the result"
-
 Fixture load_fixture(const std::string& arch) {
   Fixture f;
   f.dir = test::source_path("tests/fixtures/parity/" + arch);
@@ -49,7 +36,6 @@ Fixture load_fixture(const std::string& arch) {
 class Parity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Parity, LogprobsMatchTransformers) {
-  SKIP_IF_PENDING();
   Fixture f = load_fixture(GetParam());
   model::Transformer m = model::load_model(f.dir);
   model::Batch batch = model::pack_sequences(f.inputs);
@@ -66,7 +52,6 @@ TEST_P(Parity, LogprobsMatchTransformers) {
 }
 
 TEST_P(Parity, CliLogprobsMatchTransformers) {
-  SKIP_IF_PENDING();
   Fixture f = load_fixture(GetParam());
   std::string input;
   for (const auto& l : test::read_lines(f.dir + "/inputs.jsonl")) input += l + "\n";
@@ -87,7 +72,6 @@ TEST_P(Parity, CliLogprobsMatchTransformers) {
 
 // loss = -mean(logp over all predicted tokens); gradients against torch autograd in float64.
 TEST_P(Parity, GradientsMatchAutograd) {
-  SKIP_IF_PENDING();
   Fixture f = load_fixture(GetParam());
   model::Transformer m = model::load_model(f.dir);
   model::Batch batch = model::pack_sequences(f.inputs);

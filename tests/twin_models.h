@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,9 +29,12 @@ struct Pair {
   r1::model::Transformer cpu, gpu;
 };
 
-// Both models of config c with the weights w.
-inline Pair twin_models(const r1::model::ModelConfig& c, const std::vector<float>& w) {
-  Pair p{r1::model::Transformer(c, r1::Device::CPU), r1::model::Transformer(c, r1::Device::CUDA)};
+// Both models of config c with the weights w; the GPU's computes in `gpu_compute` (bf16 by default;
+// f32 checks the GPU code path without bf16's rounding).
+inline Pair twin_models(const r1::model::ModelConfig& c, const std::vector<float>& w,
+                        std::optional<r1::DType> gpu_compute = std::nullopt) {
+  Pair p{r1::model::Transformer(c, r1::Device::CPU),
+         r1::model::Transformer(c, r1::Device::CUDA, true, gpu_compute)};
   p.cpu.set_weights(w.data());
   p.gpu.set_weights(w.data());
   return p;
@@ -39,10 +43,10 @@ inline Pair twin_models(const r1::model::ModelConfig& c, uint64_t seed, float st
   return twin_models(c, bf16_weights(c, seed, std));
 }
 // The twins of a CPU model (its weights rounded to bf16).
-inline Pair twin_models(const r1::model::Transformer& m) {
+inline Pair twin_models(const r1::model::Transformer& m, std::optional<r1::DType> gpu_compute = std::nullopt) {
   std::vector<float> w = m.weights_host();
   for (float& x : w) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
-  return twin_models(m.config(), w);
+  return twin_models(m.config(), w, gpu_compute);
 }
 
 inline r1::model::Batch random_batch(uint64_t seed, int vocab, std::vector<int> lens) {
