@@ -16,6 +16,7 @@
 #include "compare_util.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
+#include "greedy_twins.h"
 #include "grpo_test_util.h"
 #include "moe_util.h"
 #include "require_gpu.h"
@@ -226,31 +227,11 @@ TEST_P(CudaMoeArch, CachedForwardMatchesTrainingForward) {
 TEST_P(CudaMoeArch, GreedyRolloutMatchesCpu) {
   REQUIRE_GPU();
   test::Pair p = test::twin_models(test::tiny_moe(GetParam(), 17));
-  const int V = p.cpu.config().vocab_size;
-  std::vector<rollout::Request> reqs;
-  Rng rng(4);
-  for (int i = 0; i < 4; ++i) {
-    rollout::Request r;
-    for (int t = 0; t < 5 + 2 * i; ++t) r.prompt.push_back(int32_t(rng.next_u32() % uint32_t(V)));
-    r.n = 2;
-    reqs.push_back(r);
-  }
-  rollout::GenerateParams gp;
-  gp.sampling.temperature = 0;
-  gp.max_new_tokens = 8;
-  rollout::Engine ec(p.cpu, {4, 32, 64}), eg(p.gpu, {4, 32, 64});
-  const auto oc = ec.generate(reqs, gp), og = eg.generate(reqs, gp);
-  ASSERT_EQ(oc.size(), og.size());
-  int matched = 0, total = 0;
-  for (size_t i = 0; i < oc.size(); ++i) {
-    ASSERT_EQ(og[i].tokens.size(), size_t(gp.max_new_tokens));
-    size_t k = 0;
-    while (k < oc[i].tokens.size() && oc[i].tokens[k] == og[i].tokens[k]) ++k;
-    matched += int(k);
-    total += int(oc[i].tokens.size());
-  }
-  report(GetParam() + " greedy tokens matched share", double(matched) / double(total));
-  EXPECT_GE(matched * 4, total * 3);
+  const test::GreedyTwins g = test::greedy_twins(p);
+  ASSERT_EQ(g.cpu.size(), g.gpu.size());
+  for (const auto& c : g.gpu) ASSERT_EQ(c.tokens.size(), 8u);
+  report(GetParam() + " greedy tokens matched share", double(g.matched) / double(g.total));
+  EXPECT_GE(g.matched * 4, g.total * 3);
 }
 
 // Routing replay's record on the GPU (beside each cached row, inside the captured decode steps):

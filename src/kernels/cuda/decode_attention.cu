@@ -140,21 +140,10 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
   __shared__ int64_t koff_s[2][kTile], voff_s[2][kTile];  // where the tile's key and value rows start
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  int64_t b = blockIdx.x;
-  const int hg = int(b % HG);
-  b /= HG;
-  const int split = int(b % S);
-  b /= S;
-  const int kvh = int(b % NKV);
-  const int64_t t = b / NKV;
-  const int G = NH / NKV, h0 = kvh * G + hg * GP, gn = min(GP, G - hg * GP);
-
-  // This split's keys [k0, k1).
-  const int64_t len = int64_t(pos[t]) + 1;
-  const int64_t chunk = ((len + S - 1) / S + kTile - 1) / kTile * kTile;
-  const int64_t k0 = split * chunk, k1 = k0 + chunk < len ? k0 + chunk : len;
+  const SplitBlock w = split_block(blockIdx.x, pos, T_, NH, NKV, HG, S, GP, kTile);
+  const int64_t t = w.t, k0 = w.k0, k1 = w.k1, prow = w.prow, len = w.len;
+  const int kvh = w.kvh, h0 = w.h0, gn = w.gn;
   float* lse_out = part ? part + int64_t(S) * T_ * NH * HDv : nullptr;
-  const int64_t prow = (int64_t(split) * T_ + t) * NH + h0;  // partial row of head h0
   if (k0 >= len) {  // the merge skips this split (block-uniform: before any barrier)
     if (part && tid < gn) lse_out[prow + tid] = -INFINITY;
     return;

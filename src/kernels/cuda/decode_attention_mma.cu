@@ -15,6 +15,7 @@
 // Why: the CUDA-core kernel (decode_attention.cu) keeps too few bytes in flight per SM; at long
 // contexts (Qwen2.5-1.5B, 64 sequences, 21k keys) it read the cache at 0.9 TB/s.
 #include "kernels/cuda/decode_attention_mma.h"
+#include "kernels/cuda/decode_split.h"
 
 #include <algorithm>
 
@@ -64,22 +65,11 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
   bfloat* sQ = reinterpret_cast<bfloat*>(smem);
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
-  int64_t b = blockIdx.x;
-  const int hg = int(b % HG);
-  b /= HG;
-  const int split = int(b % S);
-  b /= S;
-  const int kvh = int(b % a.NKV);
-  const int64_t t = b / a.NKV;
-  const int G = a.NH / a.NKV, h0 = kvh * G + hg * kDecodeMmaHeads, gn = min(kDecodeMmaHeads, G - hg * kDecodeMmaHeads);
-
   // This split's keys [k0, k1): chunks of whole warp rounds (4 tiles).
-  const int64_t len = int64_t(a.pos[t]) + 1;
-  constexpr int kRound = kWarpsD * kKeysD;
-  const int64_t chunk = ((len + S - 1) / S + kRound - 1) / kRound * kRound;
-  const int64_t k0 = split * chunk, k1 = min(k0 + chunk, len);
+  const SplitBlock w = split_block(blockIdx.x, a.pos, a.T, a.NH, a.NKV, HG, S, kDecodeMmaHeads, kWarpsD * kKeysD);
+  const int64_t t = w.t, k0 = w.k0, k1 = w.k1, prow = w.prow, len = w.len;
+  const int kvh = w.kvh, h0 = w.h0, gn = w.gn;
   const int64_t rows_out = a.T * a.NH;
-  const int64_t prow = int64_t(split) * rows_out + t * a.NH + h0;  // partial row of head h0
   if (k0 >= len) {  // the merge skips this split (block-uniform: before any barrier)
     if (a.part && threadIdx.x < gn) a.part[int64_t(S) * rows_out * HDV + prow + threadIdx.x] = -INFINITY;
     return;
@@ -121,7 +111,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
   __syncthreads();               // ... and for every thread
   if constexpr (Cfg::kQInRegs) {
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) ldsm_x4(qf[kk], sQ + (lane & 15) * ld + kk * 16 + (lane >> 4) * 8);
+    for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, 0, kk, lane);
   }
 
   for (int j = 0; j < mine; ++j) {
@@ -142,7 +132,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
       if constexpr (Cfg::kQInRegs) {
         qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
       } else {
-        ldsm_x4(qa, sQ + (lane & 15) * ld + kk * 16 + (lane >> 4) * 8);
+        row_fragment<ld>(qa, sQ, 0, kk, lane);
       }
       uint32_t bk[4];
       ldsm_x4(bk, sK + ((lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);

@@ -26,4 +26,34 @@ int64_t best_splits(int64_t blocks, int64_t L, int64_t resident);
 void merge_splits(float* out, const float* part, int64_t rows, int64_t HDv, int64_t S);
 void merge_splits(__nv_bfloat16* out, const float* part, int64_t rows, int64_t HDv, int64_t S);
 
+#ifdef __CUDACC__
+// What block b of a split kernel's grid (T * NKV * S * HG blocks, the head group fastest) works on:
+// token t, key/value head kvh, heads h0 .. h0 + gn - 1 (head groups of GP), split `split` over
+// keys [k0, k1) of the token's len = pos[t] + 1 in chunks of whole `round`s of keys; prow: head
+// h0's partial row. k0 >= len: a split with no keys (the merge skips it).
+struct SplitBlock {
+  int64_t t, len, k0, k1, prow;
+  int kvh, split, h0, gn;
+};
+__device__ inline SplitBlock split_block(int64_t b, const int32_t* pos, int64_t T, int NH, int NKV, int HG, int S,
+                                         int GP, int round) {
+  SplitBlock w;
+  const int hg = int(b % HG);
+  b /= HG;
+  w.split = int(b % S);
+  b /= S;
+  w.kvh = int(b % NKV);
+  w.t = b / NKV;
+  const int G = NH / NKV;
+  w.h0 = w.kvh * G + hg * GP;
+  w.gn = G - hg * GP < GP ? G - hg * GP : GP;
+  w.len = int64_t(pos[w.t]) + 1;
+  const int64_t chunk = ((w.len + S - 1) / S + round - 1) / round * round;
+  w.k0 = w.split * chunk;
+  w.k1 = w.k0 + chunk < w.len ? w.k0 + chunk : w.len;
+  w.prow = (int64_t(w.split) * T + w.t) * NH + w.h0;
+  return w;
+}
+#endif
+
 }  // namespace r1::cuda

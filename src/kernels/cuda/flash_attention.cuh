@@ -172,6 +172,32 @@ __device__ inline void load_tile_async(bfloat* dst, const bfloat* src, int64_t g
   }
 }
 
+// The key/value double buffer of the query-tile kernels (forward and dQ), stage s at sK + s * KN *
+// (HD + kPadH) and sV + s * KN * (HDV + kPadH): before tile j is read, tile j + 1 is queued into the
+// other stage, then tile j is waited for and the block synchronizes. The first tile was queued
+// (and committed) with the query tile.
+template <int HD, int HDV, int KN, int NT>
+__device__ inline void kv_tile_ready(bfloat* sK, bfloat* sV, const bfloat* kbase, const bfloat* vbase,
+                                     int64_t kstride, int64_t vstride, int j, int n_kv, int L) {
+  if (j + 1 < n_kv) {
+    const int kt = (j + 1) * KN, rows = min(KN, L - kt), s = (j + 1) & 1;
+    load_tile_async<HD, KN, NT>(sK + s * KN * (HD + kPadH), kbase + int64_t(kt) * kstride, kstride, rows);
+    load_tile_async<HDV, KN, NT>(sV + s * KN * (HDV + kPadH), vbase + int64_t(kt) * vstride, vstride, rows);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+
+// The 16 x 16 A fragment kk (columns kk * 16 on) of rows warp * 16 on of a tile in shared memory
+// (row stride LD): a warp's query (or dO) rows.
+template <int LD>
+__device__ inline void row_fragment(uint32_t (&f)[4], const bfloat* s, int warp, int kk, int lane) {
+  ldsm_x4(f, s + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+}
+
 // Maps a block index to (sequence, tile within it); false for blocks past the last tile. tiles[b] is
 // the number of tiles before sequence b, tiles[B] the total. The forward visits blocks last-first,
 // so each sequence's late (most expensive, causal) query tiles start first; the backward's

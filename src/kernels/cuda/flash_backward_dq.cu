@@ -60,21 +60,11 @@ __global__ void __launch_bounds__(DqConfig<HD, HDV>::kThreads) flash_backward_dq
   uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
 
   for (int j = 0; j < n_kv; ++j) {
-    if (j + 1 < n_kv) {
-      const int kt = (j + 1) * KN, rows = min(KN, L - kt);
-      load_tile_async<HD, KN, NT>(sK + ((j + 1) & 1) * KN * ld, kbase + int64_t(kt) * kstride, kstride, rows);
-      load_tile_async<HDV, KN, NT>(sV + ((j + 1) & 1) * KN * ldv, vbase + int64_t(kt) * vstride, vstride, rows);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    kv_tile_ready<HD, HDV, KN, NT>(sK, sV, kbase, vbase, kstride, vstride, j, n_kv, L);
     if constexpr (Cfg::kQInRegs) {
       if (j == 0) {
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
-          ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * ld + kk * 16 + (lane >> 4) * 8);
+        for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, warp, kk, lane);
       }
     }
     const bfloat* sKb = sK + (j & 1) * KN * ld;
@@ -92,7 +82,7 @@ __global__ void __launch_bounds__(DqConfig<HD, HDV>::kThreads) flash_backward_dq
       if constexpr (Cfg::kQInRegs) {
         qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
       } else {
-        ldsm_x4(qa, sQ + (warp * 16 + (lane & 15)) * ld + kk * 16 + (lane >> 4) * 8);
+        row_fragment<ld>(qa, sQ, warp, kk, lane);
       }
 #pragma unroll
       for (int np = 0; np < KN / 16; ++np) {
@@ -105,7 +95,7 @@ __global__ void __launch_bounds__(DqConfig<HD, HDV>::kThreads) flash_backward_dq
 #pragma unroll
     for (int kk = 0; kk < HDV / 16; ++kk) {
       uint32_t oa[4];
-      ldsm_x4(oa, sdO + (warp * 16 + (lane & 15)) * ldv + kk * 16 + (lane >> 4) * 8);
+      row_fragment<ldv>(oa, sdO, warp, kk, lane);
 #pragma unroll
       for (int np = 0; np < KN / 16; ++np) {
         uint32_t bv[4];
