@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/bf16.h"
 #include "base/rng.h"
 #include "tensor/device_memory.h"
 #include "model/params.h"
@@ -72,21 +73,30 @@ inline void init_uniform(model::Transformer& m, uint64_t seed, float std = 0.02f
   constexpr int64_t kChunk = int64_t(1) << 20;
   const float half_width = std * std::sqrt(3.0f);  // U(-a, a) has std a / sqrt(3)
   int64_t first_chunk = 0;                         // the stream of a chunk: its index in the model
+  // The bf16 compute copy is rounded in the same parallel loop (one host thread rounding a 30B
+  // model's weights takes about a minute).
+  const bool bf16 = m.params().flat.dtype == DType::BF16;
   std::vector<float> host;
+  std::vector<uint16_t> rounded;
   for (const model::ParamSpec& s : m.specs()) {
     host.resize(size_t(s.numel()));
+    if (bf16) rounded.resize(size_t(s.numel()));
     const bool norm = s.name.find("norm") != std::string::npos, bias = s.shape.size() == 1 && !norm;
     const int64_t chunks = (s.numel() + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(dynamic)
     for (int64_t k = 0; k < chunks; ++k) {
       Rng rng(seed, uint64_t(first_chunk + k));
       const int64_t begin = k * kChunk, end = std::min(s.numel(), begin + kChunk);
-      for (int64_t j = begin; j < end; ++j)
+      for (int64_t j = begin; j < end; ++j) {
         host[size_t(j)] = norm ? 1.0f : bias ? 0.0f : half_width * (2 * rng.uniform() - 1);
+        if (bf16) rounded[size_t(j)] = f32_to_bf16(host[size_t(j)]);
+      }
     }
     first_chunk += chunks;
     if (m.separate_master()) copy_from_host(m.master().flat.rows(s.offset, s.offset + s.numel()), host.data());
-    copy_from_host_f32(m.params().flat.rows(s.offset, s.offset + s.numel()), host.data());
+    const Tensor compute = m.params().flat.rows(s.offset, s.offset + s.numel());
+    if (bf16) copy_from_host(compute, rounded.data());
+    else copy_from_host_f32(compute, host.data());
   }
 }
 

@@ -13,8 +13,8 @@
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
 #     R1_GPU_BENCH=decode: issue 25's table: 0.5B, 1.5B, 7B, Llama-3.1-8B (R1_GPU_SHAPES="7b ..." picks),
 #                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
-#     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation and an 8-layer train
-#       step, r1 beside transformers (issue 22)
+#     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation (64 x
+#       (128 + R1_GPU_NEW, default 1024)) and an 8-layer train step, r1 beside transformers (issue 22)
 #     R1_GPU_BENCH=paged: the paged KV cache (r1 only): tokens/s, sequences in flight, KV blocks and
 #                         preemptions at 64 and 256 prompts x 1024 (0.5B, 1.5B), then 256 x 8k
 #                         responses (0.5B) with the pool from free memory and with a pool of half
@@ -282,13 +282,16 @@ PY
     # Issue 22: the mixture-of-experts shapes (random weights, the published configs), r1 beside
     # transformers in one run: generation at 64 x (128 + 1024), and a train step of the first 8
     # layers (the whole model's fp32 master, gradients and AdamW moments do not fit one GPU).
+    # R1_GPU_NEW: new tokens per sequence (transformers needs ~0.2 s a decode step on these shapes:
+    # 512 keeps Qwen3-30B-A3B's peer inside its 240 s).
+    local new=${R1_GPU_NEW:-1024}
     for shape in ${R1_GPU_SHAPES:-moonlight-16b-a3b qwen3-30b-a3b}; do
-      echo "== generate $shape, 64 x (128 + 1024): r1" | tee -a "$out/bench.log"
-      timeout "$(left 120)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts 64 --prompt-len 128 \
-        --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
-      echo "== generate $shape, 64 x (128 + 1024): transformers" | tee -a "$out/bench.log"
+      echo "== generate $shape, 64 x (128 + $new): r1" | tee -a "$out/bench.log"
+      timeout "$(left 240)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts 64 --prompt-len 128 \
+        --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+      echo "== generate $shape, 64 x (128 + $new): transformers" | tee -a "$out/bench.log"
       timeout "$(left 240)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts 64 \
-        --prompt-len 128 --new 1024 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+        --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
       echo "== train step $shape, 8 layers: r1" | tee -a "$out/bench.log"
       timeout "$(left 120)" .gpu/bench/bench_train_gpu --shape "$shape" --layers 8 --seqs 8 --len 1024 \
         --warmup 2 --steps 5 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
