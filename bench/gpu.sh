@@ -15,6 +15,8 @@
 #                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
 #     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation (64 x
 #       (128 + R1_GPU_NEW, default 1024)) and an 8-layer train step, r1 beside transformers (issue 22)
+#     R1_GPU_BENCH=grouped: the experts' grouped GEMMs alone (bench_grouped_gemm_gpu beside
+#       bench/peer/grouped_mm.py's torch._grouped_mm), each product's ms and TFLOP/s
 #     R1_GPU_BENCH=paged: the paged KV cache (r1 only): tokens/s, sequences in flight, KV blocks and
 #                         preemptions at 64 and 256 prompts x 1024 (0.5B, 1.5B), then 256 x 8k
 #                         responses (0.5B) with the pool from free memory and with a pool of half
@@ -298,6 +300,17 @@ PY
       echo "== train step $shape, 8 layers: torch (bf16)" | tee -a "$out/bench.log"
       timeout "$(left 180)" "${py_env[@]}" "$py" bench/peer/torch_train_step.py --shape "$shape" --layers 8 \
         --modes bf16 --seqs 8 --len 1024 --warmup 2 --steps 5 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+    done
+  fi
+  if [[ $which == grouped ]]; then
+    # The experts' grouped GEMMs alone, each product timed, r1 beside torch._grouped_mm (issue 22).
+    for shape in ${R1_GPU_SHAPES:-moonlight-16b-a3b qwen3-30b-a3b}; do
+      echo "== grouped GEMM $shape, 8192 tokens: r1" | tee -a "$out/bench.log"
+      timeout "$(left 120)" .gpu/bench/bench_grouped_gemm_gpu --shape "$shape" 2>&1 | tee -a "$out/bench.log" |
+        grep '^{' >>"$out/bench.jsonl"
+      echo "== grouped GEMM $shape, 8192 tokens: torch._grouped_mm" | tee -a "$out/bench.log"
+      timeout "$(left 120)" "${py_env[@]}" "$py" bench/peer/grouped_mm.py --shape "$shape" 2>&1 |
+        tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
     done
   fi
   if [[ $which == paged ]]; then
