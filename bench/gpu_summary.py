@@ -117,6 +117,22 @@ def grpo_bench(rows):
     print("seconds; ref+old = reference log-probs (r1: the rollout's log-probs are the old ones; torch: both passes)")
 
 
+def grouped_bench(rows):
+    r1 = [r for r in rows if r.get("bench") == "r1-grouped"]
+    if not r1:
+        return
+    print(f"{'grouped GEMM':28s} {'product':>16s} {'r1 ms':>8s} {'TFLOP/s':>8s} {'torch ms':>9s} {'TFLOP/s':>8s} {'r1/torch':>8s}")
+    for r in r1:
+        if "ms" not in r:
+            print(f"{r.get('shape', '?'):28s} {r.get('error', 'no result')[:80]}")
+            continue
+        t = next((x for x in rows if x.get("bench") == "torch-grouped" and "ms" in x and
+                  all(x.get(k) == r.get(k) for k in ("shape", "matrix", "product"))), None)
+        peer = f"{t['ms']:9.3f} {t['tflops']:8.1f} {t['ms'] / r['ms']:8.2f}" if t else f"{'-':>9s} {'-':>8s} {'-':>8s}"
+        print(f"{r['shape'] + ' ' + r['matrix']:28s} {r['product']:>16s} {r['ms']:8.3f} {r['tflops']:8.1f} {peer}")
+    print("median ms per call; r1/torch = torch's time over r1's (above 1: r1 faster); dense = one matrix, all rows")
+
+
 def bench(path):
     if not os.path.exists(path):
         print("benchmarks: not run")
@@ -125,6 +141,7 @@ def bench(path):
     train_bench(rows)
     rollout_bench(rows)
     grpo_bench(rows)
+    grouped_bench(rows)
 
 
 def main(out):
