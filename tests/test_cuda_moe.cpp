@@ -1,10 +1,10 @@
 // The mixture-of-experts and multi-head latent attention architectures (qwen3_moe, deepseek_v3) on
 // the GPU (bf16 compute, fp32 master weights and gradients) against the CPU fp32 reference on the
 // same bf16-rounded weights: the training forward and backward (grouped expert GEMMs, MLA's head
-// sizes), decoding through the cache (the latent cache for MLA) against the training forward, and
-// GRPO steps through the GPU rollout engine (its decode steps captured in graphs, the router and
-// the grouped GEMMs inside them). Each comparison prints a "[ CUDAERR ]" line. Without a usable
-// GPU these tests skip.
+// sizes; also in f32 on the GPU, and on transformers' fixtures), decoding through the cache (the
+// latent cache for MLA) against the training forward, and GRPO steps through the GPU rollout engine
+// (its decode steps captured in graphs, the router and the grouped GEMMs inside them). Each
+// comparison prints a "[ CUDAERR ]" line. Without a usable GPU these tests skip.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
