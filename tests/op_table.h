@@ -204,5 +204,7 @@ void run_moe_combine_backward(Run&);
 void run_grouped_linear_forward(Run&);
 void run_grouped_linear_backward(Run&);
 void run_batched_matmul(Run&);
+void run_lm_head_logits(Run&);
+void run_logprobs_of_logits(Run&);
 
 }  // namespace optable

@@ -371,10 +371,12 @@ std::vector<Row> table() {
        {any, {.T = 2, .NH = 2, .NKV = 1, .HD = 1030, .HDv = 512, .L = 10, .rows = 1, .latent = true}}});
   for (float tau : {0.0f, 0.7f, 1.3f}) {                                     // 0: temperature 1
     for (int64_t chunk : {1, 7, 16, 53, 100}) {  // vocabulary chunks of 1 row to more than V
-      add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
+      add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward, Op::lm_head_logits, Op::logprobs_of_logits},
                {{any, {.C = 24, .V = 53, .T = 13, .chunk = chunk, .tau = tau}}});
     }
   }
+  add_rows(t, {Op::lm_head_logits, Op::logprobs_of_logits},
+           {{any, {.C = 896, .V = 151936, .T = 64, .chunk = 4096}, kBothDtypes, kGpu}});  // a decode step's rows
   add_rows(t, {Op::token_logprobs_forward, Op::token_logprobs_backward},
            {{any, {.C = 37, .V = 101, .T = 13, .chunk = 17, .tau = 1.3f}},
             {any, {.C = 8, .V = 3, .T = 1, .chunk = 1000}},

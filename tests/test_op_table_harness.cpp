@@ -326,6 +326,10 @@ Runner runner(Op op) {
       return run_grouped_linear_backward;
     case Op::batched_matmul:
       return run_batched_matmul;
+    case Op::lm_head_logits:
+      return run_lm_head_logits;
+    case Op::logprobs_of_logits:
+      return run_logprobs_of_logits;
   }
   return nullptr;
 }

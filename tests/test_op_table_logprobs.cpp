@@ -95,6 +95,45 @@ void run_token_logprobs_forward(Run& c) {
   c.check("token_logprobs_forward logp(f32), no entropy", c.get(logp2), lref, rows, 1, kLogprob);
 }
 
+// The head's tempered logits written whole (the sampler's side of the fused op).
+void run_lm_head_logits(Run& c) {
+  const Lm m = lm_of(c);
+  Vf h = c.randn(m.T * m.C), w = c.randn(m.V * m.C, 1.0f / std::sqrt(float(m.C)));
+  Tensor th = c.act(h, {m.T, m.C}), tw = c.act(w, {m.V, m.C});
+  Tensor out = c.nan({m.T, m.V}, DType::F32);
+  ops::lm_head_logits(out, th, tw, float(m.tau), c.s.chunk);
+  const Rows rows = c.rows(m.T, double(m.V * m.C));
+  Vd ref, z;
+  for (int64_t t : rows) {
+    logits(m, h, w, t, z);
+    ref.insert(ref.end(), z.begin(), z.end());
+  }
+  c.check("lm_head_logits", c.get(out), ref, rows, m.V, kLogprob);
+}
+
+// Log-probs and lse of given logits, folded in vocabulary chunks (targets all in range).
+void run_logprobs_of_logits(Run& c) {
+  const Lm m = lm_of(c);
+  Vf z = c.randn(m.T * m.V, 3.0f);
+  Vi tg = c.randint(m.T, 0, int32_t(m.V));
+  tg[0] = int32_t(m.V) - 1;
+  Tensor tz = c.act(z, {m.T, m.V}), ttg = c.ints(tg, {m.T});
+  Tensor logp = c.nan({m.T}, DType::F32), lse = c.nan({m.T}, DType::F32);
+  ops::logprobs_of_logits(logp, lse, tz, ttg, c.s.chunk);
+  const Rows rows = c.rows(m.T, double(m.V));
+  Vd lref, sref;
+  for (int64_t t : rows) {
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < m.V; ++j) mx = std::max(mx, double(z[t * m.V + j]));
+    double sum = 0.0;
+    for (int64_t j = 0; j < m.V; ++j) sum += std::exp(double(z[t * m.V + j]) - mx);
+    sref.push_back(mx + std::log(sum));
+    lref.push_back(double(z[t * m.V + tg[t]]) - sref.back());
+  }
+  c.check("logprobs_of_logits logp", c.get(logp), lref, rows, 1, kLogprob);
+  c.check("logprobs_of_logits lse", c.get(lse), sref, rows, 1, kLogprob);
+}
+
 void run_token_logprobs_backward(Run& c) {
   const Lm m = lm_of(c);
   Vf h = c.randn(m.T * m.C), w = c.randn(m.V * m.C, 1.0f / std::sqrt(float(m.C)));

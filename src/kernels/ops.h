@@ -211,6 +211,16 @@ void convert(Tensor dst, const Tensor& src);
 void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tensor& hidden,
                             const Tensor& weight, const Tensor& targets, float temperature,
                             int64_t vocab_chunk);
+// The sampler's side of token_logprobs_forward (rollout.exact_logprobs): out (R, V) f32 = hidden
+// (R, C) @ weight (V, C)^T / temperature, the vocabulary in chunks of vocab_chunk rows, each chunk
+// the product token_logprobs_forward forms for its tiles. With ops::batch_invariant() on
+// (kernels/invariance.h), row r is the same bits as the trainer's logits of a token with that hidden
+// state. hidden and weight in the compute dtype.
+void lm_head_logits(Tensor out, const Tensor& hidden, const Tensor& weight, float temperature, int64_t vocab_chunk);
+// logp (R) = log softmax(logits[r])[targets[r]] and lse (R), folded as token_logprobs_forward folds
+// its tiles (the same vocabulary chunks, the same running state per row): on lm_head_logits' rows,
+// the trainer's bits. logits (R, V) f32, targets (R) i32 in [0, V).
+void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Tensor& targets, int64_t vocab_chunk);
 // Given dlogp (T): dhidden (T, C) +=, dweight (V, C) += (either may be empty).
 void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp, const Tensor& hidden,
                              const Tensor& weight, const Tensor& targets, const Tensor& lse,

@@ -44,6 +44,7 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
   expect_opt(op, "entropy", entropy, F32, {{"T", T}}, "hidden", &hidden);
   if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"entropy", entropy}, {"hidden", hidden}, {"weight", weight},
                    {"targets", targets}})) {
+    require_invariance_on_cuda(op);
     R1_CUDA_DISPATCH_DT(op, dt,
                         cuda::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), bp(hidden), bp(weight),
                                                      ip(targets), T, C, V, temperature, vocab_chunk),
@@ -54,6 +55,48 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
   count_path(id, Path::native);
   cpu::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), fp(hidden), fp(weight), ip(targets), T, C, V,
                               temperature, vocab_chunk);
+}
+
+void lm_head_logits(Tensor out, const Tensor& hidden, const Tensor& weight, float temperature, int64_t vocab_chunk) {
+  const Op id = Op::lm_head_logits;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "hidden", hidden);
+  expect(op, "hidden", hidden, dt, {{"R", kAny}, {"C", kAny}});
+  const int64_t R = hidden.shape[0], C = hidden.shape[1];
+  expect(op, "weight", weight, dt, {{"V", kAny}, {"C", C}}, "hidden", &hidden);
+  const int64_t V = weight.shape[0];
+  if (C == 0 || V == 0) fail("{}: hidden {} and weight {} must have C > 0 and V > 0", op, hidden.describe(), weight.describe());
+  expect(op, "out", out, F32, {{"R", R}, {"V", V}}, "weight", &weight);
+  if (!(temperature > 0.0f) || !std::isfinite(temperature)) fail("{}: temperature = {} must be > 0", op, temperature);
+  if (vocab_chunk <= 0) fail("{}: vocab_chunk = {} must be > 0", op, vocab_chunk);
+  if (on_cuda(op, {{"out", out}, {"hidden", hidden}, {"weight", weight}})) {
+    require_invariance_on_cuda(op);
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::lm_head_logits(fp(out), bp(hidden), bp(weight), R, C, V, temperature, vocab_chunk),
+                        cuda::lm_head_logits(fp(out), fp(hidden), fp(weight), R, C, V, temperature, vocab_chunk));
+  }
+  count_path(id, Path::native);
+  cpu::lm_head_logits(fp(out), fp(hidden), fp(weight), R, C, V, temperature, vocab_chunk);
+}
+
+void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Tensor& targets, int64_t vocab_chunk) {
+  const Op id = Op::logprobs_of_logits;
+  const char* op = op_name(id);
+  require_supported(id, {}, logits.dtype, logits.device, "logits", logits);
+  expect(op, "logits", logits, F32, {{"R", kAny}, {"V", kAny}});
+  const int64_t R = logits.shape[0], V = logits.shape[1];
+  if (V == 0) fail("{}: logits {} must have V > 0", op, logits.describe());
+  expect(op, "targets", targets, I32, {{"R", R}}, "logits", &logits);
+  expect(op, "logp", logp, F32, {{"R", R}}, "logits", &logits);
+  expect(op, "lse", lse, F32, {{"R", R}}, "logits", &logits);
+  if (vocab_chunk <= 0) fail("{}: vocab_chunk = {} must be > 0", op, vocab_chunk);
+  if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"logits", logits}, {"targets", targets}}))
+    R1_CUDA_DISPATCH(op, F32, cuda::logprobs_of_logits(fp(logp), fp(lse), fp(logits), ip(targets), R, V, vocab_chunk));
+  const int32_t* tg = ip(targets);
+  for (int64_t r = 0; r < R; ++r) {
+    if (tg[r] < 0 || tg[r] >= V) fail("{}: targets[{}] = {} is out of range [0, {})", op, r, tg[r], V);
+  }
+  count_path(id, Path::native);
+  cpu::logprobs_of_logits(fp(logp), fp(lse), fp(logits), tg, R, V, vocab_chunk);
 }
 
 void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp, const Tensor& hidden,

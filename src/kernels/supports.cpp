@@ -27,7 +27,8 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "rope_interleaved_forward", "rope_interleaved_backward", "copy_columns",
     "moe_route_forward",     "moe_route_backward",     "moe_permute",
     "moe_combine_forward",   "moe_combine_backward",   "grouped_linear_forward",
-    "grouped_linear_backward", "batched_matmul",
+    "grouped_linear_backward", "batched_matmul",      "lm_head_logits",
+    "logprobs_of_logits",
 };
 // clang-format on
 
@@ -121,6 +122,7 @@ Support supports(Op op, const OpShape& shape, DType dtype, Device device) {
   if (op == Op::cross_entropy_forward || op == Op::cross_entropy_backward) {
     if (dtype != DType::F32) return unsupported("the cross-entropy takes f32 log-probs and mask");
   }
+  if (op == Op::logprobs_of_logits && dtype != DType::F32) return unsupported("the log-probs of logits take f32 logits");
   return device == Device::CPU ? on_cpu(op, dtype) : on_cuda(op, shape, dtype);
 }
 

@@ -69,8 +69,10 @@ enum class Op : uint8_t {
   grouped_linear_forward,
   grouped_linear_backward,
   batched_matmul,
+  lm_head_logits,
+  logprobs_of_logits,
 };
-constexpr int kNumOps = int(Op::batched_matmul) + 1;
+constexpr int kNumOps = int(Op::logprobs_of_logits) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

@@ -34,7 +34,7 @@ std::vector<int32_t> fresh_prefill(const std::vector<int32_t>& slots, const std:
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
                       const std::vector<int32_t>& logit_rows, Arena& a, std::optional<DType> logits_dtype,
-                      ExpertRoutes* routes) {
+                      ExpertRoutes* routes, float trainer_temperature) {
   const int64_t T = int64_t(ids.size());
   R1_CHECK(T > 0, "forward_cached: no tokens");
   R1_CHECK(slots.size() == ids.size() && pos.size() == ids.size(),
@@ -59,6 +59,7 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<in
   in.logit_rows = upload_i32(a, logit_rows);
   const std::vector<int32_t> cu = fresh_prefill(slots, pos);
   if (!cu.empty()) in.cu_seqlens = upload_i32(a, cu);
+  in.trainer_temperature = trainer_temperature;
   return forward_cached(m, cache, in, a, logits_dtype.value_or(m.compute_dtype()), routes);
 }
 
@@ -122,6 +123,12 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   }
   Tensor last_normed = a.alloc(cd, {R, C}), last_rstd = a.alloc_f32({R});
   ops::rmsnorm_forward(last_normed, last_rstd, last, P.final_norm, float(c.rms_norm_eps));
+  if (in.trainer_temperature > 0.0f) {
+    R1_CHECK(logits_dtype == DType::F32, "forward_cached: the trainer's logits are f32, not {}", dtype_name(logits_dtype));
+    Tensor logits = a.alloc_f32({R, int64_t(c.vocab_size)});
+    ops::lm_head_logits(logits, last_normed, P.lm_head, in.trainer_temperature, kVocabChunk);
+    return logits;
+  }
   Tensor logits = a.alloc(logits_dtype, {R, int64_t(c.vocab_size)});
   ops::linear_forward(logits, last_normed, P.lm_head, {});
   return logits;

@@ -103,7 +103,8 @@ struct KVCache {
 Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<int32_t>& ids,
                       const std::vector<int32_t>& slots, const std::vector<int32_t>& pos,
                       const std::vector<int32_t>& logit_rows, Arena& arena,
-                      std::optional<DType> logits_dtype = std::nullopt, ExpertRoutes* routes = nullptr);
+                      std::optional<DType> logits_dtype = std::nullopt, ExpertRoutes* routes = nullptr,
+                      float trainer_temperature = 0.0f);
 
 // The experts the rows `rows` of the cache (block * BS + row in the block) were recorded with, in
 // every MoE layer (KVCache::keep_routes; expert_routes.h's layout, one route row per entry of
@@ -116,8 +117,13 @@ ExpertRoutes read_routes(const KVCache& cache, const std::vector<int32_t>& rows,
 // says the tokens are B whole prompts from position 0 (packed attention).
 // attention_workspace (f32, optional): the decode attention's split scratch
 // (ops::attention_cached_workspace); taken from the arena when not given.
+// trainer_temperature > 0: the logits are the trainer's (ops::lm_head_logits: the head's product over
+// kVocabChunk vocabulary chunks, divided by this temperature, f32), what a sampler whose log-probs
+// must be the trainer's draws from (rollout.exact_logprobs, with ops::batch_invariant() on); 0: the
+// lm head's plain logits in logits_dtype.
 struct CachedInputs {
   Tensor ids, slots, pos, logit_rows, cu_seqlens, attention_workspace;
+  float trainer_temperature = 0.0f;
 };
 Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& arena,
                       DType logits_dtype, ExpertRoutes* routes = nullptr);

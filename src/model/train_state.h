@@ -80,7 +80,7 @@ class TrainState {
   bool checkpointed() const { return checkpoint_; }
   // Frees the arenas (they grow back on the next forward), e.g. to leave GPU memory to rollouts.
   void release();
-  int64_t vocab_chunk = 4096;
+  int64_t vocab_chunk = kVocabChunk;
   Recompute recompute = Recompute::Auto;
   Checkpointing checkpointing = Checkpointing::Auto;
   // The bytes Auto lets a forward's activations take; 0: 90% of the device's free memory plus

@@ -45,6 +45,11 @@
 
 namespace r1::model {
 
+// The lm head's vocabulary chunk: the rows of the head one product covers when log-probs are taken
+// (TrainState::vocab_chunk) and when a sampler forms the trainer's logits (CachedInputs), so the two
+// meet the same products.
+inline constexpr int64_t kVocabChunk = 4096;
+
 // A packed batch: B sequences concatenated, sequence b owning tokens [cu_seqlens[b], cu_seqlens[b+1]).
 struct Batch {
   std::vector<int32_t> ids;         // (T)

@@ -10,6 +10,8 @@
 #include "base/log.h"
 #include "base/thread_pool.h"
 #include "base/timer.h"
+#include "kernels/invariance.h"
+#include "kernels/ops.h"
 #include "model/kv_cache.h"
 #include "rollout/gpu_engine.h"
 #include "rollout/requests.h"
@@ -69,6 +71,15 @@ void Engine::reset_kv_peak() {
 
 std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
                                          const std::function<void(int64_t, int64_t)>& on_progress) {
+  if (params.exact_logprobs) {
+    R1_CHECK(!gpu_, "generate: exact log-probs (rollout.exact_logprobs) run on the CPU engine only in this build");
+    R1_CHECK(ops::batch_invariant(), "generate: exact log-probs need the batch-invariant forward "
+             "(ops::set_batch_invariant), or a token's logits depend on its batch");
+    R1_CHECK(params.sampling.temperature > 0.0f, "generate: exact log-probs need a temperature > 0 (got {})",
+             params.sampling.temperature);
+    R1_CHECK(!params.sampling.sampled_logprobs, "generate: exact log-probs are the trainer's tempered ones; "
+             "sampled_logprobs asks for the truncated distribution's");
+  }
   cache_->acquire_pool();
   int64_t samples = 0;
   for (const Request& r : requests) samples += r.n;
@@ -114,6 +125,14 @@ struct HostLogits {
 
 enum class Next { Decode, Finished, ToolCall };
 
+// The draw's parameters: with exact log-probs the logits come divided by the temperature (the
+// trainer's), so the draw takes them at temperature 1 (top-k and top-p keep the same tokens).
+SamplingParams draw_params(const GenerateParams& p) {
+  SamplingParams s = p.sampling;
+  if (p.exact_logprobs) s.temperature = 1.0f;
+  return s;
+}
+
 // One generate call on the host: admission and preemption by the scheduler, forwards over the
 // paged cache, sampling between them.
 class CpuGeneration {
@@ -132,6 +151,7 @@ class CpuGeneration {
         on_progress_(on_progress),
         hooks_(params.turns),
         V_(m.config().vocab_size),
+        draw_params_(draw_params(params)),
         routes_(params.record_routes) {}
 
   std::vector<Completion> run();
@@ -181,6 +201,7 @@ class CpuGeneration {
   const std::function<void(int64_t, int64_t)>& on_progress_;
   const TurnHooks& hooks_;
   const int64_t V_;
+  const SamplingParams draw_params_;  // exact log-probs: the logits are tempered already
   std::vector<int64_t> first_;
   std::vector<Completion> out_;
   std::vector<Slot> slots_;
@@ -197,7 +218,9 @@ class CpuGeneration {
 const float* CpuGeneration::forward(const std::vector<int32_t>& ids, const std::vector<int32_t>& slots,
                                     const std::vector<int32_t>& pos, const std::vector<int32_t>& rows) {
   arena_.reset();
-  const float* logits = host_.read(model::forward_cached(m_, cache_, ids, slots, pos, rows, arena_, {}, routes_.forward()));
+  const float trainer_temperature = params_.exact_logprobs ? params_.sampling.temperature : 0.0f;
+  const float* logits = host_.read(
+      model::forward_cached(m_, cache_, ids, slots, pos, rows, arena_, {}, routes_.forward(), trainer_temperature));
   for (size_t t = 0; t < ids.size() && routes_.forward(); ++t) {
     const Slot& sl = slots_[size_t(slots[t])];
     // A prompt's rows are fed once for all its samples (they share its blocks).
@@ -238,7 +261,14 @@ Next CpuGeneration::accept(Slot& sl, const Draw& d) {
 }
 
 void CpuGeneration::draw_next(Slot& sl, const float* logits) {
-  const Draw d = sample_token(logits, V_, params_.sampling, next_uniform(sl), scratch_);
+  Draw d = sample_token(logits, V_, draw_params_, next_uniform(sl), scratch_);
+  if (params_.exact_logprobs) {  // the trainer's fold of the trainer's logits
+    float lse = 0.0f;
+    int32_t token = d.token;
+    ops::logprobs_of_logits(Tensor::f32(&d.logprob, {1}), Tensor::f32(&lse, {1}),
+                            Tensor::f32(const_cast<float*>(logits), {1, V_}), Tensor::i32(&token, {1}),
+                            model::kVocabChunk);
+  }
   const Next next = accept(sl, d);
   if (next == Next::Finished) finish(int64_t(&sl - slots_.data()));
   if (next == Next::ToolCall) call_tool(sl);

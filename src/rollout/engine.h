@@ -55,6 +55,12 @@ struct GenerateParams {
   // row on the device (KVCache::route_t), so a preempted sequence's recomputed rows carry the
   // recomputation's experts.
   bool record_routes = false;
+  // Log-probs bit for bit the trainer's (recipe key rollout.exact_logprobs): the sampler draws from
+  // the trainer's tempered logits (model::CachedInputs::trainer_temperature) and reports
+  // ops::logprobs_of_logits of them, the trainer's own fold. Needs ops::batch_invariant() on (so the
+  // forward's bits do not depend on the batch), a temperature > 0 and the tempered log-probs
+  // (SamplingParams::sampled_logprobs off). The CPU engine only, in this build.
+  bool exact_logprobs = false;
 };
 
 struct Completion {

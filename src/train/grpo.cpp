@@ -28,6 +28,7 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
       train_(std::move(train_set)),
       render_(std::move(render_prompt)),
       cfg_(std::move(cfg)),
+      invariant_(cfg_.exact_logprobs),
       total_steps_(total_steps),
       dp_(policy, cfg_.adamw, cfg_.parallel) {
   validate(cfg_);
@@ -352,6 +353,10 @@ StepStats GrpoTrainer::step(int64_t step) {
   // record
   sums.add_kept(batch.kept);
   sums.add_update(update);
+  // pi_old by the sampler: the gap is the first update's (its mini-batch ran before any optimizer
+  // step, so the trainer's log-probs there are the sampler's policy's). Partial rollouts' carried
+  // tokens came from older policies, where a gap is no mismatch.
+  if (cfg_.old_logprobs == OldLogprobs::Sampler && !partial) sums.add_gap(update.gap_first);
   all_reduce(host, sums);
   if (moe.bias_update_speed > 0) update_score_bias(policy_, sums.routes.expert_counts, moe.bias_update_speed);
   StepStats st = summarize(sums, batch.counts, update, cfg_, lr, has_reference(), dp_.world_size());

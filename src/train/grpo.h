@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/problem.h"
+#include "kernels/invariance.h"
 #include "model/train_state.h"
 #include "model/transformer.h"
 #include "optim/data_parallel.h"
@@ -91,6 +92,7 @@ class GrpoTrainer {
   std::vector<data::Problem> train_;
   std::function<std::string(const data::Problem&)> render_;
   GrpoConfig cfg_;
+  ops::BatchInvariantScope invariant_;  // rollout.exact_logprobs: on for the trainer's life, before the engine
   int64_t total_steps_;
   optim::DataParallel dp_;
   std::unique_ptr<model::Transformer> ref_;

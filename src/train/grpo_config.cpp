@@ -80,6 +80,9 @@ void validate_updates(const GrpoConfig& c) {
   R1_CHECK(!c.sampled_logprobs || c.partial_rollout_tokens == 0,
            "grpo.sampler_logprobs: sampled cannot be used with grpo.partial_rollout_tokens (carried tokens "
            "keep the sampler's log-probs as pi_old)");
+  R1_CHECK(!c.exact_logprobs || !c.sampled_logprobs,
+           "rollout.exact_logprobs reports the trainer's tempered log-probs; grpo.sampler_logprobs: sampled asks "
+           "for the truncated distribution's (use one or the other)");
   R1_CHECK(std::isfinite(c.is_cap) && c.is_cap > 1.0, "grpo.is_cap must be > 1, got {}", c.is_cap);
   at_least("train.lr", c.lr, 0);
   at_least("train.max_grad_norm (0: no clipping)", c.max_grad_norm, 0);
@@ -136,6 +139,10 @@ void validate(const GrpoConfig& c) {
 }
 
 void validate_for_model(const GrpoConfig& c, const model::ModelConfig& mc) {
+  R1_CHECK(!c.exact_logprobs || !mc.is_mla(),
+           "rollout.exact_logprobs does not support MLA models ({}): decoding attends over the latent cache in the "
+           "absorbed form, a different product from the training forward's",
+           mc.model_type);
   const int64_t longest = int64_t(c.max_prompt_tokens) + c.max_completion_tokens, limit = mc.max_position_embeddings;
   R1_CHECK(limit <= 0 || longest <= limit,
            "grpo.max_prompt_tokens + grpo.max_completion_tokens = {} + {} = {} exceeds the model's "

@@ -102,6 +102,10 @@ struct GrpoConfig {
   // (as pi_old it would put the truncation into every ratio) and no partial rollouts (whose older
   // tokens keep the sampler's log-probs as pi_old).
   bool sampled_logprobs = false;
+  // rollout.exact_logprobs: the sampler's log-probs are the trainer's, bit for bit (the forward is
+  // batch-invariant while the trainer lives: kernels/invariance.h; rollout::GenerateParams::
+  // exact_logprobs), so with old_logprobs: sampler the first update's ratios are exactly 1.
+  bool exact_logprobs = false;
   uint64_t seed = 1;
   MoeRlConfig moe;
   // Data parallelism over the ranks of an mpirun launch (one rank: a plain single process).

@@ -28,12 +28,6 @@ namespace r1::train {
 void trainer_old_logprobs(const model::Transformer& policy, model::TrainState& state,
                           const std::vector<MiniBatch>& plan, float temperature, bool replay = false);
 
-struct SamplerGap {
-  double max_abs = 0, sum_abs = 0;  // |log pi_sampler - log pi_trainer| over the model's tokens
-  double weight_sum = 0;            // the correction weights given (1 without a correction)
-  int64_t tokens = 0, masked = 0;   // tokens compared; tokens MIS dropped or TIS truncated
-};
-
 // The gap between the sampler's and the trainer's log-probs of the training sequences, and with a
 // correction each token's weight in Sequence::is_weight.
 SamplerGap correct_sampler_mismatch(std::vector<Group>& kept, IsCorrection correction, double cap);

@@ -43,6 +43,7 @@ void roll_segment(rollout::Engine& engine, const text::Codec& codec,
   const int M = cfg.max_completion_tokens, G = cfg.group_size;
   rollout::GenerateParams gp;
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed, cfg.sampled_logprobs};
+  gp.exact_logprobs = cfg.exact_logprobs;
   gp.max_new_tokens = std::min(cfg.partial_rollout_tokens, M);
   if (!cfg.ignore_eos) gp.stop_ids = codec.eos_ids();
   std::vector<rollout::Request> reqs;

@@ -47,6 +47,7 @@ void sample_groups(rollout::Engine& engine, const text::Codec& codec,
   if (groups.empty()) return;
   rollout::GenerateParams gp;
   gp.sampling = {cfg.temperature, cfg.top_p, cfg.top_k, seed, cfg.sampled_logprobs};
+  gp.exact_logprobs = cfg.exact_logprobs;
   gp.max_new_tokens = cfg.max_completion_tokens;
   if (!cfg.ignore_eos) gp.stop_ids = codec.eos_ids();
   gp.record_routes = records_routes(cfg.moe, engine.model().config());

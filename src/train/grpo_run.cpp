@@ -69,7 +69,8 @@ nlohmann::json grpo_recipe_defaults() {
       // the device's free memory when the trainer is built (the host's available memory on the
       // CPU), or kv_cache_tokens tokens when > 0, in blocks of kv_block_size tokens.
       {"rollout", {{"kv_memory_fraction", 0.5}, {"kv_cache_tokens", 0}, {"kv_block_size", 16},
-                   {"ignore_eos", false}}},  // benchmarking: every completion runs to the length limit
+                   {"ignore_eos", false},  // benchmarking: every completion runs to the length limit
+                   {"exact_logprobs", false}}},  // the sampler's log-probs are the trainer's, bit for bit (CPU)
   };
 }
 
@@ -148,6 +149,7 @@ GrpoConfig grpo_config(const run::Recipe& r) {
   g.kv_cache_tokens = r.get<int64_t>("rollout.kv_cache_tokens");
   g.kv_block_size = r.get<int>("rollout.kv_block_size");
   g.ignore_eos = r.get<bool>("rollout.ignore_eos");
+  g.exact_logprobs = r.get<bool>("rollout.exact_logprobs");
   g.scale_advantage_by_std = r.get<bool>("grpo.scale_advantage_by_std");
   g.loss.clip_low = r.get<double>("grpo.clip_low");
   g.loss.clip_high = r.get<double>("grpo.clip_high");
@@ -209,6 +211,13 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
   const model::ModelConfig mc = run::recipe_model_config(r, *codec);
   validate_for_model(gc, mc);
+  R1_CHECK(!gc.exact_logprobs || device == Device::CPU,
+           "rollout.exact_logprobs runs on the CPU only in this build (device: {}): the CUDA batch-invariant "
+           "kernels are not in it",
+           device_name(device));
+  R1_CHECK(!gc.exact_logprobs || run::lora_config(r).dropout == 0.0,
+           "rollout.exact_logprobs needs train.lora.dropout: 0 (the training forward's dropout masks are not the "
+           "sampler's)");
   const run::MemoryPlan memory =
       run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
                        run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens",

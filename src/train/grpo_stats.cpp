@@ -139,9 +139,11 @@ StepStats summarize(const StepSums& sums, const GroupCounts& groups, const Updat
     st.kl = cfg.kl_in_reward ? sums.kl_reward_sum / std::max(1.0, sums.gen_tokens)
                              : (sums.loss_tokens > 0 ? sums.kl_sum / sums.loss_tokens : 0.0);
   st.clip_fraction_first = sums.tokens_first > 0 ? sums.clipped_first / sums.tokens_first : 0.0;
-  if (cfg.old_logprobs == OldLogprobs::Trainer && sums.gap_tokens > 0) {
+  if (sums.gap_tokens > 0) {
     st.logp_gap_max = sums.gap_max;
     st.logp_gap_mean = sums.gap_sum / sums.gap_tokens;
+  }
+  if (cfg.old_logprobs == OldLogprobs::Trainer && sums.gap_tokens > 0) {
     st.is_corrected_frac = sums.gap_masked / sums.gap_tokens;
     st.is_weight_mean = sums.gap_weight_sum / sums.gap_tokens;
   }
@@ -202,11 +204,9 @@ run::Scalars step_metrics(const StepStats& s) {
                        {"env/tool_calls_per_episode", *s.tool_calls_per_episode},
                        {"env/tool_error_rate", *s.tool_error_rate}});
   m.insert(m.end(), {{"loss", s.loss}, {"clip_fraction", s.clip_fraction}, {"clip_fraction_first", s.clip_fraction_first}});
-  if (s.logp_gap_max)
-    m.insert(m.end(), {{"logp_gap/max", *s.logp_gap_max},
-                       {"logp_gap/mean", *s.logp_gap_mean},
-                       {"is/corrected_frac", *s.is_corrected_frac},
-                       {"is/weight_mean", *s.is_weight_mean}});
+  if (s.logp_gap_max) m.insert(m.end(), {{"logp_gap/max", *s.logp_gap_max}, {"logp_gap/mean", *s.logp_gap_mean}});
+  if (s.is_corrected_frac)
+    m.insert(m.end(), {{"is/corrected_frac", *s.is_corrected_frac}, {"is/weight_mean", *s.is_weight_mean}});
   if (s.kl) m.emplace_back("kl", *s.kl);
   m.insert(m.end(), {{"entropy", s.entropy},
                      {"grad_norm", s.grad_norm},

@@ -79,8 +79,10 @@ struct StepStats {
   // Loss, over the updates' tokens.
   double loss = 0, clip_fraction = 0, entropy = 0;
   double clip_fraction_first = 0;  // at the first mini-batch of the first pass
-  // grpo.old_logprobs: trainer: |log pi_sampler - log pi_trainer| over the model's tokens, the share
-  // of tokens the correction truncated (tis) or dropped (mis), and the mean weight it gave.
+  // |log pi_sampler - log pi_trainer| over the model's tokens: with grpo.old_logprobs: trainer over
+  // the step's tokens, with sampler over the first update's mini-batch (before any optimizer step;
+  // none with partial rollouts). With trainer also the share of tokens the correction truncated
+  // (tis) or dropped (mis), and the mean weight it gave.
   std::optional<double> logp_gap_max, logp_gap_mean, is_corrected_frac, is_weight_mean;
   std::optional<double> kl;  // with a reference model: the loss's KL, or the reward's (kl_in_reward)
   double grad_norm = 0, lr = 0;

@@ -194,6 +194,14 @@ MiniBatchStats accumulate_gradients(model::Transformer& policy, model::TrainStat
                        s.is_weight.empty() ? nullptr : s.is_weight.data()});
       for (size_t t = 0; t < n && want_entropy; ++t)
         if (rollout::is_model_token(s.out, t)) st.entropy_sum += entropy[row + t];
+      for (size_t t = 0; t < n && want_entropy && s.old_logp.empty(); ++t) {
+        if (!rollout::is_model_token(s.out, t)) continue;
+        const double d = std::abs(double(logp[row + t]) - double(s.out.logprobs[t]));
+        st.gap.max_abs = std::max(st.gap.max_abs, d);
+        st.gap.sum_abs += d;
+        st.gap.weight_sum += 1.0;
+        ++st.gap.tokens;
+      }
     }
     std::vector<float> dlogp;
     const GrpoLossStats ls = grpo_loss(logp, old, ref, spans, loss, mb.scale, dlogp);
@@ -233,7 +241,10 @@ UpdateStats update_policy(model::Transformer& policy, model::TrainState& state, 
       u.clipped += st.clipped;
       u.kl_sum += st.kl_sum;
       u.loss_tokens += double(st.tokens);
-      if (first_pass && &mb == &plan.front()) u.clipped_first = st.clipped, u.tokens_first = double(st.tokens);
+      if (first_pass && &mb == &plan.front()) {
+        u.clipped_first = st.clipped, u.tokens_first = double(st.tokens);
+        u.gap_first = st.gap;
+      }
       u.micro_batches += int64_t(mb.micro.size());
       u.checkpointed += st.checkpointed;
       if (first_pass) {

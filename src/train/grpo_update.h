@@ -82,8 +82,19 @@ struct RouteStats {
   void add(const RouteStats& o);
 };
 
+// |log pi_sampler - log pi_trainer| over the model's tokens compared (grpo_offpolicy.h, and the
+// first update's mini-batch when pi_old is the sampler's).
+struct SamplerGap {
+  double max_abs = 0, sum_abs = 0;  // |log pi_sampler - log pi_trainer| over the model's tokens
+  double weight_sum = 0;            // the correction weights given (1 without a correction)
+  int64_t tokens = 0, masked = 0;   // tokens compared; tokens MIS dropped or TIS truncated
+};
+
 struct MiniBatchStats {
   double loss = 0, clipped = 0, kl_sum = 0, entropy_sum = 0;
+  // With want_entropy (the first pass): |trainer - sampler| log-prob of the model tokens whose pi_old
+  // is the sampler's (the ratio's own terms).
+  SamplerGap gap;
   int64_t tokens = 0;
   int64_t checkpointed = 0;  // micro-batches whose forward kept only the layers' inputs
   bool finite = true;
@@ -105,6 +116,7 @@ struct UpdateStats {
   int64_t updates = 0, skipped = 0;
   double grad_norm_sum = 0;  // over the updates taken (pre-clipping global norms)
   double clipped_first = 0, tokens_first = 0;  // the first mini-batch of the first pass (pi = pi_old there)
+  SamplerGap gap_first;                         // ... and its sampler/trainer gap (MiniBatchStats::gap)
   int64_t micro_batches = 0, checkpointed = 0;  // forwards and backwards, and those that checkpointed
   RouteStats routes;                            // the first pass's forwards
 };

@@ -30,6 +30,13 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
 // of A (K, M); op(B) likewise (K, N). OpenBLAS in fixed tiles: the same bits for any thread count.
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// The same product with every element's bits fixed by its row of op(A) and column of op(B) alone,
+// whatever M and N (batch-invariant: kernels/invariance.h); slower for small M (fixed blocks).
+void sgemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// A forward's product: sgemm_rows while ops::batch_invariant() is on, else sgemm.
+void sgemm_forward(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // ---- linear.cpp (sgemm) ----
 // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, nullable)
@@ -146,6 +153,14 @@ double sum_squares(const float* x, int64_t n);
 void token_logprobs_forward(float* logp, float* lse, float* entropy, const float* hidden, const float* weight,
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 23);
+// out (R, V) = hidden (R, C) @ weight (V, C)^T / temperature, in vocabulary chunks of vocab_chunk
+// with token_logprobs_forward's product per chunk (its tiles, written whole).
+void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
+                    float temperature, int64_t vocab_chunk);
+// logp (R), lse (R) of targets (R) from logits (R, V), folded as token_logprobs_forward folds its
+// tiles (chunks of vocab_chunk, the same per-row state).
+void logprobs_of_logits(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t R, int64_t V,
+                        int64_t vocab_chunk);
 // dhidden (T, C) +=, dweight (V, C) += (either nullable), given dlogp (T) and the saved lse (T).
 void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp, const float* hidden,
                              const float* weight, const int32_t* targets, const float* lse, int64_t T,

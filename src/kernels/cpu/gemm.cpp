@@ -1,8 +1,11 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/invariance.h"
 
 namespace r1::cpu {
 
@@ -79,6 +82,76 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     const float* b = trans_b ? B + j0 * ldb : B + j0;  // columns j0.. of op(B)
     sgemm_tile(trans_a, trans_b, m, n, K, alpha, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
   }
+}
+
+// Batch-invariant products (kernels/invariance.h). The tiles above depend on M, and OpenBLAS itself
+// picks its code path from the whole shape: measured on 0.3.21 (Zen), a row of a 1 x 896 x 896
+// product differs from the same row computed among others in 807 of 896 elements, and one of a
+// 2 x 128 x 896 product from the same row of any larger M. Here every OpenBLAS call has one shape,
+// kFixedRows x kFixedCols x K: C is cut into blocks at fixed multiples of the block sides, and a
+// block cut short by the edge of A or B goes through zero-padded copies (the same layout and
+// transposition, so OpenBLAS runs the same code on the same values). An element is then the same
+// bits whatever M and N are, wherever its row and column sit. Each call runs single-threaded
+// inside the OpenMP region, as in sgemm.
+namespace {
+
+constexpr int64_t kFixedRows = 32, kFixedCols = 256;
+
+// Rows [r0, r0 + n) of op(X), X of `len` elements per op row (K), copied into a zero-padded block of
+// `rows` op rows in X's own layout: (rows, len) with ld len, or transposed (len, rows) with ld rows.
+const float* padded(std::vector<float>& buf, const float* X, int64_t ld, bool trans, int64_t r0, int64_t n,
+                    int64_t rows, int64_t len, int64_t& ld_out) {
+  buf.assign(size_t(rows * len), 0.0f);
+  if (trans) {  // X is (len, total): op row r is column r
+    for (int64_t k = 0; k < len; ++k) std::memcpy(buf.data() + k * rows, X + k * ld + r0, size_t(n) * sizeof(float));
+    ld_out = rows;
+  } else {
+    for (int64_t r = 0; r < n; ++r) std::memcpy(buf.data() + r * len, X + (r0 + r) * ld, size_t(len) * sizeof(float));
+    ld_out = len;
+  }
+  return buf.data();
+}
+
+}  // namespace
+
+void sgemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const int64_t row_blocks = (M + kFixedRows - 1) / kFixedRows, col_blocks = (N + kFixedCols - 1) / kFixedCols;
+  const int64_t blocks = row_blocks * col_blocks;
+  // Always a region: alone on the caller's thread, OpenBLAS would thread a product this size itself.
+#pragma omp parallel
+  {
+    std::vector<float> a_buf, b_buf, c_buf;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < blocks; ++k) {
+      const int64_t i0 = (k / col_blocks) * kFixedRows, j0 = (k % col_blocks) * kFixedCols;
+      const int64_t m = std::min(kFixedRows, M - i0), n = std::min(kFixedCols, N - j0);
+      int64_t la = lda, lb = ldb, lc = ldc;
+      const float* a = trans_a ? A + i0 : A + i0 * lda;
+      const float* b = trans_b ? B + j0 * ldb : B + j0;
+      float* c = C + i0 * ldc + j0;
+      if (m < kFixedRows) a = padded(a_buf, A, lda, trans_a, i0, m, kFixedRows, K, la);
+      if (n < kFixedCols) b = padded(b_buf, B, ldb, !trans_b, j0, n, kFixedCols, K, lb);
+      const bool edge = m < kFixedRows || n < kFixedCols;
+      if (edge) {
+        c_buf.assign(size_t(kFixedRows * kFixedCols), 0.0f);
+        if (beta != 0.0f)
+          for (int64_t r = 0; r < m; ++r) std::memcpy(c_buf.data() + r * kFixedCols, c + r * ldc, size_t(n) * sizeof(float));
+        c = c_buf.data();
+        lc = kFixedCols;
+      }
+      sgemm_tile(trans_a, trans_b, kFixedRows, kFixedCols, K, alpha, a, la, b, lb, beta, c, lc);
+      if (edge)
+        for (int64_t r = 0; r < m; ++r)
+          std::memcpy(C + (i0 + r) * ldc + j0, c_buf.data() + r * kFixedCols, size_t(n) * sizeof(float));
+    }
+  }
+}
+
+void sgemm_forward(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  (ops::batch_invariant() ? sgemm_rows : sgemm)(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace r1::cpu

@@ -18,7 +18,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
   }
   if (IC == 0) return;
   // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T
-  sgemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+  sgemm_forward(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

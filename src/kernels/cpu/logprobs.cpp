@@ -9,10 +9,51 @@ namespace r1::cpu {
 
 namespace {
 
-// zc (tn, vn) = hidden (tn, C) @ weight[v0 : v0 + vn] (vn, C)^T / temperature
-void chunk_logits(float* zc, const float* hidden, const float* wchunk, int64_t tn, int64_t vn, int64_t C,
-                  float inv_tau) {
-  sgemm(false, true, tn, vn, C, inv_tau, hidden, C, wchunk, C, 0.0f, zc, vn);
+// zc (tn, vn; row stride ldz) = hidden (tn, C) @ weight[v0 : v0 + vn] (vn, C)^T / temperature: the
+// forward's tiles (batch-invariant with the mode on: kernels/invariance.h).
+void chunk_logits(float* zc, int64_t ldz, const float* hidden, const float* wchunk, int64_t tn, int64_t vn,
+                  int64_t C, float inv_tau) {
+  sgemm_forward(false, true, tn, vn, C, inv_tau, hidden, C, wchunk, C, 0.0f, zc, ldz);
+}
+
+// One token's online state over the vocabulary chunks, relative to the running max m:
+//   s = sum exp(z - m), w = sum exp(z - m) * (z - m); then lse = m + log s, entropy = log s - w / s.
+// Each chunk sums in fp32, the running state in double.
+struct RowState {
+  float m = -std::numeric_limits<float>::infinity(), zt = 0.0f;
+  double s = 0.0, w = 0.0;
+};
+
+// Folds the logits of vocabulary rows [v0, v0 + vn) (row: vn floats) into st.
+void fold_chunk(RowState& st, const float* row, int64_t vn, int64_t v0, int64_t target) {
+  float cm = st.m;
+  for (int64_t j = 0; j < vn; ++j) cm = std::max(cm, row[j]);
+  double s = st.s, w = st.w;
+  if (s > 0.0 && cm > st.m) {
+    const double d = double(st.m) - double(cm), e = std::exp(d);
+    w = e * (w + d * s);
+    s = e * s;
+  }
+  float cs = 0.0f, cw = 0.0f;
+  for (int64_t j = 0; j < vn; ++j) {
+    const float x = row[j] - cm;
+    const float e = std::exp(x);
+    cs += e;
+    cw += e * x;
+  }
+  st.s = s + cs;
+  st.w = w + cw;
+  st.m = cm;
+  if (target >= v0 && target < v0 + vn) st.zt = row[target - v0];
+}
+
+// logp of the target (0 without one), lse and the entropy (optional) from a finished state.
+void finish_row(const RowState& st, int64_t target, float& logp, float& lse, float* entropy) {
+  const double logs = std::log(st.s);
+  const double l = double(st.m) + logs;
+  lse = float(l);
+  logp = target >= 0 ? float(double(st.zt) - l) : 0.0f;
+  if (entropy) *entropy = float(logs - st.w / st.s);
 }
 
 }  // namespace
@@ -25,51 +66,37 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const float
   const int64_t Tc = std::clamp<int64_t>(max_scratch / Vc, 1, T);
   const float inv_tau = 1.0f / temperature;
   std::vector<float> z(static_cast<size_t>(Tc * Vc));
-  // Online state per token of the current token chunk, relative to the running max m:
-  //   s = sum exp(z - m), w = sum exp(z - m) * (z - m); then lse = m + log s, entropy = log s - w / s.
-  std::vector<float> m(static_cast<size_t>(Tc)), zt(static_cast<size_t>(Tc));
-  std::vector<double> s(static_cast<size_t>(Tc)), w(static_cast<size_t>(Tc));
+  std::vector<RowState> st(static_cast<size_t>(Tc));
   for (int64_t t0 = 0; t0 < T; t0 += Tc) {
     const int64_t tn = std::min(Tc, T - t0);
-    std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-    std::fill(s.begin(), s.end(), 0.0);
-    std::fill(w.begin(), w.end(), 0.0);
-    std::fill(zt.begin(), zt.end(), 0.0f);
+    std::fill(st.begin(), st.end(), RowState{});
     for (int64_t v0 = 0; v0 < V; v0 += Vc) {
       const int64_t vn = std::min(Vc, V - v0);
-      chunk_logits(z.data(), hidden + t0 * C, weight + v0 * C, tn, vn, C, inv_tau);
+      chunk_logits(z.data(), vn, hidden + t0 * C, weight + v0 * C, tn, vn, C, inv_tau);
 #pragma omp parallel for schedule(static) if (tn * vn >= kParallelMin)
-      for (int64_t t = 0; t < tn; ++t) {
-        const float* row = z.data() + t * vn;
-        float cm = m[size_t(t)];
-        for (int64_t j = 0; j < vn; ++j) cm = std::max(cm, row[j]);
-        double st = s[size_t(t)], wt = w[size_t(t)];
-        if (st > 0.0 && cm > m[size_t(t)]) {
-          const double d = double(m[size_t(t)]) - double(cm), e = std::exp(d);
-          wt = e * (wt + d * st);
-          st = e * st;
-        }
-        float cs = 0.0f, cw = 0.0f;  // one chunk in fp32, the running state in double
-        for (int64_t j = 0; j < vn; ++j) {
-          const float x = row[j] - cm;
-          const float e = std::exp(x);
-          cs += e;
-          cw += e * x;
-        }
-        s[size_t(t)] = st + cs;
-        w[size_t(t)] = wt + cw;
-        m[size_t(t)] = cm;
-        const int64_t tg = targets[t0 + t];
-        if (tg >= v0 && tg < v0 + vn) zt[size_t(t)] = row[tg - v0];
-      }
+      for (int64_t t = 0; t < tn; ++t) fold_chunk(st[size_t(t)], z.data() + t * vn, vn, v0, targets[t0 + t]);
     }
-    for (int64_t t = 0; t < tn; ++t) {
-      const double logs = std::log(s[size_t(t)]);
-      const double l = double(m[size_t(t)]) + logs;
-      lse[t0 + t] = float(l);
-      logp[t0 + t] = targets[t0 + t] >= 0 ? float(double(zt[size_t(t)]) - l) : 0.0f;
-      if (entropy) entropy[t0 + t] = float(logs - w[size_t(t)] / s[size_t(t)]);
-    }
+    for (int64_t t = 0; t < tn; ++t)
+      finish_row(st[size_t(t)], targets[t0 + t], logp[t0 + t], lse[t0 + t], entropy ? entropy + t0 + t : nullptr);
+  }
+}
+
+void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
+                    float temperature, int64_t vocab_chunk) {
+  const int64_t Vc = std::min(vocab_chunk, V);
+  const float inv_tau = 1.0f / temperature;
+  for (int64_t v0 = 0; v0 < V; v0 += Vc)
+    chunk_logits(out + v0, V, hidden, weight + v0 * C, R, std::min(Vc, V - v0), C, inv_tau);
+}
+
+void logprobs_of_logits(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t R, int64_t V,
+                        int64_t vocab_chunk) {
+  const int64_t Vc = std::min(vocab_chunk, V);
+#pragma omp parallel for schedule(static) if (R * V >= kParallelMin)
+  for (int64_t r = 0; r < R; ++r) {
+    RowState st;
+    for (int64_t v0 = 0; v0 < V; v0 += Vc) fold_chunk(st, logits + r * V + v0, std::min(Vc, V - v0), v0, targets[r]);
+    finish_row(st, targets[r], logp[r], lse[r], nullptr);
   }
 }
 
@@ -93,7 +120,7 @@ void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp,
     if (!any) continue;
     for (int64_t v0 = 0; v0 < V; v0 += Vc) {
       const int64_t vn = std::min(Vc, V - v0);
-      chunk_logits(z.data(), hidden + t0 * C, weight + v0 * C, tn, vn, C, inv_tau);
+      sgemm(false, true, tn, vn, C, inv_tau, hidden + t0 * C, C, weight + v0 * C, C, 0.0f, z.data(), vn);  // not the forward
 #pragma omp parallel for schedule(static) if (tn * vn >= kParallelMin)
       for (int64_t t = 0; t < tn; ++t) {
         float* row = z.data() + t * vn;

@@ -233,6 +233,14 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const float
 void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16* hidden, const bf16* weight,
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 24);
+// ops::lm_head_logits: out (R, V) f32, token_logprobs_forward's chunk products written whole.
+void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
+                    float temperature, int64_t vocab_chunk);
+void lm_head_logits(float* out, const bf16* hidden, const bf16* weight, int64_t R, int64_t C, int64_t V,
+                    float temperature, int64_t vocab_chunk);
+// ops::logprobs_of_logits: token_logprobs_forward's fold over logits (R, V) f32 (scratch: 24 R bytes).
+void logprobs_of_logits(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t R, int64_t V,
+                        int64_t vocab_chunk);
 void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp, const float* hidden,
                              const float* weight, const int32_t* targets, const float* lse, int64_t T,
                              int64_t C, int64_t V, float temperature, int64_t vocab_chunk,

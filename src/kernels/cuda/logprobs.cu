@@ -76,16 +76,24 @@ __device__ inline Lse block_lse(Lse v) {
   return v;
 }
 
-// One block per token row of the tile, one pass over the row (V floats per load when the row allows).
-// The tile's sums are fp32, the running state double (as on CPU).
-template <int V>
-__global__ void fold_tile_kernel(State st, const float* z, const int32_t* targets, int64_t vn, int64_t v0) {
+// One block per token row of the tile (row t at z + t * ld), one pass over the row: thread i folds
+// elements i * V ... i * V + V - 1, then every blockDim * V further (the partition, so the bits, are
+// fixed by vn and V alone; kVecLoad only says whether the V floats load as one vector). The tile's
+// sums are fp32, the running state double (as on CPU).
+template <int V, bool kVecLoad>
+__global__ void fold_tile_kernel(State st, const float* z, int64_t ld, const int32_t* targets, int64_t vn,
+                                 int64_t v0) {
   const int64_t t = blockIdx.x;
-  const float* row = z + t * vn;
+  const float* row = z + t * ld;
   Lse a{-INFINITY, 0.0f, 0.0f};
   for (int64_t j = threadIdx.x * int64_t(V); j < vn; j += int64_t(blockDim.x) * V) {
     float x[V];
-    load_vec<V>(x, row + j);
+    if constexpr (kVecLoad) {
+      load_vec<V>(x, row + j);
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) x[k] = row[j + k];
+    }
 #pragma unroll
     for (int k = 0; k < V; ++k) lse_push(a, x[k]);
   }
@@ -110,6 +118,24 @@ __global__ void fold_tile_kernel(State st, const float* z, const int32_t* target
     const int64_t tg = targets[t];
     if (tg >= v0 && tg < v0 + vn) st.zt[t] = row[tg - v0];
   }
+}
+
+// Folds tn rows of vn logits (row stride ld) into the state: 4 floats per step when vn allows (the
+// same partition whatever the alignment: token_logprobs_forward's tiles and logprobs_of_logits'
+// rows fold alike).
+void fold_tile(const State& st, const float* z, int64_t ld, const int32_t* targets, int64_t tn, int64_t vn,
+               int64_t v0) {
+  cudaStream_t stream = context().stream;
+  if (vn % 4 == 0) {
+    if (aligned16(z) && ld % 4 == 0) {
+      fold_tile_kernel<4, true><<<unsigned(tn), kThreads, 0, stream>>>(st, z, ld, targets, vn, v0);
+    } else {
+      fold_tile_kernel<4, false><<<unsigned(tn), kThreads, 0, stream>>>(st, z, ld, targets, vn, v0);
+    }
+  } else {
+    fold_tile_kernel<1, false><<<unsigned(tn), kThreads, 0, stream>>>(st, z, ld, targets, vn, v0);
+  }
+  CUDA_CHECK_LAUNCH();
 }
 
 __global__ void finalize_kernel(float* logp, float* lse, float* entropy, const int32_t* targets, State st,
@@ -215,12 +241,7 @@ void logprobs_forward_t(float* logp, float* lse, float* entropy, const H* hidden
     for (int64_t v0 = 0; v0 < V; v0 += tl.Vc) {
       const int64_t vn = std::min(tl.Vc, V - v0);
       gemm(false, true, tn, vn, C, inv_tau, hidden + t0 * C, C, weight + v0 * C, C, 0.0f, z, vn);
-      if (vn % 4 == 0) {
-        fold_tile_kernel<4><<<unsigned(tn), kThreads, 0, ctx.stream>>>(st, z, targets + t0, vn, v0);
-      } else {
-        fold_tile_kernel<1><<<unsigned(tn), kThreads, 0, ctx.stream>>>(st, z, targets + t0, vn, v0);
-      }
-      CUDA_CHECK_LAUNCH();
+      fold_tile(st, z, vn, targets + t0, tn, vn, v0);
     }
     finalize_kernel<<<tb, kThreads, 0, ctx.stream>>>(logp + t0, lse + t0, entropy ? entropy + t0 : nullptr,
                                                      targets + t0, st, tn);
@@ -240,6 +261,42 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16*
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch) {
   logprobs_forward_t(logp, lse, entropy, hidden, weight, targets, T, C, V, temperature, vocab_chunk, max_scratch);
+}
+
+template <typename H>
+void lm_head_logits_t(float* out, const H* hidden, const H* weight, int64_t R, int64_t C, int64_t V,
+                      float temperature, int64_t vocab_chunk) {
+  const int64_t Vc = std::min(vocab_chunk, V);
+  const float inv_tau = 1.0f / temperature;
+  for (int64_t v0 = 0; v0 < V; v0 += Vc)
+    gemm(false, true, R, std::min(Vc, V - v0), C, inv_tau, hidden, C, weight + v0 * C, C, 0.0f, out + v0, V);
+}
+
+void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
+                    float temperature, int64_t vocab_chunk) {
+  lm_head_logits_t(out, hidden, weight, R, C, V, temperature, vocab_chunk);
+}
+
+void lm_head_logits(float* out, const bf16* hidden, const bf16* weight, int64_t R, int64_t C, int64_t V,
+                    float temperature, int64_t vocab_chunk) {
+  lm_head_logits_t(out, hidden, weight, R, C, V, temperature, vocab_chunk);
+}
+
+void logprobs_of_logits(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t R, int64_t V,
+                        int64_t vocab_chunk) {
+  if (R == 0) return;
+  Context& ctx = context();
+  const int64_t Vc = std::min(vocab_chunk, V);
+  char* base = static_cast<char*>(ctx.scratch(size_t(R) * 24));
+  State st{reinterpret_cast<double*>(base), reinterpret_cast<double*>(base) + R,
+           reinterpret_cast<float*>(base + size_t(R) * 16), nullptr};
+  st.zt = st.m + R;
+  const unsigned tb = unsigned((R + kThreads - 1) / kThreads);
+  state_init_kernel<<<tb, kThreads, 0, ctx.stream>>>(st, R);
+  CUDA_CHECK_LAUNCH();
+  for (int64_t v0 = 0; v0 < V; v0 += Vc) fold_tile(st, logits + v0, V, targets, R, std::min(Vc, V - v0), v0);
+  finalize_kernel<<<tb, kThreads, 0, ctx.stream>>>(logp, lse, nullptr, targets, st, R);
+  CUDA_CHECK_LAUNCH();
 }
 
 void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp, const float* hidden,
