@@ -220,8 +220,6 @@ inline bool all_aligned16(std::initializer_list<Arg> args) {
   return true;
 }
 
-// Fails, naming the op, the operand that carries the shape and the shape, unless the backend of
-// `device` runs this case (natively or through a declared fallback).
 // The batch-invariant forward (kernels/invariance.h) has CPU kernels only: a CUDA forward op whose
 // bits would depend on the batch (its GEMMs, the decode attention) fails while the mode is on,
 // rather than break the promise silently.
@@ -234,6 +232,8 @@ inline void require_invariance_on_cuda(const char* op) {
   }
 }
 
+// Fails, naming the op, the operand that carries the shape and the shape, unless the backend of
+// `device` runs this case (natively or through a declared fallback).
 inline void require_supported(Op id, const OpShape& shape, DType dt, Device device, const char* name, const Tensor& t) {
   const Support s = supports(id, shape, dt, device);
   if (s.path == Path::unsupported) {
