@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "kernels/invariance.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "test_util.h"
@@ -35,20 +36,27 @@ Fixture load_fixture(const std::string& arch) {
 
 class Parity : public ::testing::TestWithParam<std::string> {};
 
+// Within 1e-4 of transformers' fp64 log-probs, with the plain forward and with the batch-invariant
+// one (rollout.exact_logprobs: another summation order, the same parity).
 TEST_P(Parity, LogprobsMatchTransformers) {
   Fixture f = load_fixture(GetParam());
   model::Transformer m = model::load_model(f.dir);
   model::Batch batch = model::pack_sequences(f.inputs);
-  model::TrainState state;
-  state.vocab_chunk = 100;  // does not divide V = 256: exercises the chunk tail
-  Tensor logp = state.forward(m, batch);
-  double max_err = 0;
-  for (size_t b = 0; b < f.inputs.size(); ++b) {
-    ASSERT_EQ(f.expected[b].size() + 1, f.inputs[b].size());
-    for (size_t i = 0; i < f.expected[b].size(); ++i)
-      max_err = std::max(max_err, std::abs(logp.f32()[batch.cu_seqlens[b] + int32_t(i)] - f.expected[b][i]));
+  for (const bool exact : {false, true}) {
+    ops::BatchInvariantScope mode(exact);
+    model::TrainState state;
+    state.vocab_chunk = 100;  // does not divide V = 256: exercises the chunk tail
+    Tensor logp = state.forward(m, batch);
+    double max_err = 0;
+    for (size_t b = 0; b < f.inputs.size(); ++b) {
+      ASSERT_EQ(f.expected[b].size() + 1, f.inputs[b].size());
+      for (size_t i = 0; i < f.expected[b].size(); ++i)
+        max_err = std::max(max_err, std::abs(logp.f32()[batch.cu_seqlens[b] + int32_t(i)] - f.expected[b][i]));
+    }
+    EXPECT_LT(max_err, 1e-4) << GetParam() << (exact ? " (batch-invariant)" : "");
+    std::printf("[ PARITY ] %s%s: max |logp - transformers| %.3g\n", GetParam().c_str(),
+                exact ? " batch-invariant" : "", max_err);
   }
-  EXPECT_LT(max_err, 1e-4) << GetParam();
 }
 
 TEST_P(Parity, CliLogprobsMatchTransformers) {
