@@ -281,6 +281,32 @@ TEST(ExactLogprobs, GrpoFirstUpdateRatiosAreExactlyOne) {
   EXPECT_GT(gap[0], 0.0);
 }
 
+// The same with LoRA adapters (their products are forward products too): after the first update
+// moves the adapters, the next step's sampler still matches its trainer exactly.
+TEST(ExactLogprobs, GrpoWithLoraAdaptersIsExactToo) {
+  const std::vector<data::Problem> probs = test::letter_problems(8);
+  test::EvenByteReward reward;
+  text::ByteCodec codec;
+  model::Transformer m = test::byte_model(5, "128", "352", "2");
+  model::LoraConfig lora;
+  lora.rank = 4;
+  lora.alpha = 8.0;
+  lora.targets = {"all-linear"};
+  m.add_lora(lora, 17);
+  train::GrpoConfig gc = test::small_grpo(4, 4, 16);
+  gc.exact_logprobs = true;
+  gc.lr = 1e-2;
+  gc.loss.clip_low = gc.loss.clip_high = 1e-7;
+  train::GrpoTrainer trainer(m, codec, reward, probs, test::question, gc, 3);
+  for (int step = 0; step < 3; ++step) {
+    const train::StepStats st = trainer.step(step);
+    ASSERT_TRUE(st.logp_gap_max.has_value());
+    EXPECT_EQ(*st.logp_gap_max, 0.0) << "step " << step;
+    EXPECT_EQ(st.clip_fraction_first, 0.0) << "step " << step;
+    EXPECT_GT(st.updates, 0) << "step " << step;
+  }
+}
+
 // The recipe key reaches the trainer, and what it cannot make exact fails by key before any compute.
 TEST(ExactLogprobs, RecipeKeyIsCheckedAndReachesTheMetrics) {
   const std::string base = "grpo " + test::source_path("recipes/tiny_byte_gsm8k.yaml") + " data.path=" +
