@@ -105,16 +105,21 @@ def grpo_bench(rows):
     runs = [r for r in rows if r.get("bench") in ("r1-grpo-step", "torch-grpo-step")]
     if not runs:
         return
-    print(f"{'GRPO step':20s} {'rollout':>8s} {'reward':>7s} {'ref+old':>8s} {'update':>7s} {'step s':>7s} {'tokens':>8s}")
+    print(f"{'GRPO step':28s} {'rollout':>8s} {'reward':>7s} {'ref+old':>8s} {'update':>7s} {'step s':>7s} "
+          f"{'tokens':>8s} {'roll tok/s':>10s} {'gap max':>9s} {'clip 1st':>8s}")
     for r in runs:
+        exact = r.get("exact")
         name = f"{'r1' if r['bench'].startswith('r1') else 'torch+hf'} {r['shape']}" + (
-            f" step {r['step']}" if "step" in r else "")
+            f" step {r['step']}" if "step" in r else "") + (f" exact {exact}" if exact not in (None, "off", False) else "")
         if "step_s" not in r:
-            print(f"{name:20s} {r.get('error', 'no result')[:80]}")
+            print(f"{name:28s} {r.get('error', 'no result')[:80]}")
             continue
-        print(f"{name:20s} {r['rollout_s']:8.1f} {r['reward_s']:7.2f} {r['reference_s']:8.1f} {r['update_s']:7.1f} "
-              f"{r['step_s']:7.1f} {r['generated_tokens']:8.0f}")
-    print("seconds; ref+old = reference log-probs (r1: the rollout's log-probs are the old ones; torch: both passes)")
+        gap = r.get("logp_gap_max", -1)
+        print(f"{name:28s} {r['rollout_s']:8.1f} {r['reward_s']:7.2f} {r['reference_s']:8.1f} {r['update_s']:7.1f} "
+              f"{r['step_s']:7.1f} {r['generated_tokens']:8.0f} {r.get('rollout_tok_s', 0):10.0f} "
+              f"{(f'{gap:.2e}' if gap >= 0 else '-'):>9s} {r.get('clip_fraction_first', 0):8.4f}")
+    print("seconds; ref+old = reference log-probs (r1: the rollout's log-probs are the old ones; torch: both passes);"
+          " gap max = max |sampler - trainer| log-prob at the first update (rollout.exact_logprobs: 0)")
 
 
 def grouped_bench(rows):
