@@ -231,6 +231,47 @@ TEST(EnvGrpo, StepOverEpisodesMasksObservationsAndReportsTurns) {
   EXPECT_TRUE(found);
 }
 
+// rollout.exact_logprobs through multi-turn episodes: the tokens after an observation are decoded
+// over a cache that holds it, and the trainer scores the whole trajectory at once; the sampler's
+// log-probs are still the trainer's bits (the first update's gap is 0.0, nothing clips).
+TEST(EnvGrpo, ExactLogprobsHoldAcrossObservations) {
+  text::ByteCodec codec;
+  model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
+  model::override_config(cfg, "vocab_size", "257");
+  model::Transformer m(cfg);
+  m.init_random(3);
+  struct SixByteTurns final : env::Environment {
+    env::RunningSumEnv inner{{2, 2, 1}};
+    std::string name() const override { return "six"; }
+    bool ends_turn(const std::string& t) const override { return t.size() >= 6; }
+    std::unique_ptr<env::Episode> reset(const data::Problem& p) const override { return inner.reset(p); }
+  } e;
+  std::vector<data::Problem> problems = data::addition_problems(8, 2, 1);
+  auto reward = reward::make_reward("format");
+  train::GrpoConfig gc;
+  gc.prompts_per_step = 2;
+  gc.group_size = 4;
+  gc.max_prompt_tokens = 16;
+  gc.max_completion_tokens = 24;
+  gc.max_turns = 2;
+  gc.lr = 1e-3;
+  gc.exact_logprobs = true;
+  gc.loss.clip_low = gc.loss.clip_high = 1e-7;  // any ratio but exactly 1 clips
+  train::GrpoTrainer trainer(m, codec, *reward, problems, [](const data::Problem& p) { return p.question + "="; },
+                             gc, 2);
+  trainer.set_environment(&e);
+  for (int step = 0; step < 2; ++step) {
+    const train::StepStats st = trainer.step(step);
+    ASSERT_TRUE(st.logp_gap_max.has_value());
+    EXPECT_EQ(*st.logp_gap_max, 0.0) << "step " << step;
+    EXPECT_EQ(st.clip_fraction_first, 0.0) << "step " << step;
+    bool observed = false;
+    for (const auto& s : trainer.last_samples())
+      for (const auto& turn : s.turns) observed = observed || turn.at("role") == "observation";
+    EXPECT_TRUE(observed) << "no episode had an observation: the test would not cross one";
+  }
+}
+
 TEST(EnvGrpo, LossMaskExcludesObservationTokens) {
   // A trajectory of 8 tokens whose tokens 2..4 are an observation: the loss and its gradient are
   // those of the 5 model tokens alone, and the observation gets no gradient.
