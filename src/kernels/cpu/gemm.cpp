@@ -97,20 +97,26 @@ namespace {
 
 constexpr int64_t kFixedRows = 32, kFixedCols = 256;
 
-// Rows [r0, r0 + n) of op(X), X of `len` elements per op row (K), copied into a zero-padded block of
-// `rows` op rows in X's own layout: (rows, len) with ld len, or transposed (len, rows) with ld rows.
-const float* padded(std::vector<float>& buf, const float* X, int64_t ld, bool trans, int64_t r0, int64_t n,
-                    int64_t rows, int64_t len, int64_t& ld_out) {
-  buf.assign(size_t(rows * len), 0.0f);
-  if (trans) {  // X is (len, total): op row r is column r
-    for (int64_t k = 0; k < len; ++k) std::memcpy(buf.data() + k * rows, X + k * ld + r0, size_t(n) * sizeof(float));
-    ld_out = rows;
-  } else {
-    for (int64_t r = 0; r < n; ++r) std::memcpy(buf.data() + r * len, X + (r0 + r) * ld, size_t(len) * sizeof(float));
-    ld_out = len;
+// The edge block of op(X) along its rows (op rows [r0, r0 + n), n < rows, X of `len` elements per op
+// row), copied into a zero-padded block of `rows` op rows in X's own layout: (rows, len) with ld
+// len, or transposed (len, rows) with ld rows. Empty when the rows leave no edge (n == rows).
+struct EdgeBlock {
+  std::vector<float> data;
+  int64_t ld = 0;
+  EdgeBlock(const float* X, int64_t ld_x, bool trans, int64_t r0, int64_t n, int64_t rows, int64_t len) {
+    if (n == rows) return;
+    data.assign(size_t(rows * len), 0.0f);
+    if (trans) {  // X is (len, total): op row r is column r
+      for (int64_t k = 0; k < len; ++k)
+        std::memcpy(data.data() + k * rows, X + k * ld_x + r0, size_t(n) * sizeof(float));
+      ld = rows;
+    } else {
+      for (int64_t r = 0; r < n; ++r)
+        std::memcpy(data.data() + r * len, X + (r0 + r) * ld_x, size_t(len) * sizeof(float));
+      ld = len;
+    }
   }
-  return buf.data();
-}
+};
 
 }  // namespace
 
@@ -119,10 +125,14 @@ void sgemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   if (M == 0 || N == 0) return;
   const int64_t row_blocks = (M + kFixedRows - 1) / kFixedRows, col_blocks = (N + kFixedCols - 1) / kFixedCols;
   const int64_t blocks = row_blocks * col_blocks;
+  // The last row block of A and column block of B, padded once for every block that uses them.
+  const int64_t i_last = (row_blocks - 1) * kFixedRows, j_last = (col_blocks - 1) * kFixedCols;
+  const EdgeBlock a_edge(A, lda, trans_a, i_last, M - i_last, kFixedRows, K);
+  const EdgeBlock b_edge(B, ldb, !trans_b, j_last, N - j_last, kFixedCols, K);
   // Always a region: alone on the caller's thread, OpenBLAS would thread a product this size itself.
 #pragma omp parallel
   {
-    std::vector<float> a_buf, b_buf, c_buf;
+    std::vector<float> c_buf;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t k = 0; k < blocks; ++k) {
       const int64_t i0 = (k / col_blocks) * kFixedRows, j0 = (k % col_blocks) * kFixedCols;
@@ -131,8 +141,8 @@ void sgemm_rows(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
       const float* a = trans_a ? A + i0 : A + i0 * lda;
       const float* b = trans_b ? B + j0 * ldb : B + j0;
       float* c = C + i0 * ldc + j0;
-      if (m < kFixedRows) a = padded(a_buf, A, lda, trans_a, i0, m, kFixedRows, K, la);
-      if (n < kFixedCols) b = padded(b_buf, B, ldb, !trans_b, j0, n, kFixedCols, K, lb);
+      if (m < kFixedRows) a = a_edge.data.data(), la = a_edge.ld;
+      if (n < kFixedCols) b = b_edge.data.data(), lb = b_edge.ld;
       const bool edge = m < kFixedRows || n < kFixedCols;
       if (edge) {
         c_buf.assign(size_t(kFixedRows * kFixedCols), 0.0f);
