@@ -189,31 +189,51 @@ TEST(EnvRecipe, KeysAreValidatedWithClearErrors) {
   EXPECT_EQ(g.tool_threads, 3);
 }
 
-TEST(EnvGrpo, StepOverEpisodesMasksObservationsAndReportsTurns) {
+namespace {
+
+// The running-sum environment on a tiny random model. Turns end at "</answer>", which a random
+// model never writes: they end after 6 bytes instead.
+struct SixByteTurns final : env::Environment {
+  env::RunningSumEnv inner{{2, 2, 1}};
+  std::string name() const override { return "six"; }
+  bool ends_turn(const std::string& t) const override { return t.size() >= 6; }
+  std::unique_ptr<env::Episode> reset(const data::Problem& p) const override { return inner.reset(p); }
+};
+
+struct EnvRun {
   text::ByteCodec codec;
-  model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
-  model::override_config(cfg, "vocab_size", "257");
-  model::Transformer m(cfg);
-  m.init_random(3);
-  // Turns end at "</answer>", which a random model never writes: end them after 6 bytes instead.
-  struct SixByteTurns final : env::Environment {
-    env::RunningSumEnv inner{{2, 2, 1}};
-    std::string name() const override { return "six"; }
-    bool ends_turn(const std::string& t) const override { return t.size() >= 6; }
-    std::unique_ptr<env::Episode> reset(const data::Problem& p) const override { return inner.reset(p); }
-  } e;
+  model::Transformer m{tiny_byte_config()};
+  SixByteTurns env;
   std::vector<data::Problem> problems = data::addition_problems(8, 2, 1);
-  auto reward = reward::make_reward("format");
+  std::unique_ptr<reward::Reward> reward = reward::make_reward("format");
   train::GrpoConfig gc;
-  gc.prompts_per_step = 2;
-  gc.group_size = 2;
-  gc.max_prompt_tokens = 16;
-  gc.max_completion_tokens = 24;
-  gc.max_turns = 2;
-  gc.lr = 1e-3;
-  train::GrpoTrainer trainer(m, codec, *reward, problems, [](const data::Problem& p) { return p.question + "="; },
-                             gc, 1);
-  trainer.set_environment(&e);
+
+  static model::ModelConfig tiny_byte_config() {
+    model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
+    model::override_config(cfg, "vocab_size", "257");
+    return cfg;
+  }
+  explicit EnvRun(int group_size) {
+    m.init_random(3);
+    gc.prompts_per_step = 2;
+    gc.group_size = group_size;
+    gc.max_prompt_tokens = 16;
+    gc.max_completion_tokens = 24;
+    gc.max_turns = 2;
+    gc.lr = 1e-3;
+  }
+  train::GrpoTrainer trainer(int64_t steps) {
+    return train::GrpoTrainer(m, codec, *reward, problems, [](const data::Problem& p) { return p.question + "="; },
+                              gc, steps);
+  }
+};
+
+}  // namespace
+
+TEST(EnvGrpo, StepOverEpisodesMasksObservationsAndReportsTurns) {
+  EnvRun run(2);
+  train::GrpoTrainer trainer = run.trainer(1);
+  trainer.set_environment(&run.env);
   const train::StepStats st = trainer.step(0);
   ASSERT_TRUE(st.turns_per_episode.has_value());
   EXPECT_GE(*st.turns_per_episode, 1.0);
@@ -235,31 +255,11 @@ TEST(EnvGrpo, StepOverEpisodesMasksObservationsAndReportsTurns) {
 // over a cache that holds it, and the trainer scores the whole trajectory at once; the sampler's
 // log-probs are still the trainer's bits (the first update's gap is 0.0, nothing clips).
 TEST(EnvGrpo, ExactLogprobsHoldAcrossObservations) {
-  text::ByteCodec codec;
-  model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
-  model::override_config(cfg, "vocab_size", "257");
-  model::Transformer m(cfg);
-  m.init_random(3);
-  struct SixByteTurns final : env::Environment {
-    env::RunningSumEnv inner{{2, 2, 1}};
-    std::string name() const override { return "six"; }
-    bool ends_turn(const std::string& t) const override { return t.size() >= 6; }
-    std::unique_ptr<env::Episode> reset(const data::Problem& p) const override { return inner.reset(p); }
-  } e;
-  std::vector<data::Problem> problems = data::addition_problems(8, 2, 1);
-  auto reward = reward::make_reward("format");
-  train::GrpoConfig gc;
-  gc.prompts_per_step = 2;
-  gc.group_size = 4;
-  gc.max_prompt_tokens = 16;
-  gc.max_completion_tokens = 24;
-  gc.max_turns = 2;
-  gc.lr = 1e-3;
-  gc.exact_logprobs = true;
-  gc.loss.clip_low = gc.loss.clip_high = 1e-7;  // any ratio but exactly 1 clips
-  train::GrpoTrainer trainer(m, codec, *reward, problems, [](const data::Problem& p) { return p.question + "="; },
-                             gc, 2);
-  trainer.set_environment(&e);
+  EnvRun run(4);
+  run.gc.exact_logprobs = true;
+  run.gc.loss.clip_low = run.gc.loss.clip_high = 1e-7;  // any ratio but exactly 1 clips
+  train::GrpoTrainer trainer = run.trainer(2);
+  trainer.set_environment(&run.env);
   for (int step = 0; step < 2; ++step) {
     const train::StepStats st = trainer.step(step);
     ASSERT_TRUE(st.logp_gap_max.has_value());
