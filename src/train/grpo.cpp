@@ -32,6 +32,9 @@ GrpoTrainer::GrpoTrainer(model::Transformer& policy, const text::Codec& codec, c
       total_steps_(total_steps),
       dp_(policy, cfg_.adamw, cfg_.parallel) {
   validate(cfg_);
+  R1_CHECK(!cfg_.exact_logprobs || !policy_.has_lora() || policy_.lora().dropout == 0.0,
+           "rollout.exact_logprobs needs train.lora.dropout: 0 (the training forward's dropout masks are not the "
+           "sampler's)");
   R1_CHECK(cfg_.prompts_per_step % dp_.world_size() == 0,
            "grpo.prompts_per_step ({}) must be a multiple of the number of ranks ({}), so each rank rolls "
            "out as many groups",

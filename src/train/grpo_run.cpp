@@ -215,9 +215,6 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
            "rollout.exact_logprobs runs on the CPU only in this build (device: {}): the CUDA batch-invariant "
            "kernels are not in it",
            device_name(device));
-  R1_CHECK(!gc.exact_logprobs || run::lora_config(r).dropout == 0.0,
-           "rollout.exact_logprobs needs train.lora.dropout: 0 (the training forward's dropout masks are not the "
-           "sampler's)");
   const run::MemoryPlan memory =
       run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
                        run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens",
