@@ -3,6 +3,7 @@
 // prefill of the same history; tool calls run on workers while the other sequences decode.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -162,26 +163,33 @@ TEST(RolloutTurns, ResumedGenerationEqualsFreshPrefill) {
 
 TEST(RolloutTurns, ToolCallsRunWhileOtherSequencesDecode) {
   model::Transformer m = make_model();
-  std::atomic<int> running{0}, most{0}, in_call{0};
+  std::atomic<int> running{0}, most{0}, pending{0};
   std::atomic<int64_t> decoded_meanwhile{0};
+  std::array<std::atomic<bool>, 4> called{};
   rollout::GenerateParams gp = params(1.0f, 48);
   gp.turns.max_turns = 1;
   gp.turns.threads = 4;
-  // Sample 0 of each prompt calls a slow tool after 3 tokens; the others never call.
-  gp.turns.ends_turn = [](int64_t, int64_t s, const std::string& text) { return s == 0 && text.size() >= 3; };
+  // Sample 0 of each prompt calls a slow tool after 3 tokens; the others never call. A call is
+  // pending from the moment the engine's thread ends the turn until the tool answers, so the count
+  // below does not depend on when a worker thread gets a core: an engine that waited for the tool
+  // would decode nothing while a call is pending.
+  gp.turns.ends_turn = [&](int64_t p, int64_t s, const std::string& text) {
+    const bool ends = s == 0 && text.size() >= 3;
+    if (ends && !called[size_t(p)].exchange(true)) ++pending;
+    return ends;
+  };
   gp.turns.respond = [&](const rollout::Turn&) {
     const int now = ++running;
     int prev = most.load();
     while (now > prev && !most.compare_exchange_weak(prev, now)) {
     }
-    ++in_call;
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    --in_call;
     --running;
+    --pending;
     return rollout::Observation{{201, 202}, false};
   };
   gp.on_token = [&](int64_t, int64_t s, int32_t) {
-    if (s != 0 && in_call.load() > 0) ++decoded_meanwhile;
+    if (s != 0 && pending.load() > 0) ++decoded_meanwhile;
   };
   rollout::Engine engine(m, {12, 80, 4096});
   std::vector<rollout::Request> reqs;
