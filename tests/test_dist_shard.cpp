@@ -439,6 +439,79 @@ TEST(WeightUnits, GatheredUnitsComputeBitwiseLikeTheWholeModel) {
   }
 }
 
+// Prefetch (on by default for device comms, switched on here for the CPU's single comm): the pass's
+// hint gathers the next unit into the second buffer, and the acquire that follows takes it from
+// there: 2L + 1 of a forward and backward's 2L + 3 acquires (all but the forward's embedding and
+// the backward's head), with log-probs and gradients bitwise the plain model's. A hint the pass
+// does not follow is dropped (the unit it asks for instead is gathered anew and holds its own
+// weights), and so is one that an update of the shard separates from its acquire.
+TEST(WeightUnits, PrefetchServesTheNextAcquireBitwise) {
+  model::Transformer plain(tiny(false)), sharded(tiny(false));
+  plain.init_random(9);
+  sharded.init_random(9);
+  std::unique_ptr<dist::Comm> one = dist::make_single_comm();
+  optim::ShardedWeights units(sharded, *one, {sharded.plan().total}, 0);
+  EXPECT_FALSE(units.prefetching()) << "a host comm blocks: nothing to overlap";
+  const int64_t single = units.bytes();
+  units.set_prefetch(true);
+  const int64_t unit_bytes = model::largest_unit(sharded.plan(), sharded.config()) * int64_t(sizeof(float));
+  EXPECT_EQ(units.bytes(), single + unit_bytes) << "the second gather buffer";
+  const int L = sharded.config().num_hidden_layers;
+  const model::Batch b = model::pack_sequences({{1, 2, 3, 4, 5, 6}, {7, 8, 9}});
+  const std::vector<float> dlogp(size_t(b.tokens()), -0.25f);
+  model::TrainState a, s;
+  s.weight_units = &units;
+  EXPECT_TRUE(to_host_f32(a.forward(plain, b)) == to_host_f32(s.forward(sharded, b)));
+  EXPECT_EQ(units.prefetched_acquires(), L + 1);
+  EXPECT_EQ(units.gathered_acquires(), 1);
+  plain.zero_grads();
+  a.backward(plain, dlogp);
+  s.backward(sharded, dlogp);
+  EXPECT_TRUE(to_host_f32(plain.grads().flat) == to_host_f32(units.grad_shard()));
+  EXPECT_EQ(units.prefetched_acquires(), 2 * L + 1);
+  EXPECT_EQ(units.gathered_acquires(), 2);
+
+  // Layer 0's weights as the plain model holds them, by name.
+  auto layer0 = [&](model::Transformer& m) {
+    std::vector<std::vector<float>> out;
+    visit_params(m.params(), m.config(), [&](Tensor& t, const std::string& name, model::ParamShape) {
+      if (name.rfind("model.layers.0.", 0) == 0) out.push_back(to_host_f32(t));
+    });
+    return out;
+  };
+  const model::WeightUnit embed{model::UnitKind::Embed, -1}, l0{model::UnitKind::Layer, 0},
+      l1{model::UnitKind::Layer, 1};
+  units.acquire(embed);
+  units.prefetch(l1);  // a hint the pass does not follow
+  units.release(embed);
+  units.acquire(l0);
+  EXPECT_EQ(units.gathered_acquires(), 4);
+  EXPECT_TRUE(layer0(sharded) == layer0(plain)) << "layer 0 took the prefetched layer 1's weights";
+  units.prefetch(l1);
+  units.release(l0);
+  units.acquire(l1);  // the hint followed
+  EXPECT_EQ(units.prefetched_acquires(), 2 * L + 2);
+  units.release(l1);
+  // An update between a hint and its acquire: the step drops the hint.
+  units.acquire(embed);
+  units.prefetch(l0);
+  units.release(embed);
+  std::vector<float> moved = to_host_f32(units.shard());
+  for (float& x : moved) x += 1.0f;
+  copy_from_host(units.shard(), moved.data());
+  units.zero_grad_shard();
+  units.acquire(l0);
+  EXPECT_EQ(units.prefetched_acquires(), 2 * L + 2);
+  const std::vector<std::vector<float>> got = layer0(sharded);
+  std::vector<std::vector<float>> want = layer0(plain);
+  for (auto& w : want)
+    for (float& x : w) x += 1.0f;
+  EXPECT_TRUE(got == want) << "layer 0 took weights gathered before the update";
+  units.release(l0);
+  units.set_prefetch(false);
+  EXPECT_EQ(units.bytes(), single);
+}
+
 // A WeightSource hands any range of the flat layout, across tensor boundaries and the alignment
 // padding (0), with the values a whole load (or init_random) puts there, from f32 and bf16 files;
 // a checkpoint that lacks a tensor, or holds one the model does not use, fails when the source is

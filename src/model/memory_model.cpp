@@ -97,7 +97,9 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemorySettings& s) {
   const int64_t unit = largest_unit(make_plan(c), c);
   int64_t whole_weights = 0;  // gathered for the rollout and reference phases (full)
   if (level >= 3) {
-    e.weights = (Nw + unit) * b;  // the shard and the one gather buffer
+    // The shard and the gather buffer; on a GPU two, the next unit's prefetched into the second
+    // while the current one computes (optim/sharded_weights.h).
+    e.weights = (Nw + (s.device == Device::CPU ? 1 : 2) * unit) * b;
     whole_weights = N * b;
   }
   int64_t update_grads = 0;  // the update phase's gradient buffers beyond the persistent ones

@@ -36,7 +36,8 @@ ShardedWeights::ShardedWeights(model::Transformer& m, dist::Comm& comm, std::vec
   master_device_ = m.separate_master() ? m.master().flat.device : device_;
   largest_ = model::largest_unit(m.plan(), m.config());
   const int64_t count = counts_[size_t(comm.rank())];
-  gather_ = Buffer(size_t(largest_) * dtype_size(cd_), device_);
+  gather_[0] = Buffer(size_t(largest_) * dtype_size(cd_), device_);
+  set_prefetch(comm.on_device());
   shard_ = master_device_ == device_ ? Buffer(size_t(count) * sizeof(float), device_)
                                      : Buffer::pinned(size_t(count) * sizeof(float));
   if (m.separate_master()) compute_shard_ = Buffer(size_t(count) * dtype_size(cd_), device_);
@@ -70,7 +71,22 @@ Tensor ShardedWeights::compute_shard() const {
 
 Tensor ShardedWeights::grad_shard() const { return Tensor(grad_shard_.data(), DType::F32, {count()}, device_); }
 
+void ShardedWeights::set_prefetch(bool on) {
+  drop_prefetch();
+  prefetch_ = on;
+  if (on) {
+    if (gather_[1].size() == 0) gather_[1] = Buffer(size_t(largest_) * dtype_size(cd_), device_);
+    return;
+  }
+  if (slot_ == 1) {  // a held unit stays bound to its memory, now buffer 0
+    std::swap(gather_[0], gather_[1]);
+    slot_ = 0;
+  }
+  gather_[1] = Buffer();
+}
+
 void ShardedWeights::zero_grad_shard() {
+  drop_prefetch();  // the shard is about to change (or has): no gathered copy may serve a later pass
   grad_shard_.zero();
   // The unit buffers live through a step's backwards only.
   grad_unit_ = Buffer();
@@ -89,6 +105,7 @@ void ShardedWeights::take_shard(bool master) {
 }
 
 void ShardedWeights::load(const model::WeightSource& source) {
+  drop_prefetch();
   const int64_t n = count();
   if (n == 0) return;
   if (master_device_ == Device::CPU) {
@@ -114,6 +131,7 @@ void ShardedWeights::whole(const std::function<void()>& f, bool writes) {
   // Reading needs the compute weights only; writing (loading a checkpoint) the fp32 weights, whose
   // compute copy is rounded from them.
   const bool master = writes && m_.separate_master();
+  drop_prefetch();
   m_.restore_weights(master);
   comm_.after_compute();
   if (master) {
@@ -154,11 +172,12 @@ std::vector<int64_t> ShardedWeights::parts(const model::FlatRange& r) const {
   return out;
 }
 
-void ShardedWeights::acquire(model::WeightUnit u) {
+void ShardedWeights::gather(model::WeightUnit u, int slot) {
   // The compute weights' bytes: every rank's part of each range, in rank order, whole in the buffer.
-  // The comm waits for the compute that read the buffer's last unit, and the compute for the gather.
+  // The comm waits for the compute queued so far, which holds every read of this buffer's last unit
+  // (released before the unit that now computes was acquired).
   const size_t es = dtype_size(cd_);
-  char* buf = static_cast<char*>(gather_.data());
+  char* buf = static_cast<char*>(gather_[slot].data());
   const char* from = static_cast<const char*>(compute_shard().empty() ? shard_.data() : compute_shard_.data());
   comm_.after_compute();
   int64_t at = 0;
@@ -166,10 +185,35 @@ void ShardedWeights::acquire(model::WeightUnit u) {
     const std::vector<int64_t> p = parts(r);
     const char* send = from + (p[size_t(comm_.rank())] > 0 ? size_t(offset_in_shard(r)) * es : 0);
     comm_.all_gather(send, buf + size_t(at) * es, times(p, int64_t(es)), dist::Type::U8);
+    at += r.size();
+  }
+}
+
+void ShardedWeights::acquire(model::WeightUnit u) {
+  // Every rank asks for the same units in the same order (model/weight_units.h), so all of them take
+  // the prefetched unit or none does, and the collectives stay matched.
+  if (pending_ && *pending_ == u) {
+    slot_ = 1 - slot_;
+    ++prefetched_;
+  } else {
+    gather(u, slot_);
+    ++gathered_;
+  }
+  pending_.reset();
+  comm_.before_compute();  // the compute waits for the gather (and what the comm queued before it)
+  const size_t es = dtype_size(cd_);
+  char* buf = static_cast<char*>(gather_[slot_].data());
+  int64_t at = 0;
+  for (const model::FlatRange& r : ranges(u)) {
     bind(views_, m_.params(), r, buf + size_t(at) * es, es);
     at += r.size();
   }
-  comm_.before_compute();
+}
+
+void ShardedWeights::prefetch(model::WeightUnit next) {
+  if (!prefetch_) return;
+  gather(next, 1 - slot_);
+  pending_ = next;
 }
 
 void ShardedWeights::release(model::WeightUnit u) {

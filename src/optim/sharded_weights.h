@@ -14,9 +14,14 @@
 // On a GPU the collectives run on the comm's stream, ordered against the compute stream by its
 // events (dist/comm.h: after_compute, before_compute). With the optimizer offloaded the fp32 shard
 // is in pinned host memory, where AdamW updates it, and writes the compute shard on the device.
-// The prefetch hint is not used yet (one gather buffer).
+// Prefetch (FSDP's forward/backward prefetch): with two gather buffers, the pass's hint of the unit
+// it acquires next starts that unit's gather into the other buffer right after the current unit's
+// acquire, so on a GPU it runs on the comm's stream while the current unit computes; the next
+// acquire then only makes the compute wait for it. On by default for device comms (host comms
+// block: no overlap to win, one more buffer to hold); set_prefetch switches it.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "dist/comm.h"
@@ -40,6 +45,15 @@ class ShardedWeights final : public model::WeightUnits {
 
   void acquire(model::WeightUnit u) override;
   void release(model::WeightUnit u) override;
+  // Gathers `next` into the buffer the current unit does not use; the next acquire takes it from
+  // there when it asks for `next` (any other unit is gathered anew: the prefetch serves only the
+  // acquire that follows it, so no gathered copy outlives an update of the shard).
+  void prefetch(model::WeightUnit next) override;
+  void set_prefetch(bool on);
+  bool prefetching() const { return prefetch_; }
+  // Acquires served by a prefetch, and by a gather of their own, since construction.
+  int64_t prefetched_acquires() const { return prefetched_; }
+  int64_t gathered_acquires() const { return gathered_; }
   // A unit's backward writes its gradients into one zeroed buffer (the size of the largest unit)
   // bound to the model's gradient views; end_grads reduce-scatters it over the ranks (each rank's
   // part of the unit's ranges, in rank order) and adds this rank's part into its gradient shard.
@@ -57,8 +71,10 @@ class ShardedWeights final : public model::WeightUnits {
   // frees the unit buffers until the next backward.
   Tensor grad_shard() const;
   void zero_grad_shard();
-  // Bytes this rank holds for the weights: its shards and the one gather buffer.
-  int64_t bytes() const { return int64_t(shard_.size() + compute_shard_.size() + gather_.size()); }
+  // Bytes this rank holds for the weights: its shards and the gather buffers (two when prefetching).
+  int64_t bytes() const {
+    return int64_t(shard_.size() + compute_shard_.size() + gather_[0].size() + gather_[1].size());
+  }
   // Bytes it holds for the gradients: their shard, and during a step the unit buffer and the
   // reduce-scatter's part of it.
   int64_t grad_bytes() const { return int64_t(grad_shard_.size() + grad_unit_.size() + grad_part_.size()); }
@@ -86,6 +102,10 @@ class ShardedWeights final : public model::WeightUnits {
   // and frees them.
   void take_shard(bool master);
   void bind_views();  // collects the model's (released) weight views
+  // All-gathers unit u's compute weights into gather buffer `slot` (queued on a device comm's stream
+  // after the compute so far) and returns where each of its ranges starts there.
+  void gather(model::WeightUnit u, int slot);
+  void drop_prefetch() { pending_.reset(); }
 
   model::Transformer& m_;
   dist::Comm& comm_;
@@ -95,7 +115,12 @@ class ShardedWeights final : public model::WeightUnits {
   Device master_device_;  // where the fp32 shard lives (the host when the optimizer is offloaded)
   DType cd_;              // the compute dtype
   int64_t largest_ = 0;  // elements of the largest unit (a tied head's with the embedding)
-  Buffer shard_, compute_shard_, gather_;
+  Buffer shard_, compute_shard_;
+  Buffer gather_[2];  // the second one only while prefetching
+  int slot_ = 0;      // the buffer the last acquire bound
+  bool prefetch_ = false;
+  std::optional<model::WeightUnit> pending_;  // the unit gathered ahead into buffer 1 - slot_
+  int64_t prefetched_ = 0, gathered_ = 0;
   Buffer grad_shard_, grad_unit_, grad_part_;  // the unit buffers from a step's first backward to zero_grad_shard
   std::vector<Tensor*> views_;       // the model's parameter views, in layout (specs) order
   std::vector<Tensor*> grad_views_;  // its gradient views, likewise
