@@ -176,6 +176,8 @@ void run_rope_forward(Run&);
 void run_rope_backward(Run&);
 void run_swiglu_forward(Run&);
 void run_swiglu_backward(Run&);
+void run_swiglu_packed_forward(Run&);
+void run_swiglu_packed_backward(Run&);
 void run_dropout_forward(Run&);
 void run_dropout_backward(Run&);
 void run_add(Run&);

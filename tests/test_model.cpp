@@ -11,6 +11,8 @@
 
 #include "base/rng.h"
 #include "kernels/ops.h"
+#include "kernels/supports.h"
+#include "tensor/device_memory.h"
 #include "model/checkpoint.h"
 #include "test_util.h"
 #include "optim/optimizer.h"
@@ -101,6 +103,38 @@ TEST_P(Arch, SaveLoadRoundTrip) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Model, Arch, ::testing::Values("qwen2", "llama", "qwen3"));
+
+// The MLP's gate and up projections run as one GEMM of their adjacent weights, forward and backward,
+// in every layer; an adapter on either that takes part falls back to two (here fresh adapters,
+// B = 0, so the model computes the same function), and gives the same log-probs.
+TEST(ModelMlp, GateAndUpRunAsOneGemmUnlessAnAdapterTakesPart) {
+  model::Transformer m = tiny("qwen2", 5), adapted = tiny("qwen2", 5);
+  model::LoraConfig lora;
+  lora.rank = 4;
+  lora.targets = {"gate_proj", "up_proj"};
+  adapted.add_lora(lora, 9);
+  const int64_t L = m.config().num_hidden_layers;
+  const model::Batch batch = model::pack_sequences({random_ids(1, 13, m.config().vocab_size), random_ids(2, 6, m.config().vocab_size)});
+  const std::vector<float> dlogp(batch.targets.size(), -0.5f);
+  using ops::Op;
+  using ops::Path;
+  model::TrainState packed, plain;
+  ops::reset_path_counts();
+  const std::vector<float> lp = to_host_f32(packed.forward(m, batch));
+  m.zero_grads();
+  packed.backward(m, dlogp);
+  EXPECT_EQ(ops::path_count(Op::swiglu_packed_forward, Path::native), L);
+  EXPECT_EQ(ops::path_count(Op::swiglu_packed_backward, Path::native), L);
+  EXPECT_EQ(ops::path_count(Op::swiglu_forward, Path::native), 0);
+  ops::reset_path_counts();
+  const std::vector<float> la = to_host_f32(plain.forward(adapted, batch));
+  plain.backward(adapted, dlogp);
+  EXPECT_EQ(ops::path_count(Op::swiglu_packed_forward, Path::native), 0);
+  EXPECT_EQ(ops::path_count(Op::swiglu_forward, Path::native), L);
+  EXPECT_EQ(ops::path_count(Op::swiglu_backward, Path::native), L);
+  ASSERT_EQ(lp.size(), la.size());
+  for (size_t t = 0; t < lp.size(); ++t) EXPECT_NEAR(lp[t], la[t], 1e-5f) << "token " << t;
+}
 
 // A tiny model memorises a small batch: the loss falls by more than 90%.
 TEST(ModelTraining, TinyModelOverfitsABatch) {

@@ -68,7 +68,7 @@ std::vector<Row> table() {
             {any, {.T = 4096, .H = 16, .HD = 128, .maxpos = 32768}, kF32, kGpu},
             {any, {.T = 8192, .H = 16, .HD = 128, .maxpos = 32768}, kBF16, kGpu},
             {any, {.T = 8192, .H = 16, .HD = 64, .maxpos = 4096}, kBF16, kGpu}});
-  add_rows(t, {Op::swiglu_forward, Op::swiglu_backward},
+  add_rows(t, {Op::swiglu_forward, Op::swiglu_backward, Op::swiglu_packed_forward, Op::swiglu_packed_backward},
            {{any, {.N = 13, .I = 37}},
             {any, {.N = 3, .I = 4099}},
             {any, {.N = 4096, .I = 2816}, kF32, kGpu},

@@ -278,6 +278,10 @@ Runner runner(Op op) {
       return run_swiglu_forward;
     case Op::swiglu_backward:
       return run_swiglu_backward;
+    case Op::swiglu_packed_forward:
+      return run_swiglu_packed_forward;
+    case Op::swiglu_packed_backward:
+      return run_swiglu_packed_backward;
     case Op::dropout_forward:
       return run_dropout_forward;
     case Op::dropout_backward:

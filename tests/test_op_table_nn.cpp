@@ -302,6 +302,54 @@ void run_swiglu_backward(Run& c) {
   }
 }
 
+// Packed [gate | up] rows (the MLP's one GEMM of both projections): the reference's values, and
+// bitwise what swiglu_forward/backward give the same rows as separate tensors on the same device.
+namespace {
+// Columns [c0, c0 + w) of each of the N rows of x (N, W).
+Vf cols(const Vf& x, int64_t N, int64_t W, int64_t c0, int64_t w) {
+  Vf out(sz(N * w));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < w; ++j) out[sz(n * w + j)] = x[sz(n * W + c0 + j)];
+  return out;
+}
+}  // namespace
+
+void run_swiglu_packed_forward(Run& c) {
+  const int64_t N = c.s.N, M = c.s.I;
+  Vf gu = c.randn(N * 2 * M, 2.0f);
+  const Tensor tgu = c.act(gu, {N, 2 * M});  // rounds gu to the run's dtype first
+  Vf gate = cols(gu, N, 2 * M, 0, M), up = cols(gu, N, 2 * M, M, M);
+  Tensor out = c.nan({N, M}, c.dt), plain = c.nan({N, M}, c.dt);
+  ops::swiglu_packed_forward(out, tgu);
+  ops::swiglu_forward(plain, c.act(gate, {N, M}), c.act(up, {N, M}));
+  const Vf got = c.get(out);
+  c.check("swiglu_packed_forward", got, ref_swiglu(to_d(gate), to_d(up)), kElem);
+  EXPECT_TRUE(got == c.get(plain)) << "packed rows differ from swiglu_forward's";
+}
+
+void run_swiglu_packed_backward(Run& c) {
+  const int64_t N = c.s.N, M = c.s.I;
+  Vf gu = c.randn(N * 2 * M, 2.0f), g = c.randn(N * M), dgu0 = c.randn(N * 2 * M);
+  const Tensor tgu = c.act(gu, {N, 2 * M}), tg = c.act(g, {N, M}), tdgu = c.act(dgu0, {N, 2 * M});
+  Vf gate = cols(gu, N, 2 * M, 0, M), up = cols(gu, N, 2 * M, M, M);
+  Vf dg0 = cols(dgu0, N, 2 * M, 0, M), du0 = cols(dgu0, N, 2 * M, M, M);
+  ops::swiglu_packed_backward(tdgu, tg, tgu);
+  Tensor tdg = c.act(dg0, {N, M}), tdu = c.act(du0, {N, M});
+  ops::swiglu_backward(tdg, tdu, tg, c.act(gate, {N, M}), c.act(up, {N, M}));
+  const Vf dgu = c.get(tdgu);
+  EXPECT_TRUE(cols(dgu, N, 2 * M, 0, M) == c.get(tdg)) << "packed dgate differs from swiglu_backward's";
+  EXPECT_TRUE(cols(dgu, N, 2 * M, M, M) == c.get(tdu)) << "packed dup differs from swiglu_backward's";
+  Vd rdgu(sz(N * 2 * M));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < M; ++j) {
+      const size_t i = sz(n * M + j), a = sz(n * 2 * M + j), b = a + sz(M);
+      const double x = gate[i], sig = 1.0 / (1.0 + std::exp(-x));
+      rdgu[a] = double(dgu0[a]) + double(g[i]) * up[i] * sig * (1.0 + x * (1.0 - sig));
+      rdgu[b] = double(dgu0[b]) + double(g[i]) * x * sig;
+    }
+  c.check("swiglu_packed_backward", dgu, rdgu, kElem);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 namespace {

@@ -182,6 +182,11 @@ void grouped_linear_backward(Tensor dinp, const Stacked& dweight, const Tensor& 
 void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up);
 // dgate (N, I) +=, dup (N, I) +=
 void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up);
+// The same over packed rows, gate_up (N, 2I) = [gate | up] (one GEMM of the adjacent gate and up
+// weights): out (N, I) = silu(gate_up[:, :I]) * gate_up[:, I:], bitwise swiglu_forward's values.
+void swiglu_packed_forward(Tensor out, const Tensor& gate_up);
+// dgate_up (N, 2I) += [dgate | dup]
+void swiglu_packed_backward(Tensor dgate_up, const Tensor& dout, const Tensor& gate_up);
 
 // Inverted dropout: out (N) = x * keep / (1 - p), keep_i from (seed, stream, i) by
 // r1::dropout_keep (base/rng.h), the same mask on every device; p in [0, 1). Any shape (N = numel).

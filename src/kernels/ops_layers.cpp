@@ -248,6 +248,14 @@ void rope_backward(Tensor dx, const Tensor& positions, const Tensor& inv_freq) {
 // ---------------------------------------------------------------------------------------------
 // swiglu
 
+namespace {
+
+// Rows of a (…, I) tensor: its elements over its last dimension (a flat tensor is one row).
+int64_t last_dim(const Tensor& t) { return t.ndim == 0 ? 1 : t.size(-1); }
+int64_t rows_of(const Tensor& t) { return last_dim(t) == 0 ? 0 : t.numel() / last_dim(t); }
+
+}  // namespace
+
 void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
   const Op id = Op::swiglu_forward;
   const char* op = op_name(id);
@@ -255,13 +263,13 @@ void swiglu_forward(Tensor out, const Tensor& gate, const Tensor& up) {
   expect_dtype(op, "gate", gate, dt);
   expect_like(op, "up", up, dt, "gate", gate);
   expect_like(op, "out", out, dt, "gate", gate);
-  const int64_t n = gate.numel();
+  const int64_t rows = rows_of(gate), F = last_dim(gate);
   if (on_cuda(op, {{"out", out}, {"gate", gate}, {"up", up}})) {
-    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate), bp(up), n),
-                        cuda::swiglu_forward(fp(out), fp(gate), fp(up), n));
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate), bp(up), rows, F, F),
+                        cuda::swiglu_forward(fp(out), fp(gate), fp(up), rows, F, F));
   }
   count_path(id, Path::native);
-  cpu::swiglu_forward(fp(out), fp(gate), fp(up), n);
+  cpu::swiglu_forward(fp(out), fp(gate), fp(up), rows, F, F);
 }
 
 void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor& gate, const Tensor& up) {
@@ -273,13 +281,51 @@ void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor&
   expect_like(op, "dout", dout, dt, "gate", gate);
   expect_like(op, "dgate", dgate, dt, "gate", gate);
   expect_like(op, "dup", dup, dt, "up", up);
-  const int64_t n = gate.numel();
+  const int64_t rows = rows_of(gate), F = last_dim(gate);
   if (on_cuda(op, {{"dgate", dgate}, {"dup", dup}, {"dout", dout}, {"gate", gate}, {"up", up}})) {
-    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_backward(bp(dgate), bp(dup), bp(dout), bp(gate), bp(up), n),
-                        cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n));
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_backward(bp(dgate), bp(dup), bp(dout), bp(gate), bp(up), rows, F, F),
+                        cuda::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), rows, F, F));
   }
   count_path(id, Path::native);
-  cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), n);
+  cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), rows, F, F);
+}
+
+void swiglu_packed_forward(Tensor out, const Tensor& gate_up) {
+  const Op id = Op::swiglu_packed_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "gate_up", gate_up);
+  expect(op, "gate_up", gate_up, dt, {{"N", kAny}, {"2I", kAny}});
+  const int64_t N = gate_up.shape[0], I = gate_up.shape[1] / 2;
+  R1_CHECK(gate_up.shape[1] % 2 == 0, "{}: gate_up has {} columns, not [gate | up] of equal widths", op,
+           gate_up.shape[1]);
+  expect(op, "out", out, dt, {{"N", N}, {"I", I}}, "gate_up", &gate_up);
+  if (on_cuda(op, {{"out", out}, {"gate_up", gate_up}})) {
+    R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate_up), bp(gate_up) + I, N, I, 2 * I),
+                        cuda::swiglu_forward(fp(out), fp(gate_up), fp(gate_up) + I, N, I, 2 * I));
+  }
+  count_path(id, Path::native);
+  cpu::swiglu_forward(fp(out), fp(gate_up), fp(gate_up) + I, N, I, 2 * I);
+}
+
+void swiglu_packed_backward(Tensor dgate_up, const Tensor& dout, const Tensor& gate_up) {
+  const Op id = Op::swiglu_packed_backward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "gate_up", gate_up);
+  expect(op, "gate_up", gate_up, dt, {{"N", kAny}, {"2I", kAny}});
+  const int64_t N = gate_up.shape[0], I = gate_up.shape[1] / 2;
+  R1_CHECK(gate_up.shape[1] % 2 == 0, "{}: gate_up has {} columns, not [gate | up] of equal widths", op,
+           gate_up.shape[1]);
+  expect_like(op, "dgate_up", dgate_up, dt, "gate_up", gate_up);
+  expect(op, "dout", dout, dt, {{"N", N}, {"I", I}}, "gate_up", &gate_up);
+  if (on_cuda(op, {{"dgate_up", dgate_up}, {"dout", dout}, {"gate_up", gate_up}})) {
+    R1_CUDA_DISPATCH_DT(op, dt,
+                        cuda::swiglu_backward(bp(dgate_up), bp(dgate_up) + I, bp(dout), bp(gate_up), bp(gate_up) + I,
+                                              N, I, 2 * I),
+                        cuda::swiglu_backward(fp(dgate_up), fp(dgate_up) + I, fp(dout), fp(gate_up), fp(gate_up) + I,
+                                              N, I, 2 * I));
+  }
+  count_path(id, Path::native);
+  cpu::swiglu_backward(fp(dgate_up), fp(dgate_up) + I, fp(dout), fp(gate_up), fp(gate_up) + I, N, I, 2 * I);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -71,8 +71,10 @@ enum class Op : uint8_t {
   batched_matmul,
   lm_head_logits,
   logprobs_of_logits,
+  swiglu_packed_forward,
+  swiglu_packed_backward,
 };
-constexpr int kNumOps = int(Op::logprobs_of_logits) + 1;
+constexpr int kNumOps = int(Op::swiglu_packed_backward) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

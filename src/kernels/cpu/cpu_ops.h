@@ -131,11 +131,12 @@ void dropout_forward(float* out, const float* x, float p, uint64_t seed, uint64_
 void dropout_backward(float* dx, const float* dout, float p, uint64_t seed, uint64_t stream, int64_t n);
 
 // ---- swiglu.cpp ----
-// out (n) = silu(gate) * up
-void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
-// dgate (n) +=, dup (n) +=
+// Over rows of F: out (rows, F) = silu(gate) * up, gate and up rows `stride` elements apart (F for
+// separate tensors, 2F for packed [gate | up] rows).
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t rows, int64_t F, int64_t stride);
+// dgate +=, dup += (rows `stride` apart, as gate and up)
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                     int64_t n);
+                     int64_t rows, int64_t F, int64_t stride);
 
 // ---- elementwise.cpp ----
 void add(float* out, const float* a, const float* b, int64_t n);  // out may alias a or b

@@ -203,11 +203,13 @@ void dropout_backward(float* dx, const float* dout, float p, uint64_t seed, uint
 void dropout_backward(bf16* dx, const bf16* dout, float p, uint64_t seed, uint64_t stream, int64_t n);
 
 // ---- swiglu.cu ----
-void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
-void swiglu_forward(bf16* out, const bf16* gate, const bf16* up, int64_t n);
+// Over rows of F: out (rows, F); gate, up (and dgate, dup) rows `stride` elements apart.
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t rows, int64_t F, int64_t stride);
+void swiglu_forward(bf16* out, const bf16* gate, const bf16* up, int64_t rows, int64_t F, int64_t stride);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                     int64_t n);
-void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dout, const bf16* gate, const bf16* up, int64_t n);
+                     int64_t rows, int64_t F, int64_t stride);
+void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dout, const bf16* gate, const bf16* up, int64_t rows,
+                     int64_t F, int64_t stride);
 
 // ---- elementwise.cu ----
 void add(float* out, const float* a, const float* b, int64_t n);  // out may alias a or b

@@ -90,6 +90,58 @@ void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x
   block_forward(p, W, x, out, s);
 }
 
+namespace {
+
+// b's rows right after a's, as one (OUT_a + OUT_b, IN) matrix; empty when both are empty (a frozen
+// base's gradients); nullopt when not adjacent.
+std::optional<Tensor> rows_after(const Tensor& a, const Tensor& b) {
+  if (a.empty() && b.empty()) return Tensor();
+  if (a.empty() || b.empty() || a.dtype != b.dtype || a.device != b.device || a.ndim != 2 || b.ndim != 2 ||
+      a.shape[1] != b.shape[1])
+    return std::nullopt;
+  const char* end = static_cast<const char*>(a.data) + size_t(a.numel()) * dtype_size(a.dtype);
+  if (static_cast<const void*>(end) != b.data) return std::nullopt;
+  return Tensor(a.data, a.dtype, {a.shape[0] + b.shape[0], a.shape[1]}, a.device);
+}
+
+std::optional<ops::Stacked> rows_after(const ops::Stacked& a, const ops::Stacked& b) {
+  if (a.empty() && b.empty()) return ops::Stacked{};
+  if (a.count != b.count || a.stride != b.stride) return std::nullopt;
+  const std::optional<Tensor> first = rows_after(a.first, b.first);
+  if (!first || first->empty()) return std::nullopt;
+  return ops::Stacked{*first, a.count, a.stride};
+}
+
+}  // namespace
+
+std::optional<Linear> packed_grads(const Linear& a, const Linear& b) {
+  if (!a.b.empty() || !b.b.empty()) return std::nullopt;
+  const std::optional<Tensor> w = rows_after(a.w, b.w);
+  if (!w) return std::nullopt;
+  Linear out;
+  out.w = *w;
+  return out;
+}
+
+std::optional<GroupedLinear> packed_grads(const GroupedLinear& a, const GroupedLinear& b) {
+  const std::optional<ops::Stacked> w = rows_after(a.w, b.w);
+  if (!w) return std::nullopt;
+  GroupedLinear out;
+  out.w = *w;
+  out.offsets = a.offsets;
+  return out;
+}
+
+std::optional<Linear> packed_pair(const Pass& p, const Linear& a, const Linear& b) {
+  if (adapted(p, a) || adapted(p, b) || a.w.empty()) return std::nullopt;
+  return packed_grads(a, b);
+}
+
+std::optional<GroupedLinear> packed_pair(const Pass& p, const GroupedLinear& a, const GroupedLinear& b) {
+  if (adapted(p, a) || adapted(p, b) || a.w.empty()) return std::nullopt;
+  return packed_grads(a, b);
+}
+
 Tensor effective_weight(const Pass& p, const Linear& W) {
   if (!adapted(p, W)) return W.w;
   const int64_t OUT = W.w.shape[0], IN = W.w.shape[1];

@@ -3,6 +3,8 @@
 //   out = x W^T + b + s * dropout(x) A^T B^T,  A (r, IN), B (OUT, r), s = alpha / r (or / sqrt(r)).
 // The base weights may be frozen (no gradients): the backward then only carries dx and the
 // adapter's gradients. Without an adapter it is exactly ops::linear_forward/backward.
+#include <optional>
+
 #include "kernels/ops.h"
 #include "model/blocks/pass.h"
 
@@ -32,6 +34,17 @@ struct GroupedLinear {
 struct LinearSaved {
   Tensor h;  // (T, r) = dropout(x) A^T, when the linear has an adapter that is on
 };
+
+// Two linears of the same input as one: a's and b's weights (OUT_a + OUT_b, IN) in one product, when
+// b's rows follow a's in memory (the flat layout keeps a SwiGLU's up_proj right after its
+// gate_proj), neither has a bias, and neither adapter takes part in this pass. The pair's
+// gradients are the same view of the gradient buffer (empty when the base is frozen). nullopt when
+// they cannot be packed.
+std::optional<Linear> packed_pair(const Pass& p, const Linear& a, const Linear& b);
+std::optional<GroupedLinear> packed_pair(const Pass& p, const GroupedLinear& a, const GroupedLinear& b);
+// The same view of a pair's gradients (no adapter or pass checks), nullopt when not adjacent.
+std::optional<Linear> packed_grads(const Linear& a, const Linear& b);
+std::optional<GroupedLinear> packed_grads(const GroupedLinear& a, const GroupedLinear& b);
 
 // out (T, OUT) = the layer over x (T, IN); s (when saving) keeps what linear_block_backward reads.
 void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s);

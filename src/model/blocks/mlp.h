@@ -46,7 +46,8 @@ void visit_mlp_linears(W& w, const ModelConfig& c, F&& f) {
 
 struct MlpSaved {
   LinearSaved gate_lin, up_lin, down_lin;
-  Tensor gate, up;  // (T, I)
+  Tensor gate, up;  // (T, I); empty when the forward packed them:
+  Tensor gate_up;   // (T, 2I) = [gate | up], one GEMM of the adjacent weights (packed_pair)
   Tensor act;       // (T, I); empty when the backward recomputes it
 };
 
