@@ -227,6 +227,11 @@ std::vector<Row> table() {
             {any, {.T = 7, .NKV = 1, .HD = 27, .S = 2, .L = 9, .BS = 4, .latent = true}},
             {any, {.T = 50, .NKV = 1, .HD = 576, .S = 3, .L = 40, .latent = true}},
             {any, {.T = 2048, .NKV = 1, .HD = 576, .S = 8, .L = 1024, .latent = true}, kBF16, kGpu}});
+  add_rows(t, {Op::rope_kv_cache_write},
+           {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
+            {any, {.T = 20, .NKV = 2, .HD = 12, .S = 3, .L = 30, .BS = 5}},
+            {any, {.T = 64, .NKV = 2, .HD = 128, .S = 64, .L = 1200}, kBothDtypes, kGpu},  // a decode step
+            {any, {.T = 2048, .NKV = 4, .HD = 64, .S = 8, .L = 1024}, kBF16, kGpu}});
   add_rows(
       t, {Op::attention_cached},
       {// scattered over the cache

@@ -238,6 +238,38 @@ void run_kv_cache_write(Run& c) {
   if (!latent) c.check("kv_cache_write v", c.get(tvc), ev, kExact);
 }
 
+// RoPE and the cache write in one op: bitwise rope_forward of q and k then kv_cache_write on the same
+// device (those ops have their own references), the untouched cache rows kept. NH = NKV * 3.
+void run_rope_kv_cache_write(Run& c) {
+  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, NH = 3 * NKV, HD = c.s.HD, T = c.s.T;
+  const Paged pg = paged(c, S, L);
+  Vi slots, pos;
+  scatter_tokens(c, S, L, T, slots, pos);
+  Vf kc = c.randn(pg.NB * pg.BS * NKV * HD), vc = c.randn(pg.NB * pg.BS * NKV * HD);
+  Vf q = c.randn(T * NH * HD), k = c.randn(T * NKV * HD), v = c.randn(T * NKV * HD);
+  Vf inv(sz(HD / 2));
+  for (int64_t j = 0; j < HD / 2; ++j) inv[sz(j)] = float(1.0 / std::pow(1e6, double(2 * j) / double(HD)));
+  const Tensor table = c.ints(pg.table, {S, pg.MB}), ts = c.ints(slots, {T}), tp = c.ints(pos, {T}), ti = c.f32(inv, {HD / 2});
+  Tensor q1 = c.act(q, {T, NH, HD}), k1 = c.act(k, {T, NKV, HD}), q2 = c.act(q, {T, NH, HD}), k2 = c.act(k, {T, NKV, HD});
+  Tensor kc1 = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vc1 = c.act(vc, {pg.NB, pg.BS, NKV, HD});
+  Tensor kc2 = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vc2 = c.act(vc, {pg.NB, pg.BS, NKV, HD});
+  const Tensor tv = c.act(v, {T, NKV, HD});
+  ops::rope_kv_cache_write(q1, k1, tv, kc1, vc1, table, ts, tp, ti);
+  ops::rope_forward(q2, tp, ti);
+  ops::rope_forward(k2, tp, ti);
+  ops::kv_cache_write(kc2, vc2, k2, tv, table, ts, tp);
+  EXPECT_TRUE(c.get(q1) == c.get(q2)) << "q differs from rope_forward's";
+  EXPECT_TRUE(c.get(k1) == c.get(k2)) << "k differs from rope_forward's";
+  EXPECT_TRUE(c.get(kc1) == c.get(kc2)) << "the key cache differs from kv_cache_write's";
+  EXPECT_TRUE(c.get(vc1) == c.get(vc2)) << "the value cache differs from kv_cache_write's";
+  Vd ev = to_d(vc);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t r = pg.row(slots[t], pos[t]);
+    std::copy(v.begin() + t * NKV * HD, v.begin() + (t + 1) * NKV * HD, ev.begin() + r * NKV * HD);
+  }
+  c.check("rope_kv_cache_write v", c.get(vc1), ev, kExact);
+}
+
 // Attention of T tokens over the paged cache (keys HD, values HDv). s.scatter: tokens at distinct
 // random rows, the whole cache random (a prefill scattered over sequences). Otherwise sequences of
 // s.rows tokens at consecutive positions (1: decode steps; more: a prefill chunk per sequence),

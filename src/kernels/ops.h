@@ -74,6 +74,11 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
 // kv_cache_write: token t's keys k (T, NKV, HD) and values v (T, NKV, HDv) go to its row.
 void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tensor& v,
                     const Tensor& block_table, const Tensor& slots, const Tensor& pos);
+// A cached forward's RoPE and cache write in one (one launch on CUDA instead of three): q
+// (T, NH, HD) and k (T, NKV, HD) rotated in place by rope_forward at positions pos, then
+// kv_cache_write of the rotated k and of v; bitwise those three ops. Not for a latent cache.
+void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                         const Tensor& block_table, const Tensor& slots, const Tensor& pos, const Tensor& inv_freq);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
 // attends to rows [0, pos[t]] of its sequence. q (T, NH, HD), out (T, NH, HDv). Forward only.
 // workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HDv, L) elements,

@@ -152,6 +152,45 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
                       d.MB, d.NKV, d.HD, d.HDv);
 }
 
+void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
+                         const Tensor& block_table, const Tensor& slots, const Tensor& pos, const Tensor& inv_freq) {
+  const Op id = Op::rope_kv_cache_write;
+  const char* op = op_name(id);
+  const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "k", k);
+  if (v_cache.empty()) fail("{}: no v_cache (a latent cache's keys are not rotated whole; use kv_cache_write)", op);
+  expect(op, "k", k, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HD", d.HD}}, "k_cache", &k_cache);
+  expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  expect(op, "q", q, d.dt, {{"T", d.T}, {"NH", kAny}, {"HD", d.HD}}, "k", &k);
+  const int64_t NH = q.shape[1];
+  check_heads(op, NH, d.NKV);
+  if (d.HD % 2 != 0) fail("{}: k {} has odd head dim HD = {}", op, k.describe(), d.HD);
+  expect(op, "inv_freq", inv_freq, F32, {{"HD/2", d.HD / 2}}, "k", &k);
+  if (on_cuda(op, {{"q", q},
+                   {"k", k},
+                   {"v", v},
+                   {"k_cache", k_cache},
+                   {"v_cache", v_cache},
+                   {"block_table", block_table},
+                   {"slots", slots},
+                   {"pos", pos},
+                   {"inv_freq", inv_freq}})) {
+    R1_CUDA_DISPATCH_DT(op, d.dt,
+                        cuda::rope_kv_cache_write(bp(q), bp(k), bp(v), bp(k_cache), bp(v_cache), ip(block_table),
+                                                  ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB, NH, d.NKV,
+                                                  d.HD, d.HDv),
+                        cuda::rope_kv_cache_write(fp(q), fp(k), fp(v), fp(k_cache), fp(v_cache), ip(block_table),
+                                                  ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB, NH, d.NKV,
+                                                  d.HD, d.HDv));
+  }
+  paged_ranges(op, d, block_table, slots, pos);
+  count_path(id, Path::native);
+  // The reference is the three ops' own CPU code, in their order.
+  cpu::rope_forward(fp(q), ip(pos), fp(inv_freq), d.T, NH, d.HD);
+  cpu::rope_forward(fp(k), ip(pos), fp(inv_freq), d.T, d.NKV, d.HD);
+  cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(block_table), ip(slots), ip(pos), d.T, d.BS, d.MB,
+                      d.NKV, d.HD, d.HDv);
+}
+
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                       const Tensor& block_table, const Tensor& slots, const Tensor& pos, float scale,
                       const Tensor& workspace) {

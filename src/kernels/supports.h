@@ -73,8 +73,9 @@ enum class Op : uint8_t {
   logprobs_of_logits,
   swiglu_packed_forward,
   swiglu_packed_backward,
+  rope_kv_cache_write,
 };
-constexpr int kNumOps = int(Op::swiglu_packed_backward) + 1;
+constexpr int kNumOps = int(Op::rope_kv_cache_write) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

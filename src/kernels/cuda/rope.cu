@@ -6,6 +6,7 @@
 // shared memory: one block per token, the angles once per token, one warp per head row.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/rope.cuh"
 
 namespace r1::cuda {
 
@@ -18,16 +19,9 @@ __global__ void rope_kernel(T* x, const int32_t* positions, const float* inv_fre
   const int64_t half = HD / 2, n = T_ * half;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t j = i % half, t = i / half;
-    const float a = float(positions[t]) * inv_freq[j];
-    double sd, cd;
-    sincos(double(a), &sd, &cd);
-    const float cs = float(cd), sn = sign * float(sd);
-    T* x1 = x + t * H * HD + j;
-    for (int64_t h = 0; h < H; ++h, x1 += HD) {
-      const float p = to_f32(x1[0]), q = to_f32(x1[half]);
-      x1[0] = from_f32<T>(p * cs - q * sn);
-      x1[half] = from_f32<T>(q * cs + p * sn);
-    }
+    float cs, sn;
+    rope_angle(positions[t], inv_freq[j], sign, cs, sn);
+    rope_rotate_heads<T>(x + t * H * HD + j, nullptr, H, HD, half, cs, sn);
   }
 }
 

@@ -11,10 +11,10 @@ namespace {
 
 float softmax_scale(const ModelConfig& c) { return c.attention_scale(); }
 
-// q, k, v of x: projected, per-head normed (qk_norm) and rotated, in heads layout; s keeps the
-// norm's inputs and statistics.
+// q, k, v of x: projected, per-head normed (qk_norm) and, with `rotate`, rotated, in heads layout;
+// s keeps the norm's inputs and statistics.
 void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tensor& q, Tensor& k, Tensor& v,
-                 AttentionSaved* s) {
+                 AttentionSaved* s, bool rotate) {
   const ModelConfig& c = *p.cfg;
   const int64_t T = p.T, NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim;
   const float eps = float(c.rms_norm_eps);
@@ -36,6 +36,7 @@ void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tens
   q = q.reshape({T, NH, HD});
   k = k.reshape({T, NKV, HD});
   v = v.reshape({T, NKV, HD});
+  if (!rotate) return;
   ops::rope_forward(q, p.pos, p.inv_freq);
   ops::rope_forward(k, p.pos, p.inv_freq);
 }
@@ -48,11 +49,12 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
   const int64_t T = p.T, NH = c.num_attention_heads;
   const float scale = softmax_scale(c);
   Tensor q, k, v;
-  project_qkv(p, W, x, q, k, v, s);
+  // A cached forward rotates q and k and writes the cache in one op (bitwise the three it replaces).
+  project_qkv(p, W, x, q, k, v, s, /*rotate=*/p.cache == nullptr);
   Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
   if (p.cache) {
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
-    ops::kv_cache_write(kc, vc, k, v, p.cache->table, p.slots, p.pos);
+    ops::rope_kv_cache_write(q, k, v, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq);
     // A fresh prefill attends within its own tokens: the packed (training) attention, the same
     // kernel the trainer's forward runs. Otherwise over the cache.
     if (!p.cu_seqlens.empty()) {
