@@ -23,7 +23,10 @@ __device__ __forceinline__ void rope_rotate_heads(T* x1, T* copy, int64_t H, int
                                                   float sn) {
   for (int64_t h = 0; h < H; ++h, x1 += HD) {
     const float p = to_f32(x1[0]), q = to_f32(x1[half]);
-    const T a = from_f32<T>(p * cs - q * sn), b = from_f32<T>(q * cs + p * sn);
+    // Explicit roundings: no kernel that inlines this may contract it into FMAs its own way, so
+    // the training forward's rope and the decode's fused one give the same bits.
+    const T a = from_f32<T>(__fsub_rn(__fmul_rn(p, cs), __fmul_rn(q, sn)));
+    const T b = from_f32<T>(__fadd_rn(__fmul_rn(q, cs), __fmul_rn(p, sn)));
     x1[0] = a;
     x1[half] = b;
     if (copy) {
