@@ -290,14 +290,27 @@ void swiglu_backward(Tensor dgate, Tensor dup, const Tensor& dout, const Tensor&
   cpu::swiglu_backward(fp(dgate), fp(dup), fp(dout), fp(gate), fp(up), rows, F, F);
 }
 
+namespace {
+
+// gate_up (N, 2I) = [gate | up] rows: its dtype, N and I.
+struct Packed {
+  DType dt;
+  int64_t N, I;
+};
+Packed packed_check(const char* op, const Tensor& gate_up) {
+  const DType dt = compute_dtype(op, "gate_up", gate_up);
+  expect(op, "gate_up", gate_up, dt, {{"N", kAny}, {"2I", kAny}});
+  R1_CHECK(gate_up.shape[1] % 2 == 0, "{}: gate_up has {} columns, not [gate | up] of equal widths", op,
+           gate_up.shape[1]);
+  return {dt, gate_up.shape[0], gate_up.shape[1] / 2};
+}
+
+}  // namespace
+
 void swiglu_packed_forward(Tensor out, const Tensor& gate_up) {
   const Op id = Op::swiglu_packed_forward;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "gate_up", gate_up);
-  expect(op, "gate_up", gate_up, dt, {{"N", kAny}, {"2I", kAny}});
-  const int64_t N = gate_up.shape[0], I = gate_up.shape[1] / 2;
-  R1_CHECK(gate_up.shape[1] % 2 == 0, "{}: gate_up has {} columns, not [gate | up] of equal widths", op,
-           gate_up.shape[1]);
+  const auto [dt, N, I] = packed_check(op, gate_up);
   expect(op, "out", out, dt, {{"N", N}, {"I", I}}, "gate_up", &gate_up);
   if (on_cuda(op, {{"out", out}, {"gate_up", gate_up}})) {
     R1_CUDA_DISPATCH_DT(op, dt, cuda::swiglu_forward(bp(out), bp(gate_up), bp(gate_up) + I, N, I, 2 * I),
@@ -310,11 +323,7 @@ void swiglu_packed_forward(Tensor out, const Tensor& gate_up) {
 void swiglu_packed_backward(Tensor dgate_up, const Tensor& dout, const Tensor& gate_up) {
   const Op id = Op::swiglu_packed_backward;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "gate_up", gate_up);
-  expect(op, "gate_up", gate_up, dt, {{"N", kAny}, {"2I", kAny}});
-  const int64_t N = gate_up.shape[0], I = gate_up.shape[1] / 2;
-  R1_CHECK(gate_up.shape[1] % 2 == 0, "{}: gate_up has {} columns, not [gate | up] of equal widths", op,
-           gate_up.shape[1]);
+  const auto [dt, N, I] = packed_check(op, gate_up);
   expect_like(op, "dgate_up", dgate_up, dt, "gate_up", gate_up);
   expect(op, "dout", dout, dt, {{"N", N}, {"I", I}}, "gate_up", &gate_up);
   if (on_cuda(op, {{"dgate_up", dgate_up}, {"dout", dout}, {"gate_up", gate_up}})) {
