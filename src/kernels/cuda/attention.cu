@@ -225,7 +225,7 @@ __global__ void kv_cache_write_kernel(T* k_cache, T* v_cache, const T* k, const 
   const int64_t rp = (krow + vrow) / V, n = T_ * rp;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / rp, e = (i - t * rp) * V, j = pos[t];
-    const int64_t r = int64_t(block_table[int64_t(slots[t]) * MB + j / BS]) * BS + j % BS;
+    const int64_t r = paged_row(block_table, slots[t], j, BS, MB);
     float x[V];
     if (e < krow) {
       load_vec<V>(x, k + t * krow + e);

@@ -144,4 +144,11 @@ void launch_packed_map(const F& f, int64_t n, bool aligned) {
   CUDA_CHECK_LAUNCH();
 }
 
+// The paged KV cache's pool row of row j of sequence `slot` (cuda_ops.h: row j % BS of block
+// block_table[slot * MB + j / BS]).
+__device__ __forceinline__ int64_t paged_row(const int32_t* block_table, int32_t slot, int64_t j, int64_t BS,
+                                             int64_t MB) {
+  return int64_t(block_table[int64_t(slot) * MB + j / BS]) * BS + j % BS;
+}
+
 }  // namespace r1::cuda

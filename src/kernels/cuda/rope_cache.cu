@@ -18,7 +18,7 @@ __global__ void rope_kv_cache_write_kernel(T* q, T* k, const T* v, T* k_cache, T
   const int64_t half = HD / 2, n_rot = T_ * half, vrow = NKV * HDV, vp = vrow / V, n = n_rot + T_ * vp;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i < n_rot ? i / half : (i - n_rot) / vp, p = pos[t];
-    const int64_t r = int64_t(block_table[int64_t(slots[t]) * MB + p / BS]) * BS + p % BS;
+    const int64_t r = paged_row(block_table, slots[t], p, BS, MB);
     if (i < n_rot) {
       const int64_t j = i - t * half;
       float cs, sn;
