@@ -13,6 +13,7 @@
 #include "grpo_test_util.h"
 #include "model/kv_cache.h"
 #include "model/memory_model.h"
+#include "model/params.h"
 #include "model/weight_units.h"
 #include "model/train_state.h"
 #include "run/memory_preflight.h"
@@ -154,6 +155,14 @@ TEST(MemoryModel, ShardingLevelsPerRankAt32B) {
   // full: 18/8 B/param and two of the largest unit's bf16 gather buffers (the current unit's and the
   // prefetched next one's: the embedding, 4% of the shard).
   EXPECT_NEAR(double(e[3].persistent()), 18.0 * double(N) / 8, 0.06 * 18.0 * double(N) / 8);
+  // Exactly: the largest rank's bf16 shard and two unit buffers on a GPU; one (f32) on the CPU, which
+  // does not prefetch.
+  const int64_t Nw = model::shard_counts(N, 8).back(), U = model::largest_unit(model::make_plan(c), c);
+  EXPECT_EQ(e[3].weights, (Nw + 2 * U) * 2);
+  model::MemorySettings cpu = s;
+  cpu.device = Device::CPU;
+  cpu.shard = 3;
+  EXPECT_EQ(model::estimate_memory(c, cpu).weights, (Nw + U) * 4);
   for (int level = 1; level <= 3; ++level) EXPECT_LT(e[size_t(level)].persistent(), e[size_t(level) - 1].persistent());
   const int64_t h200 = int64_t(139) * GiB;
   EXPECT_GT(e[2].peak(), h200);
