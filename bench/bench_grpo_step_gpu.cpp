@@ -7,7 +7,7 @@
 //   build/bench/bench_grpo_step_gpu [--shape 0.5b] [--prompts 64] [--group 8] [--prompt-len 128]
 //                                   [--new 1024] [--steps 2] [--micro-batch-tokens 8192]
 //                                   [--rollout-batch N] [--lora-rank R] [--offload off|on]
-//                                   [--checkpointing auto|on|off] [--kv-fraction F]
+//                                   [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on]
 // --shape: 10m or a Qwen2.5 size (0.5b 1.5b 3b 7b 14b 32b). --lora-rank R > 0 trains LoRA adapters
 // (alpha 2R, every linear) over a frozen bf16 base, whose KL reference is the base itself (no copy).
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
@@ -53,13 +53,14 @@ struct Args {
   bool offload = false;                // the optimizer on the CPU (train.optimizer_offload: on)
   std::string checkpointing = "auto";  // train.activation_checkpointing
   double kv_fraction = 0.5;            // rollout.kv_memory_fraction
+  bool exact = false;                  // rollout.exact_logprobs (the batch-invariant forward)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
                "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
-               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F]\n",
+               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on]\n",
                why.c_str());
   std::exit(2);
 }
@@ -72,6 +73,11 @@ Args parse(int argc, char** argv) {
     const std::string v = argv[++i];
     if (k == "--shape") {
       a.shape = v;
+      continue;
+    }
+    if (k == "--exact") {
+      if (v != "on" && v != "off") usage("--exact must be on or off");
+      a.exact = v == "on";
       continue;
     }
     if (k == "--offload") {
@@ -168,6 +174,7 @@ int run_steps(const Args& a) {
   gc.parallel.offload.enabled = a.offload;
   gc.checkpointing = model::parse_checkpointing(a.checkpointing, "--checkpointing");
   gc.kv_memory_fraction = a.kv_fraction;
+  gc.exact_logprobs = a.exact;
   train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
   for (int step = 0; step < a.steps; ++step) {
     const train::StepStats mt = trainer.step(step);
@@ -194,6 +201,10 @@ int run_steps(const Args& a) {
                           {"preemptions", mt.preemptions},
                           {"reward_mean", mt.reward_mean},
                           {"kl", mt.kl.value_or(0)},
+                          {"exact", a.exact},
+                          {"logp_gap_max", mt.logp_gap_max.value_or(-1)},
+                          {"logp_gap_mean", mt.logp_gap_mean.value_or(-1)},
+                          {"clip_fraction_first", mt.clip_fraction_first},
                           {"ranks", ranks},
                           {"step_tok_s_per_gpu", gen / mt.time_step / ranks},
                           {"device_used_mib", bench::device_used_mib() - used0},

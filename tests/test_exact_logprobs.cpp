@@ -270,8 +270,11 @@ TEST(ExactLogprobs, GrpoFirstUpdateRatiosAreExactlyOne) {
         const train::StepStats st = trainer.step(step);
         ASSERT_TRUE(st.logp_gap_max.has_value());
         gap[exact] = std::max(gap[exact], *st.logp_gap_max);
-        if (exact) EXPECT_EQ(st.clip_fraction_first, 0.0) << "step " << step;
-        else EXPECT_GT(st.clip_fraction_first, 0.0) << "step " << step;
+        if (exact) {
+          EXPECT_EQ(st.clip_fraction_first, 0.0) << "step " << step;
+        } else {
+          EXPECT_GT(st.clip_fraction_first, 0.0) << "step " << step;
+        }
       }
     }
     EXPECT_FALSE(ops::batch_invariant());

@@ -6,13 +6,17 @@
 // the sampler decoded it alone, in a batch, or the trainer scored it, and the sampler's log-probs
 // are the trainer's (ops::lm_head_logits, ops::logprobs_of_logits).
 //
-// What it changes: the forward GEMMs (linear_forward and the experts' and the lm head's products)
-// take one fixed block shape whatever the rows (CPU: kernels/cpu/gemm.cpp's sgemm_rows). Every other
-// forward op already reduces per row in one order on the CPU (attention: one routine for packed
-// and cached keys). Backward ops are unaffected: only the forward's bits have to agree.
+// What it changes. CPU: the forward GEMMs (linear_forward and the experts' and the lm head's
+// products) take one fixed block shape whatever the rows (kernels/cpu/gemm.cpp's sgemm_rows); every
+// other forward op already reduces per row in one order (attention: one routine for packed and
+// cached keys). CUDA: the forward's cuBLASLt plans sum K in one pass (no split-K, no workspace;
+// cuda/gemm.cpp), the q/k/v bias is broadcast rather than an epilogue, RMSNorm keeps one partition
+// of a row whatever its alignment, and the decode attention runs the training forward's key tiles
+// and tile code (cuda/decode_exact.cu); the experts' grouped GEMM and the other ops are per-row
+// already. Attention outside bf16 at the tensor-core head dims, and MLA's absorbed decode, fail
+// while the mode is on. Backward ops are unaffected: only the forward's bits have to agree.
 //
-// Process-wide, like the ops' stream: a GRPO run sets it once before it builds its engine. CUDA has
-// no batch-invariant kernels yet: its forward ops fail while the mode is on (ops_check.h).
+// Process-wide, like the ops' stream: a GRPO run sets it once before it builds its engine.
 namespace r1::ops {
 
 bool batch_invariant();

@@ -229,8 +229,11 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
 void lm_head_logits(Tensor out, const Tensor& hidden, const Tensor& weight, float temperature, int64_t vocab_chunk);
 // logp (R) = log softmax(logits[r])[targets[r]] and lse (R), folded as token_logprobs_forward folds
 // its tiles (the same vocabulary chunks, the same running state per row): on lm_head_logits' rows,
-// the trainer's bits. logits (R, V) f32, targets (R) i32 in [0, V).
-void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Tensor& targets, int64_t vocab_chunk);
+// the trainer's bits. logits (R, V) f32, targets (R) i32 in [0, V) (checked on the CPU). workspace
+// (optional, f32, at least 6 R elements, on the tensors' device): CUDA keeps the rows' running state
+// there, so the op allocates nothing (a captured decode step); without it, the backend's scratch.
+void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Tensor& targets, int64_t vocab_chunk,
+                        const Tensor& workspace = {});
 // Given dlogp (T): dhidden (T, C) +=, dweight (V, C) += (either may be empty).
 void token_logprobs_backward(Tensor dhidden, Tensor dweight, const Tensor& dlogp, const Tensor& hidden,
                              const Tensor& weight, const Tensor& targets, const Tensor& lse,

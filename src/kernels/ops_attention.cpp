@@ -218,8 +218,8 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
                    {"slots", slots},
                    {"pos", pos},
                    {"workspace", workspace}})) {
-    require_invariance_on_cuda(op);
-    require_supported(id, {dv.HD, dv.HDv, true, latent}, dv.dt, Device::CUDA, "q", q);
+    const bool aligned = all_aligned16({{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}});
+    require_supported(id, {dv.HD, dv.HDv, aligned, latent}, dv.dt, Device::CUDA, "q", q);
     const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
     const int64_t need = ws == 0 ? 0 : attention_cached_workspace(dv.T, NH, dv.HDv, dv.L());
     if (ws < need) {

@@ -220,18 +220,6 @@ inline bool all_aligned16(std::initializer_list<Arg> args) {
   return true;
 }
 
-// The batch-invariant forward (kernels/invariance.h) has CPU kernels only: a CUDA forward op whose
-// bits would depend on the batch (its GEMMs, the decode attention) fails while the mode is on,
-// rather than break the promise silently.
-inline void require_invariance_on_cuda(const char* op) {
-  if (batch_invariant()) {
-    fail("{}: the batch-invariant forward (rollout.exact_logprobs) runs on the CPU only; the CUDA kernels "
-         "(GEMMs without a split chosen from the shape, decode attention in the training forward's key "
-         "order) are not in this build",
-         op);
-  }
-}
-
 // Fails, naming the op, the operand that carries the shape and the shape, unless the backend of
 // `device` runs this case (natively or through a declared fallback).
 inline void require_supported(Op id, const OpShape& shape, DType dt, Device device, const char* name, const Tensor& t) {

@@ -106,7 +106,6 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
   const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty();
   expect(op, "out", out, wide_out ? F32 : dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
   if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) {
-    require_invariance_on_cuda(op);
     if (wide_out) R1_CUDA_DISPATCH(op, dt, cuda::linear_forward(fp(out), bp(inp), bp(weight), N, IC, OC));
     R1_CUDA_DISPATCH_DT(op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), N, IC, OC),
                         cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
@@ -191,7 +190,8 @@ void batched_matmul(const Batched& out, const Batched& inp, const Batched& w, bo
   if (so.overlaps(si) || so.overlaps(sw))
     fail("{}: out shares memory with {}", op, so.overlaps(si) ? "inp" : "w");
   if (on_cuda(op, {{"out", out.base}, {"inp", inp.base}, {"w", w.base}})) {
-    require_invariance_on_cuda(op);
+    if (batch_invariant())  // kernels/invariance.h
+      fail("{}: MLA's absorbed decode has no batch-invariant form (rollout.exact_logprobs)", op);
     R1_CUDA_DISPATCH_DT(op, dt,
                         cuda::batched_matmul(bp(out.base), out.ld, out.stride, bp(inp.base), inp.ld,
                                              inp.stride, bp(w.base), w.ld, w.stride, trans_w, B, M, N, K),

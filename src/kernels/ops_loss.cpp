@@ -44,7 +44,6 @@ void token_logprobs_forward(Tensor logp, Tensor lse, Tensor entropy, const Tenso
   expect_opt(op, "entropy", entropy, F32, {{"T", T}}, "hidden", &hidden);
   if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"entropy", entropy}, {"hidden", hidden}, {"weight", weight},
                    {"targets", targets}})) {
-    require_invariance_on_cuda(op);
     R1_CUDA_DISPATCH_DT(op, dt,
                         cuda::token_logprobs_forward(fp(logp), fp(lse), fp(entropy), bp(hidden), bp(weight),
                                                      ip(targets), T, C, V, temperature, vocab_chunk),
@@ -70,7 +69,6 @@ void lm_head_logits(Tensor out, const Tensor& hidden, const Tensor& weight, floa
   if (!(temperature > 0.0f) || !std::isfinite(temperature)) fail("{}: temperature = {} must be > 0", op, temperature);
   if (vocab_chunk <= 0) fail("{}: vocab_chunk = {} must be > 0", op, vocab_chunk);
   if (on_cuda(op, {{"out", out}, {"hidden", hidden}, {"weight", weight}})) {
-    require_invariance_on_cuda(op);
     R1_CUDA_DISPATCH_DT(op, dt, cuda::lm_head_logits(fp(out), bp(hidden), bp(weight), R, C, V, temperature, vocab_chunk),
                         cuda::lm_head_logits(fp(out), fp(hidden), fp(weight), R, C, V, temperature, vocab_chunk));
   }
@@ -78,7 +76,8 @@ void lm_head_logits(Tensor out, const Tensor& hidden, const Tensor& weight, floa
   cpu::lm_head_logits(fp(out), fp(hidden), fp(weight), R, C, V, temperature, vocab_chunk);
 }
 
-void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Tensor& targets, int64_t vocab_chunk) {
+void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Tensor& targets, int64_t vocab_chunk,
+                        const Tensor& workspace) {
   const Op id = Op::logprobs_of_logits;
   const char* op = op_name(id);
   require_supported(id, {}, logits.dtype, logits.device, "logits", logits);
@@ -89,8 +88,14 @@ void logprobs_of_logits(Tensor logp, Tensor lse, const Tensor& logits, const Ten
   expect(op, "logp", logp, F32, {{"R", R}}, "logits", &logits);
   expect(op, "lse", lse, F32, {{"R", R}}, "logits", &logits);
   if (vocab_chunk <= 0) fail("{}: vocab_chunk = {} must be > 0", op, vocab_chunk);
-  if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"logits", logits}, {"targets", targets}}))
-    R1_CUDA_DISPATCH(op, F32, cuda::logprobs_of_logits(fp(logp), fp(lse), fp(logits), ip(targets), R, V, vocab_chunk));
+  if (!workspace.empty()) {
+    expect_f32(op, "workspace", workspace);
+    if (workspace.numel() < 6 * R) fail("{}: workspace {} holds fewer than 6 R = {} floats", op, workspace.describe(), 6 * R);
+  }
+  if (on_cuda(op, {{"logp", logp}, {"lse", lse}, {"logits", logits}, {"targets", targets}, {"workspace", workspace}}))
+    R1_CUDA_DISPATCH(op, F32,
+                     cuda::logprobs_of_logits(fp(logp), fp(lse), fp(logits), ip(targets), R, V, vocab_chunk,
+                                              workspace.empty() ? nullptr : fp(workspace)));
   const int32_t* tg = ip(targets);
   for (int64_t r = 0; r < R; ++r) {
     if (tg[r] < 0 || tg[r] >= V) fail("{}: targets[{}] = {} is out of range [0, {})", op, r, tg[r], V);

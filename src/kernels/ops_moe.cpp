@@ -336,7 +336,6 @@ void grouped_linear_forward(Tensor out, const Tensor& inp, const Stacked& weight
   const auto [dt, E, R, IN, OUT] = grouped_check(op, inp, weight, offsets);
   expect(op, "out", out, dt, {{"R", R}, {"OUT", OUT}}, "inp", &inp);
   if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight.first}, {"offsets", offsets}})) {
-    require_invariance_on_cuda(op);
     check_cuda_experts(op, E);
     R1_CUDA_DISPATCH_DT(
         op, dt, cuda::grouped_linear_forward(bp(out), bp(inp), bp(weight.first), weight.stride, ip(offsets), E, R, IN, OUT),

@@ -5,6 +5,8 @@
 #include <array>
 #include <atomic>
 
+#include "kernels/invariance.h"
+
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #endif
@@ -57,6 +59,8 @@ bool is_attention(Op op) {
 
 Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   const int64_t HD = s.HD, HDv = s.HDv ? s.HDv : s.HD;
+  if (op == Op::attention_cached && s.latent && batch_invariant())
+    return unsupported("the batch-invariant forward (rollout.exact_logprobs) has no decode over a latent (MLA) cache");
   if (op == Op::attention_cached && s.latent) {
     if (HD < 1 || HDv < 1 || HDv > HD || HD > cuda::kMaxLatentHeadDim) {
       static_assert(cuda::kMaxLatentHeadDim == 1024, "the message below");
@@ -67,6 +71,13 @@ Support attention_on_cuda(Op op, const OpShape& s, DType dtype) {
   if (HD < 1 || HDv < 1 || HD > cuda::kMaxHeadDim || HDv > cuda::kMaxHeadDim) {
     static_assert(cuda::kMaxHeadDim == 256, "the message below");
     return unsupported("CUDA attention takes head dims 1 to 256");
+  }
+  if (batch_invariant() && op != Op::attention_backward) {  // kernels/invariance.h: one order for both forwards
+    if (dtype != DType::BF16 || !cuda::flash_attention_native(HD, HDv) || !s.aligned)
+      return unsupported(
+          "the batch-invariant forward (rollout.exact_logprobs) takes bf16 attention at the tensor-core head dims, "
+          "16-byte aligned");
+    if (op == Op::attention_cached) return native("decode_exact.cu (the training forward's key tiles, one pass)");
   }
   if (op == Op::attention_cached) return native("decode_attention.cu (flash-decoding over the paged cache)");
   if (dtype == DType::F32) return native("the f32 kernels of attention.cu");

@@ -72,7 +72,6 @@ void Engine::reset_kv_peak() {
 std::vector<Completion> Engine::generate(const std::vector<Request>& requests, const GenerateParams& params,
                                          const std::function<void(int64_t, int64_t)>& on_progress) {
   if (params.exact_logprobs) {
-    R1_CHECK(!gpu_, "generate: exact log-probs (rollout.exact_logprobs) run on the CPU engine only in this build");
     R1_CHECK(ops::batch_invariant(), "generate: exact log-probs need the batch-invariant forward "
              "(ops::set_batch_invariant), or a token's logits depend on its batch");
     R1_CHECK(params.sampling.temperature > 0.0f, "generate: exact log-probs need a temperature > 0 (got {})",

@@ -59,7 +59,7 @@ struct GenerateParams {
   // the trainer's tempered logits (model::CachedInputs::trainer_temperature) and reports
   // ops::logprobs_of_logits of them, the trainer's own fold. Needs ops::batch_invariant() on (so the
   // forward's bits do not depend on the batch), a temperature > 0 and the tempered log-probs
-  // (SamplingParams::sampled_logprobs off). The CPU engine only, in this build.
+  // (SamplingParams::sampled_logprobs off). Both engines.
   bool exact_logprobs = false;
 };
 

@@ -151,11 +151,14 @@ std::vector<std::pair<int32_t, float>> GpuGeneration::feed_and_draw(const std::v
     });
     e_.sched.sync();
     e_.prefill_arena.reset();
-    const Tensor logits =
-        model::forward_cached(e_.m, e_.cache, b.ids, b.slots, b.pos, b.rows, e_.prefill_arena, DType::F32);
+    const Tensor logits = model::forward_cached(e_.m, e_.cache, b.ids, b.slots, b.pos, b.rows, e_.prefill_arena,
+                                                DType::F32, nullptr, e_.trainer_temperature);
     cuda::sample_tokens(ptr<int32_t>(e_.d_token) + k, ptr<float>(e_.d_logprob) + k,
                         static_cast<const float*>(logits.data), e_.V, int64_t(b.rows.size()), e_.V, e_.scfg,
                         ptr<uint64_t>(e_.d_stream) + k, ptr<int32_t>(e_.d_step) + k, nullptr, nullptr);
+    if (e_.trainer_temperature > 0.0f)
+      e_.exact_logprobs(ptr<float>(e_.d_logprob) + k, static_cast<const float*>(logits.data), e_.V,
+                        ptr<int32_t>(e_.d_token) + k, int64_t(b.rows.size()));
     stats_.prefill_tokens += int64_t(b.ids.size());
     k = int64_t(b.end);
   }
@@ -213,8 +216,8 @@ void GpuGeneration::admit() {
     });
     e_.sched.sync();
     e_.prefill_arena.reset();
-    const Tensor logits =
-        model::forward_cached(e_.m, e_.cache, b.ids, b.slots, b.pos, b.rows, e_.prefill_arena, DType::F32);
+    const Tensor logits = model::forward_cached(e_.m, e_.cache, b.ids, b.slots, b.pos, b.rows, e_.prefill_arena,
+                                                DType::F32, nullptr, e_.trainer_temperature);
     for (size_t r = 0; r < b.rows.size(); ++r) {
       const HostSlot& sl = hs_[size_t(prefills[k + r].slot)];
       stats_.prompt_tokens += sl.prompt_len;
@@ -225,6 +228,9 @@ void GpuGeneration::admit() {
                           static_cast<const float*>(logits.data) + int64_t(r) * e_.V, /*ld=*/0,
                           requests_[size_t(sl.prompt)].n, e_.V, e_.scfg, ptr<uint64_t>(e_.all_stream) + f0,
                           ptr<int32_t>(e_.zeros), nullptr, nullptr);
+      if (e_.trainer_temperature > 0.0f)
+        e_.exact_logprobs(ptr<float>(e_.first_lp) + f0, static_cast<const float*>(logits.data) + int64_t(r) * e_.V,
+                          0, ptr<int32_t>(e_.first_tok) + f0, requests_[size_t(sl.prompt)].n);
       drew = true;
     }
     stats_.prefill_tokens += int64_t(b.ids.size());

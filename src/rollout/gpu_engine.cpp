@@ -76,6 +76,8 @@ GpuEngine::Impl::Impl(const model::Transformer& model, const EngineConfig& c, mo
   for (Buffer* b : {&ids, &slots, &rpos, &rstep, &active, &rtoken}) reserve<int32_t>(*b, S);
   reserve<uint64_t>(rstream, S);
   reserve<float>(rlogprob, S);
+  reserve<float>(exact_state, 6 * n);
+  reserve<float>(exact_lse, n);
   for (int b : buckets)
     workspace_floats =
         std::max(workspace_floats, ops::attention_cached_workspace(b, model.config().num_attention_heads,
@@ -104,13 +106,32 @@ void GpuEngine::Impl::run_step(int rows, bool commit) {
   in.pos = rows_tensor(rpos, rows);
   if (workspace_floats > 0)
     in.attention_workspace = Tensor(attention_workspace.data(), DType::F32, {workspace_floats}, Device::CUDA);
+  in.trainer_temperature = trainer_temperature;
   const Tensor logits = model::forward_cached(m, cache, in, step_arena, DType::F32);
   cuda::sample_tokens(ptr<int32_t>(rtoken), ptr<float>(rlogprob), static_cast<const float*>(logits.data), V,
                       rows, V, scfg, ptr<uint64_t>(rstream), ptr<int32_t>(rstep), nullptr,
                       ptr<int32_t>(active));
+  if (trainer_temperature > 0.0f)
+    exact_logprobs(ptr<float>(rlogprob), static_cast<const float*>(logits.data), V, ptr<int32_t>(rtoken), rows);
   if (commit)
     cuda::decode_commit(st, ptr<int32_t>(row_slot), ptr<int32_t>(active), rows, ptr<int32_t>(rtoken),
                         ptr<float>(rlogprob));
+}
+
+void GpuEngine::Impl::exact_logprobs(float* logp, const float* logits, int64_t ld, const int32_t* tokens, int64_t R) {
+  const Tensor state(exact_state.data(), DType::F32, {6 * (S + 1)}, Device::CUDA);
+  auto fold = [&](int64_t r0, int64_t n, const float* z) {
+    ops::logprobs_of_logits(Tensor(logp + r0, DType::F32, {n}, Device::CUDA),
+                            Tensor(ptr<float>(exact_lse), DType::F32, {n}, Device::CUDA),
+                            Tensor(const_cast<float*>(z), DType::F32, {n, V}, Device::CUDA),
+                            Tensor(const_cast<int32_t*>(tokens) + r0, DType::I32, {n}, Device::CUDA),
+                            model::kVocabChunk, state);
+  };
+  if (ld != 0) {
+    fold(0, R, logits);
+  } else {  // one row for every draw
+    for (int64_t r = 0; r < R; ++r) fold(r, 1, logits);
+  }
 }
 
 cuda::Graph& GpuEngine::Impl::graph_for(int bucket, GenerateStats& stats) {
@@ -143,7 +164,8 @@ void GpuEngine::Impl::configure(const GenerateParams& params) {
   R1_CHECK(params.stop_ids.size() <= size_t(kMaxStopIds), "rollout: at most {} stop ids on the GPU (got {})",
            kMaxStopIds, params.stop_ids.size());
   cuda::SampleConfig c;
-  c.temperature = sp.temperature;
+  const float tt = params.exact_logprobs ? sp.temperature : 0.0f;  // the logits come tempered
+  c.temperature = params.exact_logprobs ? 1.0f : sp.temperature;
   c.top_p = sp.top_p;
   c.top_k = sp.top_k;
   c.seed = sp.seed;
@@ -157,8 +179,11 @@ void GpuEngine::Impl::configure(const GenerateParams& params) {
   // The steps also bake in the weights' addresses, which move when a sharded model (parallel.shard:
   // full) gathers its whole weights into a new buffer for the rollouts.
   const void* weights = m.params().flat.data;
-  if (!graphs.empty() && same_config(c, scfg) && params.stop_ids == stop && weights == captured_weights) return;
+  if (!graphs.empty() && same_config(c, scfg) && tt == trainer_temperature && params.stop_ids == stop &&
+      weights == captured_weights)
+    return;
   graphs.clear();
+  trainer_temperature = tt;
   captured_weights = weights;
   scfg = c;
   stop = params.stop_ids;

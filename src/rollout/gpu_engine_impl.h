@@ -84,6 +84,14 @@ struct GpuEngine::Impl {
   const void* captured_weights = nullptr;  // the model's weight buffer when the graphs were captured
   bool step_arena_sized = false;
   cuda::SampleConfig scfg;
+  // Exact log-probs (GenerateParams::exact_logprobs): the forwards form the trainer's logits at this
+  // temperature (> 0; 0: off), the sampler draws from them at temperature 1, and each draw's
+  // log-prob is the trainer's fold of them (exact_logprobs below), its state in exact_state.
+  float trainer_temperature = 0.0f;
+  Buffer exact_state, exact_lse;
+  // logp[r] = the trainer's log-prob of tokens[r] under logits row r (row stride ld: V, or 0 for one
+  // row shared by all R draws), for r < R; queued on the stream, no allocation.
+  void exact_logprobs(float* logp, const float* logits, int64_t ld, const int32_t* tokens, int64_t R);
   std::vector<int32_t> stop;
   std::vector<int32_t> rows_on_device;
   std::vector<int> buckets;

@@ -211,10 +211,6 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
   const model::ModelConfig mc = run::recipe_model_config(r, *codec);
   validate_for_model(gc, mc);
-  R1_CHECK(!gc.exact_logprobs || device == Device::CPU,
-           "rollout.exact_logprobs runs on the CPU only in this build (device: {}): the CUDA batch-invariant "
-           "kernels are not in it",
-           device_name(device));
   const run::MemoryPlan memory =
       run::plan_memory(mc, memory_settings(gc, mc, run::lora_config(r), device), run::optimizer_offload(r),
                        run::free_device_memory(device), "lower grpo.rollout_batch or grpo.micro_batch_tokens",

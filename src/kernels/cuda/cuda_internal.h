@@ -11,16 +11,26 @@ namespace r1::cuda {
 // op(A) is (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a. Likewise B.
 // Pointers need only element alignment (views into the middle of a tensor). The algorithm choice is
 // cached per (shape, strides, dtypes, transposes, beta != 0, alignments, bias).
+//
+// GemmOrder::RowInvariant (a forward's product while ops::batch_invariant() is on, forward_order()):
+// an algorithm that sums K in one pass per output tile, without a split of K (no workspace, no
+// reduction scheme, split-K count 1 checked), so an element's bits do not depend on M or N: a
+// decode step's rows and a training micro-batch's meet the same sums.
+enum class GemmOrder : uint8_t { Any, RowInvariant };
+GemmOrder forward_order();  // RowInvariant while ops::batch_invariant() is on, else Any
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+          GemmOrder order = GemmOrder::Any);
 // bf16 operands, bf16 result (rounded once from the fp32 accumulator, beta * C included). bias
 // (N, optional, 16-byte aligned) is added to every row by the GEMM's epilogue. Returns false, having
 // done nothing, when no algorithm takes the bias epilogue for this problem (or K = 0 with a bias).
 bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-          int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias = nullptr);
+          int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias = nullptr,
+          GemmOrder order = GemmOrder::Any);
 // bf16 operands, f32 result (parameter gradients, logits tiles).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-          int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc);
+          int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,
+          GemmOrder order = GemmOrder::Any);
 
 // dst (C) += sum over rows n of src[n, c] * (scale ? scale[n] : 1) * (mul ? mul[n, c] : 1), src and
 // mul (N, C). Deterministic (fixed order of partial sums). The dbias and dweight reductions.

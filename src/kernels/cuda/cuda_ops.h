@@ -248,9 +248,10 @@ void lm_head_logits(float* out, const float* hidden, const float* weight, int64_
                     float temperature, int64_t vocab_chunk);
 void lm_head_logits(float* out, const bf16* hidden, const bf16* weight, int64_t R, int64_t C, int64_t V,
                     float temperature, int64_t vocab_chunk);
-// ops::logprobs_of_logits: token_logprobs_forward's fold over logits (R, V) f32 (scratch: 24 R bytes).
+// ops::logprobs_of_logits: token_logprobs_forward's fold over logits (R, V) f32; the rows' state (24 R
+// bytes) in `state` (6 R floats), or the context's scratch when null.
 void logprobs_of_logits(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t R, int64_t V,
-                        int64_t vocab_chunk);
+                        int64_t vocab_chunk, float* state = nullptr);
 void token_logprobs_backward(float* dhidden, float* dweight, const float* dlogp, const float* hidden,
                              const float* weight, const int32_t* targets, const float* lse, int64_t T,
                              int64_t C, int64_t V, float temperature, int64_t vocab_chunk,

@@ -40,6 +40,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/decode_attention_mma.h"
 #include "kernels/cuda/decode_split.h"
+#include "kernels/invariance.h"
 
 namespace r1::cuda {
 
@@ -380,6 +381,18 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
   if (HD > kMaxHeadDim || HDv > kMaxHeadDim)
     throw_error("CUDA attention_cached: head dims HD, HDv > 256 are not supported");
   const int64_t G = NH / NKV, per_split = T_ * NH * (HDv + 1);
+  if (ops::batch_invariant()) {  // the training forward's order (ops::supports vetted the case)
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      if (flash_attention_native(HD, HDv) && aligned16(q) && aligned16(k_cache) && aligned16(v_cache)) {
+        const flash::DecodeArgs a{out, nullptr, q, k_cache, v_cache, pc.block_table, pc.BS, pc.MB, slots, pos, T_,
+                                  int(NH), int(NKV), scale * kLog2e};
+        flash::decode_exact(a, HD, HDv);
+        return;
+      }
+    }
+    throw_error("CUDA attention_cached: the batch-invariant decode takes bf16 at the tensor-core head dims, "
+                "16-byte aligned");
+  }
   // The tensor cores for bf16 at the flash head dims (decode_attention_mma.cu), else this file's kernel.
   bool mma = false;
   if constexpr (std::is_same_v<T, __nv_bfloat16>)

@@ -32,4 +32,8 @@ int decode_mma_blocks_per_sm(int64_t HD, int64_t HDV);
 // Runs the kernel on a grid of T * NKV * HG * S blocks (HG head groups of kDecodeMmaHeads).
 void decode_mma(const DecodeArgs& a, int64_t HD, int64_t HDV, int HG, int S);
 
+// The batch-invariant decode (decode_exact.cu, kernels/invariance.h): the training forward's key
+// tiles and per-tile code, one pass per (token, kv head, head group); a.out written, a.part unused.
+void decode_exact(const DecodeArgs& a, int64_t HD, int64_t HDV);
+
 }  // namespace r1::cuda::flash

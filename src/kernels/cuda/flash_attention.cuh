@@ -130,7 +130,8 @@ __device__ inline void online_softmax_step(float (&s)[NT][4], float (&mx)[2], fl
     base[r] = m_new == -INFINITY ? 0.0f : m_new;  // fully masked so far: p = 0
     alpha[r] = exp2f(m[r] - base[r]);
     m[r] = m_new;
-    l[r] *= alpha[r];  // per-lane partial sums; reduced over the quad at the end
+    l[r] = __fmul_rn(l[r], alpha[r]);  // per-lane partial sums, reduced over the quad at the end; never
+                                       // fused with the adds below (every kernel rounds alike)
   }
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
@@ -143,10 +144,95 @@ __device__ inline void online_softmax_step(float (&s)[NT][4], float (&mx)[2], fl
   }
 #pragma unroll
   for (int i = 0; i < NO; ++i) {
-    o[i][0] *= alpha[0];
-    o[i][1] *= alpha[0];
-    o[i][2] *= alpha[1];
-    o[i][3] *= alpha[1];
+    o[i][0] = __fmul_rn(o[i][0], alpha[0]);
+    o[i][1] = __fmul_rn(o[i][1], alpha[0]);
+    o[i][2] = __fmul_rn(o[i][2], alpha[1]);
+    o[i][3] = __fmul_rn(o[i][3], alpha[1]);
+  }
+}
+
+// One key tile of the forward for a warp's 16 query rows, in FlashAttention-2 order: S = Q K^T on
+// the tensor cores (K's rows kt ... kt + KN - 1 at sK, stride HD + kPadH), scaled to base 2 and
+// masked (key > lim[r], r the lane's rows gq and gq + 8: -inf), the online softmax step, O += P V
+// with P rounded to bf16 (V's rows at sV, stride HDV + kPadH). Q's fragments come from qf, or with
+// Q_REGS false from the warp's 16 rows at sQ (stride HD + kPadH). The training forward and the exact
+// decode (decode_exact.cu) run this one code on the same key tiles, so a row's output is the same
+// bits in both: it depends on the row's own query and keys only (a tile past a row's last key is a
+// no-op for it, bit for bit: alpha 1, p 0). Products are rounded before the subtractions (never
+// fused), so how the compiler schedules the kernel around this code cannot change them.
+template <int HD, int HDV, int KN, bool Q_REGS>
+__device__ inline void forward_tile(float (&o)[HDV / 8][4], float (&m)[2], float (&l)[2],
+                                    const uint32_t (&qf)[Q_REGS ? HD / 16 : 1][4], const bfloat* sQ,
+                                    const bfloat* sK, const bfloat* sV, int kt, const int (&lim)[2],
+                                    float scale_log2, int lane) {
+  constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
+  const int tq = lane & 3;
+  // S (16 x KN) = Q K^T
+  float s[KN / 8][4];
+#pragma unroll
+  for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    uint32_t qa[4];
+    if constexpr (Q_REGS) {
+      qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+    } else {
+      ldsm_x4(qa, sQ + (lane & 15) * ld + kk * 16 + (lane >> 4) * 8);
+    }
+#pragma unroll
+    for (int np = 0; np < KN / 16; ++np) {
+      uint32_t bk[4];
+      ldsm_x4(bk, sK + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
+      mma(s[2 * np], qa, bk[0], bk[1]);
+      mma(s[2 * np + 1], qa, bk[2], bk[3]);
+    }
+  }
+
+  // Online softmax (log2 domain); rows gq (elements 0, 1) and gq + 8 (2, 3).
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < KN / 8; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = kt + nt * 8 + 2 * tq + (e & 1);
+      const float x = key <= lim[e >> 1] ? __fmul_rn(s[nt][e], scale_log2) : -INFINITY;
+      s[nt][e] = x;
+      mx[e >> 1] = fmaxf(mx[e >> 1], x);
+    }
+  }
+  online_softmax_step(s, mx, m, l, o);
+
+  // O (16 x HDV) += P (16 x KN) V (KN x HDV)
+#pragma unroll
+  for (int kk = 0; kk < KN / 16; ++kk) {
+    uint32_t pa[4];
+    acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+    for (int dp = 0; dp < HDV / 16; ++dp) {
+      uint32_t bv[4];
+      ldsm_x4_t(bv, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
+      mma(o[2 * dp], pa, bv[0], bv[1]);
+      mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+    }
+  }
+}
+
+// The end of the forward for a warp's rows: the quad-summed l, and row r's output o / l rounded to
+// bf16 at dst_r (HDV values, the lane's columns 2 tq, 2 tq + 1 of each 8) when dst_r is not null.
+template <int HDV>
+__device__ inline void forward_finish(float (&o)[HDV / 8][4], float (&l)[2], bfloat* dst0, bfloat* dst1, int lane) {
+  const int tq = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    bfloat* dst = r == 0 ? dst0 : dst1;
+    if (!dst) continue;
+    const float inv = 1.0f / l[r];
+#pragma unroll
+    for (int nt = 0; nt < HDV / 8; ++nt)
+      *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * tq) =
+          __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
   }
 }
 

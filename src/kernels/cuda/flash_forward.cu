@@ -43,6 +43,8 @@ __global__ void __launch_bounds__(FwdConfig<HD, HDV>::kThreads) flash_forward_ke
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
   const int qrow[2] = {q0 + warp * 16 + gq, q0 + warp * 16 + gq + 8};
+  const int lim[2] = {min(qrow[0], L - 1), min(qrow[1], L - 1)};  // each row's last key (causal)
+  const bfloat* sQw = sQ + warp * 16 * ld;
 
   for (int j = 0; j < n_kv; ++j) {
     kv_tile_ready<HD, HDV, KN, NT>(sK, sV, kbase, vbase, kstride, vstride, j, n_kv, L);
@@ -52,75 +54,19 @@ __global__ void __launch_bounds__(FwdConfig<HD, HDV>::kThreads) flash_forward_ke
         for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, warp, kk, lane);
       }
     }
-    const bfloat* sKb = sK + (j & 1) * KN * ld;
-    const bfloat* sVb = sV + (j & 1) * KN * ldv;
-    const int kt = j * KN;
-
-    // S (16 x KN) = Q K^T
-    float s[KN / 8][4];
-#pragma unroll
-    for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      uint32_t qa[4];
-      if constexpr (Cfg::kQInRegs) {
-        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-      } else {
-        row_fragment<ld>(qa, sQ, warp, kk, lane);
-      }
-#pragma unroll
-      for (int np = 0; np < KN / 16; ++np) {
-        uint32_t bk[4];
-        ldsm_x4(bk, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma(s[2 * np], qa, bk[0], bk[1]);
-        mma(s[2 * np + 1], qa, bk[2], bk[3]);
-      }
-    }
-
-    // Online softmax (log2 domain); rows qrow[0] (elements 0, 1) and qrow[1] (2, 3).
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nt = 0; nt < KN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = kt + nt * 8 + 2 * tq + (e & 1), row = qrow[e >> 1];
-        const float x = (key <= row && key < L) ? s[nt][e] * scale_log2 : -INFINITY;
-        s[nt][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    }
-    online_softmax_step(s, mx, m, l, o);
-
-    // O (16 x HDV) += P (16 x KN) V (KN x HDV)
-#pragma unroll
-    for (int kk = 0; kk < KN / 16; ++kk) {
-      uint32_t pa[4];
-      acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int dp = 0; dp < HDV / 16; ++dp) {
-        uint32_t bv[4];
-        ldsm_x4_t(bv, sVb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
-        mma(o[2 * dp], pa, bv[0], bv[1]);
-        mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-      }
-    }
+    forward_tile<HD, HDV, KN, Cfg::kQInRegs>(o, m, l, qf, sQw, sK + (j & 1) * KN * ld, sV + (j & 1) * KN * ldv,
+                                             j * KN, lim, scale_log2, lane);
     __syncthreads();  // all warps are done with this buffer before it is refilled
   }
 
+  bfloat* dst[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    if (qrow[r] >= L) continue;
-    const int64_t t = start + qrow[r];
-    const float inv = 1.0f / l[r];
-    bfloat* dst = out + t * ostride + int64_t(h) * HDV + 2 * tq;
+  for (int r = 0; r < 2; ++r)
+    dst[r] = qrow[r] < L ? out + (start + qrow[r]) * ostride + int64_t(h) * HDV : nullptr;
+  forward_finish<HDV>(o, l, dst[0], dst[1], lane);
 #pragma unroll
-    for (int nt = 0; nt < HDV / 8; ++nt)
-      *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8) =
-          __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
-    if (tq == 0) lse[t * NH + h] = (m[r] + log2f(l[r])) * kLn2;
-  }
+  for (int r = 0; r < 2; ++r)
+    if (qrow[r] < L && tq == 0) lse[(start + qrow[r]) * NH + h] = (m[r] + log2f(l[r])) * kLn2;
 }
 
 }  // namespace

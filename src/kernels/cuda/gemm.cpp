@@ -13,6 +13,7 @@
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/invariance.h"
 
 namespace r1::cuda {
 
@@ -44,7 +45,7 @@ uint32_t alignment(const void* p, Ty t, int64_t count, int64_t stride) {
 
 struct Key {
   int64_t M, N, K, lda, ldb, ldc;
-  bool trans_a, trans_b, beta_nonzero, bias;
+  bool trans_a, trans_b, beta_nonzero, bias, invariant;
   Ty a, b, c;
   uint32_t al_a, al_b, al_c;
   Batch batch;
@@ -59,7 +60,7 @@ struct KeyHash {
     for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, b.count, b.stride_a, b.stride_b, b.stride_c})
       mix(uint64_t(v));
     mix(uint64_t(k.trans_a) | uint64_t(k.trans_b) << 1 | uint64_t(k.beta_nonzero) << 2 | uint64_t(k.bias) << 3 |
-        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8);
+        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10);
     mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
     return size_t(h);
   }
@@ -88,6 +89,14 @@ void set_batch(cublasLtMatrixLayout_t l, int64_t count, int64_t stride) {
   CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &n, sizeof(n)));
   CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
                                                 sizeof(stride)));
+}
+
+// The algorithm's split of K (1: one pass per output tile).
+uint32_t splits_k(const cublasLtMatmulAlgo_t& algo) {
+  uint32_t n = 0;
+  size_t written = 0;
+  CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &n, sizeof(n), &written));
+  return n == 0 ? 1 : n;  // 0 when the algorithm has no split-K attribute
 }
 
 // Null when cuBLASLt has no algorithm with the bias epilogue for this problem (the caller falls back);
@@ -122,30 +131,40 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
 
   Pref pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.p));
-  const uint64_t ws = ctx.workspace_bytes;
+  // Row-invariant: no workspace (so no split of K reduced through it) and no reduction scheme.
+  const uint64_t ws = k.invariant ? 0 : ctx.workspace_bytes;
+  if (k.invariant) set_pref(pref.p, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, CUBLASLT_REDUCTION_SCHEME_NONE);
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                     sizeof(ws)));
   set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.al_b);
   set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.al_a);
   set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.al_c);
   set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.al_c);
-  cublasLtMatmulHeuristicResult_t heur{};
+  constexpr int kAsk = 8;  // candidates, best first: a row-invariant plan takes the first without split-K
+  cublasLtMatmulHeuristicResult_t heurs[kAsk]{};
   int found = 0;
   CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan->desc, plan->first, plan->second, plan->c, plan->c,
-                                              pref.p, 1, &heur, &found));
-  if (found == 0) {
+                                              pref.p, k.invariant ? kAsk : 1, heurs, &found));
+  int pick = found > 0 ? 0 : -1;
+  if (k.invariant) {
+    pick = -1;
+    for (int i = 0; i < found && pick < 0; ++i)
+      if (heurs[i].state == CUBLAS_STATUS_SUCCESS && splits_k(heurs[i].algo) == 1) pick = i;
+  }
+  if (pick < 0) {
     cublasLtMatmulDescDestroy(plan->desc);
     cublasLtMatrixLayoutDestroy(plan->first);
     cublasLtMatrixLayoutDestroy(plan->second);
     cublasLtMatrixLayoutDestroy(plan->c);
     if (k.bias) return nullptr;
     fail(
-        "gemm: cuBLASLt has no algorithm for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
+        "gemm: cuBLASLt has no algorithm{} for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
         "ldb={} ldc={} batch={} (strides {}, {}, {})",
-        ty_name(k.a), ty_name(k.b), ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a,
-        k.trans_b, k.lda, k.ldb, k.ldc, k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
+        k.invariant ? " without a split of K (the batch-invariant forward)" : "", ty_name(k.a), ty_name(k.b),
+        ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a, k.trans_b, k.lda, k.ldb, k.ldc,
+        k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }
-  plan->algo = heur.algo;
+  plan->algo = heurs[pick].algo;
   return plan;
 }
 
@@ -160,7 +179,7 @@ Plan* plan_for(const Key& k) {
 // False (nothing done) only when a bias epilogue has no algorithm.
 bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const void* A, Ty at, int64_t lda, const void* B, Ty bt, int64_t ldb, float beta, void* C,
-              Ty ct, int64_t ldc, const void* bias) {
+              Ty ct, int64_t ldc, const void* bias, GemmOrder order = GemmOrder::Any) {
   if (M == 0 || N == 0 || bat.count == 0) return true;
   Context& ctx = context();
   if (K == 0) {
@@ -179,7 +198,8 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
   const Batch b = bat.count > 1 ? bat : Batch{};  // one product: the plain GEMM's key
   const uint32_t al_a = alignment(A, at, b.count, b.stride_a), al_b = alignment(B, bt, b.count, b.stride_b),
                  al_c = alignment(C, ct, b.count, b.stride_c);
-  const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr,
+  const bool invariant = order == GemmOrder::RowInvariant;
+  const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr, invariant,
                 at, bt, ct, al_a, al_b, al_c, b};
   Plan* plan = plan_for(key);
   if (!plan) return false;
@@ -188,28 +208,32 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
   CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta, C, plan->c, C,
-                              plan->c, &plan->algo, ctx.workspace, ctx.workspace_bytes, ctx.stream));
+                              plan->c, &plan->algo, invariant ? nullptr : ctx.workspace,
+                              invariant ? 0 : ctx.workspace_bytes, ctx.stream));
   return true;
 }
 
 }  // namespace
 
+GemmOrder forward_order() { return ops::batch_invariant() ? GemmOrder::RowInvariant : GemmOrder::Any; }
+
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, GemmOrder order) {
   gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::F32, lda, B, Ty::F32, ldb, beta, C, Ty::F32, ldc,
-           nullptr);
+           nullptr, order);
 }
 
 bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-          int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias) {
+          int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias,
+          GemmOrder order) {
   return gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::BF16,
-                  ldc, bias);
+                  ldc, bias, order);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-          int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+          int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc, GemmOrder order) {
   gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::F32, ldc,
-           nullptr);
+           nullptr, order);
 }
 
 namespace {

@@ -34,7 +34,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     beta = 1.0f;
   }
   // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T  (+ out when biased; IC = 0 leaves bias or zeros)
-  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC, forward_order());
 }
 
 void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int64_t N, int64_t IC,
@@ -42,17 +42,20 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   if (N == 0 || OC == 0) return;
   // out (N, OC) = inp @ weight^T + bias, the bias added by the epilogue. It wants a 16-byte aligned
   // bias (and an algorithm that takes it); otherwise broadcast first and accumulate, as for f32.
-  if (bias && aligned16(bias) && gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias)) {
+  // The batch-invariant forward always broadcasts: whether the epilogue has an algorithm may depend on N.
+  const GemmOrder order = forward_order();
+  if (bias && aligned16(bias) && order == GemmOrder::Any &&
+      gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias)) {
     return;
   }
   const float beta = bias ? 1.0f : 0.0f;
   if (bias) broadcast_rows(out, bias, N, OC);
-  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC, nullptr, order);
 }
 
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC) {
   if (N == 0 || OC == 0) return;
-  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC);
+  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, forward_order());
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

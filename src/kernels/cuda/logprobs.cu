@@ -240,7 +240,7 @@ void logprobs_forward_t(float* logp, float* lse, float* entropy, const H* hidden
     CUDA_CHECK_LAUNCH();
     for (int64_t v0 = 0; v0 < V; v0 += tl.Vc) {
       const int64_t vn = std::min(tl.Vc, V - v0);
-      gemm(false, true, tn, vn, C, inv_tau, hidden + t0 * C, C, weight + v0 * C, C, 0.0f, z, vn);
+      gemm(false, true, tn, vn, C, inv_tau, hidden + t0 * C, C, weight + v0 * C, C, 0.0f, z, vn, forward_order());
       fold_tile(st, z, vn, targets + t0, tn, vn, v0);
     }
     finalize_kernel<<<tb, kThreads, 0, ctx.stream>>>(logp + t0, lse + t0, entropy ? entropy + t0 : nullptr,
@@ -269,7 +269,8 @@ void lm_head_logits_t(float* out, const H* hidden, const H* weight, int64_t R, i
   const int64_t Vc = std::min(vocab_chunk, V);
   const float inv_tau = 1.0f / temperature;
   for (int64_t v0 = 0; v0 < V; v0 += Vc)
-    gemm(false, true, R, std::min(Vc, V - v0), C, inv_tau, hidden, C, weight + v0 * C, C, 0.0f, out + v0, V);
+    gemm(false, true, R, std::min(Vc, V - v0), C, inv_tau, hidden, C, weight + v0 * C, C, 0.0f, out + v0, V,
+         forward_order());
 }
 
 void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
@@ -283,11 +284,12 @@ void lm_head_logits(float* out, const bf16* hidden, const bf16* weight, int64_t 
 }
 
 void logprobs_of_logits(float* logp, float* lse, const float* logits, const int32_t* targets, int64_t R, int64_t V,
-                        int64_t vocab_chunk) {
+                        int64_t vocab_chunk, float* state) {
   if (R == 0) return;
   Context& ctx = context();
   const int64_t Vc = std::min(vocab_chunk, V);
-  char* base = static_cast<char*>(ctx.scratch(size_t(R) * 24));
+  char* base = state ? reinterpret_cast<char*>(state) : static_cast<char*>(ctx.scratch(size_t(R) * 24));
+  if (reinterpret_cast<uintptr_t>(base) % 8 != 0) throw_error("logprobs_of_logits: the workspace must be 8-byte aligned");
   State st{reinterpret_cast<double*>(base), reinterpret_cast<double*>(base) + R,
            reinterpret_cast<float*>(base + size_t(R) * 16), nullptr};
   st.zt = st.m + R;

@@ -10,7 +10,19 @@ namespace r1::cuda {
 
 namespace {
 
-template <int V, typename T>
+// V elements per step and thread (the partition of the row's sum); PACKED: each step one vector load
+// (16-byte aligned rows), else V element loads (the same sums, for rows that are not aligned).
+template <int V, bool PACKED, typename T>
+__device__ __forceinline__ void load_step(float (&r)[V], const T* p) {
+  if constexpr (PACKED) {
+    load_vec<V>(r, p);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) r[k] = to_f32(p[k]);
+  }
+}
+
+template <int V, bool PACKED, typename T>
 __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int64_t C, float eps) {
   const int64_t n = blockIdx.x;
   const T* x = inp + n * C;
@@ -18,7 +30,7 @@ __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const 
   float ss = 0.0f;
   for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
     float xv[V];
-    load_vec<V>(xv, x + c);
+    load_step<V, PACKED>(xv, x + c);
 #pragma unroll
     for (int k = 0; k < V; ++k) ss += xv[k] * xv[k];
   }
@@ -26,11 +38,16 @@ __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const 
   const float r = 1.0f / sqrtf(ss / float(C) + eps);
   for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
     float xv[V], wv[V];
-    load_vec<V>(xv, x + c);
-    load_vec<V>(wv, weight + c);
+    load_step<V, PACKED>(xv, x + c);
+    load_step<V, PACKED>(wv, weight + c);
 #pragma unroll
     for (int k = 0; k < V; ++k) xv[k] = xv[k] * r * wv[k];
-    store_vec<V>(o + c, xv);
+    if constexpr (PACKED) {
+      store_vec<V>(o + c, xv);
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) o[c + k] = from_f32<T>(xv[k]);
+    }
   }
   if (threadIdx.x == 0) rstd[n] = r;
 }
@@ -87,9 +104,12 @@ void rmsnorm_forward_t(T* out, float* rstd, const T* inp, const T* weight, int64
   constexpr int V = kVec<T>;
   cudaStream_t s = context().stream;
   if (packable<T>(C, {out, inp, weight})) {
-    rmsnorm_forward_kernel<V><<<unsigned(N), row_threads(C / V), 0, s>>>(out, rstd, inp, weight, C, eps);
+    rmsnorm_forward_kernel<V, true><<<unsigned(N), row_threads(C / V), 0, s>>>(out, rstd, inp, weight, C, eps);
+  } else if (forward_order() == GemmOrder::RowInvariant && C % V == 0) {
+    // The batch-invariant forward: the packed path's sums whatever the rows' alignment.
+    rmsnorm_forward_kernel<V, false><<<unsigned(N), row_threads(C / V), 0, s>>>(out, rstd, inp, weight, C, eps);
   } else {
-    rmsnorm_forward_kernel<1><<<unsigned(N), row_threads(C), 0, s>>>(out, rstd, inp, weight, C, eps);
+    rmsnorm_forward_kernel<1, false><<<unsigned(N), row_threads(C), 0, s>>>(out, rstd, inp, weight, C, eps);
   }
   CUDA_CHECK_LAUNCH();
 }
