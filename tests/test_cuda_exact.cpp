@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/bf16.h"
+#include "exact_util.h"
 #include "base/rng.h"
 #include "kernels/invariance.h"
 #include "kernels/ops.h"
@@ -165,57 +166,14 @@ model::ModelConfig small_qwen2() {
   return c;
 }
 
-struct Gap {
-  int64_t batch = 0, packed = 0, tokens = 0;
-  double max_gap = 0;
-};
-
-Gap rollout_vs_trainer(const model::Transformer& m, bool exact) {
+test::ExactGap rollout_vs_trainer(const model::Transformer& m, bool exact) {
   ops::BatchInvariantScope mode(exact);
-  Rng rng(5);
-  std::vector<rollout::Request> reqs;
-  for (int i = 0; i < 16; ++i) {
-    rollout::Request r;
-    r.n = 4;
-    r.id = i;
-    const int len = 2 + int(rng.next_u32() % 40);
-    for (int t = 0; t < len; ++t) r.prompt.push_back(int32_t(rng.next_u32() % 5000u));
-    reqs.push_back(r);
-  }
   rollout::GenerateParams gp;
   gp.sampling.temperature = 0.8f;
   gp.sampling.seed = 7;
   gp.max_new_tokens = 48;
   gp.exact_logprobs = exact;
-  rollout::Engine wide(m, {64, 128, 4096});
-  const std::vector<rollout::Completion> all = wide.generate(reqs, gp);
-  rollout::Engine narrow(m, {1, 128, 4096});
-  Gap g;
-  std::vector<std::vector<int32_t>> seqs;
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    const std::vector<rollout::Completion> one = narrow.generate({reqs[i]}, gp);
-    for (int s = 0; s < reqs[i].n; ++s) {
-      const rollout::Completion& a = one[size_t(s)];
-      const rollout::Completion& b = all[i * 4 + size_t(s)];
-      if (a.tokens != b.tokens || a.logprobs.size() != b.logprobs.size() ||
-          std::memcmp(a.logprobs.data(), b.logprobs.data(), a.logprobs.size() * sizeof(float)) != 0)
-        ++g.batch;
-      seqs.push_back(reqs[i].prompt);
-      seqs.back().insert(seqs.back().end(), b.tokens.begin(), b.tokens.end());
-    }
-  }
-  model::TrainState state;
-  const model::Batch packed = model::pack_sequences(seqs);
-  const std::vector<float> logp = to_host_f32(state.forward(m, packed, gp.sampling.temperature));
-  for (size_t b = 0; b < all.size(); ++b) {
-    const int64_t start = packed.cu_seqlens[b] + int64_t(reqs[size_t(all[b].prompt_index)].prompt.size()) - 1;
-    const std::vector<float>& lp = all[b].logprobs;
-    if (std::memcmp(lp.data(), logp.data() + start, lp.size() * sizeof(float)) != 0) ++g.packed;
-    for (size_t t = 0; t < lp.size(); ++t)
-      g.max_gap = std::max(g.max_gap, std::abs(double(lp[t]) - double(logp[size_t(start) + t])));
-    g.tokens += int64_t(lp.size());
-  }
-  return g;
+  return test::sampler_vs_trainer(m, test::exact_requests(16, 4, 40, 5000, 5), gp, 128, false);
 }
 
 }  // namespace
@@ -226,8 +184,8 @@ TEST(CudaExact, ASequenceAloneInABatchAndInTrainingIsTheSameBits) {
   REQUIRE_GPU();
   model::Transformer m(small_qwen2(), Device::CUDA, false, DType::BF16);
   m.init_random(3, 0.05f);
-  const Gap on = rollout_vs_trainer(m, true);
-  const Gap off = rollout_vs_trainer(m, false);
+  const test::ExactGap on = rollout_vs_trainer(m, true);
+  const test::ExactGap off = rollout_vs_trainer(m, false);
   std::printf("[ EXACT ] GPU rollout vs trainer over %lld tokens: off: %lld/64 sequences differ alone vs batch, "
               "%lld/64 sampler vs trainer, max |gap| %.3g; on: %lld, %lld, %.3g\n",
               static_cast<long long>(on.tokens), static_cast<long long>(off.batch), static_cast<long long>(off.packed),

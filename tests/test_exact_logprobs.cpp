@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "exact_util.h"
 #include "grpo_test_util.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/invariance.h"
@@ -129,70 +130,14 @@ TEST(ExactLogprobs, SamplerHeadIsTheTrainersHeadBitForBit) {
 
 namespace {
 
-std::vector<rollout::Request> requests(int count, int n, uint64_t seed, int vocab) {
-  Rng rng(seed);
-  std::vector<rollout::Request> reqs;
-  for (int i = 0; i < count; ++i) {
-    rollout::Request r;
-    r.n = n;
-    r.id = i;
-    const int len = 1 + int(rng.next_u32() % 12);
-    for (int t = 0; t < len; ++t) r.prompt.push_back(int32_t(rng.next_u32() % uint32_t(vocab)));
-    reqs.push_back(r);
-  }
-  return reqs;
-}
-
-// Where the sampler's and the trainer's bits part: sequences decoded alone against the same among
-// 63 others (tokens and log-probs), and the sampler's log-probs against the trainer's forward of all
-// 64 packed and of each alone.
-struct Mismatch {
-  int64_t batch = 0, packed = 0, alone = 0, tokens = 0;
-  double max_gap = 0;
-};
-
-Mismatch compare(const model::Transformer& m, float temperature, bool exact) {
+test::ExactGap compare(const model::Transformer& m, float temperature, bool exact) {
   ops::BatchInvariantScope mode(exact);
-  const std::vector<rollout::Request> reqs = requests(16, 4, 5, m.config().vocab_size);  // 64 sequences
   rollout::GenerateParams gp;
   gp.sampling.temperature = temperature;
   gp.sampling.seed = 42;
   gp.max_new_tokens = 20;
   gp.exact_logprobs = exact;
-  rollout::Engine wide(m, {64, 64, 4096});
-  const std::vector<rollout::Completion> all = wide.generate(reqs, gp);
-  rollout::Engine narrow(m, {1, 64, 4096});
-  Mismatch mm;
-  std::vector<std::vector<int32_t>> seqs;
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    const std::vector<rollout::Completion> one = narrow.generate({reqs[i]}, gp);
-    for (int s = 0; s < reqs[i].n; ++s) {
-      const rollout::Completion& a = one[size_t(s)];
-      const rollout::Completion& b = all[i * 4 + size_t(s)];
-      if (a.tokens != b.tokens || a.logprobs.size() != b.logprobs.size() ||
-          !same_bits(a.logprobs.data(), b.logprobs.data(), int64_t(a.logprobs.size())))
-        ++mm.batch;
-      seqs.push_back(reqs[i].prompt);
-      seqs.back().insert(seqs.back().end(), b.tokens.begin(), b.tokens.end());
-    }
-  }
-  // The trainer: all 64 packed, then each alone.
-  model::TrainState state;
-  const model::Batch packed = model::pack_sequences(seqs);
-  const std::vector<float> logp = to_host_f32(state.forward(m, packed, temperature));
-  for (size_t b = 0; b < all.size(); ++b) {
-    const int64_t start = packed.cu_seqlens[b] + int64_t(reqs[size_t(all[b].prompt_index)].prompt.size()) - 1;
-    const std::vector<float>& lp = all[b].logprobs;
-    if (!same_bits(lp.data(), logp.data() + start, int64_t(lp.size()))) ++mm.packed;
-    for (size_t t = 0; t < lp.size(); ++t)
-      mm.max_gap = std::max(mm.max_gap, std::abs(double(lp[t]) - double(logp[size_t(start) + t])));
-    mm.tokens += int64_t(lp.size());
-    const model::Batch one = model::pack_sequences({seqs[b]});
-    const std::vector<float> own = to_host_f32(state.forward(m, one, temperature));
-    const int64_t s0 = int64_t(reqs[size_t(all[b].prompt_index)].prompt.size()) - 1;
-    if (!same_bits(lp.data(), own.data() + s0, int64_t(lp.size()))) ++mm.alone;
-  }
-  return mm;
+  return test::sampler_vs_trainer(m, test::exact_requests(16, 4, 12, m.config().vocab_size, 5), gp, 64, true);
 }
 
 }  // namespace
@@ -210,13 +155,13 @@ TEST(ExactLogprobs, ASequenceAloneInABatchAndInTrainingIsTheSameBits) {
   cases.push_back({"qwen3_moe", test::tiny_moe("tiny-qwen3-moe", 11, 1.0f)});
   for (Case& c : cases) {
     for (float tau : {1.0f, 0.7f}) {
-      const Mismatch on = compare(c.m, tau, true);
+      const test::ExactGap on = compare(c.m, tau, true);
       EXPECT_EQ(on.batch, 0) << c.name << " temperature " << tau;
       EXPECT_EQ(on.packed, 0) << c.name << " temperature " << tau;
       EXPECT_EQ(on.alone, 0) << c.name << " temperature " << tau;
       EXPECT_EQ(on.max_gap, 0.0) << c.name << " temperature " << tau;
       EXPECT_GT(on.tokens, 64 * 5) << c.name;
-      const Mismatch off = compare(c.m, tau, false);
+      const test::ExactGap off = compare(c.m, tau, false);
       std::printf("[ EXACT ] %s tau %.1f: off: %lld/64 sequences differ alone vs in the batch, %lld/64 sampler vs "
                   "packed trainer, max |gap| %.3g over %lld tokens; on: 0, 0, %.3g\n",
                   c.name, tau, static_cast<long long>(off.batch), static_cast<long long>(off.packed), off.max_gap,
@@ -230,7 +175,7 @@ TEST(ExactLogprobs, ASequenceAloneInABatchAndInTrainingIsTheSameBits) {
 TEST(ExactLogprobs, EngineRefusesWhatItCannotMakeExact) {
   const model::Transformer m = test::byte_model(3);
   rollout::Engine engine(m, {4, 64, 4096});
-  const std::vector<rollout::Request> reqs = requests(1, 1, 1, 257);
+  const std::vector<rollout::Request> reqs = test::exact_requests(1, 1, 1, 257, 1);
   rollout::GenerateParams gp;
   gp.exact_logprobs = true;
   auto refused = [&](const std::string& part) {

@@ -3,12 +3,12 @@
 // rows (flash_forward.cu), so a decoded token's output is the same bits as the trainer's.
 //
 // The training forward walks a query row's keys in tiles of FwdConfig::kKeys from key 0, one warp
-// holding 16 query rows, and runs forward_tile (flash_attention.cuh) on each. Here one warp (one
+// holding 16 query rows, and runs WarpForward::tile (flash_attention.cuh) on each. Here one warp (one
 // block) takes the 16 query heads of a head group of one kv head for one token (the mma's rows,
 // as decode_attention_mma.cu groups them; rows past the group are zero and dropped), loads the
 // same key tiles from the paged cache (double-buffered with cp.async; rows past the token's
 // position zero-filled, as the training forward zero-fills rows past the sequence) and runs the
-// same forward_tile on each, up to the tile holding the token's position. A training row also
+// same tile code on each, up to the tile holding the token's position. A training row also
 // visits tiles past its last key (its query tile's); for the row they change nothing, bit for bit.
 // No split of the key range: a split would merge partial sums in another order.
 //
@@ -68,11 +68,7 @@ __global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG) 
   queue_paged<HDV, KN>(sV, a.v_cache, table, a.BS, a.NKV, kvh, 0, len, lane);
   cp_async_commit();
 
-  float o[HDV / 8][4];
-#pragma unroll
-  for (int i = 0; i < HDV / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
+  WarpForward<HD, HDV, Cfg::kQInRegs> w;
   const int lim[2] = {pos, pos};  // every row is this token's: keys [0, pos]
 
   for (int j = 0; j < n_kv; ++j) {
@@ -86,20 +82,14 @@ __global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG) 
       cp_async_wait<0>();
     }
     __syncwarp();  // every lane's copies of tile j (and Q) have landed
-    if constexpr (Cfg::kQInRegs) {
-      if (j == 0) {
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, 0, kk, lane);
-      }
-    }
-    forward_tile<HD, HDV, KN, Cfg::kQInRegs>(o, m, l, qf, sQ, sK + (j & 1) * KN * ld, sV + (j & 1) * KN * ldv,
-                                             j * KN, lim, a.qscale, lane);
+    if (j == 0) w.load_q(sQ, lane);
+    w.template tile<KN>(sQ, sK + (j & 1) * KN * ld, sV + (j & 1) * KN * ldv, j * KN, lim, a.qscale, lane);
     __syncwarp();  // every lane is done with this stage before it is refilled
   }
 
   bfloat* dst0 = gq < gn ? a.out + (t * a.NH + h0 + gq) * HDV : nullptr;
   bfloat* dst1 = gq + 8 < gn ? a.out + (t * a.NH + h0 + gq + 8) * HDV : nullptr;
-  forward_finish<HDV>(o, l, dst0, dst1, lane);
+  w.finish(dst0, dst1, lane);
 }
 
 template <int HD, int HDV>

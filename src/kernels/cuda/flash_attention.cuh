@@ -151,90 +151,113 @@ __device__ inline void online_softmax_step(float (&s)[NT][4], float (&mx)[2], fl
   }
 }
 
-// One key tile of the forward for a warp's 16 query rows, in FlashAttention-2 order: S = Q K^T on
-// the tensor cores (K's rows kt ... kt + KN - 1 at sK, stride HD + kPadH), scaled to base 2 and
-// masked (key > lim[r], r the lane's rows gq and gq + 8: -inf), the online softmax step, O += P V
-// with P rounded to bf16 (V's rows at sV, stride HDV + kPadH). Q's fragments come from qf, or with
-// Q_REGS false from the warp's 16 rows at sQ (stride HD + kPadH). The training forward and the exact
-// decode (decode_exact.cu) run this one code on the same key tiles, so a row's output is the same
-// bits in both: it depends on the row's own query and keys only (a tile past a row's last key is a
-// no-op for it, bit for bit: alpha 1, p 0). Products are rounded before the subtractions (never
-// fused), so how the compiler schedules the kernel around this code cannot change them.
-template <int HD, int HDV, int KN, bool Q_REGS>
-__device__ inline void forward_tile(float (&o)[HDV / 8][4], float (&m)[2], float (&l)[2],
-                                    const uint32_t (&qf)[Q_REGS ? HD / 16 : 1][4], const bfloat* sQ,
-                                    const bfloat* sK, const bfloat* sV, int kt, const int (&lim)[2],
-                                    float scale_log2, int lane) {
-  constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
-  const int tq = lane & 3;
-  // S (16 x KN) = Q K^T
-  float s[KN / 8][4];
+// The 16 x 16 A fragment kk (columns kk * 16 on) of rows warp * 16 on of a tile in shared memory
+// (row stride LD): a warp's query (or dO) rows.
+template <int LD>
+__device__ inline void row_fragment(uint32_t (&f)[4], const bfloat* s, int warp, int kk, int lane) {
+  ldsm_x4(f, s + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+}
+
+// A warp's forward over its 16 query rows, in FlashAttention-2 order: the output accumulator (16 x
+// HDV in mma fragments), the running max m and the lane's partial sums l of its rows gq and gq + 8,
+// and Q's fragments (in registers when Q_REGS, else read from the warp's rows at sQ per tile). The
+// training forward (flash_forward.cu) and the exact decode (decode_exact.cu) run this one code on the
+// same key tiles, so a row's output is the same bits in both: it depends on the row's own query and
+// keys only (a tile past a row's last key is a no-op for it, bit for bit: alpha 1, p 0). Products are
+// rounded before the subtractions (never fused), so how the compiler schedules each kernel around
+// this code cannot change them.
+template <int HD, int HDV, bool Q_REGS>
+struct WarpForward {
+  static constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
+  float o[HDV / 8][4];
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  uint32_t qf[Q_REGS ? HD / 16 : 1][4];
+
+  __device__ WarpForward() {
 #pragma unroll
-  for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk) {
-    uint32_t qa[4];
+    for (int i = 0; i < HDV / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  }
+
+  // Q's fragments into registers (Q_REGS), from the warp's 16 rows at sQ, once Q has landed.
+  __device__ void load_q(const bfloat* sQ, int lane) {
     if constexpr (Q_REGS) {
-      qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-    } else {
-      ldsm_x4(qa, sQ + (lane & 15) * ld + kk * 16 + (lane >> 4) * 8);
-    }
 #pragma unroll
-    for (int np = 0; np < KN / 16; ++np) {
-      uint32_t bk[4];
-      ldsm_x4(bk, sK + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
-      mma(s[2 * np], qa, bk[0], bk[1]);
-      mma(s[2 * np + 1], qa, bk[2], bk[3]);
+      for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, 0, kk, lane);
     }
   }
 
-  // Online softmax (log2 domain); rows gq (elements 0, 1) and gq + 8 (2, 3).
-  float mx[2] = {-INFINITY, -INFINITY};
+  // One key tile: S = Q K^T on the tensor cores (K's rows kt ... kt + KN - 1 at sK), scaled to base 2
+  // and masked (key > lim[r], r the lane's rows: -inf), the online softmax step, O += P V with P
+  // rounded to bf16 (V's rows at sV).
+  template <int KN>
+  __device__ void tile(const bfloat* sQ, const bfloat* sK, const bfloat* sV, int kt, const int (&lim)[2],
+                       float scale_log2, int lane) {
+    const int tq = lane & 3;
+    float s[KN / 8][4];
 #pragma unroll
-  for (int nt = 0; nt < KN / 8; ++nt) {
+    for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int key = kt + nt * 8 + 2 * tq + (e & 1);
-      const float x = key <= lim[e >> 1] ? __fmul_rn(s[nt][e], scale_log2) : -INFINITY;
-      s[nt][e] = x;
-      mx[e >> 1] = fmaxf(mx[e >> 1], x);
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[4];
+      if constexpr (Q_REGS) {
+        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+      } else {
+        row_fragment<ld>(qa, sQ, 0, kk, lane);
+      }
+#pragma unroll
+      for (int np = 0; np < KN / 16; ++np) {
+        uint32_t bk[4];
+        ldsm_x4(bk, sK + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma(s[2 * np], qa, bk[0], bk[1]);
+        mma(s[2 * np + 1], qa, bk[2], bk[3]);
+      }
+    }
+    // Online softmax (log2 domain); rows gq (elements 0, 1) and gq + 8 (2, 3).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < KN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = kt + nt * 8 + 2 * tq + (e & 1);
+        const float x = key <= lim[e >> 1] ? __fmul_rn(s[nt][e], scale_log2) : -INFINITY;
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    }
+    online_softmax_step(s, mx, m, l, o);
+    // O (16 x HDV) += P (16 x KN) V (KN x HDV)
+#pragma unroll
+    for (int kk = 0; kk < KN / 16; ++kk) {
+      uint32_t pa[4];
+      acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < HDV / 16; ++dp) {
+        uint32_t bv[4];
+        ldsm_x4_t(bv, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
+        mma(o[2 * dp], pa, bv[0], bv[1]);
+        mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+      }
     }
   }
-  online_softmax_step(s, mx, m, l, o);
 
-  // O (16 x HDV) += P (16 x KN) V (KN x HDV)
+  // The end: l summed over the quad, and row r's output o / l rounded to bf16 at dst_r (the lane's
+  // columns 2 tq, 2 tq + 1 of each 8) when dst_r is not null.
+  __device__ void finish(bfloat* dst0, bfloat* dst1, int lane) {
+    const int tq = lane & 3;
 #pragma unroll
-  for (int kk = 0; kk < KN / 16; ++kk) {
-    uint32_t pa[4];
-    acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+    for (int r = 0; r < 2; ++r) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+      bfloat* dst = r == 0 ? dst0 : dst1;
+      if (!dst) continue;
+      const float inv = 1.0f / l[r];
 #pragma unroll
-    for (int dp = 0; dp < HDV / 16; ++dp) {
-      uint32_t bv[4];
-      ldsm_x4_t(bv, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
-      mma(o[2 * dp], pa, bv[0], bv[1]);
-      mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+      for (int nt = 0; nt < HDV / 8; ++nt)
+        *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * tq) =
+            __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
     }
   }
-}
-
-// The end of the forward for a warp's rows: the quad-summed l, and row r's output o / l rounded to
-// bf16 at dst_r (HDV values, the lane's columns 2 tq, 2 tq + 1 of each 8) when dst_r is not null.
-template <int HDV>
-__device__ inline void forward_finish(float (&o)[HDV / 8][4], float (&l)[2], bfloat* dst0, bfloat* dst1, int lane) {
-  const int tq = lane & 3;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    bfloat* dst = r == 0 ? dst0 : dst1;
-    if (!dst) continue;
-    const float inv = 1.0f / l[r];
-#pragma unroll
-    for (int nt = 0; nt < HDV / 8; ++nt)
-      *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * tq) =
-          __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
-  }
-}
+};
 
 __device__ inline void cp_async16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
@@ -275,13 +298,6 @@ __device__ inline void kv_tile_ready(bfloat* sK, bfloat* sV, const bfloat* kbase
     cp_async_wait<0>();
   }
   __syncthreads();
-}
-
-// The 16 x 16 A fragment kk (columns kk * 16 on) of rows warp * 16 on of a tile in shared memory
-// (row stride LD): a warp's query (or dO) rows.
-template <int LD>
-__device__ inline void row_fragment(uint32_t (&f)[4], const bfloat* s, int warp, int kk, int lane) {
-  ldsm_x4(f, s + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
 }
 
 // Maps a block index to (sequence, tile within it); false for blocks past the last tile. tiles[b] is

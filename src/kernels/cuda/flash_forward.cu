@@ -37,25 +37,15 @@ __global__ void __launch_bounds__(FwdConfig<HD, HDV>::kThreads) flash_forward_ke
   load_tile_async<HDV, KN, NT>(sV, vbase, vstride, min(KN, L));
   cp_async_commit();
 
-  float o[HDV / 8][4];
-#pragma unroll
-  for (int i = 0; i < HDV / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
+  WarpForward<HD, HDV, Cfg::kQInRegs> w;
   const int qrow[2] = {q0 + warp * 16 + gq, q0 + warp * 16 + gq + 8};
   const int lim[2] = {min(qrow[0], L - 1), min(qrow[1], L - 1)};  // each row's last key (causal)
   const bfloat* sQw = sQ + warp * 16 * ld;
 
   for (int j = 0; j < n_kv; ++j) {
     kv_tile_ready<HD, HDV, KN, NT>(sK, sV, kbase, vbase, kstride, vstride, j, n_kv, L);
-    if constexpr (Cfg::kQInRegs) {
-      if (j == 0) {
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, warp, kk, lane);
-      }
-    }
-    forward_tile<HD, HDV, KN, Cfg::kQInRegs>(o, m, l, qf, sQw, sK + (j & 1) * KN * ld, sV + (j & 1) * KN * ldv,
-                                             j * KN, lim, scale_log2, lane);
+    if (j == 0) w.load_q(sQw, lane);
+    w.template tile<KN>(sQw, sK + (j & 1) * KN * ld, sV + (j & 1) * KN * ldv, j * KN, lim, scale_log2, lane);
     __syncthreads();  // all warps are done with this buffer before it is refilled
   }
 
@@ -63,10 +53,10 @@ __global__ void __launch_bounds__(FwdConfig<HD, HDV>::kThreads) flash_forward_ke
 #pragma unroll
   for (int r = 0; r < 2; ++r)
     dst[r] = qrow[r] < L ? out + (start + qrow[r]) * ostride + int64_t(h) * HDV : nullptr;
-  forward_finish<HDV>(o, l, dst[0], dst[1], lane);
+  w.finish(dst[0], dst[1], lane);
 #pragma unroll
   for (int r = 0; r < 2; ++r)
-    if (qrow[r] < L && tq == 0) lse[(start + qrow[r]) * NH + h] = (m[r] + log2f(l[r])) * kLn2;
+    if (qrow[r] < L && tq == 0) lse[(start + qrow[r]) * NH + h] = (w.m[r] + log2f(w.l[r])) * kLn2;
 }
 
 }  // namespace
