@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "base/bf16.h"
-#include "exact_util.h"
 #include "base/rng.h"
+#include "exact_util.h"
 #include "kernels/invariance.h"
 #include "kernels/ops.h"
 #include "model/kv_cache.h"
@@ -21,6 +21,10 @@
 #include "rollout/engine.h"
 #include "tensor/device_memory.h"
 #include "test_util.h"
+
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 using namespace r1;
 
@@ -83,7 +87,7 @@ TEST(CudaExact, LinearRowsAreTheSameBitsInAnyBatch) {
   };
   for (const Shape s : {Shape{896, 896, DType::BF16}, Shape{4864, 896, DType::BF16}, Shape{896, 4864, DType::BF16},
                         Shape{1536, 8960, DType::BF16}, Shape{4096, 896, DType::F32}}) {
-    int64_t off = 0, on = 0;
+    int64_t off = 0, on = 0, fixed = 0;
     {
       ops::BatchInvariantScope mode(false);
       off = linear_row_differences(s.N, s.K, s.out);
@@ -91,10 +95,16 @@ TEST(CudaExact, LinearRowsAreTheSameBitsInAnyBatch) {
     {
       ops::BatchInvariantScope mode(true);
       on = linear_row_differences(s.N, s.K, s.out);
+#ifdef R1_HAVE_CUDA
+      cuda::set_invariant_gemm_policy(true);  // one algorithm for every M, the alternative
+      fixed = linear_row_differences(s.N, s.K, s.out);
+      cuda::set_invariant_gemm_policy(false);
+#endif
     }
-    std::printf("[ EXACT ] linear N %lld K %lld -> %s: rows differing from the row alone: off %lld, on %lld (of 33)\n",
+    std::printf("[ EXACT ] linear N %lld K %lld -> %s: rows differing from the row alone (of 33): off %lld, "
+                "on %lld, on with one algorithm for every M %lld\n",
                 static_cast<long long>(s.N), static_cast<long long>(s.K), dtype_name(s.out),
-                static_cast<long long>(off), static_cast<long long>(on));
+                static_cast<long long>(off), static_cast<long long>(on), static_cast<long long>(fixed));
     EXPECT_EQ(on, 0) << "N " << s.N << " K " << s.K;
   }
 }

@@ -243,6 +243,10 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const float
 void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16* hidden, const bf16* weight,
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 24);
+// Row-invariant GEMM plans (the batch-invariant forward): false (default), the best algorithm
+// without a split of K for each shape; true, one such algorithm per (N, K, layout), chosen at 2048
+// rows, for every M (checked to take it). For tests and benchmarks.
+void set_invariant_gemm_policy(bool fixed_algorithm);
 // ops::lm_head_logits: out (R, V) f32, token_logprobs_forward's chunk products written whole.
 void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
                     float temperature, int64_t vocab_chunk);

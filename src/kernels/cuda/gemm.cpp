@@ -45,7 +45,7 @@ uint32_t alignment(const void* p, Ty t, int64_t count, int64_t stride) {
 
 struct Key {
   int64_t M, N, K, lda, ldb, ldc;
-  bool trans_a, trans_b, beta_nonzero, bias, invariant;
+  bool trans_a, trans_b, beta_nonzero, bias, invariant, fixed_algo;  // fixed_algo: g_fixed_algo when invariant
   Ty a, b, c;
   uint32_t al_a, al_b, al_c;
   Batch batch;
@@ -60,7 +60,8 @@ struct KeyHash {
     for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, b.count, b.stride_a, b.stride_b, b.stride_c})
       mix(uint64_t(v));
     mix(uint64_t(k.trans_a) | uint64_t(k.trans_b) << 1 | uint64_t(k.beta_nonzero) << 2 | uint64_t(k.bias) << 3 |
-        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10);
+        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10 |
+        uint64_t(k.fixed_algo) << 11);
     mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
     return size_t(h);
   }
@@ -91,12 +92,24 @@ void set_batch(cublasLtMatrixLayout_t l, int64_t count, int64_t stride) {
                                                 sizeof(stride)));
 }
 
-// The algorithm's split of K (1: one pass per output tile).
-uint32_t splits_k(const cublasLtMatmulAlgo_t& algo) {
-  uint32_t n = 0;
+// How a row-invariant plan takes its algorithm (set_invariant_gemm_policy): the best one-pass
+// algorithm for its own shape, or, with a fixed algorithm, the one chosen for the same product at
+// kReferenceRows rows, whatever the plan's M (one kernel for every M).
+bool g_fixed_algo = false;
+constexpr int64_t kReferenceRows = 2048;
+
+Plan* plan_for(const Key& k);
+
+// Whether the algorithm sums K in one pass per output tile: a split-K count of 1 and no reduction.
+bool one_pass(const cublasLtMatmulAlgo_t& algo) {
+  int32_t splits = 1;
+  uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
   size_t written = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &n, sizeof(n), &written));
-  return n == 0 ? 1 : n;  // 0 when the algorithm has no split-K attribute
+  CUBLAS_CHECK(
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits), &written));
+  CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                    sizeof(scheme), &written));
+  return splits <= 1 && scheme == CUBLASLT_REDUCTION_SCHEME_NONE;
 }
 
 // Null when cuBLASLt has no algorithm with the bias epilogue for this problem (the caller falls back);
@@ -149,7 +162,7 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
   if (k.invariant) {
     pick = -1;
     for (int i = 0; i < found && pick < 0; ++i)
-      if (heurs[i].state == CUBLAS_STATUS_SUCCESS && splits_k(heurs[i].algo) == 1) pick = i;
+      if (heurs[i].state == CUBLAS_STATUS_SUCCESS && one_pass(heurs[i].algo)) pick = i;
   }
   if (pick < 0) {
     cublasLtMatmulDescDestroy(plan->desc);
@@ -165,6 +178,17 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
         k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }
   plan->algo = heurs[pick].algo;
+  if (k.invariant && k.fixed_algo && k.M != kReferenceRows) {
+    Key ref = k;
+    ref.M = kReferenceRows;
+    plan->algo = plan_for(ref)->algo;
+    cublasLtMatmulHeuristicResult_t check{};
+    const cublasStatus_t ok = cublasLtMatmulAlgoCheck(ctx.lt, plan->desc, plan->first, plan->second, plan->c,
+                                                      plan->c, &plan->algo, &check);
+    if (ok != CUBLAS_STATUS_SUCCESS)
+      fail("gemm: the batch-invariant forward's algorithm for N={} K={} (chosen at M={}) does not take M={}", k.N,
+           k.K, kReferenceRows, k.M);
+  }
   return plan;
 }
 
@@ -200,7 +224,7 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
                  al_c = alignment(C, ct, b.count, b.stride_c);
   const bool invariant = order == GemmOrder::RowInvariant;
   const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr, invariant,
-                at, bt, ct, al_a, al_b, al_c, b};
+                invariant && g_fixed_algo, at, bt, ct, al_a, al_b, al_c, b};
   Plan* plan = plan_for(key);
   if (!plan) return false;
   if (bias) {
@@ -214,6 +238,8 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
 }
 
 }  // namespace
+
+void set_invariant_gemm_policy(bool fixed_algorithm) { g_fixed_algo = fixed_algorithm; }
 
 GemmOrder forward_order() { return ops::batch_invariant() ? GemmOrder::RowInvariant : GemmOrder::Any; }
 
