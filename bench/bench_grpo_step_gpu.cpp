@@ -7,7 +7,7 @@
 //   build/bench/bench_grpo_step_gpu [--shape 0.5b] [--prompts 64] [--group 8] [--prompt-len 128]
 //                                   [--new 1024] [--steps 2] [--micro-batch-tokens 8192]
 //                                   [--rollout-batch N] [--lora-rank R] [--offload off|on]
-//                                   [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on]
+//                                   [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split]
 // --shape: 10m or a Qwen2.5 size (0.5b 1.5b 3b 7b 14b 32b). --lora-rank R > 0 trains LoRA adapters
 // (alpha 2R, every linear) over a frozen bf16 base, whose KL reference is the base itself (no copy).
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
@@ -41,6 +41,10 @@
 #include "text/codec.h"
 #include "train/grpo.h"
 
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
 using namespace r1;
 
 namespace {
@@ -54,13 +58,14 @@ struct Args {
   std::string checkpointing = "auto";  // train.activation_checkpointing
   double kv_fraction = 0.5;            // rollout.kv_memory_fraction
   bool exact = false;                  // rollout.exact_logprobs (the batch-invariant forward)
+  bool exact_split = false;            // ... with the attention in fixed key splits
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
                "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
-               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on]\n",
+               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split]\n",
                why.c_str());
   std::exit(2);
 }
@@ -76,8 +81,9 @@ Args parse(int argc, char** argv) {
       continue;
     }
     if (k == "--exact") {
-      if (v != "on" && v != "off") usage("--exact must be on or off");
-      a.exact = v == "on";
+      if (v != "on" && v != "off" && v != "split") usage("--exact must be on, split or off");
+      a.exact = v != "off";
+      a.exact_split = v == "split";
       continue;
     }
     if (k == "--offload") {
@@ -175,6 +181,9 @@ int run_steps(const Args& a) {
   gc.checkpointing = model::parse_checkpointing(a.checkpointing, "--checkpointing");
   gc.kv_memory_fraction = a.kv_fraction;
   gc.exact_logprobs = a.exact;
+#ifdef R1_HAVE_CUDA
+  cuda::set_exact_attention_split(a.exact_split);
+#endif
   train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
   for (int step = 0; step < a.steps; ++step) {
     const train::StepStats mt = trainer.step(step);
@@ -201,7 +210,7 @@ int run_steps(const Args& a) {
                           {"preemptions", mt.preemptions},
                           {"reward_mean", mt.reward_mean},
                           {"kl", mt.kl.value_or(0)},
-                          {"exact", a.exact},
+                          {"exact", a.exact_split ? "split" : a.exact ? "on" : "off"},
                           {"logp_gap_max", mt.logp_gap_max.value_or(-1)},
                           {"logp_gap_mean", mt.logp_gap_mean.value_or(-1)},
                           {"clip_fraction_first", mt.clip_fraction_first},

@@ -22,7 +22,8 @@
 #                         responses (0.5B) with the pool from free memory and with a pool of half
 #                         the batch's need (preemption)
 #     R1_GPU_BENCH=exact: issue 20: the GRPO step (0.5B and 1.5B, 64 x 8, 1024 new tokens) with
-#       rollout.exact_logprobs off and on (sampler/trainer gap, rollout and step tokens/s), the peer
+#       rollout.exact_logprobs off, on and on with the attention in fixed key splits (sampler/trainer
+#       gap, rollout and step tokens/s), the peer
 #     R1_GPU_BENCH=grpo: one whole GRPO step (0.5B, 64 x 8, 1024 new tokens), and the KV cache of
 #                        512 x 2k tokens (1.5B) beside the training state
 #     R1_GPU_BENCH=dist: data parallel over all GPUs (kind nvidia-h200-x2): NCCL collectives, GRPO
@@ -363,8 +364,8 @@ PY
     done
   fi
   if [[ $which == exact ]]; then  # issue 20: the same GRPO step with the batch-invariant forward off and on
-    for shape in 0.5b 1.5b; do
-      for exact in off on; do
+    for shape in ${R1_GPU_SHAPES:-0.5b 1.5b}; do
+      for exact in off on split; do
         echo "== GRPO step $shape, 64 x 8, 1024 new tokens, exact $exact: r1" | tee -a "$out/bench.log"
         timeout "$(left 200)" .gpu/bench/bench_grpo_step_gpu --shape "$shape" --prompts 64 --group 8 --new 1024 \
           --steps 2 --exact "$exact" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"

@@ -115,6 +115,10 @@ TEST(CudaExact, LinearRowsAreTheSameBitsInAnyBatch) {
 TEST(CudaExact, DecodeAttentionIsTheTrainingForwardsBits) {
   REQUIRE_GPU();
   ops::BatchInvariantScope mode(true);
+  for (const bool split : {false, true}) {  // one pass, and the fixed key splits
+#ifdef R1_HAVE_CUDA
+  cuda::set_exact_attention_split(split);
+#endif
   struct Heads {
     int64_t NH, NKV, HD;
   };
@@ -144,7 +148,9 @@ TEST(CudaExact, DecodeAttentionIsTheTrainingForwardsBits) {
     const Tensor tt = upload_i32(a, table).reshape({S, MB}), ts = upload_i32(a, slots), tp = upload_i32(a, pos);
     ops::kv_cache_write(kc, vc, tk, tv, tt, ts, tp);
     Tensor dec = a.alloc(DType::BF16, {T, h.NH, h.HD});
-    ops::attention_cached(dec, tq, kc, vc, tt, ts, tp, scale);
+    const int64_t ws = ops::attention_cached_workspace(T, h.NH, h.HD, MB * BS);
+    const Tensor work = ws > 0 ? a.alloc_f32({ws}) : Tensor();
+    ops::attention_cached(dec, tq, kc, vc, tt, ts, tp, scale, work);
     const std::vector<uint8_t> got = bytes(dec);
     const size_t row = size_t(h.NH * h.HD) * 2;
     int64_t differ = 0;
@@ -154,12 +160,16 @@ TEST(CudaExact, DecodeAttentionIsTheTrainingForwardsBits) {
     const int64_t last = T - 1;
     Tensor one = a.alloc(DType::BF16, {1, h.NH, h.HD});
     ops::attention_cached(one, tq.rows(last, T), kc, vc, tt, ts.rows(last, T), tp.rows(last, T),
-                          scale);
+                          scale, work);
     EXPECT_TRUE(same_row(bytes(one), 0, want, last, row));
-    std::printf("[ EXACT ] decode vs training attention NH %lld NKV %lld HD %lld: %lld of %lld rows differ\n",
-                static_cast<long long>(h.NH), static_cast<long long>(h.NKV), static_cast<long long>(h.HD),
-                static_cast<long long>(differ), static_cast<long long>(T));
+    std::printf("[ EXACT ] decode vs training attention%s NH %lld NKV %lld HD %lld: %lld of %lld rows differ\n",
+                split ? " (fixed splits)" : "", static_cast<long long>(h.NH), static_cast<long long>(h.NKV),
+                static_cast<long long>(h.HD), static_cast<long long>(differ), static_cast<long long>(T));
   }
+  }
+#ifdef R1_HAVE_CUDA
+  cuda::set_exact_attention_split(false);
+#endif
 }
 
 namespace {
@@ -194,8 +204,17 @@ TEST(CudaExact, ASequenceAloneInABatchAndInTrainingIsTheSameBits) {
   REQUIRE_GPU();
   model::Transformer m(small_qwen2(), Device::CUDA, false, DType::BF16);
   m.init_random(3, 0.05f);
-  const test::ExactGap on = rollout_vs_trainer(m, true);
   const test::ExactGap off = rollout_vs_trainer(m, false);
+  const test::ExactGap on = rollout_vs_trainer(m, true);
+#ifdef R1_HAVE_CUDA
+  cuda::set_exact_attention_split(true);
+  const test::ExactGap split = rollout_vs_trainer(m, true);
+  cuda::set_exact_attention_split(false);
+  std::printf("[ EXACT ] ... with the attention's fixed key splits: %lld, %lld, %.3g\n",
+              static_cast<long long>(split.batch), static_cast<long long>(split.packed), split.max_gap);
+  EXPECT_EQ(split.batch, 0);
+  EXPECT_EQ(split.packed, 0);
+#endif
   std::printf("[ EXACT ] GPU rollout vs trainer over %lld tokens: off: %lld/64 sequences differ alone vs batch, "
               "%lld/64 sampler vs trainer, max |gap| %.3g; on: %lld, %lld, %.3g\n",
               static_cast<long long>(on.tokens), static_cast<long long>(off.batch), static_cast<long long>(off.packed),

@@ -247,6 +247,13 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16*
 // without a split of K for each shape; true, one such algorithm per (N, K, layout), chosen at 2048
 // rows, for every M (checked to take it). For tests and benchmarks.
 void set_invariant_gemm_policy(bool fixed_algorithm);
+// The batch-invariant forward's attention in fixed key splits (flash_attention.cuh's kExactSplitKeys:
+// the training forward merges them in registers, the decode computes them in parallel and merges
+// them in the same order), instead of one pass; off by default. exact_attention_split(HD, HDV): on,
+// ops::batch_invariant() on, and the head dims have the split kernels; the training forward and the
+// decode both ask it, so they agree. For tests and benchmarks.
+void set_exact_attention_split(bool on);
+bool exact_attention_split(int64_t HD, int64_t HDV);
 // ops::lm_head_logits: out (R, V) f32, token_logprobs_forward's chunk products written whole.
 void lm_head_logits(float* out, const float* hidden, const float* weight, int64_t R, int64_t C, int64_t V,
                     float temperature, int64_t vocab_chunk);

@@ -386,7 +386,7 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
       if (flash_attention_native(HD, HDv) && aligned16(q) && aligned16(k_cache) && aligned16(v_cache)) {
         const flash::DecodeArgs a{out, nullptr, q, k_cache, v_cache, pc.block_table, pc.BS, pc.MB, slots, pos, T_,
                                   int(NH), int(NKV), scale * kLog2e};
-        flash::decode_exact(a, HD, HDv);
+        flash::decode_exact(a, HD, HDv, exact_attention_split(HD, HDv), workspace, workspace_floats, L);
         return;
       }
     }

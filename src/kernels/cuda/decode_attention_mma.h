@@ -33,7 +33,12 @@ int decode_mma_blocks_per_sm(int64_t HD, int64_t HDV);
 void decode_mma(const DecodeArgs& a, int64_t HD, int64_t HDV, int HG, int S);
 
 // The batch-invariant decode (decode_exact.cu, kernels/invariance.h): the training forward's key
-// tiles and per-tile code, one pass per (token, kv head, head group); a.out written, a.part unused.
-void decode_exact(const DecodeArgs& a, int64_t HD, int64_t HDV);
+// tiles and per-tile code per (token, kv head, head group); a.out written, a.part unused. split: in
+// the fixed key splits (flash_attention.cuh's kExactSplitKeys), computed in parallel into the
+// workspace (decode_exact_workspace floats for L = MB * BS keys) and merged in split order, as the
+// split training forward merges them; else one pass.
+void decode_exact(const DecodeArgs& a, int64_t HD, int64_t HDV, bool split, float* workspace, int64_t workspace_floats,
+                  int64_t L);
+int64_t decode_exact_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L);
 
 }  // namespace r1::cuda::flash

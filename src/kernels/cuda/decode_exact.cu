@@ -16,6 +16,8 @@
 // few SMs; and two stages of kKeys rows per warp in shared memory bound the warps per SM.
 #include "kernels/cuda/decode_attention_mma.h"
 
+#include <algorithm>
+
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/flash_attention.cuh"
 
@@ -45,72 +47,154 @@ __device__ inline void queue_paged(bfloat* dst, const bfloat* cache, const int32
   }
 }
 
-template <int HD, int HDV>
-__global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG) {
+// Where the split partials go (SPLIT > 0): split s of row (t, h): o at ((s T + t) NH + h) HDV, then
+// m and l at S T NH HDV + 2 ((s T + t) NH + h) (+ 1). A split with no keys writes m = -inf only.
+struct ExactParts {
+  float* o;
+  int64_t S;  // splits of the longest sequence
+  __device__ int64_t row(int64_t s, int64_t t, int64_t T, int NH, int h) const { return (s * T + t) * NH + h; }
+};
+
+// SPLIT = 0: one pass over the token's keys. SPLIT > 0: split s (blockIdx's slowest index after the
+// token) takes key tiles [s SPLIT, (s + 1) SPLIT) and writes its partial for the merge.
+template <int HD, int HDV, int SPLIT>
+__global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG, ExactParts parts) {
   using Cfg = ExactConfig<HD, HDV>;
   constexpr int KN = Cfg::kKeys, ld = Cfg::ld, ldv = Cfg::ldv;
   extern __shared__ __align__(128) unsigned char smem[];
   bfloat* sQ = reinterpret_cast<bfloat*>(smem);  // 16 rows
   bfloat* sK = sQ + 16 * ld;                     // [2][KN * ld]
   bfloat* sV = sK + 2 * KN * ld;                 // [2][KN * ldv]
-  const int lane = threadIdx.x, gq = lane >> 2;
+  const int lane = threadIdx.x, gq = lane >> 2, tq = lane & 3;
 
-  const int64_t x = blockIdx.x;
-  const int hg = int(x % HG), kvh = int((x / HG) % a.NKV);
-  const int64_t t = x / (int64_t(HG) * a.NKV);
+  int64_t x = blockIdx.x;
+  const int hg = int(x % HG);
+  x /= HG;
+  const int64_t split = SPLIT > 0 ? x % parts.S : 0;
+  if constexpr (SPLIT > 0) x /= parts.S;
+  const int kvh = int(x % a.NKV);
+  const int64_t t = x / a.NKV;
   const int G = a.NH / a.NKV, h0 = kvh * G + hg * kDecodeMmaHeads, gn = min(kDecodeMmaHeads, G - hg * kDecodeMmaHeads);
   const int pos = a.pos[t], len = pos + 1;
   const int32_t* table = a.table + int64_t(a.slots[t]) * a.MB;
-  const int n_kv = (len + KN - 1) / KN;
+  const int all_tiles = (len + KN - 1) / KN;
+  const int j0 = SPLIT > 0 ? int(split) * SPLIT : 0;
+  const int j1 = SPLIT > 0 ? min(j0 + SPLIT, all_tiles) : all_tiles;
+  if constexpr (SPLIT > 0) {
+    if (j0 >= all_tiles) {  // no keys in this split: the merge skips it
+      if (lane < gn) parts.o[parts.S * a.T * a.NH * HDV + 2 * parts.row(split, t, a.T, a.NH, h0 + lane)] = -INFINITY;
+      return;
+    }
+  }
 
   load_tile_async<HD, 16, 32>(sQ, a.q + (t * a.NH + h0) * HD, HD, gn);
-  queue_paged<HD, KN>(sK, a.k_cache, table, a.BS, a.NKV, kvh, 0, len, lane);
-  queue_paged<HDV, KN>(sV, a.v_cache, table, a.BS, a.NKV, kvh, 0, len, lane);
+  queue_paged<HD, KN>(sK, a.k_cache, table, a.BS, a.NKV, kvh, j0 * KN, len, lane);
+  queue_paged<HDV, KN>(sV, a.v_cache, table, a.BS, a.NKV, kvh, j0 * KN, len, lane);
   cp_async_commit();
 
   WarpForward<HD, HDV, Cfg::kQInRegs> w;
   const int lim[2] = {pos, pos};  // every row is this token's: keys [0, pos]
 
-  for (int j = 0; j < n_kv; ++j) {
-    if (j + 1 < n_kv) {
-      const int s = (j + 1) & 1;
-      queue_paged<HD, KN>(sK + s * KN * ld, a.k_cache, table, a.BS, a.NKV, kvh, (j + 1) * KN, len, lane);
-      queue_paged<HDV, KN>(sV + s * KN * ldv, a.v_cache, table, a.BS, a.NKV, kvh, (j + 1) * KN, len, lane);
+  for (int j = j0; j < j1; ++j) {
+    const int stage = (j - j0) & 1;
+    if (j + 1 < j1) {
+      queue_paged<HD, KN>(sK + (stage ^ 1) * KN * ld, a.k_cache, table, a.BS, a.NKV, kvh, (j + 1) * KN, len, lane);
+      queue_paged<HDV, KN>(sV + (stage ^ 1) * KN * ldv, a.v_cache, table, a.BS, a.NKV, kvh, (j + 1) * KN, len, lane);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncwarp();  // every lane's copies of tile j (and Q) have landed
-    if (j == 0) w.load_q(sQ, lane);
-    w.template tile<KN>(sQ, sK + (j & 1) * KN * ld, sV + (j & 1) * KN * ldv, j * KN, lim, a.qscale, lane);
+    if (j == j0) w.load_q(sQ, lane);
+    w.template tile<KN>(sQ, sK + stage * KN * ld, sV + stage * KN * ldv, j * KN, lim, a.qscale, lane);
     __syncwarp();  // every lane is done with this stage before it is refilled
   }
 
-  bfloat* dst0 = gq < gn ? a.out + (t * a.NH + h0 + gq) * HDV : nullptr;
-  bfloat* dst1 = gq + 8 < gn ? a.out + (t * a.NH + h0 + gq + 8) * HDV : nullptr;
-  w.finish(dst0, dst1, lane);
+  if constexpr (SPLIT > 0) {  // the split's partial: m, l summed over the quad, unnormalised o
+    float* ml = parts.o + parts.S * a.T * a.NH * HDV;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float l = quad_sum(w.l[r]);
+      const int row = gq + 8 * r;
+      if (row >= gn) continue;
+      const int64_t pr = parts.row(split, t, a.T, a.NH, h0 + row);
+      if (tq == 0) {
+        ml[2 * pr] = w.m[r];
+        ml[2 * pr + 1] = l;
+      }
+      float* o = parts.o + pr * HDV + 2 * tq;
+#pragma unroll
+      for (int nt = 0; nt < HDV / 8; ++nt) {
+        o[nt * 8] = w.o[nt][2 * r];
+        o[nt * 8 + 1] = w.o[nt][2 * r + 1];
+      }
+    }
+  } else {
+    bfloat* dst0 = gq < gn ? a.out + (t * a.NH + h0 + gq) * HDV : nullptr;
+    bfloat* dst1 = gq + 8 < gn ? a.out + (t * a.NH + h0 + gq + 8) * HDV : nullptr;
+    w.finish(dst0, dst1, lane);
+  }
 }
 
-template <int HD, int HDV>
-void launch_exact(const DecodeArgs& a, int HG) {
+// out row (t, h) = the splits' partials merged in split order by the training forward's merge
+// (SplitSum: merge_row, merge_elem), then o / L in bf16. One block per row, a thread per dim.
+__global__ void exact_merge_kernel(bfloat* out, ExactParts parts, int64_t T, int NH, int HDV) {
+  const int64_t rowi = blockIdx.x;  // t * NH + h
+  const int64_t t = rowi / NH;
+  const int h = int(rowi % NH);
+  const float* ml = parts.o + parts.S * T * NH * HDV;
+  for (int d = threadIdx.x; d < HDV; d += blockDim.x) {
+    float M = -INFINITY, L = 0.0f, O = 0.0f;
+    for (int64_t s = 0; s < parts.S; ++s) {
+      const int64_t pr = parts.row(s, t, T, NH, h);
+      const float m = ml[2 * pr];
+      if (m == -INFINITY) break;  // no keys here, nor in later splits: a no-op merge, skipped
+      float a, b;
+      SplitMerge::merge_row(M, L, m, ml[2 * pr + 1], a, b);
+      O = SplitMerge::merge_elem(O, parts.o[pr * HDV + d], a, b);
+    }
+    const float inv = 1.0f / L;
+    out[rowi * HDV + d] = __float2bfloat16_rn(O * inv);
+  }
+}
+
+template <int HD, int HDV, int SPLIT>
+void launch_exact(const DecodeArgs& a, int HG, ExactParts parts) {
   using Cfg = ExactConfig<HD, HDV>;
-  static const bool configured = (allow_smem(decode_exact_kernel<HD, HDV>, Cfg::kSmem), true);
+  static const bool configured = (allow_smem(decode_exact_kernel<HD, HDV, SPLIT>, Cfg::kSmem), true);
   (void)configured;
-  const unsigned grid = unsigned(a.T * a.NKV * HG);
-  decode_exact_kernel<HD, HDV><<<grid, 32, Cfg::kSmem, context().stream>>>(a, HG);
+  const unsigned grid = unsigned(a.T * a.NKV * HG * (SPLIT > 0 ? parts.S : 1));
+  decode_exact_kernel<HD, HDV, SPLIT><<<grid, 32, Cfg::kSmem, context().stream>>>(a, HG, parts);
   CUDA_CHECK_LAUNCH();
+  if constexpr (SPLIT > 0) {
+    exact_merge_kernel<<<unsigned(a.T * a.NH), std::min(HDV, 128), 0, context().stream>>>(a.out, parts, a.T, a.NH,
+                                                                                        HDV);
+    CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace
 
-void decode_exact(const DecodeArgs& a, int64_t HD, int64_t HDV) {
+int64_t decode_exact_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L) {
+  const int64_t S = (L + kExactSplitKeys - 1) / kExactSplitKeys;
+  return S * T * NH * (HDV + 2);
+}
+
+void decode_exact(const DecodeArgs& a, int64_t HD, int64_t HDV, bool split, float* workspace, int64_t workspace_floats,
+                  int64_t L) {
   if (a.T == 0) return;
   const int G = a.NH / a.NKV, HG = (G + kDecodeMmaHeads - 1) / kDecodeMmaHeads;
-#define R1_CASE(D, DV)          \
-  if (HD == D && HDV == DV) {   \
-    launch_exact<D, DV>(a, HG); \
-    return;                     \
+  ExactParts parts{workspace, (L + kExactSplitKeys - 1) / kExactSplitKeys};
+  if (split && (!workspace || workspace_floats < decode_exact_workspace(a.T, a.NH, HDV, L)))
+    throw_error("CUDA attention_cached: the batch-invariant split decode needs attention_cached_workspace's floats");
+#define R1_CASE(D, DV)                                                         \
+  if (HD == D && HDV == DV) {                                                  \
+    if constexpr (exact_split_tiles<D, DV>() > 0) {                            \
+      if (split) return launch_exact<D, DV, exact_split_tiles<D, DV>()>(a, HG, parts); \
+    }                                                                          \
+    if (split) throw_error("CUDA attention_cached: no split decode for these head dims"); \
+    return launch_exact<D, DV, 0>(a, HG, parts);                               \
   }
   R1_FLASH_HEAD_DIMS(R1_CASE)
 #undef R1_CASE

@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/decode_attention_mma.h"
 
 namespace r1::cuda {
 
@@ -86,6 +87,8 @@ void merge_splits(__nv_bfloat16* out, const float* part, int64_t rows, int64_t H
 
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {
   if (T <= 0 || NH <= 0) return 0;
+  // The batch-invariant split decode (decode_exact.cu) takes its splits whatever the grid.
+  if (exact_attention_split(HDv, HDv)) return flash::decode_exact_workspace(T, NH, HDv, L);
   const int64_t S = splits_for(T, L);  // the most any kernel gets: its grid has at least T blocks
   return S > 1 ? S * T * NH * (HDv + 1) : 0;
 }

@@ -4,6 +4,7 @@
 // (R1_FLASH_HEAD_DIMS) and unaligned views run the f32 kernels of attention.cu on widened copies.
 // ops::supports reports which path a shape takes; the entry points return the one they took.
 #include "kernels/cuda/flash_attention.cuh"
+#include "kernels/invariance.h"
 
 #include <initializer_list>
 
@@ -121,6 +122,21 @@ int32_t* tile_offsets(void* scratch, const int32_t* cu, int64_t B, int rows) {
 
 }  // namespace
 
+namespace {
+bool g_exact_split = false;
+}
+
+void set_exact_attention_split(bool on) { g_exact_split = on; }
+
+bool exact_attention_split(int64_t HD, int64_t HDV) {
+  if (!g_exact_split || !ops::batch_invariant()) return false;
+#define R1_CASE(D, DV) \
+  if (HD == D && HDV == DV) return flash::exact_split_tiles<D, DV>() > 0;
+  R1_FLASH_HEAD_DIMS(R1_CASE)
+#undef R1_CASE
+  return false;
+}
+
 bool flash_attention_native(int64_t HD, int64_t HDV) {
 #define R1_CASE(D, DV) \
   if (HD == D && HDV == DV) return true;
@@ -144,9 +160,10 @@ bool attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     return false;
   }
   const int32_t* tiles = tile_offsets(context().scratch(tiles_bytes(B)), cu_seqlens, B, flash::kTile);
+  const bool split = exact_attention_split(HD, HDV);
 #define R1_CASE(D, DV)                                                                                       \
   if (HD == D && HDV == DV)                                                                                  \
-    flash::launch_forward<D, DV>(nv(out), lse, nv(q), nv(k), nv(v), cu_seqlens, tiles, B, T, NH, NKV, scale);
+    flash::launch_forward<D, DV>(nv(out), lse, nv(q), nv(k), nv(v), cu_seqlens, tiles, B, T, NH, NKV, scale, split);
   R1_FLASH_HEAD_DIMS(R1_CASE)
 #undef R1_CASE
   return true;

@@ -158,6 +158,31 @@ __device__ inline void row_fragment(uint32_t (&f)[4], const bfloat* s, int warp,
   ldsm_x4(f, s + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
 }
 
+// A lane's partial sum summed over its quad (the same order on every lane: the same bits).
+__device__ inline float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  x += __shfl_xor_sync(0xffffffffu, x, 2);
+  return x;
+}
+
+// Rows gq and gq + 8 of the warp's output, o / l (l: each row's whole sum) rounded to bf16 at dst0,
+// dst1 (the lane's columns 2 tq, 2 tq + 1 of each 8), a null dst skipped.
+template <int HDV>
+__device__ inline void write_rows(const float (&o)[HDV / 8][4], const float (&l)[2], bfloat* dst0, bfloat* dst1,
+                                  int lane) {
+  const int tq = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    bfloat* dst = r == 0 ? dst0 : dst1;
+    if (!dst) continue;
+    const float inv = 1.0f / l[r];
+#pragma unroll
+    for (int nt = 0; nt < HDV / 8; ++nt)
+      *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * tq) =
+          __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
+  }
+}
+
 // A warp's forward over its 16 query rows, in FlashAttention-2 order: the output accumulator (16 x
 // HDV in mma fragments), the running max m and the lane's partial sums l of its rows gq and gq + 8,
 // and Q's fragments (in registers when Q_REGS, else read from the warp's rows at sQ per tile). The
@@ -243,20 +268,71 @@ struct WarpForward {
   // The end: l summed over the quad, and row r's output o / l rounded to bf16 at dst_r (the lane's
   // columns 2 tq, 2 tq + 1 of each 8) when dst_r is not null.
   __device__ void finish(bfloat* dst0, bfloat* dst1, int lane) {
-    const int tq = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l[r] = quad_sum(l[r]);
+    write_rows<HDV>(o, l, dst0, dst1, lane);
+  }
+};
+
+// The batch-invariant forward's fixed key splits (kExactSplitKeys, set_exact_attention_split): a
+// row's keys in splits of that many keys from key 0, each split a fresh WarpForward over its tiles,
+// its (m, l summed over the quad, unnormalised o) merged in split order into (M, L, O) by merge_row
+// and merge_elem. The training forward merges in registers as it goes; the split decode
+// (decode_exact.cu) computes splits in parallel and its merge kernel runs the same two functions in
+// the same order, so both give the same bits. A split past a row's last key is a no-op for it.
+constexpr int kExactSplitKeys = 512;
+
+// Key tiles per fixed split for (HD, HDV), 0 where the split forward does not exist: its extra
+// accumulator (HDV / 2 registers a lane) fits up to HDV 128 with 64-key tiles.
+template <int HD, int HDV>
+constexpr int exact_split_tiles() {
+  return HDV <= 128 && FwdConfig<HD, HDV>::kKeys == 64 ? kExactSplitKeys / 64 : 0;
+}
+
+struct SplitMerge {
+  // Merges a split's max m and whole sum l into the row's (M, L); a and b: the weights of the old
+  // O and of the split's o. Explicit roundings: no fused operation, on any device.
+  __device__ static void merge_row(float& M, float& L, float m, float l, float& a, float& b) {
+    const float Mn = fmaxf(M, m);
+    a = Mn == -INFINITY ? 0.0f : exp2f(M - Mn);
+    b = Mn == -INFINITY ? 0.0f : exp2f(m - Mn);
+    L = __fadd_rn(__fmul_rn(L, a), __fmul_rn(l, b));
+    M = Mn;
+  }
+  __device__ static float merge_elem(float O, float o, float a, float b) {
+    return __fadd_rn(__fmul_rn(O, a), __fmul_rn(o, b));
+  }
+};
+
+template <int HDV>
+struct SplitSum {
+  float O[HDV / 8][4];
+  float M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
+
+  __device__ SplitSum() {
+#pragma unroll
+    for (int i = 0; i < HDV / 8; ++i) O[i][0] = O[i][1] = O[i][2] = O[i][3] = 0.0f;
+  }
+
+  // Takes w's split into the sums; w starts the next split afresh.
+  template <int HD, bool Q_REGS>
+  __device__ void take(WarpForward<HD, HDV, Q_REGS>& w) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-      bfloat* dst = r == 0 ? dst0 : dst1;
-      if (!dst) continue;
-      const float inv = 1.0f / l[r];
+      float a, b;
+      SplitMerge::merge_row(M[r], L[r], w.m[r], quad_sum(w.l[r]), a, b);
 #pragma unroll
-      for (int nt = 0; nt < HDV / 8; ++nt)
-        *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8 + 2 * tq) =
-            __floats2bfloat162_rn(o[nt][2 * r] * inv, o[nt][2 * r + 1] * inv);
+      for (int i = 0; i < HDV / 8; ++i) {
+        O[i][2 * r] = SplitMerge::merge_elem(O[i][2 * r], w.o[i][2 * r], a, b);
+        O[i][2 * r + 1] = SplitMerge::merge_elem(O[i][2 * r + 1], w.o[i][2 * r + 1], a, b);
+        w.o[i][2 * r] = w.o[i][2 * r + 1] = 0.0f;
+      }
+      w.m[r] = -INFINITY;
+      w.l[r] = 0.0f;
     }
   }
+
+  __device__ void finish(bfloat* dst0, bfloat* dst1, int lane) const { write_rows<HDV>(O, L, dst0, dst1, lane); }
 };
 
 __device__ inline void cp_async16(void* dst, const void* src, bool valid) {
@@ -329,10 +405,11 @@ void allow_smem(Kernel kernel, size_t bytes) {
 // ---- launchers (instantiated for R1_FLASH_HEAD_DIMS) ----
 
 // out (T, NH, HDV), lse (T, NH); q (T, NH, HD), k (T, NKV, HD), v (T, NKV, HDV); tiles: the
-// kTile-row tile offsets of cu.
+// kTile-row tile offsets of cu. split: the batch-invariant forward's fixed key splits (SplitSum;
+// only where exact_split_tiles > 0).
 template <int HD, int HDV>
 void launch_forward(bfloat* out, float* lse, const bfloat* q, const bfloat* k, const bfloat* v, const int32_t* cu,
-                    const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale);
+                    const int32_t* tiles, int64_t B, int64_t T, int64_t NH, int64_t NKV, float scale, bool split);
 
 // dk_part (T, NH, HD), dv_part (T, NH, HDV): this query head's share of dK and dV, written (not
 // added) for every key row; D (T, NH) = rowsum(dO * O).
