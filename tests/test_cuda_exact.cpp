@@ -232,7 +232,9 @@ TEST(CudaExact, GrpoFirstUpdateRatiosAreExactlyOne) {
   test::TempDir dir;
   const auto r = test::run_r1("grpo " + test::source_path("recipes/tiny_byte_gsm8k.yaml") + " data.path=" +
                               test::source_path("data/gsm8k_train.jsonl") + " run.dir=" + dir.path() +
-                              " run.name=x device=cuda train.steps=3 rollout.exact_logprobs=true");
+                              " run.name=x device=cuda train.steps=3 rollout.exact_logprobs=true"
+                              // head dim 64: the tensor-core attention the exact forward takes (tiny's is 16)
+                              " 'model.init_overrides=[hidden_size=256,num_attention_heads=4]'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::vector<std::string> lines = test::read_lines(dir.file("x/metrics.jsonl"));
   ASSERT_EQ(lines.size(), 3u);
