@@ -243,9 +243,9 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const float
 void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16* hidden, const bf16* weight,
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 24);
-// Row-invariant GEMM plans (the batch-invariant forward): false (default), the best algorithm
-// without a split of K for each shape; true, one such algorithm per (N, K, layout), chosen at 2048
-// rows, for every M (checked to take it). For tests and benchmarks.
+// Row-invariant GEMM plans (the batch-invariant forward): true (default), one algorithm without a
+// split of K per (N, K, layout), chosen at 2048 rows, for every M (checked to take it); false, the
+// best such algorithm for each shape. For tests and benchmarks.
 void set_invariant_gemm_policy(bool fixed_algorithm);
 // The batch-invariant forward's attention in fixed key splits (flash_attention.cuh's kExactSplitKeys:
 // the training forward merges them in registers, the decode computes them in parallel and merges
