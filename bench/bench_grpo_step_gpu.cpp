@@ -8,6 +8,9 @@
 //                                   [--new 1024] [--steps 2] [--micro-batch-tokens 8192]
 //                                   [--rollout-batch N] [--lora-rank R] [--offload off|on]
 //                                   [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split]
+//                                   [--gemm-ref-rows N]
+// --exact: rollout.exact_logprobs; --gemm-ref-rows N: its GEMMs' one algorithm per product chosen at
+// N rows (0: each shape's own; default cuda::kInvariantGemmRows).
 // --shape: 10m or a Qwen2.5 size (0.5b 1.5b 3b 7b 14b 32b). --lora-rank R > 0 trains LoRA adapters
 // (alpha 2R, every linear) over a frozen bf16 base, whose KL reference is the base itself (no copy).
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
@@ -59,13 +62,14 @@ struct Args {
   double kv_fraction = 0.5;            // rollout.kv_memory_fraction
   bool exact = false;                  // rollout.exact_logprobs (the batch-invariant forward)
   bool exact_split = false;            // ... with the attention in fixed key splits
+  long gemm_ref_rows = -1;             // -1: the default policy
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
                "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
-               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split]\n",
+               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split] [--gemm-ref-rows N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -102,6 +106,11 @@ Args parse(int argc, char** argv) {
     }
     char* end = nullptr;
     const long n = std::strtol(v.c_str(), &end, 10);
+    if (k == "--gemm-ref-rows") {
+      if (*end || n < 0) usage("bad value for " + k + ": " + v);
+      a.gemm_ref_rows = n;
+      continue;
+    }
     if (*end || n < 1) usage("bad value for " + k + ": " + v);
     if (k == "--prompts") a.prompts = int(n);
     else if (k == "--group") a.group = int(n);
@@ -183,6 +192,7 @@ int run_steps(const Args& a) {
   gc.exact_logprobs = a.exact;
 #ifdef R1_HAVE_CUDA
   cuda::set_exact_attention_split(a.exact_split);
+  if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
   train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
   for (int step = 0; step < a.steps; ++step) {
@@ -211,6 +221,7 @@ int run_steps(const Args& a) {
                           {"reward_mean", mt.reward_mean},
                           {"kl", mt.kl.value_or(0)},
                           {"exact", a.exact_split ? "split" : a.exact ? "on" : "off"},
+                          {"gemm_ref_rows", a.gemm_ref_rows},
                           {"logp_gap_max", mt.logp_gap_max.value_or(-1)},
                           {"logp_gap_mean", mt.logp_gap_mean.value_or(-1)},
                           {"clip_fraction_first", mt.clip_fraction_first},

@@ -6,6 +6,7 @@
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
+//                                 [--exact off|on|split] [--gemm-ref-rows N]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -25,6 +26,10 @@
 // --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
 // the middle of the generation), as a table after the JSON.
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
+// --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
+// attention in one pass or in fixed key splits; --gemm-ref-rows N: its GEMMs' one algorithm per
+// product chosen at N rows (0: each shape's own; default cuda::kInvariantGemmRows). For the cost
+// of exactness, beside --exact off in the same run; --profile then profiles the exact forward.
 // --context: tokens per KV-cache slot (default prompt + new).
 // --with-training-state: also holds what GRPO keeps through its rollouts (trainable policy with
 // fp32 master weights and gradients, AdamW moments, a frozen bf16 reference), to show the KV cache
@@ -47,6 +52,7 @@
 #endif
 #include "model/config.h"
 #include "model/transformer.h"
+#include "kernels/invariance.h"
 #include "model/kv_cache.h"
 #include "rollout/engine.h"
 #include "tensor/device_memory.h"
@@ -70,6 +76,8 @@ struct Args {
   int kv_block = 16;
   bool training_state = false, profile = false;
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
+  std::string exact = "off";         // off | on | split
+  int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -77,7 +85,7 @@ struct Args {
                "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
-               "[--profile] [--attention tensor|simt]\n",
+               "[--profile] [--attention tensor|simt] [--exact off|on|split] [--gemm-ref-rows N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -112,11 +120,14 @@ Args parse(int argc, char** argv) {
     else if (k == "--with-training-state") a.training_state = true;
     else if (k == "--profile") a.profile = true;
     else if (k == "--attention") a.attention = value();
+    else if (k == "--exact") a.exact = value();
+    else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
     usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
+  if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
   if (a.context == 0) a.context = a.prompt_len + a.new_tokens;
@@ -191,7 +202,10 @@ int run(const Args& a) {
   }
 #ifdef R1_HAVE_CUDA
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
+  cuda::set_exact_attention_split(a.exact == "split");
+  if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
+  ops::BatchInvariantScope invariant(a.exact != "off");  // before the engine, as GRPO sets it
   const double used0 = bench::device_used_mib();
   const model::ModelConfig cfg = model::preset_config(named_shape(a.shape) ? a.shape : "qwen2.5-" + a.shape);
   model::Transformer m(cfg, Device::CUDA, /*trainable=*/a.training_state);
@@ -214,6 +228,7 @@ int run(const Args& a) {
   }
   rollout::GenerateParams gp;
   gp.sampling = {a.temperature, a.top_p, 0, 42};
+  gp.exact_logprobs = a.exact != "off";
   rollout::EngineConfig ec{a.max_batch, a.context, 8192, a.sync_every};
   ec.kv_memory_fraction = a.kv_fraction;
   ec.kv_cache_tokens = a.kv_tokens;
@@ -271,6 +286,8 @@ int run(const Args& a) {
                         {"roofline_step_ms", roofline_ms},
                         {"roofline_frac", roofline_ms / step_ms},
                         {"attention", a.attention},
+                        {"exact", a.exact},
+                        {"gemm_ref_rows", a.gemm_ref_rows},
                         {"training_state", a.training_state},
                         {"context", a.context},
                         {"kv_cache_mib", double(s1.kv_blocks * s1.kv_block_size) * kv_per_pos / (1 << 20)},

@@ -58,11 +58,12 @@ bool same_row(const std::vector<uint8_t>& a, int64_t ra, const std::vector<uint8
 // Rows of an (M, N) linear that differ from the same row computed alone, over M and rows.
 int64_t linear_row_differences(int64_t N, int64_t K, DType out_dt) {
   Arena a(0, Device::CUDA);
-  const std::vector<float> A = randn(300 * K, 1), W = randn(N * K, 2, 1.0f / std::sqrt(float(K)));
-  const Tensor x = device(a, DType::BF16, A, {300, K}), w = device(a, DType::BF16, W, {N, K});
+  constexpr int64_t kRows = 4100;  // up to a training micro-batch's rows
+  const std::vector<float> A = randn(kRows * K, 1), W = randn(N * K, 2, 1.0f / std::sqrt(float(K)));
+  const Tensor x = device(a, DType::BF16, A, {kRows, K}), w = device(a, DType::BF16, W, {N, K});
   const size_t row_bytes = size_t(N) * dtype_size(out_dt);
   int64_t differ = 0;
-  for (int64_t M : {2, 3, 7, 16, 17, 33, 64, 100, 128, 257, 300}) {
+  for (int64_t M : {2, 3, 7, 16, 17, 33, 64, 100, 128, 257, 300, 1024, 4100}) {
     Tensor out = a.alloc(out_dt, {M, N});
     ops::linear_forward(out, x.rows(0, M), w, {});
     const std::vector<uint8_t> all = bytes(out);
@@ -87,7 +88,7 @@ TEST(CudaExact, LinearRowsAreTheSameBitsInAnyBatch) {
   };
   for (const Shape s : {Shape{896, 896, DType::BF16}, Shape{4864, 896, DType::BF16}, Shape{896, 4864, DType::BF16},
                         Shape{1536, 8960, DType::BF16}, Shape{4096, 896, DType::F32}, Shape{259, 256, DType::F32}}) {
-    int64_t off = 0, on = 0, fixed = 0;
+    int64_t off = 0, on = 0, per_shape = 0, small_ref = 0;
     {
       ops::BatchInvariantScope mode(false);
       off = linear_row_differences(s.N, s.K, s.out);
@@ -96,16 +97,20 @@ TEST(CudaExact, LinearRowsAreTheSameBitsInAnyBatch) {
       ops::BatchInvariantScope mode(true);
       on = linear_row_differences(s.N, s.K, s.out);
 #ifdef R1_HAVE_CUDA
-      cuda::set_invariant_gemm_policy(false);  // the best algorithm for each M, the alternative
-      fixed = linear_row_differences(s.N, s.K, s.out);
-      cuda::set_invariant_gemm_policy(true);
+      cuda::set_invariant_gemm_policy(0);  // the best algorithm for each M, the alternative
+      per_shape = linear_row_differences(s.N, s.K, s.out);
+      cuda::set_invariant_gemm_policy(64);  // one algorithm for every M, chosen at decode's rows
+      small_ref = linear_row_differences(s.N, s.K, s.out);
+      cuda::set_invariant_gemm_policy(cuda::kInvariantGemmRows);
 #endif
     }
-    std::printf("[ EXACT ] linear N %lld K %lld -> %s: rows differing from the row alone (of 33): off %lld, "
-                "on %lld, on with each M's own algorithm %lld\n",
+    std::printf("[ EXACT ] linear N %lld K %lld -> %s: rows differing from the row alone (of 39): off %lld, "
+                "on %lld, on with each M's own algorithm %lld, on with the algorithm of 64 rows %lld\n",
                 static_cast<long long>(s.N), static_cast<long long>(s.K), dtype_name(s.out),
-                static_cast<long long>(off), static_cast<long long>(on), static_cast<long long>(fixed));
+                static_cast<long long>(off), static_cast<long long>(on), static_cast<long long>(per_shape),
+                static_cast<long long>(small_ref));
     EXPECT_EQ(on, 0) << "N " << s.N << " K " << s.K;
+    EXPECT_EQ(small_ref, 0) << "N " << s.N << " K " << s.K << " (algorithm of 64 rows)";
   }
 }
 

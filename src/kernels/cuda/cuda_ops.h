@@ -243,10 +243,12 @@ void token_logprobs_forward(float* logp, float* lse, float* entropy, const float
 void token_logprobs_forward(float* logp, float* lse, float* entropy, const bf16* hidden, const bf16* weight,
                             const int32_t* targets, int64_t T, int64_t C, int64_t V, float temperature,
                             int64_t vocab_chunk, int64_t max_scratch = int64_t(1) << 24);
-// Row-invariant GEMM plans (the batch-invariant forward): true (default), one algorithm without a
-// split of K per (N, K, layout), chosen at 2048 rows, for every M (checked to take it); false, the
-// best such algorithm for each shape. For tests and benchmarks.
-void set_invariant_gemm_policy(bool fixed_algorithm);
+// Row-invariant GEMM plans (the batch-invariant forward): reference_rows > 0, one algorithm without
+// a split of K per (N, K, layout), the best at that many rows, for every M (checked to take it;
+// default kInvariantGemmRows); 0, the best such algorithm for each shape (whose K order may depend
+// on M). For tests and benchmarks.
+constexpr int64_t kInvariantGemmRows = 2048;
+void set_invariant_gemm_policy(int64_t reference_rows);
 // The batch-invariant forward's attention in fixed key splits (flash_attention.cuh's kExactSplitKeys:
 // the training forward merges them in registers, the decode computes them in parallel and merges
 // them in the same order), instead of one pass; off by default. exact_attention_split(HD, HDV): on,

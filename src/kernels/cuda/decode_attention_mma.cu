@@ -28,7 +28,7 @@ namespace {
 
 constexpr int kWarpsD = 4;
 constexpr int kThreadsD = 32 * kWarpsD;
-constexpr int kKeysD = 16;  // keys per tile
+constexpr int kKeysD = 16;  // keys per tile (queue_rows16's chunk)
 constexpr int kStages = 3;  // tiles per warp's ring
 
 template <int HD, int HDV>
@@ -41,21 +41,6 @@ struct DecodeConfig {
   // The merge of the warps reuses each warp's ring: O (16 x HDV) and m, l (16 each) in f32.
   static_assert(size_t(16 * HDV + 32) * sizeof(float) <= size_t(kWarpSmem) * sizeof(bfloat), "merge space");
 };
-
-// One warp queues a tile's kKeysD rows of D bf16 into shared rows of stride D + kPadH: row r from
-// src + the element offset lane r holds (row_off, passed by shuffle), zero-filled and not read when
-// r >= rows. Every lane calls.
-template <int D>
-__device__ inline void queue_rows(bfloat* dst, const bfloat* src, int64_t row_off, int rows, int lane) {
-  constexpr int NC = D / 8;
-  static_assert((kKeysD * NC) % 32 == 0, "the same trip count on every lane (the shuffle)");
-#pragma unroll
-  for (int i = lane; i < kKeysD * NC; i += 32) {
-    const int r = i / NC, c = (i % NC) * 8;
-    const int64_t off = __shfl_sync(0xffffffffu, row_off, r);
-    cp_async16(dst + r * (D + kPadH) + c, src + (r < rows ? off + c : 0), r < rows);
-  }
-}
 
 template <int HD, int HDV>
 __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int HG, int S) {
@@ -94,8 +79,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
       const int64_t koff = (phys * a.NKV + kvh) * HD, voff = (phys * a.NKV + kvh) * HDV;
       bfloat* sK = ring + (j % kStages) * Cfg::kStage;
       const int rows = k1 - kb < kKeysD ? int(k1 - kb) : kKeysD;
-      queue_rows<HD>(sK, a.k_cache, koff, rows, lane);
-      queue_rows<HDV>(sK + kKeysD * ld, a.v_cache, voff, rows, lane);
+      queue_rows16<HD>(sK, a.k_cache, koff, rows, lane);
+      queue_rows16<HDV>(sK + kKeysD * ld, a.v_cache, voff, rows, lane);
     }
     cp_async_commit();  // an empty group past the warp's last tile keeps the wait counts uniform
   };

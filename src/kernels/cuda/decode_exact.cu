@@ -5,15 +5,17 @@
 // The training forward walks a query row's keys in tiles of FwdConfig::kKeys from key 0, one warp
 // holding 16 query rows, and runs WarpForward::tile (flash_attention.cuh) on each. Here one warp (one
 // block) takes the 16 query heads of a head group of one kv head for one token (the mma's rows,
-// as decode_attention_mma.cu groups them; rows past the group are zero and dropped), loads the
-// same key tiles from the paged cache (double-buffered with cp.async; rows past the token's
-// position zero-filled, as the training forward zero-fills rows past the sequence) and runs the
-// same tile code on each, up to the tile holding the token's position. A training row also
+// as decode_attention_mma.cu groups them; rows past the group are zero and dropped), streams the
+// same key tiles from the paged cache through a ring of 16-row stages with cp.async (rows past the
+// token's position zero-filled, as the training forward zero-fills rows past the sequence) and runs
+// the same tile code on each in pieces (WarpForward::scores16, softmax_step, pv16: tile()'s bits),
+// up to the tile holding the token's position. A training row also
 // visits tiles past its last key (its query tile's); for the row they change nothing, bit for bit.
 // No split of the key range: a split would merge partial sums in another order.
 //
 // The price: one warp per (token, kv head, head group) and no split, so a few long sequences use
-// few SMs; and two stages of kKeys rows per warp in shared memory bound the warps per SM.
+// few SMs (the fixed-split variant below is the hedge). The 16-row ring keeps a warp's shared
+// memory near 20 KB; whole double-buffered 64-key tiles took twice that and left 5 warps per SM.
 #include "kernels/cuda/decode_attention_mma.h"
 
 #include <algorithm>
@@ -28,24 +30,14 @@ namespace {
 template <int HD, int HDV>
 struct ExactConfig {
   static constexpr int kKeys = FwdConfig<HD, HDV>::kKeys;  // the training forward's key tile
+  static constexpr int kChunks = kKeys / 16;               // 16-row chunks of K (and of V) per tile
   static constexpr bool kQInRegs = FwdConfig<HD, HDV>::kQInRegs;
-  static constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
-  static constexpr size_t kSmem = size_t(16 * ld + 2 * kKeys * (ld + ldv)) * sizeof(bfloat);  // Q, 2 x (K, V)
+  static constexpr int ld = HD + kPadH, ldv = HDV + kPadH, lds = ld > ldv ? ld : ldv;
+  // Ring stages of 16 rows (K or V): kRing - 1 chunks in flight while one is computed. About 20 KB
+  // a warp at head dims 64 and 128, so ten or more warps share an SM.
+  static constexpr int kRing = HD <= 64 ? 8 : 4;
+  static constexpr size_t kSmem = size_t(16 * ld + kRing * 16 * lds) * sizeof(bfloat);  // Q, the ring
 };
-
-// Queues the copy of key rows kt ... kt + KN - 1 of kv head kvh (those below len; the rest
-// zero-filled) from the paged cache into one stage. One warp; every lane calls.
-template <int D, int KN>
-__device__ inline void queue_paged(bfloat* dst, const bfloat* cache, const int32_t* table, int64_t BS, int NKV,
-                                   int kvh, int kt, int len, int lane) {
-  constexpr int NC = D / 8;
-  for (int i = lane; i < KN * NC; i += 32) {
-    const int r = i / NC, c = (i % NC) * 8, key = kt + r;
-    const bool valid = key < len;
-    const int64_t phys = valid ? int64_t(table[key / BS]) * BS + key % BS : 0;
-    cp_async16(dst + r * (D + kPadH) + c, cache + (phys * NKV + kvh) * D + c, valid);
-  }
-}
 
 // Where the split partials go (SPLIT > 0): split s of row (t, h): o at ((s T + t) NH + h) HDV, then
 // m and l at S T NH HDV + 2 ((s T + t) NH + h) (+ 1). A split with no keys writes m = -inf only.
@@ -60,11 +52,10 @@ struct ExactParts {
 template <int HD, int HDV, int SPLIT>
 __global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG, ExactParts parts) {
   using Cfg = ExactConfig<HD, HDV>;
-  constexpr int KN = Cfg::kKeys, ld = Cfg::ld, ldv = Cfg::ldv;
+  constexpr int KN = Cfg::kKeys, C = Cfg::kChunks, R = Cfg::kRing, lds = Cfg::lds;
   extern __shared__ __align__(128) unsigned char smem[];
   bfloat* sQ = reinterpret_cast<bfloat*>(smem);  // 16 rows
-  bfloat* sK = sQ + 16 * ld;                     // [2][KN * ld]
-  bfloat* sV = sK + 2 * KN * ld;                 // [2][KN * ldv]
+  bfloat* ring = sQ + 16 * Cfg::ld;              // [R][16 * lds]
   const int lane = threadIdx.x, gq = lane >> 2, tq = lane & 3;
 
   int64_t x = blockIdx.x;
@@ -75,7 +66,7 @@ __global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG, 
   const int kvh = int(x % a.NKV);
   const int64_t t = x / a.NKV;
   const int G = a.NH / a.NKV, h0 = kvh * G + hg * kDecodeMmaHeads, gn = min(kDecodeMmaHeads, G - hg * kDecodeMmaHeads);
-  const int pos = a.pos[t], len = pos + 1;
+  const int pos = a.pos[t], len = pos + 1, BS = int(a.BS);
   const int32_t* table = a.table + int64_t(a.slots[t]) * a.MB;
   const int all_tiles = (len + KN - 1) / KN;
   const int j0 = SPLIT > 0 ? int(split) * SPLIT : 0;
@@ -87,29 +78,53 @@ __global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG, 
     }
   }
 
+  // The tiles' keys stream through the ring in chunks of 16 rows: tile j's K chunks 0 ... C - 1, then
+  // its V chunks 0 ... C - 1. Chunk c goes to stage c % R; rows past the token's position are
+  // zero-filled (as the training forward zero-fills rows past the sequence), never read. Each lane
+  // of 0-15 looks up one key row of the chunk in the block table.
+  const int n_chunks = (j1 - j0) * 2 * C;
+  auto queue = [&](int c) {
+    if (c < n_chunks) {
+      const int q = c % (2 * C), kb = (j0 + c / (2 * C)) * KN + (q % C) * 16, key = kb + (lane & 15);
+      const int64_t phys = key < len ? int64_t(table[key / BS]) * BS + key % BS : 0;
+      const int rows = max(0, min(16, len - kb));
+      bfloat* dst = ring + (c % R) * 16 * lds;
+      if (q < C)
+        queue_rows16<HD>(dst, a.k_cache, (phys * a.NKV + kvh) * HD, rows, lane);
+      else
+        queue_rows16<HDV>(dst, a.v_cache, (phys * a.NKV + kvh) * HDV, rows, lane);
+    }
+    cp_async_commit();  // an empty group past the last chunk keeps the wait counts uniform
+  };
   load_tile_async<HD, 16, 32>(sQ, a.q + (t * a.NH + h0) * HD, HD, gn);
-  queue_paged<HD, KN>(sK, a.k_cache, table, a.BS, a.NKV, kvh, j0 * KN, len, lane);
-  queue_paged<HDV, KN>(sV, a.v_cache, table, a.BS, a.NKV, kvh, j0 * KN, len, lane);
   cp_async_commit();
+  for (int c = 0; c < R - 1; ++c) queue(c);
 
   WarpForward<HD, HDV, Cfg::kQInRegs> w;
+  cp_async_wait<R - 1>();  // Q (the oldest group) has landed for every lane
+  __syncwarp();
+  w.load_q(sQ, lane);
   const int lim[2] = {pos, pos};  // every row is this token's: keys [0, pos]
 
+  int c = 0;
   for (int j = j0; j < j1; ++j) {
-    const int stage = (j - j0) & 1;
-    if (j + 1 < j1) {
-      queue_paged<HD, KN>(sK + (stage ^ 1) * KN * ld, a.k_cache, table, a.BS, a.NKV, kvh, (j + 1) * KN, len, lane);
-      queue_paged<HDV, KN>(sV + (stage ^ 1) * KN * ldv, a.v_cache, table, a.BS, a.NKV, kvh, (j + 1) * KN, len, lane);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
+    float s[KN / 8][4];  // WarpForward::tile's scores of tile j, in pieces (scores16, softmax_step, pv16)
+#pragma unroll
+    for (int q = 0; q < 2 * C; ++q, ++c) {
+      queue(c + R - 1);  // into the stage chunk c - 1 left
+      cp_async_wait<R - 1>();
+      __syncwarp();  // every lane's copies of chunk c have landed
+      const bfloat* st = ring + (c % R) * 16 * lds;
+      if (q < C) {
+        w.scores16(s[2 * q], s[2 * q + 1], sQ, st, lane);
+      } else {
+        if (q == C) w.template softmax_step<KN>(s, j * KN, lim, a.qscale, lane);
+        w.pv16(s[2 * (q - C)], s[2 * (q - C) + 1], st, lane);
+      }
+      __syncwarp();  // every lane is done with this stage before it is refilled
     }
-    __syncwarp();  // every lane's copies of tile j (and Q) have landed
-    if (j == j0) w.load_q(sQ, lane);
-    w.template tile<KN>(sQ, sK + stage * KN * ld, sV + stage * KN * ldv, j * KN, lim, a.qscale, lane);
-    __syncwarp();  // every lane is done with this stage before it is refilled
   }
+  cp_async_wait<0>();  // the trailing empty groups
 
   if constexpr (SPLIT > 0) {  // the split's partial: m, l summed over the quad, unnormalised o
     float* ml = parts.o + parts.S * a.T * a.NH * HDV;

@@ -217,7 +217,6 @@ struct WarpForward {
   template <int KN>
   __device__ void tile(const bfloat* sQ, const bfloat* sK, const bfloat* sV, int kt, const int (&lim)[2],
                        float scale_log2, int lane) {
-    const int tq = lane & 3;
     float s[KN / 8][4];
 #pragma unroll
     for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
@@ -237,7 +236,40 @@ struct WarpForward {
         mma(s[2 * np + 1], qa, bk[2], bk[3]);
       }
     }
-    // Online softmax (log2 domain); rows gq (elements 0, 1) and gq + 8 (2, 3).
+    softmax_step<KN>(s, kt, lim, scale_log2, lane);
+    // O (16 x HDV) += P (16 x KN) V (KN x HDV)
+#pragma unroll
+    for (int kk = 0; kk < KN / 16; ++kk) pv16(s[2 * kk], s[2 * kk + 1], sV + kk * 16 * ldv, lane);
+  }
+
+  // The same tile in pieces, for a caller that streams a tile's keys through shared memory 16 rows at
+  // a time (decode_exact.cu): scores16 for each 16-key chunk of K (keys kt + 16 c ..., giving s[2 c]
+  // and s[2 c + 1]), then softmax_step, then pv16 for each 16-key chunk of V in order. Each score is
+  // the same mma chain over kk from zero as tile()'s, and softmax_step and pv16 are tile()'s own
+  // code, so the pieces give tile()'s bits.
+  __device__ void scores16(float (&s0)[4], float (&s1)[4], const bfloat* sQ, const bfloat* sK16, int lane) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s0[e] = s1[e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[4];
+      if constexpr (Q_REGS) {
+        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+      } else {
+        row_fragment<ld>(qa, sQ, 0, kk, lane);
+      }
+      uint32_t bk[4];
+      ldsm_x4(bk, sK16 + ((lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
+      mma(s0, qa, bk[0], bk[1]);
+      mma(s1, qa, bk[2], bk[3]);
+    }
+  }
+
+  // Scale to base 2 and mask (key > lim[r], r the lane's rows: -inf) the tile's scores (keys kt ...),
+  // then the online softmax step: s becomes P, o is rescaled. Rows gq (elements 0, 1), gq + 8 (2, 3).
+  template <int KN>
+  __device__ void softmax_step(float (&s)[KN / 8][4], int kt, const int (&lim)[2], float scale_log2, int lane) {
+    const int tq = lane & 3;
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < KN / 8; ++nt) {
@@ -250,18 +282,18 @@ struct WarpForward {
       }
     }
     online_softmax_step(s, mx, m, l, o);
-    // O (16 x HDV) += P (16 x KN) V (KN x HDV)
+  }
+
+  // O (16 x HDV) += P (16 x 16: p0, p1, the probabilities of 16 keys) V (those keys' rows at sV16).
+  __device__ void pv16(const float (&p0)[4], const float (&p1)[4], const bfloat* sV16, int lane) {
+    uint32_t pa[4];
+    acc_to_a(pa, p0, p1);
 #pragma unroll
-    for (int kk = 0; kk < KN / 16; ++kk) {
-      uint32_t pa[4];
-      acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int dp = 0; dp < HDV / 16; ++dp) {
-        uint32_t bv[4];
-        ldsm_x4_t(bv, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
-        mma(o[2 * dp], pa, bv[0], bv[1]);
-        mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-      }
+    for (int dp = 0; dp < HDV / 16; ++dp) {
+      uint32_t bv[4];
+      ldsm_x4_t(bv, sV16 + ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
+      mma(o[2 * dp], pa, bv[0], bv[1]);
+      mma(o[2 * dp + 1], pa, bv[2], bv[3]);
     }
   }
 
@@ -354,6 +386,21 @@ __device__ inline void load_tile_async(bfloat* dst, const bfloat* src, int64_t g
     const int r = i / kVec, c = (i % kVec) * 8;
     const bool valid = r < rows;
     cp_async16(dst + r * (D + kPadH) + c, src + int64_t(valid ? r : 0) * gstride + c, valid);
+  }
+}
+
+// One warp queues a chunk of 16 rows of D bf16 (paged-cache rows) into shared rows of stride D + kPadH:
+// row r from src + the element offset lane r holds (row_off, passed by shuffle; lanes 16-31 hold
+// copies), zero-filled and not read when r >= rows. Every lane calls.
+template <int D>
+__device__ inline void queue_rows16(bfloat* dst, const bfloat* src, int64_t row_off, int rows, int lane) {
+  constexpr int NC = D / 8;
+  static_assert((16 * NC) % 32 == 0, "the same trip count on every lane (the shuffle)");
+#pragma unroll
+  for (int i = lane; i < 16 * NC; i += 32) {
+    const int r = i / NC, c = (i % NC) * 8;
+    const int64_t off = __shfl_sync(0xffffffffu, row_off, r);
+    cp_async16(dst + r * (D + kPadH) + c, src + (r < rows ? off + c : 0), r < rows);
   }
 }
 

@@ -45,7 +45,8 @@ uint32_t alignment(const void* p, Ty t, int64_t count, int64_t stride) {
 
 struct Key {
   int64_t M, N, K, lda, ldb, ldc;
-  bool trans_a, trans_b, beta_nonzero, bias, invariant, fixed_algo;  // fixed_algo: g_fixed_algo when invariant
+  bool trans_a, trans_b, beta_nonzero, bias, invariant;
+  int64_t ref_rows;  // invariant with a fixed algorithm: the rows it was chosen at (g_reference_rows), else 0
   Ty a, b, c;
   uint32_t al_a, al_b, al_c;
   Batch batch;
@@ -57,11 +58,10 @@ struct KeyHash {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
     const Batch& b = k.batch;
-    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, b.count, b.stride_a, b.stride_b, b.stride_c})
+    for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, b.count, b.stride_a, b.stride_b, b.stride_c, k.ref_rows})
       mix(uint64_t(v));
     mix(uint64_t(k.trans_a) | uint64_t(k.trans_b) << 1 | uint64_t(k.beta_nonzero) << 2 | uint64_t(k.bias) << 3 |
-        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10 |
-        uint64_t(k.fixed_algo) << 11);
+        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10);
     mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
     return size_t(h);
   }
@@ -93,12 +93,11 @@ void set_batch(cublasLtMatrixLayout_t l, int64_t count, int64_t stride) {
 }
 
 // How a row-invariant plan takes its algorithm (set_invariant_gemm_policy): with a fixed algorithm
-// (the default), the one-pass algorithm chosen for the same product at kReferenceRows rows, whatever
-// the plan's M (one kernel for every M); or the best one-pass algorithm for its own shape, whose
-// K order may differ between M (measured on an H100: the f32 logits of a 256-wide head differed by
-// an ulp between the sampler's 16 rows and the trainer's).
-bool g_fixed_algo = true;
-constexpr int64_t kReferenceRows = 2048;
+// (the default), the one-pass algorithm chosen for the same product at g_reference_rows rows,
+// whatever the plan's M (one kernel for every M); or (0) the best one-pass algorithm for its own
+// shape, whose K order may differ between M (measured on an H100: the f32 logits of a 256-wide head
+// differed by an ulp between the sampler's 16 rows and the trainer's).
+int64_t g_reference_rows = kInvariantGemmRows;
 
 Plan* plan_for(const Key& k);
 
@@ -180,16 +179,16 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
         k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }
   plan->algo = heurs[pick].algo;
-  if (k.invariant && k.fixed_algo && k.M != kReferenceRows) {
+  if (k.ref_rows > 0 && k.M != k.ref_rows) {
     Key ref = k;
-    ref.M = kReferenceRows;
+    ref.M = k.ref_rows;
     plan->algo = plan_for(ref)->algo;
     cublasLtMatmulHeuristicResult_t check{};
     const cublasStatus_t ok = cublasLtMatmulAlgoCheck(ctx.lt, plan->desc, plan->first, plan->second, plan->c,
                                                       plan->c, &plan->algo, &check);
     if (ok != CUBLAS_STATUS_SUCCESS)
       fail("gemm: the batch-invariant forward's algorithm for N={} K={} (chosen at M={}) does not take M={}", k.N,
-           k.K, kReferenceRows, k.M);
+           k.K, k.ref_rows, k.M);
   }
   return plan;
 }
@@ -226,7 +225,7 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
                  al_c = alignment(C, ct, b.count, b.stride_c);
   const bool invariant = order == GemmOrder::RowInvariant;
   const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr, invariant,
-                invariant && g_fixed_algo, at, bt, ct, al_a, al_b, al_c, b};
+                invariant ? g_reference_rows : 0, at, bt, ct, al_a, al_b, al_c, b};
   Plan* plan = plan_for(key);
   if (!plan) return false;
   if (bias) {
@@ -241,7 +240,10 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
 
 }  // namespace
 
-void set_invariant_gemm_policy(bool fixed_algorithm) { g_fixed_algo = fixed_algorithm; }
+void set_invariant_gemm_policy(int64_t reference_rows) {
+  if (reference_rows < 0) fail("set_invariant_gemm_policy: reference_rows = {} must be >= 0", reference_rows);
+  g_reference_rows = reference_rows;
+}
 
 GemmOrder forward_order() { return ops::batch_invariant() ? GemmOrder::RowInvariant : GemmOrder::Any; }
 
