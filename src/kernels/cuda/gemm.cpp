@@ -143,6 +143,31 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
     set_batch(plan->c, b.count, b.stride_c);
   }
 
+  auto drop = [&] {  // no plan: the descriptors go
+    cublasLtMatmulDescDestroy(plan->desc);
+    cublasLtMatrixLayoutDestroy(plan->first);
+    cublasLtMatrixLayoutDestroy(plan->second);
+    cublasLtMatrixLayoutDestroy(plan->c);
+    return nullptr;
+  };
+  // A fixed-algorithm row-invariant plan takes the algorithm chosen at its reference rows, whatever
+  // this M's own heuristic would pick; with a bias, whether the epilogue is used is also decided
+  // there (null: the caller broadcasts, at every M alike). An M the algorithm cannot take fails.
+  if (k.ref_rows > 0 && k.M != k.ref_rows) {
+    Key ref = k;
+    ref.M = k.ref_rows;
+    const Plan* rp = plan_for(ref);
+    if (!rp) return drop();
+    plan->algo = rp->algo;
+    cublasLtMatmulHeuristicResult_t check{};
+    const cublasStatus_t ok = cublasLtMatmulAlgoCheck(ctx.lt, plan->desc, plan->first, plan->second, plan->c,
+                                                      plan->c, &plan->algo, &check);
+    if (ok != CUBLAS_STATUS_SUCCESS)
+      fail("gemm: the batch-invariant forward's algorithm for N={} K={}{} (chosen at M={}) does not take M={}", k.N,
+           k.K, k.bias ? " (bias epilogue)" : "", k.ref_rows, k.M);
+    return plan;
+  }
+
   Pref pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.p));
   // Row-invariant: no workspace (so no split of K reduced through it) and no reduction scheme.
@@ -166,10 +191,7 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
       if (heurs[i].state == CUBLAS_STATUS_SUCCESS && one_pass(heurs[i].algo)) pick = i;
   }
   if (pick < 0) {
-    cublasLtMatmulDescDestroy(plan->desc);
-    cublasLtMatrixLayoutDestroy(plan->first);
-    cublasLtMatrixLayoutDestroy(plan->second);
-    cublasLtMatrixLayoutDestroy(plan->c);
+    drop();
     if (k.bias) return nullptr;
     fail(
         "gemm: cuBLASLt has no algorithm{} for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
@@ -179,17 +201,6 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
         k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }
   plan->algo = heurs[pick].algo;
-  if (k.ref_rows > 0 && k.M != k.ref_rows) {
-    Key ref = k;
-    ref.M = k.ref_rows;
-    plan->algo = plan_for(ref)->algo;
-    cublasLtMatmulHeuristicResult_t check{};
-    const cublasStatus_t ok = cublasLtMatmulAlgoCheck(ctx.lt, plan->desc, plan->first, plan->second, plan->c,
-                                                      plan->c, &plan->algo, &check);
-    if (ok != CUBLAS_STATUS_SUCCESS)
-      fail("gemm: the batch-invariant forward's algorithm for N={} K={} (chosen at M={}) does not take M={}", k.N,
-           k.K, k.ref_rows, k.M);
-  }
   return plan;
 }
 
@@ -224,6 +235,9 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
   const uint32_t al_a = alignment(A, at, b.count, b.stride_a), al_b = alignment(B, bt, b.count, b.stride_b),
                  al_c = alignment(C, ct, b.count, b.stride_c);
   const bool invariant = order == GemmOrder::RowInvariant;
+  // Each M's own invariant plan: whether a bias epilogue has an algorithm may depend on M, so the
+  // caller always broadcasts (the fixed policy decides at its reference rows, for every M).
+  if (invariant && bias && g_reference_rows == 0) return false;
   const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr, invariant,
                 invariant ? g_reference_rows : 0, at, bt, ct, al_a, al_b, al_c, b};
   Plan* plan = plan_for(key);

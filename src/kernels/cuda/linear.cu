@@ -41,11 +41,10 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
                     int64_t OC) {
   if (N == 0 || OC == 0) return;
   // out (N, OC) = inp @ weight^T + bias, the bias added by the epilogue. It wants a 16-byte aligned
-  // bias (and an algorithm that takes it); otherwise broadcast first and accumulate, as for f32.
-  // The batch-invariant forward always broadcasts: whether the epilogue has an algorithm may depend on N.
+  // bias (and an algorithm that takes it: in the batch-invariant forward, decided for every N alike
+  // by gemm.cpp's policy); otherwise broadcast first and accumulate, as for f32.
   const GemmOrder order = forward_order();
-  if (bias && aligned16(bias) && order == GemmOrder::Any &&
-      gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias)) {
+  if (bias && aligned16(bias) && gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias, order)) {
     return;
   }
   const float beta = bias ? 1.0f : 0.0f;
