@@ -9,8 +9,9 @@
 // What it changes. CPU: the forward GEMMs (linear_forward and the experts' and the lm head's
 // products) take one fixed block shape whatever the rows (kernels/cpu/gemm.cpp's sgemm_rows); every
 // other forward op already reduces per row in one order (attention: one routine for packed and
-// cached keys). CUDA: the forward's cuBLASLt plans sum K in one pass (no split-K, no workspace;
-// cuda/gemm.cpp), the q/k/v bias is broadcast rather than an epilogue, RMSNorm keeps one partition
+// cached keys). CUDA: the forward's cuBLASLt plans sum K in one pass (no split-K, no workspace)
+// with one algorithm per product for every M, the bias epilogue's use decided at the same reference
+// rows (cuda/gemm.cpp), RMSNorm keeps one partition
 // of a row whatever its alignment, and the decode attention runs the training forward's key tiles
 // and tile code (cuda/decode_exact.cu); the experts' grouped GEMM and the other ops are per-row
 // already. Attention outside bf16 at the tensor-core head dims, and MLA's absorbed decode, fail
