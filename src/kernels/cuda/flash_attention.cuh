@@ -211,6 +211,15 @@ struct WarpForward {
     }
   }
 
+  // Q's A fragment kk: from registers (Q_REGS), else from the warp's rows at sQ.
+  __device__ void q_fragment(uint32_t (&qa)[4], const bfloat* sQ, int kk, int lane) const {
+    if constexpr (Q_REGS) {
+      qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+    } else {
+      row_fragment<ld>(qa, sQ, 0, kk, lane);
+    }
+  }
+
   // One key tile: S = Q K^T on the tensor cores (K's rows kt ... kt + KN - 1 at sK), scaled to base 2
   // and masked (key > lim[r], r the lane's rows: -inf), the online softmax step, O += P V with P
   // rounded to bf16 (V's rows at sV).
@@ -223,11 +232,7 @@ struct WarpForward {
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
       uint32_t qa[4];
-      if constexpr (Q_REGS) {
-        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-      } else {
-        row_fragment<ld>(qa, sQ, 0, kk, lane);
-      }
+      q_fragment(qa, sQ, kk, lane);
 #pragma unroll
       for (int np = 0; np < KN / 16; ++np) {
         uint32_t bk[4];
@@ -253,11 +258,7 @@ struct WarpForward {
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
       uint32_t qa[4];
-      if constexpr (Q_REGS) {
-        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-      } else {
-        row_fragment<ld>(qa, sQ, 0, kk, lane);
-      }
+      q_fragment(qa, sQ, kk, lane);
       uint32_t bk[4];
       ldsm_x4(bk, sK16 + ((lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
       mma(s0, qa, bk[0], bk[1]);
