@@ -90,7 +90,10 @@ pack() {
 
 # Unpacks .gpu/ and points LD_LIBRARY_PATH at the bundled libraries (sets $lib and $py_env).
 unpack() {
-  [[ -e .gpu/r1.gz || -x .gpu/r1 ]] || { echo "gpu.sh: .gpu/r1 missing: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
+  # A pack holds r1, r1_tests, benchmarks or some of them (R1_GPU_TARGETS: the carry limit is 64 MiB).
+  local any
+  any=$(ls .gpu/r1 .gpu/r1.gz .gpu/r1_tests .gpu/r1_tests.gz .gpu/bench/* 2>/dev/null | head -1 || true)
+  [[ -n $any ]] || { echo "gpu.sh: .gpu holds no program: run 'bash bench/gpu.sh pack' first" >&2; exit 1; }
   gunzip -f .gpu/*.gz .gpu/bench/*.gz 2>/dev/null || true
   # shellcheck disable=SC1091
   source .gpu/build_info
@@ -102,7 +105,7 @@ unpack() {
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # cuBLASLt (and anything else still missing): look in the usual CUDA and pip locations.
   local missing d
-  missing=$(ldd .gpu/r1 | awk '/not found/ {print $1}')
+  missing=$(ldd "${any%.gz}" | awk '/not found/ {print $1}')
   for m in $missing; do
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
              $(find /usr /opt -name "$m" 2>/dev/null | xargs -r -n1 dirname | sort -u); do
@@ -111,7 +114,8 @@ unpack() {
   done
   # The tests have the build's source dir and r1 binary path baked in: make both exist here.
   if [[ "$SRC_DIR" != "$ROOT" && ! -e "$SRC_DIR" ]]; then mkdir -p "$(dirname "$SRC_DIR")" && ln -s "$ROOT" "$SRC_DIR"; fi
-  mkdir -p build-gpu/tests && cp .gpu/r1 build-gpu/r1
+  mkdir -p build-gpu/tests
+  if [[ -e .gpu/r1 ]]; then cp .gpu/r1 build-gpu/r1; fi  # tests that run r1 need it packed
   if [[ -e .gpu/r1_comm_worker ]]; then cp .gpu/r1_comm_worker build-gpu/tests/; fi
   # gpu_parity.py runs r1 through this wrapper, which brings back the bundled libraries.
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s/.gpu/r1" "$@"\n' "$LD_LIBRARY_PATH" "$ROOT" >"$lib/r1"
