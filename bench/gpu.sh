@@ -105,7 +105,8 @@ unpack() {
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # cuBLASLt (and anything else still missing): look in the usual CUDA and pip locations.
   local missing d
-  missing=$(ldd "${any%.gz}" | awk '/not found/ {print $1}')
+  packed=${any%.gz}  # the program run() lists the libraries of
+  missing=$(ldd "$packed" | awk '/not found/ {print $1}')
   for m in $missing; do
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
              $(find /usr /opt -name "$m" 2>/dev/null | xargs -r -n1 dirname | sort -u); do
@@ -139,9 +140,9 @@ run() {
     echo "== build $GIT_REV ($BUILT), host $(hostname)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
     echo "== ldd"
-    ldd .gpu/r1_tests
+    ldd "$packed"
   } 2>&1 | tee "$out/env.log"
-  if ldd .gpu/r1_tests | grep -q "not found"; then echo "gpu.sh: unresolved libraries (see above)"; fi
+  if ldd "$packed" | grep -q "not found"; then echo "gpu.sh: unresolved libraries (see above)"; fi
 
   # One device command may run 600 s: every stage gets what is left of an overall deadline, and the
   # summary is printed from whatever finished.
