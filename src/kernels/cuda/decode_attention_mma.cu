@@ -109,21 +109,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
 
     // S (16 heads x 16 keys) = Q K^T
     float s[2][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      uint32_t qa[4];
-      if constexpr (Cfg::kQInRegs) {
-        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-      } else {
-        row_fragment<ld>(qa, sQ, 0, kk, lane);
-      }
-      uint32_t bk[4];
-      ldsm_x4(bk, sK + ((lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
-      mma(s[0], qa, bk[0], bk[1]);
-      mma(s[1], qa, bk[2], bk[3]);
-    }
+    qk_scores<HD, kKeysD, ld, Cfg::kQInRegs>(s, qf, sQ, sK, lane);
 
     // Online softmax (base 2); rows gq (elements 0, 1) and gq + 8 (2, 3). A tile's first key is
     // always in range, so every row max is finite (the step's fully-masked case never arises).
@@ -141,15 +127,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
     online_softmax_step(s, mx, m, l, o);
 
     // O (16 x HDV) += P (16 x 16) V (16 x HDV)
-    uint32_t pa[4];
-    acc_to_a(pa, s[0], s[1]);
-#pragma unroll
-    for (int dp = 0; dp < HDV / 16; ++dp) {
-      uint32_t bv[4];
-      ldsm_x4_t(bv, sV + ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
-      mma(o[2 * dp], pa, bv[0], bv[1]);
-      mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-    }
+    pv16<HDV, ldv>(o, s[0], s[1], sV, lane);
     __syncwarp();  // every lane is done with this stage before the next queue() refills it
   }
   cp_async_wait<0>();  // the trailing empty groups

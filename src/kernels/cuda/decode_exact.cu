@@ -8,7 +8,7 @@
 // as decode_attention_mma.cu groups them; rows past the group are zero and dropped), streams the
 // same key tiles from the paged cache through a ring of 16-row stages with cp.async (rows past the
 // token's position zero-filled, as the training forward zero-fills rows past the sequence) and runs
-// the same tile code on each in pieces (WarpForward::scores16, softmax_step, pv16: tile()'s bits),
+// the same tile code on each in pieces (WarpForward::scores16, softmax_step, then pv16: tile()'s bits),
 // up to the tile holding the token's position. A training row also
 // visits tiles past its last key (its query tile's); for the row they change nothing, bit for bit.
 // No split of the key range: a split would merge partial sums in another order.
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(32) decode_exact_kernel(DecodeArgs a, int HG, 
         w.scores16(s[2 * q], s[2 * q + 1], sQ, st, lane);
       } else {
         if (q == C) w.template softmax_step<KN>(s, j * KN, lim, a.qscale, lane);
-        w.pv16(s[2 * (q - C)], s[2 * (q - C) + 1], st, lane);
+        pv16<HDV, Cfg::ldv>(w.o, s[2 * (q - C)], s[2 * (q - C) + 1], st, lane);
       }
       __syncwarp();  // every lane is done with this stage before it is refilled
     }

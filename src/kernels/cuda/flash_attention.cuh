@@ -183,6 +183,56 @@ __device__ inline void write_rows(const float (&o)[HDV / 8][4], const float (&l)
   }
 }
 
+// Q's A fragment kk for a warp's 16 query rows: from its registers qf (Q_REGS), else from the rows at
+// sQw (row stride LD).
+template <int LD, bool Q_REGS, int NQ>
+__device__ inline void q_fragment(uint32_t (&qa)[4], const uint32_t (&qf)[NQ][4], const bfloat* sQw, int kk,
+                                  int lane) {
+  if constexpr (Q_REGS) {
+    qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
+  } else {
+    row_fragment<LD>(qa, sQw, 0, kk, lane);
+  }
+}
+
+// S (16 x KN) = Q K^T on the tensor cores, from zero: K's rows at sK (row stride LD). Each score is
+// one mma chain over kk in order, whatever KN, so a tile's scores and its 16-key chunks' agree bit
+// for bit. The forward, the dQ backward and both decodes take their scores here.
+template <int HD, int KN, int LD, bool Q_REGS, int NQ>
+__device__ inline void qk_scores(float (&s)[KN / 8][4], const uint32_t (&qf)[NQ][4], const bfloat* sQw,
+                                 const bfloat* sK, int lane) {
+#pragma unroll
+  for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    uint32_t qa[4];
+    q_fragment<LD, Q_REGS>(qa, qf, sQw, kk, lane);
+#pragma unroll
+    for (int np = 0; np < KN / 16; ++np) {
+      uint32_t bk[4];
+      ldsm_x4(bk, sK + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+      mma(s[2 * np], qa, bk[0], bk[1]);
+      mma(s[2 * np + 1], qa, bk[2], bk[3]);
+    }
+  }
+}
+
+// O (16 x HDV) += P (16 x 16: p0, p1, the probabilities of 16 keys, rounded to bf16) V (those keys'
+// rows at sV16, row stride LDV).
+template <int HDV, int LDV>
+__device__ inline void pv16(float (&o)[HDV / 8][4], const float (&p0)[4], const float (&p1)[4], const bfloat* sV16,
+                            int lane) {
+  uint32_t pa[4];
+  acc_to_a(pa, p0, p1);
+#pragma unroll
+  for (int dp = 0; dp < HDV / 16; ++dp) {
+    uint32_t bv[4];
+    ldsm_x4_t(bv, sV16 + ((lane & 7) + ((lane >> 3) & 1) * 8) * LDV + dp * 16 + (lane >> 4) * 8);
+    mma(o[2 * dp], pa, bv[0], bv[1]);
+    mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+  }
+}
+
 // A warp's forward over its 16 query rows, in FlashAttention-2 order: the output accumulator (16 x
 // HDV in mma fragments), the running max m and the lane's partial sums l of its rows gq and gq + 8,
 // and Q's fragments (in registers when Q_REGS, else read from the warp's rows at sQ per tile). The
@@ -211,15 +261,6 @@ struct WarpForward {
     }
   }
 
-  // Q's A fragment kk: from registers (Q_REGS), else from the warp's rows at sQ.
-  __device__ void q_fragment(uint32_t (&qa)[4], const bfloat* sQ, int kk, int lane) const {
-    if constexpr (Q_REGS) {
-      qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-    } else {
-      row_fragment<ld>(qa, sQ, 0, kk, lane);
-    }
-  }
-
   // One key tile: S = Q K^T on the tensor cores (K's rows kt ... kt + KN - 1 at sK), scaled to base 2
   // and masked (key > lim[r], r the lane's rows: -inf), the online softmax step, O += P V with P
   // rounded to bf16 (V's rows at sV).
@@ -227,43 +268,22 @@ struct WarpForward {
   __device__ void tile(const bfloat* sQ, const bfloat* sK, const bfloat* sV, int kt, const int (&lim)[2],
                        float scale_log2, int lane) {
     float s[KN / 8][4];
-#pragma unroll
-    for (int i = 0; i < KN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      uint32_t qa[4];
-      q_fragment(qa, sQ, kk, lane);
-#pragma unroll
-      for (int np = 0; np < KN / 16; ++np) {
-        uint32_t bk[4];
-        ldsm_x4(bk, sK + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma(s[2 * np], qa, bk[0], bk[1]);
-        mma(s[2 * np + 1], qa, bk[2], bk[3]);
-      }
-    }
+    qk_scores<HD, KN, ld, Q_REGS>(s, qf, sQ, sK, lane);
     softmax_step<KN>(s, kt, lim, scale_log2, lane);
     // O (16 x HDV) += P (16 x KN) V (KN x HDV)
 #pragma unroll
-    for (int kk = 0; kk < KN / 16; ++kk) pv16(s[2 * kk], s[2 * kk + 1], sV + kk * 16 * ldv, lane);
+    for (int kk = 0; kk < KN / 16; ++kk) pv16<HDV, ldv>(o, s[2 * kk], s[2 * kk + 1], sV + kk * 16 * ldv, lane);
   }
 
   // The same tile in pieces, for a caller that streams a tile's keys through shared memory 16 rows at
-  // a time (decode_exact.cu): scores16 for each 16-key chunk of K (keys kt + 16 c ..., giving s[2 c]
-  // and s[2 c + 1]), then softmax_step, then pv16 for each 16-key chunk of V in order. Each score is
-  // the same mma chain over kk from zero as tile()'s, and softmax_step and pv16 are tile()'s own
-  // code, so the pieces give tile()'s bits.
-  __device__ void scores16(float (&s0)[4], float (&s1)[4], const bfloat* sQ, const bfloat* sK16, int lane) {
+  // a time (decode_exact.cu): scores16 of each 16-key chunk of K (keys kt + 16 c ..., giving s[2 c]
+  // and s[2 c + 1]), then softmax_step, then pv16 (on o) of each 16-key chunk of V in order: tile()'s
+  // own code, so tile()'s bits.
+  __device__ void scores16(float (&s0)[4], float (&s1)[4], const bfloat* sQ, const bfloat* sK16, int lane) const {
+    float c[2][4];
+    qk_scores<HD, 16, ld, Q_REGS>(c, qf, sQ, sK16, lane);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s0[e] = s1[e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      uint32_t qa[4];
-      q_fragment(qa, sQ, kk, lane);
-      uint32_t bk[4];
-      ldsm_x4(bk, sK16 + ((lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
-      mma(s0, qa, bk[0], bk[1]);
-      mma(s1, qa, bk[2], bk[3]);
-    }
+    for (int e = 0; e < 4; ++e) s0[e] = c[0][e], s1[e] = c[1][e];
   }
 
   // Scale to base 2 and mask (key > lim[r], r the lane's rows: -inf) the tile's scores (keys kt ...),
@@ -283,19 +303,6 @@ struct WarpForward {
       }
     }
     online_softmax_step(s, mx, m, l, o);
-  }
-
-  // O (16 x HDV) += P (16 x 16: p0, p1, the probabilities of 16 keys) V (those keys' rows at sV16).
-  __device__ void pv16(const float (&p0)[4], const float (&p1)[4], const bfloat* sV16, int lane) {
-    uint32_t pa[4];
-    acc_to_a(pa, p0, p1);
-#pragma unroll
-    for (int dp = 0; dp < HDV / 16; ++dp) {
-      uint32_t bv[4];
-      ldsm_x4_t(bv, sV16 + ((lane & 7) + ((lane >> 3) & 1) * 8) * ldv + dp * 16 + (lane >> 4) * 8);
-      mma(o[2 * dp], pa, bv[0], bv[1]);
-      mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-    }
   }
 
   // The end: l summed over the quad, and row r's output o / l rounded to bf16 at dst_r (the lane's

@@ -73,25 +73,9 @@ __global__ void __launch_bounds__(DqConfig<HD, HDV>::kThreads) flash_backward_dq
 
     // S (16 x KN) = Q K^T and dP (16 x KN) = dO V^T
     float s[KN / 8][4], dp[KN / 8][4];
+    qk_scores<HD, KN, ld, Cfg::kQInRegs>(s, qf, sQ + warp * 16 * ld, sKb, lane);
 #pragma unroll
-    for (int i = 0; i < KN / 8; ++i)
-      s[i][0] = s[i][1] = s[i][2] = s[i][3] = dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk) {
-      uint32_t qa[4];
-      if constexpr (Cfg::kQInRegs) {
-        qa[0] = qf[kk][0], qa[1] = qf[kk][1], qa[2] = qf[kk][2], qa[3] = qf[kk][3];
-      } else {
-        row_fragment<ld>(qa, sQ, warp, kk, lane);
-      }
-#pragma unroll
-      for (int np = 0; np < KN / 16; ++np) {
-        uint32_t bk[4];
-        ldsm_x4(bk, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ld + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma(s[2 * np], qa, bk[0], bk[1]);
-        mma(s[2 * np + 1], qa, bk[2], bk[3]);
-      }
-    }
+    for (int i = 0; i < KN / 8; ++i) dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HDV / 16; ++kk) {
       uint32_t oa[4];
