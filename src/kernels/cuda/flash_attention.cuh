@@ -197,7 +197,7 @@ __device__ inline void q_fragment(uint32_t (&qa)[4], const uint32_t (&qf)[NQ][4]
 
 // S (16 x KN) = Q K^T on the tensor cores, from zero: K's rows at sK (row stride LD). Each score is
 // one mma chain over kk in order, whatever KN, so a tile's scores and its 16-key chunks' agree bit
-// for bit. The forward, the dQ backward and both decodes take their scores here.
+// for bit. The forward, the dQ backward (S, and dP = dO V^T) and both decodes contract here.
 template <int HD, int KN, int LD, bool Q_REGS, int NQ>
 __device__ inline void qk_scores(float (&s)[KN / 8][4], const uint32_t (&qf)[NQ][4], const bfloat* sQw,
                                  const bfloat* sK, int lane) {

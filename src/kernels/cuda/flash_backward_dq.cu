@@ -74,20 +74,8 @@ __global__ void __launch_bounds__(DqConfig<HD, HDV>::kThreads) flash_backward_dq
     // S (16 x KN) = Q K^T and dP (16 x KN) = dO V^T
     float s[KN / 8][4], dp[KN / 8][4];
     qk_scores<HD, KN, ld, Cfg::kQInRegs>(s, qf, sQ + warp * 16 * ld, sKb, lane);
-#pragma unroll
-    for (int i = 0; i < KN / 8; ++i) dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HDV / 16; ++kk) {
-      uint32_t oa[4];
-      row_fragment<ldv>(oa, sdO, warp, kk, lane);
-#pragma unroll
-      for (int np = 0; np < KN / 16; ++np) {
-        uint32_t bv[4];
-        ldsm_x4(bv, sVb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ldv + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma(dp[2 * np], oa, bv[0], bv[1]);
-        mma(dp[2 * np + 1], oa, bv[2], bv[3]);
-      }
-    }
+    constexpr uint32_t kNoRegs[1][4] = {};  // dO's fragments come from shared memory
+    qk_scores<HDV, KN, ldv, false>(dp, kNoRegs, sdO + warp * 16 * ldv, sVb, lane);
 
     // P and dS = P (dP - D) * scale, element (qrow[e / 2], key); 0 past the causal bound or L.
 #pragma unroll
