@@ -428,6 +428,8 @@ ab() {
   for round in 1 2; do
     for c in "${cases[@]}"; do
       name=${c%%|*}; cmd=${c#*|}
+      # R1_AB_CASES="train-0.5b train-1.5b": those cases alone (a call's time and carry are short)
+      [[ -n ${R1_AB_CASES:-} && " $R1_AB_CASES " != *" $name "* ]] && continue
       for which in base this; do
         bin=.gpu/bench; [[ $which == base ]] && bin=$base/bench
         # shellcheck disable=SC2086
