@@ -90,6 +90,13 @@ def build(shape, dtype=torch.float32, use_cache=False, layers=0):
         cfg = Qwen2Config(use_sliding_window=False, use_cache=use_cache, attn_implementation="sdpa", **s)
         cls = Qwen2ForCausalLM
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = cls(cfg)
+    # Drawn in `dtype` directly: an fp32 draw of Qwen3-30B-A3B (122 GB) does not fit an 80 GB GPU
+    # before its bf16 cast.
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("cuda"):
+            model = cls(cfg)
+    finally:
+        torch.set_default_dtype(default)
     return model.to(dtype)
