@@ -52,6 +52,7 @@ struct Shape {
   float tau = 0.0f;                          // log-probs temperature (0: 1)
   bool bias = false, workspace = false, scatter = false, repeats = false, wide_out = false, masked = false;
   bool latent = false;  // KV cache without values: they are the keys' first HDv columns (MLA)
+  bool residual = false;  // linear_forward: + a residual (N, OC), a separate tensor and out itself
   int64_t E = 0, K = 0, G = 0, TG = 0;  // MoE: experts, chosen per token, groups, eligible groups
   bool sigmoid = false;                 // MoE: sigmoid scores with a choice bias (else softmax)
   int64_t gap = 0;                      // grouped linear: elements between stacked matrices past OUT * IN

@@ -136,6 +136,40 @@ TEST(ModelMlp, GateAndUpRunAsOneGemmUnlessAnAdapterTakesPart) {
   for (size_t t = 0; t < lp.size(); ++t) EXPECT_NEAR(lp[t], la[t], 1e-5f) << "token " << t;
 }
 
+// A dense decoder layer sums its residual stream in o_proj's and down_proj's GEMMs
+// (ops::linear_forward's residual): no add op runs in the training forward or in a decode step,
+// in every architecture (CachedForwardMatchesTrainingForward and the transformers parity tests hold
+// the values). An adapter on those projections adds its product after the base one.
+TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
+  using ops::Op;
+  using ops::Path;
+  for (const char* arch : {"qwen2", "llama", "qwen3"}) {
+    model::Transformer m = tiny(arch, 5);
+    const int V = m.config().vocab_size;
+    const model::Batch batch = model::pack_sequences({random_ids(1, 13, V), random_ids(2, 6, V)});
+    model::TrainState state;
+    ops::reset_path_counts();
+    state.forward(m, batch);
+    EXPECT_EQ(ops::path_count(Op::add, Path::native), 0) << arch << ": training forward";
+    model::KVCache cache(m, 1, 8);
+    Arena arena;
+    ops::reset_path_counts();
+    model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
+    EXPECT_EQ(ops::path_count(Op::add, Path::native), 0) << arch << ": cached forward";
+  }
+  model::Transformer adapted = tiny("qwen2", 5);
+  model::LoraConfig lora;
+  lora.rank = 4;
+  lora.targets = {"o_proj", "down_proj"};
+  adapted.add_lora(lora, 9);
+  const model::Batch batch = model::pack_sequences({random_ids(1, 13, adapted.config().vocab_size)});
+  model::TrainState state;
+  ops::reset_path_counts();
+  state.forward(adapted, batch);
+  EXPECT_EQ(ops::path_count(Op::add, Path::native), 2 * adapted.config().num_hidden_layers)
+      << "one adapter add per adapted projection";
+}
+
 // A tiny model memorises a small batch: the loss falls by more than 90%.
 TEST(ModelTraining, TinyModelOverfitsABatch) {
   model::Transformer m = tiny("qwen2", 3);

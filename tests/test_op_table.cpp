@@ -61,6 +61,15 @@ std::vector<Row> table() {
             {any, {.N = 8192, .IC = 4864, .OC = 896}, kBF16, kGpu},                  // MLP down
             {any, {.N = 8192, .IC = 896, .OC = 1152, .bias = true}, kBF16, kGpu}});  // fused q/k/v
   add_rows(t, {Op::linear_forward}, {{any, {.N = 64, .IC = 32, .OC = 48, .wide_out = true}, kBF16}});
+  // A decoder layer's o_proj and down_proj sum the residual stream in the product.
+  add_rows(t, {Op::linear_forward},
+           {{any, {.N = 13, .IC = 37, .OC = 19, .residual = true}},
+            {any, {.N = 13, .IC = 37, .OC = 19, .bias = true, .residual = true}},
+            {any, {.N = 33, .IC = 37, .OC = 29, .offset = 1, .residual = true}},  // unaligned operands
+            {any, {.N = 37, .IC = 100, .OC = 19, .offset = 3, .bias = true, .residual = true}},
+            {any, {.N = 64, .IC = 896, .OC = 896, .residual = true}, kBF16, kGpu},  // a decode step's o_proj
+            {any, {.N = 8192, .IC = 4864, .OC = 896, .residual = true}, kBF16, kGpu},  // MLP down
+            {any, {.N = 2048, .IC = 1024, .OC = 1024, .bias = true, .residual = true}, kF32, kGpu}});
   add_rows(t, {Op::rope_forward, Op::rope_backward},
            {{any, {.T = 13, .H = 3, .HD = 16, .maxpos = 4000}},
             {any, {.T = 13, .H = 2, .HD = 8, .maxpos = 40}},
@@ -412,7 +421,7 @@ std::string sizes(const Shape& s) {
   put("offset", s.offset);
   if (s.tau > 0.0f) n += fmt::format("_tau{}", int(s.tau * 10 + 0.5f));
   flag("bias", s.bias), flag("ws", s.workspace), flag("scatter", s.scatter), flag("repeats", s.repeats);
-  flag("wide", s.wide_out), flag("masked", s.masked), flag("latent", s.latent);
+  flag("wide", s.wide_out), flag("masked", s.masked), flag("latent", s.latent), flag("res", s.residual);
   put("E", s.E), put("K", s.K), put("G", s.G), put("TG", s.TG);
   flag("sigmoid", s.sigmoid);
   put("gap", s.gap);

@@ -179,13 +179,24 @@ void run_linear_forward(Run& c) {
   Vf x = c.randn(N * IC), w = c.randn(OC * IC, 1.0f / std::sqrt(float(IC))), b = c.randn(OC);
   const bool wide = c.s.wide_out && c.dt == DType::BF16;  // bf16 operands, f32 logits
   Tensor tx = c.act(x, {N, IC}), tw = c.act(w, {OC, IC}), tb = c.s.bias ? c.act(b, {OC}) : Tensor();
+  Vf r = c.s.residual ? c.randn(N * OC) : Vf();
+  Tensor tr = c.s.residual ? c.act(r, {N, OC}) : Tensor();
   Tensor out = c.nan({N, OC}, wide ? DType::F32 : c.dt);
-  ops::linear_forward(out, tx, tw, tb);
+  ops::linear_forward(out, tx, tw, tb, tr);
   const Rows rows = c.rows(N, double(IC * OC));
   const Vd bd = to_d(b);
-  c.check(wide ? "linear_forward (f32 out)" : "linear_forward", c.get(out),
-          ref_linear(to_d(x), to_d(w), c.s.bias ? &bd : nullptr, rows, IC, OC), rows, OC,
-          wide ? kStatReduce : kReduce);
+  Vd ref = ref_linear(to_d(x), to_d(w), c.s.bias ? &bd : nullptr, rows, IC, OC);
+  if (c.s.residual)
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (int64_t o = 0; o < OC; ++o) ref[i * sz(OC) + sz(o)] += r[sz(rows[i] * OC + o)];
+  c.check(wide ? "linear_forward (f32 out)" : c.s.residual ? "linear_forward (+ residual)" : "linear_forward",
+          c.get(out), ref, rows, OC, wide ? kStatReduce : kReduce);
+  if (c.s.residual) {  // out is the residual: accumulated in place
+    Vf r2 = r;
+    Tensor io = c.act(r2, {N, OC});
+    ops::linear_forward(io, tx, tw, tb, io);
+    c.check("linear_forward (+ residual, in place)", c.get(io), ref, rows, OC, kReduce);
+  }
 }
 
 void run_linear_backward(Run& c) {

@@ -34,8 +34,13 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
                       const Tensor& weight, const Tensor& rstd);
 
 // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, optional)   [HF nn.Linear layout]
-// With bf16 inp/weight and no bias, out may be f32 (logits kept unrounded for sampling).
-void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias);
+//              + residual (N, OC, optional; may be out itself)
+// The residual is summed with the product before out is rounded (bf16: one rounding, where a
+// separate add rounds twice): a decoder layer's o_proj and down_proj write the residual stream
+// without an add kernel. With bf16 inp/weight and no bias or residual, out may be f32 (logits kept
+// unrounded for sampling).
+void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                    const Tensor& residual = {});
 // dinp (N, IC) += dout @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
 // Any of dinp, dweight, dbias may be empty.
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

@@ -93,7 +93,8 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
 // ---------------------------------------------------------------------------------------------
 // linear
 
-void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                    const Tensor& residual) {
   const Op id = Op::linear_forward;
   const char* op = op_name(id);
   const DType dt = compute_dtype(op, "inp", inp);
@@ -103,15 +104,17 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
   const int64_t OC = weight.shape[0];
   expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
   // bf16 operands may produce f32 rows (logits for sampling: no rounding before the softmax).
-  const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty();
+  const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty() && residual.empty();
   expect(op, "out", out, wide_out ? F32 : dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
-  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}})) {
+  expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, "out", &out);
+  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}, {"residual", residual}})) {
     if (wide_out) R1_CUDA_DISPATCH(op, dt, cuda::linear_forward(fp(out), bp(inp), bp(weight), N, IC, OC));
-    R1_CUDA_DISPATCH_DT(op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), N, IC, OC),
-                        cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC));
+    R1_CUDA_DISPATCH_DT(
+        op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), bp(residual), N, IC, OC),
+        cuda::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), fp(residual), N, IC, OC));
   }
   count_path(id, Path::native);
-  cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), N, IC, OC);
+  cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), fp(residual), N, IC, OC);
 }
 
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

@@ -39,9 +39,10 @@ void sgemm_forward(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // ---- linear.cpp (sgemm) ----
-// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, nullable)
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
-                    int64_t IC, int64_t OC);
+// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, nullable) + residual (N, OC, nullable;
+// may be out)
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const float* residual, int64_t N, int64_t IC, int64_t OC);
 // dinp (N, IC) += dout (N, OC) @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
 // Any gradient output may be nullptr.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -5,11 +5,20 @@
 
 namespace r1::cpu {
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
-                    int64_t IC, int64_t OC) {
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const float* residual, int64_t N, int64_t IC, int64_t OC) {
   if (N == 0 || OC == 0) return;
   float beta = 0.0f;
-  if (bias) {
+  if (residual) {  // out = residual (+ bias), then the product accumulates onto it
+#pragma omp parallel for schedule(static) if (N * OC >= kParallelMin)
+    for (int64_t n = 0; n < N; ++n) {
+      float* o = out + n * OC;
+      if (o != residual + n * OC) std::memmove(o, residual + n * OC, size_t(OC) * sizeof(float));
+      if (bias)
+        for (int64_t j = 0; j < OC; ++j) o[j] += bias[j];
+    }
+    beta = 1.0f;
+  } else if (bias) {
 #pragma omp parallel for schedule(static) if (N * OC >= kParallelMin)
     for (int64_t n = 0; n < N; ++n) std::memcpy(out + n * OC, bias, size_t(OC) * sizeof(float));
     beta = 1.0f;

@@ -193,7 +193,7 @@ void grouped_linear_forward(float* out, const float* inp, const float* w, int64_
                             int64_t E, int64_t IN, int64_t OUT) {
   for (int64_t e = 0; e < E; ++e) {
     const int64_t a = offsets[e], n = offsets[e + 1] - a;
-    linear_forward(out + a * OUT, inp + a * IN, w + e * stride, nullptr, n, IN, OUT);
+    linear_forward(out + a * OUT, inp + a * IN, w + e * stride, nullptr, nullptr, n, IN, OUT);
   }
 }
 

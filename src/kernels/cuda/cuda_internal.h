@@ -22,11 +22,13 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
           GemmOrder order = GemmOrder::Any);
 // bf16 operands, bf16 result (rounded once from the fp32 accumulator, beta * C included). bias
-// (N, optional, 16-byte aligned) is added to every row by the GEMM's epilogue. Returns false, having
-// done nothing, when no algorithm takes the bias epilogue for this problem (or K = 0 with a bias).
+// (N, optional, 16-byte aligned) is added to every row by the GEMM's epilogue. c_in (optional, C's
+// layout): the beta term reads it instead of C, and the result goes to C (cuBLASLt's C and D).
+// Returns false, having done nothing, when no algorithm takes the bias epilogue for this problem
+// (or K = 0 with a bias).
 bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias = nullptr,
-          GemmOrder order = GemmOrder::Any);
+          GemmOrder order = GemmOrder::Any, const bf16* c_in = nullptr);
 // bf16 operands, f32 result (parameter gradients, logits tiles).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,

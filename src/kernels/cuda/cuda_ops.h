@@ -33,11 +33,12 @@ void rmsnorm_backward(bf16* dinp, float* dweight, const bf16* dout, const bf16* 
                       const float* rstd, int64_t N, int64_t C);
 
 // ---- linear.cu (cuBLASLt, fp32 compute: no TF32) ----
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
-                    int64_t IC, int64_t OC);
-// bf16: the bias (bf16) is added by the GEMM's epilogue.
-void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int64_t N, int64_t IC,
-                    int64_t OC);
+// residual (N, OC, nullable; may be out): summed with the product before out is written.
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const float* residual, int64_t N, int64_t IC, int64_t OC);
+// bf16: the bias (bf16) is added by the GEMM's epilogue, the residual is its C (beta 1, D = out).
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, const bf16* residual,
+                    int64_t N, int64_t IC, int64_t OC);
 // bf16 operands, f32 result (logits for sampling), no bias.
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC);
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

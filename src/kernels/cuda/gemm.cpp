@@ -3,6 +3,7 @@
 // the operands swap and each keeps its own transpose flag. Each distinct problem (shape, strides,
 // dtypes, transposes, beta != 0, alignments, bias epilogue, strided batch) gets its descriptors and
 // heuristic algorithm once; later calls only set the bias pointer and launch.
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <memory>
@@ -215,14 +216,24 @@ Plan* plan_for(const Key& k) {
 // False (nothing done) only when a bias epilogue has no algorithm.
 bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const void* A, Ty at, int64_t lda, const void* B, Ty bt, int64_t ldb, float beta, void* C,
-              Ty ct, int64_t ldc, const void* bias, GemmOrder order = GemmOrder::Any) {
+              Ty ct, int64_t ldc, const void* bias, GemmOrder order = GemmOrder::Any,
+              const void* c_in = nullptr) {
   if (M == 0 || N == 0 || bat.count == 0) return true;
   Context& ctx = context();
+  if (c_in == C) c_in = nullptr;
+  R1_CHECK(!c_in || bat.count <= 1, "gemm: a separate C input is for one product only");
   if (K == 0) {
-    // Empty sum: C = beta * C. Only beta = 0 (clear) and beta = 1 (keep) occur in the backend, and
-    // callers with a bias handle K = 0 themselves.
+    // Empty sum: C = beta * C_in. Only beta = 0 (clear) and beta = 1 (keep) occur in the backend,
+    // and callers with a bias handle K = 0 themselves.
     if (bias) return false;
-    if (beta == 1.0f) return true;
+    if (beta == 1.0f) {
+      if (c_in) {
+        const size_t es = elem_bytes(ct);
+        CUDA_CHECK(cudaMemcpy2DAsync(C, size_t(ldc) * es, c_in, size_t(ldc) * es, size_t(N) * es, size_t(M),
+                                     cudaMemcpyDeviceToDevice, ctx.stream));
+      }
+      return true;
+    }
     R1_CHECK(beta == 0.0f, "gemm: K = 0 with beta = {} is not supported", beta);
     const size_t es = elem_bytes(ct);
     for (int64_t i = 0; i < bat.count; ++i) {
@@ -233,7 +244,8 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
   }
   const Batch b = bat.count > 1 ? bat : Batch{};  // one product: the plain GEMM's key
   const uint32_t al_a = alignment(A, at, b.count, b.stride_a), al_b = alignment(B, bt, b.count, b.stride_b),
-                 al_c = alignment(C, ct, b.count, b.stride_c);
+                 al_c = std::min(alignment(C, ct, b.count, b.stride_c),
+                                 c_in ? alignment(c_in, ct, b.count, b.stride_c) : 256u);
   const bool invariant = order == GemmOrder::RowInvariant;
   // Each M's own invariant plan: whether a bias epilogue has an algorithm may depend on M, so the
   // caller always broadcasts (the fixed policy decides at its reference rows, for every M).
@@ -246,8 +258,8 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
     CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta, C, plan->c, C,
-                              plan->c, &plan->algo, invariant ? nullptr : ctx.workspace,
+  CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta,
+                              c_in ? c_in : C, plan->c, C, plan->c, &plan->algo, invariant ? nullptr : ctx.workspace,
                               invariant ? 0 : ctx.workspace_bytes, ctx.stream));
   return true;
 }
@@ -269,9 +281,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 
 bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias,
-          GemmOrder order) {
+          GemmOrder order, const bf16* c_in) {
   return gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::BF16,
-                  ldc, bias, order);
+                  ldc, bias, order, c_in);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,

@@ -1,6 +1,7 @@
-// Linear layers through the cuBLASLt GEMMs. f32: the bias is broadcast into out first and the GEMM
-// accumulates onto it (beta = 1), the same order as the CPU reference. bf16: the GEMM's bias
-// epilogue adds it (no separate pass); parameter gradients are f32.
+// Linear layers through the cuBLASLt GEMMs. f32: the bias (and the residual) are put into out first
+// and the GEMM accumulates onto it (beta = 1), the same order as the CPU reference. bf16: the GEMM's
+// bias epilogue adds the bias and its C input is the residual (beta = 1, D = out: one rounding, no
+// separate pass); parameter gradients are f32.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -9,47 +10,61 @@ namespace r1::cuda {
 
 namespace {
 
+// out[n, j] = (residual ? residual[n, j] + bias[j] : bias[j]); residual may be out.
 template <typename T>
-__global__ void broadcast_rows_kernel(T* out, const T* bias, int64_t N, int64_t OC) {
+__global__ void broadcast_rows_kernel(T* out, const T* bias, const T* residual, int64_t N, int64_t OC) {
   const int64_t n = N * OC;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    out[i] = bias[i % OC];
+    out[i] = residual ? T(float(residual[i]) + float(bias[i % OC])) : bias[i % OC];
   }
 }
 
 template <typename T>
-void broadcast_rows(T* out, const T* bias, int64_t N, int64_t OC) {
-  broadcast_rows_kernel<<<grid_for(N * OC), kThreads, 0, context().stream>>>(dp(out), dp(bias), N, OC);
+void broadcast_rows(T* out, const T* bias, const T* residual, int64_t N, int64_t OC) {
+  broadcast_rows_kernel<<<grid_for(N * OC), kThreads, 0, context().stream>>>(dp(out), dp(bias), dp(residual), N,
+                                                                              OC);
   CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
-                    int64_t IC, int64_t OC) {
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const float* residual, int64_t N, int64_t IC, int64_t OC) {
   if (N == 0 || OC == 0) return;
   float beta = 0.0f;
   if (bias) {
-    broadcast_rows(out, bias, N, OC);
+    broadcast_rows(out, bias, residual, N, OC);
+    beta = 1.0f;
+  } else if (residual) {
+    if (residual != out)
+      CUDA_CHECK(cudaMemcpyAsync(out, residual, size_t(N * OC) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                 context().stream));
     beta = 1.0f;
   }
-  // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T  (+ out when biased; IC = 0 leaves bias or zeros)
+  // out (N, OC) = inp (N, IC) @ weight (OC, IC)^T  (+ out when biased or with a residual; IC = 0
+  // leaves bias, residual or zeros)
   gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC, forward_order());
 }
 
-void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int64_t N, int64_t IC,
-                    int64_t OC) {
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, const bf16* residual,
+                    int64_t N, int64_t IC, int64_t OC) {
   if (N == 0 || OC == 0) return;
-  // out (N, OC) = inp @ weight^T + bias, the bias added by the epilogue. It wants a 16-byte aligned
-  // bias (and an algorithm that takes it: in the batch-invariant forward, decided for every N alike
-  // by gemm.cpp's policy); otherwise broadcast first and accumulate, as for f32.
+  // out (N, OC) = inp @ weight^T + bias (+ residual), the bias added by the epilogue, the residual
+  // as C. The epilogue wants a 16-byte aligned bias (and an algorithm that takes it: in the
+  // batch-invariant forward, decided for every N alike by gemm.cpp's policy); otherwise broadcast
+  // first (onto the residual) and accumulate, as for f32.
   const GemmOrder order = forward_order();
-  if (bias && aligned16(bias) && gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, bias, order)) {
+  const float beta_in = residual ? 1.0f : 0.0f;
+  if (bias && aligned16(bias) &&
+      gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta_in, out, OC, bias, order, residual)) {
     return;
   }
-  const float beta = bias ? 1.0f : 0.0f;
-  if (bias) broadcast_rows(out, bias, N, OC);
-  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC, nullptr, order);
+  if (bias) {
+    broadcast_rows(out, bias, residual, N, OC);
+    gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 1.0f, out, OC, nullptr, order);
+    return;
+  }
+  gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta_in, out, OC, nullptr, order, residual);
 }
 
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC) {

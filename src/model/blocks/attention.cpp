@@ -44,7 +44,7 @@ void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tens
 }  // namespace
 
 void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
-                       AttentionSaved* s) {
+                       AttentionSaved* s, const Tensor& residual) {
   const ModelConfig& c = *p.cfg;
   const int64_t T = p.T, NH = c.num_attention_heads;
   const float scale = softmax_scale(c);
@@ -66,7 +66,7 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
     lse = p.keep(DType::F32, {T, NH});
     ops::attention_forward(att, lse, q, k, v, p.cu_seqlens, scale);
   }
-  linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, s ? &s->o_lin : nullptr);
+  linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, s ? &s->o_lin : nullptr, residual);
   if (s) s->q = q, s->k = k, s->v = v, s->att = att, s->lse = lse;
 }
 

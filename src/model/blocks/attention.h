@@ -49,11 +49,12 @@ struct AttentionSaved {
   Tensor att, lse;                      // (T, NH, HD), (T, NH) f32
 };
 
-// out (T, C) = the block over x (T, C). With p.cache, layer `layer`'s keys and values are written
-// to the cache and the tokens attend over it (decoding); else within their packed sequences, and s
-// (when saving) keeps what attention_backward reads.
+// out (T, C) = the block over x (T, C) (+ residual (T, C), summed in o_proj's product). With
+// p.cache, layer `layer`'s keys and values are written to the cache and the tokens attend over it
+// (decoding); else within their packed sequences, and s (when saving) keeps what attention_backward
+// reads.
 void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
-                       AttentionSaved* s);
+                       AttentionSaved* s, const Tensor& residual = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeights& G, const AttentionSaved& s,
                         const Tensor& x, const Tensor& dout, Tensor dx);

@@ -1,5 +1,6 @@
 #include "model/blocks/linear.h"
 
+#include "base/error.h"
 #include "kernels/ops.h"
 #include "tensor/device_memory.h"
 
@@ -9,10 +10,13 @@ namespace {
 
 // The layer's products, for one weight or for the experts' grouped weights: out = x M^T (+ bias),
 // and its backward. The adapter's arithmetic below is written once over them.
-void product(const Linear&, Tensor out, const Tensor& x, const Tensor& m, const Tensor& bias) {
-  ops::linear_forward(out, x, m, bias);
+void product(const Linear&, Tensor out, const Tensor& x, const Tensor& m, const Tensor& bias,
+             const Tensor& residual = {}) {
+  ops::linear_forward(out, x, m, bias, residual);
 }
-void product(const GroupedLinear& L, Tensor out, const Tensor& x, const ops::Stacked& m, const Tensor&) {
+void product(const GroupedLinear& L, Tensor out, const Tensor& x, const ops::Stacked& m, const Tensor&,
+             const Tensor& residual = {}) {
+  R1_CHECK(residual.empty(), "grouped linear: the experts' rows take no residual");
   ops::grouped_linear_forward(out, x, m, L.offsets);
 }
 void product_backward(const Linear&, Tensor dx, Tensor dm, Tensor dbias, const Tensor& dout, const Tensor& x,
@@ -50,8 +54,9 @@ Tensor scaled(const Pass& p, const Tensor& h) {
 }
 
 template <class L>
-void block_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, LinearSaved* s) {
-  product(W, out, x, W.w, W.b);
+void block_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, LinearSaved* s,
+                   const Tensor& residual = {}) {
+  product(W, out, x, W.w, W.b, residual);
   if (!adapted(p, W)) return;
   const int64_t T = x.shape[0], R = matrix(W.lora_a).shape[0], OUT = matrix(W.w).shape[0];
   Tensor h = p.keep(p.cd, {T, R});
@@ -83,11 +88,13 @@ void block_backward(const Pass& p, const L& W, L& G, const LinearSaved& s, const
 
 }  // namespace
 
-void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s) {
-  block_forward(p, W, x, out, s);
+void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s,
+                          const Tensor& residual) {
+  block_forward(p, W, x, out, s, residual);
 }
-void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s) {
-  block_forward(p, W, x, out, s);
+void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s,
+                          const Tensor& residual) {
+  block_forward(p, W, x, out, s, residual);
 }
 
 namespace {

@@ -46,9 +46,12 @@ std::optional<GroupedLinear> packed_pair(const Pass& p, const GroupedLinear& a, 
 std::optional<Linear> packed_grads(const Linear& a, const Linear& b);
 std::optional<GroupedLinear> packed_grads(const GroupedLinear& a, const GroupedLinear& b);
 
-// out (T, OUT) = the layer over x (T, IN); s (when saving) keeps what linear_block_backward reads.
-void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s);
-void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s);
+// out (T, OUT) = the layer over x (T, IN) (+ residual (T, OUT), summed in the base product: see
+// ops::linear_forward); s (when saving) keeps what linear_block_backward reads.
+void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s,
+                          const Tensor& residual = {});
+void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s,
+                          const Tensor& residual = {});  // the experts' rows: no residual
 // The weight the layer applies, W + s * B A (OUT, IN), in scratch when an adapter is on, else W.w:
 // for the products that use a weight other than as x W^T (MLA's absorbed decode). No dropout.
 Tensor effective_weight(const Pass& p, const Linear& W);

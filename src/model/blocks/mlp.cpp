@@ -16,7 +16,8 @@ int64_t width(const GroupedLinear& L) { return L.w.first.shape[0]; }
 // adjacent) whenever no adapter on them takes part; the SwiGLU then reads the packed rows. Same
 // products, one launch fewer per layer, and twice the width for the GEMM to fill the GPU with.
 template <class L>
-void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s) {
+void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s,
+                 const Tensor& residual) {
   const int64_t T = x.shape[0], I = width(W.gate);
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
@@ -32,7 +33,7 @@ void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out,
     ops::swiglu_forward(act, gate, up);
     saved.gate = gate, saved.up = up;
   }
-  linear_block_forward(p, W.down, act, out, &saved.down_lin);
+  linear_block_forward(p, W.down, act, out, &saved.down_lin, residual);
   if (s) saved.act = p.recompute ? Tensor() : act, *s = saved;
 }
 
@@ -65,8 +66,8 @@ void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSave
   linear_block_backward(p, W.up, G.up, s.up_lin, x, dup, dx);
 }
 
-template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*);
-template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*);
+template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&);
+template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&);
 template void mlp_backward(const Pass&, const MlpWeights&, MlpWeights&, const MlpSaved&, const Tensor&, const Tensor&,
                            Tensor);
 template void mlp_backward(const Pass&, const GroupedMlpWeights&, GroupedMlpWeights&, const MlpSaved&, const Tensor&,
