@@ -259,8 +259,9 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
         cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
   CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta,
-                              c_in ? c_in : C, plan->c, C, plan->c, &plan->algo, invariant ? nullptr : ctx.workspace,
-                              invariant ? 0 : ctx.workspace_bytes, ctx.stream));
+                              c_in ? c_in : C, plan->c, C, plan->c, &plan->algo,
+                              invariant ? nullptr : ctx.workspace, invariant ? 0 : ctx.workspace_bytes,
+                              ctx.stream));
   return true;
 }
 

@@ -21,8 +21,8 @@ __global__ void broadcast_rows_kernel(T* out, const T* bias, const T* residual, 
 
 template <typename T>
 void broadcast_rows(T* out, const T* bias, const T* residual, int64_t N, int64_t OC) {
-  broadcast_rows_kernel<<<grid_for(N * OC), kThreads, 0, context().stream>>>(dp(out), dp(bias), dp(residual), N,
-                                                                              OC);
+  broadcast_rows_kernel<<<grid_for(N * OC), kThreads, 0, context().stream>>>(dp(out), dp(bias), dp(residual),
+                                                                             N, OC);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -67,7 +67,8 @@ void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSave
 }
 
 template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&);
-template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&);
+template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*,
+                          const Tensor&);
 template void mlp_backward(const Pass&, const MlpWeights&, MlpWeights&, const MlpSaved&, const Tensor&, const Tensor&,
                            Tensor);
 template void mlp_backward(const Pass&, const GroupedMlpWeights&, GroupedMlpWeights&, const MlpSaved&, const Tensor&,

@@ -52,8 +52,8 @@ struct MlpSaved {
 };
 
 // out (N, C) = the block over x (N, C) (N: the batch's tokens, or the experts' grouped rows); its
-// width is the weights'. residual (N, C; not for the experts' rows): summed in down_proj's product. s (when
-// saving) keeps what mlp_backward reads. L: Linear or GroupedLinear.
+// width is the weights'. residual (N, C; not for the experts' rows): summed in down_proj's product.
+// s (when saving) keeps what mlp_backward reads. L: Linear or GroupedLinear.
 template <class L>
 void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s,
                  const Tensor& residual = {});
