@@ -2,6 +2,7 @@
 // Shared by the GPU benchmarks: the weights a step reads, fast random weights for the presets, device memory in use,
 // the GPU's name, medians. Header-only: each bench/*.cpp is its own program.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -119,6 +120,31 @@ inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Device-to-device copy bandwidth (read + write bytes over time), the rooflines' denominator.
+inline double measured_bandwidth() {
+#ifdef R1_HAVE_CUDA
+  const size_t bytes = size_t(2) << 30;
+  void *a = nullptr, *b = nullptr;
+  CUDA_CHECK(cudaMalloc(&a, bytes));
+  CUDA_CHECK(cudaMalloc(&b, bytes));
+  cudaStream_t s = cuda::context().stream;
+  CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+  cuda::synchronize();
+  std::vector<double> bw;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+    cuda::synchronize();
+    bw.push_back(2.0 * double(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  CUDA_CHECK(cudaFree(a));
+  CUDA_CHECK(cudaFree(b));
+  return median(bw);
+#else
+  return 0;
+#endif
 }
 
 // A benchmark's main: runs `run`; on an exception it still prints one JSON line (`id` plus "error"),

@@ -6,7 +6,7 @@
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
-//                                 [--exact off|on|split] [--gemm-ref-rows N]
+//                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -26,6 +26,7 @@
 // --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
 // the middle of the generation), as a table after the JSON.
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
+// --decode-gemm off: a decode step's linears on cuBLASLt instead of the decode GEMM (A/B).
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
 // attention in one pass or in fixed key splits; --gemm-ref-rows N: its GEMMs' one algorithm per
 // product chosen at N rows (0: each shape's own; default cuda::kInvariantGemmRows). For the cost
@@ -76,6 +77,7 @@ struct Args {
   int kv_block = 16;
   bool training_state = false, profile = false;
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
+  std::string decode_gemm = "on";    // a decode step's linears on the decode GEMM, or cuBLASLt (A/B)
   std::string exact = "off";         // off | on | split
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
@@ -85,7 +87,8 @@ struct Args {
                "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
-               "[--profile] [--attention tensor|simt] [--exact off|on|split] [--gemm-ref-rows N]\n",
+               "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
+               "[--gemm-ref-rows N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -120,6 +123,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--with-training-state") a.training_state = true;
     else if (k == "--profile") a.profile = true;
     else if (k == "--attention") a.attention = value();
+    else if (k == "--decode-gemm") a.decode_gemm = value();
     else if (k == "--exact") a.exact = value();
     else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
     else usage("unknown flag " + k);
@@ -127,6 +131,7 @@ Args parse(int argc, char** argv) {
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
     usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
+  if (a.decode_gemm != "on" && a.decode_gemm != "off") usage("--decode-gemm must be on or off");
   if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
@@ -135,30 +140,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-#ifdef R1_HAVE_CUDA
-// Device-to-device copy bandwidth (read + write bytes over time), the roofline's denominator.
-double measured_bandwidth() {
-  const size_t bytes = size_t(2) << 30;
-  void *a = nullptr, *b = nullptr;
-  CUDA_CHECK(cudaMalloc(&a, bytes));
-  CUDA_CHECK(cudaMalloc(&b, bytes));
-  cudaStream_t s = cuda::context().stream;
-  CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
-  cuda::synchronize();
-  std::vector<double> bw;
-  for (int i = 0; i < 5; ++i) {
-    Timer t;
-    CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
-    cuda::synchronize();
-    bw.push_back(2.0 * double(bytes) / t.seconds());
-  }
-  CUDA_CHECK(cudaFree(a));
-  CUDA_CHECK(cudaFree(b));
-  return bench::median(bw);
-}
-#else
-double measured_bandwidth() { return 0; }
-#endif
 
 // One decode step's forward (rows sequences at position `at`), eager, under the per-op profiler.
 void profile_decode_forward(const model::Transformer& m, double rows, int at, int context) {
@@ -202,6 +183,7 @@ int run(const Args& a) {
   }
 #ifdef R1_HAVE_CUDA
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
+  cuda::set_decode_gemm(a.decode_gemm == "on");
   cuda::set_exact_attention_split(a.exact == "split");
   if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
@@ -217,7 +199,7 @@ int run(const Args& a) {
     ref.emplace(cfg, Device::CUDA, /*trainable=*/false);
     model::copy_weights(*ref, m);
   }
-  const double bw = measured_bandwidth();
+  const double bw = bench::measured_bandwidth();
 
   Rng rng(3);
   std::vector<rollout::Request> reqs(size_t(a.prompts));
@@ -286,6 +268,7 @@ int run(const Args& a) {
                         {"roofline_step_ms", roofline_ms},
                         {"roofline_frac", roofline_ms / step_ms},
                         {"attention", a.attention},
+                        {"decode_gemm", a.decode_gemm},
                         {"exact", a.exact},
                         {"gemm_ref_rows", a.gemm_ref_rows},
                         {"training_state", a.training_state},

@@ -60,6 +60,7 @@ struct Shape {
   // gap elements after each row and matrix, or, interleaved, the matrices side by side in shared rows.
   int64_t batch = 0;
   bool trans = false, interleaved = false;
+  std::vector<int64_t> widths;  // linear_forward_each: each product's OC
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };
@@ -173,6 +174,7 @@ void run_rmsnorm_forward(Run&);
 void run_rmsnorm_backward(Run&);
 void run_linear_forward(Run&);
 void run_linear_backward(Run&);
+void run_linear_forward_each(Run&);
 void run_rope_forward(Run&);
 void run_rope_backward(Run&);
 void run_swiglu_forward(Run&);

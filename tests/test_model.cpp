@@ -170,6 +170,34 @@ TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
       << "one adapter add per adapted projection";
 }
 
+// A layer's q, k and v are one op over its input (ops::linear_forward_each: one launch at a decode
+// step's rows on CUDA), in training and decoding, with or without adapters on them (each adapter's
+// product follows the base ones); the values are held by CachedForwardMatchesTrainingForward, the
+// LoRA tests and the transformers parity tests.
+TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
+  using ops::Op;
+  using ops::Path;
+  for (const bool lora_on : {false, true}) {
+    model::Transformer m = tiny("qwen2", 5);
+    if (lora_on) {
+      model::LoraConfig lora;
+      lora.rank = 4;
+      lora.targets = {"q_proj", "v_proj"};
+      m.add_lora(lora, 9);
+    }
+    const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
+    model::TrainState state;
+    ops::reset_path_counts();
+    state.forward(m, model::pack_sequences({random_ids(1, 13, V), random_ids(2, 6, V)}));
+    EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "training forward, lora " << lora_on;
+    model::KVCache cache(m, 1, 8);
+    Arena arena;
+    ops::reset_path_counts();
+    model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
+    EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "cached forward, lora " << lora_on;
+  }
+}
+
 // A tiny model memorises a small batch: the loss falls by more than 90%.
 TEST(ModelTraining, TinyModelOverfitsABatch) {
   model::Transformer m = tiny("qwen2", 3);

@@ -70,6 +70,21 @@ std::vector<Row> table() {
             {any, {.N = 64, .IC = 896, .OC = 896, .residual = true}, kBF16, kGpu},  // a decode step's o_proj
             {any, {.N = 8192, .IC = 4864, .OC = 896, .residual = true}, kBF16, kGpu},  // MLP down
             {any, {.N = 2048, .IC = 1024, .OC = 1024, .bias = true, .residual = true}, kF32, kGpu}});
+  // A decode step's rows take the decode GEMM (kernels/cuda/decode_gemm.cu): one row, partial row,
+  // column and K tiles, a split of K, 200 rows.
+  add_rows(t, {Op::linear_forward},
+           {{any, {.N = 1, .IC = 4864, .OC = 896, .residual = true}, kBF16, kGpu},
+            {any, {.N = 37, .IC = 136, .OC = 130, .bias = true, .residual = true}, kBF16, kGpu},
+            {any, {.N = 200, .IC = 1536, .OC = 2048, .bias = true}, kBF16, kGpu}});
+  // A layer's q, k and v of one x (one launch at a decode step's rows on CUDA; a prefill's rows and
+  // the CPU run each product).
+  add_rows(t, {Op::linear_forward_each},
+           {{any, {.N = 13, .IC = 40, .bias = true, .widths = {19, 8, 8}}},
+            {any, {.N = 1, .IC = 64, .widths = {32}}},
+            {any, {.N = 37, .IC = 136, .bias = true, .widths = {130, 64}}},
+            {any, {.N = 64, .IC = 896, .bias = true, .widths = {896, 128, 128}}, kBF16, kGpu},
+            {any, {.N = 200, .IC = 1536, .bias = true, .widths = {1536, 256, 256}}, kBF16, kGpu},
+            {any, {.N = 2048, .IC = 896, .bias = true, .widths = {896, 128, 128}}, kBF16, kGpu}});
   add_rows(t, {Op::rope_forward, Op::rope_backward},
            {{any, {.T = 13, .H = 3, .HD = 16, .maxpos = 4000}},
             {any, {.T = 13, .H = 2, .HD = 8, .maxpos = 40}},

@@ -260,6 +260,8 @@ Runner runner(Op op) {
       return run_rmsnorm_backward;
     case Op::linear_forward:
       return run_linear_forward;
+    case Op::linear_forward_each:
+      return run_linear_forward_each;
     case Op::linear_backward:
       return run_linear_backward;
     case Op::rope_forward:

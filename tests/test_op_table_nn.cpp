@@ -2,6 +2,8 @@
 // its inputs, runs the op on the case's device, and checks every output against the double-precision
 // reference written here; backward outputs start random so the += accumulation is checked, and on
 // the CPU they are also checked against finite differences of the reference forward.
+#include <fmt/format.h>
+
 #include <cmath>
 
 #include "base/rng.h"
@@ -196,6 +198,31 @@ void run_linear_forward(Run& c) {
     Tensor io = c.act(r2, {N, OC});
     ops::linear_forward(io, tx, tw, tb, io);
     c.check("linear_forward (+ residual, in place)", c.get(io), ref, rows, OC, kReduce);
+  }
+}
+
+// Each product of one input as its own reference linear.
+void run_linear_forward_each(Run& c) {
+  const int64_t N = c.s.N, IC = c.s.IC;
+  const size_t n = c.s.widths.size();
+  Vf x = c.randn(N * IC);
+  std::vector<Vf> w(n), b(n);  // sized first: the CPU tensors view these vectors' storage
+  std::vector<Tensor> tw, tb, outs;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t OC = c.s.widths[i];
+    w[i] = c.randn(OC * IC, 1.0f / std::sqrt(float(IC)));
+    b[i] = c.randn(OC);
+    tw.push_back(c.act(w[i], {OC, IC}));
+    tb.push_back(c.s.bias && i != 1 ? c.act(b[i], {OC}) : Tensor());  // the second without one
+    outs.push_back(c.nan({N, OC}, c.dt));
+  }
+  ops::linear_forward_each(outs, c.act(x, {N, IC}), tw, tb);
+  const Rows rows = c.rows(N, double(IC * 64));
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t OC = c.s.widths[i];
+    const Vd bd = to_d(b[i]);
+    c.check(fmt::format("linear_forward_each outs[{}]", i), c.get(outs[i]),
+            ref_linear(to_d(x), to_d(w[i]), tb[i].empty() ? nullptr : &bd, rows, IC, OC), rows, OC, kReduce);
   }
 }
 

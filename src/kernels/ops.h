@@ -17,6 +17,7 @@
 //   slots, block tables and cu_seqlens are i32. So a bf16 model keeps fp32 gradients and fp32
 //   master weights.
 #include <cstdint>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -41,6 +42,13 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
 // unrounded for sampling).
 void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
                     const Tensor& residual = {});
+// Several linears of one input, each what linear_forward gives it (without a residual):
+// outs[i] (N, OC_i) = inp (N, IC) @ weights[i] (OC_i, IC)^T + biases[i] (OC_i; biases empty, or one
+// per weight, each possibly empty), 1 to kMaxLinearsEach products. On CUDA a decode step's rows of
+// all of them run in one launch (a layer's q, k and v: x read once, one kernel instead of three).
+constexpr int kMaxLinearsEach = 3;
+void linear_forward_each(const std::vector<Tensor>& outs, const Tensor& inp, const std::vector<Tensor>& weights,
+                         const std::vector<Tensor>& biases);
 // dinp (N, IC) += dout @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
 // Any of dinp, dweight, dbias may be empty.
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

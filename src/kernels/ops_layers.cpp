@@ -93,21 +93,43 @@ void rmsnorm_backward(Tensor dinp, Tensor dweight, const Tensor& dout, const Ten
 // ---------------------------------------------------------------------------------------------
 // linear
 
+namespace {
+
+struct LinearDims {
+  DType dt;
+  int64_t N, IC, OC;
+  bool wide_out;  // bf16 operands, f32 rows
+  bool on_device;  // CUDA tensors
+};
+
+// linear_forward's checks of one product (names as `weight`, `bias`, `out` say: with an index in
+// linear_forward_each).
+LinearDims check_linear(const char* op, const Tensor& out, const Tensor& inp, const Tensor& weight,
+                        const Tensor& bias, const Tensor& residual, const char* weight_name = "weight",
+                        const char* bias_name = "bias", const char* out_name = "out") {
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = inp.shape[0], IC = inp.shape[1];
+  expect(op, weight_name, weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  const int64_t OC = weight.shape[0];
+  expect_opt(op, bias_name, bias, dt, {{"OC", OC}}, weight_name, &weight);
+  // bf16 operands may produce f32 rows (logits for sampling: no rounding before the softmax).
+  const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty() && residual.empty();
+  expect(op, out_name, out, wide_out ? F32 : dt, {{"N", N}, {"OC", OC}}, weight_name, &weight);
+  expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, out_name, &out);
+  const bool on_device = on_cuda(op, {{out_name, out}, {"inp", inp}, {weight_name, weight}, {bias_name, bias},
+                                      {"residual", residual}});
+  return {dt, N, IC, OC, wide_out, on_device};
+}
+
+}  // namespace
+
 void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const Tensor& bias,
                     const Tensor& residual) {
   const Op id = Op::linear_forward;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "inp", inp);
-  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
-  const int64_t N = inp.shape[0], IC = inp.shape[1];
-  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
-  const int64_t OC = weight.shape[0];
-  expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
-  // bf16 operands may produce f32 rows (logits for sampling: no rounding before the softmax).
-  const bool wide_out = dt == BF16 && out.dtype == F32 && bias.empty() && residual.empty();
-  expect(op, "out", out, wide_out ? F32 : dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
-  expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, "out", &out);
-  if (on_cuda(op, {{"out", out}, {"inp", inp}, {"weight", weight}, {"bias", bias}, {"residual", residual}})) {
+  const auto [dt, N, IC, OC, wide_out, on_device] = check_linear(op, out, inp, weight, bias, residual);
+  if (on_device) {
     if (wide_out) R1_CUDA_DISPATCH(op, dt, cuda::linear_forward(fp(out), bp(inp), bp(weight), N, IC, OC));
     R1_CUDA_DISPATCH_DT(
         op, dt, cuda::linear_forward(bp(out), bp(inp), bp(weight), bp(bias), bp(residual), N, IC, OC),
@@ -115,6 +137,45 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
   }
   count_path(id, Path::native);
   cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), fp(residual), N, IC, OC);
+}
+
+void linear_forward_each(const std::vector<Tensor>& outs, const Tensor& inp, const std::vector<Tensor>& weights,
+                         const std::vector<Tensor>& biases) {
+  const Op id = Op::linear_forward_each;
+  const char* op = op_name(id);
+  const size_t n = weights.size();
+  if (n < 1 || n > size_t(kMaxLinearsEach) || outs.size() != n || (!biases.empty() && biases.size() != n))
+    fail("{}: {} weights, {} outputs and {} biases (1 to {} weights, one output each, and no biases or one "
+         "(possibly empty) each)",
+         op, n, outs.size(), biases.size(), kMaxLinearsEach);
+  static const char* kW[] = {"weights[0]", "weights[1]", "weights[2]"};
+  static const char* kB[] = {"biases[0]", "biases[1]", "biases[2]"};
+  static const char* kO[] = {"outs[0]", "outs[1]", "outs[2]"};
+  static_assert(kMaxLinearsEach == 3, "the names above");
+  const Tensor none;
+  auto bias = [&](size_t i) -> const Tensor& { return biases.empty() ? none : biases[i]; };
+  LinearDims d[kMaxLinearsEach];
+  for (size_t i = 0; i < n; ++i) {
+    d[i] = check_linear(op, outs[i], inp, weights[i], bias(i), none, kW[i], kB[i], kO[i]);
+    if (d[i].wide_out) fail("{}: {} is f32 for bf16 operands; the products here keep the operands' dtype", op, kO[i]);
+    if (d[i].on_device != d[0].on_device) fail("{}: {} and {} are on different devices", op, kW[0], kW[i]);
+  }
+#ifdef R1_HAVE_CUDA
+  if (d[0].on_device && d[0].dt == BF16) {
+    require_device(op);
+    bf16* o[kMaxLinearsEach];
+    const bf16 *w[kMaxLinearsEach], *b[kMaxLinearsEach];
+    int64_t oc[kMaxLinearsEach];
+    for (size_t i = 0; i < n; ++i) o[i] = bp(outs[i]), w[i] = bp(weights[i]), b[i] = bp(bias(i)), oc[i] = d[i].OC;
+    if (cuda::linear_forward_each(op, o, bp(inp), w, b, oc, int(n), d[0].N, d[0].IC)) {
+      count_path(id, Path::native);
+      return;
+    }
+  }
+#endif
+  // One product at a time (the CPU; on CUDA, rows the one launch does not take).
+  count_path(id, Path::native);
+  for (size_t i = 0; i < n; ++i) linear_forward(outs[i], inp, weights[i], bias(i));
 }
 
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

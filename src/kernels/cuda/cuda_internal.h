@@ -34,6 +34,26 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,
           GemmOrder order = GemmOrder::Any);
 
+// The bf16 linear of at most kDecodeGemmMaxRows rows (decode_gemm.cu): for each of `count` products
+// of the same x (M, K), out (M, N) = x @ weight (N, K)^T (+ bias (N)) (+ residual (M, N), which may
+// be out), fp32 accumulation, one rounding. Row-major and contiguous; x and the weights 16-byte
+// aligned, K a multiple of 8. Deterministic (a fixed split of K, summed in a fixed order), not
+// batch-invariant. Returns false, having done nothing, when the shape or alignment does not qualify.
+constexpr int kMaxDecodeSegments = 3;
+constexpr int64_t kDecodeGemmMaxRows = 256;
+struct DecodeProduct {
+  const bf16* weight = nullptr;
+  const bf16* bias = nullptr;
+  const bf16* residual = nullptr;
+  bf16* out = nullptr;
+  int64_t N = 0;
+};
+bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K);
+// Whether decode_linear takes these (it would return true).
+bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K);
+// The split of K it takes for M rows over `column_tiles` 64-column output tiles (1: none).
+int decode_gemm_splits(int64_t M, int64_t K, int64_t column_tiles);
+
 // dst (C) += sum over rows n of src[n, c] * (scale ? scale[n] : 1) * (mul ? mul[n, c] : 1), src and
 // mul (N, C). Deterministic (fixed order of partial sums). The dbias and dweight reductions.
 void column_sum_accumulate(float* dst, const float* src, const float* mul, const float* scale, int64_t N,

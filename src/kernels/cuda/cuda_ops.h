@@ -41,6 +41,10 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
                     int64_t N, int64_t IC, int64_t OC);
 // bf16 operands, f32 result (logits for sampling), no bias.
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC);
+// ops::linear_forward_each on bf16 in one launch of the decode GEMM (profiled as `op`), when it takes
+// the rows and shapes; false, having done nothing, otherwise (the caller runs each product).
+bool linear_forward_each(const char* op, bf16* const* outs, const bf16* inp, const bf16* const* weights,
+                         const bf16* const* biases, const int64_t* OCs, int count, int64_t N, int64_t IC);
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t IC, int64_t OC);
 void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
@@ -114,6 +118,9 @@ int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L
 // attention_cached on bf16 takes the tensor-core kernel at the flash head dims (the default);
 // false sends it to the CUDA-core kernel as well (benchmarks' A/B: bench_rollout_gpu --attention).
 void set_decode_attention_tensor_cores(bool on);
+// The bf16 linear of a decode step's rows (at most kDecodeGemmMaxRows) on the decode GEMM
+// (decode_gemm.cu), the default, or on cuBLASLt like more rows (A/B benchmarks).
+void set_decode_gemm(bool on);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

@@ -5,6 +5,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/profiler.h"
 
 namespace r1::cuda {
 
@@ -54,6 +55,11 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   // batch-invariant forward, decided for every N alike by gemm.cpp's policy); otherwise broadcast
   // first (onto the residual) and accumulate, as for f32.
   const GemmOrder order = forward_order();
+  // A decode step's few rows: the bandwidth-bound kernel (not batch-invariant, so not in the exact forward).
+  if (order == GemmOrder::Any && N <= kDecodeGemmMaxRows) {
+    const DecodeProduct d{weight, bias, residual, out, OC};
+    if (decode_linear(&d, 1, inp, N, IC)) return;
+  }
   const float beta_in = residual ? 1.0f : 0.0f;
   if (bias && aligned16(bias) &&
       gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta_in, out, OC, bias, order, residual)) {
@@ -65,6 +71,16 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
     return;
   }
   gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta_in, out, OC, nullptr, order, residual);
+}
+
+bool linear_forward_each(const char* op, bf16* const* outs, const bf16* inp, const bf16* const* weights,
+                         const bf16* const* biases, const int64_t* OCs, int count, int64_t N, int64_t IC) {
+  if (forward_order() != GemmOrder::Any || count > kMaxDecodeSegments) return false;
+  DecodeProduct d[kMaxDecodeSegments];
+  for (int i = 0; i < count; ++i) d[i] = {weights[i], biases[i], nullptr, outs[i], OCs[i]};
+  if (!decode_linear_takes(d, count, inp, N, IC)) return false;
+  const ProfileScope scope(op, "bf16");
+  return decode_linear(d, count, inp, N, IC);
 }
 
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC) {

@@ -21,9 +21,8 @@ void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tens
   q = p.keep(p.cd, {T, c.q_dim()});
   k = p.keep(p.cd, {T, c.kv_dim()});
   v = p.keep(p.cd, {T, c.kv_dim()});
-  linear_block_forward(p, W.q, x, q, s ? &s->q_lin : nullptr);
-  linear_block_forward(p, W.k, x, k, s ? &s->k_lin : nullptr);
-  linear_block_forward(p, W.v, x, v, s ? &s->v_lin : nullptr);
+  linear_blocks_forward(p, {&W.q, &W.k, &W.v}, x, {q, k, v},
+                        {s ? &s->q_lin : nullptr, s ? &s->k_lin : nullptr, s ? &s->v_lin : nullptr});
   if (c.qk_norm) {
     const Tensor q_pre = q, k_pre = k;
     q = p.keep(p.cd, {T, c.q_dim()});

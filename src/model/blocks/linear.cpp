@@ -53,10 +53,9 @@ Tensor scaled(const Pass& p, const Tensor& h) {
   return hs;
 }
 
+// out += the adapter's product over x, when it takes part.
 template <class L>
-void block_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, LinearSaved* s,
-                   const Tensor& residual = {}) {
-  product(W, out, x, W.w, W.b, residual);
+void adapter_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, LinearSaved* s) {
   if (!adapted(p, W)) return;
   const int64_t T = x.shape[0], R = matrix(W.lora_a).shape[0], OUT = matrix(W.w).shape[0];
   Tensor h = p.keep(p.cd, {T, R});
@@ -65,6 +64,13 @@ void block_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, Linea
   product(W, y, scaled(p, h), W.lora_b, {});
   ops::add(out, out, y);
   if (s) s->h = h;
+}
+
+template <class L>
+void block_forward(const Pass& p, const L& W, const Tensor& x, Tensor out, LinearSaved* s,
+                   const Tensor& residual = {}) {
+  product(W, out, x, W.w, W.b, residual);
+  adapter_forward(p, W, x, out, s);
 }
 
 template <class L>
@@ -95,6 +101,16 @@ void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tenso
 void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s,
                           const Tensor& residual) {
   block_forward(p, W, x, out, s, residual);
+}
+
+void linear_blocks_forward(const Pass& p, const std::vector<const Linear*>& Ws, const Tensor& x,
+                           const std::vector<Tensor>& outs, const std::vector<LinearSaved*>& saved) {
+  R1_CHECK(outs.size() == Ws.size() && saved.size() == Ws.size(), "linear_blocks_forward: {} layers, {} outputs, "
+           "{} saves", Ws.size(), outs.size(), saved.size());
+  std::vector<Tensor> weights, biases;
+  for (const Linear* W : Ws) weights.push_back(W->w), biases.push_back(W->b);
+  ops::linear_forward_each(outs, x, weights, biases);
+  for (size_t i = 0; i < Ws.size(); ++i) adapter_forward(p, *Ws[i], x, outs[i], saved[i]);
 }
 
 namespace {

@@ -52,6 +52,11 @@ void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tenso
                           const Tensor& residual = {});
 void linear_block_forward(const Pass& p, const GroupedLinear& W, const Tensor& x, Tensor out, LinearSaved* s,
                           const Tensor& residual = {});  // the experts' rows: no residual
+// Several layers over one x (a layer's q, k and v): outs[i] = Ws[i]'s layer over x, saving into
+// saved[i] (null: not saving). Their base products run as one op (ops::linear_forward_each: one
+// launch at a decode step's rows), then each adapter.
+void linear_blocks_forward(const Pass& p, const std::vector<const Linear*>& Ws, const Tensor& x,
+                           const std::vector<Tensor>& outs, const std::vector<LinearSaved*>& saved);
 // The weight the layer applies, W + s * B A (OUT, IN), in scratch when an adapter is on, else W.w:
 // for the products that use a weight other than as x W^T (MLA's absorbed decode). No dropout.
 Tensor effective_weight(const Pass& p, const Linear& W);

@@ -1,0 +1,203 @@
+// A decode step's projections alone, r1's decode GEMM (kernels/cuda/decode_gemm.cu) beside the
+// cuBLASLt GEMM the linear took before it (the same call ops::linear_forward makes for more rows),
+// for each dense preset's layer products at M = the sequences in flight:
+//   qkv      q, k, v of one x (with Qwen2's biases): one decode launch, three cuBLASLt products
+//   o        o_proj with the residual summed in
+//   gate_up  gate and up as one (2I, C) matrix
+//   down     down_proj with the residual summed in
+// Each timed launch reads weights no earlier launch left in L2 (the calls cycle through copies
+// of the matrices worth at least 512 MiB, as a decode step's layers do), inside a CUDA graph (as the
+// engine replays a step). bytes = weights + x + out (+ residual); GB/s and the fraction of the
+// measured device-to-device copy bandwidth (the rollout roofline's denominator, bench_rollout_gpu).
+// One JSON line per (shape, rows, product): microseconds per launch (median of 5 replays).
+//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256]
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "bench_gpu_util.h"
+#include "model/config.h"
+
+#ifdef R1_HAVE_CUDA
+#include "device/graph.h"
+#include "kernels/cuda/cuda_internal.h"
+#endif
+
+using namespace r1;
+
+namespace {
+
+struct Args {
+  std::vector<std::string> shapes = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"};
+  std::vector<int64_t> rows = {1, 16, 64, 128, 256};
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64]\n", why);
+  std::exit(2);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) usage(("missing value for " + k).c_str());
+    const std::string v = argv[++i];
+    if (k == "--shape") {
+      a.shapes = split(v);
+    } else if (k == "--rows") {
+      a.rows.clear();
+      for (const std::string& x : split(v)) {
+        char* end = nullptr;
+        const long n = std::strtol(x.c_str(), &end, 10);
+        if (*end || n < 1 || n > 4096) usage(("bad --rows value " + x).c_str());
+        a.rows.push_back(n);
+      }
+    } else {
+      usage(("unknown flag " + k).c_str());
+    }
+  }
+  return a;
+}
+
+#ifdef R1_HAVE_CUDA
+
+struct Product {
+  const char* name;
+  std::vector<int64_t> Ns;  // one x, these outputs
+  int64_t K;
+  bool bias, residual;
+};
+
+std::vector<Product> products(const model::ModelConfig& c) {
+  const int64_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
+  return {{"qkv", {Q, KV, KV}, C, c.attention_bias, false},
+          {"o", {C}, Q, false, true},
+          {"gate_up", {2 * I}, C, false, false},
+          {"down", {C}, I, false, true}};
+}
+
+Tensor random_bf16(Arena& a, std::initializer_list<int64_t> dims, uint64_t seed, float scale) {
+  Tensor t = a.alloc(DType::BF16, dims);
+  std::vector<float> host(size_t(t.numel()));
+  Rng rng(seed);
+  for (float& x : host) x = scale * (2 * rng.uniform() - 1);
+  copy_from_host_f32(t, host.data());
+  return t;
+}
+
+// Microseconds per launch of `launch(copy)` over the copies, in a graph, median of 5 replays.
+template <class F>
+double graph_us(int copies, int launches, F&& launch) {
+  for (int i = 0; i < copies; ++i) launch(i);  // eager first: plans, kernel attributes
+  bench::synchronize();
+  cuda::Graph g;
+  g.begin_capture();
+  for (int i = 0; i < launches; ++i) launch(i % copies);
+  g.end_capture();
+  g.replay();
+  bench::synchronize();
+  std::vector<double> us;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    g.replay();
+    bench::synchronize();
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / launches);
+  }
+  return bench::median(us);
+}
+
+int run(const Args& a) {
+  const double bw = bench::measured_bandwidth();
+  for (const std::string& shape : a.shapes) {
+    const model::ModelConfig c = model::preset_config(shape);
+    for (const Product& p : products(c)) {
+      int64_t n_total = 0;
+      for (int64_t n : p.Ns) n_total += n;
+      const double w_bytes = 2.0 * double(n_total) * double(p.K);
+      const int copies = int(std::clamp<double>(std::ceil(double(512 << 20) / w_bytes), 2, 64));
+      const int launches = std::max(copies, 32);
+      const int64_t max_rows = *std::max_element(a.rows.begin(), a.rows.end());
+      Arena arena(0, Device::CUDA);
+      std::vector<std::vector<Tensor>> w(static_cast<size_t>(copies)), b(static_cast<size_t>(copies));
+      for (int i = 0; i < copies; ++i)
+        for (size_t s = 0; s < p.Ns.size(); ++s) {
+          w[size_t(i)].push_back(random_bf16(arena, {p.Ns[s], p.K}, 10 + uint64_t(i) * 8 + s, 0.02f));
+          if (p.bias) b[size_t(i)].push_back(random_bf16(arena, {p.Ns[s]}, 500 + uint64_t(i) * 8 + s, 0.02f));
+        }
+      const Tensor x = random_bf16(arena, {max_rows, p.K}, 1, 1.0f);
+      std::vector<Tensor> out, res;
+      for (int64_t n : p.Ns) {
+        out.push_back(arena.alloc(DType::BF16, {max_rows, n}));
+        res.push_back(random_bf16(arena, {max_rows, n}, 2, 1.0f));
+      }
+      auto bf = [](const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); };
+      for (int64_t M : a.rows) {
+        auto ours = [&](int i) {
+          cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
+          for (size_t s = 0; s < p.Ns.size(); ++s)
+            d[s] = {bf(w[size_t(i)][s]), p.bias ? bf(b[size_t(i)][s]) : nullptr, p.residual ? bf(res[s]) : nullptr,
+                    bf(out[s]), p.Ns[s]};
+          if (!cuda::decode_linear(d, int(p.Ns.size()), bf(x), M, p.K)) throw Error("decode_linear declined");
+        };
+        auto theirs = [&](int i) {
+          for (size_t s = 0; s < p.Ns.size(); ++s)
+            cuda::gemm(false, true, M, p.Ns[s], p.K, 1.0f, bf(x), p.K, bf(w[size_t(i)][s]), p.K,
+                       p.residual ? 1.0f : 0.0f, bf(out[s]), p.Ns[s], p.bias ? bf(b[size_t(i)][s]) : nullptr,
+                       cuda::GemmOrder::Any, p.residual ? bf(res[s]) : nullptr);
+        };
+        const double us_ours = graph_us(copies, launches, ours), us_cublas = graph_us(copies, launches, theirs);
+        const double bytes = w_bytes + 2.0 * double(M) * double(p.K) + 2.0 * double(M) * double(n_total) *
+                                                                          (p.residual ? 2.0 : 1.0);
+        int64_t col_tiles = 0;
+        for (int64_t n : p.Ns) col_tiles += (n + 63) / 64;
+        const nlohmann::json j = {{"bench", "r1-decode-gemm"},
+                                  {"shape", shape},
+                                  {"product", p.name},
+                                  {"rows", M},
+                                  {"n", n_total},
+                                  {"k", p.K},
+                                  {"splits", cuda::decode_gemm_splits(M, p.K, col_tiles)},
+                                  {"r1_us", us_ours},
+                                  {"cublas_us", us_cublas},
+                                  {"speedup", us_cublas / us_ours},
+                                  {"r1_gbs", bytes / us_ours * 1e-3},
+                                  {"cublas_gbs", bytes / us_cublas * 1e-3},
+                                  {"r1_frac", bytes / us_ours * 1e6 / bw},
+                                  {"cublas_frac", bytes / us_cublas * 1e6 / bw},
+                                  {"bandwidth_gbs", bw / 1e9},
+                                  {"gpu", bench::gpu_name()}};
+        std::printf("%s\n", j.dump().c_str());
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}
+
+#else
+int run(const Args&) {
+  std::fprintf(stderr, "bench_decode_gemm_gpu: built without CUDA\n");
+  return 1;
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  return bench::run_reporting_errors("bench_decode_gemm_gpu", {{"bench", "r1-decode-gemm"}}, [&] { return run(a); });
+}

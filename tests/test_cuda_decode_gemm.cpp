@@ -1,0 +1,176 @@
+// The decode GEMM (kernels/cuda/decode_gemm.cu): the bf16 linear of a decode step's few rows, up to
+// three products of one x per launch, split-K reduced by the last block of each tile. Checked
+// against a double-precision product of the same bf16 values, for every shape class it handles
+// (partial row, column and K tiles, one row, several segments with biases, in-place residual), for
+// the same bits every run and through a graph, and for being what ops::linear_forward runs at
+// decode's rows. The op table's linear rows (test_op_table.cpp) run it too. Tests skip without a GPU.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "base/bf16.h"
+#include "base/rng.h"
+#include "compare_util.h"
+#include "kernels/ops.h"
+#include "require_gpu.h"
+#include "tensor/device_memory.h"
+#include "tensor/tensor.h"
+
+#ifdef R1_HAVE_CUDA
+#include "device/graph.h"
+#include "kernels/cuda/cuda_internal.h"
+
+namespace {
+
+using namespace r1;
+using Vf = std::vector<float>;
+
+// bf16-representable values (what the device holds), uniform in [-scale, scale).
+Vf draw(size_t n, uint64_t seed, float scale) {
+  Rng rng(seed);
+  Vf v(n);
+  for (float& x : v) x = bf16_to_f32(f32_to_bf16(scale * (2 * rng.uniform() - 1)));
+  return v;
+}
+
+Tensor device(Arena& a, const Vf& v, std::initializer_list<int64_t> dims) {
+  Tensor t = a.alloc(DType::BF16, dims);
+  copy_from_host_f32(t, v.data());
+  return t;
+}
+
+bf16* ptr(const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); }
+
+std::vector<uint16_t> bits(const Tensor& t) {
+  std::vector<uint16_t> b(size_t(t.numel()));
+  devmem::copy(b.data(), Device::CPU, t.data, t.device, b.size() * 2);
+  return b;
+}
+
+struct Case {
+  int64_t M, K;
+  std::vector<int64_t> Ns;
+  bool bias, residual, in_place;
+};
+
+// One case's operands on the device and its reference (double sums of the same bf16 values).
+struct Problem {
+  Arena arena{0, Device::CUDA};
+  Tensor x;
+  std::vector<Tensor> w, b, res, out;
+  std::vector<Vf> want;
+
+  explicit Problem(const Case& c) {
+    const Vf xs = draw(size_t(c.M * c.K), 1, 1.0f);
+    x = device(arena, xs, {c.M, c.K});
+    for (size_t s = 0; s < c.Ns.size(); ++s) {
+      const int64_t N = c.Ns[s];
+      const Vf ws = draw(size_t(N * c.K), 10 + s, 0.05f), bs = draw(size_t(N), 20 + s, 0.5f);
+      const Vf rs = draw(size_t(c.M * N), 30 + s, 2.0f);
+      w.push_back(device(arena, ws, {N, c.K}));
+      b.push_back(c.bias ? device(arena, bs, {N}) : Tensor());
+      res.push_back(c.residual ? device(arena, rs, {c.M, N}) : Tensor());
+      out.push_back(c.in_place ? res.back() : device(arena, Vf(size_t(c.M * N), 0.0f), {c.M, N}));
+      Vf ref(size_t(c.M * N));
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double acc = 0;
+          for (int64_t k = 0; k < c.K; ++k) acc += double(xs[size_t(m * c.K + k)]) * ws[size_t(n * c.K + k)];
+          if (c.bias) acc += bs[size_t(n)];
+          if (c.residual) acc += rs[size_t(m * N + n)];
+          ref[size_t(m * N + n)] = float(acc);
+        }
+      want.push_back(ref);
+    }
+  }
+
+  bool run(const Case& c) {
+    std::vector<cuda::DecodeProduct> d;
+    for (size_t s = 0; s < c.Ns.size(); ++s) d.push_back({ptr(w[s]), ptr(b[s]), ptr(res[s]), ptr(out[s]), c.Ns[s]});
+    return cuda::decode_linear(d.data(), int(d.size()), ptr(x), c.M, c.K);
+  }
+};
+
+int64_t column_tiles(const Case& c) {
+  int64_t t = 0;
+  for (int64_t n : c.Ns) t += (n + 63) / 64;
+  return t;
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> k = {
+      {64, 896, {896}, false, true, false},                 // 0.5B o_proj at 64 sequences: split K
+      {1, 4864, {896}, false, true, true},                  // one sequence's MLP down, in place
+      {37, 136, {130}, true, true, false},                  // partial row, column and K tiles
+      {200, 1536, {1536, 256, 256}, true, false, false},    // 1.5B q, k, v with biases, 200 rows
+      {256, 896, {9728}, false, false, false},              // 0.5B gate/up at 256 rows: no split
+  };
+  return k;
+}
+
+}  // namespace
+
+TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
+  REQUIRE_GPU();
+  bool split = false, unsplit = false;
+  for (const Case& c : cases()) {
+    Problem p(c);
+    ASSERT_TRUE(p.run(c)) << "M " << c.M << " K " << c.K;
+    const int splits = cuda::decode_gemm_splits(c.M, c.K, column_tiles(c));
+    (splits > 1 ? split : unsplit) = true;
+    for (size_t s = 0; s < c.Ns.size(); ++s) {
+      const Vf got = to_host_f32(p.out[s]);
+      const double err = test::rel_l2(got, p.want[s]);
+      std::printf("[ DECODE ] M %lld K %lld N %lld (segment %zu of %zu, splits %d): rel err %.2e\n",
+                  static_cast<long long>(c.M), static_cast<long long>(c.K), static_cast<long long>(c.Ns[s]), s,
+                  c.Ns.size(), splits, err);
+      EXPECT_LE(err, 4e-3) << "M " << c.M << " K " << c.K << " N " << c.Ns[s];  // bf16 output rounding
+    }
+  }
+  EXPECT_TRUE(split && unsplit) << "the cases must run the split-K reduction and the single pass";
+}
+
+// The split-K partials are summed in split order by whichever block arrives last, so the bits do
+// not depend on the arrival order; the counters are left at zero for the next launch and replay.
+TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
+  REQUIRE_GPU();
+  const Case c = cases()[0];
+  ASSERT_GT(cuda::decode_gemm_splits(c.M, c.K, column_tiles(c)), 1);
+  Problem p(c);
+  ASSERT_TRUE(p.run(c));
+  const std::vector<uint16_t> first = bits(p.out[0]);
+  for (int run = 0; run < 20; ++run) {
+    ASSERT_TRUE(p.run(c));
+    ASSERT_EQ(bits(p.out[0]), first) << "eager run " << run;
+  }
+  cuda::Graph g;
+  g.begin_capture();
+  for (int i = 0; i < 3; ++i) p.run(c);
+  g.end_capture();
+  for (int replay = 0; replay < 3; ++replay) {
+    copy_from_host_f32(p.out[0], Vf(size_t(p.out[0].numel()), 0.0f).data());
+    g.replay();
+    EXPECT_EQ(bits(p.out[0]), first) << "replay " << replay;
+  }
+}
+
+// ops::linear_forward runs it for a decode step's rows (the same bits), and declines to where it
+// does not apply: K not a multiple of 8, more rows than kDecodeGemmMaxRows, an unaligned x.
+TEST(CudaDecodeGemm, IsWhatTheLinearRunsAtDecodeRows) {
+  REQUIRE_GPU();
+  const Case c = cases()[0];
+  Problem p(c);
+  ASSERT_TRUE(p.run(c));
+  const std::vector<uint16_t> direct = bits(p.out[0]);
+  Tensor via = p.arena.alloc(DType::BF16, {c.M, c.Ns[0]});
+  ops::linear_forward(via, p.x, p.w[0], {}, p.res[0]);
+  EXPECT_EQ(bits(via), direct);
+
+  cuda::DecodeProduct d{ptr(p.w[0]), nullptr, nullptr, ptr(via), c.Ns[0]};
+  EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x), c.M, c.K - 4)) << "K % 8 != 0";
+  EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x), cuda::kDecodeGemmMaxRows + 1, c.K)) << "too many rows";
+  EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x) + 1, 2, c.K - 8)) << "unaligned x";
+}
+
+#endif  // R1_HAVE_CUDA
