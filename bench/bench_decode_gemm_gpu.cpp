@@ -90,15 +90,6 @@ std::vector<Product> products(const model::ModelConfig& c) {
           {"down", {C}, I, false, true}};
 }
 
-Tensor random_bf16(Arena& a, std::initializer_list<int64_t> dims, uint64_t seed, float scale) {
-  Tensor t = a.alloc(DType::BF16, dims);
-  std::vector<float> host(size_t(t.numel()));
-  Rng rng(seed);
-  for (float& x : host) x = scale * (2 * rng.uniform() - 1);
-  copy_from_host_f32(t, host.data());
-  return t;
-}
-
 // Microseconds per launch of `launch(copy)` over the copies, in a graph, median of 5 replays.
 template <class F>
 double graph_us(int copies, int launches, F&& launch) {
@@ -135,14 +126,15 @@ int run(const Args& a) {
       std::vector<std::vector<Tensor>> w(static_cast<size_t>(copies)), b(static_cast<size_t>(copies));
       for (int i = 0; i < copies; ++i)
         for (size_t s = 0; s < p.Ns.size(); ++s) {
-          w[size_t(i)].push_back(random_bf16(arena, {p.Ns[s], p.K}, 10 + uint64_t(i) * 8 + s, 0.02f));
-          if (p.bias) b[size_t(i)].push_back(random_bf16(arena, {p.Ns[s]}, 500 + uint64_t(i) * 8 + s, 0.02f));
+          const uint64_t seed = uint64_t(i) * 8 + s;
+          w[size_t(i)].push_back(bench::random_tensor(arena, DType::BF16, {p.Ns[s], p.K}, 10 + seed, 0.02f));
+          if (p.bias) b[size_t(i)].push_back(bench::random_tensor(arena, DType::BF16, {p.Ns[s]}, 500 + seed, 0.02f));
         }
-      const Tensor x = random_bf16(arena, {max_rows, p.K}, 1, 1.0f);
+      const Tensor x = bench::random_tensor(arena, DType::BF16, {max_rows, p.K}, 1, 1.0f);
       std::vector<Tensor> out, res;
       for (int64_t n : p.Ns) {
         out.push_back(arena.alloc(DType::BF16, {max_rows, n}));
-        res.push_back(random_bf16(arena, {max_rows, n}, 2, 1.0f));
+        res.push_back(bench::random_tensor(arena, DType::BF16, {max_rows, n}, 2, 1.0f));
       }
       auto bf = [](const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); };
       for (int64_t M : a.rows) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -120,6 +121,16 @@ inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// A tensor of `dt` in the arena holding uniform values in [-scale, scale) (seeded).
+inline Tensor random_tensor(Arena& a, DType dt, std::initializer_list<int64_t> dims, uint64_t seed, float scale) {
+  Tensor t = a.alloc(dt, dims);
+  std::vector<float> host(size_t(t.numel()));
+  Rng rng(seed);
+  for (float& x : host) x = scale * (2 * rng.uniform() - 1);
+  copy_from_host_f32(t, host.data());
+  return t;
 }
 
 // Device-to-device copy bandwidth (read + write bytes over time), the rooflines' denominator.

@@ -80,15 +80,6 @@ std::vector<int32_t> random_offsets(int64_t tokens, int64_t E, int64_t K, uint64
   return off;
 }
 
-Tensor random_tensor(Arena& a, DType dt, std::initializer_list<int64_t> dims, uint64_t seed, float scale) {
-  Tensor t = a.alloc(dt, dims);
-  std::vector<float> host(size_t(t.numel()));
-  Rng rng(seed);
-  for (float& x : host) x = scale * (2 * rng.uniform() - 1);
-  copy_from_host_f32(t, host.data());
-  return t;
-}
-
 // Median milliseconds of `iters` calls of f, each synchronised (3 untimed calls first).
 template <class F>
 double median_ms(int iters, F&& f) {
@@ -118,9 +109,9 @@ int run(const Args& a) {
     arena.reset();
     const Tensor offsets = arena.alloc(DType::I32, {E + 1});
     copy_from_host(offsets, off.data());
-    const Tensor inp = random_tensor(arena, DType::BF16, {R, m.in}, 1, 1.0f);
-    const Tensor dout = random_tensor(arena, DType::BF16, {R, m.out}, 2, 1.0f);
-    const Tensor w_all = random_tensor(arena, DType::BF16, {E * m.out, m.in}, 3, 0.02f);
+    const Tensor inp = bench::random_tensor(arena, DType::BF16, {R, m.in}, 1, 1.0f);
+    const Tensor dout = bench::random_tensor(arena, DType::BF16, {R, m.out}, 2, 1.0f);
+    const Tensor w_all = bench::random_tensor(arena, DType::BF16, {E * m.out, m.in}, 3, 0.02f);
     const Tensor out = arena.alloc(DType::BF16, {R, m.out}), dinp = arena.zeros(DType::BF16, {R, m.in});
     const Tensor dw_all = arena.zeros(DType::F32, {E * m.out, m.in});
     const ops::Stacked w{w_all.rows(0, m.out), E, m.out * m.in}, dw{dw_all.rows(0, m.out), E, m.out * m.in};

@@ -17,18 +17,13 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/flash_attention.cuh"  // the PTX wrappers: ldmatrix, mma.sync, cp.async
+#include "kernels/cuda/tensor_core.cuh"
 
 namespace r1::cuda {
 
 namespace {
 
 using bfloat = __nv_bfloat16;
-using flash::cp_async16;
-using flash::cp_async_commit;
-using flash::cp_async_wait;
-using flash::ldsm_x4;
-using flash::mma;
 
 constexpr int kBM = 64, kBN = 64, kBK = 64;  // output tile, K per stage
 constexpr int kStages = 4;
@@ -130,21 +125,24 @@ __global__ void __launch_bounds__(kGemmThreads) decode_gemm_kernel(Params p) {
   cp_async_wait<0>();
 
   // Accumulator (mt, nt) of lane (g, t): rows 16 mt + g and + 8, columns 16 warp + 8 nt + 2 t and + 1.
+  // f(pair, offset): the pair of accumulators of each row the lane holds, offset = r * kBN + c in
+  // the tile.
   const int g = lane >> 2, t = lane & 3;
-  if (splits > 1) {
-    const int tile = int(blockIdx.y) * int(gridDim.x) + int(blockIdx.x);
-    const int tiles = int(gridDim.x * gridDim.y);
-    float* mine = p.partials + (int64_t(split) * tiles + tile) * kTileElems;
+  auto each_pair = [&](auto&& f) {
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-          if (mt < m_tiles) {
-            const int r = mt * 16 + g + 8 * h, c = warp * 16 + nt * 8 + 2 * t;
-            *reinterpret_cast<float2*>(mine + r * kBN + c) = make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-          }
+          if (mt < m_tiles) f(&acc[mt][nt][2 * h], (mt * 16 + g + 8 * h) * kBN + warp * 16 + nt * 8 + 2 * t);
+  };
+  if (splits > 1) {
+    const int tile = int(blockIdx.y) * int(gridDim.x) + int(blockIdx.x);
+    const int64_t tiles = int64_t(gridDim.x) * gridDim.y;
+    auto partial = [&](int k) { return p.partials + (int64_t(k) * tiles + tile) * kTileElems; };
+    float* mine = partial(split);
+    each_pair([&](float* v, int at) { *reinterpret_cast<float2*>(mine + at) = make_float2(v[0], v[1]); });
     __threadfence();  // the partial is visible before this block is counted
     __syncthreads();
     __shared__ bool last;
@@ -154,25 +152,16 @@ __global__ void __launch_bounds__(kGemmThreads) decode_gemm_kernel(Params p) {
     __threadfence();
     // The last block: every split's partial, in split order (its own included), whatever the
     // order in which they arrived.
-#pragma unroll
-    for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (mt < m_tiles) {
-            const int r = mt * 16 + g + 8 * h, c = warp * 16 + nt * 8 + 2 * t;
-            float2 s = make_float2(0.0f, 0.0f);
-            for (int k = 0; k < splits; ++k) {
-              const float2 v =
-                  __ldcg(reinterpret_cast<const float2*>(p.partials + (int64_t(k) * tiles + tile) * kTileElems +
-                                                         r * kBN + c));
-              s.x += v.x;
-              s.y += v.y;
-            }
-            acc[mt][nt][2 * h] = s.x;
-            acc[mt][nt][2 * h + 1] = s.y;
-          }
+    each_pair([&](float* v, int at) {
+      float2 sum = make_float2(0.0f, 0.0f);
+      for (int k = 0; k < splits; ++k) {
+        const float2 x = __ldcg(reinterpret_cast<const float2*>(partial(k) + at));
+        sum.x += x.x;
+        sum.y += x.y;
+      }
+      v[0] = sum.x;
+      v[1] = sum.y;
+    });
     if (tid == 0) p.counters[tile] = 0;  // ready for the next launch
   }
 

@@ -12,19 +12,13 @@
 // expert's matrix, never on R or the other rows; dweight[e] on expert e's rows only, in row order.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/flash_attention.cuh"  // the PTX wrappers: ldmatrix, mma.sync, cp.async
+#include "kernels/cuda/tensor_core.cuh"
 
 namespace r1::cuda {
 
 namespace {
 
 using bfloat = __nv_bfloat16;
-using flash::cp_async16;
-using flash::cp_async_commit;
-using flash::cp_async_wait;
-using flash::ldsm_x4;
-using flash::ldsm_x4_t;
-using flash::mma;
 
 // One product per expert, C (M, N) (+)= A (M, K) @ B (K, N), grouped one of two ways:
 // - rows: M runs over expert e's rows of A and C, B is expert e's matrix (out = inp @ W^T, and
