@@ -9,8 +9,15 @@
 //                                   [--rollout-batch N] [--lora-rank R] [--offload off|on]
 //                                   [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split]
 //                                   [--gemm-ref-rows N]
+// --decode-gemm off: a decode step's linears on cuBLASLt instead of the decode GEMM (A/B).
 // --exact: rollout.exact_logprobs; --gemm-ref-rows N: its GEMMs' one algorithm per product chosen at
 // N rows (0: each shape's own; default cuda::kInvariantGemmRows).
+// A long tail: --vocab 257 keeps the byte codec's ids only, so a random model samples its end-of-
+// sequence id about once per 257 tokens: lengths are geometric (mean about 257), capped at --new,
+// and a step waits for its few longest samples. rollout_occupancy is the GPU's busy share then
+// (sequences in flight over the batch's capacity, averaged over the decode steps); --partial-tokens N
+// (grpo.partial_rollout_tokens) and --overprovision N (grpo.overprovision_prompts) are the options
+// that remove the idle tail.
 // --shape: 10m or a Qwen2.5 size (0.5b 1.5b 3b 7b 14b 32b). --lora-rank R > 0 trains LoRA adapters
 // (alpha 2R, every linear) over a frozen bf16 base, whose KL reference is the base itself (no copy).
 // Prints one JSON line per step: wall time split into rollout / reward / reference log-probs /
@@ -63,13 +70,18 @@ struct Args {
   bool exact = false;                  // rollout.exact_logprobs (the batch-invariant forward)
   bool exact_split = false;            // ... with the attention in fixed key splits
   long gemm_ref_rows = -1;             // -1: the default policy
+  int vocab = 0;                       // 0: the preset's; else the embedding and head rows
+  int partial_tokens = 0;              // grpo.partial_rollout_tokens
+  int overprovision = 0;               // grpo.overprovision_prompts
+  bool decode_gemm = true;             // a decode step's linears on the decode GEMM (else cuBLASLt: A/B)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
                "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
-               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split] [--gemm-ref-rows N]\n",
+               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split] [--gemm-ref-rows N] "
+               "[--vocab N] [--partial-tokens N] [--overprovision N] [--decode-gemm on|off]\n",
                why.c_str());
   std::exit(2);
 }
@@ -90,6 +102,11 @@ Args parse(int argc, char** argv) {
       a.exact_split = v == "split";
       continue;
     }
+    if (k == "--decode-gemm") {
+      if (v != "on" && v != "off") usage("--decode-gemm must be on or off");
+      a.decode_gemm = v == "on";
+      continue;
+    }
     if (k == "--offload") {
       if (v != "on" && v != "off") usage("--offload must be on or off");
       a.offload = v == "on";
@@ -106,9 +123,10 @@ Args parse(int argc, char** argv) {
     }
     char* end = nullptr;
     const long n = std::strtol(v.c_str(), &end, 10);
-    if (k == "--gemm-ref-rows") {
+    if (k == "--gemm-ref-rows" || k == "--overprovision") {
       if (*end || n < 0) usage("bad value for " + k + ": " + v);
-      a.gemm_ref_rows = n;
+      if (k == "--gemm-ref-rows") a.gemm_ref_rows = n;
+      else a.overprovision = int(n);
       continue;
     }
     if (*end || n < 1) usage("bad value for " + k + ": " + v);
@@ -120,6 +138,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--micro-batch-tokens") a.micro_batch_tokens = int(n);
     else if (k == "--rollout-batch") a.rollout_batch = int(n);
     else if (k == "--lora-rank") a.lora_rank = int(n);
+    else if (k == "--vocab") a.vocab = int(n);
+    else if (k == "--partial-tokens") a.partial_tokens = int(n);
     else usage("unknown flag " + k);
   }
   const std::vector<std::string> shapes = {"10m", "0.5b", "1.5b", "3b", "7b", "14b", "32b"};
@@ -135,7 +155,8 @@ int run_steps(const Args& a) {
     return 0;
   }
   const double used0 = bench::device_used_mib();
-  const model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
+  model::ModelConfig cfg = model::preset_config(a.shape == "10m" ? "10m" : "qwen2.5-" + a.shape);
+  if (a.vocab > 0) cfg.vocab_size = a.vocab;
   // The peak of device memory in use, sampled while the steps run.
   std::atomic<bool> done{false};
   std::atomic<double> peak{0};
@@ -190,8 +211,11 @@ int run_steps(const Args& a) {
   gc.checkpointing = model::parse_checkpointing(a.checkpointing, "--checkpointing");
   gc.kv_memory_fraction = a.kv_fraction;
   gc.exact_logprobs = a.exact;
+  gc.partial_rollout_tokens = a.partial_tokens;
+  gc.overprovision_prompts = a.overprovision;
 #ifdef R1_HAVE_CUDA
   cuda::set_exact_attention_split(a.exact_split);
+  cuda::set_decode_gemm(a.decode_gemm);
   if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
   train::GrpoTrainer trainer(m, codec, *reward, problems, render, gc, a.steps);
@@ -215,6 +239,14 @@ int run_steps(const Args& a) {
                           {"step_s", mt.time_step},
                           {"rollout_tok_s", mt.tokens_per_s},
                           {"rollout_concurrency", mt.concurrency},
+                          {"rollout_occupancy", mt.occupancy},
+                          {"response_length_mean", mt.response_length_mean},
+                          {"response_length_max", mt.response_length_max},
+                          {"truncated_frac", mt.truncated_frac},
+                          {"vocab", cfg.vocab_size},
+                          {"partial_tokens", a.partial_tokens},
+                          {"decode_gemm", a.decode_gemm},
+                          {"overprovision", a.overprovision},
                           {"kv_blocks", mt.kv_blocks},
                           {"kv_blocks_peak", mt.kv_blocks_peak},
                           {"preemptions", mt.preemptions},
