@@ -20,6 +20,7 @@
 #ifdef R1_HAVE_CUDA
 #include "device/graph.h"
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace {
 
@@ -92,6 +93,12 @@ struct Problem {
   }
 };
 
+// The kernel on for a test (cuda::set_decode_gemm, the benchmarks' A/B switch), as it was after.
+struct DecodeGemmOn {
+  DecodeGemmOn() { r1::cuda::set_decode_gemm(true); }
+  ~DecodeGemmOn() { r1::cuda::set_decode_gemm(r1::cuda::decode_gemm_default()); }
+};
+
 int64_t column_tiles(const Case& c) {
   int64_t t = 0;
   for (int64_t n : c.Ns) t += (n + 63) / 64;
@@ -113,6 +120,7 @@ const std::vector<Case>& cases() {
 
 TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
   REQUIRE_GPU();
+  const DecodeGemmOn on;
   bool split = false, unsplit = false;
   for (const Case& c : cases()) {
     Problem p(c);
@@ -135,6 +143,7 @@ TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
 // not depend on the arrival order; the counters are left at zero for the next launch and replay.
 TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
   REQUIRE_GPU();
+  const DecodeGemmOn on;
   const Case c = cases()[0];
   ASSERT_GT(cuda::decode_gemm_splits(c.M, c.K, column_tiles(c)), 1);
   Problem p(c);
@@ -159,6 +168,7 @@ TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
 // does not apply: K not a multiple of 8, more rows than kDecodeGemmMaxRows, an unaligned x.
 TEST(CudaDecodeGemm, IsWhatTheLinearRunsAtDecodeRows) {
   REQUIRE_GPU();
+  const DecodeGemmOn on;
   const Case c = cases()[0];
   Problem p(c);
   ASSERT_TRUE(p.run(c));

@@ -121,6 +121,7 @@ void set_decode_attention_tensor_cores(bool on);
 // The bf16 linear of a decode step's rows (at most kDecodeGemmMaxRows) on the decode GEMM
 // (decode_gemm.cu), the default, or on cuBLASLt like more rows (A/B benchmarks).
 void set_decode_gemm(bool on);
+bool decode_gemm_default();  // what a process starts with
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

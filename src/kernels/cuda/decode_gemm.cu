@@ -198,11 +198,13 @@ void configure() {
   (void)done;
 }
 
-bool g_enabled = true;  // set_decode_gemm
+constexpr bool kDefaultOn = true;
+bool g_enabled = kDefaultOn;  // set_decode_gemm
 
 }  // namespace
 
 void set_decode_gemm(bool on) { g_enabled = on; }
+bool decode_gemm_default() { return kDefaultOn; }
 
 int decode_gemm_splits(int64_t M, int64_t K, int64_t column_tiles) {
   const int64_t tiles = (M + kBM - 1) / kBM * column_tiles;
