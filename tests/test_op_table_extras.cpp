@@ -270,6 +270,20 @@ TEST(OpsErrors, BadShapesNameTheOp) {
         linear_backward(f({10, 47}), Tensor(), Tensor(), f({10, 64}), f({10, 48}), f({64, 48}));
       },
       {"linear_backward", "dinp"});
+  expect_error([&] { linear_forward_each({f({10, 8}), f({10, 4})}, f({10, 16}), {f({8, 16}), f({4, 15})}, {}); },
+               {"linear_forward_each", "weights[1] (4, 15) f32", "IC=16"});
+  expect_error([&] { linear_forward_each({f({10, 8}), f({10, 5})}, f({10, 16}), {f({8, 16}), f({4, 16})}, {}); },
+               {"linear_forward_each", "outs[1]", "OC=4"});
+  expect_error([&] { linear_forward_each({f({10, 8})}, f({10, 16}), {f({8, 16})}, {f({7})}); },
+               {"linear_forward_each", "biases[0]"});
+  expect_error([&] { linear_forward_each({f({10, 8})}, f({10, 16}), {f({8, 16}), f({8, 16})}, {}); },
+               {"linear_forward_each", "2 weights, 1 outputs"});
+  expect_error(
+      [&] {
+        linear_forward_each({f({1, 1}), f({1, 1}), f({1, 1}), f({1, 1})}, f({1, 1}),
+                            {f({1, 1}), f({1, 1}), f({1, 1}), f({1, 1})}, {});
+      },
+      {"linear_forward_each", "1 to 3 weights"});
   expect_error(
       [&] {
         rmsnorm_forward(f({4, 8}), f({4}), f({4, 8}), f({9}), 1e-5f);
