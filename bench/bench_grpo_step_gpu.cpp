@@ -9,7 +9,7 @@
 //                                   [--rollout-batch N] [--lora-rank R] [--offload off|on]
 //                                   [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split]
 //                                   [--gemm-ref-rows N]
-// --decode-gemm off: a decode step's linears on cuBLASLt instead of the decode GEMM (A/B).
+// --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B).
 // --exact: rollout.exact_logprobs; --gemm-ref-rows N: its GEMMs' one algorithm per product chosen at
 // N rows (0: each shape's own; default cuda::kInvariantGemmRows).
 // A long tail: --vocab 257 keeps the byte codec's ids only, so a random model samples its end-of-
@@ -73,7 +73,7 @@ struct Args {
   int vocab = 0;                       // 0: the preset's; else the embedding and head rows
   int partial_tokens = 0;              // grpo.partial_rollout_tokens
   int overprovision = 0;               // grpo.overprovision_prompts
-  bool decode_gemm = true;             // a decode step's linears on the decode GEMM (else cuBLASLt: A/B)
+  bool decode_gemm = false;            // a decode step's linears on the decode GEMM (A/B; else cuBLASLt)
 };
 
 [[noreturn]] void usage(const std::string& why) {

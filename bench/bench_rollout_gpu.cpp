@@ -26,7 +26,8 @@
 // --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
 // the middle of the generation), as a table after the JSON.
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
-// --decode-gemm off: a decode step's linears on cuBLASLt instead of the decode GEMM (A/B).
+// --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
+// library's default, is cuBLASLt).
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
 // attention in one pass or in fixed key splits; --gemm-ref-rows N: its GEMMs' one algorithm per
 // product chosen at N rows (0: each shape's own; default cuda::kInvariantGemmRows). For the cost
@@ -77,7 +78,7 @@ struct Args {
   int kv_block = 16;
   bool training_state = false, profile = false;
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
-  std::string decode_gemm = "on";    // a decode step's linears on the decode GEMM, or cuBLASLt (A/B)
+  std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
   std::string exact = "off";         // off | on | split
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };

@@ -119,7 +119,7 @@ int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L
 // false sends it to the CUDA-core kernel as well (benchmarks' A/B: bench_rollout_gpu --attention).
 void set_decode_attention_tensor_cores(bool on);
 // The bf16 linear of a decode step's rows (at most kDecodeGemmMaxRows) on the decode GEMM
-// (decode_gemm.cu), the default, or on cuBLASLt like more rows (A/B benchmarks).
+// (decode_gemm.cu), or on cuBLASLt like more rows (the default: it is faster; A/B benchmarks).
 void set_decode_gemm(bool on);
 bool decode_gemm_default();  // what a process starts with
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,

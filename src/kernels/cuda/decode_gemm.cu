@@ -11,6 +11,14 @@
 // partials in split order, adds bias and residual and rounds once: deterministic, every run the
 // same bits, nothing allocated or read back (graph capture works). Not batch-invariant (the split
 // depends on M): the exact forward (forward_order() == RowInvariant) keeps its cuBLASLt products.
+//
+// Off by default (set_decode_gemm): correct (CudaDecodeGemm.*, the op table, the GPU rollout tests
+// with it on) but slower than cuBLASLt on an H100 (bench_decode_gemm_gpu, 2026-12-06): 2-5x per
+// product at 64 rows, a decode step 2x. Where: its 64-column tiles read x once per tile (as many
+// bytes as the weights at 64 rows, from L2), its 64-row tiles read a weight tile once per row tile
+// at 256 rows (L2-bound there), and the last block's split-K sum waits on one L2 round trip per
+// split. Only three products of one row (q, k, v at M = 1) beat cuBLASLt's three launches
+// (1.04-1.35x). docs/CUDA.md, "The decode GEMM".
 #include <algorithm>
 
 #include "base/error.h"
@@ -198,7 +206,7 @@ void configure() {
   (void)done;
 }
 
-constexpr bool kDefaultOn = true;
+constexpr bool kDefaultOn = false;  // see the header
 bool g_enabled = kDefaultOn;  // set_decode_gemm
 
 }  // namespace

@@ -55,7 +55,8 @@ void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   // batch-invariant forward, decided for every N alike by gemm.cpp's policy); otherwise broadcast
   // first (onto the residual) and accumulate, as for f32.
   const GemmOrder order = forward_order();
-  // A decode step's few rows: the bandwidth-bound kernel (not batch-invariant, so not in the exact forward).
+  // A decode step's few rows: the decode GEMM when it is on (set_decode_gemm; never in the exact
+  // forward, it is not batch-invariant).
   if (order == GemmOrder::Any && N <= kDecodeGemmMaxRows) {
     const DecodeProduct d{weight, bias, residual, out, OC};
     if (decode_linear(&d, 1, inp, N, IC)) return;
