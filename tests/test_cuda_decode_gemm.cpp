@@ -165,7 +165,8 @@ TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
 }
 
 // ops::linear_forward runs it for a decode step's rows (the same bits), and declines to where it
-// does not apply: K not a multiple of 8, more rows than kDecodeGemmMaxRows, an unaligned x.
+// does not apply: K not a multiple of 8, more rows than kDecodeGemmMaxRows, an unaligned x, or
+// cuda::set_decode_gemm(false).
 TEST(CudaDecodeGemm, IsWhatTheLinearRunsAtDecodeRows) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
@@ -181,6 +182,8 @@ TEST(CudaDecodeGemm, IsWhatTheLinearRunsAtDecodeRows) {
   EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x), c.M, c.K - 4)) << "K % 8 != 0";
   EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x), cuda::kDecodeGemmMaxRows + 1, c.K)) << "too many rows";
   EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x) + 1, 2, c.K - 8)) << "unaligned x";
+  cuda::set_decode_gemm(false);  // the switch: off, the linear keeps cuBLASLt
+  EXPECT_FALSE(cuda::decode_linear(&d, 1, ptr(p.x), c.M, c.K)) << "the kernel ran while switched off";
 }
 
 #endif  // R1_HAVE_CUDA
