@@ -1,7 +1,9 @@
 // A decode step's projections alone, r1's decode GEMM (kernels/cuda/decode_gemm.cu) beside the
 // cuBLASLt GEMM the linear took before it (the same call ops::linear_forward makes for more rows),
 // for each dense preset's layer products at M = the sequences in flight:
-//   qkv      q, k, v of one x (with Qwen2's biases): one decode launch, three cuBLASLt products
+//   qkv      q, k, v of one x (with Qwen2's biases): one decode launch, three cuBLASLt products, and
+//            one cuBLASLt product of the packed (Q + 2 KV, C) weights (what a decode step runs:
+//            blocks/attention.cpp's decode_qkv; "cublas_one_us")
 //   o        o_proj with the residual summed in
 //   gate_up  gate and up as one (2I, C) matrix
 //   down     down_proj with the residual summed in
@@ -130,7 +132,15 @@ int run(const Args& a) {
           w[size_t(i)].push_back(bench::random_tensor(arena, DType::BF16, {p.Ns[s], p.K}, 10 + seed, 0.02f));
           if (p.bias) b[size_t(i)].push_back(bench::random_tensor(arena, DType::BF16, {p.Ns[s]}, 500 + seed, 0.02f));
         }
+      // The packed (sum of N, K) weights and biases, one per copy, when the product has several parts.
+      const bool parts = p.Ns.size() > 1;
+      std::vector<Tensor> wp, bp;
+      for (int i = 0; parts && i < copies; ++i) {
+        wp.push_back(bench::random_tensor(arena, DType::BF16, {n_total, p.K}, 900 + uint64_t(i), 0.02f));
+        if (p.bias) bp.push_back(bench::random_tensor(arena, DType::BF16, {n_total}, 950 + uint64_t(i), 0.02f));
+      }
       const Tensor x = bench::random_tensor(arena, DType::BF16, {max_rows, p.K}, 1, 1.0f);
+      const Tensor out_packed = parts ? arena.alloc(DType::BF16, {max_rows, n_total}) : Tensor();
       std::vector<Tensor> out, res;
       for (int64_t n : p.Ns) {
         out.push_back(arena.alloc(DType::BF16, {max_rows, n}));
@@ -151,7 +161,12 @@ int run(const Args& a) {
                        p.residual ? 1.0f : 0.0f, bf(out[s]), p.Ns[s], p.bias ? bf(b[size_t(i)][s]) : nullptr,
                        cuda::GemmOrder::Any, p.residual ? bf(res[s]) : nullptr);
         };
+        auto packed = [&](int i) {
+          cuda::gemm(false, true, M, n_total, p.K, 1.0f, bf(x), p.K, bf(wp[size_t(i)]), p.K, 0.0f, bf(out_packed),
+                     n_total, p.bias ? bf(bp[size_t(i)]) : nullptr, cuda::GemmOrder::Any, nullptr);
+        };
         const double us_ours = graph_us(copies, launches, ours), us_cublas = graph_us(copies, launches, theirs);
+        const double us_one = parts ? graph_us(copies, launches, packed) : us_cublas;
         const double bytes = w_bytes + 2.0 * double(M) * double(p.K) + 2.0 * double(M) * double(n_total) *
                                                                           (p.residual ? 2.0 : 1.0);
         int64_t col_tiles = 0;
@@ -170,6 +185,8 @@ int run(const Args& a) {
                                   {"cublas_gbs", bytes / us_cublas * 1e-3},
                                   {"r1_frac", bytes / us_ours * 1e6 / bw},
                                   {"cublas_frac", bytes / us_cublas * 1e6 / bw},
+                                  {"cublas_one_us", us_one},
+                                  {"cublas_one_frac", bytes / us_one * 1e6 / bw},
                                   {"bandwidth_gbs", bw / 1e9},
                                   {"gpu", bench::gpu_name()}};
         std::printf("%s\n", j.dump().c_str());

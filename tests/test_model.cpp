@@ -195,7 +195,48 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     ops::reset_path_counts();
     model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "cached forward, lora " << lora_on;
+    // A decode step: one product of the adjacent q/k/v weights and the packed RoPE + cache write;
+    // an adapter on q or v that takes part keeps the three products.
+    arena.reset();
+    ops::reset_path_counts();
+    model::forward_cached(m, cache, {4}, {0}, {3}, {0}, arena);
+    EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rope_qkv_cache_write, Path::native), lora_on ? 0 : L) << "decode, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rope_kv_cache_write, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
   }
+}
+
+// A decode step's one q/k/v product gives the three products' logits (the same sums; the CPU's
+// GEMM may order a row's sum by its width, hence the tolerance): the same model with a zero adapter
+// on q_proj, which keeps them apart, decodes the same tokens alike.
+TEST(ModelQkv, OneDecodeProductEqualsThree) {
+  model::Transformer packed = tiny("qwen2", 5), apart = tiny("qwen2", 5);
+  model::LoraConfig lora;
+  lora.rank = 4;
+  lora.targets = {"q_proj"};
+  apart.add_lora(lora, 9);  // B = 0: the adapter adds exactly nothing
+  const int V = packed.config().vocab_size;
+  const std::vector<int32_t> ids = random_ids(3, 12, V);
+  std::vector<std::vector<float>> logits(2);
+  for (int which = 0; which < 2; ++which) {
+    model::Transformer& m = which == 0 ? packed : apart;
+    model::KVCache cache(m, 1, 16);
+    Arena arena;
+    model::forward_cached(m, cache, {ids.begin(), ids.begin() + 4}, {0, 0, 0, 0}, {0, 1, 2, 3}, {3}, arena);
+    ops::reset_path_counts();
+    for (int i = 4; i < 12; ++i) {
+      arena.reset();
+      const Tensor z = model::forward_cached(m, cache, {ids[size_t(i)]}, {0}, {i}, {0}, arena);
+      logits[size_t(which)].insert(logits[size_t(which)].end(), z.f32(), z.f32() + V);
+    }
+    EXPECT_EQ(ops::path_count(ops::Op::rope_qkv_cache_write, ops::Path::native) > 0, which == 0);
+  }
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    worst = std::max(worst, std::abs(double(logits[0][i]) - double(logits[1][i])));
+    scale = std::max(scale, std::abs(double(logits[1][i])));
+  }
+  EXPECT_LE(worst, 1e-5 * scale) << "largest logit " << scale;
 }
 
 // A tiny model memorises a small batch: the loss falls by more than 90%.

@@ -256,6 +256,11 @@ std::vector<Row> table() {
             {any, {.T = 20, .NKV = 2, .HD = 12, .S = 3, .L = 30, .BS = 5}},
             {any, {.T = 64, .NKV = 2, .HD = 128, .S = 64, .L = 1200}, kBothDtypes, kGpu},  // a decode step
             {any, {.T = 2048, .NKV = 4, .HD = 64, .S = 8, .L = 1024}, kBF16, kGpu}});
+  add_rows(t, {Op::rope_qkv_cache_write},
+           {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
+            {any, {.T = 20, .NKV = 2, .HD = 12, .S = 3, .L = 30, .BS = 5}},
+            {any, {.T = 64, .NKV = 2, .HD = 64, .S = 64, .L = 1200}, kBothDtypes, kGpu},  // a 0.5B decode step
+            {any, {.T = 256, .NKV = 4, .HD = 128, .S = 256, .L = 1200}, kBF16, kGpu}});
   add_rows(
       t, {Op::attention_cached},
       {// scattered over the cache

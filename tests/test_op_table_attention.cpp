@@ -270,6 +270,43 @@ void run_rope_kv_cache_write(Run& c) {
   c.check("rope_kv_cache_write v", c.get(vc1), ev, kExact);
 }
 
+// The same of q, k and v packed in one (T, Q + 2 KV) product: bitwise rope_kv_cache_write of the
+// three columns apart, the rotated q also in q_out, the packed v columns untouched. NH = NKV * 3.
+void run_rope_qkv_cache_write(Run& c) {
+  const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, NH = 3 * NKV, HD = c.s.HD, T = c.s.T;
+  const int64_t Q = NH * HD, KV = NKV * HD, W = Q + 2 * KV;
+  const Paged pg = paged(c, S, L);
+  Vi slots, pos;
+  scatter_tokens(c, S, L, T, slots, pos);
+  Vf kc = c.randn(pg.NB * pg.BS * KV), vc = c.randn(pg.NB * pg.BS * KV), qkv = c.randn(T * W), zero(sz(T * Q));
+  Tensor packed = c.act(qkv, {T, W}), q_out = c.act(zero, {T, NH, HD});  // (act rounds qkv to the dtype)
+  Vf q(sz(T * Q)), k(sz(T * KV)), v(sz(T * KV));
+  for (int64_t t = 0; t < T; ++t) {
+    std::copy_n(qkv.begin() + t * W, Q, q.begin() + t * Q);
+    std::copy_n(qkv.begin() + t * W + Q, KV, k.begin() + t * KV);
+    std::copy_n(qkv.begin() + t * W + Q + KV, KV, v.begin() + t * KV);
+  }
+  Vf inv(sz(HD / 2));
+  for (int64_t j = 0; j < HD / 2; ++j) inv[sz(j)] = float(1.0 / std::pow(1e6, double(2 * j) / double(HD)));
+  const Tensor table = c.ints(pg.table, {S, pg.MB}), ts = c.ints(slots, {T}), tp = c.ints(pos, {T}), ti = c.f32(inv, {HD / 2});
+  Tensor kc1 = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vc1 = c.act(vc, {pg.NB, pg.BS, NKV, HD});
+  Tensor kc2 = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vc2 = c.act(vc, {pg.NB, pg.BS, NKV, HD});
+  Tensor q2 = c.act(q, {T, NH, HD}), k2 = c.act(k, {T, NKV, HD}), v2 = c.act(v, {T, NKV, HD});
+  ops::rope_qkv_cache_write(q_out, packed, kc1, vc1, table, ts, tp, ti);
+  ops::rope_kv_cache_write(q2, k2, v2, kc2, vc2, table, ts, tp, ti);
+  const Vf rq = c.get(q2), rk = c.get(k2), got = c.get(packed);
+  EXPECT_TRUE(c.get(q_out) == rq) << "q_out differs from rope_kv_cache_write's q";
+  EXPECT_TRUE(c.get(kc1) == c.get(kc2)) << "the key cache differs from rope_kv_cache_write's";
+  EXPECT_TRUE(c.get(vc1) == c.get(vc2)) << "the value cache differs from rope_kv_cache_write's";
+  bool columns = true;  // q and k rotated in place, v as it was
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t e = 0; e < W; ++e) {
+      const auto want = e < Q ? rq[sz(t * Q + e)] : e < Q + KV ? rk[sz(t * KV + e - Q)] : v[sz(t * KV + e - Q - KV)];
+      columns = columns && got[sz(t * W + e)] == want;
+    }
+  EXPECT_TRUE(columns) << "the packed columns are not the rotated q and k and the untouched v";
+}
+
 // Attention of T tokens over the paged cache (keys HD, values HDv). s.scatter: tokens at distinct
 // random rows, the whole cache random (a prefill scattered over sequences). Otherwise sequences of
 // s.rows tokens at consecutive positions (1: decode steps; more: a prefill chunk per sequence),

@@ -276,6 +276,8 @@ Runner runner(Op op) {
       return run_kv_cache_write;
     case Op::rope_kv_cache_write:
       return run_rope_kv_cache_write;
+    case Op::rope_qkv_cache_write:
+      return run_rope_qkv_cache_write;
     case Op::attention_cached:
       return run_attention_cached;
     case Op::swiglu_forward:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "model/params.h"
 #include "model/safetensors.h"
 #include "optim/optimizer.h"
 
@@ -219,6 +220,80 @@ TEST(OptimizerAdamW, LoadStepFromMetadata) {
   std::string e = error_of([&] { fresh.load(path); });
   EXPECT_NE(e.find("step"), std::string::npos) << e;
   EXPECT_EQ(fresh.steps_taken(), 0);
+}
+
+// The flat layout keeps each attention's q, k and v weights together, then their biases (one decode
+// product); a state saved in the older layout (each bias after its weight, no "layout" record) is
+// read tensor by tensor into the new one, whole or as a shard.
+TEST(OptimizerAdamW, StateOfTheOlderLayoutIsReadTensorByTensor) {
+  TempDirCleanup cleanup;
+  namespace model = r1::model;
+  model::ModelConfig cfg = model::preset_config("tiny", "qwen2");
+  ASSERT_TRUE(cfg.attention_bias);
+  const std::vector<model::ParamSpec> now = model::param_specs(cfg), old = model::param_specs(cfg, 1);
+  auto find = [](const std::vector<model::ParamSpec>& specs, const std::string& name) {
+    for (const auto& s : specs)
+      if (s.name == name) return s;
+    ADD_FAILURE() << "no " << name;
+    return model::ParamSpec{};
+  };
+  const std::string at = "model.layers.1.self_attn.";
+  const model::ParamSpec qw = find(now, at + "q_proj.weight"), kw = find(now, at + "k_proj.weight"),
+                         vw = find(now, at + "v_proj.weight"), qb = find(now, at + "q_proj.bias"),
+                         kb = find(now, at + "k_proj.bias");
+  EXPECT_EQ(kw.offset, qw.offset + qw.numel());  // weights adjacent, then the biases
+  EXPECT_EQ(vw.offset + vw.numel(), qb.offset);
+  EXPECT_EQ(kb.offset, qb.offset + qb.numel());
+  EXPECT_EQ(find(old, at + "q_proj.bias").offset, find(old, at + "q_proj.weight").offset + qw.numel());
+  const int64_t total = model::total_params(now);
+  ASSERT_EQ(total, model::total_params(old));
+
+  // Moments of the old layout whose every element names its tensor and index.
+  std::vector<float> m(size_t(total), 0.0f), v(size_t(total), 0.0f);
+  auto value = [](size_t k, int64_t j) { return float(k) * 4096.0f + float(j); };
+  for (size_t k = 0; k < old.size(); ++k)
+    for (int64_t j = 0; j < old[k].numel(); ++j) {
+      m[size_t(old[k].offset + j)] = value(k, j);
+      v[size_t(old[k].offset + j)] = -value(k, j);
+    }
+  const std::string path = temp_path("old_layout.safetensors");
+  r1::model::save_safetensors(path, {{"m", {total}, m.data()}, {"v", {total}, v.data()}}, r1::DType::F32,
+                              {{"format", "pt"}, {"step", "3"}});
+  EXPECT_EQ(r1::optim::saved_layout_version(path), 1);
+  const std::vector<model::FlatMove> moves = model::layout_moves(cfg, 1);
+  ASSERT_FALSE(moves.empty());
+
+  for (const int64_t begin : {int64_t(0), total / 3}) {  // the whole state, and a shard of it
+    const int64_t n = begin == 0 ? total : total / 3;
+    AdamW opt({{"shard", 0, n, true}}, {});
+    opt.load(path, total, begin, moves);
+    EXPECT_EQ(opt.steps_taken(), 3);
+    const std::string again = temp_path("new_layout.safetensors");
+    opt.save(again);
+    EXPECT_EQ(r1::optim::saved_layout_version(again), r1::model::kParamLayoutVersion);
+    r1::model::SafetensorsReader reader(again);
+    const float* got_m = static_cast<const float*>(reader.info("m").data);
+    const float* got_v = static_cast<const float*>(reader.info("v").data);
+    int64_t wrong = 0, checked = 0;
+    for (const model::ParamSpec& s : now) {
+      size_t k = 0;
+      while (old[k].name != s.name) ++k;
+      for (int64_t j = 0; j < s.numel(); ++j) {
+        const int64_t e = s.offset + j - begin;
+        if (e < 0 || e >= n) continue;
+        ++checked;
+        wrong += got_m[e] != value(k, j) || got_v[e] != -value(k, j);
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "elements of the old layout not at their tensor's new place, shard at " << begin;
+    EXPECT_GT(checked, n / 2);
+  }
+
+  model::ModelConfig no_bias = cfg;  // without biases the two layouts are one
+  no_bias.attention_bias = false;
+  EXPECT_TRUE(model::layout_moves(no_bias, 1).empty());
+  const std::string e = error_of([&] { model::layout_moves(cfg, 7); });
+  EXPECT_NE(e.find("layout version 7"), std::string::npos) << e;
 }
 
 // 200 steps of AdamW on an ill-conditioned quadratic cut the loss by more than 99%.

@@ -92,6 +92,12 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
 // kv_cache_write of the rotated k and of v; bitwise those three ops. Not for a latent cache.
 void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
                          const Tensor& block_table, const Tensor& slots, const Tensor& pos, const Tensor& inv_freq);
+// rope_kv_cache_write of q, k and v packed in one (T, NH*HD + NKV*HD + NKV*HDv) tensor (a decode
+// step's one product of the adjacent q/k/v weights): its q and k columns rotated in place, the
+// rotated q also written to q_out (T, NH, HD), the rotated k and the v columns to the cache;
+// bitwise rope_kv_cache_write of the three columns apart. Not for a latent cache.
+void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache, const Tensor& block_table,
+                          const Tensor& slots, const Tensor& pos, const Tensor& inv_freq);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
 // attends to rows [0, pos[t]] of its sequence. q (T, NH, HD), out (T, NH, HDv). Forward only.
 // workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HDv, L) elements,

@@ -1,5 +1,8 @@
 // Dispatch of attention: packed training attention, the paged KV cache write and the attention over
 // it (see ops_check.h).
+#include <algorithm>
+#include <vector>
+
 #include "kernels/ops.h"
 #include "kernels/ops_check.h"
 
@@ -152,6 +155,75 @@ void kv_cache_write(Tensor k_cache, Tensor v_cache, const Tensor& k, const Tenso
                       d.MB, d.NKV, d.HD, d.HDv);
 }
 
+namespace {
+// Rows of q, k or v in a tensor: row t's elements start at t * row + at (the columns of a packed
+// product, or a (T, H, HD) tensor of its own: at 0, row H * HD).
+struct Rows {
+  const char* name;
+  Tensor t;
+  int64_t at, row;
+};
+// Both RoPE + cache write ops, their shapes checked against d: q and k rotated in place by
+// rope_forward at positions pos, the rotated q also into q_out when it is not empty, then
+// kv_cache_write of the rotated k and of v.
+void rope_cache_rows(Op id, const PagedDims& d, int64_t NH, const Rows& q, const Rows& k, const Rows& v,
+                     const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache, const Tensor& block_table,
+                     const Tensor& slots, const Tensor& pos, const Tensor& inv_freq) {
+  const char* op = op_name(id);
+  check_heads(op, NH, d.NKV);
+  if (d.HD % 2 != 0) fail("{}: k_cache {} has odd head dim HD = {}", op, k_cache.describe(), d.HD);
+  expect(op, "inv_freq", inv_freq, F32, {{"HD/2", d.HD / 2}}, "k_cache", &k_cache);
+  if (on_cuda(op, {{q.name, q.t},
+                   {k.name, k.t},
+                   {v.name, v.t},
+                   {"q_out", q_out},
+                   {"k_cache", k_cache},
+                   {"v_cache", v_cache},
+                   {"block_table", block_table},
+                   {"slots", slots},
+                   {"pos", pos},
+                   {"inv_freq", inv_freq}})) {
+    R1_CUDA_DISPATCH_DT(op, d.dt,
+                        cuda::rope_kv_cache_write(bp(q.t) + q.at, bp(k.t) + k.at, bp(v.t) + v.at, bp(k_cache),
+                                                  bp(v_cache), bp(q_out), cuda::RopeRows{q.row, k.row, v.row},
+                                                  ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
+                                                  NH, d.NKV, d.HD, d.HDv),
+                        cuda::rope_kv_cache_write(fp(q.t) + q.at, fp(k.t) + k.at, fp(v.t) + v.at, fp(k_cache),
+                                                  fp(v_cache), fp(q_out), cuda::RopeRows{q.row, k.row, v.row},
+                                                  ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
+                                                  NH, d.NKV, d.HD, d.HDv));
+  }
+  paged_ranges(op, d, block_table, slots, pos);
+  count_path(id, Path::native);
+  // The reference is the three ops' own CPU code, in their order, on the rows in place when they
+  // are a tensor of their own, else on a copy whose rotated rows are put back.
+  struct Held {
+    const Rows& r;
+    int64_t n;
+    std::vector<float> copy;
+    float* rows() {
+      if (r.at == 0 && r.row == n) return fp(r.t);
+      copy.resize(size_t(r.t.shape[0] * n));
+      for (int64_t t = 0; t < r.t.shape[0]; ++t) std::copy_n(fp(r.t) + t * r.row + r.at, n, copy.data() + t * n);
+      return copy.data();
+    }
+    void put_back() {
+      for (int64_t t = 0; !copy.empty() && t < r.t.shape[0]; ++t)
+        std::copy_n(copy.data() + t * n, n, fp(r.t) + t * r.row + r.at);
+    }
+  };
+  Held hq{q, NH * d.HD, {}}, hk{k, d.NKV * d.HD, {}}, hv{v, d.NKV * d.HDv, {}};
+  float *qr = hq.rows(), *kr = hk.rows();
+  cpu::rope_forward(qr, ip(pos), fp(inv_freq), d.T, NH, d.HD);
+  cpu::rope_forward(kr, ip(pos), fp(inv_freq), d.T, d.NKV, d.HD);
+  cpu::kv_cache_write(fp(k_cache), fp(v_cache), kr, hv.rows(), ip(block_table), ip(slots), ip(pos), d.T, d.BS, d.MB,
+                      d.NKV, d.HD, d.HDv);
+  hq.put_back();
+  hk.put_back();
+  if (!q_out.empty()) std::copy_n(qr, d.T * NH * d.HD, fp(q_out));
+}
+}  // namespace
+
 void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Tensor v_cache,
                          const Tensor& block_table, const Tensor& slots, const Tensor& pos, const Tensor& inv_freq) {
   const Op id = Op::rope_kv_cache_write;
@@ -162,33 +234,21 @@ void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Te
   expect(op, "v", v, d.dt, {{"T", d.T}, {"NKV", d.NKV}, {"HDv", d.HDv}}, "v_cache", &v_cache);
   expect(op, "q", q, d.dt, {{"T", d.T}, {"NH", kAny}, {"HD", d.HD}}, "k", &k);
   const int64_t NH = q.shape[1];
-  check_heads(op, NH, d.NKV);
-  if (d.HD % 2 != 0) fail("{}: k {} has odd head dim HD = {}", op, k.describe(), d.HD);
-  expect(op, "inv_freq", inv_freq, F32, {{"HD/2", d.HD / 2}}, "k", &k);
-  if (on_cuda(op, {{"q", q},
-                   {"k", k},
-                   {"v", v},
-                   {"k_cache", k_cache},
-                   {"v_cache", v_cache},
-                   {"block_table", block_table},
-                   {"slots", slots},
-                   {"pos", pos},
-                   {"inv_freq", inv_freq}})) {
-    R1_CUDA_DISPATCH_DT(op, d.dt,
-                        cuda::rope_kv_cache_write(bp(q), bp(k), bp(v), bp(k_cache), bp(v_cache), ip(block_table),
-                                                  ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB, NH, d.NKV,
-                                                  d.HD, d.HDv),
-                        cuda::rope_kv_cache_write(fp(q), fp(k), fp(v), fp(k_cache), fp(v_cache), ip(block_table),
-                                                  ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB, NH, d.NKV,
-                                                  d.HD, d.HDv));
-  }
-  paged_ranges(op, d, block_table, slots, pos);
-  count_path(id, Path::native);
-  // The reference is the three ops' own CPU code, in their order.
-  cpu::rope_forward(fp(q), ip(pos), fp(inv_freq), d.T, NH, d.HD);
-  cpu::rope_forward(fp(k), ip(pos), fp(inv_freq), d.T, d.NKV, d.HD);
-  cpu::kv_cache_write(fp(k_cache), fp(v_cache), fp(k), fp(v), ip(block_table), ip(slots), ip(pos), d.T, d.BS, d.MB,
-                      d.NKV, d.HD, d.HDv);
+  rope_cache_rows(id, d, NH, {"q", q, 0, NH * d.HD}, {"k", k, 0, d.NKV * d.HD}, {"v", v, 0, d.NKV * d.HDv}, Tensor(),
+                  k_cache, v_cache, block_table, slots, pos, inv_freq);
+}
+
+void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache, const Tensor& block_table,
+                          const Tensor& slots, const Tensor& pos, const Tensor& inv_freq) {
+  const Op id = Op::rope_qkv_cache_write;
+  const char* op = op_name(id);
+  const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "qkv", qkv);
+  if (v_cache.empty()) fail("{}: no v_cache (a latent cache's keys are not rotated whole; use kv_cache_write)", op);
+  expect(op, "q_out", q_out, d.dt, {{"T", d.T}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
+  const int64_t NH = q_out.shape[1], Q = NH * d.HD, KV = d.NKV * d.HD, W = Q + KV + d.NKV * d.HDv;
+  expect(op, "qkv", qkv, d.dt, {{"T", d.T}, {"NH*HD + NKV*HD + NKV*HDv", W}}, "q_out", &q_out);
+  rope_cache_rows(id, d, NH, {"qkv", qkv, 0, W}, {"qkv", qkv, Q, W}, {"qkv", qkv, Q + KV, W}, q_out, k_cache, v_cache,
+                  block_table, slots, pos, inv_freq);
 }
 
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

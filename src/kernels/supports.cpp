@@ -31,7 +31,7 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "moe_combine_forward",   "moe_combine_backward",   "grouped_linear_forward",
     "grouped_linear_backward", "batched_matmul",      "lm_head_logits",
     "logprobs_of_logits",    "swiglu_packed_forward", "swiglu_packed_backward",
-    "rope_kv_cache_write",   "linear_forward_each",
+    "rope_kv_cache_write",   "linear_forward_each",    "rope_qkv_cache_write",
 };
 // clang-format on
 

@@ -75,8 +75,9 @@ enum class Op : uint8_t {
   swiglu_packed_backward,
   rope_kv_cache_write,
   linear_forward_each,
+  rope_qkv_cache_write,
 };
-constexpr int kNumOps = int(Op::linear_forward_each) + 1;
+constexpr int kNumOps = int(Op::rope_qkv_cache_write) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

@@ -1,6 +1,7 @@
 #include "model/params.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "base/error.h"
 
@@ -16,15 +17,66 @@ namespace {
 int64_t aligned(int64_t n) { return (n + 15) / 16 * 16; }  // elements: 64-byte aligned starts
 }  // namespace
 
-std::vector<ParamSpec> param_specs(const ModelConfig& c) {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Version 1's order: each of q, k and v's biases right after its weight.
+void to_version_1(std::vector<ParamSpec>& specs) {
+  static const char* const kProj[] = {"q_proj", "k_proj", "v_proj"};
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!ends_with(specs[i].name, "self_attn.q_proj.weight")) continue;
+    const std::string prefix = specs[i].name.substr(0, specs[i].name.size() - std::string("q_proj.weight").size());
+    if (i + 6 > specs.size() || specs[i + 3].name != prefix + "q_proj.bias") continue;  // no biases: the same
+    std::vector<ParamSpec> order;
+    for (int j = 0; j < 3; ++j) {
+      R1_CHECK(specs[i + size_t(j)].name == prefix + kProj[j] + ".weight" &&
+                   specs[i + 3 + size_t(j)].name == prefix + kProj[j] + ".bias",
+               "param_specs: {} is not in q, k, v weights then biases order", prefix);
+      order.push_back(specs[i + size_t(j)]);
+      order.push_back(specs[i + 3 + size_t(j)]);
+    }
+    std::copy(order.begin(), order.end(), specs.begin() + std::ptrdiff_t(i));
+    i += 5;
+  }
+}
+
+}  // namespace
+
+std::vector<ParamSpec> param_specs(const ModelConfig& c, int version) {
+  R1_CHECK(version == 1 || version == kParamLayoutVersion,
+           "parameter layout version {} is unknown (this build reads 1 and {})", version, kParamLayoutVersion);
   std::vector<ParamSpec> specs;
-  int64_t off = 0;
   Params declared;
   visit_params(declared, c, [&](Tensor&, const std::string& name, ParamShape shape) {
-    specs.push_back({name, std::vector<int64_t>(shape), off});
-    off += aligned(specs.back().numel());
+    specs.push_back({name, std::vector<int64_t>(shape), 0});
   });
+  if (version == 1) to_version_1(specs);
+  int64_t off = 0;
+  for (ParamSpec& s : specs) {
+    s.offset = off;
+    off += aligned(s.numel());
+  }
   return specs;
+}
+
+std::vector<FlatMove> layout_moves(const ModelConfig& c, int version) {
+  const std::vector<ParamSpec> ours = param_specs(c), theirs = param_specs(c, version);
+  bool same = true;
+  for (size_t i = 0; i < ours.size(); ++i) same = same && ours[i].name == theirs[i].name;
+  if (same) return {};
+  std::unordered_map<std::string, const ParamSpec*> by_name;
+  for (const ParamSpec& t : theirs) by_name[t.name] = &t;
+  std::vector<FlatMove> moves;
+  for (const ParamSpec& s : ours) {
+    const auto it = by_name.find(s.name);
+    R1_CHECK(it != by_name.end() && it->second->numel() == s.numel(), "layout_moves: {} differs in version {}",
+             s.name, version);
+    moves.push_back({s.offset, it->second->offset, s.numel()});
+  }
+  return moves;
 }
 
 int64_t total_params(const std::vector<ParamSpec>& specs) {

@@ -47,8 +47,21 @@ void visit_params(P& p, const ModelConfig& c, F&& f) {
   else if (!c.tie_word_embeddings) f(p.lm_head, std::string("lm_head.weight"), ParamShape{V, C});
 }
 
-// Every parameter of the architecture, in layout order, with 64-byte aligned offsets.
-std::vector<ParamSpec> param_specs(const ModelConfig& c);
+// The version of the flat layout this build writes (optimizer states record it: optim::save_adamw_state).
+// 2: each attention's q, k and v weights adjacent, then their biases; 1 (before 2026-12-06): each
+// bias right after its weight. Only models with attention biases differ between the two.
+constexpr int kParamLayoutVersion = 2;
+
+// Every parameter of the architecture, in layout order (of `version`), with 64-byte aligned offsets.
+std::vector<ParamSpec> param_specs(const ModelConfig& c, int version = kParamLayoutVersion);
+// One tensor's place in two layouts: elements [from, from + count) of the other layout are
+// [to, to + count) of this one.
+struct FlatMove {
+  int64_t to = 0, from = 0, count = 0;
+};
+// Every tensor's move from layout `version` to this build's; empty when the two are the same for c
+// (so a flat state in `version` reads as it is). Fails naming the version when it is unknown.
+std::vector<FlatMove> layout_moves(const ModelConfig& c, int version);
 int64_t total_params(const std::vector<ParamSpec>& specs);
 // A model's fp32 weights in the flat layout, asked a range [begin, begin + count) at a time into
 // dst, so a rank can take its shard without the whole model ever being in memory (parallel.shard:

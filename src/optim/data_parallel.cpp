@@ -304,8 +304,8 @@ void DataParallel::save(const std::string& path) const {
   if (dist::is_root()) save_adamw_state(path, m.data(), v.data(), n, opt_->steps_taken());
 }
 
-void DataParallel::load(const std::string& path) {
-  opt_->load(path, total_elements(), sharded() ? shard_begin_ : 0);
+void DataParallel::load(const std::string& path, const std::vector<model::FlatMove>& moves) {
+  opt_->load(path, total_elements(), sharded() ? shard_begin_ : 0, moves);
 }
 
 }  // namespace r1::optim

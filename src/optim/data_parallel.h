@@ -131,7 +131,7 @@ class DataParallel {
   // The full optimizer state in AdamW's file format. Collective: every rank calls it; rank 0 writes.
   void save(const std::string& path) const;
   // Every rank reads the full state and keeps its part.
-  void load(const std::string& path);
+  void load(const std::string& path, const std::vector<model::FlatMove>& moves = {});
 
  private:
   struct Range {

@@ -150,9 +150,25 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 
 }  // namespace
 
+std::map<std::string, std::string> adamw_file_metadata(int64_t step) {
+  return {{"format", "pt"}, {"step", std::to_string(step)}, {"layout", std::to_string(model::kParamLayoutVersion)}};
+}
+
+int saved_layout_version(const std::string& path) {
+  const std::map<std::string, std::string> meta = read_safetensors_metadata(path);
+  const auto it = meta.find("layout");
+  if (it == meta.end()) return 1;  // written before the layout was recorded
+  int version = 0;
+  const std::string& s = it->second;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), version);
+  R1_CHECK(ec == std::errc() && end == s.data() + s.size() && version >= 1,
+           "optimizer state {}: metadata layout \"{}\" is not a positive integer", path, s);
+  return version;
+}
+
 void save_adamw_state(const std::string& path, const float* m, const float* v, int64_t n, int64_t step) {
   std::vector<model::NamedTensor> tensors = {{"m", {n}, m}, {"v", {n}, v}};
-  model::save_safetensors(path, tensors, DType::F32, {{"format", "pt"}, {"step", std::to_string(step)}});
+  model::save_safetensors(path, tensors, DType::F32, adamw_file_metadata(step));
 }
 
 void AdamW::save(const std::string& path) const {
@@ -168,7 +184,7 @@ void AdamW::moments_host(float* m, float* v) const {
 
 void AdamW::load(const std::string& path) { load(path, n_, 0); }
 
-void AdamW::load(const std::string& path, int64_t total, int64_t offset) {
+void AdamW::load(const std::string& path, int64_t total, int64_t offset, const std::vector<model::FlatMove>& moves) {
   R1_CHECK(offset >= 0 && offset + n_ <= total, "optimizer state {}: elements [{}, {}) outside {}", path, offset,
            offset + n_, total);
   // The step count is an exact integer in the metadata (no float rounding, no 2^24 limit).
@@ -192,9 +208,31 @@ void AdamW::load(const std::string& path, int64_t total, int64_t offset) {
              "optimizer state {}: tensor \"{}\" is {} in {} bytes, expected f32", path, name,
              dtype_name(info.dtype), info.nbytes);
   }
-  // Checked first, then copied straight from the mapped file: no host copy of the whole state.
-  copy_from_host(m_t_, static_cast<const float*>(reader.info("m").data) + offset);
-  copy_from_host(v_t_, static_cast<const float*>(reader.info("v").data) + offset);
+  // Checked first, then copied straight from the mapped file: no host copy of the whole state
+  // (unless it is in another layout: then this optimizer's range, gathered tensor by tensor).
+  for (const char* name : {"m", "v"}) {
+    const float* saved = static_cast<const float*>(reader.info(name).data);
+    if (moves.empty()) {
+      copy_from_host(name[0] == 'm' ? m_t_ : v_t_, saved + offset);
+      continue;
+    }
+    const Tensor& dst = name[0] == 'm' ? m_t_ : v_t_;
+    constexpr int64_t kChunk = int64_t(1) << 24;
+    std::vector<float> chunk(size_t(std::min(kChunk, n_)));
+    for (int64_t c0 = 0; c0 < n_; c0 += kChunk) {  // [c0, c1) of this optimizer's elements
+      const int64_t c1 = std::min(c0 + kChunk, n_);
+      std::fill(chunk.begin(), chunk.end(), 0.0f);  // the padding between tensors stays 0
+      for (const model::FlatMove& mv : moves) {
+        R1_CHECK(mv.from >= 0 && mv.count >= 0 && mv.from + mv.count <= total,
+                 "optimizer state {}: a layout move reads [{}, {}) outside {}", path, mv.from, mv.from + mv.count,
+                 total);
+        const int64_t a = std::max(mv.to, offset + c0), b = std::min(mv.to + mv.count, offset + c1);
+        if (b > a)
+          std::copy(saved + mv.from + (a - mv.to), saved + mv.from + (b - mv.to), chunk.data() + (a - offset - c0));
+      }
+      copy_from_host(Tensor(static_cast<float*>(dst.data) + c0, DType::F32, {c1 - c0}, dst.device), chunk.data());
+    }
+  }
   step_ = step;
 }
 

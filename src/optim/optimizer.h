@@ -4,6 +4,7 @@
 // compute weights in the same pass (optimizer_step). Offloaded, the moments and the fp32 master
 // weights are host memory and the update runs on the CPU (optim/offload.h).
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,7 +65,8 @@ class AdamW {
   void load(const std::string& path);
   // Loads elements [offset, offset + N) of a saved state of `total` parameters: this optimizer's
   // shard of a whole model's state (ZeRO-1, train/data_parallel.h).
-  void load(const std::string& path, int64_t total, int64_t offset);
+  // `moves`: the saved state is in another flat layout (model::layout_moves); empty: this one.
+  void load(const std::string& path, int64_t total, int64_t offset, const std::vector<model::FlatMove>& moves = {});
   // Host copies of the moments (N each).
   void moments_host(float* m, float* v) const;
   const AdamWConfig& config() const { return cfg_; }
@@ -82,6 +84,10 @@ class AdamW {
 // Writes moments m, v (n each, host memory) and the step count in AdamW's file format (what
 // AdamW::save writes).
 void save_adamw_state(const std::string& path, const float* m, const float* v, int64_t n, int64_t step);
+// That file's metadata: format, step and the flat layout version (model::kParamLayoutVersion).
+std::map<std::string, std::string> adamw_file_metadata(int64_t step);
+// The flat layout version a saved state is in (1 when the file predates the record).
+int saved_layout_version(const std::string& path);
 
 // The parameter slices of a model for AdamW (no weight decay on rank-1 tensors: norms and biases).
 std::vector<ParamSlice> param_slices(const model::Transformer& m);

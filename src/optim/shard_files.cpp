@@ -72,7 +72,7 @@ void DataParallel::prepare_shard_files(const std::string& model_dir, const std::
   if (optimizer_path.empty()) return;
   const int64_t n = total_elements();
   model::save_safetensors(optimizer_path, std::vector<model::TensorLayout>{{"m", {n}}, {"v", {n}}}, DType::F32, zeros,
-                          false, {{"format", "pt"}, {"step", std::to_string(opt_->steps_taken())}});
+                          false, adamw_file_metadata(opt_->steps_taken()));
 }
 
 void DataParallel::write_shards(const std::string& model_dir, const std::string& optimizer_path) const {

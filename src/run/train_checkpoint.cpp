@@ -116,7 +116,10 @@ void load_train_checkpoint(const ResumePoint& ck, model::Transformer& m, optim::
   if (m.has_lora()) model::load_adapter(m, fs::join(ck.path, "adapter"));
   else opt.load_weights(fs::join(ck.path, "model"));  // level full: each rank reads its shard
   if (contents_of(ck) == CheckpointContents::Full) {
-    opt.load(fs::join(ck.path, "optimizer.safetensors"));
+    // A state saved in an older flat layout is read tensor by tensor into this one (adapters' never moved).
+    const std::string path = fs::join(ck.path, "optimizer.safetensors");
+    opt.load(path, m.has_lora() ? std::vector<model::FlatMove>{}
+                                : model::layout_moves(m.config(), optim::saved_layout_version(path)));
   } else if (dist::is_root()) {
     log::warn("{} holds weights only (run.checkpoint_contents: weights): the AdamW moments restart from zero",
               ck.path);

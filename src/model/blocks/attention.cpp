@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/invariance.h"
 #include "kernels/ops.h"
 #include "model/kv_cache.h"
 
@@ -40,6 +41,14 @@ void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tens
   ops::rope_forward(k, p.pos, p.inv_freq);
 }
 
+// A decode step's q, k and v as one product: their weights and biases adjacent (the flat layout),
+// no adapter taking part, no per-head norm between the product and RoPE, and not the
+// batch-invariant forward (whose products must be the trainer's, shape for shape).
+std::optional<Linear> decode_qkv(const Pass& p, const AttentionWeights& W) {
+  if (!p.cache || !p.cu_seqlens.empty() || p.cfg->qk_norm || ops::batch_invariant()) return std::nullopt;
+  return packed_rows(p, {&W.q, &W.k, &W.v});
+}
+
 }  // namespace
 
 void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
@@ -48,9 +57,20 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
   const int64_t T = p.T, NH = c.num_attention_heads;
   const float scale = softmax_scale(c);
   Tensor q, k, v;
+  Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
+  if (const std::optional<Linear> qkv_w = s ? std::nullopt : decode_qkv(p, W)) {
+    // One product for q, k and v, then RoPE and the cache write of its columns (one launch each).
+    const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
+    Tensor qkv = p.scratch(p.cd, {T, c.q_dim() + 2 * c.kv_dim()});
+    ops::linear_forward(qkv, x, qkv_w->w, qkv_w->b);
+    q = p.keep(p.cd, {T, NH, c.head_dim});
+    ops::rope_qkv_cache_write(q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq);
+    ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
+    linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, nullptr, residual);
+    return;
+  }
   // A cached forward rotates q and k and writes the cache in one op (bitwise the three it replaces).
   project_qkv(p, W, x, q, k, v, s, /*rotate=*/p.cache == nullptr);
-  Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
   if (p.cache) {
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
     ops::rope_kv_cache_write(q, k, v, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq);

@@ -19,12 +19,17 @@ template <class W, class F>
 void visit_attention(W& w, const ModelConfig& c, F&& f) {
   const int64_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), HD = c.head_dim;
   using S = std::string;
+  // q, k and v's weights adjacent, then their biases: a decode step projects all three in one
+  // product (packed_rows). Layout version 2; version 1 put each bias after its weight
+  // (param_specs(c, 1), read by layout_moves).
   f(w.q.w, S("self_attn.q_proj.weight"), ParamShape{Q, C});
-  if (c.attention_bias) f(w.q.b, S("self_attn.q_proj.bias"), ParamShape{Q});
   f(w.k.w, S("self_attn.k_proj.weight"), ParamShape{KV, C});
-  if (c.attention_bias) f(w.k.b, S("self_attn.k_proj.bias"), ParamShape{KV});
   f(w.v.w, S("self_attn.v_proj.weight"), ParamShape{KV, C});
-  if (c.attention_bias) f(w.v.b, S("self_attn.v_proj.bias"), ParamShape{KV});
+  if (c.attention_bias) {
+    f(w.q.b, S("self_attn.q_proj.bias"), ParamShape{Q});
+    f(w.k.b, S("self_attn.k_proj.bias"), ParamShape{KV});
+    f(w.v.b, S("self_attn.v_proj.bias"), ParamShape{KV});
+  }
   f(w.o.w, S("self_attn.o_proj.weight"), ParamShape{C, Q});
   if (c.qk_norm) {
     f(w.q_norm, S("self_attn.q_norm.weight"), ParamShape{HD});

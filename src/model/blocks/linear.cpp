@@ -119,11 +119,12 @@ namespace {
 // base's gradients); nullopt when not adjacent.
 std::optional<Tensor> rows_after(const Tensor& a, const Tensor& b) {
   if (a.empty() && b.empty()) return Tensor();
-  if (a.empty() || b.empty() || a.dtype != b.dtype || a.device != b.device || a.ndim != 2 || b.ndim != 2 ||
-      a.shape[1] != b.shape[1])
+  if (a.empty() || b.empty() || a.dtype != b.dtype || a.device != b.device || a.ndim != b.ndim ||
+      (a.ndim != 1 && a.ndim != 2) || (a.ndim == 2 && a.shape[1] != b.shape[1]))
     return std::nullopt;
   const char* end = static_cast<const char*>(a.data) + size_t(a.numel()) * dtype_size(a.dtype);
   if (static_cast<const void*>(end) != b.data) return std::nullopt;
+  if (a.ndim == 1) return Tensor(a.data, a.dtype, {a.shape[0] + b.shape[0]}, a.device);
   return Tensor(a.data, a.dtype, {a.shape[0] + b.shape[0], a.shape[1]}, a.device);
 }
 
@@ -152,6 +153,22 @@ std::optional<GroupedLinear> packed_grads(const GroupedLinear& a, const GroupedL
   GroupedLinear out;
   out.w = *w;
   out.offsets = a.offsets;
+  return out;
+}
+
+std::optional<Linear> packed_rows(const Pass& p, const std::vector<const Linear*>& Ws) {
+  if (Ws.empty() || Ws[0]->w.empty()) return std::nullopt;
+  Linear out;
+  out.w = Ws[0]->w;
+  out.b = Ws[0]->b;
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    if (adapted(p, *Ws[i])) return std::nullopt;
+    if (i == 0) continue;
+    const std::optional<Tensor> w = rows_after(out.w, Ws[i]->w), b = rows_after(out.b, Ws[i]->b);
+    if (!w || !b) return std::nullopt;
+    out.w = *w;
+    out.b = *b;
+  }
   return out;
 }
 

@@ -42,6 +42,12 @@ struct LinearSaved {
 // they cannot be packed.
 std::optional<Linear> packed_pair(const Pass& p, const Linear& a, const Linear& b);
 std::optional<GroupedLinear> packed_pair(const Pass& p, const GroupedLinear& a, const GroupedLinear& b);
+// Linears of the same input as one (a layer's q, k and v at a decode step): their weights
+// (sum of OUT, IN) as one matrix and their biases as one vector, when each one's rows follow the
+// previous one's in memory (the flat layout keeps q, k and v's weights together, then their
+// biases: blocks/attention.h), all or none have a bias, and no adapter takes part in this pass.
+// Forward only. nullopt when they cannot be packed.
+std::optional<Linear> packed_rows(const Pass& p, const std::vector<const Linear*>& Ws);
 // The same view of a pair's gradients (no adapter or pass checks), nullopt when not adjacent.
 std::optional<Linear> packed_grads(const Linear& a, const Linear& b);
 std::optional<GroupedLinear> packed_grads(const GroupedLinear& a, const GroupedLinear& b);
