@@ -29,7 +29,8 @@
 #     R1_GPU_BENCH=dist: data parallel over all GPUs (kind nvidia-h200-x2): NCCL collectives, GRPO
 #       step tokens/s per GPU on 1 GPU and on all (weak and strong scaling efficiency)
 #     R1_GPU_BENCH=paged-ab (with R1_GPU_BASE=an older pack's folder): generation with the paged
-#                           cache beside the preallocated one and transformers (issue 18)
+#                           cache beside the preallocated one and transformers (issue 18;
+#                           R1_GPU_PEER=0: without transformers, about 4 minutes instead of 9)
 #     R1_GPU_BENCH=tools: multi-turn tool rollouts, 0.5B, 256 episodes in flight, 3 sandboxed Python
 #                         calls each (and a fixed 50 ms tool beside it): episodes/s, GPU busy share
 #     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
@@ -354,7 +355,7 @@ PY
         timeout "$(left 200)" "$bin"/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
           --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' | tag "${bin%%/*}" >>"$out/bench.jsonl"
       done
-      [[ $new -gt 1024 ]] && continue
+      [[ $new -gt 1024 || ${R1_GPU_PEER:-1} == 0 ]] && continue  # R1_GPU_PEER=0: r1's engines alone
       echo "== generate $shape, $prompts x (128 + $new): transformers" | tee -a "$out/bench.log"
       timeout "$(left 150)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
         --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' | tag transformers >>"$out/bench.jsonl"

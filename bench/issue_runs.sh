@@ -11,6 +11,7 @@
 #   pagedab  generation with the paged cache (this pack) beside the preallocated one (a pack of
 #            8ab4e7f's bench_rollout_gpu in .gpu-base/bench, carried) and transformers:
 #            R1_GPU_BENCH=paged-ab of bench/gpu.sh, with 25 minutes instead of one call's 9
+#   pagedr1  the same without transformers (R1_GPU_PEER=0)
 L=/tmp/issue-runs
 case "${1:-}" in
 start)
@@ -34,9 +35,9 @@ runs)
       lora32b)
         bash bench/gpu.sh bench bench_grpo_step_gpu --shape 32b --prompts 8 --group 8 --prompt-len 512 --new 4096 \
           --steps 1 --lora-rank 64 --kv-fraction 0.85 >"$L/$job.log" 2>&1 ;;
-      pagedab)
-        R1_GPU_TESTS=0 R1_GPU_BENCH=paged-ab R1_GPU_BASE=.gpu-base R1_GPU_BUDGET_S=1500 OUT="$L/pagedab" \
-          bash bench/gpu.sh run >"$L/$job.log" 2>&1 ;;
+      pagedab|pagedr1)
+        R1_GPU_PEER=$([[ $job == pagedab ]] && echo 1 || echo 0) R1_GPU_TESTS=0 R1_GPU_BENCH=paged-ab \
+          R1_GPU_BASE=.gpu-base R1_GPU_BUDGET_S=1500 OUT="$L/pagedab" bash bench/gpu.sh run >"$L/$job.log" 2>&1 ;;
       *) echo "unknown job $job" >"$L/$job.log"; false ;;
     esac
     echo "$(date +%T) $job rc $?" >>"$L/status"

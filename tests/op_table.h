@@ -61,6 +61,7 @@ struct Shape {
   int64_t batch = 0;
   bool trans = false, interleaved = false;
   std::vector<int64_t> widths;  // linear_forward_each: each product's OC
+  bool qk_norm = false;          // rope_qkv_cache_write: each q and k head RMS-normed first
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };

@@ -170,10 +170,11 @@ TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
       << "one adapter add per adapted projection";
 }
 
-// A layer's q, k and v are one op over its input (ops::linear_forward_each: one launch at a decode
-// step's rows on CUDA), in training and decoding, with or without adapters on them (each adapter's
-// product follows the base ones); the values are held by CachedForwardMatchesTrainingForward, the
-// LoRA tests and the transformers parity tests.
+// A layer's q, k and v are one op over its input: ops::linear_forward_each in training and
+// prefill, and with adapters on them (each adapter's product follows the base ones); at a decode
+// step without adapters, one linear_forward of their adjacent weights and rope_qkv_cache_write.
+// The values are held by CachedForwardMatchesTrainingForward, OneDecodeProductEqualsThree, the LoRA
+// tests and the transformers parity tests.
 TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
   using ops::Op;
   using ops::Path;
@@ -206,37 +207,44 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
   }
 }
 
-// A decode step's one q/k/v product gives the three products' logits (the same sums; the CPU's
-// GEMM may order a row's sum by its width, hence the tolerance): the same model with a zero adapter
-// on q_proj, which keeps them apart, decodes the same tokens alike.
+// A decode step's one q/k/v product (and, with qk_norm, the normed RoPE and cache write in one op)
+// gives the three products' logits (the same sums; the CPU's GEMM may order a row's sum by its width,
+// hence the tolerance): the same model with a zero adapter on q_proj, which keeps them apart, decodes
+// the same tokens alike. Qwen2 (biases), Qwen3 (qk_norm) and Llama.
 TEST(ModelQkv, OneDecodeProductEqualsThree) {
-  model::Transformer packed = tiny("qwen2", 5), apart = tiny("qwen2", 5);
-  model::LoraConfig lora;
-  lora.rank = 4;
-  lora.targets = {"q_proj"};
-  apart.add_lora(lora, 9);  // B = 0: the adapter adds exactly nothing
-  const int V = packed.config().vocab_size;
-  const std::vector<int32_t> ids = random_ids(3, 12, V);
-  std::vector<std::vector<float>> logits(2);
-  for (int which = 0; which < 2; ++which) {
-    model::Transformer& m = which == 0 ? packed : apart;
-    model::KVCache cache(m, 1, 16);
-    Arena arena;
-    model::forward_cached(m, cache, {ids.begin(), ids.begin() + 4}, {0, 0, 0, 0}, {0, 1, 2, 3}, {3}, arena);
-    ops::reset_path_counts();
-    for (int i = 4; i < 12; ++i) {
-      arena.reset();
-      const Tensor z = model::forward_cached(m, cache, {ids[size_t(i)]}, {0}, {i}, {0}, arena);
-      logits[size_t(which)].insert(logits[size_t(which)].end(), z.f32(), z.f32() + V);
+  for (const std::string arch : {"qwen2", "qwen3", "llama"}) {
+    model::Transformer packed = tiny(arch, 5), apart = tiny(arch, 5);
+    model::LoraConfig lora;
+    lora.rank = 4;
+    lora.targets = {"q_proj"};
+    apart.add_lora(lora, 9);  // B = 0: the adapter adds exactly nothing
+    const int V = packed.config().vocab_size;
+    const std::vector<int32_t> ids = random_ids(3, 12, V);
+    std::vector<std::vector<float>> logits(2);
+    for (int which = 0; which < 2; ++which) {
+      model::Transformer& m = which == 0 ? packed : apart;
+      model::KVCache cache(m, 1, 16);
+      Arena arena;
+      model::forward_cached(m, cache, {ids.begin(), ids.begin() + 4}, {0, 0, 0, 0}, {0, 1, 2, 3}, {3}, arena);
+      ops::reset_path_counts();
+      for (int i = 4; i < 12; ++i) {
+        arena.reset();
+        const Tensor z = model::forward_cached(m, cache, {ids[size_t(i)]}, {0}, {i}, {0}, arena);
+        logits[size_t(which)].insert(logits[size_t(which)].end(), z.f32(), z.f32() + V);
+      }
+      EXPECT_EQ(ops::path_count(ops::Op::rope_qkv_cache_write, ops::Path::native) > 0, which == 0) << arch;
+      if (arch == "qwen3")  // the heads' norms inside the op: none apart
+        EXPECT_EQ(ops::path_count(ops::Op::rmsnorm_forward, ops::Path::native),
+                  (which == 0 ? 2 : 4) * m.config().num_hidden_layers * 8 + 8)
+            << "rmsnorms over 8 decode steps, " << (which == 0 ? "packed" : "apart");
     }
-    EXPECT_EQ(ops::path_count(ops::Op::rope_qkv_cache_write, ops::Path::native) > 0, which == 0);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+      worst = std::max(worst, std::abs(double(logits[0][i]) - double(logits[1][i])));
+      scale = std::max(scale, std::abs(double(logits[1][i])));
+    }
+    EXPECT_LE(worst, 1e-5 * scale) << arch << ": largest logit " << scale;
   }
-  double worst = 0, scale = 0;
-  for (size_t i = 0; i < logits[0].size(); ++i) {
-    worst = std::max(worst, std::abs(double(logits[0][i]) - double(logits[1][i])));
-    scale = std::max(scale, std::abs(double(logits[1][i])));
-  }
-  EXPECT_LE(worst, 1e-5 * scale) << "largest logit " << scale;
 }
 
 // A tiny model memorises a small batch: the loss falls by more than 90%.

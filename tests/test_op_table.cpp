@@ -260,7 +260,10 @@ std::vector<Row> table() {
            {{any, {.T = 5, .NKV = 1, .HD = 6, .S = 2, .L = 9}},
             {any, {.T = 20, .NKV = 2, .HD = 12, .S = 3, .L = 30, .BS = 5}},
             {any, {.T = 64, .NKV = 2, .HD = 64, .S = 64, .L = 1200}, kBothDtypes, kGpu},  // a 0.5B decode step
-            {any, {.T = 256, .NKV = 4, .HD = 128, .S = 256, .L = 1200}, kBF16, kGpu}});
+            {any, {.T = 256, .NKV = 4, .HD = 128, .S = 256, .L = 1200}, kBF16, kGpu},
+            // qk_norm (Qwen3): odd-sized heads (element loads), then a decode step of 8 KV heads
+            {any, {.T = 20, .NKV = 2, .HD = 12, .S = 3, .L = 30, .BS = 5, .qk_norm = true}},
+            {any, {.T = 64, .NKV = 8, .HD = 128, .S = 64, .L = 1200, .qk_norm = true}, kBothDtypes, kGpu}});
   add_rows(
       t, {Op::attention_cached},
       {// scattered over the cache

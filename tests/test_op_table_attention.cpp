@@ -272,6 +272,8 @@ void run_rope_kv_cache_write(Run& c) {
 
 // The same of q, k and v packed in one (T, Q + 2 KV) product: bitwise rope_kv_cache_write of the
 // three columns apart, the rotated q also in q_out, the packed v columns untouched. NH = NKV * 3.
+// s.qk_norm: each q and k head RMS-normed first, bitwise rmsnorm_forward of the heads (as the
+// unfused forward runs it) then rope_kv_cache_write.
 void run_rope_qkv_cache_write(Run& c) {
   const int64_t S = c.s.S, L = c.s.L, NKV = c.s.NKV, NH = 3 * NKV, HD = c.s.HD, T = c.s.T;
   const int64_t Q = NH * HD, KV = NKV * HD, W = Q + 2 * KV;
@@ -292,7 +294,22 @@ void run_rope_qkv_cache_write(Run& c) {
   Tensor kc1 = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vc1 = c.act(vc, {pg.NB, pg.BS, NKV, HD});
   Tensor kc2 = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vc2 = c.act(vc, {pg.NB, pg.BS, NKV, HD});
   Tensor q2 = c.act(q, {T, NH, HD}), k2 = c.act(k, {T, NKV, HD}), v2 = c.act(v, {T, NKV, HD});
-  ops::rope_qkv_cache_write(q_out, packed, kc1, vc1, table, ts, tp, ti);
+  if (c.s.qk_norm) {
+    Vf qw = c.randn(HD), kw = c.randn(HD);
+    for (float& x : qw) x = 1.0f + 0.3f * x;
+    for (float& x : kw) x = 1.0f + 0.3f * x;
+    const Tensor tqw = c.act(qw, {HD}), tkw = c.act(kw, {HD});
+    const float eps = 1e-6f;
+    ops::rope_qkv_cache_write(q_out, packed, kc1, vc1, table, ts, tp, ti, tqw, tkw, eps);
+    Vf zq(sz(T * Q)), zk(sz(T * KV)), rq_std(sz(T * NH)), rk_std(sz(T * NKV));
+    Tensor qn = c.act(zq, {T * NH, HD}), kn = c.act(zk, {T * NKV, HD});
+    ops::rmsnorm_forward(qn, c.f32(rq_std, {T * NH}), q2.reshape({T * NH, HD}), tqw, eps);
+    ops::rmsnorm_forward(kn, c.f32(rk_std, {T * NKV}), k2.reshape({T * NKV, HD}), tkw, eps);
+    q2 = qn.reshape({T, NH, HD});
+    k2 = kn.reshape({T, NKV, HD});
+  } else {
+    ops::rope_qkv_cache_write(q_out, packed, kc1, vc1, table, ts, tp, ti);
+  }
   ops::rope_kv_cache_write(q2, k2, v2, kc2, vc2, table, ts, tp, ti);
   const Vf rq = c.get(q2), rk = c.get(k2), got = c.get(packed);
   EXPECT_TRUE(c.get(q_out) == rq) << "q_out differs from rope_kv_cache_write's q";

@@ -292,8 +292,15 @@ TEST(OptimizerAdamW, StateOfTheOlderLayoutIsReadTensorByTensor) {
   model::ModelConfig no_bias = cfg;  // without biases the two layouts are one
   no_bias.attention_bias = false;
   EXPECT_TRUE(model::layout_moves(no_bias, 1).empty());
-  const std::string e = error_of([&] { model::layout_moves(cfg, 7); });
+  std::string e = error_of([&] { model::layout_moves(cfg, 7); });
   EXPECT_NE(e.find("layout version 7"), std::string::npos) << e;
+  for (const char* bad : {"7", "0", "two"}) {  // a newer layout, or no layout at all: refused, naming the file
+    r1::model::save_safetensors(path, {{"m", {total}, m.data()}, {"v", {total}, v.data()}}, r1::DType::F32,
+                                {{"format", "pt"}, {"step", "3"}, {"layout", bad}});
+    e = error_of([&] { r1::optim::saved_layout_version(path); });
+    EXPECT_NE(e.find(path), std::string::npos) << e;
+    EXPECT_NE(e.find("layout"), std::string::npos) << e;
+  }
 }
 
 // 200 steps of AdamW on an ill-conditioned quadratic cut the loss by more than 99%.

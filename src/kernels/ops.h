@@ -95,9 +95,13 @@ void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Te
 // rope_kv_cache_write of q, k and v packed in one (T, NH*HD + NKV*HD + NKV*HDv) tensor (a decode
 // step's one product of the adjacent q/k/v weights): its q and k columns rotated in place, the
 // rotated q also written to q_out (T, NH, HD), the rotated k and the v columns to the cache;
-// bitwise rope_kv_cache_write of the three columns apart. Not for a latent cache.
+// bitwise rope_kv_cache_write of the three columns apart. With q_norm and k_norm (HD each, both
+// or neither: qk_norm), each q and k head is first rmsnorm_forward'ed (eps), as the unfused
+// forward does before RoPE; on CUDA bitwise those ops when HD is at most 32 16-byte packs (256 in
+// bf16, 128 in f32), else within rounding. Not for a latent cache.
 void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache, const Tensor& block_table,
-                          const Tensor& slots, const Tensor& pos, const Tensor& inv_freq);
+                          const Tensor& slots, const Tensor& pos, const Tensor& inv_freq, const Tensor& q_norm = {},
+                          const Tensor& k_norm = {}, float eps = 0.0f);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
 // attends to rows [0, pos[t]] of its sequence. q (T, NH, HD), out (T, NH, HDv). Forward only.
 // workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HDv, L) elements,

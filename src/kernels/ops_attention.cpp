@@ -1,6 +1,7 @@
 // Dispatch of attention: packed training attention, the paged KV cache write and the attention over
 // it (see ops_check.h).
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -163,12 +164,14 @@ struct Rows {
   Tensor t;
   int64_t at, row;
 };
-// Both RoPE + cache write ops, their shapes checked against d: q and k rotated in place by
-// rope_forward at positions pos, the rotated q also into q_out when it is not empty, then
-// kv_cache_write of the rotated k and of v.
+// Both RoPE + cache write ops, their shapes checked against d: q and k (each head first
+// rmsnorm_forward'ed with q_norm, k_norm when given) rotated in place by rope_forward at positions
+// pos, the rotated q also into q_out when it is not empty, then kv_cache_write of the rotated k and
+// of v.
 void rope_cache_rows(Op id, const PagedDims& d, int64_t NH, const Rows& q, const Rows& k, const Rows& v,
                      const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache, const Tensor& block_table,
-                     const Tensor& slots, const Tensor& pos, const Tensor& inv_freq) {
+                     const Tensor& slots, const Tensor& pos, const Tensor& inv_freq, const Tensor& q_norm = {},
+                     const Tensor& k_norm = {}, float eps = 0.0f) {
   const char* op = op_name(id);
   check_heads(op, NH, d.NKV);
   if (d.HD % 2 != 0) fail("{}: k_cache {} has odd head dim HD = {}", op, k_cache.describe(), d.HD);
@@ -177,6 +180,8 @@ void rope_cache_rows(Op id, const PagedDims& d, int64_t NH, const Rows& q, const
                    {k.name, k.t},
                    {v.name, v.t},
                    {"q_out", q_out},
+                   {"q_norm", q_norm},
+                   {"k_norm", k_norm},
                    {"k_cache", k_cache},
                    {"v_cache", v_cache},
                    {"block_table", block_table},
@@ -186,11 +191,11 @@ void rope_cache_rows(Op id, const PagedDims& d, int64_t NH, const Rows& q, const
     R1_CUDA_DISPATCH_DT(op, d.dt,
                         cuda::rope_kv_cache_write(bp(q.t) + q.at, bp(k.t) + k.at, bp(v.t) + v.at, bp(k_cache),
                                                   bp(v_cache), bp(q_out), cuda::RopeRows{q.row, k.row, v.row},
-                                                  ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
+                                                  bp(q_norm), bp(k_norm), eps, ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
                                                   NH, d.NKV, d.HD, d.HDv),
                         cuda::rope_kv_cache_write(fp(q.t) + q.at, fp(k.t) + k.at, fp(v.t) + v.at, fp(k_cache),
                                                   fp(v_cache), fp(q_out), cuda::RopeRows{q.row, k.row, v.row},
-                                                  ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
+                                                  fp(q_norm), fp(k_norm), eps, ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
                                                   NH, d.NKV, d.HD, d.HDv));
   }
   paged_ranges(op, d, block_table, slots, pos);
@@ -214,6 +219,11 @@ void rope_cache_rows(Op id, const PagedDims& d, int64_t NH, const Rows& q, const
   };
   Held hq{q, NH * d.HD, {}}, hk{k, d.NKV * d.HD, {}}, hv{v, d.NKV * d.HDv, {}};
   float *qr = hq.rows(), *kr = hk.rows();
+  if (!q_norm.empty()) {
+    std::vector<float> rstd(size_t(d.T * std::max(NH, d.NKV)));
+    cpu::rmsnorm_forward(qr, rstd.data(), qr, fp(q_norm), d.T * NH, d.HD, eps);
+    cpu::rmsnorm_forward(kr, rstd.data(), kr, fp(k_norm), d.T * d.NKV, d.HD, eps);
+  }
   cpu::rope_forward(qr, ip(pos), fp(inv_freq), d.T, NH, d.HD);
   cpu::rope_forward(kr, ip(pos), fp(inv_freq), d.T, d.NKV, d.HD);
   cpu::kv_cache_write(fp(k_cache), fp(v_cache), kr, hv.rows(), ip(block_table), ip(slots), ip(pos), d.T, d.BS, d.MB,
@@ -239,7 +249,8 @@ void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Te
 }
 
 void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache, const Tensor& block_table,
-                          const Tensor& slots, const Tensor& pos, const Tensor& inv_freq) {
+                          const Tensor& slots, const Tensor& pos, const Tensor& inv_freq, const Tensor& q_norm,
+                          const Tensor& k_norm, float eps) {
   const Op id = Op::rope_qkv_cache_write;
   const char* op = op_name(id);
   const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "qkv", qkv);
@@ -247,8 +258,15 @@ void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cac
   expect(op, "q_out", q_out, d.dt, {{"T", d.T}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
   const int64_t NH = q_out.shape[1], Q = NH * d.HD, KV = d.NKV * d.HD, W = Q + KV + d.NKV * d.HDv;
   expect(op, "qkv", qkv, d.dt, {{"T", d.T}, {"NH*HD + NKV*HD + NKV*HDv", W}}, "q_out", &q_out);
+  if (q_norm.empty() != k_norm.empty())
+    fail("{}: q_norm {} and k_norm {} come together (qk_norm) or not at all", op, q_norm.describe(), k_norm.describe());
+  if (!q_norm.empty()) {
+    expect(op, "q_norm", q_norm, d.dt, {{"HD", d.HD}}, "k_cache", &k_cache);
+    expect(op, "k_norm", k_norm, d.dt, {{"HD", d.HD}}, "k_cache", &k_cache);
+    if (!(eps > 0.0f) || !std::isfinite(eps)) fail("{}: eps {} is not a positive finite number", op, eps);
+  }
   rope_cache_rows(id, d, NH, {"qkv", qkv, 0, W}, {"qkv", qkv, Q, W}, {"qkv", qkv, Q + KV, W}, q_out, k_cache, v_cache,
-                  block_table, slots, pos, inv_freq);
+                  block_table, slots, pos, inv_freq, q_norm, k_norm, eps);
 }
 
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

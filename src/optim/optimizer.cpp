@@ -163,6 +163,9 @@ int saved_layout_version(const std::string& path) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), version);
   R1_CHECK(ec == std::errc() && end == s.data() + s.size() && version >= 1,
            "optimizer state {}: metadata layout \"{}\" is not a positive integer", path, s);
+  R1_CHECK(version <= model::kParamLayoutVersion,
+           "optimizer state {}: parameter layout version {} is newer than this build's {} (written by a newer r1)",
+           path, version, model::kParamLayoutVersion);
   return version;
 }
 

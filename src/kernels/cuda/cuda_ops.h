@@ -100,16 +100,19 @@ void kv_cache_write(bf16* k_cache, bf16* v_cache, const bf16* k, const bf16* v, 
 // rope_forward of q (T, NH, HD) and k (T, NKV, HD) in place, then kv_cache_write of the rotated k and
 // v. q, k and v's rows are rows.q, rows.k, rows.v elements apart (the columns of one packed product
 // when those are its width); q_out, when not null, receives the rotated queries as (T, NH, HD).
+// q_norm and k_norm (HD each, both or neither): each q and k head is first rmsnorm_forward'ed with
+// them (eps), and rounded, as qk_norm does before RoPE (in place, like the rotation).
 struct RopeRows {
   int64_t q, k, v;
 };
 void rope_kv_cache_write(float* q, float* k, const float* v, float* k_cache, float* v_cache, float* q_out,
-                         RopeRows rows, const int32_t* block_table, const int32_t* slots, const int32_t* pos,
-                         const float* inv_freq, int64_t T, int64_t BS, int64_t MB, int64_t NH, int64_t NKV,
-                         int64_t HD, int64_t HDV);
-void rope_kv_cache_write(bf16* q, bf16* k, const bf16* v, bf16* k_cache, bf16* v_cache, bf16* q_out, RopeRows rows,
+                         RopeRows rows, const float* q_norm, const float* k_norm, float eps,
                          const int32_t* block_table, const int32_t* slots, const int32_t* pos, const float* inv_freq,
                          int64_t T, int64_t BS, int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV);
+void rope_kv_cache_write(bf16* q, bf16* k, const bf16* v, bf16* k_cache, bf16* v_cache, bf16* q_out, RopeRows rows,
+                         const bf16* q_norm, const bf16* k_norm, float eps, const int32_t* block_table,
+                         const int32_t* slots, const int32_t* pos, const float* inv_freq, int64_t T, int64_t BS,
+                         int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV);
 // attention_cached is in decode_attention.cu, attention_cached_workspace in decode_split.cu.
 // workspace (optional): workspace_floats f32 for the partials of the split over the key range;
 // attention_cached_workspace is what these shapes need (0: they never split); with none there is no

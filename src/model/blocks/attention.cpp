@@ -42,10 +42,10 @@ void project_qkv(const Pass& p, const AttentionWeights& W, const Tensor& x, Tens
 }
 
 // A decode step's q, k and v as one product: their weights and biases adjacent (the flat layout),
-// no adapter taking part, no per-head norm between the product and RoPE, and not the
-// batch-invariant forward (whose products must be the trainer's, shape for shape).
+// no adapter taking part, and not the batch-invariant forward (whose products must be the
+// trainer's, shape for shape).
 std::optional<Linear> decode_qkv(const Pass& p, const AttentionWeights& W) {
-  if (!p.cache || !p.cu_seqlens.empty() || p.cfg->qk_norm || ops::batch_invariant()) return std::nullopt;
+  if (!p.cache || !p.cu_seqlens.empty() || ops::batch_invariant()) return std::nullopt;
   return packed_rows(p, {&W.q, &W.k, &W.v});
 }
 
@@ -59,12 +59,14 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
   Tensor q, k, v;
   Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
   if (const std::optional<Linear> qkv_w = s ? std::nullopt : decode_qkv(p, W)) {
-    // One product for q, k and v, then RoPE and the cache write of its columns (one launch each).
+    // One product for q, k and v, then (qk_norm,) RoPE and the cache write of its columns: one
+    // launch each.
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
     Tensor qkv = p.scratch(p.cd, {T, c.q_dim() + 2 * c.kv_dim()});
     ops::linear_forward(qkv, x, qkv_w->w, qkv_w->b);
     q = p.keep(p.cd, {T, NH, c.head_dim});
-    ops::rope_qkv_cache_write(q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq);
+    ops::rope_qkv_cache_write(q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, W.q_norm, W.k_norm,
+                              float(c.rms_norm_eps));
     ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
     linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, nullptr, residual);
     return;
