@@ -7,6 +7,7 @@
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
+//                                 [--trace N]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -25,6 +26,10 @@
 //
 // --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
 // the middle of the generation), as a table after the JSON.
+// --trace N: afterwards, N more decode steps of the same prompts (from the prompt, so at positions
+// 128 + [0, N)) with every kernel timed by the GPU (CUPTI: kernel_trace.h), and a second JSON line,
+// "r1-rollout-kernels": per decode step, the kernels the step's CUDA graph ran (launches, µs, share),
+// their sum, and the gaps between them (launch latency). The timed run above is not traced.
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
@@ -48,6 +53,7 @@
 #include "base/rng.h"
 #include "base/timer.h"
 #include "bench_gpu_util.h"
+#include "kernel_trace.h"
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
@@ -77,6 +83,7 @@ struct Args {
   int64_t kv_tokens = 0;
   int kv_block = 16;
   bool training_state = false, profile = false;
+  int trace = 0;                     // decode steps to trace kernel by kernel (0: none)
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
   std::string exact = "off";         // off | on | split
@@ -89,7 +96,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
-               "[--gemm-ref-rows N]\n",
+               "[--gemm-ref-rows N] [--trace N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -127,6 +134,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--decode-gemm") a.decode_gemm = value();
     else if (k == "--exact") a.exact = value();
     else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
+    else if (k == "--trace") a.trace = int(number());
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
@@ -141,6 +149,32 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
+
+// --trace: the kernels of a.trace decode steps, timed by the GPU, as one JSON line.
+void trace_decode_kernels(rollout::Engine& engine, const std::vector<rollout::Request>& reqs,
+                          rollout::GenerateParams gp, const Args& a) {
+#ifdef R1_HAVE_CUPTI
+  gp.max_new_tokens = std::min(a.trace + 1, a.new_tokens);
+  const rollout::GenerateStats s0 = engine.stats();
+  std::vector<bench::KernelRecord> kernels;
+  {
+    bench::KernelTrace trace;
+    engine.generate(reqs, gp);
+    bench::synchronize();
+    kernels = trace.stop();
+  }
+  const rollout::GenerateStats s1 = engine.stats();
+  const double steps = double(s1.decode_steps - s0.decode_steps);
+  const double step_ms = (s1.decode_seconds - s0.decode_seconds) / std::max(steps, 1.0) * 1e3;
+  nlohmann::json j = {{"bench", "r1-rollout-kernels"}, {"shape", a.shape}, {"prompts", a.prompts},
+                      {"decode_step_ms_traced", step_ms}, {"gpu", bench::gpu_name()}};
+  j.update(bench::graph_kernel_summary(kernels, std::max(steps, 1.0)));
+  std::printf("%s\n", j.dump().c_str());
+#else
+  (void)engine, (void)reqs, (void)gp, (void)a;
+  std::printf("bench_rollout_gpu: --trace needs CUPTI (CUDA::cupti at build time); not traced\n");
+#endif
+}
 
 // One decode step's forward (rows sequences at position `at`), eager, under the per-op profiler.
 void profile_decode_forward(const model::Transformer& m, double rows, int at, int context) {
@@ -285,6 +319,8 @@ int run(const Args& a) {
                         {"device_used_mib", bench::device_used_mib() - used0},
                         {"gpu", bench::gpu_name()}};
   std::printf("%s\n", out.dump().c_str());
+  std::fflush(stdout);
+  if (a.trace > 0) trace_decode_kernels(engine, reqs, gp, a);
   if (a.profile) profile_decode_forward(m, rows, a.prompt_len + a.new_tokens / 2, a.context);
   return 0;
 }
