@@ -273,15 +273,18 @@ PY
   fi
   if [[ $which == decode ]]; then
     # Issue 25's table: decode tokens/s and the fraction of the bandwidth roofline, r1 beside
-    # transformers, at 128-token prompts, P prompts x N new tokens. R1_GPU_SHAPES picks the shapes
-    # (one device call holds about one shape's eight runs).
+    # transformers, at 128-token prompts, P prompts x N new tokens, and r1's kernels per decode
+    # step. R1_GPU_SHAPES picks the shapes (one device call holds about one shape's eight runs);
+    # R1_GPU_PEER=0: r1 alone.
     local prompts new
     for shape in ${R1_GPU_SHAPES:-0.5b 1.5b 7b llama-3.1-8b}; do
       for new in 1024 2048; do
         for prompts in 64 256; do
           echo "== decode $shape, $prompts x (128 + $new): r1" | tee -a "$out/bench.log"
+          # --trace 64: then every kernel of 64 more decode steps, timed in their graphs (a second line)
           timeout "$(left 120)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
-            --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+            --new "$new" --trace 64 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+          [[ ${R1_GPU_PEER:-1} == 0 ]] && continue  # r1 alone
           echo "== decode $shape, $prompts x (128 + $new): transformers" | tee -a "$out/bench.log"
           timeout "$(left 240)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
             --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
