@@ -12,6 +12,8 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "kernels/ops.h"
+#include "kernels/supports.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
 #include "model/safetensors.h"
@@ -208,6 +210,32 @@ TEST_P(MoeArch, RecomputeMatchesSaving) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Model, MoeArch, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"));
+
+// Every block takes the residual stream: MLA sums it in o_proj's product as the dense attention
+// does, a mixture of experts in its shared experts' down_proj product. So the only adds left are a
+// MoE layer's one (its routed experts' sum plus the shared experts', or plus the residual when it has
+// no shared experts), in training and decoding alike.
+TEST(MoeModel, EachBlockTakesTheResidual) {
+  for (const char* preset : {"tiny-deepseek-v3", "tiny-qwen3-moe"}) {
+    model::Transformer m = tiny_moe(preset);
+    const model::ModelConfig& c = m.config();
+    int moe_layers = 0;
+    for (int l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+    ASSERT_GT(moe_layers, 0) << preset;
+    const model::Batch batch = model::pack_sequences({random_ids(1, 9, c.vocab_size)});
+    model::TrainState state;
+    ops::reset_path_counts();
+    state.forward(m, batch);
+    EXPECT_EQ(ops::path_count(ops::Op::add, ops::Path::native), moe_layers) << preset << ": training forward";
+    model::KVCache cache(m, 1, 8);
+    Arena arena;
+    model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
+    ops::reset_path_counts();
+    arena.reset();
+    model::forward_cached(m, cache, {4}, {0}, {3}, {0}, arena);
+    EXPECT_EQ(ops::path_count(ops::Op::add, ops::Path::native), moe_layers) << preset << ": a decode step";
+  }
+}
 
 TEST(MoeModel, PlanAndNamesFollowTheConfig) {
   const model::ModelConfig q = model::preset_config("tiny-qwen3-moe");

@@ -8,19 +8,18 @@ void layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor
                    LayerSaved* s, const RouteIo* route) {
   const int64_t T = p.T, C = p.cfg->hidden_size;
   const Tensor ln1 = norm_forward(p, W.input_norm, x_in, s ? &s->ln1 : nullptr);
-  // The residual stream: x_mid = x_in + attention, x_out = x_mid + MLP. A dense block sums it in
-  // its output projection's GEMM (o_proj, down_proj: no add kernel, one rounding); MLA and MoE add.
+  // The residual stream: x_mid = x_in + attention, x_out = x_mid + MLP. Each block takes it: the
+  // attention blocks and a dense MLP sum it in their output projection's GEMM (o_proj, down_proj:
+  // no add kernel, one rounding), a mixture of experts in its shared experts' (or adds it).
   Tensor x_mid = p.keep(p.cd, {T, C});
   if (W.is_mla()) {
-    mla_forward(p, layer, W.mla, ln1, x_mid, s ? &s->mla : nullptr);
-    ops::add(x_mid, x_mid, x_in);
+    mla_forward(p, layer, W.mla, ln1, x_mid, s ? &s->mla : nullptr, x_in);
   } else {
     attention_forward(p, layer, W.attn, ln1, x_mid, s ? &s->attn : nullptr, x_in);
   }
   const Tensor ln2 = norm_forward(p, W.post_norm, x_mid, s ? &s->ln2 : nullptr);
   if (W.is_moe()) {
-    moe_forward(p, W.moe, ln2, x_out, s ? &s->moe : nullptr, route);
-    ops::add(x_out, x_out, x_mid);
+    moe_forward(p, W.moe, ln2, x_out, s ? &s->moe : nullptr, route, x_mid);
   } else {
     mlp_forward(p, W.mlp, ln2, x_out, s ? &s->mlp : nullptr, x_mid);
   }

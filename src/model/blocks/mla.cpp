@@ -81,7 +81,8 @@ void attend_latent(const Pass& p, int layer, const MlaWeights& W, const Tensor& 
 
 }  // namespace
 
-void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x, Tensor out, MlaSaved* s) {
+void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x, Tensor out, MlaSaved* s,
+                 const Tensor& residual) {
   const ModelConfig& c = *p.cfg;
   const Dims d = dims(p);
   const int64_t T = d.T, N = T * d.NH;
@@ -132,7 +133,7 @@ void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x,
     m.lse = p.keep(DType::F32, {T, d.NH});
     ops::attention_forward(m.att, m.lse, m.q, m.k, m.v, p.cu_seqlens, scale);
   }
-  linear_block_forward(p, W.o, m.att.reshape({T, d.NH * d.DV}), out, &m.o_lin);
+  linear_block_forward(p, W.o, m.att.reshape({T, d.NH * d.DV}), out, &m.o_lin, residual);
 }
 
 void mla_backward(const Pass& p, const MlaWeights& W, MlaWeights& G, const MlaSaved& s, const Tensor& x,

@@ -67,9 +67,11 @@ struct MlaSaved {
   Tensor att, lse;           // (T, NH, DV), (T, NH)
 };
 
-// out (T, C) = the block over x (T, C). With p.cache: layer `layer`'s keys and values are written
-// to the cache and the tokens attend over it (decoding); else within their packed sequences.
-void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x, Tensor out, MlaSaved* s);
+// out (T, C) = the block over x (T, C) (+ residual (T, C), summed in o_proj's product). With
+// p.cache: layer `layer`'s keys and values are written to the cache and the tokens attend over it
+// (decoding); else within their packed sequences.
+void mla_forward(const Pass& p, int layer, const MlaWeights& W, const Tensor& x, Tensor out, MlaSaved* s,
+                 const Tensor& residual = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 void mla_backward(const Pass& p, const MlaWeights& W, MlaWeights& G, const MlaSaved& s, const Tensor& x,
                   const Tensor& dout, Tensor dx);

@@ -101,7 +101,7 @@ GroupedMlpWeights grouped_experts(const std::vector<MlpWeights>& experts, const 
 }
 
 void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
-                 const RouteIo* io) {
+                 const RouteIo* io, const Tensor& residual) {
   const ModelConfig& c = *p.cfg;
   const int64_t T = x.shape[0], C = c.hidden_size, E = c.moe.num_experts, K = c.moe.num_experts_per_tok;
   const int64_t R = T * K;
@@ -135,10 +135,12 @@ void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out
   ops::embedding_forward(m.xs, m.tokens, x);  // a row gather: x is the table
   mlp_forward(p, grouped_experts(W.experts, m.offsets), m.xs, m.ys, s ? &m.experts_mlp : nullptr);
   ops::moe_combine_forward(out, m.ys, m.order, m.weights);
-  if (!W.shared.gate.w.empty()) {
+  if (!W.shared.gate.w.empty()) {  // the shared experts, the residual summed in their product
     const Tensor y = p.scratch(p.cd, {T, C});
-    mlp_forward(p, W.shared, x, y, s ? &m.shared : nullptr);
+    mlp_forward(p, W.shared, x, y, s ? &m.shared : nullptr, residual);
     ops::add(out, out, y);
+  } else if (!residual.empty()) {
+    ops::add(out, out, residual);
   }
 }
 

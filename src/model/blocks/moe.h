@@ -88,9 +88,10 @@ struct RouteIo {
   Tensor record;
 };
 
-// out (T, C) = the block over x (T, C); s (when saving) keeps what moe_backward reads.
+// out (T, C) = the block over x (T, C) (+ residual (T, C): summed in the shared experts' down_proj
+// product when there are shared experts, else added); s (when saving) keeps what moe_backward reads.
 void moe_forward(const Pass& p, const MoeWeights& W, const Tensor& x, Tensor out, MoeSaved* s,
-                 const RouteIo* io = nullptr);
+                 const RouteIo* io = nullptr, const Tensor& residual = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients += (the router's through the routing weights).
 void moe_backward(const Pass& p, const MoeWeights& W, MoeWeights& G, const MoeSaved& s, const Tensor& x,
                   const Tensor& dout, Tensor dx);
