@@ -53,10 +53,15 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c, int version) {
   visit_params(declared, c, [&](Tensor&, const std::string& name, ParamShape shape) {
     specs.push_back({name, std::vector<int64_t>(shape), 0});
   });
-  if (version == 1) to_version_1(specs);
+  std::vector<ParamSpec> first = specs;  // version 1's order numbers the init streams
+  to_version_1(first);
+  std::unordered_map<std::string, uint64_t> stream;
+  for (size_t i = 0; i < first.size(); ++i) stream[first[i].name] = i;
+  if (version == 1) specs = std::move(first);
   int64_t off = 0;
   for (ParamSpec& s : specs) {
     s.offset = off;
+    s.stream = stream.at(s.name);
     off += aligned(s.numel());
   }
   return specs;

@@ -18,6 +18,9 @@ struct ParamSpec {
   std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
   std::vector<int64_t> shape;
   int64_t offset = 0;          // in elements, into the flat buffer
+  // The random init's stream (random_init.h): the tensor's place in layout version 1's order, so a
+  // seed draws the same model whatever the layout.
+  uint64_t stream = 0;
   int64_t numel() const;
 };
 

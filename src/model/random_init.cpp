@@ -13,8 +13,8 @@ namespace {
 constexpr int64_t kChunk = int64_t(1) << 24;  // elements between progress updates
 }  // namespace
 
-void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float std, int64_t begin,
-                      int64_t count, float* dst, int64_t block) {
+void draw_init_values(const ParamSpec& spec, uint64_t seed, float std, int64_t begin, int64_t count, float* dst,
+                      int64_t block) {
   const bool is_norm = spec.name.find("norm") != std::string::npos;
   const bool is_bias = spec.name.ends_with(".bias") || spec.name.ends_with("e_score_correction_bias");
   if (is_norm || is_bias) {
@@ -25,15 +25,15 @@ void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float 
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * block, hi = std::min(count, lo + block);
-    Rng rng(seed, index);                // one stream per tensor: adding a tensor does not shift the others
+    Rng rng(seed, spec.stream);          // one stream per tensor: adding a tensor does not shift the others
     rng.seek(2 * uint64_t(begin + lo));  // element j is drawn from words 2j and 2j+1
     for (int64_t j = lo; j < hi; ++j) dst[j] = std * rng.normal();
   }
 }
 
 WeightSource random_weights(const ModelConfig& c, uint64_t seed, float std) {
-  return weight_source(param_specs(c), [seed, std](const ParamSpec& s, size_t k, int64_t from, int64_t n, float* dst) {
-    draw_init_values(s, k, seed, std, from, n, dst);
+  return weight_source(param_specs(c), [seed, std](const ParamSpec& s, size_t, int64_t from, int64_t n, float* dst) {
+    draw_init_values(s, seed, std, from, n, dst);
   });
 }
 
@@ -48,7 +48,7 @@ void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float
     const ParamSpec& s = specs[i];
     for (int64_t begin = 0; begin < s.numel(); begin += kChunk) {
       const int64_t n = std::min(kChunk, s.numel() - begin);
-      draw_init_values(s, i, seed, std, begin, n, flat + s.offset + begin);
+      draw_init_values(s, seed, std, begin, n, flat + s.offset + begin);
       if (bar) bar->update((done + n) / 1'000'000 - done / 1'000'000);
       done += n;
     }
@@ -60,7 +60,7 @@ void write_random_model(const ModelConfig& cfg, const std::string& dir, DType dt
                         float std) {
   const std::vector<ParamSpec> specs = param_specs(cfg);
   auto draw = [&](size_t k, int64_t begin, int64_t n, float* dst) {
-    draw_init_values(specs[k], k, seed, std, begin, n, dst);
+    draw_init_values(specs[k], seed, std, begin, n, dst);
   };
   save_model_streamed(cfg, specs, dir, dtype, draw, /*progress=*/true);
 }

@@ -1,6 +1,7 @@
 #pragma once
 // The random initial weights: normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for
-// biases. Tensor i of the parameter list draws from the Philox stream (seed, i), its element j from
+// biases. A tensor draws from the Philox stream (seed, its spec's stream: its place in layout
+// version 1's parameter list, so a seed gives the same model in any layout), its element j from
 // words 2j and 2j+1 of that stream, so any block of any tensor is drawn on its own (in parallel,
 // or as it is written to disk) with the numbers one sequential pass gives.
 #include <cstdint>
@@ -13,10 +14,10 @@ namespace r1::model {
 
 constexpr float kInitStd = 0.02f;  // the default std of the random weights (HF's initializer_range)
 
-// Elements [begin, begin + count) of tensor `index` (described by `spec`) into dst, in parallel
-// over blocks of `block` elements.
-void draw_init_values(const ParamSpec& spec, size_t index, uint64_t seed, float std, int64_t begin,
-                      int64_t count, float* dst, int64_t block = int64_t(1) << 16);
+// Elements [begin, begin + count) of the tensor `spec` describes into dst, in parallel over blocks
+// of `block` elements.
+void draw_init_values(const ParamSpec& spec, uint64_t seed, float std, int64_t begin, int64_t count, float* dst,
+                      int64_t block = int64_t(1) << 16);
 // Every parameter into `flat` (total_params(specs) floats); a progress line from `progress_min`
 // parameters up (smaller models draw in a second or two).
 void draw_init_weights(const std::vector<ParamSpec>& specs, uint64_t seed, float std, float* flat,
