@@ -113,10 +113,13 @@ class DataParallel {
   // of them in parallel (shard_files.cpp). Rank 0 first prepares them at their final size
   // (model.safetensors and config.json in model_dir; the AdamW state at optimizer_path unless it
   // is ""); then every rank calls write_shards (collective; rank 0 passes the paths, the others
-  // anything), which writes and syncs this rank's range and returns when every rank has.
+  // anything), which writes and syncs this rank's range and returns when every rank has. The
+  // model's weights are written in `dtype` (f32, or bf16 for an export: rounded as save_model
+  // rounds them, so the file is byte for byte one process's); every rank passes the same.
   bool writes_shards() const { return sharded_ != nullptr; }
-  void prepare_shard_files(const std::string& model_dir, const std::string& optimizer_path) const;
-  void write_shards(const std::string& model_dir, const std::string& optimizer_path) const;
+  void prepare_shard_files(const std::string& model_dir, const std::string& optimizer_path,
+                           DType dtype = DType::F32) const;
+  void write_shards(const std::string& model_dir, const std::string& optimizer_path, DType dtype = DType::F32) const;
   const AdamW& adamw() const { return *opt_; }
 
   // The next backward through `state` starts the gradient all-reduce bucket by bucket as layers

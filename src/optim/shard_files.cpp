@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/bf16.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "dist/world.h"
@@ -42,10 +43,10 @@ class ShardFile {
   }
   ShardFile(const ShardFile&) = delete;
   ShardFile& operator=(const ShardFile&) = delete;
-  // count f32 values at byte `offset` of the data section.
-  void write(const float* values, int64_t count, uint64_t offset) {
-    const char* p = reinterpret_cast<const char*>(values);
-    size_t left = size_t(count) * sizeof(float);
+  // `bytes` bytes at byte `offset` of the data section.
+  void write(const void* data, size_t bytes, uint64_t offset) {
+    const char* p = static_cast<const char*>(data);
+    size_t left = bytes;
     uint64_t at = data_ + offset;
     while (left > 0) {
       const ssize_t n = ::pwrite(fd_, p, left, off_t(at));
@@ -66,29 +67,39 @@ class ShardFile {
 
 }  // namespace
 
-void DataParallel::prepare_shard_files(const std::string& model_dir, const std::string& optimizer_path) const {
+void DataParallel::prepare_shard_files(const std::string& model_dir, const std::string& optimizer_path,
+                                       DType dtype) const {
   R1_CHECK(sharded_, "prepare_shard_files: only level full writes its files by shards");
-  model::save_model_streamed(m_.config(), m_.specs(), model_dir, DType::F32, zeros, false);
+  model::save_model_streamed(m_.config(), m_.specs(), model_dir, dtype, zeros, false);
   if (optimizer_path.empty()) return;
   const int64_t n = total_elements();
   model::save_safetensors(optimizer_path, std::vector<model::TensorLayout>{{"m", {n}}, {"v", {n}}}, DType::F32, zeros,
                           false, adamw_file_metadata(opt_->steps_taken()));
 }
 
-void DataParallel::write_shards(const std::string& model_dir, const std::string& optimizer_path) const {
+void DataParallel::write_shards(const std::string& model_dir, const std::string& optimizer_path, DType dtype) const {
+  R1_CHECK(dtype == DType::F32 || dtype == DType::BF16, "write_shards: the model's dtype must be f32 or bf16");
   dist::Comm& host = dist::host_comm();
   const std::string dir = host.all_gather_strings(model_dir)[0], opt_path = host.all_gather_strings(optimizer_path)[0];
   const int64_t begin = shard_begin_, end = begin + shard_counts_[size_t(comm_->rank())];
   {
     // The model's tensors in layout order, packed: each overlap with [begin, end) at its place.
     ShardFile f(fs::join(dir, "model.safetensors"));
-    const std::vector<float> host = to_host_f32(sharded_->shard());  // a GPU's shard comes to the host
-    const float* shard = host.data();
+    std::vector<float> host = to_host_f32(sharded_->shard());  // a GPU's shard comes to the host
+    const size_t es = dtype_size(dtype);
+    const char* shard = reinterpret_cast<const char*>(host.data());
+    std::vector<uint16_t> half;
+    if (dtype == DType::BF16) {  // rounded as the safetensors writer rounds
+      half.resize(host.size());
+      for (size_t i = 0; i < host.size(); ++i) half[i] = f32_to_bf16(host[i]);
+      shard = reinterpret_cast<const char*>(half.data());
+      std::vector<float>().swap(host);
+    }
     uint64_t at = 0;
     for (const model::ParamSpec& s : m_.specs()) {
       const int64_t a = std::max(s.offset, begin), b = std::min(s.offset + s.numel(), end);
-      if (b > a) f.write(shard + (a - begin), b - a, at + uint64_t(a - s.offset) * sizeof(float));
-      at += uint64_t(s.numel()) * sizeof(float);
+      if (b > a) f.write(shard + size_t(a - begin) * es, size_t(b - a) * es, at + uint64_t(a - s.offset) * es);
+      at += uint64_t(s.numel()) * es;
     }
     f.sync();
   }
@@ -98,8 +109,8 @@ void DataParallel::write_shards(const std::string& model_dir, const std::string&
     opt_->moments_host(m.data(), v.data());
     ShardFile f(opt_path);
     const uint64_t v_at = uint64_t(total_elements()) * sizeof(float);
-    f.write(m.data(), end - begin, uint64_t(begin) * sizeof(float));
-    f.write(v.data(), end - begin, v_at + uint64_t(begin) * sizeof(float));
+    f.write(m.data(), m.size() * sizeof(float), uint64_t(begin) * sizeof(float));
+    f.write(v.data(), v.size() * sizeof(float), v_at + uint64_t(begin) * sizeof(float));
     f.sync();
   }
   host.barrier();

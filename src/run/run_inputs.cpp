@@ -41,7 +41,9 @@ nlohmann::json data_section(const std::string& path, const std::string& preset) 
 }
 
 nlohmann::json run_section(const std::string& name, nlohmann::json extra) {
-  nlohmann::json j = {{"dir", "runs"}, {"name", name}};
+  // export_dtype: the exported model's weights, float32 (the fp32 master weights as trained) or
+  // bfloat16 (half the bytes: a 7B model's 30.5 GB become 15.2 GB).
+  nlohmann::json j = {{"dir", "runs"}, {"name", name}, {"export_dtype", "float32"}};
   for (auto& [k, v] : extra.items()) j[k] = v;
   return j;
 }
@@ -237,18 +239,26 @@ std::string base_model_path(const Recipe& r, const std::string& section) {
   return model::is_adapter_dir(path) ? model::adapter_base_model(path) : path;
 }
 
+DType export_dtype(const Recipe& r) {
+  const std::string v = r.get<std::string>("run.export_dtype");
+  if (v == "float32") return DType::F32;
+  if (v == "bfloat16") return DType::BF16;
+  fail("recipe key 'run.export_dtype' must be float32 or bfloat16 (got '{}')", v);
+}
+
 void export_model(const model::Transformer& m, const Recipe& r, const std::string& dir) {
+  const DType dtype = export_dtype(r);
   const std::string tokenizer = tokenizer_source(r);
   if (m.has_lora()) {
     // A PEFT adapter over the base model's directory; a random base is saved beside it once.
     std::string base = base_model_path(r);
     if (base.empty()) {
       base = dir + "_base";
-      if (!fs::exists(fs::join(base, "config.json"))) model::save_model(m, base);
+      if (!fs::exists(fs::join(base, "config.json"))) model::save_model(m, base, dtype);
     }
     model::save_adapter(m, dir, std::filesystem::absolute(base).lexically_normal().string());
   } else {
-    model::save_model(m, dir);
+    model::save_model(m, dir, dtype);
   }
   if (tokenizer.empty() || tokenizer == "byte" || tokenizer == dir) return;
   copy_tokenizer_files(tokenizer, dir);

@@ -110,7 +110,10 @@ nlohmann::json read_summary(const std::string& run_dir);  // throws naming the f
 // The trained model into `dir` (the run's model/), with the tokenizer's files: an HF model
 // directory, or with LoRA a PEFT adapter directory whose base_model_name_or_path is the base
 // model's directory (a random base is saved once beside it, as DIR_base), which model.path loads.
+// The full model's weights are saved in run.export_dtype (float32 | bfloat16; an adapter keeps its own).
 void export_model(const model::Transformer& m, const Recipe& r, const std::string& dir);
+// run.export_dtype; another value is an error naming the key.
+DType export_dtype(const Recipe& r);
 // Copies the tokenizer files (tokenizer.json, tokenizer_config.json, ...) that `from` has into `to`.
 void copy_tokenizer_files(const std::string& from, const std::string& to);
 // The base model directory of the recipe's model: model.path, or its base when it is an adapter

@@ -208,6 +208,7 @@ std::string run_grpo(const run::Recipe& r, const GrpoRunOptions& opts) {
   const int64_t steps = r.get<int>("train.steps");
   GrpoConfig gc = grpo_config(r);
   const run::CheckpointContents contents = run::checkpoint_contents(r);
+  run::export_dtype(r);  // checked before any compute, used at the end
   std::unique_ptr<env::Environment> environment = run::make_recipe_env(r, gc.seed);
   const model::ModelConfig mc = run::recipe_model_config(r, *codec);
   validate_for_model(gc, mc);

@@ -204,6 +204,7 @@ std::string run_rm(const run::Recipe& r, const run::RunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before anything is written.
   const Device device = run::recipe_device(r);
   const run::CheckpointContents contents = run::checkpoint_contents(r);
+  run::export_dtype(r);  // checked before any compute, used at the end
   std::unique_ptr<text::Codec> codec = run::load_codec(r);
   R1_CHECK(!codec->eos_ids().empty(),
            "recipe key 'model.tokenizer': the tokenizer has no end-of-sequence token");

@@ -207,6 +207,7 @@ std::string run_sft(const run::Recipe& r, const run::RunOptions& opts) {
   // Everything that can be wrong with the inputs fails here, before the run directory exists.
   const Device device = run::recipe_device(r);
   const run::CheckpointContents contents = run::checkpoint_contents(r);
+  run::export_dtype(r);  // checked before any compute, used at the end
   std::unique_ptr<text::Codec> codec = run::load_codec(r);
   std::unique_ptr<text::ChatTemplate> chat;
   const data::SftFormat format = sft_format(r, chat);
