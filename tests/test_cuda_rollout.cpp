@@ -202,6 +202,37 @@ TEST(CudaRollout, KvPoolGivenBackBetweenCallsKeepsTheGraphs) {
   for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(first[i].tokens, again[i].tokens) << "completion " << i;
 }
 
+// The prefill scratch goes back with the pool: it grows to a call's longest forward (a preempted
+// sequence's recompute prefills its whole prefix at once), and a training step must not find it
+// still held. After a call with 1,500-token prompts and one with 8-token prompts (the same number
+// of samples), the device holds the same bytes once the memory is given back.
+TEST(CudaRollout, PrefillScratchGivenBackWithThePool) {
+  REQUIRE_GPU();
+  model::ModelConfig c = model::preset_config("10m", "qwen2");
+  model::Transformer m(c, Device::CUDA);
+  m.init_random(12, 0.05f);
+  rollout::GenerateParams gp;
+  gp.sampling = {1.0f, 1.0f, 0, 3};
+  gp.max_new_tokens = 16;
+  rollout::EngineConfig ec;
+  ec.max_batch = 8;
+  ec.max_seq_len = 1600;
+  ec.prefill_tokens = 4096;
+  rollout::Engine e(m, ec);
+  auto held_after = [&](int prompt_len) {
+    std::vector<rollout::Request> reqs = random_requests(4, 2, c.vocab_size, 5);
+    for (rollout::Request& r : reqs) r.prompt.resize(size_t(prompt_len), 3);
+    e.generate(reqs, gp);
+    e.release_kv_memory();
+    return memory_use(Device::CUDA).now;
+  };
+  const size_t short_first = held_after(8), after_long = held_after(1500), short_again = held_after(8);
+  fmt::print("[ ROLLOUT ] held after giving the memory back: {} bytes (8-token prompts), {} (1,500), {} (8)\n",
+             short_first, after_long, short_again);
+  EXPECT_EQ(after_long, short_first);
+  EXPECT_EQ(short_again, short_first);
+}
+
 // Rollout log-probs against the trainer's log-probs of the same completions, both bf16 on the GPU
 // (the importance ratio old/new of GRPO's first update is exactly 1 only if these agree).
 TEST(CudaRollout, SampledLogprobsMatchTraining) {

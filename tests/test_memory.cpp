@@ -231,7 +231,9 @@ TEST(MemoryPreflight, KvPoolIsTheShareOfWhatTheStateLeavesFree) {
   for (run::Offload mode : {run::Offload::Off, run::Offload::On}) {
     const run::MemoryPlan p = run::plan_memory(c, s, mode, available, "");
     const int64_t free = available - p.estimate.persistent() - p.estimate.overhead;
-    const int64_t pool = (p.estimate.rollout - s.prefill_tokens * model::inference_bytes_per_token(c, DType::BF16)) / per_token;
+    // The rollout's largest forward beside the pool: a recompute of a whole sequence (8,704 tokens),
+    // longer than a prefill's 8,192.
+    const int64_t pool = (p.estimate.rollout - s.sequence_tokens * model::inference_bytes_per_token(c, DType::BF16)) / per_token;
     EXPECT_EQ(pool % 16, 0);
     EXPECT_LE(pool * per_token, free / 2);
     EXPECT_GT((pool + 16) * per_token, free / 2);
@@ -244,7 +246,14 @@ TEST(MemoryPreflight, KvPoolIsTheShareOfWhatTheStateLeavesFree) {
   const model::ModelConfig small = model::preset_config("qwen2.5-0.5b");
   const run::MemoryPlan p = run::plan_memory(small, s, run::Offload::Off, available, "");
   EXPECT_EQ(p.estimate.rollout, s.kv_tokens_max * model::kv_bytes_per_token(small, DType::BF16) +
-                                    s.prefill_tokens * model::inference_bytes_per_token(small, DType::BF16));
+                                    s.sequence_tokens * model::inference_bytes_per_token(small, DType::BF16));
+  // With sequences shorter than a prefill forward, the prefill is the largest.
+  model::MemorySettings short_seqs = s;
+  short_seqs.sequence_tokens = 1024;
+  short_seqs.kv_tokens_max = 4 * short_seqs.sequence_tokens;
+  EXPECT_EQ(run::plan_memory(small, short_seqs, run::Offload::Off, available, "").estimate.rollout,
+            short_seqs.kv_tokens_max * model::kv_bytes_per_token(small, DType::BF16) +
+                short_seqs.prefill_tokens * model::inference_bytes_per_token(small, DType::BF16));
 }
 
 // A pool with no room for one sequence fails before any compute, naming the key and the bytes a
@@ -311,7 +320,7 @@ TEST(MemoryPreflight, AutoSaysHowLargeOffloadingWouldMakeASmallPool) {
   const run::MemoryPlan p = run::plan_memory(c, s, run::Offload::Auto, 139 * GiB, "");
   EXPECT_FALSE(p.offload);
   const int64_t per_token = model::kv_bytes_per_token(c, DType::BF16);
-  const int64_t pool = (p.estimate.rollout - s.prefill_tokens * model::inference_bytes_per_token(c, DType::BF16)) / per_token;
+  const int64_t pool = (p.estimate.rollout - s.sequence_tokens * model::inference_bytes_per_token(c, DType::BF16)) / per_token;
   EXPECT_LT(pool, 32 * s.sequence_tokens);
   EXPECT_GE(p.offload_pool_tokens, 2 * pool);
   EXPECT_GT(p.offload_pool_tokens, 100 * s.sequence_tokens);  // about 5x: most of the batch in flight

@@ -131,8 +131,10 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemorySettings& s) {
   e.update = s.trainable ? arenas + s.train_tokens * backward_bytes_per_token(c, dt, s.recompute) + update_grads : 0;
   const int64_t head = 3 * C * b + 9 * kF32;  // final norm, two (T, C) gradients; f32 and i32 per token
   e.reference_pass = s.train_tokens * (inference_bytes_per_token(c, dt) + head) + whole_weights;
-  e.rollout = s.kv_tokens * kv_bytes_per_token(c, dt) + s.prefill_tokens * inference_bytes_per_token(c, dt) +
-              whole_weights;
+  // The rollouts' largest forward: a prefill of prefill_tokens, or a preempted sequence's recompute,
+  // which prefills its whole prefix at once (up to sequence_tokens).
+  const int64_t prefill = s.prefill_tokens > 0 ? std::max(s.prefill_tokens, s.sequence_tokens) : 0;
+  e.rollout = s.kv_tokens * kv_bytes_per_token(c, dt) + prefill * inference_bytes_per_token(c, dt) + whole_weights;
   return e;
 }
 

@@ -50,7 +50,7 @@ struct MemorySettings {
   double kv_memory_fraction = 0;
   int64_t kv_tokens_max = 0;     // 0: no cap
   int64_t kv_block_size = 16;
-  int64_t prefill_tokens = 0;    // tokens per prefill forward
+  int64_t prefill_tokens = 0;    // tokens per prefill forward (a recompute's forward: up to sequence_tokens)
 };
 
 // Bytes. The device peak is the persistent state plus the largest phase plus a fixed overhead.

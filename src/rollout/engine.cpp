@@ -62,6 +62,7 @@ Engine::~Engine() = default;
 void Engine::release_kv_memory() {
   cache_->release_pool();
   arena_ = Arena(0, model_.device());  // the CPU path's forward scratch
+  if (gpu_) gpu_->release_scratch();   // the GPU path's prefill scratch
 }
 
 void Engine::reset_kv_peak() {

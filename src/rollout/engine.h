@@ -146,7 +146,8 @@ class Engine {
   void reset_kv_peak();
   // CUDA: gives the KV cache pool's memory back to the device until the next generate (a training
   // step uses it meanwhile); the pool comes back at the same address, so the captured decode steps
-  // stay valid. On the CPU the pool stays; the CPU path's forward scratch is freed on both.
+  // stay valid. On the CPU the pool stays; the forward scratch of prefills and recomputes is freed
+  // on both.
   void release_kv_memory();
   const model::Transformer& model() const { return model_; }
   const EngineConfig& config() const { return cfg_; }

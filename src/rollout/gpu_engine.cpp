@@ -25,6 +25,7 @@ std::vector<Completion> GpuEngine::generate(const std::vector<Request>&, const G
                                             const std::function<void(int64_t, int64_t)>&, GenerateStats&) {
   fail("rollout: this build has no CUDA backend");
 }
+void GpuEngine::release_scratch() {}
 
 #else
 
@@ -385,6 +386,8 @@ std::vector<Completion> GpuEngine::generate(const std::vector<Request>& requests
   GpuGeneration g(*impl_, requests, params, on_progress, stats);
   return g.run();
 }
+
+void GpuEngine::release_scratch() { impl_->prefill_arena = Arena(0, Device::CUDA); }
 
 #endif
 

@@ -28,6 +28,10 @@ class GpuEngine {
   ~GpuEngine();
   std::vector<Completion> generate(const std::vector<Request>& requests, const GenerateParams& params,
                                    const std::function<void(int64_t, int64_t)>& on_progress, GenerateStats& stats);
+  // Frees the prefill forwards' scratch until the next generate. It grows to the longest forward of
+  // a call: a preempted sequence's recompute prefills its whole prefix at once (32k tokens of a
+  // 1.5B model: 2.2 GiB). The decode steps' buffers stay (the captured graphs read them).
+  void release_scratch();
   // The device state (rollout/gpu_engine_impl.h, CUDA builds).
   struct Impl;
 
