@@ -211,6 +211,10 @@ void AdamW::load(const std::string& path, int64_t total, int64_t offset, const s
              "optimizer state {}: tensor \"{}\" is {} in {} bytes, expected f32", path, name,
              dtype_name(info.dtype), info.nbytes);
   }
+  for (const model::FlatMove& mv : moves)
+    R1_CHECK(mv.from >= 0 && mv.to >= 0 && mv.count >= 0 && mv.from + mv.count <= total && mv.to + mv.count <= total,
+             "optimizer state {}: a layout move of {} elements from {} to {} falls outside its {}", path, mv.count,
+             mv.from, mv.to, total);
   // Checked first, then copied straight from the mapped file: no host copy of the whole state
   // (unless it is in another layout: then this optimizer's range, gathered tensor by tensor).
   for (const char* name : {"m", "v"}) {
@@ -226,9 +230,6 @@ void AdamW::load(const std::string& path, int64_t total, int64_t offset, const s
       const int64_t c1 = std::min(c0 + kChunk, n_);
       std::fill(chunk.begin(), chunk.end(), 0.0f);  // the padding between tensors stays 0
       for (const model::FlatMove& mv : moves) {
-        R1_CHECK(mv.from >= 0 && mv.count >= 0 && mv.from + mv.count <= total,
-                 "optimizer state {}: a layout move reads [{}, {}) outside {}", path, mv.from, mv.from + mv.count,
-                 total);
         const int64_t a = std::max(mv.to, offset + c0), b = std::min(mv.to + mv.count, offset + c1);
         if (b > a)
           std::copy(saved + mv.from + (a - mv.to), saved + mv.from + (b - mv.to), chunk.data() + (a - offset - c0));
