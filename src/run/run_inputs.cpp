@@ -41,9 +41,7 @@ nlohmann::json data_section(const std::string& path, const std::string& preset) 
 }
 
 nlohmann::json run_section(const std::string& name, nlohmann::json extra) {
-  // export_dtype: the exported model's weights, float32 (the fp32 master weights as trained) or
-  // bfloat16 (half the bytes: a 7B model's 30.5 GB become 15.2 GB).
-  nlohmann::json j = {{"dir", "runs"}, {"name", name}, {"export_dtype", "float32"}};
+  nlohmann::json j = {{"dir", "runs"}, {"name", name}};
   for (auto& [k, v] : extra.items()) j[k] = v;
   return j;
 }

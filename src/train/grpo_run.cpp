@@ -62,7 +62,8 @@ nlohmann::json grpo_recipe_defaults() {
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()},
         {"moe", {{"routing_replay", false}, {"bias_update_speed", 0.0}, {"logp_gap_every", 1}}}}},
-      {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1}, {"checkpoint_contents", "full"}})},
+      {"run", run::run_section("grpo", {{"save_every", 50}, {"keep_last", 2}, {"samples_every", 1},
+                                        {"checkpoint_contents", "full"}, {"export_dtype", "float32"}})},
       {"parallel", run::parallel_section()},
       {"env", run::env_section()},
       // The rollout engine's paged KV cache (rollout::EngineConfig): its pool takes this share of

@@ -51,7 +51,8 @@ nlohmann::json rm_recipe_defaults() {
         {"micro_batch_tokens", 8192},
         {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"eval_every", 0}}},  // steps between held-out evaluations (0: at the end only)
-      {"run", run::run_section("rm", {{"save_every", 50}, {"keep_last", 2}, {"checkpoint_contents", "full"}})},
+      {"run", run::run_section("rm", {{"save_every", 50}, {"keep_last", 2},
+                                      {"checkpoint_contents", "full"}, {"export_dtype", "float32"}})},
   };
 }
 

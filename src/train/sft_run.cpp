@@ -62,7 +62,8 @@ nlohmann::json sft_recipe_defaults() {
         {"activation_checkpointing", "auto"},  // auto | on | off (model/train_state.h)
         {"optimizer_offload", "auto"},  // auto | on | off: AdamW on the CPU, its state in host memory
         {"lora", run::lora_section()}}},
-      {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2}, {"checkpoint_contents", "full"}})},
+      {"run", run::run_section("sft", {{"save_every", 100}, {"keep_last", 2},
+                                       {"checkpoint_contents", "full"}, {"export_dtype", "float32"}})},
       {"parallel", run::parallel_section()},
   };
 }
