@@ -191,12 +191,12 @@ void rope_cache_rows(Op id, const PagedDims& d, int64_t NH, const Rows& q, const
     R1_CUDA_DISPATCH_DT(op, d.dt,
                         cuda::rope_kv_cache_write(bp(q.t) + q.at, bp(k.t) + k.at, bp(v.t) + v.at, bp(k_cache),
                                                   bp(v_cache), bp(q_out), cuda::RopeRows{q.row, k.row, v.row},
-                                                  bp(q_norm), bp(k_norm), eps, ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
-                                                  NH, d.NKV, d.HD, d.HDv),
+                                                  bp(q_norm), bp(k_norm), eps, ip(block_table), ip(slots), ip(pos),
+                                                  fp(inv_freq), d.T, d.BS, d.MB, NH, d.NKV, d.HD, d.HDv),
                         cuda::rope_kv_cache_write(fp(q.t) + q.at, fp(k.t) + k.at, fp(v.t) + v.at, fp(k_cache),
                                                   fp(v_cache), fp(q_out), cuda::RopeRows{q.row, k.row, v.row},
-                                                  fp(q_norm), fp(k_norm), eps, ip(block_table), ip(slots), ip(pos), fp(inv_freq), d.T, d.BS, d.MB,
-                                                  NH, d.NKV, d.HD, d.HDv));
+                                                  fp(q_norm), fp(k_norm), eps, ip(block_table), ip(slots), ip(pos),
+                                                  fp(inv_freq), d.T, d.BS, d.MB, NH, d.NKV, d.HD, d.HDv));
   }
   paged_ranges(op, d, block_table, slots, pos);
   count_path(id, Path::native);

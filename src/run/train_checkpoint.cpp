@@ -103,10 +103,11 @@ void export_trained_model(const model::Transformer& m, const optim::DataParallel
     if (dist::is_root()) export_model(m, r, dir);
     return;
   }
-  if (!dist::is_root()) return opt.write_shards("", "", export_dtype(r));
+  const DType dtype = export_dtype(r);
+  if (!dist::is_root()) return opt.write_shards("", "", dtype);
   fs::write_dir_atomic(dir, [&](const std::string& tmp) {
-    opt.prepare_shard_files(tmp, "", export_dtype(r));
-    opt.write_shards(tmp, "", export_dtype(r));
+    opt.prepare_shard_files(tmp, "", dtype);
+    opt.write_shards(tmp, "", dtype);
   });
   const std::string tokenizer = tokenizer_source(r);  // as export_model adds it
   if (!tokenizer.empty() && tokenizer != "byte" && tokenizer != dir) copy_tokenizer_files(tokenizer, dir);
