@@ -42,9 +42,12 @@ decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t
   const float inv = 1.0f / den;
   for (int d = lane; d < HDv; d += 32) {
     float o = 0.0f;
+    // The loads are unconditional (an empty split's o is in the workspace, unwritten, and never
+    // used), so the unrolled loop has several in flight.
+#pragma unroll 8
     for (int s = 0; s < S; ++s) {
-      const float w = w_s[warp][s];
-      if (w > 0.0f) o += w * part[(s * rows + row) * HDv + d];
+      const float w = w_s[warp][s], x = part[(s * rows + row) * HDv + d];
+      if (w > 0.0f) o += w * x;
     }
     out[row * HDv + d] = from_f32<T>(o * inv);
   }

@@ -190,6 +190,35 @@ __device__ Pick pick_bin(double v, double need) {
   return result;
 }
 
+constexpr int kWarps = kBlock / 32;
+constexpr int kSegs = 64;  // segment sums kept per warp for the draw
+
+// Warp w's share of the row's tiles of 32 ids, [begin, end), in segments of per_seg tiles.
+struct Tiles {
+  int begin, end, per_seg;
+};
+__device__ __forceinline__ Tiles tiles_of(int V, int warp) {
+  const int tiles = (V + 31) / 32, per_warp = (tiles + kWarps - 1) / kWarps;
+  const int begin = min(tiles, warp * per_warp);
+  return {begin, min(tiles, begin + per_warp), max(1, (per_warp + kSegs - 1) / kSegs)};
+}
+
+// The lanes' inclusive prefix sums (Kogge-Stone, offsets 1, 2, 4, ...).
+__device__ __forceinline__ double tile_inclusive(double x) {
+  const int lane = int(threadIdx.x & 31);
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const double y = __shfl_up_sync(kFull, x, o);
+    if (lane >= o) x += y;
+  }
+  return x;
+}
+
+// A tile's sum in the mass pass is a butterfly (__shfl_xor) with offsets 1, 2, 4, ...: it adds the
+// same pairs in the same tree as tile_inclusive's lane 31 (addition commutes bitwise), so every lane
+// gets that lane's value, bit for bit.
+constexpr int kBatch = 8;  // loads in flight per thread in the max and mass passes
+
 struct Params {
   int32_t* token;
   float* logprob;
@@ -220,17 +249,73 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
   // (a) Max (lowest id among equals, as the CPU's strict >) and log-sum-exp.
   float mx = -INFINITY;
   int argmax = INT_MAX;
-  for (int i = t; i < V; i += nt) {
-    const float z = row[i];
-    if (argmax == INT_MAX || z > mx) {
-      mx = z;
-      argmax = i;
+  for (int base = t; base < V; base += kBatch * nt) {  // kBatch loads in flight, then in id order
+    float z[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) z[j] = base + j * nt < V ? row[base + j * nt] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = base + j * nt;
+      if (i < V && (argmax == INT_MAX || z[j] > mx)) {
+        mx = z[j];
+        argmax = i;
+      }
     }
   }
   block_argmax(mx, argmax);
-  double s = 0.0;
-  for (int i = t; i < V; i += nt) s += double(e_of(row[i], mx, inv_t));
-  const double sum = block_reduce(s, SumOp{}, 0.0);
+  // The tempered mass, one exp per token: warp w sums its contiguous tiles of 32 ids, each tile by
+  // a butterfly, into at most kSegs segment sums (kept for the draw); the warps' totals are added in
+  // order, so ahead[w + 1] = ahead[w] + total[w] exactly.
+  __shared__ double seg_sum[kWarps][kSegs];
+  __shared__ double warp_total[kWarps];
+  const Tiles tl = tiles_of(V, warp);
+  int last = -1;  // this lane's last id with e > 0
+  {
+    // kBatch tiles at a time: their loads, exps and butterflies are independent (a warp would
+    // otherwise wait out one tile's whole chain before starting the next); then added in order,
+    // closing a segment every per_seg tiles.
+    double W = 0.0, S = 0.0;
+    int s = 0, in_seg = 0;
+    for (int kb = tl.begin; kb < tl.end; kb += kBatch) {
+      float z[kBatch];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const int i = (kb + j) * 32 + lane;
+        z[j] = kb + j < tl.end && i < V ? row[i] : -INFINITY;
+      }
+      double x[kBatch];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const float e = z[j] == -INFINITY ? 0.0f : e_of(z[j], mx, inv_t);
+        if (e > 0.0f) last = (kb + j) * 32 + lane;
+        x[j] = double(e);
+      }
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) x[j] += __shfl_xor_sync(kFull, x[j], o);
+      }
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        if (kb + j >= tl.end) break;
+        S += x[j];
+        if (++in_seg == tl.per_seg || kb + j + 1 == tl.end) {
+          if (lane == 0) seg_sum[warp][s] = S;
+          W += S;
+          S = 0.0;
+          in_seg = 0;
+          ++s;
+        }
+      }
+    }
+    if (lane == 0) warp_total[warp] = W;
+  }
+  __syncthreads();
+  double sum = 0.0, ahead = 0.0;  // all warps' mass; the mass of the warps before this one
+  for (int w = 0; w < kWarps; ++w) {
+    if (w == warp) ahead = sum;
+    sum += warp_total[w];
+  }
   const double log_z = __dadd_rn(__dmul_rn(double(mx), inv_t), log(sum));
   auto logprob_of = [&](int i) { return float(__dsub_rn(__dmul_rn(double(row[i]), inv_t), log_z)); };
   if (greedy) {
@@ -330,9 +415,47 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
     }
   }
 
+  const bool truncated = trunc_k || trunc_p;
+  if (!truncated) {
+    // (c') Inverse CDF over all tokens in id order: the first id whose running mass exceeds
+    // u * sum. The one warp whose range passes the target walks its segments' sums, then the
+    // crossing segment's tiles, repeating the sums above add for add, so it finds the crossing.
+    uint32_t w4[4];
+    Philox::generate(p.seed, p.stream[r], uint64_t(int64_t(p.step[r])), w4);
+    const double target = __dmul_rn(uniform53(w4), sum);
+    int found = INT_MAX;
+    if (ahead <= target && ahead + warp_total[warp] > target) {  // warp-uniform
+      double Wp = 0.0;
+      int s = 0;
+      for (int k0 = tl.begin; k0 < tl.end; k0 += tl.per_seg, ++s) {
+        const double Wn = Wp + seg_sum[warp][s];
+        if (ahead + Wn > target) {
+          double S = 0.0;
+          for (int k = k0; k < min(tl.end, k0 + tl.per_seg) && found == INT_MAX; ++k) {
+            const int i = k * 32 + lane;
+            const float e = i < V ? e_of(row[i], mx, inv_t) : 0.0f;
+            const double incl = tile_inclusive(double(e));
+            const unsigned hit = __ballot_sync(kFull, e > 0.0f && ahead + (Wp + (S + incl)) > target);
+            if (hit) found = k * 32 + __ffs(hit) - 1;
+            S += __shfl_sync(kFull, incl, 31);
+          }
+          break;
+        }
+        Wp = Wn;
+      }
+    }
+    found = block_reduce(found, MinOp{}, INT_MAX);
+    last = block_reduce(last, MaxOp{}, -1);
+    if (t == 0) {
+      const int tok = found != INT_MAX ? found : last;  // rounding left the target unreached
+      p.token[r] = tok;
+      p.logprob[r] = logprob_of(tok);
+    }
+    return;  // the whole block
+  }
+
   // (c) Inverse CDF over the kept tokens in id order, as the CPU: the first id whose running mass
   // exceeds u * mass. Thread t owns ids [lo, hi).
-  const bool truncated = trunc_k || trunc_p;
   const int chunk = (V + nt - 1) / nt, lo = min(V, t * chunk), hi = min(V, lo + chunk);
   int rank0 = 0;  // ties at K before lo
   if (truncated) {
@@ -343,7 +466,7 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
   }
   auto dropped = [&](uint32_t key, int& rank) { return truncated && (key < K || (key == K && rank++ >= n)); };
   double m = 0.0;  // this range's kept mass, summed in id order
-  int last = -1;   // its last kept id with e > 0
+  last = -1;       // its last kept id with e > 0
   {
     int rank = rank0;
     for (int i = lo; i < hi; ++i) {
