@@ -28,6 +28,7 @@
 #ifdef R1_HAVE_CUDA
 #include "device/graph.h"
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 using namespace r1;
@@ -114,6 +115,7 @@ double graph_us(int copies, int launches, F&& launch) {
 }
 
 int run(const Args& a) {
+  cuda::set_decode_gemm(true);  // the kernel is off by default; this benchmark times it beside cuBLASLt
   const double bw = bench::measured_bandwidth();
   for (const std::string& shape : a.shapes) {
     const model::ModelConfig c = model::preset_config(shape);
