@@ -218,9 +218,6 @@ __device__ __forceinline__ double tile_inclusive(double x) {
   return x;
 }
 
-// A tile's sum in the mass pass is a butterfly (__shfl_xor) with offsets 1, 2, 4, ...: it adds the
-// same pairs in the same tree as tile_inclusive's lane 31 (addition commutes bitwise), so every lane
-// gets that lane's value, bit for bit.
 constexpr int kBatch = 8;  // loads in flight per thread in the max and mass passes
 
 struct Params {
@@ -294,6 +291,9 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
         if (e > 0.0f) last = (kb + j) * 32 + lane;
         x[j] = double(e);
       }
+      // Each tile's sum by a butterfly with offsets 1, 2, 4, ...: it adds the same pairs in the same
+      // tree as tile_inclusive's lane 31 (addition commutes bitwise), so every lane gets that
+      // lane's value, bit for bit, and the draw's walk reproduces it.
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) {
 #pragma unroll
