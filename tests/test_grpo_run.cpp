@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fs.h"
+#include "export_util.h"
 #include "model/adapter_checkpoint.h"
 #include "test_util.h"
 
@@ -89,8 +90,11 @@ TEST(GrpoRun, PartialRolloutsKilledAndResumedEqualsUninterrupted) {
 TEST(GrpoRun, WeightsOnlyCheckpointsResumeWithFreshMoments) {
   test::TempDir dir;
   const std::string kl = " grpo.kl_coef=0.05";
-  auto full = test::run_r1(recipe_args(dir, "full") + kl);
+  // The uninterrupted run also exports in bf16 (run.export_dtype changes the export alone): its model
+  // is the last checkpoint's weights rounded.
+  auto full = test::run_r1(recipe_args(dir, "full") + kl + " run.export_dtype=bfloat16");
   ASSERT_EQ(full.exit_code, 0) << full.err;
+  test::expect_bf16_export(dir.file("full/model"), dir.file("full/checkpoints/step_000005/model"));
   const std::string weights = kl + " run.checkpoint_contents=weights";
   auto killed = test::run_r1(recipe_args(dir, "cut") + weights + " --stop-after 4");
   ASSERT_NE(killed.exit_code, 0);

@@ -13,6 +13,7 @@
 #include "base/bf16.h"
 #include "base/fs.h"
 #include "base/rng.h"
+#include "export_util.h"
 #include "model/checkpoint.h"
 #include "require_gpu.h"
 #include "reward/composite.h"
@@ -208,8 +209,11 @@ TEST(RmRun, KilledAndResumedEqualsUninterrupted) {
   write_pairs(dir.file("train.jsonl"), 24, 3);
   write_pairs(dir.file("eval.jsonl"), 8, 4);
   const std::string extra = " train.steps=6 run.save_every=2";
-  auto full = test::run_r1(rm_args(dir, "full") + extra);
+  // The uninterrupted run also exports in bf16 (run.export_dtype changes the export alone, not the
+  // checkpoints the comparison reads): its model is the last checkpoint's weights rounded.
+  auto full = test::run_r1(rm_args(dir, "full") + extra + " run.export_dtype=bfloat16");
   ASSERT_EQ(full.exit_code, 0) << full.err;
+  test::expect_bf16_export(dir.file("full/model"), dir.file("full/checkpoints/step_000005/model"));
   auto killed = test::run_r1(rm_args(dir, "cut") + extra + " --stop-after 2");
   ASSERT_NE(killed.exit_code, 0);  // ended after step 2; the last checkpoint is step 1
   auto resumed = test::run_r1(rm_args(dir, "cut") + extra + " --resume");
@@ -222,6 +226,7 @@ TEST(RmRun, KilledAndResumedEqualsUninterrupted) {
   EXPECT_EQ(fs::read_file(dir.file("full/checkpoints/step_000005/optimizer.safetensors")),
             fs::read_file(dir.file("cut/checkpoints/step_000005/optimizer.safetensors")));
   EXPECT_EQ(test::read_lines(dir.file("cut/metrics.jsonl")).size(), 6u);
+  EXPECT_EQ(model::load_config(dir.file("cut/model/config.json")).torch_dtype, "float32");  // the default
 }
 
 TEST(RmRun, EmptySideNamesFileAndLineBeforeWriting) {
