@@ -26,10 +26,11 @@
 //
 // --profile: afterwards, one decode step's forward run eagerly under the per-op profiler (rows at
 // the middle of the generation), as a table after the JSON.
-// --trace N: afterwards, N more decode steps of the same prompts (from the prompt, so at positions
-// 128 + [0, N)) with every kernel timed by the GPU (CUPTI: kernel_trace.h), and a second JSON line,
-// "r1-rollout-kernels": per decode step, the kernels the step's CUDA graph ran (launches, µs, share),
-// their sum, and the gaps between them (launch latency). The timed run above is not traced.
+// --trace N: afterwards, N more decode steps of the same prompts, extended so that the steps run
+// around the timed run's mean position (prompt_len + new / 2), with every kernel timed by the GPU
+// (CUPTI: kernel_trace.h), and a second JSON line, "r1-rollout-kernels": per decode step, the
+// kernels the step's CUDA graph ran (launches, µs, share), their sum, and the gaps between them
+// (launch latency). The timed run above is not traced.
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
@@ -155,11 +156,19 @@ void trace_decode_kernels(rollout::Engine& engine, const std::vector<rollout::Re
                           rollout::GenerateParams gp, const Args& a) {
 #ifdef R1_HAVE_CUPTI
   gp.max_new_tokens = std::min(a.trace + 1, a.new_tokens);
+  // Around the timed run's mean position: each prompt extended by random tokens so that the traced
+  // steps run at prompt_len + new_tokens / 2 on average, and their attention reads what a mean step
+  // of the timed run reads.
+  const int extra = std::max(0, a.new_tokens / 2 - gp.max_new_tokens / 2);
+  std::vector<rollout::Request> at_mean = reqs;
+  Rng rng(7);
+  for (rollout::Request& r : at_mean)
+    for (int k = 0; k < extra; ++k) r.prompt.push_back(r.prompt[size_t(rng.next_u32() % r.prompt.size())]);
   const rollout::GenerateStats s0 = engine.stats();
   std::vector<bench::KernelRecord> kernels;
   {
     bench::KernelTrace trace;
-    engine.generate(reqs, gp);
+    engine.generate(at_mean, gp);
     bench::synchronize();
     kernels = trace.stop();
   }
@@ -167,7 +176,8 @@ void trace_decode_kernels(rollout::Engine& engine, const std::vector<rollout::Re
   const double steps = double(s1.decode_steps - s0.decode_steps);
   const double step_ms = (s1.decode_seconds - s0.decode_seconds) / std::max(steps, 1.0) * 1e3;
   nlohmann::json j = {{"bench", "r1-rollout-kernels"}, {"shape", a.shape}, {"prompts", a.prompts},
-                      {"decode_step_ms_traced", step_ms}, {"gpu", bench::gpu_name()}};
+                      {"decode_step_ms_traced", step_ms}, {"traced_from_position", a.prompt_len + extra},
+                      {"gpu", bench::gpu_name()}};
   j.update(bench::graph_kernel_summary(kernels, std::max(steps, 1.0)));
   std::printf("%s\n", j.dump().c_str());
 #else
