@@ -13,6 +13,8 @@
 #     R1_GPU_BENCH=rollout: generation, 0.5B and 1.5B, 64 and 256 prompts x 128 + 1024 tokens
 #     R1_GPU_BENCH=decode: issue 25's table: 0.5B, 1.5B, 7B, Llama-3.1-8B (R1_GPU_SHAPES="7b ..." picks),
 #                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
+#                          (R1_GPU_PEER=window: the peer timed over 64 steps around the mean position,
+#                          hf_generate.py --window; R1_GPU_PEER_FULL="0.5b": there also its whole run)
 #     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation (64 x
 #       (128 + R1_GPU_NEW, default 1024)) and an 8-layer train step, r1 beside transformers (issue 22)
 #     R1_GPU_BENCH=grouped: the experts' grouped GEMMs alone (bench_grouped_gemm_gpu beside
@@ -306,9 +308,18 @@ PY
           timeout "$(left 120)" .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts "$prompts" --prompt-len 128 \
             --new "$new" --trace 64 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
           [[ ${R1_GPU_PEER:-1} == 0 ]] && continue  # r1 alone
-          echo "== decode $shape, $prompts x (128 + $new): transformers" | tee -a "$out/bench.log"
+          local window=()
+          [[ ${R1_GPU_PEER:-1} == window ]] && window=(--window 64)
+          echo "== decode $shape, $prompts x (128 + $new): transformers ${window[*]}" | tee -a "$out/bench.log"
           timeout "$(left 240)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
-            --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+            --prompt-len 128 --new "$new" "${window[@]}" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+          # R1_GPU_PEER_FULL="0.5b ...": at these shapes' 64 x (128 + 1024) the whole run too, the
+          # window's check in the same run
+          if [[ ${#window[@]} -gt 0 && " ${R1_GPU_PEER_FULL:-} " == *" $shape "* && $prompts == 64 && $new == 1024 ]]; then
+            echo "== decode $shape, $prompts x (128 + $new): transformers, whole run" | tee -a "$out/bench.log"
+            timeout "$(left 240)" "${py_env[@]}" "$py" bench/peer/hf_generate.py --shape "$shape" --prompts "$prompts" \
+              --prompt-len 128 --new "$new" 2>&1 | tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
+          fi
         done
       done
     done

@@ -69,21 +69,31 @@ def train_bench(rows):
 def rollout_bench(rows):
     r1 = [r for r in rows if r.get("bench") == "r1-rollout" and not r.get("training_state")]
     if r1:
+        checks = []
         print(f"{'generate':22s} {'r1 tok/s':>9s} {'hf tok/s':>9s} {'r1/hf':>6s} {'step ms':>8s} {'roofline':>8s} {'of it':>6s}")
         for r in r1:
             key = (r.get("shape"), r.get("prompts"), r.get("new_tokens"))
-            hf = next((h for h in rows if h.get("bench") == "hf-generate"
-                       and (h.get("shape"), h.get("prompts"), h.get("new_tokens")) == key and "tok_s" in h), None)
+            peers = [h for h in rows if h.get("bench") == "hf-generate"
+                     and (h.get("shape"), h.get("prompts"), h.get("new_tokens")) == key and "tok_s" in h]
+            # the whole run where there is one, else the window's estimate (marked w)
+            hf = next((h for h in peers if h.get("method", "full") == "full"), peers[0] if peers else None)
+            if len(peers) > 1:
+                checks.append((key, peers))
             name = f"{r['shape']} {r['prompts']}x({r['prompt_len']}+{r['new_tokens']})"
             if "tok_s" not in r:
                 print(f"{name:22s} {r.get('error', 'no result')[:80]}")
                 continue
-            hf_s = f"{hf['tok_s']:9.0f}" if hf else f"{'-':>9s}"
+            windowed = hf and hf.get("method", "full") != "full"
+            hf_s = (f"{hf['tok_s']:8.0f}" + ("w" if windowed else " ")) if hf else f"{'-':>9s}"
             ratio = f"{r['tok_s'] / hf['tok_s']:5.1f}x" if hf else f"{'-':>6s}"
             print(f"{name:22s} {r['tok_s']:9.0f} {hf_s} {ratio} {r['decode_step_ms']:8.2f} {r['roofline_step_ms']:8.2f} "
                   f"{100 * r['roofline_frac']:5.0f}%")
         print("step ms = mean decode step (graph replay, sampling and stops included); roofline = (matmul weights +\n"
-              "each sequence's cached keys/values, bf16) / measured copy bandwidth; of it = roofline / step")
+              "each sequence's cached keys/values, bf16) / measured copy bandwidth; of it = roofline / step;\n"
+              "w: transformers timed over a window of steps around the mean position (hf_generate.py --window)")
+        for key, peers in checks:
+            print(f"peer check {key[0]} {key[1]}x(+{key[2]}): " + ", ".join(
+                f"{h.get('method', 'full')} {h['tok_s']:.0f} tok/s ({h['decode_step_ms']:.1f} ms a step)" for h in peers))
         paged = [r for r in r1 if "kv_blocks" in r and "tok_s" in r]
         if paged:
             print(f"{'paged KV cache':22s} {'pool MiB':>9s} {'blocks':>8s} {'peak':>8s} {'in flight':>9s} "
