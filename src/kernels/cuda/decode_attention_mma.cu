@@ -44,6 +44,7 @@ struct DecodeConfig {
 
 template <int HD, int HDV>
 __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int HG, int S) {
+  dependent_entry();
   using Cfg = DecodeConfig<HD, HDV>;
   constexpr int ld = Cfg::ld, ldv = Cfg::ldv;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -198,8 +199,7 @@ int blocks_per_sm() {
 template <int HD, int HDV>
 void launch(const DecodeArgs& a, int HG, int S, unsigned grid) {
   blocks_per_sm<HD, HDV>();  // configured before the first launch
-  decode_mma_kernel<HD, HDV><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
-  CUDA_CHECK_LAUNCH();
+  launch_dependent(decode_mma_kernel<HD, HDV>, grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, a, HG, S);
 }
 
 }  // namespace
