@@ -7,7 +7,7 @@
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
-//                                 [--trace N] [--dependent-launch on|off]
+//                                 [--trace N]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -34,8 +34,6 @@
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
-// --dependent-launch off: the decode step's own kernels launched ordinarily instead of as
-// programmatic dependents (cuda_ops.h's set_dependent_launch; on is the default from Hopper: A/B).
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
 // attention in one pass or in fixed key splits; --gemm-ref-rows N: its GEMMs' one algorithm per
 // product chosen at N rows (0: each shape's own; default cuda::kInvariantGemmRows). For the cost
@@ -58,7 +56,6 @@
 #include "bench_gpu_util.h"
 #include "kernel_trace.h"
 #ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
 #endif
@@ -90,7 +87,6 @@ struct Args {
   int trace = 0;                     // decode steps to trace kernel by kernel (0: none)
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
-  std::string dependent_launch = "default";  // on | off | default (on from Hopper)
   std::string exact = "off";         // off | on | split
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
@@ -101,7 +97,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--dependent-launch on|off]\n",
+               "[--gemm-ref-rows N] [--trace N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -140,15 +136,12 @@ Args parse(int argc, char** argv) {
     else if (k == "--exact") a.exact = value();
     else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
     else if (k == "--trace") a.trace = int(number());
-    else if (k == "--dependent-launch") a.dependent_launch = value();
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
     usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
   if (a.decode_gemm != "on" && a.decode_gemm != "off") usage("--decode-gemm must be on or off");
-  if (a.dependent_launch != "on" && a.dependent_launch != "off" && a.dependent_launch != "default")
-    usage("--dependent-launch must be on or off");
   if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
@@ -227,15 +220,6 @@ void profile_decode_forward(const model::Transformer& m, double rows, int at, in
 #endif
 }
 
-// Whether the decode step's own kernels launched as programmatic dependents.
-bool dependent_launch_on() {
-#ifdef R1_HAVE_CUDA
-  return cuda::dependent_launch();
-#else
-  return false;
-#endif
-}
-
 int run(const Args& a) {
   std::string why;
   if (!device_usable(Device::CUDA, &why)) {
@@ -245,7 +229,6 @@ int run(const Args& a) {
 #ifdef R1_HAVE_CUDA
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
   cuda::set_decode_gemm(a.decode_gemm == "on");
-  if (a.dependent_launch != "default") cuda::set_dependent_launch(a.dependent_launch == "on");
   cuda::set_exact_attention_split(a.exact == "split");
   if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
@@ -331,7 +314,6 @@ int run(const Args& a) {
                         {"roofline_frac", roofline_ms / step_ms},
                         {"attention", a.attention},
                         {"decode_gemm", a.decode_gemm},
-                        {"dependent_launch", dependent_launch_on() ? "on" : "off"},  // what ran
                         {"exact", a.exact},
                         {"gemm_ref_rows", a.gemm_ref_rows},
                         {"training_state", a.training_state},

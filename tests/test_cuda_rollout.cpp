@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <tuple>
 
@@ -16,9 +15,6 @@
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "device/cuda_device.h"
-#ifdef R1_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "model/train_state.h"
@@ -297,46 +293,6 @@ TEST(CudaRollout, SampledLogprobsMatchTraining) {
   EXPECT_LT(sum / double(n), 2e-2);
   EXPECT_LT(worst, 0.25);
 }
-
-// The decode step's own kernels launched as programmatic dependents (cuda_ops.h's
-// set_dependent_launch; kernels/cuda/dependent_launch.cuh) change when a kernel may start, never
-// what it computes: a bf16 rollout (tensor-core decode attention with split keys and its merge,
-// RoPE + cache write, norms, SwiGLU, sampling, the decode state; 48 sequences through 16 slots, so
-// the graphs replay with rows joining and leaving) gives the same tokens and the same log-prob bits
-// either way. A kernel that read its inputs before its entry's wait would race its predecessor.
-#ifdef R1_HAVE_CUDA
-TEST(CudaRollout, DependentLaunchChangesNoBit) {
-  REQUIRE_GPU();
-  model::ModelConfig c = model::preset_config("10m", "qwen2");
-  model::Transformer m(c, Device::CUDA);
-  m.init_random(13, 0.05f);
-  const auto reqs = random_requests(16, 3, c.vocab_size, 5, 40);
-  rollout::GenerateParams gp;
-  gp.sampling = {1.0f, 1.0f, 0, 91};
-  gp.max_new_tokens = 400;
-  std::vector<rollout::Completion> runs[2];
-  for (int on = 0; on < 2; ++on) {
-    cuda::set_dependent_launch(on == 1);
-    rollout::Engine e(m, {16, 512, 4096});
-    runs[on] = e.generate(reqs, gp);
-    EXPECT_GT(e.stats().graph_captures, 0);
-  }
-  cuda::set_dependent_launch(cuda::dependent_launch_default());
-  fmt::print("[ ROLLOUT ] dependent launch {} on this device (compute capability 9.0 or later)\n",
-             cuda::dependent_launch_default() ? "available" : "not available: both runs launch ordinarily");
-  ASSERT_EQ(runs[0].size(), runs[1].size());
-  int64_t tokens = 0;
-  for (size_t i = 0; i < runs[0].size(); ++i) {
-    ASSERT_EQ(runs[0][i].tokens, runs[1][i].tokens) << "completion " << i;
-    ASSERT_EQ(runs[0][i].logprobs.size(), runs[1][i].logprobs.size());
-    for (size_t t = 0; t < runs[0][i].logprobs.size(); ++t)
-      ASSERT_EQ(std::memcmp(&runs[0][i].logprobs[t], &runs[1][i].logprobs[t], sizeof(float)), 0)
-          << "completion " << i << " token " << t;
-    tokens += int64_t(runs[0][i].tokens.size());
-  }
-  EXPECT_GT(tokens, 48 * 100);
-}
-#endif  // R1_HAVE_CUDA
 
 }  // namespace
 

@@ -10,7 +10,6 @@
 #include "base/bf16.h"
 #include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_context.h"
-#include "kernels/cuda/dependent_launch.cuh"
 
 namespace r1::cuda {
 
@@ -126,7 +125,6 @@ __device__ __forceinline__ void store_vec(T* p, const float (&r)[V]) {
 // element by element (V <= 8 < threads in the grid).
 template <int V, typename F>
 __global__ void packed_map_kernel(F f, int64_t n) {
-  dependent_entry();
   const int64_t packs = n / V, stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   for (int64_t p = tid; p < packs; p += stride) f.template apply<V>(p * V);
@@ -139,10 +137,11 @@ void launch_packed_map(const F& f, int64_t n, bool aligned) {
   if (n == 0) return;
   constexpr int V = kVec<T>;
   if (aligned) {
-    launch_dependent(packed_map_kernel<V, F>, grid_for(n / V + 1), kThreads, 0, f, n);
+    packed_map_kernel<V><<<grid_for(n / V + 1), kThreads, 0, context().stream>>>(f, n);
   } else {
-    launch_dependent(packed_map_kernel<1, F>, grid_for(n), kThreads, 0, f, n);
+    packed_map_kernel<1><<<grid_for(n), kThreads, 0, context().stream>>>(f, n);
   }
+  CUDA_CHECK_LAUNCH();
 }
 
 // The paged KV cache's pool row of row j of sequence `slot` (cuda_ops.h: row j % BS of block

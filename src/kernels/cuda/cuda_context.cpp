@@ -6,7 +6,6 @@
 #include <atomic>
 
 #include "base/error.h"
-#include "kernels/cuda/cuda_ops.h"
 #include "tensor/device_memory.h"
 
 namespace r1::cuda {
@@ -39,24 +38,11 @@ std::atomic<Context*> g_context{nullptr};
 
 Context* context_if_created() { return g_context.load(); }
 
-namespace {
-int g_dependent_launch = -1;  // set_dependent_launch; -1: the default
-}  // namespace
-
-bool dependent_launch_default() { return context().cc_major >= 9; }
-void set_dependent_launch(bool on) { g_dependent_launch = on ? 1 : 0; }
-bool dependent_launch() {
-  return context().cc_major >= 9 && (g_dependent_launch < 0 ? dependent_launch_default() : g_dependent_launch == 1);
-}
-
 Context& context() {
   static Context* ctx = [] {
     auto* c = new Context();
     c->stream = stream();  // selects the device; fails with the reason when none is usable
     c->sm_count = sm_count();
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, dev));
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
     c->workspace_bytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
     CUDA_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));

@@ -20,7 +20,6 @@ struct Context {
   static constexpr int kCounters = 1024;
   unsigned* counters = nullptr;
   int sm_count = 0;
-  int cc_major = 0;  // compute capability
 
   // At least `bytes` of device scratch, valid until the next call (growing it synchronizes).
   void* scratch(size_t bytes);
@@ -38,9 +37,5 @@ struct Context {
 Context& context();
 // The context when it has been created, else null (asking creates nothing).
 Context* context_if_created();
-
-// Whether launch_dependent (dependent_launch.cuh) launches as a programmatic dependent now: the
-// device is Hopper or later and cuda_ops.h's set_dependent_launch has not turned it off.
-bool dependent_launch();
 
 }  // namespace r1::cuda

@@ -131,13 +131,6 @@ void set_decode_attention_tensor_cores(bool on);
 // (decode_gemm.cu), or on cuBLASLt like more rows (the default: it is faster; A/B benchmarks).
 void set_decode_gemm(bool on);
 bool decode_gemm_default();  // what a process starts with
-// The kernels of a decode step other than cuBLASLt's (RMSNorm, RoPE and the cache write, the decode
-// attention and its merge, the element-wise maps, sampling, the embedding, the decode state)
-// launched as programmatic dependents (kernels/cuda/dependent_launch.cuh): each one's launch
-// overlaps the previous kernel's tail. On by default from compute capability 9.0 (Hopper); off,
-// ordinary launches (the benchmarks' A/B). Before Hopper it stays off whatever is asked.
-void set_dependent_launch(bool on);
-bool dependent_launch_default();  // what a process starts with
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

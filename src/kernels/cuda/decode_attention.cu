@@ -130,7 +130,6 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
                         const T* __restrict__ k_cache, const T* __restrict__ v_cache, Pages pages,
                         const int32_t* __restrict__ slots, const int32_t* __restrict__ pos, int64_t T_, int NH,
                         int NKV, int HD, int HDv, int HG, int S, float qscale) {
-  dependent_entry();
   constexpr int VV = VK == 1 ? 1 : 2;    // elements per V load
   constexpr int CPT = VK == 1 ? 2 : 1;   // V chunks per thread (scalar rows: up to 2 * kBlock dims)
   constexpr int kHeadsPerWarp = (GP + kWarps - 1) / kWarps;
@@ -362,8 +361,15 @@ template <typename T, int GP>
 void launch(bool vec, unsigned grid, T* out, float* part, const T* q, const T* k_cache, const T* v_cache,
             Pages pages, const int32_t* slots, const int32_t* pos, int64_t T_, int NH, int NKV, int HD, int HDv,
             int HG, int S, float qscale) {
-  launch_dependent(vec ? decode_attention_kernel<T, GP, kVec<T>> : decode_attention_kernel<T, GP, 1>, grid, kBlock, 0,
-                   out, part, q, k_cache, v_cache, pages, slots, pos, T_, NH, NKV, HD, HDv, HG, S, qscale);
+  cudaStream_t st = context().stream;
+  if (vec) {
+    decode_attention_kernel<T, GP, kVec<T>><<<grid, kBlock, 0, st>>>(out, part, q, k_cache, v_cache, pages, slots,
+                                                                      pos, T_, NH, NKV, HD, HDv, HG, S, qscale);
+  } else {
+    decode_attention_kernel<T, GP, 1><<<grid, kBlock, 0, st>>>(out, part, q, k_cache, v_cache, pages, slots, pos, T_,
+                                                               NH, NKV, HD, HDv, HG, S, qscale);
+  }
+  CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>

@@ -44,7 +44,6 @@ struct DecodeConfig {
 
 template <int HD, int HDV>
 __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int HG, int S) {
-  dependent_entry();
   using Cfg = DecodeConfig<HD, HDV>;
   constexpr int ld = Cfg::ld, ldv = Cfg::ldv;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -199,7 +198,8 @@ int blocks_per_sm() {
 template <int HD, int HDV>
 void launch(const DecodeArgs& a, int HG, int S, unsigned grid) {
   blocks_per_sm<HD, HDV>();  // configured before the first launch
-  launch_dependent(decode_mma_kernel<HD, HDV>, grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, a, HG, S);
+  decode_mma_kernel<HD, HDV><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -22,7 +22,6 @@ constexpr int kMergeRows = kMergeThreads / 32;  // one warp per (token, head) ro
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads)
 decode_merge_kernel(T* __restrict__ out, const float* __restrict__ part, int64_t rows, int HDv, int S) {
-  dependent_entry();
   __shared__ float w_s[kMergeRows][kMaxSplits];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row = int64_t(blockIdx.x) * kMergeRows + warp;
@@ -58,7 +57,8 @@ template <typename T>
 void merge_t(T* out, const float* part, int64_t rows, int64_t HDv, int64_t S) {
   if (!part) return;
   const unsigned grid = unsigned((rows + kMergeRows - 1) / kMergeRows);
-  launch_dependent(decode_merge_kernel<T>, grid, kMergeThreads, 0, out, part, rows, int(HDv), int(S));
+  decode_merge_kernel<T><<<grid, kMergeThreads, 0, context().stream>>>(out, part, rows, int(HDv), int(S));
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

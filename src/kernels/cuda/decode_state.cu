@@ -30,7 +30,6 @@ __device__ void append_token(const DecodeSlots& st, int32_t s, int32_t tok, floa
 
 __global__ void start_kernel(DecodeSlots st, const int32_t* slot, const int32_t* token, const int32_t* pos,
                              const int32_t* limit, const int32_t* step0, const uint64_t* stream, int64_t n) {
-  dependent_entry();
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const int32_t s = slot[i];
@@ -46,7 +45,6 @@ __global__ void start_kernel(DecodeSlots st, const int32_t* slot, const int32_t*
 __global__ void prepare_kernel(DecodeSlots st, const int32_t* row_slot, int64_t rows, int32_t spare_slot,
                                int32_t* ids, int32_t* slots, int32_t* pos, uint64_t* stream, int32_t* step,
                                int32_t* active) {
-  dependent_entry();
   const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (r >= rows) return;
   const int32_t s = row_slot[r];
@@ -61,13 +59,11 @@ __global__ void prepare_kernel(DecodeSlots st, const int32_t* row_slot, int64_t 
 
 __global__ void commit_kernel(DecodeSlots st, const int32_t* row_slot, const int32_t* active, int64_t rows,
                               const int32_t* token, const float* logprob) {
-  dependent_entry();
   const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (r < rows && active[r]) append_token(st, row_slot[r], token[r], logprob[r]);
 }
 
 __global__ void set_finish_kernel(DecodeSlots st, const int32_t* slot, int64_t n, int32_t value) {
-  dependent_entry();
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < n) st.finish[slot[i]] = value;
 }
@@ -77,25 +73,30 @@ __global__ void set_finish_kernel(DecodeSlots st, const int32_t* slot, int64_t n
 void decode_start(const DecodeSlots& st, const int32_t* slot, const int32_t* token, const int32_t* pos,
                   const int32_t* limit, const int32_t* step0, const uint64_t* stream, int64_t n) {
   if (n == 0) return;
-  launch_dependent(start_kernel, row_blocks(n), kRowThreads, 0, st, slot, token, pos, limit, step0, stream, n);
+  start_kernel<<<row_blocks(n), kRowThreads, 0, context().stream>>>(st, slot, token, pos, limit, step0,
+                                                                    stream, n);
+  CUDA_CHECK_LAUNCH();
 }
 
 void decode_prepare(const DecodeSlots& st, const int32_t* row_slot, int64_t rows, int32_t spare_slot,
                     int32_t* ids, int32_t* slots, int32_t* pos, uint64_t* stream, int32_t* step, int32_t* active) {
   if (rows == 0) return;
-  launch_dependent(prepare_kernel, row_blocks(rows), kRowThreads, 0, st, row_slot, rows, spare_slot, ids, slots, pos,
-                   stream, step, active);
+  prepare_kernel<<<row_blocks(rows), kRowThreads, 0, context().stream>>>(st, row_slot, rows, spare_slot, ids, slots,
+                                                                          pos, stream, step, active);
+  CUDA_CHECK_LAUNCH();
 }
 
 void decode_commit(const DecodeSlots& st, const int32_t* row_slot, const int32_t* active, int64_t rows,
                    const int32_t* token, const float* logprob) {
   if (rows == 0) return;
-  launch_dependent(commit_kernel, row_blocks(rows), kRowThreads, 0, st, row_slot, active, rows, token, logprob);
+  commit_kernel<<<row_blocks(rows), kRowThreads, 0, context().stream>>>(st, row_slot, active, rows, token, logprob);
+  CUDA_CHECK_LAUNCH();
 }
 
 void decode_set_finish(const DecodeSlots& st, const int32_t* slot, int64_t n, int32_t value) {
   if (n == 0) return;
-  launch_dependent(set_finish_kernel, row_blocks(n), kRowThreads, 0, st, slot, n, value);
+  set_finish_kernel<<<row_blocks(n), kRowThreads, 0, context().stream>>>(st, slot, n, value);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace r1::cuda

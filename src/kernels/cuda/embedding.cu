@@ -13,7 +13,6 @@ namespace {
 // V elements per thread: 16-byte packs when rows are aligned (C a multiple of V, aligned bases).
 template <int V, typename T>
 __global__ void embedding_forward_kernel(T* out, const int32_t* ids, const T* table, int64_t T_, int64_t C) {
-  dependent_entry();
   const int64_t cp = C / V, n = T_ * cp;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / cp, c = (i - t * cp) * V;
@@ -66,10 +65,11 @@ void embedding_forward_t(T* out, const int32_t* ids, const T* table, int64_t T_,
   if (T_ * C == 0) return;
   constexpr int V = kVec<T>;
   if (rows_packable<T>(C, out, table)) {
-    launch_dependent(embedding_forward_kernel<V, T>, grid_for(T_ * C / V), kThreads, 0, out, ids, table, T_, C);
+    embedding_forward_kernel<V><<<grid_for(T_ * C / V), kThreads, 0, context().stream>>>(out, ids, table, T_, C);
   } else {
-    launch_dependent(embedding_forward_kernel<1, T>, grid_for(T_ * C), kThreads, 0, out, ids, table, T_, C);
+    embedding_forward_kernel<1><<<grid_for(T_ * C), kThreads, 0, context().stream>>>(out, ids, table, T_, C);
   }
+  CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>

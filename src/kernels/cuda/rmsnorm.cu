@@ -24,7 +24,6 @@ __device__ __forceinline__ void load_step(float (&r)[V], const T* p) {
 
 template <int V, bool PACKED, typename T>
 __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int64_t C, float eps) {
-  dependent_entry();
   const int64_t n = blockIdx.x;
   const T* x = inp + n * C;
   T* o = out + n * C;
@@ -103,17 +102,16 @@ template <typename T>
 void rmsnorm_forward_t(T* out, float* rstd, const T* inp, const T* weight, int64_t N, int64_t C, float eps) {
   if (N == 0) return;
   constexpr int V = kVec<T>;
+  cudaStream_t s = context().stream;
   if (packable<T>(C, {out, inp, weight})) {
-    launch_dependent(rmsnorm_forward_kernel<V, true, T>, unsigned(N), row_threads(C / V), 0, out, rstd, inp, weight,
-                     C, eps);
+    rmsnorm_forward_kernel<V, true><<<unsigned(N), row_threads(C / V), 0, s>>>(out, rstd, inp, weight, C, eps);
   } else if (forward_order() == GemmOrder::RowInvariant && C % V == 0) {
     // The batch-invariant forward: the packed path's sums whatever the rows' alignment.
-    launch_dependent(rmsnorm_forward_kernel<V, false, T>, unsigned(N), row_threads(C / V), 0, out, rstd, inp,
-                     weight, C, eps);
+    rmsnorm_forward_kernel<V, false><<<unsigned(N), row_threads(C / V), 0, s>>>(out, rstd, inp, weight, C, eps);
   } else {
-    launch_dependent(rmsnorm_forward_kernel<1, false, T>, unsigned(N), row_threads(C), 0, out, rstd, inp, weight, C,
-                     eps);
+    rmsnorm_forward_kernel<1, false><<<unsigned(N), row_threads(C), 0, s>>>(out, rstd, inp, weight, C, eps);
   }
+  CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>

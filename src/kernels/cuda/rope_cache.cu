@@ -22,7 +22,6 @@ __global__ void rope_kv_cache_write_kernel(T* q, T* k, const T* v, T* k_cache, T
                                            const int32_t* block_table, const int32_t* slots, const int32_t* pos,
                                            const float* inv_freq, int64_t T_, int64_t BS, int64_t MB, int64_t NH,
                                            int64_t NKV, int64_t HD, int64_t HDV) {
-  dependent_entry();
   // One thread per (token, head, pair): a decode step has few tokens, so the heads give the
   // parallelism (a thread per (token, pair) looping over the heads left most SMs idle).
   const int64_t half = HD / 2, per_token = (NH + NKV) * half, n_rot = T_ * per_token;
@@ -55,7 +54,6 @@ __global__ void qk_norm_rope_cache_kernel(T* q, T* k, const T* v, T* k_cache, T*
                                           const T* q_norm, const T* k_norm, float eps, const int32_t* block_table,
                                           const int32_t* slots, const int32_t* pos, const float* inv_freq, int64_t T_,
                                           int64_t BS, int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV) {
-  dependent_entry();
   extern __shared__ float normed[];  // HD per warp: the head's normalized values, rounded to T
   const int lane = int(threadIdx.x & 31), wib = int(threadIdx.x >> 5);
   float* head = normed + int64_t(wib) * HD;
@@ -114,21 +112,33 @@ void rope_kv_cache_write_t(T* q, T* k, const T* v, T* k_cache, T* v_cache, T* q_
                            int64_t MB, int64_t NH, int64_t NKV, int64_t HD, int64_t HDV) {
   if (T_ == 0) return;
   constexpr int V = kVec<T>;
+  cudaStream_t s = context().stream;
   if (q_norm) {
     constexpr int kWarps = 4;
     const int64_t tasks = T_ * (NH + NKV);
     const unsigned blocks = unsigned(std::min<int64_t>((tasks + kWarps - 1) / kWarps, 65535));
     const size_t smem = size_t(kWarps) * size_t(HD) * sizeof(float);
-    launch_dependent(HD % V == 0 ? qk_norm_rope_cache_kernel<V, T> : qk_norm_rope_cache_kernel<1, T>, blocks,
-                     32 * kWarps, smem, q, k, v, k_cache, v_cache, q_out, rows, q_norm, k_norm, eps, block_table,
-                     slots, pos, inv_freq, T_, BS, MB, NH, NKV, HD, HDV);
+    if (HD % V == 0) {
+      qk_norm_rope_cache_kernel<V><<<blocks, 32 * kWarps, smem, s>>>(q, k, v, k_cache, v_cache, q_out, rows, q_norm,
+                                                                    k_norm, eps, block_table, slots, pos, inv_freq,
+                                                                    T_, BS, MB, NH, NKV, HD, HDV);
+    } else {
+      qk_norm_rope_cache_kernel<1><<<blocks, 32 * kWarps, smem, s>>>(q, k, v, k_cache, v_cache, q_out, rows, q_norm,
+                                                                    k_norm, eps, block_table, slots, pos, inv_freq,
+                                                                    T_, BS, MB, NH, NKV, HD, HDV);
+    }
+    CUDA_CHECK_LAUNCH();
     return;
   }
   const int64_t rot = T_ * (NH + NKV) * (HD / 2), vrow = NKV * HDV;
-  const bool packed = vrow % V == 0 && rows.v % V == 0 && aligned16(v) && aligned16(v_cache);
-  launch_dependent(packed ? rope_kv_cache_write_kernel<V, T> : rope_kv_cache_write_kernel<1, T>,
-                   grid_for(rot + T_ * vrow / (packed ? V : 1)), kThreads, 0, q, k, v, k_cache, v_cache, q_out, rows,
-                   block_table, slots, pos, inv_freq, T_, BS, MB, NH, NKV, HD, HDV);
+  if (vrow % V == 0 && rows.v % V == 0 && aligned16(v) && aligned16(v_cache)) {
+    rope_kv_cache_write_kernel<V><<<grid_for(rot + T_ * vrow / V), kThreads, 0, s>>>(
+        q, k, v, k_cache, v_cache, q_out, rows, block_table, slots, pos, inv_freq, T_, BS, MB, NH, NKV, HD, HDV);
+  } else {
+    rope_kv_cache_write_kernel<1><<<grid_for(rot + T_ * vrow), kThreads, 0, s>>>(
+        q, k, v, k_cache, v_cache, q_out, rows, block_table, slots, pos, inv_freq, T_, BS, MB, NH, NKV, HD, HDV);
+  }
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -240,7 +240,6 @@ struct Params {
 __device__ __forceinline__ uint32_t high_mask(int shift) { return shift == 24 ? 0u : ~0u << (shift + 8); }
 
 __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
-  dependent_entry();
   const int r = blockIdx.x;
   if (p.active && p.active[r] == 0) return;  // the whole block
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5, nt = blockDim.x, V = p.V;
@@ -531,7 +530,8 @@ void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t 
     throw_error("sample_tokens: temperature must be >= 0, top_p in (0, 1], top_k >= 0");
   const Params p{token,     logprob,  logits, ld,   int(V),    cfg.temperature, cfg.top_p,
                  cfg.top_k, cfg.seed, stream, step, logit_row, active, cfg.sampled_logprobs};
-  launch_dependent(sample_kernel, unsigned(R), kBlock, 0, p);
+  sample_kernel<<<unsigned(R), kBlock, 0, context().stream>>>(p);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace r1::cuda
