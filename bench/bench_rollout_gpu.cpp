@@ -7,7 +7,7 @@
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
-//                                 [--trace N]
+//                                 [--trace N] [--attention-splits S]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -34,6 +34,8 @@
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
+// --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's
+// choice by waves, decode_split.h's best_splits; a sweep of S shows what that choice leaves).
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
 // attention in one pass or in fixed key splits; --gemm-ref-rows N: its GEMMs' one algorithm per
 // product chosen at N rows (0: each shape's own; default cuda::kInvariantGemmRows). For the cost
@@ -88,6 +90,7 @@ struct Args {
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
   std::string exact = "off";         // off | on | split
+  int attention_splits = 0;          // 0: the library's choice
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
 
@@ -97,7 +100,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N]\n",
+               "[--gemm-ref-rows N] [--trace N] [--attention-splits S]\n",
                why.c_str());
   std::exit(2);
 }
@@ -136,6 +139,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--exact") a.exact = value();
     else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
     else if (k == "--trace") a.trace = int(number());
+    else if (k == "--attention-splits") a.attention_splits = int(number());
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
@@ -229,6 +233,7 @@ int run(const Args& a) {
 #ifdef R1_HAVE_CUDA
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
   cuda::set_decode_gemm(a.decode_gemm == "on");
+  cuda::set_decode_attention_splits(a.attention_splits);
   cuda::set_exact_attention_split(a.exact == "split");
   if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
@@ -314,6 +319,7 @@ int run(const Args& a) {
                         {"roofline_frac", roofline_ms / step_ms},
                         {"attention", a.attention},
                         {"decode_gemm", a.decode_gemm},
+                        {"attention_splits", a.attention_splits},
                         {"exact", a.exact},
                         {"gemm_ref_rows", a.gemm_ref_rows},
                         {"training_state", a.training_state},

@@ -127,6 +127,9 @@ int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDV, int64_t L
 // attention_cached on bf16 takes the tensor-core kernel at the flash head dims (the default);
 // false sends it to the CUDA-core kernel as well (benchmarks' A/B: bench_rollout_gpu --attention).
 void set_decode_attention_tensor_cores(bool on);
+// The key splits of attention_cached's non-invariant path: 0 (the default), best_splits's choice by
+// waves (decode_split.h); S > 0, S splits, as far as the workspace holds them (benchmarks' sweep).
+void set_decode_attention_splits(int64_t S);
 // The bf16 linear of a decode step's rows (at most kDecodeGemmMaxRows) on the decode GEMM
 // (decode_gemm.cu), or on cuBLASLt like more rows (the default: it is faster; A/B benchmarks).
 void set_decode_gemm(bool on);

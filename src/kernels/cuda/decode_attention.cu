@@ -353,6 +353,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
 }
 
 bool g_tensor_cores = true;  // set_decode_attention_tensor_cores
+int64_t g_splits = 0;        // set_decode_attention_splits
 
 // Query heads per block for a GQA group of G: 1, 2, 4 or 8 (larger groups take several blocks).
 int heads_per_block(int64_t G) { return G >= 5 ? 8 : G >= 3 ? 4 : int(G); }
@@ -399,7 +400,8 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
     mma = g_tensor_cores && flash_attention_native(HD, HDv) && aligned16(q) && aligned16(k_cache) && aligned16(v_cache);
   const int GP = mma ? flash::kDecodeMmaHeads : heads_per_block(G);
   const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG;
-  int64_t S = best_splits(blocks, L, mma ? flash::decode_mma_blocks_per_sm(HD, HDv) : kBlocksPerSm);
+  int64_t S = g_splits > 0 ? g_splits
+                           : best_splits(blocks, L, mma ? flash::decode_mma_blocks_per_sm(HD, HDv) : kBlocksPerSm);
   if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
   float* part = S > 1 ? workspace : nullptr;
   S = std::max<int64_t>(S, 1);
@@ -430,6 +432,7 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
 }  // namespace
 
 void set_decode_attention_tensor_cores(bool on) { g_tensor_cores = on; }
+void set_decode_attention_splits(int64_t S) { g_splits = std::max<int64_t>(S, 0); }
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, const PagedCache& pc,
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale, float* workspace,
