@@ -291,15 +291,15 @@ std::vector<Row> table() {
        {any, {.T = 64, .NH = 2, .NKV = 2, .HD = 80, .L = 700, .rows = 1}, kBothDtypes, kGpu},
        {any, {.T = 6, .NH = 2, .NKV = 2, .HD = 80, .L = 300, .rows = 1, .workspace = true}},  // G = 1
        {any,
-        {.T = 16, .NH = 8, .NKV = 2, .HD = 128, .L = 1500, .rows = 1, .workspace = true},
+        {.T = 16, .NH = 8, .NKV = 2, .HD = 128, .L = 4500, .rows = 1, .workspace = true},
         kBothDtypes,
         kGpu},
        {any,
-        {.T = 8, .NH = 8, .NKV = 1, .HD = 256, .L = 1500, .rows = 1, .workspace = true},
+        {.T = 8, .NH = 8, .NKV = 1, .HD = 256, .L = 4500, .rows = 1, .workspace = true},
         kBothDtypes,
         kGpu},
        {any,
-        {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1, .workspace = true},
+        {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 4500, .rows = 1, .workspace = true},
         kBothDtypes,
         kGpu},
        {any, {.T = 8, .NH = 8, .NKV = 1, .HD = 192, .L = 1500, .rows = 1}, kBothDtypes, kGpu},
@@ -315,7 +315,7 @@ std::vector<Row> table() {
          .workspace = true}},  // groups of 8, 4
        // the tensor-core kernel (bf16): two groups of 16 and 4 heads; a long context (G = 7, as
        // Qwen2.5-7B) whose 4 warps' rounds and the splits leave partial tiles
-       {any, {.T = 4, .NH = 40, .NKV = 2, .HD = 128, .L = 3000, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
+       {any, {.T = 4, .NH = 40, .NKV = 2, .HD = 128, .L = 5000, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
        {any, {.T = 24, .NH = 28, .NKV = 4, .HD = 128, .L = 9001, .rows = 1, .workspace = true}, kBothDtypes, kGpu},
        {any, {.T = 24, .NH = 28, .NKV = 4, .HD = 128, .L = 9001, .rows = 1}, kBothDtypes, kGpu},
                                // prefill chunks, and grids that fill the GPU without splitting

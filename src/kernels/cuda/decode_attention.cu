@@ -401,7 +401,8 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
   const int GP = mma ? flash::kDecodeMmaHeads : heads_per_block(G);
   const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG;
   int64_t S = g_splits > 0 ? g_splits
-                           : best_splits(blocks, L, mma ? flash::decode_mma_blocks_per_sm(HD, HDv) : kBlocksPerSm);
+              : mma ? best_splits(blocks, L, flash::decode_mma_blocks_per_sm(HD, HDv), kMmaSplitKeys)
+                    : best_splits(blocks, L, kBlocksPerSm);
   if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
   float* part = S > 1 ? workspace : nullptr;
   S = std::max<int64_t>(S, 1);

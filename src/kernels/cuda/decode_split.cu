@@ -70,8 +70,9 @@ int64_t splits_for(int64_t blocks, int64_t L) {
 
 // A grid of blocks * S blocks, `resident` at a time on each SM, takes ceil(blocks * S / (resident *
 // SMs)) waves, each 1/S as long (every split reads 1/S of the keys); the fewest splits on a tie.
-int64_t best_splits(int64_t blocks, int64_t L, int64_t resident) {
-  const int64_t most = splits_for(blocks, L), cap = std::max<int64_t>(1, resident) * context().sm_count;
+int64_t best_splits(int64_t blocks, int64_t L, int64_t resident, int64_t min_keys) {
+  const int64_t most = std::min(splits_for(blocks, L), std::max<int64_t>(1, (L + min_keys - 1) / min_keys));
+  const int64_t cap = std::max<int64_t>(1, resident) * context().sm_count;
   int64_t best = 1, best_waves = (blocks + cap - 1) / cap;  // cost waves / S: the fraction best_waves / best
   for (int64_t s = 2; s <= most; ++s) {
     const int64_t waves = (blocks * s + cap - 1) / cap;

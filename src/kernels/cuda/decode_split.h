@@ -18,9 +18,18 @@ namespace r1::cuda {
 // SM a few blocks, at most one per 128 keys, at most 64. Host shapes only; non-increasing in blocks,
 // so attention_cached_workspace(T, ...) (blocks >= T) covers every kernel's splits.
 int64_t splits_for(int64_t blocks, int64_t L);
-// Of 1 ... splits_for(blocks, L) splits, the one with the least time by waves, for a kernel that
-// keeps `resident` blocks on each SM.
-int64_t best_splits(int64_t blocks, int64_t L, int64_t resident);
+// Of 1 ... splits_for(blocks, L) splits, and at most one per `min_keys` keys of the longest
+// sequence, the one with the least time by waves, for a kernel that keeps `resident` blocks on each
+// SM. min_keys: a split must save more than its fixed costs (its blocks' start, the partials, the
+// merge launch): the tensor-core decode kernel passes kMmaSplitKeys.
+int64_t best_splits(int64_t blocks, int64_t L, int64_t resident, int64_t min_keys = 128);
+// The tensor-core decode kernel (decode_attention_mma.cu) splits no context under this many keys.
+// Measured (H100, 64 sequences, 2 kv heads: a grid of 128 blocks for 132 SMs, where splitting is
+// most tempting): one split against the 2 or 3 the waves alone chose, per decode step, 0.5B
+// 128 + 1024 tokens 1.379 against 1.460 ms, 128 + 2048 1.535 against 1.601, 1.5B 128 + 1024 2.498
+// against 2.634, 128 + 2048 2.818 against 2.946 (docs/CUDA.md, "Key splits"). Long contexts (16k)
+// still split 3 ways, as before.
+constexpr int64_t kMmaSplitKeys = 4096;
 // out (rows, HDv) = the S splits' partials merged in split order (rows = T * NH); none (part null):
 // nothing to do.
 void merge_splits(float* out, const float* part, int64_t rows, int64_t HDv, int64_t S);
