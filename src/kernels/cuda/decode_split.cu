@@ -13,7 +13,6 @@ namespace r1::cuda {
 namespace {
 
 constexpr int kMaxSplits = 64;
-constexpr int kSplitKeys = 128;      // a split takes at least this many keys of the longest sequence
 constexpr int kFillBlocksPerSm = 4;  // split until the grid has this many blocks per SM
 constexpr int kMergeThreads = 128;
 constexpr int kMergeRows = kMergeThreads / 32;  // one warp per (token, head) row
@@ -63,16 +62,15 @@ void merge_t(T* out, const float* part, int64_t rows, int64_t HDv, int64_t S) {
 
 }  // namespace
 
-int64_t splits_for(int64_t blocks, int64_t L) {
+int64_t splits_for(int64_t blocks, int64_t L, int64_t min_keys) {
   const int64_t want = (int64_t(kFillBlocksPerSm) * context().sm_count + blocks - 1) / blocks;
-  return std::max<int64_t>(1, std::min({want, (L + kSplitKeys - 1) / kSplitKeys, int64_t(kMaxSplits)}));
+  return std::max<int64_t>(1, std::min({want, (L + min_keys - 1) / min_keys, int64_t(kMaxSplits)}));
 }
 
 // A grid of blocks * S blocks, `resident` at a time on each SM, takes ceil(blocks * S / (resident *
 // SMs)) waves, each 1/S as long (every split reads 1/S of the keys); the fewest splits on a tie.
 int64_t best_splits(int64_t blocks, int64_t L, int64_t resident, int64_t min_keys) {
-  const int64_t most = std::min(splits_for(blocks, L), std::max<int64_t>(1, (L + min_keys - 1) / min_keys));
-  const int64_t cap = std::max<int64_t>(1, resident) * context().sm_count;
+  const int64_t most = splits_for(blocks, L, min_keys), cap = std::max<int64_t>(1, resident) * context().sm_count;
   int64_t best = 1, best_waves = (blocks + cap - 1) / cap;  // cost waves / S: the fraction best_waves / best
   for (int64_t s = 2; s <= most; ++s) {
     const int64_t waves = (blocks * s + cap - 1) / cap;

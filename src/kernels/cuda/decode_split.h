@@ -14,15 +14,18 @@
 
 namespace r1::cuda {
 
+// A split takes at least this many keys of the longest sequence (kMmaSplitKeys below for the
+// tensor-core decode kernel).
+constexpr int64_t kSplitKeys = 128;
 // The most splits for a grid of `blocks` blocks over sequences of up to L keys: enough to give each
-// SM a few blocks, at most one per 128 keys, at most 64. Host shapes only; non-increasing in blocks,
-// so attention_cached_workspace(T, ...) (blocks >= T) covers every kernel's splits.
-int64_t splits_for(int64_t blocks, int64_t L);
-// Of 1 ... splits_for(blocks, L) splits, and at most one per `min_keys` keys of the longest
-// sequence, the one with the least time by waves, for a kernel that keeps `resident` blocks on each
-// SM. min_keys: a split must save more than its fixed costs (its blocks' start, the partials, the
-// merge launch): the tensor-core decode kernel passes kMmaSplitKeys.
-int64_t best_splits(int64_t blocks, int64_t L, int64_t resident, int64_t min_keys = 128);
+// SM a few blocks, at most one per min_keys keys, at most 64. Host shapes only; non-increasing in
+// blocks and in min_keys, so attention_cached_workspace(T, ...) (blocks >= T, kSplitKeys) covers
+// every kernel's splits.
+int64_t splits_for(int64_t blocks, int64_t L, int64_t min_keys = kSplitKeys);
+// Of 1 ... splits_for(blocks, L, min_keys) splits, the one with the least time by waves, for a
+// kernel that keeps `resident` blocks on each SM. min_keys: a split must save more than its fixed
+// costs (its blocks' start, the partials, the merge launch).
+int64_t best_splits(int64_t blocks, int64_t L, int64_t resident, int64_t min_keys = kSplitKeys);
 // The tensor-core decode kernel (decode_attention_mma.cu) splits no context under this many keys.
 // Measured (H100, 64 sequences, 2 kv heads: a grid of 128 blocks for 132 SMs, where splitting is
 // most tempting): one split against the 2 or 3 the waves alone chose, per decode step, 0.5B
