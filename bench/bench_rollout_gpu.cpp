@@ -34,6 +34,8 @@
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
+// --sampler-blocks N: blocks a row's draw takes, 1 or 2 (default 0: the library's choice, two for
+// untruncated draws of at most half as many rows as SMs; cuda::set_sampling_blocks_per_row).
 // --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's
 // choice by waves, decode_split.h's best_splits; a sweep of S shows what that choice leaves).
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
@@ -60,6 +62,7 @@
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
+#include "kernels/sampling.h"
 #endif
 #include "model/config.h"
 #include "model/transformer.h"
@@ -91,6 +94,7 @@ struct Args {
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
   std::string exact = "off";         // off | on | split
   int attention_splits = 0;          // 0: the library's choice
+  int sampler_blocks = 0;            // 0: the library's choice
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
 
@@ -100,7 +104,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--attention-splits S]\n",
+               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2]\n",
                why.c_str());
   std::exit(2);
 }
@@ -140,11 +144,13 @@ Args parse(int argc, char** argv) {
     else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
     else if (k == "--trace") a.trace = int(number());
     else if (k == "--attention-splits") a.attention_splits = int(number());
+    else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
     usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
+  if (a.sampler_blocks < 0 || a.sampler_blocks > 2) usage("--sampler-blocks must be 0, 1 or 2");
   if (a.decode_gemm != "on" && a.decode_gemm != "off") usage("--decode-gemm must be on or off");
   if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
@@ -234,6 +240,7 @@ int run(const Args& a) {
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
   cuda::set_decode_gemm(a.decode_gemm == "on");
   cuda::set_decode_attention_splits(a.attention_splits);
+  cuda::set_sampling_blocks_per_row(a.sampler_blocks);
   cuda::set_exact_attention_split(a.exact == "split");
   if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
 #endif
@@ -320,6 +327,7 @@ int run(const Args& a) {
                         {"attention", a.attention},
                         {"decode_gemm", a.decode_gemm},
                         {"attention_splits", a.attention_splits},
+                        {"sampler_blocks", a.sampler_blocks},
                         {"exact", a.exact},
                         {"gemm_ref_rows", a.gemm_ref_rows},
                         {"training_state", a.training_state},

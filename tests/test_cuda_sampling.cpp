@@ -245,6 +245,67 @@ TEST(CudaSampling, SkippedRowsStridesAndIndirection) {
   }
 }
 
+// Two blocks a row (a cluster; the default for untruncated and greedy draws of few rows): the same
+// draws as the CPU, and bit for bit the one-block kernel's tokens and log-probs, over rows built to
+// break ties, -inf entries, skipped rows and indirection. Truncated configs fall back to one block.
+TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
+  REQUIRE_GPU();
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {1.0f, 1.0f, 0}), 2) << "64 rows: a cluster of two each";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {0.0f, 0.9f, 20}), 2) << "greedy ignores truncation";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {1.0f, 0.9f, 0}), 1) << "top-p: one block";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {1.0f, 1.0f, 20}), 1) << "top-k: one block";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 1) << "more rows than SMs: one block";
+  uint64_t seed = 500;
+  r1::cuda::set_sampling_blocks_per_row(2);
+  for (const Config& c : kConfigs) {
+    EXPECT_EQ(compare_with_cpu(1000, 2, 100, c, ++seed), 0) << config_name(c);
+    EXPECT_EQ(compare_with_cpu(37, 2, 50, c, ++seed), 0) << config_name(c);
+  }
+  for (const Config& c : {Config{0.0f, 1.0f, 0}, Config{1.0f, 1.0f, 0}, Config{0.7f, 1.0f, 0, true}})
+    EXPECT_EQ(compare_with_cpu(151936, 1, 10, c, ++seed), 0) << config_name(c);
+
+  for (int64_t V : {int64_t(37), int64_t(1000), int64_t(151936)}) {
+    r1::Rng rng{uint64_t(V)};
+    const int64_t rows = 7, R = 40;
+    std::vector<float> logits;
+    for (int64_t i = 0; i < rows; ++i) {
+      const auto z = make_row(kKinds[i], V, rng);
+      logits.insert(logits.end(), z.begin(), z.end());
+    }
+    std::vector<uint64_t> stream(static_cast<size_t>(R));
+    std::vector<int32_t> step(static_cast<size_t>(R)), logit_row(step), active(step);
+    for (int64_t r = 0; r < R; ++r) {
+      stream[size_t(r)] = (uint64_t(rng.next_u32() % 1000) << 32) | uint64_t(r % 8);
+      step[size_t(r)] = int32_t(rng.next_u32() % 4096);
+      logit_row[size_t(r)] = int32_t(r % rows);
+      active[size_t(r)] = r % 9 != 4;
+    }
+    for (const Config& c : {Config{0.0f, 1.0f, 0}, Config{0.7f, 1.0f, 0}, Config{1.0f, 1.0f, 0},
+                            Config{1.3f, 1.0f, 0}, Config{1.0f, 1.0f, 0, true}}) {
+      const r1::cuda::SampleConfig sc{c.temperature, c.top_p, c.top_k, 99, c.sampled};
+      std::vector<std::vector<int32_t>> tokens;
+      std::vector<std::vector<float>> logprobs;
+      for (int n : {1, 2}) {
+        r1::cuda::set_sampling_blocks_per_row(n);
+        std::vector<int32_t> token(size_t(R), -7);
+        std::vector<float> logprob(size_t(R), 42.0f);
+        Dev<float> dz(logits), dlp(logprob);
+        Dev<uint64_t> ds(stream);
+        Dev<int32_t> dst(step), dlr(logit_row), dact(active), dt(token);
+        r1::cuda::sample_tokens(dt.ptr(), dlp.ptr(), dz.ptr(), V, R, V, sc, ds.ptr(), dst.ptr(), dlr.ptr(),
+                                dact.ptr());
+        tokens.push_back(dt.host());
+        logprobs.push_back(dlp.host());
+      }
+      const std::string what = "V=" + std::to_string(V) + " " + config_name(c);
+      EXPECT_EQ(tokens[0], tokens[1]) << what;
+      EXPECT_EQ(std::memcmp(logprobs[0].data(), logprobs[1].data(), size_t(R) * sizeof(float)), 0) << what;
+      EXPECT_EQ(tokens[1][4], -7) << what << ": a skipped row keeps its outputs";
+    }
+  }
+  r1::cuda::set_sampling_blocks_per_row(0);
+}
+
 }  // namespace
 
 #endif  // R1_HAVE_CUDA

@@ -25,5 +25,11 @@ struct SampleConfig {
 void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t ld, int64_t R, int64_t V,
                    const SampleConfig& cfg, const uint64_t* stream, const int32_t* step,
                    const int32_t* logit_row, const int32_t* active);
+// Blocks a row's draw takes: 0 (the default) two for untruncated and greedy draws of at most half as
+// many rows as SMs (a cluster of two), else one; 1 or 2 force it (2 only where untruncated). The
+// draws are the same bits either way (tests, benchmarks' A/B).
+void set_sampling_blocks_per_row(int n);
+// The blocks a row's draw takes for R rows under cfg (the setting above applied).
+int sampling_blocks_per_row(int64_t R, const SampleConfig& cfg);
 
 }  // namespace r1::cuda

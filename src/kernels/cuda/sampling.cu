@@ -18,6 +18,8 @@
 
 #include <climits>
 
+#include <cooperative_groups.h>
+
 #include "base/rng.h"
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -126,6 +128,66 @@ __device__ void block_argmax(float& v, int& i) {
   v = lane < nwarps ? pv[lane] : -INFINITY;
   i = lane < nwarps ? pi[lane] : INT_MAX;
   warp_argmax(v, i);
+}
+
+// A row's threads may be one block of kBlock or a cluster of kCtas blocks of kBlock / kCtas (the
+// untruncated and greedy draws, for few rows: more SMs per row). Thread t of the row is thread
+// t mod (kBlock / kCtas) of block t / (kBlock / kCtas); every partition and every order of adds is
+// the one-block kernel's, so the draws are bit for bit the same.
+template <int kCtas>
+__device__ __forceinline__ void row_sync() {
+  if constexpr (kCtas > 1) {
+    cooperative_groups::this_cluster().sync();
+  } else {
+    __syncthreads();
+  }
+}
+// Element i of a per-block shared array that holds `per` entries of each block, i in row order.
+template <int kCtas, typename T>
+__device__ __forceinline__ T row_shared(T* a, int per, int i) {
+  if constexpr (kCtas > 1) {
+    return *cooperative_groups::this_cluster().map_shared_rank(a + i % per, i / per);
+  } else {
+    return a[i];
+  }
+}
+
+// row_argmax: block_argmax over the row's threads (the max with the lowest id among equals does not
+// depend on the order it is taken in). Ends with the row's blocks synchronised, so a block may leave
+// only after a later row_sync (its shared memory is read by the others until then).
+template <int kCtas>
+__device__ void row_argmax(float& v, int& i) {
+  if constexpr (kCtas == 1) {
+    block_argmax(v, i);
+  } else {
+    __shared__ float pv[32];
+    __shared__ int pi[32];
+    constexpr int per = kBlock / kCtas / 32;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    warp_argmax(v, i);
+    if (lane == 0) {
+      pv[warp] = v;
+      pi[warp] = i;
+    }
+    row_sync<kCtas>();
+    v = row_shared<kCtas>(pv, per, lane);
+    i = row_shared<kCtas>(pi, per, lane);
+    warp_argmax(v, i);
+  }
+}
+
+// block_reduce over the row's threads, for order-free ops (min, max); every thread gets it. Ends as
+// row_argmax does.
+template <int kCtas, typename T, typename Op>
+__device__ T row_reduce(T v, Op op, T identity) {
+  v = block_reduce(v, op, identity);
+  if constexpr (kCtas > 1) {
+    __shared__ T mine;
+    if (threadIdx.x == 0) mine = v;
+    row_sync<kCtas>();
+    for (int c = 0; c < kCtas; ++c) v = op(v, *cooperative_groups::this_cluster().map_shared_rank(&mine, c));
+  }
+  return v;
 }
 
 // Exclusive prefix sum over the threads in order, and the total; every thread gets the same total.
@@ -239,10 +301,14 @@ struct Params {
 // Bits of the key above the digit at `shift` (none for the top digit).
 __device__ __forceinline__ uint32_t high_mask(int shift) { return shift == 24 ? 0u : ~0u << (shift + 8); }
 
-__global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
-  const int r = blockIdx.x;
-  if (p.active && p.active[r] == 0) return;  // the whole block
-  const int t = threadIdx.x, lane = t & 31, warp = t >> 5, nt = blockDim.x, V = p.V;
+template <int kCtas>
+__global__ void __launch_bounds__(kBlock / kCtas) sample_kernel(Params p) {
+  constexpr int kLocalWarps = kWarps / kCtas;  // warps of one block
+  const int r = blockIdx.x / kCtas, rank = blockIdx.x % kCtas;  // a cluster's blocks are consecutive
+  if (p.active && p.active[r] == 0) return;  // the whole row
+  // The row's thread t (of nt = kBlock), warp `warp`; `lw`, the warp in this block.
+  const int t = rank * (kBlock / kCtas) + threadIdx.x, lane = t & 31, warp = t >> 5, lw = warp - rank * kLocalWarps;
+  const int nt = kBlock, V = p.V;
   const float* row = p.logits + int64_t(p.logit_row ? p.logit_row[r] : r) * p.ld;
   const bool greedy = p.temperature == 0.0f;
   const double inv_t = greedy ? 1.0 : 1.0 / double(p.temperature);
@@ -263,12 +329,12 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
       }
     }
   }
-  block_argmax(mx, argmax);
+  row_argmax<kCtas>(mx, argmax);
   // The tempered mass, one exp per token: warp w sums its contiguous tiles of 32 ids, each tile by
   // a butterfly, into at most kSegs segment sums (kept for the draw); the warps' totals are added in
   // order, so ahead[w + 1] = ahead[w] + total[w] exactly.
-  __shared__ double seg_sum[kWarps][kSegs];
-  __shared__ double warp_total[kWarps];
+  __shared__ double seg_sum[kLocalWarps][kSegs];
+  __shared__ double warp_total[kLocalWarps];
   const Tiles tl = tiles_of(V, warp);
   int last = -1;  // this lane's last id with e > 0
   {
@@ -304,7 +370,7 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
         if (kb + j >= tl.end) break;
         S += x[j];
         if (++in_seg == tl.per_seg || kb + j + 1 == tl.end) {
-          if (lane == 0) seg_sum[warp][s] = S;
+          if (lane == 0) seg_sum[lw][s] = S;
           W += S;
           S = 0.0;
           in_seg = 0;
@@ -312,14 +378,15 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
         }
       }
     }
-    if (lane == 0) warp_total[warp] = W;
+    if (lane == 0) warp_total[lw] = W;
   }
-  __syncthreads();
+  row_sync<kCtas>();
   double sum = 0.0, ahead = 0.0;  // all warps' mass; the mass of the warps before this one
   for (int w = 0; w < kWarps; ++w) {
     if (w == warp) ahead = sum;
-    sum += warp_total[w];
+    sum += row_shared<kCtas>(warp_total, kLocalWarps, w);
   }
+  row_sync<kCtas>();  // no block reads another's warp_total from here on
   const double log_z = __dadd_rn(__dmul_rn(double(mx), inv_t), log(sum));
   auto logprob_of = [&](int i) { return float(__dsub_rn(__dmul_rn(double(row[i]), inv_t), log_z)); };
   if (greedy) {
@@ -327,98 +394,9 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
       p.token[r] = argmax;
       p.logprob[r] = logprob_of(argmax);
     }
-    return;  // the whole block
+    return;  // the whole row
   }
-
-  // (b) The kept set is a prefix of the order (logit desc, id asc): every key above K, and the
-  // first n (by id) of the keys equal to K. Without truncation, everything (K = 0, n = all).
   const bool trunc_k = p.top_k > 0 && p.top_k < V, trunc_p = p.top_p < 1.0f;
-  __shared__ unsigned count[kBins];
-  __shared__ unsigned long long mass_hi[kBins], mass_lo[kBins];
-  uint32_t K = 0;
-  int n = INT_MAX;
-  if (trunc_k) {
-    // The top_k-th key from the top, and how many of its ties fit.
-    int need = p.top_k;
-    uint32_t prefix = 0;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      const uint32_t hm = high_mask(shift);
-      if (t < kBins) count[t] = 0;
-      __syncthreads();
-      for (int base = warp * 32; base < V; base += nt) {  // warp-uniform trip count
-        const int i = base + lane;
-        int bin = -1;
-        if (i < V) {
-          const uint32_t key = order_key(row[i]);
-          if ((key & hm) == prefix) bin = int((key >> shift) & 0xffu);
-        }
-        warp_add_count(count, bin);
-      }
-      __syncthreads();
-      const Pick pk = pick_bin(t < kBins ? double(count[kBins - 1 - t]) : 0.0, double(need));
-      need -= int(pk.above);
-      prefix |= uint32_t(pk.digit) << shift;
-    }
-    K = prefix;
-    n = need;
-  }
-  if (trunc_p) {
-    // The mass of the top-k set: the keys above K and n ties at K (equal logits, equal e).
-    const float eK = trunc_k ? e_of(key_logit(K), mx, inv_t) : 0.0f;
-    const Fixed fK = to_fixed(eK);
-    double kept = sum;
-    if (trunc_k) {
-      double a = 0.0;
-      for (int i = t; i < V; i += nt) {
-        const float z = row[i];
-        if (order_key(z) > K) a += double(e_of(z, mx, inv_t));
-      }
-      kept = __dadd_rn(block_reduce(a, SumOp{}, 0.0), __dmul_rn(double(n), double(eK)));
-    }
-    // The key where the mass from the top reaches top_p * kept, and how many of its ties it takes.
-    double need = __dmul_rn(double(p.top_p), kept);
-    uint32_t prefix = 0;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      const uint32_t hm = high_mask(shift);
-      if (t < kBins) mass_hi[t] = mass_lo[t] = 0;
-      __syncthreads();
-      for (int base = warp * 32; base < V; base += nt) {  // warp-uniform trip count
-        const int i = base + lane;
-        int bin = -1;
-        Fixed v{0, 0};
-        if (i < V) {
-          const float z = row[i];
-          const uint32_t key = order_key(z);
-          if ((key & hm) == prefix && (!trunc_k || key > K)) {
-            bin = int((key >> shift) & 0xffu);
-            v = to_fixed(e_of(z, mx, inv_t));
-          }
-        }
-        warp_add_mass(mass_hi, mass_lo, bin, v);
-      }
-      if (trunc_k && t == 0 && (K & hm) == prefix) {  // the top-k set's ties at K
-        const int b = int((K >> shift) & 0xffu);
-        atomicAdd(&mass_hi[b], fK.hi * (unsigned long long)n);
-        atomicAdd(&mass_lo[b], fK.lo * (unsigned long long)n);
-      }
-      __syncthreads();
-      const double v = t < kBins ? fixed_value(mass_hi[kBins - 1 - t], mass_lo[kBins - 1 - t]) : 0.0;
-      const Pick pk = pick_bin(v, need);
-      need = __dsub_rn(need, pk.above);
-      prefix |= uint32_t(pk.digit) << shift;
-    }
-    // The picked key holds mass, so it is in the top-k set (prefix >= K) and its e > 0; all its
-    // ties weigh e, so the count is a division.
-    const double c = ceil(need / double(e_of(key_logit(prefix), mx, inv_t)));
-    const int np = c >= 1.0 ? (c < double(INT_MAX) ? int(c) : INT_MAX) : 1;
-    if (!trunc_k || prefix != K) {
-      K = prefix;
-      n = np;
-    } else {
-      n = min(n, np);
-    }
-  }
-
   const bool truncated = trunc_k || trunc_p;
   if (!truncated) {
     // (c') Inverse CDF over all tokens in id order: the first id whose running mass exceeds
@@ -428,11 +406,11 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
     Philox::generate(p.seed, p.stream[r], uint64_t(int64_t(p.step[r])), w4);
     const double target = __dmul_rn(uniform53(w4), sum);
     int found = INT_MAX;
-    if (ahead <= target && ahead + warp_total[warp] > target) {  // warp-uniform
+    if (ahead <= target && ahead + warp_total[lw] > target) {  // warp-uniform
       double Wp = 0.0;
       int s = 0;
       for (int k0 = tl.begin; k0 < tl.end; k0 += tl.per_seg, ++s) {
-        const double Wn = Wp + seg_sum[warp][s];
+        const double Wn = Wp + seg_sum[lw][s];
         if (ahead + Wn > target) {
           double S = 0.0;
           for (int k = k0; k < min(tl.end, k0 + tl.per_seg) && found == INT_MAX; ++k) {
@@ -448,77 +426,180 @@ __global__ void __launch_bounds__(kBlock) sample_kernel(Params p) {
         Wp = Wn;
       }
     }
-    found = block_reduce(found, MinOp{}, INT_MAX);
-    last = block_reduce(last, MaxOp{}, -1);
+    found = row_reduce<kCtas>(found, MinOp{}, INT_MAX);
+    last = row_reduce<kCtas>(last, MaxOp{}, -1);
     if (t == 0) {
       const int tok = found != INT_MAX ? found : last;  // rounding left the target unreached
       p.token[r] = tok;
       p.logprob[r] = logprob_of(tok);
     }
-    return;  // the whole block
+    row_sync<kCtas>();  // the other blocks have read this one's shared memory
+    return;  // the whole row
   }
-
-  // (c) Inverse CDF over the kept tokens in id order, as the CPU: the first id whose running mass
-  // exceeds u * mass. Thread t owns ids [lo, hi).
-  const int chunk = (V + nt - 1) / nt, lo = min(V, t * chunk), hi = min(V, lo + chunk);
-  int rank0 = 0;  // ties at K before lo
-  if (truncated) {
-    int c = 0;
-    for (int i = lo; i < hi; ++i) c += order_key(row[i]) == K;
-    int ties;
-    rank0 = block_exclusive_scan(c, ties);
-  }
-  auto dropped = [&](uint32_t key, int& rank) { return truncated && (key < K || (key == K && rank++ >= n)); };
-  double m = 0.0;  // this range's kept mass, summed in id order
-  last = -1;       // its last kept id with e > 0
-  {
-    int rank = rank0;
-    for (int i = lo; i < hi; ++i) {
-      const float z = row[i];
-      if (dropped(order_key(z), rank)) continue;
-      const float e = e_of(z, mx, inv_t);
-      if (e > 0.0f) {
-        m += double(e);
-        last = i;
+  if constexpr (kCtas == 1) {  // the host sends truncated draws to one block a row
+    // (b) The kept set is a prefix of the order (logit desc, id asc): every key above K, and the
+    // first n (by id) of the keys equal to K.
+    __shared__ unsigned count[kBins];
+    __shared__ unsigned long long mass_hi[kBins], mass_lo[kBins];
+    uint32_t K = 0;
+    int n = INT_MAX;
+    if (trunc_k) {
+      // The top_k-th key from the top, and how many of its ties fit.
+      int need = p.top_k;
+      uint32_t prefix = 0;
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        const uint32_t hm = high_mask(shift);
+        if (t < kBins) count[t] = 0;
+        __syncthreads();
+        for (int base = warp * 32; base < V; base += nt) {  // warp-uniform trip count
+          const int i = base + lane;
+          int bin = -1;
+          if (i < V) {
+            const uint32_t key = order_key(row[i]);
+            if ((key & hm) == prefix) bin = int((key >> shift) & 0xffu);
+          }
+          warp_add_count(count, bin);
+        }
+        __syncthreads();
+        const Pick pk = pick_bin(t < kBins ? double(count[kBins - 1 - t]) : 0.0, double(need));
+        need -= int(pk.above);
+        prefix |= uint32_t(pk.digit) << shift;
+      }
+      K = prefix;
+      n = need;
+    }
+    if (trunc_p) {
+      // The mass of the top-k set: the keys above K and n ties at K (equal logits, equal e).
+      const float eK = trunc_k ? e_of(key_logit(K), mx, inv_t) : 0.0f;
+      const Fixed fK = to_fixed(eK);
+      double kept = sum;
+      if (trunc_k) {
+        double a = 0.0;
+        for (int i = t; i < V; i += nt) {
+          const float z = row[i];
+          if (order_key(z) > K) a += double(e_of(z, mx, inv_t));
+        }
+        kept = __dadd_rn(block_reduce(a, SumOp{}, 0.0), __dmul_rn(double(n), double(eK)));
+      }
+      // The key where the mass from the top reaches top_p * kept, and how many of its ties it takes.
+      double need = __dmul_rn(double(p.top_p), kept);
+      uint32_t prefix = 0;
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        const uint32_t hm = high_mask(shift);
+        if (t < kBins) mass_hi[t] = mass_lo[t] = 0;
+        __syncthreads();
+        for (int base = warp * 32; base < V; base += nt) {  // warp-uniform trip count
+          const int i = base + lane;
+          int bin = -1;
+          Fixed v{0, 0};
+          if (i < V) {
+            const float z = row[i];
+            const uint32_t key = order_key(z);
+            if ((key & hm) == prefix && (!trunc_k || key > K)) {
+              bin = int((key >> shift) & 0xffu);
+              v = to_fixed(e_of(z, mx, inv_t));
+            }
+          }
+          warp_add_mass(mass_hi, mass_lo, bin, v);
+        }
+        if (trunc_k && t == 0 && (K & hm) == prefix) {  // the top-k set's ties at K
+          const int b = int((K >> shift) & 0xffu);
+          atomicAdd(&mass_hi[b], fK.hi * (unsigned long long)n);
+          atomicAdd(&mass_lo[b], fK.lo * (unsigned long long)n);
+        }
+        __syncthreads();
+        const double v = t < kBins ? fixed_value(mass_hi[kBins - 1 - t], mass_lo[kBins - 1 - t]) : 0.0;
+        const Pick pk = pick_bin(v, need);
+        need = __dsub_rn(need, pk.above);
+        prefix |= uint32_t(pk.digit) << shift;
+      }
+      // The picked key holds mass, so it is in the top-k set (prefix >= K) and its e > 0; all its
+      // ties weigh e, so the count is a division.
+      const double c = ceil(need / double(e_of(key_logit(prefix), mx, inv_t)));
+      const int np = c >= 1.0 ? (c < double(INT_MAX) ? int(c) : INT_MAX) : 1;
+      if (!trunc_k || prefix != K) {
+        K = prefix;
+        n = np;
+      } else {
+        n = min(n, np);
       }
     }
-  }
-  double mass;
-  const double before = block_exclusive_scan(m, mass);
-  uint32_t w[4];
-  Philox::generate(p.seed, p.stream[r], uint64_t(int64_t(p.step[r])), w);
-  const double target = __dmul_rn(uniform53(w), mass);
-  // A range whose end passes the target holds the crossing or follows it; the walk repeats the sum
-  // above add for add, so it finds a crossing there. The first range's is the CPU's.
-  int found = INT_MAX;
-  if (before + m > target) {
-    int rank = rank0;
-    double acc = 0.0;
-    for (int i = lo; i < hi; ++i) {
-      const float z = row[i];
-      if (dropped(order_key(z), rank)) continue;
-      const float e = e_of(z, mx, inv_t);
-      if (e > 0.0f) {
-        acc += double(e);
-        if (before + acc > target) {
-          found = i;
-          break;
+
+
+    // (c) Inverse CDF over the kept tokens in id order, as the CPU: the first id whose running mass
+    // exceeds u * mass. Thread t owns ids [lo, hi).
+    const int chunk = (V + nt - 1) / nt, lo = min(V, t * chunk), hi = min(V, lo + chunk);
+    int rank0 = 0;  // ties at K before lo
+    if (truncated) {
+      int c = 0;
+      for (int i = lo; i < hi; ++i) c += order_key(row[i]) == K;
+      int ties;
+      rank0 = block_exclusive_scan(c, ties);
+    }
+    auto dropped = [&](uint32_t key, int& rank) { return truncated && (key < K || (key == K && rank++ >= n)); };
+    double m = 0.0;  // this range's kept mass, summed in id order
+    last = -1;       // its last kept id with e > 0
+    {
+      int rank = rank0;
+      for (int i = lo; i < hi; ++i) {
+        const float z = row[i];
+        if (dropped(order_key(z), rank)) continue;
+        const float e = e_of(z, mx, inv_t);
+        if (e > 0.0f) {
+          m += double(e);
+          last = i;
         }
       }
     }
-  }
-  found = block_reduce(found, MinOp{}, INT_MAX);
-  last = block_reduce(last, MaxOp{}, -1);
-  if (t == 0) {
-    const int tok = found != INT_MAX ? found : last;  // rounding left the target unreached: the last kept
-    p.token[r] = tok;
-    // The distribution sampled from: the kept tokens' share of the tempered mass taken out.
-    const double log_kept = p.sampled_logprobs && truncated ? log(mass / sum) : 0.0;
-    p.logprob[r] = float(__dsub_rn(double(logprob_of(tok)), log_kept));
+    double mass;
+    const double before = block_exclusive_scan(m, mass);
+    uint32_t w[4];
+    Philox::generate(p.seed, p.stream[r], uint64_t(int64_t(p.step[r])), w);
+    const double target = __dmul_rn(uniform53(w), mass);
+    // A range whose end passes the target holds the crossing or follows it; the walk repeats the sum
+    // above add for add, so it finds a crossing there. The first range's is the CPU's.
+    int found = INT_MAX;
+    if (before + m > target) {
+      int rank = rank0;
+      double acc = 0.0;
+      for (int i = lo; i < hi; ++i) {
+        const float z = row[i];
+        if (dropped(order_key(z), rank)) continue;
+        const float e = e_of(z, mx, inv_t);
+        if (e > 0.0f) {
+          acc += double(e);
+          if (before + acc > target) {
+            found = i;
+            break;
+          }
+        }
+      }
+    }
+    found = block_reduce(found, MinOp{}, INT_MAX);
+    last = block_reduce(last, MaxOp{}, -1);
+    if (t == 0) {
+      const int tok = found != INT_MAX ? found : last;  // rounding left the target unreached: the last kept
+      p.token[r] = tok;
+      // The distribution sampled from: the kept tokens' share of the tempered mass taken out.
+      const double log_kept = p.sampled_logprobs && truncated ? log(mass / sum) : 0.0;
+      p.logprob[r] = float(__dsub_rn(double(logprob_of(tok)), log_kept));
+    }
   }
 }
 
+int g_blocks_per_row = 0;  // set_sampling_blocks_per_row
+
 }  // namespace
+
+// Two blocks a row (a cluster: twice the SMs) for the untruncated and greedy draws when every block
+// still has an SM of its own; otherwise, and for top-k / top-p, one. V: top_k >= V truncates
+// nothing (0: unknown, so top_k > 0 truncates).
+int sampling_blocks_per_row(int64_t R, const SampleConfig& cfg, int64_t V) {
+  const bool untruncated = cfg.temperature == 0.0f ||
+                           ((cfg.top_k == 0 || (V > 0 && cfg.top_k >= V)) && cfg.top_p >= 1.0f);
+  if (g_blocks_per_row == 1 || !untruncated) return 1;
+  return g_blocks_per_row == 2 || 2 * R <= context().sm_count ? 2 : 1;
+}
 
 void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t ld, int64_t R, int64_t V,
                    const SampleConfig& cfg, const uint64_t* stream, const int32_t* step,
@@ -530,8 +611,26 @@ void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t 
     throw_error("sample_tokens: temperature must be >= 0, top_p in (0, 1], top_k >= 0");
   const Params p{token,     logprob,  logits, ld,   int(V),    cfg.temperature, cfg.top_p,
                  cfg.top_k, cfg.seed, stream, step, logit_row, active, cfg.sampled_logprobs};
-  sample_kernel<<<unsigned(R), kBlock, 0, context().stream>>>(p);
-  CUDA_CHECK_LAUNCH();
+  if (sampling_blocks_per_row(R, cfg, V) == 1) {
+    sample_kernel<1><<<unsigned(R), kBlock, 0, context().stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
+  cudaLaunchConfig_t lc{};
+  lc.gridDim = dim3(unsigned(2 * R));
+  lc.blockDim = dim3(kBlock / 2);
+  lc.stream = context().stream;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = 2;
+  cluster.val.clusterDim.y = cluster.val.clusterDim.z = 1;
+  lc.attrs = &cluster;
+  lc.numAttrs = 1;
+  CUDA_CHECK(cudaLaunchKernelEx(&lc, sample_kernel<2>, p));
 }
+
+void set_sampling_blocks_per_row(int n) { g_blocks_per_row = n == 1 || n == 2 ? n : 0; }
+
+int sampling_blocks_per_row(int64_t R, const SampleConfig& cfg) { return sampling_blocks_per_row(R, cfg, 0); }
 
 }  // namespace r1::cuda
