@@ -250,10 +250,10 @@ TEST(CudaSampling, SkippedRowsStridesAndIndirection) {
 // break ties, -inf entries, skipped rows and indirection. Truncated configs fall back to one block.
 TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
   REQUIRE_GPU();
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {1.0f, 1.0f, 0}), 2) << "64 rows: a cluster of two each";
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {0.0f, 0.9f, 20}), 2) << "greedy ignores truncation";
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {1.0f, 0.9f, 0}), 1) << "top-p: one block";
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(64, {1.0f, 1.0f, 20}), 1) << "top-k: one block";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 0}), 2) << "8 rows: a cluster of two each";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {0.0f, 0.9f, 20}), 2) << "greedy ignores truncation";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 0.9f, 0}), 1) << "top-p: one block";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 20}), 1) << "top-k: one block";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 1) << "more rows than SMs: one block";
   uint64_t seed = 500;
   r1::cuda::set_sampling_blocks_per_row(2);

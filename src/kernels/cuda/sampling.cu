@@ -1,5 +1,6 @@
-// Token sampling on the GPU, drawing exactly what rollout::sample_token draws. One block per row,
-// no sort: (a) max / argmax by a block reduction, then the log-sum-exp (the CPU's float e in double
+// Token sampling on the GPU, drawing exactly what rollout::sample_token draws. One block per row
+// (or, for untruncated and greedy draws of few rows, a cluster of two blocks sharing its 1024
+// threads: row_sync, row_shared, row_argmax, row_reduce), no sort: (a) max / argmax by a block reduction, then the log-sum-exp (the CPU's float e in double
 // sums) with one exp per token: each warp sums its contiguous share of the row, tile by tile, into
 // at most kSegs segment sums kept in shared memory; (b) the kept set as a threshold on an
 // order-preserving key of the logit, found by radix select (four 8-bit digits, shared-memory
@@ -304,10 +305,10 @@ __device__ __forceinline__ uint32_t high_mask(int shift) { return shift == 24 ? 
 template <int kCtas>
 __global__ void __launch_bounds__(kBlock / kCtas) sample_kernel(Params p) {
   constexpr int kLocalWarps = kWarps / kCtas;  // warps of one block
-  const int r = blockIdx.x / kCtas, rank = blockIdx.x % kCtas;  // a cluster's blocks are consecutive
+  const int r = blockIdx.x / kCtas, cta = blockIdx.x % kCtas;  // a cluster's blocks are consecutive
   if (p.active && p.active[r] == 0) return;  // the whole row
   // The row's thread t (of nt = kBlock), warp `warp`; `lw`, the warp in this block.
-  const int t = rank * (kBlock / kCtas) + threadIdx.x, lane = t & 31, warp = t >> 5, lw = warp - rank * kLocalWarps;
+  const int t = cta * (kBlock / kCtas) + threadIdx.x, lane = t & 31, warp = t >> 5, lw = warp - cta * kLocalWarps;
   const int nt = kBlock, V = p.V;
   const float* row = p.logits + int64_t(p.logit_row ? p.logit_row[r] : r) * p.ld;
   const bool greedy = p.temperature == 0.0f;
