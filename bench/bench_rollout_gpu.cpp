@@ -7,7 +7,7 @@
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
-//                                 [--trace N] [--attention-splits S]
+//                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the

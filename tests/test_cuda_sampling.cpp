@@ -255,6 +255,11 @@ TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 0.9f, 0}), 1) << "top-p: one block";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 20}), 1) << "top-k: one block";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 1) << "more rows than SMs: one block";
+  r1::cuda::set_sampling_blocks_per_row(1);
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 0}), 1) << "forced to one block";
+  r1::cuda::set_sampling_blocks_per_row(2);
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 2) << "forced to two blocks";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 0.9f, 0}), 1) << "forced, but top-p: one block";
   uint64_t seed = 500;
   r1::cuda::set_sampling_blocks_per_row(2);
   for (const Config& c : kConfigs) {

@@ -1,8 +1,9 @@
 // Token sampling on the GPU, drawing exactly what rollout::sample_token draws. One block per row
 // (or, for untruncated and greedy draws of few rows, a cluster of two blocks sharing its 1024
-// threads: row_sync, row_shared, row_argmax, row_reduce), no sort: (a) max / argmax by a block reduction, then the log-sum-exp (the CPU's float e in double
-// sums) with one exp per token: each warp sums its contiguous share of the row, tile by tile, into
-// at most kSegs segment sums kept in shared memory; (b) the kept set as a threshold on an
+// threads: row_sync, row_shared, row_argmax, row_reduce), no sort: (a) max / argmax by a block
+// reduction, then the log-sum-exp (the CPU's float e in double sums) with one exp per token: each
+// warp sums its contiguous share of the row, tile by tile, into at most kSegs segment sums kept in
+// shared memory; (b) the kept set as a threshold on an
 // order-preserving key of the logit, found by radix select (four 8-bit digits, shared-memory
 // histograms: counts for top-k, probability mass for top-p); (c) the draw, the first id in id order
 // whose running mass passes u * mass. Untruncated, the warp whose share passes it walks its segment
