@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -529,6 +530,47 @@ TEST(CudaOps, DecodeAttentionKernelSwitchSelectsTheKernel) {
   }
   r1::cuda::set_decode_attention_tensor_cores(true);
   EXPECT_NE(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0);
+}
+
+// set_decode_attention_splits (the benchmarks' --attention-splits sweep) fixes the decode
+// attention's key splits: with S > 1 the kernel writes its partial sums to the workspace (left NaN
+// by one split) and the merge sums them, on both kernels; every S matches the CPU op.
+TEST(CudaOps, ForcedDecodeAttentionSplitsMatchCpu) {
+  REQUIRE_GPU();
+  const int64_t T = 4, NH = 14, NKV = 2, HD = 64, BS = 16, MB = 60, NB = T * MB;
+  auto b16 = [](Vf v) {
+    for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+    return v;
+  };
+  const Vf kc = b16(randn(size_t(NB * BS * NKV * HD))), vc = b16(randn(size_t(NB * BS * NKV * HD)));
+  const Vf q = b16(randn(size_t(T * NH * HD)));
+  Vi table(static_cast<size_t>(T * MB)), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T * MB; ++i) table[size_t(i)] = int32_t((i * 7) % (T * MB));
+  for (int64_t t = 0; t < T; ++t) slots[size_t(t)] = int32_t(t), pos[size_t(t)] = int32_t(250 * t + 200);
+  const float scale = 1.0f / std::sqrt(float(HD));
+  Vf ref(size_t(T * NH * HD)), kh = kc, vh = vc, qh = q;
+  ops::attention_cached(F(ref, {T, NH, HD}), F(qh, {T, NH, HD}), F(kh, {NB, BS, NKV, HD}), F(vh, {NB, BS, NKV, HD}),
+                        I(table, {T, MB}), I(slots, {T}), I(pos, {T}), scale);
+  Dev dk = dev_b16(kc, {NB, BS, NKV, HD}), dv = dev_b16(vc, {NB, BS, NKV, HD}), dq = dev_b16(q, {T, NH, HD});
+  Dev dtab = dev_i32(table, {T, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
+  const int64_t ws = ops::attention_cached_workspace(T, NH, HD, MB * BS);
+  ASSERT_GT(ws, 0);
+  for (bool tensor : {true, false}) {
+    r1::cuda::set_decode_attention_tensor_cores(tensor);
+    for (int64_t S : {1, 3, 8}) {
+      r1::cuda::set_decode_attention_splits(S);
+      Dev dws = dev_f32(Vf(size_t(ws), kNaN), {ws});
+      Dev dout = dev_b16(Vf(size_t(T * NH * HD), kNaN), {T, NH, HD});
+      ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale, dws.t);
+      const std::string what = fmt::format("{} cores, {} splits", tensor ? "tensor" : "CUDA", S);
+      EXPECT_LE(rel_err(host(dout), ref), 1e-2) << what;
+      const Vf part = host(dws);
+      const bool written = std::any_of(part.begin(), part.end(), [](float x) { return !std::isnan(x); });
+      EXPECT_EQ(written, S > 1) << what << ": the workspace " << (written ? "was" : "was not") << " written";
+    }
+  }
+  r1::cuda::set_decode_attention_splits(0);
+  r1::cuda::set_decode_attention_tensor_cores(true);
 }
 
 // The log-probs' token chunking on the device: a tiny scratch (50 floats) makes token chunks of 2
