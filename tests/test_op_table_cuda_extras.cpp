@@ -499,34 +499,56 @@ TEST(CudaOps, LatentDecodeAttentionMatchesCpuThroughAGraph) {
   }
 }
 
+// bf16 decode attention over a paged cache of T sequences, one block table row each (blocks
+// i * stride mod T * MB: a permutation when stride is prime to it), sequence t at position
+// pos0 + dpos * t: the device's operands and the CPU op's output on the same (bf16-rounded) values.
+struct Bf16Decode {
+  int64_t T, NH, NKV, HD, BS, MB, NB;
+  float scale;
+  Vf ref;
+  Dev dk, dv, dq, dtab, ds, dp;
+
+  Bf16Decode(int64_t T_, int64_t NH_, int64_t NKV_, int64_t HD_, int64_t MB_, int64_t stride, int32_t pos0,
+             int32_t dpos)
+      : T(T_), NH(NH_), NKV(NKV_), HD(HD_), BS(16), MB(MB_), NB(T_ * MB_), scale(1.0f / std::sqrt(float(HD_))) {
+    auto b16 = [](Vf v) {
+      for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
+      return v;
+    };
+    Vf kc = b16(randn(size_t(NB * BS * NKV * HD))), vc = b16(randn(size_t(NB * BS * NKV * HD)));
+    Vf q = b16(randn(size_t(T * NH * HD)));
+    Vi table(static_cast<size_t>(T * MB)), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
+    for (int64_t i = 0; i < T * MB; ++i) table[size_t(i)] = int32_t((i * stride) % (T * MB));
+    for (int64_t t = 0; t < T; ++t) slots[size_t(t)] = int32_t(t), pos[size_t(t)] = pos0 + dpos * int32_t(t);
+    ref.assign(size_t(T * NH * HD), 0.0f);
+    dk = dev_b16(kc, {NB, BS, NKV, HD});
+    dv = dev_b16(vc, {NB, BS, NKV, HD});
+    dq = dev_b16(q, {T, NH, HD});
+    dtab = dev_i32(table, {T, MB});
+    ds = dev_i32(slots, {T});
+    dp = dev_i32(pos, {T});
+    ops::attention_cached(F(ref, {T, NH, HD}), F(q, {T, NH, HD}), F(kc, {NB, BS, NKV, HD}), F(vc, {NB, BS, NKV, HD}),
+                          I(table, {T, MB}), I(slots, {T}), I(pos, {T}), scale);
+  }
+  // The device's output (workspace: the split scratch, or none).
+  Vf run(const Tensor& workspace = {}) {
+    Dev dout = dev_b16(Vf(size_t(T * NH * HD), kNaN), {T, NH, HD});
+    ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale, workspace);
+    return host(dout);
+  }
+};
+
 // bf16 decode attention has two kernels: the tensor cores (the default, P rounded to bf16 as in
 // the training forward) and the CUDA cores (P in f32), which bench_rollout_gpu --attention simt
 // selects. Both match the CPU op; their bits differ, so the switch reaches the dispatch.
 TEST(CudaOps, DecodeAttentionKernelSwitchSelectsTheKernel) {
   REQUIRE_GPU();
-  const int64_t T = 8, NH = 12, NKV = 2, HD = 128, BS = 16, MB = 40, NB = T * MB;
-  auto b16 = [](Vf v) {
-    for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
-    return v;
-  };
-  const Vf kc = b16(randn(size_t(NB * BS * NKV * HD))), vc = b16(randn(size_t(NB * BS * NKV * HD)));
-  const Vf q = b16(randn(size_t(T * NH * HD)));
-  Vi table(static_cast<size_t>(T * MB)), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T * MB; ++i) table[size_t(i)] = int32_t(i);
-  for (int64_t t = 0; t < T; ++t) slots[size_t(t)] = int32_t(t), pos[size_t(t)] = int32_t(100 + 60 * t);
-  const float scale = 1.0f / std::sqrt(float(HD));
-  Vf ref(size_t(T * NH * HD)), kh = kc, vh = vc, qh = q;
-  ops::attention_cached(F(ref, {T, NH, HD}), F(qh, {T, NH, HD}), F(kh, {NB, BS, NKV, HD}), F(vh, {NB, BS, NKV, HD}),
-                        I(table, {T, MB}), I(slots, {T}), I(pos, {T}), scale);
-  Dev dk = dev_b16(kc, {NB, BS, NKV, HD}), dv = dev_b16(vc, {NB, BS, NKV, HD}), dq = dev_b16(q, {T, NH, HD});
-  Dev dtab = dev_i32(table, {T, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
+  Bf16Decode d(/*T=*/8, /*NH=*/12, /*NKV=*/2, /*HD=*/128, /*MB=*/40, /*stride=*/1, /*pos0=*/100, /*dpos=*/60);
   std::vector<Vf> got;
   for (bool tensor : {true, false}) {
     r1::cuda::set_decode_attention_tensor_cores(tensor);
-    Dev dout = dev_b16(Vf(size_t(T * NH * HD), kNaN), {T, NH, HD});
-    ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale);
-    got.push_back(host(dout));
-    EXPECT_LE(rel_err(got.back(), ref), 1e-2) << (tensor ? "tensor cores" : "CUDA cores");
+    got.push_back(d.run());
+    EXPECT_LE(rel_err(got.back(), d.ref), 1e-2) << (tensor ? "tensor cores" : "CUDA cores");
   }
   r1::cuda::set_decode_attention_tensor_cores(true);
   EXPECT_NE(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0);
@@ -537,33 +559,16 @@ TEST(CudaOps, DecodeAttentionKernelSwitchSelectsTheKernel) {
 // by one split) and the merge sums them, on both kernels; every S matches the CPU op.
 TEST(CudaOps, ForcedDecodeAttentionSplitsMatchCpu) {
   REQUIRE_GPU();
-  const int64_t T = 4, NH = 14, NKV = 2, HD = 64, BS = 16, MB = 60, NB = T * MB;
-  auto b16 = [](Vf v) {
-    for (float& x : v) x = r1::bf16_to_f32(r1::f32_to_bf16(x));
-    return v;
-  };
-  const Vf kc = b16(randn(size_t(NB * BS * NKV * HD))), vc = b16(randn(size_t(NB * BS * NKV * HD)));
-  const Vf q = b16(randn(size_t(T * NH * HD)));
-  Vi table(static_cast<size_t>(T * MB)), slots(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T * MB; ++i) table[size_t(i)] = int32_t((i * 7) % (T * MB));
-  for (int64_t t = 0; t < T; ++t) slots[size_t(t)] = int32_t(t), pos[size_t(t)] = int32_t(250 * t + 200);
-  const float scale = 1.0f / std::sqrt(float(HD));
-  Vf ref(size_t(T * NH * HD)), kh = kc, vh = vc, qh = q;
-  ops::attention_cached(F(ref, {T, NH, HD}), F(qh, {T, NH, HD}), F(kh, {NB, BS, NKV, HD}), F(vh, {NB, BS, NKV, HD}),
-                        I(table, {T, MB}), I(slots, {T}), I(pos, {T}), scale);
-  Dev dk = dev_b16(kc, {NB, BS, NKV, HD}), dv = dev_b16(vc, {NB, BS, NKV, HD}), dq = dev_b16(q, {T, NH, HD});
-  Dev dtab = dev_i32(table, {T, MB}), ds = dev_i32(slots, {T}), dp = dev_i32(pos, {T});
-  const int64_t ws = ops::attention_cached_workspace(T, NH, HD, MB * BS);
+  Bf16Decode d(/*T=*/4, /*NH=*/14, /*NKV=*/2, /*HD=*/64, /*MB=*/60, /*stride=*/7, /*pos0=*/200, /*dpos=*/250);
+  const int64_t ws = ops::attention_cached_workspace(d.T, d.NH, d.HD, d.MB * d.BS);
   ASSERT_GT(ws, 0);
   for (bool tensor : {true, false}) {
     r1::cuda::set_decode_attention_tensor_cores(tensor);
     for (int64_t S : {1, 3, 8}) {
       r1::cuda::set_decode_attention_splits(S);
       Dev dws = dev_f32(Vf(size_t(ws), kNaN), {ws});
-      Dev dout = dev_b16(Vf(size_t(T * NH * HD), kNaN), {T, NH, HD});
-      ops::attention_cached(dout.t, dq.t, dk.t, dv.t, dtab.t, ds.t, dp.t, scale, dws.t);
       const std::string what = fmt::format("{} cores, {} splits", tensor ? "tensor" : "CUDA", S);
-      EXPECT_LE(rel_err(host(dout), ref), 1e-2) << what;
+      EXPECT_LE(rel_err(d.run(dws.t), d.ref), 1e-2) << what;
       const Vf part = host(dws);
       const bool written = std::any_of(part.begin(), part.end(), [](float x) { return !std::isnan(x); });
       EXPECT_EQ(written, S > 1) << what << ": the workspace " << (written ? "was" : "was not") << " written";
