@@ -260,8 +260,7 @@ TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
   r1::cuda::set_sampling_blocks_per_row(2);
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 2) << "forced to two blocks";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 0.9f, 0}), 1) << "forced, but top-p: one block";
-  uint64_t seed = 500;
-  r1::cuda::set_sampling_blocks_per_row(2);
+  uint64_t seed = 500;  // still forced to two blocks
   for (const Config& c : kConfigs) {
     EXPECT_EQ(compare_with_cpu(1000, 2, 100, c, ++seed), 0) << config_name(c);
     EXPECT_EQ(compare_with_cpu(37, 2, 50, c, ++seed), 0) << config_name(c);

@@ -3,10 +3,9 @@
 // threads: row_sync, row_shared, row_argmax, row_reduce), no sort: (a) max / argmax by a block
 // reduction, then the log-sum-exp (the CPU's float e in double sums) with one exp per token: each
 // warp sums its contiguous share of the row, tile by tile, into at most kSegs segment sums kept in
-// shared memory; (b) the kept set as a threshold on an
-// order-preserving key of the logit, found by radix select (four 8-bit digits, shared-memory
-// histograms: counts for top-k, probability mass for top-p); (c) the draw, the first id in id order
-// whose running mass passes u * mass. Untruncated, the warp whose share passes it walks its segment
+// shared memory; (b) the kept set as a threshold on an order-preserving key of the logit, found by
+// radix select (four 8-bit digits, shared-memory histograms: counts for top-k, probability mass for
+// top-p); (c) the draw, the first id in id order whose running mass passes u * mass. Untruncated, the warp whose share passes it walks its segment
 // sums, then recomputes one segment's tiles (the pass's adds, in its order, so it finds the
 // crossing); truncated, a block-wide prefix sum of the kept mass, each thread owning a contiguous
 // range of ids. Every pass re-reads the row (from L2 where it fits); nothing is allocated.
