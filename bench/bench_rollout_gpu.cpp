@@ -7,7 +7,7 @@
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
-//                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2]
+//                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -31,6 +31,11 @@
 // (CUPTI: kernel_trace.h), and a second JSON line, "r1-rollout-kernels": per decode step, the
 // kernels the step's CUDA graph ran (launches, µs, share), their sum, and the gaps between them
 // (launch latency). The timed run above is not traced.
+// --ncu-window: for Nsight Compute's hardware counters (bench/gpu.sh's R1_GPU_BENCH=ncu runs
+// `ncu --profile-from-start off --launch-count K`): no timed run; after the warm-up, decode steps
+// at the timed run's mean position as --trace runs them, with the CUDA profiler started after
+// their first sync_every steps (cudaProfilerStart) and stopped after the next sync_every, so ncu
+// profiles steady decode steps' graph kernels and nothing of the prefill.
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
@@ -60,6 +65,8 @@
 #include "bench_gpu_util.h"
 #include "kernel_trace.h"
 #ifdef R1_HAVE_CUDA
+#include <cuda_profiler_api.h>
+
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/profiler.h"
 #include "kernels/sampling.h"
@@ -90,6 +97,7 @@ struct Args {
   int kv_block = 16;
   bool training_state = false, profile = false;
   int trace = 0;                     // decode steps to trace kernel by kernel (0: none)
+  bool ncu_window = false;           // only the profiler-bracketed steps for ncu, no timed run
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
   std::string exact = "off";         // off | on | split
@@ -104,7 +112,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2]\n",
+               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]\n",
                why.c_str());
   std::exit(2);
 }
@@ -145,6 +153,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--trace") a.trace = int(number());
     else if (k == "--attention-splits") a.attention_splits = int(number());
     else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
+    else if (k == "--ncu-window") a.ncu_window = true;
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
@@ -161,19 +170,24 @@ Args parse(int argc, char** argv) {
 }
 
 
+// The requests extended so that `steps` decode steps run around the timed run's mean position
+// (prompt_len + new_tokens / 2 on average): their attention reads what a mean step of the timed
+// run reads. Returns the position the steps start from.
+int at_mean_position(std::vector<rollout::Request>& reqs, int steps, const Args& a) {
+  const int extra = std::max(0, a.new_tokens / 2 - steps / 2);
+  Rng rng(7);
+  for (rollout::Request& r : reqs)
+    for (int k = 0; k < extra; ++k) r.prompt.push_back(r.prompt[size_t(rng.next_u32() % r.prompt.size())]);
+  return a.prompt_len + extra;
+}
+
 // --trace: the kernels of a.trace decode steps, timed by the GPU, as one JSON line.
 void trace_decode_kernels(rollout::Engine& engine, const std::vector<rollout::Request>& reqs,
                           rollout::GenerateParams gp, const Args& a) {
 #ifdef R1_HAVE_CUPTI
   gp.max_new_tokens = std::min(a.trace + 1, a.new_tokens);
-  // Around the timed run's mean position: each prompt extended by random tokens so that the traced
-  // steps run at prompt_len + new_tokens / 2 on average, and their attention reads what a mean step
-  // of the timed run reads.
-  const int extra = std::max(0, a.new_tokens / 2 - gp.max_new_tokens / 2);
   std::vector<rollout::Request> at_mean = reqs;
-  Rng rng(7);
-  for (rollout::Request& r : at_mean)
-    for (int k = 0; k < extra; ++k) r.prompt.push_back(r.prompt[size_t(rng.next_u32() % r.prompt.size())]);
+  const int from = at_mean_position(at_mean, gp.max_new_tokens, a);
   const rollout::GenerateStats s0 = engine.stats();
   std::vector<bench::KernelRecord> kernels;
   {
@@ -186,13 +200,40 @@ void trace_decode_kernels(rollout::Engine& engine, const std::vector<rollout::Re
   const double steps = double(s1.decode_steps - s0.decode_steps);
   const double step_ms = (s1.decode_seconds - s0.decode_seconds) / std::max(steps, 1.0) * 1e3;
   nlohmann::json j = {{"bench", "r1-rollout-kernels"}, {"shape", a.shape}, {"prompts", a.prompts},
-                      {"decode_step_ms_traced", step_ms}, {"traced_from_position", a.prompt_len + extra},
+                      {"decode_step_ms_traced", step_ms}, {"traced_from_position", from},
                       {"gpu", bench::gpu_name()}};
   j.update(bench::graph_kernel_summary(kernels, std::max(steps, 1.0)));
   std::printf("%s\n", j.dump().c_str());
 #else
   (void)engine, (void)reqs, (void)gp, (void)a;
   std::printf("bench_rollout_gpu: --trace needs CUPTI (CUDA::cupti at build time); not traced\n");
+#endif
+}
+
+// --ncu-window: 3 x sync_every decode steps at the mean position; the CUDA profiler is on for the
+// middle sync_every of them (the engine's on_decoded runs at each host look), so the prefill and
+// the first steps are not profiled. One JSON line says where the window ran.
+void ncu_window(rollout::Engine& engine, const std::vector<rollout::Request>& reqs, rollout::GenerateParams gp,
+                const Args& a) {
+#ifdef R1_HAVE_CUDA
+  gp.max_new_tokens = std::min(3 * a.sync_every + 1, a.new_tokens);
+  std::vector<rollout::Request> at_mean = reqs;
+  const int from = at_mean_position(at_mean, gp.max_new_tokens, a);
+  int looks = 0;
+  gp.on_decoded = [&](int64_t) {
+    ++looks;
+    if (looks == 1) CUDA_CHECK(cudaProfilerStart());
+    if (looks == 2) CUDA_CHECK(cudaProfilerStop());
+  };
+  engine.generate(at_mean, gp);
+  bench::synchronize();
+  if (looks == 1) CUDA_CHECK(cudaProfilerStop());
+  nlohmann::json j = {{"bench", "r1-rollout-ncu-window"}, {"shape", a.shape}, {"prompts", a.prompts},
+                      {"from_position", from}, {"profiled_after_steps", a.sync_every},
+                      {"host_looks", looks}, {"gpu", bench::gpu_name()}};
+  std::printf("%s\n", j.dump().c_str());
+#else
+  (void)engine, (void)reqs, (void)gp, (void)a;
 #endif
 }
 
@@ -275,6 +316,10 @@ int run(const Args& a) {
   rollout::Engine engine(m, ec);
   gp.max_new_tokens = 2 * a.sync_every;  // warm-up: captures the batch's graph
   engine.generate(reqs, gp);
+  if (a.ncu_window) {
+    ncu_window(engine, reqs, gp, a);
+    return 0;
+  }
   const rollout::GenerateStats s0 = engine.stats();
   gp.max_new_tokens = a.new_tokens;
   engine.reset_kv_peak();

@@ -15,6 +15,8 @@
 #                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
 #                          (R1_GPU_PEER=window: the peer timed over 64 steps around the mean position,
 #                          hf_generate.py --window; R1_GPU_PEER_FULL="0.5b": there also its whole run)
+#     R1_GPU_BENCH=ncu: Nsight Compute's counters for one decode step's kernels (0.5B x 64 at the
+#                       mean position; R1_GPU_SHAPES picks): DRAM %, occupancy, warp stalls per kernel
 #     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation (64 x
 #       (128 + R1_GPU_NEW, default 1024)) and an 8-layer train step, r1 beside transformers (issue 22)
 #     R1_GPU_BENCH=grouped: the experts' grouped GEMMs alone (bench_grouped_gemm_gpu beside
@@ -322,6 +324,29 @@ PY
           fi
         done
       done
+    done
+  fi
+  if [[ $which == ncu ]]; then
+    # Nsight Compute's hardware counters for one decode step's kernels at the mean position of a
+    # 64 x (128 + 1024) run (bench_rollout_gpu --ncu-window), then bench/ncu_summary.py's table:
+    # per kernel DRAM throughput, occupancy and warp stall reasons (what the CUPTI trace's times
+    # alone do not say). R1_GPU_SHAPES picks (default 0.5b); the KV pool is just what the run needs,
+    # so ncu's replay saves and restores little memory.
+    local ncu
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+    if [[ -z $ncu ]]; then echo "gpu.sh: no ncu on this machine" | tee -a "$out/bench.log"; fi
+    for shape in ${R1_GPU_SHAPES:-0.5b}; do
+      [[ -z $ncu ]] && break
+      echo "== ncu $shape, 64 x (128 + 1024), one decode step at the mean position" | tee -a "$out/bench.log"
+      timeout "$(left 300)" "$ncu" --clock-control none --profile-from-start off --launch-count "${R1_NCU_KERNELS:-360}" \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+        --section WarpStateStats --section SchedulerStats -f -o "$out/ncu_$shape" \
+        .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts 64 --prompt-len 128 --new 1024 --ncu-window \
+        --kv-tokens 90000 >"$out/ncu_$shape.log" 2>&1
+      grep '^{' "$out/ncu_$shape.log" | tee -a "$out/bench.log" >>"$out/bench.jsonl"
+      tail -3 "$out/ncu_$shape.log"
+      "$ncu" --import "$out/ncu_$shape.ncu-rep" --csv --page raw --print-units base >"$out/ncu_$shape.csv" 2>&1
+      "$py" bench/ncu_summary.py "$out/ncu_$shape.csv" --json "$out/ncu_$shape.json" | tee -a "$out/bench.log"
     done
   fi
   if [[ $which == moe ]]; then
