@@ -8,6 +8,7 @@
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
 //                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]
+//                                 [--fused-rope on|off]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -36,6 +37,8 @@
 // at the timed run's mean position as --trace runs them, with the CUDA profiler started after
 // their first sync_every steps (cudaProfilerStart) and stopped after the next sync_every, so ncu
 // profiles steady decode steps' graph kernels and nothing of the prefill.
+// --fused-rope off: a decode step's RoPE + cache write and attention as two launches instead of one
+// (ops::rope_qkv_attention_cached's fallback; cuda::set_decode_rope_fused; A/B).
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt).
@@ -99,6 +102,7 @@ struct Args {
   int trace = 0;                     // decode steps to trace kernel by kernel (0: none)
   bool ncu_window = false;           // only the profiler-bracketed steps for ncu, no timed run
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
+  std::string fused_rope = "on";     // RoPE + cache write inside the decode attention (A/B)
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
   std::string exact = "off";         // off | on | split
   int attention_splits = 0;          // 0: the library's choice
@@ -112,7 +116,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]\n",
+               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window] [--fused-rope on|off]\n",
                why.c_str());
   std::exit(2);
 }
@@ -154,6 +158,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--attention-splits") a.attention_splits = int(number());
     else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
     else if (k == "--ncu-window") a.ncu_window = true;
+    else if (k == "--fused-rope") a.fused_rope = value();
     else usage("unknown flag " + k);
   }
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
@@ -161,6 +166,7 @@ Args parse(int argc, char** argv) {
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
   if (a.sampler_blocks < 0 || a.sampler_blocks > 2) usage("--sampler-blocks must be 0, 1 or 2");
   if (a.decode_gemm != "on" && a.decode_gemm != "off") usage("--decode-gemm must be on or off");
+  if (a.fused_rope != "on" && a.fused_rope != "off") usage("--fused-rope must be on or off");
   if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
@@ -280,6 +286,7 @@ int run(const Args& a) {
 #ifdef R1_HAVE_CUDA
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
   cuda::set_decode_gemm(a.decode_gemm == "on");
+  cuda::set_decode_rope_fused(a.fused_rope == "on");
   cuda::set_decode_attention_splits(a.attention_splits);
   cuda::set_sampling_blocks_per_row(a.sampler_blocks);
   cuda::set_exact_attention_split(a.exact == "split");
@@ -371,6 +378,7 @@ int run(const Args& a) {
                         {"roofline_frac", roofline_ms / step_ms},
                         {"attention", a.attention},
                         {"decode_gemm", a.decode_gemm},
+                        {"fused_rope", a.fused_rope},
                         {"attention_splits", a.attention_splits},
                         {"sampler_blocks", a.sampler_blocks},
                         {"exact", a.exact},

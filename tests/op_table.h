@@ -198,6 +198,7 @@ void run_attention_backward(Run&);
 void run_kv_cache_write(Run&);
 void run_rope_kv_cache_write(Run&);
 void run_rope_qkv_cache_write(Run&);
+void run_rope_qkv_attention_cached(Run&);
 void run_attention_cached(Run&);
 void run_token_logprobs_forward(Run&);
 void run_token_logprobs_backward(Run&);

@@ -172,7 +172,8 @@ TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
 
 // A layer's q, k and v are one op over its input: ops::linear_forward_each in training and
 // prefill, and with adapters on them (each adapter's product follows the base ones); at a decode
-// step without adapters, one linear_forward of their adjacent weights and rope_qkv_cache_write.
+// step without adapters, one linear_forward of their adjacent weights and rope_qkv_attention_cached
+// (RoPE, the cache write and the attention: rope_qkv_cache_write and attention_cached on the CPU).
 // The values are held by CachedForwardMatchesTrainingForward, OneDecodeProductEqualsThree, the LoRA
 // tests and the transformers parity tests.
 TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
@@ -196,6 +197,7 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     ops::reset_path_counts();
     model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "cached forward, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), 0) << "three tokens of one slot";
     // A decode step: one product of the adjacent q/k/v weights and the packed RoPE + cache write;
     // an adapter on q or v that takes part keeps the three products.
     arena.reset();
@@ -204,6 +206,8 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rope_qkv_cache_write, Path::native), lora_on ? 0 : L) << "decode, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rope_kv_cache_write, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
+    // ... whose RoPE, cache write and attention are one op (a token per slot)
+    EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), lora_on ? 0 : L) << "decode, lora " << lora_on;
   }
 }
 

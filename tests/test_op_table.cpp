@@ -264,6 +264,22 @@ std::vector<Row> table() {
             // qk_norm (Qwen3): odd-sized heads (element loads), then a decode step of 8 KV heads
             {any, {.T = 20, .NKV = 2, .HD = 12, .S = 3, .L = 30, .BS = 5, .qk_norm = true}},
             {any, {.T = 64, .NKV = 8, .HD = 128, .S = 64, .L = 1200, .qk_norm = true}, kBothDtypes, kGpu}});
+  add_rows(t, {Op::rope_qkv_attention_cached},
+           {{any, {.T = 5, .NKV = 1, .HD = 6, .L = 9}},
+            {any, {.T = 6, .NH = 6, .NKV = 2, .HD = 8, .L = 40, .BS = 4, .workspace = true}},
+            {any, {.T = 4, .NKV = 2, .HD = 12, .L = 30, .BS = 5, .qk_norm = true}},
+            // a 0.5B and a 1.5B decode step (CUDA bf16: one launch)
+            {any, {.T = 64, .NH = 14, .NKV = 2, .HD = 64, .L = 1200, .workspace = true}, kBothDtypes, kGpu},
+            {any, {.T = 64, .NH = 12, .NKV = 2, .HD = 128, .L = 1200, .workspace = true}, kBF16, kGpu},
+            // short contexts (a block's first tiles reach its new row); 16 heads a group; 192/128
+            {any, {.T = 16, .NH = 28, .NKV = 4, .HD = 128, .L = 100, .BS = 5}, kBF16, kGpu},
+            {any, {.T = 8, .NH = 32, .NKV = 2, .HD = 64, .L = 300, .workspace = true}, kBF16, kGpu},
+            {any, {.T = 6, .NH = 8, .NKV = 2, .HD = 192, .HDv = 128, .L = 500}, kBF16, kGpu},
+            // long contexts: the key splits (the new row in the last split)
+            {any, {.T = 3, .NH = 32, .NKV = 8, .HD = 128, .L = 9000, .workspace = true}, kBF16, kGpu},
+            // CUDA's fallback: 20 heads a group; qk_norm
+            {any, {.T = 4, .NH = 40, .NKV = 2, .HD = 64, .L = 300, .workspace = true}, kBF16, kGpu},
+            {any, {.T = 8, .NH = 16, .NKV = 4, .HD = 128, .L = 300, .qk_norm = true}, kBF16, kGpu}});
   add_rows(
       t, {Op::attention_cached},
       {// scattered over the cache
@@ -467,7 +483,9 @@ uint64_t seed_of(const std::string& s) {
 
 ops::OpShape op_shape(const Row& r, DType dt) {
   const bool aligned = r.s.offset * int64_t(r1::dtype_size(dt)) % 16 == 0;
-  return {r.s.HD, r.s.HDv, aligned, r.s.latent};
+  if (r.op != Op::rope_qkv_attention_cached) return {r.s.HD, r.s.HDv, aligned, r.s.latent};
+  const int64_t NH = r.s.NH ? r.s.NH : 3 * r.s.NKV;  // its runner's default NH
+  return {r.s.HD, r.s.HDv, aligned, false, NH / r.s.NKV, r.s.qk_norm};
 }
 
 // One case: the row on a dtype and device, where supports() says it runs (and through the path it

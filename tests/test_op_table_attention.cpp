@@ -324,6 +324,60 @@ void run_rope_qkv_cache_write(Run& c) {
   EXPECT_TRUE(columns) << "the packed columns are not the rotated q and k and the untouched v";
 }
 
+// A decode step's RoPE, cache write and attention in one op: bitwise rope_qkv_cache_write then
+// attention_cached on the same device (each has its own rows against the CPU), the out rows and
+// both caches. One token per sequence (T = S): sequence 0 at position L - 1 (the whole context),
+// sequence 1 at 0, the rest random, so a block's first tiles hold its new row or not. NH (default
+// 3 NKV) sets the GQA group (over 16, or qk_norm: CUDA's fallback, the two ops); s.workspace: the
+// split scratch (CUDA splits contexts past 4,096 keys).
+void run_rope_qkv_attention_cached(Run& c) {
+  const int64_t T = c.s.T, S = T, L = c.s.L, NKV = c.s.NKV, NH = c.s.NH ? c.s.NH : 3 * NKV, HD = c.s.HD;
+  const int64_t HDv = c.s.HDv ? c.s.HDv : HD, Q = NH * HD, KV = NKV * HD, W = Q + KV + NKV * HDv;
+  const Paged pg = paged(c, S, L);
+  Vi slots(sz(T)), pos(sz(T));
+  for (int64_t t = 0; t < T; ++t) {  // slots in a random order
+    slots[t] = int32_t(t);
+    std::swap(slots[t], slots[c.next_u32() % uint32_t(t + 1)]);
+    pos[t] = t == 0 ? int32_t(L - 1) : t == 1 ? 0 : int32_t(c.next_u32() % uint32_t(L));
+  }
+  Vf kc = c.randn(pg.NB * pg.BS * KV), vc = c.randn(pg.NB * pg.BS * NKV * HDv), qkv = c.randn(T * W);
+  Vf inv(sz(HD / 2)), zero(sz(T * Q));
+  for (int64_t j = 0; j < HD / 2; ++j) inv[sz(j)] = float(1.0 / std::pow(1e6, double(2 * j) / double(HD)));
+  const Tensor table = c.ints(pg.table, {S, pg.MB}), ts = c.ints(slots, {T}), tp = c.ints(pos, {T}), ti = c.f32(inv, {HD / 2});
+  Tensor tqw, tkw;
+  if (c.s.qk_norm) {
+    Vf qw = c.randn(HD), kw = c.randn(HD);
+    for (float& x : qw) x = 1.0f + 0.3f * x;
+    for (float& x : kw) x = 1.0f + 0.3f * x;
+    tqw = c.act(qw, {HD});
+    tkw = c.act(kw, {HD});
+  }
+  const int64_t ws = c.s.workspace ? ops::attention_cached_workspace(T, NH, HDv, pg.MB * pg.BS) : 0;
+  const float scale = 1.0f / std::sqrt(float(HD)), eps = 1e-6f;
+  Vf got[2][3];  // [fused, two ops][out, k_cache, v_cache]
+  for (int two = 0; two < 2; ++two) {
+    Tensor kcache = c.act(kc, {pg.NB, pg.BS, NKV, HD}), vcache = c.act(vc, {pg.NB, pg.BS, NKV, HDv});
+    Tensor packed = c.act(qkv, {T, W}), q_out = c.act(zero, {T, NH, HD}), out = c.nan({T, NH, HDv}, c.dt);
+    const Tensor tws = ws > 0 ? c.nan({ws}, DType::F32) : Tensor();
+    if (two) {
+      ops::rope_qkv_cache_write(q_out, packed, kcache, vcache, table, ts, tp, ti, tqw, tkw, eps);
+      ops::attention_cached(out, q_out, kcache, vcache, table, ts, tp, scale, tws);
+    } else {
+      ops::rope_qkv_attention_cached(out, q_out, packed, kcache, vcache, table, ts, tp, ti, scale, tws, tqw, tkw, eps);
+    }
+    got[two][0] = c.get(out);
+    got[two][1] = c.get(kcache);
+    got[two][2] = c.get(vcache);
+  }
+  c.label += ws > 0 ? " ws=" + std::to_string(ws) : " no ws";
+  EXPECT_TRUE(got[0][0] == got[1][0]) << c.label << ": out differs from rope_qkv_cache_write + attention_cached";
+  EXPECT_TRUE(got[0][1] == got[1][1]) << c.label << ": the key cache differs";
+  EXPECT_TRUE(got[0][2] == got[1][2]) << c.label << ": the value cache differs";
+  bool finite = true;
+  for (float x : got[0][0]) finite = finite && std::isfinite(x);
+  EXPECT_TRUE(finite) << c.label << ": out has rows the op left unwritten";
+}
+
 // Attention of T tokens over the paged cache (keys HD, values HDv). s.scatter: tokens at distinct
 // random rows, the whole cache random (a prefill scattered over sequences). Otherwise sequences of
 // s.rows tokens at consecutive positions (1: decode steps; more: a prefill chunk per sequence),

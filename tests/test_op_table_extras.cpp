@@ -200,6 +200,32 @@ TEST(OpsAttention, LatentCacheReadsTheValuesFromTheKeys) {
       {"attention_cached", "more value columns"});
 }
 
+// The decode step's fused RoPE + cache write + attention needs each token in a slot of its own
+// (a token reads its row after writing it, so a second token of its slot would race): two tokens
+// of one slot are an error naming the slot, and nothing is written to the caches.
+TEST(OpsAttention, FusedDecodeAttentionRefusesTwoTokensOfOneSlot) {
+  const int64_t T = 3, NH = 2, HD = 4, BS = 4, S = 3, MB = 2, NB = 6, W = NH * HD + 2 * HD;
+  Vf qkv = randn(sz(T * W), 501), kc = randn(sz(NB * BS * HD), 502), vc = randn(sz(NB * BS * HD), 503);
+  const Vf kc0 = kc, vc0 = vc;
+  Vf out(sz(T * NH * HD)), q(sz(T * NH * HD)), inv{1.0f, 0.01f};
+  Vi table{0, 1, 2, 3, 4, 5}, pos{1, 2, 0};
+  for (const bool dup : {true, false}) {
+    Vi slots = dup ? Vi{0, 2, 0} : Vi{0, 2, 1};
+    auto run = [&] {
+      r1::ops::rope_qkv_attention_cached(F(out, {T, NH, HD}), F(q, {T, NH, HD}), F(qkv, {T, W}),
+                                         F(kc, {NB, BS, 1, HD}), F(vc, {NB, BS, 1, HD}), I(table, {S, MB}),
+                                         I(slots, {T}), I(pos, {T}), F(inv, {HD / 2}), 0.5f);
+    };
+    if (dup) {
+      expect_error(run, {"rope_qkv_attention_cached", "two tokens are in slot 0"});
+      EXPECT_TRUE(kc == kc0 && vc == vc0) << "the caches were written";
+    } else {
+      run();
+      EXPECT_FALSE(kc == kc0) << "a token per slot: the keys are written";
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // log-probs: token chunks
 

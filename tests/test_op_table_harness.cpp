@@ -278,6 +278,8 @@ Runner runner(Op op) {
       return run_rope_kv_cache_write;
     case Op::rope_qkv_cache_write:
       return run_rope_qkv_cache_write;
+    case Op::rope_qkv_attention_cached:
+      return run_rope_qkv_attention_cached;
     case Op::attention_cached:
       return run_attention_cached;
     case Op::swiglu_forward:

@@ -102,6 +102,19 @@ void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Te
 void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache, const Tensor& block_table,
                           const Tensor& slots, const Tensor& pos, const Tensor& inv_freq, const Tensor& q_norm = {},
                           const Tensor& k_norm = {}, float eps = 0.0f);
+// A decode step's rope_qkv_cache_write then attention_cached (out (T, NH, HDv), scale, workspace as
+// there), bitwise those two ops. Every token must be in a slot of its own (one token per
+// sequence), so that no token reads a cache row another token of the call writes: the CPU checks
+// it; CUDA relies on it (a decode step's padding rows, whose results are dropped, may share one).
+// On CUDA it is one launch (the tensor-core decode kernel rotates the queries as it loads them and
+// writes each token's row before it reads it) for bf16 at the tensor-core head dims with at most
+// 16 query heads per kv head, no q_norm, outside the batch-invariant forward; otherwise the two
+// ops (supports.h). q_out (T, NH, HD) is the two ops' scratch: afterwards it and qkv's q and k
+// columns hold the rotated values, or (fused) what they held before. Not for a latent cache.
+void rope_qkv_attention_cached(Tensor out, Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache,
+                               const Tensor& block_table, const Tensor& slots, const Tensor& pos,
+                               const Tensor& inv_freq, float scale, const Tensor& workspace = {},
+                               const Tensor& q_norm = {}, const Tensor& k_norm = {}, float eps = 0.0f);
 // Attention of new tokens over the cache (prefill chunks and decode steps alike): query token t
 // attends to rows [0, pos[t]] of its sequence. q (T, NH, HD), out (T, NH, HDv). Forward only.
 // workspace (optional, f32, any shape, at least attention_cached_workspace(T, NH, HDv, L) elements,

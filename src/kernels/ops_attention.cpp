@@ -269,6 +269,22 @@ void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cac
                   block_table, slots, pos, inv_freq, q_norm, k_norm, eps);
 }
 
+namespace {
+// The f32 elements of attention_cached's optional split workspace (0: none), at least what these
+// shapes use (attention_cached_workspace), else an error naming the need.
+int64_t workspace_floats(const char* op, const Tensor& workspace, const PagedDims& d, int64_t NH) {
+  const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
+  const int64_t need = ws == 0 ? 0 : attention_cached_workspace(d.T, NH, d.HDv, d.L());
+  if (ws < need) {
+    fail(
+        "{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, "
+        "HDv={}, L={}))",
+        op, workspace.describe(), need, d.T, NH, d.HDv, d.L());
+  }
+  return ws;
+}
+}  // namespace
+
 void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                       const Tensor& block_table, const Tensor& slots, const Tensor& pos, float scale,
                       const Tensor& workspace) {
@@ -298,14 +314,7 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
                    {"workspace", workspace}})) {
     const bool aligned = all_aligned16({{"out", out}, {"q", q}, {"k_cache", k_cache}, {"v_cache", v_cache}});
     require_supported(id, {dv.HD, dv.HDv, aligned, latent}, dv.dt, Device::CUDA, "q", q);
-    const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
-    const int64_t need = ws == 0 ? 0 : attention_cached_workspace(dv.T, NH, dv.HDv, dv.L());
-    if (ws < need) {
-      fail(
-          "{}: workspace {} is too small: {} f32 elements needed (attention_cached_workspace(T={}, NH={}, "
-          "HDv={}, L={}))",
-          op, workspace.describe(), need, dv.T, NH, dv.HDv, dv.L());
-    }
+    const int64_t ws = workspace_floats(op, workspace, dv, NH);
     if (latent) {
       R1_CUDA_DISPATCH_DT(
           op, dv.dt,
@@ -325,6 +334,60 @@ void attention_cached(Tensor out, const Tensor& q, const Tensor& k_cache, const 
   count_path(id, Path::native);
   cpu::attention_cached(fp(out), fp(q), fp(k_cache), fp(v_cache), ip(block_table), ip(slots), ip(pos), d.T,
                         d.BS, d.MB, NH, d.NKV, d.HD, dv.HDv, scale);
+}
+
+void rope_qkv_attention_cached(Tensor out, Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cache,
+                               const Tensor& block_table, const Tensor& slots, const Tensor& pos,
+                               const Tensor& inv_freq, float scale, const Tensor& workspace, const Tensor& q_norm,
+                               const Tensor& k_norm, float eps) {
+  const Op id = Op::rope_qkv_attention_cached;
+  const char* op = op_name(id);
+  const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "qkv", qkv);
+  if (v_cache.empty()) fail("{}: no v_cache (a latent cache's keys are not rotated whole)", op);
+  expect(op, "q_out", q_out, d.dt, {{"T", d.T}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
+  const int64_t NH = q_out.shape[1], W = NH * d.HD + d.NKV * d.HD + d.NKV * d.HDv;
+  check_heads(op, NH, d.NKV);
+  expect(op, "qkv", qkv, d.dt, {{"T", d.T}, {"NH*HD + NKV*HD + NKV*HDv", W}}, "q_out", &q_out);
+  expect(op, "out", out, d.dt, {{"T", d.T}, {"NH", NH}, {"HDv", d.HDv}}, "v_cache", &v_cache);
+  expect(op, "inv_freq", inv_freq, F32, {{"HD/2", d.HD / 2}}, "k_cache", &k_cache);
+  if (!workspace.empty()) expect_f32(op, "workspace", workspace);
+  if (on_cuda(op, {{"out", out},
+                   {"q_out", q_out},
+                   {"qkv", qkv},
+                   {"k_cache", k_cache},
+                   {"v_cache", v_cache},
+                   {"block_table", block_table},
+                   {"slots", slots},
+                   {"pos", pos},
+                   {"inv_freq", inv_freq},
+                   {"q_norm", q_norm},
+                   {"k_norm", k_norm},
+                   {"workspace", workspace}})) {
+#ifdef R1_HAVE_CUDA
+    const bool aligned = all_aligned16({{"out", out}, {"k_cache", k_cache}, {"v_cache", v_cache}});
+    const OpShape shape{d.HD, d.HDv, aligned, false, NH / d.NKV, !q_norm.empty()};
+    if (supports(id, shape, d.dt, Device::CUDA).path == Path::native && d.HD % 2 == 0) {
+      require_device(op);
+      const int64_t ws = workspace_floats(op, workspace, d, NH);
+      const cuda::ProfileScope scope(op, dtype_name(d.dt));
+      if (cuda::rope_qkv_attention_cached(bp(out), bp(qkv), W, bp(k_cache), bp(v_cache), paged_cache(block_table, d),
+                                          ip(slots), ip(pos), fp(inv_freq), d.T, NH, scale, fp(workspace), ws)) {
+        count_path(id, Path::native);
+        return;
+      }
+    }
+#endif
+    count_path(id, Path::fallback);
+  } else {
+    const int32_t* sl = ip(slots);  // one token per sequence: no token reads a row another writes
+    std::vector<int32_t> seen(sl, sl + d.T);
+    std::sort(seen.begin(), seen.end());
+    const auto dup = std::adjacent_find(seen.begin(), seen.end());
+    if (dup != seen.end()) fail("{}: two tokens are in slot {}: each token needs a slot of its own", op, *dup);
+    count_path(id, Path::native);
+  }
+  rope_qkv_cache_write(q_out, qkv, k_cache, v_cache, block_table, slots, pos, inv_freq, q_norm, k_norm, eps);
+  attention_cached(out, q_out, k_cache, v_cache, block_table, slots, pos, scale, workspace);
 }
 
 int64_t attention_cached_workspace(int64_t T, int64_t NH, int64_t HDv, int64_t L) {

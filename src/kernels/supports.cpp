@@ -32,6 +32,7 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "grouped_linear_backward", "batched_matmul",      "lm_head_logits",
     "logprobs_of_logits",    "swiglu_packed_forward", "swiglu_packed_backward",
     "rope_kv_cache_write",   "linear_forward_each",    "rope_qkv_cache_write",
+    "rope_qkv_attention_cached",
 };
 // clang-format on
 
@@ -97,6 +98,12 @@ Support on_cuda(Op op, const OpShape& s, DType dtype) {
     return unsupported("not a compute dtype (f32 or bf16)");
   }
   if (is_attention(op)) return attention_on_cuda(op, s, dtype);
+  if (op == Op::rope_qkv_attention_cached) {
+    const bool fused = dtype == DType::BF16 && cuda::flash_attention_native(s.HD, s.HDv ? s.HDv : s.HD) &&
+                       s.aligned && s.group >= 1 && s.group <= cuda::kFusedRopeMaxGroup && !s.qk_norm && !batch_invariant();
+    if (fused) return native("decode_attention_mma.cu: RoPE, cache write and attention in one launch");
+    return fallback("rope_qkv_cache_write then attention_cached: two launches, the same bits");
+  }
   if (op == Op::batched_matmul) return native("one strided-batched cuBLASLt GEMM (gemm.cpp)");
   return native(dtype == DType::F32 ? "the f32 CUDA kernel" : "the bf16 CUDA kernel");
 #else
@@ -127,6 +134,8 @@ std::string describe(const OpShape& s) {
   if (s.HDv && s.HDv != s.HD) d += fmt::format("{}HDv={}", d.empty() ? "" : " ", s.HDv);
   if (!s.aligned) d += d.empty() ? "unaligned" : " unaligned";
   if (s.latent) d += d.empty() ? "latent" : " latent";
+  if (s.group) d += fmt::format("{}group={}", d.empty() ? "" : " ", s.group);
+  if (s.qk_norm) d += d.empty() ? "qk_norm" : " qk_norm";
   return d;
 }
 

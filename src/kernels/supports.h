@@ -17,6 +17,10 @@
 //   kernels on widened copies: exact to bf16 rounding, several times slower, 4 extra f32 copies).
 // - attention_cached: HD and HDv. CUDA: each <= 256 (decode_attention.cu); over a latent cache (no
 //   v_cache, OpShape::latent) 1 <= HDv <= HD <= 1024 (latent_attention.cu); the CPU any.
+// - rope_qkv_attention_cached: natively (one launch) on CUDA for bf16 at the tensor-core head dims
+//   (HD = HDv), aligned, group <= 16 query heads per kv head, without qk_norm, outside the
+//   batch-invariant forward; otherwise the declared fallback, rope_qkv_cache_write then
+//   attention_cached (two launches, the same bits). The CPU runs the two ops' references.
 // - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*,
 //   batched_matmul) run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu, gemm.cpp);
 //   moe_permute has only i32 operands and is asked as f32.
@@ -76,8 +80,9 @@ enum class Op : uint8_t {
   rope_kv_cache_write,
   linear_forward_each,
   rope_qkv_cache_write,
+  rope_qkv_attention_cached,
 };
-constexpr int kNumOps = int(Op::rope_qkv_cache_write) + 1;
+constexpr int kNumOps = int(Op::rope_qkv_attention_cached) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };
@@ -89,6 +94,8 @@ struct OpShape {
   int64_t HDv = 0;      // value head dim (attention ops); 0: HDv = HD
   bool aligned = true;  // every operand 16-byte aligned (tensors from buffers and arenas are)
   bool latent = false;  // attention_cached over a latent cache (the values inside the keys, ops.h)
+  int64_t group = 0;    // query heads per kv head (rope_qkv_attention_cached; 0: not given)
+  bool qk_norm = false;  // q_norm and k_norm given (rope_qkv_attention_cached)
 };
 // "HD=192 HDv=128", "HD=64 unaligned", "HD=576 HDv=512 latent", "" when nothing is given
 std::string describe(const OpShape& s);

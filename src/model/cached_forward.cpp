@@ -59,6 +59,9 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const std::vector<in
   in.logit_rows = upload_i32(a, logit_rows);
   const std::vector<int32_t> cu = fresh_prefill(slots, pos);
   if (!cu.empty()) in.cu_seqlens = upload_i32(a, cu);
+  std::vector<int32_t> sorted = slots;
+  std::sort(sorted.begin(), sorted.end());
+  in.one_token_per_slot = cu.empty() && std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
   in.trainer_temperature = trainer_temperature;
   return forward_cached(m, cache, in, a, logits_dtype.value_or(m.compute_dtype()), routes);
 }
@@ -92,6 +95,7 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   p.cache = &cache;
   p.slots = in.slots;
   p.workspace = in.attention_workspace;
+  p.one_token_per_slot = in.one_token_per_slot && p.cu_seqlens.empty();
   if (m.has_lora()) p.lora_scale = m.lora().scale();  // decoding: adapters on, no dropout
   if (p.workspace.empty() && p.cu_seqlens.empty() && m.device() != Device::CPU) {
     const int64_t ws =

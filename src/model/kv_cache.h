@@ -121,9 +121,12 @@ ExpertRoutes read_routes(const KVCache& cache, const std::vector<int32_t>& rows,
 // kVocabChunk vocabulary chunks, divided by this temperature, f32), what a sampler whose log-probs
 // must be the trainer's draws from (rollout.exact_logprobs, with ops::batch_invariant() on); 0: the
 // lm head's plain logits in logits_dtype.
+// one_token_per_slot: every token is in a slot of its own (a decode step; padding rows, whose
+// results are dropped, may share one): Pass::one_token_per_slot.
 struct CachedInputs {
   Tensor ids, slots, pos, logit_rows, cu_seqlens, attention_workspace;
   float trainer_temperature = 0.0f;
+  bool one_token_per_slot = false;
 };
 Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& in, Arena& arena,
                       DType logits_dtype, ExpertRoutes* routes = nullptr);

@@ -108,6 +108,7 @@ void GpuEngine::Impl::run_step(int rows, bool commit) {
   if (workspace_floats > 0)
     in.attention_workspace = Tensor(attention_workspace.data(), DType::F32, {workspace_floats}, Device::CUDA);
   in.trainer_temperature = trainer_temperature;
+  in.one_token_per_slot = true;  // one row per running sequence (padding rows share the spare slot)
   const Tensor logits = model::forward_cached(m, cache, in, step_arena, DType::F32);
   cuda::sample_tokens(ptr<int32_t>(rtoken), ptr<float>(rlogprob), static_cast<const float*>(logits.data), V,
                       rows, V, scfg, ptr<uint64_t>(rstream), ptr<int32_t>(rstep), nullptr,

@@ -140,6 +140,18 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
 void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);
+// A decode step's RoPE, cache write and attention in one launch (rope_qkv_cache_write then
+// attention_cached, bitwise): qkv (T, NH * HD + NKV * HD + NKV * HDV), row stride qkv_row, as the
+// packed q/k/v product leaves it, is read, not changed. Each token must be in a slot of its own
+// (its block writes its cache row, then reads it). Only bf16 on the tensor-core kernel with one
+// head group per kv head (NH / NKV <= kFusedRopeMaxGroup), and not in the batch-invariant forward; false (nothing
+// done) otherwise, or when set_decode_rope_fused(false). Graph-safe, like attention_cached.
+constexpr int64_t kFusedRopeMaxGroup = 16;  // query heads per kv head: one block's head group
+bool rope_qkv_attention_cached(bf16* out, const bf16* qkv, int64_t qkv_row, bf16* k_cache, bf16* v_cache,
+                               const PagedCache& pc, const int32_t* slots, const int32_t* pos, const float* inv_freq,
+                               int64_t T, int64_t NH, float scale, float* workspace, int64_t workspace_floats);
+// Whether rope_qkv_attention_cached may fuse (default on; off: the benchmarks' A/B).
+void set_decode_rope_fused(bool on);
 
 // ---- latent_attention.cu ---- attention_cached over a latent cache (no v_cache, MLA's absorbed
 // decode): the values are the first pc.HDV columns of the key rows. 1 <= HDV <= HD <=

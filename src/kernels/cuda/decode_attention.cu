@@ -354,6 +354,7 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
 
 bool g_tensor_cores = true;  // set_decode_attention_tensor_cores
 int64_t g_splits = 0;        // set_decode_attention_splits
+bool g_fused_rope = true;    // set_decode_rope_fused
 
 // Query heads per block for a GQA group of G: 1, 2, 4 or 8 (larger groups take several blocks).
 int heads_per_block(int64_t G) { return G >= 5 ? 8 : G >= 3 ? 4 : int(G); }
@@ -371,6 +372,20 @@ void launch(bool vec, unsigned grid, T* out, float* part, const T* q, const T* k
                                                                NH, NKV, HD, HDv, HG, S, qscale);
   }
   CUDA_CHECK_LAUNCH();
+}
+
+// The tensor-core kernel (decode_attention_mma.cu) on a's operands: its key splits (by waves, or
+// set_decode_attention_splits; as many as the workspace holds), then the merge of the splits.
+void run_mma(flash::DecodeArgs a, const PagedCache& pc, float* workspace, int64_t workspace_floats) {
+  const int64_t G = a.NH / a.NKV, HG = (G + flash::kDecodeMmaHeads - 1) / flash::kDecodeMmaHeads;
+  const int64_t blocks = a.T * a.NKV * HG, L = pc.MB * pc.BS, per_split = a.T * a.NH * (pc.HDV + 1);
+  int64_t S = g_splits > 0 ? g_splits
+                           : best_splits(blocks, L, flash::decode_mma_blocks_per_sm(pc.HD, pc.HDV), kMmaSplitKeys);
+  if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
+  a.part = S > 1 ? workspace : nullptr;
+  S = std::max<int64_t>(S, 1);
+  flash::decode_mma(a, pc.HD, pc.HDV, int(HG), int(S));
+  merge_splits(a.out, a.part, a.T * a.NH, pc.HDV, S);
 }
 
 template <typename T>
@@ -398,23 +413,20 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
   bool mma = false;
   if constexpr (std::is_same_v<T, __nv_bfloat16>)
     mma = g_tensor_cores && flash_attention_native(HD, HDv) && aligned16(q) && aligned16(k_cache) && aligned16(v_cache);
-  const int GP = mma ? flash::kDecodeMmaHeads : heads_per_block(G);
-  const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG;
-  int64_t S = g_splits > 0 ? g_splits
-              : mma ? best_splits(blocks, L, flash::decode_mma_blocks_per_sm(HD, HDv), kMmaSplitKeys)
-                    : best_splits(blocks, L, kBlocksPerSm);
-  if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
-  float* part = S > 1 ? workspace : nullptr;
-  S = std::max<int64_t>(S, 1);
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (mma) {
-      const flash::DecodeArgs a{out, part, q, k_cache, v_cache, pc.block_table, pc.BS, pc.MB, slots, pos, T_,
-                                int(NH), int(NKV), scale * kLog2e};
-      flash::decode_mma(a, HD, HDv, int(HG), int(S));
-      merge_splits(out, part, T_ * NH, HDv, S);
+      flash::DecodeArgs a{out, nullptr, q, k_cache, v_cache, pc.block_table, pc.BS, pc.MB, slots, pos, T_,
+                          int(NH), int(NKV), scale * kLog2e};
+      run_mma(a, pc, workspace, workspace_floats);
       return;
     }
   }
+  const int GP = heads_per_block(G);
+  const int64_t HG = (G + GP - 1) / GP, blocks = T_ * NKV * HG;
+  int64_t S = g_splits > 0 ? g_splits : best_splits(blocks, L, kBlocksPerSm);
+  if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
+  float* part = S > 1 ? workspace : nullptr;
+  S = std::max<int64_t>(S, 1);
   // Vector loads when every row start is 16-byte aligned (row offsets are multiples of HD and HDv).
   const bool vec = HD % kVec<T> == 0 && HDv % kVec<T> == 0 && aligned16(k_cache) && aligned16(v_cache);
   const unsigned grid = unsigned(blocks * S);
@@ -433,6 +445,25 @@ void attention_cached_t(T* out, const T* q, const T* k_cache, const T* v_cache, 
 }  // namespace
 
 void set_decode_attention_tensor_cores(bool on) { g_tensor_cores = on; }
+void set_decode_rope_fused(bool on) { g_fused_rope = on; }
+
+bool rope_qkv_attention_cached(bf16* out, const bf16* qkv, int64_t qkv_row, bf16* k_cache, bf16* v_cache,
+                               const PagedCache& pc, const int32_t* slots, const int32_t* pos, const float* inv_freq,
+                               int64_t T, int64_t NH, float scale, float* workspace, int64_t workspace_floats) {
+  if (!g_fused_rope || !g_tensor_cores || ops::batch_invariant() || T == 0 || NH == 0) return false;
+  static_assert(kFusedRopeMaxGroup == flash::kDecodeMmaHeads, "one head group per kv head");
+  if (NH / pc.NKV > kFusedRopeMaxGroup || !flash_attention_native(pc.HD, pc.HDV)) return false;
+  if (!aligned16(out) || !aligned16(k_cache) || !aligned16(v_cache)) return false;
+  flash::DecodeArgs a{dp(out), nullptr, nullptr, dp(k_cache), dp(v_cache), pc.block_table, pc.BS, pc.MB, slots, pos,
+                      T, int(NH), int(pc.NKV), scale * kLog2e};
+  a.qkv = dp(qkv);
+  a.qkv_row = qkv_row;
+  a.inv_freq = inv_freq;
+  a.k_write = dp(k_cache);
+  a.v_write = dp(v_cache);
+  run_mma(a, pc, workspace, workspace_floats);
+  return true;
+}
 void set_decode_attention_splits(int64_t S) { g_splits = std::max<int64_t>(S, 0); }
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, const PagedCache& pc,

@@ -21,6 +21,7 @@
 
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/flash_attention.cuh"
+#include "kernels/cuda/rope.cuh"
 
 namespace r1::cuda::flash {
 
@@ -60,9 +61,6 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
     return;
   }
 
-  load_tile_async<HD, 16, kThreadsD>(sQ, a.q + (t * a.NH + h0) * HD, HD, gn);
-  cp_async_commit();
-
   bfloat* ring = sQ + 16 * ld + warp * Cfg::kWarpSmem;
   const int32_t* table = a.table + int64_t(a.slots[t]) * a.MB;
   const int n_tiles = int((k1 - k0 + kKeysD - 1) / kKeysD);
@@ -84,16 +82,64 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
     }
     cp_async_commit();  // an empty group past the warp's last tile keeps the wait counts uniform
   };
+  if (!a.qkv) {
+    load_tile_async<HD, 16, kThreadsD>(sQ, a.q + (t * a.NH + h0) * HD, HD, gn);
+    cp_async_commit();
 #pragma unroll
-  for (int j = 0; j < kStages - 1; ++j) queue(j);
+    for (int j = 0; j < kStages - 1; ++j) queue(j);
+    cp_async_wait<kStages - 1>();  // Q (the oldest group) has landed for this thread
+  } else {
+    // The fused RoPE. The block that holds key pos (the last split's, head group 0) writes that
+    // row; the tiles queued before the barrier below must not hold it, so that block queues its
+    // first tiles after the barrier when they would reach it (up to kWarpsD * (kStages - 1) tiles).
+    const bool writes = k1 == len && h0 == kvh * (a.NH / a.NKV);
+    const bool early = !writes || k1 - k0 > int64_t(kWarpsD * (kStages - 1) * kKeysD);
+    if (early) {
+#pragma unroll
+      for (int j = 0; j < kStages - 1; ++j) queue(j);
+    }
+    constexpr int half = HD / 2;
+    const int32_t p = a.pos[t];
+    const bfloat* row = a.qkv + t * a.qkv_row;
+    for (int i = threadIdx.x; i < 16 * half; i += kThreadsD) {  // the group's query rows, rotated
+      const int r = i / half, j = i - r * half;
+      bfloat x = __float2bfloat16_rn(0.0f), y = x;  // rows past the group are zero
+      if (r < gn) {
+        float cs, sn;
+        rope_angle(p, a.inv_freq[j], 1.0f, cs, sn);
+        const bfloat* src = row + (h0 + r) * HD;
+        rope_pair<bfloat>(to_f32(src[j]), to_f32(src[j + half]), cs, sn, x, y);
+      }
+      sQ[r * ld + j] = x;
+      sQ[r * ld + j + half] = y;
+    }
+    if (writes) {  // the token's cache row: its rotated keys and its values
+      const int64_t phys = int64_t(table[p / a.BS]) * a.BS + p % a.BS;
+      const bfloat* kr = row + int64_t(a.NH) * HD + kvh * HD;
+      const bfloat* vr = row + int64_t(a.NH) * HD + int64_t(a.NKV) * HD + kvh * HDV;
+      for (int j = threadIdx.x; j < half; j += kThreadsD) {
+        float cs, sn;
+        rope_angle(p, a.inv_freq[j], 1.0f, cs, sn);
+        bfloat x, y;
+        rope_pair<bfloat>(to_f32(kr[j]), to_f32(kr[j + half]), cs, sn, x, y);
+        a.k_write[(phys * a.NKV + kvh) * HD + j] = x;
+        a.k_write[(phys * a.NKV + kvh) * HD + j + half] = y;
+      }
+      for (int d = threadIdx.x; d < HDV; d += kThreadsD) a.v_write[(phys * a.NKV + kvh) * HDV + d] = vr[d];
+    }
+    __syncthreads();  // the row is written (and visible to the block's copies) and sQ is full
+    if (!early) {
+#pragma unroll
+      for (int j = 0; j < kStages - 1; ++j) queue(j);
+    }
+  }
 
   float o[HDV / 8][4];
 #pragma unroll
   for (int i = 0; i < HDV / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   uint32_t qf[Cfg::kQInRegs ? HD / 16 : 1][4];
-  cp_async_wait<kStages - 1>();  // Q (the oldest group) has landed for this thread
-  __syncthreads();               // ... and for every thread
+  __syncthreads();  // Q has landed for every thread
   if constexpr (Cfg::kQInRegs) {
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, 0, kk, lane);

@@ -24,6 +24,17 @@ struct DecodeArgs {
   int64_t T;
   int NH, NKV;
   float qscale;              // softmax scale * log2(e)
+  // The fused RoPE (decode steps; decode_mma only): when qkv is not null, q above is unused. The
+  // queries are qkv's first NH * HD columns of row t (stride qkv_row), rotated by inv_freq at
+  // pos[t] as rope_qkv_cache_write rotates them; the block whose keys end at pos[t] (the last
+  // split, head group 0) rotates the token's keys (the next NKV * HD columns) and writes them and
+  // its values (the NKV * HDV after) to the token's cache row before it reads that row. So each
+  // token must be in a slot of its own (no token reads a row another token of the launch writes).
+  const __nv_bfloat16* qkv = nullptr;
+  int64_t qkv_row = 0;
+  const float* inv_freq = nullptr;
+  __nv_bfloat16* k_write = nullptr;  // the caches again, writable (k_cache, v_cache)
+  __nv_bfloat16* v_write = nullptr;
 };
 
 // Resident blocks per SM of the kernel for (HD, HDV); 0 when there is no such kernel.

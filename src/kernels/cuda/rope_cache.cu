@@ -86,9 +86,8 @@ __global__ void qk_norm_rope_cache_kernel(T* q, T* k, const T* v, T* k_cache, T*
       float cs, sn;
       rope_angle(p, inv_freq[j], 1.0f, cs, sn);
       const float a0 = head[j], b0 = head[j + half];
-      // rope_rotate_heads's roundings, on the normalized values
-      const T a = from_f32<T>(__fsub_rn(__fmul_rn(a0, cs), __fmul_rn(b0, sn)));
-      const T b = from_f32<T>(__fadd_rn(__fmul_rn(b0, cs), __fmul_rn(a0, sn)));
+      T a, b;  // rope_rotate_heads's roundings, on the normalized values
+      rope_pair<T>(a0, b0, cs, sn, a, b);
       x[j] = a;
       x[j + half] = b;
       if (copy) {

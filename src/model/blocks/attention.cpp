@@ -59,15 +59,20 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
   Tensor q, k, v;
   Tensor att = p.keep(p.cd, {T, NH, c.head_dim}), lse;
   if (const std::optional<Linear> qkv_w = s ? std::nullopt : decode_qkv(p, W)) {
-    // One product for q, k and v, then (qk_norm,) RoPE and the cache write of its columns: one
-    // launch each.
+    // One product for q, k and v, then (qk_norm,) RoPE and the cache write of its columns, and the
+    // attention: one launch each, or RoPE, the write and the attention in one (a decode step).
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
     Tensor qkv = p.scratch(p.cd, {T, c.q_dim() + 2 * c.kv_dim()});
     ops::linear_forward(qkv, x, qkv_w->w, qkv_w->b);
     q = p.keep(p.cd, {T, NH, c.head_dim});
-    ops::rope_qkv_cache_write(q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, W.q_norm, W.k_norm,
-                              float(c.rms_norm_eps));
-    ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
+    const float eps = float(c.rms_norm_eps);
+    if (p.one_token_per_slot) {  // a decode step: RoPE, the cache write and the attention in one
+      ops::rope_qkv_attention_cached(att, q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, scale,
+                                     p.workspace, W.q_norm, W.k_norm, eps);
+    } else {
+      ops::rope_qkv_cache_write(q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, W.q_norm, W.k_norm, eps);
+      ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
+    }
     linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, nullptr, residual);
     return;
   }

@@ -34,6 +34,9 @@ struct Pass {
   // attention's split scratch.
   KVCache* cache = nullptr;
   Tensor slots, workspace;
+  // Every token is in a slot of its own (a decode step): no token reads a cache row another token
+  // of the pass writes, so a token's RoPE, cache write and attention may run as one op.
+  bool one_token_per_slot = false;
 
   // LoRA adapters (model/lora.h): whether they take part (off: the base model, e.g. the KL
   // reference), their scale, and, when saving (training), their input dropout: the mask of adapter
