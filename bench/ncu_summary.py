@@ -6,12 +6,12 @@
 
 Keeps the whole decode steps among the profiled kernels (from a launch of --step-kernel, the
 decode state's kernel that starts each step, to just before the next one's; all from the first
-when there is no second), groups them by name (parameters dropped) and prints, per group:
-launches per decode step, mean
-duration, µs per step, DRAM bytes and throughput (% of the card's peak), SM throughput, achieved
-occupancy (warps active of the SM's maximum), the launch's grid and block, and the three largest
-warp stall reasons (cycles a warp waits per issued instruction). ncu replays each kernel alone, its
-caches flushed, so durations are each kernel in isolation, not inside the step's graph.
+when there is no second), groups them by name (parameters dropped) and grid, and prints per group:
+launches per decode step, mean duration, µs per step, DRAM bytes (read + written) and throughput
+(GB/s and % of the card's peak), the L2 hit rate, SM throughput, achieved occupancy (warps active
+of the SM's maximum), the launch's grid and block, and the three largest warp stall reasons
+(warps stalled per issue, for that reason). ncu replays each kernel alone with its caches flushed,
+so a duration is the kernel in isolation, not inside the step's graph.
 """
 import argparse
 import csv
@@ -98,14 +98,16 @@ def main():
                 if v:
                     stalls[m.group(1)] = v
         dur = mean(ks, "gpu__time_duration.sum") or 0.0  # ns
-        rd, wr = mean(ks, "dram__bytes_read.sum") or 0.0, mean(ks, "dram__bytes_write.sum") or 0.0
+        bps = mean(ks, "dram__bytes.sum.per_second") or 0.0  # DRAM bytes read + written, per second
         out.append({
             "kernel": name,
             "launches_per_step": len(ks) / steps,
             "mean_us": dur / 1e3,
             "us_per_step": dur / 1e3 * len(ks) / steps,
-            "dram_mb": (rd + wr) / 1e6,
-            "dram_pct": mean(ks, "dram__throughput.avg.pct_of_peak_sustained_elapsed"),
+            "dram_mb": bps * dur * 1e-9 / 1e6,
+            "dram_gbs": bps / 1e9,
+            "dram_pct": mean(ks, "gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed"),
+            "l2_hit_pct": mean(ks, "lts__t_sector_hit_rate.pct"),
             "sm_pct": mean(ks, "sm__throughput.avg.pct_of_peak_sustained_elapsed"),
             "occupancy_pct": mean(ks, "sm__warps_active.avg.pct_of_peak_sustained_active"),
             "grid": mean(ks, "launch__grid_size"),
@@ -117,14 +119,15 @@ def main():
     total = sum(r["us_per_step"] for r in out)
     print(f"ncu: {len(kernels)} kernels, {steps} decode step(s) by {args.step_kernel}; "
           f"{total:.1f} us of isolated kernel time per step")
-    fmt = "{:<60} {:>5} {:>8} {:>8} {:>7} {:>5} {:>5} {:>5} {:>7} {:>5}  {}"
-    print(fmt.format("kernel", "/step", "us", "us/step", "DRAM MB", "DRAM%", "SM%", "occ%", "grid", "blk", "stalls (cycles per issue)"))
+    fmt = "{:<60} {:>5} {:>8} {:>8} {:>7} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5}  {}"
+    print(fmt.format("kernel", "/step", "us", "us/step", "DRAM MB", "GB/s", "DRAM%", "L2hit", "SM%", "occ%", "grid", "blk",
+                     "stalls (cycles per issue)"))
     f = lambda x, d=1: "-" if x is None else f"{x:.{d}f}"
     for r in out:
         st = ", ".join(f"{k} {v:.1f}" for k, v in r["stalls"].items())
         print(fmt.format(r["kernel"][:60], f(r["launches_per_step"]), f(r["mean_us"], 2), f(r["us_per_step"]),
-                         f(r["dram_mb"], 2), f(r["dram_pct"], 0), f(r["sm_pct"], 0), f(r["occupancy_pct"], 0),
-                         f(r["grid"], 0), f(r["block"], 0), st))
+                         f(r["dram_mb"], 2), f(r["dram_gbs"], 0), f(r["dram_pct"], 0), f(r["l2_hit_pct"], 0),
+                         f(r["sm_pct"], 0), f(r["occupancy_pct"], 0), f(r["grid"], 0), f(r["block"], 0), st))
     if args.json:
         with open(args.json, "w") as fo:
             json.dump({"steps": steps, "kernels": out}, fo, indent=1)
