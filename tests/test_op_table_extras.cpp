@@ -202,7 +202,8 @@ TEST(OpsAttention, LatentCacheReadsTheValuesFromTheKeys) {
 
 // The decode step's fused RoPE + cache write + attention needs each token in a slot of its own
 // (a token reads its row after writing it, so a second token of its slot would race): two tokens
-// of one slot are an error naming the slot, and nothing is written to the caches.
+// of one slot are an error naming the slot, and nothing is written to the caches; so is a q_norm
+// without its k_norm.
 TEST(OpsAttention, FusedDecodeAttentionRefusesTwoTokensOfOneSlot) {
   const int64_t T = 3, NH = 2, HD = 4, BS = 4, S = 3, MB = 2, NB = 6, W = NH * HD + 2 * HD;
   Vf qkv = randn(sz(T * W), 501), kc = randn(sz(NB * BS * HD), 502), vc = randn(sz(NB * BS * HD), 503);
@@ -224,6 +225,16 @@ TEST(OpsAttention, FusedDecodeAttentionRefusesTwoTokensOfOneSlot) {
       EXPECT_FALSE(kc == kc0) << "a token per slot: the keys are written";
     }
   }
+  Vf qw(sz(HD), 1.0f);  // a q_norm without its k_norm (the fused path takes neither)
+  Vi slots{0, 2, 1};
+  expect_error(
+      [&] {
+        r1::ops::rope_qkv_attention_cached(F(out, {T, NH, HD}), F(q, {T, NH, HD}), F(qkv, {T, W}),
+                                           F(kc, {NB, BS, 1, HD}), F(vc, {NB, BS, 1, HD}), I(table, {S, MB}),
+                                           I(slots, {T}), I(pos, {T}), F(inv, {HD / 2}), 0.5f, {}, F(qw, {HD}), {},
+                                           1e-6f);
+      },
+      {"rope_qkv_attention_cached", "come together"});
 }
 
 // ---------------------------------------------------------------------------------------------

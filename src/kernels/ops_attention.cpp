@@ -250,18 +250,22 @@ void rope_kv_cache_write(Tensor q, Tensor k, const Tensor& v, Tensor k_cache, Te
 
 namespace {
 // The paged cache's dimensions and the packed (T, NH*HD + NKV*HD + NKV*HDv) q/k/v rows of the ops
-// that take a decode step's one product: NH from q_out (T, NH, HD), W the packed row.
+// that take a decode step's one product: NH from q_out (T, NH, HD), W the packed row; q_norm and
+// k_norm both given or neither.
 struct PackedQkv {
   PagedDims d;
   int64_t NH, W;
 };
 PackedQkv packed_qkv_check(const char* op, const Tensor& q_out, const Tensor& qkv, const Tensor& k_cache,
-                           const Tensor& v_cache, const Tensor& block_table, const Tensor& slots, const Tensor& pos) {
+                           const Tensor& v_cache, const Tensor& block_table, const Tensor& slots, const Tensor& pos,
+                           const Tensor& q_norm, const Tensor& k_norm) {
   const PagedDims d = paged_check(op, k_cache, v_cache, block_table, slots, pos, "qkv", qkv);
   if (v_cache.empty()) fail("{}: no v_cache (a latent cache's keys are not rotated whole; use kv_cache_write)", op);
   expect(op, "q_out", q_out, d.dt, {{"T", d.T}, {"NH", kAny}, {"HD", d.HD}}, "k_cache", &k_cache);
   const int64_t NH = q_out.shape[1], W = NH * d.HD + d.NKV * d.HD + d.NKV * d.HDv;
   expect(op, "qkv", qkv, d.dt, {{"T", d.T}, {"NH*HD + NKV*HD + NKV*HDv", W}}, "q_out", &q_out);
+  if (q_norm.empty() != k_norm.empty())
+    fail("{}: q_norm {} and k_norm {} come together (qk_norm) or not at all", op, q_norm.describe(), k_norm.describe());
   return {d, NH, W};
 }
 }  // namespace
@@ -271,11 +275,9 @@ void rope_qkv_cache_write(Tensor q_out, Tensor qkv, Tensor k_cache, Tensor v_cac
                           const Tensor& k_norm, float eps) {
   const Op id = Op::rope_qkv_cache_write;
   const char* op = op_name(id);
-  const PackedQkv pk = packed_qkv_check(op, q_out, qkv, k_cache, v_cache, block_table, slots, pos);
+  const PackedQkv pk = packed_qkv_check(op, q_out, qkv, k_cache, v_cache, block_table, slots, pos, q_norm, k_norm);
   const PagedDims& d = pk.d;
   const int64_t NH = pk.NH, Q = NH * d.HD, KV = d.NKV * d.HD, W = pk.W;
-  if (q_norm.empty() != k_norm.empty())
-    fail("{}: q_norm {} and k_norm {} come together (qk_norm) or not at all", op, q_norm.describe(), k_norm.describe());
   if (!q_norm.empty()) {
     expect(op, "q_norm", q_norm, d.dt, {{"HD", d.HD}}, "k_cache", &k_cache);
     expect(op, "k_norm", k_norm, d.dt, {{"HD", d.HD}}, "k_cache", &k_cache);
@@ -358,7 +360,7 @@ void rope_qkv_attention_cached(Tensor out, Tensor q_out, Tensor qkv, Tensor k_ca
                                const Tensor& k_norm, float eps) {
   const Op id = Op::rope_qkv_attention_cached;
   const char* op = op_name(id);
-  const PackedQkv pk = packed_qkv_check(op, q_out, qkv, k_cache, v_cache, block_table, slots, pos);
+  const PackedQkv pk = packed_qkv_check(op, q_out, qkv, k_cache, v_cache, block_table, slots, pos, q_norm, k_norm);
   const PagedDims& d = pk.d;
   const int64_t NH = pk.NH, W = pk.W;
   check_heads(op, NH, d.NKV);
