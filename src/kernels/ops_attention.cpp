@@ -382,7 +382,7 @@ void rope_qkv_attention_cached(Tensor out, Tensor q_out, Tensor qkv, Tensor k_ca
 #ifdef R1_HAVE_CUDA
     const bool aligned = all_aligned16({{"out", out}, {"k_cache", k_cache}, {"v_cache", v_cache}});
     const OpShape shape{d.HD, d.HDv, aligned, false, NH / d.NKV, !q_norm.empty()};
-    if (supports(id, shape, d.dt, Device::CUDA).path == Path::native && d.HD % 2 == 0) {
+    if (supports(id, shape, d.dt, Device::CUDA).path == Path::native) {
       require_device(op);
       const int64_t ws = workspace_floats(op, workspace, d, NH);
       const cuda::ProfileScope scope(op, dtype_name(d.dt));

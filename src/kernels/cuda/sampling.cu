@@ -5,10 +5,11 @@
 // warp sums its contiguous share of the row, tile by tile, into at most kSegs segment sums kept in
 // shared memory; (b) the kept set as a threshold on an order-preserving key of the logit, found by
 // radix select (four 8-bit digits, shared-memory histograms: counts for top-k, probability mass for
-// top-p); (c) the draw, the first id in id order whose running mass passes u * mass. Untruncated, the warp whose share passes it walks its segment
-// sums, then recomputes one segment's tiles (the pass's adds, in its order, so it finds the
-// crossing); truncated, a block-wide prefix sum of the kept mass, each thread owning a contiguous
-// range of ids. Every pass re-reads the row (from L2 where it fits); nothing is allocated.
+// top-p); (c) the draw, the first id in id order whose running mass passes u * mass. Untruncated,
+// the warp whose share passes it walks its segment sums, then recomputes one segment's tiles (the
+// pass's adds, in its order, so it finds the crossing); truncated, a block-wide prefix sum of the
+// kept mass, each thread owning a contiguous range of ids. Every pass re-reads the row (from L2
+// where it fits); nothing is allocated.
 //
 // The CPU orders tokens by their float probability, ties by id; this orders them by logit, ties by
 // id. The two differ only for distinct logits whose probabilities round to the same float: logits
