@@ -20,6 +20,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "kernels/ops.h"
+#include "kernels/supports.h"
 #include "require_gpu.h"
 #include "tensor/device_memory.h"
 #include "tensor/tensor.h"
@@ -576,6 +577,39 @@ TEST(CudaOps, ForcedDecodeAttentionSplitsMatchCpu) {
   }
   r1::cuda::set_decode_attention_splits(0);
   r1::cuda::set_decode_attention_tensor_cores(true);
+}
+
+// set_decode_rope_fused (the benchmarks' --fused-rope) picks rope_qkv_attention_cached's path: on,
+// the one launch (counted native); off, rope_qkv_cache_write then attention_cached (fallback).
+// Both give the same bits in the out rows and both caches.
+TEST(CudaOps, FusedRopeSwitchSelectsThePath) {
+  REQUIRE_GPU();
+  Bf16Decode d(/*T=*/8, /*NH=*/14, /*NKV=*/2, /*HD=*/64, /*MB=*/40, /*stride=*/3, /*pos0=*/100, /*dpos=*/60);
+  const int64_t W = (d.NH + 2 * d.NKV) * d.HD;
+  const Vf kc = host(d.dk), vc = host(d.dv), qkv = randn(size_t(d.T * W));
+  Vf inv(size_t(d.HD / 2));
+  for (size_t j = 0; j < inv.size(); ++j) inv[j] = float(1.0 / std::pow(1e6, double(2 * j) / double(d.HD)));
+  const Dev dinv = dev_f32(inv, {d.HD / 2});
+  std::vector<Vf> got;
+  for (bool fused : {true, false}) {
+    r1::cuda::set_decode_rope_fused(fused);
+    Dev dk = dev_b16(kc, {d.NB, d.BS, d.NKV, d.HD}), dv = dev_b16(vc, {d.NB, d.BS, d.NKV, d.HD});
+    Dev dqkv = dev_b16(qkv, {d.T, W}), dq = dev_b16(Vf(size_t(d.T * d.NH * d.HD)), {d.T, d.NH, d.HD});
+    Dev dout = dev_b16(Vf(size_t(d.T * d.NH * d.HD), kNaN), {d.T, d.NH, d.HD});
+    r1::ops::reset_path_counts();
+    ops::rope_qkv_attention_cached(dout.t, dq.t, dqkv.t, dk.t, dv.t, d.dtab.t, d.ds.t, d.dp.t, dinv.t, d.scale);
+    const auto id = r1::ops::Op::rope_qkv_attention_cached;
+    EXPECT_EQ(r1::ops::path_count(id, r1::ops::Path::native), fused ? 1 : 0) << "fused " << fused;
+    EXPECT_EQ(r1::ops::path_count(id, r1::ops::Path::fallback), fused ? 0 : 1) << "fused " << fused;
+    got.push_back(host(dout));
+    for (const Dev* c : {&dk, &dv}) {
+      const Vf h = host(*c);
+      got.back().insert(got.back().end(), h.begin(), h.end());
+    }
+  }
+  r1::cuda::set_decode_rope_fused(true);
+  EXPECT_EQ(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0)
+      << "the out rows or the caches differ between the two paths";
 }
 
 // The log-probs' token chunking on the device: a tiny scratch (50 floats) makes token chunks of 2
