@@ -17,6 +17,9 @@
 #                          hf_generate.py --window; R1_GPU_PEER_FULL="0.5b": there also its whole run)
 #     R1_GPU_BENCH=ncu: Nsight Compute's counters for one decode step's kernels (0.5B x 64 at the
 #                       mean position; R1_GPU_SHAPES picks): DRAM %, occupancy, warp stalls per kernel
+#     R1_GPU_BENCH=ncu-source: the same window, one kernel (R1_NCU_KERNEL, a regex; default the
+#                       tensor-core decode attention) sampled instruction by instruction: where its
+#                       warps stall, per SASS line (bench/ncu_source.py; default shapes 0.5b 1.5b)
 #     R1_GPU_BENCH=moe: Moonlight-16B-A3B and Qwen3-30B-A3B shapes (R1_GPU_SHAPES picks): generation (64 x
 #       (128 + R1_GPU_NEW, default 1024)) and an 8-layer train step, r1 beside transformers (issue 22)
 #     R1_GPU_BENCH=grouped: the experts' grouped GEMMs alone (bench_grouped_gemm_gpu beside
@@ -347,6 +350,31 @@ PY
       tail -3 "$out/ncu_$shape.log"
       "$ncu" --import "$out/ncu_$shape.ncu-rep" --csv --page raw --print-units base >"$out/ncu_$shape.csv" 2>&1
       "$py" bench/ncu_summary.py "$out/ncu_$shape.csv" --json "$out/ncu_$shape.json" | tee -a "$out/bench.log"
+    done
+  fi
+  if [[ $which == ncu-source ]]; then
+    # Where one kernel's warps wait, instruction by instruction: ncu's warp-state sampling of its
+    # first launch inside the --ncu-window decode steps, the SASS page as CSV, and
+    # bench/ncu_source.py's table of the instructions that hold most samples, with their reasons.
+    local ncu kernel=${R1_NCU_KERNEL:-decode_mma_kernel}
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+    if [[ -z $ncu ]]; then echo "gpu.sh: no ncu on this machine" | tee -a "$out/bench.log"; fi
+    for shape in ${R1_GPU_SHAPES:-0.5b 1.5b}; do
+      [[ -z $ncu ]] && break
+      echo "== ncu source $shape: $kernel, 64 x (128 + 1024) at the mean position" | tee -a "$out/bench.log"
+      # R1_NCU_CACHE=none keeps the caches warm between replays (as inside the step's graph, where
+      # the block table, positions and the new q/k/v rows sit in L2); the default flushes them.
+      timeout "$(left 200)" "$ncu" --clock-control none --cache-control "${R1_NCU_CACHE:-all}" \
+        --profile-from-start off --kernel-name "regex:$kernel" \
+        --launch-count 1 --section SourceCounters --section WarpStateStats --section SpeedOfLight \
+        --section Occupancy -f -o "$out/ncusrc_$shape" \
+        .gpu/bench/bench_rollout_gpu --shape "$shape" --prompts 64 --prompt-len 128 --new 1024 --ncu-window \
+        --kv-tokens 90000 >"$out/ncusrc_$shape.log" 2>&1
+      tail -3 "$out/ncusrc_$shape.log"
+      "$ncu" --import "$out/ncusrc_$shape.ncu-rep" --csv --page source --print-source sass \
+        >"$out/ncusrc_$shape.csv" 2>&1
+      "$ncu" --import "$out/ncusrc_$shape.ncu-rep" --page details >"$out/ncusrc_$shape.details" 2>&1
+      "$py" bench/ncu_source.py "$out/ncusrc_$shape.csv" | tee -a "$out/bench.log"
     done
   fi
   if [[ $which == moe ]]; then
