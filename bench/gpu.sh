@@ -161,6 +161,14 @@ r1cmd() {
   exec .gpu/r1 "$@"
 }
 
+# Nsight Compute's command line (on PATH or in its install folder), or nothing, saying so in the log $1.
+find_ncu() {
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+  if [[ -z $ncu ]]; then echo "gpu.sh: no ncu on this machine" | tee -a "$1" >&2; fi
+  echo "$ncu"
+}
+
 run() {
   local out=${OUT:-/tmp/r1-gpu-out}
   mkdir -p "$out"
@@ -336,8 +344,7 @@ PY
     # alone do not say). R1_GPU_SHAPES picks (default 0.5b); the KV pool is just what the run needs,
     # so ncu's replay saves and restores little memory.
     local ncu
-    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
-    if [[ -z $ncu ]]; then echo "gpu.sh: no ncu on this machine" | tee -a "$out/bench.log"; fi
+    ncu=$(find_ncu "$out/bench.log")
     for shape in ${R1_GPU_SHAPES:-0.5b}; do
       [[ -z $ncu ]] && break
       echo "== ncu $shape, 64 x (128 + 1024), one decode step at the mean position" | tee -a "$out/bench.log"
@@ -357,8 +364,7 @@ PY
     # first launch inside the --ncu-window decode steps, the SASS page as CSV, and
     # bench/ncu_source.py's table of the instructions that hold most samples, with their reasons.
     local ncu kernel=${R1_NCU_KERNEL:-decode_mma_kernel}
-    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
-    if [[ -z $ncu ]]; then echo "gpu.sh: no ncu on this machine" | tee -a "$out/bench.log"; fi
+    ncu=$(find_ncu "$out/bench.log")
     for shape in ${R1_GPU_SHAPES:-0.5b 1.5b}; do
       [[ -z $ncu ]] && break
       echo "== ncu source $shape: $kernel, 64 x (128 + 1024) at the mean position" | tee -a "$out/bench.log"
