@@ -43,7 +43,7 @@
 #     R1_GPU_BENCH=distill: the distillation pipeline (recipes/pipeline_distill_demo.yaml) on the GPU
 #     R1_GPU_BENCH=0: no benchmarks.  R1_GPU_TESTS=0: no tests or parity (benchmarks only).
 #   (A device call is limited to 600 s: one benchmark set per call.)
-#   bash bench/gpu.sh ab BASE: benchmarks of this build beside an older pack's (see ab() below).
+#   bash bench/gpu.sh ab BASE [BASE2 ...]: benchmarks of this build beside older packs' (see ab() below).
 #
 # The tokenizer golden tests read the git-ignored tests/data/tokenizers/ (scripts/fetch_test_data.sh):
 # carry it too (about 28 MB; the carried tree's limit is 64 MiB) or expect those tests to fail there.
@@ -502,55 +502,52 @@ PY
   [[ $rc_cuda -eq 0 && $rc_all -eq 0 && $rc_parity -eq 0 ]]
 }
 
-# bash bench/gpu.sh ab BASE: this build's benchmarks beside an older build's, interleaved (base, this,
-# base, this) on the same machine, for "no slower than before" checks. BASE is a folder holding an
-# older pack's bench/ (e.g. .gpu-base: `bash bench/gpu.sh pack` in a worktree of the old commit, then
-# copy its .gpu there). Prints one line per benchmark: base, this, this/base.
+# bash bench/gpu.sh ab BASE [BASE2 ...]: this build's benchmarks beside older builds', interleaved on
+# the same machine, for "no slower than before" checks and for telling several changes apart. Each
+# BASE is a folder holding an older pack's bench/ (e.g. .gpu-base: `bash bench/gpu.sh pack` in a
+# worktree of the old commit, then copy its .gpu there; .gpu-* folders are git-ignored, so name them
+# in the device call's carry); its name less a leading ".gpu-" labels it.
+# Round 1 runs the bases in the order given, then this build; round 2 the reverse order, and so on
+# (R1_AB_ROUNDS, default 2). Prints one line per benchmark: the median tok/s of each build and its
+# ratio to the first BASE, then the median decode step (ms) where the benchmark reports one.
 ab() {
-  local base=$1 out=${OUT:-/tmp/r1-gpu-out}
+  (($# >= 1)) || { echo "usage: bash bench/gpu.sh ab BASE [BASE2 ...]" >&2; exit 2; }
+  local out=${OUT:-/tmp/r1-gpu-out} d b
   mkdir -p "$out"
   unpack
-  decompress "$base"/bench
+  local labels=() dirs=()
+  for d in "$@"; do
+    [[ -d $d/bench ]] || { echo "gpu.sh ab: $d holds no bench/ folder" >&2; exit 2; }
+    decompress "$d"/bench
+    d=${d%/}; b=$(basename "$d"); b=${b#.gpu-}
+    [[ " ${labels[*]} this " != *" $b "* ]] || { echo "gpu.sh ab: two builds labelled $b ($d)" >&2; exit 2; }
+    labels+=("$b"); dirs+=("$d/bench")
+  done
+  labels+=(this); dirs+=(.gpu/bench)
   local cases=(
     "train-0.5b|bench_train_gpu --shape 0.5b --seqs 8 --len 1024 --warmup 3 --steps 10"
     "train-1.5b|bench_train_gpu --shape 1.5b --seqs 8 --len 1024 --warmup 3 --steps 10"
     "generate-0.5b-64|bench_rollout_gpu --shape 0.5b --prompts 64 --prompt-len 128 --new 1024"
     "generate-0.5b-256|bench_rollout_gpu --shape 0.5b --prompts 256 --prompt-len 128 --new 1024"
     "generate-1.5b-64|bench_rollout_gpu --shape 1.5b --prompts 64 --prompt-len 128 --new 1024"
+    "generate-1.5b-256|bench_rollout_gpu --shape 1.5b --prompts 256 --prompt-len 128 --new 1024"
     "grpo-0.5b-64x8|bench_grpo_step_gpu --shape 0.5b --prompts 64 --group 8 --new 1024 --steps 2")
   : >"$out/ab.jsonl"
-  local c name cmd round which bin
-  for round in 1 2; do
+  local c name cmd round i k n=${#dirs[@]}
+  for ((round = 1; round <= ${R1_AB_ROUNDS:-2}; ++round)); do
     for c in "${cases[@]}"; do
       name=${c%%|*}; cmd=${c#*|}
       # R1_AB_CASES="train-0.5b train-1.5b": those cases alone (a call's time and carry are short)
       [[ -n ${R1_AB_CASES:-} && " $R1_AB_CASES " != *" $name "* ]] && continue
-      for which in base this; do
-        bin=.gpu/bench; [[ $which == base ]] && bin=$base/bench
+      for ((k = 0; k < n; ++k)); do
+        i=$k; ((round % 2 == 0)) && i=$((n - 1 - k))
         # shellcheck disable=SC2086
-        timeout 120 "$bin"/$cmd 2>>"$out/ab.log" | grep '^{' |
-          sed "s/^{/{\"ab\":\"$which\",\"case\":\"$name\",\"round\":$round,/" >>"$out/ab.jsonl"
+        timeout 120 "${dirs[i]}"/$cmd 2>>"$out/ab.log" | grep '^{' |
+          sed "s/^{/{\"ab\":\"${labels[i]}\",\"case\":\"$name\",\"round\":$round,/" >>"$out/ab.jsonl"
       done
     done
   done
-  "${PYTHON:-python3}" - "$out/ab.jsonl" <<'PY' | tee "$out/ab.txt"
-import json, sys, statistics
-rows = [json.loads(l) for l in open(sys.argv[1])]
-def value(r):  # throughput, higher is better; a GRPO step counts steps after the first
-    if "tok_s" in r: return r["tok_s"]
-    if "step_s" in r and r.get("step", 0) > 0: return r["generated_tokens"] / r["step_s"]
-    return None
-cases = []
-for r in rows:
-    if r["case"] not in cases: cases.append(r["case"])
-print(f"{'benchmark':20s} {'base':>10s} {'this':>10s} {'this/base':>9s}   (tok/s, median of rounds)")
-for c in cases:
-    v = {w: [x for x in (value(r) for r in rows if r["case"] == c and r["ab"] == w) if x] for w in ("base", "this")}
-    if not v["base"] or not v["this"]:
-        print(f"{c:20s} missing: {', '.join(w for w in v if not v[w])}"); continue
-    b, t = statistics.median(v["base"]), statistics.median(v["this"])
-    print(f"{c:20s} {b:10.0f} {t:10.0f} {t / b:9.3f}")
-PY
+  "${PYTHON:-python3}" bench/ab_summary.py "$out/ab.jsonl" "${labels[@]}" | tee "$out/ab.txt"
 }
 
 # Seconds a stage may take: its own limit, capped by what is left before the run's deadline (>= 1).
@@ -565,8 +562,8 @@ case ${1:-} in
   pack) pack ;;
   run) run ;;
   r1) shift; r1cmd "$@" ;;
-  ab) shift; ab "${1:-.gpu-base}" ;;
+  ab) shift; if (($#)); then ab "$@"; else ab .gpu-base; fi ;;
   tests) shift; unpack; NCCL_NVLS_ENABLE=0 exec .gpu/r1_tests --gtest_color=no --gtest_filter="${1:-*}" ;;
   bench) shift; unpack; b=$1; shift; exec ".gpu/bench/$b" "$@" ;;
-  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER|bench NAME ARGS...|ab BASE" >&2; exit 2 ;;
+  *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER|bench NAME ARGS...|ab BASE..." >&2; exit 2 ;;
 esac
