@@ -511,7 +511,6 @@ PY
 # (R1_AB_ROUNDS, default 2). Prints one line per benchmark: the median tok/s of each build and its
 # ratio to the first BASE, then the median decode step (ms) where the benchmark reports one.
 ab() {
-  (($# >= 1)) || { echo "usage: bash bench/gpu.sh ab BASE [BASE2 ...]" >&2; exit 2; }
   local out=${OUT:-/tmp/r1-gpu-out} d b
   mkdir -p "$out"
   unpack
@@ -562,7 +561,7 @@ case ${1:-} in
   pack) pack ;;
   run) run ;;
   r1) shift; r1cmd "$@" ;;
-  ab) shift; if (($#)); then ab "$@"; else ab .gpu-base; fi ;;
+  ab) shift; ab "${@:-.gpu-base}" ;;
   tests) shift; unpack; NCCL_NVLS_ENABLE=0 exec .gpu/r1_tests --gtest_color=no --gtest_filter="${1:-*}" ;;
   bench) shift; unpack; b=$1; shift; exec ".gpu/bench/$b" "$@" ;;
   *) echo "usage: bash bench/gpu.sh pack|run|r1 ARGS...|tests GTEST_FILTER|bench NAME ARGS...|ab BASE..." >&2; exit 2 ;;

@@ -36,8 +36,8 @@ def main():
     body = [r for r in rows[head + 1:] if len(r) == len(cols)]
     src = cols.index("Source")
     addr = next((i for i, c in enumerate(cols) if "Address" in c), None)
-    total_col = next(i for i, c in enumerate(cols) if "Sampl" in c and "All" in c) if any(
-        "Sampl" in c and "All" in c for c in cols) else next(i for i, c in enumerate(cols) if "Sampl" in c)
+    sampling = [i for i, c in enumerate(cols) if "Sampl" in c]  # not empty: the header has one
+    total_col = next((i for i in sampling if "All" in cols[i]), sampling[0])
     reasons = [i for i, c in enumerate(cols) if c.startswith("stall_") and "Not Issued" not in c]
     print(f"columns: {' | '.join(cols)}")
     samples = [(number(r[total_col]) or 0.0, r) for r in body]
