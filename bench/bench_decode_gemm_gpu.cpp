@@ -171,15 +171,18 @@ int run(const Args& a) {
         const double us_one = parts ? graph_us(copies, launches, packed) : us_cublas;
         const double bytes = w_bytes + 2.0 * double(M) * double(p.K) + 2.0 * double(M) * double(n_total) *
                                                                           (p.residual ? 2.0 : 1.0);
-        int64_t col_tiles = 0;
-        for (int64_t n : p.Ns) col_tiles += (n + 63) / 64;
+        cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
+        for (size_t s = 0; s < p.Ns.size(); ++s) d[s] = {bf(w[0][s]), nullptr, nullptr, bf(out[s]), p.Ns[s]};
+        const cuda::DecodeGemmPlan plan = cuda::decode_gemm_plan(d, int(p.Ns.size()), M, p.K);
         const nlohmann::json j = {{"bench", "r1-decode-gemm"},
                                   {"shape", shape},
                                   {"product", p.name},
                                   {"rows", M},
                                   {"n", n_total},
                                   {"k", p.K},
-                                  {"splits", cuda::decode_gemm_splits(M, p.K, col_tiles)},
+                                  {"splits", plan.splits},
+                                  {"warps", plan.warps},
+                                  {"column_tiles", plan.column_tiles},
                                   {"r1_us", us_ours},
                                   {"cublas_us", us_cublas},
                                   {"speedup", us_cublas / us_ours},

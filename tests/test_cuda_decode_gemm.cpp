@@ -1,5 +1,5 @@
 // The decode GEMM (kernels/cuda/decode_gemm.cu): the bf16 linear of a decode step's few rows, up to
-// three products of one x per launch, split-K reduced by the last block of each tile. Checked
+// three products of one x per launch, split-K reduced over a cluster's shared memory. Checked
 // against a double-precision product of the same bf16 values, for every shape class it handles
 // (partial row, column and K tiles, one row, several segments with biases, in-place residual), for
 // the same bits every run and through a graph, and for being what ops::linear_forward runs at
@@ -86,10 +86,18 @@ struct Problem {
     }
   }
 
-  bool run(const Case& c) {
+  std::vector<cuda::DecodeProduct> products(const Case& c) const {
     std::vector<cuda::DecodeProduct> d;
     for (size_t s = 0; s < c.Ns.size(); ++s) d.push_back({ptr(w[s]), ptr(b[s]), ptr(res[s]), ptr(out[s]), c.Ns[s]});
+    return d;
+  }
+  bool run(const Case& c) {
+    const std::vector<cuda::DecodeProduct> d = products(c);
     return cuda::decode_linear(d.data(), int(d.size()), ptr(x), c.M, c.K);
+  }
+  cuda::DecodeGemmPlan plan(const Case& c) const {
+    const std::vector<cuda::DecodeProduct> d = products(c);
+    return cuda::decode_gemm_plan(d.data(), int(d.size()), c.M, c.K);
   }
 };
 
@@ -98,12 +106,6 @@ struct DecodeGemmOn {
   DecodeGemmOn() { r1::cuda::set_decode_gemm(true); }
   ~DecodeGemmOn() { r1::cuda::set_decode_gemm(r1::cuda::decode_gemm_default()); }
 };
-
-int64_t column_tiles(const Case& c) {
-  int64_t t = 0;
-  for (int64_t n : c.Ns) t += (n + 63) / 64;
-  return t;
-}
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> k = {
@@ -125,7 +127,7 @@ TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
   for (const Case& c : cases()) {
     Problem p(c);
     ASSERT_TRUE(p.run(c)) << "M " << c.M << " K " << c.K;
-    const int splits = cuda::decode_gemm_splits(c.M, c.K, column_tiles(c));
+    const int splits = p.plan(c).splits;
     (splits > 1 ? split : unsplit) = true;
     for (size_t s = 0; s < c.Ns.size(); ++s) {
       const Vf got = to_host_f32(p.out[s]);
@@ -139,14 +141,14 @@ TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
   EXPECT_TRUE(split && unsplit) << "the cases must run the split-K reduction and the single pass";
 }
 
-// The split-K partials are summed in split order by whichever block arrives last, so the bits do
-// not depend on the arrival order; the counters are left at zero for the next launch and replay.
+// The split-K partials are summed in split order, whichever block of the cluster finishes first,
+// so the bits do not depend on timing, eager or replayed.
 TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
   const Case c = cases()[0];
-  ASSERT_GT(cuda::decode_gemm_splits(c.M, c.K, column_tiles(c)), 1);
   Problem p(c);
+  ASSERT_GT(p.plan(c).splits, 1);
   ASSERT_TRUE(p.run(c));
   const std::vector<uint16_t> first = bits(p.out[0]);
   for (int run = 0; run < 20; ++run) {

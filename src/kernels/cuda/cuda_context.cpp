@@ -46,8 +46,6 @@ Context& context() {
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
     c->workspace_bytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
     CUDA_CHECK(cudaMalloc(&c->workspace, c->workspace_bytes));
-    CUDA_CHECK(cudaMalloc(&c->counters, Context::kCounters * sizeof(unsigned)));
-    CUDA_CHECK(cudaMemset(c->counters, 0, Context::kCounters * sizeof(unsigned)));
     g_context = c;
     return c;
   }();

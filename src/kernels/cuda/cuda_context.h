@@ -15,10 +15,6 @@ struct Context {
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
-  // Counters a kernel's blocks count themselves on to elect the last of a group (the decode GEMM's
-  // split-K): zero, and left zero by every kernel that uses them.
-  static constexpr int kCounters = 1024;
-  unsigned* counters = nullptr;
   int sm_count = 0;
 
   // At least `bytes` of device scratch, valid until the next call (growing it synchronizes).

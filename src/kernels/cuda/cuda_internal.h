@@ -51,8 +51,14 @@ struct DecodeProduct {
 bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K);
 // Whether decode_linear takes these (it would return true).
 bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K);
-// The split of K it takes for M rows over `column_tiles` 64-column output tiles (1: none).
-int decode_gemm_splits(int64_t M, int64_t K, int64_t column_tiles);
+// How it runs them: blocks of `warps` warps, each 16 * warps columns of one product (column_tiles
+// of them over the products) and 1/splits of K (splits > 1: a cluster per tile).
+struct DecodeGemmPlan {
+  int warps = 0;
+  int splits = 0;
+  int column_tiles = 0;
+};
+DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K);
 
 // dst (C) += sum over rows n of src[n, c] * (scale ? scale[n] : 1) * (mul ? mul[n, c] : 1), src and
 // mul (N, C). Deterministic (fixed order of partial sums). The dbias and dweight reductions.

@@ -1,25 +1,30 @@
 // The bf16 linear of a few rows (a decode step's projections: M = the sequences in flight), where a
 // general GEMM library leaves most of the memory bandwidth unused: the weights, read once, are the
-// whole cost, and a (64 x 64)-tiled product of a 896-wide matrix has 14 tiles for 132 SMs.
+// whole cost, and a product of a 896-wide matrix has too few output tiles for 132 SMs.
 //
-// out_s (M, N_s) = x (M, K) @ w_s (N_s, K)^T (+ bias_s) (+ residual_s) for up to kMaxSegments
+// out_s (M, N_s) = x (M, K) @ w_s (N_s, K)^T (+ bias_s) (+ residual_s) for up to kMaxDecodeSegments
 // products of the same x (q, k and v of one layer in one launch). Tensor cores (mma.sync
-// m16n8k16, fp32 accumulators); a block takes a 64 x 64 tile of one product's output and a range
-// of K (split-K, so that the grid fills the GPU), streamed through kStages shared-memory stages with
-// cp.async. With a split, each block writes its fp32 partial tile to the workspace, and the last of
-// the tile's blocks to arrive (a counter per tile, reset by it for the next launch) sums the
-// partials in split order, adds bias and residual and rounds once: deterministic, every run the
-// same bits, nothing allocated or read back (graph capture works). Not batch-invariant (the split
-// depends on M): the exact forward (forward_order() == RowInvariant) keeps its cuBLASLt products.
+// m16n8k16, fp32 accumulators). A block of W warps takes all of a 64-row tile's rows and 16 W
+// columns of one product (W = 4..8, so that the column tiles come close to a whole number of
+// waves), and a range of K, streamed through kStages shared-memory stages with cp.async; each
+// block has an SM to itself (its shared memory asks for more than half of one), so its ring is deep.
 //
-// Off by default (set_decode_gemm): correct (CudaDecodeGemm.*, the op table, the GPU rollout tests
-// with it on) but slower than cuBLASLt on an H100 (bench_decode_gemm_gpu, 2026-12-06): 2-5x per
-// product at 64 rows, a decode step 2x. Where: its 64-column tiles read x once per tile (as many
-// bytes as the weights at 64 rows, from L2), its 64-row tiles read a weight tile once per row tile
-// at 256 rows (L2-bound there), and the last block's split-K sum waits on one L2 round trip per
-// split. Only three products of one row (q, k, v at M = 1) beat cuBLASLt's three launches
-// (1.04-1.35x). docs/CUDA.md, "The decode GEMM".
+// When the tiles alone leave SMs idle, K is split S ways (S <= 8) over a thread-block cluster: the
+// S blocks of a tile leave their fp32 partials in their own shared memory, and after one cluster
+// barrier each block sums a 1/S share of the tile's rows over the S partials (distributed shared
+// memory, in split order), adds bias and residual and rounds once. No global scratch, no counters,
+// no last block: deterministic, the same bits every run and through a graph. The plan (W, S) comes
+// from a model of each SM's bytes and the waves that the clusters take (decode_gemm_plan).
+// Not batch-invariant (the plan depends on M): the exact forward (forward_order() == RowInvariant)
+// keeps its cuBLASLt products.
+//
+// Off by default (set_decode_gemm). The first version (one 64 x 64 tile per block, a last block
+// summing the split-K partials through L2) was 2-5x slower than cuBLASLt on an H100; docs/CUDA.md,
+// "The decode GEMM".
+#include <cooperative_groups.h>
+
 #include <algorithm>
+#include <climits>
 
 #include "base/error.h"
 #include "kernels/cuda/cuda_common.cuh"
@@ -33,13 +38,19 @@ namespace {
 
 using bfloat = __nv_bfloat16;
 
-constexpr int kBM = 64, kBN = 64, kBK = 64;  // output tile, K per stage
-constexpr int kStages = 4;
-constexpr int kGemmThreads = 128;                // 4 warps, each 16 columns of the tile, all its rows
-constexpr int kLd = kBK + 8;                 // stage row of 144 bytes: conflict-free ldmatrix
-constexpr int kStageElems = (kBM + kBN) * kLd;
-constexpr size_t kSmem = size_t(kStages) * kStageElems * sizeof(bfloat);  // 72 KiB: 3 blocks an SM
-constexpr int kTileElems = kBM * kBN;
+constexpr int kBM = 64, kBK = 64;  // rows of a tile, K per stage
+constexpr int kMinWarps = 4, kMaxWarps = 8;  // a block's columns: 16 per warp
+constexpr int kMaxSplits = 8;      // a portable cluster
+constexpr int kStages = 8;
+constexpr int kLd = kBK + 8;       // stage row of 144 bytes: conflict-free ldmatrix
+
+constexpr int block_n(int warps) { return 16 * warps; }
+constexpr size_t stage_elems(int warps) { return size_t(kBM + block_n(warps)) * kLd; }
+constexpr size_t smem_bytes(int warps) { return size_t(kStages) * stage_elems(warps) * sizeof(bfloat); }
+constexpr int partial_ld(int warps) { return block_n(warps) + 4; }  // fp32 partial row, 16-byte aligned
+// More than half an SM's 228 KiB, so one block runs per SM (a cluster's blocks on separate SMs,
+// each with an SM's bandwidth), and no more than a block may have.
+static_assert(smem_bytes(kMinWarps) > 114 * 1024 && smem_bytes(kMaxWarps) <= 227 * 1024, "one block an SM");
 
 struct Segment {
   const bfloat* w = nullptr;
@@ -55,11 +66,22 @@ struct Params {
   int M = 0, K = 0;
   int count = 0;  // segments
   Segment seg[kMaxDecodeSegments];
-  float* partials = nullptr;  // split-K: [split][tile][kBM x kBN]
-  unsigned* counters = nullptr;
 };
 
-__global__ void __launch_bounds__(kGemmThreads) decode_gemm_kernel(Params p) {
+// out = v + bias + residual, rounded once; residual may be out (each element read, then written, by
+// one thread).
+__device__ inline void store(const Segment& sg, int64_t row, int64_t col, float v) {
+  if (sg.bias) v += __bfloat162float(sg.bias[col]);
+  if (sg.residual) v += __bfloat162float(sg.residual[row + col]);
+  sg.out[row + col] = __float2bfloat16_rn(v);
+}
+
+// Grid (row tiles, column tiles of all segments, splits); with splits > 1, clusters of (1, 1, splits).
+template <int kWarps>
+__global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
+  constexpr int kBN = block_n(kWarps), kThreads = kWarps * 32, kLdp = partial_ld(kWarps);
+  constexpr size_t kStageElems = stage_elems(kWarps);
+  static_assert(size_t(kBM) * kLdp * sizeof(float) <= smem_bytes(kWarps), "the partial tile fits in the ring");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bfloat* smem = reinterpret_cast<bfloat*>(smem_raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -76,18 +98,19 @@ __global__ void __launch_bounds__(kGemmThreads) decode_gemm_kernel(Params p) {
 
   // Stage s: x's rows [0, kBM) then w's rows [0, kBN), each kBK wide. K is a multiple of 8, so a
   // 16-byte piece is wholly inside K or past it; past it, and past the rows, it is zero-filled.
+  // Rows of x past M are not loaded at all (their 16-row pieces are skipped below).
+  const int x_rows = min(kBM, (rows + 15) / 16 * 16);
   auto load = [&](int chunk, int s) {
     bfloat* sx = smem + s * kStageElems;
     bfloat* sw = sx + kBM * kLd;
     const int k0 = chunk * kBK;
-#pragma unroll
-    for (int i = tid; i < kBM * (kBK / 8); i += kGemmThreads) {
+    for (int i = tid; i < x_rows * (kBK / 8); i += kThreads) {
       const int r = i >> 3, c = (i & 7) * 8;
       const bool ok = r < rows && k0 + c < p.K;
       cp_async16(sx + r * kLd + c, ok ? xs + int64_t(r) * p.K + k0 + c : p.x, ok);
     }
 #pragma unroll
-    for (int i = tid; i < kBN * (kBK / 8); i += kGemmThreads) {
+    for (int i = tid; i < kBN * (kBK / 8); i += kThreads) {
       const int r = i >> 3, c = (i & 7) * 8;
       const bool ok = r < cols && k0 + c < p.K;
       cp_async16(sw + r * kLd + c, ok ? ws + int64_t(r) * p.K + k0 + c : sg.w, ok);
@@ -133,112 +156,173 @@ __global__ void __launch_bounds__(kGemmThreads) decode_gemm_kernel(Params p) {
   cp_async_wait<0>();
 
   // Accumulator (mt, nt) of lane (g, t): rows 16 mt + g and + 8, columns 16 warp + 8 nt + 2 t and + 1.
-  // f(pair, offset): the pair of accumulators of each row the lane holds, offset = r * kBN + c in
-  // the tile.
   const int g = lane >> 2, t = lane & 3;
-  auto each_pair = [&](auto&& f) {
+  if (splits == 1) {
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
+      for (int h = 0; h < 2; ++h) {
+        const int r = mt * 16 + g + 8 * h;
+        if (mt >= m_tiles || r >= rows) continue;
+        const int64_t row = int64_t(m0 + r) * sg.N;
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (mt < m_tiles) f(&acc[mt][nt][2 * h], (mt * 16 + g + 8 * h) * kBN + warp * 16 + nt * 8 + 2 * t);
-  };
-  if (splits > 1) {
-    const int tile = int(blockIdx.y) * int(gridDim.x) + int(blockIdx.x);
-    const int64_t tiles = int64_t(gridDim.x) * gridDim.y;
-    auto partial = [&](int k) { return p.partials + (int64_t(k) * tiles + tile) * kTileElems; };
-    float* mine = partial(split);
-    each_pair([&](float* v, int at) { *reinterpret_cast<float2*>(mine + at) = make_float2(v[0], v[1]); });
-    __threadfence();  // the partial is visible before this block is counted
-    __syncthreads();
-    __shared__ bool last;
-    if (tid == 0) last = atomicAdd(p.counters + tile, 1u) == unsigned(splits - 1);
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    // The last block: every split's partial, in split order (its own included), whatever the
-    // order in which they arrived.
-    each_pair([&](float* v, int at) {
-      float2 sum = make_float2(0.0f, 0.0f);
-      for (int k = 0; k < splits; ++k) {
-        const float2 x = __ldcg(reinterpret_cast<const float2*>(partial(k) + at));
-        sum.x += x.x;
-        sum.y += x.y;
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int c = warp * 16 + nt * 8 + 2 * t + e;
+            if (c < cols) store(sg, row, n0 + c, acc[mt][nt][2 * h + e]);
+          }
       }
-      v[0] = sum.x;
-      v[1] = sum.y;
-    });
-    if (tid == 0) p.counters[tile] = 0;  // ready for the next launch
+    return;
   }
 
-  // out = acc + bias + residual, rounded once; residual may be out (each element read, then written,
-  // by one thread).
+  // Split K: this block's partial tile into its shared memory (the ring, every thread done with it),
+  // then, after the cluster's barrier, this block's share of the rows summed over the S partials in
+  // split order. The second barrier keeps every block's shared memory alive until all have read it.
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  __syncthreads();
+  float* part = reinterpret_cast<float*>(smem_raw);
 #pragma unroll
   for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = mt * 16 + g + 8 * h;
-      if (mt >= m_tiles || r >= rows) continue;
-      const int64_t row = int64_t(m0 + r) * sg.N;
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = warp * 16 + nt * 8 + 2 * t + e;
-          if (c >= cols) continue;
-          const int64_t col = n0 + c;
-          float v = acc[mt][nt][2 * h + e];
-          if (sg.bias) v += __bfloat162float(sg.bias[col]);
-          if (sg.residual) v += __bfloat162float(sg.residual[row + col]);
-          sg.out[row + col] = __float2bfloat16_rn(v);
-        }
+      for (int h = 0; h < 2; ++h)
+        if (mt < m_tiles)
+          *reinterpret_cast<float2*>(part + (mt * 16 + g + 8 * h) * kLdp + warp * 16 + nt * 8 + 2 * t) =
+              make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+  cluster.sync();
+  const int q = int(cluster.block_rank());
+  const int r0 = rows * q / splits, r1 = rows * (q + 1) / splits;
+  for (int i = tid; i < (r1 - r0) * (kBN / 4); i += kThreads) {
+    const int r = r0 + i / (kBN / 4), c = (i % (kBN / 4)) * 4;
+    if (c >= cols) continue;
+    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int k = 0; k < splits; ++k) {
+      const float4 v = *reinterpret_cast<const float4*>(cluster.map_shared_rank(part + r * kLdp + c, k));
+      sum.x += v.x;
+      sum.y += v.y;
+      sum.z += v.z;
+      sum.w += v.w;
     }
+    const int64_t row = int64_t(m0 + r) * sg.N;
+    const float s[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (c + e < cols) store(sg, row, n0 + c + e, s[e]);
+  }
+  cluster.sync();
 }
 
-// The kernel, its shared-memory limit raised on first use (an eager run precedes every capture).
-void configure() {
-  static const bool done = [] {
-    CUDA_CHECK(cudaFuncSetAttribute(decode_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)));
-    return true;
+using Kernel = void (*)(Params);
+Kernel kernel_of(int warps) {
+  switch (warps) {
+    case 4: return decode_gemm_kernel<4>;
+    case 5: return decode_gemm_kernel<5>;
+    case 6: return decode_gemm_kernel<6>;
+    case 7: return decode_gemm_kernel<7>;
+    default: return decode_gemm_kernel<8>;
+  }
+}
+size_t smem_of(int warps) {
+  switch (warps) {
+    case 4: return smem_bytes(4);
+    case 5: return smem_bytes(5);
+    case 6: return smem_bytes(6);
+    case 7: return smem_bytes(7);
+    default: return smem_bytes(8);
+  }
+}
+
+// The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
+// once, on first use (an eager run precedes every capture).
+struct Occupancy {
+  int clusters[kMaxWarps + 1][kMaxSplits + 1] = {};
+};
+const Occupancy& occupancy() {
+  static const Occupancy occ = [] {
+    Occupancy o;
+    for (int w = kMinWarps; w <= kMaxWarps; ++w) {
+      CUDA_CHECK(cudaFuncSetAttribute(kernel_of(w), cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_of(w))));
+      o.clusters[w][1] = context().sm_count;
+      for (int s = 2; s <= kMaxSplits; ++s) {
+        cudaLaunchConfig_t lc{};
+        lc.gridDim = dim3(1, 1, unsigned(s));
+        lc.blockDim = dim3(unsigned(32 * w));
+        lc.dynamicSmemBytes = smem_of(w);
+        cudaLaunchAttribute attr{};
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = attr.val.clusterDim.y = 1;
+        attr.val.clusterDim.z = unsigned(s);
+        lc.attrs = &attr;
+        lc.numAttrs = 1;
+        int n = 0;
+        CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel_of(w), &lc));
+        o.clusters[w][s] = n;
+      }
+    }
+    return o;
   }();
-  (void)done;
+  return occ;
 }
 
 constexpr bool kDefaultOn = false;  // see the header
 bool g_enabled = kDefaultOn;  // set_decode_gemm
+
+int column_tiles(const DecodeProduct* products, int count, int warps) {
+  int64_t tiles = 0;
+  for (int i = 0; i < count; ++i) tiles += (products[i].N + block_n(warps) - 1) / block_n(warps);
+  return int(std::min<int64_t>(tiles, INT_MAX));
+}
 
 }  // namespace
 
 void set_decode_gemm(bool on) { g_enabled = on; }
 bool decode_gemm_default() { return kDefaultOn; }
 
-int decode_gemm_splits(int64_t M, int64_t K, int64_t column_tiles) {
-  const int64_t tiles = (M + kBM - 1) / kBM * column_tiles;
+DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K) {
+  // Each candidate's cost, in bytes an SM must take in: per wave of clusters, a block's weights
+  // (from DRAM) and rows of x (from L2, counted at half: L2 serves about twice DRAM's bandwidth),
+  // plus, with a split, its share of the partials over distributed shared memory and a fixed
+  // cost per wave (a memory round trip). The cheapest wins; ties go to fewer splits and warps.
+  const Occupancy& occ = occupancy();
+  const int64_t row_tiles = (M + kBM - 1) / kBM, rows = std::min<int64_t>(M, kBM);
   const int64_t chunks = (K + kBK - 1) / kBK;
-  const int64_t want = 2 * int64_t(context().sm_count);  // blocks: two waves' worth of one an SM
-  if (tiles >= want || tiles > Context::kCounters) return 1;
-  // Each split at least two stages deep; the partials within the workspace.
-  const int64_t room = int64_t(context().workspace_bytes / (sizeof(float) * kTileElems)) / tiles;
-  return int(std::max<int64_t>(1, std::min({(want + tiles - 1) / tiles, chunks / 2, int64_t(16), room})));
+  DecodeGemmPlan best;
+  double best_cost = 0;
+  for (int w = kMinWarps; w <= kMaxWarps; ++w) {
+    const int64_t tiles = row_tiles * column_tiles(products, count, w);
+    for (int s = 1; s <= std::min<int64_t>(kMaxSplits, chunks); ++s) {
+      const int64_t active = std::max(1, occ.clusters[w][s]);
+      const int64_t waves = (tiles + active - 1) / active;
+      const int64_t per_block = (chunks + s - 1) / s;
+      const double load = double(per_block) * kBK * (2.0 * block_n(w) + double(rows));
+      const double reduce = s > 1 ? double(rows) * block_n(w) * 2.0 : 0.0;
+      const double cost = double(waves) * (load + reduce + 16384.0);
+      if (best.splits == 0 || cost < best_cost) {
+        best = {w, s, column_tiles(products, count, w)};
+        best_cost = cost;
+      }
+    }
+  }
+  return best;
 }
 
 bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K) {
   if (!g_enabled || count < 1 || count > kMaxDecodeSegments || M < 1 || M > kDecodeGemmMaxRows || K < 8 ||
       K % 8 != 0 || K > INT32_MAX || !aligned16(x))
     return false;
-  int64_t tiles = 0;
   for (int i = 0; i < count; ++i) {
     const DecodeProduct& d = products[i];
     if (d.N < 1 || d.N > INT32_MAX / 2 || !aligned16(d.weight)) return false;
-    tiles += (d.N + kBN - 1) / kBN;
   }
-  return tiles <= 65535;  // grid y
+  return column_tiles(products, count, kMinWarps) <= 65535;  // grid y
 }
 
 bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K) {
   if (!decode_linear_takes(products, count, x, M, K)) return false;
+  const DecodeGemmPlan plan = decode_gemm_plan(products, count, M, K);
   Params p;
   p.x = dp(x);
   p.M = int(M);
@@ -248,16 +332,20 @@ bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int6
   for (int i = 0; i < count; ++i) {
     const DecodeProduct& d = products[i];
     p.seg[i] = {dp(d.weight), dp(d.bias), dp(d.residual), dp(d.out), int(d.N), tiles};
-    tiles += int((d.N + kBN - 1) / kBN);
+    tiles += int((d.N + block_n(plan.warps) - 1) / block_n(plan.warps));
   }
-  configure();
-  Context& ctx = context();
-  const int splits = decode_gemm_splits(M, K, tiles);
-  p.partials = static_cast<float*>(ctx.workspace);
-  p.counters = ctx.counters;
-  const dim3 grid(unsigned((M + kBM - 1) / kBM), unsigned(tiles), unsigned(splits));
-  decode_gemm_kernel<<<grid, kGemmThreads, kSmem, ctx.stream>>>(p);
-  CUDA_CHECK_LAUNCH();
+  cudaLaunchConfig_t lc{};
+  lc.gridDim = dim3(unsigned((M + kBM - 1) / kBM), unsigned(tiles), unsigned(plan.splits));
+  lc.blockDim = dim3(unsigned(32 * plan.warps));
+  lc.dynamicSmemBytes = smem_of(plan.warps);
+  lc.stream = context().stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = unsigned(plan.splits);
+  lc.attrs = &attr;
+  lc.numAttrs = plan.splits > 1 ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps), p));
   return true;
 }
 
