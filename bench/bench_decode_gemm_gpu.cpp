@@ -11,8 +11,10 @@
 // of the matrices worth at least 512 MiB, as a decode step's layers do), inside a CUDA graph (as the
 // engine replays a step). bytes = weights + x + out (+ residual); GB/s and the fraction of the
 // measured device-to-device copy bandwidth (the rollout roofline's denominator, bench_rollout_gpu).
-// One JSON line per (shape, rows, product): microseconds per launch (median of 5 replays).
-//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256]
+// One JSON line per (shape, rows, product): microseconds per launch (median of 5 replays), with the
+// plan (warps, splits) the decode GEMM chose. --sweep: then one line more per plan (4-8 warps,
+// 1-8 splits), each timed the same way (the data the planner's cost model is checked against).
+//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--sweep]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -38,10 +40,11 @@ namespace {
 struct Args {
   std::vector<std::string> shapes = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"};
   std::vector<int64_t> rows = {1, 16, 64, 128, 256};
+  bool sweep = false;
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64]\n", why);
+  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--sweep]\n", why);
   std::exit(2);
 }
 
@@ -57,6 +60,10 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
+    if (k == "--sweep") {
+      a.sweep = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(("missing value for " + k).c_str());
     const std::string v = argv[++i];
     if (k == "--shape") {
@@ -195,6 +202,24 @@ int run(const Args& a) {
                                   {"bandwidth_gbs", bw / 1e9},
                                   {"gpu", bench::gpu_name()}};
         std::printf("%s\n", j.dump().c_str());
+        std::fflush(stdout);
+        for (int warps = 4; a.sweep && warps <= 8; ++warps)
+          for (int splits = 1; splits <= 8; ++splits) {
+            const cuda::DecodeGemmPlan forced{warps, splits, 0};
+            const double us = graph_us(copies, launches, [&](int i) {
+              cuda::DecodeProduct e[cuda::kMaxDecodeSegments];
+              for (size_t s = 0; s < p.Ns.size(); ++s)
+                e[s] = {bf(w[size_t(i)][s]), p.bias ? bf(b[size_t(i)][s]) : nullptr,
+                        p.residual ? bf(res[s]) : nullptr, bf(out[s]), p.Ns[s]};
+              if (!cuda::decode_linear_planned(e, int(p.Ns.size()), bf(x), M, p.K, forced))
+                throw Error("decode_linear_planned declined");
+            });
+            const nlohmann::json sj = {{"bench", "r1-decode-gemm-plan"}, {"shape", shape}, {"product", p.name},
+                                       {"rows", M}, {"warps", warps}, {"splits", splits},
+                                       {"chosen", warps == plan.warps && splits == plan.splits},
+                                       {"us", us}, {"frac", bytes / us * 1e6 / bw}, {"cublas_us", us_cublas}};
+            std::printf("%s\n", sj.dump().c_str());
+          }
         std::fflush(stdout);
       }
     }

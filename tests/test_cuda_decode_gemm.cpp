@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/bf16.h"
+#include "base/error.h"
 #include "base/rng.h"
 #include "compare_util.h"
 #include "kernels/ops.h"
@@ -139,6 +140,32 @@ TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
     }
   }
   EXPECT_TRUE(split && unsplit) << "the cases must run the split-K reduction and the single pass";
+}
+
+// Every kernel (4 to 8 warps) and every split (clusters of 1 to 8 blocks, more splits than K has
+// chunks among them) gives the product, with bias and residual, whatever the planner would choose.
+TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  const std::vector<Case> plans_of = {
+      {64, 896, {896}, false, true, false},  // 0.5B o_proj: 14 chunks of K
+      {37, 136, {130, 24}, true, true, true},  // partial tiles, two segments, 3 chunks, in place
+  };
+  for (const Case& c : plans_of)
+    for (int warps = 4; warps <= 8; ++warps)
+      for (int splits = 1; splits <= 8; ++splits) {
+        Problem p(c);
+        const std::vector<cuda::DecodeProduct> d = p.products(c);
+        ASSERT_TRUE(cuda::decode_linear_planned(d.data(), int(d.size()), ptr(p.x), c.M, c.K, {warps, splits, 0}));
+        for (size_t s = 0; s < c.Ns.size(); ++s)
+          EXPECT_LE(test::rel_l2(to_host_f32(p.out[s]), p.want[s]), 4e-3)
+              << "M " << c.M << " N " << c.Ns[s] << " warps " << warps << " splits " << splits;
+      }
+  const Case c = plans_of[0];
+  Problem p(c);
+  const std::vector<cuda::DecodeProduct> d = p.products(c);
+  EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {3, 1, 0}), Error);
+  EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {4, 9, 0}), Error);
 }
 
 // The split-K partials are summed in split order, whichever block of the cluster finishes first,

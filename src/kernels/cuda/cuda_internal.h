@@ -59,6 +59,11 @@ struct DecodeGemmPlan {
   int column_tiles = 0;
 };
 DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K);
+// decode_linear with a plan of the caller's (warps in [4, 8], splits in [1, 8]; column_tiles is
+// recomputed): the tests' cover of every kernel and split, the benchmark's sweep. Returns false
+// where decode_linear would; throws on a plan out of range.
+bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                           DecodeGemmPlan plan);
 
 // dst (C) += sum over rows n of src[n, c] * (scale ? scale[n] : 1) * (mul ? mul[n, c] : 1), src and
 // mul (N, C). Deterministic (fixed order of partial sums). The dbias and dweight reductions.

@@ -322,7 +322,15 @@ bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x
 
 bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K) {
   if (!decode_linear_takes(products, count, x, M, K)) return false;
-  const DecodeGemmPlan plan = decode_gemm_plan(products, count, M, K);
+  return decode_linear_planned(products, count, x, M, K, decode_gemm_plan(products, count, M, K));
+}
+
+bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                           DecodeGemmPlan plan) {
+  if (plan.warps < kMinWarps || plan.warps > kMaxWarps || plan.splits < 1 || plan.splits > kMaxSplits)
+    throw_error("decode_linear_planned: warps must be in [4, 8] and splits in [1, 8]");
+  if (!decode_linear_takes(products, count, x, M, K)) return false;
+  occupancy();  // the kernels' shared-memory limits
   Params p;
   p.x = dp(x);
   p.M = int(M);
