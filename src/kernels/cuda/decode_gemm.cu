@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <string>
 
 #include "base/error.h"
 #include "kernels/cuda/cuda_common.cuh"
@@ -294,7 +295,8 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
   for (int w = kMinWarps; w <= kMaxWarps; ++w) {
     const int64_t tiles = row_tiles * column_tiles(products, count, w);
     for (int s = 1; s <= std::min<int64_t>(kMaxSplits, chunks); ++s) {
-      const int64_t active = std::max(1, occ.clusters[w][s]);
+      const int64_t active = occ.clusters[w][s];
+      if (active < 1) continue;  // clusters this large do not fit the GPU's SM groups
       const int64_t waves = (tiles + active - 1) / active;
       const int64_t per_block = (chunks + s - 1) / s;
       const double load = double(per_block) * kBK * (2.0 * block_n(w) + double(rows));
@@ -330,7 +332,10 @@ bool decode_linear_planned(const DecodeProduct* products, int count, const bf16*
   if (plan.warps < kMinWarps || plan.warps > kMaxWarps || plan.splits < 1 || plan.splits > kMaxSplits)
     throw_error("decode_linear_planned: warps must be in [4, 8] and splits in [1, 8]");
   if (!decode_linear_takes(products, count, x, M, K)) return false;
-  occupancy();  // the kernels' shared-memory limits
+  if (occupancy().clusters[plan.warps][plan.splits] < 1)
+    throw_error(("decode_linear_planned: a cluster of " + std::to_string(plan.splits) + " blocks of " +
+                 std::to_string(plan.warps) + " warps does not fit this GPU")
+                    .c_str());
   Params p;
   p.x = dp(x);
   p.M = int(M);
