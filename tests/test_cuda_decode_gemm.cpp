@@ -6,6 +6,7 @@
 // decode's rows. The op table's linear rows (test_op_table.cpp) run it too. Tests skip without a GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -166,6 +167,71 @@ TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
   const std::vector<cuda::DecodeProduct> d = p.products(c);
   EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {3, 1, 0}), Error);
   EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {4, 9, 0}), Error);
+}
+
+// The fusions against a double-precision reference of the ops they replace: RMSNorm then the
+// product (with bias and residual), and RMSNorm then [gate; up] then SwiGLU, at every plan they
+// take (SwiGLU: even warp counts), split and not, full and partial tiles.
+TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  Arena arena(0, Device::CUDA);
+  const float eps = 1e-6f;
+  struct Shape {
+    int64_t M, K, N;
+  };
+  for (const Shape sh : {Shape{64, 896, 200}, Shape{37, 136, 72}}) {
+    const int64_t M = sh.M, K = sh.K, N = sh.N;
+    const Vf xs = draw(size_t(M * K), 3, 4.0f), gs = draw(size_t(K), 4, 1.5f);
+    const Vf ws = draw(size_t(2 * N * K), 5, 0.05f), bs = draw(size_t(N), 6, 0.5f), rs = draw(size_t(M * N), 7, 2.0f);
+    const Tensor x = device(arena, xs, {M, K}), gamma = device(arena, gs, {K}), w = device(arena, ws, {2 * N, K});
+    const Tensor b = device(arena, bs, {N}), res = device(arena, rs, {M, N});
+    // The reference: y = x / rms(x) * gamma, then y @ w^T.
+    std::vector<double> y(size_t(M * K));
+    for (int64_t m = 0; m < M; ++m) {
+      double ss = 0;
+      for (int64_t k = 0; k < K; ++k) ss += double(xs[size_t(m * K + k)]) * xs[size_t(m * K + k)];
+      const double r = 1.0 / std::sqrt(ss / double(K) + eps);
+      for (int64_t k = 0; k < K; ++k) y[size_t(m * K + k)] = xs[size_t(m * K + k)] * r * gs[size_t(k)];
+    }
+    auto dot = [&](int64_t m, int64_t n) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += y[size_t(m * K + k)] * ws[size_t(n * K + k)];
+      return acc;
+    };
+    Vf want_lin(size_t(M * N)), want_glu(size_t(M * N));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        want_lin[size_t(m * N + n)] = float(dot(m, n) + bs[size_t(n)] + rs[size_t(m * N + n)]);
+        const double gate = dot(m, n), up = dot(m, N + n);
+        want_glu[size_t(m * N + n)] = float(gate / (1.0 + std::exp(-gate)) * up);
+      }
+    const cuda::DecodeFusion norm{static_cast<const bf16*>(gamma.data), eps, false};
+    const cuda::DecodeFusion norm_glu{static_cast<const bf16*>(gamma.data), eps, true};
+    for (int warps = 4; warps <= 8; ++warps)
+      for (int splits : {1, 3, 8}) {
+        Tensor out = arena.alloc(DType::BF16, {M, N});
+        const cuda::DecodeProduct lin{ptr(w), ptr(b), ptr(res), ptr(out), N};
+        ASSERT_TRUE(cuda::decode_linear_planned(&lin, 1, ptr(x), M, K, {warps, splits, 0}, norm));
+        EXPECT_LE(test::rel_l2(to_host_f32(out), want_lin), 4e-3)
+            << "norm + linear, M " << M << " warps " << warps << " splits " << splits;
+        if (warps % 2) continue;
+        Tensor act = arena.alloc(DType::BF16, {M, N});
+        const cuda::DecodeProduct glu{ptr(w), nullptr, nullptr, ptr(act), N};
+        ASSERT_TRUE(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {warps, splits, 0}, norm_glu));
+        EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3)
+            << "norm + gate/up + SwiGLU, M " << M << " warps " << warps << " splits " << splits;
+      }
+    // The planner's own choice, and SwiGLU refused where it cannot be: odd warps, a bias.
+    Tensor act = arena.alloc(DType::BF16, {M, N});
+    cuda::DecodeProduct glu{ptr(w), nullptr, nullptr, ptr(act), N};
+    ASSERT_TRUE(cuda::decode_linear(&glu, 1, ptr(x), M, K, norm_glu));
+    EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3) << "planned, M " << M;
+    EXPECT_EQ(cuda::decode_gemm_plan(&glu, 1, M, K, norm_glu).warps % 2, 0);
+    EXPECT_THROW(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {5, 1, 0}, norm_glu), Error);
+    glu.bias = ptr(b);
+    EXPECT_FALSE(cuda::decode_linear(&glu, 1, ptr(x), M, K, norm_glu)) << "SwiGLU with a bias";
+  }
 }
 
 // The split-K partials are summed in split order, whichever block of the cluster finishes first,

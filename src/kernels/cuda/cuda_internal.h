@@ -48,22 +48,35 @@ struct DecodeProduct {
   bf16* out = nullptr;
   int64_t N = 0;
 };
-bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K);
+// What the product does around it. norm: x is first RMS-normalized with this weight (K) and eps:
+// the products take bf16(x * norm) and their sums are scaled by the row's 1 / rms(x) before bias
+// and residual. swiglu: one product whose weight holds [gate; up] (2N rows, no bias or residual),
+// out (M, N) = silu(gate) * up with gate and up rounded to bf16 first (swiglu_packed's inputs).
+struct DecodeFusion {
+  const bf16* norm = nullptr;
+  float eps = 0.0f;
+  bool swiglu = false;
+};
+bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                   const DecodeFusion& fusion = {});
 // Whether decode_linear takes these (it would return true).
-bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K);
-// How it runs them: blocks of `warps` warps, each 16 * warps columns of one product (column_tiles
-// of them over the products) and 1/splits of K (splits > 1: a cluster per tile).
+bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                         const DecodeFusion& fusion = {});
+// How it runs them: blocks of `warps` warps, each 16 * warps weight rows (columns of one product's
+// output; with SwiGLU half of them gate's, half up's: column_tiles of them over the products) and
+// 1/splits of K (splits > 1: a cluster per tile).
 struct DecodeGemmPlan {
   int warps = 0;
   int splits = 0;
   int column_tiles = 0;
 };
-DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K);
-// decode_linear with a plan of the caller's (warps in [4, 8], splits in [1, 8]; column_tiles is
-// recomputed): the tests' cover of every kernel and split, the benchmark's sweep. Returns false
-// where decode_linear would; throws on a plan out of range.
+DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K,
+                                const DecodeFusion& fusion = {});
+// decode_linear with a plan of the caller's (warps in [4, 8], even with SwiGLU; splits in [1, 8];
+// column_tiles is recomputed): the tests' cover of every kernel and split, the benchmark's sweep.
+// Returns false where decode_linear would; throws on a plan out of range.
 bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
-                           DecodeGemmPlan plan);
+                           DecodeGemmPlan plan, const DecodeFusion& fusion = {});
 
 // dst (C) += sum over rows n of src[n, c] * (scale ? scale[n] : 1) * (mul ? mul[n, c] : 1), src and
 // mul (N, C). Deterministic (fixed order of partial sums). The dbias and dweight reductions.

@@ -46,7 +46,8 @@ constexpr int kStages = 8;
 constexpr int kLd = kBK + 8;       // stage row of 144 bytes: conflict-free ldmatrix
 
 constexpr int block_n(int warps) { return 16 * warps; }
-constexpr size_t stage_elems(int warps) { return size_t(kBM + block_n(warps)) * kLd; }
+// x's rows, w's rows and one row for the RMSNorm's weights
+constexpr size_t stage_elems(int warps) { return size_t(kBM + block_n(warps) + 1) * kLd; }
 constexpr size_t smem_bytes(int warps) { return size_t(kStages) * stage_elems(warps) * sizeof(bfloat); }
 constexpr int partial_ld(int warps) { return block_n(warps) + 4; }  // fp32 partial row, 16-byte aligned
 // More than half an SM's 228 KiB, so one block runs per SM (a cluster's blocks on separate SMs,
@@ -67,6 +68,8 @@ struct Params {
   int M = 0, K = 0;
   int count = 0;  // segments
   Segment seg[kMaxDecodeSegments];
+  const bfloat* norm = nullptr;  // kNorm: the RMSNorm's weight (K)
+  float eps = 0.0f;
 };
 
 // out = v + bias + residual, rounded once; residual may be out (each element read, then written, by
@@ -77,29 +80,46 @@ __device__ inline void store(const Segment& sg, int64_t row, int64_t col, float 
   sg.out[row + col] = __float2bfloat16_rn(v);
 }
 
+// a (bf16 pair) * b (bf16 pair), each product rounded to bf16 once.
+__device__ inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+  return *reinterpret_cast<uint32_t*>(&r);
+}
+__device__ inline float sum_squares_bf16x2(uint32_t a) {
+  const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&a));
+  return f.x * f.x + f.y * f.y;
+}
+
 // Grid (row tiles, column tiles of all segments, splits); with splits > 1, clusters of (1, 1, splits).
-template <int kWarps>
+// kNorm: x is RMS-normalized on the way in: the tensor cores take bf16(x * norm) and the row's
+// 1 / rms(x) scales the sum (Σ x^2 from the same fragments). kSwiglu: one segment whose weight
+// holds [gate; up] (2N rows): a block's columns are kBN / 2 of gate and the same of up, and it
+// writes silu(gate) * up (N columns), gate and up each rounded to bf16 first, as the packed
+// SwiGLU reads them.
+template <int kWarps, bool kNorm, bool kSwiglu>
 __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   constexpr int kBN = block_n(kWarps), kThreads = kWarps * 32, kLdp = partial_ld(kWarps);
+  constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;  // output columns of a tile
   constexpr size_t kStageElems = stage_elems(kWarps);
-  static_assert(size_t(kBM) * kLdp * sizeof(float) <= smem_bytes(kWarps), "the partial tile fits in the ring");
+  static_assert(!kSwiglu || kWarps % 2 == 0, "gate and up take half the warps each");
+  static_assert(size_t(kBM) * (kLdp + 1) * sizeof(float) <= smem_bytes(kWarps), "the partial tile fits in the ring");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bfloat* smem = reinterpret_cast<bfloat*>(smem_raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   int si = 0;
   for (int i = 1; i < p.count; ++i) si += int(blockIdx.y) >= p.seg[i].tile0;
   const Segment& sg = p.seg[si];
-  const int m0 = int(blockIdx.x) * kBM, n0 = (int(blockIdx.y) - sg.tile0) * kBN;
-  const int rows = min(kBM, p.M - m0), cols = min(kBN, sg.N - n0);
+  const int m0 = int(blockIdx.x) * kBM, n0 = (int(blockIdx.y) - sg.tile0) * kOutN;
+  const int rows = min(kBM, p.M - m0), cols = min(kOutN, sg.N - n0);
   const int splits = int(gridDim.z), split = int(blockIdx.z);
   const int chunks = (p.K + kBK - 1) / kBK;
   const int c_begin = chunks * split / splits, n_chunks = chunks * (split + 1) / splits - c_begin;
   const bfloat* xs = p.x + int64_t(m0) * p.K;
-  const bfloat* ws = sg.w + int64_t(n0) * p.K;
 
-  // Stage s: x's rows [0, kBM) then w's rows [0, kBN), each kBK wide. K is a multiple of 8, so a
-  // 16-byte piece is wholly inside K or past it; past it, and past the rows, it is zero-filled.
-  // Rows of x past M are not loaded at all (their 16-row pieces are skipped below).
+  // Stage s: x's rows [0, kBM), w's rows [0, kBN), each kBK wide, then (kNorm) the norm's kBK
+  // weights. K is a multiple of 8, so a 16-byte piece is wholly inside K or past it; past it, and
+  // past the rows, it is zero-filled. Rows of x past M are not loaded at all (their 16-row pieces
+  // are skipped below).
   const int x_rows = min(kBM, (rows + 15) / 16 * 16);
   auto load = [&](int chunk, int s) {
     bfloat* sx = smem + s * kStageElems;
@@ -113,8 +133,14 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
 #pragma unroll
     for (int i = tid; i < kBN * (kBK / 8); i += kThreads) {
       const int r = i >> 3, c = (i & 7) * 8;
-      const bool ok = r < cols && k0 + c < p.K;
-      cp_async16(sw + r * kLd + c, ok ? ws + int64_t(r) * p.K + k0 + c : sg.w, ok);
+      const int j = kSwiglu ? r % kOutN : r;  // the output column this weight row makes
+      const int64_t w_row = kSwiglu && r >= kOutN ? int64_t(sg.N) + n0 + j : int64_t(n0) + j;
+      const bool ok = j < cols && k0 + c < p.K;
+      cp_async16(sw + r * kLd + c, ok ? sg.w + w_row * p.K + k0 + c : sg.w, ok);
+    }
+    if (kNorm && tid < kBK / 8) {
+      const bool ok = k0 + tid * 8 < p.K;
+      cp_async16(sw + kBN * kLd + tid * 8, ok ? p.norm + k0 + tid * 8 : p.norm, ok);
     }
   };
 
@@ -123,6 +149,9 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 2; ++j) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
+  // kNorm: warp w < 4 sums the squares of x's 16-row piece w: rows g and g + 8 of it, lane (g, t)
+  // its columns 2t, 2t + 1, 2t + 8, 2t + 9 of each 16.
+  float sq[2] = {0.0f, 0.0f};
   const int m_tiles = (rows + 15) / 16;  // 16-row pieces holding a row of x: the others are skipped
 
 #pragma unroll
@@ -143,11 +172,27 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
     for (int ks = 0; ks < kBK; ks += 16) {
       uint32_t b[4];  // the warp's two 8-column tiles: b[0], b[1] the first's k 0-7, 8-15
       ldsm_x4(b, sw + (warp * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks + ((lane >> 3) & 1) * 8);
+      uint32_t gam[2] = {0u, 0u};  // kNorm: the norm's weights of columns 2t, 2t + 1 and 2t + 8, 2t + 9
+      if (kNorm) {
+        const bfloat* gw = sw + kBN * kLd + ks + 2 * (lane & 3);
+        gam[0] = *reinterpret_cast<const uint32_t*>(gw);
+        gam[1] = *reinterpret_cast<const uint32_t*>(gw + 8);
+      }
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt) {
         if (mt < m_tiles) {
           uint32_t a[4];
           ldsm_x4(a, sx + (mt * 16 + (lane & 15)) * kLd + ks + (lane >> 4) * 8);
+          if (kNorm) {
+            if (mt == warp) {
+              sq[0] += sum_squares_bf16x2(a[0]) + sum_squares_bf16x2(a[2]);
+              sq[1] += sum_squares_bf16x2(a[1]) + sum_squares_bf16x2(a[3]);
+            }
+            a[0] = mul_bf16x2(a[0], gam[0]);
+            a[1] = mul_bf16x2(a[1], gam[0]);
+            a[2] = mul_bf16x2(a[2], gam[1]);
+            a[3] = mul_bf16x2(a[3], gam[1]);
+          }
           mma(acc[mt][0], a, b[0], b[1]);
           mma(acc[mt][1], a, b[2], b[3]);
         }
@@ -158,7 +203,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
 
   // Accumulator (mt, nt) of lane (g, t): rows 16 mt + g and + 8, columns 16 warp + 8 nt + 2 t and + 1.
   const int g = lane >> 2, t = lane & 3;
-  if (splits == 1) {
+  if (!kNorm && !kSwiglu && splits == 1) {
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
@@ -177,13 +222,15 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
     return;
   }
 
-  // Split K: this block's partial tile into its shared memory (the ring, every thread done with it),
-  // then, after the cluster's barrier, this block's share of the rows summed over the S partials in
-  // split order. The second barrier keeps every block's shared memory alive until all have read it.
+  // Through shared memory: this block's partial tile (and, kNorm, its rows' partial sums of squares)
+  // into the ring, every thread done with it; then, after a barrier (the cluster's, with a split),
+  // this block's share of the rows, summed over the splits' partials in split order (distributed
+  // shared memory). With a split, the last barrier keeps every block's shared memory alive until
+  // all have read it.
   namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
   __syncthreads();
   float* part = reinterpret_cast<float*>(smem_raw);
+  float* part_sq = part + kBM * kLdp;
 #pragma unroll
   for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
@@ -193,37 +240,77 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
         if (mt < m_tiles)
           *reinterpret_cast<float2*>(part + (mt * 16 + g + 8 * h) * kLdp + warp * 16 + nt * 8 + 2 * t) =
               make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-  cluster.sync();
-  const int q = int(cluster.block_rank());
-  const int r0 = rows * q / splits, r1 = rows * (q + 1) / splits;
-  for (int i = tid; i < (r1 - r0) * (kBN / 4); i += kThreads) {
-    const int r = r0 + i / (kBN / 4), c = (i % (kBN / 4)) * 4;
-    if (c >= cols) continue;
-    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int k = 0; k < splits; ++k) {
-      const float4 v = *reinterpret_cast<const float4*>(cluster.map_shared_rank(part + r * kLdp + c, k));
-      sum.x += v.x;
-      sum.y += v.y;
-      sum.z += v.z;
-      sum.w += v.w;
-    }
-    const int64_t row = int64_t(m0 + r) * sg.N;
-    const float s[4] = {sum.x, sum.y, sum.z, sum.w};
+  if (kNorm && warp < m_tiles) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (c + e < cols) store(sg, row, n0 + c + e, s[e]);
+    for (int h = 0; h < 2; ++h) {
+      float v = sq[h];
+      v += __shfl_xor_sync(0xffffffffu, v, 1);
+      v += __shfl_xor_sync(0xffffffffu, v, 2);
+      if (t == 0) part_sq[warp * 16 + g + 8 * h] = v;
+    }
   }
-  cluster.sync();
+  if (splits > 1) cg::this_cluster().sync();
+  else __syncthreads();
+  auto partial = [&](float* at, int k) {
+    return splits > 1 ? cg::this_cluster().map_shared_rank(at, k) : at;
+  };
+  const int q = splits > 1 ? int(cg::this_cluster().block_rank()) : 0;
+  const int r0 = rows * q / splits, r1 = rows * (q + 1) / splits;
+  for (int i = tid; i < (r1 - r0) * (kOutN / 4); i += kThreads) {
+    const int r = r0 + i / (kOutN / 4), c = (i % (kOutN / 4)) * 4;
+    if (c >= cols) continue;
+    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f), up = sum;
+    float ss = 0.0f;
+    for (int k = 0; k < splits; ++k) {
+      const float4 v = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, k));
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+      if (kSwiglu) {
+        const float4 u = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, k));
+        up.x += u.x, up.y += u.y, up.z += u.z, up.w += u.w;
+      }
+      if (kNorm) ss += *partial(part_sq + r, k);
+    }
+    // The RMSNorm's 1 / rms, as rmsnorm_forward computes it.
+    const float rr = kNorm ? 1.0f / sqrtf(ss / float(p.K) + p.eps) : 1.0f;
+    const int64_t row = int64_t(m0 + r) * sg.N;
+    const float s4[4] = {sum.x, sum.y, sum.z, sum.w}, u4[4] = {up.x, up.y, up.z, up.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (c + e >= cols) continue;
+      if (kSwiglu) {
+        const float gate = __bfloat162float(__float2bfloat16_rn(rr * s4[e]));
+        const float upv = __bfloat162float(__float2bfloat16_rn(rr * u4[e]));
+        sg.out[row + n0 + c + e] = __float2bfloat16_rn(gate / (1.0f + expf(-gate)) * upv);
+      } else {
+        store(sg, row, n0 + c + e, rr * s4[e]);
+      }
+    }
+  }
+  if (splits > 1) cg::this_cluster().sync();
 }
 
 using Kernel = void (*)(Params);
-Kernel kernel_of(int warps) {
+// The kernel of (warps, fusion); fusion = kNorm + 2 kSwiglu. SwiGLU needs an even warp count.
+template <int kWarps>
+Kernel kernel_of_warps(int fusion) {
+  switch (fusion) {
+    case 0: return decode_gemm_kernel<kWarps, false, false>;
+    case 1: return decode_gemm_kernel<kWarps, true, false>;
+    default:
+      if constexpr (kWarps % 2 == 0) {
+        return fusion == 2 ? decode_gemm_kernel<kWarps, false, true> : decode_gemm_kernel<kWarps, true, true>;
+      } else {
+        return nullptr;
+      }
+  }
+}
+Kernel kernel_of(int warps, int fusion) {
   switch (warps) {
-    case 4: return decode_gemm_kernel<4>;
-    case 5: return decode_gemm_kernel<5>;
-    case 6: return decode_gemm_kernel<6>;
-    case 7: return decode_gemm_kernel<7>;
-    default: return decode_gemm_kernel<8>;
+    case 4: return kernel_of_warps<4>(fusion);
+    case 5: return kernel_of_warps<5>(fusion);
+    case 6: return kernel_of_warps<6>(fusion);
+    case 7: return kernel_of_warps<7>(fusion);
+    default: return kernel_of_warps<8>(fusion);
   }
 }
 size_t smem_of(int warps) {
@@ -238,6 +325,7 @@ size_t smem_of(int warps) {
 
 // The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
 // once, on first use (an eager run precedes every capture).
+constexpr int kFusions = 4;  // kNorm + 2 kSwiglu
 struct Occupancy {
   int clusters[kMaxWarps + 1][kMaxSplits + 1] = {};
 };
@@ -245,7 +333,9 @@ const Occupancy& occupancy() {
   static const Occupancy occ = [] {
     Occupancy o;
     for (int w = kMinWarps; w <= kMaxWarps; ++w) {
-      CUDA_CHECK(cudaFuncSetAttribute(kernel_of(w), cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_of(w))));
+      for (int f = 0; f < kFusions; ++f)
+        if (Kernel k = kernel_of(w, f))
+          CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_of(w))));
       o.clusters[w][1] = context().sm_count;
       for (int s = 2; s <= kMaxSplits; ++s) {
         cudaLaunchConfig_t lc{};
@@ -259,7 +349,7 @@ const Occupancy& occupancy() {
         lc.attrs = &attr;
         lc.numAttrs = 1;
         int n = 0;
-        CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel_of(w), &lc));
+        CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel_of(w, 0), &lc));
         o.clusters[w][s] = n;
       }
     }
@@ -271,9 +361,13 @@ const Occupancy& occupancy() {
 constexpr bool kDefaultOn = false;  // see the header
 bool g_enabled = kDefaultOn;  // set_decode_gemm
 
-int column_tiles(const DecodeProduct* products, int count, int warps) {
+// A tile's output columns: 16 per warp, half of them with SwiGLU (the other half are up's).
+int out_columns(int warps, bool swiglu) { return swiglu ? block_n(warps) / 2 : block_n(warps); }
+
+int column_tiles(const DecodeProduct* products, int count, int warps, bool swiglu) {
+  const int n = out_columns(warps, swiglu);
   int64_t tiles = 0;
-  for (int i = 0; i < count; ++i) tiles += (products[i].N + block_n(warps) - 1) / block_n(warps);
+  for (int i = 0; i < count; ++i) tiles += (products[i].N + n - 1) / n;
   return int(std::min<int64_t>(tiles, INT_MAX));
 }
 
@@ -282,7 +376,8 @@ int column_tiles(const DecodeProduct* products, int count, int warps) {
 void set_decode_gemm(bool on) { g_enabled = on; }
 bool decode_gemm_default() { return kDefaultOn; }
 
-DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K) {
+DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K,
+                                const DecodeFusion& fusion) {
   // Each candidate's cost, in bytes an SM must take in: per wave of clusters, a block's weights
   // (from DRAM) and rows of x (from L2, counted at half: L2 serves about twice DRAM's bandwidth),
   // plus, with a split, its share of the partials over distributed shared memory and a fixed
@@ -293,7 +388,8 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
   DecodeGemmPlan best;
   double best_cost = 0;
   for (int w = kMinWarps; w <= kMaxWarps; ++w) {
-    const int64_t tiles = row_tiles * column_tiles(products, count, w);
+    if (fusion.swiglu && w % 2) continue;
+    const int64_t tiles = row_tiles * column_tiles(products, count, w, fusion.swiglu);
     for (int s = 1; s <= std::min<int64_t>(kMaxSplits, chunks); ++s) {
       const int64_t active = occ.clusters[w][s];
       if (active < 1) continue;  // clusters this large do not fit the GPU's SM groups
@@ -303,7 +399,7 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
       const double reduce = s > 1 ? double(rows) * block_n(w) * 2.0 : 0.0;
       const double cost = double(waves) * (load + reduce + 16384.0);
       if (best.splits == 0 || cost < best_cost) {
-        best = {w, s, column_tiles(products, count, w)};
+        best = {w, s, column_tiles(products, count, w, fusion.swiglu)};
         best_cost = cost;
       }
     }
@@ -311,27 +407,33 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
   return best;
 }
 
-bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K) {
+bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                         const DecodeFusion& fusion) {
   if (!g_enabled || count < 1 || count > kMaxDecodeSegments || M < 1 || M > kDecodeGemmMaxRows || K < 8 ||
       K % 8 != 0 || K > INT32_MAX || !aligned16(x))
     return false;
+  if (fusion.norm && !aligned16(fusion.norm)) return false;
+  // SwiGLU: one product of [gate; up] rows, nothing summed in.
+  if (fusion.swiglu && (count != 1 || products[0].bias || products[0].residual)) return false;
   for (int i = 0; i < count; ++i) {
     const DecodeProduct& d = products[i];
-    if (d.N < 1 || d.N > INT32_MAX / 2 || !aligned16(d.weight)) return false;
+    if (d.N < 1 || d.N > INT32_MAX / 4 || !aligned16(d.weight)) return false;
   }
-  return column_tiles(products, count, kMinWarps) <= 65535;  // grid y
+  return column_tiles(products, count, kMinWarps, fusion.swiglu) <= 65535;  // grid y
 }
 
-bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K) {
-  if (!decode_linear_takes(products, count, x, M, K)) return false;
-  return decode_linear_planned(products, count, x, M, K, decode_gemm_plan(products, count, M, K));
+bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                   const DecodeFusion& fusion) {
+  if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
+  return decode_linear_planned(products, count, x, M, K, decode_gemm_plan(products, count, M, K, fusion), fusion);
 }
 
 bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
-                           DecodeGemmPlan plan) {
+                           DecodeGemmPlan plan, const DecodeFusion& fusion) {
   if (plan.warps < kMinWarps || plan.warps > kMaxWarps || plan.splits < 1 || plan.splits > kMaxSplits)
     throw_error("decode_linear_planned: warps must be in [4, 8] and splits in [1, 8]");
-  if (!decode_linear_takes(products, count, x, M, K)) return false;
+  if (fusion.swiglu && plan.warps % 2) throw_error("decode_linear_planned: SwiGLU needs an even number of warps");
+  if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
   if (occupancy().clusters[plan.warps][plan.splits] < 1)
     throw_error(("decode_linear_planned: a cluster of " + std::to_string(plan.splits) + " blocks of " +
                  std::to_string(plan.warps) + " warps does not fit this GPU")
@@ -341,11 +443,14 @@ bool decode_linear_planned(const DecodeProduct* products, int count, const bf16*
   p.M = int(M);
   p.K = int(K);
   p.count = count;
+  p.norm = dp(fusion.norm);
+  p.eps = fusion.eps;
+  const int n = out_columns(plan.warps, fusion.swiglu);
   int tiles = 0;
   for (int i = 0; i < count; ++i) {
     const DecodeProduct& d = products[i];
     p.seg[i] = {dp(d.weight), dp(d.bias), dp(d.residual), dp(d.out), int(d.N), tiles};
-    tiles += int((d.N + block_n(plan.warps) - 1) / block_n(plan.warps));
+    tiles += int((d.N + n - 1) / n);
   }
   cudaLaunchConfig_t lc{};
   lc.gridDim = dim3(unsigned((M + kBM - 1) / kBM), unsigned(tiles), unsigned(plan.splits));
@@ -358,7 +463,8 @@ bool decode_linear_planned(const DecodeProduct* products, int count, const bf16*
   attr.val.clusterDim.z = unsigned(plan.splits);
   lc.attrs = &attr;
   lc.numAttrs = plan.splits > 1 ? 1 : 0;
-  CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps), p));
+  const int f = (fusion.norm ? 1 : 0) + (fusion.swiglu ? 2 : 0);
+  CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps, f), p));
   return true;
 }
 
