@@ -62,6 +62,7 @@ struct Shape {
   bool trans = false, interleaved = false;
   std::vector<int64_t> widths;  // linear_forward_each: each product's OC
   bool qk_norm = false;          // rope_qkv_cache_write: each q and k head RMS-normed first
+  bool swiglu = false;           // rmsnorm_linear_forward: [gate; up] weights, the SwiGLU out
 };
 
 enum : unsigned { kF32 = 1, kBF16 = 2, kBothDtypes = 3 };
@@ -199,6 +200,7 @@ void run_kv_cache_write(Run&);
 void run_rope_kv_cache_write(Run&);
 void run_rope_qkv_cache_write(Run&);
 void run_rope_qkv_attention_cached(Run&);
+void run_rmsnorm_linear_forward(Run&);
 void run_attention_cached(Run&);
 void run_token_logprobs_forward(Run&);
 void run_token_logprobs_backward(Run&);

@@ -211,6 +211,42 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
   }
 }
 
+// A cached forward hands its dense blocks the residual stream with the norm still due: the q/k/v
+// product of a decode step and every gate/up product take the norm in (ops::rmsnorm_linear_forward,
+// which the CPU runs as the two ops, bitwise), so only the final norm runs alone. A training
+// forward, a prefill's attention (the packed kernel's own products) and an adapter on q or v keep
+// the norm apart.
+TEST(ModelNorm, ADecodeStepsNormsRunInsideTheirProducts) {
+  using ops::Op;
+  using ops::Path;
+  for (const bool lora_on : {false, true}) {
+    model::Transformer m = tiny("qwen2", 5);
+    if (lora_on) {
+      model::LoraConfig lora;
+      lora.rank = 4;
+      lora.targets = {"q_proj", "v_proj"};
+      m.add_lora(lora, 9);
+    }
+    const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
+    model::TrainState state;
+    ops::reset_path_counts();
+    state.forward(m, model::pack_sequences({random_ids(1, 13, V)}));
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), 0) << "training, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), 2 * L + 1) << "training, lora " << lora_on;
+    model::KVCache cache(m, 1, 8);
+    Arena arena;
+    ops::reset_path_counts();
+    model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), L) << "prefill, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), L + 1) << "prefill, lora " << lora_on;
+    arena.reset();
+    ops::reset_path_counts();
+    model::forward_cached(m, cache, {4}, {0}, {3}, {0}, arena);
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 2 * L) << "decode, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), lora_on ? L + 1 : 1) << "decode, lora " << lora_on;
+  }
+}
+
 // A decode step's one q/k/v product (and, with qk_norm, the normed RoPE and cache write in one op)
 // gives the three products' logits (the same sums; the CPU's GEMM may order a row's sum by its width,
 // hence the tolerance): the same model with a zero adapter on q_proj, which keeps them apart, decodes
@@ -237,9 +273,11 @@ TEST(ModelQkv, OneDecodeProductEqualsThree) {
         logits[size_t(which)].insert(logits[size_t(which)].end(), z.f32(), z.f32() + V);
       }
       EXPECT_EQ(ops::path_count(ops::Op::rope_qkv_cache_write, ops::Path::native) > 0, which == 0) << arch;
-      if (arch == "qwen3")  // the heads' norms inside the op: none apart
+      // The heads' norms inside the op, the layers' inside their products (ModelNorm): packed, only
+      // the final norm runs alone; apart, each layer's input norm and its two head norms too.
+      if (arch == "qwen3")
         EXPECT_EQ(ops::path_count(ops::Op::rmsnorm_forward, ops::Path::native),
-                  (which == 0 ? 2 : 4) * m.config().num_hidden_layers * 8 + 8)
+                  (which == 0 ? 0 : 3) * m.config().num_hidden_layers * 8 + 8)
             << "rmsnorms over 8 decode steps, " << (which == 0 ? "packed" : "apart");
     }
     double worst = 0, scale = 0;

@@ -85,6 +85,17 @@ std::vector<Row> table() {
             {any, {.N = 64, .IC = 896, .bias = true, .widths = {896, 128, 128}}, kBF16, kGpu},
             {any, {.N = 200, .IC = 1536, .bias = true, .widths = {1536, 256, 256}}, kBF16, kGpu},
             {any, {.N = 2048, .IC = 896, .bias = true, .widths = {896, 128, 128}}, kBF16, kGpu}});
+  // A decode step's RMSNorm and its product in one op (the decode GEMM on CUDA bf16, which the
+  // runner switches on; K a multiple of 8 there): q/k/v with biases, o-like with a residual, and
+  // gate/up with the SwiGLU, at 0.5B's widths and partial tiles.
+  add_rows(t, {Op::rmsnorm_linear_forward},
+           {{any, {.N = 13, .IC = 37, .OC = 19, .bias = true, .residual = true}, kBothDtypes, kCpu},
+            {any, {.N = 5, .IC = 40, .OC = 24, .swiglu = true}},
+            {any, {.N = 37, .IC = 136, .OC = 72, .bias = true}},
+            {any, {.N = 37, .IC = 136, .OC = 130, .residual = true}},
+            {any, {.N = 64, .IC = 896, .OC = 1152, .bias = true}, kBF16, kGpu},
+            {any, {.N = 64, .IC = 896, .OC = 4864, .swiglu = true}, kBF16, kGpu},
+            {any, {.N = 256, .IC = 1536, .OC = 8960, .swiglu = true}, kBF16, kGpu}});
   add_rows(t, {Op::rope_forward, Op::rope_backward},
            {{any, {.T = 13, .H = 3, .HD = 16, .maxpos = 4000}},
             {any, {.T = 13, .H = 2, .HD = 8, .maxpos = 40}},

@@ -9,6 +9,10 @@
 #include "base/rng.h"
 #include "op_table.h"
 
+#ifdef R1_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
 namespace optable {
 
 namespace {
@@ -431,6 +435,50 @@ void run_dropout_backward(Run& c) {
   Vd ref = ref_dropout(g, kDropP);
   for (size_t i = 0; i < ref.size(); ++i) ref[i] += double(dx_init[i]);
   c.check("dropout_backward", c.get(tdx), ref, kElem);
+}
+
+// RMSNorm then the product (bias, residual), or then [gate; up] and the SwiGLU, against the double
+// reference of those ops. On CUDA the decode GEMM is switched on for the op (it declines in f32);
+// on the CPU, and where it declines, the op's output must be bitwise what the unfused ops give.
+void run_rmsnorm_linear_forward(Run& c) {
+  const int64_t N = c.s.N, IC = c.s.IC, OC = c.s.OC, W = c.s.swiglu ? 2 * OC : OC;
+  const float eps = 1e-6f;
+  Vf x = c.randn(N * IC, 3.0f), g = c.randn(IC), w = c.randn(W * IC, 1.0f / std::sqrt(float(IC))), b = c.randn(OC);
+  Vf r = c.s.residual ? c.randn(N * OC) : Vf();
+  Tensor tx = c.act(x, {N, IC}), tg = c.act(g, {IC}), tw = c.act(w, {W, IC});
+  Tensor tb = c.s.bias ? c.act(b, {OC}) : Tensor(), tr = c.s.residual ? c.act(r, {N, OC}) : Tensor();
+  Tensor out = c.nan({N, OC}, c.dt);
+#ifdef R1_HAVE_CUDA
+  struct On {  // the decode GEMM, for this op's CUDA cases
+    On() { r1::cuda::set_decode_gemm(true); }
+    ~On() { r1::cuda::set_decode_gemm(r1::cuda::decode_gemm_default()); }
+  } on;
+#endif
+  const bool fused = ops::rmsnorm_linear_forward(out, tx, tg, eps, tw, tb, tr, c.s.swiglu);
+  // The unfused ops on the same operands.
+  Tensor normed = c.nan({N, IC}, c.dt), rstd = c.nan({N}, DType::F32), plain = c.nan({N, OC}, c.dt);
+  ops::rmsnorm_forward(normed, rstd, tx, tg, eps);
+  if (c.s.swiglu) {
+    Tensor gate_up = c.nan({N, W}, c.dt);
+    ops::linear_forward(gate_up, normed, tw, {});
+    ops::swiglu_packed_forward(plain, gate_up);
+  } else {
+    ops::linear_forward(plain, normed, tw, tb, tr);
+  }
+  if (!fused) out = plain;  // declined: the caller's path
+  if (c.dev == Device::CPU || !fused) EXPECT_TRUE(c.get(out) == c.get(plain)) << "not bitwise the unfused ops";
+  const Rows rows = c.rows(N, double(IC * W));
+  const Vd y = ref_rmsnorm(to_d(x), to_d(g), N, IC, eps), bd = to_d(b);
+  const Vd lin = ref_linear(y, to_d(w), c.s.bias ? &bd : nullptr, rows, IC, W);
+  Vd ref(rows.size() * sz(OC));
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (int64_t o = 0; o < OC; ++o) {
+      const double v = lin[i * sz(W) + sz(o)];
+      ref[i * sz(OC) + sz(o)] = c.s.swiglu ? v / (1.0 + std::exp(-v)) * lin[i * sz(W) + sz(OC + o)]
+                                           : v + (c.s.residual ? double(r[sz(rows[i] * OC + o)]) : 0.0);
+    }
+  c.check(c.s.swiglu ? "rmsnorm_linear_forward (SwiGLU)" : "rmsnorm_linear_forward", c.get(out), ref, rows, OC,
+          kReduce);
 }
 
 }  // namespace optable

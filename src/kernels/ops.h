@@ -49,6 +49,16 @@ void linear_forward(Tensor out, const Tensor& inp, const Tensor& weight, const T
 constexpr int kMaxLinearsEach = 3;
 void linear_forward_each(const std::vector<Tensor>& outs, const Tensor& inp, const std::vector<Tensor>& weights,
                          const std::vector<Tensor>& biases);
+// A decode step's RMSNorm and the product that reads it, in one op:
+// out (N, OC) = rmsnorm(x; norm_weight, eps) @ weight (OC, IC)^T + bias (+ residual), or, with
+// swiglu, weight holds [gate; up] rows (2 OC, IC) and out = silu(gate) * up of that product (no bias
+// or residual). What rmsnorm_forward then linear_forward (and swiglu_packed_forward) compute, up to
+// rounding on CUDA (the product takes bf16(x * norm_weight) and scales its sums by 1 / rms(x)).
+// Returns false, having done nothing, where no fused kernel takes the case (supports(): on CUDA, the
+// decode GEMM off, f32, more than 256 rows): the caller then runs those ops. The CPU always runs
+// it, as those ops' references do, bitwise.
+bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
+                            const Tensor& bias, const Tensor& residual, bool swiglu);
 // dinp (N, IC) += dout @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
 // Any of dinp, dweight, dbias may be empty.
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

@@ -1,5 +1,7 @@
 // Dispatch of the ops of the layers: embedding, RMSNorm, linear (and MLA's batched matmul), RoPE, SwiGLU,
 // elementwise (see ops_check.h).
+#include <vector>
+
 #include "kernels/ops.h"
 #include "kernels/ops_check.h"
 
@@ -176,6 +178,52 @@ void linear_forward_each(const std::vector<Tensor>& outs, const Tensor& inp, con
   // One product at a time (the CPU; on CUDA, rows the one launch does not take).
   count_path(id, Path::native);
   for (size_t i = 0; i < n; ++i) linear_forward(outs[i], inp, weights[i], bias(i));
+}
+
+bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
+                            const Tensor& bias, const Tensor& residual, bool swiglu) {
+  const Op id = Op::rmsnorm_linear_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "x", x);
+  expect(op, "x", x, dt, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = x.shape[0], IC = x.shape[1];
+  expect(op, "norm_weight", norm_weight, dt, {{"IC", IC}}, "x", &x);
+  expect(op, "weight", weight, dt, {{swiglu ? "2 OC" : "OC", kAny}, {"IC", IC}}, "x", &x);
+  R1_CHECK(!swiglu || weight.shape[0] % 2 == 0, "{}: with swiglu, weight has {} rows, not [gate; up] of equal heights",
+           op, weight.shape[0]);
+  const int64_t OC = swiglu ? weight.shape[0] / 2 : weight.shape[0];
+  R1_CHECK(!swiglu || (bias.empty() && residual.empty()), "{}: with swiglu there is no bias or residual", op);
+  expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
+  expect(op, "out", out, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, "out", &out);
+  if (on_cuda(op, {{"out", out}, {"x", x}, {"norm_weight", norm_weight}, {"weight", weight}, {"bias", bias},
+                   {"residual", residual}})) {
+#ifdef R1_HAVE_CUDA
+    if (dt == BF16) {
+      require_device(op);
+      const cuda::ProfileScope scope(op, dtype_name(dt));
+      if (cuda::rmsnorm_linear_forward(bp(out), bp(x), bp(norm_weight), eps, bp(weight), bp(bias), bp(residual), N,
+                                       IC, OC, swiglu)) {
+        count_path(id, Path::native);
+        return true;
+      }
+    }
+#endif
+    count_path(id, Path::fallback);
+    return false;
+  }
+  // The CPU: the ops' references in turn, on host temporaries (bitwise those ops).
+  count_path(id, Path::native);
+  std::vector<float> normed(static_cast<size_t>(N * IC)), rstd(static_cast<size_t>(N));
+  cpu::rmsnorm_forward(normed.data(), rstd.data(), fp(x), fp(norm_weight), N, IC, eps);
+  if (!swiglu) {
+    cpu::linear_forward(fp(out), normed.data(), fp(weight), fp(bias), fp(residual), N, IC, OC);
+    return true;
+  }
+  std::vector<float> gate_up(static_cast<size_t>(N * 2 * OC));
+  cpu::linear_forward(gate_up.data(), normed.data(), fp(weight), nullptr, nullptr, N, IC, 2 * OC);
+  cpu::swiglu_forward(fp(out), gate_up.data(), gate_up.data() + OC, N, OC, 2 * OC);
+  return true;
 }
 
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

@@ -21,6 +21,11 @@
 //   (HD = HDv), aligned, group <= 16 query heads per kv head, without qk_norm, outside the
 //   batch-invariant forward; otherwise the declared fallback, rope_qkv_cache_write then
 //   attention_cached (two launches, the same bits). The CPU runs the two ops' references.
+// - rmsnorm_linear_forward: natively (one launch) on CUDA for bf16 on the decode GEMM
+//   (decode_gemm.cu), aligned, outside the batch-invariant forward, while the decode GEMM is on
+//   (cuda::set_decode_gemm; off by default) and for at most 256 rows; otherwise it declines (the
+//   declared fallback: it does nothing and returns false, and the caller runs rmsnorm_forward and
+//   the product). The CPU runs the two ops' references.
 // - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*,
 //   batched_matmul) run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu, gemm.cpp);
 //   moe_permute has only i32 operands and is asked as f32.
@@ -81,8 +86,9 @@ enum class Op : uint8_t {
   linear_forward_each,
   rope_qkv_cache_write,
   rope_qkv_attention_cached,
+  rmsnorm_linear_forward,
 };
-constexpr int kNumOps = int(Op::rope_qkv_attention_cached) + 1;
+constexpr int kNumOps = int(Op::rmsnorm_linear_forward) + 1;
 const char* op_name(Op op);  // "attention_forward"
 
 enum class Path : uint8_t { native, fallback, unsupported };

@@ -84,6 +84,13 @@ bool linear_forward_each(const char* op, bf16* const* outs, const bf16* inp, con
   return decode_linear(d, count, inp, N, IC);
 }
 
+bool rmsnorm_linear_forward(bf16* out, const bf16* x, const bf16* norm_weight, float eps, const bf16* weight,
+                            const bf16* bias, const bf16* residual, int64_t N, int64_t IC, int64_t OC, bool swiglu) {
+  if (forward_order() != GemmOrder::Any) return false;
+  const DecodeProduct d{weight, bias, residual, out, OC};
+  return decode_linear(&d, 1, x, N, IC, {norm_weight, eps, swiglu});
+}
+
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC) {
   if (N == 0 || OC == 0) return;
   gemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, 0.0f, out, OC, forward_order());

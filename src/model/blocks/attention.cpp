@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "base/error.h"
 #include "kernels/invariance.h"
 #include "kernels/ops.h"
 #include "model/kv_cache.h"
@@ -51,8 +52,9 @@ std::optional<Linear> decode_qkv(const Pass& p, const AttentionWeights& W) {
 
 }  // namespace
 
-void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
-                       AttentionSaved* s, const Tensor& residual) {
+void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x_in, Tensor out,
+                       AttentionSaved* s, const Tensor& residual, const PreNorm& pre) {
+  R1_CHECK(!(s && pre.pending()), "attention_forward: a pending norm while saving for the backward");
   const ModelConfig& c = *p.cfg;
   const int64_t T = p.T, NH = c.num_attention_heads;
   const float scale = softmax_scale(c);
@@ -63,9 +65,10 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
     // attention: one launch each, or RoPE, the write and the attention in one (a decode step).
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
     Tensor qkv = p.scratch(p.cd, {T, c.q_dim() + 2 * c.kv_dim()});
-    ops::linear_forward(qkv, x, qkv_w->w, qkv_w->b);
-    q = p.keep(p.cd, {T, NH, c.head_dim});
     const float eps = float(c.rms_norm_eps);
+    if (!pre.pending() || !ops::rmsnorm_linear_forward(qkv, x_in, pre.weight, eps, qkv_w->w, qkv_w->b, {}, false))
+      ops::linear_forward(qkv, pre.normed(p, x_in), qkv_w->w, qkv_w->b);
+    q = p.keep(p.cd, {T, NH, c.head_dim});
     if (p.one_token_per_slot) {  // a decode step: RoPE, the cache write and the attention in one
       ops::rope_qkv_attention_cached(att, q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, scale,
                                      p.workspace, W.q_norm, W.k_norm, eps);
@@ -77,6 +80,7 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
     return;
   }
   // A cached forward rotates q and k and writes the cache in one op (bitwise the three it replaces).
+  const Tensor x = pre.normed(p, x_in);
   project_qkv(p, W, x, q, k, v, s, /*rotate=*/p.cache == nullptr);
   if (p.cache) {
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/blocks/linear.h"
+#include "model/blocks/norm.h"
 
 namespace r1::model {
 
@@ -57,9 +58,10 @@ struct AttentionSaved {
 // out (T, C) = the block over x (T, C) (+ residual (T, C), summed in o_proj's product). With
 // p.cache, layer `layer`'s keys and values are written to the cache and the tokens attend over it
 // (decoding); else within their packed sequences, and s (when saving) keeps what attention_backward
-// reads.
+// reads. pre (not while saving): x is the residual stream before the block's RMSNorm; a decode
+// step's q/k/v product takes the norm in (ops::rmsnorm_linear_forward) where a kernel does.
 void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
-                       AttentionSaved* s, const Tensor& residual = {});
+                       AttentionSaved* s, const Tensor& residual = {}, const PreNorm& pre = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeights& G, const AttentionSaved& s,
                         const Tensor& x, const Tensor& dout, Tensor dx);

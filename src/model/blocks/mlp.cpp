@@ -1,6 +1,7 @@
 #include "model/blocks/mlp.h"
 
 #include <optional>
+#include <type_traits>
 
 #include "base/error.h"
 #include "kernels/ops.h"
@@ -16,11 +17,21 @@ int64_t width(const GroupedLinear& L) { return L.w.first.shape[0]; }
 // adjacent) whenever no adapter on them takes part; the SwiGLU then reads the packed rows. Same
 // products, one launch fewer per layer, and twice the width for the GEMM to fill the GPU with.
 template <class L>
-void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s,
-                 const Tensor& residual) {
-  const int64_t T = x.shape[0], I = width(W.gate);
+void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor out, MlpSaved* s,
+                 const Tensor& residual, const PreNorm& pre) {
+  R1_CHECK(!(s && pre.pending()), "mlp_forward: a pending norm while saving for the backward");
+  const int64_t T = x_in.shape[0], I = width(W.gate);
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
+  if constexpr (std::is_same_v<L, Linear>) {
+    // The norm, gate/up and SwiGLU in one op (a decode step's rows on the decode GEMM).
+    const std::optional<L> gu = pre.pending() ? packed_pair(p, W.gate, W.up) : std::nullopt;
+    if (gu && ops::rmsnorm_linear_forward(act, x_in, pre.weight, float(p.cfg->rms_norm_eps), gu->w, {}, {}, true)) {
+      linear_block_forward(p, W.down, act, out, nullptr, residual);
+      return;
+    }
+  }
+  const Tensor x = pre.normed(p, x_in);
   if (const std::optional<L> gu = packed_pair(p, W.gate, W.up)) {
     Tensor gate_up = p.keep(p.cd, {T, 2 * I});
     linear_block_forward(p, *gu, x, gate_up, nullptr);
@@ -66,9 +77,10 @@ void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSave
   linear_block_backward(p, W.up, G.up, s.up_lin, x, dup, dx);
 }
 
-template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&);
-template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*,
-                          const Tensor&);
+template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&,
+                          const PreNorm&);
+template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&,
+                          const PreNorm&);
 template void mlp_backward(const Pass&, const MlpWeights&, MlpWeights&, const MlpSaved&, const Tensor&, const Tensor&,
                            Tensor);
 template void mlp_backward(const Pass&, const GroupedMlpWeights&, GroupedMlpWeights&, const MlpSaved&, const Tensor&,

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "model/blocks/linear.h"
+#include "model/blocks/norm.h"
 
 namespace r1::model {
 
@@ -53,10 +54,12 @@ struct MlpSaved {
 
 // out (N, C) = the block over x (N, C) (N: the batch's tokens, or the experts' grouped rows); its
 // width is the weights'. residual (N, C; not for the experts' rows): summed in down_proj's product.
-// s (when saving) keeps what mlp_backward reads. L: Linear or GroupedLinear.
+// s (when saving) keeps what mlp_backward reads. L: Linear or GroupedLinear. pre (dense, not while
+// saving): x is the residual stream before the block's RMSNorm; the gate/up product takes the norm
+// in, and the SwiGLU out (ops::rmsnorm_linear_forward), where a kernel does.
 template <class L>
 void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s,
-                 const Tensor& residual = {});
+                 const Tensor& residual = {}, const PreNorm& pre = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 template <class L>
 void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSaved& s, const Tensor& x,

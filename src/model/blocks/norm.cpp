@@ -25,6 +25,13 @@ Tensor norm_output(const Pass& p, const Tensor& weight, const Tensor& x, const N
   return out;
 }
 
+Tensor PreNorm::normed(const Pass& p, const Tensor& x) const {
+  if (!pending()) return x;
+  Tensor out = p.scratch(p.cd, {x.shape[0], x.shape[1]});
+  ops::rmsnorm_forward(out, p.scratch(DType::F32, {x.shape[0]}), x, weight, eps(p));
+  return out;
+}
+
 void norm_backward(const Pass&, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,
                    const Tensor& dout, Tensor dx) {
   ops::rmsnorm_backward(dx, dweight, dout, x, weight, s.rstd);

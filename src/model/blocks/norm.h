@@ -14,6 +14,15 @@ struct NormSaved {
 Tensor norm_forward(const Pass& p, const Tensor& weight, const Tensor& x, NormSaved* s);
 // The forward's output again: the saved one, or recomputed from x with the same op (bitwise equal).
 Tensor norm_output(const Pass& p, const Tensor& weight, const Tensor& x, const NormSaved& s);
+// A block's input whose RMSNorm may still be due: x before the norm with `weight`, or, with weight
+// empty, x already normed. A decode step's blocks fuse the norm into the product that reads it
+// (ops::rmsnorm_linear_forward) where a kernel takes the pair, and otherwise run it first (normed).
+struct PreNorm {
+  Tensor weight;
+  bool pending() const { return !weight.empty(); }
+  // x normed (scratch: nothing is saved), or x itself when no norm is pending.
+  Tensor normed(const Pass& p, const Tensor& x) const;
+};
 // dx (N, C) += d/dx, dweight (C) += d/dweight, from dout (N, C).
 void norm_backward(const Pass& p, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,
                    const Tensor& dout, Tensor dx);
