@@ -201,9 +201,8 @@ bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weig
 #ifdef R1_HAVE_CUDA
     if (dt == BF16) {
       require_device(op);
-      const cuda::ProfileScope scope(op, dtype_name(dt));
-      if (cuda::rmsnorm_linear_forward(bp(out), bp(x), bp(norm_weight), eps, bp(weight), bp(bias), bp(residual), N,
-                                       IC, OC, swiglu)) {
+      if (cuda::rmsnorm_linear_forward(op, bp(out), bp(x), bp(norm_weight), eps, bp(weight), bp(bias), bp(residual),
+                                       N, IC, OC, swiglu)) {
         count_path(id, Path::native);
         return true;
       }

@@ -134,10 +134,11 @@ void set_decode_attention_splits(int64_t S);
 // (decode_gemm.cu), or on cuBLASLt like more rows (the default: it is faster; A/B benchmarks).
 void set_decode_gemm(bool on);
 bool decode_gemm_default();  // what a process starts with
-// ops::rmsnorm_linear_forward on the decode GEMM: false, having done nothing, when it does not take
-// the case (off, more than kDecodeGemmMaxRows rows, unaligned, the exact forward).
-bool rmsnorm_linear_forward(bf16* out, const bf16* x, const bf16* norm_weight, float eps, const bf16* weight,
-                            const bf16* bias, const bf16* residual, int64_t N, int64_t IC, int64_t OC, bool swiglu);
+// ops::rmsnorm_linear_forward on the decode GEMM (profiled as `op`): false, having done nothing,
+// when it does not take the case (off, more than kDecodeGemmMaxRows rows, unaligned, the exact forward).
+bool rmsnorm_linear_forward(const char* op, bf16* out, const bf16* x, const bf16* norm_weight, float eps,
+                            const bf16* weight, const bf16* bias, const bf16* residual, int64_t N, int64_t IC,
+                            int64_t OC, bool swiglu);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

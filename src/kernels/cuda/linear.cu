@@ -84,11 +84,15 @@ bool linear_forward_each(const char* op, bf16* const* outs, const bf16* inp, con
   return decode_linear(d, count, inp, N, IC);
 }
 
-bool rmsnorm_linear_forward(bf16* out, const bf16* x, const bf16* norm_weight, float eps, const bf16* weight,
-                            const bf16* bias, const bf16* residual, int64_t N, int64_t IC, int64_t OC, bool swiglu) {
+bool rmsnorm_linear_forward(const char* op, bf16* out, const bf16* x, const bf16* norm_weight, float eps,
+                            const bf16* weight, const bf16* bias, const bf16* residual, int64_t N, int64_t IC,
+                            int64_t OC, bool swiglu) {
   if (forward_order() != GemmOrder::Any) return false;
   const DecodeProduct d{weight, bias, residual, out, OC};
-  return decode_linear(&d, 1, x, N, IC, {norm_weight, eps, swiglu});
+  const DecodeFusion f{norm_weight, eps, swiglu};
+  if (!decode_linear_takes(&d, 1, x, N, IC, f)) return false;
+  const ProfileScope scope(op, "bf16");
+  return decode_linear(&d, 1, x, N, IC, f);
 }
 
 void linear_forward(float* out, const bf16* inp, const bf16* weight, int64_t N, int64_t IC, int64_t OC) {
