@@ -170,6 +170,19 @@ TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
       << "one adapter add per adapted projection";
 }
 
+// A tiny Qwen2, with (lora_on) a rank-4 adapter on q_proj and v_proj, which keeps the decode
+// step's q/k/v product and its norm apart.
+model::Transformer tiny_qwen2(bool lora_on) {
+  model::Transformer m = tiny("qwen2", 5);
+  if (lora_on) {
+    model::LoraConfig lora;
+    lora.rank = 4;
+    lora.targets = {"q_proj", "v_proj"};
+    m.add_lora(lora, 9);
+  }
+  return m;
+}
+
 // A layer's q, k and v are one op over its input: ops::linear_forward_each in training and
 // prefill, and with adapters on them (each adapter's product follows the base ones); at a decode
 // step without adapters, one linear_forward of their adjacent weights and rope_qkv_attention_cached
@@ -180,13 +193,7 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
   using ops::Op;
   using ops::Path;
   for (const bool lora_on : {false, true}) {
-    model::Transformer m = tiny("qwen2", 5);
-    if (lora_on) {
-      model::LoraConfig lora;
-      lora.rank = 4;
-      lora.targets = {"q_proj", "v_proj"};
-      m.add_lora(lora, 9);
-    }
+    model::Transformer m = tiny_qwen2(lora_on);
     const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
     model::TrainState state;
     ops::reset_path_counts();
@@ -220,13 +227,7 @@ TEST(ModelNorm, ADecodeStepsNormsRunInsideTheirProducts) {
   using ops::Op;
   using ops::Path;
   for (const bool lora_on : {false, true}) {
-    model::Transformer m = tiny("qwen2", 5);
-    if (lora_on) {
-      model::LoraConfig lora;
-      lora.rank = 4;
-      lora.targets = {"q_proj", "v_proj"};
-      m.add_lora(lora, 9);
-    }
+    model::Transformer m = tiny_qwen2(lora_on);
     const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
     model::TrainState state;
     ops::reset_path_counts();
