@@ -170,41 +170,43 @@ TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
       << "one adapter add per adapted projection";
 }
 
-// A tiny Qwen2, with (lora_on) a rank-4 adapter on q_proj and v_proj, which keeps the decode
-// step's q/k/v product and its norm apart.
-model::Transformer tiny_qwen2(bool lora_on) {
-  model::Transformer m = tiny("qwen2", 5);
-  if (lora_on) {
-    model::LoraConfig lora;
-    lora.rank = 4;
-    lora.targets = {"q_proj", "v_proj"};
-    m.add_lora(lora, 9);
-  }
-  return m;
-}
-
 // A layer's q, k and v are one op over its input: ops::linear_forward_each in training and
 // prefill, and with adapters on them (each adapter's product follows the base ones); at a decode
 // step without adapters, one linear_forward of their adjacent weights and rope_qkv_attention_cached
 // (RoPE, the cache write and the attention: rope_qkv_cache_write and attention_cached on the CPU).
 // The values are held by CachedForwardMatchesTrainingForward, OneDecodeProductEqualsThree, the LoRA
 // tests and the transformers parity tests.
+// The norms: a cached forward hands its dense blocks the residual stream with the norm still due;
+// the q/k/v product of a decode step and every gate/up product take it in
+// (ops::rmsnorm_linear_forward, which the CPU runs as the two ops, bitwise), so only the final norm
+// runs alone. Training, a prefill's attention (the packed kernel's own products) and an adapter on q
+// or v keep the norm apart.
 TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
   using ops::Op;
   using ops::Path;
   for (const bool lora_on : {false, true}) {
-    model::Transformer m = tiny_qwen2(lora_on);
+    model::Transformer m = tiny("qwen2", 5);
+    if (lora_on) {
+      model::LoraConfig lora;
+      lora.rank = 4;
+      lora.targets = {"q_proj", "v_proj"};
+      m.add_lora(lora, 9);
+    }
     const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
     model::TrainState state;
     ops::reset_path_counts();
     state.forward(m, model::pack_sequences({random_ids(1, 13, V), random_ids(2, 6, V)}));
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "training forward, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), 0) << "training, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), 2 * L + 1) << "training, lora " << lora_on;
     model::KVCache cache(m, 1, 8);
     Arena arena;
     ops::reset_path_counts();
     model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "cached forward, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), 0) << "three tokens of one slot";
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), L) << "prefill, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), L + 1) << "prefill, lora " << lora_on;
     // A decode step: one product of the adjacent q/k/v weights and the packed RoPE + cache write;
     // an adapter on q or v that takes part keeps the three products.
     arena.reset();
@@ -215,34 +217,6 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     EXPECT_EQ(ops::path_count(Op::rope_kv_cache_write, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
     // ... whose RoPE, cache write and attention are one op (a token per slot)
     EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), lora_on ? 0 : L) << "decode, lora " << lora_on;
-  }
-}
-
-// A cached forward hands its dense blocks the residual stream with the norm still due: the q/k/v
-// product of a decode step and every gate/up product take the norm in (ops::rmsnorm_linear_forward,
-// which the CPU runs as the two ops, bitwise), so only the final norm runs alone. A training
-// forward, a prefill's attention (the packed kernel's own products) and an adapter on q or v keep
-// the norm apart.
-TEST(ModelNorm, ADecodeStepsNormsRunInsideTheirProducts) {
-  using ops::Op;
-  using ops::Path;
-  for (const bool lora_on : {false, true}) {
-    model::Transformer m = tiny_qwen2(lora_on);
-    const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
-    model::TrainState state;
-    ops::reset_path_counts();
-    state.forward(m, model::pack_sequences({random_ids(1, 13, V)}));
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), 0) << "training, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), 2 * L + 1) << "training, lora " << lora_on;
-    model::KVCache cache(m, 1, 8);
-    Arena arena;
-    ops::reset_path_counts();
-    model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), L) << "prefill, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), L + 1) << "prefill, lora " << lora_on;
-    arena.reset();
-    ops::reset_path_counts();
-    model::forward_cached(m, cache, {4}, {0}, {3}, {0}, arena);
     EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 2 * L) << "decode, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), lora_on ? L + 1 : 1) << "decode, lora " << lora_on;
   }
@@ -274,7 +248,7 @@ TEST(ModelQkv, OneDecodeProductEqualsThree) {
         logits[size_t(which)].insert(logits[size_t(which)].end(), z.f32(), z.f32() + V);
       }
       EXPECT_EQ(ops::path_count(ops::Op::rope_qkv_cache_write, ops::Path::native) > 0, which == 0) << arch;
-      // The heads' norms inside the op, the layers' inside their products (ModelNorm): packed, only
+      // The heads' norms inside the op, the layers' inside their products (above): packed, only
       // the final norm runs alone; apart, each layer's input norm and its two head norms too.
       if (arch == "qwen3")
         EXPECT_EQ(ops::path_count(ops::Op::rmsnorm_forward, ops::Path::native),
