@@ -313,15 +313,6 @@ Kernel kernel_of(int warps, int fusion) {
     default: return kernel_of_warps<8>(fusion);
   }
 }
-size_t smem_of(int warps) {
-  switch (warps) {
-    case 4: return smem_bytes(4);
-    case 5: return smem_bytes(5);
-    case 6: return smem_bytes(6);
-    case 7: return smem_bytes(7);
-    default: return smem_bytes(8);
-  }
-}
 
 // The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
 // once, on first use (an eager run precedes every capture).
@@ -335,13 +326,13 @@ const Occupancy& occupancy() {
     for (int w = kMinWarps; w <= kMaxWarps; ++w) {
       for (int f = 0; f < kFusions; ++f)
         if (Kernel k = kernel_of(w, f))
-          CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_of(w))));
+          CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(w))));
       o.clusters[w][1] = context().sm_count;
       for (int s = 2; s <= kMaxSplits; ++s) {
         cudaLaunchConfig_t lc{};
         lc.gridDim = dim3(1, 1, unsigned(s));
         lc.blockDim = dim3(unsigned(32 * w));
-        lc.dynamicSmemBytes = smem_of(w);
+        lc.dynamicSmemBytes = smem_bytes(w);
         cudaLaunchAttribute attr{};
         attr.id = cudaLaunchAttributeClusterDimension;
         attr.val.clusterDim.x = attr.val.clusterDim.y = 1;
@@ -422,22 +413,11 @@ bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x
   return column_tiles(products, count, kMinWarps, fusion.swiglu) <= 65535;  // grid y
 }
 
-bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
-                   const DecodeFusion& fusion) {
-  if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
-  return decode_linear_planned(products, count, x, M, K, decode_gemm_plan(products, count, M, K, fusion), fusion);
-}
+namespace {
 
-bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
-                           DecodeGemmPlan plan, const DecodeFusion& fusion) {
-  if (plan.warps < kMinWarps || plan.warps > kMaxWarps || plan.splits < 1 || plan.splits > kMaxSplits)
-    throw_error("decode_linear_planned: warps must be in [4, 8] and splits in [1, 8]");
-  if (fusion.swiglu && plan.warps % 2) throw_error("decode_linear_planned: SwiGLU needs an even number of warps");
-  if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
-  if (occupancy().clusters[plan.warps][plan.splits] < 1)
-    throw_error(("decode_linear_planned: a cluster of " + std::to_string(plan.splits) + " blocks of " +
-                 std::to_string(plan.warps) + " warps does not fit this GPU")
-                    .c_str());
+// The launch of a plan, once decode_linear_takes has taken the products.
+void launch(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K, DecodeGemmPlan plan,
+            const DecodeFusion& fusion) {
   Params p;
   p.x = dp(x);
   p.M = int(M);
@@ -455,7 +435,7 @@ bool decode_linear_planned(const DecodeProduct* products, int count, const bf16*
   cudaLaunchConfig_t lc{};
   lc.gridDim = dim3(unsigned((M + kBM - 1) / kBM), unsigned(tiles), unsigned(plan.splits));
   lc.blockDim = dim3(unsigned(32 * plan.warps));
-  lc.dynamicSmemBytes = smem_of(plan.warps);
+  lc.dynamicSmemBytes = smem_bytes(plan.warps);
   lc.stream = context().stream;
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeClusterDimension;
@@ -465,6 +445,28 @@ bool decode_linear_planned(const DecodeProduct* products, int count, const bf16*
   lc.numAttrs = plan.splits > 1 ? 1 : 0;
   const int f = (fusion.norm ? 1 : 0) + (fusion.swiglu ? 2 : 0);
   CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps, f), p));
+}
+
+}  // namespace
+
+bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                   const DecodeFusion& fusion) {
+  if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
+  launch(products, count, x, M, K, decode_gemm_plan(products, count, M, K, fusion), fusion);
+  return true;
+}
+
+bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
+                           DecodeGemmPlan plan, const DecodeFusion& fusion) {
+  if (plan.warps < kMinWarps || plan.warps > kMaxWarps || plan.splits < 1 || plan.splits > kMaxSplits)
+    throw_error("decode_linear_planned: warps must be in [4, 8] and splits in [1, 8]");
+  if (fusion.swiglu && plan.warps % 2) throw_error("decode_linear_planned: SwiGLU needs an even number of warps");
+  if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
+  if (occupancy().clusters[plan.warps][plan.splits] < 1)
+    throw_error(("decode_linear_planned: a cluster of " + std::to_string(plan.splits) + " blocks of " +
+                 std::to_string(plan.warps) + " warps does not fit this GPU")
+                    .c_str());
+  launch(products, count, x, M, K, plan, fusion);
   return true;
 }
 

@@ -23,16 +23,17 @@ void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor o
   const int64_t T = x_in.shape[0], I = width(W.gate);
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
+  const std::optional<L> gu = packed_pair(p, W.gate, W.up);
   if constexpr (std::is_same_v<L, Linear>) {
     // The norm, gate/up and SwiGLU in one op (a decode step's rows on the decode GEMM).
-    const std::optional<L> gu = pre.pending() ? packed_pair(p, W.gate, W.up) : std::nullopt;
-    if (gu && ops::rmsnorm_linear_forward(act, x_in, pre.weight, float(p.cfg->rms_norm_eps), gu->w, {}, {}, true)) {
+    if (gu && pre.pending() &&
+        ops::rmsnorm_linear_forward(act, x_in, pre.weight, float(p.cfg->rms_norm_eps), gu->w, {}, {}, true)) {
       linear_block_forward(p, W.down, act, out, nullptr, residual);
       return;
     }
   }
   const Tensor x = pre.normed(p, x_in);
-  if (const std::optional<L> gu = packed_pair(p, W.gate, W.up)) {
+  if (gu) {
     Tensor gate_up = p.keep(p.cd, {T, 2 * I});
     linear_block_forward(p, *gu, x, gate_up, nullptr);
     ops::swiglu_packed_forward(act, gate_up);
