@@ -14,7 +14,7 @@
 // One JSON line per (shape, rows, product): microseconds per launch (median of 5 replays), with the
 // plan (warps, splits) the decode GEMM chose. --sweep: then one line more per plan (4-8 warps,
 // 1-8 splits), each timed the same way (the data the planner's cost model is checked against).
-//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--sweep]
+//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -40,11 +40,12 @@ namespace {
 struct Args {
   std::vector<std::string> shapes = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"};
   std::vector<int64_t> rows = {1, 16, 64, 128, 256};
+  std::vector<std::string> products;  // --product: these alone (all when empty)
   bool sweep = false;
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--sweep]\n", why);
+  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep]\n", why);
   std::exit(2);
 }
 
@@ -68,6 +69,10 @@ Args parse(int argc, char** argv) {
     const std::string v = argv[++i];
     if (k == "--shape") {
       a.shapes = split(v);
+    } else if (k == "--product") {
+      a.products = split(v);
+      for (const std::string& x : a.products)
+        if (x != "qkv" && x != "o" && x != "gate_up" && x != "down") usage(("bad --product value " + x).c_str());
     } else if (k == "--rows") {
       a.rows.clear();
       for (const std::string& x : split(v)) {
@@ -127,6 +132,8 @@ int run(const Args& a) {
   for (const std::string& shape : a.shapes) {
     const model::ModelConfig c = model::preset_config(shape);
     for (const Product& p : products(c)) {
+      if (!a.products.empty() && std::find(a.products.begin(), a.products.end(), p.name) == a.products.end())
+        continue;
       int64_t n_total = 0;
       for (int64_t n : p.Ns) n_total += n;
       const double w_bytes = 2.0 * double(n_total) * double(p.K);
