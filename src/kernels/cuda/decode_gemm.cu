@@ -126,13 +126,13 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
     bfloat* sw = sx + kBM * kLd;
     const int k0 = chunk * kBK;
     for (int i = tid; i < x_rows * (kBK / 8); i += kThreads) {
-      const int r = i >> 3, c = (i & 7) * 8;
+      const int r = i / (kBK / 8), c = (i % (kBK / 8)) * 8;
       const bool ok = r < rows && k0 + c < p.K;
       cp_async16(sx + r * kLd + c, ok ? xs + int64_t(r) * p.K + k0 + c : p.x, ok);
     }
 #pragma unroll
     for (int i = tid; i < kBN * (kBK / 8); i += kThreads) {
-      const int r = i >> 3, c = (i & 7) * 8;
+      const int r = i / (kBK / 8), c = (i % (kBK / 8)) * 8;
       const int j = kSwiglu ? r % kOutN : r;  // the output column this weight row makes
       const int64_t w_row = kSwiglu && r >= kOutN ? int64_t(sg.N) + n0 + j : int64_t(n0) + j;
       const bool ok = j < cols && k0 + c < p.K;
