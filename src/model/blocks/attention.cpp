@@ -65,9 +65,9 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
     // attention: one launch each, or RoPE, the write and the attention in one (a decode step).
     const Tensor &kc = p.cache->k_t[size_t(layer)], &vc = p.cache->v_t[size_t(layer)];
     Tensor qkv = p.scratch(p.cd, {T, c.q_dim() + 2 * c.kv_dim()});
-    const float eps = float(c.rms_norm_eps);
-    if (!pre.pending() || !ops::rmsnorm_linear_forward(qkv, x_in, pre.weight, eps, qkv_w->w, qkv_w->b, {}, false))
+    if (!pre.fused_product(p, qkv, x_in, qkv_w->w, qkv_w->b, false))
       ops::linear_forward(qkv, pre.normed(p, x_in), qkv_w->w, qkv_w->b);
+    const float eps = float(c.rms_norm_eps);
     q = p.keep(p.cd, {T, NH, c.head_dim});
     if (p.one_token_per_slot) {  // a decode step: RoPE, the cache write and the attention in one
       ops::rope_qkv_attention_cached(att, q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, scale,

@@ -24,26 +24,22 @@ void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor o
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
   const std::optional<L> gu = packed_pair(p, W.gate, W.up);
-  if constexpr (std::is_same_v<L, Linear>) {
-    // The norm, gate/up and SwiGLU in one op (a decode step's rows on the decode GEMM).
-    if (gu && pre.pending() &&
-        ops::rmsnorm_linear_forward(act, x_in, pre.weight, float(p.cfg->rms_norm_eps), gu->w, {}, {}, true)) {
-      linear_block_forward(p, W.down, act, out, nullptr, residual);
-      return;
+  bool fused = false;  // the norm, gate/up and SwiGLU in one op (a decode step's rows on the decode GEMM)
+  if constexpr (std::is_same_v<L, Linear>) fused = gu && pre.fused_product(p, act, x_in, gu->w, {}, true);
+  if (!fused) {
+    const Tensor x = pre.normed(p, x_in);
+    if (gu) {
+      Tensor gate_up = p.keep(p.cd, {T, 2 * I});
+      linear_block_forward(p, *gu, x, gate_up, nullptr);
+      ops::swiglu_packed_forward(act, gate_up);
+      saved.gate_up = gate_up;
+    } else {
+      Tensor gate = p.keep(p.cd, {T, I}), up = p.keep(p.cd, {T, I});
+      linear_block_forward(p, W.gate, x, gate, &saved.gate_lin);
+      linear_block_forward(p, W.up, x, up, &saved.up_lin);
+      ops::swiglu_forward(act, gate, up);
+      saved.gate = gate, saved.up = up;
     }
-  }
-  const Tensor x = pre.normed(p, x_in);
-  if (gu) {
-    Tensor gate_up = p.keep(p.cd, {T, 2 * I});
-    linear_block_forward(p, *gu, x, gate_up, nullptr);
-    ops::swiglu_packed_forward(act, gate_up);
-    saved.gate_up = gate_up;
-  } else {
-    Tensor gate = p.keep(p.cd, {T, I}), up = p.keep(p.cd, {T, I});
-    linear_block_forward(p, W.gate, x, gate, &saved.gate_lin);
-    linear_block_forward(p, W.up, x, up, &saved.up_lin);
-    ops::swiglu_forward(act, gate, up);
-    saved.gate = gate, saved.up = up;
   }
   linear_block_forward(p, W.down, act, out, &saved.down_lin, residual);
   if (s) saved.act = p.recompute ? Tensor() : act, *s = saved;

@@ -6,6 +6,14 @@ namespace r1::model {
 
 namespace {
 float eps(const Pass& p) { return float(p.cfg->rms_norm_eps); }
+
+// The norm of x into scratch (nothing saved).
+Tensor scratch_norm(const Pass& p, const Tensor& weight, const Tensor& x) {
+  const int64_t N = x.shape[0], C = x.shape[1];
+  Tensor out = p.scratch(p.cd, {N, C});
+  ops::rmsnorm_forward(out, p.scratch(DType::F32, {N}), x, weight, eps(p));
+  return out;
+}
 }  // namespace
 
 Tensor norm_forward(const Pass& p, const Tensor& weight, const Tensor& x, NormSaved* s) {
@@ -18,18 +26,14 @@ Tensor norm_forward(const Pass& p, const Tensor& weight, const Tensor& x, NormSa
 }
 
 Tensor norm_output(const Pass& p, const Tensor& weight, const Tensor& x, const NormSaved& s) {
-  if (!s.out.empty()) return s.out;
-  const int64_t N = x.shape[0], C = x.shape[1];
-  Tensor out = p.scratch(p.cd, {N, C});
-  ops::rmsnorm_forward(out, p.scratch(DType::F32, {N}), x, weight, eps(p));
-  return out;
+  return s.out.empty() ? scratch_norm(p, weight, x) : s.out;
 }
 
-Tensor PreNorm::normed(const Pass& p, const Tensor& x) const {
-  if (!pending()) return x;
-  Tensor out = p.scratch(p.cd, {x.shape[0], x.shape[1]});
-  ops::rmsnorm_forward(out, p.scratch(DType::F32, {x.shape[0]}), x, weight, eps(p));
-  return out;
+Tensor PreNorm::normed(const Pass& p, const Tensor& x) const { return pending() ? scratch_norm(p, weight, x) : x; }
+
+bool PreNorm::fused_product(const Pass& p, Tensor out, const Tensor& x, const Tensor& w, const Tensor& b,
+                            bool swiglu) const {
+  return pending() && ops::rmsnorm_linear_forward(out, x, weight, eps(p), w, b, {}, swiglu);
 }
 
 void norm_backward(const Pass&, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,

@@ -22,6 +22,10 @@ struct PreNorm {
   bool pending() const { return !weight.empty(); }
   // x normed (scratch: nothing is saved), or x itself when no norm is pending.
   Tensor normed(const Pass& p, const Tensor& x) const;
+  // out = the pending norm of x, then the product with w (+ b), or with swiglu its SwiGLU, in one op
+  // (ops::rmsnorm_linear_forward): false, having done nothing, when no norm is pending or no kernel
+  // takes the case (the caller then runs normed(), then the product).
+  bool fused_product(const Pass& p, Tensor out, const Tensor& x, const Tensor& w, const Tensor& b, bool swiglu) const;
 };
 // dx (N, C) += d/dx, dweight (C) += d/dweight, from dout (N, C).
 void norm_backward(const Pass& p, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,
