@@ -19,8 +19,9 @@
 // keeps its cuBLASLt products.
 //
 // Off by default (set_decode_gemm). The first version (one 64 x 64 tile per block, a last block
-// summing the split-K partials through L2) was 2-5x slower than cuBLASLt on an H100; docs/CUDA.md,
-// "The decode GEMM".
+// summing the split-K partials through L2) was 2-5x slower than cuBLASLt on an H100; this one takes
+// 1.2-3.4x cuBLASLt's time there: its mma.sync, fed by ldmatrix from a few warps an SM, is as slow
+// as cuBLASLt's whole product even with no loads (docs/CUDA.md, "The decode GEMM").
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -79,6 +80,29 @@ __device__ inline void store(const Segment& sg, int64_t row, int64_t col, float 
   if (sg.residual) v += __bfloat162float(sg.residual[row + col]);
   sg.out[row + col] = __float2bfloat16_rn(v);
 }
+__device__ inline bool aligned8(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 7) == 0; }
+__device__ inline void add4(float (&v)[4], const bfloat* q) {
+  const uint2 u = *reinterpret_cast<const uint2*>(q);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+  v[0] += a.x, v[1] += a.y, v[2] += b.x, v[3] += b.y;
+}
+// Columns col .. col + n - 1 (n <= 4) of a row: one 8-byte store (and loads) where all four are in
+// the tile and aligned, else element by element; the same sums and rounding either way.
+__device__ inline void store4(const Segment& sg, int64_t row, int64_t col, float (&v)[4], int n) {
+  bfloat* o = sg.out + row + col;
+  if (n == 4 && aligned8(o) && (!sg.bias || aligned8(sg.bias + col)) && (!sg.residual || aligned8(sg.residual + row + col))) {
+    if (sg.bias) add4(v, sg.bias + col);
+    if (sg.residual) add4(v, sg.residual + row + col);
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]), hi = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 u;
+    u.x = *reinterpret_cast<uint32_t*>(&lo);
+    u.y = *reinterpret_cast<uint32_t*>(&hi);
+    *reinterpret_cast<uint2*>(o) = u;
+    return;
+  }
+  for (int e = 0; e < n; ++e) store(sg, row, col + e, v[e]);
+}
 
 // a (bf16 pair) * b (bf16 pair), each product rounded to bf16 once.
 __device__ inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
@@ -108,7 +132,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   int si = 0;
   for (int i = 1; i < p.count; ++i) si += int(blockIdx.y) >= p.seg[i].tile0;
-  const Segment& sg = p.seg[si];
+  const Segment sg = p.seg[si];  // by value: its fields in registers, not read from the parameters by index
   const int m0 = int(blockIdx.x) * kBM, n0 = (int(blockIdx.y) - sg.tile0) * kOutN;
   const int rows = min(kBM, p.M - m0), cols = min(kOutN, sg.N - n0);
   const int splits = int(gridDim.z), split = int(blockIdx.z);
@@ -119,24 +143,43 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   // Stage s: x's rows [0, kBM), w's rows [0, kBN), each kBK wide, then (kNorm) the norm's kBK
   // weights. K is a multiple of 8, so a 16-byte piece is wholly inside K or past it; past it, and
   // past the rows, it is zero-filled. Rows of x past M are not loaded at all (their 16-row pieces
-  // are skipped below).
+  // are skipped below). A thread's pieces are the same in every stage but for k: column pc of rows
+  // pr + j kRowStep (kThreads is a multiple of kBK / 8), so their addresses are worked out once
+  // and a stage's loads are a few instructions (the kernel's code is fetched cold by every SM).
+  constexpr int kRowStep = kThreads / (kBK / 8);
+  constexpr int kWPieces = kBN / kRowStep, kXPieces = (kBM + kRowStep - 1) / kRowStep;
+  static_assert(kThreads % (kBK / 8) == 0 && kBN % kRowStep == 0, "a thread's pieces: one column, whole rows");
   const int x_rows = min(kBM, (rows + 15) / 16 * 16);
+  const int pc = (tid % (kBK / 8)) * 8, pr = tid / (kBK / 8);
+  const bfloat* w_src[kWPieces];
+  bool w_ok[kWPieces];
+#pragma unroll
+  for (int j = 0; j < kWPieces; ++j) {
+    const int r = pr + j * kRowStep;
+    const int c = kSwiglu ? r % kOutN : r;  // the output column this weight row makes
+    const int64_t w_row = kSwiglu && r >= kOutN ? int64_t(sg.N) + n0 + c : int64_t(n0) + c;
+    w_ok[j] = c < cols;
+    w_src[j] = w_ok[j] ? sg.w + w_row * p.K + pc : sg.w;
+  }
+  const bfloat* x_src = xs + int64_t(pr) * p.K + pc;
+  const int64_t x_step = int64_t(kRowStep) * p.K;
   auto load = [&](int chunk, int s) {
     bfloat* sx = smem + s * kStageElems;
     bfloat* sw = sx + kBM * kLd;
     const int k0 = chunk * kBK;
-    for (int i = tid; i < x_rows * (kBK / 8); i += kThreads) {
-      const int r = i / (kBK / 8), c = (i % (kBK / 8)) * 8;
-      const bool ok = r < rows && k0 + c < p.K;
-      cp_async16(sx + r * kLd + c, ok ? xs + int64_t(r) * p.K + k0 + c : p.x, ok);
+    const bool k_in = k0 + pc < p.K;
+#pragma unroll
+    for (int j = 0; j < kXPieces; ++j) {
+      const int r = pr + j * kRowStep;
+      if (r < x_rows) {
+        const bool ok = k_in && r < rows;
+        cp_async16(sx + r * kLd + pc, ok ? x_src + j * x_step + k0 : p.x, ok);
+      }
     }
 #pragma unroll
-    for (int i = tid; i < kBN * (kBK / 8); i += kThreads) {
-      const int r = i / (kBK / 8), c = (i % (kBK / 8)) * 8;
-      const int j = kSwiglu ? r % kOutN : r;  // the output column this weight row makes
-      const int64_t w_row = kSwiglu && r >= kOutN ? int64_t(sg.N) + n0 + j : int64_t(n0) + j;
-      const bool ok = j < cols && k0 + c < p.K;
-      cp_async16(sw + r * kLd + c, ok ? sg.w + w_row * p.K + k0 + c : sg.w, ok);
+    for (int j = 0; j < kWPieces; ++j) {
+      const bool ok = k_in && w_ok[j];
+      cp_async16(sw + (pr + j * kRowStep) * kLd + pc, ok ? w_src[j] + k0 : sg.w, ok);
     }
     if (kNorm && tid < kBK / 8) {
       const bool ok = k0 + tid * 8 < p.K;
@@ -154,7 +197,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   float sq[2] = {0.0f, 0.0f};
   const int m_tiles = (rows + 15) / 16;  // 16-row pieces holding a row of x: the others are skipped
 
-#pragma unroll
+#pragma unroll 1
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < n_chunks) load(c_begin + s, s);
     cp_async_commit();
@@ -168,21 +211,33 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
     cp_async_commit();
     const bfloat* sx = smem + (i % kStages) * kStageElems;
     const bfloat* sw = sx + kBM * kLd;
+    // The stage's fragments, one 16-wide k step ahead of its products: step kk + 1's ldmatrix are in
+    // flight while step kk's mma run (ldmatrix and mma are volatile asm, kept in the order written,
+    // so an mma right after its load would wait the load's latency out).
+    constexpr int kSteps = kBK / 16;
+    uint32_t fa[2][4][4], fb[2][4];  // a: x's 16-row pieces; b: the warp's two 8-column tiles
+    auto fragments = [&](int kk, uint32_t (&a)[4][4], uint32_t (&b)[4]) {
+      ldsm_x4(b, sw + (warp * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + kk * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
-    for (int ks = 0; ks < kBK; ks += 16) {
-      uint32_t b[4];  // the warp's two 8-column tiles: b[0], b[1] the first's k 0-7, 8-15
-      ldsm_x4(b, sw + (warp * 16 + (lane & 7) + ((lane >> 4) << 3)) * kLd + ks + ((lane >> 3) & 1) * 8);
+      for (int mt = 0; mt < 4; ++mt)
+        if (mt < m_tiles) ldsm_x4(a[mt], sx + (mt * 16 + (lane & 15)) * kLd + kk * 16 + (lane >> 4) * 8);
+    };
+    fragments(0, fa[0], fb[0]);
+#pragma unroll
+    for (int kk = 0; kk < kSteps; ++kk) {
+      const int cur = kk & 1;
+      if (kk + 1 < kSteps) fragments(kk + 1, fa[cur ^ 1], fb[cur ^ 1]);
+      const uint32_t* b = fb[cur];  // b[0], b[1]: the first tile's k 0-7, 8-15
       uint32_t gam[2] = {0u, 0u};  // kNorm: the norm's weights of columns 2t, 2t + 1 and 2t + 8, 2t + 9
       if (kNorm) {
-        const bfloat* gw = sw + kBN * kLd + ks + 2 * (lane & 3);
+        const bfloat* gw = sw + kBN * kLd + kk * 16 + 2 * (lane & 3);
         gam[0] = *reinterpret_cast<const uint32_t*>(gw);
         gam[1] = *reinterpret_cast<const uint32_t*>(gw + 8);
       }
 #pragma unroll
       for (int mt = 0; mt < 4; ++mt) {
         if (mt < m_tiles) {
-          uint32_t a[4];
-          ldsm_x4(a, sx + (mt * 16 + (lane & 15)) * kLd + ks + (lane >> 4) * 8);
+          uint32_t a[4] = {fa[cur][mt][0], fa[cur][mt][1], fa[cur][mt][2], fa[cur][mt][3]};
           if (kNorm) {
             if (mt == warp) {
               sq[0] += sum_squares_bf16x2(a[0]) + sum_squares_bf16x2(a[2]);
@@ -203,24 +258,6 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
 
   // Accumulator (mt, nt) of lane (g, t): rows 16 mt + g and + 8, columns 16 warp + 8 nt + 2 t and + 1.
   const int g = lane >> 2, t = lane & 3;
-  if (!kNorm && !kSwiglu && splits == 1) {
-#pragma unroll
-    for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = mt * 16 + g + 8 * h;
-        if (mt >= m_tiles || r >= rows) continue;
-        const int64_t row = int64_t(m0 + r) * sg.N;
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int c = warp * 16 + nt * 8 + 2 * t + e;
-            if (c < cols) store(sg, row, n0 + c, acc[mt][nt][2 * h + e]);
-          }
-      }
-    return;
-  }
 
   // Through shared memory: this block's partial tile (and, kNorm, its rows' partial sums of squares)
   // into the ring, every thread done with it; then, after a barrier (the cluster's, with a split),
@@ -259,9 +296,11 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   for (int i = tid; i < (r1 - r0) * (kOutN / 4); i += kThreads) {
     const int r = r0 + i / (kOutN / 4), c = (i % (kOutN / 4)) * 4;
     if (c >= cols) continue;
-    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f), up = sum;
-    float ss = 0.0f;
-    for (int k = 0; k < splits; ++k) {
+    // Split 0's partial, then the others' added in split order (no 0 + x: a -0 stays -0).
+    float4 sum = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, 0)), up = sum;
+    if (kSwiglu) up = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, 0));
+    float ss = kNorm ? *partial(part_sq + r, 0) : 0.0f;
+    for (int k = 1; k < splits; ++k) {
       const float4 v = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, k));
       sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
       if (kSwiglu) {
@@ -273,18 +312,17 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
     // The RMSNorm's 1 / rms, as rmsnorm_forward computes it.
     const float rr = kNorm ? 1.0f / sqrtf(ss / float(p.K) + p.eps) : 1.0f;
     const int64_t row = int64_t(m0 + r) * sg.N;
-    const float s4[4] = {sum.x, sum.y, sum.z, sum.w}, u4[4] = {up.x, up.y, up.z, up.w};
+    float v[4] = {rr * sum.x, rr * sum.y, rr * sum.z, rr * sum.w};
+    if (kSwiglu) {  // gate and up each rounded to bf16, as the packed SwiGLU reads them
+      const float u4[4] = {up.x, up.y, up.z, up.w};
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (c + e >= cols) continue;
-      if (kSwiglu) {
-        const float gate = __bfloat162float(__float2bfloat16_rn(rr * s4[e]));
+      for (int e = 0; e < 4; ++e) {
+        const float gate = __bfloat162float(__float2bfloat16_rn(v[e]));
         const float upv = __bfloat162float(__float2bfloat16_rn(rr * u4[e]));
-        sg.out[row + n0 + c + e] = __float2bfloat16_rn(gate / (1.0f + expf(-gate)) * upv);
-      } else {
-        store(sg, row, n0 + c + e, rr * s4[e]);
+        v[e] = gate / (1.0f + expf(-gate)) * upv;
       }
     }
+    store4(sg, row, n0 + c, v, min(4, cols - c));  // SwiGLU's segment has no bias or residual
   }
   if (splits > 1) cg::this_cluster().sync();
 }
