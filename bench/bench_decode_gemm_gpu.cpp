@@ -14,7 +14,8 @@
 // One JSON line per (shape, rows, product): microseconds per launch (median of 5 replays), with the
 // plan (warps, splits) the decode GEMM chose. --sweep: then one line more per plan (4-8 warps,
 // 1-8 splits), each timed the same way (the data the planner's cost model is checked against).
-//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep]
+// --tma: the decode GEMM's rows are its TMA + wgmma kernel (every product here: none has a fusion).
+//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep] [--tma]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -42,10 +43,11 @@ struct Args {
   std::vector<int64_t> rows = {1, 16, 64, 128, 256};
   std::vector<std::string> products;  // --product: these alone (all when empty)
   bool sweep = false;
+  bool tma = false;  // --tma: the TMA + wgmma kernel (cuda::set_decode_gemm_tma) for the products it takes
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep]\n", why);
+  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma]\n", why);
   std::exit(2);
 }
 
@@ -63,6 +65,10 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (k == "--sweep") {
       a.sweep = true;
+      continue;
+    }
+    if (k == "--tma") {
+      a.tma = true;
       continue;
     }
     if (i + 1 >= argc) usage(("missing value for " + k).c_str());
@@ -128,6 +134,7 @@ double graph_us(int copies, int launches, F&& launch) {
 
 int run(const Args& a) {
   cuda::set_decode_gemm(true);  // the kernel is off by default; this benchmark times it beside cuBLASLt
+  cuda::set_decode_gemm_tma(a.tma);
   const double bw = bench::measured_bandwidth();
   for (const std::string& shape : a.shapes) {
     const model::ModelConfig c = model::preset_config(shape);

@@ -6,7 +6,7 @@
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
-//                                 [--decode-gemm on|off] [--exact off|on|split] [--gemm-ref-rows N]
+//                                 [--decode-gemm on|tma|off] [--exact off|on|split] [--gemm-ref-rows N]
 //                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]
 //                                 [--fused-rope on|off]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
@@ -41,7 +41,8 @@
 // (ops::rope_qkv_attention_cached's fallback; cuda::set_decode_rope_fused; A/B).
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
-// library's default, is cuBLASLt).
+// library's default, is cuBLASLt). tma: the same, with the products that take no norm (o, down) on
+// its TMA + wgmma kernel (cuda::set_decode_gemm_tma).
 // --sampler-blocks N: blocks a row's draw takes, 1 or 2 (default 0: the library's choice, two for
 // untruncated draws of at most half as many rows as SMs; cuda::set_sampling_blocks_per_row).
 // --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's
@@ -115,7 +116,7 @@ struct Args {
                "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
-               "[--profile] [--attention tensor|simt] [--decode-gemm on|off] [--exact off|on|split] "
+               "[--profile] [--attention tensor|simt] [--decode-gemm on|tma|off] [--exact off|on|split] "
                "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window] [--fused-rope on|off]\n",
                why.c_str());
   std::exit(2);
@@ -165,7 +166,8 @@ Args parse(int argc, char** argv) {
     usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
   if (a.sampler_blocks < 0 || a.sampler_blocks > 2) usage("--sampler-blocks must be 0, 1 or 2");
-  if (a.decode_gemm != "on" && a.decode_gemm != "off") usage("--decode-gemm must be on or off");
+  if (a.decode_gemm != "on" && a.decode_gemm != "tma" && a.decode_gemm != "off")
+    usage("--decode-gemm must be on, tma or off");
   if (a.fused_rope != "on" && a.fused_rope != "off") usage("--fused-rope must be on or off");
   if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
@@ -285,7 +287,8 @@ int run(const Args& a) {
   }
 #ifdef R1_HAVE_CUDA
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
-  cuda::set_decode_gemm(a.decode_gemm == "on");
+  cuda::set_decode_gemm(a.decode_gemm != "off");
+  cuda::set_decode_gemm_tma(a.decode_gemm == "tma");
   cuda::set_decode_rope_fused(a.fused_rope == "on");
   cuda::set_decode_attention_splits(a.attention_splits);
   cuda::set_sampling_blocks_per_row(a.sampler_blocks);

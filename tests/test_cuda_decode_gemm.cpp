@@ -169,6 +169,52 @@ TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
   EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {4, 9, 0}), Error);
 }
 
+// The TMA + wgmma kernel (cuda::set_decode_gemm_tma) against the same references: every case,
+// planned, and every (warps, splits) of two, then the same bits every run and through a graph.
+TEST(CudaDecodeGemm, TmaKernelMatchesTheDoubleProduct) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  struct Tma {
+    Tma() { r1::cuda::set_decode_gemm_tma(true); }
+    ~Tma() { r1::cuda::set_decode_gemm_tma(false); }
+  } tma;
+  for (const Case& c : cases()) {
+    Problem p(c);
+    ASSERT_TRUE(p.run(c));
+    for (size_t s = 0; s < c.Ns.size(); ++s) {
+      const double err = test::rel_l2(to_host_f32(p.out[s]), p.want[s]);
+      std::printf("[ TMA    ] M %lld K %lld N %lld (segment %zu of %zu, splits %d): rel err %.2e\n", (long long)c.M,
+                  (long long)c.K, (long long)c.Ns[s], s, c.Ns.size(), p.plan(c).splits, err);
+      EXPECT_LE(err, 4e-3) << "M " << c.M << " K " << c.K << " N " << c.Ns[s];
+    }
+  }
+  for (const Case& c : {Case{64, 896, {896}, false, true, false}, Case{37, 136, {130, 24}, true, true, true}})
+    for (int warps = 4; warps <= 8; ++warps)
+      for (int splits = 1; splits <= 8; ++splits) {
+        Problem p(c);
+        const std::vector<cuda::DecodeProduct> d = p.products(c);
+        ASSERT_TRUE(cuda::decode_linear_planned(d.data(), int(d.size()), ptr(p.x), c.M, c.K, {warps, splits, 0}));
+        for (size_t s = 0; s < c.Ns.size(); ++s)
+          EXPECT_LE(test::rel_l2(to_host_f32(p.out[s]), p.want[s]), 4e-3)
+              << "M " << c.M << " N " << c.Ns[s] << " warps " << warps << " splits " << splits;
+      }
+  const Case c = cases()[0];
+  Problem p(c);
+  ASSERT_TRUE(p.run(c));
+  const std::vector<uint16_t> first = bits(p.out[0]);
+  for (int run = 0; run < 5; ++run) {
+    ASSERT_TRUE(p.run(c));
+    ASSERT_EQ(bits(p.out[0]), first) << "eager run " << run;
+  }
+  cuda::Graph g;
+  g.begin_capture();
+  p.run(c);
+  g.end_capture();
+  copy_from_host_f32(p.out[0], Vf(size_t(p.out[0].numel()), 0.0f).data());
+  g.replay();
+  EXPECT_EQ(bits(p.out[0]), first) << "replay";
+}
+
 // The fusions against a double-precision reference of the ops they replace: RMSNorm then the
 // product (with bias and residual), and RMSNorm then [gate; up] then SwiGLU, at every plan they
 // take (SwiGLU: even warp counts), split and not, full and partial tiles.

@@ -32,6 +32,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/hopper.cuh"
 #include "kernels/cuda/tensor_core.cuh"
 
 namespace r1::cuda {
@@ -112,6 +113,56 @@ __device__ inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
 __device__ inline float sum_squares_bf16x2(uint32_t a) {
   const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&a));
   return f.x * f.x + f.y * f.y;
+}
+
+// The end of every plan, once each block's fp32 partial tile (rows kLdp floats apart; kNorm: and
+// its rows' partial sums of squares) is in its shared memory: a barrier (the cluster's, with a
+// split), then this block's share of the tile's rows, summed over the splits' partials in split
+// order (distributed shared memory), finished (1 / rms, SwiGLU, bias, residual) and stored. With a
+// split, the last barrier keeps every block's shared memory alive until all have read it.
+template <int kOutN, int kLdp, int kThreads, bool kNorm, bool kSwiglu>
+__device__ void reduce_and_store(const Params& p, const Segment& sg, float* part, float* part_sq, int tid, int m0,
+                                 int n0, int rows, int cols, int splits) {
+  namespace cg = cooperative_groups;
+  if (splits > 1) cg::this_cluster().sync();
+  else __syncthreads();
+  auto partial = [&](float* at, int k) {
+    return splits > 1 ? cg::this_cluster().map_shared_rank(at, k) : at;
+  };
+  const int q = splits > 1 ? int(cg::this_cluster().block_rank()) : 0;
+  const int r0 = rows * q / splits, r1 = rows * (q + 1) / splits;
+  for (int i = tid; i < (r1 - r0) * (kOutN / 4); i += kThreads) {
+    const int r = r0 + i / (kOutN / 4), c = (i % (kOutN / 4)) * 4;
+    if (c >= cols) continue;
+    // Split 0's partial, then the others' added in split order (no 0 + x: a -0 stays -0).
+    float4 sum = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, 0)), up = sum;
+    if (kSwiglu) up = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, 0));
+    float ss = kNorm ? *partial(part_sq + r, 0) : 0.0f;
+    for (int k = 1; k < splits; ++k) {
+      const float4 v = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, k));
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+      if (kSwiglu) {
+        const float4 u = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, k));
+        up.x += u.x, up.y += u.y, up.z += u.z, up.w += u.w;
+      }
+      if (kNorm) ss += *partial(part_sq + r, k);
+    }
+    // The RMSNorm's 1 / rms, as rmsnorm_forward computes it.
+    const float rr = kNorm ? 1.0f / sqrtf(ss / float(p.K) + p.eps) : 1.0f;
+    const int64_t row = int64_t(m0 + r) * sg.N;
+    float v[4] = {rr * sum.x, rr * sum.y, rr * sum.z, rr * sum.w};
+    if (kSwiglu) {  // gate and up each rounded to bf16, as the packed SwiGLU reads them
+      const float u4[4] = {up.x, up.y, up.z, up.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float gate = __bfloat162float(__float2bfloat16_rn(v[e]));
+        const float upv = __bfloat162float(__float2bfloat16_rn(rr * u4[e]));
+        v[e] = gate / (1.0f + expf(-gate)) * upv;
+      }
+    }
+    store4(sg, row, n0 + c, v, min(4, cols - c));  // SwiGLU's segment has no bias or residual
+  }
+  if (splits > 1) cg::this_cluster().sync();
 }
 
 // Grid (row tiles, column tiles of all segments, splits); with splits > 1, clusters of (1, 1, splits).
@@ -259,12 +310,8 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
   // Accumulator (mt, nt) of lane (g, t): rows 16 mt + g and + 8, columns 16 warp + 8 nt + 2 t and + 1.
   const int g = lane >> 2, t = lane & 3;
 
-  // Through shared memory: this block's partial tile (and, kNorm, its rows' partial sums of squares)
-  // into the ring, every thread done with it; then, after a barrier (the cluster's, with a split),
-  // this block's share of the rows, summed over the splits' partials in split order (distributed
-  // shared memory). With a split, the last barrier keeps every block's shared memory alive until
-  // all have read it.
-  namespace cg = cooperative_groups;
+  // This block's partial tile (and, kNorm, its rows' partial sums of squares) into the ring, every
+  // thread done with it, then reduce_and_store.
   __syncthreads();
   float* part = reinterpret_cast<float*>(smem_raw);
   float* part_sq = part + kBM * kLdp;
@@ -286,45 +333,108 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
       if (t == 0) part_sq[warp * 16 + g + 8 * h] = v;
     }
   }
-  if (splits > 1) cg::this_cluster().sync();
-  else __syncthreads();
-  auto partial = [&](float* at, int k) {
-    return splits > 1 ? cg::this_cluster().map_shared_rank(at, k) : at;
-  };
-  const int q = splits > 1 ? int(cg::this_cluster().block_rank()) : 0;
-  const int r0 = rows * q / splits, r1 = rows * (q + 1) / splits;
-  for (int i = tid; i < (r1 - r0) * (kOutN / 4); i += kThreads) {
-    const int r = r0 + i / (kOutN / 4), c = (i % (kOutN / 4)) * 4;
-    if (c >= cols) continue;
-    // Split 0's partial, then the others' added in split order (no 0 + x: a -0 stays -0).
-    float4 sum = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, 0)), up = sum;
-    if (kSwiglu) up = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, 0));
-    float ss = kNorm ? *partial(part_sq + r, 0) : 0.0f;
-    for (int k = 1; k < splits; ++k) {
-      const float4 v = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, k));
-      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
-      if (kSwiglu) {
-        const float4 u = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, k));
-        up.x += u.x, up.y += u.y, up.z += u.z, up.w += u.w;
-      }
-      if (kNorm) ss += *partial(part_sq + r, k);
+  reduce_and_store<kOutN, kLdp, kThreads, kNorm, kSwiglu>(p, sg, part, part_sq, tid, m0, n0, rows, cols, splits);
+}
+
+// The TMA kernel (set_decode_gemm_tma; products without the norm or SwiGLU, which keep the kernel
+// above): the same tiles, plans and end, on Hopper's asynchronous path. Warp 4 (one thread) streams
+// each stage's x tile (64 rows) and w tile (kBN rows) with one TMA load each, 64 of K in 128-byte
+// swizzled rows, into a ring whose stages are handed over by mbarriers; warps 0-3, a warpgroup,
+// multiply them with wgmma (64 x kBN, both operands read from shared memory, 4 instructions a
+// stage) and free each stage once its MMAs are done. Rows and K past the matrices arrive as zeros.
+constexpr int kTmaStages = 8;
+constexpr int kTmaThreads = 160;  // a consumer warpgroup and the producer warp
+constexpr size_t tma_x_bytes() { return size_t(kBM) * kBK * sizeof(bfloat); }
+constexpr size_t tma_stage_bytes(int warps) { return size_t(kBM + block_n(warps)) * kBK * sizeof(bfloat); }
+constexpr size_t tma_smem_bytes(int warps) {
+  return 1024 + kTmaStages * tma_stage_bytes(warps) + 2 * kTmaStages * sizeof(uint64_t);  // 1 KiB to align the ring
+}
+static_assert(kBK * sizeof(bfloat) == 128, "a stage row is one 128-byte swizzle row");
+static_assert(tma_x_bytes() % 1024 == 0 && block_n(kMinWarps) * kBK * sizeof(bfloat) % 1024 == 0,
+              "tiles start on the swizzle's 1,024-byte period");
+static_assert(tma_smem_bytes(kMaxWarps) <= 227 * 1024 && tma_smem_bytes(kMinWarps) > 114 * 1024, "one block an SM");
+
+struct TmaParams {
+  CUtensorMap x;                        // (M, K), boxes of 64 rows x 64 of K
+  CUtensorMap w[kMaxDecodeSegments];    // (N, K), boxes of kBN rows
+  Params p;
+};
+
+template <int kWarps>
+__global__ void __launch_bounds__(kTmaThreads) decode_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
+  constexpr int kBN = block_n(kWarps), kLdp = partial_ld(kWarps);
+  constexpr uint32_t kStageBytes = uint32_t(tma_stage_bytes(kWarps));
+  const Params& p = tp.p;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* ring = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  uint64_t* full = reinterpret_cast<uint64_t*>(ring + kTmaStages * kStageBytes);
+  uint64_t* empty = full + kTmaStages;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  int si = 0;
+  for (int i = 1; i < p.count; ++i) si += int(blockIdx.y) >= p.seg[i].tile0;
+  const Segment sg = p.seg[si];
+  const int m0 = int(blockIdx.x) * kBM, n0 = (int(blockIdx.y) - sg.tile0) * kBN;
+  const int rows = min(kBM, p.M - m0), cols = min(kBN, sg.N - n0);
+  const int splits = int(gridDim.z), split = int(blockIdx.z);
+  const int chunks = (p.K + kBK - 1) / kBK;
+  const int c_begin = chunks * split / splits, n_chunks = chunks * (split + 1) / splits - c_begin;
+  if (tid == 0) {
+    for (int s = 0; s < kTmaStages; ++s) {
+      mbar_init(&full[s], 1);      // the producer's expect_tx; the loads' bytes complete it
+      mbar_init(&empty[s], 4);     // one arrival a consumer warp
     }
-    // The RMSNorm's 1 / rms, as rmsnorm_forward computes it.
-    const float rr = kNorm ? 1.0f / sqrtf(ss / float(p.K) + p.eps) : 1.0f;
-    const int64_t row = int64_t(m0 + r) * sg.N;
-    float v[4] = {rr * sum.x, rr * sum.y, rr * sum.z, rr * sum.w};
-    if (kSwiglu) {  // gate and up each rounded to bf16, as the packed SwiGLU reads them
-      const float u4[4] = {up.x, up.y, up.z, up.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float gate = __bfloat162float(__float2bfloat16_rn(v[e]));
-        const float upv = __bfloat162float(__float2bfloat16_rn(rr * u4[e]));
-        v[e] = gate / (1.0f + expf(-gate)) * upv;
-      }
-    }
-    store4(sg, row, n0 + c, v, min(4, cols - c));  // SwiGLU's segment has no bias or residual
+    mbar_fence_init();
   }
-  if (splits > 1) cg::this_cluster().sync();
+  __syncthreads();
+
+  float acc[kBN / 2];
+#pragma unroll
+  for (int j = 0; j < kBN / 2; ++j) acc[j] = 0.0f;
+  if (warp == 4) {
+    if (lane == 0) {
+      tma_prefetch_map(&tp.x);
+      tma_prefetch_map(&tp.w[si]);
+      for (int i = 0; i < n_chunks; ++i) {
+        const int s = i % kTmaStages;
+        if (i >= kTmaStages) mbar_wait(&empty[s], uint32_t((i / kTmaStages - 1) & 1));  // its last use freed
+        unsigned char* st = ring + s * kStageBytes;
+        const int k0 = (c_begin + i) * kBK;
+        mbar_expect_tx(&full[s], kStageBytes);
+        tma_load_2d(st, &tp.x, &full[s], k0, m0);
+        tma_load_2d(st + tma_x_bytes(), &tp.w[si], &full[s], k0, n0);
+      }
+    }
+  } else {
+    for (int i = 0; i < n_chunks; ++i) {
+      const int s = i % kTmaStages;
+      mbar_wait(&full[s], uint32_t((i / kTmaStages) & 1));
+      const unsigned char* st = ring + s * kStageBytes;
+      const uint64_t da = wgmma_desc_sw128(st), db = wgmma_desc_sw128(st + tma_x_bytes());
+      wgmma_pin(acc);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) wgmma_bf16<kBN>(acc, da + 2 * kk, db + 2 * kk);
+      wgmma_commit();
+      wgmma_pin(acc);
+      wgmma_wait<1>();  // the previous stage's MMAs are done: its stage is free
+      if (i > 0 && lane == 0) mbar_arrive(&empty[(i - 1) % kTmaStages]);
+    }
+    wgmma_wait<0>();
+    wgmma_pin(acc);
+  }
+
+  // Every MMA done (their reads of the ring too): the partial tile into the ring, then the end.
+  __syncthreads();
+  float* part = reinterpret_cast<float*>(ring);
+  if (warp < 4) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < kBN / 2; j += 2) {
+      const int r = warp * 16 + g + 8 * ((j >> 1) & 1), c = (j >> 2) * 8 + 2 * t;
+      *reinterpret_cast<float2*>(part + r * kLdp + c) = make_float2(acc[j], acc[j + 1]);
+    }
+  }
+  reduce_and_store<kBN, kLdp, kTmaThreads, false, false>(p, sg, part, nullptr, tid, m0, n0, rows, cols, splits);
 }
 
 using Kernel = void (*)(Params);
@@ -351,6 +461,16 @@ Kernel kernel_of(int warps, int fusion) {
     default: return kernel_of_warps<8>(fusion);
   }
 }
+using TmaKernel = void (*)(TmaParams);
+TmaKernel tma_kernel_of(int warps) {
+  switch (warps) {
+    case 4: return decode_gemm_tma_kernel<4>;
+    case 5: return decode_gemm_tma_kernel<5>;
+    case 6: return decode_gemm_tma_kernel<6>;
+    case 7: return decode_gemm_tma_kernel<7>;
+    default: return decode_gemm_tma_kernel<8>;
+  }
+}
 
 // The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
 // once, on first use (an eager run precedes every capture).
@@ -365,6 +485,9 @@ const Occupancy& occupancy() {
       for (int f = 0; f < kFusions; ++f)
         if (Kernel k = kernel_of(w, f))
           CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(w))));
+      // The TMA kernel: one block an SM as well, so the same clusters fit.
+      CUDA_CHECK(cudaFuncSetAttribute(tma_kernel_of(w), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      int(tma_smem_bytes(w))));
       o.clusters[w][1] = context().sm_count;
       for (int s = 2; s <= kMaxSplits; ++s) {
         cudaLaunchConfig_t lc{};
@@ -389,6 +512,32 @@ const Occupancy& occupancy() {
 
 constexpr bool kDefaultOn = false;  // see the header
 bool g_enabled = kDefaultOn;  // set_decode_gemm
+bool g_tma = false;           // set_decode_gemm_tma
+
+// cuTensorMapEncodeTiled, looked up through the runtime (nothing links libcuda).
+decltype(&cuTensorMapEncodeTiled) encode_tiled() {
+  static const auto fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found));
+    if (found != cudaDriverEntryPointSuccess || f == nullptr) throw_error("CUDA driver: no cuTensorMapEncodeTiled");
+    return reinterpret_cast<decltype(&cuTensorMapEncodeTiled)>(f);
+  }();
+  return fn;
+}
+// A (rows, K) bf16 row-major matrix read in boxes of box_rows x kBK, 128-byte swizzled, zeros past it.
+CUtensorMap tile_map(const bfloat* base, int64_t rows, int64_t K, int box_rows) {
+  CUtensorMap m;
+  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(K) * sizeof(bfloat)};
+  const cuuint32_t box[2] = {cuuint32_t(kBK), cuuint32_t(box_rows)};
+  const cuuint32_t steps[2] = {1, 1};
+  const CUresult r = encode_tiled()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bfloat*>(base), dims, strides,
+                                    box, steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) throw_error(("decode GEMM: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) + ")").c_str());
+  return m;
+}
 
 // A tile's output columns: 16 per warp, half of them with SwiGLU (the other half are up's).
 int out_columns(int warps, bool swiglu) { return swiglu ? block_n(warps) / 2 : block_n(warps); }
@@ -403,6 +552,7 @@ int column_tiles(const DecodeProduct* products, int count, int warps, bool swigl
 }  // namespace
 
 void set_decode_gemm(bool on) { g_enabled = on; }
+void set_decode_gemm_tma(bool on) { g_tma = on; }
 bool decode_gemm_default() { return kDefaultOn; }
 
 DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K,
@@ -411,6 +561,11 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
   // (from DRAM) and rows of x (from L2, counted at half: L2 serves about twice DRAM's bandwidth),
   // plus, with a split, its share of the partials over distributed shared memory and a fixed
   // cost per wave (a memory round trip). The cheapest wins; ties go to fewer splits and warps.
+  // The TMA kernel streams a block's bytes faster, so a wave's fixed cost weighs more: on an H100 a
+  // second wave cost about 5 us whatever its bytes (0.5B gate/up x 64: 10 us in one wave of 122
+  // blocks, 15 us in two of half the K each), about 128 KiB of an SM's streaming.
+  const bool tma = g_tma && !fusion.norm && !fusion.swiglu;
+  const double per_wave = tma ? 131072.0 : 16384.0;
   const Occupancy& occ = occupancy();
   const int64_t row_tiles = (M + kBM - 1) / kBM, rows = std::min<int64_t>(M, kBM);
   const int64_t chunks = (K + kBK - 1) / kBK;
@@ -426,7 +581,7 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
       const int64_t per_block = (chunks + s - 1) / s;
       const double load = double(per_block) * kBK * (2.0 * block_n(w) + double(rows));
       const double reduce = s > 1 ? double(rows) * block_n(w) * 2.0 : 0.0;
-      const double cost = double(waves) * (load + reduce + 16384.0);
+      const double cost = double(waves) * (load + reduce + per_wave);
       if (best.splits == 0 || cost < best_cost) {
         best = {w, s, column_tiles(products, count, w, fusion.swiglu)};
         best_cost = cost;
@@ -482,6 +637,16 @@ void launch(const DecodeProduct* products, int count, const bf16* x, int64_t M, 
   lc.attrs = &attr;
   lc.numAttrs = plan.splits > 1 ? 1 : 0;
   const int f = (fusion.norm ? 1 : 0) + (fusion.swiglu ? 2 : 0);
+  if (g_tma && f == 0) {  // the planner's `tma`
+    TmaParams tp;
+    tp.p = p;
+    tp.x = tile_map(p.x, M, K, kBM);
+    for (int i = 0; i < count; ++i) tp.w[i] = tile_map(p.seg[i].w, products[i].N, K, block_n(plan.warps));
+    lc.blockDim = dim3(unsigned(kTmaThreads));
+    lc.dynamicSmemBytes = tma_smem_bytes(plan.warps);
+    CUDA_CHECK(cudaLaunchKernelEx(&lc, tma_kernel_of(plan.warps), tp));
+    return;
+  }
   CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps, f), p));
 }
 
