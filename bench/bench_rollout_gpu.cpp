@@ -41,8 +41,8 @@
 // (ops::rope_qkv_attention_cached's fallback; cuda::set_decode_rope_fused; A/B).
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
-// library's default, is cuBLASLt). tma: the same, with the products that take no norm (o, down) on
-// its TMA + wgmma kernel (cuda::set_decode_gemm_tma).
+// library's default, is cuBLASLt). tma: the same on its TMA + wgmma kernel, the fused norms and
+// SwiGLU included (cuda::set_decode_gemm_tma).
 // --sampler-blocks N: blocks a row's draw takes, 1 or 2 (default 0: the library's choice, two for
 // untruncated draws of at most half as many rows as SMs; cuda::set_sampling_blocks_per_row).
 // --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's

@@ -218,15 +218,21 @@ TEST(CudaDecodeGemm, TmaKernelMatchesTheDoubleProduct) {
 // The fusions against a double-precision reference of the ops they replace: RMSNorm then the
 // product (with bias and residual), and RMSNorm then [gate; up] then SwiGLU, at every plan they
 // take (SwiGLU: even warp counts), split and not, full and partial tiles.
+// Both kernels: the mma.sync one, then the TMA one (cuda::set_decode_gemm_tma).
 TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
+  struct TmaOff {
+    ~TmaOff() { r1::cuda::set_decode_gemm_tma(false); }
+  } tma_off;
   Arena arena(0, Device::CUDA);
   const float eps = 1e-6f;
   struct Shape {
     int64_t M, K, N;
   };
+  for (const bool tma : {false, true})
   for (const Shape sh : {Shape{64, 896, 200}, Shape{37, 136, 72}}) {
+    cuda::set_decode_gemm_tma(tma);
     const int64_t M = sh.M, K = sh.K, N = sh.N;
     const Vf xs = draw(size_t(M * K), 3, 4.0f), gs = draw(size_t(K), 4, 1.5f);
     const Vf ws = draw(size_t(2 * N * K), 5, 0.05f), bs = draw(size_t(N), 6, 0.5f), rs = draw(size_t(M * N), 7, 2.0f);
@@ -260,19 +266,19 @@ TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
         const cuda::DecodeProduct lin{ptr(w), ptr(b), ptr(res), ptr(out), N};
         ASSERT_TRUE(cuda::decode_linear_planned(&lin, 1, ptr(x), M, K, {warps, splits, 0}, norm));
         EXPECT_LE(test::rel_l2(to_host_f32(out), want_lin), 4e-3)
-            << "norm + linear, M " << M << " warps " << warps << " splits " << splits;
+            << "norm + linear, M " << M << " warps " << warps << " splits " << splits << " tma " << tma;
         if (warps % 2) continue;
         Tensor act = arena.alloc(DType::BF16, {M, N});
         const cuda::DecodeProduct glu{ptr(w), nullptr, nullptr, ptr(act), N};
         ASSERT_TRUE(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {warps, splits, 0}, norm_glu));
         EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3)
-            << "norm + gate/up + SwiGLU, M " << M << " warps " << warps << " splits " << splits;
+            << "norm + gate/up + SwiGLU, M " << M << " warps " << warps << " splits " << splits << " tma " << tma;
       }
     // The planner's own choice, and SwiGLU refused where it cannot be: odd warps, a bias.
     Tensor act = arena.alloc(DType::BF16, {M, N});
     cuda::DecodeProduct glu{ptr(w), nullptr, nullptr, ptr(act), N};
     ASSERT_TRUE(cuda::decode_linear(&glu, 1, ptr(x), M, K, norm_glu));
-    EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3) << "planned, M " << M;
+    EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3) << "planned, M " << M << " tma " << tma;
     EXPECT_EQ(cuda::decode_gemm_plan(&glu, 1, M, K, norm_glu).warps % 2, 0);
     EXPECT_THROW(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {5, 1, 0}, norm_glu), Error);
     glu.bias = ptr(b);

@@ -133,8 +133,8 @@ void set_decode_attention_splits(int64_t S);
 // The bf16 linear of a decode step's rows (at most kDecodeGemmMaxRows) on the decode GEMM
 // (decode_gemm.cu), or on cuBLASLt like more rows (the default: it is faster; A/B benchmarks).
 void set_decode_gemm(bool on);
-// With the decode GEMM on, its products without the norm or SwiGLU on the TMA + wgmma kernel
-// (decode_gemm.cu; off by default: an experiment, benchmarks' --tma and the tests).
+// With the decode GEMM on, its products (and their fused norm and SwiGLU) on its TMA + wgmma kernel
+// instead of the mma.sync one (decode_gemm.cu; off by default: benchmarks' --tma and the tests).
 void set_decode_gemm_tma(bool on);
 bool decode_gemm_default();  // what a process starts with
 // ops::rmsnorm_linear_forward on the decode GEMM (profiled as `op`): false, having done nothing,

@@ -18,10 +18,13 @@
 // Not batch-invariant (the plan depends on M): the exact forward (forward_order() == RowInvariant)
 // keeps its cuBLASLt products.
 //
-// Off by default (set_decode_gemm). The first version (one 64 x 64 tile per block, a last block
-// summing the split-K partials through L2) was 2-5x slower than cuBLASLt on an H100; this one takes
-// 1.2-3.4x cuBLASLt's time there: its mma.sync, fed by ldmatrix from a few warps an SM, is as slow
-// as cuBLASLt's whole product even with no loads (docs/CUDA.md, "The decode GEMM").
+// A second kernel (set_decode_gemm_tma; decode_gemm_tma.cu) runs the same plans, fusions and end on
+// Hopper's TMA and wgmma: this one, mma.sync fed by ldmatrix from a few warps an SM, is as slow as
+// cuBLASLt's whole product even with no loads. What both share is in decode_gemm_tile.cuh.
+//
+// Off by default (set_decode_gemm). On an H100 the mma.sync kernel takes 1.2-3.4x cuBLASLt's time,
+// the TMA one 0.96-1.9x, and a decode step with the TMA one is 1.04-1.18x slower than with
+// cuBLASLt and separate norm and SwiGLU kernels (docs/CUDA.md, "The decode GEMM").
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -32,138 +35,24 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/hopper.cuh"
+#include "kernels/cuda/decode_gemm_tile.cuh"
 #include "kernels/cuda/tensor_core.cuh"
 
 namespace r1::cuda {
 
 namespace {
 
-using bfloat = __nv_bfloat16;
+using namespace decode_gemm;
 
-constexpr int kBM = 64, kBK = 64;  // rows of a tile, K per stage
-constexpr int kMinWarps = 4, kMaxWarps = 8;  // a block's columns: 16 per warp
-constexpr int kMaxSplits = 8;      // a portable cluster
 constexpr int kStages = 8;
 constexpr int kLd = kBK + 8;       // stage row of 144 bytes: conflict-free ldmatrix
 
-constexpr int block_n(int warps) { return 16 * warps; }
 // x's rows, w's rows and one row for the RMSNorm's weights
 constexpr size_t stage_elems(int warps) { return size_t(kBM + block_n(warps) + 1) * kLd; }
 constexpr size_t smem_bytes(int warps) { return size_t(kStages) * stage_elems(warps) * sizeof(bfloat); }
-constexpr int partial_ld(int warps) { return block_n(warps) + 4; }  // fp32 partial row, 16-byte aligned
 // More than half an SM's 228 KiB, so one block runs per SM (a cluster's blocks on separate SMs,
 // each with an SM's bandwidth), and no more than a block may have.
 static_assert(smem_bytes(kMinWarps) > 114 * 1024 && smem_bytes(kMaxWarps) <= 227 * 1024, "one block an SM");
-
-struct Segment {
-  const bfloat* w = nullptr;
-  const bfloat* bias = nullptr;
-  const bfloat* residual = nullptr;
-  bfloat* out = nullptr;
-  int N = 0;
-  int tile0 = 0;  // its first column tile in the grid's y
-};
-
-struct Params {
-  const bfloat* x = nullptr;
-  int M = 0, K = 0;
-  int count = 0;  // segments
-  Segment seg[kMaxDecodeSegments];
-  const bfloat* norm = nullptr;  // kNorm: the RMSNorm's weight (K)
-  float eps = 0.0f;
-};
-
-// out = v + bias + residual, rounded once; residual may be out (each element read, then written, by
-// one thread).
-__device__ inline void store(const Segment& sg, int64_t row, int64_t col, float v) {
-  if (sg.bias) v += __bfloat162float(sg.bias[col]);
-  if (sg.residual) v += __bfloat162float(sg.residual[row + col]);
-  sg.out[row + col] = __float2bfloat16_rn(v);
-}
-__device__ inline bool aligned8(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 7) == 0; }
-__device__ inline void add4(float (&v)[4], const bfloat* q) {
-  const uint2 u = *reinterpret_cast<const uint2*>(q);
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-  v[0] += a.x, v[1] += a.y, v[2] += b.x, v[3] += b.y;
-}
-// Columns col .. col + n - 1 (n <= 4) of a row: one 8-byte store (and loads) where all four are in
-// the tile and aligned, else element by element; the same sums and rounding either way.
-__device__ inline void store4(const Segment& sg, int64_t row, int64_t col, float (&v)[4], int n) {
-  bfloat* o = sg.out + row + col;
-  if (n == 4 && aligned8(o) && (!sg.bias || aligned8(sg.bias + col)) && (!sg.residual || aligned8(sg.residual + row + col))) {
-    if (sg.bias) add4(v, sg.bias + col);
-    if (sg.residual) add4(v, sg.residual + row + col);
-    __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]), hi = __floats2bfloat162_rn(v[2], v[3]);
-    uint2 u;
-    u.x = *reinterpret_cast<uint32_t*>(&lo);
-    u.y = *reinterpret_cast<uint32_t*>(&hi);
-    *reinterpret_cast<uint2*>(o) = u;
-    return;
-  }
-  for (int e = 0; e < n; ++e) store(sg, row, col + e, v[e]);
-}
-
-// a (bf16 pair) * b (bf16 pair), each product rounded to bf16 once.
-__device__ inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
-  __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-  return *reinterpret_cast<uint32_t*>(&r);
-}
-__device__ inline float sum_squares_bf16x2(uint32_t a) {
-  const float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&a));
-  return f.x * f.x + f.y * f.y;
-}
-
-// The end of every plan, once each block's fp32 partial tile (rows kLdp floats apart; kNorm: and
-// its rows' partial sums of squares) is in its shared memory: a barrier (the cluster's, with a
-// split), then this block's share of the tile's rows, summed over the splits' partials in split
-// order (distributed shared memory), finished (1 / rms, SwiGLU, bias, residual) and stored. With a
-// split, the last barrier keeps every block's shared memory alive until all have read it.
-template <int kOutN, int kLdp, int kThreads, bool kNorm, bool kSwiglu>
-__device__ void reduce_and_store(const Params& p, const Segment& sg, float* part, float* part_sq, int tid, int m0,
-                                 int n0, int rows, int cols, int splits) {
-  namespace cg = cooperative_groups;
-  if (splits > 1) cg::this_cluster().sync();
-  else __syncthreads();
-  auto partial = [&](float* at, int k) {
-    return splits > 1 ? cg::this_cluster().map_shared_rank(at, k) : at;
-  };
-  const int q = splits > 1 ? int(cg::this_cluster().block_rank()) : 0;
-  const int r0 = rows * q / splits, r1 = rows * (q + 1) / splits;
-  for (int i = tid; i < (r1 - r0) * (kOutN / 4); i += kThreads) {
-    const int r = r0 + i / (kOutN / 4), c = (i % (kOutN / 4)) * 4;
-    if (c >= cols) continue;
-    // Split 0's partial, then the others' added in split order (no 0 + x: a -0 stays -0).
-    float4 sum = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, 0)), up = sum;
-    if (kSwiglu) up = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, 0));
-    float ss = kNorm ? *partial(part_sq + r, 0) : 0.0f;
-    for (int k = 1; k < splits; ++k) {
-      const float4 v = *reinterpret_cast<const float4*>(partial(part + r * kLdp + c, k));
-      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
-      if (kSwiglu) {
-        const float4 u = *reinterpret_cast<const float4*>(partial(part + r * kLdp + kOutN + c, k));
-        up.x += u.x, up.y += u.y, up.z += u.z, up.w += u.w;
-      }
-      if (kNorm) ss += *partial(part_sq + r, k);
-    }
-    // The RMSNorm's 1 / rms, as rmsnorm_forward computes it.
-    const float rr = kNorm ? 1.0f / sqrtf(ss / float(p.K) + p.eps) : 1.0f;
-    const int64_t row = int64_t(m0 + r) * sg.N;
-    float v[4] = {rr * sum.x, rr * sum.y, rr * sum.z, rr * sum.w};
-    if (kSwiglu) {  // gate and up each rounded to bf16, as the packed SwiGLU reads them
-      const float u4[4] = {up.x, up.y, up.z, up.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float gate = __bfloat162float(__float2bfloat16_rn(v[e]));
-        const float upv = __bfloat162float(__float2bfloat16_rn(rr * u4[e]));
-        v[e] = gate / (1.0f + expf(-gate)) * upv;
-      }
-    }
-    store4(sg, row, n0 + c, v, min(4, cols - c));  // SwiGLU's segment has no bias or residual
-  }
-  if (splits > 1) cg::this_cluster().sync();
-}
 
 // Grid (row tiles, column tiles of all segments, splits); with splits > 1, clusters of (1, 1, splits).
 // kNorm: x is RMS-normalized on the way in: the tensor cores take bf16(x * norm) and the row's
@@ -324,152 +213,15 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
         if (mt < m_tiles)
           *reinterpret_cast<float2*>(part + (mt * 16 + g + 8 * h) * kLdp + warp * 16 + nt * 8 + 2 * t) =
               make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-  if (kNorm && warp < m_tiles) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float v = sq[h];
-      v += __shfl_xor_sync(0xffffffffu, v, 1);
-      v += __shfl_xor_sync(0xffffffffu, v, 2);
-      if (t == 0) part_sq[warp * 16 + g + 8 * h] = v;
-    }
-  }
+  if (kNorm && warp < m_tiles) store_row_squares(part_sq, sq, warp, g, t);
   reduce_and_store<kOutN, kLdp, kThreads, kNorm, kSwiglu>(p, sg, part, part_sq, tid, m0, n0, rows, cols, splits);
 }
 
-// The TMA kernel (set_decode_gemm_tma; products without the norm or SwiGLU, which keep the kernel
-// above): the same tiles, plans and end, on Hopper's asynchronous path. Warp 4 (one thread) streams
-// each stage's x tile (64 rows) and w tile (kBN rows) with one TMA load each, 64 of K in 128-byte
-// swizzled rows, into a ring whose stages are handed over by mbarriers; warps 0-3, a warpgroup,
-// multiply them with wgmma (64 x kBN, both operands read from shared memory, 4 instructions a
-// stage) and free each stage once its MMAs are done. Rows and K past the matrices arrive as zeros.
-constexpr int kTmaStages = 8;
-constexpr int kTmaThreads = 160;  // a consumer warpgroup and the producer warp
-constexpr size_t tma_x_bytes() { return size_t(kBM) * kBK * sizeof(bfloat); }
-constexpr size_t tma_stage_bytes(int warps) { return size_t(kBM + block_n(warps)) * kBK * sizeof(bfloat); }
-constexpr size_t tma_smem_bytes(int warps) {
-  return 1024 + kTmaStages * tma_stage_bytes(warps) + 2 * kTmaStages * sizeof(uint64_t);  // 1 KiB to align the ring
-}
-static_assert(kBK * sizeof(bfloat) == 128, "a stage row is one 128-byte swizzle row");
-static_assert(tma_x_bytes() % 1024 == 0 && block_n(kMinWarps) * kBK * sizeof(bfloat) % 1024 == 0,
-              "tiles start on the swizzle's 1,024-byte period");
-static_assert(tma_smem_bytes(kMaxWarps) <= 227 * 1024 && tma_smem_bytes(kMinWarps) > 114 * 1024, "one block an SM");
-
-struct TmaParams {
-  CUtensorMap x;                        // (M, K), boxes of 64 rows x 64 of K
-  CUtensorMap w[kMaxDecodeSegments];    // (N, K), boxes of kBN rows
-  Params p;
-};
-
-template <int kWarps>
-__global__ void __launch_bounds__(kTmaThreads) decode_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
-  constexpr int kBN = block_n(kWarps), kLdp = partial_ld(kWarps);
-  constexpr uint32_t kStageBytes = uint32_t(tma_stage_bytes(kWarps));
-  const Params& p = tp.p;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* ring = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
-  uint64_t* full = reinterpret_cast<uint64_t*>(ring + kTmaStages * kStageBytes);
-  uint64_t* empty = full + kTmaStages;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  int si = 0;
-  for (int i = 1; i < p.count; ++i) si += int(blockIdx.y) >= p.seg[i].tile0;
-  const Segment sg = p.seg[si];
-  const int m0 = int(blockIdx.x) * kBM, n0 = (int(blockIdx.y) - sg.tile0) * kBN;
-  const int rows = min(kBM, p.M - m0), cols = min(kBN, sg.N - n0);
-  const int splits = int(gridDim.z), split = int(blockIdx.z);
-  const int chunks = (p.K + kBK - 1) / kBK;
-  const int c_begin = chunks * split / splits, n_chunks = chunks * (split + 1) / splits - c_begin;
-  if (tid == 0) {
-    for (int s = 0; s < kTmaStages; ++s) {
-      mbar_init(&full[s], 1);      // the producer's expect_tx; the loads' bytes complete it
-      mbar_init(&empty[s], 4);     // one arrival a consumer warp
-    }
-    mbar_fence_init();
-  }
-  __syncthreads();
-
-  float acc[kBN / 2];
-#pragma unroll
-  for (int j = 0; j < kBN / 2; ++j) acc[j] = 0.0f;
-  if (warp == 4) {
-    if (lane == 0) {
-      tma_prefetch_map(&tp.x);
-      tma_prefetch_map(&tp.w[si]);
-      for (int i = 0; i < n_chunks; ++i) {
-        const int s = i % kTmaStages;
-        if (i >= kTmaStages) mbar_wait(&empty[s], uint32_t((i / kTmaStages - 1) & 1));  // its last use freed
-        unsigned char* st = ring + s * kStageBytes;
-        const int k0 = (c_begin + i) * kBK;
-        mbar_expect_tx(&full[s], kStageBytes);
-        tma_load_2d(st, &tp.x, &full[s], k0, m0);
-        tma_load_2d(st + tma_x_bytes(), &tp.w[si], &full[s], k0, n0);
-      }
-    }
-  } else {
-    for (int i = 0; i < n_chunks; ++i) {
-      const int s = i % kTmaStages;
-      mbar_wait(&full[s], uint32_t((i / kTmaStages) & 1));
-      const unsigned char* st = ring + s * kStageBytes;
-      const uint64_t da = wgmma_desc_sw128(st), db = wgmma_desc_sw128(st + tma_x_bytes());
-      wgmma_pin(acc);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) wgmma_bf16<kBN>(acc, da + 2 * kk, db + 2 * kk);
-      wgmma_commit();
-      wgmma_pin(acc);
-      wgmma_wait<1>();  // the previous stage's MMAs are done: its stage is free
-      if (i > 0 && lane == 0) mbar_arrive(&empty[(i - 1) % kTmaStages]);
-    }
-    wgmma_wait<0>();
-    wgmma_pin(acc);
-  }
-
-  // Every MMA done (their reads of the ring too): the partial tile into the ring, then the end.
-  __syncthreads();
-  float* part = reinterpret_cast<float*>(ring);
-  if (warp < 4) {
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int j = 0; j < kBN / 2; j += 2) {
-      const int r = warp * 16 + g + 8 * ((j >> 1) & 1), c = (j >> 2) * 8 + 2 * t;
-      *reinterpret_cast<float2*>(part + r * kLdp + c) = make_float2(acc[j], acc[j + 1]);
-    }
-  }
-  reduce_and_store<kBN, kLdp, kTmaThreads, false, false>(p, sg, part, nullptr, tid, m0, n0, rows, cols, splits);
-}
-
 using Kernel = void (*)(Params);
-// The kernel of (warps, fusion); fusion = kNorm + 2 kSwiglu. SwiGLU needs an even warp count.
-template <int kWarps>
-Kernel kernel_of_warps(int fusion) {
-  switch (fusion) {
-    case 0: return decode_gemm_kernel<kWarps, false, false>;
-    case 1: return decode_gemm_kernel<kWarps, true, false>;
-    default:
-      if constexpr (kWarps % 2 == 0) {
-        return fusion == 2 ? decode_gemm_kernel<kWarps, false, true> : decode_gemm_kernel<kWarps, true, true>;
-      } else {
-        return nullptr;
-      }
-  }
-}
 Kernel kernel_of(int warps, int fusion) {
-  switch (warps) {
-    case 4: return kernel_of_warps<4>(fusion);
-    case 5: return kernel_of_warps<5>(fusion);
-    case 6: return kernel_of_warps<6>(fusion);
-    case 7: return kernel_of_warps<7>(fusion);
-    default: return kernel_of_warps<8>(fusion);
-  }
-}
-using TmaKernel = void (*)(TmaParams);
-TmaKernel tma_kernel_of(int warps) {
-  switch (warps) {
-    case 4: return decode_gemm_tma_kernel<4>;
-    case 5: return decode_gemm_tma_kernel<5>;
-    case 6: return decode_gemm_tma_kernel<6>;
-    case 7: return decode_gemm_tma_kernel<7>;
-    default: return decode_gemm_tma_kernel<8>;
-  }
+  return kernel_of_family(warps, fusion, [](auto w, auto norm, auto swiglu) -> Kernel {
+    return decode_gemm_kernel<decltype(w)::value, decltype(norm)::value, decltype(swiglu)::value>;
+  });
 }
 
 // The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
@@ -485,9 +237,6 @@ const Occupancy& occupancy() {
       for (int f = 0; f < kFusions; ++f)
         if (Kernel k = kernel_of(w, f))
           CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(w))));
-      // The TMA kernel: one block an SM as well, so the same clusters fit.
-      CUDA_CHECK(cudaFuncSetAttribute(tma_kernel_of(w), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      int(tma_smem_bytes(w))));
       o.clusters[w][1] = context().sm_count;
       for (int s = 2; s <= kMaxSplits; ++s) {
         cudaLaunchConfig_t lc{};
@@ -505,6 +254,7 @@ const Occupancy& occupancy() {
         o.clusters[w][s] = n;
       }
     }
+    decode_gemm::tma_prepare();  // one block an SM as well, so the same clusters fit
     return o;
   }();
   return occ;
@@ -513,31 +263,6 @@ const Occupancy& occupancy() {
 constexpr bool kDefaultOn = false;  // see the header
 bool g_enabled = kDefaultOn;  // set_decode_gemm
 bool g_tma = false;           // set_decode_gemm_tma
-
-// cuTensorMapEncodeTiled, looked up through the runtime (nothing links libcuda).
-decltype(&cuTensorMapEncodeTiled) encode_tiled() {
-  static const auto fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found));
-    if (found != cudaDriverEntryPointSuccess || f == nullptr) throw_error("CUDA driver: no cuTensorMapEncodeTiled");
-    return reinterpret_cast<decltype(&cuTensorMapEncodeTiled)>(f);
-  }();
-  return fn;
-}
-// A (rows, K) bf16 row-major matrix read in boxes of box_rows x kBK, 128-byte swizzled, zeros past it.
-CUtensorMap tile_map(const bfloat* base, int64_t rows, int64_t K, int box_rows) {
-  CUtensorMap m;
-  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(K) * sizeof(bfloat)};
-  const cuuint32_t box[2] = {cuuint32_t(kBK), cuuint32_t(box_rows)};
-  const cuuint32_t steps[2] = {1, 1};
-  const CUresult r = encode_tiled()(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bfloat*>(base), dims, strides,
-                                    box, steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) throw_error(("decode GEMM: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) + ")").c_str());
-  return m;
-}
 
 // A tile's output columns: 16 per warp, half of them with SwiGLU (the other half are up's).
 int out_columns(int warps, bool swiglu) { return swiglu ? block_n(warps) / 2 : block_n(warps); }
@@ -564,7 +289,7 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
   // The TMA kernel streams a block's bytes faster, so a wave's fixed cost weighs more: on an H100 a
   // second wave cost about 5 us whatever its bytes (0.5B gate/up x 64: 10 us in one wave of 122
   // blocks, 15 us in two of half the K each), about 128 KiB of an SM's streaming.
-  const bool tma = g_tma && !fusion.norm && !fusion.swiglu;
+  const bool tma = g_tma;
   const double per_wave = tma ? 131072.0 : 16384.0;
   const Occupancy& occ = occupancy();
   const int64_t row_tiles = (M + kBM - 1) / kBM, rows = std::min<int64_t>(M, kBM);
@@ -637,14 +362,8 @@ void launch(const DecodeProduct* products, int count, const bf16* x, int64_t M, 
   lc.attrs = &attr;
   lc.numAttrs = plan.splits > 1 ? 1 : 0;
   const int f = (fusion.norm ? 1 : 0) + (fusion.swiglu ? 2 : 0);
-  if (g_tma && f == 0) {  // the planner's `tma`
-    TmaParams tp;
-    tp.p = p;
-    tp.x = tile_map(p.x, M, K, kBM);
-    for (int i = 0; i < count; ++i) tp.w[i] = tile_map(p.seg[i].w, products[i].N, K, block_n(plan.warps));
-    lc.blockDim = dim3(unsigned(kTmaThreads));
-    lc.dynamicSmemBytes = tma_smem_bytes(plan.warps);
-    CUDA_CHECK(cudaLaunchKernelEx(&lc, tma_kernel_of(plan.warps), tp));
+  if (g_tma) {
+    decode_gemm::tma_launch(lc, p, products, plan.warps, fusion);
     return;
   }
   CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps, f), p));
