@@ -13,14 +13,14 @@ namespace r1::cuda::decode_gemm {
 
 namespace {
 
-// The TMA kernel (set_decode_gemm_tma): the same tiles, plans, fusions and end, on Hopper's
+// The kernel: the same tiles, plans, fusions and end as decode_gemm.cu's, on Hopper's
 // asynchronous path. Warp 4 (one thread) streams each stage's x tile (64 rows) and w tile (kBN
 // rows; SwiGLU: kOutN of gate and kOutN of up) with one TMA load each, 64 of K in 128-byte swizzled
 // rows (kNorm: and the norm's 64 weights), into a ring whose stages are handed over by mbarriers;
 // warps 0-3, a warpgroup, multiply them with wgmma (64 x kBN, 4 instructions a stage) and free
 // each stage once its MMAs are done. Without the norm both operands are read from shared memory;
 // with it, x's fragments are loaded (ldmatrix, through the swizzle), their squares summed and
-// they are scaled by the norm's weights in registers first, as the kernel above does. Rows and K
+// they are scaled by the norm's weights in registers first, as decode_gemm.cu's kernel does. Rows and K
 // past the matrices arrive as zeros.
 constexpr int kTmaStages = 8;
 constexpr int kTmaThreads = 160;  // a consumer warpgroup and the producer warp
