@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "base/bf16.h"
@@ -109,6 +110,12 @@ struct DecodeGemmOn {
   ~DecodeGemmOn() { r1::cuda::set_decode_gemm(r1::cuda::decode_gemm_default()); }
 };
 
+// The TMA kernel on or off for a test (cuda::set_decode_gemm_tma), off after.
+struct DecodeGemmTma {
+  explicit DecodeGemmTma(bool on) { r1::cuda::set_decode_gemm_tma(on); }
+  ~DecodeGemmTma() { r1::cuda::set_decode_gemm_tma(false); }
+};
+
 const std::vector<Case>& cases() {
   static const std::vector<Case> k = {
       {64, 896, {896}, false, true, false},                 // 0.5B o_proj at 64 sequences: split K
@@ -120,39 +127,31 @@ const std::vector<Case>& cases() {
   return k;
 }
 
-}  // namespace
-
-TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
-  REQUIRE_GPU();
-  const DecodeGemmOn on;
+// Every case on the planner's choice, against its reference (tag: which kernel, in the log). Returns
+// whether the plans took the split-K reduction and the single pass.
+std::pair<bool, bool> expect_planned_cases_match(const char* tag) {
   bool split = false, unsplit = false;
   for (const Case& c : cases()) {
     Problem p(c);
-    ASSERT_TRUE(p.run(c)) << "M " << c.M << " K " << c.K;
+    EXPECT_TRUE(p.run(c)) << "M " << c.M << " K " << c.K;
     const int splits = p.plan(c).splits;
     (splits > 1 ? split : unsplit) = true;
     for (size_t s = 0; s < c.Ns.size(); ++s) {
-      const Vf got = to_host_f32(p.out[s]);
-      const double err = test::rel_l2(got, p.want[s]);
-      std::printf("[ DECODE ] M %lld K %lld N %lld (segment %zu of %zu, splits %d): rel err %.2e\n",
+      const double err = test::rel_l2(to_host_f32(p.out[s]), p.want[s]);
+      std::printf("[ %s ] M %lld K %lld N %lld (segment %zu of %zu, splits %d): rel err %.2e\n", tag,
                   static_cast<long long>(c.M), static_cast<long long>(c.K), static_cast<long long>(c.Ns[s]), s,
                   c.Ns.size(), splits, err);
-      EXPECT_LE(err, 4e-3) << "M " << c.M << " K " << c.K << " N " << c.Ns[s];  // bf16 output rounding
+      EXPECT_LE(err, 4e-3) << tag << " M " << c.M << " K " << c.K << " N " << c.Ns[s];  // bf16 output rounding
     }
   }
-  EXPECT_TRUE(split && unsplit) << "the cases must run the split-K reduction and the single pass";
+  return {split, unsplit};
 }
 
 // Every kernel (4 to 8 warps) and every split (clusters of 1 to 8 blocks, more splits than K has
-// chunks among them) gives the product, with bias and residual, whatever the planner would choose.
-TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
-  REQUIRE_GPU();
-  const DecodeGemmOn on;
-  const std::vector<Case> plans_of = {
-      {64, 896, {896}, false, true, false},  // 0.5B o_proj: 14 chunks of K
-      {37, 136, {130, 24}, true, true, true},  // partial tiles, two segments, 3 chunks, in place
-  };
-  for (const Case& c : plans_of)
+// chunks among them), with bias and residual, whatever the planner would choose.
+void expect_every_plan_matches(const char* tag) {
+  for (const Case& c : {Case{64, 896, {896}, false, true, false},     // 0.5B o_proj: 14 chunks of K
+                        Case{37, 136, {130, 24}, true, true, true}})  // partial tiles, two segments, 3 chunks, in place
     for (int warps = 4; warps <= 8; ++warps)
       for (int splits = 1; splits <= 8; ++splits) {
         Problem p(c);
@@ -160,9 +159,25 @@ TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
         ASSERT_TRUE(cuda::decode_linear_planned(d.data(), int(d.size()), ptr(p.x), c.M, c.K, {warps, splits, 0}));
         for (size_t s = 0; s < c.Ns.size(); ++s)
           EXPECT_LE(test::rel_l2(to_host_f32(p.out[s]), p.want[s]), 4e-3)
-              << "M " << c.M << " N " << c.Ns[s] << " warps " << warps << " splits " << splits;
+              << tag << " M " << c.M << " N " << c.Ns[s] << " warps " << warps << " splits " << splits;
       }
-  const Case c = plans_of[0];
+}
+
+}  // namespace
+
+TEST(CudaDecodeGemm, MatchesTheDoubleProductOfTheSameValues) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  const auto [split, unsplit] = expect_planned_cases_match("DECODE");
+  EXPECT_TRUE(split && unsplit) << "the cases must run the split-K reduction and the single pass";
+}
+
+// expect_every_plan_matches on the mma.sync kernel, and plans out of range refused.
+TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  expect_every_plan_matches("mma.sync");
+  const Case c = cases()[0];
   Problem p(c);
   const std::vector<cuda::DecodeProduct> d = p.products(c);
   EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {3, 1, 0}), Error);
@@ -170,49 +185,13 @@ TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
 }
 
 // The TMA + wgmma kernel (cuda::set_decode_gemm_tma) against the same references: every case,
-// planned, and every (warps, splits) of two, then the same bits every run and through a graph.
+// planned, and every (warps, splits) of two (its bits: IsTheSameBitsEveryRunAndInAGraph).
 TEST(CudaDecodeGemm, TmaKernelMatchesTheDoubleProduct) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
-  struct Tma {
-    Tma() { r1::cuda::set_decode_gemm_tma(true); }
-    ~Tma() { r1::cuda::set_decode_gemm_tma(false); }
-  } tma;
-  for (const Case& c : cases()) {
-    Problem p(c);
-    ASSERT_TRUE(p.run(c));
-    for (size_t s = 0; s < c.Ns.size(); ++s) {
-      const double err = test::rel_l2(to_host_f32(p.out[s]), p.want[s]);
-      std::printf("[ TMA    ] M %lld K %lld N %lld (segment %zu of %zu, splits %d): rel err %.2e\n", (long long)c.M,
-                  (long long)c.K, (long long)c.Ns[s], s, c.Ns.size(), p.plan(c).splits, err);
-      EXPECT_LE(err, 4e-3) << "M " << c.M << " K " << c.K << " N " << c.Ns[s];
-    }
-  }
-  for (const Case& c : {Case{64, 896, {896}, false, true, false}, Case{37, 136, {130, 24}, true, true, true}})
-    for (int warps = 4; warps <= 8; ++warps)
-      for (int splits = 1; splits <= 8; ++splits) {
-        Problem p(c);
-        const std::vector<cuda::DecodeProduct> d = p.products(c);
-        ASSERT_TRUE(cuda::decode_linear_planned(d.data(), int(d.size()), ptr(p.x), c.M, c.K, {warps, splits, 0}));
-        for (size_t s = 0; s < c.Ns.size(); ++s)
-          EXPECT_LE(test::rel_l2(to_host_f32(p.out[s]), p.want[s]), 4e-3)
-              << "M " << c.M << " N " << c.Ns[s] << " warps " << warps << " splits " << splits;
-      }
-  const Case c = cases()[0];
-  Problem p(c);
-  ASSERT_TRUE(p.run(c));
-  const std::vector<uint16_t> first = bits(p.out[0]);
-  for (int run = 0; run < 5; ++run) {
-    ASSERT_TRUE(p.run(c));
-    ASSERT_EQ(bits(p.out[0]), first) << "eager run " << run;
-  }
-  cuda::Graph g;
-  g.begin_capture();
-  p.run(c);
-  g.end_capture();
-  copy_from_host_f32(p.out[0], Vf(size_t(p.out[0].numel()), 0.0f).data());
-  g.replay();
-  EXPECT_EQ(bits(p.out[0]), first) << "replay";
+  const DecodeGemmTma tma(true);
+  expect_planned_cases_match("TMA   ");
+  expect_every_plan_matches("tma");
 }
 
 // The fusions against a double-precision reference of the ops they replace: RMSNorm then the
@@ -222,9 +201,6 @@ TEST(CudaDecodeGemm, TmaKernelMatchesTheDoubleProduct) {
 TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
-  struct TmaOff {
-    ~TmaOff() { r1::cuda::set_decode_gemm_tma(false); }
-  } tma_off;
   Arena arena(0, Device::CUDA);
   const float eps = 1e-6f;
   struct Shape {
@@ -232,7 +208,7 @@ TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
   };
   for (const bool tma : {false, true})
   for (const Shape sh : {Shape{64, 896, 200}, Shape{37, 136, 72}}) {
-    cuda::set_decode_gemm_tma(tma);
+    const DecodeGemmTma use(tma);
     const int64_t M = sh.M, K = sh.K, N = sh.N;
     const Vf xs = draw(size_t(M * K), 3, 4.0f), gs = draw(size_t(K), 4, 1.5f);
     const Vf ws = draw(size_t(2 * N * K), 5, 0.05f), bs = draw(size_t(N), 6, 0.5f), rs = draw(size_t(M * N), 7, 2.0f);
@@ -287,27 +263,30 @@ TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
 }
 
 // The split-K partials are summed in split order, whichever block of the cluster finishes first,
-// so the bits do not depend on timing, eager or replayed.
+// so the bits do not depend on timing, eager or replayed; on both kernels.
 TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
-  const Case c = cases()[0];
-  Problem p(c);
-  ASSERT_GT(p.plan(c).splits, 1);
-  ASSERT_TRUE(p.run(c));
-  const std::vector<uint16_t> first = bits(p.out[0]);
-  for (int run = 0; run < 20; ++run) {
+  for (const bool tma : {false, true}) {  // both kernels
+    const DecodeGemmTma use(tma);
+    const Case c = cases()[0];
+    Problem p(c);
+    ASSERT_GT(p.plan(c).splits, 1) << "tma " << tma;
     ASSERT_TRUE(p.run(c));
-    ASSERT_EQ(bits(p.out[0]), first) << "eager run " << run;
-  }
-  cuda::Graph g;
-  g.begin_capture();
-  for (int i = 0; i < 3; ++i) p.run(c);
-  g.end_capture();
-  for (int replay = 0; replay < 3; ++replay) {
-    copy_from_host_f32(p.out[0], Vf(size_t(p.out[0].numel()), 0.0f).data());
-    g.replay();
-    EXPECT_EQ(bits(p.out[0]), first) << "replay " << replay;
+    const std::vector<uint16_t> first = bits(p.out[0]);
+    for (int run = 0; run < 20; ++run) {
+      ASSERT_TRUE(p.run(c));
+      ASSERT_EQ(bits(p.out[0]), first) << "eager run " << run << " tma " << tma;
+    }
+    cuda::Graph g;
+    g.begin_capture();
+    for (int i = 0; i < 3; ++i) p.run(c);
+    g.end_capture();
+    for (int replay = 0; replay < 3; ++replay) {
+      copy_from_host_f32(p.out[0], Vf(size_t(p.out[0].numel()), 0.0f).data());
+      g.replay();
+      EXPECT_EQ(bits(p.out[0]), first) << "replay " << replay << " tma " << tma;
+    }
   }
 }
 
