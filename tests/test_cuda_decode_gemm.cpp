@@ -21,7 +21,12 @@
 #include "tensor/tensor.h"
 
 #ifdef R1_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <string>
+
 #include "device/graph.h"
+#include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -192,6 +197,45 @@ TEST(CudaDecodeGemm, TmaKernelMatchesTheDoubleProduct) {
   const DecodeGemmTma tma(true);
   expect_planned_cases_match("TMA   ");
   expect_every_plan_matches("tma");
+}
+
+// The switch picks the kernel (the other tests would pass on either): a planned launch captured
+// into a graph is decode_gemm_tma_kernel with it on and decode_gemm_kernel with it off.
+TEST(CudaDecodeGemm, TmaSwitchPicksTheKernel) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  const Case c = cases()[0];
+  Problem p(c);
+  const std::vector<cuda::DecodeProduct> d = p.products(c);
+  auto kernels_launched = [&](bool tma) {
+    const DecodeGemmTma use(tma);
+    EXPECT_TRUE(p.run(c));  // an eager run first, as before every capture (the kernels' set-up)
+    cudaStream_t stream = cuda::context().stream;
+    EXPECT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    const bool took = cuda::decode_linear_planned(d.data(), int(d.size()), ptr(p.x), c.M, c.K, {4, 1, 0});
+    cudaGraph_t g = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(stream, &g), cudaSuccess);
+    EXPECT_TRUE(took);
+    std::string names;
+    size_t n = 0;
+    EXPECT_EQ(cudaGraphGetNodes(g, nullptr, &n), cudaSuccess);
+    std::vector<cudaGraphNode_t> nodes(n);
+    EXPECT_EQ(cudaGraphGetNodes(g, nodes.data(), &n), cudaSuccess);
+    for (cudaGraphNode_t node : nodes) {
+      cudaGraphNodeType type{};
+      cudaKernelNodeParams kp{};
+      const char* name = nullptr;
+      if (cudaGraphNodeGetType(node, &type) == cudaSuccess && type == cudaGraphNodeTypeKernel &&
+          cudaGraphKernelNodeGetParams(node, &kp) == cudaSuccess && cudaFuncGetName(&name, kp.func) == cudaSuccess)
+        names += std::string(name) + " ";
+    }
+    cudaGraphDestroy(g);
+    return names;
+  };
+  const std::string with = kernels_launched(true), without = kernels_launched(false);
+  EXPECT_NE(with.find("decode_gemm_tma_kernel"), std::string::npos) << with;
+  EXPECT_NE(without.find("decode_gemm_kernel"), std::string::npos) << without;
+  EXPECT_EQ(without.find("decode_gemm_tma_kernel"), std::string::npos) << without;
 }
 
 // The fusions against a double-precision reference of the ops they replace: RMSNorm then the

@@ -289,8 +289,7 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
   // The TMA kernel streams a block's bytes faster, so a wave's fixed cost weighs more: on an H100 a
   // second wave cost about 5 us whatever its bytes (0.5B gate/up x 64: 10 us in one wave of 122
   // blocks, 15 us in two of half the K each), about 128 KiB of an SM's streaming.
-  const bool tma = g_tma;
-  const double per_wave = tma ? 131072.0 : 16384.0;
+  const double per_wave = g_tma ? 131072.0 : 16384.0;
   const Occupancy& occ = occupancy();
   const int64_t row_tiles = (M + kBM - 1) / kBM, rows = std::min<int64_t>(M, kBM);
   const int64_t chunks = (K + kBK - 1) / kBK;
@@ -361,11 +360,11 @@ void launch(const DecodeProduct* products, int count, const bf16* x, int64_t M, 
   attr.val.clusterDim.z = unsigned(plan.splits);
   lc.attrs = &attr;
   lc.numAttrs = plan.splits > 1 ? 1 : 0;
-  const int f = (fusion.norm ? 1 : 0) + (fusion.swiglu ? 2 : 0);
   if (g_tma) {
     decode_gemm::tma_launch(lc, p, products, plan.warps, fusion);
     return;
   }
+  const int f = (fusion.norm ? 1 : 0) + (fusion.swiglu ? 2 : 0);
   CUDA_CHECK(cudaLaunchKernelEx(&lc, kernel_of(plan.warps, f), p));
 }
 
