@@ -12,10 +12,14 @@
 // engine replays a step). bytes = weights + x + out (+ residual); GB/s and the fraction of the
 // measured device-to-device copy bandwidth (the rollout roofline's denominator, bench_rollout_gpu).
 // One JSON line per (shape, rows, product): microseconds per launch (median of 5 replays), with the
-// plan (warps, splits) the decode GEMM chose. --sweep: then one line more per plan (4-8 warps,
-// 1-8 splits), each timed the same way (the data the planner's cost model is checked against).
+// plan (warps, splits) the decode GEMM chose. --sweep: then one line more per plan (warps from 4 to
+// cuda::decode_gemm_max_warps(), 1-8 splits), each timed the same way (the data the planner's cost
+// model is checked against).
 // --tma: the decode GEMM's rows are its TMA + wgmma kernel (every product here: none has a fusion).
-//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep] [--tma]
+// --fused: for q/k/v and gate/up, one line more ("r1-decode-gemm-fused"): the product with the
+// RMSNorm before it (and gate/up's SwiGLU after it) fused, against the RMSNorm, cuBLASLt and SwiGLU
+// launches the decode step runs without the decode GEMM.
+//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep] [--tma] [--fused]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -44,10 +48,11 @@ struct Args {
   std::vector<std::string> products;  // --product: these alone (all when empty)
   bool sweep = false;
   bool tma = false;  // --tma: the TMA + wgmma kernel (cuda::set_decode_gemm_tma) for the products it takes
+  bool fused = false;  // --fused: also the fused products of a decode step against the launches they replace
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma]\n", why);
+  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma] [--fused]\n", why);
   std::exit(2);
 }
 
@@ -69,6 +74,10 @@ Args parse(int argc, char** argv) {
     }
     if (k == "--tma") {
       a.tma = true;
+      continue;
+    }
+    if (k == "--fused") {
+      a.fused = true;
       continue;
     }
     if (i + 1 >= argc) usage(("missing value for " + k).c_str());
@@ -169,6 +178,10 @@ int run(const Args& a) {
         out.push_back(arena.alloc(DType::BF16, {max_rows, n}));
         res.push_back(bench::random_tensor(arena, DType::BF16, {max_rows, n}, 2, 1.0f));
       }
+      // --fused: the norm's weights, the normalized x, its rstd and SwiGLU's output
+      const Tensor gamma = bench::random_tensor(arena, DType::BF16, {p.K}, 3, 1.0f);
+      const Tensor xn = arena.alloc(DType::BF16, {max_rows, p.K}), rstd = arena.alloc(DType::F32, {max_rows});
+      const Tensor act = arena.alloc(DType::BF16, {max_rows, std::max<int64_t>(p.Ns[0] / 2, 1)});
       auto bf = [](const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); };
       for (int64_t M : a.rows) {
         auto ours = [&](int i) {
@@ -217,7 +230,47 @@ int run(const Args& a) {
                                   {"gpu", bench::gpu_name()}};
         std::printf("%s\n", j.dump().c_str());
         std::fflush(stdout);
-        for (int warps = 4; a.sweep && warps <= 8; ++warps)
+        if (a.fused && (p.name == std::string("qkv") || p.name == std::string("gate_up"))) {
+          // The decode step's fused products against what they replace (the engine's path with the
+          // decode GEMM off): RMSNorm then q/k/v (one packed product), and RMSNorm then [gate; up]
+          // then SwiGLU. The same copies of the weights as above.
+          const bool glu = p.name == std::string("gate_up");
+          const int64_t I = p.Ns[0] / 2;
+          const cuda::DecodeFusion f{bf(gamma), 1e-6f, glu};
+          auto ours_fused = [&](int i) {
+            cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
+            if (glu) d[0] = {bf(w[size_t(i)][0]), nullptr, nullptr, bf(act), I};
+            for (size_t s = 0; !glu && s < p.Ns.size(); ++s)
+              d[s] = {bf(w[size_t(i)][s]), p.bias ? bf(b[size_t(i)][s]) : nullptr, nullptr, bf(out[s]), p.Ns[s]};
+            if (!cuda::decode_linear(d, glu ? 1 : int(p.Ns.size()), bf(x), M, p.K, f))
+              throw Error("decode_linear declined the fusion");
+          };
+          auto theirs_fused = [&](int i) {
+            cuda::rmsnorm_forward(bf(xn), static_cast<float*>(rstd.data), bf(x), bf(gamma), M, p.K, 1e-6f);
+            if (glu) {
+              cuda::gemm(false, true, M, p.Ns[0], p.K, 1.0f, bf(xn), p.K, bf(w[size_t(i)][0]), p.K, 0.0f, bf(out[0]),
+                         p.Ns[0], nullptr, cuda::GemmOrder::Any, nullptr);
+              cuda::swiglu_forward(bf(act), bf(out[0]), bf(out[0]) + I, M, I, 2 * I);
+            } else {
+              cuda::gemm(false, true, M, n_total, p.K, 1.0f, bf(xn), p.K, bf(wp[size_t(i)]), p.K, 0.0f,
+                         bf(out_packed), n_total, p.bias ? bf(bp[size_t(i)]) : nullptr, cuda::GemmOrder::Any, nullptr);
+            }
+          };
+          const double us_fused = graph_us(copies, launches, ours_fused);
+          const double us_unfused = graph_us(copies, launches, theirs_fused);
+          cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
+          if (glu) d[0] = {bf(w[0][0]), nullptr, nullptr, bf(act), I};
+          for (size_t s = 0; !glu && s < p.Ns.size(); ++s) d[s] = {bf(w[0][s]), nullptr, nullptr, bf(out[s]), p.Ns[s]};
+          const cuda::DecodeGemmPlan fp = cuda::decode_gemm_plan(d, glu ? 1 : int(p.Ns.size()), M, p.K, f);
+          const nlohmann::json fj = {{"bench", "r1-decode-gemm-fused"}, {"shape", shape}, {"product", p.name},
+                                     {"rows", M}, {"fusion", glu ? "norm+swiglu" : "norm"}, {"warps", fp.warps},
+                                     {"splits", fp.splits}, {"r1_us", us_fused}, {"r1_plain_us", us_ours},
+                                     {"cublas_us", us_unfused}, {"speedup", us_unfused / us_fused},
+                                     {"gpu", bench::gpu_name()}};
+          std::printf("%s\n", fj.dump().c_str());
+          std::fflush(stdout);
+        }
+        for (int warps = 4; a.sweep && warps <= cuda::decode_gemm_max_warps(); ++warps)
           for (int splits = 1; splits <= 8; ++splits) {
             const cuda::DecodeGemmPlan forced{warps, splits, 0};
             const double us = graph_us(copies, launches, [&](int i) {

@@ -6,7 +6,8 @@
 //                                 [--max-batch P] [--sync-every 16] [--temperature 1] [--top-p 1]
 //                                 [--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N]
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
-//                                 [--decode-gemm on|tma|off] [--exact off|on|split] [--gemm-ref-rows N]
+//                                 [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu]
+//                                 [--exact off|on|split] [--gemm-ref-rows N]
 //                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]
 //                                 [--fused-rope on|off]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
@@ -42,7 +43,8 @@
 // --attention simt: bf16 decode attention on the CUDA-core kernel instead of the tensor cores (A/B).
 // --decode-gemm on: a decode step's linears on the decode GEMM instead of cuBLASLt (A/B; off, the
 // library's default, is cuBLASLt). tma: the same on its TMA + wgmma kernel, the fused norms and
-// SwiGLU included (cuda::set_decode_gemm_tma).
+// SwiGLU included (cuda::set_decode_gemm_tma). --decode-gemm-products plain,norm,glu: only the
+// products with these fusions on it (none, the RMSNorm, the RMSNorm and SwiGLU; default all).
 // --sampler-blocks N: blocks a row's draw takes, 1 or 2 (default 0: the library's choice, two for
 // untruncated draws of at most half as many rows as SMs; cuda::set_sampling_blocks_per_row).
 // --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's
@@ -61,6 +63,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -105,6 +108,7 @@ struct Args {
   std::string attention = "tensor";  // the bf16 decode attention kernel: tensor | simt (A/B)
   std::string fused_rope = "on";     // RoPE + cache write inside the decode attention (A/B)
   std::string decode_gemm = "off";   // a decode step's linears on cuBLASLt, or the decode GEMM (A/B)
+  unsigned decode_gemm_products = cuda::kDecodeGemmAll;  // --decode-gemm-products plain,norm,glu
   std::string exact = "off";         // off | on | split
   int attention_splits = 0;          // 0: the library's choice
   int sampler_blocks = 0;            // 0: the library's choice
@@ -116,7 +120,7 @@ struct Args {
                "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] "
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
-               "[--profile] [--attention tensor|simt] [--decode-gemm on|tma|off] [--exact off|on|split] "
+               "[--profile] [--attention tensor|simt] [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu] [--exact off|on|split] "
                "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window] [--fused-rope on|off]\n",
                why.c_str());
   std::exit(2);
@@ -153,6 +157,16 @@ Args parse(int argc, char** argv) {
     else if (k == "--profile") a.profile = true;
     else if (k == "--attention") a.attention = value();
     else if (k == "--decode-gemm") a.decode_gemm = value();
+    else if (k == "--decode-gemm-products") {
+      a.decode_gemm_products = 0;
+      std::stringstream ss(value());
+      for (std::string part; std::getline(ss, part, ',');) {
+        if (part == "plain") a.decode_gemm_products |= cuda::kDecodeGemmPlain;
+        else if (part == "norm") a.decode_gemm_products |= cuda::kDecodeGemmNorm;
+        else if (part == "glu") a.decode_gemm_products |= cuda::kDecodeGemmNormSwiglu;
+        else usage("--decode-gemm-products takes plain, norm and glu, comma-separated");
+      }
+    }
     else if (k == "--exact") a.exact = value();
     else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
     else if (k == "--trace") a.trace = int(number());
@@ -289,6 +303,7 @@ int run(const Args& a) {
   cuda::set_decode_attention_tensor_cores(a.attention == "tensor");
   cuda::set_decode_gemm(a.decode_gemm != "off");
   cuda::set_decode_gemm_tma(a.decode_gemm == "tma");
+  cuda::set_decode_gemm_products(a.decode_gemm_products);
   cuda::set_decode_rope_fused(a.fused_rope == "on");
   cuda::set_decode_attention_splits(a.attention_splits);
   cuda::set_sampling_blocks_per_row(a.sampler_blocks);
@@ -381,6 +396,7 @@ int run(const Args& a) {
                         {"roofline_frac", roofline_ms / step_ms},
                         {"attention", a.attention},
                         {"decode_gemm", a.decode_gemm},
+                        {"decode_gemm_products", a.decode_gemm_products},
                         {"fused_rope", a.fused_rope},
                         {"attention_splits", a.attention_splits},
                         {"sampler_blocks", a.sampler_blocks},

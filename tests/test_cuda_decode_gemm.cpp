@@ -152,12 +152,13 @@ std::pair<bool, bool> expect_planned_cases_match(const char* tag) {
   return {split, unsplit};
 }
 
-// Every kernel (4 to 8 warps) and every split (clusters of 1 to 8 blocks, more splits than K has
-// chunks among them), with bias and residual, whatever the planner would choose.
+// Every kernel (4 to 8 warps; the TMA kernel's widths of 4 to 16 16-column groups) and every split
+// (clusters of 1 to 8 blocks, more splits than K has chunks among them), with bias and residual,
+// whatever the planner would choose.
 void expect_every_plan_matches(const char* tag) {
   for (const Case& c : {Case{64, 896, {896}, false, true, false},     // 0.5B o_proj: 14 chunks of K
                         Case{37, 136, {130, 24}, true, true, true}})  // partial tiles, two segments, 3 chunks, in place
-    for (int warps = 4; warps <= 8; ++warps)
+    for (int warps = 4; warps <= cuda::decode_gemm_max_warps(); ++warps)
       for (int splits = 1; splits <= 8; ++splits) {
         Problem p(c);
         const std::vector<cuda::DecodeProduct> d = p.products(c);
@@ -185,18 +186,26 @@ TEST(CudaDecodeGemm, EveryPlanMatchesTheDoubleProduct) {
   const Case c = cases()[0];
   Problem p(c);
   const std::vector<cuda::DecodeProduct> d = p.products(c);
+  EXPECT_EQ(cuda::decode_gemm_max_warps(), 8);
   EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {3, 1, 0}), Error);
+  EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {9, 1, 0}), Error);
   EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {4, 9, 0}), Error);
 }
 
 // The TMA + wgmma kernel (cuda::set_decode_gemm_tma) against the same references: every case,
-// planned, and every (warps, splits) of two (its bits: IsTheSameBitsEveryRunAndInAGraph).
+// planned, and every (width, splits) of two, up to 256 columns (its bits:
+// IsTheSameBitsEveryRunAndInAGraph).
 TEST(CudaDecodeGemm, TmaKernelMatchesTheDoubleProduct) {
   REQUIRE_GPU();
   const DecodeGemmOn on;
   const DecodeGemmTma tma(true);
+  EXPECT_EQ(cuda::decode_gemm_max_warps(), 16);
   expect_planned_cases_match("TMA   ");
   expect_every_plan_matches("tma");
+  const Case c = cases()[0];
+  Problem p(c);
+  const std::vector<cuda::DecodeProduct> d = p.products(c);
+  EXPECT_THROW(cuda::decode_linear_planned(d.data(), 1, ptr(p.x), c.M, c.K, {17, 1, 0}), Error);
 }
 
 // The switch picks the kernel (the other tests would pass on either): a planned launch captured
@@ -240,7 +249,8 @@ TEST(CudaDecodeGemm, TmaSwitchPicksTheKernel) {
 
 // The fusions against a double-precision reference of the ops they replace: RMSNorm then the
 // product (with bias and residual), and RMSNorm then [gate; up] then SwiGLU, at every plan they
-// take (SwiGLU: even warp counts), split and not, full and partial tiles.
+// take (SwiGLU on the mma.sync kernel: even warp counts), split and not, full and partial tiles, K
+// in an odd and an even number of stages (the TMA kernel's norm alternates two register sets).
 // Both kernels: the mma.sync one, then the TMA one (cuda::set_decode_gemm_tma).
 TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
   REQUIRE_GPU();
@@ -280,27 +290,30 @@ TEST(CudaDecodeGemm, FusedNormAndSwigluMatchTheOpsTheyReplace) {
       }
     const cuda::DecodeFusion norm{static_cast<const bf16*>(gamma.data), eps, false};
     const cuda::DecodeFusion norm_glu{static_cast<const bf16*>(gamma.data), eps, true};
-    for (int warps = 4; warps <= 8; ++warps)
+    for (int warps = 4; warps <= cuda::decode_gemm_max_warps(); ++warps)
       for (int splits : {1, 3, 8}) {
         Tensor out = arena.alloc(DType::BF16, {M, N});
         const cuda::DecodeProduct lin{ptr(w), ptr(b), ptr(res), ptr(out), N};
         ASSERT_TRUE(cuda::decode_linear_planned(&lin, 1, ptr(x), M, K, {warps, splits, 0}, norm));
         EXPECT_LE(test::rel_l2(to_host_f32(out), want_lin), 4e-3)
             << "norm + linear, M " << M << " warps " << warps << " splits " << splits << " tma " << tma;
-        if (warps % 2) continue;
+        if (warps % 2 && !tma) continue;
         Tensor act = arena.alloc(DType::BF16, {M, N});
         const cuda::DecodeProduct glu{ptr(w), nullptr, nullptr, ptr(act), N};
         ASSERT_TRUE(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {warps, splits, 0}, norm_glu));
         EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3)
             << "norm + gate/up + SwiGLU, M " << M << " warps " << warps << " splits " << splits << " tma " << tma;
       }
-    // The planner's own choice, and SwiGLU refused where it cannot be: odd warps, a bias.
+    // The planner's own choice, and SwiGLU refused where it cannot be: odd warps on the mma.sync
+    // kernel, a bias.
     Tensor act = arena.alloc(DType::BF16, {M, N});
     cuda::DecodeProduct glu{ptr(w), nullptr, nullptr, ptr(act), N};
     ASSERT_TRUE(cuda::decode_linear(&glu, 1, ptr(x), M, K, norm_glu));
     EXPECT_LE(test::rel_l2(to_host_f32(act), want_glu), 8e-3) << "planned, M " << M << " tma " << tma;
-    EXPECT_EQ(cuda::decode_gemm_plan(&glu, 1, M, K, norm_glu).warps % 2, 0);
-    EXPECT_THROW(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {5, 1, 0}, norm_glu), Error);
+    if (!tma) {
+      EXPECT_EQ(cuda::decode_gemm_plan(&glu, 1, M, K, norm_glu).warps % 2, 0);
+      EXPECT_THROW(cuda::decode_linear_planned(&glu, 1, ptr(x), M, K, {5, 1, 0}, norm_glu), Error);
+    }
     glu.bias = ptr(b);
     EXPECT_FALSE(cuda::decode_linear(&glu, 1, ptr(x), M, K, norm_glu)) << "SwiGLU with a bias";
   }
@@ -332,6 +345,32 @@ TEST(CudaDecodeGemm, IsTheSameBitsEveryRunAndInAGraph) {
       EXPECT_EQ(bits(p.out[0]), first) << "replay " << replay << " tma " << tma;
     }
   }
+}
+
+// set_decode_gemm_products: the decode GEMM takes only the products whose fusion is in the mask
+// (the others decline, to cuBLASLt and their own norm and SwiGLU launches).
+TEST(CudaDecodeGemm, ProductsMaskTakesOnlyItsFusions) {
+  REQUIRE_GPU();
+  const DecodeGemmOn on;
+  struct AllAfter {
+    ~AllAfter() { cuda::set_decode_gemm_products(cuda::kDecodeGemmAll); }
+  } all_after;
+  const Case c = cases()[0];
+  Problem p(c);
+  const cuda::DecodeProduct d{ptr(p.w[0]), nullptr, nullptr, ptr(p.out[0]), c.Ns[0] / 2};
+  const cuda::DecodeFusion norm{ptr(p.x), 1e-6f, false}, glu{ptr(p.x), 1e-6f, true};  // x's row 0 as the norm's weights
+  auto takes = [&](unsigned mask) {
+    cuda::set_decode_gemm_products(mask);
+    return std::vector<bool>{cuda::decode_linear_takes(&d, 1, ptr(p.x), c.M, c.K),
+                             cuda::decode_linear_takes(&d, 1, ptr(p.x), c.M, c.K, norm),
+                             cuda::decode_linear_takes(&d, 1, ptr(p.x), c.M, c.K, glu)};
+  };
+  EXPECT_EQ(takes(cuda::kDecodeGemmAll), (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(takes(cuda::kDecodeGemmPlain), (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(takes(cuda::kDecodeGemmNorm), (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(takes(cuda::kDecodeGemmNormSwiglu), (std::vector<bool>{false, false, true}));
+  cuda::set_decode_gemm_products(cuda::kDecodeGemmNormSwiglu);
+  EXPECT_FALSE(p.run(c)) << "a plain product ran with only the SwiGLU fusion taken";
 }
 
 // ops::linear_forward runs it for a decode step's rows (the same bits), and declines to where it

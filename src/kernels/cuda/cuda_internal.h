@@ -62,9 +62,10 @@ bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int6
 // Whether decode_linear takes these (it would return true).
 bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
                          const DecodeFusion& fusion = {});
-// How it runs them: blocks of `warps` warps, each 16 * warps weight rows (columns of one product's
-// output; with SwiGLU half of them gate's, half up's: column_tiles of them over the products) and
-// 1/splits of K (splits > 1: a cluster per tile).
+// How it runs them: blocks of 16 * warps weight rows (columns of one product's output; with SwiGLU
+// half of them gate's, half up's: column_tiles of them over the products) and 1/splits of K
+// (splits > 1: a cluster per tile). The mma.sync kernel's block is `warps` warps; the TMA kernel's
+// is always one consumer warpgroup and a producer warp, `warps` only its width.
 struct DecodeGemmPlan {
   int warps = 0;
   int splits = 0;
@@ -72,8 +73,10 @@ struct DecodeGemmPlan {
 };
 DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K,
                                 const DecodeFusion& fusion = {});
-// decode_linear with a plan of the caller's (warps in [4, 8], even with SwiGLU; splits in [1, 8];
-// column_tiles is recomputed): the tests' cover of every kernel and split, the benchmark's sweep.
+// The widest plan the kernel in use takes: 8 (mma.sync), 16 (TMA).
+int decode_gemm_max_warps();
+// decode_linear with a plan of the caller's (warps in [4, decode_gemm_max_warps()], even with SwiGLU
+// on the mma.sync kernel; splits in [1, 8]; column_tiles is recomputed): the tests' cover of every kernel and split, the benchmark's sweep.
 // Returns false where decode_linear would; throws on a plan out of range.
 bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
                            DecodeGemmPlan plan, const DecodeFusion& fusion = {});

@@ -137,6 +137,11 @@ void set_decode_gemm(bool on);
 // instead of the mma.sync one (decode_gemm.cu; off by default: benchmarks' --tma and the tests).
 void set_decode_gemm_tma(bool on);
 bool decode_gemm_default();  // what a process starts with
+// With the decode GEMM on, which of a decode step's products it takes, by what is fused into them
+// (a mask; all by default): the others stay on cuBLASLt, beside their own RMSNorm and SwiGLU
+// launches (benchmarks' A/B: bench_rollout_gpu --decode-gemm-products).
+enum : unsigned { kDecodeGemmPlain = 1, kDecodeGemmNorm = 2, kDecodeGemmNormSwiglu = 4, kDecodeGemmAll = 7 };
+void set_decode_gemm_products(unsigned mask);
 // ops::rmsnorm_linear_forward on the decode GEMM (profiled as `op`): false, having done nothing,
 // when it does not take the case (off, more than kDecodeGemmMaxRows rows, unaligned, the exact forward).
 bool rmsnorm_linear_forward(const char* op, bf16* out, const bf16* x, const bf16* norm_weight, float eps,

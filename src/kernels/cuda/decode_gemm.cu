@@ -23,7 +23,7 @@
 // cuBLASLt's whole product even with no loads. What both share is in decode_gemm_tile.cuh.
 //
 // Off by default (set_decode_gemm). On an H100 the mma.sync kernel takes 1.2-3.4x cuBLASLt's time,
-// the TMA one 0.96-1.9x, and a decode step with the TMA one is 1.04-1.18x slower than with
+// the TMA one 0.95-1.76x, and a decode step with the TMA one is 1.05-1.26x slower than with
 // cuBLASLt and separate norm and SwiGLU kernels (docs/CUDA.md, "The decode GEMM").
 #include <cooperative_groups.h>
 
@@ -219,50 +219,55 @@ __global__ void __launch_bounds__(kWarps * 32) decode_gemm_kernel(Params p) {
 
 using Kernel = void (*)(Params);
 Kernel kernel_of(int warps, int fusion) {
-  return kernel_of_family(warps, fusion, [](auto w, auto norm, auto swiglu) -> Kernel {
+  return kernel_of_family<kMaxWarps, true>(warps, fusion, [](auto w, auto norm, auto swiglu) -> Kernel {
     return decode_gemm_kernel<decltype(w)::value, decltype(norm)::value, decltype(swiglu)::value>;
   });
 }
 
+}  // namespace
+
+int decode_gemm::active_clusters(const void* kernel, int threads, size_t smem, int splits) {
+  if (splits == 1) return context().sm_count;  // one block an SM: every SM
+  cudaLaunchConfig_t lc{};
+  lc.gridDim = dim3(1, 1, unsigned(splits));
+  lc.blockDim = dim3(unsigned(threads));
+  lc.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = unsigned(splits);
+  lc.attrs = &attr;
+  lc.numAttrs = 1;
+  int n = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel, &lc));
+  return n;
+}
+
+namespace {
+
 // The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
-// once, on first use (an eager run precedes every capture).
+// once, on first use (an eager run precedes every capture): [0] the mma.sync kernel's, [1] the TMA
+// kernel's.
 constexpr int kFusions = 4;  // kNorm + 2 kSwiglu
-struct Occupancy {
-  int clusters[kMaxWarps + 1][kMaxSplits + 1] = {};
-};
-const Occupancy& occupancy() {
-  static const Occupancy occ = [] {
-    Occupancy o;
+const Clusters& clusters(bool tma) {
+  static const Clusters occ[2] = {[] {
+    Clusters o;
     for (int w = kMinWarps; w <= kMaxWarps; ++w) {
       for (int f = 0; f < kFusions; ++f)
         if (Kernel k = kernel_of(w, f))
           CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes(w))));
-      o.clusters[w][1] = context().sm_count;
-      for (int s = 2; s <= kMaxSplits; ++s) {
-        cudaLaunchConfig_t lc{};
-        lc.gridDim = dim3(1, 1, unsigned(s));
-        lc.blockDim = dim3(unsigned(32 * w));
-        lc.dynamicSmemBytes = smem_bytes(w);
-        cudaLaunchAttribute attr{};
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = attr.val.clusterDim.y = 1;
-        attr.val.clusterDim.z = unsigned(s);
-        lc.attrs = &attr;
-        lc.numAttrs = 1;
-        int n = 0;
-        CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, kernel_of(w, 0), &lc));
-        o.clusters[w][s] = n;
-      }
+      for (int s = 1; s <= kMaxSplits; ++s)
+        o.n[w][s] = active_clusters(reinterpret_cast<const void*>(kernel_of(w, 0)), 32 * w, smem_bytes(w), s);
     }
-    decode_gemm::tma_prepare();  // one block an SM as well, so the same clusters fit
     return o;
-  }();
-  return occ;
+  }(), decode_gemm::tma_prepare()};
+  return occ[tma ? 1 : 0];
 }
 
 constexpr bool kDefaultOn = false;  // see the header
 bool g_enabled = kDefaultOn;  // set_decode_gemm
 bool g_tma = false;           // set_decode_gemm_tma
+unsigned g_products = kDecodeGemmAll;  // set_decode_gemm_products
 
 // A tile's output columns: 16 per warp, half of them with SwiGLU (the other half are up's).
 int out_columns(int warps, bool swiglu) { return swiglu ? block_n(warps) / 2 : block_n(warps); }
@@ -278,34 +283,50 @@ int column_tiles(const DecodeProduct* products, int count, int warps, bool swigl
 
 void set_decode_gemm(bool on) { g_enabled = on; }
 void set_decode_gemm_tma(bool on) { g_tma = on; }
+void set_decode_gemm_products(unsigned mask) { g_products = mask & kDecodeGemmAll; }
 bool decode_gemm_default() { return kDefaultOn; }
+int decode_gemm_max_warps() { return g_tma ? kMaxTmaWarps : kMaxWarps; }
 
 DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K,
                                 const DecodeFusion& fusion) {
-  // Each candidate's cost, in bytes an SM must take in: per wave of clusters, a block's weights
+  // Each candidate's cost, in bytes an SM must take in, per wave of clusters: a block's weights
   // (from DRAM) and rows of x (from L2, counted at half: L2 serves about twice DRAM's bandwidth),
-  // plus, with a split, its share of the partials over distributed shared memory and a fixed
-  // cost per wave (a memory round trip). The cheapest wins; ties go to fewer splits and warps.
-  // The TMA kernel streams a block's bytes faster, so a wave's fixed cost weighs more: on an H100 a
-  // second wave cost about 5 us whatever its bytes (0.5B gate/up x 64: 10 us in one wave of 122
-  // blocks, 15 us in two of half the K each), about 128 KiB of an SM's streaming.
+  // plus, with a split, its share of the partials over distributed shared memory, and a fixed cost
+  // per wave. The cheapest wins; ties go to fewer splits and warps.
+  // - mma.sync: the fixed cost is a memory round trip (16 KiB).
+  // - TMA (fitted to its sweep of 1,664 plans on an H100, bench_decode_gemm_gpu --sweep --tma): a
+  //   wave costs about 5 us whatever its bytes (128 KiB of an SM's streaming); a split another 64
+  //   KiB (the cluster's barriers) beside its fp32 partials; and a wave of B blocks takes at least
+  //   B / 60 of its weights' time, since DRAM feeds about 60 SMs' worth of streaming. On the H100
+  //   its plans for 0.5B and 1.5B's products at 64 and 256 rows were 1.3% slower than the sweep's
+  //   best on average; the model before it (the mma.sync one with 128 KiB a wave) 8.7% slower.
   const double per_wave = g_tma ? 131072.0 : 16384.0;
-  const Occupancy& occ = occupancy();
+  const double split_cost = g_tma ? 65536.0 : 0.0, dram_sms = 60.0;
+  const Clusters& occ = clusters(g_tma);
   const int64_t row_tiles = (M + kBM - 1) / kBM, rows = std::min<int64_t>(M, kBM);
   const int64_t chunks = (K + kBK - 1) / kBK;
   DecodeGemmPlan best;
   double best_cost = 0;
-  for (int w = kMinWarps; w <= kMaxWarps; ++w) {
-    if (fusion.swiglu && w % 2) continue;
+  for (int w = kMinWarps; w <= decode_gemm_max_warps(); ++w) {
+    if (fusion.swiglu && w % 2 && !g_tma) continue;  // the mma.sync kernel splits its warps between gate and up
     const int64_t tiles = row_tiles * column_tiles(products, count, w, fusion.swiglu);
     for (int s = 1; s <= std::min<int64_t>(kMaxSplits, chunks); ++s) {
-      const int64_t active = occ.clusters[w][s];
+      const int64_t active = occ.n[w][s];
       if (active < 1) continue;  // clusters this large do not fit the GPU's SM groups
       const int64_t waves = (tiles + active - 1) / active;
       const int64_t per_block = (chunks + s - 1) / s;
-      const double load = double(per_block) * kBK * (2.0 * block_n(w) + double(rows));
-      const double reduce = s > 1 ? double(rows) * block_n(w) * 2.0 : 0.0;
-      const double cost = double(waves) * (load + reduce + per_wave);
+      const double w_bytes = double(per_block) * kBK * 2.0 * block_n(w), x_bytes = double(per_block) * kBK * double(rows);
+      double cost = 0;
+      if (!g_tma) {
+        const double reduce = s > 1 ? double(rows) * block_n(w) * 2.0 : 0.0;
+        cost = double(waves) * (w_bytes + x_bytes + reduce + per_wave);
+      } else {
+        const double reduce = s > 1 ? double(rows) * block_n(w) * 4.0 * (s - 1) / s + split_cost : 0.0;
+        auto wave = [&](int64_t clusters) {
+          return per_wave + reduce + std::max(w_bytes + x_bytes, double(clusters * s) * w_bytes / dram_sms);
+        };
+        cost = double(waves - 1) * wave(active) + wave(tiles - (waves - 1) * active);
+      }
       if (best.splits == 0 || cost < best_cost) {
         best = {w, s, column_tiles(products, count, w, fusion.swiglu)};
         best_cost = cost;
@@ -321,6 +342,8 @@ bool decode_linear_takes(const DecodeProduct* products, int count, const bf16* x
       K % 8 != 0 || K > INT32_MAX || !aligned16(x))
     return false;
   if (fusion.norm && !aligned16(fusion.norm)) return false;
+  const unsigned kind = fusion.swiglu ? kDecodeGemmNormSwiglu : fusion.norm ? kDecodeGemmNorm : kDecodeGemmPlain;
+  if (!(g_products & kind)) return false;
   // SwiGLU: one product of [gate; up] rows, nothing summed in.
   if (fusion.swiglu && (count != 1 || products[0].bias || products[0].residual)) return false;
   for (int i = 0; i < count; ++i) {
@@ -379,11 +402,14 @@ bool decode_linear(const DecodeProduct* products, int count, const bf16* x, int6
 
 bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
                            DecodeGemmPlan plan, const DecodeFusion& fusion) {
-  if (plan.warps < kMinWarps || plan.warps > kMaxWarps || plan.splits < 1 || plan.splits > kMaxSplits)
-    throw_error("decode_linear_planned: warps must be in [4, 8] and splits in [1, 8]");
-  if (fusion.swiglu && plan.warps % 2) throw_error("decode_linear_planned: SwiGLU needs an even number of warps");
+  if (plan.warps < kMinWarps || plan.warps > decode_gemm_max_warps() || plan.splits < 1 || plan.splits > kMaxSplits)
+    throw_error(("decode_linear_planned: warps must be in [4, " + std::to_string(decode_gemm_max_warps()) +
+                 "] and splits in [1, 8]")
+                    .c_str());
+  if (fusion.swiglu && plan.warps % 2 && !g_tma)
+    throw_error("decode_linear_planned: SwiGLU on the mma.sync kernel needs an even number of warps");
   if (!decode_linear_takes(products, count, x, M, K, fusion)) return false;
-  if (occupancy().clusters[plan.warps][plan.splits] < 1)
+  if (clusters(g_tma).n[plan.warps][plan.splits] < 1)
     throw_error(("decode_linear_planned: a cluster of " + std::to_string(plan.splits) + " blocks of " +
                  std::to_string(plan.warps) + " warps does not fit this GPU")
                     .c_str());

@@ -16,7 +16,9 @@ namespace r1::cuda::decode_gemm {
 using bfloat = __nv_bfloat16;
 
 constexpr int kBM = 64, kBK = 64;  // rows of a tile, K per stage
-constexpr int kMinWarps = 4, kMaxWarps = 8;  // a block's columns: 16 per warp
+// A block's columns, 16 per "warp": the mma.sync kernel's warps (4..8), the TMA kernel's 16-column
+// groups (4..16; its block is always one consumer warpgroup and a producer warp).
+constexpr int kMinWarps = 4, kMaxWarps = 8, kMaxTmaWarps = 16;
 constexpr int kMaxSplits = 8;      // a portable cluster
 constexpr int block_n(int warps) { return 16 * warps; }
 constexpr int partial_ld(int warps) { return block_n(warps) + 4; }  // fp32 partial row, 16-byte aligned
@@ -93,29 +95,24 @@ __device__ inline void store_row_squares(float* part_sq, const float (&sq)[2], i
 }
 
 // The kernel of (warps, fusion) from a family of kernels: of(W, kNorm, kSwiglu), each an
-// integral constant, returns kernel<W, kNorm, kSwiglu>. fusion = kNorm + 2 kSwiglu; SwiGLU needs an
-// even warp count (nullptr otherwise).
-template <typename Of>
+// integral constant, returns kernel<W, kNorm, kSwiglu> for W in [kMinWarps, kMax]. fusion = kNorm +
+// 2 kSwiglu; with kEvenSwiglu, SwiGLU needs an even W (nullptr otherwise).
+template <int kMax, bool kEvenSwiglu, int kW = kMinWarps, typename Of>
 auto kernel_of_family(int warps, int fusion, Of of) {
-  using K = decltype(of(std::integral_constant<int, 4>{}, std::false_type{}, std::false_type{}));
-  auto by_fusion = [&](auto w) -> K {
-    switch (fusion) {
-      case 0: return of(w, std::false_type{}, std::false_type{});
-      case 1: return of(w, std::true_type{}, std::false_type{});
-      default:
-        if constexpr (decltype(w)::value % 2 == 0) {
-          return fusion == 2 ? of(w, std::false_type{}, std::true_type{}) : of(w, std::true_type{}, std::true_type{});
-        } else {
-          return nullptr;
-        }
-    }
-  };
-  switch (warps) {
-    case 4: return by_fusion(std::integral_constant<int, 4>{});
-    case 5: return by_fusion(std::integral_constant<int, 5>{});
-    case 6: return by_fusion(std::integral_constant<int, 6>{});
-    case 7: return by_fusion(std::integral_constant<int, 7>{});
-    default: return by_fusion(std::integral_constant<int, 8>{});
+  using K = decltype(of(std::integral_constant<int, kMinWarps>{}, std::false_type{}, std::false_type{}));
+  if constexpr (kW < kMax) {
+    if (warps != kW) return kernel_of_family<kMax, kEvenSwiglu, kW + 1>(warps, fusion, of);
+  }
+  constexpr std::integral_constant<int, kW> w{};
+  switch (fusion) {
+    case 0: return of(w, std::false_type{}, std::false_type{});
+    case 1: return of(w, std::true_type{}, std::false_type{});
+    default:
+      if constexpr (!kEvenSwiglu || kW % 2 == 0) {
+        return fusion == 2 ? of(w, std::false_type{}, std::true_type{}) : of(w, std::true_type{}, std::true_type{});
+      } else {
+        return K(nullptr);
+      }
   }
 }
 
@@ -169,9 +166,19 @@ __device__ void reduce_and_store(const Params& p, const Segment& sg, float* part
   if (splits > 1) cg::this_cluster().sync();
 }
 
+// How many clusters of each (warps, splits) run at once: [warps][splits], 0 where they do not fit.
+struct Clusters {
+  int n[kMaxTmaWarps + 1][kMaxSplits + 1] = {};
+};
+
+// How many clusters of `splits` blocks (threads each, smem bytes of dynamic shared memory) of a
+// kernel of one block an SM run at once (decode_gemm.cu).
+int active_clusters(const void* kernel, int threads, size_t smem, int splits);
+
 // The TMA kernel (decode_gemm_tma.cu). Its shared-memory limit raised for every (warps, fusion)
-// (before the first launch), and the launch of a plan whose grid, cluster and stream are in lc.
-void tma_prepare();
+// and its clusters counted (before the first launch), and the launch of a plan whose grid, cluster
+// and stream are in lc.
+Clusters tma_prepare();
 void tma_launch(cudaLaunchConfig_t lc, const Params& p, const DecodeProduct* products, int warps,
                 const DecodeFusion& fusion);
 
