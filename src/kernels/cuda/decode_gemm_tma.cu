@@ -62,26 +62,16 @@ template <int kN, int kFrom>
 __device__ inline float (&columns(float (&acc)[kN]))[kN - kFrom] {
   return *reinterpret_cast<float(*)[kN - kFrom]>(&acc[kFrom]);
 }
-// acc (64 x kBN) += a (64 x 16, shared memory, descriptor a) @ w tile rows (descriptor b)^T.
-template <int kBN>
-__device__ inline void mma_ss(float (&acc)[kBN / 2], uint64_t a, uint64_t b) {
+// acc (64 x kBN) += a (64 x 16: a shared-memory descriptor, or this warp's fragment registers) @
+// the w tile's rows (descriptor b)^T.
+template <int kBN, typename A>
+__device__ inline void mma_tile(float (&acc)[kBN / 2], const A& a, uint64_t b) {
   constexpr int w0 = first_width<kBN>();
   if constexpr (w0 == kBN) {
     wgmma_bf16<kBN>(acc, a, b);
   } else {
     wgmma_bf16<w0>(*reinterpret_cast<float(*)[w0 / 2]>(&acc[0]), a, b);
     wgmma_bf16<kBN - w0>(columns<kBN / 2, w0 / 2>(acc), a, b + w0 * 128 / 16);
-  }
-}
-// The same with a from registers.
-template <int kBN>
-__device__ inline void mma_rs(float (&acc)[kBN / 2], const uint32_t (&a)[4], uint64_t b) {
-  constexpr int w0 = first_width<kBN>();
-  if constexpr (w0 == kBN) {
-    wgmma_bf16_ra<kBN>(acc, a, b);
-  } else {
-    wgmma_bf16_ra<w0>(*reinterpret_cast<float(*)[w0 / 2]>(&acc[0]), a, b);
-    wgmma_bf16_ra<kBN - w0>(columns<kBN / 2, w0 / 2>(acc), a, b + w0 * 128 / 16);
   }
 }
 
@@ -171,7 +161,7 @@ __global__ void __launch_bounds__(kTmaThreads) decode_gemm_tma_kernel(const __gr
       wgmma_pin(acc);
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < kSteps; ++kk) mma_rs<kBN>(acc, a[kk], db + 2 * kk);
+      for (int kk = 0; kk < kSteps; ++kk) mma_tile<kBN>(acc, a[kk], db + 2 * kk);
       wgmma_commit();
       wgmma_pin(acc);
     };
@@ -210,7 +200,7 @@ __global__ void __launch_bounds__(kTmaThreads) decode_gemm_tma_kernel(const __gr
       wgmma_pin(acc);
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) mma_ss<kBN>(acc, da + 2 * kk, db + 2 * kk);
+      for (int kk = 0; kk < kBK / 16; ++kk) mma_tile<kBN>(acc, da + 2 * kk, db + 2 * kk);
       wgmma_commit();
       wgmma_pin(acc);
       wgmma_wait<1>();  // the previous stage's MMAs are done: its stage is free

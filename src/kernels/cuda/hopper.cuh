@@ -77,7 +77,7 @@ __device__ void wgmma_bf16(float (&d)[N / 2], uint64_t a, uint64_t b);
 // The same with a from registers: warp w's rows 16 w .. 16 w + 15 as mma.sync's A fragment. They
 // must stay unchanged until a wgmma_wait covers the MMA (wgmma_pin them after it).
 template <int N>
-__device__ void wgmma_bf16_ra(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
+__device__ void wgmma_bf16(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
 template <int N>
 __device__ inline void wgmma_pin(uint32_t (&a)[N]) {
 #pragma unroll
@@ -130,7 +130,7 @@ __device__ inline void wgmma_bf16<128>(float (&d)[64], uint64_t a, uint64_t b) {
 }
 
 template <>
-__device__ inline void wgmma_bf16_ra<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+__device__ inline void wgmma_bf16<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 1, 1, 1, 0;\n"
@@ -139,7 +139,7 @@ __device__ inline void wgmma_bf16_ra<64>(float (&d)[32], const uint32_t (&a)[4],
 }
 
 template <>
-__device__ inline void wgmma_bf16_ra<80>(float (&d)[40], const uint32_t (&a)[4], uint64_t b) {
+__device__ inline void wgmma_bf16<80>(float (&d)[40], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, {%40,%41,%42,%43}, %44, 1, 1, 1, 0;\n"
@@ -148,7 +148,7 @@ __device__ inline void wgmma_bf16_ra<80>(float (&d)[40], const uint32_t (&a)[4],
 }
 
 template <>
-__device__ inline void wgmma_bf16_ra<96>(float (&d)[48], const uint32_t (&a)[4], uint64_t b) {
+__device__ inline void wgmma_bf16<96>(float (&d)[48], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47}, {%48,%49,%50,%51}, %52, 1, 1, 1, 0;\n"
@@ -157,7 +157,7 @@ __device__ inline void wgmma_bf16_ra<96>(float (&d)[48], const uint32_t (&a)[4],
 }
 
 template <>
-__device__ inline void wgmma_bf16_ra<112>(float (&d)[56], const uint32_t (&a)[4], uint64_t b) {
+__device__ inline void wgmma_bf16<112>(float (&d)[56], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n112k16.f32.bf16.bf16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55}, {%56,%57,%58,%59}, %60, 1, 1, 1, 0;\n"
@@ -166,7 +166,7 @@ __device__ inline void wgmma_bf16_ra<112>(float (&d)[56], const uint32_t (&a)[4]
 }
 
 template <>
-__device__ inline void wgmma_bf16_ra<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
+__device__ inline void wgmma_bf16<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
   asm volatile(
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, 1, 1, 1, 0;\n"
