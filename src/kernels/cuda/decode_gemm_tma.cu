@@ -58,9 +58,11 @@ template <int kBN>
 constexpr int first_width() {
   return kBN <= 128 ? kBN : (kBN - 64 < 128 ? kBN - 64 : 128);
 }
-template <int kN, int kFrom>
-__device__ inline float (&columns(float (&acc)[kN]))[kN - kFrom] {
-  return *reinterpret_cast<float(*)[kN - kFrom]>(&acc[kFrom]);
+// Accumulators kFrom .. kFrom + kCount - 1 of a thread's, as an array of their own.
+template <int kFrom, int kCount, int kN>
+__device__ inline float (&columns(float (&acc)[kN]))[kCount] {
+  static_assert(kFrom + kCount <= kN, "inside the accumulators");
+  return *reinterpret_cast<float(*)[kCount]>(&acc[kFrom]);
 }
 // acc (64 x kBN) += a (64 x 16: a shared-memory descriptor, or this warp's fragment registers) @
 // the w tile's rows (descriptor b)^T.
@@ -70,8 +72,8 @@ __device__ inline void mma_tile(float (&acc)[kBN / 2], const A& a, uint64_t b) {
   if constexpr (w0 == kBN) {
     wgmma_bf16<kBN>(acc, a, b);
   } else {
-    wgmma_bf16<w0>(*reinterpret_cast<float(*)[w0 / 2]>(&acc[0]), a, b);
-    wgmma_bf16<kBN - w0>(columns<kBN / 2, w0 / 2>(acc), a, b + w0 * 128 / 16);
+    wgmma_bf16<w0>(columns<0, w0 / 2>(acc), a, b);
+    wgmma_bf16<kBN - w0>(columns<w0 / 2, (kBN - w0) / 2>(acc), a, b + w0 * 128 / 16);  // w0 rows of 128 bytes on
   }
 }
 
