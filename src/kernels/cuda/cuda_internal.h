@@ -76,7 +76,8 @@ DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_
 // The widest plan the kernel in use takes: 8 (mma.sync), 16 (TMA).
 int decode_gemm_max_warps();
 // decode_linear with a plan of the caller's (warps in [4, decode_gemm_max_warps()], even with SwiGLU
-// on the mma.sync kernel; splits in [1, 8]; column_tiles is recomputed): the tests' cover of every kernel and split, the benchmark's sweep.
+// on the mma.sync kernel; splits in [1, 8]; column_tiles is recomputed): the tests' cover of every
+// kernel and split, the benchmark's sweep.
 // Returns false where decode_linear would; throws on a plan out of range.
 bool decode_linear_planned(const DecodeProduct* products, int count, const bf16* x, int64_t M, int64_t K,
                            DecodeGemmPlan plan, const DecodeFusion& fusion = {});

@@ -245,12 +245,16 @@ int decode_gemm::active_clusters(const void* kernel, int threads, size_t smem, i
 
 namespace {
 
-// The kernels' shared-memory limits raised, and how many clusters of each (warps, splits) run at
-// once, on first use (an eager run precedes every capture): [0] the mma.sync kernel's, [1] the TMA
-// kernel's.
+// A kernel's shared-memory limits raised, and how many clusters of each (warps, splits) run at
+// once, on its first use (an eager run precedes every capture): the mma.sync kernel's, or the TMA
+// kernel's (each set up only when it is used).
 constexpr int kFusions = 4;  // kNorm + 2 kSwiglu
 const Clusters& clusters(bool tma) {
-  static const Clusters occ[2] = {[] {
+  if (tma) {
+    static const Clusters t = decode_gemm::tma_prepare();
+    return t;
+  }
+  static const Clusters m = [] {
     Clusters o;
     for (int w = kMinWarps; w <= kMaxWarps; ++w) {
       for (int f = 0; f < kFusions; ++f)
@@ -260,8 +264,8 @@ const Clusters& clusters(bool tma) {
         o.n[w][s] = active_clusters(reinterpret_cast<const void*>(kernel_of(w, 0)), 32 * w, smem_bytes(w), s);
     }
     return o;
-  }(), decode_gemm::tma_prepare()};
-  return occ[tma ? 1 : 0];
+  }();
+  return m;
 }
 
 constexpr bool kDefaultOn = false;  // see the header
