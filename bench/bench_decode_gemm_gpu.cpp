@@ -237,12 +237,16 @@ int run(const Args& a) {
           const bool glu = p.name == std::string("gate_up");
           const int64_t I = p.Ns[0] / 2;
           const cuda::DecodeFusion f{bf(gamma), 1e-6f, glu};
-          auto ours_fused = [&](int i) {
-            cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
+          // Copy i's fused products into d; their count.
+          auto fused_products = [&](int i, cuda::DecodeProduct (&d)[cuda::kMaxDecodeSegments]) {
             if (glu) d[0] = {bf(w[size_t(i)][0]), nullptr, nullptr, bf(act), I};
             for (size_t s = 0; !glu && s < p.Ns.size(); ++s)
               d[s] = {bf(w[size_t(i)][s]), p.bias ? bf(b[size_t(i)][s]) : nullptr, nullptr, bf(out[s]), p.Ns[s]};
-            if (!cuda::decode_linear(d, glu ? 1 : int(p.Ns.size()), bf(x), M, p.K, f))
+            return glu ? 1 : int(p.Ns.size());
+          };
+          auto ours_fused = [&](int i) {
+            cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
+            if (!cuda::decode_linear(d, fused_products(i, d), bf(x), M, p.K, f))
               throw Error("decode_linear declined the fusion");
           };
           auto theirs_fused = [&](int i) {
@@ -259,9 +263,7 @@ int run(const Args& a) {
           const double us_fused = graph_us(copies, launches, ours_fused);
           const double us_unfused = graph_us(copies, launches, theirs_fused);
           cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
-          if (glu) d[0] = {bf(w[0][0]), nullptr, nullptr, bf(act), I};
-          for (size_t s = 0; !glu && s < p.Ns.size(); ++s) d[s] = {bf(w[0][s]), nullptr, nullptr, bf(out[s]), p.Ns[s]};
-          const cuda::DecodeGemmPlan fp = cuda::decode_gemm_plan(d, glu ? 1 : int(p.Ns.size()), M, p.K, f);
+          const cuda::DecodeGemmPlan fp = cuda::decode_gemm_plan(d, fused_products(0, d), M, p.K, f);
           const nlohmann::json fj = {{"bench", "r1-decode-gemm-fused"}, {"shape", shape}, {"product", p.name},
                                      {"rows", M}, {"fusion", glu ? "norm+swiglu" : "norm"}, {"warps", fp.warps},
                                      {"splits", fp.splits}, {"r1_us", us_fused}, {"r1_plain_us", us_ours},
