@@ -8,7 +8,7 @@
 //                                 [--with-training-state] [--profile] [--attention tensor|simt]
 //                                 [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu]
 //                                 [--exact off|on|split] [--gemm-ref-rows N]
-//                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window]
+//                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window]
 //                                 [--fused-rope on|off]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
@@ -45,8 +45,9 @@
 // library's default, is cuBLASLt). tma: the same on its TMA + wgmma kernel, the fused norms and
 // SwiGLU included (cuda::set_decode_gemm_tma). --decode-gemm-products plain,norm,glu: only the
 // products with these fusions on it (none, the RMSNorm, the RMSNorm and SwiGLU; default all).
-// --sampler-blocks N: blocks a row's draw takes, 1 or 2 (default 0: the library's choice, two for
-// untruncated draws of at most half as many rows as SMs; cuda::set_sampling_blocks_per_row).
+// --sampler-blocks N: blocks a row's untruncated draw takes, 1, 2 or 4 (default 0: the library's
+// choice, the largest cluster that still fits one wave at two blocks an SM;
+// cuda::set_sampling_blocks_per_row).
 // --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's
 // choice by waves, decode_split.h's best_splits; a sweep of S shows what that choice leaves).
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
@@ -121,7 +122,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2] [--ncu-window] [--fused-rope on|off]\n",
+               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window] [--fused-rope on|off]\n",
                why.c_str());
   std::exit(2);
 }
@@ -179,7 +180,8 @@ Args parse(int argc, char** argv) {
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
     usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
   if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
-  if (a.sampler_blocks < 0 || a.sampler_blocks > 2) usage("--sampler-blocks must be 0, 1 or 2");
+  if (a.sampler_blocks < 0 || a.sampler_blocks > 4 || a.sampler_blocks == 3)
+    usage("--sampler-blocks must be 0, 1, 2 or 4");
   if (a.decode_gemm != "on" && a.decode_gemm != "tma" && a.decode_gemm != "off")
     usage("--decode-gemm must be on, tma or off");
   if (a.fused_rope != "on" && a.fused_rope != "off") usage("--fused-rope must be on or off");

@@ -1,10 +1,12 @@
 // GPU token sampling (kernels/sampling.h) against the CPU sampler (rollout::sample_token): for
 // every row and every uniform the same token, and the same log-prob, on random logits and on rows
-// built to break ties (bf16-rounded and coarse logits, -inf entries, underflowing tails). Both draw
-// from the same kept set by the same inverse CDF in id order. Their sums differ only in summation
-// order (~1e-16 relative), and CUDA's exp may round a float probability differently from libm's (~1
-// token in 1e8), so a different token needs a uniform within ~1e-16 of a boundary: no mismatch is
-// allowed. Skips without a usable GPU.
+// built to break ties (bf16-rounded and coarse logits, -inf entries, underflowing tails).
+// Untruncated and greedy draws run the same float and double operations on both sides
+// (base/sampling_math.h), so their weights and sums are the same bits. Truncated draws take the same
+// kept set by the same inverse CDF in id order; their sums differ only in summation order (~1e-16
+// relative), and CUDA's exp may round a float probability differently from libm's (~1 token in 1e8),
+// so a different token needs a uniform within ~1e-16 of a boundary. No mismatch is allowed. Skips
+// without a usable GPU.
 #include <gtest/gtest.h>
 
 #ifdef R1_HAVE_CUDA
@@ -21,6 +23,7 @@
 #include "base/bf16.h"
 #include "base/rng.h"
 #include "kernels/cuda/cuda_buffer.h"
+#include "kernels/cuda/cuda_context.h"
 #include "device/cuda_device.h"
 #include "kernels/sampling.h"
 #include "rollout/sampler.h"
@@ -245,22 +248,33 @@ TEST(CudaSampling, SkippedRowsStridesAndIndirection) {
   }
 }
 
-// Two blocks a row (a cluster; the default for untruncated and greedy draws of few rows): the same
-// draws as the CPU, and bit for bit the one-block kernel's tokens and log-probs, over rows built to
-// break ties, -inf entries, skipped rows and indirection. Truncated configs fall back to one block.
-TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
+// The largest vocabulary the sampler takes (2^23 - 1 ids: 16,384 chunks, whose per-chunk state
+// fills most of a block's shared memory), untruncated and greedy, against the CPU.
+TEST(CudaSampling, LargestVocabularyMatchesCpu) {
   REQUIRE_GPU();
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 0}), 2) << "8 rows: a cluster of two each";
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {0.0f, 0.9f, 20}), 2) << "greedy ignores truncation";
+  uint64_t seed = 700;
+  for (const Config& c : {Config{0.0f, 1.0f, 0}, Config{1.0f, 1.0f, 0}, Config{0.7f, 1.0f, 0, true}})
+    EXPECT_EQ(compare_with_cpu((int64_t(1) << 23) - 1, 1, 2, c, ++seed), 0) << config_name(c);
+}
+
+// Clusters of 2 or 4 blocks a row (the default for untruncated and greedy draws of few rows): the
+// same draws as the CPU, and bit for bit the one-block kernel's tokens and log-probs, over rows
+// built to break ties, -inf entries, skipped rows and indirection. Truncated configs take one block.
+TEST(CudaSampling, ClustersOfBlocksDrawTheSameBits) {
+  REQUIRE_GPU();
+  const int64_t sms = r1::cuda::context().sm_count;
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 0}), 4) << "8 rows: a cluster of four each";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {0.0f, 0.9f, 20}), 4) << "greedy ignores truncation";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(sms, {1.0f, 1.0f, 0}), 2) << "as many rows as SMs: two";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(2 * sms, {1.0f, 1.0f, 0}), 1) << "two rows an SM: one";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 0.9f, 0}), 1) << "top-p: one block";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 20}), 1) << "top-k: one block";
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 1) << "more rows than SMs: one block";
   r1::cuda::set_sampling_blocks_per_row(1);
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 0}), 1) << "forced to one block";
-  r1::cuda::set_sampling_blocks_per_row(2);
-  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 2) << "forced to two blocks";
+  r1::cuda::set_sampling_blocks_per_row(4);
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 1.0f, 0}), 4) << "forced to four blocks";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(1000, {1.0f, 0.9f, 0}), 1) << "forced, but top-p: one block";
-  uint64_t seed = 500;  // still forced to two blocks
+  uint64_t seed = 500;  // still forced to four blocks
   for (const Config& c : kConfigs) {
     EXPECT_EQ(compare_with_cpu(1000, 2, 100, c, ++seed), 0) << config_name(c);
     EXPECT_EQ(compare_with_cpu(37, 2, 50, c, ++seed), 0) << config_name(c);
@@ -289,7 +303,7 @@ TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
       const r1::cuda::SampleConfig sc{c.temperature, c.top_p, c.top_k, 99, c.sampled};
       std::vector<std::vector<int32_t>> tokens;
       std::vector<std::vector<float>> logprobs;
-      for (int n : {1, 2}) {
+      for (int n : {1, 2, 4}) {
         r1::cuda::set_sampling_blocks_per_row(n);
         std::vector<int32_t> token(size_t(R), -7);
         std::vector<float> logprob(size_t(R), 42.0f);
@@ -302,9 +316,11 @@ TEST(CudaSampling, TwoBlocksARowDrawTheSameBits) {
         logprobs.push_back(dlp.host());
       }
       const std::string what = "V=" + std::to_string(V) + " " + config_name(c);
-      EXPECT_EQ(tokens[0], tokens[1]) << what;
-      EXPECT_EQ(std::memcmp(logprobs[0].data(), logprobs[1].data(), size_t(R) * sizeof(float)), 0) << what;
-      EXPECT_EQ(tokens[1][4], -7) << what << ": a skipped row keeps its outputs";
+      for (size_t n = 1; n < tokens.size(); ++n) {
+        EXPECT_EQ(tokens[0], tokens[n]) << what << ", cluster " << (1 << n);
+        EXPECT_EQ(std::memcmp(logprobs[0].data(), logprobs[n].data(), size_t(R) * sizeof(float)), 0) << what;
+        EXPECT_EQ(tokens[n][4], -7) << what << ": a skipped row keeps its outputs";
+      }
     }
   }
   r1::cuda::set_sampling_blocks_per_row(0);

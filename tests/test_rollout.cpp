@@ -4,11 +4,13 @@
 
 #include <cmath>
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "base/sampling_math.h"
 #include "model/transformer.h"
 #include "model/kv_cache.h"
 #include "model/train_state.h"
@@ -325,6 +327,77 @@ TEST(Sampler, SampledLogprobsAreOfTheRenormalisedKeptSet) {
   const rollout::Draw b = rollout::sample_token(logits.data(), 5, {float(T), 1.0f, 0, 0, true}, 0.5, scratch);
   EXPECT_EQ(a.token, b.token);
   EXPECT_EQ(a.logprob, b.logprob);
+}
+
+// base/sampling_math.h's float exp, which both samplers weigh tokens with: within 2 ulp of the true
+// value over the range that weighs anything, exact at 0, and 0 / NaN where stated.
+TEST(Sampler, FloatExpIsWithinTwoUlp) {
+  Rng rng(5);
+  int64_t worst = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const float x = -87.0f * rng.uniform();
+    const float got = sampling::exp_f(x);
+    const double want = std::exp(double(x));
+    const double ulp = std::ldexp(1.0, std::ilogb(want) - 23);
+    worst = std::max<int64_t>(worst, int64_t(std::ceil(std::abs(double(got) - want) / ulp)));
+  }
+  EXPECT_LE(worst, 2);
+  EXPECT_EQ(sampling::exp_f(0.0f), 1.0f);
+  EXPECT_EQ(sampling::exp_f(-0.0f), 1.0f);
+  EXPECT_EQ(sampling::exp_f(-87.0f), 0.0f);
+  EXPECT_EQ(sampling::exp_f(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_TRUE(std::isnan(sampling::exp_f(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_GT(sampling::exp_f(-86.9f), 0.0f);
+  EXPECT_TRUE(std::isfinite(sampling::exp_f(1000.0f)));
+}
+
+// The untruncated draw over chunks and row lanes (V past 32 chunks, so a row lane holds several;
+// not a multiple of the chunk) is an inverse CDF in id order: token t's interval of the cumulative
+// mass, summed exactly here, holds u to within the weights' float rounding (2e-7), for uniforms
+// across [0, 1) and at its ends. Also: greedy is the lowest id of the largest logit.
+TEST(Sampler, UntruncatedDrawIsInverseCdfAcrossChunks) {
+  for (const int64_t V : {int64_t(37), int64_t(512), int64_t(5000), int64_t(40000)}) {
+    Rng rng(static_cast<uint64_t>(V));
+    std::vector<float> z(static_cast<size_t>(V));
+    for (auto& x : z) x = 4.0f * rng.normal();
+    z[size_t(V / 3)] = 20.0f;  // two equal maxima: greedy takes the lower id
+    z[size_t(V / 2)] = 20.0f;
+    for (const float T : {1.0f, 0.6f}) {
+      std::vector<long double> cum(static_cast<size_t>(V) + 1, 0.0L);
+      for (int64_t i = 0; i < V; ++i)
+        cum[size_t(i) + 1] = cum[size_t(i)] + std::exp((long double)(z[size_t(i)] - 20.0f) / T);
+      const long double total = cum[size_t(V)];
+      std::vector<float> scratch;
+      for (int k = 0; k <= 2000; ++k) {
+        const double u = k == 2000 ? 1.0 - 0x1p-53 : k / 2000.0 + (k % 3) * 1e-5;
+        const auto d = rollout::sample_token(z.data(), V, {T, 1.0f, 0, 0}, u, scratch);
+        ASSERT_GE(d.token, 0);
+        ASSERT_LT(d.token, V);
+        const long double lo = cum[size_t(d.token)] / total, hi = cum[size_t(d.token) + 1] / total;
+        EXPECT_LE(lo, (long double)u + 2e-7L) << "V " << V << " T " << T << " u " << u;
+        EXPECT_GE(hi, (long double)u - 2e-7L) << "V " << V << " T " << T << " u " << u;
+        const double want = double((z[size_t(d.token)] - 20.0L) / T - std::log(total));
+        EXPECT_NEAR(d.logprob, want, 1e-5) << "V " << V << " T " << T << " token " << d.token;
+      }
+      EXPECT_EQ(rollout::sample_token(z.data(), V, {0.0f, 1.0f, 0, 0}, 0.5, scratch).token, V / 3);
+    }
+  }
+}
+
+// Rows no weight can be drawn from still give an id in range: all -inf (the first id), all NaN
+// (id 0), one +inf among finite logits (the +inf).
+TEST(Sampler, DegenerateRowsGiveAnIdInRange) {
+  std::vector<float> scratch;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (const int64_t V : {int64_t(7), int64_t(3000)}) {
+    std::vector<float> all_neg(size_t(V), -inf), all_nan(size_t(V), nan), one_inf(size_t(V), 1.0f);
+    one_inf[size_t(V - 2)] = inf;
+    for (const double u : {0.0, 0.5, 0.999}) {
+      EXPECT_EQ(rollout::sample_token(all_neg.data(), V, {1.0f, 1.0f, 0, 0}, u, scratch).token, 0);
+      EXPECT_EQ(rollout::sample_token(all_nan.data(), V, {1.0f, 1.0f, 0, 0}, u, scratch).token, 0);
+      EXPECT_EQ(rollout::sample_token(one_inf.data(), V, {1.0f, 1.0f, 0, 0}, u, scratch).token, V - 2);
+    }
+  }
 }
 
 TEST(Sampler, GreedyTakesTheArgmax) {

@@ -1,6 +1,7 @@
 #pragma once
-// Token sampling on the GPU: the draw of rollout::sample_token (same kept set, same inverse CDF in id
-// order, same Philox uniform), one row of logits per sequence, without copying logits to the host.
+// Token sampling on the GPU: the draw of rollout::sample_token (the same weights by the same float
+// operations for untruncated draws; the same kept set and inverse CDF in id order; the same Philox
+// uniform), one row of logits per sequence, without copying logits to the host.
 // Plain C++ interface, so callers need no CUDA headers. CUDA builds only; the CPU reference is
 // rollout::sample_token, and tests/test_cuda_sampling.cpp holds the two to the same draws.
 #include <cstdint>
@@ -25,9 +26,10 @@ struct SampleConfig {
 void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t ld, int64_t R, int64_t V,
                    const SampleConfig& cfg, const uint64_t* stream, const int32_t* step,
                    const int32_t* logit_row, const int32_t* active);
-// Blocks a row's draw takes: 0 (the default) two for untruncated and greedy draws of at most half as
-// many rows as SMs (a cluster of two), else one; 1 or 2 force it (2 only where untruncated). The
-// draws are the same bits either way (tests, benchmarks' A/B).
+// Blocks a row's draw takes: 0 (the default) for untruncated and greedy draws the largest cluster
+// of 4, 2 or 1 blocks whose blocks fit one wave at two an SM, and one block for truncated draws;
+// 1, 2 or 4 force it for untruncated draws. The draws are the same bits either way (tests,
+// benchmarks' A/B).
 void set_sampling_blocks_per_row(int n);
 // The blocks a row's draw takes for R rows under cfg (the setting above applied).
 int sampling_blocks_per_row(int64_t R, const SampleConfig& cfg);
