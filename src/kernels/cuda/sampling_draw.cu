@@ -331,12 +331,13 @@ __global__ void __launch_bounds__(kDrawBlock, 2) draw_kernel(SampleArgs p) {
   row_sync<kCtas>();  // no block leaves while warp 0 may read its shared memory
 }
 
-// The dynamic shared memory of draw_kernel<kCtas> for V ids; past the default 48 KiB (V beyond
-// about 2M ids) the kernel's limit is raised first, once.
+// The dynamic shared memory of draw_kernel<kCtas> for V ids. The default limit is 48 KiB less the
+// kernel's static shared memory (warp_max, warp_arg): past 46 KiB (V beyond about 2M ids at one
+// block a row, 8M at four) the kernel's limit is raised first, once.
 template <int kCtas>
 size_t draw_shared_bytes(int V) {
   const size_t bytes = stat_bytes(V, kDrawWarps * kCtas);
-  if (bytes > 48 * 1024) {
+  if (bytes > 46 * 1024) {
     static const bool raised = [] {
       CUDA_CHECK(cudaFuncSetAttribute(draw_kernel<kCtas>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       int(stat_bytes((1 << 23) - 1, kDrawWarps * kCtas))));
