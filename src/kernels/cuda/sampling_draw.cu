@@ -9,7 +9,6 @@
 // find the token. A row takes one block of kDrawBlock threads, or a cluster of 2 or 4 of them when
 // there are few rows (more SMs a row; the draws are the same bits: which warp weighs a chunk does
 // not enter the sums).
-//
 #include <cooperative_groups.h>
 
 #include <climits>

@@ -1,5 +1,5 @@
 #pragma once
-// The two sampling kernels behind cuda::sample_tokens (sampling.cu): their shared arguments and
+// The two sampling kernels behind cuda::sample_tokens (sampling.cpp): their shared arguments and
 // launches. sampling_draw.cu: untruncated and greedy draws, one read of each row;
 // sampling_truncated.cu: top-k and top-p. Both queue on context().stream and allocate nothing.
 #include <cstdint>
