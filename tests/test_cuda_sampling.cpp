@@ -194,7 +194,8 @@ TEST(CudaSampling, QwenVocabularyMatchesCpu) {
 }
 
 // Inactive rows keep their outputs; active ones read the row logit_row names, ld floats apart (ld 0:
-// all the same row); the draws repeat bit for bit.
+// all the same row; ld 1003: rows off 16-byte alignment, padded with +inf that must never be read);
+// the draws repeat bit for bit. Truncated, untruncated and greedy configs (both kernels).
 TEST(CudaSampling, SkippedRowsStridesAndIndirection) {
   REQUIRE_GPU();
   const int64_t V = 1000, ld = 1003, rows = 5, R = 40;
@@ -212,39 +213,45 @@ TEST(CudaSampling, SkippedRowsStridesAndIndirection) {
     logit_row[size_t(r)] = int32_t((r * 3) % rows);
     active[size_t(r)] = r % 3 != 1;
   }
-  const r1::cuda::SampleConfig sc{0.9f, 0.95f, 40, 11};
-  const r1::rollout::SamplingParams sp{sc.temperature, sc.top_p, sc.top_k, sc.seed};
   std::vector<float> scratch;
-  for (int64_t stride : {ld, int64_t(0)}) {
-    std::vector<int32_t> token(size_t(R), -7);
-    std::vector<float> logprob(size_t(R), 42.0f);
-    Dev<float> dz(logits), dlp(logprob);
-    Dev<uint64_t> ds(stream);
-    Dev<int32_t> dst(step), dlr(logit_row), dact(active), dt(token);
-    const int32_t* lr = stride ? dlr.ptr() : nullptr;
-    r1::cuda::sample_tokens(dt.ptr(), dlp.ptr(), dz.ptr(), stride, R, V, sc, ds.ptr(), dst.ptr(), lr,
-                            dact.ptr());
-    const auto gt = dt.host();
-    const auto glp = dlp.host();
-    for (int64_t r = 0; r < R; ++r) {
-      if (!active[size_t(r)]) {
-        EXPECT_EQ(gt[size_t(r)], -7) << "skipped row " << r;
-        EXPECT_EQ(glp[size_t(r)], 42.0f) << "skipped row " << r;
-        continue;
+  // Both kernels: truncated (top-k, top-p), untruncated, greedy.
+  for (const r1::cuda::SampleConfig& sc :
+       {r1::cuda::SampleConfig{0.9f, 0.95f, 40, 11}, r1::cuda::SampleConfig{0.9f, 1.0f, 0, 11},
+        r1::cuda::SampleConfig{0.0f, 1.0f, 0, 11}}) {
+    for (int64_t stride : {ld, int64_t(0)}) {
+      const r1::rollout::SamplingParams sp{sc.temperature, sc.top_p, sc.top_k, sc.seed};
+      std::vector<int32_t> token(size_t(R), -7);
+      std::vector<float> logprob(size_t(R), 42.0f);
+      Dev<float> dz(logits), dlp(logprob);
+      Dev<uint64_t> ds(stream);
+      Dev<int32_t> dst(step), dlr(logit_row), dact(active), dt(token);
+      const int32_t* lr = stride ? dlr.ptr() : nullptr;
+      r1::cuda::sample_tokens(dt.ptr(), dlp.ptr(), dz.ptr(), stride, R, V, sc, ds.ptr(), dst.ptr(), lr,
+                              dact.ptr());
+      const auto gt = dt.host();
+      const auto glp = dlp.host();
+      for (int64_t r = 0; r < R; ++r) {
+        if (!active[size_t(r)]) {
+          EXPECT_EQ(gt[size_t(r)], -7) << "skipped row " << r;
+          EXPECT_EQ(glp[size_t(r)], 42.0f) << "skipped row " << r;
+          continue;
+        }
+        const int64_t row = stride ? logit_row[size_t(r)] : 0;
+        const double u = r1::rollout::sample_uniform(sc.seed, r / 4, r % 4, step[size_t(r)]);
+        const auto d = r1::rollout::sample_token(logits.data() + row * ld, V, sp, u, scratch);
+        EXPECT_EQ(gt[size_t(r)], d.token)
+            << "T " << sc.temperature << " top_p " << sc.top_p << " row " << r << " ld " << stride;
+        EXPECT_NEAR(glp[size_t(r)], d.logprob, 1e-5)
+            << "T " << sc.temperature << " row " << r << " ld " << stride;
       }
-      const int64_t row = stride ? logit_row[size_t(r)] : 0;
-      const double u = r1::rollout::sample_uniform(sc.seed, r / 4, r % 4, step[size_t(r)]);
-      const auto d = r1::rollout::sample_token(logits.data() + row * ld, V, sp, u, scratch);
-      EXPECT_EQ(gt[size_t(r)], d.token) << "row " << r << " ld " << stride;
-      EXPECT_NEAR(glp[size_t(r)], d.logprob, 1e-5) << "row " << r << " ld " << stride;
+      // Again: the same bits.
+      r1::cuda::sample_tokens(dt.ptr(), dlp.ptr(), dz.ptr(), stride, R, V, sc, ds.ptr(), dst.ptr(), lr,
+                              dact.ptr());
+      const auto gt2 = dt.host();
+      const auto glp2 = dlp.host();
+      EXPECT_EQ(gt2, gt);
+      EXPECT_EQ(std::memcmp(glp2.data(), glp.data(), glp.size() * sizeof(float)), 0);
     }
-    // Again: the same bits.
-    r1::cuda::sample_tokens(dt.ptr(), dlp.ptr(), dz.ptr(), stride, R, V, sc, ds.ptr(), dst.ptr(), lr,
-                            dact.ptr());
-    const auto gt2 = dt.host();
-    const auto glp2 = dlp.host();
-    EXPECT_EQ(gt2, gt);
-    EXPECT_EQ(std::memcmp(glp2.data(), glp.data(), glp.size() * sizeof(float)), 0);
   }
 }
 
