@@ -98,7 +98,7 @@ Draw sample_untruncated(const float* z, int64_t V, float temperature, double u, 
   const int64_t chunks = (V + kChunk - 1) / kChunk, q = (chunks + kLanes - 1) / kLanes;
   Chunk ch;
   scratch.resize(static_cast<size_t>(chunks));  // each chunk's largest logit
-  std::vector<double> total(static_cast<size_t>(chunks)), scale(total.size()), w(total.size());
+  std::vector<double> total(static_cast<size_t>(chunks));  // and its lane scan's total
   float M = -std::numeric_limits<float>::infinity();
   for (int64_t c = 0; c < chunks; ++c) {
     weigh_chunk(z, V, c, inv_t, ch);
@@ -112,14 +112,15 @@ Draw sample_untruncated(const float* z, int64_t V, float temperature, double u, 
       argmax = i;
       break;
     }
+  // Chunk c's mass on the row's scale, and that scale (recomputed where needed, as the GPU does).
+  auto mass_of = [&](int64_t c, double& scale) {
+    scale = double(sampling::weight_f(scratch[size_t(c)], M, inv_t));
+    return total[size_t(c)] * scale;
+  };
   double B[kLanes];
   for (int64_t L = 0; L < kLanes; ++L) {
-    double b = 0.0;
-    for (int64_t c = L * q; c < std::min(chunks, (L + 1) * q); ++c) {
-      scale[size_t(c)] = double(sampling::weight_f(scratch[size_t(c)], M, inv_t));
-      w[size_t(c)] = total[size_t(c)] * scale[size_t(c)];
-      b = b + w[size_t(c)];
-    }
+    double b = 0.0, scale;
+    for (int64_t c = L * q; c < std::min(chunks, (L + 1) * q); ++c) b = b + mass_of(c, scale);
     B[L] = b;
   }
   sampling::lane_scan(B);
@@ -130,8 +131,9 @@ Draw sample_untruncated(const float* z, int64_t V, float temperature, double u, 
 
   const double target = u * mass;
   auto last_of = [&](int64_t c0, int64_t c1) {  // the last id of positive weight in chunks [c0, c1)
+    double scale;
     for (int64_t c = c1 - 1; c >= c0; --c) {
-      if (!(w[size_t(c)] > 0.0)) continue;
+      if (!(mass_of(c, scale) > 0.0)) continue;
       weigh_chunk(z, V, c, inv_t, ch);
       const int64_t t = last_positive(ch, c);
       if (t >= 0) return t;
@@ -144,10 +146,11 @@ Draw sample_untruncated(const float* z, int64_t V, float temperature, double u, 
   const int64_t c0 = std::min(chunks, L * q), c1 = std::min(chunks, (L + 1) * q);
   double acc = L == 0 ? 0.0 : B[L - 1];
   for (int64_t c = c0; c < c1; ++c) {
-    const double next = acc + w[size_t(c)];
+    double scale;
+    const double next = acc + mass_of(c, scale);
     if (next > target) {
       weigh_chunk(z, V, c, inv_t, ch);
-      const int64_t t = walk_chunk(ch, c, acc, scale[size_t(c)], target);
+      const int64_t t = walk_chunk(ch, c, acc, scale, target);
       return drawn(t >= 0 ? t : argmax);
     }
     acc = next;

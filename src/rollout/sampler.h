@@ -33,8 +33,9 @@ void check_sampling(const SamplingParams& p);
 // Draws one token from logits (V). Truncation keeps the top_k most probable tokens (ties by lower
 // id), then the smallest prefix of them in that order whose probability reaches top_p of their mass;
 // the draw is an inverse CDF over the kept tokens in id order (what a parallel prefix sum over ids
-// reproduces: cuda::sample_tokens draws the same token for the same u). `scratch` is reused
-// between calls to avoid allocation.
+// reproduces: cuda::sample_tokens draws the same token for the same u). Untruncated draws weigh the
+// row in chunks (base/sampling_math.h), as the GPU does. `scratch` is reused between calls (the
+// weights of a truncated draw, each chunk's largest logit of an untruncated one).
 Draw sample_token(const float* logits, int64_t V, const SamplingParams& p, double u,
                   std::vector<float>& scratch);
 
