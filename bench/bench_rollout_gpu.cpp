@@ -46,7 +46,7 @@
 // SwiGLU included (cuda::set_decode_gemm_tma). --decode-gemm-products plain,norm,glu: only the
 // products with these fusions on it (none, the RMSNorm, the RMSNorm and SwiGLU; default all).
 // --sampler-blocks N: blocks a row's untruncated draw takes, 1, 2 or 4 (default 0: the library's
-// choice, the largest cluster that still fits one wave at two blocks an SM;
+// choice: 4 while a wave at one block an SM holds them, 2 while one at two blocks an SM does;
 // cuda::set_sampling_blocks_per_row).
 // --attention-splits S: the decode attention's key splits fixed at S (default 0: the library's
 // choice by waves, decode_split.h's best_splits; a sweep of S shows what that choice leaves).

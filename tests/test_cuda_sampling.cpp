@@ -272,6 +272,8 @@ TEST(CudaSampling, ClustersOfBlocksDrawTheSameBits) {
   const int64_t sms = r1::cuda::context().sm_count;
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 1.0f, 0}), 4) << "8 rows: a cluster of four each";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {0.0f, 0.9f, 20}), 4) << "greedy ignores truncation";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(sms / 4, {1.0f, 1.0f, 0}), 4) << "a block an SM: four";
+  EXPECT_EQ(r1::cuda::sampling_blocks_per_row(sms / 4 + 1, {1.0f, 1.0f, 0}), 2) << "past a block an SM: two";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(sms, {1.0f, 1.0f, 0}), 2) << "as many rows as SMs: two";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(2 * sms, {1.0f, 1.0f, 0}), 1) << "two rows an SM: one";
   EXPECT_EQ(r1::cuda::sampling_blocks_per_row(8, {1.0f, 0.9f, 0}), 1) << "top-p: one block";

@@ -26,8 +26,9 @@ struct SampleConfig {
 void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t ld, int64_t R, int64_t V,
                    const SampleConfig& cfg, const uint64_t* stream, const int32_t* step,
                    const int32_t* logit_row, const int32_t* active);
-// Blocks a row's draw takes: 0 (the default) for untruncated and greedy draws the largest cluster
-// of 4, 2 or 1 blocks whose blocks fit one wave at two an SM, and one block for truncated draws;
+// Blocks a row's draw takes: 0 (the default) for untruncated and greedy draws clusters of 4 blocks
+// while they fit one wave at one block an SM, else of 2 while they fit at two an SM, else 1; one
+// block for truncated draws;
 // 1, 2 or 4 force it for untruncated draws. The draws are the same bits either way (tests,
 // benchmarks' A/B).
 void set_sampling_blocks_per_row(int n);

@@ -6,7 +6,9 @@
 // and adds, the CPU's bits), the lanes' float sums, their lane scan in double. Each chunk leaves
 // (m, total) in shared memory; then one warp scales the chunks to the row's largest logit, adds
 // them as rollout::sample_token states, finds the crossing chunk and re-reads that chunk alone to
-// find the token. A row takes one block of kDrawBlock threads, or a cluster of 2 or 4 of them when
+// find the token (finish_row: its reads of the chunks' state issued in batches ahead of the adds,
+// the crossing lane's chunks weighed by the whole warp; the token's logit kept from the re-read
+// instead of read again). A row takes one block of kDrawBlock threads, or a cluster of 2 or 4 of them when
 // there are few rows (more SMs a row; the draws are the same bits: which warp weighs a chunk does
 // not enter the sums).
 #include <cooperative_groups.h>
@@ -95,6 +97,17 @@ struct Stats {
   }
 };
 
+// Chunk c's mass on the row's scale (largest logit M): its total times its scale e^((m - M) / T).
+struct ChunkMass {
+  float m;       // the chunk's largest logit
+  double scale;  // e^((m - M) / T)
+  double mass;
+};
+__device__ __forceinline__ ChunkMass chunk_mass(float mc, double sc, float M, float inv_t) {
+  const double scale = double(sampling::weight_f(mc, M, inv_t));
+  return {mc, scale, sampling::mul_d(sc, scale)};
+}
+
 // Lane l's kPerLane logits of chunk c (ids c * kChunk + l * kPerLane + j), -inf past V; vec: the row
 // is 16-byte aligned.
 __device__ __forceinline__ void load_lane(const float* row, int V, int c, bool vec, float (&z)[kPerLane]) {
@@ -138,41 +151,168 @@ __device__ __forceinline__ void weigh_lane(const float (&z)[kPerLane], float m, 
   }
 }
 
-// The chunk's last id of positive weight, or -1 (a warp; every lane gets it).
-__device__ __forceinline__ int last_positive(const LaneWeights& w, int c) {
+// A drawn id and its logit (a warp; every lane gets both); id -1: none.
+struct Drawn {
+  int id;
+  float z;
+};
+
+// The chunk's last id of positive weight, or -1 (a warp).
+__device__ __forceinline__ Drawn last_positive(const float (&z)[kPerLane], const LaneWeights& w, int c) {
   int j_last = -1;
+  float z_last = 0.0f;
 #pragma unroll
   for (int j = 0; j < kPerLane; ++j)
-    if (w.e[j] > 0.0f) j_last = j;
+    if (w.e[j] > 0.0f) {
+      j_last = j;
+      z_last = z[j];
+    }
   const unsigned has = __ballot_sync(kFull, j_last >= 0);
-  if (!has) return -1;
+  if (!has) return {-1, 0.0f};
   const int l = 31 - __clz(has);
-  return c * kChunk + l * kPerLane + __shfl_sync(kFull, j_last, l);
+  return {c * kChunk + l * kPerLane + __shfl_sync(kFull, j_last, l), __shfl_sync(kFull, z_last, l)};
 }
 
-// rollout's walk_chunk for chunk c (a warp; every lane gets the id, or -1).
-__device__ int walk_chunk(const float* row, int V, bool vec, int c, float m, float inv_t, double lower,
-                          double scale, double target) {
+// rollout's walk_chunk for chunk c of largest logit m (a warp).
+__device__ Drawn walk_chunk(const float* row, int V, bool vec, int c, float m, float inv_t, double lower,
+                            double scale, double target) {
   float z[kPerLane];
   load_lane(row, V, c, vec, z);
   LaneWeights w;
   weigh_lane(z, m, inv_t, w);
   const unsigned pass = __ballot_sync(kFull, sampling::add_d(lower, sampling::mul_d(w.incl, scale)) > target);
-  if (!pass) return last_positive(w, c);
+  if (!pass) return last_positive(z, w, c);
   const int k = __ffs(pass) - 1, lane = int(threadIdx.x & 31);
   double excl = __shfl_up_sync(kFull, w.incl, 1);
   if (lane == 0) excl = 0.0;
   int found = -1;
+  float z_found = 0.0f;
   if (lane == k) {
     float f = 0.0f;
-    for (int j = 0; j < kPerLane; ++j) {
+    bool crossed = false;
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {  // the last id of positive weight up to the crossing
       f = sampling::add_f(f, w.e[j]);
-      if (!(w.e[j] > 0.0f)) continue;
+      if (crossed || !(w.e[j] > 0.0f)) continue;
       found = c * kChunk + k * kPerLane + j;
-      if (sampling::add_d(lower, sampling::mul_d(sampling::add_d(excl, double(f)), scale)) > target) break;
+      z_found = z[j];
+      crossed = sampling::add_d(lower, sampling::mul_d(sampling::add_d(excl, double(f)), scale)) > target;
     }
   }
-  return __shfl_sync(kFull, found, k);
+  return {__shfl_sync(kFull, found, k), __shfl_sync(kFull, z_found, k)};
+}
+
+// The last id of positive weight in chunks [from, to), or -1 (a warp): the draw's fallback when
+// rounding leaves the target past every partial sum.
+template <int kCtas>
+__device__ Drawn last_of(const float* row, int V, bool vec, const Stats& st, float M, float inv_t, int from,
+                         int to) {
+  for (int c = to - 1; c >= from; --c) {
+    float mc;
+    double sc;
+    st.get<kCtas>(c, mc, sc);
+    if (!(chunk_mass(mc, sc, M, inv_t).mass > 0.0)) continue;
+    float z[kPerLane];
+    load_lane(row, V, c, vec, z);
+    LaneWeights w;
+    weigh_lane(z, mc, inv_t, w);
+    const Drawn t = last_positive(z, w, c);
+    if (t.id >= 0) return t;
+  }
+  return {-1, 0.0f};
+}
+
+// One warp finishes row r from its chunks' (m, total): the row's largest logit M and its lowest
+// id, the 32 row lanes' sums over their runs of q chunks and their scan (rollout::sample_token's
+// order), then the draw. Loads are issued ahead of the adds that wait on them: a row lane fetches
+// kBatch chunks' state at a time, and the crossing lane's run is weighed by all 32 lanes at once,
+// then added in order.
+template <int kCtas>
+__device__ void finish_row(const SampleArgs& p, int r, const float* row, bool vec, int chunks,
+                           const Stats& st, const float* warp_max, const int* warp_arg, float inv_t) {
+  constexpr int warps = kDrawWarps * kCtas, kBatch = 8;
+  const int lane = int(threadIdx.x & 31), V = p.V;
+  float M = -INFINITY;
+  int argmax = INT_MAX;
+#pragma unroll
+  for (int w0 = 0; w0 < warps; w0 += 32) {
+    const int w = w0 + lane;
+    if (w >= warps) continue;
+    const float v = row_shared_at<kCtas>(warp_max + w % kDrawWarps, w / kDrawWarps);
+    const int i = row_shared_at<kCtas>(warp_arg + w % kDrawWarps, w / kDrawWarps);
+    if (i != INT_MAX && (v > M || (v == M && i < argmax))) {
+      M = v;
+      argmax = i;
+    }
+  }
+  warp_argmax(M, argmax);
+  if (argmax == INT_MAX) argmax = 0;  // every logit NaN
+  const int q = (chunks + kLanes - 1) / kLanes, c0 = min(chunks, lane * q), c1 = min(chunks, c0 + q);
+  double b = 0.0;
+  for (int c = c0; c < c1; c += kBatch) {
+    float mc[kBatch] = {};
+    double sc[kBatch] = {};
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i)
+      if (c + i < c1) st.get<kCtas>(c + i, mc[i], sc[i]);
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i)
+      if (c + i < c1) b = sampling::add_d(b, chunk_mass(mc[i], sc[i], M, inv_t).mass);
+  }
+#pragma unroll
+  for (int o = 1; o < kLanes; o <<= 1) {
+    const double y = __shfl_up_sync(kFull, b, o);
+    if (lane >= o) b = sampling::add_d(b, y);
+  }
+  const double mass = __shfl_sync(kFull, b, kLanes - 1);
+  const double inv_t_d = p.temperature == 0.0f ? 1.0 : 1.0 / double(p.temperature);
+  const double log_z = __dadd_rn(__dmul_rn(double(M), inv_t_d), log(mass));
+  Drawn t{-1, 0.0f};
+  if (p.temperature != 0.0f) {
+    uint32_t w4[4];
+    Philox::generate(p.seed, p.stream[r], uint64_t(int64_t(p.step[r])), w4);
+    const double target = __dmul_rn(uniform53(w4), mass);
+    const unsigned pass = __ballot_sync(kFull, b > target);
+    if (!pass) {
+      t = last_of<kCtas>(row, V, vec, st, M, inv_t, 0, chunks);
+    } else {
+      // Row lane L's run: its running mass from the scan's mass before it, chunk by chunk.
+      const int L = __ffs(pass) - 1, from = min(chunks, L * q), to = min(chunks, from + q);
+      const double before = __shfl_sync(kFull, b, max(L - 1, 0));
+      double acc = L == 0 ? 0.0 : before;
+      int hit = -1;
+      ChunkMass at{0.0f, 0.0, 0.0};
+      double lower = 0.0;
+      for (int c = from; c < to && hit < 0; c += kLanes) {
+        ChunkMass cm{0.0f, 0.0, 0.0};
+        if (c + lane < to) {
+          float mc;
+          double sc;
+          st.get<kCtas>(c + lane, mc, sc);
+          cm = chunk_mass(mc, sc, M, inv_t);
+        }
+        const int n = min(kLanes, to - c);
+        for (int i = 0; i < n; ++i) {  // acc is the same in every lane: the branch is the warp's
+          const double next = sampling::add_d(acc, __shfl_sync(kFull, cm.mass, i));
+          if (next > target) {
+            hit = c + i;
+            lower = acc;
+            at = {__shfl_sync(kFull, cm.m, i), __shfl_sync(kFull, cm.scale, i), 0.0};
+            break;
+          }
+          acc = next;
+        }
+      }
+      t = hit >= 0 ? walk_chunk(row, V, vec, hit, at.m, inv_t, lower, at.scale, target)
+                   : last_of<kCtas>(row, V, vec, st, M, inv_t, from, to);
+    }
+  }
+  if (lane == 0) {
+    const int token = t.id >= 0 ? t.id : argmax;
+    const float z = t.id >= 0 ? t.z : row[token];
+    p.token[r] = token;
+    p.logprob[r] = float(__dsub_rn(__dmul_rn(double(z), inv_t_d), log_z));
+  }
 }
 
 template <int kCtas>
@@ -224,109 +364,8 @@ __global__ void __launch_bounds__(kDrawBlock, 2) draw_kernel(SampleArgs p) {
     warp_arg[lw] = best_id;
   }
   row_sync<kCtas>();
-  if (cta == 0 && lw == 0) {  // warp 0 of the row finishes it; the others wait at the row_sync below
-    // The row's largest logit M and its lowest id.
-    float M = -INFINITY;
-    int argmax = INT_MAX;
-    for (int w = lane; w < warps; w += 32) {
-      const float v = row_shared_at<kCtas>(warp_max + w % kDrawWarps, w / kDrawWarps);
-      const int i = row_shared_at<kCtas>(warp_arg + w % kDrawWarps, w / kDrawWarps);
-      if (i != INT_MAX && (v > M || (v == M && i < argmax))) {
-        M = v;
-        argmax = i;
-      }
-    }
-    warp_argmax(M, argmax);
-    if (argmax == INT_MAX) argmax = 0;  // every logit NaN
-    // Chunk c's mass on the row's scale, and the row lanes' sequential sums over their chunks.
-    const int q = (chunks + kLanes - 1) / kLanes, c0 = min(chunks, lane * q), c1 = min(chunks, c0 + q);
-    auto mass_of = [&](int c, double& scale) {
-      float mc;
-      double sc;
-      st.get<kCtas>(c, mc, sc);
-      scale = double(sampling::weight_f(mc, M, inv_t));
-      return sampling::mul_d(sc, scale);
-    };
-    double b = 0.0;
-    for (int c = c0; c < c1; ++c) {
-      double scale;
-      b = sampling::add_d(b, mass_of(c, scale));
-    }
-#pragma unroll
-    for (int o = 1; o < kLanes; o <<= 1) {
-      const double y = __shfl_up_sync(kFull, b, o);
-      if (lane >= o) b = sampling::add_d(b, y);
-    }
-    const double mass = __shfl_sync(kFull, b, kLanes - 1);
-    const double inv_t_d = p.temperature == 0.0f ? 1.0 : 1.0 / double(p.temperature);
-    const double log_z = __dadd_rn(__dmul_rn(double(M), inv_t_d), log(mass));
-    int token = argmax;
-    if (p.temperature != 0.0f) {
-      uint32_t w4[4];
-      Philox::generate(p.seed, p.stream[r], uint64_t(int64_t(p.step[r])), w4);
-      const double target = __dmul_rn(uniform53(w4), mass);
-      // The last id of positive weight in chunks [from, to), or -1 (the whole warp).
-      auto last_of = [&](int from, int to) {
-        for (int c = to - 1; c >= from; --c) {
-          double scale;
-          if (!(mass_of(c, scale) > 0.0)) continue;
-          float z[kPerLane];
-          load_lane(row, V, c, vec, z);
-          float mc;
-          double sc;
-          st.get<kCtas>(c, mc, sc);
-          LaneWeights w;
-          weigh_lane(z, mc, inv_t, w);
-          const int t = last_positive(w, c);
-          if (t >= 0) return t;
-        }
-        return -1;
-      };
-      const unsigned pass = __ballot_sync(kFull, b > target);
-      int t = -1;
-      if (!pass) {
-        t = last_of(0, chunks);
-      } else {
-        const int L = __ffs(pass) - 1;
-        // Row lane L's running mass, chunk by chunk, from the scan's mass before it.
-        int hit = -1;
-        double lower = 0.0, scale = 0.0;
-        double before = __shfl_up_sync(kFull, b, 1);
-        if (lane == 0) before = 0.0;
-        if (lane == L) {
-          double acc = before;
-          for (int c = c0; c < c1; ++c) {
-            double sc;
-            const double wc = mass_of(c, sc);
-            const double next = sampling::add_d(acc, wc);
-            if (next > target) {
-              hit = c;
-              lower = acc;
-              scale = sc;
-              break;
-            }
-            acc = next;
-          }
-        }
-        hit = __shfl_sync(kFull, hit, L);
-        lower = __shfl_sync(kFull, lower, L);
-        scale = __shfl_sync(kFull, scale, L);
-        if (hit >= 0) {
-          float mc;
-          double sc;
-          st.get<kCtas>(hit, mc, sc);
-          t = walk_chunk(row, V, vec, hit, mc, inv_t, lower, scale, target);
-        } else {
-          t = last_of(L * q, min(chunks, L * q + q));
-        }
-      }
-      token = t >= 0 ? t : argmax;
-    }
-    if (lane == 0) {
-      p.token[r] = token;
-      p.logprob[r] = float(__dsub_rn(__dmul_rn(double(row[token]), inv_t_d), log_z));
-    }
-  }
+  // Warp 0 of the row finishes it; the others wait at the row_sync below.
+  if (cta == 0 && lw == 0) finish_row<kCtas>(p, r, row, vec, chunks, st, warp_max, warp_arg, inv_t);
   row_sync<kCtas>();  // no block leaves while warp 0 may read its shared memory
 }
 
