@@ -60,8 +60,14 @@ pack() {
   local targets=${R1_GPU_TARGETS:-"r1_tests r1 r1_comm_worker $benches"}
   # shellcheck disable=SC2086
   ninja -C build-gpu $targets
+  # A new pack replaces the old one, but keeps the call scripts written beside it (.gpu/*.sh, *.py).
+  local keep
+  keep=$(mktemp -d)
+  cp .gpu/*.sh .gpu/*.py "$keep"/ 2>/dev/null || true
   rm -rf .gpu
   mkdir -p .gpu/lib .gpu/bench
+  cp "$keep"/* .gpu/ 2>/dev/null || true
+  rm -rf "$keep"
   for t in $targets; do
     case $t in
       r1) cp build-gpu/r1 .gpu/ ;;
@@ -69,11 +75,11 @@ pack() {
       *) cp "build-gpu/bench/$t" .gpu/bench/ ;;
     esac
   done
-  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' -exec strip --strip-debug {} \; 2>/dev/null || true
+  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' ! -name '*.sh' ! -name '*.py' -exec strip --strip-debug {} \; 2>/dev/null || true
   # Bundle every shared library the binaries resolve here, except the C/C++ runtime (Ubuntu 24.04
   # there has newer, compatible ones) and cuBLAS / the driver (too large to carry; the GPU machine
   # has CUDA 13). Debian 12's libfmt.so.9, OpenBLAS (OpenMP build), GiNaC, ... travel along.
-  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' -exec ldd {} \; 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' ! -name '*.sh' ! -name '*.py' -exec ldd {} \; 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case $(basename "$lib") in
       libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
       libcuda.so*|libcublas.so*|libcublasLt.so*|libnccl.so*) ;;
@@ -87,10 +93,11 @@ pack() {
   # run unpacks them. xz packs them a third smaller than gzip (r1, r1_tests and two benchmarks fit
   # in one call's carry).
   find .gpu/lib -type f -size +2M -exec xz -T2 -6 {} \;
-  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' -exec xz -T2 -6 {} \;
+  find .gpu -maxdepth 2 -type f ! -path '.gpu/lib/*' ! -name '*.sh' ! -name '*.py' -exec xz -T2 -6 {} \;
   {
     echo "SRC_DIR=$ROOT"
-    echo "GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    # -dirty: built from a tree with changes not yet committed
+    echo "GIT_REV=$(git describe --always --dirty 2>/dev/null || echo unknown)"
     echo "BUILT=$(date -u +%Y-%m-%dT%H:%MZ)"
   } >.gpu/build_info
   echo "packed .gpu/ ($(du -sh .gpu | cut -f1)):"
