@@ -28,9 +28,8 @@ void sample_tokens(int32_t* token, float* logprob, const float* logits, int64_t 
                    const int32_t* logit_row, const int32_t* active);
 // Blocks a row's draw takes: 0 (the default) for untruncated and greedy draws clusters of 4 blocks
 // while they fit one wave at one block an SM, else of 2 while they fit at two an SM, else 1; one
-// block for truncated draws;
-// 1, 2 or 4 force it for untruncated draws. The draws are the same bits either way (tests,
-// benchmarks' A/B).
+// block for truncated draws. 1, 2 or 4 force it for untruncated draws. The draws are the same bits
+// either way (tests, benchmarks' A/B).
 void set_sampling_blocks_per_row(int n);
 // The blocks a row's draw takes for R rows under cfg (the setting above applied).
 int sampling_blocks_per_row(int64_t R, const SampleConfig& cfg);

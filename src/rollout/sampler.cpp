@@ -98,7 +98,9 @@ Draw sample_untruncated(const float* z, int64_t V, float temperature, double u, 
   const int64_t chunks = (V + kChunk - 1) / kChunk, q = (chunks + kLanes - 1) / kLanes;
   Chunk ch;
   scratch.resize(static_cast<size_t>(chunks));  // each chunk's largest logit
-  std::vector<double> total(static_cast<size_t>(chunks));  // and its lane scan's total
+  // and its lane scan's total: kept per thread, so that a draw (one a token) allocates nothing
+  thread_local std::vector<double> total;
+  total.resize(static_cast<size_t>(chunks));
   float M = -std::numeric_limits<float>::infinity();
   for (int64_t c = 0; c < chunks; ++c) {
     weigh_chunk(z, V, c, inv_t, ch);
