@@ -201,6 +201,7 @@ void run_rope_kv_cache_write(Run&);
 void run_rope_qkv_cache_write(Run&);
 void run_rope_qkv_attention_cached(Run&);
 void run_rmsnorm_linear_forward(Run&);
+void run_linear_rmsnorm_forward(Run&);
 void run_attention_cached(Run&);
 void run_token_logprobs_forward(Run&);
 void run_token_logprobs_backward(Run&);

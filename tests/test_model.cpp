@@ -176,11 +176,12 @@ TEST(ModelResidual, DenseLayersSumTheResidualInTheirOutputProjections) {
 // (RoPE, the cache write and the attention: rope_qkv_cache_write and attention_cached on the CPU).
 // The values are held by CachedForwardMatchesTrainingForward, OneDecodeProductEqualsThree, the LoRA
 // tests and the transformers parity tests.
-// The norms: a cached forward hands its dense blocks the residual stream with the norm still due;
-// the q/k/v product of a decode step and every gate/up product take it in
-// (ops::rmsnorm_linear_forward, which the CPU runs as the two ops, bitwise), so only the final norm
-// runs alone. Training, a prefill's attention (the packed kernel's own products) and an adapter on q
-// or v keep the norm apart.
+// The norms: in a cached forward each dense block's output projection writes the next block's norm
+// too (ops::linear_rmsnorm_forward: o_proj the post-attention norm, down_proj the next layer's input
+// norm or the final norm; the CPU runs the two ops, bitwise), so only the first layer's input norm
+// is left: a decode step's q/k/v product takes it in (ops::rmsnorm_linear_forward), a prefill's
+// attention (the packed kernel's own products) runs it alone. An adapter on o_proj keeps that
+// product apart: the gate/up product then takes the post-attention norm in. Training fuses none.
 TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
   using ops::Op;
   using ops::Path;
@@ -189,7 +190,7 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     if (lora_on) {
       model::LoraConfig lora;
       lora.rank = 4;
-      lora.targets = {"q_proj", "v_proj"};
+      lora.targets = {"q_proj", "v_proj", "o_proj"};
       m.add_lora(lora, 9);
     }
     const int L = m.config().num_hidden_layers, V = m.config().vocab_size;
@@ -198,6 +199,7 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     state.forward(m, model::pack_sequences({random_ids(1, 13, V), random_ids(2, 6, V)}));
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "training forward, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), 0) << "training, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), 0) << "training, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), 2 * L + 1) << "training, lora " << lora_on;
     model::KVCache cache(m, 1, 8);
     Arena arena;
@@ -205,8 +207,9 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "cached forward, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), 0) << "three tokens of one slot";
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), L) << "prefill, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), L + 1) << "prefill, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 0) << "prefill, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), lora_on ? L : 2 * L) << "prefill, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), 1) << "prefill, lora " << lora_on;
     // A decode step: one product of the adjacent q/k/v weights and the packed RoPE + cache write;
     // an adapter on q or v that takes part keeps the three products.
     arena.reset();
@@ -217,8 +220,9 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     EXPECT_EQ(ops::path_count(Op::rope_kv_cache_write, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
     // ... whose RoPE, cache write and attention are one op (a token per slot)
     EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), lora_on ? 0 : L) << "decode, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 2 * L) << "decode, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), lora_on ? L + 1 : 1) << "decode, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 1) << "decode, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), lora_on ? L : 2 * L) << "decode, lora " << lora_on;
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), lora_on ? 1 : 0) << "decode, lora " << lora_on;
   }
 }
 
@@ -248,11 +252,11 @@ TEST(ModelQkv, OneDecodeProductEqualsThree) {
         logits[size_t(which)].insert(logits[size_t(which)].end(), z.f32(), z.f32() + V);
       }
       EXPECT_EQ(ops::path_count(ops::Op::rope_qkv_cache_write, ops::Path::native) > 0, which == 0) << arch;
-      // The heads' norms inside the op, the layers' inside their products (above): packed, only
-      // the final norm runs alone; apart, each layer's input norm and its two head norms too.
+      // The heads' norms inside the op, the layers' inside their products (above): packed, none
+      // runs alone; apart, the first layer's input norm and each layer's two head norms.
       if (arch == "qwen3")
         EXPECT_EQ(ops::path_count(ops::Op::rmsnorm_forward, ops::Path::native),
-                  (which == 0 ? 0 : 3) * m.config().num_hidden_layers * 8 + 8)
+                  which == 0 ? 0 : (2 * m.config().num_hidden_layers + 1) * 8)
             << "rmsnorms over 8 decode steps, " << (which == 0 ? "packed" : "apart");
     }
     double worst = 0, scale = 0;

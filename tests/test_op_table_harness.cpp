@@ -282,6 +282,8 @@ Runner runner(Op op) {
       return run_rope_qkv_attention_cached;
     case Op::rmsnorm_linear_forward:
       return run_rmsnorm_linear_forward;
+    case Op::linear_rmsnorm_forward:
+      return run_linear_rmsnorm_forward;
     case Op::attention_cached:
       return run_attention_cached;
     case Op::swiglu_forward:

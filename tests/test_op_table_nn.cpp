@@ -8,6 +8,7 @@
 
 #include "base/rng.h"
 #include "op_table.h"
+#include "tensor/device_memory.h"
 
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
@@ -40,6 +41,13 @@ Vd ref_linear(const Vd& x, const Vd& w, const Vd* b, const Rows& rows, int64_t I
       out[r * sz(OC) + sz(o)] = s;
     }
   return out;
+}
+
+// ref (rows of (N, OC)) += the same rows of r (N, OC), when there is one.
+void add_residual(Vd& ref, const Vf& r, const Rows& rows, int64_t OC) {
+  if (r.empty()) return;
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (int64_t o = 0; o < OC; ++o) ref[i * sz(OC) + sz(o)] += r[sz(rows[i] * OC + o)];
 }
 
 Vd ref_rope(const Vd& x, const Vi& pos, const Vf& inv_freq, int64_t T, int64_t H, int64_t HD,
@@ -192,9 +200,7 @@ void run_linear_forward(Run& c) {
   const Rows rows = c.rows(N, double(IC * OC));
   const Vd bd = to_d(b);
   Vd ref = ref_linear(to_d(x), to_d(w), c.s.bias ? &bd : nullptr, rows, IC, OC);
-  if (c.s.residual)
-    for (size_t i = 0; i < rows.size(); ++i)
-      for (int64_t o = 0; o < OC; ++o) ref[i * sz(OC) + sz(o)] += r[sz(rows[i] * OC + o)];
+  add_residual(ref, r, rows, OC);
   c.check(wide ? "linear_forward (f32 out)" : c.s.residual ? "linear_forward (+ residual)" : "linear_forward",
           c.get(out), ref, rows, OC, wide ? kStatReduce : kReduce);
   if (c.s.residual) {  // out is the residual: accumulated in place
@@ -479,6 +485,57 @@ void run_rmsnorm_linear_forward(Run& c) {
     }
   c.check(c.s.swiglu ? "rmsnorm_linear_forward (SwiGLU)" : "rmsnorm_linear_forward", c.get(out), ref, rows, OC,
           kReduce);
+}
+
+// An output projection and the norm of its result: out against the double product (+ bias +
+// residual), normed bitwise what rmsnorm_forward gives on that out (the same row kernel on CUDA, the
+// same reference on the CPU), and on the CPU out bitwise linear_forward's. On CUDA bf16 every split
+// of K the op may take (1 to 8, and its own rule), out also accumulated in place of the residual.
+void run_linear_rmsnorm_forward(Run& c) {
+  const int64_t N = c.s.N, IC = c.s.IC, OC = c.s.OC;
+  const float eps = 1e-6f;
+  Vf x = c.randn(N * IC), w = c.randn(OC * IC, 1.0f / std::sqrt(float(IC))), b = c.randn(OC), g = c.randn(OC);
+  Vf r = c.s.residual ? c.randn(N * OC, 4.0f) : Vf();
+  Tensor tx = c.act(x, {N, IC}), tw = c.act(w, {OC, IC}), tg = c.act(g, {OC});
+  Tensor tb = c.s.bias ? c.act(b, {OC}) : Tensor(), tr = c.s.residual ? c.act(r, {N, OC}) : Tensor();
+  const Rows rows = c.rows(N, double(IC * OC));
+  const Vd bd = to_d(b);
+  Vd ref = ref_linear(to_d(x), to_d(w), c.s.bias ? &bd : nullptr, rows, IC, OC);
+  add_residual(ref, r, rows, OC);
+  const auto run = [&](const std::string& name, bool in_place) {
+    Vf r2 = r;
+    Tensor out = in_place ? c.act(r2, {N, OC}) : c.nan({N, OC}, c.dt), normed = c.nan({N, OC}, c.dt);
+    const int64_t ws = ops::linear_rmsnorm_workspace(c.dev, N, IC, OC);
+    const Tensor work = ws > 0 ? c.nan({ws}, DType::F32) : Tensor();
+    const bool fused = ops::linear_rmsnorm_forward(out, normed, tx, tw, tb, in_place ? out : tr, tg, eps, work);
+    if (!fused) {  // declined: nothing written
+      EXPECT_TRUE(c.dev != Device::CPU && c.dt == DType::F32) << name << ": declined on " << r1::device_name(c.dev);
+      for (float v : c.get(normed)) ASSERT_TRUE(std::isnan(v)) << name << ": declined, but normed was written";
+      return;
+    }
+    c.check(name, c.get(out), ref, rows, OC, kReduce);
+    Tensor again = c.nan({N, OC}, c.dt);
+    ops::rmsnorm_forward(again, c.nan({N}, DType::F32), out, tg, eps);
+    EXPECT_TRUE(c.get(normed) == c.get(again)) << name << ": normed is not bitwise rmsnorm_forward of out";
+    if (c.dev == Device::CPU) {
+      Tensor plain = c.nan({N, OC}, c.dt);
+      ops::linear_forward(plain, tx, tw, tb, tr);
+      EXPECT_TRUE(c.get(out) == c.get(plain)) << name << ": not bitwise linear_forward";
+    }
+  };
+  run("linear_rmsnorm_forward", false);
+  if (c.s.residual) run("linear_rmsnorm_forward (in place of the residual)", true);
+#ifdef R1_HAVE_CUDA
+  if (c.dev == Device::CUDA && c.dt == DType::BF16) {
+    struct Reset {
+      ~Reset() { r1::cuda::set_linear_norm_splits(0); }
+    } reset;
+    for (int S : {1, 2, 3, 8}) {
+      r1::cuda::set_linear_norm_splits(S);
+      run(fmt::format("linear_rmsnorm_forward (K split {} ways)", r1::cuda::linear_norm_splits(N, IC, OC)), false);
+    }
+  }
+#endif
 }
 
 }  // namespace optable

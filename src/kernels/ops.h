@@ -59,6 +59,19 @@ void linear_forward_each(const std::vector<Tensor>& outs, const Tensor& inp, con
 // it, as those ops' references do, bitwise.
 bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& weight,
                             const Tensor& bias, const Tensor& residual, bool swiglu);
+// A decode step's output projection and the RMSNorm of its result (the next block's input), in one op:
+// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC, optional) + residual (N, OC, optional;
+// may be out), and normed (N, OC) = rmsnorm(out; norm_weight (OC), eps), bitwise rmsnorm_forward on
+// out. What linear_forward then rmsnorm_forward compute: on CUDA the product sums K in another order
+// (split into f32 partials in workspace: at least linear_rmsnorm_workspace elements), on the CPU
+// those ops' references, bitwise. Returns false, having done nothing, where no kernel takes the case
+// (supports(): on CUDA, f32, more than 256 rows, the exact forward, the decode GEMM on): the caller
+// then runs those ops.
+bool linear_rmsnorm_forward(Tensor out, Tensor normed, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                            const Tensor& residual, const Tensor& norm_weight, float eps, const Tensor& workspace);
+// The f32 elements of workspace linear_rmsnorm_forward takes on `device` for the shape (0: none, or
+// it declines the shape).
+int64_t linear_rmsnorm_workspace(Device device, int64_t N, int64_t IC, int64_t OC);
 // dinp (N, IC) += dout @ weight; dweight (OC, IC) += dout^T @ inp; dbias (OC) += sum_N dout.
 // Any of dinp, dweight, dbias may be empty.
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

@@ -181,9 +181,19 @@ inline void require_device(const char* op) {
     count_path(id, r1_native_ ? Path::native : Path::fallback);                      \
     return;                                                                          \
   } while (0)
+// A fused op that may decline: `bf16_call` returns true when its kernel ran (native); f32, or a
+// decline, is the declared fallback: nothing done, and false returned for the caller to run the ops.
+#define R1_CUDA_OR_DECLINE(op, dt, bf16_call)                     \
+  do {                                                            \
+    require_device(op);                                           \
+    const bool r1_native_ = (dt) == BF16 && (bf16_call);          \
+    count_path(id, r1_native_ ? Path::native : Path::fallback);   \
+    return r1_native_;                                            \
+  } while (0)
 #else
 #define R1_CUDA_DISPATCH(op, dt, call) no_cuda(op)
 #define R1_CUDA_DISPATCH_PATH(op, dt, bf16_call, f32_call) no_cuda(op)
+#define R1_CUDA_OR_DECLINE(op, dt, bf16_call) no_cuda(op)
 #endif
 // The bf16 or the f32 overload of a CUDA kernel, by compute dtype.
 #define R1_CUDA_DISPATCH_DT(op, dt, bf16_call, f32_call) \

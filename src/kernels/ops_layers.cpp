@@ -198,18 +198,8 @@ bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weig
   expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, "out", &out);
   if (on_cuda(op, {{"out", out}, {"x", x}, {"norm_weight", norm_weight}, {"weight", weight}, {"bias", bias},
                    {"residual", residual}})) {
-#ifdef R1_HAVE_CUDA
-    if (dt == BF16) {
-      require_device(op);
-      if (cuda::rmsnorm_linear_forward(op, bp(out), bp(x), bp(norm_weight), eps, bp(weight), bp(bias), bp(residual),
-                                       N, IC, OC, swiglu)) {
-        count_path(id, Path::native);
-        return true;
-      }
-    }
-#endif
-    count_path(id, Path::fallback);
-    return false;
+    R1_CUDA_OR_DECLINE(op, dt, cuda::rmsnorm_linear_forward(op, bp(out), bp(x), bp(norm_weight), eps, bp(weight),
+                                                            bp(bias), bp(residual), N, IC, OC, swiglu));
   }
   // The CPU: the ops' references in turn, on host temporaries (bitwise those ops).
   count_path(id, Path::native);
@@ -223,6 +213,44 @@ bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weig
   cpu::linear_forward(gate_up.data(), normed.data(), fp(weight), nullptr, nullptr, N, IC, 2 * OC);
   cpu::swiglu_forward(fp(out), gate_up.data(), gate_up.data() + OC, N, OC, 2 * OC);
   return true;
+}
+
+bool linear_rmsnorm_forward(Tensor out, Tensor normed, const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                            const Tensor& residual, const Tensor& norm_weight, float eps, const Tensor& workspace) {
+  const Op id = Op::linear_rmsnorm_forward;
+  const char* op = op_name(id);
+  const DType dt = compute_dtype(op, "inp", inp);
+  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
+  const int64_t N = inp.shape[0], IC = inp.shape[1];
+  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
+  const int64_t OC = weight.shape[0];
+  expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
+  expect(op, "out", out, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
+  expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, "out", &out);
+  expect(op, "normed", normed, dt, {{"N", N}, {"OC", OC}}, "out", &out);
+  expect(op, "norm_weight", norm_weight, dt, {{"OC", OC}}, "weight", &weight);
+  if (!workspace.empty()) expect_f32(op, "workspace", workspace);
+  if (on_cuda(op, {{"out", out}, {"normed", normed}, {"inp", inp}, {"weight", weight}, {"bias", bias},
+                   {"residual", residual}, {"norm_weight", norm_weight}, {"workspace", workspace}})) {
+    const int64_t ws = workspace.empty() ? 0 : workspace.numel();  // an empty Tensor's numel() is 1
+    R1_CUDA_OR_DECLINE(op, dt, cuda::linear_norm_forward(op, bp(out), bp(normed), bp(inp), bp(weight), bp(bias),
+                                                         bp(residual), bp(norm_weight), eps, fp(workspace), ws, N,
+                                                         IC, OC));
+  }
+  // The CPU: the ops' references in turn (bitwise those ops).
+  count_path(id, Path::native);
+  std::vector<float> rstd(static_cast<size_t>(N));
+  cpu::linear_forward(fp(out), fp(inp), fp(weight), fp(bias), fp(residual), N, IC, OC);
+  cpu::rmsnorm_forward(fp(normed), rstd.data(), fp(out), fp(norm_weight), N, OC, eps);
+  return true;
+}
+
+int64_t linear_rmsnorm_workspace(Device device, int64_t N, int64_t IC, int64_t OC) {
+#ifdef R1_HAVE_CUDA
+  if (device == Device::CUDA) return cuda::linear_norm_workspace(N, IC, OC);
+#endif
+  (void)device, (void)N, (void)IC, (void)OC;
+  return 0;
 }
 
 void linear_backward(Tensor dinp, Tensor dweight, Tensor dbias, const Tensor& dout, const Tensor& inp,

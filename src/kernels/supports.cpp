@@ -32,7 +32,7 @@ constexpr std::array<const char*, kNumOps> kOpNames = {
     "grouped_linear_backward", "batched_matmul",      "lm_head_logits",
     "logprobs_of_logits",    "swiglu_packed_forward", "swiglu_packed_backward",
     "rope_kv_cache_write",   "linear_forward_each",    "rope_qkv_cache_write",
-    "rope_qkv_attention_cached", "rmsnorm_linear_forward",
+    "rope_qkv_attention_cached", "rmsnorm_linear_forward", "linear_rmsnorm_forward",
 };
 // clang-format on
 
@@ -109,6 +109,13 @@ Support on_cuda(Op op, const OpShape& s, DType dtype) {
       return native("decode_gemm.cu: the norm in the product's prologue, SwiGLU in its epilogue (one launch; "
                     "with the decode GEMM on and at most 256 rows, else it declines)");
     return fallback("declined: the caller runs rmsnorm_forward then the product");
+  }
+  if (op == Op::linear_rmsnorm_forward) {
+    if (dtype == DType::BF16 && s.aligned && !batch_invariant())
+      return native("linear_norm.cu: the product's K split into f32 partials (one cuBLASLt launch), then their "
+                    "sum, the residual and the norm in one launch (at most 256 rows, the decode GEMM off; else it "
+                    "declines)");
+    return fallback("declined: the caller runs linear_forward then rmsnorm_forward");
   }
   if (op == Op::batched_matmul) return native("one strided-batched cuBLASLt GEMM (gemm.cpp)");
   return native(dtype == DType::F32 ? "the f32 CUDA kernel" : "the bf16 CUDA kernel");

@@ -106,27 +106,39 @@ Tensor forward_cached(const Transformer& m, KVCache& cache, const CachedInputs& 
   // (the same allocations, so the same addresses: a captured decode step replays them).
   Tensor x = a.alloc(cd, {T, C});
   ops::embedding_forward(x, in.ids, P.embed);
+  // The norm each layer's last product may write for the next layer (and the last for the final
+  // norm): NormChain. One buffer: a layer reads its normed input before it writes the next.
+  Tensor normed = a.alloc(cd, {T, C});
+  bool have_normed = false;
+  const int L = c.num_hidden_layers;
   const Arena::Mark layer_start = a.mark();
   if (routes) *routes = unrecorded_routes(c);
-  for (int l = 0, moe = 0; l < c.num_hidden_layers; ++l) {
+  for (int l = 0, moe = 0; l < L; ++l) {
     RouteIo route;
     if (P.layers[size_t(l)].is_moe()) {
       if (routes) route.chosen = &routes->experts[size_t(moe)];
       if (!cache.route_t.empty()) route.record = cache.route_t[size_t(moe)];
       ++moe;
     }
-    layer_forward(p, l, P.layers[size_t(l)], x, x, nullptr, &route);
+    const Tensor next_norm = l + 1 < L ? P.layers[size_t(l) + 1].input_norm : P.final_norm;
+    have_normed = layer_forward(p, l, P.layers[size_t(l)], x, x, nullptr, &route,
+                                {have_normed ? normed : Tensor(), next_norm, normed});
     a.rewind(layer_start);
   }
   // The rows that need logits, gathered on the device: a row gather is exactly an embedding lookup
-  // with the hidden states as the table.
-  Tensor last = x;
+  // with the hidden states as the table (or with their final norm, when the last layer wrote it: a
+  // row's norm is its own).
+  Tensor last = have_normed ? normed : x;
   if (!all_rows) {
-    last = a.alloc(cd, {R, C});
-    ops::embedding_forward(last, in.logit_rows, x);
+    Tensor rows = a.alloc(cd, {R, C});
+    ops::embedding_forward(rows, in.logit_rows, last);
+    last = rows;
   }
-  Tensor last_normed = a.alloc(cd, {R, C}), last_rstd = a.alloc_f32({R});
-  ops::rmsnorm_forward(last_normed, last_rstd, last, P.final_norm, float(c.rms_norm_eps));
+  Tensor last_normed = last;
+  if (!have_normed) {
+    last_normed = a.alloc(cd, {R, C});
+    ops::rmsnorm_forward(last_normed, a.alloc_f32({R}), last, P.final_norm, float(c.rms_norm_eps));
+  }
   if (in.trainer_temperature > 0.0f) {
     R1_CHECK(logits_dtype == DType::F32, "forward_cached: the trainer's logits are f32, not {}", dtype_name(logits_dtype));
     Tensor logits = a.alloc_f32({R, int64_t(c.vocab_size)});

@@ -16,7 +16,9 @@ namespace r1::cuda {
 // an algorithm that sums K in one pass per output tile, without a split of K (no workspace, no
 // reduction scheme, split-K count 1 checked), so an element's bits do not depend on M or N: a
 // decode step's rows and a training micro-batch's meet the same sums.
-enum class GemmOrder : uint8_t { Any, RowInvariant };
+// GemmOrder::OnePass: each output tile's sum over K in one pass (no split of K reduced through a
+// workspace by another kernel), the best such algorithm for the call's own shape.
+enum class GemmOrder : uint8_t { Any, RowInvariant, OnePass };
 GemmOrder forward_order();  // RowInvariant while ops::batch_invariant() is on, else Any
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
@@ -29,6 +31,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc, const bf16* bias = nullptr,
           GemmOrder order = GemmOrder::Any, const bf16* c_in = nullptr);
+// The product x (M, K) @ W (N, K)^T with K split `splits` ways (K % splits == 0): partials (splits,
+// M, N) f32, partial s = x[:, s K/S, (s + 1) K/S) @ W[:, same]^T, each summed in one pass. One
+// strided-batched launch; the caller sums the partials (and gets the whole GPU for few rows).
+void gemm_split_k(int64_t M, int64_t N, int64_t K, int splits, const bf16* x, int64_t ldx, const bf16* W,
+                  int64_t ldw, float* partials);
 // bf16 operands, f32 result (parameter gradients, logits tiles).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
           int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,

@@ -137,6 +137,7 @@ void set_decode_gemm(bool on);
 // instead of the mma.sync one (decode_gemm.cu; off by default: benchmarks' --tma and the tests).
 void set_decode_gemm_tma(bool on);
 bool decode_gemm_default();  // what a process starts with
+bool decode_gemm_on();       // what set_decode_gemm last set
 // With the decode GEMM on, which of a decode step's products it takes, by what is fused into them
 // (a mask; all by default): the others stay on cuBLASLt, beside their own RMSNorm and SwiGLU
 // launches (benchmarks' A/B: bench_rollout_gpu --decode-gemm-products).
@@ -147,6 +148,24 @@ void set_decode_gemm_products(unsigned mask);
 bool rmsnorm_linear_forward(const char* op, bf16* out, const bf16* x, const bf16* norm_weight, float eps,
                             const bf16* weight, const bf16* bias, const bf16* residual, int64_t N, int64_t IC,
                             int64_t OC, bool swiglu);
+// ---- linear_norm.cu: a decode step's output projection and the next RMSNorm ----
+// ops::linear_rmsnorm_forward on bf16: out (N, OC) = x @ weight^T (+ bias) + residual (nullable; may
+// be out), one rounding, and normed (N, OC) = rmsnorm(out; norm_weight, eps), bitwise rmsnorm_forward
+// on out. K split linear_norm_splits ways into workspace (f32, at least linear_norm_workspace
+// elements). False, having done nothing, where it declines: off, more than kLinearNormMaxRows rows,
+// IC or OC not a multiple of 8, an operand not 16-byte aligned, the exact forward, the decode GEMM on
+// (whose products take the norm in instead), or too small a workspace.
+constexpr int64_t kLinearNormMaxRows = 256;
+bool linear_norm_forward(const char* op, bf16* out, bf16* normed, const bf16* x, const bf16* weight,
+                         const bf16* bias, const bf16* residual, const bf16* norm_weight, float eps,
+                         float* workspace, int64_t workspace_elems, int64_t N, int64_t IC, int64_t OC);
+// The split of K it takes for the shape; 0: it declines the shape.
+int linear_norm_splits(int64_t N, int64_t IC, int64_t OC);
+// f32 elements of workspace it needs (0: it declines the shape).
+int64_t linear_norm_workspace(int64_t N, int64_t IC, int64_t OC);
+// -1: off (it always declines); 0: the split by the shape (the default); S in [1, 8]: S ways where K
+// allows (benchmarks' A/B and sweep: bench_rollout_gpu --linear-norm).
+void set_linear_norm_splits(int splits);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

@@ -289,6 +289,7 @@ void set_decode_gemm(bool on) { g_enabled = on; }
 void set_decode_gemm_tma(bool on) { g_tma = on; }
 void set_decode_gemm_products(unsigned mask) { g_products = mask & kDecodeGemmAll; }
 bool decode_gemm_default() { return kDefaultOn; }
+bool decode_gemm_on() { return g_enabled; }
 int decode_gemm_max_warps() { return g_tma ? kMaxTmaWarps : kMaxWarps; }
 
 DecodeGemmPlan decode_gemm_plan(const DecodeProduct* products, int count, int64_t M, int64_t K,

@@ -46,7 +46,7 @@ uint32_t alignment(const void* p, Ty t, int64_t count, int64_t stride) {
 
 struct Key {
   int64_t M, N, K, lda, ldb, ldc;
-  bool trans_a, trans_b, beta_nonzero, bias, invariant;
+  bool trans_a, trans_b, beta_nonzero, bias, invariant, one_pass;
   int64_t ref_rows;  // invariant with a fixed algorithm: the rows it was chosen at (g_reference_rows), else 0
   Ty a, b, c;
   uint32_t al_a, al_b, al_c;
@@ -62,7 +62,8 @@ struct KeyHash {
     for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, b.count, b.stride_a, b.stride_b, b.stride_c, k.ref_rows})
       mix(uint64_t(v));
     mix(uint64_t(k.trans_a) | uint64_t(k.trans_b) << 1 | uint64_t(k.beta_nonzero) << 2 | uint64_t(k.bias) << 3 |
-        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10);
+        uint64_t(k.a) << 4 | uint64_t(k.b) << 6 | uint64_t(k.c) << 8 | uint64_t(k.invariant) << 10 |
+        uint64_t(k.one_pass) << 11);
     mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
     return size_t(h);
   }
@@ -171,9 +172,10 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
 
   Pref pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.p));
-  // Row-invariant: no workspace (so no split of K reduced through it) and no reduction scheme.
-  const uint64_t ws = k.invariant ? 0 : ctx.workspace_bytes;
-  if (k.invariant) set_pref(pref.p, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, CUBLASLT_REDUCTION_SCHEME_NONE);
+  // Row-invariant or one pass: no workspace (so no split of K reduced through it) and no reduction scheme.
+  const bool single = k.invariant || k.one_pass;
+  const uint64_t ws = single ? 0 : ctx.workspace_bytes;
+  if (single) set_pref(pref.p, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, CUBLASLT_REDUCTION_SCHEME_NONE);
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                     sizeof(ws)));
   set_pref(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.al_b);
@@ -184,9 +186,9 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
   cublasLtMatmulHeuristicResult_t heurs[kAsk]{};
   int found = 0;
   CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan->desc, plan->first, plan->second, plan->c, plan->c,
-                                              pref.p, k.invariant ? kAsk : 1, heurs, &found));
+                                              pref.p, single ? kAsk : 1, heurs, &found));
   int pick = found > 0 ? 0 : -1;
-  if (k.invariant) {
+  if (single) {
     pick = -1;
     for (int i = 0; i < found && pick < 0; ++i)
       if (heurs[i].state == CUBLAS_STATUS_SUCCESS && one_pass(heurs[i].algo)) pick = i;
@@ -197,7 +199,7 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
     fail(
         "gemm: cuBLASLt has no algorithm{} for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
         "ldb={} ldc={} batch={} (strides {}, {}, {})",
-        k.invariant ? " without a split of K (the batch-invariant forward)" : "", ty_name(k.a), ty_name(k.b),
+        k.invariant ? " without a split of K (the batch-invariant forward)" : k.one_pass ? " without a split of K" : "", ty_name(k.a), ty_name(k.b),
         ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a, k.trans_b, k.lda, k.ldb, k.ldc,
         k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }
@@ -246,12 +248,12 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
   const uint32_t al_a = alignment(A, at, b.count, b.stride_a), al_b = alignment(B, bt, b.count, b.stride_b),
                  al_c = std::min(alignment(C, ct, b.count, b.stride_c),
                                  c_in ? alignment(c_in, ct, b.count, b.stride_c) : 256u);
-  const bool invariant = order == GemmOrder::RowInvariant;
+  const bool invariant = order == GemmOrder::RowInvariant, single = order == GemmOrder::OnePass;
   // Each M's own invariant plan: whether a bias epilogue has an algorithm may depend on M, so the
   // caller always broadcasts (the fixed policy decides at its reference rows, for every M).
   if (invariant && bias && g_reference_rows == 0) return false;
-  const Key key{M,  N,  K,  lda,  ldb,  ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr, invariant,
-                invariant ? g_reference_rows : 0, at, bt, ct, al_a, al_b, al_c, b};
+  const Key key{M,         N,         K,      lda,   ldb,   ldc,  trans_a, trans_b, beta != 0.0f, bias != nullptr,
+                invariant, single,    invariant ? g_reference_rows : 0, at, bt, ct, al_a, al_b, al_c, b};
   Plan* plan = plan_for(key);
   if (!plan) return false;
   if (bias) {
@@ -260,7 +262,7 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
   }
   CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta,
                               c_in ? c_in : C, plan->c, C, plan->c, &plan->algo,
-                              invariant ? nullptr : ctx.workspace, invariant ? 0 : ctx.workspace_bytes,
+                              invariant || single ? nullptr : ctx.workspace, invariant || single ? 0 : ctx.workspace_bytes,
                               ctx.stream));
   return true;
 }
@@ -291,6 +293,14 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc, GemmOrder order) {
   gemm_any({}, trans_a, trans_b, M, N, K, alpha, A, Ty::BF16, lda, B, Ty::BF16, ldb, beta, C, Ty::F32, ldc,
            nullptr, order);
+}
+
+void gemm_split_k(int64_t M, int64_t N, int64_t K, int splits, const bf16* A, int64_t lda, const bf16* W,
+                  int64_t ldw, float* partials) {
+  R1_CHECK(splits >= 1 && K % splits == 0, "gemm_split_k: K = {} is not split {} ways evenly", K, splits);
+  const int64_t k = K / splits;
+  gemm_any({splits, k, k, M * N}, false, true, M, N, k, 1.0f, A, Ty::BF16, lda, W, Ty::BF16, ldw, 0.0f, partials,
+           Ty::F32, N, nullptr, GemmOrder::OnePass);
 }
 
 namespace {

@@ -5,51 +5,16 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/rmsnorm_row.cuh"
 
 namespace r1::cuda {
 
 namespace {
 
-// V elements per step and thread (the partition of the row's sum); PACKED: each step one vector load
-// (16-byte aligned rows), else V element loads (the same sums, for rows that are not aligned).
-template <int V, bool PACKED, typename T>
-__device__ __forceinline__ void load_step(float (&r)[V], const T* p) {
-  if constexpr (PACKED) {
-    load_vec<V>(r, p);
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) r[k] = to_f32(p[k]);
-  }
-}
-
 template <int V, bool PACKED, typename T>
 __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int64_t C, float eps) {
   const int64_t n = blockIdx.x;
-  const T* x = inp + n * C;
-  T* o = out + n * C;
-  float ss = 0.0f;
-  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
-    float xv[V];
-    load_step<V, PACKED>(xv, x + c);
-#pragma unroll
-    for (int k = 0; k < V; ++k) ss += xv[k] * xv[k];
-  }
-  ss = block_reduce(ss, SumOp{}, 0.0f);
-  const float r = 1.0f / sqrtf(ss / float(C) + eps);
-  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
-    float xv[V], wv[V];
-    load_step<V, PACKED>(xv, x + c);
-    load_step<V, PACKED>(wv, weight + c);
-#pragma unroll
-    for (int k = 0; k < V; ++k) xv[k] = xv[k] * r * wv[k];
-    if constexpr (PACKED) {
-      store_vec<V>(o + c, xv);
-    } else {
-#pragma unroll
-      for (int k = 0; k < V; ++k) o[c + k] = from_f32<T>(xv[k]);
-    }
-  }
-  if (threadIdx.x == 0) rstd[n] = r;
+  rmsnorm_row<V, PACKED>(out + n * C, rstd + n, inp + n * C, weight, C, eps);
 }
 
 // dx += rstd * (dout * w - xh * mean(dout * w * xh)) with xh = x * rstd.
@@ -82,11 +47,6 @@ __global__ void rmsnorm_backward_kernel(T* dinp, const T* dout, const T* inp, co
     for (int k = 0; k < V; ++k) dv[k] += r * (gv[k] * wv[k] - xv[k] * r * mean);
     store_vec<V>(dx + c, dv);
   }
-}
-
-// Threads per row: about one pack per thread, a warp at least, 1024 at most.
-int row_threads(int64_t packs) {
-  return int(std::clamp<int64_t>((packs + 31) / 32 * 32, 32, 1024));
 }
 
 template <typename T>

@@ -52,9 +52,9 @@ std::optional<Linear> decode_qkv(const Pass& p, const AttentionWeights& W) {
 
 }  // namespace
 
-void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x_in, Tensor out,
-                       AttentionSaved* s, const Tensor& residual, const PreNorm& pre) {
-  R1_CHECK(!(s && pre.pending()), "attention_forward: a pending norm while saving for the backward");
+bool attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x_in, Tensor out,
+                       AttentionSaved* s, const Tensor& residual, const PreNorm& pre, const PostNorm& post) {
+  R1_CHECK(!(s && (pre.pending() || post.asked())), "attention_forward: a fused norm while saving for the backward");
   const ModelConfig& c = *p.cfg;
   const int64_t T = p.T, NH = c.num_attention_heads;
   const float scale = softmax_scale(c);
@@ -76,8 +76,7 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
       ops::rope_qkv_cache_write(q, qkv, kc, vc, p.cache->table, p.slots, p.pos, p.inv_freq, W.q_norm, W.k_norm, eps);
       ops::attention_cached(att, q, kc, vc, p.cache->table, p.slots, p.pos, scale, p.workspace);
     }
-    linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, nullptr, residual);
-    return;
+    return post.product(p, W.o, att.reshape({T, c.q_dim()}), out, nullptr, residual);
   }
   // A cached forward rotates q and k and writes the cache in one op (bitwise the three it replaces).
   const Tensor x = pre.normed(p, x_in);
@@ -96,8 +95,9 @@ void attention_forward(const Pass& p, int layer, const AttentionWeights& W, cons
     lse = p.keep(DType::F32, {T, NH});
     ops::attention_forward(att, lse, q, k, v, p.cu_seqlens, scale);
   }
-  linear_block_forward(p, W.o, att.reshape({T, c.q_dim()}), out, s ? &s->o_lin : nullptr, residual);
+  const bool normed = post.product(p, W.o, att.reshape({T, c.q_dim()}), out, s ? &s->o_lin : nullptr, residual);
   if (s) s->q = q, s->k = k, s->v = v, s->att = att, s->lse = lse;
+  return normed;
 }
 
 void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeights& G, const AttentionSaved& s,

@@ -60,8 +60,11 @@ struct AttentionSaved {
 // (decoding); else within their packed sequences, and s (when saving) keeps what attention_backward
 // reads. pre (not while saving): x is the residual stream before the block's RMSNorm; a decode
 // step's q/k/v product takes the norm in (ops::rmsnorm_linear_forward) where a kernel does.
-void attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
-                       AttentionSaved* s, const Tensor& residual = {}, const PreNorm& pre = {});
+// post (not while saving): the next block's norm, which o_proj's product may write too: returns
+// whether it did.
+bool attention_forward(const Pass& p, int layer, const AttentionWeights& W, const Tensor& x, Tensor out,
+                       AttentionSaved* s, const Tensor& residual = {}, const PreNorm& pre = {},
+                       const PostNorm& post = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 void attention_backward(const Pass& p, const AttentionWeights& W, AttentionWeights& G, const AttentionSaved& s,
                         const Tensor& x, const Tensor& dout, Tensor dx);

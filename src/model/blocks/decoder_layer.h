@@ -55,12 +55,22 @@ struct LayerSaved {
   MoeSaved moe;
 };
 
+// A cached forward's norms across layers (nothing saved): each layer's last product may also write
+// the next layer's input norm (a decode step: ops::linear_rmsnorm_forward), so no layer but the first
+// runs its input norm alone.
+struct NormChain {
+  Tensor in_normed;    // (T, C): x_in already normed with the layer's input norm; empty: not
+  Tensor next_weight;  // the norm after the layer (the next layer's input norm, or the final norm); empty: none
+  Tensor next_normed;  // (T, C): where that norm of x_out goes (may be in_normed: it is read first)
+};
+
 // x_out (T, C) = the layer over x_in (T, C). x_out may be x_in itself when nothing is saved.
 // Its temporaries come from p.temp (the caller rewinds it after the layer); s (when saving) keeps
 // what layer_backward reads.
 // route (optional, MoE layers): what the layer's routing replays, counts and records (moe.h).
-void layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor& x_in, Tensor x_out,
-                   LayerSaved* s, const RouteIo* route = nullptr);
+// chain (optional, not while saving): returns whether chain.next_normed was written.
+bool layer_forward(const Pass& p, int layer, const LayerWeights& W, const Tensor& x_in, Tensor x_out,
+                   LayerSaved* s, const RouteIo* route = nullptr, const NormChain& chain = {});
 // dres (T, C) holds d loss / d x_out on entry and d loss / d x_in on return (accumulated in
 // place); G's gradients +=.
 void layer_backward(const Pass& p, const LayerWeights& W, LayerWeights& G, const LayerSaved& s, Tensor dres);

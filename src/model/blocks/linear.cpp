@@ -94,6 +94,8 @@ void block_backward(const Pass& p, const L& W, L& G, const LinearSaved& s, const
 
 }  // namespace
 
+bool adapter_takes_part(const Pass& p, const Linear& W) { return adapted(p, W); }
+
 void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s,
                           const Tensor& residual) {
   block_forward(p, W, x, out, s, residual);

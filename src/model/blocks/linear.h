@@ -52,6 +52,8 @@ std::optional<Linear> packed_rows(const Pass& p, const std::vector<const Linear*
 std::optional<Linear> packed_grads(const Linear& a, const Linear& b);
 std::optional<GroupedLinear> packed_grads(const GroupedLinear& a, const GroupedLinear& b);
 
+// Whether W's adapter takes part in the pass (it has one, and the pass runs adapters).
+bool adapter_takes_part(const Pass& p, const Linear& W);
 // out (T, OUT) = the layer over x (T, IN) (+ residual (T, OUT), summed in the base product: see
 // ops::linear_forward); s (when saving) keeps what linear_block_backward reads.
 void linear_block_forward(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s,

@@ -17,9 +17,9 @@ int64_t width(const GroupedLinear& L) { return L.w.first.shape[0]; }
 // adjacent) whenever no adapter on them takes part; the SwiGLU then reads the packed rows. Same
 // products, one launch fewer per layer, and twice the width for the GEMM to fill the GPU with.
 template <class L>
-void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor out, MlpSaved* s,
-                 const Tensor& residual, const PreNorm& pre) {
-  R1_CHECK(!(s && pre.pending()), "mlp_forward: a pending norm while saving for the backward");
+bool mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor out, MlpSaved* s,
+                 const Tensor& residual, const PreNorm& pre, const PostNorm& post) {
+  R1_CHECK(!(s && (pre.pending() || post.asked())), "mlp_forward: a fused norm while saving for the backward");
   const int64_t T = x_in.shape[0], I = width(W.gate);
   Tensor act = p.cheap(p.cd, {T, I});
   MlpSaved saved;
@@ -41,8 +41,11 @@ void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor o
       saved.gate = gate, saved.up = up;
     }
   }
-  linear_block_forward(p, W.down, act, out, &saved.down_lin, residual);
+  bool normed = false;
+  if constexpr (std::is_same_v<L, Linear>) normed = post.product(p, W.down, act, out, s ? &saved.down_lin : nullptr, residual);
+  else linear_block_forward(p, W.down, act, out, &saved.down_lin, residual);
   if (s) saved.act = p.recompute ? Tensor() : act, *s = saved;
+  return normed;
 }
 
 template <class L>
@@ -74,10 +77,10 @@ void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSave
   linear_block_backward(p, W.up, G.up, s.up_lin, x, dup, dx);
 }
 
-template void mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&,
-                          const PreNorm&);
-template void mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&,
-                          const PreNorm&);
+template bool mlp_forward(const Pass&, const MlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&,
+                          const PreNorm&, const PostNorm&);
+template bool mlp_forward(const Pass&, const GroupedMlpWeights&, const Tensor&, Tensor, MlpSaved*, const Tensor&,
+                          const PreNorm&, const PostNorm&);
 template void mlp_backward(const Pass&, const MlpWeights&, MlpWeights&, const MlpSaved&, const Tensor&, const Tensor&,
                            Tensor);
 template void mlp_backward(const Pass&, const GroupedMlpWeights&, GroupedMlpWeights&, const MlpSaved&, const Tensor&,

@@ -56,10 +56,11 @@ struct MlpSaved {
 // width is the weights'. residual (N, C; not for the experts' rows): summed in down_proj's product.
 // s (when saving) keeps what mlp_backward reads. L: Linear or GroupedLinear. pre (dense, not while
 // saving): x is the residual stream before the block's RMSNorm; the gate/up product takes the norm
-// in, and the SwiGLU out (ops::rmsnorm_linear_forward), where a kernel does.
+// in, and the SwiGLU out (ops::rmsnorm_linear_forward), where a kernel does. post (dense, not while
+// saving): the next block's norm, which down_proj's product may write too: returns whether it did.
 template <class L>
-void mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s,
-                 const Tensor& residual = {}, const PreNorm& pre = {});
+bool mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x, Tensor out, MlpSaved* s,
+                 const Tensor& residual = {}, const PreNorm& pre = {}, const PostNorm& post = {});
 // From dout (T, C): dx (T, C) +=, and G's gradients +=. x is the forward's input.
 template <class L>
 void mlp_backward(const Pass& p, const Swiglu<L>& W, Swiglu<L>& G, const MlpSaved& s, const Tensor& x,

@@ -36,6 +36,18 @@ bool PreNorm::fused_product(const Pass& p, Tensor out, const Tensor& x, const Te
   return pending() && ops::rmsnorm_linear_forward(out, x, weight, eps(p), w, b, {}, swiglu);
 }
 
+bool PostNorm::product(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s,
+                       const Tensor& residual) const {
+  if (asked() && !s && !adapter_takes_part(p, W)) {
+    const int64_t T = x.shape[0], IN = x.shape[1], OUT = W.w.shape[0];
+    const int64_t ws = ops::linear_rmsnorm_workspace(x.device, T, IN, OUT);
+    const Tensor work = ws > 0 ? p.scratch(DType::F32, {ws}) : Tensor();
+    if (ops::linear_rmsnorm_forward(out, normed, x, W.w, W.b, residual, weight, eps(p), work)) return true;
+  }
+  linear_block_forward(p, W, x, out, s, residual);
+  return false;
+}
+
 void norm_backward(const Pass&, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,
                    const Tensor& dout, Tensor dx) {
   ops::rmsnorm_backward(dx, dweight, dout, x, weight, s.rstd);

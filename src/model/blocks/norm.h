@@ -1,6 +1,7 @@
 #pragma once
 // RMSNorm as a block: out = x * rstd * weight over the last dimension, rstd saved for the backward.
 // The output is one of the cheap activations: kept, or recomputed bitwise by norm_output.
+#include "model/blocks/linear.h"
 #include "model/blocks/pass.h"
 
 namespace r1::model {
@@ -26,6 +27,19 @@ struct PreNorm {
   // (ops::rmsnorm_linear_forward): false, having done nothing, when no norm is pending or no kernel
   // takes the case (the caller then runs normed(), then the product).
   bool fused_product(const Pass& p, Tensor out, const Tensor& x, const Tensor& w, const Tensor& b, bool swiglu) const;
+};
+// A block's output that the next block reads through an RMSNorm: with weight set, a decode step's
+// output projection (o_proj, down_proj) writes that norm of its result too, in the same op
+// (ops::linear_rmsnorm_forward), where a kernel takes the pair; the next block then runs no norm.
+struct PostNorm {
+  Tensor weight;  // (C); empty: none asked
+  Tensor normed;  // (T, C): where the norm goes
+  bool asked() const { return !weight.empty(); }
+  // out = W's layer over x (+ residual; s: saving, linear_block_forward), and, where asked and a
+  // kernel takes the pair (not saving, W's adapter not taking part), normed = rmsnorm(out; weight) in
+  // the same op: returns whether normed was written.
+  bool product(const Pass& p, const Linear& W, const Tensor& x, Tensor out, LinearSaved* s,
+               const Tensor& residual) const;
 };
 // dx (N, C) += d/dx, dweight (C) += d/dweight, from dout (N, C).
 void norm_backward(const Pass& p, const Tensor& weight, Tensor dweight, const NormSaved& s, const Tensor& x,
