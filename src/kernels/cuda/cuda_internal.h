@@ -33,8 +33,9 @@ bool gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           GemmOrder order = GemmOrder::Any, const bf16* c_in = nullptr);
 // The product x (M, K) @ W (N, K)^T with K split `splits` ways (K % splits == 0): partials (splits,
 // M, N) f32, partial s = x[:, s K/S, (s + 1) K/S) @ W[:, same]^T, each summed in one pass. One
-// strided-batched launch; the caller sums the partials (and gets the whole GPU for few rows).
-void gemm_split_k(int64_t M, int64_t N, int64_t K, int splits, const bf16* x, int64_t ldx, const bf16* W,
+// strided-batched launch; the caller sums the partials (and gets the whole GPU for few rows). False,
+// having done nothing, when cuBLASLt has no one-pass algorithm for the slices.
+bool gemm_split_k(int64_t M, int64_t N, int64_t K, int splits, const bf16* x, int64_t ldx, const bf16* W,
                   int64_t ldw, float* partials);
 // bf16 operands, f32 result (parameter gradients, logits tiles).
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,

@@ -115,8 +115,8 @@ bool one_pass(const cublasLtMatmulAlgo_t& algo) {
   return splits <= 1 && scheme == CUBLASLT_REDUCTION_SCHEME_NONE;
 }
 
-// Null when cuBLASLt has no algorithm with the bias epilogue for this problem (the caller falls back);
-// without a bias, no algorithm at all is an error.
+// Null when cuBLASLt has no algorithm with the bias epilogue, or no one-pass algorithm for a OnePass
+// problem (the caller falls back); otherwise no algorithm at all is an error.
 std::unique_ptr<Plan> make_plan(const Key& k) {
   Context& ctx = context();
   auto plan = std::make_unique<Plan>();
@@ -195,7 +195,7 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
   }
   if (pick < 0) {
     drop();
-    if (k.bias) return nullptr;
+    if (k.bias || k.one_pass) return nullptr;
     fail(
         "gemm: cuBLASLt has no algorithm{} for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
         "ldb={} ldc={} batch={} (strides {}, {}, {})",
@@ -215,7 +215,7 @@ Plan* plan_for(const Key& k) {
   return it->second.get();
 }
 
-// False (nothing done) only when a bias epilogue has no algorithm.
+// False (nothing done) only when a bias epilogue, or a OnePass problem, has no algorithm.
 bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const void* A, Ty at, int64_t lda, const void* B, Ty bt, int64_t ldb, float beta, void* C,
               Ty ct, int64_t ldc, const void* bias, GemmOrder order = GemmOrder::Any,
@@ -295,12 +295,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
            nullptr, order);
 }
 
-void gemm_split_k(int64_t M, int64_t N, int64_t K, int splits, const bf16* A, int64_t lda, const bf16* W,
+bool gemm_split_k(int64_t M, int64_t N, int64_t K, int splits, const bf16* A, int64_t lda, const bf16* W,
                   int64_t ldw, float* partials) {
   R1_CHECK(splits >= 1 && K % splits == 0, "gemm_split_k: K = {} is not split {} ways evenly", K, splits);
   const int64_t k = K / splits;
-  gemm_any({splits, k, k, M * N}, false, true, M, N, k, 1.0f, A, Ty::BF16, lda, W, Ty::BF16, ldw, 0.0f, partials,
-           Ty::F32, N, nullptr, GemmOrder::OnePass);
+  return gemm_any({splits, k, k, M * N}, false, true, M, N, k, 1.0f, A, Ty::BF16, lda, W, Ty::BF16, ldw, 0.0f,
+                  partials, Ty::F32, N, nullptr, GemmOrder::OnePass);
 }
 
 namespace {

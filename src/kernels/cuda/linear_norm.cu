@@ -106,7 +106,7 @@ bool linear_norm_forward(const char* op, bf16* out, bf16* normed, const bf16* x,
                         static_cast<const void*>(workspace)})
     if (!aligned16(p)) return false;
   const ProfileScope scope(op, "bf16");
-  gemm_split_k(N, OC, IC, S, x, IC, weight, IC, workspace);
+  if (!gemm_split_k(N, OC, IC, S, x, IC, weight, IC, workspace)) return false;
   linear_norm_finish_kernel<kV><<<unsigned(N), row_threads(OC / kV), 0, context().stream>>>(
       dp(out), dp(normed), workspace, S, N * OC, dp(bias), dp(residual), dp(norm_weight), OC, eps);
   CUDA_CHECK_LAUNCH();
