@@ -177,7 +177,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--trace") a.trace = int(number());
     else if (k == "--attention-splits") a.attention_splits = int(number());
     else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
-    else if (k == "--linear-norm") a.linear_norm = i + 1 < argc && std::string(argv[i + 1]) == "off" ? (++i, -1) : int(number());
+    else if (k == "--linear-norm")
+      a.linear_norm = i + 1 < argc && std::string(argv[i + 1]) == "off" ? (++i, -1) : int(number());
     else if (k == "--ncu-window") a.ncu_window = true;
     else if (k == "--fused-rope") a.fused_rope = value();
     else usage("unknown flag " + k);

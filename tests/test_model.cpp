@@ -207,8 +207,9 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     model::forward_cached(m, cache, {1, 2, 3}, {0, 0, 0}, {0, 1, 2}, {2}, arena);
     EXPECT_EQ(ops::path_count(Op::linear_forward_each, Path::native), L) << "cached forward, lora " << lora_on;
     EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), 0) << "three tokens of one slot";
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 0) << "prefill, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), lora_on ? L : 2 * L) << "prefill, lora " << lora_on;
+    const std::string prefill = "prefill, lora " + std::to_string(lora_on);
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 0) << prefill;
+    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), lora_on ? L : 2 * L) << prefill;
     EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), 1) << "prefill, lora " << lora_on;
     // A decode step: one product of the adjacent q/k/v weights and the packed RoPE + cache write;
     // an adapter on q or v that takes part keeps the three products.
@@ -220,8 +221,9 @@ TEST(ModelQkv, ALayersQueriesKeysAndValuesAreOneOp) {
     EXPECT_EQ(ops::path_count(Op::rope_kv_cache_write, Path::native), lora_on ? L : 0) << "decode, lora " << lora_on;
     // ... whose RoPE, cache write and attention are one op (a token per slot)
     EXPECT_EQ(ops::path_count(Op::rope_qkv_attention_cached, Path::native), lora_on ? 0 : L) << "decode, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 1) << "decode, lora " << lora_on;
-    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), lora_on ? L : 2 * L) << "decode, lora " << lora_on;
+    const std::string decode = "decode, lora " + std::to_string(lora_on);
+    EXPECT_EQ(ops::path_count(Op::rmsnorm_linear_forward, Path::native), lora_on ? L : 1) << decode;
+    EXPECT_EQ(ops::path_count(Op::linear_rmsnorm_forward, Path::native), lora_on ? L : 2 * L) << decode;
     EXPECT_EQ(ops::path_count(Op::rmsnorm_forward, Path::native), lora_on ? 1 : 0) << "decode, lora " << lora_on;
   }
 }

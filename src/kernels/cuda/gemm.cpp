@@ -199,7 +199,7 @@ std::unique_ptr<Plan> make_plan(const Key& k) {
     fail(
         "gemm: cuBLASLt has no algorithm{} for {} x {} -> {}{} M={} N={} K={} trans_a={} trans_b={} lda={} "
         "ldb={} ldc={} batch={} (strides {}, {}, {})",
-        k.invariant ? " without a split of K (the batch-invariant forward)" : k.one_pass ? " without a split of K" : "", ty_name(k.a), ty_name(k.b),
+        k.invariant ? " without a split of K (the batch-invariant forward)" : "", ty_name(k.a), ty_name(k.b),
         ty_name(k.c), k.bias ? " (bias epilogue)" : "", k.M, k.N, k.K, k.trans_a, k.trans_b, k.lda, k.ldb, k.ldc,
         k.batch.count, k.batch.stride_a, k.batch.stride_b, k.batch.stride_c);
   }

@@ -1,13 +1,14 @@
 // A decode step's output projection and the RMSNorm that reads its result, in two launches where
 // cuBLASLt and the norm took two or three: out = x @ W^T (+ bias) + residual, normed = rmsnorm(out).
 //
-// The product runs with K split S ways as one strided-batched cuBLASLt GEMM into fp32 partials
-// (gemm_split_k: S times the output tiles, so a product of a few rows reaches more SMs), and one
-// block per row then sums the partials in split order, adds bias and residual, rounds out once, and
-// runs the norm's row (rmsnorm_row.cuh: the same bits as rmsnorm_forward on out). This replaces, per
-// projection, the norm's launch (o_proj) or the norm's and cuBLASLt's own split-K reduction (down_proj).
-// Deterministic: the split and the order of the adds are fixed by the shape. Not batch-invariant
-// (S depends on the rows): the exact forward declines it, as it declines every decode fusion.
+// The product runs with K split S ways (2 by default) as one strided-batched cuBLASLt GEMM into fp32
+// partials (gemm_split_k: S times the output tiles, so a product of a few rows reaches more SMs),
+// and one block per row then sums the partials in split order, adds bias and residual, rounds out
+// once, and runs the norm's row (rmsnorm_row.cuh: the same bits as rmsnorm_forward on out). This
+// replaces, per projection, the norm's launch (o_proj) or the norm's and cuBLASLt's own split-K
+// reduction (down_proj). Deterministic: the split and the order of the adds are fixed by the shape.
+// Not batch-invariant (cuBLASLt's algorithm for the slices depends on the rows): the exact forward
+// declines it, as it declines every decode fusion.
 #include <algorithm>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -26,14 +27,11 @@ int g_splits = 0;  // set_linear_norm_splits: -1 off, 0 the rule below, S > 0 fi
 constexpr int kV = kVec<__nv_bfloat16>;  // 8 columns a step
 constexpr int kMaxSplits = 8;
 
-// The split of K: about an SM's worth of tiles (cuBLASLt's for a few rows are about 64 x 128), each
-// slice at least 256 wide and a multiple of 8 (16-byte aligned slices).
-int rule_splits(int64_t N, int64_t IC, int64_t OC) {
-  const int64_t tiles = ((N + 63) / 64) * ((OC + 127) / 128);
-  int s = int(std::clamp<int64_t>(int64_t(context().sm_count) / std::max<int64_t>(tiles, 1), 1, kMaxSplits));
-  while (s > 1 && (IC % (int64_t(kV) * s) != 0 || IC / s < 256)) --s;
-  return s;
-}
+// The split of K: two slices, 16-byte aligned (IC a multiple of 16), else none (it declines). On an
+// H100 (docs/CUDA.md, stop 60) two beat 1, 4 and 8 at 0.5B, 1.5B and 7B, 64 and 256 rows; one
+// slice lost to cuBLASLt's own product and the norm's launch, and more slices cost the finish more
+// reads than the product gains. A rule by the tiles a wave holds (6-8 slices at 64 rows) lost too.
+int rule_splits(int64_t IC) { return IC % (2 * kV) == 0 ? 2 : 0; }
 
 // 8 floats from 32-byte aligned p.
 __device__ __forceinline__ void load8(float (&r)[8], const float* p) {
@@ -90,7 +88,7 @@ int linear_norm_splits(int64_t N, int64_t IC, int64_t OC) {
     while (s > 1 && IC % (int64_t(kV) * s) != 0) --s;
     return s;
   }
-  return rule_splits(N, IC, OC);
+  return rule_splits(IC);
 }
 
 int64_t linear_norm_workspace(int64_t N, int64_t IC, int64_t OC) { return linear_norm_splits(N, IC, OC) * N * OC; }

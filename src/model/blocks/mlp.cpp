@@ -42,8 +42,10 @@ bool mlp_forward(const Pass& p, const Swiglu<L>& W, const Tensor& x_in, Tensor o
     }
   }
   bool normed = false;
-  if constexpr (std::is_same_v<L, Linear>) normed = post.product(p, W.down, act, out, s ? &saved.down_lin : nullptr, residual);
-  else linear_block_forward(p, W.down, act, out, &saved.down_lin, residual);
+  if constexpr (std::is_same_v<L, Linear>)
+    normed = post.product(p, W.down, act, out, s ? &saved.down_lin : nullptr, residual);
+  else
+    linear_block_forward(p, W.down, act, out, &saved.down_lin, residual);
   if (s) saved.act = p.recompute ? Tensor() : act, *s = saved;
   return normed;
 }
