@@ -249,6 +249,7 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
                  al_c = std::min(alignment(C, ct, b.count, b.stride_c),
                                  c_in ? alignment(c_in, ct, b.count, b.stride_c) : 256u);
   const bool invariant = order == GemmOrder::RowInvariant, single = order == GemmOrder::OnePass;
+  const bool no_workspace = invariant || single;  // no split of K reduced through the workspace
   // Each M's own invariant plan: whether a bias epilogue has an algorithm may depend on M, so the
   // caller always broadcasts (the fixed policy decides at its reference rows, for every M).
   if (invariant && bias && g_reference_rows == 0) return false;
@@ -262,7 +263,7 @@ bool gemm_any(const Batch& bat, bool trans_a, bool trans_b, int64_t M, int64_t N
   }
   CUBLAS_CHECK(cublasLtMatmul(ctx.lt, plan->desc, &alpha, B, plan->first, A, plan->second, &beta,
                               c_in ? c_in : C, plan->c, C, plan->c, &plan->algo,
-                              invariant || single ? nullptr : ctx.workspace, invariant || single ? 0 : ctx.workspace_bytes,
+                              no_workspace ? nullptr : ctx.workspace, no_workspace ? 0 : ctx.workspace_bytes,
                               ctx.stream));
   return true;
 }
