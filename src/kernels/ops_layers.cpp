@@ -219,14 +219,10 @@ bool linear_rmsnorm_forward(Tensor out, Tensor normed, const Tensor& inp, const 
                             const Tensor& residual, const Tensor& norm_weight, float eps, const Tensor& workspace) {
   const Op id = Op::linear_rmsnorm_forward;
   const char* op = op_name(id);
-  const DType dt = compute_dtype(op, "inp", inp);
-  expect(op, "inp", inp, dt, {{"N", kAny}, {"IC", kAny}});
-  const int64_t N = inp.shape[0], IC = inp.shape[1];
-  expect(op, "weight", weight, dt, {{"OC", kAny}, {"IC", IC}}, "inp", &inp);
-  const int64_t OC = weight.shape[0];
-  expect_opt(op, "bias", bias, dt, {{"OC", OC}}, "weight", &weight);
-  expect(op, "out", out, dt, {{"N", N}, {"OC", OC}}, "weight", &weight);
-  expect_opt(op, "residual", residual, dt, {{"N", N}, {"OC", OC}}, "out", &out);
+  const LinearDims d = check_linear(op, out, inp, weight, bias, residual);
+  const DType dt = d.dt;
+  const int64_t N = d.N, IC = d.IC, OC = d.OC;
+  if (d.wide_out) fail("{}: out is f32 for bf16 operands; the product here keeps the operands' dtype", op);
   expect(op, "normed", normed, dt, {{"N", N}, {"OC", OC}}, "out", &out);
   expect(op, "norm_weight", norm_weight, dt, {{"OC", OC}}, "weight", &weight);
   if (!workspace.empty()) expect_f32(op, "workspace", workspace);
