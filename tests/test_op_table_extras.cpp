@@ -321,6 +321,14 @@ TEST(OpsErrors, BadShapesNameTheOp) {
                             {f({1, 1}), f({1, 1}), f({1, 1}), f({1, 1})}, {});
       },
       {"linear_forward_each", "1 to 3 weights"});
+  // o_proj-like: out and normed (10, 8) from inp (10, 16) and weight (8, 16), the norm's weight (8).
+  auto linear_norm = [&](Tensor normed, Tensor weight, Tensor norm_weight) {
+    linear_rmsnorm_forward(f({10, 8}), normed, f({10, 16}), weight, {}, {}, norm_weight, 1e-5f, {});
+  };
+  expect_error([&] { linear_norm(f({10, 7}), f({8, 16}), f({8})); }, {"linear_rmsnorm_forward", "normed", "OC=8"});
+  expect_error([&] { linear_norm(f({10, 8}), f({8, 16}), f({9})); }, {"linear_rmsnorm_forward", "norm_weight"});
+  expect_error([&] { linear_norm(f({10, 8}), f({8, 15}), f({8})); },
+               {"linear_rmsnorm_forward", "weight (8, 15) f32", "IC=16"});
   expect_error(
       [&] {
         rmsnorm_forward(f({4, 8}), f({4}), f({4, 8}), f({9}), 1e-5f);
