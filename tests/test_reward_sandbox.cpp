@@ -50,7 +50,7 @@ std::string joined(const std::vector<std::string>& v) {
 }  // namespace
 
 TEST(Sandbox, ReportsItsProtections) {
-  const SandboxSupport& s = sandbox_support();
+  const SandboxSupport s = sandbox_support();
   std::printf("[ sandbox ] namespaces=%d private_root=%d nproc_enforced=%d seccomp=%d missing: %s\n",
               s.namespaces, s.private_root, s.nproc_enforced, s.seccomp, joined(s.missing).c_str());
   SandboxResult r = python("print(input()[::-1])", {}, "olleh\n");
@@ -242,7 +242,7 @@ TEST(Sandbox, ParentEnvironmentInvisible) {
 }
 
 TEST(Sandbox, ForkBombContained) {
-  const SandboxSupport& s = sandbox_support();
+  const SandboxSupport s = sandbox_support();
   // Without a uid of its own RLIMIT_NPROC is not enforced (root) or shared with this user: unsafe to run.
   if (!s.nproc_enforced || !s.namespaces) GTEST_SKIP() << "unsafe here: " << joined(s.missing);
   SandboxLimits l;

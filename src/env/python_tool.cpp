@@ -24,7 +24,7 @@ void check_python_tool(const PythonToolOptions& o) {
   R1_CHECK(o.timeout_seconds > 0 && o.memory_bytes > 0 && o.output_bytes > 0,
            "python tool: timeout, memory and output limits must be positive");
   if (o.allow_unsandboxed) return;
-  const reward::SandboxSupport& s = reward::sandbox_support();
+  const reward::SandboxSupport s = reward::sandbox_support();
   R1_CHECK(s.complete(),
            "python tool: refusing to run model-written code: the sandbox is missing {}. Run where every "
            "protection works, or accept the risk with env.allow_unsandboxed: true",

@@ -99,7 +99,7 @@ std::optional<CodeBlock> last_code_block(const std::string& text) {
 
 CodeReward::CodeReward(CodeOptions o) : o_(std::move(o)) {
   if (o_.allow_unsandboxed) return;
-  const SandboxSupport& s = sandbox_support();
+  const SandboxSupport s = sandbox_support();
   R1_CHECK(s.complete(),
            "code reward: refusing to run model-written code: the sandbox is missing {}. Run where every "
            "protection works, or accept the risk with --allow-unsandboxed (r1 reward) or "

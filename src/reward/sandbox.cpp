@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 
 #include "base/error.h"
@@ -330,31 +331,46 @@ SandboxResult Sandbox::run(const std::vector<std::string>& argv_in, const std::s
   return r;
 }
 
-const SandboxSupport& sandbox_support() {
-  static const SandboxSupport s = [] {
-    SandboxSupport s;
-    try {
-      SandboxOptions o;
-      o.allow_unsandboxed = true;  // to learn everything that is missing, not just the first
-      Sandbox box(o);
-      SandboxResult r = box.run({"/bin/true"}, "", SandboxLimits{});
-      auto has = [&](const std::string& p) {
-        return std::find(r.protections.begin(), r.protections.end(), p) != r.protections.end();
-      };
-      s.namespaces = has("mount, network, PID, IPC and UTS namespaces");
-      s.private_root = has("private read-only root");
-      s.nproc_enforced = has("unprivileged uid of its own") || has(kOwnNprocNamespace);
-      s.seccomp = has("seccomp");
-      s.missing = r.missing;
-      if (!r.ok())
-        s.missing.push_back(fmt::format("probe: /bin/true in the sandbox failed (exit {}, signal {})",
-                                        r.exit_code, r.signal));
-    } catch (const std::exception& e) {
-      s.missing.push_back(e.what());
-    }
-    return s;
-  }();
+namespace {
+
+SandboxSupport probe_support() {
+  SandboxSupport s;
+  try {
+    SandboxOptions o;
+    o.allow_unsandboxed = true;  // to learn everything that is missing, not just the first
+    Sandbox box(o);
+    SandboxResult r = box.run({"/bin/true"}, "", SandboxLimits{});
+    auto has = [&](const std::string& p) {
+      return std::find(r.protections.begin(), r.protections.end(), p) != r.protections.end();
+    };
+    s.namespaces = has("mount, network, PID, IPC and UTS namespaces");
+    s.private_root = has("private read-only root");
+    s.nproc_enforced = has("unprivileged uid of its own") || has(kOwnNprocNamespace);
+    s.seccomp = has("seccomp");
+    s.missing = r.missing;
+    if (!r.ok())
+      s.missing.push_back(
+          fmt::format("probe: /bin/true in the sandbox failed (exit {}, signal {})", r.exit_code, r.signal));
+  } catch (const std::exception& e) {
+    s.missing.push_back(e.what());
+  }
   return s;
+}
+
+}  // namespace
+
+// The answer holds for the process that probed: a forked child that has since lost a protection
+// (a seccomp filter of its own, dropped privileges) probes again rather than inherit its parent's.
+SandboxSupport sandbox_support() {
+  static std::mutex mu;
+  static std::optional<SandboxSupport> probed;
+  static pid_t prober = 0;
+  const std::lock_guard<std::mutex> lock(mu);
+  if (!probed || prober != ::getpid()) {
+    probed = probe_support();
+    prober = ::getpid();
+  }
+  return *probed;
 }
 
 }  // namespace r1::reward

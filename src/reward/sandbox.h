@@ -66,7 +66,8 @@ struct SandboxIo {
   int cancel_fd = -1;         // when readable or closed at its far end, the program is killed
 };
 
-// What this machine allows (probed once by running /bin/true in a sandbox that may run unprotected).
+// What this machine allows (probed once a process by running /bin/true in a sandbox that may run
+// unprotected).
 struct SandboxSupport {
   bool namespaces = false;      // mount + network + PID namespaces
   bool private_root = false;    // the read-only root with only the job's directory writable
@@ -75,7 +76,7 @@ struct SandboxSupport {
   std::vector<std::string> missing;  // empty: every protection works here
   bool complete() const { return missing.empty(); }
 };
-const SandboxSupport& sandbox_support();
+SandboxSupport sandbox_support();
 
 // A private directory (removed with everything in it on destruction) in which programs run.
 class Sandbox {
