@@ -336,6 +336,34 @@ TEST(CudaOps, CachedAttentionWorkspaceTooSmallFailsClearly) {
   }
 }
 
+// ops::linear_rmsnorm_forward declines what its finish cannot take, having written nothing: more than
+// 8192 columns (a row is one block of at most 1024 threads, 8 columns each) or 256 rows. At 8192
+// columns it runs (the op table checks its values there); K that does not halve is taken whole.
+TEST(CudaOps, LinearNormDeclinesWhatItCannotTake) {
+  using r1::cuda::linear_norm_splits;
+  EXPECT_EQ(linear_norm_splits(2, 64, 8192), 2);
+  EXPECT_EQ(linear_norm_splits(2, 64, 8200), 0);
+  EXPECT_EQ(linear_norm_splits(257, 64, 64), 0);
+  EXPECT_EQ(linear_norm_splits(2, 40, 64), 1);
+  REQUIRE_GPU();
+  const int64_t N = 2, IC = 64;
+  for (const int64_t OC : {int64_t(8200), int64_t(8192)}) {
+    const Vf x = randn(N * IC), w = randn(OC * IC, 0.125f), g = randn(OC), unset(N * OC, kNaN);
+    Dev dx = dev_b16(x, {N, IC}), dw = dev_b16(w, {OC, IC}), dg = dev_b16(g, {OC}),
+        dout = dev_b16(unset, {N, OC}), dnormed = dev_b16(unset, {N, OC});
+    const int64_t ws = std::max<int64_t>(ops::linear_rmsnorm_workspace(r1::Device::CUDA, N, IC, OC), 1);
+    Dev dws = dev_f32(Vf(ws, kNaN), {ws});
+    const bool fused =
+        ops::linear_rmsnorm_forward(dout.t, dnormed.t, dx.t, dw.t, Tensor(), Tensor(), dg.t, 1e-6f, dws.t);
+    EXPECT_EQ(fused, OC <= r1::cuda::kLinearNormMaxCols) << OC;
+    for (const Dev* d : {&dout, &dnormed}) {
+      const Vf got = host(*d);
+      const auto unwritten = std::count_if(got.begin(), got.end(), [](float v) { return std::isnan(v); });
+      EXPECT_EQ(unwritten, fused ? 0 : N * OC) << OC;
+    }
+  }
+}
+
 // Decode attention through the paged cache on the device against the CPU op on the same inputs:
 // a shuffled block table (blocks of 16 rows, and of 5), keys and values with their own head dims,
 // f32 and bf16, split (workspace) and not. The step is captured in a CUDA graph once; the block

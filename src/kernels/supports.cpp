@@ -113,8 +113,8 @@ Support on_cuda(Op op, const OpShape& s, DType dtype) {
   if (op == Op::linear_rmsnorm_forward) {
     if (dtype == DType::BF16 && s.aligned && !batch_invariant())
       return native("linear_norm.cu: the product's K split into f32 partials (one cuBLASLt launch), then their "
-                    "sum, the residual and the norm in one launch (at most 256 rows, the decode GEMM off; else it "
-                    "declines)");
+                    "sum, the residual and the norm in one launch (at most 256 rows and 8192 columns, the decode GEMM "
+                    "off; else it declines)");
     return fallback("declined: the caller runs linear_forward then rmsnorm_forward");
   }
   if (op == Op::batched_matmul) return native("one strided-batched cuBLASLt GEMM (gemm.cpp)");

@@ -27,8 +27,8 @@
 //   declared fallback: it does nothing and returns false, and the caller runs rmsnorm_forward and
 //   the product). The CPU runs the two ops' references.
 // - linear_rmsnorm_forward: natively (two launches: the product with K split in two f32 partials,
-//   then their sum, the residual and the norm) on CUDA for bf16, IC a multiple of 16 and OC of 8,
-//   aligned, at most 256 rows, outside the batch-invariant forward and while the decode GEMM is off
+//   then their sum, the residual and the norm; K whole where IC is not a multiple of 16) on CUDA
+//   for bf16, IC and OC multiples of 8, OC at most 8192, aligned, at most 256 rows, outside the batch-invariant forward and while the decode GEMM is off
 //   (cuda::set_linear_norm_splits may switch it off); otherwise it declines (the declared fallback:
 //   it does nothing and returns false, and the caller runs linear_forward and rmsnorm_forward). The
 //   CPU runs the two ops' references.

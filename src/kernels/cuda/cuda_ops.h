@@ -153,9 +153,10 @@ bool rmsnorm_linear_forward(const char* op, bf16* out, const bf16* x, const bf16
 // be out), one rounding, and normed (N, OC) = rmsnorm(out; norm_weight, eps), bitwise rmsnorm_forward
 // on out. K split linear_norm_splits ways into workspace (f32, at least linear_norm_workspace
 // elements). False, having done nothing, where it declines: off, more than kLinearNormMaxRows rows,
-// IC or OC not a multiple of 8 (by the rule, IC of 16), an operand not 16-byte aligned, the exact
+// more than kLinearNormMaxCols columns (a row's finish is one block of at most 1024 threads, 8
+// columns each), IC or OC not a multiple of 8, an operand not 16-byte aligned, the exact
 // forward, the decode GEMM on (whose products take the norm in instead), or too small a workspace.
-constexpr int64_t kLinearNormMaxRows = 256;
+constexpr int64_t kLinearNormMaxRows = 256, kLinearNormMaxCols = 8192;
 bool linear_norm_forward(const char* op, bf16* out, bf16* normed, const bf16* x, const bf16* weight,
                          const bf16* bias, const bf16* residual, const bf16* norm_weight, float eps,
                          float* workspace, int64_t workspace_elems, int64_t N, int64_t IC, int64_t OC);
@@ -163,7 +164,8 @@ bool linear_norm_forward(const char* op, bf16* out, bf16* normed, const bf16* x,
 int linear_norm_splits(int64_t N, int64_t IC, int64_t OC);
 // f32 elements of workspace it needs (0: it declines the shape).
 int64_t linear_norm_workspace(int64_t N, int64_t IC, int64_t OC);
-// -1: off (it always declines); 0: the rule, K in two (the default); S in [1, 8]: S ways where K
+// -1: off (it always declines); 0: the rule, K in two (whole where IC is not a multiple of 16; the
+// default); S in [1, 8]: S ways where K
 // allows (benchmarks' A/B and sweep: bench_rollout_gpu --linear-norm).
 void set_linear_norm_splits(int splits);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,

@@ -4,9 +4,9 @@
 // The product runs with K split S ways (2 by default) as one strided-batched cuBLASLt GEMM into fp32
 // partials (gemm_split_k: S times the output tiles, so a product of a few rows reaches more SMs),
 // and one block per row then sums the partials in split order, adds bias and residual, rounds out
-// once, and runs the norm's row (rmsnorm_row.cuh: the same bits as rmsnorm_forward on out). This
-// replaces, per projection, the norm's launch (o_proj) or the norm's and cuBLASLt's own split-K
-// reduction (down_proj). Deterministic: the split and the order of the adds are fixed by the shape.
+// once, and runs the norm's row on the sums it holds (rmsnorm_row.cuh's rmsnorm_held: the same bits
+// as rmsnorm_forward on out). This replaces, per projection, the norm's launch (o_proj) or the
+// norm's and cuBLASLt's own split-K reduction (down_proj). Deterministic: the split and the order of the adds are fixed by the shape.
 // Not batch-invariant (cuBLASLt's algorithm for the slices depends on the rows): the exact forward
 // declines it, as it declines every decode fusion.
 #include <algorithm>
@@ -27,11 +27,11 @@ int g_splits = 0;  // set_linear_norm_splits: -1 off, 0 the rule below, S > 0 fi
 constexpr int kV = kVec<__nv_bfloat16>;  // 8 columns a step
 constexpr int kMaxSplits = 8;
 
-// The split of K: two slices, 16-byte aligned (IC a multiple of 16), else none (it declines). On an
-// H100 (docs/CUDA.md, stop 60) two beat 1, 4 and 8 at 0.5B, 1.5B and 7B, 64 and 256 rows; one
-// slice lost to cuBLASLt's own product and the norm's launch, and more slices cost the finish more
-// reads than the product gains. A rule by the tiles a wave holds (6-8 slices at 64 rows) lost too.
-int rule_splits(int64_t IC) { return IC % (2 * kV) == 0 ? 2 : 0; }
+// The split of K: two slices where K halves into 16-byte-aligned slices (IC a multiple of 16), else
+// K whole. On an H100 (docs/CUDA.md, stops 60 and 61) two beat 1, 3 and 4 at 0.5B, 1.5B and 7B,
+// 64 and 256 rows, and 8 lost; a rule by the tiles a wave holds (6-8 slices at 64 rows) lost too.
+// K whole keeps the op native on the few widths that do not halve (none of the presets).
+int rule_splits(int64_t IC) { return IC % (2 * kV) == 0 ? 2 : 1; }
 
 // 8 floats from 32-byte aligned p.
 __device__ __forceinline__ void load8(float (&r)[8], const float* p) {
@@ -39,40 +39,46 @@ __device__ __forceinline__ void load8(float (&r)[8], const float* p) {
   r[0] = a.x, r[1] = a.y, r[2] = a.z, r[3] = a.w, r[4] = b.x, r[5] = b.y, r[6] = b.z, r[7] = b.w;
 }
 
-template <int V>
-__global__ void __launch_bounds__(1024) linear_norm_finish_kernel(__nv_bfloat16* out, __nv_bfloat16* normed,
-                                                                  const float* partials, int splits, int64_t plane,
-                                                                  const __nv_bfloat16* bias,
-                                                                  const __nv_bfloat16* residual,
-                                                                  const __nv_bfloat16* norm_weight, int64_t C,
-                                                                  float eps) {
-  const int64_t n = blockIdx.x;
-  __nv_bfloat16* o = out + n * C;
-  for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
+// One block a row, one step of kV columns a thread (OC <= 1024 kV). Every load of the row (the S
+// partials, bias, residual, the norm's weight) is issued before the first add; the sum is the
+// partials in split order, then bias, then residual, rounded once; the norm then reads the rounded
+// sums from registers (rmsnorm_held: rmsnorm_forward's bits without reloading out). S above 4
+// spills registers (only the benchmarks' fixed splits ask for it).
+template <int S>
+__global__ void __launch_bounds__(1024)
+    linear_norm_finish_kernel(__nv_bfloat16* out, __nv_bfloat16* normed, const float* partials, int64_t plane,
+                              const __nv_bfloat16* bias, const __nv_bfloat16* residual,
+                              const __nv_bfloat16* norm_weight, int64_t C, float eps) {
+  const int64_t n = blockIdx.x, c = threadIdx.x * int64_t(kV);
+  const bool mine = c < C;
+  float part[S][kV], b[kV], r[kV], w[kV], x[kV] = {};
+  if (mine) {
     const float* p = partials + n * C + c;
-    float acc[V];
-    load8(acc, p);
-    for (int s = 1; s < splits; ++s) {
-      float v[V];
-      load8(v, p + s * plane);
 #pragma unroll
-      for (int k = 0; k < V; ++k) acc[k] += v[k];
-    }
-    if (bias) {
-      float b[V];
-      load_vec<V>(b, bias + c);
+    for (int s = 0; s < S; ++s) load8(part[s], p + s * plane);
+    if (bias) load_vec<kV>(b, bias + c);
+    if (residual) load_vec<kV>(r, residual + n * C + c);
+    load_vec<kV>(w, norm_weight + c);
 #pragma unroll
-      for (int k = 0; k < V; ++k) acc[k] += b[k];
-    }
-    if (residual) {
-      float r[V];
-      load_vec<V>(r, residual + n * C + c);
+    for (int k = 0; k < kV; ++k) {
+      float acc = part[0][k];
 #pragma unroll
-      for (int k = 0; k < V; ++k) acc[k] += r[k];
+      for (int s = 1; s < S; ++s) acc += part[s][k];
+      if (bias) acc += b[k];
+      if (residual) acc += r[k];
+      x[k] = to_f32(from_f32<__nv_bfloat16>(acc));
     }
-    store_vec<V>(o + c, acc);
+    store_vec<kV>(out + n * C + c, x);
   }
-  rmsnorm_row<V, true>(normed + n * C, nullptr, o, norm_weight, C, eps);
+  rmsnorm_held<kV>(normed + n * C, x, w, mine, C, eps);
+}
+
+template <int S>
+void launch_finish(__nv_bfloat16* out, __nv_bfloat16* normed, const float* partials, int64_t N,
+                   const __nv_bfloat16* bias, const __nv_bfloat16* residual, const __nv_bfloat16* norm_weight,
+                   int64_t C, float eps) {
+  linear_norm_finish_kernel<S><<<unsigned(N), row_threads(C / kV), 0, context().stream>>>(
+      out, normed, partials, N * C, bias, residual, norm_weight, C, eps);
 }
 
 }  // namespace
@@ -80,7 +86,8 @@ __global__ void __launch_bounds__(1024) linear_norm_finish_kernel(__nv_bfloat16*
 void set_linear_norm_splits(int splits) { g_splits = std::clamp(splits, -1, kMaxSplits); }
 
 int linear_norm_splits(int64_t N, int64_t IC, int64_t OC) {
-  if (g_splits < 0 || N < 1 || N > kLinearNormMaxRows || IC < 1 || OC < 1 || OC % kV != 0 || IC % kV != 0)
+  if (g_splits < 0 || N < 1 || N > kLinearNormMaxRows || IC < 1 || OC < 1 || OC % kV != 0 || IC % kV != 0 ||
+      OC > kLinearNormMaxCols)
     return 0;
   if (forward_order() != GemmOrder::Any || decode_gemm_on()) return 0;
   if (g_splits > 0) {
@@ -105,8 +112,12 @@ bool linear_norm_forward(const char* op, bf16* out, bf16* normed, const bf16* x,
     if (!aligned16(p)) return false;
   const ProfileScope scope(op, "bf16");
   if (!gemm_split_k(N, OC, IC, S, x, IC, weight, IC, workspace)) return false;
-  linear_norm_finish_kernel<kV><<<unsigned(N), row_threads(OC / kV), 0, context().stream>>>(
-      dp(out), dp(normed), workspace, S, N * OC, dp(bias), dp(residual), dp(norm_weight), OC, eps);
+  using Launch = void (*)(__nv_bfloat16*, __nv_bfloat16*, const float*, int64_t, const __nv_bfloat16*,
+                          const __nv_bfloat16*, const __nv_bfloat16*, int64_t, float);
+  static constexpr Launch kLaunch[kMaxSplits] = {launch_finish<1>, launch_finish<2>, launch_finish<3>,
+                                                 launch_finish<4>, launch_finish<5>, launch_finish<6>,
+                                                 launch_finish<7>, launch_finish<8>};
+  kLaunch[S - 1](dp(out), dp(normed), workspace, N, dp(bias), dp(residual), dp(norm_weight), OC, eps);
   CUDA_CHECK_LAUNCH();
   return true;
 }
