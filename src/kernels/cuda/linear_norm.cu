@@ -6,9 +6,9 @@
 // and one block per row then sums the partials in split order, adds bias and residual, rounds out
 // once, and runs the norm's row on the sums it holds (rmsnorm_row.cuh's rmsnorm_held: the same bits
 // as rmsnorm_forward on out). This replaces, per projection, the norm's launch (o_proj) or the
-// norm's and cuBLASLt's own split-K reduction (down_proj). Deterministic: the split and the order of the adds are fixed by the shape.
-// Not batch-invariant (cuBLASLt's algorithm for the slices depends on the rows): the exact forward
-// declines it, as it declines every decode fusion.
+// norm's and cuBLASLt's own split-K reduction (down_proj). Deterministic: the split and the order
+// of the adds are fixed by the shape. Not batch-invariant (cuBLASLt's algorithm for the slices
+// depends on the rows): the exact forward declines it, as it declines every decode fusion.
 #include <algorithm>
 
 #include "kernels/cuda/cuda_common.cuh"
