@@ -66,8 +66,7 @@ bool rmsnorm_linear_forward(Tensor out, const Tensor& x, const Tensor& norm_weig
 // (split into f32 partials in workspace: at least linear_rmsnorm_workspace elements), on the CPU
 // those ops' references, bitwise. Returns false, having done nothing, where no kernel takes the case
 // (supports(): on CUDA, f32, more than 256 rows or 8192 columns, the exact forward, the decode GEMM
-// on): the caller
-// then runs those ops.
+// on): the caller then runs those ops.
 bool linear_rmsnorm_forward(Tensor out, Tensor normed, const Tensor& inp, const Tensor& weight, const Tensor& bias,
                             const Tensor& residual, const Tensor& norm_weight, float eps, const Tensor& workspace);
 // The f32 elements of workspace linear_rmsnorm_forward takes on `device` for the shape (0: none, or

@@ -28,10 +28,11 @@
 //   the product). The CPU runs the two ops' references.
 // - linear_rmsnorm_forward: natively (two launches: the product with K split in two f32 partials,
 //   then their sum, the residual and the norm; K whole where IC is not a multiple of 16) on CUDA
-//   for bf16, IC and OC multiples of 8, OC at most 8192, aligned, at most 256 rows, outside the batch-invariant forward and while the decode GEMM is off
-//   (cuda::set_linear_norm_splits may switch it off); otherwise it declines (the declared fallback:
-//   it does nothing and returns false, and the caller runs linear_forward and rmsnorm_forward). The
-//   CPU runs the two ops' references.
+//   for bf16, IC and OC multiples of 8, OC at most 8192, aligned, at most 256 rows, outside the
+//   batch-invariant forward and while the decode GEMM is off (cuda::set_linear_norm_splits may
+//   switch it off); otherwise it declines (the declared fallback: it does nothing and returns
+//   false, and the caller runs linear_forward and rmsnorm_forward). The CPU runs the two ops'
+//   references.
 // - The MLA and mixture-of-experts ops (rope_interleaved_*, copy_columns, moe_*, grouped_linear_*,
 //   batched_matmul) run natively on both (kernels/cuda/moe.cu, rope.cu, grouped_gemm.cu, gemm.cpp);
 //   moe_permute has only i32 operands and is asked as f32.

@@ -73,14 +73,6 @@ __global__ void __launch_bounds__(1024)
   rmsnorm_held<kV>(normed + n * C, x, w, mine, C, eps);
 }
 
-template <int S>
-void launch_finish(__nv_bfloat16* out, __nv_bfloat16* normed, const float* partials, int64_t N,
-                   const __nv_bfloat16* bias, const __nv_bfloat16* residual, const __nv_bfloat16* norm_weight,
-                   int64_t C, float eps) {
-  linear_norm_finish_kernel<S><<<unsigned(N), row_threads(C / kV), 0, context().stream>>>(
-      out, normed, partials, N * C, bias, residual, norm_weight, C, eps);
-}
-
 }  // namespace
 
 void set_linear_norm_splits(int splits) { g_splits = std::clamp(splits, -1, kMaxSplits); }
@@ -112,12 +104,13 @@ bool linear_norm_forward(const char* op, bf16* out, bf16* normed, const bf16* x,
     if (!aligned16(p)) return false;
   const ProfileScope scope(op, "bf16");
   if (!gemm_split_k(N, OC, IC, S, x, IC, weight, IC, workspace)) return false;
-  using Launch = void (*)(__nv_bfloat16*, __nv_bfloat16*, const float*, int64_t, const __nv_bfloat16*,
-                          const __nv_bfloat16*, const __nv_bfloat16*, int64_t, float);
-  static constexpr Launch kLaunch[kMaxSplits] = {launch_finish<1>, launch_finish<2>, launch_finish<3>,
-                                                 launch_finish<4>, launch_finish<5>, launch_finish<6>,
-                                                 launch_finish<7>, launch_finish<8>};
-  kLaunch[S - 1](dp(out), dp(normed), workspace, N, dp(bias), dp(residual), dp(norm_weight), OC, eps);
+  // The finish for each split (S is a template parameter, so a row's loads are all issued at once).
+  static constexpr decltype(&linear_norm_finish_kernel<1>) kFinish[kMaxSplits] = {
+      linear_norm_finish_kernel<1>, linear_norm_finish_kernel<2>, linear_norm_finish_kernel<3>,
+      linear_norm_finish_kernel<4>, linear_norm_finish_kernel<5>, linear_norm_finish_kernel<6>,
+      linear_norm_finish_kernel<7>, linear_norm_finish_kernel<8>};
+  kFinish[S - 1]<<<unsigned(N), row_threads(OC / kV), 0, context().stream>>>(
+      dp(out), dp(normed), workspace, N * OC, dp(bias), dp(residual), dp(norm_weight), OC, eps);
   CUDA_CHECK_LAUNCH();
   return true;
 }

@@ -42,8 +42,7 @@ __device__ __forceinline__ void scale_step(float (&xv)[V], float r, const float 
 // steps at t V, (t + blockDim) V, ...); rstd (nullable) gets r. A thread reads only the elements of
 // x it owns, so x may be what the same threads just wrote.
 template <int V, bool PACKED, typename T>
-__device__ __forceinline__ void rmsnorm_row(T* o, float* rstd, const T* x, const T* weight, int64_t C,
-                                            float eps) {
+__device__ __forceinline__ void rmsnorm_row(T* o, float* rstd, const T* x, const T* weight, int64_t C, float eps) {
   float ss = 0.0f;
   for (int64_t c = threadIdx.x * int64_t(V); c < C; c += int64_t(blockDim.x) * V) {
     float xv[V];
