@@ -19,7 +19,11 @@
 // --fused: for q/k/v and gate/up, one line more ("r1-decode-gemm-fused"): the product with the
 // RMSNorm before it (and gate/up's SwiGLU after it) fused, against the RMSNorm, cuBLASLt and SwiGLU
 // launches the decode step runs without the decode GEMM.
-//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep] [--tma] [--fused]
+// --split-k 1,2,4: for each product, one line more per split S ("r1-split-k"): cuBLASLt's product
+// with K in S slices into f32 partials (cuda::gemm_split_k, what ops::linear_rmsnorm_forward runs
+// before its finish), the packed weights for q/k/v; S where K does not cut into 16-byte-aligned
+// slices is skipped.
+//   bench_decode_gemm_gpu [--shape qwen2.5-0.5b,...] [--rows 1,16,64,128,256] [--product gate_up,...] [--sweep] [--tma] [--fused] [--split-k 1,2]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -49,10 +53,11 @@ struct Args {
   bool sweep = false;
   bool tma = false;  // --tma: the TMA + wgmma kernel (cuda::set_decode_gemm_tma) for the products it takes
   bool fused = false;  // --fused: also the fused products of a decode step against the launches they replace
+  std::vector<int> split_k;  // --split-k: cuBLASLt's product with K in these slices, f32 partials
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma] [--fused]\n", why);
+  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma] [--fused] [--split-k 1,2]\n", why);
   std::exit(2);
 }
 
@@ -88,6 +93,13 @@ Args parse(int argc, char** argv) {
       a.products = split(v);
       for (const std::string& x : a.products)
         if (x != "qkv" && x != "o" && x != "gate_up" && x != "down") usage(("bad --product value " + x).c_str());
+    } else if (k == "--split-k") {
+      for (const std::string& x : split(v)) {
+        char* end = nullptr;
+        const long n = std::strtol(x.c_str(), &end, 10);
+        if (*end || n < 1 || n > 16) usage(("bad --split-k value " + x).c_str());
+        a.split_k.push_back(int(n));
+      }
     } else if (k == "--rows") {
       a.rows.clear();
       for (const std::string& x : split(v)) {
@@ -183,6 +195,9 @@ int run(const Args& a) {
       const Tensor xn = arena.alloc(DType::BF16, {max_rows, p.K}), rstd = arena.alloc(DType::F32, {max_rows});
       const Tensor act = arena.alloc(DType::BF16, {max_rows, std::max<int64_t>(p.Ns[0] / 2, 1)});
       auto bf = [](const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); };
+      int max_split = 1;
+      for (const int S : a.split_k) max_split = std::max(max_split, S);
+      const Tensor partials = arena.alloc(DType::F32, {max_split * max_rows, n_total});
       for (int64_t M : a.rows) {
         auto ours = [&](int i) {
           cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
@@ -271,6 +286,18 @@ int run(const Args& a) {
                                      {"gpu", bench::gpu_name()}};
           std::printf("%s\n", fj.dump().c_str());
           std::fflush(stdout);
+        }
+        for (const int S : a.split_k) {
+          if (p.K % (8 * S) != 0) continue;
+          const double us = graph_us(copies, launches, [&](int i) {
+            const bf16* wi = parts ? bf(wp[size_t(i)]) : bf(w[size_t(i)][0]);
+            if (!cuda::gemm_split_k(M, n_total, p.K, S, bf(x), p.K, wi, p.K, static_cast<float*>(partials.data)))
+              throw Error("gemm_split_k declined");
+          });
+          const nlohmann::json kj = {{"bench", "r1-split-k"}, {"shape", shape}, {"product", p.name}, {"rows", M},
+                                     {"splits", S}, {"us", us}, {"frac", w_bytes / us * 1e6 / bw},
+                                     {"cublas_one_us", us_one}};
+          std::printf("%s\n", kj.dump().c_str());
         }
         for (int warps = 4; a.sweep && warps <= cuda::decode_gemm_max_warps(); ++warps)
           for (int splits = 1; splits <= 8; ++splits) {

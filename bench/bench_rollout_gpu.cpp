@@ -9,7 +9,7 @@
 //                                 [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu]
 //                                 [--exact off|on|split] [--gemm-ref-rows N]
 //                                 [--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window]
-//                                 [--fused-rope on|off] [--linear-norm off|S]
+//                                 [--fused-rope on|off] [--linear-norm off|S|S,W]
 // Prints one JSON line. One untimed generate of a few tokens first (CUDA graph capture, GEMM plans).
 //
 // The paged KV cache: its pool takes --kv-fraction of the free GPU memory (default 0.9, the
@@ -52,7 +52,7 @@
 // choice by waves, decode_split.h's best_splits; a sweep of S shows what that choice leaves).
 // --linear-norm S: a decode step's o_proj and down_proj products write the next norm too, their K
 // split S ways (1-8; default 0: the library's rule; off: the products and norms apart:
-// cuda::set_linear_norm_splits).
+// cuda::set_linear_norm_splits). S,W: down_proj (K wider than the output) in W ways, o_proj in S.
 // --exact on|split: rollout.exact_logprobs (the batch-invariant forward: kernels/invariance.h), the
 // attention in one pass or in fixed key splits; --gemm-ref-rows N: its GEMMs' one algorithm per
 // product chosen at N rows (0: each shape's own; default cuda::kInvariantGemmRows). For the cost
@@ -116,6 +116,7 @@ struct Args {
   std::string exact = "off";         // off | on | split
   int attention_splits = 0;          // 0: the library's choice
   int linear_norm = 0;               // 0: the library's rule, -1 off
+  int linear_norm_wide = 0;          // down_proj's own fixed split (0: as linear_norm)
   int sampler_blocks = 0;            // 0: the library's choice
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
@@ -126,7 +127,7 @@ struct Args {
                "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
                "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
                "[--profile] [--attention tensor|simt] [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window] [--fused-rope on|off] [--linear-norm off|S]\n",
+               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window] [--fused-rope on|off] [--linear-norm off|S|S,W]\n",
                why.c_str());
   std::exit(2);
 }
@@ -177,8 +178,16 @@ Args parse(int argc, char** argv) {
     else if (k == "--trace") a.trace = int(number());
     else if (k == "--attention-splits") a.attention_splits = int(number());
     else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
-    else if (k == "--linear-norm")
-      a.linear_norm = i + 1 < argc && std::string(argv[i + 1]) == "off" ? (++i, -1) : int(number());
+    else if (k == "--linear-norm") {
+      const std::string v = value();
+      const size_t comma = v.find(',');
+      try {
+        a.linear_norm = v == "off" ? -1 : std::stoi(v.substr(0, comma));
+        if (comma != std::string::npos) a.linear_norm_wide = std::stoi(v.substr(comma + 1));
+      } catch (const std::exception&) {
+        usage("--linear-norm takes off, S or S,W");
+      }
+    }
     else if (k == "--ncu-window") a.ncu_window = true;
     else if (k == "--fused-rope") a.fused_rope = value();
     else usage("unknown flag " + k);
@@ -191,7 +200,8 @@ Args parse(int argc, char** argv) {
   if (a.decode_gemm != "on" && a.decode_gemm != "tma" && a.decode_gemm != "off")
     usage("--decode-gemm must be on, tma or off");
   if (a.fused_rope != "on" && a.fused_rope != "off") usage("--fused-rope must be on or off");
-  if (a.linear_norm > 8) usage("--linear-norm must be off, 0 (the rule) or 1 to 8");
+  if (a.linear_norm > 8 || a.linear_norm_wide < 0 || a.linear_norm_wide > 8)
+    usage("--linear-norm must be off, 0 (the rule), 1 to 8, or S,W with W 1 to 8");
   if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
   if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
@@ -315,7 +325,7 @@ int run(const Args& a) {
   cuda::set_decode_gemm_products(a.decode_gemm_products);
   cuda::set_decode_rope_fused(a.fused_rope == "on");
   cuda::set_decode_attention_splits(a.attention_splits);
-  cuda::set_linear_norm_splits(a.linear_norm);
+  cuda::set_linear_norm_splits(a.linear_norm, a.linear_norm_wide);
   cuda::set_sampling_blocks_per_row(a.sampler_blocks);
   cuda::set_exact_attention_split(a.exact == "split");
   if (a.gemm_ref_rows >= 0) cuda::set_invariant_gemm_policy(a.gemm_ref_rows);
@@ -410,6 +420,7 @@ int run(const Args& a) {
                         {"fused_rope", a.fused_rope},
                         {"attention_splits", a.attention_splits},
                         {"linear_norm", a.linear_norm},
+                        {"linear_norm_wide", a.linear_norm_wide},
                         {"sampler_blocks", a.sampler_blocks},
                         {"exact", a.exact},
                         {"gemm_ref_rows", a.gemm_ref_rows},

@@ -339,12 +339,25 @@ TEST(CudaOps, CachedAttentionWorkspaceTooSmallFailsClearly) {
 // ops::linear_rmsnorm_forward declines what its finish cannot take, having written nothing: more than
 // 8192 columns (a row is one block of at most 1024 threads, 8 columns each) or 256 rows. At 8192
 // columns it runs (the op table checks its values there); K that does not halve is taken whole.
+// The host half: the split rule, and the benchmarks' fixed splits (down_proj's apart).
 TEST(CudaOps, LinearNormDeclinesWhatItCannotTake) {
   using r1::cuda::linear_norm_splits;
   EXPECT_EQ(linear_norm_splits(2, 64, 8192), 2);
   EXPECT_EQ(linear_norm_splits(2, 64, 8200), 0);
   EXPECT_EQ(linear_norm_splits(257, 64, 64), 0);
   EXPECT_EQ(linear_norm_splits(2, 40, 64), 1);
+  {  // the benchmarks' sweep: down_proj (K wider than the output) fixed apart from o_proj
+    struct Reset {
+      ~Reset() { r1::cuda::set_linear_norm_splits(0); }
+    } reset;
+    r1::cuda::set_linear_norm_splits(2, 5);
+    EXPECT_EQ(linear_norm_splits(64, 8960, 1536), 5);  // 1.5B's down_proj
+    EXPECT_EQ(linear_norm_splits(64, 1536, 1536), 2);  // its o_proj
+    EXPECT_EQ(linear_norm_splits(64, 4864, 896), 4);   // 0.5B's down_proj: 5 slices would not align
+    r1::cuda::set_linear_norm_splits(0, 4);
+    EXPECT_EQ(linear_norm_splits(64, 8960, 1536), 4);
+    EXPECT_EQ(linear_norm_splits(64, 1536, 1536), 2);  // the rule
+  }
   REQUIRE_GPU();
   const int64_t N = 2, IC = 64;
   for (const int64_t OC : {int64_t(8200), int64_t(8192)}) {

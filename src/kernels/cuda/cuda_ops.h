@@ -166,8 +166,8 @@ int linear_norm_splits(int64_t N, int64_t IC, int64_t OC);
 int64_t linear_norm_workspace(int64_t N, int64_t IC, int64_t OC);
 // -1: off (it always declines); 0: the rule, K in two (whole where IC is not a multiple of 16; the
 // default); S in [1, 8]: S ways where K allows (benchmarks' A/B and sweep: bench_rollout_gpu
-// --linear-norm).
-void set_linear_norm_splits(int splits);
+// --linear-norm). wide_splits in [1, 8] fixes the products wider in than out (down_proj) apart.
+void set_linear_norm_splits(int splits, int wide_splits = 0);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const PagedCache& pc, const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH,
                       float scale, float* workspace = nullptr, int64_t workspace_floats = 0);

@@ -22,7 +22,8 @@ namespace r1::cuda {
 
 namespace {
 
-int g_splits = 0;  // set_linear_norm_splits: -1 off, 0 the rule below, S > 0 fixed
+int g_splits = 0;       // set_linear_norm_splits: -1 off, 0 the rule below, S > 0 fixed
+int g_wide_splits = 0;  // its second argument: S > 0 fixed where IC > OC (down_proj), 0 as g_splits
 
 constexpr int kV = kVec<__nv_bfloat16>;  // 8 columns a step
 constexpr int kMaxSplits = 8;
@@ -75,15 +76,19 @@ __global__ void __launch_bounds__(1024)
 
 }  // namespace
 
-void set_linear_norm_splits(int splits) { g_splits = std::clamp(splits, -1, kMaxSplits); }
+void set_linear_norm_splits(int splits, int wide_splits) {
+  g_splits = std::clamp(splits, -1, kMaxSplits);
+  g_wide_splits = std::clamp(wide_splits, 0, kMaxSplits);
+}
 
 int linear_norm_splits(int64_t N, int64_t IC, int64_t OC) {
   if (g_splits < 0 || N < 1 || N > kLinearNormMaxRows || IC < 1 || OC < 1 || OC % kV != 0 || IC % kV != 0 ||
       OC > kLinearNormMaxCols)
     return 0;
   if (forward_order() != GemmOrder::Any || decode_gemm_on()) return 0;
-  if (g_splits > 0) {
-    int s = g_splits;
+  const int fixed = IC > OC && g_wide_splits > 0 ? g_wide_splits : g_splits;
+  if (fixed > 0) {
+    int s = fixed;
     while (s > 1 && IC % (int64_t(kV) * s) != 0) --s;
     return s;
   }
