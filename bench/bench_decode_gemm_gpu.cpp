@@ -195,9 +195,9 @@ int run(const Args& a) {
       const Tensor xn = arena.alloc(DType::BF16, {max_rows, p.K}), rstd = arena.alloc(DType::F32, {max_rows});
       const Tensor act = arena.alloc(DType::BF16, {max_rows, std::max<int64_t>(p.Ns[0] / 2, 1)});
       auto bf = [](const Tensor& t) { return t.empty() ? nullptr : static_cast<bf16*>(t.data); };
-      int max_split = 1;
+      int max_split = 0;  // --split-k: the partials of its widest split
       for (const int S : a.split_k) max_split = std::max(max_split, S);
-      const Tensor partials = arena.alloc(DType::F32, {max_split * max_rows, n_total});
+      const Tensor partials = max_split > 0 ? arena.alloc(DType::F32, {max_split * max_rows, n_total}) : Tensor();
       for (int64_t M : a.rows) {
         auto ours = [&](int i) {
           cuda::DecodeProduct d[cuda::kMaxDecodeSegments];
