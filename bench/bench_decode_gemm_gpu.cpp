@@ -69,6 +69,18 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+// A flag's comma-separated whole numbers, each in [1, hi].
+std::vector<long> counts(const std::string& flag, const std::string& v, long hi) {
+  std::vector<long> out;
+  for (const std::string& x : split(v)) {
+    char* end = nullptr;
+    const long n = std::strtol(x.c_str(), &end, 10);
+    if (*end || n < 1 || n > hi) usage(("bad " + flag + " value " + x).c_str());
+    out.push_back(n);
+  }
+  return out;
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -94,20 +106,10 @@ Args parse(int argc, char** argv) {
       for (const std::string& x : a.products)
         if (x != "qkv" && x != "o" && x != "gate_up" && x != "down") usage(("bad --product value " + x).c_str());
     } else if (k == "--split-k") {
-      for (const std::string& x : split(v)) {
-        char* end = nullptr;
-        const long n = std::strtol(x.c_str(), &end, 10);
-        if (*end || n < 1 || n > 16) usage(("bad --split-k value " + x).c_str());
-        a.split_k.push_back(int(n));
-      }
+      for (const long n : counts(k, v, 16)) a.split_k.push_back(int(n));
     } else if (k == "--rows") {
       a.rows.clear();
-      for (const std::string& x : split(v)) {
-        char* end = nullptr;
-        const long n = std::strtol(x.c_str(), &end, 10);
-        if (*end || n < 1 || n > 4096) usage(("bad --rows value " + x).c_str());
-        a.rows.push_back(n);
-      }
+      for (const long n : counts(k, v, 4096)) a.rows.push_back(n);
     } else {
       usage(("unknown flag " + k).c_str());
     }

@@ -140,13 +140,13 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) usage("missing value for " + k);
       return argv[++i];
     };
-    auto number = [&]() {
-      const std::string v = value();
+    auto number_of = [&](const std::string& v) {
       char* end = nullptr;
       const double n = std::strtod(v.c_str(), &end);
-      if (*end || n < 0) usage("bad value for " + k + ": " + v);
+      if (v.empty() || *end || n < 0) usage("bad value for " + k + ": " + v);
       return n;
     };
+    auto number = [&]() { return number_of(value()); };
     if (k == "--shape") a.shape = value();
     else if (k == "--prompts") a.prompts = int(number());
     else if (k == "--prompt-len") a.prompt_len = int(number());
@@ -178,15 +178,11 @@ Args parse(int argc, char** argv) {
     else if (k == "--trace") a.trace = int(number());
     else if (k == "--attention-splits") a.attention_splits = int(number());
     else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
-    else if (k == "--linear-norm") {
+    else if (k == "--linear-norm") {  // off, S or S,W
       const std::string v = value();
       const size_t comma = v.find(',');
-      try {
-        a.linear_norm = v == "off" ? -1 : std::stoi(v.substr(0, comma));
-        if (comma != std::string::npos) a.linear_norm_wide = std::stoi(v.substr(comma + 1));
-      } catch (const std::exception&) {
-        usage("--linear-norm takes off, S or S,W");
-      }
+      a.linear_norm = v == "off" ? -1 : int(number_of(v.substr(0, comma)));
+      if (comma != std::string::npos) a.linear_norm_wide = int(number_of(v.substr(comma + 1)));
     }
     else if (k == "--ncu-window") a.ncu_window = true;
     else if (k == "--fused-rope") a.fused_rope = value();
