@@ -28,7 +28,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -61,26 +60,6 @@ struct Args {
   std::exit(2);
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');)
-    if (!x.empty()) out.push_back(x);
-  return out;
-}
-
-// A flag's comma-separated whole numbers, each in [1, hi].
-std::vector<long> counts(const std::string& flag, const std::string& v, long hi) {
-  std::vector<long> out;
-  for (const std::string& x : split(v)) {
-    char* end = nullptr;
-    const long n = std::strtol(x.c_str(), &end, 10);
-    if (*end || n < 1 || n > hi) usage(("bad " + flag + " value " + x).c_str());
-    out.push_back(n);
-  }
-  return out;
-}
-
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -100,16 +79,16 @@ Args parse(int argc, char** argv) {
     if (i + 1 >= argc) usage(("missing value for " + k).c_str());
     const std::string v = argv[++i];
     if (k == "--shape") {
-      a.shapes = split(v);
+      a.shapes = bench::split_list(v);
     } else if (k == "--product") {
-      a.products = split(v);
+      a.products = bench::split_list(v);
       for (const std::string& x : a.products)
         if (x != "qkv" && x != "o" && x != "gate_up" && x != "down") usage(("bad --product value " + x).c_str());
     } else if (k == "--split-k") {
-      for (const long n : counts(k, v, 16)) a.split_k.push_back(int(n));
+      for (const long n : bench::counts(k, v, 1, 16, usage)) a.split_k.push_back(int(n));
     } else if (k == "--rows") {
       a.rows.clear();
-      for (const long n : counts(k, v, 4096)) a.rows.push_back(n);
+      for (const long n : bench::counts(k, v, 1, 4096, usage)) a.rows.push_back(n);
     } else {
       usage(("unknown flag " + k).c_str());
     }

@@ -15,6 +15,8 @@
 #                          64 and 256 prompts x 128 + 1024 and 2048 tokens, r1 beside transformers
 #                          (R1_GPU_PEER=window: the peer timed over 64 steps around the mean position,
 #                          hf_generate.py --window; R1_GPU_PEER_FULL="0.5b": there also its whole run)
+#     R1_GPU_BENCH=attention: the decode attention launch alone (bench_decode_attention_gpu), 0.5B
+#                       and 1.5B heads at 1-2176 keys: its fixed µs and µs per key, variants, stamps
 #     R1_GPU_BENCH=ncu: Nsight Compute's counters for one decode step's kernels (0.5B x 64 at the
 #                       mean position; R1_GPU_SHAPES picks): DRAM %, occupancy, warp stalls per kernel
 #     R1_GPU_BENCH=ncu-source: the same window, one kernel (R1_NCU_KERNEL, a regex; default the
@@ -342,6 +344,22 @@ PY
           fi
         done
       done
+    done
+  fi
+  if [[ $which == attention ]]; then
+    # The decode step's attention launch alone (bench_decode_attention_gpu): its µs against the
+    # keys (the fixed part and the part per key), then the variants that each change one thing
+    # (no RoPE in the prologue, keys in L2, the q/k/v product before it) and the phase stamps.
+    # R1_GPU_SHAPES picks (default qwen2.5-0.5b,qwen2.5-1.5b; comma-separated preset names).
+    local shapes_a=${R1_GPU_SHAPES:-qwen2.5-0.5b,qwen2.5-1.5b} args
+    for args in "--rows 64,256 --keys 1,128,256,640,1152,2176" \
+      "--rows 64 --keys 1,256,640,1152 --rope none" "--rows 64 --keys 1,256,640,1152 --cache warm" \
+      "--rows 64 --keys 1,640 --with-qkv" "--rows 64 --keys 1,256,640,1152 --stamps" \
+      "--rows 64 --keys 640 --stamps --rope none"; do
+      echo "== decode attention alone, $shapes_a $args" | tee -a "$out/bench.log"
+      # shellcheck disable=SC2086
+      timeout "$(left 120)" .gpu/bench/bench_decode_attention_gpu --shape "$shapes_a" $args 2>&1 |
+        tee -a "$out/bench.log" | grep '^{' >>"$out/bench.jsonl"
     done
   fi
   if [[ $which == ncu ]]; then

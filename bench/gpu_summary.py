@@ -148,6 +148,42 @@ def grouped_bench(rows):
     print("median ms per call; r1/torch = torch's time over r1's (above 1: r1 faster); dense = one matrix, all rows")
 
 
+def attention_bench(rows):
+    """bench_decode_attention_gpu's lines: each launch, then per (shape, rows, variant) a line fit of
+    the attention kernel's µs against the keys: the fixed µs a launch and the µs per 1,000 keys (and
+    what the keys' bytes alone take per 1,000 at the copy bandwidth)."""
+    r1 = [r for r in rows if r.get("bench") == "r1-decode-attention"]
+    if not r1:
+        return
+    print(f"{'decode attention':18s} {'rows':>5s} {'keys':>6s} {'variant':>18s} {'us':>8s} {'kernel':>8s} {'bytes us':>9s} {'of bw':>6s}")
+    fits = {}
+    for r in r1:
+        if "us" not in r:
+            print(f"{r.get('shape', '?'):18s} {r.get('error', 'no result')[:80]}")
+            continue
+        variant = f"{r['rope']},{r['cache']}" + (",qkv" if r.get("with_qkv") else "") + (f",S{r['splits']}" if r.get("splits") else "")
+        kernel = r.get("attention_us", 0.0)
+        print(f"{r['shape']:18s} {r['rows']:5d} {r['keys']:6d} {variant:>18s} {r['us']:8.2f} {kernel:8.2f} {r['bytes_us']:9.2f} {r.get('kv_frac', 0):6.2f}")
+        if kernel > 0:
+            fits.setdefault((r["shape"], r["rows"], variant), []).append((r["keys"], kernel, r["bytes_us"]))
+    for (shape, n, variant), pts in fits.items():
+        if len({k for k, _, _ in pts}) < 2:
+            continue
+        mk = sum(k for k, _, _ in pts) / len(pts)
+        mu = sum(u for _, u, _ in pts) / len(pts)
+        slope = sum((k - mk) * (u - mu) for k, u, _ in pts) / sum((k - mk) ** 2 for k, _, _ in pts)
+        per_key_bytes = max(b / k for k, _, b in pts)
+        print(f"  fit {shape} x {n} ({variant}): {mu - slope * mk:.2f} us fixed + {1000 * slope:.2f} us per 1,000 keys"
+              f" (their bytes alone: {1000 * per_key_bytes:.2f})")
+    for r in rows:
+        if r.get("bench") == "r1-decode-attention-stamps" and "span_us" in r:
+            print(f"  stamps {r['shape']} x {r['rows']} at {r['keys']} keys ({r['rope']}): span {r['span_us']:.2f} us,"
+                  f" entry spread {r['entry_spread_us']:.2f}, block {r['block_us_median']:.2f} (max {r['block_us_max']:.2f}):"
+                  f" prologue {r['prologue_us_median']:.2f}, loop {r['loop_us_median']:.2f}"
+                  f" ({r['loop_us_per_warp_tile']:.3f} a warp's tile), merge {r['merge_us_median']:.2f}; {r['sm_ghz']:.2f} GHz")
+    print("us: host clock over a graph of launches; kernel: CUPTI; bytes us: the keys and values at the copy bandwidth")
+
+
 def bench(path):
     if not os.path.exists(path):
         print("benchmarks: not run")
@@ -157,6 +193,7 @@ def bench(path):
     rollout_bench(rows)
     grpo_bench(rows)
     grouped_bench(rows)
+    attention_bench(rows)
 
 
 def main(out):

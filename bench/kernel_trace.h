@@ -57,9 +57,15 @@ inline std::string short_kernel_name(const char* mangled) {
 
 class KernelTrace {
  public:
+  // One trace at a time; a program may run several in turn (the buffer callbacks are registered
+  // once per process).
   KernelTrace() {
     records().clear();
-    check(cuptiActivityRegisterCallbacks(&requested, &completed), "cuptiActivityRegisterCallbacks");
+    static const bool registered = [] {
+      check(cuptiActivityRegisterCallbacks(&requested, &completed), "cuptiActivityRegisterCallbacks");
+      return true;
+    }();
+    (void)registered;
     check(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "cuptiActivityEnable");
   }
   ~KernelTrace() { stop(); }

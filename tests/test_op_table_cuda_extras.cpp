@@ -27,6 +27,7 @@
 
 #ifdef R1_HAVE_CUDA
 #include "device/cuda_device.h"
+#include "device/cuda_stream.h"
 #include "device/graph.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -651,6 +652,55 @@ TEST(CudaOps, FusedRopeSwitchSelectsThePath) {
   r1::cuda::set_decode_rope_fused(true);
   EXPECT_EQ(std::memcmp(got[0].data(), got[1].data(), got[0].size() * sizeof(float)), 0)
       << "the out rows or the caches differ between the two paths";
+}
+
+// cuda::set_decode_attention_stamps (bench_decode_attention_gpu --stamps) runs the tensor-core
+// kernel's stamping instantiation: out has the same bits as the plain kernel's, and each block's
+// words are in order (entry, prologue, every warp's loop end, the loops' barrier, exit; its
+// globaltimer entry before its exit), on a real SM, with its own count of 16-key tiles. Too small
+// a buffer throws before any launch; unset, the plain kernel writes no word.
+TEST(CudaOps, DecodeAttentionStampsLeaveTheBitsAlone) {
+  REQUIRE_GPU();
+  Bf16Decode d(/*T=*/8, /*NH=*/12, /*NKV=*/2, /*HD=*/128, /*MB=*/40, /*stride=*/3, /*pos0=*/100, /*dpos=*/60);
+  const int64_t kW = r1::cuda::kDecodeStampWords, blocks = d.T * d.NKV;  // one head group, no split
+  r1::cuda::set_decode_attention_splits(1);
+  const Vf plain = d.run();
+  r1::cuda::CudaBuffer buf(size_t(blocks * kW) * 8);
+  const Tensor words = buf.tensor(DType::I32, {2 * blocks * kW});
+  Vi zeros(size_t(2 * blocks * kW), 0), got(zeros.size());
+  r1::copy_from_host(words, zeros.data());
+  auto* st = static_cast<unsigned long long*>(buf.data());
+  r1::cuda::set_decode_attention_stamps(st, blocks * kW - 1);
+  EXPECT_THROW(d.run(), std::exception) << "a buffer one word short";
+  r1::copy_tensor(I(got, {2 * blocks * kW}), words);
+  EXPECT_EQ(got, zeros) << "the launch that threw wrote stamps";
+  r1::cuda::set_decode_attention_stamps(st, blocks * kW);
+  const Vf stamped = d.run();
+  r1::cuda::set_decode_attention_stamps(nullptr, 0);
+  EXPECT_EQ(std::memcmp(plain.data(), stamped.data(), plain.size() * sizeof(float)), 0);
+  r1::copy_tensor(I(got, {2 * blocks * kW}), words);
+  std::vector<unsigned long long> w(size_t(blocks * kW));
+  std::memcpy(w.data(), got.data(), w.size() * 8);
+  const int sms = r1::cuda::sm_count();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const unsigned long long* s = w.data() + b * kW;
+    const int64_t t = b / d.NKV, keys = 100 + 60 * t + 1;
+    EXPECT_LT(s[0], s[1]) << "block " << b;
+    for (int q = 0; q < 4; ++q) {
+      EXPECT_LE(s[1], s[2 + q]) << "block " << b << " warp " << q;
+      EXPECT_LE(s[2 + q], s[6]) << "block " << b << " warp " << q;
+    }
+    EXPECT_LT(s[6], s[7]) << "block " << b;
+    EXPECT_GT(s[8], 0u) << "block " << b;
+    EXPECT_LE(s[8], s[9]) << "block " << b;
+    EXPECT_LT(s[10], unsigned(sms)) << "block " << b;
+    EXPECT_EQ(s[11], unsigned((keys + 15) / 16)) << "block " << b;
+  }
+  r1::copy_from_host(words, zeros.data());
+  EXPECT_EQ(std::memcmp(d.run().data(), plain.data(), plain.size() * sizeof(float)), 0);
+  r1::copy_tensor(I(got, {2 * blocks * kW}), words);
+  EXPECT_EQ(got, zeros) << "unset, the kernel wrote stamps";
+  r1::cuda::set_decode_attention_splits(0);
 }
 
 // The log-probs' token chunking on the device: a tiny scratch (50 floats) makes token chunks of 2

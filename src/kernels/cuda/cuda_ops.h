@@ -130,6 +130,21 @@ void set_decode_attention_tensor_cores(bool on);
 // The key splits of attention_cached's non-invariant path: 0 (the default), best_splits's choice by
 // waves (decode_split.h); S > 0, S splits, as far as the workspace holds them (benchmarks' sweep).
 void set_decode_attention_splits(int64_t S);
+// Phase stamps of the tensor-core decode attention, for benchmarks (bench_decode_attention_gpu
+// --stamps). While set, each launch of that kernel runs its stamping instantiation, and block b
+// writes kDecodeStampWords words at stamps + b * kDecodeStampWords:
+//   0      clock64 at entry (thread 0; SM cycles, as are 1-7)
+//   1      after the prologue: the queries in shared memory, the first tiles queued (thread 0)
+//   2..5   the end of warp w's key loop (its lane 0)
+//   6      after the block barrier that ends the loops (thread 0)
+//   7      at exit, its share of the output written (thread 0)
+//   8, 9   %globaltimer (ns) at entry and exit (thread 0)
+//   10     the SM that ran the block; 11 the block's tiles of 16 keys
+// Each launch overwrites its blocks' words. A launch whose grid needs more than `words` throws.
+// Null (the default): the plain kernel. The pointer is read at launch, so a captured graph keeps
+// the one it was captured with.
+constexpr int kDecodeStampWords = 12;
+void set_decode_attention_stamps(unsigned long long* stamps, int64_t words);
 // The bf16 linear of a decode step's rows (at most kDecodeGemmMaxRows) on the decode GEMM
 // (decode_gemm.cu), or on cuBLASLt like more rows (the default: it is faster; A/B benchmarks).
 void set_decode_gemm(bool on);

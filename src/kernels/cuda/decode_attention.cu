@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -355,6 +356,8 @@ decode_attention_kernel(T* __restrict__ out, float* __restrict__ part, const T* 
 bool g_tensor_cores = true;  // set_decode_attention_tensor_cores
 int64_t g_splits = 0;        // set_decode_attention_splits
 bool g_fused_rope = true;    // set_decode_rope_fused
+unsigned long long* g_stamps = nullptr;  // set_decode_attention_stamps
+int64_t g_stamp_words = 0;
 
 // Query heads per block for a GQA group of G: 1, 2, 4 or 8 (larger groups take several blocks).
 int heads_per_block(int64_t G) { return G >= 5 ? 8 : G >= 3 ? 4 : int(G); }
@@ -384,6 +387,14 @@ void run_mma(flash::DecodeArgs a, const PagedCache& pc, float* workspace, int64_
   if (S > 1) S = std::min(S, workspace ? workspace_floats / per_split : 0);  // what the workspace holds
   a.part = S > 1 ? workspace : nullptr;
   S = std::max<int64_t>(S, 1);
+  if (g_stamps) {
+    const int64_t need = blocks * S * kDecodeStampWords;
+    if (need > g_stamp_words)
+      throw_error(("CUDA attention_cached: the stamp buffer holds " + std::to_string(g_stamp_words) +
+                   " words, the launch needs " + std::to_string(need))
+                      .c_str());
+    a.stamps = g_stamps;
+  }
   flash::decode_mma(a, pc.HD, pc.HDV, int(HG), int(S));
   merge_splits(a.out, a.part, a.T * a.NH, pc.HDV, S);
 }
@@ -465,6 +476,10 @@ bool rope_qkv_attention_cached(bf16* out, const bf16* qkv, int64_t qkv_row, bf16
   return true;
 }
 void set_decode_attention_splits(int64_t S) { g_splits = std::max<int64_t>(S, 0); }
+void set_decode_attention_stamps(unsigned long long* stamps, int64_t words) {
+  g_stamps = stamps && words > 0 ? stamps : nullptr;
+  g_stamp_words = g_stamps ? words : 0;
+}
 
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, const PagedCache& pc,
                       const int32_t* slots, const int32_t* pos, int64_t T, int64_t NH, float scale, float* workspace,

@@ -20,6 +20,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/flash_attention.cuh"
 #include "kernels/cuda/rope.cuh"
 
@@ -32,6 +33,18 @@ constexpr int kThreadsD = 32 * kWarpsD;
 constexpr int kKeysD = 16;  // keys per tile (queue_rows16's chunk)
 constexpr int kStages = 3;  // tiles per warp's ring
 
+// The phase stamps (cuda_ops.h's set_decode_attention_stamps): the GPU's ns clock and the SM.
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ unsigned sm_id() {
+  unsigned id;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
+  return id;
+}
+
 template <int HD, int HDV>
 struct DecodeConfig {
   static constexpr int ld = HD + kPadH, ldv = HDV + kPadH;
@@ -43,9 +56,15 @@ struct DecodeConfig {
   static_assert(size_t(16 * HDV + 32) * sizeof(float) <= size_t(kWarpSmem) * sizeof(bfloat), "merge space");
 };
 
-template <int HD, int HDV>
+template <int HD, int HDV, bool kStamp>
 __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int HG, int S) {
   using Cfg = DecodeConfig<HD, HDV>;
+  long long c_entry = 0, c_prologue = 0, c_loops = 0;  // kStamp: thread 0's clocks
+  unsigned long long g_entry = 0;
+  if constexpr (kStamp) {
+    c_entry = clock64();
+    g_entry = global_ns();
+  }
   constexpr int ld = Cfg::ld, ldv = Cfg::ldv;
   extern __shared__ __align__(128) unsigned char smem[];
   bfloat* sQ = reinterpret_cast<bfloat*>(smem);
@@ -56,8 +75,27 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
   const int64_t t = w.t, k0 = w.k0, k1 = w.k1, prow = w.prow, len = w.len;
   const int kvh = w.kvh, h0 = w.h0, gn = w.gn;
   const int64_t rows_out = a.T * a.NH;
+  // kStamp: thread 0 writes the block's words (lanes 0 of the warps their loop ends).
+  auto stamp = [&](long long c_exit, int tiles) {
+    unsigned long long* st = a.stamps + int64_t(blockIdx.x) * kDecodeStampWords;
+    st[0] = c_entry;
+    st[1] = c_prologue;
+    st[6] = c_loops;
+    st[7] = c_exit;
+    st[8] = g_entry;
+    st[9] = global_ns();
+    st[10] = sm_id();
+    st[11] = unsigned(tiles);
+  };
   if (k0 >= len) {  // the merge skips this split (block-uniform: before any barrier)
     if (a.part && threadIdx.x < gn) a.part[int64_t(S) * rows_out * HDV + prow + threadIdx.x] = -INFINITY;
+    if constexpr (kStamp) {
+      if (threadIdx.x == 0) {
+        c_prologue = c_loops = c_entry;
+        for (int w = 0; w < kWarpsD; ++w) a.stamps[int64_t(blockIdx.x) * kDecodeStampWords + 2 + w] = c_entry;
+        stamp(c_entry, 0);
+      }
+    }
     return;
   }
 
@@ -144,6 +182,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) row_fragment<ld>(qf[kk], sQ, 0, kk, lane);
   }
+  if constexpr (kStamp) c_prologue = clock64();
 
   for (int j = 0; j < mine; ++j) {
     queue(j + kStages - 1);
@@ -176,8 +215,12 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
     pv16<HDV, ldv>(o, s[0], s[1], sV, lane);
     __syncwarp();  // every lane is done with this stage before the next queue() refills it
   }
+  if constexpr (kStamp) {
+    if (lane == 0) a.stamps[int64_t(blockIdx.x) * kDecodeStampWords + 2 + warp] = clock64();
+  }
   cp_async_wait<0>();  // the trailing empty groups
   __syncthreads();     // every warp is done with its ring: it becomes the merge space
+  if constexpr (kStamp) c_loops = clock64();
 
   // Each warp publishes its (m, l, O) rows; m is already the same on the 4 lanes of a quad.
   float* mo = reinterpret_cast<float*>(sQ + 16 * ld + warp * Cfg::kWarpSmem);  // O, then m, then l
@@ -225,16 +268,21 @@ __global__ void __launch_bounds__(kThreadsD) decode_mma_kernel(DecodeArgs a, int
       a.out[(t * a.NH + h0 + row) * HDV + d] = __float2bfloat16_rn(num / den);
     }
   }
+  if constexpr (kStamp) {
+    if (threadIdx.x == 0) stamp(clock64(), n_tiles);
+  }
 }
 
-// The kernel's resident blocks per SM; the first call also raises its shared-memory limit.
+// The kernel's resident blocks per SM; the first call also raises its shared-memory limit (and
+// the stamping instantiation's).
 template <int HD, int HDV>
 int blocks_per_sm() {
   using Cfg = DecodeConfig<HD, HDV>;
   static const int n = [] {
-    allow_smem(decode_mma_kernel<HD, HDV>, Cfg::kSmem);
+    allow_smem(decode_mma_kernel<HD, HDV, false>, Cfg::kSmem);
+    allow_smem(decode_mma_kernel<HD, HDV, true>, Cfg::kSmem);
     int b = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_mma_kernel<HD, HDV>, kThreadsD,
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_mma_kernel<HD, HDV, false>, kThreadsD,
                                                              Cfg::kSmem));
     return std::max(b, 1);
   }();
@@ -244,7 +292,10 @@ int blocks_per_sm() {
 template <int HD, int HDV>
 void launch(const DecodeArgs& a, int HG, int S, unsigned grid) {
   blocks_per_sm<HD, HDV>();  // configured before the first launch
-  decode_mma_kernel<HD, HDV><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
+  if (a.stamps)
+    decode_mma_kernel<HD, HDV, true><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
+  else
+    decode_mma_kernel<HD, HDV, false><<<grid, kThreadsD, DecodeConfig<HD, HDV>::kSmem, context().stream>>>(a, HG, S);
   CUDA_CHECK_LAUNCH();
 }
 

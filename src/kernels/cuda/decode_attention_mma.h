@@ -35,6 +35,11 @@ struct DecodeArgs {
   const float* inv_freq = nullptr;
   __nv_bfloat16* k_write = nullptr;  // the caches again, writable (k_cache, v_cache)
   __nv_bfloat16* v_write = nullptr;
+  // Phase stamps (benchmarks only; decode_mma only): when not null, the kernel is the instantiation
+  // that writes kDecodeStampWords words per block at stamps + blockIdx.x * kDecodeStampWords (the
+  // layout is cuda_ops.h's set_decode_attention_stamps). Null: the plain kernel, which has no trace
+  // of them.
+  unsigned long long* stamps = nullptr;
 };
 
 // Resident blocks per SM of the kernel for (HD, HDV); 0 when there is no such kernel.
