@@ -40,6 +40,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "bench_gpu_util.h"
+#include "flags.h"
 #include "kernel_trace.h"
 #include "model/config.h"
 
@@ -66,47 +67,24 @@ struct Args {
   bool with_qkv = false, stamps = false;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "bench_decode_attention_gpu: %s\nusage: bench_decode_attention_gpu [--shape a,b] [--rows 64,256] "
-               "[--keys 1,640] [--rope fused|none] [--splits S] [--cache cold|warm] [--with-qkv] [--stamps]\n",
-               why);
-  std::exit(2);
-}
+const bench::Flags kFlags("bench_decode_attention_gpu",
+                          "[--shape a,b] [--rows 64,256] [--keys 1,640] [--rope fused|none] [--splits S] "
+                          "[--cache cold|warm] [--with-qkv] [--stamps]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--with-qkv") {
-      a.with_qkv = true;
-      continue;
-    }
-    if (k == "--stamps") {
-      a.stamps = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(("missing value for " + k).c_str());
-    const std::string v = argv[++i];
-    if (k == "--shape") {
-      a.shapes = bench::split_list(v);
-      if (a.shapes.empty()) usage("no value for --shape");
-    } else if (k == "--rows") {
-      a.rows = bench::counts(k, v, 1, 4096, usage);
-    } else if (k == "--keys") {
-      a.keys = bench::counts(k, v, 1, 1 << 20, usage);
-    } else if (k == "--splits") {
-      a.splits = bench::counts(k, v, 0, 64, usage).front();
-    } else if (k == "--rope") {
-      if (v != "fused" && v != "none") usage(("bad --rope value " + v).c_str());
-      a.rope = v;
-    } else if (k == "--cache") {
-      if (v != "cold" && v != "warm") usage(("bad --cache value " + v).c_str());
-      a.cache = v;
-    } else {
-      usage(("unknown flag " + k).c_str());
-    }
-  }
+  kFlags.read(argc, argv, {"--with-qkv", "--stamps"}, [&](const std::string& k, const std::string& v) {
+    if (k == "--with-qkv") a.with_qkv = true;
+    else if (k == "--stamps") a.stamps = true;
+    else if (k == "--shape") a.shapes = kFlags.list(k, v);
+    else if (k == "--rows") a.rows = kFlags.wholes(k, v, 1, 4096);
+    else if (k == "--keys") a.keys = kFlags.wholes(k, v, 1, 1 << 20);
+    else if (k == "--splits") a.splits = kFlags.whole(k, v, 0, 64);
+    else if (k == "--rope") a.rope = kFlags.one_of(k, v, {"fused", "none"});
+    else if (k == "--cache") a.cache = kFlags.one_of(k, v, {"cold", "warm"});
+    else return false;
+    return true;
+  });
   return a;
 }
 
@@ -174,10 +152,11 @@ int run(const Args& a) {
   const double bw = bench::measured_bandwidth();
   for (const std::string& shape : a.shapes) {
     const model::ModelConfig c = model::preset_config(shape);
-    if (c.is_mla()) usage(("--shape " + shape + ": MLA's latent attention is not this kernel").c_str());
+    if (c.is_mla()) kFlags.fail("--shape " + shape + ": MLA's latent attention is not this kernel");
     const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, HD = c.head_dim, C = c.hidden_size;
     const int64_t W = (NH + 2 * NKV) * HD, BS = 16;
     const std::vector<float> inv_freq = c.rope_inv_freq();
+    if (int64_t(inv_freq.size()) != HD / 2) kFlags.fail("--shape " + shape + ": RoPE over part of the head dims");
     for (const long R : a.rows)
       for (const long K : a.keys) {
         const int64_t MB = (K + BS - 1) / BS, blocks = R * MB;

@@ -33,6 +33,7 @@
 
 #include "base/error.h"
 #include "bench_gpu_util.h"
+#include "flags.h"
 #include "model/config.h"
 
 #ifdef R1_HAVE_CUDA
@@ -55,44 +56,31 @@ struct Args {
   std::vector<int> split_k;  // --split-k: cuBLASLt's product with K in these slices, f32 partials
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "bench_decode_gemm_gpu: %s\nusage: bench_decode_gemm_gpu [--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma] [--fused] [--split-k 1,2]\n", why);
-  std::exit(2);
-}
+const bench::Flags kFlags("bench_decode_gemm_gpu",
+                          "[--shape a,b] [--rows 1,64] [--product qkv,o,gate_up,down] [--sweep] [--tma] [--fused] "
+                          "[--split-k 1,2]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--sweep") {
-      a.sweep = true;
-      continue;
+  kFlags.read(argc, argv, {"--sweep", "--tma", "--fused"}, [&](const std::string& k, const std::string& v) {
+    if (k == "--sweep") a.sweep = true;
+    else if (k == "--tma") a.tma = true;
+    else if (k == "--fused") a.fused = true;
+    else if (k == "--shape") a.shapes = kFlags.list(k, v);
+    else if (k == "--product") {
+      a.products.clear();
+      for (const std::string& x : kFlags.list(k, v)) a.products.push_back(kFlags.one_of(k, x, {"qkv", "o", "gate_up", "down"}));
     }
-    if (k == "--tma") {
-      a.tma = true;
-      continue;
+    else if (k == "--split-k") {
+      for (const long n : kFlags.wholes(k, v, 1, 16)) a.split_k.push_back(int(n));
     }
-    if (k == "--fused") {
-      a.fused = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(("missing value for " + k).c_str());
-    const std::string v = argv[++i];
-    if (k == "--shape") {
-      a.shapes = bench::split_list(v);
-    } else if (k == "--product") {
-      a.products = bench::split_list(v);
-      for (const std::string& x : a.products)
-        if (x != "qkv" && x != "o" && x != "gate_up" && x != "down") usage(("bad --product value " + x).c_str());
-    } else if (k == "--split-k") {
-      for (const long n : bench::counts(k, v, 1, 16, usage)) a.split_k.push_back(int(n));
-    } else if (k == "--rows") {
+    else if (k == "--rows") {
       a.rows.clear();
-      for (const long n : bench::counts(k, v, 1, 4096, usage)) a.rows.push_back(n);
-    } else {
-      usage(("unknown flag " + k).c_str());
+      for (const long n : kFlags.wholes(k, v, 1, 4096)) a.rows.push_back(n);
     }
-  }
+    else return false;
+    return true;
+  });
   return a;
 }
 

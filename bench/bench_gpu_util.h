@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -117,36 +116,6 @@ inline double device_used_mib() { return 0; }
 inline void synchronize() {}
 inline std::string gpu_name() { return "none"; }
 #endif
-
-// A flag's comma-separated values, empty ones dropped ("a,,b" -> a, b).
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::string x;
-  for (size_t at = 0; at <= s.size(); ++at) {
-    if (at == s.size() || s[at] == ',') {
-      if (!x.empty()) out.push_back(x);
-      x.clear();
-    } else {
-      x += s[at];
-    }
-  }
-  return out;
-}
-
-// A flag's comma-separated whole numbers, each in [lo, hi]; anything else goes to `usage` (a
-// program's [[noreturn]] usage message) naming the flag and the value.
-template <class Usage>
-std::vector<long> counts(const std::string& flag, const std::string& v, long lo, long hi, Usage&& usage) {
-  std::vector<long> out;
-  for (const std::string& x : split_list(v)) {
-    char* end = nullptr;
-    const long n = std::strtol(x.c_str(), &end, 10);
-    if (*end || n < lo || n > hi) usage(("bad " + flag + " value " + x).c_str());
-    out.push_back(n);
-  }
-  if (out.empty()) usage(("no value for " + flag).c_str());
-  return out;
-}
 
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bench_gpu_util.h"
+#include "flags.h"
 #include "kernels/ops.h"
 #include "model/config.h"
 
@@ -33,33 +34,17 @@ struct Args {
   int tokens = 8192, iters = 20;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "bench_grouped_gemm_gpu: %s\nusage: bench_grouped_gemm_gpu [--shape moonlight-16b-a3b|qwen3-30b-a3b] "
-               "[--tokens N] [--iters N]\n",
-               why);
-  std::exit(2);
-}
+const bench::Flags kFlags("bench_grouped_gemm_gpu", "[--shape moonlight-16b-a3b|qwen3-30b-a3b] [--tokens N] [--iters N]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (i + 1 >= argc) usage(("missing value for " + k).c_str());
-    const std::string v = argv[++i];
-    char* end = nullptr;
-    const long n = std::strtol(v.c_str(), &end, 10);
-    if (k == "--shape") {
-      a.shape = v;
-    } else if (k == "--tokens" || k == "--iters") {
-      if (*end || n < 1 || n > (1 << 20)) usage(("bad value for " + k + ": " + v).c_str());
-      (k == "--tokens" ? a.tokens : a.iters) = int(n);
-    } else {
-      usage(("unknown flag " + k).c_str());
-    }
-  }
-  if (a.shape != "moonlight-16b-a3b" && a.shape != "qwen3-30b-a3b")
-    usage("--shape must be moonlight-16b-a3b or qwen3-30b-a3b");
+  kFlags.read(argc, argv, {}, [&](const std::string& k, const std::string& v) {
+    if (k == "--shape") a.shape = kFlags.one_of(k, v, {"moonlight-16b-a3b", "qwen3-30b-a3b"});
+    else if (k == "--tokens") a.tokens = int(kFlags.whole(k, v, 1, 1 << 20));
+    else if (k == "--iters") a.iters = int(kFlags.whole(k, v, 1, 1 << 20));
+    else return false;
+    return true;
+  });
   return a;
 }
 

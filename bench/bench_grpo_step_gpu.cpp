@@ -41,6 +41,7 @@
 
 #include "base/timer.h"
 #include "bench_gpu_util.h"
+#include "flags.h"
 #include "data/arithmetic.h"
 #include "dist/world.h"
 #include "model/config.h"
@@ -76,75 +77,49 @@ struct Args {
   bool decode_gemm = false;            // a decode step's linears on the decode GEMM (A/B; else cuBLASLt)
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "bench_grpo_step_gpu: %s\nusage: bench_grpo_step_gpu [--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] "
-               "[--group G] [--prompt-len N] [--new N] [--steps N] [--micro-batch-tokens N] [--rollout-batch N] "
-               "[--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] [--kv-fraction F] [--exact off|on|split] [--gemm-ref-rows N] "
-               "[--vocab N] [--partial-tokens N] [--overprovision N] [--decode-gemm on|off]\n",
-               why.c_str());
-  std::exit(2);
-}
+const bench::Flags kFlags(
+    "bench_grpo_step_gpu",
+    "[--shape 10m|0.5b|1.5b|3b|7b|14b|32b] [--prompts N] [--group G] [--prompt-len N] [--new N] [--steps N] "
+    "[--micro-batch-tokens N] [--rollout-batch N] [--lora-rank R] [--offload off|on] [--checkpointing auto|on|off] "
+    "[--kv-fraction F] [--exact off|on|split] [--gemm-ref-rows N] [--vocab N] [--partial-tokens N] "
+    "[--overprovision N] [--decode-gemm on|off]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (i + 1 >= argc) usage("missing value for " + k);
-    const std::string v = argv[++i];
-    if (k == "--shape") {
-      a.shape = v;
-      continue;
+  constexpr long kMax = 1L << 30;
+  kFlags.read(argc, argv, {}, [&](const std::string& k, const std::string& v) {
+    auto count = [&](long lo) { return int(kFlags.whole(k, v, lo, kMax)); };
+    if (k == "--shape") a.shape = v;
+    else if (k == "--exact") {
+      const std::string e = kFlags.one_of(k, v, {"off", "on", "split"});
+      a.exact = e != "off";
+      a.exact_split = e == "split";
     }
-    if (k == "--exact") {
-      if (v != "on" && v != "off" && v != "split") usage("--exact must be on, split or off");
-      a.exact = v != "off";
-      a.exact_split = v == "split";
-      continue;
+    else if (k == "--decode-gemm") a.decode_gemm = kFlags.one_of(k, v, {"on", "off"}) == "on";
+    else if (k == "--offload") a.offload = kFlags.one_of(k, v, {"on", "off"}) == "on";
+    else if (k == "--checkpointing") a.checkpointing = kFlags.one_of(k, v, {"auto", "on", "off"});
+    else if (k == "--kv-fraction") {
+      a.kv_fraction = kFlags.real(k, v, 0, 1);
+      if (a.kv_fraction == 0) kFlags.fail("--kv-fraction must be in (0, 1]");
     }
-    if (k == "--decode-gemm") {
-      if (v != "on" && v != "off") usage("--decode-gemm must be on or off");
-      a.decode_gemm = v == "on";
-      continue;
-    }
-    if (k == "--offload") {
-      if (v != "on" && v != "off") usage("--offload must be on or off");
-      a.offload = v == "on";
-      continue;
-    }
-    if (k == "--checkpointing") {
-      a.checkpointing = v;
-      continue;
-    }
-    if (k == "--kv-fraction") {
-      a.kv_fraction = std::strtod(v.c_str(), nullptr);
-      if (!(a.kv_fraction > 0 && a.kv_fraction <= 1)) usage("--kv-fraction must be in (0, 1]");
-      continue;
-    }
-    char* end = nullptr;
-    const long n = std::strtol(v.c_str(), &end, 10);
-    if (k == "--gemm-ref-rows" || k == "--overprovision") {
-      if (*end || n < 0) usage("bad value for " + k + ": " + v);
-      if (k == "--gemm-ref-rows") a.gemm_ref_rows = n;
-      else a.overprovision = int(n);
-      continue;
-    }
-    if (*end || n < 1) usage("bad value for " + k + ": " + v);
-    if (k == "--prompts") a.prompts = int(n);
-    else if (k == "--group") a.group = int(n);
-    else if (k == "--prompt-len") a.prompt_len = int(n);
-    else if (k == "--new") a.new_tokens = int(n);
-    else if (k == "--steps") a.steps = int(n);
-    else if (k == "--micro-batch-tokens") a.micro_batch_tokens = int(n);
-    else if (k == "--rollout-batch") a.rollout_batch = int(n);
-    else if (k == "--lora-rank") a.lora_rank = int(n);
-    else if (k == "--vocab") a.vocab = int(n);
-    else if (k == "--partial-tokens") a.partial_tokens = int(n);
-    else usage("unknown flag " + k);
-  }
+    else if (k == "--gemm-ref-rows") a.gemm_ref_rows = kFlags.whole(k, v, 0, kMax);
+    else if (k == "--overprovision") a.overprovision = count(0);
+    else if (k == "--prompts") a.prompts = count(1);
+    else if (k == "--group") a.group = count(1);
+    else if (k == "--prompt-len") a.prompt_len = count(1);
+    else if (k == "--new") a.new_tokens = count(1);
+    else if (k == "--steps") a.steps = count(1);
+    else if (k == "--micro-batch-tokens") a.micro_batch_tokens = count(1);
+    else if (k == "--rollout-batch") a.rollout_batch = count(1);
+    else if (k == "--lora-rank") a.lora_rank = count(1);
+    else if (k == "--vocab") a.vocab = count(1);
+    else if (k == "--partial-tokens") a.partial_tokens = count(1);
+    else return false;
+    return true;
+  });
   const std::vector<std::string> shapes = {"10m", "0.5b", "1.5b", "3b", "7b", "14b", "32b"};
   if (std::find(shapes.begin(), shapes.end(), a.shape) == shapes.end())
-    usage("--shape must be one of 10m 0.5b 1.5b 3b 7b 14b 32b");
+    kFlags.fail("--shape must be one of 10m 0.5b 1.5b 3b 7b 14b 32b");
   return a;
 }
 

@@ -67,13 +67,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "base/rng.h"
 #include "base/timer.h"
 #include "bench_gpu_util.h"
+#include "flags.h"
 #include "kernel_trace.h"
 #ifdef R1_HAVE_CUDA
 #include <cuda_profiler_api.h>
@@ -121,88 +121,68 @@ struct Args {
   int64_t gemm_ref_rows = -1;        // -1: the default policy
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "bench_rollout_gpu: %s\nusage: bench_rollout_gpu [--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] "
-               "[--prompt-len N] [--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] "
-               "[--context N] [--kv-fraction F] [--kv-tokens N] [--kv-block N] [--with-training-state] "
-               "[--profile] [--attention tensor|simt] [--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu] [--exact off|on|split] "
-               "[--gemm-ref-rows N] [--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window] [--fused-rope on|off] [--linear-norm off|S|S,W]\n",
-               why.c_str());
-  std::exit(2);
-}
+const bench::Flags kFlags(
+    "bench_rollout_gpu",
+    "[--shape 0.5b|1.5b|3b|7b|llama-3.1-8b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--prompts N] [--prompt-len N] "
+    "[--new N] [--max-batch N] [--sync-every N] [--temperature T] [--top-p P] [--context N] [--kv-fraction F] "
+    "[--kv-tokens N] [--kv-block N] [--with-training-state] [--profile] [--attention tensor|simt] "
+    "[--decode-gemm on|tma|off] [--decode-gemm-products plain,norm,glu] [--exact off|on|split] [--gemm-ref-rows N] "
+    "[--trace N] [--attention-splits S] [--sampler-blocks 1|2|4] [--ncu-window] [--fused-rope on|off] "
+    "[--linear-norm off|S|S,W]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value for " + k);
-      return argv[++i];
-    };
-    auto number_of = [&](const std::string& v) {
-      char* end = nullptr;
-      const double n = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || n < 0) usage("bad value for " + k + ": " + v);
-      return n;
-    };
-    auto number = [&]() { return number_of(value()); };
-    if (k == "--shape") a.shape = value();
-    else if (k == "--prompts") a.prompts = int(number());
-    else if (k == "--prompt-len") a.prompt_len = int(number());
-    else if (k == "--new") a.new_tokens = int(number());
-    else if (k == "--max-batch") a.max_batch = int(number());
-    else if (k == "--sync-every") a.sync_every = int(number());
-    else if (k == "--context") a.context = int(number());
-    else if (k == "--temperature") a.temperature = float(number());
-    else if (k == "--top-p") a.top_p = float(number());
-    else if (k == "--kv-fraction") a.kv_fraction = number();
-    else if (k == "--kv-tokens") a.kv_tokens = int64_t(number());
-    else if (k == "--kv-block") a.kv_block = int(number());
+  constexpr long kMax = 1L << 30;
+  kFlags.read(argc, argv, {"--with-training-state", "--profile", "--ncu-window"},
+              [&](const std::string& k, const std::string& v) {
+    auto count = [&] { return int(kFlags.whole(k, v, 0, kMax)); };
+    if (k == "--shape") a.shape = v;
+    else if (k == "--prompts") a.prompts = count();
+    else if (k == "--prompt-len") a.prompt_len = count();
+    else if (k == "--new") a.new_tokens = count();
+    else if (k == "--max-batch") a.max_batch = count();
+    else if (k == "--sync-every") a.sync_every = count();
+    else if (k == "--context") a.context = count();
+    else if (k == "--temperature") a.temperature = float(kFlags.real(k, v, 0, 1e6));
+    else if (k == "--top-p") a.top_p = float(kFlags.real(k, v, 0, 1));
+    else if (k == "--kv-fraction") a.kv_fraction = kFlags.real(k, v, 0, 1);
+    else if (k == "--kv-tokens") a.kv_tokens = kFlags.whole(k, v, 0, 1L << 40);
+    else if (k == "--kv-block") a.kv_block = count();
     else if (k == "--with-training-state") a.training_state = true;
     else if (k == "--profile") a.profile = true;
-    else if (k == "--attention") a.attention = value();
-    else if (k == "--decode-gemm") a.decode_gemm = value();
+    else if (k == "--attention") a.attention = kFlags.one_of(k, v, {"tensor", "simt"});
+    else if (k == "--decode-gemm") a.decode_gemm = kFlags.one_of(k, v, {"on", "tma", "off"});
     else if (k == "--decode-gemm-products") {
       a.decode_gemm_products = 0;
-      std::stringstream ss(value());
-      for (std::string part; std::getline(ss, part, ',');) {
-        if (part == "plain") a.decode_gemm_products |= cuda::kDecodeGemmPlain;
-        else if (part == "norm") a.decode_gemm_products |= cuda::kDecodeGemmNorm;
-        else if (part == "glu") a.decode_gemm_products |= cuda::kDecodeGemmNormSwiglu;
-        else usage("--decode-gemm-products takes plain, norm and glu, comma-separated");
+      for (const std::string& part : kFlags.list(k, v)) {
+        const std::string p = kFlags.one_of(k, part, {"plain", "norm", "glu"});
+        a.decode_gemm_products |= p == "plain" ? cuda::kDecodeGemmPlain
+                                  : p == "norm" ? cuda::kDecodeGemmNorm
+                                                : cuda::kDecodeGemmNormSwiglu;
       }
     }
-    else if (k == "--exact") a.exact = value();
-    else if (k == "--gemm-ref-rows") a.gemm_ref_rows = int64_t(number());
-    else if (k == "--trace") a.trace = int(number());
-    else if (k == "--attention-splits") a.attention_splits = int(number());
-    else if (k == "--sampler-blocks") a.sampler_blocks = int(number());
+    else if (k == "--exact") a.exact = kFlags.one_of(k, v, {"off", "on", "split"});
+    else if (k == "--gemm-ref-rows") a.gemm_ref_rows = kFlags.whole(k, v, 0, kMax);
+    else if (k == "--trace") a.trace = count();
+    else if (k == "--attention-splits") a.attention_splits = int(kFlags.whole(k, v, 0, 64));
+    else if (k == "--sampler-blocks") a.sampler_blocks = int(kFlags.whole(k, v, 0, 4));
     else if (k == "--linear-norm") {  // off, S or S,W
-      const std::string v = value();
       const size_t comma = v.find(',');
-      a.linear_norm = v == "off" ? -1 : int(number_of(v.substr(0, comma)));
-      if (comma != std::string::npos) a.linear_norm_wide = int(number_of(v.substr(comma + 1)));
+      a.linear_norm = v == "off" ? -1 : int(kFlags.whole(k, v.substr(0, comma), 0, 8));
+      if (comma != std::string::npos) a.linear_norm_wide = int(kFlags.whole(k, v.substr(comma + 1), 1, 8));
     }
     else if (k == "--ncu-window") a.ncu_window = true;
-    else if (k == "--fused-rope") a.fused_rope = value();
-    else usage("unknown flag " + k);
-  }
+    else if (k == "--fused-rope") a.fused_rope = kFlags.one_of(k, v, {"on", "off"});
+    else return false;
+    return true;
+  });
   if (!named_shape(a.shape) && a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "3b" && a.shape != "7b")
-    usage("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
-  if (a.attention != "tensor" && a.attention != "simt") usage("--attention must be tensor or simt");
-  if (a.sampler_blocks < 0 || a.sampler_blocks > 4 || a.sampler_blocks == 3)
-    usage("--sampler-blocks must be 0, 1, 2 or 4");
-  if (a.decode_gemm != "on" && a.decode_gemm != "tma" && a.decode_gemm != "off")
-    usage("--decode-gemm must be on, tma or off");
-  if (a.fused_rope != "on" && a.fused_rope != "off") usage("--fused-rope must be on or off");
-  if (a.linear_norm > 8 || a.linear_norm_wide < 0 || a.linear_norm_wide > 8)
-    usage("--linear-norm must be off, 0 (the rule), 1 to 8, or S,W with W 1 to 8");
-  if (a.exact != "off" && a.exact != "on" && a.exact != "split") usage("--exact must be off, on or split");
-  if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) usage("--prompts, --prompt-len >= 1, --new >= 2");
+    kFlags.fail("--shape must be 0.5b, 1.5b, 3b, 7b (Qwen2.5), llama-3.1-8b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
+  if (a.sampler_blocks == 3) kFlags.fail("--sampler-blocks must be 0, 1, 2 or 4");
+  if (a.prompts < 1 || a.prompt_len < 1 || a.new_tokens < 2) kFlags.fail("--prompts, --prompt-len >= 1, --new >= 2");
   if (a.max_batch == 0) a.max_batch = a.prompts;
   if (a.context == 0) a.context = a.prompt_len + a.new_tokens;
-  if (a.context < a.prompt_len + a.new_tokens) usage("--context must hold --prompt-len + --new tokens");
+  if (a.context < a.prompt_len + a.new_tokens) kFlags.fail("--context must hold --prompt-len + --new tokens");
   return a;
 }
 

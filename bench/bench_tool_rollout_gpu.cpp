@@ -24,6 +24,7 @@
 #include "base/rng.h"
 #include "base/timer.h"
 #include "bench_gpu_util.h"
+#include "flags.h"
 #include "env/python_tool.h"
 #include "model/config.h"
 #include "model/transformer.h"
@@ -41,32 +42,17 @@ struct Args {
   int tool_ms = 50, threads = 16, sync_every = 16;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "bench_tool_rollout_gpu: %s\nusage: bench_tool_rollout_gpu [--shape 0.5b|1.5b|10m] [--episodes N] "
-               "[--prompt-len N] [--turns N] [--turn-len N] [--obs-len N] [--answer-len N] [--new N] "
-               "[--tool python|sleep] [--tool-ms N] [--threads N] [--sync-every N]\n",
-               why.c_str());
-  std::exit(2);
-}
+const bench::Flags kFlags("bench_tool_rollout_gpu",
+                          "[--shape 0.5b|1.5b|10m] [--episodes N] [--prompt-len N] [--turns N] [--turn-len N] "
+                          "[--obs-len N] [--answer-len N] [--new N] [--tool python|sleep] [--tool-ms N] [--threads N] "
+                          "[--sync-every N]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value for " + k);
-      return argv[++i];
-    };
-    auto number = [&]() {
-      const std::string v = value();
-      char* end = nullptr;
-      const long n = std::strtol(v.c_str(), &end, 10);
-      if (*end || n < 0) usage("bad value for " + k + ": " + v);
-      return int(n);
-    };
-    if (k == "--shape") a.shape = value();
-    else if (k == "--tool") a.tool = value();
+  kFlags.read(argc, argv, {}, [&](const std::string& k, const std::string& v) {
+    auto number = [&] { return int(kFlags.whole(k, v, 0, 1L << 30)); };
+    if (k == "--shape") a.shape = kFlags.one_of(k, v, {"0.5b", "1.5b", "10m"});
+    else if (k == "--tool") a.tool = kFlags.one_of(k, v, {"python", "sleep"});
     else if (k == "--episodes") a.episodes = number();
     else if (k == "--prompt-len") a.prompt_len = number();
     else if (k == "--turns") a.turns = number();
@@ -77,12 +63,11 @@ Args parse(int argc, char** argv) {
     else if (k == "--tool-ms") a.tool_ms = number();
     else if (k == "--threads") a.threads = number();
     else if (k == "--sync-every") a.sync_every = number();
-    else usage("unknown flag " + k);
-  }
-  if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m") usage("--shape must be 0.5b, 1.5b or 10m");
-  if (a.tool != "python" && a.tool != "sleep") usage("--tool must be python or sleep");
+    else return false;
+    return true;
+  });
   if (a.episodes < 1 || a.prompt_len < 1 || a.turn_len < 1 || a.threads < 1 || a.sync_every < 1)
-    usage("--episodes, --prompt-len, --turn-len, --threads, --sync-every must be >= 1");
+    kFlags.fail("--episodes, --prompt-len, --turn-len, --threads, --sync-every must be >= 1");
   return a;
 }
 

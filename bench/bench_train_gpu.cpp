@@ -36,6 +36,7 @@
 #include "tensor/device_memory.h"
 #include "optim/optimizer.h"
 #include "bench_gpu_util.h"
+#include "flags.h"
 
 #ifdef R1_HAVE_CUDA
 #include "kernels/cuda/cuda_context.h"
@@ -59,56 +60,29 @@ struct Args {
   bool profile = false, reference = false;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "bench_train_gpu: %s\nusage: bench_train_gpu [--shape 0.5b|1.5b|moonlight-16b-a3b|qwen3-30b-a3b] "
-               "[--layers N] [--seqs N] [--len L] [--warmup N] [--steps N] [--profile] [--reference] "
-               "[--device cuda|cpu]\n",
-               why);
-  std::exit(2);
-}
+const bench::Flags kFlags("bench_train_gpu",
+                          "[--shape 0.5b|1.5b|moonlight-16b-a3b|qwen3-30b-a3b|10m] [--layers N] [--seqs N] [--len L] "
+                          "[--warmup N] [--steps N] [--profile] [--reference] [--device cuda|cpu]");
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value for " + k).c_str());
-      return argv[++i];
-    };
-    auto number = [&]() {
-      const std::string v = value();
-      char* end = nullptr;
-      const long n = std::strtol(v.c_str(), &end, 10);
-      if (*end || n < (k == "--warmup" ? 0 : 1)) usage(("bad value for " + k + ": " + v).c_str());
-      return int(n);
-    };
-    if (k == "--shape")
-      a.shape = value();
-    else if (k == "--seqs")
-      a.seqs = number();
-    else if (k == "--layers")
-      a.layers = number();
-    else if (k == "--len")
-      a.len = number();
-    else if (k == "--warmup")
-      a.warmup = number();
-    else if (k == "--steps")
-      a.steps = number();
-    else if (k == "--profile")
-      a.profile = true;
-    else if (k == "--reference")
-      a.reference = true;
-    else if (k == "--device") {
-      const std::string v = value();
-      if (v != "cpu" && v != "cuda") usage(("--device must be cuda or cpu, not " + v).c_str());
-      a.device = v == "cpu" ? Device::CPU : Device::CUDA;
-    } else
-      usage(("unknown flag " + k).c_str());
-  }
+  kFlags.read(argc, argv, {"--profile", "--reference"}, [&](const std::string& k, const std::string& v) {
+    auto number = [&] { return int(kFlags.whole(k, v, k == "--warmup" ? 0 : 1, 1L << 30)); };
+    if (k == "--shape") a.shape = v;
+    else if (k == "--seqs") a.seqs = number();
+    else if (k == "--layers") a.layers = number();
+    else if (k == "--len") a.len = number();
+    else if (k == "--warmup") a.warmup = number();
+    else if (k == "--steps") a.steps = number();
+    else if (k == "--profile") a.profile = true;
+    else if (k == "--reference") a.reference = true;
+    else if (k == "--device") a.device = kFlags.one_of(k, v, {"cuda", "cpu"}) == "cpu" ? Device::CPU : Device::CUDA;
+    else return false;
+    return true;
+  });
   if (a.shape != "0.5b" && a.shape != "1.5b" && a.shape != "10m" && !moe_shape(a.shape))
-    usage("--shape must be 0.5b, 1.5b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
-  if (a.len < 2) usage("--len must be at least 2");
+    kFlags.fail("--shape must be 0.5b, 1.5b, moonlight-16b-a3b, qwen3-30b-a3b or 10m");
+  if (a.len < 2) kFlags.fail("--len must be at least 2");
   return a;
 }
 
