@@ -58,7 +58,7 @@ using namespace r1;
 namespace {
 
 struct Args {
-  std::vector<std::string> shapes = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"};
+  std::vector<std::string> shapes = bench::kDecodeShapes;
   std::vector<long> rows = {64, 256};
   std::vector<long> keys = {1, 128, 256, 640, 1152, 2176};
   std::string rope = "fused";

@@ -47,7 +47,7 @@ using namespace r1;
 namespace {
 
 struct Args {
-  std::vector<std::string> shapes = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"};
+  std::vector<std::string> shapes = bench::kDecodeShapes;
   std::vector<int64_t> rows = {1, 16, 64, 128, 256};
   std::vector<std::string> products;  // --product: these alone (all when empty)
   bool sweep = false;

@@ -117,6 +117,9 @@ inline void synchronize() {}
 inline std::string gpu_name() { return "none"; }
 #endif
 
+// The dense presets the decode benchmarks run by default (issue 25's shapes).
+inline const std::vector<std::string> kDecodeShapes = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"};
+
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
