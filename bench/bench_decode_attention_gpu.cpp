@@ -259,24 +259,19 @@ int run(const Args& a) {
             bench::synchronize();
             ks = trace.stop();
           }
-          double attn = 0, merge = 0, other = 0;
-          for (const bench::KernelRecord& k : ks) {
-            if (k.graph_id == 0) continue;
-            const double us = double(k.end - k.start) * 1e-3;
-            if (k.name.find("decode_mma_kernel") != std::string::npos ||
-                k.name.find("decode_attention_kernel") != std::string::npos)
-              attn += us;
-            else if (k.name.find("merge") != std::string::npos)
-              merge += us;
-            else
-              other += us;
-          }
           const nlohmann::json sum = bench::graph_kernel_summary(ks, double(launches));
-          j["attention_us"] = attn / launches;
-          j["merge_us"] = merge / launches;
-          j["qkv_us"] = other / launches;
+          double attn = 0, merge = 0, other = 0;  // µs a launch
+          for (const nlohmann::json& k : sum["kernels"]) {
+            const std::string name = k["kernel"];
+            const bool attention = name.find("decode_mma_kernel") != std::string::npos ||
+                                   name.find("decode_attention_kernel") != std::string::npos;
+            (attention ? attn : name.find("merge") != std::string::npos ? merge : other) += double(k["us_per_step"]);
+          }
+          j["attention_us"] = attn;
+          j["merge_us"] = merge;
+          j["qkv_us"] = other;
           j["gap_us"] = sum["gap_us_per_step"];
-          j["kv_frac"] = attn > 0 ? kv_bytes / bw * 1e6 / (attn / launches) : 0.0;
+          j["kv_frac"] = attn > 0 ? kv_bytes / bw * 1e6 / attn : 0.0;
           j["kernels"] = sum["kernels"];
         }
 #endif

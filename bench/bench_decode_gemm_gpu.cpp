@@ -72,11 +72,12 @@ Args parse(int argc, char** argv) {
       for (const std::string& x : kFlags.list(k, v)) a.products.push_back(kFlags.one_of(k, x, {"qkv", "o", "gate_up", "down"}));
     }
     else if (k == "--split-k") {
-      for (const long n : kFlags.wholes(k, v, 1, 16)) a.split_k.push_back(int(n));
+      const std::vector<long> n = kFlags.wholes(k, v, 1, 16);
+      a.split_k.assign(n.begin(), n.end());
     }
     else if (k == "--rows") {
-      a.rows.clear();
-      for (const long n : kFlags.wholes(k, v, 1, 4096)) a.rows.push_back(n);
+      const std::vector<long> n = kFlags.wholes(k, v, 1, 4096);
+      a.rows.assign(n.begin(), n.end());
     }
     else return false;
     return true;
